@@ -1,0 +1,134 @@
+/*
+ * broker.h - the event store on Redis Streams: appends published events,
+ * pipelined, from dedicated threads that own their Redis connections.
+ *
+ * Threading model. A broker runs `lanes` writer threads, each with its own
+ * blocking hiredis connection (hiredis contexts are not thread-safe). Callers
+ * (gRPC completion-queue threads) never touch Redis: tse_broker_publish
+ * formats the command into the lane's queue and returns at once; the lane
+ * thread writes everything queued as one pipeline, reads the replies in order
+ * and calls each job's completion callback on the lane thread. Pipelining is
+ * continuous: new jobs are written while earlier replies are outstanding, so
+ * throughput approaches Redis's own pipelined figure.
+ *
+ * Ordering: jobs submitted to one lane reach Redis in submission order and
+ * complete in that order. A caller that needs order (a PublishStream call)
+ * keeps to one lane (tse_broker_pick_lane once, then that lane).
+ *
+ * Failure: every Redis command is bounded by the configured timeout. When a
+ * connection fails, its outstanding jobs complete with TSE_UNAVAILABLE (the
+ * event may or may not have been stored; a client-set id makes the retry
+ * safe), jobs submitted while it is down fail at once with TSE_UNAVAILABLE,
+ * and the lane reconnects by itself with exponential backoff. Nothing is
+ * reported stored that Redis did not acknowledge.
+ *
+ * Key layout (see docs/architecture.md):
+ *   tracseq:events:<event_type>:p<priority>   the stream of one type and priority
+ *   tracseq:streams                            set of every stream key above
+ *   tracseq:dedup:<event_id>                   stream id of a client-id event,
+ *                                              expiring after the dedup window
+ * Entry fields: id, type, prio, src, ts (ms), corr (when set), event (the
+ * protobuf Event envelope).
+ */
+#ifndef TSE_BROKER_BROKER_H
+#define TSE_BROKER_BROKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/status.h"
+
+typedef struct tse_broker tse_broker;
+
+/* Where and how to reach Redis; parsed from a redis:// URL. */
+typedef struct tse_redis_target {
+    char host[256];
+    int port;
+    char username[128]; /* empty: AUTH with password only */
+    char password[256]; /* empty: no AUTH */
+    int db;             /* SELECT when non-zero */
+} tse_redis_target;
+
+/*
+ * Parses "redis://[[user]:password@]host[:port][/db]". Defaults: port 6379,
+ * db 0. Percent-escapes in user and password are decoded. TSE_INVALID with a
+ * message naming what is wrong otherwise.
+ */
+tse_status tse_redis_url_parse(const char *url, tse_redis_target *out, tse_error *err);
+
+typedef struct tse_broker_options {
+    tse_redis_target target;
+    int lanes;              /* writer threads/connections, >= 1 */
+    int timeout_ms;         /* bound on connect and on every reply */
+    int64_t dedup_window_ms;
+    int64_t retention_ms;   /* > 0: XADD ... MINID ~ now-retention */
+    int64_t retention_maxlen; /* > 0: XADD ... MAXLEN ~ n (instead) */
+    size_t max_queue;       /* jobs queued per lane before TSE_RESOURCE_EXHAUSTED */
+} tse_broker_options;
+
+/* What to append. All pointers are borrowed for the duration of the call. */
+typedef struct tse_publish_msg {
+    const char *event_id;
+    const char *event_type;
+    int priority;           /* 1..5 */
+    const char *source_service;
+    const char *correlation_id; /* NULL or "" when unset */
+    int64_t timestamp_ms;
+    const uint8_t *envelope; /* packed tracseq.events.v1.Event */
+    size_t envelope_len;
+    bool dedup;              /* client-set id: check and record the dedup key */
+} tse_publish_msg;
+
+/* Outcome of one publish, valid only during the callback. */
+typedef struct tse_publish_result {
+    tse_status status;       /* TSE_OK or TSE_UNAVAILABLE / TSE_INTERNAL */
+    const char *stream_id;   /* "1718700000000-0" on TSE_OK */
+    const char *stream_key;  /* the stream appended to */
+    bool duplicate;          /* id seen within the window: stream_id is the original's */
+    const char *message;     /* error detail when status != TSE_OK */
+} tse_publish_result;
+
+/*
+ * Called exactly once per accepted job, on a lane thread, in submission order
+ * per lane. Must not block; may call tse_broker_publish.
+ */
+typedef void (*tse_publish_cb)(void *arg, const tse_publish_result *result);
+
+/* Health transitions: called on a lane thread when Redis becomes reachable
+ * (up=true) or unreachable (up=false) for the broker as a whole. */
+typedef void (*tse_broker_health_cb)(void *arg, bool up);
+
+/*
+ * Creates the broker and starts its lane threads; they connect in the
+ * background (tse_broker_is_up tells when). Fails only on bad options or
+ * resource exhaustion. Release with tse_broker_destroy.
+ */
+tse_status tse_broker_create(const tse_broker_options *opts, tse_broker_health_cb health_cb,
+                             void *health_arg, tse_broker **out, tse_error *err);
+
+/*
+ * Stops the lanes: jobs already written complete normally (or with
+ * TSE_UNAVAILABLE after the timeout), queued ones are written first. Joins
+ * the threads and frees everything. NULL is a no-op.
+ */
+void tse_broker_destroy(tse_broker *b);
+
+/* A lane for a new caller, round-robin. Thread-safe. */
+int tse_broker_pick_lane(tse_broker *b);
+
+/*
+ * Queues msg on the lane. On TSE_OK, cb will be called exactly once. On
+ * failure (TSE_UNAVAILABLE: Redis is down; TSE_RESOURCE_EXHAUSTED: queue
+ * full) cb is never called. Thread-safe.
+ */
+tse_status tse_broker_publish(tse_broker *b, int lane, const tse_publish_msg *msg,
+                              tse_publish_cb cb, void *arg);
+
+/* True while every lane is connected and answered its last command. */
+bool tse_broker_is_up(const tse_broker *b);
+
+/* The stream key of (event type, priority) into buf. */
+void tse_broker_stream_key(const char *event_type, int priority, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,66 @@
+/*
+ * pbjson.h - one generic JSON <-> protobuf transcoder for every message of
+ * our schema, walking protobuf-c descriptors (no per-type code).
+ *
+ * It follows the proto3 JSON mapping: field names are accepted as written in
+ * the .proto (snake_case) or as lowerCamelCase json_name; Timestamp is an
+ * RFC 3339 string; Struct / Value / ListValue are plain JSON; enums are
+ * accepted by name or number; 64-bit integers as strings or numbers; bytes as
+ * base64; maps as JSON objects; repeated fields as arrays; null means "unset".
+ * Output uses the original (snake_case) names unless TSE_PBJSON_CAMEL_CASE
+ * is given, omits default-valued scalars unless TSE_PBJSON_EMIT_DEFAULTS, and
+ * writes 64-bit integers as strings.
+ *
+ * The codec does no I/O and keeps no state: all functions are reentrant.
+ * Messages it builds are allocated so that
+ * protobuf_c_message_free_unpacked(msg, NULL) frees them whole.
+ */
+#ifndef TSE_CODEC_PBJSON_H
+#define TSE_CODEC_PBJSON_H
+
+#include <jansson.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "common/status.h"
+#include "google/protobuf/struct.pb-c.h"
+#include "google/protobuf/timestamp.pb-c.h"
+
+enum {
+    TSE_PBJSON_CAMEL_CASE = 1u << 0,     /* output: lowerCamel json names */
+    TSE_PBJSON_EMIT_DEFAULTS = 1u << 1,  /* output: write zero/empty fields */
+    TSE_PBJSON_IGNORE_UNKNOWN = 1u << 2, /* input: skip unknown fields */
+};
+
+/*
+ * Converts msg to a new JSON object. Returns NULL on allocation failure.
+ * Caller releases with json_decref.
+ */
+json_t *tse_pbjson_from_message(const ProtobufCMessage *msg, unsigned flags);
+
+/*
+ * Builds a new message of type desc from the JSON object json. On failure
+ * returns TSE_INVALID with err->field naming the offending field by its JSON
+ * path (e.g. "barcode", "metadata.lane", "samples[2]") and *out untouched.
+ * Unknown fields are an error unless TSE_PBJSON_IGNORE_UNKNOWN.
+ * Caller frees *out with protobuf_c_message_free_unpacked(*out, NULL).
+ */
+tse_status tse_pbjson_to_message(const json_t *json, const ProtobufCMessageDescriptor *desc,
+                                 unsigned flags, ProtobufCMessage **out, tse_error *err);
+
+/* Struct <-> JSON object; the same rules as above. */
+json_t *tse_pbjson_from_struct(const Google__Protobuf__Struct *s);
+tse_status tse_pbjson_to_struct(const json_t *obj, Google__Protobuf__Struct **out, tse_error *err);
+
+/* Value <-> any JSON value. */
+json_t *tse_pbjson_from_value(const Google__Protobuf__Value *v);
+tse_status tse_pbjson_to_value(const json_t *json, Google__Protobuf__Value **out, tse_error *err);
+
+/*
+ * RFC 3339 for Timestamps: format writes "2024-06-18T10:00:00.123456Z"
+ * (UTC, 0, 3, 6 or 9 fractional digits as needed) into buf (>= 40 bytes);
+ * parse accepts any offset and 0-9 fractional digits.
+ */
+void tse_rfc3339_format(int64_t seconds, int32_t nanos, char *buf, size_t len);
+tse_status tse_rfc3339_parse(const char *text, int64_t *seconds, int32_t *nanos);
+
+#endif

@@ -1,0 +1,325 @@
+/*
+ * harness.c - real redis-server and service processes for integration tests;
+ * see harness.h.
+ */
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Children to kill should the test process exit without stopping them. */
+#define MAX_CHILDREN 64
+static pid_t children[MAX_CHILDREN];
+
+static void kill_children(void)
+{
+    for (int i = 0; i < MAX_CHILDREN; i++) {
+        if (children[i] > 0) {
+            kill(children[i], SIGKILL);
+            waitpid(children[i], NULL, 0);
+            children[i] = 0;
+        }
+    }
+}
+
+static void track_child(pid_t pid, bool add)
+{
+    static bool registered;
+
+    if (!registered) {
+        atexit(kill_children);
+        registered = true;
+    }
+    for (int i = 0; i < MAX_CHILDREN; i++) {
+        if (add && children[i] == 0) {
+            children[i] = pid;
+            return;
+        }
+        if (!add && children[i] == pid) {
+            children[i] = 0;
+            return;
+        }
+    }
+}
+
+long long tse_test_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int tse_test_free_port(void)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int port = -1;
+
+    if (fd < 0)
+        return -1;
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
+        port = ntohs(sa.sin_port);
+    close(fd);
+    return port;
+}
+
+static bool port_accepts(int port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                             .sin_port = htons((uint16_t)port)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    bool ok;
+
+    if (fd < 0)
+        return false;
+    ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    close(fd);
+    return ok;
+}
+
+static pid_t spawn(char *const argv[], char *const envp[], const char *log_path)
+{
+    pid_t pid = fork();
+
+    if (pid != 0) {
+        if (pid > 0)
+            track_child(pid, true);
+        return pid;
+    }
+    setpgid(0, 0);
+    int fd = open(log_path ? log_path : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+        dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+        close(fd);
+    }
+    if (envp)
+        execve(argv[0], argv, envp);
+    else
+        execvp(argv[0], argv);
+    _exit(127);
+}
+
+static void reap(pid_t *pid, int sig, int grace_ms)
+{
+    int status;
+
+    if (*pid <= 0)
+        return;
+    kill(*pid, sig);
+    for (int waited = 0; waited < grace_ms; waited += 10) {
+        if (waitpid(*pid, &status, WNOHANG) == *pid)
+            goto done;
+        usleep(10000);
+    }
+    kill(*pid, SIGKILL);
+    waitpid(*pid, &status, 0);
+done:
+    track_child(*pid, false);
+    *pid = 0;
+}
+
+static bool redis_launch(tse_test_redis *r, bool aof)
+{
+    char port[16];
+    char *argv[] = {"redis-server", "--port", port, "--bind", "127.0.0.1", "--dir", r->dir,
+                    "--save", "", "--appendonly", aof ? "yes" : "no", "--appendfsync", "everysec",
+                    "--protected-mode", "no", NULL};
+
+    snprintf(port, sizeof(port), "%d", r->port);
+    r->pid = spawn(argv, NULL, NULL);
+    if (r->pid < 0)
+        return false;
+    for (int i = 0; i < 500; i++) {
+        char *pong = tse_test_redis_cmd(r, "PING");
+        if (pong != NULL) {
+            free(pong);
+            return true;
+        }
+        usleep(10000);
+    }
+    return false;
+}
+
+static bool redis_aof_flag;
+
+tse_test_redis *tse_test_redis_start(bool aof)
+{
+    tse_test_redis *r = calloc(1, sizeof(*r));
+
+    if (r == NULL)
+        return NULL;
+    snprintf(r->dir, sizeof(r->dir), "/tmp/tse-redis-XXXXXX");
+    if (mkdtemp(r->dir) == NULL)
+        goto fail;
+    r->port = tse_test_free_port();
+    snprintf(r->url, sizeof(r->url), "redis://127.0.0.1:%d", r->port);
+    redis_aof_flag = aof;
+    if (!redis_launch(r, aof))
+        goto fail;
+    return r;
+fail:
+    tse_test_redis_stop(r);
+    return NULL;
+}
+
+void tse_test_redis_kill(tse_test_redis *r)
+{
+    if (r != NULL)
+        reap(&r->pid, SIGKILL, 0);
+}
+
+bool tse_test_redis_restart(tse_test_redis *r)
+{
+    return redis_launch(r, redis_aof_flag);
+}
+
+void tse_test_redis_stop(tse_test_redis *r)
+{
+    char cmd[300];
+
+    if (r == NULL)
+        return;
+    reap(&r->pid, SIGTERM, 3000);
+    if (r->dir[0] != '\0') {
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", r->dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", r->dir);
+    }
+    free(r);
+}
+
+static void reply_append(const redisReply *rep, char *buf, size_t len)
+{
+    size_t used = strlen(buf);
+
+    switch (rep->type) {
+    case REDIS_REPLY_STRING:
+    case REDIS_REPLY_STATUS:
+    case REDIS_REPLY_ERROR:
+        snprintf(buf + used, len - used, "%.*s", (int)rep->len, rep->str);
+        break;
+    case REDIS_REPLY_INTEGER:
+        snprintf(buf + used, len - used, "%lld", rep->integer);
+        break;
+    case REDIS_REPLY_NIL:
+        snprintf(buf + used, len - used, "(nil)");
+        break;
+    case REDIS_REPLY_ARRAY:
+        for (size_t i = 0; i < rep->elements; i++) {
+            if (i > 0)
+                snprintf(buf + strlen(buf), len - strlen(buf), "\n");
+            reply_append(rep->element[i], buf, len);
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+char *tse_test_redis_cmd(const tse_test_redis *r, const char *fmt, ...)
+{
+    struct timeval tv = {1, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", r->port, tv);
+    redisReply *rep;
+    va_list ap;
+    char *out;
+
+    if (c == NULL || c->err) {
+        redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, tv);
+    va_start(ap, fmt);
+    rep = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    if (rep == NULL) {
+        redisFree(c);
+        return NULL;
+    }
+    out = calloc(1, 1 << 20);
+    if (out != NULL)
+        reply_append(rep, out, 1 << 20);
+    freeReplyObject(rep);
+    redisFree(c);
+    return out;
+}
+
+tse_test_service *tse_test_service_start(const tse_test_redis *r, const char *const *extra_args)
+{
+    const char *bin = getenv("TSE_SERVICE_BIN");
+    tse_test_service *s = calloc(1, sizeof(*s));
+    char listen[96], redis[160];
+    char *argv[32];
+    int n = 0;
+
+    if (bin == NULL || s == NULL) {
+        free(s);
+        return NULL;
+    }
+    s->port = tse_test_free_port();
+    snprintf(s->addr, sizeof(s->addr), "127.0.0.1:%d", s->port);
+    snprintf(listen, sizeof(listen), "--listen=%s", s->addr);
+    snprintf(redis, sizeof(redis), "--redis-url=%s", r ? r->url : "redis://127.0.0.1:1");
+    snprintf(s->log, sizeof(s->log), "/tmp/tse-service-%d.log", s->port);
+    argv[n++] = (char *)bin;
+    argv[n++] = listen;
+    argv[n++] = redis;
+    for (int i = 0; extra_args && extra_args[i] && n < 30; i++)
+        argv[n++] = (char *)extra_args[i];
+    argv[n] = NULL;
+    s->pid = spawn(argv, NULL, s->log);
+    for (int i = 0; i < 1000; i++) {
+        if (port_accepts(s->port))
+            return s;
+        if (waitpid(s->pid, NULL, WNOHANG) == s->pid) {
+            fprintf(stderr, "service exited at start; see %s\n", s->log);
+            break;
+        }
+        usleep(10000);
+    }
+    s->pid = 0;
+    free(s);
+    return NULL;
+}
+
+int tse_test_service_stop(tse_test_service *s)
+{
+    int status = -1;
+
+    if (s == NULL)
+        return -1;
+    if (s->pid > 0) {
+        kill(s->pid, SIGTERM);
+        for (int waited = 0; waited < 15000; waited += 10) {
+            if (waitpid(s->pid, &status, WNOHANG) == s->pid)
+                break;
+            usleep(10000);
+        }
+        if (status == -1) {
+            kill(s->pid, SIGKILL);
+            waitpid(s->pid, &status, 0);
+            status = -2;
+        }
+        track_child(s->pid, false);
+    }
+    free(s);
+    if (status >= 0 && WIFEXITED(status))
+        return WEXITSTATUS(status);
+    return status < 0 ? status : 128 + WTERMSIG(status);
+}

@@ -1,0 +1,58 @@
+/*
+ * harness.h - real processes for integration tests: a redis-server on an
+ * ephemeral loopback port with its data in a scratch folder, and the event
+ * service binary pointed at it.
+ *
+ * Every start has its stop; stops are safe on NULL and on processes that
+ * already died. Processes are started in their own process group and killed
+ * at test-process exit should a test abort midway.
+ */
+#ifndef TSE_TEST_HARNESS_H
+#define TSE_TEST_HARNESS_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+typedef struct tse_test_redis {
+    pid_t pid;
+    int port;
+    char dir[256];  /* scratch data folder */
+    char url[128];  /* redis://127.0.0.1:<port> */
+} tse_test_redis;
+
+typedef struct tse_test_service {
+    pid_t pid;
+    int port;
+    char addr[64];  /* 127.0.0.1:<port> */
+    char log[256];  /* its stderr, for diagnosis */
+} tse_test_service;
+
+/* A free loopback TCP port. */
+int tse_test_free_port(void);
+
+/* Starts redis-server (AOF everysec when aof) and waits until it answers PING. */
+tse_test_redis *tse_test_redis_start(bool aof);
+/* SIGKILL, as in a crash; the struct stays usable for restart. */
+void tse_test_redis_kill(tse_test_redis *r);
+/* Starts again on the same port and folder. Returns false on failure. */
+bool tse_test_redis_restart(tse_test_redis *r);
+/* Stops (SIGTERM, then SIGKILL), removes the folder, frees. */
+void tse_test_redis_stop(tse_test_redis *r);
+
+/* Runs a redis-cli-like command on the test server; returns a malloc'd
+ * printable reply (caller frees), NULL when Redis is unreachable. */
+char *tse_test_redis_cmd(const tse_test_redis *r, const char *fmt, ...);
+
+/*
+ * Starts the service binary ($TSE_SERVICE_BIN) listening on a free loopback
+ * port with REDIS_URL of r, plus extra "--key=value" arguments (NULL-
+ * terminated), and waits until its port accepts connections.
+ */
+tse_test_service *tse_test_service_start(const tse_test_redis *r, const char *const *extra_args);
+/* SIGTERM and wait; returns the exit status (0 for a clean exit), frees. */
+int tse_test_service_stop(tse_test_service *s);
+
+/* Milliseconds on the monotonic clock. */
+long long tse_test_now_ms(void);
+
+#endif
