@@ -31,7 +31,7 @@ tse_status tse_error_set(tse_error *err, tse_status code, const char *field, con
 
 void tse_error_prefix_field(tse_error *err, const char *prefix)
 {
-    char buf[TSE_ERROR_FIELD_MAX];
+    char buf[2 * TSE_ERROR_FIELD_MAX];
 
     if (err == NULL || prefix == NULL || prefix[0] == '\0')
         return;
@@ -39,7 +39,8 @@ void tse_error_prefix_field(tse_error *err, const char *prefix)
         snprintf(buf, sizeof(buf), "%s", prefix);
     else
         snprintf(buf, sizeof(buf), "%s.%s", prefix, err->field);
-    memcpy(err->field, buf, sizeof(buf));
+    /* Truncate to the bound rather than lose the field altogether. */
+    snprintf(err->field, sizeof(err->field), "%.*s", TSE_ERROR_FIELD_MAX - 1, buf);
 }
 
 const char *tse_status_name(tse_status code)

@@ -29,7 +29,7 @@ typedef enum tse_status {
     TSE_INTERNAL            /* a bug */
 } tse_status;
 
-#define TSE_ERROR_FIELD_MAX 128
+#define TSE_ERROR_FIELD_MAX   128
 #define TSE_ERROR_MESSAGE_MAX 256
 
 typedef struct tse_error {

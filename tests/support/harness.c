@@ -80,7 +80,8 @@ int tse_test_free_port(void)
 
 static bool port_accepts(int port)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
                              .sin_port = htons((uint16_t)port)};
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     bool ok;
@@ -137,9 +138,22 @@ done:
 static bool redis_launch(tse_test_redis *r, bool aof)
 {
     char port[16];
-    char *argv[] = {"redis-server", "--port", port, "--bind", "127.0.0.1", "--dir", r->dir,
-                    "--save", "", "--appendonly", aof ? "yes" : "no", "--appendfsync", "everysec",
-                    "--protected-mode", "no", NULL};
+    char *argv[] = {"redis-server",
+                    "--port",
+                    port,
+                    "--bind",
+                    "127.0.0.1",
+                    "--dir",
+                    r->dir,
+                    "--save",
+                    "",
+                    "--appendonly",
+                    aof ? "yes" : "no",
+                    "--appendfsync",
+                    "everysec",
+                    "--protected-mode",
+                    "no",
+                    NULL};
 
     snprintf(port, sizeof(port), "%d", r->port);
     r->pid = spawn(argv, NULL, NULL);
@@ -214,12 +228,8 @@ static void reply_append(const redisReply *rep, char *buf, size_t len)
     case REDIS_REPLY_ERROR:
         snprintf(buf + used, len - used, "%.*s", (int)rep->len, rep->str);
         break;
-    case REDIS_REPLY_INTEGER:
-        snprintf(buf + used, len - used, "%lld", rep->integer);
-        break;
-    case REDIS_REPLY_NIL:
-        snprintf(buf + used, len - used, "(nil)");
-        break;
+    case REDIS_REPLY_INTEGER: snprintf(buf + used, len - used, "%lld", rep->integer); break;
+    case REDIS_REPLY_NIL: snprintf(buf + used, len - used, "(nil)"); break;
     case REDIS_REPLY_ARRAY:
         for (size_t i = 0; i < rep->elements; i++) {
             if (i > 0)
@@ -227,8 +237,7 @@ static void reply_append(const redisReply *rep, char *buf, size_t len)
             reply_append(rep->element[i], buf, len);
         }
         break;
-    default:
-        break;
+    default: break;
     }
 }
 

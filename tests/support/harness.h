@@ -16,15 +16,15 @@
 typedef struct tse_test_redis {
     pid_t pid;
     int port;
-    char dir[256];  /* scratch data folder */
-    char url[128];  /* redis://127.0.0.1:<port> */
+    char dir[256]; /* scratch data folder */
+    char url[128]; /* redis://127.0.0.1:<port> */
 } tse_test_redis;
 
 typedef struct tse_test_service {
     pid_t pid;
     int port;
-    char addr[64];  /* 127.0.0.1:<port> */
-    char log[256];  /* its stderr, for diagnosis */
+    char addr[64]; /* 127.0.0.1:<port> */
+    char log[256]; /* its stderr, for diagnosis */
 } tse_test_service;
 
 /* A free loopback TCP port. */

@@ -7,8 +7,8 @@
  * stream. The index is built once at start and is read-only afterwards, so
  * any number of threads may answer from it at once.
  */
-#ifndef TSE_TRANSPORT_REFLECTION_H
-#define TSE_TRANSPORT_REFLECTION_H
+#ifndef TSE_REFLECTION_REFLECTION_H
+#define TSE_REFLECTION_REFLECTION_H
 
 #include <stddef.h>
 #include <stdint.h>

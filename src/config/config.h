@@ -1,0 +1,53 @@
+/*
+ * config.h - the event service's settings, from the environment and the
+ * command line (a flag wins over its environment variable), validated at
+ * start with an error naming the bad key.
+ *
+ * A tse_config is filled once at start and read-only afterwards.
+ */
+#ifndef TSE_CONFIG_CONFIG_H
+#define TSE_CONFIG_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common/status.h"
+
+typedef struct tse_config {
+    char redis_url[512];       /* REDIS_URL */
+    char listen[256];          /* GRPC_LISTEN */
+    char log_level[16];        /* LOG_LEVEL */
+    bool log_json;             /* LOG_FORMAT json|text */
+    bool strict;               /* VALIDATION_MODE strict|lenient */
+    int64_t dedup_window_ms;   /* DEDUP_WINDOW */
+    int64_t retention_ms;      /* RETENTION_AGE (0: no age trimming) */
+    int64_t retention_maxlen;  /* RETENTION_MAXLEN (0: none; wins over age) */
+    int64_t redis_timeout_ms;  /* REDIS_TIMEOUT */
+    int redis_lanes;           /* REDIS_CONNECTIONS */
+    int threads;               /* GRPC_THREADS */
+    int64_t max_message_bytes; /* MAX_MESSAGE_BYTES */
+    int64_t shutdown_grace_ms; /* SHUTDOWN_GRACE */
+    int stream_window;         /* PUBLISH_STREAM_WINDOW */
+} tse_config;
+
+typedef enum tse_config_outcome {
+    TSE_CONFIG_RUN,  /* settings valid: run */
+    TSE_CONFIG_HELP, /* --help or --version was printed: exit 0 */
+    TSE_CONFIG_ERROR /* err names the bad key: exit 2 */
+} tse_config_outcome;
+
+/*
+ * Fills cfg from defaults, then the environment (getenv), then argv
+ * ("--key=value" or "--key value"). Writes --help / --version text to out.
+ */
+tse_config_outcome tse_config_load(tse_config *cfg, int argc, char **argv, FILE *out,
+                                   tse_error *err);
+
+/* Parses a duration: "250ms", "30s", "2m", "1h", "7d", or bare milliseconds. */
+bool tse_duration_parse(const char *s, int64_t *ms);
+
+/* Prints the settings table (for --help and the README). */
+void tse_config_print_help(FILE *out);
+
+#endif

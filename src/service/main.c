@@ -1,0 +1,147 @@
+/*
+ * main.c - the tracseq-events process: settings, then the broker (Redis
+ * lanes), the reflection index and the gRPC server; waits for SIGINT or
+ * SIGTERM and shuts down gracefully (exit 0).
+ *
+ * Signals are blocked before gRPC starts its threads and taken with sigwait
+ * here, so no other thread is ever interrupted by them.
+ */
+#include <grpc/grpc.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "broker/broker.h"
+#include "config/config.h"
+#include "obs/log.h"
+#include "obs/stats.h"
+#include "reflection/reflection.h"
+#include "transport/server.h"
+
+extern const unsigned char tse_descriptor_set[];
+extern const size_t tse_descriptor_set_len;
+
+/* Routes broker health changes to the server once it exists. */
+typedef struct health_link {
+    _Atomic(tse_server *) server;
+    _Atomic(tse_broker *) broker;
+} health_link;
+
+static void on_broker_health(void *arg, bool up)
+{
+    health_link *link = arg;
+    tse_server *s = atomic_load(&link->server);
+    tse_broker *b = atomic_load(&link->broker);
+
+    /* Read the current state rather than trust the order of callbacks. */
+    if (s != NULL && b != NULL)
+        tse_server_set_serving(s, tse_broker_is_up(b));
+    tse_logf(up ? TSE_LOG_INFO : TSE_LOG_WARN, "redis %s", up ? "connected" : "unreachable");
+}
+
+static int fail(const tse_error *err)
+{
+    tse_log(TSE_LOG_ERROR, "cannot start",
+            (const char *[]){"error", err->message, "key", err->field, NULL});
+    fprintf(stderr, "tracseq-events: %s\n", err->message);
+    return 2;
+}
+
+static tse_status make_broker(const tse_config *cfg, health_link *link, tse_broker **out,
+                              tse_error *err)
+{
+    tse_broker_options opts = {
+        .lanes = cfg->redis_lanes,
+        .timeout_ms = (int)cfg->redis_timeout_ms,
+        .dedup_window_ms = cfg->dedup_window_ms,
+        .retention_ms = cfg->retention_maxlen > 0 ? 0 : cfg->retention_ms,
+        .retention_maxlen = cfg->retention_maxlen,
+        .max_queue = 65536,
+    };
+
+    if (tse_redis_url_parse(cfg->redis_url, &opts.target, err) != TSE_OK) {
+        char why[TSE_ERROR_MESSAGE_MAX];
+        snprintf(why, sizeof(why), "%s", err->message);
+        return tse_error_set(err, TSE_INVALID, "REDIS_URL", "invalid REDIS_URL (--redis-url): %s",
+                             why);
+    }
+    return tse_broker_create(&opts, on_broker_health, link, out, err);
+}
+
+static int wait_for_signal(const sigset_t *set)
+{
+    int sig = 0;
+
+    while (sigwait(set, &sig) != 0)
+        ;
+    return sig;
+}
+
+int main(int argc, char **argv)
+{
+    static health_link link;
+    tse_config cfg;
+    tse_error err;
+    tse_log_level level;
+    tse_broker *broker = NULL;
+    tse_reflection *refl = NULL;
+    tse_server *server = NULL;
+    tse_stats *stats = NULL;
+    sigset_t set;
+    int rc = 0;
+
+    tse_error_clear(&err);
+    switch (tse_config_load(&cfg, argc, argv, stdout, &err)) {
+    case TSE_CONFIG_HELP: return 0;
+    case TSE_CONFIG_ERROR: return fail(&err);
+    case TSE_CONFIG_RUN: break;
+    }
+    tse_log_level_parse(cfg.log_level, &level);
+    tse_log_setup(level, cfg.log_json);
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    grpc_init();
+
+    stats = tse_stats_create();
+    refl = tse_reflection_create(tse_descriptor_set, tse_descriptor_set_len, tse_server_services,
+                                 &err);
+    if (stats == NULL || refl == NULL) {
+        rc = fail(&err);
+        goto out;
+    }
+    if (make_broker(&cfg, &link, &broker, &err) != TSE_OK) {
+        rc = fail(&err);
+        goto out;
+    }
+    atomic_store(&link.broker, broker);
+    tse_server_deps deps = {.config = &cfg, .broker = broker, .stats = stats, .reflection = refl};
+    if (tse_server_create(&deps, &server, &err) != TSE_OK ||
+        tse_server_start(server, &err) != TSE_OK) {
+        rc = fail(&err);
+        goto out;
+    }
+    atomic_store(&link.server, server);
+    tse_server_set_serving(server, tse_broker_is_up(broker));
+    tse_log(TSE_LOG_INFO, "tracseq-events started",
+            (const char *[]){"listen", cfg.listen, "version", TSE_VERSION, "validation_mode",
+                             cfg.strict ? "strict" : "lenient", NULL});
+
+    int sig = wait_for_signal(&set);
+    tse_logf(TSE_LOG_INFO, "%s received: shutting down (grace %lld ms)", strsignal(sig),
+             (long long)cfg.shutdown_grace_ms);
+    tse_server_shutdown(server, cfg.shutdown_grace_ms);
+    tse_logf(TSE_LOG_INFO, "stopped");
+out:
+    atomic_store(&link.server, NULL);
+    tse_server_destroy(server);
+    tse_broker_destroy(broker);
+    tse_reflection_destroy(refl);
+    tse_stats_destroy(stats);
+    grpc_shutdown();
+    return rc;
+}

@@ -1,0 +1,221 @@
+/*
+ * health.c - grpc.health.v1.Health: Check (unary) and Watch (server
+ * streaming). The server is SERVING while Redis answers; the status is the
+ * same for "" and for tracseq.events.v1.EventService; any other name is
+ * unknown (Check: NOT_FOUND; Watch: SERVICE_UNKNOWN, and the stream stays
+ * open as the protocol asks).
+ *
+ * Watch streams live in the server's list (watch_lock) from start until
+ * their close op completes. A change of status pushes the newest status to
+ * every stream (once any send in flight completes), so a flapping
+ * Redis never queues sends without bound.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "grpc/health/v1/health.pb-c.h"
+#include "obs/log.h"
+#include "transport/internal.h"
+
+typedef Grpc__Health__V1__HealthCheckResponse__ServingStatus serving_status;
+
+/* The status of a named service right now. */
+static serving_status status_of(tse_server *s, const char *service)
+{
+    if (service[0] != '\0' && strcmp(service, "tracseq.events.v1.EventService") != 0 &&
+        strcmp(service, "grpc.health.v1.Health") != 0)
+        return GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN;
+    if (atomic_load(&s->serving) && !atomic_load(&s->shutting_down))
+        return GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+    return GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+}
+
+/* ---- Check ---- */
+
+static void check_start(tse_call *c)
+{
+    Grpc__Health__V1__HealthCheckRequest *req;
+    Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+
+    req = (Grpc__Health__V1__HealthCheckRequest *)tse_decode(
+        c->payload, &grpc__health__v1__health_check_request__descriptor);
+    if (req == NULL) {
+        tse_call_finish_unary(c, NULL, GRPC_STATUS_INVALID_ARGUMENT,
+                              "request: not a valid grpc.health.v1.HealthCheckRequest");
+        return;
+    }
+    resp.status = status_of(c->server, req->service);
+    tse_call_log_kv(c, "service", req->service);
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    if (resp.status == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN)
+        tse_call_finish_unary(c, NULL, GRPC_STATUS_NOT_FOUND, "unknown service");
+    else
+        tse_call_finish_unary(c, &resp.base, GRPC_STATUS_OK, NULL);
+}
+
+const tse_method tse_method_health_check = {
+    .path = "/grpc.health.v1.Health/Check",
+    .name = "Health.Check",
+    .streaming_in = false,
+    .backlog = 4,
+    .call_size = sizeof(tse_call),
+    .start = check_start,
+};
+
+/* ---- Watch ---- */
+
+struct tse_health_watch {
+    tse_call base;
+    tse_health_watch *next; /* in the server's list, under watch_lock */
+    tse_tag send_tag, close_tag;
+    grpc_byte_buffer *send_buf;
+    grpc_slice status_details;
+    char service[256];
+    int sent_status; /* -1: nothing sent yet */
+    bool send_pending, ended, md_sent;
+    int cancelled;
+};
+
+/* Sends the current status if it changed and no send is in flight. Called
+ * with the call's lock held. */
+static void watch_push(tse_health_watch *w)
+{
+    Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+    grpc_op ops[2];
+    size_t n = 0;
+
+    if (w->send_pending || w->ended)
+        return;
+    resp.status = status_of(w->base.server, w->service);
+    if ((int)resp.status == w->sent_status)
+        return;
+    memset(ops, 0, sizeof(ops));
+    if (!w->md_sent)
+        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    w->send_buf = tse_encode(&resp.base);
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n++].data.send_message.send_message = w->send_buf;
+    w->md_sent = true;
+    w->sent_status = (int)resp.status;
+    w->send_pending = tse_call_start_batch_locked(&w->base, ops, n, &w->send_tag);
+}
+
+static void watch_on_send(tse_tag *tag, bool ok)
+{
+    tse_health_watch *w = TSE_CONTAINER_OF(tag, tse_health_watch, send_tag);
+
+    pthread_mutex_lock(&w->base.lock);
+    w->send_pending = false;
+    grpc_byte_buffer_destroy(w->send_buf);
+    w->send_buf = NULL;
+    if (ok)
+        watch_push(w);
+    pthread_mutex_unlock(&w->base.lock);
+    tse_call_unref(&w->base);
+}
+
+static void watch_unlink(tse_health_watch *w)
+{
+    tse_server *s = w->base.server;
+
+    pthread_mutex_lock(&s->watch_lock);
+    for (tse_health_watch **p = &s->watches; *p; p = &(*p)->next) {
+        if (*p == w) {
+            *p = w->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->watch_lock);
+}
+
+static void watch_on_close(tse_tag *tag, bool ok)
+{
+    tse_health_watch *w = TSE_CONTAINER_OF(tag, tse_health_watch, close_tag);
+
+    watch_unlink(w);
+    pthread_mutex_lock(&w->base.lock);
+    w->ended = true;
+    pthread_mutex_unlock(&w->base.lock);
+    tse_log_request("Health.Watch", w->cancelled ? "CANCELLED" : "OK",
+                    tse_now_us() - w->base.start_us, w->base.correlation_id, NULL);
+    tse_call_unref(&w->base); /* the close op's */
+    tse_call_unref(&w->base); /* the handler's */
+}
+
+static void watch_release(tse_call *c)
+{
+    tse_health_watch *w = (tse_health_watch *)c;
+
+    if (w->send_buf)
+        grpc_byte_buffer_destroy(w->send_buf);
+    grpc_slice_unref(w->status_details);
+}
+
+static void watch_start(tse_call *c)
+{
+    tse_health_watch *w = (tse_health_watch *)c;
+    tse_server *s = c->server;
+    Grpc__Health__V1__HealthCheckRequest *req;
+    grpc_op op = {.op = GRPC_OP_RECV_CLOSE_ON_SERVER};
+
+    w->send_tag.fn = watch_on_send;
+    w->close_tag.fn = watch_on_close;
+    w->sent_status = -1;
+    w->status_details = grpc_empty_slice();
+    req = (Grpc__Health__V1__HealthCheckRequest *)tse_decode(
+        c->payload, &grpc__health__v1__health_check_request__descriptor);
+    if (req == NULL) {
+        tse_call_finish_unary(c, NULL, GRPC_STATUS_INVALID_ARGUMENT,
+                              "request: not a valid grpc.health.v1.HealthCheckRequest");
+        return;
+    }
+    snprintf(w->service, sizeof(w->service), "%s", req->service);
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    op.data.recv_close_on_server.cancelled = &w->cancelled;
+    /* Lock order everywhere: watch_lock, then a call's lock. */
+    pthread_mutex_lock(&s->watch_lock);
+    pthread_mutex_lock(&c->lock);
+    if (tse_call_start_batch_locked(c, &op, 1, &w->close_tag)) {
+        w->next = s->watches;
+        s->watches = w;
+        watch_push(w);
+    } else {
+        w->ended = true;
+    }
+    pthread_mutex_unlock(&c->lock);
+    pthread_mutex_unlock(&s->watch_lock);
+    if (w->ended)
+        tse_call_unref(c);
+}
+
+const tse_method tse_method_health_watch = {
+    .path = "/grpc.health.v1.Health/Watch",
+    .name = "Health.Watch",
+    .streaming_in = false,
+    .backlog = 2,
+    .call_size = sizeof(tse_health_watch),
+    .start = watch_start,
+    .release = watch_release,
+};
+
+void tse_health_notify(tse_server *s)
+{
+    tse_logf(atomic_load(&s->serving) ? TSE_LOG_INFO : TSE_LOG_WARN, "health: %s",
+             atomic_load(&s->serving) ? "SERVING" : "NOT_SERVING (Redis unreachable)");
+    pthread_mutex_lock(&s->watch_lock);
+    for (tse_health_watch *w = s->watches; w; w = w->next) {
+        pthread_mutex_lock(&w->base.lock);
+        watch_push(w);
+        pthread_mutex_unlock(&w->base.lock);
+    }
+    pthread_mutex_unlock(&s->watch_lock);
+}
+
+void tse_health_shutdown(tse_server *s)
+{
+    pthread_mutex_lock(&s->watch_lock);
+    for (tse_health_watch *w = s->watches; w; w = w->next)
+        grpc_call_cancel_with_status(w->base.call, GRPC_STATUS_UNAVAILABLE,
+                                     "the server is shutting down", NULL);
+    pthread_mutex_unlock(&s->watch_lock);
+}

@@ -1,0 +1,525 @@
+/*
+ * publish.c - Publish (unary) and PublishStream (bidi): decode, validate and
+ * stamp on the worker, append through the broker, answer from the broker's
+ * lane thread once Redis acknowledged.
+ *
+ * PublishStream invariants: one response per request, in request order (a
+ * FIFO of slots, each completed by validation or by the broker, sent from
+ * the head); one send and one receive in flight at a time; at most
+ * `publish-stream-window` unanswered requests (receiving pauses beyond it, so
+ * a client that does not read responses cannot make us buffer without
+ * bound); the status is sent only after the client half-closed and every
+ * response went out. A stream's events all go through one broker lane, so
+ * they reach Redis in request order.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "domain/validate.h"
+#include "obs/log.h"
+#include "tracseq/events/v1/service.pb-c.h"
+#include "transport/internal.h"
+
+/* ===================== shared: one event made ready to store ============ */
+
+typedef struct prepared {
+    char event_id[64];
+    char event_type[TSE_EVENT_TYPE_MAX + 1];
+    char source[TSE_SOURCE_SERVICE_MAX + 1];
+    char correlation_id[64];
+    int priority;
+    int64_t ts_sec;
+    int32_t ts_nanos;
+    bool schema_valid;
+    bool dedup;
+    uint8_t *envelope;
+    size_t envelope_len;
+    int64_t start_us;
+} prepared;
+
+static void copy_str(char *dst, size_t len, const char *src)
+{
+    snprintf(dst, len, "%s", src ? src : "");
+}
+
+/* Validates and stamps ev, then packs it. On failure err names the field
+ * under "event." and nothing is allocated. */
+static tse_status prepare_event(tse_server *s, Tracseq__Events__V1__Event *ev,
+                                const char *md_correlation, prepared *p, tse_error *err)
+{
+    tse_prepare_result res;
+    struct timespec now;
+    tse_status st;
+
+    clock_gettime(CLOCK_REALTIME, &now);
+    st = tse_event_prepare(ev, s->config->strict ? TSE_VALIDATION_STRICT : TSE_VALIDATION_LENIENT,
+                           now.tv_sec, (int32_t)now.tv_nsec, md_correlation, &res, err);
+    if (st != TSE_OK) {
+        tse_error_prefix_field(err, "event");
+        return st;
+    }
+    copy_str(p->event_id, sizeof(p->event_id), ev->id);
+    copy_str(p->event_type, sizeof(p->event_type), ev->event_type);
+    copy_str(p->source, sizeof(p->source), ev->source_service);
+    copy_str(p->correlation_id, sizeof(p->correlation_id), ev->correlation_id);
+    p->priority = ev->priority;
+    p->ts_sec = now.tv_sec;
+    p->ts_nanos = (int32_t)now.tv_nsec;
+    p->schema_valid = res.schema_valid;
+    p->dedup = !res.id_generated;
+    p->envelope_len = protobuf_c_message_get_packed_size(&ev->base);
+    p->envelope = malloc(p->envelope_len ? p->envelope_len : 1);
+    if (p->envelope == NULL)
+        return tse_error_set(err, TSE_NOMEM, NULL, "out of memory");
+    protobuf_c_message_pack(&ev->base, p->envelope);
+    if (!res.schema_valid) {
+        char why[TSE_ERROR_FIELD_MAX + TSE_ERROR_MESSAGE_MAX + 4];
+        tse_stats_add(s->stats, TSE_STAT_SCHEMA_INVALID, 1);
+        tse_error_describe(&res.schema_error, why, sizeof(why));
+        tse_log(TSE_LOG_WARN, "payload does not fit its schema; stored as generic data",
+                (const char *[]){"event_type", p->event_type, "event_id", p->event_id,
+                                 "schema_error", why, "correlation_id", p->correlation_id, NULL});
+    }
+    return TSE_OK;
+}
+
+/* Decodes a PublishRequest and prepares its event. */
+static tse_status prepare_request(tse_server *s, grpc_byte_buffer *bb, const char *md_corr,
+                                  prepared *p, tse_error *err)
+{
+    Tracseq__Events__V1__PublishRequest *req;
+    tse_status st;
+
+    p->start_us = tse_now_us();
+    req = (Tracseq__Events__V1__PublishRequest *)tse_decode(
+        bb, &tracseq__events__v1__publish_request__descriptor);
+    if (req == NULL)
+        return tse_error_set(err, TSE_INVALID, "request",
+                             "the message is not a valid tracseq.events.v1.PublishRequest");
+    if (req->event == NULL)
+        st = tse_error_set(err, TSE_INVALID, "event", "is required");
+    else
+        st = prepare_event(s, req->event, md_corr, p, err);
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    return st;
+}
+
+static tse_status submit(tse_server *s, int lane, const prepared *p, tse_publish_cb cb, void *arg,
+                         tse_error *err)
+{
+    tse_publish_msg msg = {
+        .event_id = p->event_id,
+        .event_type = p->event_type,
+        .priority = p->priority,
+        .source_service = p->source,
+        .correlation_id = p->correlation_id,
+        .timestamp_ms = p->ts_sec * 1000 + p->ts_nanos / 1000000,
+        .envelope = p->envelope,
+        .envelope_len = p->envelope_len,
+        .dedup = p->dedup,
+    };
+    tse_status st = tse_broker_publish(s->broker, lane, &msg, cb, arg);
+
+    if (st == TSE_UNAVAILABLE)
+        return tse_error_set(err, st, NULL, "Redis is unavailable; retry later");
+    if (st != TSE_OK)
+        return tse_error_set(err, st, NULL, "the service is overloaded; retry later");
+    return TSE_OK;
+}
+
+/* Counts an outcome and fills the response of a stored event. */
+static tse_status account(tse_server *s, const prepared *p, const tse_publish_result *r,
+                          Tracseq__Events__V1__PublishResponse *resp,
+                          Google__Protobuf__Timestamp *ts, tse_error *err)
+{
+    if (r->status != TSE_OK) {
+        tse_stats_add(s->stats, TSE_STAT_UNAVAILABLE, 1);
+        return tse_error_set(err, r->status, NULL, "Redis did not store the event: %s",
+                             r->message ? r->message : "unavailable");
+    }
+    if (r->duplicate) {
+        tse_stats_add(s->stats, TSE_STAT_DUPLICATE, 1);
+    } else {
+        tse_stats_add(s->stats, TSE_STAT_PUBLISHED, 1);
+        tse_stats_count_type(s->stats, p->event_type);
+    }
+    tse_stats_record_latency(s->stats, tse_now_us() - p->start_us);
+    ts->seconds = p->ts_sec;
+    ts->nanos = p->ts_nanos;
+    resp->event_id = (char *)p->event_id;
+    resp->stream_id = (char *)r->stream_id;
+    resp->stream = (char *)r->stream_key;
+    resp->published_at = ts;
+    resp->duplicate = r->duplicate;
+    resp->schema_valid = p->schema_valid;
+    return TSE_OK;
+}
+
+/* ===================== Publish (unary) ================================== */
+
+typedef struct publish_call {
+    tse_call base;
+    prepared p;
+} publish_call;
+
+static void publish_release(tse_call *c)
+{
+    free(((publish_call *)c)->p.envelope);
+}
+
+static void publish_stored(void *arg, const tse_publish_result *r)
+{
+    publish_call *pc = arg;
+    tse_server *s = pc->base.server;
+    Tracseq__Events__V1__PublishResponse resp = TRACSEQ__EVENTS__V1__PUBLISH_RESPONSE__INIT;
+    Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+    tse_error err;
+
+    if (account(s, &pc->p, r, &resp, &ts, &err) != TSE_OK) {
+        tse_call_fail(&pc->base, &err);
+        return;
+    }
+    if (r->duplicate)
+        tse_call_log_kv(&pc->base, "duplicate", "true");
+    tse_call_finish_unary(&pc->base, &resp.base, GRPC_STATUS_OK, NULL);
+}
+
+static void publish_start(tse_call *c)
+{
+    publish_call *pc = (publish_call *)c;
+    tse_server *s = c->server;
+    tse_error err;
+
+    tse_error_clear(&err);
+    if (prepare_request(s, c->payload, c->correlation_id, &pc->p, &err) != TSE_OK) {
+        tse_stats_add(s->stats, TSE_STAT_INVALID, 1);
+        tse_call_fail(c, &err);
+        return;
+    }
+    tse_call_log_kv(c, "event_type", pc->p.event_type);
+    tse_call_log_kv(c, "event_id", pc->p.event_id);
+    if (c->correlation_id[0] == '\0')
+        copy_str(c->correlation_id, sizeof(c->correlation_id), pc->p.correlation_id);
+    if (submit(s, tse_broker_pick_lane(s->broker), &pc->p, publish_stored, pc, &err) != TSE_OK) {
+        tse_stats_add(s->stats, TSE_STAT_UNAVAILABLE, 1);
+        tse_call_fail(c, &err);
+    }
+}
+
+const tse_method tse_method_publish = {
+    .path = "/tracseq.events.v1.EventService/Publish",
+    .name = "Publish",
+    .streaming_in = false,
+    .backlog = 64,
+    .call_size = sizeof(publish_call),
+    .start = publish_start,
+    .release = publish_release,
+};
+
+/* ===================== PublishStream (bidi) ============================= */
+
+/* One request's answer-to-be. */
+typedef struct slot {
+    struct slot *next;
+    struct stream_call *sc;
+    bool done;
+    prepared p;
+    char stream_id[48];
+    char stream_key[TSE_EVENT_TYPE_MAX + 32];
+    bool duplicate;
+    tse_error err; /* code != TSE_OK: the response carries this error */
+} slot;
+
+typedef struct stream_call {
+    tse_call base;
+    tse_tag recv_tag, send_tag, close_tag;
+    grpc_byte_buffer *recv_buf;
+    grpc_byte_buffer *send_buf;
+    grpc_slice status_details;
+    slot *head, *tail;
+    int unanswered; /* slots queued, not yet sent */
+    int lane;
+    bool md_sent, recv_pending, send_pending, input_done, status_started, failed;
+    int cancelled;
+    uint64_t received, errors;
+} stream_call;
+
+static void stream_try_send(stream_call *sc);
+
+static void slot_free(slot *sl)
+{
+    free(sl->p.envelope);
+    free(sl);
+}
+
+static void stream_release(tse_call *c)
+{
+    stream_call *sc = (stream_call *)c;
+
+    while (sc->head) {
+        slot *next = sc->head->next;
+        slot_free(sc->head);
+        sc->head = next;
+    }
+    if (sc->recv_buf)
+        grpc_byte_buffer_destroy(sc->recv_buf);
+    if (sc->send_buf)
+        grpc_byte_buffer_destroy(sc->send_buf);
+    grpc_slice_unref(sc->status_details);
+}
+
+static void stream_post_recv(stream_call *sc)
+{
+    grpc_op op = {.op = GRPC_OP_RECV_MESSAGE};
+
+    if (sc->recv_pending || sc->input_done || sc->failed)
+        return;
+    op.data.recv_message.recv_message = &sc->recv_buf;
+    if (tse_call_start_batch_locked(&sc->base, &op, 1, &sc->recv_tag))
+        sc->recv_pending = true;
+    else
+        sc->input_done = true;
+}
+
+/* Sends the final status once input ended and every response went out. */
+static void stream_send_status(stream_call *sc)
+{
+    grpc_op ops[2];
+    size_t n = 0;
+    char msg[64];
+
+    memset(ops, 0, sizeof(ops));
+    if (!sc->md_sent)
+        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    snprintf(msg, sizeof(msg), "%llu events, %llu refused", (unsigned long long)sc->received,
+             (unsigned long long)sc->errors);
+    sc->status_details = grpc_slice_from_copied_string(msg);
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = GRPC_STATUS_OK;
+    ops[n++].data.send_status_from_server.status_details = &sc->status_details;
+    sc->status_started = true;
+    sc->md_sent = true;
+    sc->send_pending = tse_call_start_batch_locked(&sc->base, ops, n, &sc->send_tag);
+    tse_log_request("PublishStream", "OK", tse_now_us() - sc->base.start_us,
+                    sc->base.correlation_id, (const char *[]){"events", msg, NULL});
+}
+
+static grpc_byte_buffer *encode_slot(stream_call *sc, slot *sl)
+{
+    Tracseq__Events__V1__PublishResponse resp = TRACSEQ__EVENTS__V1__PUBLISH_RESPONSE__INIT;
+    Tracseq__Events__V1__PublishError perr = TRACSEQ__EVENTS__V1__PUBLISH_ERROR__INIT;
+    Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+
+    if (sl->err.code != TSE_OK) {
+        perr.code = (int32_t)tse_status_to_grpc(sl->err.code);
+        perr.message = sl->err.message;
+        perr.field = sl->err.field;
+        resp.error = &perr;
+    } else {
+        ts.seconds = sl->p.ts_sec;
+        ts.nanos = sl->p.ts_nanos;
+        resp.event_id = sl->p.event_id;
+        resp.stream_id = sl->stream_id;
+        resp.stream = sl->stream_key;
+        resp.published_at = &ts;
+        resp.duplicate = sl->duplicate;
+        resp.schema_valid = sl->p.schema_valid;
+    }
+    return tse_encode(&resp.base);
+}
+
+/* Sends the head slot if it is answered and no send is in flight. */
+static void stream_try_send(stream_call *sc)
+{
+    grpc_op ops[2];
+    size_t n = 0;
+    slot *sl = sc->head;
+
+    if (sc->send_pending || sc->status_started)
+        return;
+    if (sc->failed) {
+        /* The client is gone: nothing more can be sent; drop answered slots. */
+        while (sc->head && sc->head->done) {
+            sl = sc->head;
+            sc->head = sl->next;
+            sc->unanswered--;
+            slot_free(sl);
+        }
+        if (sc->head == NULL)
+            sc->tail = NULL;
+        return;
+    }
+    if (sl == NULL) {
+        if (sc->input_done)
+            stream_send_status(sc);
+        return;
+    }
+    if (!sl->done)
+        return;
+    memset(ops, 0, sizeof(ops));
+    if (!sc->md_sent)
+        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    sc->send_buf = encode_slot(sc, sl);
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    /* Buffer this write when the next answer is ready behind it: never for
+     * the first message nor the last queued one (those would never flush). */
+    if (sc->md_sent && sl->next && sl->next->done)
+        ops[n].flags = GRPC_WRITE_BUFFER_HINT;
+    ops[n++].data.send_message.send_message = sc->send_buf;
+    sc->md_sent = true;
+    sc->head = sl->next;
+    if (sc->head == NULL)
+        sc->tail = NULL;
+    sc->unanswered--;
+    slot_free(sl);
+    sc->send_pending = tse_call_start_batch_locked(&sc->base, ops, n, &sc->send_tag);
+    if (!sc->send_pending)
+        sc->failed = true;
+    if (sc->unanswered < sc->base.server->config->stream_window)
+        stream_post_recv(sc);
+}
+
+static void stream_stored(void *arg, const tse_publish_result *r)
+{
+    slot *sl = arg;
+    stream_call *sc = sl->sc;
+    Tracseq__Events__V1__PublishResponse resp = TRACSEQ__EVENTS__V1__PUBLISH_RESPONSE__INIT;
+    Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+
+    pthread_mutex_lock(&sc->base.lock);
+    if (account(sc->base.server, &sl->p, r, &resp, &ts, &sl->err) == TSE_OK) {
+        copy_str(sl->stream_id, sizeof(sl->stream_id), r->stream_id);
+        copy_str(sl->stream_key, sizeof(sl->stream_key), r->stream_key);
+        sl->duplicate = r->duplicate;
+    } else {
+        sc->errors++;
+    }
+    sl->done = true;
+    stream_try_send(sc);
+    pthread_mutex_unlock(&sc->base.lock);
+    tse_call_unref(&sc->base); /* the broker job's */
+}
+
+/* Queues the answer-to-be of one received request. */
+static void stream_accept(stream_call *sc, grpc_byte_buffer *bb)
+{
+    tse_server *s = sc->base.server;
+    slot *sl = calloc(1, sizeof(*sl));
+
+    if (sl == NULL) {
+        sc->failed = true;
+        return;
+    }
+    sl->sc = sc;
+    tse_error_clear(&sl->err);
+    if (sc->tail)
+        sc->tail->next = sl;
+    else
+        sc->head = sl;
+    sc->tail = sl;
+    sc->unanswered++;
+    sc->received++;
+    if (prepare_request(s, bb, sc->base.correlation_id, &sl->p, &sl->err) != TSE_OK) {
+        tse_stats_add(s->stats, TSE_STAT_INVALID, 1);
+        sc->errors++;
+        sl->done = true;
+        return;
+    }
+    sc->base.refs++; /* the broker job's; we hold the lock */
+    if (submit(s, sc->lane, &sl->p, stream_stored, sl, &sl->err) != TSE_OK) {
+        sc->base.refs--;
+        tse_stats_add(s->stats, TSE_STAT_UNAVAILABLE, 1);
+        sc->errors++;
+        sl->done = true;
+    }
+}
+
+static void stream_on_recv(tse_tag *tag, bool ok)
+{
+    stream_call *sc = TSE_CONTAINER_OF(tag, stream_call, recv_tag);
+    grpc_byte_buffer *bb;
+
+    pthread_mutex_lock(&sc->base.lock);
+    sc->recv_pending = false;
+    bb = sc->recv_buf;
+    sc->recv_buf = NULL;
+    if (!ok || bb == NULL) {
+        /* Half-close (or failure): answer what is queued, then the status. */
+        sc->input_done = true;
+    } else {
+        stream_accept(sc, bb);
+        grpc_byte_buffer_destroy(bb);
+        if (sc->unanswered < sc->base.server->config->stream_window)
+            stream_post_recv(sc);
+    }
+    stream_try_send(sc);
+    pthread_mutex_unlock(&sc->base.lock);
+    tse_call_unref(&sc->base);
+}
+
+static void stream_on_send(tse_tag *tag, bool ok)
+{
+    stream_call *sc = TSE_CONTAINER_OF(tag, stream_call, send_tag);
+
+    pthread_mutex_lock(&sc->base.lock);
+    sc->send_pending = false;
+    if (sc->send_buf) {
+        grpc_byte_buffer_destroy(sc->send_buf);
+        sc->send_buf = NULL;
+    }
+    if (!ok)
+        sc->failed = true;
+    stream_try_send(sc);
+    pthread_mutex_unlock(&sc->base.lock);
+    tse_call_unref(&sc->base);
+}
+
+static void stream_on_close(tse_tag *tag, bool ok)
+{
+    stream_call *sc = TSE_CONTAINER_OF(tag, stream_call, close_tag);
+
+    pthread_mutex_lock(&sc->base.lock);
+    if (sc->cancelled) {
+        sc->failed = true;
+        if (!sc->status_started)
+            tse_log_request("PublishStream", "CANCELLED", tse_now_us() - sc->base.start_us,
+                            sc->base.correlation_id, NULL);
+    }
+    stream_try_send(sc);
+    pthread_mutex_unlock(&sc->base.lock);
+    tse_call_unref(&sc->base); /* the close op's */
+    tse_call_unref(&sc->base); /* the handler's: the call is over */
+}
+
+static void stream_start(tse_call *c)
+{
+    stream_call *sc = (stream_call *)c;
+    grpc_op op = {.op = GRPC_OP_RECV_CLOSE_ON_SERVER};
+
+    sc->recv_tag.fn = stream_on_recv;
+    sc->send_tag.fn = stream_on_send;
+    sc->close_tag.fn = stream_on_close;
+    sc->status_details = grpc_empty_slice();
+    sc->lane = tse_broker_pick_lane(c->server->broker);
+    op.data.recv_close_on_server.cancelled = &sc->cancelled;
+    pthread_mutex_lock(&c->lock);
+    if (!tse_call_start_batch_locked(c, &op, 1, &sc->close_tag)) {
+        pthread_mutex_unlock(&c->lock);
+        tse_call_unref(c);
+        return;
+    }
+    stream_post_recv(sc);
+    pthread_mutex_unlock(&c->lock);
+}
+
+const tse_method tse_method_publish_stream = {
+    .path = "/tracseq.events.v1.EventService/PublishStream",
+    .name = "PublishStream",
+    .streaming_in = true,
+    .backlog = 8,
+    .call_size = sizeof(stream_call),
+    .start = stream_start,
+    .release = stream_release,
+};
