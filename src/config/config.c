@@ -190,7 +190,7 @@ void tse_config_print_help(FILE *out)
                  "The TracSeq event service: gRPC on --listen, events in Redis Streams.\n"
                  "Every setting is a flag or an environment variable; the flag wins.\n\n");
     for (size_t i = 0; i < NSETTINGS; i++)
-        fprintf(out, "  --%-22s %-22s default %-24s\n      %s\n", settings[i].flag, settings[i].env,
+        fprintf(out, "  --%-22s %-22s default %s\n      %s\n", settings[i].flag, settings[i].env,
                 settings[i].def, settings[i].help);
     fprintf(out, "\n  --help, --version\n");
 }
