@@ -1,0 +1,153 @@
+/*
+ * validate.h - the checks and stamps every event goes through before it is
+ * stored: envelope fields, event type format, UUIDs, priority, and the
+ * payload against its typed schema.
+ *
+ * No I/O; reentrant. The functions change the event in place (defaults,
+ * server-set id and timestamp, lenient fallback), allocating with malloc so
+ * that protobuf_c_message_free_unpacked(&ev->base, NULL) still frees the
+ * whole event.
+ */
+#ifndef TSE_DOMAIN_VALIDATE_H
+#define TSE_DOMAIN_VALIDATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/status.h"
+#include "domain/catalog.h"
+#include "tracseq/events/v1/event.pb-c.h"
+
+#define TSE_EVENT_TYPE_MAX       128
+#define TSE_SOURCE_SERVICE_MAX   64
+#define TSE_SUBJECT_MAX          256
+#define TSE_VERSION_MAX          16
+#define TSE_METADATA_MAX_ENTRIES 64
+#define TSE_METADATA_KEY_MAX     128
+#define TSE_METADATA_VALUE_MAX   1024
+#define TSE_DEFAULT_PRIORITY     3
+#define TSE_DEFAULT_VERSION      "1.0"
+
+/* The generic type pattern, for documentation and ListEventTypes. */
+#define TSE_EVENT_TYPE_PATTERN "^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*)+$"
+
+typedef enum tse_validation_mode {
+    TSE_VALIDATION_LENIENT = 0, /* misfit catalog payloads stored as generic data, flagged */
+    TSE_VALIDATION_STRICT       /* misfit catalog payloads rejected */
+} tse_validation_mode;
+
+/* What tse_event_prepare did, for the response, stats and logs. */
+typedef struct tse_prepare_result {
+    bool id_generated;      /* the server made the id (so no dedup) */
+    bool schema_valid;      /* false: lenient fallback to generic data */
+    tse_error schema_error; /* why, when !schema_valid */
+} tse_prepare_result;
+
+/* ---- formats (format.c) ----------------------------------------------- */
+
+/* True for a well-formed event type (pattern above, <= 128 chars). */
+bool tse_event_type_valid(const char *type);
+
+/* True for a UUID in 8-4-4-4-12 hex form (any version, either case). */
+bool tse_uuid_valid(const char *s);
+
+/* Writes a new random (v4) UUID, lower case, into buf (>= 37 bytes). */
+void tse_uuid_generate(char *buf);
+
+/*
+ * True when s is well-formed UTF-8: shortest forms only, no surrogates,
+ * nothing above U+10FFFF. NULL counts as the empty string.
+ */
+bool tse_utf8_valid(const char *s);
+
+/*
+ * The number of code points in s, which must be valid UTF-8. The length
+ * limits above (TSE_*_MAX) count code points, not bytes.
+ */
+size_t tse_utf8_length(const char *s);
+
+/*
+ * Cuts s back so that it ends on a whole UTF-8 sequence: for strings that a
+ * byte bound (snprintf into a tse_error) may have cut mid-character.
+ */
+void tse_utf8_trim(char *s);
+
+/* ---- payloads (text.c, payload.c) ------------------------------------- */
+
+/*
+ * Checks that every string in msg, at any depth (map keys included), is valid
+ * UTF-8, and that every google.protobuf.Value number is finite (JSON has no
+ * NaN or infinity). On failure TSE_INVALID with err->field the JSON path of
+ * the culprit below prefix, e.g. "payload.metadata.lane" or
+ * "payload.samples[2]". Struct, Value and ListValue add no path segments of
+ * their own, so the path reads as it would in the JSON form.
+ */
+tse_status tse_message_check_text(const ProtobufCMessage *msg, const char *prefix, tse_error *err);
+
+/*
+ * Checks msg, a message of e->descriptor, against e's field rules: REQUIRED
+ * and UUID strings non-empty, UUID strings and each UUID_LIST element UUIDs.
+ * STAMP fields are not checked (unset is allowed). On failure TSE_INVALID
+ * with err->field "payload.<field>" (e.g. "payload.barcode",
+ * "payload.samples[2]") and a message naming e's event type.
+ */
+tse_status tse_payload_check(const tse_catalog_entry *e, const ProtobufCMessage *msg,
+                             tse_error *err);
+
+/*
+ * Sets every unset STAMP field of msg (a message of e->descriptor) to a new
+ * Timestamp seconds/nanos, malloc'd so free_unpacked frees it. Set fields
+ * are kept. TSE_NOMEM when an allocation fails.
+ */
+tse_status tse_payload_stamp(const tse_catalog_entry *e, ProtobufCMessage *msg, int64_t seconds,
+                             int32_t nanos, tse_error *err);
+
+/*
+ * The payload half of tse_event_prepare, for an event whose envelope has
+ * been checked and whose timestamp is set (TSE_INTERNAL otherwise): fits,
+ * converts, stamps or (in lenient mode) falls back to `data` as
+ * tse_event_prepare describes, and fills result->schema_valid and
+ * result->schema_error. result must not be NULL.
+ */
+tse_status tse_event_prepare_payload(Tracseq__Events__V1__Event *ev, tse_validation_mode mode,
+                                     tse_prepare_result *result, tse_error *err);
+
+/*
+ * Validates ev and makes it ready to store: defaults the version ("1.0") and
+ * priority (3), sets a fresh id when empty, sets the timestamp to now
+ * (now_seconds/now_nanos, given so tests are repeatable), takes
+ * correlation_id from fallback_correlation_id when empty, stamps unset
+ * STAMP fields of a typed payload with the timestamp, and checks the payload
+ * against its schema.
+ *
+ * A catalog type's payload may arrive as its typed message, or as `data` (a
+ * Struct, e.g. from JSON) that is converted to the typed message when it
+ * fits. When it does not fit (wrong type, missing required field, bad UUID,
+ * unknown field): in strict mode TSE_INVALID naming the field (e.g.
+ * "payload.barcode"); in lenient mode the payload is stored as `data`, with
+ * metadata schema_valid=false and schema_error=<reason>, and
+ * result->schema_valid=false. Other types need `data`.
+ *
+ * The lenient schema_error reads "<field>: <message>" of the misfit, which
+ * result->schema_error also holds; events that fit carry no schema_ keys.
+ *
+ * Envelope errors are TSE_INVALID in both modes, naming the field
+ * ("event_type", "source_service", "priority", "id", "correlation_id", ...;
+ * "x-correlation-id" when the fallback is given but is no UUID; "metadata"
+ * or "metadata.<key>", where keys starting "schema_" are the server's). So
+ * are strings that are not valid UTF-8 anywhere in the event (e.g.
+ * "payload.samples[1]") and payloads that JSON could not hold (non-finite
+ * Value numbers, nesting deeper than TSE_PBJSON_MAX_DEPTH): neither can be
+ * stored as `data` either. Other failures: TSE_NOMEM.
+ *
+ * result and err may be NULL. Envelope checks all run before anything is
+ * changed, so an event refused for its envelope is as it came; after a
+ * payload failure ev may have been partly changed; the caller discards it.
+ */
+tse_status tse_event_prepare(Tracseq__Events__V1__Event *ev, tse_validation_mode mode,
+                             int64_t now_seconds, int32_t now_nanos,
+                             const char *fallback_correlation_id, tse_prepare_result *result,
+                             tse_error *err);
+
+#endif
