@@ -32,16 +32,30 @@ enum {
 };
 
 /*
- * Converts msg to a new JSON object. Returns NULL on allocation failure.
+ * The deepest JSON nesting (objects and arrays, counting the outermost one)
+ * either direction accepts, so hostile input cannot exhaust the stack.
+ */
+#define TSE_PBJSON_MAX_DEPTH 64
+
+/*
+ * Converts msg to a new JSON object (a JSON string for a Timestamp, any JSON
+ * value for a Value). Returns NULL when msg is NULL, on allocation failure,
+ * or when msg nests deeper than TSE_PBJSON_MAX_DEPTH.
  * Caller releases with json_decref.
  */
 json_t *tse_pbjson_from_message(const ProtobufCMessage *msg, unsigned flags);
 
 /*
  * Builds a new message of type desc from the JSON object json. On failure
- * returns TSE_INVALID with err->field naming the offending field by its JSON
- * path (e.g. "barcode", "metadata.lane", "samples[2]") and *out untouched.
- * Unknown fields are an error unless TSE_PBJSON_IGNORE_UNKNOWN.
+ * returns TSE_INVALID (TSE_NOMEM when out of memory) with err->field naming
+ * the offending field by its JSON path and *out untouched. The path joins
+ * proto field names (even when the input used the lowerCamel name) with
+ * ".", appends map and Struct keys as ".key" and array elements as "[i]",
+ * e.g. "barcode", "metadata.lane", "samples[2]",
+ * "deliveries[1].event.sample_created.created_at"; it is "" when json itself
+ * is not an object. Unknown fields are an error unless
+ * TSE_PBJSON_IGNORE_UNKNOWN; a field given twice (by both of its names) and
+ * two members of one oneof are errors.
  * Caller frees *out with protobuf_c_message_free_unpacked(*out, NULL).
  */
 tse_status tse_pbjson_to_message(const json_t *json, const ProtobufCMessageDescriptor *desc,
