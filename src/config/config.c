@@ -112,8 +112,9 @@ static bool bytes_parse(const char *s, int64_t *out)
 
 static tse_status bad(const setting *st, const char *value, const char *why, tse_error *err)
 {
-    return tse_error_set(err, TSE_INVALID, st->env, "invalid %s (--%s): '%s' %s", st->env, st->flag,
-                         value, why);
+    /* Clip the echoed value so that the reason always fits in the message. */
+    return tse_error_set(err, TSE_INVALID, st->env, "invalid %s (--%s): '%.48s%s' %s", st->env,
+                         st->flag, value, strlen(value) > 48 ? "..." : "", why);
 }
 
 static tse_status check_range(const setting *st, const char *value, int64_t v, tse_error *err)
@@ -135,8 +136,10 @@ static tse_status apply(tse_config *cfg, const setting *st, const char *value, t
     switch (st->kind) {
     case K_STRING:
     case K_LEVEL:
-        if (value[0] == '\0' || strlen(value) >= st->size)
-            return bad(st, value, "must be non-empty and shorter", err);
+        if (value[0] == '\0')
+            return bad(st, value, "must be non-empty", err);
+        if (strlen(value) >= st->size)
+            return bad(st, value, "is too long", err);
         if (st->kind == K_LEVEL && strcmp(value, "debug") && strcmp(value, "info") &&
             strcmp(value, "warn") && strcmp(value, "warning") && strcmp(value, "error"))
             return bad(st, value, "is not one of debug, info, warn, error", err);
@@ -209,23 +212,33 @@ static tse_status load_defaults_and_env(tse_config *cfg, tse_error *err)
     return TSE_OK;
 }
 
+/* --help and --version answer even when the environment holds a bad value. */
+static bool wants_help(int argc, char **argv, FILE *out)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            tse_config_print_help(out);
+            return true;
+        }
+        if (strcmp(argv[i], "--version") == 0) {
+            fprintf(out, "tracseq-events %s\n", TSE_VERSION);
+            return true;
+        }
+    }
+    return false;
+}
+
 tse_config_outcome tse_config_load(tse_config *cfg, int argc, char **argv, FILE *out,
                                    tse_error *err)
 {
+    if (wants_help(argc, argv, out))
+        return TSE_CONFIG_HELP;
     if (load_defaults_and_env(cfg, err) != TSE_OK)
         return TSE_CONFIG_ERROR;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i], *eq, *value;
         const setting *st;
 
-        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
-            tse_config_print_help(out);
-            return TSE_CONFIG_HELP;
-        }
-        if (strcmp(arg, "--version") == 0) {
-            fprintf(out, "tracseq-events %s\n", TSE_VERSION);
-            return TSE_CONFIG_HELP;
-        }
         if (strncmp(arg, "--", 2) != 0) {
             tse_error_set(err, TSE_INVALID, arg, "unexpected argument '%s' (see --help)", arg);
             return TSE_CONFIG_ERROR;

@@ -54,56 +54,96 @@ typedef struct line {
     size_t len;
 } line;
 
-static void put(line *l, const char *s, size_t n)
-{
-    size_t room = sizeof(l->buf) - 2 - l->len; /* keep room for "}\n" */
+/* Room kept at the end of every line: a closing quote, "}" and "\n". */
+#define LINE_RESERVE 3
 
-    if (n > room)
-        n = room;
+/* Appends n bytes, or nothing when they do not all fit: a value is cut
+ * between characters or escapes, never inside one. */
+static bool put(line *l, const char *s, size_t n)
+{
+    if (l->len + n > sizeof(l->buf) - LINE_RESERVE)
+        return false;
+    memcpy(l->buf + l->len, s, n);
+    l->len += n;
+    return true;
+}
+
+/* Closing quotes and brackets always fit: they use the reserve. */
+static void put_closing(line *l, const char *s)
+{
+    size_t n = strlen(s);
+
     memcpy(l->buf + l->len, s, n);
     l->len += n;
 }
 
-static void puts_raw(line *l, const char *s)
+static bool puts_raw(line *l, const char *s)
 {
-    put(l, s, strlen(s));
+    return put(l, s, strlen(s));
 }
 
-/* Appends s as the body of a JSON string (escaped) or as plain text. */
+/*
+ * Appends s escaped: as the body of a JSON string, or in text format with
+ * control characters escaped too, so that no value (a client's correlation
+ * id, say) can start a forged line. Stops cleanly when the line is full.
+ */
 static void put_escaped(line *l, const char *s)
 {
     char esc[8];
+    bool ok = true;
 
-    for (; s && *s; s++) {
+    for (; ok && s && *s; s++) {
         unsigned char c = (unsigned char)*s;
-        if (!json_format || (c >= 0x20 && c != '"' && c != '\\')) {
-            put(l, (const char *)&c, 1);
+        if (c >= 0x20 && (!json_format || (c != '"' && c != '\\'))) {
+            ok = put(l, (const char *)&c, 1);
             continue;
         }
         switch (c) {
-        case '"': puts_raw(l, "\\\""); break;
-        case '\\': puts_raw(l, "\\\\"); break;
-        case '\n': puts_raw(l, "\\n"); break;
-        case '\t': puts_raw(l, "\\t"); break;
-        default: snprintf(esc, sizeof(esc), "\\u%04x", c); puts_raw(l, esc);
+        case '"': ok = puts_raw(l, "\\\""); break;
+        case '\\': ok = puts_raw(l, "\\\\"); break;
+        case '\n': ok = puts_raw(l, "\\n"); break;
+        case '\t': ok = puts_raw(l, "\\t"); break;
+        default: snprintf(esc, sizeof(esc), "\\u%04x", c); ok = puts_raw(l, esc);
         }
+    }
+}
+
+/* A key and its value; the whole pair is dropped when not even its opening
+ * fits. raw: the value is a JSON number, written unquoted. */
+static void put_kv_as(line *l, const char *key, const char *value, bool raw)
+{
+    size_t mark = l->len;
+
+    if (json_format) {
+        if (!puts_raw(l, ",\"")) {
+            l->len = mark;
+            return;
+        }
+        put_escaped(l, key);
+        if (!puts_raw(l, raw ? "\":" : "\":\"")) {
+            l->len = mark;
+            return;
+        }
+        put_escaped(l, value);
+        if (!raw)
+            put_closing(l, "\"");
+    } else {
+        if (!puts_raw(l, " ")) {
+            l->len = mark;
+            return;
+        }
+        put_escaped(l, key);
+        if (!puts_raw(l, "=")) {
+            l->len = mark;
+            return;
+        }
+        put_escaped(l, value);
     }
 }
 
 static void put_kv(line *l, const char *key, const char *value)
 {
-    if (json_format) {
-        puts_raw(l, ",\"");
-        put_escaped(l, key);
-        puts_raw(l, "\":\"");
-        put_escaped(l, value);
-        puts_raw(l, "\"");
-    } else {
-        puts_raw(l, " ");
-        puts_raw(l, key);
-        puts_raw(l, "=");
-        put_escaped(l, value);
-    }
+    put_kv_as(l, key, value, false);
 }
 
 static void put_head(line *l, tse_log_level level, const char *msg)
@@ -123,13 +163,13 @@ static void put_head(line *l, tse_log_level level, const char *msg)
         puts_raw(l, level_names[level]);
         puts_raw(l, "\",\"msg\":\"");
         put_escaped(l, msg);
-        puts_raw(l, "\"");
+        put_closing(l, "\"");
     } else {
         puts_raw(l, ts);
         puts_raw(l, " ");
         puts_raw(l, level_names[level]);
         puts_raw(l, " ");
-        puts_raw(l, msg);
+        put_escaped(l, msg);
     }
 }
 
@@ -187,7 +227,7 @@ void tse_log_request(const char *method, const char *status, int64_t latency_us,
     put_kv(&l, "method", method);
     put_kv(&l, "status", status);
     snprintf(latency, sizeof(latency), "%lld", (long long)latency_us);
-    put_kv(&l, "latency_us", latency);
+    put_kv_as(&l, "latency_us", latency, true);
     if (correlation_id && correlation_id[0])
         put_kv(&l, "correlation_id", correlation_id);
     for (int i = 0; kv && kv[i] && kv[i + 1]; i += 2)

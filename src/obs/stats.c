@@ -2,7 +2,8 @@
  * stats.c - counters, per-type counts and a latency histogram; see stats.h.
  *
  * The histogram has log-linear buckets: 16 sub-buckets per power of two from
- * 1 us to about 70 s, so any percentile is known to within ~6%.
+ * 1 us to about 18 minutes (larger values count in the last bucket), so
+ * any percentile is known to within ~6% (reported as its bucket's lower bound).
  */
 #include "obs/stats.h"
 
@@ -30,7 +31,7 @@ struct tse_stats {
     pthread_mutex_t type_lock;
     size_t types;
     type_slot slots[TYPE_SLOTS];
-    time_t started;
+    struct timespec started; /* CLOCK_MONOTONIC */
 };
 
 tse_stats *tse_stats_create(void)
@@ -40,7 +41,7 @@ tse_stats *tse_stats_create(void)
     if (s == NULL)
         return NULL;
     pthread_mutex_init(&s->type_lock, NULL);
-    s->started = time(NULL);
+    clock_gettime(CLOCK_MONOTONIC, &s->started);
     return s;
 }
 
@@ -132,7 +133,7 @@ static int bucket_of(uint64_t us)
     return b < BUCKETS ? b : BUCKETS - 1;
 }
 
-/* The upper bound of a bucket, the inverse of bucket_of. */
+/* The lower bound of a bucket, the inverse of bucket_of. */
 static double bucket_value(int b)
 {
     if (b < SUB_BUCKETS)
@@ -157,6 +158,7 @@ tse_latency_summary tse_stats_latency(const tse_stats *cs)
     tse_stats *s = (tse_stats *)cs;
     tse_latency_summary out = {0};
     uint64_t counts[BUCKETS], seen = 0;
+    bool have_p50 = false;
 
     for (int b = 0; b < BUCKETS; b++) {
         counts[b] = atomic_load(&s->buckets[b]);
@@ -167,8 +169,10 @@ tse_latency_summary tse_stats_latency(const tse_stats *cs)
         return out;
     for (int b = 0; b < BUCKETS; b++) {
         seen += counts[b];
-        if (out.p50_us == 0 && seen * 2 >= out.count)
+        if (!have_p50 && seen * 2 >= out.count) {
             out.p50_us = bucket_value(b);
+            have_p50 = true;
+        }
         if (seen * 100 >= out.count * 99) {
             out.p99_us = bucket_value(b);
             break;
@@ -183,5 +187,8 @@ tse_latency_summary tse_stats_latency(const tse_stats *cs)
 
 uint64_t tse_stats_uptime(const tse_stats *s)
 {
-    return (uint64_t)(time(NULL) - s->started);
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (uint64_t)(now.tv_sec - s->started.tv_sec);
 }
