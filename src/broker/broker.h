@@ -59,34 +59,38 @@ tse_status tse_redis_url_parse(const char *url, tse_redis_target *out, tse_error
 
 typedef struct tse_broker_options {
     tse_redis_target target;
-    int lanes;              /* writer threads/connections, >= 1 */
-    int timeout_ms;         /* bound on connect and on every reply */
+    int lanes;      /* writer threads/connections, >= 1 */
+    int timeout_ms; /* bound on connect and on every reply */
     int64_t dedup_window_ms;
-    int64_t retention_ms;   /* > 0: XADD ... MINID ~ now-retention */
+    int64_t retention_ms;     /* > 0: XADD ... MINID ~ now-retention */
     int64_t retention_maxlen; /* > 0: XADD ... MAXLEN ~ n (instead) */
-    size_t max_queue;       /* jobs queued per lane before TSE_RESOURCE_EXHAUSTED */
+    size_t max_queue;         /* jobs queued per lane before TSE_RESOURCE_EXHAUSTED */
 } tse_broker_options;
 
 /* What to append. All pointers are borrowed for the duration of the call. */
 typedef struct tse_publish_msg {
     const char *event_id;
     const char *event_type;
-    int priority;           /* 1..5 */
+    int priority; /* 1..5 */
     const char *source_service;
     const char *correlation_id; /* NULL or "" when unset */
     int64_t timestamp_ms;
     const uint8_t *envelope; /* packed tracseq.events.v1.Event */
     size_t envelope_len;
-    bool dedup;              /* client-set id: check and record the dedup key */
+    bool dedup; /* client-set id: check and record the dedup key */
 } tse_publish_msg;
 
 /* Outcome of one publish, valid only during the callback. */
 typedef struct tse_publish_result {
-    tse_status status;       /* TSE_OK or TSE_UNAVAILABLE / TSE_INTERNAL */
-    const char *stream_id;   /* "1718700000000-0" on TSE_OK */
-    const char *stream_key;  /* the stream appended to */
-    bool duplicate;          /* id seen within the window: stream_id is the original's */
-    const char *message;     /* error detail when status != TSE_OK */
+    /* TSE_OK; TSE_UNAVAILABLE: connection lost, timeout, broker stopped, or a
+     * transient Redis error (OOM, LOADING, BUSY, READONLY, NOSCRIPT, ...), the
+     * event may or may not be stored; TSE_INTERNAL: any other Redis error
+     * (e.g. WRONGTYPE). A failed stream registration (SADD) fails the job too. */
+    tse_status status;
+    const char *stream_id;  /* "1718700000000-0" on TSE_OK */
+    const char *stream_key; /* the stream appended to */
+    bool duplicate;         /* id seen within the window: stream_id is the original's */
+    const char *message;    /* error detail when status != TSE_OK */
 } tse_publish_result;
 
 /*
@@ -96,13 +100,20 @@ typedef struct tse_publish_result {
 typedef void (*tse_publish_cb)(void *arg, const tse_publish_result *result);
 
 /* Health transitions: called on a lane thread when Redis becomes reachable
- * (up=true) or unreachable (up=false) for the broker as a whole. */
+ * (up=true: every lane connected) or unreachable (up=false: a lane lost its
+ * connection) for the broker as a whole. The broker starts down without a
+ * report, so the first call is up=true. Calls are serialized (never two at
+ * once, never two equal values in a row); must not block and must not call
+ * tse_broker_destroy. A clean close at destroy is not reported. */
 typedef void (*tse_broker_health_cb)(void *arg, bool up);
 
 /*
  * Creates the broker and starts its lane threads; they connect in the
- * background (tse_broker_is_up tells when). Fails only on bad options or
- * resource exhaustion. Release with tse_broker_destroy.
+ * background (tse_broker_is_up tells when). Fails only on bad options
+ * (TSE_INVALID: empty host, lanes outside 1..256, timeout_ms, dedup_window_ms
+ * or max_queue not positive, negative retention) or resource exhaustion.
+ * When both retention options are set, retention_maxlen wins. Release with
+ * tse_broker_destroy.
  */
 tse_status tse_broker_create(const tse_broker_options *opts, tse_broker_health_cb health_cb,
                              void *health_arg, tse_broker **out, tse_error *err);
@@ -110,7 +121,9 @@ tse_status tse_broker_create(const tse_broker_options *opts, tse_broker_health_c
 /*
  * Stops the lanes: jobs already written complete normally (or with
  * TSE_UNAVAILABLE after the timeout), queued ones are written first. Joins
- * the threads and frees everything. NULL is a no-op.
+ * the threads and frees everything. NULL is a no-op. Callbacks run (on the
+ * lane threads) until it returns; a publish from one of them gets
+ * TSE_UNAVAILABLE. No other thread may publish once destroy has begun.
  */
 void tse_broker_destroy(tse_broker *b);
 
@@ -119,14 +132,24 @@ int tse_broker_pick_lane(tse_broker *b);
 
 /*
  * Queues msg on the lane. On TSE_OK, cb will be called exactly once. On
- * failure (TSE_UNAVAILABLE: Redis is down; TSE_RESOURCE_EXHAUSTED: queue
- * full) cb is never called. Thread-safe.
+ * failure (TSE_UNAVAILABLE: the lane is not connected or the broker is
+ * stopping; TSE_RESOURCE_EXHAUSTED: max_queue jobs already queued on the
+ * lane; TSE_INVALID: a caller bug such as lane out of range, NULL cb,
+ * priority outside 1..5, empty id/type/source; TSE_NOMEM) cb is never called.
+ * Thread-safe; never blocks on Redis. msg and what it points to are copied.
  */
 tse_status tse_broker_publish(tse_broker *b, int lane, const tse_publish_msg *msg,
                               tse_publish_cb cb, void *arg);
 
 /* True while every lane is connected and answered its last command. */
 bool tse_broker_is_up(const tse_broker *b);
+
+/*
+ * The most recent connection failure (connect, AUTH, SELECT, SCRIPT LOAD,
+ * read or write error, timeout) as one sentence into buf, "" if none yet;
+ * for logs and readiness reports. Thread-safe.
+ */
+void tse_broker_last_error(tse_broker *b, char *buf, size_t len);
 
 /* The stream key of (event type, priority) into buf. */
 void tse_broker_stream_key(const char *event_type, int priority, char *buf, size_t len);

@@ -1,0 +1,280 @@
+/*
+ * broker.c - the public face of the broker (broker.h): options, lanes'
+ * lifecycle, publish admission, and health as a whole.
+ *
+ * publish never blocks on Redis: it validates, formats the job outside any
+ * lock, then holds the lane mutex only to append to the queue. Health is the
+ * count of connected lanes; transitions of "all lanes connected" are
+ * reported under the health mutex so reports never cross each other.
+ */
+#include "broker/internal.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_LANES     256
+#define MAX_FIELD_LEN 1024 /* id, type, source, correlation id: far above the domain's limits */
+
+/* ---- small shared helpers -------------------------------------------------------- */
+
+int64_t tse_broker_mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t tse_broker_wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void tse_broker_stream_key(const char *event_type, int priority, char *buf, size_t len)
+{
+    snprintf(buf, len, "tracseq:events:%s:p%d", event_type, priority);
+}
+
+void tse_broker_note_error(tse_broker *b, const char *message)
+{
+    pthread_mutex_lock(&b->error_mu);
+    snprintf(b->last_error, sizeof(b->last_error), "%s", message);
+    pthread_mutex_unlock(&b->error_mu);
+}
+
+void tse_broker_last_error(tse_broker *b, char *buf, size_t len)
+{
+    if (len == 0)
+        return;
+    if (b == NULL) {
+        buf[0] = '\0';
+        return;
+    }
+    pthread_mutex_lock(&b->error_mu);
+    snprintf(buf, len, "%s", b->last_error);
+    pthread_mutex_unlock(&b->error_mu);
+}
+
+void tse_broker_set_sha(tse_broker *b, const char *sha, size_t len)
+{
+    if (atomic_load(&b->sha_known) || len >= sizeof(b->sha))
+        return;
+    pthread_mutex_lock(&b->sha_mu);
+    if (!atomic_load(&b->sha_known)) {
+        memcpy(b->sha, sha, len);
+        b->sha[len] = '\0';
+        atomic_store(&b->sha_known, true);
+    }
+    pthread_mutex_unlock(&b->sha_mu);
+}
+
+void tse_broker_lane_health(tse_broker *b, bool up)
+{
+    bool all_up;
+
+    pthread_mutex_lock(&b->health_mu);
+    b->connected_lanes += up ? 1 : -1;
+    all_up = b->connected_lanes == b->opts.lanes;
+    if (all_up != atomic_load(&b->up)) {
+        atomic_store(&b->up, all_up);
+        if (b->health_cb != NULL)
+            b->health_cb(b->health_arg, all_up);
+    }
+    pthread_mutex_unlock(&b->health_mu);
+}
+
+bool tse_broker_is_up(const tse_broker *b)
+{
+    return b != NULL && atomic_load(&b->up);
+}
+
+int tse_broker_pick_lane(tse_broker *b)
+{
+    return (int)(atomic_fetch_add(&b->next_lane, 1) % (unsigned)b->opts.lanes);
+}
+
+/* ---- create and destroy ---------------------------------------------------------- */
+
+static tse_status check_options(const tse_broker_options *o, tse_error *err)
+{
+    if (o->target.host[0] == '\0' || o->target.port < 1 || o->target.port > 65535)
+        return tse_error_set(err, TSE_INVALID, "redis_url", "Redis host or port is not set");
+    if (o->lanes < 1 || o->lanes > MAX_LANES)
+        return tse_error_set(err, TSE_INVALID, "lanes", "lanes must be 1..%d", MAX_LANES);
+    if (o->timeout_ms < 1)
+        return tse_error_set(err, TSE_INVALID, "timeout_ms", "timeout_ms must be positive");
+    if (o->dedup_window_ms < 1)
+        return tse_error_set(err, TSE_INVALID, "dedup_window_ms",
+                             "dedup_window_ms must be positive");
+    if (o->retention_ms < 0 || o->retention_maxlen < 0)
+        return tse_error_set(err, TSE_INVALID, "retention", "retention must not be negative");
+    if (o->max_queue < 1)
+        return tse_error_set(err, TSE_INVALID, "max_queue", "max_queue must be positive");
+    return TSE_OK;
+}
+
+static bool lane_init(tse_broker *b, int index)
+{
+    tse_lane *l = &b->lanes[index];
+    pthread_condattr_t attr;
+    sigset_t all, old;
+
+    l->broker = b;
+    l->index = index;
+    atomic_init(&l->connected, false);
+    if (pthread_mutex_init(&l->mu, NULL) != 0)
+        return false;
+    /* The lane waits on deadlines from the monotonic clock. */
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    if (pthread_cond_init(&l->cond, &attr) != 0) {
+        pthread_condattr_destroy(&attr);
+        pthread_mutex_destroy(&l->mu);
+        return false;
+    }
+    pthread_condattr_destroy(&attr);
+    /* Lanes start with every signal blocked: process signals go to the
+     * application's threads, and a write to a closed socket gives EPIPE
+     * instead of killing the process with SIGPIPE (hiredis uses write()). */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    l->started = pthread_create(&l->thread, NULL, tse_lane_main, l) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!l->started) {
+        pthread_cond_destroy(&l->cond);
+        pthread_mutex_destroy(&l->mu);
+    }
+    return l->started;
+}
+
+/* Stops and joins the first n lanes (started ones), then frees b. */
+static void broker_free(tse_broker *b, int n)
+{
+    for (int i = 0; i < n; i++) {
+        tse_lane *l = &b->lanes[i];
+
+        pthread_mutex_lock(&l->mu);
+        l->stop = true;
+        pthread_cond_broadcast(&l->cond);
+        pthread_mutex_unlock(&l->mu);
+    }
+    for (int i = 0; i < n; i++) {
+        tse_lane *l = &b->lanes[i];
+
+        pthread_join(l->thread, NULL);
+        tse_keyset_clear(&l->known);
+        pthread_cond_destroy(&l->cond);
+        pthread_mutex_destroy(&l->mu);
+    }
+    pthread_mutex_destroy(&b->error_mu);
+    pthread_mutex_destroy(&b->sha_mu);
+    pthread_mutex_destroy(&b->health_mu);
+    free(b->lanes);
+    free(b);
+}
+
+tse_status tse_broker_create(const tse_broker_options *opts, tse_broker_health_cb health_cb,
+                             void *health_arg, tse_broker **out, tse_error *err)
+{
+    tse_broker *b;
+    tse_status st;
+
+    *out = NULL;
+    st = check_options(opts, err);
+    if (st != TSE_OK)
+        return st;
+    b = calloc(1, sizeof(*b));
+    if (b == NULL || (b->lanes = calloc((size_t)opts->lanes, sizeof(*b->lanes))) == NULL) {
+        free(b);
+        return tse_error_set(err, TSE_NOMEM, NULL, "out of memory creating the broker");
+    }
+    b->opts = *opts;
+    b->health_cb = health_cb;
+    b->health_arg = health_arg;
+    atomic_init(&b->next_lane, 0);
+    atomic_init(&b->up, false);
+    atomic_init(&b->sha_known, false);
+    pthread_mutex_init(&b->health_mu, NULL);
+    pthread_mutex_init(&b->sha_mu, NULL);
+    pthread_mutex_init(&b->error_mu, NULL);
+    for (int i = 0; i < opts->lanes; i++) {
+        if (!lane_init(b, i)) {
+            broker_free(b, i);
+            return tse_error_set(err, TSE_NOMEM, NULL, "could not start broker lane %d", i);
+        }
+    }
+    *out = b;
+    return TSE_OK;
+}
+
+void tse_broker_destroy(tse_broker *b)
+{
+    if (b != NULL)
+        broker_free(b, b->opts.lanes);
+}
+
+/* ---- publish ----------------------------------------------------------------------- */
+
+static bool field_ok(const char *s, bool required)
+{
+    if (s == NULL)
+        return !required;
+    if (required && s[0] == '\0')
+        return false;
+    return strnlen(s, MAX_FIELD_LEN + 1) <= MAX_FIELD_LEN;
+}
+
+static bool msg_valid(const tse_publish_msg *m)
+{
+    return field_ok(m->event_id, true) && field_ok(m->event_type, true) &&
+           field_ok(m->source_service, true) && field_ok(m->correlation_id, false) &&
+           m->priority >= 1 && m->priority <= 5 && (m->envelope != NULL || m->envelope_len == 0);
+}
+
+/* Appends job to the lane's queue; on failure the job is freed, not completed. */
+static tse_status enqueue(tse_broker *b, tse_lane *l, tse_job *job)
+{
+    tse_status st = TSE_OK;
+
+    pthread_mutex_lock(&l->mu);
+    if (l->stop || !atomic_load(&l->connected))
+        st = TSE_UNAVAILABLE;
+    else if (l->queue.count >= b->opts.max_queue)
+        st = TSE_RESOURCE_EXHAUSTED;
+    else
+        tse_job_list_push(&l->queue, job);
+    /* The lane sleeps only with an empty queue: wake it for the first job. */
+    if (st == TSE_OK && l->queue.count == 1)
+        pthread_cond_signal(&l->cond);
+    pthread_mutex_unlock(&l->mu);
+    if (st != TSE_OK)
+        tse_job_free(job);
+    return st;
+}
+
+tse_status tse_broker_publish(tse_broker *b, int lane, const tse_publish_msg *msg,
+                              tse_publish_cb cb, void *arg)
+{
+    tse_lane *l;
+    tse_job *job;
+
+    if (b == NULL || msg == NULL || cb == NULL || lane < 0 || lane >= b->opts.lanes ||
+        !msg_valid(msg))
+        return TSE_INVALID;
+    l = &b->lanes[lane];
+    /* Cheap early refusal; enqueue checks again under the lock. */
+    if (!atomic_load(&l->connected) || (msg->dedup && !atomic_load(&b->sha_known)))
+        return TSE_UNAVAILABLE;
+    job = tse_job_create(&b->opts, b->sha, msg, tse_broker_wall_ms());
+    if (job == NULL)
+        return TSE_NOMEM;
+    job->cb = cb;
+    job->arg = arg;
+    return enqueue(b, l, job);
+}

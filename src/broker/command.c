@@ -1,0 +1,259 @@
+/*
+ * command.c - turns a publish message into its Redis command and a Redis
+ * reply into the publish result.
+ *
+ * A plain event is one XADD:
+ *   XADD tracseq:events:<type>:p<prio> [MINID ~ <now-retention> | MAXLEN ~ <n>]
+ *        * id <id> type <type> prio <p> src <source> ts <ms> [corr <corr>] event <bytes>
+ * An event with a client-set id is an EVALSHA of tse_dedup_script, which does
+ * the same XADD only when tracseq:dedup:<id> is absent, atomically, and then
+ * records the new entry's id there for the dedup window.
+ *
+ * A job is one allocation: the struct, the stream key and the RESP command.
+ * Replies are decoded here into a result that lives on the stack for the
+ * callback only, so no pointer into a freed reply escapes.
+ */
+#include "broker/internal.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * KEYS[1] stream, KEYS[2] dedup key; ARGV[1] window in ms, ARGV[2..] the XADD
+ * arguments after the key. Returns {0, new id} or {1, original id}. GET and
+ * XADD+SET run as one script, so two publishers of the same id cannot both
+ * append.
+ */
+const char tse_dedup_script[] = "local prev = redis.call('GET', KEYS[2])\n"
+                                "if prev then return {1, prev} end\n"
+                                "local id = redis.call('XADD', KEYS[1], unpack(ARGV, 2))\n"
+                                "redis.call('SET', KEYS[2], id, 'PX', ARGV[1])\n"
+                                "return {0, id}\n";
+
+#define MAX_ARGS 28
+
+/* Argument vector under construction; numbers are printed into num[]. */
+typedef struct args {
+    int argc;
+    const char *argv[MAX_ARGS];
+    size_t lens[MAX_ARGS];
+    char num[6][24];
+    int nums;
+} args;
+
+static void add(args *a, const char *s, size_t len)
+{
+    a->argv[a->argc] = s;
+    a->lens[a->argc] = len;
+    a->argc++;
+}
+
+static void add_str(args *a, const char *s)
+{
+    add(a, s, strlen(s));
+}
+
+static void add_i64(args *a, int64_t v)
+{
+    char *buf = a->num[a->nums++];
+
+    add(a, buf, (size_t)snprintf(buf, sizeof(a->num[0]), "%" PRId64, v));
+}
+
+/* The XADD arguments after the key: trimming, "*", then the fields. */
+static void add_xadd_tail(args *a, const tse_broker_options *opts, const tse_publish_msg *msg,
+                          int64_t now_ms)
+{
+    if (opts->retention_maxlen > 0) {
+        add_str(a, "MAXLEN");
+        add_str(a, "~");
+        add_i64(a, opts->retention_maxlen);
+    } else if (opts->retention_ms > 0) {
+        int64_t min = now_ms - opts->retention_ms;
+
+        add_str(a, "MINID");
+        add_str(a, "~");
+        add_i64(a, min > 0 ? min : 0);
+    }
+    add_str(a, "*");
+    add_str(a, "id");
+    add_str(a, msg->event_id);
+    add_str(a, "type");
+    add_str(a, msg->event_type);
+    add_str(a, "prio");
+    add_i64(a, msg->priority);
+    add_str(a, "src");
+    add_str(a, msg->source_service);
+    add_str(a, "ts");
+    add_i64(a, msg->timestamp_ms);
+    if (msg->correlation_id != NULL && msg->correlation_id[0] != '\0') {
+        add_str(a, "corr");
+        add_str(a, msg->correlation_id);
+    }
+    add_str(a, "event");
+    add(a, (const char *)msg->envelope, msg->envelope_len);
+}
+
+static tse_job *job_alloc(const char *key, size_t key_len, const args *a)
+{
+    size_t cmd_len = tse_resp_size(a->argc, a->lens);
+    tse_job *job = malloc(sizeof(*job) + key_len + 1 + cmd_len);
+
+    if (job == NULL)
+        return NULL;
+    memset(job, 0, sizeof(*job));
+    memcpy(job->data, key, key_len + 1);
+    job->key = job->data;
+    job->key_len = key_len;
+    job->cmd = job->data + key_len + 1;
+    job->cmd_len = cmd_len;
+    tse_resp_write(job->data + key_len + 1, a->argc, a->argv, a->lens);
+    return job;
+}
+
+tse_job *tse_job_create(const tse_broker_options *opts, const char *sha, const tse_publish_msg *msg,
+                        int64_t now_ms)
+{
+    size_t key_len = strlen(msg->event_type) + 32;
+    size_t dedup_len = strlen(msg->event_id) + 16;
+    char *key = malloc(key_len + dedup_len);
+    char *dedup_key = key + key_len;
+    args a = {0};
+    tse_job *job;
+
+    if (key == NULL)
+        return NULL;
+    tse_broker_stream_key(msg->event_type, msg->priority, key, key_len);
+    if (msg->dedup) {
+        snprintf(dedup_key, dedup_len, "tracseq:dedup:%s", msg->event_id);
+        add_str(&a, "EVALSHA");
+        add_str(&a, sha);
+        add_str(&a, "2");
+        add_str(&a, key);
+        add_str(&a, dedup_key);
+        add_i64(&a, opts->dedup_window_ms);
+    } else {
+        add_str(&a, "XADD");
+        add_str(&a, key);
+    }
+    add_xadd_tail(&a, opts, msg, now_ms);
+    job = job_alloc(key, strlen(key), &a);
+    free(key);
+    if (job != NULL)
+        job->dedup = msg->dedup;
+    return job;
+}
+
+void tse_job_free(tse_job *job)
+{
+    if (job == NULL)
+        return;
+    free(job->pre_message);
+    free(job);
+}
+
+void tse_job_fail(tse_job *job, tse_status status, const char *message)
+{
+    tse_publish_result res = {.status = status, .stream_key = job->key, .message = message};
+
+    job->cb(job->arg, &res);
+    tse_job_free(job);
+}
+
+tse_status tse_redis_error_status(const char *msg, size_t len)
+{
+    /* Errors that go away by themselves: retrying later may succeed. */
+    static const char *const transient[] = {"OOM",         "LOADING",    "BUSY",
+                                            "MASTERDOWN",  "TRYAGAIN",   "READONLY",
+                                            "CLUSTERDOWN", "NOREPLICAS", "NOSCRIPT"};
+
+    for (size_t i = 0; i < sizeof(transient) / sizeof(transient[0]); i++) {
+        size_t n = strlen(transient[i]);
+
+        if (len >= n && memcmp(msg, transient[i], n) == 0 && (len == n || msg[n] == ' '))
+            return TSE_UNAVAILABLE;
+    }
+    return TSE_INTERNAL;
+}
+
+static void finish_error(tse_job *job, const redisReply *reply)
+{
+    char message[256];
+
+    snprintf(message, sizeof(message), "redis: %.*s", (int)reply->len, reply->str);
+    tse_job_fail(job, tse_redis_error_status(reply->str, reply->len), message);
+}
+
+/* {0|1, id} from the dedup script; false when the reply has another shape. */
+static bool dedup_reply(const redisReply *reply, bool *duplicate, const char **id)
+{
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_INTEGER ||
+        reply->element[1]->type != REDIS_REPLY_STRING)
+        return false;
+    *duplicate = reply->element[0]->integer == 1;
+    *id = reply->element[1]->str;
+    return true;
+}
+
+void tse_job_finish(tse_job *job, const redisReply *reply)
+{
+    tse_publish_result res = {.status = TSE_OK, .stream_key = job->key};
+
+    if (job->pre_status != TSE_OK) {
+        tse_job_fail(job, job->pre_status, job->pre_message ? job->pre_message : "redis error");
+        return;
+    }
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+        finish_error(job, reply);
+        return;
+    }
+    if (reply != NULL && job->dedup && dedup_reply(reply, &res.duplicate, &res.stream_id))
+        goto done;
+    if (reply != NULL && !job->dedup && reply->type == REDIS_REPLY_STRING) {
+        res.stream_id = reply->str;
+        goto done;
+    }
+    tse_job_fail(job, TSE_INTERNAL, "redis: unexpected reply to XADD");
+    return;
+done:
+    job->cb(job->arg, &res);
+    tse_job_free(job);
+}
+
+void tse_job_list_push(tse_job_list *l, tse_job *job)
+{
+    job->next = NULL;
+    if (l->tail != NULL)
+        l->tail->next = job;
+    else
+        l->head = job;
+    l->tail = job;
+    l->count++;
+    l->bytes += job->cmd_len;
+}
+
+tse_job *tse_job_list_pop(tse_job_list *l)
+{
+    tse_job *job = l->head;
+
+    if (job == NULL)
+        return NULL;
+    l->head = job->next;
+    if (l->head == NULL)
+        l->tail = NULL;
+    l->count--;
+    l->bytes -= job->cmd_len;
+    job->next = NULL;
+    return job;
+}
+
+void tse_job_list_fail(tse_job_list *l, tse_status status, const char *message)
+{
+    tse_job *job;
+
+    while ((job = tse_job_list_pop(l)) != NULL)
+        tse_job_fail(job, status, message);
+}

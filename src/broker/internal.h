@@ -1,0 +1,160 @@
+/*
+ * internal.h - private to src/broker: the broker and lane structures shared by
+ * broker.c (public API, health) and lane.c (the writer threads), and the pure
+ * helpers in resp.c, keyset.c and command.c. Nothing outside src/broker may
+ * include this file; the contract is broker.h.
+ *
+ * Locking. Each lane has one mutex guarding its queue, `connected` and
+ * `stop`; everything else in a lane (the hiredis context, the in-flight list,
+ * the known-key set) belongs to the lane thread alone. The broker's health
+ * mutex guards the count of connected lanes and serializes health callbacks;
+ * its error mutex guards last_error. No thread ever holds two of these
+ * mutexes at once, and no callback runs under a lane mutex.
+ */
+#ifndef TSE_BROKER_INTERNAL_H
+#define TSE_BROKER_INTERNAL_H
+
+#include <hiredis/hiredis.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "broker/broker.h"
+
+/* Jobs written but not yet answered, per lane: the pipeline depth. */
+#define TSE_LANE_MAX_INFLIGHT    1024
+/* Bytes taken from the queue for one write; at least one job is always taken. */
+#define TSE_LANE_MAX_BATCH_BYTES ((size_t)1024 * 1024)
+/* Idle connections are PINGed this often so a dead Redis is noticed. */
+#define TSE_LANE_PING_MS         1000
+#define TSE_LANE_BACKOFF_MIN_MS  100
+#define TSE_LANE_BACKOFF_MAX_MS  2000
+
+/* ---- RESP encoding (resp.c) ------------------------------------------------ */
+
+/* Bytes of the RESP array of argc bulk strings with these lengths. */
+size_t tse_resp_size(int argc, const size_t *lens);
+/* Writes that array at dst (tse_resp_size bytes); returns the end. */
+char *tse_resp_write(char *dst, int argc, const char *const *argv, const size_t *lens);
+/* The same into a malloc'd buffer (caller frees); NULL when out of memory. */
+char *tse_resp_format(int argc, const char *const *argv, const size_t *lens, size_t *out_len);
+
+/* ---- set of stream keys a lane has registered (keyset.c) ------------------- */
+
+typedef struct tse_keyset {
+    char **slots; /* open addressing, linear probing; NULL = empty */
+    size_t cap;   /* power of two, or 0 before the first add */
+    size_t count;
+} tse_keyset;
+
+bool tse_keyset_contains(const tse_keyset *s, const char *key);
+/* False when out of memory (the key is then simply not remembered). */
+bool tse_keyset_add(tse_keyset *s, const char *key);
+/* Forgets every key; keeps nothing allocated. */
+void tse_keyset_clear(tse_keyset *s);
+
+/* ---- publish jobs (command.c) ---------------------------------------------- */
+
+typedef struct tse_job {
+    struct tse_job *next;
+    tse_publish_cb cb;
+    void *arg;
+    bool dedup;
+    /* Internal replies that precede this job's own, in this order. */
+    bool pre_script;       /* SCRIPT LOAD written before it */
+    bool pre_sadd;         /* SADD tracseq:streams written before it */
+    tse_status pre_status; /* first failure among those replies */
+    char *pre_message;     /* malloc'd detail of that failure */
+    size_t key_len;
+    const char *key; /* stream key, NUL-terminated, inside data */
+    size_t cmd_len;
+    const char *cmd; /* preformatted RESP, inside data */
+    char data[];
+} tse_job;
+
+typedef struct tse_job_list {
+    tse_job *head;
+    tse_job *tail;
+    size_t count;
+    size_t bytes; /* sum of cmd_len */
+} tse_job_list;
+
+extern const char tse_dedup_script[];
+
+/*
+ * Formats msg as one job (XADD, or EVALSHA of the dedup script with sha when
+ * msg->dedup). now_ms is the wall clock for the MINID threshold. NULL when
+ * out of memory. msg must be valid (tse_broker_publish checks).
+ */
+tse_job *tse_job_create(const tse_broker_options *opts, const char *sha, const tse_publish_msg *msg,
+                        int64_t now_ms);
+/* Completes job from its reply (NULL reply: unexpected) and frees it. */
+void tse_job_finish(tse_job *job, const redisReply *reply);
+/* Completes job with a failure and frees it. */
+void tse_job_fail(tse_job *job, tse_status status, const char *message);
+void tse_job_free(tse_job *job);
+
+void tse_job_list_push(tse_job_list *l, tse_job *job);
+tse_job *tse_job_list_pop(tse_job_list *l);
+/* Completes every job of l with status and message, in order; l ends empty. */
+void tse_job_list_fail(tse_job_list *l, tse_status status, const char *message);
+
+/* UNAVAILABLE for transient Redis errors (OOM, LOADING, BUSY, ...), else INTERNAL. */
+tse_status tse_redis_error_status(const char *msg, size_t len);
+
+/* ---- lanes and the broker (lane.c, broker.c) -------------------------------- */
+
+typedef struct tse_lane {
+    tse_broker *broker;
+    int index;
+    pthread_t thread;
+    bool started;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    tse_job_list queue;    /* guarded by mu */
+    atomic_bool connected; /* written under mu; read without it as a hint */
+    bool stop;             /* guarded by mu */
+
+    /* Lane thread only. */
+    redisContext *ctx;
+    tse_job_list inflight;
+    tse_keyset known;
+    bool script_lost; /* NOSCRIPT seen: SCRIPT LOAD before the next EVALSHA */
+    int64_t last_io_ms;
+} tse_lane;
+
+struct tse_broker {
+    tse_broker_options opts;
+    tse_broker_health_cb health_cb;
+    void *health_arg;
+    tse_lane *lanes;
+    atomic_uint next_lane;
+
+    pthread_mutex_t health_mu;
+    int connected_lanes; /* guarded by health_mu */
+    atomic_bool up;
+
+    /* SHA1 of tse_dedup_script, as SCRIPT LOAD returned it: written once. */
+    pthread_mutex_t sha_mu;
+    atomic_bool sha_known;
+    char sha[41];
+
+    pthread_mutex_t error_mu;
+    char last_error[256]; /* guarded by error_mu */
+};
+
+/* The lane thread's body (lane.c). */
+void *tse_lane_main(void *arg);
+
+/* A lane connected (up) or lost its connection; may fire the health callback. */
+void tse_broker_lane_health(tse_broker *b, bool up);
+/* Records why a connection failed, for tse_broker_last_error. */
+void tse_broker_note_error(tse_broker *b, const char *message);
+/* Stores the dedup script's SHA the first time a lane loaded it. */
+void tse_broker_set_sha(tse_broker *b, const char *sha, size_t len);
+
+/* Milliseconds on the monotonic and on the wall clock. */
+int64_t tse_broker_mono_ms(void);
+int64_t tse_broker_wall_ms(void);
+
+#endif

@@ -1,0 +1,465 @@
+/*
+ * lane.c - one writer thread and its blocking hiredis connection: connects
+ * (AUTH, SELECT, SCRIPT LOAD), pipelines queued jobs, completes them from the
+ * replies in order, PINGs when idle, and on any failure drops the connection,
+ * fails every job it holds with TSE_UNAVAILABLE and reconnects with backoff.
+ *
+ * Invariants:
+ * - While `connected` is false the queue is empty: publish refuses, and the
+ *   thread fails whatever was queued when it clears the flag.
+ * - Every job taken from the queue is either completed from its reply or
+ *   failed, exactly once, in queue order; the in-flight list holds the jobs
+ *   written and not yet answered, and the replies arrive in that order.
+ * - A job's internal replies (SCRIPT LOAD, SADD) precede its own.
+ * - Every socket read and write is bounded by the timeout (SO_RCVTIMEO /
+ *   SO_SNDTIMEO via redisSetTimeout), so a hung Redis fails a read instead of
+ *   hanging the lane.
+ */
+#include "broker/internal.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ---- waiting ------------------------------------------------------------------ */
+
+static struct timespec deadline_in(int64_t ms)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+/* Sleeps ms unless stop is set meanwhile; returns stop. */
+static bool lane_sleep(tse_lane *l, int64_t ms)
+{
+    struct timespec until = deadline_in(ms);
+    bool stop;
+
+    pthread_mutex_lock(&l->mu);
+    while (!l->stop && pthread_cond_timedwait(&l->cond, &l->mu, &until) != ETIMEDOUT)
+        ;
+    stop = l->stop;
+    pthread_mutex_unlock(&l->mu);
+    return stop;
+}
+
+/*
+ * With mu held and nothing in flight: waits for queued work or stop. Returns
+ * true when the connection has been idle for the ping interval instead.
+ */
+static bool wait_for_work(tse_lane *l)
+{
+    int64_t idle = tse_broker_mono_ms() - l->last_io_ms;
+    struct timespec until;
+
+    if (idle >= TSE_LANE_PING_MS)
+        return l->queue.count == 0 && !l->stop;
+    until = deadline_in(TSE_LANE_PING_MS - idle);
+    while (l->queue.count == 0 && !l->stop) {
+        if (pthread_cond_timedwait(&l->cond, &l->mu, &until) == ETIMEDOUT)
+            return l->queue.count == 0 && !l->stop;
+    }
+    return false;
+}
+
+/* ---- connection failures ---------------------------------------------------------- */
+
+/*
+ * A write to a closed socket left SIGPIPE pending on this thread (blocked
+ * since the thread started); consume it so pending signals never pile up.
+ */
+static void discard_sigpipe(void)
+{
+    struct timespec zero = {0, 0};
+    sigset_t pipe_set;
+
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    while (sigtimedwait(&pipe_set, NULL, &zero) == SIGPIPE)
+        ;
+}
+
+/*
+ * snprintf for messages: cutting a long one (a 255-byte host name) short is
+ * fine, so the truncation is deliberate, not a bug for the compiler to flag.
+ */
+__attribute__((format(printf, 3, 4))) static void say(char *buf, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(buf, len, fmt, ap);
+    va_end(ap);
+}
+
+/* Why the context failed, in words a log reader understands. */
+static void describe_failure(const tse_lane *l, const char *doing, char *buf, size_t len)
+{
+    const tse_broker_options *o = &l->broker->opts;
+    const redisContext *c = l->ctx;
+
+    if (c != NULL && c->err == REDIS_ERR_IO &&
+        (strstr(c->errstr, "temporarily unavailable") || strstr(c->errstr, "timed out")))
+        say(buf, len, "redis %s:%d: no answer to %s within %d ms", o->target.host, o->target.port,
+            doing, o->timeout_ms);
+    else
+        say(buf, len, "redis %s:%d: %s failed: %s", o->target.host, o->target.port, doing,
+            c != NULL && c->err ? c->errstr : "connection lost");
+}
+
+/*
+ * Drops the connection and fails everything the lane holds: first the jobs in
+ * flight, then those queued behind them, so callbacks keep submission order.
+ * why == NULL: a clean close at stop (no health report).
+ */
+static void lane_drop(tse_lane *l, const char *why)
+{
+    tse_job_list queued;
+    bool was_connected;
+
+    redisFree(l->ctx);
+    l->ctx = NULL;
+    discard_sigpipe();
+    tse_keyset_clear(&l->known);
+    pthread_mutex_lock(&l->mu);
+    was_connected = atomic_load(&l->connected);
+    atomic_store(&l->connected, false);
+    queued = l->queue;
+    memset(&l->queue, 0, sizeof(l->queue));
+    pthread_mutex_unlock(&l->mu);
+    if (why != NULL)
+        tse_broker_note_error(l->broker, why);
+    /* A clean close at stop is not an outage: the broker is going away. */
+    if (was_connected && why != NULL)
+        tse_broker_lane_health(l->broker, false);
+    tse_job_list_fail(&l->inflight, TSE_UNAVAILABLE, why ? why : "broker stopped");
+    tse_job_list_fail(&queued, TSE_UNAVAILABLE, why ? why : "broker stopped");
+}
+
+/* ---- connecting --------------------------------------------------------------------- */
+
+/* Runs one handshake command; false with why set on an error or no reply. */
+static bool handshake_cmd(tse_lane *l, int argc, const char **argv, redisReply **out, char *why,
+                          size_t len)
+{
+    redisReply *r = redisCommandArgv(l->ctx, argc, argv, NULL);
+
+    if (r == NULL) {
+        describe_failure(l, argv[0], why, len);
+        return false;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        say(why, len, "redis %s:%d: %s: %s", l->broker->opts.target.host,
+            l->broker->opts.target.port, argv[0], r->str);
+        freeReplyObject(r);
+        return false;
+    }
+    if (out != NULL)
+        *out = r;
+    else
+        freeReplyObject(r);
+    return true;
+}
+
+static bool authenticate(tse_lane *l, char *why, size_t len)
+{
+    const tse_redis_target *t = &l->broker->opts.target;
+    const char *argv[3] = {"AUTH"};
+    int argc = 1;
+    char db[16];
+
+    if (t->password[0] != '\0') {
+        if (t->username[0] != '\0')
+            argv[argc++] = t->username;
+        argv[argc++] = t->password;
+        if (!handshake_cmd(l, argc, argv, NULL, why, len))
+            return false;
+    }
+    if (t->db != 0) {
+        snprintf(db, sizeof(db), "%d", t->db);
+        argv[0] = "SELECT";
+        argv[1] = db;
+        if (!handshake_cmd(l, 2, argv, NULL, why, len))
+            return false;
+    }
+    return true;
+}
+
+static bool load_script(tse_lane *l, char *why, size_t len)
+{
+    const char *argv[3] = {"SCRIPT", "LOAD", tse_dedup_script};
+    redisReply *r = NULL;
+
+    if (!handshake_cmd(l, 3, argv, &r, why, len))
+        return false;
+    if (r->type != REDIS_REPLY_STRING || r->len != 40) {
+        snprintf(why, len, "redis: unexpected reply to SCRIPT LOAD");
+        freeReplyObject(r);
+        return false;
+    }
+    tse_broker_set_sha(l->broker, r->str, r->len);
+    freeReplyObject(r);
+    return true;
+}
+
+/* Connects and prepares the connection; false with why set on failure. */
+static bool lane_connect(tse_lane *l, char *why, size_t len)
+{
+    const tse_broker_options *o = &l->broker->opts;
+    struct timeval tv = {o->timeout_ms / 1000, (suseconds_t)(o->timeout_ms % 1000) * 1000};
+
+    l->ctx = redisConnectWithTimeout(o->target.host, o->target.port, tv);
+    if (l->ctx == NULL || l->ctx->err) {
+        describe_failure(l, "connect", why, len);
+        goto fail;
+    }
+    if (redisSetTimeout(l->ctx, tv) != REDIS_OK) {
+        describe_failure(l, "setting the timeout", why, len);
+        goto fail;
+    }
+    redisEnableKeepAlive(l->ctx);
+    if (!authenticate(l, why, len) || !load_script(l, why, len))
+        goto fail;
+    l->script_lost = false;
+    l->last_io_ms = tse_broker_mono_ms();
+    pthread_mutex_lock(&l->mu);
+    atomic_store(&l->connected, true);
+    pthread_mutex_unlock(&l->mu);
+    tse_broker_lane_health(l->broker, true);
+    return true;
+fail:
+    redisFree(l->ctx);
+    l->ctx = NULL;
+    discard_sigpipe();
+    return false;
+}
+
+/* ---- pipelining ----------------------------------------------------------------------- */
+
+/* Appends an internal command (not a job) to the output buffer. */
+static bool append_internal(tse_lane *l, int argc, const char *const *argv)
+{
+    size_t lens[3], len;
+    char *cmd;
+    int rc;
+
+    for (int i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    cmd = tse_resp_format(argc, argv, lens, &len);
+    if (cmd == NULL)
+        return false;
+    rc = redisAppendFormattedCommand(l->ctx, cmd, len);
+    free(cmd);
+    return rc == REDIS_OK;
+}
+
+/*
+ * Appends job (and the SCRIPT LOAD or SADD it needs first) to the output
+ * buffer and moves it to the in-flight list.
+ */
+static bool append_job(tse_lane *l, tse_job *job)
+{
+    if (job->dedup && l->script_lost) {
+        const char *argv[] = {"SCRIPT", "LOAD", tse_dedup_script};
+
+        if (!append_internal(l, 3, argv))
+            goto fail;
+        job->pre_script = true;
+        l->script_lost = false;
+    }
+    if (!tse_keyset_contains(&l->known, job->key)) {
+        const char *argv[] = {"SADD", "tracseq:streams", job->key};
+
+        if (!append_internal(l, 3, argv))
+            goto fail;
+        job->pre_sadd = true;
+        tse_keyset_add(&l->known, job->key);
+    }
+    if (redisAppendFormattedCommand(l->ctx, job->cmd, job->cmd_len) != REDIS_OK)
+        goto fail;
+    tse_job_list_push(&l->inflight, job);
+    return true;
+fail:
+    /* Out of memory: whatever was appended for it still gets its replies, so
+     * keep the job in flight and let the connection be dropped. */
+    tse_job_list_push(&l->inflight, job);
+    return false;
+}
+
+/* Writes batch to Redis; false (connection to drop) on failure. */
+static bool lane_write(tse_lane *l, tse_job_list *batch, char *why, size_t len)
+{
+    tse_job *job;
+    int done = 0;
+
+    while ((job = tse_job_list_pop(batch)) != NULL) {
+        if (!append_job(l, job)) {
+            /* In flight behind the others, so they all fail in order. */
+            while ((job = tse_job_list_pop(batch)) != NULL)
+                tse_job_list_push(&l->inflight, job);
+            snprintf(why, len, "broker: out of memory appending to the pipeline");
+            return false;
+        }
+    }
+    while (!done) {
+        if (redisBufferWrite(l->ctx, &done) != REDIS_OK) {
+            describe_failure(l, "write", why, len);
+            return false;
+        }
+    }
+    l->last_io_ms = tse_broker_mono_ms();
+    return true;
+}
+
+/* An internal reply (SCRIPT LOAD or SADD) that precedes job's own. */
+static void on_internal_reply(tse_lane *l, tse_job *job, const redisReply *r, bool sadd)
+{
+    const char *what = sadd ? "SADD tracseq:streams" : "SCRIPT LOAD";
+    char message[256];
+
+    if (r->type != REDIS_REPLY_ERROR || job->pre_status != TSE_OK)
+        return;
+    say(message, sizeof(message), "redis: %s: %s", what, r->str);
+    job->pre_status = tse_redis_error_status(r->str, r->len);
+    job->pre_message = strdup(message);
+    /* Forget what may not have been done, so the next job does it again. */
+    if (sadd)
+        tse_keyset_clear(&l->known);
+    else
+        l->script_lost = true;
+}
+
+/* Routes one reply to the oldest job in flight. */
+static void on_reply(tse_lane *l, redisReply *r)
+{
+    tse_job *job = l->inflight.head;
+
+    if (job->pre_script) {
+        on_internal_reply(l, job, r, false);
+        job->pre_script = false;
+    } else if (job->pre_sadd) {
+        on_internal_reply(l, job, r, true);
+        job->pre_sadd = false;
+    } else {
+        tse_job_list_pop(&l->inflight);
+        if (job->dedup && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0)
+            l->script_lost = true;
+        tse_job_finish(job, r);
+    }
+    freeReplyObject(r);
+}
+
+/*
+ * Blocks for at least one reply, then takes every reply already buffered, so
+ * the caller can write newly queued jobs before blocking again.
+ */
+static bool lane_read(tse_lane *l, char *why, size_t len)
+{
+    void *r = NULL;
+
+    if (redisGetReply(l->ctx, &r) != REDIS_OK) {
+        describe_failure(l, "read", why, len);
+        return false;
+    }
+    on_reply(l, r);
+    while (l->inflight.count > 0) {
+        if (redisGetReplyFromReader(l->ctx, &r) != REDIS_OK) {
+            describe_failure(l, "read", why, len);
+            return false;
+        }
+        if (r == NULL)
+            break;
+        on_reply(l, r);
+    }
+    l->last_io_ms = tse_broker_mono_ms();
+    return true;
+}
+
+static bool lane_ping(tse_lane *l, char *why, size_t len)
+{
+    redisReply *r = redisCommand(l->ctx, "PING");
+
+    if (r == NULL) {
+        describe_failure(l, "PING", why, len);
+        return false;
+    }
+    /* Any reply, even an error such as LOADING, shows the server is alive. */
+    freeReplyObject(r);
+    l->last_io_ms = tse_broker_mono_ms();
+    return true;
+}
+
+/* Moves up to the in-flight room (and the byte budget) from the queue. */
+static void take_batch(tse_lane *l, tse_job_list *batch)
+{
+    while (l->queue.head != NULL && l->inflight.count + batch->count < TSE_LANE_MAX_INFLIGHT &&
+           (batch->count == 0 || batch->bytes + l->queue.head->cmd_len <= TSE_LANE_MAX_BATCH_BYTES))
+        tse_job_list_push(batch, tse_job_list_pop(&l->queue));
+}
+
+/*
+ * Serves a connected lane until stop (queue drained, nothing in flight:
+ * returns true) or a connection failure (returns false with why set).
+ */
+static bool lane_serve(tse_lane *l, char *why, size_t len)
+{
+    for (;;) {
+        tse_job_list batch = {0};
+        bool ping = false;
+
+        pthread_mutex_lock(&l->mu);
+        if (l->inflight.count == 0)
+            ping = wait_for_work(l);
+        if (l->stop && l->queue.count == 0 && l->inflight.count == 0) {
+            pthread_mutex_unlock(&l->mu);
+            return true;
+        }
+        take_batch(l, &batch);
+        pthread_mutex_unlock(&l->mu);
+
+        if (ping && !lane_ping(l, why, len))
+            return false;
+        if (batch.count > 0 && !lane_write(l, &batch, why, len))
+            return false;
+        if (l->inflight.count > 0 && !lane_read(l, why, len))
+            return false;
+    }
+}
+
+void *tse_lane_main(void *arg)
+{
+    tse_lane *l = arg;
+    int64_t backoff = 0;
+    char why[256];
+
+    for (;;) {
+        if (lane_connect(l, why, sizeof(why))) {
+            backoff = TSE_LANE_BACKOFF_MIN_MS;
+            if (lane_serve(l, why, sizeof(why))) {
+                lane_drop(l, NULL);
+                break;
+            }
+            lane_drop(l, why);
+        } else {
+            tse_broker_note_error(l->broker, why);
+            backoff = backoff == 0 ? TSE_LANE_BACKOFF_MIN_MS : backoff * 2;
+            if (backoff > TSE_LANE_BACKOFF_MAX_MS)
+                backoff = TSE_LANE_BACKOFF_MAX_MS;
+        }
+        if (lane_sleep(l, backoff))
+            break;
+    }
+    return NULL;
+}

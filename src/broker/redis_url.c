@@ -1,0 +1,172 @@
+/*
+ * redis_url.c - parses "redis://[[user]:password@]host[:port][/db]" into a
+ * tse_redis_target.
+ *
+ * Pure. Every rejection names the part at fault (scheme, credentials, user,
+ * password, host, port, db) and never echoes the password. The credentials
+ * end at the last '@', so a password may hold '@', '/' or ':' raw; user and
+ * password are percent-decoded and may not decode to NUL. IPv6 hosts are
+ * written in brackets ("redis://[::1]:6379").
+ */
+#include "broker/broker.h"
+
+#include <ctype.h>
+#include <limits.h>
+#include <string.h>
+#include <strings.h>
+
+#define FIELD "redis_url"
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes [s, end) into out (size cap, NUL-terminated). */
+static tse_status decode(const char *s, const char *end, char *out, size_t cap, const char *part,
+                         tse_error *err)
+{
+    size_t n = 0;
+
+    for (; s < end; s++) {
+        int c = (unsigned char)*s;
+
+        if (c == '%') {
+            int hi = end - s > 2 ? hex_value(s[1]) : -1;
+            int lo = end - s > 2 ? hex_value(s[2]) : -1;
+
+            if (hi < 0 || lo < 0)
+                return tse_error_set(err, TSE_INVALID, FIELD,
+                                     "%s has a bad percent-escape (want %%XX)", part);
+            c = hi * 16 + lo;
+            if (c == 0)
+                return tse_error_set(err, TSE_INVALID, FIELD, "%s must not contain %%00", part);
+            s += 2;
+        }
+        if (n + 1 >= cap)
+            return tse_error_set(err, TSE_INVALID, FIELD, "%s is longer than %zu bytes", part,
+                                 cap - 1);
+        out[n++] = (char)c;
+    }
+    out[n] = '\0';
+    return TSE_OK;
+}
+
+static tse_status parse_credentials(const char *s, const char *at, tse_redis_target *t,
+                                    tse_error *err)
+{
+    const char *colon = memchr(s, ':', (size_t)(at - s));
+    tse_status st;
+
+    if (colon == NULL)
+        return tse_error_set(err, TSE_INVALID, FIELD,
+                             "credentials before '@' must be [user]:password");
+    st = decode(s, colon, t->username, sizeof(t->username), "user", err);
+    if (st != TSE_OK)
+        return st;
+    return decode(colon + 1, at, t->password, sizeof(t->password), "password", err);
+}
+
+/* Parses all-digit [s, end) into *out within [min, max]. */
+static bool parse_number(const char *s, const char *end, long min, long max, int *out)
+{
+    long v = 0;
+
+    if (s == end || end - s > 10)
+        return false;
+    for (; s < end; s++) {
+        if (!isdigit((unsigned char)*s))
+            return false;
+        v = v * 10 + (*s - '0');
+    }
+    if (v < min || v > max)
+        return false;
+    *out = (int)v;
+    return true;
+}
+
+/* Host (bracketed for IPv6) from s; *rest points past it. */
+static tse_status parse_host(const char *s, const char **rest, tse_redis_target *t, tse_error *err)
+{
+    const char *start = s, *end;
+
+    if (*s == '[') {
+        start = s + 1;
+        end = strchr(start, ']');
+        if (end == NULL)
+            return tse_error_set(err, TSE_INVALID, FIELD, "host has '[' without ']'");
+        *rest = end + 1;
+    } else {
+        end = start + strcspn(start, ":/?#");
+        *rest = end;
+    }
+    if (end == start)
+        return tse_error_set(err, TSE_INVALID, FIELD, "host is empty");
+    if ((size_t)(end - start) >= sizeof(t->host))
+        return tse_error_set(err, TSE_INVALID, FIELD, "host is longer than %zu bytes",
+                             sizeof(t->host) - 1);
+    memcpy(t->host, start, (size_t)(end - start));
+    t->host[end - start] = '\0';
+    return TSE_OK;
+}
+
+/* ":port" and "/db" after the host. */
+static tse_status parse_port_db(const char *s, tse_redis_target *t, tse_error *err)
+{
+    const char *end;
+
+    if (*s == ':') {
+        end = s + 1 + strcspn(s + 1, "/?#");
+        if (!parse_number(s + 1, end, 1, 65535, &t->port))
+            return tse_error_set(err, TSE_INVALID, FIELD, "port must be a number in 1..65535");
+        s = end;
+    }
+    if (*s == '/') {
+        end = s + 1 + strcspn(s + 1, "?#");
+        if (end > s + 1 && !parse_number(s + 1, end, 0, INT_MAX, &t->db))
+            return tse_error_set(err, TSE_INVALID, FIELD, "db must be a non-negative number");
+        s = end;
+    }
+    if (*s != '\0')
+        return tse_error_set(err, TSE_INVALID, FIELD,
+                             "unexpected \"%.32s\" after the host (no query or options allowed)",
+                             s);
+    return TSE_OK;
+}
+
+tse_status tse_redis_url_parse(const char *url, tse_redis_target *out, tse_error *err)
+{
+    tse_redis_target t = {.port = 6379};
+    const char *s, *at;
+    tse_status st;
+
+    if (url == NULL || url[0] == '\0')
+        return tse_error_set(err, TSE_INVALID, FIELD, "Redis URL is empty");
+    if (strncasecmp(url, "rediss://", 9) == 0)
+        return tse_error_set(err, TSE_INVALID, FIELD,
+                             "scheme rediss:// (TLS) is not supported; use redis://");
+    if (strncasecmp(url, "redis://", 8) != 0)
+        return tse_error_set(err, TSE_INVALID, FIELD, "scheme must be redis://");
+    s = url + 8;
+    at = strrchr(s, '@');
+    if (at != NULL) {
+        st = parse_credentials(s, at, &t, err);
+        if (st != TSE_OK)
+            return st;
+        s = at + 1;
+    }
+    st = parse_host(s, &s, &t, err);
+    if (st != TSE_OK)
+        return st;
+    st = parse_port_db(s, &t, err);
+    if (st != TSE_OK)
+        return st;
+    *out = t;
+    return TSE_OK;
+}

@@ -1,0 +1,1134 @@
+/*
+ * test_broker_publish.c - the broker against a real redis-server: what is
+ * stored (every field, binary envelopes), per-lane order under deep
+ * pipelining, the stream registry, retention, dedup, Redis error replies, and
+ * failures (killed, restarted, stopped Redis; wrong password; full queue;
+ * destroy with jobs in flight).
+ *
+ * Each test gets its own redis-server (AOF off, ephemeral port) and closes
+ * everything it opened. Results are copied out of the callbacks under a
+ * mutex; tests wait on a condition variable with a deadline, never sleep-poll
+ * for completions.
+ */
+#include <hiredis/hiredis.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "broker/broker.h"
+#include "harness.h"
+
+/* ---- collecting callbacks ---------------------------------------------------------- */
+
+typedef struct collector collector;
+
+typedef struct outcome {
+    collector *c;
+    int index;
+    int calls;
+    tse_status status;
+    bool duplicate;
+    char stream_id[64];
+    char stream_key[256];
+    char message[256];
+    long long at_ms;
+} outcome;
+
+struct collector {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    outcome *out;
+    int n;
+    int completed;
+    int next_expected; /* completion order check, for one-lane tests */
+    bool in_order;
+    /* chain test: each callback publishes the next job */
+    tse_broker *chain_broker;
+};
+
+static collector *collector_new(int n)
+{
+    collector *c = calloc(1, sizeof(*c));
+
+    assert_non_null(c);
+    c->out = calloc((size_t)n, sizeof(*c->out));
+    assert_non_null(c->out);
+    c->n = n;
+    c->in_order = true;
+    for (int i = 0; i < n; i++) {
+        c->out[i].c = c;
+        c->out[i].index = i;
+    }
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cond, NULL);
+    return c;
+}
+
+static void collector_free(collector *c)
+{
+    if (c == NULL)
+        return;
+    pthread_cond_destroy(&c->cond);
+    pthread_mutex_destroy(&c->mu);
+    free(c->out);
+    free(c);
+}
+
+static void on_published(void *arg, const tse_publish_result *res)
+{
+    outcome *o = arg;
+    collector *c = o->c;
+
+    pthread_mutex_lock(&c->mu);
+    o->calls++;
+    o->status = res->status;
+    o->duplicate = res->duplicate;
+    o->at_ms = tse_test_now_ms();
+    snprintf(o->stream_id, sizeof(o->stream_id), "%s", res->stream_id ? res->stream_id : "");
+    snprintf(o->stream_key, sizeof(o->stream_key), "%s", res->stream_key ? res->stream_key : "");
+    snprintf(o->message, sizeof(o->message), "%s", res->message ? res->message : "");
+    if (o->index != c->next_expected)
+        c->in_order = false;
+    c->next_expected = o->index + 1;
+    c->completed++;
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Waits until n callbacks ran in all; false on timeout. */
+static bool wait_completed(collector *c, int n, int timeout_ms)
+{
+    struct timespec until;
+    bool ok;
+
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&c->mu);
+    while (c->completed < n && pthread_cond_timedwait(&c->cond, &c->mu, &until) == 0)
+        ;
+    ok = c->completed >= n;
+    pthread_mutex_unlock(&c->mu);
+    return ok;
+}
+
+/* ---- health reports ---------------------------------------------------------------- */
+
+typedef struct health {
+    pthread_mutex_t mu;
+    int n;
+    bool seen[64];
+    long long at_ms[64];
+} health;
+
+static void on_health(void *arg, bool up)
+{
+    health *h = arg;
+
+    pthread_mutex_lock(&h->mu);
+    if (h->n < 64) {
+        h->seen[h->n] = up;
+        h->at_ms[h->n] = tse_test_now_ms();
+        h->n++;
+    }
+    pthread_mutex_unlock(&h->mu);
+}
+
+static int health_count(health *h)
+{
+    int n;
+
+    pthread_mutex_lock(&h->mu);
+    n = h->n;
+    pthread_mutex_unlock(&h->mu);
+    return n;
+}
+
+/* Waits until at least n reports arrived; false on timeout. */
+static bool wait_health(health *h, int n, int timeout_ms)
+{
+    long long until = tse_test_now_ms() + timeout_ms;
+
+    while (health_count(h) < n) {
+        if (tse_test_now_ms() > until)
+            return false;
+        usleep(5000);
+    }
+    return true;
+}
+
+static bool wait_up(tse_broker *b, bool up, int timeout_ms)
+{
+    long long until = tse_test_now_ms() + timeout_ms;
+
+    while (tse_broker_is_up(b) != up) {
+        if (tse_test_now_ms() > until)
+            return false;
+        usleep(5000);
+    }
+    return true;
+}
+
+/* ---- fixture ------------------------------------------------------------------------ */
+
+typedef struct fixture {
+    tse_test_redis *redis;
+    tse_broker *broker;
+    health health;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+
+    if (f == NULL)
+        return -1;
+    pthread_mutex_init(&f->health.mu, NULL);
+    f->redis = tse_test_redis_start(false);
+    if (f->redis == NULL) {
+        free(f);
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+
+    /* Never leave a stopped server behind: SIGCONT is harmless otherwise. */
+    if (f->redis->pid > 0)
+        kill(f->redis->pid, SIGCONT);
+    tse_broker_destroy(f->broker);
+    tse_test_redis_stop(f->redis);
+    pthread_mutex_destroy(&f->health.mu);
+    free(f);
+    return 0;
+}
+
+static tse_broker_options options_for(const tse_test_redis *r)
+{
+    tse_broker_options o = {
+        .lanes = 1, .timeout_ms = 1000, .dedup_window_ms = 60000, .max_queue = 20000};
+
+    assert_int_equal(tse_redis_url_parse(r->url, &o.target, NULL), TSE_OK);
+    return o;
+}
+
+/* Creates f->broker and waits until it is up. */
+static void start_broker(fixture *f, const tse_broker_options *o)
+{
+    tse_error err;
+
+    assert_int_equal(tse_broker_create(o, on_health, &f->health, &f->broker, &err), TSE_OK);
+    assert_true(wait_up(f->broker, true, 5000));
+}
+
+static tse_publish_msg make_msg(const char *id, const char *type, int prio, const uint8_t *env,
+                                size_t len)
+{
+    tse_publish_msg m = {.event_id = id,
+                         .event_type = type,
+                         .priority = prio,
+                         .source_service = "sample-service",
+                         .timestamp_ms = 1718700000123LL,
+                         .envelope = env,
+                         .envelope_len = len};
+    return m;
+}
+
+static tse_status publish(fixture *f, int lane, const tse_publish_msg *m, outcome *o)
+{
+    return tse_broker_publish(f->broker, lane, m, on_published, o);
+}
+
+/* ---- reading Redis directly --------------------------------------------------------- */
+
+static redisContext *rconnect(const tse_test_redis *r, const char *password)
+{
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", r->port, tv);
+
+    assert_non_null(c);
+    assert_int_equal(c->err, 0);
+    redisSetTimeout(c, tv);
+    if (password != NULL)
+        freeReplyObject(redisCommand(c, "AUTH %s", password));
+    return c;
+}
+
+static redisReply *rcmd(redisContext *c, const char *fmt, ...)
+{
+    va_list ap;
+    redisReply *r;
+
+    va_start(ap, fmt);
+    r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    assert_non_null(r);
+    return r;
+}
+
+static long long rint_cmd(redisContext *c, const char *fmt, const char *arg)
+{
+    redisReply *r = rcmd(c, fmt, arg);
+    long long v;
+
+    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+    v = r->integer;
+    freeReplyObject(r);
+    return v;
+}
+
+/* The value of field name in an XRANGE entry ([id, [k, v, ...]]), or NULL. */
+static const redisReply *entry_field(const redisReply *entry, const char *name)
+{
+    const redisReply *kv = entry->element[1];
+
+    for (size_t i = 0; i + 1 < kv->elements; i += 2) {
+        if (strcmp(kv->element[i]->str, name) == 0)
+            return kv->element[i + 1];
+    }
+    return NULL;
+}
+
+static void assert_field(const redisReply *entry, const char *name, const char *want)
+{
+    const redisReply *v = entry_field(entry, name);
+
+    if (want == NULL) {
+        assert_null(v);
+        return;
+    }
+    assert_non_null(v);
+    assert_string_equal(v->str, want);
+}
+
+static bool set_has(redisContext *c, const char *key)
+{
+    return rint_cmd(c, "SISMEMBER tracseq:streams %s", key) == 1;
+}
+
+/* ---- what is stored ---------------------------------------------------------------------- */
+
+static void fill_binary(uint8_t *env, size_t len)
+{
+    static const char tricky[] = "\0\r\n*3\r\n$5\r\nXADD\r\n\0";
+
+    for (size_t i = 0; i < len; i++)
+        env[i] = (uint8_t)(i * 7);
+    memcpy(env + 10, tricky, sizeof(tricky));
+}
+
+static void published_events_are_stored_with_every_field_intact(void **state)
+{
+    fixture *f = *state;
+    tse_broker_options o = options_for(f->redis);
+    collector *c = collector_new(2);
+    uint8_t env[300];
+    char key[128];
+    redisContext *rc;
+    redisReply *r;
+
+    fill_binary(env, sizeof(env));
+    start_broker(f, &o);
+    tse_publish_msg m1 = make_msg("id-1", "sample.received", 2, env, sizeof(env));
+    m1.correlation_id = "corr-7";
+    tse_publish_msg m2 = make_msg("id-2", "sample.received", 2, (const uint8_t *)"x", 1);
+    assert_int_equal(publish(f, 0, &m1, &c->out[0]), TSE_OK);
+    assert_int_equal(publish(f, 0, &m2, &c->out[1]), TSE_OK);
+    assert_true(wait_completed(c, 2, 5000));
+
+    tse_broker_stream_key("sample.received", 2, key, sizeof(key));
+    assert_string_equal(key, "tracseq:events:sample.received:p2");
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(c->out[i].calls, 1);
+        assert_int_equal(c->out[i].status, TSE_OK);
+        assert_false(c->out[i].duplicate);
+        assert_string_equal(c->out[i].stream_key, key);
+    }
+    rc = rconnect(f->redis, NULL);
+    r = rcmd(rc, "XRANGE %s - +", key);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 2);
+    assert_string_equal(r->element[0]->element[0]->str, c->out[0].stream_id);
+    assert_string_equal(r->element[1]->element[0]->str, c->out[1].stream_id);
+    assert_field(r->element[0], "id", "id-1");
+    assert_field(r->element[0], "type", "sample.received");
+    assert_field(r->element[0], "prio", "2");
+    assert_field(r->element[0], "src", "sample-service");
+    assert_field(r->element[0], "ts", "1718700000123");
+    assert_field(r->element[0], "corr", "corr-7");
+    assert_field(r->element[1], "corr", NULL);
+    const redisReply *ev = entry_field(r->element[0], "event");
+    assert_non_null(ev);
+    assert_int_equal(ev->len, sizeof(env));
+    assert_memory_equal(ev->str, env, sizeof(env));
+    freeReplyObject(r);
+    redisFree(rc);
+    collector_free(c);
+}
+
+static void ten_thousand_pipelined_jobs_keep_order_on_one_lane(void **state)
+{
+    enum { N = 10000 };
+    fixture *f = *state;
+    tse_broker_options o = options_for(f->redis);
+    collector *c = collector_new(N);
+    uint8_t env[300];
+    char id[32], key[128];
+    redisContext *rc;
+    redisReply *r;
+
+    o.lanes = 2;
+    memset(env, 'e', sizeof(env));
+    start_broker(f, &o);
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof(id), "ev-%05d", i);
+        tse_publish_msg m = make_msg(id, "order.test", 3, env, sizeof(env));
+        assert_int_equal(publish(f, 1, &m, &c->out[i]), TSE_OK);
+    }
+    assert_true(wait_completed(c, N, 30000));
+    assert_true(c->in_order);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(c->out[i].calls, 1);
+        assert_int_equal(c->out[i].status, TSE_OK);
+    }
+    tse_broker_stream_key("order.test", 3, key, sizeof(key));
+    rc = rconnect(f->redis, NULL);
+    r = rcmd(rc, "XRANGE %s - +", key);
+    assert_int_equal(r->elements, N);
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof(id), "ev-%05d", i);
+        assert_field(r->element[i], "id", id);
+        assert_string_equal(r->element[i]->element[0]->str, c->out[i].stream_id);
+    }
+    freeReplyObject(r);
+    redisFree(rc);
+    collector_free(c);
+}
+
+static void first_write_to_a_stream_registers_its_key(void **state)
+{
+    fixture *f = *state;
+    tse_broker_options o = options_for(f->redis);
+    collector *c = collector_new(6);
+    const char *types[] = {"a.one", "b.two", "a.one"};
+    char key[128];
+    redisContext *rc;
+
+    o.lanes = 2;
+    start_broker(f, &o);
+    for (int i = 0; i < 6; i++) {
+        tse_publish_msg m = make_msg("id", types[i % 3], 1 + i % 2, (const uint8_t *)"e", 1);
+        assert_int_equal(publish(f, i % 2, &m, &c->out[i]), TSE_OK);
+    }
+    assert_true(wait_completed(c, 6, 5000));
+    rc = rconnect(f->redis, NULL);
+    assert_int_equal(rint_cmd(rc, "SCARD %s", "tracseq:streams"), 4);
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(c->out[i].status, TSE_OK);
+        tse_broker_stream_key(types[i % 3], 1 + i % 2, key, sizeof(key));
+        assert_true(set_has(rc, key));
+    }
+    redisFree(rc);
+    collector_free(c);
+}
+
+/* ---- retention ------------------------------------------------------------------------ */
+
+static void publish_many(fixture *f, collector *c, int from, int n, const char *type)
+{
+    for (int i = from; i < from + n; i++) {
+        tse_publish_msg m = make_msg("id", type, 3, (const uint8_t *)"payload", 7);
+        assert_int_equal(publish(f, 0, &m, &c->out[i]), TSE_OK);
+    }
+}
+
+static void retention_maxlen_trims_the_stream(void **state)
+{
+    fixture *f = *state;
+    tse_broker_options o = options_for(f->redis);
+    collector *c = collector_new(3000);
+    char key[128];
+    redisContext *rc;
+    long long len;
+
+    o.retention_maxlen = 100;
+    o.retention_ms = 1; /* maxlen wins when both are set */
+    start_broker(f, &o);
+    publish_many(f, c, 0, 3000, "trim.maxlen");
+    assert_true(wait_completed(c, 3000, 20000));
+    tse_broker_stream_key("trim.maxlen", 3, key, sizeof(key));
+    rc = rconnect(f->redis, NULL);
+    len = rint_cmd(rc, "XLEN %s", key);
+    /* "~" trims whole macro nodes (100 entries by default). */
+    assert_true(len >= 100);
+    assert_true(len < 400);
+    redisFree(rc);
+    collector_free(c);
+}
+
+static void retention_minid_trims_entries_older_than_the_window(void **state)
+{
+    fixture *f = *state;
+    tse_broker_options o = options_for(f->redis);
+    collector *c = collector_new(1001);
+    char key[128];
+    redisContext *rc;
+
+    o.retention_ms = 300;
+    start_broker(f, &o);
+    publish_many(f, c, 0, 1000, "trim.minid");
+    assert_true(wait_completed(c, 1000, 20000));
+    tse_broker_stream_key("trim.minid", 3, key, sizeof(key));
+    rc = rconnect(f->redis, NULL);
+    assert_true(rint_cmd(rc, "XLEN %s", key) >= 1000);
+    usleep(500 * 1000);
+    publish_many(f, c, 1000, 1, "trim.minid");
+    assert_true(wait_completed(c, 1001, 5000));
+    assert_true(rint_cmd(rc, "XLEN %s", key) < 200);
+    redisFree(rc);
+    collector_free(c);
+}
+
+/* ---- dedup ---------------------------------------------------------------------------- */
+
+static void same_client_id_twice_is_stored_once_and_reports_the_original(void **state)
+{
+    fixture *f = *state;
+    tse_broker_options o = options_for(f->redis);
+    collector *c = collector_new(3);
+    char key[128];
+    redisContext *rc;
+    redisReply *r;
+
+    start_broker(f, &o);
+    tse_publish_msg m = make_msg("client-id-1", "dedup.test", 4, (const uint8_t *)"first", 5);
+    m.dedup = true;
+    /* Two in the same pipeline: the script makes the check and the append atomic. */
+    assert_int_equal(publish(f, 0, &m, &c->out[0]), TSE_OK);
+    m.envelope = (const uint8_t *)"second";
+    m.envelope_len = 6;
+    assert_int_equal(publish(f, 0, &m, &c->out[1]), TSE_OK);
+    assert_true(wait_completed(c, 2, 5000));
+    assert_int_equal(publish(f, 0, &m, &c->out[2]), TSE_OK);
+    assert_true(wait_completed(c, 3, 5000));
+
+    assert_int_equal(c->out[0].status, TSE_OK);
+    assert_false(c->out[0].duplicate);
+    for (int i = 1; i < 3; i++) {
+        assert_int_equal(c->out[i].status, TSE_OK);
+        assert_true(c->out[i].duplicate);
+        assert_string_equal(c->out[i].stream_id, c->out[0].stream_id);
+    }
+    tse_broker_stream_key("dedup.test", 4, key, sizeof(key));
+    rc = rconnect(f->redis, NULL);
+    assert_int_equal(rint_cmd(rc, "XLEN %s", key), 1);
+    assert_true(set_has(rc, key));
+    r = rcmd(rc, "GET tracseq:dedup:client-id-1");
+    assert_string_equal(r->str, c->out[0].stream_id);
+    freeReplyObject(r);
+    r = rcmd(rc, "PTTL tracseq:dedup:client-id-1");
+    assert_true(r->integer > 50000 && r->integer <= 60000);
+    freeReplyObject(r);
+    r = rcmd(rc, "XRANGE %s - +", key);
+    assert_field(r->element[0], "event", "first");
+    assert_field(r->element[0], "id", "client-id-1");
+    freeReplyObject(r);
+    redisFree(rc);
+    collector_free(c);
+}
+
+static void client_id_is_stored_again_after_the_dedup_window(void **state)
+{
+    fixture *f = *state;
+    tse_broker_options o = options_for(f->redis);
+    collector *c = collector_new(2);
+    char key[128];
+    redisContext *rc;
+
+    o.dedup_window_ms = 200;
+    start_broker(f, &o);
+    tse_publish_msg m = make_msg("client-id-2", "dedup.window", 1, (const uint8_t *)"e", 1);
+    m.dedup = true;
+    assert_int_equal(publish(f, 0, &m, &c->out[0]), TSE_OK);
+    assert_true(wait_completed(c, 1, 5000));
+    usleep(400 * 1000);
+    assert_int_equal(publish(f, 0, &m, &c->out[1]), TSE_OK);
+    assert_true(wait_completed(c, 2, 5000));
+    assert_int_equal(c->out[1].status, TSE_OK);
+    assert_false(c->out[1].duplicate);
+    assert_string_not_equal(c->out[1].stream_id, c->out[0].stream_id);
+    tse_broker_stream_key("dedup.window", 1, key, sizeof(key));
+    rc = rconnect(f->redis, NULL);
+    assert_int_equal(rint_cmd(rc, "XLEN %s", key), 2);
+    redisFree(rc);
+    collector_free(c);
+}
+
+static void flushed_script_fails_one_dedup_job_then_is_reloaded(void **state)
+{
+    fixture *f = *state;
+    tse_broker_options o = options_for(f->redis);
+    collector *c = collector_new(2);
+    redisContext *rc;
+
+    start_broker(f, &o);
+    rc = rconnect(f->redis, NULL);
+    freeReplyObject(rcmd(rc, "SCRIPT FLUSH"));
+    tse_publish_msg m = make_msg("client-id-3", "dedup.flush", 1, (const uint8_t *)"e", 1);
+    m.dedup = true;
+    assert_int_equal(publish(f, 0, &m, &c->out[0]), TSE_OK);
+    assert_true(wait_completed(c, 1, 5000));
+    assert_int_equal(c->out[0].status, TSE_UNAVAILABLE);
+    assert_non_null(strstr(c->out[0].message, "NOSCRIPT"));
+    assert_int_equal(publish(f, 0, &m, &c->out[1]), TSE_OK);
+    assert_true(wait_completed(c, 2, 5000));
+    assert_int_equal(c->out[1].status, TSE_OK);
+    assert_false(c->out[1].duplicate);
+    assert_true(tse_broker_is_up(f->broker));
+    redisFree(rc);
+    collector_free(c);
+}
+
+/* ---- Redis error replies ------------------------------------------------------------------ */
+
+static void wrong_type_reply_fails_the_job_as_internal(void **state)
+{
+    fixture *f = *state;
+    tse_broker_options o = options_for(f->redis);
+    collector *c = collector_new(2);
+    char key[128];
+    redisContext *rc;
+
+    start_broker(f, &o);
+    tse_broker_stream_key("clash.type", 2, key, sizeof(key));
+    rc = rconnect(f->redis, NULL);
+    freeReplyObject(rcmd(rc, "SET %s not-a-stream", key));
+    tse_publish_msg m = make_msg("client-id-4", "clash.type", 2, (const uint8_t *)"e", 1);
+    assert_int_equal(publish(f, 0, &m, &c->out[0]), TSE_OK);
+    m.dedup = true;
+    assert_int_equal(publish(f, 0, &m, &c->out[1]), TSE_OK);
+    assert_true(wait_completed(c, 2, 5000));
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(c->out[i].status, TSE_INTERNAL);
+        assert_non_null(strstr(c->out[i].message, "WRONGTYPE"));
+        assert_string_equal(c->out[i].stream_id, "");
+    }
+    /* The connection survives an error reply. */
+    assert_true(tse_broker_is_up(f->broker));
+    redisFree(rc);
+    collector_free(c);
+}
+
+static void out_of_memory_is_unavailable_and_recovers(void **state)
+{
+    fixture *f = *state;
+    tse_broker_options o = options_for(f->redis);
+    collector *c = collector_new(2);
+    char key[128];
+    redisContext *rc;
+
+    start_broker(f, &o);
+    rc = rconnect(f->redis, NULL);
+    freeReplyObject(rcmd(rc, "CONFIG SET maxmemory-policy noeviction"));
+    freeReplyObject(rcmd(rc, "CONFIG SET maxmemory 1"));
+    tse_publish_msg m = make_msg("id", "oom.test", 5, (const uint8_t *)"e", 1);
+    assert_int_equal(publish(f, 0, &m, &c->out[0]), TSE_OK);
+    assert_true(wait_completed(c, 1, 5000));
+    assert_int_equal(c->out[0].status, TSE_UNAVAILABLE);
+    assert_non_null(strstr(c->out[0].message, "OOM"));
+    freeReplyObject(rcmd(rc, "CONFIG SET maxmemory 0"));
+    assert_int_equal(publish(f, 0, &m, &c->out[1]), TSE_OK);
+    assert_true(wait_completed(c, 2, 5000));
+    assert_int_equal(c->out[1].status, TSE_OK);
+    /* The failed registration was retried with the next write. */
+    tse_broker_stream_key("oom.test", 5, key, sizeof(key));
+    assert_true(set_has(rc, key));
+    redisFree(rc);
+    collector_free(c);
+}
+
+/* ---- admission ------------------------------------------------------------------------ */
+
+static void invalid_publishes_are_rejected_without_callback(void **state)
+{
+    fixture *f = *state;
+    tse_broker_options o = options_for(f->redis);
+    collector *c = collector_new(1);
+    outcome *out = &c->out[0];
+
+    start_broker(f, &o);
+    tse_publish_msg m = make_msg("id", "bad.prio", 0, (const uint8_t *)"e", 1);
+    assert_int_equal(publish(f, 0, &m, out), TSE_INVALID);
+    m.priority = 6;
+    assert_int_equal(publish(f, 0, &m, out), TSE_INVALID);
+    m.priority = 3;
+    assert_int_equal(publish(f, 1, &m, out), TSE_INVALID);
+    assert_int_equal(publish(f, -1, &m, out), TSE_INVALID);
+    assert_int_equal(tse_broker_publish(f->broker, 0, &m, NULL, NULL), TSE_INVALID);
+    m.event_id = "";
+    assert_int_equal(publish(f, 0, &m, out), TSE_INVALID);
+    m.event_id = "id";
+    m.event_type = NULL;
+    assert_int_equal(publish(f, 0, &m, out), TSE_INVALID);
+    m.event_type = "t.t";
+    m.envelope = NULL;
+    assert_int_equal(publish(f, 0, &m, out), TSE_INVALID);
+    assert_int_equal(tse_broker_publish(f->broker, 0, NULL, on_published, out), TSE_INVALID);
+    usleep(50 * 1000);
+    assert_int_equal(out->calls, 0);
+    collector_free(c);
+}
+
+static void bad_options_are_rejected(void **state)
+{
+    fixture *f = *state;
+    tse_broker_options o = options_for(f->redis);
+    tse_broker *b = NULL;
+    tse_error err;
+
+    o.lanes = 0;
+    assert_int_equal(tse_broker_create(&o, NULL, NULL, &b, &err), TSE_INVALID);
+    assert_string_equal(err.field, "lanes");
+    assert_null(b);
+    o = options_for(f->redis);
+    o.timeout_ms = 0;
+    assert_int_equal(tse_broker_create(&o, NULL, NULL, &b, &err), TSE_INVALID);
+    o = options_for(f->redis);
+    o.max_queue = 0;
+    assert_int_equal(tse_broker_create(&o, NULL, NULL, &b, &err), TSE_INVALID);
+    o = options_for(f->redis);
+    o.dedup_window_ms = 0;
+    assert_int_equal(tse_broker_create(&o, NULL, NULL, &b, &err), TSE_INVALID);
+    assert_null(b);
+}
+
+static void full_queue_returns_resource_exhausted(void **state)
+{
+    enum { N = 4000 };
+    fixture *f = *state;
+    tse_broker_options o = options_for(f->redis);
+    collector *c = collector_new(N);
+    int accepted = 0;
+    tse_status st = TSE_OK;
+
+    o.max_queue = 16;
+    o.timeout_ms = 3000;
+    start_broker(f, &o);
+    /* A stopped server keeps the pipeline full, so the queue fills up. */
+    kill(f->redis->pid, SIGSTOP);
+    while (accepted < N) {
+        tse_publish_msg m = make_msg("id", "queue.full", 3, (const uint8_t *)"e", 1);
+        st = publish(f, 0, &m, &c->out[accepted]);
+        if (st != TSE_OK)
+            break;
+        accepted++;
+    }
+    assert_int_equal(st, TSE_RESOURCE_EXHAUSTED);
+    /* In flight (<= 1024) plus queued (16), give or take what the lane took. */
+    assert_true(accepted >= 16 && accepted <= 1024 + 16);
+    kill(f->redis->pid, SIGCONT);
+    assert_true(wait_completed(c, accepted, 10000));
+    for (int i = 0; i < accepted; i++) {
+        assert_int_equal(c->out[i].calls, 1);
+        assert_int_equal(c->out[i].status, TSE_OK);
+    }
+    assert_int_equal(c->out[accepted].calls, 0);
+    collector_free(c);
+}
+
+static void chain_next(void *arg, const tse_publish_result *res)
+{
+    outcome *o = arg;
+    collector *c = o->c;
+    int next = o->index + 1;
+    bool more = next < c->n; /* read before the last completion lets the test free c */
+
+    if (more) {
+        tse_publish_msg m = make_msg("id", "chain.test", 3, (const uint8_t *)"e", 1);
+
+        /* No cmocka assert off the test thread: a refusal shows as a missing call. */
+        tse_broker_publish(c->chain_broker, 0, &m, chain_next, &c->out[next]);
+    }
+    on_published(arg, res);
+}
+
+static void callback_may_publish_on_its_own_lane(void **state)
+{
+    fixture *f = *state;
+    tse_broker_options o = options_for(f->redis);
+    collector *c = collector_new(200);
+
+    start_broker(f, &o);
+    c->chain_broker = f->broker;
+    tse_publish_msg m = make_msg("id", "chain.test", 3, (const uint8_t *)"e", 1);
+    assert_int_equal(tse_broker_publish(f->broker, 0, &m, chain_next, &c->out[0]), TSE_OK);
+    assert_true(wait_completed(c, 200, 10000));
+    assert_true(c->in_order);
+    assert_int_equal(c->out[199].status, TSE_OK);
+    collector_free(c);
+}
+
+/* ---- failures ---------------------------------------------------------------------------- */
+
+static void unreachable_redis_leaves_the_broker_down_and_refuses_publish(void **state)
+{
+    fixture *f = *state;
+    tse_broker_options o = options_for(f->redis);
+    collector *c = collector_new(1);
+    char why[256];
+    tse_error err;
+
+    o.target.port = tse_test_free_port();
+    o.lanes = 2;
+    assert_int_equal(tse_broker_create(&o, on_health, &f->health, &f->broker, &err), TSE_OK);
+    usleep(300 * 1000);
+    assert_false(tse_broker_is_up(f->broker));
+    tse_publish_msg m = make_msg("id", "down.test", 3, (const uint8_t *)"e", 1);
+    assert_int_equal(publish(f, 0, &m, &c->out[0]), TSE_UNAVAILABLE);
+    tse_broker_last_error(f->broker, why, sizeof(why));
+    assert_non_null(strstr(why, "connect"));
+    assert_int_equal(health_count(&f->health), 0);
+    long long t0 = tse_test_now_ms();
+    tse_broker_destroy(f->broker);
+    f->broker = NULL;
+    /* Destroy wakes lanes out of their backoff. */
+    assert_true(tse_test_now_ms() - t0 < 1500);
+    assert_int_equal(c->out[0].calls, 0);
+    collector_free(c);
+}
+
+static void killed_redis_fails_jobs_unavailable_and_reports_down(void **state)
+{
+    enum { N = 3000 };
+    fixture *f = *state;
+    tse_broker_options o = options_for(f->redis);
+    collector *c = collector_new(N + 2);
+    long long t_kill;
+    int ok = 0;
+
+    o.timeout_ms = 500;
+    start_broker(f, &o);
+    assert_true(wait_health(&f->health, 1, 1000));
+    publish_many(f, c, 0, N, "kill.test");
+    tse_test_redis_kill(f->redis);
+    t_kill = tse_test_now_ms();
+    assert_true(wait_completed(c, N, 5000));
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(c->out[i].calls, 1);
+        if (c->out[i].status == TSE_OK)
+            ok++;
+        else
+            assert_int_equal(c->out[i].status, TSE_UNAVAILABLE);
+    }
+    assert_true(wait_health(&f->health, 2, 3000));
+    assert_true(f->health.seen[0]);
+    assert_false(f->health.seen[1]);
+    assert_true(f->health.at_ms[1] - t_kill < o.timeout_ms + 1000);
+    assert_false(tse_broker_is_up(f->broker));
+    /* While down, publish fails at once and never calls back. */
+    tse_publish_msg m = make_msg("id", "kill.test", 3, (const uint8_t *)"e", 1);
+    assert_int_equal(publish(f, 0, &m, &c->out[N]), TSE_UNAVAILABLE);
+    usleep(50 * 1000);
+    assert_int_equal(c->out[N].calls, 0);
+    print_message("killed with %d of %d acknowledged\n", ok, N);
+    collector_free(c);
+}
+
+/*
+ * Writes to a socket the server closed must not raise SIGPIPE (fatal by
+ * default). The server dies while the connection is idle; the next job is
+ * too big for one write(), so the write loop runs into the reset.
+ */
+static void writing_to_a_killed_redis_does_not_raise_sigpipe(void **state)
+{
+    enum { N = 3, SIZE = 16 * 1024 * 1024 };
+    fixture *f = *state;
+    tse_broker_options o = options_for(f->redis);
+    collector *c = collector_new(N);
+    uint8_t *env = calloc(1, SIZE);
+    int accepted = 0;
+
+    assert_non_null(env);
+    o.timeout_ms = 2000;
+    start_broker(f, &o);
+    tse_test_redis_kill(f->redis);
+    tse_publish_msg m = make_msg("id", "pipe.test", 3, env, SIZE);
+    /* The first is accepted; later ones are refused once the lane noticed. */
+    while (accepted < N && publish(f, 0, &m, &c->out[accepted]) == TSE_OK)
+        accepted++;
+    assert_true(accepted >= 1);
+    assert_true(wait_completed(c, accepted, 10000));
+    for (int i = 0; i < accepted; i++) {
+        assert_int_equal(c->out[i].calls, 1);
+        assert_int_equal(c->out[i].status, TSE_UNAVAILABLE);
+    }
+    print_message("killed while idle: %s\n", c->out[0].message);
+    free(env);
+    collector_free(c);
+}
+
+static void idle_connection_notices_a_killed_redis(void **state)
+{
+    fixture *f = *state;
+    tse_broker_options o = options_for(f->redis);
+    long long t_kill;
+
+    o.timeout_ms = 500;
+    start_broker(f, &o);
+    tse_test_redis_kill(f->redis);
+    t_kill = tse_test_now_ms();
+    /* No traffic: the idle PING (every second) finds out. */
+    assert_true(wait_health(&f->health, 2, 5000));
+    assert_false(f->health.seen[1]);
+    assert_true(f->health.at_ms[1] - t_kill < 1000 + o.timeout_ms + 1000);
+}
+
+static void restarted_redis_is_reconnected_and_reported_up(void **state)
+{
+    fixture *f = *state;
+    tse_broker_options o = options_for(f->redis);
+    collector *c = collector_new(2);
+    char key[128];
+    redisContext *rc;
+
+    o.timeout_ms = 500;
+    o.lanes = 2;
+    start_broker(f, &o);
+    tse_publish_msg m = make_msg("id", "restart.test", 2, (const uint8_t *)"e", 1);
+    assert_int_equal(publish(f, 0, &m, &c->out[0]), TSE_OK);
+    assert_true(wait_completed(c, 1, 5000));
+    tse_test_redis_kill(f->redis);
+    assert_true(wait_up(f->broker, false, 5000));
+    usleep(300 * 1000);
+    assert_true(tse_test_redis_restart(f->redis));
+    /* Backoff is at most 2 s between attempts. */
+    assert_true(wait_up(f->broker, true, 5000));
+    assert_int_equal(health_count(&f->health), 3);
+    assert_true(f->health.seen[0] && !f->health.seen[1] && f->health.seen[2]);
+    /* Same lane as before the restart: its set of known keys was cleared. */
+    assert_int_equal(publish(f, 0, &m, &c->out[1]), TSE_OK);
+    assert_true(wait_completed(c, 2, 5000));
+    assert_int_equal(c->out[1].status, TSE_OK);
+    /* The server lost its data (no AOF): the key was registered again. */
+    tse_broker_stream_key("restart.test", 2, key, sizeof(key));
+    rc = rconnect(f->redis, NULL);
+    assert_true(set_has(rc, key));
+    redisFree(rc);
+    collector_free(c);
+}
+
+static void stopped_redis_fails_the_job_within_the_timeout(void **state)
+{
+    fixture *f = *state;
+    tse_broker_options o = options_for(f->redis);
+    collector *c = collector_new(2);
+    long long t0, elapsed;
+    tse_status st;
+
+    o.timeout_ms = 500;
+    start_broker(f, &o);
+    kill(f->redis->pid, SIGSTOP);
+    t0 = tse_test_now_ms();
+    tse_publish_msg m = make_msg("id", "stop.test", 3, (const uint8_t *)"e", 1);
+    st = publish(f, 0, &m, &c->out[0]);
+    if (st == TSE_OK) {
+        assert_true(wait_completed(c, 1, 5000));
+        assert_int_equal(c->out[0].status, TSE_UNAVAILABLE);
+        assert_non_null(strstr(c->out[0].message, "within 500 ms"));
+        elapsed = c->out[0].at_ms - t0;
+    } else {
+        /* An idle PING happened to time out first: refused at once. */
+        assert_int_equal(st, TSE_UNAVAILABLE);
+        elapsed = tse_test_now_ms() - t0;
+    }
+    print_message("stopped redis: job failed after %lld ms\n", elapsed);
+    assert_true(elapsed < o.timeout_ms + 700);
+    assert_true(wait_up(f->broker, false, 3000));
+    kill(f->redis->pid, SIGCONT);
+    assert_true(wait_up(f->broker, true, 5000));
+    assert_int_equal(publish(f, 0, &m, &c->out[1]), TSE_OK);
+    assert_true(wait_completed(c, 2, 5000));
+    assert_int_equal(c->out[1].status, TSE_OK);
+    collector_free(c);
+}
+
+static void destroy_with_jobs_in_flight_completes_each_callback_once(void **state)
+{
+    enum { N = 5000 };
+    fixture *f = *state;
+    tse_broker_options o = options_for(f->redis);
+    collector *c = collector_new(N);
+    char key[128];
+    redisContext *rc;
+
+    o.lanes = 2;
+    start_broker(f, &o);
+    for (int i = 0; i < N; i++) {
+        tse_publish_msg m = make_msg("id", "destroy.test", 3, (const uint8_t *)"e", 1);
+        assert_int_equal(publish(f, i % 2, &m, &c->out[i]), TSE_OK);
+    }
+    tse_broker_destroy(f->broker);
+    f->broker = NULL;
+    /* Every callback has run by the time destroy returns; queued jobs were written. */
+    assert_int_equal(c->completed, N);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(c->out[i].calls, 1);
+        assert_int_equal(c->out[i].status, TSE_OK);
+    }
+    tse_broker_stream_key("destroy.test", 3, key, sizeof(key));
+    rc = rconnect(f->redis, NULL);
+    assert_int_equal(rint_cmd(rc, "XLEN %s", key), N);
+    redisFree(rc);
+    collector_free(c);
+}
+
+static void destroy_with_a_dead_redis_fails_queued_jobs_once(void **state)
+{
+    enum { N = 2000 };
+    fixture *f = *state;
+    tse_broker_options o = options_for(f->redis);
+    collector *c = collector_new(N);
+    long long t0;
+
+    o.timeout_ms = 300;
+    start_broker(f, &o);
+    kill(f->redis->pid, SIGSTOP);
+    for (int i = 0; i < N; i++) {
+        tse_publish_msg m = make_msg("id", "destroy.dead", 3, (const uint8_t *)"e", 1);
+        assert_int_equal(publish(f, 0, &m, &c->out[i]), TSE_OK);
+    }
+    t0 = tse_test_now_ms();
+    tse_broker_destroy(f->broker);
+    f->broker = NULL;
+    assert_true(tse_test_now_ms() - t0 < o.timeout_ms + 1000);
+    assert_int_equal(c->completed, N);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(c->out[i].calls, 1);
+        assert_int_equal(c->out[i].status, TSE_UNAVAILABLE);
+    }
+    collector_free(c);
+}
+
+/* ---- authentication -------------------------------------------------------------------- */
+
+static void password_in_url_authenticates(void **state)
+{
+    fixture *f = *state;
+    tse_broker_options o;
+    collector *c = collector_new(2);
+    char url[256];
+    redisContext *rc;
+    tse_broker *b2 = NULL;
+    tse_error err;
+
+    rc = rconnect(f->redis, NULL);
+    freeReplyObject(rcmd(rc, "ACL SETUSER events on >p@ss ~* &* +@all"));
+    freeReplyObject(rcmd(rc, "CONFIG SET requirepass s3cr%%t"));
+    snprintf(url, sizeof(url), "redis://:s3cr%%25t@127.0.0.1:%d/1", f->redis->port);
+    assert_int_equal(tse_redis_url_parse(url, &o.target, NULL), TSE_OK);
+    o = (tse_broker_options){.target = o.target,
+                             .lanes = 1,
+                             .timeout_ms = 1000,
+                             .dedup_window_ms = 1000,
+                             .max_queue = 10};
+    start_broker(f, &o);
+    tse_publish_msg m = make_msg("id", "auth.test", 3, (const uint8_t *)"e", 1);
+    assert_int_equal(publish(f, 0, &m, &c->out[0]), TSE_OK);
+    assert_true(wait_completed(c, 1, 5000));
+    assert_int_equal(c->out[0].status, TSE_OK);
+
+    /* A named ACL user, and db 1 from the URL. */
+    snprintf(url, sizeof(url), "redis://events:p%%40ss@127.0.0.1:%d/1", f->redis->port);
+    assert_int_equal(tse_redis_url_parse(url, &o.target, NULL), TSE_OK);
+    assert_int_equal(tse_broker_create(&o, NULL, NULL, &b2, &err), TSE_OK);
+    assert_true(wait_up(b2, true, 5000));
+    assert_int_equal(tse_broker_publish(b2, 0, &m, on_published, &c->out[1]), TSE_OK);
+    assert_true(wait_completed(c, 2, 5000));
+    assert_int_equal(c->out[1].status, TSE_OK);
+    tse_broker_destroy(b2);
+
+    redisFree(rc);
+    rc = rconnect(f->redis, "s3cr%t");
+    freeReplyObject(rcmd(rc, "SELECT 1"));
+    assert_int_equal(rint_cmd(rc, "XLEN %s", "tracseq:events:auth.test:p3"), 2);
+    redisFree(rc);
+    collector_free(c);
+}
+
+static void wrong_password_leaves_the_broker_down(void **state)
+{
+    fixture *f = *state;
+    tse_broker_options o = options_for(f->redis);
+    collector *c = collector_new(1);
+    redisContext *rc;
+    char why[256];
+    tse_error err;
+
+    rc = rconnect(f->redis, NULL);
+    freeReplyObject(rcmd(rc, "CONFIG SET requirepass right"));
+    redisFree(rc);
+    snprintf(o.target.password, sizeof(o.target.password), "wrong");
+    assert_int_equal(tse_broker_create(&o, on_health, &f->health, &f->broker, &err), TSE_OK);
+    usleep(500 * 1000);
+    assert_false(tse_broker_is_up(f->broker));
+    tse_publish_msg m = make_msg("id", "auth.bad", 3, (const uint8_t *)"e", 1);
+    assert_int_equal(publish(f, 0, &m, &c->out[0]), TSE_UNAVAILABLE);
+    tse_broker_last_error(f->broker, why, sizeof(why));
+    assert_non_null(strstr(why, "AUTH"));
+    assert_null(strstr(why, "wrong"));
+    assert_int_equal(health_count(&f->health), 0);
+    collector_free(c);
+}
+
+int main(void)
+{
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(published_events_are_stored_with_every_field_intact),
+        T(ten_thousand_pipelined_jobs_keep_order_on_one_lane),
+        T(first_write_to_a_stream_registers_its_key),
+        T(retention_maxlen_trims_the_stream),
+        T(retention_minid_trims_entries_older_than_the_window),
+        T(same_client_id_twice_is_stored_once_and_reports_the_original),
+        T(client_id_is_stored_again_after_the_dedup_window),
+        T(flushed_script_fails_one_dedup_job_then_is_reloaded),
+        T(wrong_type_reply_fails_the_job_as_internal),
+        T(out_of_memory_is_unavailable_and_recovers),
+        T(invalid_publishes_are_rejected_without_callback),
+        T(bad_options_are_rejected),
+        T(full_queue_returns_resource_exhausted),
+        T(callback_may_publish_on_its_own_lane),
+        T(unreachable_redis_leaves_the_broker_down_and_refuses_publish),
+        T(killed_redis_fails_jobs_unavailable_and_reports_down),
+        T(writing_to_a_killed_redis_does_not_raise_sigpipe),
+        T(idle_connection_notices_a_killed_redis),
+        T(restarted_redis_is_reconnected_and_reported_up),
+        T(stopped_redis_fails_the_job_within_the_timeout),
+        T(destroy_with_jobs_in_flight_completes_each_callback_once),
+        T(destroy_with_a_dead_redis_fails_queued_jobs_once),
+        T(password_in_url_authenticates),
+        T(wrong_password_leaves_the_broker_down),
+    };
+#undef T
+
+    /* SIGPIPE keeps its default (fatal) action: the broker must not raise it. */
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
