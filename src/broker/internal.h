@@ -114,6 +114,7 @@ typedef struct tse_lane {
     tse_job_list queue;    /* guarded by mu */
     atomic_bool connected; /* written under mu; read without it as a hint */
     bool stop;             /* guarded by mu */
+    bool check_now;        /* guarded by mu: another lane failed, PING at once */
 
     /* Lane thread only. */
     redisContext *ctx;

@@ -64,14 +64,43 @@ static bool wait_for_work(tse_lane *l)
     int64_t idle = tse_broker_mono_ms() - l->last_io_ms;
     struct timespec until;
 
+    if (l->check_now && l->queue.count == 0 && !l->stop) {
+        l->check_now = false;
+        return true;
+    }
     if (idle >= TSE_LANE_PING_MS)
         return l->queue.count == 0 && !l->stop;
     until = deadline_in(TSE_LANE_PING_MS - idle);
-    while (l->queue.count == 0 && !l->stop) {
+    while (l->queue.count == 0 && !l->stop && !l->check_now) {
         if (pthread_cond_timedwait(&l->cond, &l->mu, &until) == ETIMEDOUT)
             return l->queue.count == 0 && !l->stop;
     }
+    if (l->check_now && l->queue.count == 0 && !l->stop) {
+        l->check_now = false;
+        return true;
+    }
     return false;
+}
+
+/*
+ * One lane's failure usually means Redis went away for all of them: an idle
+ * lane would only notice at its next PING or write, and meanwhile count as
+ * connected (health SERVING too early after a restart, and a publish failing
+ * on a dead socket). So the others check their connections at once.
+ */
+static void alert_other_lanes(tse_lane *l)
+{
+    tse_broker *b = l->broker;
+
+    for (int i = 0; i < b->opts.lanes; i++) {
+        tse_lane *other = &b->lanes[i];
+        if (other == l)
+            continue;
+        pthread_mutex_lock(&other->mu);
+        other->check_now = true;
+        pthread_cond_signal(&other->cond);
+        pthread_mutex_unlock(&other->mu);
+    }
 }
 
 /* ---- connection failures ---------------------------------------------------------- */
@@ -139,8 +168,10 @@ static void lane_drop(tse_lane *l, const char *why)
     queued = l->queue;
     memset(&l->queue, 0, sizeof(l->queue));
     pthread_mutex_unlock(&l->mu);
-    if (why != NULL)
+    if (why != NULL) {
         tse_broker_note_error(l->broker, why);
+        alert_other_lanes(l);
+    }
     /* A clean close at stop is not an outage: the broker is going away. */
     if (was_connected && why != NULL)
         tse_broker_lane_health(l->broker, false);

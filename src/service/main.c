@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "broker/broker.h"
 #include "config/config.h"
@@ -34,10 +35,18 @@ static void on_broker_health(void *arg, bool up)
     tse_server *s = atomic_load(&link->server);
     tse_broker *b = atomic_load(&link->broker);
 
+    char why[256] = "";
+
     /* Read the current state rather than trust the order of callbacks. */
     if (s != NULL && b != NULL)
         tse_server_set_serving(s, tse_broker_is_up(b));
-    tse_logf(up ? TSE_LOG_INFO : TSE_LOG_WARN, "redis %s", up ? "connected" : "unreachable");
+    if (up) {
+        tse_log(TSE_LOG_INFO, "redis connected", NULL);
+    } else {
+        if (b != NULL)
+            tse_broker_last_error(b, why, sizeof(why));
+        tse_log(TSE_LOG_WARN, "redis unreachable", (const char *[]){"error", why, NULL});
+    }
 }
 
 static int fail(const tse_error *err)
@@ -67,6 +76,17 @@ static tse_status make_broker(const tse_config *cfg, health_link *link, tse_brok
                              why);
     }
     return tse_broker_create(&opts, on_broker_health, link, out, err);
+}
+
+/* Gives Redis up to timeout_ms to answer before the port opens, so that the
+ * first calls of a fresh start do not fail needlessly. The service starts
+ * anyway (NOT_SERVING) when Redis is down, and connects when it comes. */
+static void wait_for_redis(tse_broker *b, int64_t timeout_ms)
+{
+    struct timespec pause = {0, 10 * 1000000};
+
+    for (int64_t waited = 0; waited < timeout_ms && !tse_broker_is_up(b); waited += 10)
+        nanosleep(&pause, NULL);
 }
 
 static int wait_for_signal(const sigset_t *set)
@@ -119,6 +139,7 @@ int main(int argc, char **argv)
         goto out;
     }
     atomic_store(&link.broker, broker);
+    wait_for_redis(broker, cfg.redis_timeout_ms);
     tse_server_deps deps = {.config = &cfg, .broker = broker, .stats = stats, .reflection = refl};
     if (tse_server_create(&deps, &server, &err) != TSE_OK ||
         tse_server_start(server, &err) != TSE_OK) {

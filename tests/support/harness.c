@@ -122,12 +122,16 @@ static void reap(pid_t *pid, int sig, int grace_ms)
 
     if (*pid <= 0)
         return;
+    /* The whole group: Redis forks children (AOF rewrite) that would keep
+     * its port bound after the parent died. */
+    kill(-*pid, sig);
     kill(*pid, sig);
     for (int waited = 0; waited < grace_ms; waited += 10) {
         if (waitpid(*pid, &status, WNOHANG) == *pid)
             goto done;
         usleep(10000);
     }
+    kill(-*pid, SIGKILL);
     kill(*pid, SIGKILL);
     waitpid(*pid, &status, 0);
 done:
@@ -137,7 +141,7 @@ done:
 
 static bool redis_launch(tse_test_redis *r, bool aof)
 {
-    char port[16];
+    char port[16], log[300];
     char *argv[] = {"redis-server",
                     "--port",
                     port,
@@ -156,11 +160,21 @@ static bool redis_launch(tse_test_redis *r, bool aof)
                     NULL};
 
     snprintf(port, sizeof(port), "%d", r->port);
-    r->pid = spawn(argv, NULL, NULL);
+    /* After a crash the port may still be held for a moment. */
+    for (int i = 0; i < 500 && port_accepts(r->port); i++)
+        usleep(10000);
+    snprintf(log, sizeof(log), "/tmp/tse-redis-%d-%d.log", (int)getpid(), r->port);
+    r->pid = spawn(argv, NULL, log);
     if (r->pid < 0)
         return false;
     for (int i = 0; i < 500; i++) {
         char *pong = tse_test_redis_cmd(r, "PING");
+        if (waitpid(r->pid, NULL, WNOHANG) == r->pid) {
+            free(pong);
+            track_child(r->pid, false);
+            r->pid = 0;
+            return false;
+        }
         if (pong != NULL) {
             free(pong);
             return true;
@@ -285,7 +299,7 @@ tse_test_service *tse_test_service_start(const tse_test_redis *r, const char *co
     snprintf(s->addr, sizeof(s->addr), "127.0.0.1:%d", s->port);
     snprintf(listen, sizeof(listen), "--listen=%s", s->addr);
     snprintf(redis, sizeof(redis), "--redis-url=%s", r ? r->url : "redis://127.0.0.1:1");
-    snprintf(s->log, sizeof(s->log), "/tmp/tse-service-%d.log", s->port);
+    snprintf(s->log, sizeof(s->log), "/tmp/tse-service-%d-%d.log", (int)getpid(), s->port);
     argv[n++] = (char *)bin;
     argv[n++] = listen;
     argv[n++] = redis;

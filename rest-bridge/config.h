@@ -1,0 +1,44 @@
+/*
+ * config.h - the REST bridge's settings, from the environment and the
+ * command line (a flag wins over its environment variable), validated at
+ * start with an error naming the bad key. Same conventions as the event
+ * service's src/config/config.h.
+ *
+ * A tse_bridge_config is filled once at start and read-only afterwards.
+ */
+#ifndef TSE_BRIDGE_CONFIG_H
+#define TSE_BRIDGE_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common/status.h"
+#include "config/config.h"
+
+typedef struct tse_bridge_config {
+    char host[256];            /* HOST: address to listen on */
+    int port;                  /* PORT */
+    char service_addr[256];    /* EVENT_SERVICE_ADDR: host:port of the gRPC service */
+    int64_t max_body_bytes;    /* MAX_BODY_BYTES */
+    int max_batch;             /* MAX_BATCH_EVENTS */
+    int threads;               /* HTTP_THREADS */
+    int max_connections;       /* MAX_CONNECTIONS */
+    int64_t read_timeout_ms;   /* READ_TIMEOUT: idle/header/body read timeout */
+    int64_t rpc_timeout_ms;    /* RPC_TIMEOUT: deadline of each gRPC call */
+    int64_t health_timeout_ms; /* HEALTH_TIMEOUT: deadline of /health's probes */
+    int retry_after_s;         /* RETRY_AFTER: Retry-After of 503 answers */
+    int grpc_channels;         /* GRPC_CHANNELS: HTTP/2 connections to the service */
+    char log_level[16];        /* LOG_LEVEL */
+    bool log_json;             /* LOG_FORMAT json|text */
+} tse_bridge_config;
+
+/*
+ * Fills cfg from defaults, then the environment, then argv ("--key=value" or
+ * "--key value"). Writes --help / --version text to out. On
+ * TSE_CONFIG_ERROR err names the bad key (its environment variable).
+ */
+tse_config_outcome tse_bridge_config_load(tse_bridge_config *cfg, int argc, char **argv, FILE *out,
+                                          tse_error *err);
+
+#endif

@@ -1,0 +1,323 @@
+/*
+ * reply.c - how the bridge answers: JSON bodies, the error shape every
+ * failure uses, and the one place where a gRPC status becomes an HTTP status.
+ *
+ * Error bodies are {"error": "<sentence>", "code": "<MACHINE_CODE>",
+ * "details": [{"field": ..., "problem": ...}]} (rest-api.md, "Errors").
+ * Fields the service names under the Event ("event.payload.barcode") are
+ * reported as the client wrote them ("payload.barcode").
+ */
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "bridge.h"
+#include "codec/pbjson.h"
+#include "obs/log.h"
+
+int64_t tse_now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void tse_reply_json(tse_response *resp, unsigned status, json_t *body)
+{
+    char *text = body ? json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
+
+    json_decref(body);
+    free(resp->body);
+    resp->body = text;
+    resp->len = text ? strlen(text) : 0;
+    resp->content_type = "application/json";
+    resp->status = text ? status : 500;
+    if (resp->code == NULL || status < 400)
+        resp->code = "OK";
+}
+
+static json_t *error_object(const char *code, const char *field, const char *sentence,
+                            const char *problem)
+{
+    json_t *details = json_array();
+
+    if (field != NULL && field[0] != '\0')
+        json_array_append_new(details, json_pack("{s:s, s:s}", "field", field, "problem", problem));
+    return json_pack("{s:s, s:s, s:o}", "error", sentence, "code", code, "details", details);
+}
+
+void tse_reply_error(tse_response *resp, unsigned status, const char *code, const char *field,
+                     const char *fmt, ...)
+{
+    char sentence[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(sentence, sizeof(sentence), fmt, ap);
+    va_end(ap);
+    resp->code = code;
+    tse_reply_json(resp, status, error_object(code, field, sentence, sentence));
+}
+
+unsigned tse_http_status_of(grpc_status_code code, const char **machine_code)
+{
+    static const struct {
+        grpc_status_code grpc;
+        unsigned http;
+        const char *code;
+    } map[] = {
+        {GRPC_STATUS_OK, 200, "OK"},
+        {GRPC_STATUS_INVALID_ARGUMENT, 422, "VALIDATION_FAILED"},
+        {GRPC_STATUS_OUT_OF_RANGE, 422, "VALIDATION_FAILED"},
+        {GRPC_STATUS_NOT_FOUND, 404, "NOT_FOUND"},
+        {GRPC_STATUS_ALREADY_EXISTS, 409, "ALREADY_EXISTS"},
+        {GRPC_STATUS_FAILED_PRECONDITION, 409, "FAILED_PRECONDITION"},
+        {GRPC_STATUS_RESOURCE_EXHAUSTED, 429, "RESOURCE_EXHAUSTED"},
+        /* The service or Redis cannot answer now: the client should retry. */
+        {GRPC_STATUS_UNAVAILABLE, 503, "SERVICE_UNAVAILABLE"},
+        {GRPC_STATUS_DEADLINE_EXCEEDED, 503, "SERVICE_UNAVAILABLE"},
+        {GRPC_STATUS_CANCELLED, 503, "SERVICE_UNAVAILABLE"},
+        {GRPC_STATUS_UNIMPLEMENTED, 501, "NOT_IMPLEMENTED"},
+    };
+
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+        if (map[i].grpc == code) {
+            if (machine_code)
+                *machine_code = map[i].code;
+            return map[i].http;
+        }
+    }
+    if (machine_code)
+        *machine_code = "INTERNAL";
+    return 500;
+}
+
+/* Splits "event.payload.x: message" into its field path and message. */
+static void split_details(const char *details, char *field, size_t flen, const char **message)
+{
+    const char *colon = strstr(details, ": ");
+    size_t n;
+
+    field[0] = '\0';
+    *message = details;
+    if (colon == NULL)
+        return;
+    n = (size_t)(colon - details);
+    for (size_t i = 0; i < n; i++)
+        if (isspace((unsigned char)details[i]))
+            return; /* a sentence, not a field path */
+    if (n == 0 || n >= flen)
+        return;
+    memcpy(field, details, n);
+    field[n] = '\0';
+    *message = colon + 2;
+}
+
+/* Drops the "event." the service puts before envelope fields, and renames
+ * the first segment for clients that spell it otherwise. */
+static void client_field(char *field, size_t len, const char *(*rename)(const char *))
+{
+    char rest[256];
+    const char *dot;
+    const char *first;
+    char head[128];
+
+    if (strncmp(field, "event.", 6) == 0)
+        memmove(field, field + 6, strlen(field + 6) + 1);
+    if (strcmp(field, "x-correlation-id") == 0) /* the service's name for our header */
+        snprintf(field, len, "X-Correlation-ID");
+    if (rename == NULL || field[0] == '\0')
+        return;
+    dot = strchr(field, '.');
+    snprintf(head, sizeof(head), "%.*s", dot ? (int)(dot - field) : (int)strlen(field), field);
+    snprintf(rest, sizeof(rest), "%s", dot ? dot : "");
+    first = rename(head);
+    if (first != NULL)
+        snprintf(field, len, "%s%s", first, rest);
+}
+
+json_t *tse_error_json(grpc_status_code code, const char *field, const char *message,
+                       const char *(*rename)(const char *), unsigned *status)
+{
+    char path[256], sentence[640];
+    const char *machine, *msg = message;
+
+    *status = tse_http_status_of(code, &machine);
+    if (field != NULL && field[0] != '\0')
+        snprintf(path, sizeof(path), "%s", field);
+    else
+        split_details(message, path, sizeof(path), &msg);
+    client_field(path, sizeof(path), rename);
+    if (*status == 503)
+        snprintf(sentence, sizeof(sentence), "The event service is unavailable (%s); retry later.",
+                 msg);
+    else if (*status == 501)
+        snprintf(sentence, sizeof(sentence), "Not implemented by the event service yet (%s).", msg);
+    else if (*status == 500)
+        snprintf(sentence, sizeof(sentence), "Internal error (%s).", msg);
+    else if (path[0] != '\0')
+        snprintf(sentence, sizeof(sentence), "Invalid %s: %s", path, msg);
+    else
+        snprintf(sentence, sizeof(sentence), "%s", msg);
+    return error_object(machine, path, sentence, msg);
+}
+
+void tse_reply_rpc_error(tse_response *resp, const tse_request *req, const tse_rpc_status *st,
+                         const char *(*rename)(const char *))
+{
+    unsigned status;
+    json_t *body = tse_error_json(st->code, NULL, st->details, rename, &status);
+
+    if (status == 503)
+        resp->retry_after =
+            req->bridge->cfg->retry_after_s > 0 ? req->bridge->cfg->retry_after_s : 1;
+    if (status == 500)
+        tse_log(TSE_LOG_ERROR, "event service call failed",
+                (const char *[]){"path", req->path, "error", st->details, "correlation_id",
+                                 req->correlation_id, NULL});
+    tse_http_status_of(st->code, &resp->code);
+    tse_reply_json(resp, status, body);
+}
+
+json_t *tse_parse_body(const tse_request *req, tse_response *resp)
+{
+    json_error_t jerr;
+    json_t *json;
+
+    if (req->body_len == 0) {
+        tse_reply_error(resp, 400, "INVALID_JSON", "body",
+                        "The body is empty; a JSON object is expected.");
+        return NULL;
+    }
+    json = json_loadb(req->body, req->body_len, 0, &jerr);
+    if (json == NULL) {
+        json_t *err = error_object("INVALID_JSON", "body", "", jerr.text);
+        char sentence[300];
+
+        snprintf(sentence, sizeof(sentence),
+                 "The body is not valid JSON: %s at line %d, column %d.", jerr.text, jerr.line,
+                 jerr.column);
+        json_object_set_new(err, "error", json_string(sentence));
+        json_t *d = json_array_get(json_object_get(err, "details"), 0);
+        json_object_set_new(d, "line", json_integer(jerr.line));
+        json_object_set_new(d, "column", json_integer(jerr.column));
+        json_object_set_new(d, "position", json_integer(jerr.position));
+        resp->code = "INVALID_JSON";
+        tse_reply_json(resp, 400, err);
+    }
+    return json;
+}
+
+bool tse_media_is(const tse_request *req, const char *type)
+{
+    const char *ct = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Content-Type");
+    size_t n = strlen(type);
+
+    if (ct == NULL)
+        return false;
+    while (*ct == ' ')
+        ct++;
+    if (strncasecmp(ct, type, n) != 0)
+        return false;
+    ct += n;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    return *ct == '\0' || *ct == ';';
+}
+
+void tse_reply_unsupported(const tse_request *req, tse_response *resp, const char *accepted)
+{
+    const char *ct = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Content-Type");
+
+    tse_reply_error(resp, 415, "UNSUPPORTED_MEDIA_TYPE", "Content-Type",
+                    "Content-Type %s is not supported here; send %s.", ct ? ct : "(none)",
+                    accepted);
+}
+
+/* ---- protobuf -> JSON with 64-bit integers as numbers ---- */
+
+static void fix_int64(json_t *obj, const ProtobufCMessageDescriptor *d);
+
+static bool is_int64(ProtobufCType t)
+{
+    return t == PROTOBUF_C_TYPE_INT64 || t == PROTOBUF_C_TYPE_SINT64 ||
+           t == PROTOBUF_C_TYPE_SFIXED64 || t == PROTOBUF_C_TYPE_UINT64 ||
+           t == PROTOBUF_C_TYPE_FIXED64;
+}
+
+/* A new number for a 64-bit value written as a string; NULL to keep v. */
+static json_t *fixed(json_t *v, const ProtobufCFieldDescriptor *f)
+{
+    const ProtobufCMessageDescriptor *md;
+    unsigned long long u;
+    char *end;
+
+    if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
+        md = f->descriptor;
+        if (json_is_object(v) && strncmp(md->name, "google.protobuf.", 16) != 0)
+            fix_int64(v, md);
+        return NULL;
+    }
+    if (!is_int64(f->type) || !json_is_string(v))
+        return NULL;
+    if (json_string_value(v)[0] == '-')
+        return json_integer((json_int_t)strtoll(json_string_value(v), &end, 10));
+    u = strtoull(json_string_value(v), &end, 10);
+    return u <= (unsigned long long)INT64_MAX ? json_integer((json_int_t)u) : NULL;
+}
+
+/* protobuf-c map entries are messages named "...Entry" of fields key, value. */
+static bool is_map(const ProtobufCFieldDescriptor *f)
+{
+    const ProtobufCMessageDescriptor *md = f->descriptor;
+    size_t n;
+
+    if (f->type != PROTOBUF_C_TYPE_MESSAGE || f->label != PROTOBUF_C_LABEL_REPEATED)
+        return false;
+    n = strlen(md->name);
+    return md->n_fields == 2 && n > 5 && strcmp(md->name + n - 5, "Entry") == 0;
+}
+
+static void fix_int64(json_t *obj, const ProtobufCMessageDescriptor *d)
+{
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        json_t *v = json_object_get(obj, f->name), *n, *item;
+        const char *key;
+        size_t idx;
+
+        if (v == NULL)
+            continue;
+        if (is_map(f) && json_is_object(v)) {
+            const ProtobufCFieldDescriptor *vf =
+                &((const ProtobufCMessageDescriptor *)f->descriptor)->fields[1];
+            json_object_foreach(v, key, item)
+            {
+                if ((n = fixed(item, vf)) != NULL)
+                    json_object_set_new(v, key, n);
+            }
+        } else if (json_is_array(v)) {
+            json_array_foreach(v, idx, item)
+            {
+                if ((n = fixed(item, f)) != NULL)
+                    json_array_set_new(v, idx, n);
+            }
+        } else if ((n = fixed(v, f)) != NULL) {
+            json_object_set_new(obj, f->name, n);
+        }
+    }
+}
+
+json_t *tse_json_from_message(const ProtobufCMessage *msg)
+{
+    json_t *json = tse_pbjson_from_message(msg, TSE_PBJSON_EMIT_DEFAULTS);
+
+    if (json != NULL && json_is_object(json))
+        fix_int64(json, msg->descriptor);
+    return json;
+}

@@ -1,0 +1,355 @@
+/*
+ * routes.c - the route table, and the endpoints that describe the service:
+ * GET /, /health, /api/v1/stats, /api/v1/event-types and /metrics.
+ *
+ * A route pattern is a path whose "{}" segment matches one non-empty
+ * segment (copied to req->param). A path that matches some route but not
+ * its method is a 405 naming the allowed methods; no match at all is a 404.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bridge.h"
+#include "codec/pbjson.h"
+#include "grpc/health/v1/health.pb-c.h"
+
+#define SERVICE_NAME "TracSeq Event Service"
+
+static void handle_root(tse_request *req, tse_response *resp);
+static void handle_health(tse_request *req, tse_response *resp);
+static void handle_stats(tse_request *req, tse_response *resp);
+static void handle_event_types(tse_request *req, tse_response *resp);
+static void handle_metrics(tse_request *req, tse_response *resp);
+
+typedef struct route {
+    const char *method;
+    const char *pattern;
+    tse_handler fn;
+    const char *allow; /* every method of this pattern, for 405 */
+} route;
+
+static const route routes[] = {
+    {"GET", "/", handle_root, "GET, HEAD"},
+    {"GET", "/health", handle_health, "GET, HEAD"},
+    {"GET", "/metrics", handle_metrics, "GET, HEAD"},
+    {"GET", "/api/v1/stats", handle_stats, "GET, HEAD"},
+    {"GET", "/api/v1/event-types", handle_event_types, "GET, HEAD"},
+    {"POST", "/api/v1/events/publish", tse_handle_publish, "POST"},
+    {"POST", "/api/v1/events/batch", tse_handle_batch, "POST"},
+    {"POST", "/api/v1/events/subscribe", tse_handle_subscribe, "POST"},
+    {"GET", "/api/v1/subscriptions", tse_handle_subscription_list, "GET, HEAD"},
+    {"GET", "/api/v1/subscriptions/{}", tse_handle_subscription_get, "GET, HEAD, DELETE"},
+    {"DELETE", "/api/v1/subscriptions/{}", tse_handle_subscription_delete, "GET, HEAD, DELETE"},
+    {"GET", "/api/v1/subscriptions/{}/events", tse_handle_subscription_pull, "GET, HEAD"},
+    {"POST", "/api/v1/subscriptions/{}/ack", tse_handle_subscription_ack, "POST"},
+    {"POST", "/api/v1/subscriptions/{}/nack", tse_handle_subscription_nack, "POST"},
+};
+
+#define NROUTES (sizeof(routes) / sizeof(routes[0]))
+
+static const char *const route_names[NROUTES] = {
+    "GET /",
+    "GET /health",
+    "GET /metrics",
+    "GET /api/v1/stats",
+    "GET /api/v1/event-types",
+    "POST /api/v1/events/publish",
+    "POST /api/v1/events/batch",
+    "POST /api/v1/events/subscribe",
+    "GET /api/v1/subscriptions",
+    "GET /api/v1/subscriptions/{name}",
+    "DELETE /api/v1/subscriptions/{name}",
+    "GET /api/v1/subscriptions/{name}/events",
+    "POST /api/v1/subscriptions/{name}/ack",
+    "POST /api/v1/subscriptions/{name}/nack",
+};
+
+size_t tse_route_count(void)
+{
+    return NROUTES;
+}
+
+const char *const *tse_route_names(void)
+{
+    return route_names;
+}
+
+/* True when path fits pattern; the "{}" segment is copied to param. */
+static bool path_matches(const char *pattern, const char *path, char *param, size_t len)
+{
+    while (*pattern != '\0') {
+        if (strncmp(pattern, "{}", 2) == 0) {
+            size_t n = strcspn(path, "/");
+            if (n == 0 || n >= len)
+                return false;
+            memcpy(param, path, n);
+            param[n] = '\0';
+            path += n;
+            pattern += 2;
+        } else if (*pattern++ != *path++) {
+            return false;
+        }
+    }
+    return *path == '\0';
+}
+
+tse_handler tse_route_find(tse_request *req, tse_response *resp, size_t *route_index)
+{
+    const char *method = strcmp(req->method, "HEAD") == 0 ? "GET" : req->method;
+    const char *allow = NULL;
+
+    *route_index = NROUTES;
+    for (size_t i = 0; i < NROUTES; i++) {
+        if (!path_matches(routes[i].pattern, req->path, req->param, sizeof(req->param)))
+            continue;
+        if (strcmp(routes[i].method, method) == 0) {
+            *route_index = i;
+            return routes[i].fn;
+        }
+        allow = routes[i].allow;
+    }
+    if (allow != NULL) {
+        resp->allow = allow;
+        tse_reply_error(resp, 405, "METHOD_NOT_ALLOWED", NULL,
+                        "Method %s is not allowed on %s; allowed: %s.", req->method, req->path,
+                        allow);
+    } else {
+        tse_reply_error(resp, 404, "NOT_FOUND", NULL, "No endpoint at %s (see GET /).", req->path);
+    }
+    return NULL;
+}
+
+/* ---- GET / ---- */
+
+static void handle_root(tse_request *req, tse_response *resp)
+{
+    json_t *endpoints =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "health", "/health",
+                  "publish", "/api/v1/events/publish", "subscribe", "/api/v1/events/subscribe",
+                  "stats", "/api/v1/stats", "batch", "/api/v1/events/batch", "event_types",
+                  "/api/v1/event-types", "subscriptions", "/api/v1/subscriptions", "pull",
+                  "/api/v1/subscriptions/{name}/events", "ack", "/api/v1/subscriptions/{name}/ack",
+                  "nack", "/api/v1/subscriptions/{name}/nack", "metrics", "/metrics");
+
+    tse_reply_json(resp, 200,
+                   json_pack("{s:s, s:s, s:s, s:o, s:s, s:[s,s]}", "service", SERVICE_NAME,
+                             "version", TSE_VERSION, "description",
+                             "Laboratory events over Redis Streams: publish, subscribe with "
+                             "at-least-once delivery, and inspect the service. This REST bridge "
+                             "translates JSON over HTTP to the gRPC EventService.",
+                             "endpoints", endpoints, "grpc", req->bridge->cfg->service_addr,
+                             "content_types", "application/json", "application/cloudevents+json"));
+}
+
+/* ---- GET /health ---- */
+
+static void now_rfc3339(char *buf, size_t len)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    tse_rfc3339_format(ts.tv_sec, (int32_t)(ts.tv_nsec / 1000000 * 1000000), buf, len);
+}
+
+/*
+ * Asks the service's grpc.health.v1 Check. The service answers SERVING only
+ * while Redis answers, so one probe tells both checks apart: no answer means
+ * the service is down; NOT_SERVING means Redis is.
+ */
+static json_t *probe(tse_request *req, bool *service_up, bool *redis_up)
+{
+    Grpc__Health__V1__HealthCheckRequest hreq = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    ProtobufCMessage *out = NULL;
+    tse_rpc_status st;
+    int64_t start = tse_now_us();
+    double ms;
+
+    hreq.service = "tracseq.events.v1.EventService";
+    tse_rpc_unary(req->bridge->rpc, "/grpc.health.v1.Health/Check", &hreq.base,
+                  &grpc__health__v1__health_check_response__descriptor, req->correlation_id,
+                  (int)req->bridge->cfg->health_timeout_ms, &out, &st);
+    ms = (double)(tse_now_us() - start) / 1000.0;
+    *service_up = st.code == GRPC_STATUS_OK;
+    *redis_up = *service_up && ((Grpc__Health__V1__HealthCheckResponse *)out)->status ==
+                                   GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+    if (out != NULL)
+        protobuf_c_message_free_unpacked(out, NULL);
+    json_t *service = json_pack("{s:s, s:s, s:f}", "status", *service_up ? "up" : "down", "address",
+                                req->bridge->cfg->service_addr, "latency_ms", ms);
+    if (!*service_up)
+        json_object_set_new(service, "error", json_string(st.details));
+    return json_pack("{s:o, s:{s:s, s:s}}", "event_service", service, "redis", "status",
+                     *redis_up ? "up" : (*service_up ? "down" : "unknown"), "source",
+                     "the event service's grpc.health.v1 status");
+}
+
+static void handle_health(tse_request *req, tse_response *resp)
+{
+    bool service_up, redis_up;
+    json_t *checks = probe(req, &service_up, &redis_up);
+    char ts[48];
+    json_t *body;
+
+    now_rfc3339(ts, sizeof(ts));
+    body = json_pack("{s:s, s:s, s:s, s:s, s:I, s:o}", "service", SERVICE_NAME, "status",
+                     redis_up ? "healthy" : "unhealthy", "version", TSE_VERSION, "timestamp", ts,
+                     "uptime_seconds",
+                     (json_int_t)((tse_now_us() - req->bridge->started_us) / 1000000), "checks",
+                     checks);
+    if (!redis_up) {
+        json_object_set_new(body, "failing", json_string(service_up ? "redis" : "event_service"));
+        resp->code = "SERVICE_UNAVAILABLE";
+        resp->retry_after = req->bridge->cfg->retry_after_s;
+    }
+    tse_reply_json(resp, redis_up ? 200 : 503, body);
+}
+
+/* ---- GET /api/v1/stats, /api/v1/event-types ---- */
+
+/* Answers the JSON of a unary call with an empty request. */
+static void relay(tse_request *req, tse_response *resp, const char *method,
+                  const ProtobufCMessage *in, const ProtobufCMessageDescriptor *out_desc)
+{
+    ProtobufCMessage *out = NULL;
+    tse_rpc_status st;
+
+    if (tse_rpc_unary(req->bridge->rpc, method, in, out_desc, req->correlation_id,
+                      (int)req->bridge->cfg->rpc_timeout_ms, &out, &st) != GRPC_STATUS_OK) {
+        tse_reply_rpc_error(resp, req, &st, NULL);
+        return;
+    }
+    tse_reply_json(resp, 200, tse_json_from_message(out));
+    protobuf_c_message_free_unpacked(out, NULL);
+}
+
+static void handle_stats(tse_request *req, tse_response *resp)
+{
+    Tracseq__Events__V1__GetStatsRequest in = TRACSEQ__EVENTS__V1__GET_STATS_REQUEST__INIT;
+
+    relay(req, resp, "/tracseq.events.v1.EventService/GetStats", &in.base,
+          &tracseq__events__v1__stats__descriptor);
+}
+
+static void handle_event_types(tse_request *req, tse_response *resp)
+{
+    Tracseq__Events__V1__ListEventTypesRequest in =
+        TRACSEQ__EVENTS__V1__LIST_EVENT_TYPES_REQUEST__INIT;
+
+    relay(req, resp, "/tracseq.events.v1.EventService/ListEventTypes", &in.base,
+          &tracseq__events__v1__list_event_types_response__descriptor);
+}
+
+/* ---- GET /metrics ---- */
+
+static void counter(FILE *out, const char *name, const char *help, uint64_t v)
+{
+    fprintf(out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
+            (unsigned long long)v);
+}
+
+static void gauge(FILE *out, const char *name, const char *help, double v)
+{
+    fprintf(out, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", name, help, name, name, v);
+}
+
+/* A label value with \ " and newline escaped, as the text format asks. */
+static void put_label(FILE *out, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\' || *s == '"')
+            fputc('\\', out);
+        if (*s == '\n')
+            fputs("\\n", out);
+        else
+            fputc(*s, out);
+    }
+}
+
+static void type_head(FILE *out, const char *name, const char *type, const char *help)
+{
+    fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void type_line(FILE *out, const char *name, const char *event_type, uint64_t v)
+{
+    fprintf(out, "%s{event_type=\"", name);
+    put_label(out, event_type);
+    fprintf(out, "\"} %llu\n", (unsigned long long)v);
+}
+
+static void render_service_stats(FILE *out, const Tracseq__Events__V1__Stats *s)
+{
+    counter(out, "tracseq_events_published_total", "Events stored (service instance).",
+            s->events_published);
+    counter(out, "tracseq_events_consumed_total", "Deliveries sent.", s->events_consumed);
+    counter(out, "tracseq_events_failed_total", "Publishes refused or failed.", s->events_failed);
+    counter(out, "tracseq_events_acked_total", "Deliveries acknowledged.", s->events_acked);
+    counter(out, "tracseq_events_redelivered_total", "Redeliveries.", s->events_redelivered);
+    counter(out, "tracseq_events_dead_lettered_total", "Events dead-lettered.",
+            s->events_dead_lettered);
+    counter(out, "tracseq_events_duplicate_total", "Publishes answered as duplicates.",
+            s->events_duplicate);
+    counter(out, "tracseq_events_schema_invalid_total",
+            "Catalog events stored as generic data (lenient).", s->events_schema_invalid);
+    counter(out, "tracseq_events_invalid_total", "Publishes refused as invalid.",
+            s->events_invalid);
+    counter(out, "tracseq_events_unavailable_total", "Publishes failed: Redis unreachable.",
+            s->events_unavailable);
+    gauge(out, "tracseq_events_active_subscribers", "Live subscribers.", s->active_subscribers);
+    gauge(out, "tracseq_events_subscriptions", "Subscriptions.", s->subscriptions);
+    gauge(out, "tracseq_events_redis_connected", "1 while the service reaches Redis.",
+          s->redis_connected);
+    gauge(out, "tracseq_events_publish_latency_p50_seconds", "Publish latency, median.",
+          s->publish_latency_p50_us / 1e6);
+    gauge(out, "tracseq_events_publish_latency_p99_seconds", "Publish latency, 99th percentile.",
+          s->publish_latency_p99_us / 1e6);
+    gauge(out, "tracseq_events_publish_latency_max_seconds", "Publish latency, maximum.",
+          s->publish_latency_max_us / 1e6);
+    gauge(out, "tracseq_events_uptime_seconds", "Service uptime.", (double)s->uptime_seconds);
+    type_head(out, "tracseq_events_published_by_type_total", "counter",
+              "Events stored by this service instance, by event type.");
+    for (size_t i = 0; i < s->n_published_by_type; i++)
+        type_line(out, "tracseq_events_published_by_type_total", s->published_by_type[i]->key,
+                  s->published_by_type[i]->value);
+    type_head(out, "tracseq_events_stream_length", "gauge",
+              "Stream entries in Redis, by event type (shared by every instance).");
+    for (size_t i = 0; i < s->n_stream_lengths; i++)
+        type_line(out, "tracseq_events_stream_length", s->stream_lengths[i]->key,
+                  s->stream_lengths[i]->value);
+}
+
+static void handle_metrics(tse_request *req, tse_response *resp)
+{
+    Tracseq__Events__V1__GetStatsRequest in = TRACSEQ__EVENTS__V1__GET_STATS_REQUEST__INIT;
+    ProtobufCMessage *stats = NULL;
+    tse_rpc_status st;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+
+    if (out == NULL) {
+        tse_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
+        return;
+    }
+    tse_rpc_unary(req->bridge->rpc, "/tracseq.events.v1.EventService/GetStats", &in.base,
+                  &tracseq__events__v1__stats__descriptor, req->correlation_id,
+                  (int)req->bridge->cfg->health_timeout_ms, &stats, &st);
+    tse_metrics_render(req->bridge->metrics, out);
+    gauge(out, "tracseq_bridge_uptime_seconds", "Seconds since this bridge started.",
+          (double)(tse_now_us() - req->bridge->started_us) / 1e6);
+    gauge(out, "tracseq_bridge_event_service_up",
+          "1 when the event service answered GetStats for this scrape.", stats != NULL);
+    if (stats != NULL) {
+        render_service_stats(out, (const Tracseq__Events__V1__Stats *)stats);
+        protobuf_c_message_free_unpacked(stats, NULL);
+    }
+    fclose(out);
+    free(resp->body);
+    resp->body = text;
+    resp->len = len;
+    resp->status = 200;
+    resp->code = "OK";
+    resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
+}
