@@ -258,6 +258,25 @@ static tse_status enqueue(tse_broker *b, tse_lane *l, tse_job *job)
     return st;
 }
 
+tse_status tse_broker_command(tse_broker *b, int lane, int argc, const char *const *argv,
+                              const size_t *lens, tse_command_cb cb, void *arg)
+{
+    tse_lane *l;
+    tse_job *job;
+
+    if (b == NULL || argv == NULL || cb == NULL || lane < 0 || lane >= b->opts.lanes || argc < 1)
+        return TSE_INVALID;
+    l = &b->lanes[lane];
+    if (!atomic_load(&l->connected))
+        return TSE_UNAVAILABLE;
+    job = tse_job_create_command(argc, argv, lens);
+    if (job == NULL)
+        return TSE_NOMEM;
+    job->command_cb = cb;
+    job->arg = arg;
+    return enqueue(b, l, job);
+}
+
 tse_status tse_broker_publish(tse_broker *b, int lane, const tse_publish_msg *msg,
                               tse_publish_cb cb, void *arg)
 {

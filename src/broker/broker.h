@@ -141,6 +141,26 @@ int tse_broker_pick_lane(tse_broker *b);
 tse_status tse_broker_publish(tse_broker *b, int lane, const tse_publish_msg *msg,
                               tse_publish_cb cb, void *arg);
 
+struct redisReply;
+
+/*
+ * Called exactly once per accepted command, on the lane thread: status TSE_OK
+ * with Redis's reply (which may be an error reply: the caller interprets it),
+ * or TSE_UNAVAILABLE with reply NULL and message saying why. The reply is
+ * valid only during the call. Must not block; may submit more commands.
+ */
+typedef void (*tse_command_cb)(void *arg, tse_status status, const struct redisReply *reply,
+                               const char *message);
+
+/*
+ * Queues any Redis command (argc binary-safe arguments; lens NULL means
+ * NUL-terminated strings), pipelined with the lane's other jobs and in order
+ * with them. Arguments are copied. Same admission results as
+ * tse_broker_publish; at most 64 arguments. Thread-safe.
+ */
+tse_status tse_broker_command(tse_broker *b, int lane, int argc, const char *const *argv,
+                              const size_t *lens, tse_command_cb cb, void *arg);
+
 /* True while every lane is connected and answered its last command. */
 bool tse_broker_is_up(const tse_broker *b);
 

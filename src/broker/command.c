@@ -32,7 +32,7 @@ const char tse_dedup_script[] = "local prev = redis.call('GET', KEYS[2])\n"
                                 "redis.call('SET', KEYS[2], id, 'PX', ARGV[1])\n"
                                 "return {0, id}\n";
 
-#define MAX_ARGS 28
+#define MAX_ARGS 64
 
 /* Argument vector under construction; numbers are printed into num[]. */
 typedef struct args {
@@ -146,6 +146,17 @@ tse_job *tse_job_create(const tse_broker_options *opts, const char *sha, const t
     return job;
 }
 
+tse_job *tse_job_create_command(int argc, const char *const *argv, const size_t *lens)
+{
+    args a = {0};
+
+    if (argc <= 0 || argc > (int)(sizeof(a.argv) / sizeof(a.argv[0])))
+        return NULL;
+    for (int i = 0; i < argc; i++)
+        add(&a, argv[i], lens ? lens[i] : strlen(argv[i]));
+    return job_alloc("", 0, &a);
+}
+
 void tse_job_free(tse_job *job)
 {
     if (job == NULL)
@@ -156,6 +167,11 @@ void tse_job_free(tse_job *job)
 
 void tse_job_fail(tse_job *job, tse_status status, const char *message)
 {
+    if (job->command_cb != NULL) {
+        job->command_cb(job->arg, status, NULL, message);
+        tse_job_free(job);
+        return;
+    }
     tse_publish_result res = {.status = status, .stream_key = job->key, .message = message};
 
     job->cb(job->arg, &res);
@@ -204,6 +220,12 @@ void tse_job_finish(tse_job *job, const redisReply *reply)
 
     if (job->pre_status != TSE_OK) {
         tse_job_fail(job, job->pre_status, job->pre_message ? job->pre_message : "redis error");
+        return;
+    }
+    if (job->command_cb != NULL && reply != NULL) {
+        /* Error replies are the caller's to interpret (BUSYGROUP, NOGROUP...). */
+        job->command_cb(job->arg, TSE_OK, reply, NULL);
+        tse_job_free(job);
         return;
     }
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {

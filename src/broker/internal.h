@@ -58,6 +58,7 @@ typedef struct tse_job {
     struct tse_job *next;
     tse_publish_cb cb;
     void *arg;
+    tse_command_cb command_cb; /* non-NULL: a generic command (no stream key) */
     bool dedup;
     /* Internal replies that precede this job's own, in this order. */
     bool pre_script;       /* SCRIPT LOAD written before it */
@@ -87,6 +88,8 @@ extern const char tse_dedup_script[];
  */
 tse_job *tse_job_create(const tse_broker_options *opts, const char *sha, const tse_publish_msg *msg,
                         int64_t now_ms);
+/* A generic command job of argc arguments; NULL when out of memory. */
+tse_job *tse_job_create_command(int argc, const char *const *argv, const size_t *lens);
 /* Completes job from its reply (NULL reply: unexpected) and frees it. */
 void tse_job_finish(tse_job *job, const redisReply *reply);
 /* Completes job with a failure and frees it. */

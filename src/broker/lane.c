@@ -310,7 +310,7 @@ static bool append_job(tse_lane *l, tse_job *job)
         job->pre_script = true;
         l->script_lost = false;
     }
-    if (!tse_keyset_contains(&l->known, job->key)) {
+    if (job->command_cb == NULL && !tse_keyset_contains(&l->known, job->key)) {
         const char *argv[] = {"SADD", "tracseq:streams", job->key};
 
         if (!append_internal(l, 3, argv))

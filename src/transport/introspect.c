@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <hiredis/hiredis.h>
+
 #include "domain/catalog.h"
 #include "domain/validate.h"
 #include "tracseq/events/v1/service.pb-c.h"
@@ -33,19 +35,79 @@ static void add_type(void *arg, const char *type, uint64_t count)
     tc->ptrs[tc->n++] = e;
 }
 
-static void get_stats_start(tse_call *c)
+/* Every registered stream with its length, in one round trip. */
+static const char stream_lengths_script[] =
+    "local out = {}\n"
+    "for _, k in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
+    "  out[#out + 1] = k\n"
+    "  out[#out + 1] = redis.call('XLEN', k)\n"
+    "end\n"
+    "return out\n";
+
+#define STREAM_PREFIX "tracseq:events:"
+
+typedef struct length_map {
+    Tracseq__Events__V1__Stats__StreamLengthsEntry *entries;
+    Tracseq__Events__V1__Stats__StreamLengthsEntry **ptrs;
+    char (*types)[TSE_EVENT_TYPE_MAX + 1];
+    size_t n, cap;
+} length_map;
+
+/* Adds a stream's length to its event type's total (priorities summed). */
+static void add_length(length_map *m, const char *key, size_t key_len, uint64_t len)
+{
+    size_t plen = strlen(STREAM_PREFIX), tlen;
+    const char *colon;
+
+    if (key_len <= plen || strncmp(key, STREAM_PREFIX, plen) != 0)
+        return;
+    colon = memrchr(key + plen, ':', key_len - plen);
+    tlen = colon ? (size_t)(colon - key) - plen : key_len - plen;
+    if (tlen == 0 || tlen > TSE_EVENT_TYPE_MAX)
+        return;
+    for (size_t i = 0; i < m->n; i++) {
+        if (strlen(m->types[i]) == tlen && memcmp(m->types[i], key + plen, tlen) == 0) {
+            m->entries[i].value += len;
+            return;
+        }
+    }
+    if (m->n == m->cap)
+        return;
+    memcpy(m->types[m->n], key + plen, tlen);
+    m->types[m->n][tlen] = '\0';
+    tracseq__events__v1__stats__stream_lengths_entry__init(&m->entries[m->n]);
+    m->entries[m->n].key = m->types[m->n];
+    m->entries[m->n].value = len;
+    m->ptrs[m->n] = &m->entries[m->n];
+    m->n++;
+}
+
+/* Answers GetStats from the counters plus, when reply is non-NULL, the
+ * stream lengths Redis reported. */
+static void answer_stats(tse_call *c, const redisReply *reply)
 {
     tse_server *s = c->server;
     tse_stats *st = s->stats;
     Tracseq__Events__V1__Stats out = TRACSEQ__EVENTS__V1__STATS__INIT;
     tse_latency_summary lat = tse_stats_latency(st);
     type_counts tc = {0};
+    length_map lm = {0};
+    size_t streams = reply && reply->type == REDIS_REPLY_ARRAY ? reply->elements / 2 : 0;
 
     tc.cap = 4097;
     tc.entries = calloc(tc.cap, sizeof(*tc.entries));
     tc.ptrs = calloc(tc.cap, sizeof(*tc.ptrs));
     if (tc.entries && tc.ptrs)
         tse_stats_each_type(st, add_type, &tc);
+    lm.cap = streams;
+    lm.entries = calloc(streams + 1, sizeof(*lm.entries));
+    lm.ptrs = calloc(streams + 1, sizeof(*lm.ptrs));
+    lm.types = calloc(streams + 1, sizeof(*lm.types));
+    for (size_t i = 0; lm.entries && lm.ptrs && lm.types && i < streams; i++) {
+        const redisReply *k = reply->element[2 * i], *v = reply->element[2 * i + 1];
+        if (k->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_INTEGER)
+            add_length(&lm, k->str, k->len, (uint64_t)v->integer);
+    }
     out.events_published = tse_stats_get(st, TSE_STAT_PUBLISHED);
     out.events_consumed = tse_stats_get(st, TSE_STAT_CONSUMED);
     out.events_failed =
@@ -61,16 +123,43 @@ static void get_stats_start(tse_call *c)
     out.active_subscribers = (uint32_t)tse_stats_get(st, TSE_STAT_SUBSCRIBERS);
     out.n_published_by_type = tc.n;
     out.published_by_type = tc.ptrs;
+    out.n_stream_lengths = lm.n;
+    out.stream_lengths = lm.ptrs;
     out.publish_latency_p50_us = lat.p50_us;
     out.publish_latency_p99_us = lat.p99_us;
     out.publish_latency_max_us = lat.max_us;
     out.uptime_seconds = tse_stats_uptime(st);
-    out.redis_connected = tse_broker_is_up(s->broker);
+    out.redis_connected = reply != NULL && tse_broker_is_up(s->broker);
     out.validation_mode = s->config->strict ? "strict" : "lenient";
     out.version = TSE_VERSION;
     tse_call_finish_unary(c, &out.base, GRPC_STATUS_OK, NULL);
     free(tc.entries);
     free(tc.ptrs);
+    free(lm.entries);
+    free(lm.ptrs);
+    free(lm.types);
+}
+
+static void on_stream_lengths(void *arg, tse_status status, const redisReply *reply,
+                              const char *message)
+{
+    tse_call *c = arg;
+
+    /* Redis down or an error reply: the counters still answer. */
+    if (status != TSE_OK || reply->type == REDIS_REPLY_ERROR)
+        reply = NULL;
+    answer_stats(c, reply);
+}
+
+static void get_stats_start(tse_call *c)
+{
+    tse_broker *b = c->server->broker;
+    const char *argv[] = {"EVAL", stream_lengths_script, "1", "tracseq:streams"};
+
+    /* Stream lengths live in Redis: ask a lane, answer from its callback. */
+    if (tse_broker_command(b, tse_broker_pick_lane(b), 4, argv, NULL, on_stream_lengths, c) !=
+        TSE_OK)
+        answer_stats(c, NULL);
 }
 
 const tse_method tse_method_get_stats = {

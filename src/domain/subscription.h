@@ -1,0 +1,77 @@
+/*
+ * subscription.h - the rules of subscriptions: pattern syntax and matching,
+ * and the validation and defaults of a subscription's settings.
+ *
+ * No I/O; reentrant.
+ *
+ * Patterns: "*" alone matches every event type. Otherwise a pattern is
+ * dot-separated segments like an event type, where a segment "*" matches any
+ * one segment ("sample.*", "*.completed", "sequencing.*.x") and "." is
+ * literal; a segment may not mix "*" with other characters. Exact types are
+ * patterns without "*".
+ */
+#ifndef TSE_DOMAIN_SUBSCRIPTION_H
+#define TSE_DOMAIN_SUBSCRIPTION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "common/status.h"
+#include "tracseq/events/v1/service.pb-c.h"
+
+#define TSE_SUBSCRIPTION_NAME_MAX       64
+#define TSE_SUBSCRIPTION_PATTERNS_MAX   32
+#define TSE_CONSUMER_NAME_MAX           128
+#define TSE_DEFAULT_ACK_DEADLINE_MS     30000
+#define TSE_DEFAULT_MAX_ATTEMPTS        5
+#define TSE_DEFAULT_MAX_IN_FLIGHT       100
+#define TSE_MAX_IN_FLIGHT_LIMIT         10000
+#define TSE_MIN_ACK_DEADLINE_MS         100
+#define TSE_MAX_ACK_DEADLINE_MS         3600000
+#define TSE_MAX_DELIVERY_ATTEMPTS_LIMIT 1000
+#define TSE_PATTERN_MAX                 128
+
+/* True for a well-formed pattern (see above), at most TSE_PATTERN_MAX characters. */
+bool tse_pattern_valid(const char *pattern);
+
+/* True when event_type matches pattern (both assumed well-formed). */
+bool tse_pattern_match(const char *pattern, const char *event_type);
+
+/* True when event_type matches any of the n patterns. */
+bool tse_patterns_match(char *const *patterns, size_t n, const char *event_type);
+
+/* True for a subscription or consumer name: [A-Za-z0-9_.-], 1..max chars. */
+bool tse_subscription_name_valid(const char *name, size_t max);
+
+/*
+ * Validates a subscription's settings and fills defaults in place:
+ * ack_deadline_ms 0 -> 30000 (else 100..3600000), max_delivery_attempts
+ * stays (0 = unlimited, else <= 1000), max_in_flight 0 -> 100 (else
+ * <= 10000), start UNSPECIFIED -> LATEST, START_POSITION_TIMESTAMP needs
+ * start_time; at least one and at most 32 patterns, each valid; duplicate
+ * patterns are removed. Output-only fields (created_at, stats) are ignored.
+ * TSE_INVALID naming the field ("subscription.name",
+ * "subscription.event_types[2]", "subscription.ack_deadline_ms", ...).
+ * An unknown start value fails on "subscription.start"; a start_time outside
+ * 0001-01-01..9999-12-31 or with nanos outside 0..999999999 fails on
+ * "subscription.start_time". The pattern count is checked as sent, before
+ * duplicates are removed, so the work stays bounded. Every check runs before
+ * anything is changed: a refused subscription is left as it came. Removed
+ * duplicates are freed with free(); nothing is allocated, so the message
+ * stays freeable with protobuf_c_message_free_unpacked. sub NULL fails on
+ * "subscription"; err may be NULL and is cleared on success.
+ */
+tse_status tse_subscription_validate(Tracseq__Events__V1__Subscription *sub, tse_error *err);
+
+/*
+ * True when two subscriptions have the same settings (name, patterns as
+ * sets, start, start_time, deadline, attempts, in-flight, auto_ack); used to
+ * answer ALREADY_EXISTS only when a second create differs. Unset settings
+ * compare as their defaults (start UNSPECIFIED as LATEST, ack_deadline_ms 0
+ * as 30000, max_in_flight 0 as 100); start_time counts only when start is
+ * START_POSITION_TIMESTAMP. Two NULLs are the same; NULL and non-NULL not.
+ */
+bool tse_subscription_same(const Tracseq__Events__V1__Subscription *a,
+                           const Tracseq__Events__V1__Subscription *b);
+
+#endif
