@@ -56,6 +56,9 @@ static const setting settings[] = {
      "on SIGTERM/SIGINT, how long in-flight calls may finish before they are cancelled"},
     {"publish-stream-window", "PUBLISH_STREAM_WINDOW", K_INT, NUM(stream_window), 1, 65536, "4096",
      "unanswered events one PublishStream may have in flight"},
+    {"delivery-poll", "DELIVERY_POLL", K_DURATION, NUM(delivery_poll_ms), 5, 10000, "100ms",
+     "how often idle subscribers look for events published by other processes (events "
+     "published through this process wake them at once)"},
 };
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))

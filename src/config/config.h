@@ -29,6 +29,7 @@ typedef struct tse_config {
     int64_t max_message_bytes; /* MAX_MESSAGE_BYTES */
     int64_t shutdown_grace_ms; /* SHUTDOWN_GRACE */
     int stream_window;         /* PUBLISH_STREAM_WINDOW */
+    int64_t delivery_poll_ms;  /* DELIVERY_POLL */
 } tse_config;
 
 typedef enum tse_config_outcome {

@@ -12,8 +12,10 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "broker/broker.h"
+#include "broker/delivery.h"
 #include "config/config.h"
 #include "obs/log.h"
 #include "obs/stats.h"
@@ -89,6 +91,22 @@ static void wait_for_redis(tse_broker *b, int64_t timeout_ms)
         nanosleep(&pause, NULL);
 }
 
+static tse_status make_delivery(const tse_config *cfg, tse_stats *stats, tse_delivery **out,
+                                tse_error *err)
+{
+    tse_delivery_options opts = {.timeout_ms = (int)cfg->redis_timeout_ms,
+                                 .poll_ms = (int)cfg->delivery_poll_ms};
+    char host[64] = "host", instance[96];
+
+    if (tse_redis_url_parse(cfg->redis_url, &opts.target, err) != TSE_OK)
+        return TSE_INVALID;
+    gethostname(host, sizeof(host) - 1);
+    /* Consumer names of this process: unique per host and process. */
+    snprintf(instance, sizeof(instance), "%s-%d", host, (int)getpid());
+    opts.instance = instance;
+    return tse_delivery_create(&opts, stats, out, err);
+}
+
 static int wait_for_signal(const sigset_t *set)
 {
     int sig = 0;
@@ -105,6 +123,7 @@ int main(int argc, char **argv)
     tse_error err;
     tse_log_level level;
     tse_broker *broker = NULL;
+    tse_delivery *delivery = NULL;
     tse_reflection *refl = NULL;
     tse_server *server = NULL;
     tse_stats *stats = NULL;
@@ -139,8 +158,13 @@ int main(int argc, char **argv)
         goto out;
     }
     atomic_store(&link.broker, broker);
+    if (make_delivery(&cfg, stats, &delivery, &err) != TSE_OK) {
+        rc = fail(&err);
+        goto out;
+    }
     wait_for_redis(broker, cfg.redis_timeout_ms);
-    tse_server_deps deps = {.config = &cfg, .broker = broker, .stats = stats, .reflection = refl};
+    tse_server_deps deps = {
+        .config = &cfg, .broker = broker, .delivery = delivery, .stats = stats, .reflection = refl};
     if (tse_server_create(&deps, &server, &err) != TSE_OK ||
         tse_server_start(server, &err) != TSE_OK) {
         rc = fail(&err);
@@ -160,6 +184,7 @@ int main(int argc, char **argv)
 out:
     atomic_store(&link.server, NULL);
     tse_server_destroy(server);
+    tse_delivery_destroy(delivery);
     tse_broker_destroy(broker);
     tse_reflection_destroy(refl);
     tse_stats_destroy(stats);

@@ -138,8 +138,10 @@ void tse_call_finish_unary(tse_call *c, const ProtobufCMessage *resp, grpc_statu
     c->status_details = grpc_slice_from_copied_string(details ? details : "");
     memset(ops, 0, sizeof(ops));
     ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-    if (resp != NULL && code == GRPC_STATUS_OK) {
+    if (resp != NULL && code == GRPC_STATUS_OK)
         c->response = tse_encode(resp);
+    /* A handler may also have encoded the response itself into c->response. */
+    if (c->response != NULL && code == GRPC_STATUS_OK) {
         ops[n].op = GRPC_OP_SEND_MESSAGE;
         ops[n++].data.send_message.send_message = c->response;
     }

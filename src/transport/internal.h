@@ -81,9 +81,12 @@ struct tse_call {
 /* A Watch stream (health.c); linked into the server's list. */
 typedef struct tse_health_watch tse_health_watch;
 
+struct sub_call;
+
 struct tse_server {
     const tse_config *config;
     tse_broker *broker;
+    tse_delivery *delivery;
     tse_stats *stats;
     const tse_reflection *reflection;
     grpc_server *grpc;
@@ -100,8 +103,9 @@ struct tse_server {
     pthread_cond_t calls_cond;
     int live_calls;
 
-    pthread_mutex_t watch_lock; /* guards the watch list */
+    pthread_mutex_t watch_lock; /* guards the watch and subscriber lists */
     tse_health_watch *watches;
+    struct sub_call *subscribers; /* live Subscribe streams */
 };
 
 /* Every method the server registers, NULL-terminated (server.c). */
@@ -117,6 +121,14 @@ extern const tse_method tse_method_reflection_v1;
 extern const tse_method tse_method_get_stats;
 extern const tse_method tse_method_list_event_types;
 extern const tse_method tse_method_unimplemented;
+extern const tse_method tse_method_subscribe;
+extern const tse_method tse_method_create_subscription;
+extern const tse_method tse_method_get_subscription;
+extern const tse_method tse_method_list_subscriptions;
+extern const tse_method tse_method_delete_subscription;
+extern const tse_method tse_method_acknowledge;
+extern const tse_method tse_method_nack;
+extern const tse_method tse_method_pull;
 
 /* ---- call helpers (call.c) ---- */
 
@@ -165,5 +177,9 @@ void tse_error_describe(const tse_error *err, char *buf, size_t len);
 void tse_health_notify(tse_server *s);
 /* Ends every Watch stream with UNAVAILABLE (server shutting down). */
 void tse_health_shutdown(tse_server *s);
+
+/* ---- subscriptions (subscribe.c) ---- */
+/* Ends every Subscribe stream with UNAVAILABLE (server shutting down). */
+void tse_subscribe_shutdown(tse_server *s);
 
 #endif

@@ -144,6 +144,8 @@ static tse_status account(tse_server *s, const prepared *p, const tse_publish_re
     } else {
         tse_stats_add(s->stats, TSE_STAT_PUBLISHED, 1);
         tse_stats_count_type(s->stats, p->event_type);
+        /* Subscribers of this process hear of it at once. */
+        tse_delivery_notify(s->delivery, r->stream_key);
     }
     tse_stats_record_latency(s->stats, tse_now_us() - p->start_us);
     ts->seconds = p->ts_sec;

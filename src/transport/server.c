@@ -23,15 +23,25 @@ const char *const tse_server_services[] = {
     "tracseq.events.v1.EventService", "grpc.health.v1.Health",
     "grpc.reflection.v1alpha.ServerReflection", "grpc.reflection.v1.ServerReflection", NULL};
 
-const tse_method *const tse_methods[] = {&tse_method_publish,
-                                         &tse_method_publish_stream,
-                                         &tse_method_get_stats,
-                                         &tse_method_list_event_types,
-                                         &tse_method_health_check,
-                                         &tse_method_health_watch,
-                                         &tse_method_reflection_v1alpha,
-                                         &tse_method_reflection_v1,
-                                         NULL};
+const tse_method *const tse_methods[] = {
+    &tse_method_publish,
+    &tse_method_publish_stream,
+    &tse_method_subscribe,
+    &tse_method_acknowledge,
+    &tse_method_nack,
+    &tse_method_pull,
+    &tse_method_create_subscription,
+    &tse_method_get_subscription,
+    &tse_method_list_subscriptions,
+    &tse_method_delete_subscription,
+    &tse_method_get_stats,
+    &tse_method_list_event_types,
+    &tse_method_health_check,
+    &tse_method_health_watch,
+    &tse_method_reflection_v1alpha,
+    &tse_method_reflection_v1,
+    NULL,
+};
 
 /* A request for the next call of a method (or of any unregistered method
  * when handle == NULL), posted on one worker's queue. */
@@ -180,6 +190,7 @@ tse_status tse_server_create(const tse_server_deps *deps, tse_server **out, tse_
         return tse_error_set(err, TSE_NOMEM, NULL, "out of memory");
     s->config = cfg;
     s->broker = deps->broker;
+    s->delivery = deps->delivery;
     s->stats = deps->stats;
     s->reflection = deps->reflection;
     s->nworkers = cfg->threads;
@@ -285,6 +296,7 @@ void tse_server_shutdown(tse_server *s, int64_t grace_ms)
     grpc_server_shutdown_and_notify(s->grpc, scq, s);
     /* Endless streams (health Watch) would only run out the grace period. */
     tse_health_shutdown(s);
+    tse_subscribe_shutdown(s);
     /* Posted requests fail now and are freed by their workers; in-flight
      * calls get the grace period, then are cancelled (streams end with
      * UNAVAILABLE in the clients). */

@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include "broker/broker.h"
+#include "broker/delivery.h"
 #include "common/status.h"
 #include "config/config.h"
 #include "obs/stats.h"
@@ -37,6 +38,7 @@ typedef struct tse_server tse_server;
 typedef struct tse_server_deps {
     const tse_config *config;
     tse_broker *broker;
+    tse_delivery *delivery;
     tse_stats *stats;
     const tse_reflection *reflection;
 } tse_server_deps;

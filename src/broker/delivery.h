@@ -1,0 +1,136 @@
+/*
+ * delivery.h - durable subscriptions on Redis consumer groups: the engine
+ * that creates and deletes subscriptions, reads events for live subscribers
+ * within their flow-control credit (priority 1 first), handles acks, nacks
+ * and deadline extensions, redelivers what stays unacked past the ack
+ * deadline, and moves poison events to a dead-letter stream.
+ *
+ * Threading model. The engine runs one thread with its own blocking hiredis
+ * connection (never a publish lane: a read must not delay a publish). Every
+ * other thread talks to it through tse_delivery_* calls, which only queue a
+ * request and wake the thread; results come back through callbacks called on
+ * the engine thread. Callbacks must not block; they may call tse_delivery_*.
+ * All engine state belongs to the engine thread, so it needs no locks beyond
+ * the request queue's.
+ *
+ * Redis layout (see docs/architecture.md):
+ *   tracseq:subs                    hash: name -> packed Subscription (settings, created_at)
+ *   group <name> on every stream tracseq:events:* whose type matches
+ *   tracseq:dlq:<name>              stream: dead letters of a subscription
+ * Ack ids are "<stream key>/<entry id>".
+ *
+ * Delivery guarantees: every event of a subscription goes to one live
+ * subscriber at a time; unacked events return after ack_deadline_ms to any
+ * live subscriber with delivery_attempt incremented; after
+ * max_delivery_attempts deliveries (0: unlimited) an unacked event moves to
+ * the dead-letter stream and is acked in the group. Under backlog priority-1
+ * streams are read before priority-2 and so on; within one (type, priority)
+ * events come in publish order.
+ */
+#ifndef TSE_BROKER_DELIVERY_H
+#define TSE_BROKER_DELIVERY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker/broker.h"
+#include "common/status.h"
+#include "obs/stats.h"
+#include "tracseq/events/v1/service.pb-c.h"
+
+typedef struct tse_delivery tse_delivery;
+typedef struct tse_subscriber tse_subscriber;
+
+/* One event handed to a subscriber. Valid only during the callback. */
+typedef struct tse_delivered {
+    const char *ack_id;
+    uint32_t attempt;        /* 1 on first delivery */
+    const char *stream_id;   /* Redis entry id */
+    const uint8_t *envelope; /* packed tracseq.events.v1.Event */
+    size_t envelope_len;
+} tse_delivered;
+
+/* Callbacks of a subscriber, called on the engine thread. */
+typedef struct tse_subscriber_ops {
+    /* Attach finished: TSE_OK (deliveries follow), or the error that ended
+     * the subscriber (NOT_FOUND, ALREADY_EXISTS, INVALID, UNAVAILABLE). After
+     * an error no other callback comes but `released`. */
+    void (*attached)(void *arg, const tse_error *err);
+    /* A batch of deliveries (n >= 1), in delivery order. */
+    void (*deliver)(void *arg, const tse_delivered *d, size_t n);
+    /* The subscriber must end: its subscription was deleted (NOT_FOUND) or
+     * the engine is stopping (UNAVAILABLE). */
+    void (*ended)(void *arg, const tse_error *err);
+    /* The engine has forgotten the subscriber (after tse_delivery_detach or
+     * a failed attach); arg may be freed now. Always the last call. */
+    void (*released)(void *arg);
+} tse_subscriber_ops;
+
+typedef struct tse_delivery_options {
+    tse_redis_target target;
+    int timeout_ms;       /* bound on every Redis reply */
+    int poll_ms;          /* how often idle subscribers look for events published elsewhere */
+    const char *instance; /* consumer-name prefix of this process, e.g. "host-pid" */
+} tse_delivery_options;
+
+/* Called once per request (create/get/list/delete/ack/nack/pull) on the engine thread. */
+typedef void (*tse_subscription_cb)(void *arg, const tse_error *err,
+                                    const Tracseq__Events__V1__Subscription *const *subs, size_t n);
+typedef void (*tse_ack_cb)(void *arg, const tse_error *err, uint32_t done,
+                           const char *const *unknown, size_t n_unknown);
+typedef void (*tse_pull_cb)(void *arg, const tse_error *err, const tse_delivered *d, size_t n);
+
+/* Starts the engine thread. Release with tse_delivery_destroy. */
+tse_status tse_delivery_create(const tse_delivery_options *opts, tse_stats *stats,
+                               tse_delivery **out, tse_error *err);
+
+/* Ends every subscriber (ended with UNAVAILABLE, then released), answers
+ * every queued request with UNAVAILABLE, joins the thread. NULL is a no-op. */
+void tse_delivery_destroy(tse_delivery *d);
+
+/* Events were just appended to stream_key in this process: wake matching
+ * idle subscribers now instead of at the next poll. Thread-safe, cheap. */
+void tse_delivery_notify(tse_delivery *d, const char *stream_key);
+
+/*
+ * Attaches a live subscriber: to the subscription spec (created when absent,
+ * joined when present with the same settings) or, when spec is NULL, to the
+ * existing subscription `name`. consumer: the consumer name (NULL or "":
+ * generated). Returns a handle at once; ops->attached reports the outcome.
+ * spec is copied.
+ */
+tse_subscriber *tse_delivery_attach(tse_delivery *d, const Tracseq__Events__V1__Subscription *spec,
+                                    const char *name, const char *consumer,
+                                    const tse_subscriber_ops *ops, void *arg);
+
+/* The subscriber is gone (stream ended): its unacked deliveries stay pending
+ * and are redelivered to others after the deadline. ops->released follows. */
+void tse_delivery_detach(tse_delivery *d, tse_subscriber *s);
+
+/* Acks / nacks / extends deliveries of a live subscriber (from its stream). */
+void tse_delivery_ack(tse_delivery *d, tse_subscriber *s, char *const *ack_ids, size_t n);
+void tse_delivery_nack(tse_delivery *d, tse_subscriber *s, char *const *ack_ids, size_t n,
+                       uint32_t delay_ms);
+void tse_delivery_extend(tse_delivery *d, tse_subscriber *s, char *const *ack_ids, size_t n,
+                         uint32_t deadline_ms);
+
+/* ---- requests without a live stream (unary RPCs, the REST bridge) ---- */
+
+void tse_delivery_create_subscription(tse_delivery *d,
+                                      const Tracseq__Events__V1__Subscription *spec,
+                                      tse_subscription_cb cb, void *arg);
+/* name == NULL: every subscription. Results carry stats. */
+void tse_delivery_get_subscriptions(tse_delivery *d, const char *name, tse_subscription_cb cb,
+                                    void *arg);
+void tse_delivery_delete_subscription(tse_delivery *d, const char *name, tse_subscription_cb cb,
+                                      void *arg);
+void tse_delivery_acknowledge(tse_delivery *d, const char *subscription, char *const *ack_ids,
+                              size_t n, tse_ack_cb cb, void *arg);
+void tse_delivery_nack_ids(tse_delivery *d, const char *subscription, char *const *ack_ids,
+                           size_t n, uint32_t delay_ms, tse_ack_cb cb, void *arg);
+/* Long-poll: up to max events, waiting up to wait_ms for the first. */
+void tse_delivery_pull(tse_delivery *d, const char *subscription, const char *consumer,
+                       uint32_t max, uint32_t wait_ms, tse_pull_cb cb, void *arg);
+
+#endif

@@ -1,0 +1,454 @@
+/*
+ * delivery_flow.c - moving events to subscribers: reading new entries within
+ * a subscriber's credit (priority 1 streams first), redelivering entries
+ * idle past the ack deadline (XPENDING + XCLAIM, which counts attempts),
+ * dead-lettering those that used up their attempts, and acks, nacks and
+ * deadline extensions.
+ *
+ * Credit: a stream subscriber holds at most max_in_flight unacked
+ * deliveries; every delivery takes one unit and its ack (or nack) gives it
+ * back. Reads never ask for more than the credit left, per stream; entries a
+ * multi-stream read returns beyond it wait in the subscriber's ready list
+ * (they are already its pending entries) and go out first as credit returns,
+ * so memory per subscriber stays bounded.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/delivery_internal.h"
+#include "domain/subscription.h"
+
+void tse_dl_ready_free(tse_ready *r)
+{
+    if (r == NULL)
+        return;
+    free(r->ack_id);
+    free(r->stream_id);
+    free(r->envelope);
+    free(r);
+}
+
+static void ready_push(tse_subscriber *s, tse_ready *r)
+{
+    if (s->ready_tail)
+        s->ready_tail->next = r;
+    else
+        s->ready = r;
+    s->ready_tail = r;
+}
+
+/* A ready entry from one stream entry reply [id, [field, value, ...]]; NULL
+ * when the entry has no envelope (deleted or foreign). */
+static tse_ready *entry_to_ready(const char *key, const redisReply *e, uint32_t attempt)
+{
+    const redisReply *fields;
+    tse_ready *r;
+
+    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 || e->element[0]->str == NULL)
+        return NULL;
+    fields = e->element[1];
+    if (fields->type != REDIS_REPLY_ARRAY)
+        return NULL;
+    for (size_t i = 0; i + 1 < fields->elements; i += 2) {
+        const redisReply *f = fields->element[i], *v = fields->element[i + 1];
+        if (f->str == NULL || strcmp(f->str, "event") != 0 || v->type != REDIS_REPLY_STRING)
+            continue;
+        r = calloc(1, sizeof(*r));
+        if (r == NULL)
+            return NULL;
+        r->stream_id = strdup(e->element[0]->str);
+        r->attempt = attempt;
+        r->envelope = malloc(v->len ? v->len : 1);
+        if (asprintf(&r->ack_id, "%s/%s", key, e->element[0]->str) < 0)
+            r->ack_id = NULL;
+        if (r->stream_id == NULL || r->envelope == NULL || r->ack_id == NULL) {
+            tse_dl_ready_free(r);
+            return NULL;
+        }
+        memcpy(r->envelope, v->str, v->len);
+        r->envelope_len = v->len;
+        return r;
+    }
+    return NULL;
+}
+
+static bool track(tse_subscriber *s, const char *ack_id)
+{
+    if (s->n_inflight == s->cap_inflight) {
+        size_t cap = s->cap_inflight ? 2 * s->cap_inflight : 16;
+        char **p = realloc(s->inflight, cap * sizeof(*p));
+        if (p == NULL)
+            return false;
+        s->inflight = p;
+        s->cap_inflight = cap;
+    }
+    s->inflight[s->n_inflight] = strdup(ack_id);
+    if (s->inflight[s->n_inflight] == NULL)
+        return false;
+    s->n_inflight++;
+    return true;
+}
+
+void tse_dl_forget_inflight(tse_subscriber *s, const char *ack_id)
+{
+    for (size_t i = 0; i < s->n_inflight; i++) {
+        if (strcmp(s->inflight[i], ack_id) == 0) {
+            free(s->inflight[i]);
+            s->inflight[i] = s->inflight[--s->n_inflight];
+            s->credit++;
+            s->hungry = true;
+            return;
+        }
+    }
+}
+
+/* Hands the ready entries the credit allows to the subscriber. Returns how
+ * many went out. A pull gets them all at once and is then done. */
+static size_t hand_out(tse_delivery *d, tse_subscriber *s)
+{
+    tse_delivered batch[64];
+    tse_ready *sent[64];
+    size_t n = 0, total = 0;
+
+    while (s->ready && s->credit > 0) {
+        tse_ready *r = s->ready;
+        s->ready = r->next;
+        if (s->ready == NULL)
+            s->ready_tail = NULL;
+        if (!s->is_pull)
+            track(s, r->ack_id);
+        s->credit--;
+        batch[n] =
+            (tse_delivered){r->ack_id, r->attempt, r->stream_id, r->envelope, r->envelope_len};
+        sent[n++] = r;
+        if (r->attempt > 1) {
+            tse_stats_add(d->stats, TSE_STAT_REDELIVERED, 1);
+            s->sub->redelivered++;
+        }
+        if (n == 64 || s->ready == NULL || s->credit == 0) {
+            if (s->is_pull)
+                s->pull_cb(s->pull_arg, NULL, batch, n);
+            else
+                s->ops->deliver(s->arg, batch, n);
+            tse_stats_add(d->stats, TSE_STAT_CONSUMED, (int64_t)n);
+            s->sub->delivered += n;
+            for (size_t i = 0; i < n; i++)
+                tse_dl_ready_free(sent[i]);
+            total += n;
+            n = 0;
+            if (s->is_pull)
+                break;
+        }
+    }
+    return total;
+}
+
+/* Leaves the pull's list, hands back what is left unsent, and frees it. */
+static void pull_done(tse_delivery *d, tse_subscriber *s)
+{
+    for (tse_subscriber **p = &s->sub->subscribers; *p; p = &(*p)->next) {
+        if (*p == s) {
+            *p = s->next;
+            break;
+        }
+    }
+    tse_dl_release(d, s);
+}
+
+/* XREADGROUP ... STREAMS <streams of one priority> > ...; entries appended
+ * to the ready list. Returns the number read, -1 on a Redis failure. */
+static long read_level(tse_delivery *d, tse_subscriber *s, int prio, uint32_t count)
+{
+    tse_sub *sub = s->sub;
+    size_t n = 0, argc = 0;
+    const char **argv;
+    char count_buf[16];
+    redisReply *r;
+    long got = 0;
+
+    for (size_t i = 0; i < sub->n_streams; i++)
+        n += sub->prio[i] == prio;
+    if (n == 0)
+        return 0;
+    argv = calloc(7 + 2 * n, sizeof(*argv));
+    if (argv == NULL)
+        return -1;
+    snprintf(count_buf, sizeof(count_buf), "%u", count);
+    argv[argc++] = "XREADGROUP";
+    argv[argc++] = "GROUP";
+    argv[argc++] = sub->def->name;
+    argv[argc++] = s->consumer;
+    argv[argc++] = "COUNT";
+    argv[argc++] = count_buf;
+    argv[argc++] = "STREAMS";
+    for (size_t i = 0; i < sub->n_streams; i++)
+        if (sub->prio[i] == prio)
+            argv[argc++] = sub->streams[i];
+    for (size_t i = 0; i < n; i++)
+        argv[argc++] = ">";
+    r = tse_dl_cmd(d, (int)argc, argv, NULL);
+    free(argv);
+    if (r == NULL)
+        return -1;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        const redisReply *stream = r->element[i];
+        if (stream->type != REDIS_REPLY_ARRAY || stream->elements != 2)
+            continue;
+        for (size_t j = 0; j < stream->element[1]->elements; j++) {
+            tse_ready *ready =
+                entry_to_ready(stream->element[0]->str, stream->element[1]->element[j], 1);
+            if (ready) {
+                ready_push(s, ready);
+                got++;
+            }
+        }
+    }
+    freeReplyObject(r);
+    return got;
+}
+
+void tse_dl_fill(tse_delivery *d, tse_subscriber *s)
+{
+    tse_sub *sub = s->sub;
+    size_t handed = 0;
+    long got = 0;
+
+    s->hungry = false;
+    if (sub == NULL)
+        return;
+    handed += hand_out(d, s);
+    for (int prio = 1; prio <= 5 && s->credit > 0 && s->ready == NULL && d->ctx; prio++) {
+        long n = read_level(d, s, prio, s->credit);
+        if (n < 0)
+            return;
+        got += n;
+        handed += hand_out(d, s);
+    }
+    if (s->is_pull) {
+        if (handed > 0)
+            pull_done(d, s);
+        else
+            s->hungry = false; /* wait for a publish, a poll or the deadline */
+        return;
+    }
+    /* More may be waiting: look again at once while credit lasts. */
+    if (got > 0 && s->credit > 0)
+        s->hungry = true;
+}
+
+/* Moves one entry to the dead-letter stream and acks it in the group. */
+static void dead_letter(tse_delivery *d, tse_sub *sub, const char *key, const char *id,
+                        long long attempts)
+{
+    char dlq[TSE_SUBSCRIPTION_NAME_MAX + 32], att[24];
+    redisReply *e, *r;
+
+    snprintf(dlq, sizeof(dlq), TSE_DLQ_PREFIX "%s", sub->def->name);
+    snprintf(att, sizeof(att), "%lld", attempts);
+    e = tse_dl_cmd(d, 4, (const char *[]){"XRANGE", key, id, id}, NULL);
+    if (e == NULL)
+        return;
+    if (e->type == REDIS_REPLY_ARRAY && e->elements == 1 &&
+        e->element[0]->element[1]->type == REDIS_REPLY_ARRAY) {
+        const redisReply *f = e->element[0]->element[1];
+        size_t argc = 0;
+        const char **argv = calloc(f->elements + 9, sizeof(*argv));
+        size_t *lens = calloc(f->elements + 9, sizeof(*lens));
+        if (argv && lens) {
+            const char *head[] = {"XADD",         dlq, "*", "dlq_stream", key, "dlq_id", id,
+                                  "dlq_attempts", att};
+            for (size_t i = 0; i < 9; i++) {
+                argv[argc] = head[i];
+                lens[argc++] = strlen(head[i]);
+            }
+            for (size_t i = 0; i < f->elements; i++) {
+                argv[argc] = f->element[i]->str;
+                lens[argc++] = f->element[i]->len;
+            }
+            r = tse_dl_cmd(d, (int)argc, argv, lens);
+            if (r)
+                freeReplyObject(r);
+        }
+        free(argv);
+        free(lens);
+    }
+    freeReplyObject(e);
+    if (d->ctx == NULL)
+        return;
+    r = tse_dl_cmd(d, 4, (const char *[]){"XACK", key, sub->def->name, id}, NULL);
+    if (r)
+        freeReplyObject(r);
+    tse_stats_add(d->stats, TSE_STAT_DEAD_LETTERED, 1);
+}
+
+/* A live stream subscriber with credit to take redeliveries, round robin. */
+static tse_subscriber *pick_target(tse_sub *sub)
+{
+    tse_subscriber *best = NULL;
+
+    for (tse_subscriber *s = sub->subscribers; s; s = s->next)
+        if (s->credit > 0 && !s->is_pull && s->ready == NULL &&
+            (best == NULL || s->credit > best->credit))
+            best = s;
+    return best;
+}
+
+/* Claims ids of one stream for target; entries go to its ready list with
+ * their attempt numbers. */
+static void claim(tse_delivery *d, tse_sub *sub, tse_subscriber *target, const char *key,
+                  const char **ids, const long long *counts, size_t n)
+{
+    const char **argv = calloc(n + 5, sizeof(*argv));
+    char idle[24];
+    redisReply *r;
+    size_t argc = 0;
+
+    if (argv == NULL)
+        return;
+    snprintf(idle, sizeof(idle), "%u", sub->def->ack_deadline_ms);
+    argv[argc++] = "XCLAIM";
+    argv[argc++] = key;
+    argv[argc++] = sub->def->name;
+    argv[argc++] = target->consumer;
+    argv[argc++] = idle;
+    for (size_t i = 0; i < n; i++)
+        argv[argc++] = ids[i];
+    r = tse_dl_cmd(d, (int)argc, argv, NULL);
+    free(argv);
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+        long long count = 1;
+        for (size_t j = 0; e->type == REDIS_REPLY_ARRAY && j < n; j++)
+            if (e->elements == 2 && e->element[0]->str && strcmp(e->element[0]->str, ids[j]) == 0)
+                count = counts[j];
+        tse_ready *ready = entry_to_ready(key, e, (uint32_t)count + 1);
+        if (ready)
+            ready_push(target, ready);
+    }
+    if (r)
+        freeReplyObject(r);
+}
+
+/* Redelivery and dead letters for one stream of sub. */
+static void scan_stream(tse_delivery *d, tse_sub *sub, tse_subscriber *target, const char *key)
+{
+    char idle[24], count[16];
+    const char *ids[TSE_CLAIM_BATCH];
+    long long counts[TSE_CLAIM_BATCH];
+    size_t n = 0;
+    uint32_t max = sub->def->max_delivery_attempts;
+    redisReply *r;
+
+    snprintf(idle, sizeof(idle), "%u", sub->def->ack_deadline_ms);
+    snprintf(count, sizeof(count), "%d", TSE_CLAIM_BATCH);
+    r = tse_dl_cmd(d, 8,
+                   (const char *[]){"XPENDING", key, sub->def->name, "IDLE", idle, "-", "+", count},
+                   NULL);
+    if (r == NULL)
+        return;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements && d->ctx; i++) {
+        const redisReply *p = r->element[i];
+        if (p->type != REDIS_REPLY_ARRAY || p->elements != 4)
+            continue;
+        long long delivered = p->element[3]->integer;
+        if (max > 0 && delivered >= (long long)max) {
+            dead_letter(d, sub, key, p->element[0]->str, delivered);
+        } else if (target && n < target->credit) {
+            ids[n] = p->element[0]->str;
+            counts[n++] = delivered;
+        }
+    }
+    if (n > 0 && d->ctx)
+        claim(d, sub, target, key, ids, counts, n);
+    freeReplyObject(r);
+}
+
+void tse_dl_claim_scan(tse_delivery *d, tse_sub *sub, tse_subscriber *target)
+{
+    for (size_t i = 0; d->ctx && i < sub->n_streams; i++) {
+        tse_subscriber *t = target ? target : pick_target(sub);
+        if (t && t->ready)
+            t = NULL; /* already has work waiting: no more claims for now */
+        scan_stream(d, sub, t, sub->streams[i]);
+        if (t && t->ready && !target)
+            hand_out(d, t);
+    }
+}
+
+/* Splits "<stream key>/<entry id>"; false when the id is not one of sub's. */
+static bool split_ack_id(const tse_sub *sub, const char *ack_id, char *key, size_t len,
+                         const char **entry)
+{
+    const char *slash = strrchr(ack_id, '/');
+
+    if (slash == NULL || (size_t)(slash - ack_id) >= len || slash[1] == '\0')
+        return false;
+    snprintf(key, len, "%.*s", (int)(slash - ack_id), ack_id);
+    *entry = slash + 1;
+    for (size_t i = 0; i < sub->n_streams; i++)
+        if (strcmp(sub->streams[i], key) == 0)
+            return true;
+    return false;
+}
+
+uint32_t tse_dl_ack_ids(tse_delivery *d, tse_sub *sub, char *const *ids, size_t n, char ***unknown,
+                        size_t *n_unknown)
+{
+    char key[256];
+    const char *entry;
+    uint32_t done = 0;
+
+    if (unknown) {
+        *unknown = calloc(n ? n : 1, sizeof(char *));
+        *n_unknown = 0;
+    }
+    for (size_t i = 0; i < n && d->ctx; i++) {
+        redisReply *r = NULL;
+        if (split_ack_id(sub, ids[i], key, sizeof(key), &entry))
+            r = tse_dl_cmd(d, 4, (const char *[]){"XACK", key, sub->def->name, entry}, NULL);
+        if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 1)
+            done++;
+        else if (unknown && *unknown)
+            (*unknown)[(*n_unknown)++] = ids[i];
+        if (r)
+            freeReplyObject(r);
+    }
+    tse_stats_add(d->stats, TSE_STAT_ACKED, done);
+    sub->acked += done;
+    return done;
+}
+
+uint32_t tse_dl_nack_ids(tse_delivery *d, tse_sub *sub, const char *consumer, char *const *ids,
+                         size_t n, uint32_t delay_ms, bool extend)
+{
+    uint32_t deadline = sub->def->ack_deadline_ms, done = 0;
+    char key[256], idle[24], owner[TSE_CONSUMER_NAME_MAX + 64];
+    const char *entry;
+
+    /* The entry becomes claimable again `delay_ms` from now (a nack), or
+     * its deadline is pushed to `delay_ms` from now (an extension; capped
+     * at the subscription's deadline, the most an idle time can express). */
+    snprintf(idle, sizeof(idle), "%u", delay_ms >= deadline ? 0 : deadline - delay_ms);
+    snprintf(owner, sizeof(owner), "%s", consumer ? consumer : "nacked");
+    for (size_t i = 0; i < n && d->ctx; i++) {
+        redisReply *r;
+        if (!split_ack_id(sub, ids[i], key, sizeof(key), &entry))
+            continue;
+        r = tse_dl_cmd(d, 9,
+                       (const char *[]){"XCLAIM", key, sub->def->name, owner, "0", entry, "IDLE",
+                                        idle, "JUSTID"},
+                       NULL);
+        if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 1)
+            done++;
+        if (r)
+            freeReplyObject(r);
+    }
+    if (!extend) {
+        int64_t due = tse_dl_now_ms() + delay_ms;
+        if (due < sub->next_claim_ms)
+            sub->next_claim_ms = due;
+    }
+    return done;
+}

@@ -1,0 +1,150 @@
+/*
+ * delivery_internal.h - private to the delivery engine (delivery.c,
+ * delivery_subs.c, delivery_flow.c): its state, which belongs to the engine
+ * thread alone, and the request queue, the only thing other threads touch
+ * (under mu).
+ */
+#ifndef TSE_BROKER_DELIVERY_INTERNAL_H
+#define TSE_BROKER_DELIVERY_INTERNAL_H
+
+#include <hiredis/hiredis.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "broker/delivery.h"
+#include "domain/subscription.h"
+
+#define TSE_DLQ_PREFIX  "tracseq:dlq:"
+#define TSE_SUBS_KEY    "tracseq:subs"
+#define TSE_DISCOVER_MS 1000
+#define TSE_CLAIM_BATCH 100
+
+typedef struct tse_sub tse_sub;
+
+/* An entry read for a subscriber but not yet handed to it. */
+typedef struct tse_ready {
+    struct tse_ready *next;
+    char *ack_id;
+    char *stream_id;
+    uint32_t attempt;
+    uint8_t *envelope;
+    size_t envelope_len;
+} tse_ready;
+
+struct tse_subscriber {
+    tse_subscriber *next; /* in its subscription's list */
+    tse_sub *sub;         /* NULL until attached */
+    const tse_subscriber_ops *ops;
+    void *arg;
+    char consumer[TSE_CONSUMER_NAME_MAX + 64];
+    uint32_t credit; /* deliveries it may still receive unacked */
+    char **inflight; /* ack ids delivered and not acked */
+    size_t n_inflight, cap_inflight;
+    tse_ready *ready, *ready_tail; /* read, not yet delivered */
+    bool hungry;
+    bool counted; /* in the subscribers gauge */
+
+    /* Pull requests only. */
+    bool is_pull;
+    tse_pull_cb pull_cb;
+    void *pull_arg;
+    int64_t pull_deadline_ms;
+};
+
+struct tse_sub {
+    tse_sub *next;
+    Tracseq__Events__V1__Subscription *def; /* unpacked from Redis; owned */
+    char group_start[48];                   /* group id for streams found later */
+    char **streams;                         /* matching streams with a group */
+    int *prio;
+    size_t n_streams, cap_streams;
+    tse_subscriber *subscribers;
+    int64_t next_claim_ms;
+    bool drained; /* a read this round found nothing */
+    uint64_t delivered, acked, redelivered;
+};
+
+typedef enum tse_req_kind {
+    REQ_ATTACH,
+    REQ_DETACH,
+    REQ_ACK,
+    REQ_NACK,
+    REQ_EXTEND,
+    REQ_CREATE,
+    REQ_GET,
+    REQ_DELETE,
+    REQ_ACKNOWLEDGE,
+    REQ_NACK_IDS,
+    REQ_PULL
+} tse_req_kind;
+
+typedef struct tse_req {
+    struct tse_req *next;
+    tse_req_kind kind;
+    tse_subscriber *s;
+    Tracseq__Events__V1__Subscription *spec; /* copy, owned */
+    char *name;
+    char **ids;
+    size_t n;
+    uint32_t num; /* delay, deadline or max */
+    uint32_t wait_ms;
+    tse_subscription_cb sub_cb;
+    tse_ack_cb ack_cb;
+    tse_pull_cb pull_cb;
+    void *arg;
+} tse_req;
+
+struct tse_delivery {
+    tse_delivery_options opts;
+    char instance[96];
+    tse_stats *stats;
+    pthread_t thread;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    tse_req *head, *tail; /* guarded by mu */
+    bool stop;            /* guarded by mu */
+    atomic_bool notified; /* a local publish happened */
+    atomic_uint next_consumer;
+
+    /* Engine thread only. */
+    redisContext *ctx;
+    int64_t backoff_ms, next_connect_ms;
+    tse_sub *subs;
+    int64_t next_discover_ms, next_poll_ms;
+};
+
+/* ---- delivery.c ---- */
+int64_t tse_dl_now_ms(void);
+/* One command on the engine's connection; NULL (and the connection dropped)
+ * on I/O failure. Caller frees the reply. */
+redisReply *tse_dl_cmd(tse_delivery *d, int argc, const char **argv, const size_t *lens);
+/* Drops the connection and ends every subscriber with UNAVAILABLE. */
+void tse_dl_disconnect(tse_delivery *d, const char *why);
+void tse_dl_release(tse_delivery *d, tse_subscriber *s);
+
+/* ---- delivery_subs.c ---- */
+tse_sub *tse_dl_find(tse_delivery *d, const char *name);
+/* The cached or stored subscription of name, loading and preparing its
+ * groups; NULL with err NOT_FOUND / UNAVAILABLE. */
+tse_sub *tse_dl_load(tse_delivery *d, const char *name, tse_error *err);
+tse_sub *tse_dl_create(tse_delivery *d, Tracseq__Events__V1__Subscription *spec, tse_error *err);
+void tse_dl_delete(tse_delivery *d, const char *name, tse_error *err);
+void tse_dl_discover(tse_delivery *d);
+/* A copy of the definition with stats filled in; caller frees with
+ * protobuf_c_message_free_unpacked. */
+Tracseq__Events__V1__Subscription *tse_dl_describe(tse_delivery *d, tse_sub *sub);
+void tse_dl_sub_free(tse_sub *sub);
+void tse_dl_forget(tse_delivery *d, tse_sub *sub, const tse_error *why);
+
+/* ---- delivery_flow.c ---- */
+void tse_dl_fill(tse_delivery *d, tse_subscriber *s);
+void tse_dl_claim_scan(tse_delivery *d, tse_sub *sub, tse_subscriber *target);
+uint32_t tse_dl_ack_ids(tse_delivery *d, tse_sub *sub, char *const *ids, size_t n, char ***unknown,
+                        size_t *n_unknown);
+uint32_t tse_dl_nack_ids(tse_delivery *d, tse_sub *sub, const char *consumer, char *const *ids,
+                         size_t n, uint32_t delay_ms, bool extend);
+void tse_dl_forget_inflight(tse_subscriber *s, const char *ack_id);
+void tse_dl_ready_free(tse_ready *r);
+
+#endif

@@ -1,0 +1,688 @@
+/*
+ * subscribe.c - Subscribe (bidi) and the subscription RPCs (Create, Get,
+ * List, Delete, Acknowledge, Nack, Pull), on the delivery engine
+ * (broker/delivery.h).
+ *
+ * A Subscribe stream: the first message attaches a subscriber; later ones
+ * ack, nack or extend. The engine's callbacks (on its thread) queue encoded
+ * deliveries, sent one at a time; the engine never hands out more than the
+ * subscription's max_in_flight unacked deliveries, so the queue stays
+ * bounded. With auto_ack a delivery is acked once its send completed. A
+ * client half-close ends no delivery; the stream ends when the client
+ * cancels, the subscription is deleted (NOT_FOUND) or the server stops
+ * (UNAVAILABLE). The call holds a reference for the engine from attach
+ * until the engine's `released`.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/delivery.h"
+#include "obs/log.h"
+#include "tracseq/events/v1/service.pb-c.h"
+#include "transport/internal.h"
+
+typedef Tracseq__Events__V1__Subscription Subscription;
+
+/* ===================== Delivery encoding ================================ */
+
+/* Deliveries carry the stored envelope bytes as they are: a submessage and
+ * a bytes field share one wire format, so nothing is decoded. */
+static size_t varint_len(uint64_t v)
+{
+    size_t n = 1;
+
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static uint8_t *put_varint(uint8_t *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+static uint8_t *put_bytes(uint8_t *p, int field, const void *data, size_t len)
+{
+    *p++ = (uint8_t)(field << 3 | 2);
+    p = put_varint(p, len);
+    memcpy(p, data, len);
+    return p + len;
+}
+
+static size_t bytes_len(size_t len)
+{
+    return 1 + varint_len(len) + len;
+}
+
+static size_t delivery_len(const tse_delivered *d, const char *subscription)
+{
+    return bytes_len(strlen(d->ack_id)) + 1 + varint_len(d->attempt) + bytes_len(d->envelope_len) +
+           bytes_len(strlen(subscription)) + bytes_len(strlen(d->stream_id));
+}
+
+static uint8_t *put_delivery(uint8_t *p, const tse_delivered *d, const char *subscription)
+{
+    p = put_bytes(p, 1, d->ack_id, strlen(d->ack_id));
+    *p++ = 2 << 3;
+    p = put_varint(p, d->attempt);
+    p = put_bytes(p, 3, d->envelope, d->envelope_len);
+    p = put_bytes(p, 4, subscription, strlen(subscription));
+    return put_bytes(p, 5, d->stream_id, strlen(d->stream_id));
+}
+
+static grpc_byte_buffer *encode_delivery(const tse_delivered *d, const char *subscription)
+{
+    grpc_slice slice = grpc_slice_malloc(delivery_len(d, subscription));
+    grpc_byte_buffer *bb;
+
+    put_delivery(GRPC_SLICE_START_PTR(slice), d, subscription);
+    bb = grpc_raw_byte_buffer_create(&slice, 1);
+    grpc_slice_unref(slice);
+    return bb;
+}
+
+/* ===================== Subscribe ======================================== */
+
+typedef struct outgoing {
+    struct outgoing *next;
+    grpc_byte_buffer *msg;
+    char *ack_id; /* auto_ack: acked once sent */
+} outgoing;
+
+typedef struct sub_call {
+    tse_call base;
+    tse_tag recv_tag, send_tag, close_tag;
+    grpc_byte_buffer *recv_buf;
+    outgoing *sending;
+    outgoing *head, *tail;
+    grpc_slice status_details;
+    tse_subscriber *subscriber;
+    char name[TSE_ERROR_FIELD_MAX];
+    bool auto_ack, attached, input_done, md_sent, status_started, ended, detached, closed;
+    bool in_list;
+    grpc_status_code end_code;
+    char end_message[TSE_ERROR_MESSAGE_MAX];
+    int cancelled;
+    uint64_t delivered;
+    struct sub_call *next_live; /* server list, under subs_lock */
+} sub_call;
+
+static void outgoing_free(outgoing *o)
+{
+    if (o == NULL)
+        return;
+    if (o->msg)
+        grpc_byte_buffer_destroy(o->msg);
+    free(o->ack_id);
+    free(o);
+}
+
+static void sub_release(tse_call *c)
+{
+    sub_call *sc = (sub_call *)c;
+
+    outgoing_free(sc->sending);
+    while (sc->head) {
+        outgoing *next = sc->head->next;
+        outgoing_free(sc->head);
+        sc->head = next;
+    }
+    if (sc->recv_buf)
+        grpc_byte_buffer_destroy(sc->recv_buf);
+    grpc_slice_unref(sc->status_details);
+}
+
+static void sub_send_status(sub_call *sc)
+{
+    grpc_op ops[2];
+    size_t n = 0;
+
+    memset(ops, 0, sizeof(ops));
+    if (!sc->md_sent)
+        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    sc->status_details = grpc_slice_from_copied_string(sc->end_message);
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = sc->end_code;
+    ops[n++].data.send_status_from_server.status_details = &sc->status_details;
+    sc->md_sent = true;
+    sc->status_started = true;
+    if (tse_call_start_batch_locked(&sc->base, ops, n, &sc->send_tag))
+        sc->sending = calloc(1, sizeof(outgoing)); /* marks the send in flight */
+}
+
+/* Sends the next queued delivery, or the status once ended and drained. */
+static void sub_try_send(sub_call *sc)
+{
+    grpc_op ops[2];
+    size_t n = 0;
+    outgoing *o = sc->head;
+
+    if (sc->sending || sc->status_started || sc->closed)
+        return;
+    if (o == NULL) {
+        if (sc->ended)
+            sub_send_status(sc);
+        return;
+    }
+    sc->head = o->next;
+    if (sc->head == NULL)
+        sc->tail = NULL;
+    memset(ops, 0, sizeof(ops));
+    if (!sc->md_sent)
+        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    if (sc->md_sent && sc->head != NULL)
+        ops[n].flags = GRPC_WRITE_BUFFER_HINT;
+    ops[n++].data.send_message.send_message = o->msg;
+    sc->md_sent = true;
+    sc->sending = o;
+    if (!tse_call_start_batch_locked(&sc->base, ops, n, &sc->send_tag)) {
+        sc->sending = NULL;
+        outgoing_free(o);
+    }
+}
+
+static void sub_end(sub_call *sc, grpc_status_code code, const char *message)
+{
+    if (sc->ended)
+        return;
+    sc->ended = true;
+    sc->end_code = code;
+    snprintf(sc->end_message, sizeof(sc->end_message), "%s", message);
+    sub_try_send(sc);
+}
+
+static void sub_post_recv(sub_call *sc)
+{
+    grpc_op op = {.op = GRPC_OP_RECV_MESSAGE};
+
+    if (sc->input_done || sc->closed)
+        return;
+    op.data.recv_message.recv_message = &sc->recv_buf;
+    if (!tse_call_start_batch_locked(&sc->base, &op, 1, &sc->recv_tag))
+        sc->input_done = true;
+}
+
+/* ---- engine callbacks (engine thread) ---- */
+
+static void on_attached(void *arg, const tse_error *err)
+{
+    sub_call *sc = arg;
+    char msg[TSE_ERROR_FIELD_MAX + TSE_ERROR_MESSAGE_MAX + 4];
+
+    pthread_mutex_lock(&sc->base.lock);
+    if (err->code != TSE_OK) {
+        tse_error_describe(err, msg, sizeof(msg));
+        sub_end(sc, tse_status_to_grpc(err->code), msg);
+    } else {
+        sc->attached = true;
+        sub_post_recv(sc);
+    }
+    pthread_mutex_unlock(&sc->base.lock);
+}
+
+static void on_deliver(void *arg, const tse_delivered *d, size_t n)
+{
+    sub_call *sc = arg;
+
+    pthread_mutex_lock(&sc->base.lock);
+    for (size_t i = 0; i < n && !sc->closed; i++) {
+        outgoing *o = calloc(1, sizeof(*o));
+        if (o == NULL)
+            break;
+        o->msg = encode_delivery(&d[i], sc->name);
+        if (sc->auto_ack)
+            o->ack_id = strdup(d[i].ack_id);
+        if (sc->tail)
+            sc->tail->next = o;
+        else
+            sc->head = o;
+        sc->tail = o;
+        sc->delivered++;
+    }
+    sub_try_send(sc);
+    pthread_mutex_unlock(&sc->base.lock);
+}
+
+static void on_ended(void *arg, const tse_error *err)
+{
+    sub_call *sc = arg;
+    char msg[TSE_ERROR_FIELD_MAX + TSE_ERROR_MESSAGE_MAX + 4];
+
+    tse_error_describe(err, msg, sizeof(msg));
+    pthread_mutex_lock(&sc->base.lock);
+    sub_end(sc, tse_status_to_grpc(err->code), msg);
+    pthread_mutex_unlock(&sc->base.lock);
+}
+
+static void on_released(void *arg)
+{
+    sub_call *sc = arg;
+
+    tse_call_unref(&sc->base); /* the engine's */
+}
+
+static const tse_subscriber_ops sub_ops = {
+    .attached = on_attached,
+    .deliver = on_deliver,
+    .ended = on_ended,
+    .released = on_released,
+};
+
+/* ---- completion-queue events ---- */
+
+static void sub_unlist(sub_call *sc)
+{
+    tse_server *s = sc->base.server;
+
+    pthread_mutex_lock(&s->watch_lock);
+    for (sub_call **p = (sub_call **)&s->subscribers; *p; p = &(*p)->next_live) {
+        if (*p == sc) {
+            *p = sc->next_live;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->watch_lock);
+}
+
+static void sub_first_message(sub_call *sc, Tracseq__Events__V1__SubscribeRequest *req)
+{
+    tse_server *s = sc->base.server;
+    const Subscription *spec = NULL;
+    const char *name = NULL;
+
+    if (req->request_case == TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__REQUEST_SUBSCRIPTION) {
+        spec = req->subscription;
+        name = spec->name;
+        sc->auto_ack = spec->auto_ack;
+    } else if (req->request_case ==
+               TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__REQUEST_SUBSCRIPTION_NAME) {
+        name = req->subscription_name;
+    } else {
+        sub_end(sc, GRPC_STATUS_INVALID_ARGUMENT,
+                "subscription: the first message must carry a subscription or a "
+                "subscription_name");
+        return;
+    }
+    snprintf(sc->name, sizeof(sc->name), "%s", name ? name : "");
+    tse_call_log_kv(&sc->base, "subscription", sc->name);
+    sc->base.refs++; /* the engine's, until released */
+    sc->subscriber = tse_delivery_attach(s->delivery, spec, spec ? NULL : name, req->consumer_name,
+                                         &sub_ops, sc);
+    if (sc->subscriber == NULL) {
+        sc->base.refs--;
+        sub_end(sc, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    }
+}
+
+static void sub_later_message(sub_call *sc, Tracseq__Events__V1__SubscribeRequest *req)
+{
+    tse_delivery *d = sc->base.server->delivery;
+
+    switch (req->request_case) {
+    case TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__REQUEST_ACK:
+        tse_delivery_ack(d, sc->subscriber, req->ack->ack_ids, req->ack->n_ack_ids);
+        break;
+    case TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__REQUEST_NACK:
+        tse_delivery_nack(d, sc->subscriber, req->nack->ack_ids, req->nack->n_ack_ids,
+                          req->nack->delay_ms);
+        break;
+    case TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__REQUEST_EXTEND:
+        tse_delivery_extend(d, sc->subscriber, req->extend->ack_ids, req->extend->n_ack_ids,
+                            req->extend->deadline_ms);
+        break;
+    default: break; /* a second subscription message is ignored */
+    }
+}
+
+static void sub_on_recv(tse_tag *tag, bool ok)
+{
+    sub_call *sc = TSE_CONTAINER_OF(tag, sub_call, recv_tag);
+    Tracseq__Events__V1__SubscribeRequest *req;
+
+    pthread_mutex_lock(&sc->base.lock);
+    if (!ok || sc->recv_buf == NULL) {
+        /* A half-close ends no delivery: only acks stop coming. */
+        sc->input_done = true;
+        if (sc->subscriber == NULL)
+            sub_end(sc, GRPC_STATUS_INVALID_ARGUMENT, "subscription: no subscription was given");
+        goto out;
+    }
+    req = (Tracseq__Events__V1__SubscribeRequest *)tse_decode(
+        sc->recv_buf, &tracseq__events__v1__subscribe_request__descriptor);
+    grpc_byte_buffer_destroy(sc->recv_buf);
+    sc->recv_buf = NULL;
+    if (req == NULL) {
+        sub_end(sc, GRPC_STATUS_INVALID_ARGUMENT,
+                "request: not a valid tracseq.events.v1.SubscribeRequest");
+        goto out;
+    }
+    if (sc->subscriber == NULL) {
+        sub_first_message(sc, req);
+    } else {
+        sub_later_message(sc, req);
+        sub_post_recv(sc);
+    }
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+out:
+    pthread_mutex_unlock(&sc->base.lock);
+    tse_call_unref(&sc->base);
+}
+
+static void sub_on_send(tse_tag *tag, bool ok)
+{
+    sub_call *sc = TSE_CONTAINER_OF(tag, sub_call, send_tag);
+    outgoing *o;
+
+    pthread_mutex_lock(&sc->base.lock);
+    o = sc->sending;
+    sc->sending = NULL;
+    if (o && o->ack_id && ok && sc->subscriber)
+        tse_delivery_ack(sc->base.server->delivery, sc->subscriber, &o->ack_id, 1);
+    outgoing_free(o);
+    if (ok)
+        sub_try_send(sc);
+    pthread_mutex_unlock(&sc->base.lock);
+    tse_call_unref(&sc->base);
+}
+
+static void sub_on_close(tse_tag *tag, bool ok)
+{
+    sub_call *sc = TSE_CONTAINER_OF(tag, sub_call, close_tag);
+    char n[32];
+
+    sub_unlist(sc);
+    pthread_mutex_lock(&sc->base.lock);
+    sc->closed = true;
+    if (sc->subscriber && !sc->detached) {
+        sc->detached = true;
+        tse_delivery_detach(sc->base.server->delivery, sc->subscriber);
+    }
+    pthread_mutex_unlock(&sc->base.lock);
+    snprintf(n, sizeof(n), "%llu", (unsigned long long)sc->delivered);
+    tse_log_request("Subscribe", sc->cancelled ? "CANCELLED" : tse_grpc_code_name(sc->end_code),
+                    tse_now_us() - sc->base.start_us, sc->base.correlation_id,
+                    (const char *[]){"subscription", sc->name, "delivered", n, NULL});
+    tse_call_unref(&sc->base); /* the close op's */
+    tse_call_unref(&sc->base); /* the handler's */
+}
+
+static void sub_start(tse_call *c)
+{
+    sub_call *sc = (sub_call *)c;
+    tse_server *s = c->server;
+    grpc_op op = {.op = GRPC_OP_RECV_CLOSE_ON_SERVER};
+
+    sc->recv_tag.fn = sub_on_recv;
+    sc->send_tag.fn = sub_on_send;
+    sc->close_tag.fn = sub_on_close;
+    sc->status_details = grpc_empty_slice();
+    sc->end_code = GRPC_STATUS_OK;
+    op.data.recv_close_on_server.cancelled = &sc->cancelled;
+    pthread_mutex_lock(&s->watch_lock);
+    pthread_mutex_lock(&c->lock);
+    if (tse_call_start_batch_locked(c, &op, 1, &sc->close_tag)) {
+        sc->next_live = s->subscribers;
+        s->subscribers = sc;
+        sub_post_recv(sc);
+    } else {
+        sc->closed = true;
+    }
+    pthread_mutex_unlock(&c->lock);
+    pthread_mutex_unlock(&s->watch_lock);
+    if (sc->closed)
+        tse_call_unref(c);
+}
+
+const tse_method tse_method_subscribe = {
+    .path = "/tracseq.events.v1.EventService/Subscribe",
+    .name = "Subscribe",
+    .streaming_in = true,
+    .backlog = 16,
+    .call_size = sizeof(sub_call),
+    .start = sub_start,
+    .release = sub_release,
+};
+
+void tse_subscribe_shutdown(tse_server *s)
+{
+    pthread_mutex_lock(&s->watch_lock);
+    for (sub_call *sc = s->subscribers; sc; sc = sc->next_live)
+        grpc_call_cancel_with_status(sc->base.call, GRPC_STATUS_UNAVAILABLE,
+                                     "the server is shutting down; reconnect", NULL);
+    pthread_mutex_unlock(&s->watch_lock);
+}
+
+/* ===================== unary subscription RPCs ========================== */
+
+static void answer_subscriptions(void *arg, const tse_error *err, const Subscription *const *subs,
+                                 size_t n)
+{
+    tse_call *c = arg;
+
+    if (err != NULL && err->code != TSE_OK) {
+        tse_call_fail(c, err);
+        return;
+    }
+    if (c->method == &tse_method_list_subscriptions) {
+        Tracseq__Events__V1__ListSubscriptionsResponse out =
+            TRACSEQ__EVENTS__V1__LIST_SUBSCRIPTIONS_RESPONSE__INIT;
+        out.n_subscriptions = n;
+        out.subscriptions = (Subscription **)subs;
+        tse_call_finish_unary(c, &out.base, GRPC_STATUS_OK, NULL);
+    } else if (c->method == &tse_method_delete_subscription) {
+        Tracseq__Events__V1__DeleteSubscriptionResponse out =
+            TRACSEQ__EVENTS__V1__DELETE_SUBSCRIPTION_RESPONSE__INIT;
+        tse_call_finish_unary(c, &out.base, GRPC_STATUS_OK, NULL);
+    } else if (n == 1 && subs[0] != NULL) {
+        tse_call_finish_unary(c, &subs[0]->base, GRPC_STATUS_OK, NULL);
+    } else {
+        tse_call_finish_unary(c, NULL, GRPC_STATUS_INTERNAL, "no subscription in the answer");
+    }
+}
+
+/* Decodes the request of c or finishes the call with INVALID_ARGUMENT. */
+static ProtobufCMessage *request_of(tse_call *c, const ProtobufCMessageDescriptor *desc)
+{
+    ProtobufCMessage *m = tse_decode(c->payload, desc);
+    char msg[160];
+
+    if (m == NULL && c->payload == NULL) /* an empty message */
+        m = protobuf_c_message_unpack(desc, NULL, 0, (const uint8_t *)"");
+    if (m == NULL) {
+        snprintf(msg, sizeof(msg), "request: not a valid %s", desc->name);
+        tse_call_finish_unary(c, NULL, GRPC_STATUS_INVALID_ARGUMENT, msg);
+    }
+    return m;
+}
+
+static void create_start(tse_call *c)
+{
+    Tracseq__Events__V1__CreateSubscriptionRequest *req =
+        (Tracseq__Events__V1__CreateSubscriptionRequest *)request_of(
+            c, &tracseq__events__v1__create_subscription_request__descriptor);
+
+    if (req == NULL)
+        return;
+    if (req->subscription == NULL) {
+        tse_call_finish_unary(c, NULL, GRPC_STATUS_INVALID_ARGUMENT, "subscription: is required");
+    } else {
+        tse_call_log_kv(c, "subscription", req->subscription->name);
+        tse_delivery_create_subscription(c->server->delivery, req->subscription,
+                                         answer_subscriptions, c);
+    }
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+static void get_start(tse_call *c)
+{
+    Tracseq__Events__V1__GetSubscriptionRequest *req =
+        (Tracseq__Events__V1__GetSubscriptionRequest *)request_of(
+            c, &tracseq__events__v1__get_subscription_request__descriptor);
+
+    if (req == NULL)
+        return;
+    tse_call_log_kv(c, "subscription", req->name);
+    tse_delivery_get_subscriptions(c->server->delivery, req->name, answer_subscriptions, c);
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+static void list_start(tse_call *c)
+{
+    tse_delivery_get_subscriptions(c->server->delivery, NULL, answer_subscriptions, c);
+}
+
+static void delete_start(tse_call *c)
+{
+    Tracseq__Events__V1__DeleteSubscriptionRequest *req =
+        (Tracseq__Events__V1__DeleteSubscriptionRequest *)request_of(
+            c, &tracseq__events__v1__delete_subscription_request__descriptor);
+
+    if (req == NULL)
+        return;
+    tse_call_log_kv(c, "subscription", req->name);
+    tse_delivery_delete_subscription(c->server->delivery, req->name, answer_subscriptions, c);
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+static void answer_acks(void *arg, const tse_error *err, uint32_t done, const char *const *unknown,
+                        size_t n_unknown)
+{
+    tse_call *c = arg;
+
+    if (err != NULL && err->code != TSE_OK) {
+        tse_call_fail(c, err);
+        return;
+    }
+    if (c->method == &tse_method_acknowledge) {
+        Tracseq__Events__V1__AcknowledgeResponse out =
+            TRACSEQ__EVENTS__V1__ACKNOWLEDGE_RESPONSE__INIT;
+        out.acked = done;
+        out.n_unknown_ack_ids = n_unknown;
+        out.unknown_ack_ids = (char **)unknown;
+        tse_call_finish_unary(c, &out.base, GRPC_STATUS_OK, NULL);
+    } else {
+        Tracseq__Events__V1__NackResponse out = TRACSEQ__EVENTS__V1__NACK_RESPONSE__INIT;
+        out.nacked = done;
+        tse_call_finish_unary(c, &out.base, GRPC_STATUS_OK, NULL);
+    }
+}
+
+static void acknowledge_start(tse_call *c)
+{
+    Tracseq__Events__V1__AcknowledgeRequest *req =
+        (Tracseq__Events__V1__AcknowledgeRequest *)request_of(
+            c, &tracseq__events__v1__acknowledge_request__descriptor);
+
+    if (req == NULL)
+        return;
+    if (req->n_ack_ids == 0) {
+        tse_call_finish_unary(c, NULL, GRPC_STATUS_INVALID_ARGUMENT,
+                              "ack_ids: at least one is required");
+    } else {
+        tse_call_log_kv(c, "subscription", req->subscription);
+        tse_delivery_acknowledge(c->server->delivery, req->subscription, req->ack_ids,
+                                 req->n_ack_ids, answer_acks, c);
+    }
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+static void nack_start(tse_call *c)
+{
+    Tracseq__Events__V1__NackRequest *req = (Tracseq__Events__V1__NackRequest *)request_of(
+        c, &tracseq__events__v1__nack_request__descriptor);
+
+    if (req == NULL)
+        return;
+    if (req->n_ack_ids == 0) {
+        tse_call_finish_unary(c, NULL, GRPC_STATUS_INVALID_ARGUMENT,
+                              "ack_ids: at least one is required");
+    } else {
+        tse_call_log_kv(c, "subscription", req->subscription);
+        tse_delivery_nack_ids(c->server->delivery, req->subscription, req->ack_ids, req->n_ack_ids,
+                              req->delay_ms, answer_acks, c);
+    }
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+typedef struct pull_call {
+    tse_call base;
+    char name[TSE_ERROR_FIELD_MAX];
+} pull_call;
+
+static void answer_pull(void *arg, const tse_error *err, const tse_delivered *d, size_t n)
+{
+    pull_call *pc = arg;
+    grpc_slice slice;
+    size_t len = 0;
+    uint8_t *p;
+
+    if (err != NULL && err->code != TSE_OK) {
+        tse_call_fail(&pc->base, err);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        len += bytes_len(delivery_len(&d[i], pc->name));
+    slice = grpc_slice_malloc(len);
+    p = GRPC_SLICE_START_PTR(slice);
+    for (size_t i = 0; i < n; i++) {
+        *p++ = 1 << 3 | 2;
+        p = put_varint(p, delivery_len(&d[i], pc->name));
+        p = put_delivery(p, &d[i], pc->name);
+    }
+    /* Already encoded: finish with the raw bytes. */
+    pthread_mutex_lock(&pc->base.lock);
+    pc->base.response = grpc_raw_byte_buffer_create(&slice, 1);
+    pthread_mutex_unlock(&pc->base.lock);
+    grpc_slice_unref(slice);
+    tse_call_finish_unary(&pc->base, NULL, GRPC_STATUS_OK, NULL);
+}
+
+static void pull_start(tse_call *c)
+{
+    pull_call *pc = (pull_call *)c;
+    Tracseq__Events__V1__PullRequest *req = (Tracseq__Events__V1__PullRequest *)request_of(
+        c, &tracseq__events__v1__pull_request__descriptor);
+    uint32_t max, wait;
+
+    if (req == NULL)
+        return;
+    max = req->max_events == 0 ? 10 : req->max_events;
+    wait = req->wait_ms > 60000 ? 60000 : req->wait_ms;
+    if (max > 1000) {
+        tse_call_finish_unary(c, NULL, GRPC_STATUS_INVALID_ARGUMENT,
+                              "max_events: at most 1000 per pull");
+    } else {
+        snprintf(pc->name, sizeof(pc->name), "%s", req->subscription);
+        tse_call_log_kv(c, "subscription", req->subscription);
+        tse_delivery_pull(c->server->delivery, req->subscription, req->consumer_name, max, wait,
+                          answer_pull, pc);
+    }
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+#define UNARY(var, method, fn, size)                                                               \
+    const tse_method var = {                                                                       \
+        .path = "/tracseq.events.v1.EventService/" method,                                         \
+        .name = method,                                                                            \
+        .streaming_in = false,                                                                     \
+        .backlog = 4,                                                                              \
+        .call_size = size,                                                                         \
+        .start = fn,                                                                               \
+    }
+
+UNARY(tse_method_create_subscription, "CreateSubscription", create_start, sizeof(tse_call));
+UNARY(tse_method_get_subscription, "GetSubscription", get_start, sizeof(tse_call));
+UNARY(tse_method_list_subscriptions, "ListSubscriptions", list_start, sizeof(tse_call));
+UNARY(tse_method_delete_subscription, "DeleteSubscription", delete_start, sizeof(tse_call));
+UNARY(tse_method_acknowledge, "Acknowledge", acknowledge_start, sizeof(tse_call));
+UNARY(tse_method_nack, "Nack", nack_start, sizeof(tse_call));
+UNARY(tse_method_pull, "Pull", pull_start, sizeof(pull_call));
