@@ -305,14 +305,25 @@ void tse_dl_release(tse_delivery *d, tse_subscriber *s)
 
 void tse_dl_disconnect(tse_delivery *d, const char *why)
 {
-    tse_error err;
-
     redisFree(d->ctx);
     d->ctx = NULL;
     d->next_connect_ms = tse_dl_now_ms() + d->backoff_ms;
-    tse_error_set(&err, TSE_UNAVAILABLE, NULL, "%s", why);
-    /* Streams end with UNAVAILABLE: clients reconnect, and what they did not
-     * ack is pending in Redis and comes back to them. */
+    snprintf(d->lost_why, sizeof(d->lost_why), "%s", why);
+    /* Subscriptions are dropped by the loop, between two steps: callers up
+     * the stack may still hold pointers to them. */
+    d->lost = true;
+}
+
+/* After a lost connection: streams end with UNAVAILABLE (clients reconnect;
+ * what they did not ack is pending in Redis and comes back). */
+static void drop_all(tse_delivery *d)
+{
+    tse_error err;
+
+    if (!d->lost)
+        return;
+    d->lost = false;
+    tse_error_set(&err, TSE_UNAVAILABLE, NULL, "%s", d->lost_why);
     while (d->subs) {
         tse_sub *sub = d->subs;
         d->subs = sub->next;
@@ -673,6 +684,7 @@ static void *engine_main(void *arg)
             tse_req *next = batch->next;
             handle(d, batch);
             req_free(batch);
+            drop_all(d);
             batch = next;
         }
         if (atomic_exchange(&d->notified, false) || now >= d->next_poll_ms) {
@@ -682,6 +694,7 @@ static void *engine_main(void *arg)
         }
         if (d->ctx)
             work(d, tse_dl_now_ms());
+        drop_all(d);
     }
     return NULL;
 }

@@ -398,16 +398,28 @@ uint32_t tse_dl_ack_ids(tse_delivery *d, tse_sub *sub, char *const *ids, size_t 
 {
     char key[256];
     const char *entry;
+    bool *sent = calloc(n ? n : 1, sizeof(*sent));
     uint32_t done = 0;
 
     if (unknown) {
         *unknown = calloc(n ? n : 1, sizeof(char *));
         *n_unknown = 0;
     }
+    if (sent == NULL || d->ctx == NULL)
+        goto out;
+    /* One XACK per id, pipelined: one round trip, and a result per id. */
+    for (size_t i = 0; i < n; i++) {
+        if (!split_ack_id(sub, ids[i], key, sizeof(key), &entry))
+            continue;
+        const char *argv[] = {"XACK", key, sub->def->name, entry};
+        sent[i] = redisAppendCommandArgv(d->ctx, 4, argv, NULL) == REDIS_OK;
+    }
     for (size_t i = 0; i < n && d->ctx; i++) {
         redisReply *r = NULL;
-        if (split_ack_id(sub, ids[i], key, sizeof(key), &entry))
-            r = tse_dl_cmd(d, 4, (const char *[]){"XACK", key, sub->def->name, entry}, NULL);
+        if (sent[i] && redisGetReply(d->ctx, (void **)&r) != REDIS_OK) {
+            tse_dl_disconnect(d, "redis: connection lost while acking");
+            break;
+        }
         if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 1)
             done++;
         else if (unknown && *unknown)
@@ -415,6 +427,8 @@ uint32_t tse_dl_ack_ids(tse_delivery *d, tse_sub *sub, char *const *ids, size_t 
         if (r)
             freeReplyObject(r);
     }
+out:
+    free(sent);
     tse_stats_add(d->stats, TSE_STAT_ACKED, done);
     sub->acked += done;
     return done;

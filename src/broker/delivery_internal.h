@@ -109,6 +109,8 @@ struct tse_delivery {
 
     /* Engine thread only. */
     redisContext *ctx;
+    bool lost; /* the connection failed: drop subscriptions at the next step */
+    char lost_why[256];
     int64_t backoff_ms, next_connect_ms;
     tse_sub *subs;
     int64_t next_discover_ms, next_poll_ms;
@@ -119,7 +121,8 @@ int64_t tse_dl_now_ms(void);
 /* One command on the engine's connection; NULL (and the connection dropped)
  * on I/O failure. Caller frees the reply. */
 redisReply *tse_dl_cmd(tse_delivery *d, int argc, const char **argv, const size_t *lens);
-/* Drops the connection and ends every subscriber with UNAVAILABLE. */
+/* Drops the connection; every subscriber is ended with UNAVAILABLE at the
+ * loop's next step (never under a caller's feet). */
 void tse_dl_disconnect(tse_delivery *d, const char *why);
 void tse_dl_release(tse_delivery *d, tse_subscriber *s);
 
