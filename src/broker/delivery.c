@@ -356,7 +356,7 @@ static void attach(tse_delivery *d, tse_req *r)
     tse_error_clear(&err);
     sub = r->spec ? tse_dl_create(d, r->spec, &err) : tse_dl_load(d, r->name, &err);
     if (sub == NULL) {
-        s->ops->attached(s->arg, &err);
+        s->ops->attached(s->arg, &err, NULL);
         tse_dl_release(d, s);
         return;
     }
@@ -367,7 +367,7 @@ static void attach(tse_delivery *d, tse_req *r)
     sub->subscribers = s;
     tse_stats_add(d->stats, TSE_STAT_SUBSCRIBERS, 1);
     s->counted = true;
-    s->ops->attached(s->arg, &err);
+    s->ops->attached(s->arg, &err, sub->def);
     /* Expired deliveries of earlier subscribers are this one's first work. */
     sub->next_claim_ms = 0;
 }
@@ -512,7 +512,7 @@ static void handle(tse_delivery *d, tse_req *r)
     if (d->ctx == NULL && r->kind != REQ_DETACH) {
         tse_error_set(&err, TSE_UNAVAILABLE, NULL, "Redis is unavailable; retry later");
         if (r->kind == REQ_ATTACH) {
-            r->s->ops->attached(r->s->arg, &err);
+            r->s->ops->attached(r->s->arg, &err, NULL);
             tse_dl_release(d, r->s);
         } else if (r->kind != REQ_ACK && r->kind != REQ_NACK && r->kind != REQ_EXTEND) {
             fail_req(r, &err);
@@ -747,7 +747,7 @@ void tse_delivery_destroy(tse_delivery *d)
         tse_req *r = d->head;
         d->head = r->next;
         if (r->kind == REQ_ATTACH) {
-            r->s->ops->attached(r->s->arg, &err);
+            r->s->ops->attached(r->s->arg, &err, NULL);
             tse_dl_release(d, r->s);
         } else if (r->kind == REQ_DETACH) {
             tse_dl_release(d, r->s);

@@ -55,8 +55,10 @@ typedef struct tse_delivered {
 typedef struct tse_subscriber_ops {
     /* Attach finished: TSE_OK (deliveries follow), or the error that ended
      * the subscriber (NOT_FOUND, ALREADY_EXISTS, INVALID, UNAVAILABLE). After
-     * an error no other callback comes but `released`. */
-    void (*attached)(void *arg, const tse_error *err);
+     * an error no other callback comes but `released`. settings: the
+     * subscription's (NULL on error), valid only during the call. */
+    void (*attached)(void *arg, const tse_error *err,
+                     const Tracseq__Events__V1__Subscription *settings);
     /* A batch of deliveries (n >= 1), in delivery order. */
     void (*deliver)(void *arg, const tse_delivered *d, size_t n);
     /* The subscriber must end: its subscription was deleted (NOT_FOUND) or

@@ -213,7 +213,7 @@ static void sub_post_recv(sub_call *sc)
 
 /* ---- engine callbacks (engine thread) ---- */
 
-static void on_attached(void *arg, const tse_error *err)
+static void on_attached(void *arg, const tse_error *err, const Subscription *settings)
 {
     sub_call *sc = arg;
     char msg[TSE_ERROR_FIELD_MAX + TSE_ERROR_MESSAGE_MAX + 4];
@@ -224,6 +224,7 @@ static void on_attached(void *arg, const tse_error *err)
         sub_end(sc, tse_status_to_grpc(err->code), msg);
     } else {
         sc->attached = true;
+        sc->auto_ack = settings->auto_ack;
         sub_post_recv(sc);
     }
     pthread_mutex_unlock(&sc->base.lock);
