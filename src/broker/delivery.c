@@ -356,8 +356,8 @@ static void attach(tse_delivery *d, tse_req *r)
     tse_error_clear(&err);
     sub = r->spec ? tse_dl_create(d, r->spec, &err) : tse_dl_load(d, r->name, &err);
     if (sub == NULL) {
+        /* Kept until the transport detaches it: released is the last call. */
         s->ops->attached(s->arg, &err, NULL);
-        tse_dl_release(d, s);
         return;
     }
     s->sub = sub;
@@ -512,8 +512,7 @@ static void handle(tse_delivery *d, tse_req *r)
     if (d->ctx == NULL && r->kind != REQ_DETACH) {
         tse_error_set(&err, TSE_UNAVAILABLE, NULL, "Redis is unavailable; retry later");
         if (r->kind == REQ_ATTACH) {
-            r->s->ops->attached(r->s->arg, &err, NULL);
-            tse_dl_release(d, r->s);
+            r->s->ops->attached(r->s->arg, &err, NULL); /* detach releases it */
         } else if (r->kind != REQ_ACK && r->kind != REQ_NACK && r->kind != REQ_EXTEND) {
             fail_req(r, &err);
         }
@@ -588,7 +587,8 @@ static void work(tse_delivery *d, int64_t now)
         d->next_discover_ms = now + TSE_DISCOVER_MS;
     }
     for (tse_sub *sub = d->subs; d->ctx && sub; sub = sub->next) {
-        if (now >= sub->next_claim_ms && sub->subscribers) {
+        if (now >= sub->next_claim_ms && (sub->subscribers || sub->ext)) {
+            tse_dl_extensions(d, sub);
             tse_dl_claim_scan(d, sub, NULL);
             int64_t every = sub->def->ack_deadline_ms / 4;
             sub->next_claim_ms = now + (every < 50 ? 50 : every > 1000 ? 1000 : every);
@@ -611,7 +611,7 @@ static int64_t next_due(tse_delivery *d, int64_t now)
     int64_t due = d->ctx ? d->next_poll_ms : d->next_connect_ms;
 
     for (tse_sub *sub = d->subs; sub; sub = sub->next) {
-        if (sub->subscribers && sub->next_claim_ms < due)
+        if ((sub->subscribers || sub->ext) && sub->next_claim_ms < due)
             due = sub->next_claim_ms;
         for (tse_subscriber *s = sub->subscribers; s; s = s->next)
             if (s->is_pull && s->pull_deadline_ms < due)
@@ -687,7 +687,10 @@ static void *engine_main(void *arg)
             drop_all(d);
             batch = next;
         }
-        if (atomic_exchange(&d->notified, false) || now >= d->next_poll_ms) {
+        bool notified = atomic_exchange(&d->notified, false);
+        if (notified && d->ctx && now - d->last_discover_ms >= 100)
+            tse_dl_discover(d); /* a local publish may be of a new type */
+        if (notified || now >= d->next_poll_ms) {
             make_hungry(d);
             if (now >= d->next_poll_ms)
                 d->next_poll_ms = now + d->opts.poll_ms;
@@ -747,6 +750,7 @@ void tse_delivery_destroy(tse_delivery *d)
         tse_req *r = d->head;
         d->head = r->next;
         if (r->kind == REQ_ATTACH) {
+            /* No detach can follow once the engine is gone. */
             r->s->ops->attached(r->s->arg, &err, NULL);
             tse_dl_release(d, r->s);
         } else if (r->kind == REQ_DETACH) {

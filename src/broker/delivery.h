@@ -64,8 +64,10 @@ typedef struct tse_subscriber_ops {
     /* The subscriber must end: its subscription was deleted (NOT_FOUND) or
      * the engine is stopping (UNAVAILABLE). */
     void (*ended)(void *arg, const tse_error *err);
-    /* The engine has forgotten the subscriber (after tse_delivery_detach or
-     * a failed attach); arg may be freed now. Always the last call. */
+    /* The engine has forgotten the subscriber; comes only after
+     * tse_delivery_detach (also after a failed attach or an end: every
+     * attached handle must be detached once). arg may be freed now. Always
+     * the last call. */
     void (*released)(void *arg);
 } tse_subscriber_ops;
 

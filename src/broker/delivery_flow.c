@@ -434,6 +434,79 @@ out:
     return done;
 }
 
+void tse_dl_ext_free(tse_ext *e)
+{
+    if (e == NULL)
+        return;
+    free(e->key);
+    free(e->entry);
+    free(e->owner);
+    free(e);
+}
+
+/* Sets an entry's idle time (ms) without counting an attempt; true when it
+ * is still pending. */
+static bool set_idle(tse_delivery *d, tse_sub *sub, const char *key, const char *entry,
+                     const char *owner, uint32_t idle_ms)
+{
+    char idle[24];
+    redisReply *r;
+    bool pending;
+
+    snprintf(idle, sizeof(idle), "%u", idle_ms);
+    r = tse_dl_cmd(
+        d, 9,
+        (const char *[]){"XCLAIM", key, sub->def->name, owner, "0", entry, "IDLE", idle, "JUSTID"},
+        NULL);
+    pending = r && r->type == REDIS_REPLY_ARRAY && r->elements == 1;
+    if (r)
+        freeReplyObject(r);
+    return pending;
+}
+
+void tse_dl_extensions(tse_delivery *d, tse_sub *sub)
+{
+    uint32_t deadline = sub->def->ack_deadline_ms;
+    int64_t now = tse_dl_now_ms();
+    tse_ext **p = &sub->ext;
+
+    while (*p && d->ctx) {
+        tse_ext *e = *p;
+        int64_t left = e->until_ms - now;
+        if (left > (int64_t)deadline) {
+            /* Still far: keep it from expiring (acked entries drop out). */
+            if (set_idle(d, sub, e->key, e->entry, e->owner, 0)) {
+                p = &e->next;
+                continue;
+            }
+        } else {
+            set_idle(d, sub, e->key, e->entry, e->owner,
+                     left <= 0 ? deadline : deadline - (uint32_t)left);
+        }
+        *p = e->next;
+        tse_dl_ext_free(e);
+    }
+}
+
+static void add_extension(tse_sub *sub, const char *key, const char *entry, const char *owner,
+                          uint32_t delay_ms)
+{
+    tse_ext *e = calloc(1, sizeof(*e));
+
+    if (e == NULL)
+        return;
+    e->key = strdup(key);
+    e->entry = strdup(entry);
+    e->owner = strdup(owner);
+    e->until_ms = tse_dl_now_ms() + delay_ms;
+    if (!e->key || !e->entry || !e->owner) {
+        tse_dl_ext_free(e);
+        return;
+    }
+    e->next = sub->ext;
+    sub->ext = e;
+}
+
 uint32_t tse_dl_nack_ids(tse_delivery *d, tse_sub *sub, const char *consumer, char *const *ids,
                          size_t n, uint32_t delay_ms, bool extend)
 {
@@ -447,17 +520,13 @@ uint32_t tse_dl_nack_ids(tse_delivery *d, tse_sub *sub, const char *consumer, ch
     snprintf(idle, sizeof(idle), "%u", delay_ms >= deadline ? 0 : deadline - delay_ms);
     snprintf(owner, sizeof(owner), "%s", consumer ? consumer : "nacked");
     for (size_t i = 0; i < n && d->ctx; i++) {
-        redisReply *r;
         if (!split_ack_id(sub, ids[i], key, sizeof(key), &entry))
             continue;
-        r = tse_dl_cmd(d, 9,
-                       (const char *[]){"XCLAIM", key, sub->def->name, owner, "0", entry, "IDLE",
-                                        idle, "JUSTID"},
-                       NULL);
-        if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 1)
-            done++;
-        if (r)
-            freeReplyObject(r);
+        if (!set_idle(d, sub, key, entry, owner, (uint32_t)strtoul(idle, NULL, 10)))
+            continue;
+        done++;
+        if (delay_ms > deadline)
+            add_extension(sub, key, entry, owner, delay_ms);
     }
     if (!extend) {
         int64_t due = tse_dl_now_ms() + delay_ms;

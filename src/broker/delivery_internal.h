@@ -21,6 +21,14 @@
 
 typedef struct tse_sub tse_sub;
 
+/* A delivery whose deadline was extended past what an idle time can say:
+ * its idle time is reset until `until_ms` comes within one deadline. */
+typedef struct tse_ext {
+    struct tse_ext *next;
+    char *key, *entry, *owner;
+    int64_t until_ms;
+} tse_ext;
+
 /* An entry read for a subscriber but not yet handed to it. */
 typedef struct tse_ready {
     struct tse_ready *next;
@@ -60,7 +68,9 @@ struct tse_sub {
     size_t n_streams, cap_streams;
     tse_subscriber *subscribers;
     int64_t next_claim_ms;
-    bool drained; /* a read this round found nothing */
+    bool drained;        /* a read this round found nothing */
+    bool creating;       /* being created: LATEST groups start at "$" */
+    struct tse_ext *ext; /* deadline extensions longer than ack_deadline_ms */
     uint64_t delivered, acked, redelivered;
 };
 
@@ -113,7 +123,7 @@ struct tse_delivery {
     char lost_why[256];
     int64_t backoff_ms, next_connect_ms;
     tse_sub *subs;
-    int64_t next_discover_ms, next_poll_ms;
+    int64_t next_discover_ms, next_poll_ms, last_discover_ms;
 };
 
 /* ---- delivery.c ---- */
@@ -134,6 +144,8 @@ tse_sub *tse_dl_load(tse_delivery *d, const char *name, tse_error *err);
 tse_sub *tse_dl_create(tse_delivery *d, Tracseq__Events__V1__Subscription *spec, tse_error *err);
 void tse_dl_delete(tse_delivery *d, const char *name, tse_error *err);
 void tse_dl_discover(tse_delivery *d);
+/* Adopts registered streams new to sub (no deletion check). */
+void tse_dl_refresh(tse_delivery *d, tse_sub *sub);
 /* A copy of the definition with stats filled in; caller frees with
  * protobuf_c_message_free_unpacked. */
 Tracseq__Events__V1__Subscription *tse_dl_describe(tse_delivery *d, tse_sub *sub);
@@ -149,5 +161,8 @@ uint32_t tse_dl_nack_ids(tse_delivery *d, tse_sub *sub, const char *consumer, ch
                          size_t n, uint32_t delay_ms, bool extend);
 void tse_dl_forget_inflight(tse_subscriber *s, const char *ack_id);
 void tse_dl_ready_free(tse_ready *r);
+/* Keeps extended deliveries from expiring until their time. */
+void tse_dl_extensions(tse_delivery *d, tse_sub *sub);
+void tse_dl_ext_free(tse_ext *e);
 
 #endif

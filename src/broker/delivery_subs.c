@@ -33,6 +33,11 @@ void tse_dl_sub_free(tse_sub *sub)
 {
     if (sub == NULL)
         return;
+    while (sub->ext) {
+        tse_ext *next = sub->ext->next;
+        tse_dl_ext_free(sub->ext);
+        sub->ext = next;
+    }
     for (size_t i = 0; i < sub->n_streams; i++)
         free(sub->streams[i]);
     free(sub->streams);
@@ -71,7 +76,13 @@ static bool has_stream(const tse_sub *sub, const char *key)
 /* Creates the group on key (an existing group is fine) and remembers key. */
 static void adopt_stream(tse_delivery *d, tse_sub *sub, const char *key, int prio)
 {
-    const char *argv[] = {"XGROUP", "CREATE", key, sub->def->name, sub->group_start, "MKSTREAM"};
+    /* Streams that exist as a LATEST subscription is created start at their
+     * end exactly; streams found later start at the creation time. */
+    bool now = sub->creating &&
+               (sub->def->start == TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_LATEST ||
+                sub->def->start == TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_UNSPECIFIED);
+    const char *argv[] = {"XGROUP",  "CREATE", key, sub->def->name, now ? "$" : sub->group_start,
+                          "MKSTREAM"};
     redisReply *r = tse_dl_cmd(d, 6, argv, NULL);
 
     if (r == NULL)
@@ -151,7 +162,7 @@ static void set_group_start(tse_sub *sub)
 }
 
 /* Caches def (taking ownership) and prepares its groups. */
-static tse_sub *adopt(tse_delivery *d, Subscription *def)
+static tse_sub *adopt(tse_delivery *d, Subscription *def, bool creating)
 {
     tse_sub *sub = calloc(1, sizeof(*sub));
     redisReply *keys;
@@ -161,12 +172,14 @@ static tse_sub *adopt(tse_delivery *d, Subscription *def)
         return NULL;
     }
     sub->def = def;
+    sub->creating = creating;
     set_group_start(sub);
     keys = registered_streams(d);
     if (keys != NULL) {
         match_streams(d, sub, keys);
         freeReplyObject(keys);
     }
+    sub->creating = false;
     sub->next = d->subs;
     d->subs = sub;
     return sub;
@@ -204,7 +217,17 @@ tse_sub *tse_dl_load(tse_delivery *d, const char *name, tse_error *err)
     if (sub != NULL)
         return sub;
     def = stored(d, name, err);
-    return def ? adopt(d, def) : NULL;
+    return def ? adopt(d, def, false) : NULL;
+}
+
+void tse_dl_refresh(tse_delivery *d, tse_sub *sub)
+{
+    redisReply *keys = registered_streams(d);
+
+    if (keys != NULL) {
+        match_streams(d, sub, keys);
+        freeReplyObject(keys);
+    }
 }
 
 /* The Redis clock, so group start ids and entry ids agree. */
@@ -272,9 +295,12 @@ tse_sub *tse_dl_create(tse_delivery *d, Subscription *spec, tse_error *err)
     free(buf);
     if (r == NULL)
         return tse_error_set(err, TSE_UNAVAILABLE, NULL, "Redis is unavailable"), NULL;
+    bool inserted = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
     freeReplyObject(r);
-    /* Created here or, in a race, by another instance: load what is stored. */
-    return tse_dl_load(d, spec->name, err);
+    if (!inserted) /* created meanwhile by another instance: load what is stored */
+        return tse_dl_load(d, spec->name, err);
+    existing = stored(d, spec->name, err);
+    return existing ? adopt(d, existing, true) : NULL;
 }
 
 void tse_dl_forget(tse_delivery *d, tse_sub *sub, const tse_error *why)
@@ -334,6 +360,7 @@ void tse_dl_discover(tse_delivery *d)
     tse_sub *sub, *next;
     tse_error gone;
 
+    d->last_discover_ms = tse_dl_now_ms();
     if (d->subs == NULL)
         return;
     names = tse_dl_cmd(d, 2, (const char *[]){"HKEYS", TSE_SUBS_KEY}, NULL);
@@ -414,6 +441,7 @@ Subscription *tse_dl_describe(tse_delivery *d, tse_sub *sub)
         return out;
     }
     tracseq__events__v1__subscription_stats__init(st);
+    tse_dl_refresh(d, sub); /* lag counts streams that appeared since discovery */
     for (size_t i = 0; d->ctx && i < sub->n_streams; i++)
         group_figures(d, sub, sub->streams[i], st);
     snprintf(dlq, sizeof(dlq), TSE_DLQ_PREFIX "%s", sub->def->name);
