@@ -464,7 +464,7 @@ static void acknowledge(tse_delivery *d, tse_req *r)
     if (r->kind == REQ_ACKNOWLEDGE) {
         done = tse_dl_ack_ids(d, sub, r->ids, r->n, &unknown, &n_unknown);
     } else {
-        done = tse_dl_nack_ids(d, sub, NULL, r->ids, r->n, r->num, false);
+        done = tse_dl_nack_ids(d, sub, NULL, r->ids, r->n, r->num, false, &unknown, &n_unknown);
     }
     if (d->ctx == NULL)
         tse_error_set(&err, TSE_UNAVAILABLE, NULL, "Redis is unavailable");
@@ -531,7 +531,7 @@ static void handle(tse_delivery *d, tse_req *r)
     case REQ_EXTEND:
         if (r->s->sub)
             tse_dl_nack_ids(d, r->s->sub, r->s->consumer, r->ids, r->n, r->num,
-                            r->kind == REQ_EXTEND);
+                            r->kind == REQ_EXTEND, NULL, NULL);
         for (size_t i = 0; r->kind == REQ_NACK && i < r->n; i++)
             tse_dl_forget_inflight(r->s, r->ids[i]);
         break;

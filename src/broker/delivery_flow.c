@@ -508,7 +508,8 @@ static void add_extension(tse_sub *sub, const char *key, const char *entry, cons
 }
 
 uint32_t tse_dl_nack_ids(tse_delivery *d, tse_sub *sub, const char *consumer, char *const *ids,
-                         size_t n, uint32_t delay_ms, bool extend)
+                         size_t n, uint32_t delay_ms, bool extend, char ***unknown,
+                         size_t *n_unknown)
 {
     uint32_t deadline = sub->def->ack_deadline_ms, done = 0;
     char key[256], idle[24], owner[TSE_CONSUMER_NAME_MAX + 64];
@@ -519,11 +520,17 @@ uint32_t tse_dl_nack_ids(tse_delivery *d, tse_sub *sub, const char *consumer, ch
      * at the subscription's deadline, the most an idle time can express). */
     snprintf(idle, sizeof(idle), "%u", delay_ms >= deadline ? 0 : deadline - delay_ms);
     snprintf(owner, sizeof(owner), "%s", consumer ? consumer : "nacked");
+    if (unknown) {
+        *unknown = calloc(n ? n : 1, sizeof(char *));
+        *n_unknown = 0;
+    }
     for (size_t i = 0; i < n && d->ctx; i++) {
-        if (!split_ack_id(sub, ids[i], key, sizeof(key), &entry))
+        if (!split_ack_id(sub, ids[i], key, sizeof(key), &entry) ||
+            !set_idle(d, sub, key, entry, owner, (uint32_t)strtoul(idle, NULL, 10))) {
+            if (unknown && *unknown)
+                (*unknown)[(*n_unknown)++] = ids[i];
             continue;
-        if (!set_idle(d, sub, key, entry, owner, (uint32_t)strtoul(idle, NULL, 10)))
-            continue;
+        }
         done++;
         if (delay_ms > deadline)
             add_extension(sub, key, entry, owner, delay_ms);

@@ -158,7 +158,8 @@ void tse_dl_claim_scan(tse_delivery *d, tse_sub *sub, tse_subscriber *target);
 uint32_t tse_dl_ack_ids(tse_delivery *d, tse_sub *sub, char *const *ids, size_t n, char ***unknown,
                         size_t *n_unknown);
 uint32_t tse_dl_nack_ids(tse_delivery *d, tse_sub *sub, const char *consumer, char *const *ids,
-                         size_t n, uint32_t delay_ms, bool extend);
+                         size_t n, uint32_t delay_ms, bool extend, char ***unknown,
+                         size_t *n_unknown);
 void tse_dl_forget_inflight(tse_subscriber *s, const char *ack_id);
 void tse_dl_ready_free(tse_ready *r);
 /* Keeps extended deliveries from expiring until their time. */

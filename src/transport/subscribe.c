@@ -573,6 +573,8 @@ static void answer_acks(void *arg, const tse_error *err, uint32_t done, const ch
     } else {
         Tracseq__Events__V1__NackResponse out = TRACSEQ__EVENTS__V1__NACK_RESPONSE__INIT;
         out.nacked = done;
+        out.n_unknown_ack_ids = n_unknown;
+        out.unknown_ack_ids = (char **)unknown;
         tse_call_finish_unary(c, &out.base, GRPC_STATUS_OK, NULL);
     }
 }
