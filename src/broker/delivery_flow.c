@@ -98,7 +98,10 @@ void tse_dl_forget_inflight(tse_subscriber *s, const char *ack_id)
             free(s->inflight[i]);
             s->inflight[i] = s->inflight[--s->n_inflight];
             s->credit++;
-            s->hungry = true;
+            /* Refill in batches, not one read per ack: when a quarter of
+             * the window is free, or nothing is in flight. */
+            if (s->sub && (s->credit * 4 >= s->sub->def->max_in_flight || s->n_inflight == 0))
+                s->hungry = true;
             return;
         }
     }
