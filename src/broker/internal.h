@@ -26,6 +26,8 @@
 #define TSE_LANE_MAX_BATCH_BYTES ((size_t)1024 * 1024)
 /* Idle connections are PINGed this often so a dead Redis is noticed. */
 #define TSE_LANE_PING_MS         1000
+/* Each lane trims the streams it wrote to this often. */
+#define TSE_LANE_TRIM_MS         1000
 #define TSE_LANE_BACKOFF_MIN_MS  100
 #define TSE_LANE_BACKOFF_MAX_MS  2000
 
@@ -88,6 +90,8 @@ extern const char tse_dedup_script[];
  */
 tse_job *tse_job_create(const tse_broker_options *opts, const char *sha, const tse_publish_msg *msg,
                         int64_t now_ms);
+/* XTRIM of key by the retention options; NULL when out of memory. */
+tse_job *tse_job_create_trim(const tse_broker_options *opts, const char *key, int64_t now_ms);
 /* A generic command job of argc arguments; NULL when out of memory. */
 tse_job *tse_job_create_command(int argc, const char *const *argv, const size_t *lens);
 /* Completes job from its reply (NULL reply: unexpected) and frees it. */
@@ -125,6 +129,7 @@ typedef struct tse_lane {
     tse_keyset known;
     bool script_lost; /* NOSCRIPT seen: SCRIPT LOAD before the next EVALSHA */
     int64_t last_io_ms;
+    int64_t next_trim_ms;
 } tse_lane;
 
 struct tse_broker {

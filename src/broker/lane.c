@@ -82,6 +82,36 @@ static bool wait_for_work(tse_lane *l)
     return false;
 }
 
+static void trim_done(void *arg, tse_status status, const redisReply *reply, const char *message)
+{
+    (void)arg, (void)status, (void)reply, (void)message; /* best effort: retried next second */
+}
+
+/*
+ * With mu held: queues an XTRIM for every stream this lane wrote to, once a
+ * second, so retention costs one command per stream and second instead of
+ * a MINID on every XADD.
+ */
+static void queue_trims(tse_lane *l)
+{
+    const tse_broker_options *o = &l->broker->opts;
+    int64_t now = tse_broker_mono_ms();
+
+    if ((o->retention_maxlen <= 0 && o->retention_ms <= 0) || now < l->next_trim_ms)
+        return;
+    l->next_trim_ms = now + TSE_LANE_TRIM_MS;
+    for (size_t i = 0; i < l->known.cap; i++) {
+        tse_job *job;
+        if (l->known.slots[i] == NULL)
+            continue;
+        job = tse_job_create_trim(o, l->known.slots[i], tse_broker_wall_ms());
+        if (job == NULL)
+            return;
+        job->command_cb = trim_done;
+        tse_job_list_push(&l->queue, job);
+    }
+}
+
 /*
  * One lane's failure usually means Redis went away for all of them: an idle
  * lane would only notice at its next PING or write, and meanwhile count as
@@ -457,6 +487,7 @@ static bool lane_serve(tse_lane *l, char *why, size_t len)
             pthread_mutex_unlock(&l->mu);
             return true;
         }
+        queue_trims(l);
         take_batch(l, &batch);
         pthread_mutex_unlock(&l->mu);
 

@@ -109,7 +109,7 @@ typedef struct sub_call {
     bool auto_ack, attached, input_done, md_sent, status_started, ended, detached, closed;
     bool in_list;
     grpc_status_code end_code;
-    char end_message[TSE_ERROR_MESSAGE_MAX];
+    char end_message[TSE_ERROR_FIELD_MAX + TSE_ERROR_MESSAGE_MAX + 4];
     int cancelled;
     uint64_t delivered;
     struct sub_call *next_live; /* server list, under subs_lock */
@@ -196,7 +196,8 @@ static void sub_end(sub_call *sc, grpc_status_code code, const char *message)
         return;
     sc->ended = true;
     sc->end_code = code;
-    snprintf(sc->end_message, sizeof(sc->end_message), "%s", message);
+    snprintf(sc->end_message, sizeof(sc->end_message), "%.*s", (int)sizeof(sc->end_message) - 1,
+             message);
     sub_try_send(sc);
 }
 

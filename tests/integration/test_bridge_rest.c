@@ -890,10 +890,7 @@ static void test_subscription_input_errors_are_422(void **state)
     http_free(&sub);
 }
 
-/*
- * Until the service implements the subscription RPCs they answer 501; once
- * it does, the original's body must create the subscription (200).
- */
+/* The original's body, all eight fields, creates the subscription. */
 static void test_subscribe_accepts_the_original_body(void **state)
 {
     world *w = *state;
@@ -903,13 +900,11 @@ static void test_subscribe_accepts_the_original_body(void **state)
                        "\"auto_ack\":true,\"read_latest\":true}");
     json_t *j = json_of(&r);
 
-    if (r.status == 501) {
-        assert_string_equal(json_string_value(json_object_get(j, "code")), "NOT_IMPLEMENTED");
-    } else {
-        assert_int_equal(r.status, 200);
-        assert_string_equal(json_string_value(json_object_get(j, "status")), "subscribed");
-        assert_string_equal(json_string_value(json_object_get(j, "subscription_name")), "qs");
-    }
+    assert_int_equal(r.status, 200);
+    assert_string_equal(json_string_value(json_object_get(j, "status")), "subscribed");
+    assert_string_equal(json_string_value(json_object_get(j, "subscription_name")), "qs");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(j, "event_types"), 0)),
+                        "sample.*");
     json_decref(j);
     http_free(&r);
 }

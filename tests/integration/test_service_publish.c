@@ -198,9 +198,7 @@ static void test_every_catalog_type_is_stored_with_every_field(void **state)
         snprintf(prio, sizeof(prio), "%d", stored->priority);
         assert_string_equal(json_string_value(json_object_get(plain, "id")), resp->event_id);
         assert_string_equal(json_string_value(json_object_get(plain, "type")), stored->event_type);
-        assert_string_equal(json_string_value(json_object_get(plain, "prio")), prio);
-        assert_string_equal(json_string_value(json_object_get(plain, "src")),
-                            stored->source_service);
+        assert_int_equal(json_object_size(plain), 2); /* id, type (+ event) */
         char key[256];
         snprintf(key, sizeof(key), "tracseq:events:%s:p%d", stored->event_type, stored->priority);
         assert_string_equal(resp->stream, key);

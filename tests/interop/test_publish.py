@@ -70,9 +70,7 @@ def check_entry_fields(fields, event, what):
     """The entry's index fields agree with the envelope they index."""
     check_equal(fields["id"].decode(), event.id, f"{what}: entry field id")
     check_equal(fields["type"].decode(), event.event_type, f"{what}: entry field type")
-    check_equal(fields["prio"].decode(), str(event.priority), f"{what}: entry field prio")
-    check_equal(fields["src"].decode(), event.source_service, f"{what}: entry field src")
-    check_equal(int(fields["ts"]), event.timestamp.ToMilliseconds(), f"{what}: entry field ts")
+    check_equal(sorted(fields), ["event", "id", "type"], f"{what}: entry fields")
 
 
 def sample_created(stubs, with_time=True):
@@ -106,7 +104,6 @@ def publish_typed(stack):
 
     fields, stored = read_back(stack, response)
     check_entry_fields(fields, stored, "typed")
-    check_equal(fields["corr"].decode(), event.correlation_id, "entry field corr")
     check_equal(stored.id, response.event_id, "stored id")
     check_equal(stored.event_type, "sample.created", "stored event_type")
     check_equal(stored.source_service, "interop-python", "stored source_service")
