@@ -230,25 +230,25 @@ static Event *stream_event(int i, char *id)
     tse_uuid_generate(id);
     if (i == 17) /* priority out of range */
         snprintf(text, sizeof(text),
-                 "{\"id\":\"%s\",\"event_type\":\"test.stream_order\",\"source_service\":\"t\","
+                 "{\"id\":\"%.36s\",\"event_type\":\"test.stream_order\",\"source_service\":\"t\","
                  "\"priority\":9,\"data\":{\"seq\":%d}}",
                  id, i);
     else if (i == 500) /* malformed type */
         snprintf(text, sizeof(text),
-                 "{\"id\":\"%s\",\"event_type\":\"Test..Bad\",\"source_service\":\"t\","
+                 "{\"id\":\"%.36s\",\"event_type\":\"Test..Bad\",\"source_service\":\"t\","
                  "\"data\":{\"seq\":%d}}",
                  id, i);
     else if (i == 4999) /* no source */
         snprintf(text, sizeof(text),
-                 "{\"id\":\"%s\",\"event_type\":\"test.stream_order\",\"data\":{\"seq\":%d}}", id,
+                 "{\"id\":\"%.36s\",\"event_type\":\"test.stream_order\",\"data\":{\"seq\":%d}}", id,
                  i);
     else if (i == 9998) /* no payload */
         snprintf(text, sizeof(text),
-                 "{\"id\":\"%s\",\"event_type\":\"test.stream_order\",\"source_service\":\"t\"}",
+                 "{\"id\":\"%.36s\",\"event_type\":\"test.stream_order\",\"source_service\":\"t\"}",
                  id);
     else
         snprintf(text, sizeof(text),
-                 "{\"id\":\"%s\",\"event_type\":\"test.stream_order\",\"source_service\":\"t\","
+                 "{\"id\":\"%.36s\",\"event_type\":\"test.stream_order\",\"source_service\":\"t\","
                  "\"data\":{\"seq\":%d}}",
                  id, i);
     return event_from_json(text);
