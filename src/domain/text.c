@@ -32,13 +32,27 @@ static tse_status walk_message(walk *w, const ProtobufCMessage *msg);
 
 /* ---- paths ------------------------------------------------------------------ */
 
-/* Appends ".name" (or "name" at the root); returns the length to restore. */
+/* Appends ".name" (or "name" at the root); returns the length to restore.
+ * Runs for every node of every event: plain copies, no formatting. */
 static size_t push_name(walk *w, const char *name)
 {
-    size_t len = strlen(w->path);
+    size_t len = strlen(w->path), room = sizeof(w->path) - 1 - len, n = strlen(name);
 
-    snprintf(w->path + len, sizeof(w->path) - len, "%s%s", len > 0 ? "." : "", name);
-    tse_utf8_trim(w->path); /* a long key may have been cut mid-character */
+    if (len > 0 && room > 0) {
+        w->path[len] = '.';
+        room--;
+        if (n > room)
+            n = room;
+        memcpy(w->path + len + 1, name, n);
+        w->path[len + 1 + n] = '\0';
+    } else {
+        if (n > room)
+            n = room;
+        memcpy(w->path + len, name, n);
+        w->path[len + n] = '\0';
+    }
+    if (n < strlen(name))
+        tse_utf8_trim(w->path); /* a long key was cut, maybe mid-character */
     return len;
 }
 

@@ -39,9 +39,13 @@ typedef struct prepared {
     int64_t start_us;
 } prepared;
 
+/* A bounded copy (snprintf showed in the publish profile). */
 static void copy_str(char *dst, size_t len, const char *src)
 {
-    snprintf(dst, len, "%s", src ? src : "");
+    size_t n = src ? strnlen(src, len - 1) : 0;
+
+    memcpy(dst, src ? src : "", n);
+    dst[n] = '\0';
 }
 
 /* Validates and stamps ev, then packs it. On failure err names the field
