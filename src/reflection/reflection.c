@@ -24,10 +24,10 @@
  * announced service is a service of the set (so a client that lists services
  * can always describe them).
  *
- * The v1alpha and v1 protocols are wire-identical but have their own
- * generated types: a request is decoded into a version-neutral question, the
- * question is answered into a version-neutral answer, and the answer is
- * encoded with the types of the request's version.
+ * The v1alpha and v1 protocols differ only in their package name, which
+ * never reaches the wire, so one set of generated types (v1alpha's) decodes
+ * and encodes both: a request becomes a question, the question an answer,
+ * the answer a response.
  */
 #include "reflection/reflection.h"
 
@@ -38,7 +38,6 @@
 #include <string.h>
 
 #include "google/protobuf/descriptor.pb-c.h"
-#include "grpc/reflection/v1/reflection.pb-c.h"
 #include "grpc/reflection/v1alpha/reflection.pb-c.h"
 
 /*
@@ -791,148 +790,6 @@ static tse_status alpha_answer(const tse_reflection *r, const uint8_t *request, 
     return status;
 }
 
-/* ---- v1 (the same shape as v1alpha, with its own types) ------------------- */
-
-typedef Grpc__Reflection__V1__ServerReflectionRequest v1_request;
-typedef Grpc__Reflection__V1__ServerReflectionResponse v1_response;
-typedef Grpc__Reflection__V1__ServiceResponse v1_service;
-#define V1_REQUEST(what)  GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_##what
-#define V1_RESPONSE(what) GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_##what
-
-static question v1_question(const v1_request *req)
-{
-    question q = {QUESTION_NONE, NULL, 0};
-
-    switch (req->message_request_case) {
-    case V1_REQUEST(FILE_BY_FILENAME):
-        q.kind = QUESTION_FILE;
-        q.name = req->file_by_filename;
-        break;
-    case V1_REQUEST(FILE_CONTAINING_SYMBOL):
-        q.kind = QUESTION_SYMBOL;
-        q.name = req->file_containing_symbol;
-        break;
-    case V1_REQUEST(FILE_CONTAINING_EXTENSION):
-        q.kind = QUESTION_EXTENSION;
-        q.name = "";
-        if (req->file_containing_extension != NULL) {
-            q.name = req->file_containing_extension->containing_type;
-            q.extension_number = req->file_containing_extension->extension_number;
-        }
-        break;
-    case V1_REQUEST(ALL_EXTENSION_NUMBERS_OF_TYPE):
-        q.kind = QUESTION_EXTENSION_NUMBERS;
-        q.name = req->all_extension_numbers_of_type;
-        break;
-    case V1_REQUEST(LIST_SERVICES): q.kind = QUESTION_SERVICES; break;
-    default: break;
-    }
-    return q;
-}
-
-/* The sub-messages one response may point into, and what they own. */
-typedef struct v1_parts {
-    Grpc__Reflection__V1__FileDescriptorResponse files;
-    Grpc__Reflection__V1__ExtensionNumberResponse numbers;
-    Grpc__Reflection__V1__ListServiceResponse list;
-    Grpc__Reflection__V1__ErrorResponse error;
-    v1_service *services; /* owned, with list.service */
-} v1_parts;
-
-/* Points list at the announced services; false when out of memory. */
-static bool v1_list(const tse_reflection *r, v1_parts *p)
-{
-    size_t n = r->n_services ? r->n_services : 1;
-
-    p->services = calloc(n, sizeof(*p->services));
-    p->list.service = calloc(n, sizeof(v1_service *));
-    if (p->services == NULL || p->list.service == NULL)
-        return false;
-    for (size_t i = 0; i < r->n_services; i++) {
-        grpc__reflection__v1__service_response__init(&p->services[i]);
-        p->services[i].name = r->services[i];
-        p->list.service[i] = &p->services[i];
-    }
-    p->list.n_service = r->n_services;
-    return true;
-}
-
-static bool v1_fill(const tse_reflection *r, answer *a, v1_response *resp, v1_parts *p)
-{
-    switch (a->kind) {
-    case ANSWER_FILES:
-        p->files.n_file_descriptor_proto = a->file->n_closure;
-        p->files.file_descriptor_proto = a->file->closure;
-        resp->message_response_case = V1_RESPONSE(FILE_DESCRIPTOR_RESPONSE);
-        resp->file_descriptor_response = &p->files;
-        return true;
-    case ANSWER_EXTENSION_NUMBERS:
-        p->numbers.base_type_name = a->base_type;
-        p->numbers.n_extension_number = a->n_numbers;
-        p->numbers.extension_number = a->numbers;
-        resp->message_response_case = V1_RESPONSE(ALL_EXTENSION_NUMBERS_RESPONSE);
-        resp->all_extension_numbers_response = &p->numbers;
-        return true;
-    case ANSWER_SERVICES:
-        resp->message_response_case = V1_RESPONSE(LIST_SERVICES_RESPONSE);
-        resp->list_services_response = &p->list;
-        return v1_list(r, p);
-    case ANSWER_ERROR: break;
-    }
-    p->error.error_code = a->error_code;
-    p->error.error_message = a->error_message;
-    resp->message_response_case = V1_RESPONSE(ERROR_RESPONSE);
-    resp->error_response = &p->error;
-    return true;
-}
-
-static tse_status v1_encode(const tse_reflection *r, v1_request *req, answer *a, uint8_t **out,
-                            size_t *out_len, tse_error *err)
-{
-    v1_response resp = GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__INIT;
-    v1_parts p = {
-        .files = GRPC__REFLECTION__V1__FILE_DESCRIPTOR_RESPONSE__INIT,
-        .numbers = GRPC__REFLECTION__V1__EXTENSION_NUMBER_RESPONSE__INIT,
-        .list = GRPC__REFLECTION__V1__LIST_SERVICE_RESPONSE__INIT,
-        .error = GRPC__REFLECTION__V1__ERROR_RESPONSE__INIT,
-    };
-    uint8_t *buf = NULL;
-    size_t len = 0;
-
-    /* The request is borrowed: it outlives the packing below. */
-    resp.valid_host = req->host;
-    resp.original_request = req;
-    if (!v1_fill(r, a, &resp, &p))
-        goto out_parts;
-    len = grpc__reflection__v1__server_reflection_response__get_packed_size(&resp);
-    buf = malloc(len ? len : 1);
-    if (buf != NULL)
-        grpc__reflection__v1__server_reflection_response__pack(&resp, buf);
-out_parts:
-    free(p.list.service);
-    free(p.services);
-    return finish_pack(buf, len, out, out_len, err);
-}
-
-static tse_status v1_answer(const tse_reflection *r, const uint8_t *request, size_t len,
-                            uint8_t **out, size_t *out_len, tse_error *err)
-{
-    v1_request *req;
-    question q;
-    answer a = {0};
-    tse_status status;
-
-    req = grpc__reflection__v1__server_reflection_request__unpack(NULL, len, request);
-    if (req == NULL)
-        return tse_error_set(err, TSE_INVALID, "request",
-                             "the v1 reflection request does not parse");
-    q = v1_question(req);
-    decide(r, &q, &a);
-    status = v1_encode(r, req, &a, out, out_len, err);
-    grpc__reflection__v1__server_reflection_request__free_unpacked(req, NULL);
-    return status;
-}
-
 /* ---- entry point -------------------------------------------------------- */
 
 tse_status tse_reflection_answer(const tse_reflection *r, tse_reflection_version version,
@@ -943,7 +800,8 @@ tse_status tse_reflection_answer(const tse_reflection *r, tse_reflection_version
     *out_len = 0;
     if (request == NULL && request_len > 0)
         return tse_error_set(err, TSE_INVALID, "request", "no request bytes");
-    if (version == TSE_REFLECTION_V1)
-        return v1_answer(r, request, request_len, out, out_len, err);
+    /* grpc.reflection.v1 and v1alpha differ only in their package name,
+     * which never reaches the wire: one encoding answers both. */
+    (void)version;
     return alpha_answer(r, request, request_len, out, out_len, err);
 }
