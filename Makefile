@@ -5,12 +5,14 @@
 #                the foreground; Ctrl-C stops them all
 #   make test    install what is missing, build, run every test (ctest)
 #
-#   make build | test-sanitize | bench | generate | format | clean
+#   make build | test-sanitize | fuzz | bench | generate | format | clean
 BUILD ?= build
 SAN_BUILD ?= build-sanitize
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 30
 JOBS ?= 2
 
-.PHONY: all deps build run test test-sanitize bench generate format format-check clean
+.PHONY: all deps build run test test-sanitize fuzz bench generate format format-check clean
 
 all: build
 
@@ -33,6 +35,12 @@ test-sanitize: deps
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --test-dir $(SAN_BUILD) --output-on-failure -j$(JOBS) -LE slow
 
+# libFuzzer over the JSON <-> protobuf transcoder, FUZZ_SECONDS long.
+fuzz: deps
+	@cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DTSE_FUZZ=ON -DTSE_FUZZ_SECONDS=$(FUZZ_SECONDS) >/dev/null
+	@cmake --build $(FUZZ_BUILD) --target fuzz -j$(JOBS)
+
 bench: build
 	@./bench/run.sh $(BUILD)
 
@@ -46,4 +54,4 @@ format-check:
 	@git ls-files '*.c' '*.h' | grep -v '^generated/' | xargs clang-format --dry-run --Werror
 
 clean:
-	rm -rf $(BUILD) $(SAN_BUILD)
+	rm -rf $(BUILD) $(SAN_BUILD) $(FUZZ_BUILD)

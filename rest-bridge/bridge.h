@@ -1,18 +1,24 @@
 /*
  * bridge.h - the REST bridge's internals shared by its files: the process
- * state, one HTTP request and its answer, the route handlers and the reply
- * helpers.
+ * state, one HTTP request and its answer, asynchronous steps, the route
+ * handlers and the reply helpers.
  *
  * Threading: a tse_bridge is built at start and read-only afterwards (its
- * metrics are atomics); every request is handled on one HTTP worker thread
- * from start to answer, so a tse_request and its tse_response belong to
- * that thread alone.
+ * counters are atomics). A request runs on the HTTP worker thread that owns
+ * its connection. A handler either answers at once (fills resp) or starts
+ * an asynchronous step (tse_request_call, tse_request_defer): the
+ * connection is then suspended, the worker serves other connections, and
+ * once the step ends (on the gRPC completion-queue thread) the connection
+ * is resumed and the step's continuation runs on the worker again. So a
+ * tse_request and its tse_response are only ever touched by one thread at
+ * a time, and no worker ever waits for the event service.
  */
 #ifndef TSE_BRIDGE_BRIDGE_H
 #define TSE_BRIDGE_BRIDGE_H
 
 #include <jansson.h>
 #include <microhttpd.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -22,15 +28,27 @@
 
 #define TSE_CORRELATION_MAX 128
 
+typedef struct tse_publisher tse_publisher;
+typedef struct tse_sse_hub tse_sse_hub;
+typedef struct tse_subcache tse_subcache;
+
 typedef struct tse_bridge {
     const tse_bridge_config *cfg;
     tse_rpc *rpc;
+    tse_publisher *publisher;
+    tse_sse_hub *sse;
+    tse_subcache *subcache;
     tse_metrics *metrics;
     int64_t started_us; /* monotonic */
     struct MHD_Daemon *daemon;
+    atomic_int suspended; /* connections suspended right now */
+    atomic_bool stopping;
+    uint64_t id_seed;              /* random, set at start: correlation ids */
+    atomic_uint_least64_t id_next; /* counter of correlation ids made */
 } tse_bridge;
 
-/* One request, fully read, as a handler sees it. */
+/* One request, fully read, as a handler sees it. Lives until the answer
+ * is sent, across asynchronous steps. */
 typedef struct tse_request {
     tse_bridge *bridge;
     struct MHD_Connection *conn; /* for header and query lookups */
@@ -40,7 +58,9 @@ typedef struct tse_request {
     size_t body_len;
     char param[256]; /* the path's {name} segment, when the route has one */
     char correlation_id[TSE_CORRELATION_MAX + 1];
-    bool correlation_given; /* came from X-Correlation-ID (else generated) */
+    bool correlation_given;      /* came from X-Correlation-ID (else generated) */
+    void *ctx;                   /* a handler's state between steps */
+    void (*ctx_free)(void *ctx); /* called when the request ends, if set */
 } tse_request;
 
 /* The answer a handler fills; the server sends it. */
@@ -48,20 +68,55 @@ typedef struct tse_response {
     unsigned status;
     char *body; /* malloc'd, owned; NULL: empty */
     size_t len;
-    const char *content_type; /* static */
-    const char *code;         /* machine code for logs: "OK" or an error code */
-    int retry_after;          /* > 0: a Retry-After header */
-    const char *allow;        /* with 405: the Allow header (static) */
+    const char *content_type;    /* static */
+    const char *code;            /* machine code for logs: "OK" or an error code */
+    int retry_after;             /* > 0: a Retry-After header */
+    const char *allow;           /* with 405: the Allow header (static) */
+    struct MHD_Response *stream; /* a streamed body (SSE) instead of body; owned */
+    bool pending;                /* an asynchronous step is running */
 } tse_response;
 
 typedef void (*tse_handler)(tse_request *req, tse_response *resp);
+
+/*
+ * The continuation of an asynchronous step, run on the request's worker
+ * thread: st is the step's outcome, out (owned by the continuation, may be
+ * NULL) its message. It answers by filling resp, or starts another step.
+ */
+typedef void (*tse_then)(tse_request *req, tse_response *resp, const tse_rpc_status *st,
+                         ProtobufCMessage *out);
 
 /* ---- server.c: the HTTP server (libmicrohttpd) ---- */
 
 /* Binds cfg->host:cfg->port and starts the worker threads. */
 tse_status tse_bridge_start(tse_bridge *b, tse_error *err);
-/* Stops accepting, waits for requests in progress, joins the threads. */
+/* Stops accepting, ends streams and long-polls, lets short requests
+ * finish, joins the threads. */
 void tse_bridge_stop(tse_bridge *b);
+
+/* A fresh correlation id (UUID v4 layout) into out (>= 37 bytes). */
+void tse_bridge_new_id(tse_bridge *b, char *out);
+
+/* Suspends / resumes a connection, keeping b->suspended. Suspend only from
+ * the connection's own handler or content reader; resume only after. */
+void tse_bridge_suspend(tse_bridge *b, struct MHD_Connection *conn);
+void tse_bridge_resume(tse_bridge *b, struct MHD_Connection *conn);
+
+/* Suspends req until tse_request_complete; then() runs after. */
+void tse_request_defer(tse_request *req, tse_response *resp, tse_then then);
+
+/* Ends a deferred step from any thread, once per tse_request_defer: hands
+ * over the outcome (out: owned, may be NULL) and resumes the request. */
+void tse_request_complete(tse_request *req, const tse_rpc_status *st, ProtobufCMessage *out);
+
+/*
+ * A deferred unary call of TSE_RPC_SERVICE method (or a full path starting
+ * with '/'); then() gets its outcome. watch: cancel the call when the HTTP
+ * client hangs up (long-polls).
+ */
+void tse_request_call(tse_request *req, tse_response *resp, const char *method,
+                      const ProtobufCMessage *in, const ProtobufCMessageDescriptor *out_desc,
+                      int timeout_ms, bool watch, tse_then then);
 
 /* ---- routes.c: the table and the service-information endpoints ---- */
 
@@ -86,6 +141,18 @@ void tse_handle_subscription_delete(tse_request *req, tse_response *resp);
 void tse_handle_subscription_pull(tse_request *req, tse_response *resp);
 void tse_handle_subscription_ack(tse_request *req, tse_response *resp);
 void tse_handle_subscription_nack(tse_request *req, tse_response *resp);
+
+/*
+ * What the bridge remembers of subscriptions: whether each is auto_ack, for
+ * a few seconds (pulls of auto_ack subscriptions are acked by the bridge).
+ * Thread-safe. Destroy(NULL) is a no-op.
+ */
+tse_subcache *tse_subcache_create(void);
+void tse_subcache_destroy(tse_subcache *c);
+
+/* The event as clients read it (the payload oneof under "payload"); NULL
+ * when ev is NULL. Caller releases with json_decref. */
+json_t *tse_event_json(const Tracseq__Events__V1__Event *ev);
 
 /* ---- reply.c: answers, and the one gRPC -> HTTP mapping ---- */
 
@@ -130,7 +197,7 @@ json_t *tse_parse_body(const tse_request *req, tse_response *resp);
  * numbers). Caller releases with json_decref; NULL on failure. */
 json_t *tse_json_from_message(const ProtobufCMessage *msg);
 
-/* Milliseconds of the monotonic clock, in microseconds. */
+/* The monotonic clock, in microseconds. */
 int64_t tse_now_us(void);
 
 #endif

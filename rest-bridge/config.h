@@ -22,13 +22,14 @@ typedef struct tse_bridge_config {
     char service_addr[256];    /* EVENT_SERVICE_ADDR: host:port of the gRPC service */
     int64_t max_body_bytes;    /* MAX_BODY_BYTES */
     int max_batch;             /* MAX_BATCH_EVENTS */
-    int threads;               /* HTTP_THREADS */
+    int threads;               /* HTTP_THREADS (0: one per CPU) */
     int max_connections;       /* MAX_CONNECTIONS */
     int64_t read_timeout_ms;   /* READ_TIMEOUT: idle/header/body read timeout */
     int64_t rpc_timeout_ms;    /* RPC_TIMEOUT: deadline of each gRPC call */
     int64_t health_timeout_ms; /* HEALTH_TIMEOUT: deadline of /health's probes */
     int retry_after_s;         /* RETRY_AFTER: Retry-After of 503 answers */
     int grpc_channels;         /* GRPC_CHANNELS: HTTP/2 connections to the service */
+    int64_t sse_keepalive_ms;  /* SSE_KEEPALIVE: comment on idle event streams this often */
     char log_level[16];        /* LOG_LEVEL */
     bool log_json;             /* LOG_FORMAT json|text */
 } tse_bridge_config;

@@ -1,18 +1,26 @@
 /*
  * main.c - the tracseq-rest-bridge process: settings, a gRPC client of the
- * event service and the HTTP server; waits for SIGINT or SIGTERM, then stops
- * accepting, lets requests in progress finish and exits 0.
+ * event service (rpc.h) with its publish streams (publisher.h) and event
+ * streams (sse.h), and the HTTP server; waits for SIGINT or SIGTERM, then
+ * stops accepting, ends streams and long-polls, lets the other requests in
+ * progress finish and exits 0.
  *
  * Signals are blocked before any thread starts and taken with sigwait here,
- * so no worker thread is ever interrupted by them.
+ * so no worker thread is ever interrupted by them. Stop order matters: the
+ * HTTP server first (no new calls; no connection left suspended), then the
+ * publish streams are cancelled, then the gRPC queue drains (every call
+ * ended), and only then are the objects its callbacks use freed.
  */
 #include <grpc/grpc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "bridge.h"
 #include "obs/log.h"
+#include "publisher.h"
+#include "sse.h"
 
 static int fail(const tse_error *err)
 {
@@ -29,6 +37,32 @@ static int wait_for_signal(const sigset_t *set)
     while (sigwait(set, &sig) != 0)
         ;
     return sig;
+}
+
+/* Every connection is a descriptor: allow as many as the hard limit. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+/* The gRPC side: client, publish streams, event-stream hub, cache. */
+static tse_status make_clients(tse_bridge *b, tse_error *err)
+{
+    const tse_bridge_config *cfg = b->cfg;
+
+    if (tse_rpc_create(cfg->service_addr, cfg->grpc_channels, &b->rpc, err) != TSE_OK)
+        return TSE_UNAVAILABLE;
+    b->publisher = tse_publisher_create(b->rpc, cfg->grpc_channels, (int)cfg->rpc_timeout_ms);
+    b->sse = tse_sse_hub_create(b, (int)cfg->sse_keepalive_ms);
+    b->subcache = tse_subcache_create();
+    if (b->publisher == NULL || b->sse == NULL || b->subcache == NULL)
+        return tse_error_set(err, TSE_NOMEM, NULL, "out of memory");
+    return TSE_OK;
 }
 
 int main(int argc, char **argv)
@@ -65,8 +99,8 @@ int main(int argc, char **argv)
         rc = fail(&(tse_error){.code = TSE_NOMEM, .message = "out of memory"});
         goto out;
     }
-    if (tse_rpc_create(cfg.service_addr, cfg.grpc_channels, &bridge.rpc, &err) != TSE_OK ||
-        tse_bridge_start(&bridge, &err) != TSE_OK) {
+    raise_fd_limit();
+    if (make_clients(&bridge, &err) != TSE_OK || tse_bridge_start(&bridge, &err) != TSE_OK) {
         rc = fail(&err);
         goto out;
     }
@@ -80,7 +114,12 @@ int main(int argc, char **argv)
     tse_bridge_stop(&bridge);
     tse_logf(TSE_LOG_INFO, "stopped");
 out:
+    tse_publisher_cancel(bridge.publisher);
+    tse_sse_hub_cancel(bridge.sse);
     tse_rpc_destroy(bridge.rpc);
+    tse_publisher_destroy(bridge.publisher);
+    tse_sse_hub_destroy(bridge.sse);
+    tse_subcache_destroy(bridge.subcache);
     tse_metrics_destroy(bridge.metrics);
     grpc_shutdown();
     return rc;

@@ -1,8 +1,9 @@
 /*
  * publish.c - POST /api/v1/events/publish and POST /api/v1/events/batch:
- * JSON (or CloudEvents structured mode) to a tracseq.events.v1.Event, one
- * Publish call (or one PublishStream for a batch), and the service's answer
- * back as JSON.
+ * JSON (or CloudEvents structured mode) to a tracseq.events.v1.Event,
+ * queued on the publisher's shared PublishStream calls (publisher.h; a
+ * batch's events go in order on one stream), and the service's answer back
+ * as JSON. The request's connection is suspended meanwhile.
  *
  * The payload always travels as the Event's generic `data` Struct: the
  * service converts a fitting Struct to its catalog type's message, so REST
@@ -14,11 +15,14 @@
  * Unknown top-level fields are ignored, as the original API did: only the
  * envelope's own fields are copied into the Event.
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bridge.h"
 #include "codec/pbjson.h"
+#include "domain/validate.h"
+#include "publisher.h"
 
 typedef Tracseq__Events__V1__Event Event;
 typedef Tracseq__Events__V1__PublishResponse PublishResponse;
@@ -208,6 +212,45 @@ static json_t *result_json(const PublishResponse *r)
                      r->schema_valid);
 }
 
+/* Nothing in s needs escaping in a JSON string. */
+static bool plain(const char *s)
+{
+    for (; *s; s++)
+        if (*s == '"' || *s == '\\' || (unsigned char)*s < 0x20)
+            return false;
+    return true;
+}
+
+/*
+ * The 200 answer of one publish written directly: the hot path of the
+ * bridge, where building and dumping a jansson object cost more than the
+ * rest of the answer. Falls back to result_json for anything unusual.
+ */
+static bool reply_published(tse_response *resp, const PublishResponse *r)
+{
+    char ts[48] = "", *text;
+    int n;
+
+    if (r->published_at != NULL)
+        tse_rfc3339_format(r->published_at->seconds, r->published_at->nanos, ts, sizeof(ts));
+    if (!plain(r->event_id) || !plain(r->stream_id))
+        return false;
+    n = asprintf(&text,
+                 "{\"event_id\":\"%s\",\"stream_id\":\"%s\",\"published_at\":\"%s\","
+                 "\"duplicate\":%s,\"schema_valid\":%s}",
+                 r->event_id, r->stream_id, ts, r->duplicate ? "true" : "false",
+                 r->schema_valid ? "true" : "false");
+    if (n < 0)
+        return false;
+    free(resp->body);
+    resp->body = text;
+    resp->len = (size_t)n;
+    resp->status = 200;
+    resp->code = "OK";
+    resp->content_type = "application/json";
+    return true;
+}
+
 static json_t *local_error_json(const tse_error *err, unsigned *status)
 {
     json_t *j =
@@ -224,20 +267,97 @@ static void reply_invalid(tse_response *resp, const tse_error *err)
     tse_reply_json(resp, status, j);
 }
 
-/* Echo the body's correlation id when the client sent no header. */
-static void adopt_correlation(tse_request *req, const Event *ev)
+/*
+ * The event carries the request's correlation id when it has none of its
+ * own (the stream's metadata is shared by many requests, so the service's
+ * fallback from x-correlation-id cannot serve). A header that is no UUID
+ * cannot be an event's correlation id: 422 naming the header. echo: a
+ * single event's own correlation id becomes the request's (echoed back).
+ */
+static bool adopt_correlation(tse_request *req, Event *ev, bool echo, tse_error *err)
 {
-    if (!req->correlation_given && ev->correlation_id != NULL && ev->correlation_id[0] != '\0')
-        snprintf(req->correlation_id, sizeof(req->correlation_id), "%s", ev->correlation_id);
+    char *copy;
+
+    if (ev->correlation_id != NULL && ev->correlation_id[0] != '\0') {
+        if (echo && !req->correlation_given)
+            snprintf(req->correlation_id, sizeof(req->correlation_id), "%s", ev->correlation_id);
+        return true;
+    }
+    if (!tse_uuid_valid(req->correlation_id)) {
+        tse_error_set(err, TSE_INVALID, "X-Correlation-ID",
+                      "X-Correlation-ID must be a UUID (8-4-4-4-12 hex digits) when the event "
+                      "has no correlation_id");
+        return false;
+    }
+    if ((copy = strdup(req->correlation_id)) == NULL) {
+        tse_error_set(err, TSE_NOMEM, NULL, "out of memory");
+        return false;
+    }
+    if (ev->correlation_id != NULL && ev->correlation_id != protobuf_c_empty_string)
+        free(ev->correlation_id);
+    ev->correlation_id = copy;
+    return true;
+}
+
+/* An answer of the publish stream as the HTTP result of one event. */
+static json_t *answer_json(const PublishResponse *r, const tse_rpc_status *st, bool cloud,
+                           unsigned *status)
+{
+    if (r == NULL) /* the stream ended first: its status says why */
+        return tse_error_json(st->code == GRPC_STATUS_OK ? GRPC_STATUS_INTERNAL : st->code, NULL,
+                              st->details, cloud ? ce_rename : NULL, status);
+    if (r->error != NULL && r->error->code != 0)
+        return tse_error_json((grpc_status_code)r->error->code, r->error->field, r->error->message,
+                              cloud ? ce_rename : NULL, status);
+    *status = 200;
+    return result_json(r);
+}
+
+static void published(void *arg, size_t index, const tse_rpc_status *st, PublishResponse *resp)
+{
+    tse_request_complete(arg, st, resp ? &resp->base : NULL);
+}
+
+/* Tells the caller the bridge could not queue the event. */
+static const tse_rpc_status *not_queued(void)
+{
+    static const tse_rpc_status st = {.code = GRPC_STATUS_UNAVAILABLE,
+                                      .details = "the bridge could not queue the event"};
+    return &st;
+}
+
+static void then_publish(tse_request *req, tse_response *resp, const tse_rpc_status *st,
+                         ProtobufCMessage *out)
+{
+    bool cloud = tse_media_is(req, "application/cloudevents+json");
+    const PublishResponse *r = (const PublishResponse *)out;
+    unsigned status;
+    json_t *j;
+
+    if (r == NULL && st->code != GRPC_STATUS_OK) {
+        tse_reply_rpc_error(resp, req, st, cloud ? ce_rename : NULL);
+        return;
+    }
+    if (r != NULL && (r->error == NULL || r->error->code == 0) && reply_published(resp, r)) {
+        protobuf_c_message_free_unpacked(out, NULL);
+        return;
+    }
+    j = answer_json(r, st, cloud, &status);
+    if (status != 200)
+        tse_http_status_of(r && r->error ? (grpc_status_code)r->error->code : st->code,
+                           &resp->code);
+    if (status == 503)
+        resp->retry_after =
+            req->bridge->cfg->retry_after_s > 0 ? req->bridge->cfg->retry_after_s : 1;
+    tse_reply_json(resp, status, j);
+    if (out != NULL)
+        protobuf_c_message_free_unpacked(out, NULL);
 }
 
 void tse_handle_publish(tse_request *req, tse_response *resp)
 {
-    Tracseq__Events__V1__PublishRequest in = TRACSEQ__EVENTS__V1__PUBLISH_REQUEST__INIT;
     bool cloud = tse_media_is(req, "application/cloudevents+json");
-    ProtobufCMessage *out = NULL;
     Event *ev = NULL;
-    tse_rpc_status st;
     tse_error err;
     json_t *body;
 
@@ -248,20 +368,14 @@ void tse_handle_publish(tse_request *req, tse_response *resp)
     if ((body = tse_parse_body(req, resp)) == NULL)
         return;
     tse_error_clear(&err);
-    if (convert(body, cloud, &ev, &err) != TSE_OK) {
+    if (convert(body, cloud, &ev, &err) != TSE_OK || !adopt_correlation(req, ev, true, &err)) {
         reply_invalid(resp, &err);
         goto out;
     }
-    adopt_correlation(req, ev);
-    in.event = ev;
-    if (tse_rpc_unary(req->bridge->rpc, "/tracseq.events.v1.EventService/Publish", &in.base,
-                      &tracseq__events__v1__publish_response__descriptor, req->correlation_id,
-                      (int)req->bridge->cfg->rpc_timeout_ms, &out, &st) != GRPC_STATUS_OK) {
-        tse_reply_rpc_error(resp, req, &st, cloud ? ce_rename : NULL);
-        goto out;
-    }
-    tse_reply_json(resp, 200, result_json((const PublishResponse *)out));
-    protobuf_c_message_free_unpacked(out, NULL);
+    /* Suspended before the event is queued: the answer may come at once. */
+    tse_request_defer(req, resp, then_publish);
+    if (!tse_publisher_submit(req->bridge->publisher, &ev, 1, published, req))
+        tse_request_complete(req, not_queued(), NULL);
 out:
     if (ev != NULL)
         protobuf_c_message_free_unpacked(&ev->base, NULL);
@@ -289,26 +403,38 @@ static json_t *batch_entries(const json_t *body, bool cloud, tse_error *err)
     return arr;
 }
 
+/* A batch between its steps (req->ctx). Answers arrive on the CQ thread,
+ * one per queued event; the last one resumes the request. */
 typedef struct batch {
     size_t n, nsent;
     Event **events;          /* the entries that converted, in order */
     size_t *index;           /* events[j] is entry index[j] */
     PublishResponse **resps; /* resps[j] answers events[j] */
+    tse_rpc_status *failure; /* the stream's status, when one ended first */
     json_t *results;         /* one object per entry */
     size_t published, failed;
+    atomic_size_t waiting;
+    tse_request *req;
 } batch;
 
-static void batch_free(batch *b)
+static void batch_free(void *arg)
 {
+    batch *b = arg;
+
+    if (b == NULL)
+        return;
     for (size_t j = 0; j < b->nsent; j++) {
-        protobuf_c_message_free_unpacked(&b->events[j]->base, NULL);
+        if (b->events[j] != NULL)
+            protobuf_c_message_free_unpacked(&b->events[j]->base, NULL);
         if (b->resps[j] != NULL)
             protobuf_c_message_free_unpacked(&b->resps[j]->base, NULL);
     }
     free(b->events);
     free(b->index);
     free(b->resps);
+    free(b->failure);
     json_decref(b->results);
+    free(b);
 }
 
 static void set_result(batch *b, size_t i, json_t *r, unsigned status)
@@ -323,22 +449,27 @@ static void set_result(batch *b, size_t i, json_t *r, unsigned status)
 }
 
 /* Converts every entry; the ones that fail get their result at once. */
-static bool batch_convert(batch *b, const json_t *arr, bool cloud)
+static bool batch_convert(tse_request *req, batch *b, const json_t *arr, bool cloud)
 {
     b->n = json_array_size(arr);
     b->events = calloc(b->n, sizeof(*b->events));
     b->index = calloc(b->n, sizeof(*b->index));
     b->resps = calloc(b->n, sizeof(*b->resps));
+    b->failure = calloc(1, sizeof(*b->failure));
     b->results = json_array();
-    if (!b->events || !b->index || !b->resps || !b->results)
+    if (!b->events || !b->index || !b->resps || !b->failure || !b->results)
         return false;
     for (size_t i = 0; i < b->n; i++) {
         tse_error err;
         unsigned status;
         json_array_append_new(b->results, json_null());
         tse_error_clear(&err);
-        if (convert(json_array_get(arr, i), cloud, &b->events[b->nsent], &err) != TSE_OK) {
-            json_t *res = local_error_json(&err, &status);
+        if (convert(json_array_get(arr, i), cloud, &b->events[b->nsent], &err) != TSE_OK ||
+            !adopt_correlation(req, b->events[b->nsent], false, &err)) {
+            if (b->events[b->nsent] != NULL)
+                protobuf_c_message_free_unpacked(&b->events[b->nsent]->base, NULL);
+            b->events[b->nsent] = NULL;
+            json_t *res = local_error_json(&err, &status); /* sets status first */
             set_result(b, i, res, status);
             continue;
         }
@@ -347,51 +478,63 @@ static bool batch_convert(batch *b, const json_t *arr, bool cloud)
     return true;
 }
 
-/* Fills the results of the entries that went to the service. */
-static void batch_collect(batch *b, const tse_rpc_status *st, bool cloud)
+static void batch_answered(void *arg, size_t j, const tse_rpc_status *st, PublishResponse *resp)
 {
-    for (size_t j = 0; j < b->nsent; j++) {
-        const PublishResponse *r = b->resps[j];
-        unsigned status = 200;
-        json_t *res;
+    batch *b = arg;
 
-        if (r == NULL) /* the stream ended first: its status says why */
-            res = tse_error_json(st->code == GRPC_STATUS_OK ? GRPC_STATUS_INTERNAL : st->code, NULL,
-                                 st->details, cloud ? ce_rename : NULL, &status);
-        else if (r->error != NULL && r->error->code != 0)
-            res = tse_error_json((grpc_status_code)r->error->code, r->error->field,
-                                 r->error->message, cloud ? ce_rename : NULL, &status);
-        else
-            res = result_json(r);
+    b->resps[j] = resp;
+    if (resp == NULL && b->failure->code == GRPC_STATUS_OK)
+        *b->failure = *st; /* the first failure: the others share its stream's */
+    if (atomic_fetch_sub(&b->waiting, 1) == 1)
+        tse_request_complete(b->req, b->failure, NULL);
+}
+
+static void then_batch(tse_request *req, tse_response *resp, const tse_rpc_status *st,
+                       ProtobufCMessage *out)
+{
+    bool cloud = tse_media_is(req, "application/cloudevents-batch+json");
+    batch *b = req->ctx;
+
+    for (size_t j = 0; j < b->nsent; j++) {
+        unsigned status;
+        json_t *res = answer_json(b->resps[j], st, cloud, &status);
         set_result(b, b->index[j], res, status);
     }
+    /* Nothing published because the service could not be reached: the
+     * whole request failed and may be retried as it is. */
+    if (b->published == 0 && st->code != GRPC_STATUS_OK) {
+        tse_reply_rpc_error(resp, req, st, NULL);
+        return;
+    }
+    tse_reply_json(resp, 200,
+                   json_pack("{s:O, s:I, s:I}", "results", b->results, "published",
+                             (json_int_t)b->published, "failed", (json_int_t)b->failed));
 }
 
 static void batch_run(tse_request *req, tse_response *resp, const json_t *arr, bool cloud)
 {
-    tse_rpc_status st = {.code = GRPC_STATUS_OK};
-    batch b;
+    static const tse_rpc_status ok = {.code = GRPC_STATUS_OK};
+    batch *b = calloc(1, sizeof(*b));
 
-    memset(&b, 0, sizeof(b));
-    if (!batch_convert(&b, arr, cloud)) {
+    if (b == NULL) {
         tse_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
-        goto out;
+        return;
     }
-    if (b.nsent > 0)
-        tse_rpc_publish_stream(req->bridge->rpc, b.events, b.nsent, req->correlation_id,
-                               (int)req->bridge->cfg->rpc_timeout_ms, b.resps, &st);
-    batch_collect(&b, &st, cloud);
-    /* Nothing published because the service could not be reached: the
-     * whole request failed and may be retried as it is. */
-    if (b.published == 0 && st.code != GRPC_STATUS_OK) {
-        tse_reply_rpc_error(resp, req, &st, NULL);
-        goto out;
+    req->ctx = b;
+    req->ctx_free = batch_free;
+    b->req = req;
+    if (!batch_convert(req, b, arr, cloud)) {
+        tse_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
+        return;
     }
-    tse_reply_json(resp, 200,
-                   json_pack("{s:O, s:I, s:I}", "results", b.results, "published",
-                             (json_int_t)b.published, "failed", (json_int_t)b.failed));
-out:
-    batch_free(&b);
+    if (b->nsent == 0) {
+        then_batch(req, resp, &ok, NULL);
+        return;
+    }
+    atomic_store(&b->waiting, b->nsent);
+    tse_request_defer(req, resp, then_batch);
+    if (!tse_publisher_submit(req->bridge->publisher, b->events, b->nsent, batch_answered, b))
+        tse_request_complete(req, not_queued(), NULL);
 }
 
 void tse_handle_batch(tse_request *req, tse_response *resp)

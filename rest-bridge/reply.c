@@ -141,6 +141,18 @@ static void client_field(char *field, size_t len, const char *(*rename)(const ch
         snprintf(field, len, "%s%s", first, rest);
 }
 
+/* msg with a capital first letter and a final period. */
+static void as_sentence(const char *msg, char *out, size_t len)
+{
+    size_t n;
+
+    snprintf(out, len, "%s", msg);
+    out[0] = (char)toupper((unsigned char)out[0]);
+    n = strlen(out);
+    if (n > 0 && n + 1 < len && out[n - 1] != '.')
+        snprintf(out + n, len - n, ".");
+}
+
 json_t *tse_error_json(grpc_status_code code, const char *field, const char *message,
                        const char *(*rename)(const char *), unsigned *status)
 {
@@ -160,10 +172,10 @@ json_t *tse_error_json(grpc_status_code code, const char *field, const char *mes
         snprintf(sentence, sizeof(sentence), "Not implemented by the event service yet (%s).", msg);
     else if (*status == 500)
         snprintf(sentence, sizeof(sentence), "Internal error (%s).", msg);
-    else if (path[0] != '\0')
+    else if (*status == 422 && path[0] != '\0')
         snprintf(sentence, sizeof(sentence), "Invalid %s: %s", path, msg);
     else
-        snprintf(sentence, sizeof(sentence), "%s", msg);
+        as_sentence(msg, sentence, sizeof(sentence));
     return error_object(machine, path, sentence, msg);
 }
 

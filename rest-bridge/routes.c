@@ -132,6 +132,8 @@ static void handle_root(tse_request *req, tse_response *resp)
                   "/api/v1/event-types", "subscriptions", "/api/v1/subscriptions", "pull",
                   "/api/v1/subscriptions/{name}/events", "ack", "/api/v1/subscriptions/{name}/ack",
                   "nack", "/api/v1/subscriptions/{name}/nack", "metrics", "/metrics");
+    /* The pull path with Accept: text/event-stream streams (Server-Sent Events). */
+    json_object_set_new(endpoints, "stream", json_string("/api/v1/subscriptions/{name}/events"));
 
     tse_reply_json(resp, 200,
                    json_pack("{s:s, s:s, s:s, s:o, s:s, s:[s,s]}", "service", SERVICE_NAME,
@@ -158,37 +160,30 @@ static void now_rfc3339(char *buf, size_t len)
  * while Redis answers, so one probe tells both checks apart: no answer means
  * the service is down; NOT_SERVING means Redis is.
  */
-static json_t *probe(tse_request *req, bool *service_up, bool *redis_up)
+static json_t *checks_json(tse_request *req, const tse_rpc_status *st, const ProtobufCMessage *out,
+                           bool *service_up, bool *redis_up)
 {
-    Grpc__Health__V1__HealthCheckRequest hreq = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
-    ProtobufCMessage *out = NULL;
-    tse_rpc_status st;
-    int64_t start = tse_now_us();
-    double ms;
+    const int64_t *start = req->ctx;
+    double ms = (double)(tse_now_us() - *start) / 1000.0;
+    json_t *service;
 
-    hreq.service = "tracseq.events.v1.EventService";
-    tse_rpc_unary(req->bridge->rpc, "/grpc.health.v1.Health/Check", &hreq.base,
-                  &grpc__health__v1__health_check_response__descriptor, req->correlation_id,
-                  (int)req->bridge->cfg->health_timeout_ms, &out, &st);
-    ms = (double)(tse_now_us() - start) / 1000.0;
-    *service_up = st.code == GRPC_STATUS_OK;
-    *redis_up = *service_up && ((Grpc__Health__V1__HealthCheckResponse *)out)->status ==
+    *service_up = st->code == GRPC_STATUS_OK && out != NULL;
+    *redis_up = *service_up && ((const Grpc__Health__V1__HealthCheckResponse *)out)->status ==
                                    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
-    if (out != NULL)
-        protobuf_c_message_free_unpacked(out, NULL);
-    json_t *service = json_pack("{s:s, s:s, s:f}", "status", *service_up ? "up" : "down", "address",
-                                req->bridge->cfg->service_addr, "latency_ms", ms);
+    service = json_pack("{s:s, s:s, s:f}", "status", *service_up ? "up" : "down", "address",
+                        req->bridge->cfg->service_addr, "latency_ms", ms);
     if (!*service_up)
-        json_object_set_new(service, "error", json_string(st.details));
+        json_object_set_new(service, "error", json_string(st->details));
     return json_pack("{s:o, s:{s:s, s:s}}", "event_service", service, "redis", "status",
                      *redis_up ? "up" : (*service_up ? "down" : "unknown"), "source",
                      "the event service's grpc.health.v1 status");
 }
 
-static void handle_health(tse_request *req, tse_response *resp)
+static void then_health(tse_request *req, tse_response *resp, const tse_rpc_status *st,
+                        ProtobufCMessage *out)
 {
     bool service_up, redis_up;
-    json_t *checks = probe(req, &service_up, &redis_up);
+    json_t *checks = checks_json(req, st, out, &service_up, &redis_up);
     char ts[48];
     json_t *body;
 
@@ -204,32 +199,57 @@ static void handle_health(tse_request *req, tse_response *resp)
         resp->retry_after = req->bridge->cfg->retry_after_s;
     }
     tse_reply_json(resp, redis_up ? 200 : 503, body);
+    if (out != NULL)
+        protobuf_c_message_free_unpacked(out, NULL);
+}
+
+/* req->ctx: the start of the probe, for its latency. */
+static bool start_clock(tse_request *req, tse_response *resp)
+{
+    int64_t *start = malloc(sizeof(*start));
+
+    if (start == NULL) {
+        tse_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
+        return false;
+    }
+    *start = tse_now_us();
+    req->ctx = start;
+    req->ctx_free = free;
+    return true;
+}
+
+static void handle_health(tse_request *req, tse_response *resp)
+{
+    Grpc__Health__V1__HealthCheckRequest hreq = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+
+    if (!start_clock(req, resp))
+        return;
+    hreq.service = "tracseq.events.v1.EventService";
+    tse_request_call(req, resp, "/grpc.health.v1.Health/Check", &hreq.base,
+                     &grpc__health__v1__health_check_response__descriptor,
+                     (int)req->bridge->cfg->health_timeout_ms, false, then_health);
 }
 
 /* ---- GET /api/v1/stats, /api/v1/event-types ---- */
 
-/* Answers the JSON of a unary call with an empty request. */
-static void relay(tse_request *req, tse_response *resp, const char *method,
-                  const ProtobufCMessage *in, const ProtobufCMessageDescriptor *out_desc)
+/* Answers the message as JSON. */
+static void then_json(tse_request *req, tse_response *resp, const tse_rpc_status *st,
+                      ProtobufCMessage *out)
 {
-    ProtobufCMessage *out = NULL;
-    tse_rpc_status st;
-
-    if (tse_rpc_unary(req->bridge->rpc, method, in, out_desc, req->correlation_id,
-                      (int)req->bridge->cfg->rpc_timeout_ms, &out, &st) != GRPC_STATUS_OK) {
-        tse_reply_rpc_error(resp, req, &st, NULL);
-        return;
-    }
-    tse_reply_json(resp, 200, tse_json_from_message(out));
-    protobuf_c_message_free_unpacked(out, NULL);
+    if (st->code != GRPC_STATUS_OK)
+        tse_reply_rpc_error(resp, req, st, NULL);
+    else
+        tse_reply_json(resp, 200, tse_json_from_message(out));
+    if (out != NULL)
+        protobuf_c_message_free_unpacked(out, NULL);
 }
 
 static void handle_stats(tse_request *req, tse_response *resp)
 {
     Tracseq__Events__V1__GetStatsRequest in = TRACSEQ__EVENTS__V1__GET_STATS_REQUEST__INIT;
 
-    relay(req, resp, "/tracseq.events.v1.EventService/GetStats", &in.base,
-          &tracseq__events__v1__stats__descriptor);
+    tse_request_call(req, resp, "GetStats", &in.base, &tracseq__events__v1__stats__descriptor,
+                     (int)req->bridge->cfg->rpc_timeout_ms, false, then_json);
 }
 
 static void handle_event_types(tse_request *req, tse_response *resp)
@@ -237,8 +257,9 @@ static void handle_event_types(tse_request *req, tse_response *resp)
     Tracseq__Events__V1__ListEventTypesRequest in =
         TRACSEQ__EVENTS__V1__LIST_EVENT_TYPES_REQUEST__INIT;
 
-    relay(req, resp, "/tracseq.events.v1.EventService/ListEventTypes", &in.base,
-          &tracseq__events__v1__list_event_types_response__descriptor);
+    tse_request_call(req, resp, "ListEventTypes", &in.base,
+                     &tracseq__events__v1__list_event_types_response__descriptor,
+                     (int)req->bridge->cfg->rpc_timeout_ms, false, then_json);
 }
 
 /* ---- GET /metrics ---- */
@@ -320,31 +341,27 @@ static void render_service_stats(FILE *out, const Tracseq__Events__V1__Stats *s)
                   s->stream_lengths[i]->value);
 }
 
-static void handle_metrics(tse_request *req, tse_response *resp)
+static void then_metrics(tse_request *req, tse_response *resp, const tse_rpc_status *st,
+                         ProtobufCMessage *stats)
 {
-    Tracseq__Events__V1__GetStatsRequest in = TRACSEQ__EVENTS__V1__GET_STATS_REQUEST__INIT;
-    ProtobufCMessage *stats = NULL;
-    tse_rpc_status st;
     char *text = NULL;
     size_t len = 0;
     FILE *out = open_memstream(&text, &len);
 
     if (out == NULL) {
         tse_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
-        return;
+        goto done;
     }
-    tse_rpc_unary(req->bridge->rpc, "/tracseq.events.v1.EventService/GetStats", &in.base,
-                  &tracseq__events__v1__stats__descriptor, req->correlation_id,
-                  (int)req->bridge->cfg->health_timeout_ms, &stats, &st);
     tse_metrics_render(req->bridge->metrics, out);
     gauge(out, "tracseq_bridge_uptime_seconds", "Seconds since this bridge started.",
           (double)(tse_now_us() - req->bridge->started_us) / 1e6);
     gauge(out, "tracseq_bridge_event_service_up",
           "1 when the event service answered GetStats for this scrape.", stats != NULL);
-    if (stats != NULL) {
+    gauge(out, "tracseq_bridge_suspended_connections",
+          "HTTP connections waiting for the event service (long-polls, idle event streams).",
+          (double)atomic_load(&req->bridge->suspended));
+    if (stats != NULL)
         render_service_stats(out, (const Tracseq__Events__V1__Stats *)stats);
-        protobuf_c_message_free_unpacked(stats, NULL);
-    }
     fclose(out);
     free(resp->body);
     resp->body = text;
@@ -352,4 +369,15 @@ static void handle_metrics(tse_request *req, tse_response *resp)
     resp->status = 200;
     resp->code = "OK";
     resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
+done:
+    if (stats != NULL)
+        protobuf_c_message_free_unpacked(stats, NULL);
+}
+
+static void handle_metrics(tse_request *req, tse_response *resp)
+{
+    Tracseq__Events__V1__GetStatsRequest in = TRACSEQ__EVENTS__V1__GET_STATS_REQUEST__INIT;
+
+    tse_request_call(req, resp, "GetStats", &in.base, &tracseq__events__v1__stats__descriptor,
+                     (int)req->bridge->cfg->health_timeout_ms, false, then_metrics);
 }

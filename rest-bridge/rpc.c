@@ -1,78 +1,81 @@
 /*
- * rpc.c - blocking calls to the event service on the gRPC C core; see
- * rpc.h.
+ * rpc.c - asynchronous calls to the event service on one shared completion
+ * queue and its thread; see rpc.h.
  *
- * A call owns everything its ops point into (one `call` struct on the
- * caller's stack) and a pluck completion queue of its own, so no thread ever
- * sees another call's events. A unary call is one batch of all six ops; the
- * RECV_INITIAL_METADATA op is always included because the core withholds
- * the status of a call whose client never asked for initial metadata.
+ * A unary call is one heap object owning everything its ops point into and
+ * one batch of all six ops; RECV_INITIAL_METADATA is always included
+ * because the core withholds the status of a call whose client never asked
+ * for initial metadata. Unary calls in flight sit on a list (under the
+ * lock) so that shutdown can cancel them and the tick can watch the HTTP
+ * socket of a long-poll: an entry leaves the list before its callback runs,
+ * so a cancel never touches a finished call.
+ *
+ * The CQ thread waits at most TSE_RPC_TICK_MS for a completion, so ticks
+ * run on time whether the queue is busy or idle.
  */
 #include "rpc.h"
 
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdatomic.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#define MAX_TICKS 8
+
+typedef struct unary unary;
 
 struct tse_rpc {
+    grpc_completion_queue *cq;
+    pthread_t thread;
+    bool started;
     atomic_size_t next; /* round-robin cursor over channels */
+    pthread_mutex_t lock;
+    unary *calls; /* unary calls in flight */
+    size_t ncalls;
+    struct {
+        tse_rpc_tick_fn fn;
+        void *arg;
+    } ticks[MAX_TICKS];
+    size_t nticks;
     size_t nchannels;
     grpc_channel *channels[];
 };
 
-/* One call in flight and the storage its ops point into. */
-typedef struct call {
-    grpc_completion_queue *cq;
+/* One unary call in flight and the storage its ops point into. */
+struct unary {
+    tse_rpc_tag tag;
+    tse_rpc *r;
     grpc_call *call;
     grpc_metadata md;
     size_t md_count;
     grpc_metadata_array initial_md, trailing_md;
-    grpc_slice details;
+    grpc_byte_buffer *send, *recv;
     grpc_status_code code;
-    int tag_ops, tag_status; /* addresses serve as pluck tags */
-} call;
+    grpc_slice details;
+    const ProtobufCMessageDescriptor *desc;
+    int watch_fd;
+    tse_rpc_done_fn done;
+    void *arg;
+    unary *prev, *next;
+};
 
-tse_status tse_rpc_create(const char *addr, int channels, tse_rpc **out, tse_error *err)
+static int64_t now_ms(void)
 {
-    tse_rpc *r = calloc(1, sizeof(*r) + (size_t)channels * sizeof(grpc_channel *));
-    grpc_channel_credentials *creds;
+    struct timespec ts;
 
-    if (r == NULL)
-        return tse_error_set(err, TSE_NOMEM, NULL, "out of memory");
-    creds = grpc_insecure_credentials_create();
-    for (int i = 0; i < channels; i++) {
-        /* A local subchannel pool per channel: otherwise channels to one
-         * address share a single HTTP/2 connection and spreading load over
-         * several channels would gain nothing. */
-        grpc_arg arg = {.type = GRPC_ARG_INTEGER,
-                        .key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL,
-                        .value.integer = 1};
-        grpc_channel_args args = {.num_args = 1, .args = &arg};
-        r->channels[i] = grpc_channel_create(addr, creds, &args);
-        r->nchannels++;
-    }
-    grpc_channel_credentials_release(creds);
-    *out = r;
-    return TSE_OK;
-}
-
-void tse_rpc_destroy(tse_rpc *r)
-{
-    if (r == NULL)
-        return;
-    for (size_t i = 0; i < r->nchannels; i++)
-        grpc_channel_destroy(r->channels[i]);
-    free(r);
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* ---- encoding ---- */
 
-static grpc_byte_buffer *encode(const ProtobufCMessage *msg)
+grpc_byte_buffer *tse_rpc_encode(const ProtobufCMessage *msg)
 {
     size_t len = protobuf_c_message_get_packed_size(msg);
     grpc_slice slice = grpc_slice_malloc(len);
@@ -84,7 +87,7 @@ static grpc_byte_buffer *encode(const ProtobufCMessage *msg)
     return bb;
 }
 
-static ProtobufCMessage *decode(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc)
+ProtobufCMessage *tse_rpc_decode(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc)
 {
     grpc_byte_buffer_reader reader;
     ProtobufCMessage *msg;
@@ -99,201 +102,315 @@ static ProtobufCMessage *decode(grpc_byte_buffer *bb, const ProtobufCMessageDesc
     return msg;
 }
 
-/* ---- one call ---- */
-
-static void call_open(tse_rpc *r, const char *method, const char *correlation_id, int timeout_ms,
-                      call *c)
+void tse_rpc_status_set(tse_rpc_status *st, grpc_status_code code, grpc_slice details)
 {
-    size_t i = atomic_fetch_add_explicit(&r->next, 1, memory_order_relaxed) % r->nchannels;
-    gpr_timespec deadline =
-        gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
-    grpc_slice m = grpc_slice_from_static_string(method);
+    st->code = code;
+    snprintf(st->details, sizeof(st->details), "%.*s", (int)GRPC_SLICE_LENGTH(details),
+             (const char *)GRPC_SLICE_START_PTR(details));
+}
 
-    memset(c, 0, sizeof(*c));
-    c->cq = grpc_completion_queue_create_for_pluck(NULL);
-    c->call = grpc_channel_create_call(r->channels[i], NULL, GRPC_PROPAGATE_DEFAULTS, c->cq, m,
-                                       NULL, deadline, NULL);
-    grpc_metadata_array_init(&c->initial_md);
-    grpc_metadata_array_init(&c->trailing_md);
-    c->details = grpc_empty_slice();
-    c->code = GRPC_STATUS_UNKNOWN;
-    if (correlation_id != NULL && correlation_id[0] != '\0') {
-        c->md.key = grpc_slice_from_static_string("x-correlation-id");
-        c->md.value = grpc_slice_from_copied_string(correlation_id);
-        c->md_count = 1;
+/* ---- the CQ thread ---- */
+
+/* Cancels the watched calls whose HTTP client hung up. Under r->lock the
+ * watched sockets stay open: their connections are suspended until the
+ * call's callback, which runs only after the call left the list. */
+static void watch_hangups(tse_rpc *r)
+{
+    struct pollfd *fds;
+    unary **who;
+    size_t n = 0;
+
+    pthread_mutex_lock(&r->lock);
+    fds = r->ncalls ? calloc(r->ncalls, sizeof(*fds)) : NULL;
+    who = r->ncalls ? calloc(r->ncalls, sizeof(*who)) : NULL;
+    for (unary *u = r->calls; fds && who && u; u = u->next) {
+        if (u->watch_fd < 0)
+            continue;
+        fds[n].fd = u->watch_fd;
+        fds[n].events = POLLRDHUP;
+        who[n++] = u;
     }
-}
-
-/* Runs a batch and waits for it; false when it could not start or failed. */
-static bool call_run(call *c, grpc_op *ops, size_t n)
-{
-    grpc_event ev;
-
-    if (grpc_call_start_batch(c->call, ops, n, &c->tag_ops, NULL) != GRPC_CALL_OK)
-        return false;
-    ev = grpc_completion_queue_pluck(c->cq, &c->tag_ops, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-    return ev.type == GRPC_OP_COMPLETE && ev.success;
-}
-
-/* Copies the final status out and releases everything the call holds. */
-static grpc_status_code call_close(call *c, tse_rpc_status *status)
-{
-    grpc_status_code code = c->code;
-
-    if (status != NULL) {
-        status->code = code;
-        snprintf(status->details, sizeof(status->details), "%.*s",
-                 (int)GRPC_SLICE_LENGTH(c->details),
-                 (const char *)GRPC_SLICE_START_PTR(c->details));
+    if (n > 0 && poll(fds, n, 0) > 0) {
+        for (size_t i = 0; i < n; i++)
+            if (fds[i].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))
+                grpc_call_cancel_with_status(who[i]->call, GRPC_STATUS_CANCELLED, TSE_RPC_HANGUP,
+                                             NULL);
     }
-    grpc_call_unref(c->call);
-    grpc_completion_queue_shutdown(c->cq);
-    while (
-        grpc_completion_queue_pluck(c->cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
-        GRPC_QUEUE_SHUTDOWN)
-        ;
-    grpc_completion_queue_destroy(c->cq);
-    grpc_metadata_array_destroy(&c->initial_md);
-    grpc_metadata_array_destroy(&c->trailing_md);
-    grpc_slice_unref(c->details);
-    if (c->md_count) {
-        grpc_slice_unref(c->md.key);
-        grpc_slice_unref(c->md.value);
-    }
-    return code;
+    pthread_mutex_unlock(&r->lock);
+    free(fds);
+    free(who);
 }
 
-static void op_send_md(grpc_op *op, call *c)
+static void run_ticks(tse_rpc *r, int64_t now)
 {
-    op->op = GRPC_OP_SEND_INITIAL_METADATA;
-    op->data.send_initial_metadata.count = c->md_count;
-    op->data.send_initial_metadata.metadata = c->md_count ? &c->md : NULL;
+    size_t n;
+
+    watch_hangups(r);
+    pthread_mutex_lock(&r->lock);
+    n = r->nticks;
+    pthread_mutex_unlock(&r->lock);
+    for (size_t i = 0; i < n; i++)
+        r->ticks[i].fn(r->ticks[i].arg, now);
 }
 
-static void op_recv_status(grpc_op *op, call *c)
+static void *cq_main(void *arg)
 {
-    op->op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    op->data.recv_status_on_client.trailing_metadata = &c->trailing_md;
-    op->data.recv_status_on_client.status = &c->code;
-    op->data.recv_status_on_client.status_details = &c->details;
-}
+    tse_rpc *r = arg;
+    int64_t next_tick = now_ms() + TSE_RPC_TICK_MS;
 
-grpc_status_code tse_rpc_unary(tse_rpc *r, const char *method, const ProtobufCMessage *req,
-                               const ProtobufCMessageDescriptor *resp_desc,
-                               const char *correlation_id, int timeout_ms, ProtobufCMessage **resp,
-                               tse_rpc_status *status)
-{
-    grpc_byte_buffer *send = encode(req), *recv = NULL;
-    grpc_op ops[6];
-    call c;
+    for (;;) {
+        gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                             gpr_time_from_millis(TSE_RPC_TICK_MS, GPR_TIMESPAN));
+        grpc_event ev = grpc_completion_queue_next(r->cq, deadline, NULL);
+        int64_t now;
 
-    *resp = NULL;
-    call_open(r, method, correlation_id, timeout_ms, &c);
-    memset(ops, 0, sizeof(ops));
-    op_send_md(&ops[0], &c);
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = send;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &c.initial_md;
-    ops[4].op = GRPC_OP_RECV_MESSAGE;
-    ops[4].data.recv_message.recv_message = &recv;
-    op_recv_status(&ops[5], &c);
-    if (!call_run(&c, ops, 6)) {
-        c.code = GRPC_STATUS_INTERNAL;
-        grpc_slice_unref(c.details);
-        c.details = grpc_slice_from_static_string("the gRPC call could not be started");
-    }
-    if (c.code == GRPC_STATUS_OK) {
-        *resp = decode(recv, resp_desc);
-        if (*resp == NULL) {
-            c.code = GRPC_STATUS_INTERNAL;
-            grpc_slice_unref(c.details);
-            c.details = grpc_slice_from_static_string("the service's answer did not decode");
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        if (ev.type == GRPC_OP_COMPLETE) {
+            tse_rpc_tag *tag = ev.tag;
+            tag->fn(tag, ev.success != 0);
+        }
+        if ((now = now_ms()) >= next_tick) {
+            run_ticks(r, now);
+            next_tick = now + TSE_RPC_TICK_MS;
         }
     }
-    grpc_byte_buffer_destroy(send);
-    if (recv != NULL)
-        grpc_byte_buffer_destroy(recv);
-    return call_close(&c, status);
+    return NULL;
 }
 
-/* ---- PublishStream ---- */
+/* ---- lifetime ---- */
 
-static bool stream_send(call *c, const ProtobufCMessage *msg)
+static grpc_channel *channel_new(const char *addr, grpc_channel_credentials *creds)
 {
-    grpc_op op = {.op = GRPC_OP_SEND_MESSAGE};
+    /* A local subchannel pool per channel: otherwise channels to one address
+     * share one HTTP/2 connection and spreading load over several would gain
+     * nothing. Short reconnect backoff: after a restart of the service the
+     * bridge is back within about a second instead of gRPC's default (up to
+     * two minutes). */
+    grpc_arg args[] = {
+        {GRPC_ARG_INTEGER, GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, {.integer = 1}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, {.integer = 100}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, {.integer = 100}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, {.integer = 1000}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = 64 << 20}},
+    };
+    grpc_channel_args ca = {.num_args = sizeof(args) / sizeof(args[0]), .args = args};
+
+    return grpc_channel_create(addr, creds, &ca);
+}
+
+tse_status tse_rpc_create(const char *addr, int channels, tse_rpc **out, tse_error *err)
+{
+    tse_rpc *r = calloc(1, sizeof(*r) + (size_t)channels * sizeof(grpc_channel *));
+    grpc_channel_credentials *creds;
+
+    if (r == NULL)
+        return tse_error_set(err, TSE_NOMEM, NULL, "out of memory");
+    pthread_mutex_init(&r->lock, NULL);
+    creds = grpc_insecure_credentials_create();
+    for (int i = 0; i < channels; i++)
+        r->channels[r->nchannels++] = channel_new(addr, creds);
+    grpc_channel_credentials_release(creds);
+    r->cq = grpc_completion_queue_create_for_next(NULL);
+    if (pthread_create(&r->thread, NULL, cq_main, r) != 0) {
+        tse_rpc_destroy(r);
+        return tse_error_set(err, TSE_NOMEM, NULL, "cannot start the gRPC thread");
+    }
+    r->started = true;
+    *out = r;
+    return TSE_OK;
+}
+
+void tse_rpc_destroy(tse_rpc *r)
+{
+    if (r == NULL)
+        return;
+    tse_rpc_cancel_all(r);
+    grpc_completion_queue_shutdown(r->cq);
+    if (r->started)
+        pthread_join(r->thread, NULL);
+    else
+        while (grpc_completion_queue_next(r->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+               GRPC_QUEUE_SHUTDOWN)
+            ;
+    grpc_completion_queue_destroy(r->cq);
+    for (size_t i = 0; i < r->nchannels; i++)
+        grpc_channel_destroy(r->channels[i]);
+    pthread_mutex_destroy(&r->lock);
+    free(r);
+}
+
+void tse_rpc_add_tick(tse_rpc *r, tse_rpc_tick_fn fn, void *arg)
+{
+    pthread_mutex_lock(&r->lock);
+    if (r->nticks < MAX_TICKS) {
+        r->ticks[r->nticks].fn = fn;
+        r->ticks[r->nticks].arg = arg;
+        r->nticks++;
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* ---- calls ---- */
+
+/*
+ * The next channel round robin, skipping those not connected while another
+ * is: after a restart of the service the channels come back one by one
+ * (each on its own backoff), and a call on one still down would fail.
+ */
+static grpc_channel *pick(tse_rpc *r)
+{
+    size_t start = atomic_fetch_add_explicit(&r->next, 1, memory_order_relaxed);
+
+    for (size_t k = 0; k < r->nchannels; k++) {
+        grpc_channel *ch = r->channels[(start + k) % r->nchannels];
+        if (grpc_channel_check_connectivity_state(ch, 0) == GRPC_CHANNEL_READY)
+            return ch;
+    }
+    for (size_t k = 1; k < r->nchannels; k++) /* none is: get them all going */
+        grpc_channel_check_connectivity_state(r->channels[(start + k) % r->nchannels], 1);
+    return r->channels[start % r->nchannels];
+}
+
+grpc_call *tse_rpc_call_new(tse_rpc *r, const char *method, int timeout_ms)
+{
+    gpr_timespec deadline = timeout_ms > 0
+                                ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                               gpr_time_from_millis(timeout_ms, GPR_TIMESPAN))
+                                : gpr_inf_future(GPR_CLOCK_MONOTONIC);
+    grpc_slice m = grpc_slice_from_copied_string(method); /* callers may pass a stack buffer */
+    grpc_call *call = grpc_channel_create_call(pick(r), NULL, GRPC_PROPAGATE_DEFAULTS, r->cq, m,
+                                               NULL, deadline, NULL);
+
+    grpc_slice_unref(m);
+    return call;
+}
+
+bool tse_rpc_batch(grpc_call *call, const grpc_op *ops, size_t n, tse_rpc_tag *tag)
+{
+    return grpc_call_start_batch(call, ops, n, tag, NULL) == GRPC_CALL_OK;
+}
+
+static void unary_free(unary *u)
+{
+    if (u->call != NULL)
+        grpc_call_unref(u->call);
+    if (u->send != NULL)
+        grpc_byte_buffer_destroy(u->send);
+    if (u->recv != NULL)
+        grpc_byte_buffer_destroy(u->recv);
+    grpc_metadata_array_destroy(&u->initial_md);
+    grpc_metadata_array_destroy(&u->trailing_md);
+    grpc_slice_unref(u->details);
+    if (u->md_count) {
+        grpc_slice_unref(u->md.key);
+        grpc_slice_unref(u->md.value);
+    }
+    free(u);
+}
+
+static void unlist(unary *u)
+{
+    tse_rpc *r = u->r;
+
+    pthread_mutex_lock(&r->lock);
+    if (u->prev)
+        u->prev->next = u->next;
+    else
+        r->calls = u->next;
+    if (u->next)
+        u->next->prev = u->prev;
+    r->ncalls--;
+    pthread_mutex_unlock(&r->lock);
+}
+
+static void unary_done(tse_rpc_tag *tag, bool ok)
+{
+    unary *u = (unary *)tag; /* the tag is the first member */
+    ProtobufCMessage *resp = NULL;
+    tse_rpc_status st;
+
+    unlist(u);
+    tse_rpc_status_set(&st, u->code, u->details);
+    if (!ok) {
+        st.code = GRPC_STATUS_INTERNAL;
+        snprintf(st.details, sizeof(st.details), "the gRPC batch failed");
+    } else if (st.code == GRPC_STATUS_OK && (resp = tse_rpc_decode(u->recv, u->desc)) == NULL) {
+        st.code = GRPC_STATUS_INTERNAL;
+        snprintf(st.details, sizeof(st.details), "the service's answer did not decode");
+    }
+    u->done(u->arg, &st, resp);
+    unary_free(u);
+}
+
+static void unary_ops(unary *u, grpc_op *ops)
+{
+    memset(ops, 0, 6 * sizeof(*ops));
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].data.send_initial_metadata.count = u->md_count;
+    ops[0].data.send_initial_metadata.metadata = u->md_count ? &u->md : NULL;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = u->send;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &u->initial_md;
+    ops[4].op = GRPC_OP_RECV_MESSAGE;
+    ops[4].data.recv_message.recv_message = &u->recv;
+    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[5].data.recv_status_on_client.trailing_metadata = &u->trailing_md;
+    ops[5].data.recv_status_on_client.status = &u->code;
+    ops[5].data.recv_status_on_client.status_details = &u->details;
+}
+
+bool tse_rpc_unary(tse_rpc *r, const char *method, const ProtobufCMessage *req,
+                   const ProtobufCMessageDescriptor *resp_desc, const char *correlation_id,
+                   int timeout_ms, int watch_fd, tse_rpc_done_fn done, void *arg)
+{
+    unary *u = calloc(1, sizeof(*u));
+    grpc_op ops[6];
     bool ok;
 
-    op.data.send_message.send_message = encode(msg);
-    ok = call_run(c, &op, 1);
-    grpc_byte_buffer_destroy(op.data.send_message.send_message);
+    if (u == NULL)
+        return false;
+    u->tag.fn = unary_done;
+    u->r = r;
+    u->desc = resp_desc;
+    u->watch_fd = watch_fd;
+    u->done = done;
+    u->arg = arg;
+    u->code = GRPC_STATUS_UNKNOWN;
+    u->details = grpc_empty_slice();
+    grpc_metadata_array_init(&u->initial_md);
+    grpc_metadata_array_init(&u->trailing_md);
+    if (correlation_id != NULL && correlation_id[0] != '\0') {
+        u->md.key = grpc_slice_from_static_string("x-correlation-id");
+        u->md.value = grpc_slice_from_copied_string(correlation_id);
+        u->md_count = 1;
+    }
+    u->send = tse_rpc_encode(req);
+    u->call = tse_rpc_call_new(r, method, timeout_ms);
+    unary_ops(u, ops);
+    /* Listed before the batch starts: its completion unlists it. */
+    pthread_mutex_lock(&r->lock);
+    u->next = r->calls;
+    if (r->calls)
+        r->calls->prev = u;
+    r->calls = u;
+    r->ncalls++;
+    pthread_mutex_unlock(&r->lock);
+    ok = u->call != NULL && tse_rpc_batch(u->call, ops, 6, &u->tag);
+    if (!ok) {
+        unlist(u);
+        unary_free(u);
+    }
     return ok;
 }
 
-/* Receives the next message; the first receive also takes initial metadata. */
-static ProtobufCMessage *stream_recv(call *c, bool first, const ProtobufCMessageDescriptor *desc)
+void tse_rpc_cancel_all(tse_rpc *r)
 {
-    grpc_byte_buffer *bb = NULL;
-    ProtobufCMessage *msg = NULL;
-    grpc_op ops[2];
-    size_t n = 0;
-
-    memset(ops, 0, sizeof(ops));
-    if (first) {
-        ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
-        ops[n++].data.recv_initial_metadata.recv_initial_metadata = &c->initial_md;
-    }
-    ops[n].op = GRPC_OP_RECV_MESSAGE;
-    ops[n++].data.recv_message.recv_message = &bb;
-    if (call_run(c, ops, n))
-        msg = decode(bb, desc);
-    if (bb != NULL)
-        grpc_byte_buffer_destroy(bb);
-    return msg;
-}
-
-grpc_status_code tse_rpc_publish_stream(tse_rpc *r, Tracseq__Events__V1__Event *const *events,
-                                        size_t n, const char *correlation_id, int timeout_ms,
-                                        Tracseq__Events__V1__PublishResponse **resps,
-                                        tse_rpc_status *status)
-{
-    grpc_op op;
-    size_t sent = 0;
-    call c;
-
-    call_open(r, "/tracseq.events.v1.EventService/PublishStream", correlation_id, timeout_ms, &c);
-    memset(resps, 0, n * sizeof(*resps));
-    memset(&op, 0, sizeof(op));
-    op_send_md(&op, &c);
-    call_run(&c, &op, 1);
-    /* The status op runs beside everything else and is collected last. */
-    memset(&op, 0, sizeof(op));
-    op_recv_status(&op, &c);
-    if (grpc_call_start_batch(c.call, &op, 1, &c.tag_status, NULL) != GRPC_CALL_OK)
-        goto out;
-    for (; sent < n; sent++) {
-        Tracseq__Events__V1__PublishRequest req = TRACSEQ__EVENTS__V1__PUBLISH_REQUEST__INIT;
-        req.event = events[sent];
-        if (!stream_send(&c, &req.base))
-            break;
-    }
-    memset(&op, 0, sizeof(op));
-    op.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    call_run(&c, &op, 1);
-    for (size_t i = 0; i < sent; i++) {
-        resps[i] = (Tracseq__Events__V1__PublishResponse *)stream_recv(
-            &c, i == 0, &tracseq__events__v1__publish_response__descriptor);
-        if (resps[i] == NULL)
-            break;
-    }
-    if (sent == 0) { /* the status needs initial metadata asked for */
-        ProtobufCMessage *m =
-            stream_recv(&c, true, &tracseq__events__v1__publish_response__descriptor);
-        if (m != NULL)
-            protobuf_c_message_free_unpacked(m, NULL);
-    }
-    grpc_completion_queue_pluck(c.cq, &c.tag_status, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-out:
-    return call_close(&c, status);
+    pthread_mutex_lock(&r->lock);
+    for (unary *u = r->calls; u; u = u->next)
+        grpc_call_cancel_with_status(u->call, GRPC_STATUS_UNAVAILABLE,
+                                     "the REST bridge is shutting down", NULL);
+    pthread_mutex_unlock(&r->lock);
 }

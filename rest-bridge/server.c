@@ -3,11 +3,16 @@
  * epoll worker threads, request bodies read under a hard cap, the
  * correlation id, routing, the answer, its log line and its metrics.
  *
- * Threading model: MHD_OPTION_THREAD_POOL_SIZE workers each own a share of
- * the connections and run a request's handler from its headers to its
- * answer, blocking on the gRPC call in between (rpc.h). A blocked worker
- * delays only the other connections it owns; see README.md for why this
- * was chosen over suspend/resume and what it measured.
+ * Threading model: MHD_OPTION_THREAD_POOL_SIZE workers (one per core by
+ * default) each own a share of the connections. A handler never waits for
+ * the event service: it suspends its connection (MHD_suspend_connection)
+ * and starts the call; the completion, on the gRPC queue's thread (rpc.h),
+ * stores the outcome and resumes the connection; MHD then calls us again
+ * and the step's continuation answers on the worker. So a long-poll or an
+ * event stream costs a suspended connection, not a thread, and a slow
+ * service cannot stall the other connections of a worker. Ordering: a
+ * connection is suspended before its call starts, and resumed exactly once
+ * per suspension, after it.
  *
  * Invariants: a body never grows past cfg->max_body_bytes (a bigger one is
  * discarded as it arrives and answered 413, early when Content-Length
@@ -18,25 +23,38 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "bridge.h"
 #include "domain/validate.h"
 #include "obs/log.h"
+#include "sse.h"
 
-/* The state of one request between MHD's calls of the handler. */
+/* The state of one request between MHD's calls of the handler. The request
+ * and its answer come first so that tse_request_* can find the rest. */
 typedef struct exchange {
+    tse_request req;
+    tse_response resp;
     int64_t start_us;
     char *body;
     size_t len, cap;
+    size_t route;
     bool too_large;
-    bool answered;
+    bool started;  /* the handler ran */
+    bool answered; /* the answer is queued */
+    /* An asynchronous step: set before the connection is suspended, read
+     * after it is resumed (MHD's resume lock orders the two threads). */
+    tse_then then;
+    tse_rpc_status st;
+    ProtobufCMessage *out;
+    bool ready;
 } exchange;
 
-static void response_free(tse_response *resp)
+static exchange *exchange_of(tse_request *req)
 {
-    free(resp->body);
-    resp->body = NULL;
+    return (exchange *)(void *)req; /* req is the first member */
 }
 
 /* Printable ASCII without spaces, 1..TSE_CORRELATION_MAX characters. */
@@ -64,14 +82,17 @@ static const char *log_status(const tse_response *resp)
 static enum MHD_Result send_response(struct MHD_Connection *conn, const tse_request *req,
                                      tse_response *resp)
 {
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(resp->len, resp->body, MHD_RESPMEM_MUST_FREE);
+    struct MHD_Response *r = resp->stream;
     enum MHD_Result ret;
     char retry[16];
 
     if (r == NULL)
+        r = MHD_create_response_from_buffer(resp->len, resp->body, MHD_RESPMEM_MUST_FREE);
+    if (r == NULL)
         return MHD_NO;
-    resp->body = NULL; /* MHD frees it now */
+    if (resp->stream == NULL)
+        resp->body = NULL; /* MHD frees it now */
+    resp->stream = NULL;
     MHD_add_response_header(r, "Content-Type",
                             resp->content_type ? resp->content_type : "application/json");
     MHD_add_response_header(r, "X-Correlation-ID", req->correlation_id);
@@ -87,66 +108,98 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, const tse_requ
 }
 
 /* Logs, counts and sends one answer. */
-static enum MHD_Result answer(tse_bridge *b, struct MHD_Connection *conn, exchange *x,
-                              tse_request *req, tse_response *resp, size_t route)
+static enum MHD_Result answer(tse_bridge *b, struct MHD_Connection *conn, exchange *x)
 {
     int64_t latency = tse_now_us() - x->start_us;
-    char status[8];
+    tse_response *resp = &x->resp;
 
-    snprintf(status, sizeof(status), "%u", resp->status);
-    tse_metrics_record(b->metrics, route, resp->status, latency);
-    tse_log_request(req->method, log_status(resp), latency, req->correlation_id,
-                    (const char *[]){"path", req->path, "http_status", status, NULL});
+    tse_metrics_record(b->metrics, x->route, resp->status, latency);
+    if (resp->status >= 400 || tse_log_enabled(TSE_LOG_INFO)) {
+        char status[8];
+        snprintf(status, sizeof(status), "%u", resp->status);
+        tse_log_request(x->req.method, log_status(resp), latency, x->req.correlation_id,
+                        (const char *[]){"path", x->req.path, "http_status", status, NULL});
+    }
     x->answered = true;
-    return send_response(conn, req, resp);
+    return send_response(conn, &x->req, resp);
 }
 
 static void request_init(tse_bridge *b, struct MHD_Connection *conn, const char *url,
-                         const char *method, exchange *x, tse_request *req)
+                         const char *method, exchange *x)
 {
     const char *corr = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Correlation-ID");
+    tse_request *req = &x->req;
 
-    memset(req, 0, sizeof(*req));
     req->bridge = b;
     req->conn = conn;
     req->method = method;
     req->path = url;
     req->body = x->body ? x->body : "";
     req->body_len = x->len;
+    x->resp.status = 500;
     if (corr != NULL && correlation_valid(corr)) {
         snprintf(req->correlation_id, sizeof(req->correlation_id), "%s", corr);
         req->correlation_given = true;
     } else {
-        tse_uuid_generate(req->correlation_id);
+        tse_bridge_new_id(b, req->correlation_id);
     }
 }
 
-/* The last call of a request: route it, run its handler, answer. */
+/* Answers unless an asynchronous step is running. */
+static enum MHD_Result answer_or_wait(tse_bridge *b, struct MHD_Connection *conn, exchange *x)
+{
+    if (x->resp.pending)
+        return MHD_YES;
+    return answer(b, conn, x);
+}
+
+/* The last call of a request: route it, run its handler. */
 static enum MHD_Result dispatch(tse_bridge *b, struct MHD_Connection *conn, exchange *x,
                                 const char *url, const char *method)
 {
     const char *corr = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Correlation-ID");
-    tse_response resp = {.status = 500};
-    enum MHD_Result ret;
-    tse_request req;
     tse_handler fn;
-    size_t route = tse_route_count();
 
-    request_init(b, conn, url, method, x, &req);
-    if (corr != NULL && !req.correlation_given)
-        tse_reply_error(&resp, 400, "INVALID_HEADER", "X-Correlation-ID",
+    x->started = true;
+    x->route = tse_route_count();
+    request_init(b, conn, url, method, x);
+    if (corr != NULL && !x->req.correlation_given)
+        tse_reply_error(&x->resp, 400, "INVALID_HEADER", "X-Correlation-ID",
                         "X-Correlation-ID must be 1 to %d printable ASCII characters without "
                         "spaces.",
                         TSE_CORRELATION_MAX);
     else if (x->too_large)
-        tse_reply_error(&resp, 413, "PAYLOAD_TOO_LARGE", "body",
+        tse_reply_error(&x->resp, 413, "PAYLOAD_TOO_LARGE", "body",
                         "The body is larger than the limit of %lld bytes.",
                         (long long)b->cfg->max_body_bytes);
-    else if ((fn = tse_route_find(&req, &resp, &route)) != NULL)
-        fn(&req, &resp);
-    ret = answer(b, conn, x, &req, &resp, route);
-    response_free(&resp);
-    return ret;
+    else if ((fn = tse_route_find(&x->req, &x->resp, &x->route)) != NULL)
+        fn(&x->req, &x->resp);
+    return answer_or_wait(b, conn, x);
+}
+
+/* The connection was resumed: run the continuation of the step that ended. */
+static enum MHD_Result resumed(tse_bridge *b, struct MHD_Connection *conn, exchange *x)
+{
+    tse_then then = x->then;
+    ProtobufCMessage *out = x->out;
+
+    if (!x->ready || then == NULL)
+        return MHD_YES;
+    x->ready = false;
+    x->then = NULL;
+    x->out = NULL;
+    x->resp.pending = false;
+    if (x->st.code == GRPC_STATUS_CANCELLED && strcmp(x->st.details, TSE_RPC_HANGUP) == 0) {
+        /* Nobody will read it: counted and logged as nginx's 499, not as
+         * the service failing. */
+        if (out != NULL)
+            protobuf_c_message_free_unpacked(out, NULL);
+        tse_reply_error(&x->resp, 499, "CLIENT_CLOSED", NULL,
+                        "The client closed the connection before the answer.");
+        return answer(b, conn, x);
+    }
+    then(&x->req, &x->resp, &x->st, out);
+    return answer_or_wait(b, conn, x);
 }
 
 /* The first call (headers only): set up, and refuse an announced oversize body at once. */
@@ -175,7 +228,7 @@ static enum MHD_Result begin(tse_bridge *b, struct MHD_Connection *conn, const c
 /* Appends a piece of body, within the cap; beyond it the body is dropped. */
 static void absorb(tse_bridge *b, exchange *x, const char *data, size_t n)
 {
-    if (x->too_large || x->answered)
+    if (x->too_large || x->started)
         return;
     if (x->len + n > (size_t)b->cfg->max_body_bytes) {
         x->too_large = true;
@@ -215,6 +268,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (x->answered)
         return MHD_YES;
+    if (x->started)
+        return resumed(b, conn, x);
     return dispatch(b, conn, x, url, method);
 }
 
@@ -223,10 +278,119 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     exchange *x = *con_cls;
 
-    if (x != NULL) {
-        free(x->body);
-        free(x);
-        *con_cls = NULL;
+    if (x == NULL)
+        return;
+    if (x->req.ctx_free != NULL)
+        x->req.ctx_free(x->req.ctx);
+    if (x->out != NULL)
+        protobuf_c_message_free_unpacked(x->out, NULL);
+    if (x->resp.stream != NULL)
+        MHD_destroy_response(x->resp.stream);
+    free(x->resp.body);
+    free(x->body);
+    free(x);
+    *con_cls = NULL;
+}
+
+/* ---- correlation ids ---- */
+
+/* splitmix64's finalizer: a bijection of 64-bit integers that scatters bits. */
+static uint64_t mix(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static void hex(char *out, uint64_t v, int digits)
+{
+    static const char digit[] = "0123456789abcdef";
+
+    for (int i = digits - 1; i >= 0; i--, v >>= 4)
+        out[i] = digit[v & 15];
+}
+
+/*
+ * Every request without an X-Correlation-ID gets a fresh id. A counter
+ * mixed with a random seed (bijective, so never a repeat within a run)
+ * costs no system call, unlike libuuid's getrandom per id, which was 5 % of
+ * the bridge's CPU under load; log ids need to be unique, not secret.
+ */
+void tse_bridge_new_id(tse_bridge *b, char *out)
+{
+    uint64_t n = atomic_fetch_add_explicit(&b->id_next, 1, memory_order_relaxed);
+    uint64_t hi = mix(b->id_seed ^ n), lo = mix(hi + b->id_seed);
+
+    hi = (hi & ~0xF000ULL) | 0x4000ULL;                        /* version 4 */
+    lo = (lo & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL; /* variant 10 */
+    hex(out, hi >> 32, 8);
+    out[8] = '-';
+    hex(out + 9, hi >> 16, 4);
+    out[13] = '-';
+    hex(out + 14, hi, 4);
+    out[18] = '-';
+    hex(out + 19, lo >> 48, 4);
+    out[23] = '-';
+    hex(out + 24, lo, 12);
+    out[36] = '\0';
+}
+
+/* ---- asynchronous steps ---- */
+
+void tse_bridge_suspend(tse_bridge *b, struct MHD_Connection *conn)
+{
+    atomic_fetch_add(&b->suspended, 1);
+    MHD_suspend_connection(conn);
+}
+
+void tse_bridge_resume(tse_bridge *b, struct MHD_Connection *conn)
+{
+    MHD_resume_connection(conn);
+    atomic_fetch_sub(&b->suspended, 1);
+}
+
+void tse_request_defer(tse_request *req, tse_response *resp, tse_then then)
+{
+    exchange *x = exchange_of(req);
+
+    x->then = then;
+    x->ready = false;
+    resp->pending = true;
+    tse_bridge_suspend(req->bridge, req->conn);
+}
+
+void tse_request_complete(tse_request *req, const tse_rpc_status *st, ProtobufCMessage *out)
+{
+    exchange *x = exchange_of(req);
+
+    x->st = *st;
+    x->out = out;
+    x->ready = true;
+    tse_bridge_resume(req->bridge, req->conn);
+}
+
+static void call_done(void *arg, const tse_rpc_status *st, ProtobufCMessage *out)
+{
+    tse_request_complete(arg, st, out);
+}
+
+void tse_request_call(tse_request *req, tse_response *resp, const char *method,
+                      const ProtobufCMessage *in, const ProtobufCMessageDescriptor *out_desc,
+                      int timeout_ms, bool watch, tse_then then)
+{
+    const union MHD_ConnectionInfo *info =
+        watch ? MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD) : NULL;
+    char path[128];
+
+    snprintf(path, sizeof(path), "%s%s", method[0] == '/' ? "" : TSE_RPC_SERVICE, method);
+    /* Suspended before the call starts, so its completion always finds the
+     * connection suspended. */
+    tse_request_defer(req, resp, then);
+    if (!tse_rpc_unary(req->bridge->rpc, path, in, out_desc, req->correlation_id, timeout_ms,
+                       info ? info->connect_fd : -1, call_done, req)) {
+        tse_rpc_status st = {.code = GRPC_STATUS_RESOURCE_EXHAUSTED};
+        snprintf(st.details, sizeof(st.details), "the bridge could not start the call");
+        tse_request_complete(req, &st, NULL);
     }
 }
 
@@ -259,23 +423,47 @@ static tse_status resolve(const tse_bridge_config *cfg, struct sockaddr_storage 
     return TSE_OK;
 }
 
+static unsigned worker_threads(const tse_bridge_config *cfg)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+    if (cfg->threads > 0)
+        return (unsigned)cfg->threads;
+    return cpus > 0 ? (unsigned)cpus : 2;
+}
+
 tse_status tse_bridge_start(tse_bridge *b, tse_error *err)
 {
     const tse_bridge_config *cfg = b->cfg;
     struct sockaddr_storage addr;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_TURBO | MHD_USE_ERROR_LOG;
     unsigned timeout_s = (unsigned)((cfg->read_timeout_ms + 999) / 1000);
+    unsigned threads = worker_threads(cfg);
 
     if (resolve(cfg, &addr, err) != TSE_OK)
         return TSE_INVALID;
+
+    if (getrandom(&b->id_seed, sizeof(b->id_seed), 0) != sizeof(b->id_seed))
+        b->id_seed = (uint64_t)tse_now_us() ^ ((uint64_t)getpid() << 32);
     if (addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    b->daemon = MHD_start_daemon(
-        flags, (uint16_t)cfg->port, NULL, NULL, on_request, b, MHD_OPTION_SOCK_ADDR, &addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads, MHD_OPTION_CONNECTION_TIMEOUT,
-        timeout_s, MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u, MHD_OPTION_NOTIFY_COMPLETED, on_completed, b,
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, b, MHD_OPTION_END);
+    /* The logger first, so that MHD's own checks of the options use it. A
+     * pool of one is no pool: MHD then runs its single internal thread. */
+    struct MHD_OptionItem opts[] = {
+        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, b},
+        {MHD_OPTION_SOCK_ADDR, 0, &addr},
+        {MHD_OPTION_CONNECTION_TIMEOUT, timeout_s, NULL},
+        {MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, NULL},
+        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, 16384, NULL},
+        {MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096, NULL},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, b},
+        {threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, threads, NULL},
+        {MHD_OPTION_END, 0, NULL},
+    };
+
+    b->daemon = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, b,
+                                 MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
     if (b->daemon == NULL)
         return tse_error_set(err, TSE_UNAVAILABLE, "PORT",
                              "cannot listen on %s:%d (in use, or not allowed)", cfg->host,
@@ -283,9 +471,29 @@ tse_status tse_bridge_start(tse_bridge *b, tse_error *err)
     return TSE_OK;
 }
 
+/*
+ * Graceful stop. MHD must not be stopped while a connection is suspended,
+ * so first every long wait is ended: event streams and unary calls
+ * (long-polls) are cancelled and answer at once; publishes end by
+ * themselves within RPC_TIMEOUT. Then the workers are joined.
+ */
 void tse_bridge_stop(tse_bridge *b)
 {
-    if (b->daemon != NULL)
-        MHD_stop_daemon(b->daemon);
+    MHD_socket listen_fd;
+    int64_t deadline = tse_now_us() + (b->cfg->rpc_timeout_ms + 1000) * 1000;
+
+    if (b->daemon == NULL)
+        return;
+    atomic_store(&b->stopping, true);
+    listen_fd = MHD_quiesce_daemon(b->daemon);
+    tse_sse_hub_cancel(b->sse);
+    tse_rpc_cancel_all(b->rpc);
+    while (atomic_load(&b->suspended) > 0 && tse_now_us() < deadline)
+        usleep(5000);
+    if (atomic_load(&b->suspended) > 0)
+        tse_log(TSE_LOG_ERROR, "connections still suspended at stop", NULL);
+    MHD_stop_daemon(b->daemon);
+    if (listen_fd != MHD_INVALID_SOCKET)
+        close(listen_fd);
     b->daemon = NULL;
 }

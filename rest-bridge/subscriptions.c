@@ -1,43 +1,112 @@
 /*
  * subscriptions.c - the subscription endpoints: POST
  * /api/v1/events/subscribe (the original's body, or any subset of it), and
- * /api/v1/subscriptions[/{name}[/events|/ack|/nack]], each one call of the
- * matching EventService RPC (CreateSubscription, List/Get/Delete
- * Subscription, Pull, Acknowledge, Nack).
+ * /api/v1/subscriptions[/{name}[/events|/ack|/nack]], each one or a few
+ * asynchronous calls of the matching EventService RPCs (CreateSubscription,
+ * List/Get/DeleteSubscription, Pull, Acknowledge, Nack; Subscribe for
+ * Server-Sent Events, see sse.h).
  *
- * A pull blocks its HTTP worker thread for up to wait_ms (capped at
- * MAX_WAIT_MS), like every call of this bridge; see README.md.
+ * A long-poll pull holds a suspended connection, not a thread, for up to
+ * wait_ms (at most MAX_WAIT_MS, the service's own limit), and is cancelled
+ * when its client hangs up, so deliveries are not handed to nobody.
+ *
+ * Auto-ack (the REST default, as in the original): the deliveries of a pull
+ * on an auto_ack subscription are acked by the bridge (Acknowledge) after
+ * the answer is built and before it is sent; a failed ack only means they
+ * come again. Whether a subscription is auto_ack is remembered for
+ * CACHE_MS (tse_subcache), since Pull does not say.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bridge.h"
+#include "sse.h"
 
-#define MAX_WAIT_MS    30000
-#define MAX_PULL       1000
-#define DEFAULT_PULL   10
-#define SERVICE_PREFIX "/tracseq.events.v1.EventService/"
+#define MAX_WAIT_MS   60000
+#define MAX_PULL      1000
+#define DEFAULT_PULL  10
+#define DEFAULT_WAIT  5000
+#define CACHE_MS      5000
+#define CACHE_ENTRIES 256
+#define NAME_MAX_LEN  64
 
 typedef Tracseq__Events__V1__Subscription Subscription;
+typedef Tracseq__Events__V1__PullResponse PullResponse;
 
-/* One unary call; answers the error itself and returns NULL on failure. */
-static ProtobufCMessage *call(tse_request *req, tse_response *resp, const char *method,
-                              const ProtobufCMessage *in, const ProtobufCMessageDescriptor *desc,
-                              int extra_ms)
+/* ===================== the auto_ack cache ================================ */
+
+typedef struct cache_entry {
+    char name[NAME_MAX_LEN + 1];
+    bool auto_ack;
+    int64_t until_ms; /* 0: free */
+} cache_entry;
+
+struct tse_subcache {
+    pthread_mutex_t lock;
+    cache_entry e[CACHE_ENTRIES];
+};
+
+static int64_t now_ms(void)
 {
-    ProtobufCMessage *out = NULL;
-    tse_rpc_status st;
-    char path[96];
-
-    snprintf(path, sizeof(path), SERVICE_PREFIX "%s", method);
-    if (tse_rpc_unary(req->bridge->rpc, path, in, desc, req->correlation_id,
-                      (int)req->bridge->cfg->rpc_timeout_ms + extra_ms, &out,
-                      &st) != GRPC_STATUS_OK) {
-        tse_reply_rpc_error(resp, req, &st, NULL);
-        return NULL;
-    }
-    return out;
+    return tse_now_us() / 1000;
 }
+
+tse_subcache *tse_subcache_create(void)
+{
+    tse_subcache *c = calloc(1, sizeof(*c));
+
+    if (c != NULL)
+        pthread_mutex_init(&c->lock, NULL);
+    return c;
+}
+
+void tse_subcache_destroy(tse_subcache *c)
+{
+    if (c == NULL)
+        return;
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+/* 1: auto_ack, 0: not, -1: unknown. */
+static int cache_get(tse_subcache *c, const char *name)
+{
+    int64_t now = now_ms();
+    int v = -1;
+
+    pthread_mutex_lock(&c->lock);
+    for (size_t i = 0; i < CACHE_ENTRIES; i++)
+        if (c->e[i].until_ms > now && strcmp(c->e[i].name, name) == 0)
+            v = c->e[i].auto_ack;
+    pthread_mutex_unlock(&c->lock);
+    return v;
+}
+
+/* Remembers a subscription (forgets it when forget). */
+static void cache_put(tse_subcache *c, const char *name, bool auto_ack, bool forget)
+{
+    size_t slot = 0;
+
+    if (strlen(name) > NAME_MAX_LEN)
+        return;
+    pthread_mutex_lock(&c->lock);
+    for (size_t i = 0; i < CACHE_ENTRIES; i++) {
+        if (strcmp(c->e[i].name, name) == 0) {
+            slot = i;
+            break;
+        }
+        if (c->e[i].until_ms < c->e[slot].until_ms)
+            slot = i; /* the oldest, when the name is not there */
+    }
+    snprintf(c->e[slot].name, sizeof(c->e[slot].name), "%s", name);
+    c->e[slot].auto_ack = auto_ack;
+    c->e[slot].until_ms = forget ? 0 : now_ms() + CACHE_MS;
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* ===================== helpers ========================================== */
 
 /* The body as a JSON object; an empty body counts as {}. */
 static json_t *object_body(tse_request *req, tse_response *resp)
@@ -60,18 +129,74 @@ static json_t *object_body(tse_request *req, tse_response *resp)
     return body;
 }
 
-/* ---- POST /api/v1/events/subscribe ---- */
+static int rpc_timeout(const tse_request *req)
+{
+    return (int)req->bridge->cfg->rpc_timeout_ms;
+}
 
-/* Checks the types of the original's eight fields; all are optional. */
+/* [A-Za-z0-9_.-]{1,64}: the names the service accepts, safe in a URL. */
+static bool plain_name(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > NAME_MAX_LEN)
+        return false;
+    return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") == n;
+}
+
+/* A failed step answers its error; true when st is OK. */
+static bool step_ok(tse_request *req, tse_response *resp, const tse_rpc_status *st)
+{
+    if (st->code == GRPC_STATUS_OK)
+        return true;
+    tse_reply_rpc_error(resp, req, st, NULL);
+    return false;
+}
+
+/* The common continuation: the message as JSON. */
+static void then_relay(tse_request *req, tse_response *resp, const tse_rpc_status *st,
+                       ProtobufCMessage *out)
+{
+    if (step_ok(req, resp, st))
+        tse_reply_json(resp, 200, tse_json_from_message(out));
+    if (out != NULL)
+        protobuf_c_message_free_unpacked(out, NULL);
+}
+
+json_t *tse_event_json(const Tracseq__Events__V1__Event *ev)
+{
+    const ProtobufCMessageDescriptor *d = &tracseq__events__v1__event__descriptor;
+    json_t *j = ev ? tse_json_from_message(&ev->base) : NULL;
+
+    /* The payload oneof (numbers >= 20) reads back under "payload", the
+     * name clients published it with. */
+    for (unsigned i = 0; j != NULL && i < d->n_fields; i++) {
+        json_t *v;
+        if (d->fields[i].id < 20 || (v = json_object_get(j, d->fields[i].name)) == NULL)
+            continue;
+        json_object_set(j, "payload", v);
+        json_object_del(j, d->fields[i].name);
+    }
+    return j;
+}
+
+/* ===================== POST /api/v1/events/subscribe ==================== */
+
+/* Checks the types and ranges of the original's eight fields; all optional. */
 static bool check_subscribe(const json_t *b, tse_response *resp)
 {
     static const struct {
         const char *key;
         int type;
-    } fields[] = {{"name", JSON_STRING},           {"event_types", JSON_ARRAY},
-                  {"consumer_group", JSON_STRING}, {"consumer_name", JSON_STRING},
-                  {"batch_size", JSON_INTEGER},    {"timeout_ms", JSON_INTEGER},
-                  {"auto_ack", JSON_TRUE},         {"read_latest", JSON_TRUE}};
+        long min, max;
+    } fields[] = {{"name", JSON_STRING, 0, 0},
+                  {"event_types", JSON_ARRAY, 0, 0},
+                  {"consumer_group", JSON_STRING, 0, 0},
+                  {"consumer_name", JSON_STRING, 0, 0},
+                  {"batch_size", JSON_INTEGER, 1, MAX_PULL},
+                  {"timeout_ms", JSON_INTEGER, 0, MAX_WAIT_MS},
+                  {"auto_ack", JSON_TRUE, 0, 0},
+                  {"read_latest", JSON_TRUE, 0, 0}};
 
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
         json_t *v = json_object_get(b, fields[i].key);
@@ -81,6 +206,13 @@ static bool check_subscribe(const json_t *b, tse_response *resp)
         if (!ok) {
             tse_reply_error(resp, 422, "VALIDATION_FAILED", fields[i].key,
                             "Invalid %s: wrong JSON type.", fields[i].key);
+            return false;
+        }
+        if (fields[i].type == JSON_INTEGER && json_is_integer(v) &&
+            (json_integer_value(v) < fields[i].min || json_integer_value(v) > fields[i].max)) {
+            tse_reply_error(resp, 422, "VALIDATION_FAILED", fields[i].key,
+                            "Invalid %s: must be an integer from %ld to %ld.", fields[i].key,
+                            fields[i].min, fields[i].max);
             return false;
         }
     }
@@ -99,102 +231,192 @@ static bool bool_or(const json_t *b, const char *key, bool def)
     return json_is_boolean(v) ? json_is_true(v) : def;
 }
 
+static long long int_or(const json_t *b, const char *key, long long def)
+{
+    const json_t *v = json_object_get(b, key);
+    return json_is_integer(v) ? json_integer_value(v) : def;
+}
+
+/* What the subscribe answer needs besides the subscription (req->ctx). */
+typedef struct subscribe_ctx {
+    char consumer[NAME_MAX_LEN + 1];
+    long long batch_size, timeout_ms;
+} subscribe_ctx;
+
+/* Where to read and settle the events, added to body. */
+static void add_urls(json_t *body, const Subscription *sub, const subscribe_ctx *sc)
+{
+    char base[160], url[320];
+
+    snprintf(base, sizeof(base), "/api/v1/subscriptions/%s", sub->name);
+    json_object_set_new(body, "subscription_url", json_string(base));
+    snprintf(url, sizeof(url), "%s/events?max=%lld&wait_ms=%lld%s%s", base, sc->batch_size,
+             sc->timeout_ms, sc->consumer[0] ? "&consumer=" : "", sc->consumer);
+    json_object_set_new(body, "events_url", json_string(url));
+    snprintf(url, sizeof(url), "%s/events%s%s", base, sc->consumer[0] ? "?consumer=" : "",
+             sc->consumer);
+    json_object_set_new(body, "stream_url", json_string(url));
+    snprintf(url, sizeof(url), "%s/ack", base);
+    json_object_set_new(body, "ack_url", json_string(url));
+    snprintf(url, sizeof(url), "%s/nack", base);
+    json_object_set_new(body, "nack_url", json_string(url));
+}
+
+static void then_subscribe(tse_request *req, tse_response *resp, const tse_rpc_status *st,
+                           ProtobufCMessage *out)
+{
+    const Subscription *sub = (const Subscription *)out;
+    const subscribe_ctx *sc = req->ctx;
+    json_t *full, *body;
+
+    if (!step_ok(req, resp, st))
+        goto out;
+    cache_put(req->bridge->subcache, sub->name, sub->auto_ack, false);
+    full = tse_json_from_message(out);
+    body = json_pack(
+        "{s:s, s:s, s:O, s:s, s:s, s:b, s:s, s:o}", "status", "subscribed", "subscription_name",
+        sub->name, "event_types", json_object_get(full, "event_types"), "consumer_group", sub->name,
+        "consumer_name", sc->consumer, "auto_ack", sub->auto_ack, "start",
+        sub->start == TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_EARLIEST ? "earliest"
+                                                                                   : "latest",
+        "subscription", full);
+    add_urls(body, sub, sc);
+    tse_reply_json(resp, 200, body);
+out:
+    if (out != NULL)
+        protobuf_c_message_free_unpacked(out, NULL);
+}
+
+/* event_types as borrowed strings (caller frees the array); NULL: answered. */
+static char **patterns_of(const json_t *body, size_t *n, tse_response *resp)
+{
+    static char *star = "*";
+    json_t *types = json_object_get(body, "event_types");
+    char **patterns;
+
+    *n = json_array_size(types);
+    if ((patterns = calloc(*n ? *n : 1, sizeof(char *))) == NULL) {
+        tse_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
+        return NULL;
+    }
+    for (size_t i = 0; i < *n; i++) {
+        if ((patterns[i] = (char *)json_string_value(json_array_get(types, i))) == NULL) {
+            tse_reply_error(resp, 422, "VALIDATION_FAILED", "event_types",
+                            "Invalid event_types: every pattern must be a string.");
+            free(patterns);
+            return NULL;
+        }
+    }
+    if (*n == 0) { /* absent or empty: everything */
+        patterns[0] = star;
+        *n = 1;
+    }
+    return patterns;
+}
+
+/* The subscribe body's consumer_name, checked; false when answered. */
+static bool consumer_of(const json_t *body, subscribe_ctx *sc, tse_response *resp)
+{
+    const char *consumer = string_or(body, "consumer_name", "");
+
+    if (consumer[0] != '\0' && !plain_name(consumer)) {
+        tse_reply_error(resp, 422, "VALIDATION_FAILED", "consumer_name",
+                        "Invalid consumer_name: 1 to 64 letters, digits, '_', '.' or '-'.");
+        return false;
+    }
+    snprintf(sc->consumer, sizeof(sc->consumer), "%s", consumer);
+    sc->batch_size = int_or(body, "batch_size", DEFAULT_PULL);
+    sc->timeout_ms = int_or(body, "timeout_ms", DEFAULT_WAIT);
+    return true;
+}
+
 void tse_handle_subscribe(tse_request *req, tse_response *resp)
 {
     Tracseq__Events__V1__CreateSubscriptionRequest in =
         TRACSEQ__EVENTS__V1__CREATE_SUBSCRIPTION_REQUEST__INIT;
     Subscription sub = TRACSEQ__EVENTS__V1__SUBSCRIPTION__INIT;
-    json_t *body = object_body(req, resp), *types;
-    char *star = "*", **patterns = NULL;
-    ProtobufCMessage *out;
+    json_t *body = object_body(req, resp);
+    subscribe_ctx *sc = calloc(1, sizeof(*sc));
+    char **patterns = NULL;
     size_t n;
 
-    if (body == NULL || !check_subscribe(body, resp))
+    req->ctx = sc;
+    req->ctx_free = free;
+    if (sc == NULL || body == NULL || !check_subscribe(body, resp) ||
+        !consumer_of(body, sc, resp) || (patterns = patterns_of(body, &n, resp)) == NULL)
         goto out;
-    types = json_object_get(body, "event_types");
-    n = json_array_size(types);
-    patterns = calloc(n ? n : 1, sizeof(char *));
-    for (size_t i = 0; i < n; i++) {
-        if ((patterns[i] = (char *)json_string_value(json_array_get(types, i))) == NULL) {
-            tse_reply_error(resp, 422, "VALIDATION_FAILED", "event_types",
-                            "Invalid event_types: every pattern must be a string.");
-            goto out;
-        }
-    }
+    /* The subscription is the consumer group: consumer_group is accepted
+     * for compatibility and answered as the name (README.md). */
     sub.name = (char *)string_or(body, "name", "default");
-    sub.n_event_types = n ? n : 1;
-    sub.event_types = n ? patterns : &star;
+    sub.n_event_types = n;
+    sub.event_types = patterns;
     sub.auto_ack = bool_or(body, "auto_ack", true);
+    /* JSON tells "absent" from 0 where proto3 cannot: absent means the
+     * contract's default of 5 attempts; 0 asks for unlimited. */
+    sub.max_delivery_attempts = (uint32_t)int_or(body, "max_delivery_attempts", 5);
+    sub.ack_deadline_ms = (uint32_t)int_or(body, "ack_deadline_ms", 0);
+    sub.max_in_flight = (uint32_t)int_or(body, "max_in_flight", 0);
     sub.start = bool_or(body, "read_latest", true)
                     ? TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_LATEST
                     : TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_EARLIEST;
     in.subscription = &sub;
-    out = call(req, resp, "CreateSubscription", &in.base,
-               &tracseq__events__v1__subscription__descriptor, 0);
-    if (out != NULL) {
-        json_t *full = tse_json_from_message(out);
-        char url[400];
-        snprintf(url, sizeof(url), "/api/v1/subscriptions/%s/events", sub.name);
-        tse_reply_json(resp, 200,
-                       json_pack("{s:s, s:s, s:O, s:s, s:s, s:o}", "status", "subscribed",
-                                 "subscription_name", sub.name, "event_types",
-                                 json_object_get(full, "event_types"), "consumer_group", sub.name,
-                                 "events_url", url, "subscription", full));
-        protobuf_c_message_free_unpacked(out, NULL);
-    }
+    tse_request_call(req, resp, "CreateSubscription", &in.base,
+                     &tracseq__events__v1__subscription__descriptor, rpc_timeout(req), false,
+                     then_subscribe);
 out:
+    if (sc == NULL)
+        tse_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
     free(patterns);
     json_decref(body);
 }
 
-/* ---- list, get, delete ---- */
+/* ===================== list, get, delete ================================ */
 
 void tse_handle_subscription_list(tse_request *req, tse_response *resp)
 {
     Tracseq__Events__V1__ListSubscriptionsRequest in =
         TRACSEQ__EVENTS__V1__LIST_SUBSCRIPTIONS_REQUEST__INIT;
-    ProtobufCMessage *out = call(req, resp, "ListSubscriptions", &in.base,
-                                 &tracseq__events__v1__list_subscriptions_response__descriptor, 0);
 
-    if (out != NULL) {
-        tse_reply_json(resp, 200, tse_json_from_message(out));
-        protobuf_c_message_free_unpacked(out, NULL);
-    }
+    tse_request_call(req, resp, "ListSubscriptions", &in.base,
+                     &tracseq__events__v1__list_subscriptions_response__descriptor,
+                     rpc_timeout(req), false, then_relay);
 }
 
 void tse_handle_subscription_get(tse_request *req, tse_response *resp)
 {
     Tracseq__Events__V1__GetSubscriptionRequest in =
         TRACSEQ__EVENTS__V1__GET_SUBSCRIPTION_REQUEST__INIT;
-    ProtobufCMessage *out;
 
     in.name = req->param;
-    out = call(req, resp, "GetSubscription", &in.base,
-               &tracseq__events__v1__subscription__descriptor, 0);
-    if (out != NULL) {
-        tse_reply_json(resp, 200, tse_json_from_message(out));
+    tse_request_call(req, resp, "GetSubscription", &in.base,
+                     &tracseq__events__v1__subscription__descriptor, rpc_timeout(req), false,
+                     then_relay);
+}
+
+static void then_delete(tse_request *req, tse_response *resp, const tse_rpc_status *st,
+                        ProtobufCMessage *out)
+{
+    cache_put(req->bridge->subcache, req->param, false, true);
+    if (step_ok(req, resp, st))
+        tse_reply_json(
+            resp, 200,
+            json_pack("{s:s, s:s}", "status", "deleted", "subscription_name", req->param));
+    if (out != NULL)
         protobuf_c_message_free_unpacked(out, NULL);
-    }
 }
 
 void tse_handle_subscription_delete(tse_request *req, tse_response *resp)
 {
     Tracseq__Events__V1__DeleteSubscriptionRequest in =
         TRACSEQ__EVENTS__V1__DELETE_SUBSCRIPTION_REQUEST__INIT;
-    ProtobufCMessage *out;
 
     in.name = req->param;
-    out = call(req, resp, "DeleteSubscription", &in.base,
-               &tracseq__events__v1__delete_subscription_response__descriptor, 0);
-    if (out != NULL) {
-        tse_reply_json(
-            resp, 200,
-            json_pack("{s:s, s:s}", "status", "deleted", "subscription_name", req->param));
-        protobuf_c_message_free_unpacked(out, NULL);
-    }
+    tse_request_call(req, resp, "DeleteSubscription", &in.base,
+                     &tracseq__events__v1__delete_subscription_response__descriptor,
+                     rpc_timeout(req), false, then_delete);
 }
 
-/* ---- pull ---- */
+/* ===================== pull (long-poll) and Server-Sent Events ========== */
 
 /* A query parameter as an integer in [min, max]; def when absent. */
 static bool query_int(tse_request *req, tse_response *resp, const char *key, long def, long min,
@@ -215,64 +437,188 @@ static bool query_int(tse_request *req, tse_response *resp, const char *key, lon
     return true;
 }
 
-/* The event as clients read it: its payload oneof under "payload". */
-static json_t *event_view(const ProtobufCMessage *ev)
+/* ?consumer=: NULL when absent, "" (answered) when invalid. */
+static const char *query_consumer(tse_request *req, tse_response *resp)
 {
-    json_t *j = tse_json_from_message(ev);
-    const ProtobufCMessageDescriptor *d = ev->descriptor;
+    const char *c = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "consumer");
 
-    for (unsigned i = 0; j != NULL && i < d->n_fields; i++) {
-        json_t *v;
-        if (d->fields[i].id < 20 || (v = json_object_get(j, d->fields[i].name)) == NULL)
-            continue;
-        json_object_set(j, "payload", v);
-        json_object_del(j, d->fields[i].name);
+    if (c != NULL && !plain_name(c)) {
+        tse_reply_error(resp, 422, "VALIDATION_FAILED", "consumer",
+                        "Invalid consumer: 1 to 64 letters, digits, '_', '.' or '-'.");
+        return "";
     }
-    return j;
+    return c;
 }
 
-static json_t *deliveries_json(const Tracseq__Events__V1__PullResponse *r)
+/* A pull between its steps (req->ctx). */
+typedef struct pull_ctx {
+    json_t *answer;     /* {"events": [...]} once built */
+    PullResponse *pull; /* its deliveries, for the ack */
+} pull_ctx;
+
+static void pull_ctx_free(void *arg)
+{
+    pull_ctx *pc = arg;
+
+    if (pc == NULL)
+        return;
+    json_decref(pc->answer);
+    if (pc->pull != NULL)
+        protobuf_c_message_free_unpacked(&pc->pull->base, NULL);
+    free(pc);
+}
+
+static json_t *deliveries_json(const PullResponse *r)
 {
     json_t *events = json_array();
 
     for (size_t i = 0; i < r->n_deliveries; i++) {
         const Tracseq__Events__V1__Delivery *d = r->deliveries[i];
-        json_array_append_new(events, json_pack("{s:s, s:i, s:s, s:o*}", "ack_id", d->ack_id,
-                                                "delivery_attempt", (int)d->delivery_attempt,
-                                                "stream_id", d->stream_id, "event",
-                                                d->event ? event_view(&d->event->base) : NULL));
+        json_array_append_new(events,
+                              json_pack("{s:s, s:i, s:s, s:o*}", "ack_id", d->ack_id,
+                                        "delivery_attempt", (int)d->delivery_attempt, "stream_id",
+                                        d->stream_id, "event", tse_event_json(d->event)));
     }
     return json_pack("{s:o}", "events", events);
+}
+
+static void then_pull_acked(tse_request *req, tse_response *resp, const tse_rpc_status *st,
+                            ProtobufCMessage *out)
+{
+    pull_ctx *pc = req->ctx;
+
+    /* A failed ack is no reason to withhold the events: they come again. */
+    json_object_set_new(pc->answer, "auto_acked", json_boolean(st->code == GRPC_STATUS_OK));
+    tse_reply_json(resp, 200, json_incref(pc->answer));
+    if (out != NULL)
+        protobuf_c_message_free_unpacked(out, NULL);
+}
+
+/* Acks the pulled deliveries of an auto_ack subscription, then answers. */
+static void ack_pulled(tse_request *req, tse_response *resp, int auto_ack)
+{
+    Tracseq__Events__V1__AcknowledgeRequest in = TRACSEQ__EVENTS__V1__ACKNOWLEDGE_REQUEST__INIT;
+    pull_ctx *pc = req->ctx;
+    char **ids;
+
+    if (!auto_ack) {
+        json_object_set_new(pc->answer, "auto_acked", json_false());
+        tse_reply_json(resp, 200, json_incref(pc->answer));
+        return;
+    }
+    if ((ids = calloc(pc->pull->n_deliveries, sizeof(char *))) == NULL) {
+        tse_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
+        return;
+    }
+    for (size_t i = 0; i < pc->pull->n_deliveries; i++)
+        ids[i] = pc->pull->deliveries[i]->ack_id;
+    in.subscription = req->param;
+    in.n_ack_ids = pc->pull->n_deliveries;
+    in.ack_ids = ids;
+    tse_request_call(req, resp, "Acknowledge", &in.base,
+                     &tracseq__events__v1__acknowledge_response__descriptor, rpc_timeout(req),
+                     false, then_pull_acked);
+    free(ids);
+}
+
+static void then_pull_config(tse_request *req, tse_response *resp, const tse_rpc_status *st,
+                             ProtobufCMessage *out)
+{
+    const Subscription *sub = (const Subscription *)out;
+
+    if (step_ok(req, resp, st)) {
+        cache_put(req->bridge->subcache, req->param, sub->auto_ack, false);
+        ack_pulled(req, resp, sub->auto_ack);
+    }
+    if (out != NULL)
+        protobuf_c_message_free_unpacked(out, NULL);
+}
+
+static void then_pull(tse_request *req, tse_response *resp, const tse_rpc_status *st,
+                      ProtobufCMessage *out)
+{
+    Tracseq__Events__V1__GetSubscriptionRequest get =
+        TRACSEQ__EVENTS__V1__GET_SUBSCRIPTION_REQUEST__INIT;
+    pull_ctx *pc = req->ctx;
+    int auto_ack;
+
+    if (!step_ok(req, resp, st)) {
+        if (out != NULL)
+            protobuf_c_message_free_unpacked(out, NULL);
+        return;
+    }
+    pc->pull = (PullResponse *)out;
+    pc->answer = deliveries_json(pc->pull);
+    if (pc->pull->n_deliveries == 0) {
+        tse_reply_json(resp, 200, json_incref(pc->answer));
+        return;
+    }
+    if ((auto_ack = cache_get(req->bridge->subcache, req->param)) >= 0) {
+        ack_pulled(req, resp, auto_ack);
+        return;
+    }
+    get.name = req->param;
+    tse_request_call(req, resp, "GetSubscription", &get.base,
+                     &tracseq__events__v1__subscription__descriptor, rpc_timeout(req), false,
+                     then_pull_config);
+}
+
+static void then_stream(tse_request *req, tse_response *resp, const tse_rpc_status *st,
+                        ProtobufCMessage *out)
+{
+    if (step_ok(req, resp, st))
+        tse_sse_start(req, resp, (const Subscription *)out, req->ctx);
+    if (out != NULL)
+        protobuf_c_message_free_unpacked(out, NULL);
+}
+
+/* Accept: text/event-stream: check the subscription, then stream it. */
+static void start_stream(tse_request *req, tse_response *resp, const char *consumer)
+{
+    Tracseq__Events__V1__GetSubscriptionRequest get =
+        TRACSEQ__EVENTS__V1__GET_SUBSCRIPTION_REQUEST__INIT;
+
+    if (consumer != NULL && (req->ctx = strdup(consumer)) == NULL) {
+        tse_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
+        return;
+    }
+    req->ctx_free = free;
+    get.name = req->param;
+    tse_request_call(req, resp, "GetSubscription", &get.base,
+                     &tracseq__events__v1__subscription__descriptor, rpc_timeout(req), false,
+                     then_stream);
 }
 
 void tse_handle_subscription_pull(tse_request *req, tse_response *resp)
 {
     Tracseq__Events__V1__PullRequest in = TRACSEQ__EVENTS__V1__PULL_REQUEST__INIT;
     const char *accept = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Accept");
-    ProtobufCMessage *out;
+    const char *consumer = query_consumer(req, resp);
     long max, wait;
 
+    if (consumer != NULL && consumer[0] == '\0')
+        return;
     if (accept != NULL && strstr(accept, "text/event-stream") != NULL) {
-        tse_reply_error(resp, 501, "NOT_IMPLEMENTED", "Accept",
-                        "Server-Sent Events are not implemented by this bridge yet; "
-                        "long-poll with Accept: application/json.");
+        start_stream(req, resp, consumer);
         return;
     }
     if (!query_int(req, resp, "max", DEFAULT_PULL, 1, MAX_PULL, &max) ||
         !query_int(req, resp, "wait_ms", 0, 0, MAX_WAIT_MS, &wait))
         return;
+    if ((req->ctx = calloc(1, sizeof(pull_ctx))) == NULL) {
+        tse_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
+        return;
+    }
+    req->ctx_free = pull_ctx_free;
     in.subscription = req->param;
     in.max_events = (uint32_t)max;
     in.wait_ms = (uint32_t)wait;
-    out = call(req, resp, "Pull", &in.base, &tracseq__events__v1__pull_response__descriptor,
-               (int)wait);
-    if (out != NULL) {
-        tse_reply_json(resp, 200, deliveries_json((const Tracseq__Events__V1__PullResponse *)out));
-        protobuf_c_message_free_unpacked(out, NULL);
-    }
+    in.consumer_name = (char *)(consumer ? consumer : "");
+    tse_request_call(req, resp, "Pull", &in.base, &tracseq__events__v1__pull_response__descriptor,
+                     rpc_timeout(req) + (int)wait, true, then_pull);
 }
 
-/* ---- ack, nack ---- */
+/* ===================== ack, nack ======================================== */
 
 /* body["ack_ids"] as a borrowed string array (caller frees the array). */
 static char **ack_ids(const json_t *body, size_t *n, tse_response *resp)
@@ -298,47 +644,93 @@ static char **ack_ids(const json_t *body, size_t *n, tse_response *resp)
     return out;
 }
 
-static void ack_or_nack(tse_request *req, tse_response *resp, bool nack)
+/* An ack or nack between its steps (req->ctx): the ids, for the streams. */
+typedef struct settle_ctx {
+    json_t *body; /* owns the strings */
+    char **ids;
+    size_t n;
+    uint32_t delay_ms;
+    bool nack;
+} settle_ctx;
+
+static void settle_ctx_free(void *arg)
+{
+    settle_ctx *sc = arg;
+
+    if (sc == NULL)
+        return;
+    json_decref(sc->body);
+    free(sc->ids);
+    free(sc);
+}
+
+static void then_settle(tse_request *req, tse_response *resp, const tse_rpc_status *st,
+                        ProtobufCMessage *out)
+{
+    settle_ctx *sc = req->ctx;
+
+    if (step_ok(req, resp, st)) {
+        tse_sse_settled(req->bridge->sse, req->param, sc->ids, sc->n, sc->nack, sc->delay_ms);
+        tse_reply_json(resp, 200, tse_json_from_message(out));
+    }
+    if (out != NULL)
+        protobuf_c_message_free_unpacked(out, NULL);
+}
+
+/* delay_ms of a nack body; false when answered. */
+static bool delay_of(const json_t *body, uint32_t *delay, tse_response *resp)
+{
+    json_t *v = json_object_get(body, "delay_ms");
+
+    *delay = 0;
+    if (v == NULL || json_is_null(v))
+        return true;
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 86400000) {
+        tse_reply_error(resp, 422, "VALIDATION_FAILED", "delay_ms",
+                        "Invalid delay_ms: must be an integer from 0 to 86400000.");
+        return false;
+    }
+    *delay = (uint32_t)json_integer_value(v);
+    return true;
+}
+
+static void settle(tse_request *req, tse_response *resp, bool nack)
 {
     Tracseq__Events__V1__AcknowledgeRequest ack = TRACSEQ__EVENTS__V1__ACKNOWLEDGE_REQUEST__INIT;
     Tracseq__Events__V1__NackRequest nk = TRACSEQ__EVENTS__V1__NACK_REQUEST__INIT;
-    json_t *body = object_body(req, resp), *delay;
-    ProtobufCMessage *out;
-    char **ids = NULL;
-    size_t n = 0;
+    settle_ctx *sc = calloc(1, sizeof(*sc));
 
-    if (body == NULL || (ids = ack_ids(body, &n, resp)) == NULL)
-        goto out;
-    delay = json_object_get(body, "delay_ms");
-    if (delay != NULL && (!json_is_integer(delay) || json_integer_value(delay) < 0 ||
-                          json_integer_value(delay) > 86400000)) {
-        tse_reply_error(resp, 422, "VALIDATION_FAILED", "delay_ms",
-                        "Invalid delay_ms: must be an integer from 0 to 86400000.");
-        goto out;
+    req->ctx = sc;
+    req->ctx_free = settle_ctx_free;
+    if (sc == NULL) {
+        tse_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
+        return;
     }
+    sc->nack = nack;
+    if ((sc->body = object_body(req, resp)) == NULL ||
+        (sc->ids = ack_ids(sc->body, &sc->n, resp)) == NULL ||
+        !delay_of(sc->body, &sc->delay_ms, resp))
+        return;
     ack.subscription = nk.subscription = req->param;
-    ack.n_ack_ids = nk.n_ack_ids = n;
-    ack.ack_ids = nk.ack_ids = ids;
-    nk.delay_ms = (uint32_t)json_integer_value(delay);
-    out =
-        nack ? call(req, resp, "Nack", &nk.base, &tracseq__events__v1__nack_response__descriptor, 0)
-             : call(req, resp, "Acknowledge", &ack.base,
-                    &tracseq__events__v1__acknowledge_response__descriptor, 0);
-    if (out != NULL) {
-        tse_reply_json(resp, 200, tse_json_from_message(out));
-        protobuf_c_message_free_unpacked(out, NULL);
-    }
-out:
-    free(ids);
-    json_decref(body);
+    ack.n_ack_ids = nk.n_ack_ids = sc->n;
+    ack.ack_ids = nk.ack_ids = sc->ids;
+    nk.delay_ms = sc->delay_ms;
+    if (nack)
+        tse_request_call(req, resp, "Nack", &nk.base,
+                         &tracseq__events__v1__nack_response__descriptor, rpc_timeout(req), false,
+                         then_settle);
+    else
+        tse_request_call(req, resp, "Acknowledge", &ack.base,
+                         &tracseq__events__v1__acknowledge_response__descriptor, rpc_timeout(req),
+                         false, then_settle);
 }
 
 void tse_handle_subscription_ack(tse_request *req, tse_response *resp)
 {
-    ack_or_nack(req, resp, false);
+    settle(req, resp, false);
 }
 
 void tse_handle_subscription_nack(tse_request *req, tse_response *resp)
 {
-    ack_or_nack(req, resp, true);
+    settle(req, resp, true);
 }

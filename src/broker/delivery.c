@@ -466,6 +466,10 @@ static void acknowledge(tse_delivery *d, tse_req *r)
     } else {
         done = tse_dl_nack_ids(d, sub, NULL, r->ids, r->n, r->num, false, &unknown, &n_unknown);
     }
+    /* Ids a live stream subscriber holds give its credit back too. */
+    for (tse_subscriber *s = sub->subscribers; s; s = s->next)
+        for (size_t i = 0; !s->is_pull && i < r->n; i++)
+            tse_dl_forget_inflight(s, r->ids[i]);
     if (d->ctx == NULL)
         tse_error_set(&err, TSE_UNAVAILABLE, NULL, "Redis is unavailable");
     r->ack_cb(r->arg, &err, done, (const char *const *)unknown, n_unknown);

@@ -286,14 +286,14 @@ static void dead_letter(tse_delivery *d, tse_sub *sub, const char *key, const ch
     tse_stats_add(d->stats, TSE_STAT_DEAD_LETTERED, 1);
 }
 
-/* A live stream subscriber with credit to take redeliveries, round robin. */
+/* A live subscriber (stream or waiting pull) with credit to take
+ * redeliveries: the one with the most. */
 static tse_subscriber *pick_target(tse_sub *sub)
 {
     tse_subscriber *best = NULL;
 
     for (tse_subscriber *s = sub->subscribers; s; s = s->next)
-        if (s->credit > 0 && !s->is_pull && s->ready == NULL &&
-            (best == NULL || s->credit > best->credit))
+        if (s->credit > 0 && s->ready == NULL && (best == NULL || s->credit > best->credit))
             best = s;
     return best;
 }
@@ -376,7 +376,7 @@ void tse_dl_claim_scan(tse_delivery *d, tse_sub *sub, tse_subscriber *target)
             t = NULL; /* already has work waiting: no more claims for now */
         scan_stream(d, sub, t, sub->streams[i]);
         if (t && t->ready && !target)
-            hand_out(d, t);
+            tse_dl_fill(d, t); /* hands it out; a pull is then answered */
     }
 }
 

@@ -188,7 +188,9 @@ struct  Tracseq__Events__V1__Subscription
   uint32_t ack_deadline_ms;
   /*
    * Deliveries of one event before it moves to the dead-letter stream;
-   * default 5, 0 = unlimited.
+   * 0 = unlimited. proto3 cannot tell an unset field from 0, so gRPC clients
+   * set it explicitly (5 is the recommended value, and the REST bridge's
+   * default when its JSON leaves the field out).
    */
   uint32_t max_delivery_attempts;
   /*
