@@ -240,8 +240,8 @@ static Event *stream_event(int i, char *id)
                  id, i);
     else if (i == 4999) /* no source */
         snprintf(text, sizeof(text),
-                 "{\"id\":\"%.36s\",\"event_type\":\"test.stream_order\",\"data\":{\"seq\":%d}}", id,
-                 i);
+                 "{\"id\":\"%.36s\",\"event_type\":\"test.stream_order\",\"data\":{\"seq\":%d}}",
+                 id, i);
     else if (i == 9998) /* no payload */
         snprintf(text, sizeof(text),
                  "{\"id\":\"%.36s\",\"event_type\":\"test.stream_order\",\"source_service\":\"t\"}",

@@ -1,0 +1,2234 @@
+/*
+ * bench_subscribe.c - load generator for the event service's delivery path
+ * (Subscribe with explicit acks), on the gRPC C core API. One completion
+ * queue drained by the main thread with grpc_completion_queue_next carries
+ * every subscriber stream and every publisher call; unary helper calls
+ * (CreateSubscription, GetSubscription, GetStats, DeleteSubscription) run
+ * synchronously on a second, pluck-only queue between phases.
+ *
+ * Modes:
+ *   latency  Publish calls started at a fixed rate whatever the responses
+ *            (open loop, a launcher thread as in bench_publish), one
+ *            subscriber acking in batches. Every event's subject carries
+ *            "<sequence>:<monotonic send ns>"; end-to-end latency is delivery
+ *            time minus the time the publish was due (so a late generator
+ *            counts against the result), also reported from the actual send.
+ *   drain    A backlog of --count events published with PublishStream while
+ *            the subscription has no subscriber, then one Subscribe stream
+ *            drains it with max_in_flight K; the rate is events over the time
+ *            from opening the stream to the last delivery.
+ *   fanout   S subscriptions x M subscribers held open at once; reads the
+ *            service's VmRSS idle before, with the streams open and after a
+ *            burst of --count events, the service's and Redis's CPU while the
+ *            streams sit idle, and counts each stream's deliveries.
+ *
+ * Acks: a subscriber queues the ack id of each delivery and sends one
+ * SubscribeRequest{ack} when --ack-batch ids are queued or the oldest has
+ * waited --ack-delay-ms, with one send in flight per stream (gRPC allows no
+ * more); ids queued meanwhile go with the next send. With --hold-acks
+ * (fanout) nothing is acked until every expected delivery arrived, so the
+ * service's credit limit alone decides who gets what.
+ *
+ * Invariants: every delivery is checked (decodable, a sequence this run
+ * published, delivery_attempt 1, once per subscription); a stream that ends
+ * before the bench cancels it, a failed publish, a lost, duplicated or
+ * redelivered event, or a subscription still holding pending entries after
+ * the acks were sent is an error, and any error makes the exit status 1.
+ *
+ * Threads: the main thread owns everything except, in latency mode, the
+ * launcher, which only creates and starts Publish calls; the two share
+ * `live_unary` and `launched` (atomics) and the error record (mutex).
+ *
+ * Output: human-readable lines on stderr, one machine-readable line on
+ * stdout: "RESULT mode=... key=value ...".
+ */
+#include <errno.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "google/protobuf/struct.pb-c.h"
+#include "tracseq/events/v1/event.pb-c.h"
+#include "tracseq/events/v1/service.pb-c.h"
+
+#define SERVICE                "/tracseq.events.v1.EventService/"
+#define METHOD_PUBLISH         SERVICE "Publish"
+#define METHOD_PUBLISH_STREAM  SERVICE "PublishStream"
+#define METHOD_SUBSCRIBE       SERVICE "Subscribe"
+#define METHOD_CREATE_SUB      SERVICE "CreateSubscription"
+#define METHOD_GET_SUB         SERVICE "GetSubscription"
+#define METHOD_DELETE_SUB      SERVICE "DeleteSubscription"
+#define METHOD_GET_STATS       SERVICE "GetStats"
+#define MAX_CONNECTIONS        64
+#define MAX_WINDOW             4000  /* the server stops reading at 4096 unanswered */
+#define STREAMS_PER_CONNECTION 900   /* the server allows 1000 concurrent streams */
+#define ACK_DEADLINE_MS        60000 /* no redelivery within a run */
+#define TICK_NS                (20LL * 1000000LL)
+#define SEC_NS                 1000000000LL
+
+typedef Tracseq__Events__V1__Subscription Subscription;
+
+/* ============================== settings ================================== */
+
+typedef enum mode { MODE_LATENCY, MODE_DRAIN, MODE_FANOUT } mode;
+
+typedef struct options {
+    const char *target;
+    mode mode;
+    const char *name;       /* subscription name (prefix with several) */
+    const char *event_type; /* NULL: one per mode */
+    double duration_s, warmup_s, rate;
+    long long count;
+    int connections;     /* publisher connections */
+    int sub_connections; /* subscriber connections (0: enough for the streams) */
+    int pub_streams, window;
+    int max_in_flight; /* 0: the server's default */
+    int ack_batch;
+    double ack_delay_ms;
+    int subscriptions, subscribers;
+    bool hold_acks;
+    int payload_bytes;
+    int pid, redis_pid; /* service and Redis, for VmRSS and CPU */
+    double idle_s;
+    double stall_s; /* give up when nothing arrives for this long */
+    const char *label;
+    const char *trace;     /* latency: per-event figures written here */
+    bool stream_publisher; /* latency: one paced PublishStream, not unary calls */
+} options;
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: bench_subscribe [options]\n"
+            "  --target HOST:PORT     service address (default 127.0.0.1:50051)\n"
+            "  --mode M               latency | drain | fanout (default latency)\n"
+            "  --name NAME            subscription name, or prefix (default bench-sub-<pid>)\n"
+            "  --event-type T         event type published (default bench.sub_<mode>)\n"
+            "  --max-in-flight K      subscription max_in_flight (default 0: the server's)\n"
+            "  --ack-batch N          ack ids per ack message (default 64)\n"
+            "  --ack-delay-ms MS      longest an ack waits for its batch (default 1)\n"
+            "  --payload-bytes B      packed size of the Struct `data` payload (default 300)\n"
+            "  --connections N        publisher TCP connections (default 4)\n"
+            "  --sub-connections N    subscriber TCP connections (default: 1 per %d streams)\n"
+            "  --stall S              give up after S seconds without progress (default 10)\n"
+            "  --label TEXT           extra label printed in the RESULT line\n"
+            "  --trace FILE           latency: per event \"seq due_ms publish_us delivery_us\"\n"
+            " latency: --rate R (5000/s)  --duration S (10)  --warmup S (1)\n"
+            "          --publisher unary|stream (unary: a Publish call per event)\n"
+            " drain:   --count N (300000)  --pub-streams K (4)  --window W (1024)\n"
+            " fanout:  --subscriptions S (10)  --subscribers M per subscription (100)\n"
+            "          --count N events (2000)  --hold-acks  --idle S (2)\n"
+            "          --pid PID (service: VmRSS, CPU)  --redis-pid PID (CPU)\n",
+            STREAMS_PER_CONNECTION);
+}
+
+/* A numeric option: where it goes in `options` and its bounds. */
+typedef struct num_option {
+    const char *key;
+    char kind; /* 'i' int, 'l' long long, 'd' double */
+    size_t offset;
+    double min, max;
+} num_option;
+
+static const num_option num_options[] = {
+    {"--duration", 'd', offsetof(options, duration_s), 0.1, 3600},
+    {"--warmup", 'd', offsetof(options, warmup_s), 0, 600},
+    {"--rate", 'd', offsetof(options, rate), 1, 1e6},
+    {"--count", 'l', offsetof(options, count), 1, 1e9},
+    {"--connections", 'i', offsetof(options, connections), 1, MAX_CONNECTIONS},
+    {"--sub-connections", 'i', offsetof(options, sub_connections), 1, MAX_CONNECTIONS},
+    {"--pub-streams", 'i', offsetof(options, pub_streams), 1, 256},
+    {"--window", 'i', offsetof(options, window), 1, MAX_WINDOW},
+    {"--max-in-flight", 'i', offsetof(options, max_in_flight), 0, 10000},
+    {"--ack-batch", 'i', offsetof(options, ack_batch), 1, 10000},
+    {"--ack-delay-ms", 'd', offsetof(options, ack_delay_ms), 0, 10000},
+    {"--subscriptions", 'i', offsetof(options, subscriptions), 1, 1000},
+    {"--subscribers", 'i', offsetof(options, subscribers), 1, 10000},
+    {"--payload-bytes", 'i', offsetof(options, payload_bytes), 16, 1 << 20},
+    {"--pid", 'i', offsetof(options, pid), 1, 1 << 30},
+    {"--redis-pid", 'i', offsetof(options, redis_pid), 1, 1 << 30},
+    {"--idle", 'd', offsetof(options, idle_s), 0, 600},
+    {"--stall", 'd', offsetof(options, stall_s), 0.1, 600},
+};
+
+static bool parse_number(const char *s, double min, double max, double *out)
+{
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_numeric(options *o, const char *key, const char *value)
+{
+    for (size_t i = 0; i < sizeof(num_options) / sizeof(num_options[0]); i++) {
+        const num_option *n = &num_options[i];
+        char *field = (char *)o + n->offset;
+        double v;
+        if (strcmp(key, n->key) != 0)
+            continue;
+        if (!parse_number(value, n->min, n->max, &v))
+            return false;
+        if (n->kind == 'i')
+            *(int *)field = (int)v;
+        else if (n->kind == 'l')
+            *(long long *)field = (long long)v;
+        else
+            *(double *)field = v;
+        return true;
+    }
+    return false;
+}
+
+/* Parses one "--key value" pair; false on an unknown key or a bad value. */
+static bool parse_option(options *o, const char *key, const char *value)
+{
+    if (strcmp(key, "--target") == 0)
+        o->target = value;
+    else if (strcmp(key, "--name") == 0)
+        o->name = value;
+    else if (strcmp(key, "--event-type") == 0)
+        o->event_type = value;
+    else if (strcmp(key, "--label") == 0)
+        o->label = value;
+    else if (strcmp(key, "--trace") == 0)
+        o->trace = value;
+    else if (strcmp(key, "--publisher") == 0) {
+        if (strcmp(value, "stream") != 0 && strcmp(value, "unary") != 0)
+            return false;
+        o->stream_publisher = strcmp(value, "stream") == 0;
+    } else if (strcmp(key, "--mode") == 0) {
+        if (strcmp(value, "latency") == 0)
+            o->mode = MODE_LATENCY;
+        else if (strcmp(value, "drain") == 0)
+            o->mode = MODE_DRAIN;
+        else if (strcmp(value, "fanout") == 0)
+            o->mode = MODE_FANOUT;
+        else
+            return false;
+    } else
+        return parse_numeric(o, key, value);
+    return true;
+}
+
+static const char *mode_name(mode m)
+{
+    switch (m) {
+    case MODE_LATENCY: return "latency";
+    case MODE_DRAIN: return "drain";
+    case MODE_FANOUT: return "fanout";
+    }
+    return "?";
+}
+
+/* Fills what depends on the mode; false when the options do not fit. */
+static bool settle_options(options *o)
+{
+    static char name[64], type[64];
+
+    if (o->count == 0)
+        o->count = o->mode == MODE_DRAIN ? 300000 : 2000;
+    if (o->mode != MODE_FANOUT)
+        o->subscriptions = o->subscribers = 1;
+    if (o->name == NULL) {
+        snprintf(name, sizeof(name), "bench-sub-%d", (int)getpid());
+        o->name = name;
+    }
+    if (o->event_type == NULL) {
+        snprintf(type, sizeof(type), "bench.sub_%s", mode_name(o->mode));
+        o->event_type = type;
+    }
+    if (o->sub_connections == 0) {
+        int streams = o->subscriptions * o->subscribers;
+        o->sub_connections = (streams + STREAMS_PER_CONNECTION - 1) / STREAMS_PER_CONNECTION;
+    }
+    if (o->subscriptions * o->subscribers > o->sub_connections * STREAMS_PER_CONNECTION) {
+        fprintf(stderr, "bench_subscribe: more than %d streams per connection\n",
+                STREAMS_PER_CONNECTION);
+        return false;
+    }
+    return true;
+}
+
+static bool parse_options(options *o, int argc, char **argv)
+{
+    *o = (options){.target = "127.0.0.1:50051",
+                   .mode = MODE_LATENCY,
+                   .duration_s = 10,
+                   .warmup_s = 1,
+                   .rate = 5000,
+                   .connections = 4,
+                   .pub_streams = 4,
+                   .window = 1024,
+                   .ack_batch = 64,
+                   .ack_delay_ms = 1,
+                   .subscriptions = 10,
+                   .subscribers = 100,
+                   .payload_bytes = 300,
+                   .idle_s = 2,
+                   .stall_s = 10,
+                   .label = ""};
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            exit(0);
+        }
+        if (strcmp(argv[i], "--hold-acks") == 0) {
+            o->hold_acks = true;
+            continue;
+        }
+        if (i + 1 >= argc || !parse_option(o, argv[i], argv[i + 1])) {
+            fprintf(stderr, "bench_subscribe: bad option '%s'\n", argv[i]);
+            usage(stderr);
+            return false;
+        }
+        i++;
+    }
+    return settle_options(o);
+}
+
+/* ============================== clock and /proc =========================== */
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * SEC_NS + ts.tv_nsec;
+}
+
+static gpr_timespec at_ns(int64_t when)
+{
+    int64_t d = when - now_ns();
+
+    if (d < 0)
+        d = 0;
+    return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_nanos(d, GPR_TIMESPAN));
+}
+
+/* VmRSS of a process in kB; 0 when unknown (no pid, or it is gone). */
+static long vmrss_kb(int pid)
+{
+    char path[64], line[256];
+    long kb = 0;
+    FILE *f;
+
+    if (pid <= 0)
+        return 0;
+    snprintf(path, sizeof(path), "/proc/%d/status", pid);
+    if ((f = fopen(path, "r")) == NULL)
+        return 0;
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (sscanf(line, "VmRSS: %ld", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}
+
+/* CPU time of a process (all threads), in clock ticks; 0 when unknown. */
+static long long cpu_ticks(int pid)
+{
+    char path[64], buf[1024];
+    unsigned long long ut = 0, st = 0;
+    const char *p;
+    size_t n;
+    FILE *f;
+
+    if (pid <= 0)
+        return 0;
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    if ((f = fopen(path, "r")) == NULL)
+        return 0;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* The command name may hold spaces: fields count from its ')'. */
+    if ((p = strrchr(buf, ')')) == NULL ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return 0;
+    return (long long)(ut + st);
+}
+
+/* CPU seconds (user + system) this process used so far. */
+static double own_cpu_seconds(void)
+{
+    struct rusage ru;
+
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* ============================== protobuf wire ============================= */
+
+/*
+ * Deliveries are read straight off the wire: only the ack id, the attempt
+ * and the event's subject matter here, and decoding the whole Event (with
+ * its Struct payload) would cost the load generator more CPU than the
+ * server spends sending it.
+ */
+typedef struct bytes {
+    uint8_t *p;
+    size_t len, cap;
+} bytes;
+
+static bool bytes_put(bytes *b, const void *data, size_t n)
+{
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 1024;
+        uint8_t *p;
+        while (cap < b->len + n)
+            cap *= 2;
+        if ((p = realloc(b->p, cap)) == NULL)
+            return false;
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, data, n);
+    b->len += n;
+    return true;
+}
+
+static size_t put_varint(uint8_t *out, uint64_t v)
+{
+    size_t n = 0;
+
+    while (v >= 0x80) {
+        out[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    out[n++] = (uint8_t)v;
+    return n;
+}
+
+/* Appends a length-delimited field (tag byte, length, data). */
+static bool bytes_put_field(bytes *b, uint8_t tag, const void *data, size_t n)
+{
+    uint8_t head[11];
+    size_t h;
+
+    head[0] = tag;
+    h = 1 + put_varint(head + 1, n);
+    return bytes_put(b, head, h) && bytes_put(b, data, n);
+}
+
+/* A slice holding one length-delimited field around `inner`. */
+static grpc_slice field_slice(uint8_t tag, const uint8_t *inner, size_t n)
+{
+    uint8_t head[11];
+    size_t h;
+    grpc_slice s;
+
+    head[0] = tag;
+    h = 1 + put_varint(head + 1, n);
+    s = grpc_slice_malloc(h + n);
+    memcpy(GRPC_SLICE_START_PTR(s), head, h);
+    if (n > 0)
+        memcpy(GRPC_SLICE_START_PTR(s) + h, inner, n);
+    return s;
+}
+
+static grpc_byte_buffer *buffer_from_slice(grpc_slice s)
+{
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+
+    grpc_slice_unref(s);
+    return bb;
+}
+
+static bool get_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    uint64_t r = 0;
+
+    for (int shift = 0; *p < end && shift < 64; shift += 7) {
+        uint8_t c = *(*p)++;
+        r |= (uint64_t)(c & 0x7f) << shift;
+        if ((c & 0x80) == 0) {
+            *v = r;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* One field of a message: its number and either a value or bytes. */
+typedef struct wire_field {
+    uint32_t num;
+    uint64_t value;
+    const uint8_t *data;
+    size_t len;
+} wire_field;
+
+/* Reads the field at *p; false at the end or on malformed input. */
+static bool wire_next(const uint8_t **p, const uint8_t *end, wire_field *f)
+{
+    uint64_t key, n;
+
+    if (*p >= end || !get_varint(p, end, &key))
+        return false;
+    f->num = (uint32_t)(key >> 3);
+    f->data = NULL;
+    f->len = 0;
+    switch (key & 7) {
+    case 0: return get_varint(p, end, &f->value);
+    case 1: n = 8; break;
+    case 5: n = 4; break;
+    case 2:
+        if (!get_varint(p, end, &n))
+            return false;
+        break;
+    default: return false;
+    }
+    if ((uint64_t)(end - *p) < n)
+        return false;
+    f->data = *p;
+    f->len = (size_t)n;
+    *p += n;
+    return true;
+}
+
+/* What the bench reads of a Delivery. */
+typedef struct delivery_view {
+    const uint8_t *ack_id;
+    size_t ack_len;
+    uint64_t attempt;
+    const uint8_t *subject;
+    size_t subject_len;
+} delivery_view;
+
+static bool find_subject(const uint8_t *p, const uint8_t *end, delivery_view *v)
+{
+    wire_field f;
+
+    while (wire_next(&p, end, &f))
+        if (f.num == 8 && f.data != NULL) {
+            v->subject = f.data;
+            v->subject_len = f.len;
+        }
+    return p == end;
+}
+
+static bool parse_delivery(const uint8_t *p, size_t len, delivery_view *v)
+{
+    const uint8_t *end = p + len;
+    wire_field f;
+
+    memset(v, 0, sizeof(*v));
+    while (wire_next(&p, end, &f)) {
+        if (f.num == 1 && f.data != NULL) {
+            v->ack_id = f.data;
+            v->ack_len = f.len;
+        } else if (f.num == 2 && f.data == NULL)
+            v->attempt = f.value;
+        else if (f.num == 3 && f.data != NULL && !find_subject(f.data, f.data + f.len, v))
+            return false;
+    }
+    return p == end && v->ack_id != NULL && v->ack_len > 0 && v->subject != NULL;
+}
+
+/* "<sequence>:<send ns>" */
+static bool parse_subject(const delivery_view *v, long long *seq, int64_t *sent)
+{
+    char buf[64];
+    char *end;
+
+    if (v->subject_len == 0 || v->subject_len >= sizeof(buf))
+        return false;
+    memcpy(buf, v->subject, v->subject_len);
+    buf[v->subject_len] = '\0';
+    *seq = strtoll(buf, &end, 10);
+    if (*end != ':')
+        return false;
+    *sent = strtoll(end + 1, &end, 10);
+    return *end == '\0' && *seq >= 0;
+}
+
+/* ============================== event bytes =============================== */
+
+/*
+ * The published event, packed once without its subject. Protobuf lets a
+ * field come before the others, so each request is the subject field
+ * followed by these bytes: no per-event repacking.
+ */
+typedef struct event_bytes {
+    uint8_t *event;
+    size_t event_len;
+    size_t data_len; /* packed size of the Struct `data` */
+} event_bytes;
+
+static bool event_bytes_init(event_bytes *e, const char *type, int target)
+{
+    Google__Protobuf__Struct__FieldsEntry entry = GOOGLE__PROTOBUF__STRUCT__FIELDS_ENTRY__INIT;
+    Google__Protobuf__Struct__FieldsEntry *entries[1] = {&entry};
+    Google__Protobuf__Value value = GOOGLE__PROTOBUF__VALUE__INIT;
+    Google__Protobuf__Struct data = GOOGLE__PROTOBUF__STRUCT__INIT;
+    Tracseq__Events__V1__Event ev = TRACSEQ__EVENTS__V1__EVENT__INIT;
+    char *text = calloc((size_t)target + 1, 1);
+    size_t n = 0;
+
+    memset(e, 0, sizeof(*e));
+    if (text == NULL)
+        return false;
+    value.kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
+    value.string_value = text;
+    entry.key = "note";
+    entry.value = &value;
+    data.n_fields = 1;
+    data.fields = entries;
+    /* Length prefixes grow in steps: add characters until the target. */
+    while (protobuf_c_message_get_packed_size(&data.base) < (size_t)target && n < (size_t)target) {
+        text[n] = (char)('a' + n % 26);
+        n++;
+    }
+    e->data_len = protobuf_c_message_get_packed_size(&data.base);
+    ev.event_type = (char *)type;
+    ev.source_service = "bench-subscribe";
+    ev.payload_case = TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_DATA;
+    ev.data = &data;
+    e->event_len = protobuf_c_message_get_packed_size(&ev.base);
+    if ((e->event = malloc(e->event_len)) != NULL)
+        protobuf_c_message_pack(&ev.base, e->event);
+    free(text);
+    return e->event != NULL;
+}
+
+static void event_bytes_cleanup(event_bytes *e)
+{
+    free(e->event);
+}
+
+/* PublishRequest{event = subject "<seq>:<sent>" + the packed event}. */
+static grpc_byte_buffer *publish_request(const event_bytes *e, long long seq, int64_t sent)
+{
+    char subject[48];
+    uint8_t inner_head[2 + sizeof(subject)];
+    size_t sl = (size_t)snprintf(subject, sizeof(subject), "%lld:%" PRId64, seq, sent);
+    size_t hl, inner, h;
+    uint8_t head[11];
+    grpc_slice s;
+
+    inner_head[0] = 0x42; /* Event.subject: field 8, length-delimited */
+    inner_head[1] = (uint8_t)sl;
+    memcpy(inner_head + 2, subject, sl);
+    hl = 2 + sl;
+    inner = hl + e->event_len;
+    head[0] = 0x0a; /* PublishRequest.event: field 1 */
+    h = 1 + put_varint(head + 1, inner);
+    s = grpc_slice_malloc(h + inner);
+    memcpy(GRPC_SLICE_START_PTR(s), head, h);
+    memcpy(GRPC_SLICE_START_PTR(s) + h, inner_head, hl);
+    memcpy(GRPC_SLICE_START_PTR(s) + h + hl, e->event, e->event_len);
+    return buffer_from_slice(s);
+}
+
+/* ============================== samples =================================== */
+
+typedef struct samples {
+    int64_t *v;
+    size_t n, cap;
+} samples;
+
+static void samples_add(samples *s, int64_t ns)
+{
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 65536;
+        int64_t *v = realloc(s->v, cap * sizeof(*v));
+        if (v == NULL)
+            return; /* a lost sample is better than a lost run */
+        s->v = v;
+        s->cap = cap;
+    }
+    s->v[s->n++] = ns;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+    return (x > y) - (x < y);
+}
+
+static void samples_sort(samples *s)
+{
+    if (s->n > 0)
+        qsort(s->v, s->n, sizeof(int64_t), cmp_i64);
+}
+
+/* The q-quantile in microseconds (nearest rank); s must be sorted. */
+static double quantile_us(const samples *s, double q)
+{
+    size_t i;
+
+    if (s->n == 0)
+        return 0;
+    i = (size_t)(q * (double)s->n);
+    if (i >= s->n)
+        i = s->n - 1;
+    return (double)s->v[i] / 1000.0;
+}
+
+/* ============================== the bench ================================= */
+
+typedef enum tag_kind {
+    TAG_UNARY,
+    TAG_PS_START,
+    TAG_PS_SEND,
+    TAG_PS_CLOSE,
+    TAG_PS_RECV,
+    TAG_PS_STATUS,
+    TAG_SUB_SEND,
+    TAG_SUB_RECV,
+    TAG_SUB_STATUS
+} tag_kind;
+
+/* Every batch's tag: a small struct embedded in the object it belongs to,
+ * so dispatch needs no lookup. */
+typedef struct tag {
+    tag_kind kind;
+    void *owner;
+} tag;
+
+typedef struct sub sub;
+typedef struct pubstream pubstream;
+typedef struct bench bench;
+
+struct bench {
+    options opt;
+    grpc_completion_queue *cq, *pluck_cq;
+    grpc_channel *pub_ch[MAX_CONNECTIONS], *sub_ch[MAX_CONNECTIONS];
+    int next_pub, next_sub;
+    event_bytes ev;
+    char (*names)[64]; /* the subscriptions' names */
+    /* publishing */
+    long long pub_target;   /* events to publish (stream publishers) */
+    long long pub_next;     /* next sequence number (stream publishers) */
+    long long pub_reserved; /* stream sends committed by a hint, not started */
+    long long pub_ok;
+    int live_ps;
+    atomic_int live_unary;
+    atomic_llong launched;   /* latency: Publish calls started */
+    atomic_bool launch_done; /* latency: the launcher has returned */
+    pubstream *paced;        /* latency, --publisher stream: the call */
+    long long paced_due;     /* its events due so far (under pace_mu) */
+    pthread_mutex_t pace_mu; /* the paced call's state: launcher and main thread */
+    /* subscribing */
+    sub **subs;
+    int n_subs, live_subs;
+    long long sub_batches; /* subscriber batches started, not completed */
+    sub *dirty;            /* streams with queued acks */
+    bool holding;          /* --hold-acks: nothing is acked yet */
+    uint8_t **seen;        /* per subscription: a bit per sequence number */
+    long long seen_bits;
+    long long delivered, unique, duplicates, redelivered, acks_sent, ack_msgs;
+    /* time */
+    int64_t t_start, t_measure, t_end, t_open, t_first, t_last, t_progress;
+    samples e2e, e2e_send, pub_lat, lag;
+    int32_t *trace_pub, *trace_e2e; /* --trace: per sequence number, us */
+    int max_in_flight;              /* the subscriptions' effective max_in_flight */
+    int n_created;                  /* subscriptions created (names[0 .. n_created - 1]) */
+    char result[1536];              /* the mode's RESULT fields */
+    /* errors */
+    long long errors;
+    char first_error[256];
+    pthread_mutex_t error_mu;
+};
+
+static void record_error(bench *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* When Publish number seq was due (latency mode). */
+static int64_t due_of(const bench *b, long long seq)
+{
+    return b->t_start + (int64_t)((double)seq * (1e9 / b->opt.rate));
+}
+
+static void record_error(bench *b, const char *fmt, ...)
+{
+    va_list ap;
+
+    pthread_mutex_lock(&b->error_mu);
+    if (b->errors++ == 0) {
+        va_start(ap, fmt);
+        vsnprintf(b->first_error, sizeof(b->first_error), fmt, ap);
+        va_end(ap);
+        fprintf(stderr, "bench_subscribe: error: %s\n", b->first_error);
+    }
+    pthread_mutex_unlock(&b->error_mu);
+}
+
+static void check_status(bench *b, const char *what, grpc_status_code code, grpc_slice details)
+{
+    if (code != GRPC_STATUS_OK)
+        record_error(b, "%s: status %d: %.*s", what, (int)code, (int)GRPC_SLICE_LENGTH(details),
+                     (const char *)GRPC_SLICE_START_PTR(details));
+}
+
+static grpc_call *new_call(bench *b, grpc_channel *ch, const char *method, gpr_timespec deadline)
+{
+    grpc_slice m = grpc_slice_from_static_string(method);
+    grpc_call *c =
+        grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, b->cq, m, NULL, deadline, NULL);
+
+    grpc_slice_unref(m);
+    return c;
+}
+
+static grpc_channel *next_pub_channel(bench *b)
+{
+    grpc_channel *ch = b->pub_ch[b->next_pub];
+
+    b->next_pub = (b->next_pub + 1) % b->opt.connections;
+    return ch;
+}
+
+/* Reads a whole received message into one slice the caller unrefs. */
+static grpc_slice read_all(grpc_byte_buffer *bb)
+{
+    grpc_byte_buffer_reader reader;
+    grpc_slice all;
+
+    if (!grpc_byte_buffer_reader_init(&reader, bb))
+        return grpc_empty_slice();
+    all = grpc_byte_buffer_reader_readall(&reader);
+    grpc_byte_buffer_reader_destroy(&reader);
+    return all;
+}
+
+/* Checks a PublishResponse; counts it as published when it is a success. */
+static void check_publish_response(bench *b, grpc_byte_buffer *bb)
+{
+    Tracseq__Events__V1__PublishResponse *r = NULL;
+    grpc_slice all;
+
+    if (bb == NULL) {
+        record_error(b, "publish: missing response");
+        return;
+    }
+    all = read_all(bb);
+    r = tracseq__events__v1__publish_response__unpack(NULL, GRPC_SLICE_LENGTH(all),
+                                                      GRPC_SLICE_START_PTR(all));
+    grpc_slice_unref(all);
+    if (r == NULL)
+        record_error(b, "publish: undecodable PublishResponse");
+    else if (r->error != NULL)
+        record_error(b, "publish: event error %d: %s", r->error->code, r->error->message);
+    else if (r->stream_id == NULL || r->stream_id[0] == '\0')
+        record_error(b, "publish: response without stream_id");
+    else {
+        b->pub_ok++;
+        b->t_progress = now_ns();
+    }
+    if (r != NULL)
+        tracseq__events__v1__publish_response__free_unpacked(r, NULL);
+}
+
+/* ============================== unary helpers (synchronous) =============== */
+
+/*
+ * One unary call on the pluck queue, waited for. resp_desc NULL: the
+ * response is not decoded. Returns the status; *resp (caller frees with
+ * protobuf_c_message_free_unpacked) is set on OK with resp_desc.
+ */
+static grpc_status_code unary_sync(bench *b, const char *method, const ProtobufCMessage *req,
+                                   const ProtobufCMessageDescriptor *resp_desc,
+                                   ProtobufCMessage **resp, char *detail, size_t detail_len)
+{
+    size_t n = protobuf_c_message_get_packed_size(req);
+    grpc_slice s = grpc_slice_malloc(n), m = grpc_slice_from_static_string(method), all;
+    grpc_byte_buffer *send = NULL, *recv = NULL;
+    grpc_metadata_array imd, tmd;
+    grpc_status_code code = GRPC_STATUS_UNKNOWN;
+    grpc_slice details = grpc_empty_slice();
+    grpc_op ops[6];
+    grpc_call *call;
+    int done_tag;
+
+    protobuf_c_message_pack(req, GRPC_SLICE_START_PTR(s));
+    send = buffer_from_slice(s);
+    grpc_metadata_array_init(&imd);
+    grpc_metadata_array_init(&tmd);
+    call = grpc_channel_create_call(b->pub_ch[0], NULL, GRPC_PROPAGATE_DEFAULTS, b->pluck_cq, m,
+                                    NULL, at_ns(now_ns() + 10 * SEC_NS), NULL);
+    grpc_slice_unref(m);
+    memset(ops, 0, sizeof(ops));
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = send;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &imd;
+    ops[4].op = GRPC_OP_RECV_MESSAGE;
+    ops[4].data.recv_message.recv_message = &recv;
+    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[5].data.recv_status_on_client.trailing_metadata = &tmd;
+    ops[5].data.recv_status_on_client.status = &code;
+    ops[5].data.recv_status_on_client.status_details = &details;
+    if (grpc_call_start_batch(call, ops, 6, &done_tag, NULL) != GRPC_CALL_OK)
+        snprintf(detail, detail_len, "start_batch failed");
+    else if (grpc_completion_queue_pluck(b->pluck_cq, &done_tag, gpr_inf_future(GPR_CLOCK_REALTIME),
+                                         NULL)
+                 .success == 0)
+        snprintf(detail, detail_len, "batch failed");
+    else {
+        snprintf(detail, detail_len, "%.*s", (int)GRPC_SLICE_LENGTH(details),
+                 (const char *)GRPC_SLICE_START_PTR(details));
+        if (code == GRPC_STATUS_OK && resp_desc != NULL) {
+            all = recv ? read_all(recv) : grpc_empty_slice();
+            *resp = protobuf_c_message_unpack(resp_desc, NULL, GRPC_SLICE_LENGTH(all),
+                                              GRPC_SLICE_START_PTR(all));
+            grpc_slice_unref(all);
+            if (*resp == NULL) {
+                code = GRPC_STATUS_INTERNAL;
+                snprintf(detail, detail_len, "undecodable response");
+            }
+        }
+    }
+    grpc_call_unref(call);
+    grpc_byte_buffer_destroy(send);
+    if (recv != NULL)
+        grpc_byte_buffer_destroy(recv);
+    grpc_metadata_array_destroy(&imd);
+    grpc_metadata_array_destroy(&tmd);
+    grpc_slice_unref(details);
+    return code;
+}
+
+static bool create_subscription(bench *b, const char *name)
+{
+    Subscription spec = TRACSEQ__EVENTS__V1__SUBSCRIPTION__INIT;
+    Tracseq__Events__V1__CreateSubscriptionRequest req =
+        TRACSEQ__EVENTS__V1__CREATE_SUBSCRIPTION_REQUEST__INIT;
+    char *types[1] = {(char *)b->opt.event_type};
+    char detail[256] = "";
+    ProtobufCMessage *resp = NULL;
+    grpc_status_code code;
+
+    spec.name = (char *)name;
+    spec.n_event_types = 1;
+    spec.event_types = types;
+    spec.start = TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_LATEST;
+    spec.ack_deadline_ms = ACK_DEADLINE_MS;
+    spec.max_in_flight = (uint32_t)b->opt.max_in_flight;
+    req.subscription = &spec;
+    code =
+        unary_sync(b, METHOD_CREATE_SUB, &req.base, &tracseq__events__v1__subscription__descriptor,
+                   &resp, detail, sizeof(detail));
+    if (code != GRPC_STATUS_OK) {
+        record_error(b, "CreateSubscription %s: status %d: %s", name, (int)code, detail);
+        return false;
+    }
+    b->max_in_flight = (int)((Subscription *)resp)->max_in_flight;
+    b->n_created++;
+    protobuf_c_message_free_unpacked(resp, NULL);
+    return true;
+}
+
+static void delete_subscription(bench *b, const char *name)
+{
+    Tracseq__Events__V1__DeleteSubscriptionRequest req =
+        TRACSEQ__EVENTS__V1__DELETE_SUBSCRIPTION_REQUEST__INIT;
+    char detail[256] = "";
+    grpc_status_code code;
+
+    req.name = (char *)name;
+    code = unary_sync(b, METHOD_DELETE_SUB, &req.base, NULL, NULL, detail, sizeof(detail));
+    if (code != GRPC_STATUS_OK)
+        record_error(b, "DeleteSubscription %s: status %d: %s", name, (int)code, detail);
+}
+
+/* The subscription's statistics; false (and an error) when the call fails. */
+static bool subscription_stats(bench *b, const char *name, uint64_t *pending, uint64_t *lag)
+{
+    Tracseq__Events__V1__GetSubscriptionRequest req =
+        TRACSEQ__EVENTS__V1__GET_SUBSCRIPTION_REQUEST__INIT;
+    ProtobufCMessage *resp = NULL;
+    char detail[256] = "";
+    grpc_status_code code;
+    Subscription *s;
+
+    req.name = (char *)name;
+    code = unary_sync(b, METHOD_GET_SUB, &req.base, &tracseq__events__v1__subscription__descriptor,
+                      &resp, detail, sizeof(detail));
+    if (code != GRPC_STATUS_OK) {
+        record_error(b, "GetSubscription %s: status %d: %s", name, (int)code, detail);
+        return false;
+    }
+    s = (Subscription *)resp;
+    *pending = s->stats ? s->stats->pending : 0;
+    *lag = s->stats ? s->stats->lag : 0;
+    protobuf_c_message_free_unpacked(resp, NULL);
+    return true;
+}
+
+/* Live subscriber streams the service counts; -1 when the call fails. */
+static long active_subscribers(bench *b)
+{
+    Tracseq__Events__V1__GetStatsRequest req = TRACSEQ__EVENTS__V1__GET_STATS_REQUEST__INIT;
+    ProtobufCMessage *resp = NULL;
+    char detail[256] = "";
+    long n;
+
+    if (unary_sync(b, METHOD_GET_STATS, &req.base, &tracseq__events__v1__stats__descriptor, &resp,
+                   detail, sizeof(detail)) != GRPC_STATUS_OK)
+        return -1;
+    n = (long)((Tracseq__Events__V1__Stats *)resp)->active_subscribers;
+    protobuf_c_message_free_unpacked(resp, NULL);
+    return n;
+}
+
+/* ============================== PublishStream publisher =================== */
+
+/*
+ * One PublishStream call pipelining up to `window` unanswered events,
+ * chaining each send from the previous completion (one SEND_MESSAGE in
+ * flight). A message is hinted (GRPC_WRITE_BUFFER_HINT) only when the send
+ * after it is committed: gRPC writes a hinted message only when a later one
+ * flushes it, so the first and the last queued message never carry the
+ * hint. A full window is refilled once a quarter of it was answered, so
+ * most messages travel hinted. `batches` counts started batches; the call
+ * is freed when none is left after the status arrived.
+ */
+struct pubstream {
+    bench *b;
+    grpc_call *call;
+    tag t_start, t_send, t_close, t_recv, t_status;
+    grpc_metadata_array initial_md, trailing_md;
+    grpc_status_code code;
+    grpc_slice details;
+    grpc_byte_buffer *send_buf, *recv_buf;
+    long long sent, received;
+    int batches;
+    bool send_pending, committed, closed, status_done;
+    bool paced; /* latency: sends started at their due time, locked by pace_mu */
+};
+
+static bool ps_batch(pubstream *p, const grpc_op *ops, size_t n, tag *t)
+{
+    grpc_call_error e = grpc_call_start_batch(p->call, ops, n, t, NULL);
+
+    if (e != GRPC_CALL_OK) {
+        record_error(p->b, "PublishStream: start_batch failed: %d", (int)e);
+        grpc_call_cancel(p->call, NULL);
+        return false;
+    }
+    p->batches++;
+    return true;
+}
+
+/* True when another event may be committed now. */
+static bool ps_more(const bench *b)
+{
+    return b->pub_next + b->pub_reserved < b->pub_target;
+}
+
+static void ps_send(pubstream *p)
+{
+    bench *b = p->b;
+    grpc_op op = {.op = GRPC_OP_SEND_MESSAGE};
+
+    if (p->committed)
+        b->pub_reserved--;
+    p->send_buf = publish_request(&b->ev, b->pub_next++, now_ns());
+    p->sent++;
+    p->committed = p->sent > 1 && p->sent - p->received < b->opt.window && ps_more(b);
+    if (p->committed) {
+        b->pub_reserved++;
+        op.flags = GRPC_WRITE_BUFFER_HINT;
+    }
+    op.data.send_message.send_message = p->send_buf;
+    p->send_pending = ps_batch(p, &op, 1, &p->t_send);
+    if (!p->send_pending) {
+        grpc_byte_buffer_destroy(p->send_buf);
+        p->send_buf = NULL;
+        if (p->committed)
+            b->pub_reserved--;
+        p->committed = false;
+        p->closed = true;
+    }
+}
+
+static void ps_pump(pubstream *p)
+{
+    long long refill = p->b->opt.window / 4 > 0 ? p->b->opt.window / 4 : 1;
+    grpc_op op = {.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT};
+
+    if (p->send_pending || p->closed || p->status_done)
+        return;
+    if (p->committed)
+        ps_send(p);
+    else if (ps_more(p->b)) {
+        if (p->sent - p->received <= p->b->opt.window - refill)
+            ps_send(p);
+    } else {
+        p->closed = true;
+        ps_batch(p, &op, 1, &p->t_close);
+    }
+}
+
+static void ps_recv(pubstream *p, bool with_md)
+{
+    grpc_op ops[2];
+    size_t n = 0;
+
+    memset(ops, 0, sizeof(ops));
+    if (with_md) {
+        ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
+        ops[n++].data.recv_initial_metadata.recv_initial_metadata = &p->initial_md;
+    }
+    ops[n].op = GRPC_OP_RECV_MESSAGE;
+    ops[n++].data.recv_message.recv_message = &p->recv_buf;
+    ps_batch(p, ops, n, &p->t_recv);
+}
+
+static void ps_destroy(pubstream *p)
+{
+    if (p == NULL)
+        return;
+    if (p->call != NULL)
+        grpc_call_unref(p->call);
+    grpc_metadata_array_destroy(&p->initial_md);
+    grpc_metadata_array_destroy(&p->trailing_md);
+    grpc_slice_unref(p->details);
+    free(p);
+}
+
+static pubstream *ps_start(bench *b)
+{
+    pubstream *p = calloc(1, sizeof(*p));
+    grpc_op op;
+
+    if (p == NULL)
+        return NULL;
+    p->b = b;
+    p->t_start = (tag){TAG_PS_START, p};
+    p->t_send = (tag){TAG_PS_SEND, p};
+    p->t_close = (tag){TAG_PS_CLOSE, p};
+    p->t_recv = (tag){TAG_PS_RECV, p};
+    p->t_status = (tag){TAG_PS_STATUS, p};
+    grpc_metadata_array_init(&p->initial_md);
+    grpc_metadata_array_init(&p->trailing_md);
+    p->details = grpc_empty_slice();
+    p->call = new_call(b, next_pub_channel(b), METHOD_PUBLISH_STREAM,
+                       gpr_inf_future(GPR_CLOCK_MONOTONIC));
+    b->live_ps++;
+    /* Initial metadata goes alone: a hinted message beside it is never
+     * written (measured.md). */
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_SEND_INITIAL_METADATA;
+    p->send_pending = ps_batch(p, &op, 1, &p->t_start);
+    op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    op.data.recv_status_on_client.trailing_metadata = &p->trailing_md;
+    op.data.recv_status_on_client.status = &p->code;
+    op.data.recv_status_on_client.status_details = &p->details;
+    ps_batch(p, &op, 1, &p->t_status);
+    ps_recv(p, true);
+    return p;
+}
+
+/*
+ * The paced stream (latency mode, --publisher stream): the launcher thread
+ * starts the send of each event at its due time, or, when the previous send
+ * is still in flight, the main thread starts it from that send's completion;
+ * event n is always the n-th message, so response n answers it. No hint:
+ * each message must go out at once. Callers hold pace_mu.
+ */
+static void paced_next(pubstream *p)
+{
+    bench *b = p->b;
+    grpc_op op = {.op = GRPC_OP_SEND_MESSAGE};
+
+    if (p->send_pending || p->closed)
+        return;
+    if (p->sent < b->paced_due) {
+        p->send_buf = publish_request(&b->ev, p->sent, now_ns());
+        p->sent++;
+        op.data.send_message.send_message = p->send_buf;
+        if (!(p->send_pending = ps_batch(p, &op, 1, &p->t_send))) {
+            grpc_byte_buffer_destroy(p->send_buf);
+            p->send_buf = NULL;
+            p->closed = true;
+        }
+    } else if (atomic_load(&b->launch_done)) {
+        op.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+        p->closed = true;
+        ps_batch(p, &op, 1, &p->t_close);
+    }
+}
+
+/* Event seq was answered: its publish latency. */
+static void paced_answered(bench *b, long long seq)
+{
+    int64_t due = due_of(b, seq), t = now_ns();
+
+    if (due >= b->t_measure && due < b->t_end)
+        samples_add(&b->pub_lat, t - due);
+    if (b->trace_pub != NULL && seq < b->seen_bits)
+        b->trace_pub[seq] = (int32_t)((t - due) / 1000);
+}
+
+/* Launcher: event n is due now. */
+static void paced_launch(bench *b, long long n)
+{
+    pthread_mutex_lock(&b->pace_mu);
+    b->paced_due = n + 1;
+    if (b->paced != NULL)
+        paced_next(b->paced);
+    pthread_mutex_unlock(&b->pace_mu);
+}
+
+/* Launcher: no more events; half-closes once the last is sent. */
+static void paced_finish(bench *b)
+{
+    pthread_mutex_lock(&b->pace_mu);
+    atomic_store(&b->launch_done, true);
+    if (b->paced != NULL)
+        paced_next(b->paced);
+    pthread_mutex_unlock(&b->pace_mu);
+}
+
+static void ps_on_recv(pubstream *p, bool ok)
+{
+    if (!ok || p->recv_buf == NULL) {
+        if (ok && p->received != p->sent)
+            record_error(p->b, "PublishStream ended after %lld of %lld responses", p->received,
+                         p->sent);
+        return;
+    }
+    if (p->received >= p->sent)
+        record_error(p->b, "PublishStream: a response without a request");
+    check_publish_response(p->b, p->recv_buf);
+    if (p->paced)
+        paced_answered(p->b, p->received);
+    p->received++;
+    grpc_byte_buffer_destroy(p->recv_buf);
+    p->recv_buf = NULL;
+    ps_recv(p, false);
+    if (!p->paced)
+        ps_pump(p);
+}
+
+static void ps_on_event(tag *t, bool ok)
+{
+    pubstream *p = t->owner;
+    bench *b = p->b;
+    bool paced = p->paced;
+
+    if (paced)
+        pthread_mutex_lock(&b->pace_mu);
+    p->batches--;
+    switch (t->kind) {
+    case TAG_PS_START:
+    case TAG_PS_SEND:
+        if (p->send_buf != NULL)
+            grpc_byte_buffer_destroy(p->send_buf);
+        p->send_buf = NULL;
+        p->send_pending = false;
+        if (ok && paced)
+            paced_next(p);
+        else if (ok)
+            ps_pump(p);
+        else {
+            if (p->committed)
+                p->b->pub_reserved--;
+            p->committed = false;
+            p->closed = true;
+        }
+        break;
+    case TAG_PS_RECV: ps_on_recv(p, ok); break;
+    case TAG_PS_STATUS:
+        check_status(p->b, "PublishStream", p->code, p->details);
+        p->status_done = true;
+        p->b->live_ps--;
+        break;
+    default: break;
+    }
+    if (p->batches == 0) {
+        if (paced)
+            b->paced = NULL;
+        ps_destroy(p);
+    }
+    if (paced)
+        pthread_mutex_unlock(&b->pace_mu);
+}
+
+/* ============================== unary publisher (latency) ================= */
+
+/* One Publish call: all six ops in one batch, one completion. */
+typedef struct unary {
+    bench *b;
+    grpc_call *call;
+    tag t_done;
+    grpc_metadata_array initial_md, trailing_md;
+    grpc_status_code code;
+    grpc_slice details;
+    grpc_byte_buffer *send_buf, *recv_buf;
+    int64_t due;
+    long long seq;
+} unary;
+
+static void unary_destroy(unary *u)
+{
+    if (u == NULL)
+        return;
+    if (u->call != NULL)
+        grpc_call_unref(u->call);
+    if (u->send_buf != NULL)
+        grpc_byte_buffer_destroy(u->send_buf);
+    if (u->recv_buf != NULL)
+        grpc_byte_buffer_destroy(u->recv_buf);
+    grpc_metadata_array_destroy(&u->initial_md);
+    grpc_metadata_array_destroy(&u->trailing_md);
+    grpc_slice_unref(u->details);
+    free(u);
+}
+
+/*
+ * Starts Publish number seq, due at `due`. Once it returns true, u belongs
+ * to the completion: the main thread may already have finished and freed
+ * it. On false the caller still owns u.
+ */
+static bool unary_start(bench *b, unary *u, long long seq, int64_t due)
+{
+    grpc_op ops[6];
+
+    memset(ops, 0, sizeof(ops));
+    u->b = b;
+    u->due = due;
+    u->seq = seq;
+    u->t_done = (tag){TAG_UNARY, u};
+    grpc_metadata_array_init(&u->initial_md);
+    grpc_metadata_array_init(&u->trailing_md);
+    u->details = grpc_empty_slice();
+    u->send_buf = publish_request(&b->ev, seq, now_ns());
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = u->send_buf;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &u->initial_md;
+    ops[4].op = GRPC_OP_RECV_MESSAGE;
+    ops[4].data.recv_message.recv_message = &u->recv_buf;
+    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[5].data.recv_status_on_client.trailing_metadata = &u->trailing_md;
+    ops[5].data.recv_status_on_client.status = &u->code;
+    ops[5].data.recv_status_on_client.status_details = &u->details;
+    u->call = new_call(b, next_pub_channel(b), METHOD_PUBLISH, at_ns(due + 30 * SEC_NS));
+    atomic_fetch_add(&b->live_unary, 1);
+    if (grpc_call_start_batch(u->call, ops, 6, &u->t_done, NULL) != GRPC_CALL_OK) {
+        record_error(b, "Publish: start_batch failed");
+        atomic_fetch_sub(&b->live_unary, 1);
+        return false;
+    }
+    return true;
+}
+
+static void unary_on_event(tag *t, bool ok)
+{
+    unary *u = t->owner;
+    bench *b = u->b;
+
+    if (!ok)
+        record_error(b, "Publish: batch failed");
+    else if (u->code != GRPC_STATUS_OK)
+        check_status(b, "Publish", u->code, u->details);
+    else {
+        long long before = b->pub_ok;
+        check_publish_response(b, u->recv_buf);
+        if (b->pub_ok > before && u->due >= b->t_measure && u->due < b->t_end)
+            samples_add(&b->pub_lat, now_ns() - u->due);
+        if (b->pub_ok > before && b->trace_pub != NULL && u->seq < b->seen_bits)
+            b->trace_pub[u->seq] = (int32_t)((now_ns() - u->due) / 1000);
+    }
+    unary_destroy(u);
+    atomic_fetch_sub(&b->live_unary, 1);
+}
+
+/*
+ * Open loop, on its own thread: starts Publish number n at t_start + n /
+ * rate, late or not, until the end of the interval.
+ */
+static void *launcher_main(void *arg)
+{
+    bench *b = arg;
+
+    /* The default 50 us timer slack would make every call that late. */
+    prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+    for (long long n = 0;; n++) {
+        int64_t due = due_of(b, n);
+        struct timespec ts = {(time_t)(due / SEC_NS), (long)(due % SEC_NS)};
+        unary *u;
+
+        if (due >= b->t_end)
+            break;
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+            ;
+        samples_add(&b->lag, now_ns() - due);
+        atomic_store(&b->launched, n + 1);
+        if (b->opt.stream_publisher) {
+            paced_launch(b, n);
+            continue;
+        }
+        if ((u = calloc(1, sizeof(*u))) == NULL) {
+            record_error(b, "out of memory");
+            break;
+        }
+        if (!unary_start(b, u, n, due))
+            unary_destroy(u);
+    }
+    if (b->opt.stream_publisher)
+        paced_finish(b);
+    else
+        atomic_store(&b->launch_done, true);
+    return NULL;
+}
+
+/* ============================== subscriber streams ======================== */
+
+/*
+ * One Subscribe call. The first message (with the initial metadata) names
+ * the subscription; later messages carry acks, one send in flight at a
+ * time. The receive batch of the first delivery also takes the initial
+ * metadata: the server sends it with its first message.
+ */
+struct sub {
+    bench *b;
+    grpc_call *call;
+    int group; /* index of its subscription */
+    tag t_send, t_recv, t_status;
+    grpc_metadata_array initial_md, trailing_md;
+    grpc_status_code code;
+    grpc_slice details;
+    grpc_byte_buffer *send_buf, *recv_buf;
+    bytes acks; /* encoded AckIds.ack_ids fields not yet sent */
+    int n_acks;
+    int64_t acks_since; /* when the oldest unsent ack was queued */
+    sub *next_dirty;
+    int batches;
+    long long delivered;
+    bool send_pending, dirty, cancelled, status_done;
+};
+
+static bool sub_batch(sub *s, const grpc_op *ops, size_t n, tag *t)
+{
+    grpc_call_error e = grpc_call_start_batch(s->call, ops, n, t, NULL);
+
+    if (e != GRPC_CALL_OK) {
+        record_error(s->b, "Subscribe: start_batch failed: %d", (int)e);
+        grpc_call_cancel(s->call, NULL);
+        return false;
+    }
+    s->batches++;
+    s->b->sub_batches++;
+    return true;
+}
+
+/* Sends the queued acks as one SubscribeRequest{ack}, if no send is in
+ * flight (the send's completion tries again). */
+static void sub_flush(sub *s)
+{
+    grpc_op op = {.op = GRPC_OP_SEND_MESSAGE};
+
+    if (s->send_pending || s->n_acks == 0 || s->cancelled || s->status_done)
+        return;
+    s->send_buf = buffer_from_slice(field_slice(0x1a, s->acks.p, s->acks.len));
+    op.data.send_message.send_message = s->send_buf;
+    s->b->acks_sent += s->n_acks;
+    s->b->ack_msgs++;
+    s->acks.len = 0;
+    s->n_acks = 0;
+    s->send_pending = sub_batch(s, &op, 1, &s->t_send);
+    if (!s->send_pending) {
+        grpc_byte_buffer_destroy(s->send_buf);
+        s->send_buf = NULL;
+    }
+}
+
+static bool sub_ack_due(const sub *s, int64_t now)
+{
+    const bench *b = s->b;
+
+    return s->n_acks > 0 && !b->holding &&
+           (s->n_acks >= b->opt.ack_batch ||
+            now - s->acks_since >= (int64_t)(b->opt.ack_delay_ms * 1e6));
+}
+
+static void sub_queue_ack(sub *s, const uint8_t *id, size_t len)
+{
+    bench *b = s->b;
+
+    if (!bytes_put_field(&s->acks, 0x0a, id, len)) {
+        record_error(b, "out of memory");
+        return;
+    }
+    if (s->n_acks++ == 0)
+        s->acks_since = now_ns();
+    if (!s->dirty) {
+        s->dirty = true;
+        s->next_dirty = b->dirty;
+        b->dirty = s;
+    }
+    if (!b->holding && s->n_acks >= b->opt.ack_batch)
+        sub_flush(s);
+}
+
+/* Sends the acks that are due; forgets streams that have none left. */
+static void flush_due_acks(bench *b, int64_t now)
+{
+    sub **p = &b->dirty;
+
+    while (*p != NULL) {
+        sub *s = *p;
+        if (sub_ack_due(s, now))
+            sub_flush(s);
+        if (s->n_acks == 0) {
+            s->dirty = false;
+            *p = s->next_dirty;
+        } else
+            p = &s->next_dirty;
+    }
+}
+
+static void sub_recv(sub *s, bool with_md)
+{
+    grpc_op ops[2];
+    size_t n = 0;
+
+    memset(ops, 0, sizeof(ops));
+    if (with_md) {
+        ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
+        ops[n++].data.recv_initial_metadata.recv_initial_metadata = &s->initial_md;
+    }
+    ops[n].op = GRPC_OP_RECV_MESSAGE;
+    ops[n++].data.recv_message.recv_message = &s->recv_buf;
+    sub_batch(s, ops, n, &s->t_recv);
+}
+
+/* The first message: SubscribeRequest{subscription_name}. */
+static grpc_byte_buffer *first_request(const char *name)
+{
+    return buffer_from_slice(field_slice(0x12, (const uint8_t *)name, strlen(name)));
+}
+
+static sub *sub_open(bench *b, int group)
+{
+    sub *s = calloc(1, sizeof(*s));
+    grpc_op ops[2];
+
+    if (s == NULL)
+        return NULL;
+    s->b = b;
+    s->group = group;
+    s->t_send = (tag){TAG_SUB_SEND, s};
+    s->t_recv = (tag){TAG_SUB_RECV, s};
+    s->t_status = (tag){TAG_SUB_STATUS, s};
+    grpc_metadata_array_init(&s->initial_md);
+    grpc_metadata_array_init(&s->trailing_md);
+    s->details = grpc_empty_slice();
+    s->call =
+        new_call(b, b->sub_ch[b->next_sub], METHOD_SUBSCRIBE, gpr_inf_future(GPR_CLOCK_MONOTONIC));
+    b->next_sub = (b->next_sub + 1) % b->opt.sub_connections;
+    b->live_subs++;
+    memset(ops, 0, sizeof(ops));
+    ops[0].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[0].data.recv_status_on_client.trailing_metadata = &s->trailing_md;
+    ops[0].data.recv_status_on_client.status = &s->code;
+    ops[0].data.recv_status_on_client.status_details = &s->details;
+    sub_batch(s, ops, 1, &s->t_status);
+    /* Not hinted: the first message must go out at once. */
+    s->send_buf = first_request(b->names[group]);
+    memset(ops, 0, sizeof(ops));
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = s->send_buf;
+    s->send_pending = sub_batch(s, ops, 2, &s->t_send);
+    sub_recv(s, true);
+    return s;
+}
+
+static void sub_destroy(sub *s)
+{
+    if (s == NULL)
+        return;
+    if (s->call != NULL)
+        grpc_call_unref(s->call);
+    if (s->send_buf != NULL)
+        grpc_byte_buffer_destroy(s->send_buf);
+    if (s->recv_buf != NULL)
+        grpc_byte_buffer_destroy(s->recv_buf);
+    grpc_metadata_array_destroy(&s->initial_md);
+    grpc_metadata_array_destroy(&s->trailing_md);
+    grpc_slice_unref(s->details);
+    free(s->acks.p);
+    free(s);
+}
+
+/* Records one event of a subscription; false when it is not one the run
+ * published or was seen before. */
+static bool mark_seen(bench *b, int group, long long seq)
+{
+    uint8_t *bits = b->seen[group];
+
+    if (seq >= b->seen_bits) {
+        record_error(b, "delivery of an unknown sequence number %lld", seq);
+        return false;
+    }
+    if (bits[seq / 8] & (1u << (seq % 8))) {
+        b->duplicates++;
+        record_error(b, "event %lld delivered twice to subscription %s", seq, b->names[group]);
+        return false;
+    }
+    bits[seq / 8] |= (uint8_t)(1u << (seq % 8));
+    b->unique++;
+    return true;
+}
+
+static void on_delivery(sub *s, const uint8_t *data, size_t len)
+{
+    bench *b = s->b;
+    int64_t now = now_ns();
+    delivery_view v;
+    long long seq;
+    int64_t sent;
+
+    if (!parse_delivery(data, len, &v) || !parse_subject(&v, &seq, &sent)) {
+        record_error(b, "undecodable Delivery (%zu bytes)", len);
+        return;
+    }
+    sub_queue_ack(s, v.ack_id, v.ack_len);
+    b->delivered++;
+    s->delivered++;
+    if (b->t_first == 0)
+        b->t_first = now;
+    b->t_last = b->t_progress = now;
+    if (v.attempt != 1) {
+        b->redelivered++;
+        record_error(b, "delivery_attempt %" PRIu64 " for event %lld", v.attempt, seq);
+    }
+    if (!mark_seen(b, s->group, seq) || b->opt.mode != MODE_LATENCY)
+        return;
+    int64_t due = due_of(b, seq);
+    if (b->trace_e2e != NULL)
+        b->trace_e2e[seq] = (int32_t)((now - due) / 1000);
+    if (due >= b->t_measure && due < b->t_end) {
+        samples_add(&b->e2e, now - due);
+        samples_add(&b->e2e_send, now - sent);
+    }
+}
+
+static void sub_on_recv(sub *s, bool ok)
+{
+    grpc_slice all;
+
+    if (!ok || s->recv_buf == NULL)
+        return; /* the stream ended: its status says why */
+    all = read_all(s->recv_buf);
+    grpc_byte_buffer_destroy(s->recv_buf);
+    s->recv_buf = NULL;
+    on_delivery(s, GRPC_SLICE_START_PTR(all), GRPC_SLICE_LENGTH(all));
+    grpc_slice_unref(all);
+    if (!s->cancelled)
+        sub_recv(s, false);
+}
+
+static void sub_on_event(tag *t, bool ok)
+{
+    sub *s = t->owner;
+    bench *b = s->b;
+
+    s->batches--;
+    b->sub_batches--;
+    switch (t->kind) {
+    case TAG_SUB_SEND:
+        grpc_byte_buffer_destroy(s->send_buf);
+        s->send_buf = NULL;
+        s->send_pending = false;
+        if (ok && sub_ack_due(s, now_ns()))
+            sub_flush(s);
+        break;
+    case TAG_SUB_RECV: sub_on_recv(s, ok); break;
+    case TAG_SUB_STATUS:
+        if (!s->cancelled)
+            record_error(b, "Subscribe to %s ended: status %d: %.*s", b->names[s->group],
+                         (int)s->code, (int)GRPC_SLICE_LENGTH(s->details),
+                         (const char *)GRPC_SLICE_START_PTR(s->details));
+        s->status_done = true;
+        b->live_subs--;
+        break;
+    default: break;
+    }
+}
+
+/* ============================== driver ==================================== */
+
+static void dispatch(grpc_event ev)
+{
+    tag *t = ev.tag;
+
+    if (t->kind == TAG_UNARY)
+        unary_on_event(t, ev.success != 0);
+    else if (t->kind >= TAG_SUB_SEND)
+        sub_on_event(t, ev.success != 0);
+    else
+        ps_on_event(t, ev.success != 0);
+}
+
+typedef bool (*until_fn)(const bench *b);
+
+/*
+ * Runs the event loop until done(b) holds; false when nothing progressed
+ * (no publish answered, no delivery) for the stall limit, or when the hard
+ * limit `give_up` passed (0: none). Acks go out as they fall due.
+ */
+static bool run_until(bench *b, until_fn done, int64_t give_up)
+{
+    int64_t stall = (int64_t)(b->opt.stall_s * 1e9);
+    int64_t ack_wait = (int64_t)(b->opt.ack_delay_ms * 1e6);
+
+    b->t_progress = now_ns();
+    while (!done(b)) {
+        int64_t now = now_ns(), wake = now + TICK_NS;
+        grpc_event ev;
+
+        if (now - b->t_progress > stall || (give_up > 0 && now > give_up))
+            return false;
+        if (b->dirty != NULL && !b->holding && now + ack_wait < wake)
+            wake = now + (ack_wait > 0 ? ack_wait : 0);
+        ev = grpc_completion_queue_next(b->cq, at_ns(wake), NULL);
+        if (ev.type == GRPC_OP_COMPLETE && ev.tag != NULL)
+            dispatch(ev);
+        if (b->dirty != NULL)
+            flush_due_acks(b, now_ns());
+    }
+    return true;
+}
+
+/* Runs the event loop for a while, whatever happens. */
+static void run_for(bench *b, double seconds)
+{
+    int64_t end = now_ns() + (int64_t)(seconds * 1e9);
+
+    while (now_ns() < end) {
+        grpc_event ev = grpc_completion_queue_next(b->cq, at_ns(now_ns() + 5000000), NULL);
+        if (ev.type == GRPC_OP_COMPLETE && ev.tag != NULL)
+            dispatch(ev);
+        if (b->dirty != NULL)
+            flush_due_acks(b, now_ns());
+    }
+}
+
+static bool publishers_done(const bench *b)
+{
+    return b->live_ps == 0 && atomic_load(&b->live_unary) == 0 &&
+           (b->opt.mode != MODE_LATENCY || atomic_load(&b->launch_done));
+}
+
+/* Every event published so far reached every subscription. */
+static bool all_delivered(const bench *b)
+{
+    return publishers_done(b) && b->unique >= b->pub_ok * b->opt.subscriptions;
+}
+
+static bool acks_sent(const bench *b)
+{
+    if (b->dirty != NULL)
+        return false;
+    for (int i = 0; i < b->n_subs; i++)
+        if (b->subs[i]->send_pending)
+            return false;
+    return true;
+}
+
+static bool subs_closed(const bench *b)
+{
+    return b->live_subs == 0 && b->sub_batches == 0;
+}
+
+/* Opens M streams on each subscription. */
+static bool open_subs(bench *b)
+{
+    int total = b->opt.subscriptions * b->opt.subscribers;
+
+    b->subs = calloc((size_t)total, sizeof(*b->subs));
+    if (b->subs == NULL)
+        return false;
+    for (int i = 0; i < total; i++) {
+        if ((b->subs[i] = sub_open(b, i % b->opt.subscriptions)) == NULL)
+            return false;
+        b->n_subs++;
+    }
+    return true;
+}
+
+/* Sends every ack left, waits until the service holds no pending entry for
+ * the subscriptions (acks are applied asynchronously), then cancels the
+ * streams. Returns the pending entries left (summed). */
+static uint64_t close_subs(bench *b)
+{
+    uint64_t pending = 0, lag = 0;
+    int64_t give_up;
+
+    b->holding = false;
+    for (sub *s = b->dirty; s != NULL; s = s->next_dirty)
+        s->acks_since = 0; /* due now */
+    if (!run_until(b, acks_sent, now_ns() + 10 * SEC_NS))
+        record_error(b, "acks still unsent after 10 s");
+    give_up = now_ns() + 5 * SEC_NS;
+    do {
+        run_for(b, 0.05);
+        pending = 0;
+        for (int g = 0; g < b->opt.subscriptions; g++) {
+            uint64_t p = 0, l = 0;
+            if (subscription_stats(b, b->names[g], &p, &l)) {
+                pending += p;
+                lag += l;
+            }
+        }
+    } while (pending > 0 && now_ns() < give_up);
+    if (pending > 0)
+        record_error(b, "%" PRIu64 " deliveries still pending 5 s after their acks", pending);
+    for (int i = 0; i < b->n_subs; i++) {
+        b->subs[i]->cancelled = true;
+        grpc_call_cancel(b->subs[i]->call, NULL);
+    }
+    if (!run_until(b, subs_closed, now_ns() + 10 * SEC_NS))
+        record_error(b, "streams still open 10 s after cancel");
+    return pending;
+}
+
+static bool bench_open(bench *b)
+{
+    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    grpc_arg arg = {
+        .type = GRPC_ARG_INTEGER, .key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, .value.integer = 1};
+    grpc_channel_args args = {.num_args = 1, .args = &arg};
+    long long bits = b->opt.count + 16; /* fanout's first event takes one more */
+
+    b->cq = grpc_completion_queue_create_for_next(NULL);
+    b->pluck_cq = grpc_completion_queue_create_for_pluck(NULL);
+    /* A local subchannel pool per channel: one TCP connection each. */
+    for (int i = 0; i < b->opt.connections; i++)
+        b->pub_ch[i] = grpc_channel_create(b->opt.target, creds, &args);
+    for (int i = 0; i < b->opt.sub_connections; i++)
+        b->sub_ch[i] = grpc_channel_create(b->opt.target, creds, &args);
+    grpc_channel_credentials_release(creds);
+    if (b->opt.mode == MODE_LATENCY)
+        bits = (long long)(b->opt.rate * (b->opt.warmup_s + b->opt.duration_s)) + 16;
+    b->seen_bits = bits;
+    if (b->opt.trace != NULL && b->opt.mode == MODE_LATENCY) {
+        b->trace_pub = calloc((size_t)bits, sizeof(int32_t));
+        b->trace_e2e = calloc((size_t)bits, sizeof(int32_t));
+        if (b->trace_pub == NULL || b->trace_e2e == NULL)
+            return false;
+    }
+    b->names = calloc((size_t)b->opt.subscriptions, sizeof(*b->names));
+    b->seen = calloc((size_t)b->opt.subscriptions, sizeof(*b->seen));
+    if (b->names == NULL || b->seen == NULL)
+        return false;
+    for (int g = 0; g < b->opt.subscriptions; g++) {
+        if (b->opt.subscriptions == 1)
+            snprintf(b->names[g], sizeof(b->names[g]), "%s", b->opt.name);
+        else
+            snprintf(b->names[g], sizeof(b->names[g]), "%s-%d", b->opt.name, g);
+        if ((b->seen[g] = calloc((size_t)(bits / 8 + 1), 1)) == NULL)
+            return false;
+    }
+    return event_bytes_init(&b->ev, b->opt.event_type, b->opt.payload_bytes);
+}
+
+/* Waits until every channel is connected, so connection setup is not
+ * measured; false after 5 s. */
+static bool connect_one(bench *b, grpc_channel *ch)
+{
+    int64_t give_up = now_ns() + 5 * SEC_NS;
+    grpc_connectivity_state st;
+
+    while ((st = grpc_channel_check_connectivity_state(ch, 1)) != GRPC_CHANNEL_READY) {
+        if (now_ns() > give_up)
+            return false;
+        /* The watch's completion carries a NULL tag; nothing else is
+         * queued yet. */
+        grpc_channel_watch_connectivity_state(ch, st, at_ns(now_ns() + 100000000), b->cq, NULL);
+        grpc_completion_queue_next(b->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    }
+    return true;
+}
+
+static bool bench_connect(bench *b)
+{
+    for (int i = 0; i < b->opt.connections; i++)
+        if (!connect_one(b, b->pub_ch[i]))
+            return false;
+    for (int i = 0; i < b->opt.sub_connections; i++)
+        if (!connect_one(b, b->sub_ch[i]))
+            return false;
+    return true;
+}
+
+static void drain_queue(grpc_completion_queue *cq)
+{
+    grpc_event ev;
+
+    grpc_completion_queue_shutdown(cq);
+    do
+        ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    while (ev.type != GRPC_QUEUE_SHUTDOWN);
+    grpc_completion_queue_destroy(cq);
+}
+
+static void bench_close(bench *b)
+{
+    for (int i = 0; i < b->n_subs; i++)
+        sub_destroy(b->subs[i]);
+    free(b->subs);
+    for (int i = 0; i < b->opt.connections; i++)
+        grpc_channel_destroy(b->pub_ch[i]);
+    for (int i = 0; i < b->opt.sub_connections; i++)
+        grpc_channel_destroy(b->sub_ch[i]);
+    drain_queue(b->cq);
+    /* Every unary call was waited for: nothing is left on the pluck queue. */
+    grpc_completion_queue_shutdown(b->pluck_cq);
+    grpc_completion_queue_destroy(b->pluck_cq);
+    event_bytes_cleanup(&b->ev);
+    for (int g = 0; b->seen != NULL && g < b->opt.subscriptions; g++)
+        free(b->seen[g]);
+    free(b->seen);
+    free(b->names);
+    free(b->e2e.v);
+    free(b->e2e_send.v);
+    free(b->pub_lat.v);
+    free(b->lag.v);
+    free(b->trace_pub);
+    free(b->trace_e2e);
+}
+
+/* Publishes n events with `streams` PublishStream calls and waits for
+ * every response; returns the rate. */
+static double publish_backlog(bench *b, int streams, long long n)
+{
+    int64_t t0 = now_ns();
+    long long before = b->pub_ok;
+
+    b->pub_target += n;
+    for (int i = 0; i < streams; i++)
+        if (ps_start(b) == NULL)
+            record_error(b, "out of memory");
+    if (!run_until(b, publishers_done, 0))
+        record_error(b, "publishing stalled after %lld events", b->pub_ok - before);
+    return (double)(b->pub_ok - before) * 1e9 / (double)(now_ns() - t0);
+}
+
+/* ============================== modes ===================================== */
+
+/* Waits until the service counts `want` live subscriber streams; the
+ * count it last saw. */
+static long wait_attached(bench *b, long want, double limit_s)
+{
+    int64_t give_up = now_ns() + (int64_t)(limit_s * 1e9);
+    long n;
+
+    do {
+        run_for(b, 0.1);
+        n = active_subscribers(b);
+    } while (n < want && now_ns() < give_up && b->live_subs == b->n_subs);
+    return n;
+}
+
+/* --trace: one line per event published (-1: no figure). */
+static void write_trace(const bench *b)
+{
+    FILE *f = fopen(b->opt.trace, "w");
+    long long n = atomic_load(&b->launched);
+
+    if (f == NULL) {
+        fprintf(stderr, "bench_subscribe: cannot write %s\n", b->opt.trace);
+        return;
+    }
+    for (long long i = 0; i < n && i < b->seen_bits; i++)
+        fprintf(f, "%lld %.3f %d %d\n", i, (double)(due_of(b, i) - b->t_start) / 1e6,
+                b->trace_pub[i] ? b->trace_pub[i] : -1, b->trace_e2e[i] ? b->trace_e2e[i] : -1);
+    fclose(f);
+}
+
+static void latency_report(bench *b, uint64_t pending)
+{
+    const options *o = &b->opt;
+
+    samples_sort(&b->e2e);
+    samples_sort(&b->e2e_send);
+    samples_sort(&b->pub_lat);
+    samples_sort(&b->lag);
+    if (b->trace_pub != NULL)
+        write_trace(b);
+    fprintf(stderr,
+            "latency: %zu events at %.0f/s offered: publish -> delivery p50 %.0f us, p90 %.0f us, "
+            "p99 %.0f us, max %.0f us (publish answered: p50 %.0f us, p99 %.0f us)\n",
+            b->e2e.n, o->rate, quantile_us(&b->e2e, 0.5), quantile_us(&b->e2e, 0.9),
+            quantile_us(&b->e2e, 0.99), quantile_us(&b->e2e, 1.0), quantile_us(&b->pub_lat, 0.5),
+            quantile_us(&b->pub_lat, 0.99));
+    snprintf(b->result, sizeof(b->result),
+             "offered=%.0f events=%zu published=%lld delivered=%lld "
+             "unique=%lld p50_us=%.0f p90_us=%.0f p99_us=%.0f p999_us=%.0f max_us=%.0f "
+             "from_send_p50_us=%.0f from_send_p99_us=%.0f publish_p50_us=%.0f publish_p99_us=%.0f "
+             "launch_lag_p99_us=%.0f launch_lag_max_us=%.0f max_in_flight=%d ack_batch=%d "
+             "ack_delay_ms=%g ack_msgs=%lld pending_after=%" PRIu64,
+             o->rate, b->e2e.n, b->pub_ok, b->delivered, b->unique, quantile_us(&b->e2e, 0.5),
+             quantile_us(&b->e2e, 0.9), quantile_us(&b->e2e, 0.99), quantile_us(&b->e2e, 0.999),
+             quantile_us(&b->e2e, 1.0), quantile_us(&b->e2e_send, 0.5),
+             quantile_us(&b->e2e_send, 0.99), quantile_us(&b->pub_lat, 0.5),
+             quantile_us(&b->pub_lat, 0.99), quantile_us(&b->lag, 0.99), quantile_us(&b->lag, 1.0),
+             b->max_in_flight, o->ack_batch, o->ack_delay_ms, b->ack_msgs, pending);
+}
+
+static void mode_latency(bench *b)
+{
+    const options *o = &b->opt;
+    pthread_t launcher;
+
+    if (!create_subscription(b, b->names[0]) || !open_subs(b))
+        return;
+    if (wait_attached(b, 1, 5) < 1)
+        record_error(b, "the subscriber did not attach within 5 s");
+    b->t_start = now_ns() + 10000000;
+    b->t_measure = b->t_start + (int64_t)(o->warmup_s * 1e9);
+    b->t_end = b->t_measure + (int64_t)(o->duration_s * 1e9);
+    if (o->stream_publisher && (b->paced = ps_start(b)) == NULL) {
+        record_error(b, "out of memory");
+        return;
+    }
+    if (b->paced != NULL)
+        b->paced->paced = true;
+    if (pthread_create(&launcher, NULL, launcher_main, b) != 0) {
+        record_error(b, "cannot start the launcher thread");
+        return;
+    }
+    if (!run_until(b, all_delivered, b->t_end + (int64_t)(o->stall_s * 1e9)))
+        record_error(b, "%lld of %lld published events delivered", b->unique, b->pub_ok);
+    pthread_join(launcher, NULL);
+    run_until(b, publishers_done, 0);
+    latency_report(b, close_subs(b));
+}
+
+static void drain_report(bench *b, double pub_rate, uint64_t lag, uint64_t pending)
+{
+    const options *o = &b->opt;
+    double secs = (double)(b->t_last - b->t_open) / 1e9;
+    double rate = secs > 0 ? (double)b->unique / secs : 0;
+    double first_ms = b->t_first ? (double)(b->t_first - b->t_open) / 1e6 : 0;
+
+    fprintf(stderr,
+            "drain: %lld events in %.2f s = %.0f events/s (max_in_flight %d; first delivery "
+            "after %.1f ms; %lld ack messages)\n",
+            b->unique, secs, rate, b->max_in_flight, first_ms, b->ack_msgs);
+    snprintf(b->result, sizeof(b->result),
+             "events=%lld published=%lld lag_before=%" PRIu64 " seconds=%.3f rate=%.1f "
+             "first_delivery_ms=%.1f publish_rate=%.0f max_in_flight=%d ack_batch=%d "
+             "ack_delay_ms=%g ack_msgs=%lld pending_after=%" PRIu64,
+             b->unique, b->pub_ok, lag, secs, rate, first_ms, pub_rate, b->max_in_flight,
+             o->ack_batch, o->ack_delay_ms, b->ack_msgs, pending);
+}
+
+static void mode_drain(bench *b)
+{
+    const options *o = &b->opt;
+    uint64_t pending = 0, lag = 0;
+    double pub_rate;
+
+    if (!create_subscription(b, b->names[0]))
+        return;
+    pub_rate = publish_backlog(b, o->pub_streams, o->count);
+    fprintf(stderr, "drain: backlog of %lld events published at %.0f/s\n", b->pub_ok, pub_rate);
+    subscription_stats(b, b->names[0], &pending, &lag);
+    b->t_open = now_ns();
+    if (!open_subs(b))
+        return;
+    if (!run_until(b, all_delivered, 0))
+        record_error(b, "stalled: %lld of %lld events delivered", b->unique, b->pub_ok);
+    drain_report(b, pub_rate, lag, close_subs(b));
+}
+
+/* Per-stream delivery counts: min, max, streams with none. */
+static void spread(const bench *b, long long *min, long long *max, int *zero)
+{
+    *min = b->n_subs ? b->subs[0]->delivered : 0;
+    *max = 0;
+    *zero = 0;
+    for (int i = 0; i < b->n_subs; i++) {
+        long long d = b->subs[i]->delivered;
+        *min = d < *min ? d : *min;
+        *max = d > *max ? d : *max;
+        *zero += d == 0;
+    }
+}
+
+/* CPU use of a process over an interval, percent of one core. */
+static double cpu_pct(long long t0, long long t1, double secs)
+{
+    return secs > 0 ? 100.0 * (double)(t1 - t0) / (double)sysconf(_SC_CLK_TCK) / secs : 0;
+}
+
+/* What the fanout mode reads of the service and Redis. */
+typedef struct fanout_figures {
+    long streams, attached;
+    double attach_s, deliver_s, idle_srv_pct, idle_redis_pct;
+    long rss_idle, rss_open, rss_loaded, rss_closed; /* kB */
+    long long min, max;                              /* deliveries per stream */
+    int zero;                                        /* streams without any */
+    uint64_t pending;
+} fanout_figures;
+
+/* Creates the subscriptions and opens every stream; false on failure. */
+static bool fanout_open(bench *b, fanout_figures *f)
+{
+    const options *o = &b->opt;
+    int64_t t0;
+
+    /* A first event creates the stream, so idle subscribers have a
+     * stream to poll (a subscription over no stream costs nothing); it is
+     * older than the subscriptions, so it is not delivered. */
+    publish_backlog(b, 1, 1);
+    b->pub_ok = 0;
+    for (int g = 0; g < o->subscriptions; g++)
+        if (!create_subscription(b, b->names[g]))
+            return false;
+    b->holding = o->hold_acks;
+    t0 = now_ns();
+    if (!open_subs(b))
+        return false;
+    f->attached = wait_attached(b, f->streams, 30);
+    f->attach_s = (double)(now_ns() - t0) / 1e9;
+    if (f->attached < f->streams)
+        record_error(b, "only %ld of %ld streams attached", f->attached, f->streams);
+    fprintf(stderr, "fanout: %ld streams attached in %.2f s\n", f->attached, f->attach_s);
+    return true;
+}
+
+/* The service's and Redis's CPU while the streams sit idle. */
+static void fanout_idle(bench *b, fanout_figures *f)
+{
+    const options *o = &b->opt;
+    long long s0 = cpu_ticks(o->pid), r0 = cpu_ticks(o->redis_pid);
+    int64_t t0 = now_ns();
+    double secs;
+
+    run_for(b, o->idle_s);
+    secs = (double)(now_ns() - t0) / 1e9;
+    f->idle_srv_pct = cpu_pct(s0, cpu_ticks(o->pid), secs);
+    f->idle_redis_pct = cpu_pct(r0, cpu_ticks(o->redis_pid), secs);
+}
+
+static void fanout_report(bench *b, const fanout_figures *f)
+{
+    const options *o = &b->opt;
+    double per_stream = (double)(f->rss_open - f->rss_idle) / (double)f->streams;
+
+    fprintf(stderr,
+            "fanout: %ld streams; VmRSS %ld kB idle, %ld kB open (%.1f kB/stream), %ld kB after "
+            "%lld events, %ld kB closed; %lld deliveries of %lld expected in %.2f s; per stream "
+            "min %lld max %lld, %d without any; idle CPU: service %.1f%%, Redis %.1f%%\n",
+            f->streams, f->rss_idle, f->rss_open, per_stream, f->rss_loaded, b->pub_ok,
+            f->rss_closed, b->unique, b->pub_ok * o->subscriptions, f->deliver_s, f->min, f->max,
+            f->zero, f->idle_srv_pct, f->idle_redis_pct);
+    snprintf(b->result, sizeof(b->result),
+             "subscriptions=%d subscribers=%d streams=%ld attached=%ld attach_s=%.2f "
+             "connections=%d events=%lld expected=%lld delivered=%lld unique=%lld deliver_s=%.3f "
+             "min_per_stream=%lld max_per_stream=%lld streams_without=%d vmrss_idle_kb=%ld "
+             "vmrss_open_kb=%ld vmrss_loaded_kb=%ld vmrss_closed_kb=%ld kb_per_stream=%.1f "
+             "idle_server_cpu_pct=%.1f idle_redis_cpu_pct=%.1f max_in_flight=%d hold_acks=%d "
+             "pending_after=%" PRIu64,
+             o->subscriptions, o->subscribers, f->streams, f->attached, f->attach_s,
+             o->sub_connections, b->pub_ok, b->pub_ok * o->subscriptions, b->delivered, b->unique,
+             f->deliver_s, f->min, f->max, f->zero, f->rss_idle, f->rss_open, f->rss_loaded,
+             f->rss_closed, per_stream, f->idle_srv_pct, f->idle_redis_pct, b->max_in_flight,
+             o->hold_acks ? 1 : 0, f->pending);
+}
+
+static void mode_fanout(bench *b)
+{
+    const options *o = &b->opt;
+    fanout_figures f = {.streams = (long)o->subscriptions * o->subscribers};
+    int64_t t0;
+
+    f.rss_idle = vmrss_kb(o->pid);
+    if (!fanout_open(b, &f))
+        return;
+    fanout_idle(b, &f);
+    f.rss_open = vmrss_kb(o->pid);
+    t0 = now_ns();
+    publish_backlog(b, 1, o->count);
+    if (!run_until(b, all_delivered, 0))
+        record_error(b, "stalled: %lld of %lld deliveries", b->unique,
+                     b->pub_ok * o->subscriptions);
+    f.deliver_s = (double)(b->t_last - t0) / 1e9;
+    f.rss_loaded = vmrss_kb(o->pid);
+    spread(b, &f.min, &f.max, &f.zero);
+    f.pending = close_subs(b);
+    run_for(b, 1.0);
+    f.rss_closed = vmrss_kb(o->pid);
+    fanout_report(b, &f);
+}
+
+int main(int argc, char **argv)
+{
+    static bench b = {.error_mu = PTHREAD_MUTEX_INITIALIZER, .pace_mu = PTHREAD_MUTEX_INITIALIZER};
+    int64_t t0;
+    double cpu0;
+    int rc = 1;
+
+    if (!parse_options(&b.opt, argc, argv))
+        return 2;
+    grpc_init();
+    t0 = now_ns();
+    cpu0 = own_cpu_seconds();
+    if (!bench_open(&b)) {
+        fprintf(stderr, "bench_subscribe: out of memory\n");
+        goto out_close;
+    }
+    if (!bench_connect(&b)) {
+        fprintf(stderr, "bench_subscribe: cannot connect to %s\n", b.opt.target);
+        goto out_close;
+    }
+    if (b.opt.mode == MODE_LATENCY)
+        mode_latency(&b);
+    else if (b.opt.mode == MODE_DRAIN)
+        mode_drain(&b);
+    else
+        mode_fanout(&b);
+    if (b.n_subs > 0 && !subs_closed(&b))
+        close_subs(&b);
+    for (int g = 0; g < b.n_created; g++)
+        delete_subscription(&b, b.names[g]);
+    if (b.errors > 0)
+        fprintf(stderr, "bench_subscribe: %lld errors (first: %s)\n", b.errors, b.first_error);
+    printf("RESULT mode=%s%s%s%s%s errors=%lld duplicates=%lld redelivered=%lld "
+           "client_cpu_pct=%.0f\n",
+           mode_name(b.opt.mode), b.opt.label[0] ? " label=" : "", b.opt.label,
+           b.result[0] ? " " : "", b.result, b.errors, b.duplicates, b.redelivered,
+           100.0 * (own_cpu_seconds() - cpu0) / ((double)(now_ns() - t0) / 1e9));
+    fflush(stdout);
+    rc = b.errors == 0 && b.unique > 0 ? 0 : 1;
+out_close:
+    bench_close(&b);
+    grpc_shutdown();
+    return rc;
+}
