@@ -589,6 +589,7 @@ static void work(tse_delivery *d, int64_t now)
     if (now >= d->next_discover_ms) {
         tse_dl_discover(d);
         d->next_discover_ms = now + TSE_DISCOVER_MS;
+        tse_dl_reap(d);
     }
     for (tse_sub *sub = d->subs; d->ctx && sub; sub = sub->next) {
         if (now >= sub->next_claim_ms && (sub->subscribers || sub->ext)) {

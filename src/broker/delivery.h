@@ -76,6 +76,7 @@ typedef struct tse_delivery_options {
     int timeout_ms;       /* bound on every Redis reply */
     int poll_ms;          /* how often idle subscribers look for events published elsewhere */
     const char *instance; /* consumer-name prefix of this process, e.g. "host-pid" */
+    int64_t reap_idle_ms; /* consumers idle this long with nothing pending are deleted (0: never) */
 } tse_delivery_options;
 
 /* Called once per request (create/get/list/delete/ack/nack/pull) on the engine thread. */

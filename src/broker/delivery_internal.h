@@ -123,7 +123,7 @@ struct tse_delivery {
     char lost_why[256];
     int64_t backoff_ms, next_connect_ms;
     tse_sub *subs;
-    int64_t next_discover_ms, next_poll_ms, last_discover_ms;
+    int64_t next_discover_ms, next_poll_ms, last_discover_ms, next_reap_ms;
 };
 
 /* ---- delivery.c ---- */
@@ -144,6 +144,8 @@ tse_sub *tse_dl_load(tse_delivery *d, const char *name, tse_error *err);
 tse_sub *tse_dl_create(tse_delivery *d, Tracseq__Events__V1__Subscription *spec, tse_error *err);
 void tse_dl_delete(tse_delivery *d, const char *name, tse_error *err);
 void tse_dl_discover(tse_delivery *d);
+/* Deletes consumers idle past reap_idle_ms that hold no pending entry. */
+void tse_dl_reap(tse_delivery *d);
 /* Adopts registered streams new to sub (no deletion check). */
 void tse_dl_refresh(tse_delivery *d, tse_sub *sub);
 /* A copy of the definition with stats filled in; caller frees with

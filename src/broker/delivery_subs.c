@@ -460,3 +460,63 @@ Subscription *tse_dl_describe(tse_delivery *d, tse_sub *sub)
     out->stats = st;
     return out;
 }
+
+/* True when consumer is a live subscriber of this process. */
+static bool local_consumer(const tse_sub *sub, const char *consumer)
+{
+    for (const tse_subscriber *s = sub->subscribers; s; s = s->next)
+        if (strcmp(s->consumer, consumer) == 0)
+            return true;
+    return false;
+}
+
+/* One stream's consumers of sub: those idle past the limit with nothing
+ * pending go. A consumer with pending entries is never deleted (its entries
+ * would be orphaned); a deleted one that comes back is simply recreated. */
+static void reap_stream(tse_delivery *d, tse_sub *sub, const char *key)
+{
+    redisReply *r =
+        tse_dl_cmd(d, 4, (const char *[]){"XINFO", "CONSUMERS", key, sub->def->name}, NULL);
+
+    for (size_t c = 0; r && r->type == REDIS_REPLY_ARRAY && c < r->elements; c++) {
+        const redisReply *f = r->element[c];
+        const char *name = NULL;
+        long long pending = -1, idle = 0;
+        for (size_t i = 0; f->type == REDIS_REPLY_ARRAY && i + 1 < f->elements; i += 2) {
+            const char *k = f->element[i]->str;
+            const redisReply *v = f->element[i + 1];
+            if (k == NULL)
+                continue;
+            if (strcmp(k, "name") == 0)
+                name = v->str;
+            else if (strcmp(k, "pending") == 0 && v->type == REDIS_REPLY_INTEGER)
+                pending = v->integer;
+            else if (strcmp(k, "idle") == 0 && v->type == REDIS_REPLY_INTEGER)
+                idle = v->integer;
+        }
+        if (name == NULL || pending != 0 || idle < d->opts.reap_idle_ms ||
+            local_consumer(sub, name))
+            continue;
+        redisReply *del = tse_dl_cmd(
+            d, 5, (const char *[]){"XGROUP", "DELCONSUMER", key, sub->def->name, name}, NULL);
+        if (del)
+            freeReplyObject(del);
+        if (d->ctx == NULL)
+            break;
+    }
+    if (r)
+        freeReplyObject(r);
+}
+
+void tse_dl_reap(tse_delivery *d)
+{
+    int64_t now = tse_dl_now_ms(), every;
+
+    if (d->opts.reap_idle_ms <= 0 || now < d->next_reap_ms)
+        return;
+    every = d->opts.reap_idle_ms < 60000 ? d->opts.reap_idle_ms : 60000;
+    d->next_reap_ms = now + every;
+    for (tse_sub *sub = d->subs; d->ctx && sub; sub = sub->next)
+        for (size_t i = 0; d->ctx && i < sub->n_streams; i++)
+            reap_stream(d, sub, sub->streams[i]);
+}

@@ -59,6 +59,9 @@ static const setting settings[] = {
     {"delivery-poll", "DELIVERY_POLL", K_DURATION, NUM(delivery_poll_ms), 5, 10000, "100ms",
      "how often idle subscribers look for events published by other processes (events "
      "published through this process wake them at once)"},
+    {"consumer-reap-idle", "CONSUMER_REAP_IDLE", K_DURATION, NUM(consumer_reap_ms), 0,
+     86400000LL * 30, "10m",
+     "delete subscription consumers idle this long that hold no pending event (0: never)"},
 };
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))

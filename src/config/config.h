@@ -30,6 +30,7 @@ typedef struct tse_config {
     int64_t shutdown_grace_ms; /* SHUTDOWN_GRACE */
     int stream_window;         /* PUBLISH_STREAM_WINDOW */
     int64_t delivery_poll_ms;  /* DELIVERY_POLL */
+    int64_t consumer_reap_ms;  /* CONSUMER_REAP_IDLE */
 } tse_config;
 
 typedef enum tse_config_outcome {

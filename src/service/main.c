@@ -96,7 +96,8 @@ static tse_status make_delivery(const tse_config *cfg, tse_stats *stats, tse_del
                                 tse_error *err)
 {
     tse_delivery_options opts = {.timeout_ms = (int)cfg->redis_timeout_ms,
-                                 .poll_ms = (int)cfg->delivery_poll_ms};
+                                 .poll_ms = (int)cfg->delivery_poll_ms,
+                                 .reap_idle_ms = cfg->consumer_reap_ms};
     char host[64] = "host", instance[96];
 
     if (tse_redis_url_parse(cfg->redis_url, &opts.target, err) != TSE_OK)

@@ -95,6 +95,14 @@ static int world_up(void **state)
     return world_start(state, service_args);
 }
 
+/* Consumers idle for a second with nothing pending are reaped. */
+static const char *const reap_args[] = {"--redis-timeout=500ms", "--consumer-reap-idle=1s", NULL};
+
+static int reap_world_up(void **state)
+{
+    return world_start(state, reap_args);
+}
+
 static int slow_poll_world_up(void **state)
 {
     return world_start(state, slow_poll_args);
@@ -1897,6 +1905,67 @@ static void test_publish_through_the_same_service_wakes_idle_subscribers(void **
     stream_end(s);
 }
 
+/* The consumer names of a group, one per line. */
+static char *consumers_of(const world *w, const char *stream, const char *group)
+{
+    char *out = tse_test_redis_cmd(w->redis, "XINFO CONSUMERS %s %s", stream, group);
+
+    assert_non_null(out);
+    return out;
+}
+
+/* Idle consumers with nothing pending are deleted; one that still holds a
+ * pending event never is (its event would be orphaned). */
+static void test_idle_consumers_are_reaped_but_never_with_pending_events(void **state)
+{
+    world *w = *state;
+    char key[128];
+    spec sp;
+
+    stream_key(key, sizeof(key), "reap.event", 3);
+    protobuf_c_message_free_unpacked(&publish_one(w->ch, "reap.event", 0, 0)->base, NULL);
+    spec_init(&sp, "reap", "reap.*");
+    sp.sub.max_in_flight = 1; /* so the holder cannot take the second event */
+    create_ok(w->ch, &sp.sub);
+    tse_test_stream *holds = subscribe_name(w->ch, "reap", "reap-holds");
+    usleep(300000);
+    protobuf_c_message_free_unpacked(&publish_one(w->ch, "reap.event", 0, 1)->base, NULL);
+    Delivery *d = next_delivery(holds, 5000);
+    assert_non_null(d); /* kept pending: never acked */
+    delivery_free(d);
+    tse_test_stream *done = subscribe_name(w->ch, "reap", "reap-done");
+    usleep(300000);
+    protobuf_c_message_free_unpacked(&publish_one(w->ch, "reap.event", 0, 2)->base, NULL);
+    d = next_delivery(done, 5000);
+    assert_non_null(d);
+    send_ack(done, d->ack_id);
+    delivery_free(d);
+    usleep(200000);
+    stream_end(done);
+    stream_end(holds);
+    char *names = consumers_of(w, key, "reap");
+    print_message("consumers before reaping:\n%s\n", names);
+    bool listed = strstr(names, "reap-done") != NULL || strstr(names, "reap-holds") != NULL;
+    free(names);
+    assert_true(listed);
+    long long pending_holder = redis_pending(w, key, "reap");
+    long long t0 = tse_test_now_ms();
+    bool reaped = false;
+    while (!reaped && tse_test_now_ms() - t0 < 8000) {
+        usleep(200000);
+        names = consumers_of(w, key, "reap");
+        reaped = strstr(names, "reap-done") == NULL;
+        free(names);
+    }
+    assert_true(reaped);
+    assert_int_equal(pending_holder, 1);
+    names = consumers_of(w, key, "reap");
+    assert_non_null(strstr(names, "reap-holds")); /* still there, with its event */
+    free(names);
+    assert_int_equal(redis_pending(w, key, "reap"), 1);
+    delete_ok(w->ch, "reap");
+}
+
 static long rss_kib(pid_t pid)
 {
     char path[64], line[256];
@@ -2179,6 +2248,9 @@ int main(int argc, char **argv)
                                         world_down),
         cmocka_unit_test_setup_teardown(
             test_redis_outage_loses_nothing_and_redelivers_no_acked_event, world_up, world_down),
+        cmocka_unit_test_setup_teardown(
+            test_idle_consumers_are_reaped_but_never_with_pending_events, reap_world_up,
+            world_down),
     };
     int failed = 0;
 
