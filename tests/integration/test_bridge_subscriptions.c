@@ -1138,7 +1138,8 @@ static void test_stop_ends_open_streams_and_long_polls_cleanly(void **state)
     json_decref(subscribe(w->bridge, "{\"name\":\"closing\",\"event_types\":[\"closing.*\"]}"));
     s = sse_open(w->bridge, "/api/v1/subscriptions/closing/events");
     send_request(poll_fd, "GET", "/api/v1/subscriptions/closing/events?wait_ms=30000", NULL, NULL);
-    usleep(300000);
+    /* Let the long-poll reach the service first (slow under sanitizers). */
+    usleep(1500000);
     start = tse_test_now_ms();
     assert_int_equal(proc_stop(w->bridge), 0);
     w->bridge = NULL;
