@@ -43,6 +43,7 @@ fuzz: deps
 
 bench: build
 	@./bench/run.sh $(BUILD)
+	@./bench/run_subscribe.sh $(BUILD)
 
 generate: deps
 	@./scripts/generate.sh

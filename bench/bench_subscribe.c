@@ -7,11 +7,13 @@
  * synchronously on a second, pluck-only queue between phases.
  *
  * Modes:
- *   latency  Publish calls started at a fixed rate whatever the responses
- *            (open loop, a launcher thread as in bench_publish), one
- *            subscriber acking in batches. Every event's subject carries
+ *   latency  Events published at a fixed rate whatever the responses (open
+ *            loop: a launcher thread sleeps until each event is due, as in
+ *            bench_publish), one unary Publish call each or, with
+ *            --publisher stream, one message each on a single PublishStream;
+ *            one subscriber acks in batches. Every event's subject carries
  *            "<sequence>:<monotonic send ns>"; end-to-end latency is delivery
- *            time minus the time the publish was due (so a late generator
+ *            time minus the time the event was due (so a late generator
  *            counts against the result), also reported from the actual send.
  *   drain    A backlog of --count events published with PublishStream while
  *            the subscription has no subscriber, then one Subscribe stream
@@ -36,8 +38,10 @@
  * the acks were sent is an error, and any error makes the exit status 1.
  *
  * Threads: the main thread owns everything except, in latency mode, the
- * launcher, which only creates and starts Publish calls; the two share
- * `live_unary` and `launched` (atomics) and the error record (mutex).
+ * launcher, which only starts publishes: it creates and starts unary calls
+ * (shared with the main thread: `live_unary`, `launched`, `launch_done`,
+ * atomics) or starts sends on the paced PublishStream, whose state both
+ * threads touch only under `pace_mu`. The error record has its own mutex.
  *
  * Output: human-readable lines on stderr, one machine-readable line on
  * stdout: "RESULT mode=... key=value ...".
@@ -843,7 +847,71 @@ static void check_publish_response(bench *b, grpc_byte_buffer *bb)
         tracseq__events__v1__publish_response__free_unpacked(r, NULL);
 }
 
-/* ============================== unary helpers (synchronous) =============== */
+/* ============================== unary calls =============================== */
+
+/* What the six ops of one unary call point into. */
+typedef struct unary_io {
+    grpc_metadata_array initial_md, trailing_md;
+    grpc_status_code code;
+    grpc_slice details;
+    grpc_byte_buffer *send_buf, *recv_buf;
+} unary_io;
+
+/* Takes ownership of send. */
+static void unary_io_init(unary_io *io, grpc_byte_buffer *send)
+{
+    memset(io, 0, sizeof(*io));
+    grpc_metadata_array_init(&io->initial_md);
+    grpc_metadata_array_init(&io->trailing_md);
+    io->code = GRPC_STATUS_UNKNOWN;
+    io->details = grpc_empty_slice();
+    io->send_buf = send;
+}
+
+static void unary_io_cleanup(unary_io *io)
+{
+    if (io->send_buf != NULL)
+        grpc_byte_buffer_destroy(io->send_buf);
+    if (io->recv_buf != NULL)
+        grpc_byte_buffer_destroy(io->recv_buf);
+    grpc_metadata_array_destroy(&io->initial_md);
+    grpc_metadata_array_destroy(&io->trailing_md);
+    grpc_slice_unref(io->details);
+}
+
+/* All of a unary call in one batch: send, half-close, receive, status. */
+static void unary_io_ops(unary_io *io, grpc_op ops[6])
+{
+    memset(ops, 0, 6 * sizeof(*ops));
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = io->send_buf;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &io->initial_md;
+    ops[4].op = GRPC_OP_RECV_MESSAGE;
+    ops[4].data.recv_message.recv_message = &io->recv_buf;
+    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[5].data.recv_status_on_client.trailing_metadata = &io->trailing_md;
+    ops[5].data.recv_status_on_client.status = &io->code;
+    ops[5].data.recv_status_on_client.status_details = &io->details;
+}
+
+/* Decodes an OK call's response into *resp; the status to report. */
+static grpc_status_code decode_response(grpc_byte_buffer *recv,
+                                        const ProtobufCMessageDescriptor *desc,
+                                        ProtobufCMessage **resp, char *detail, size_t detail_len)
+{
+    grpc_slice all = recv ? read_all(recv) : grpc_empty_slice();
+
+    *resp =
+        protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(all), GRPC_SLICE_START_PTR(all));
+    grpc_slice_unref(all);
+    if (*resp != NULL)
+        return GRPC_STATUS_OK;
+    snprintf(detail, detail_len, "undecodable response");
+    return GRPC_STATUS_INTERNAL;
+}
 
 /*
  * One unary call on the pluck queue, waited for. resp_desc NULL: the
@@ -854,63 +922,34 @@ static grpc_status_code unary_sync(bench *b, const char *method, const ProtobufC
                                    const ProtobufCMessageDescriptor *resp_desc,
                                    ProtobufCMessage **resp, char *detail, size_t detail_len)
 {
-    size_t n = protobuf_c_message_get_packed_size(req);
-    grpc_slice s = grpc_slice_malloc(n), m = grpc_slice_from_static_string(method), all;
-    grpc_byte_buffer *send = NULL, *recv = NULL;
-    grpc_metadata_array imd, tmd;
-    grpc_status_code code = GRPC_STATUS_UNKNOWN;
-    grpc_slice details = grpc_empty_slice();
+    grpc_slice s = grpc_slice_malloc(protobuf_c_message_get_packed_size(req));
+    grpc_slice m = grpc_slice_from_static_string(method);
+    grpc_status_code code;
     grpc_op ops[6];
     grpc_call *call;
+    unary_io io;
     int done_tag;
 
     protobuf_c_message_pack(req, GRPC_SLICE_START_PTR(s));
-    send = buffer_from_slice(s);
-    grpc_metadata_array_init(&imd);
-    grpc_metadata_array_init(&tmd);
+    unary_io_init(&io, buffer_from_slice(s));
+    unary_io_ops(&io, ops);
     call = grpc_channel_create_call(b->pub_ch[0], NULL, GRPC_PROPAGATE_DEFAULTS, b->pluck_cq, m,
                                     NULL, at_ns(now_ns() + 10 * SEC_NS), NULL);
     grpc_slice_unref(m);
-    memset(ops, 0, sizeof(ops));
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = send;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &imd;
-    ops[4].op = GRPC_OP_RECV_MESSAGE;
-    ops[4].data.recv_message.recv_message = &recv;
-    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[5].data.recv_status_on_client.trailing_metadata = &tmd;
-    ops[5].data.recv_status_on_client.status = &code;
-    ops[5].data.recv_status_on_client.status_details = &details;
     if (grpc_call_start_batch(call, ops, 6, &done_tag, NULL) != GRPC_CALL_OK)
         snprintf(detail, detail_len, "start_batch failed");
     else if (grpc_completion_queue_pluck(b->pluck_cq, &done_tag, gpr_inf_future(GPR_CLOCK_REALTIME),
                                          NULL)
                  .success == 0)
         snprintf(detail, detail_len, "batch failed");
-    else {
-        snprintf(detail, detail_len, "%.*s", (int)GRPC_SLICE_LENGTH(details),
-                 (const char *)GRPC_SLICE_START_PTR(details));
-        if (code == GRPC_STATUS_OK && resp_desc != NULL) {
-            all = recv ? read_all(recv) : grpc_empty_slice();
-            *resp = protobuf_c_message_unpack(resp_desc, NULL, GRPC_SLICE_LENGTH(all),
-                                              GRPC_SLICE_START_PTR(all));
-            grpc_slice_unref(all);
-            if (*resp == NULL) {
-                code = GRPC_STATUS_INTERNAL;
-                snprintf(detail, detail_len, "undecodable response");
-            }
-        }
-    }
+    else
+        snprintf(detail, detail_len, "%.*s", (int)GRPC_SLICE_LENGTH(io.details),
+                 (const char *)GRPC_SLICE_START_PTR(io.details));
+    code = io.code;
+    if (code == GRPC_STATUS_OK && resp_desc != NULL)
+        code = decode_response(io.recv_buf, resp_desc, resp, detail, detail_len);
     grpc_call_unref(call);
-    grpc_byte_buffer_destroy(send);
-    if (recv != NULL)
-        grpc_byte_buffer_destroy(recv);
-    grpc_metadata_array_destroy(&imd);
-    grpc_metadata_array_destroy(&tmd);
-    grpc_slice_unref(details);
+    unary_io_cleanup(&io);
     return code;
 }
 
@@ -1279,10 +1318,7 @@ typedef struct unary {
     bench *b;
     grpc_call *call;
     tag t_done;
-    grpc_metadata_array initial_md, trailing_md;
-    grpc_status_code code;
-    grpc_slice details;
-    grpc_byte_buffer *send_buf, *recv_buf;
+    unary_io io;
     int64_t due;
     long long seq;
 } unary;
@@ -1293,13 +1329,7 @@ static void unary_destroy(unary *u)
         return;
     if (u->call != NULL)
         grpc_call_unref(u->call);
-    if (u->send_buf != NULL)
-        grpc_byte_buffer_destroy(u->send_buf);
-    if (u->recv_buf != NULL)
-        grpc_byte_buffer_destroy(u->recv_buf);
-    grpc_metadata_array_destroy(&u->initial_md);
-    grpc_metadata_array_destroy(&u->trailing_md);
-    grpc_slice_unref(u->details);
+    unary_io_cleanup(&u->io);
     free(u);
 }
 
@@ -1312,27 +1342,12 @@ static bool unary_start(bench *b, unary *u, long long seq, int64_t due)
 {
     grpc_op ops[6];
 
-    memset(ops, 0, sizeof(ops));
     u->b = b;
     u->due = due;
     u->seq = seq;
     u->t_done = (tag){TAG_UNARY, u};
-    grpc_metadata_array_init(&u->initial_md);
-    grpc_metadata_array_init(&u->trailing_md);
-    u->details = grpc_empty_slice();
-    u->send_buf = publish_request(&b->ev, seq, now_ns());
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = u->send_buf;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &u->initial_md;
-    ops[4].op = GRPC_OP_RECV_MESSAGE;
-    ops[4].data.recv_message.recv_message = &u->recv_buf;
-    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[5].data.recv_status_on_client.trailing_metadata = &u->trailing_md;
-    ops[5].data.recv_status_on_client.status = &u->code;
-    ops[5].data.recv_status_on_client.status_details = &u->details;
+    unary_io_init(&u->io, publish_request(&b->ev, seq, now_ns()));
+    unary_io_ops(&u->io, ops);
     u->call = new_call(b, next_pub_channel(b), METHOD_PUBLISH, at_ns(due + 30 * SEC_NS));
     atomic_fetch_add(&b->live_unary, 1);
     if (grpc_call_start_batch(u->call, ops, 6, &u->t_done, NULL) != GRPC_CALL_OK) {
@@ -1350,11 +1365,11 @@ static void unary_on_event(tag *t, bool ok)
 
     if (!ok)
         record_error(b, "Publish: batch failed");
-    else if (u->code != GRPC_STATUS_OK)
-        check_status(b, "Publish", u->code, u->details);
+    else if (u->io.code != GRPC_STATUS_OK)
+        check_status(b, "Publish", u->io.code, u->io.details);
     else {
         long long before = b->pub_ok;
-        check_publish_response(b, u->recv_buf);
+        check_publish_response(b, u->io.recv_buf);
         if (b->pub_ok > before && u->due >= b->t_measure && u->due < b->t_end)
             samples_add(&b->pub_lat, now_ns() - u->due);
         if (b->pub_ok > before && b->trace_pub != NULL && u->seq < b->seen_bits)

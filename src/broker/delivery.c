@@ -584,6 +584,21 @@ static void expire_pulls(tse_delivery *d, int64_t now)
     }
 }
 
+/* The first subscriber of a list reads first: rotate it to the end so that
+ * subscribers of one subscription take turns. */
+static void rotate(tse_sub *sub)
+{
+    tse_subscriber *first = sub->subscribers, *last;
+
+    if (first == NULL || first->next == NULL)
+        return;
+    sub->subscribers = first->next;
+    for (last = sub->subscribers; last->next; last = last->next)
+        ;
+    last->next = first;
+    first->next = NULL;
+}
+
 static void work(tse_delivery *d, int64_t now)
 {
     if (now >= d->next_discover_ms) {
@@ -603,9 +618,12 @@ static void work(tse_delivery *d, int64_t now)
         tse_subscriber *s = sub->subscribers, *next;
         for (; d->ctx && s; s = next) {
             next = s->next; /* a pull may complete and leave the list */
-            if (s->hungry && (s->credit > 0 || s->ready))
+            if (sub->drained && s->ready == NULL)
+                s->hungry = false; /* the group has nothing new this round */
+            else if (s->hungry && (s->credit > 0 || s->ready))
                 tse_dl_fill(d, s);
         }
+        rotate(sub);
     }
     expire_pulls(d, now);
 }

@@ -236,9 +236,12 @@ void tse_dl_fill(tse_delivery *d, tse_subscriber *s)
             s->hungry = false; /* wait for a publish, a poll or the deadline */
         return;
     }
-    /* More may be waiting: look again at once while credit lasts. */
+    /* More may be waiting: look again at once while credit lasts. An empty
+     * read is empty for the whole group: spare the other subscribers. */
     if (got > 0 && s->credit > 0)
         s->hungry = true;
+    if (got == 0 && handed == 0)
+        sub->drained = true;
 }
 
 /* Moves one entry to the dead-letter stream and acks it in the group. */
