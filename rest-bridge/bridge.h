@@ -153,6 +153,8 @@ void tse_subcache_destroy(tse_subcache *c);
 /* The event as clients read it (the payload oneof under "payload"); NULL
  * when ev is NULL. Caller releases with json_decref. */
 json_t *tse_event_json(const Tracseq__Events__V1__Event *ev);
+/* The same event in CloudEvents 1.0 structured mode (new reference). */
+json_t *tse_event_cloudevent(const Tracseq__Events__V1__Event *ev);
 
 /* ---- reply.c: answers, and the one gRPC -> HTTP mapping ---- */
 

@@ -492,6 +492,9 @@ void tse_bridge_stop(tse_bridge *b)
         usleep(5000);
     if (atomic_load(&b->suspended) > 0)
         tse_log(TSE_LOG_ERROR, "connections still suspended at stop", NULL);
+    /* Resumed connections have their answers queued; give the workers a
+     * moment to write them before the sockets close. */
+    usleep(250 * 1000);
     MHD_stop_daemon(b->daemon);
     if (listen_fd != MHD_INVALID_SOCKET)
         close(listen_fd);

@@ -180,6 +180,40 @@ json_t *tse_event_json(const Tracseq__Events__V1__Event *ev)
     return j;
 }
 
+/*
+ * The event in CloudEvents 1.0 structured mode: the envelope's attributes
+ * map onto the spec's (id, source, type, time, subject) and our extensions
+ * (correlationid, causationid, priority, tracseqversion); the payload is
+ * `data`. The mirror of what POST /api/v1/events/publish accepts.
+ */
+json_t *tse_event_cloudevent(const Tracseq__Events__V1__Event *ev)
+{
+    json_t *plain = tse_event_json(ev), *ce;
+    static const struct {
+        const char *from, *to;
+    } map[] = {{"id", "id"},
+               {"source_service", "source"},
+               {"event_type", "type"},
+               {"timestamp", "time"},
+               {"subject", "subject"},
+               {"correlation_id", "correlationid"},
+               {"causation_id", "causationid"},
+               {"priority", "priority"},
+               {"version", "tracseqversion"},
+               {"payload", "data"}};
+
+    if (plain == NULL)
+        return NULL;
+    ce = json_pack("{s:s, s:s}", "specversion", "1.0", "datacontenttype", "application/json");
+    for (size_t i = 0; ce != NULL && i < sizeof(map) / sizeof(map[0]); i++) {
+        json_t *v = json_object_get(plain, map[i].from);
+        if (v != NULL)
+            json_object_set(ce, map[i].to, v);
+    }
+    json_decref(plain);
+    return ce;
+}
+
 /* ===================== POST /api/v1/events/subscribe ==================== */
 
 /* Checks the types and ranges of the original's eight fields; all optional. */
@@ -454,6 +488,7 @@ static const char *query_consumer(tse_request *req, tse_response *resp)
 typedef struct pull_ctx {
     json_t *answer;     /* {"events": [...]} once built */
     PullResponse *pull; /* its deliveries, for the ack */
+    bool cloudevents;   /* events in CloudEvents structured mode */
 } pull_ctx;
 
 static void pull_ctx_free(void *arg)
@@ -468,16 +503,17 @@ static void pull_ctx_free(void *arg)
     free(pc);
 }
 
-static json_t *deliveries_json(const PullResponse *r)
+static json_t *deliveries_json(const PullResponse *r, bool cloudevents)
 {
     json_t *events = json_array();
 
     for (size_t i = 0; i < r->n_deliveries; i++) {
         const Tracseq__Events__V1__Delivery *d = r->deliveries[i];
-        json_array_append_new(events,
-                              json_pack("{s:s, s:i, s:s, s:o*}", "ack_id", d->ack_id,
-                                        "delivery_attempt", (int)d->delivery_attempt, "stream_id",
-                                        d->stream_id, "event", tse_event_json(d->event)));
+        json_array_append_new(
+            events,
+            json_pack("{s:s, s:i, s:s, s:o*}", "ack_id", d->ack_id, "delivery_attempt",
+                      (int)d->delivery_attempt, "stream_id", d->stream_id, "event",
+                      cloudevents ? tse_event_cloudevent(d->event) : tse_event_json(d->event)));
     }
     return json_pack("{s:o}", "events", events);
 }
@@ -548,7 +584,7 @@ static void then_pull(tse_request *req, tse_response *resp, const tse_rpc_status
         return;
     }
     pc->pull = (PullResponse *)out;
-    pc->answer = deliveries_json(pc->pull);
+    pc->answer = deliveries_json(pc->pull, pc->cloudevents);
     if (pc->pull->n_deliveries == 0) {
         tse_reply_json(resp, 200, json_incref(pc->answer));
         return;
@@ -610,6 +646,11 @@ void tse_handle_subscription_pull(tse_request *req, tse_response *resp)
         return;
     }
     req->ctx_free = pull_ctx_free;
+    /* Events read back as CloudEvents on request (Accept or ?format=). */
+    const char *format = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "format");
+    ((pull_ctx *)req->ctx)->cloudevents =
+        (accept != NULL && strstr(accept, "application/cloudevents+json") != NULL) ||
+        (format != NULL && strcmp(format, "cloudevents") == 0);
     in.subscription = req->param;
     in.max_events = (uint32_t)max;
     in.wait_ms = (uint32_t)wait;

@@ -655,6 +655,28 @@ static void test_pull_of_an_auto_ack_subscription_acks_what_it_answers(void **st
     json_decref(j);
 }
 
+/* Events read back as CloudEvents 1.0, the mirror of CloudEvents publish. */
+static void test_pull_reads_events_back_as_cloudevents(void **state)
+{
+    world *w = *state;
+    json_t *j, *ce;
+    char id[64];
+
+    json_decref(subscribe(w->bridge, "{\"name\":\"ce\",\"event_types\":[\"ce.*\"]}"));
+    snprintf(id, sizeof(id), "%s", publish(w->bridge, "ce.job", "{\"n\":7}"));
+    j = pull(w->bridge, "ce", "?max=1&wait_ms=2000&format=cloudevents");
+    assert_int_equal(json_array_size(json_object_get(j, "events")), 1);
+    ce = json_object_get(json_array_get(json_object_get(j, "events"), 0), "event");
+    assert_string_equal(str(ce, "specversion"), "1.0");
+    assert_string_equal(str(ce, "id"), id);
+    assert_string_equal(str(ce, "type"), "ce.job");
+    assert_non_null(json_object_get(ce, "source"));
+    assert_non_null(json_object_get(ce, "time"));
+    assert_int_equal(num(json_object_get(ce, "data"), "n"), 7);
+    assert_null(json_object_get(ce, "event_type"));
+    json_decref(j);
+}
+
 static void test_pull_ack_and_redelivery_after_nack_delay(void **state)
 {
     world *w = *state;
@@ -1191,6 +1213,7 @@ int main(void)
         cmocka_unit_test(test_subscribe_with_other_settings_is_409_json),
         cmocka_unit_test(test_subscribe_input_errors_are_422_naming_the_field),
         cmocka_unit_test(test_pull_of_an_auto_ack_subscription_acks_what_it_answers),
+        cmocka_unit_test(test_pull_reads_events_back_as_cloudevents),
         cmocka_unit_test(test_pull_ack_and_redelivery_after_nack_delay),
         cmocka_unit_test(test_long_poll_answers_when_an_event_arrives),
         cmocka_unit_test(test_idle_long_polls_do_not_hold_the_worker),
