@@ -711,8 +711,14 @@ static void *engine_main(void *arg)
             batch = next;
         }
         bool notified = atomic_exchange(&d->notified, false);
-        if (notified && d->ctx && now - d->last_discover_ms >= 100)
-            tse_dl_discover(d); /* a local publish may be of a new type */
+        if (notified && d->ctx) {
+            /* A local publish may be of a new type: look soon, at most
+             * every 100 ms. */
+            if (now - d->last_discover_ms >= 100)
+                tse_dl_discover(d);
+            else if (d->next_discover_ms > d->last_discover_ms + 100)
+                d->next_discover_ms = d->last_discover_ms + 100;
+        }
         if (notified || now >= d->next_poll_ms) {
             make_hungry(d);
             if (now >= d->next_poll_ms)

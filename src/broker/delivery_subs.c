@@ -118,8 +118,14 @@ static void match_streams(tse_delivery *d, tse_sub *sub, const redisReply *keys)
         if (key == NULL || has_stream(sub, key) ||
             !parse_stream_key(key, type, sizeof(type), &prio))
             continue;
-        if (tse_patterns_match(sub->def->event_types, sub->def->n_event_types, type))
+        if (tse_patterns_match(sub->def->event_types, sub->def->n_event_types, type)) {
             adopt_stream(d, sub, key, prio);
+            /* A new stream may hold events: every subscriber looks. */
+            sub->drained = false;
+            for (tse_subscriber *s = sub->subscribers; s; s = s->next)
+                if (s->credit > 0)
+                    s->hungry = true;
+        }
     }
 }
 

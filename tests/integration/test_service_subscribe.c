@@ -1529,7 +1529,7 @@ static void test_pull_acknowledge_nack_and_redelivery(void **state)
     sp.sub.ack_deadline_ms = 600;
     create_ok(w->ch, &sp.sub);
     publish_many(w->ch, "pull.ev", 0, 0, 5, NULL);
-    PullResponse *r = pull_ok(w->ch, "pull", 10, 1000);
+    PullResponse *r = pull_ok(w->ch, "pull", 10, 3000); /* answers as soon as it has them */
     assert_int_equal(r->n_deliveries, 5);
     for (int i = 0; i < 5; i++) {
         assert_int_equal(seq_of(r->deliveries[i]), i);
