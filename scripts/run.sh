@@ -9,10 +9,16 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 pids=()
 
+# Stops the bridge and the service first, Redis last (it runs in its own
+# session, so a terminal's Ctrl-C reaches it only through here).
 stop_all() {
   trap - INT TERM EXIT
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [ -n "${redis_pid:-}" ]; then
+    kill -TERM "$redis_pid" 2>/dev/null || true
+    while kill -0 "$redis_pid" 2>/dev/null; do sleep 0.05; done
+  fi
 }
 trap 'stop_all; exit 0' INT TERM
 trap stop_all EXIT
@@ -21,10 +27,10 @@ if [ -z "${REDIS_URL:-}" ]; then
   port=${REDIS_PORT:-6380}
   mkdir -p var/redis
   echo "starting redis-server on 127.0.0.1:$port (AOF everysec, data in var/redis)"
-  redis-server --port "$port" --bind 127.0.0.1 --dir "$top/var/redis" \
+  setsid redis-server --port "$port" --bind 127.0.0.1 --dir "$top/var/redis" \
     --appendonly yes --appendfsync everysec --save "" --daemonize no \
     --logfile "$top/var/redis/redis.log" &
-  pids+=($!)
+  redis_pid=$!
   export REDIS_URL="redis://127.0.0.1:$port"
   for _ in $(seq 1 100); do
     redis-cli -p "$port" ping >/dev/null 2>&1 && break
@@ -43,4 +49,4 @@ else
 fi
 echo "TracSeq Events: gRPC on ${GRPC_LISTEN:-0.0.0.0:50051}, REST on ${PORT:-8087}; Ctrl-C stops"
 # Whichever exits first (or Ctrl-C) stops the rest.
-wait -n "${pids[@]}" || true
+wait -n "${pids[@]}" ${redis_pid:+"$redis_pid"} || true
