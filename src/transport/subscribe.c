@@ -329,6 +329,10 @@ static void sub_later_message(sub_call *sc, Tracseq__Events__V1__SubscribeReques
 {
     tse_delivery *d = sc->base.server->delivery;
 
+    /* After detach the engine may have freed the subscriber: nothing more
+     * may be sent for it (requests before the detach are handled before it). */
+    if (sc->detached)
+        return;
     switch (req->request_case) {
     case TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__REQUEST_ACK:
         tse_delivery_ack(d, sc->subscriber, req->ack->ack_ids, req->ack->n_ack_ids);
@@ -387,7 +391,7 @@ static void sub_on_send(tse_tag *tag, bool ok)
     pthread_mutex_lock(&sc->base.lock);
     o = sc->sending;
     sc->sending = NULL;
-    if (o && o->ack_id && ok && sc->subscriber)
+    if (o && o->ack_id && ok && sc->subscriber && !sc->detached)
         tse_delivery_ack(sc->base.server->delivery, sc->subscriber, &o->ack_id, 1);
     outgoing_free(o);
     if (ok)
