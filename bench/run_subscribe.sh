@@ -74,62 +74,21 @@ FAILED=0
 RESULTS=$SCRATCH/results.txt
 : >"$RESULTS"
 
-stop_service() {
-    if [[ -n $SERVICE_PID ]]; then
-        kill -TERM "$SERVICE_PID" 2>/dev/null || true
-        for _ in $(seq 50); do
-            kill -0 "$SERVICE_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$SERVICE_PID" 2>/dev/null || true
-        wait "$SERVICE_PID" 2>/dev/null || true
-        SERVICE_PID=
-    fi
-}
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-cleanup() {
-    stop_service
-    if [[ -n $REDIS_PID ]]; then
-        kill -TERM "$REDIS_PID" 2>/dev/null || true
-        wait "$REDIS_PID" 2>/dev/null || true
-    fi
-    rm -rf "$SCRATCH"
-}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
-# Waits until something accepts TCP connections on 127.0.0.1:$1.
-wait_port() {
-    for _ in $(seq 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    return 1
-}
 
-rss_kb() {
-    awk '/^VmRSS:/ {print $2}' "/proc/$1/status"
-}
 
-# CPU time of a process (its threads and reaped children), in clock ticks.
-cpu_ticks() {
-    awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat"
-}
 
 # Microseconds that some task waited for a CPU (PSI), 0 when unavailable.
 cpu_stall_us() {
     awk '/^some/ {sub("total=", "", $5); print $5; exit}' /proc/pressure/cpu 2>/dev/null || echo 0
 }
 
-rcli() {
-    redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"
-}
 
 # "name=calls" for the stream commands Redis ran since the last reset.
 command_counts() {

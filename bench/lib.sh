@@ -1,0 +1,55 @@
+# bench/lib.sh - helpers shared by the benchmark scripts (sourced, not run):
+# process cleanup, free ports, waiting for a port, /proc figures, redis-cli.
+# They use the caller's SCRATCH, SERVICE_PID, REDIS_PID and REDIS_PORT.
+# shellcheck shell=bash
+
+stop_service() {
+    if [[ -n $SERVICE_PID ]]; then
+        kill -TERM "$SERVICE_PID" 2>/dev/null || true
+        for _ in $(seq 50); do
+            kill -0 "$SERVICE_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$SERVICE_PID" 2>/dev/null || true
+        wait "$SERVICE_PID" 2>/dev/null || true
+        SERVICE_PID=
+    fi
+}
+
+cleanup() {
+    stop_service
+    if [[ -n $REDIS_PID ]]; then
+        kill -TERM "$REDIS_PID" 2>/dev/null || true
+        wait "$REDIS_PID" 2>/dev/null || true
+    fi
+    rm -rf "$SCRATCH"
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Waits until something accepts TCP connections on 127.0.0.1:$1.
+wait_port() {
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+
+# Resident memory of a process, in kB.
+rss_kb() {
+    awk '/^VmRSS:/ {print $2}' "/proc/$1/status"
+}
+
+# CPU time of a process (its threads and reaped children), in clock ticks.
+cpu_ticks() {
+    awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat"
+}
+
+rcli() {
+    redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"
+}
