@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -103,6 +104,8 @@ static pid_t spawn(char *const argv[], char *const envp[], const char *log_path)
         return pid;
     }
     setpgid(0, 0);
+    /* Dies with the test, even one that aborts midway. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     int fd = open(log_path ? log_path : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (fd >= 0) {
         dup2(fd, STDOUT_FILENO);
