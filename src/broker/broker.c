@@ -290,7 +290,7 @@ tse_status tse_broker_publish(tse_broker *b, int lane, const tse_publish_msg *ms
     /* Cheap early refusal; enqueue checks again under the lock. */
     if (!atomic_load(&l->connected) || (msg->dedup && !atomic_load(&b->sha_known)))
         return TSE_UNAVAILABLE;
-    job = tse_job_create(&b->opts, b->sha, msg, tse_broker_wall_ms());
+    job = tse_job_create(&b->opts, b->sha, msg);
     if (job == NULL)
         return TSE_NOMEM;
     job->cb = cb;

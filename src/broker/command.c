@@ -98,8 +98,7 @@ static tse_job *job_alloc(const char *key, size_t key_len, const args *a)
     return job;
 }
 
-tse_job *tse_job_create(const tse_broker_options *opts, const char *sha, const tse_publish_msg *msg,
-                        int64_t now_ms)
+tse_job *tse_job_create(const tse_broker_options *opts, const char *sha, const tse_publish_msg *msg)
 {
     size_t key_len = strlen(msg->event_type) + 32;
     size_t dedup_len = strlen(msg->event_id) + 16;

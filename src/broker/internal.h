@@ -85,11 +85,11 @@ extern const char tse_dedup_script[];
 
 /*
  * Formats msg as one job (XADD, or EVALSHA of the dedup script with sha when
- * msg->dedup). now_ms is the wall clock for the MINID threshold. NULL when
- * out of memory. msg must be valid (tse_broker_publish checks).
+ * msg->dedup). NULL when out of memory. msg must be valid
+ * (tse_broker_publish checks). Trimming is not part of it (lanes XTRIM).
  */
-tse_job *tse_job_create(const tse_broker_options *opts, const char *sha, const tse_publish_msg *msg,
-                        int64_t now_ms);
+tse_job *tse_job_create(const tse_broker_options *opts, const char *sha,
+                        const tse_publish_msg *msg);
 /* XTRIM of key by the retention options; NULL when out of memory. */
 tse_job *tse_job_create_trim(const tse_broker_options *opts, const char *key, int64_t now_ms);
 /* A generic command job of argc arguments; NULL when out of memory. */
