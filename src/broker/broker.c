@@ -146,6 +146,11 @@ static bool lane_init(tse_broker *b, int index)
     pthread_sigmask(SIG_SETMASK, &all, &old);
     l->started = pthread_create(&l->thread, NULL, tse_lane_main, l) == 0;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (l->started) {
+        char name[16]; /* the kernel's limit, for top -H and perf */
+        snprintf(name, sizeof(name), "tse-redis-%d", l->index % 1000);
+        pthread_setname_np(l->thread, name);
+    }
     if (!l->started) {
         pthread_cond_destroy(&l->cond);
         pthread_mutex_destroy(&l->mu);

@@ -87,9 +87,13 @@ static Tracseq__Events__V1__Subscription *copy_spec(const Tracseq__Events__V1__S
 
 void tse_delivery_notify(tse_delivery *d, const char *stream_key)
 {
-    /* Only the first notification since the engine last looked takes the
-     * lock: publishing at full speed costs one atomic exchange per event. */
-    if (d == NULL || atomic_exchange(&d->notified, true))
+    /* Nobody to deliver to: a wake-up per publish would cost the engine
+     * thread (and Redis, in discovery) for nothing; subscribers that attach
+     * later read what is there anyway. Otherwise only the first notification
+     * since the engine last looked takes the lock: publishing at full speed
+     * costs one atomic exchange per event. */
+    if (d == NULL || !atomic_load_explicit(&d->listening, memory_order_relaxed) ||
+        atomic_exchange(&d->notified, true))
         return;
     pthread_mutex_lock(&d->mu);
     pthread_cond_signal(&d->cond);
@@ -675,6 +679,14 @@ static void reconnect(tse_delivery *d, int64_t now)
     d->backoff_ms = d->backoff_ms * 2 > 2000 ? 2000 : d->backoff_ms * 2;
 }
 
+static bool anyone_listening(const tse_delivery *d)
+{
+    for (const tse_sub *sub = d->subs; sub; sub = sub->next)
+        if (sub->subscribers != NULL)
+            return true;
+    return false;
+}
+
 static void *engine_main(void *arg)
 {
     tse_delivery *d = arg;
@@ -727,6 +739,7 @@ static void *engine_main(void *arg)
         if (d->ctx)
             work(d, tse_dl_now_ms());
         drop_all(d);
+        atomic_store(&d->listening, anyone_listening(d));
     }
     return NULL;
 }
@@ -753,6 +766,7 @@ tse_status tse_delivery_create(const tse_delivery_options *opts, tse_stats *stat
         free(d);
         return tse_error_set(err, TSE_INTERNAL, NULL, "cannot start the delivery thread");
     }
+    pthread_setname_np(d->thread, "tse-delivery");
     *out = d;
     return TSE_OK;
 }

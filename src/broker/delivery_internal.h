@@ -115,6 +115,9 @@ struct tse_delivery {
     tse_req *head, *tail; /* guarded by mu */
     bool stop;            /* guarded by mu */
     atomic_bool notified; /* a local publish happened */
+    /* Some subscriber (stream or pull) is attached: only then is a local
+     * publish worth waking the engine for. Written by the engine. */
+    atomic_bool listening;
     atomic_uint next_consumer;
 
     /* Engine thread only. */

@@ -408,18 +408,33 @@ static void stream_stored(void *arg, const tse_publish_result *r)
     tse_call_unref(&sc->base); /* the broker job's */
 }
 
-/* Queues the answer-to-be of one received request. */
-static void stream_accept(stream_call *sc, grpc_byte_buffer *bb)
+/*
+ * Decodes, validates and packs one received request into a new slot. Runs
+ * without the call's lock (it is the expensive part), so the broker lane
+ * completing earlier events of this stream never waits for it. NULL when out
+ * of memory.
+ */
+static slot *stream_prepare(stream_call *sc, grpc_byte_buffer *bb)
 {
     tse_server *s = sc->base.server;
     slot *sl = calloc(1, sizeof(*sl));
 
-    if (sl == NULL) {
-        sc->failed = true;
-        return;
-    }
+    if (sl == NULL)
+        return NULL;
     sl->sc = sc;
     tse_error_clear(&sl->err);
+    if (prepare_request(s, bb, sc->base.correlation_id, &sl->p, &sl->err) != TSE_OK) {
+        tse_stats_add(s->stats, TSE_STAT_INVALID, 1);
+        sl->done = true;
+    }
+    return sl;
+}
+
+/* With the lock held: queues the slot in request order and submits it. */
+static void stream_accept(stream_call *sc, slot *sl)
+{
+    tse_server *s = sc->base.server;
+
     if (sc->tail)
         sc->tail->next = sl;
     else
@@ -427,10 +442,8 @@ static void stream_accept(stream_call *sc, grpc_byte_buffer *bb)
     sc->tail = sl;
     sc->unanswered++;
     sc->received++;
-    if (prepare_request(s, bb, sc->base.correlation_id, &sl->p, &sl->err) != TSE_OK) {
-        tse_stats_add(s->stats, TSE_STAT_INVALID, 1);
+    if (sl->done) {
         sc->errors++;
-        sl->done = true;
         return;
     }
     sc->base.refs++; /* the broker job's; we hold the lock */
@@ -442,21 +455,34 @@ static void stream_accept(stream_call *sc, grpc_byte_buffer *bb)
     }
 }
 
+/*
+ * recv_pending stays set while the request is prepared outside the lock, so
+ * nobody posts the next receive before this one is queued: requests enter
+ * the FIFO (and the broker lane) in the order they arrived.
+ */
 static void stream_on_recv(tse_tag *tag, bool ok)
 {
     stream_call *sc = TSE_CONTAINER_OF(tag, stream_call, recv_tag);
     grpc_byte_buffer *bb;
+    slot *sl = NULL;
 
     pthread_mutex_lock(&sc->base.lock);
-    sc->recv_pending = false;
     bb = sc->recv_buf;
     sc->recv_buf = NULL;
+    pthread_mutex_unlock(&sc->base.lock);
+    if (ok && bb != NULL) {
+        sl = stream_prepare(sc, bb);
+        grpc_byte_buffer_destroy(bb);
+    }
+    pthread_mutex_lock(&sc->base.lock);
+    sc->recv_pending = false;
     if (!ok || bb == NULL) {
         /* Half-close (or failure): answer what is queued, then the status. */
         sc->input_done = true;
+    } else if (sl == NULL) {
+        sc->failed = true;
     } else {
-        stream_accept(sc, bb);
-        grpc_byte_buffer_destroy(bb);
+        stream_accept(sc, sl);
         if (sc->unanswered < sc->base.server->config->stream_window)
             stream_post_recv(sc);
     }

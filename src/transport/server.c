@@ -245,8 +245,11 @@ tse_status tse_server_start(tse_server *s, tse_error *err)
             post_request(s, &tse_method_unimplemented, NULL, w);
     }
     for (int w = 0; w < s->nworkers; w++) {
+        char name[16]; /* the kernel's limit, for top -H and perf */
         if (pthread_create(&s->threads[w], NULL, worker_main, s->cqs[w]) != 0)
             return tse_error_set(err, TSE_INTERNAL, NULL, "cannot start worker thread");
+        snprintf(name, sizeof(name), "tse-grpc-%d", w % 1000);
+        pthread_setname_np(s->threads[w], name);
     }
     return TSE_OK;
 }

@@ -1,0 +1,346 @@
+/*
+ * admin.c - the unary calls besides Publish: subscriptions (create, get,
+ * list, delete), pull / acknowledge / nack, stats, the type catalog and
+ * health. Answers meant for printing come back as proto3 JSON text.
+ *
+ * Invariant: requests are built on the stack from borrowed strings; every
+ * decoded answer is freed before returning.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/internal.h"
+#include "codec/pbjson.h"
+#include "grpc/health/v1/health.pb-c.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+typedef Tracseq__Events__V1__Subscription Subscription;
+
+/* ============================== subscriptions ============================= */
+
+static tse_client_status check_client(const tse_client *c, tse_client_error *err)
+{
+    tse_client_error_clear(err);
+    if (c == NULL)
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "client", "client is NULL");
+    return TSE_CLIENT_OK;
+}
+
+static tse_client_status check_name(const char *name, const char *field, tse_client_error *err)
+{
+    if (name == NULL || name[0] == '\0')
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, field, "%s is required",
+                               field);
+    return TSE_CLIENT_OK;
+}
+
+static tse_client_status spec_start(const tse_client_subscription_spec *s, Subscription *m,
+                                    Google__Protobuf__Timestamp *ts, tse_client_error *err)
+{
+    switch (s->start) {
+    case TSE_CLIENT_START_LATEST:
+        m->start = TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_LATEST;
+        return TSE_CLIENT_OK;
+    case TSE_CLIENT_START_EARLIEST:
+        m->start = TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_EARLIEST;
+        return TSE_CLIENT_OK;
+    case TSE_CLIENT_START_TIMESTAMP:
+        m->start = TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_TIMESTAMP;
+        if (s->start_time == NULL ||
+            tse_rfc3339_parse(s->start_time, &ts->seconds, &ts->nanos) != TSE_OK)
+            return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "start_time",
+                                   "start_time must be an RFC 3339 time, e.g. "
+                                   "2024-06-18T10:00:00Z");
+        m->start_time = ts;
+        return TSE_CLIENT_OK;
+    }
+    return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "start",
+                           "start must be latest, earliest or timestamp");
+}
+
+/* Fills m from s (strings borrowed); name overrides s->name when set. */
+static tse_client_status spec_message(const tse_client_subscription_spec *s, const char *name,
+                                      Subscription *m, Google__Protobuf__Timestamp *ts,
+                                      tse_client_error *err)
+{
+    tse_client_status st;
+
+    if (s == NULL)
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "spec", "spec is NULL");
+    name = name != NULL ? name : s->name;
+    if ((st = check_name(name, "name", err)) != TSE_CLIENT_OK)
+        return st;
+    if (s->n_event_types == 0 || s->event_types == NULL)
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "event_types",
+                               "event_types needs at least one pattern");
+    if (s->ack_deadline_ms < 0 || s->max_in_flight < 0)
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1,
+                               s->ack_deadline_ms < 0 ? "ack_deadline_ms" : "max_in_flight",
+                               "%s must not be negative",
+                               s->ack_deadline_ms < 0 ? "ack_deadline_ms" : "max_in_flight");
+    m->name = (char *)name;
+    m->n_event_types = s->n_event_types;
+    m->event_types = (char **)s->event_types;
+    m->ack_deadline_ms = (uint32_t)s->ack_deadline_ms;
+    m->max_delivery_attempts = s->max_delivery_attempts == 0  ? 5
+                               : s->max_delivery_attempts < 0 ? 0
+                                                              : (uint32_t)s->max_delivery_attempts;
+    m->max_in_flight = (uint32_t)s->max_in_flight;
+    m->auto_ack = s->auto_ack;
+    return spec_start(s, m, ts, err);
+}
+
+/* Creates the subscription; *answer (may be NULL) receives the server's. */
+tse_client_status tse_client_create_subscription(tse_client *c,
+                                                 const tse_client_subscription_spec *spec,
+                                                 const char *name, char **json_out,
+                                                 tse_client_error *err)
+{
+    Subscription m = TRACSEQ__EVENTS__V1__SUBSCRIPTION__INIT;
+    Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+    Tracseq__Events__V1__CreateSubscriptionRequest req =
+        TRACSEQ__EVENTS__V1__CREATE_SUBSCRIPTION_REQUEST__INIT;
+    ProtobufCMessage *resp = NULL;
+    tse_client_status st = spec_message(spec, name, &m, &ts, err);
+
+    if (st != TSE_CLIENT_OK)
+        return st;
+    req.subscription = &m;
+    st = tse_client_unary(c, TSE_CLIENT_METHOD("CreateSubscription"), &req.base,
+                          &tracseq__events__v1__subscription__descriptor, &resp, err);
+    if (st == TSE_CLIENT_OK)
+        st = tse_client_message_json(resp, json_out, err);
+    protobuf_c_message_free_unpacked(resp, NULL);
+    return st;
+}
+
+EXPORT tse_client_status tse_client_subscription_create(tse_client *client,
+                                                        const tse_client_subscription_spec *spec,
+                                                        char **json_out, tse_client_error *err)
+{
+    tse_client_status st = check_client(client, err);
+
+    return st != TSE_CLIENT_OK ? st
+                               : tse_client_create_subscription(client, spec, NULL, json_out, err);
+}
+
+EXPORT tse_client_status tse_client_subscription_get(tse_client *client, const char *name,
+                                                     char **json_out, tse_client_error *err)
+{
+    Tracseq__Events__V1__GetSubscriptionRequest req =
+        TRACSEQ__EVENTS__V1__GET_SUBSCRIPTION_REQUEST__INIT;
+    ProtobufCMessage *resp = NULL;
+    tse_client_status st = check_client(client, err);
+
+    if (st == TSE_CLIENT_OK)
+        st = check_name(name, "name", err);
+    if (st != TSE_CLIENT_OK)
+        return st;
+    req.name = (char *)name;
+    st = tse_client_unary(client, TSE_CLIENT_METHOD("GetSubscription"), &req.base,
+                          &tracseq__events__v1__subscription__descriptor, &resp, err);
+    if (st == TSE_CLIENT_OK)
+        st = tse_client_message_json(resp, json_out, err);
+    protobuf_c_message_free_unpacked(resp, NULL);
+    return st;
+}
+
+/* A call with an empty request whose answer goes out as JSON. */
+static tse_client_status empty_call(tse_client *c, const char *method,
+                                    const ProtobufCMessageDescriptor *req_desc,
+                                    const ProtobufCMessageDescriptor *resp_desc, char **json_out,
+                                    tse_client_error *err)
+{
+    ProtobufCMessage req;
+    ProtobufCMessage *resp = NULL;
+    tse_client_status st = check_client(c, err);
+
+    if (st != TSE_CLIENT_OK)
+        return st;
+    protobuf_c_message_init(req_desc, &req);
+    st = tse_client_unary(c, method, &req, resp_desc, &resp, err);
+    if (st == TSE_CLIENT_OK)
+        st = tse_client_message_json(resp, json_out, err);
+    protobuf_c_message_free_unpacked(resp, NULL);
+    return st;
+}
+
+EXPORT tse_client_status tse_client_subscription_list(tse_client *client, char **json_out,
+                                                      tse_client_error *err)
+{
+    return empty_call(client, TSE_CLIENT_METHOD("ListSubscriptions"),
+                      &tracseq__events__v1__list_subscriptions_request__descriptor,
+                      &tracseq__events__v1__list_subscriptions_response__descriptor, json_out,
+                      err);
+}
+
+EXPORT tse_client_status tse_client_subscription_delete(tse_client *client, const char *name,
+                                                        tse_client_error *err)
+{
+    Tracseq__Events__V1__DeleteSubscriptionRequest req =
+        TRACSEQ__EVENTS__V1__DELETE_SUBSCRIPTION_REQUEST__INIT;
+    ProtobufCMessage *resp = NULL;
+    tse_client_status st = check_client(client, err);
+
+    if (st == TSE_CLIENT_OK)
+        st = check_name(name, "name", err);
+    if (st != TSE_CLIENT_OK)
+        return st;
+    req.name = (char *)name;
+    st = tse_client_unary(client, TSE_CLIENT_METHOD("DeleteSubscription"), &req.base,
+                          &tracseq__events__v1__delete_subscription_response__descriptor, &resp,
+                          err);
+    protobuf_c_message_free_unpacked(resp, NULL);
+    return st;
+}
+
+/* ============================== pull, ack, nack =========================== */
+
+EXPORT tse_client_status tse_client_pull(tse_client *client, const char *subscription,
+                                         unsigned max_events, unsigned wait_ms,
+                                         const char *consumer_name, tse_client_batch **out,
+                                         tse_client_error *err)
+{
+    Tracseq__Events__V1__PullRequest req = TRACSEQ__EVENTS__V1__PULL_REQUEST__INIT;
+    grpc_slice in, resp = grpc_empty_slice();
+    tse_client_status st = check_client(client, err);
+
+    if (st == TSE_CLIENT_OK)
+        st = check_name(subscription, "subscription", err);
+    if (st == TSE_CLIENT_OK && out == NULL)
+        st = tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "out", "out is NULL");
+    if (st != TSE_CLIENT_OK)
+        return st;
+    req.subscription = (char *)subscription;
+    req.max_events = max_events;
+    req.wait_ms = wait_ms;
+    req.consumer_name = (char *)(consumer_name ? consumer_name : "");
+    in = grpc_slice_malloc(protobuf_c_message_get_packed_size(&req.base));
+    protobuf_c_message_pack(&req.base, GRPC_SLICE_START_PTR(in));
+    /* The long poll may take wait_ms on top of the usual timeout. */
+    st = tse_client_unary_raw(client, TSE_CLIENT_METHOD("Pull"), in,
+                              tse_client_deadline(client->opt.timeout_ms + (int)wait_ms), &resp,
+                              err);
+    grpc_slice_unref(in);
+    if (st != TSE_CLIENT_OK) {
+        grpc_slice_unref(resp);
+        return st;
+    }
+    return tse_client_batch_make(resp, out, err);
+}
+
+static tse_client_status check_ack_ids(const char *subscription, const char *const *ids, size_t n,
+                                       tse_client_error *err)
+{
+    tse_client_status st = check_name(subscription, "subscription", err);
+
+    if (st != TSE_CLIENT_OK)
+        return st;
+    if (n == 0 || ids == NULL)
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "ack_ids",
+                               "ack_ids needs at least one id");
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] == NULL)
+            return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "ack_ids",
+                                   "ack_ids[%zu] is NULL", i);
+    return TSE_CLIENT_OK;
+}
+
+EXPORT tse_client_status tse_client_acknowledge(tse_client *client, const char *subscription,
+                                                const char *const *ack_ids, size_t n_ack_ids,
+                                                unsigned *done, tse_client_error *err)
+{
+    Tracseq__Events__V1__AcknowledgeRequest req = TRACSEQ__EVENTS__V1__ACKNOWLEDGE_REQUEST__INIT;
+    Tracseq__Events__V1__AcknowledgeResponse *resp = NULL;
+    tse_client_status st = check_client(client, err);
+
+    if (st == TSE_CLIENT_OK)
+        st = check_ack_ids(subscription, ack_ids, n_ack_ids, err);
+    if (st != TSE_CLIENT_OK)
+        return st;
+    req.subscription = (char *)subscription;
+    req.n_ack_ids = n_ack_ids;
+    req.ack_ids = (char **)ack_ids;
+    st = tse_client_unary(client, TSE_CLIENT_METHOD("Acknowledge"), &req.base,
+                          &tracseq__events__v1__acknowledge_response__descriptor,
+                          (ProtobufCMessage **)&resp, err);
+    if (st == TSE_CLIENT_OK && done != NULL)
+        *done = resp->acked;
+    protobuf_c_message_free_unpacked(resp ? &resp->base : NULL, NULL);
+    return st;
+}
+
+EXPORT tse_client_status tse_client_nack(tse_client *client, const char *subscription,
+                                         const char *const *ack_ids, size_t n_ack_ids,
+                                         uint32_t delay_ms, unsigned *done, tse_client_error *err)
+{
+    Tracseq__Events__V1__NackRequest req = TRACSEQ__EVENTS__V1__NACK_REQUEST__INIT;
+    Tracseq__Events__V1__NackResponse *resp = NULL;
+    tse_client_status st = check_client(client, err);
+
+    if (st == TSE_CLIENT_OK)
+        st = check_ack_ids(subscription, ack_ids, n_ack_ids, err);
+    if (st != TSE_CLIENT_OK)
+        return st;
+    req.subscription = (char *)subscription;
+    req.n_ack_ids = n_ack_ids;
+    req.ack_ids = (char **)ack_ids;
+    req.delay_ms = delay_ms;
+    st = tse_client_unary(client, TSE_CLIENT_METHOD("Nack"), &req.base,
+                          &tracseq__events__v1__nack_response__descriptor,
+                          (ProtobufCMessage **)&resp, err);
+    if (st == TSE_CLIENT_OK && done != NULL)
+        *done = resp->nacked;
+    protobuf_c_message_free_unpacked(resp ? &resp->base : NULL, NULL);
+    return st;
+}
+
+/* ============================== inspection ================================ */
+
+EXPORT tse_client_status tse_client_stats(tse_client *client, char **json_out,
+                                          tse_client_error *err)
+{
+    return empty_call(client, TSE_CLIENT_METHOD("GetStats"),
+                      &tracseq__events__v1__get_stats_request__descriptor,
+                      &tracseq__events__v1__stats__descriptor, json_out, err);
+}
+
+EXPORT tse_client_status tse_client_event_types(tse_client *client, char **json_out,
+                                                tse_client_error *err)
+{
+    return empty_call(client, TSE_CLIENT_METHOD("ListEventTypes"),
+                      &tracseq__events__v1__list_event_types_request__descriptor,
+                      &tracseq__events__v1__list_event_types_response__descriptor, json_out, err);
+}
+
+EXPORT tse_client_status tse_client_health(tse_client *client, const char *service,
+                                           tse_client_serving *out, tse_client_error *err)
+{
+    Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    Grpc__Health__V1__HealthCheckResponse *resp = NULL;
+    tse_client_status st = check_client(client, err);
+
+    if (st != TSE_CLIENT_OK)
+        return st;
+    req.service = (char *)(service ? service : "");
+    st = tse_client_unary(client, "/grpc.health.v1.Health/Check", &req.base,
+                          &grpc__health__v1__health_check_response__descriptor,
+                          (ProtobufCMessage **)&resp, err);
+    if (st == TSE_CLIENT_OK && out != NULL) {
+        switch (resp->status) {
+        case GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING:
+            *out = TSE_CLIENT_SERVING;
+            break;
+        case GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING:
+            *out = TSE_CLIENT_NOT_SERVING;
+            break;
+        case GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN:
+            *out = TSE_CLIENT_SERVICE_UNKNOWN;
+            break;
+        default: *out = TSE_CLIENT_SERVING_UNKNOWN; break;
+        }
+    }
+    protobuf_c_message_free_unpacked(resp ? &resp->base : NULL, NULL);
+    return st;
+}

@@ -1,0 +1,462 @@
+/*
+ * client.c - the connection: options and their defaults, the channel, call
+ * creation with the client's metadata, blocking unary calls on a private
+ * completion queue each, and the wire form of a publish request.
+ *
+ * Invariants: a client is immutable after connect except for its id
+ * counter (atomic), so any number of threads may call through it. Each
+ * blocking call owns its completion queue, call and buffers, and releases
+ * them all before returning. grpc_init/grpc_shutdown are paired per client.
+ */
+#include <errno.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "client/internal.h"
+#include "codec/pbjson.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+/* ============================== options =================================== */
+
+EXPORT void tse_client_options_init(tse_client_options *o)
+{
+    if (o != NULL)
+        memset(o, 0, sizeof(*o));
+}
+
+static const char *env_or(const char *name, const char *fallback)
+{
+    const char *v = getenv(name);
+
+    return v != NULL && v[0] != '\0' ? v : fallback;
+}
+
+tse_client_status tse_client_options_resolve(const tse_client_options *in, tse_client_options *out,
+                                             tse_client_error *err)
+{
+    tse_client_options o = {0};
+
+    if (in != NULL)
+        o = *in;
+    if (o.target == NULL)
+        o.target = env_or("TRACSEQ_EVENTS_SERVER", TSE_CLIENT_DEFAULT_TARGET);
+    if (o.source_service == NULL)
+        o.source_service = env_or("TRACSEQ_SOURCE_SERVICE", TSE_CLIENT_DEFAULT_SOURCE);
+    if (o.timeout_ms == 0)
+        o.timeout_ms = TSE_CLIENT_DEFAULT_TIMEOUT;
+    if (o.reconnect_initial_ms == 0)
+        o.reconnect_initial_ms = TSE_CLIENT_DEFAULT_BACKOFF;
+    if (o.reconnect_max_ms == 0)
+        o.reconnect_max_ms = TSE_CLIENT_DEFAULT_MAX_BO;
+    if (o.target[0] == '\0')
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "target",
+                               "target must be host:port, not empty");
+    if (o.source_service[0] == '\0' || strlen(o.source_service) > TSE_CLIENT_SOURCE_MAX)
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "source_service",
+                               "source_service must have 1 to %d characters",
+                               TSE_CLIENT_SOURCE_MAX);
+    if (o.timeout_ms < 0)
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "timeout_ms",
+                               "timeout_ms must be positive");
+    if (o.reconnect_initial_ms < 0 || o.reconnect_max_ms < o.reconnect_initial_ms)
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "reconnect_max_ms",
+                               "reconnect delays must be positive, the maximum at least the "
+                               "initial one");
+    if (o.token != NULL && (o.token[0] == '\0' || strpbrk(o.token, "\r\n") != NULL))
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "token",
+                               "token must be non-empty and on one line");
+    *out = o;
+    return TSE_CLIENT_OK;
+}
+
+/* ============================== connect =================================== */
+
+static grpc_channel_credentials *make_credentials(const tse_client_options *o)
+{
+    if (o->tls || o->tls_root_certs_pem != NULL)
+        return grpc_ssl_credentials_create(o->tls_root_certs_pem, NULL, NULL, NULL);
+    return grpc_insecure_credentials_create();
+}
+
+/*
+ * A local subchannel pool gives every client its own TCP connection (two
+ * clients of one process would otherwise share one); the reconnect backoff
+ * follows the client's options, so a restarted service is found again
+ * within reconnect_max_ms rather than gRPC's default two minutes.
+ */
+static grpc_channel *open_channel(const tse_client_options *o)
+{
+    grpc_arg args[6] = {
+        {GRPC_ARG_INTEGER, GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, {.integer = 1}},
+        {GRPC_ARG_INTEGER,
+         GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+         {.integer = o->reconnect_initial_ms}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, {.integer = o->reconnect_initial_ms}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, {.integer = o->reconnect_max_ms}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_TIME_MS, {.integer = 30000}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_TIMEOUT_MS, {.integer = 10000}},
+    };
+    grpc_channel_args ca = {.num_args = 6, .args = args};
+    grpc_channel_credentials *creds = make_credentials(o);
+    grpc_channel *ch;
+
+    if (creds == NULL)
+        return NULL;
+    ch = grpc_channel_create(o->target, creds, &ca);
+    grpc_channel_credentials_release(creds);
+    return ch;
+}
+
+static size_t put_varint(uint8_t *out, uint64_t v)
+{
+    size_t n = 0;
+
+    while (v >= 0x80) {
+        out[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    out[n++] = (uint8_t)v;
+    return n;
+}
+
+/* Copies the strings the client keeps, and packs its source field once. */
+static tse_client_status client_fill(tse_client *c, const tse_client_options *o)
+{
+    size_t slen = strlen(o->source_service);
+
+    c->target = strdup(o->target);
+    c->source_service = strdup(o->source_service);
+    c->source_field = malloc(slen + 2);
+    if (o->token != NULL && asprintf(&c->authorization, "Bearer %s", o->token) < 0)
+        c->authorization = NULL;
+    if (c->target == NULL || c->source_service == NULL || c->source_field == NULL ||
+        (o->token != NULL && c->authorization == NULL))
+        return TSE_CLIENT_NO_MEMORY;
+    c->source_field[0] = 0x1a; /* Event.source_service: field 3, bytes */
+    c->source_field_len = 1 + put_varint(c->source_field + 1, slen);
+    memcpy(c->source_field + c->source_field_len, o->source_service, slen);
+    c->source_field_len += slen;
+    c->opt = *o;
+    c->opt.target = c->target;
+    c->opt.source_service = c->source_service;
+    c->opt.token = NULL;
+    c->opt.tls_root_certs_pem = NULL;
+    if (getrandom(c->id_seed, sizeof(c->id_seed), 0) != (ssize_t)sizeof(c->id_seed))
+        c->id_seed[0] ^= (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ULL ^ (uint64_t)(uintptr_t)c;
+    return TSE_CLIENT_OK;
+}
+
+EXPORT tse_client_status tse_client_connect(const tse_client_options *options, tse_client **out,
+                                            tse_client_error *err)
+{
+    tse_client_options o;
+    tse_client *c;
+    tse_client_status st;
+
+    tse_client_error_clear(err);
+    if (out == NULL)
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "out", "out is NULL");
+    st = tse_client_options_resolve(options, &o, err);
+    if (st != TSE_CLIENT_OK)
+        return st;
+    c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return tse_client_fail(err, TSE_CLIENT_NO_MEMORY, -1, NULL, "out of memory");
+    grpc_init();
+    st = client_fill(c, &o);
+    if (st == TSE_CLIENT_OK && (c->channel = open_channel(&o)) == NULL)
+        st = TSE_CLIENT_INVALID_ARGUMENT;
+    if (st != TSE_CLIENT_OK) {
+        tse_client_destroy(c);
+        return tse_client_fail(err, st, -1, st == TSE_CLIENT_NO_MEMORY ? NULL : "tls",
+                               st == TSE_CLIENT_NO_MEMORY ? "out of memory"
+                                                          : "cannot make the TLS credentials");
+    }
+    *out = c;
+    return TSE_CLIENT_OK;
+}
+
+EXPORT void tse_client_destroy(tse_client *c)
+{
+    if (c == NULL)
+        return;
+    if (c->channel != NULL)
+        grpc_channel_destroy(c->channel);
+    free(c->target);
+    free(c->source_service);
+    free(c->authorization);
+    free(c->source_field);
+    free(c);
+    grpc_shutdown();
+}
+
+EXPORT const char *tse_client_target(const tse_client *c)
+{
+    return c != NULL ? c->target : NULL;
+}
+
+/* ============================== ids and requests ========================== */
+
+void tse_client_next_id(tse_client *c, char id[37])
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t n = atomic_fetch_add(&c->id_next, 1);
+    uint64_t hi = c->id_seed[0], lo = c->id_seed[1] + n;
+    uint8_t u[16];
+    size_t j = 0;
+
+    for (int i = 0; i < 8; i++) {
+        u[i] = (uint8_t)(hi >> (56 - 8 * i));
+        u[8 + i] = (uint8_t)(lo >> (56 - 8 * i));
+    }
+    u[6] = (uint8_t)((u[6] & 0x0F) | 0x40); /* version 4 */
+    u[8] = (uint8_t)((u[8] & 0x3F) | 0x80); /* RFC 4122 variant */
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            id[j++] = '-';
+        id[j++] = hex[u[i] >> 4];
+        id[j++] = hex[u[i] & 15];
+    }
+    id[j] = '\0';
+}
+
+grpc_slice tse_client_request_slice(const tse_client *c, const tse_client_event *ev, const char *id)
+{
+    size_t id_len = id != NULL ? 2 + 36 : 0;
+    size_t inner = id_len + c->source_field_len + ev->len;
+    uint8_t head[11];
+    size_t n, at;
+    grpc_slice s;
+    uint8_t *p;
+
+    head[0] = 0x0a; /* PublishRequest.event: field 1, bytes */
+    n = 1 + put_varint(head + 1, inner);
+    s = grpc_slice_malloc(n + inner);
+    p = GRPC_SLICE_START_PTR(s);
+    memcpy(p, head, n);
+    at = n;
+    if (id != NULL) {
+        p[at++] = 0x0a; /* Event.id: field 1, bytes */
+        p[at++] = 36;
+        memcpy(p + at, id, 36);
+        at += 36;
+    }
+    memcpy(p + at, c->source_field, c->source_field_len);
+    at += c->source_field_len;
+    memcpy(p + at, ev->bytes, ev->len);
+    return s;
+}
+
+static void copy_bounded(char *dst, size_t cap, const char *src)
+{
+    snprintf(dst, cap, "%s", src != NULL ? src : "");
+}
+
+tse_client_status tse_client_publish_response(const uint8_t *data, size_t len,
+                                              tse_client_publish_result *result,
+                                              tse_client_error *err)
+{
+    Tracseq__Events__V1__PublishResponse *r =
+        tracseq__events__v1__publish_response__unpack(NULL, len, data);
+    tse_client_status st = TSE_CLIENT_OK;
+
+    if (r == NULL)
+        return tse_client_fail(err, TSE_CLIENT_INTERNAL, -1, NULL, "undecodable PublishResponse");
+    if (r->error != NULL) {
+        grpc_status_code code = (grpc_status_code)r->error->code;
+        st = tse_client_fail(err, tse_client_status_from_grpc(code), r->error->code,
+                             r->error->field, "%s", r->error->message);
+    } else if (result != NULL) {
+        memset(result, 0, sizeof(*result));
+        copy_bounded(result->event_id, sizeof(result->event_id), r->event_id);
+        copy_bounded(result->stream_id, sizeof(result->stream_id), r->stream_id);
+        result->duplicate = r->duplicate;
+        if (r->published_at != NULL) {
+            result->published_at_seconds = r->published_at->seconds;
+            result->published_at_nanos = r->published_at->nanos;
+        }
+    }
+    tracseq__events__v1__publish_response__free_unpacked(r, NULL);
+    return st;
+}
+
+/* ============================== time ====================================== */
+
+gpr_timespec tse_client_deadline(int timeout_ms)
+{
+    if (timeout_ms < 0)
+        return gpr_inf_future(GPR_CLOCK_MONOTONIC);
+    return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                        gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
+}
+
+long long tse_client_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void tse_client_sleep_ms(int ms, const atomic_bool *stop)
+{
+    while (ms > 0 && (stop == NULL || !atomic_load(stop))) {
+        int step = ms < 20 ? ms : 20;
+        struct timespec ts = {0, (long)step * 1000000L};
+
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+            ;
+        ms -= step;
+    }
+}
+
+/* ============================== calls ===================================== */
+
+grpc_call *tse_client_new_call(tse_client *c, grpc_completion_queue *cq, const char *method,
+                               gpr_timespec deadline)
+{
+    grpc_slice m = grpc_slice_from_static_string(method);
+    grpc_call *call = grpc_channel_create_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq, m,
+                                               NULL, deadline, NULL);
+
+    grpc_slice_unref(m);
+    return call;
+}
+
+void tse_client_call_metadata(const tse_client *c, grpc_metadata md[1], size_t *n)
+{
+    *n = 0;
+    if (c->authorization != NULL) {
+        memset(&md[0], 0, sizeof(md[0]));
+        md[0].key = grpc_slice_from_static_string("authorization");
+        md[0].value = grpc_slice_from_static_string(c->authorization);
+        *n = 1;
+    }
+}
+
+/* Everything one unary call's ops point into. */
+typedef struct unary_call {
+    grpc_metadata md[1];
+    grpc_metadata_array initial_md, trailing_md;
+    grpc_byte_buffer *send_buf, *recv_buf;
+    grpc_status_code code;
+    grpc_slice details;
+} unary_call;
+
+static void unary_ops(tse_client *c, unary_call *u, grpc_op ops[6])
+{
+    size_t n_md;
+
+    memset(ops, 0, 6 * sizeof(grpc_op));
+    tse_client_call_metadata(c, u->md, &n_md);
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].data.send_initial_metadata.count = n_md;
+    ops[0].data.send_initial_metadata.metadata = u->md;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = u->send_buf;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &u->initial_md;
+    ops[4].op = GRPC_OP_RECV_MESSAGE;
+    ops[4].data.recv_message.recv_message = &u->recv_buf;
+    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[5].data.recv_status_on_client.trailing_metadata = &u->trailing_md;
+    ops[5].data.recv_status_on_client.status = &u->code;
+    ops[5].data.recv_status_on_client.status_details = &u->details;
+}
+
+static tse_client_status unary_result(unary_call *u, grpc_slice *resp, tse_client_error *err)
+{
+    grpc_byte_buffer_reader reader;
+
+    if (u->code != GRPC_STATUS_OK)
+        return tse_client_from_grpc_error(u->code, (const char *)GRPC_SLICE_START_PTR(u->details),
+                                          GRPC_SLICE_LENGTH(u->details), err);
+    if (u->recv_buf == NULL || !grpc_byte_buffer_reader_init(&reader, u->recv_buf))
+        return tse_client_fail(err, TSE_CLIENT_INTERNAL, 0, NULL, "the answer had no message");
+    *resp = grpc_byte_buffer_reader_readall(&reader);
+    grpc_byte_buffer_reader_destroy(&reader);
+    return TSE_CLIENT_OK;
+}
+
+tse_client_status tse_client_unary_raw(tse_client *c, const char *method, grpc_slice req,
+                                       gpr_timespec deadline, grpc_slice *resp,
+                                       tse_client_error *err)
+{
+    grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
+    unary_call u = {.details = grpc_empty_slice()};
+    grpc_call *call = tse_client_new_call(c, cq, method, deadline);
+    tse_client_status st;
+    grpc_op ops[6];
+    grpc_event ev;
+
+    grpc_metadata_array_init(&u.initial_md);
+    grpc_metadata_array_init(&u.trailing_md);
+    u.send_buf = grpc_raw_byte_buffer_create(&req, 1);
+    unary_ops(c, &u, ops);
+    if (grpc_call_start_batch(call, ops, 6, &u, NULL) != GRPC_CALL_OK) {
+        st = tse_client_fail(err, TSE_CLIENT_INTERNAL, -1, NULL, "cannot start the call");
+        goto out;
+    }
+    ev = grpc_completion_queue_pluck(cq, &u, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    if (ev.type != GRPC_OP_COMPLETE || !ev.success)
+        st = tse_client_fail(err, TSE_CLIENT_INTERNAL, -1, NULL, "the call did not complete");
+    else
+        st = unary_result(&u, resp, err);
+out:
+    grpc_call_unref(call);
+    grpc_byte_buffer_destroy(u.send_buf);
+    if (u.recv_buf != NULL)
+        grpc_byte_buffer_destroy(u.recv_buf);
+    grpc_metadata_array_destroy(&u.initial_md);
+    grpc_metadata_array_destroy(&u.trailing_md);
+    grpc_slice_unref(u.details);
+    grpc_completion_queue_shutdown(cq);
+    grpc_completion_queue_destroy(cq);
+    return st;
+}
+
+tse_client_status tse_client_unary(tse_client *c, const char *method, const ProtobufCMessage *req,
+                                   const ProtobufCMessageDescriptor *resp_desc,
+                                   ProtobufCMessage **resp, tse_client_error *err)
+{
+    size_t len = protobuf_c_message_get_packed_size(req);
+    grpc_slice in = grpc_slice_malloc(len), out = grpc_empty_slice();
+    tse_client_status st;
+
+    protobuf_c_message_pack(req, GRPC_SLICE_START_PTR(in));
+    st = tse_client_unary_raw(c, method, in, tse_client_deadline(c->opt.timeout_ms), &out, err);
+    grpc_slice_unref(in);
+    if (st == TSE_CLIENT_OK) {
+        *resp = protobuf_c_message_unpack(resp_desc, NULL, GRPC_SLICE_LENGTH(out),
+                                          GRPC_SLICE_START_PTR(out));
+        if (*resp == NULL)
+            st = tse_client_fail(err, TSE_CLIENT_INTERNAL, 0, NULL, "undecodable %s answer",
+                                 resp_desc->short_name);
+    }
+    grpc_slice_unref(out);
+    return st;
+}
+
+tse_client_status tse_client_message_json(const ProtobufCMessage *msg, char **json_out,
+                                          tse_client_error *err)
+{
+    json_t *j;
+
+    if (json_out == NULL)
+        return TSE_CLIENT_OK;
+    j = tse_pbjson_from_message(msg, TSE_PBJSON_EMIT_DEFAULTS);
+    *json_out = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (*json_out == NULL)
+        return tse_client_fail(err, TSE_CLIENT_NO_MEMORY, -1, NULL, "cannot render the answer");
+    return TSE_CLIENT_OK;
+}

@@ -1,0 +1,643 @@
+/*
+ * event.c - building events: the envelope options, a JSON payload for any
+ * type, and one builder per catalog type that fills its protobuf-c message
+ * directly (no JSON on that path).
+ *
+ * Invariants: a built event is the packed Event without id (unless
+ * opts.event_id was given) and without source_service; see internal.h.
+ * Builders borrow every argument and keep nothing but the packed bytes.
+ */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/internal.h"
+#include "codec/pbjson.h"
+#include "domain/catalog.h"
+#include "domain/validate.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+typedef Tracseq__Events__V1__Event Event;
+typedef Tracseq__Events__V1__Event__MetadataEntry MetadataEntry;
+
+/* protobuf-c wants char * where we only read. */
+#define S(x) ((char *)(x))
+
+/* ============================== envelope ================================== */
+
+static tse_client_status check_opts(const tse_client_publish_opts *o, tse_client_error *err)
+{
+    if (o->priority < 0 || o->priority > 5)
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "priority",
+                               "priority must be 1 (highest) to 5, or 0 for the default 3");
+    if (o->event_id != NULL && o->event_id[0] != '\0' && !tse_uuid_valid(o->event_id))
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "event_id",
+                               "event_id must be a UUID (8-4-4-4-12 hex digits)");
+    if (o->correlation_id != NULL && o->correlation_id[0] != '\0' &&
+        !tse_uuid_valid(o->correlation_id))
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "correlation_id",
+                               "correlation_id must be a UUID (8-4-4-4-12 hex digits)");
+    if (o->n_metadata > 0 && o->metadata == NULL)
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "metadata",
+                               "metadata is NULL but n_metadata is %zu", o->n_metadata);
+    for (size_t i = 0; i < o->n_metadata; i++)
+        if (o->metadata[i].key == NULL || o->metadata[i].key[0] == '\0' ||
+            o->metadata[i].value == NULL)
+            return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "metadata",
+                                   "metadata entry %zu needs a non-empty key and a value", i);
+    return TSE_CLIENT_OK;
+}
+
+static tse_client_status pack_into(Event *ev, bool has_id, tse_client_event **out,
+                                   tse_client_error *err)
+{
+    tse_client_event *e = calloc(1, sizeof(*e));
+
+    if (e == NULL)
+        goto nomem;
+    e->len = protobuf_c_message_get_packed_size(&ev->base);
+    e->bytes = malloc(e->len ? e->len : 1);
+    e->event_type = strdup(ev->event_type);
+    if (e->bytes == NULL || e->event_type == NULL)
+        goto nomem;
+    protobuf_c_message_pack(&ev->base, e->bytes);
+    e->has_id = has_id;
+    *out = e;
+    return TSE_CLIENT_OK;
+nomem:
+    tse_client_event_destroy(e);
+    return tse_client_fail(err, TSE_CLIENT_NO_MEMORY, -1, NULL, "out of memory");
+}
+
+tse_client_status tse_client_event_pack(Event *ev, const tse_client_publish_opts *opts,
+                                        tse_client_event **out, tse_client_error *err)
+{
+    static const tse_client_publish_opts none = {0};
+    MetadataEntry *entries = NULL, **ptrs = NULL;
+    tse_client_status st;
+
+    tse_client_error_clear(err);
+    if (out == NULL)
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "out", "out is NULL");
+    if (opts == NULL)
+        opts = &none;
+    if ((st = check_opts(opts, err)) != TSE_CLIENT_OK)
+        return st;
+    ev->id = S(opts->event_id ? opts->event_id : "");
+    ev->subject = S(opts->subject ? opts->subject : "");
+    ev->correlation_id = S(opts->correlation_id ? opts->correlation_id : "");
+    ev->causation_id = S(opts->causation_id ? opts->causation_id : "");
+    ev->priority = opts->priority;
+    if (opts->n_metadata > 0) {
+        entries = calloc(opts->n_metadata, sizeof(*entries));
+        ptrs = calloc(opts->n_metadata, sizeof(*ptrs));
+        if (entries == NULL || ptrs == NULL) {
+            st = tse_client_fail(err, TSE_CLIENT_NO_MEMORY, -1, NULL, "out of memory");
+            goto out;
+        }
+        for (size_t i = 0; i < opts->n_metadata; i++) {
+            tracseq__events__v1__event__metadata_entry__init(&entries[i]);
+            entries[i].key = S(opts->metadata[i].key);
+            entries[i].value = S(opts->metadata[i].value);
+            ptrs[i] = &entries[i];
+        }
+        ev->n_metadata = opts->n_metadata;
+        ev->metadata = ptrs;
+    }
+    st = pack_into(ev, ev->id[0] != '\0', out, err);
+out:
+    free(entries);
+    free(ptrs);
+    return st;
+}
+
+EXPORT const char *tse_client_event_type(const tse_client_event *ev)
+{
+    return ev != NULL ? ev->event_type : NULL;
+}
+
+EXPORT size_t tse_client_event_size(const tse_client_event *ev)
+{
+    return ev != NULL ? ev->len : 0;
+}
+
+EXPORT void tse_client_event_destroy(tse_client_event *ev)
+{
+    if (ev == NULL)
+        return;
+    free(ev->bytes);
+    free(ev->event_type);
+    free(ev);
+}
+
+/* ============================== JSON payloads ============================= */
+
+/* Points Event's oneof member `payload_case` at msg. */
+static void set_payload(Event *ev, Tracseq__Events__V1__Event__PayloadCase c, ProtobufCMessage *msg)
+{
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field(&tracseq__events__v1__event__descriptor, (int)c);
+
+    *(ProtobufCMessage **)((char *)ev + f->offset) = msg;
+    ev->payload_case = c;
+}
+
+static tse_client_status parse_object(const char *text, const char *field, json_t **out,
+                                      tse_client_error *err)
+{
+    json_error_t jerr;
+    json_t *j = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+
+    if (j == NULL)
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, field,
+                               "%s is not valid JSON (line %d, column %d: %s)", field, jerr.line,
+                               jerr.column, jerr.text);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, field,
+                               "%s must be a JSON object", field);
+    }
+    *out = j;
+    return TSE_CLIENT_OK;
+}
+
+/* The typed message of a catalog type, or the generic Struct of another. */
+static tse_client_status json_payload(const char *type, const json_t *j, Event *ev,
+                                      tse_client_error *err)
+{
+    const tse_catalog_entry *e = tse_catalog_find(type);
+    ProtobufCMessage *msg = NULL;
+    Google__Protobuf__Struct *s = NULL;
+    tse_error terr;
+
+    tse_error_clear(&terr);
+    if (e != NULL) {
+        if (tse_pbjson_to_message(j, e->descriptor, 0, &msg, &terr) != TSE_OK)
+            return tse_client_from_tse_error(&terr, "payload", err);
+        set_payload(ev, e->payload_case, msg);
+        return TSE_CLIENT_OK;
+    }
+    if (tse_pbjson_to_struct(j, &s, &terr) != TSE_OK)
+        return tse_client_from_tse_error(&terr, "payload", err);
+    ev->payload_case = TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_DATA;
+    ev->data = s;
+    return TSE_CLIENT_OK;
+}
+
+EXPORT tse_client_status tse_client_event_from_json(const char *event_type,
+                                                    const char *payload_json,
+                                                    const tse_client_publish_opts *opts,
+                                                    tse_client_event **out, tse_client_error *err)
+{
+    Event ev = TRACSEQ__EVENTS__V1__EVENT__INIT;
+    json_t *j = NULL;
+    tse_client_status st;
+
+    tse_client_error_clear(err);
+    if (event_type == NULL || !tse_event_type_valid(event_type))
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "event_type",
+                               "event_type must be dot-separated lower-case segments, at least "
+                               "two, at most 128 characters (e.g. sample.created)");
+    if (payload_json == NULL)
+        payload_json = "{}";
+    if ((st = parse_object(payload_json, "payload", &j, err)) != TSE_CLIENT_OK)
+        return st;
+    ev.event_type = S(event_type);
+    st = json_payload(event_type, j, &ev, err);
+    json_decref(j);
+    if (st == TSE_CLIENT_OK) {
+        ProtobufCMessage *payload = NULL;
+        if (ev.payload_case != TRACSEQ__EVENTS__V1__EVENT__PAYLOAD__NOT_SET) {
+            const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(
+                &tracseq__events__v1__event__descriptor, (int)ev.payload_case);
+            payload = *(ProtobufCMessage **)((char *)&ev + f->offset);
+        }
+        st = tse_client_event_pack(&ev, opts, out, err);
+        protobuf_c_message_free_unpacked(payload, NULL);
+    }
+    return st;
+}
+
+/* ============================== typed builders ============================ */
+
+/* Wraps a filled payload message into an event of its catalog type. */
+static tse_client_status typed(Tracseq__Events__V1__Event__PayloadCase c, ProtobufCMessage *msg,
+                               const tse_client_publish_opts *opts, tse_client_event **out,
+                               tse_client_error *err)
+{
+    Event ev = TRACSEQ__EVENTS__V1__EVENT__INIT;
+    const tse_catalog_entry *e = tse_catalog_find_case(c);
+
+    ev.event_type = S(e->event_type);
+    set_payload(&ev, c, msg);
+    return tse_client_event_pack(&ev, opts, out, err);
+}
+
+#define OPT(x) S((x) != NULL ? (x) : "")
+
+EXPORT tse_client_status tse_client_event_sample_created(
+    tse_client_event **out, const char *sample_id, const char *barcode, const char *sample_type,
+    const char *submitter_id, const char *lab_id, const tse_client_publish_opts *opts,
+    tse_client_error *err)
+{
+    Tracseq__Events__V1__SampleCreated m = TRACSEQ__EVENTS__V1__SAMPLE_CREATED__INIT;
+
+    m.sample_id = OPT(sample_id);
+    m.barcode = OPT(barcode);
+    m.sample_type = OPT(sample_type);
+    m.submitter_id = OPT(submitter_id);
+    m.lab_id = OPT(lab_id);
+    return typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_SAMPLE_CREATED, &m.base, opts, out, err);
+}
+
+EXPORT tse_client_status tse_client_event_sample_validated(
+    tse_client_event **out, const char *sample_id, const char *barcode, const char *validator_id,
+    const char *validation_status, const char *validation_notes,
+    const tse_client_publish_opts *opts, tse_client_error *err)
+{
+    Tracseq__Events__V1__SampleValidated m = TRACSEQ__EVENTS__V1__SAMPLE_VALIDATED__INIT;
+
+    m.sample_id = OPT(sample_id);
+    m.barcode = OPT(barcode);
+    m.validator_id = OPT(validator_id);
+    m.validation_status = OPT(validation_status);
+    m.validation_notes = OPT(validation_notes);
+    return typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_SAMPLE_VALIDATED, &m.base, opts, out, err);
+}
+
+EXPORT tse_client_status tse_client_event_sample_status_changed(
+    tse_client_event **out, const char *sample_id, const char *barcode, const char *old_status,
+    const char *new_status, const char *changed_by, const char *reason,
+    const tse_client_publish_opts *opts, tse_client_error *err)
+{
+    Tracseq__Events__V1__SampleStatusChanged m = TRACSEQ__EVENTS__V1__SAMPLE_STATUS_CHANGED__INIT;
+
+    m.sample_id = OPT(sample_id);
+    m.barcode = OPT(barcode);
+    m.old_status = OPT(old_status);
+    m.new_status = OPT(new_status);
+    m.changed_by = OPT(changed_by);
+    m.reason = OPT(reason);
+    return typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_SAMPLE_STATUS_CHANGED, &m.base, opts, out,
+                 err);
+}
+
+EXPORT tse_client_status tse_client_event_sample_stored(
+    tse_client_event **out, const char *sample_id, const char *barcode, const char *location_id,
+    const char *storage_zone, const char *position, const char *stored_by,
+    const tse_client_publish_opts *opts, tse_client_error *err)
+{
+    Tracseq__Events__V1__SampleStored m = TRACSEQ__EVENTS__V1__SAMPLE_STORED__INIT;
+
+    m.sample_id = OPT(sample_id);
+    m.barcode = OPT(barcode);
+    m.location_id = OPT(location_id);
+    m.storage_zone = OPT(storage_zone);
+    m.position = OPT(position);
+    m.stored_by = OPT(stored_by);
+    return typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_SAMPLE_STORED, &m.base, opts, out, err);
+}
+
+EXPORT tse_client_status tse_client_event_sample_assigned_to_sequencing(
+    tse_client_event **out, const char *sample_id, const char *barcode,
+    const char *sequencing_job_id, const char *assigned_by, const tse_client_publish_opts *opts,
+    tse_client_error *err)
+{
+    Tracseq__Events__V1__SampleAssignedToSequencing m =
+        TRACSEQ__EVENTS__V1__SAMPLE_ASSIGNED_TO_SEQUENCING__INIT;
+
+    m.sample_id = OPT(sample_id);
+    m.barcode = OPT(barcode);
+    m.sequencing_job_id = OPT(sequencing_job_id);
+    m.assigned_by = OPT(assigned_by);
+    return typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_SAMPLE_ASSIGNED_TO_SEQUENCING, &m.base, opts,
+                 out, err);
+}
+
+EXPORT tse_client_status tse_client_event_sample_completed(
+    tse_client_event **out, const char *sample_id, const char *barcode,
+    const char *completion_status, const char *results_location, const char *completed_by,
+    const tse_client_publish_opts *opts, tse_client_error *err)
+{
+    Tracseq__Events__V1__SampleCompleted m = TRACSEQ__EVENTS__V1__SAMPLE_COMPLETED__INIT;
+
+    m.sample_id = OPT(sample_id);
+    m.barcode = OPT(barcode);
+    m.completion_status = OPT(completion_status);
+    m.results_location = OPT(results_location);
+    m.completed_by = OPT(completed_by);
+    return typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_SAMPLE_COMPLETED, &m.base, opts, out, err);
+}
+
+EXPORT tse_client_status tse_client_event_temperature_alert(
+    tse_client_event **out, const char *location_id, const char *zone_name,
+    double current_temperature, double target_temperature, const char *threshold_type,
+    const char *sensor_id, const tse_client_publish_opts *opts, tse_client_error *err)
+{
+    Tracseq__Events__V1__TemperatureAlert m = TRACSEQ__EVENTS__V1__TEMPERATURE_ALERT__INIT;
+
+    m.location_id = OPT(location_id);
+    m.zone_name = OPT(zone_name);
+    m.current_temperature = current_temperature;
+    m.target_temperature = target_temperature;
+    m.threshold_type = OPT(threshold_type);
+    m.sensor_id = OPT(sensor_id);
+    return typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_TEMPERATURE_ALERT, &m.base, opts, out, err);
+}
+
+EXPORT tse_client_status tse_client_event_capacity_warning(
+    tse_client_event **out, const char *location_id, const char *location_name,
+    int32_t current_capacity, int32_t max_capacity, double utilization_percent,
+    const tse_client_publish_opts *opts, tse_client_error *err)
+{
+    Tracseq__Events__V1__CapacityWarning m = TRACSEQ__EVENTS__V1__CAPACITY_WARNING__INIT;
+
+    m.location_id = OPT(location_id);
+    m.location_name = OPT(location_name);
+    m.current_capacity = current_capacity;
+    m.max_capacity = max_capacity;
+    m.utilization_percent = utilization_percent;
+    return typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_CAPACITY_WARNING, &m.base, opts, out, err);
+}
+
+/*
+ * map<string,double> fields: protobuf-c wants an array of entry pointers.
+ * Each message type has its own entry type, but all of them are
+ * {base, key, value} with the same layout, so one helper fills them given
+ * the entry descriptor.
+ */
+typedef struct number_entry {
+    ProtobufCMessage base;
+    char *key;
+    double value;
+} number_entry;
+
+static tse_client_status number_entries(const tse_client_number *in, size_t n,
+                                        const ProtobufCMessageDescriptor *d, const char *field,
+                                        number_entry **entries, number_entry ***ptrs,
+                                        tse_client_error *err)
+{
+    *entries = NULL;
+    *ptrs = NULL;
+    if (n == 0)
+        return TSE_CLIENT_OK;
+    if (in == NULL)
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, field, "%s is NULL", field);
+    *entries = calloc(n, sizeof(**entries));
+    *ptrs = calloc(n, sizeof(**ptrs));
+    if (*entries == NULL || *ptrs == NULL) {
+        free(*entries);
+        free(*ptrs);
+        return tse_client_fail(err, TSE_CLIENT_NO_MEMORY, -1, NULL, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (in[i].name == NULL) {
+            free(*entries);
+            free(*ptrs);
+            return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, field,
+                                   "%s entry %zu has no name", field, i);
+        }
+        protobuf_c_message_init(d, &(*entries)[i]);
+        (*entries)[i].key = S(in[i].name);
+        (*entries)[i].value = in[i].value;
+        (*ptrs)[i] = &(*entries)[i];
+    }
+    return TSE_CLIENT_OK;
+}
+
+_Static_assert(sizeof(number_entry) ==
+                   sizeof(Tracseq__Events__V1__SensorDataReceived__MeasurementsEntry),
+               "map<string,double> entries share one layout");
+
+EXPORT tse_client_status tse_client_event_sensor_data_received(
+    tse_client_event **out, const char *sensor_id, const char *location_id, const char *sensor_type,
+    const tse_client_number *measurements, size_t n_measurements,
+    const tse_client_publish_opts *opts, tse_client_error *err)
+{
+    Tracseq__Events__V1__SensorDataReceived m = TRACSEQ__EVENTS__V1__SENSOR_DATA_RECEIVED__INIT;
+    number_entry *entries, **ptrs;
+    tse_client_status st =
+        number_entries(measurements, n_measurements,
+                       &tracseq__events__v1__sensor_data_received__measurements_entry__descriptor,
+                       "measurements", &entries, &ptrs, err);
+
+    if (st != TSE_CLIENT_OK)
+        return st;
+    m.sensor_id = OPT(sensor_id);
+    m.location_id = OPT(location_id);
+    m.sensor_type = OPT(sensor_type);
+    m.n_measurements = n_measurements;
+    m.measurements = (Tracseq__Events__V1__SensorDataReceived__MeasurementsEntry **)ptrs;
+    st = typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_SENSOR_DATA_RECEIVED, &m.base, opts, out, err);
+    free(entries);
+    free(ptrs);
+    return st;
+}
+
+EXPORT tse_client_status tse_client_event_user_logged_in(
+    tse_client_event **out, const char *user_id, const char *username, const char *session_id,
+    const char *ip_address, const tse_client_publish_opts *opts, tse_client_error *err)
+{
+    Tracseq__Events__V1__UserLoggedIn m = TRACSEQ__EVENTS__V1__USER_LOGGED_IN__INIT;
+
+    m.user_id = OPT(user_id);
+    m.username = OPT(username);
+    m.session_id = OPT(session_id);
+    m.ip_address = OPT(ip_address);
+    return typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_USER_LOGGED_IN, &m.base, opts, out, err);
+}
+
+EXPORT tse_client_status tse_client_event_user_logged_out(
+    tse_client_event **out, const char *user_id, const char *username, const char *session_id,
+    const char *logout_reason, const tse_client_publish_opts *opts, tse_client_error *err)
+{
+    Tracseq__Events__V1__UserLoggedOut m = TRACSEQ__EVENTS__V1__USER_LOGGED_OUT__INIT;
+
+    m.user_id = OPT(user_id);
+    m.username = OPT(username);
+    m.session_id = OPT(session_id);
+    m.logout_reason = OPT(logout_reason);
+    return typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_USER_LOGGED_OUT, &m.base, opts, out, err);
+}
+
+EXPORT tse_client_status tse_client_event_login_failed(tse_client_event **out, const char *username,
+                                                       const char *failure_reason,
+                                                       const char *ip_address,
+                                                       const tse_client_publish_opts *opts,
+                                                       tse_client_error *err)
+{
+    Tracseq__Events__V1__LoginFailed m = TRACSEQ__EVENTS__V1__LOGIN_FAILED__INIT;
+
+    m.username = OPT(username);
+    m.failure_reason = OPT(failure_reason);
+    m.ip_address = OPT(ip_address);
+    return typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_LOGIN_FAILED, &m.base, opts, out, err);
+}
+
+EXPORT tse_client_status tse_client_event_document_uploaded(
+    tse_client_event **out, const char *document_id, const char *filename, const char *file_type,
+    uint64_t file_size, const char *uploaded_by, const tse_client_publish_opts *opts,
+    tse_client_error *err)
+{
+    Tracseq__Events__V1__DocumentUploaded m = TRACSEQ__EVENTS__V1__DOCUMENT_UPLOADED__INIT;
+
+    m.document_id = OPT(document_id);
+    m.filename = OPT(filename);
+    m.file_type = OPT(file_type);
+    m.file_size = file_size;
+    m.uploaded_by = OPT(uploaded_by);
+    return typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_DOCUMENT_UPLOADED, &m.base, opts, out, err);
+}
+
+/*
+ * map<string,Value> fields from a JSON object text: the message gets them
+ * through the JSON codec, which decodes the object as that one field.
+ * field names the argument for errors.
+ */
+static tse_client_status value_map(ProtobufCMessage *msg, const char *field, const char *json_text,
+                                   ProtobufCMessage **decoded, tse_client_error *err)
+{
+    json_t *obj = NULL, *wrap;
+    tse_error terr;
+    tse_client_status st;
+
+    *decoded = NULL;
+    if (json_text == NULL)
+        return TSE_CLIENT_OK;
+    if ((st = parse_object(json_text, field, &obj, err)) != TSE_CLIENT_OK)
+        return st;
+    wrap = json_pack("{sO}", field, obj);
+    json_decref(obj);
+    if (wrap == NULL)
+        return tse_client_fail(err, TSE_CLIENT_NO_MEMORY, -1, NULL, "out of memory");
+    tse_error_clear(&terr);
+    if (tse_pbjson_to_message(wrap, msg->descriptor, 0, decoded, &terr) != TSE_OK)
+        st = tse_client_from_tse_error(&terr, NULL, err);
+    json_decref(wrap);
+    return st;
+}
+
+EXPORT tse_client_status tse_client_event_document_processing_completed(
+    tse_client_event **out, const char *document_id, const char *filename,
+    const char *processing_status, const char *extracted_data_json, double confidence_score,
+    const tse_client_publish_opts *opts, tse_client_error *err)
+{
+    Tracseq__Events__V1__DocumentProcessingCompleted m =
+        TRACSEQ__EVENTS__V1__DOCUMENT_PROCESSING_COMPLETED__INIT;
+    Tracseq__Events__V1__DocumentProcessingCompleted *d;
+    tse_client_status st =
+        value_map(&m.base, "extracted_data", extracted_data_json, (ProtobufCMessage **)&d, err);
+
+    if (st != TSE_CLIENT_OK)
+        return st;
+    m.document_id = OPT(document_id);
+    m.filename = OPT(filename);
+    m.processing_status = OPT(processing_status);
+    m.confidence_score = confidence_score;
+    if (d != NULL) {
+        m.n_extracted_data = d->n_extracted_data;
+        m.extracted_data = d->extracted_data;
+    }
+    st = typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_DOCUMENT_PROCESSING_COMPLETED, &m.base, opts,
+               out, err);
+    protobuf_c_message_free_unpacked(d ? &d->base : NULL, NULL);
+    return st;
+}
+
+EXPORT tse_client_status tse_client_event_document_information_extracted(
+    tse_client_event **out, const char *document_id, const char *extraction_type,
+    const char *extracted_fields_json, const tse_client_number *confidence_scores,
+    size_t n_confidence_scores, const tse_client_publish_opts *opts, tse_client_error *err)
+{
+    Tracseq__Events__V1__DocumentInformationExtracted m =
+        TRACSEQ__EVENTS__V1__DOCUMENT_INFORMATION_EXTRACTED__INIT;
+    Tracseq__Events__V1__DocumentInformationExtracted *d = NULL;
+    number_entry *entries = NULL, **ptrs = NULL;
+    tse_client_status st =
+        value_map(&m.base, "extracted_fields", extracted_fields_json, (ProtobufCMessage **)&d, err);
+
+    if (st == TSE_CLIENT_OK)
+        st = number_entries(
+            confidence_scores, n_confidence_scores,
+            &tracseq__events__v1__document_information_extracted__confidence_scores_entry__descriptor,
+            "confidence_scores", &entries, &ptrs, err);
+    if (st != TSE_CLIENT_OK)
+        goto out;
+    m.document_id = OPT(document_id);
+    m.extraction_type = OPT(extraction_type);
+    if (d != NULL) {
+        m.n_extracted_fields = d->n_extracted_fields;
+        m.extracted_fields = d->extracted_fields;
+    }
+    m.n_confidence_scores = n_confidence_scores;
+    m.confidence_scores =
+        (Tracseq__Events__V1__DocumentInformationExtracted__ConfidenceScoresEntry **)ptrs;
+    st = typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_DOCUMENT_INFORMATION_EXTRACTED, &m.base, opts,
+               out, err);
+out:
+    free(entries);
+    free(ptrs);
+    protobuf_c_message_free_unpacked(d ? &d->base : NULL, NULL);
+    return st;
+}
+
+EXPORT tse_client_status tse_client_event_sequencing_job_created(
+    tse_client_event **out, const char *job_id, const char *job_name, const char *job_type,
+    uint32_t priority, const char *const *samples, size_t n_samples, const char *created_by,
+    const tse_client_publish_opts *opts, tse_client_error *err)
+{
+    Tracseq__Events__V1__SequencingJobCreated m = TRACSEQ__EVENTS__V1__SEQUENCING_JOB_CREATED__INIT;
+
+    if (n_samples > 0 && samples == NULL)
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "samples",
+                               "samples is NULL but n_samples is %zu", n_samples);
+    for (size_t i = 0; i < n_samples; i++)
+        if (samples[i] == NULL)
+            return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "samples",
+                                   "samples[%zu] is NULL", i);
+    m.job_id = OPT(job_id);
+    m.job_name = OPT(job_name);
+    m.job_type = OPT(job_type);
+    m.priority = priority;
+    m.n_samples = n_samples;
+    m.samples = (char **)samples;
+    m.created_by = OPT(created_by);
+    return typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_SEQUENCING_JOB_CREATED, &m.base, opts, out,
+                 err);
+}
+
+EXPORT tse_client_status tse_client_event_sequencing_job_status_changed(
+    tse_client_event **out, const char *job_id, const char *job_name, const char *old_status,
+    const char *new_status, double progress_percent, const tse_client_publish_opts *opts,
+    tse_client_error *err)
+{
+    Tracseq__Events__V1__SequencingJobStatusChanged m =
+        TRACSEQ__EVENTS__V1__SEQUENCING_JOB_STATUS_CHANGED__INIT;
+
+    m.job_id = OPT(job_id);
+    m.job_name = OPT(job_name);
+    m.old_status = OPT(old_status);
+    m.new_status = OPT(new_status);
+    m.progress_percent = progress_percent;
+    return typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_SEQUENCING_JOB_STATUS_CHANGED, &m.base, opts,
+                 out, err);
+}
+
+EXPORT tse_client_status tse_client_event_sequencing_job_completed(
+    tse_client_event **out, const char *job_id, const char *job_name, const char *completion_status,
+    int32_t total_samples, int32_t successful_samples, int32_t failed_samples,
+    const tse_client_publish_opts *opts, tse_client_error *err)
+{
+    Tracseq__Events__V1__SequencingJobCompleted m =
+        TRACSEQ__EVENTS__V1__SEQUENCING_JOB_COMPLETED__INIT;
+
+    m.job_id = OPT(job_id);
+    m.job_name = OPT(job_name);
+    m.completion_status = OPT(completion_status);
+    m.total_samples = total_samples;
+    m.successful_samples = successful_samples;
+    m.failed_samples = failed_samples;
+    return typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_SEQUENCING_JOB_COMPLETED, &m.base, opts, out,
+                 err);
+}

@@ -1,0 +1,158 @@
+/*
+ * internal.h - what the client SDK's files share and its unit tests reach:
+ * the client and event structs, error mapping, the wire form of a publish
+ * request, blocking calls, and delivery decoding. Not installed.
+ *
+ * Invariants: a tse_client's fields are written once by connect and read-only
+ * afterwards, so every thread may read them without a lock. An event's bytes
+ * are the packed Event without id (unless the caller gave one) and without
+ * source_service: both are prefixed per publish, which protobuf allows (a
+ * field may come before the others), so nothing is repacked per publish.
+ */
+#ifndef TSE_CLIENT_INTERNAL_H
+#define TSE_CLIENT_INTERNAL_H
+
+#include <grpc/grpc.h>
+#include <protobuf-c/protobuf-c.h>
+#include <stdatomic.h>
+
+#include "common/status.h"
+#include "tracseq/client.h"
+#include "tracseq/events/v1/service.pb-c.h"
+
+#define TSE_CLIENT_DEFAULT_TARGET  "localhost:50051"
+#define TSE_CLIENT_DEFAULT_SOURCE  "tracseq-client"
+#define TSE_CLIENT_DEFAULT_TIMEOUT 10000
+#define TSE_CLIENT_DEFAULT_BACKOFF 100
+#define TSE_CLIENT_DEFAULT_MAX_BO  5000
+#define TSE_CLIENT_SOURCE_MAX      64
+#define TSE_CLIENT_METHOD(m)       "/tracseq.events.v1.EventService/" m
+
+struct tse_client {
+    grpc_channel *channel;
+    tse_client_options opt; /* resolved; strings point into the fields below */
+    char *target;
+    char *source_service;
+    char *authorization;   /* "Bearer <token>", or NULL */
+    uint8_t *source_field; /* packed Event.source_service field */
+    size_t source_field_len;
+    uint64_t id_seed[2];          /* random bits of this client's event ids */
+    atomic_uint_fast64_t id_next; /* counter mixed into them */
+};
+
+struct tse_client_event {
+    uint8_t *bytes; /* packed Event, see the file comment */
+    size_t len;
+    bool has_id; /* opts.event_id was given: it is inside bytes */
+    char *event_type;
+};
+
+/* ---- errors (error.c) ---- */
+
+/* Sets err (may be NULL) and returns status. grpc_code -1: no call. */
+tse_client_status tse_client_fail(tse_client_error *err, tse_client_status status, int grpc_code,
+                                  const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+void tse_client_error_clear(tse_client_error *err);
+tse_client_status tse_client_status_from_grpc(grpc_status_code code);
+tse_client_status tse_client_status_from_tse(tse_status s);
+/* Copies a layer error into err, field prefixed (when prefix != NULL). */
+tse_client_status tse_client_from_tse_error(const tse_error *e, const char *prefix,
+                                            tse_client_error *err);
+/* Moves field and message out of a server details string. */
+tse_client_status tse_client_from_grpc_error(grpc_status_code code, const char *details, size_t len,
+                                             tse_client_error *err);
+
+/* ---- options (client.c) ---- */
+
+/* Fills out from in (may be NULL) with defaults and environment applied;
+ * checks ranges. Strings in out borrow in's or static ones. */
+tse_client_status tse_client_options_resolve(const tse_client_options *in, tse_client_options *out,
+                                             tse_client_error *err);
+
+/* ---- the wire ---- */
+
+/* Writes a fresh UUID (v4 layout) into id (37 bytes): the client's random
+ * seed plus a counter, so ids are unique without a syscall each. */
+void tse_client_next_id(tse_client *c, char id[37]);
+
+/* PublishRequest{event = [id field] + [source field] + ev->bytes}. id is
+ * NULL when ev has its own. The caller unrefs the slice. */
+grpc_slice tse_client_request_slice(const tse_client *c, const tse_client_event *ev,
+                                    const char *id);
+
+/* Decodes a PublishResponse into result (or its per-event error into err). */
+tse_client_status tse_client_publish_response(const uint8_t *data, size_t len,
+                                              tse_client_publish_result *result,
+                                              tse_client_error *err);
+
+/* An absolute monotonic deadline timeout_ms from now (< 0: none). */
+gpr_timespec tse_client_deadline(int timeout_ms);
+long long tse_client_now_ms(void);
+/* Sleeps ms, or until *stop turns true (stop may be NULL). */
+void tse_client_sleep_ms(int ms, const atomic_bool *stop);
+
+/* A call on cq (NULL for a fresh pluck queue is not allowed here). */
+grpc_call *tse_client_new_call(tse_client *c, grpc_completion_queue *cq, const char *method,
+                               gpr_timespec deadline);
+/* The call metadata (authorization) to send; *n receives the count. */
+void tse_client_call_metadata(const tse_client *c, grpc_metadata md[1], size_t *n);
+
+/* One unary call with request bytes; *resp (caller frees with gpr_free)
+ * receives the response bytes on OK. */
+tse_client_status tse_client_unary_raw(tse_client *c, const char *method, grpc_slice req,
+                                       gpr_timespec deadline, grpc_slice *resp,
+                                       tse_client_error *err);
+/* One unary call with messages; caller frees *resp with
+ * protobuf_c_message_free_unpacked. */
+tse_client_status tse_client_unary(tse_client *c, const char *method, const ProtobufCMessage *req,
+                                   const ProtobufCMessageDescriptor *resp_desc,
+                                   ProtobufCMessage **resp, tse_client_error *err);
+/* msg as proto3 JSON text (snake_case, defaults emitted) into *json_out. */
+tse_client_status tse_client_message_json(const ProtobufCMessage *msg, char **json_out,
+                                          tse_client_error *err);
+
+/* ---- subscriptions (admin.c) ---- */
+
+/* CreateSubscription from spec, named name (NULL: spec->name); json_out may
+ * be NULL. */
+tse_client_status tse_client_create_subscription(tse_client *c,
+                                                 const tse_client_subscription_spec *spec,
+                                                 const char *name, char **json_out,
+                                                 tse_client_error *err);
+
+/* ---- events (event.c) ---- */
+
+/* Packs an Event (whose payload the caller set) with opts applied into a new
+ * tse_client_event. */
+tse_client_status tse_client_event_pack(Tracseq__Events__V1__Event *ev,
+                                        const tse_client_publish_opts *opts, tse_client_event **out,
+                                        tse_client_error *err);
+
+/* ---- deliveries (view.c) ---- */
+
+typedef struct tse_client_decoded {
+    tse_client_event_view view;
+    Tracseq__Events__V1__Delivery *delivery;
+    tse_client_metadata *metadata;
+    char *payload_json;
+} tse_client_decoded;
+
+/* Decodes one packed Delivery into d (cleanup with _decoded_cleanup). */
+tse_client_status tse_client_delivery_decode(const uint8_t *data, size_t len, tse_client_decoded *d,
+                                             tse_client_error *err);
+void tse_client_decoded_cleanup(tse_client_decoded *d);
+/* The payload member of ev as compact proto3 JSON text; NULL on failure. */
+char *tse_client_payload_json(const Tracseq__Events__V1__Event *ev);
+
+/* A batch of the deliveries of a packed PullResponse; takes bytes (unref'd
+ * by tse_client_batch_destroy, or here on failure). */
+tse_client_status tse_client_batch_make(grpc_slice bytes, tse_client_batch **out,
+                                        tse_client_error *err);
+
+/* Finds length-delimited field `number` occurrences in a packed message:
+ * calls fn for each; false when the bytes are malformed. */
+bool tse_client_wire_each(const uint8_t *data, size_t len, uint32_t number,
+                          bool (*fn)(void *arg, const uint8_t *p, size_t n), void *arg);
+
+#endif

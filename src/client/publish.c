@@ -1,0 +1,328 @@
+/*
+ * publish.c - blocking publish: one Publish call per event, retried with
+ * backoff on UNAVAILABLE until the client's timeout, and the blocking
+ * helpers of every catalog type.
+ *
+ * Invariant: every attempt of one publish sends the same bytes, hence the
+ * same event id (the SDK's when the caller gave none), so however many
+ * attempts reached Redis the event is stored once within the dedup window.
+ */
+#include <string.h>
+
+#include "client/internal.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+/* How long to wait before the next attempt: the backoff, but never past the
+ * deadline; -1 when no attempt fits any more. */
+static int next_delay(long long deadline_ms, int backoff_ms)
+{
+    long long left = deadline_ms - tse_client_now_ms();
+
+    if (left <= 0)
+        return -1;
+    return backoff_ms < left ? backoff_ms : (int)left;
+}
+
+static tse_client_status publish_attempts(tse_client *c, grpc_slice req,
+                                          tse_client_publish_result *result, tse_client_error *err)
+{
+    long long deadline_ms = tse_client_now_ms() + c->opt.timeout_ms;
+    gpr_timespec deadline = tse_client_deadline(c->opt.timeout_ms);
+    int backoff = c->opt.reconnect_initial_ms, attempts = 0;
+    tse_client_error last;
+    tse_client_status st;
+
+    for (;;) {
+        grpc_slice resp = grpc_empty_slice();
+        int delay;
+
+        attempts++;
+        st = tse_client_unary_raw(c, TSE_CLIENT_METHOD("Publish"), req, deadline, &resp, &last);
+        if (st == TSE_CLIENT_OK)
+            st = tse_client_publish_response(GRPC_SLICE_START_PTR(resp), GRPC_SLICE_LENGTH(resp),
+                                             result, &last);
+        grpc_slice_unref(resp);
+        if (st == TSE_CLIENT_OK)
+            return TSE_CLIENT_OK;
+        /* A deadline met while the service was unreachable is unavailability. */
+        if (st == TSE_CLIENT_DEADLINE_EXCEEDED && attempts > 1)
+            break;
+        if (st != TSE_CLIENT_UNAVAILABLE || (delay = next_delay(deadline_ms, backoff)) < 0) {
+            if (err != NULL)
+                *err = last;
+            return st;
+        }
+        tse_client_sleep_ms(delay, NULL);
+        backoff = backoff * 2 < c->opt.reconnect_max_ms ? backoff * 2 : c->opt.reconnect_max_ms;
+    }
+    return tse_client_fail(err, TSE_CLIENT_UNAVAILABLE, last.grpc_code, NULL,
+                           "the service stayed unavailable for %d ms (%d attempts; last: %s)",
+                           c->opt.timeout_ms, attempts, last.message);
+}
+
+EXPORT tse_client_status tse_client_publish_event(tse_client *client, const tse_client_event *ev,
+                                                  tse_client_publish_result *result,
+                                                  tse_client_error *err)
+{
+    char id[37];
+    grpc_slice req;
+    tse_client_status st;
+
+    tse_client_error_clear(err);
+    if (client == NULL || ev == NULL)
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, client ? "event" : "client",
+                               "%s is NULL", client ? "event" : "client");
+    if (!ev->has_id)
+        tse_client_next_id(client, id);
+    req = tse_client_request_slice(client, ev, ev->has_id ? NULL : id);
+    st = publish_attempts(client, req, result, err);
+    grpc_slice_unref(req);
+    return st;
+}
+
+/* Publishes an event a builder just made (st is the builder's status). */
+static tse_client_status publish_built(tse_client *client, tse_client_status st,
+                                       tse_client_event *ev, tse_client_publish_result *result,
+                                       tse_client_error *err)
+{
+    if (st == TSE_CLIENT_OK)
+        st = tse_client_publish_event(client, ev, result, err);
+    tse_client_event_destroy(ev);
+    return st;
+}
+
+EXPORT tse_client_status tse_client_publish_json(tse_client *client, const char *event_type,
+                                                 const char *payload_json,
+                                                 const tse_client_publish_opts *opts,
+                                                 tse_client_publish_result *result,
+                                                 tse_client_error *err)
+{
+    tse_client_event *ev = NULL;
+    tse_client_status st = tse_client_event_from_json(event_type, payload_json, opts, &ev, err);
+
+    return publish_built(client, st, ev, result, err);
+}
+
+/* ---- one blocking helper per catalog type ---- */
+
+EXPORT tse_client_status tse_client_publish_sample_created(
+    tse_client *client, const char *sample_id, const char *barcode, const char *sample_type,
+    const char *submitter_id, const char *lab_id, const tse_client_publish_opts *opts,
+    tse_client_publish_result *result, tse_client_error *err)
+{
+    tse_client_event *ev = NULL;
+    tse_client_status st = tse_client_event_sample_created(&ev, sample_id, barcode, sample_type,
+                                                           submitter_id, lab_id, opts, err);
+
+    return publish_built(client, st, ev, result, err);
+}
+
+EXPORT tse_client_status tse_client_publish_sample_validated(
+    tse_client *client, const char *sample_id, const char *barcode, const char *validator_id,
+    const char *validation_status, const char *validation_notes,
+    const tse_client_publish_opts *opts, tse_client_publish_result *result, tse_client_error *err)
+{
+    tse_client_event *ev = NULL;
+    tse_client_status st = tse_client_event_sample_validated(
+        &ev, sample_id, barcode, validator_id, validation_status, validation_notes, opts, err);
+
+    return publish_built(client, st, ev, result, err);
+}
+
+EXPORT tse_client_status tse_client_publish_sample_status_changed(
+    tse_client *client, const char *sample_id, const char *barcode, const char *old_status,
+    const char *new_status, const char *changed_by, const char *reason,
+    const tse_client_publish_opts *opts, tse_client_publish_result *result, tse_client_error *err)
+{
+    tse_client_event *ev = NULL;
+    tse_client_status st = tse_client_event_sample_status_changed(
+        &ev, sample_id, barcode, old_status, new_status, changed_by, reason, opts, err);
+
+    return publish_built(client, st, ev, result, err);
+}
+
+EXPORT tse_client_status tse_client_publish_sample_stored(
+    tse_client *client, const char *sample_id, const char *barcode, const char *location_id,
+    const char *storage_zone, const char *position, const char *stored_by,
+    const tse_client_publish_opts *opts, tse_client_publish_result *result, tse_client_error *err)
+{
+    tse_client_event *ev = NULL;
+    tse_client_status st = tse_client_event_sample_stored(
+        &ev, sample_id, barcode, location_id, storage_zone, position, stored_by, opts, err);
+
+    return publish_built(client, st, ev, result, err);
+}
+
+EXPORT tse_client_status tse_client_publish_sample_assigned_to_sequencing(
+    tse_client *client, const char *sample_id, const char *barcode, const char *sequencing_job_id,
+    const char *assigned_by, const tse_client_publish_opts *opts, tse_client_publish_result *result,
+    tse_client_error *err)
+{
+    tse_client_event *ev = NULL;
+    tse_client_status st = tse_client_event_sample_assigned_to_sequencing(
+        &ev, sample_id, barcode, sequencing_job_id, assigned_by, opts, err);
+
+    return publish_built(client, st, ev, result, err);
+}
+
+EXPORT tse_client_status tse_client_publish_sample_completed(
+    tse_client *client, const char *sample_id, const char *barcode, const char *completion_status,
+    const char *results_location, const char *completed_by, const tse_client_publish_opts *opts,
+    tse_client_publish_result *result, tse_client_error *err)
+{
+    tse_client_event *ev = NULL;
+    tse_client_status st = tse_client_event_sample_completed(
+        &ev, sample_id, barcode, completion_status, results_location, completed_by, opts, err);
+
+    return publish_built(client, st, ev, result, err);
+}
+
+EXPORT tse_client_status tse_client_publish_temperature_alert(
+    tse_client *client, const char *location_id, const char *zone_name, double current_temperature,
+    double target_temperature, const char *threshold_type, const char *sensor_id,
+    const tse_client_publish_opts *opts, tse_client_publish_result *result, tse_client_error *err)
+{
+    tse_client_event *ev = NULL;
+    tse_client_status st = tse_client_event_temperature_alert(
+        &ev, location_id, zone_name, current_temperature, target_temperature, threshold_type,
+        sensor_id, opts, err);
+
+    return publish_built(client, st, ev, result, err);
+}
+
+EXPORT tse_client_status tse_client_publish_capacity_warning(
+    tse_client *client, const char *location_id, const char *location_name,
+    int32_t current_capacity, int32_t max_capacity, double utilization_percent,
+    const tse_client_publish_opts *opts, tse_client_publish_result *result, tse_client_error *err)
+{
+    tse_client_event *ev = NULL;
+    tse_client_status st =
+        tse_client_event_capacity_warning(&ev, location_id, location_name, current_capacity,
+                                          max_capacity, utilization_percent, opts, err);
+
+    return publish_built(client, st, ev, result, err);
+}
+
+EXPORT tse_client_status tse_client_publish_sensor_data_received(
+    tse_client *client, const char *sensor_id, const char *location_id, const char *sensor_type,
+    const tse_client_number *measurements, size_t n_measurements,
+    const tse_client_publish_opts *opts, tse_client_publish_result *result, tse_client_error *err)
+{
+    tse_client_event *ev = NULL;
+    tse_client_status st = tse_client_event_sensor_data_received(
+        &ev, sensor_id, location_id, sensor_type, measurements, n_measurements, opts, err);
+
+    return publish_built(client, st, ev, result, err);
+}
+
+EXPORT tse_client_status tse_client_publish_user_logged_in(
+    tse_client *client, const char *user_id, const char *username, const char *session_id,
+    const char *ip_address, const tse_client_publish_opts *opts, tse_client_publish_result *result,
+    tse_client_error *err)
+{
+    tse_client_event *ev = NULL;
+    tse_client_status st =
+        tse_client_event_user_logged_in(&ev, user_id, username, session_id, ip_address, opts, err);
+
+    return publish_built(client, st, ev, result, err);
+}
+
+EXPORT tse_client_status tse_client_publish_user_logged_out(
+    tse_client *client, const char *user_id, const char *username, const char *session_id,
+    const char *logout_reason, const tse_client_publish_opts *opts,
+    tse_client_publish_result *result, tse_client_error *err)
+{
+    tse_client_event *ev = NULL;
+    tse_client_status st = tse_client_event_user_logged_out(&ev, user_id, username, session_id,
+                                                            logout_reason, opts, err);
+
+    return publish_built(client, st, ev, result, err);
+}
+
+EXPORT tse_client_status tse_client_publish_login_failed(
+    tse_client *client, const char *username, const char *failure_reason, const char *ip_address,
+    const tse_client_publish_opts *opts, tse_client_publish_result *result, tse_client_error *err)
+{
+    tse_client_event *ev = NULL;
+    tse_client_status st =
+        tse_client_event_login_failed(&ev, username, failure_reason, ip_address, opts, err);
+
+    return publish_built(client, st, ev, result, err);
+}
+
+EXPORT tse_client_status tse_client_publish_document_uploaded(
+    tse_client *client, const char *document_id, const char *filename, const char *file_type,
+    uint64_t file_size, const char *uploaded_by, const tse_client_publish_opts *opts,
+    tse_client_publish_result *result, tse_client_error *err)
+{
+    tse_client_event *ev = NULL;
+    tse_client_status st = tse_client_event_document_uploaded(&ev, document_id, filename, file_type,
+                                                              file_size, uploaded_by, opts, err);
+
+    return publish_built(client, st, ev, result, err);
+}
+
+EXPORT tse_client_status tse_client_publish_document_processing_completed(
+    tse_client *client, const char *document_id, const char *filename,
+    const char *processing_status, const char *extracted_data_json, double confidence_score,
+    const tse_client_publish_opts *opts, tse_client_publish_result *result, tse_client_error *err)
+{
+    tse_client_event *ev = NULL;
+    tse_client_status st = tse_client_event_document_processing_completed(
+        &ev, document_id, filename, processing_status, extracted_data_json, confidence_score, opts,
+        err);
+
+    return publish_built(client, st, ev, result, err);
+}
+
+EXPORT tse_client_status tse_client_publish_document_information_extracted(
+    tse_client *client, const char *document_id, const char *extraction_type,
+    const char *extracted_fields_json, const tse_client_number *confidence_scores,
+    size_t n_confidence_scores, const tse_client_publish_opts *opts,
+    tse_client_publish_result *result, tse_client_error *err)
+{
+    tse_client_event *ev = NULL;
+    tse_client_status st = tse_client_event_document_information_extracted(
+        &ev, document_id, extraction_type, extracted_fields_json, confidence_scores,
+        n_confidence_scores, opts, err);
+
+    return publish_built(client, st, ev, result, err);
+}
+
+EXPORT tse_client_status tse_client_publish_sequencing_job_created(
+    tse_client *client, const char *job_id, const char *job_name, const char *job_type,
+    uint32_t priority, const char *const *samples, size_t n_samples, const char *created_by,
+    const tse_client_publish_opts *opts, tse_client_publish_result *result, tse_client_error *err)
+{
+    tse_client_event *ev = NULL;
+    tse_client_status st = tse_client_event_sequencing_job_created(
+        &ev, job_id, job_name, job_type, priority, samples, n_samples, created_by, opts, err);
+
+    return publish_built(client, st, ev, result, err);
+}
+
+EXPORT tse_client_status tse_client_publish_sequencing_job_status_changed(
+    tse_client *client, const char *job_id, const char *job_name, const char *old_status,
+    const char *new_status, double progress_percent, const tse_client_publish_opts *opts,
+    tse_client_publish_result *result, tse_client_error *err)
+{
+    tse_client_event *ev = NULL;
+    tse_client_status st = tse_client_event_sequencing_job_status_changed(
+        &ev, job_id, job_name, old_status, new_status, progress_percent, opts, err);
+
+    return publish_built(client, st, ev, result, err);
+}
+
+EXPORT tse_client_status tse_client_publish_sequencing_job_completed(
+    tse_client *client, const char *job_id, const char *job_name, const char *completion_status,
+    int32_t total_samples, int32_t successful_samples, int32_t failed_samples,
+    const tse_client_publish_opts *opts, tse_client_publish_result *result, tse_client_error *err)
+{
+    tse_client_event *ev = NULL;
+    tse_client_status st = tse_client_event_sequencing_job_completed(
+        &ev, job_id, job_name, completion_status, total_samples, successful_samples, failed_samples,
+        opts, err);
+
+    return publish_built(client, st, ev, result, err);
+}
