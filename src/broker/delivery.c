@@ -297,7 +297,7 @@ void tse_dl_release(tse_delivery *d, tse_subscriber *s)
         tse_dl_ready_free(s->ready);
         s->ready = next;
     }
-    for (size_t i = 0; i < s->n_inflight; i++)
+    for (size_t i = s->inflight_head; i < s->inflight_end; i++)
         free(s->inflight[i]);
     free(s->inflight);
     if (s->counted)

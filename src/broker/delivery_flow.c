@@ -74,36 +74,61 @@ static tse_ready *entry_to_ready(const char *key, const redisReply *e, uint32_t 
     return NULL;
 }
 
-static bool track(tse_subscriber *s, const char *ack_id)
+/* Makes room for one more in-flight id: slides the live window to the
+ * front, growing the array only when it is more than half full. */
+static bool inflight_room(tse_subscriber *s)
 {
-    if (s->n_inflight == s->cap_inflight) {
+    size_t live = s->inflight_end - s->inflight_head;
+
+    if (s->inflight_end < s->cap_inflight)
+        return true;
+    if (s->inflight_head > 0 && live <= s->cap_inflight / 2) {
+        memmove(s->inflight, s->inflight + s->inflight_head, live * sizeof(*s->inflight));
+    } else {
         size_t cap = s->cap_inflight ? 2 * s->cap_inflight : 16;
-        char **p = realloc(s->inflight, cap * sizeof(*p));
+        char **p = malloc(cap * sizeof(*p));
         if (p == NULL)
             return false;
+        if (live > 0)
+            memcpy(p, s->inflight + s->inflight_head, live * sizeof(*p));
+        free(s->inflight);
         s->inflight = p;
         s->cap_inflight = cap;
     }
-    s->inflight[s->n_inflight] = strdup(ack_id);
-    if (s->inflight[s->n_inflight] == NULL)
+    s->inflight_head = 0;
+    s->inflight_end = live;
+    return true;
+}
+
+static bool track(tse_subscriber *s, const char *ack_id)
+{
+    char *copy;
+
+    if (!inflight_room(s) || (copy = strdup(ack_id)) == NULL)
         return false;
+    s->inflight[s->inflight_end++] = copy;
     s->n_inflight++;
     return true;
 }
 
 void tse_dl_forget_inflight(tse_subscriber *s, const char *ack_id)
 {
-    for (size_t i = 0; i < s->n_inflight; i++) {
-        if (strcmp(s->inflight[i], ack_id) == 0) {
-            free(s->inflight[i]);
-            s->inflight[i] = s->inflight[--s->n_inflight];
-            s->credit++;
-            /* Refill in batches, not one read per ack: when a quarter of
-             * the window is free, or nothing is in flight. */
-            if (s->sub && (s->credit * 4 >= s->sub->def->max_in_flight || s->n_inflight == 0))
-                s->hungry = true;
-            return;
-        }
+    for (size_t i = s->inflight_head; i < s->inflight_end; i++) {
+        if (s->inflight[i] == NULL || strcmp(s->inflight[i], ack_id) != 0)
+            continue;
+        free(s->inflight[i]);
+        s->inflight[i] = NULL;
+        s->n_inflight--;
+        while (s->inflight_head < s->inflight_end && s->inflight[s->inflight_head] == NULL)
+            s->inflight_head++;
+        if (s->n_inflight == 0)
+            s->inflight_head = s->inflight_end = 0;
+        s->credit++;
+        /* Refill in batches, not one read per ack: when a quarter of the
+         * window is free, or nothing is in flight. */
+        if (s->sub && (s->credit * 4 >= s->sub->def->max_in_flight || s->n_inflight == 0))
+            s->hungry = true;
+        return;
     }
 }
 

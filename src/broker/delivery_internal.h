@@ -46,8 +46,12 @@ struct tse_subscriber {
     void *arg;
     char consumer[TSE_CONSUMER_NAME_MAX + 64];
     uint32_t credit; /* deliveries it may still receive unacked */
-    char **inflight; /* ack ids delivered and not acked */
-    size_t n_inflight, cap_inflight;
+    /* Ack ids delivered and not acked, in delivery order: slots
+     * [inflight_head, inflight_end) of which n_inflight are live, acked ones
+     * NULL. Acks mostly come in delivery order, so the search from the head
+     * usually stops at once. */
+    char **inflight;
+    size_t inflight_head, inflight_end, n_inflight, cap_inflight;
     tse_ready *ready, *ready_tail; /* read, not yet delivered */
     bool hungry;
     bool counted; /* in the subscribers gauge */
