@@ -171,8 +171,7 @@ EXPORT tse_client_status tse_client_subscription_list(tse_client *client, char *
 {
     return empty_call(client, TSE_CLIENT_METHOD("ListSubscriptions"),
                       &tracseq__events__v1__list_subscriptions_request__descriptor,
-                      &tracseq__events__v1__list_subscriptions_response__descriptor, json_out,
-                      err);
+                      &tracseq__events__v1__list_subscriptions_response__descriptor, json_out, err);
 }
 
 EXPORT tse_client_status tse_client_subscription_delete(tse_client *client, const char *name,

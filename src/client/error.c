@@ -120,7 +120,7 @@ tse_client_status tse_client_from_tse_error(const tse_error *e, const char *pref
     char field[TSE_CLIENT_ERROR_FIELD_MAX];
 
     if (prefix != NULL && e->field[0] != '\0')
-        snprintf(field, sizeof(field), "%s.%s", prefix, e->field);
+        snprintf(field, sizeof(field), "%.20s.%.100s", prefix, e->field);
     else
         snprintf(field, sizeof(field), "%s", prefix != NULL ? prefix : e->field);
     return tse_client_fail(err, tse_client_status_from_tse(e->code), -1, field, "%s%s%s",

@@ -168,8 +168,8 @@ static tse_client_status view_fill(tse_client_decoded *d, tse_client_error *err)
     return TSE_CLIENT_OK;
 }
 
-tse_client_status tse_client_delivery_decode(const uint8_t *data, size_t len,
-                                             tse_client_decoded *d, tse_client_error *err)
+tse_client_status tse_client_delivery_decode(const uint8_t *data, size_t len, tse_client_decoded *d,
+                                             tse_client_error *err)
 {
     span env = {NULL, 0};
     tse_client_status st;
@@ -245,10 +245,10 @@ tse_client_status tse_client_batch_make(grpc_slice bytes, tse_client_batch **out
     b->err = err;
     if (!tse_client_wire_each(GRPC_SLICE_START_PTR(bytes), GRPC_SLICE_LENGTH(bytes), 1,
                               add_delivery, b)) {
-        tse_client_status st = b->st != TSE_CLIENT_OK
-                                   ? b->st
-                                   : tse_client_fail(err, TSE_CLIENT_INTERNAL, -1, NULL,
-                                                     "undecodable PullResponse");
+        tse_client_status st =
+            b->st != TSE_CLIENT_OK
+                ? b->st
+                : tse_client_fail(err, TSE_CLIENT_INTERNAL, -1, NULL, "undecodable PullResponse");
         tse_client_batch_destroy(b);
         return st;
     }

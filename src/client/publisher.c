@@ -1,0 +1,548 @@
+/*
+ * publisher.c - pipelined publishing on one PublishStream call, with a
+ * callback per result in publish order, a bounded window, and reopening
+ * after a broken stream.
+ *
+ * Threading: the publisher's thread drains its completion queue and runs
+ * the callbacks. publish() may run on any thread: it appends to the ring
+ * and, when no send is in flight, starts the send itself. Every
+ * grpc_call_start_batch on the call, and every field below `mu`, is under
+ * `mu`; callbacks run without it (they may publish).
+ *
+ * Sending follows measured.md: one SEND_MESSAGE in flight per call, each
+ * send chained from the previous send's completion; initial metadata goes
+ * alone; GRPC_WRITE_BUFFER_HINT is set on a message only when it is not the
+ * stream's first and the next message is already queued (so the next send
+ * is committed and flushes it). A blocked publisher resumes only once a
+ * quarter of the window was answered, so queued messages go out in runs
+ * that can be hinted, rather than one write per message.
+ *
+ * Invariants: the ring holds every event published and not yet answered,
+ * in publish order: entries [head, head + sent) were sent on the current
+ * stream, the rest wait. Responses come in request order, so a response
+ * answers the ring's head. When a stream ends, `sent` drops to 0 and the
+ * reopened stream resends from the head; the events carry client ids, so
+ * the server stores each once. `unfinished` counts events whose callback
+ * has not yet returned; flush waits for it to reach 0.
+ */
+#include <errno.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/support/alloc.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "client/internal.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+#define TICK_MS        100
+#define MAX_WINDOW     4000 /* the server stops reading at 4096 unanswered */
+#define DEFAULT_WINDOW 1024
+
+typedef struct entry {
+    grpc_slice req;
+    void *user;
+} entry;
+
+typedef enum tag_kind { TAG_SEND, TAG_RECV, TAG_STATUS } tag_kind;
+
+typedef struct tag {
+    tag_kind kind;
+} tag;
+
+struct tse_client_publisher {
+    tse_client *client;
+    tse_client_publish_cb cb;
+    void *cb_arg;
+    bool server_ids;
+    size_t cap; /* the window */
+    grpc_completion_queue *cq;
+    pthread_t thread;
+    bool thread_started;
+
+    pthread_mutex_t mu;
+    pthread_cond_t room, idle;
+    entry *ring;
+    size_t head, count, sent;
+    size_t unfinished;
+    int waiters;
+    bool shutdown;
+    long long reopen_at; /* ms; 0 = no reopen scheduled */
+    int backoff;
+    tse_client_status down; /* why the last stream ended; OK while fine */
+
+    /* The current call, and what its ops point into. */
+    grpc_call *call;
+    int batches;
+    bool send_pending, ended, cancelled;
+    long long stream_msgs; /* messages sent on this call */
+    tag t_send, t_recv, t_status;
+    grpc_metadata md[1];
+    grpc_metadata_array initial_md, trailing_md;
+    grpc_byte_buffer *send_buf, *recv_buf;
+    grpc_status_code code;
+    grpc_slice details;
+};
+
+/* ============================== the call ================================== */
+
+static bool batch_locked(tse_client_publisher *p, const grpc_op *ops, size_t n, tag *t)
+{
+    if (grpc_call_start_batch(p->call, ops, n, t, NULL) != GRPC_CALL_OK) {
+        grpc_call_cancel(p->call, NULL);
+        return false;
+    }
+    p->batches++;
+    return true;
+}
+
+static void send_next_locked(tse_client_publisher *p)
+{
+    grpc_op op = {.op = GRPC_OP_SEND_MESSAGE};
+    entry *e;
+
+    if (p->call == NULL || p->send_pending || p->ended || p->sent >= p->count)
+        return;
+    e = &p->ring[(p->head + p->sent) % p->cap];
+    if (p->stream_msgs > 0 && p->sent + 1 < p->count)
+        op.flags = GRPC_WRITE_BUFFER_HINT;
+    p->send_buf = grpc_raw_byte_buffer_create(&e->req, 1);
+    op.data.send_message.send_message = p->send_buf;
+    p->send_pending = batch_locked(p, &op, 1, &p->t_send);
+    if (!p->send_pending) {
+        grpc_byte_buffer_destroy(p->send_buf);
+        p->send_buf = NULL;
+        return;
+    }
+    p->sent++;
+    p->stream_msgs++;
+}
+
+static void recv_locked(tse_client_publisher *p, bool with_md)
+{
+    grpc_op ops[2];
+    size_t n = 0;
+
+    memset(ops, 0, sizeof(ops));
+    if (with_md) {
+        ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
+        ops[n++].data.recv_initial_metadata.recv_initial_metadata = &p->initial_md;
+    }
+    ops[n].op = GRPC_OP_RECV_MESSAGE;
+    ops[n++].data.recv_message.recv_message = &p->recv_buf;
+    batch_locked(p, ops, n, &p->t_recv);
+}
+
+/* Opens a stream: initial metadata alone (a hinted message beside it would
+ * never be written), the status, the first receive. */
+static void open_locked(tse_client_publisher *p)
+{
+    grpc_op op;
+    size_t n_md;
+
+    grpc_metadata_array_init(&p->initial_md);
+    grpc_metadata_array_init(&p->trailing_md);
+    p->details = grpc_empty_slice();
+    p->code = GRPC_STATUS_OK;
+    p->sent = 0;
+    p->stream_msgs = 0;
+    p->ended = p->cancelled = false;
+    p->reopen_at = 0;
+    p->call = tse_client_new_call(p->client, p->cq, TSE_CLIENT_METHOD("PublishStream"),
+                                  gpr_inf_future(GPR_CLOCK_MONOTONIC));
+    tse_client_call_metadata(p->client, p->md, &n_md);
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_SEND_INITIAL_METADATA;
+    op.data.send_initial_metadata.count = n_md;
+    op.data.send_initial_metadata.metadata = p->md;
+    p->send_pending = batch_locked(p, &op, 1, &p->t_send);
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    op.data.recv_status_on_client.trailing_metadata = &p->trailing_md;
+    op.data.recv_status_on_client.status = &p->code;
+    op.data.recv_status_on_client.status_details = &p->details;
+    batch_locked(p, &op, 1, &p->t_status);
+    recv_locked(p, true);
+}
+
+/* ============================== results =================================== */
+
+/* Runs one event's callback (without the lock) and retires it. */
+static void finish_entry(tse_client_publisher *p, entry e, tse_client_status st,
+                         const tse_client_publish_result *res, const tse_client_error *err)
+{
+    tse_client_publish_outcome o = {e.user, st, st == TSE_CLIENT_OK ? res : NULL,
+                                    st == TSE_CLIENT_OK ? NULL : err};
+
+    pthread_mutex_unlock(&p->mu);
+    if (p->cb != NULL)
+        p->cb(p->cb_arg, &o);
+    grpc_slice_unref(e.req);
+    pthread_mutex_lock(&p->mu);
+    if (--p->unfinished == 0)
+        pthread_cond_broadcast(&p->idle);
+}
+
+static entry pop_locked(tse_client_publisher *p)
+{
+    entry e = p->ring[p->head];
+
+    p->head = (p->head + 1) % p->cap;
+    p->count--;
+    if (p->sent > 0)
+        p->sent--;
+    /* Blocked publishers resume once a quarter of the window is free. */
+    if (p->waiters > 0 && p->count <= p->cap - (p->cap + 3) / 4)
+        pthread_cond_broadcast(&p->room);
+    return e;
+}
+
+/* Fails every unanswered event with st (e.g. CANCELLED at destroy). */
+static void fail_all_locked(tse_client_publisher *p, tse_client_status st, const char *why)
+{
+    tse_client_error err;
+
+    while (p->count > 0) {
+        entry e = pop_locked(p);
+        tse_client_fail(&err, st, -1, NULL, "%s", why);
+        finish_entry(p, e, st, NULL, &err);
+    }
+}
+
+/*
+ * One response: it answers the ring's head. The next receive is requested
+ * before the callback runs, so the next response travels meanwhile; the
+ * callbacks stay in order because only this thread runs them. Called and
+ * returns with `mu` held; bb is consumed.
+ */
+static void on_response(tse_client_publisher *p, grpc_byte_buffer *bb)
+{
+    tse_client_publish_result res;
+    tse_client_error err;
+    grpc_byte_buffer_reader reader;
+    tse_client_status st = TSE_CLIENT_INTERNAL;
+    entry e;
+
+    if (p->sent == 0) {
+        grpc_call_cancel(p->call, NULL); /* a response without a request */
+        grpc_byte_buffer_destroy(bb);
+        return;
+    }
+    e = pop_locked(p);
+    p->backoff = p->client->opt.reconnect_initial_ms;
+    p->down = TSE_CLIENT_OK;
+    if (!p->ended)
+        recv_locked(p, false);
+    pthread_mutex_unlock(&p->mu);
+    tse_client_fail(&err, TSE_CLIENT_INTERNAL, -1, NULL, "unreadable PublishResponse");
+    if (grpc_byte_buffer_reader_init(&reader, bb)) {
+        grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
+        grpc_byte_buffer_reader_destroy(&reader);
+        tse_client_error_clear(&err);
+        st = tse_client_publish_response(GRPC_SLICE_START_PTR(all), GRPC_SLICE_LENGTH(all), &res,
+                                         &err);
+        grpc_slice_unref(all);
+    }
+    grpc_byte_buffer_destroy(bb);
+    pthread_mutex_lock(&p->mu);
+    finish_entry(p, e, st, &res, &err);
+}
+
+/* Errors a new stream would meet again. */
+static bool fatal(tse_client_status st)
+{
+    return st == TSE_CLIENT_INVALID_ARGUMENT || st == TSE_CLIENT_PERMISSION_DENIED ||
+           st == TSE_CLIENT_UNAUTHENTICATED || st == TSE_CLIENT_UNIMPLEMENTED ||
+           st == TSE_CLIENT_NOT_FOUND || st == TSE_CLIENT_FAILED_PRECONDITION;
+}
+
+/* The call ended and every batch completed: release it, then resend later
+ * (with backoff) or fail the waiting events. */
+static void release_locked(tse_client_publisher *p)
+{
+    tse_client_error err;
+    tse_client_status st =
+        tse_client_from_grpc_error(p->code, (const char *)GRPC_SLICE_START_PTR(p->details),
+                                   GRPC_SLICE_LENGTH(p->details), &err);
+    int max = p->client->opt.reconnect_max_ms;
+
+    grpc_call_unref(p->call);
+    p->call = NULL;
+    grpc_slice_unref(p->details);
+    grpc_metadata_array_destroy(&p->initial_md);
+    grpc_metadata_array_destroy(&p->trailing_md);
+    p->sent = 0;
+    p->down = st == TSE_CLIENT_OK ? TSE_CLIENT_UNAVAILABLE : st;
+    if (p->shutdown)
+        return;
+    if (fatal(st)) {
+        fail_all_locked(p, st, err.message);
+        return;
+    }
+    p->reopen_at = tse_client_now_ms() + p->backoff;
+    p->backoff = p->backoff * 2 < max ? p->backoff * 2 : max;
+}
+
+static void on_event(tse_client_publisher *p, tag *t, bool ok)
+{
+    grpc_byte_buffer *bb;
+
+    p->batches--;
+    switch (t->kind) {
+    case TAG_SEND:
+        grpc_byte_buffer_destroy(p->send_buf);
+        p->send_buf = NULL;
+        p->send_pending = false;
+        if (ok)
+            send_next_locked(p);
+        break;
+    case TAG_RECV:
+        bb = p->recv_buf;
+        p->recv_buf = NULL;
+        if (ok && bb != NULL)
+            on_response(p, bb);
+        break;
+    case TAG_STATUS: p->ended = true; break;
+    }
+    if (p->call != NULL && p->ended && p->batches == 0)
+        release_locked(p);
+}
+
+/* ============================== the thread ================================ */
+
+static int wait_ms_locked(const tse_client_publisher *p)
+{
+    long long left;
+
+    if (p->call != NULL || p->count == 0 || p->reopen_at == 0)
+        return TICK_MS;
+    left = p->reopen_at - tse_client_now_ms();
+    return left < 0 ? 0 : left < TICK_MS ? (int)left : TICK_MS;
+}
+
+static void *publisher_main(void *arg)
+{
+    tse_client_publisher *p = arg;
+    grpc_event ev;
+
+    pthread_mutex_lock(&p->mu);
+    while (!p->shutdown || p->call != NULL) {
+        int wait;
+
+        if (p->shutdown && p->call != NULL && !p->cancelled) {
+            grpc_call_cancel(p->call, NULL);
+            p->cancelled = true;
+        }
+        if (!p->shutdown && p->call == NULL && p->count > 0 && p->reopen_at != 0 &&
+            tse_client_now_ms() >= p->reopen_at)
+            open_locked(p);
+        wait = wait_ms_locked(p);
+        pthread_mutex_unlock(&p->mu);
+        ev = grpc_completion_queue_next(p->cq, tse_client_deadline(wait), NULL);
+        pthread_mutex_lock(&p->mu);
+        if (ev.type == GRPC_OP_COMPLETE)
+            on_event(p, ev.tag, ev.success != 0);
+    }
+    fail_all_locked(p, TSE_CLIENT_CANCELLED, "the publisher was destroyed before an answer");
+    pthread_mutex_unlock(&p->mu);
+    grpc_completion_queue_shutdown(p->cq);
+    do
+        ev = grpc_completion_queue_next(p->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    while (ev.type != GRPC_QUEUE_SHUTDOWN);
+    return NULL;
+}
+
+/* ============================== public API ================================ */
+
+static tse_client_publisher *publisher_alloc(tse_client *c, size_t window)
+{
+    tse_client_publisher *p = calloc(1, sizeof(*p));
+    pthread_condattr_t ca;
+
+    if (p == NULL)
+        return NULL;
+    p->ring = calloc(window, sizeof(*p->ring));
+    if (p->ring == NULL) {
+        free(p);
+        return NULL;
+    }
+    p->client = c;
+    p->cap = window;
+    p->backoff = c->opt.reconnect_initial_ms;
+    p->t_send.kind = TAG_SEND;
+    p->t_recv.kind = TAG_RECV;
+    p->t_status.kind = TAG_STATUS;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->room, &ca);
+    pthread_cond_init(&p->idle, &ca);
+    pthread_condattr_destroy(&ca);
+    p->cq = grpc_completion_queue_create_for_next(NULL);
+    return p;
+}
+
+static void publisher_free(tse_client_publisher *p)
+{
+    grpc_completion_queue_destroy(p->cq);
+    pthread_cond_destroy(&p->room);
+    pthread_cond_destroy(&p->idle);
+    pthread_mutex_destroy(&p->mu);
+    free(p->ring);
+    free(p);
+}
+
+EXPORT tse_client_status tse_client_publisher_create(tse_client *client,
+                                                     const tse_client_publisher_options *options,
+                                                     tse_client_publish_cb cb, void *cb_arg,
+                                                     tse_client_publisher **out,
+                                                     tse_client_error *err)
+{
+    tse_client_publisher_options o = {0};
+    tse_client_publisher *p;
+
+    tse_client_error_clear(err);
+    if (client == NULL || out == NULL)
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, client ? "out" : "client",
+                               "%s is NULL", client ? "out" : "client");
+    if (options != NULL)
+        o = *options;
+    if (o.window == 0)
+        o.window = DEFAULT_WINDOW;
+    if (o.window < 1 || o.window > MAX_WINDOW)
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "window",
+                               "window must be 1 to %d", MAX_WINDOW);
+    if ((p = publisher_alloc(client, (size_t)o.window)) == NULL)
+        return tse_client_fail(err, TSE_CLIENT_NO_MEMORY, -1, NULL, "out of memory");
+    p->cb = cb;
+    p->cb_arg = cb_arg;
+    p->server_ids = o.server_assigned_ids;
+    pthread_mutex_lock(&p->mu);
+    open_locked(p);
+    pthread_mutex_unlock(&p->mu);
+    if (pthread_create(&p->thread, NULL, publisher_main, p) != 0) {
+        /* Nobody drains the queue: cancel, then drain here. */
+        pthread_mutex_lock(&p->mu);
+        p->shutdown = true;
+        pthread_mutex_unlock(&p->mu);
+        publisher_main(p);
+        publisher_free(p);
+        return tse_client_fail(err, TSE_CLIENT_NO_MEMORY, -1, NULL,
+                               "cannot start the publisher's thread");
+    }
+    p->thread_started = true;
+    *out = p;
+    return TSE_CLIENT_OK;
+}
+
+static struct timespec abs_deadline(int timeout_ms)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += timeout_ms / 1000;
+    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+/* Waits for room in the window (see the header); OK or why not. */
+static tse_client_status wait_room_locked(tse_client_publisher *p, tse_client_error *err)
+{
+    struct timespec until = abs_deadline(p->client->opt.timeout_ms);
+    size_t low = p->cap - (p->cap + 3) / 4;
+
+    if (p->count < p->cap)
+        return TSE_CLIENT_OK;
+    if (p->thread_started && pthread_equal(pthread_self(), p->thread))
+        return tse_client_fail(err, TSE_CLIENT_RESOURCE_EXHAUSTED, -1, NULL,
+                               "the publisher's window is full");
+    p->waiters++;
+    while (p->count > low && !p->shutdown) {
+        if (pthread_cond_timedwait(&p->room, &p->mu, &until) == ETIMEDOUT && p->count >= p->cap)
+            break;
+    }
+    p->waiters--;
+    if (p->shutdown)
+        return tse_client_fail(err, TSE_CLIENT_CANCELLED, -1, NULL, "the publisher is closing");
+    if (p->count >= p->cap)
+        return tse_client_fail(
+            err, p->down != TSE_CLIENT_OK ? TSE_CLIENT_UNAVAILABLE : TSE_CLIENT_DEADLINE_EXCEEDED,
+            -1, NULL, "the window stayed full for %d ms%s", p->client->opt.timeout_ms,
+            p->down != TSE_CLIENT_OK ? " (the stream is down)" : "");
+    return TSE_CLIENT_OK;
+}
+
+EXPORT tse_client_status tse_client_publisher_publish(tse_client_publisher *pub,
+                                                      const tse_client_event *ev, void *user_data,
+                                                      tse_client_error *err)
+{
+    char id[37];
+    grpc_slice req;
+    tse_client_status st;
+
+    if (pub == NULL || ev == NULL)
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, pub ? "event" : "publisher",
+                               "%s is NULL", pub ? "event" : "publisher");
+    if (!pub->server_ids && !ev->has_id)
+        tse_client_next_id(pub->client, id);
+    req = tse_client_request_slice(pub->client, ev, pub->server_ids || ev->has_id ? NULL : id);
+    pthread_mutex_lock(&pub->mu);
+    st = pub->shutdown
+             ? tse_client_fail(err, TSE_CLIENT_CANCELLED, -1, NULL, "the publisher is closing")
+             : wait_room_locked(pub, err);
+    if (st != TSE_CLIENT_OK) {
+        pthread_mutex_unlock(&pub->mu);
+        grpc_slice_unref(req);
+        return st;
+    }
+    pub->ring[(pub->head + pub->count) % pub->cap] = (entry){req, user_data};
+    pub->count++;
+    pub->unfinished++;
+    /* After a fatal error no reopen is scheduled: this event opens one. */
+    if (pub->call == NULL && pub->reopen_at == 0)
+        open_locked(pub);
+    send_next_locked(pub);
+    pthread_mutex_unlock(&pub->mu);
+    return TSE_CLIENT_OK;
+}
+
+EXPORT tse_client_status tse_client_publisher_flush(tse_client_publisher *pub, int timeout_ms,
+                                                    tse_client_error *err)
+{
+    struct timespec until = abs_deadline(timeout_ms < 0 ? 0 : timeout_ms);
+    tse_client_status st = TSE_CLIENT_OK;
+
+    if (pub == NULL)
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "publisher",
+                               "publisher is NULL");
+    pthread_mutex_lock(&pub->mu);
+    while (pub->unfinished > 0 && st == TSE_CLIENT_OK) {
+        if (timeout_ms < 0)
+            pthread_cond_wait(&pub->idle, &pub->mu);
+        else if (pthread_cond_timedwait(&pub->idle, &pub->mu, &until) == ETIMEDOUT &&
+                 pub->unfinished > 0)
+            st = tse_client_fail(err, TSE_CLIENT_DEADLINE_EXCEEDED, -1, NULL,
+                                 "%zu events still unanswered after %d ms", pub->unfinished,
+                                 timeout_ms);
+    }
+    pthread_mutex_unlock(&pub->mu);
+    return st;
+}
+
+EXPORT void tse_client_publisher_destroy(tse_client_publisher *pub)
+{
+    if (pub == NULL)
+        return;
+    pthread_mutex_lock(&pub->mu);
+    pub->shutdown = true;
+    pthread_cond_broadcast(&pub->room);
+    pthread_mutex_unlock(&pub->mu);
+    pthread_join(pub->thread, NULL);
+    publisher_free(pub);
+}
