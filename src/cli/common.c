@@ -1,0 +1,330 @@
+/*
+ * common.c - the plumbing every eventctl command shares: option parsing
+ * with the global options mixed in, argument checks that end in a usage
+ * error (exit 2), connecting, and turning SDK errors into one stderr line
+ * and an exit code.
+ *
+ * Invariant: every failure path prints exactly one diagnostic to stderr
+ * (plus a hint for usage errors) and returns the exit code documented in
+ * cli.h; nothing here exits the process.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+
+#define PAYLOAD_MAX (16u * 1024u * 1024u) /* larger than any event the server takes */
+
+const char tse_cli_global_help[] =
+    "Global options (before or after the command):\n"
+    "  --server HOST:PORT  the service (default: $TRACSEQ_EVENTS_SERVER, else\n"
+    "                      localhost:50051)\n"
+    "  --timeout MS        deadline of each call, retries included (default 10000)\n"
+    "  --source NAME       source_service of published events (default:\n"
+    "                      $TRACSEQ_SOURCE_SERVICE, else eventctl)\n"
+    "  --json              proto3 JSON output instead of human-readable text\n"
+    "  -h, --help          this help\n";
+
+/* ---- usage errors ---- */
+
+int tse_cli_usage_error(const tse_cli *cli, const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "eventctl%s%s: ", cli->command ? " " : "", cli->command ? cli->command : "");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry 'eventctl%s%s --help'.\n", cli->command ? " " : "",
+            cli->command ? cli->command : "");
+    return TSE_CLI_EXIT_USAGE;
+}
+
+int tse_cli_parse_int(const tse_cli *cli, const char *option, const char *text, long min, long max,
+                      long *out)
+{
+    char *end = NULL;
+    long v;
+
+    errno = 0;
+    v = strtol(text, &end, 10);
+    if (text[0] == '\0' || *end != '\0' || errno == ERANGE || v < min || v > max)
+        return tse_cli_usage_error(cli, "%s must be an integer from %ld to %ld, not '%s'", option,
+                                   min, max, text);
+    *out = v;
+    return -1;
+}
+
+/* ---- option parsing ---- */
+
+int tse_cli_global_option(tse_cli *cli, int code, const char *arg, char *const argv[])
+{
+    long v;
+    int rc;
+
+    switch (code) {
+    case TSE_CLI_OPT_SERVER: cli->server = arg; return -1;
+    case TSE_CLI_OPT_SOURCE: cli->source_service = arg; return -1;
+    case TSE_CLI_OPT_JSON: cli->json = true; return -1;
+    case 'h':
+    case TSE_CLI_OPT_HELP: cli->help = true; return -1;
+    case TSE_CLI_OPT_TIMEOUT:
+        rc = tse_cli_parse_int(cli, "--timeout", arg, 1, INT_MAX, &v);
+        if (rc == -1)
+            cli->timeout_ms = (int)v;
+        return rc;
+    case ':': return tse_cli_usage_error(cli, "option '%s' needs an argument", argv[optind - 1]);
+    case '?':
+        if (optopt != 0)
+            return tse_cli_usage_error(cli, "unknown option '-%c'", optopt);
+        return tse_cli_usage_error(cli, "unknown option '%s'", argv[optind - 1]);
+    default: return tse_cli_usage_error(cli, "unexpected option");
+    }
+}
+
+int tse_cli_parse(tse_cli *cli, int argc, char *argv[], const struct option *table,
+                  int (*on_option)(void *ctx, int code, const char *arg), void *ctx,
+                  int *first_positional)
+{
+    int code;
+    int rc;
+
+    /* optind = 0 makes glibc start over, so each command parses afresh. */
+    optind = 0;
+    opterr = 0;
+    while ((code = getopt_long(argc, argv, ":h", table, NULL)) != -1) {
+        if (code >= TSE_CLI_OPT_FIRST_COMMAND && on_option != NULL)
+            rc = on_option(ctx, code, optarg);
+        else
+            rc = tse_cli_global_option(cli, code, optarg, argv);
+        if (rc != -1)
+            return rc;
+    }
+    *first_positional = optind;
+    return -1;
+}
+
+/* ---- start positions ---- */
+
+/* Unix milliseconds to "YYYY-MM-DDTHH:MM:SS.mmmZ". */
+static bool format_unix_ms(long long ms, char *buf, size_t len)
+{
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    char base[32];
+
+    if (gmtime_r(&secs, &tm) == NULL || strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+        return false;
+    return snprintf(buf, len, "%s.%03lldZ", base, ms % 1000) < (int)len;
+}
+
+/* The shape of RFC 3339: date 'T' time, optional fraction, 'Z' or ±hh:mm.
+ * The SDK and the server check the values themselves. */
+static bool looks_like_rfc3339(const char *s)
+{
+    struct tm tm;
+    const char *rest;
+
+    memset(&tm, 0, sizeof(tm));
+    rest = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (rest == NULL)
+        return false;
+    if (*rest == '.') {
+        rest++;
+        if (*rest < '0' || *rest > '9')
+            return false;
+        while (*rest >= '0' && *rest <= '9')
+            rest++;
+    }
+    if (strcmp(rest, "Z") == 0 || strcmp(rest, "z") == 0)
+        return true;
+    return (rest[0] == '+' || rest[0] == '-') && strlen(rest) == 6 && rest[3] == ':';
+}
+
+int tse_cli_parse_start(const tse_cli *cli, const char *option, const char *text,
+                        tse_client_start *start, char *time_buf, size_t time_buf_len)
+{
+    char *end = NULL;
+    long long ms;
+
+    if (strcmp(text, "earliest") == 0 || strcmp(text, "latest") == 0) {
+        *start = text[0] == 'e' ? TSE_CLIENT_START_EARLIEST : TSE_CLIENT_START_LATEST;
+        return -1;
+    }
+    errno = 0;
+    ms = strtoll(text, &end, 10);
+    if (text[0] >= '0' && text[0] <= '9' && *end == '\0' && errno == 0) {
+        if (!format_unix_ms(ms, time_buf, time_buf_len))
+            return tse_cli_usage_error(cli, "%s: '%s' is out of range", option, text);
+        *start = TSE_CLIENT_START_TIMESTAMP;
+        return -1;
+    }
+    if (!looks_like_rfc3339(text) || strlen(text) >= time_buf_len)
+        return tse_cli_usage_error(cli,
+                                   "%s must be earliest, latest, an RFC 3339 time "
+                                   "(2024-06-18T12:00:00Z) or Unix milliseconds, not '%s'",
+                                   option, text);
+    snprintf(time_buf, time_buf_len, "%s", text);
+    *start = TSE_CLIENT_START_TIMESTAMP;
+    return -1;
+}
+
+/* ---- payloads ---- */
+
+/* Reads all of f, at most PAYLOAD_MAX bytes; NULL on error or overflow. */
+static char *read_all(FILE *f)
+{
+    size_t cap = 4096, len = 0, n;
+    char *buf = malloc(cap);
+    char *bigger;
+
+    while (buf != NULL && (n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+        len += n;
+        if (len > PAYLOAD_MAX)
+            goto fail;
+        if (cap - len - 1 == 0) {
+            bigger = realloc(buf, cap * 2);
+            if (bigger == NULL)
+                goto fail;
+            buf = bigger;
+            cap *= 2;
+        }
+    }
+    if (buf == NULL || ferror(f))
+        goto fail;
+    buf[len] = '\0';
+    return buf;
+fail:
+    free(buf);
+    return NULL;
+}
+
+int tse_cli_read_payload(const tse_cli *cli, const char *arg, char **out)
+{
+    FILE *f;
+    char *text;
+    int saved;
+
+    if (arg[0] != '@') {
+        *out = strdup(arg);
+        return *out != NULL ? -1 : TSE_CLI_EXIT_INTERNAL;
+    }
+    if (strcmp(arg, "@-") == 0)
+        f = stdin;
+    else if ((f = fopen(arg + 1, "r")) == NULL)
+        return tse_cli_usage_error(cli, "--payload: cannot read '%s': %s", arg + 1,
+                                   strerror(errno));
+    text = read_all(f);
+    saved = errno;
+    if (f != stdin)
+        fclose(f);
+    if (text == NULL)
+        return tse_cli_usage_error(cli, "--payload: cannot read '%s': %s", arg + 1,
+                                   saved != 0 ? strerror(saved) : "too large");
+    *out = text;
+    return -1;
+}
+
+/* ---- the client and its errors ---- */
+
+int tse_cli_exit_code(tse_client_status status)
+{
+    switch (status) {
+    case TSE_CLIENT_OK: return TSE_CLI_EXIT_OK;
+    case TSE_CLIENT_INVALID_ARGUMENT:
+    case TSE_CLIENT_NOT_FOUND:
+    case TSE_CLIENT_ALREADY_EXISTS:
+    case TSE_CLIENT_FAILED_PRECONDITION:
+    case TSE_CLIENT_RESOURCE_EXHAUSTED:
+    case TSE_CLIENT_UNAUTHENTICATED:
+    case TSE_CLIENT_PERMISSION_DENIED:
+    case TSE_CLIENT_UNIMPLEMENTED: return TSE_CLI_EXIT_REFUSED;
+    case TSE_CLIENT_UNAVAILABLE:
+    case TSE_CLIENT_DEADLINE_EXCEEDED:
+    case TSE_CLIENT_CANCELLED: return TSE_CLI_EXIT_UNAVAILABLE;
+    case TSE_CLIENT_INTERNAL:
+    case TSE_CLIENT_NO_MEMORY:
+    default: return TSE_CLI_EXIT_INTERNAL;
+    }
+}
+
+int tse_cli_fail(const tse_cli *cli, tse_client_status status, const tse_client_error *err)
+{
+    const char *message = err != NULL && err->message[0] != '\0' ? err->message : "failed";
+
+    fprintf(stderr, "eventctl%s%s: %s: ", cli->command ? " " : "", cli->command ? cli->command : "",
+            tse_client_status_name(status));
+    /* The server's messages often open with the field already. */
+    if (err != NULL && err->field[0] != '\0' &&
+        strncmp(message, err->field, strlen(err->field)) != 0)
+        fprintf(stderr, "field \"%s\": ", err->field);
+    fprintf(stderr, "%s\n", message);
+    return tse_cli_exit_code(status);
+}
+
+int tse_cli_connect(const tse_cli *cli, tse_client **out)
+{
+    tse_client_options o;
+    tse_client_error err;
+    tse_client_status st;
+    const char *env_source = getenv("TRACSEQ_SOURCE_SERVICE");
+
+    tse_client_options_init(&o);
+    o.target = cli->server;
+    o.timeout_ms = cli->timeout_ms;
+    /* Events published by hand say so, unless the environment names a source. */
+    if (cli->source_service != NULL)
+        o.source_service = cli->source_service;
+    else if (env_source == NULL || env_source[0] == '\0')
+        o.source_service = "eventctl";
+    st = tse_client_connect(&o, out, &err);
+    if (st != TSE_CLIENT_OK)
+        return tse_cli_fail(cli, st, &err);
+    return -1;
+}
+
+/* ---- JSON answers ---- */
+
+json_t *tse_cli_parse_answer(const tse_cli *cli, const char *json_text)
+{
+    json_error_t jerr;
+    json_t *v = json_loads(json_text != NULL ? json_text : "", 0, &jerr);
+
+    if (v == NULL)
+        fprintf(stderr, "eventctl %s: INTERNAL: undecodable answer: %s\n",
+                cli->command ? cli->command : "", jerr.text);
+    return v;
+}
+
+int tse_cli_print_json(const tse_cli *cli, const char *json_text, bool one_line)
+{
+    json_t *v = tse_cli_parse_answer(cli, json_text);
+    size_t flags = one_line ? JSON_COMPACT : JSON_INDENT(2);
+
+    if (v == NULL)
+        return TSE_CLI_EXIT_INTERNAL;
+    json_dumpf(v, stdout, flags | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+    fputc('\n', stdout);
+    json_decref(v);
+    return TSE_CLI_EXIT_OK;
+}
+
+const char *tse_cli_scalar(const json_t *v, char *buf, size_t len)
+{
+    if (v == NULL)
+        return "";
+    switch (json_typeof(v)) {
+    case JSON_STRING: return json_string_value(v);
+    case JSON_INTEGER: snprintf(buf, len, "%" JSON_INTEGER_FORMAT, json_integer_value(v)); break;
+    case JSON_REAL: snprintf(buf, len, "%g", json_real_value(v)); break;
+    case JSON_TRUE: return "yes";
+    case JSON_FALSE: return "no";
+    default: return "";
+    }
+    return buf;
+}

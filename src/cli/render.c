@@ -1,0 +1,241 @@
+/*
+ * render.c - human-readable text for the service's answers (the proto3
+ * JSON the SDK returns, parsed with jansson): aligned "key  value" lines
+ * for one object, tables for lists.
+ *
+ * Rendering never fails: a field the server left out prints as empty, and
+ * fields this file does not know still print through the generic path, so
+ * a newer server's additions show up without a new eventctl.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+#define KEY_WIDTH 26
+
+/* A string value, "" when absent or not a string (printf never sees NULL). */
+static const char *str_value(const json_t *v)
+{
+    const char *s = json_string_value(v);
+
+    return s != NULL ? s : "";
+}
+
+static const char *str_of(const json_t *obj, const char *key)
+{
+    return str_value(json_object_get(obj, key));
+}
+
+/* "dead_lettered" -> "dead lettered". */
+static const char *label_of(const char *key, char *label, size_t len)
+{
+    size_t i;
+
+    snprintf(label, len, "%s", key);
+    for (i = 0; label[i] != '\0'; i++)
+        if (label[i] == '_')
+            label[i] = ' ';
+    return label;
+}
+
+static void print_key(const char *key, int indent)
+{
+    char label[64];
+
+    printf("%*s%-*s ", indent, "", KEY_WIDTH - indent, label_of(key, label, sizeof(label)));
+}
+
+/* Scalars of an array, comma-separated. */
+static void print_list(const json_t *arr)
+{
+    const json_t *item;
+    char buf[64];
+    size_t i;
+
+    json_array_foreach(arr, i, item)
+    {
+        printf("%s%s", i > 0 ? ", " : "", tse_cli_scalar(item, buf, sizeof(buf)));
+    }
+}
+
+/* "START_POSITION_EARLIEST" -> "earliest". */
+static const char *start_name(const json_t *v, char *buf, size_t len)
+{
+    const char *s = json_string_value(v);
+    size_t i;
+
+    if (s == NULL)
+        return "latest";
+    if (strncmp(s, "START_POSITION_", 15) == 0)
+        s += 15;
+    snprintf(buf, len, "%s", s);
+    for (i = 0; buf[i] != '\0'; i++)
+        buf[i] = (char)tolower((unsigned char)buf[i]);
+    return strcmp(buf, "unspecified") == 0 ? "latest" : buf;
+}
+
+static void render_object(const json_t *obj, int indent);
+
+static void render_value(const char *key, const json_t *v, int indent)
+{
+    char buf[64];
+
+    if (v == NULL || json_is_null(v))
+        return; /* unset (e.g. start_time of a "latest" subscription) */
+    if (json_is_object(v)) {
+        printf("%*s%s:\n", indent, "", label_of(key, buf, sizeof(buf)));
+        if (json_object_size(v) == 0)
+            printf("%*s(none)\n", indent + 2, "");
+        render_object(v, indent + 2);
+        return;
+    }
+    print_key(key, indent);
+    if (json_is_array(v))
+        print_list(v);
+    else if (strcmp(key, "start") == 0)
+        printf("%s", start_name(v, buf, sizeof(buf)));
+    else
+        printf("%s", tse_cli_scalar(v, buf, sizeof(buf)));
+    printf("\n");
+}
+
+static void render_object(const json_t *obj, int indent)
+{
+    const char *key;
+    json_t *v;
+
+    json_object_foreach((json_t *)obj, key, v)
+    {
+        render_value(key, v, indent);
+    }
+}
+
+/* ---- subscriptions ---- */
+
+void tse_cli_render_subscription(const json_t *sub)
+{
+    render_object(sub, 0);
+}
+
+static const char *stat_of(const json_t *sub, const char *name, char *buf, size_t len)
+{
+    return tse_cli_scalar(json_object_get(json_object_get(sub, "stats"), name), buf, len);
+}
+
+static void subscription_row(const json_t *sub)
+{
+    char types[256] = "", b1[32], b2[32], b3[32], b4[32], b5[32];
+    const json_t *t;
+    size_t i, used = 0;
+
+    json_array_foreach(json_object_get(sub, "event_types"), i, t)
+    {
+        used += (size_t)snprintf(types + used, used < sizeof(types) ? sizeof(types) - used : 0,
+                                 "%s%s", i > 0 ? "," : "", str_value(t));
+        if (used >= sizeof(types))
+            break;
+    }
+    printf("%-32s %-24s %-9s %8s %8s %6s %11s\n", str_of(sub, "name"), types,
+           start_name(json_object_get(sub, "start"), b1, sizeof(b1)),
+           stat_of(sub, "pending", b2, sizeof(b2)), stat_of(sub, "lag", b3, sizeof(b3)),
+           stat_of(sub, "dead_lettered", b4, sizeof(b4)),
+           stat_of(sub, "active_subscribers", b5, sizeof(b5)));
+}
+
+static void subscription_table(const json_t *subs)
+{
+    const json_t *sub;
+    size_t i;
+
+    if (json_array_size(subs) == 0) {
+        printf("no subscriptions\n");
+        return;
+    }
+    printf("%-32s %-24s %-9s %8s %8s %6s %11s\n", "NAME", "TYPES", "START", "PENDING", "LAG",
+           "DEAD", "SUBSCRIBERS");
+    json_array_foreach(subs, i, sub)
+    {
+        subscription_row(sub);
+    }
+}
+
+void tse_cli_render_subscription_list(const json_t *answer)
+{
+    subscription_table(json_object_get(answer, "subscriptions"));
+}
+
+/* ---- stats ---- */
+
+void tse_cli_render_stats(const json_t *stats)
+{
+    const char *key;
+    json_t *v;
+
+    /* Scalars first, then the maps and the subscription table. */
+    json_object_foreach((json_t *)stats, key, v)
+    {
+        if (!json_is_object(v) && !json_is_array(v))
+            render_value(key, v, 0);
+    }
+    json_object_foreach((json_t *)stats, key, v)
+    {
+        if (json_is_object(v))
+            render_value(key, v, 0);
+    }
+    printf("subscriptions:\n");
+    subscription_table(json_object_get(stats, "subscription_stats"));
+}
+
+/* ---- event types ---- */
+
+static void render_fields(const json_t *type)
+{
+    const json_t *f;
+    size_t i;
+
+    printf("%-28s %-20s %-9s %s\n", "FIELD", "TYPE", "REQUIRED", "FORMAT");
+    json_array_foreach(json_object_get(type, "fields"), i, f)
+    {
+        printf("%-28s %-20s %-9s %s\n", str_of(f, "name"), str_of(f, "type"),
+               json_is_true(json_object_get(f, "required")) ? "yes" : "no", str_of(f, "format"));
+    }
+}
+
+static void render_one_type(const json_t *t)
+{
+    const char *keys[] = {"event_type", "message",       "version",
+                          "domain",     "payload_field", "description"};
+    size_t i;
+
+    for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        render_value(keys[i], json_object_get(t, keys[i]), 0);
+    printf("\n");
+    render_fields(t);
+}
+
+void tse_cli_render_types(const json_t *answer, const char *only_type)
+{
+    const json_t *types = json_object_get(answer, "event_types");
+    const json_t *t;
+    const char *name;
+    size_t i;
+
+    if (only_type == NULL)
+        printf("%-32s %-42s %-7s %s\n", "TYPE", "MESSAGE", "VERSION", "DESCRIPTION");
+    json_array_foreach(types, i, t)
+    {
+        name = str_of(t, "event_type");
+        if (only_type != NULL) {
+            if (name != NULL && strcmp(name, only_type) == 0)
+                render_one_type(t);
+            continue;
+        }
+        printf("%-32s %-42s %-7s %s\n", name, str_of(t, "message"), str_of(t, "version"),
+               str_of(t, "description"));
+    }
+    if (only_type == NULL)
+        printf("\nAny other type matching %s is published with a generic JSON payload.\n",
+               str_of(answer, "generic_type_pattern"));
+}
