@@ -94,17 +94,16 @@ static grpc_channel_credentials *make_credentials(const tse_client_options *o)
  */
 static grpc_channel *open_channel(const tse_client_options *o)
 {
-    grpc_arg args[6] = {
+    grpc_arg args[5] = {
         {GRPC_ARG_INTEGER, GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, {.integer = 1}},
         {GRPC_ARG_INTEGER,
          GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
          {.integer = o->reconnect_initial_ms}},
-        {GRPC_ARG_INTEGER, GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, {.integer = o->reconnect_initial_ms}},
         {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, {.integer = o->reconnect_max_ms}},
         {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_TIME_MS, {.integer = 30000}},
         {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_TIMEOUT_MS, {.integer = 10000}},
     };
-    grpc_channel_args ca = {.num_args = 6, .args = args};
+    grpc_channel_args ca = {.num_args = 5, .args = args};
     grpc_channel_credentials *creds = make_credentials(o);
     grpc_channel *ch;
 
@@ -205,11 +204,21 @@ EXPORT const char *tse_client_target(const tse_client *c)
 
 /* ============================== ids and requests ========================== */
 
+/* splitmix64's finalizer: a bijection on 64 bits, so distinct counters give
+ * distinct values, and consecutive ones look unrelated (ids stay unguessable
+ * in sequence, as v4 UUIDs are expected to be). */
+static uint64_t mix64(uint64_t x)
+{
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
 void tse_client_next_id(tse_client *c, char id[37])
 {
     static const char hex[] = "0123456789abcdef";
     uint64_t n = atomic_fetch_add(&c->id_next, 1);
-    uint64_t hi = c->id_seed[0], lo = c->id_seed[1] + n;
+    uint64_t hi = c->id_seed[0], lo = mix64(c->id_seed[1] + n);
     uint8_t u[16];
     size_t j = 0;
 

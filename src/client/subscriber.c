@@ -12,6 +12,11 @@
  *
  * Stopping only sets an atomic flag, which the draining thread checks at
  * least every TICK_MS: then it cancels the call, drains it and returns.
+ * A cancel makes the server drop stream messages it has not read yet, so
+ * acks sent shortly before it may be lost: after the stream ended, the
+ * last RECENT_ACKS ack ids sent on it and those still queued are acked
+ * once more with the unary Acknowledge (acking twice is harmless), so an
+ * event the callback handled before stop does not come back.
  *
  * Invariants: acks queued for a stream that broke are dropped (the server
  * redelivers those events: at-least-once); the subscription exists before
@@ -29,7 +34,8 @@
 #define EXPORT __attribute__((visibility("default")))
 
 #define TICK_MS     100
-#define MAX_PER_MSG 512 /* ack ids in one SubscribeRequest */
+#define MAX_PER_MSG 512  /* ack ids in one SubscribeRequest */
+#define RECENT_ACKS 1024 /* ack ids sent on the stream, acked again at stop */
 
 typedef enum op_kind { OP_ACK, OP_NACK, OP_EXTEND } op_kind;
 
@@ -68,6 +74,8 @@ struct tse_client_subscriber {
     bool send_pending, ending;
     grpc_byte_buffer *send_buf;
     pending_op *head, *tail;
+    char *recent[RECENT_ACKS]; /* ring of the last ack ids sent */
+    size_t recent_next;
 
     /* What the current call's ops point into (draining thread only). */
     tag t_send, t_recv, t_status;
@@ -96,6 +104,15 @@ static void ops_clear_locked(tse_client_subscriber *s)
     s->tail = NULL;
 }
 
+/* Keeps a copy of an ack id sent (or about to be dropped) for the
+ * Acknowledge at stop; the oldest is forgotten. */
+static void remember_locked(tse_client_subscriber *s, const char *ack_id)
+{
+    free(s->recent[s->recent_next]);
+    s->recent[s->recent_next] = strdup(ack_id);
+    s->recent_next = (s->recent_next + 1) % RECENT_ACKS;
+}
+
 /* Packs the queue's first run of same-kind ops into one request. */
 static grpc_byte_buffer *take_request_locked(tse_client_subscriber *s)
 {
@@ -112,6 +129,8 @@ static grpc_byte_buffer *take_request_locked(tse_client_subscriber *s)
     grpc_byte_buffer *bb;
 
     while (s->head != NULL && n < MAX_PER_MSG && s->head->kind == kind && s->head->ms == ms) {
+        if (kind == OP_ACK)
+            remember_locked(s, s->head->ack_id);
         taken[n] = s->head;
         ids[n++] = s->head->ack_id;
         s->head = s->head->next;
@@ -362,6 +381,10 @@ static tse_client_status stream_run(tse_client_subscriber *s, bool *got_delivery
     pthread_mutex_lock(&s->mu);
     call = s->call;
     s->call = NULL;
+    if (atomic_load(&s->stop))
+        for (pending_op *o = s->head; o != NULL; o = o->next)
+            if (o->kind == OP_ACK)
+                remember_locked(s, o->ack_id);
     ops_clear_locked(s);
     pthread_mutex_unlock(&s->mu);
     grpc_call_unref(call);
@@ -390,6 +413,28 @@ static bool fatal(tse_client_status st)
     }
 }
 
+/* At stop: acks the remembered ids with the unary Acknowledge (best
+ * effort: what it cannot ack comes back after the deadline). */
+static void ack_recent(tse_client_subscriber *s)
+{
+    const char *ids[RECENT_ACKS];
+    size_t n = 0;
+
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i < RECENT_ACKS; i++)
+        if (s->recent[i] != NULL)
+            ids[n++] = s->recent[i];
+    pthread_mutex_unlock(&s->mu);
+    if (n > 0)
+        tse_client_acknowledge(s->client, s->subscription, ids, n, NULL, NULL);
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i < RECENT_ACKS; i++) {
+        free(s->recent[i]);
+        s->recent[i] = NULL;
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
 static tse_client_status run_loop(tse_client_subscriber *s, tse_client_error *err)
 {
     const tse_client_options *o = &s->client->opt;
@@ -400,8 +445,10 @@ static tse_client_status run_loop(tse_client_subscriber *s, tse_client_error *er
         tse_client_error e;
         tse_client_status st = stream_run(s, &got, &e);
 
-        if (atomic_load(&s->stop))
+        if (atomic_load(&s->stop)) {
+            ack_recent(s);
             break;
+        }
         if (fatal(st)) {
             if (err != NULL)
                 *err = e;
@@ -566,6 +613,8 @@ EXPORT void tse_client_subscriber_destroy(tse_client_subscriber *sub)
     }
     pthread_mutex_lock(&sub->mu);
     ops_clear_locked(sub);
+    for (size_t i = 0; i < RECENT_ACKS; i++)
+        free(sub->recent[i]);
     pthread_mutex_unlock(&sub->mu);
     pthread_mutex_destroy(&sub->mu);
     free(sub->subscription);

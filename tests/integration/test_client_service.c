@@ -23,6 +23,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -590,6 +591,66 @@ static void test_unacked_delivery_comes_back_with_attempt_2_acked_one_does_not(v
     collector_free(&col);
 }
 
+/* Stops its subscriber from the callback at the stop_at-th delivery. */
+typedef struct stopper {
+    tse_client_subscriber *sub;
+    atomic_int seen;
+    int stop_at;
+} stopper;
+
+static void stop_after(void *arg, const tse_client_event_view *v, tse_client_delivery *d)
+{
+    stopper *st = arg;
+
+    (void)v, (void)d;
+    if (atomic_fetch_add(&st->seen, 1) + 1 == st->stop_at)
+        tse_client_subscriber_stop(st->sub);
+}
+
+/* The subscription's pending count as GetSubscription reports it. */
+static long long pending_of(const char *name)
+{
+    char *json = NULL;
+    json_t *root, *stats;
+    long long pending = -1;
+
+    if (tse_client_subscription_get(W->client, name, &json, NULL) != TSE_CLIENT_OK)
+        return -1;
+    root = json_loads(json, 0, NULL);
+    stats = json_object_get(root, "stats");
+    if (json_is_string(json_object_get(stats, "pending")))
+        pending = atoll(json_string_value(json_object_get(stats, "pending")));
+    else if (json_is_integer(json_object_get(stats, "pending")))
+        pending = json_integer_value(json_object_get(stats, "pending"));
+    json_decref(root);
+    tse_client_free(json);
+    return pending;
+}
+
+/* A stop right after the callbacks must not drop the auto-acks they queued:
+ * with a 30 s deadline, a lost ack would leave the event pending. */
+static void test_auto_acks_queued_before_stop_reach_the_server(void **state)
+{
+    tse_client_subscriber_options o = {.subscription = "sdk-stop", .ack_mode = TSE_CLIENT_ACK_AUTO};
+    stopper st = {.stop_at = 50};
+    long long until, pending = -1;
+
+    create_sub("sdk-stop", "sdk.stop", 30000);
+    for (int i = 0; i < st.stop_at; i++)
+        assert_int_equal(tse_client_publish_json(W->client, "sdk.stop", "{}", NULL, NULL, NULL),
+                         TSE_CLIENT_OK);
+    assert_int_equal(tse_client_subscriber_create(W->client, &o, stop_after, &st, &st.sub, NULL),
+                     TSE_CLIENT_OK);
+    assert_int_equal(tse_client_subscriber_start(st.sub, NULL), TSE_CLIENT_OK);
+    assert_int_equal(tse_client_subscriber_wait(st.sub, NULL), TSE_CLIENT_OK);
+    assert_int_equal(atomic_load(&st.seen), st.stop_at);
+    tse_client_subscriber_destroy(st.sub);
+    until = tse_test_now_ms() + 3000;
+    while ((pending = pending_of("sdk-stop")) != 0 && tse_test_now_ms() < until)
+        usleep(50000);
+    assert_int_equal(pending, 0);
+}
+
 static void test_pull_then_acknowledge_empties_the_subscription(void **state)
 {
     tse_client_batch *b = NULL;
@@ -711,6 +772,7 @@ int main(void)
         cmocka_unit_test(test_publish_to_a_stopped_service_is_unavailable_within_the_timeout),
         cmocka_unit_test(test_subscriber_reconnects_after_a_service_restart),
         cmocka_unit_test(test_unacked_delivery_comes_back_with_attempt_2_acked_one_does_not),
+        cmocka_unit_test(test_auto_acks_queued_before_stop_reach_the_server),
         cmocka_unit_test(test_pull_then_acknowledge_empties_the_subscription),
         cmocka_unit_test(test_subscription_create_get_list_delete),
         cmocka_unit_test(test_stats_types_and_health_answer),
