@@ -36,6 +36,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
 SERVICE=$BUILD/tracseq-events
 BENCH=$BUILD/bench/bench_publish
+BENCH_SDK=$BUILD/bench/bench_sdk_publish
 CLK_TCK=$(getconf CLK_TCK)
 
 die() {
@@ -46,10 +47,10 @@ die() {
 for tool in redis-server redis-cli redis-benchmark python3; do
     command -v "$tool" >/dev/null || die "$tool not found (make deps installs it)"
 done
-if [[ ! -x $SERVICE || ! -x $BENCH ]]; then
-    echo "run.sh: building tracseq-events and bench_publish in $BUILD" >&2
+if [[ ! -x $SERVICE || ! -x $BENCH || ! -x $BENCH_SDK ]]; then
+    echo "run.sh: building tracseq-events, bench_publish and bench_sdk_publish in $BUILD" >&2
     cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-    cmake --build "$BUILD" --target tracseq-events bench_publish -j2 >/dev/null
+    cmake --build "$BUILD" --target tracseq-events bench_publish bench_sdk_publish -j2 >/dev/null
 fi
 
 SCRATCH=$(mktemp -d /tmp/tse-bench.XXXXXX)
@@ -105,9 +106,10 @@ start_service() {
     sleep 0.5 # let it connect to Redis
 }
 
-# Runs bench_publish with a name and options; records its RESULT line with
-# the server's and Redis's CPU use over the run.
-run_bench() {
+# Runs a load generator (bench_publish or bench_sdk_publish: the command
+# and its options) under a name; records its RESULT line with the server's
+# and Redis's CPU use over the run.
+run_prog() {
     local name=$1
     shift
     local s0 r0 w0 s1 r1 w1 a0 a1 line rc=0
@@ -116,8 +118,8 @@ run_bench() {
     s0=$(cpu_ticks "$SERVICE_PID")
     r0=$(cpu_ticks "$REDIS_PID")
     w0=$(date +%s.%N)
-    line=$("$BENCH" --target "127.0.0.1:$SERVICE_PORT" --connections "$CONNECTIONS" \
-        --payload-bytes "$PAYLOAD" "$@" 2>"$SCRATCH/bench.err") || rc=$?
+    line=$("$@" --target "127.0.0.1:$SERVICE_PORT" --payload-bytes "$PAYLOAD" \
+        2>"$SCRATCH/bench.err") || rc=$?
     w1=$(date +%s.%N)
     s1=$(cpu_ticks "$SERVICE_PID")
     r1=$(cpu_ticks "$REDIS_PID")
@@ -133,6 +135,20 @@ run_bench() {
         <<<"${line:-RESULT mode=none errors=1}")
     echo "$line"
     echo "$line" >>"$RESULTS"
+}
+
+run_bench() { # run_bench NAME bench_publish-options...
+    local name=$1
+    shift
+    run_prog "$name" "$BENCH" --connections "$CONNECTIONS" "$@"
+}
+
+# The client SDK's pipelined publisher: one publisher (own connection and
+# PublishStream) per stream of the raw run.
+run_sdk() { # run_sdk NAME bench_sdk_publish-options...
+    local name=$1
+    shift
+    run_prog "$name" "$BENCH_SDK" --publishers "$STREAMS" --window "$WINDOW" "$@"
 }
 
 field() { # field NAME LINE
@@ -208,11 +224,17 @@ RSS_IDLE=$(rss_kb "$SERVICE_PID")
 echo "RESULT mode=rss name=rss-after-start vmrss_kb=$RSS_IDLE"
 
 run_bench stream --mode stream --streams "$STREAMS" --window "$WINDOW" --duration "$DURATION"
+# Issue 5: the SDK's pipelined publisher right after the raw stream, in the
+# same shape (server-assigned ids, like the raw run).
+run_sdk sdk-stream --server-ids --duration "$DURATION"
 run_bench unary --mode unary --concurrency "$CONCURRENCY" --duration "$DURATION"
 run_bench latency --mode latency --rate "$RATE" --duration "$DURATION"
 # The same offered load over one connection: every call on one server worker.
 run_bench latency-1conn --mode latency --rate "$RATE" --duration "$SHORT" --connections 1
 run_bench stream-ids --mode stream --streams "$STREAMS" --window "$WINDOW" --duration "$SHORT" --ids
+# The SDK's default: a client id per event (retries deduplicated), i.e. the
+# server's dedup path, like stream-ids.
+run_sdk sdk-stream-ids --duration "$SHORT"
 run_bench unary-ids --mode unary --concurrency "$CONCURRENCY" --duration "$SHORT" --ids
 
 sleep 2 # idle again: in-flight work drained, timers settled
@@ -276,6 +298,14 @@ for n in latency latency-1conn; do
         "$n" "$(field launch_lag_p99_us "$line")" "$(field launch_lag_max_us "$line")" \
         "$(field from_send_p99_us "$line")"
 done
+SDK_RATE=$(field rate "$(grep ' name=sdk-stream ' "$RESULTS" || true)")
+SDK_IDS_RATE=$(field rate "$(grep ' name=sdk-stream-ids ' "$RESULTS" || true)")
+IDS_RATE=$(field rate "$(grep ' name=stream-ids ' "$RESULTS" || true)")
+SDK_PCT=$(echo "100 * ${SDK_RATE:-0} / ${STREAM_RATE:-1}" | bc -l)
+printf 'SDK pipelined publish %.0f/s vs raw PublishStream %.0f/s: %.0f%% (target >= 90%%: %s)\n' \
+    "${SDK_RATE:-0}" "${STREAM_RATE:-0}" "$SDK_PCT" "$(verdict "$(echo "$SDK_PCT >= 90" | bc)")"
+printf '   with client ids (the SDK default, dedup path): %.0f/s vs raw --ids %.0f/s: %.0f%%\n' \
+    "${SDK_IDS_RATE:-0}" "${IDS_RATE:-0}" "$(echo "100 * ${SDK_IDS_RATE:-0} / ${IDS_RATE:-1}" | bc -l)"
 INFO_RATE=$(field rate "$(grep ' name=unary-info ' "$RESULTS" || true)")
 WARN_RATE=$(field rate "$(grep ' name=unary-warn ' "$RESULTS" || true)")
 printf 'request logging (info level, one line per call): unary %.0f/s vs %.0f/s at warn (%.0f%%)\n' \
@@ -283,7 +313,7 @@ printf 'request logging (info level, one line per call): unary %.0f/s vs %.0f/s 
 printf 'idle VmRSS: %s kB after start, %s kB after the load (target < 20480 kB: %s)\n' \
     "$RSS_IDLE" "$RSS_AFTER" "$(verdict "$(echo "$RSS_IDLE < 20480 && $RSS_AFTER < 20480" | bc)")"
 echo "redis: $(grep -c 'fsync is taking too long' "$SCRATCH/redis.log" || true) 'AOF fsync is taking too long' warnings during the runs"
-echo "RESULT mode=summary stream_rate=${STREAM_RATE:-0} redis_benchmark_rate=$RB_RATE ratio=$RATIO unary_rate=${UNARY_RATE:-0} latency_p99_us=$LAT_P99 rss_start_kb=$RSS_IDLE rss_after_kb=$RSS_AFTER failed=$FAILED"
+echo "RESULT mode=summary stream_rate=${STREAM_RATE:-0} redis_benchmark_rate=$RB_RATE ratio=$RATIO sdk_rate=${SDK_RATE:-0} sdk_pct=$(printf '%.0f' "$SDK_PCT") unary_rate=${UNARY_RATE:-0} latency_p99_us=$LAT_P99 rss_start_kb=$RSS_IDLE rss_after_kb=$RSS_AFTER failed=$FAILED"
 
 if [[ $FAILED -ne 0 ]]; then
     echo "run.sh: at least one run had errors: its figures are not results" >&2
