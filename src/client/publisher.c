@@ -170,19 +170,32 @@ static void open_locked(tse_client_publisher *p)
 /* ============================== results =================================== */
 
 /* Runs one event's callback (without the lock) and retires it. */
-static void finish_entry(tse_client_publisher *p, entry e, tse_client_status st,
-                         const tse_client_publish_result *res, const tse_client_error *err)
+/* Without the lock: the entry's callback, then its request is released. */
+static void report(tse_client_publisher *p, entry e, tse_client_status st,
+                   const tse_client_publish_result *res, const tse_client_error *err)
 {
     tse_client_publish_outcome o = {e.user, st, st == TSE_CLIENT_OK ? res : NULL,
                                     st == TSE_CLIENT_OK ? NULL : err};
 
-    pthread_mutex_unlock(&p->mu);
     if (p->cb != NULL)
         p->cb(p->cb_arg, &o);
     grpc_slice_unref(e.req);
-    pthread_mutex_lock(&p->mu);
+}
+
+/* With the lock, on return too: one entry is done. */
+static void entry_done_locked(tse_client_publisher *p)
+{
     if (--p->unfinished == 0)
         pthread_cond_broadcast(&p->idle);
+}
+
+static void finish_entry(tse_client_publisher *p, entry e, tse_client_status st,
+                         const tse_client_publish_result *res, const tse_client_error *err)
+{
+    pthread_mutex_unlock(&p->mu);
+    report(p, e, st, res, err);
+    pthread_mutex_lock(&p->mu);
+    entry_done_locked(p);
 }
 
 static entry pop_locked(tse_client_publisher *p)
@@ -235,19 +248,23 @@ static void on_response(tse_client_publisher *p, grpc_byte_buffer *bb)
     p->down = TSE_CLIENT_OK;
     if (!p->ended)
         recv_locked(p, false);
+    /* Decoding and the callback run unlocked, in one stretch: publish()
+     * on other threads takes the lock meanwhile. No error text is written
+     * unless there is an error (this runs once per event). */
     pthread_mutex_unlock(&p->mu);
-    tse_client_fail(&err, TSE_CLIENT_INTERNAL, -1, NULL, "unreadable PublishResponse");
-    if (grpc_byte_buffer_reader_init(&reader, bb)) {
+    if (!grpc_byte_buffer_reader_init(&reader, bb)) {
+        st = tse_client_fail(&err, TSE_CLIENT_INTERNAL, -1, NULL, "unreadable PublishResponse");
+    } else {
         grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
         grpc_byte_buffer_reader_destroy(&reader);
-        tse_client_error_clear(&err);
         st = tse_client_publish_response(GRPC_SLICE_START_PTR(all), GRPC_SLICE_LENGTH(all), &res,
                                          &err);
         grpc_slice_unref(all);
     }
     grpc_byte_buffer_destroy(bb);
+    report(p, e, st, &res, &err);
     pthread_mutex_lock(&p->mu);
-    finish_entry(p, e, st, &res, &err);
+    entry_done_locked(p);
 }
 
 /* Errors a new stream would meet again. */
@@ -454,11 +471,12 @@ static struct timespec abs_deadline(int timeout_ms)
 /* Waits for room in the window (see the header); OK or why not. */
 static tse_client_status wait_room_locked(tse_client_publisher *p, tse_client_error *err)
 {
-    struct timespec until = abs_deadline(p->client->opt.timeout_ms);
+    struct timespec until;
     size_t low = p->cap - (p->cap + 3) / 4;
 
     if (p->count < p->cap)
-        return TSE_CLIENT_OK;
+        return TSE_CLIENT_OK; /* the common case: no clock read */
+    until = abs_deadline(p->client->opt.timeout_ms);
     if (p->thread_started && pthread_equal(pthread_self(), p->thread))
         return tse_client_fail(err, TSE_CLIENT_RESOURCE_EXHAUSTED, -1, NULL,
                                "the publisher's window is full");

@@ -170,6 +170,8 @@ static grpc_channel_args *server_args(const tse_config *cfg, grpc_arg *args)
     args[n++] =
         (grpc_arg){GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, {.integer = 1}};
     args[n++] = (grpc_arg){GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONCURRENT_STREAMS, {.integer = 1000}};
+    /* Nothing reads channelz here, and it reads the clock per message. */
+    args[n++] = (grpc_arg){GRPC_ARG_INTEGER, GRPC_ARG_ENABLE_CHANNELZ, {.integer = 0}};
     ca.num_args = (size_t)n;
     ca.args = args;
     return &ca;
