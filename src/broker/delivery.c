@@ -224,7 +224,7 @@ void tse_delivery_nack_ids(tse_delivery *d, const char *subscription, char *cons
 }
 
 void tse_delivery_pull(tse_delivery *d, const char *subscription, const char *consumer,
-                       uint32_t max, uint32_t wait_ms, tse_pull_cb cb, void *arg)
+                       uint32_t max, uint32_t wait_ms, uint64_t pull_id, tse_pull_cb cb, void *arg)
 {
     tse_req *r = req_new(REQ_PULL);
 
@@ -233,8 +233,17 @@ void tse_delivery_pull(tse_delivery *d, const char *subscription, const char *co
     r->n = 1;
     r->num = max;
     r->wait_ms = wait_ms;
+    r->pull_id = pull_id;
     r->pull_cb = cb;
     r->arg = arg;
+    push(d, r);
+}
+
+void tse_delivery_pull_cancel(tse_delivery *d, uint64_t pull_id)
+{
+    tse_req *r = req_new(REQ_PULL_CANCEL);
+
+    r->pull_id = pull_id;
     push(d, r);
 }
 
@@ -502,6 +511,7 @@ static void pull(tse_delivery *d, tse_req *r)
     s->pull_cb = r->pull_cb;
     s->pull_arg = r->arg;
     s->pull_deadline_ms = tse_dl_now_ms() + r->wait_ms;
+    s->pull_id = r->pull_id;
     if (r->ids[0][0] != '\0')
         snprintf(s->consumer, sizeof(s->consumer), "%s", r->ids[0]);
     else
@@ -513,11 +523,31 @@ static void pull(tse_delivery *d, tse_req *r)
     tse_dl_fill(d, s);
 }
 
+/* Ends a waiting pull whose caller went away, so it holds nothing more (it
+ * would otherwise read events for nobody until its wait ran out). */
+static void pull_cancel(tse_delivery *d, uint64_t pull_id)
+{
+    tse_error err;
+
+    tse_error_set(&err, TSE_CANCELLED, NULL, "the pull was cancelled");
+    for (tse_sub *sub = d->subs; sub; sub = sub->next) {
+        for (tse_subscriber **p = &sub->subscribers; *p; p = &(*p)->next) {
+            tse_subscriber *s = *p;
+            if (!s->is_pull || s->pull_id != pull_id)
+                continue;
+            *p = s->next;
+            s->pull_cb(s->pull_arg, &err, NULL, 0);
+            tse_dl_release(d, s);
+            return;
+        }
+    }
+}
+
 static void handle(tse_delivery *d, tse_req *r)
 {
     tse_error err;
 
-    if (d->ctx == NULL && r->kind != REQ_DETACH) {
+    if (d->ctx == NULL && r->kind != REQ_DETACH && r->kind != REQ_PULL_CANCEL) {
         tse_error_set(&err, TSE_UNAVAILABLE, NULL, "Redis is unavailable; retry later");
         if (r->kind == REQ_ATTACH) {
             r->s->ops->attached(r->s->arg, &err, NULL); /* detach releases it */
@@ -553,6 +583,7 @@ static void handle(tse_delivery *d, tse_req *r)
     case REQ_ACKNOWLEDGE:
     case REQ_NACK_IDS: acknowledge(d, r); break;
     case REQ_PULL: pull(d, r); break;
+    case REQ_PULL_CANCEL: pull_cancel(d, r->pull_id); break;
     }
 }
 

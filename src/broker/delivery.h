@@ -134,8 +134,13 @@ void tse_delivery_acknowledge(tse_delivery *d, const char *subscription, char *c
                               size_t n, tse_ack_cb cb, void *arg);
 void tse_delivery_nack_ids(tse_delivery *d, const char *subscription, char *const *ack_ids,
                            size_t n, uint32_t delay_ms, tse_ack_cb cb, void *arg);
-/* Long-poll: up to max events, waiting up to wait_ms for the first. */
+/* Long-poll: up to max events, waiting up to wait_ms for the first.
+ * pull_id: the caller's unique name for this pull, for tse_delivery_pull_cancel. */
 void tse_delivery_pull(tse_delivery *d, const char *subscription, const char *consumer,
-                       uint32_t max, uint32_t wait_ms, tse_pull_cb cb, void *arg);
+                       uint32_t max, uint32_t wait_ms, uint64_t pull_id, tse_pull_cb cb, void *arg);
+/* The caller of pull pull_id went away (cancel, deadline): if that pull is
+ * still waiting, it ends now (its callback gets TSE_CANCELLED) and holds
+ * nothing more; otherwise nothing happens. Thread-safe. */
+void tse_delivery_pull_cancel(tse_delivery *d, uint64_t pull_id);
 
 #endif

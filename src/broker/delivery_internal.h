@@ -61,6 +61,7 @@ struct tse_subscriber {
     tse_pull_cb pull_cb;
     void *pull_arg;
     int64_t pull_deadline_ms;
+    uint64_t pull_id;
 };
 
 struct tse_sub {
@@ -89,7 +90,8 @@ typedef enum tse_req_kind {
     REQ_DELETE,
     REQ_ACKNOWLEDGE,
     REQ_NACK_IDS,
-    REQ_PULL
+    REQ_PULL,
+    REQ_PULL_CANCEL
 } tse_req_kind;
 
 typedef struct tse_req {
@@ -102,6 +104,7 @@ typedef struct tse_req {
     size_t n;
     uint32_t num; /* delay, deadline or max */
     uint32_t wait_ms;
+    uint64_t pull_id;
     tse_subscription_cb sub_cb;
     tse_ack_cb ack_cb;
     tse_pull_cb pull_cb;

@@ -148,8 +148,10 @@ void tse_call_finish_unary(tse_call *c, const ProtobufCMessage *resp, grpc_statu
     ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
     ops[n].data.send_status_from_server.status = code;
     ops[n++].data.send_status_from_server.status_details = &c->status_details;
-    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-    ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
+    if (!c->close_started) {
+        ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+        ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
+    }
     c->finished.fn = on_finished;
     if (!tse_call_start_batch_locked(c, ops, n, &c->finished)) {
         pthread_mutex_unlock(&c->lock);

@@ -72,6 +72,7 @@ struct tse_call {
     grpc_slice status_details;
     grpc_status_code status;
     int cancelled;
+    bool close_started; /* the handler started RECV_CLOSE_ON_SERVER itself */
     const char *log_kv[2 * TSE_LOG_KV_MAX + 1]; /* extra request-log pairs */
     char log_buf[TSE_LOG_KV_MAX][160];
 };
@@ -102,6 +103,8 @@ struct tse_server {
     pthread_mutex_t calls_lock;
     pthread_cond_t calls_cond;
     int live_calls;
+
+    atomic_uint_fast64_t next_pull_id; /* names Pull calls for the delivery engine */
 
     pthread_mutex_t watch_lock; /* guards the watch and subscriber lists */
     tse_health_watch *watches;

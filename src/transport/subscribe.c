@@ -623,8 +623,34 @@ static void nack_start(tse_call *c)
 
 typedef struct pull_call {
     tse_call base;
+    tse_tag close_tag;
+    uint64_t pull_id;
     char name[TSE_ERROR_FIELD_MAX];
 } pull_call;
+
+/* The call ended: when the client cancelled it (or its deadline passed)
+ * while the pull waits, the engine lets go of the pull at once instead of
+ * reading events for nobody until wait_ms runs out. */
+static void pull_on_close(tse_tag *tag, bool ok)
+{
+    pull_call *pc = TSE_CONTAINER_OF(tag, pull_call, close_tag);
+
+    if (pc->base.cancelled)
+        tse_delivery_pull_cancel(pc->base.server->delivery, pc->pull_id);
+    tse_call_unref(&pc->base);
+}
+
+/* Starts RECV_CLOSE_ON_SERVER now, so a cancel is seen while the pull waits. */
+static void pull_watch_close(pull_call *pc)
+{
+    grpc_op op = {.op = GRPC_OP_RECV_CLOSE_ON_SERVER};
+
+    pc->close_tag.fn = pull_on_close;
+    op.data.recv_close_on_server.cancelled = &pc->base.cancelled;
+    pthread_mutex_lock(&pc->base.lock);
+    pc->base.close_started = tse_call_start_batch_locked(&pc->base, &op, 1, &pc->close_tag);
+    pthread_mutex_unlock(&pc->base.lock);
+}
 
 static void answer_pull(void *arg, const tse_error *err, const tse_delivered *d, size_t n)
 {
@@ -671,8 +697,10 @@ static void pull_start(tse_call *c)
     } else {
         snprintf(pc->name, sizeof(pc->name), "%s", req->subscription);
         tse_call_log_kv(c, "subscription", req->subscription);
+        pc->pull_id = atomic_fetch_add(&c->server->next_pull_id, 1);
+        pull_watch_close(pc);
         tse_delivery_pull(c->server->delivery, req->subscription, req->consumer_name, max, wait,
-                          answer_pull, pc);
+                          pc->pull_id, answer_pull, pc);
     }
     protobuf_c_message_free_unpacked(&req->base, NULL);
 }

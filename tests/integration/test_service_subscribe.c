@@ -1518,6 +1518,40 @@ static void expect_pulled_again(grpc_channel *ch, char ids[5][192], uint32_t att
     protobuf_c_message_free_unpacked(&r->base, NULL);
 }
 
+/*
+ * A Pull whose client gave up (deadline) must let go at once: were it still
+ * waiting in the engine, the next event would be read for it, answered to
+ * nobody and kept pending for the 30 s ack deadline, so the next Pull
+ * would get nothing.
+ */
+static void test_a_pull_whose_client_gave_up_takes_no_event(void **state)
+{
+    world *w = *state;
+    Tracseq__Events__V1__PullRequest req = TRACSEQ__EVENTS__V1__PULL_REQUEST__INIT;
+    PullResponse *r = NULL;
+    PublishResponse *p;
+    tse_test_status st;
+    grpc_status_code code;
+    spec sp;
+
+    create_ok(w->ch, spec_init(&sp, "pull-gone", "pullgone.ev"));
+    req.subscription = "pull-gone";
+    req.max_events = 10;
+    req.wait_ms = 20000;
+    code = tse_test_unary(w->ch, M_PULL, &req.base, &tracseq__events__v1__pull_response__descriptor,
+                          (ProtobufCMessage **)&r, &st, 300, NULL, NULL);
+    assert_int_equal(code, GRPC_STATUS_DEADLINE_EXCEEDED);
+    assert_null(r);
+    usleep(300000); /* the server hears of the deadline */
+    p = publish_one(w->ch, "pullgone.ev", 3, 1);
+    protobuf_c_message_free_unpacked(&p->base, NULL);
+    r = pull_ok(w->ch, "pull-gone", 10, 3000);
+    assert_int_equal(r->n_deliveries, 1);
+    assert_int_equal(r->deliveries[0]->delivery_attempt, 1);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    delete_ok(w->ch, "pull-gone");
+}
+
 static void test_pull_acknowledge_nack_and_redelivery(void **state)
 {
     world *w = *state;
@@ -2224,6 +2258,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_cancelled_streams_free_their_subscribers),
         cmocka_unit_test(test_pull_on_an_empty_queue_waits_then_answers_empty),
         cmocka_unit_test(test_pull_wakes_as_soon_as_an_event_is_published),
+        cmocka_unit_test(test_a_pull_whose_client_gave_up_takes_no_event),
         cmocka_unit_test(test_pull_acknowledge_nack_and_redelivery),
         cmocka_unit_test(test_create_is_idempotent_and_other_settings_conflict),
         cmocka_unit_test(test_invalid_specs_are_refused_naming_the_field),
