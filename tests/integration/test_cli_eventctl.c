@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "sdk_world.h"
 #include "tracseq/client.h"
 
 #define OUT_MAX        (256 * 1024)
@@ -38,41 +39,21 @@
 
 /* ---- the world: one Redis, one strict service, one SDK client ---- */
 
-typedef struct world {
-    tse_test_redis *redis;
-    tse_test_service *service;
-    tse_client *client;
-} world;
+typedef tse_test_sdk_world world;
 
 static int world_up(void **state)
 {
     static const char *const args[] = {"--validation-mode=strict", NULL};
-    world *w = calloc(1, sizeof(*w));
-    tse_client_options o;
 
-    assert_non_null(w);
     if (getenv("TSE_EVENTCTL_BIN") == NULL)
         fail_msg("TSE_EVENTCTL_BIN is not set (run through ctest)");
-    w->redis = tse_test_redis_start(false);
-    assert_non_null(w->redis);
-    w->service = tse_test_service_start(w->redis, args);
-    assert_non_null(w->service);
-    tse_client_options_init(&o);
-    o.target = w->service->addr;
-    o.source_service = "cli-test";
-    assert_int_equal(tse_client_connect(&o, &w->client, NULL), TSE_CLIENT_OK);
-    *state = w;
+    *state = tse_test_sdk_world_start(false, args, "cli-test");
     return 0;
 }
 
 static int world_down(void **state)
 {
-    world *w = *state;
-
-    tse_client_destroy(w->client);
-    assert_int_equal(tse_test_service_stop(w->service), 0);
-    tse_test_redis_stop(w->redis);
-    free(w);
+    tse_test_sdk_world_stop(*state);
     return 0;
 }
 

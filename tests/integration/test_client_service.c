@@ -33,53 +33,31 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "sdk_world.h"
 #include "tracseq/client.h"
 
 #define WAIT_MS 20000
 
-typedef struct world {
-    tse_test_redis *redis;
-    tse_test_service *service;
-    tse_client *client;
-} world;
+typedef tse_test_sdk_world world;
 
 static world *W;
 
 static tse_client *client_for(const char *addr, int timeout_ms)
 {
-    tse_client_options o = {.target = addr,
-                            .source_service = "sdk-test",
-                            .timeout_ms = timeout_ms,
-                            .reconnect_initial_ms = 50,
-                            .reconnect_max_ms = 500};
-    tse_client *c = NULL;
-    tse_client_error err;
-
-    if (tse_client_connect(&o, &c, &err) != TSE_CLIENT_OK)
-        fail_msg("connect: %s", err.message);
-    return c;
+    return tse_test_sdk_client(addr, "sdk-test", timeout_ms);
 }
 
 static int world_up(void **state)
 {
     static const char *const args[] = {"--redis-timeout=500ms", NULL};
 
-    W = calloc(1, sizeof(*W));
-    assert_non_null(W);
-    W->redis = tse_test_redis_start(true);
-    assert_non_null(W->redis);
-    W->service = tse_test_service_start(W->redis, args);
-    assert_non_null(W->service);
-    W->client = client_for(W->service->addr, 10000);
+    W = tse_test_sdk_world_start(true, args, "sdk-test");
     return 0;
 }
 
 static int world_down(void **state)
 {
-    tse_client_destroy(W->client);
-    assert_int_equal(tse_test_service_stop(W->service), 0);
-    tse_test_redis_stop(W->redis);
-    free(W);
+    tse_test_sdk_world_stop(W);
     W = NULL;
     return 0;
 }
