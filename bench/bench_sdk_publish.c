@@ -55,11 +55,11 @@ typedef struct bench {
     char first_error[TSE_CLIENT_ERROR_MESSAGE_MAX];
     tse_client_event *event;
     size_t data_len;
+    tse_client *client; /* one client: its publishers share one thread */
 } bench;
 
 typedef struct lane {
     bench *b;
-    tse_client *client;
     tse_client_publisher *pub;
     pthread_t feeder;
     long long published;
@@ -75,15 +75,16 @@ static int64_t now_ns(void)
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: bench_sdk_publish [options]\n"
-                 "  --target HOST:PORT     service address (default 127.0.0.1:50051)\n"
-                 "  --duration S           measured seconds (default 10)\n"
-                 "  --warmup S             seconds before measuring (default 1)\n"
-                 "  --publishers P         publishers, one client/connection each (default 4)\n"
-                 "  --window W             unanswered events per publisher (default 1024)\n"
-                 "  --payload-bytes B      packed size of the Struct `data` (default 300)\n"
-                 "  --server-ids           let the server assign ids (no client ids)\n"
-                 "  --label TEXT           extra label printed in the RESULT line\n");
+    fprintf(out,
+            "usage: bench_sdk_publish [options]\n"
+            "  --target HOST:PORT     service address (default 127.0.0.1:50051)\n"
+            "  --duration S           measured seconds (default 10)\n"
+            "  --warmup S             seconds before measuring (default 1)\n"
+            "  --publishers P         publishers of one client, a connection each (default 4)\n"
+            "  --window W             unanswered events per publisher (default 1024)\n"
+            "  --payload-bytes B      packed size of the Struct `data` (default 300)\n"
+            "  --server-ids           let the server assign ids (no client ids)\n"
+            "  --label TEXT           extra label printed in the RESULT line\n");
 }
 
 static bool parse_options(options *o, int argc, char **argv)
@@ -230,8 +231,8 @@ static bool lane_open(bench *b, lane *l)
     tse_client_error err;
 
     l->b = b;
-    if (tse_client_connect(&co, &l->client, &err) != TSE_CLIENT_OK ||
-        tse_client_publisher_create(l->client, &po, on_result, b, &l->pub, &err) != TSE_CLIENT_OK) {
+    if ((b->client == NULL && tse_client_connect(&co, &b->client, &err) != TSE_CLIENT_OK) ||
+        tse_client_publisher_create(b->client, &po, on_result, b, &l->pub, &err) != TSE_CLIENT_OK) {
         fprintf(stderr, "bench_sdk_publish: %s\n", err.message);
         return false;
     }
@@ -239,11 +240,11 @@ static bool lane_open(bench *b, lane *l)
 }
 
 /* Waits until the service answers, so connection setup is not measured. */
-static bool wait_ready(lane *l)
+static bool wait_ready(bench *b)
 {
     for (int i = 0; i < 50; i++) {
         tse_client_serving s;
-        if (tse_client_health(l->client, NULL, &s, NULL) == TSE_CLIENT_OK)
+        if (tse_client_health(b->client, NULL, &s, NULL) == TSE_CLIENT_OK)
             return true;
         struct timespec ts = {0, 100000000L};
         nanosleep(&ts, NULL);
@@ -302,7 +303,7 @@ int main(int argc, char **argv)
     for (n = 0; n < b.opt.publishers; n++)
         if (!lane_open(&b, &lanes[n]))
             goto out;
-    if (!wait_ready(&lanes[0])) {
+    if (!wait_ready(&b)) {
         fprintf(stderr, "bench_sdk_publish: cannot reach %s\n", b.opt.target);
         goto out;
     }
@@ -321,10 +322,9 @@ int main(int argc, char **argv)
     report(&b, (double)(now_ns() - b.t_start) / 1e9, published);
     rc = atomic_load(&b.errors) == 0 && atomic_load(&b.ok_measured) > 0 ? 0 : 1;
 out:
-    for (int i = 0; i < b.opt.publishers; i++) { /* unopened lanes hold NULLs */
+    for (int i = 0; i < b.opt.publishers; i++) /* unopened lanes hold NULLs */
         tse_client_publisher_destroy(lanes[i].pub);
-        tse_client_destroy(lanes[i].client);
-    }
+    tse_client_destroy(b.client);
     tse_client_event_destroy(b.event);
     return rc;
 }

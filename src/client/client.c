@@ -92,7 +92,7 @@ static grpc_channel_credentials *make_credentials(const tse_client_options *o)
  * follows the client's options, so a restarted service is found again
  * within reconnect_max_ms rather than gRPC's default two minutes.
  */
-static grpc_channel *open_channel(const tse_client_options *o)
+static grpc_channel *open_channel(const tse_client_options *o, grpc_channel_credentials *creds)
 {
     grpc_arg args[6] = {
         {GRPC_ARG_INTEGER, GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, {.integer = 1}},
@@ -106,14 +106,13 @@ static grpc_channel *open_channel(const tse_client_options *o)
         {GRPC_ARG_INTEGER, GRPC_ARG_ENABLE_CHANNELZ, {.integer = 0}},
     };
     grpc_channel_args ca = {.num_args = 6, .args = args};
-    grpc_channel_credentials *creds = make_credentials(o);
-    grpc_channel *ch;
 
-    if (creds == NULL)
-        return NULL;
-    ch = grpc_channel_create(o->target, creds, &ca);
-    grpc_channel_credentials_release(creds);
-    return ch;
+    return grpc_channel_create(o->target, creds, &ca);
+}
+
+grpc_channel *tse_client_open_channel(const tse_client *c)
+{
+    return open_channel(&c->opt, c->creds);
 }
 
 static size_t put_varint(uint8_t *out, uint64_t v)
@@ -171,9 +170,11 @@ EXPORT tse_client_status tse_client_connect(const tse_client_options *options, t
     c = calloc(1, sizeof(*c));
     if (c == NULL)
         return tse_client_fail(err, TSE_CLIENT_NO_MEMORY, -1, NULL, "out of memory");
+    pthread_mutex_init(&c->pump_mu, NULL);
     grpc_init();
     st = client_fill(c, &o);
-    if (st == TSE_CLIENT_OK && (c->channel = open_channel(&o)) == NULL)
+    if (st == TSE_CLIENT_OK && ((c->creds = make_credentials(&o)) == NULL ||
+                                (c->channel = open_channel(&o, c->creds)) == NULL))
         st = TSE_CLIENT_INVALID_ARGUMENT;
     if (st != TSE_CLIENT_OK) {
         tse_client_destroy(c);
@@ -189,8 +190,12 @@ EXPORT void tse_client_destroy(tse_client *c)
 {
     if (c == NULL)
         return;
+    tse_client_pump_stop(c);
     if (c->channel != NULL)
         grpc_channel_destroy(c->channel);
+    if (c->creds != NULL)
+        grpc_channel_credentials_release(c->creds);
+    pthread_mutex_destroy(&c->pump_mu);
     free(c->target);
     free(c->source_service);
     free(c->authorization);

@@ -13,7 +13,9 @@
 #define TSE_CLIENT_INTERNAL_H
 
 #include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
 #include <protobuf-c/protobuf-c.h>
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include "common/status.h"
@@ -28,8 +30,15 @@
 #define TSE_CLIENT_SOURCE_MAX      64
 #define TSE_CLIENT_METHOD(m)       "/tracseq.events.v1.EventService/" m
 
+struct tse_client_pump; /* publisher.c */
+
 struct tse_client {
     grpc_channel *channel;
+    grpc_channel_credentials *creds; /* for the publishers' own channels */
+    /* The publishers' shared completion-queue thread, made with the first
+     * publisher, stopped by tse_client_destroy. */
+    pthread_mutex_t pump_mu;
+    struct tse_client_pump *pump;
     tse_client_options opt; /* resolved; strings point into the fields below */
     char *target;
     char *source_service;
@@ -46,6 +55,14 @@ struct tse_client_event {
     bool has_id; /* opts.event_id was given: it is inside bytes */
     char *event_type;
 };
+
+/* A new channel (its own TCP connection) with the client's target,
+ * credentials and reconnect settings; NULL on failure. */
+grpc_channel *tse_client_open_channel(const tse_client *c);
+
+/* Stops the publishers' pump thread, if any (publisher.c). Every publisher
+ * must have been destroyed. */
+void tse_client_pump_stop(tse_client *c);
 
 /* ---- errors (error.c) ---- */
 

@@ -537,6 +537,57 @@ static void test_subscriber_reconnects_after_a_service_restart(void **state)
     collector_free(&col);
 }
 
+/*
+ * Two publishers of one client (one shared thread, a connection each) keep
+ * publishing across a service restart: the events the dead stream left
+ * unanswered are resent on a new one, each is stored exactly once (client
+ * ids), and every callback comes, in order, OK.
+ */
+static void test_publishers_resend_across_a_service_restart(void **state)
+{
+    int port = tse_test_free_port();
+    pid_t pid = spawn_service(port);
+    pipe_state ps[2] = {{.mu = PTHREAD_MUTEX_INITIALIZER, .bad = UINTPTR_MAX},
+                        {.mu = PTHREAD_MUTEX_INITIALIZER, .bad = UINTPTR_MAX}};
+    tse_client_publisher *pub[2];
+    tse_client_event *ev[2];
+    const char *types[2] = {"sdk.resend_a", "sdk.resend_b"};
+    char addr[64];
+    tse_client *c;
+
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+    c = client_for(addr, 15000);
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(tse_client_event_from_json(types[k], "{\"x\":1}", NULL, &ev[k], NULL),
+                         TSE_CLIENT_OK);
+        assert_int_equal(tse_client_publisher_create(c, NULL, on_result, &ps[k], &pub[k], NULL),
+                         TSE_CLIENT_OK);
+    }
+    for (uintptr_t i = 0; i < 200; i++) {
+        if (i == 100) {
+            for (int k = 0; k < 2; k++)
+                assert_int_equal(tse_client_publisher_flush(pub[k], WAIT_MS, NULL), TSE_CLIENT_OK);
+            stop_service(pid);
+        }
+        for (int k = 0; k < 2; k++)
+            assert_int_equal(tse_client_publisher_publish(pub[k], ev[k], (void *)i, NULL),
+                             TSE_CLIENT_OK);
+    }
+    usleep(300000);
+    pid = spawn_service(port);
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(tse_client_publisher_flush(pub[k], 15000, NULL), TSE_CLIENT_OK);
+        assert_int_equal(ps[k].ok, 200);
+        assert_int_equal(ps[k].errors, 0);
+        assert_int_equal(ps[k].out_of_order, 0);
+        assert_int_equal(stream_entries(types[k]), 200);
+        tse_client_publisher_destroy(pub[k]);
+        tse_client_event_destroy(ev[k]);
+    }
+    tse_client_destroy(c);
+    stop_service(pid);
+}
+
 /* ============================== acks ====================================== */
 
 static void test_unacked_delivery_comes_back_with_attempt_2_acked_one_does_not(void **state)
@@ -749,6 +800,7 @@ int main(void)
         cmocka_unit_test(test_bad_event_in_the_pipeline_fails_alone),
         cmocka_unit_test(test_publish_to_a_stopped_service_is_unavailable_within_the_timeout),
         cmocka_unit_test(test_subscriber_reconnects_after_a_service_restart),
+        cmocka_unit_test(test_publishers_resend_across_a_service_restart),
         cmocka_unit_test(test_unacked_delivery_comes_back_with_attempt_2_acked_one_does_not),
         cmocka_unit_test(test_auto_acks_queued_before_stop_reach_the_server),
         cmocka_unit_test(test_pull_then_acknowledge_empties_the_subscription),
