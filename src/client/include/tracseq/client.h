@@ -23,7 +23,8 @@
  * Thread-safety: a tse_client may be used from any number of threads at
  * once (every blocking call has its own completion queue). A publisher's
  * publish and flush may be called from several threads; its result
- * callback runs on the publisher's own thread, in publish order. A
+ * callback runs on the client's publisher thread (one per client, shared
+ * by its publishers), in publish order. A
  * subscriber's callback runs on the subscriber's thread (or the thread
  * calling tse_client_subscriber_run); tse_client_subscriber_stop may be
  * called from any thread, a signal handler included. Callbacks must not
@@ -381,14 +382,16 @@ TSE_CLIENT_API tse_client_status tse_client_publish_sequencing_job_completed(tse
 /*
  * A publisher pipelines events on one PublishStream call: publish returns
  * as soon as the event is queued, and the result arrives later through the
- * callback, on the publisher's own thread, strictly in publish order.
+ * callback, on the client's publisher thread, strictly in publish order.
+ * Every publisher has its own connection; all publishers of one client
+ * share that one thread (a slow callback delays the others).
  *
  * The window bounds events published but not yet answered. When it is
  * full, publish blocks until a quarter of the window has been answered (so
  * queued events go out in batches), at most the client's timeout, then
  * returns DEADLINE_EXCEEDED (UNAVAILABLE while the stream is down). Called
- * from the publisher's own callback, publish never blocks: a full window
- * returns RESOURCE_EXHAUSTED there.
+ * from a publisher callback, publish never blocks: a full window returns
+ * RESOURCE_EXHAUSTED there. Do not destroy a publisher from a callback.
  *
  * When the stream breaks (UNAVAILABLE, a reset, a server restart) the
  * publisher reopens it with backoff and resends every unanswered event.
