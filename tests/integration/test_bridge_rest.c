@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "http_client.h"
 
 #define UUID_A "7d0f4a0e-3c55-4a63-9d0e-2b1f6f1b9a01"
 #define UUID_B "0b8e7c1a-9f3d-4e5b-8a6c-1d2e3f4a5b6c"
@@ -135,94 +136,20 @@ static int bridge_stop(bridge *b)
 
 /* ===================== a small HTTP/1.1 client =========================== */
 
-typedef struct http_resp {
-    int status;
-    char head[8192]; /* status line and headers */
-    char *body;      /* malloc'd, NUL-terminated */
-    size_t body_len;
-} http_resp;
-
-static int http_connect(int port)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    return fd;
-}
-
-static void send_all(int fd, const char *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
-        if (n <= 0)
-            return; /* the server may close early (413) */
-        data += n;
-        len -= (size_t)n;
-    }
-}
-
-/* Reads one response (headers, then Content-Length bytes of body). */
-static bool read_response(int fd, http_resp *r)
-{
-    size_t have = 0, want = 0;
-    char *end = NULL;
-
-    memset(r, 0, sizeof(*r));
-    while (end == NULL) {
-        ssize_t n = recv(fd, r->head + have, sizeof(r->head) - 1 - have, 0);
-        if (n <= 0)
-            return false;
-        have += (size_t)n;
-        r->head[have] = '\0';
-        end = strstr(r->head, "\r\n\r\n");
-    }
-    sscanf(r->head, "HTTP/1.1 %d", &r->status);
-    const char *cl = strcasestr(r->head, "\r\nContent-Length:");
-    want = cl ? (size_t)strtoul(cl + 17, NULL, 10) : 0;
-    r->body = calloc(1, want + 1);
-    r->body_len = have - (size_t)(end + 4 - r->head);
-    memcpy(r->body, end + 4, r->body_len);
-    *end = '\0';
-    while (r->body_len < want) {
-        ssize_t n = recv(fd, r->body + r->body_len, want - r->body_len, 0);
-        if (n <= 0)
-            return false;
-        r->body_len += (size_t)n;
-    }
-    return true;
-}
-
-static void send_request(int fd, const char *method, const char *path, const char *ctype,
-                         const char *headers, const char *body, size_t body_len, bool close_conn)
-{
-    char head[2048];
-    int n = snprintf(head, sizeof(head),
-                     "%s %s HTTP/1.1\r\nHost: localhost\r\n%s%s%s%sContent-Length: %zu\r\n%s\r\n",
-                     method, path, ctype ? "Content-Type: " : "", ctype ? ctype : "",
-                     ctype ? "\r\n" : "", headers ? headers : "", body_len,
-                     close_conn ? "Connection: close\r\n" : "");
-
-    send_all(fd, head, (size_t)n);
-    if (body_len > 0)
-        send_all(fd, body, body_len);
-}
-
 /* One request on a fresh connection; headers: extra "K: v\r\n" lines. */
-static http_resp http(const bridge *b, const char *method, const char *path, const char *ctype,
-                      const char *headers, const char *body)
+static tse_test_http_resp http(const bridge *b, const char *method, const char *path,
+                               const char *ctype, const char *headers, const char *body)
 {
-    int fd = http_connect(b->port);
-    http_resp r;
+    int fd = tse_test_http_connect(b->port);
+    tse_test_http_resp r;
 
-    send_request(fd, method, path, ctype, headers, body, body ? strlen(body) : 0, true);
-    assert_true(read_response(fd, &r));
+    tse_test_http_send(fd, method, path, ctype, headers, body, body ? strlen(body) : 0, true);
+    assert_true(tse_test_http_read(fd, &r));
     close(fd);
     return r;
 }
 
-static const char *header(http_resp *r, const char *name, char *buf, size_t len)
+static const char *header(tse_test_http_resp *r, const char *name, char *buf, size_t len)
 {
     char key[128];
     const char *p;
@@ -237,29 +164,19 @@ static const char *header(http_resp *r, const char *name, char *buf, size_t len)
     return buf;
 }
 
-static json_t *json_of(const http_resp *r)
-{
-    json_error_t e;
-    json_t *j = json_loads(r->body, 0, &e);
-
-    if (j == NULL)
-        fail_msg("not JSON (%s): %s", e.text, r->body);
-    return j;
-}
-
-static void http_free(http_resp *r)
+static void http_free(tse_test_http_resp *r)
 {
     free(r->body);
 }
 
 /* Asserts an error answer: status, JSON {"error","code"} and the detail field. */
-static void assert_error(http_resp *r, int status, const char *code, const char *field)
+static void assert_error(tse_test_http_resp *r, int status, const char *code, const char *field)
 {
     json_t *j;
 
     if (r->status != status)
         fail_msg("status %d, want %d: %s", r->status, status, r->body);
-    j = json_of(r);
+    j = tse_test_http_json(r);
     assert_true(json_is_string(json_object_get(j, "error")));
     assert_string_equal(json_string_value(json_object_get(j, "code")), code);
     if (field != NULL)
@@ -326,12 +243,12 @@ static const char *publish_body(void)
 
 static long long stat_of(const bridge *b, const char *key)
 {
-    http_resp r = http(b, "GET", "/api/v1/stats", NULL, NULL, NULL);
+    tse_test_http_resp r = http(b, "GET", "/api/v1/stats", NULL, NULL, NULL);
     json_t *j;
     long long v;
 
     assert_int_equal(r.status, 200);
-    j = json_of(&r);
+    j = tse_test_http_json(&r);
     assert_true(json_is_integer(json_object_get(j, key)));
     v = json_integer_value(json_object_get(j, key));
     json_decref(j);
@@ -409,8 +326,8 @@ static void test_quick_start_commands_work_verbatim(void **state)
 static void test_root_lists_the_documented_endpoints(void **state)
 {
     world *w = *state;
-    http_resp r = http(w->bridge, "GET", "/", NULL, NULL, NULL);
-    json_t *j = json_of(&r), *ep = json_object_get(j, "endpoints");
+    tse_test_http_resp r = http(w->bridge, "GET", "/", NULL, NULL, NULL);
+    json_t *j = tse_test_http_json(&r), *ep = json_object_get(j, "endpoints");
 
     assert_int_equal(r.status, 200);
     assert_string_equal(json_string_value(json_object_get(j, "service")), "TracSeq Event Service");
@@ -427,8 +344,8 @@ static void test_root_lists_the_documented_endpoints(void **state)
 static void test_health_reports_checks_and_uptime(void **state)
 {
     world *w = *state;
-    http_resp r = http(w->bridge, "GET", "/health", NULL, NULL, NULL);
-    json_t *j = json_of(&r), *checks = json_object_get(j, "checks");
+    tse_test_http_resp r = http(w->bridge, "GET", "/health", NULL, NULL, NULL);
+    json_t *j = tse_test_http_json(&r), *checks = json_object_get(j, "checks");
 
     assert_int_equal(r.status, 200);
     assert_string_equal(json_string_value(json_object_get(j, "status")), "healthy");
@@ -448,8 +365,8 @@ static void test_health_reports_checks_and_uptime(void **state)
 static void test_event_types_lists_the_catalog(void **state)
 {
     world *w = *state;
-    http_resp r = http(w->bridge, "GET", "/api/v1/event-types", NULL, NULL, NULL);
-    json_t *j = json_of(&r), *types = json_object_get(j, "event_types");
+    tse_test_http_resp r = http(w->bridge, "GET", "/api/v1/event-types", NULL, NULL, NULL);
+    json_t *j = tse_test_http_json(&r), *types = json_object_get(j, "event_types");
     bool found = false;
     size_t i;
     json_t *t;
@@ -469,8 +386,8 @@ static void test_event_types_lists_the_catalog(void **state)
 static void test_stats_has_numbers_not_strings(void **state)
 {
     world *w = *state;
-    http_resp r = http(w->bridge, "GET", "/api/v1/stats", NULL, NULL, NULL);
-    json_t *j = json_of(&r);
+    tse_test_http_resp r = http(w->bridge, "GET", "/api/v1/stats", NULL, NULL, NULL);
+    json_t *j = tse_test_http_json(&r);
 
     assert_int_equal(r.status, 200);
     assert_true(json_is_integer(json_object_get(j, "events_published")));
@@ -483,8 +400,9 @@ static void test_stats_has_numbers_not_strings(void **state)
 static void test_metrics_are_prometheus_text_with_service_stats(void **state)
 {
     world *w = *state;
-    http_resp p = http(w->bridge, "POST", "/api/v1/events/publish", JSON, NULL, publish_body());
-    http_resp r = http(w->bridge, "GET", "/metrics", NULL, NULL, NULL);
+    tse_test_http_resp p =
+        http(w->bridge, "POST", "/api/v1/events/publish", JSON, NULL, publish_body());
+    tse_test_http_resp r = http(w->bridge, "GET", "/metrics", NULL, NULL, NULL);
     char ct[128];
 
     assert_int_equal(p.status, 200);
@@ -507,9 +425,9 @@ static void test_metrics_are_prometheus_text_with_service_stats(void **state)
 static void test_publish_answers_the_original_shape(void **state)
 {
     world *w = *state;
-    http_resp r = http(w->bridge, "POST", "/api/v1/events/publish",
-                       "application/json; charset=utf-8", NULL, publish_body());
-    json_t *j = json_of(&r);
+    tse_test_http_resp r = http(w->bridge, "POST", "/api/v1/events/publish",
+                                "application/json; charset=utf-8", NULL, publish_body());
+    json_t *j = tse_test_http_json(&r);
 
     assert_int_equal(r.status, 200);
     assert_int_equal(strlen(json_string_value(json_object_get(j, "event_id"))), 36);
@@ -525,9 +443,9 @@ static void test_publish_with_client_id_twice_is_a_duplicate(void **state)
     world *w = *state;
     const char *body = "{\"id\":\"" UUID_A "\",\"event_type\":\"lab.thing_done\","
                        "\"source_service\":\"t\",\"payload\":{\"n\":1}}";
-    http_resp a = http(w->bridge, "POST", "/api/v1/events/publish", JSON, NULL, body);
-    http_resp b = http(w->bridge, "POST", "/api/v1/events/publish", JSON, NULL, body);
-    json_t *ja = json_of(&a), *jb = json_of(&b);
+    tse_test_http_resp a = http(w->bridge, "POST", "/api/v1/events/publish", JSON, NULL, body);
+    tse_test_http_resp b = http(w->bridge, "POST", "/api/v1/events/publish", JSON, NULL, body);
+    json_t *ja = tse_test_http_json(&a), *jb = tse_test_http_json(&b);
 
     assert_int_equal(a.status, 200);
     assert_int_equal(b.status, 200);
@@ -545,8 +463,9 @@ static void test_publish_with_client_id_twice_is_a_duplicate(void **state)
 static void test_publish_takes_a_non_object_payload(void **state)
 {
     world *w = *state;
-    http_resp r = http(w->bridge, "POST", "/api/v1/events/publish", JSON, NULL,
-                       "{\"event_type\":\"lab.note\",\"source_service\":\"t\",\"payload\":[1,2]}");
+    tse_test_http_resp r =
+        http(w->bridge, "POST", "/api/v1/events/publish", JSON, NULL,
+             "{\"event_type\":\"lab.note\",\"source_service\":\"t\",\"payload\":[1,2]}");
 
     assert_int_equal(r.status, 200);
     http_free(&r);
@@ -555,8 +474,8 @@ static void test_publish_takes_a_non_object_payload(void **state)
 static void test_correlation_id_header_is_echoed(void **state)
 {
     world *w = *state;
-    http_resp r = http(w->bridge, "POST", "/api/v1/events/publish", JSON,
-                       "X-Correlation-ID: " UUID_B "\r\n", publish_body());
+    tse_test_http_resp r = http(w->bridge, "POST", "/api/v1/events/publish", JSON,
+                                "X-Correlation-ID: " UUID_B "\r\n", publish_body());
     char v[128];
 
     assert_int_equal(r.status, 200);
@@ -567,10 +486,10 @@ static void test_correlation_id_header_is_echoed(void **state)
 static void test_body_correlation_id_is_echoed_without_header(void **state)
 {
     world *w = *state;
-    http_resp r = http(w->bridge, "POST", "/api/v1/events/publish", JSON, NULL,
-                       "{\"event_type\":\"lab.note\",\"source_service\":\"t\","
-                       "\"correlation_id\":\"" UUID_A "\",\"payload\":{}}");
-    http_resp g = http(w->bridge, "GET", "/api/v1/stats", NULL, NULL, NULL);
+    tse_test_http_resp r = http(w->bridge, "POST", "/api/v1/events/publish", JSON, NULL,
+                                "{\"event_type\":\"lab.note\",\"source_service\":\"t\","
+                                "\"correlation_id\":\"" UUID_A "\",\"payload\":{}}");
+    tse_test_http_resp g = http(w->bridge, "GET", "/api/v1/stats", NULL, NULL, NULL);
     char v[128], v2[128];
 
     assert_int_equal(r.status, 200);
@@ -585,12 +504,12 @@ static void test_body_correlation_id_is_echoed_without_header(void **state)
 static void test_cloudevents_structured_mode_publishes(void **state)
 {
     world *w = *state;
-    http_resp r =
+    tse_test_http_resp r =
         http(w->bridge, "POST", "/api/v1/events/publish", "application/cloudevents+json", NULL,
              "{\"specversion\":\"1.0\",\"id\":\"" UUID_B "\",\"type\":\"lab.ce_done\","
              "\"source\":\"ce-client\",\"time\":\"2024-06-18T10:00:00Z\","
              "\"priority\":\"2\",\"correlationid\":\"" UUID_A "\",\"data\":{\"k\":1}}");
-    json_t *j = json_of(&r);
+    json_t *j = tse_test_http_json(&r);
     char v[128];
 
     assert_int_equal(r.status, 200);
@@ -604,9 +523,10 @@ static void test_cloudevents_errors_name_cloudevents_attributes(void **state)
 {
     world *w = *state;
     const char *ce = "application/cloudevents+json";
-    http_resp a = http(w->bridge, "POST", "/api/v1/events/publish", ce, NULL,
-                       "{\"specversion\":\"0.3\",\"type\":\"a.b\",\"source\":\"s\",\"data\":{}}");
-    http_resp b =
+    tse_test_http_resp a =
+        http(w->bridge, "POST", "/api/v1/events/publish", ce, NULL,
+             "{\"specversion\":\"0.3\",\"type\":\"a.b\",\"source\":\"s\",\"data\":{}}");
+    tse_test_http_resp b =
         http(w->bridge, "POST", "/api/v1/events/publish", ce, NULL,
              "{\"specversion\":\"1.0\",\"type\":\"NotAType\",\"source\":\"s\",\"data\":{}}");
 
@@ -621,12 +541,12 @@ static void test_cloudevents_errors_name_cloudevents_attributes(void **state)
 static void test_malformed_json_is_400_with_line_and_column(void **state)
 {
     world *w = *state;
-    http_resp r = http(w->bridge, "POST", "/api/v1/events/publish", JSON, NULL,
-                       "{\n  \"event_type\": \"a.b\",\n  \"source_service\": oops\n}");
+    tse_test_http_resp r = http(w->bridge, "POST", "/api/v1/events/publish", JSON, NULL,
+                                "{\n  \"event_type\": \"a.b\",\n  \"source_service\": oops\n}");
     json_t *j, *d;
 
     assert_error(&r, 400, "INVALID_JSON", "body");
-    j = json_of(&r);
+    j = tse_test_http_json(&r);
     d = json_array_get(json_object_get(j, "details"), 0);
     assert_int_equal(json_integer_value(json_object_get(d, "line")), 3);
     assert_true(json_integer_value(json_object_get(d, "column")) > 0);
@@ -638,9 +558,10 @@ static void test_malformed_json_is_400_with_line_and_column(void **state)
 static void test_wrong_content_type_is_415(void **state)
 {
     world *w = *state;
-    http_resp a =
+    tse_test_http_resp a =
         http(w->bridge, "POST", "/api/v1/events/publish", "text/plain", NULL, publish_body());
-    http_resp b = http(w->bridge, "POST", "/api/v1/events/publish", NULL, NULL, publish_body());
+    tse_test_http_resp b =
+        http(w->bridge, "POST", "/api/v1/events/publish", NULL, NULL, publish_body());
 
     assert_error(&a, 415, "UNSUPPORTED_MEDIA_TYPE", "Content-Type");
     assert_error(&b, 415, "UNSUPPORTED_MEDIA_TYPE", "Content-Type");
@@ -653,7 +574,7 @@ static void test_body_over_the_limit_is_413(void **state)
     world *w = *state;
     size_t len = 5000; /* the world's limit is 4096 */
     char *big = malloc(len + 1);
-    http_resp r;
+    tse_test_http_resp r;
     int fd;
 
     memset(big, ' ', len);
@@ -665,7 +586,7 @@ static void test_body_over_the_limit_is_413(void **state)
     http_free(&r);
 
     /* Chunked, so no Content-Length announces the size: still 413. */
-    fd = http_connect(w->bridge->port);
+    fd = tse_test_http_connect(w->bridge->port);
     {
         char head[256];
         int n = snprintf(head, sizeof(head),
@@ -673,11 +594,11 @@ static void test_body_over_the_limit_is_413(void **state)
                          "application/json\r\nTransfer-Encoding: chunked\r\nConnection: "
                          "close\r\n\r\n%zx\r\n",
                          len);
-        send_all(fd, head, (size_t)n);
-        send_all(fd, big, len);
-        send_all(fd, "\r\n0\r\n\r\n", 7);
+        tse_test_http_send_raw(fd, head, (size_t)n);
+        tse_test_http_send_raw(fd, big, len);
+        tse_test_http_send_raw(fd, "\r\n0\r\n\r\n", 7);
     }
-    assert_true(read_response(fd, &r));
+    assert_true(tse_test_http_read(fd, &r));
     close(fd);
     assert_error(&r, 413, "PAYLOAD_TOO_LARGE", "body");
     http_free(&r);
@@ -687,7 +608,7 @@ static void test_body_over_the_limit_is_413(void **state)
 static void test_unknown_path_is_404_json(void **state)
 {
     world *w = *state;
-    http_resp r = http(w->bridge, "GET", "/api/v2/nothing", NULL, NULL, NULL);
+    tse_test_http_resp r = http(w->bridge, "GET", "/api/v2/nothing", NULL, NULL, NULL);
 
     assert_error(&r, 404, "NOT_FOUND", NULL);
     http_free(&r);
@@ -696,7 +617,7 @@ static void test_unknown_path_is_404_json(void **state)
 static void test_wrong_method_is_405_json_with_allow(void **state)
 {
     world *w = *state;
-    http_resp r = http(w->bridge, "GET", "/api/v1/events/publish", NULL, NULL, NULL);
+    tse_test_http_resp r = http(w->bridge, "GET", "/api/v1/events/publish", NULL, NULL, NULL);
     char allow[64];
 
     assert_error(&r, 405, "METHOD_NOT_ALLOWED", NULL);
@@ -707,10 +628,10 @@ static void test_wrong_method_is_405_json_with_allow(void **state)
 static void test_missing_required_field_is_422_naming_it(void **state)
 {
     world *w = *state;
-    http_resp a = http(w->bridge, "POST", "/api/v1/events/publish", JSON, NULL,
-                       "{\"event_type\":\"a.b\",\"payload\":{}}");
-    http_resp b = http(w->bridge, "POST", "/api/v1/events/publish", JSON, NULL,
-                       "{\"event_type\":\"a.b\",\"source_service\":\"s\"}");
+    tse_test_http_resp a = http(w->bridge, "POST", "/api/v1/events/publish", JSON, NULL,
+                                "{\"event_type\":\"a.b\",\"payload\":{}}");
+    tse_test_http_resp b = http(w->bridge, "POST", "/api/v1/events/publish", JSON, NULL,
+                                "{\"event_type\":\"a.b\",\"source_service\":\"s\"}");
 
     assert_error(&a, 422, "VALIDATION_FAILED", "source_service");
     assert_error(&b, 422, "VALIDATION_FAILED", "payload");
@@ -721,18 +642,21 @@ static void test_missing_required_field_is_422_naming_it(void **state)
 static void test_bad_fields_are_422_naming_them(void **state)
 {
     world *w = *state;
-    http_resp prio = http(w->bridge, "POST", "/api/v1/events/publish", JSON, NULL,
-                          "{\"event_type\":\"a.b\",\"source_service\":\"s\",\"payload\":{},"
-                          "\"priority\":9}");
-    http_resp uuid = http(w->bridge, "POST", "/api/v1/events/publish", JSON, NULL,
-                          "{\"event_type\":\"a.b\",\"source_service\":\"s\",\"payload\":{},"
-                          "\"id\":\"not-a-uuid\"}");
-    http_resp type = http(w->bridge, "POST", "/api/v1/events/publish", JSON, NULL,
-                          "{\"event_type\":\"Sample-Created\",\"source_service\":\"s\","
-                          "\"payload\":{}}");
-    http_resp kind = http(w->bridge, "POST", "/api/v1/events/publish", JSON, NULL,
-                          "{\"event_type\":\"a.b\",\"source_service\":\"s\",\"payload\":{},"
-                          "\"subject\":42}");
+    tse_test_http_resp prio =
+        http(w->bridge, "POST", "/api/v1/events/publish", JSON, NULL,
+             "{\"event_type\":\"a.b\",\"source_service\":\"s\",\"payload\":{},"
+             "\"priority\":9}");
+    tse_test_http_resp uuid =
+        http(w->bridge, "POST", "/api/v1/events/publish", JSON, NULL,
+             "{\"event_type\":\"a.b\",\"source_service\":\"s\",\"payload\":{},"
+             "\"id\":\"not-a-uuid\"}");
+    tse_test_http_resp type = http(w->bridge, "POST", "/api/v1/events/publish", JSON, NULL,
+                                   "{\"event_type\":\"Sample-Created\",\"source_service\":\"s\","
+                                   "\"payload\":{}}");
+    tse_test_http_resp kind =
+        http(w->bridge, "POST", "/api/v1/events/publish", JSON, NULL,
+             "{\"event_type\":\"a.b\",\"source_service\":\"s\",\"payload\":{},"
+             "\"subject\":42}");
 
     assert_error(&prio, 422, "VALIDATION_FAILED", "priority");
     assert_error(&uuid, 422, "VALIDATION_FAILED", "id");
@@ -747,10 +671,11 @@ static void test_bad_fields_are_422_naming_them(void **state)
 static void test_strict_payload_misfit_is_422_naming_payload_field(void **state)
 {
     world *w = *state;
-    http_resp r = http(w->bridge, "POST", "/api/v1/events/publish", JSON, NULL,
-                       "{\"event_type\":\"sample.created\",\"source_service\":\"s\","
-                       "\"payload\":{\"sample_id\":\"" UUID_A "\",\"sample_type\":\"DNA\"}}");
-    json_t *j = json_of(&r);
+    tse_test_http_resp r =
+        http(w->bridge, "POST", "/api/v1/events/publish", JSON, NULL,
+             "{\"event_type\":\"sample.created\",\"source_service\":\"s\","
+             "\"payload\":{\"sample_id\":\"" UUID_A "\",\"sample_type\":\"DNA\"}}");
+    json_t *j = tse_test_http_json(&r);
     const char *field = json_string_value(
         json_object_get(json_array_get(json_object_get(j, "details"), 0), "field"));
 
@@ -764,7 +689,8 @@ static void test_strict_payload_misfit_is_422_naming_payload_field(void **state)
 static void test_bad_correlation_header_is_400(void **state)
 {
     world *w = *state;
-    http_resp r = http(w->bridge, "GET", "/api/v1/stats", NULL, "X-Correlation-ID: a b\r\n", NULL);
+    tse_test_http_resp r =
+        http(w->bridge, "GET", "/api/v1/stats", NULL, "X-Correlation-ID: a b\r\n", NULL);
 
     assert_error(&r, 400, "INVALID_HEADER", "X-Correlation-ID");
     http_free(&r);
@@ -775,16 +701,17 @@ static void test_bad_correlation_header_is_400(void **state)
 static void test_batch_answers_one_result_per_entry(void **state)
 {
     world *w = *state;
-    http_resp r = http(w->bridge, "POST", "/api/v1/events/batch", JSON, NULL,
-                       "{\"events\":["
-                       "{\"event_type\":\"lab.batch_a\",\"source_service\":\"t\",\"payload\":{}},"
-                       "{\"event_type\":\"BAD\",\"source_service\":\"t\",\"payload\":{}},"
-                       "{\"source_service\":\"t\",\"payload\":{}},"
-                       "{\"event_type\":\"lab.batch_b\",\"source_service\":\"t\",\"payload\":{},"
-                       "\"id\":\"nope\"},"
-                       "{\"event_type\":\"lab.batch_c\",\"source_service\":\"t\",\"payload\":{}}"
-                       "]}");
-    json_t *j = json_of(&r), *res = json_object_get(j, "results");
+    tse_test_http_resp r =
+        http(w->bridge, "POST", "/api/v1/events/batch", JSON, NULL,
+             "{\"events\":["
+             "{\"event_type\":\"lab.batch_a\",\"source_service\":\"t\",\"payload\":{}},"
+             "{\"event_type\":\"BAD\",\"source_service\":\"t\",\"payload\":{}},"
+             "{\"source_service\":\"t\",\"payload\":{}},"
+             "{\"event_type\":\"lab.batch_b\",\"source_service\":\"t\",\"payload\":{},"
+             "\"id\":\"nope\"},"
+             "{\"event_type\":\"lab.batch_c\",\"source_service\":\"t\",\"payload\":{}}"
+             "]}");
+    json_t *j = tse_test_http_json(&r), *res = json_object_get(j, "results");
     static const int want[] = {200, 422, 422, 422, 200};
 
     assert_int_equal(r.status, 200);
@@ -809,11 +736,11 @@ static void test_batch_answers_one_result_per_entry(void **state)
 static void test_batch_limits_are_422(void **state)
 {
     world *w = *state;
-    http_resp empty =
+    tse_test_http_resp empty =
         http(w->bridge, "POST", "/api/v1/events/batch", JSON, NULL, "{\"events\":[]}");
-    http_resp over = http(w->bridge, "POST", "/api/v1/events/batch", JSON, NULL,
-                          "{\"events\":[{},{},{},{},{},{}]}"); /* the world allows 5 */
-    http_resp notarr =
+    tse_test_http_resp over = http(w->bridge, "POST", "/api/v1/events/batch", JSON, NULL,
+                                   "{\"events\":[{},{},{},{},{},{}]}"); /* the world allows 5 */
+    tse_test_http_resp notarr =
         http(w->bridge, "POST", "/api/v1/events/batch", JSON, NULL, "{\"events\":{}}");
 
     assert_error(&empty, 422, "VALIDATION_FAILED", "events");
@@ -827,12 +754,12 @@ static void test_batch_limits_are_422(void **state)
 static void test_cloudevents_batch_publishes(void **state)
 {
     world *w = *state;
-    http_resp r =
+    tse_test_http_resp r =
         http(w->bridge, "POST", "/api/v1/events/batch", "application/cloudevents-batch+json", NULL,
              "[{\"specversion\":\"1.0\",\"type\":\"lab.ce_a\",\"source\":\"s\","
              "\"data\":{}},{\"specversion\":\"1.0\",\"type\":\"lab.ce_b\",\"source\":"
              "\"s\",\"data\":{}}]");
-    json_t *j = json_of(&r);
+    json_t *j = tse_test_http_json(&r);
 
     assert_int_equal(r.status, 200);
     assert_int_equal(json_integer_value(json_object_get(j, "published")), 2);
@@ -845,13 +772,13 @@ static void test_cloudevents_batch_publishes(void **state)
 static void test_keep_alive_serves_several_requests(void **state)
 {
     world *w = *state;
-    int fd = http_connect(w->bridge->port);
-    http_resp r;
+    int fd = tse_test_http_connect(w->bridge->port);
+    tse_test_http_resp r;
 
     for (int i = 0; i < 3; i++) {
-        send_request(fd, "POST", "/api/v1/events/publish", JSON, NULL, publish_body(),
-                     strlen(publish_body()), false);
-        assert_true(read_response(fd, &r));
+        tse_test_http_send(fd, "POST", "/api/v1/events/publish", JSON, NULL, publish_body(),
+                           strlen(publish_body()), false);
+        assert_true(tse_test_http_read(fd, &r));
         assert_int_equal(r.status, 200);
         http_free(&r);
     }
@@ -861,12 +788,12 @@ static void test_keep_alive_serves_several_requests(void **state)
 static void test_silent_connection_is_closed_after_read_timeout(void **state)
 {
     world *w = *state;
-    int fd = http_connect(w->bridge->port);
+    int fd = tse_test_http_connect(w->bridge->port);
     struct pollfd p = {.fd = fd, .events = POLLIN};
     long long start = tse_test_now_ms();
     char buf[256];
 
-    send_all(fd, "POST /api/v1/events/publish HTTP/1.1\r\nHost: x\r\n", 47);
+    tse_test_http_send_raw(fd, "POST /api/v1/events/publish HTTP/1.1\r\nHost: x\r\n", 47);
     /* The world's read timeout is 1 s; MHD checks it about once a second. */
     assert_int_equal(poll(&p, 1, 5000), 1);
     assert_true(recv(fd, buf, sizeof(buf), 0) <= 0);
@@ -879,11 +806,12 @@ static void test_silent_connection_is_closed_after_read_timeout(void **state)
 static void test_subscription_input_errors_are_422(void **state)
 {
     world *w = *state;
-    http_resp ack =
+    tse_test_http_resp ack =
         http(w->bridge, "POST", "/api/v1/subscriptions/s1/ack", JSON, NULL, "{\"ack_ids\":[]}");
-    http_resp pull =
+    tse_test_http_resp pull =
         http(w->bridge, "GET", "/api/v1/subscriptions/s1/events?max=0", NULL, NULL, NULL);
-    http_resp sub = http(w->bridge, "POST", "/api/v1/events/subscribe", JSON, NULL, "{\"name\":5}");
+    tse_test_http_resp sub =
+        http(w->bridge, "POST", "/api/v1/events/subscribe", JSON, NULL, "{\"name\":5}");
 
     assert_error(&ack, 422, "VALIDATION_FAILED", "ack_ids");
     assert_error(&pull, 422, "VALIDATION_FAILED", "max");
@@ -897,11 +825,12 @@ static void test_subscription_input_errors_are_422(void **state)
 static void test_subscribe_accepts_the_original_body(void **state)
 {
     world *w = *state;
-    http_resp r = http(w->bridge, "POST", "/api/v1/events/subscribe", JSON, NULL,
-                       "{\"name\":\"qs\",\"event_types\":[\"sample.*\"],\"consumer_group\":\"qs\","
-                       "\"consumer_name\":\"c1\",\"batch_size\":10,\"timeout_ms\":5000,"
-                       "\"auto_ack\":true,\"read_latest\":true}");
-    json_t *j = json_of(&r);
+    tse_test_http_resp r =
+        http(w->bridge, "POST", "/api/v1/events/subscribe", JSON, NULL,
+             "{\"name\":\"qs\",\"event_types\":[\"sample.*\"],\"consumer_group\":\"qs\","
+             "\"consumer_name\":\"c1\",\"batch_size\":10,\"timeout_ms\":5000,"
+             "\"auto_ack\":true,\"read_latest\":true}");
+    json_t *j = tse_test_http_json(&r);
 
     assert_int_equal(r.status, 200);
     assert_string_equal(json_string_value(json_object_get(j, "status")), "subscribed");
@@ -917,7 +846,7 @@ static void test_subscribe_accepts_the_original_body(void **state)
 static void test_redis_down_makes_health_and_publish_503(void **state)
 {
     world *w = *state;
-    http_resp h, p;
+    tse_test_http_resp h, p;
     char ra[16];
     json_t *j;
 
@@ -931,7 +860,7 @@ static void test_redis_down_makes_health_and_publish_503(void **state)
         usleep(50000);
     }
     assert_int_equal(h.status, 503);
-    j = json_of(&h);
+    j = tse_test_http_json(&h);
     assert_string_equal(json_string_value(json_object_get(j, "status")), "unhealthy");
     assert_string_equal(json_string_value(json_object_get(j, "failing")), "redis");
     assert_string_equal(header(&h, "Retry-After", ra, sizeof(ra)), "2");
@@ -946,7 +875,7 @@ static void test_redis_down_makes_health_and_publish_503(void **state)
 static void test_service_down_makes_everything_503(void **state)
 {
     world *w = *state;
-    http_resp h, p, s, b;
+    tse_test_http_resp h, p, s, b;
     char ra[16];
     json_t *j;
 
@@ -954,7 +883,7 @@ static void test_service_down_makes_everything_503(void **state)
     w->service = NULL;
     h = http(w->bridge, "GET", "/health", NULL, NULL, NULL);
     assert_int_equal(h.status, 503);
-    j = json_of(&h);
+    j = tse_test_http_json(&h);
     assert_string_equal(json_string_value(json_object_get(j, "failing")), "event_service");
     json_decref(j);
     p = http(w->bridge, "POST", "/api/v1/events/publish", JSON, NULL, publish_body());

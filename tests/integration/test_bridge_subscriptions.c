@@ -36,6 +36,7 @@
 #include "codec/pbjson.h"
 #include "grpc_client.h"
 #include "harness.h"
+#include "http_client.h"
 #include "tracseq/events/v1/service.pb-c.h"
 
 #define JSON        "application/json"
@@ -155,100 +156,36 @@ static proc *service_start_on(const tse_test_redis *r, int port)
 
 /* ===================== a small HTTP/1.1 client =========================== */
 
-typedef struct http_resp {
-    int status;
-    char head[8192];
-    char *body; /* malloc'd, NUL-terminated */
-    size_t body_len;
-} http_resp;
-
-static int http_connect(int port)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    return fd;
-}
-
+/* A request with a JSON body (when body is non-NULL) and extra headers. */
 static void send_request(int fd, const char *method, const char *path, const char *headers,
                          const char *body)
 {
-    char req[8192];
-    size_t len = body ? strlen(body) : 0;
-    int n = snprintf(req, sizeof(req),
-                     "%s %s HTTP/1.1\r\nHost: localhost\r\n%s%sContent-Length: %zu\r\n\r\n%s",
-                     method, path, body ? "Content-Type: " JSON "\r\n" : "", headers ? headers : "",
-                     len, body ? body : "");
-
-    assert_true(n > 0 && (size_t)n < sizeof(req));
-    assert_int_equal(send(fd, req, (size_t)n, MSG_NOSIGNAL), n);
+    tse_test_http_send(fd, method, path, body ? JSON : NULL, headers, body, body ? strlen(body) : 0,
+                       false);
 }
 
-/* Reads one response with a Content-Length body. */
-static bool read_response(int fd, http_resp *r)
+static tse_test_http_resp http(const proc *b, const char *method, const char *path,
+                               const char *body)
 {
-    size_t have = 0, want;
-    char *end = NULL;
-    const char *cl;
-
-    memset(r, 0, sizeof(*r));
-    while (end == NULL) {
-        ssize_t n = recv(fd, r->head + have, sizeof(r->head) - 1 - have, 0);
-        if (n <= 0)
-            return false;
-        have += (size_t)n;
-        r->head[have] = '\0';
-        end = strstr(r->head, "\r\n\r\n");
-    }
-    sscanf(r->head, "HTTP/1.1 %d", &r->status);
-    cl = strcasestr(r->head, "\r\nContent-Length:");
-    want = cl ? (size_t)strtoul(cl + 17, NULL, 10) : 0;
-    r->body = calloc(1, want + have + 1);
-    r->body_len = have - (size_t)(end + 4 - r->head);
-    memcpy(r->body, end + 4, r->body_len);
-    *end = '\0';
-    while (r->body_len < want) {
-        ssize_t n = recv(fd, r->body + r->body_len, want - r->body_len, 0);
-        if (n <= 0)
-            return false;
-        r->body_len += (size_t)n;
-    }
-    return true;
-}
-
-static http_resp http(const proc *b, const char *method, const char *path, const char *body)
-{
-    int fd = http_connect(b->port);
-    http_resp r;
+    int fd = tse_test_http_connect(b->port);
+    tse_test_http_resp r;
 
     send_request(fd, method, path, "Connection: close\r\n", body);
-    assert_true(read_response(fd, &r));
+    assert_true(tse_test_http_read(fd, &r));
     close(fd);
     return r;
-}
-
-static json_t *json_of(const http_resp *r)
-{
-    json_error_t e;
-    json_t *j = json_loads(r->body, 0, &e);
-
-    if (j == NULL)
-        fail_msg("not JSON (%s): %s", e.text, r->body);
-    return j;
 }
 
 /* One request whose answer must have status; returns its JSON. */
 static json_t *http_json(const proc *b, const char *method, const char *path, const char *body,
                          int status)
 {
-    http_resp r = http(b, method, path, body);
+    tse_test_http_resp r = http(b, method, path, body);
     json_t *j;
 
     if (r.status != status)
         fail_msg("%s %s: status %d, want %d: %s", method, path, r.status, status, r.body);
-    j = json_of(&r);
+    j = tse_test_http_json(&r);
     free(r.body);
     return j;
 }
@@ -340,7 +277,7 @@ static sse *sse_open(const proc *b, const char *path)
     sse *s = calloc(1, sizeof(*s));
     char *end;
 
-    s->fd = http_connect(b->port);
+    s->fd = tse_test_http_connect(b->port);
     send_request(s->fd, "GET", path, "Accept: text/event-stream\r\n", NULL);
     while ((end = memmem(s->raw, s->raw_len, "\r\n\r\n", 4)) == NULL)
         assert_true(sse_fill(s, 5000));
@@ -728,9 +665,9 @@ static void test_pull_ack_and_redelivery_after_nack_delay(void **state)
 static void test_long_poll_answers_when_an_event_arrives(void **state)
 {
     world *w = *state;
-    int fd = http_connect(w->bridge->port);
+    int fd = tse_test_http_connect(w->bridge->port);
     long long start = tse_test_now_ms();
-    http_resp r;
+    tse_test_http_resp r;
     json_t *j;
 
     json_decref(subscribe(w->bridge, "{\"name\":\"lp\",\"event_types\":[\"lp.*\"]}"));
@@ -738,10 +675,10 @@ static void test_long_poll_answers_when_an_event_arrives(void **state)
     usleep(300000);
     /* The one HTTP worker is free while the poll waits: this publish runs. */
     publish(w->bridge, "lp.arrived", "{}");
-    assert_true(read_response(fd, &r));
+    assert_true(tse_test_http_read(fd, &r));
     assert_int_equal(r.status, 200);
     assert_true(tse_test_now_ms() - start < 5000);
-    j = json_of(&r);
+    j = tse_test_http_json(&r);
     assert_string_equal(
         str(json_object_get(json_array_get(json_object_get(j, "events"), 0), "event"),
             "event_type"),
@@ -763,7 +700,7 @@ static void test_idle_long_polls_do_not_hold_the_worker(void **state)
 
     json_decref(subscribe(w->bridge, "{\"name\":\"idle\",\"event_types\":[\"idle.*\"]}"));
     for (int i = 0; i < POLLS; i++) {
-        fds[i] = http_connect(w->bridge->port);
+        fds[i] = tse_test_http_connect(w->bridge->port);
         send_request(fds[i], "GET", "/api/v1/subscriptions/idle/events?wait_ms=3000", NULL, NULL);
     }
     usleep(200000);
@@ -773,8 +710,8 @@ static void test_idle_long_polls_do_not_hold_the_worker(void **state)
     json_decref(j);
     assert_true(tse_test_now_ms() - start < 1000);
     for (int i = 0; i < POLLS; i++) {
-        http_resp r;
-        assert_true(read_response(fds[i], &r));
+        tse_test_http_resp r;
+        assert_true(tse_test_http_read(fds[i], &r));
         assert_int_equal(r.status, 200);
         free(r.body);
         close(fds[i]);
@@ -790,8 +727,8 @@ static void test_idle_long_polls_do_not_hold_the_worker(void **state)
 static void test_a_long_poll_whose_client_hangs_up_takes_no_event(void **state)
 {
     world *w = *state;
-    int fd = http_connect(w->bridge->port);
-    http_resp r;
+    int fd = tse_test_http_connect(w->bridge->port);
+    tse_test_http_resp r;
     json_t *j, *ev;
 
     json_decref(subscribe(w->bridge, "{\"name\":\"hangup\",\"event_types\":[\"hangup.*\"]}"));
@@ -804,11 +741,11 @@ static void test_a_long_poll_whose_client_hangs_up_takes_no_event(void **state)
     assert_int_equal(sub_stat(w->bridge, "hangup", "delivered"), 0);
     assert_int_equal(sub_stat(w->bridge, "hangup", "acked"), 0);
     assert_int_equal(sub_stat(w->bridge, "hangup", "pending"), 0);
-    fd = http_connect(w->bridge->port);
+    fd = tse_test_http_connect(w->bridge->port);
     send_request(fd, "GET", "/api/v1/subscriptions/hangup/events?wait_ms=3000", NULL, NULL);
-    assert_true(read_response(fd, &r));
+    assert_true(tse_test_http_read(fd, &r));
     assert_int_equal(r.status, 200);
-    j = json_of(&r);
+    j = tse_test_http_json(&r);
     ev = json_array_get(json_object_get(j, "events"), 0);
     assert_string_equal(str(json_object_get(ev, "event"), "event_type"), "hangup.event");
     assert_int_equal(num(ev, "delivery_attempt"), 1);
@@ -1114,8 +1051,8 @@ static int restart_down(void **state)
 /* GET /health: its status code, and "failing" when unhealthy. */
 static int health(const proc *b, char *failing, size_t len)
 {
-    http_resp r = http(b, "GET", "/health", NULL);
-    json_t *j = json_of(&r);
+    tse_test_http_resp r = http(b, "GET", "/health", NULL);
+    json_t *j = tse_test_http_json(&r);
     int status = r.status;
 
     snprintf(failing, len, "%s",
@@ -1132,7 +1069,7 @@ static void test_bridge_recovers_by_itself_when_the_service_restarts(void **stat
     restart_world *w = *state;
     char failing[64];
     long long deadline;
-    http_resp r;
+    tse_test_http_resp r;
     sse *s;
 
     assert_int_equal(health(w->bridge, failing, sizeof(failing)), 200);
@@ -1168,9 +1105,9 @@ static void test_bridge_recovers_by_itself_when_the_service_restarts(void **stat
 static void test_stop_ends_open_streams_and_long_polls_cleanly(void **state)
 {
     restart_world *w = *state;
-    int poll_fd = http_connect(w->bridge->port);
+    int poll_fd = tse_test_http_connect(w->bridge->port);
     long long start;
-    http_resp r;
+    tse_test_http_resp r;
     sse *s;
 
     json_decref(subscribe(w->bridge, "{\"name\":\"closing\",\"event_types\":[\"closing.*\"]}"));
@@ -1183,7 +1120,7 @@ static void test_stop_ends_open_streams_and_long_polls_cleanly(void **state)
     w->bridge = NULL;
     assert_true(tse_test_now_ms() - start < 5000);
     /* The long-poll got an answer (503: retry elsewhere), the stream ended. */
-    assert_true(read_response(poll_fd, &r));
+    assert_true(tse_test_http_read(poll_fd, &r));
     assert_int_equal(r.status, 503);
     free(r.body);
     close(poll_fd);
@@ -1193,17 +1130,17 @@ static void test_stop_ends_open_streams_and_long_polls_cleanly(void **state)
 static void test_non_uuid_correlation_header_without_body_id_is_422(void **state)
 {
     world *w = *state;
-    int fd = http_connect(w->bridge->port);
-    http_resp r;
+    int fd = tse_test_http_connect(w->bridge->port);
+    tse_test_http_resp r;
     json_t *j;
 
     send_request(fd, "POST", "/api/v1/events/publish",
                  "X-Correlation-ID: trace-42\r\nConnection: close\r\n",
                  "{\"event_type\":\"corr.x\",\"source_service\":\"t\",\"payload\":{}}");
-    assert_true(read_response(fd, &r));
+    assert_true(tse_test_http_read(fd, &r));
     close(fd);
     assert_int_equal(r.status, 422);
-    j = json_of(&r);
+    j = tse_test_http_json(&r);
     assert_string_equal(str(json_array_get(json_object_get(j, "details"), 0), "field"),
                         "X-Correlation-ID");
     json_decref(j);
