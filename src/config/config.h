@@ -13,6 +13,7 @@
 #include <stdio.h>
 
 #include "common/status.h"
+#include "config/settings.h"
 
 typedef struct tse_config {
     char redis_url[512];       /* REDIS_URL */
@@ -33,21 +34,12 @@ typedef struct tse_config {
     int64_t consumer_reap_ms;  /* CONSUMER_REAP_IDLE */
 } tse_config;
 
-typedef enum tse_config_outcome {
-    TSE_CONFIG_RUN,  /* settings valid: run */
-    TSE_CONFIG_HELP, /* --help or --version was printed: exit 0 */
-    TSE_CONFIG_ERROR /* err names the bad key: exit 2 */
-} tse_config_outcome;
-
 /*
  * Fills cfg from defaults, then the environment (getenv), then argv
  * ("--key=value" or "--key value"). Writes --help / --version text to out.
  */
 tse_config_outcome tse_config_load(tse_config *cfg, int argc, char **argv, FILE *out,
                                    tse_error *err);
-
-/* Parses a duration: "250ms", "30s", "2m", "1h", "7d", or bare milliseconds. */
-bool tse_duration_parse(const char *s, int64_t *ms);
 
 /* Prints the settings table (for --help and the README). */
 void tse_config_print_help(FILE *out);

@@ -1,0 +1,209 @@
+/*
+ * settings.c - the settings engine; see settings.h.
+ */
+#include "config/settings.h"
+
+#include "obs/log.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef tse_setting setting;
+
+/* A number with one of the units' suffixes ("" included when listed). */
+typedef struct unit {
+    const char *suffix;
+    int64_t mul;
+} unit;
+
+static bool parse_with_units(const char *s, const unit *units, size_t n, int64_t *out)
+{
+    char *end;
+    long long v;
+
+    if (s == NULL || !isdigit((unsigned char)s[0]))
+        return false;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(end, units[i].suffix) == 0) {
+            if (v > INT64_MAX / units[i].mul)
+                return false;
+            *out = v * units[i].mul;
+            return true;
+        }
+    }
+    return false;
+}
+
+bool tse_duration_parse(const char *s, int64_t *ms)
+{
+    static const unit units[] = {{"ms", 1},      {"s", 1000},     {"m", 60000},
+                                 {"h", 3600000}, {"d", 86400000}, {"", 1}};
+
+    return parse_with_units(s, units, sizeof(units) / sizeof(units[0]), ms);
+}
+
+static bool bytes_parse(const char *s, int64_t *out)
+{
+    static const unit units[] = {{"", 1},          {"B", 1},    {"KiB", 1024},
+                                 {"MiB", 1 << 20}, {"k", 1024}, {"M", 1 << 20}};
+
+    return parse_with_units(s, units, sizeof(units) / sizeof(units[0]), out);
+}
+
+static tse_status bad(const setting *st, const char *value, const char *why, tse_error *err)
+{
+    /* Clip the echoed value so that the reason always fits in the message. */
+    return tse_error_set(err, TSE_INVALID, st->env, "invalid %s (--%s): '%.48s%s' %s", st->env,
+                         st->flag, value, strlen(value) > 48 ? "..." : "", why);
+}
+
+static tse_status check_range(const setting *st, const char *value, int64_t v, tse_error *err)
+{
+    if (v < st->min || v > st->max)
+        return tse_error_set(err, TSE_INVALID, st->env,
+                             "invalid %s (--%s): '%s' is out of range [%lld, %lld]", st->env,
+                             st->flag, value, (long long)st->min, (long long)st->max);
+    return TSE_OK;
+}
+
+/* Applies one textual value to its field of cfg. */
+static tse_status apply(void *cfg, const setting *st, const char *value, tse_error *err)
+{
+    tse_log_level level;
+    char *field = (char *)cfg + st->offset;
+    int64_t v = 0;
+    char *end;
+
+    switch (st->kind) {
+    case TSE_SETTING_STRING:
+    case TSE_SETTING_LEVEL:
+        if (value[0] == '\0')
+            return bad(st, value, "must be non-empty", err);
+        if (strlen(value) >= st->size)
+            return bad(st, value, "is too long", err);
+        if (st->kind == TSE_SETTING_LEVEL && !tse_log_level_parse(value, &level))
+            return bad(st, value, "is not one of debug, info, warn, error", err);
+        memcpy(field, value, strlen(value) + 1);
+        return TSE_OK;
+    case TSE_SETTING_FORMAT:
+        if (strcmp(value, "json") && strcmp(value, "text"))
+            return bad(st, value, "is not one of json, text", err);
+        *(bool *)field = strcmp(value, "json") == 0;
+        return TSE_OK;
+    case TSE_SETTING_MODE:
+        if (strcmp(value, "lenient") && strcmp(value, "strict"))
+            return bad(st, value, "is not one of lenient, strict", err);
+        *(bool *)field = strcmp(value, "strict") == 0;
+        return TSE_OK;
+    case TSE_SETTING_DURATION:
+        if (!tse_duration_parse(value, &v))
+            return bad(st, value, "is not a duration such as 500ms, 30s, 2m, 7d", err);
+        break;
+    case TSE_SETTING_BYTES:
+        if (!bytes_parse(value, &v))
+            return bad(st, value, "is not a size such as 65536, 512KiB, 4MiB", err);
+        break;
+    case TSE_SETTING_INT:
+        errno = 0;
+        v = strtoll(value, &end, 10);
+        if (errno || end == value || *end != '\0')
+            return bad(st, value, "is not an integer", err);
+        break;
+    }
+    if (check_range(st, value, v, err) != TSE_OK)
+        return err ? err->code : TSE_INVALID;
+    if (st->kind == TSE_SETTING_INT && st->max <= INT_MAX)
+        *(int *)field = (int)v;
+    else
+        *(int64_t *)field = v;
+    return TSE_OK;
+}
+
+static const setting *find_flag(const tse_settings *s, const char *name, size_t len)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strlen(s->table[i].flag) == len && strncmp(s->table[i].flag, name, len) == 0)
+            return &s->table[i];
+    return NULL;
+}
+
+void tse_settings_print_help(const tse_settings *s, FILE *out)
+{
+    fprintf(out, "usage: %s [--key=value ...]\n\n%s\n", s->program, s->about);
+    fprintf(out, "Every setting is a flag or an environment variable; the flag wins.\n\n");
+    for (size_t i = 0; i < s->n; i++)
+        fprintf(out, "  --%-22s %-22s default %s\n      %s\n", s->table[i].flag, s->table[i].env,
+                s->table[i].def, s->table[i].help);
+    fprintf(out, "\n  --help, --version\n");
+}
+
+static tse_status load_defaults_and_env(const tse_settings *s, void *cfg, tse_error *err)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        const char *env = getenv(s->table[i].env);
+        tse_status st = apply(cfg, &s->table[i], s->table[i].def, err);
+        if (st != TSE_OK)
+            return st;
+        if (env != NULL && (st = apply(cfg, &s->table[i], env, err)) != TSE_OK)
+            return st;
+    }
+    return TSE_OK;
+}
+
+/* --help and --version answer even when the environment holds a bad value. */
+static bool wants_help(const tse_settings *s, int argc, char **argv, FILE *out)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            tse_settings_print_help(s, out);
+            return true;
+        }
+        if (strcmp(argv[i], "--version") == 0) {
+            fprintf(out, "%s %s\n", s->program, TSE_VERSION);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Applies the flag at argv[*i] ("--key=value" or "--key value"). */
+static tse_status apply_flag(const tse_settings *s, void *cfg, int argc, char **argv, int *i,
+                             tse_error *err)
+{
+    const char *arg = argv[*i], *eq, *value;
+    const setting *st;
+
+    if (strncmp(arg, "--", 2) != 0)
+        return tse_error_set(err, TSE_INVALID, arg, "unexpected argument '%s' (see --help)", arg);
+    eq = strchr(arg, '=');
+    st = find_flag(s, arg + 2, eq ? (size_t)(eq - arg - 2) : strlen(arg + 2));
+    if (st == NULL)
+        return tse_error_set(err, TSE_INVALID, arg, "unknown option '%s' (see --help)", arg);
+    if (eq != NULL)
+        value = eq + 1;
+    else if (*i + 1 < argc)
+        value = argv[++*i];
+    else
+        return tse_error_set(err, TSE_INVALID, st->env, "option --%s needs a value", st->flag);
+    return apply(cfg, st, value, err);
+}
+
+tse_config_outcome tse_settings_load(const tse_settings *s, void *cfg, int argc, char **argv,
+                                     FILE *out, tse_error *err)
+{
+    if (wants_help(s, argc, argv, out))
+        return TSE_CONFIG_HELP;
+    if (load_defaults_and_env(s, cfg, err) != TSE_OK)
+        return TSE_CONFIG_ERROR;
+    for (int i = 1; i < argc; i++)
+        if (apply_flag(s, cfg, argc, argv, &i, err) != TSE_OK)
+            return TSE_CONFIG_ERROR;
+    return TSE_CONFIG_RUN;
+}
