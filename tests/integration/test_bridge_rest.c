@@ -34,110 +34,8 @@
 #define UUID_A "7d0f4a0e-3c55-4a63-9d0e-2b1f6f1b9a01"
 #define UUID_B "0b8e7c1a-9f3d-4e5b-8a6c-1d2e3f4a5b6c"
 
-/* ===================== the bridge process ================================ */
-
-typedef struct bridge {
-    pid_t pid;
-    int port;
-    char log[256];
-} bridge;
-
-static bool port_open(int port)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    bool ok;
-
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-    close(fd);
-    return ok;
-}
-
-static void bridge_path(char *buf, size_t len)
-{
-    char dir[512];
-
-    snprintf(dir, sizeof(dir), "%s", getenv("TSE_SERVICE_BIN") ? getenv("TSE_SERVICE_BIN") : ".");
-    snprintf(buf, len, "%s/rest-bridge/tracseq-rest-bridge", dirname(dir));
-}
-
-/* Runs the bridge binary with args; returns its pid (stdout+stderr to log). */
-static pid_t run_bridge(char *const *argv, const char *log)
-{
-    pid_t pid = fork();
-
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        setpgid(0, 0);
-        /* Dies with the test, even one that aborts midway. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(fd, STDOUT_FILENO);
-        dup2(fd, STDERR_FILENO);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-/* Starts the bridge in front of service_addr with extra "--k=v" args. */
-static bridge *bridge_start(const char *service_addr, const char *const *extra)
-{
-    bridge *b = calloc(1, sizeof(*b));
-    char bin[600], port[32], svc[128];
-    char *argv[16];
-    int n = 0;
-
-    bridge_path(bin, sizeof(bin));
-    b->port = tse_test_free_port();
-    snprintf(port, sizeof(port), "--port=%d", b->port);
-    snprintf(svc, sizeof(svc), "--event-service-addr=%s", service_addr);
-    snprintf(b->log, sizeof(b->log), "/tmp/tse-bridge-%d.log", b->port);
-    argv[n++] = bin;
-    argv[n++] = "--host=127.0.0.1";
-    argv[n++] = port;
-    argv[n++] = svc;
-    for (int i = 0; extra && extra[i] && n < 15; i++)
-        argv[n++] = (char *)extra[i];
-    argv[n] = NULL;
-    b->pid = run_bridge(argv, b->log);
-    for (int i = 0; i < 500; i++) {
-        if (port_open(b->port))
-            return b;
-        if (waitpid(b->pid, NULL, WNOHANG) == b->pid)
-            break;
-        usleep(10000);
-    }
-    fprintf(stderr, "bridge did not start; see %s\n", b->log);
-    free(b);
-    return NULL;
-}
-
-/* SIGTERM; returns the exit status (0: clean). */
-static int bridge_stop(bridge *b)
-{
-    int status = -1;
-
-    if (b == NULL)
-        return -1;
-    kill(b->pid, SIGTERM);
-    for (int waited = 0; waited < 10000; waited += 10) {
-        if (waitpid(b->pid, &status, WNOHANG) == b->pid)
-            break;
-        usleep(10000);
-    }
-    if (status == -1) {
-        kill(b->pid, SIGKILL);
-        waitpid(b->pid, NULL, 0);
-    }
-    free(b);
-    return status >= 0 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-/* ===================== a small HTTP/1.1 client =========================== */
-
 /* One request on a fresh connection; headers: extra "K: v\r\n" lines. */
-static tse_test_http_resp http(const bridge *b, const char *method, const char *path,
+static tse_test_http_resp http(const tse_test_service *b, const char *method, const char *path,
                                const char *ctype, const char *headers, const char *body)
 {
     int fd = tse_test_http_connect(b->port);
@@ -191,7 +89,7 @@ static void assert_error(tse_test_http_resp *r, int status, const char *code, co
 typedef struct world {
     tse_test_redis *redis;
     tse_test_service *service;
-    bridge *bridge;
+    tse_test_service *bridge;
 } world;
 
 static int world_up(void **state, const char *const *service_args)
@@ -202,10 +100,10 @@ static int world_up(void **state, const char *const *service_args)
     assert_non_null(w->redis);
     w->service = tse_test_service_start(w->redis, service_args);
     assert_non_null(w->service);
-    w->bridge = bridge_start(w->service->addr,
-                             (const char *const[]){"--max-body-bytes=4096", "--read-timeout=1s",
-                                                   "--max-batch-events=5", "--retry-after=2",
-                                                   "--rpc-timeout=2s", NULL});
+    w->bridge = tse_test_bridge_start(
+        w->service->addr,
+        (const char *const[]){"--max-body-bytes=4096", "--read-timeout=1s", "--max-batch-events=5",
+                              "--retry-after=2", "--rpc-timeout=2s", NULL});
     assert_non_null(w->bridge);
     *state = w;
     return 0;
@@ -216,7 +114,7 @@ static int world_down(void **state)
     world *w = *state;
 
     /* SIGTERM must end the bridge cleanly (exit 0). */
-    assert_int_equal(bridge_stop(w->bridge), 0);
+    assert_int_equal(tse_test_service_stop(w->bridge), 0);
     tse_test_service_stop(w->service);
     tse_test_redis_stop(w->redis);
     free(w);
@@ -241,7 +139,7 @@ static const char *publish_body(void)
            "\"payload\":{\"test\":\"data\"}}";
 }
 
-static long long stat_of(const bridge *b, const char *key)
+static long long stat_of(const tse_test_service *b, const char *key)
 {
     tse_test_http_resp r = http(b, "GET", "/api/v1/stats", NULL, NULL, NULL);
     json_t *j;
@@ -907,7 +805,7 @@ static void test_help_and_bad_settings(void **state)
     char bin[600], cmd[800], *out;
     int rc;
 
-    bridge_path(bin, sizeof(bin));
+    tse_test_bridge_path(bin, sizeof(bin));
     snprintf(cmd, sizeof(cmd), "%s --help", bin);
     out = sh(cmd);
     assert_non_null(strstr(out, "PORT"));

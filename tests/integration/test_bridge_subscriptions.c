@@ -45,113 +45,16 @@
 
 /* ===================== processes ========================================= */
 
-typedef struct proc {
-    pid_t pid;
-    int port;
-    char log[256];
-} proc;
-
-static bool port_open(int port)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    bool ok;
-
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-    close(fd);
-    return ok;
-}
-
-static pid_t spawn(char *const *argv, const char *log)
-{
-    pid_t pid = fork();
-
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        setpgid(0, 0);
-        /* Dies with the test, even one that aborts midway. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(fd, STDOUT_FILENO);
-        dup2(fd, STDERR_FILENO);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-/* Waits until p's port accepts (false when p died or 5 s passed). */
-static bool wait_listening(proc *p)
-{
-    for (int i = 0; i < 500; i++) {
-        if (port_open(p->port))
-            return true;
-        if (waitpid(p->pid, NULL, WNOHANG) == p->pid)
-            return false;
-        usleep(10000);
-    }
-    return false;
-}
-
-/* SIGTERM, then SIGKILL after 10 s; returns the exit status (0: clean). */
-static int proc_stop(proc *p)
-{
-    int status = -1;
-
-    if (p == NULL)
-        return -1;
-    kill(p->pid, SIGTERM);
-    for (int waited = 0; waited < 10000; waited += 10) {
-        if (waitpid(p->pid, &status, WNOHANG) == p->pid)
-            break;
-        usleep(10000);
-    }
-    if (status == -1) {
-        kill(p->pid, SIGKILL);
-        waitpid(p->pid, NULL, 0);
-    }
-    free(p);
-    return status >= 0 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
+typedef tse_test_service proc;
 
 static proc *bridge_start(const char *service_addr)
 {
-    proc *b = calloc(1, sizeof(*b));
-    char bin[600], dir[512], port[32], svc[128], keep[32];
+    char keep[32];
 
-    snprintf(dir, sizeof(dir), "%s", getenv("TSE_SERVICE_BIN") ? getenv("TSE_SERVICE_BIN") : ".");
-    snprintf(bin, sizeof(bin), "%s/rest-bridge/tracseq-rest-bridge", dirname(dir));
-    b->port = tse_test_free_port();
-    snprintf(port, sizeof(port), "--port=%d", b->port);
-    snprintf(svc, sizeof(svc), "--event-service-addr=%s", service_addr);
     snprintf(keep, sizeof(keep), "--sse-keepalive=%ds", KEEPALIVE_S);
-    snprintf(b->log, sizeof(b->log), "/tmp/tse-bridge-subs-%d.log", b->port);
-    b->pid = spawn((char *[]){bin, "--host=127.0.0.1", port, svc, keep, "--http-threads=1",
-                              "--rpc-timeout=3s", "--retry-after=1", NULL},
-                   b->log);
-    if (wait_listening(b))
-        return b;
-    fprintf(stderr, "bridge did not start; see %s\n", b->log);
-    proc_stop(b);
-    return NULL;
-}
-
-/* The service on a given port (to restart it where the bridge points). */
-static proc *service_start_on(const tse_test_redis *r, int port)
-{
-    proc *s = calloc(1, sizeof(*s));
-    char listen[64], redis[160];
-
-    s->port = port;
-    snprintf(listen, sizeof(listen), "--listen=127.0.0.1:%d", port);
-    snprintf(redis, sizeof(redis), "--redis-url=%s", r->url);
-    snprintf(s->log, sizeof(s->log), "/tmp/tse-service-subs-%d.log", port);
-    s->pid = spawn((char *[]){getenv("TSE_SERVICE_BIN"), listen, redis, NULL}, s->log);
-    if (wait_listening(s))
-        return s;
-    fprintf(stderr, "service did not start; see %s\n", s->log);
-    proc_stop(s);
-    return NULL;
+    return tse_test_bridge_start(service_addr,
+                                 (const char *const[]){keep, "--http-threads=1", "--rpc-timeout=3s",
+                                                       "--retry-after=1", NULL});
 }
 
 /* ===================== a small HTTP/1.1 client =========================== */
@@ -387,7 +290,7 @@ static int world_down(void **state)
 
     grpc_channel_destroy(w->ch);
     /* Streams and long-polls of the tests are gone; SIGTERM ends it cleanly. */
-    assert_int_equal(proc_stop(w->bridge), 0);
+    assert_int_equal(tse_test_service_stop(w->bridge), 0);
     tse_test_service_stop(w->service);
     tse_test_redis_stop(w->redis);
     free(w);
@@ -1029,7 +932,7 @@ static int restart_up(void **state)
     assert_non_null(w->redis);
     w->port = tse_test_free_port();
     snprintf(w->addr, sizeof(w->addr), "127.0.0.1:%d", w->port);
-    w->service = service_start_on(w->redis, w->port);
+    w->service = tse_test_service_start_on(w->redis, w->port, NULL);
     assert_non_null(w->service);
     w->bridge = bridge_start(w->addr);
     assert_non_null(w->bridge);
@@ -1041,8 +944,8 @@ static int restart_down(void **state)
 {
     restart_world *w = *state;
 
-    proc_stop(w->bridge);
-    proc_stop(w->service);
+    tse_test_service_stop(w->bridge);
+    tse_test_service_stop(w->service);
     tse_test_redis_stop(w->redis);
     free(w);
     return 0;
@@ -1077,7 +980,7 @@ static void test_bridge_recovers_by_itself_when_the_service_restarts(void **stat
     s = sse_open(w->bridge, "/api/v1/subscriptions/survivor/events");
     assert_int_equal(s->status, 200);
 
-    assert_int_equal(proc_stop(w->service), 0);
+    assert_int_equal(tse_test_service_stop(w->service), 0);
     w->service = NULL;
     assert_int_equal(health(w->bridge, failing, sizeof(failing)), 503);
     assert_string_equal(failing, "event_service");
@@ -1090,7 +993,7 @@ static void test_bridge_recovers_by_itself_when_the_service_restarts(void **stat
     assert_true(sse_expect(s, "event: error", failing, sizeof(failing), 5000));
     sse_close(s);
 
-    w->service = service_start_on(w->redis, w->port);
+    w->service = tse_test_service_start_on(w->redis, w->port, NULL);
     assert_non_null(w->service);
     deadline = tse_test_now_ms() + 10000;
     while (health(w->bridge, failing, sizeof(failing)) != 200 && tse_test_now_ms() < deadline)
@@ -1116,7 +1019,7 @@ static void test_stop_ends_open_streams_and_long_polls_cleanly(void **state)
     /* Let the long-poll reach the service first (slow under sanitizers). */
     usleep(1500000);
     start = tse_test_now_ms();
-    assert_int_equal(proc_stop(w->bridge), 0);
+    assert_int_equal(tse_test_service_stop(w->bridge), 0);
     w->bridge = NULL;
     assert_true(tse_test_now_ms() - start < 5000);
     /* The long-poll got an answer (503: retry elsewhere), the stream ended. */

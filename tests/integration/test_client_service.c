@@ -463,49 +463,20 @@ static void test_publish_to_a_stopped_service_is_unavailable_within_the_timeout(
 }
 
 /* A service of our own on a fixed port, so a restart keeps the address. */
-static pid_t spawn_service(int port)
+static tse_test_service *service_on(int port)
 {
-    const char *bin = getenv("TSE_SERVICE_BIN");
-    char listen[64], redis[160];
-    pid_t pid;
+    static const char *const args[] = {"--log-level=warn", NULL};
+    tse_test_service *s = tse_test_service_start_on(W->redis, port, args);
 
-    snprintf(listen, sizeof(listen), "--listen=127.0.0.1:%d", port);
-    snprintf(redis, sizeof(redis), "--redis-url=%s", W->redis->url);
-    pid = fork();
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        freopen("/dev/null", "w", stderr);
-        execl(bin, bin, listen, redis, "--log-level=warn", (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 1000; i++) {
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        bool up;
-
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        up = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-        close(fd);
-        if (up)
-            return pid;
-        usleep(10000);
-    }
-    fail_msg("the service did not start on port %d", port);
-    return -1;
-}
-
-static void stop_service(pid_t pid)
-{
-    int status;
-
-    kill(pid, SIGTERM);
-    waitpid(pid, &status, 0);
+    if (s == NULL)
+        fail_msg("the service did not start on port %d", port);
+    return s;
 }
 
 static void test_subscriber_reconnects_after_a_service_restart(void **state)
 {
     int port = tse_test_free_port();
-    pid_t pid = spawn_service(port);
+    tse_test_service *svc = service_on(port);
     collector col = {.mu = PTHREAD_MUTEX_INITIALIZER};
     char addr[64];
     tse_client *c;
@@ -521,9 +492,9 @@ static void test_subscriber_reconnects_after_a_service_restart(void **state)
                                              NULL),
                      TSE_CLIENT_OK);
     assert_true(wait_collected(&col, 1, WAIT_MS));
-    stop_service(pid);
+    tse_test_service_stop(svc);
     usleep(300000);
-    pid = spawn_service(port);
+    svc = service_on(port);
     /* The blocking publish retries until the new service answers. */
     if (tse_client_publish_json(c, "sdk.restart", "{\"n\":2}",
                                 &(tse_client_publish_opts){.subject = "after"}, NULL,
@@ -533,7 +504,7 @@ static void test_subscriber_reconnects_after_a_service_restart(void **state)
     assert_string_equal(col.ev[1].subject, "after");
     tse_client_subscriber_destroy(sub);
     tse_client_destroy(c);
-    stop_service(pid);
+    tse_test_service_stop(svc);
     collector_free(&col);
 }
 
@@ -546,7 +517,7 @@ static void test_subscriber_reconnects_after_a_service_restart(void **state)
 static void test_publishers_resend_across_a_service_restart(void **state)
 {
     int port = tse_test_free_port();
-    pid_t pid = spawn_service(port);
+    tse_test_service *svc = service_on(port);
     pipe_state ps[2] = {{.mu = PTHREAD_MUTEX_INITIALIZER, .bad = UINTPTR_MAX},
                         {.mu = PTHREAD_MUTEX_INITIALIZER, .bad = UINTPTR_MAX}};
     tse_client_publisher *pub[2];
@@ -567,14 +538,14 @@ static void test_publishers_resend_across_a_service_restart(void **state)
         if (i == 100) {
             for (int k = 0; k < 2; k++)
                 assert_int_equal(tse_client_publisher_flush(pub[k], WAIT_MS, NULL), TSE_CLIENT_OK);
-            stop_service(pid);
+            tse_test_service_stop(svc);
         }
         for (int k = 0; k < 2; k++)
             assert_int_equal(tse_client_publisher_publish(pub[k], ev[k], (void *)i, NULL),
                              TSE_CLIENT_OK);
     }
     usleep(300000);
-    pid = spawn_service(port);
+    svc = service_on(port);
     for (int k = 0; k < 2; k++) {
         assert_int_equal(tse_client_publisher_flush(pub[k], 15000, NULL), TSE_CLIENT_OK);
         assert_int_equal(ps[k].ok, 200);
@@ -585,7 +556,7 @@ static void test_publishers_resend_across_a_service_restart(void **state)
         tse_client_event_destroy(ev[k]);
     }
     tse_client_destroy(c);
-    stop_service(pid);
+    tse_test_service_stop(svc);
 }
 
 /* ============================== acks ====================================== */

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
+#include <libgen.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -286,35 +287,37 @@ char *tse_test_redis_cmd(const tse_test_redis *r, const char *fmt, ...)
     return out;
 }
 
-tse_test_service *tse_test_service_start(const tse_test_redis *r, const char *const *extra_args)
+/*
+ * Runs bin on port with fixed args, then extra ones (each NULL-terminated),
+ * and waits until the port accepts connections; NULL when it exited or
+ * never listened (its log says why).
+ */
+static tse_test_service *server_start(const char *bin, const char *what, int port,
+                                      const char *const *fixed, const char *const *extra)
 {
-    const char *bin = getenv("TSE_SERVICE_BIN");
     tse_test_service *s = calloc(1, sizeof(*s));
-    char listen[96], redis[160];
-    char *argv[32];
+    char *argv[40];
     int n = 0;
 
     if (bin == NULL || s == NULL) {
         free(s);
         return NULL;
     }
-    s->port = tse_test_free_port();
-    snprintf(s->addr, sizeof(s->addr), "127.0.0.1:%d", s->port);
-    snprintf(listen, sizeof(listen), "--listen=%s", s->addr);
-    snprintf(redis, sizeof(redis), "--redis-url=%s", r ? r->url : "redis://127.0.0.1:1");
-    snprintf(s->log, sizeof(s->log), "/tmp/tse-service-%d-%d.log", (int)getpid(), s->port);
+    s->port = port;
+    snprintf(s->addr, sizeof(s->addr), "127.0.0.1:%d", port);
+    snprintf(s->log, sizeof(s->log), "/tmp/tse-%s-%d-%d.log", what, (int)getpid(), port);
     argv[n++] = (char *)bin;
-    argv[n++] = listen;
-    argv[n++] = redis;
-    for (int i = 0; extra_args && extra_args[i] && n < 30; i++)
-        argv[n++] = (char *)extra_args[i];
+    for (int i = 0; fixed[i] && n < 20; i++)
+        argv[n++] = (char *)fixed[i];
+    for (int i = 0; extra && extra[i] && n < 38; i++)
+        argv[n++] = (char *)extra[i];
     argv[n] = NULL;
     s->pid = spawn(argv, NULL, s->log);
     for (int i = 0; i < 1000; i++) {
         if (port_accepts(s->port))
             return s;
         if (waitpid(s->pid, NULL, WNOHANG) == s->pid) {
-            fprintf(stderr, "service exited at start; see %s\n", s->log);
+            fprintf(stderr, "%s exited at start; see %s\n", what, s->log);
             break;
         }
         usleep(10000);
@@ -322,6 +325,43 @@ tse_test_service *tse_test_service_start(const tse_test_redis *r, const char *co
     s->pid = 0;
     free(s);
     return NULL;
+}
+
+tse_test_service *tse_test_service_start_on(const tse_test_redis *r, int port,
+                                            const char *const *extra_args)
+{
+    char listen[96], redis[160];
+
+    snprintf(listen, sizeof(listen), "--listen=127.0.0.1:%d", port);
+    snprintf(redis, sizeof(redis), "--redis-url=%s", r ? r->url : "redis://127.0.0.1:1");
+    return server_start(getenv("TSE_SERVICE_BIN"), "service", port,
+                        (const char *const[]){listen, redis, NULL}, extra_args);
+}
+
+tse_test_service *tse_test_service_start(const tse_test_redis *r, const char *const *extra_args)
+{
+    return tse_test_service_start_on(r, tse_test_free_port(), extra_args);
+}
+
+void tse_test_bridge_path(char *buf, size_t len)
+{
+    const char *service_bin = getenv("TSE_SERVICE_BIN");
+    char dir[512];
+
+    snprintf(dir, sizeof(dir), "%s", service_bin ? service_bin : "./tracseq-events");
+    snprintf(buf, len, "%s/rest-bridge/tracseq-rest-bridge", dirname(dir));
+}
+
+tse_test_service *tse_test_bridge_start(const char *service_addr, const char *const *extra_args)
+{
+    char bin[600], port_arg[32], svc[160];
+    int port = tse_test_free_port();
+
+    tse_test_bridge_path(bin, sizeof(bin));
+    snprintf(port_arg, sizeof(port_arg), "--port=%d", port);
+    snprintf(svc, sizeof(svc), "--event-service-addr=%s", service_addr);
+    return server_start(bin, "bridge", port,
+                        (const char *const[]){"--host=127.0.0.1", port_arg, svc, NULL}, extra_args);
 }
 
 int tse_test_service_stop(tse_test_service *s)

@@ -11,6 +11,7 @@
 #define TSE_TEST_HARNESS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/types.h>
 
 typedef struct tse_test_redis {
@@ -20,6 +21,7 @@ typedef struct tse_test_redis {
     char url[128]; /* redis://127.0.0.1:<port> */
 } tse_test_redis;
 
+/* One of our server processes: the event service or the REST bridge. */
 typedef struct tse_test_service {
     pid_t pid;
     int port;
@@ -49,6 +51,18 @@ char *tse_test_redis_cmd(const tse_test_redis *r, const char *fmt, ...);
  * terminated), and waits until its port accepts connections.
  */
 tse_test_service *tse_test_service_start(const tse_test_redis *r, const char *const *extra_args);
+/* The same on a given port (to restart a service where clients point). */
+tse_test_service *tse_test_service_start_on(const tse_test_redis *r, int port,
+                                            const char *const *extra_args);
+/*
+ * Starts the REST bridge (tracseq-rest-bridge beside $TSE_SERVICE_BIN, in
+ * rest-bridge/) on a free loopback port in front of service_addr, plus
+ * extra "--key=value" arguments, and waits until it accepts connections.
+ * Stop it with tse_test_service_stop.
+ */
+tse_test_service *tse_test_bridge_start(const char *service_addr, const char *const *extra_args);
+/* The bridge binary's path into buf. */
+void tse_test_bridge_path(char *buf, size_t len);
 /* SIGTERM and wait; returns the exit status (0 for a clean exit), frees. */
 int tse_test_service_stop(tse_test_service *s);
 
