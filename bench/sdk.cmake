@@ -7,5 +7,6 @@ if(TARGET tse_client)
   add_executable(bench_sdk_publish ${CMAKE_CURRENT_LIST_DIR}/bench_sdk_publish.c)
   target_compile_definitions(bench_sdk_publish PRIVATE _POSIX_C_SOURCE=200809L)
   target_compile_options(bench_sdk_publish PRIVATE ${TSE_WARNINGS})
-  target_link_libraries(bench_sdk_publish PRIVATE tse_client)
+  # tse_generated: the payload is built as a protobuf Struct.
+  target_link_libraries(bench_sdk_publish PRIVATE tse_client tse_generated)
 endif()

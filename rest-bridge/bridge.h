@@ -3,18 +3,18 @@
  * state, one HTTP request and its answer, asynchronous steps, the route
  * handlers and the reply helpers.
  *
- * Threading: a tse_bridge is built at start and read-only afterwards (its
+ * Threading: a tsb_bridge is built at start and read-only afterwards (its
  * counters are atomics). A request runs on the HTTP worker thread that owns
  * its connection. A handler either answers at once (fills resp) or starts
- * an asynchronous step (tse_request_call, tse_request_defer): the
+ * an asynchronous step (tsb_request_call, tsb_request_defer): the
  * connection is then suspended, the worker serves other connections, and
- * once the step ends (on the gRPC completion-queue thread) the connection
+ * once the step ends (on the C SDK's call thread) the connection
  * is resumed and the step's continuation runs on the worker again. So a
- * tse_request and its tse_response are only ever touched by one thread at
+ * tsb_request and its tsb_response are only ever touched by one thread at
  * a time, and no worker ever waits for the event service.
  */
-#ifndef TSE_BRIDGE_BRIDGE_H
-#define TSE_BRIDGE_BRIDGE_H
+#ifndef TSB_BRIDGE_BRIDGE_H
+#define TSB_BRIDGE_BRIDGE_H
 
 #include <jansson.h>
 #include <microhttpd.h>
@@ -22,49 +22,61 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "calls.h"
+#include "common/clock.h"
 #include "config.h"
 #include "metrics.h"
-#include "rpc.h"
+#include "tracseq/client.h"
 
-#define TSE_CORRELATION_MAX 128
+/* The longest X-Correlation-ID header the bridge accepts, in characters. */
+#define TSB_CORRELATION_MAX 128
 
-typedef struct tse_publisher tse_publisher;
-typedef struct tse_sse_hub tse_sse_hub;
-typedef struct tse_subcache tse_subcache;
+typedef struct tsb_header_timer tsb_header_timer;
+typedef struct tsb_sse_hub tsb_sse_hub;
+typedef struct tsb_subcache tsb_subcache;
 
-typedef struct tse_bridge {
-    const tse_bridge_config *cfg;
-    tse_rpc *rpc;
-    tse_publisher *publisher;
-    tse_sse_hub *sse;
-    tse_subcache *subcache;
-    tse_metrics *metrics;
-    int64_t started_us; /* monotonic */
+typedef struct tsb_bridge {
+    const tsb_bridge_config *cfg;
+    tsb_calls *calls;
+    tse_client *client;                /* the SDK's client of the event service */
+    tse_client_publisher **publishers; /* one per gRPC channel (publish.c) */
+    size_t npublishers;
+    atomic_size_t next_publisher; /* round robin over them */
+    tsb_sse_hub *sse;
+    tsb_subcache *subcache;
+    tsb_metrics *metrics;
+    tsb_header_timer *header_timer; /* HEADER_TIMEOUT; made by tsb_bridge_start */
+    int64_t started_us;             /* monotonic */
     struct MHD_Daemon *daemon;
     atomic_int suspended; /* connections suspended right now */
+    /* Requests admitted (routed to a handler) whose connection MHD has not
+     * yet told done: every suspension belongs to one of them. Once stopping
+     * is set no request is admitted, so when this falls to 0 nothing can
+     * suspend a connection any more and MHD may be stopped. */
+    atomic_int admitted;
     atomic_bool stopping;
     uint64_t id_seed;              /* random, set at start: correlation ids */
     atomic_uint_least64_t id_next; /* counter of correlation ids made */
-} tse_bridge;
+} tsb_bridge;
 
 /* One request, fully read, as a handler sees it. Lives until the answer
  * is sent, across asynchronous steps. */
-typedef struct tse_request {
-    tse_bridge *bridge;
+typedef struct tsb_request {
+    tsb_bridge *bridge;
     struct MHD_Connection *conn; /* for header and query lookups */
     const char *method;          /* HEAD is handled as GET */
     const char *path;
     const char *body; /* NUL-terminated; borrowed */
     size_t body_len;
     char param[256]; /* the path's {name} segment, when the route has one */
-    char correlation_id[TSE_CORRELATION_MAX + 1];
+    char correlation_id[TSB_CORRELATION_MAX + 1];
     bool correlation_given;      /* came from X-Correlation-ID (else generated) */
     void *ctx;                   /* a handler's state between steps */
     void (*ctx_free)(void *ctx); /* called when the request ends, if set */
-} tse_request;
+} tsb_request;
 
 /* The answer a handler fills; the server sends it. */
-typedef struct tse_response {
+typedef struct tsb_response {
     unsigned status;
     char *body; /* malloc'd, owned; NULL: empty */
     size_t len;
@@ -74,102 +86,123 @@ typedef struct tse_response {
     const char *allow;           /* with 405: the Allow header (static) */
     struct MHD_Response *stream; /* a streamed body (SSE) instead of body; owned */
     bool pending;                /* an asynchronous step is running */
-} tse_response;
+} tsb_response;
 
-typedef void (*tse_handler)(tse_request *req, tse_response *resp);
+typedef void (*tsb_handler)(tsb_request *req, tsb_response *resp);
 
 /*
  * The continuation of an asynchronous step, run on the request's worker
  * thread: st is the step's outcome, out (owned by the continuation, may be
  * NULL) its message. It answers by filling resp, or starts another step.
  */
-typedef void (*tse_then)(tse_request *req, tse_response *resp, const tse_rpc_status *st,
+typedef void (*tsb_then)(tsb_request *req, tsb_response *resp, const tsb_calls_status *st,
                          ProtobufCMessage *out);
 
 /* ---- server.c: the HTTP server (libmicrohttpd) ---- */
 
 /* Binds cfg->host:cfg->port and starts the worker threads. */
-tse_status tse_bridge_start(tse_bridge *b, tse_error *err);
-/* Stops accepting, ends streams and long-polls, lets short requests
- * finish, joins the threads. */
-void tse_bridge_stop(tse_bridge *b);
+tse_status tsb_bridge_start(tsb_bridge *b, tse_error *err);
+/*
+ * Stops accepting connections; answers any new request on an open
+ * connection 503 with Connection: close (and closes each connection after
+ * its answer); ends streams and long-polls; lets the requests in progress
+ * finish (cancelled after 2 x RPC_TIMEOUT); joins the threads. TSE_UNAVAILABLE
+ * (logged) when a connection stayed suspended even after every call was
+ * cancelled: MHD would abort, so it is left running and the caller must
+ * exit without freeing what its threads use.
+ */
+tse_status tsb_bridge_stop(tsb_bridge *b);
 
 /* A fresh correlation id (UUID v4 layout) into out (>= 37 bytes). */
-void tse_bridge_new_id(tse_bridge *b, char *out);
+void tsb_bridge_new_id(tsb_bridge *b, char *out);
 
 /* Suspends / resumes a connection, keeping b->suspended. Suspend only from
  * the connection's own handler or content reader; resume only after. */
-void tse_bridge_suspend(tse_bridge *b, struct MHD_Connection *conn);
-void tse_bridge_resume(tse_bridge *b, struct MHD_Connection *conn);
+void tsb_bridge_suspend(tsb_bridge *b, struct MHD_Connection *conn);
+void tsb_bridge_resume(tsb_bridge *b, struct MHD_Connection *conn);
 
-/* Suspends req until tse_request_complete; then() runs after. */
-void tse_request_defer(tse_request *req, tse_response *resp, tse_then then);
+/* Suspends req until tsb_request_complete; then() runs after. */
+void tsb_request_defer(tsb_request *req, tsb_response *resp, tsb_then then);
 
-/* Ends a deferred step from any thread, once per tse_request_defer: hands
+/* Ends a deferred step from any thread, once per tsb_request_defer: hands
  * over the outcome (out: owned, may be NULL) and resumes the request. */
-void tse_request_complete(tse_request *req, const tse_rpc_status *st, ProtobufCMessage *out);
+void tsb_request_complete(tsb_request *req, const tsb_calls_status *st, ProtobufCMessage *out);
 
 /*
- * A deferred unary call of TSE_RPC_SERVICE method (or a full path starting
+ * A deferred unary call of TSB_CALLS_SERVICE method (or a full path starting
  * with '/'); then() gets its outcome. watch: cancel the call when the HTTP
  * client hangs up (long-polls).
  */
-void tse_request_call(tse_request *req, tse_response *resp, const char *method,
+void tsb_request_call(tsb_request *req, tsb_response *resp, const char *method,
                       const ProtobufCMessage *in, const ProtobufCMessageDescriptor *out_desc,
-                      int timeout_ms, bool watch, tse_then then);
+                      int timeout_ms, bool watch, tsb_then then);
 
 /* ---- routes.c: the table and the service-information endpoints ---- */
 
 /*
  * Finds the handler of method + path; sets *route to its index for metrics
- * (tse_route_count() when unmatched) and answers 404 / 405 itself when none
+ * (tsb_route_count() when unmatched) and answers 404 / 405 itself when none
  * fits (returns NULL then).
  */
-tse_handler tse_route_find(tse_request *req, tse_response *resp, size_t *route);
-size_t tse_route_count(void);
-const char *const *tse_route_names(void);
+tsb_handler tsb_route_find(tsb_request *req, tsb_response *resp, size_t *route);
+size_t tsb_route_count(void);
+const char *const *tsb_route_names(void);
 
 /* ---- publish.c ---- */
-void tse_handle_publish(tse_request *req, tse_response *resp);
-void tse_handle_batch(tse_request *req, tse_response *resp);
+void tsb_handle_publish(tsb_request *req, tsb_response *resp);
+void tsb_handle_batch(tsb_request *req, tsb_response *resp);
+
+/* The publishers of b->client, one per gRPC channel. */
+tse_status tsb_publishers_start(tsb_bridge *b, tse_error *err);
+/* Shutdown: refuses events, and answers every unanswered one at once (503,
+ * "the REST bridge is shutting down"). Not from the SDK's publisher thread. */
+void tsb_publishers_cancel(tsb_bridge *b);
+/* After cancel; no-op when none were started. */
+void tsb_publishers_destroy(tsb_bridge *b);
 
 /* ---- subscriptions.c ---- */
-void tse_handle_subscribe(tse_request *req, tse_response *resp);
-void tse_handle_subscription_list(tse_request *req, tse_response *resp);
-void tse_handle_subscription_get(tse_request *req, tse_response *resp);
-void tse_handle_subscription_delete(tse_request *req, tse_response *resp);
-void tse_handle_subscription_pull(tse_request *req, tse_response *resp);
-void tse_handle_subscription_ack(tse_request *req, tse_response *resp);
-void tse_handle_subscription_nack(tse_request *req, tse_response *resp);
+void tsb_handle_subscribe(tsb_request *req, tsb_response *resp);
+void tsb_handle_subscription_list(tsb_request *req, tsb_response *resp);
+void tsb_handle_subscription_get(tsb_request *req, tsb_response *resp);
+void tsb_handle_subscription_delete(tsb_request *req, tsb_response *resp);
+void tsb_handle_subscription_pull(tsb_request *req, tsb_response *resp);
+void tsb_handle_subscription_ack(tsb_request *req, tsb_response *resp);
+void tsb_handle_subscription_nack(tsb_request *req, tsb_response *resp);
 
 /*
  * What the bridge remembers of subscriptions: whether each is auto_ack, for
  * a few seconds (pulls of auto_ack subscriptions are acked by the bridge).
  * Thread-safe. Destroy(NULL) is a no-op.
  */
-tse_subcache *tse_subcache_create(void);
-void tse_subcache_destroy(tse_subcache *c);
+tsb_subcache *tsb_subcache_create(void);
+void tsb_subcache_destroy(tsb_subcache *c);
 
 /* The event as clients read it (the payload oneof under "payload"); NULL
  * when ev is NULL. Caller releases with json_decref. */
-json_t *tse_event_json(const Tracseq__Events__V1__Event *ev);
+json_t *tsb_event_json(const Tracseq__Events__V1__Event *ev);
 /* The same event in CloudEvents 1.0 structured mode (new reference). */
-json_t *tse_event_cloudevent(const Tracseq__Events__V1__Event *ev);
+json_t *tsb_event_cloudevent(const Tracseq__Events__V1__Event *ev);
 
-/* ---- reply.c: answers, and the one gRPC -> HTTP mapping ---- */
+/* ---- reply.c: answers; HTTP statuses from common/http_status.h ---- */
 
 /* Answers status with body (takes ownership of body, even on failure). */
-void tse_reply_json(tse_response *resp, unsigned status, json_t *body);
+void tsb_reply_json(tsb_response *resp, unsigned status, json_t *body);
 
 /*
  * Answers an error: {"error": sentence, "code": code, "details": [...]}
  * with one detail naming field when field is non-NULL.
  */
-void tse_reply_error(tse_response *resp, unsigned status, const char *code, const char *field,
+void tsb_reply_error(tsb_response *resp, unsigned status, const char *code, const char *field,
                      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
-/* The HTTP status and machine code for a gRPC status code. */
-unsigned tse_http_status_of(grpc_status_code code, const char **machine_code);
+/* Answers a failure of status st (its HTTP status and machine code from
+ * tse_status_to_http), in the shape of tsb_reply_error. */
+void tsb_reply_failure(tsb_response *resp, tse_status st, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* The HTTP status and machine code for the event service's gRPC code: the
+ * tse_status it stands for, through tse_status_to_http. */
+unsigned tsb_http_status_of(grpc_status_code code, const char **machine_code);
 
 /*
  * The error object for a failed call: details "field: message" of
@@ -178,28 +211,25 @@ unsigned tse_http_status_of(grpc_status_code code, const char **machine_code);
  * client's name for it (CloudEvents "event_type" -> "type"). *status gets
  * the HTTP status.
  */
-json_t *tse_error_json(grpc_status_code code, const char *field, const char *message,
+json_t *tsb_error_json(grpc_status_code code, const char *field, const char *message,
                        const char *(*rename)(const char *), unsigned *status);
 
 /* Answers a failed call (503s carry Retry-After). */
-void tse_reply_rpc_error(tse_response *resp, const tse_request *req, const tse_rpc_status *st,
+void tsb_reply_rpc_error(tsb_response *resp, const tsb_request *req, const tsb_calls_status *st,
                          const char *(*rename)(const char *));
 
 /* True when the request's Content-Type is type (parameters ignored). */
-bool tse_media_is(const tse_request *req, const char *type);
+bool tsb_media_is(const tsb_request *req, const char *type);
 
 /* Answers 415 naming the accepted media types. */
-void tse_reply_unsupported(const tse_request *req, tse_response *resp, const char *accepted);
+void tsb_reply_unsupported(const tsb_request *req, tsb_response *resp, const char *accepted);
 
 /* Parses req->body as JSON; answers 400 with line/column and returns NULL
  * when it is not. */
-json_t *tse_parse_body(const tse_request *req, tse_response *resp);
+json_t *tsb_parse_body(const tsb_request *req, tsb_response *resp);
 
 /* A message as JSON (snake_case, defaults emitted, 64-bit integers as
  * numbers). Caller releases with json_decref; NULL on failure. */
-json_t *tse_json_from_message(const ProtobufCMessage *msg);
-
-/* The monotonic clock, in microseconds. */
-int64_t tse_now_us(void);
+json_t *tsb_json_from_message(const ProtobufCMessage *msg);
 
 #endif

@@ -9,8 +9,8 @@
 #include <stddef.h>
 #include <string.h>
 
-#define STR(f) offsetof(tse_bridge_config, f), sizeof(((tse_bridge_config *)0)->f)
-#define NUM(f) offsetof(tse_bridge_config, f), 0
+#define STR(f) offsetof(tsb_bridge_config, f), sizeof(((tsb_bridge_config *)0)->f)
+#define NUM(f) offsetof(tsb_bridge_config, f), 0
 
 static const tse_setting settings[] = {
     {"host", "HOST", TSE_SETTING_STRING, STR(host), 0, 0, "0.0.0.0",
@@ -20,6 +20,8 @@ static const tse_setting settings[] = {
      "127.0.0.1:50051", "the event service's gRPC address, host:port"},
     {"max-body-bytes", "MAX_BODY_BYTES", TSE_SETTING_BYTES, NUM(max_body_bytes), 1024, 64LL << 20,
      "1MiB", "largest request body accepted (413 beyond)"},
+    {"max-header-bytes", "MAX_HEADER_BYTES", TSE_SETTING_BYTES, NUM(max_header_bytes), 1024,
+     1LL << 20, "8KiB", "largest request line plus headers accepted (431 beyond)"},
     {"max-batch-events", "MAX_BATCH_EVENTS", TSE_SETTING_INT, NUM(max_batch), 1, 4096, "1000",
      "most events one POST /api/v1/events/batch may carry"},
     {"http-threads", "HTTP_THREADS", TSE_SETTING_INT, NUM(threads), 0, 1024, "0",
@@ -27,7 +29,11 @@ static const tse_setting settings[] = {
     {"max-connections", "MAX_CONNECTIONS", TSE_SETTING_INT, NUM(max_connections), 1, 1000000,
      "10000", "concurrent HTTP connections accepted"},
     {"read-timeout", "READ_TIMEOUT", TSE_SETTING_DURATION, NUM(read_timeout_ms), 1000, 3600000,
-     "30s", "a connection silent this long (headers, body or keep-alive idle) is closed"},
+     "30s", "a connection silent this long (keep-alive idle, or within a request) is closed"},
+    {"header-timeout", "HEADER_TIMEOUT", TSE_SETTING_DURATION, NUM(header_timeout_ms), 100, 3600000,
+     "10s", "a request's headers must all arrive within this (408 and close beyond; slowloris)"},
+    {"body-timeout", "BODY_TIMEOUT", TSE_SETTING_DURATION, NUM(body_timeout_ms), 100, 3600000,
+     "60s", "a request's body must all arrive within this after its headers (408 beyond)"},
     {"rpc-timeout", "RPC_TIMEOUT", TSE_SETTING_DURATION, NUM(rpc_timeout_ms), 10, 600000, "10s",
      "deadline of each call to the event service"},
     {"health-timeout", "HEALTH_TIMEOUT", TSE_SETTING_DURATION, NUM(health_timeout_ms), 10, 60000,
@@ -35,7 +41,8 @@ static const tse_setting settings[] = {
     {"retry-after", "RETRY_AFTER", TSE_SETTING_INT, NUM(retry_after_s), 0, 3600, "1",
      "seconds in the Retry-After header of 503 answers"},
     {"grpc-channels", "GRPC_CHANNELS", TSE_SETTING_INT, NUM(grpc_channels), 1, 64, "2",
-     "HTTP/2 connections to the event service, used round-robin (one publish stream each)"},
+     "HTTP/2 connections to the event service: one publish stream each, and as many for the "
+     "other calls, used round-robin"},
     {"sse-keepalive", "SSE_KEEPALIVE", TSE_SETTING_DURATION, NUM(sse_keepalive_ms), 100, 3600000,
      "15s", "a comment line goes to idle Server-Sent Events streams this often"},
     {"log-level", "LOG_LEVEL", TSE_SETTING_LEVEL, STR(log_level), 0, 0, "info",
@@ -50,9 +57,11 @@ static const tse_settings bridge_settings = {
     .program = "tracseq-rest-bridge",
     .about = "The TracSeq REST bridge: JSON over HTTP/1.1 on --host:--port, translated to\n"
              "gRPC calls on the event service at --event-service-addr.",
+    .config_env = "TRACSEQ_BRIDGE_CONFIG",
+    .config_default = TSE_CONFIG_DIR "/rest-bridge.conf",
 };
 
-tse_config_outcome tse_bridge_config_load(tse_bridge_config *cfg, int argc, char **argv, FILE *out,
+tse_config_outcome tsb_bridge_config_load(tsb_bridge_config *cfg, int argc, char **argv, FILE *out,
                                           tse_error *err)
 {
     memset(cfg, 0, sizeof(*cfg));

@@ -1,13 +1,15 @@
 /*
- * config.h - the REST bridge's settings, from the environment and the
- * command line (a flag wins over its environment variable), validated at
+ * config.h - the REST bridge's settings, from the settings file
+ * (TSE_CONFIG_DIR "/rest-bridge.conf" when present, or --config /
+ * TRACSEQ_BRIDGE_CONFIG), the environment and the command line (a flag wins
+ * over its environment variable, which wins over the file), validated at
  * start with an error naming the bad key. Same conventions as the event
  * service's src/config/config.h.
  *
- * A tse_bridge_config is filled once at start and read-only afterwards.
+ * A tsb_bridge_config is filled once at start and read-only afterwards.
  */
-#ifndef TSE_BRIDGE_CONFIG_H
-#define TSE_BRIDGE_CONFIG_H
+#ifndef TSB_BRIDGE_CONFIG_H
+#define TSB_BRIDGE_CONFIG_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -16,15 +18,18 @@
 #include "common/status.h"
 #include "config/config.h"
 
-typedef struct tse_bridge_config {
+typedef struct tsb_bridge_config {
     char host[256];            /* HOST: address to listen on */
     int port;                  /* PORT */
     char service_addr[256];    /* EVENT_SERVICE_ADDR: host:port of the gRPC service */
     int64_t max_body_bytes;    /* MAX_BODY_BYTES */
+    int64_t max_header_bytes;  /* MAX_HEADER_BYTES: request line and headers */
     int max_batch;             /* MAX_BATCH_EVENTS */
     int threads;               /* HTTP_THREADS (0: one per CPU) */
     int max_connections;       /* MAX_CONNECTIONS */
-    int64_t read_timeout_ms;   /* READ_TIMEOUT: idle/header/body read timeout */
+    int64_t read_timeout_ms;   /* READ_TIMEOUT: silence (idle keep-alive, body) timeout */
+    int64_t header_timeout_ms; /* HEADER_TIMEOUT: bound of a request's whole header phase */
+    int64_t body_timeout_ms;   /* BODY_TIMEOUT: bound of reading a request's body */
     int64_t rpc_timeout_ms;    /* RPC_TIMEOUT: deadline of each gRPC call */
     int64_t health_timeout_ms; /* HEALTH_TIMEOUT: deadline of /health's probes */
     int retry_after_s;         /* RETRY_AFTER: Retry-After of 503 answers */
@@ -32,14 +37,14 @@ typedef struct tse_bridge_config {
     int64_t sse_keepalive_ms;  /* SSE_KEEPALIVE: comment on idle event streams this often */
     char log_level[16];        /* LOG_LEVEL */
     bool log_json;             /* LOG_FORMAT json|text */
-} tse_bridge_config;
+} tsb_bridge_config;
 
 /*
  * Fills cfg from defaults, then the environment, then argv ("--key=value" or
  * "--key value"). Writes --help / --version text to out. On
  * TSE_CONFIG_ERROR err names the bad key (its environment variable).
  */
-tse_config_outcome tse_bridge_config_load(tse_bridge_config *cfg, int argc, char **argv, FILE *out,
+tse_config_outcome tsb_bridge_config_load(tsb_bridge_config *cfg, int argc, char **argv, FILE *out,
                                           tse_error *err);
 
 #endif

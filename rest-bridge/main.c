@@ -1,6 +1,6 @@
 /*
- * main.c - the tracseq-rest-bridge process: settings, a gRPC client of the
- * event service (rpc.h) with its publish streams (publisher.h) and event
+ * main.c - the tracseq-rest-bridge process: settings, the C SDK's client of
+ * the event service (publishers, asynchronous calls: calls.h) and event
  * streams (sse.h), and the HTTP server; waits for SIGINT or SIGTERM, then
  * stops accepting, ends streams and long-polls, lets the other requests in
  * progress finish and exits 0.
@@ -8,18 +8,20 @@
  * Signals are blocked before any thread starts and taken with sigwait here,
  * so no worker thread is ever interrupted by them. Stop order matters: the
  * HTTP server first (no new calls; no connection left suspended), then the
- * publish streams are cancelled, then the gRPC queue drains (every call
- * ended), and only then are the objects its callbacks use freed.
+ * publish and event streams are cancelled, the unary calls end, and the
+ * SDK's client is destroyed (every callback ran) before the objects its
+ * callbacks use are freed.
  */
-#include <grpc/grpc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "bridge.h"
+#include "header_timer.h"
 #include "obs/log.h"
-#include "publisher.h"
+#include "obs/notify.h"
 #include "sse.h"
 
 static int fail(const tse_error *err)
@@ -50,25 +52,45 @@ static void raise_fd_limit(void)
     }
 }
 
-/* The gRPC side: client, publish streams, event-stream hub, cache. */
-static tse_status make_clients(tse_bridge *b, tse_error *err)
+/* The SDK's client of the event service: the bridge's reconnect backoff
+ * (back within about a second of a service restart). */
+static tse_status connect_sdk(tsb_bridge *b, tse_error *err)
 {
-    const tse_bridge_config *cfg = b->cfg;
+    tse_client_options o = {
+        .target = b->cfg->service_addr,
+        .source_service = "tracseq-rest-bridge",
+        .timeout_ms = (int)b->cfg->rpc_timeout_ms,
+        .reconnect_initial_ms = 100,
+        .reconnect_max_ms = 1000,
+        .channels = b->cfg->grpc_channels,
+    };
+    tse_client_error cerr;
 
-    if (tse_rpc_create(cfg->service_addr, cfg->grpc_channels, &b->rpc, err) != TSE_OK)
+    if (tse_client_connect(&o, &b->client, &cerr) != TSE_CLIENT_OK)
+        return tse_error_set(err, TSE_INVALID, "EVENT_SERVICE_ADDR", "%s", cerr.message);
+    return tsb_publishers_start(b, err);
+}
+
+/* The gRPC side: client, publish streams, event-stream hub, cache. */
+static tse_status make_clients(tsb_bridge *b, tse_error *err)
+{
+    const tsb_bridge_config *cfg = b->cfg;
+
+    if (connect_sdk(b, err) != TSE_OK)
+        return err->code;
+    if (tsb_calls_create(b->client, &b->calls, err) != TSE_OK)
         return TSE_UNAVAILABLE;
-    b->publisher = tse_publisher_create(b->rpc, cfg->grpc_channels, (int)cfg->rpc_timeout_ms);
-    b->sse = tse_sse_hub_create(b, (int)cfg->sse_keepalive_ms);
-    b->subcache = tse_subcache_create();
-    if (b->publisher == NULL || b->sse == NULL || b->subcache == NULL)
+    b->sse = tsb_sse_hub_create(b, (int)cfg->sse_keepalive_ms);
+    b->subcache = tsb_subcache_create();
+    if (b->sse == NULL || b->subcache == NULL)
         return tse_error_set(err, TSE_NOMEM, NULL, "out of memory");
     return TSE_OK;
 }
 
 int main(int argc, char **argv)
 {
-    tse_bridge_config cfg;
-    tse_bridge bridge;
+    tsb_bridge_config cfg;
+    tsb_bridge bridge;
     tse_log_level level = TSE_LOG_INFO;
     tse_error err;
     sigset_t set;
@@ -76,7 +98,7 @@ int main(int argc, char **argv)
     int rc = 0;
 
     tse_error_clear(&err);
-    switch (tse_bridge_config_load(&cfg, argc, argv, stdout, &err)) {
+    switch (tsb_bridge_config_load(&cfg, argc, argv, stdout, &err)) {
     case TSE_CONFIG_HELP: return 0;
     case TSE_CONFIG_ERROR: return fail(&err);
     case TSE_CONFIG_RUN: break;
@@ -89,18 +111,17 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
-    grpc_init();
 
     memset(&bridge, 0, sizeof(bridge));
     bridge.cfg = &cfg;
-    bridge.started_us = tse_now_us();
-    bridge.metrics = tse_metrics_create(tse_route_names(), tse_route_count());
+    bridge.started_us = tse_clock_us();
+    bridge.metrics = tsb_metrics_create(tsb_route_names(), tsb_route_count());
     if (bridge.metrics == NULL) {
         rc = fail(&(tse_error){.code = TSE_NOMEM, .message = "out of memory"});
         goto out;
     }
     raise_fd_limit();
-    if (make_clients(&bridge, &err) != TSE_OK || tse_bridge_start(&bridge, &err) != TSE_OK) {
+    if (make_clients(&bridge, &err) != TSE_OK || tsb_bridge_start(&bridge, &err) != TSE_OK) {
         rc = fail(&err);
         goto out;
     }
@@ -108,19 +129,26 @@ int main(int argc, char **argv)
     tse_log(TSE_LOG_INFO, "tracseq-rest-bridge started",
             (const char *[]){"host", cfg.host, "port", port, "event_service", cfg.service_addr,
                              "version", TSE_VERSION, NULL});
+    /* systemd (Type=notify): ready only now that the HTTP port accepts. */
+    if (tse_notify("READY=1", &err) != TSE_OK)
+        tse_log(TSE_LOG_WARN, "cannot notify systemd",
+                (const char *[]){"error", err.message, NULL});
 
     int sig = wait_for_signal(&set);
+    tse_notify("STOPPING=1", NULL);
     tse_logf(TSE_LOG_INFO, "%s received: shutting down", strsignal(sig));
-    tse_bridge_stop(&bridge);
+    if (tsb_bridge_stop(&bridge) != TSE_OK)
+        _exit(1); /* the HTTP threads still run: nothing may be freed */
     tse_logf(TSE_LOG_INFO, "stopped");
 out:
-    tse_publisher_cancel(bridge.publisher);
-    tse_sse_hub_cancel(bridge.sse);
-    tse_rpc_destroy(bridge.rpc);
-    tse_publisher_destroy(bridge.publisher);
-    tse_sse_hub_destroy(bridge.sse);
-    tse_subcache_destroy(bridge.subcache);
-    tse_metrics_destroy(bridge.metrics);
-    grpc_shutdown();
+    tsb_publishers_cancel(&bridge);
+    tsb_sse_hub_cancel(bridge.sse);
+    tsb_calls_destroy(bridge.calls); /* its ticks end: the header timer is free */
+    tsb_header_timer_destroy(bridge.header_timer);
+    tsb_publishers_destroy(&bridge);
+    tse_client_destroy(bridge.client); /* the streams' last callbacks ran */
+    tsb_sse_hub_destroy(bridge.sse);
+    tsb_subcache_destroy(bridge.subcache);
+    tsb_metrics_destroy(bridge.metrics);
     return rc;
 }

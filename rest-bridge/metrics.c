@@ -24,15 +24,15 @@ typedef struct route_metrics {
     atomic_uint_fast64_t sum_us;
 } route_metrics;
 
-struct tse_metrics {
+struct tsb_metrics {
     const char *const *names;
     size_t nroutes;
     route_metrics routes[]; /* nroutes + 1 */
 };
 
-tse_metrics *tse_metrics_create(const char *const *route_names, size_t nroutes)
+tsb_metrics *tsb_metrics_create(const char *const *route_names, size_t nroutes)
 {
-    tse_metrics *m = calloc(1, sizeof(*m) + (nroutes + 1) * sizeof(route_metrics));
+    tsb_metrics *m = calloc(1, sizeof(*m) + (nroutes + 1) * sizeof(route_metrics));
 
     if (m == NULL)
         return NULL;
@@ -41,7 +41,7 @@ tse_metrics *tse_metrics_create(const char *const *route_names, size_t nroutes)
     return m;
 }
 
-void tse_metrics_destroy(tse_metrics *m)
+void tsb_metrics_destroy(tsb_metrics *m)
 {
     free(m);
 }
@@ -54,7 +54,7 @@ static size_t status_index(unsigned status)
     return NSTATUS - 1;
 }
 
-void tse_metrics_record(tse_metrics *m, size_t route, unsigned status, int64_t latency_us)
+void tsb_metrics_record(tsb_metrics *m, size_t route, unsigned status, int64_t latency_us)
 {
     route_metrics *r = &m->routes[route <= m->nroutes ? route : m->nroutes];
     size_t b = 0;
@@ -67,12 +67,12 @@ void tse_metrics_record(tse_metrics *m, size_t route, unsigned status, int64_t l
                               memory_order_relaxed);
 }
 
-static const char *route_name(const tse_metrics *m, size_t i)
+static const char *route_name(const tsb_metrics *m, size_t i)
 {
     return i < m->nroutes ? m->names[i] : "unmatched";
 }
 
-static void render_counts(const tse_metrics *m, FILE *out)
+static void render_counts(const tsb_metrics *m, FILE *out)
 {
     fprintf(out, "# HELP tracseq_bridge_http_requests_total HTTP requests answered by this "
                  "bridge instance, by route and status.\n"
@@ -94,7 +94,7 @@ static void render_counts(const tse_metrics *m, FILE *out)
     }
 }
 
-static void render_histogram(const tse_metrics *m, size_t i, FILE *out)
+static void render_histogram(const tsb_metrics *m, size_t i, FILE *out)
 {
     const route_metrics *r = &m->routes[i];
     uint64_t cumulative = 0;
@@ -118,7 +118,7 @@ static void render_histogram(const tse_metrics *m, size_t i, FILE *out)
             route_name(m, i), (unsigned long long)cumulative);
 }
 
-void tse_metrics_render(const tse_metrics *m, FILE *out)
+void tsb_metrics_render(const tsb_metrics *m, FILE *out)
 {
     render_counts(m, out);
     fprintf(out, "# HELP tracseq_bridge_http_request_duration_seconds Time from a request's "

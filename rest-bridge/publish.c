@@ -1,9 +1,22 @@
 /*
  * publish.c - POST /api/v1/events/publish and POST /api/v1/events/batch:
  * JSON (or CloudEvents structured mode) to a tracseq.events.v1.Event,
- * queued on the publisher's shared PublishStream calls (publisher.h; a
- * batch's events go in order on one stream), and the service's answer back
- * as JSON. The request's connection is suspended meanwhile.
+ * queued on a few long-lived PublishStream calls shared by every request
+ * (the SDK's pipelined publishers, one per gRPC channel; a batch's events
+ * go in order on one stream), and the service's answer back as JSON. The
+ * request's connection is suspended meanwhile.
+ *
+ * Why streams: a unary call costs the bridge and the service a whole
+ * HTTP/2 stream (headers, trailers, a call object, a completion each
+ * side); a message on an open stream costs a DATA frame, and concurrent
+ * requests share writes. The service answers a stream's events one for
+ * one, in order, each answer carrying its own error, so a stream is a FIFO
+ * of unary publishes with the same validation and answers. The publishers
+ * fail on a break (fail_on_break): when a stream ends (the service
+ * restarts, an event waits longer than RPC_TIMEOUT) its unanswered events
+ * are answered with the stream's status (503) and the next event opens a
+ * new stream. Events go as the client wrote them (no id or source added by
+ * the SDK), so the service stamps what is missing.
  *
  * The payload always travels as the Event's generic `data` Struct: the
  * service converts a fitting Struct to its catalog type's message, so REST
@@ -22,10 +35,12 @@
 #include "bridge.h"
 #include "codec/pbjson.h"
 #include "domain/validate.h"
-#include "publisher.h"
 
 typedef Tracseq__Events__V1__Event Event;
-typedef Tracseq__Events__V1__PublishResponse PublishResponse;
+
+/* Unanswered events per stream: the SDK's maximum (the service stops
+ * reading a stream at 4,096). */
+#define WINDOW 4000
 
 static const char *const envelope_keys[] = {
     "id",           "event_type", "source_service", "version",  "correlation_id",
@@ -51,9 +66,11 @@ static tse_status check_envelope(const json_t *body, tse_error *err)
     for (size_t i = 0; i < 3; i++)
         if (!present(body, required[i]))
             return tse_error_set(err, TSE_INVALID, required[i], "%s is required", required[i]);
-    if (json_is_integer(prio) && (json_integer_value(prio) < 1 || json_integer_value(prio) > 5))
+    if (json_is_integer(prio) && (json_integer_value(prio) < TSE_PRIORITY_MIN ||
+                                  json_integer_value(prio) > TSE_PRIORITY_MAX))
         return tse_error_set(err, TSE_INVALID, "priority",
-                             "priority must be an integer from 1 (highest) to 5");
+                             "priority must be an integer from %d (highest) to %d",
+                             TSE_PRIORITY_MIN, TSE_PRIORITY_MAX);
     return TSE_OK;
 }
 
@@ -201,12 +218,11 @@ static tse_status convert(const json_t *body, bool cloud, Event **out, tse_error
 
 /* ---- answers ---- */
 
-static json_t *result_json(const PublishResponse *r)
+static json_t *result_json(const tse_client_publish_result *r)
 {
     char ts[48] = "";
 
-    if (r->published_at != NULL)
-        tse_rfc3339_format(r->published_at->seconds, r->published_at->nanos, ts, sizeof(ts));
+    tse_rfc3339_format(r->published_at_seconds, r->published_at_nanos, ts, sizeof(ts));
     return json_pack("{s:s, s:s, s:s, s:b, s:b}", "event_id", r->event_id, "stream_id",
                      r->stream_id, "published_at", ts, "duplicate", r->duplicate, "schema_valid",
                      r->schema_valid);
@@ -226,13 +242,12 @@ static bool plain(const char *s)
  * bridge, where building and dumping a jansson object cost more than the
  * rest of the answer. Falls back to result_json for anything unusual.
  */
-static bool reply_published(tse_response *resp, const PublishResponse *r)
+static bool reply_published(tsb_response *resp, const tse_client_publish_result *r)
 {
     char ts[48] = "", *text;
     int n;
 
-    if (r->published_at != NULL)
-        tse_rfc3339_format(r->published_at->seconds, r->published_at->nanos, ts, sizeof(ts));
+    tse_rfc3339_format(r->published_at_seconds, r->published_at_nanos, ts, sizeof(ts));
     if (!plain(r->event_id) || !plain(r->stream_id))
         return false;
     n = asprintf(&text,
@@ -253,18 +268,16 @@ static bool reply_published(tse_response *resp, const PublishResponse *r)
 
 static json_t *local_error_json(const tse_error *err, unsigned *status)
 {
-    json_t *j =
-        tse_error_json(GRPC_STATUS_INVALID_ARGUMENT, err->field, err->message, NULL, status);
-    return j;
+    return tsb_error_json(GRPC_STATUS_INVALID_ARGUMENT, err->field, err->message, NULL, status);
 }
 
-static void reply_invalid(tse_response *resp, const tse_error *err)
+static void reply_invalid(tsb_response *resp, const tse_error *err)
 {
     unsigned status;
     json_t *j = local_error_json(err, &status);
 
     resp->code = "VALIDATION_FAILED";
-    tse_reply_json(resp, status, j);
+    tsb_reply_json(resp, status, j);
 }
 
 /*
@@ -274,7 +287,7 @@ static void reply_invalid(tse_response *resp, const tse_error *err)
  * cannot be an event's correlation id: 422 naming the header. echo: a
  * single event's own correlation id becomes the request's (echoed back).
  */
-static bool adopt_correlation(tse_request *req, Event *ev, bool echo, tse_error *err)
+static bool adopt_correlation(tsb_request *req, Event *ev, bool echo, tse_error *err)
 {
     char *copy;
 
@@ -299,84 +312,247 @@ static bool adopt_correlation(tse_request *req, Event *ev, bool echo, tse_error 
     return true;
 }
 
-/* An answer of the publish stream as the HTTP result of one event. */
-static json_t *answer_json(const PublishResponse *r, const tse_rpc_status *st, bool cloud,
-                           unsigned *status)
+/* ---- the publishers ---- */
+
+/* A request's events in flight (the head of its req->ctx): the last
+ * answer resumes the request. */
+typedef struct flight {
+    tsb_request *req;
+    atomic_size_t waiting;
+} flight;
+
+/* Where one event's answer goes; the user_data of its publish. */
+typedef struct answer {
+    flight *flight;
+    bool ok;
+    tse_client_publish_result res; /* when ok */
+    /* Else: `stream` when the stream (or the bridge) failed the event
+     * rather than the service's checks: answered as a failed call. */
+    bool stream;
+    grpc_status_code code;
+    char field[TSE_CLIENT_ERROR_FIELD_MAX];
+    char message[TSE_CLIENT_ERROR_MESSAGE_MAX];
+} answer;
+
+static const tsb_calls_status answered = {.code = GRPC_STATUS_OK};
+
+/* An SDK failure that no call answered: only the bridge's stop cancels. */
+static grpc_status_code local_code(tse_client_status st)
 {
-    if (r == NULL) /* the stream ended first: its status says why */
-        return tse_error_json(st->code == GRPC_STATUS_OK ? GRPC_STATUS_INTERNAL : st->code, NULL,
-                              st->details, cloud ? ce_rename : NULL, status);
-    if (r->error != NULL && r->error->code != 0)
-        return tse_error_json((grpc_status_code)r->error->code, r->error->field, r->error->message,
-                              cloud ? ce_rename : NULL, status);
-    *status = 200;
-    return result_json(r);
+    switch (st) {
+    case TSE_CLIENT_CANCELLED:
+    case TSE_CLIENT_UNAVAILABLE: return GRPC_STATUS_UNAVAILABLE;
+    case TSE_CLIENT_DEADLINE_EXCEEDED: return GRPC_STATUS_DEADLINE_EXCEEDED;
+    default: return GRPC_STATUS_INTERNAL;
+    }
 }
 
-static void published(void *arg, size_t index, const tse_rpc_status *st, PublishResponse *resp)
+/*
+ * Copies an outcome. A stream's status comes with the field the SDK lifted
+ * out of "field: message" (the message keeps it); an event's own error
+ * has its field apart. The first is answered as a failed call would be.
+ */
+static void answer_set(answer *a, const tse_client_publish_outcome *o)
 {
-    tse_request_complete(arg, st, resp ? &resp->base : NULL);
+    const tse_client_error *e = o->error;
+    size_t n;
+
+    if ((a->ok = o->status == TSE_CLIENT_OK)) {
+        a->res = *o->result;
+        return;
+    }
+    n = strlen(e->field);
+    a->code = e->grpc_code >= 0 ? (grpc_status_code)e->grpc_code : local_code(o->status);
+    a->stream = e->grpc_code < 0 || n == 0 ||
+                (strncmp(e->message, e->field, n) == 0 && strncmp(e->message + n, ": ", 2) == 0);
+    snprintf(a->field, sizeof(a->field), "%s", a->stream ? "" : e->field);
+    snprintf(a->message, sizeof(a->message), "%s",
+             o->status == TSE_CLIENT_CANCELLED && e->grpc_code < 0
+                 ? "the REST bridge is shutting down"
+                 : e->message);
 }
 
-/* Tells the caller the bridge could not queue the event. */
-static const tse_rpc_status *not_queued(void)
+static void not_queued(answer *a)
 {
-    static const tse_rpc_status st = {.code = GRPC_STATUS_UNAVAILABLE,
-                                      .details = "the bridge could not queue the event"};
-    return &st;
+    a->ok = false;
+    a->stream = true;
+    a->code = GRPC_STATUS_UNAVAILABLE;
+    a->field[0] = '\0';
+    snprintf(a->message, sizeof(a->message), "the bridge could not queue the event");
 }
 
-static void then_publish(tse_request *req, tse_response *resp, const tse_rpc_status *st,
+/* The publisher thread (the SDK's): one event answered. */
+static void published(void *arg, const tse_client_publish_outcome *o)
+{
+    answer *a = o->user_data;
+    flight *f = a->flight;
+
+    (void)arg;
+    answer_set(a, o);
+    if (atomic_fetch_sub(&f->waiting, 1) == 1)
+        tsb_request_complete(f->req, &answered, NULL);
+}
+
+/* Queues ev on pub, exactly as encoded here; false when it was not. */
+static bool publish_one(tse_client_publisher *pub, const Event *ev, answer *a)
+{
+    uint8_t small[2048], *buf = small;
+    size_t len = protobuf_c_message_get_packed_size(&ev->base);
+    tse_client_event *ce = NULL;
+    bool ok;
+
+    if (len > sizeof(small) && (buf = malloc(len)) == NULL)
+        return false;
+    protobuf_c_message_pack(&ev->base, buf);
+    ok = tse_client_event_from_envelope(buf, len, &ce, NULL) == TSE_CLIENT_OK &&
+         tse_client_publisher_publish(pub, ce, a, NULL) == TSE_CLIENT_OK;
+    tse_client_event_destroy(ce);
+    if (buf != small)
+        free(buf);
+    return ok;
+}
+
+/*
+ * Queues n events in order on one publisher, answers[j] for events[j];
+ * those that could not be queued are answered at once. The request (whose
+ * step was deferred) resumes once every event has its answer.
+ */
+static void submit(tsb_request *req, flight *f, Event *const *events, answer *answers, size_t n)
+{
+    tsb_bridge *b = req->bridge;
+    tse_client_publisher *pub =
+        b->publishers[atomic_fetch_add(&b->next_publisher, 1) % b->npublishers];
+    size_t queued = 0, left;
+
+    f->req = req;
+    atomic_store(&f->waiting, n + 1); /* + 1: until the loop is over */
+    for (; queued < n; queued++) {
+        answers[queued].flight = f;
+        if (!publish_one(pub, events[queued], &answers[queued]))
+            break;
+    }
+    for (size_t j = queued; j < n; j++)
+        not_queued(&answers[j]);
+    left = n - queued + 1;
+    if (atomic_fetch_sub(&f->waiting, left) == left)
+        tsb_request_complete(req, &answered, NULL);
+}
+
+tse_status tsb_publishers_start(tsb_bridge *b, tse_error *err)
+{
+    tse_client_publisher_options o = {
+        .window = WINDOW,
+        .server_assigned_ids = true,
+        .fail_on_break = true,
+        .answer_timeout_ms = (int)b->cfg->rpc_timeout_ms,
+    };
+    size_t n = (size_t)b->cfg->grpc_channels;
+    tse_client_error cerr;
+
+    if ((b->publishers = calloc(n, sizeof(*b->publishers))) == NULL)
+        return tse_error_set(err, TSE_NOMEM, NULL, "out of memory");
+    for (; b->npublishers < n; b->npublishers++)
+        if (tse_client_publisher_create(b->client, &o, published, NULL,
+                                        &b->publishers[b->npublishers], &cerr) != TSE_CLIENT_OK)
+            return tse_error_set(err, TSE_NOMEM, NULL, "cannot start a publisher: %s",
+                                 cerr.message);
+    return TSE_OK;
+}
+
+void tsb_publishers_cancel(tsb_bridge *b)
+{
+    for (size_t i = 0; i < b->npublishers; i++)
+        tse_client_publisher_cancel(b->publishers[i]);
+}
+
+void tsb_publishers_destroy(tsb_bridge *b)
+{
+    for (size_t i = 0; i < b->npublishers; i++)
+        tse_client_publisher_destroy(b->publishers[i]);
+    free(b->publishers);
+    b->publishers = NULL;
+    b->npublishers = 0;
+}
+
+/* ---- answers ---- */
+
+/* A failed event as the status of a failed call. */
+static void answer_status(const answer *a, tsb_calls_status *st)
+{
+    st->code = a->code;
+    snprintf(st->details, sizeof(st->details), "%s", a->message);
+}
+
+/* An event's answer as the HTTP result of one event. */
+static json_t *answer_json(const answer *a, bool cloud, unsigned *status)
+{
+    if (a->ok) {
+        *status = 200;
+        return result_json(&a->res);
+    }
+    return tsb_error_json(a->code, a->stream ? NULL : a->field, a->message,
+                          cloud ? ce_rename : NULL, status);
+}
+
+/* A single publish between its steps (req->ctx). */
+typedef struct single {
+    flight f;
+    answer a;
+} single;
+
+static void then_publish(tsb_request *req, tsb_response *resp, const tsb_calls_status *st,
                          ProtobufCMessage *out)
 {
-    bool cloud = tse_media_is(req, "application/cloudevents+json");
-    const PublishResponse *r = (const PublishResponse *)out;
+    bool cloud = tsb_media_is(req, "application/cloudevents+json");
+    const answer *a = &((single *)req->ctx)->a;
+    tsb_calls_status failure;
     unsigned status;
     json_t *j;
 
-    if (r == NULL && st->code != GRPC_STATUS_OK) {
-        tse_reply_rpc_error(resp, req, st, cloud ? ce_rename : NULL);
+    (void)st;
+    (void)out;
+    if (a->ok && reply_published(resp, &a->res))
+        return;
+    if (!a->ok && a->stream) {
+        answer_status(a, &failure);
+        tsb_reply_rpc_error(resp, req, &failure, cloud ? ce_rename : NULL);
         return;
     }
-    if (r != NULL && (r->error == NULL || r->error->code == 0) && reply_published(resp, r)) {
-        protobuf_c_message_free_unpacked(out, NULL);
-        return;
-    }
-    j = answer_json(r, st, cloud, &status);
+    j = answer_json(a, cloud, &status);
     if (status != 200)
-        tse_http_status_of(r && r->error ? (grpc_status_code)r->error->code : st->code,
-                           &resp->code);
+        tsb_http_status_of(a->code, &resp->code);
     if (status == 503)
         resp->retry_after =
             req->bridge->cfg->retry_after_s > 0 ? req->bridge->cfg->retry_after_s : 1;
-    tse_reply_json(resp, status, j);
-    if (out != NULL)
-        protobuf_c_message_free_unpacked(out, NULL);
+    tsb_reply_json(resp, status, j);
 }
 
-void tse_handle_publish(tse_request *req, tse_response *resp)
+void tsb_handle_publish(tsb_request *req, tsb_response *resp)
 {
-    bool cloud = tse_media_is(req, "application/cloudevents+json");
+    bool cloud = tsb_media_is(req, "application/cloudevents+json");
     Event *ev = NULL;
+    single *one;
     tse_error err;
     json_t *body;
 
-    if (!cloud && !tse_media_is(req, "application/json")) {
-        tse_reply_unsupported(req, resp, "application/json or application/cloudevents+json");
+    if (!cloud && !tsb_media_is(req, "application/json")) {
+        tsb_reply_unsupported(req, resp, "application/json or application/cloudevents+json");
         return;
     }
-    if ((body = tse_parse_body(req, resp)) == NULL)
+    if ((body = tsb_parse_body(req, resp)) == NULL)
         return;
     tse_error_clear(&err);
     if (convert(body, cloud, &ev, &err) != TSE_OK || !adopt_correlation(req, ev, true, &err)) {
         reply_invalid(resp, &err);
-        goto out;
+    } else if ((one = calloc(1, sizeof(*one))) == NULL) {
+        tsb_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
+    } else {
+        req->ctx = one;
+        req->ctx_free = free;
+        /* Suspended before the event is queued: the answer may come at once. */
+        tsb_request_defer(req, resp, then_publish);
+        submit(req, &one->f, &ev, &one->a, 1);
     }
-    /* Suspended before the event is queued: the answer may come at once. */
-    tse_request_defer(req, resp, then_publish);
-    if (!tse_publisher_submit(req->bridge->publisher, &ev, 1, published, req))
-        tse_request_complete(req, not_queued(), NULL);
-out:
     if (ev != NULL)
         protobuf_c_message_free_unpacked(&ev->base, NULL);
     json_decref(body);
@@ -403,18 +579,15 @@ static json_t *batch_entries(const json_t *body, bool cloud, tse_error *err)
     return arr;
 }
 
-/* A batch between its steps (req->ctx). Answers arrive on the CQ thread,
- * one per queued event; the last one resumes the request. */
+/* A batch between its steps (req->ctx). */
 typedef struct batch {
+    flight f;
     size_t n, nsent;
-    Event **events;          /* the entries that converted, in order */
-    size_t *index;           /* events[j] is entry index[j] */
-    PublishResponse **resps; /* resps[j] answers events[j] */
-    tse_rpc_status *failure; /* the stream's status, when one ended first */
-    json_t *results;         /* one object per entry */
+    Event **events;  /* the entries that converted, in order */
+    size_t *index;   /* events[j] is entry index[j] */
+    answer *answers; /* answers[j] answers events[j] */
+    json_t *results; /* one object per entry */
     size_t published, failed;
-    atomic_size_t waiting;
-    tse_request *req;
 } batch;
 
 static void batch_free(void *arg)
@@ -423,16 +596,12 @@ static void batch_free(void *arg)
 
     if (b == NULL)
         return;
-    for (size_t j = 0; j < b->nsent; j++) {
+    for (size_t j = 0; j < b->nsent; j++)
         if (b->events[j] != NULL)
             protobuf_c_message_free_unpacked(&b->events[j]->base, NULL);
-        if (b->resps[j] != NULL)
-            protobuf_c_message_free_unpacked(&b->resps[j]->base, NULL);
-    }
     free(b->events);
     free(b->index);
-    free(b->resps);
-    free(b->failure);
+    free(b->answers);
     json_decref(b->results);
     free(b);
 }
@@ -449,15 +618,14 @@ static void set_result(batch *b, size_t i, json_t *r, unsigned status)
 }
 
 /* Converts every entry; the ones that fail get their result at once. */
-static bool batch_convert(tse_request *req, batch *b, const json_t *arr, bool cloud)
+static bool batch_convert(tsb_request *req, batch *b, const json_t *arr, bool cloud)
 {
     b->n = json_array_size(arr);
     b->events = calloc(b->n, sizeof(*b->events));
     b->index = calloc(b->n, sizeof(*b->index));
-    b->resps = calloc(b->n, sizeof(*b->resps));
-    b->failure = calloc(1, sizeof(*b->failure));
+    b->answers = calloc(b->n, sizeof(*b->answers));
     b->results = json_array();
-    if (!b->events || !b->index || !b->resps || !b->failure || !b->results)
+    if (!b->events || !b->index || !b->answers || !b->results)
         return false;
     for (size_t i = 0; i < b->n; i++) {
         tse_error err;
@@ -478,82 +646,75 @@ static bool batch_convert(tse_request *req, batch *b, const json_t *arr, bool cl
     return true;
 }
 
-static void batch_answered(void *arg, size_t j, const tse_rpc_status *st, PublishResponse *resp)
-{
-    batch *b = arg;
-
-    b->resps[j] = resp;
-    if (resp == NULL && b->failure->code == GRPC_STATUS_OK)
-        *b->failure = *st; /* the first failure: the others share its stream's */
-    if (atomic_fetch_sub(&b->waiting, 1) == 1)
-        tse_request_complete(b->req, b->failure, NULL);
-}
-
-static void then_batch(tse_request *req, tse_response *resp, const tse_rpc_status *st,
+static void then_batch(tsb_request *req, tsb_response *resp, const tsb_calls_status *st,
                        ProtobufCMessage *out)
 {
-    bool cloud = tse_media_is(req, "application/cloudevents-batch+json");
+    bool cloud = tsb_media_is(req, "application/cloudevents-batch+json");
     batch *b = req->ctx;
+    const answer *failed = NULL; /* the first event its stream failed */
+    tsb_calls_status failure;
 
+    (void)st;
+    (void)out;
     for (size_t j = 0; j < b->nsent; j++) {
+        const answer *a = &b->answers[j];
         unsigned status;
-        json_t *res = answer_json(b->resps[j], st, cloud, &status);
+        json_t *res = answer_json(a, cloud, &status); /* sets status first */
         set_result(b, b->index[j], res, status);
+        if (!a->ok && a->stream && failed == NULL)
+            failed = a;
     }
     /* Nothing published because the service could not be reached: the
      * whole request failed and may be retried as it is. */
-    if (b->published == 0 && st->code != GRPC_STATUS_OK) {
-        tse_reply_rpc_error(resp, req, st, NULL);
+    if (b->published == 0 && failed != NULL) {
+        answer_status(failed, &failure);
+        tsb_reply_rpc_error(resp, req, &failure, NULL);
         return;
     }
-    tse_reply_json(resp, 200,
+    tsb_reply_json(resp, 200,
                    json_pack("{s:O, s:I, s:I}", "results", b->results, "published",
                              (json_int_t)b->published, "failed", (json_int_t)b->failed));
 }
 
-static void batch_run(tse_request *req, tse_response *resp, const json_t *arr, bool cloud)
+static void batch_run(tsb_request *req, tsb_response *resp, const json_t *arr, bool cloud)
 {
-    static const tse_rpc_status ok = {.code = GRPC_STATUS_OK};
     batch *b = calloc(1, sizeof(*b));
 
     if (b == NULL) {
-        tse_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
+        tsb_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
         return;
     }
     req->ctx = b;
     req->ctx_free = batch_free;
-    b->req = req;
     if (!batch_convert(req, b, arr, cloud)) {
-        tse_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
+        tsb_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
         return;
     }
     if (b->nsent == 0) {
-        then_batch(req, resp, &ok, NULL);
+        then_batch(req, resp, &answered, NULL);
         return;
     }
-    atomic_store(&b->waiting, b->nsent);
-    tse_request_defer(req, resp, then_batch);
-    if (!tse_publisher_submit(req->bridge->publisher, b->events, b->nsent, batch_answered, b))
-        tse_request_complete(req, not_queued(), NULL);
+    tsb_request_defer(req, resp, then_batch);
+    submit(req, &b->f, b->events, b->answers, b->nsent);
 }
 
-void tse_handle_batch(tse_request *req, tse_response *resp)
+void tsb_handle_batch(tsb_request *req, tsb_response *resp)
 {
-    bool cloud = tse_media_is(req, "application/cloudevents-batch+json");
+    bool cloud = tsb_media_is(req, "application/cloudevents-batch+json");
     json_t *body, *arr;
     tse_error err;
 
-    if (!cloud && !tse_media_is(req, "application/json")) {
-        tse_reply_unsupported(req, resp, "application/json or application/cloudevents-batch+json");
+    if (!cloud && !tsb_media_is(req, "application/json")) {
+        tsb_reply_unsupported(req, resp, "application/json or application/cloudevents-batch+json");
         return;
     }
-    if ((body = tse_parse_body(req, resp)) == NULL)
+    if ((body = tsb_parse_body(req, resp)) == NULL)
         return;
     tse_error_clear(&err);
     if ((arr = batch_entries(body, cloud, &err)) == NULL) {
         reply_invalid(resp, &err);
     } else if (json_array_size(arr) > (size_t)req->bridge->cfg->max_batch) {
-        tse_reply_error(resp, 422, "VALIDATION_FAILED", cloud ? "body" : "events",
+        tsb_reply_error(resp, 422, "VALIDATION_FAILED", cloud ? "body" : "events",
                         "A batch may carry at most %d events; this one has %zu.",
                         req->bridge->cfg->max_batch, json_array_size(arr));
     } else {

@@ -1,6 +1,9 @@
 /*
  * reply.c - how the bridge answers: JSON bodies, the error shape every
- * failure uses, and the one place where a gRPC status becomes an HTTP status.
+ * failure uses, and what the event service's gRPC codes mean here. The
+ * HTTP status of a failure comes from the one status -> HTTP table
+ * (common/http_status.h); only HTTP's own refusals (a body that is not
+ * JSON, a media type not accepted) pick theirs here.
  *
  * Error bodies are {"error": "<sentence>", "code": "<MACHINE_CODE>",
  * "details": [{"field": ..., "problem": ...}]} (rest-api.md, "Errors").
@@ -17,17 +20,11 @@
 
 #include "bridge.h"
 #include "codec/pbjson.h"
+#include "common/http_status.h"
+#include "domain/validate.h"
 #include "obs/log.h"
 
-int64_t tse_now_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-void tse_reply_json(tse_response *resp, unsigned status, json_t *body)
+void tsb_reply_json(tsb_response *resp, unsigned status, json_t *body)
 {
     char *text = body ? json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
 
@@ -36,22 +33,36 @@ void tse_reply_json(tse_response *resp, unsigned status, json_t *body)
     resp->body = text;
     resp->len = text ? strlen(text) : 0;
     resp->content_type = "application/json";
-    resp->status = text ? status : 500;
+    resp->status = text ? status : tse_status_to_http(TSE_NOMEM, NULL);
     if (resp->code == NULL || status < 400)
         resp->code = "OK";
+}
+
+/* s as valid UTF-8 in buf: a client's bytes quoted in a sentence (a path,
+ * a method, a header) may be anything, and JSON strings must be UTF-8. */
+static const char *utf8_text(const char *s, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s", s);
+    tse_utf8_scrub(buf);
+    return buf;
 }
 
 static json_t *error_object(const char *code, const char *field, const char *sentence,
                             const char *problem)
 {
     json_t *details = json_array();
+    char f[TSE_ERROR_FIELD_MAX], sent[512], prob[512];
 
+    sentence = utf8_text(sentence, sent, sizeof(sent));
+    problem = utf8_text(problem, prob, sizeof(prob));
     if (field != NULL && field[0] != '\0')
-        json_array_append_new(details, json_pack("{s:s, s:s}", "field", field, "problem", problem));
+        json_array_append_new(
+            details,
+            json_pack("{s:s, s:s}", "field", utf8_text(field, f, sizeof(f)), "problem", problem));
     return json_pack("{s:s, s:s, s:o}", "error", sentence, "code", code, "details", details);
 }
 
-void tse_reply_error(tse_response *resp, unsigned status, const char *code, const char *field,
+void tsb_reply_error(tsb_response *resp, unsigned status, const char *code, const char *field,
                      const char *fmt, ...)
 {
     char sentence[512];
@@ -61,40 +72,49 @@ void tse_reply_error(tse_response *resp, unsigned status, const char *code, cons
     vsnprintf(sentence, sizeof(sentence), fmt, ap);
     va_end(ap);
     resp->code = code;
-    tse_reply_json(resp, status, error_object(code, field, sentence, sentence));
+    tsb_reply_json(resp, status, error_object(code, field, sentence, sentence));
 }
 
-unsigned tse_http_status_of(grpc_status_code code, const char **machine_code)
+void tsb_reply_failure(tsb_response *resp, tse_status st, const char *field, const char *fmt, ...)
 {
-    static const struct {
-        grpc_status_code grpc;
-        unsigned http;
-        const char *code;
-    } map[] = {
-        {GRPC_STATUS_OK, 200, "OK"},
-        {GRPC_STATUS_INVALID_ARGUMENT, 422, "VALIDATION_FAILED"},
-        {GRPC_STATUS_OUT_OF_RANGE, 422, "VALIDATION_FAILED"},
-        {GRPC_STATUS_NOT_FOUND, 404, "NOT_FOUND"},
-        {GRPC_STATUS_ALREADY_EXISTS, 409, "ALREADY_EXISTS"},
-        {GRPC_STATUS_FAILED_PRECONDITION, 409, "FAILED_PRECONDITION"},
-        {GRPC_STATUS_RESOURCE_EXHAUSTED, 429, "RESOURCE_EXHAUSTED"},
-        /* The service or Redis cannot answer now: the client should retry. */
-        {GRPC_STATUS_UNAVAILABLE, 503, "SERVICE_UNAVAILABLE"},
-        {GRPC_STATUS_DEADLINE_EXCEEDED, 503, "SERVICE_UNAVAILABLE"},
-        {GRPC_STATUS_CANCELLED, 503, "SERVICE_UNAVAILABLE"},
-        {GRPC_STATUS_UNIMPLEMENTED, 501, "NOT_IMPLEMENTED"},
-    };
+    char sentence[512];
+    const char *code;
+    unsigned status = tse_status_to_http(st, &code);
+    va_list ap;
 
-    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
-        if (map[i].grpc == code) {
-            if (machine_code)
-                *machine_code = map[i].code;
-            return map[i].http;
-        }
+    va_start(ap, fmt);
+    vsnprintf(sentence, sizeof(sentence), fmt, ap);
+    va_end(ap);
+    resp->code = code;
+    tsb_reply_json(resp, status, error_object(code, field, sentence, sentence));
+}
+
+/*
+ * The status the event service sent a gRPC code for (the inverse of its
+ * tse_status_to_grpc), and what gRPC itself may end a call with:
+ * OUT_OF_RANGE is a bad argument, anything unknown a bug.
+ */
+static tse_status status_of_grpc(grpc_status_code code)
+{
+    switch (code) {
+    case GRPC_STATUS_OK: return TSE_OK;
+    case GRPC_STATUS_INVALID_ARGUMENT:
+    case GRPC_STATUS_OUT_OF_RANGE: return TSE_INVALID;
+    case GRPC_STATUS_NOT_FOUND: return TSE_NOT_FOUND;
+    case GRPC_STATUS_ALREADY_EXISTS: return TSE_ALREADY_EXISTS;
+    case GRPC_STATUS_FAILED_PRECONDITION: return TSE_FAILED_PRECONDITION;
+    case GRPC_STATUS_RESOURCE_EXHAUSTED: return TSE_RESOURCE_EXHAUSTED;
+    case GRPC_STATUS_UNAVAILABLE: return TSE_UNAVAILABLE;
+    case GRPC_STATUS_DEADLINE_EXCEEDED: return TSE_DEADLINE;
+    case GRPC_STATUS_CANCELLED: return TSE_CANCELLED;
+    case GRPC_STATUS_UNIMPLEMENTED: return TSE_UNIMPLEMENTED;
+    default: return TSE_INTERNAL;
     }
-    if (machine_code)
-        *machine_code = "INTERNAL";
-    return 500;
+}
+
+unsigned tsb_http_status_of(grpc_status_code code, const char **machine_code)
+{
+    return tse_status_to_http(status_of_grpc(code), machine_code);
 }
 
 /* Splits "event.payload.x: message" into its field path and message. */
@@ -153,13 +173,13 @@ static void as_sentence(const char *msg, char *out, size_t len)
         snprintf(out + n, len - n, ".");
 }
 
-json_t *tse_error_json(grpc_status_code code, const char *field, const char *message,
+json_t *tsb_error_json(grpc_status_code code, const char *field, const char *message,
                        const char *(*rename)(const char *), unsigned *status)
 {
     char path[256], sentence[640];
     const char *machine, *msg = message;
 
-    *status = tse_http_status_of(code, &machine);
+    *status = tsb_http_status_of(code, &machine);
     if (field != NULL && field[0] != '\0')
         snprintf(path, sizeof(path), "%s", field);
     else
@@ -179,11 +199,11 @@ json_t *tse_error_json(grpc_status_code code, const char *field, const char *mes
     return error_object(machine, path, sentence, msg);
 }
 
-void tse_reply_rpc_error(tse_response *resp, const tse_request *req, const tse_rpc_status *st,
+void tsb_reply_rpc_error(tsb_response *resp, const tsb_request *req, const tsb_calls_status *st,
                          const char *(*rename)(const char *))
 {
     unsigned status;
-    json_t *body = tse_error_json(st->code, NULL, st->details, rename, &status);
+    json_t *body = tsb_error_json(st->code, NULL, st->details, rename, &status);
 
     if (status == 503)
         resp->retry_after =
@@ -192,17 +212,17 @@ void tse_reply_rpc_error(tse_response *resp, const tse_request *req, const tse_r
         tse_log(TSE_LOG_ERROR, "event service call failed",
                 (const char *[]){"path", req->path, "error", st->details, "correlation_id",
                                  req->correlation_id, NULL});
-    tse_http_status_of(st->code, &resp->code);
-    tse_reply_json(resp, status, body);
+    tsb_http_status_of(st->code, &resp->code);
+    tsb_reply_json(resp, status, body);
 }
 
-json_t *tse_parse_body(const tse_request *req, tse_response *resp)
+json_t *tsb_parse_body(const tsb_request *req, tsb_response *resp)
 {
     json_error_t jerr;
     json_t *json;
 
     if (req->body_len == 0) {
-        tse_reply_error(resp, 400, "INVALID_JSON", "body",
+        tsb_reply_error(resp, 400, "INVALID_JSON", "body",
                         "The body is empty; a JSON object is expected.");
         return NULL;
     }
@@ -214,18 +234,19 @@ json_t *tse_parse_body(const tse_request *req, tse_response *resp)
         snprintf(sentence, sizeof(sentence),
                  "The body is not valid JSON: %s at line %d, column %d.", jerr.text, jerr.line,
                  jerr.column);
+        tse_utf8_scrub(sentence);
         json_object_set_new(err, "error", json_string(sentence));
         json_t *d = json_array_get(json_object_get(err, "details"), 0);
         json_object_set_new(d, "line", json_integer(jerr.line));
         json_object_set_new(d, "column", json_integer(jerr.column));
         json_object_set_new(d, "position", json_integer(jerr.position));
         resp->code = "INVALID_JSON";
-        tse_reply_json(resp, 400, err);
+        tsb_reply_json(resp, 400, err);
     }
     return json;
 }
 
-bool tse_media_is(const tse_request *req, const char *type)
+bool tsb_media_is(const tsb_request *req, const char *type)
 {
     const char *ct = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Content-Type");
     size_t n = strlen(type);
@@ -242,11 +263,11 @@ bool tse_media_is(const tse_request *req, const char *type)
     return *ct == '\0' || *ct == ';';
 }
 
-void tse_reply_unsupported(const tse_request *req, tse_response *resp, const char *accepted)
+void tsb_reply_unsupported(const tsb_request *req, tsb_response *resp, const char *accepted)
 {
     const char *ct = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Content-Type");
 
-    tse_reply_error(resp, 415, "UNSUPPORTED_MEDIA_TYPE", "Content-Type",
+    tsb_reply_error(resp, 415, "UNSUPPORTED_MEDIA_TYPE", "Content-Type",
                     "Content-Type %s is not supported here; send %s.", ct ? ct : "(none)",
                     accepted);
 }
@@ -325,7 +346,7 @@ static void fix_int64(json_t *obj, const ProtobufCMessageDescriptor *d)
     }
 }
 
-json_t *tse_json_from_message(const ProtobufCMessage *msg)
+json_t *tsb_json_from_message(const ProtobufCMessage *msg)
 {
     json_t *json = tse_pbjson_from_message(msg, TSE_PBJSON_EMIT_DEFAULTS);
 

@@ -13,20 +13,21 @@
 
 #include "bridge.h"
 #include "codec/pbjson.h"
+#include "common/http_status.h"
 #include "grpc/health/v1/health.pb-c.h"
 
 #define SERVICE_NAME "TracSeq Event Service"
 
-static void handle_root(tse_request *req, tse_response *resp);
-static void handle_health(tse_request *req, tse_response *resp);
-static void handle_stats(tse_request *req, tse_response *resp);
-static void handle_event_types(tse_request *req, tse_response *resp);
-static void handle_metrics(tse_request *req, tse_response *resp);
+static void handle_root(tsb_request *req, tsb_response *resp);
+static void handle_health(tsb_request *req, tsb_response *resp);
+static void handle_stats(tsb_request *req, tsb_response *resp);
+static void handle_event_types(tsb_request *req, tsb_response *resp);
+static void handle_metrics(tsb_request *req, tsb_response *resp);
 
 typedef struct route {
     const char *method;
     const char *pattern;
-    tse_handler fn;
+    tsb_handler fn;
     const char *allow; /* every method of this pattern, for 405 */
 } route;
 
@@ -36,15 +37,15 @@ static const route routes[] = {
     {"GET", "/metrics", handle_metrics, "GET, HEAD"},
     {"GET", "/api/v1/stats", handle_stats, "GET, HEAD"},
     {"GET", "/api/v1/event-types", handle_event_types, "GET, HEAD"},
-    {"POST", "/api/v1/events/publish", tse_handle_publish, "POST"},
-    {"POST", "/api/v1/events/batch", tse_handle_batch, "POST"},
-    {"POST", "/api/v1/events/subscribe", tse_handle_subscribe, "POST"},
-    {"GET", "/api/v1/subscriptions", tse_handle_subscription_list, "GET, HEAD"},
-    {"GET", "/api/v1/subscriptions/{}", tse_handle_subscription_get, "GET, HEAD, DELETE"},
-    {"DELETE", "/api/v1/subscriptions/{}", tse_handle_subscription_delete, "GET, HEAD, DELETE"},
-    {"GET", "/api/v1/subscriptions/{}/events", tse_handle_subscription_pull, "GET, HEAD"},
-    {"POST", "/api/v1/subscriptions/{}/ack", tse_handle_subscription_ack, "POST"},
-    {"POST", "/api/v1/subscriptions/{}/nack", tse_handle_subscription_nack, "POST"},
+    {"POST", "/api/v1/events/publish", tsb_handle_publish, "POST"},
+    {"POST", "/api/v1/events/batch", tsb_handle_batch, "POST"},
+    {"POST", "/api/v1/events/subscribe", tsb_handle_subscribe, "POST"},
+    {"GET", "/api/v1/subscriptions", tsb_handle_subscription_list, "GET, HEAD"},
+    {"GET", "/api/v1/subscriptions/{}", tsb_handle_subscription_get, "GET, HEAD, DELETE"},
+    {"DELETE", "/api/v1/subscriptions/{}", tsb_handle_subscription_delete, "GET, HEAD, DELETE"},
+    {"GET", "/api/v1/subscriptions/{}/events", tsb_handle_subscription_pull, "GET, HEAD"},
+    {"POST", "/api/v1/subscriptions/{}/ack", tsb_handle_subscription_ack, "POST"},
+    {"POST", "/api/v1/subscriptions/{}/nack", tsb_handle_subscription_nack, "POST"},
 };
 
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
@@ -66,12 +67,12 @@ static const char *const route_names[NROUTES] = {
     "POST /api/v1/subscriptions/{name}/nack",
 };
 
-size_t tse_route_count(void)
+size_t tsb_route_count(void)
 {
     return NROUTES;
 }
 
-const char *const *tse_route_names(void)
+const char *const *tsb_route_names(void)
 {
     return route_names;
 }
@@ -95,7 +96,7 @@ static bool path_matches(const char *pattern, const char *path, char *param, siz
     return *path == '\0';
 }
 
-tse_handler tse_route_find(tse_request *req, tse_response *resp, size_t *route_index)
+tsb_handler tsb_route_find(tsb_request *req, tsb_response *resp, size_t *route_index)
 {
     const char *method = strcmp(req->method, "HEAD") == 0 ? "GET" : req->method;
     const char *allow = NULL;
@@ -112,18 +113,18 @@ tse_handler tse_route_find(tse_request *req, tse_response *resp, size_t *route_i
     }
     if (allow != NULL) {
         resp->allow = allow;
-        tse_reply_error(resp, 405, "METHOD_NOT_ALLOWED", NULL,
+        tsb_reply_error(resp, 405, "METHOD_NOT_ALLOWED", NULL,
                         "Method %s is not allowed on %s; allowed: %s.", req->method, req->path,
                         allow);
     } else {
-        tse_reply_error(resp, 404, "NOT_FOUND", NULL, "No endpoint at %s (see GET /).", req->path);
+        tsb_reply_failure(resp, TSE_NOT_FOUND, NULL, "No endpoint at %s (see GET /).", req->path);
     }
     return NULL;
 }
 
 /* ---- GET / ---- */
 
-static void handle_root(tse_request *req, tse_response *resp)
+static void handle_root(tsb_request *req, tsb_response *resp)
 {
     json_t *endpoints =
         json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "health", "/health",
@@ -135,7 +136,7 @@ static void handle_root(tse_request *req, tse_response *resp)
     /* The pull path with Accept: text/event-stream streams (Server-Sent Events). */
     json_object_set_new(endpoints, "stream", json_string("/api/v1/subscriptions/{name}/events"));
 
-    tse_reply_json(resp, 200,
+    tsb_reply_json(resp, 200,
                    json_pack("{s:s, s:s, s:s, s:o, s:s, s:[s,s]}", "service", SERVICE_NAME,
                              "version", TSE_VERSION, "description",
                              "Laboratory events over Redis Streams: publish, subscribe with "
@@ -160,11 +161,11 @@ static void now_rfc3339(char *buf, size_t len)
  * while Redis answers, so one probe tells both checks apart: no answer means
  * the service is down; NOT_SERVING means Redis is.
  */
-static json_t *checks_json(tse_request *req, const tse_rpc_status *st, const ProtobufCMessage *out,
-                           bool *service_up, bool *redis_up)
+static json_t *checks_json(tsb_request *req, const tsb_calls_status *st,
+                           const ProtobufCMessage *out, bool *service_up, bool *redis_up)
 {
     const int64_t *start = req->ctx;
-    double ms = (double)(tse_now_us() - *start) / 1000.0;
+    double ms = (double)(tse_clock_us() - *start) / 1000.0;
     json_t *service;
 
     *service_up = st->code == GRPC_STATUS_OK && out != NULL;
@@ -179,7 +180,7 @@ static json_t *checks_json(tse_request *req, const tse_rpc_status *st, const Pro
                      "the event service's grpc.health.v1 status");
 }
 
-static void then_health(tse_request *req, tse_response *resp, const tse_rpc_status *st,
+static void then_health(tsb_request *req, tsb_response *resp, const tsb_calls_status *st,
                         ProtobufCMessage *out)
 {
     bool service_up, redis_up;
@@ -191,41 +192,41 @@ static void then_health(tse_request *req, tse_response *resp, const tse_rpc_stat
     body = json_pack("{s:s, s:s, s:s, s:s, s:I, s:o}", "service", SERVICE_NAME, "status",
                      redis_up ? "healthy" : "unhealthy", "version", TSE_VERSION, "timestamp", ts,
                      "uptime_seconds",
-                     (json_int_t)((tse_now_us() - req->bridge->started_us) / 1000000), "checks",
+                     (json_int_t)((tse_clock_us() - req->bridge->started_us) / 1000000), "checks",
                      checks);
     if (!redis_up) {
         json_object_set_new(body, "failing", json_string(service_up ? "redis" : "event_service"));
-        resp->code = "SERVICE_UNAVAILABLE";
         resp->retry_after = req->bridge->cfg->retry_after_s;
     }
-    tse_reply_json(resp, redis_up ? 200 : 503, body);
+    tsb_reply_json(resp, tse_status_to_http(redis_up ? TSE_OK : TSE_UNAVAILABLE, &resp->code),
+                   body);
     if (out != NULL)
         protobuf_c_message_free_unpacked(out, NULL);
 }
 
 /* req->ctx: the start of the probe, for its latency. */
-static bool start_clock(tse_request *req, tse_response *resp)
+static bool start_clock(tsb_request *req, tsb_response *resp)
 {
     int64_t *start = malloc(sizeof(*start));
 
     if (start == NULL) {
-        tse_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
+        tsb_reply_failure(resp, TSE_NOMEM, NULL, "Out of memory.");
         return false;
     }
-    *start = tse_now_us();
+    *start = tse_clock_us();
     req->ctx = start;
     req->ctx_free = free;
     return true;
 }
 
-static void handle_health(tse_request *req, tse_response *resp)
+static void handle_health(tsb_request *req, tsb_response *resp)
 {
     Grpc__Health__V1__HealthCheckRequest hreq = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
 
     if (!start_clock(req, resp))
         return;
     hreq.service = "tracseq.events.v1.EventService";
-    tse_request_call(req, resp, "/grpc.health.v1.Health/Check", &hreq.base,
+    tsb_request_call(req, resp, "/grpc.health.v1.Health/Check", &hreq.base,
                      &grpc__health__v1__health_check_response__descriptor,
                      (int)req->bridge->cfg->health_timeout_ms, false, then_health);
 }
@@ -233,31 +234,31 @@ static void handle_health(tse_request *req, tse_response *resp)
 /* ---- GET /api/v1/stats, /api/v1/event-types ---- */
 
 /* Answers the message as JSON. */
-static void then_json(tse_request *req, tse_response *resp, const tse_rpc_status *st,
+static void then_json(tsb_request *req, tsb_response *resp, const tsb_calls_status *st,
                       ProtobufCMessage *out)
 {
     if (st->code != GRPC_STATUS_OK)
-        tse_reply_rpc_error(resp, req, st, NULL);
+        tsb_reply_rpc_error(resp, req, st, NULL);
     else
-        tse_reply_json(resp, 200, tse_json_from_message(out));
+        tsb_reply_json(resp, 200, tsb_json_from_message(out));
     if (out != NULL)
         protobuf_c_message_free_unpacked(out, NULL);
 }
 
-static void handle_stats(tse_request *req, tse_response *resp)
+static void handle_stats(tsb_request *req, tsb_response *resp)
 {
     Tracseq__Events__V1__GetStatsRequest in = TRACSEQ__EVENTS__V1__GET_STATS_REQUEST__INIT;
 
-    tse_request_call(req, resp, "GetStats", &in.base, &tracseq__events__v1__stats__descriptor,
+    tsb_request_call(req, resp, "GetStats", &in.base, &tracseq__events__v1__stats__descriptor,
                      (int)req->bridge->cfg->rpc_timeout_ms, false, then_json);
 }
 
-static void handle_event_types(tse_request *req, tse_response *resp)
+static void handle_event_types(tsb_request *req, tsb_response *resp)
 {
     Tracseq__Events__V1__ListEventTypesRequest in =
         TRACSEQ__EVENTS__V1__LIST_EVENT_TYPES_REQUEST__INIT;
 
-    tse_request_call(req, resp, "ListEventTypes", &in.base,
+    tsb_request_call(req, resp, "ListEventTypes", &in.base,
                      &tracseq__events__v1__list_event_types_response__descriptor,
                      (int)req->bridge->cfg->rpc_timeout_ms, false, then_json);
 }
@@ -341,7 +342,7 @@ static void render_service_stats(FILE *out, const Tracseq__Events__V1__Stats *s)
                   s->stream_lengths[i]->value);
 }
 
-static void then_metrics(tse_request *req, tse_response *resp, const tse_rpc_status *st,
+static void then_metrics(tsb_request *req, tsb_response *resp, const tsb_calls_status *st,
                          ProtobufCMessage *stats)
 {
     char *text = NULL;
@@ -349,12 +350,12 @@ static void then_metrics(tse_request *req, tse_response *resp, const tse_rpc_sta
     FILE *out = open_memstream(&text, &len);
 
     if (out == NULL) {
-        tse_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
+        tsb_reply_failure(resp, TSE_NOMEM, NULL, "Out of memory.");
         goto done;
     }
-    tse_metrics_render(req->bridge->metrics, out);
+    tsb_metrics_render(req->bridge->metrics, out);
     gauge(out, "tracseq_bridge_uptime_seconds", "Seconds since this bridge started.",
-          (double)(tse_now_us() - req->bridge->started_us) / 1e6);
+          (double)(tse_clock_us() - req->bridge->started_us) / 1e6);
     gauge(out, "tracseq_bridge_event_service_up",
           "1 when the event service answered GetStats for this scrape.", stats != NULL);
     gauge(out, "tracseq_bridge_suspended_connections",
@@ -374,10 +375,10 @@ done:
         protobuf_c_message_free_unpacked(stats, NULL);
 }
 
-static void handle_metrics(tse_request *req, tse_response *resp)
+static void handle_metrics(tsb_request *req, tsb_response *resp)
 {
     Tracseq__Events__V1__GetStatsRequest in = TRACSEQ__EVENTS__V1__GET_STATS_REQUEST__INIT;
 
-    tse_request_call(req, resp, "GetStats", &in.base, &tracseq__events__v1__stats__descriptor,
+    tsb_request_call(req, resp, "GetStats", &in.base, &tracseq__events__v1__stats__descriptor,
                      (int)req->bridge->cfg->health_timeout_ms, false, then_metrics);
 }

@@ -6,7 +6,7 @@
  * Threading model: MHD_OPTION_THREAD_POOL_SIZE workers (one per core by
  * default) each own a share of the connections. A handler never waits for
  * the event service: it suspends its connection (MHD_suspend_connection)
- * and starts the call; the completion, on the gRPC queue's thread (rpc.h),
+ * and starts the call; the completion, on the SDK's call thread (calls.h),
  * stores the outcome and resumes the connection; MHD then calls us again
  * and the step's continuation answers on the worker. So a long-poll or an
  * event stream costs a suspended connection, not a thread, and a slow
@@ -16,8 +16,12 @@
  *
  * Invariants: a body never grows past cfg->max_body_bytes (a bigger one is
  * discarded as it arrives and answered 413, early when Content-Length
- * announces it); every answer carries X-Correlation-ID; every request
- * answered by us is logged once and counted once.
+ * announces it); headers over cfg->max_header_bytes are answered 431 before
+ * any handler runs, and a header phase longer than cfg->header_timeout_ms
+ * ends the connection (header_timer.h); every answer carries
+ * X-Correlation-ID; every request answered by us is logged once and counted
+ * once; MHD is stopped only when no connection is suspended (see
+ * tsb_bridge_stop).
  */
 #include <netdb.h>
 #include <stdio.h>
@@ -29,40 +33,46 @@
 
 #include "bridge.h"
 #include "domain/validate.h"
+#include "header_timer.h"
 #include "obs/log.h"
 #include "sse.h"
 
+/* How long a stop waits for idle keep-alive connections (see linger). */
+#define STOP_LINGER_MS 500
+
 /* The state of one request between MHD's calls of the handler. The request
- * and its answer come first so that tse_request_* can find the rest. */
+ * and its answer come first so that tsb_request_* can find the rest. */
 typedef struct exchange {
-    tse_request req;
-    tse_response resp;
+    tsb_request req;
+    tsb_response resp;
     int64_t start_us;
     char *body;
     size_t len, cap;
     size_t route;
     bool too_large;
-    bool started;  /* the handler ran */
-    bool answered; /* the answer is queued */
+    size_t head_bytes; /* the request line and headers, as counted by head_size */
+    bool admitted;     /* counted in b->admitted */
+    bool started;      /* the handler ran */
+    bool answered;     /* the answer is queued */
     /* An asynchronous step: set before the connection is suspended, read
      * after it is resumed (MHD's resume lock orders the two threads). */
-    tse_then then;
-    tse_rpc_status st;
+    tsb_then then;
+    tsb_calls_status st;
     ProtobufCMessage *out;
     bool ready;
 } exchange;
 
-static exchange *exchange_of(tse_request *req)
+static exchange *exchange_of(tsb_request *req)
 {
     return (exchange *)(void *)req; /* req is the first member */
 }
 
-/* Printable ASCII without spaces, 1..TSE_CORRELATION_MAX characters. */
+/* Printable ASCII without spaces, 1..TSB_CORRELATION_MAX characters. */
 static bool correlation_valid(const char *s)
 {
     size_t n = strlen(s);
 
-    if (n == 0 || n > TSE_CORRELATION_MAX)
+    if (n == 0 || n > TSB_CORRELATION_MAX)
         return false;
     for (size_t i = 0; i < n; i++)
         if (s[i] <= ' ' || s[i] > '~')
@@ -70,7 +80,7 @@ static bool correlation_valid(const char *s)
     return true;
 }
 
-static const char *log_status(const tse_response *resp)
+static const char *log_status(const tsb_response *resp)
 {
     if (resp->status == 503)
         return "UNAVAILABLE";
@@ -79,8 +89,8 @@ static const char *log_status(const tse_response *resp)
     return resp->code ? resp->code : "OK";
 }
 
-static enum MHD_Result send_response(struct MHD_Connection *conn, const tse_request *req,
-                                     tse_response *resp)
+static enum MHD_Result send_response(tsb_bridge *b, struct MHD_Connection *conn,
+                                     const tsb_request *req, tsb_response *resp)
 {
     struct MHD_Response *r = resp->stream;
     enum MHD_Result ret;
@@ -102,18 +112,22 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, const tse_requ
     }
     if (resp->allow != NULL)
         MHD_add_response_header(r, "Allow", resp->allow);
+    /* Stopping: no further request on this connection (MHD closes it once
+     * the answer is sent). */
+    if (atomic_load(&b->stopping))
+        MHD_add_response_header(r, "Connection", "close");
     ret = MHD_queue_response(conn, resp->status, r);
     MHD_destroy_response(r);
     return ret;
 }
 
-/* Logs, counts and sends one answer. */
-static enum MHD_Result answer(tse_bridge *b, struct MHD_Connection *conn, exchange *x)
+/* Logs and counts the answer of one request, once. */
+static void account(tsb_bridge *b, exchange *x)
 {
-    int64_t latency = tse_now_us() - x->start_us;
-    tse_response *resp = &x->resp;
+    int64_t latency = tse_clock_us() - x->start_us;
+    tsb_response *resp = &x->resp;
 
-    tse_metrics_record(b->metrics, x->route, resp->status, latency);
+    tsb_metrics_record(b->metrics, x->route, resp->status, latency);
     if (resp->status >= 400 || tse_log_enabled(TSE_LOG_INFO)) {
         char status[8];
         snprintf(status, sizeof(status), "%u", resp->status);
@@ -121,14 +135,20 @@ static enum MHD_Result answer(tse_bridge *b, struct MHD_Connection *conn, exchan
                         (const char *[]){"path", x->req.path, "http_status", status, NULL});
     }
     x->answered = true;
-    return send_response(conn, &x->req, resp);
 }
 
-static void request_init(tse_bridge *b, struct MHD_Connection *conn, const char *url,
+/* Logs, counts and sends one answer. */
+static enum MHD_Result answer(tsb_bridge *b, struct MHD_Connection *conn, exchange *x)
+{
+    account(b, x);
+    return send_response(b, conn, &x->req, &x->resp);
+}
+
+static void request_init(tsb_bridge *b, struct MHD_Connection *conn, const char *url,
                          const char *method, exchange *x)
 {
     const char *corr = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Correlation-ID");
-    tse_request *req = &x->req;
+    tsb_request *req = &x->req;
 
     req->bridge = b;
     req->conn = conn;
@@ -141,46 +161,73 @@ static void request_init(tse_bridge *b, struct MHD_Connection *conn, const char 
         snprintf(req->correlation_id, sizeof(req->correlation_id), "%s", corr);
         req->correlation_given = true;
     } else {
-        tse_bridge_new_id(b, req->correlation_id);
+        tsb_bridge_new_id(b, req->correlation_id);
     }
 }
 
 /* Answers unless an asynchronous step is running. */
-static enum MHD_Result answer_or_wait(tse_bridge *b, struct MHD_Connection *conn, exchange *x)
+static enum MHD_Result answer_or_wait(tsb_bridge *b, struct MHD_Connection *conn, exchange *x)
 {
     if (x->resp.pending)
         return MHD_YES;
     return answer(b, conn, x);
 }
 
+/*
+ * Counts the request in b->admitted unless the bridge is stopping. The
+ * increment comes before the check and tsb_bridge_stop sets stopping
+ * before it reads the count (both sequentially consistent), so either this
+ * request sees stopping or the stop sees it counted.
+ */
+static bool admit(tsb_bridge *b, exchange *x)
+{
+    atomic_fetch_add(&b->admitted, 1);
+    if (atomic_load(&b->stopping)) {
+        atomic_fetch_sub(&b->admitted, 1);
+        return false;
+    }
+    x->admitted = true;
+    return true;
+}
+
 /* The last call of a request: route it, run its handler. */
-static enum MHD_Result dispatch(tse_bridge *b, struct MHD_Connection *conn, exchange *x,
+static enum MHD_Result dispatch(tsb_bridge *b, struct MHD_Connection *conn, exchange *x,
                                 const char *url, const char *method)
 {
     const char *corr = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Correlation-ID");
-    tse_handler fn;
+    tsb_handler fn;
 
     x->started = true;
-    x->route = tse_route_count();
+    tsb_header_timer_request_read(b->header_timer, conn);
+    x->route = tsb_route_count();
     request_init(b, conn, url, method, x);
-    if (corr != NULL && !x->req.correlation_given)
-        tse_reply_error(&x->resp, 400, "INVALID_HEADER", "X-Correlation-ID",
+    if (!admit(b, x)) {
+        tsb_reply_error(&x->resp, 503, "SHUTTING_DOWN", NULL,
+                        "The REST bridge is shutting down; retry on a new connection.");
+        x->resp.retry_after = b->cfg->retry_after_s;
+    } else if (x->head_bytes > (size_t)b->cfg->max_header_bytes)
+        tsb_reply_error(&x->resp, 431, "HEADERS_TOO_LARGE", "headers",
+                        "The request line and headers take %zu bytes, over the limit of %lld "
+                        "bytes (MAX_HEADER_BYTES).",
+                        x->head_bytes, (long long)b->cfg->max_header_bytes);
+    else if (corr != NULL && !x->req.correlation_given)
+        tsb_reply_error(&x->resp, 400, "INVALID_HEADER", "X-Correlation-ID",
                         "X-Correlation-ID must be 1 to %d printable ASCII characters without "
                         "spaces.",
-                        TSE_CORRELATION_MAX);
+                        TSB_CORRELATION_MAX);
     else if (x->too_large)
-        tse_reply_error(&x->resp, 413, "PAYLOAD_TOO_LARGE", "body",
-                        "The body is larger than the limit of %lld bytes.",
+        tsb_reply_error(&x->resp, 413, "PAYLOAD_TOO_LARGE", "body",
+                        "The body is larger than the limit of %lld bytes (MAX_BODY_BYTES).",
                         (long long)b->cfg->max_body_bytes);
-    else if ((fn = tse_route_find(&x->req, &x->resp, &x->route)) != NULL)
+    else if ((fn = tsb_route_find(&x->req, &x->resp, &x->route)) != NULL)
         fn(&x->req, &x->resp);
     return answer_or_wait(b, conn, x);
 }
 
 /* The connection was resumed: run the continuation of the step that ended. */
-static enum MHD_Result resumed(tse_bridge *b, struct MHD_Connection *conn, exchange *x)
+static enum MHD_Result resumed(tsb_bridge *b, struct MHD_Connection *conn, exchange *x)
 {
-    tse_then then = x->then;
+    tsb_then then = x->then;
     ProtobufCMessage *out = x->out;
 
     if (!x->ready || then == NULL)
@@ -189,12 +236,12 @@ static enum MHD_Result resumed(tse_bridge *b, struct MHD_Connection *conn, excha
     x->then = NULL;
     x->out = NULL;
     x->resp.pending = false;
-    if (x->st.code == GRPC_STATUS_CANCELLED && strcmp(x->st.details, TSE_RPC_HANGUP) == 0) {
+    if (x->st.code == GRPC_STATUS_CANCELLED && strcmp(x->st.details, TSB_CALLS_HANGUP) == 0) {
         /* Nobody will read it: counted and logged as nginx's 499, not as
          * the service failing. */
         if (out != NULL)
             protobuf_c_message_free_unpacked(out, NULL);
-        tse_reply_error(&x->resp, 499, "CLIENT_CLOSED", NULL,
+        tsb_reply_error(&x->resp, 499, "CLIENT_CLOSED", NULL,
                         "The client closed the connection before the answer.");
         return answer(b, conn, x);
     }
@@ -202,8 +249,26 @@ static enum MHD_Result resumed(tse_bridge *b, struct MHD_Connection *conn, excha
     return answer_or_wait(b, conn, x);
 }
 
-/* The first call (headers only): set up, and refuse an announced oversize body at once. */
-static enum MHD_Result begin(tse_bridge *b, struct MHD_Connection *conn, const char *url,
+static enum MHD_Result add_size(void *cls, enum MHD_ValueKind kind, const char *key,
+                                const char *value)
+{
+    (void)kind;
+    *(size_t *)cls += strlen(key) + (value ? strlen(value) : 0) + 4; /* ": ", CRLF */
+    return MHD_YES;
+}
+
+/* The size of the request line and headers, as sent but for whitespace. */
+static size_t head_size(struct MHD_Connection *conn, const char *url, const char *method)
+{
+    size_t n = strlen(method) + strlen(url) + 12; /* " ", " HTTP/1.1", CRLF */
+
+    MHD_get_connection_values(conn, MHD_HEADER_KIND | MHD_GET_ARGUMENT_KIND, add_size, &n);
+    return n;
+}
+
+/* The first call (headers only): set up, and refuse an announced oversize
+ * body or oversize headers at once. */
+static enum MHD_Result begin(tsb_bridge *b, struct MHD_Connection *conn, const char *url,
                              const char *method, void **con_cls)
 {
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
@@ -212,8 +277,14 @@ static enum MHD_Result begin(tse_bridge *b, struct MHD_Connection *conn, const c
 
     if (x == NULL)
         return MHD_NO;
-    x->start_us = tse_now_us();
+    tsb_header_timer_headers_done(b->header_timer, conn);
+    x->start_us = tse_clock_us();
     *con_cls = x;
+    /* Stopping or headers over the limit: refused at once, the body
+     * unread (MHD then closes). */
+    x->head_bytes = head_size(conn, url, method);
+    if (atomic_load(&b->stopping) || x->head_bytes > (size_t)b->cfg->max_header_bytes)
+        return dispatch(b, conn, x, url, method);
     if (announced > b->cfg->max_body_bytes) {
         x->too_large = true;
         return dispatch(b, conn, x, url, method);
@@ -226,7 +297,7 @@ static enum MHD_Result begin(tse_bridge *b, struct MHD_Connection *conn, const c
 }
 
 /* Appends a piece of body, within the cap; beyond it the body is dropped. */
-static void absorb(tse_bridge *b, exchange *x, const char *data, size_t n)
+static void absorb(tsb_bridge *b, exchange *x, const char *data, size_t n)
 {
     if (x->too_large || x->started)
         return;
@@ -256,7 +327,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls)
 {
-    tse_bridge *b = cls;
+    tsb_bridge *b = cls;
     exchange *x = *con_cls;
 
     if (x == NULL)
@@ -276,10 +347,22 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode why)
 {
+    tsb_bridge *b = cls;
     exchange *x = *con_cls;
 
+    if (why == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        tsb_header_timer_request_done(b->header_timer, conn);
     if (x == NULL)
         return;
+    /* A request whose client hung up before its answer: MHD may end it
+     * without calling the handler again (when it reads the end of the
+     * stream before it resumes the handler), so it is counted and logged
+     * here as the 499 it would have been. */
+    if (x->started && !x->answered) {
+        tsb_reply_error(&x->resp, 499, "CLIENT_CLOSED", NULL,
+                        "The client closed the connection before the answer.");
+        account(b, x);
+    }
     if (x->req.ctx_free != NULL)
         x->req.ctx_free(x->req.ctx);
     if (x->out != NULL)
@@ -288,6 +371,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         MHD_destroy_response(x->resp.stream);
     free(x->resp.body);
     free(x->body);
+    if (x->admitted)
+        atomic_fetch_sub(&b->admitted, 1);
     free(x);
     *con_cls = NULL;
 }
@@ -316,7 +401,7 @@ static void hex(char *out, uint64_t v, int digits)
  * costs no system call, unlike libuuid's getrandom per id, which was 5 % of
  * the bridge's CPU under load; log ids need to be unique, not secret.
  */
-void tse_bridge_new_id(tse_bridge *b, char *out)
+void tsb_bridge_new_id(tsb_bridge *b, char *out)
 {
     uint64_t n = atomic_fetch_add_explicit(&b->id_next, 1, memory_order_relaxed);
     uint64_t hi = mix(b->id_seed ^ n), lo = mix(hi + b->id_seed);
@@ -337,61 +422,78 @@ void tse_bridge_new_id(tse_bridge *b, char *out)
 
 /* ---- asynchronous steps ---- */
 
-void tse_bridge_suspend(tse_bridge *b, struct MHD_Connection *conn)
+void tsb_bridge_suspend(tsb_bridge *b, struct MHD_Connection *conn)
 {
     atomic_fetch_add(&b->suspended, 1);
     MHD_suspend_connection(conn);
 }
 
-void tse_bridge_resume(tse_bridge *b, struct MHD_Connection *conn)
+void tsb_bridge_resume(tsb_bridge *b, struct MHD_Connection *conn)
 {
     MHD_resume_connection(conn);
     atomic_fetch_sub(&b->suspended, 1);
 }
 
-void tse_request_defer(tse_request *req, tse_response *resp, tse_then then)
+void tsb_request_defer(tsb_request *req, tsb_response *resp, tsb_then then)
 {
     exchange *x = exchange_of(req);
 
     x->then = then;
     x->ready = false;
     resp->pending = true;
-    tse_bridge_suspend(req->bridge, req->conn);
+    tsb_bridge_suspend(req->bridge, req->conn);
 }
 
-void tse_request_complete(tse_request *req, const tse_rpc_status *st, ProtobufCMessage *out)
+void tsb_request_complete(tsb_request *req, const tsb_calls_status *st, ProtobufCMessage *out)
 {
     exchange *x = exchange_of(req);
 
     x->st = *st;
     x->out = out;
     x->ready = true;
-    tse_bridge_resume(req->bridge, req->conn);
+    tsb_bridge_resume(req->bridge, req->conn);
 }
 
-static void call_done(void *arg, const tse_rpc_status *st, ProtobufCMessage *out)
+static void call_done(void *arg, const tsb_calls_status *st, ProtobufCMessage *out)
 {
-    tse_request_complete(arg, st, out);
+    tsb_request_complete(arg, st, out);
 }
 
-void tse_request_call(tse_request *req, tse_response *resp, const char *method,
+void tsb_request_call(tsb_request *req, tsb_response *resp, const char *method,
                       const ProtobufCMessage *in, const ProtobufCMessageDescriptor *out_desc,
-                      int timeout_ms, bool watch, tse_then then)
+                      int timeout_ms, bool watch, tsb_then then)
 {
     const union MHD_ConnectionInfo *info =
         watch ? MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD) : NULL;
     char path[128];
 
-    snprintf(path, sizeof(path), "%s%s", method[0] == '/' ? "" : TSE_RPC_SERVICE, method);
+    snprintf(path, sizeof(path), "%s%s", method[0] == '/' ? "" : TSB_CALLS_SERVICE, method);
     /* Suspended before the call starts, so its completion always finds the
      * connection suspended. */
-    tse_request_defer(req, resp, then);
-    if (!tse_rpc_unary(req->bridge->rpc, path, in, out_desc, req->correlation_id, timeout_ms,
-                       info ? info->connect_fd : -1, call_done, req)) {
-        tse_rpc_status st = {.code = GRPC_STATUS_RESOURCE_EXHAUSTED};
+    tsb_request_defer(req, resp, then);
+    if (!tsb_calls_unary(req->bridge->calls, path, in, out_desc, req->correlation_id, timeout_ms,
+                         info ? info->connect_fd : -1, call_done, req)) {
+        tsb_calls_status st = {.code = GRPC_STATUS_RESOURCE_EXHAUSTED};
         snprintf(st.details, sizeof(st.details), "the bridge could not start the call");
-        tse_request_complete(req, &st, NULL);
+        tsb_request_complete(req, &st, NULL);
     }
+}
+
+/* MHD_OPTION_URI_LOG_CALLBACK: a request line arrived. Its result is the
+ * request's first *con_cls: none. */
+static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    tsb_bridge *b = cls;
+
+    (void)uri;
+    tsb_header_timer_request_line(b->header_timer, conn);
+    return NULL;
+}
+
+static void sweep_tick(void *arg, int64_t now_ms)
+{
+    (void)now_ms;
+    tsb_header_timer_sweep(arg);
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -404,7 +506,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 }
 
 /* Resolves cfg->host:cfg->port into addr. */
-static tse_status resolve(const tse_bridge_config *cfg, struct sockaddr_storage *addr,
+static tse_status resolve(const tsb_bridge_config *cfg, struct sockaddr_storage *addr,
                           tse_error *err)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
@@ -423,7 +525,21 @@ static tse_status resolve(const tse_bridge_config *cfg, struct sockaddr_storage 
     return TSE_OK;
 }
 
-static unsigned worker_threads(const tse_bridge_config *cfg)
+/*
+ * Each connection's memory pool: MHD reads a request's line and headers
+ * into half of it, and itself refuses (431, or 414 for a long URI, with a
+ * short HTML page) what does not fit. Four times MAX_HEADER_BYTES, so that
+ * headers a little over our limit get our JSON 431 naming it; only far
+ * larger ones meet MHD's answer.
+ */
+static int64_t pool_size(const tsb_bridge_config *cfg)
+{
+    int64_t n = 4 * cfg->max_header_bytes;
+
+    return n < 16384 ? 16384 : n;
+}
+
+static unsigned worker_threads(const tsb_bridge_config *cfg)
 {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 
@@ -432,9 +548,9 @@ static unsigned worker_threads(const tse_bridge_config *cfg)
     return cpus > 0 ? (unsigned)cpus : 2;
 }
 
-tse_status tse_bridge_start(tse_bridge *b, tse_error *err)
+tse_status tsb_bridge_start(tsb_bridge *b, tse_error *err)
 {
-    const tse_bridge_config *cfg = b->cfg;
+    const tsb_bridge_config *cfg = b->cfg;
     struct sockaddr_storage addr;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_TURBO | MHD_USE_ERROR_LOG;
@@ -443,9 +559,14 @@ tse_status tse_bridge_start(tse_bridge *b, tse_error *err)
 
     if (resolve(cfg, &addr, err) != TSE_OK)
         return TSE_INVALID;
+    b->header_timer =
+        tsb_header_timer_create(cfg->header_timeout_ms, cfg->read_timeout_ms, cfg->body_timeout_ms);
+    if (b->header_timer == NULL)
+        return tse_error_set(err, TSE_NOMEM, NULL, "out of memory");
+    tsb_calls_add_tick(b->calls, sweep_tick, b->header_timer);
 
     if (getrandom(&b->id_seed, sizeof(b->id_seed), 0) != sizeof(b->id_seed))
-        b->id_seed = (uint64_t)tse_now_us() ^ ((uint64_t)getpid() << 32);
+        b->id_seed = (uint64_t)tse_clock_us() ^ ((uint64_t)getpid() << 32);
     if (addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     /* The logger first, so that MHD's own checks of the options use it. A
@@ -455,9 +576,11 @@ tse_status tse_bridge_start(tse_bridge *b, tse_error *err)
         {MHD_OPTION_SOCK_ADDR, 0, &addr},
         {MHD_OPTION_CONNECTION_TIMEOUT, timeout_s, NULL},
         {MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, NULL},
-        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, 16384, NULL},
+        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)pool_size(cfg), NULL},
         {MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096, NULL},
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, b},
+        {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)tsb_header_timer_notify, b->header_timer},
+        {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_request_line, b},
         {threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, threads, NULL},
         {MHD_OPTION_END, 0, NULL},
     };
@@ -471,32 +594,84 @@ tse_status tse_bridge_start(tse_bridge *b, tse_error *err)
     return TSE_OK;
 }
 
+/* Waits until no admitted request is left or the deadline passed;
+ * true when none is left. */
+static bool drained(tsb_bridge *b, int64_t deadline_us)
+{
+    while (atomic_load(&b->admitted) > 0 && tse_clock_us() < deadline_us)
+        usleep(5000);
+    return atomic_load(&b->admitted) == 0;
+}
+
 /*
- * Graceful stop. MHD must not be stopped while a connection is suspended,
- * so first every long wait is ended: event streams and unary calls
- * (long-polls) are cancelled and answer at once; publishes end by
- * themselves within RPC_TIMEOUT. Then the workers are joined.
+ * A keep-alive connection idle when the stop began may carry a request
+ * already on its way: for up to STOP_LINGER_MS, while connections remain,
+ * such requests still get their 503 (and their connections close after it)
+ * instead of a reset.
  */
-void tse_bridge_stop(tse_bridge *b)
+static void linger(tsb_bridge *b)
+{
+    int64_t until = tse_clock_us() + STOP_LINGER_MS * 1000;
+
+    while (tse_clock_us() < until && tsb_header_timer_connections(b->header_timer) > 0)
+        usleep(5000);
+}
+
+/* Waits until no connection is suspended or the deadline passed; true
+ * when none is. */
+static bool unsuspended(tsb_bridge *b, int64_t deadline_us)
+{
+    while (atomic_load(&b->suspended) > 0 && tse_clock_us() < deadline_us)
+        usleep(5000);
+    return atomic_load(&b->suspended) == 0;
+}
+
+/*
+ * Graceful stop. MHD must not be stopped while a connection is suspended
+ * (it aborts the process), and a request arriving on an open keep-alive
+ * connection would suspend one again: so first no request is admitted any
+ * more (503, Connection: close), then every long wait is ended (event
+ * streams and long-polls answer at once), then the admitted requests are
+ * let finish: publishes and short calls end within RPC_TIMEOUT (a request
+ * may chain two calls); those left after that are cancelled. Only when no
+ * admitted request is left, and so no connection is suspended, are the
+ * workers joined; connections still open then (idle keep-alives) close.
+ */
+tse_status tsb_bridge_stop(tsb_bridge *b)
 {
     MHD_socket listen_fd;
-    int64_t deadline = tse_now_us() + (b->cfg->rpc_timeout_ms + 1000) * 1000;
+    int64_t deadline = tse_clock_us() + (2 * b->cfg->rpc_timeout_ms + 1000) * 1000;
 
     if (b->daemon == NULL)
-        return;
+        return TSE_OK;
     atomic_store(&b->stopping, true);
+    /* Shut now, not at exit: a new connection is refused at once instead
+     * of waiting in the backlog for the whole drain. Closed only once MHD
+     * stopped: its workers take the socket out of their epoll sets on
+     * their own threads, so its number must not be reused meanwhile. */
     listen_fd = MHD_quiesce_daemon(b->daemon);
-    tse_sse_hub_cancel(b->sse);
-    tse_rpc_cancel_all(b->rpc);
-    while (atomic_load(&b->suspended) > 0 && tse_now_us() < deadline)
-        usleep(5000);
-    if (atomic_load(&b->suspended) > 0)
-        tse_log(TSE_LOG_ERROR, "connections still suspended at stop", NULL);
-    /* Resumed connections have their answers queued; give the workers a
-     * moment to write them before the sockets close. */
-    usleep(250 * 1000);
+    if (listen_fd != MHD_INVALID_SOCKET)
+        shutdown(listen_fd, SHUT_RDWR);
+    tsb_sse_hub_cancel(b->sse);
+    tsb_calls_cancel_waits(b->calls);
+    if (!drained(b, deadline)) {
+        tse_log(TSE_LOG_WARN, "requests still in progress at stop: cancelled", NULL);
+        tsb_publishers_cancel(b);
+        tsb_calls_cancel_all(b->calls);
+        drained(b, tse_clock_us() + 2000 * 1000);
+    }
+    linger(b);
+    /* Cancelled calls complete promptly, so this is a bound, not a wait;
+     * should one not, MHD must still never see a suspended connection. */
+    if (!unsuspended(b, tse_clock_us() + 5000 * 1000)) {
+        tse_log(TSE_LOG_ERROR, "connections still suspended: the HTTP server cannot be stopped",
+                NULL);
+        return TSE_UNAVAILABLE;
+    }
     MHD_stop_daemon(b->daemon);
     if (listen_fd != MHD_INVALID_SOCKET)
         close(listen_fd);
+    tsb_header_timer_close(b->header_timer);
     b->daemon = NULL;
+    return TSE_OK;
 }

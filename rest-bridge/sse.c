@@ -2,18 +2,19 @@
  * sse.c - Subscribe streams relayed as Server-Sent Events; see sse.h.
  *
  * A stream (`sse`) joins two lifetimes, each holding one reference: the
- * HTTP response (until MHD calls the free callback) and the gRPC call
- * (until its status arrived and none of its batches is in flight). The
- * last one out unlinks it from the hub and frees it.
+ * HTTP response (until MHD calls the free callback) and the Subscribe call,
+ * a stream of the C SDK (tse_client_stream_*; until its on_end). The last
+ * one out unlinks it from the hub and frees it.
  *
- * Text flows through one buffer: gRPC deliveries append to it (CQ
- * thread), MHD's content reader takes from it (worker). When the reader
+ * Text flows through one buffer: gRPC deliveries append to it (the SDK's
+ * call thread), MHD's content reader takes from it (worker). When the reader
  * finds it empty it parks: suspends the connection and returns 0 (MHD's
  * rule for "no data yet" without busy waiting); whoever appends next
  * resumes it. Parking and waking happen under the stream's lock, so a
  * resume always follows its suspend. While the buffer holds more than
- * HIGH_WATER bytes (a slow client) no further delivery is received, which
- * pushes back on the service through HTTP/2 flow control.
+ * HIGH_WATER bytes (a slow client) the stream is paused: no further
+ * delivery is received, which pushes back on the service through HTTP/2
+ * flow control. Lock order: a stream's lock, then the SDK's.
  *
  * Auto-ack: each delivery's ack id is queued with the offset where its
  * text ends; once the reader handed the text up to there to MHD, the id
@@ -32,18 +33,13 @@
 
 #include "obs/log.h"
 
-#define CONTAINER(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
-#define HIGH_WATER                   (1u << 20)
-#define BLOCK_SIZE                   (16u << 10)
-#define RETRY_MS                     2000
+#define SUBSCRIBE  "/tracseq.events.v1.EventService/Subscribe"
+#define HIGH_WATER (1u << 20)
+#define BLOCK_SIZE (16u << 10)
+#define RETRY_MS   2000
 
 typedef Tracseq__Events__V1__SubscribeRequest SubscribeRequest;
 typedef Tracseq__Events__V1__Delivery Delivery;
-
-typedef struct outmsg {
-    struct outmsg *next;
-    grpc_byte_buffer *bb;
-} outmsg;
 
 typedef struct mark {
     char *ack_id;
@@ -52,7 +48,7 @@ typedef struct mark {
 
 typedef struct sse {
     pthread_mutex_t lock;
-    tse_sse_hub *hub;
+    tsb_sse_hub *hub;
     struct sse *prev, *next; /* hub list, under the hub's lock */
     int refs;
     bool dying;                  /* refs reached 0: only the hub may still see it */
@@ -62,43 +58,28 @@ typedef struct sse {
     char name[TSE_ERROR_FIELD_MAX];
     bool auto_ack;
     /* the Subscribe call */
-    grpc_call *call;
-    tse_rpc_tag send_tag, recv_tag, status_tag;
-    int ops;
-    bool call_ref; /* the call's reference is held */
-    bool call_over, sending, receiving, recv_paused, got_md;
-    outmsg *out_head, *out_tail;
-    grpc_byte_buffer *sending_bb, *recv_buf;
-    grpc_metadata_array initial_md, trailing_md;
-    grpc_status_code code;
-    grpc_slice details;
+    tse_client_stream *stream;
+    bool call_over;   /* its on_end ran (or it never started) */
+    bool recv_paused; /* the buffer is over HIGH_WATER */
     /* the text: buf[off..len) is stream bytes base+off.. */
     char *buf;
     size_t off, len, cap;
     uint64_t base;
     mark *marks;
     size_t mark_head, nmarks, capmarks;
-    char **held; /* delivered, unacked (not auto_ack): for tse_sse_settled */
+    char **held; /* delivered, unacked (not auto_ack): for tsb_sse_settled */
     size_t nheld, capheld;
     bool parked, ended;
     int64_t last_text_ms;
 } sse;
 
-struct tse_sse_hub {
-    tse_bridge *bridge;
+struct tsb_sse_hub {
+    tsb_bridge *bridge;
     int keepalive_ms;
     pthread_mutex_t lock;
     sse *streams;
     bool closed;
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ===================== the text buffer (under s->lock) ================== */
 
@@ -135,7 +116,7 @@ static void put(sse *s, const char *text, size_t n)
         return; /* out of memory: the text is dropped, the ack id stays unacked */
     memcpy(s->buf + s->len, text, n);
     s->len += n;
-    s->last_text_ms = now_ms();
+    s->last_text_ms = tse_clock_ms();
 }
 
 static void putf(sse *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -167,7 +148,7 @@ static void wake(sse *s)
 {
     if (s->parked && s->conn != NULL) {
         s->parked = false;
-        tse_bridge_resume(s->hub->bridge, s->conn);
+        tsb_bridge_resume(s->hub->bridge, s->conn);
     }
 }
 
@@ -214,41 +195,17 @@ static void hold(sse *s, const char *ack_id)
 
 /* ===================== the Subscribe call (under s->lock) =============== */
 
-static void kick_send(sse *s)
+static void send_msg(sse *s, const SubscribeRequest *req)
 {
-    grpc_op op = {.op = GRPC_OP_SEND_MESSAGE};
-    outmsg *m = s->out_head;
+    uint8_t small[4096], *buf = small;
+    size_t len = protobuf_c_message_get_packed_size(&req->base);
 
-    if (s->sending || s->call_over || m == NULL)
+    if (s->call_over || s->stream == NULL || (len > sizeof(small) && (buf = malloc(len)) == NULL))
         return;
-    s->out_head = m->next;
-    if (s->out_head == NULL)
-        s->out_tail = NULL;
-    s->sending_bb = m->bb;
-    free(m);
-    op.data.send_message.send_message = s->sending_bb;
-    if (tse_rpc_batch(s->call, &op, 1, &s->send_tag)) {
-        s->sending = true;
-        s->ops++;
-    } else {
-        grpc_byte_buffer_destroy(s->sending_bb);
-        s->sending_bb = NULL;
-    }
-}
-
-static void queue_msg(sse *s, const SubscribeRequest *req)
-{
-    outmsg *m;
-
-    if (s->call_over || (m = calloc(1, sizeof(*m))) == NULL)
-        return;
-    m->bb = tse_rpc_encode(&req->base);
-    if (s->out_tail)
-        s->out_tail->next = m;
-    else
-        s->out_head = m;
-    s->out_tail = m;
-    kick_send(s);
+    protobuf_c_message_pack(&req->base, buf);
+    tse_client_stream_send(s->stream, buf, len);
+    if (buf != small)
+        free(buf);
 }
 
 /* Sends ids as an ack (or a nack with delay_ms) on the stream. */
@@ -272,50 +229,14 @@ static void send_ids(sse *s, char **ids, size_t n, bool nack, uint32_t delay_ms)
         req.request_case = TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__REQUEST_ACK;
         req.ack = &ack;
     }
-    queue_msg(s, &req);
-}
-
-static void kick_recv(sse *s)
-{
-    grpc_op ops[2];
-    size_t n = 0;
-
-    if (s->receiving || s->call_over || s->recv_paused)
-        return;
-    memset(ops, 0, sizeof(ops));
-    if (!s->got_md) {
-        ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
-        ops[n++].data.recv_initial_metadata.recv_initial_metadata = &s->initial_md;
-    }
-    ops[n].op = GRPC_OP_RECV_MESSAGE;
-    ops[n++].data.recv_message.recv_message = &s->recv_buf;
-    if (tse_rpc_batch(s->call, ops, n, &s->recv_tag)) {
-        s->receiving = true;
-        s->got_md = true;
-        s->ops++;
-    }
+    send_msg(s, &req);
 }
 
 /* ===================== lifetime ========================================= */
 
 static void sse_free(sse *s)
 {
-    outmsg *m;
-
-    while ((m = s->out_head) != NULL) {
-        s->out_head = m->next;
-        grpc_byte_buffer_destroy(m->bb);
-        free(m);
-    }
-    if (s->call)
-        grpc_call_unref(s->call);
-    if (s->sending_bb)
-        grpc_byte_buffer_destroy(s->sending_bb);
-    if (s->recv_buf)
-        grpc_byte_buffer_destroy(s->recv_buf);
-    grpc_metadata_array_destroy(&s->initial_md);
-    grpc_metadata_array_destroy(&s->trailing_md);
-    grpc_slice_unref(s->details);
+    tse_client_stream_release(s->stream);
     for (size_t i = s->mark_head; i < s->nmarks; i++)
         free(s->marks[i].ack_id);
     for (size_t i = 0; i < s->nheld; i++)
@@ -330,7 +251,7 @@ static void sse_free(sse *s)
 /* Drops one reference; unlocks s, and frees it when it was the last. */
 static void unref_unlock(sse *s)
 {
-    tse_sse_hub *h = s->hub;
+    tsb_sse_hub *h = s->hub;
     bool last = --s->refs == 0;
 
     if (last)
@@ -351,25 +272,11 @@ static void unref_unlock(sse *s)
     sse_free(s);
 }
 
-/* The gRPC side lets go once the status came and no batch is pending. */
-static void call_settle_unlock(sse *s)
-{
-    if (s->call_over && s->ops == 0 && s->call_ref) {
-        if (s->call != NULL)
-            grpc_call_unref(s->call);
-        s->call = NULL;
-        s->call_ref = false;
-        unref_unlock(s);
-        return;
-    }
-    pthread_mutex_unlock(&s->lock);
-}
-
-/* ===================== gRPC completions (CQ thread) ===================== */
+/* ===================== the stream's handlers (the SDK's thread) ========= */
 
 static void append_delivery(sse *s, const Delivery *d)
 {
-    json_t *ev = tse_event_json(d->event);
+    json_t *ev = tsb_event_json(d->event);
     char *data = ev ? json_dumps(ev, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
 
     if (data != NULL) {
@@ -387,48 +294,29 @@ static void append_delivery(sse *s, const Delivery *d)
     json_decref(ev);
 }
 
-static void on_recv(tse_rpc_tag *tag, bool ok)
+static void on_message(void *arg, const void *msg, size_t len)
 {
-    sse *s = CONTAINER(tag, sse, recv_tag);
-    Delivery *d;
+    sse *s = arg;
+    Delivery *d = tracseq__events__v1__delivery__unpack(NULL, len, msg);
 
     pthread_mutex_lock(&s->lock);
-    s->ops--;
-    s->receiving = false;
-    if (ok && s->recv_buf != NULL) {
-        d = (Delivery *)tse_rpc_decode(s->recv_buf, &tracseq__events__v1__delivery__descriptor);
-        grpc_byte_buffer_destroy(s->recv_buf);
-        s->recv_buf = NULL;
-        if (d != NULL && d->event != NULL && s->conn != NULL)
-            append_delivery(s, d);
-        if (d != NULL)
-            protobuf_c_message_free_unpacked(&d->base, NULL);
-        wake(s);
-        s->recv_paused = s->len - s->off > HIGH_WATER;
-        kick_recv(s);
+    if (d != NULL && d->event != NULL && s->conn != NULL)
+        append_delivery(s, d);
+    wake(s);
+    if (!s->recv_paused && s->len - s->off > HIGH_WATER) {
+        s->recv_paused = true;
+        tse_client_stream_pause(s->stream, true);
     }
-    call_settle_unlock(s);
-}
-
-static void on_send(tse_rpc_tag *tag, bool ok)
-{
-    sse *s = CONTAINER(tag, sse, send_tag);
-
-    pthread_mutex_lock(&s->lock);
-    s->ops--;
-    s->sending = false;
-    grpc_byte_buffer_destroy(s->sending_bb);
-    s->sending_bb = NULL;
-    if (ok)
-        kick_send(s);
-    call_settle_unlock(s);
+    pthread_mutex_unlock(&s->lock);
+    if (d != NULL)
+        tracseq__events__v1__delivery__free_unpacked(d, NULL);
 }
 
 /* The final SSE event when the service ended the stream. */
-static void put_error(sse *s, const tse_rpc_status *st)
+static void put_error(sse *s, const tsb_calls_status *st)
 {
     unsigned status;
-    json_t *err = tse_error_json(st->code, NULL, st->details, NULL, &status);
+    json_t *err = tsb_error_json(st->code, NULL, st->details, NULL, &status);
     char *text = err ? json_dumps(err, JSON_COMPACT) : NULL;
 
     if (text != NULL) {
@@ -440,15 +328,16 @@ static void put_error(sse *s, const tse_rpc_status *st)
     json_decref(err);
 }
 
-static void on_status(tse_rpc_tag *tag, bool ok)
+/* The call is over: the service's status ends the text; drops the call's
+ * reference. */
+static void on_end(void *arg, tse_client_status status, const tse_client_error *err)
 {
-    sse *s = CONTAINER(tag, sse, status_tag);
-    tse_rpc_status st;
+    sse *s = arg;
+    tsb_calls_status st;
 
+    tsb_calls_status_set(&st, status, err);
     pthread_mutex_lock(&s->lock);
-    s->ops--;
     s->call_over = true;
-    tse_rpc_status_set(&st, s->code, s->details);
     if (s->conn != NULL && !s->ended) {
         if (st.code == GRPC_STATUS_OK) {
             st.code = GRPC_STATUS_UNAVAILABLE;
@@ -458,7 +347,7 @@ static void on_status(tse_rpc_tag *tag, bool ok)
     }
     s->ended = true;
     wake(s);
-    call_settle_unlock(s);
+    unref_unlock(s);
 }
 
 /* ===================== the HTTP side (worker thread) ==================== */
@@ -497,7 +386,7 @@ static ssize_t read_text(void *cls, uint64_t pos, char *out, size_t max)
         ack_emitted(s);
         if (s->recv_paused && s->len - s->off <= HIGH_WATER / 2) {
             s->recv_paused = false;
-            kick_recv(s);
+            tse_client_stream_pause(s->stream, false);
         }
         pthread_mutex_unlock(&s->lock);
         return (ssize_t)n;
@@ -507,7 +396,7 @@ static ssize_t read_text(void *cls, uint64_t pos, char *out, size_t max)
         return MHD_CONTENT_READER_END_OF_STREAM;
     }
     s->parked = true;
-    tse_bridge_suspend(s->hub->bridge, s->conn);
+    tsb_bridge_suspend(s->hub->bridge, s->conn);
     pthread_mutex_unlock(&s->lock);
     return 0;
 }
@@ -519,48 +408,33 @@ static void http_done(void *cls)
     pthread_mutex_lock(&s->lock);
     s->conn = NULL;
     s->ended = true;
-    if (s->call != NULL && !s->call_over)
-        grpc_call_cancel_with_status(s->call, GRPC_STATUS_CANCELLED, TSE_RPC_HANGUP, NULL);
+    if (!s->call_over)
+        tse_client_stream_cancel(s->stream, TSE_CLIENT_CANCELLED, TSB_CALLS_HANGUP);
     unref_unlock(s);
 }
 
 /* ===================== start ============================================ */
 
-/* Starts the call: status, then the first message, then receiving. */
+/* Starts the Subscribe call with its first message. */
 static bool call_start(sse *s, const char *consumer)
 {
+    static const tse_client_stream_handlers handlers = {on_message, on_end};
+    static const tse_client_call_options no_deadline = {.timeout_ms = -1};
     SubscribeRequest first = TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__INIT;
-    grpc_op ops[2];
+    uint8_t buf[1024];
+    size_t len;
 
-    s->call = tse_rpc_call_new(s->hub->bridge->rpc, TSE_RPC_SERVICE "Subscribe", 0);
-    if (s->call == NULL)
-        return false;
-    memset(ops, 0, sizeof(ops));
-    ops[0].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[0].data.recv_status_on_client.trailing_metadata = &s->trailing_md;
-    ops[0].data.recv_status_on_client.status = &s->code;
-    ops[0].data.recv_status_on_client.status_details = &s->details;
-    if (!tse_rpc_batch(s->call, ops, 1, &s->status_tag))
-        return false;
-    s->ops++;
     first.request_case = TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__REQUEST_SUBSCRIPTION_NAME;
     first.subscription_name = s->name;
     first.consumer_name = (char *)(consumer ? consumer : "");
-    memset(ops, 0, sizeof(ops));
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = s->sending_bb = tse_rpc_encode(&first.base);
-    if (tse_rpc_batch(s->call, ops, 2, &s->send_tag)) {
-        s->sending = true;
-        s->ops++;
-    } else {
-        grpc_call_cancel(s->call, NULL);
-    }
-    kick_recv(s);
-    return true;
+    if ((len = protobuf_c_message_get_packed_size(&first.base)) > sizeof(buf))
+        return false;
+    protobuf_c_message_pack(&first.base, buf);
+    return tse_client_stream_start(s->hub->bridge->client, SUBSCRIBE, buf, len, &no_deadline,
+                                   &handlers, s, &s->stream, NULL) == TSE_CLIENT_OK;
 }
 
-static sse *sse_new(tse_sse_hub *h, tse_request *req, const Tracseq__Events__V1__Subscription *sub)
+static sse *sse_new(tsb_sse_hub *h, tsb_request *req, const Tracseq__Events__V1__Subscription *sub)
 {
     const union MHD_ConnectionInfo *info =
         MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
@@ -574,19 +448,12 @@ static sse *sse_new(tse_sse_hub *h, tse_request *req, const Tracseq__Events__V1_
     s->fd = info ? info->connect_fd : -1;
     s->auto_ack = sub->auto_ack;
     snprintf(s->name, sizeof(s->name), "%s", sub->name);
-    s->send_tag.fn = on_send;
-    s->recv_tag.fn = on_recv;
-    s->status_tag.fn = on_status;
-    s->details = grpc_empty_slice();
-    s->code = GRPC_STATUS_UNKNOWN;
-    grpc_metadata_array_init(&s->initial_md);
-    grpc_metadata_array_init(&s->trailing_md);
     putf(s, "retry: %d\n: subscription %s\n\n", RETRY_MS, s->name);
     return s;
 }
 
 /* Links s into the hub unless it is closed (shutdown). */
-static bool hub_link(tse_sse_hub *h, sse *s)
+static bool hub_link(tsb_sse_hub *h, sse *s)
 {
     bool ok;
 
@@ -604,30 +471,28 @@ static bool hub_link(tse_sse_hub *h, sse *s)
 
 static void start_failed(sse *s)
 {
-    tse_rpc_status st = {.code = GRPC_STATUS_UNAVAILABLE};
+    tsb_calls_status st = {.code = GRPC_STATUS_UNAVAILABLE};
 
     snprintf(st.details, sizeof(st.details), "the stream could not be started");
-    if (s->call != NULL)
-        grpc_call_cancel(s->call, NULL);
     s->call_over = true;
     put_error(s, &st);
     s->ended = true;
 }
 
-void tse_sse_start(tse_request *req, tse_response *resp,
+void tsb_sse_start(tsb_request *req, tsb_response *resp,
                    const Tracseq__Events__V1__Subscription *sub, const char *consumer)
 {
-    tse_sse_hub *h = req->bridge->sse;
+    tsb_sse_hub *h = req->bridge->sse;
     struct MHD_Response *r;
     sse *s = sse_new(h, req, sub);
 
     if (s == NULL) {
-        tse_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
+        tsb_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
         return;
     }
     if (!hub_link(h, s)) {
         sse_free(s);
-        tse_reply_error(resp, 503, "SERVICE_UNAVAILABLE", NULL, "The bridge is shutting down.");
+        tsb_reply_error(resp, 503, "SERVICE_UNAVAILABLE", NULL, "The bridge is shutting down.");
         resp->retry_after = req->bridge->cfg->retry_after_s;
         return;
     }
@@ -636,17 +501,18 @@ void tse_sse_start(tse_request *req, tse_response *resp,
     if (r == NULL) {
         pthread_mutex_lock(&s->lock);
         unref_unlock(s);
-        tse_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
+        tsb_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
         return;
     }
     MHD_add_response_header(r, "Cache-Control", "no-cache");
     MHD_add_response_header(r, "X-Accel-Buffering", "no");
     pthread_mutex_lock(&s->lock);
-    s->refs++; /* the call's */
-    s->call_ref = true;
-    if (!call_start(s, consumer))
+    s->refs++; /* the call's, dropped by on_end */
+    if (!call_start(s, consumer)) {
         start_failed(s);
-    call_settle_unlock(s);
+        s->refs--;
+    }
+    pthread_mutex_unlock(&s->lock);
     free(resp->body);
     resp->body = NULL;
     resp->len = 0;
@@ -660,7 +526,7 @@ void tse_sse_start(tse_request *req, tse_response *resp,
 
 /* Idle streams: a keep-alive comment when due; cancel when the client hung
  * up (a suspended connection's socket stays open, so it may be polled). */
-static void tick_one(tse_sse_hub *h, sse *s, int64_t now)
+static void tick_one(tsb_sse_hub *h, sse *s, int64_t now)
 {
     struct pollfd pfd = {.fd = s->fd, .events = POLLRDHUP};
 
@@ -668,8 +534,8 @@ static void tick_one(tse_sse_hub *h, sse *s, int64_t now)
         return;
     if (s->fd >= 0 && poll(&pfd, 1, 0) > 0 &&
         (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))) {
-        if (s->call != NULL && !s->call_over)
-            grpc_call_cancel_with_status(s->call, GRPC_STATUS_CANCELLED, TSE_RPC_HANGUP, NULL);
+        if (!s->call_over)
+            tse_client_stream_cancel(s->stream, TSE_CLIENT_CANCELLED, TSB_CALLS_HANGUP);
         s->ended = true;
         wake(s);
         return;
@@ -682,7 +548,7 @@ static void tick_one(tse_sse_hub *h, sse *s, int64_t now)
 
 static void hub_tick(void *arg, int64_t now)
 {
-    tse_sse_hub *h = arg;
+    tsb_sse_hub *h = arg;
 
     pthread_mutex_lock(&h->lock);
     for (sse *s = h->streams; s; s = s->next) {
@@ -693,20 +559,20 @@ static void hub_tick(void *arg, int64_t now)
     pthread_mutex_unlock(&h->lock);
 }
 
-tse_sse_hub *tse_sse_hub_create(tse_bridge *b, int keepalive_ms)
+tsb_sse_hub *tsb_sse_hub_create(tsb_bridge *b, int keepalive_ms)
 {
-    tse_sse_hub *h = calloc(1, sizeof(*h));
+    tsb_sse_hub *h = calloc(1, sizeof(*h));
 
     if (h == NULL)
         return NULL;
     h->bridge = b;
     h->keepalive_ms = keepalive_ms;
     pthread_mutex_init(&h->lock, NULL);
-    tse_rpc_add_tick(b->rpc, hub_tick, h);
+    tsb_calls_add_tick(b->calls, hub_tick, h);
     return h;
 }
 
-void tse_sse_hub_cancel(tse_sse_hub *h)
+void tsb_sse_hub_cancel(tsb_sse_hub *h)
 {
     if (h == NULL)
         return;
@@ -714,15 +580,15 @@ void tse_sse_hub_cancel(tse_sse_hub *h)
     h->closed = true;
     for (sse *s = h->streams; s; s = s->next) {
         pthread_mutex_lock(&s->lock);
-        if (s->call != NULL && !s->call_over)
-            grpc_call_cancel_with_status(s->call, GRPC_STATUS_UNAVAILABLE,
-                                         "the REST bridge is shutting down", NULL);
+        if (!s->call_over)
+            tse_client_stream_cancel(s->stream, TSE_CLIENT_UNAVAILABLE,
+                                     "the REST bridge is shutting down");
         pthread_mutex_unlock(&s->lock);
     }
     pthread_mutex_unlock(&h->lock);
 }
 
-void tse_sse_hub_destroy(tse_sse_hub *h)
+void tsb_sse_hub_destroy(tsb_sse_hub *h)
 {
     if (h == NULL)
         return;
@@ -747,7 +613,7 @@ static size_t take_held(sse *s, char *const *ids, size_t n, char **mine)
     return k;
 }
 
-void tse_sse_settled(tse_sse_hub *h, const char *subscription, char *const *ids, size_t n,
+void tsb_sse_settled(tsb_sse_hub *h, const char *subscription, char *const *ids, size_t n,
                      bool nack, uint32_t delay_ms)
 {
     char **mine = calloc(n ? n : 1, sizeof(char *));

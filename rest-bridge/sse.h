@@ -15,11 +15,12 @@
  * goes away (seen at the next write, or by the keep-alive tick while idle).
  *
  * Threading: the content reader runs on the connection's HTTP worker, the
- * gRPC completions and the hub's tick on the CQ thread; each stream has its
+ * gRPC completions on the SDK's call thread, the hub's tick on the tick
+ * thread (calls.h); each stream has its
  * own lock, the hub's list its lock (taken before a stream's).
  */
-#ifndef TSE_BRIDGE_SSE_H
-#define TSE_BRIDGE_SSE_H
+#ifndef TSB_BRIDGE_SSE_H
+#define TSB_BRIDGE_SSE_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -27,19 +28,20 @@
 
 #include "bridge.h"
 
-/* The live streams of this bridge; registers a tick on b->rpc. Release
- * with tse_sse_hub_destroy after tse_rpc_destroy. */
-tse_sse_hub *tse_sse_hub_create(tse_bridge *b, int keepalive_ms);
+/* The live streams of this bridge; registers a tick on b->calls. Release
+ * with tsb_sse_hub_destroy after tse_client_destroy (the streams' last
+ * callbacks ran). */
+tsb_sse_hub *tsb_sse_hub_create(tsb_bridge *b, int keepalive_ms);
 /* Refuses new streams and ends the live ones (shutdown). NULL: no-op. */
-void tse_sse_hub_cancel(tse_sse_hub *h);
-void tse_sse_hub_destroy(tse_sse_hub *h); /* NULL is a no-op */
+void tsb_sse_hub_cancel(tsb_sse_hub *h);
+void tsb_sse_hub_destroy(tsb_sse_hub *h); /* NULL is a no-op */
 
 /*
  * Answers req with a stream of subscription sub (as GetSubscription
  * returned it: its auto_ack decides who acks); consumer: the consumer name
  * (NULL or "": one per stream). On failure resp holds the error.
  */
-void tse_sse_start(tse_request *req, tse_response *resp,
+void tsb_sse_start(tsb_request *req, tsb_response *resp,
                    const Tracseq__Events__V1__Subscription *sub, const char *consumer);
 
 /*
@@ -48,7 +50,7 @@ void tse_sse_start(tse_request *req, tse_response *resp,
  * their own stream, which gives their subscriber its flow-control credit
  * back (the service counts credit per stream).
  */
-void tse_sse_settled(tse_sse_hub *h, const char *subscription, char *const *ids, size_t n,
+void tsb_sse_settled(tsb_sse_hub *h, const char *subscription, char *const *ids, size_t n,
                      bool nack, uint32_t delay_ms);
 
 #endif

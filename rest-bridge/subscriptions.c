@@ -14,7 +14,7 @@
  * on an auto_ack subscription are acked by the bridge (Acknowledge) after
  * the answer is built and before it is sent; a failed ack only means they
  * come again. Whether a subscription is auto_ack is remembered for
- * CACHE_MS (tse_subcache), since Pull does not say.
+ * CACHE_MS (tsb_subcache), since Pull does not say.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -22,11 +22,13 @@
 #include <time.h>
 
 #include "bridge.h"
+#include "domain/limits.h"
 #include "sse.h"
 
-#define MAX_WAIT_MS   60000
-#define MAX_PULL      1000
-#define DEFAULT_PULL  10
+/* The service's own Pull limits (domain/limits.h). */
+#define MAX_WAIT_MS   TSE_PULL_MAX_WAIT_MS
+#define MAX_PULL      TSE_PULL_MAX_EVENTS
+#define DEFAULT_PULL  TSE_PULL_DEFAULT_EVENTS
 #define DEFAULT_WAIT  5000
 #define CACHE_MS      5000
 #define CACHE_ENTRIES 256
@@ -43,26 +45,21 @@ typedef struct cache_entry {
     int64_t until_ms; /* 0: free */
 } cache_entry;
 
-struct tse_subcache {
+struct tsb_subcache {
     pthread_mutex_t lock;
     cache_entry e[CACHE_ENTRIES];
 };
 
-static int64_t now_ms(void)
+tsb_subcache *tsb_subcache_create(void)
 {
-    return tse_now_us() / 1000;
-}
-
-tse_subcache *tse_subcache_create(void)
-{
-    tse_subcache *c = calloc(1, sizeof(*c));
+    tsb_subcache *c = calloc(1, sizeof(*c));
 
     if (c != NULL)
         pthread_mutex_init(&c->lock, NULL);
     return c;
 }
 
-void tse_subcache_destroy(tse_subcache *c)
+void tsb_subcache_destroy(tsb_subcache *c)
 {
     if (c == NULL)
         return;
@@ -71,9 +68,9 @@ void tse_subcache_destroy(tse_subcache *c)
 }
 
 /* 1: auto_ack, 0: not, -1: unknown. */
-static int cache_get(tse_subcache *c, const char *name)
+static int cache_get(tsb_subcache *c, const char *name)
 {
-    int64_t now = now_ms();
+    int64_t now = tse_clock_ms();
     int v = -1;
 
     pthread_mutex_lock(&c->lock);
@@ -85,7 +82,7 @@ static int cache_get(tse_subcache *c, const char *name)
 }
 
 /* Remembers a subscription (forgets it when forget). */
-static void cache_put(tse_subcache *c, const char *name, bool auto_ack, bool forget)
+static void cache_put(tsb_subcache *c, const char *name, bool auto_ack, bool forget)
 {
     size_t slot = 0;
 
@@ -102,34 +99,34 @@ static void cache_put(tse_subcache *c, const char *name, bool auto_ack, bool for
     }
     snprintf(c->e[slot].name, sizeof(c->e[slot].name), "%s", name);
     c->e[slot].auto_ack = auto_ack;
-    c->e[slot].until_ms = forget ? 0 : now_ms() + CACHE_MS;
+    c->e[slot].until_ms = forget ? 0 : tse_clock_ms() + CACHE_MS;
     pthread_mutex_unlock(&c->lock);
 }
 
 /* ===================== helpers ========================================== */
 
 /* The body as a JSON object; an empty body counts as {}. */
-static json_t *object_body(tse_request *req, tse_response *resp)
+static json_t *object_body(tsb_request *req, tsb_response *resp)
 {
     json_t *body;
 
     if (req->body_len == 0)
         return json_object();
-    if (!tse_media_is(req, "application/json")) {
-        tse_reply_unsupported(req, resp, "application/json");
+    if (!tsb_media_is(req, "application/json")) {
+        tsb_reply_unsupported(req, resp, "application/json");
         return NULL;
     }
-    if ((body = tse_parse_body(req, resp)) == NULL)
+    if ((body = tsb_parse_body(req, resp)) == NULL)
         return NULL;
     if (!json_is_object(body)) {
-        tse_reply_error(resp, 422, "VALIDATION_FAILED", "body", "The body must be a JSON object.");
+        tsb_reply_error(resp, 422, "VALIDATION_FAILED", "body", "The body must be a JSON object.");
         json_decref(body);
         return NULL;
     }
     return body;
 }
 
-static int rpc_timeout(const tse_request *req)
+static int rpc_timeout(const tsb_request *req)
 {
     return (int)req->bridge->cfg->rpc_timeout_ms;
 }
@@ -145,28 +142,28 @@ static bool plain_name(const char *s)
 }
 
 /* A failed step answers its error; true when st is OK. */
-static bool step_ok(tse_request *req, tse_response *resp, const tse_rpc_status *st)
+static bool step_ok(tsb_request *req, tsb_response *resp, const tsb_calls_status *st)
 {
     if (st->code == GRPC_STATUS_OK)
         return true;
-    tse_reply_rpc_error(resp, req, st, NULL);
+    tsb_reply_rpc_error(resp, req, st, NULL);
     return false;
 }
 
 /* The common continuation: the message as JSON. */
-static void then_relay(tse_request *req, tse_response *resp, const tse_rpc_status *st,
+static void then_relay(tsb_request *req, tsb_response *resp, const tsb_calls_status *st,
                        ProtobufCMessage *out)
 {
     if (step_ok(req, resp, st))
-        tse_reply_json(resp, 200, tse_json_from_message(out));
+        tsb_reply_json(resp, 200, tsb_json_from_message(out));
     if (out != NULL)
         protobuf_c_message_free_unpacked(out, NULL);
 }
 
-json_t *tse_event_json(const Tracseq__Events__V1__Event *ev)
+json_t *tsb_event_json(const Tracseq__Events__V1__Event *ev)
 {
     const ProtobufCMessageDescriptor *d = &tracseq__events__v1__event__descriptor;
-    json_t *j = ev ? tse_json_from_message(&ev->base) : NULL;
+    json_t *j = ev ? tsb_json_from_message(&ev->base) : NULL;
 
     /* The payload oneof (numbers >= 20) reads back under "payload", the
      * name clients published it with. */
@@ -186,9 +183,9 @@ json_t *tse_event_json(const Tracseq__Events__V1__Event *ev)
  * (correlationid, causationid, priority, tracseqversion); the payload is
  * `data`. The mirror of what POST /api/v1/events/publish accepts.
  */
-json_t *tse_event_cloudevent(const Tracseq__Events__V1__Event *ev)
+json_t *tsb_event_cloudevent(const Tracseq__Events__V1__Event *ev)
 {
-    json_t *plain = tse_event_json(ev), *ce;
+    json_t *plain = tsb_event_json(ev), *ce;
     static const struct {
         const char *from, *to;
     } map[] = {{"id", "id"},
@@ -217,7 +214,7 @@ json_t *tse_event_cloudevent(const Tracseq__Events__V1__Event *ev)
 /* ===================== POST /api/v1/events/subscribe ==================== */
 
 /* Checks the types and ranges of the original's eight fields; all optional. */
-static bool check_subscribe(const json_t *b, tse_response *resp)
+static bool check_subscribe(const json_t *b, tsb_response *resp)
 {
     static const struct {
         const char *key;
@@ -238,13 +235,13 @@ static bool check_subscribe(const json_t *b, tse_response *resp)
                   (fields[i].type == JSON_TRUE ? json_is_boolean(v)
                                                : (int)json_typeof(v) == fields[i].type);
         if (!ok) {
-            tse_reply_error(resp, 422, "VALIDATION_FAILED", fields[i].key,
+            tsb_reply_error(resp, 422, "VALIDATION_FAILED", fields[i].key,
                             "Invalid %s: wrong JSON type.", fields[i].key);
             return false;
         }
         if (fields[i].type == JSON_INTEGER && json_is_integer(v) &&
             (json_integer_value(v) < fields[i].min || json_integer_value(v) > fields[i].max)) {
-            tse_reply_error(resp, 422, "VALIDATION_FAILED", fields[i].key,
+            tsb_reply_error(resp, 422, "VALIDATION_FAILED", fields[i].key,
                             "Invalid %s: must be an integer from %ld to %ld.", fields[i].key,
                             fields[i].min, fields[i].max);
             return false;
@@ -296,7 +293,7 @@ static void add_urls(json_t *body, const Subscription *sub, const subscribe_ctx 
     json_object_set_new(body, "nack_url", json_string(url));
 }
 
-static void then_subscribe(tse_request *req, tse_response *resp, const tse_rpc_status *st,
+static void then_subscribe(tsb_request *req, tsb_response *resp, const tsb_calls_status *st,
                            ProtobufCMessage *out)
 {
     const Subscription *sub = (const Subscription *)out;
@@ -306,7 +303,7 @@ static void then_subscribe(tse_request *req, tse_response *resp, const tse_rpc_s
     if (!step_ok(req, resp, st))
         goto out;
     cache_put(req->bridge->subcache, sub->name, sub->auto_ack, false);
-    full = tse_json_from_message(out);
+    full = tsb_json_from_message(out);
     body = json_pack(
         "{s:s, s:s, s:O, s:s, s:s, s:b, s:s, s:o}", "status", "subscribed", "subscription_name",
         sub->name, "event_types", json_object_get(full, "event_types"), "consumer_group", sub->name,
@@ -315,14 +312,14 @@ static void then_subscribe(tse_request *req, tse_response *resp, const tse_rpc_s
                                                                                    : "latest",
         "subscription", full);
     add_urls(body, sub, sc);
-    tse_reply_json(resp, 200, body);
+    tsb_reply_json(resp, 200, body);
 out:
     if (out != NULL)
         protobuf_c_message_free_unpacked(out, NULL);
 }
 
 /* event_types as borrowed strings (caller frees the array); NULL: answered. */
-static char **patterns_of(const json_t *body, size_t *n, tse_response *resp)
+static char **patterns_of(const json_t *body, size_t *n, tsb_response *resp)
 {
     static char *star = "*";
     json_t *types = json_object_get(body, "event_types");
@@ -330,12 +327,12 @@ static char **patterns_of(const json_t *body, size_t *n, tse_response *resp)
 
     *n = json_array_size(types);
     if ((patterns = calloc(*n ? *n : 1, sizeof(char *))) == NULL) {
-        tse_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
+        tsb_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
         return NULL;
     }
     for (size_t i = 0; i < *n; i++) {
         if ((patterns[i] = (char *)json_string_value(json_array_get(types, i))) == NULL) {
-            tse_reply_error(resp, 422, "VALIDATION_FAILED", "event_types",
+            tsb_reply_error(resp, 422, "VALIDATION_FAILED", "event_types",
                             "Invalid event_types: every pattern must be a string.");
             free(patterns);
             return NULL;
@@ -349,12 +346,12 @@ static char **patterns_of(const json_t *body, size_t *n, tse_response *resp)
 }
 
 /* The subscribe body's consumer_name, checked; false when answered. */
-static bool consumer_of(const json_t *body, subscribe_ctx *sc, tse_response *resp)
+static bool consumer_of(const json_t *body, subscribe_ctx *sc, tsb_response *resp)
 {
     const char *consumer = string_or(body, "consumer_name", "");
 
     if (consumer[0] != '\0' && !plain_name(consumer)) {
-        tse_reply_error(resp, 422, "VALIDATION_FAILED", "consumer_name",
+        tsb_reply_error(resp, 422, "VALIDATION_FAILED", "consumer_name",
                         "Invalid consumer_name: 1 to 64 letters, digits, '_', '.' or '-'.");
         return false;
     }
@@ -364,7 +361,7 @@ static bool consumer_of(const json_t *body, subscribe_ctx *sc, tse_response *res
     return true;
 }
 
-void tse_handle_subscribe(tse_request *req, tse_response *resp)
+void tsb_handle_subscribe(tsb_request *req, tsb_response *resp)
 {
     Tracseq__Events__V1__CreateSubscriptionRequest in =
         TRACSEQ__EVENTS__V1__CREATE_SUBSCRIPTION_REQUEST__INIT;
@@ -394,58 +391,58 @@ void tse_handle_subscribe(tse_request *req, tse_response *resp)
                     ? TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_LATEST
                     : TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_EARLIEST;
     in.subscription = &sub;
-    tse_request_call(req, resp, "CreateSubscription", &in.base,
+    tsb_request_call(req, resp, "CreateSubscription", &in.base,
                      &tracseq__events__v1__subscription__descriptor, rpc_timeout(req), false,
                      then_subscribe);
 out:
     if (sc == NULL)
-        tse_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
+        tsb_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
     free(patterns);
     json_decref(body);
 }
 
 /* ===================== list, get, delete ================================ */
 
-void tse_handle_subscription_list(tse_request *req, tse_response *resp)
+void tsb_handle_subscription_list(tsb_request *req, tsb_response *resp)
 {
     Tracseq__Events__V1__ListSubscriptionsRequest in =
         TRACSEQ__EVENTS__V1__LIST_SUBSCRIPTIONS_REQUEST__INIT;
 
-    tse_request_call(req, resp, "ListSubscriptions", &in.base,
+    tsb_request_call(req, resp, "ListSubscriptions", &in.base,
                      &tracseq__events__v1__list_subscriptions_response__descriptor,
                      rpc_timeout(req), false, then_relay);
 }
 
-void tse_handle_subscription_get(tse_request *req, tse_response *resp)
+void tsb_handle_subscription_get(tsb_request *req, tsb_response *resp)
 {
     Tracseq__Events__V1__GetSubscriptionRequest in =
         TRACSEQ__EVENTS__V1__GET_SUBSCRIPTION_REQUEST__INIT;
 
     in.name = req->param;
-    tse_request_call(req, resp, "GetSubscription", &in.base,
+    tsb_request_call(req, resp, "GetSubscription", &in.base,
                      &tracseq__events__v1__subscription__descriptor, rpc_timeout(req), false,
                      then_relay);
 }
 
-static void then_delete(tse_request *req, tse_response *resp, const tse_rpc_status *st,
+static void then_delete(tsb_request *req, tsb_response *resp, const tsb_calls_status *st,
                         ProtobufCMessage *out)
 {
     cache_put(req->bridge->subcache, req->param, false, true);
     if (step_ok(req, resp, st))
-        tse_reply_json(
+        tsb_reply_json(
             resp, 200,
             json_pack("{s:s, s:s}", "status", "deleted", "subscription_name", req->param));
     if (out != NULL)
         protobuf_c_message_free_unpacked(out, NULL);
 }
 
-void tse_handle_subscription_delete(tse_request *req, tse_response *resp)
+void tsb_handle_subscription_delete(tsb_request *req, tsb_response *resp)
 {
     Tracseq__Events__V1__DeleteSubscriptionRequest in =
         TRACSEQ__EVENTS__V1__DELETE_SUBSCRIPTION_REQUEST__INIT;
 
     in.name = req->param;
-    tse_request_call(req, resp, "DeleteSubscription", &in.base,
+    tsb_request_call(req, resp, "DeleteSubscription", &in.base,
                      &tracseq__events__v1__delete_subscription_response__descriptor,
                      rpc_timeout(req), false, then_delete);
 }
@@ -453,7 +450,7 @@ void tse_handle_subscription_delete(tse_request *req, tse_response *resp)
 /* ===================== pull (long-poll) and Server-Sent Events ========== */
 
 /* A query parameter as an integer in [min, max]; def when absent. */
-static bool query_int(tse_request *req, tse_response *resp, const char *key, long def, long min,
+static bool query_int(tsb_request *req, tsb_response *resp, const char *key, long def, long min,
                       long max, long *out)
 {
     const char *s = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
@@ -464,7 +461,7 @@ static bool query_int(tse_request *req, tse_response *resp, const char *key, lon
         return true;
     *out = strtol(s, &end, 10);
     if (end == s || *end != '\0' || *out < min || *out > max) {
-        tse_reply_error(resp, 422, "VALIDATION_FAILED", key,
+        tsb_reply_error(resp, 422, "VALIDATION_FAILED", key,
                         "Invalid %s: must be an integer from %ld to %ld.", key, min, max);
         return false;
     }
@@ -472,12 +469,12 @@ static bool query_int(tse_request *req, tse_response *resp, const char *key, lon
 }
 
 /* ?consumer=: NULL when absent, "" (answered) when invalid. */
-static const char *query_consumer(tse_request *req, tse_response *resp)
+static const char *query_consumer(tsb_request *req, tsb_response *resp)
 {
     const char *c = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "consumer");
 
     if (c != NULL && !plain_name(c)) {
-        tse_reply_error(resp, 422, "VALIDATION_FAILED", "consumer",
+        tsb_reply_error(resp, 422, "VALIDATION_FAILED", "consumer",
                         "Invalid consumer: 1 to 64 letters, digits, '_', '.' or '-'.");
         return "";
     }
@@ -513,25 +510,25 @@ static json_t *deliveries_json(const PullResponse *r, bool cloudevents)
             events,
             json_pack("{s:s, s:i, s:s, s:o*}", "ack_id", d->ack_id, "delivery_attempt",
                       (int)d->delivery_attempt, "stream_id", d->stream_id, "event",
-                      cloudevents ? tse_event_cloudevent(d->event) : tse_event_json(d->event)));
+                      cloudevents ? tsb_event_cloudevent(d->event) : tsb_event_json(d->event)));
     }
     return json_pack("{s:o}", "events", events);
 }
 
-static void then_pull_acked(tse_request *req, tse_response *resp, const tse_rpc_status *st,
+static void then_pull_acked(tsb_request *req, tsb_response *resp, const tsb_calls_status *st,
                             ProtobufCMessage *out)
 {
     pull_ctx *pc = req->ctx;
 
     /* A failed ack is no reason to withhold the events: they come again. */
     json_object_set_new(pc->answer, "auto_acked", json_boolean(st->code == GRPC_STATUS_OK));
-    tse_reply_json(resp, 200, json_incref(pc->answer));
+    tsb_reply_json(resp, 200, json_incref(pc->answer));
     if (out != NULL)
         protobuf_c_message_free_unpacked(out, NULL);
 }
 
 /* Acks the pulled deliveries of an auto_ack subscription, then answers. */
-static void ack_pulled(tse_request *req, tse_response *resp, int auto_ack)
+static void ack_pulled(tsb_request *req, tsb_response *resp, int auto_ack)
 {
     Tracseq__Events__V1__AcknowledgeRequest in = TRACSEQ__EVENTS__V1__ACKNOWLEDGE_REQUEST__INIT;
     pull_ctx *pc = req->ctx;
@@ -539,11 +536,11 @@ static void ack_pulled(tse_request *req, tse_response *resp, int auto_ack)
 
     if (!auto_ack) {
         json_object_set_new(pc->answer, "auto_acked", json_false());
-        tse_reply_json(resp, 200, json_incref(pc->answer));
+        tsb_reply_json(resp, 200, json_incref(pc->answer));
         return;
     }
     if ((ids = calloc(pc->pull->n_deliveries, sizeof(char *))) == NULL) {
-        tse_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
+        tsb_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
         return;
     }
     for (size_t i = 0; i < pc->pull->n_deliveries; i++)
@@ -551,13 +548,13 @@ static void ack_pulled(tse_request *req, tse_response *resp, int auto_ack)
     in.subscription = req->param;
     in.n_ack_ids = pc->pull->n_deliveries;
     in.ack_ids = ids;
-    tse_request_call(req, resp, "Acknowledge", &in.base,
+    tsb_request_call(req, resp, "Acknowledge", &in.base,
                      &tracseq__events__v1__acknowledge_response__descriptor, rpc_timeout(req),
                      false, then_pull_acked);
     free(ids);
 }
 
-static void then_pull_config(tse_request *req, tse_response *resp, const tse_rpc_status *st,
+static void then_pull_config(tsb_request *req, tsb_response *resp, const tsb_calls_status *st,
                              ProtobufCMessage *out)
 {
     const Subscription *sub = (const Subscription *)out;
@@ -570,7 +567,7 @@ static void then_pull_config(tse_request *req, tse_response *resp, const tse_rpc
         protobuf_c_message_free_unpacked(out, NULL);
 }
 
-static void then_pull(tse_request *req, tse_response *resp, const tse_rpc_status *st,
+static void then_pull(tsb_request *req, tsb_response *resp, const tsb_calls_status *st,
                       ProtobufCMessage *out)
 {
     Tracseq__Events__V1__GetSubscriptionRequest get =
@@ -586,7 +583,7 @@ static void then_pull(tse_request *req, tse_response *resp, const tse_rpc_status
     pc->pull = (PullResponse *)out;
     pc->answer = deliveries_json(pc->pull, pc->cloudevents);
     if (pc->pull->n_deliveries == 0) {
-        tse_reply_json(resp, 200, json_incref(pc->answer));
+        tsb_reply_json(resp, 200, json_incref(pc->answer));
         return;
     }
     if ((auto_ack = cache_get(req->bridge->subcache, req->param)) >= 0) {
@@ -594,38 +591,38 @@ static void then_pull(tse_request *req, tse_response *resp, const tse_rpc_status
         return;
     }
     get.name = req->param;
-    tse_request_call(req, resp, "GetSubscription", &get.base,
+    tsb_request_call(req, resp, "GetSubscription", &get.base,
                      &tracseq__events__v1__subscription__descriptor, rpc_timeout(req), false,
                      then_pull_config);
 }
 
-static void then_stream(tse_request *req, tse_response *resp, const tse_rpc_status *st,
+static void then_stream(tsb_request *req, tsb_response *resp, const tsb_calls_status *st,
                         ProtobufCMessage *out)
 {
     if (step_ok(req, resp, st))
-        tse_sse_start(req, resp, (const Subscription *)out, req->ctx);
+        tsb_sse_start(req, resp, (const Subscription *)out, req->ctx);
     if (out != NULL)
         protobuf_c_message_free_unpacked(out, NULL);
 }
 
 /* Accept: text/event-stream: check the subscription, then stream it. */
-static void start_stream(tse_request *req, tse_response *resp, const char *consumer)
+static void start_stream(tsb_request *req, tsb_response *resp, const char *consumer)
 {
     Tracseq__Events__V1__GetSubscriptionRequest get =
         TRACSEQ__EVENTS__V1__GET_SUBSCRIPTION_REQUEST__INIT;
 
     if (consumer != NULL && (req->ctx = strdup(consumer)) == NULL) {
-        tse_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
+        tsb_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
         return;
     }
     req->ctx_free = free;
     get.name = req->param;
-    tse_request_call(req, resp, "GetSubscription", &get.base,
+    tsb_request_call(req, resp, "GetSubscription", &get.base,
                      &tracseq__events__v1__subscription__descriptor, rpc_timeout(req), false,
                      then_stream);
 }
 
-void tse_handle_subscription_pull(tse_request *req, tse_response *resp)
+void tsb_handle_subscription_pull(tsb_request *req, tsb_response *resp)
 {
     Tracseq__Events__V1__PullRequest in = TRACSEQ__EVENTS__V1__PULL_REQUEST__INIT;
     const char *accept = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Accept");
@@ -642,7 +639,7 @@ void tse_handle_subscription_pull(tse_request *req, tse_response *resp)
         !query_int(req, resp, "wait_ms", 0, 0, MAX_WAIT_MS, &wait))
         return;
     if ((req->ctx = calloc(1, sizeof(pull_ctx))) == NULL) {
-        tse_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
+        tsb_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
         return;
     }
     req->ctx_free = pull_ctx_free;
@@ -655,28 +652,28 @@ void tse_handle_subscription_pull(tse_request *req, tse_response *resp)
     in.max_events = (uint32_t)max;
     in.wait_ms = (uint32_t)wait;
     in.consumer_name = (char *)(consumer ? consumer : "");
-    tse_request_call(req, resp, "Pull", &in.base, &tracseq__events__v1__pull_response__descriptor,
+    tsb_request_call(req, resp, "Pull", &in.base, &tracseq__events__v1__pull_response__descriptor,
                      rpc_timeout(req) + (int)wait, true, then_pull);
 }
 
 /* ===================== ack, nack ======================================== */
 
 /* body["ack_ids"] as a borrowed string array (caller frees the array). */
-static char **ack_ids(const json_t *body, size_t *n, tse_response *resp)
+static char **ack_ids(const json_t *body, size_t *n, tsb_response *resp)
 {
     json_t *ids = json_object_get(body, "ack_ids");
     char **out;
 
     *n = json_array_size(ids);
     if (!json_is_array(ids) || *n == 0) {
-        tse_reply_error(resp, 422, "VALIDATION_FAILED", "ack_ids",
+        tsb_reply_error(resp, 422, "VALIDATION_FAILED", "ack_ids",
                         "Invalid ack_ids: a non-empty array of ack ids is required.");
         return NULL;
     }
     out = calloc(*n, sizeof(char *));
     for (size_t i = 0; out != NULL && i < *n; i++) {
         if ((out[i] = (char *)json_string_value(json_array_get(ids, i))) == NULL) {
-            tse_reply_error(resp, 422, "VALIDATION_FAILED", "ack_ids",
+            tsb_reply_error(resp, 422, "VALIDATION_FAILED", "ack_ids",
                             "Invalid ack_ids: every ack id must be a string.");
             free(out);
             return NULL;
@@ -705,21 +702,21 @@ static void settle_ctx_free(void *arg)
     free(sc);
 }
 
-static void then_settle(tse_request *req, tse_response *resp, const tse_rpc_status *st,
+static void then_settle(tsb_request *req, tsb_response *resp, const tsb_calls_status *st,
                         ProtobufCMessage *out)
 {
     settle_ctx *sc = req->ctx;
 
     if (step_ok(req, resp, st)) {
-        tse_sse_settled(req->bridge->sse, req->param, sc->ids, sc->n, sc->nack, sc->delay_ms);
-        tse_reply_json(resp, 200, tse_json_from_message(out));
+        tsb_sse_settled(req->bridge->sse, req->param, sc->ids, sc->n, sc->nack, sc->delay_ms);
+        tsb_reply_json(resp, 200, tsb_json_from_message(out));
     }
     if (out != NULL)
         protobuf_c_message_free_unpacked(out, NULL);
 }
 
 /* delay_ms of a nack body; false when answered. */
-static bool delay_of(const json_t *body, uint32_t *delay, tse_response *resp)
+static bool delay_of(const json_t *body, uint32_t *delay, tsb_response *resp)
 {
     json_t *v = json_object_get(body, "delay_ms");
 
@@ -727,7 +724,7 @@ static bool delay_of(const json_t *body, uint32_t *delay, tse_response *resp)
     if (v == NULL || json_is_null(v))
         return true;
     if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 86400000) {
-        tse_reply_error(resp, 422, "VALIDATION_FAILED", "delay_ms",
+        tsb_reply_error(resp, 422, "VALIDATION_FAILED", "delay_ms",
                         "Invalid delay_ms: must be an integer from 0 to 86400000.");
         return false;
     }
@@ -735,7 +732,7 @@ static bool delay_of(const json_t *body, uint32_t *delay, tse_response *resp)
     return true;
 }
 
-static void settle(tse_request *req, tse_response *resp, bool nack)
+static void settle(tsb_request *req, tsb_response *resp, bool nack)
 {
     Tracseq__Events__V1__AcknowledgeRequest ack = TRACSEQ__EVENTS__V1__ACKNOWLEDGE_REQUEST__INIT;
     Tracseq__Events__V1__NackRequest nk = TRACSEQ__EVENTS__V1__NACK_REQUEST__INIT;
@@ -744,7 +741,7 @@ static void settle(tse_request *req, tse_response *resp, bool nack)
     req->ctx = sc;
     req->ctx_free = settle_ctx_free;
     if (sc == NULL) {
-        tse_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
+        tsb_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
         return;
     }
     sc->nack = nack;
@@ -757,21 +754,21 @@ static void settle(tse_request *req, tse_response *resp, bool nack)
     ack.ack_ids = nk.ack_ids = sc->ids;
     nk.delay_ms = sc->delay_ms;
     if (nack)
-        tse_request_call(req, resp, "Nack", &nk.base,
+        tsb_request_call(req, resp, "Nack", &nk.base,
                          &tracseq__events__v1__nack_response__descriptor, rpc_timeout(req), false,
                          then_settle);
     else
-        tse_request_call(req, resp, "Acknowledge", &ack.base,
+        tsb_request_call(req, resp, "Acknowledge", &ack.base,
                          &tracseq__events__v1__acknowledge_response__descriptor, rpc_timeout(req),
                          false, then_settle);
 }
 
-void tse_handle_subscription_ack(tse_request *req, tse_response *resp)
+void tsb_handle_subscription_ack(tsb_request *req, tsb_response *resp)
 {
     settle(req, resp, false);
 }
 
-void tse_handle_subscription_nack(tse_request *req, tse_response *resp)
+void tsb_handle_subscription_nack(tsb_request *req, tsb_response *resp)
 {
     settle(req, resp, true);
 }

@@ -10,7 +10,7 @@ out=${1:-$top/generated}
 inc=/usr/include
 cd "$top/proto"
 protos=$(find . -name '*.proto' | sed 's#^\./##' | LC_ALL=C sort)
-wkt="google/protobuf/timestamp.proto google/protobuf/struct.proto google/protobuf/descriptor.proto"
+wkt="google/protobuf/any.proto google/protobuf/timestamp.proto google/protobuf/struct.proto google/protobuf/descriptor.proto"
 rm -rf "$out.tmp" && mkdir -p "$out.tmp"
 protoc -I. -I"$inc" --c_out="$out.tmp" $protos $wkt
 # The descriptor set serves reflection: every file a client may ask for.

@@ -1,22 +1,57 @@
 #!/bin/sh
-# Installs the Debian 12 packages TracSeq Events needs to build, run and test,
-# when any is missing. Idempotent and quiet when everything is there; needs
-# root (or sudo) only when something must be installed.
+# The one list of the Debian 12 packages TracSeq Events needs, by group, for
+# every install path: from source (make test, make run), the container's
+# build and runtime stages (Dockerfile), the Debian package build (make
+# package) and the fresh-machine test (make test-fresh).
+#
+#   scripts/install-deps.sh [GROUP...]     default: build test package
+#
+#   build     compilers, CMake, the -dev libraries and the code generators
+#   runtime   only the shared libraries the installed binaries load (the
+#             container's runtime stage; the .deb computes its own Depends)
+#   test      what ctest, make test-sanitize, test-valgrind, fuzz and
+#             format-check run: redis-server, Python and Node.js clients,
+#             clang, clang-format, valgrind, python3-yaml (the container
+#             file checks), wrk, curl
+#   package   what cpack -G DEB needs beyond build: help2man, dpkg-shlibdeps
+#   fresh     mmdebstrap and iproute2 (loopback in a network namespace),
+#             for make test-fresh
+#
+# Installs only what is missing; idempotent and quiet when everything is
+# there. Needs root (or sudo) only when something must be installed.
 set -eu
-pkgs="build-essential cmake pkg-config git
-libgrpc-dev protobuf-compiler protobuf-compiler-grpc protobuf-c-compiler libprotobuf-c-dev
-libhiredis-dev uuid-dev libjansson-dev libmicrohttpd-dev libcmocka-dev
-redis-server redis-tools
-python3-grpcio python3-protobuf
-clang libclang-rt-14-dev wrk curl"
+
+group_pkgs() {
+  case $1 in
+    build) echo "build-essential cmake pkg-config git
+      libgrpc-dev protobuf-compiler protobuf-compiler-grpc protobuf-c-compiler libprotobuf-c-dev
+      libprotobuf-dev libhiredis-dev uuid-dev libjansson-dev libmicrohttpd-dev libcmocka-dev" ;;
+    runtime) echo "libgrpc29 libprotobuf-c1 libhiredis0.14 libuuid1 libjansson4 libmicrohttpd12" ;;
+    test) echo "redis-server redis-tools python3 python3-grpcio python3-protobuf python3-yaml
+      clang libclang-rt-14-dev clang-format valgrind wrk curl" ;;
+    package) echo "help2man dpkg-dev file" ;;
+    fresh) echo "mmdebstrap iproute2" ;;
+    *) echo "install-deps.sh: unknown group '$1' (build, runtime, test, package, fresh)" >&2
+       return 2 ;;
+  esac
+}
+
+[ $# -gt 0 ] || set -- build test package
+pkgs=""
+for g in "$@"; do
+  pkgs="$pkgs $(group_pkgs "$g")"
+done
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
 # Node.js and npm for the Node interop tests: Debian's, only when none is on
 # PATH (a Node already installed another way stays the one used).
-command -v node >/dev/null 2>&1 || missing="$missing nodejs"
-command -v npm >/dev/null 2>&1 || missing="$missing npm"
+case " $* " in
+  *" test "*)
+    command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+    command -v npm >/dev/null 2>&1 || missing="$missing npm" ;;
+esac
 [ -z "$missing" ] && exit 0
 echo "installing:$missing"
 sudo=""

@@ -15,6 +15,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "domain/limits.h"
+
 #define MAX_LANES     256
 #define MAX_FIELD_LEN 1024 /* id, type, source, correlation id: far above the domain's limits */
 
@@ -102,6 +104,16 @@ void tse_broker_lane_health(tse_broker *b, bool up)
     pthread_mutex_unlock(&b->health_mu);
 }
 
+void tse_broker_address(const tse_broker *b, char *buf, size_t len)
+{
+    const tse_redis_target *t = &b->opts.target;
+
+    if (t->db != 0)
+        snprintf(buf, len, "%s:%d/%d", t->host, t->port, t->db);
+    else
+        snprintf(buf, len, "%s:%d", t->host, t->port);
+}
+
 bool tse_broker_is_up(const tse_broker *b)
 {
     return b != NULL && atomic_load(&b->up);
@@ -132,11 +144,11 @@ static tse_status check_options(const tse_broker_options *o, tse_error *err)
     return TSE_OK;
 }
 
+/* The lane's lock and condition; its thread starts later (lane_start). */
 static bool lane_init(tse_broker *b, int index)
 {
     tse_lane *l = &b->lanes[index];
     pthread_condattr_t attr;
-    sigset_t all, old;
 
     l->broker = b;
     l->index = index;
@@ -152,6 +164,18 @@ static bool lane_init(tse_broker *b, int index)
         return false;
     }
     pthread_condattr_destroy(&attr);
+    return true;
+}
+
+/*
+ * Starts the lane's thread. Only once every lane is initialised: a lane
+ * that connects wakes the others through their locks (probe_other_lanes),
+ * and one started early locked a mutex still being initialised.
+ */
+static bool lane_start(tse_lane *l)
+{
+    sigset_t all, old;
+
     /* Lanes start with every signal blocked: process signals go to the
      * application's threads, and a write to a closed socket gives EPIPE
      * instead of killing the process with SIGPIPE (hiredis uses write()). */
@@ -164,14 +188,11 @@ static bool lane_init(tse_broker *b, int index)
         snprintf(name, sizeof(name), "tse-redis-%d", l->index % 1000);
         pthread_setname_np(l->thread, name);
     }
-    if (!l->started) {
-        pthread_cond_destroy(&l->cond);
-        pthread_mutex_destroy(&l->mu);
-    }
     return l->started;
 }
 
-/* Stops and joins the first n lanes (started ones), then frees b. */
+/* Stops and joins the started ones of the first n lanes (initialised ones),
+ * then frees b. */
 static void broker_free(tse_broker *b, int n)
 {
     for (int i = 0; i < n; i++) {
@@ -185,7 +206,8 @@ static void broker_free(tse_broker *b, int n)
     for (int i = 0; i < n; i++) {
         tse_lane *l = &b->lanes[i];
 
-        pthread_join(l->thread, NULL);
+        if (l->started)
+            pthread_join(l->thread, NULL);
         tse_keyset_clear(&l->known);
         pthread_cond_destroy(&l->cond);
         pthread_mutex_destroy(&l->mu);
@@ -227,6 +249,12 @@ tse_status tse_broker_create(const tse_broker_options *opts, tse_broker_health_c
             return tse_error_set(err, TSE_NOMEM, NULL, "could not start broker lane %d", i);
         }
     }
+    for (int i = 0; i < opts->lanes; i++) {
+        if (!lane_start(&b->lanes[i])) {
+            broker_free(b, opts->lanes);
+            return tse_error_set(err, TSE_NOMEM, NULL, "could not start broker lane %d", i);
+        }
+    }
     *out = b;
     return TSE_OK;
 }
@@ -252,7 +280,8 @@ static bool msg_valid(const tse_publish_msg *m)
 {
     return field_ok(m->event_id, true) && field_ok(m->event_type, true) &&
            field_ok(m->source_service, true) && field_ok(m->correlation_id, false) &&
-           m->priority >= 1 && m->priority <= 5 && (m->envelope != NULL || m->envelope_len == 0);
+           m->priority >= TSE_PRIORITY_MIN && m->priority <= TSE_PRIORITY_MAX &&
+           (m->envelope != NULL || m->envelope_len == 0);
 }
 
 /* Appends job to the lane's queue; on failure the job is freed, not completed. */
@@ -261,7 +290,7 @@ static tse_status enqueue(tse_broker *b, tse_lane *l, tse_job *job)
     tse_status st = TSE_OK;
 
     pthread_mutex_lock(&l->mu);
-    if (l->stop || !atomic_load(&l->connected))
+    if (l->stop || (!atomic_load(&l->connected) && !tse_lane_probe_locked(l)))
         st = TSE_UNAVAILABLE;
     else if (l->queue.count >= b->opts.max_queue)
         st = TSE_RESOURCE_EXHAUSTED;
@@ -285,8 +314,6 @@ tse_status tse_broker_command(tse_broker *b, int lane, int argc, const char *con
     if (b == NULL || argv == NULL || cb == NULL || lane < 0 || lane >= b->opts.lanes || argc < 1)
         return TSE_INVALID;
     l = &b->lanes[lane];
-    if (!atomic_load(&l->connected))
-        return TSE_UNAVAILABLE;
     job = tse_job_create_command(argc, argv, lens);
     if (job == NULL)
         return TSE_NOMEM;
@@ -305,8 +332,10 @@ tse_status tse_broker_publish(tse_broker *b, int lane, const tse_publish_msg *ms
         !msg_valid(msg))
         return TSE_INVALID;
     l = &b->lanes[lane];
-    /* Cheap early refusal; enqueue checks again under the lock. */
-    if (!atomic_load(&l->connected) || (msg->dedup && !atomic_load(&b->sha_known)))
+    /* The dedup script's SHA comes with the first connection; before that a
+     * client-set id cannot be published. A lane that is down is enqueue's
+     * to judge (it may probe). */
+    if (msg->dedup && !atomic_load(&b->sha_known))
         return TSE_UNAVAILABLE;
     job = tse_job_create(&b->opts, b->sha, msg);
     if (job == NULL)

@@ -18,15 +18,19 @@
  * Failure: every Redis command is bounded by the configured timeout. When a
  * connection fails, its outstanding jobs complete with TSE_UNAVAILABLE (the
  * event may or may not have been stored; a client-set id makes the retry
- * safe), jobs submitted while it is down fail at once with TSE_UNAVAILABLE,
- * and the lane reconnects by itself with exponential backoff. Nothing is
+ * safe), and the lane reconnects by itself with exponential backoff. A job
+ * submitted while it is down waits for a connect attempt made at once (a
+ * probe, at most one per TSE_BROKER_PROBE_MS) or, between probes, fails at
+ * once with TSE_UNAVAILABLE. Nothing is
  * reported stored that Redis did not acknowledge.
  *
  * Key layout (see docs/architecture.md):
  *   tracseq:events:<event_type>:p<priority>   the stream of one type and priority
  *   tracseq:streams                            set of every stream key above
- *   tracseq:dedup:<event_id>                   stream id of a client-id event,
- *                                              expiring after the dedup window
+ *   tracseq:dedup:<event_id>                   "<stream id> <sec>.<nanos> <stream
+ *                                              key>" of a client-id event (where
+ *                                              and when it was stored), expiring
+ *                                              after the dedup window
  * Entry fields: id, type, prio, src, ts (ms), corr (when set), event (the
  * protobuf Event envelope).
  */
@@ -40,6 +44,9 @@
 #include "common/status.h"
 
 typedef struct tse_broker tse_broker;
+
+/* The set of every stream key (see the key layout above). */
+#define TSE_STREAMS_KEY "tracseq:streams"
 
 /* Where and how to reach Redis; parsed from a redis:// URL. */
 typedef struct tse_redis_target {
@@ -74,8 +81,9 @@ typedef struct tse_publish_msg {
     int priority; /* 1..5 */
     const char *source_service;
     const char *correlation_id; /* NULL or "" when unset */
-    int64_t timestamp_ms;
-    const uint8_t *envelope; /* packed tracseq.events.v1.Event */
+    int64_t timestamp_sec;      /* the envelope's publish time, recorded for */
+    int32_t timestamp_nanos;    /* duplicates of a client-set id */
+    const uint8_t *envelope;    /* packed tracseq.events.v1.Event */
     size_t envelope_len;
     bool dedup; /* client-set id: check and record the dedup key */
 } tse_publish_msg;
@@ -89,8 +97,16 @@ typedef struct tse_publish_result {
     tse_status status;
     const char *stream_id;  /* "1718700000000-0" on TSE_OK */
     const char *stream_key; /* the stream appended to */
-    bool duplicate;         /* id seen within the window: stream_id is the original's */
-    const char *message;    /* error detail when status != TSE_OK */
+    /* Id seen within the window: nothing was stored; stream_id, stream_key
+     * and published_* are the stored event's (which may differ in type or
+     * priority from this one). */
+    bool duplicate;
+    int64_t published_sec; /* duplicate: the stored event's publish time */
+    int32_t published_nanos;
+    /* This publish registered its stream in tracseq:streams: the first event
+     * of its (type, priority) anywhere, as far as Redis knows. */
+    bool new_stream;
+    const char *message; /* error detail when status != TSE_OK */
 } tse_publish_result;
 
 /*
@@ -131,9 +147,12 @@ void tse_broker_destroy(tse_broker *b);
 int tse_broker_pick_lane(tse_broker *b);
 
 /*
- * Queues msg on the lane. On TSE_OK, cb will be called exactly once. On
- * failure (TSE_UNAVAILABLE: the lane is not connected or the broker is
- * stopping; TSE_RESOURCE_EXHAUSTED: max_queue jobs already queued on the
+ * Queues msg on the lane. On TSE_OK, cb will be called exactly once. While
+ * the lane is not connected the job is accepted only to ride on a probe (see
+ * TSE_BROKER_PROBE_MS): it is written if that connect attempt succeeds and
+ * fails with TSE_UNAVAILABLE otherwise. On failure (TSE_UNAVAILABLE: the
+ * lane is not connected and probed less than TSE_BROKER_PROBE_MS ago, or
+ * the broker is stopping; TSE_RESOURCE_EXHAUSTED: max_queue jobs already queued on the
  * lane; TSE_INVALID: a caller bug such as lane out of range, NULL cb,
  * priority outside 1..5, empty id/type/source; TSE_NOMEM) cb is never called.
  * Thread-safe; never blocks on Redis. msg and what it points to are copied.
@@ -160,6 +179,21 @@ typedef void (*tse_command_cb)(void *arg, tse_status status, const struct redisR
  */
 tse_status tse_broker_command(tse_broker *b, int lane, int argc, const char *const *argv,
                               const size_t *lens, tse_command_cb cb, void *arg);
+
+/* Reconnect schedule of every Redis connection (the lanes and the delivery
+ * engine): the first retry after TSE_BROKER_RETRY_MIN_MS, the wait doubling
+ * after each failure up to TSE_BROKER_RETRY_MAX_MS. */
+#define TSE_BROKER_RETRY_MIN_MS 100
+#define TSE_BROKER_RETRY_MAX_MS 2000
+/* A request arriving while Redis is away does not wait for the backoff: it
+ * rides on a connect attempt made at once (a probe), at most one per
+ * connection this often, so a flood of requests during an outage never
+ * becomes a connect storm. */
+#define TSE_BROKER_PROBE_MS     100
+
+/* "host:port" (plus "/db" when not 0) of the broker's Redis into buf, never
+ * the credentials: for logs. */
+void tse_broker_address(const tse_broker *b, char *buf, size_t len);
 
 /* True while every lane is connected and answered its last command. */
 bool tse_broker_is_up(const tse_broker *b);

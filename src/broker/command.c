@@ -6,8 +6,11 @@
  *   XADD tracseq:events:<type>:p<prio> [MINID ~ <now-retention> | MAXLEN ~ <n>]
  *        * id <id> type <type> prio <p> src <source> ts <ms> [corr <corr>] event <bytes>
  * An event with a client-set id is an EVALSHA of tse_dedup_script, which does
- * the same XADD only when tracseq:dedup:<id> is absent, atomically, and then
- * records the new entry's id there for the dedup window.
+ * the same XADD (and registers the stream) only when tracseq:dedup:<id> is
+ * absent, atomically, and then records there, for the dedup window, where
+ * and when the event was stored: a retry is answered with the stored
+ * event's stream, entry id and publish time, whatever type or priority it
+ * claims, and creates no stream.
  *
  * A job is one allocation: the struct, the stream key and the RESP command.
  * Replies are decoded here into a result that lives on the stack for the
@@ -20,17 +23,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/alloc.h"
+
 /*
- * KEYS[1] stream, KEYS[2] dedup key; ARGV[1] window in ms, ARGV[2..] the XADD
- * arguments after the key. Returns {0, new id} or {1, original id}. GET and
- * XADD+SET run as one script, so two publishers of the same id cannot both
- * append.
+ * KEYS[1] stream, KEYS[2] dedup key, KEYS[3] the stream set; ARGV[1] window
+ * in ms, ARGV[2] publish time "<sec>.<nanos>", ARGV[3..] the XADD arguments
+ * after the key. Returns {0, new id, 1 when the stream is new to the set} or
+ * {1, "<original id> <sec>.<nanos> <original stream key>"} (before this
+ * format: the original id alone). GET and XADD+SADD+SET run as one script,
+ * so two publishers of the same id cannot both append, and a refused retry
+ * registers no stream.
  */
-const char tse_dedup_script[] = "local prev = redis.call('GET', KEYS[2])\n"
-                                "if prev then return {1, prev} end\n"
-                                "local id = redis.call('XADD', KEYS[1], unpack(ARGV, 2))\n"
-                                "redis.call('SET', KEYS[2], id, 'PX', ARGV[1])\n"
-                                "return {0, id}\n";
+const char tse_dedup_script[] =
+    "local prev = redis.call('GET', KEYS[2])\n"
+    "if prev then return {1, prev} end\n"
+    "local id = redis.call('XADD', KEYS[1], unpack(ARGV, 3))\n"
+    "local added = redis.call('SADD', KEYS[3], KEYS[1])\n"
+    "redis.call('SET', KEYS[2], id .. ' ' .. ARGV[2] .. ' ' .. KEYS[1], 'PX', ARGV[1])\n"
+    "return {0, id, added}\n";
 
 #define MAX_ARGS 64
 
@@ -39,7 +49,7 @@ typedef struct args {
     int argc;
     const char *argv[MAX_ARGS];
     size_t lens[MAX_ARGS];
-    char num[6][24];
+    char num[6][32];
     int nums;
 } args;
 
@@ -84,7 +94,7 @@ static void add_xadd_tail(args *a, const tse_publish_msg *msg)
 static tse_job *job_alloc(const char *key, size_t key_len, const args *a)
 {
     size_t cmd_len = tse_resp_size(a->argc, a->lens);
-    tse_job *job = malloc(sizeof(*job) + key_len + 1 + cmd_len);
+    tse_job *job = tse_malloc(sizeof(*job) + key_len + 1 + cmd_len);
 
     if (job == NULL)
         return NULL;
@@ -102,29 +112,36 @@ tse_job *tse_job_create(const tse_broker_options *opts, const char *sha, const t
 {
     size_t key_len = strlen(msg->event_type) + 32;
     size_t dedup_len = strlen(msg->event_id) + 16;
-    char *key = malloc(key_len + dedup_len);
-    char *dedup_key = key + key_len;
+    char *key = tse_malloc(key_len + dedup_len);
+    char *dedup_key;
     args a = {0};
     tse_job *job;
 
     if (key == NULL)
         return NULL;
+    dedup_key = key + key_len;
     tse_broker_stream_key(msg->event_type, msg->priority, key, key_len);
     if (msg->dedup) {
+        char *when = a.num[a.nums++];
+
         snprintf(dedup_key, dedup_len, "tracseq:dedup:%s", msg->event_id);
         add_str(&a, "EVALSHA");
         add_str(&a, sha);
-        add_str(&a, "2");
+        add_str(&a, "3");
         add_str(&a, key);
         add_str(&a, dedup_key);
+        add_str(&a, TSE_STREAMS_KEY);
         add_i64(&a, opts->dedup_window_ms);
+        add(&a, when,
+            (size_t)snprintf(when, sizeof(a.num[0]), "%" PRId64 ".%09" PRId32, msg->timestamp_sec,
+                             msg->timestamp_nanos));
     } else {
         add_str(&a, "XADD");
         add_str(&a, key);
     }
     add_xadd_tail(&a, msg);
     job = job_alloc(key, strlen(key), &a);
-    free(key);
+    tse_free(key);
     if (job != NULL)
         job->dedup = msg->dedup;
     return job;
@@ -164,8 +181,8 @@ void tse_job_free(tse_job *job)
 {
     if (job == NULL)
         return;
-    free(job->pre_message);
-    free(job);
+    tse_free(job->pre_message);
+    tse_free(job);
 }
 
 void tse_job_fail(tse_job *job, tse_status status, const char *message)
@@ -205,21 +222,66 @@ static void finish_error(tse_job *job, const redisReply *reply)
     tse_job_fail(job, tse_redis_error_status(reply->str, reply->len), message);
 }
 
-/* {0|1, id} from the dedup script; false when the reply has another shape. */
-static bool dedup_reply(const redisReply *reply, bool *duplicate, const char **id)
+bool tse_dedup_reply_stored(const redisReply *reply)
 {
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+    return reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 &&
+           reply->element[0]->type == REDIS_REPLY_INTEGER && reply->element[0]->integer == 0;
+}
+
+/*
+ * A duplicate's record "<id> <sec>.<nanos> <stream key>" into res (id copied
+ * into id_buf, the key pointing into rec). An older record holds the id
+ * alone: the key is then the one asked for and the time the entry id's.
+ */
+static bool parse_dedup_record(const char *rec, char *id_buf, size_t id_len,
+                               tse_publish_result *res)
+{
+    const char *sp = strchr(rec, ' ');
+    long long sec = 0, ms = 0;
+    long nanos = 0;
+    int used = 0;
+
+    if (sp == NULL) {
+        snprintf(id_buf, id_len, "%s", rec);
+        if (sscanf(rec, "%lld", &ms) == 1) {
+            res->published_sec = ms / 1000;
+            res->published_nanos = (int32_t)(ms % 1000) * 1000000;
+        }
+        return true;
+    }
+    if ((size_t)(sp - rec) >= id_len || sscanf(sp + 1, "%lld.%ld %n", &sec, &nanos, &used) != 2 ||
+        used == 0 || sp[1 + used] == '\0')
+        return false;
+    memcpy(id_buf, rec, (size_t)(sp - rec));
+    id_buf[sp - rec] = '\0';
+    res->published_sec = sec;
+    res->published_nanos = (int32_t)nanos;
+    res->stream_key = sp + 1 + used;
+    return true;
+}
+
+/* The dedup script's reply into res; false when it has another shape. */
+static bool dedup_reply(const redisReply *reply, char *id_buf, size_t id_len,
+                        tse_publish_result *res)
+{
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
         reply->element[0]->type != REDIS_REPLY_INTEGER ||
         reply->element[1]->type != REDIS_REPLY_STRING)
         return false;
-    *duplicate = reply->element[0]->integer == 1;
-    *id = reply->element[1]->str;
+    res->duplicate = reply->element[0]->integer == 1;
+    if (res->duplicate)
+        return parse_dedup_record(reply->element[1]->str, id_buf, id_len, res);
+    res->stream_id = reply->element[1]->str;
+    res->new_stream = reply->elements >= 3 && reply->element[2]->type == REDIS_REPLY_INTEGER &&
+                      reply->element[2]->integer == 1;
     return true;
 }
 
 void tse_job_finish(tse_job *job, const redisReply *reply)
 {
-    tse_publish_result res = {.status = TSE_OK, .stream_key = job->key};
+    tse_publish_result res = {
+        .status = TSE_OK, .stream_key = job->key, .new_stream = job->new_stream};
+    char dup_id[64];
 
     if (job->pre_status != TSE_OK) {
         tse_job_fail(job, job->pre_status, job->pre_message ? job->pre_message : "redis error");
@@ -235,8 +297,11 @@ void tse_job_finish(tse_job *job, const redisReply *reply)
         finish_error(job, reply);
         return;
     }
-    if (reply != NULL && job->dedup && dedup_reply(reply, &res.duplicate, &res.stream_id))
+    if (reply != NULL && job->dedup && dedup_reply(reply, dup_id, sizeof(dup_id), &res)) {
+        if (res.duplicate)
+            res.stream_id = dup_id;
         goto done;
+    }
     if (reply != NULL && !job->dedup && reply->type == REDIS_REPLY_STRING) {
         res.stream_id = reply->str;
         goto done;

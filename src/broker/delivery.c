@@ -15,7 +15,9 @@
 #include <time.h>
 
 #include "broker/delivery_internal.h"
+#include "common/alloc.h"
 #include "domain/subscription.h"
+#include "obs/log.h"
 
 int64_t tse_dl_now_ms(void)
 {
@@ -27,62 +29,143 @@ int64_t tse_dl_now_ms(void)
 
 /* ===================== requests from other threads ====================== */
 
-static void push(tse_delivery *d, tse_req *r)
+static void ids_free(tse_id_list *l)
 {
-    pthread_mutex_lock(&d->mu);
-    if (d->tail)
-        d->tail->next = r;
-    else
-        d->head = r;
-    d->tail = r;
-    pthread_cond_signal(&d->cond);
-    pthread_mutex_unlock(&d->mu);
+    for (size_t i = 0; l->ids && i < l->n; i++)
+        tse_free(l->ids[i]);
+    tse_free(l->ids);
+}
+
+static void spec_free(Tracseq__Events__V1__Subscription *spec)
+{
+    if (spec)
+        protobuf_c_message_free_unpacked(&spec->base, NULL);
+}
+
+/* Frees a request and its copies (not a detach: it lives in its subscriber). */
+static void req_free(tse_req *r)
+{
+    if (r == NULL)
+        return;
+    switch (r->kind) {
+    case REQ_ATTACH:
+        spec_free(r->u.attach.spec);
+        tse_free(r->u.attach.name);
+        break;
+    case REQ_DETACH: return;
+    case REQ_ACK: ids_free(&r->u.ack.ids); break;
+    case REQ_NACK: ids_free(&r->u.nack.ids); break;
+    case REQ_EXTEND: ids_free(&r->u.extend.ids); break;
+    case REQ_CREATE: spec_free(r->u.create.spec); break;
+    case REQ_GET: tse_free(r->u.get.name); break;
+    case REQ_DELETE: tse_free(r->u.del.name); break;
+    case REQ_ACKNOWLEDGE:
+        tse_free(r->u.acknowledge.subscription);
+        ids_free(&r->u.acknowledge.ids);
+        break;
+    case REQ_NACK_IDS:
+        tse_free(r->u.nack_ids.subscription);
+        ids_free(&r->u.nack_ids.ids);
+        break;
+    case REQ_PULL:
+        tse_free(r->u.pull.subscription);
+        tse_free(r->u.pull.consumer);
+        break;
+    case REQ_PULL_CANCEL: break;
+    }
+    tse_free(r);
 }
 
 static tse_req *req_new(tse_req_kind kind)
 {
-    tse_req *r = calloc(1, sizeof(*r));
+    tse_req *r = tse_calloc(1, sizeof(*r));
 
     if (r != NULL)
         r->kind = kind;
     return r;
 }
 
-static char **copy_ids(char *const *ids, size_t n)
+/* Copies ids into l; false when out of memory (l then holds what it copied,
+ * for req_free). */
+static bool copy_ids(tse_id_list *l, char *const *ids, size_t n)
 {
-    char **out = calloc(n ? n : 1, sizeof(*out));
-
-    for (size_t i = 0; out && i < n; i++)
-        out[i] = strdup(ids[i] ? ids[i] : "");
-    return out;
+    l->ids = tse_calloc(n ? n : 1, sizeof(*l->ids));
+    if (l->ids == NULL)
+        return false;
+    for (; l->n < n; l->n++) {
+        char *copy = tse_strdup(ids[l->n] ? ids[l->n] : "");
+        if (copy == NULL)
+            return false;
+        l->ids[l->n] = copy;
+    }
+    return true;
 }
 
-static void req_free(tse_req *r)
+/* *out = a copy of s (NULL stays NULL); false when out of memory. */
+static bool copy_str(char **out, const char *s)
 {
-    if (r == NULL)
-        return;
-    if (r->spec)
-        protobuf_c_message_free_unpacked(&r->spec->base, NULL);
-    for (size_t i = 0; r->ids && i < r->n; i++)
-        free(r->ids[i]);
-    free(r->ids);
-    free(r->name);
-    free(r);
+    if (s == NULL)
+        return true;
+    *out = tse_strdup(s);
+    return *out != NULL;
 }
 
 /* A deep copy of a subscription spec (pack, unpack). */
 static Tracseq__Events__V1__Subscription *copy_spec(const Tracseq__Events__V1__Subscription *spec)
 {
     size_t len = protobuf_c_message_get_packed_size(&spec->base);
-    uint8_t *buf = malloc(len ? len : 1);
+    uint8_t *buf = tse_malloc(len ? len : 1);
     Tracseq__Events__V1__Subscription *out = NULL;
 
     if (buf == NULL)
         return NULL;
     protobuf_c_message_pack(&spec->base, buf);
     out = tracseq__events__v1__subscription__unpack(NULL, len, buf);
-    free(buf);
+    tse_free(buf);
     return out;
+}
+
+/* *out = a copy of spec; false when out of memory. */
+static bool copy_spec_to(Tracseq__Events__V1__Subscription **out,
+                         const Tracseq__Events__V1__Subscription *spec)
+{
+    *out = copy_spec(spec);
+    return *out != NULL;
+}
+
+/* A request that could not be built: freed, and the caller told. */
+static tse_status refuse(tse_req *r, tse_error *err)
+{
+    req_free(r);
+    return tse_error_set(err, TSE_NOMEM, NULL, "out of memory");
+}
+
+/* Queues r for the engine thread. Detaches only: they are never refused. */
+static void enqueue(tse_delivery *d, tse_req *r)
+{
+    if (d->tail)
+        d->tail->next = r;
+    else
+        d->head = r;
+    d->tail = r;
+    pthread_cond_signal(&d->cond);
+}
+
+/* Queues r; once the engine is stopping, frees it and refuses (nothing
+ * would answer it). */
+static tse_status push(tse_delivery *d, tse_req *r, tse_error *err)
+{
+    bool stopping;
+
+    pthread_mutex_lock(&d->mu);
+    stopping = d->stop;
+    if (!stopping)
+        enqueue(d, r);
+    pthread_mutex_unlock(&d->mu);
+    if (!stopping)
+        return TSE_OK;
+    req_free(r);
+    return tse_error_set(err, TSE_UNAVAILABLE, NULL, "the server is shutting down");
 }
 
 void tse_delivery_notify(tse_delivery *d, const char *stream_key)
@@ -100,151 +183,196 @@ void tse_delivery_notify(tse_delivery *d, const char *stream_key)
     pthread_mutex_unlock(&d->mu);
 }
 
-tse_subscriber *tse_delivery_attach(tse_delivery *d, const Tracseq__Events__V1__Subscription *spec,
-                                    const char *name, const char *consumer,
-                                    const tse_subscriber_ops *ops, void *arg)
+void tse_delivery_notify_new_stream(tse_delivery *d)
 {
-    tse_subscriber *s = calloc(1, sizeof(*s));
-    tse_req *r = req_new(REQ_ATTACH);
+    if (d == NULL)
+        return;
+    atomic_store(&d->new_stream, true);
+    /* Nobody waiting: the next pull or subscriber checks the stream set
+     * itself; no need to wake the engine. */
+    if (!atomic_load_explicit(&d->listening, memory_order_relaxed))
+        return;
+    pthread_mutex_lock(&d->mu);
+    pthread_cond_signal(&d->cond);
+    pthread_mutex_unlock(&d->mu);
+}
 
-    if (s == NULL || r == NULL) {
-        free(s);
-        free(r);
-        return NULL;
+tse_status tse_delivery_attach(tse_delivery *d, const Tracseq__Events__V1__Subscription *spec,
+                               const char *name, const char *consumer,
+                               const tse_subscriber_ops *ops, void *arg, tse_subscriber **out,
+                               tse_error *err)
+{
+    tse_req *r = req_new(REQ_ATTACH);
+    tse_subscriber *s = tse_calloc(1, sizeof(*s));
+    tse_status st;
+
+    if (s == NULL || r == NULL || (spec && !copy_spec_to(&r->u.attach.spec, spec)) ||
+        (!spec && !copy_str(&r->u.attach.name, name))) {
+        tse_free(s);
+        return refuse(r, err);
     }
     s->ops = ops;
     s->arg = arg;
+    s->detach_req.kind = REQ_DETACH;
+    s->detach_req.u.detach.s = s;
     if (consumer != NULL && consumer[0] != '\0')
         snprintf(s->consumer, sizeof(s->consumer), "%s", consumer);
     else
         snprintf(s->consumer, sizeof(s->consumer), "%s-%u", d->instance,
                  atomic_fetch_add(&d->next_consumer, 1));
-    r->s = s;
-    r->spec = spec ? copy_spec(spec) : NULL;
-    r->name = name ? strdup(name) : NULL;
-    push(d, r);
-    return s;
-}
-
-static void push_ids(tse_delivery *d, tse_req_kind kind, tse_subscriber *s, char *const *ids,
-                     size_t n, uint32_t num)
-{
-    tse_req *r = req_new(kind);
-
-    if (r == NULL)
-        return;
-    r->s = s;
-    r->ids = copy_ids(ids, n);
-    r->n = r->ids ? n : 0;
-    r->num = num;
-    push(d, r);
+    r->u.attach.s = s;
+    st = push(d, r, err);
+    if (st != TSE_OK) {
+        tse_free(s);
+        return st;
+    }
+    *out = s;
+    return TSE_OK;
 }
 
 void tse_delivery_detach(tse_delivery *d, tse_subscriber *s)
 {
-    push_ids(d, REQ_DETACH, s, NULL, 0, 0);
+    /* Even while the engine stops: destroy releases what is queued. */
+    pthread_mutex_lock(&d->mu);
+    s->detach_queued = true;
+    enqueue(d, &s->detach_req);
+    pthread_mutex_unlock(&d->mu);
 }
 
-void tse_delivery_ack(tse_delivery *d, tse_subscriber *s, char *const *ids, size_t n)
+tse_status tse_delivery_ack(tse_delivery *d, tse_subscriber *s, char *const *ids, size_t n,
+                            tse_error *err)
 {
-    push_ids(d, REQ_ACK, s, ids, n, 0);
+    tse_req *r = req_new(REQ_ACK);
+
+    if (r == NULL || !copy_ids(&r->u.ack.ids, ids, n))
+        return refuse(r, err);
+    r->u.ack.s = s;
+    return push(d, r, err);
 }
 
-void tse_delivery_nack(tse_delivery *d, tse_subscriber *s, char *const *ids, size_t n,
-                       uint32_t delay_ms)
+tse_status tse_delivery_nack(tse_delivery *d, tse_subscriber *s, char *const *ids, size_t n,
+                             uint32_t delay_ms, tse_error *err)
 {
-    push_ids(d, REQ_NACK, s, ids, n, delay_ms);
+    tse_req *r = req_new(REQ_NACK);
+
+    if (r == NULL || !copy_ids(&r->u.nack.ids, ids, n))
+        return refuse(r, err);
+    r->u.nack.s = s;
+    r->u.nack.delay_ms = delay_ms;
+    return push(d, r, err);
 }
 
-void tse_delivery_extend(tse_delivery *d, tse_subscriber *s, char *const *ids, size_t n,
-                         uint32_t deadline_ms)
+tse_status tse_delivery_extend(tse_delivery *d, tse_subscriber *s, char *const *ids, size_t n,
+                               uint32_t deadline_ms, tse_error *err)
 {
-    push_ids(d, REQ_EXTEND, s, ids, n, deadline_ms);
+    tse_req *r = req_new(REQ_EXTEND);
+
+    if (r == NULL || !copy_ids(&r->u.extend.ids, ids, n))
+        return refuse(r, err);
+    r->u.extend.s = s;
+    r->u.extend.deadline_ms = deadline_ms;
+    return push(d, r, err);
 }
 
-void tse_delivery_create_subscription(tse_delivery *d,
-                                      const Tracseq__Events__V1__Subscription *spec,
-                                      tse_subscription_cb cb, void *arg)
+tse_status tse_delivery_create_subscription(tse_delivery *d,
+                                            const Tracseq__Events__V1__Subscription *spec,
+                                            tse_subscription_cb cb, void *arg, tse_error *err)
 {
     tse_req *r = req_new(REQ_CREATE);
 
-    r->spec = copy_spec(spec);
-    r->sub_cb = cb;
-    r->arg = arg;
-    push(d, r);
+    if (r == NULL || !copy_spec_to(&r->u.create.spec, spec))
+        return refuse(r, err);
+    r->u.create.cb = cb;
+    r->u.create.arg = arg;
+    return push(d, r, err);
 }
 
-void tse_delivery_get_subscriptions(tse_delivery *d, const char *name, tse_subscription_cb cb,
-                                    void *arg)
+tse_status tse_delivery_get_subscriptions(tse_delivery *d, const char *name, tse_subscription_cb cb,
+                                          void *arg, tse_error *err)
 {
     tse_req *r = req_new(REQ_GET);
 
-    r->name = name ? strdup(name) : NULL;
-    r->sub_cb = cb;
-    r->arg = arg;
-    push(d, r);
+    if (r == NULL || !copy_str(&r->u.get.name, name))
+        return refuse(r, err);
+    r->u.get.cb = cb;
+    r->u.get.arg = arg;
+    return push(d, r, err);
 }
 
-void tse_delivery_delete_subscription(tse_delivery *d, const char *name, tse_subscription_cb cb,
-                                      void *arg)
+tse_status tse_delivery_delete_subscription(tse_delivery *d, const char *name,
+                                            tse_subscription_cb cb, void *arg, tse_error *err)
 {
     tse_req *r = req_new(REQ_DELETE);
 
-    r->name = strdup(name ? name : "");
-    r->sub_cb = cb;
-    r->arg = arg;
-    push(d, r);
+    if (r == NULL || !copy_str(&r->u.del.name, name ? name : ""))
+        return refuse(r, err);
+    r->u.del.cb = cb;
+    r->u.del.arg = arg;
+    return push(d, r, err);
 }
 
-void tse_delivery_acknowledge(tse_delivery *d, const char *subscription, char *const *ack_ids,
-                              size_t n, tse_ack_cb cb, void *arg)
+tse_status tse_delivery_acknowledge(tse_delivery *d, const char *subscription, char *const *ack_ids,
+                                    size_t n, tse_ack_cb cb, void *arg, tse_error *err)
 {
     tse_req *r = req_new(REQ_ACKNOWLEDGE);
 
-    r->name = strdup(subscription ? subscription : "");
-    r->ids = copy_ids(ack_ids, n);
-    r->n = n;
-    r->ack_cb = cb;
-    r->arg = arg;
-    push(d, r);
+    if (r == NULL || !copy_str(&r->u.acknowledge.subscription, subscription ? subscription : "") ||
+        !copy_ids(&r->u.acknowledge.ids, ack_ids, n))
+        return refuse(r, err);
+    r->u.acknowledge.cb = cb;
+    r->u.acknowledge.arg = arg;
+    return push(d, r, err);
 }
 
-void tse_delivery_nack_ids(tse_delivery *d, const char *subscription, char *const *ack_ids,
-                           size_t n, uint32_t delay_ms, tse_ack_cb cb, void *arg)
+tse_status tse_delivery_nack_ids(tse_delivery *d, const char *subscription, char *const *ack_ids,
+                                 size_t n, uint32_t delay_ms, tse_ack_cb cb, void *arg,
+                                 tse_error *err)
 {
     tse_req *r = req_new(REQ_NACK_IDS);
 
-    r->name = strdup(subscription ? subscription : "");
-    r->ids = copy_ids(ack_ids, n);
-    r->n = n;
-    r->num = delay_ms;
-    r->ack_cb = cb;
-    r->arg = arg;
-    push(d, r);
+    if (r == NULL || !copy_str(&r->u.nack_ids.subscription, subscription ? subscription : "") ||
+        !copy_ids(&r->u.nack_ids.ids, ack_ids, n))
+        return refuse(r, err);
+    r->u.nack_ids.delay_ms = delay_ms;
+    r->u.nack_ids.cb = cb;
+    r->u.nack_ids.arg = arg;
+    return push(d, r, err);
 }
 
-void tse_delivery_pull(tse_delivery *d, const char *subscription, const char *consumer,
-                       uint32_t max, uint32_t wait_ms, uint64_t pull_id, tse_pull_cb cb, void *arg)
+tse_status tse_delivery_pull(tse_delivery *d, const char *subscription, const char *consumer,
+                             uint32_t max, uint32_t wait_ms, uint64_t pull_id, tse_pull_cb cb,
+                             void *arg, tse_error *err)
 {
     tse_req *r = req_new(REQ_PULL);
 
-    r->name = strdup(subscription ? subscription : "");
-    r->ids = copy_ids((char *const[]){(char *)(consumer ? consumer : "")}, 1);
-    r->n = 1;
-    r->num = max;
-    r->wait_ms = wait_ms;
-    r->pull_id = pull_id;
-    r->pull_cb = cb;
-    r->arg = arg;
-    push(d, r);
+    if (r == NULL || !copy_str(&r->u.pull.subscription, subscription ? subscription : "") ||
+        !copy_str(&r->u.pull.consumer, consumer ? consumer : ""))
+        return refuse(r, err);
+    r->u.pull.max = max;
+    r->u.pull.wait_ms = wait_ms;
+    r->u.pull.pull_id = pull_id;
+    r->u.pull.cb = cb;
+    r->u.pull.arg = arg;
+    return push(d, r, err);
 }
 
-void tse_delivery_pull_cancel(tse_delivery *d, uint64_t pull_id)
+tse_status tse_delivery_pull_cancel(tse_delivery *d, uint64_t pull_id, tse_error *err)
 {
     tse_req *r = req_new(REQ_PULL_CANCEL);
 
-    r->pull_id = pull_id;
-    push(d, r);
+    if (r == NULL)
+        return refuse(r, err);
+    r->u.pull_cancel.pull_id = pull_id;
+    return push(d, r, err);
+}
+
+void tse_delivery_end_pulls(tse_delivery *d)
+{
+    /* A flag, not a request: this must work when nothing can be allocated. */
+    pthread_mutex_lock(&d->mu);
+    d->end_pulls = true;
+    pthread_cond_signal(&d->cond);
+    pthread_mutex_unlock(&d->mu);
 }
 
 /* ===================== the Redis connection ============================= */
@@ -301,6 +429,15 @@ fail:
 
 void tse_dl_release(tse_delivery *d, tse_subscriber *s)
 {
+    if (s->is_pull && s->pull_cb != NULL) {
+        /* Every path answers a pull before releasing it; never leave its
+         * caller waiting should one forget. */
+        tse_error err;
+        tse_logf(TSE_LOG_ERROR, "delivery: a pull (%llu) was released unanswered",
+                 (unsigned long long)s->pull_id);
+        tse_error_set(&err, TSE_INTERNAL, NULL, "the pull ended without an answer");
+        tse_dl_pull_answer(d, s, &err);
+    }
     while (s->ready) {
         tse_ready *next = s->ready->next;
         tse_dl_ready_free(s->ready);
@@ -320,7 +457,8 @@ void tse_dl_disconnect(tse_delivery *d, const char *why)
 {
     redisFree(d->ctx);
     d->ctx = NULL;
-    d->next_connect_ms = tse_dl_now_ms() + d->backoff_ms;
+    d->last_attempt_ms = tse_dl_now_ms(); /* a loss counts as an attempt */
+    d->next_connect_ms = d->last_attempt_ms + d->backoff_ms;
     snprintf(d->lost_why, sizeof(d->lost_why), "%s", why);
     /* Subscriptions are dropped by the loop, between two steps: callers up
      * the stack may still hold pointers to them. */
@@ -347,26 +485,40 @@ static void drop_all(tse_delivery *d)
 
 /* ===================== request handling ================================= */
 
+static void expire_pulls(tse_delivery *d, int64_t now);
+
+/* Answers r with err instead of doing it (a request without an answer, such
+ * as an ack from a live stream, is dropped). An attach gets `attached` with
+ * the error; its subscriber is released at its detach. */
 static void fail_req(tse_req *r, const tse_error *err)
 {
     switch (r->kind) {
-    case REQ_CREATE:
-    case REQ_GET:
-    case REQ_DELETE: r->sub_cb(r->arg, err, NULL, 0); break;
-    case REQ_ACKNOWLEDGE:
-    case REQ_NACK_IDS: r->ack_cb(r->arg, err, 0, NULL, 0); break;
-    case REQ_PULL: r->pull_cb(r->arg, err, NULL, 0); break;
-    default: break;
+    case REQ_ATTACH: r->u.attach.s->ops->attached(r->u.attach.s->arg, err, NULL); break;
+    case REQ_CREATE: r->u.create.cb(r->u.create.arg, err, NULL, 0); break;
+    case REQ_GET: r->u.get.cb(r->u.get.arg, err, NULL, 0); break;
+    case REQ_DELETE: r->u.del.cb(r->u.del.arg, err, NULL, 0); break;
+    case REQ_ACKNOWLEDGE: r->u.acknowledge.cb(r->u.acknowledge.arg, err, 0, NULL, 0); break;
+    case REQ_NACK_IDS: r->u.nack_ids.cb(r->u.nack_ids.arg, err, 0, NULL, 0); break;
+    case REQ_PULL: r->u.pull.cb(r->u.pull.arg, err, NULL, 0); break;
+    case REQ_DETACH:
+    case REQ_ACK:
+    case REQ_NACK:
+    case REQ_EXTEND:
+    case REQ_PULL_CANCEL: break;
     }
 }
 
-static void attach(tse_delivery *d, tse_req *r)
+static void attach(tse_delivery *d, tse_req_attach *r)
 {
     tse_subscriber *s = r->s;
     tse_error err;
     tse_sub *sub;
 
     tse_error_clear(&err);
+    /* Streams new since the last discovery are this subscriber's too, from
+     * its first read (before the lookup: discovery may drop subscriptions
+     * deleted elsewhere). */
+    tse_dl_check_streams(d);
     sub = r->spec ? tse_dl_create(d, r->spec, &err) : tse_dl_load(d, r->name, &err);
     if (sub == NULL) {
         /* Kept until the transport detaches it: released is the last call. */
@@ -403,64 +555,140 @@ static void detach(tse_delivery *d, tse_subscriber *s)
     tse_dl_release(d, s);
 }
 
-static void get(tse_delivery *d, tse_req *r)
+static void ack(tse_delivery *d, tse_req_ack *r)
+{
+    if (r->s->sub)
+        tse_dl_ack_ids(d, r->s->sub, r->ids.ids, r->ids.n, NULL, NULL);
+    for (size_t i = 0; i < r->ids.n; i++)
+        tse_dl_forget_inflight(r->s, r->ids.ids[i]);
+}
+
+static void nack(tse_delivery *d, tse_req_nack *r)
+{
+    if (r->s->sub)
+        tse_dl_nack_ids(d, r->s->sub, r->s->consumer, r->ids.ids, r->ids.n, r->delay_ms, false,
+                        NULL, NULL);
+    for (size_t i = 0; i < r->ids.n; i++)
+        tse_dl_forget_inflight(r->s, r->ids.ids[i]);
+}
+
+/* An extension keeps the deliveries in flight: no credit comes back. */
+static void extend(tse_delivery *d, tse_req_extend *r)
+{
+    if (r->s->sub)
+        tse_dl_nack_ids(d, r->s->sub, r->s->consumer, r->ids.ids, r->ids.n, r->deadline_ms, true,
+                        NULL, NULL);
+}
+
+/* The HKEYS of every stored subscription; NULL with err UNAVAILABLE. */
+static redisReply *subscription_names(tse_delivery *d, tse_error *err)
+{
+    const char *argv[] = {"HKEYS", TSE_SUBS_KEY};
+    redisReply *keys = tse_dl_cmd(d, 2, argv, NULL);
+
+    if (keys != NULL && keys->type == REDIS_REPLY_ARRAY)
+        return keys;
+    if (keys)
+        freeReplyObject(keys);
+    tse_error_set(err, TSE_UNAVAILABLE, NULL, "Redis is unavailable");
+    return NULL;
+}
+
+/*
+ * Describes (stats included) the subscription r->name, or every stored one
+ * when r->name is NULL (those that fail to load are left out), into out
+ * (room for every name). Returns how many; err set when the answer is an
+ * error instead.
+ */
+static size_t describe_into(tse_delivery *d, const tse_req_get *r, const redisReply *keys,
+                            Tracseq__Events__V1__Subscription **out, tse_error *err)
+{
+    size_t n = 0, names = keys ? keys->elements : 1;
+
+    for (size_t i = 0; i < names; i++) {
+        tse_error load_err;
+        tse_sub *sub;
+
+        tse_error_clear(&load_err);
+        sub = tse_dl_load(d, keys ? keys->element[i]->str : r->name, &load_err);
+        if (sub == NULL && keys == NULL)
+            *err = load_err;
+        if (sub == NULL)
+            continue;
+        out[n] = tse_dl_describe(d, sub);
+        if (out[n] == NULL) {
+            tse_error_set(err, TSE_NOMEM, NULL, "out of memory");
+            break;
+        }
+        n++;
+    }
+    return n;
+}
+
+static void get(tse_delivery *d, tse_req_get *r)
 {
     Tracseq__Events__V1__Subscription **out = NULL;
+    redisReply *keys = NULL;
     size_t n = 0;
     tse_error err;
 
     tse_error_clear(&err);
-    if (r->name != NULL) {
-        tse_sub *sub = tse_dl_load(d, r->name, &err);
-        if (sub == NULL) {
-            r->sub_cb(r->arg, &err, NULL, 0);
-            return;
-        }
-        out = calloc(1, sizeof(*out));
-        out[n++] = tse_dl_describe(d, sub);
-    } else {
-        const char *argv[] = {"HKEYS", TSE_SUBS_KEY};
-        redisReply *keys = tse_dl_cmd(d, 2, argv, NULL);
-        if (keys == NULL || keys->type != REDIS_REPLY_ARRAY) {
-            tse_error_set(&err, TSE_UNAVAILABLE, NULL, "Redis is unavailable");
-            if (keys)
-                freeReplyObject(keys);
-            r->sub_cb(r->arg, &err, NULL, 0);
-            return;
-        }
-        out = calloc(keys->elements + 1, sizeof(*out));
-        for (size_t i = 0; out && i < keys->elements; i++) {
-            tse_sub *sub = tse_dl_load(d, keys->element[i]->str, &err);
-            if (sub != NULL)
-                out[n++] = tse_dl_describe(d, sub);
-        }
-        freeReplyObject(keys);
-        tse_error_clear(&err);
+    if (r->name == NULL && (keys = subscription_names(d, &err)) == NULL)
+        goto answer;
+    out = calloc(keys ? keys->elements + 1 : 1, sizeof(*out));
+    if (out == NULL) {
+        tse_error_set(&err, TSE_NOMEM, NULL, "out of memory");
+        goto answer;
     }
-    r->sub_cb(r->arg, &err, (const Tracseq__Events__V1__Subscription *const *)out, n);
+    n = describe_into(d, r, keys, out, &err);
+answer:
+    if (err.code != TSE_OK)
+        r->cb(r->arg, &err, NULL, 0);
+    else
+        r->cb(r->arg, &err, (const Tracseq__Events__V1__Subscription *const *)out, n);
     for (size_t i = 0; i < n; i++)
-        if (out[i])
-            protobuf_c_message_free_unpacked(&out[i]->base, NULL);
+        protobuf_c_message_free_unpacked(&out[i]->base, NULL);
     free(out);
+    if (keys)
+        freeReplyObject(keys);
 }
 
-static void create(tse_delivery *d, tse_req *r)
+static void create(tse_delivery *d, tse_req_create *r)
 {
+    Tracseq__Events__V1__Subscription *desc;
     tse_error err;
     tse_sub *sub;
 
     tse_error_clear(&err);
     sub = tse_dl_create(d, r->spec, &err);
     if (sub == NULL) {
-        r->sub_cb(r->arg, &err, NULL, 0);
+        r->cb(r->arg, &err, NULL, 0);
         return;
     }
-    Tracseq__Events__V1__Subscription *desc = tse_dl_describe(d, sub);
-    r->sub_cb(r->arg, &err, (const Tracseq__Events__V1__Subscription *const *)&desc, 1);
+    desc = tse_dl_describe(d, sub);
+    if (desc == NULL) {
+        /* Created all the same: the client's retry finds it, same settings. */
+        tse_error_set(&err, TSE_NOMEM, NULL, "out of memory");
+        r->cb(r->arg, &err, NULL, 0);
+        return;
+    }
+    r->cb(r->arg, &err, (const Tracseq__Events__V1__Subscription *const *)&desc, 1);
     protobuf_c_message_free_unpacked(&desc->base, NULL);
 }
 
-static void acknowledge(tse_delivery *d, tse_req *r)
+static void delete_subscription(tse_delivery *d, tse_req_delete *r)
+{
+    tse_error err;
+
+    tse_error_clear(&err);
+    tse_dl_delete(d, r->name, &err);
+    r->cb(r->arg, &err, NULL, 0);
+}
+
+/* Acknowledge (nack false) or Nack by subscription name: ids a live stream
+ * subscriber holds give its credit back too. */
+static void ack_by_name(tse_delivery *d, const char *name, const tse_id_list *ids, bool nack,
+                        uint32_t delay_ms, tse_ack_cb cb, void *arg)
 {
     char **unknown = NULL;
     size_t n_unknown = 0;
@@ -469,51 +697,54 @@ static void acknowledge(tse_delivery *d, tse_req *r)
     tse_sub *sub;
 
     tse_error_clear(&err);
-    sub = tse_dl_load(d, r->name, &err);
+    sub = tse_dl_load(d, name, &err);
     if (sub == NULL) {
-        r->ack_cb(r->arg, &err, 0, NULL, 0);
+        cb(arg, &err, 0, NULL, 0);
         return;
     }
-    if (r->kind == REQ_ACKNOWLEDGE) {
-        done = tse_dl_ack_ids(d, sub, r->ids, r->n, &unknown, &n_unknown);
-    } else {
-        done = tse_dl_nack_ids(d, sub, NULL, r->ids, r->n, r->num, false, &unknown, &n_unknown);
-    }
-    /* Ids a live stream subscriber holds give its credit back too. */
+    if (nack)
+        done =
+            tse_dl_nack_ids(d, sub, NULL, ids->ids, ids->n, delay_ms, false, &unknown, &n_unknown);
+    else
+        done = tse_dl_ack_ids(d, sub, ids->ids, ids->n, &unknown, &n_unknown);
     for (tse_subscriber *s = sub->subscribers; s; s = s->next)
-        for (size_t i = 0; !s->is_pull && i < r->n; i++)
-            tse_dl_forget_inflight(s, r->ids[i]);
+        for (size_t i = 0; !s->is_pull && i < ids->n; i++)
+            tse_dl_forget_inflight(s, ids->ids[i]);
     if (d->ctx == NULL)
         tse_error_set(&err, TSE_UNAVAILABLE, NULL, "Redis is unavailable");
-    r->ack_cb(r->arg, &err, done, (const char *const *)unknown, n_unknown);
+    cb(arg, &err, done, (const char *const *)unknown, n_unknown);
     free(unknown);
 }
 
-static void pull(tse_delivery *d, tse_req *r)
+static void pull(tse_delivery *d, tse_req_pull *r)
 {
     tse_subscriber *s;
     tse_error err;
     tse_sub *sub;
 
     tse_error_clear(&err);
-    sub = tse_dl_load(d, r->name, &err);
+    /* An event of a type first published a moment ago (its stream not yet
+     * discovered) is there for this pull: look first, one SCARD (before the
+     * lookup: discovery may drop subscriptions deleted elsewhere). */
+    tse_dl_check_streams(d);
+    sub = tse_dl_load(d, r->subscription, &err);
     s = sub ? calloc(1, sizeof(*s)) : NULL;
     if (s == NULL) {
         if (sub != NULL)
             tse_error_set(&err, TSE_NOMEM, NULL, "out of memory");
-        r->pull_cb(r->arg, &err, NULL, 0);
+        r->cb(r->arg, &err, NULL, 0);
         return;
     }
     s->is_pull = true;
     s->sub = sub;
-    s->credit = r->num;
+    s->credit = r->max;
     s->hungry = true;
-    s->pull_cb = r->pull_cb;
+    s->pull_cb = r->cb;
     s->pull_arg = r->arg;
-    s->pull_deadline_ms = tse_dl_now_ms() + r->wait_ms;
+    s->pull_deadline_ms = tse_dl_now_ms() + (d->pulls_ended ? 0 : r->wait_ms);
     s->pull_id = r->pull_id;
-    if (r->ids[0][0] != '\0')
-        snprintf(s->consumer, sizeof(s->consumer), "%s", r->ids[0]);
+    if (r->consumer[0] != '\0')
+        snprintf(s->consumer, sizeof(s->consumer), "%s", r->consumer);
     else
         snprintf(s->consumer, sizeof(s->consumer), "%s-pull", d->instance);
     s->next = sub->subscribers;
@@ -536,55 +767,54 @@ static void pull_cancel(tse_delivery *d, uint64_t pull_id)
             if (!s->is_pull || s->pull_id != pull_id)
                 continue;
             *p = s->next;
-            s->pull_cb(s->pull_arg, &err, NULL, 0);
+            tse_dl_pull_answer(d, s, &err);
             tse_dl_release(d, s);
             return;
         }
     }
 }
 
+/* Does what r asks (a detach or a pull cancel even without Redis). */
 static void handle(tse_delivery *d, tse_req *r)
 {
     tse_error err;
 
     if (d->ctx == NULL && r->kind != REQ_DETACH && r->kind != REQ_PULL_CANCEL) {
         tse_error_set(&err, TSE_UNAVAILABLE, NULL, "Redis is unavailable; retry later");
-        if (r->kind == REQ_ATTACH) {
-            r->s->ops->attached(r->s->arg, &err, NULL); /* detach releases it */
-        } else if (r->kind != REQ_ACK && r->kind != REQ_NACK && r->kind != REQ_EXTEND) {
-            fail_req(r, &err);
-        }
+        fail_req(r, &err);
         return;
     }
     switch (r->kind) {
-    case REQ_ATTACH: attach(d, r); break;
-    case REQ_DETACH: detach(d, r->s); break;
-    case REQ_ACK:
-        if (r->s->sub)
-            tse_dl_ack_ids(d, r->s->sub, r->ids, r->n, NULL, NULL);
-        for (size_t i = 0; i < r->n; i++)
-            tse_dl_forget_inflight(r->s, r->ids[i]);
-        break;
-    case REQ_NACK:
-    case REQ_EXTEND:
-        if (r->s->sub)
-            tse_dl_nack_ids(d, r->s->sub, r->s->consumer, r->ids, r->n, r->num,
-                            r->kind == REQ_EXTEND, NULL, NULL);
-        for (size_t i = 0; r->kind == REQ_NACK && i < r->n; i++)
-            tse_dl_forget_inflight(r->s, r->ids[i]);
-        break;
-    case REQ_CREATE: create(d, r); break;
-    case REQ_GET: get(d, r); break;
-    case REQ_DELETE:
-        tse_error_clear(&err);
-        tse_dl_delete(d, r->name, &err);
-        r->sub_cb(r->arg, &err, NULL, 0);
-        break;
+    case REQ_ATTACH: attach(d, &r->u.attach); break;
+    case REQ_DETACH: detach(d, r->u.detach.s); break;
+    case REQ_ACK: ack(d, &r->u.ack); break;
+    case REQ_NACK: nack(d, &r->u.nack); break;
+    case REQ_EXTEND: extend(d, &r->u.extend); break;
+    case REQ_CREATE: create(d, &r->u.create); break;
+    case REQ_GET: get(d, &r->u.get); break;
+    case REQ_DELETE: delete_subscription(d, &r->u.del); break;
     case REQ_ACKNOWLEDGE:
-    case REQ_NACK_IDS: acknowledge(d, r); break;
-    case REQ_PULL: pull(d, r); break;
-    case REQ_PULL_CANCEL: pull_cancel(d, r->pull_id); break;
+        ack_by_name(d, r->u.acknowledge.subscription, &r->u.acknowledge.ids, false, 0,
+                    r->u.acknowledge.cb, r->u.acknowledge.arg);
+        break;
+    case REQ_NACK_IDS:
+        ack_by_name(d, r->u.nack_ids.subscription, &r->u.nack_ids.ids, true, r->u.nack_ids.delay_ms,
+                    r->u.nack_ids.cb, r->u.nack_ids.arg);
+        break;
+    case REQ_PULL: pull(d, &r->u.pull); break;
+    case REQ_PULL_CANCEL: pull_cancel(d, r->u.pull_cancel.pull_id); break;
     }
+}
+
+/* Handles r and frees it. A detach lives in the subscriber it releases:
+ * neither it nor its subscriber may be touched after. */
+static void run(tse_delivery *d, tse_req *r)
+{
+    bool is_detach = r->kind == REQ_DETACH;
+
+    handle(d, r);
+    if (!is_detach)
+        req_free(r);
 }
 
 /* ===================== the engine loop ================================== */
@@ -610,7 +840,7 @@ static void expire_pulls(tse_delivery *d, int64_t now)
             tse_subscriber *s = *p;
             if (s->is_pull && now >= s->pull_deadline_ms) {
                 *p = s->next;
-                s->pull_cb(s->pull_arg, NULL, NULL, 0);
+                tse_dl_pull_answer(d, s, NULL);
                 tse_dl_release(d, s);
                 continue;
             }
@@ -666,8 +896,14 @@ static void work(tse_delivery *d, int64_t now)
 /* The next moment something is due, as a wait bound. */
 static int64_t next_due(tse_delivery *d, int64_t now)
 {
-    int64_t due = d->ctx ? d->next_poll_ms : d->next_connect_ms;
+    int64_t due = d->next_poll_ms;
 
+    /* Without a connection nothing but the next attempt is due: discovery,
+     * claims and pulls need Redis (subscriptions were dropped with it).
+     * Counting their deadlines here made the loop spin while Redis was
+     * down, burning a core. */
+    if (d->ctx == NULL)
+        return d->next_connect_ms > now ? d->next_connect_ms : now;
     for (tse_sub *sub = d->subs; sub; sub = sub->next) {
         if ((sub->subscribers || sub->ext) && sub->next_claim_ms < due)
             due = sub->next_claim_ms;
@@ -685,7 +921,7 @@ static void wait_until(tse_delivery *d, int64_t due_ms)
     int64_t delta = due_ms - tse_dl_now_ms();
     struct timespec ts;
 
-    if (delta <= 0 || d->head || d->stop || atomic_load(&d->notified))
+    if (delta <= 0 || d->head || d->stop || d->end_pulls || atomic_load(&d->notified))
         return;
     clock_gettime(CLOCK_REALTIME, &ts);
     ts.tv_sec += delta / 1000;
@@ -697,17 +933,27 @@ static void wait_until(tse_delivery *d, int64_t due_ms)
     pthread_cond_timedwait(&d->cond, &d->mu, &ts);
 }
 
-static void reconnect(tse_delivery *d, int64_t now)
+/*
+ * Connects when the backoff is over, or at once when requests wait (asked):
+ * a request must not fail for up to 2 s of backoff after Redis came back.
+ * Such probes are at least TSE_BROKER_PROBE_MS apart, so a flood of requests
+ * during an outage never becomes a connect storm.
+ */
+static void reconnect(tse_delivery *d, int64_t now, bool asked)
 {
-    if (d->ctx != NULL || now < d->next_connect_ms)
+    if (d->ctx != NULL)
         return;
+    if (now < d->next_connect_ms && !(asked && now - d->last_attempt_ms >= TSE_BROKER_PROBE_MS))
+        return;
+    d->last_attempt_ms = now;
     if (connect_redis(d)) {
-        d->backoff_ms = 100;
+        d->backoff_ms = TSE_BROKER_RETRY_MIN_MS;
         d->next_discover_ms = 0;
         return;
     }
     d->next_connect_ms = now + d->backoff_ms;
-    d->backoff_ms = d->backoff_ms * 2 > 2000 ? 2000 : d->backoff_ms * 2;
+    d->backoff_ms =
+        d->backoff_ms * 2 > TSE_BROKER_RETRY_MAX_MS ? TSE_BROKER_RETRY_MAX_MS : d->backoff_ms * 2;
 }
 
 static bool anyone_listening(const tse_delivery *d)
@@ -734,6 +980,8 @@ static void *engine_main(void *arg)
         batch = d->head;
         d->head = d->tail = NULL;
         bool stop = d->stop;
+        bool end_pulls = d->end_pulls;
+        d->end_pulls = false;
         pthread_mutex_unlock(&d->mu);
         if (stop) {
             /* Requests queued at stop are answered by destroy. */
@@ -745,26 +993,34 @@ static void *engine_main(void *arg)
             break;
         }
         now = tse_dl_now_ms();
-        reconnect(d, now);
+        reconnect(d, now, batch != NULL);
+        /* Stopping: pulls from now on wait for nothing, and every waiting
+         * pull is answered with what it has. */
+        if (end_pulls)
+            d->pulls_ended = true;
         while (batch) {
             tse_req *next = batch->next;
-            handle(d, batch);
-            req_free(batch);
+            run(d, batch);
             drop_all(d);
             batch = next;
         }
+        if (end_pulls)
+            expire_pulls(d, INT64_MAX);
         bool notified = atomic_exchange(&d->notified, false);
-        if (notified && d->ctx) {
-            /* A local publish may be of a new type: look soon, at most
-             * every 100 ms. */
-            if (now - d->last_discover_ms >= 100)
-                tse_dl_discover(d);
-            else if (d->next_discover_ms > d->last_discover_ms + 100)
-                d->next_discover_ms = d->last_discover_ms + 100;
+        bool new_stream = atomic_exchange(&d->new_stream, false);
+        bool poll = now >= d->next_poll_ms;
+        if (d->ctx && new_stream) {
+            /* This process registered a stream: whoever waits for its type
+             * gets it now. */
+            tse_dl_discover(d);
+        } else if (d->ctx && poll && anyone_listening(d)) {
+            /* Streams registered by other processes: one SCARD per poll
+             * while someone waits, a discovery only when the set grew. */
+            tse_dl_check_streams(d);
         }
-        if (notified || now >= d->next_poll_ms) {
+        if (notified || poll) {
             make_hungry(d);
-            if (now >= d->next_poll_ms)
+            if (poll)
                 d->next_poll_ms = now + d->opts.poll_ms;
         }
         if (d->ctx)
@@ -788,7 +1044,7 @@ tse_status tse_delivery_create(const tse_delivery_options *opts, tse_stats *stat
     if (d->opts.poll_ms <= 0)
         d->opts.poll_ms = 100;
     d->stats = stats;
-    d->backoff_ms = 100;
+    d->backoff_ms = TSE_BROKER_RETRY_MIN_MS;
     pthread_mutex_init(&d->mu, NULL);
     pthread_cond_init(&d->cond, NULL);
     if (pthread_create(&d->thread, NULL, engine_main, d) != 0) {
@@ -823,15 +1079,14 @@ void tse_delivery_destroy(tse_delivery *d)
     while (d->head) {
         tse_req *r = d->head;
         d->head = r->next;
-        if (r->kind == REQ_ATTACH) {
-            /* No detach can follow once the engine is gone. */
-            r->s->ops->attached(r->s->arg, &err, NULL);
-            tse_dl_release(d, r->s);
-        } else if (r->kind == REQ_DETACH) {
-            tse_dl_release(d, r->s);
-        } else {
-            fail_req(r, &err);
+        if (r->kind == REQ_DETACH) {
+            tse_dl_release(d, r->u.detach.s); /* frees r with it */
+            continue;
         }
+        fail_req(r, &err);
+        /* No detach can follow now, unless one is queued behind. */
+        if (r->kind == REQ_ATTACH && !r->u.attach.s->detach_queued)
+            tse_dl_release(d, r->u.attach.s);
         req_free(r);
     }
     redisFree(d->ctx);

@@ -13,6 +13,12 @@
  * All engine state belongs to the engine thread, so it needs no locks beyond
  * the request queue's.
  *
+ * Queuing can fail. A call that returns a tse_status queued its request only
+ * when it returns TSE_OK; then its callback comes exactly once. Otherwise no
+ * callback ever comes and err (optional) says why: TSE_NOMEM (the request's
+ * copies could not be allocated) or TSE_UNAVAILABLE (the engine is stopping).
+ * The void calls cannot fail.
+ *
  * Redis layout (see docs/architecture.md):
  *   tracseq:subs                    hash: name -> packed Subscription (settings, created_at)
  *   group <name> on every stream tracseq:events:* whose type matches
@@ -38,6 +44,11 @@
 #include "common/status.h"
 #include "obs/stats.h"
 #include "tracseq/events/v1/service.pb-c.h"
+
+/* The longest ack id the engine makes ("<stream key>/<entry id>", e.g.
+ * "tracseq:events:sample.created:p3/1718700000000-0"); a longer one is
+ * none of ours and is refused before it reaches Redis. */
+#define TSE_ACK_ID_MAX 256
 
 typedef struct tse_delivery tse_delivery;
 typedef struct tse_subscriber tse_subscriber;
@@ -98,49 +109,68 @@ void tse_delivery_destroy(tse_delivery *d);
  * idle subscribers now instead of at the next poll. Thread-safe, cheap. */
 void tse_delivery_notify(tse_delivery *d, const char *stream_key);
 
+/* This process just registered a stream new to Redis (the first event of a
+ * type and priority): the engine looks for new streams at once, so a
+ * subscriber or a pull waiting for a matching type gets it now, not at the
+ * next discovery round. Thread-safe; rare (once per new stream). */
+void tse_delivery_notify_new_stream(tse_delivery *d);
+
 /*
  * Attaches a live subscriber: to the subscription spec (created when absent,
  * joined when present with the same settings) or, when spec is NULL, to the
  * existing subscription `name`. consumer: the consumer name (NULL or "":
- * generated). Returns a handle at once; ops->attached reports the outcome.
- * spec is copied.
+ * generated). On TSE_OK *out is the handle at once and ops->attached reports
+ * the outcome; on failure no callback comes and there is nothing to detach.
+ * spec and name are copied.
  */
-tse_subscriber *tse_delivery_attach(tse_delivery *d, const Tracseq__Events__V1__Subscription *spec,
-                                    const char *name, const char *consumer,
-                                    const tse_subscriber_ops *ops, void *arg);
+tse_status tse_delivery_attach(tse_delivery *d, const Tracseq__Events__V1__Subscription *spec,
+                               const char *name, const char *consumer,
+                               const tse_subscriber_ops *ops, void *arg, tse_subscriber **out,
+                               tse_error *err);
 
 /* The subscriber is gone (stream ended): its unacked deliveries stay pending
- * and are redelivered to others after the deadline. ops->released follows. */
+ * and are redelivered to others after the deadline. ops->released follows.
+ * Cannot fail: its request was allocated with the subscriber. */
 void tse_delivery_detach(tse_delivery *d, tse_subscriber *s);
 
-/* Acks / nacks / extends deliveries of a live subscriber (from its stream). */
-void tse_delivery_ack(tse_delivery *d, tse_subscriber *s, char *const *ack_ids, size_t n);
-void tse_delivery_nack(tse_delivery *d, tse_subscriber *s, char *const *ack_ids, size_t n,
-                       uint32_t delay_ms);
-void tse_delivery_extend(tse_delivery *d, tse_subscriber *s, char *const *ack_ids, size_t n,
-                         uint32_t deadline_ms);
+/* Acks / nacks / extends deliveries of a live subscriber (from its stream).
+ * No callback: on failure the ids were not acted on. Ids are copied. */
+tse_status tse_delivery_ack(tse_delivery *d, tse_subscriber *s, char *const *ack_ids, size_t n,
+                            tse_error *err);
+tse_status tse_delivery_nack(tse_delivery *d, tse_subscriber *s, char *const *ack_ids, size_t n,
+                             uint32_t delay_ms, tse_error *err);
+tse_status tse_delivery_extend(tse_delivery *d, tse_subscriber *s, char *const *ack_ids, size_t n,
+                               uint32_t deadline_ms, tse_error *err);
 
-/* ---- requests without a live stream (unary RPCs, the REST bridge) ---- */
+/* ---- requests without a live stream (unary RPCs, the REST bridge) ----
+ * Each copies what it is given; cb comes once if and only if TSE_OK. */
 
-void tse_delivery_create_subscription(tse_delivery *d,
-                                      const Tracseq__Events__V1__Subscription *spec,
-                                      tse_subscription_cb cb, void *arg);
+tse_status tse_delivery_create_subscription(tse_delivery *d,
+                                            const Tracseq__Events__V1__Subscription *spec,
+                                            tse_subscription_cb cb, void *arg, tse_error *err);
 /* name == NULL: every subscription. Results carry stats. */
-void tse_delivery_get_subscriptions(tse_delivery *d, const char *name, tse_subscription_cb cb,
-                                    void *arg);
-void tse_delivery_delete_subscription(tse_delivery *d, const char *name, tse_subscription_cb cb,
-                                      void *arg);
-void tse_delivery_acknowledge(tse_delivery *d, const char *subscription, char *const *ack_ids,
-                              size_t n, tse_ack_cb cb, void *arg);
-void tse_delivery_nack_ids(tse_delivery *d, const char *subscription, char *const *ack_ids,
-                           size_t n, uint32_t delay_ms, tse_ack_cb cb, void *arg);
+tse_status tse_delivery_get_subscriptions(tse_delivery *d, const char *name, tse_subscription_cb cb,
+                                          void *arg, tse_error *err);
+tse_status tse_delivery_delete_subscription(tse_delivery *d, const char *name,
+                                            tse_subscription_cb cb, void *arg, tse_error *err);
+tse_status tse_delivery_acknowledge(tse_delivery *d, const char *subscription, char *const *ack_ids,
+                                    size_t n, tse_ack_cb cb, void *arg, tse_error *err);
+tse_status tse_delivery_nack_ids(tse_delivery *d, const char *subscription, char *const *ack_ids,
+                                 size_t n, uint32_t delay_ms, tse_ack_cb cb, void *arg,
+                                 tse_error *err);
 /* Long-poll: up to max events, waiting up to wait_ms for the first.
  * pull_id: the caller's unique name for this pull, for tse_delivery_pull_cancel. */
-void tse_delivery_pull(tse_delivery *d, const char *subscription, const char *consumer,
-                       uint32_t max, uint32_t wait_ms, uint64_t pull_id, tse_pull_cb cb, void *arg);
+tse_status tse_delivery_pull(tse_delivery *d, const char *subscription, const char *consumer,
+                             uint32_t max, uint32_t wait_ms, uint64_t pull_id, tse_pull_cb cb,
+                             void *arg, tse_error *err);
 /* The caller of pull pull_id went away (cancel, deadline): if that pull is
  * still waiting, it ends now (its callback gets TSE_CANCELLED) and holds
- * nothing more; otherwise nothing happens. Thread-safe. */
-void tse_delivery_pull_cancel(tse_delivery *d, uint64_t pull_id);
+ * nothing more; otherwise nothing happens. Thread-safe. On failure the pull
+ * still ends, at its wait_ms. */
+tse_status tse_delivery_pull_cancel(tse_delivery *d, uint64_t pull_id, tse_error *err);
+/* The server is stopping: every waiting pull is answered now with what it
+ * has (usually nothing), and pulls from now on wait for nothing, so no long
+ * poll holds the shutdown for its wait_ms. Thread-safe; cannot fail. */
+void tse_delivery_end_pulls(tse_delivery *d);
 
 #endif

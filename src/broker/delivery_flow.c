@@ -17,8 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker/ack_id.h"
 #include "broker/delivery_internal.h"
 #include "domain/subscription.h"
+#include "obs/log.h"
 
 void tse_dl_ready_free(tse_ready *r)
 {
@@ -132,50 +134,118 @@ void tse_dl_forget_inflight(tse_subscriber *s, const char *ack_id)
     }
 }
 
-/* Hands the ready entries the credit allows to the subscriber. Returns how
- * many went out. A pull gets them all at once and is then done. */
-static size_t hand_out(tse_delivery *d, tse_subscriber *s)
+/* Counts entries handed to a subscriber. */
+static void count_handed(tse_delivery *d, tse_subscriber *s, tse_ready *r)
 {
-    tse_delivered batch[64];
-    tse_ready *sent[64];
-    size_t n = 0, total = 0;
+    if (r->attempt > 1) {
+        tse_stats_add(d->stats, TSE_STAT_REDELIVERED, 1);
+        s->sub->redelivered++;
+    }
+    tse_stats_add(d->stats, TSE_STAT_CONSUMED, 1);
+    s->sub->delivered++;
+}
+
+/* A pull takes the ready entries its credit allows; they are answered
+ * together, once, when it is done gathering. */
+static size_t take_for_pull(tse_delivery *d, tse_subscriber *s)
+{
+    size_t n = 0;
 
     while (s->ready && s->credit > 0) {
         tse_ready *r = s->ready;
         s->ready = r->next;
         if (s->ready == NULL)
             s->ready_tail = NULL;
-        if (!s->is_pull)
-            track(s, r->ack_id);
+        r->next = NULL;
+        if (s->taken_tail)
+            s->taken_tail->next = r;
+        else
+            s->taken = r;
+        s->taken_tail = r;
+        s->n_taken++;
+        s->credit--;
+        count_handed(d, s, r);
+        n++;
+    }
+    return n;
+}
+
+/* Hands the ready entries the credit allows to the subscriber. Returns how
+ * many went out. A stream subscriber gets them in batches of up to 64; a
+ * pull takes them, to be answered with everything at once. */
+static size_t hand_out(tse_delivery *d, tse_subscriber *s)
+{
+    tse_delivered batch[64];
+    tse_ready *sent[64];
+    size_t n = 0, total = 0;
+
+    if (s->is_pull)
+        return take_for_pull(d, s);
+    while (s->ready && s->credit > 0) {
+        tse_ready *r = s->ready;
+        s->ready = r->next;
+        if (s->ready == NULL)
+            s->ready_tail = NULL;
+        track(s, r->ack_id);
         s->credit--;
         batch[n] =
             (tse_delivered){r->ack_id, r->attempt, r->stream_id, r->envelope, r->envelope_len};
         sent[n++] = r;
-        if (r->attempt > 1) {
-            tse_stats_add(d->stats, TSE_STAT_REDELIVERED, 1);
-            s->sub->redelivered++;
-        }
+        count_handed(d, s, r);
         if (n == 64 || s->ready == NULL || s->credit == 0) {
-            if (s->is_pull)
-                s->pull_cb(s->pull_arg, NULL, batch, n);
-            else
-                s->ops->deliver(s->arg, batch, n);
-            tse_stats_add(d->stats, TSE_STAT_CONSUMED, (int64_t)n);
-            s->sub->delivered += n;
+            s->ops->deliver(s->arg, batch, n);
             for (size_t i = 0; i < n; i++)
                 tse_dl_ready_free(sent[i]);
             total += n;
             n = 0;
-            if (s->is_pull)
-                break;
         }
     }
     return total;
 }
 
-/* Leaves the pull's list, hands back what is left unsent, and frees it. */
+void tse_dl_pull_answer(tse_delivery *d, tse_subscriber *s, const tse_error *err)
+{
+    tse_pull_cb cb = s->pull_cb;
+    tse_delivered *out = NULL;
+    size_t n = 0;
+
+    (void)d;
+    s->pull_cb = NULL;
+    if (cb == NULL) {
+        tse_logf(TSE_LOG_ERROR, "delivery: a pull (%llu) was to be answered twice; ignored",
+                 (unsigned long long)s->pull_id);
+        return;
+    }
+    if (err != NULL && err->code != TSE_OK) {
+        cb(s->pull_arg, err, NULL, 0);
+    } else {
+        out = calloc(s->n_taken ? s->n_taken : 1, sizeof(*out));
+        if (out == NULL && s->n_taken > 0) {
+            tse_error nomem;
+            /* What it took stays pending and comes back after the deadline. */
+            tse_error_set(&nomem, TSE_NOMEM, NULL, "out of memory");
+            cb(s->pull_arg, &nomem, NULL, 0);
+        } else {
+            for (tse_ready *r = s->taken; r; r = r->next)
+                out[n++] = (tse_delivered){r->ack_id, r->attempt, r->stream_id, r->envelope,
+                                           r->envelope_len};
+            cb(s->pull_arg, NULL, out, n);
+        }
+        free(out);
+    }
+    while (s->taken) {
+        tse_ready *next = s->taken->next;
+        tse_dl_ready_free(s->taken);
+        s->taken = next;
+    }
+    s->taken_tail = NULL;
+    s->n_taken = 0;
+}
+
+/* Answers a pull with what it took, leaves its list and frees it. */
 static void pull_done(tse_delivery *d, tse_subscriber *s)
 {
+    tse_dl_pull_answer(d, s, NULL);
     for (tse_subscriber **p = &s->sub->subscribers; *p; p = &(*p)->next) {
         if (*p == s) {
             *p = s->next;
@@ -185,22 +255,22 @@ static void pull_done(tse_delivery *d, tse_subscriber *s)
     tse_dl_release(d, s);
 }
 
-/* XREADGROUP ... STREAMS <streams of one priority> > ...; entries appended
- * to the ready list. Returns the number read, -1 on a Redis failure. */
-static long read_level(tse_delivery *d, tse_subscriber *s, int prio, uint32_t count)
+/*
+ * XREADGROUP ... COUNT count STREAMS <the k streams of which[]> > ...;
+ * entries appended to the ready list. full[i] (when non-NULL) tells whether
+ * stream which[i] gave all count entries (it may have more). Returns the
+ * number read, -1 on a Redis failure.
+ */
+static long read_streams(tse_delivery *d, tse_subscriber *s, const size_t *which, size_t k,
+                         uint32_t count, bool *full)
 {
     tse_sub *sub = s->sub;
-    size_t n = 0, argc = 0;
-    const char **argv;
+    const char **argv = calloc(7 + 2 * k, sizeof(*argv));
+    size_t argc = 0;
     char count_buf[16];
     redisReply *r;
     long got = 0;
 
-    for (size_t i = 0; i < sub->n_streams; i++)
-        n += sub->prio[i] == prio;
-    if (n == 0)
-        return 0;
-    argv = calloc(7 + 2 * n, sizeof(*argv));
     if (argv == NULL)
         return -1;
     snprintf(count_buf, sizeof(count_buf), "%u", count);
@@ -211,19 +281,24 @@ static long read_level(tse_delivery *d, tse_subscriber *s, int prio, uint32_t co
     argv[argc++] = "COUNT";
     argv[argc++] = count_buf;
     argv[argc++] = "STREAMS";
-    for (size_t i = 0; i < sub->n_streams; i++)
-        if (sub->prio[i] == prio)
-            argv[argc++] = sub->streams[i];
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < k; i++)
+        argv[argc++] = sub->streams[which[i]];
+    for (size_t i = 0; i < k; i++)
         argv[argc++] = ">";
     r = tse_dl_cmd(d, (int)argc, argv, NULL);
     free(argv);
     if (r == NULL)
         return -1;
+    for (size_t i = 0; full && i < k; i++)
+        full[i] = false;
     for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
         const redisReply *stream = r->element[i];
-        if (stream->type != REDIS_REPLY_ARRAY || stream->elements != 2)
+        if (stream->type != REDIS_REPLY_ARRAY || stream->elements != 2 ||
+            stream->element[0]->str == NULL || stream->element[1]->type != REDIS_REPLY_ARRAY)
             continue;
+        for (size_t j = 0; full && j < k; j++)
+            if (strcmp(sub->streams[which[j]], stream->element[0]->str) == 0)
+                full[j] = stream->element[1]->elements >= count;
         for (size_t j = 0; j < stream->element[1]->elements; j++) {
             tse_ready *ready =
                 entry_to_ready(stream->element[0]->str, stream->element[1]->element[j], 1);
@@ -237,6 +312,82 @@ static long read_level(tse_delivery *d, tse_subscriber *s, int prio, uint32_t co
     return got;
 }
 
+/* The streams of sub at priority prio into which[] (room for n_streams),
+ * starting at stream `first` and wrapping around; returns how many. */
+static size_t level_streams(const tse_sub *sub, int prio, size_t first, size_t *which)
+{
+    size_t k = 0;
+
+    for (size_t j = 0; j < sub->n_streams; j++) {
+        size_t i = (first + j) % sub->n_streams;
+        if (sub->prio[i] == prio)
+            which[k++] = i;
+    }
+    return k;
+}
+
+/* A stream subscriber reads all streams of a level at once, up to its
+ * credit from each; what comes beyond the credit waits in its ready list. */
+static long read_level(tse_delivery *d, tse_subscriber *s, int prio)
+{
+    size_t *which = calloc(s->sub->n_streams ? s->sub->n_streams : 1, sizeof(*which));
+    size_t k = which ? level_streams(s->sub, prio, 0, which) : 0;
+    long got = which == NULL ? -1 : 0;
+
+    if (k > 0)
+        got = read_streams(d, s, which, k, s->credit, NULL);
+    free(which);
+    return got;
+}
+
+/*
+ * A pull never reads more than it can take (what it read and did not answer
+ * would wait for its ack deadline): a read of k streams asks for credit / k
+ * from each, on at most `credit` streams at a time, and streams that gave
+ * all they were asked for are read again while credit lasts. The first
+ * stream turns from pull to pull, so no stream of a level starves the
+ * others. Returns the number read, -1 on a Redis failure.
+ */
+static long read_level_for_pull(tse_delivery *d, tse_subscriber *s, int prio)
+{
+    tse_sub *sub = s->sub;
+    size_t n = sub->n_streams ? sub->n_streams : 1;
+    size_t *which = calloc(n, sizeof(*which));
+    bool *full = calloc(n, sizeof(*full));
+    size_t k = 0, pos = 0;
+    long got = 0;
+
+    if (which == NULL || full == NULL) {
+        got = -1;
+        goto out;
+    }
+    k = level_streams(sub, prio, sub->pull_turn++ % n, which);
+    while (k > 0 && s->credit > 0) {
+        size_t chunk = k - pos < s->credit ? k - pos : s->credit;
+        long r = read_streams(d, s, which + pos, chunk, s->credit / (uint32_t)chunk, full + pos);
+        if (r < 0) {
+            got = -1;
+            goto out;
+        }
+        got += r;
+        take_for_pull(d, s);
+        pos += chunk;
+        if (pos < k)
+            continue;
+        /* A pass is over: again over the streams that may have more. */
+        size_t more = 0;
+        for (size_t i = 0; i < k; i++)
+            if (full[i])
+                which[more++] = which[i];
+        k = more;
+        pos = 0;
+    }
+out:
+    free(which);
+    free(full);
+    return got;
+}
+
 void tse_dl_fill(tse_delivery *d, tse_subscriber *s)
 {
     tse_sub *sub = s->sub;
@@ -247,20 +398,25 @@ void tse_dl_fill(tse_delivery *d, tse_subscriber *s)
     if (sub == NULL)
         return;
     handed += hand_out(d, s);
-    for (int prio = 1; prio <= 5 && s->credit > 0 && s->ready == NULL && d->ctx; prio++) {
-        long n = read_level(d, s, prio, s->credit);
+    /* Priority 1 first; a pull gathers over every level while credit lasts
+     * and is answered once, with everything it took. */
+    for (int prio = TSE_PRIORITY_MIN;
+         prio <= TSE_PRIORITY_MAX && s->credit > 0 && s->ready == NULL && d->ctx; prio++) {
+        long n = s->is_pull ? read_level_for_pull(d, s, prio) : read_level(d, s, prio);
         if (n < 0)
-            return;
+            break;
         got += n;
         handed += hand_out(d, s);
     }
     if (s->is_pull) {
-        if (handed > 0)
+        /* With nothing taken it waits for a publish, a poll or its deadline
+         * (or, when Redis failed, for the loop to end it with UNAVAILABLE). */
+        if (s->n_taken > 0)
             pull_done(d, s);
-        else
-            s->hungry = false; /* wait for a publish, a poll or the deadline */
         return;
     }
+    if (d->ctx == NULL)
+        return;
     /* More may be waiting: look again at once while credit lasts. An empty
      * read is empty for the whole group: spare the other subscribers. */
     if (got > 0 && s->credit > 0)
@@ -412,12 +568,8 @@ void tse_dl_claim_scan(tse_delivery *d, tse_sub *sub, tse_subscriber *target)
 static bool split_ack_id(const tse_sub *sub, const char *ack_id, char *key, size_t len,
                          const char **entry)
 {
-    const char *slash = strrchr(ack_id, '/');
-
-    if (slash == NULL || (size_t)(slash - ack_id) >= len || slash[1] == '\0')
+    if (!tse_ack_id_split(ack_id, key, len, entry))
         return false;
-    snprintf(key, len, "%.*s", (int)(slash - ack_id), ack_id);
-    *entry = slash + 1;
     for (size_t i = 0; i < sub->n_streams; i++)
         if (strcmp(sub->streams[i], key) == 0)
             return true;

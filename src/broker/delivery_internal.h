@@ -21,6 +21,155 @@
 
 typedef struct tse_sub tse_sub;
 
+/* ---- the request queue ----
+ *
+ * One shape per kind of request: each carries exactly what its kind needs
+ * in the union member named for it, owns its copies (ids, names, spec) and
+ * has one callback of the one type its kind answers with. A request is
+ * answered exactly once (on the engine thread, or by destroy); one that
+ * could not be queued is never answered (the tse_delivery_* call said so).
+ */
+typedef enum tse_req_kind {
+    REQ_ATTACH,
+    REQ_DETACH,
+    REQ_ACK,
+    REQ_NACK,
+    REQ_EXTEND,
+    REQ_CREATE,
+    REQ_GET,
+    REQ_DELETE,
+    REQ_ACKNOWLEDGE,
+    REQ_NACK_IDS,
+    REQ_PULL,
+    REQ_PULL_CANCEL
+} tse_req_kind;
+
+/* Ack ids copied from the caller; owned by the request. */
+typedef struct tse_id_list {
+    char **ids;
+    size_t n;
+} tse_id_list;
+
+/* A live subscriber joins spec (created when absent) or, when spec is NULL,
+ * the existing subscription `name`. */
+typedef struct tse_req_attach {
+    tse_subscriber *s;
+    Tracseq__Events__V1__Subscription *spec; /* NULL: join `name` */
+    char *name;                              /* NULL when spec is set */
+} tse_req_attach;
+
+/* The subscriber is gone; the engine releases it. */
+typedef struct tse_req_detach {
+    tse_subscriber *s;
+} tse_req_detach;
+
+/* A live subscriber acks deliveries. */
+typedef struct tse_req_ack {
+    tse_subscriber *s;
+    tse_id_list ids;
+} tse_req_ack;
+
+/* A live subscriber nacks deliveries: claimable again after delay_ms. */
+typedef struct tse_req_nack {
+    tse_subscriber *s;
+    tse_id_list ids;
+    uint32_t delay_ms;
+} tse_req_nack;
+
+/* A live subscriber pushes the deadline of deliveries to deadline_ms from now. */
+typedef struct tse_req_extend {
+    tse_subscriber *s;
+    tse_id_list ids;
+    uint32_t deadline_ms;
+} tse_req_extend;
+
+/* CreateSubscription. */
+typedef struct tse_req_create {
+    Tracseq__Events__V1__Subscription *spec;
+    tse_subscription_cb cb;
+    void *arg;
+} tse_req_create;
+
+/* GetSubscription (name), ListSubscriptions (name NULL). */
+typedef struct tse_req_get {
+    char *name;
+    tse_subscription_cb cb;
+    void *arg;
+} tse_req_get;
+
+/* DeleteSubscription. */
+typedef struct tse_req_delete {
+    char *name;
+    tse_subscription_cb cb;
+    void *arg;
+} tse_req_delete;
+
+/* Acknowledge by subscription name (no live stream). */
+typedef struct tse_req_acknowledge {
+    char *subscription;
+    tse_id_list ids;
+    tse_ack_cb cb;
+    void *arg;
+} tse_req_acknowledge;
+
+/* Nack by subscription name (no live stream). */
+typedef struct tse_req_nack_ids {
+    char *subscription;
+    tse_id_list ids;
+    uint32_t delay_ms;
+    tse_ack_cb cb;
+    void *arg;
+} tse_req_nack_ids;
+
+/* A long poll: up to max events, waiting up to wait_ms for the first. */
+typedef struct tse_req_pull {
+    char *subscription;
+    char *consumer; /* "": the engine names it */
+    uint32_t max;
+    uint32_t wait_ms;
+    uint64_t pull_id;
+    tse_pull_cb cb;
+    void *arg;
+} tse_req_pull;
+
+/* The caller of pull pull_id went away. */
+typedef struct tse_req_pull_cancel {
+    uint64_t pull_id;
+} tse_req_pull_cancel;
+
+typedef struct tse_req {
+    struct tse_req *next;
+    tse_req_kind kind;
+    union {
+        tse_req_attach attach;
+        tse_req_detach detach;
+        tse_req_ack ack;
+        tse_req_nack nack;
+        tse_req_extend extend;
+        tse_req_create create;
+        tse_req_get get;
+        tse_req_delete del;
+        tse_req_acknowledge acknowledge;
+        tse_req_nack_ids nack_ids;
+        tse_req_pull pull;
+        tse_req_pull_cancel pull_cancel;
+    } u;
+} tse_req;
+
+/* One stream's group of a subscription whose lag Redis cannot report: the
+ * last figure delivery_subs.c computed for it and the point it stands for
+ * (the group's last-delivered id, the stream's entries-added and
+ * max-deleted-entry-id), so that reading the stats again reads no entry while
+ * the stream only grew (or was trimmed behind the group). */
+typedef struct tse_lag_memo {
+    char last_id[48];     /* "" until a figure is known */
+    char max_deleted[48]; /* the stream's max-deleted-entry-id then */
+    long long entries_added;
+    uint64_t lag;
+    int64_t counted_ms; /* when the entries were last counted */
+    long long read;     /* how many entries that count read */
+} tse_lag_memo;
+
 /* A delivery whose deadline was extended past what an idle time can say:
  * its idle time is reset until `until_ms` comes within one deadline. */
 typedef struct tse_ext {
@@ -55,13 +204,20 @@ struct tse_subscriber {
     tse_ready *ready, *ready_tail; /* read, not yet delivered */
     bool hungry;
     bool counted; /* in the subscribers gauge */
+    /* Queued by tse_delivery_detach: allocated with the subscriber, so a
+     * detach cannot fail (the engine must learn of every departure). */
+    tse_req detach_req;
+    bool detach_queued; /* under the queue's mu; read by destroy */
 
-    /* Pull requests only. */
+    /* Pull requests only. pull_cb is cleared by the one call that answers
+     * (tse_dl_pull_answer); taken holds what the pull gathered so far. */
     bool is_pull;
     tse_pull_cb pull_cb;
     void *pull_arg;
     int64_t pull_deadline_ms;
     uint64_t pull_id;
+    tse_ready *taken, *taken_tail;
+    size_t n_taken;
 };
 
 struct tse_sub {
@@ -70,46 +226,16 @@ struct tse_sub {
     char group_start[48];                   /* group id for streams found later */
     char **streams;                         /* matching streams with a group */
     int *prio;
+    tse_lag_memo *lag; /* per stream, as streams */
     size_t n_streams, cap_streams;
     tse_subscriber *subscribers;
+    unsigned pull_turn; /* which stream of a level a pull reads first */
     int64_t next_claim_ms;
     bool drained;        /* a read this round found nothing */
     bool creating;       /* being created: LATEST groups start at "$" */
     struct tse_ext *ext; /* deadline extensions longer than ack_deadline_ms */
     uint64_t delivered, acked, redelivered;
 };
-
-typedef enum tse_req_kind {
-    REQ_ATTACH,
-    REQ_DETACH,
-    REQ_ACK,
-    REQ_NACK,
-    REQ_EXTEND,
-    REQ_CREATE,
-    REQ_GET,
-    REQ_DELETE,
-    REQ_ACKNOWLEDGE,
-    REQ_NACK_IDS,
-    REQ_PULL,
-    REQ_PULL_CANCEL
-} tse_req_kind;
-
-typedef struct tse_req {
-    struct tse_req *next;
-    tse_req_kind kind;
-    tse_subscriber *s;
-    Tracseq__Events__V1__Subscription *spec; /* copy, owned */
-    char *name;
-    char **ids;
-    size_t n;
-    uint32_t num; /* delay, deadline or max */
-    uint32_t wait_ms;
-    uint64_t pull_id;
-    tse_subscription_cb sub_cb;
-    tse_ack_cb ack_cb;
-    tse_pull_cb pull_cb;
-    void *arg;
-} tse_req;
 
 struct tse_delivery {
     tse_delivery_options opts;
@@ -119,9 +245,11 @@ struct tse_delivery {
 
     pthread_mutex_t mu;
     pthread_cond_t cond;
-    tse_req *head, *tail; /* guarded by mu */
-    bool stop;            /* guarded by mu */
-    atomic_bool notified; /* a local publish happened */
+    tse_req *head, *tail;   /* guarded by mu */
+    bool stop;              /* guarded by mu */
+    bool end_pulls;         /* guarded by mu: tse_delivery_end_pulls was called */
+    atomic_bool notified;   /* a local publish happened */
+    atomic_bool new_stream; /* a local publish registered a new stream */
     /* Some subscriber (stream or pull) is attached: only then is a local
      * publish worth waking the engine for. Written by the engine. */
     atomic_bool listening;
@@ -129,11 +257,15 @@ struct tse_delivery {
 
     /* Engine thread only. */
     redisContext *ctx;
-    bool lost; /* the connection failed: drop subscriptions at the next step */
+    bool lost;        /* the connection failed: drop subscriptions at the next step */
+    bool pulls_ended; /* stopping: pulls are answered without waiting */
     char lost_why[256];
-    int64_t backoff_ms, next_connect_ms;
+    int64_t backoff_ms, next_connect_ms, last_attempt_ms;
     tse_sub *subs;
     int64_t next_discover_ms, next_poll_ms, last_discover_ms, next_reap_ms;
+    long long streams_seen; /* SCARD tracseq:streams at the last discovery */
+    int64_t lag_window_ms;  /* lag_read: entries read by lag counts since then */
+    long long lag_read;
 };
 
 /* ---- delivery.c ---- */
@@ -154,6 +286,9 @@ tse_sub *tse_dl_load(tse_delivery *d, const char *name, tse_error *err);
 tse_sub *tse_dl_create(tse_delivery *d, Tracseq__Events__V1__Subscription *spec, tse_error *err);
 void tse_dl_delete(tse_delivery *d, const char *name, tse_error *err);
 void tse_dl_discover(tse_delivery *d);
+/* One SCARD: discovers at once when the stream set changed since the last
+ * discovery (streams are never removed from it). */
+void tse_dl_check_streams(tse_delivery *d);
 /* Deletes consumers idle past reap_idle_ms that hold no pending entry. */
 void tse_dl_reap(tse_delivery *d);
 /* Adopts registered streams new to sub (no deletion check). */
@@ -173,6 +308,13 @@ uint32_t tse_dl_nack_ids(tse_delivery *d, tse_sub *sub, const char *consumer, ch
                          size_t n, uint32_t delay_ms, bool extend, char ***unknown,
                          size_t *n_unknown);
 void tse_dl_forget_inflight(tse_subscriber *s, const char *ack_id);
+/*
+ * Answers a pull: with everything it took when err is NULL (or an OK error),
+ * else with err and nothing. Exactly once per pull: the callback is cleared
+ * before it runs, and a pull already answered is left alone (a bug: logged
+ * at error). Does not unlink or free the pull.
+ */
+void tse_dl_pull_answer(tse_delivery *d, tse_subscriber *s, const tse_error *err);
 void tse_dl_ready_free(tse_ready *r);
 /* Keeps extended deliveries from expiring until their time. */
 void tse_dl_extensions(tse_delivery *d, tse_sub *sub);

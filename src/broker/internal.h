@@ -28,8 +28,8 @@
 #define TSE_LANE_PING_MS         1000
 /* Each lane trims the streams it wrote to this often. */
 #define TSE_LANE_TRIM_MS         1000
-#define TSE_LANE_BACKOFF_MIN_MS  100
-#define TSE_LANE_BACKOFF_MAX_MS  2000
+#define TSE_LANE_BACKOFF_MIN_MS  TSE_BROKER_RETRY_MIN_MS
+#define TSE_LANE_BACKOFF_MAX_MS  TSE_BROKER_RETRY_MAX_MS
 
 /* ---- RESP encoding (resp.c) ------------------------------------------------ */
 
@@ -64,8 +64,10 @@ typedef struct tse_job {
     bool dedup;
     /* Internal replies that precede this job's own, in this order. */
     bool pre_script;       /* SCRIPT LOAD written before it */
-    bool pre_sadd;         /* SADD tracseq:streams written before it */
+    bool pre_sadd;         /* SADD tracseq:streams written before it (never for dedup
+                              jobs: their script registers the stream once stored) */
     tse_status pre_status; /* first failure among those replies */
+    bool new_stream;       /* that SADD added the key (a stream new to Redis) */
     char *pre_message;     /* malloc'd detail of that failure */
     size_t key_len;
     const char *key; /* stream key, NUL-terminated, inside data */
@@ -82,6 +84,10 @@ typedef struct tse_job_list {
 } tse_job_list;
 
 extern const char tse_dedup_script[];
+
+/* Whether a dedup script reply says the event was stored (not a duplicate):
+ * the script then registered its stream too. */
+bool tse_dedup_reply_stored(const redisReply *reply);
 
 /*
  * Formats msg as one job (XADD, or EVALSHA of the dedup script with sha when
@@ -118,10 +124,12 @@ typedef struct tse_lane {
 
     pthread_mutex_t mu;
     pthread_cond_t cond;
-    tse_job_list queue;    /* guarded by mu */
-    atomic_bool connected; /* written under mu; read without it as a hint */
-    bool stop;             /* guarded by mu */
-    bool check_now;        /* guarded by mu: another lane failed, PING at once */
+    tse_job_list queue;      /* guarded by mu */
+    atomic_bool connected;   /* written under mu; read without it as a hint */
+    bool stop;               /* guarded by mu */
+    bool check_now;          /* guarded by mu: another lane failed, PING at once */
+    bool probe;              /* guarded by mu: connect now, a request waits for it */
+    int64_t last_attempt_ms; /* guarded by mu: the last connect attempt or loss */
 
     /* Lane thread only. */
     redisContext *ctx;
@@ -154,6 +162,10 @@ struct tse_broker {
 
 /* The lane thread's body (lane.c). */
 void *tse_lane_main(void *arg);
+
+/* With l->mu held, l not connected: whether a request may wait for a probe
+ * (asking for one when due) rather than fail at once (lane.c). */
+bool tse_lane_probe_locked(tse_lane *l);
 
 /* A lane connected (up) or lost its connection; may fire the health callback. */
 void tse_broker_lane_health(tse_broker *b, bool up);

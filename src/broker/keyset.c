@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/alloc.h"
+
 /* FNV-1a: short keys, no adversary (keys come from validated event types). */
 static size_t hash(const char *key)
 {
@@ -38,7 +40,7 @@ static size_t find_slot(char **slots, size_t cap, const char *key)
 static bool grow(tse_keyset *s)
 {
     size_t cap = s->cap ? s->cap * 2 : 16;
-    char **slots = calloc(cap, sizeof(*slots));
+    char **slots = tse_calloc(cap, sizeof(*slots));
 
     if (slots == NULL)
         return false;
@@ -46,7 +48,7 @@ static bool grow(tse_keyset *s)
         if (s->slots[i] != NULL)
             slots[find_slot(slots, cap, s->slots[i])] = s->slots[i];
     }
-    free(s->slots);
+    tse_free(s->slots);
     s->slots = slots;
     s->cap = cap;
     return true;
@@ -68,7 +70,7 @@ bool tse_keyset_add(tse_keyset *s, const char *key)
     i = find_slot(s->slots, s->cap, key);
     if (s->slots[i] != NULL)
         return true;
-    s->slots[i] = strdup(key);
+    s->slots[i] = tse_strdup(key);
     if (s->slots[i] == NULL)
         return false;
     s->count++;
@@ -78,8 +80,8 @@ bool tse_keyset_add(tse_keyset *s, const char *key)
 void tse_keyset_clear(tse_keyset *s)
 {
     for (size_t i = 0; i < s->cap; i++)
-        free(s->slots[i]);
-    free(s->slots);
+        tse_free(s->slots[i]);
+    tse_free(s->slots);
     s->slots = NULL;
     s->cap = 0;
     s->count = 0;

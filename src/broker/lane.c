@@ -5,7 +5,9 @@
  * fails every job it holds with TSE_UNAVAILABLE and reconnects with backoff.
  *
  * Invariants:
- * - While `connected` is false the queue is empty: publish refuses, and the
+ * - While `connected` is false the queue holds only jobs that wait for a
+ *   probe (`probe` is set): the thread makes a connect attempt at once and
+ *   then writes them or fails them. Otherwise publish refuses, and the
  *   thread fails whatever was queued when it clears the flag.
  * - Every job taken from the queue is either completed from its reply or
  *   failed, exactly once, in queue order; the in-flight list holds the jobs
@@ -25,6 +27,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/alloc.h"
+
 /* ---- waiting ------------------------------------------------------------------ */
 
 static struct timespec deadline_in(int64_t ms)
@@ -41,14 +45,14 @@ static struct timespec deadline_in(int64_t ms)
     return ts;
 }
 
-/* Sleeps ms unless stop is set meanwhile; returns stop. */
+/* Sleeps ms unless stop is set or a probe asked for meanwhile; returns stop. */
 static bool lane_sleep(tse_lane *l, int64_t ms)
 {
     struct timespec until = deadline_in(ms);
     bool stop;
 
     pthread_mutex_lock(&l->mu);
-    while (!l->stop && pthread_cond_timedwait(&l->cond, &l->mu, &until) != ETIMEDOUT)
+    while (!l->stop && !l->probe && pthread_cond_timedwait(&l->cond, &l->mu, &until) != ETIMEDOUT)
         ;
     stop = l->stop;
     pthread_mutex_unlock(&l->mu);
@@ -133,6 +137,60 @@ static void alert_other_lanes(tse_lane *l)
     }
 }
 
+/* ---- probes: a request while Redis is away ----------------------------------------- */
+
+/*
+ * The backoff (up to 2 s) would otherwise keep refusing requests for that
+ * long after Redis came back. A request that finds the lane down asks for a
+ * connect attempt now and waits for its outcome in the queue; requests
+ * arriving while that probe is pending wait for it too. Between probes, at
+ * least TSE_BROKER_PROBE_MS apart, requests are refused at once.
+ */
+bool tse_lane_probe_locked(tse_lane *l)
+{
+    if (l->probe)
+        return true;
+    if (tse_broker_mono_ms() - l->last_attempt_ms < TSE_BROKER_PROBE_MS)
+        return false;
+    l->probe = true;
+    pthread_cond_signal(&l->cond);
+    return true;
+}
+
+/* A lane reconnected: Redis is back for the others too, most likely; they
+ * try at once instead of sleeping out their backoff (health turns SERVING
+ * only when every lane is up). */
+static void probe_other_lanes(tse_lane *l)
+{
+    tse_broker *b = l->broker;
+
+    for (int i = 0; i < b->opts.lanes; i++) {
+        tse_lane *other = &b->lanes[i];
+        if (other == l)
+            continue;
+        pthread_mutex_lock(&other->mu);
+        if (!atomic_load(&other->connected) && !other->stop) {
+            other->probe = true;
+            pthread_cond_signal(&other->cond);
+        }
+        pthread_mutex_unlock(&other->mu);
+    }
+}
+
+/* A connect attempt failed: the requests that waited for it fail. */
+static void attempt_failed(tse_lane *l, const char *why)
+{
+    tse_job_list waiting;
+
+    pthread_mutex_lock(&l->mu);
+    waiting = l->queue;
+    memset(&l->queue, 0, sizeof(l->queue));
+    l->probe = false;
+    l->last_attempt_ms = tse_broker_mono_ms();
+    pthread_mutex_unlock(&l->mu);
+    tse_job_list_fail(&waiting, TSE_UNAVAILABLE, why);
+}
+
 /* ---- connection failures ---------------------------------------------------------- */
 
 /*
@@ -195,6 +253,7 @@ static void lane_drop(tse_lane *l, const char *why)
     pthread_mutex_lock(&l->mu);
     was_connected = atomic_load(&l->connected);
     atomic_store(&l->connected, false);
+    l->last_attempt_ms = tse_broker_mono_ms(); /* a loss counts as an attempt */
     queued = l->queue;
     memset(&l->queue, 0, sizeof(l->queue));
     pthread_mutex_unlock(&l->mu);
@@ -297,8 +356,11 @@ static bool lane_connect(tse_lane *l, char *why, size_t len)
     l->last_io_ms = tse_broker_mono_ms();
     pthread_mutex_lock(&l->mu);
     atomic_store(&l->connected, true);
+    l->probe = false;
+    l->last_attempt_ms = tse_broker_mono_ms();
     pthread_mutex_unlock(&l->mu);
     tse_broker_lane_health(l->broker, true);
+    probe_other_lanes(l);
     return true;
 fail:
     redisFree(l->ctx);
@@ -340,8 +402,11 @@ static bool append_job(tse_lane *l, tse_job *job)
         job->pre_script = true;
         l->script_lost = false;
     }
-    if (job->command_cb == NULL && !tse_keyset_contains(&l->known, job->key)) {
-        const char *argv[] = {"SADD", "tracseq:streams", job->key};
+    /* A dedup job registers its stream in its script, and only when it
+     * stores the event: a refused retry under another type or priority
+     * must not make a stream appear. */
+    if (job->command_cb == NULL && !job->dedup && !tse_keyset_contains(&l->known, job->key)) {
+        const char *argv[] = {"SADD", TSE_STREAMS_KEY, job->key};
 
         if (!append_internal(l, 3, argv))
             goto fail;
@@ -390,11 +455,13 @@ static void on_internal_reply(tse_lane *l, tse_job *job, const redisReply *r, bo
     const char *what = sadd ? "SADD tracseq:streams" : "SCRIPT LOAD";
     char message[256];
 
+    if (sadd && r->type == REDIS_REPLY_INTEGER && r->integer == 1)
+        job->new_stream = true;
     if (r->type != REDIS_REPLY_ERROR || job->pre_status != TSE_OK)
         return;
     say(message, sizeof(message), "redis: %s: %s", what, r->str);
     job->pre_status = tse_redis_error_status(r->str, r->len);
-    job->pre_message = strdup(message);
+    job->pre_message = tse_strdup(message); /* NULL ok: the job then fails as "redis error" */
     /* Forget what may not have been done, so the next job does it again. */
     if (sadd)
         tse_keyset_clear(&l->known);
@@ -417,6 +484,9 @@ static void on_reply(tse_lane *l, redisReply *r)
         tse_job_list_pop(&l->inflight);
         if (job->dedup && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0)
             l->script_lost = true;
+        /* Stored: the script registered the stream; this lane trims it. */
+        if (job->dedup && tse_dedup_reply_stored(r))
+            tse_keyset_add(&l->known, job->key);
         tse_job_finish(job, r);
     }
     freeReplyObject(r);
@@ -516,6 +586,7 @@ void *tse_lane_main(void *arg)
             lane_drop(l, why);
         } else {
             tse_broker_note_error(l->broker, why);
+            attempt_failed(l, why);
             backoff = backoff == 0 ? TSE_LANE_BACKOFF_MIN_MS : backoff * 2;
             if (backoff > TSE_LANE_BACKOFF_MAX_MS)
                 backoff = TSE_LANE_BACKOFF_MAX_MS;
@@ -523,5 +594,7 @@ void *tse_lane_main(void *arg)
         if (lane_sleep(l, backoff))
             break;
     }
+    /* Requests that waited for a probe when stop came. */
+    attempt_failed(l, "broker stopped");
     return NULL;
 }

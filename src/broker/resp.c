@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/alloc.h"
+
 static size_t digits(size_t n)
 {
     size_t d = 1;
@@ -65,7 +67,7 @@ char *tse_resp_write(char *dst, int argc, const char *const *argv, const size_t 
 char *tse_resp_format(int argc, const char *const *argv, const size_t *lens, size_t *out_len)
 {
     size_t size = tse_resp_size(argc, lens);
-    char *buf = malloc(size);
+    char *buf = tse_malloc(size);
 
     if (buf == NULL)
         return NULL;

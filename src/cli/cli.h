@@ -139,6 +139,15 @@ json_t *tse_cli_parse_answer(const tse_cli *cli, const char *json_text);
  * booleans as yes/no); "" for null and containers. Borrows v. */
 const char *tse_cli_scalar(const json_t *v, char *buf, size_t len);
 
+/*
+ * Prints text from the service for a terminal: C0 and C1 control
+ * characters and DEL as \n, \t, \r or \u00HH, everything else (UTF-8
+ * included) as is; JSON text stays JSON (those are its own escapes). So an answer never moves the
+ * cursor, rings the bell or splits a one-line record over two lines.
+ * Returns the bytes written.
+ */
+size_t tse_cli_print_text(const char *s);
+
 /* The commands: argv[0] is the command's name. Each returns an exit code. */
 int tse_cli_cmd_publish(tse_cli *cli, int argc, char *argv[]);
 int tse_cli_cmd_tail(tse_cli *cli, int argc, char *argv[]);

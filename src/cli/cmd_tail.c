@@ -183,24 +183,44 @@ static void format_time(int64_t secs, int32_t nanos, char *buf, size_t len)
     snprintf(buf, len, "%s.%03dZ", base, (int)(nanos / 1000000));
 }
 
+/* " name=value" with value printed safe (see tse_cli_print_text). */
+static void print_pair(const char *name, const char *value)
+{
+    printf(" %s=", name);
+    tse_cli_print_text(value);
+}
+
+/* One line per event, whatever the event holds: every text from it is
+ * printed safe, so a newline or a terminal escape in a subject, a metadata
+ * value or a payload string can neither split the line nor reach the
+ * terminal. */
 static bool print_pretty(const tse_client_event_view *ev)
 {
     char when[48];
     size_t i;
 
     format_time(ev->timestamp_seconds, ev->timestamp_nanos, when, sizeof(when));
-    printf("%s %s p%d id=%s", when, ev->event_type, ev->priority, ev->id);
+    printf("%s ", when);
+    tse_cli_print_text(ev->event_type);
+    printf(" p%d", ev->priority);
+    print_pair("id", ev->id);
     if (ev->subject[0] != '\0')
-        printf(" subject=%s", ev->subject);
+        print_pair("subject", ev->subject);
     if (ev->correlation_id[0] != '\0')
-        printf(" correlation=%s", ev->correlation_id);
+        print_pair("correlation", ev->correlation_id);
     if (ev->causation_id[0] != '\0')
-        printf(" causation=%s", ev->causation_id);
-    printf(" source=%s", ev->source_service);
-    for (i = 0; i < ev->n_metadata; i++)
-        printf("%s%s=%s%s", i == 0 ? " [" : " ", ev->metadata[i].key, ev->metadata[i].value,
-               i + 1 == ev->n_metadata ? "]" : "");
-    printf(" %s\n", ev->payload_json);
+        print_pair("causation", ev->causation_id);
+    print_pair("source", ev->source_service);
+    for (i = 0; i < ev->n_metadata; i++) {
+        printf("%s", i == 0 ? " [" : " ");
+        tse_cli_print_text(ev->metadata[i].key);
+        putchar('=');
+        tse_cli_print_text(ev->metadata[i].value);
+        printf("%s", i + 1 == ev->n_metadata ? "]" : "");
+    }
+    putchar(' ');
+    tse_cli_print_text(ev->payload_json);
+    putchar('\n');
     return true;
 }
 

@@ -328,3 +328,25 @@ const char *tse_cli_scalar(const json_t *v, char *buf, size_t len)
     }
     return buf;
 }
+
+size_t tse_cli_print_text(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)(s != NULL ? s : "");
+    size_t n = 0;
+
+    for (; *p != '\0'; p++) {
+        if (*p == '\n')
+            n += (size_t)printf("\\n");
+        else if (*p == '\t')
+            n += (size_t)printf("\\t");
+        else if (*p == '\r')
+            n += (size_t)printf("\\r");
+        else if (*p < 0x20 || *p == 0x7F)
+            n += (size_t)printf("\\u%04X", *p);
+        else if (p[0] == 0xC2 && p[1] >= 0x80 && p[1] <= 0x9F)
+            n += (size_t)printf("\\u00%02X", *++p);
+        else
+            n += fputc(*p, stdout) != EOF;
+    }
+    return n;
+}

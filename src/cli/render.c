@@ -6,6 +6,11 @@
  * Rendering never fails: a field the server left out prints as empty, and
  * fields this file does not know still print through the generic path, so
  * a newer server's additions show up without a new eventctl.
+ *
+ * Field names are labels ("dead_lettered" prints "dead lettered"); the keys
+ * of a map are data (event types such as "storage.temperature_alert") and
+ * print exactly as they are, however long. Text from the service goes
+ * through tse_cli_print_text, so no answer can hold terminal controls.
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -14,6 +19,17 @@
 #include "cli.h"
 
 #define KEY_WIDTH 26
+
+/* The map fields of the answers rendered here: their keys are data. */
+static const char *const map_fields[] = {"published_by_type", "stream_lengths", "metadata"};
+
+static bool is_map_field(const char *key)
+{
+    for (size_t i = 0; i < sizeof(map_fields) / sizeof(map_fields[0]); i++)
+        if (strcmp(key, map_fields[i]) == 0)
+            return true;
+    return false;
+}
 
 /* A string value, "" when absent or not a string (printf never sees NULL). */
 static const char *str_value(const json_t *v)
@@ -28,23 +44,27 @@ static const char *str_of(const json_t *obj, const char *key)
     return str_value(json_object_get(obj, key));
 }
 
-/* "dead_lettered" -> "dead lettered". */
-static const char *label_of(const char *key, char *label, size_t len)
+/* A field name as a label ("dead_lettered" -> "dead lettered"), or a map
+ * key as it is (data: never relabelled, never cut). Returns the width. */
+static size_t print_label(const char *key, bool map_key)
 {
-    size_t i;
+    size_t n = 0;
 
-    snprintf(label, len, "%s", key);
-    for (i = 0; label[i] != '\0'; i++)
-        if (label[i] == '_')
-            label[i] = ' ';
-    return label;
+    if (map_key)
+        return tse_cli_print_text(key);
+    for (const char *p = key; *p != '\0'; p++, n++)
+        putchar(*p == '_' ? ' ' : *p);
+    return n;
 }
 
-static void print_key(const char *key, int indent)
+static void print_key(const char *key, int indent, bool map_key)
 {
-    char label[64];
+    size_t width;
 
-    printf("%*s%-*s ", indent, "", KEY_WIDTH - indent, label_of(key, label, sizeof(label)));
+    printf("%*s", indent, "");
+    width = print_label(key, map_key);
+    printf("%*s ", width < (size_t)(KEY_WIDTH - indent) ? (int)(KEY_WIDTH - indent - width) : 0,
+           "");
 }
 
 /* Scalars of an array, comma-separated. */
@@ -56,7 +76,8 @@ static void print_list(const json_t *arr)
 
     json_array_foreach(arr, i, item)
     {
-        printf("%s%s", i > 0 ? ", " : "", tse_cli_scalar(item, buf, sizeof(buf)));
+        printf("%s", i > 0 ? ", " : "");
+        tse_cli_print_text(tse_cli_scalar(item, buf, sizeof(buf)));
     }
 }
 
@@ -76,39 +97,43 @@ static const char *start_name(const json_t *v, char *buf, size_t len)
     return strcmp(buf, "unspecified") == 0 ? "latest" : buf;
 }
 
-static void render_object(const json_t *obj, int indent);
+static void render_object(const json_t *obj, int indent, bool map);
 
-static void render_value(const char *key, const json_t *v, int indent)
+/* key: a field name, or a map key when map_key. */
+static void render_value(const char *key, const json_t *v, int indent, bool map_key)
 {
     char buf[64];
 
     if (v == NULL || json_is_null(v))
         return; /* unset (e.g. start_time of a "latest" subscription) */
     if (json_is_object(v)) {
-        printf("%*s%s:\n", indent, "", label_of(key, buf, sizeof(buf)));
+        printf("%*s", indent, "");
+        print_label(key, map_key);
+        printf(":\n");
         if (json_object_size(v) == 0)
             printf("%*s(none)\n", indent + 2, "");
-        render_object(v, indent + 2);
+        render_object(v, indent + 2, !map_key && is_map_field(key));
         return;
     }
-    print_key(key, indent);
+    print_key(key, indent, map_key);
     if (json_is_array(v))
         print_list(v);
-    else if (strcmp(key, "start") == 0)
+    else if (!map_key && strcmp(key, "start") == 0)
         printf("%s", start_name(v, buf, sizeof(buf)));
     else
-        printf("%s", tse_cli_scalar(v, buf, sizeof(buf)));
+        tse_cli_print_text(tse_cli_scalar(v, buf, sizeof(buf)));
     printf("\n");
 }
 
-static void render_object(const json_t *obj, int indent)
+/* map: obj is a map, its keys are data. */
+static void render_object(const json_t *obj, int indent, bool map)
 {
     const char *key;
     json_t *v;
 
     json_object_foreach((json_t *)obj, key, v)
     {
-        render_value(key, v, indent);
+        render_value(key, v, indent, map);
     }
 }
 
@@ -116,7 +141,7 @@ static void render_object(const json_t *obj, int indent)
 
 void tse_cli_render_subscription(const json_t *sub)
 {
-    render_object(sub, 0);
+    render_object(sub, 0, false);
 }
 
 static const char *stat_of(const json_t *sub, const char *name, char *buf, size_t len)
@@ -134,8 +159,12 @@ static void subscription_row(const json_t *sub)
     {
         used += (size_t)snprintf(types + used, used < sizeof(types) ? sizeof(types) - used : 0,
                                  "%s%s", i > 0 ? "," : "", str_value(t));
-        if (used >= sizeof(types))
+        if (used >= sizeof(types)) {
+            /* Cut: say so, rather than show a shorter pattern that would
+             * read as another one ("sample.*" cut to "sam"). */
+            memcpy(types + sizeof(types) - 4, "...", 4);
             break;
+        }
     }
     printf("%-32s %-24s %-9s %8s %8s %6s %11s\n", str_of(sub, "name"), types,
            start_name(json_object_get(sub, "start"), b1, sizeof(b1)),
@@ -177,12 +206,12 @@ void tse_cli_render_stats(const json_t *stats)
     json_object_foreach((json_t *)stats, key, v)
     {
         if (!json_is_object(v) && !json_is_array(v))
-            render_value(key, v, 0);
+            render_value(key, v, 0, false);
     }
     json_object_foreach((json_t *)stats, key, v)
     {
         if (json_is_object(v))
-            render_value(key, v, 0);
+            render_value(key, v, 0, false);
     }
     printf("subscriptions:\n");
     subscription_table(json_object_get(stats, "subscription_stats"));
@@ -210,7 +239,7 @@ static void render_one_type(const json_t *t)
     size_t i;
 
     for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-        render_value(keys[i], json_object_get(t, keys[i]), 0);
+        render_value(keys[i], json_object_get(t, keys[i]), 0, false);
     printf("\n");
     render_fields(t);
 }

@@ -1,5 +1,5 @@
 /*
- * client.c - the connection: options and their defaults, the channel, call
+ * client.c - the connection: options and their defaults, the channels, call
  * creation with the client's metadata, blocking unary calls on a private
  * completion queue each, and the wire form of a publish request.
  *
@@ -54,6 +54,8 @@ tse_client_status tse_client_options_resolve(const tse_client_options *in, tse_c
         o.timeout_ms = TSE_CLIENT_DEFAULT_TIMEOUT;
     if (o.reconnect_initial_ms == 0)
         o.reconnect_initial_ms = TSE_CLIENT_DEFAULT_BACKOFF;
+    if (o.channels == 0)
+        o.channels = 1;
     if (o.reconnect_max_ms == 0)
         o.reconnect_max_ms = TSE_CLIENT_DEFAULT_MAX_BO;
     if (o.target[0] == '\0')
@@ -70,6 +72,9 @@ tse_client_status tse_client_options_resolve(const tse_client_options *in, tse_c
         return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "reconnect_max_ms",
                                "reconnect delays must be positive, the maximum at least the "
                                "initial one");
+    if (o.channels < 1 || o.channels > TSE_CLIENT_MAX_CHANNELS)
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "channels",
+                               "channels must be 1 to %d", TSE_CLIENT_MAX_CHANNELS);
     if (o.token != NULL && (o.token[0] == '\0' || strpbrk(o.token, "\r\n") != NULL))
         return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "token",
                                "token must be non-empty and on one line");
@@ -94,7 +99,7 @@ static grpc_channel_credentials *make_credentials(const tse_client_options *o)
  */
 static grpc_channel *open_channel(const tse_client_options *o, grpc_channel_credentials *creds)
 {
-    grpc_arg args[6] = {
+    grpc_arg args[7] = {
         {GRPC_ARG_INTEGER, GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, {.integer = 1}},
         {GRPC_ARG_INTEGER,
          GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
@@ -104,8 +109,10 @@ static grpc_channel *open_channel(const tse_client_options *o, grpc_channel_cred
         {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_TIMEOUT_MS, {.integer = 10000}},
         /* Nothing reads channelz in a client, and it reads the clock per message. */
         {GRPC_ARG_INTEGER, GRPC_ARG_ENABLE_CHANNELZ, {.integer = 0}},
+        /* A pull of 1,000 events may be larger than gRPC's default 4 MB. */
+        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = 64 << 20}},
     };
-    grpc_channel_args ca = {.num_args = 6, .args = args};
+    grpc_channel_args ca = {.num_args = 7, .args = args};
 
     return grpc_channel_create(o->target, creds, &ca);
 }
@@ -113,6 +120,34 @@ static grpc_channel *open_channel(const tse_client_options *o, grpc_channel_cred
 grpc_channel *tse_client_open_channel(const tse_client *c)
 {
     return open_channel(&c->opt, c->creds);
+}
+
+/* After a restart of the service the channels come back one by one (each
+ * on its own backoff), and a call on one still down would fail. */
+grpc_channel *tse_client_pick_channel(tse_client *c)
+{
+    size_t n = (size_t)c->opt.channels;
+    size_t start = atomic_fetch_add_explicit(&c->next_channel, 1, memory_order_relaxed);
+
+    if (n == 1)
+        return c->channels[0];
+    for (size_t k = 0; k < n; k++) {
+        grpc_channel *ch = c->channels[(start + k) % n];
+        if (grpc_channel_check_connectivity_state(ch, 0) == GRPC_CHANNEL_READY)
+            return ch;
+    }
+    for (size_t k = 1; k < n; k++) /* none is: get them all going */
+        grpc_channel_check_connectivity_state(c->channels[(start + k) % n], 1);
+    return c->channels[start % n];
+}
+
+/* The client's call channels; false when one could not be made. */
+static bool open_channels(tse_client *c, const tse_client_options *o)
+{
+    for (int i = 0; i < o->channels; i++)
+        if ((c->channels[i] = open_channel(o, c->creds)) == NULL)
+            return false;
+    return true;
 }
 
 static size_t put_varint(uint8_t *out, uint64_t v)
@@ -171,10 +206,10 @@ EXPORT tse_client_status tse_client_connect(const tse_client_options *options, t
     if (c == NULL)
         return tse_client_fail(err, TSE_CLIENT_NO_MEMORY, -1, NULL, "out of memory");
     pthread_mutex_init(&c->pump_mu, NULL);
+    pthread_mutex_init(&c->calls_mu, NULL);
     grpc_init();
     st = client_fill(c, &o);
-    if (st == TSE_CLIENT_OK && ((c->creds = make_credentials(&o)) == NULL ||
-                                (c->channel = open_channel(&o, c->creds)) == NULL))
+    if (st == TSE_CLIENT_OK && ((c->creds = make_credentials(&o)) == NULL || !open_channels(c, &o)))
         st = TSE_CLIENT_INVALID_ARGUMENT;
     if (st != TSE_CLIENT_OK) {
         tse_client_destroy(c);
@@ -190,12 +225,15 @@ EXPORT void tse_client_destroy(tse_client *c)
 {
     if (c == NULL)
         return;
+    tse_client_streams_cancel(c);
     tse_client_pump_stop(c);
-    if (c->channel != NULL)
-        grpc_channel_destroy(c->channel);
+    for (size_t i = 0; i < TSE_CLIENT_MAX_CHANNELS; i++)
+        if (c->channels[i] != NULL)
+            grpc_channel_destroy(c->channels[i]);
     if (c->creds != NULL)
         grpc_channel_credentials_release(c->creds);
     pthread_mutex_destroy(&c->pump_mu);
+    pthread_mutex_destroy(&c->calls_mu);
     free(c->target);
     free(c->source_service);
     free(c->authorization);
@@ -247,7 +285,8 @@ void tse_client_next_id(tse_client *c, char id[37])
 grpc_slice tse_client_request_slice(const tse_client *c, const tse_client_event *ev, const char *id)
 {
     size_t id_len = id != NULL ? 2 + 36 : 0;
-    size_t inner = id_len + c->source_field_len + ev->len;
+    size_t source_len = ev->raw ? 0 : c->source_field_len;
+    size_t inner = id_len + source_len + ev->len;
     uint8_t head[11];
     size_t n, at;
     grpc_slice s;
@@ -265,8 +304,8 @@ grpc_slice tse_client_request_slice(const tse_client *c, const tse_client_event 
         memcpy(p + at, id, 36);
         at += 36;
     }
-    memcpy(p + at, c->source_field, c->source_field_len);
-    at += c->source_field_len;
+    memcpy(p + at, c->source_field, source_len);
+    at += source_len;
     memcpy(p + at, ev->bytes, ev->len);
     return s;
 }
@@ -299,6 +338,7 @@ tse_client_status tse_client_publish_response(const uint8_t *data, size_t len,
         copy_bounded(result->event_id, sizeof(result->event_id), r->event_id);
         copy_bounded(result->stream_id, sizeof(result->stream_id), r->stream_id);
         result->duplicate = r->duplicate;
+        result->schema_valid = r->schema_valid;
         if (r->published_at != NULL) {
             result->published_at_seconds = r->published_at->seconds;
             result->published_at_nanos = r->published_at->nanos;
@@ -316,14 +356,6 @@ gpr_timespec tse_client_deadline(int timeout_ms)
         return gpr_inf_future(GPR_CLOCK_MONOTONIC);
     return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                         gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
-}
-
-long long tse_client_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 void tse_client_sleep_ms(int ms, const atomic_bool *stop)
@@ -344,8 +376,8 @@ grpc_call *tse_client_new_call(tse_client *c, grpc_completion_queue *cq, const c
                                gpr_timespec deadline)
 {
     grpc_slice m = grpc_slice_from_static_string(method);
-    grpc_call *call = grpc_channel_create_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq, m,
-                                               NULL, deadline, NULL);
+    grpc_call *call = grpc_channel_create_call(
+        tse_client_pick_channel(c), NULL, GRPC_PROPAGATE_DEFAULTS, cq, m, NULL, deadline, NULL);
 
     grpc_slice_unref(m);
     return call;
@@ -398,8 +430,8 @@ static tse_client_status unary_result(unary_call *u, grpc_slice *resp, tse_clien
     grpc_byte_buffer_reader reader;
 
     if (u->code != GRPC_STATUS_OK)
-        return tse_client_from_grpc_error(u->code, (const char *)GRPC_SLICE_START_PTR(u->details),
-                                          GRPC_SLICE_LENGTH(u->details), err);
+        return tse_client_from_grpc_status(u->code, (const char *)GRPC_SLICE_START_PTR(u->details),
+                                           GRPC_SLICE_LENGTH(u->details), &u->trailing_md, err);
     if (u->recv_buf == NULL || !grpc_byte_buffer_reader_init(&reader, u->recv_buf))
         return tse_client_fail(err, TSE_CLIENT_INTERNAL, 0, NULL, "the answer had no message");
     *resp = grpc_byte_buffer_reader_readall(&reader);

@@ -2,6 +2,12 @@
  * error.c - the SDK's error values: status names, and the one place gRPC
  * codes and the layers' tse_status map to tse_client_status.
  *
+ * A refused call's field comes from the google.rpc.Status the service sends
+ * in the `grpc-status-details-bin` trailing metadata (its first
+ * google.rpc.BadRequest field violation); the message is the status text as
+ * sent. Only when a server sends no such details is the field read from the
+ * text ("field: message").
+ *
  * Invariant: the strings of a tse_client_error are always NUL-terminated and
  * truncated to their bounds, whatever the server sent.
  */
@@ -11,6 +17,11 @@
 #include <string.h>
 
 #include "client/internal.h"
+#include "google/rpc/error_details.pb-c.h"
+#include "google/rpc/status.pb-c.h"
+
+#define STATUS_DETAILS_KEY "grpc-status-details-bin"
+#define BAD_REQUEST_TYPE   "google.rpc.BadRequest"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -97,6 +108,33 @@ tse_client_status tse_client_status_from_grpc(grpc_status_code code)
     }
 }
 
+/* The other way, for a status the SDK itself ends a call with (a cancel). */
+grpc_status_code tse_client_grpc_from_status(tse_client_status status)
+{
+    static const struct {
+        tse_client_status st;
+        grpc_status_code code;
+    } map[] = {
+        {TSE_CLIENT_OK, GRPC_STATUS_OK},
+        {TSE_CLIENT_CANCELLED, GRPC_STATUS_CANCELLED},
+        {TSE_CLIENT_INVALID_ARGUMENT, GRPC_STATUS_INVALID_ARGUMENT},
+        {TSE_CLIENT_DEADLINE_EXCEEDED, GRPC_STATUS_DEADLINE_EXCEEDED},
+        {TSE_CLIENT_NOT_FOUND, GRPC_STATUS_NOT_FOUND},
+        {TSE_CLIENT_ALREADY_EXISTS, GRPC_STATUS_ALREADY_EXISTS},
+        {TSE_CLIENT_PERMISSION_DENIED, GRPC_STATUS_PERMISSION_DENIED},
+        {TSE_CLIENT_RESOURCE_EXHAUSTED, GRPC_STATUS_RESOURCE_EXHAUSTED},
+        {TSE_CLIENT_FAILED_PRECONDITION, GRPC_STATUS_FAILED_PRECONDITION},
+        {TSE_CLIENT_UNAVAILABLE, GRPC_STATUS_UNAVAILABLE},
+        {TSE_CLIENT_UNIMPLEMENTED, GRPC_STATUS_UNIMPLEMENTED},
+        {TSE_CLIENT_UNAUTHENTICATED, GRPC_STATUS_UNAUTHENTICATED},
+    };
+
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+        if (map[i].st == status)
+            return map[i].code;
+    return GRPC_STATUS_INTERNAL;
+}
+
 tse_client_status tse_client_status_from_tse(tse_status s)
 {
     switch (s) {
@@ -110,6 +148,8 @@ tse_client_status tse_client_status_from_tse(tse_status s)
     case TSE_CANCELLED: return TSE_CLIENT_CANCELLED;
     case TSE_NOMEM: return TSE_CLIENT_NO_MEMORY;
     case TSE_INTERNAL: return TSE_CLIENT_INTERNAL;
+    case TSE_FAILED_PRECONDITION: return TSE_CLIENT_FAILED_PRECONDITION;
+    case TSE_UNIMPLEMENTED: return TSE_CLIENT_UNIMPLEMENTED;
     }
     return TSE_CLIENT_INTERNAL;
 }
@@ -127,12 +167,58 @@ tse_client_status tse_client_from_tse_error(const tse_error *e, const char *pref
                            field[0] ? field : "", field[0] ? ": " : "", e->message);
 }
 
+/* The first field violation of a packed google.rpc.BadRequest into field. */
+static bool field_from_bad_request(const ProtobufCBinaryData *bytes, char *field, size_t cap)
+{
+    Google__Rpc__BadRequest *bad = google__rpc__bad_request__unpack(NULL, bytes->len, bytes->data);
+    bool found =
+        bad != NULL && bad->n_field_violations > 0 && bad->field_violations[0]->field[0] != '\0';
+
+    if (found)
+        snprintf(field, cap, "%s", bad->field_violations[0]->field);
+    if (bad != NULL)
+        google__rpc__bad_request__free_unpacked(bad, NULL);
+    return found;
+}
+
+/* Whether an Any's type URL names type: "<anything>/<type>". */
+static bool any_is(const Google__Protobuf__Any *any, const char *type)
+{
+    const char *slash = strrchr(any->type_url, '/');
+
+    return slash != NULL && strcmp(slash + 1, type) == 0;
+}
+
 /*
- * The server's INVALID_ARGUMENT details start with the field path, as in
- * "event.payload.barcode: barcode is required"; the SDK keeps the whole
- * sentence and also lifts the path into err->field when it looks like one.
+ * The field of the first BadRequest field violation in a trailing
+ * `grpc-status-details-bin` (a packed google.rpc.Status); false when there
+ * is none to read.
  */
-static void field_from_details(const char *msg, char *field, size_t cap)
+static bool field_from_status_details(const grpc_metadata_array *trailing, char *field, size_t cap)
+{
+    Google__Rpc__Status *status = NULL;
+    bool found = false;
+
+    for (size_t i = 0; trailing != NULL && i < trailing->count && status == NULL; i++) {
+        const grpc_metadata *md = &trailing->metadata[i];
+        if (grpc_slice_str_cmp(md->key, STATUS_DETAILS_KEY) == 0)
+            status = google__rpc__status__unpack(NULL, GRPC_SLICE_LENGTH(md->value),
+                                                 GRPC_SLICE_START_PTR(md->value));
+    }
+    for (size_t i = 0; status != NULL && i < status->n_details && !found; i++)
+        if (any_is(status->details[i], BAD_REQUEST_TYPE))
+            found = field_from_bad_request(&status->details[i]->value, field, cap);
+    if (status != NULL)
+        google__rpc__status__free_unpacked(status, NULL);
+    return found;
+}
+
+/*
+ * The fallback, for a server that sends no details: INVALID_ARGUMENT text
+ * starts with the field path, as in "event.payload.barcode: barcode is
+ * required", and the path is lifted into err->field when it looks like one.
+ */
+static void field_from_text(const char *msg, char *field, size_t cap)
 {
     size_t n = strcspn(msg, ": ");
 
@@ -149,8 +235,9 @@ static void field_from_details(const char *msg, char *field, size_t cap)
     field[n] = '\0';
 }
 
-tse_client_status tse_client_from_grpc_error(grpc_status_code code, const char *details, size_t len,
-                                             tse_client_error *err)
+tse_client_status tse_client_from_grpc_status(grpc_status_code code, const char *details,
+                                              size_t len, const grpc_metadata_array *trailing,
+                                              tse_client_error *err)
 {
     char msg[TSE_CLIENT_ERROR_MESSAGE_MAX];
     char field[TSE_CLIENT_ERROR_FIELD_MAX];
@@ -160,6 +247,13 @@ tse_client_status tse_client_from_grpc_error(grpc_status_code code, const char *
              details ? details : "");
     if (msg[0] == '\0')
         snprintf(msg, sizeof(msg), "the call failed with %s", tse_client_status_name(st));
-    field_from_details(msg, field, sizeof(field));
+    if (!field_from_status_details(trailing, field, sizeof(field)))
+        field_from_text(msg, field, sizeof(field));
     return tse_client_fail(err, st, (int)code, field, "%s", msg);
+}
+
+tse_client_status tse_client_from_grpc_error(grpc_status_code code, const char *details, size_t len,
+                                             tse_client_error *err)
+{
+    return tse_client_from_grpc_status(code, details, len, NULL, err);
 }

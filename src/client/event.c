@@ -28,9 +28,10 @@ typedef Tracseq__Events__V1__Event__MetadataEntry MetadataEntry;
 
 static tse_client_status check_opts(const tse_client_publish_opts *o, tse_client_error *err)
 {
-    if (o->priority < 0 || o->priority > 5)
+    if (o->priority != 0 && (o->priority < TSE_PRIORITY_MIN || o->priority > TSE_PRIORITY_MAX))
         return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "priority",
-                               "priority must be 1 (highest) to 5, or 0 for the default 3");
+                               "priority must be %d (highest) to %d, or 0 for the default %d",
+                               TSE_PRIORITY_MIN, TSE_PRIORITY_MAX, TSE_DEFAULT_PRIORITY);
     if (o->event_id != NULL && o->event_id[0] != '\0' && !tse_uuid_valid(o->event_id))
         return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "event_id",
                                "event_id must be a UUID (8-4-4-4-12 hex digits)");
@@ -110,6 +111,51 @@ out:
     free(entries);
     free(ptrs);
     return st;
+}
+
+/* Keeps the last event_type seen (protobuf: the last occurrence wins). */
+static bool keep_type(void *arg, const uint8_t *p, size_t n)
+{
+    char **type = arg;
+    char *copy = strndup((const char *)p, n);
+
+    if (copy == NULL)
+        return false;
+    free(*type);
+    *type = copy;
+    return true;
+}
+
+/* The bytes are scanned, not unpacked: the server decodes them anyway, and
+ * this runs once per event a gateway publishes. */
+EXPORT tse_client_status tse_client_event_from_envelope(const void *envelope, size_t len,
+                                                        tse_client_event **out,
+                                                        tse_client_error *err)
+{
+    tse_client_event *e;
+
+    tse_client_error_clear(err);
+    if (out == NULL || (envelope == NULL && len > 0))
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, out ? "envelope" : "out",
+                               "%s is NULL", out ? "envelope" : "out");
+    if ((e = calloc(1, sizeof(*e))) == NULL || (e->bytes = malloc(len ? len : 1)) == NULL) {
+        tse_client_event_destroy(e);
+        return tse_client_fail(err, TSE_CLIENT_NO_MEMORY, -1, NULL, "out of memory");
+    }
+    memcpy(e->bytes, envelope, len);
+    e->len = len;
+    e->has_id = e->raw = true;
+    if (!tse_client_wire_each(e->bytes, len, 2, keep_type, &e->event_type)) {
+        tse_client_event_destroy(e);
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "envelope",
+                               "envelope is not an encoded tracseq.events.v1.Event");
+    }
+    if (e->event_type == NULL && (e->event_type = strdup("")) == NULL) {
+        tse_client_event_destroy(e);
+        return tse_client_fail(err, TSE_CLIENT_NO_MEMORY, -1, NULL, "out of memory");
+    }
+    *out = e;
+    return TSE_CLIENT_OK;
 }
 
 EXPORT const char *tse_client_event_type(const tse_client_event *ev)

@@ -5,7 +5,7 @@
 # fails cleanly with UNAVAILABLE.
 #
 # cmake -DBUILD_DIR=... -DPREFIX=... -DSOURCE=... -DCC=... -DLIBDIR=...
-#       -DSANITIZE=ON|OFF -P install_check.cmake
+#       -DSANITIZE=ON|OFF -DTSAN=ON|OFF -P install_check.cmake
 file(REMOVE_RECURSE ${PREFIX})
 execute_process(COMMAND ${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${PREFIX}
                         --component client
@@ -28,9 +28,12 @@ endif()
 message(STATUS "pkg-config: ${flags}")
 separate_arguments(flags UNIX_COMMAND "${flags}")
 set(extra)
+# A sanitized library needs its runtime loaded first (a ThreadSanitizer
+# runtime pulled in by the library alone crashed in gRPC's first thread).
 if(SANITIZE)
-  # A sanitized library needs its runtime loaded first.
   set(extra -fsanitize=address,undefined)
+elseif(TSAN)
+  set(extra -fsanitize=thread)
 endif()
 configure_file(${SOURCE} ${PREFIX}/check.c COPYONLY)
 execute_process(COMMAND ${CC} -std=c11 -Wall -Werror ${extra} ${PREFIX}/check.c ${flags}

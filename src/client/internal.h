@@ -8,6 +8,8 @@
  * are the packed Event without id (unless the caller gave one) and without
  * source_service: both are prefixed per publish, which protobuf allows (a
  * field may come before the others), so nothing is repacked per publish.
+ * An event made from an envelope (`raw`) is sent as it is: its bytes say
+ * everything, so neither is prefixed.
  */
 #ifndef TSE_CLIENT_INTERNAL_H
 #define TSE_CLIENT_INTERNAL_H
@@ -18,6 +20,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "common/clock.h"
 #include "common/status.h"
 #include "tracseq/client.h"
 #include "tracseq/events/v1/service.pb-c.h"
@@ -32,13 +35,26 @@
 
 struct tse_client_pump; /* publisher.c */
 
+/* A completion on the client's shared queue: embedded in the object whose
+ * batch it ends (its address is the batch's tag); runs on the pump thread. */
+typedef struct tse_client_tag {
+    void (*done)(struct tse_client_tag *tag, bool ok);
+} tse_client_tag;
+
+#define TSE_CLIENT_MAX_CHANNELS 64
+
 struct tse_client {
-    grpc_channel *channel;
-    grpc_channel_credentials *creds; /* for the publishers' own channels */
+    grpc_channel *channels[TSE_CLIENT_MAX_CHANNELS]; /* opt.channels of them */
+    atomic_size_t next_channel;                      /* round robin */
+    grpc_channel_credentials *creds;                 /* for the publishers' own channels */
     /* The publishers' shared completion-queue thread, made with the first
      * publisher, stopped by tse_client_destroy. */
     pthread_mutex_t pump_mu;
     struct tse_client_pump *pump;
+    /* The asynchronous streams (and calls, which are streams) in flight
+     * (stream.c), for destroy to cancel. */
+    pthread_mutex_t calls_mu;
+    struct tse_client_stream *streams;
     tse_client_options opt; /* resolved; strings point into the fields below */
     char *target;
     char *source_service;
@@ -53,6 +69,7 @@ struct tse_client_event {
     uint8_t *bytes; /* packed Event, see the file comment */
     size_t len;
     bool has_id; /* opts.event_id was given: it is inside bytes */
+    bool raw;    /* from_envelope: published as is (no id, no source added) */
     char *event_type;
 };
 
@@ -60,9 +77,29 @@ struct tse_client_event {
  * credentials and reconnect settings; NULL on failure. */
 grpc_channel *tse_client_open_channel(const tse_client *c);
 
-/* Stops the publishers' pump thread, if any (publisher.c). Every publisher
- * must have been destroyed. */
+/* The channel for the next call: the next in turn that is ready, else the
+ * next in turn (and every channel is asked to connect). */
+grpc_channel *tse_client_pick_channel(tse_client *c);
+
+/* The client's shared completion queue (publishers, asynchronous calls),
+ * its thread started on first use; NULL when it cannot start. */
+grpc_completion_queue *tse_client_queue(tse_client *c);
+
+/* Stops the pump thread, if any (publisher.c), once every batch on its
+ * queue completed. Every publisher must have been destroyed. */
 void tse_client_pump_stop(tse_client *c);
+
+/* Cancels the asynchronous calls and streams in flight (stream.c); their
+ * callbacks run on the pump thread, CANCELLED. */
+void tse_client_streams_cancel(tse_client *c);
+
+/* A stream as tse_client_stream_start starts it; close: no request after
+ * the first (a unary call, call.c). */
+tse_client_status tse_client_stream_open(tse_client *client, const char *method, const void *first,
+                                         size_t len, const tse_client_call_options *options,
+                                         const tse_client_stream_handlers *handlers, void *arg,
+                                         bool close, tse_client_stream **out,
+                                         tse_client_error *err);
 
 /* ---- errors (error.c) ---- */
 
@@ -72,11 +109,18 @@ tse_client_status tse_client_fail(tse_client_error *err, tse_client_status statu
     __attribute__((format(printf, 5, 6)));
 void tse_client_error_clear(tse_client_error *err);
 tse_client_status tse_client_status_from_grpc(grpc_status_code code);
+grpc_status_code tse_client_grpc_from_status(tse_client_status status);
 tse_client_status tse_client_status_from_tse(tse_status s);
 /* Copies a layer error into err, field prefixed (when prefix != NULL). */
 tse_client_status tse_client_from_tse_error(const tse_error *e, const char *prefix,
                                             tse_client_error *err);
-/* Moves field and message out of a server details string. */
+/* A failed call's status into err: the message is details (the status
+ * text), the field that of the google.rpc.BadRequest in trailing's
+ * grpc-status-details-bin (trailing may be NULL), else read from the text. */
+tse_client_status tse_client_from_grpc_status(grpc_status_code code, const char *details,
+                                              size_t len, const grpc_metadata_array *trailing,
+                                              tse_client_error *err);
+/* The same without trailing metadata: the field is read from the text. */
 tse_client_status tse_client_from_grpc_error(grpc_status_code code, const char *details, size_t len,
                                              tse_client_error *err);
 
@@ -105,7 +149,6 @@ tse_client_status tse_client_publish_response(const uint8_t *data, size_t len,
 
 /* An absolute monotonic deadline timeout_ms from now (< 0: none). */
 gpr_timespec tse_client_deadline(int timeout_ms);
-long long tse_client_now_ms(void);
 /* Sleeps ms, or until *stop turns true (stop may be NULL). */
 void tse_client_sleep_ms(int ms, const atomic_bool *stop);
 

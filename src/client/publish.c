@@ -1,11 +1,16 @@
 /*
  * publish.c - blocking publish: one Publish call per event, retried with
- * backoff on UNAVAILABLE until the client's timeout, and the blocking
- * helpers of every catalog type.
+ * backoff on UNAVAILABLE (or the server's CANCELLED) until the client's
+ * timeout, and the blocking helpers of every catalog type.
  *
  * Invariant: every attempt of one publish sends the same bytes, hence the
  * same event id (the SDK's when the caller gave none), so however many
  * attempts reached Redis the event is stored once within the dedup window.
+ *
+ * A blocking publish never cancels its own call, so CANCELLED comes from
+ * the server's side and is retried like UNAVAILABLE: gRPC core answers it
+ * to a call that reaches a server whose shutdown began (no handler saw it,
+ * grpc/grpc#41785), so every rolling restart failed a few publishes so.
  */
 #include <string.h>
 
@@ -17,7 +22,7 @@
  * deadline; -1 when no attempt fits any more. */
 static int next_delay(long long deadline_ms, int backoff_ms)
 {
-    long long left = deadline_ms - tse_client_now_ms();
+    long long left = deadline_ms - tse_clock_ms();
 
     if (left <= 0)
         return -1;
@@ -27,7 +32,7 @@ static int next_delay(long long deadline_ms, int backoff_ms)
 static tse_client_status publish_attempts(tse_client *c, grpc_slice req,
                                           tse_client_publish_result *result, tse_client_error *err)
 {
-    long long deadline_ms = tse_client_now_ms() + c->opt.timeout_ms;
+    long long deadline_ms = tse_clock_ms() + c->opt.timeout_ms;
     gpr_timespec deadline = tse_client_deadline(c->opt.timeout_ms);
     int backoff = c->opt.reconnect_initial_ms, attempts = 0;
     tse_client_error last;
@@ -48,7 +53,8 @@ static tse_client_status publish_attempts(tse_client *c, grpc_slice req,
         /* A deadline met while the service was unreachable is unavailability. */
         if (st == TSE_CLIENT_DEADLINE_EXCEEDED && attempts > 1)
             break;
-        if (st != TSE_CLIENT_UNAVAILABLE || (delay = next_delay(deadline_ms, backoff)) < 0) {
+        if ((st != TSE_CLIENT_UNAVAILABLE && st != TSE_CLIENT_CANCELLED) ||
+            (delay = next_delay(deadline_ms, backoff)) < 0) {
             if (err != NULL)
                 *err = last;
             return st;

@@ -13,7 +13,8 @@
  * and, when no send is in flight, starts the send itself. Every
  * grpc_call_start_batch on the call, and every field below `mu`, is under
  * `mu`; callbacks run without it (they may publish). Lock order: the pump's
- * `mu`, then a publisher's.
+ * `mu`, then a publisher's. The client's asynchronous calls (call.c)
+ * complete on the same queue: every tag is a tse_client_tag.
  *
  * Sending follows measured.md: one SEND_MESSAGE in flight per call, each
  * send chained from the previous send's completion; initial metadata goes
@@ -28,8 +29,9 @@
  * stream, the rest wait. Responses come in request order, so a response
  * answers the ring's head. When a stream ends, `sent` drops to 0 and the
  * reopened stream resends from the head; the events carry client ids, so
- * the server stores each once. `unfinished` counts events whose callback
- * has not yet returned; flush waits for it to reach 0.
+ * the server stores each once (with fail_on_break they fail instead, and
+ * the next publish opens the new stream). `unfinished` counts events whose
+ * callback has not yet returned; flush waits for it to reach 0.
  */
 #include <errno.h>
 #include <grpc/byte_buffer_reader.h>
@@ -40,6 +42,7 @@
 #include <time.h>
 
 #include "client/internal.h"
+#include "common/tsan.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -50,11 +53,13 @@
 typedef struct entry {
     grpc_slice req;
     void *user;
+    long long queued_ms; /* with answer_timeout_ms only */
 } entry;
 
 typedef enum tag_kind { TAG_SEND, TAG_RECV, TAG_STATUS } tag_kind;
 
 typedef struct tag {
+    tse_client_tag base; /* first: the batch's tag is the tag's address */
     tag_kind kind;
     struct tse_client_publisher *owner;
 } tag;
@@ -72,6 +77,8 @@ struct tse_client_publisher {
     tse_client_publish_cb cb;
     void *cb_arg;
     bool server_ids;
+    bool fail_on_break;
+    int answer_timeout_ms;
     size_t cap; /* the window */
     pump *pump;
     grpc_channel *channel;
@@ -105,6 +112,7 @@ struct tse_client_publisher {
 
 static bool batch_locked(tse_client_publisher *p, const grpc_op *ops, size_t n, tag *t)
 {
+    tse_tsan_release(t); /* the pump gets it back: common/tsan.h */
     if (grpc_call_start_batch(p->call, ops, n, t, NULL) != GRPC_CALL_OK) {
         grpc_call_cancel(p->call, NULL);
         return false;
@@ -150,6 +158,20 @@ static void recv_locked(tse_client_publisher *p, bool with_md)
     batch_locked(p, ops, n, &p->t_recv);
 }
 
+/*
+ * The channel for a new stream: the publisher's own when it is connected;
+ * otherwise one of the client's call channels that is (see
+ * tse_client_pick_channel). Channels reconnect each on its own backoff, so
+ * after the service (re)started the publisher's own may still be waiting
+ * while another is up: a stream on it would fail at once.
+ */
+static grpc_channel *stream_channel(tse_client_publisher *p)
+{
+    if (grpc_channel_check_connectivity_state(p->channel, 1) == GRPC_CHANNEL_READY)
+        return p->channel;
+    return tse_client_pick_channel(p->client);
+}
+
 /* Opens a stream: initial metadata alone (a hinted message beside it would
  * never be written), the status, the first receive. */
 static void open_locked(tse_client_publisher *p)
@@ -166,7 +188,7 @@ static void open_locked(tse_client_publisher *p)
     p->ended = p->cancelled = false;
     p->reopen_at = 0;
     p->call =
-        grpc_channel_create_call(p->channel, NULL, GRPC_PROPAGATE_DEFAULTS, p->pump->cq,
+        grpc_channel_create_call(stream_channel(p), NULL, GRPC_PROPAGATE_DEFAULTS, p->pump->cq,
                                  grpc_slice_from_static_string(TSE_CLIENT_METHOD("PublishStream")),
                                  NULL, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
     tse_client_call_metadata(p->client, p->md, &n_md);
@@ -229,15 +251,13 @@ static entry pop_locked(tse_client_publisher *p)
     return e;
 }
 
-/* Fails every unanswered event with st (e.g. CANCELLED at destroy). */
-static void fail_all_locked(tse_client_publisher *p, tse_client_status st, const char *why)
+/* Fails every unanswered event with *why (e.g. CANCELLED at destroy). */
+static void fail_all_locked(tse_client_publisher *p, const tse_client_error *why)
 {
-    tse_client_error err;
-
     while (p->count > 0) {
+        tse_client_error err = *why; /* the callback may scribble on its copy */
         entry e = pop_locked(p);
-        tse_client_fail(&err, st, -1, NULL, "%s", why);
-        finish_entry(p, e, st, NULL, &err);
+        finish_entry(p, e, err.status, NULL, &err);
     }
 }
 
@@ -298,8 +318,8 @@ static void release_locked(tse_client_publisher *p)
 {
     tse_client_error err;
     tse_client_status st =
-        tse_client_from_grpc_error(p->code, (const char *)GRPC_SLICE_START_PTR(p->details),
-                                   GRPC_SLICE_LENGTH(p->details), &err);
+        tse_client_from_grpc_status(p->code, (const char *)GRPC_SLICE_START_PTR(p->details),
+                                    GRPC_SLICE_LENGTH(p->details), &p->trailing_md, &err);
     int max = p->client->opt.reconnect_max_ms;
 
     grpc_call_unref(p->call);
@@ -312,11 +332,14 @@ static void release_locked(tse_client_publisher *p)
     p->down = st == TSE_CLIENT_OK ? TSE_CLIENT_UNAVAILABLE : st;
     if (p->shutdown)
         return;
-    if (fatal(st)) {
-        fail_all_locked(p, st, err.message);
+    if (st == TSE_CLIENT_OK)
+        tse_client_fail(&err, TSE_CLIENT_UNAVAILABLE, GRPC_STATUS_UNAVAILABLE, NULL,
+                        "the publish stream ended before answering");
+    if (fatal(st) || p->fail_on_break) {
+        fail_all_locked(p, &err);
         return;
     }
-    p->reopen_at = tse_client_now_ms() + p->backoff;
+    p->reopen_at = tse_clock_ms() + p->backoff;
     p->backoff = p->backoff * 2 < max ? p->backoff * 2 : max;
 }
 
@@ -347,10 +370,32 @@ static void on_event(tse_client_publisher *p, tag *t, bool ok)
 
 /* ============================== the pump ================================== */
 
-/* Reopens the streams whose backoff ran out. */
+/* A publisher's completion, on the pump thread. */
+static void on_tag(tse_client_tag *base, bool ok)
+{
+    tag *t = (tag *)base;
+    tse_client_publisher *p = t->owner;
+
+    pthread_mutex_lock(&p->mu);
+    on_event(p, t, ok);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* Ends a stream whose oldest event waited past answer_timeout_ms. */
+static void check_answer_timeout_locked(tse_client_publisher *p, long long now)
+{
+    if (p->answer_timeout_ms <= 0 || p->call == NULL || p->cancelled || p->count == 0 ||
+        now - p->ring[p->head].queued_ms <= p->answer_timeout_ms)
+        return;
+    grpc_call_cancel_with_status(p->call, GRPC_STATUS_DEADLINE_EXCEEDED,
+                                 "the event service did not answer in time", NULL);
+    p->cancelled = true;
+}
+
+/* Reopens the streams whose backoff ran out; ends those that answer late. */
 static void pump_scan(pump *pu)
 {
-    long long now = tse_client_now_ms();
+    long long now = tse_clock_ms();
 
     pthread_mutex_lock(&pu->mu);
     for (tse_client_publisher *p = pu->list; p != NULL; p = p->next) {
@@ -358,6 +403,7 @@ static void pump_scan(pump *pu)
         if (!p->shutdown && p->call == NULL && p->count > 0 && p->reopen_at != 0 &&
             now >= p->reopen_at)
             open_locked(p);
+        check_answer_timeout_locked(p, now);
         pthread_mutex_unlock(&p->mu);
     }
     pthread_mutex_unlock(&pu->mu);
@@ -374,17 +420,15 @@ static void *pump_main(void *arg)
         if (ev.type == GRPC_QUEUE_SHUTDOWN)
             break;
         if (ev.type == GRPC_OP_COMPLETE) {
-            tag *t = ev.tag;
-            tse_client_publisher *p = t->owner;
+            tse_client_tag *t = ev.tag;
 
-            pthread_mutex_lock(&p->mu);
-            on_event(p, t, ev.success != 0);
-            pthread_mutex_unlock(&p->mu);
+            tse_tsan_acquire(t);
+            t->done(t, ev.success != 0);
         }
         /* Reopens are due at most every TICK_MS / 4 apart. */
-        if (tse_client_now_ms() >= next_scan) {
+        if (tse_clock_ms() >= next_scan) {
             pump_scan(pu);
-            next_scan = tse_client_now_ms() + TICK_MS / 4;
+            next_scan = tse_clock_ms() + TICK_MS / 4;
         }
     }
     return NULL;
@@ -409,6 +453,13 @@ static pump *pump_get(tse_client *c)
     }
     pthread_mutex_unlock(&c->pump_mu);
     return pu;
+}
+
+grpc_completion_queue *tse_client_queue(tse_client *c)
+{
+    pump *pu = pump_get(c);
+
+    return pu != NULL ? pu->cq : NULL;
 }
 
 void tse_client_pump_stop(tse_client *c)
@@ -462,9 +513,9 @@ static tse_client_publisher *publisher_alloc(tse_client *c, size_t window)
     p->client = c;
     p->cap = window;
     p->backoff = c->opt.reconnect_initial_ms;
-    p->t_send = (tag){TAG_SEND, p};
-    p->t_recv = (tag){TAG_RECV, p};
-    p->t_status = (tag){TAG_STATUS, p};
+    p->t_send = (tag){{on_tag}, TAG_SEND, p};
+    p->t_recv = (tag){{on_tag}, TAG_RECV, p};
+    p->t_status = (tag){{on_tag}, TAG_STATUS, p};
     pthread_mutex_init(&p->mu, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -507,11 +558,16 @@ EXPORT tse_client_status tse_client_publisher_create(tse_client *client,
     if (o.window < 1 || o.window > MAX_WINDOW)
         return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "window",
                                "window must be 1 to %d", MAX_WINDOW);
+    if (o.answer_timeout_ms < 0)
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "answer_timeout_ms",
+                               "answer_timeout_ms must be 0 (none) or positive");
     if ((p = publisher_alloc(client, (size_t)o.window)) == NULL)
         return tse_client_fail(err, TSE_CLIENT_NO_MEMORY, -1, NULL, "out of memory");
     p->cb = cb;
     p->cb_arg = cb_arg;
     p->server_ids = o.server_assigned_ids;
+    p->fail_on_break = o.fail_on_break;
+    p->answer_timeout_ms = o.answer_timeout_ms;
     if ((p->pump = pump_get(client)) == NULL ||
         (p->channel = tse_client_open_channel(client)) == NULL) {
         publisher_free(p);
@@ -591,7 +647,8 @@ EXPORT tse_client_status tse_client_publisher_publish(tse_client_publisher *pub,
         grpc_slice_unref(req);
         return st;
     }
-    pub->ring[(pub->head + pub->count) % pub->cap] = (entry){req, user_data};
+    pub->ring[(pub->head + pub->count) % pub->cap] =
+        (entry){req, user_data, pub->answer_timeout_ms > 0 ? tse_clock_ms() : 0};
     pub->count++;
     pub->unfinished++;
     /* After a fatal error no reopen is scheduled: this event opens one. */
@@ -625,23 +682,36 @@ EXPORT tse_client_status tse_client_publisher_flush(tse_client_publisher *pub, i
     return st;
 }
 
-EXPORT void tse_client_publisher_destroy(tse_client_publisher *pub)
+/* Refuses events, cancels the stream and waits until the pump released
+ * it: after that no completion of this publisher is left on the shared
+ * queue. Then fails what is left with CANCELLED (why). */
+static void stop(tse_client_publisher *pub, const char *why)
 {
-    if (pub == NULL)
-        return;
+    tse_client_error err;
+
     pthread_mutex_lock(&pub->mu);
     pub->shutdown = true;
     pthread_cond_broadcast(&pub->room);
-    /* The pump releases the call once every batch completed; after that
-     * no completion of this publisher is left on the shared queue. */
     if (pub->call != NULL)
         grpc_call_cancel(pub->call, NULL);
     while (pub->call != NULL)
         pthread_cond_wait(&pub->gone, &pub->mu);
+    tse_client_fail(&err, TSE_CLIENT_CANCELLED, -1, NULL, "%s", why);
+    fail_all_locked(pub, &err);
     pthread_mutex_unlock(&pub->mu);
+}
+
+EXPORT void tse_client_publisher_cancel(tse_client_publisher *pub)
+{
+    if (pub != NULL)
+        stop(pub, "the publisher was cancelled before an answer");
+}
+
+EXPORT void tse_client_publisher_destroy(tse_client_publisher *pub)
+{
+    if (pub == NULL)
+        return;
+    stop(pub, "the publisher was destroyed before an answer");
     pump_remove(pub->pump, pub);
-    pthread_mutex_lock(&pub->mu);
-    fail_all_locked(pub, TSE_CLIENT_CANCELLED, "the publisher was destroyed before an answer");
-    pthread_mutex_unlock(&pub->mu);
     publisher_free(pub);
 }

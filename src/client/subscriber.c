@@ -2,32 +2,34 @@
  * subscriber.c - a Subscribe stream with a callback per delivery, acks,
  * and reconnection with backoff.
  *
- * Threading: one thread (the caller of run, or the subscriber's own) drains
- * the subscriber's completion queue and runs the callback. Acks may come
- * from any thread: they are queued under `mu` and sent one message at a
- * time, each send chained from the previous one's completion (one
- * SEND_MESSAGE in flight per call). Every grpc_call_start_batch on the call
- * happens under `mu`, and `batches` (batches started, not yet completed)
- * too, so the draining thread knows when the call may be released.
+ * Threading: the stream is one of the client's asynchronous streams
+ * (stream.c): its handlers, on the client's call thread, only queue each
+ * delivery in the inbox (or note the end) and wake the subscriber's thread
+ * (the caller of run, or the subscriber's own), which runs the callback.
+ * A full inbox pauses the stream (the server is held back by HTTP/2 flow
+ * control), so a slow callback costs bounded memory even for an auto_ack
+ * subscription, which has no credit limit. Acks may come from any thread:
+ * they are queued under `mu` and the subscriber's thread sends them after
+ * each delivery, or when woken, each run of same-kind ops in one message.
  *
- * Stopping only sets an atomic flag, which the draining thread checks at
- * least every TICK_MS: then it cancels the call, drains it and returns.
- * A cancel makes the server drop stream messages it has not read yet, so
- * acks sent shortly before it may be lost: after the stream ended, the
- * last RECENT_ACKS ack ids sent on it and those still queued are acked
- * once more with the unary Acknowledge (acking twice is harmless), so an
- * event the callback handled before stop does not come back.
+ * Stopping only sets an atomic flag, which the subscriber's thread checks
+ * at least every TICK_MS: then it cancels the stream, waits for its end
+ * and returns. A cancel makes the server drop stream messages it has not
+ * read yet, so acks sent shortly before it may be lost: after the stream
+ * ended, the last RECENT_ACKS ack ids sent on it and those still queued are
+ * acked once more with the unary Acknowledge (acking twice is harmless), so
+ * an event the callback handled before stop does not come back.
  *
- * Invariants: acks queued for a stream that broke are dropped (the server
+ * Invariants: acks queued for a stream that ended are dropped (the server
  * redelivers those events: at-least-once); the subscription exists before
  * the first stream opens (create checks it), so a reconnection joins it by
- * name.
+ * name. The stream's end comes after every delivery (stream.c), so once
+ * `ending` is set and the inbox is empty the stream is over.
  */
-#include <grpc/byte_buffer_reader.h>
-#include <grpc/support/alloc.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "client/internal.h"
 
@@ -36,6 +38,8 @@
 #define TICK_MS     100
 #define MAX_PER_MSG 512  /* ack ids in one SubscribeRequest */
 #define RECENT_ACKS 1024 /* ack ids sent on the stream, acked again at stop */
+#define INBOX_HIGH  256  /* deliveries queued: the stream is paused above */
+#define INBOX_LOW   64   /* and resumed at or below */
 
 typedef enum op_kind { OP_ACK, OP_NACK, OP_EXTEND } op_kind;
 
@@ -47,11 +51,12 @@ typedef struct pending_op {
     char ack_id[];
 } pending_op;
 
-typedef enum tag_kind { TAG_SEND, TAG_RECV, TAG_STATUS } tag_kind;
-
-typedef struct tag {
-    tag_kind kind;
-} tag;
+/* One delivery received, not yet handed to the callback. */
+typedef struct inbox_msg {
+    struct inbox_msg *next;
+    size_t len;
+    uint8_t bytes[];
+} inbox_msg;
 
 struct tse_client_subscriber {
     tse_client *client;
@@ -66,24 +71,18 @@ struct tse_client_subscriber {
     bool started, joined, ran;
     tse_client_status final;
     tse_client_error final_err;
-    grpc_completion_queue *cq;
 
-    pthread_mutex_t mu; /* guards the fields below */
-    grpc_call *call;    /* the open stream, or NULL */
-    int batches;
-    bool send_pending, ending;
-    grpc_byte_buffer *send_buf;
+    pthread_mutex_t mu;        /* guards the fields below */
+    pthread_cond_t wake;       /* a delivery, an op, the end */
+    tse_client_stream *stream; /* the open stream, or NULL */
+    bool ending, paused;       /* its end came; the inbox is full */
+    tse_client_status end;     /* then: why */
+    tse_client_error end_err;
+    inbox_msg *in_head, *in_tail;
+    size_t in_count;
     pending_op *head, *tail;
     char *recent[RECENT_ACKS]; /* ring of the last ack ids sent */
     size_t recent_next;
-
-    /* What the current call's ops point into (draining thread only). */
-    tag t_send, t_recv, t_status;
-    grpc_metadata md[1];
-    grpc_metadata_array initial_md, trailing_md;
-    grpc_byte_buffer *recv_buf;
-    grpc_status_code code;
-    grpc_slice details;
 };
 
 struct tse_client_delivery {
@@ -113,8 +112,10 @@ static void remember_locked(tse_client_subscriber *s, const char *ack_id)
     s->recent_next = (s->recent_next + 1) % RECENT_ACKS;
 }
 
-/* Packs the queue's first run of same-kind ops into one request. */
-static grpc_byte_buffer *take_request_locked(tse_client_subscriber *s)
+/* Packs the queue's first run of same-kind ops into one request (*len
+ * bytes, caller frees); NULL when out of memory (the ops are dropped: their
+ * deliveries come back). */
+static uint8_t *take_request_locked(tse_client_subscriber *s, size_t *len)
 {
     Tracseq__Events__V1__SubscribeRequest req = TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__INIT;
     Tracseq__Events__V1__AckIds ack = TRACSEQ__EVENTS__V1__ACK_IDS__INIT;
@@ -125,8 +126,7 @@ static grpc_byte_buffer *take_request_locked(tse_client_subscriber *s)
     op_kind kind = s->head->kind;
     uint32_t ms = s->head->ms;
     size_t n = 0;
-    grpc_slice slice;
-    grpc_byte_buffer *bb;
+    uint8_t *buf;
 
     while (s->head != NULL && n < MAX_PER_MSG && s->head->kind == kind && s->head->ms == ms) {
         if (kind == OP_ACK)
@@ -155,37 +155,25 @@ static grpc_byte_buffer *take_request_locked(tse_client_subscriber *s)
         req.request_case = TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__REQUEST_EXTEND;
         req.extend = &ext;
     }
-    slice = grpc_slice_malloc(protobuf_c_message_get_packed_size(&req.base));
-    protobuf_c_message_pack(&req.base, GRPC_SLICE_START_PTR(slice));
-    bb = grpc_raw_byte_buffer_create(&slice, 1);
-    grpc_slice_unref(slice);
+    *len = protobuf_c_message_get_packed_size(&req.base);
+    if ((buf = malloc(*len ? *len : 1)) != NULL)
+        protobuf_c_message_pack(&req.base, buf);
     for (size_t i = 0; i < n; i++)
         free(taken[i]);
-    return bb;
+    return buf;
 }
 
-static bool batch_locked(tse_client_subscriber *s, const grpc_op *ops, size_t n, tag *t)
+/* Sends what is queued on the open stream, one message per run. */
+static void flush_locked(tse_client_subscriber *s)
 {
-    if (grpc_call_start_batch(s->call, ops, n, t, NULL) != GRPC_CALL_OK) {
-        grpc_call_cancel(s->call, NULL);
-        return false;
-    }
-    s->batches++;
-    return true;
-}
+    uint8_t *buf;
+    size_t len;
 
-static void try_send_locked(tse_client_subscriber *s)
-{
-    grpc_op op = {.op = GRPC_OP_SEND_MESSAGE};
-
-    if (s->call == NULL || s->send_pending || s->ending || s->head == NULL)
-        return;
-    s->send_buf = take_request_locked(s);
-    op.data.send_message.send_message = s->send_buf;
-    s->send_pending = batch_locked(s, &op, 1, &s->t_send);
-    if (!s->send_pending) {
-        grpc_byte_buffer_destroy(s->send_buf);
-        s->send_buf = NULL;
+    while (s->head != NULL && s->stream != NULL && !s->ending) {
+        if ((buf = take_request_locked(s, &len)) == NULL)
+            break;
+        tse_client_stream_send(s->stream, buf, len);
+        free(buf);
     }
 }
 
@@ -203,7 +191,7 @@ static tse_client_status enqueue(tse_client_subscriber *s, op_kind kind, const c
     o->ms = ms;
     memcpy(o->ack_id, ack_id, len + 1);
     pthread_mutex_lock(&s->mu);
-    if (s->call == NULL || s->ending) {
+    if (s->stream == NULL || s->ending) {
         free(o);
         st = TSE_CLIENT_UNAVAILABLE; /* the delivery comes back */
     } else {
@@ -212,7 +200,7 @@ static tse_client_status enqueue(tse_client_subscriber *s, op_kind kind, const c
         else
             s->head = o;
         s->tail = o;
-        try_send_locked(s);
+        pthread_cond_signal(&s->wake);
     }
     pthread_mutex_unlock(&s->mu);
     return st;
@@ -220,179 +208,161 @@ static tse_client_status enqueue(tse_client_subscriber *s, op_kind kind, const c
 
 /* ============================== one stream ================================ */
 
-static grpc_byte_buffer *first_request(const tse_client_subscriber *s)
+/* The stream's handlers, on the client's call thread. */
+static void on_message(void *arg, const void *msg, size_t len)
 {
+    tse_client_subscriber *s = arg;
+    inbox_msg *m = malloc(sizeof(*m) + len);
+
+    if (m == NULL)
+        return; /* not acked: it comes back */
+    m->next = NULL;
+    m->len = len;
+    memcpy(m->bytes, msg, len);
+    pthread_mutex_lock(&s->mu);
+    if (s->in_tail != NULL)
+        s->in_tail->next = m;
+    else
+        s->in_head = m;
+    s->in_tail = m;
+    if (++s->in_count > INBOX_HIGH && !s->paused) {
+        s->paused = true;
+        tse_client_stream_pause(s->stream, true);
+    }
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void on_end(void *arg, tse_client_status status, const tse_client_error *err)
+{
+    tse_client_subscriber *s = arg;
+
+    pthread_mutex_lock(&s->mu);
+    s->ending = true; /* no new sends; queued acks are dropped */
+    s->end = status;
+    if (err != NULL)
+        s->end_err = *err;
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Opens the stream (under mu: its handlers wait until s->stream is set). */
+static tse_client_status open_locked(tse_client_subscriber *s, tse_client_error *err)
+{
+    static const tse_client_stream_handlers handlers = {on_message, on_end};
+    static const tse_client_call_options forever = {.timeout_ms = -1};
     Tracseq__Events__V1__SubscribeRequest req = TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__INIT;
-    grpc_slice slice;
-    grpc_byte_buffer *bb;
+    size_t len;
+    uint8_t *buf;
+    tse_client_status st;
 
     req.request_case = TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__REQUEST_SUBSCRIPTION_NAME;
     req.subscription_name = s->subscription;
     req.consumer_name = s->consumer_name != NULL ? s->consumer_name : "";
-    slice = grpc_slice_malloc(protobuf_c_message_get_packed_size(&req.base));
-    protobuf_c_message_pack(&req.base, GRPC_SLICE_START_PTR(slice));
-    bb = grpc_raw_byte_buffer_create(&slice, 1);
-    grpc_slice_unref(slice);
-    return bb;
-}
-
-static void request_recv_locked(tse_client_subscriber *s, bool with_md)
-{
-    grpc_op ops[2];
-    size_t n = 0;
-
-    memset(ops, 0, sizeof(ops));
-    if (with_md) {
-        ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
-        ops[n++].data.recv_initial_metadata.recv_initial_metadata = &s->initial_md;
-    }
-    ops[n].op = GRPC_OP_RECV_MESSAGE;
-    ops[n++].data.recv_message.recv_message = &s->recv_buf;
-    batch_locked(s, ops, n, &s->t_recv);
-}
-
-/* Starts a call: metadata + the first request, the status, the first
- * receive. */
-static void stream_open(tse_client_subscriber *s)
-{
-    grpc_op ops[2];
-    size_t n_md;
-
-    grpc_metadata_array_init(&s->initial_md);
-    grpc_metadata_array_init(&s->trailing_md);
-    s->details = grpc_empty_slice();
-    s->code = GRPC_STATUS_OK;
-    memset(ops, 0, sizeof(ops));
-    tse_client_call_metadata(s->client, s->md, &n_md);
-    pthread_mutex_lock(&s->mu);
+    len = protobuf_c_message_get_packed_size(&req.base);
+    if ((buf = malloc(len ? len : 1)) == NULL)
+        return tse_client_fail(err, TSE_CLIENT_NO_MEMORY, -1, NULL, "out of memory");
+    protobuf_c_message_pack(&req.base, buf);
     ops_clear_locked(s);
-    s->ending = false;
-    s->call = tse_client_new_call(s->client, s->cq, TSE_CLIENT_METHOD("Subscribe"),
-                                  gpr_inf_future(GPR_CLOCK_MONOTONIC));
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[0].data.send_initial_metadata.count = n_md;
-    ops[0].data.send_initial_metadata.metadata = s->md;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    s->send_buf = first_request(s);
-    ops[1].data.send_message.send_message = s->send_buf;
-    s->send_pending = batch_locked(s, ops, 2, &s->t_send);
-    memset(ops, 0, sizeof(ops));
-    ops[0].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[0].data.recv_status_on_client.trailing_metadata = &s->trailing_md;
-    ops[0].data.recv_status_on_client.status = &s->code;
-    ops[0].data.recv_status_on_client.status_details = &s->details;
-    batch_locked(s, ops, 1, &s->t_status);
-    request_recv_locked(s, true);
-    pthread_mutex_unlock(&s->mu);
+    s->ending = s->paused = false;
+    st = tse_client_stream_start(s->client, TSE_CLIENT_METHOD("Subscribe"), buf, len, &forever,
+                                 &handlers, s, &s->stream, err);
+    free(buf);
+    return st;
 }
 
 /* Hands one delivery to the callback, then acks it in ACK_AUTO mode. */
-static void deliver(tse_client_subscriber *s, grpc_byte_buffer *bb)
+static void deliver(tse_client_subscriber *s, const inbox_msg *m)
 {
-    grpc_byte_buffer_reader reader;
     tse_client_decoded d;
     tse_client_delivery h = {s, NULL, false};
-    grpc_slice all;
 
-    if (!grpc_byte_buffer_reader_init(&reader, bb))
-        return;
-    all = grpc_byte_buffer_reader_readall(&reader);
-    grpc_byte_buffer_reader_destroy(&reader);
     /* An undecodable delivery is not acked: it comes back, then goes to the
      * dead-letter stream after the subscription's max attempts. */
-    if (tse_client_delivery_decode(GRPC_SLICE_START_PTR(all), GRPC_SLICE_LENGTH(all), &d, NULL) ==
-        TSE_CLIENT_OK) {
-        h.ack_id = d.view.ack_id;
-        s->cb(s->cb_arg, &d.view, &h);
-        atomic_fetch_add(&s->delivered, 1);
-        if (s->mode == TSE_CLIENT_ACK_AUTO && !h.settled)
-            enqueue(s, OP_ACK, d.view.ack_id, 0);
-        tse_client_decoded_cleanup(&d);
-    }
-    grpc_slice_unref(all);
+    if (tse_client_delivery_decode(m->bytes, m->len, &d, NULL) != TSE_CLIENT_OK)
+        return;
+    h.ack_id = d.view.ack_id;
+    s->cb(s->cb_arg, &d.view, &h);
+    atomic_fetch_add(&s->delivered, 1);
+    if (s->mode == TSE_CLIENT_ACK_AUTO && !h.settled)
+        enqueue(s, OP_ACK, d.view.ack_id, 0);
+    tse_client_decoded_cleanup(&d);
 }
 
-static void on_event(tse_client_subscriber *s, tag *t, bool ok, bool *got_delivery)
+/* The next inbox entry (lock held), resuming a paused stream once the
+ * inbox has room again; NULL when empty. */
+static inbox_msg *pop_locked(tse_client_subscriber *s)
 {
-    grpc_byte_buffer *bb;
+    inbox_msg *m = s->in_head;
 
-    switch (t->kind) {
-    case TAG_SEND:
-        pthread_mutex_lock(&s->mu);
-        grpc_byte_buffer_destroy(s->send_buf);
-        s->send_buf = NULL;
-        s->send_pending = false;
-        if (ok)
-            try_send_locked(s);
-        pthread_mutex_unlock(&s->mu);
-        break;
-    case TAG_RECV:
-        bb = s->recv_buf;
-        s->recv_buf = NULL;
-        if (ok && bb != NULL) {
-            *got_delivery = true;
-            if (!atomic_load(&s->stop))
-                deliver(s, bb);
-            grpc_byte_buffer_destroy(bb);
-            pthread_mutex_lock(&s->mu);
-            request_recv_locked(s, false);
-            pthread_mutex_unlock(&s->mu);
-        }
-        break;
-    case TAG_STATUS:
-        pthread_mutex_lock(&s->mu);
-        s->ending = true; /* no new sends; queued acks are dropped */
-        pthread_mutex_unlock(&s->mu);
-        break;
+    if (m == NULL)
+        return NULL;
+    if ((s->in_head = m->next) == NULL)
+        s->in_tail = NULL;
+    if (--s->in_count <= INBOX_LOW && s->paused) {
+        s->paused = false;
+        tse_client_stream_pause(s->stream, false);
     }
+    return m;
 }
 
-/* Runs one stream until it ended and every batch completed; returns its
- * status (CANCELLED after stop). */
+static void wait_locked(tse_client_subscriber *s, int ms)
+{
+    struct timespec until;
+
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_nsec += (long)ms * 1000000L;
+    until.tv_sec += until.tv_nsec / 1000000000L;
+    until.tv_nsec %= 1000000000L;
+    pthread_cond_timedwait(&s->wake, &s->mu, &until);
+}
+
+/* Runs one stream until it ended and its deliveries were handled; returns
+ * its status (CANCELLED after stop). */
 static tse_client_status stream_run(tse_client_subscriber *s, bool *got_delivery,
                                     tse_client_error *err)
 {
     bool cancelled = false;
+    tse_client_stream *stream;
     tse_client_status st;
-    grpc_call *call;
+    inbox_msg *m;
 
-    stream_open(s);
-    for (;;) {
-        grpc_event ev;
-        int left;
-
-        pthread_mutex_lock(&s->mu);
-        left = s->batches;
+    pthread_mutex_lock(&s->mu);
+    if ((st = open_locked(s, err)) != TSE_CLIENT_OK) {
         pthread_mutex_unlock(&s->mu);
-        if (left == 0)
-            break;
+        return st;
+    }
+    for (;;) {
         if (atomic_load(&s->stop) && !cancelled) {
-            grpc_call_cancel(s->call, NULL);
+            tse_client_stream_cancel(s->stream, TSE_CLIENT_CANCELLED, "the subscriber stopped");
             cancelled = true;
         }
-        ev = grpc_completion_queue_next(s->cq, tse_client_deadline(TICK_MS), NULL);
-        if (ev.type != GRPC_OP_COMPLETE)
+        if ((m = pop_locked(s)) != NULL) {
+            pthread_mutex_unlock(&s->mu);
+            *got_delivery = true;
+            if (!atomic_load(&s->stop))
+                deliver(s, m);
+            free(m);
+            pthread_mutex_lock(&s->mu);
             continue;
-        on_event(s, ev.tag, ev.success != 0, got_delivery);
-        pthread_mutex_lock(&s->mu);
-        s->batches--;
-        pthread_mutex_unlock(&s->mu);
+        }
+        flush_locked(s);
+        if (s->ending)
+            break;
+        wait_locked(s, TICK_MS);
     }
-    pthread_mutex_lock(&s->mu);
-    call = s->call;
-    s->call = NULL;
     if (atomic_load(&s->stop))
         for (pending_op *o = s->head; o != NULL; o = o->next)
             if (o->kind == OP_ACK)
                 remember_locked(s, o->ack_id);
     ops_clear_locked(s);
+    stream = s->stream;
+    s->stream = NULL;
+    st = s->end;
+    if (err != NULL && st != TSE_CLIENT_OK)
+        *err = s->end_err;
     pthread_mutex_unlock(&s->mu);
-    grpc_call_unref(call);
-    st = tse_client_from_grpc_error(s->code, (const char *)GRPC_SLICE_START_PTR(s->details),
-                                    GRPC_SLICE_LENGTH(s->details), err);
-    grpc_slice_unref(s->details);
-    grpc_metadata_array_destroy(&s->initial_md);
-    grpc_metadata_array_destroy(&s->trailing_md);
+    tse_client_stream_release(stream);
     return st;
 }
 
@@ -481,18 +451,19 @@ static tse_client_subscriber *subscriber_alloc(tse_client *c,
                                                const tse_client_subscriber_options *o)
 {
     tse_client_subscriber *s = calloc(1, sizeof(*s));
+    pthread_condattr_t ca;
 
     if (s == NULL)
         return NULL;
     s->client = c;
     s->mode = o->ack_mode;
-    s->t_send.kind = TAG_SEND;
-    s->t_recv.kind = TAG_RECV;
-    s->t_status.kind = TAG_STATUS;
     pthread_mutex_init(&s->mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->wake, &ca);
+    pthread_condattr_destroy(&ca);
     s->subscription = strdup(o->subscription);
     s->consumer_name = o->consumer_name != NULL ? strdup(o->consumer_name) : NULL;
-    s->cq = grpc_completion_queue_create_for_next(NULL);
     if (s->subscription == NULL || (o->consumer_name != NULL && s->consumer_name == NULL)) {
         tse_client_subscriber_destroy(s);
         return NULL;
@@ -597,25 +568,21 @@ EXPORT uint64_t tse_client_subscriber_delivered(const tse_client_subscriber *sub
 
 EXPORT void tse_client_subscriber_destroy(tse_client_subscriber *sub)
 {
-    grpc_event ev;
+    inbox_msg *m;
 
     if (sub == NULL)
         return;
     tse_client_subscriber_stop(sub);
     if (sub->started)
         tse_client_subscriber_wait(sub, NULL);
-    if (sub->cq != NULL) {
-        grpc_completion_queue_shutdown(sub->cq);
-        do
-            ev = grpc_completion_queue_next(sub->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-        while (ev.type != GRPC_QUEUE_SHUTDOWN);
-        grpc_completion_queue_destroy(sub->cq);
-    }
     pthread_mutex_lock(&sub->mu);
+    while ((m = pop_locked(sub)) != NULL)
+        free(m);
     ops_clear_locked(sub);
     for (size_t i = 0; i < RECENT_ACKS; i++)
         free(sub->recent[i]);
     pthread_mutex_unlock(&sub->mu);
+    pthread_cond_destroy(&sub->wake);
     pthread_mutex_destroy(&sub->mu);
     free(sub->subscription);
     free(sub->consumer_name);

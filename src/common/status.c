@@ -56,6 +56,8 @@ const char *tse_status_name(tse_status code)
     case TSE_CANCELLED: return "CANCELLED";
     case TSE_NOMEM: return "RESOURCE_EXHAUSTED";
     case TSE_INTERNAL: return "INTERNAL";
+    case TSE_FAILED_PRECONDITION: return "FAILED_PRECONDITION";
+    case TSE_UNIMPLEMENTED: return "UNIMPLEMENTED";
     }
     return "INTERNAL";
 }

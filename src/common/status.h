@@ -5,8 +5,10 @@
  * A function returns a tse_status; when it fails and the caller passed a
  * tse_error, the error holds the same code, the offending field's path (if
  * one is to blame) and one clear sentence. Both strings are bounded and
- * always NUL-terminated. Mapping a status to a gRPC code happens in one place
- * (transport/grpc_status.c), to an HTTP status in one place (the bridge).
+ * always NUL-terminated. A status becomes a gRPC code in one place
+ * (tse_status_to_grpc, transport/grpc_status.c) and an HTTP status in one
+ * place (tse_status_to_http, common/http_status.h): handlers return a
+ * tse_error, never a code.
  *
  * Thread-safety: everything here is reentrant; a tse_error belongs to the
  * caller that passed it.
@@ -18,15 +20,17 @@
 
 typedef enum tse_status {
     TSE_OK = 0,
-    TSE_INVALID,            /* bad input; field names the culprit */
-    TSE_NOT_FOUND,          /* unknown subscription, type, ... */
-    TSE_ALREADY_EXISTS,     /* exists with other settings */
-    TSE_RESOURCE_EXHAUSTED, /* over a size or count limit */
-    TSE_UNAVAILABLE,        /* Redis (or a peer) unreachable: retryable */
-    TSE_DEADLINE,           /* the caller's deadline passed */
-    TSE_CANCELLED,          /* the caller went away */
-    TSE_NOMEM,              /* allocation failed */
-    TSE_INTERNAL            /* a bug */
+    TSE_INVALID,             /* bad input; field names the culprit */
+    TSE_NOT_FOUND,           /* unknown subscription, type, ... */
+    TSE_ALREADY_EXISTS,      /* exists with other settings */
+    TSE_RESOURCE_EXHAUSTED,  /* over a size or count limit */
+    TSE_UNAVAILABLE,         /* Redis (or a peer) unreachable: retryable */
+    TSE_DEADLINE,            /* the caller's deadline passed */
+    TSE_CANCELLED,           /* the caller went away */
+    TSE_NOMEM,               /* allocation failed */
+    TSE_FAILED_PRECONDITION, /* not possible in the current state */
+    TSE_UNIMPLEMENTED,       /* no such method or operation */
+    TSE_INTERNAL             /* a bug; stays last */
 } tse_status;
 
 #define TSE_ERROR_FIELD_MAX   128
@@ -37,6 +41,14 @@ typedef struct tse_error {
     char field[TSE_ERROR_FIELD_MAX];
     char message[TSE_ERROR_MESSAGE_MAX];
 } tse_error;
+
+/*
+ * A constant error for a fixed sentence, where a handler answers at once:
+ * tse_call_fail(c, TSE_ERROR(TSE_NOT_FOUND, "", "unknown service")). Both
+ * strings must be literals within their bounds (a longer one does not
+ * compile).
+ */
+#define TSE_ERROR(code, field, message) (&(const tse_error){(code), field, message})
 
 /* Clears err (code TSE_OK, empty strings). err may be NULL. */
 void tse_error_clear(tse_error *err);

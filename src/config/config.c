@@ -36,7 +36,9 @@ static const tse_setting settings[] = {
     {"max-message-bytes", "MAX_MESSAGE_BYTES", TSE_SETTING_BYTES, NUM(max_message_bytes), 1024,
      64LL << 20, "4MiB", "largest request message accepted"},
     {"shutdown-grace", "SHUTDOWN_GRACE", TSE_SETTING_DURATION, NUM(shutdown_grace_ms), 0, 600000,
-     "10s", "on SIGTERM/SIGINT, how long in-flight calls may finish before they are cancelled"},
+     "10s",
+     "on SIGTERM/SIGINT, how long in-flight calls may finish before they are cancelled (the "
+     "bound on the exit, whatever clients do)"},
     {"publish-stream-window", "PUBLISH_STREAM_WINDOW", TSE_SETTING_INT, NUM(stream_window), 1,
      65536, "4096", "unanswered events one PublishStream may have in flight"},
     {"delivery-poll", "DELIVERY_POLL", TSE_SETTING_DURATION, NUM(delivery_poll_ms), 5, 10000,
@@ -46,6 +48,14 @@ static const tse_setting settings[] = {
     {"consumer-reap-idle", "CONSUMER_REAP_IDLE", TSE_SETTING_DURATION, NUM(consumer_reap_ms), 0,
      86400000LL * 30, "10m",
      "delete subscription consumers idle this long that hold no pending event (0: never)"},
+    /* Limits a client cannot exceed: refused naming the setting. 1024 is
+     * the domain's hard cap (TSE_SUBSCRIPTION_PATTERNS_MAX). */
+    {"max-subscription-patterns", "MAX_SUBSCRIPTION_PATTERNS", TSE_SETTING_INT, NUM(max_patterns),
+     1, 1024, "32", "event type patterns a subscription may have when it is created"},
+    {"max-subscriber-streams", "MAX_SUBSCRIBER_STREAMS", TSE_SETTING_INT, NUM(max_subscribers), 1,
+     100000, "1000", "Subscribe streams open at once (more are refused RESOURCE_EXHAUSTED)"},
+    {"max-ack-ids", "MAX_ACK_IDS", TSE_SETTING_INT, NUM(max_ack_ids), 1000, 100000, "1000",
+     "ack ids in one Acknowledge, Nack or Subscribe message (at least a full pull's 1000)"},
 };
 
 static const tse_settings service_settings = {
@@ -53,6 +63,8 @@ static const tse_settings service_settings = {
     .n = sizeof(settings) / sizeof(settings[0]),
     .program = "tracseq-events",
     .about = "The TracSeq event service: gRPC on --listen, events in Redis Streams.",
+    .config_env = "TRACSEQ_EVENTS_CONFIG",
+    .config_default = TSE_CONFIG_DIR "/tracseq-events.conf",
 };
 
 tse_config_outcome tse_config_load(tse_config *cfg, int argc, char **argv, FILE *out,

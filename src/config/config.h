@@ -1,6 +1,8 @@
 /*
- * config.h - the event service's settings, from the environment and the
- * command line (a flag wins over its environment variable), validated at
+ * config.h - the event service's settings, from the settings file
+ * (TSE_CONFIG_DIR "/tracseq-events.conf" when present, or --config /
+ * TRACSEQ_EVENTS_CONFIG), the environment and the command line (a flag wins
+ * over its environment variable, which wins over the file), validated at
  * start with an error naming the bad key.
  *
  * A tse_config is filled once at start and read-only afterwards.
@@ -14,6 +16,12 @@
 
 #include "common/status.h"
 #include "config/settings.h"
+
+/* Where the installed programs' settings files live (the Debian package's
+ * conffiles). */
+#ifndef TSE_CONFIG_DIR
+#define TSE_CONFIG_DIR "/etc/tracseq-events"
+#endif
 
 typedef struct tse_config {
     char redis_url[512];       /* REDIS_URL */
@@ -32,6 +40,9 @@ typedef struct tse_config {
     int stream_window;         /* PUBLISH_STREAM_WINDOW */
     int64_t delivery_poll_ms;  /* DELIVERY_POLL */
     int64_t consumer_reap_ms;  /* CONSUMER_REAP_IDLE */
+    int max_patterns;          /* MAX_SUBSCRIPTION_PATTERNS */
+    int max_subscribers;       /* MAX_SUBSCRIBER_STREAMS */
+    int max_ack_ids;           /* MAX_ACK_IDS */
 } tse_config;
 
 /*

@@ -1,5 +1,6 @@
 /*
- * settings.c - the settings engine; see settings.h.
+ * settings.c - the settings engine; see settings.h. Layers, lowest first:
+ * defaults, the settings file, the environment, the command line.
  */
 #include "config/settings.h"
 
@@ -137,24 +138,172 @@ static const setting *find_flag(const tse_settings *s, const char *name, size_t 
 void tse_settings_print_help(const tse_settings *s, FILE *out)
 {
     fprintf(out, "usage: %s [--key=value ...]\n\n%s\n", s->program, s->about);
-    fprintf(out, "Every setting is a flag or an environment variable; the flag wins.\n\n");
+    if (s->config_env != NULL)
+        fprintf(out, "Every setting is a flag, an environment variable or a line of the settings\n"
+                     "file; a flag wins over the environment, the environment over the file.\n\n");
+    else
+        fprintf(out, "Every setting is a flag or an environment variable; the flag wins.\n\n");
     for (size_t i = 0; i < s->n; i++)
         fprintf(out, "  --%-22s %-22s default %s\n      %s\n", s->table[i].flag, s->table[i].env,
                 s->table[i].def, s->table[i].help);
+    if (s->config_env != NULL)
+        fprintf(out,
+                "  --%-22s %-22s default %s\n      settings file: KEY=value lines keyed by the "
+                "environment variables above, '#' comments; read when present ('': none)\n",
+                "config", s->config_env, s->config_default ? s->config_default : "''");
     fprintf(out, "\n  --help, --version\n");
 }
 
-static tse_status load_defaults_and_env(const tse_settings *s, void *cfg, tse_error *err)
+static tse_status load_defaults(const tse_settings *s, void *cfg, tse_error *err)
 {
     for (size_t i = 0; i < s->n; i++) {
-        const char *env = getenv(s->table[i].env);
         tse_status st = apply(cfg, &s->table[i], s->table[i].def, err);
         if (st != TSE_OK)
             return st;
+    }
+    return TSE_OK;
+}
+
+static tse_status load_env(const tse_settings *s, void *cfg, tse_error *err)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        const char *env = getenv(s->table[i].env);
+        tse_status st;
         if (env != NULL && (st = apply(cfg, &s->table[i], env, err)) != TSE_OK)
             return st;
     }
     return TSE_OK;
+}
+
+/* ---- the settings file ------------------------------------------------- */
+
+#define FILE_LINE_MAX 4096
+
+/* The flag at argv[*i] ("--key=value" or "--key value"): its name and its
+ * value (NULL when missing); advances *i past a separate value. */
+typedef struct flag {
+    const char *name;
+    size_t len;
+    const char *value;
+} flag;
+
+static tse_status next_flag(int argc, char **argv, int *i, flag *f, tse_error *err)
+{
+    const char *arg = argv[*i], *eq;
+
+    if (strncmp(arg, "--", 2) != 0)
+        return tse_error_set(err, TSE_INVALID, arg, "unexpected argument '%s' (see --help)", arg);
+    eq = strchr(arg, '=');
+    f->name = arg + 2;
+    f->len = eq ? (size_t)(eq - f->name) : strlen(f->name);
+    f->value = eq ? eq + 1 : *i + 1 < argc ? argv[++*i] : NULL;
+    return TSE_OK;
+}
+
+static bool is_config_flag(const tse_settings *s, const flag *f)
+{
+    return s->config_env != NULL && f->len == 6 && strncmp(f->name, "config", 6) == 0;
+}
+
+/* The settings file: --config, else the environment, else the default
+ * (*given false: a missing file is no error). NULL or "": none. */
+static const char *config_path(const tse_settings *s, int argc, char **argv, bool *given)
+{
+    const char *path = NULL;
+    flag f;
+
+    *given = true;
+    for (int i = 1; i < argc; i++)
+        if (next_flag(argc, argv, &i, &f, NULL) == TSE_OK && is_config_flag(s, &f))
+            path = f.value;
+    if (path == NULL && s->config_env != NULL)
+        path = getenv(s->config_env);
+    if (path == NULL) {
+        *given = false;
+        path = s->config_default;
+    }
+    return path;
+}
+
+static char *trim(char *p)
+{
+    char *end = p + strlen(p);
+
+    while (isspace((unsigned char)*p))
+        p++;
+    while (end > p && isspace((unsigned char)end[-1]))
+        *--end = '\0';
+    return p;
+}
+
+/* Rewrites err's message as "<path>:<line>: <message>". */
+static tse_status at_line(const char *path, int line, tse_error *err)
+{
+    char field[TSE_ERROR_FIELD_MAX], why[TSE_ERROR_MESSAGE_MAX];
+
+    if (err == NULL)
+        return TSE_INVALID;
+    snprintf(field, sizeof(field), "%s", err->field);
+    snprintf(why, sizeof(why), "%s", err->message);
+    return tse_error_set(err, err->code, field, "%s:%d: %s", path, line, why);
+}
+
+/* One line: blank, "# comment" or KEY=value (value optionally quoted). */
+static tse_status load_line(const tse_settings *s, void *cfg, char *text, tse_error *err)
+{
+    char *key = trim(text), *eq, *value;
+    size_t len;
+
+    if (*key == '\0' || *key == '#')
+        return TSE_OK;
+    if ((eq = strchr(key, '=')) == NULL)
+        return tse_error_set(err, TSE_INVALID, NULL, "expected KEY=value, got '%.48s'", key);
+    *eq = '\0';
+    key = trim(key);
+    value = trim(eq + 1);
+    len = strlen(value);
+    if (len >= 2 && (value[0] == '"' || value[0] == '\'') && value[len - 1] == value[0]) {
+        value[len - 1] = '\0';
+        value++;
+    }
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->table[i].env, key) == 0)
+            return apply(cfg, &s->table[i], value, err);
+    return tse_error_set(err, TSE_INVALID, key, "unknown setting '%.48s' (see --help)", key);
+}
+
+static tse_status load_file(const tse_settings *s, void *cfg, int argc, char **argv, tse_error *err)
+{
+    char text[FILE_LINE_MAX];
+    tse_status st = TSE_OK;
+    bool given;
+    const char *path = config_path(s, argc, argv, &given);
+    FILE *f;
+    int line = 0;
+
+    if (path == NULL || path[0] == '\0')
+        return TSE_OK;
+    if ((f = fopen(path, "re")) == NULL) {
+        if (errno == ENOENT && !given)
+            return TSE_OK;
+        return tse_error_set(err, TSE_INVALID, s->config_env, "cannot read settings file %s: %s",
+                             path, strerror(errno));
+    }
+    while (st == TSE_OK && fgets(text, sizeof(text), f) != NULL) {
+        line++;
+        if (strchr(text, '\n') == NULL && !feof(f))
+            st = tse_error_set(err, TSE_INVALID, NULL, "line longer than %d bytes",
+                               FILE_LINE_MAX - 2);
+        else
+            st = load_line(s, cfg, text, err);
+        if (st != TSE_OK)
+            st = at_line(path, line, err);
+    }
+    if (st == TSE_OK && ferror(f))
+        st = tse_error_set(err, TSE_INVALID, s->config_env, "cannot read settings file %s: %s",
+                           path, strerror(errno));
+    fclose(f);
+    return st;
 }
 
 /* --help and --version answer even when the environment holds a bad value. */
@@ -177,22 +326,19 @@ static bool wants_help(const tse_settings *s, int argc, char **argv, FILE *out)
 static tse_status apply_flag(const tse_settings *s, void *cfg, int argc, char **argv, int *i,
                              tse_error *err)
 {
-    const char *arg = argv[*i], *eq, *value;
-    const setting *st;
+    const char *arg = argv[*i];
+    const setting *st = NULL;
+    flag f;
 
-    if (strncmp(arg, "--", 2) != 0)
-        return tse_error_set(err, TSE_INVALID, arg, "unexpected argument '%s' (see --help)", arg);
-    eq = strchr(arg, '=');
-    st = find_flag(s, arg + 2, eq ? (size_t)(eq - arg - 2) : strlen(arg + 2));
-    if (st == NULL)
+    if (next_flag(argc, argv, i, &f, err) != TSE_OK)
+        return TSE_INVALID;
+    if (!is_config_flag(s, &f) && (st = find_flag(s, f.name, f.len)) == NULL)
         return tse_error_set(err, TSE_INVALID, arg, "unknown option '%s' (see --help)", arg);
-    if (eq != NULL)
-        value = eq + 1;
-    else if (*i + 1 < argc)
-        value = argv[++*i];
-    else
-        return tse_error_set(err, TSE_INVALID, st->env, "option --%s needs a value", st->flag);
-    return apply(cfg, st, value, err);
+    if (f.value == NULL)
+        return tse_error_set(err, TSE_INVALID, st ? st->env : s->config_env,
+                             "option --%.*s needs a value", (int)f.len, f.name);
+    /* --config was read before the environment: see load_file. */
+    return st ? apply(cfg, st, f.value, err) : TSE_OK;
 }
 
 tse_config_outcome tse_settings_load(const tse_settings *s, void *cfg, int argc, char **argv,
@@ -200,7 +346,8 @@ tse_config_outcome tse_settings_load(const tse_settings *s, void *cfg, int argc,
 {
     if (wants_help(s, argc, argv, out))
         return TSE_CONFIG_HELP;
-    if (load_defaults_and_env(s, cfg, err) != TSE_OK)
+    if (load_defaults(s, cfg, err) != TSE_OK || load_file(s, cfg, argc, argv, err) != TSE_OK ||
+        load_env(s, cfg, err) != TSE_OK)
         return TSE_CONFIG_ERROR;
     for (int i = 1; i < argc; i++)
         if (apply_flag(s, cfg, argc, argv, &i, err) != TSE_OK)

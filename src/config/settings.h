@@ -7,6 +7,15 @@
  * names the setting's environment variable. Parsing, validation and
  * --help cannot disagree because they read the same table.
  *
+ * Precedence, lowest first: the table's defaults < the settings file <
+ * the environment < the command line. The settings file is the path of
+ * --config, else of the program's config environment variable, else its
+ * default path (read only when present; "" means no file). It holds
+ * "KEY=value" lines keyed by the environment variables' names, with '#'
+ * comments, blank lines and optionally quoted values, so that the same file
+ * also works as a systemd EnvironmentFile; an unknown key or a bad value is
+ * an error naming the file, the line and the key.
+ *
  * Used by the event service (config.c) and the REST bridge
  * (rest-bridge/config.c). Stateless; thread-safe.
  */
@@ -51,13 +60,15 @@ typedef struct tse_setting {
 typedef struct tse_settings {
     const tse_setting *table;
     size_t n;
-    const char *program; /* "tracseq-events": --version prints it with TSE_VERSION */
-    const char *about;   /* printed after the usage line of --help */
+    const char *program;        /* "tracseq-events": --version prints it with TSE_VERSION */
+    const char *about;          /* printed after the usage line of --help */
+    const char *config_env;     /* "TRACSEQ_EVENTS_CONFIG": the settings file's path */
+    const char *config_default; /* read when present; NULL: no settings file */
 } tse_settings;
 
 /*
- * Fills cfg (zeroed by the caller) from the defaults, the environment and
- * argv.
+ * Fills cfg (zeroed by the caller) from the defaults, the settings file, the
+ * environment and argv.
  * --help / --version write to out and win even over a bad environment.
  */
 tse_config_outcome tse_settings_load(const tse_settings *s, void *cfg, int argc, char **argv,

@@ -13,6 +13,7 @@
 #include <protobuf-c/protobuf-c.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "tracseq/events/v1/event.pb-c.h"
 
@@ -51,5 +52,15 @@ const tse_catalog_entry *tse_catalog_find_case(Tracseq__Events__V1__Event__Paylo
 
 /* The rule of one field of an entry (TSE_FIELD_FREE when none). */
 tse_field_rule tse_catalog_field_rule(const tse_catalog_entry *e, const char *field);
+
+/*
+ * The catalog as ListEventTypes answers it, packed (a
+ * tracseq.events.v1.ListEventTypesResponse): every entry in catalog order
+ * with its payload fields (proto and JSON names, type, required, format) and
+ * the generic type pattern (catalog_info.c). The catalog being constant, a
+ * caller builds it once and sends it as is. A malloc'd buffer the caller
+ * frees with free(), its length in *len; NULL when out of memory.
+ */
+uint8_t *tse_catalog_describe(size_t *len);
 
 #endif

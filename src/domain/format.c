@@ -1,13 +1,12 @@
 /*
- * format.c - the textual formats an event's fields must have: event types,
- * UUIDs and UTF-8. See validate.h.
+ * format.c - the textual formats an event's fields must have: event types
+ * and UUIDs (UTF-8 is codec/utf8.h). See validate.h.
  *
  * Hand-written matchers rather than regcomp(): the formats are tiny, these
  * run on every published event, and they must not depend on the locale.
  */
 #include "domain/validate.h"
 
-#include <stdint.h>
 #include <string.h>
 #include <sys/random.h>
 #include <uuid/uuid.h>
@@ -112,96 +111,4 @@ void tse_uuid_generate(char *buf)
         buf[j++] = hex[u[i] & 0x0F];
     }
     buf[j] = '\0';
-}
-
-/* ---- UTF-8 ---------------------------------------------------------------- */
-
-static bool is_cont(unsigned char c)
-{
-    return (c & 0xC0) == 0x80;
-}
-
-/*
- * The length of the well-formed sequence at p (1..4), or 0. The second byte's
- * range depends on the lead byte: that is what excludes overlong forms
- * (E0 80..9F, F0 80..8F), surrogates (ED A0..BF) and code points above
- * U+10FFFF (F4 90..BF). The string's NUL stops every check, as it is no
- * continuation byte.
- */
-static size_t sequence_length(const unsigned char *p)
-{
-    unsigned char c = p[0], lo = 0x80, hi = 0xBF;
-    size_t n;
-
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF)
-        n = 2;
-    else if (c >= 0xE0 && c <= 0xEF)
-        n = 3;
-    else if (c >= 0xF0 && c <= 0xF4)
-        n = 4;
-    else
-        return 0;
-    if (c == 0xE0)
-        lo = 0xA0;
-    else if (c == 0xED)
-        hi = 0x9F;
-    else if (c == 0xF0)
-        lo = 0x90;
-    else if (c == 0xF4)
-        hi = 0x8F;
-    if (p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (!is_cont(p[i]))
-            return 0;
-    return n;
-}
-
-bool tse_utf8_valid(const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-
-    if (s == NULL)
-        return true;
-    while (*p != '\0') {
-        size_t n = sequence_length(p);
-        if (n == 0)
-            return false;
-        p += n;
-    }
-    return true;
-}
-
-size_t tse_utf8_length(const char *s)
-{
-    size_t n = 0;
-
-    if (s == NULL)
-        return 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++)
-        if (!is_cont(*p))
-            n++;
-    return n;
-}
-
-void tse_utf8_trim(char *s)
-{
-    size_t len, lead, want;
-    unsigned char c;
-
-    if (s == NULL)
-        return;
-    /* Find the lead byte of the last sequence; a cut left it unfinished. */
-    len = strlen(s);
-    lead = len;
-    while (lead > 0 && len - lead < 4 && is_cont((unsigned char)s[lead - 1]))
-        lead--;
-    if (lead == 0)
-        return;
-    c = (unsigned char)s[--lead];
-    want = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
-    if (len - lead < want)
-        s[lead] = '\0';
 }

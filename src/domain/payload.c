@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "codec/pbjson.h"
+#include "common/alloc.h"
 
 #define PAYLOAD_DATA TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_DATA
 
@@ -131,7 +132,7 @@ tse_status tse_payload_stamp(const tse_catalog_entry *e, ProtobufCMessage *msg, 
         slot = (Google__Protobuf__Timestamp **)((char *)msg + f->offset);
         if (*slot != NULL)
             continue;
-        ts = malloc(sizeof(*ts));
+        ts = tse_malloc(sizeof(*ts));
         if (ts == NULL)
             return tse_error_set(err, TSE_NOMEM, NULL, "out of memory stamping %s", f->name);
         google__protobuf__timestamp__init(ts);
@@ -279,7 +280,7 @@ static tse_status to_data(Tracseq__Events__V1__Event *ev, tse_error *err)
 static char *dup_string(const char *s)
 {
     size_t n = strlen(s) + 1;
-    char *d = malloc(n);
+    char *d = tse_malloc(n);
 
     if (d != NULL)
         memcpy(d, s, n);
@@ -295,13 +296,13 @@ static tse_status add_metadata(Tracseq__Events__V1__Event *ev, const char *key, 
     Tracseq__Events__V1__Event__MetadataEntry **arr, *entry;
     char *k = dup_string(key), *v = dup_string(value);
 
-    arr = malloc((ev->n_metadata + 1) * slot);
-    entry = malloc(sizeof(*entry));
+    arr = tse_malloc((ev->n_metadata + 1) * slot);
+    entry = tse_malloc(sizeof(*entry));
     if (k == NULL || v == NULL || arr == NULL || entry == NULL) {
-        free(k);
-        free(v);
-        free(arr);
-        free(entry);
+        tse_free(k);
+        tse_free(v);
+        tse_free(arr);
+        tse_free(entry);
         return tse_error_set(err, TSE_NOMEM, NULL, "out of memory adding metadata %s", key);
     }
     tracseq__events__v1__event__metadata_entry__init(entry);
@@ -310,7 +311,7 @@ static tse_status add_metadata(Tracseq__Events__V1__Event *ev, const char *key, 
     if (ev->n_metadata > 0)
         memcpy(arr, ev->metadata, ev->n_metadata * slot);
     arr[ev->n_metadata] = entry;
-    free(ev->metadata);
+    tse_free(ev->metadata);
     ev->metadata = arr;
     ev->n_metadata++;
     return TSE_OK;

@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/alloc.h"
+
 typedef Tracseq__Events__V1__Subscription subscription;
 
 #define START_UNSPECIFIED TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_UNSPECIFIED
@@ -264,7 +266,7 @@ static const check_fn checks[] = {check_name, check_patterns, check_start, check
 static void free_string(char *s)
 {
     if (s != NULL && s != protobuf_c_empty_string)
-        free(s);
+        tse_free(s);
 }
 
 static bool seen_before(char *const *patterns, size_t n, const char *pattern)

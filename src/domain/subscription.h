@@ -17,19 +17,8 @@
 #include <stddef.h>
 
 #include "common/status.h"
+#include "domain/limits.h"
 #include "tracseq/events/v1/service.pb-c.h"
-
-#define TSE_SUBSCRIPTION_NAME_MAX       64
-#define TSE_SUBSCRIPTION_PATTERNS_MAX   32
-#define TSE_CONSUMER_NAME_MAX           128
-#define TSE_DEFAULT_ACK_DEADLINE_MS     30000
-#define TSE_DEFAULT_MAX_ATTEMPTS        5
-#define TSE_DEFAULT_MAX_IN_FLIGHT       100
-#define TSE_MAX_IN_FLIGHT_LIMIT         10000
-#define TSE_MIN_ACK_DEADLINE_MS         100
-#define TSE_MAX_ACK_DEADLINE_MS         3600000
-#define TSE_MAX_DELIVERY_ATTEMPTS_LIMIT 1000
-#define TSE_PATTERN_MAX                 128
 
 /* True for a well-formed pattern (see above), at most TSE_PATTERN_MAX characters. */
 bool tse_pattern_valid(const char *pattern);
@@ -48,7 +37,8 @@ bool tse_subscription_name_valid(const char *name, size_t max);
  * ack_deadline_ms 0 -> 30000 (else 100..3600000), max_delivery_attempts
  * stays (0 = unlimited, else <= 1000), max_in_flight 0 -> 100 (else
  * <= 10000), start UNSPECIFIED -> LATEST, START_POSITION_TIMESTAMP needs
- * start_time; at least one and at most 32 patterns, each valid; duplicate
+ * start_time; at least one and at most TSE_SUBSCRIPTION_PATTERNS_MAX patterns
+ * (the service's MAX_SUBSCRIPTION_PATTERNS is checked by the transport), each valid; duplicate
  * patterns are removed. Output-only fields (created_at, stats) are ignored.
  * TSE_INVALID naming the field ("subscription.name",
  * "subscription.event_types[2]", "subscription.ack_deadline_ms", ...).

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CAUSATION_ID_MAX 128
+#include "common/alloc.h"
 
 typedef Tracseq__Events__V1__Event event;
 
@@ -123,7 +123,7 @@ static tse_status check_correlation_id(const event *ev, const char *fallback, ts
 
 static tse_status check_causation_id(const event *ev, const char *unused, tse_error *err)
 {
-    return check_text("causation_id", ev->causation_id, CAUSATION_ID_MAX, err);
+    return check_text("causation_id", ev->causation_id, TSE_CAUSATION_ID_MAX, err);
 }
 
 static tse_status check_subject(const event *ev, const char *unused, tse_error *err)
@@ -133,8 +133,10 @@ static tse_status check_subject(const event *ev, const char *unused, tse_error *
 
 static tse_status check_priority(const event *ev, const char *unused, tse_error *err)
 {
-    if (ev->priority < 0 || ev->priority > 5)
-        return tse_error_set(err, TSE_INVALID, "priority", "priority must be between 1 and 5");
+    /* 0 is unset: it becomes TSE_DEFAULT_PRIORITY. */
+    if (ev->priority != 0 && (ev->priority < TSE_PRIORITY_MIN || ev->priority > TSE_PRIORITY_MAX))
+        return tse_error_set(err, TSE_INVALID, "priority", "priority must be between %d and %d",
+                             TSE_PRIORITY_MIN, TSE_PRIORITY_MAX);
     return TSE_OK;
 }
 
@@ -184,13 +186,13 @@ static const check_fn envelope_checks[] = {
 static tse_status set_string(char **slot, const char *value, tse_error *err)
 {
     size_t n = strlen(value) + 1;
-    char *copy = malloc(n);
+    char *copy = tse_malloc(n);
 
     if (copy == NULL)
         return tse_error_set(err, TSE_NOMEM, NULL, "out of memory");
     memcpy(copy, value, n);
     if (*slot != NULL && *slot != protobuf_c_empty_string)
-        free(*slot);
+        tse_free(*slot);
     *slot = copy;
     return TSE_OK;
 }
@@ -198,7 +200,7 @@ static tse_status set_string(char **slot, const char *value, tse_error *err)
 static tse_status set_timestamp(event *ev, int64_t seconds, int32_t nanos, tse_error *err)
 {
     if (ev->timestamp == NULL) {
-        ev->timestamp = malloc(sizeof(*ev->timestamp));
+        ev->timestamp = tse_malloc(sizeof(*ev->timestamp));
         if (ev->timestamp == NULL)
             return tse_error_set(err, TSE_NOMEM, NULL, "out of memory");
         google__protobuf__timestamp__init(ev->timestamp);

@@ -15,19 +15,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "codec/utf8.h" /* tse_utf8_*: the formats of text */
 #include "common/status.h"
 #include "domain/catalog.h"
+#include "domain/limits.h"
 #include "tracseq/events/v1/event.pb-c.h"
-
-#define TSE_EVENT_TYPE_MAX       128
-#define TSE_SOURCE_SERVICE_MAX   64
-#define TSE_SUBJECT_MAX          256
-#define TSE_VERSION_MAX          16
-#define TSE_METADATA_MAX_ENTRIES 64
-#define TSE_METADATA_KEY_MAX     128
-#define TSE_METADATA_VALUE_MAX   1024
-#define TSE_DEFAULT_PRIORITY     3
-#define TSE_DEFAULT_VERSION      "1.0"
 
 /* The generic type pattern, for documentation and ListEventTypes. */
 #define TSE_EVENT_TYPE_PATTERN "^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*)+$"
@@ -54,24 +46,6 @@ bool tse_uuid_valid(const char *s);
 
 /* Writes a new random (v4) UUID, lower case, into buf (>= 37 bytes). */
 void tse_uuid_generate(char *buf);
-
-/*
- * True when s is well-formed UTF-8: shortest forms only, no surrogates,
- * nothing above U+10FFFF. NULL counts as the empty string.
- */
-bool tse_utf8_valid(const char *s);
-
-/*
- * The number of code points in s, which must be valid UTF-8. The length
- * limits above (TSE_*_MAX) count code points, not bytes.
- */
-size_t tse_utf8_length(const char *s);
-
-/*
- * Cuts s back so that it ends on a whole UTF-8 sequence: for strings that a
- * byte bound (snprintf into a tse_error) may have cut mid-character.
- */
-void tse_utf8_trim(char *s);
 
 /* ---- payloads (text.c, payload.c) ------------------------------------- */
 

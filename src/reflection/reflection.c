@@ -37,6 +37,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec/pbjson.h"
+#include "codec/pbunpack.h"
+#include "common/alloc.h"
 #include "google/protobuf/descriptor.pb-c.h"
 #include "grpc/reflection/v1alpha/reflection.pb-c.h"
 
@@ -170,9 +173,9 @@ static tse_status add_file(file_entry *f, const Google__Protobuf__FileDescriptor
     if (proto->name == NULL || proto->name[0] == '\0')
         return tse_error_set(err, TSE_INVALID, "descriptor_set",
                              "file %zu of the descriptor set has no name", position);
-    f->name = strdup(proto->name);
+    f->name = tse_strdup(proto->name);
     f->bytes.len = google__protobuf__file_descriptor_proto__get_packed_size(proto);
-    f->bytes.data = malloc(f->bytes.len ? f->bytes.len : 1);
+    f->bytes.data = tse_malloc(f->bytes.len ? f->bytes.len : 1);
     if (f->name == NULL || f->bytes.data == NULL)
         return tse_error_set(err, TSE_NOMEM, NULL, "out of memory indexing %s", proto->name);
     google__protobuf__file_descriptor_proto__pack(proto, f->bytes.data);
@@ -182,7 +185,7 @@ static tse_status add_file(file_entry *f, const Google__Protobuf__FileDescriptor
 static tse_status load_files(tse_reflection *r, const Google__Protobuf__FileDescriptorSet *set,
                              tse_error *err)
 {
-    r->files = calloc(set->n_file ? set->n_file : 1, sizeof(*r->files));
+    r->files = tse_calloc(set->n_file ? set->n_file : 1, sizeof(*r->files));
     if (r->files == NULL)
         return tse_error_set(err, TSE_NOMEM, NULL, "out of memory indexing files");
     for (size_t i = 0; i < set->n_file; i++) {
@@ -226,14 +229,14 @@ static tse_status visit_file(const tse_reflection *r, size_t i, bool *seen, file
 static tse_status build_closures(tse_reflection *r, tse_error *err)
 {
     tse_status status = TSE_OK;
-    bool *seen = malloc(r->n_files ? r->n_files : 1);
+    bool *seen = tse_malloc(r->n_files ? r->n_files : 1);
 
     if (seen == NULL)
         return tse_error_set(err, TSE_NOMEM, NULL, "out of memory resolving imports");
     for (size_t i = 0; i < r->n_files && status == TSE_OK; i++) {
         file_entry *f = &r->files[i];
         /* A closure holds each file at most once, so n_files entries suffice. */
-        f->closure = calloc(r->n_files, sizeof(*f->closure));
+        f->closure = tse_calloc(r->n_files, sizeof(*f->closure));
         if (f->closure == NULL) {
             status = tse_error_set(err, TSE_NOMEM, NULL, "out of memory resolving imports");
             break;
@@ -241,7 +244,7 @@ static tse_status build_closures(tse_reflection *r, tse_error *err)
         memset(seen, 0, r->n_files);
         status = visit_file(r, i, seen, f, err);
     }
-    free(seen);
+    tse_free(seen);
     return status;
 }
 
@@ -253,7 +256,7 @@ static char *qualify(const char *scope, const char *name)
     char *full;
     size_t scope_len = strlen(scope), name_len = strlen(name);
 
-    full = malloc(scope_len + name_len + 2);
+    full = tse_malloc(scope_len + name_len + 2);
     if (full == NULL)
         return NULL;
     if (scope_len == 0) {
@@ -276,7 +279,7 @@ static tse_status add_symbol(tse_reflection *r, const char *scope, const char *n
                              scope);
     if (r->n_symbols == r->cap_symbols) {
         size_t cap = r->cap_symbols ? 2 * r->cap_symbols : 256;
-        symbol *grown = realloc(r->symbols, cap * sizeof(*grown));
+        symbol *grown = tse_realloc(r->symbols, cap * sizeof(*grown));
         if (grown == NULL)
             return tse_error_set(err, TSE_NOMEM, NULL, "out of memory indexing symbols");
         r->symbols = grown;
@@ -303,14 +306,14 @@ static tse_status add_extension(tse_reflection *r, const Google__Protobuf__Field
                              f->name ? f->name : "?", r->files[file].name);
     if (r->n_extensions == r->cap_extensions) {
         size_t cap = r->cap_extensions ? 2 * r->cap_extensions : 16;
-        extension *grown = realloc(r->extensions, cap * sizeof(*grown));
+        extension *grown = tse_realloc(r->extensions, cap * sizeof(*grown));
         if (grown == NULL)
             return tse_error_set(err, TSE_NOMEM, NULL, "out of memory indexing extensions");
         r->extensions = grown;
         r->cap_extensions = cap;
     }
     extension *e = &r->extensions[r->n_extensions];
-    e->extendee = strdup(strip_dot(f->extendee));
+    e->extendee = tse_strdup(strip_dot(f->extendee));
     if (e->extendee == NULL)
         return tse_error_set(err, TSE_NOMEM, NULL, "out of memory indexing extensions");
     e->number = f->number;
@@ -416,7 +419,7 @@ static tse_status index_symbols(tse_reflection *r, tse_error *err)
 static tse_status sort_extensions(tse_reflection *r, tse_error *err)
 {
     sort_array(r->extensions, r->n_extensions, sizeof(*r->extensions), compare_extensions);
-    r->extension_numbers = calloc(r->n_extensions ? r->n_extensions : 1, sizeof(int32_t));
+    r->extension_numbers = tse_calloc(r->n_extensions ? r->n_extensions : 1, sizeof(int32_t));
     if (r->extension_numbers == NULL)
         return tse_error_set(err, TSE_NOMEM, NULL, "out of memory indexing extensions");
     for (size_t i = 0; i < r->n_extensions; i++)
@@ -432,7 +435,7 @@ static tse_status copy_services(tse_reflection *r, const char *const *services, 
 
     while (services != NULL && services[n] != NULL)
         n++;
-    r->services = calloc(n ? n : 1, sizeof(*r->services));
+    r->services = tse_calloc(n ? n : 1, sizeof(*r->services));
     if (r->services == NULL)
         return tse_error_set(err, TSE_NOMEM, NULL, "out of memory copying services");
     for (size_t i = 0; i < n; i++) {
@@ -441,7 +444,7 @@ static tse_status copy_services(tse_reflection *r, const char *const *services, 
             return tse_error_set(err, TSE_INVALID, "services",
                                  "service %.200s is not in the descriptor set", services[i]);
         /* The index's spelling, so a leading dot given here is not announced. */
-        r->services[i] = strdup(s->name);
+        r->services[i] = tse_strdup(s->name);
         if (r->services[i] == NULL)
             return tse_error_set(err, TSE_NOMEM, NULL, "out of memory copying services");
         r->n_services++;
@@ -479,7 +482,7 @@ tse_reflection *tse_reflection_create(const uint8_t *descriptor_set, size_t len,
         tse_error_set(err, TSE_INVALID, "descriptor_set", "the descriptor set does not parse");
         return NULL;
     }
-    r = calloc(1, sizeof(*r));
+    r = tse_calloc(1, sizeof(*r));
     if (r == NULL) {
         tse_error_set(err, TSE_NOMEM, NULL, "out of memory creating the reflection index");
         goto out_set;
@@ -498,22 +501,22 @@ void tse_reflection_destroy(tse_reflection *r)
     if (r == NULL)
         return;
     for (size_t i = 0; i < r->n_files; i++) {
-        free(r->files[i].name);
-        free(r->files[i].bytes.data);
-        free(r->files[i].closure);
+        tse_free(r->files[i].name);
+        tse_free(r->files[i].bytes.data);
+        tse_free(r->files[i].closure);
     }
-    free(r->files);
+    tse_free(r->files);
     for (size_t i = 0; i < r->n_symbols; i++)
-        free(r->symbols[i].name);
-    free(r->symbols);
+        tse_free(r->symbols[i].name);
+    tse_free(r->symbols);
     for (size_t i = 0; i < r->n_extensions; i++)
-        free(r->extensions[i].extendee);
-    free(r->extensions);
-    free(r->extension_numbers);
+        tse_free(r->extensions[i].extendee);
+    tse_free(r->extensions);
+    tse_free(r->extension_numbers);
     for (size_t i = 0; i < r->n_services; i++)
-        free(r->services[i]);
-    free(r->services);
-    free(r);
+        tse_free(r->services[i]);
+    tse_free(r->services);
+    tse_free(r);
 }
 
 /* ---- answering, version-neutral --------------------------------------------- */
@@ -701,8 +704,8 @@ static bool alpha_list(const tse_reflection *r, alpha_parts *p)
 {
     size_t n = r->n_services ? r->n_services : 1;
 
-    p->services = calloc(n, sizeof(*p->services));
-    p->list.service = calloc(n, sizeof(alpha_service *));
+    p->services = tse_calloc(n, sizeof(*p->services));
+    p->list.service = tse_calloc(n, sizeof(alpha_service *));
     if (p->services == NULL || p->list.service == NULL)
         return false;
     for (size_t i = 0; i < r->n_services; i++) {
@@ -762,12 +765,12 @@ static tse_status alpha_encode(const tse_reflection *r, alpha_request *req, answ
     if (!alpha_fill(r, a, &resp, &p))
         goto out_parts;
     len = grpc__reflection__v1alpha__server_reflection_response__get_packed_size(&resp);
-    buf = malloc(len ? len : 1);
+    buf = tse_malloc(len ? len : 1);
     if (buf != NULL)
         grpc__reflection__v1alpha__server_reflection_response__pack(&resp, buf);
 out_parts:
-    free(p.list.service);
-    free(p.services);
+    tse_free(p.list.service);
+    tse_free(p.services);
     return finish_pack(buf, len, out, out_len, err);
 }
 
@@ -779,10 +782,13 @@ static tse_status alpha_answer(const tse_reflection *r, const uint8_t *request, 
     answer a = {0};
     tse_status status;
 
-    req = grpc__reflection__v1alpha__server_reflection_request__unpack(NULL, len, request);
-    if (req == NULL)
+    status = tse_pb_unpack(&grpc__reflection__v1alpha__server_reflection_request__descriptor,
+                           request, len, TSE_PBJSON_MAX_DEPTH, (ProtobufCMessage **)&req, err);
+    if (status == TSE_INVALID)
         return tse_error_set(err, TSE_INVALID, "request",
                              "the v1alpha reflection request does not parse");
+    if (status != TSE_OK)
+        return status;
     q = alpha_question(req);
     decide(r, &q, &a);
     status = alpha_encode(r, req, &a, out, out_len, err);

@@ -19,6 +19,7 @@
 #include "broker/delivery.h"
 #include "config/config.h"
 #include "obs/log.h"
+#include "obs/notify.h"
 #include "obs/stats.h"
 #include "reflection/reflection.h"
 #include "transport/server.h"
@@ -26,30 +27,100 @@
 extern const unsigned char tse_descriptor_set[];
 extern const size_t tse_descriptor_set_len;
 
-/* Routes broker health changes to the server once it exists. */
+/* While Redis stays unreachable, a note says so this often. */
+#define REDIS_DOWN_NOTE_MS 30000
+
+/* Routes broker health changes to the server once it exists, and keeps
+ * since when Redis is unreachable for the periodic note. */
 typedef struct health_link {
     _Atomic(tse_server *) server;
     _Atomic(tse_broker *) broker;
+    atomic_llong down_since_ms; /* monotonic; 0 while Redis is up */
+    long long last_note_ms;     /* main thread only */
 } health_link;
+
+static long long mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The reconnect schedule in words, for the logs. */
+static const char *retry_schedule(char *buf, size_t len)
+{
+    snprintf(buf, len, "every %d ms at first, backing off to every %d ms until it answers",
+             TSE_BROKER_RETRY_MIN_MS, TSE_BROKER_RETRY_MAX_MS);
+    return buf;
+}
 
 static void on_broker_health(void *arg, bool up)
 {
     health_link *link = arg;
     tse_server *s = atomic_load(&link->server);
     tse_broker *b = atomic_load(&link->broker);
-
-    char why[256] = "";
+    char why[256] = "", addr[300] = "", retry[128];
 
     /* Read the current state rather than trust the order of callbacks. */
     if (s != NULL && b != NULL)
         tse_server_set_serving(s, tse_broker_is_up(b));
+    if (b != NULL)
+        tse_broker_address(b, addr, sizeof(addr));
     if (up) {
-        tse_log(TSE_LOG_INFO, "redis connected", NULL);
+        atomic_store(&link->down_since_ms, 0);
+        /* The very first connection may come before the broker is linked
+         * here: then the address is not known yet, and left out. */
+        tse_log(TSE_LOG_INFO, "redis connected",
+                addr[0] != '\0' ? (const char *[]){"redis", addr, NULL} : NULL);
     } else {
+        atomic_store(&link->down_since_ms, mono_ms());
         if (b != NULL)
             tse_broker_last_error(b, why, sizeof(why));
-        tse_log(TSE_LOG_WARN, "redis unreachable", (const char *[]){"error", why, NULL});
+        tse_log(TSE_LOG_WARN, "redis unreachable",
+                (const char *[]){"redis", addr, "error", why, "retry",
+                                 retry_schedule(retry, sizeof(retry)), NULL});
     }
+}
+
+/*
+ * Redis did not answer before the port opened (Compose and systemd often
+ * start us first): say so once, loudly, with where and how we retry; health
+ * stays NOT_SERVING until it answers.
+ */
+static void warn_redis_down_at_start(health_link *link, tse_broker *b)
+{
+    char why[256] = "", addr[300], retry[128];
+    long long none = 0;
+
+    if (tse_broker_is_up(b))
+        return;
+    atomic_compare_exchange_strong(&link->down_since_ms, &none, mono_ms());
+    link->last_note_ms = mono_ms();
+    tse_broker_address(b, addr, sizeof(addr));
+    tse_broker_last_error(b, why, sizeof(why));
+    tse_log(TSE_LOG_WARN, "redis unreachable at start: health NOT_SERVING until it answers",
+            (const char *[]){"redis", addr, "error", why, "retry",
+                             retry_schedule(retry, sizeof(retry)), NULL});
+}
+
+/* While Redis stays away, one note every REDIS_DOWN_NOTE_MS (not one per
+ * retry: that would be ten lines a second at first). */
+static void note_redis_still_down(health_link *link)
+{
+    tse_broker *b = atomic_load(&link->broker);
+    long long since = atomic_load(&link->down_since_ms), now = mono_ms();
+    char why[256] = "", addr[300], down_for[32];
+
+    if (b == NULL || since == 0 || tse_broker_is_up(b) || now - since < REDIS_DOWN_NOTE_MS ||
+        now - link->last_note_ms < REDIS_DOWN_NOTE_MS)
+        return;
+    link->last_note_ms = now;
+    tse_broker_address(b, addr, sizeof(addr));
+    tse_broker_last_error(b, why, sizeof(why));
+    snprintf(down_for, sizeof(down_for), "%llds", (now - since) / 1000);
+    tse_log(TSE_LOG_WARN, "redis still unreachable",
+            (const char *[]){"redis", addr, "down_for", down_for, "error", why, NULL});
 }
 
 static int fail(const tse_error *err)
@@ -113,9 +184,9 @@ static tse_status make_delivery(const tse_config *cfg, tse_stats *stats, tse_del
  * Waits for SIGINT or SIGTERM. Every few seconds meanwhile, hands memory
  * freed after a burst back to the system: glibc keeps it in per-thread
  * arenas otherwise (measured: 31 MB resident after a load test, 20 MB after
- * a trim).
+ * a trim), and notes a Redis that stays unreachable.
  */
-static int wait_for_signal(const sigset_t *set)
+static int wait_for_signal(const sigset_t *set, health_link *link)
 {
     struct timespec every = {5, 0};
     int sig;
@@ -125,6 +196,7 @@ static int wait_for_signal(const sigset_t *set)
         if (sig > 0)
             return sig;
         malloc_trim(0);
+        note_redis_still_down(link);
     }
 }
 
@@ -189,11 +261,25 @@ int main(int argc, char **argv)
     tse_log(TSE_LOG_INFO, "tracseq-events started",
             (const char *[]){"listen", cfg.listen, "version", TSE_VERSION, "validation_mode",
                              cfg.strict ? "strict" : "lenient", NULL});
+    warn_redis_down_at_start(&link, broker);
+    /* systemd (Type=notify): ready only now that the port accepts calls. */
+    if (tse_notify("READY=1", &err) != TSE_OK)
+        tse_log(TSE_LOG_WARN, "cannot notify systemd",
+                (const char *[]){"error", err.message, NULL});
 
-    int sig = wait_for_signal(&set);
+    int sig = wait_for_signal(&set, &link);
+    tse_notify("STOPPING=1", NULL);
     tse_logf(TSE_LOG_INFO, "%s received: shutting down (grace %lld ms)", strsignal(sig),
              (long long)cfg.shutdown_grace_ms);
-    tse_server_shutdown(server, cfg.shutdown_grace_ms);
+    if (!tse_server_shutdown(server, cfg.shutdown_grace_ms)) {
+        /* gRPC outlived the grace: what was answered is in Redis (no call
+         * is left open), so end now rather than outlive the orchestrator's
+         * patience; the queued Redis writes are flushed first. */
+        tse_delivery_destroy(delivery);
+        tse_broker_destroy(broker);
+        tse_logf(TSE_LOG_INFO, "stopped (gRPC left to the exit)");
+        _exit(0);
+    }
     tse_logf(TSE_LOG_INFO, "stopped");
 out:
     atomic_store(&link.server, NULL);

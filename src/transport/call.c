@@ -1,13 +1,19 @@
 /*
  * call.c - the life of one call object: references, batches, encoding and
- * the unary finish. See internal.h for the ownership rules.
+ * the one finishing path of every call. See internal.h for the ownership
+ * rules and the call invariant this file enforces (answered exactly once,
+ * nothing started after the answer).
  */
+#include <assert.h>
 #include <grpc/support/alloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "codec/pbjson.h"
+#include "codec/pbunpack.h"
+#include "common/tsan.h"
 #include "obs/log.h"
 #include "transport/internal.h"
 
@@ -31,9 +37,12 @@ static void call_free(tse_call *c)
     grpc_call_details_destroy(&c->details);
     if (c->payload)
         grpc_byte_buffer_destroy(c->payload);
+    if (c->request)
+        protobuf_c_message_free_unpacked(c->request, NULL);
     if (c->response)
         grpc_byte_buffer_destroy(c->response);
     grpc_slice_unref(c->status_details);
+    grpc_slice_unref(c->trailer.value);
     pthread_mutex_destroy(&c->lock);
     free(c);
 
@@ -62,11 +71,42 @@ void tse_call_unref(tse_call *c)
         call_free(c);
 }
 
+static const char *state_name(tse_call_state st)
+{
+    switch (st) {
+    case TSE_CALL_POSTED: return "POSTED";
+    case TSE_CALL_ACTIVE: return "ACTIVE";
+    case TSE_CALL_FINISHING: return "FINISHING";
+    case TSE_CALL_DONE: return "DONE";
+    }
+    return "?";
+}
+
+/* A broken call invariant: a bug in a handler. Release builds log it and
+ * carry on without touching the call; debug builds stop here. */
+static void invariant_broken(const tse_call *c, const char *what)
+{
+    tse_log(TSE_LOG_ERROR, "call invariant broken; ignored",
+            (const char *[]){"method", c->method->name, "what", what, "state", state_name(c->state),
+                             NULL});
+    assert(!"call invariant broken: see the log line above");
+}
+
+bool tse_call_active_locked(const tse_call *c)
+{
+    return c->state == TSE_CALL_ACTIVE;
+}
+
 bool tse_call_start_batch_locked(tse_call *c, const grpc_op *ops, size_t n, tse_tag *tag)
 {
     grpc_call_error e;
 
+    if (c->state != TSE_CALL_ACTIVE) {
+        invariant_broken(c, "a batch started after the call was finished");
+        return false;
+    }
     c->refs++;
+    tse_tsan_release(tag);
     e = grpc_call_start_batch(c->call, ops, n, tag, NULL);
     if (e == GRPC_CALL_OK)
         return true;
@@ -75,19 +115,49 @@ bool tse_call_start_batch_locked(tse_call *c, const grpc_op *ops, size_t n, tse_
     return false;
 }
 
-ProtobufCMessage *tse_decode(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc)
+size_t tse_call_initial_md_locked(tse_call *c, grpc_op *op)
+{
+    if (c->md_sent)
+        return 0;
+    c->md_sent = true;
+    memset(op, 0, sizeof(*op));
+    op->op = GRPC_OP_SEND_INITIAL_METADATA;
+    return 1;
+}
+
+bool tse_call_watch_close_locked(tse_call *c, tse_tag *tag)
+{
+    grpc_op op = {.op = GRPC_OP_RECV_CLOSE_ON_SERVER};
+
+    op.data.recv_close_on_server.cancelled = &c->cancelled;
+    c->close_started = tse_call_start_batch_locked(c, &op, 1, tag);
+    return c->close_started;
+}
+
+bool tse_scan_request(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+                      tse_error *err)
+{
+    return tse_pb_check(desc, data, len, TSE_PBJSON_MAX_DEPTH, err) == TSE_OK;
+}
+
+ProtobufCMessage *tse_decode(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
+                             tse_error *err)
 {
     grpc_byte_buffer_reader reader;
-    ProtobufCMessage *msg;
-    grpc_slice all;
+    ProtobufCMessage *msg = NULL;
+    grpc_slice all = grpc_empty_slice();
 
-    if (bb == NULL)
-        return NULL;
-    if (!grpc_byte_buffer_reader_init(&reader, bb))
-        return NULL;
-    all = grpc_byte_buffer_reader_readall(&reader);
-    grpc_byte_buffer_reader_destroy(&reader);
-    msg = protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(all), GRPC_SLICE_START_PTR(all));
+    if (bb != NULL) {
+        if (!grpc_byte_buffer_reader_init(&reader, bb)) {
+            tse_error_set(err, TSE_INVALID, "request", "not a valid %s (unreadable)", desc->name);
+            return NULL;
+        }
+        all = grpc_byte_buffer_reader_readall(&reader);
+        grpc_byte_buffer_reader_destroy(&reader);
+    }
+    /* Scanned (nesting bounded) before protobuf-c recurses into it. */
+    tse_pb_unpack(desc, GRPC_SLICE_START_PTR(all), GRPC_SLICE_LENGTH(all), TSE_PBJSON_MAX_DEPTH,
+                  &msg, err);
     grpc_slice_unref(all);
     return msg;
 }
@@ -117,54 +187,105 @@ void tse_call_log_kv(tse_call *c, const char *key, const char *value)
     c->log_kv[2 * i + 1] = c->log_buf[i];
 }
 
+/* The status batch completed: the call is DONE and its handler let go. */
 static void on_finished(tse_tag *tag, bool ok)
 {
     tse_call *c = TSE_CONTAINER_OF(tag, tse_call, finished);
 
+    pthread_mutex_lock(&c->lock);
+    c->state = TSE_CALL_DONE;
+    pthread_mutex_unlock(&c->lock);
     tse_call_unref(c); /* the batch's */
     tse_call_unref(c); /* the handler's */
 }
 
-void tse_call_finish_unary(tse_call *c, const ProtobufCMessage *resp, grpc_status_code code,
-                           const char *details)
+/* The status of err into c (code, message, details), for the status op. */
+static grpc_status_code status_of(tse_call *c, const tse_error *err, grpc_op *op)
+{
+    char text[TSE_ERROR_FIELD_MAX + TSE_ERROR_MESSAGE_MAX + 4] = "";
+    grpc_status_code code = err ? tse_status_to_grpc(err->code) : GRPC_STATUS_OK;
+
+    if (err != NULL && (err->code != TSE_OK || err->message[0] != '\0'))
+        tse_error_describe(err, text, sizeof(text));
+    grpc_slice_unref(c->status_details);
+    c->status_details = grpc_slice_from_copied_string(text);
+    op->op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    op->data.send_status_from_server.status = code;
+    op->data.send_status_from_server.status_details = &c->status_details;
+    if (tse_error_has_details(err)) {
+        grpc_slice_unref(c->trailer.value);
+        c->trailer.key = grpc_slice_from_static_string("grpc-status-details-bin");
+        c->trailer.value = tse_status_details_bin(err, text);
+        op->data.send_status_from_server.trailing_metadata_count = 1;
+        op->data.send_status_from_server.trailing_metadata = &c->trailer;
+    }
+    return code;
+}
+
+void tse_call_finish_locked(tse_call *c, grpc_byte_buffer *msg, const tse_error *err)
 {
     grpc_op ops[4];
-    size_t n = 0;
+    size_t n;
+    bool ok = err == NULL || err->code == TSE_OK;
 
-    tse_log_request(c->method->name, tse_grpc_code_name(code), tse_now_us() - c->start_us,
-                    c->correlation_id, c->log_kv);
-    pthread_mutex_lock(&c->lock);
-    c->status = code;
-    c->status_details = grpc_slice_from_copied_string(details ? details : "");
-    memset(ops, 0, sizeof(ops));
-    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-    if (resp != NULL && code == GRPC_STATUS_OK)
-        c->response = tse_encode(resp);
-    /* A handler may also have encoded the response itself into c->response. */
-    if (c->response != NULL && code == GRPC_STATUS_OK) {
-        ops[n].op = GRPC_OP_SEND_MESSAGE;
-        ops[n++].data.send_message.send_message = c->response;
+    if (c->state != TSE_CALL_ACTIVE) {
+        if (msg != NULL)
+            grpc_byte_buffer_destroy(msg);
+        invariant_broken(c, "a call answered twice; the second answer is dropped");
+        return;
     }
-    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-    ops[n].data.send_status_from_server.status = code;
-    ops[n++].data.send_status_from_server.status_details = &c->status_details;
+    c->state = TSE_CALL_FINISHING;
+    memset(ops, 0, sizeof(ops));
+    n = tse_call_initial_md_locked(c, &ops[0]);
+    if (msg != NULL && ok) {
+        if (c->response != NULL)
+            grpc_byte_buffer_destroy(c->response);
+        c->response = msg;
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n++].data.send_message.send_message = msg;
+    } else if (msg != NULL) {
+        grpc_byte_buffer_destroy(msg);
+    }
+    c->status = status_of(c, err, &ops[n++]);
+    tse_log_request(c->method->name, tse_grpc_code_name(c->status), tse_now_us() - c->start_us,
+                    c->correlation_id, c->log_kv);
     if (!c->close_started) {
+        c->close_started = true;
         ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
         ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
     }
     c->finished.fn = on_finished;
-    if (!tse_call_start_batch_locked(c, ops, n, &c->finished)) {
-        pthread_mutex_unlock(&c->lock);
-        tse_call_unref(c); /* the handler's */
+    c->refs++; /* the batch's */
+    tse_tsan_release(&c->finished);
+    if (grpc_call_start_batch(c->call, ops, n, &c->finished, NULL) == GRPC_CALL_OK)
         return;
+    /* Refused (the call is broken): it is over all the same. The caller
+     * holds a reference of its own, so this is never the last. */
+    tse_logf(TSE_LOG_WARN, "%s: the status could not be sent", c->method->name);
+    c->refs -= 2; /* the batch's and the handler's */
+    c->state = TSE_CALL_DONE;
+    assert(c->refs > 0);
+}
+
+void tse_call_finish_unary(tse_call *c, const ProtobufCMessage *resp, const tse_error *err)
+{
+    grpc_byte_buffer *msg = NULL;
+
+    if (resp != NULL && (err == NULL || err->code == TSE_OK))
+        msg = tse_encode(resp);
+    tse_call_ref(c); /* ours, across the finish */
+    pthread_mutex_lock(&c->lock);
+    if (msg == NULL) {
+        /* A handler may have encoded the response itself into c->response. */
+        msg = c->response;
+        c->response = NULL;
     }
+    tse_call_finish_locked(c, msg, err);
     pthread_mutex_unlock(&c->lock);
+    tse_call_unref(c);
 }
 
 void tse_call_fail(tse_call *c, const tse_error *err)
 {
-    char msg[TSE_ERROR_FIELD_MAX + TSE_ERROR_MESSAGE_MAX + 4];
-
-    tse_error_describe(err, msg, sizeof(msg));
-    tse_call_finish_unary(c, NULL, tse_status_to_grpc(err->code), msg);
+    tse_call_finish_unary(c, NULL, err);
 }

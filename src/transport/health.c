@@ -34,23 +34,16 @@ static serving_status status_of(tse_server *s, const char *service)
 
 static void check_start(tse_call *c)
 {
-    Grpc__Health__V1__HealthCheckRequest *req;
+    const Grpc__Health__V1__HealthCheckRequest *req =
+        (const Grpc__Health__V1__HealthCheckRequest *)c->request;
     Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
 
-    req = (Grpc__Health__V1__HealthCheckRequest *)tse_decode(
-        c->payload, &grpc__health__v1__health_check_request__descriptor);
-    if (req == NULL) {
-        tse_call_finish_unary(c, NULL, GRPC_STATUS_INVALID_ARGUMENT,
-                              "request: not a valid grpc.health.v1.HealthCheckRequest");
-        return;
-    }
     resp.status = status_of(c->server, req->service);
     tse_call_log_kv(c, "service", req->service);
-    protobuf_c_message_free_unpacked(&req->base, NULL);
     if (resp.status == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN)
-        tse_call_finish_unary(c, NULL, GRPC_STATUS_NOT_FOUND, "unknown service");
+        tse_call_fail(c, TSE_ERROR(TSE_NOT_FOUND, "", "unknown service"));
     else
-        tse_call_finish_unary(c, &resp.base, GRPC_STATUS_OK, NULL);
+        tse_call_finish_unary(c, &resp.base, NULL);
 }
 
 const tse_method tse_method_health_check = {
@@ -59,6 +52,7 @@ const tse_method tse_method_health_check = {
     .streaming_in = false,
     .backlog = 4,
     .call_size = sizeof(tse_call),
+    .request = &grpc__health__v1__health_check_request__descriptor,
     .start = check_start,
 };
 
@@ -69,11 +63,9 @@ struct tse_health_watch {
     tse_health_watch *next; /* in the server's list, under watch_lock */
     tse_tag send_tag, close_tag;
     grpc_byte_buffer *send_buf;
-    grpc_slice status_details;
     char service[256];
     int sent_status; /* -1: nothing sent yet */
-    bool send_pending, ended, md_sent;
-    int cancelled;
+    bool send_pending, ended;
 };
 
 /* Sends the current status if it changed and no send is in flight. Called
@@ -84,18 +76,16 @@ static void watch_push(tse_health_watch *w)
     grpc_op ops[2];
     size_t n = 0;
 
-    if (w->send_pending || w->ended)
+    if (w->send_pending || w->ended || !tse_call_active_locked(&w->base))
         return;
     resp.status = status_of(w->base.server, w->service);
     if ((int)resp.status == w->sent_status)
         return;
     memset(ops, 0, sizeof(ops));
-    if (!w->md_sent)
-        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    n = tse_call_initial_md_locked(&w->base, &ops[0]);
     w->send_buf = tse_encode(&resp.base);
     ops[n].op = GRPC_OP_SEND_MESSAGE;
     ops[n++].data.send_message.send_message = w->send_buf;
-    w->md_sent = true;
     w->sent_status = (int)resp.status;
     w->send_pending = tse_call_start_batch_locked(&w->base, ops, n, &w->send_tag);
 }
@@ -135,11 +125,11 @@ static void watch_on_close(tse_tag *tag, bool ok)
     watch_unlink(w);
     pthread_mutex_lock(&w->base.lock);
     w->ended = true;
+    /* A Watch ends only when the client (or the shutdown) cancels it. */
+    if (tse_call_active_locked(&w->base))
+        tse_call_finish_locked(&w->base, NULL, TSE_ERROR(TSE_CANCELLED, "", "cancelled"));
     pthread_mutex_unlock(&w->base.lock);
-    tse_log_request("Health.Watch", w->cancelled ? "CANCELLED" : "OK",
-                    tse_now_us() - w->base.start_us, w->base.correlation_id, NULL);
     tse_call_unref(&w->base); /* the close op's */
-    tse_call_unref(&w->base); /* the handler's */
 }
 
 static void watch_release(tse_call *c)
@@ -148,44 +138,33 @@ static void watch_release(tse_call *c)
 
     if (w->send_buf)
         grpc_byte_buffer_destroy(w->send_buf);
-    grpc_slice_unref(w->status_details);
 }
 
 static void watch_start(tse_call *c)
 {
     tse_health_watch *w = (tse_health_watch *)c;
     tse_server *s = c->server;
-    Grpc__Health__V1__HealthCheckRequest *req;
-    grpc_op op = {.op = GRPC_OP_RECV_CLOSE_ON_SERVER};
+    const Grpc__Health__V1__HealthCheckRequest *req =
+        (const Grpc__Health__V1__HealthCheckRequest *)c->request;
 
     w->send_tag.fn = watch_on_send;
     w->close_tag.fn = watch_on_close;
     w->sent_status = -1;
-    w->status_details = grpc_empty_slice();
-    req = (Grpc__Health__V1__HealthCheckRequest *)tse_decode(
-        c->payload, &grpc__health__v1__health_check_request__descriptor);
-    if (req == NULL) {
-        tse_call_finish_unary(c, NULL, GRPC_STATUS_INVALID_ARGUMENT,
-                              "request: not a valid grpc.health.v1.HealthCheckRequest");
-        return;
-    }
     snprintf(w->service, sizeof(w->service), "%s", req->service);
-    protobuf_c_message_free_unpacked(&req->base, NULL);
-    op.data.recv_close_on_server.cancelled = &w->cancelled;
+    tse_call_log_kv(c, "service", w->service);
     /* Lock order everywhere: watch_lock, then a call's lock. */
     pthread_mutex_lock(&s->watch_lock);
     pthread_mutex_lock(&c->lock);
-    if (tse_call_start_batch_locked(c, &op, 1, &w->close_tag)) {
+    if (tse_call_watch_close_locked(c, &w->close_tag)) {
         w->next = s->watches;
         s->watches = w;
         watch_push(w);
     } else {
         w->ended = true;
+        tse_call_finish_locked(c, NULL, TSE_ERROR(TSE_UNAVAILABLE, "", "the call could not start"));
     }
     pthread_mutex_unlock(&c->lock);
     pthread_mutex_unlock(&s->watch_lock);
-    if (w->ended)
-        tse_call_unref(c);
 }
 
 const tse_method tse_method_health_watch = {
@@ -194,6 +173,7 @@ const tse_method tse_method_health_watch = {
     .streaming_in = false,
     .backlog = 2,
     .call_size = sizeof(tse_health_watch),
+    .request = &grpc__health__v1__health_check_request__descriptor,
     .start = watch_start,
     .release = watch_release,
 };
@@ -215,7 +195,7 @@ void tse_health_shutdown(tse_server *s)
 {
     pthread_mutex_lock(&s->watch_lock);
     for (tse_health_watch *w = s->watches; w; w = w->next)
-        grpc_call_cancel_with_status(w->base.call, GRPC_STATUS_UNAVAILABLE,
+        grpc_call_cancel_with_status(w->base.call, tse_status_to_grpc(TSE_UNAVAILABLE),
                                      "the server is shutting down", NULL);
     pthread_mutex_unlock(&s->watch_lock);
 }

@@ -6,10 +6,18 @@
  * Ownership: a call object owns everything its ops point into (metadata
  * arrays, received and sent byte buffers, status details). It holds one
  * reference per batch or broker job in flight plus one for its handler until
- * the handler finishes it; the last tse_call_unref releases the grpc_call and
- * frees the object. Every grpc_call_start_batch on a call is made with
- * c->lock held, so batches started by a worker and by a broker lane thread
- * never race.
+ * the call is DONE; the last tse_call_unref releases the grpc_call and frees
+ * the object. Every grpc_call_start_batch on a call is made with c->lock
+ * held, so batches started by a worker and by a broker lane thread never
+ * race.
+ *
+ * The call invariant, kept here for every RPC: a call is answered exactly
+ * once, and nothing is started on it after its answer. Every call ends
+ * through tse_call_finish_locked (the status, the last thing sent), which
+ * moves it ACTIVE -> FINISHING; the completion of that batch moves it to
+ * DONE and drops the handler's reference. A second finish, or any batch
+ * once the call left ACTIVE, is a bug: logged at error and ignored in
+ * release builds, an assertion failure in debug and sanitizer builds.
  */
 #ifndef TSE_TRANSPORT_INTERNAL_H
 #define TSE_TRANSPORT_INTERNAL_H
@@ -42,11 +50,24 @@ typedef struct tse_method {
     bool streaming_in; /* client streams: no payload read at arrival */
     int backlog;       /* requests kept posted per worker */
     size_t call_size;  /* sizeof the handler's call struct (>= sizeof(tse_call)) */
+    /* The request message. Unless streaming_in, the server decodes it
+     * (tse_decode) into c->request before start, and answers a request
+     * that does not decode INVALID_ARGUMENT without calling start. */
+    const ProtobufCMessageDescriptor *request;
+    bool counts_invalid; /* a refused request counts as an invalid event */
     /* Called on a worker when the call arrives; must eventually finish it. */
     void (*start)(tse_call *c);
     /* Frees the handler's own state when the call is released (may be NULL). */
     void (*release)(tse_call *c);
 } tse_method;
+
+/* Where a call is in its life (see the invariant above). */
+typedef enum tse_call_state {
+    TSE_CALL_POSTED = 0, /* a request is posted; no call arrived yet */
+    TSE_CALL_ACTIVE,     /* arrived: the handler may start batches */
+    TSE_CALL_FINISHING,  /* the status batch is started: nothing more may be */
+    TSE_CALL_DONE        /* the status batch completed (or was refused) */
+} tse_call_state;
 
 #define TSE_CORRELATION_MAX 128
 #define TSE_LOG_KV_MAX      4
@@ -58,7 +79,8 @@ struct tse_call {
     grpc_call *call;
     grpc_call_details details; /* unregistered calls only */
     grpc_metadata_array metadata;
-    grpc_byte_buffer *payload; /* unary/server-streaming request */
+    grpc_byte_buffer *payload; /* unary/server-streaming request, as received */
+    ProtobufCMessage *request; /* ... decoded (method->request), freed with the call */
     gpr_timespec deadline;
     tse_tag arrived;
     pthread_mutex_t lock;
@@ -66,13 +88,16 @@ struct tse_call {
     int64_t start_us;
     char correlation_id[TSE_CORRELATION_MAX]; /* from x-correlation-id, or "" */
 
-    /* The unary finish: response and status live here until sent. */
+    /* The finish: the last message and the status live here until sent. */
+    tse_call_state state; /* under lock */
     tse_tag finished;
     grpc_byte_buffer *response;
     grpc_slice status_details;
+    grpc_metadata trailer; /* grpc-status-details-bin, when the error names a field */
     grpc_status_code status;
-    int cancelled;
-    bool close_started; /* the handler started RECV_CLOSE_ON_SERVER itself */
+    int cancelled;      /* RECV_CLOSE_ON_SERVER's answer */
+    bool close_started; /* RECV_CLOSE_ON_SERVER is started (tse_call_watch_close_locked) */
+    bool md_sent;       /* initial metadata is sent (tse_call_initial_md_locked) */
     const char *log_kv[2 * TSE_LOG_KV_MAX + 1]; /* extra request-log pairs */
     char log_buf[TSE_LOG_KV_MAX][160];
 };
@@ -83,6 +108,7 @@ struct tse_call {
 typedef struct tse_health_watch tse_health_watch;
 
 struct sub_call;
+struct stream_call;
 
 struct tse_server {
     const tse_config *config;
@@ -90,6 +116,8 @@ struct tse_server {
     tse_delivery *delivery;
     tse_stats *stats;
     const tse_reflection *reflection;
+    uint8_t *catalog_answer; /* ListEventTypes, packed once (tse_catalog_describe) */
+    size_t catalog_answer_len;
     grpc_server *grpc;
     int port;
     int nworkers;
@@ -106,9 +134,11 @@ struct tse_server {
 
     atomic_uint_fast64_t next_pull_id; /* names Pull calls for the delivery engine */
 
-    pthread_mutex_t watch_lock; /* guards the watch and subscriber lists */
+    pthread_mutex_t watch_lock; /* guards the lists of open streams below */
     tse_health_watch *watches;
-    struct sub_call *subscribers; /* live Subscribe streams */
+    struct sub_call *subscribers;        /* live Subscribe streams */
+    int n_subscribers;                   /* how many (MAX_SUBSCRIBER_STREAMS) */
+    struct stream_call *publish_streams; /* live PublishStream calls */
 };
 
 /* Every method the server registers, NULL-terminated (server.c). */
@@ -144,13 +174,39 @@ void tse_call_unref(tse_call *c); /* takes c->lock; frees on last */
 /*
  * Starts a batch with c->lock held by the caller; takes a reference that the
  * tag's handler must drop. Returns false (and drops it) when the call
- * refused the batch: then the tag never fires.
+ * refused the batch: then the tag never fires. A batch on a call that is no
+ * longer ACTIVE is refused here (a bug: logged, asserted in debug builds).
  */
 bool tse_call_start_batch_locked(tse_call *c, const grpc_op *ops, size_t n, tse_tag *tag);
 
-/* Decodes a byte buffer as a message of desc; NULL when it does not parse.
- * Caller frees with protobuf_c_message_free_unpacked(msg, NULL). */
-ProtobufCMessage *tse_decode(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc);
+/* Whether the call is ACTIVE (not yet finished). With c->lock held. */
+bool tse_call_active_locked(const tse_call *c);
+
+/* Puts SEND_INITIAL_METADATA in *op the first time it is asked for on c;
+ * returns the number of ops written (0 or 1). With c->lock held. */
+size_t tse_call_initial_md_locked(tse_call *c, grpc_op *op);
+
+/* Starts RECV_CLOSE_ON_SERVER on tag (its answer in c->cancelled), so a
+ * handler hears of a cancel before it answers. False when refused. With
+ * c->lock held. */
+bool tse_call_watch_close_locked(tse_call *c, tse_tag *tag);
+
+/*
+ * Decodes a byte buffer (NULL: an empty message) as a message of desc, the
+ * one way every request is read. The wire bytes are scanned first
+ * (codec/pbscan.h): nesting deeper than TSE_PBJSON_MAX_DEPTH or a string
+ * that is not UTF-8 is refused before protobuf-c unpacks anything
+ * (codec/pbunpack.h). NULL with err TSE_INVALID naming the field, or
+ * "request" when the bytes are no such message, or TSE_NOMEM. Caller frees
+ * with protobuf_c_message_free_unpacked.
+ */
+ProtobufCMessage *tse_decode(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
+                             tse_error *err);
+
+/* tse_decode's scan alone, for a handler that unpacks the bytes itself
+ * (reflection): false with err set as tse_decode sets it. */
+bool tse_scan_request(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+                      tse_error *err);
 
 /* Encodes msg into a new byte buffer (caller destroys); NULL on failure. */
 grpc_byte_buffer *tse_encode(const ProtobufCMessage *msg);
@@ -159,19 +215,46 @@ grpc_byte_buffer *tse_encode(const ProtobufCMessage *msg);
 void tse_call_log_kv(tse_call *c, const char *key, const char *value);
 
 /*
- * Finishes a unary call: sends initial metadata, the response (when resp is
- * non-NULL and code is OK), and the status. Logs the request line. Drops the
- * handler's reference once sent. Callable from any thread, without c->lock.
+ * The one way every call ends (unary and streaming): sends initial metadata
+ * when not yet sent, msg when non-NULL and the call succeeds (ownership
+ * taken in every case), the status, and RECV_CLOSE_ON_SERVER when not yet
+ * started; writes the request's log line. The status is err's: NULL is OK
+ * with no message; otherwise its code (tse_status_to_grpc, TSE_OK for a
+ * success with a message) and its text "field: message"
+ * (tse_error_describe), plus the google.rpc.Status details when err names a
+ * field (tse_status_details_bin). ACTIVE -> FINISHING; the batch's completion
+ * makes the call DONE and drops the handler's reference. A call that is not
+ * ACTIVE is left alone (a second answer is a bug: logged at error, asserted
+ * in debug builds). With c->lock held, by a caller holding a reference of
+ * its own (a tag's, a job's, the arrival's) across the call.
  */
-void tse_call_finish_unary(tse_call *c, const ProtobufCMessage *resp, grpc_status_code code,
-                           const char *details);
+void tse_call_finish_locked(tse_call *c, grpc_byte_buffer *msg, const tse_error *err);
 
-/* Finishes with the gRPC code and message of a tse_error. */
+/*
+ * tse_call_finish_locked for a unary answer, from any thread, without
+ * c->lock: resp (when non-NULL and err is NULL) is encoded; otherwise a
+ * response the handler encoded into c->response (under c->lock) is sent.
+ */
+void tse_call_finish_unary(tse_call *c, const ProtobufCMessage *resp, const tse_error *err);
+
+/* Ends a unary call with err (a refusal): tse_call_finish_unary(c, NULL, err). */
 void tse_call_fail(tse_call *c, const tse_error *err);
 
 /* ---- status mapping (grpc_status.c): the one place that picks codes ---- */
 grpc_status_code tse_status_to_grpc(tse_status st);
 const char *tse_grpc_code_name(grpc_status_code code);
+
+/* Whether err travels with google.rpc.Status details: a refusal
+ * (TSE_INVALID) that names a field. */
+bool tse_error_has_details(const tse_error *err);
+
+/*
+ * The value of `grpc-status-details-bin` for err (tse_error_has_details): a
+ * packed google.rpc.Status with err's gRPC code, text (the status message,
+ * as sent) and one google.rpc.BadRequest field violation (err->field,
+ * err->message). Caller unrefs the slice.
+ */
+grpc_slice tse_status_details_bin(const tse_error *err, const char *text);
 
 /* Formats "field: message" (or just the message) into buf. */
 void tse_error_describe(const tse_error *err, char *buf, size_t len);
@@ -180,6 +263,12 @@ void tse_error_describe(const tse_error *err, char *buf, size_t len);
 void tse_health_notify(tse_server *s);
 /* Ends every Watch stream with UNAVAILABLE (server shutting down). */
 void tse_health_shutdown(tse_server *s);
+
+/* ---- publishing (publish.c) ---- */
+/* Tells every PublishStream to wind down (server shutting down): no more
+ * requests are read; what was read is answered, then the stream ends with
+ * UNAVAILABLE so the client resends the rest elsewhere. */
+void tse_publish_shutdown(tse_server *s);
 
 /* ---- subscriptions (subscribe.c) ---- */
 /* Ends every Subscribe stream with UNAVAILABLE (server shutting down). */

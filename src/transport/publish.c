@@ -11,6 +11,12 @@
  * bound); the status is sent only after the client half-closed and every
  * response went out. A stream's events all go through one broker lane, so
  * they reach Redis in request order.
+ *
+ * At shutdown a stream winds down at once: it reads no more requests,
+ * answers every request it read (stored or refused), then ends with
+ * UNAVAILABLE, so the client resends the unanswered rest to another
+ * instance. A request that arrives after the status is discarded unread:
+ * nothing is stored that was not answered.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,8 +95,17 @@ static tse_status prepare_event(tse_server *s, Tracseq__Events__V1__Event *ev,
     return TSE_OK;
 }
 
-/* Decodes a PublishRequest and prepares its event. */
-static tse_status prepare_request(tse_server *s, grpc_byte_buffer *bb, const char *md_corr,
+/* Prepares the event of a decoded PublishRequest. */
+static tse_status prepare_request(tse_server *s, Tracseq__Events__V1__PublishRequest *req,
+                                  const char *md_corr, prepared *p, tse_error *err)
+{
+    if (req->event == NULL)
+        return tse_error_set(err, TSE_INVALID, "event", "is required");
+    return prepare_event(s, req->event, md_corr, p, err);
+}
+
+/* Decodes one PublishStream message and prepares its event. */
+static tse_status prepare_message(tse_server *s, grpc_byte_buffer *bb, const char *md_corr,
                                   prepared *p, tse_error *err)
 {
     Tracseq__Events__V1__PublishRequest *req;
@@ -98,14 +113,10 @@ static tse_status prepare_request(tse_server *s, grpc_byte_buffer *bb, const cha
 
     p->start_us = tse_now_us();
     req = (Tracseq__Events__V1__PublishRequest *)tse_decode(
-        bb, &tracseq__events__v1__publish_request__descriptor);
+        bb, &tracseq__events__v1__publish_request__descriptor, err);
     if (req == NULL)
-        return tse_error_set(err, TSE_INVALID, "request",
-                             "the message is not a valid tracseq.events.v1.PublishRequest");
-    if (req->event == NULL)
-        st = tse_error_set(err, TSE_INVALID, "event", "is required");
-    else
-        st = prepare_event(s, req->event, md_corr, p, err);
+        return err->code;
+    st = prepare_request(s, req, md_corr, p, err);
     protobuf_c_message_free_unpacked(&req->base, NULL);
     return st;
 }
@@ -119,7 +130,8 @@ static tse_status submit(tse_server *s, int lane, const prepared *p, tse_publish
         .priority = p->priority,
         .source_service = p->source,
         .correlation_id = p->correlation_id,
-        .timestamp_ms = p->ts_sec * 1000 + p->ts_nanos / 1000000,
+        .timestamp_sec = p->ts_sec,
+        .timestamp_nanos = p->ts_nanos,
         .envelope = p->envelope,
         .envelope_len = p->envelope_len,
         .dedup = p->dedup,
@@ -133,7 +145,8 @@ static tse_status submit(tse_server *s, int lane, const prepared *p, tse_publish
     return TSE_OK;
 }
 
-/* Counts an outcome and fills the response of a stored event. */
+/* Counts an outcome and fills the response of a stored event. A duplicate
+ * is answered with the stored event's stream, entry id and publish time. */
 static tse_status account(tse_server *s, const prepared *p, const tse_publish_result *r,
                           Tracseq__Events__V1__PublishResponse *resp,
                           Google__Protobuf__Timestamp *ts, tse_error *err)
@@ -148,12 +161,15 @@ static tse_status account(tse_server *s, const prepared *p, const tse_publish_re
     } else {
         tse_stats_add(s->stats, TSE_STAT_PUBLISHED, 1);
         tse_stats_count_type(s->stats, p->event_type);
-        /* Subscribers of this process hear of it at once. */
+        /* Subscribers of this process hear of it at once, and of a stream
+         * new to Redis too (a waiting pull of its type gets it now). */
+        if (r->new_stream)
+            tse_delivery_notify_new_stream(s->delivery);
         tse_delivery_notify(s->delivery, r->stream_key);
     }
     tse_stats_record_latency(s->stats, tse_now_us() - p->start_us);
-    ts->seconds = p->ts_sec;
-    ts->nanos = p->ts_nanos;
+    ts->seconds = r->duplicate ? r->published_sec : p->ts_sec;
+    ts->nanos = r->duplicate ? r->published_nanos : p->ts_nanos;
     resp->event_id = (char *)p->event_id;
     resp->stream_id = (char *)r->stream_id;
     resp->stream = (char *)r->stream_key;
@@ -189,17 +205,24 @@ static void publish_stored(void *arg, const tse_publish_result *r)
     }
     if (r->duplicate)
         tse_call_log_kv(&pc->base, "duplicate", "true");
-    tse_call_finish_unary(&pc->base, &resp.base, GRPC_STATUS_OK, NULL);
+    tse_call_finish_unary(&pc->base, &resp.base, NULL);
 }
 
 static void publish_start(tse_call *c)
 {
     publish_call *pc = (publish_call *)c;
     tse_server *s = c->server;
+    tse_status st;
     tse_error err;
 
     tse_error_clear(&err);
-    if (prepare_request(s, c->payload, c->correlation_id, &pc->p, &err) != TSE_OK) {
+    pc->p.start_us = c->start_us;
+    st = prepare_request(s, (Tracseq__Events__V1__PublishRequest *)c->request, c->correlation_id,
+                         &pc->p, &err);
+    /* The envelope is packed: the request is not needed while Redis works. */
+    protobuf_c_message_free_unpacked(c->request, NULL);
+    c->request = NULL;
+    if (st != TSE_OK) {
         tse_stats_add(s->stats, TSE_STAT_INVALID, 1);
         tse_call_fail(c, &err);
         return;
@@ -220,6 +243,8 @@ const tse_method tse_method_publish = {
     .streaming_in = false,
     .backlog = 64,
     .call_size = sizeof(publish_call),
+    .request = &tracseq__events__v1__publish_request__descriptor,
+    .counts_invalid = true,
     .start = publish_start,
     .release = publish_release,
 };
@@ -243,13 +268,14 @@ typedef struct stream_call {
     tse_tag recv_tag, send_tag, close_tag;
     grpc_byte_buffer *recv_buf;
     grpc_byte_buffer *send_buf;
-    grpc_slice status_details;
     slot *head, *tail;
     int unanswered; /* slots queued, not yet sent */
     int lane;
-    bool md_sent, recv_pending, send_pending, input_done, status_started, failed;
-    int cancelled;
+    bool recv_pending, send_pending, input_done, failed;
+    bool preparing;    /* a received request is being prepared outside the lock */
+    bool winding_down; /* the server is stopping */
     uint64_t received, errors;
+    struct stream_call *next_live; /* the server's list, under watch_lock */
 } stream_call;
 
 static void stream_try_send(stream_call *sc);
@@ -273,14 +299,14 @@ static void stream_release(tse_call *c)
         grpc_byte_buffer_destroy(sc->recv_buf);
     if (sc->send_buf)
         grpc_byte_buffer_destroy(sc->send_buf);
-    grpc_slice_unref(sc->status_details);
 }
 
 static void stream_post_recv(stream_call *sc)
 {
     grpc_op op = {.op = GRPC_OP_RECV_MESSAGE};
 
-    if (sc->recv_pending || sc->input_done || sc->failed)
+    if (sc->recv_pending || sc->input_done || sc->failed || sc->winding_down ||
+        !tse_call_active_locked(&sc->base))
         return;
     op.data.recv_message.recv_message = &sc->recv_buf;
     if (tse_call_start_batch_locked(&sc->base, &op, 1, &sc->recv_tag))
@@ -289,27 +315,22 @@ static void stream_post_recv(stream_call *sc)
         sc->input_done = true;
 }
 
-/* Sends the final status once input ended and every response went out. */
-static void stream_send_status(stream_call *sc)
+/* Ends the stream (the status) once input ended and every response went
+ * out, or at once when the client is gone. */
+static void stream_finish(stream_call *sc, tse_status st)
 {
-    grpc_op ops[2];
-    size_t n = 0;
-    char msg[64];
+    char msg[200];
+    tse_error end;
 
-    memset(ops, 0, sizeof(ops));
-    if (!sc->md_sent)
-        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
     snprintf(msg, sizeof(msg), "%llu events, %llu refused", (unsigned long long)sc->received,
              (unsigned long long)sc->errors);
-    sc->status_details = grpc_slice_from_copied_string(msg);
-    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-    ops[n].data.send_status_from_server.status = GRPC_STATUS_OK;
-    ops[n++].data.send_status_from_server.status_details = &sc->status_details;
-    sc->status_started = true;
-    sc->md_sent = true;
-    sc->send_pending = tse_call_start_batch_locked(&sc->base, ops, n, &sc->send_tag);
-    tse_log_request("PublishStream", "OK", tse_now_us() - sc->base.start_us,
-                    sc->base.correlation_id, (const char *[]){"events", msg, NULL});
+    tse_call_log_kv(&sc->base, "events", msg);
+    if (st == TSE_UNAVAILABLE)
+        snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg),
+                 "; the server is shutting down: every event read was answered, resend the "
+                 "rest to another instance");
+    tse_error_set(&end, st, NULL, "%s", msg);
+    tse_call_finish_locked(&sc->base, NULL, &end);
 }
 
 static grpc_byte_buffer *encode_slot(stream_call *sc, slot *sl)
@@ -342,8 +363,9 @@ static void stream_try_send(stream_call *sc)
     grpc_op ops[2];
     size_t n = 0;
     slot *sl = sc->head;
+    bool first;
 
-    if (sc->send_pending || sc->status_started)
+    if (sc->send_pending || !tse_call_active_locked(&sc->base))
         return;
     if (sc->failed) {
         /* The client is gone: nothing more can be sent; drop answered slots. */
@@ -359,22 +381,23 @@ static void stream_try_send(stream_call *sc)
     }
     if (sl == NULL) {
         if (sc->input_done)
-            stream_send_status(sc);
+            stream_finish(sc, TSE_OK);
+        else if (sc->winding_down && !sc->preparing)
+            stream_finish(sc, TSE_UNAVAILABLE);
         return;
     }
     if (!sl->done)
         return;
     memset(ops, 0, sizeof(ops));
-    if (!sc->md_sent)
-        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    first = !sc->base.md_sent;
+    n = tse_call_initial_md_locked(&sc->base, &ops[0]);
     sc->send_buf = encode_slot(sc, sl);
     ops[n].op = GRPC_OP_SEND_MESSAGE;
     /* Buffer this write when the next answer is ready behind it: never for
      * the first message nor the last queued one (those would never flush). */
-    if (sc->md_sent && sl->next && sl->next->done)
+    if (!first && sl->next && sl->next->done)
         ops[n].flags = GRPC_WRITE_BUFFER_HINT;
     ops[n++].data.send_message.send_message = sc->send_buf;
-    sc->md_sent = true;
     sc->head = sl->next;
     if (sc->head == NULL)
         sc->tail = NULL;
@@ -399,6 +422,8 @@ static void stream_stored(void *arg, const tse_publish_result *r)
         copy_str(sl->stream_id, sizeof(sl->stream_id), r->stream_id);
         copy_str(sl->stream_key, sizeof(sl->stream_key), r->stream_key);
         sl->duplicate = r->duplicate;
+        sl->p.ts_sec = ts.seconds; /* a duplicate's is the stored event's */
+        sl->p.ts_nanos = ts.nanos;
     } else {
         sc->errors++;
     }
@@ -423,7 +448,7 @@ static slot *stream_prepare(stream_call *sc, grpc_byte_buffer *bb)
         return NULL;
     sl->sc = sc;
     tse_error_clear(&sl->err);
-    if (prepare_request(s, bb, sc->base.correlation_id, &sl->p, &sl->err) != TSE_OK) {
+    if (prepare_message(s, bb, sc->base.correlation_id, &sl->p, &sl->err) != TSE_OK) {
         tse_stats_add(s->stats, TSE_STAT_INVALID, 1);
         sl->done = true;
     }
@@ -469,6 +494,13 @@ static void stream_on_recv(tse_tag *tag, bool ok)
     pthread_mutex_lock(&sc->base.lock);
     bb = sc->recv_buf;
     sc->recv_buf = NULL;
+    /* Arrived after the status (winding down): never stored, never answered. */
+    if (bb != NULL && !tse_call_active_locked(&sc->base)) {
+        grpc_byte_buffer_destroy(bb);
+        bb = NULL;
+        ok = false;
+    }
+    sc->preparing = bb != NULL;
     pthread_mutex_unlock(&sc->base.lock);
     if (ok && bb != NULL) {
         sl = stream_prepare(sc, bb);
@@ -476,6 +508,7 @@ static void stream_on_recv(tse_tag *tag, bool ok)
     }
     pthread_mutex_lock(&sc->base.lock);
     sc->recv_pending = false;
+    sc->preparing = false;
     if (!ok || bb == NULL) {
         /* Half-close (or failure): answer what is queued, then the status. */
         sc->input_done = true;
@@ -508,42 +541,59 @@ static void stream_on_send(tse_tag *tag, bool ok)
     tse_call_unref(&sc->base);
 }
 
+static void stream_unlist(stream_call *sc)
+{
+    tse_server *s = sc->base.server;
+
+    pthread_mutex_lock(&s->watch_lock);
+    for (stream_call **p = &s->publish_streams; *p; p = &(*p)->next_live) {
+        if (*p == sc) {
+            *p = sc->next_live;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->watch_lock);
+}
+
 static void stream_on_close(tse_tag *tag, bool ok)
 {
     stream_call *sc = TSE_CONTAINER_OF(tag, stream_call, close_tag);
 
+    stream_unlist(sc);
     pthread_mutex_lock(&sc->base.lock);
-    if (sc->cancelled) {
+    if (sc->base.cancelled)
         sc->failed = true;
-        if (!sc->status_started)
-            tse_log_request("PublishStream", "CANCELLED", tse_now_us() - sc->base.start_us,
-                            sc->base.correlation_id, NULL);
-    }
     stream_try_send(sc);
+    /* Still ACTIVE: the client cancelled before the status went out. */
+    if (tse_call_active_locked(&sc->base))
+        stream_finish(sc, TSE_CANCELLED);
     pthread_mutex_unlock(&sc->base.lock);
     tse_call_unref(&sc->base); /* the close op's */
-    tse_call_unref(&sc->base); /* the handler's: the call is over */
 }
 
 static void stream_start(tse_call *c)
 {
     stream_call *sc = (stream_call *)c;
-    grpc_op op = {.op = GRPC_OP_RECV_CLOSE_ON_SERVER};
 
     sc->recv_tag.fn = stream_on_recv;
     sc->send_tag.fn = stream_on_send;
     sc->close_tag.fn = stream_on_close;
-    sc->status_details = grpc_empty_slice();
     sc->lane = tse_broker_pick_lane(c->server->broker);
-    op.data.recv_close_on_server.cancelled = &sc->cancelled;
+    /* Lock order everywhere: watch_lock, then a call's lock. */
+    pthread_mutex_lock(&c->server->watch_lock);
     pthread_mutex_lock(&c->lock);
-    if (!tse_call_start_batch_locked(c, &op, 1, &sc->close_tag)) {
-        pthread_mutex_unlock(&c->lock);
-        tse_call_unref(c);
-        return;
+    if (tse_call_watch_close_locked(c, &sc->close_tag)) {
+        sc->next_live = c->server->publish_streams;
+        c->server->publish_streams = sc;
+        /* A stream that arrives as the server stops winds down at once. */
+        sc->winding_down = atomic_load(&c->server->shutting_down);
+        stream_post_recv(sc);
+        stream_try_send(sc);
+    } else {
+        tse_call_finish_locked(c, NULL, TSE_ERROR(TSE_UNAVAILABLE, "", "the call could not start"));
     }
-    stream_post_recv(sc);
     pthread_mutex_unlock(&c->lock);
+    pthread_mutex_unlock(&c->server->watch_lock);
 }
 
 const tse_method tse_method_publish_stream = {
@@ -552,6 +602,19 @@ const tse_method tse_method_publish_stream = {
     .streaming_in = true,
     .backlog = 8,
     .call_size = sizeof(stream_call),
+    .request = &tracseq__events__v1__publish_request__descriptor,
     .start = stream_start,
     .release = stream_release,
 };
+
+void tse_publish_shutdown(tse_server *s)
+{
+    pthread_mutex_lock(&s->watch_lock);
+    for (stream_call *sc = s->publish_streams; sc; sc = sc->next_live) {
+        pthread_mutex_lock(&sc->base.lock);
+        sc->winding_down = true;
+        stream_try_send(sc);
+        pthread_mutex_unlock(&sc->base.lock);
+    }
+    pthread_mutex_unlock(&s->watch_lock);
+}

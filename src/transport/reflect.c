@@ -5,9 +5,12 @@
  * time: receive, answer, send, receive again; after the client half-closes
  * the status is sent.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "grpc/reflection/v1/reflection.pb-c.h"
+#include "grpc/reflection/v1alpha/reflection.pb-c.h"
 #include "obs/log.h"
 #include "transport/internal.h"
 
@@ -17,9 +20,6 @@ typedef struct reflect_call {
     tse_tag recv_tag, send_tag, close_tag;
     grpc_byte_buffer *recv_buf;
     grpc_byte_buffer *send_buf;
-    grpc_slice status_details;
-    int cancelled;
-    bool md_sent;
     unsigned answered;
 } reflect_call;
 
@@ -31,39 +31,38 @@ static void reflect_release(tse_call *c)
         grpc_byte_buffer_destroy(rc->recv_buf);
     if (rc->send_buf)
         grpc_byte_buffer_destroy(rc->send_buf);
-    grpc_slice_unref(rc->status_details);
 }
 
 static void reflect_post_recv(reflect_call *rc)
 {
     grpc_op op = {.op = GRPC_OP_RECV_MESSAGE};
 
+    if (!tse_call_active_locked(&rc->base))
+        return;
     op.data.recv_message.recv_message = &rc->recv_buf;
     tse_call_start_batch_locked(&rc->base, &op, 1, &rc->recv_tag);
 }
 
-/* Sends ops with initial metadata first if not yet sent. */
+/* Sends one answer, with initial metadata first if not yet sent. */
 static void reflect_send(reflect_call *rc, grpc_op *op)
 {
     grpc_op ops[2];
-    size_t n = 0;
+    size_t n;
 
     memset(ops, 0, sizeof(ops));
-    if (!rc->md_sent)
-        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    n = tse_call_initial_md_locked(&rc->base, &ops[0]);
     ops[n++] = *op;
-    rc->md_sent = true;
     tse_call_start_batch_locked(&rc->base, ops, n, &rc->send_tag);
 }
 
-static void reflect_finish(reflect_call *rc, grpc_status_code code, const char *msg)
+/* Ends the stream; the request line counts the answers. */
+static void reflect_finish(reflect_call *rc, const tse_error *err)
 {
-    grpc_op op = {.op = GRPC_OP_SEND_STATUS_FROM_SERVER};
+    char n[32];
 
-    rc->status_details = grpc_slice_from_copied_string(msg);
-    op.data.send_status_from_server.status = code;
-    op.data.send_status_from_server.status_details = &rc->status_details;
-    reflect_send(rc, &op);
+    snprintf(n, sizeof(n), "%u", rc->answered);
+    tse_call_log_kv(&rc->base, "answered", n);
+    tse_call_finish_locked(&rc->base, NULL, err);
 }
 
 static void reflect_on_recv(tse_tag *tag, bool ok)
@@ -79,21 +78,31 @@ static void reflect_on_recv(tse_tag *tag, bool ok)
     pthread_mutex_lock(&rc->base.lock);
     if (!ok || rc->recv_buf == NULL) {
         if (ok)
-            reflect_finish(rc, GRPC_STATUS_OK, "");
+            reflect_finish(rc, NULL);
         goto out;
     }
     if (!grpc_byte_buffer_reader_init(&reader, rc->recv_buf)) {
-        reflect_finish(rc, GRPC_STATUS_INTERNAL, "cannot read the request");
+        reflect_finish(rc, TSE_ERROR(TSE_INTERNAL, "", "cannot read the request"));
         goto out;
     }
     all = grpc_byte_buffer_reader_readall(&reader);
     grpc_byte_buffer_reader_destroy(&reader);
     grpc_byte_buffer_destroy(rc->recv_buf);
     rc->recv_buf = NULL;
+    /* The reflection index unpacks the request: bound it first, as every
+     * request is bounded (tse_decode). */
+    if (!tse_scan_request(rc->base.method->request, GRPC_SLICE_START_PTR(all),
+                          GRPC_SLICE_LENGTH(all), &err)) {
+        grpc_slice_unref(all);
+        reflect_finish(rc, &err);
+        goto out;
+    }
     if (tse_reflection_answer(rc->base.server->reflection, rc->version, GRPC_SLICE_START_PTR(all),
                               GRPC_SLICE_LENGTH(all), &answer, &answer_len, &err) != TSE_OK) {
         grpc_slice_unref(all);
-        reflect_finish(rc, tse_status_to_grpc(err.code), err.message);
+        /* The index's sentences stand alone: no field before them. */
+        err.field[0] = '\0';
+        reflect_finish(rc, &err);
         goto out;
     }
     grpc_slice_unref(all);
@@ -126,34 +135,28 @@ static void reflect_on_send(tse_tag *tag, bool ok)
 static void reflect_on_close(tse_tag *tag, bool ok)
 {
     reflect_call *rc = TSE_CONTAINER_OF(tag, reflect_call, close_tag);
-    char n[32];
 
-    snprintf(n, sizeof(n), "%u", rc->answered);
-    tse_log_request(rc->base.method->name, rc->cancelled ? "CANCELLED" : "OK",
-                    tse_now_us() - rc->base.start_us, rc->base.correlation_id,
-                    (const char *[]){"answered", n, NULL});
+    pthread_mutex_lock(&rc->base.lock);
+    /* Still ACTIVE: the client cancelled before the status went out. */
+    if (tse_call_active_locked(&rc->base))
+        reflect_finish(rc, TSE_ERROR(TSE_CANCELLED, "", "cancelled by the client"));
+    pthread_mutex_unlock(&rc->base.lock);
     tse_call_unref(&rc->base); /* the close op's */
-    tse_call_unref(&rc->base); /* the handler's */
 }
 
 static void reflect_start(tse_call *c, tse_reflection_version version)
 {
     reflect_call *rc = (reflect_call *)c;
-    grpc_op op = {.op = GRPC_OP_RECV_CLOSE_ON_SERVER};
 
     rc->version = version;
     rc->recv_tag.fn = reflect_on_recv;
     rc->send_tag.fn = reflect_on_send;
     rc->close_tag.fn = reflect_on_close;
-    rc->status_details = grpc_empty_slice();
-    op.data.recv_close_on_server.cancelled = &rc->cancelled;
     pthread_mutex_lock(&c->lock);
-    if (!tse_call_start_batch_locked(c, &op, 1, &rc->close_tag)) {
-        pthread_mutex_unlock(&c->lock);
-        tse_call_unref(c);
-        return;
-    }
-    reflect_post_recv(rc);
+    if (tse_call_watch_close_locked(c, &rc->close_tag))
+        reflect_post_recv(rc);
+    else
+        reflect_finish(rc, TSE_ERROR(TSE_UNAVAILABLE, "", "the call could not start"));
     pthread_mutex_unlock(&c->lock);
 }
 
@@ -173,6 +176,7 @@ const tse_method tse_method_reflection_v1alpha = {
     .streaming_in = true,
     .backlog = 2,
     .call_size = sizeof(reflect_call),
+    .request = &grpc__reflection__v1alpha__server_reflection_request__descriptor,
     .start = start_v1alpha,
     .release = reflect_release,
 };
@@ -183,6 +187,7 @@ const tse_method tse_method_reflection_v1 = {
     .streaming_in = true,
     .backlog = 2,
     .call_size = sizeof(reflect_call),
+    .request = &grpc__reflection__v1__server_reflection_request__descriptor,
     .start = start_v1,
     .release = reflect_release,
 };

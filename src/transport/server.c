@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/tsan.h"
+#include "domain/catalog.h"
 #include "obs/log.h"
 #include "transport/internal.h"
 
@@ -47,6 +49,24 @@ const tse_method *const tse_methods[] = {
  * when handle == NULL), posted on one worker's queue. */
 static void post_request(tse_server *s, const tse_method *m, void *handle, int worker);
 
+/* Decodes a unary or server-streaming request into c->request; false (and
+ * the call answered INVALID_ARGUMENT) when it does not decode. */
+static bool request_decoded(tse_call *c)
+{
+    tse_error err;
+
+    if (c->method->streaming_in || c->method->request == NULL)
+        return true;
+    tse_error_clear(&err);
+    c->request = tse_decode(c->payload, c->method->request, &err);
+    if (c->request != NULL)
+        return true;
+    if (c->method->counts_invalid)
+        tse_stats_add(c->server->stats, TSE_STAT_INVALID, 1);
+    tse_call_fail(c, &err);
+    return false;
+}
+
 static void on_arrived(tse_tag *tag, bool ok)
 {
     tse_call *c = TSE_CONTAINER_OF(tag, tse_call, arrived);
@@ -76,7 +96,13 @@ static void on_arrived(tse_tag *tag, bool ok)
             c->correlation_id[len] = '\0';
         }
     }
-    c->method->start(c);
+    /* No other thread knows the call yet. The arrival's reference spans the
+     * handler's start, so a finish from within start never drops the last. */
+    c->state = TSE_CALL_ACTIVE;
+    c->refs++;
+    if (request_decoded(c))
+        c->method->start(c);
+    tse_call_unref(c); /* the arrival's */
 }
 
 static void post_request(tse_server *s, const tse_method *m, void *handle, int worker)
@@ -101,6 +127,7 @@ static void post_request(tse_server *s, const tse_method *m, void *handle, int w
     pthread_mutex_lock(&s->calls_lock);
     s->live_calls++;
     pthread_mutex_unlock(&s->calls_lock);
+    tse_tsan_release(&c->arrived);
     if (handle != NULL)
         e = grpc_server_request_registered_call(s->grpc, handle, &c->call, &c->deadline,
                                                 &c->metadata, m->streaming_in ? NULL : &c->payload,
@@ -118,13 +145,14 @@ static void post_request(tse_server *s, const tse_method *m, void *handle, int w
  * deadline: answer them UNIMPLEMENTED. */
 static void unimplemented_start(tse_call *c)
 {
-    char msg[300];
     char *path = grpc_slice_to_c_string(c->details.method);
+    tse_error err;
 
-    snprintf(msg, sizeof(msg), "method %s is not implemented by this server", path);
+    tse_error_set(&err, TSE_UNIMPLEMENTED, NULL, "method %s is not implemented by this server",
+                  path);
     tse_call_log_kv(c, "path", path);
     gpr_free(path);
-    tse_call_finish_unary(c, NULL, GRPC_STATUS_UNIMPLEMENTED, msg);
+    tse_call_fail(c, &err);
 }
 
 const tse_method tse_method_unimplemented = {
@@ -146,6 +174,7 @@ static void *worker_main(void *arg)
             break;
         if (ev.type == GRPC_OP_COMPLETE) {
             tse_tag *tag = ev.tag;
+            tse_tsan_acquire(tag);
             tag->fn(tag, ev.success != 0);
         }
     }
@@ -202,7 +231,8 @@ tse_status tse_server_create(const tse_server_deps *deps, tse_server **out, tse_
     s->cqs = calloc((size_t)s->nworkers, sizeof(*s->cqs));
     s->threads = calloc((size_t)s->nworkers, sizeof(*s->threads));
     s->method_handles = calloc(nmethods, sizeof(void *));
-    if (!s->cqs || !s->threads || !s->method_handles)
+    s->catalog_answer = tse_catalog_describe(&s->catalog_answer_len);
+    if (!s->cqs || !s->threads || !s->method_handles || !s->catalog_answer)
         goto nomem;
     s->grpc = grpc_server_create(server_args(cfg, args), NULL);
     for (size_t i = 0; i < nmethods; i++)
@@ -288,31 +318,71 @@ static bool wait_calls(tse_server *s, int64_t deadline_us)
     return none;
 }
 
-void tse_server_shutdown(tse_server *s, int64_t grace_ms)
+/* What is left to stop after the grace, at most: cancelled calls answer at
+ * once and their connections close with them. */
+#define TSE_SHUTDOWN_MARGIN_MS 500
+
+/* Waits for the server's shutdown notification until deadline_us. */
+static bool wait_notified(grpc_completion_queue *scq, tse_server *s, int64_t deadline_us)
+{
+    int64_t left_us = deadline_us - tse_now_us();
+    gpr_timespec until =
+        gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                     gpr_time_from_micros(left_us > 0 ? left_us : 0, GPR_TIMESPAN));
+
+    return grpc_completion_queue_pluck(scq, s, until, NULL).type == GRPC_OP_COMPLETE;
+}
+
+/* Once no call is left, connections are idle: they get a moment to answer
+ * the GOAWAY, not the whole grace. */
+#define TSE_IDLE_CONNECTIONS_MS 100
+
+static int64_t idle_deadline(int64_t deadline_us)
+{
+    int64_t soon = tse_now_us() + TSE_IDLE_CONNECTIONS_MS * 1000;
+
+    return soon < deadline_us ? soon : deadline_us;
+}
+
+bool tse_server_shutdown(tse_server *s, int64_t grace_ms)
 {
     grpc_completion_queue *scq;
-    grpc_event ev;
     int64_t deadline = tse_now_us() + grace_ms * 1000;
+    bool clean = true;
 
     if (!s->started)
-        return;
+        return true;
     atomic_store(&s->shutting_down, true);
     scq = grpc_completion_queue_create_for_pluck(NULL);
     grpc_server_shutdown_and_notify(s->grpc, scq, s);
-    /* Endless streams (health Watch) would only run out the grace period. */
+    /* Endless streams (health Watch, Subscribe) would only run out the
+     * grace period; PublishStreams answer what they read and end; waiting
+     * pulls answer now. */
     tse_health_shutdown(s);
     tse_subscribe_shutdown(s);
+    tse_publish_shutdown(s);
+    tse_delivery_end_pulls(s->delivery);
     /* Posted requests fail now and are freed by their workers; in-flight
-     * calls get the grace period, then are cancelled (streams end with
-     * UNAVAILABLE in the clients). */
-    if (!wait_calls(s, deadline)) {
-        tse_logf(TSE_LOG_WARN, "shutdown: cancelling calls still open after %lld ms",
-                 (long long)grace_ms);
-        grpc_server_cancel_all_calls(s->grpc);
+     * calls get the grace period. gRPC's notification also waits for every
+     * connection to go (an idle one gets 20 s to answer the GOAWAY ping):
+     * once the calls are done, connections still open are closed. */
+    if (!wait_calls(s, deadline) || !wait_notified(scq, s, idle_deadline(deadline))) {
+        if (!wait_calls(s, tse_now_us()))
+            tse_logf(TSE_LOG_WARN, "shutdown: cancelling calls still open after %lld ms",
+                     (long long)grace_ms);
+        grpc_server_cancel_all_calls(s->grpc); /* also disconnects every connection */
+        deadline = tse_now_us() + TSE_SHUTDOWN_MARGIN_MS * 1000;
+        clean = wait_calls(s, deadline) && wait_notified(scq, s, deadline);
     }
-    ev = grpc_completion_queue_pluck(scq, s, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-    (void)ev;
-    wait_calls(s, 0);
+    if (!clean) {
+        /* Something in gRPC outlives the grace: the process ends anyway
+         * (main), without tearing down what may still be in use. */
+        tse_logf(TSE_LOG_ERROR,
+                 "shutdown: gRPC did not stop within %d ms of the grace; "
+                 "leaving it to the process exit",
+                 TSE_SHUTDOWN_MARGIN_MS);
+        return false;
+    }
     grpc_server_destroy(s->grpc);
     s->grpc = NULL;
     grpc_completion_queue_shutdown(scq);
@@ -322,6 +392,7 @@ void tse_server_shutdown(tse_server *s, int64_t grace_ms)
     for (int w = 0; w < s->nworkers; w++)
         pthread_join(s->threads[w], NULL);
     s->started = false;
+    return true;
 }
 
 void tse_server_destroy(tse_server *s)
@@ -345,6 +416,7 @@ void tse_server_destroy(tse_server *s)
     free(s->cqs);
     free(s->threads);
     free(s->method_handles);
+    free(s->catalog_answer);
     pthread_mutex_destroy(&s->calls_lock);
     pthread_cond_destroy(&s->calls_cond);
     pthread_mutex_destroy(&s->watch_lock);

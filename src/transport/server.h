@@ -57,12 +57,17 @@ tse_status tse_server_start(tse_server *s, tse_error *err);
 void tse_server_set_serving(tse_server *s, bool serving);
 
 /*
- * Stops accepting calls, lets in-flight calls finish for up to grace_ms,
- * cancels the rest (open streams end with UNAVAILABLE) and waits until every
- * call is released and the workers have exited. Call once, from any thread
- * but a worker.
+ * Stops accepting calls; ends Watch and Subscribe streams with UNAVAILABLE,
+ * winds PublishStreams down (what they read is answered, then UNAVAILABLE)
+ * and answers waiting pulls; lets in-flight calls finish for up to
+ * grace_ms; then cancels the rest and closes every connection still open
+ * (an idle one would hold gRPC's shutdown for 20 s), and waits until every
+ * call is released and the workers have exited. Returns within grace_ms
+ * plus half a second whatever clients do. False when gRPC still had not
+ * stopped then: the server must not be destroyed, only the process ended.
+ * Call once, from any thread but a worker.
  */
-void tse_server_shutdown(tse_server *s, int64_t grace_ms);
+bool tse_server_shutdown(tse_server *s, int64_t grace_ms);
 
 /* Frees a shut-down (or never started) server. NULL is a no-op. */
 void tse_server_destroy(tse_server *s);

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "broker/delivery.h"
+#include "domain/subscription.h"
 #include "obs/log.h"
 #include "tracseq/events/v1/service.pb-c.h"
 #include "transport/internal.h"
@@ -89,6 +90,64 @@ static grpc_byte_buffer *encode_delivery(const tse_delivered *d, const char *sub
     return bb;
 }
 
+/* ===================== request limits =================================== */
+
+/* Every check runs before the engine sees the request, so a refused request
+ * changes nothing; each error names the field, and the setting when the
+ * limit is one. */
+
+static tse_status check_name(const char *name, const char *field, tse_error *err)
+{
+    if (name == NULL || name[0] == '\0')
+        return tse_error_set(err, TSE_INVALID, field, "a subscription name is required");
+    if (!tse_subscription_name_valid(name, TSE_SUBSCRIPTION_NAME_MAX))
+        return tse_error_set(err, TSE_INVALID, field,
+                             "a subscription name is 1 to %d characters of A-Z a-z 0-9 _ . -",
+                             TSE_SUBSCRIPTION_NAME_MAX);
+    return TSE_OK;
+}
+
+/* An empty consumer name lets the service choose one. */
+static tse_status check_consumer(const char *consumer, const char *field, tse_error *err)
+{
+    if (consumer == NULL || consumer[0] == '\0' ||
+        tse_subscription_name_valid(consumer, TSE_CONSUMER_NAME_MAX))
+        return TSE_OK;
+    return tse_error_set(err, TSE_INVALID, field,
+                         "a consumer name is 1 to %d characters of A-Z a-z 0-9 _ . -",
+                         TSE_CONSUMER_NAME_MAX);
+}
+
+static tse_status check_ack_ids(const tse_server *s, char *const *ids, size_t n, const char *field,
+                                tse_error *err)
+{
+    char element[TSE_ERROR_FIELD_MAX];
+
+    if (n > (size_t)s->config->max_ack_ids)
+        return tse_error_set(err, TSE_INVALID, field,
+                             "%zu ack ids; at most %d per request (MAX_ACK_IDS)", n,
+                             s->config->max_ack_ids);
+    for (size_t i = 0; i < n; i++) {
+        if (strnlen(ids[i], TSE_ACK_ID_MAX + 1) <= TSE_ACK_ID_MAX)
+            continue;
+        snprintf(element, sizeof(element), "%s[%zu]", field, i);
+        return tse_error_set(err, TSE_INVALID, element,
+                             "longer than any ack id (at most %d characters)", TSE_ACK_ID_MAX);
+    }
+    return TSE_OK;
+}
+
+/* The creation limit on patterns; the domain checks the rest. */
+static tse_status check_spec(const tse_server *s, const Subscription *spec, tse_error *err)
+{
+    if (spec->n_event_types > (size_t)s->config->max_patterns)
+        return tse_error_set(err, TSE_INVALID, "subscription.event_types",
+                             "%zu patterns; at most %d per subscription "
+                             "(MAX_SUBSCRIPTION_PATTERNS)",
+                             spec->n_event_types, s->config->max_patterns);
+    return TSE_OK;
+}
+
 /* ===================== Subscribe ======================================== */
 
 typedef struct outgoing {
@@ -103,14 +162,10 @@ typedef struct sub_call {
     grpc_byte_buffer *recv_buf;
     outgoing *sending;
     outgoing *head, *tail;
-    grpc_slice status_details;
     tse_subscriber *subscriber;
     char name[TSE_ERROR_FIELD_MAX];
-    bool auto_ack, attached, input_done, md_sent, status_started, ended, detached, closed;
-    bool in_list;
-    grpc_status_code end_code;
-    char end_message[TSE_ERROR_FIELD_MAX + TSE_ERROR_MESSAGE_MAX + 4];
-    int cancelled;
+    bool auto_ack, attached, input_done, ended, detached, closed;
+    tse_error end; /* the status, once ended */
     uint64_t delivered;
     struct sub_call *next_live; /* server list, under subs_lock */
 } sub_call;
@@ -137,25 +192,16 @@ static void sub_release(tse_call *c)
     }
     if (sc->recv_buf)
         grpc_byte_buffer_destroy(sc->recv_buf);
-    grpc_slice_unref(sc->status_details);
 }
 
-static void sub_send_status(sub_call *sc)
+/* Ends the stream with its status (the request line counts deliveries). */
+static void sub_finish(sub_call *sc, const tse_error *end)
 {
-    grpc_op ops[2];
-    size_t n = 0;
+    char n[32];
 
-    memset(ops, 0, sizeof(ops));
-    if (!sc->md_sent)
-        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-    sc->status_details = grpc_slice_from_copied_string(sc->end_message);
-    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-    ops[n].data.send_status_from_server.status = sc->end_code;
-    ops[n++].data.send_status_from_server.status_details = &sc->status_details;
-    sc->md_sent = true;
-    sc->status_started = true;
-    if (tse_call_start_batch_locked(&sc->base, ops, n, &sc->send_tag))
-        sc->sending = calloc(1, sizeof(outgoing)); /* marks the send in flight */
+    snprintf(n, sizeof(n), "%llu", (unsigned long long)sc->delivered);
+    tse_call_log_kv(&sc->base, "delivered", n);
+    tse_call_finish_locked(&sc->base, NULL, end);
 }
 
 /* Sends the next queued delivery, or the status once ended and drained. */
@@ -164,25 +210,25 @@ static void sub_try_send(sub_call *sc)
     grpc_op ops[2];
     size_t n = 0;
     outgoing *o = sc->head;
+    bool first;
 
-    if (sc->sending || sc->status_started || sc->closed)
+    if (sc->sending || sc->closed || !tse_call_active_locked(&sc->base))
         return;
     if (o == NULL) {
         if (sc->ended)
-            sub_send_status(sc);
+            sub_finish(sc, &sc->end);
         return;
     }
     sc->head = o->next;
     if (sc->head == NULL)
         sc->tail = NULL;
     memset(ops, 0, sizeof(ops));
-    if (!sc->md_sent)
-        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    first = !sc->base.md_sent;
+    n = tse_call_initial_md_locked(&sc->base, &ops[0]);
     ops[n].op = GRPC_OP_SEND_MESSAGE;
-    if (sc->md_sent && sc->head != NULL)
+    if (!first && sc->head != NULL)
         ops[n].flags = GRPC_WRITE_BUFFER_HINT;
     ops[n++].data.send_message.send_message = o->msg;
-    sc->md_sent = true;
     sc->sending = o;
     if (!tse_call_start_batch_locked(&sc->base, ops, n, &sc->send_tag)) {
         sc->sending = NULL;
@@ -190,14 +236,13 @@ static void sub_try_send(sub_call *sc)
     }
 }
 
-static void sub_end(sub_call *sc, grpc_status_code code, const char *message)
+/* Ends the stream with end (copied) once every queued delivery went out. */
+static void sub_end(sub_call *sc, const tse_error *end)
 {
     if (sc->ended)
         return;
     sc->ended = true;
-    sc->end_code = code;
-    snprintf(sc->end_message, sizeof(sc->end_message), "%.*s", (int)sizeof(sc->end_message) - 1,
-             message);
+    sc->end = *end;
     sub_try_send(sc);
 }
 
@@ -205,7 +250,7 @@ static void sub_post_recv(sub_call *sc)
 {
     grpc_op op = {.op = GRPC_OP_RECV_MESSAGE};
 
-    if (sc->input_done || sc->closed)
+    if (sc->input_done || sc->closed || !tse_call_active_locked(&sc->base))
         return;
     op.data.recv_message.recv_message = &sc->recv_buf;
     if (!tse_call_start_batch_locked(&sc->base, &op, 1, &sc->recv_tag))
@@ -217,12 +262,10 @@ static void sub_post_recv(sub_call *sc)
 static void on_attached(void *arg, const tse_error *err, const Subscription *settings)
 {
     sub_call *sc = arg;
-    char msg[TSE_ERROR_FIELD_MAX + TSE_ERROR_MESSAGE_MAX + 4];
 
     pthread_mutex_lock(&sc->base.lock);
     if (err->code != TSE_OK) {
-        tse_error_describe(err, msg, sizeof(msg));
-        sub_end(sc, tse_status_to_grpc(err->code), msg);
+        sub_end(sc, err);
     } else {
         sc->attached = true;
         sc->auto_ack = settings->auto_ack;
@@ -237,12 +280,16 @@ static void on_deliver(void *arg, const tse_delivered *d, size_t n)
 
     pthread_mutex_lock(&sc->base.lock);
     for (size_t i = 0; i < n && !sc->closed; i++) {
+        /* Out of memory: the rest stay pending and are redelivered after
+         * the ack deadline. */
         outgoing *o = calloc(1, sizeof(*o));
         if (o == NULL)
             break;
+        if (sc->auto_ack && (o->ack_id = strdup(d[i].ack_id)) == NULL) {
+            free(o);
+            break;
+        }
         o->msg = encode_delivery(&d[i], sc->name);
-        if (sc->auto_ack)
-            o->ack_id = strdup(d[i].ack_id);
         if (sc->tail)
             sc->tail->next = o;
         else
@@ -257,11 +304,9 @@ static void on_deliver(void *arg, const tse_delivered *d, size_t n)
 static void on_ended(void *arg, const tse_error *err)
 {
     sub_call *sc = arg;
-    char msg[TSE_ERROR_FIELD_MAX + TSE_ERROR_MESSAGE_MAX + 4];
 
-    tse_error_describe(err, msg, sizeof(msg));
     pthread_mutex_lock(&sc->base.lock);
-    sub_end(sc, tse_status_to_grpc(err->code), msg);
+    sub_end(sc, err);
     pthread_mutex_unlock(&sc->base.lock);
 }
 
@@ -289,6 +334,7 @@ static void sub_unlist(sub_call *sc)
     for (sub_call **p = (sub_call **)&s->subscribers; *p; p = &(*p)->next_live) {
         if (*p == sc) {
             *p = sc->next_live;
+            s->n_subscribers--;
             break;
         }
     }
@@ -300,6 +346,7 @@ static void sub_first_message(sub_call *sc, Tracseq__Events__V1__SubscribeReques
     tse_server *s = sc->base.server;
     const Subscription *spec = NULL;
     const char *name = NULL;
+    tse_error err;
 
     if (req->request_case == TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__REQUEST_SUBSCRIPTION) {
         spec = req->subscription;
@@ -309,73 +356,115 @@ static void sub_first_message(sub_call *sc, Tracseq__Events__V1__SubscribeReques
                TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__REQUEST_SUBSCRIPTION_NAME) {
         name = req->subscription_name;
     } else {
-        sub_end(sc, GRPC_STATUS_INVALID_ARGUMENT,
-                "subscription: the first message must carry a subscription or a "
-                "subscription_name");
+        sub_end(sc, TSE_ERROR(TSE_INVALID, "subscription",
+                              "the first message must carry a subscription or a "
+                              "subscription_name"));
+        return;
+    }
+    tse_error_clear(&err);
+    if ((spec ? check_spec(s, spec, &err) : check_name(name, "subscription_name", &err)) !=
+            TSE_OK ||
+        check_consumer(req->consumer_name, "consumer_name", &err) != TSE_OK) {
+        sub_end(sc, &err);
         return;
     }
     snprintf(sc->name, sizeof(sc->name), "%s", name ? name : "");
     tse_call_log_kv(&sc->base, "subscription", sc->name);
     sc->base.refs++; /* the engine's, until released */
-    sc->subscriber = tse_delivery_attach(s->delivery, spec, spec ? NULL : name, req->consumer_name,
-                                         &sub_ops, sc);
-    if (sc->subscriber == NULL) {
+    if (tse_delivery_attach(s->delivery, spec, spec ? NULL : name, req->consumer_name, &sub_ops, sc,
+                            &sc->subscriber, &err) != TSE_OK) {
         sc->base.refs--;
-        sub_end(sc, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        sub_end(sc, &err);
     }
+}
+
+/* Refuses an ack, nack or extend list over the limits: the stream ends
+ * with INVALID_ARGUMENT naming it, and none of its ids is acted on. */
+static bool later_message_ok(sub_call *sc, Tracseq__Events__V1__SubscribeRequest *req)
+{
+    tse_status st = TSE_OK;
+    tse_error err;
+
+    tse_error_clear(&err);
+    switch (req->request_case) {
+    case TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__REQUEST_ACK:
+        st = check_ack_ids(sc->base.server, req->ack->ack_ids, req->ack->n_ack_ids, "ack.ack_ids",
+                           &err);
+        break;
+    case TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__REQUEST_NACK:
+        st = check_ack_ids(sc->base.server, req->nack->ack_ids, req->nack->n_ack_ids,
+                           "nack.ack_ids", &err);
+        break;
+    case TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__REQUEST_EXTEND:
+        st = check_ack_ids(sc->base.server, req->extend->ack_ids, req->extend->n_ack_ids,
+                           "extend.ack_ids", &err);
+        break;
+    default: break;
+    }
+    if (st == TSE_OK)
+        return true;
+    sub_end(sc, &err);
+    return false;
 }
 
 static void sub_later_message(sub_call *sc, Tracseq__Events__V1__SubscribeRequest *req)
 {
     tse_delivery *d = sc->base.server->delivery;
+    tse_status st = TSE_OK;
+    tse_error err;
 
     /* After detach the engine may have freed the subscriber: nothing more
      * may be sent for it (requests before the detach are handled before it). */
-    if (sc->detached)
+    if (sc->detached || !later_message_ok(sc, req))
         return;
     switch (req->request_case) {
     case TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__REQUEST_ACK:
-        tse_delivery_ack(d, sc->subscriber, req->ack->ack_ids, req->ack->n_ack_ids);
+        st = tse_delivery_ack(d, sc->subscriber, req->ack->ack_ids, req->ack->n_ack_ids, &err);
         break;
     case TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__REQUEST_NACK:
-        tse_delivery_nack(d, sc->subscriber, req->nack->ack_ids, req->nack->n_ack_ids,
-                          req->nack->delay_ms);
+        st = tse_delivery_nack(d, sc->subscriber, req->nack->ack_ids, req->nack->n_ack_ids,
+                               req->nack->delay_ms, &err);
         break;
     case TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__REQUEST_EXTEND:
-        tse_delivery_extend(d, sc->subscriber, req->extend->ack_ids, req->extend->n_ack_ids,
-                            req->extend->deadline_ms);
+        st = tse_delivery_extend(d, sc->subscriber, req->extend->ack_ids, req->extend->n_ack_ids,
+                                 req->extend->deadline_ms, &err);
         break;
     default: break; /* a second subscription message is ignored */
     }
+    /* Not queued: the stream ends with the reason, so the client learns its
+     * ids were not acted on. */
+    if (st != TSE_OK)
+        sub_end(sc, &err);
 }
 
 static void sub_on_recv(tse_tag *tag, bool ok)
 {
     sub_call *sc = TSE_CONTAINER_OF(tag, sub_call, recv_tag);
     Tracseq__Events__V1__SubscribeRequest *req;
+    tse_error err;
 
     pthread_mutex_lock(&sc->base.lock);
     if (!ok || sc->recv_buf == NULL) {
         /* A half-close ends no delivery: only acks stop coming. */
         sc->input_done = true;
         if (sc->subscriber == NULL)
-            sub_end(sc, GRPC_STATUS_INVALID_ARGUMENT, "subscription: no subscription was given");
+            sub_end(sc, TSE_ERROR(TSE_INVALID, "subscription", "no subscription was given"));
         goto out;
     }
     req = (Tracseq__Events__V1__SubscribeRequest *)tse_decode(
-        sc->recv_buf, &tracseq__events__v1__subscribe_request__descriptor);
+        sc->recv_buf, &tracseq__events__v1__subscribe_request__descriptor, &err);
     grpc_byte_buffer_destroy(sc->recv_buf);
     sc->recv_buf = NULL;
     if (req == NULL) {
-        sub_end(sc, GRPC_STATUS_INVALID_ARGUMENT,
-                "request: not a valid tracseq.events.v1.SubscribeRequest");
+        sub_end(sc, &err);
         goto out;
     }
     if (sc->subscriber == NULL) {
         sub_first_message(sc, req);
     } else {
         sub_later_message(sc, req);
-        sub_post_recv(sc);
+        if (!sc->ended)
+            sub_post_recv(sc);
     }
     protobuf_c_message_free_unpacked(&req->base, NULL);
 out:
@@ -386,13 +475,15 @@ out:
 static void sub_on_send(tse_tag *tag, bool ok)
 {
     sub_call *sc = TSE_CONTAINER_OF(tag, sub_call, send_tag);
+    tse_error err;
     outgoing *o;
 
     pthread_mutex_lock(&sc->base.lock);
     o = sc->sending;
     sc->sending = NULL;
-    if (o && o->ack_id && ok && sc->subscriber && !sc->detached)
-        tse_delivery_ack(sc->base.server->delivery, sc->subscriber, &o->ack_id, 1);
+    if (o && o->ack_id && ok && sc->subscriber && !sc->detached &&
+        tse_delivery_ack(sc->base.server->delivery, sc->subscriber, &o->ack_id, 1, &err) != TSE_OK)
+        sub_end(sc, &err); /* the ack was not queued */
     outgoing_free(o);
     if (ok)
         sub_try_send(sc);
@@ -403,7 +494,6 @@ static void sub_on_send(tse_tag *tag, bool ok)
 static void sub_on_close(tse_tag *tag, bool ok)
 {
     sub_call *sc = TSE_CONTAINER_OF(tag, sub_call, close_tag);
-    char n[32];
 
     sub_unlist(sc);
     pthread_mutex_lock(&sc->base.lock);
@@ -412,40 +502,42 @@ static void sub_on_close(tse_tag *tag, bool ok)
         sc->detached = true;
         tse_delivery_detach(sc->base.server->delivery, sc->subscriber);
     }
+    /* Still ACTIVE: the client cancelled before the status went out. */
+    if (tse_call_active_locked(&sc->base))
+        sub_finish(sc, TSE_ERROR(TSE_CANCELLED, "", "cancelled by the client"));
     pthread_mutex_unlock(&sc->base.lock);
-    snprintf(n, sizeof(n), "%llu", (unsigned long long)sc->delivered);
-    tse_log_request("Subscribe", sc->cancelled ? "CANCELLED" : tse_grpc_code_name(sc->end_code),
-                    tse_now_us() - sc->base.start_us, sc->base.correlation_id,
-                    (const char *[]){"subscription", sc->name, "delivered", n, NULL});
     tse_call_unref(&sc->base); /* the close op's */
-    tse_call_unref(&sc->base); /* the handler's */
 }
 
 static void sub_start(tse_call *c)
 {
     sub_call *sc = (sub_call *)c;
     tse_server *s = c->server;
-    grpc_op op = {.op = GRPC_OP_RECV_CLOSE_ON_SERVER};
 
     sc->recv_tag.fn = sub_on_recv;
     sc->send_tag.fn = sub_on_send;
     sc->close_tag.fn = sub_on_close;
-    sc->status_details = grpc_empty_slice();
-    sc->end_code = GRPC_STATUS_OK;
-    op.data.recv_close_on_server.cancelled = &sc->cancelled;
     pthread_mutex_lock(&s->watch_lock);
     pthread_mutex_lock(&c->lock);
-    if (tse_call_start_batch_locked(c, &op, 1, &sc->close_tag)) {
+    if (s->n_subscribers >= s->config->max_subscribers) {
+        tse_error err;
+        tse_error_set(&err, TSE_RESOURCE_EXHAUSTED, NULL,
+                      "subscriber streams: %d open, at most %d (MAX_SUBSCRIBER_STREAMS); retry "
+                      "later",
+                      s->n_subscribers, s->config->max_subscribers);
+        sc->closed = true;
+        tse_call_finish_locked(c, NULL, &err);
+    } else if (tse_call_watch_close_locked(c, &sc->close_tag)) {
         sc->next_live = s->subscribers;
         s->subscribers = sc;
+        s->n_subscribers++;
         sub_post_recv(sc);
     } else {
         sc->closed = true;
+        tse_call_finish_locked(c, NULL, TSE_ERROR(TSE_UNAVAILABLE, "", "the call could not start"));
     }
     pthread_mutex_unlock(&c->lock);
     pthread_mutex_unlock(&s->watch_lock);
-    if (sc->closed)
-        tse_call_unref(c);
 }
 
 const tse_method tse_method_subscribe = {
@@ -454,6 +546,7 @@ const tse_method tse_method_subscribe = {
     .streaming_in = true,
     .backlog = 16,
     .call_size = sizeof(sub_call),
+    .request = &tracseq__events__v1__subscribe_request__descriptor,
     .start = sub_start,
     .release = sub_release,
 };
@@ -462,7 +555,7 @@ void tse_subscribe_shutdown(tse_server *s)
 {
     pthread_mutex_lock(&s->watch_lock);
     for (sub_call *sc = s->subscribers; sc; sc = sc->next_live)
-        grpc_call_cancel_with_status(sc->base.call, GRPC_STATUS_UNAVAILABLE,
+        grpc_call_cancel_with_status(sc->base.call, tse_status_to_grpc(TSE_UNAVAILABLE),
                                      "the server is shutting down; reconnect", NULL);
     pthread_mutex_unlock(&s->watch_lock);
 }
@@ -483,80 +576,77 @@ static void answer_subscriptions(void *arg, const tse_error *err, const Subscrip
             TRACSEQ__EVENTS__V1__LIST_SUBSCRIPTIONS_RESPONSE__INIT;
         out.n_subscriptions = n;
         out.subscriptions = (Subscription **)subs;
-        tse_call_finish_unary(c, &out.base, GRPC_STATUS_OK, NULL);
+        tse_call_finish_unary(c, &out.base, NULL);
     } else if (c->method == &tse_method_delete_subscription) {
         Tracseq__Events__V1__DeleteSubscriptionResponse out =
             TRACSEQ__EVENTS__V1__DELETE_SUBSCRIPTION_RESPONSE__INIT;
-        tse_call_finish_unary(c, &out.base, GRPC_STATUS_OK, NULL);
+        tse_call_finish_unary(c, &out.base, NULL);
     } else if (n == 1 && subs[0] != NULL) {
-        tse_call_finish_unary(c, &subs[0]->base, GRPC_STATUS_OK, NULL);
+        tse_call_finish_unary(c, &subs[0]->base, NULL);
     } else {
-        tse_call_finish_unary(c, NULL, GRPC_STATUS_INTERNAL, "no subscription in the answer");
+        tse_call_fail(c, TSE_ERROR(TSE_INTERNAL, "", "no subscription in the answer"));
     }
-}
-
-/* Decodes the request of c or finishes the call with INVALID_ARGUMENT. */
-static ProtobufCMessage *request_of(tse_call *c, const ProtobufCMessageDescriptor *desc)
-{
-    ProtobufCMessage *m = tse_decode(c->payload, desc);
-    char msg[160];
-
-    if (m == NULL && c->payload == NULL) /* an empty message */
-        m = protobuf_c_message_unpack(desc, NULL, 0, (const uint8_t *)"");
-    if (m == NULL) {
-        snprintf(msg, sizeof(msg), "request: not a valid %s", desc->name);
-        tse_call_finish_unary(c, NULL, GRPC_STATUS_INVALID_ARGUMENT, msg);
-    }
-    return m;
 }
 
 static void create_start(tse_call *c)
 {
-    Tracseq__Events__V1__CreateSubscriptionRequest *req =
-        (Tracseq__Events__V1__CreateSubscriptionRequest *)request_of(
-            c, &tracseq__events__v1__create_subscription_request__descriptor);
+    const Tracseq__Events__V1__CreateSubscriptionRequest *req =
+        (const Tracseq__Events__V1__CreateSubscriptionRequest *)c->request;
 
-    if (req == NULL)
-        return;
+    tse_error err;
+
+    tse_error_clear(&err);
     if (req->subscription == NULL) {
-        tse_call_finish_unary(c, NULL, GRPC_STATUS_INVALID_ARGUMENT, "subscription: is required");
+        tse_call_fail(c, TSE_ERROR(TSE_INVALID, "subscription", "is required"));
+    } else if (check_spec(c->server, req->subscription, &err) != TSE_OK) {
+        tse_call_fail(c, &err);
     } else {
         tse_call_log_kv(c, "subscription", req->subscription->name);
-        tse_delivery_create_subscription(c->server->delivery, req->subscription,
-                                         answer_subscriptions, c);
+        if (tse_delivery_create_subscription(c->server->delivery, req->subscription,
+                                             answer_subscriptions, c, &err) != TSE_OK)
+            tse_call_fail(c, &err);
     }
-    protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
 static void get_start(tse_call *c)
 {
-    Tracseq__Events__V1__GetSubscriptionRequest *req =
-        (Tracseq__Events__V1__GetSubscriptionRequest *)request_of(
-            c, &tracseq__events__v1__get_subscription_request__descriptor);
+    const Tracseq__Events__V1__GetSubscriptionRequest *req =
+        (const Tracseq__Events__V1__GetSubscriptionRequest *)c->request;
+    tse_error err;
 
-    if (req == NULL)
+    if (check_name(req->name, "name", &err) != TSE_OK) {
+        tse_call_fail(c, &err);
         return;
+    }
     tse_call_log_kv(c, "subscription", req->name);
-    tse_delivery_get_subscriptions(c->server->delivery, req->name, answer_subscriptions, c);
-    protobuf_c_message_free_unpacked(&req->base, NULL);
+    if (tse_delivery_get_subscriptions(c->server->delivery, req->name, answer_subscriptions, c,
+                                       &err) != TSE_OK)
+        tse_call_fail(c, &err);
 }
 
 static void list_start(tse_call *c)
 {
-    tse_delivery_get_subscriptions(c->server->delivery, NULL, answer_subscriptions, c);
+    tse_error err;
+
+    if (tse_delivery_get_subscriptions(c->server->delivery, NULL, answer_subscriptions, c, &err) !=
+        TSE_OK)
+        tse_call_fail(c, &err);
 }
 
 static void delete_start(tse_call *c)
 {
-    Tracseq__Events__V1__DeleteSubscriptionRequest *req =
-        (Tracseq__Events__V1__DeleteSubscriptionRequest *)request_of(
-            c, &tracseq__events__v1__delete_subscription_request__descriptor);
+    const Tracseq__Events__V1__DeleteSubscriptionRequest *req =
+        (const Tracseq__Events__V1__DeleteSubscriptionRequest *)c->request;
+    tse_error err;
 
-    if (req == NULL)
+    if (check_name(req->name, "name", &err) != TSE_OK) {
+        tse_call_fail(c, &err);
         return;
+    }
     tse_call_log_kv(c, "subscription", req->name);
-    tse_delivery_delete_subscription(c->server->delivery, req->name, answer_subscriptions, c);
-    protobuf_c_message_free_unpacked(&req->base, NULL);
+    if (tse_delivery_delete_subscription(c->server->delivery, req->name, answer_subscriptions, c,
+                                         &err) != TSE_OK)
+        tse_call_fail(c, &err);
 }
 
 static void answer_acks(void *arg, const tse_error *err, uint32_t done, const char *const *unknown,
@@ -574,51 +664,52 @@ static void answer_acks(void *arg, const tse_error *err, uint32_t done, const ch
         out.acked = done;
         out.n_unknown_ack_ids = n_unknown;
         out.unknown_ack_ids = (char **)unknown;
-        tse_call_finish_unary(c, &out.base, GRPC_STATUS_OK, NULL);
+        tse_call_finish_unary(c, &out.base, NULL);
     } else {
         Tracseq__Events__V1__NackResponse out = TRACSEQ__EVENTS__V1__NACK_RESPONSE__INIT;
         out.nacked = done;
         out.n_unknown_ack_ids = n_unknown;
         out.unknown_ack_ids = (char **)unknown;
-        tse_call_finish_unary(c, &out.base, GRPC_STATUS_OK, NULL);
+        tse_call_finish_unary(c, &out.base, NULL);
     }
 }
 
 static void acknowledge_start(tse_call *c)
 {
-    Tracseq__Events__V1__AcknowledgeRequest *req =
-        (Tracseq__Events__V1__AcknowledgeRequest *)request_of(
-            c, &tracseq__events__v1__acknowledge_request__descriptor);
+    const Tracseq__Events__V1__AcknowledgeRequest *req =
+        (const Tracseq__Events__V1__AcknowledgeRequest *)c->request;
+    tse_error err;
 
-    if (req == NULL)
-        return;
-    if (req->n_ack_ids == 0) {
-        tse_call_finish_unary(c, NULL, GRPC_STATUS_INVALID_ARGUMENT,
-                              "ack_ids: at least one is required");
+    if (check_name(req->subscription, "subscription", &err) != TSE_OK ||
+        check_ack_ids(c->server, req->ack_ids, req->n_ack_ids, "ack_ids", &err) != TSE_OK) {
+        tse_call_fail(c, &err);
+    } else if (req->n_ack_ids == 0) {
+        tse_call_fail(c, TSE_ERROR(TSE_INVALID, "ack_ids", "at least one is required"));
     } else {
         tse_call_log_kv(c, "subscription", req->subscription);
-        tse_delivery_acknowledge(c->server->delivery, req->subscription, req->ack_ids,
-                                 req->n_ack_ids, answer_acks, c);
+        if (tse_delivery_acknowledge(c->server->delivery, req->subscription, req->ack_ids,
+                                     req->n_ack_ids, answer_acks, c, &err) != TSE_OK)
+            tse_call_fail(c, &err);
     }
-    protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
 static void nack_start(tse_call *c)
 {
-    Tracseq__Events__V1__NackRequest *req = (Tracseq__Events__V1__NackRequest *)request_of(
-        c, &tracseq__events__v1__nack_request__descriptor);
+    const Tracseq__Events__V1__NackRequest *req =
+        (const Tracseq__Events__V1__NackRequest *)c->request;
+    tse_error err;
 
-    if (req == NULL)
-        return;
-    if (req->n_ack_ids == 0) {
-        tse_call_finish_unary(c, NULL, GRPC_STATUS_INVALID_ARGUMENT,
-                              "ack_ids: at least one is required");
+    if (check_name(req->subscription, "subscription", &err) != TSE_OK ||
+        check_ack_ids(c->server, req->ack_ids, req->n_ack_ids, "ack_ids", &err) != TSE_OK) {
+        tse_call_fail(c, &err);
+    } else if (req->n_ack_ids == 0) {
+        tse_call_fail(c, TSE_ERROR(TSE_INVALID, "ack_ids", "at least one is required"));
     } else {
         tse_call_log_kv(c, "subscription", req->subscription);
-        tse_delivery_nack_ids(c->server->delivery, req->subscription, req->ack_ids, req->n_ack_ids,
-                              req->delay_ms, answer_acks, c);
+        if (tse_delivery_nack_ids(c->server->delivery, req->subscription, req->ack_ids,
+                                  req->n_ack_ids, req->delay_ms, answer_acks, c, &err) != TSE_OK)
+            tse_call_fail(c, &err);
     }
-    protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
 typedef struct pull_call {
@@ -635,20 +726,18 @@ static void pull_on_close(tse_tag *tag, bool ok)
 {
     pull_call *pc = TSE_CONTAINER_OF(tag, pull_call, close_tag);
 
+    /* Not queued (out of memory): the pull still ends at its wait_ms. */
     if (pc->base.cancelled)
-        tse_delivery_pull_cancel(pc->base.server->delivery, pc->pull_id);
+        (void)tse_delivery_pull_cancel(pc->base.server->delivery, pc->pull_id, NULL);
     tse_call_unref(&pc->base);
 }
 
 /* Starts RECV_CLOSE_ON_SERVER now, so a cancel is seen while the pull waits. */
 static void pull_watch_close(pull_call *pc)
 {
-    grpc_op op = {.op = GRPC_OP_RECV_CLOSE_ON_SERVER};
-
     pc->close_tag.fn = pull_on_close;
-    op.data.recv_close_on_server.cancelled = &pc->base.cancelled;
     pthread_mutex_lock(&pc->base.lock);
-    pc->base.close_started = tse_call_start_batch_locked(&pc->base, &op, 1, &pc->close_tag);
+    tse_call_watch_close_locked(&pc->base, &pc->close_tag);
     pthread_mutex_unlock(&pc->base.lock);
 }
 
@@ -677,48 +766,56 @@ static void answer_pull(void *arg, const tse_error *err, const tse_delivered *d,
     pc->base.response = grpc_raw_byte_buffer_create(&slice, 1);
     pthread_mutex_unlock(&pc->base.lock);
     grpc_slice_unref(slice);
-    tse_call_finish_unary(&pc->base, NULL, GRPC_STATUS_OK, NULL);
+    tse_call_finish_unary(&pc->base, NULL, NULL);
 }
 
 static void pull_start(tse_call *c)
 {
     pull_call *pc = (pull_call *)c;
-    Tracseq__Events__V1__PullRequest *req = (Tracseq__Events__V1__PullRequest *)request_of(
-        c, &tracseq__events__v1__pull_request__descriptor);
+    const Tracseq__Events__V1__PullRequest *req =
+        (const Tracseq__Events__V1__PullRequest *)c->request;
     uint32_t max, wait;
+    tse_error err;
 
-    if (req == NULL)
-        return;
-    max = req->max_events == 0 ? 10 : req->max_events;
-    wait = req->wait_ms > 60000 ? 60000 : req->wait_ms;
-    if (max > 1000) {
-        tse_call_finish_unary(c, NULL, GRPC_STATUS_INVALID_ARGUMENT,
-                              "max_events: at most 1000 per pull");
+    max = req->max_events == 0 ? TSE_PULL_DEFAULT_EVENTS : req->max_events;
+    wait = req->wait_ms > TSE_PULL_MAX_WAIT_MS ? TSE_PULL_MAX_WAIT_MS : req->wait_ms;
+    if (check_name(req->subscription, "subscription", &err) != TSE_OK ||
+        check_consumer(req->consumer_name, "consumer_name", &err) != TSE_OK) {
+        tse_call_fail(c, &err);
+    } else if (max > TSE_PULL_MAX_EVENTS) {
+        tse_error_set(&err, TSE_INVALID, "max_events", "at most %d per pull", TSE_PULL_MAX_EVENTS);
+        tse_call_fail(c, &err);
     } else {
         snprintf(pc->name, sizeof(pc->name), "%s", req->subscription);
         tse_call_log_kv(c, "subscription", req->subscription);
         pc->pull_id = atomic_fetch_add(&c->server->next_pull_id, 1);
         pull_watch_close(pc);
-        tse_delivery_pull(c->server->delivery, req->subscription, req->consumer_name, max, wait,
-                          pc->pull_id, answer_pull, pc);
+        if (tse_delivery_pull(c->server->delivery, req->subscription, req->consumer_name, max, wait,
+                              pc->pull_id, answer_pull, pc, &err) != TSE_OK)
+            tse_call_fail(c, &err);
     }
-    protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
-#define UNARY(var, method, fn, size)                                                               \
+#define UNARY(var, method, fn, size, req)                                                          \
     const tse_method var = {                                                                       \
         .path = "/tracseq.events.v1.EventService/" method,                                         \
         .name = method,                                                                            \
         .streaming_in = false,                                                                     \
         .backlog = 4,                                                                              \
         .call_size = size,                                                                         \
+        .request = &tracseq__events__v1__##req##__descriptor,                                      \
         .start = fn,                                                                               \
     }
 
-UNARY(tse_method_create_subscription, "CreateSubscription", create_start, sizeof(tse_call));
-UNARY(tse_method_get_subscription, "GetSubscription", get_start, sizeof(tse_call));
-UNARY(tse_method_list_subscriptions, "ListSubscriptions", list_start, sizeof(tse_call));
-UNARY(tse_method_delete_subscription, "DeleteSubscription", delete_start, sizeof(tse_call));
-UNARY(tse_method_acknowledge, "Acknowledge", acknowledge_start, sizeof(tse_call));
-UNARY(tse_method_nack, "Nack", nack_start, sizeof(tse_call));
-UNARY(tse_method_pull, "Pull", pull_start, sizeof(pull_call));
+UNARY(tse_method_create_subscription, "CreateSubscription", create_start, sizeof(tse_call),
+      create_subscription_request);
+UNARY(tse_method_get_subscription, "GetSubscription", get_start, sizeof(tse_call),
+      get_subscription_request);
+UNARY(tse_method_list_subscriptions, "ListSubscriptions", list_start, sizeof(tse_call),
+      list_subscriptions_request);
+UNARY(tse_method_delete_subscription, "DeleteSubscription", delete_start, sizeof(tse_call),
+      delete_subscription_request);
+UNARY(tse_method_acknowledge, "Acknowledge", acknowledge_start, sizeof(tse_call),
+      acknowledge_request);
+UNARY(tse_method_nack, "Nack", nack_start, sizeof(tse_call), nack_request);
+UNARY(tse_method_pull, "Pull", pull_start, sizeof(pull_call), pull_request);

@@ -30,6 +30,7 @@
 
 #include "harness.h"
 #include "http_client.h"
+#include "wait.h"
 
 #define UUID_A "7d0f4a0e-3c55-4a63-9d0e-2b1f6f1b9a01"
 #define UUID_B "0b8e7c1a-9f3d-4e5b-8a6c-1d2e3f4a5b6c"
@@ -105,6 +106,8 @@ static int world_up(void **state, const char *const *service_args)
         (const char *const[]){"--max-body-bytes=4096", "--read-timeout=1s", "--max-batch-events=5",
                               "--retry-after=2", "--rpc-timeout=2s", NULL});
     assert_non_null(w->bridge);
+    /* Before the first test: a bridge still connecting answers 503. */
+    tse_test_http_await_healthy(w->bridge->port, 30000);
     *state = w;
     return 0;
 }
@@ -746,16 +749,17 @@ static void test_redis_down_makes_health_and_publish_503(void **state)
     world *w = *state;
     tse_test_http_resp h, p;
     char ra[16];
+    tse_test_waiter waiter;
     json_t *j;
 
     tse_test_redis_kill(w->redis);
     /* The service notices on its next Redis reply or health probe. */
-    for (int i = 0; i < 100; i++) {
+    tse_test_waiter_init(&waiter, 10000);
+    for (;;) {
         h = http(w->bridge, "GET", "/health", NULL, NULL, NULL);
-        if (h.status == 503)
+        if (h.status == 503 || !tse_test_waiter_poll(&waiter))
             break;
         http_free(&h);
-        usleep(50000);
     }
     assert_int_equal(h.status, 503);
     j = tse_test_http_json(&h);

@@ -31,6 +31,7 @@
 #include "harness.h"
 #include "sdk_world.h"
 #include "tracseq/client.h"
+#include "wait.h"
 
 #define OUT_MAX        (256 * 1024)
 #define ERR_MAX        (64 * 1024)
@@ -538,13 +539,7 @@ static void test_tail_json_receives_exactly_the_matching_events(void **state)
 /* Polls until a temporary subscription exists, i.e. the tail is live. */
 static void wait_for_tail(const world *w)
 {
-    long long end = tse_test_now_ms() + 10000;
-
-    while (!has_temporary_subscription(w)) {
-        if (tse_test_now_ms() > end)
-            fail_msg("tail never created its subscription");
-        usleep(50 * 1000);
-    }
+    TSE_TEST_AWAIT(has_temporary_subscription(w), 10000, "tail to create its subscription");
 }
 
 static void test_tail_prints_pretty_lines_and_exits_0_on_sigterm(void **state)
@@ -759,6 +754,95 @@ static void test_stats_shows_the_counters(void **state)
     proc_free(p);
 }
 
+/* A subscription nobody is attached to is still one: stats list it (the
+ * service used to report "subscriptions 0" and an empty table). */
+static void test_stats_list_subscriptions_without_subscribers(void **state)
+{
+    world *w = *state;
+    json_t *v, *sub;
+    size_t i;
+    bool found = false;
+    proc *p;
+
+    create_subscription(w, "cli-stats-idle", "cli.idle.*");
+    p = ctl(w, "stats", NULL);
+    expect_exit(p, 0);
+    if (strstr(p->out, "no subscriptions") != NULL || strstr(p->out, "cli-stats-idle") == NULL)
+        fail_msg("eventctl stats does not list cli-stats-idle:\n%s", p->out);
+    proc_free(p);
+
+    p = ctl(w, "stats", "--json", NULL);
+    expect_exit(p, 0);
+    v = json_loads(p->out, 0, NULL);
+    assert_non_null(v);
+    assert_true(json_integer_value(json_object_get(v, "subscriptions")) >= 1);
+    json_array_foreach(json_object_get(v, "subscription_stats"), i, sub)
+    {
+        found |= strcmp(json_string_value(json_object_get(sub, "name")), "cli-stats-idle") == 0;
+    }
+    assert_true(found);
+    json_decref(v);
+    proc_free(p);
+}
+
+/* Map keys are data: an event type prints exactly as it is, underscores
+ * and all, however long (stats used to print "storage.temperature alert",
+ * and cut keys past 63 characters). */
+static void test_stats_print_event_types_exactly(void **state)
+{
+    world *w = *state;
+    const char *under = "cli.under_score.type_name";
+    const char *longer = "cli.a_very_long_event_type_name_that_goes_on.and_on_past_sixty_four_"
+                         "characters_of_label";
+    char line[256];
+    proc *p;
+
+    publish_ok(w, under, NULL, 0);
+    publish_ok(w, longer, NULL, 0);
+    p = ctl(w, "stats", NULL);
+    expect_exit(p, 0);
+    if (strstr(p->out, under) == NULL || strstr(p->out, "under score") != NULL ||
+        strstr(p->out, longer) == NULL)
+        fail_msg("eventctl stats does not print %s and %s as they are:\n%s", under, longer, p->out);
+    /* Field names are still labels. */
+    assert_non_null(strstr(p->out, "events published"));
+    snprintf(line, sizeof(line), "  %s ", under);
+    assert_non_null(strstr(p->out, line));
+    proc_free(p);
+}
+
+/* One line per event, and nothing from an event reaches the terminal as a
+ * control character: a subject, metadata or payload holding a newline or an
+ * escape sequence used to split the line and colour the terminal. */
+static void test_tail_pretty_prints_one_safe_line_whatever_the_event_holds(void **state)
+{
+    world *w = *state;
+    proc *p, *t;
+    size_t lines = 0;
+
+    t = ctl_bg(w, "tail", "cli.hostile.event", NULL);
+    wait_for_tail(w);
+    p = ctl(w, "publish", "cli.hostile.event", "--payload", "{\"s\":\"x\\u0085y\\u007f\"}",
+            "--subject", "two\nlines", "--metadata", "note=\x1b[31mred\x1b[0m\rback", NULL);
+    expect_exit(p, 0);
+    proc_free(p);
+    assert_int_equal(proc_wait_lines(t, 1, 10000), 1);
+    kill(t->pid, SIGTERM);
+    proc_wait(t, 10000);
+    expect_exit(t, 0);
+    for (const char *c = t->out; *c != '\0'; c++) {
+        lines += *c == '\n';
+        if (((unsigned char)*c < 0x20 && *c != '\n') || *c == 0x7F)
+            fail_msg("a control character (0x%02x) reached the output: %s", *c, t->out);
+        if ((unsigned char)c[0] == 0xC2 && (unsigned char)c[1] == 0x85)
+            fail_msg("a C1 control reached the output: %s", t->out);
+    }
+    assert_int_equal(lines, 1);
+    assert_non_null(strstr(t->out, "subject=two\\nlines"));
+    assert_non_null(strstr(t->out, "note=\\u001B[31mred\\u001B[0m\\rback"));
+    proc_free(t);
+}
+
 static void test_types_lists_the_catalog(void **state)
 {
     world *w = *state;
@@ -932,6 +1016,9 @@ int main(void)
         cmocka_unit_test(test_subscriptions_lifecycle_with_exit_codes),
         cmocka_unit_test(test_subscriptions_bad_input),
         cmocka_unit_test(test_stats_shows_the_counters),
+        cmocka_unit_test(test_stats_list_subscriptions_without_subscribers),
+        cmocka_unit_test(test_stats_print_event_types_exactly),
+        cmocka_unit_test(test_tail_pretty_prints_one_safe_line_whatever_the_event_holds),
         cmocka_unit_test(test_types_lists_the_catalog),
         cmocka_unit_test(test_health_reports_serving),
         cmocka_unit_test(test_help_exits_0_for_every_command),

@@ -1,7 +1,9 @@
 /*
  * test_service_lifecycle.c - the tracseq-events process itself: settings
  * refused at start with the bad key named, --help, a busy port, and a
- * graceful shutdown that lets an open stream finish.
+ * graceful shutdown bounded by SHUTDOWN_GRACE whatever clients do: an idle
+ * connection, an open PublishStream (wound down, everything it read
+ * answered), a waiting long poll.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +12,7 @@
 
 #include <cmocka.h>
 #include <grpc/grpc.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +22,9 @@
 
 #include "grpc_client.h"
 #include "harness.h"
+#include "http_client.h"
 #include "tracseq/events/v1/service.pb-c.h"
+#include "wait.h"
 
 /* Runs the service binary with args (and optional env) to completion;
  * returns its exit status and its output in out. */
@@ -90,57 +95,235 @@ static Tracseq__Events__V1__PublishResponse *recv_response(tse_test_stream *st)
         st, &tracseq__events__v1__publish_response__descriptor, 10000, NULL);
 }
 
-static void send_event(tse_test_stream *st)
+/* Event n's client-set id. */
+static void event_id(char *buf, size_t len, int n)
+{
+    snprintf(buf, len, "00000000-0000-4000-8000-%012d", n);
+}
+
+/* Sends event n (type test.shutdown, client-set id); false when the stream
+ * no longer takes messages. */
+/* Entries in stream key (0 when there is none). */
+static long long stream_length(const tse_test_redis *r, const char *key)
+{
+    char *out = tse_test_redis_cmd(r, "XLEN %s", key);
+    long long n = out != NULL ? atoll(out) : 0;
+
+    free(out);
+    return n;
+}
+
+static bool send_event(tse_test_stream *st, int n)
 {
     Google__Protobuf__Struct data = GOOGLE__PROTOBUF__STRUCT__INIT;
     Tracseq__Events__V1__Event ev = TRACSEQ__EVENTS__V1__EVENT__INIT;
     Tracseq__Events__V1__PublishRequest req = TRACSEQ__EVENTS__V1__PUBLISH_REQUEST__INIT;
+    char id[64];
 
+    event_id(id, sizeof(id), n);
+    ev.id = id;
     ev.event_type = "test.shutdown";
     ev.source_service = "lifecycle-test";
     ev.payload_case = TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_DATA;
     ev.data = &data;
     req.event = &ev;
-    assert_true(tse_test_stream_send(st, &req.base));
+    return tse_test_stream_send(st, &req.base);
 }
 
-static void test_sigterm_lets_an_open_stream_finish(void **state)
+static bool stored(tse_test_redis *r, int n)
+{
+    char id[64], *out;
+    bool yes;
+
+    event_id(id, sizeof(id), n);
+    out = tse_test_redis_cmd(r, "EXISTS tracseq:dedup:%s", id);
+    assert_non_null(out);
+    yes = strcmp(out, "1") == 0;
+    free(out);
+    return yes;
+}
+
+/* A raw TCP connection that never sends a byte held the process for about
+ * 20 s after SIGTERM (gRPC waits that long for a GOAWAY ping's answer):
+ * the grace is the bound. */
+static void test_sigterm_with_an_idle_tcp_connection_exits_within_the_grace(void **state)
 {
     tse_test_redis *r = tse_test_redis_start(false);
-    tse_test_service *s = tse_test_service_start(r, NULL);
+    tse_test_service *s =
+        tse_test_service_start(r, (const char *const[]){"--shutdown-grace=2s", NULL});
+    long long elapsed;
+    int fd, code;
+
+    assert_non_null(s);
+    fd = tse_test_http_connect(s->port);
+    /* The server has accepted it: a grace, as nothing outside the server
+     * tells (the kernel completes the connect on its own). */
+    usleep(200000);
+    code = tse_test_service_stop_timed(s, &elapsed);
+    print_message("exit %d after %lld ms (grace 2000 ms)\n", code, elapsed);
+    close(fd);
+    assert_int_equal(code, 0);
+    assert_true(elapsed < 3000);
+    tse_test_redis_stop(r);
+}
+
+/*
+ * An open PublishStream with events in flight when SIGTERM comes is told
+ * to wind down at once: every event the service read is answered (OK with
+ * a stream id, and then in Redis), then the stream ends UNAVAILABLE so the
+ * client resends the rest elsewhere; an event left unanswered was not
+ * stored. Before: served for the whole grace, then cancelled.
+ */
+static void test_sigterm_winds_an_open_publish_stream_down_answering_what_it_read(void **state)
+{
+    enum { BEFORE = 50, AFTER = 300 };
+    tse_test_redis *r = tse_test_redis_start(false);
+    tse_test_service *s =
+        tse_test_service_start(r, (const char *const[]){"--shutdown-grace=5s", NULL});
     grpc_channel *ch = tse_test_channel(s->addr);
     tse_test_stream *st = tse_test_stream_open(ch, "/tracseq.events.v1.EventService/PublishStream",
                                                30000, NULL, NULL);
+    Tracseq__Events__V1__PublishResponse *resp;
     tse_test_status status;
+    long long t0, ended, elapsed;
+    int sent = 0, answered = 0, ok = 0, code;
+    char id[64], *len;
+
+    for (; sent < BEFORE; sent++)
+        assert_true(send_event(st, sent));
+    for (; answered < BEFORE; answered++, ok++) {
+        assert_non_null(resp = recv_response(st));
+        assert_null(resp->error);
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+    }
+    /* SIGTERM with the next events on their way. */
+    t0 = tse_test_now_ms();
+    kill(s->pid, SIGTERM);
+    while (sent < BEFORE + AFTER && send_event(st, sent))
+        sent++;
+    while ((resp = recv_response(st)) != NULL) {
+        event_id(id, sizeof(id), answered);
+        assert_string_equal(resp->event_id, id); /* in order, one per event */
+        if (resp->error == NULL) {
+            assert_true(resp->stream_id[0] != '\0');
+            ok++;
+        }
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+        answered++;
+    }
+    code = tse_test_stream_finish(st, &status);
+    ended = tse_test_now_ms() - t0;
+    print_message("sent %d, answered %d (%d OK), stream ended %lld ms after SIGTERM: %d '%s'\n",
+                  sent, answered, ok, ended, code, status.details);
+    assert_int_equal(code, GRPC_STATUS_UNAVAILABLE);
+    assert_non_null(strstr(status.details, "shutting down"));
+    assert_true(ended < 2500); /* early in the 5 s grace, not at its end */
+    assert_true(answered <= sent);
+    grpc_channel_destroy(ch);
+    code = tse_test_service_stop_timed(s, &elapsed);
+    assert_int_equal(code, 0);
+    assert_true(tse_test_now_ms() - t0 < 6000);
+    /* Answered OK: stored; never answered: not stored. */
+    for (int i = 0; i < sent; i++)
+        if (stored(r, i) != (i < answered))
+            fail_msg("event %d (of %d sent, %d answered) %s in Redis", i, sent, answered,
+                     i < answered ? "is missing" : "is");
+    len = tse_test_redis_cmd(r, "XLEN tracseq:events:test.shutdown:p3");
+    assert_int_equal(atoi(len), ok);
+    free(len);
+    tse_test_redis_stop(r);
+}
+
+/* A client that sends and never reads its answers leaves the service
+ * unable to finish the stream: the grace still bounds the exit. */
+static void test_sigterm_with_a_publish_stream_that_never_reads_exits_within_the_grace(void **state)
+{
+    tse_test_redis *r = tse_test_redis_start(false);
+    tse_test_service *s =
+        tse_test_service_start(r, (const char *const[]){"--shutdown-grace=2s", NULL});
+    grpc_channel *ch = tse_test_channel(s->addr);
+    tse_test_stream *st = tse_test_stream_open(ch, "/tracseq.events.v1.EventService/PublishStream",
+                                               30000, NULL, NULL);
+    long long elapsed;
     int code;
 
-    for (int i = 0; i < 10; i++)
-        send_event(st);
-    for (int i = 0; i < 10; i++) {
-        Tracseq__Events__V1__PublishResponse *resp = recv_response(st);
-        assert_non_null(resp);
-        assert_null(resp->error);
-        protobuf_c_message_free_unpacked(&resp->base, NULL);
-    }
-    /* Shutdown starts while the stream is open: it may still finish. */
-    kill(s->pid, SIGTERM);
-    usleep(200000);
-    for (int i = 0; i < 10; i++)
-        send_event(st);
-    assert_true(tse_test_stream_close_send(st));
-    for (int i = 0; i < 10; i++) {
-        Tracseq__Events__V1__PublishResponse *resp = recv_response(st);
-        assert_non_null(resp);
-        assert_null(resp->error);
-        protobuf_c_message_free_unpacked(&resp->base, NULL);
-    }
-    assert_int_equal(tse_test_stream_finish(st, &status), GRPC_STATUS_OK);
-    grpc_channel_destroy(ch);
-    code = tse_test_service_stop(s);
+    for (int i = 0; i < 3000; i++)
+        assert_true(send_event(st, 100000 + i));
+    /* The service is reading the stream: some of its events are stored. */
+    TSE_TEST_AWAIT(stream_length(r, "tracseq:events:test.shutdown:p3") > 0, 10000,
+                   "the service to store events of the stream");
+    code = tse_test_service_stop_timed(s, &elapsed);
+    print_message("exit %d after %lld ms (grace 2000 ms)\n", code, elapsed);
     assert_int_equal(code, 0);
-    char *len = tse_test_redis_cmd(r, "XLEN tracseq:events:test.shutdown:p3");
-    assert_string_equal(len, "20");
-    free(len);
+    assert_true(elapsed < 3000);
+    tse_test_stream_cancel(st);
+    grpc_channel_destroy(ch);
+    tse_test_redis_stop(r);
+}
+
+typedef struct waiting_pull {
+    grpc_channel *ch;
+    grpc_status_code code;
+    long long answered_at;
+} waiting_pull;
+
+static void *pull_thread(void *arg)
+{
+    waiting_pull *wp = arg;
+    Tracseq__Events__V1__PullRequest req = TRACSEQ__EVENTS__V1__PULL_REQUEST__INIT;
+    ProtobufCMessage *resp = NULL;
+    tse_test_status st;
+
+    req.subscription = "shutdown-pull";
+    req.wait_ms = 30000;
+    wp->code = tse_test_unary(wp->ch, "/tracseq.events.v1.EventService/Pull", &req.base,
+                              &tracseq__events__v1__pull_response__descriptor, &resp, &st, 60000,
+                              NULL, NULL);
+    wp->answered_at = tse_test_now_ms();
+    if (resp)
+        protobuf_c_message_free_unpacked(resp, NULL);
+    return NULL;
+}
+
+/* A long poll waiting 30 s is answered (empty) as the service stops, and
+ * holds no shutdown for its wait. */
+static void test_sigterm_answers_a_waiting_pull_at_once(void **state)
+{
+    tse_test_redis *r = tse_test_redis_start(false);
+    tse_test_service *s =
+        tse_test_service_start(r, (const char *const[]){"--shutdown-grace=10s", NULL});
+    grpc_channel *ch = tse_test_channel(s->addr);
+    Tracseq__Events__V1__CreateSubscriptionRequest req =
+        TRACSEQ__EVENTS__V1__CREATE_SUBSCRIPTION_REQUEST__INIT;
+    Tracseq__Events__V1__Subscription sub = TRACSEQ__EVENTS__V1__SUBSCRIPTION__INIT;
+    char *types[] = {"shutdown.*"};
+    ProtobufCMessage *out = NULL;
+    waiting_pull wp = {ch, GRPC_STATUS_UNKNOWN, 0};
+    tse_test_status st;
+    pthread_t thread;
+    long long t0, elapsed;
+
+    sub.name = "shutdown-pull";
+    sub.event_types = types;
+    sub.n_event_types = 1;
+    req.subscription = &sub;
+    assert_int_equal(tse_test_unary(ch, "/tracseq.events.v1.EventService/CreateSubscription",
+                                    &req.base, &tracseq__events__v1__subscription__descriptor, &out,
+                                    &st, 10000, NULL, NULL),
+                     GRPC_STATUS_OK);
+    protobuf_c_message_free_unpacked(out, NULL);
+    assert_int_equal(pthread_create(&thread, NULL, pull_thread, &wp), 0);
+    /* The pull waits in the engine: a grace, as only its answer tells. */
+    usleep(500000);
+    t0 = tse_test_now_ms();
+    assert_int_equal(tse_test_service_stop_timed(s, &elapsed), 0);
+    pthread_join(thread, NULL);
+    print_message("pull answered %d after %lld ms; exit after %lld ms (grace 10 s)\n", wp.code,
+                  wp.answered_at - t0, elapsed);
+    assert_int_equal(wp.code, GRPC_STATUS_OK);
+    assert_true(wp.answered_at - t0 < 2000);
+    assert_true(elapsed < 2000);
+    grpc_channel_destroy(ch);
     tse_test_redis_stop(r);
 }
 
@@ -150,7 +333,11 @@ int main(void)
         cmocka_unit_test(test_bad_settings_stop_the_service_naming_the_key),
         cmocka_unit_test(test_help_prints_every_setting),
         cmocka_unit_test(test_busy_port_fails_loudly),
-        cmocka_unit_test(test_sigterm_lets_an_open_stream_finish),
+        cmocka_unit_test(test_sigterm_with_an_idle_tcp_connection_exits_within_the_grace),
+        cmocka_unit_test(test_sigterm_winds_an_open_publish_stream_down_answering_what_it_read),
+        cmocka_unit_test(
+            test_sigterm_with_a_publish_stream_that_never_reads_exits_within_the_grace),
+        cmocka_unit_test(test_sigterm_answers_a_waiting_pull_at_once),
     };
     int failed;
 

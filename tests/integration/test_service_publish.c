@@ -23,6 +23,7 @@
 #include "grpc_client.h"
 #include "harness.h"
 #include "tracseq/events/v1/service.pb-c.h"
+#include "wait.h"
 
 #define PUBLISH        "/tracseq.events.v1.EventService/Publish"
 #define PUBLISH_STREAM "/tracseq.events.v1.EventService/PublishStream"
@@ -579,10 +580,13 @@ static Grpc__Health__V1__HealthCheckResponse__ServingStatus health(world *w)
 
 static bool wait_health(world *w, int want, int ms)
 {
-    for (long long end = tse_test_now_ms() + ms; tse_test_now_ms() < end; usleep(50000))
-        if ((int)health(w) == want)
-            return true;
-    return false;
+    tse_test_waiter waiter;
+
+    tse_test_waiter_init(&waiter, ms);
+    while ((int)health(w) != want)
+        if (!tse_test_waiter_poll(&waiter))
+            return false;
+    return true;
 }
 
 static const char *outage_event =

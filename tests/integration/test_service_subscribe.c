@@ -36,6 +36,7 @@
 #include "grpc_client.h"
 #include "harness.h"
 #include "tracseq/events/v1/service.pb-c.h"
+#include "wait.h"
 
 #define SERVICE            "/tracseq.events.v1.EventService/"
 #define M_PUBLISH          SERVICE "Publish"
@@ -72,16 +73,25 @@ typedef struct world {
     grpc_channel *ch;
 } world;
 
-static const char *const service_args[] = {"--redis-timeout=500ms", NULL};
+/*
+ * No test here needs Redis failures noticed fast (the outage test kills
+ * Redis: its sockets close at once), so the Redis timeout is generous: at
+ * 500 ms a reply delayed on a loaded host (CI: load 13-16 on 2 cores) made
+ * the delivery engine drop its connection and a request then failed with
+ * "Redis is unavailable".
+ */
+#define REDIS_TIMEOUT "--redis-timeout=10s"
+static const char *const service_args[] = {REDIS_TIMEOUT, NULL};
 /* Polling so slow that only a wake-up can explain a prompt delivery. */
-static const char *const slow_poll_args[] = {"--redis-timeout=500ms", "--delivery-poll=3s", NULL};
+static const char *const slow_poll_args[] = {REDIS_TIMEOUT, "--delivery-poll=3s", NULL};
 
-static int world_start(void **state, const char *const *args)
+/* redis: the world's Redis, already started (or NULL: the start failed). */
+static int world_start_on(void **state, tse_test_redis *redis, const char *const *args)
 {
     world *w = calloc(1, sizeof(*w));
 
     assert_non_null(w);
-    w->redis = tse_test_redis_start(true);
+    w->redis = redis;
     assert_non_null(w->redis);
     w->service = tse_test_service_start(w->redis, args);
     assert_non_null(w->service);
@@ -90,13 +100,25 @@ static int world_start(void **state, const char *const *args)
     return 0;
 }
 
+static int world_start(void **state, const char *const *args)
+{
+    return world_start_on(state, tse_test_redis_start(true), args);
+}
+
 static int world_up(void **state)
 {
     return world_start(state, service_args);
 }
 
+/* Redis with appendfsync always: what it has answered survives a kill -9
+ * without waiting for the everysec fsync (which a loaded host may delay). */
+static int outage_world_up(void **state)
+{
+    return world_start_on(state, tse_test_redis_start_aof("always"), service_args);
+}
+
 /* Consumers idle for a second with nothing pending are reaped. */
-static const char *const reap_args[] = {"--redis-timeout=500ms", "--consumer-reap-idle=1s", NULL};
+static const char *const reap_args[] = {REDIS_TIMEOUT, "--consumer-reap-idle=1s", NULL};
 
 static int reap_world_up(void **state)
 {
@@ -116,8 +138,12 @@ static int world_down(void **state)
         return 0;
     grpc_channel_destroy(w->ch);
     /* Graceful shutdown with subscriptions around must still exit 0. */
-    if (w->service != NULL)
-        assert_int_equal(tse_test_service_stop(w->service), 0);
+    if (w->service != NULL) {
+        /* Forgotten before the check: a failed check must not stop it twice. */
+        int rc = tse_test_service_stop(w->service);
+        w->service = NULL;
+        assert_int_equal(rc, 0);
+    }
     tse_test_redis_stop(w->redis);
     free(w);
     *state = NULL;
@@ -127,8 +153,12 @@ static int world_down(void **state)
 /* Stops the world's service and starts a new one on the same Redis. */
 static void world_restart_service(world *w)
 {
-    if (w->service != NULL)
-        assert_int_equal(tse_test_service_stop(w->service), 0);
+    if (w->service != NULL) {
+        /* Forgotten before the check: a failed check must not stop it twice. */
+        int rc = tse_test_service_stop(w->service);
+        w->service = NULL;
+        assert_int_equal(rc, 0);
+    }
     grpc_channel_destroy(w->ch);
     w->service = tse_test_service_start(w->redis, service_args);
     assert_non_null(w->service);
@@ -190,31 +220,40 @@ static void stream_key(char *buf, size_t len, const char *type, int priority)
     snprintf(buf, len, "tracseq:events:%s:p%d", type, priority);
 }
 
+/* One publish attempt of a publish_retry: its request and last answer. */
+typedef struct publish_attempt {
+    grpc_channel *ch;
+    PublishRequest req;
+    PublishResponse *resp;
+    tse_test_status st;
+    grpc_status_code code;
+} publish_attempt;
+
+/* A tse_test_cond: publishes once; true unless the answer is UNAVAILABLE. */
+static bool publish_answered(void *arg)
+{
+    publish_attempt *a = arg;
+
+    a->code = tse_test_unary(a->ch, M_PUBLISH, &a->req.base,
+                             &tracseq__events__v1__publish_response__descriptor,
+                             (ProtobufCMessage **)&a->resp, &a->st, UNARY_TIMEOUT_MS, NULL, NULL);
+    return a->code != GRPC_STATUS_UNAVAILABLE;
+}
+
 /* Publishes one event; retries UNAVAILABLE for up to retry_ms (Redis
  * coming back). Returns the response; caller frees. */
 static PublishResponse *publish_retry(grpc_channel *ch, const char *type, int priority, int seq,
                                       int retry_ms)
 {
-    long long end = tse_test_now_ms() + retry_ms;
-    PublishRequest req = TRACSEQ__EVENTS__V1__PUBLISH_REQUEST__INIT;
-    PublishResponse *resp = NULL;
-    tse_test_status st;
+    publish_attempt a = {.ch = ch, .req = TRACSEQ__EVENTS__V1__PUBLISH_REQUEST__INIT};
     test_event t;
-    grpc_status_code code;
 
-    req.event = test_event_init(&t, type, priority, seq, NULL);
-    for (;;) {
-        code = tse_test_unary(ch, M_PUBLISH, &req.base,
-                              &tracseq__events__v1__publish_response__descriptor,
-                              (ProtobufCMessage **)&resp, &st, UNARY_TIMEOUT_MS, NULL, NULL);
-        if (code != GRPC_STATUS_UNAVAILABLE || tse_test_now_ms() >= end)
-            break;
-        usleep(100000);
-    }
-    if (code != GRPC_STATUS_OK)
-        fail_msg("publishing %s seq %d: status %d '%s'", type, seq, code, st.details);
-    assert_non_null(resp);
-    return resp;
+    a.req.event = test_event_init(&t, type, priority, seq, NULL);
+    tse_test_wait_until(publish_answered, &a, retry_ms, "a publish of %s not UNAVAILABLE", type);
+    if (a.code != GRPC_STATUS_OK)
+        fail_msg("publishing %s seq %d: status %d '%s'", type, seq, a.code, a.st.details);
+    assert_non_null(a.resp);
+    return a.resp;
 }
 
 static PublishResponse *publish_one(grpc_channel *ch, const char *type, int priority, int seq)
@@ -331,6 +370,29 @@ static Subscription *get_ok(grpc_channel *ch, const char *name)
     return out;
 }
 
+/* Subscribe streams the service has attached to name (0 when it has none
+ * or the subscription does not exist). */
+static uint32_t subscribers_of(grpc_channel *ch, const char *name)
+{
+    Subscription *out = NULL;
+    tse_test_status st;
+    uint32_t n = 0;
+
+    if (get_sub(ch, name, &out, &st) == GRPC_STATUS_OK && out != NULL && out->stats != NULL)
+        n = out->stats->active_subscribers;
+    if (out != NULL)
+        protobuf_c_message_free_unpacked(&out->base, NULL);
+    return n;
+}
+
+/* Waits until the service has attached n Subscribe streams to name: a
+ * Subscribe is answered by deliveries only, so nothing else tells that an
+ * event published now will find them. */
+static void await_subscribers(grpc_channel *ch, const char *name, uint32_t n)
+{
+    TSE_TEST_AWAIT(subscribers_of(ch, name) == n, 10000, "%u subscribers of %s attached", n, name);
+}
+
 static grpc_status_code delete_sub(grpc_channel *ch, const char *name, tse_test_status *st)
 {
     Tracseq__Events__V1__DeleteSubscriptionRequest req =
@@ -367,6 +429,22 @@ static Stats *get_stats(grpc_channel *ch)
         GRPC_STATUS_OK);
     assert_non_null(stats);
     return stats;
+}
+
+/* Whether the service answers GetStats, connected to Redis. */
+static bool redis_connected(grpc_channel *ch)
+{
+    Tracseq__Events__V1__GetStatsRequest req = TRACSEQ__EVENTS__V1__GET_STATS_REQUEST__INIT;
+    Stats *stats = NULL;
+    tse_test_status st;
+    bool ok;
+
+    ok = unary(ch, M_STATS, &req.base, &tracseq__events__v1__stats__descriptor, &stats, &st) ==
+             GRPC_STATUS_OK &&
+         stats != NULL && stats->redis_connected;
+    if (stats != NULL)
+        protobuf_c_message_free_unpacked(&stats->base, NULL);
+    return ok;
 }
 
 /* details must read "<field>: <message>". */
@@ -542,11 +620,28 @@ static long long redis_pending(const world *w, const char *stream, const char *g
 static long long wait_pending(const world *w, const char *stream, const char *group, long long want,
                               int ms)
 {
-    long long end = tse_test_now_ms() + ms, n;
+    tse_test_waiter waiter;
+    long long n;
 
-    while ((n = redis_pending(w, stream, group)) != want && tse_test_now_ms() < end)
-        usleep(20000);
+    tse_test_waiter_init(&waiter, ms);
+    while ((n = redis_pending(w, stream, group)) != want && tse_test_waiter_poll(&waiter)) {
+    }
     return n;
+}
+
+/* Whether a line of the service's log holds all three strings. */
+static bool service_logged(const world *w, const char *a, const char *b, const char *c)
+{
+    FILE *f = fopen(w->service->log, "r");
+    char line[4096];
+    bool found = false;
+
+    if (f == NULL)
+        return false;
+    while (!found && fgets(line, sizeof(line), f) != NULL)
+        found = strstr(line, a) && strstr(line, b) && strstr(line, c);
+    fclose(f);
+    return found;
 }
 
 static long long redis_int(const world *w, const char *fmt, const char *arg1, const char *arg2)
@@ -662,7 +757,8 @@ static void test_patterns_match_everything_domain_suffix_and_exact_type(void **s
         create_ok(w->ch, &sp.sub);
         s[k] = subscribe_name(w->ch, names[k], NULL);
     }
-    usleep(300000); /* subscribers idle, as in production */
+    for (int k = 0; k < 4; k++)
+        await_subscribers(w->ch, names[k], 1);
     for (size_t i = 0; i < N_PATTERN_CASES; i++)
         protobuf_c_message_free_unpacked(
             &publish_one(w->ch, pattern_cases[i].type, 0, (int)i)->base, NULL);
@@ -690,7 +786,7 @@ static void test_type_first_published_later_arrives_within_2s_from_any_instance(
 
     create_ok(w->ch, spec_init(&sp, "late", "late.*"));
     tse_test_stream *s = subscribe_name(w->ch, "late", NULL);
-    usleep(500000);
+    await_subscribers(w->ch, "late", 1);
     t0 = tse_test_now_ms();
     protobuf_c_message_free_unpacked(&publish_one(w->ch, "late.here", 0, 1)->base, NULL);
     Delivery *d = next_delivery(s, 2000);
@@ -705,7 +801,7 @@ static void test_type_first_published_later_arrives_within_2s_from_any_instance(
     tse_test_service *other = tse_test_service_start(w->redis, service_args);
     assert_non_null(other);
     grpc_channel *ch2 = tse_test_channel(other->addr);
-    usleep(300000);
+    TSE_TEST_AWAIT(redis_connected(ch2), 10000, "the second service to reach Redis");
     t0 = tse_test_now_ms();
     protobuf_c_message_free_unpacked(&publish_one(ch2, "late.there", 0, 2)->base, NULL);
     d = next_delivery(s, 2000);
@@ -731,7 +827,10 @@ static void test_new_type_published_before_anyone_subscribes_is_kept(void **stat
 
     create_ok(w->ch, spec_init(&sp, "early", "early.*"));
     publish_many(w->ch, "early.one", 0, 0, 3, NULL);
-    usleep(300000);
+    /* The service has seen the new stream (and made the group) before
+     * anyone subscribes. */
+    TSE_TEST_AWAIT(group_exists(w, "tracseq:events:early.one:p3", "early"), 10000,
+                   "the group of early on the new stream");
     tse_test_stream *s = subscribe_name(w->ch, "early", NULL);
     int got = drain(s, 3, 2000, true, seen);
     if (got != 3)
@@ -761,7 +860,7 @@ static void test_subscribers_of_one_subscription_share_its_events(void **state)
         snprintf(consumer, sizeof(consumer), "lb-%d", k);
         s[k] = subscribe_name(w->ch, "lb", consumer);
     }
-    usleep(300000);
+    await_subscribers(w->ch, "lb", LB_SUBSCRIBERS);
     publish_many(w->ch, "lb.ev", 0, 0, LB_EVENTS, NULL);
     end = tse_test_now_ms() + 20000;
     while (total < LB_EVENTS && tse_test_now_ms() < end) {
@@ -1252,7 +1351,7 @@ static void test_killed_subscribers_events_go_to_the_survivor(void **state)
     create_ok(w->ch, &sp.sub);
     tse_test_stream *survivor = subscribe_name(w->ch, "crash", "survivor");
     pid_t child = child_start(w->service->addr, "crash", CHILD_TAKES, &fd);
-    usleep(300000);
+    await_subscribers(w->ch, "crash", 2); /* else the survivor may take all */
     publish_many(w->ch, "crash.ev", 0, 0, CRASH_EVENTS, NULL);
     bool reported = child_report(fd, CHILD_TAKES, child_seqs, 10000);
     kill(child, SIGKILL);
@@ -1300,7 +1399,11 @@ static void test_client_half_close_does_not_end_delivery(void **state)
     sp.sub.auto_ack = true;
     create_ok(w->ch, &sp.sub);
     tse_test_stream *s = subscribe_name(w->ch, "half", NULL);
+    await_subscribers(w->ch, "half", 1);
     assert_true(tse_test_stream_close_send(s));
+    /* Time is the witness here, not a condition: the server shows no sign
+     * of having read the half-close, which must be in effect before the
+     * events are published, and delivery must go on some time after it. */
     usleep(300000);
     publish_many(w->ch, "half.ev", 0, 0, 3, NULL);
     assert_int_equal(drain(s, 3, 2000, false, NULL), 3);
@@ -1311,20 +1414,30 @@ static void test_client_half_close_does_not_end_delivery(void **state)
     delete_ok(w->ch, "half");
 }
 
+typedef struct subscriber_counts {
+    grpc_channel *ch;
+    uint64_t handlers;
+    uint32_t active;
+} subscriber_counts;
+
+/* A tse_test_cond: GetStats counts exactly these subscribers. */
+static bool stats_count_subscribers(void *arg)
+{
+    const subscriber_counts *want = arg;
+    Stats *st = get_stats(want->ch);
+    bool ok = st->handlers_registered == want->handlers && st->active_subscribers == want->active;
+
+    protobuf_c_message_free_unpacked(&st->base, NULL);
+    return ok;
+}
+
 static bool wait_subscribers(grpc_channel *ch, uint64_t handlers, uint32_t active, int ms)
 {
-    long long end = tse_test_now_ms() + ms;
+    subscriber_counts want = {ch, handlers, active};
 
-    for (;;) {
-        Stats *st = get_stats(ch);
-        bool ok = st->handlers_registered == handlers && st->active_subscribers == active;
-        protobuf_c_message_free_unpacked(&st->base, NULL);
-        if (ok)
-            return true;
-        if (tse_test_now_ms() >= end)
-            return false;
-        usleep(20000);
-    }
+    return tse_test_wait_until(stats_count_subscribers, &want, ms,
+                               "GetStats to count %llu handlers, %u active subscribers",
+                               (unsigned long long)handlers, active);
 }
 
 #define CANCELLED 50
@@ -1357,7 +1470,7 @@ static void test_cancelled_streams_free_their_subscribers(void **state)
 
     /* No ghost consumer takes events (they would only come back after 30 s). */
     tse_test_stream *live = subscribe_name(w->ch, "cancel", NULL);
-    usleep(200000);
+    await_subscribers(w->ch, "cancel", 1);
     publish_many(w->ch, "cancel.ev", 0, 0, 5, NULL);
     assert_int_equal(drain(live, 5, 2000, true, NULL), 5);
     stream_end(live);
@@ -1448,7 +1561,7 @@ static void *publish_later(void *arg)
     tse_test_status st;
     test_event t;
 
-    usleep((useconds_t)dp->delay_ms * 1000);
+    usleep((useconds_t)dp->delay_ms * 1000); /* under test: the Pull waits until then */
     req.event = test_event_init(&t, "pullwake.ev", 0, 0, NULL);
     /* No cmocka asserts off the main thread: the Pull result tells. */
     tse_test_unary(dp->ch, M_PUBLISH, &req.base, &tracseq__events__v1__publish_response__descriptor,
@@ -1542,7 +1655,9 @@ static void test_a_pull_whose_client_gave_up_takes_no_event(void **state)
                           (ProtobufCMessage **)&r, &st, 300, NULL, NULL);
     assert_int_equal(code, GRPC_STATUS_DEADLINE_EXCEEDED);
     assert_null(r);
-    usleep(300000); /* the server hears of the deadline */
+    /* The engine logs the Pull CANCELLED once it has let go of it. */
+    TSE_TEST_AWAIT(service_logged(w, "\"Pull\"", "\"CANCELLED\"", "\"pull-gone\""), 10000,
+                   "the service to let go of the abandoned Pull (%s)", w->service->log);
     p = publish_one(w->ch, "pullgone.ev", 3, 1);
     protobuf_c_message_free_unpacked(&p->base, NULL);
     r = pull_ok(w->ch, "pull-gone", 10, 3000);
@@ -1591,7 +1706,7 @@ static void test_pull_acknowledge_nack_and_redelivery(void **state)
     r = pull_ok(w->ch, "pull", 10, 0);
     assert_int_equal(r->n_deliveries, 0);
     protobuf_c_message_free_unpacked(&r->base, NULL);
-    usleep(800000);
+    usleep(800000); /* under test: past the 600 ms ack deadline, not before */
     expect_pulled_again(w->ch, ids, 2);
 
     batch[0] = ids[3], batch[1] = ids[4];
@@ -1745,9 +1860,8 @@ static void test_subscribe_with_a_spec_creates_joins_or_refuses(void **state)
 
     spec_init(&sp, "viaspec", "viaspec.ev");
     tse_test_stream *s = subscribe_spec(w->ch, &sp.sub);
-    long long end = tse_test_now_ms() + 2000;
-    while (get_sub(w->ch, "viaspec", &out, &st) != GRPC_STATUS_OK && tse_test_now_ms() < end)
-        usleep(20000);
+    TSE_TEST_AWAIT(get_sub(w->ch, "viaspec", &out, &st) == GRPC_STATUS_OK, 10000,
+                   "Subscribe with a spec to create viaspec");
     assert_non_null(out);
     protobuf_c_message_free_unpacked(&out->base, NULL);
     protobuf_c_message_free_unpacked(&publish_one(w->ch, "viaspec.ev", 0, 0)->base, NULL);
@@ -1830,7 +1944,7 @@ static void test_delete_removes_groups_and_ends_subscribers(void **state)
     create_ok(w->ch, spec_init(&sp, "del", "del.ev"));
     tse_test_stream *s = subscribe_name(w->ch, "del", NULL);
     stream_key(key, sizeof(key), "del.ev", 3);
-    usleep(200000);
+    await_subscribers(w->ch, "del", 1);
     assert_true(group_exists(w, key, "del"));
     assert_int_equal(redis_int(w, "HEXISTS %s %s", "tracseq:subs", "del"), 1);
 
@@ -1888,6 +2002,7 @@ static void test_service_shutdown_ends_subscribe_streams_with_unavailable(void *
     world *w = *state;
     tse_test_status st;
     bool ended = false;
+    int stopped;
     long long t0;
     spec sp;
 
@@ -1904,8 +2019,9 @@ static void test_service_shutdown_ends_subscribe_streams_with_unavailable(void *
     assert_true(ended);
     assert_int_equal(tse_test_stream_finish(s, &st), GRPC_STATUS_UNAVAILABLE);
     print_message("stream ended %lld ms after SIGTERM: '%s'\n", tse_test_now_ms() - t0, st.details);
-    assert_int_equal(tse_test_service_stop(w->service), 0);
+    stopped = tse_test_service_stop(w->service);
     w->service = NULL;
+    assert_int_equal(stopped, 0);
 }
 
 /* With --delivery-poll=3s, only the in-process wake-up delivers in time. */
@@ -1918,10 +2034,13 @@ static void test_publish_through_the_same_service_wakes_idle_subscribers(void **
     protobuf_c_message_free_unpacked(&publish_one(w->ch, "wake.known", 0, 0)->base, NULL);
     create_ok(w->ch, spec_init(&sp, "wake", "wake.*"));
     tse_test_stream *s = subscribe_name(w->ch, "wake", NULL);
-    usleep(500000);
+    await_subscribers(w->ch, "wake", 1);
     const char *types[] = {"wake.known", "wake.brand_new"};
     for (int i = 0; i < 2; i++) {
-        usleep(300000); /* idle again */
+        /* Idle (again): what is tested is that a publish wakes a subscriber
+         * that went to sleep, and nothing outside the engine tells that it
+         * did; its last read is at most this long ago. */
+        usleep(300000);
         t0 = tse_test_now_ms();
         protobuf_c_message_free_unpacked(&publish_one(w->ch, types[i], 0, i + 1)->base, NULL);
         Delivery *d = next_delivery(s, 5000);
@@ -1948,6 +2067,17 @@ static char *consumers_of(const world *w, const char *stream, const char *group)
     return out;
 }
 
+/* Whether consumer is among group's consumers on stream. */
+static bool consumer_listed(const world *w, const char *stream, const char *group,
+                            const char *consumer)
+{
+    char *names = consumers_of(w, stream, group);
+    bool listed = strstr(names, consumer) != NULL;
+
+    free(names);
+    return listed;
+}
+
 /* Idle consumers with nothing pending are deleted; one that still holds a
  * pending event never is (its event would be orphaned). */
 static void test_idle_consumers_are_reaped_but_never_with_pending_events(void **state)
@@ -1962,19 +2092,20 @@ static void test_idle_consumers_are_reaped_but_never_with_pending_events(void **
     sp.sub.max_in_flight = 1; /* so the holder cannot take the second event */
     create_ok(w->ch, &sp.sub);
     tse_test_stream *holds = subscribe_name(w->ch, "reap", "reap-holds");
-    usleep(300000);
+    await_subscribers(w->ch, "reap", 1);
     protobuf_c_message_free_unpacked(&publish_one(w->ch, "reap.event", 0, 1)->base, NULL);
     Delivery *d = next_delivery(holds, 5000);
     assert_non_null(d); /* kept pending: never acked */
     delivery_free(d);
     tse_test_stream *done = subscribe_name(w->ch, "reap", "reap-done");
-    usleep(300000);
+    await_subscribers(w->ch, "reap", 2);
     protobuf_c_message_free_unpacked(&publish_one(w->ch, "reap.event", 0, 2)->base, NULL);
     d = next_delivery(done, 5000);
     assert_non_null(d);
     send_ack(done, d->ack_id);
     delivery_free(d);
-    usleep(200000);
+    /* The ack landed: only the holder's event is pending. */
+    assert_int_equal(wait_pending(w, key, "reap", 1, 10000), 1);
     stream_end(done);
     stream_end(holds);
     char *names = consumers_of(w, key, "reap");
@@ -1983,15 +2114,8 @@ static void test_idle_consumers_are_reaped_but_never_with_pending_events(void **
     free(names);
     assert_true(listed);
     long long pending_holder = redis_pending(w, key, "reap");
-    long long t0 = tse_test_now_ms();
-    bool reaped = false;
-    while (!reaped && tse_test_now_ms() - t0 < 8000) {
-        usleep(200000);
-        names = consumers_of(w, key, "reap");
-        reaped = strstr(names, "reap-done") == NULL;
-        free(names);
-    }
-    assert_true(reaped);
+    TSE_TEST_AWAIT(!consumer_listed(w, key, "reap", "reap-done"), 8000,
+                   "the idle consumer reap-done to be reaped");
     assert_int_equal(pending_holder, 1);
     names = consumers_of(w, key, "reap");
     assert_non_null(strstr(names, "reap-holds")); /* still there, with its event */
@@ -2036,10 +2160,13 @@ static void test_stalled_subscriber_does_not_grow_server_memory(void **state)
     long long t0 = tse_test_now_ms();
     publish_many(w->ch, "stall.bulk", 0, 0, BACKLOG, pad);
     print_message("published %d events in %lld ms\n", BACKLOG, tse_test_now_ms() - t0);
+    /* A measurement, not a wait: the service's memory settles after the
+     * publishes before the baseline is read. */
     usleep(500000);
     before = rss_kib(w->service->pid);
 
     tse_test_stream *s = subscribe_name(w->ch, "stall", NULL); /* never read */
+    /* What is tested: memory over 3 s of a stalled subscriber. */
     sleep(3);
     after = rss_kib(w->service->pid);
     print_message("service VmRSS before %ld KiB, after 3 s of a stalled subscriber %ld KiB\n",
@@ -2109,7 +2236,7 @@ static void test_subscription_stats_report_lag_and_pending(void **state)
     if (sub->stats->lag != 7) {
         char *groups = tse_test_redis_cmd(w->redis, "XINFO GROUPS tracseq:events:lag.ev:p3");
         Subscription *later;
-        usleep(500000);
+        usleep(500000); /* the diagnosis of a failure: does lag catch up later? */
         later = get_ok(w->ch, "lag");
         fail_msg("7 undelivered events, lag %llu (%llu 500 ms later); XINFO GROUPS:\n%s",
                  (unsigned long long)sub->stats->lag, (unsigned long long)later->stats->lag,
@@ -2174,7 +2301,7 @@ static tse_test_stream *collect_across_outage(world *w, tse_test_stream *s, int 
             assert_int_equal(code, GRPC_STATUS_UNAVAILABLE);
             if (!service_alive(w))
                 fail_msg("the service died during the Redis outage; see %s", w->service->log);
-            usleep(200000);
+            usleep(200000); /* pacing: resubscribing while Redis is down ends at once */
             s = subscribe_name(w->ch, "outage", NULL);
             continue;
         }
@@ -2216,11 +2343,12 @@ static void test_redis_outage_loses_nothing_and_redelivers_no_acked_event(void *
         delivery_free(d);
     }
     stream_key(key, sizeof(key), "outage.ev", 3);
+    /* Redis runs with appendfsync always (outage_world_up): the acks that
+     * XPENDING shows applied are on disk. */
     assert_int_equal(wait_pending(w, key, "outage", 5, 2000), 5);
-    usleep(1200000); /* past the AOF's everysec fsync */
 
     tse_test_redis_kill(w->redis);
-    usleep(1000000);
+    usleep(1000000); /* the outage under test: Redis is down for a second */
     assert_true(tse_test_redis_restart(w->redis));
     for (int i = 10; i < 15; i++)
         protobuf_c_message_free_unpacked(&publish_retry(w->ch, "outage.ev", 0, i, 10000)->base,
@@ -2282,7 +2410,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_subscription_stats_report_lag_and_pending, world_up,
                                         world_down),
         cmocka_unit_test_setup_teardown(
-            test_redis_outage_loses_nothing_and_redelivers_no_acked_event, world_up, world_down),
+            test_redis_outage_loses_nothing_and_redelivers_no_acked_event, outage_world_up,
+            world_down),
         cmocka_unit_test_setup_teardown(
             test_idle_consumers_are_reaped_but_never_with_pending_events, reap_world_up,
             world_down),

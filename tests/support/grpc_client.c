@@ -113,6 +113,35 @@ tse_test_stream *tse_test_stream_open(grpc_channel *ch, const char *method, int 
     return s;
 }
 
+static grpc_byte_buffer *raw(const void *data, size_t len)
+{
+    grpc_slice slice = grpc_slice_from_copied_buffer(data, len);
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
+
+    grpc_slice_unref(slice);
+    return bb;
+}
+
+static bool send_buffer(tse_test_stream *s, grpc_byte_buffer *bb)
+{
+    grpc_op op = {.op = GRPC_OP_SEND_MESSAGE};
+    bool ok;
+
+    op.data.send_message.send_message = bb;
+    if (grpc_call_start_batch(s->call, &op, 1, &s->tag_send, NULL) != GRPC_CALL_OK) {
+        grpc_byte_buffer_destroy(bb);
+        return false;
+    }
+    ok = wait_tag(s, &s->tag_send, -1, NULL);
+    grpc_byte_buffer_destroy(bb);
+    return ok;
+}
+
+bool tse_test_stream_send_raw(tse_test_stream *s, const void *data, size_t len)
+{
+    return send_buffer(s, raw(data, len));
+}
+
 bool tse_test_stream_send(tse_test_stream *s, const ProtobufCMessage *msg)
 {
     grpc_op op = {.op = GRPC_OP_SEND_MESSAGE};
@@ -235,6 +264,20 @@ grpc_status_code tse_test_unary(grpc_channel *ch, const char *method, const Prot
     if (resp)
         *resp = NULL;
     if (tse_test_stream_send(s, req) && tse_test_stream_close_send(s) && resp)
+        *resp = tse_test_stream_recv(s, resp_desc, -1, NULL);
+    return tse_test_stream_finish(s, status);
+}
+
+grpc_status_code tse_test_unary_raw(grpc_channel *ch, const char *method, const void *data,
+                                    size_t len, const ProtobufCMessageDescriptor *resp_desc,
+                                    ProtobufCMessage **resp, tse_test_status *status,
+                                    int timeout_ms)
+{
+    tse_test_stream *s = tse_test_stream_open(ch, method, timeout_ms, NULL, NULL);
+
+    if (resp)
+        *resp = NULL;
+    if (tse_test_stream_send_raw(s, data, len) && tse_test_stream_close_send(s) && resp)
         *resp = tse_test_stream_recv(s, resp_desc, -1, NULL);
     return tse_test_stream_finish(s, status);
 }

@@ -31,6 +31,14 @@ grpc_status_code tse_test_unary(grpc_channel *ch, const char *method, const Prot
                                 ProtobufCMessage **resp, tse_test_status *status, int timeout_ms,
                                 const char *md_key, const char *md_value);
 
+/* tse_test_unary with the request given as raw bytes. resp must not be
+ * NULL when the call may answer a message: the status comes only after it
+ * was read. */
+grpc_status_code tse_test_unary_raw(grpc_channel *ch, const char *method, const void *data,
+                                    size_t len, const ProtobufCMessageDescriptor *resp_desc,
+                                    ProtobufCMessage **resp, tse_test_status *status,
+                                    int timeout_ms);
+
 typedef struct tse_test_stream tse_test_stream;
 
 /* Opens a stream (client and server streaming both work). */
@@ -38,6 +46,8 @@ tse_test_stream *tse_test_stream_open(grpc_channel *ch, const char *method, int 
                                       const char *md_key, const char *md_value);
 /* Sends one message; false when the stream is broken. */
 bool tse_test_stream_send(tse_test_stream *s, const ProtobufCMessage *msg);
+/* Sends len bytes as one message, whatever they hold (hostile-input tests). */
+bool tse_test_stream_send_raw(tse_test_stream *s, const void *data, size_t len);
 /* Half-closes the sending side. */
 bool tse_test_stream_close_send(tse_test_stream *s);
 /* Receives one message; NULL at end of stream or on error (or after

@@ -143,7 +143,7 @@ done:
     *pid = 0;
 }
 
-static bool redis_launch(tse_test_redis *r, bool aof)
+static bool redis_launch(tse_test_redis *r)
 {
     char port[16], log[300];
     char *argv[] = {"redis-server",
@@ -156,9 +156,9 @@ static bool redis_launch(tse_test_redis *r, bool aof)
                     "--save",
                     "",
                     "--appendonly",
-                    aof ? "yes" : "no",
+                    r->aof ? "yes" : "no",
                     "--appendfsync",
-                    "everysec",
+                    r->appendfsync,
                     "--protected-mode",
                     "no",
                     NULL};
@@ -188,26 +188,35 @@ static bool redis_launch(tse_test_redis *r, bool aof)
     return false;
 }
 
-static bool redis_aof_flag;
-
-tse_test_redis *tse_test_redis_start(bool aof)
+static tse_test_redis *redis_start(bool aof, const char *appendfsync)
 {
     tse_test_redis *r = calloc(1, sizeof(*r));
 
     if (r == NULL)
         return NULL;
+    r->aof = aof;
+    snprintf(r->appendfsync, sizeof(r->appendfsync), "%s", appendfsync);
     snprintf(r->dir, sizeof(r->dir), "/tmp/tse-redis-XXXXXX");
     if (mkdtemp(r->dir) == NULL)
         goto fail;
     r->port = tse_test_free_port();
     snprintf(r->url, sizeof(r->url), "redis://127.0.0.1:%d", r->port);
-    redis_aof_flag = aof;
-    if (!redis_launch(r, aof))
+    if (!redis_launch(r))
         goto fail;
     return r;
 fail:
     tse_test_redis_stop(r);
     return NULL;
+}
+
+tse_test_redis *tse_test_redis_start(bool aof)
+{
+    return redis_start(aof, "everysec");
+}
+
+tse_test_redis *tse_test_redis_start_aof(const char *appendfsync)
+{
+    return redis_start(true, appendfsync);
 }
 
 void tse_test_redis_kill(tse_test_redis *r)
@@ -218,7 +227,7 @@ void tse_test_redis_kill(tse_test_redis *r)
 
 bool tse_test_redis_restart(tse_test_redis *r)
 {
-    return redis_launch(r, redis_aof_flag);
+    return redis_launch(r);
 }
 
 void tse_test_redis_stop(tse_test_redis *r)
@@ -354,8 +363,13 @@ void tse_test_bridge_path(char *buf, size_t len)
 
 tse_test_service *tse_test_bridge_start(const char *service_addr, const char *const *extra_args)
 {
+    return tse_test_bridge_start_on(service_addr, tse_test_free_port(), extra_args);
+}
+
+tse_test_service *tse_test_bridge_start_on(const char *service_addr, int port,
+                                           const char *const *extra_args)
+{
     char bin[600], port_arg[32], svc[160];
-    int port = tse_test_free_port();
 
     tse_test_bridge_path(bin, sizeof(bin));
     snprintf(port_arg, sizeof(port_arg), "--port=%d", port);
@@ -364,19 +378,41 @@ tse_test_service *tse_test_bridge_start(const char *service_addr, const char *co
                         (const char *const[]){"--host=127.0.0.1", port_arg, svc, NULL}, extra_args);
 }
 
+void tse_test_service_kill(tse_test_service *s)
+{
+    if (s == NULL)
+        return;
+    if (s->pid > 0) {
+        kill(s->pid, SIGKILL);
+        waitpid(s->pid, NULL, 0);
+        track_child(s->pid, false);
+    }
+    free(s);
+}
+
 int tse_test_service_stop(tse_test_service *s)
 {
+    long long elapsed;
+
+    return tse_test_service_stop_timed(s, &elapsed);
+}
+
+int tse_test_service_stop_timed(tse_test_service *s, long long *elapsed_ms)
+{
+    long long start = tse_test_now_ms();
     int status = -1;
 
+    *elapsed_ms = 0;
     if (s == NULL)
         return -1;
     if (s->pid > 0) {
         kill(s->pid, SIGTERM);
-        for (int waited = 0; waited < 15000; waited += 10) {
+        while (tse_test_now_ms() - start < 15000) {
             if (waitpid(s->pid, &status, WNOHANG) == s->pid)
                 break;
-            usleep(10000);
+            usleep(2000);
         }
+        *elapsed_ms = tse_test_now_ms() - start;
         if (status == -1) {
             kill(s->pid, SIGKILL);
             waitpid(s->pid, &status, 0);

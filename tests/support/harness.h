@@ -19,6 +19,8 @@ typedef struct tse_test_redis {
     int port;
     char dir[256]; /* scratch data folder */
     char url[128]; /* redis://127.0.0.1:<port> */
+    bool aof;
+    char appendfsync[16]; /* AOF fsync policy: everysec unless started otherwise */
 } tse_test_redis;
 
 /* One of our server processes: the event service or the REST bridge. */
@@ -34,6 +36,9 @@ int tse_test_free_port(void);
 
 /* Starts redis-server (AOF everysec when aof) and waits until it answers PING. */
 tse_test_redis *tse_test_redis_start(bool aof);
+/* The same with AOF on and the given appendfsync policy ("always",
+ * "everysec", "no"), kept across restarts. */
+tse_test_redis *tse_test_redis_start_aof(const char *appendfsync);
 /* SIGKILL, as in a crash; the struct stays usable for restart. */
 void tse_test_redis_kill(tse_test_redis *r);
 /* Starts again on the same port and folder. Returns false on failure. */
@@ -61,10 +66,19 @@ tse_test_service *tse_test_service_start_on(const tse_test_redis *r, int port,
  * Stop it with tse_test_service_stop.
  */
 tse_test_service *tse_test_bridge_start(const char *service_addr, const char *const *extra_args);
+/* The same on a given port (to restart a bridge where clients point). */
+tse_test_service *tse_test_bridge_start_on(const char *service_addr, int port,
+                                           const char *const *extra_args);
 /* The bridge binary's path into buf. */
 void tse_test_bridge_path(char *buf, size_t len);
 /* SIGTERM and wait; returns the exit status (0 for a clean exit), frees. */
 int tse_test_service_stop(tse_test_service *s);
+/* The same, telling how long the process took to exit after the SIGTERM
+ * (*elapsed_ms; it is SIGKILLed after 15 s). */
+int tse_test_service_stop_timed(tse_test_service *s, long long *elapsed_ms);
+
+/* SIGKILL, as in a crash, and wait; frees. */
+void tse_test_service_kill(tse_test_service *s);
 
 /* Milliseconds on the monotonic clock. */
 long long tse_test_now_ms(void);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "http_client.h"
+#include "wait.h"
 
 int tse_test_http_connect(int port)
 {
@@ -94,4 +95,24 @@ json_t *tse_test_http_json(const tse_test_http_resp *r)
     if (j == NULL)
         fail_msg("not JSON (%s): %s", e.text, r->body);
     return j;
+}
+
+int tse_test_http_status(int port, const char *method, const char *path)
+{
+    int fd = tse_test_http_connect(port);
+    tse_test_http_resp r;
+    int status = -1;
+
+    tse_test_http_send(fd, method, path, NULL, NULL, NULL, 0, true);
+    if (tse_test_http_read(fd, &r))
+        status = r.status;
+    free(r.body);
+    close(fd);
+    return status;
+}
+
+void tse_test_http_await_healthy(int port, int timeout_ms)
+{
+    TSE_TEST_AWAIT(tse_test_http_status(port, "GET", "/health") == 200, timeout_ms,
+                   "the bridge on port %d to say healthy", port);
 }

@@ -38,4 +38,16 @@ bool tse_test_http_read(int fd, tse_test_http_resp *r);
 /* The body as JSON; fails the test when it is not JSON. */
 json_t *tse_test_http_json(const tse_test_http_resp *r);
 
+/* The status of "method path" (no body) on a fresh connection; -1 when the
+ * connection ended without an answer. */
+int tse_test_http_status(int port, const char *method, const char *path);
+
+/*
+ * Waits until the bridge on port answers GET /health with 200, i.e. it
+ * reaches the service and the service reaches Redis; fails the test after
+ * timeout_ms. A bridge just started answers 503 until its first HTTP/2
+ * handshake with the service is done, which on a loaded host takes a while.
+ */
+void tse_test_http_await_healthy(int port, int timeout_ms);
+
 #endif

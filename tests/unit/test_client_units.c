@@ -20,6 +20,8 @@
 
 #include "client/internal.h"
 #include "domain/validate.h"
+#include "google/rpc/error_details.pb-c.h"
+#include "google/rpc/status.pb-c.h"
 
 typedef Tracseq__Events__V1__Event Event;
 
@@ -136,6 +138,66 @@ static void test_server_details_keep_the_message_and_lift_the_field(void **state
     /* Empty details still give a message. */
     tse_client_from_grpc_error(GRPC_STATUS_NOT_FOUND, NULL, 0, &err);
     assert_string_equal(err.message, "the call failed with NOT_FOUND");
+}
+
+/* A packed google.rpc.Status with one BadRequest field violation, built here
+ * with protobuf-c as any server would, as a grpc-status-details-bin value. */
+static grpc_slice bad_request_status(const char *type_url, const char *field)
+{
+    Google__Rpc__BadRequest__FieldViolation fv = GOOGLE__RPC__BAD_REQUEST__FIELD_VIOLATION__INIT;
+    Google__Rpc__BadRequest__FieldViolation *fvs[] = {&fv};
+    Google__Rpc__BadRequest bad = GOOGLE__RPC__BAD_REQUEST__INIT;
+    Google__Protobuf__Any any = GOOGLE__PROTOBUF__ANY__INIT;
+    Google__Protobuf__Any *anys[] = {&any};
+    Google__Rpc__Status st = GOOGLE__RPC__STATUS__INIT;
+    uint8_t bad_bytes[256];
+    grpc_slice out;
+
+    fv.field = (char *)field;
+    fv.description = "must be between 1 and 5";
+    bad.n_field_violations = 1;
+    bad.field_violations = fvs;
+    any.type_url = (char *)type_url;
+    any.value.len = protobuf_c_message_pack(&bad.base, bad_bytes);
+    any.value.data = bad_bytes;
+    st.code = GRPC_STATUS_INVALID_ARGUMENT;
+    st.message = "a sentence: whose head is no field";
+    st.n_details = 1;
+    st.details = anys;
+    out = grpc_slice_malloc(protobuf_c_message_get_packed_size(&st.base));
+    protobuf_c_message_pack(&st.base, GRPC_SLICE_START_PTR(out));
+    return out;
+}
+
+static void test_field_comes_from_status_details_not_the_text(void **state)
+{
+    static const char text[] = "a sentence: whose head is no field";
+    grpc_metadata md[2];
+    grpc_metadata_array trailing = {.count = 2, .capacity = 2, .metadata = md};
+    tse_client_error err;
+
+    md[0].key = grpc_slice_from_static_string("x-other");
+    md[0].value = grpc_slice_from_static_string("1");
+    md[1].key = grpc_slice_from_static_string("grpc-status-details-bin");
+    md[1].value = bad_request_status("type.googleapis.com/google.rpc.BadRequest", "event.priority");
+    assert_int_equal(tse_client_from_grpc_status(GRPC_STATUS_INVALID_ARGUMENT, text, strlen(text),
+                                                 &trailing, &err),
+                     TSE_CLIENT_INVALID_ARGUMENT);
+    assert_string_equal(err.field, "event.priority");
+    assert_string_equal(err.message, text);
+    grpc_slice_unref(md[1].value);
+
+    /* Details of another type say nothing of a field: the text decides. */
+    md[1].value = bad_request_status("type.googleapis.com/google.rpc.DebugInfo", "event.priority");
+    tse_client_from_grpc_status(GRPC_STATUS_INVALID_ARGUMENT, "event.id: must be a UUID", 24,
+                                &trailing, &err);
+    assert_string_equal(err.field, "event.id");
+    grpc_slice_unref(md[1].value);
+
+    /* Bytes that are no Status: the text decides. */
+    md[1].value = grpc_slice_from_static_string("\xff\xff\xff");
+    tse_client_from_grpc_status(GRPC_STATUS_INVALID_ARGUMENT, text, strlen(text), &trailing, &err);
+    assert_string_equal(err.field, "");
 }
 
 static void test_long_server_details_are_truncated_and_terminated(void **state)
@@ -666,6 +728,7 @@ int main(void)
         cmocka_unit_test(test_bad_options_are_refused_naming_the_option),
         cmocka_unit_test(test_grpc_codes_map_to_sdk_statuses),
         cmocka_unit_test(test_server_details_keep_the_message_and_lift_the_field),
+        cmocka_unit_test(test_field_comes_from_status_details_not_the_text),
         cmocka_unit_test(test_long_server_details_are_truncated_and_terminated),
         cmocka_unit_test(test_opts_fill_the_envelope),
         cmocka_unit_test(test_bad_opts_are_refused_naming_the_field),

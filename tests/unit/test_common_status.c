@@ -1,8 +1,8 @@
 /*
  * test_common_status.c - the tse_error helpers and status names: set/clear
  * fill every member, strings stay NUL-terminated at their bounds, a NULL err
- * is accepted everywhere, prefix_field builds dotted paths, and every status
- * has its stable name.
+ * is accepted everywhere, prefix_field builds dotted paths, every status
+ * has its stable name, and the one status -> HTTP table (http_status.h).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "common/http_status.h"
 #include "common/status.h"
 
 /* An error filled with garbage, so a member left unset shows. */
@@ -196,6 +197,8 @@ static void every_status_has_its_stable_name(void **state)
         {TSE_DEADLINE, "DEADLINE_EXCEEDED"},
         {TSE_CANCELLED, "CANCELLED"},
         {TSE_NOMEM, "RESOURCE_EXHAUSTED"},
+        {TSE_FAILED_PRECONDITION, "FAILED_PRECONDITION"},
+        {TSE_UNIMPLEMENTED, "UNIMPLEMENTED"},
         {TSE_INTERNAL, "INTERNAL"},
     };
 
@@ -207,6 +210,44 @@ static void unknown_status_is_named_internal(void **state)
 {
     assert_string_equal(tse_status_name((tse_status)(TSE_INTERNAL + 1)), "INTERNAL");
     assert_string_equal(tse_status_name((tse_status)1000), "INTERNAL");
+}
+
+static void every_status_has_its_http_answer(void **state)
+{
+    static const struct {
+        tse_status st;
+        unsigned http;
+        const char *code;
+    } rows[] = {
+        {TSE_OK, 200, "OK"},
+        {TSE_INVALID, 422, "VALIDATION_FAILED"},
+        {TSE_NOT_FOUND, 404, "NOT_FOUND"},
+        {TSE_ALREADY_EXISTS, 409, "ALREADY_EXISTS"},
+        {TSE_FAILED_PRECONDITION, 409, "FAILED_PRECONDITION"},
+        {TSE_RESOURCE_EXHAUSTED, 429, "RESOURCE_EXHAUSTED"},
+        {TSE_UNAVAILABLE, 503, "SERVICE_UNAVAILABLE"},
+        {TSE_DEADLINE, 503, "SERVICE_UNAVAILABLE"},
+        {TSE_CANCELLED, 503, "SERVICE_UNAVAILABLE"},
+        {TSE_UNIMPLEMENTED, 501, "NOT_IMPLEMENTED"},
+        {TSE_NOMEM, 500, "INTERNAL"},
+        {TSE_INTERNAL, 500, "INTERNAL"},
+    };
+    const char *code;
+
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        code = NULL;
+        assert_int_equal(tse_status_to_http(rows[i].st, &code), rows[i].http);
+        assert_string_equal(code, rows[i].code);
+    }
+    assert_int_equal(tse_status_to_http(TSE_NOT_FOUND, NULL), 404);
+}
+
+static void unknown_status_is_an_internal_http_error(void **state)
+{
+    const char *code = NULL;
+
+    assert_int_equal(tse_status_to_http((tse_status)1000, &code), 500);
+    assert_string_equal(code, "INTERNAL");
 }
 
 int main(void)
@@ -229,6 +270,8 @@ int main(void)
         cmocka_unit_test(prefix_longer_than_bound_is_truncated),
         cmocka_unit_test(every_status_has_its_stable_name),
         cmocka_unit_test(unknown_status_is_named_internal),
+        cmocka_unit_test(every_status_has_its_http_answer),
+        cmocka_unit_test(unknown_status_is_an_internal_http_error),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

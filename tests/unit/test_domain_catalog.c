@@ -2,7 +2,8 @@
  * test_domain_catalog.c - the schema catalog against its two sources of
  * truth: the spec's event-catalog.md (its table rows are copied below
  * verbatim) and the comments of the domain .proto files (read at run
- * time), plus the protobuf-c descriptors the catalog points at.
+ * time), plus the protobuf-c descriptors the catalog points at, and the
+ * ListEventTypes description built from it (tse_catalog_describe).
  *
  * The proto files are found through TSE_SOURCE_DIR (set by ctest) or, when
  * the binary runs on its own, relative to this file's path.
@@ -19,7 +20,9 @@
 #include <string.h>
 
 #include "domain/catalog.h"
+#include "domain/validate.h"
 #include "google/protobuf/timestamp.pb-c.h"
+#include "tracseq/events/v1/service.pb-c.h"
 
 /* ---- the catalog document ------------------------------------------------------ */
 
@@ -428,6 +431,46 @@ static void catalog_rules_match_the_proto_comments(void **state)
     assert_int_equal(fields, expected);
 }
 
+/* The description unpacks as a ListEventTypesResponse: every entry in
+ * catalog order, every payload field with its rule, the generic pattern. */
+static void catalog_describe_lists_every_entry_and_field(void **state)
+{
+    size_t n, len = 0;
+    const tse_catalog_entry *entries = tse_catalog_entries(&n);
+    uint8_t *bytes = tse_catalog_describe(&len);
+    Tracseq__Events__V1__ListEventTypesResponse *r;
+
+    assert_non_null(bytes);
+    r = tracseq__events__v1__list_event_types_response__unpack(NULL, len, bytes);
+    assert_non_null(r);
+    assert_int_equal(r->n_event_types, n);
+    assert_string_equal(r->generic_type_pattern, TSE_EVENT_TYPE_PATTERN);
+    for (size_t i = 0; i < n; i++) {
+        const Tracseq__Events__V1__EventTypeInfo *info = r->event_types[i];
+        const ProtobufCMessageDescriptor *d = entries[i].descriptor;
+
+        assert_string_equal(info->event_type, entries[i].event_type);
+        assert_string_equal(info->message, d->name);
+        assert_string_equal(info->payload_field, entries[i].payload_field);
+        assert_int_equal(strncmp(info->domain, info->event_type, strlen(info->domain)), 0);
+        assert_int_equal(info->event_type[strlen(info->domain)], '.');
+        assert_int_equal(info->n_fields, d->n_fields);
+        for (size_t j = 0; j < info->n_fields; j++) {
+            tse_field_rule rule = tse_catalog_field_rule(&entries[i], d->fields[j].name);
+            assert_string_equal(info->fields[j]->name, d->fields[j].name);
+            assert_int_equal(info->fields[j]->number, (int32_t)d->fields[j].id);
+            assert_int_equal(info->fields[j]->required,
+                             rule == TSE_FIELD_REQUIRED || rule == TSE_FIELD_UUID);
+        }
+    }
+    /* A name with underscores has its proto3 JSON name. */
+    assert_string_equal(r->event_types[0]->fields[0]->name, "sample_id");
+    assert_string_equal(r->event_types[0]->fields[0]->json_name, "sampleId");
+    assert_string_equal(r->event_types[0]->fields[0]->format, "uuid");
+    tracseq__events__v1__list_event_types_response__free_unpacked(r, NULL);
+    free(bytes);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -442,6 +485,7 @@ int main(void)
         cmocka_unit_test(catalog_find_case_maps_a_case_to_its_entry),
         cmocka_unit_test(catalog_field_rule_is_free_for_unlisted_or_unknown_fields),
         cmocka_unit_test(catalog_rules_match_the_proto_comments),
+        cmocka_unit_test(catalog_describe_lists_every_entry_and_field),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -462,6 +462,19 @@ static void utf8_valid_rejects_malformed_sequences(void **state)
             fail_msg("accepted case %zu", i);
 }
 
+static void utf8_scrub_replaces_each_bad_byte_and_keeps_good_text(void **state)
+{
+    char s[] = "GET /a\xff\xfe/caf\xc3\xa9/\xe2\x82 \xc0\xaf\xf0\x9f\x98\x80\xc3";
+
+    tse_utf8_scrub(s);
+    assert_string_equal(s, "GET /a?"
+                           "?/caf\xc3\xa9/?"
+                           "? ?"
+                           "?\xf0\x9f\x98\x80?");
+    assert_true(tse_utf8_valid(s));
+    tse_utf8_scrub(NULL);
+}
+
 static void utf8_length_counts_code_points(void **state)
 {
     assert_int_equal(tse_utf8_length(""), 0);
@@ -1371,6 +1384,7 @@ int main(void)
         cmocka_unit_test(uuid_generate_makes_distinct_lowercase_v4_uuids),
         cmocka_unit_test(utf8_valid_accepts_well_formed_text),
         cmocka_unit_test(utf8_valid_rejects_malformed_sequences),
+        cmocka_unit_test(utf8_scrub_replaces_each_bad_byte_and_keeps_good_text),
         cmocka_unit_test(utf8_length_counts_code_points),
         cmocka_unit_test(utf8_trim_drops_an_unfinished_last_sequence),
 

@@ -24,8 +24,8 @@
  * once (every blocking call has its own completion queue). A publisher's
  * publish and flush may be called from several threads; its result
  * callback runs on the client's publisher thread (one per client, shared
- * by its publishers), in publish order. A
- * subscriber's callback runs on the subscriber's thread (or the thread
+ * by its publishers and its asynchronous calls' callbacks), in publish
+ * order. A subscriber's callback runs on the subscriber's thread (or the thread
  * calling tse_client_subscriber_run); tse_client_subscriber_stop may be
  * called from any thread, a signal handler included. Callbacks must not
  * block for long: they hold up every later result or delivery.
@@ -114,6 +114,11 @@ typedef struct tse_client_options {
      * the initial delay and doubles up to the maximum. Defaults 100, 5000. */
     int reconnect_initial_ms;
     int reconnect_max_ms;
+    /* Connections for calls (blocking and asynchronous; each publisher has
+     * its own), 1..64, used in turn, a ready one first; default 1. More
+     * than one for a gateway whose calls wait long (a server allows 1,000
+     * concurrent calls per connection). */
+    int channels;
 } tse_client_options;
 
 /* Fills o with the defaults (all zero). */
@@ -180,6 +185,17 @@ TSE_CLIENT_API tse_client_status tse_client_event_from_json(const char *event_ty
                                                             const tse_client_publish_opts *opts,
                                                             tse_client_event **out,
                                                             tse_client_error *err);
+
+/*
+ * An event from an encoded tracseq.events.v1.Event (e.g. one a gateway
+ * built from its own input). It is published exactly as given: the SDK adds
+ * neither an id nor its source_service, so the server stamps what is
+ * missing and validates the rest, as for any other publisher. The bytes
+ * are copied. INVALID_ARGUMENT ("envelope") when they are not an Event.
+ */
+TSE_CLIENT_API tse_client_status tse_client_event_from_envelope(const void *envelope, size_t len,
+                                                                tse_client_event **out,
+                                                                tse_client_error *err);
 
 /* The event's type, e.g. "sample.created". */
 TSE_CLIENT_API const char *tse_client_event_type(const tse_client_event *ev);
@@ -281,11 +297,15 @@ typedef struct tse_client_publish_result {
     bool duplicate;               /* already published within the dedup window */
     int64_t published_at_seconds; /* the envelope's timestamp (Unix time) */
     int32_t published_at_nanos;
+    /* false when a lenient server stored a catalog-type payload that did
+     * not fit its schema as generic data */
+    bool schema_valid;
 } tse_client_publish_result;
 
 /*
  * Publishes one event and waits until it is durably in Redis. On
- * UNAVAILABLE (service unreachable or Redis down) the SDK retries with
+ * UNAVAILABLE (service unreachable or Redis down), or CANCELLED by the
+ * server (a call reaching a service that is stopping), the SDK retries with
  * backoff until the client's timeout; every attempt carries the same event
  * id, so the server stores the event once. Returns UNAVAILABLE when the
  * service stayed unreachable for the whole timeout. result may be NULL.
@@ -421,6 +441,16 @@ typedef struct tse_client_publisher_options {
      * Faster (the server skips its dedup check) but a resend after a broken
      * stream may store an event twice. Default false. */
     bool server_assigned_ids;
+    /* true: when the stream breaks, every unanswered event fails with the
+     * stream's status (UNAVAILABLE, DEADLINE_EXCEEDED, ...; it may or may
+     * not have been stored) instead of being resent, and the next publish
+     * opens a new stream at once. For callers that answer someone else
+     * now rather than retry: a gateway. Default false. */
+    bool fail_on_break;
+    /* > 0: when the oldest unanswered event waited this long, the stream
+     * is ended with DEADLINE_EXCEEDED (then resent, or failed with
+     * fail_on_break). 0: no bound. */
+    int answer_timeout_ms;
 } tse_client_publisher_options;
 
 /*
@@ -446,6 +476,15 @@ TSE_CLIENT_API tse_client_status tse_client_publisher_publish(tse_client_publish
  * DEADLINE_EXCEEDED after timeout_ms (< 0: wait for ever). */
 TSE_CLIENT_API tse_client_status tse_client_publisher_flush(tse_client_publisher *pub,
                                                             int timeout_ms, tse_client_error *err);
+
+/*
+ * Ends the publisher's work without freeing it (e.g. a server that stops
+ * while its threads may still publish): publish fails with CANCELLED from
+ * now on, the stream is cancelled, and every event still unanswered gets
+ * its callback with CANCELLED (it may or may not have been stored) before
+ * this returns. Any thread but the publisher thread. NULL is a no-op.
+ */
+TSE_CLIENT_API void tse_client_publisher_cancel(tse_client_publisher *pub);
 
 /*
  * Stops the publisher without waiting: events still unanswered get their
@@ -690,6 +729,111 @@ typedef enum tse_client_serving {
  */
 TSE_CLIENT_API tse_client_status tse_client_health(tse_client *client, const char *service,
                                                    tse_client_serving *out, tse_client_error *err);
+
+/* ============================== asynchronous calls ========================= */
+
+/*
+ * Any unary RPC of the server (tracseq.events.v1.EventService,
+ * grpc.health.v1.Health) started without waiting, with the request and
+ * response as encoded protobuf bytes: for gateways and programs with their
+ * own event loop. The callback runs on the client's call thread (the one
+ * its publishers share; started with the first call or publisher) and must
+ * not block. A call fails fast: while the server is unreachable it ends
+ * UNAVAILABLE at once (no retry; that is the caller's choice here).
+ */
+typedef struct tse_client_call tse_client_call;
+
+typedef struct tse_client_call_options {
+    /* Deadline from the start: 0 means the client's timeout_ms, < 0 none. */
+    int timeout_ms;
+    /* Request metadata sent with this call beside the client's own (e.g.
+     * "x-correlation-id", or the caller's "authorization" instead of the
+     * client's token); keys lower-case. Copied. */
+    const tse_client_metadata *metadata;
+    size_t n_metadata;
+} tse_client_call_options;
+
+/*
+ * The end of a call: status OK with the response bytes (valid only during
+ * the callback), or the error (err->grpc_code is the server's code, or the
+ * one of the cancel).
+ */
+typedef void (*tse_client_call_cb)(void *cb_arg, tse_client_status status,
+                                   const tse_client_error *err, const void *response, size_t len);
+
+/*
+ * Starts method, a full path ("/tracseq.events.v1.EventService/Pull"), with
+ * request bytes (copied). On OK the callback will be called exactly once,
+ * and *out (when out is not NULL) is a handle for tse_client_call_cancel,
+ * valid until tse_client_call_release. On failure the callback will not be
+ * called. Calls still running when the client is destroyed are cancelled
+ * (CANCELLED) and their callbacks run before destroy returns.
+ */
+TSE_CLIENT_API tse_client_status tse_client_call_start(tse_client *client, const char *method,
+                                                       const void *request, size_t len,
+                                                       const tse_client_call_options *options,
+                                                       tse_client_call_cb cb, void *cb_arg,
+                                                       tse_client_call **out,
+                                                       tse_client_error *err);
+
+/*
+ * Ends the call now if it is still running: its callback comes with status
+ * (e.g. CANCELLED, UNAVAILABLE; its gRPC code) and why as the message. A
+ * no-op once the call ended. Any thread, the callback included.
+ */
+TSE_CLIENT_API void tse_client_call_cancel(tse_client_call *call, tse_client_status status,
+                                           const char *why);
+
+/* Lets go of the handle (the call itself runs on). NULL is a no-op. */
+TSE_CLIENT_API void tse_client_call_release(tse_client_call *call);
+
+/*
+ * A streaming RPC (e.g. Subscribe) the same way: the first request at the
+ * start, more with tse_client_stream_send, each response to on_message.
+ * Handlers run on the client's call thread, never at once, and may send,
+ * pause or cancel.
+ */
+typedef struct tse_client_stream tse_client_stream;
+
+typedef struct tse_client_stream_handlers {
+    /* One response (bytes valid during the call). The next one is asked
+     * for when this returns, unless the stream is paused. */
+    void (*on_message)(void *cb_arg, const void *response, size_t len);
+    /* The end, exactly once and after every on_message: OK when the server
+     * ended the stream with OK, else why (as for a call). */
+    void (*on_end)(void *cb_arg, tse_client_status status, const tse_client_error *err);
+} tse_client_stream_handlers;
+
+/*
+ * Starts method with first (copied) as its first request; options as for a
+ * call (timeout_ms < 0: no deadline, usual for a stream). On OK on_end
+ * will be called exactly once and *out (when out is not NULL) is a handle
+ * valid until tse_client_stream_release; on failure no handler is called.
+ * Streams still running when the client is destroyed are cancelled.
+ */
+TSE_CLIENT_API tse_client_status tse_client_stream_start(tse_client *client, const char *method,
+                                                         const void *first, size_t len,
+                                                         const tse_client_call_options *options,
+                                                         const tse_client_stream_handlers *handlers,
+                                                         void *cb_arg, tse_client_stream **out,
+                                                         tse_client_error *err);
+
+/* Queues one more request (copied), sent after those before it. CANCELLED
+ * once the stream has ended. Any thread. */
+TSE_CLIENT_API tse_client_status tse_client_stream_send(tse_client_stream *stream, const void *msg,
+                                                        size_t len);
+
+/* Flow control: a paused stream asks for no further response (the server
+ * is held back by HTTP/2 flow control) until resumed. Any thread. */
+TSE_CLIENT_API void tse_client_stream_pause(tse_client_stream *stream, bool paused);
+
+/* Ends the stream now if it still runs: on_end comes with status and why,
+ * as for tse_client_call_cancel. Any thread. */
+TSE_CLIENT_API void tse_client_stream_cancel(tse_client_stream *stream, tse_client_status status,
+                                             const char *why);
+
+/* Lets go of the handle. NULL is a no-op. */
+TSE_CLIENT_API void tse_client_stream_release(tse_client_stream *stream);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,65 @@
+/*
+ * pbscan.h - a check of protobuf wire bytes before they are unpacked: how
+ * deep the message nests and whether its strings are valid UTF-8, without
+ * recursion and without allocating.
+ *
+ * Why: protobuf-c unpacks recursively, one C stack frame chain per level,
+ * and checks neither depth nor UTF-8. A 30 KB request nesting 4,400 levels
+ * overflowed a worker's stack; a limit checked after unpacking comes too
+ * late. Every request the service receives is scanned here first
+ * (src/transport/call.c, tse_decode), so unpacking only ever sees bounded
+ * nesting, and every string field of every request is checked at the
+ * boundary, naming the field.
+ *
+ * Depth is counted as JSON counts it (the codec's TSE_PBJSON_MAX_DEPTH, so
+ * anything accepted here can also be shown as JSON, and the error reads the
+ * same): the root message is level 0; every message below it is one level,
+ * except google.protobuf.Value, map entries and Timestamp (a JSON scalar or
+ * transparent wrappers); a repeated field or map adds one level
+ * (the JSON array or object), except the fields of Struct and ListValue,
+ * which are the object or array themselves. Nesting on the wire is also
+ * capped at TSE_PBSCAN_MAX_FRAMES messages, whatever the count says.
+ *
+ * Paths read as JSON paths below the root: "event.data.x[0][0]",
+ * "subscription.event_types[3]", "ack_ids[0]". Map keys appear when they
+ * precede their values on the wire (every encoder we know writes them
+ * first), "*" otherwise.
+ *
+ * Pure: bytes in, verdict out; thread-safe; no global state. Fuzzable as
+ * is (tests/fuzz).
+ */
+#ifndef TSE_CODEC_PBSCAN_H
+#define TSE_CODEC_PBSCAN_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/status.h"
+
+/* Messages nested on the wire that a scan follows at most. */
+#define TSE_PBSCAN_MAX_FRAMES 256
+
+typedef enum tse_pbscan_verdict {
+    TSE_PBSCAN_OK = 0,
+    TSE_PBSCAN_MALFORMED, /* not protobuf wire format (truncated, bad tag, groups) */
+    TSE_PBSCAN_TOO_DEEP,  /* nests deeper than max_depth levels */
+    TSE_PBSCAN_BAD_TEXT   /* a string field is not valid UTF-8 or holds a NUL */
+} tse_pbscan_verdict;
+
+/*
+ * Scans len bytes at data (may be NULL when len is 0) as a message of desc.
+ * On any verdict but OK, err (may be NULL) is set: code TSE_INVALID, field
+ * the JSON path of the culprit ("" when the root itself is malformed), and a
+ * message such as "nests deeper than 64 levels" (field "event.data.x[0]..."),
+ * "must be valid UTF-8" (field "subscription.name"), "keys must be valid
+ * UTF-8" (field "event.metadata") or "truncated length at byte 17".
+ *
+ * OK does not mean the bytes unpack: fields with the wrong wire type, for
+ * one, are left to protobuf-c to refuse. It means unpacking recurses at
+ * most TSE_PBSCAN_MAX_FRAMES levels and the strings it yields are text.
+ */
+tse_pbscan_verdict tse_pbscan(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
+                              size_t len, unsigned max_depth, tse_error *err);
+
+#endif
