@@ -9,21 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "codec/pbjson.h"
 #include "codec/pbunpack.h"
 #include "common/tsan.h"
 #include "obs/log.h"
 #include "transport/internal.h"
-
-int64_t tse_now_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static void call_free(tse_call *c)
 {
@@ -134,6 +125,64 @@ bool tse_call_watch_close_locked(tse_call *c, tse_tag *tag)
     return c->close_started;
 }
 
+bool tse_call_recv_locked(tse_call *c, grpc_byte_buffer **buf, tse_tag *tag)
+{
+    grpc_op op = {.op = GRPC_OP_RECV_MESSAGE};
+
+    op.data.recv_message.recv_message = buf;
+    return tse_call_start_batch_locked(c, &op, 1, tag);
+}
+
+bool tse_call_send_locked(tse_call *c, grpc_byte_buffer *msg, bool more, tse_tag *tag)
+{
+    grpc_op ops[2];
+    size_t n;
+
+    memset(ops, 0, sizeof(ops));
+    n = tse_call_initial_md_locked(c, &ops[0]);
+    /* Buffered only behind a message that flushed: never the first. */
+    if (more && n == 0)
+        ops[n].flags = GRPC_WRITE_BUFFER_HINT;
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n++].data.send_message.send_message = msg;
+    return tse_call_start_batch_locked(c, ops, n, tag);
+}
+
+bool tse_call_open_stream_locked(tse_call *c, tse_call_list *list, tse_tag *close_tag)
+{
+    if (!tse_call_watch_close_locked(c, close_tag)) {
+        tse_call_finish_locked(c, NULL, TSE_ERROR(TSE_UNAVAILABLE, "", "the call could not start"));
+        return false;
+    }
+    if (list != NULL) {
+        c->next_live = list->head;
+        list->head = c;
+        list->n++;
+    }
+    return true;
+}
+
+void tse_call_unlist(tse_call *c, tse_call_list *list)
+{
+    pthread_mutex_lock(&c->server->watch_lock);
+    for (tse_call **p = &list->head; *p; p = &(*p)->next_live) {
+        if (*p == c) {
+            *p = c->next_live;
+            list->n--;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->server->watch_lock);
+}
+
+void tse_call_cancel_all(tse_server *s, const tse_call_list *list, const char *why)
+{
+    pthread_mutex_lock(&s->watch_lock);
+    for (tse_call *c = list->head; c; c = c->next_live)
+        grpc_call_cancel_with_status(c->call, tse_status_to_grpc(TSE_UNAVAILABLE), why, NULL);
+    pthread_mutex_unlock(&s->watch_lock);
+}
+
 bool tse_scan_request(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
                       tse_error *err)
 {
@@ -162,16 +211,25 @@ ProtobufCMessage *tse_decode(grpc_byte_buffer *bb, const ProtobufCMessageDescrip
     return msg;
 }
 
-grpc_byte_buffer *tse_encode(const ProtobufCMessage *msg)
+grpc_slice tse_pack_slice(const ProtobufCMessage *msg)
 {
-    size_t len = protobuf_c_message_get_packed_size(msg);
-    grpc_slice slice = grpc_slice_malloc(len);
-    grpc_byte_buffer *bb;
+    grpc_slice slice = grpc_slice_malloc(protobuf_c_message_get_packed_size(msg));
 
     protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(slice));
-    bb = grpc_raw_byte_buffer_create(&slice, 1);
+    return slice;
+}
+
+grpc_byte_buffer *tse_byte_buffer_take(grpc_slice slice)
+{
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
+
     grpc_slice_unref(slice);
     return bb;
+}
+
+grpc_byte_buffer *tse_encode(const ProtobufCMessage *msg)
+{
+    return tse_byte_buffer_take(tse_pack_slice(msg));
 }
 
 void tse_call_log_kv(tse_call *c, const char *key, const char *value)
@@ -203,7 +261,7 @@ static void on_finished(tse_tag *tag, bool ok)
 static grpc_status_code status_of(tse_call *c, const tse_error *err, grpc_op *op)
 {
     char text[TSE_ERROR_FIELD_MAX + TSE_ERROR_MESSAGE_MAX + 4] = "";
-    grpc_status_code code = err ? tse_status_to_grpc(err->code) : GRPC_STATUS_OK;
+    grpc_status_code code = tse_status_to_grpc(err ? err->code : TSE_OK);
 
     if (err != NULL && (err->code != TSE_OK || err->message[0] != '\0'))
         tse_error_describe(err, text, sizeof(text));
@@ -247,7 +305,7 @@ void tse_call_finish_locked(tse_call *c, grpc_byte_buffer *msg, const tse_error 
         grpc_byte_buffer_destroy(msg);
     }
     c->status = status_of(c, err, &ops[n++]);
-    tse_log_request(c->method->name, tse_grpc_code_name(c->status), tse_now_us() - c->start_us,
+    tse_log_request(c->method->name, tse_grpc_code_name(c->status), tse_clock_us() - c->start_us,
                     c->correlation_id, c->log_kv);
     if (!c->close_started) {
         c->close_started = true;
@@ -267,25 +325,23 @@ void tse_call_finish_locked(tse_call *c, grpc_byte_buffer *msg, const tse_error 
     assert(c->refs > 0);
 }
 
-void tse_call_finish_unary(tse_call *c, const ProtobufCMessage *resp, const tse_error *err)
+void tse_call_finish(tse_call *c, grpc_byte_buffer *msg, const tse_error *err)
 {
-    grpc_byte_buffer *msg = NULL;
-
-    if (resp != NULL && (err == NULL || err->code == TSE_OK))
-        msg = tse_encode(resp);
     tse_call_ref(c); /* ours, across the finish */
     pthread_mutex_lock(&c->lock);
-    if (msg == NULL) {
-        /* A handler may have encoded the response itself into c->response. */
-        msg = c->response;
-        c->response = NULL;
-    }
     tse_call_finish_locked(c, msg, err);
     pthread_mutex_unlock(&c->lock);
     tse_call_unref(c);
 }
 
+void tse_call_finish_unary(tse_call *c, const ProtobufCMessage *resp, const tse_error *err)
+{
+    bool ok = err == NULL || err->code == TSE_OK;
+
+    tse_call_finish(c, resp != NULL && ok ? tse_encode(resp) : NULL, err);
+}
+
 void tse_call_fail(tse_call *c, const tse_error *err)
 {
-    tse_call_finish_unary(c, NULL, err);
+    tse_call_finish(c, NULL, err);
 }

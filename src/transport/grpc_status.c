@@ -79,16 +79,6 @@ bool tse_error_has_details(const tse_error *err)
     return err != NULL && err->code == TSE_INVALID && err->field[0] != '\0';
 }
 
-/* Packs msg into a new slice. */
-static grpc_slice pack_slice(const ProtobufCMessage *msg)
-{
-    size_t len = protobuf_c_message_get_packed_size(msg);
-    grpc_slice slice = grpc_slice_malloc(len);
-
-    protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(slice));
-    return slice;
-}
-
 grpc_slice tse_status_details_bin(const tse_error *err, const char *text)
 {
     Google__Rpc__BadRequest__FieldViolation violation =
@@ -105,7 +95,7 @@ grpc_slice tse_status_details_bin(const tse_error *err, const char *text)
     violation.description = (char *)err->message;
     bad.n_field_violations = 1;
     bad.field_violations = violations;
-    bad_bytes = pack_slice(&bad.base);
+    bad_bytes = tse_pack_slice(&bad.base);
     any.type_url = BAD_REQUEST_TYPE_URL;
     any.value.data = GRPC_SLICE_START_PTR(bad_bytes);
     any.value.len = GRPC_SLICE_LENGTH(bad_bytes);
@@ -113,7 +103,7 @@ grpc_slice tse_status_details_bin(const tse_error *err, const char *text)
     status.message = (char *)text;
     status.n_details = 1;
     status.details = details;
-    out = pack_slice(&status.base);
+    out = tse_pack_slice(&status.base);
     grpc_slice_unref(bad_bytes);
     return out;
 }

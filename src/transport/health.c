@@ -58,41 +58,34 @@ const tse_method tse_method_health_check = {
 
 /* ---- Watch ---- */
 
-struct tse_health_watch {
+typedef struct health_watch {
     tse_call base;
-    tse_health_watch *next; /* in the server's list, under watch_lock */
     tse_tag send_tag, close_tag;
     grpc_byte_buffer *send_buf;
     char service[256];
     int sent_status; /* -1: nothing sent yet */
     bool send_pending, ended;
-};
+} health_watch;
 
 /* Sends the current status if it changed and no send is in flight. Called
  * with the call's lock held. */
-static void watch_push(tse_health_watch *w)
+static void watch_push(health_watch *w)
 {
     Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
-    grpc_op ops[2];
-    size_t n = 0;
 
     if (w->send_pending || w->ended || !tse_call_active_locked(&w->base))
         return;
     resp.status = status_of(w->base.server, w->service);
     if ((int)resp.status == w->sent_status)
         return;
-    memset(ops, 0, sizeof(ops));
-    n = tse_call_initial_md_locked(&w->base, &ops[0]);
     w->send_buf = tse_encode(&resp.base);
-    ops[n].op = GRPC_OP_SEND_MESSAGE;
-    ops[n++].data.send_message.send_message = w->send_buf;
     w->sent_status = (int)resp.status;
-    w->send_pending = tse_call_start_batch_locked(&w->base, ops, n, &w->send_tag);
+    w->send_pending = tse_call_send_locked(&w->base, w->send_buf, false, &w->send_tag);
 }
 
 static void watch_on_send(tse_tag *tag, bool ok)
 {
-    tse_health_watch *w = TSE_CONTAINER_OF(tag, tse_health_watch, send_tag);
+    health_watch *w = TSE_CONTAINER_OF(tag, health_watch, send_tag);
 
     pthread_mutex_lock(&w->base.lock);
     w->send_pending = false;
@@ -104,25 +97,11 @@ static void watch_on_send(tse_tag *tag, bool ok)
     tse_call_unref(&w->base);
 }
 
-static void watch_unlink(tse_health_watch *w)
-{
-    tse_server *s = w->base.server;
-
-    pthread_mutex_lock(&s->watch_lock);
-    for (tse_health_watch **p = &s->watches; *p; p = &(*p)->next) {
-        if (*p == w) {
-            *p = w->next;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&s->watch_lock);
-}
-
 static void watch_on_close(tse_tag *tag, bool ok)
 {
-    tse_health_watch *w = TSE_CONTAINER_OF(tag, tse_health_watch, close_tag);
+    health_watch *w = TSE_CONTAINER_OF(tag, health_watch, close_tag);
 
-    watch_unlink(w);
+    tse_call_unlist(&w->base, &w->base.server->watches);
     pthread_mutex_lock(&w->base.lock);
     w->ended = true;
     /* A Watch ends only when the client (or the shutdown) cancels it. */
@@ -134,7 +113,7 @@ static void watch_on_close(tse_tag *tag, bool ok)
 
 static void watch_release(tse_call *c)
 {
-    tse_health_watch *w = (tse_health_watch *)c;
+    health_watch *w = (health_watch *)c;
 
     if (w->send_buf)
         grpc_byte_buffer_destroy(w->send_buf);
@@ -142,7 +121,7 @@ static void watch_release(tse_call *c)
 
 static void watch_start(tse_call *c)
 {
-    tse_health_watch *w = (tse_health_watch *)c;
+    health_watch *w = (health_watch *)c;
     tse_server *s = c->server;
     const Grpc__Health__V1__HealthCheckRequest *req =
         (const Grpc__Health__V1__HealthCheckRequest *)c->request;
@@ -155,14 +134,10 @@ static void watch_start(tse_call *c)
     /* Lock order everywhere: watch_lock, then a call's lock. */
     pthread_mutex_lock(&s->watch_lock);
     pthread_mutex_lock(&c->lock);
-    if (tse_call_watch_close_locked(c, &w->close_tag)) {
-        w->next = s->watches;
-        s->watches = w;
+    if (tse_call_open_stream_locked(c, &s->watches, &w->close_tag))
         watch_push(w);
-    } else {
+    else
         w->ended = true;
-        tse_call_finish_locked(c, NULL, TSE_ERROR(TSE_UNAVAILABLE, "", "the call could not start"));
-    }
     pthread_mutex_unlock(&c->lock);
     pthread_mutex_unlock(&s->watch_lock);
 }
@@ -172,7 +147,7 @@ const tse_method tse_method_health_watch = {
     .name = "Health.Watch",
     .streaming_in = false,
     .backlog = 2,
-    .call_size = sizeof(tse_health_watch),
+    .call_size = sizeof(health_watch),
     .request = &grpc__health__v1__health_check_request__descriptor,
     .start = watch_start,
     .release = watch_release,
@@ -183,19 +158,15 @@ void tse_health_notify(tse_server *s)
     tse_logf(atomic_load(&s->serving) ? TSE_LOG_INFO : TSE_LOG_WARN, "health: %s",
              atomic_load(&s->serving) ? "SERVING" : "NOT_SERVING (Redis unreachable)");
     pthread_mutex_lock(&s->watch_lock);
-    for (tse_health_watch *w = s->watches; w; w = w->next) {
-        pthread_mutex_lock(&w->base.lock);
-        watch_push(w);
-        pthread_mutex_unlock(&w->base.lock);
+    for (tse_call *c = s->watches.head; c; c = c->next_live) {
+        pthread_mutex_lock(&c->lock);
+        watch_push((health_watch *)c);
+        pthread_mutex_unlock(&c->lock);
     }
     pthread_mutex_unlock(&s->watch_lock);
 }
 
 void tse_health_shutdown(tse_server *s)
 {
-    pthread_mutex_lock(&s->watch_lock);
-    for (tse_health_watch *w = s->watches; w; w = w->next)
-        grpc_call_cancel_with_status(w->base.call, tse_status_to_grpc(TSE_UNAVAILABLE),
-                                     "the server is shutting down", NULL);
-    pthread_mutex_unlock(&s->watch_lock);
+    tse_call_cancel_all(s, &s->watches, "the server is shutting down");
 }

@@ -32,6 +32,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/clock.h"
 #include "transport/server.h"
 
 /* A completion-queue tag: the event's handler, embedded in its owner. */
@@ -100,15 +101,17 @@ struct tse_call {
     bool md_sent;       /* initial metadata is sent (tse_call_initial_md_locked) */
     const char *log_kv[2 * TSE_LOG_KV_MAX + 1]; /* extra request-log pairs */
     char log_buf[TSE_LOG_KV_MAX][160];
+    tse_call *next_live; /* a stream in one of the server's lists, under watch_lock */
 };
 
 #define TSE_HEALTH_SERVICES 3
 
-/* A Watch stream (health.c); linked into the server's list. */
-typedef struct tse_health_watch tse_health_watch;
-
-struct sub_call;
-struct stream_call;
+/* A list of open streams, linked through tse_call.next_live, under the
+ * server's watch_lock. */
+typedef struct tse_call_list {
+    tse_call *head;
+    int n;
+} tse_call_list;
 
 struct tse_server {
     const tse_config *config;
@@ -134,11 +137,11 @@ struct tse_server {
 
     atomic_uint_fast64_t next_pull_id; /* names Pull calls for the delivery engine */
 
-    pthread_mutex_t watch_lock; /* guards the lists of open streams below */
-    tse_health_watch *watches;
-    struct sub_call *subscribers;        /* live Subscribe streams */
-    int n_subscribers;                   /* how many (MAX_SUBSCRIBER_STREAMS) */
-    struct stream_call *publish_streams; /* live PublishStream calls */
+    /* The open streams, linked through next_live (tse_call_open_stream_locked). */
+    pthread_mutex_t watch_lock;    /* guards the lists below */
+    tse_call_list watches;         /* Health.Watch */
+    tse_call_list subscribers;     /* Subscribe (MAX_SUBSCRIBER_STREAMS) */
+    tse_call_list publish_streams; /* PublishStream */
 };
 
 /* Every method the server registers, NULL-terminated (server.c). */
@@ -165,9 +168,6 @@ extern const tse_method tse_method_pull;
 
 /* ---- call helpers (call.c) ---- */
 
-/* Microseconds on the monotonic clock. */
-int64_t tse_now_us(void);
-
 void tse_call_ref(tse_call *c);   /* takes c->lock */
 void tse_call_unref(tse_call *c); /* takes c->lock; frees on last */
 
@@ -191,6 +191,32 @@ size_t tse_call_initial_md_locked(tse_call *c, grpc_op *op);
  * c->lock held. */
 bool tse_call_watch_close_locked(tse_call *c, tse_tag *tag);
 
+/* Starts RECV_MESSAGE into *buf on tag. False when refused. With c->lock held. */
+bool tse_call_recv_locked(tse_call *c, grpc_byte_buffer **buf, tse_tag *tag);
+
+/*
+ * Starts SEND_MESSAGE of msg on tag, after the initial metadata when not yet
+ * sent; msg stays the caller's until the tag fires. more: another message
+ * is ready behind this one, so the write may be buffered (never the first
+ * message, which must flush). False when refused. With c->lock held.
+ */
+bool tse_call_send_locked(tse_call *c, grpc_byte_buffer *msg, bool more, tse_tag *tag);
+
+/*
+ * Opens a stream: watches its close on close_tag (tse_call_watch_close_locked)
+ * and links it into *list, one of the server's (NULL: none). With c->lock
+ * held, and watch_lock before it when listed (the lock order everywhere).
+ * False when the call could not start: then it is finished UNAVAILABLE.
+ */
+bool tse_call_open_stream_locked(tse_call *c, tse_call_list *list, tse_tag *close_tag);
+
+/* Unlinks c from *list when listed (takes watch_lock). */
+void tse_call_unlist(tse_call *c, tse_call_list *list);
+
+/* Cancels every stream of *list UNAVAILABLE with why (the server stops;
+ * takes watch_lock). */
+void tse_call_cancel_all(tse_server *s, const tse_call_list *list, const char *why);
+
 /*
  * Decodes a byte buffer (NULL: an empty message) as a message of desc, the
  * one way every request is read. The wire bytes are scanned first
@@ -208,8 +234,14 @@ ProtobufCMessage *tse_decode(grpc_byte_buffer *bb, const ProtobufCMessageDescrip
 bool tse_scan_request(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
                       tse_error *err);
 
-/* Encodes msg into a new byte buffer (caller destroys); NULL on failure. */
+/* Encodes msg into a new byte buffer (caller destroys). */
 grpc_byte_buffer *tse_encode(const ProtobufCMessage *msg);
+
+/* msg packed into a new slice (caller unrefs). */
+grpc_slice tse_pack_slice(const ProtobufCMessage *msg);
+
+/* A byte buffer of slice, taking the caller's reference to it. */
+grpc_byte_buffer *tse_byte_buffer_take(grpc_slice slice);
 
 /* Adds one key/value pair to the request's log line (value copied). */
 void tse_call_log_kv(tse_call *c, const char *key, const char *value);
@@ -230,14 +262,13 @@ void tse_call_log_kv(tse_call *c, const char *key, const char *value);
  */
 void tse_call_finish_locked(tse_call *c, grpc_byte_buffer *msg, const tse_error *err);
 
-/*
- * tse_call_finish_locked for a unary answer, from any thread, without
- * c->lock: resp (when non-NULL and err is NULL) is encoded; otherwise a
- * response the handler encoded into c->response (under c->lock) is sent.
- */
+/* tse_call_finish_locked from any thread, without c->lock (taken here). */
+void tse_call_finish(tse_call *c, grpc_byte_buffer *msg, const tse_error *err);
+
+/* tse_call_finish with resp encoded (when non-NULL and err is NULL or OK). */
 void tse_call_finish_unary(tse_call *c, const ProtobufCMessage *resp, const tse_error *err);
 
-/* Ends a unary call with err (a refusal): tse_call_finish_unary(c, NULL, err). */
+/* Ends a unary call with err (a refusal): tse_call_finish(c, NULL, err). */
 void tse_call_fail(tse_call *c, const tse_error *err);
 
 /* ---- status mapping (grpc_status.c): the one place that picks codes ---- */

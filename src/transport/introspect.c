@@ -236,14 +236,11 @@ const tse_method tse_method_get_stats = {
 static void list_types_start(tse_call *c)
 {
     const tse_server *s = c->server;
-    grpc_slice slice =
-        grpc_slice_from_copied_buffer((const char *)s->catalog_answer, s->catalog_answer_len);
 
-    pthread_mutex_lock(&c->lock);
-    c->response = grpc_raw_byte_buffer_create(&slice, 1);
-    pthread_mutex_unlock(&c->lock);
-    grpc_slice_unref(slice);
-    tse_call_finish_unary(c, NULL, NULL);
+    tse_call_finish(c,
+                    tse_byte_buffer_take(grpc_slice_from_copied_buffer(
+                        (const char *)s->catalog_answer, s->catalog_answer_len)),
+                    NULL);
 }
 
 const tse_method tse_method_list_event_types = {

@@ -111,7 +111,7 @@ static tse_status prepare_message(tse_server *s, grpc_byte_buffer *bb, const cha
     Tracseq__Events__V1__PublishRequest *req;
     tse_status st;
 
-    p->start_us = tse_now_us();
+    p->start_us = tse_clock_us();
     req = (Tracseq__Events__V1__PublishRequest *)tse_decode(
         bb, &tracseq__events__v1__publish_request__descriptor, err);
     if (req == NULL)
@@ -167,7 +167,7 @@ static tse_status account(tse_server *s, const prepared *p, const tse_publish_re
             tse_delivery_notify_new_stream(s->delivery);
         tse_delivery_notify(s->delivery, r->stream_key);
     }
-    tse_stats_record_latency(s->stats, tse_now_us() - p->start_us);
+    tse_stats_record_latency(s->stats, tse_clock_us() - p->start_us);
     ts->seconds = r->duplicate ? r->published_sec : p->ts_sec;
     ts->nanos = r->duplicate ? r->published_nanos : p->ts_nanos;
     resp->event_id = (char *)p->event_id;
@@ -275,7 +275,6 @@ typedef struct stream_call {
     bool preparing;    /* a received request is being prepared outside the lock */
     bool winding_down; /* the server is stopping */
     uint64_t received, errors;
-    struct stream_call *next_live; /* the server's list, under watch_lock */
 } stream_call;
 
 static void stream_try_send(stream_call *sc);
@@ -303,13 +302,10 @@ static void stream_release(tse_call *c)
 
 static void stream_post_recv(stream_call *sc)
 {
-    grpc_op op = {.op = GRPC_OP_RECV_MESSAGE};
-
     if (sc->recv_pending || sc->input_done || sc->failed || sc->winding_down ||
         !tse_call_active_locked(&sc->base))
         return;
-    op.data.recv_message.recv_message = &sc->recv_buf;
-    if (tse_call_start_batch_locked(&sc->base, &op, 1, &sc->recv_tag))
+    if (tse_call_recv_locked(&sc->base, &sc->recv_buf, &sc->recv_tag))
         sc->recv_pending = true;
     else
         sc->input_done = true;
@@ -360,10 +356,8 @@ static grpc_byte_buffer *encode_slot(stream_call *sc, slot *sl)
 /* Sends the head slot if it is answered and no send is in flight. */
 static void stream_try_send(stream_call *sc)
 {
-    grpc_op ops[2];
-    size_t n = 0;
     slot *sl = sc->head;
-    bool first;
+    bool more;
 
     if (sc->send_pending || !tse_call_active_locked(&sc->base))
         return;
@@ -388,22 +382,16 @@ static void stream_try_send(stream_call *sc)
     }
     if (!sl->done)
         return;
-    memset(ops, 0, sizeof(ops));
-    first = !sc->base.md_sent;
-    n = tse_call_initial_md_locked(&sc->base, &ops[0]);
     sc->send_buf = encode_slot(sc, sl);
-    ops[n].op = GRPC_OP_SEND_MESSAGE;
-    /* Buffer this write when the next answer is ready behind it: never for
-     * the first message nor the last queued one (those would never flush). */
-    if (!first && sl->next && sl->next->done)
-        ops[n].flags = GRPC_WRITE_BUFFER_HINT;
-    ops[n++].data.send_message.send_message = sc->send_buf;
+    /* Buffered when the next answer is ready behind it (never the last
+     * queued one: it would never flush). */
+    more = sl->next && sl->next->done;
     sc->head = sl->next;
     if (sc->head == NULL)
         sc->tail = NULL;
     sc->unanswered--;
     slot_free(sl);
-    sc->send_pending = tse_call_start_batch_locked(&sc->base, ops, n, &sc->send_tag);
+    sc->send_pending = tse_call_send_locked(&sc->base, sc->send_buf, more, &sc->send_tag);
     if (!sc->send_pending)
         sc->failed = true;
     if (sc->unanswered < sc->base.server->config->stream_window)
@@ -541,25 +529,11 @@ static void stream_on_send(tse_tag *tag, bool ok)
     tse_call_unref(&sc->base);
 }
 
-static void stream_unlist(stream_call *sc)
-{
-    tse_server *s = sc->base.server;
-
-    pthread_mutex_lock(&s->watch_lock);
-    for (stream_call **p = &s->publish_streams; *p; p = &(*p)->next_live) {
-        if (*p == sc) {
-            *p = sc->next_live;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&s->watch_lock);
-}
-
 static void stream_on_close(tse_tag *tag, bool ok)
 {
     stream_call *sc = TSE_CONTAINER_OF(tag, stream_call, close_tag);
 
-    stream_unlist(sc);
+    tse_call_unlist(&sc->base, &sc->base.server->publish_streams);
     pthread_mutex_lock(&sc->base.lock);
     if (sc->base.cancelled)
         sc->failed = true;
@@ -582,15 +556,11 @@ static void stream_start(tse_call *c)
     /* Lock order everywhere: watch_lock, then a call's lock. */
     pthread_mutex_lock(&c->server->watch_lock);
     pthread_mutex_lock(&c->lock);
-    if (tse_call_watch_close_locked(c, &sc->close_tag)) {
-        sc->next_live = c->server->publish_streams;
-        c->server->publish_streams = sc;
+    if (tse_call_open_stream_locked(c, &c->server->publish_streams, &sc->close_tag)) {
         /* A stream that arrives as the server stops winds down at once. */
         sc->winding_down = atomic_load(&c->server->shutting_down);
         stream_post_recv(sc);
         stream_try_send(sc);
-    } else {
-        tse_call_finish_locked(c, NULL, TSE_ERROR(TSE_UNAVAILABLE, "", "the call could not start"));
     }
     pthread_mutex_unlock(&c->lock);
     pthread_mutex_unlock(&c->server->watch_lock);
@@ -610,11 +580,11 @@ const tse_method tse_method_publish_stream = {
 void tse_publish_shutdown(tse_server *s)
 {
     pthread_mutex_lock(&s->watch_lock);
-    for (stream_call *sc = s->publish_streams; sc; sc = sc->next_live) {
-        pthread_mutex_lock(&sc->base.lock);
-        sc->winding_down = true;
-        stream_try_send(sc);
-        pthread_mutex_unlock(&sc->base.lock);
+    for (tse_call *c = s->publish_streams.head; c; c = c->next_live) {
+        pthread_mutex_lock(&c->lock);
+        ((stream_call *)c)->winding_down = true;
+        stream_try_send((stream_call *)c);
+        pthread_mutex_unlock(&c->lock);
     }
     pthread_mutex_unlock(&s->watch_lock);
 }

@@ -35,24 +35,8 @@ static void reflect_release(tse_call *c)
 
 static void reflect_post_recv(reflect_call *rc)
 {
-    grpc_op op = {.op = GRPC_OP_RECV_MESSAGE};
-
-    if (!tse_call_active_locked(&rc->base))
-        return;
-    op.data.recv_message.recv_message = &rc->recv_buf;
-    tse_call_start_batch_locked(&rc->base, &op, 1, &rc->recv_tag);
-}
-
-/* Sends one answer, with initial metadata first if not yet sent. */
-static void reflect_send(reflect_call *rc, grpc_op *op)
-{
-    grpc_op ops[2];
-    size_t n;
-
-    memset(ops, 0, sizeof(ops));
-    n = tse_call_initial_md_locked(&rc->base, &ops[0]);
-    ops[n++] = *op;
-    tse_call_start_batch_locked(&rc->base, ops, n, &rc->send_tag);
+    if (tse_call_active_locked(&rc->base))
+        tse_call_recv_locked(&rc->base, &rc->recv_buf, &rc->recv_tag);
 }
 
 /* Ends the stream; the request line counts the answers. */
@@ -68,7 +52,6 @@ static void reflect_finish(reflect_call *rc, const tse_error *err)
 static void reflect_on_recv(tse_tag *tag, bool ok)
 {
     reflect_call *rc = TSE_CONTAINER_OF(tag, reflect_call, recv_tag);
-    grpc_op op = {.op = GRPC_OP_SEND_MESSAGE};
     grpc_byte_buffer_reader reader;
     uint8_t *answer = NULL;
     size_t answer_len = 0;
@@ -106,12 +89,9 @@ static void reflect_on_recv(tse_tag *tag, bool ok)
         goto out;
     }
     grpc_slice_unref(all);
-    grpc_slice slice = grpc_slice_new(answer, answer_len, free);
-    rc->send_buf = grpc_raw_byte_buffer_create(&slice, 1);
-    grpc_slice_unref(slice);
-    op.data.send_message.send_message = rc->send_buf;
+    rc->send_buf = tse_byte_buffer_take(grpc_slice_new(answer, answer_len, free));
     rc->answered++;
-    reflect_send(rc, &op);
+    tse_call_send_locked(&rc->base, rc->send_buf, false, &rc->send_tag);
 out:
     pthread_mutex_unlock(&rc->base.lock);
     tse_call_unref(&rc->base);
@@ -153,10 +133,8 @@ static void reflect_start(tse_call *c, tse_reflection_version version)
     rc->send_tag.fn = reflect_on_send;
     rc->close_tag.fn = reflect_on_close;
     pthread_mutex_lock(&c->lock);
-    if (tse_call_watch_close_locked(c, &rc->close_tag))
+    if (tse_call_open_stream_locked(c, NULL, &rc->close_tag))
         reflect_post_recv(rc);
-    else
-        reflect_finish(rc, TSE_ERROR(TSE_UNAVAILABLE, "", "the call could not start"));
     pthread_mutex_unlock(&c->lock);
 }
 

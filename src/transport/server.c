@@ -85,7 +85,7 @@ static void on_arrived(tse_tag *tag, bool ok)
                 handle = s->method_handles[i];
         post_request(s, c->method, handle, c->worker);
     }
-    c->start_us = tse_now_us();
+    c->start_us = tse_clock_us();
     for (i = 0; i < c->metadata.count; i++) {
         const grpc_metadata *md = &c->metadata.metadata[i];
         if (grpc_slice_str_cmp(md->key, "x-correlation-id") == 0) {
@@ -302,7 +302,7 @@ static bool wait_calls(tse_server *s, int64_t deadline_us)
 
     pthread_mutex_lock(&s->calls_lock);
     while (s->live_calls > 0) {
-        if (deadline_us > 0 && tse_now_us() >= deadline_us)
+        if (deadline_us > 0 && tse_clock_us() >= deadline_us)
             break;
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -325,7 +325,7 @@ static bool wait_calls(tse_server *s, int64_t deadline_us)
 /* Waits for the server's shutdown notification until deadline_us. */
 static bool wait_notified(grpc_completion_queue *scq, tse_server *s, int64_t deadline_us)
 {
-    int64_t left_us = deadline_us - tse_now_us();
+    int64_t left_us = deadline_us - tse_clock_us();
     gpr_timespec until =
         gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                      gpr_time_from_micros(left_us > 0 ? left_us : 0, GPR_TIMESPAN));
@@ -339,7 +339,7 @@ static bool wait_notified(grpc_completion_queue *scq, tse_server *s, int64_t dea
 
 static int64_t idle_deadline(int64_t deadline_us)
 {
-    int64_t soon = tse_now_us() + TSE_IDLE_CONNECTIONS_MS * 1000;
+    int64_t soon = tse_clock_us() + TSE_IDLE_CONNECTIONS_MS * 1000;
 
     return soon < deadline_us ? soon : deadline_us;
 }
@@ -347,7 +347,7 @@ static int64_t idle_deadline(int64_t deadline_us)
 bool tse_server_shutdown(tse_server *s, int64_t grace_ms)
 {
     grpc_completion_queue *scq;
-    int64_t deadline = tse_now_us() + grace_ms * 1000;
+    int64_t deadline = tse_clock_us() + grace_ms * 1000;
     bool clean = true;
 
     if (!s->started)
@@ -367,11 +367,11 @@ bool tse_server_shutdown(tse_server *s, int64_t grace_ms)
      * connection to go (an idle one gets 20 s to answer the GOAWAY ping):
      * once the calls are done, connections still open are closed. */
     if (!wait_calls(s, deadline) || !wait_notified(scq, s, idle_deadline(deadline))) {
-        if (!wait_calls(s, tse_now_us()))
+        if (!wait_calls(s, tse_clock_us()))
             tse_logf(TSE_LOG_WARN, "shutdown: cancelling calls still open after %lld ms",
                      (long long)grace_ms);
         grpc_server_cancel_all_calls(s->grpc); /* also disconnects every connection */
-        deadline = tse_now_us() + TSE_SHUTDOWN_MARGIN_MS * 1000;
+        deadline = tse_clock_us() + TSE_SHUTDOWN_MARGIN_MS * 1000;
         clean = wait_calls(s, deadline) && wait_notified(scq, s, deadline);
     }
     if (!clean) {

@@ -82,12 +82,9 @@ static uint8_t *put_delivery(uint8_t *p, const tse_delivered *d, const char *sub
 static grpc_byte_buffer *encode_delivery(const tse_delivered *d, const char *subscription)
 {
     grpc_slice slice = grpc_slice_malloc(delivery_len(d, subscription));
-    grpc_byte_buffer *bb;
 
     put_delivery(GRPC_SLICE_START_PTR(slice), d, subscription);
-    bb = grpc_raw_byte_buffer_create(&slice, 1);
-    grpc_slice_unref(slice);
-    return bb;
+    return tse_byte_buffer_take(slice);
 }
 
 /* ===================== request limits =================================== */
@@ -167,7 +164,6 @@ typedef struct sub_call {
     bool auto_ack, attached, input_done, ended, detached, closed;
     tse_error end; /* the status, once ended */
     uint64_t delivered;
-    struct sub_call *next_live; /* server list, under subs_lock */
 } sub_call;
 
 static void outgoing_free(outgoing *o)
@@ -207,10 +203,7 @@ static void sub_finish(sub_call *sc, const tse_error *end)
 /* Sends the next queued delivery, or the status once ended and drained. */
 static void sub_try_send(sub_call *sc)
 {
-    grpc_op ops[2];
-    size_t n = 0;
     outgoing *o = sc->head;
-    bool first;
 
     if (sc->sending || sc->closed || !tse_call_active_locked(&sc->base))
         return;
@@ -222,15 +215,8 @@ static void sub_try_send(sub_call *sc)
     sc->head = o->next;
     if (sc->head == NULL)
         sc->tail = NULL;
-    memset(ops, 0, sizeof(ops));
-    first = !sc->base.md_sent;
-    n = tse_call_initial_md_locked(&sc->base, &ops[0]);
-    ops[n].op = GRPC_OP_SEND_MESSAGE;
-    if (!first && sc->head != NULL)
-        ops[n].flags = GRPC_WRITE_BUFFER_HINT;
-    ops[n++].data.send_message.send_message = o->msg;
     sc->sending = o;
-    if (!tse_call_start_batch_locked(&sc->base, ops, n, &sc->send_tag)) {
+    if (!tse_call_send_locked(&sc->base, o->msg, sc->head != NULL, &sc->send_tag)) {
         sc->sending = NULL;
         outgoing_free(o);
     }
@@ -248,12 +234,9 @@ static void sub_end(sub_call *sc, const tse_error *end)
 
 static void sub_post_recv(sub_call *sc)
 {
-    grpc_op op = {.op = GRPC_OP_RECV_MESSAGE};
-
     if (sc->input_done || sc->closed || !tse_call_active_locked(&sc->base))
         return;
-    op.data.recv_message.recv_message = &sc->recv_buf;
-    if (!tse_call_start_batch_locked(&sc->base, &op, 1, &sc->recv_tag))
+    if (!tse_call_recv_locked(&sc->base, &sc->recv_buf, &sc->recv_tag))
         sc->input_done = true;
 }
 
@@ -325,21 +308,6 @@ static const tse_subscriber_ops sub_ops = {
 };
 
 /* ---- completion-queue events ---- */
-
-static void sub_unlist(sub_call *sc)
-{
-    tse_server *s = sc->base.server;
-
-    pthread_mutex_lock(&s->watch_lock);
-    for (sub_call **p = (sub_call **)&s->subscribers; *p; p = &(*p)->next_live) {
-        if (*p == sc) {
-            *p = sc->next_live;
-            s->n_subscribers--;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&s->watch_lock);
-}
 
 static void sub_first_message(sub_call *sc, Tracseq__Events__V1__SubscribeRequest *req)
 {
@@ -495,7 +463,7 @@ static void sub_on_close(tse_tag *tag, bool ok)
 {
     sub_call *sc = TSE_CONTAINER_OF(tag, sub_call, close_tag);
 
-    sub_unlist(sc);
+    tse_call_unlist(&sc->base, &sc->base.server->subscribers);
     pthread_mutex_lock(&sc->base.lock);
     sc->closed = true;
     if (sc->subscriber && !sc->detached) {
@@ -519,22 +487,18 @@ static void sub_start(tse_call *c)
     sc->close_tag.fn = sub_on_close;
     pthread_mutex_lock(&s->watch_lock);
     pthread_mutex_lock(&c->lock);
-    if (s->n_subscribers >= s->config->max_subscribers) {
+    if (s->subscribers.n >= s->config->max_subscribers) {
         tse_error err;
         tse_error_set(&err, TSE_RESOURCE_EXHAUSTED, NULL,
                       "subscriber streams: %d open, at most %d (MAX_SUBSCRIBER_STREAMS); retry "
                       "later",
-                      s->n_subscribers, s->config->max_subscribers);
+                      s->subscribers.n, s->config->max_subscribers);
         sc->closed = true;
         tse_call_finish_locked(c, NULL, &err);
-    } else if (tse_call_watch_close_locked(c, &sc->close_tag)) {
-        sc->next_live = s->subscribers;
-        s->subscribers = sc;
-        s->n_subscribers++;
+    } else if (tse_call_open_stream_locked(c, &s->subscribers, &sc->close_tag)) {
         sub_post_recv(sc);
     } else {
         sc->closed = true;
-        tse_call_finish_locked(c, NULL, TSE_ERROR(TSE_UNAVAILABLE, "", "the call could not start"));
     }
     pthread_mutex_unlock(&c->lock);
     pthread_mutex_unlock(&s->watch_lock);
@@ -553,11 +517,7 @@ const tse_method tse_method_subscribe = {
 
 void tse_subscribe_shutdown(tse_server *s)
 {
-    pthread_mutex_lock(&s->watch_lock);
-    for (sub_call *sc = s->subscribers; sc; sc = sc->next_live)
-        grpc_call_cancel_with_status(sc->base.call, tse_status_to_grpc(TSE_UNAVAILABLE),
-                                     "the server is shutting down; reconnect", NULL);
-    pthread_mutex_unlock(&s->watch_lock);
+    tse_call_cancel_all(s, &s->subscribers, "the server is shutting down; reconnect");
 }
 
 /* ===================== unary subscription RPCs ========================== */
@@ -608,19 +568,28 @@ static void create_start(tse_call *c)
     }
 }
 
-static void get_start(tse_call *c)
+/* GetSubscription and DeleteSubscription: a name, and the engine's answer. */
+static void by_name_start(tse_call *c)
 {
-    const Tracseq__Events__V1__GetSubscriptionRequest *req =
-        (const Tracseq__Events__V1__GetSubscriptionRequest *)c->request;
+    bool is_delete = c->method == &tse_method_delete_subscription;
+    const char *name =
+        is_delete ? ((const Tracseq__Events__V1__DeleteSubscriptionRequest *)c->request)->name
+                  : ((const Tracseq__Events__V1__GetSubscriptionRequest *)c->request)->name;
+    tse_status st;
     tse_error err;
 
-    if (check_name(req->name, "name", &err) != TSE_OK) {
+    if (check_name(name, "name", &err) != TSE_OK) {
         tse_call_fail(c, &err);
         return;
     }
-    tse_call_log_kv(c, "subscription", req->name);
-    if (tse_delivery_get_subscriptions(c->server->delivery, req->name, answer_subscriptions, c,
-                                       &err) != TSE_OK)
+    tse_call_log_kv(c, "subscription", name);
+    if (is_delete)
+        st = tse_delivery_delete_subscription(c->server->delivery, name, answer_subscriptions, c,
+                                              &err);
+    else
+        st = tse_delivery_get_subscriptions(c->server->delivery, name, answer_subscriptions, c,
+                                            &err);
+    if (st != TSE_OK)
         tse_call_fail(c, &err);
 }
 
@@ -630,22 +599,6 @@ static void list_start(tse_call *c)
 
     if (tse_delivery_get_subscriptions(c->server->delivery, NULL, answer_subscriptions, c, &err) !=
         TSE_OK)
-        tse_call_fail(c, &err);
-}
-
-static void delete_start(tse_call *c)
-{
-    const Tracseq__Events__V1__DeleteSubscriptionRequest *req =
-        (const Tracseq__Events__V1__DeleteSubscriptionRequest *)c->request;
-    tse_error err;
-
-    if (check_name(req->name, "name", &err) != TSE_OK) {
-        tse_call_fail(c, &err);
-        return;
-    }
-    tse_call_log_kv(c, "subscription", req->name);
-    if (tse_delivery_delete_subscription(c->server->delivery, req->name, answer_subscriptions, c,
-                                         &err) != TSE_OK)
         tse_call_fail(c, &err);
 }
 
@@ -674,42 +627,35 @@ static void answer_acks(void *arg, const tse_error *err, uint32_t done, const ch
     }
 }
 
-static void acknowledge_start(tse_call *c)
+/* Acknowledge and Nack: a subscription, its ack ids, and for Nack a delay. */
+static void ack_start(tse_call *c)
 {
-    const Tracseq__Events__V1__AcknowledgeRequest *req =
+    const Tracseq__Events__V1__AcknowledgeRequest *ack =
         (const Tracseq__Events__V1__AcknowledgeRequest *)c->request;
-    tse_error err;
-
-    if (check_name(req->subscription, "subscription", &err) != TSE_OK ||
-        check_ack_ids(c->server, req->ack_ids, req->n_ack_ids, "ack_ids", &err) != TSE_OK) {
-        tse_call_fail(c, &err);
-    } else if (req->n_ack_ids == 0) {
-        tse_call_fail(c, TSE_ERROR(TSE_INVALID, "ack_ids", "at least one is required"));
-    } else {
-        tse_call_log_kv(c, "subscription", req->subscription);
-        if (tse_delivery_acknowledge(c->server->delivery, req->subscription, req->ack_ids,
-                                     req->n_ack_ids, answer_acks, c, &err) != TSE_OK)
-            tse_call_fail(c, &err);
-    }
-}
-
-static void nack_start(tse_call *c)
-{
-    const Tracseq__Events__V1__NackRequest *req =
+    const Tracseq__Events__V1__NackRequest *nack =
         (const Tracseq__Events__V1__NackRequest *)c->request;
+    bool is_nack = c->method == &tse_method_nack;
+    const char *name = is_nack ? nack->subscription : ack->subscription;
+    char **ids = is_nack ? nack->ack_ids : ack->ack_ids;
+    size_t n = is_nack ? nack->n_ack_ids : ack->n_ack_ids;
+    tse_delivery *d = c->server->delivery;
+    tse_status st;
     tse_error err;
 
-    if (check_name(req->subscription, "subscription", &err) != TSE_OK ||
-        check_ack_ids(c->server, req->ack_ids, req->n_ack_ids, "ack_ids", &err) != TSE_OK) {
+    if (check_name(name, "subscription", &err) != TSE_OK ||
+        check_ack_ids(c->server, ids, n, "ack_ids", &err) != TSE_OK) {
         tse_call_fail(c, &err);
-    } else if (req->n_ack_ids == 0) {
-        tse_call_fail(c, TSE_ERROR(TSE_INVALID, "ack_ids", "at least one is required"));
-    } else {
-        tse_call_log_kv(c, "subscription", req->subscription);
-        if (tse_delivery_nack_ids(c->server->delivery, req->subscription, req->ack_ids,
-                                  req->n_ack_ids, req->delay_ms, answer_acks, c, &err) != TSE_OK)
-            tse_call_fail(c, &err);
+        return;
     }
+    if (n == 0) {
+        tse_call_fail(c, TSE_ERROR(TSE_INVALID, "ack_ids", "at least one is required"));
+        return;
+    }
+    tse_call_log_kv(c, "subscription", name);
+    st = is_nack ? tse_delivery_nack_ids(d, name, ids, n, nack->delay_ms, answer_acks, c, &err)
+                 : tse_delivery_acknowledge(d, name, ids, n, answer_acks, c, &err);
+    if (st != TSE_OK)
+        tse_call_fail(c, &err);
 }
 
 typedef struct pull_call {
@@ -762,11 +708,7 @@ static void answer_pull(void *arg, const tse_error *err, const tse_delivered *d,
         p = put_delivery(p, &d[i], pc->name);
     }
     /* Already encoded: finish with the raw bytes. */
-    pthread_mutex_lock(&pc->base.lock);
-    pc->base.response = grpc_raw_byte_buffer_create(&slice, 1);
-    pthread_mutex_unlock(&pc->base.lock);
-    grpc_slice_unref(slice);
-    tse_call_finish_unary(&pc->base, NULL, NULL);
+    tse_call_finish(&pc->base, tse_byte_buffer_take(slice), NULL);
 }
 
 static void pull_start(tse_call *c)
@@ -809,13 +751,12 @@ static void pull_start(tse_call *c)
 
 UNARY(tse_method_create_subscription, "CreateSubscription", create_start, sizeof(tse_call),
       create_subscription_request);
-UNARY(tse_method_get_subscription, "GetSubscription", get_start, sizeof(tse_call),
+UNARY(tse_method_get_subscription, "GetSubscription", by_name_start, sizeof(tse_call),
       get_subscription_request);
 UNARY(tse_method_list_subscriptions, "ListSubscriptions", list_start, sizeof(tse_call),
       list_subscriptions_request);
-UNARY(tse_method_delete_subscription, "DeleteSubscription", delete_start, sizeof(tse_call),
+UNARY(tse_method_delete_subscription, "DeleteSubscription", by_name_start, sizeof(tse_call),
       delete_subscription_request);
-UNARY(tse_method_acknowledge, "Acknowledge", acknowledge_start, sizeof(tse_call),
-      acknowledge_request);
-UNARY(tse_method_nack, "Nack", nack_start, sizeof(tse_call), nack_request);
+UNARY(tse_method_acknowledge, "Acknowledge", ack_start, sizeof(tse_call), acknowledge_request);
+UNARY(tse_method_nack, "Nack", ack_start, sizeof(tse_call), nack_request);
 UNARY(tse_method_pull, "Pull", pull_start, sizeof(pull_call), pull_request);
