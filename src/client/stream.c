@@ -7,7 +7,8 @@
  * One object per stream owns everything its ops point into. One send and
  * one receive are in flight at a time (the core allows no more), each
  * started again from the previous one's completion: sends from a FIFO of
- * queued messages, receives unless paused. Handlers run on the pump thread
+ * queued messages (then the half-close, once asked for and the FIFO is
+ * empty), receives unless paused. Handlers run on the pump thread
  * without the stream's lock, so they may send, pause or cancel; `receiving`
  * stays set while on_message runs, so a resume from another thread never
  * starts a second receive. The end runs once the status arrived and no
@@ -50,6 +51,8 @@ struct tse_client_stream {
     stag t_send, t_recv, t_status;
     int batches; /* in flight */
     bool sending, receiving, paused, got_md, status_done, ended;
+    bool closing; /* no request after the queued ones: half-close then */
+    bool closed;  /* the half-close was started */
     outmsg *out_head, *out_tail;
     grpc_byte_buffer *send_buf, *recv_buf;
     grpc_metadata_array initial_md, trailing_md;
@@ -194,13 +197,22 @@ static bool batch_locked(tse_client_stream *s, const grpc_op *ops, size_t n, sta
     return true;
 }
 
+/* The next queued request, or the half-close once none is left. */
 static void kick_send_locked(tse_client_stream *s)
 {
     grpc_op op = {.op = GRPC_OP_SEND_MESSAGE};
     outmsg *m = s->out_head;
 
-    if (s->sending || s->status_done || m == NULL)
+    if (s->sending || s->status_done || s->closed)
         return;
+    if (m == NULL) {
+        if (s->closing) {
+            op.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+            s->closed = true;
+            s->sending = batch_locked(s, &op, 1, &s->t_send);
+        }
+        return;
+    }
     s->out_head = m->next;
     if (s->out_head == NULL)
         s->out_tail = NULL;
@@ -258,7 +270,8 @@ static void on_send(tse_client_tag *tag, bool ok)
     pthread_mutex_lock(&s->mu);
     s->batches--;
     s->sending = false;
-    grpc_byte_buffer_destroy(s->send_buf);
+    if (s->send_buf != NULL)
+        grpc_byte_buffer_destroy(s->send_buf);
     s->send_buf = NULL;
     if (ok)
         kick_send_locked(s);
@@ -336,6 +349,7 @@ static bool open_locked(tse_client_stream *s, grpc_byte_buffer *first, bool clos
     ops[1].data.send_message.send_message = s->send_buf = first;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
     s->sending = batch_locked(s, ops, close ? 3 : 2, &s->t_send);
+    s->closing = s->closed = close;
     kick_recv_locked(s);
     return true;
 }
@@ -428,11 +442,12 @@ EXPORT tse_client_status tse_client_stream_send(tse_client_stream *s, const void
     m->bb = grpc_raw_byte_buffer_create(&bytes, 1);
     grpc_slice_unref(bytes);
     pthread_mutex_lock(&s->mu);
-    if (s->status_done) {
+    if (s->status_done || s->closing) {
+        bool closing = s->closing && !s->status_done;
         pthread_mutex_unlock(&s->mu);
         grpc_byte_buffer_destroy(m->bb);
         free(m);
-        return TSE_CLIENT_CANCELLED;
+        return closing ? TSE_CLIENT_FAILED_PRECONDITION : TSE_CLIENT_CANCELLED;
     }
     if (s->out_tail != NULL)
         s->out_tail->next = m;
@@ -442,6 +457,23 @@ EXPORT tse_client_status tse_client_stream_send(tse_client_stream *s, const void
     kick_send_locked(s);
     pthread_mutex_unlock(&s->mu);
     return TSE_CLIENT_OK;
+}
+
+EXPORT tse_client_status tse_client_stream_close_send(tse_client_stream *s)
+{
+    tse_client_status st = TSE_CLIENT_OK;
+
+    if (s == NULL)
+        return TSE_CLIENT_INVALID_ARGUMENT;
+    pthread_mutex_lock(&s->mu);
+    if (s->status_done)
+        st = TSE_CLIENT_CANCELLED;
+    else if (!s->closing) {
+        s->closing = true;
+        kick_send_locked(s);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return st;
 }
 
 EXPORT void tse_client_stream_pause(tse_client_stream *s, bool paused)

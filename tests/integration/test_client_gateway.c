@@ -708,6 +708,92 @@ static void test_destroying_the_client_ends_its_streams_first(void **state)
     assert_int_equal(t.status, TSE_CLIENT_CANCELLED);
 }
 
+/* Answers of a PublishStream, counted by a stream of their own. */
+typedef struct published {
+    pthread_mutex_t mu;
+    int answers, ok, ends;
+    tse_client_status status;
+} published;
+
+static void on_publish_answer(void *arg, const void *msg, size_t len)
+{
+    published *p = arg;
+    Tracseq__Events__V1__PublishResponse *r =
+        tracseq__events__v1__publish_response__unpack(NULL, len, msg);
+
+    assert_non_null(r);
+    pthread_mutex_lock(&p->mu);
+    p->answers++;
+    p->ok += r->error == NULL && r->event_id[0] != '\0';
+    pthread_mutex_unlock(&p->mu);
+    tracseq__events__v1__publish_response__free_unpacked(r, NULL);
+}
+
+static void on_publish_end(void *arg, tse_client_status status, const tse_client_error *err)
+{
+    published *p = arg;
+
+    (void)err;
+    pthread_mutex_lock(&p->mu);
+    p->ends++;
+    p->status = status;
+    pthread_mutex_unlock(&p->mu);
+}
+
+static size_t publish_request(uint8_t *buf)
+{
+    Tracseq__Events__V1__PublishRequest req = TRACSEQ__EVENTS__V1__PUBLISH_REQUEST__INIT;
+    Tracseq__Events__V1__Event ev = TRACSEQ__EVENTS__V1__EVENT__INIT;
+    Google__Protobuf__Struct data = GOOGLE__PROTOBUF__STRUCT__INIT;
+
+    ev.event_type = "gw.half";
+    ev.source_service = "gw";
+    ev.payload_case = TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_DATA;
+    ev.data = &data;
+    req.event = &ev;
+    return protobuf_c_message_pack(&req.base, buf);
+}
+
+static bool publish_ended(published *p)
+{
+    long long until = tse_test_now_ms() + WAIT_MS;
+    int ends;
+
+    do {
+        pthread_mutex_lock(&p->mu);
+        ends = p->ends;
+        pthread_mutex_unlock(&p->mu);
+    } while (ends == 0 && tse_test_now_ms() < until && usleep(10000) == 0);
+    return ends == 1;
+}
+
+/* A half-close ends the requests after those queued: the server answers
+ * every one, then ends the stream with OK; a later send is refused. */
+static void test_a_half_closed_stream_is_answered_then_ends_with_the_servers_status(void **state)
+{
+    static const tse_client_stream_handlers h = {on_publish_answer, on_publish_end};
+    published p = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    tse_client_stream *s = NULL;
+    uint8_t buf[256];
+    size_t len = publish_request(buf);
+
+    assert_int_equal(tse_client_stream_start(W->client, SERVICE("PublishStream"), buf, len,
+                                             &(tse_client_call_options){.timeout_ms = -1}, &h, &p,
+                                             &s, NULL),
+                     TSE_CLIENT_OK);
+    assert_int_equal(tse_client_stream_send(s, buf, len), TSE_CLIENT_OK);
+    assert_int_equal(tse_client_stream_send(s, buf, len), TSE_CLIENT_OK);
+    assert_int_equal(tse_client_stream_close_send(s), TSE_CLIENT_OK);
+    assert_int_equal(tse_client_stream_close_send(s), TSE_CLIENT_OK);
+    assert_int_equal(tse_client_stream_send(s, buf, len), TSE_CLIENT_FAILED_PRECONDITION);
+    assert_true(publish_ended(&p));
+    assert_int_equal(p.status, TSE_CLIENT_OK);
+    assert_int_equal(p.answers, 3);
+    assert_int_equal(p.ok, 3);
+    assert_int_equal(tse_client_stream_close_send(s), TSE_CLIENT_CANCELLED);
+    tse_client_stream_release(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -727,6 +813,7 @@ int main(void)
         cmocka_unit_test(test_a_paused_stream_receives_nothing_until_resumed),
         cmocka_unit_test(test_a_stream_the_server_refuses_ends_with_its_status),
         cmocka_unit_test(test_destroying_the_client_ends_its_streams_first),
+        cmocka_unit_test(test_a_half_closed_stream_is_answered_then_ends_with_the_servers_status),
     };
 
     return cmocka_run_group_tests(tests, world_up, world_down);

@@ -819,9 +819,17 @@ TSE_CLIENT_API tse_client_status tse_client_stream_start(tse_client *client, con
                                                          tse_client_error *err);
 
 /* Queues one more request (copied), sent after those before it. CANCELLED
- * once the stream has ended. Any thread. */
+ * once the stream has ended; FAILED_PRECONDITION after
+ * tse_client_stream_close_send. Any thread. */
 TSE_CLIENT_API tse_client_status tse_client_stream_send(tse_client_stream *stream, const void *msg,
                                                         size_t len);
+
+/* Half-closes the stream: the server sees the end of the requests once
+ * those queued are sent, and may go on answering (a PublishStream answers
+ * what it received, then ends with its status). Later sends are refused.
+ * OK again when already asked; CANCELLED once the stream has ended. Any
+ * thread. */
+TSE_CLIENT_API tse_client_status tse_client_stream_close_send(tse_client_stream *stream);
 
 /* Flow control: a paused stream asks for no further response (the server
  * is held back by HTTP/2 flow control) until resumed. Any thread. */
