@@ -265,14 +265,13 @@ typedef struct world {
     tse_test_redis *redis;
     tse_test_service *service;
     proc *bridge;
-    grpc_channel *ch;
+    tse_client *ch;
 } world;
 
 static int world_up(void **state)
 {
     world *w = calloc(1, sizeof(*w));
 
-    grpc_init();
     w->redis = tse_test_redis_start(false);
     assert_non_null(w->redis);
     w->service = tse_test_service_start(w->redis, NULL);
@@ -288,13 +287,12 @@ static int world_down(void **state)
 {
     world *w = *state;
 
-    grpc_channel_destroy(w->ch);
+    tse_test_channel_destroy(w->ch);
     /* Streams and long-polls of the tests are gone; SIGTERM ends it cleanly. */
     assert_int_equal(tse_test_service_stop(w->bridge), 0);
     tse_test_service_stop(w->service);
     tse_test_redis_stop(w->redis);
     free(w);
-    grpc_shutdown();
     return 0;
 }
 

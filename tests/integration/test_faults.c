@@ -38,8 +38,6 @@
 #include <stdint.h>
 
 #include <cmocka.h>
-#include <grpc/grpc.h>
-#include <grpc/grpc_security.h>
 #include <hiredis/hiredis.h>
 #include <pthread.h>
 #include <signal.h>
@@ -114,23 +112,10 @@ static world *world_create(const char *addr)
 }
 
 /* A channel that reconnects within half a second (the service restarts on
- * the same port; gRPC's default backoff would wait up to minutes). Not
- * GRPC_ARG_MIN_RECONNECT_BACKOFF_MS: gRPC takes it as the connect timeout
- * too, and a loaded machine's handshake can outlast a short one. */
-static grpc_channel *channel(const char *addr)
+ * the same port; gRPC's default backoff would wait up to minutes). */
+static tse_client *channel(const char *addr)
 {
-    grpc_arg args[] = {
-        {.type = GRPC_ARG_INTEGER,
-         .key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
-         .value.integer = 100},
-        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, .value.integer = 500},
-    };
-    grpc_channel_args ca = {.num_args = 2, .args = args};
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-    grpc_channel *ch = grpc_channel_create(addr, creds, &ca);
-
-    grpc_channel_credentials_release(creds);
-    return ch;
+    return tse_test_channel_backoff(addr, 100, 500);
 }
 
 static void event_id(char *buf, size_t len, int n)
@@ -221,7 +206,7 @@ static void answered_ok(world *w, int n, const char *stream_id)
 }
 
 /* Publishes event n once; on OK records its entry id. */
-static grpc_status_code publish(world *w, grpc_channel *ch, int n, int deadline_ms,
+static grpc_status_code publish(world *w, tse_client *ch, int n, int deadline_ms,
                                 tse_test_status *st)
 {
     Tracseq__Events__V1__PublishRequest req = TRACSEQ__EVENTS__V1__PUBLISH_REQUEST__INIT;
@@ -258,7 +243,7 @@ static grpc_status_code publish(world *w, grpc_channel *ch, int n, int deadline_
 static void *publisher_main(void *arg)
 {
     world *w = arg;
-    grpc_channel *ch = channel(w->addr);
+    tse_client *ch = channel(w->addr);
     tse_test_status st;
 
     while (!atomic_load(&w->stop_publishing)) {
@@ -275,7 +260,7 @@ static void *publisher_main(void *arg)
             usleep(20000); /* pacing: retries during an outage are not a flood */
         }
     }
-    grpc_channel_destroy(ch);
+    tse_test_channel_destroy(ch);
     return NULL;
 }
 
@@ -350,7 +335,7 @@ static bool stream_round(world *w, tse_test_stream *st, int *window, int *size)
 static void *stream_publisher_main(void *arg)
 {
     world *w = arg;
-    grpc_channel *ch = channel(w->addr);
+    tse_client *ch = channel(w->addr);
     int window[STREAM_WINDOW], size = 0;
 
     while (!atomic_load(&w->stop_publishing)) {
@@ -376,7 +361,7 @@ static void *stream_publisher_main(void *arg)
         count_code(w, tse_test_stream_finish(st, &status), 0, "PublishStream", &status);
         usleep(100000); /* pacing: a new stream during an outage ends at once */
     }
-    grpc_channel_destroy(ch);
+    tse_test_channel_destroy(ch);
     return NULL;
 }
 
@@ -413,7 +398,7 @@ struct subscriber {
     atomic_bool finished; /* its thread is done: n_held is final */
 };
 
-static tse_test_stream *subscribe(grpc_channel *ch, const char *consumer)
+static tse_test_stream *subscribe(tse_client *ch, const char *consumer)
 {
     Tracseq__Events__V1__SubscribeRequest req = TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__INIT;
     tse_test_stream *s = tse_test_stream_open(ch, M_SUBSCRIBE, -1, NULL, NULL);
@@ -447,7 +432,7 @@ static void *subscriber_main(void *arg)
 {
     subscriber *sub = arg;
     world *w = sub->w;
-    grpc_channel *ch = channel(w->addr);
+    tse_client *ch = channel(w->addr);
 
     while (!atomic_load(&w->stop_subscribing) && !atomic_load(&sub->stop)) {
         tse_test_stream *s = subscribe(ch, sub->consumer);
@@ -486,7 +471,7 @@ static void *subscriber_main(void *arg)
             tse_test_stream_cancel(s);
         }
     }
-    grpc_channel_destroy(ch);
+    tse_test_channel_destroy(ch);
     atomic_store(&sub->finished, true);
     return NULL;
 }
@@ -496,7 +481,7 @@ static void *subscriber_main(void *arg)
 static void *puller_main(void *arg)
 {
     world *w = arg;
-    grpc_channel *ch = channel(w->addr);
+    tse_client *ch = channel(w->addr);
 
     while (!atomic_load(&w->stop_subscribing)) {
         Tracseq__Events__V1__PullRequest req = TRACSEQ__EVENTS__V1__PULL_REQUEST__INIT;
@@ -539,7 +524,7 @@ static void *puller_main(void *arg)
         if (resp != NULL)
             protobuf_c_message_free_unpacked(&resp->base, NULL);
     }
-    grpc_channel_destroy(ch);
+    tse_test_channel_destroy(ch);
     return NULL;
 }
 
@@ -594,7 +579,7 @@ static void create_subscription(const char *addr, const char *name)
         TRACSEQ__EVENTS__V1__CREATE_SUBSCRIPTION_REQUEST__INIT;
     Tracseq__Events__V1__Subscription sub = TRACSEQ__EVENTS__V1__SUBSCRIPTION__INIT;
     char *types[1] = {"fault.*"};
-    grpc_channel *ch = tse_test_channel(addr);
+    tse_client *ch = tse_test_channel(addr);
     ProtobufCMessage *out = NULL;
     tse_test_status st;
     grpc_status_code code;
@@ -612,7 +597,7 @@ static void create_subscription(const char *addr, const char *name)
     if (code != GRPC_STATUS_OK)
         fail_msg("CreateSubscription %s: %d '%s'", name, code, st.details);
     protobuf_c_message_free_unpacked(out, NULL);
-    grpc_channel_destroy(ch);
+    tse_test_channel_destroy(ch);
 }
 
 /* Waits up to ms for *counter to reach want; returns its value. */
@@ -738,7 +723,7 @@ static int health(const char *addr)
 {
     Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
     Grpc__Health__V1__HealthCheckResponse *resp = NULL;
-    grpc_channel *ch = tse_test_channel(addr);
+    tse_client *ch = tse_test_channel(addr);
     tse_test_status st;
     int status = -1;
 
@@ -748,7 +733,7 @@ static int health(const char *addr)
         status = resp->status;
     if (resp != NULL)
         protobuf_c_message_free_unpacked(&resp->base, NULL);
-    grpc_channel_destroy(ch);
+    tse_test_channel_destroy(ch);
     return status;
 }
 
@@ -877,7 +862,7 @@ static void probe_unary(world *w, const char *method, const ProtobufCMessage *re
                         const ProtobufCMessageDescriptor *resp_desc, grpc_status_code *code,
                         long long *ms)
 {
-    grpc_channel *ch = channel(w->addr);
+    tse_client *ch = channel(w->addr);
     ProtobufCMessage *resp = NULL;
     long long t0 = tse_test_now_ms();
     tse_test_status st;
@@ -886,13 +871,13 @@ static void probe_unary(world *w, const char *method, const ProtobufCMessage *re
     *ms = tse_test_now_ms() - t0;
     if (resp != NULL)
         protobuf_c_message_free_unpacked(resp, NULL);
-    grpc_channel_destroy(ch);
+    tse_test_channel_destroy(ch);
 }
 
 /* One Publish while Redis is stopped: its code and how long it took. */
 static void probe_publish(world *w, int deadline_ms, grpc_status_code *code, long long *ms)
 {
-    grpc_channel *ch = channel(w->addr);
+    tse_client *ch = channel(w->addr);
     int n = atomic_fetch_add(&w->next, 1);
     long long t0 = tse_test_now_ms();
     tse_test_status st;
@@ -902,7 +887,7 @@ static void probe_publish(world *w, int deadline_ms, grpc_status_code *code, lon
     *ms = tse_test_now_ms() - t0;
     if (*code == GRPC_STATUS_OK)
         atomic_store(&w->state[n], ANSWERED_OK);
-    grpc_channel_destroy(ch);
+    tse_test_channel_destroy(ch);
 }
 
 /*
@@ -1075,8 +1060,6 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     if (getenv("TSE_TEST_FILTER") != NULL) /* one test, by name (wildcards allowed) */
         cmocka_set_test_filter(getenv("TSE_TEST_FILTER"));
-    grpc_init();
     failed = cmocka_run_group_tests(tests, NULL, NULL);
-    grpc_shutdown();
     return failed;
 }

@@ -54,7 +54,7 @@ typedef struct world {
     tse_test_redis *redis;
     tse_test_service *service;
     tse_test_service *bridge;
-    grpc_channel *ch;
+    tse_client *ch;
 } world;
 
 static const char *const service_args[] = {"--redis-timeout=1s", NULL};
@@ -80,7 +80,7 @@ static int world_down(void **state)
 {
     world *w = *state;
 
-    grpc_channel_destroy(w->ch);
+    tse_test_channel_destroy(w->ch);
     assert_int_equal(tse_test_service_stop(w->bridge), 0);
     assert_int_equal(tse_test_service_stop(w->service), 0);
     tse_test_redis_stop(w->redis);
@@ -90,7 +90,7 @@ static int world_down(void **state)
 
 /* ---- calls ---- */
 
-static grpc_status_code unary(grpc_channel *ch, const char *method, const ProtobufCMessage *req,
+static grpc_status_code unary(tse_client *ch, const char *method, const ProtobufCMessage *req,
                               const ProtobufCMessageDescriptor *desc, void *resp,
                               tse_test_status *st)
 {
@@ -176,7 +176,7 @@ static void create_latest(world *w, const char *name, const char *pattern)
     create_sub(w, name, pattern, TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_LATEST, 0);
 }
 
-static Stats *get_stats(grpc_channel *ch)
+static Stats *get_stats(tse_client *ch)
 {
     Tracseq__Events__V1__GetStatsRequest req = TRACSEQ__EVENTS__V1__GET_STATS_REQUEST__INIT;
     Stats *stats = NULL;
@@ -234,7 +234,7 @@ static void test_stats_list_subscriptions_with_no_subscriber_and_from_other_inst
 {
     world *w = *state;
     tse_test_service *other;
-    grpc_channel *och;
+    tse_client *och;
     Stats *s;
     json_t *j;
 
@@ -247,7 +247,7 @@ static void test_stats_list_subscriptions_with_no_subscriber_and_from_other_inst
     och = tse_test_channel(other->addr);
     world ow = {.ch = och};
     create_latest(&ow, "st-elsewhere", "st.c.*");
-    grpc_channel_destroy(och);
+    tse_test_channel_destroy(och);
     assert_int_equal(tse_test_service_stop(other), 0);
     protobuf_c_message_free_unpacked(&publish_ok(w, "st.a.thing", 3, NULL)->base, NULL);
 
@@ -592,7 +592,7 @@ typedef struct pull_result {
     long long answered_ms;
 } pull_result;
 
-static pull_result pull(grpc_channel *ch, const char *name, uint32_t wait_ms)
+static pull_result pull(tse_client *ch, const char *name, uint32_t wait_ms)
 {
     Tracseq__Events__V1__PullRequest req = TRACSEQ__EVENTS__V1__PULL_REQUEST__INIT;
     PullResponse *resp = NULL;
@@ -646,13 +646,13 @@ typedef struct delayed_publish {
 static void *publish_later(void *arg)
 {
     delayed_publish *dp = arg;
-    grpc_channel *ch = tse_test_channel(dp->addr);
+    tse_client *ch = tse_test_channel(dp->addr);
     world tmp = {.ch = ch};
 
     usleep((useconds_t)dp->delay_ms * 1000); /* under test: the wait ends at this publish */
     protobuf_c_message_free_unpacked(&publish_ok(&tmp, dp->type, 2, NULL)->base, NULL);
     dp->published_ms = tse_test_now_ms();
-    grpc_channel_destroy(ch);
+    tse_test_channel_destroy(ch);
     return NULL;
 }
 
@@ -776,8 +776,6 @@ int main(void)
     /* TSE_TEST_FILTER=<glob> runs only the matching tests. */
     if (getenv("TSE_TEST_FILTER") != NULL)
         cmocka_set_test_filter(getenv("TSE_TEST_FILTER"));
-    grpc_init();
     failed = cmocka_run_group_tests_name("answers", tests, world_up, world_down);
-    grpc_shutdown();
     return failed == 0 ? 0 : 1;
 }

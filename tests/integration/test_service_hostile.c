@@ -63,7 +63,7 @@ typedef Tracseq__Events__V1__PublishResponse PublishResponse;
 typedef struct world {
     tse_test_redis *redis;
     tse_test_service *service;
-    grpc_channel *ch;
+    tse_client *ch;
 } world;
 
 static int world_up(void **state)
@@ -71,7 +71,6 @@ static int world_up(void **state)
     world *w = calloc(1, sizeof(*w));
 
     assert_non_null(w);
-    grpc_init();
     w->redis = tse_test_redis_start(false);
     assert_non_null(w->redis);
     /* Limits small enough to reach: a 2 MiB message, 3 subscriber streams. */
@@ -90,11 +89,10 @@ static int world_down(void **state)
 
     if (w == NULL)
         return 0;
-    grpc_channel_destroy(w->ch);
+    tse_test_channel_destroy(w->ch);
     assert_int_equal(tse_test_service_stop(w->service), 0);
     tse_test_redis_stop(w->redis);
     free(w);
-    grpc_shutdown();
     return 0;
 }
 

@@ -11,7 +11,6 @@
 #include <stdint.h>
 
 #include <cmocka.h>
-#include <grpc/grpc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -180,7 +179,7 @@ static void test_sigterm_winds_an_open_publish_stream_down_answering_what_it_rea
     tse_test_redis *r = tse_test_redis_start(false);
     tse_test_service *s =
         tse_test_service_start(r, (const char *const[]){"--shutdown-grace=5s", NULL});
-    grpc_channel *ch = tse_test_channel(s->addr);
+    tse_client *ch = tse_test_channel(s->addr);
     tse_test_stream *st = tse_test_stream_open(ch, "/tracseq.events.v1.EventService/PublishStream",
                                                30000, NULL, NULL);
     Tracseq__Events__V1__PublishResponse *resp;
@@ -219,7 +218,7 @@ static void test_sigterm_winds_an_open_publish_stream_down_answering_what_it_rea
     assert_non_null(strstr(status.details, "shutting down"));
     assert_true(ended < 2500); /* early in the 5 s grace, not at its end */
     assert_true(answered <= sent);
-    grpc_channel_destroy(ch);
+    tse_test_channel_destroy(ch);
     code = tse_test_service_stop_timed(s, &elapsed);
     assert_int_equal(code, 0);
     assert_true(tse_test_now_ms() - t0 < 6000);
@@ -241,7 +240,7 @@ static void test_sigterm_with_a_publish_stream_that_never_reads_exits_within_the
     tse_test_redis *r = tse_test_redis_start(false);
     tse_test_service *s =
         tse_test_service_start(r, (const char *const[]){"--shutdown-grace=2s", NULL});
-    grpc_channel *ch = tse_test_channel(s->addr);
+    tse_client *ch = tse_test_channel(s->addr);
     tse_test_stream *st = tse_test_stream_open(ch, "/tracseq.events.v1.EventService/PublishStream",
                                                30000, NULL, NULL);
     long long elapsed;
@@ -257,12 +256,12 @@ static void test_sigterm_with_a_publish_stream_that_never_reads_exits_within_the
     assert_int_equal(code, 0);
     assert_true(elapsed < 3000);
     tse_test_stream_cancel(st);
-    grpc_channel_destroy(ch);
+    tse_test_channel_destroy(ch);
     tse_test_redis_stop(r);
 }
 
 typedef struct waiting_pull {
-    grpc_channel *ch;
+    tse_client *ch;
     grpc_status_code code;
     long long answered_at;
 } waiting_pull;
@@ -292,7 +291,7 @@ static void test_sigterm_answers_a_waiting_pull_at_once(void **state)
     tse_test_redis *r = tse_test_redis_start(false);
     tse_test_service *s =
         tse_test_service_start(r, (const char *const[]){"--shutdown-grace=10s", NULL});
-    grpc_channel *ch = tse_test_channel(s->addr);
+    tse_client *ch = tse_test_channel(s->addr);
     Tracseq__Events__V1__CreateSubscriptionRequest req =
         TRACSEQ__EVENTS__V1__CREATE_SUBSCRIPTION_REQUEST__INIT;
     Tracseq__Events__V1__Subscription sub = TRACSEQ__EVENTS__V1__SUBSCRIPTION__INIT;
@@ -323,7 +322,7 @@ static void test_sigterm_answers_a_waiting_pull_at_once(void **state)
     assert_int_equal(wp.code, GRPC_STATUS_OK);
     assert_true(wp.answered_at - t0 < 2000);
     assert_true(elapsed < 2000);
-    grpc_channel_destroy(ch);
+    tse_test_channel_destroy(ch);
     tse_test_redis_stop(r);
 }
 
@@ -341,8 +340,6 @@ int main(void)
     };
     int failed;
 
-    grpc_init();
     failed = cmocka_run_group_tests(tests, NULL, NULL);
-    grpc_shutdown();
     return failed;
 }

@@ -38,7 +38,7 @@ typedef Tracseq__Events__V1__PublishResponse PublishResponse;
 typedef struct world {
     tse_test_redis *redis;
     tse_test_service *service;
-    grpc_channel *ch;
+    tse_client *ch;
 } world;
 
 static int world_up(void **state, const char *const *args)
@@ -58,7 +58,7 @@ static int world_down(void **state)
 {
     world *w = *state;
 
-    grpc_channel_destroy(w->ch);
+    tse_test_channel_destroy(w->ch);
     /* Graceful shutdown: SIGTERM must end the process with status 0. */
     assert_int_equal(tse_test_service_stop(w->service), 0);
     tse_test_redis_stop(w->redis);
@@ -93,7 +93,7 @@ static Event *event_from_json(const char *text)
     return (Event *)msg;
 }
 
-static grpc_status_code publish(grpc_channel *ch, Event *ev, PublishResponse **resp,
+static grpc_status_code publish(tse_client *ch, Event *ev, PublishResponse **resp,
                                 tse_test_status *st, const char *md_key, const char *md_value)
 {
     PublishRequest req = TRACSEQ__EVENTS__V1__PUBLISH_REQUEST__INIT;
@@ -104,7 +104,7 @@ static grpc_status_code publish(grpc_channel *ch, Event *ev, PublishResponse **r
                           (ProtobufCMessage **)resp, st, 5000, md_key, md_value);
 }
 
-static grpc_status_code publish_json(grpc_channel *ch, const char *text, PublishResponse **resp,
+static grpc_status_code publish_json(tse_client *ch, const char *text, PublishResponse **resp,
                                      tse_test_status *st)
 {
     Event *ev = event_from_json(text);
@@ -688,10 +688,8 @@ int main(void)
     };
     int failed = 0;
 
-    grpc_init();
     failed += cmocka_run_group_tests_name("publish (lenient)", lenient, lenient_up, world_down);
     failed += cmocka_run_group_tests_name("publish (strict)", strict, strict_up, world_down);
     failed += cmocka_run_group_tests_name("redis outage", outage, lenient_up, world_down);
-    grpc_shutdown();
     return failed == 0 ? 0 : 1;
 }

@@ -56,7 +56,7 @@ typedef struct world {
     tse_test_redis *redis;
     tse_test_service *service;
     tse_test_service *bridge;
-    grpc_channel *ch;
+    tse_client *ch;
     int pulls; /* Pull calls made on the service, directly or through the bridge */
 } world;
 
@@ -65,7 +65,6 @@ static int world_up(void **state)
     world *w = calloc(1, sizeof(*w));
 
     assert_non_null(w);
-    grpc_init();
     w->redis = tse_test_redis_start(false);
     assert_non_null(w->redis);
     w->service = tse_test_service_start(w->redis, NULL);
@@ -84,13 +83,12 @@ static int world_down(void **state)
 
     if (w == NULL)
         return 0;
-    grpc_channel_destroy(w->ch);
+    tse_test_channel_destroy(w->ch);
     assert_int_equal(tse_test_service_stop(w->bridge), 0);
     /* A service that answered a call twice dies or aborts before this. */
     assert_int_equal(tse_test_service_stop(w->service), 0);
     tse_test_redis_stop(w->redis);
     free(w);
-    grpc_shutdown();
     return 0;
 }
 

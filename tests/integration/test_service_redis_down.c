@@ -106,7 +106,7 @@ static char *wait_log(const tse_test_service *s, const char *needle, int ms)
 
 /* ---- calls ---- */
 
-static int health(grpc_channel *ch)
+static int health(tse_client *ch)
 {
     Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
     Grpc__Health__V1__HealthCheckResponse *resp = NULL;
@@ -123,7 +123,7 @@ static int health(grpc_channel *ch)
 }
 
 /* Waits up to ms for health to read want; returns the last answer. */
-static int wait_health(grpc_channel *ch, int want, int ms)
+static int wait_health(tse_client *ch, int want, int ms)
 {
     tse_test_waiter waiter;
     int got;
@@ -159,7 +159,7 @@ static PublishRequest publish_request(test_event *t, const char *type, int seq)
 }
 
 /* One Publish; returns its status code, details into st. */
-static grpc_status_code publish(grpc_channel *ch, const char *type, int seq, tse_test_status *st)
+static grpc_status_code publish(tse_client *ch, const char *type, int seq, tse_test_status *st)
 {
     test_event t;
     PublishRequest req = publish_request(&t, type, seq);
@@ -173,7 +173,7 @@ static grpc_status_code publish(grpc_channel *ch, const char *type, int seq, tse
     return code;
 }
 
-static void create_subscription(grpc_channel *ch, const char *name, const char *pattern)
+static void create_subscription(tse_client *ch, const char *name, const char *pattern)
 {
     Tracseq__Events__V1__CreateSubscriptionRequest req =
         TRACSEQ__EVENTS__V1__CREATE_SUBSCRIPTION_REQUEST__INIT;
@@ -196,7 +196,7 @@ static void create_subscription(grpc_channel *ch, const char *name, const char *
 }
 
 /* Subscribes to name, publishes one event of type and expects it delivered. */
-static void subscribe_and_receive(grpc_channel *ch, const char *name, const char *type)
+static void subscribe_and_receive(tse_client *ch, const char *name, const char *type)
 {
     Tracseq__Events__V1__SubscribeRequest req = TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__INIT;
     tse_test_stream *s = tse_test_stream_open(ch, M_SUBSCRIBE, 60000, NULL, NULL);
@@ -222,7 +222,7 @@ static void test_redis_absent_at_start_is_reported_costs_no_cpu_and_service_reco
 {
     tse_test_redis *redis = tse_test_redis_start(false);
     tse_test_service *svc;
-    grpc_channel *ch;
+    tse_client *ch;
     char want[64], *log;
     double before, used;
     tse_test_status st;
@@ -263,7 +263,7 @@ static void test_redis_absent_at_start_is_reported_costs_no_cpu_and_service_reco
     create_subscription(ch, "down-sub", "down.*");
     subscribe_and_receive(ch, "down-sub", "down.later");
 
-    grpc_channel_destroy(ch);
+    tse_test_channel_destroy(ch);
     assert_int_equal(tse_test_service_stop(svc), 0);
     tse_test_redis_stop(redis);
 }
@@ -271,8 +271,8 @@ static void test_redis_absent_at_start_is_reported_costs_no_cpu_and_service_reco
 /* Calls fn until it answers OK: the first answer after Redis came back may
  * be a refusal only when a probe was made less than 100 ms before; then the
  * next call, 120 ms after the first, must succeed. Returns the calls made. */
-static int first_ok_after_restart(grpc_channel *ch, const char *what,
-                                  grpc_status_code (*fn)(grpc_channel *, tse_test_status *))
+static int first_ok_after_restart(tse_client *ch, const char *what,
+                                  grpc_status_code (*fn)(tse_client *, tse_test_status *))
 {
     long long t0 = tse_test_now_ms(), elapsed;
     tse_test_status st;
@@ -290,12 +290,12 @@ static int first_ok_after_restart(grpc_channel *ch, const char *what,
     return 2;
 }
 
-static grpc_status_code publish_one(grpc_channel *ch, tse_test_status *st)
+static grpc_status_code publish_one(tse_client *ch, tse_test_status *st)
 {
     return publish(ch, "back.ev", 0, st);
 }
 
-static grpc_status_code create_one(grpc_channel *ch, tse_test_status *st)
+static grpc_status_code create_one(tse_client *ch, tse_test_status *st)
 {
     Tracseq__Events__V1__CreateSubscriptionRequest req =
         TRACSEQ__EVENTS__V1__CREATE_SUBSCRIPTION_REQUEST__INIT;
@@ -319,7 +319,7 @@ static void test_requests_after_an_outage_do_not_wait_out_the_reconnect_backoff(
 {
     tse_test_redis *redis = tse_test_redis_start(false);
     tse_test_service *svc;
-    grpc_channel *ch;
+    tse_client *ch;
     tse_test_status st;
 
     (void)state;
@@ -352,7 +352,7 @@ static void test_requests_after_an_outage_do_not_wait_out_the_reconnect_backoff(
         first_ok_after_restart(ch, "CreateSubscription", create_one);
     }
 
-    grpc_channel_destroy(ch);
+    tse_test_channel_destroy(ch);
     assert_int_equal(tse_test_service_stop(svc), 0);
     tse_test_redis_stop(redis);
 }
@@ -410,7 +410,7 @@ static void test_a_flood_of_requests_during_an_outage_is_no_connect_storm(void *
 {
     tse_test_redis *redis = tse_test_redis_start(false);
     tse_test_service *svc;
-    grpc_channel *ch;
+    tse_client *ch;
     tse_test_status st;
     slammer sl;
     int calls = 0, accepted;
@@ -441,7 +441,7 @@ static void test_a_flood_of_requests_during_an_outage_is_no_connect_storm(void *
     assert_true(calls > accepted); /* the flood was one */
 
     slammer_stop(&sl);
-    grpc_channel_destroy(ch);
+    tse_test_channel_destroy(ch);
     assert_int_equal(tse_test_service_stop(svc), 0);
     tse_test_redis_stop(redis);
 }
@@ -454,8 +454,6 @@ int main(void)
         cmocka_unit_test(test_a_flood_of_requests_during_an_outage_is_no_connect_storm),
     };
 
-    grpc_init();
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    grpc_shutdown();
     return rc;
 }

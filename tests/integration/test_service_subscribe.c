@@ -70,7 +70,7 @@ typedef Tracseq__Events__V1__Stats Stats;
 typedef struct world {
     tse_test_redis *redis;
     tse_test_service *service; /* NULL once a test stopped it itself */
-    grpc_channel *ch;
+    tse_client *ch;
 } world;
 
 /*
@@ -136,7 +136,7 @@ static int world_down(void **state)
 
     if (w == NULL)
         return 0;
-    grpc_channel_destroy(w->ch);
+    tse_test_channel_destroy(w->ch);
     /* Graceful shutdown with subscriptions around must still exit 0. */
     if (w->service != NULL) {
         /* Forgotten before the check: a failed check must not stop it twice. */
@@ -159,7 +159,7 @@ static void world_restart_service(world *w)
         w->service = NULL;
         assert_int_equal(rc, 0);
     }
-    grpc_channel_destroy(w->ch);
+    tse_test_channel_destroy(w->ch);
     w->service = tse_test_service_start(w->redis, service_args);
     assert_non_null(w->service);
     w->ch = tse_test_channel(w->service->addr);
@@ -222,7 +222,7 @@ static void stream_key(char *buf, size_t len, const char *type, int priority)
 
 /* One publish attempt of a publish_retry: its request and last answer. */
 typedef struct publish_attempt {
-    grpc_channel *ch;
+    tse_client *ch;
     PublishRequest req;
     PublishResponse *resp;
     tse_test_status st;
@@ -242,7 +242,7 @@ static bool publish_answered(void *arg)
 
 /* Publishes one event; retries UNAVAILABLE for up to retry_ms (Redis
  * coming back). Returns the response; caller frees. */
-static PublishResponse *publish_retry(grpc_channel *ch, const char *type, int priority, int seq,
+static PublishResponse *publish_retry(tse_client *ch, const char *type, int priority, int seq,
                                       int retry_ms)
 {
     publish_attempt a = {.ch = ch, .req = TRACSEQ__EVENTS__V1__PUBLISH_REQUEST__INIT};
@@ -256,13 +256,13 @@ static PublishResponse *publish_retry(grpc_channel *ch, const char *type, int pr
     return a.resp;
 }
 
-static PublishResponse *publish_one(grpc_channel *ch, const char *type, int priority, int seq)
+static PublishResponse *publish_one(tse_client *ch, const char *type, int priority, int seq)
 {
     return publish_retry(ch, type, priority, seq, 0);
 }
 
 /* Publishes seq from .. from+n-1 through PublishStream in chunks. */
-static void publish_many(grpc_channel *ch, const char *type, int priority, int from, int n,
+static void publish_many(tse_client *ch, const char *type, int priority, int from, int n,
                          const char *pad)
 {
     tse_test_stream *s = tse_test_stream_open(ch, M_PUBLISH_STREAM, STREAM_LIFETIME_MS, NULL, NULL);
@@ -315,7 +315,7 @@ static Subscription *spec_init(spec *sp, const char *name, const char *pattern)
     return &sp->sub;
 }
 
-static grpc_status_code unary(grpc_channel *ch, const char *method, const ProtobufCMessage *req,
+static grpc_status_code unary(tse_client *ch, const char *method, const ProtobufCMessage *req,
                               const ProtobufCMessageDescriptor *desc, void *resp,
                               tse_test_status *st)
 {
@@ -323,7 +323,7 @@ static grpc_status_code unary(grpc_channel *ch, const char *method, const Protob
                           NULL, NULL);
 }
 
-static grpc_status_code create_sub(grpc_channel *ch, const Subscription *sub, Subscription **out,
+static grpc_status_code create_sub(tse_client *ch, const Subscription *sub, Subscription **out,
                                    tse_test_status *st)
 {
     Tracseq__Events__V1__CreateSubscriptionRequest req =
@@ -334,7 +334,7 @@ static grpc_status_code create_sub(grpc_channel *ch, const Subscription *sub, Su
 }
 
 /* Creates the subscription, failing the test unless that succeeds. */
-static void create_ok(grpc_channel *ch, const Subscription *sub)
+static void create_ok(tse_client *ch, const Subscription *sub)
 {
     Subscription *out = NULL;
     tse_test_status st;
@@ -347,7 +347,7 @@ static void create_ok(grpc_channel *ch, const Subscription *sub)
     protobuf_c_message_free_unpacked(&out->base, NULL);
 }
 
-static grpc_status_code get_sub(grpc_channel *ch, const char *name, Subscription **out,
+static grpc_status_code get_sub(tse_client *ch, const char *name, Subscription **out,
                                 tse_test_status *st)
 {
     Tracseq__Events__V1__GetSubscriptionRequest req =
@@ -357,7 +357,7 @@ static grpc_status_code get_sub(grpc_channel *ch, const char *name, Subscription
     return unary(ch, M_GET, &req.base, &tracseq__events__v1__subscription__descriptor, out, st);
 }
 
-static Subscription *get_ok(grpc_channel *ch, const char *name)
+static Subscription *get_ok(tse_client *ch, const char *name)
 {
     Subscription *out = NULL;
     tse_test_status st;
@@ -372,7 +372,7 @@ static Subscription *get_ok(grpc_channel *ch, const char *name)
 
 /* Subscribe streams the service has attached to name (0 when it has none
  * or the subscription does not exist). */
-static uint32_t subscribers_of(grpc_channel *ch, const char *name)
+static uint32_t subscribers_of(tse_client *ch, const char *name)
 {
     Subscription *out = NULL;
     tse_test_status st;
@@ -388,12 +388,12 @@ static uint32_t subscribers_of(grpc_channel *ch, const char *name)
 /* Waits until the service has attached n Subscribe streams to name: a
  * Subscribe is answered by deliveries only, so nothing else tells that an
  * event published now will find them. */
-static void await_subscribers(grpc_channel *ch, const char *name, uint32_t n)
+static void await_subscribers(tse_client *ch, const char *name, uint32_t n)
 {
     TSE_TEST_AWAIT(subscribers_of(ch, name) == n, 10000, "%u subscribers of %s attached", n, name);
 }
 
-static grpc_status_code delete_sub(grpc_channel *ch, const char *name, tse_test_status *st)
+static grpc_status_code delete_sub(tse_client *ch, const char *name, tse_test_status *st)
 {
     Tracseq__Events__V1__DeleteSubscriptionRequest req =
         TRACSEQ__EVENTS__V1__DELETE_SUBSCRIPTION_REQUEST__INIT;
@@ -409,7 +409,7 @@ static grpc_status_code delete_sub(grpc_channel *ch, const char *name, tse_test_
 }
 
 /* Tests delete what they created, so groups do not pile up on the shared Redis. */
-static void delete_ok(grpc_channel *ch, const char *name)
+static void delete_ok(tse_client *ch, const char *name)
 {
     tse_test_status st;
     grpc_status_code code = delete_sub(ch, name, &st);
@@ -418,7 +418,7 @@ static void delete_ok(grpc_channel *ch, const char *name)
         fail_msg("DeleteSubscription %s: status %d '%s'", name, code, st.details);
 }
 
-static Stats *get_stats(grpc_channel *ch)
+static Stats *get_stats(tse_client *ch)
 {
     Tracseq__Events__V1__GetStatsRequest req = TRACSEQ__EVENTS__V1__GET_STATS_REQUEST__INIT;
     Stats *stats = NULL;
@@ -432,7 +432,7 @@ static Stats *get_stats(grpc_channel *ch)
 }
 
 /* Whether the service answers GetStats, connected to Redis. */
-static bool redis_connected(grpc_channel *ch)
+static bool redis_connected(tse_client *ch)
 {
     Tracseq__Events__V1__GetStatsRequest req = TRACSEQ__EVENTS__V1__GET_STATS_REQUEST__INIT;
     Stats *stats = NULL;
@@ -458,7 +458,7 @@ static void assert_names_field(const tse_test_status *st, const char *field)
 
 /* ---- Subscribe streams ---- */
 
-static tse_test_stream *subscribe_request(grpc_channel *ch, const SubscribeRequest *req)
+static tse_test_stream *subscribe_request(tse_client *ch, const SubscribeRequest *req)
 {
     tse_test_stream *s = tse_test_stream_open(ch, M_SUBSCRIBE, STREAM_LIFETIME_MS, NULL, NULL);
 
@@ -469,7 +469,7 @@ static tse_test_stream *subscribe_request(grpc_channel *ch, const SubscribeReque
     return s;
 }
 
-static tse_test_stream *subscribe_name(grpc_channel *ch, const char *name, const char *consumer)
+static tse_test_stream *subscribe_name(tse_client *ch, const char *name, const char *consumer)
 {
     SubscribeRequest req = TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__INIT;
 
@@ -480,7 +480,7 @@ static tse_test_stream *subscribe_name(grpc_channel *ch, const char *name, const
     return subscribe_request(ch, &req);
 }
 
-static tse_test_stream *subscribe_spec(grpc_channel *ch, const Subscription *sub)
+static tse_test_stream *subscribe_spec(tse_client *ch, const Subscription *sub)
 {
     SubscribeRequest req = TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__INIT;
 
@@ -800,7 +800,7 @@ static void test_type_first_published_later_arrives_within_2s_from_any_instance(
     /* Published by another process: found by polling, not by a wake-up. */
     tse_test_service *other = tse_test_service_start(w->redis, service_args);
     assert_non_null(other);
-    grpc_channel *ch2 = tse_test_channel(other->addr);
+    tse_client *ch2 = tse_test_channel(other->addr);
     TSE_TEST_AWAIT(redis_connected(ch2), 10000, "the second service to reach Redis");
     t0 = tse_test_now_ms();
     protobuf_c_message_free_unpacked(&publish_one(ch2, "late.there", 0, 2)->base, NULL);
@@ -811,7 +811,7 @@ static void test_type_first_published_later_arrives_within_2s_from_any_instance(
     assert_string_equal(d->event->event_type, "late.there");
     send_ack(s, d->ack_id);
     delivery_free(d);
-    grpc_channel_destroy(ch2);
+    tse_test_channel_destroy(ch2);
     assert_int_equal(tse_test_service_stop(other), 0);
     stream_end(s);
     delete_ok(w->ch, "late");
@@ -1264,11 +1264,10 @@ static void test_start_timestamp_replays_events_at_or_after_it(void **state)
 /* The child role: receive n deliveries, report them, wait to be killed. */
 static int child_subscriber(const char *addr, const char *name, int n)
 {
-    grpc_channel *ch;
+    tse_client *ch;
     tse_test_stream *s;
 
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    grpc_init();
     ch = tse_test_channel(addr);
     s = subscribe_name(ch, name, "doomed");
     for (int i = 0; i < n; i++) {
@@ -1415,7 +1414,7 @@ static void test_client_half_close_does_not_end_delivery(void **state)
 }
 
 typedef struct subscriber_counts {
-    grpc_channel *ch;
+    tse_client *ch;
     uint64_t handlers;
     uint32_t active;
 } subscriber_counts;
@@ -1431,7 +1430,7 @@ static bool stats_count_subscribers(void *arg)
     return ok;
 }
 
-static bool wait_subscribers(grpc_channel *ch, uint64_t handlers, uint32_t active, int ms)
+static bool wait_subscribers(tse_client *ch, uint64_t handlers, uint32_t active, int ms)
 {
     subscriber_counts want = {ch, handlers, active};
 
@@ -1479,7 +1478,7 @@ static void test_cancelled_streams_free_their_subscribers(void **state)
 
 /* ==== Pull, Acknowledge, Nack ==== */
 
-static PullResponse *pull(grpc_channel *ch, const char *name, uint32_t max, uint32_t wait_ms,
+static PullResponse *pull(tse_client *ch, const char *name, uint32_t max, uint32_t wait_ms,
                           grpc_status_code *code)
 {
     Tracseq__Events__V1__PullRequest req = TRACSEQ__EVENTS__V1__PULL_REQUEST__INIT;
@@ -1496,7 +1495,7 @@ static PullResponse *pull(grpc_channel *ch, const char *name, uint32_t max, uint
     return resp;
 }
 
-static PullResponse *pull_ok(grpc_channel *ch, const char *name, uint32_t max, uint32_t wait_ms)
+static PullResponse *pull_ok(tse_client *ch, const char *name, uint32_t max, uint32_t wait_ms)
 {
     grpc_status_code code;
     PullResponse *resp = pull(ch, name, max, wait_ms, &code);
@@ -1507,7 +1506,7 @@ static PullResponse *pull_ok(grpc_channel *ch, const char *name, uint32_t max, u
     return resp;
 }
 
-static AcknowledgeResponse *acknowledge(grpc_channel *ch, const char *name, char **ids, size_t n)
+static AcknowledgeResponse *acknowledge(tse_client *ch, const char *name, char **ids, size_t n)
 {
     Tracseq__Events__V1__AcknowledgeRequest req = TRACSEQ__EVENTS__V1__ACKNOWLEDGE_REQUEST__INIT;
     AcknowledgeResponse *resp = NULL;
@@ -1549,7 +1548,7 @@ static void test_pull_on_an_empty_queue_waits_then_answers_empty(void **state)
 }
 
 typedef struct delayed_publish {
-    grpc_channel *ch;
+    tse_client *ch;
     int delay_ms;
 } delayed_publish;
 
@@ -1597,7 +1596,7 @@ static void test_pull_wakes_as_soon_as_an_event_is_published(void **state)
     delete_ok(w->ch, "pull-wake");
 }
 
-static NackResponse *nack_ids(grpc_channel *ch, const char *name, char **ids, size_t n,
+static NackResponse *nack_ids(tse_client *ch, const char *name, char **ids, size_t n,
                               uint32_t delay_ms)
 {
     Tracseq__Events__V1__NackRequest req = TRACSEQ__EVENTS__V1__NACK_REQUEST__INIT;
@@ -1617,7 +1616,7 @@ static NackResponse *nack_ids(grpc_channel *ch, const char *name, char **ids, si
 }
 
 /* Pulled deliveries 3 and 4 must come back as ids[3], ids[4] with attempt. */
-static void expect_pulled_again(grpc_channel *ch, char ids[5][192], uint32_t attempt)
+static void expect_pulled_again(tse_client *ch, char ids[5][192], uint32_t attempt)
 {
     PullResponse *r = pull_ok(ch, "pull", 10, 2000);
 
@@ -2421,10 +2420,8 @@ int main(int argc, char **argv)
     /* TSE_TEST_FILTER=<glob> runs only the matching tests. */
     if (getenv("TSE_TEST_FILTER") != NULL)
         cmocka_set_test_filter(getenv("TSE_TEST_FILTER"));
-    grpc_init();
     failed +=
         cmocka_run_group_tests_name("subscriptions (shared service)", shared, world_up, world_down);
     failed += cmocka_run_group_tests_name("subscriptions (own service)", own, NULL, NULL);
-    grpc_shutdown();
     return failed == 0 ? 0 : 1;
 }

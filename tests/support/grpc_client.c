@@ -1,283 +1,409 @@
 /*
- * grpc_client.c - blocking test client on the gRPC C core; see
- * grpc_client.h.
+ * grpc_client.c - blocking test calls and streams on the client SDK's
+ * asynchronous API; see grpc_client.h.
  *
- * A stream keeps one pluck queue. A receive that times out leaves its op in
- * flight; the next receive waits for that same op instead of starting
- * another (one op of each type at a time).
+ * The SDK runs handlers on the client's call thread; a caller here waits on
+ * its own condition variable for what they hand over. A unary call waits
+ * for its one callback. A stream queues the responses its handler got,
+ * pausing the SDK stream after each one; recv resumes it when the queue is
+ * empty, so one response at a time is asked for, as a raw client that
+ * reads when told would. The stream starts (tse_client_stream_start) with
+ * the first send, because the SDK sends the first request with the call;
+ * the stream's lock is held across the start so that a handler never runs
+ * before the handle is stored.
  */
 #include "grpc_client.h"
 
-#include <grpc/byte_buffer_reader.h>
-#include <grpc/grpc_security.h>
-#include <grpc/support/alloc.h>
-#include <grpc/support/time.h>
+#include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+/* ============================== channels ================================== */
+
+tse_client *tse_test_channel_backoff(const char *addr, int initial_ms, int max_ms)
+{
+    tse_client_options o = {.target = addr,
+                            .source_service = "tracseq-tests",
+                            .reconnect_initial_ms = initial_ms,
+                            .reconnect_max_ms = max_ms};
+    tse_client_error err;
+    tse_client *c = NULL;
+
+    if (tse_client_connect(&o, &c, &err) != TSE_CLIENT_OK) {
+        fprintf(stderr, "tse_test_channel %s: %s\n", addr, err.message);
+        abort();
+    }
+    return c;
+}
+
+/* gRPC's own default backoff (1 s doubling to 2 minutes), which these
+ * tests had before they used the SDK. */
+tse_client *tse_test_channel(const char *addr)
+{
+    return tse_test_channel_backoff(addr, 1000, 120000);
+}
+
+void tse_test_channel_destroy(tse_client *ch)
+{
+    tse_client_destroy(ch);
+}
+
+/* ============================== helpers =================================== */
+
+/* The SDK's deadline: 0 means "the client's" there, "now" here. */
+static int sdk_timeout(int timeout_ms)
+{
+    return timeout_ms < 0 ? -1 : timeout_ms == 0 ? 1 : timeout_ms;
+}
+
+static void set_status(grpc_status_code *code, char *details, size_t size,
+                       const tse_client_error *err)
+{
+    *code = err == NULL           ? GRPC_STATUS_OK
+            : err->grpc_code >= 0 ? (grpc_status_code)err->grpc_code
+                                  : GRPC_STATUS_INTERNAL;
+    snprintf(details, size, "%s", *code != GRPC_STATUS_OK ? err->message : "");
+}
+
+static void cond_init_monotonic(pthread_cond_t *cv)
+{
+    pthread_condattr_t a;
+
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(cv, &a);
+    pthread_condattr_destroy(&a);
+}
+
+/* An absolute CLOCK_MONOTONIC time timeout_ms from now. */
+static struct timespec after_ms(int timeout_ms)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += timeout_ms / 1000;
+    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+static ProtobufCMessage *decode(const ProtobufCMessageDescriptor *desc, const void *data,
+                                size_t len)
+{
+    return protobuf_c_message_unpack(desc, NULL, len, data);
+}
+
+/* ============================== unary ===================================== */
+
+typedef struct unary_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+    grpc_status_code code;
+    char details[512];
+    const ProtobufCMessageDescriptor *resp_desc;
+    ProtobufCMessage *resp;
+} unary_wait;
+
+static void on_unary(void *arg, tse_client_status status, const tse_client_error *err,
+                     const void *response, size_t len)
+{
+    unary_wait *u = arg;
+
+    pthread_mutex_lock(&u->mu);
+    if (status == TSE_CLIENT_OK && u->resp_desc != NULL)
+        u->resp = decode(u->resp_desc, response, len);
+    set_status(&u->code, u->details, sizeof(u->details), err);
+    u->done = true;
+    pthread_cond_signal(&u->cv);
+    pthread_mutex_unlock(&u->mu);
+}
+
+static grpc_status_code unary(tse_client *ch, const char *method, const void *data, size_t len,
+                              const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
+                              tse_test_status *status, int timeout_ms, const char *md_key,
+                              const char *md_value)
+{
+    tse_client_metadata md = {md_key, md_value};
+    tse_client_call_options o = {
+        .timeout_ms = sdk_timeout(timeout_ms), .metadata = &md, .n_metadata = md_key != NULL};
+    unary_wait u = {.mu = PTHREAD_MUTEX_INITIALIZER, .resp_desc = resp != NULL ? resp_desc : NULL};
+    tse_client_error err;
+
+    cond_init_monotonic(&u.cv);
+    if (resp != NULL)
+        *resp = NULL;
+    if (tse_client_call_start(ch, method, data, len, &o, on_unary, &u, NULL, &err) != TSE_CLIENT_OK)
+        set_status(&u.code, u.details, sizeof(u.details), &err);
+    else {
+        pthread_mutex_lock(&u.mu);
+        while (!u.done)
+            pthread_cond_wait(&u.cv, &u.mu);
+        pthread_mutex_unlock(&u.mu);
+    }
+    if (resp != NULL)
+        *resp = u.resp;
+    if (status != NULL) {
+        status->code = u.code;
+        snprintf(status->details, sizeof(status->details), "%s", u.details);
+    }
+    pthread_cond_destroy(&u.cv);
+    pthread_mutex_destroy(&u.mu);
+    return u.code;
+}
+
+grpc_status_code tse_test_unary(tse_client *ch, const char *method, const ProtobufCMessage *req,
+                                const ProtobufCMessageDescriptor *resp_desc,
+                                ProtobufCMessage **resp, tse_test_status *status, int timeout_ms,
+                                const char *md_key, const char *md_value)
+{
+    size_t len = protobuf_c_message_get_packed_size(req);
+    uint8_t *buf = malloc(len + 1);
+    grpc_status_code code;
+
+    if (buf == NULL)
+        abort();
+    protobuf_c_message_pack(req, buf);
+    code = unary(ch, method, buf, len, resp_desc, resp, status, timeout_ms, md_key, md_value);
+    free(buf);
+    return code;
+}
+
+grpc_status_code tse_test_unary_raw(tse_client *ch, const char *method, const void *data,
+                                    size_t len, const ProtobufCMessageDescriptor *resp_desc,
+                                    ProtobufCMessage **resp, tse_test_status *status,
+                                    int timeout_ms)
+{
+    return unary(ch, method, data, len, resp_desc, resp, status, timeout_ms, NULL, NULL);
+}
+
+/* ============================== streams =================================== */
+
+typedef struct reply {
+    struct reply *next;
+    size_t len;
+    unsigned char bytes[];
+} reply;
 
 struct tse_test_stream {
-    grpc_call *call;
-    grpc_completion_queue *cq;
-    grpc_metadata_array initial_md, trailing_md;
-    grpc_metadata md;
-    grpc_byte_buffer *recv_buf;
+    tse_client *client;
+    char *method;
+    int timeout_ms;
+    char *md_key, *md_value;
+    tse_client_stream *stream; /* NULL until the first send */
+
+    pthread_mutex_t mu; /* the fields below */
+    pthread_cond_t cv;
+    reply *head, *tail; /* responses not yet received */
+    bool ended;
     grpc_status_code code;
-    grpc_slice details;
-    int tag_status, tag_recv, tag_send, tag_md;
-    bool recv_pending, status_started, md_received;
+    char details[512];
 };
 
-grpc_channel *tse_test_channel(const char *addr)
+static void on_message(void *arg, const void *msg, size_t len)
 {
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-    grpc_channel *ch = grpc_channel_create(addr, creds, NULL);
+    tse_test_stream *s = arg;
+    reply *r = malloc(sizeof(*r) + len);
 
-    grpc_channel_credentials_release(creds);
-    return ch;
+    if (r == NULL)
+        abort();
+    r->next = NULL;
+    r->len = len;
+    memcpy(r->bytes, msg, len);
+    pthread_mutex_lock(&s->mu);
+    if (s->tail != NULL)
+        s->tail->next = r;
+    else
+        s->head = r;
+    s->tail = r;
+    tse_client_stream_pause(s->stream, true); /* until recv asks again */
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
 }
 
-static gpr_timespec after_ms(int ms)
+static void on_end(void *arg, tse_client_status status, const tse_client_error *err)
 {
-    if (ms < 0)
-        return gpr_inf_future(GPR_CLOCK_REALTIME);
-    return gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_millis(ms, GPR_TIMESPAN));
+    tse_test_stream *s = arg;
+
+    (void)status;
+    pthread_mutex_lock(&s->mu);
+    set_status(&s->code, s->details, sizeof(s->details), err);
+    s->ended = true;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
 }
 
-static bool wait_tag(tse_test_stream *s, void *tag, int timeout_ms, bool *timed_out)
-{
-    grpc_event ev = grpc_completion_queue_pluck(s->cq, tag, after_ms(timeout_ms), NULL);
-
-    if (timed_out)
-        *timed_out = ev.type == GRPC_QUEUE_TIMEOUT;
-    return ev.type == GRPC_OP_COMPLETE && ev.success;
-}
-
-static grpc_byte_buffer *encode(const ProtobufCMessage *msg)
-{
-    size_t len = protobuf_c_message_get_packed_size(msg);
-    grpc_slice slice = grpc_slice_malloc(len);
-    grpc_byte_buffer *bb;
-
-    protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(slice));
-    bb = grpc_raw_byte_buffer_create(&slice, 1);
-    grpc_slice_unref(slice);
-    return bb;
-}
-
-static ProtobufCMessage *decode(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc)
-{
-    grpc_byte_buffer_reader reader;
-    ProtobufCMessage *msg;
-    grpc_slice all;
-
-    if (!grpc_byte_buffer_reader_init(&reader, bb))
-        return NULL;
-    all = grpc_byte_buffer_reader_readall(&reader);
-    grpc_byte_buffer_reader_destroy(&reader);
-    msg = protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(all), GRPC_SLICE_START_PTR(all));
-    grpc_slice_unref(all);
-    return msg;
-}
-
-tse_test_stream *tse_test_stream_open(grpc_channel *ch, const char *method, int timeout_ms,
+tse_test_stream *tse_test_stream_open(tse_client *ch, const char *method, int timeout_ms,
                                       const char *md_key, const char *md_value)
 {
     tse_test_stream *s = calloc(1, sizeof(*s));
-    grpc_slice m = grpc_slice_from_copied_string(method);
-    grpc_op ops[2];
 
-    s->cq = grpc_completion_queue_create_for_pluck(NULL);
-    s->call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, s->cq, m, NULL,
-                                       after_ms(timeout_ms), NULL);
-    grpc_slice_unref(m);
-    grpc_metadata_array_init(&s->initial_md);
-    grpc_metadata_array_init(&s->trailing_md);
-    s->details = grpc_empty_slice();
-    memset(ops, 0, sizeof(ops));
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    if (md_key != NULL) {
-        s->md.key = grpc_slice_from_copied_string(md_key);
-        s->md.value = grpc_slice_from_copied_string(md_value);
-        ops[0].data.send_initial_metadata.count = 1;
-        ops[0].data.send_initial_metadata.metadata = &s->md;
-    }
-    grpc_call_start_batch(s->call, ops, 1, &s->tag_send, NULL);
-    wait_tag(s, &s->tag_send, -1, NULL);
-    ops[0].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[0].data.recv_status_on_client.trailing_metadata = &s->trailing_md;
-    ops[0].data.recv_status_on_client.status = &s->code;
-    ops[0].data.recv_status_on_client.status_details = &s->details;
-    grpc_call_start_batch(s->call, ops, 1, &s->tag_status, NULL);
-    s->status_started = true;
+    if (s == NULL || (s->method = strdup(method)) == NULL)
+        abort();
+    s->client = ch;
+    s->timeout_ms = sdk_timeout(timeout_ms);
+    if (md_key != NULL &&
+        ((s->md_key = strdup(md_key)) == NULL || (s->md_value = strdup(md_value)) == NULL))
+        abort();
+    pthread_mutex_init(&s->mu, NULL);
+    cond_init_monotonic(&s->cv);
     return s;
 }
 
-static grpc_byte_buffer *raw(const void *data, size_t len)
+/* Starts the SDK stream with data as its first message (under mu). */
+static bool start_locked(tse_test_stream *s, const void *data, size_t len)
 {
-    grpc_slice slice = grpc_slice_from_copied_buffer(data, len);
-    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
+    static const tse_client_stream_handlers h = {on_message, on_end};
+    tse_client_metadata md = {s->md_key, s->md_value};
+    tse_client_call_options o = {
+        .timeout_ms = s->timeout_ms, .metadata = &md, .n_metadata = s->md_key != NULL};
+    tse_client_error err;
 
-    grpc_slice_unref(slice);
-    return bb;
-}
-
-static bool send_buffer(tse_test_stream *s, grpc_byte_buffer *bb)
-{
-    grpc_op op = {.op = GRPC_OP_SEND_MESSAGE};
-    bool ok;
-
-    op.data.send_message.send_message = bb;
-    if (grpc_call_start_batch(s->call, &op, 1, &s->tag_send, NULL) != GRPC_CALL_OK) {
-        grpc_byte_buffer_destroy(bb);
-        return false;
-    }
-    ok = wait_tag(s, &s->tag_send, -1, NULL);
-    grpc_byte_buffer_destroy(bb);
-    return ok;
+    if (tse_client_stream_start(s->client, s->method, data, len, &o, &h, s, &s->stream, &err) ==
+        TSE_CLIENT_OK)
+        return true;
+    set_status(&s->code, s->details, sizeof(s->details), &err);
+    s->ended = true;
+    return false;
 }
 
 bool tse_test_stream_send_raw(tse_test_stream *s, const void *data, size_t len)
 {
-    return send_buffer(s, raw(data, len));
+    bool ok;
+
+    pthread_mutex_lock(&s->mu);
+    if (s->stream == NULL && !s->ended)
+        ok = start_locked(s, data, len);
+    else
+        ok = !s->ended && tse_client_stream_send(s->stream, data, len) == TSE_CLIENT_OK;
+    pthread_mutex_unlock(&s->mu);
+    return ok;
 }
 
 bool tse_test_stream_send(tse_test_stream *s, const ProtobufCMessage *msg)
 {
-    grpc_op op = {.op = GRPC_OP_SEND_MESSAGE};
+    size_t len = protobuf_c_message_get_packed_size(msg);
+    uint8_t *buf = malloc(len + 1);
     bool ok;
 
-    op.data.send_message.send_message = encode(msg);
-    if (grpc_call_start_batch(s->call, &op, 1, &s->tag_send, NULL) != GRPC_CALL_OK) {
-        grpc_byte_buffer_destroy(op.data.send_message.send_message);
-        return false;
-    }
-    ok = wait_tag(s, &s->tag_send, -1, NULL);
-    grpc_byte_buffer_destroy(op.data.send_message.send_message);
+    if (buf == NULL)
+        abort();
+    protobuf_c_message_pack(msg, buf);
+    ok = tse_test_stream_send_raw(s, buf, len);
+    free(buf);
     return ok;
+}
+
+static void need_started(const tse_test_stream *s, const char *what)
+{
+    if (s->stream == NULL && !s->ended) {
+        fprintf(stderr, "grpc_client: %s on %s before its first send\n", what, s->method);
+        abort();
+    }
 }
 
 bool tse_test_stream_close_send(tse_test_stream *s)
 {
-    grpc_op op = {.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT};
+    bool ok;
 
-    if (grpc_call_start_batch(s->call, &op, 1, &s->tag_send, NULL) != GRPC_CALL_OK)
-        return false;
-    return wait_tag(s, &s->tag_send, -1, NULL);
+    pthread_mutex_lock(&s->mu);
+    need_started(s, "close_send");
+    ok = !s->ended && tse_client_stream_close_send(s->stream) == TSE_CLIENT_OK;
+    pthread_mutex_unlock(&s->mu);
+    return ok;
+}
+
+/* The first queued response, or NULL. Under mu. */
+static reply *pop_locked(tse_test_stream *s)
+{
+    reply *r = s->head;
+
+    if (r != NULL && (s->head = r->next) == NULL)
+        s->tail = NULL;
+    return r;
 }
 
 ProtobufCMessage *tse_test_stream_recv(tse_test_stream *s, const ProtobufCMessageDescriptor *desc,
                                        int timeout_ms, bool *timed_out)
 {
+    struct timespec until = after_ms(timeout_ms > 0 ? timeout_ms : 0);
     ProtobufCMessage *msg = NULL;
-    bool ok;
+    bool late = false;
+    reply *r;
 
-    if (timed_out)
-        *timed_out = false;
-    if (!s->recv_pending) {
-        grpc_op ops[2];
-        size_t n = 0;
-        memset(ops, 0, sizeof(ops));
-        if (!s->md_received) {
-            ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
-            ops[n++].data.recv_initial_metadata.recv_initial_metadata = &s->initial_md;
-            s->md_received = true;
-        }
-        ops[n].op = GRPC_OP_RECV_MESSAGE;
-        ops[n++].data.recv_message.recv_message = &s->recv_buf;
-        if (grpc_call_start_batch(s->call, ops, n, &s->tag_recv, NULL) != GRPC_CALL_OK)
-            return NULL;
-        s->recv_pending = true;
+    pthread_mutex_lock(&s->mu);
+    need_started(s, "recv");
+    if (s->head == NULL && !s->ended)
+        tse_client_stream_pause(s->stream, false);
+    while (s->head == NULL && !s->ended && !late) {
+        if (timeout_ms < 0)
+            pthread_cond_wait(&s->cv, &s->mu);
+        else if (pthread_cond_timedwait(&s->cv, &s->mu, &until) == ETIMEDOUT)
+            late = s->head == NULL && !s->ended;
     }
-    ok = wait_tag(s, &s->tag_recv, timeout_ms, timed_out);
-    if (timed_out && *timed_out)
-        return NULL;
-    s->recv_pending = false;
-    if (ok && s->recv_buf != NULL)
-        msg = decode(s->recv_buf, desc);
-    if (s->recv_buf) {
-        grpc_byte_buffer_destroy(s->recv_buf);
-        s->recv_buf = NULL;
+    r = pop_locked(s);
+    pthread_mutex_unlock(&s->mu);
+    if (timed_out != NULL)
+        *timed_out = late;
+    if (r != NULL) {
+        msg = decode(desc, r->bytes, r->len);
+        free(r);
     }
     return msg;
 }
 
 static void stream_free(tse_test_stream *s)
 {
-    if (s->recv_pending)
-        wait_tag(s, &s->tag_recv, -1, NULL);
-    if (s->recv_buf)
-        grpc_byte_buffer_destroy(s->recv_buf);
-    grpc_call_unref(s->call);
-    grpc_completion_queue_shutdown(s->cq);
-    while (
-        grpc_completion_queue_pluck(s->cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
-        GRPC_QUEUE_SHUTDOWN)
-        ;
-    grpc_completion_queue_destroy(s->cq);
-    grpc_metadata_array_destroy(&s->initial_md);
-    grpc_metadata_array_destroy(&s->trailing_md);
-    grpc_slice_unref(s->details);
-    grpc_slice_unref(s->md.key);
-    grpc_slice_unref(s->md.value);
+    reply *r;
+
+    while ((r = pop_locked(s)) != NULL)
+        free(r);
+    tse_client_stream_release(s->stream);
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
+    free(s->method);
+    free(s->md_key);
+    free(s->md_value);
     free(s);
 }
 
 grpc_status_code tse_test_stream_finish(tse_test_stream *s, tse_test_status *status)
 {
     grpc_status_code code;
+    reply *r;
 
-    /* The status is delivered only once initial metadata was asked for. */
-    if (!s->md_received && !s->recv_pending) {
-        grpc_op op = {.op = GRPC_OP_RECV_INITIAL_METADATA};
-        op.data.recv_initial_metadata.recv_initial_metadata = &s->initial_md;
-        if (grpc_call_start_batch(s->call, &op, 1, &s->tag_md, NULL) == GRPC_CALL_OK)
-            wait_tag(s, &s->tag_md, -1, NULL);
-        s->md_received = true;
+    pthread_mutex_lock(&s->mu);
+    need_started(s, "finish");
+    while (!s->ended) {
+        while ((r = pop_locked(s)) != NULL)
+            free(r);
+        tse_client_stream_pause(s->stream, false);
+        pthread_cond_wait(&s->cv, &s->mu);
     }
-    wait_tag(s, &s->tag_status, -1, NULL);
     code = s->code;
-    if (status) {
+    if (status != NULL) {
         status->code = code;
-        snprintf(status->details, sizeof(status->details), "%.*s",
-                 (int)GRPC_SLICE_LENGTH(s->details),
-                 (const char *)GRPC_SLICE_START_PTR(s->details));
+        snprintf(status->details, sizeof(status->details), "%s", s->details);
     }
+    pthread_mutex_unlock(&s->mu);
     stream_free(s);
     return code;
 }
 
 void tse_test_stream_cancel(tse_test_stream *s)
 {
-    grpc_call_cancel(s->call, NULL);
-    wait_tag(s, &s->tag_status, -1, NULL);
+    pthread_mutex_lock(&s->mu);
+    if (s->stream != NULL) {
+        tse_client_stream_cancel(s->stream, TSE_CLIENT_CANCELLED, NULL);
+        while (!s->ended)
+            pthread_cond_wait(&s->cv, &s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
     stream_free(s);
-}
-
-grpc_status_code tse_test_unary(grpc_channel *ch, const char *method, const ProtobufCMessage *req,
-                                const ProtobufCMessageDescriptor *resp_desc,
-                                ProtobufCMessage **resp, tse_test_status *status, int timeout_ms,
-                                const char *md_key, const char *md_value)
-{
-    tse_test_stream *s = tse_test_stream_open(ch, method, timeout_ms, md_key, md_value);
-
-    if (resp)
-        *resp = NULL;
-    if (tse_test_stream_send(s, req) && tse_test_stream_close_send(s) && resp)
-        *resp = tse_test_stream_recv(s, resp_desc, -1, NULL);
-    return tse_test_stream_finish(s, status);
-}
-
-grpc_status_code tse_test_unary_raw(grpc_channel *ch, const char *method, const void *data,
-                                    size_t len, const ProtobufCMessageDescriptor *resp_desc,
-                                    ProtobufCMessage **resp, tse_test_status *status,
-                                    int timeout_ms)
-{
-    tse_test_stream *s = tse_test_stream_open(ch, method, timeout_ms, NULL, NULL);
-
-    if (resp)
-        *resp = NULL;
-    if (tse_test_stream_send_raw(s, data, len) && tse_test_stream_close_send(s) && resp)
-        *resp = tse_test_stream_recv(s, resp_desc, -1, NULL);
-    return tse_test_stream_finish(s, status);
 }

@@ -45,7 +45,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <grpc/grpc.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -147,7 +146,7 @@ static bool chance(uint64_t *s, int percent)
 typedef struct client {
     int idx;
     uint64_t rng;
-    grpc_channel *ch;
+    tse_client *ch;
     long ops;
     char oplog[OPLOG_N][OPLOG_LEN];
     int oplog_pos;
@@ -2645,7 +2644,6 @@ static void world_free(void)
         free(g.cl[i]);
     for (int i = 0; i < MAX_CHUNKS; i++)
         free(g.chunks[i]);
-    grpc_shutdown();
 }
 
 /* ===================== shrinking ========================================= */
@@ -2793,7 +2791,7 @@ static bool setup(void)
         subs[i].exists = true;
         subs[i].since = tick();
     }
-    grpc_channel_destroy(boot.ch);
+    tse_test_channel_destroy(boot.ch);
     return true;
 }
 
@@ -2830,7 +2828,6 @@ int main(int argc, char **argv)
     }
     pthread_mutex_init(&g.fail_mu, NULL);
     pthread_mutex_init(&g.ev_mu, NULL);
-    grpc_init();
     if (!setup()) {
         fprintf(stderr, "torture: could not set up Redis, the service and the bridge\n");
         return 2;
@@ -2880,11 +2877,11 @@ int main(int argc, char **argv)
             fail(NULL, "service RSS grew from %ld kB at a quarter of the run to %ld kB at the end",
                  g.rss_quarter_kb, g.rss_now_kb);
     }
-    grpc_channel_destroy(final->ch);
+    tse_test_channel_destroy(final->ch);
     free(final);
     snprintf(bridge_log, sizeof(bridge_log), "%s", g.bridge->log);
     for (int i = 0; i < g.clients; i++)
-        grpc_channel_destroy(g.cl[i]->ch);
+        tse_test_channel_destroy(g.cl[i]->ch);
     rc_bridge = tse_test_service_stop(g.bridge);
     if (rc_bridge != 0)
         fail(NULL, "the bridge exited with %d on SIGTERM", rc_bridge);
