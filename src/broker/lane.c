@@ -28,27 +28,14 @@
 #include <time.h>
 
 #include "common/alloc.h"
+#include "common/clock.h"
 
 /* ---- waiting ------------------------------------------------------------------ */
-
-static struct timespec deadline_in(int64_t ms)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
 
 /* Sleeps ms unless stop is set or a probe asked for meanwhile; returns stop. */
 static bool lane_sleep(tse_lane *l, int64_t ms)
 {
-    struct timespec until = deadline_in(ms);
+    struct timespec until = tse_clock_deadline_ts(ms);
     bool stop;
 
     pthread_mutex_lock(&l->mu);
@@ -74,7 +61,7 @@ static bool wait_for_work(tse_lane *l)
     }
     if (idle >= TSE_LANE_PING_MS)
         return l->queue.count == 0 && !l->stop;
-    until = deadline_in(TSE_LANE_PING_MS - idle);
+    until = tse_clock_deadline_ts(TSE_LANE_PING_MS - idle);
     while (l->queue.count == 0 && !l->stop && !l->check_now) {
         if (pthread_cond_timedwait(&l->cond, &l->mu, &until) == ETIMEDOUT)
             return l->queue.count == 0 && !l->stop;

@@ -135,6 +135,14 @@ int tse_cli_print_json(const tse_cli *cli, const char *json_text, bool one_line)
  * it does not parse. */
 json_t *tse_cli_parse_answer(const tse_cli *cli, const char *json_text);
 
+/*
+ * The end of a call that answers JSON text (status st, err): reports a
+ * failure, else prints the answer, as is with --json, otherwise through
+ * render. Frees json_text; returns the exit code.
+ */
+int tse_cli_show_answer(const tse_cli *cli, tse_client_status st, const tse_client_error *err,
+                        char *json_text, void (*render)(const json_t *));
+
 /* A scalar JSON value as text (numbers, proto3's quoted 64-bit integers,
  * booleans as yes/no); "" for null and containers. Borrows v. */
 const char *tse_cli_scalar(const json_t *v, char *buf, size_t len);

@@ -70,25 +70,13 @@ static int fetch_and_show(tse_cli *cli,
     tse_client_error err;
     tse_client_status st;
     char *text = NULL;
-    json_t *v;
     int rc;
 
     rc = tse_cli_connect(cli, &client);
     if (rc != -1)
         return rc;
     st = fetch(client, &text, &err);
-    if (st != TSE_CLIENT_OK) {
-        rc = tse_cli_fail(cli, st, &err);
-    } else if (cli->json) {
-        rc = tse_cli_print_json(cli, text, false);
-    } else if ((v = tse_cli_parse_answer(cli, text)) == NULL) {
-        rc = TSE_CLI_EXIT_INTERNAL;
-    } else {
-        render(v);
-        rc = TSE_CLI_EXIT_OK;
-        json_decref(v);
-    }
-    tse_client_free(text);
+    rc = tse_cli_show_answer(cli, st, &err, text, render);
     tse_client_destroy(client);
     return rc;
 }

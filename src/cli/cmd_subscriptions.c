@@ -131,68 +131,36 @@ static int on_option(void *ctx, int code, const char *arg)
 
 /* ---- actions ---- */
 
-/* Prints an answer: --json as is, else through render (may be NULL). */
-static int show(const tse_cli *cli, const char *json_text, void (*render)(const json_t *))
-{
-    json_t *v;
-
-    if (cli->json)
-        return tse_cli_print_json(cli, json_text, false);
-    v = tse_cli_parse_answer(cli, json_text);
-    if (v == NULL)
-        return TSE_CLI_EXIT_INTERNAL;
-    render(v);
-    json_decref(v);
-    return TSE_CLI_EXIT_OK;
-}
-
 static int do_create(subs_args *a, tse_client *client, const char *name)
 {
     tse_client_error err;
     tse_client_status st;
     char *json = NULL;
-    int rc;
 
     a->spec.name = name;
     a->spec.event_types = a->patterns;
     st = tse_client_subscription_create(client, &a->spec, &json, &err);
-    if (st != TSE_CLIENT_OK)
-        return tse_cli_fail(a->cli, st, &err);
-    if (!a->cli->json)
+    if (st == TSE_CLIENT_OK && !a->cli->json)
         printf("subscription %s is ready\n", name);
-    rc = show(a->cli, json, tse_cli_render_subscription);
-    tse_client_free(json);
-    return rc;
+    return tse_cli_show_answer(a->cli, st, &err, json, tse_cli_render_subscription);
 }
 
 static int do_get(subs_args *a, tse_client *client, const char *name)
 {
     tse_client_error err;
-    tse_client_status st;
     char *json = NULL;
-    int rc;
+    tse_client_status st = tse_client_subscription_get(client, name, &json, &err);
 
-    st = tse_client_subscription_get(client, name, &json, &err);
-    if (st != TSE_CLIENT_OK)
-        return tse_cli_fail(a->cli, st, &err);
-    rc = show(a->cli, json, tse_cli_render_subscription);
-    tse_client_free(json);
-    return rc;
+    return tse_cli_show_answer(a->cli, st, &err, json, tse_cli_render_subscription);
 }
 
 static int do_list(subs_args *a, tse_client *client)
 {
     tse_client_error err;
-    tse_client_status st;
     char *json = NULL;
-    int rc;
+    tse_client_status st = tse_client_subscription_list(client, &json, &err);
 
-    st = tse_client_subscription_list(client, &json, &err);
-    if (st != TSE_CLIENT_OK)
-        return tse_cli_fail(a->cli, st, &err);
-    rc = show(a->cli, json, tse_cli_render_subscription_list);
-    tse_client_free(json);
-    return rc;
+    return tse_cli_show_answer(a->cli, st, &err, json, tse_cli_render_subscription_list);
 }
 
 static int do_delete(subs_args *a, tse_client *client, const char *name)

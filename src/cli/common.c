@@ -301,6 +301,26 @@ json_t *tse_cli_parse_answer(const tse_cli *cli, const char *json_text)
     return v;
 }
 
+int tse_cli_show_answer(const tse_cli *cli, tse_client_status st, const tse_client_error *err,
+                        char *json_text, void (*render)(const json_t *))
+{
+    json_t *v;
+    int rc = TSE_CLI_EXIT_OK;
+
+    if (st != TSE_CLIENT_OK) {
+        rc = tse_cli_fail(cli, st, err);
+    } else if (cli->json) {
+        rc = tse_cli_print_json(cli, json_text, false);
+    } else if ((v = tse_cli_parse_answer(cli, json_text)) == NULL) {
+        rc = TSE_CLI_EXIT_INTERNAL;
+    } else {
+        render(v);
+        json_decref(v);
+    }
+    tse_client_free(json_text);
+    return rc;
+}
+
 int tse_cli_print_json(const tse_cli *cli, const char *json_text, bool one_line)
 {
     json_t *v = tse_cli_parse_answer(cli, json_text);

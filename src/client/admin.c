@@ -6,6 +6,7 @@
  * Invariant: requests are built on the stack from borrowed strings; every
  * decoded answer is freed before returning.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,6 +92,20 @@ static tse_client_status spec_message(const tse_client_subscription_spec *s, con
     return spec_start(s, m, ts, err);
 }
 
+/* One call whose answer goes out as JSON into *json_out (NULL: dropped). */
+static tse_client_status json_call(tse_client *c, const char *method, const ProtobufCMessage *req,
+                                   const ProtobufCMessageDescriptor *resp_desc, char **json_out,
+                                   tse_client_error *err)
+{
+    ProtobufCMessage *resp = NULL;
+    tse_client_status st = tse_client_unary(c, method, req, resp_desc, &resp, err);
+
+    if (st == TSE_CLIENT_OK)
+        st = tse_client_message_json(resp, json_out, err);
+    protobuf_c_message_free_unpacked(resp, NULL);
+    return st;
+}
+
 /* Creates the subscription; *answer (may be NULL) receives the server's. */
 tse_client_status tse_client_create_subscription(tse_client *c,
                                                  const tse_client_subscription_spec *spec,
@@ -101,18 +116,13 @@ tse_client_status tse_client_create_subscription(tse_client *c,
     Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
     Tracseq__Events__V1__CreateSubscriptionRequest req =
         TRACSEQ__EVENTS__V1__CREATE_SUBSCRIPTION_REQUEST__INIT;
-    ProtobufCMessage *resp = NULL;
     tse_client_status st = spec_message(spec, name, &m, &ts, err);
 
     if (st != TSE_CLIENT_OK)
         return st;
     req.subscription = &m;
-    st = tse_client_unary(c, TSE_CLIENT_METHOD("CreateSubscription"), &req.base,
-                          &tracseq__events__v1__subscription__descriptor, &resp, err);
-    if (st == TSE_CLIENT_OK)
-        st = tse_client_message_json(resp, json_out, err);
-    protobuf_c_message_free_unpacked(resp, NULL);
-    return st;
+    return json_call(c, TSE_CLIENT_METHOD("CreateSubscription"), &req.base,
+                     &tracseq__events__v1__subscription__descriptor, json_out, err);
 }
 
 EXPORT tse_client_status tse_client_subscription_create(tse_client *client,
@@ -125,73 +135,54 @@ EXPORT tse_client_status tse_client_subscription_create(tse_client *client,
                                : tse_client_create_subscription(client, spec, NULL, json_out, err);
 }
 
-EXPORT tse_client_status tse_client_subscription_get(tse_client *client, const char *name,
-                                                     char **json_out, tse_client_error *err)
-{
-    Tracseq__Events__V1__GetSubscriptionRequest req =
-        TRACSEQ__EVENTS__V1__GET_SUBSCRIPTION_REQUEST__INIT;
-    ProtobufCMessage *resp = NULL;
-    tse_client_status st = check_client(client, err);
+/* Get and Delete take the same request: {name}. */
+typedef Tracseq__Events__V1__GetSubscriptionRequest NameRequest;
+_Static_assert(sizeof(NameRequest) == sizeof(Tracseq__Events__V1__DeleteSubscriptionRequest),
+               "GetSubscriptionRequest and DeleteSubscriptionRequest share one layout");
 
-    if (st == TSE_CLIENT_OK)
-        st = check_name(name, "name", err);
-    if (st != TSE_CLIENT_OK)
-        return st;
-    req.name = (char *)name;
-    st = tse_client_unary(client, TSE_CLIENT_METHOD("GetSubscription"), &req.base,
-                          &tracseq__events__v1__subscription__descriptor, &resp, err);
-    if (st == TSE_CLIENT_OK)
-        st = tse_client_message_json(resp, json_out, err);
-    protobuf_c_message_free_unpacked(resp, NULL);
-    return st;
-}
-
-/* A call with an empty request whose answer goes out as JSON. */
-static tse_client_status empty_call(tse_client *c, const char *method,
-                                    const ProtobufCMessageDescriptor *req_desc,
+/* A call whose request (req_desc) is empty or {name}; the latter are the
+ * requests with a field, so larger than an empty message. */
+static tse_client_status admin_call(tse_client *c, const char *method,
+                                    const ProtobufCMessageDescriptor *req_desc, const char *name,
                                     const ProtobufCMessageDescriptor *resp_desc, char **json_out,
                                     tse_client_error *err)
 {
-    ProtobufCMessage req;
-    ProtobufCMessage *resp = NULL;
+    bool named = req_desc->sizeof_message == sizeof(NameRequest);
+    NameRequest req;
     tse_client_status st = check_client(c, err);
 
+    if (st == TSE_CLIENT_OK && named)
+        st = check_name(name, "name", err);
     if (st != TSE_CLIENT_OK)
         return st;
     protobuf_c_message_init(req_desc, &req);
-    st = tse_client_unary(c, method, &req, resp_desc, &resp, err);
-    if (st == TSE_CLIENT_OK)
-        st = tse_client_message_json(resp, json_out, err);
-    protobuf_c_message_free_unpacked(resp, NULL);
-    return st;
+    if (named)
+        req.name = (char *)name;
+    return json_call(c, method, &req.base, resp_desc, json_out, err);
+}
+
+EXPORT tse_client_status tse_client_subscription_get(tse_client *client, const char *name,
+                                                     char **json_out, tse_client_error *err)
+{
+    return admin_call(client, TSE_CLIENT_METHOD("GetSubscription"),
+                      &tracseq__events__v1__get_subscription_request__descriptor, name,
+                      &tracseq__events__v1__subscription__descriptor, json_out, err);
 }
 
 EXPORT tse_client_status tse_client_subscription_list(tse_client *client, char **json_out,
                                                       tse_client_error *err)
 {
-    return empty_call(client, TSE_CLIENT_METHOD("ListSubscriptions"),
-                      &tracseq__events__v1__list_subscriptions_request__descriptor,
+    return admin_call(client, TSE_CLIENT_METHOD("ListSubscriptions"),
+                      &tracseq__events__v1__list_subscriptions_request__descriptor, NULL,
                       &tracseq__events__v1__list_subscriptions_response__descriptor, json_out, err);
 }
 
 EXPORT tse_client_status tse_client_subscription_delete(tse_client *client, const char *name,
                                                         tse_client_error *err)
 {
-    Tracseq__Events__V1__DeleteSubscriptionRequest req =
-        TRACSEQ__EVENTS__V1__DELETE_SUBSCRIPTION_REQUEST__INIT;
-    ProtobufCMessage *resp = NULL;
-    tse_client_status st = check_client(client, err);
-
-    if (st == TSE_CLIENT_OK)
-        st = check_name(name, "name", err);
-    if (st != TSE_CLIENT_OK)
-        return st;
-    req.name = (char *)name;
-    st = tse_client_unary(client, TSE_CLIENT_METHOD("DeleteSubscription"), &req.base,
-                          &tracseq__events__v1__delete_subscription_response__descriptor, &resp,
-                          err);
-    protobuf_c_message_free_unpacked(resp, NULL);
-    return st;
+    return admin_call(client, TSE_CLIENT_METHOD("DeleteSubscription"),
+                      &tracseq__events__v1__delete_subscription_request__descriptor, name,
+                      &tracseq__events__v1__delete_subscription_response__descriptor, NULL, err);
 }
 
 /* ============================== pull, ack, nack =========================== */
@@ -246,35 +237,19 @@ static tse_client_status check_ack_ids(const char *subscription, const char *con
     return TSE_CLIENT_OK;
 }
 
-EXPORT tse_client_status tse_client_acknowledge(tse_client *client, const char *subscription,
-                                                const char *const *ack_ids, size_t n_ack_ids,
-                                                unsigned *done, tse_client_error *err)
-{
-    Tracseq__Events__V1__AcknowledgeRequest req = TRACSEQ__EVENTS__V1__ACKNOWLEDGE_REQUEST__INIT;
-    Tracseq__Events__V1__AcknowledgeResponse *resp = NULL;
-    tse_client_status st = check_client(client, err);
+/* Acknowledge and Nack: Nack's request is Acknowledge's plus delay_ms, and
+ * both answers start with the count done. */
+_Static_assert(offsetof(Tracseq__Events__V1__AcknowledgeRequest, ack_ids) ==
+                       offsetof(Tracseq__Events__V1__NackRequest, ack_ids) &&
+                   offsetof(Tracseq__Events__V1__AcknowledgeResponse, acked) ==
+                       offsetof(Tracseq__Events__V1__NackResponse, nacked),
+               "Acknowledge and Nack share their leading fields");
 
-    if (st == TSE_CLIENT_OK)
-        st = check_ack_ids(subscription, ack_ids, n_ack_ids, err);
-    if (st != TSE_CLIENT_OK)
-        return st;
-    req.subscription = (char *)subscription;
-    req.n_ack_ids = n_ack_ids;
-    req.ack_ids = (char **)ack_ids;
-    st = tse_client_unary(client, TSE_CLIENT_METHOD("Acknowledge"), &req.base,
-                          &tracseq__events__v1__acknowledge_response__descriptor,
-                          (ProtobufCMessage **)&resp, err);
-    if (st == TSE_CLIENT_OK && done != NULL)
-        *done = resp->acked;
-    protobuf_c_message_free_unpacked(resp ? &resp->base : NULL, NULL);
-    return st;
-}
-
-EXPORT tse_client_status tse_client_nack(tse_client *client, const char *subscription,
-                                         const char *const *ack_ids, size_t n_ack_ids,
-                                         uint32_t delay_ms, unsigned *done, tse_client_error *err)
+static tse_client_status settle(tse_client *client, bool nack, const char *subscription,
+                                const char *const *ack_ids, size_t n_ack_ids, uint32_t delay_ms,
+                                unsigned *done, tse_client_error *err)
 {
-    Tracseq__Events__V1__NackRequest req = TRACSEQ__EVENTS__V1__NACK_REQUEST__INIT;
+    Tracseq__Events__V1__NackRequest req;
     Tracseq__Events__V1__NackResponse *resp = NULL;
     tse_client_status st = check_client(client, err);
 
@@ -282,17 +257,37 @@ EXPORT tse_client_status tse_client_nack(tse_client *client, const char *subscri
         st = check_ack_ids(subscription, ack_ids, n_ack_ids, err);
     if (st != TSE_CLIENT_OK)
         return st;
+    protobuf_c_message_init(nack ? &tracseq__events__v1__nack_request__descriptor
+                                 : &tracseq__events__v1__acknowledge_request__descriptor,
+                            &req);
     req.subscription = (char *)subscription;
     req.n_ack_ids = n_ack_ids;
     req.ack_ids = (char **)ack_ids;
-    req.delay_ms = delay_ms;
-    st = tse_client_unary(client, TSE_CLIENT_METHOD("Nack"), &req.base,
-                          &tracseq__events__v1__nack_response__descriptor,
-                          (ProtobufCMessage **)&resp, err);
+    if (nack)
+        req.delay_ms = delay_ms;
+    st = tse_client_unary(
+        client, nack ? TSE_CLIENT_METHOD("Nack") : TSE_CLIENT_METHOD("Acknowledge"), &req.base,
+        nack ? &tracseq__events__v1__nack_response__descriptor
+             : &tracseq__events__v1__acknowledge_response__descriptor,
+        (ProtobufCMessage **)&resp, err);
     if (st == TSE_CLIENT_OK && done != NULL)
         *done = resp->nacked;
     protobuf_c_message_free_unpacked(resp ? &resp->base : NULL, NULL);
     return st;
+}
+
+EXPORT tse_client_status tse_client_acknowledge(tse_client *client, const char *subscription,
+                                                const char *const *ack_ids, size_t n_ack_ids,
+                                                unsigned *done, tse_client_error *err)
+{
+    return settle(client, false, subscription, ack_ids, n_ack_ids, 0, done, err);
+}
+
+EXPORT tse_client_status tse_client_nack(tse_client *client, const char *subscription,
+                                         const char *const *ack_ids, size_t n_ack_ids,
+                                         uint32_t delay_ms, unsigned *done, tse_client_error *err)
+{
+    return settle(client, true, subscription, ack_ids, n_ack_ids, delay_ms, done, err);
 }
 
 /* ============================== inspection ================================ */
@@ -300,16 +295,16 @@ EXPORT tse_client_status tse_client_nack(tse_client *client, const char *subscri
 EXPORT tse_client_status tse_client_stats(tse_client *client, char **json_out,
                                           tse_client_error *err)
 {
-    return empty_call(client, TSE_CLIENT_METHOD("GetStats"),
-                      &tracseq__events__v1__get_stats_request__descriptor,
+    return admin_call(client, TSE_CLIENT_METHOD("GetStats"),
+                      &tracseq__events__v1__get_stats_request__descriptor, NULL,
                       &tracseq__events__v1__stats__descriptor, json_out, err);
 }
 
 EXPORT tse_client_status tse_client_event_types(tse_client *client, char **json_out,
                                                 tse_client_error *err)
 {
-    return empty_call(client, TSE_CLIENT_METHOD("ListEventTypes"),
-                      &tracseq__events__v1__list_event_types_request__descriptor,
+    return admin_call(client, TSE_CLIENT_METHOD("ListEventTypes"),
+                      &tracseq__events__v1__list_event_types_request__descriptor, NULL,
                       &tracseq__events__v1__list_event_types_response__descriptor, json_out, err);
 }
 

@@ -370,6 +370,11 @@ void tse_client_sleep_ms(int ms, const atomic_bool *stop)
     }
 }
 
+int tse_client_backoff_next(const tse_client *c, int ms)
+{
+    return ms * 2 < c->opt.reconnect_max_ms ? ms * 2 : c->opt.reconnect_max_ms;
+}
+
 /* ============================== calls ===================================== */
 
 grpc_call *tse_client_new_call(tse_client *c, grpc_completion_queue *cq, const char *method,

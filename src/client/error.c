@@ -154,6 +154,20 @@ tse_client_status tse_client_status_from_tse(tse_status s)
     return TSE_CLIENT_INTERNAL;
 }
 
+bool tse_client_status_fatal(tse_client_status st)
+{
+    switch (st) {
+    case TSE_CLIENT_NOT_FOUND:
+    case TSE_CLIENT_INVALID_ARGUMENT:
+    case TSE_CLIENT_ALREADY_EXISTS:
+    case TSE_CLIENT_FAILED_PRECONDITION:
+    case TSE_CLIENT_PERMISSION_DENIED:
+    case TSE_CLIENT_UNAUTHENTICATED:
+    case TSE_CLIENT_UNIMPLEMENTED: return true;
+    default: return false;
+    }
+}
+
 tse_client_status tse_client_from_tse_error(const tse_error *e, const char *prefix,
                                             tse_client_error *err)
 {

@@ -7,6 +7,7 @@
  * opts.event_id was given) and without source_service; see internal.h.
  * Builders borrow every argument and keep nothing but the packed bytes.
  */
+#include <assert.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -282,6 +283,32 @@ static tse_client_status typed(Tracseq__Events__V1__Event__PayloadCase c, Protob
 
 #define OPT(x) S((x) != NULL ? (x) : "")
 
+/*
+ * Sets the singular string fields of msg, in the order its message declares
+ * them, to v[0..n) (NULL as ""): every builder takes its string arguments in
+ * that order. Fields of other types the builders set by name.
+ */
+static void set_strings(ProtobufCMessage *msg, const char *const *v, size_t n)
+{
+    const ProtobufCMessageDescriptor *d = msg->descriptor;
+    size_t k = 0;
+
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+
+        if (f->type == PROTOBUF_C_TYPE_STRING && f->label != PROTOBUF_C_LABEL_REPEATED) {
+            assert(k < n);
+            *(char **)((char *)msg + f->offset) = OPT(v[k]);
+            k++;
+        }
+    }
+    assert(k == n);
+}
+
+#define STRINGS(msg, ...)                                                                          \
+    set_strings(msg, (const char *const[]){__VA_ARGS__},                                           \
+                sizeof((const char *const[]){__VA_ARGS__}) / sizeof(const char *))
+
 EXPORT tse_client_status tse_client_event_sample_created(
     tse_client_event **out, const char *sample_id, const char *barcode, const char *sample_type,
     const char *submitter_id, const char *lab_id, const tse_client_publish_opts *opts,
@@ -289,11 +316,7 @@ EXPORT tse_client_status tse_client_event_sample_created(
 {
     Tracseq__Events__V1__SampleCreated m = TRACSEQ__EVENTS__V1__SAMPLE_CREATED__INIT;
 
-    m.sample_id = OPT(sample_id);
-    m.barcode = OPT(barcode);
-    m.sample_type = OPT(sample_type);
-    m.submitter_id = OPT(submitter_id);
-    m.lab_id = OPT(lab_id);
+    STRINGS(&m.base, sample_id, barcode, sample_type, submitter_id, lab_id);
     return typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_SAMPLE_CREATED, &m.base, opts, out, err);
 }
 
@@ -304,11 +327,7 @@ EXPORT tse_client_status tse_client_event_sample_validated(
 {
     Tracseq__Events__V1__SampleValidated m = TRACSEQ__EVENTS__V1__SAMPLE_VALIDATED__INIT;
 
-    m.sample_id = OPT(sample_id);
-    m.barcode = OPT(barcode);
-    m.validator_id = OPT(validator_id);
-    m.validation_status = OPT(validation_status);
-    m.validation_notes = OPT(validation_notes);
+    STRINGS(&m.base, sample_id, barcode, validator_id, validation_status, validation_notes);
     return typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_SAMPLE_VALIDATED, &m.base, opts, out, err);
 }
 
@@ -319,12 +338,7 @@ EXPORT tse_client_status tse_client_event_sample_status_changed(
 {
     Tracseq__Events__V1__SampleStatusChanged m = TRACSEQ__EVENTS__V1__SAMPLE_STATUS_CHANGED__INIT;
 
-    m.sample_id = OPT(sample_id);
-    m.barcode = OPT(barcode);
-    m.old_status = OPT(old_status);
-    m.new_status = OPT(new_status);
-    m.changed_by = OPT(changed_by);
-    m.reason = OPT(reason);
+    STRINGS(&m.base, sample_id, barcode, old_status, new_status, changed_by, reason);
     return typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_SAMPLE_STATUS_CHANGED, &m.base, opts, out,
                  err);
 }
@@ -336,12 +350,7 @@ EXPORT tse_client_status tse_client_event_sample_stored(
 {
     Tracseq__Events__V1__SampleStored m = TRACSEQ__EVENTS__V1__SAMPLE_STORED__INIT;
 
-    m.sample_id = OPT(sample_id);
-    m.barcode = OPT(barcode);
-    m.location_id = OPT(location_id);
-    m.storage_zone = OPT(storage_zone);
-    m.position = OPT(position);
-    m.stored_by = OPT(stored_by);
+    STRINGS(&m.base, sample_id, barcode, location_id, storage_zone, position, stored_by);
     return typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_SAMPLE_STORED, &m.base, opts, out, err);
 }
 
@@ -353,10 +362,7 @@ EXPORT tse_client_status tse_client_event_sample_assigned_to_sequencing(
     Tracseq__Events__V1__SampleAssignedToSequencing m =
         TRACSEQ__EVENTS__V1__SAMPLE_ASSIGNED_TO_SEQUENCING__INIT;
 
-    m.sample_id = OPT(sample_id);
-    m.barcode = OPT(barcode);
-    m.sequencing_job_id = OPT(sequencing_job_id);
-    m.assigned_by = OPT(assigned_by);
+    STRINGS(&m.base, sample_id, barcode, sequencing_job_id, assigned_by);
     return typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_SAMPLE_ASSIGNED_TO_SEQUENCING, &m.base, opts,
                  out, err);
 }
@@ -368,11 +374,7 @@ EXPORT tse_client_status tse_client_event_sample_completed(
 {
     Tracseq__Events__V1__SampleCompleted m = TRACSEQ__EVENTS__V1__SAMPLE_COMPLETED__INIT;
 
-    m.sample_id = OPT(sample_id);
-    m.barcode = OPT(barcode);
-    m.completion_status = OPT(completion_status);
-    m.results_location = OPT(results_location);
-    m.completed_by = OPT(completed_by);
+    STRINGS(&m.base, sample_id, barcode, completion_status, results_location, completed_by);
     return typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_SAMPLE_COMPLETED, &m.base, opts, out, err);
 }
 
@@ -383,12 +385,9 @@ EXPORT tse_client_status tse_client_event_temperature_alert(
 {
     Tracseq__Events__V1__TemperatureAlert m = TRACSEQ__EVENTS__V1__TEMPERATURE_ALERT__INIT;
 
-    m.location_id = OPT(location_id);
-    m.zone_name = OPT(zone_name);
+    STRINGS(&m.base, location_id, zone_name, threshold_type, sensor_id);
     m.current_temperature = current_temperature;
     m.target_temperature = target_temperature;
-    m.threshold_type = OPT(threshold_type);
-    m.sensor_id = OPT(sensor_id);
     return typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_TEMPERATURE_ALERT, &m.base, opts, out, err);
 }
 
@@ -399,8 +398,7 @@ EXPORT tse_client_status tse_client_event_capacity_warning(
 {
     Tracseq__Events__V1__CapacityWarning m = TRACSEQ__EVENTS__V1__CAPACITY_WARNING__INIT;
 
-    m.location_id = OPT(location_id);
-    m.location_name = OPT(location_name);
+    STRINGS(&m.base, location_id, location_name);
     m.current_capacity = current_capacity;
     m.max_capacity = max_capacity;
     m.utilization_percent = utilization_percent;
@@ -470,9 +468,7 @@ EXPORT tse_client_status tse_client_event_sensor_data_received(
 
     if (st != TSE_CLIENT_OK)
         return st;
-    m.sensor_id = OPT(sensor_id);
-    m.location_id = OPT(location_id);
-    m.sensor_type = OPT(sensor_type);
+    STRINGS(&m.base, sensor_id, location_id, sensor_type);
     m.n_measurements = n_measurements;
     m.measurements = (Tracseq__Events__V1__SensorDataReceived__MeasurementsEntry **)ptrs;
     st = typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_SENSOR_DATA_RECEIVED, &m.base, opts, out, err);
@@ -487,10 +483,7 @@ EXPORT tse_client_status tse_client_event_user_logged_in(
 {
     Tracseq__Events__V1__UserLoggedIn m = TRACSEQ__EVENTS__V1__USER_LOGGED_IN__INIT;
 
-    m.user_id = OPT(user_id);
-    m.username = OPT(username);
-    m.session_id = OPT(session_id);
-    m.ip_address = OPT(ip_address);
+    STRINGS(&m.base, user_id, username, session_id, ip_address);
     return typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_USER_LOGGED_IN, &m.base, opts, out, err);
 }
 
@@ -500,10 +493,7 @@ EXPORT tse_client_status tse_client_event_user_logged_out(
 {
     Tracseq__Events__V1__UserLoggedOut m = TRACSEQ__EVENTS__V1__USER_LOGGED_OUT__INIT;
 
-    m.user_id = OPT(user_id);
-    m.username = OPT(username);
-    m.session_id = OPT(session_id);
-    m.logout_reason = OPT(logout_reason);
+    STRINGS(&m.base, user_id, username, session_id, logout_reason);
     return typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_USER_LOGGED_OUT, &m.base, opts, out, err);
 }
 
@@ -515,9 +505,7 @@ EXPORT tse_client_status tse_client_event_login_failed(tse_client_event **out, c
 {
     Tracseq__Events__V1__LoginFailed m = TRACSEQ__EVENTS__V1__LOGIN_FAILED__INIT;
 
-    m.username = OPT(username);
-    m.failure_reason = OPT(failure_reason);
-    m.ip_address = OPT(ip_address);
+    STRINGS(&m.base, username, failure_reason, ip_address);
     return typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_LOGIN_FAILED, &m.base, opts, out, err);
 }
 
@@ -528,11 +516,8 @@ EXPORT tse_client_status tse_client_event_document_uploaded(
 {
     Tracseq__Events__V1__DocumentUploaded m = TRACSEQ__EVENTS__V1__DOCUMENT_UPLOADED__INIT;
 
-    m.document_id = OPT(document_id);
-    m.filename = OPT(filename);
-    m.file_type = OPT(file_type);
+    STRINGS(&m.base, document_id, filename, file_type, uploaded_by);
     m.file_size = file_size;
-    m.uploaded_by = OPT(uploaded_by);
     return typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_DOCUMENT_UPLOADED, &m.base, opts, out, err);
 }
 
@@ -577,9 +562,7 @@ EXPORT tse_client_status tse_client_event_document_processing_completed(
 
     if (st != TSE_CLIENT_OK)
         return st;
-    m.document_id = OPT(document_id);
-    m.filename = OPT(filename);
-    m.processing_status = OPT(processing_status);
+    STRINGS(&m.base, document_id, filename, processing_status);
     m.confidence_score = confidence_score;
     if (d != NULL) {
         m.n_extracted_data = d->n_extracted_data;
@@ -610,8 +593,7 @@ EXPORT tse_client_status tse_client_event_document_information_extracted(
             "confidence_scores", &entries, &ptrs, err);
     if (st != TSE_CLIENT_OK)
         goto out;
-    m.document_id = OPT(document_id);
-    m.extraction_type = OPT(extraction_type);
+    STRINGS(&m.base, document_id, extraction_type);
     if (d != NULL) {
         m.n_extracted_fields = d->n_extracted_fields;
         m.extracted_fields = d->extracted_fields;
@@ -642,13 +624,10 @@ EXPORT tse_client_status tse_client_event_sequencing_job_created(
         if (samples[i] == NULL)
             return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "samples",
                                    "samples[%zu] is NULL", i);
-    m.job_id = OPT(job_id);
-    m.job_name = OPT(job_name);
-    m.job_type = OPT(job_type);
+    STRINGS(&m.base, job_id, job_name, job_type, created_by);
     m.priority = priority;
     m.n_samples = n_samples;
     m.samples = (char **)samples;
-    m.created_by = OPT(created_by);
     return typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_SEQUENCING_JOB_CREATED, &m.base, opts, out,
                  err);
 }
@@ -661,10 +640,7 @@ EXPORT tse_client_status tse_client_event_sequencing_job_status_changed(
     Tracseq__Events__V1__SequencingJobStatusChanged m =
         TRACSEQ__EVENTS__V1__SEQUENCING_JOB_STATUS_CHANGED__INIT;
 
-    m.job_id = OPT(job_id);
-    m.job_name = OPT(job_name);
-    m.old_status = OPT(old_status);
-    m.new_status = OPT(new_status);
+    STRINGS(&m.base, job_id, job_name, old_status, new_status);
     m.progress_percent = progress_percent;
     return typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_SEQUENCING_JOB_STATUS_CHANGED, &m.base, opts,
                  out, err);
@@ -678,9 +654,7 @@ EXPORT tse_client_status tse_client_event_sequencing_job_completed(
     Tracseq__Events__V1__SequencingJobCompleted m =
         TRACSEQ__EVENTS__V1__SEQUENCING_JOB_COMPLETED__INIT;
 
-    m.job_id = OPT(job_id);
-    m.job_name = OPT(job_name);
-    m.completion_status = OPT(completion_status);
+    STRINGS(&m.base, job_id, job_name, completion_status);
     m.total_samples = total_samples;
     m.successful_samples = successful_samples;
     m.failed_samples = failed_samples;

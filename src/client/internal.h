@@ -111,6 +111,8 @@ void tse_client_error_clear(tse_client_error *err);
 tse_client_status tse_client_status_from_grpc(grpc_status_code code);
 grpc_status_code tse_client_grpc_from_status(tse_client_status status);
 tse_client_status tse_client_status_from_tse(tse_status s);
+/* Errors that no reconnection can fix: a new stream would meet them again. */
+bool tse_client_status_fatal(tse_client_status st);
 /* Copies a layer error into err, field prefixed (when prefix != NULL). */
 tse_client_status tse_client_from_tse_error(const tse_error *e, const char *prefix,
                                             tse_client_error *err);
@@ -151,6 +153,8 @@ tse_client_status tse_client_publish_response(const uint8_t *data, size_t len,
 gpr_timespec tse_client_deadline(int timeout_ms);
 /* Sleeps ms, or until *stop turns true (stop may be NULL). */
 void tse_client_sleep_ms(int ms, const atomic_bool *stop);
+/* The reconnect backoff after one of ms: doubled, at most reconnect_max_ms. */
+int tse_client_backoff_next(const tse_client *c, int ms);
 
 /* A call on cq (NULL for a fresh pluck queue is not allowed here). */
 grpc_call *tse_client_new_call(tse_client *c, grpc_completion_queue *cq, const char *method,

@@ -60,7 +60,7 @@ static tse_client_status publish_attempts(tse_client *c, grpc_slice req,
             return st;
         }
         tse_client_sleep_ms(delay, NULL);
-        backoff = backoff * 2 < c->opt.reconnect_max_ms ? backoff * 2 : c->opt.reconnect_max_ms;
+        backoff = tse_client_backoff_next(c, backoff);
     }
     return tse_client_fail(err, TSE_CLIENT_UNAVAILABLE, last.grpc_code, NULL,
                            "the service stayed unavailable for %d ms (%d attempts; last: %s)",

@@ -304,14 +304,6 @@ static void on_response(tse_client_publisher *p, grpc_byte_buffer *bb)
     entry_done_locked(p);
 }
 
-/* Errors a new stream would meet again. */
-static bool fatal(tse_client_status st)
-{
-    return st == TSE_CLIENT_INVALID_ARGUMENT || st == TSE_CLIENT_PERMISSION_DENIED ||
-           st == TSE_CLIENT_UNAUTHENTICATED || st == TSE_CLIENT_UNIMPLEMENTED ||
-           st == TSE_CLIENT_NOT_FOUND || st == TSE_CLIENT_FAILED_PRECONDITION;
-}
-
 /* The call ended and every batch completed: release it, then resend later
  * (with backoff) or fail the waiting events. */
 static void release_locked(tse_client_publisher *p)
@@ -320,7 +312,6 @@ static void release_locked(tse_client_publisher *p)
     tse_client_status st =
         tse_client_from_grpc_status(p->code, (const char *)GRPC_SLICE_START_PTR(p->details),
                                     GRPC_SLICE_LENGTH(p->details), &p->trailing_md, &err);
-    int max = p->client->opt.reconnect_max_ms;
 
     grpc_call_unref(p->call);
     p->call = NULL;
@@ -335,12 +326,12 @@ static void release_locked(tse_client_publisher *p)
     if (st == TSE_CLIENT_OK)
         tse_client_fail(&err, TSE_CLIENT_UNAVAILABLE, GRPC_STATUS_UNAVAILABLE, NULL,
                         "the publish stream ended before answering");
-    if (fatal(st) || p->fail_on_break) {
+    if (tse_client_status_fatal(st) || p->fail_on_break) {
         fail_all_locked(p, &err);
         return;
     }
     p->reopen_at = tse_clock_ms() + p->backoff;
-    p->backoff = p->backoff * 2 < max ? p->backoff * 2 : max;
+    p->backoff = tse_client_backoff_next(p->client, p->backoff);
 }
 
 static void on_event(tse_client_publisher *p, tag *t, bool ok)
@@ -582,20 +573,6 @@ EXPORT tse_client_status tse_client_publisher_create(tse_client *client,
     return TSE_CLIENT_OK;
 }
 
-static struct timespec abs_deadline(int timeout_ms)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += timeout_ms / 1000;
-    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
-
 /* Waits for room in the window (see the header); OK or why not. */
 static tse_client_status wait_room_locked(tse_client_publisher *p, tse_client_error *err)
 {
@@ -604,7 +581,7 @@ static tse_client_status wait_room_locked(tse_client_publisher *p, tse_client_er
 
     if (p->count < p->cap)
         return TSE_CLIENT_OK; /* the common case: no clock read */
-    until = abs_deadline(p->client->opt.timeout_ms);
+    until = tse_clock_deadline_ts(p->client->opt.timeout_ms);
     if (pthread_equal(pthread_self(), p->pump->thread))
         return tse_client_fail(err, TSE_CLIENT_RESOURCE_EXHAUSTED, -1, NULL,
                                "the publisher's window is full");
@@ -662,7 +639,7 @@ EXPORT tse_client_status tse_client_publisher_publish(tse_client_publisher *pub,
 EXPORT tse_client_status tse_client_publisher_flush(tse_client_publisher *pub, int timeout_ms,
                                                     tse_client_error *err)
 {
-    struct timespec until = abs_deadline(timeout_ms < 0 ? 0 : timeout_ms);
+    struct timespec until = tse_clock_deadline_ts(timeout_ms < 0 ? 0 : timeout_ms);
     tse_client_status st = TSE_CLIENT_OK;
 
     if (pub == NULL)

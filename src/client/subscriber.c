@@ -308,12 +308,8 @@ static inbox_msg *pop_locked(tse_client_subscriber *s)
 
 static void wait_locked(tse_client_subscriber *s, int ms)
 {
-    struct timespec until;
+    struct timespec until = tse_clock_deadline_ts(ms);
 
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_nsec += (long)ms * 1000000L;
-    until.tv_sec += until.tv_nsec / 1000000000L;
-    until.tv_nsec %= 1000000000L;
     pthread_cond_timedwait(&s->wake, &s->mu, &until);
 }
 
@@ -368,21 +364,6 @@ static tse_client_status stream_run(tse_client_subscriber *s, bool *got_delivery
 
 /* ============================== the loop ================================== */
 
-/* Errors that no reconnection can fix. */
-static bool fatal(tse_client_status st)
-{
-    switch (st) {
-    case TSE_CLIENT_NOT_FOUND:
-    case TSE_CLIENT_INVALID_ARGUMENT:
-    case TSE_CLIENT_ALREADY_EXISTS:
-    case TSE_CLIENT_FAILED_PRECONDITION:
-    case TSE_CLIENT_PERMISSION_DENIED:
-    case TSE_CLIENT_UNAUTHENTICATED:
-    case TSE_CLIENT_UNIMPLEMENTED: return true;
-    default: return false;
-    }
-}
-
 /* At stop: acks the remembered ids with the unary Acknowledge (best
  * effort: what it cannot ack comes back after the deadline). */
 static void ack_recent(tse_client_subscriber *s)
@@ -419,7 +400,7 @@ static tse_client_status run_loop(tse_client_subscriber *s, tse_client_error *er
             ack_recent(s);
             break;
         }
-        if (fatal(st)) {
+        if (tse_client_status_fatal(st)) {
             if (err != NULL)
                 *err = e;
             return st;
@@ -427,7 +408,7 @@ static tse_client_status run_loop(tse_client_subscriber *s, tse_client_error *er
         if (got)
             backoff = o->reconnect_initial_ms;
         tse_client_sleep_ms(backoff, &s->stop);
-        backoff = backoff * 2 < o->reconnect_max_ms ? backoff * 2 : o->reconnect_max_ms;
+        backoff = tse_client_backoff_next(s->client, backoff);
     }
     return TSE_CLIENT_OK;
 }
@@ -504,15 +485,23 @@ EXPORT tse_client_status tse_client_subscriber_create(tse_client *client,
     return TSE_CLIENT_OK;
 }
 
-EXPORT tse_client_status tse_client_subscriber_run(tse_client_subscriber *sub,
-                                                   tse_client_error *err)
+/* A subscriber runs once: marks it run, or says why not. */
+static tse_client_status claim_run(tse_client_subscriber *sub, tse_client_error *err)
 {
     tse_client_error_clear(err);
     if (sub == NULL || sub->ran)
         return tse_client_fail(err, TSE_CLIENT_FAILED_PRECONDITION, -1, NULL,
                                "a subscriber runs once");
     sub->ran = true;
-    return run_loop(sub, err);
+    return TSE_CLIENT_OK;
+}
+
+EXPORT tse_client_status tse_client_subscriber_run(tse_client_subscriber *sub,
+                                                   tse_client_error *err)
+{
+    tse_client_status st = claim_run(sub, err);
+
+    return st != TSE_CLIENT_OK ? st : run_loop(sub, err);
 }
 
 static void *subscriber_main(void *arg)
@@ -527,11 +516,10 @@ static void *subscriber_main(void *arg)
 EXPORT tse_client_status tse_client_subscriber_start(tse_client_subscriber *sub,
                                                      tse_client_error *err)
 {
-    tse_client_error_clear(err);
-    if (sub == NULL || sub->ran)
-        return tse_client_fail(err, TSE_CLIENT_FAILED_PRECONDITION, -1, NULL,
-                               "a subscriber runs once");
-    sub->ran = true;
+    tse_client_status st = claim_run(sub, err);
+
+    if (st != TSE_CLIENT_OK)
+        return st;
     if (pthread_create(&sub->thread, NULL, subscriber_main, sub) != 0)
         return tse_client_fail(err, TSE_CLIENT_NO_MEMORY, -1, NULL,
                                "cannot start the subscriber's thread");

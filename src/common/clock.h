@@ -22,4 +22,20 @@ static inline int64_t tse_clock_ms(void)
     return tse_clock_us() / 1000;
 }
 
+/* The monotonic time ms from now as a timespec, the absolute deadline of a
+ * pthread_cond_timedwait on a condition made with CLOCK_MONOTONIC. */
+static inline struct timespec tse_clock_deadline_ts(int64_t ms)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
 #endif
