@@ -82,7 +82,6 @@ typedef struct tsb_response {
     size_t len;
     const char *content_type;    /* static */
     const char *code;            /* machine code for logs: "OK" or an error code */
-    int retry_after;             /* > 0: a Retry-After header */
     const char *allow;           /* with 405: the Allow header (static) */
     struct MHD_Response *stream; /* a streamed body (SSE) instead of body; owned */
     bool pending;                /* an asynchronous step is running */
@@ -183,40 +182,57 @@ json_t *tsb_event_json(const Tracseq__Events__V1__Event *ev);
 /* The same event in CloudEvents 1.0 structured mode (new reference). */
 json_t *tsb_event_cloudevent(const Tracseq__Events__V1__Event *ev);
 
-/* ---- reply.c: answers; HTTP statuses from common/http_status.h ---- */
+/* ---- reply.c: answers; each error's HTTP status from one table ---- */
+
+/*
+ * Why the bridge answers an error: a tse_status (its HTTP status and
+ * machine code from tse_status_to_http), or one of HTTP's own refusals that
+ * no status describes, numbered after them.
+ */
+enum {
+    TSB_INVALID_JSON = TSE_INTERNAL + 1, /* 400 */
+    TSB_INVALID_HEADER,                  /* 400 */
+    TSB_METHOD_NOT_ALLOWED,              /* 405 */
+    TSB_HEADER_TIMEOUT,                  /* 408 */
+    TSB_BODY_TIMEOUT,                    /* 408 */
+    TSB_PAYLOAD_TOO_LARGE,               /* 413 */
+    TSB_UNSUPPORTED_MEDIA_TYPE,          /* 415 */
+    TSB_HEADERS_TOO_LARGE,               /* 431 */
+    TSB_CLIENT_CLOSED,                   /* 499, nginx's: nobody reads the answer */
+    TSB_SHUTTING_DOWN,                   /* 503 */
+};
+
+/* The HTTP status of why (a tse_status or a TSB_ refusal) and, in *code
+ * (may be NULL), its machine code: the one place both are decided. */
+unsigned tsb_http_of(int why, const char **code);
 
 /* Answers status with body (takes ownership of body, even on failure). */
 void tsb_reply_json(tsb_response *resp, unsigned status, json_t *body);
 
 /*
  * Answers an error: {"error": sentence, "code": code, "details": [...]}
- * with one detail naming field when field is non-NULL.
+ * with one detail naming field when field is non-NULL; why (a tse_status
+ * or a TSB_ refusal) decides the HTTP status and code. A 503 carries
+ * Retry-After (server.c).
  */
-void tsb_reply_error(tsb_response *resp, unsigned status, const char *code, const char *field,
-                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
-/* Answers a failure of status st (its HTTP status and machine code from
- * tse_status_to_http), in the shape of tsb_reply_error. */
-void tsb_reply_failure(tsb_response *resp, tse_status st, const char *field, const char *fmt, ...)
+void tsb_reply_error(tsb_response *resp, int why, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* The HTTP status and machine code for the event service's gRPC code: the
- * tse_status it stands for, through tse_status_to_http. */
-unsigned tsb_http_status_of(grpc_status_code code, const char **machine_code);
+/* Answers 500 "Out of memory.". */
+void tsb_reply_nomem(tsb_response *resp);
 
 /*
- * The error object for a failed call: details "field: message" of
- * INVALID_ARGUMENT become a detail naming the field (its leading "event."
- * dropped). rename (may be NULL) maps a field's first segment to the
- * client's name for it (CloudEvents "event_type" -> "type"). *status gets
- * the HTTP status.
+ * The error object of a failure of status code: field (may be NULL or "")
+ * becomes a detail, its leading "event." dropped; rename (may be NULL)
+ * maps its first segment to the client's name for it (CloudEvents
+ * "event_type" -> "type"). *status gets the HTTP status.
  */
-json_t *tsb_error_json(grpc_status_code code, const char *field, const char *message,
+json_t *tsb_error_json(tse_status code, const char *field, const char *message,
                        const char *(*rename)(const char *), unsigned *status);
 
-/* Answers a failed call (503s carry Retry-After). */
-void tsb_reply_rpc_error(tsb_response *resp, const tsb_request *req, const tsb_calls_status *st,
-                         const char *(*rename)(const char *));
+/* Answers a failed call (a 500 is logged). */
+void tsb_reply_failed(tsb_response *resp, const tsb_request *req, const tsb_calls_status *st,
+                      const char *(*rename)(const char *));
 
 /* True when the request's Content-Type is type (parameters ignored). */
 bool tsb_media_is(const tsb_request *req, const char *type);

@@ -53,17 +53,6 @@ struct unary {
     unary *prev, *next;
 };
 
-void tsb_calls_status_set(tsb_calls_status *st, tse_client_status status,
-                          const tse_client_error *err)
-{
-    st->code = GRPC_STATUS_OK;
-    st->details[0] = '\0';
-    if (status == TSE_CLIENT_OK)
-        return;
-    st->code = err->grpc_code >= 0 ? (grpc_status_code)err->grpc_code : GRPC_STATUS_INTERNAL;
-    snprintf(st->details, sizeof(st->details), "%s", err->message);
-}
-
 /* ---- the tick thread ---- */
 
 /* Cancels the watched calls whose HTTP client hung up. Under r->lock the
@@ -215,8 +204,7 @@ static void unary_done(void *arg, tse_client_status status, const tse_client_err
     tsb_calls_status_set(&st, status, err);
     if (status == TSE_CLIENT_OK &&
         (msg = protobuf_c_message_unpack(u->desc, NULL, len, resp)) == NULL) {
-        st.code = GRPC_STATUS_INTERNAL;
-        snprintf(st.details, sizeof(st.details), "the service's answer did not decode");
+        tsb_calls_status_fail(&st, TSE_INTERNAL, "the service's answer did not decode");
     }
     u->done(u->arg, &st, msg);
     tse_client_call_release(u->call);

@@ -19,7 +19,6 @@
 #ifndef TSB_BRIDGE_CALLS_H
 #define TSB_BRIDGE_CALLS_H
 
-#include <grpc/status.h>
 #include <protobuf-c/protobuf-c.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -29,22 +28,32 @@
 #include "tracseq/client.h"
 #include "tracseq/events/v1/service.pb-c.h"
 
-#define TSB_CALLS_DETAILS_MAX 512
+#define TSB_CALLS_MESSAGE_MAX 512
 #define TSB_CALLS_TICK_MS     250 /* how often ticks run */
 #define TSB_CALLS_SERVICE     "/tracseq.events.v1.EventService/"
 #define TSB_CALLS_HANGUP      "the HTTP client went away" /* details of such cancels */
 
 typedef struct tsb_calls tsb_calls;
 
-/* The outcome of one call: the gRPC status code and its details text. */
+/*
+ * The outcome of one call: TSE_OK, or the status the call failed with (the
+ * one the service's gRPC code stands for), the field the service blamed
+ * ("" when none; the SDK reads it from the google.rpc.BadRequest details)
+ * and the message, without that field in front of it.
+ */
 typedef struct tsb_calls_status {
-    grpc_status_code code;
-    char details[TSB_CALLS_DETAILS_MAX];
+    tse_status code;
+    char field[TSE_CLIENT_ERROR_FIELD_MAX];
+    char message[TSB_CALLS_MESSAGE_MAX];
 } tsb_calls_status;
 
-/* Fills st from an SDK outcome (err NULL when status is OK). */
+/* Fills st from an SDK outcome (err NULL when status is OK): the one place
+ * an SDK status becomes the tse_status the bridge answers (reply.c). */
 void tsb_calls_status_set(tsb_calls_status *st, tse_client_status status,
                           const tse_client_error *err);
+
+/* Fills st with a failure of the bridge's own (no field). */
+void tsb_calls_status_fail(tsb_calls_status *st, tse_status code, const char *message);
 
 /* A periodic job run on the tick thread; now_ms is the monotonic clock. */
 typedef void (*tsb_calls_tick_fn)(void *arg, int64_t now_ms);

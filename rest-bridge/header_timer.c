@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "bridge.h"
 #include "common/clock.h"
 #include "obs/log.h"
 
@@ -42,9 +43,11 @@ struct tsb_header_timer {
 };
 
 /* Builds the 408 answer of one phase into t->answer[i]. */
-static void build_answer(tsb_header_timer *t, int i, const char *what, const char *code,
-                         const char *field, int64_t limit_ms)
+static void build_answer(tsb_header_timer *t, int i, const char *what, int why, const char *field,
+                         int64_t limit_ms)
 {
+    const char *code;
+    unsigned status = tsb_http_of(why, &code);
     char body[256];
     int n = snprintf(body, sizeof(body),
                      "{\"error\":\"The request's %s did not arrive within the limit of %lld "
@@ -52,10 +55,10 @@ static void build_answer(tsb_header_timer *t, int i, const char *what, const cha
                      what, (long long)limit_ms, code, field, (long long)limit_ms);
 
     t->answer_len[i] = (size_t)snprintf(t->answer[i], sizeof(t->answer[i]),
-                                        "HTTP/1.1 408 Request Timeout\r\nContent-Type: "
+                                        "HTTP/1.1 %u Request Timeout\r\nContent-Type: "
                                         "application/json\r\nConnection: close\r\n"
                                         "Content-Length: %d\r\n\r\n%s",
-                                        n, body);
+                                        status, n, body);
 }
 
 tsb_header_timer *tsb_header_timer_create(int64_t header_ms, int64_t idle_ms, int64_t body_ms)
@@ -68,8 +71,8 @@ tsb_header_timer *tsb_header_timer_create(int64_t header_ms, int64_t idle_ms, in
     t->header_us = header_ms * 1000;
     t->idle_us = idle_ms * 1000;
     t->body_us = body_ms * 1000;
-    build_answer(t, 0, "headers", "HEADER_TIMEOUT", "headers", header_ms);
-    build_answer(t, 1, "body", "BODY_TIMEOUT", "body", body_ms);
+    build_answer(t, 0, "headers", TSB_HEADER_TIMEOUT, "headers", header_ms);
+    build_answer(t, 1, "body", TSB_BODY_TIMEOUT, "body", body_ms);
     return t;
 }
 

@@ -192,7 +192,8 @@ static tse_status from_cloudevent(const json_t *ce, json_t **out, tse_error *err
     return TSE_OK;
 }
 
-/* JSON (REST or CloudEvent) -> Event; err names the client's field. */
+/* JSON (REST or CloudEvent) -> Event; err names our field (ce_rename
+ * gives a CloudEvent's name for it). */
 static tse_status convert(const json_t *body, bool cloud, Event **out, tse_error *err)
 {
     json_t *ours = NULL;
@@ -204,15 +205,6 @@ static tse_status convert(const json_t *body, bool cloud, Event **out, tse_error
         return st;
     st = event_from_json(ours, out, err);
     json_decref(ours);
-    if (st != TSE_OK && err != NULL) {
-        char head[TSE_ERROR_FIELD_MAX], rest[TSE_ERROR_FIELD_MAX];
-        const char *dot = strchr(err->field, '.');
-        const char *name;
-        snprintf(head, sizeof(head), "%.*s", dot ? (int)(dot - err->field) : 127, err->field);
-        snprintf(rest, sizeof(rest), "%s", dot ? dot : "");
-        if ((name = ce_rename(head)) != NULL)
-            set_field(err, name, rest);
-    }
     return st;
 }
 
@@ -266,17 +258,19 @@ static bool reply_published(tsb_response *resp, const tse_client_publish_result 
     return true;
 }
 
-static json_t *local_error_json(const tse_error *err, unsigned *status)
+/* An event the bridge itself refused: always VALIDATION_FAILED, the
+ * field as the client wrote it. */
+static json_t *local_error_json(const tse_error *err, bool cloud, unsigned *status)
 {
-    return tsb_error_json(GRPC_STATUS_INVALID_ARGUMENT, err->field, err->message, NULL, status);
+    return tsb_error_json(TSE_INVALID, err->field, err->message, cloud ? ce_rename : NULL, status);
 }
 
-static void reply_invalid(tsb_response *resp, const tse_error *err)
+static void reply_invalid(tsb_response *resp, const tse_error *err, bool cloud)
 {
     unsigned status;
-    json_t *j = local_error_json(err, &status);
+    json_t *j = local_error_json(err, cloud, &status);
 
-    resp->code = "VALIDATION_FAILED";
+    tsb_http_of(TSE_INVALID, &resp->code);
     tsb_reply_json(resp, status, j);
 }
 
@@ -326,59 +320,38 @@ typedef struct answer {
     flight *flight;
     bool ok;
     tse_client_publish_result res; /* when ok */
-    /* Else: `stream` when the stream (or the bridge) failed the event
-     * rather than the service's checks: answered as a failed call. */
+    /* Else why, and `stream` when the stream (or the bridge) failed the
+     * event rather than the service's checks: answered as a failed call. */
+    tsb_calls_status st;
     bool stream;
-    grpc_status_code code;
-    char field[TSE_CLIENT_ERROR_FIELD_MAX];
-    char message[TSE_CLIENT_ERROR_MESSAGE_MAX];
 } answer;
 
-static const tsb_calls_status answered = {.code = GRPC_STATUS_OK};
-
-/* An SDK failure that no call answered: only the bridge's stop cancels. */
-static grpc_status_code local_code(tse_client_status st)
-{
-    switch (st) {
-    case TSE_CLIENT_CANCELLED:
-    case TSE_CLIENT_UNAVAILABLE: return GRPC_STATUS_UNAVAILABLE;
-    case TSE_CLIENT_DEADLINE_EXCEEDED: return GRPC_STATUS_DEADLINE_EXCEEDED;
-    default: return GRPC_STATUS_INTERNAL;
-    }
-}
+static const tsb_calls_status answered = {.code = TSE_OK};
 
 /*
  * Copies an outcome. A stream's status comes with the field the SDK lifted
- * out of "field: message" (the message keeps it); an event's own error
- * has its field apart. The first is answered as a failed call would be.
+ * out of "field: message" (its text repeats it); an event's own error has
+ * its field apart. The first is answered as a failed call would be.
  */
 static void answer_set(answer *a, const tse_client_publish_outcome *o)
 {
     const tse_client_error *e = o->error;
-    size_t n;
 
     if ((a->ok = o->status == TSE_CLIENT_OK)) {
         a->res = *o->result;
         return;
     }
-    n = strlen(e->field);
-    a->code = e->grpc_code >= 0 ? (grpc_status_code)e->grpc_code : local_code(o->status);
-    a->stream = e->grpc_code < 0 || n == 0 ||
-                (strncmp(e->message, e->field, n) == 0 && strncmp(e->message + n, ": ", 2) == 0);
-    snprintf(a->field, sizeof(a->field), "%s", a->stream ? "" : e->field);
-    snprintf(a->message, sizeof(a->message), "%s",
-             o->status == TSE_CLIENT_CANCELLED && e->grpc_code < 0
-                 ? "the REST bridge is shutting down"
-                 : e->message);
+    tsb_calls_status_set(&a->st, o->status, e);
+    a->stream = e->grpc_code < 0 || e->field[0] == '\0' || strcmp(a->st.message, e->message) != 0;
+    if (o->status == TSE_CLIENT_CANCELLED && e->grpc_code < 0) /* only the bridge's stop */
+        tsb_calls_status_fail(&a->st, TSE_UNAVAILABLE, "the REST bridge is shutting down");
 }
 
 static void not_queued(answer *a)
 {
     a->ok = false;
     a->stream = true;
-    a->code = GRPC_STATUS_UNAVAILABLE;
-    a->field[0] = '\0';
-    snprintf(a->message, sizeof(a->message), "the bridge could not queue the event");
+    tsb_calls_status_fail(&a->st, TSE_UNAVAILABLE, "the bridge could not queue the event");
 }
 
 /* The publisher thread (the SDK's): one event answered. */
@@ -476,13 +449,6 @@ void tsb_publishers_destroy(tsb_bridge *b)
 
 /* ---- answers ---- */
 
-/* A failed event as the status of a failed call. */
-static void answer_status(const answer *a, tsb_calls_status *st)
-{
-    st->code = a->code;
-    snprintf(st->details, sizeof(st->details), "%s", a->message);
-}
-
 /* An event's answer as the HTTP result of one event. */
 static json_t *answer_json(const answer *a, bool cloud, unsigned *status)
 {
@@ -490,8 +456,7 @@ static json_t *answer_json(const answer *a, bool cloud, unsigned *status)
         *status = 200;
         return result_json(&a->res);
     }
-    return tsb_error_json(a->code, a->stream ? NULL : a->field, a->message,
-                          cloud ? ce_rename : NULL, status);
+    return tsb_error_json(a->st.code, a->st.field, a->st.message, cloud ? ce_rename : NULL, status);
 }
 
 /* A single publish between its steps (req->ctx). */
@@ -505,26 +470,13 @@ static void then_publish(tsb_request *req, tsb_response *resp, const tsb_calls_s
 {
     bool cloud = tsb_media_is(req, "application/cloudevents+json");
     const answer *a = &((single *)req->ctx)->a;
-    tsb_calls_status failure;
-    unsigned status;
-    json_t *j;
 
     (void)st;
     (void)out;
-    if (a->ok && reply_published(resp, &a->res))
-        return;
-    if (!a->ok && a->stream) {
-        answer_status(a, &failure);
-        tsb_reply_rpc_error(resp, req, &failure, cloud ? ce_rename : NULL);
-        return;
-    }
-    j = answer_json(a, cloud, &status);
-    if (status != 200)
-        tsb_http_status_of(a->code, &resp->code);
-    if (status == 503)
-        resp->retry_after =
-            req->bridge->cfg->retry_after_s > 0 ? req->bridge->cfg->retry_after_s : 1;
-    tsb_reply_json(resp, status, j);
+    if (!a->ok)
+        tsb_reply_failed(resp, req, &a->st, cloud ? ce_rename : NULL);
+    else if (!reply_published(resp, &a->res))
+        tsb_reply_json(resp, 200, result_json(&a->res));
 }
 
 void tsb_handle_publish(tsb_request *req, tsb_response *resp)
@@ -543,9 +495,9 @@ void tsb_handle_publish(tsb_request *req, tsb_response *resp)
         return;
     tse_error_clear(&err);
     if (convert(body, cloud, &ev, &err) != TSE_OK || !adopt_correlation(req, ev, true, &err)) {
-        reply_invalid(resp, &err);
+        reply_invalid(resp, &err, cloud);
     } else if ((one = calloc(1, sizeof(*one))) == NULL) {
-        tsb_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
+        tsb_reply_nomem(resp);
     } else {
         req->ctx = one;
         req->ctx_free = free;
@@ -637,7 +589,7 @@ static bool batch_convert(tsb_request *req, batch *b, const json_t *arr, bool cl
             if (b->events[b->nsent] != NULL)
                 protobuf_c_message_free_unpacked(&b->events[b->nsent]->base, NULL);
             b->events[b->nsent] = NULL;
-            json_t *res = local_error_json(&err, &status); /* sets status first */
+            json_t *res = local_error_json(&err, cloud, &status); /* sets status first */
             set_result(b, i, res, status);
             continue;
         }
@@ -652,7 +604,6 @@ static void then_batch(tsb_request *req, tsb_response *resp, const tsb_calls_sta
     bool cloud = tsb_media_is(req, "application/cloudevents-batch+json");
     batch *b = req->ctx;
     const answer *failed = NULL; /* the first event its stream failed */
-    tsb_calls_status failure;
 
     (void)st;
     (void)out;
@@ -667,8 +618,7 @@ static void then_batch(tsb_request *req, tsb_response *resp, const tsb_calls_sta
     /* Nothing published because the service could not be reached: the
      * whole request failed and may be retried as it is. */
     if (b->published == 0 && failed != NULL) {
-        answer_status(failed, &failure);
-        tsb_reply_rpc_error(resp, req, &failure, NULL);
+        tsb_reply_failed(resp, req, &failed->st, NULL);
         return;
     }
     tsb_reply_json(resp, 200,
@@ -681,13 +631,13 @@ static void batch_run(tsb_request *req, tsb_response *resp, const json_t *arr, b
     batch *b = calloc(1, sizeof(*b));
 
     if (b == NULL) {
-        tsb_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
+        tsb_reply_nomem(resp);
         return;
     }
     req->ctx = b;
     req->ctx_free = batch_free;
     if (!batch_convert(req, b, arr, cloud)) {
-        tsb_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
+        tsb_reply_nomem(resp);
         return;
     }
     if (b->nsent == 0) {
@@ -712,9 +662,9 @@ void tsb_handle_batch(tsb_request *req, tsb_response *resp)
         return;
     tse_error_clear(&err);
     if ((arr = batch_entries(body, cloud, &err)) == NULL) {
-        reply_invalid(resp, &err);
+        reply_invalid(resp, &err, cloud);
     } else if (json_array_size(arr) > (size_t)req->bridge->cfg->max_batch) {
-        tsb_reply_error(resp, 422, "VALIDATION_FAILED", cloud ? "body" : "events",
+        tsb_reply_error(resp, TSE_INVALID, cloud ? "body" : "events",
                         "A batch may carry at most %d events; this one has %zu.",
                         req->bridge->cfg->max_batch, json_array_size(arr));
     } else {

@@ -1,9 +1,9 @@
 /*
- * reply.c - how the bridge answers: JSON bodies, the error shape every
- * failure uses, and what the event service's gRPC codes mean here. The
- * HTTP status of a failure comes from the one status -> HTTP table
- * (common/http_status.h); only HTTP's own refusals (a body that is not
- * JSON, a media type not accepted) pick theirs here.
+ * reply.c - how the bridge answers: JSON bodies and the error shape every
+ * failure uses. An error's HTTP status and machine code are decided in one
+ * place, tsb_http_of: a tse_status through the one status -> HTTP table
+ * (common/http_status.h), HTTP's own refusals (a body that is not JSON, a
+ * media type not accepted, ...) through the small table here.
  *
  * Error bodies are {"error": "<sentence>", "code": "<MACHINE_CODE>",
  * "details": [{"field": ..., "problem": ...}]} (rest-api.md, "Errors").
@@ -62,80 +62,99 @@ static json_t *error_object(const char *code, const char *field, const char *sen
     return json_pack("{s:s, s:s, s:o}", "error", sentence, "code", code, "details", details);
 }
 
-void tsb_reply_error(tsb_response *resp, unsigned status, const char *code, const char *field,
-                     const char *fmt, ...)
-{
-    char sentence[512];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(sentence, sizeof(sentence), fmt, ap);
-    va_end(ap);
-    resp->code = code;
-    tsb_reply_json(resp, status, error_object(code, field, sentence, sentence));
-}
-
-void tsb_reply_failure(tsb_response *resp, tse_status st, const char *field, const char *fmt, ...)
-{
-    char sentence[512];
+/* HTTP's own refusals, which no tse_status describes. */
+static const struct {
+    int why;
+    unsigned http;
     const char *code;
-    unsigned status = tse_status_to_http(st, &code);
+} refusals[] = {
+    {TSB_INVALID_JSON, 400, "INVALID_JSON"},
+    {TSB_INVALID_HEADER, 400, "INVALID_HEADER"},
+    {TSB_METHOD_NOT_ALLOWED, 405, "METHOD_NOT_ALLOWED"},
+    {TSB_HEADER_TIMEOUT, 408, "HEADER_TIMEOUT"},
+    {TSB_BODY_TIMEOUT, 408, "BODY_TIMEOUT"},
+    {TSB_PAYLOAD_TOO_LARGE, 413, "PAYLOAD_TOO_LARGE"},
+    {TSB_UNSUPPORTED_MEDIA_TYPE, 415, "UNSUPPORTED_MEDIA_TYPE"},
+    {TSB_HEADERS_TOO_LARGE, 431, "HEADERS_TOO_LARGE"},
+    {TSB_CLIENT_CLOSED, 499, "CLIENT_CLOSED"},
+    {TSB_SHUTTING_DOWN, 503, "SHUTTING_DOWN"},
+};
+
+unsigned tsb_http_of(int why, const char **code)
+{
+    for (size_t i = 0; i < sizeof(refusals) / sizeof(refusals[0]); i++) {
+        if (refusals[i].why == why) {
+            if (code != NULL)
+                *code = refusals[i].code;
+            return refusals[i].http;
+        }
+    }
+    return tse_status_to_http((tse_status)why, code);
+}
+
+void tsb_reply_error(tsb_response *resp, int why, const char *field, const char *fmt, ...)
+{
+    char sentence[512];
+    unsigned status = tsb_http_of(why, &resp->code);
     va_list ap;
 
     va_start(ap, fmt);
     vsnprintf(sentence, sizeof(sentence), fmt, ap);
     va_end(ap);
-    resp->code = code;
-    tsb_reply_json(resp, status, error_object(code, field, sentence, sentence));
+    tsb_reply_json(resp, status, error_object(resp->code, field, sentence, sentence));
 }
 
-/*
- * The status the event service sent a gRPC code for (the inverse of its
- * tse_status_to_grpc), and what gRPC itself may end a call with:
- * OUT_OF_RANGE is a bad argument, anything unknown a bug.
- */
-static tse_status status_of_grpc(grpc_status_code code)
+void tsb_reply_nomem(tsb_response *resp)
 {
-    switch (code) {
-    case GRPC_STATUS_OK: return TSE_OK;
-    case GRPC_STATUS_INVALID_ARGUMENT:
-    case GRPC_STATUS_OUT_OF_RANGE: return TSE_INVALID;
-    case GRPC_STATUS_NOT_FOUND: return TSE_NOT_FOUND;
-    case GRPC_STATUS_ALREADY_EXISTS: return TSE_ALREADY_EXISTS;
-    case GRPC_STATUS_FAILED_PRECONDITION: return TSE_FAILED_PRECONDITION;
-    case GRPC_STATUS_RESOURCE_EXHAUSTED: return TSE_RESOURCE_EXHAUSTED;
-    case GRPC_STATUS_UNAVAILABLE: return TSE_UNAVAILABLE;
-    case GRPC_STATUS_DEADLINE_EXCEEDED: return TSE_DEADLINE;
-    case GRPC_STATUS_CANCELLED: return TSE_CANCELLED;
-    case GRPC_STATUS_UNIMPLEMENTED: return TSE_UNIMPLEMENTED;
+    tsb_reply_error(resp, TSE_NOMEM, NULL, "Out of memory.");
+}
+
+/* What an SDK status stands for; the SDK's own (credentials, permission)
+ * have no tse_status yet and answer as a bug, as before. */
+static tse_status status_of(tse_client_status s)
+{
+    switch (s) {
+    case TSE_CLIENT_OK: return TSE_OK;
+    case TSE_CLIENT_INVALID_ARGUMENT: return TSE_INVALID;
+    case TSE_CLIENT_NOT_FOUND: return TSE_NOT_FOUND;
+    case TSE_CLIENT_ALREADY_EXISTS: return TSE_ALREADY_EXISTS;
+    case TSE_CLIENT_FAILED_PRECONDITION: return TSE_FAILED_PRECONDITION;
+    case TSE_CLIENT_RESOURCE_EXHAUSTED: return TSE_RESOURCE_EXHAUSTED;
+    case TSE_CLIENT_UNAVAILABLE: return TSE_UNAVAILABLE;
+    case TSE_CLIENT_DEADLINE_EXCEEDED: return TSE_DEADLINE;
+    case TSE_CLIENT_CANCELLED: return TSE_CANCELLED;
+    case TSE_CLIENT_UNIMPLEMENTED: return TSE_UNIMPLEMENTED;
+    case TSE_CLIENT_NO_MEMORY: return TSE_NOMEM;
     default: return TSE_INTERNAL;
     }
 }
 
-unsigned tsb_http_status_of(grpc_status_code code, const char **machine_code)
+/* The server's text repeats the field in front of its message ("field:
+ * message"); the field itself comes apart, so only the message is kept. */
+void tsb_calls_status_set(tsb_calls_status *st, tse_client_status status,
+                          const tse_client_error *err)
 {
-    return tse_status_to_http(status_of_grpc(code), machine_code);
-}
-
-/* Splits "event.payload.x: message" into its field path and message. */
-static void split_details(const char *details, char *field, size_t flen, const char **message)
-{
-    const char *colon = strstr(details, ": ");
     size_t n;
 
-    field[0] = '\0';
-    *message = details;
-    if (colon == NULL)
+    st->code = status_of(status);
+    st->field[0] = st->message[0] = '\0';
+    if (status == TSE_CLIENT_OK)
         return;
-    n = (size_t)(colon - details);
-    for (size_t i = 0; i < n; i++)
-        if (isspace((unsigned char)details[i]))
-            return; /* a sentence, not a field path */
-    if (n == 0 || n >= flen)
-        return;
-    memcpy(field, details, n);
-    field[n] = '\0';
-    *message = colon + 2;
+    n = strlen(err->field);
+    snprintf(st->field, sizeof(st->field), "%s", err->field);
+    if (n > 0 && strncmp(err->message, err->field, n) == 0 &&
+        strncmp(err->message + n, ": ", 2) == 0)
+        n += 2;
+    else
+        n = 0;
+    snprintf(st->message, sizeof(st->message), "%s", err->message + n);
+}
+
+void tsb_calls_status_fail(tsb_calls_status *st, tse_status code, const char *message)
+{
+    st->code = code;
+    st->field[0] = '\0';
+    snprintf(st->message, sizeof(st->message), "%s", message);
 }
 
 /* Drops the "event." the service puts before envelope fields, and renames
@@ -173,46 +192,48 @@ static void as_sentence(const char *msg, char *out, size_t len)
         snprintf(out + n, len - n, ".");
 }
 
-json_t *tsb_error_json(grpc_status_code code, const char *field, const char *message,
+json_t *tsb_error_json(tse_status code, const char *field, const char *message,
                        const char *(*rename)(const char *), unsigned *status)
 {
     char path[256], sentence[640];
-    const char *machine, *msg = message;
+    const char *machine;
 
-    *status = tsb_http_status_of(code, &machine);
-    if (field != NULL && field[0] != '\0')
-        snprintf(path, sizeof(path), "%s", field);
-    else
-        split_details(message, path, sizeof(path), &msg);
+    *status = tse_status_to_http(code, &machine);
+    snprintf(path, sizeof(path), "%s", field != NULL ? field : "");
     client_field(path, sizeof(path), rename);
-    if (*status == 503)
+    switch (code) {
+    case TSE_UNAVAILABLE:
+    case TSE_DEADLINE:
+    case TSE_CANCELLED:
         snprintf(sentence, sizeof(sentence), "The event service is unavailable (%s); retry later.",
-                 msg);
-    else if (*status == 501)
-        snprintf(sentence, sizeof(sentence), "Not implemented by the event service yet (%s).", msg);
-    else if (*status == 500)
-        snprintf(sentence, sizeof(sentence), "Internal error (%s).", msg);
-    else if (*status == 422 && path[0] != '\0')
-        snprintf(sentence, sizeof(sentence), "Invalid %s: %s", path, msg);
-    else
-        as_sentence(msg, sentence, sizeof(sentence));
-    return error_object(machine, path, sentence, msg);
+                 message);
+        break;
+    case TSE_UNIMPLEMENTED:
+        snprintf(sentence, sizeof(sentence), "Not implemented by the event service yet (%s).",
+                 message);
+        break;
+    case TSE_NOMEM:
+    case TSE_INTERNAL: snprintf(sentence, sizeof(sentence), "Internal error (%s).", message); break;
+    default:
+        if (code == TSE_INVALID && path[0] != '\0')
+            snprintf(sentence, sizeof(sentence), "Invalid %s: %s", path, message);
+        else
+            as_sentence(message, sentence, sizeof(sentence));
+    }
+    return error_object(machine, path, sentence, message);
 }
 
-void tsb_reply_rpc_error(tsb_response *resp, const tsb_request *req, const tsb_calls_status *st,
-                         const char *(*rename)(const char *))
+void tsb_reply_failed(tsb_response *resp, const tsb_request *req, const tsb_calls_status *st,
+                      const char *(*rename)(const char *))
 {
     unsigned status;
-    json_t *body = tsb_error_json(st->code, NULL, st->details, rename, &status);
+    json_t *body = tsb_error_json(st->code, st->field, st->message, rename, &status);
 
-    if (status == 503)
-        resp->retry_after =
-            req->bridge->cfg->retry_after_s > 0 ? req->bridge->cfg->retry_after_s : 1;
-    if (status == 500)
+    if (st->code == TSE_INTERNAL || st->code == TSE_NOMEM)
         tse_log(TSE_LOG_ERROR, "event service call failed",
-                (const char *[]){"path", req->path, "error", st->details, "correlation_id",
+                (const char *[]){"path", req->path, "error", st->message, "correlation_id",
                                  req->correlation_id, NULL});
-    tsb_http_status_of(st->code, &resp->code);
+    tse_status_to_http(st->code, &resp->code);
     tsb_reply_json(resp, status, body);
 }
 
@@ -222,26 +243,25 @@ json_t *tsb_parse_body(const tsb_request *req, tsb_response *resp)
     json_t *json;
 
     if (req->body_len == 0) {
-        tsb_reply_error(resp, 400, "INVALID_JSON", "body",
+        tsb_reply_error(resp, TSB_INVALID_JSON, "body",
                         "The body is empty; a JSON object is expected.");
         return NULL;
     }
     json = json_loadb(req->body, req->body_len, 0, &jerr);
     if (json == NULL) {
-        json_t *err = error_object("INVALID_JSON", "body", "", jerr.text);
         char sentence[300];
+        unsigned status = tsb_http_of(TSB_INVALID_JSON, &resp->code);
+        json_t *err, *d;
 
         snprintf(sentence, sizeof(sentence),
                  "The body is not valid JSON: %s at line %d, column %d.", jerr.text, jerr.line,
                  jerr.column);
-        tse_utf8_scrub(sentence);
-        json_object_set_new(err, "error", json_string(sentence));
-        json_t *d = json_array_get(json_object_get(err, "details"), 0);
+        err = error_object(resp->code, "body", sentence, jerr.text);
+        d = json_array_get(json_object_get(err, "details"), 0);
         json_object_set_new(d, "line", json_integer(jerr.line));
         json_object_set_new(d, "column", json_integer(jerr.column));
         json_object_set_new(d, "position", json_integer(jerr.position));
-        resp->code = "INVALID_JSON";
-        tsb_reply_json(resp, 400, err);
+        tsb_reply_json(resp, status, err);
     }
     return json;
 }
@@ -267,7 +287,7 @@ void tsb_reply_unsupported(const tsb_request *req, tsb_response *resp, const cha
 {
     const char *ct = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Content-Type");
 
-    tsb_reply_error(resp, 415, "UNSUPPORTED_MEDIA_TYPE", "Content-Type",
+    tsb_reply_error(resp, TSB_UNSUPPORTED_MEDIA_TYPE, "Content-Type",
                     "Content-Type %s is not supported here; send %s.", ct ? ct : "(none)",
                     accepted);
 }

@@ -13,7 +13,6 @@
 
 #include "bridge.h"
 #include "codec/pbjson.h"
-#include "common/http_status.h"
 #include "grpc/health/v1/health.pb-c.h"
 
 #define SERVICE_NAME "TracSeq Event Service"
@@ -113,11 +112,11 @@ tsb_handler tsb_route_find(tsb_request *req, tsb_response *resp, size_t *route_i
     }
     if (allow != NULL) {
         resp->allow = allow;
-        tsb_reply_error(resp, 405, "METHOD_NOT_ALLOWED", NULL,
+        tsb_reply_error(resp, TSB_METHOD_NOT_ALLOWED, NULL,
                         "Method %s is not allowed on %s; allowed: %s.", req->method, req->path,
                         allow);
     } else {
-        tsb_reply_failure(resp, TSE_NOT_FOUND, NULL, "No endpoint at %s (see GET /).", req->path);
+        tsb_reply_error(resp, TSE_NOT_FOUND, NULL, "No endpoint at %s (see GET /).", req->path);
     }
     return NULL;
 }
@@ -168,13 +167,13 @@ static json_t *checks_json(tsb_request *req, const tsb_calls_status *st,
     double ms = (double)(tse_clock_us() - *start) / 1000.0;
     json_t *service;
 
-    *service_up = st->code == GRPC_STATUS_OK && out != NULL;
+    *service_up = st->code == TSE_OK && out != NULL;
     *redis_up = *service_up && ((const Grpc__Health__V1__HealthCheckResponse *)out)->status ==
                                    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
     service = json_pack("{s:s, s:s, s:f}", "status", *service_up ? "up" : "down", "address",
                         req->bridge->cfg->service_addr, "latency_ms", ms);
     if (!*service_up)
-        json_object_set_new(service, "error", json_string(st->details));
+        json_object_set_new(service, "error", json_string(st->message));
     return json_pack("{s:o, s:{s:s, s:s}}", "event_service", service, "redis", "status",
                      *redis_up ? "up" : (*service_up ? "down" : "unknown"), "source",
                      "the event service's grpc.health.v1 status");
@@ -194,12 +193,9 @@ static void then_health(tsb_request *req, tsb_response *resp, const tsb_calls_st
                      "uptime_seconds",
                      (json_int_t)((tse_clock_us() - req->bridge->started_us) / 1000000), "checks",
                      checks);
-    if (!redis_up) {
+    if (!redis_up)
         json_object_set_new(body, "failing", json_string(service_up ? "redis" : "event_service"));
-        resp->retry_after = req->bridge->cfg->retry_after_s;
-    }
-    tsb_reply_json(resp, tse_status_to_http(redis_up ? TSE_OK : TSE_UNAVAILABLE, &resp->code),
-                   body);
+    tsb_reply_json(resp, tsb_http_of(redis_up ? TSE_OK : TSE_UNAVAILABLE, &resp->code), body);
     if (out != NULL)
         protobuf_c_message_free_unpacked(out, NULL);
 }
@@ -210,7 +206,7 @@ static bool start_clock(tsb_request *req, tsb_response *resp)
     int64_t *start = malloc(sizeof(*start));
 
     if (start == NULL) {
-        tsb_reply_failure(resp, TSE_NOMEM, NULL, "Out of memory.");
+        tsb_reply_nomem(resp);
         return false;
     }
     *start = tse_clock_us();
@@ -237,8 +233,8 @@ static void handle_health(tsb_request *req, tsb_response *resp)
 static void then_json(tsb_request *req, tsb_response *resp, const tsb_calls_status *st,
                       ProtobufCMessage *out)
 {
-    if (st->code != GRPC_STATUS_OK)
-        tsb_reply_rpc_error(resp, req, st, NULL);
+    if (st->code != TSE_OK)
+        tsb_reply_failed(resp, req, st, NULL);
     else
         tsb_reply_json(resp, 200, tsb_json_from_message(out));
     if (out != NULL)
@@ -350,7 +346,7 @@ static void then_metrics(tsb_request *req, tsb_response *resp, const tsb_calls_s
     FILE *out = open_memstream(&text, &len);
 
     if (out == NULL) {
-        tsb_reply_failure(resp, TSE_NOMEM, NULL, "Out of memory.");
+        tsb_reply_nomem(resp);
         goto done;
     }
     tsb_metrics_render(req->bridge->metrics, out);

@@ -106,8 +106,9 @@ static enum MHD_Result send_response(tsb_bridge *b, struct MHD_Connection *conn,
     MHD_add_response_header(r, "Content-Type",
                             resp->content_type ? resp->content_type : "application/json");
     MHD_add_response_header(r, "X-Correlation-ID", req->correlation_id);
-    if (resp->retry_after > 0) {
-        snprintf(retry, sizeof(retry), "%d", resp->retry_after);
+    /* Every 503 is worth retrying (RETRY_AFTER 0: no header). */
+    if (resp->status == tsb_http_of(TSE_UNAVAILABLE, NULL) && b->cfg->retry_after_s > 0) {
+        snprintf(retry, sizeof(retry), "%d", b->cfg->retry_after_s);
         MHD_add_response_header(r, "Retry-After", retry);
     }
     if (resp->allow != NULL)
@@ -202,26 +203,31 @@ static enum MHD_Result dispatch(tsb_bridge *b, struct MHD_Connection *conn, exch
     x->route = tsb_route_count();
     request_init(b, conn, url, method, x);
     if (!admit(b, x)) {
-        tsb_reply_error(&x->resp, 503, "SHUTTING_DOWN", NULL,
+        tsb_reply_error(&x->resp, TSB_SHUTTING_DOWN, NULL,
                         "The REST bridge is shutting down; retry on a new connection.");
-        x->resp.retry_after = b->cfg->retry_after_s;
     } else if (x->head_bytes > (size_t)b->cfg->max_header_bytes)
-        tsb_reply_error(&x->resp, 431, "HEADERS_TOO_LARGE", "headers",
+        tsb_reply_error(&x->resp, TSB_HEADERS_TOO_LARGE, "headers",
                         "The request line and headers take %zu bytes, over the limit of %lld "
                         "bytes (MAX_HEADER_BYTES).",
                         x->head_bytes, (long long)b->cfg->max_header_bytes);
     else if (corr != NULL && !x->req.correlation_given)
-        tsb_reply_error(&x->resp, 400, "INVALID_HEADER", "X-Correlation-ID",
+        tsb_reply_error(&x->resp, TSB_INVALID_HEADER, "X-Correlation-ID",
                         "X-Correlation-ID must be 1 to %d printable ASCII characters without "
                         "spaces.",
                         TSB_CORRELATION_MAX);
     else if (x->too_large)
-        tsb_reply_error(&x->resp, 413, "PAYLOAD_TOO_LARGE", "body",
+        tsb_reply_error(&x->resp, TSB_PAYLOAD_TOO_LARGE, "body",
                         "The body is larger than the limit of %lld bytes (MAX_BODY_BYTES).",
                         (long long)b->cfg->max_body_bytes);
     else if ((fn = tsb_route_find(&x->req, &x->resp, &x->route)) != NULL)
         fn(&x->req, &x->resp);
     return answer_or_wait(b, conn, x);
+}
+
+static void reply_closed(tsb_response *resp)
+{
+    tsb_reply_error(resp, TSB_CLIENT_CLOSED, NULL,
+                    "The client closed the connection before the answer.");
 }
 
 /* The connection was resumed: run the continuation of the step that ended. */
@@ -236,13 +242,12 @@ static enum MHD_Result resumed(tsb_bridge *b, struct MHD_Connection *conn, excha
     x->then = NULL;
     x->out = NULL;
     x->resp.pending = false;
-    if (x->st.code == GRPC_STATUS_CANCELLED && strcmp(x->st.details, TSB_CALLS_HANGUP) == 0) {
+    if (x->st.code == TSE_CANCELLED && strcmp(x->st.message, TSB_CALLS_HANGUP) == 0) {
         /* Nobody will read it: counted and logged as nginx's 499, not as
          * the service failing. */
         if (out != NULL)
             protobuf_c_message_free_unpacked(out, NULL);
-        tsb_reply_error(&x->resp, 499, "CLIENT_CLOSED", NULL,
-                        "The client closed the connection before the answer.");
+        reply_closed(&x->resp);
         return answer(b, conn, x);
     }
     then(&x->req, &x->resp, &x->st, out);
@@ -359,8 +364,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
      * stream before it resumes the handler), so it is counted and logged
      * here as the 499 it would have been. */
     if (x->started && !x->answered) {
-        tsb_reply_error(&x->resp, 499, "CLIENT_CLOSED", NULL,
-                        "The client closed the connection before the answer.");
+        reply_closed(&x->resp);
         account(b, x);
     }
     if (x->req.ctx_free != NULL)
@@ -473,8 +477,8 @@ void tsb_request_call(tsb_request *req, tsb_response *resp, const char *method,
     tsb_request_defer(req, resp, then);
     if (!tsb_calls_unary(req->bridge->calls, path, in, out_desc, req->correlation_id, timeout_ms,
                          info ? info->connect_fd : -1, call_done, req)) {
-        tsb_calls_status st = {.code = GRPC_STATUS_RESOURCE_EXHAUSTED};
-        snprintf(st.details, sizeof(st.details), "the bridge could not start the call");
+        tsb_calls_status st;
+        tsb_calls_status_fail(&st, TSE_RESOURCE_EXHAUSTED, "the bridge could not start the call");
         tsb_request_complete(req, &st, NULL);
     }
 }

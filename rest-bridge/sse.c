@@ -316,7 +316,7 @@ static void on_message(void *arg, const void *msg, size_t len)
 static void put_error(sse *s, const tsb_calls_status *st)
 {
     unsigned status;
-    json_t *err = tsb_error_json(st->code, NULL, st->details, NULL, &status);
+    json_t *err = tsb_error_json(st->code, st->field, st->message, NULL, &status);
     char *text = err ? json_dumps(err, JSON_COMPACT) : NULL;
 
     if (text != NULL) {
@@ -339,9 +339,8 @@ static void on_end(void *arg, tse_client_status status, const tse_client_error *
     pthread_mutex_lock(&s->lock);
     s->call_over = true;
     if (s->conn != NULL && !s->ended) {
-        if (st.code == GRPC_STATUS_OK) {
-            st.code = GRPC_STATUS_UNAVAILABLE;
-            snprintf(st.details, sizeof(st.details), "the event service ended the stream");
+        if (st.code == TSE_OK) {
+            tsb_calls_status_fail(&st, TSE_UNAVAILABLE, "the event service ended the stream");
         }
         put_error(s, &st);
     }
@@ -471,9 +470,9 @@ static bool hub_link(tsb_sse_hub *h, sse *s)
 
 static void start_failed(sse *s)
 {
-    tsb_calls_status st = {.code = GRPC_STATUS_UNAVAILABLE};
+    tsb_calls_status st;
 
-    snprintf(st.details, sizeof(st.details), "the stream could not be started");
+    tsb_calls_status_fail(&st, TSE_UNAVAILABLE, "the stream could not be started");
     s->call_over = true;
     put_error(s, &st);
     s->ended = true;
@@ -487,13 +486,12 @@ void tsb_sse_start(tsb_request *req, tsb_response *resp,
     sse *s = sse_new(h, req, sub);
 
     if (s == NULL) {
-        tsb_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
+        tsb_reply_nomem(resp);
         return;
     }
     if (!hub_link(h, s)) {
         sse_free(s);
-        tsb_reply_error(resp, 503, "SERVICE_UNAVAILABLE", NULL, "The bridge is shutting down.");
-        resp->retry_after = req->bridge->cfg->retry_after_s;
+        tsb_reply_error(resp, TSE_UNAVAILABLE, NULL, "The bridge is shutting down.");
         return;
     }
     s->refs = 1; /* the response's, dropped by http_done */
@@ -501,7 +499,7 @@ void tsb_sse_start(tsb_request *req, tsb_response *resp,
     if (r == NULL) {
         pthread_mutex_lock(&s->lock);
         unref_unlock(s);
-        tsb_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
+        tsb_reply_nomem(resp);
         return;
     }
     MHD_add_response_header(r, "Cache-Control", "no-cache");

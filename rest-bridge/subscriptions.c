@@ -119,7 +119,7 @@ static json_t *object_body(tsb_request *req, tsb_response *resp)
     if ((body = tsb_parse_body(req, resp)) == NULL)
         return NULL;
     if (!json_is_object(body)) {
-        tsb_reply_error(resp, 422, "VALIDATION_FAILED", "body", "The body must be a JSON object.");
+        tsb_reply_error(resp, TSE_INVALID, "body", "The body must be a JSON object.");
         json_decref(body);
         return NULL;
     }
@@ -144,9 +144,9 @@ static bool plain_name(const char *s)
 /* A failed step answers its error; true when st is OK. */
 static bool step_ok(tsb_request *req, tsb_response *resp, const tsb_calls_status *st)
 {
-    if (st->code == GRPC_STATUS_OK)
+    if (st->code == TSE_OK)
         return true;
-    tsb_reply_rpc_error(resp, req, st, NULL);
+    tsb_reply_failed(resp, req, st, NULL);
     return false;
 }
 
@@ -235,13 +235,13 @@ static bool check_subscribe(const json_t *b, tsb_response *resp)
                   (fields[i].type == JSON_TRUE ? json_is_boolean(v)
                                                : (int)json_typeof(v) == fields[i].type);
         if (!ok) {
-            tsb_reply_error(resp, 422, "VALIDATION_FAILED", fields[i].key,
-                            "Invalid %s: wrong JSON type.", fields[i].key);
+            tsb_reply_error(resp, TSE_INVALID, fields[i].key, "Invalid %s: wrong JSON type.",
+                            fields[i].key);
             return false;
         }
         if (fields[i].type == JSON_INTEGER && json_is_integer(v) &&
             (json_integer_value(v) < fields[i].min || json_integer_value(v) > fields[i].max)) {
-            tsb_reply_error(resp, 422, "VALIDATION_FAILED", fields[i].key,
+            tsb_reply_error(resp, TSE_INVALID, fields[i].key,
                             "Invalid %s: must be an integer from %ld to %ld.", fields[i].key,
                             fields[i].min, fields[i].max);
             return false;
@@ -327,12 +327,12 @@ static char **patterns_of(const json_t *body, size_t *n, tsb_response *resp)
 
     *n = json_array_size(types);
     if ((patterns = calloc(*n ? *n : 1, sizeof(char *))) == NULL) {
-        tsb_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
+        tsb_reply_nomem(resp);
         return NULL;
     }
     for (size_t i = 0; i < *n; i++) {
         if ((patterns[i] = (char *)json_string_value(json_array_get(types, i))) == NULL) {
-            tsb_reply_error(resp, 422, "VALIDATION_FAILED", "event_types",
+            tsb_reply_error(resp, TSE_INVALID, "event_types",
                             "Invalid event_types: every pattern must be a string.");
             free(patterns);
             return NULL;
@@ -351,7 +351,7 @@ static bool consumer_of(const json_t *body, subscribe_ctx *sc, tsb_response *res
     const char *consumer = string_or(body, "consumer_name", "");
 
     if (consumer[0] != '\0' && !plain_name(consumer)) {
-        tsb_reply_error(resp, 422, "VALIDATION_FAILED", "consumer_name",
+        tsb_reply_error(resp, TSE_INVALID, "consumer_name",
                         "Invalid consumer_name: 1 to 64 letters, digits, '_', '.' or '-'.");
         return false;
     }
@@ -396,7 +396,7 @@ void tsb_handle_subscribe(tsb_request *req, tsb_response *resp)
                      then_subscribe);
 out:
     if (sc == NULL)
-        tsb_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
+        tsb_reply_nomem(resp);
     free(patterns);
     json_decref(body);
 }
@@ -461,8 +461,8 @@ static bool query_int(tsb_request *req, tsb_response *resp, const char *key, lon
         return true;
     *out = strtol(s, &end, 10);
     if (end == s || *end != '\0' || *out < min || *out > max) {
-        tsb_reply_error(resp, 422, "VALIDATION_FAILED", key,
-                        "Invalid %s: must be an integer from %ld to %ld.", key, min, max);
+        tsb_reply_error(resp, TSE_INVALID, key, "Invalid %s: must be an integer from %ld to %ld.",
+                        key, min, max);
         return false;
     }
     return true;
@@ -474,7 +474,7 @@ static const char *query_consumer(tsb_request *req, tsb_response *resp)
     const char *c = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "consumer");
 
     if (c != NULL && !plain_name(c)) {
-        tsb_reply_error(resp, 422, "VALIDATION_FAILED", "consumer",
+        tsb_reply_error(resp, TSE_INVALID, "consumer",
                         "Invalid consumer: 1 to 64 letters, digits, '_', '.' or '-'.");
         return "";
     }
@@ -521,7 +521,7 @@ static void then_pull_acked(tsb_request *req, tsb_response *resp, const tsb_call
     pull_ctx *pc = req->ctx;
 
     /* A failed ack is no reason to withhold the events: they come again. */
-    json_object_set_new(pc->answer, "auto_acked", json_boolean(st->code == GRPC_STATUS_OK));
+    json_object_set_new(pc->answer, "auto_acked", json_boolean(st->code == TSE_OK));
     tsb_reply_json(resp, 200, json_incref(pc->answer));
     if (out != NULL)
         protobuf_c_message_free_unpacked(out, NULL);
@@ -540,7 +540,7 @@ static void ack_pulled(tsb_request *req, tsb_response *resp, int auto_ack)
         return;
     }
     if ((ids = calloc(pc->pull->n_deliveries, sizeof(char *))) == NULL) {
-        tsb_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
+        tsb_reply_nomem(resp);
         return;
     }
     for (size_t i = 0; i < pc->pull->n_deliveries; i++)
@@ -612,7 +612,7 @@ static void start_stream(tsb_request *req, tsb_response *resp, const char *consu
         TRACSEQ__EVENTS__V1__GET_SUBSCRIPTION_REQUEST__INIT;
 
     if (consumer != NULL && (req->ctx = strdup(consumer)) == NULL) {
-        tsb_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
+        tsb_reply_nomem(resp);
         return;
     }
     req->ctx_free = free;
@@ -639,7 +639,7 @@ void tsb_handle_subscription_pull(tsb_request *req, tsb_response *resp)
         !query_int(req, resp, "wait_ms", 0, 0, MAX_WAIT_MS, &wait))
         return;
     if ((req->ctx = calloc(1, sizeof(pull_ctx))) == NULL) {
-        tsb_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
+        tsb_reply_nomem(resp);
         return;
     }
     req->ctx_free = pull_ctx_free;
@@ -666,14 +666,14 @@ static char **ack_ids(const json_t *body, size_t *n, tsb_response *resp)
 
     *n = json_array_size(ids);
     if (!json_is_array(ids) || *n == 0) {
-        tsb_reply_error(resp, 422, "VALIDATION_FAILED", "ack_ids",
+        tsb_reply_error(resp, TSE_INVALID, "ack_ids",
                         "Invalid ack_ids: a non-empty array of ack ids is required.");
         return NULL;
     }
     out = calloc(*n, sizeof(char *));
     for (size_t i = 0; out != NULL && i < *n; i++) {
         if ((out[i] = (char *)json_string_value(json_array_get(ids, i))) == NULL) {
-            tsb_reply_error(resp, 422, "VALIDATION_FAILED", "ack_ids",
+            tsb_reply_error(resp, TSE_INVALID, "ack_ids",
                             "Invalid ack_ids: every ack id must be a string.");
             free(out);
             return NULL;
@@ -724,7 +724,7 @@ static bool delay_of(const json_t *body, uint32_t *delay, tsb_response *resp)
     if (v == NULL || json_is_null(v))
         return true;
     if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 86400000) {
-        tsb_reply_error(resp, 422, "VALIDATION_FAILED", "delay_ms",
+        tsb_reply_error(resp, TSE_INVALID, "delay_ms",
                         "Invalid delay_ms: must be an integer from 0 to 86400000.");
         return false;
     }
@@ -741,7 +741,7 @@ static void settle(tsb_request *req, tsb_response *resp, bool nack)
     req->ctx = sc;
     req->ctx_free = settle_ctx_free;
     if (sc == NULL) {
-        tsb_reply_error(resp, 500, "INTERNAL", NULL, "Out of memory.");
+        tsb_reply_nomem(resp);
         return;
     }
     sc->nack = nack;
