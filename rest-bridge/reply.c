@@ -109,8 +109,7 @@ void tsb_reply_nomem(tsb_response *resp)
     tsb_reply_error(resp, TSE_NOMEM, NULL, "Out of memory.");
 }
 
-/* What an SDK status stands for; the SDK's own (credentials, permission)
- * have no tse_status yet and answer as a bug, as before. */
+/* What an SDK status stands for. */
 static tse_status status_of(tse_client_status s)
 {
     switch (s) {
@@ -125,6 +124,8 @@ static tse_status status_of(tse_client_status s)
     case TSE_CLIENT_CANCELLED: return TSE_CANCELLED;
     case TSE_CLIENT_UNIMPLEMENTED: return TSE_UNIMPLEMENTED;
     case TSE_CLIENT_NO_MEMORY: return TSE_NOMEM;
+    case TSE_CLIENT_UNAUTHENTICATED: return TSE_UNAUTHENTICATED;
+    case TSE_CLIENT_PERMISSION_DENIED: return TSE_PERMISSION_DENIED;
     default: return TSE_INTERNAL;
     }
 }

@@ -25,10 +25,11 @@ group_pkgs() {
   case $1 in
     build) echo "build-essential cmake pkg-config git
       libgrpc-dev protobuf-compiler protobuf-compiler-grpc protobuf-c-compiler libprotobuf-c-dev
-      libprotobuf-dev libhiredis-dev uuid-dev libjansson-dev libmicrohttpd-dev libcmocka-dev" ;;
-    runtime) echo "libgrpc29 libprotobuf-c1 libhiredis0.14 libuuid1 libjansson4 libmicrohttpd12" ;;
+      libprotobuf-dev libhiredis-dev uuid-dev libjansson-dev libmicrohttpd-dev libcmocka-dev
+      libssl-dev" ;;
+    runtime) echo "libgrpc29 libprotobuf-c1 libhiredis0.14 libuuid1 libjansson4 libmicrohttpd12 libssl3" ;;
     test) echo "redis-server redis-tools python3 python3-grpcio python3-protobuf python3-yaml
-      clang libclang-rt-14-dev clang-format valgrind wrk curl" ;;
+      clang libclang-rt-14-dev clang-format valgrind wrk curl openssl" ;;
     package) echo "help2man dpkg-dev file" ;;
     fresh) echo "mmdebstrap iproute2" ;;
     *) echo "install-deps.sh: unknown group '$1' (build, runtime, test, package, fresh)" >&2

@@ -58,6 +58,8 @@ const char *tse_status_name(tse_status code)
     case TSE_INTERNAL: return "INTERNAL";
     case TSE_FAILED_PRECONDITION: return "FAILED_PRECONDITION";
     case TSE_UNIMPLEMENTED: return "UNIMPLEMENTED";
+    case TSE_UNAUTHENTICATED: return "UNAUTHENTICATED";
+    case TSE_PERMISSION_DENIED: return "PERMISSION_DENIED";
     }
     return "INTERNAL";
 }

@@ -30,6 +30,8 @@ typedef enum tse_status {
     TSE_NOMEM,               /* allocation failed */
     TSE_FAILED_PRECONDITION, /* not possible in the current state */
     TSE_UNIMPLEMENTED,       /* no such method or operation */
+    TSE_UNAUTHENTICATED,     /* no credentials, or ones that prove no identity */
+    TSE_PERMISSION_DENIED,   /* the caller's identity may not do this */
     TSE_INTERNAL             /* a bug; stays last */
 } tse_status;
 

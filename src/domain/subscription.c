@@ -140,6 +140,41 @@ bool tse_pattern_match(const char *pattern, const char *event_type)
     }
 }
 
+/*
+ * One allowed pattern covers all of pattern exactly when it does segment by
+ * segment: a type built from pattern with a fresh word in place of each "*"
+ * is matched by allowed only where allowed has "*" too. So a union of
+ * allowed patterns covers pattern only when one of them does.
+ */
+bool tse_pattern_within(const char *pattern, const char *allowed)
+{
+    const char *p = pattern, *a = allowed;
+
+    if (p == NULL || a == NULL)
+        return false;
+    if (a[0] == '*' && a[1] == '\0')
+        return true;
+    if (p[0] == '*' && p[1] == '\0')
+        return false;
+    for (;;) {
+        if (*a == '*') {
+            a++;
+            while (!ends_segment(*p))
+                p++;
+        } else {
+            for (; !ends_segment(*a); a++, p++)
+                if (*a != *p)
+                    return false;
+        }
+        if (*a != *p)
+            return false;
+        if (*a == '\0')
+            return true;
+        a++;
+        p++;
+    }
+}
+
 bool tse_patterns_match(char *const *patterns, size_t n, const char *event_type)
 {
     for (size_t i = 0; i < n; i++)

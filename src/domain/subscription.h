@@ -26,6 +26,15 @@ bool tse_pattern_valid(const char *pattern);
 /* True when event_type matches pattern (both assumed well-formed). */
 bool tse_pattern_match(const char *pattern, const char *event_type);
 
+/*
+ * True when every event type pattern matches also matches allowed, now and
+ * for any type first seen later (both assumed well-formed): "*" allows all;
+ * otherwise both need as many segments, and each literal segment of allowed
+ * must be the same literal in pattern. "sample.*" lies within "sample.*" and
+ * "*.*", not within "sample.created"; "*" lies only within "*".
+ */
+bool tse_pattern_within(const char *pattern, const char *allowed);
+
 /* True when event_type matches any of the n patterns. */
 bool tse_patterns_match(char *const *patterns, size_t n, const char *event_type);
 

@@ -199,6 +199,8 @@ static void every_status_has_its_stable_name(void **state)
         {TSE_NOMEM, "RESOURCE_EXHAUSTED"},
         {TSE_FAILED_PRECONDITION, "FAILED_PRECONDITION"},
         {TSE_UNIMPLEMENTED, "UNIMPLEMENTED"},
+        {TSE_UNAUTHENTICATED, "UNAUTHENTICATED"},
+        {TSE_PERMISSION_DENIED, "PERMISSION_DENIED"},
         {TSE_INTERNAL, "INTERNAL"},
     };
 
@@ -229,6 +231,8 @@ static void every_status_has_its_http_answer(void **state)
         {TSE_DEADLINE, 503, "SERVICE_UNAVAILABLE"},
         {TSE_CANCELLED, 503, "SERVICE_UNAVAILABLE"},
         {TSE_UNIMPLEMENTED, 501, "NOT_IMPLEMENTED"},
+        {TSE_UNAUTHENTICATED, 401, "UNAUTHENTICATED"},
+        {TSE_PERMISSION_DENIED, 403, "PERMISSION_DENIED"},
         {TSE_NOMEM, 500, "INTERNAL"},
         {TSE_INTERNAL, 500, "INTERNAL"},
     };
