@@ -1,28 +1,32 @@
 /*
  * bench_publish.c - load generator for the event service's publish path, on
- * the gRPC C core API. One completion queue drained by one thread with
- * grpc_completion_queue_next, every call in flight at once; no thread per
- * call, so the generator costs as little CPU as possible on a machine it
- * shares with the server and Redis.
+ * the client SDK's asynchronous raw-bytes API (tse_client_stream_* and
+ * tse_client_call_*: the one client runtime of the tree). Every call is in
+ * flight at once on the SDK client's one call thread; no thread per call, so
+ * the generator costs as little CPU as possible on a machine it shares with
+ * the server and Redis. bench/echo_server.c is the raw gRPC ceiling to
+ * compare with.
  *
  * Modes:
  *   stream   K PublishStream calls; each pipelines up to `window` unanswered
- *            events, chaining every send from the previous send completion
- *            (one SEND_MESSAGE in flight per call) with GRPC_WRITE_BUFFER_HINT
- *            on all but the first and the last queued message; a full window
- *            is refilled in bursts of a quarter window.
+ *            events. The SDK sends one message at a time per stream, each
+ *            from the previous one's completion, with GRPC_WRITE_BUFFER_HINT
+ *            whenever another is queued behind it; a full window is
+ *            refilled in bursts of a quarter window, so that messages are
+ *            queued together and share writes.
  *   unary    C concurrent Publish calls, closed loop (a call starts when one
  *            ends).
  *   latency  Publish calls started at a fixed rate whatever the responses
  *            (open loop); each latency counts from the call's scheduled
  *            start, so a server (or generator) that falls behind shows it.
- *            A launcher thread starts the calls on time (clock_nanosleep):
- *            a completion-queue deadline is only millisecond-accurate. How
- *            late the launcher itself was is reported (launch_lag_*).
+ *            A launcher thread starts the calls on time (clock_nanosleep).
+ *            How late the launcher itself was is reported (launch_lag_*).
  *
- * Threads: everything runs on the main thread (the queue's only reader)
- * except, in latency mode, the launcher, which only creates and starts
- * calls; the two share `live` (atomic) and the error record (mutex).
+ * Threads: the SDK's call thread runs every handler; the main thread starts
+ * the calls and waits; in latency mode the launcher starts calls too. All
+ * of them share the run's state under `mu` (handlers hold it while they
+ * run; the SDK never calls a handler while holding a lock of its own, so
+ * handlers may start, send and close under it).
  *
  * Invariants: a measurement counts only responses verified to be successes
  * (status OK, a non-empty stream_id, no per-event error, no duplicate flag,
@@ -31,18 +35,12 @@
  * every other outcome is an error, counted and reported, and any error makes
  * the exit status 1. Rates count responses completed between the end of the
  * warm-up and the end of the measured interval; latencies count calls
- * started in that interval. A hinted send is only ever started when the next
- * send is already committed, so no message is left in gRPC's write buffer.
+ * started in that interval.
  *
  * Output: human-readable lines on stderr, one machine-readable line on
  * stdout: "RESULT mode=... events=... errors=... seconds=... rate=...".
  */
 #include <errno.h>
-#include <grpc/byte_buffer_reader.h>
-#include <grpc/grpc.h>
-#include <grpc/grpc_security.h>
-#include <grpc/support/alloc.h>
-#include <grpc/support/time.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -58,6 +56,7 @@
 #include <unistd.h>
 
 #include "google/protobuf/struct.pb-c.h"
+#include "tracseq/client.h"
 #include "tracseq/events/v1/event.pb-c.h"
 #include "tracseq/events/v1/service.pb-c.h"
 
@@ -66,7 +65,6 @@
 #define MAX_CONNECTIONS 64
 #define MAX_WINDOW      4000 /* the server stops reading at 4096 unanswered */
 #define DRAIN_LIMIT_NS  (30LL * 1000000000LL)
-#define TICK_NS         (20LL * 1000000LL)
 
 /* ============================== settings ================================== */
 
@@ -214,15 +212,6 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-static gpr_timespec at_ns(int64_t when)
-{
-    int64_t d = when - now_ns();
-
-    if (d < 0)
-        d = 0;
-    return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_nanos(d, GPR_TIMESPAN));
-}
-
 /* ============================== requests ================================== */
 
 /*
@@ -235,7 +224,9 @@ typedef struct payload {
     uint8_t *event;    /* packed Event without id */
     size_t event_len;  /* its length */
     size_t data_len;   /* packed size of the Struct `data` */
-    grpc_slice shared; /* packed PublishRequest, without id */
+    uint8_t *shared;   /* packed PublishRequest, without id */
+    size_t shared_len; /* its length */
+    uint8_t *scratch;  /* with ids: the request being built */
     uint64_t id_seed;  /* random bits of this run's ids */
     uint64_t id_next;  /* number of the next id */
 } payload;
@@ -306,22 +297,19 @@ static size_t put_varint(uint8_t *out, uint64_t v)
     return n;
 }
 
-/* PublishRequest{event = prefix + event}: field 1, length-delimited. */
-static grpc_slice request_slice(const payload *p, const uint8_t *prefix, size_t prefix_len)
+/* PublishRequest{event = prefix + event}: field 1, length-delimited, into
+ * out (room for 11 + prefix_len + event_len bytes); returns its length. */
+static size_t request_pack(const payload *p, const uint8_t *prefix, size_t prefix_len, uint8_t *out)
 {
     size_t inner = prefix_len + p->event_len;
-    uint8_t head[11];
     size_t n;
-    grpc_slice s;
 
-    head[0] = 0x0a;
-    n = 1 + put_varint(head + 1, inner);
-    s = grpc_slice_malloc(n + inner);
-    memcpy(GRPC_SLICE_START_PTR(s), head, n);
+    out[0] = 0x0a;
+    n = 1 + put_varint(out + 1, inner);
     if (prefix_len > 0)
-        memcpy(GRPC_SLICE_START_PTR(s) + n, prefix, prefix_len);
-    memcpy(GRPC_SLICE_START_PTR(s) + n + prefix_len, p->event, p->event_len);
-    return s;
+        memcpy(out + n, prefix, prefix_len);
+    memcpy(out + n + prefix_len, p->event, p->event_len);
+    return n + inner;
 }
 
 static bool payload_init(payload *p, int target)
@@ -329,7 +317,11 @@ static bool payload_init(payload *p, int target)
     memset(p, 0, sizeof(*p));
     if (!payload_pack(p, target))
         return false;
-    p->shared = request_slice(p, NULL, 0);
+    p->shared = malloc(11 + p->event_len);
+    p->scratch = malloc(11 + 2 + 36 + 1 + p->event_len);
+    if (p->shared == NULL || p->scratch == NULL)
+        return false;
+    p->shared_len = request_pack(p, NULL, 0, p->shared);
     p->id_seed = (uint64_t)now_ns() * 0x9e3779b97f4a7c15ULL ^ (uint64_t)getpid();
     return true;
 }
@@ -337,7 +329,8 @@ static bool payload_init(payload *p, int target)
 static void payload_cleanup(payload *p)
 {
     free(p->event);
-    grpc_slice_unref(p->shared);
+    free(p->shared);
+    free(p->scratch);
 }
 
 /* Id number n as a UUID (version 4 layout): the run's random bits, then n,
@@ -349,24 +342,22 @@ static void format_id(const payload *p, uint64_t n, char out[37])
              (unsigned)((p->id_seed ^ (p->id_seed >> 40)) & 0xfff), n & (uint64_t)0xffffffffffff);
 }
 
-/* The next request, as a byte buffer the caller destroys; *id_num is the
- * number of its id (meaningful with ids only). */
-static grpc_byte_buffer *payload_next(payload *p, bool ids, uint64_t *id_num)
+/* The next request's bytes (valid until the next call; the SDK copies
+ * them); *id_num is the number of its id (meaningful with ids only). */
+static const uint8_t *payload_next(payload *p, bool ids, uint64_t *id_num, size_t *len)
 {
-    grpc_byte_buffer *bb;
-    grpc_slice s;
     uint8_t prefix[2 + 36 + 1];
 
     *id_num = p->id_next++;
-    if (!ids)
-        return grpc_raw_byte_buffer_create(&p->shared, 1);
+    if (!ids) {
+        *len = p->shared_len;
+        return p->shared;
+    }
     prefix[0] = 0x0a; /* Event.id: field 1, length-delimited */
     prefix[1] = 36;
     format_id(p, *id_num, (char *)prefix + 2);
-    s = request_slice(p, prefix, 2 + 36);
-    bb = grpc_raw_byte_buffer_create(&s, 1);
-    grpc_slice_unref(s);
-    return bb;
+    *len = request_pack(p, prefix, 2 + 36, p->scratch);
+    return p->scratch;
 }
 
 /* ============================== results =================================== */
@@ -417,65 +408,43 @@ static double quantile_us(const samples *s, double q)
 
 /* ============================== the run =================================== */
 
-typedef struct bench bench;
-
-typedef enum tag_kind {
-    TAG_STREAM_START,
-    TAG_STREAM_SEND,
-    TAG_STREAM_CLOSE,
-    TAG_STREAM_RECV,
-    TAG_STREAM_STATUS,
-    TAG_UNARY
-} tag_kind;
-
-/* Every batch's tag: a small struct embedded in the call object it belongs
- * to, so dispatch needs no lookup. */
-typedef struct tag {
-    tag_kind kind;
-    void *owner;
-} tag;
-
-struct bench {
+typedef struct bench {
     options opt;
-    grpc_completion_queue *cq;
-    grpc_channel *channels[MAX_CONNECTIONS];
-    int next_channel;
-    payload pl;
+    tse_client *client;
     int64_t t_start, t_measure, t_end;
-    gpr_timespec deadline; /* of every call: the end plus DRAIN_LIMIT_NS */
-    bool sending;          /* false once the measured interval (or count) is over */
-    long long sent;        /* events started, all calls */
-    long long reserved;    /* stream sends committed (by a hint) but not started */
+    pthread_mutex_t mu;     /* everything below */
+    pthread_cond_t changed; /* live or launch_done changed */
+    payload pl;
+    bool sending;   /* false once the measured interval (or count) is over */
+    long long sent; /* events started, all calls */
     long long ok_measured, ok_total;
     long long errors;
     char first_error[256];
-    atomic_int live;          /* calls not yet finished */
-    atomic_bool launch_done;  /* latency mode: the launcher has returned */
-    pthread_mutex_t error_mu; /* errors and first_error */
+    int live;         /* calls not yet ended */
+    bool launch_done; /* latency mode: the launcher has returned */
     samples lat;
-    samples lag;       /* latency mode: launcher lateness, owned by the launcher */
+    samples lag;       /* latency mode: launcher lateness */
     samples from_send; /* latency mode: latency from the actual start */
-};
+} bench;
 
 static void record_error(bench *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Under mu. */
 static void record_error(bench *b, const char *fmt, ...)
 {
     va_list ap;
 
-    pthread_mutex_lock(&b->error_mu);
     if (b->errors++ == 0) {
         va_start(ap, fmt);
         vsnprintf(b->first_error, sizeof(b->first_error), fmt, ap);
         va_end(ap);
     }
-    pthread_mutex_unlock(&b->error_mu);
 }
 
 /* True when a send may start now: within the interval and the count. */
 static bool may_send(const bench *b)
 {
-    return b->sending && (b->opt.count == 0 || b->sent + b->reserved < b->opt.count);
+    return b->sending && (b->opt.count == 0 || b->sent < b->opt.count);
 }
 
 /* True when got is the id numbered n; want receives that id. */
@@ -487,25 +456,15 @@ static bool id_matches(const payload *p, uint64_t n, const char *got, char want[
 
 /* Checks one PublishResponse to the request with id number id_num (sent
  * at `started`); records success (and its latency) or error. True on
- * success. */
-static bool check_response(bench *b, grpc_byte_buffer *bb, uint64_t id_num, int64_t started,
+ * success. Under mu. */
+static bool check_response(bench *b, const void *data, size_t len, uint64_t id_num, int64_t started,
                            int64_t done)
 {
-    Tracseq__Events__V1__PublishResponse *r = NULL;
-    grpc_byte_buffer_reader reader;
-    grpc_slice all;
+    Tracseq__Events__V1__PublishResponse *r =
+        tracseq__events__v1__publish_response__unpack(NULL, len, data);
     char want[37] = "";
     bool ok = false;
 
-    if (bb == NULL || !grpc_byte_buffer_reader_init(&reader, bb)) {
-        record_error(b, "missing response message");
-        return false;
-    }
-    all = grpc_byte_buffer_reader_readall(&reader);
-    grpc_byte_buffer_reader_destroy(&reader);
-    r = tracseq__events__v1__publish_response__unpack(NULL, GRPC_SLICE_LENGTH(all),
-                                                      GRPC_SLICE_START_PTR(all));
-    grpc_slice_unref(all);
     if (r == NULL)
         record_error(b, "undecodable PublishResponse");
     else if (r->error != NULL)
@@ -529,390 +488,226 @@ static bool check_response(bench *b, grpc_byte_buffer *bb, uint64_t id_num, int6
     return ok;
 }
 
-static void check_status(bench *b, grpc_status_code code, grpc_slice details)
+/* A call's end (under mu): an error unless status is OK. */
+static void check_end(bench *b, tse_client_status status, const tse_client_error *err)
 {
-    if (code != GRPC_STATUS_OK)
-        record_error(b, "status %d: %.*s", (int)code, (int)GRPC_SLICE_LENGTH(details),
-                     (const char *)GRPC_SLICE_START_PTR(details));
+    if (status != TSE_CLIENT_OK)
+        record_error(b, "status %d: %s", err != NULL ? err->grpc_code : -1,
+                     err != NULL ? err->message : tse_client_status_name(status));
 }
 
-static grpc_channel *pick_channel(bench *b)
+/* Every call's deadline: the end of the interval plus DRAIN_LIMIT_NS. */
+static tse_client_call_options call_options(const bench *b)
 {
-    grpc_channel *ch = b->channels[b->next_channel];
+    int64_t left = b->t_end + DRAIN_LIMIT_NS - now_ns();
 
-    b->next_channel = (b->next_channel + 1) % b->opt.connections;
-    return ch;
+    return (tse_client_call_options){.timeout_ms = left > 1000000 ? (int)(left / 1000000) : 1};
 }
 
-static grpc_call *new_call(bench *b, const char *method)
+/* A call ended (under mu). */
+static void call_ended(bench *b)
 {
-    grpc_slice m = grpc_slice_from_static_string(method);
-    grpc_call *c = grpc_channel_create_call(pick_channel(b), NULL, GRPC_PROPAGATE_DEFAULTS, b->cq,
-                                            m, NULL, b->deadline, NULL);
-
-    grpc_slice_unref(m);
-    return c;
+    b->live--;
+    pthread_cond_signal(&b->changed);
 }
 
 /* ============================== stream mode =============================== */
 
 /*
- * One PublishStream call. `batches` counts started batches not yet
- * completed; the call is released when it reaches zero after the status
- * arrived. Send times sit in a ring indexed by event number: responses come
- * in request order, so response n answers send n.
+ * One PublishStream call. Send times sit in a ring indexed by event number:
+ * responses come in request order, so response n answers send n.
  */
 typedef struct stream {
     bench *b;
-    grpc_call *call;
-    tag t_start, t_send, t_close, t_recv, t_status;
-    grpc_metadata_array initial_md, trailing_md;
-    grpc_status_code code;
-    grpc_slice details;
-    grpc_byte_buffer *send_buf, *recv_buf;
+    tse_client_stream *h;
     int64_t *sent_at; /* ring of window entries: when each was sent */
     uint64_t *id_at;  /* ring of window entries: each one's id number */
     long long sent, received;
-    int batches;
-    bool send_pending, next_committed, closed, status_done;
+    bool closed;
 } stream;
 
-/* The call is failing (its status will say why): send nothing more. */
-static void stream_abandon_sends(stream *s)
-{
-    s->closed = true;
-    if (s->next_committed)
-        s->b->reserved--;
-    s->next_committed = false;
-}
-
-static bool stream_batch(stream *s, const grpc_op *ops, size_t n, tag *t)
-{
-    grpc_call_error e = grpc_call_start_batch(s->call, ops, n, t, NULL);
-
-    if (e != GRPC_CALL_OK) {
-        record_error(s->b, "start_batch failed: %d", (int)e);
-        grpc_call_cancel(s->call, NULL);
-        return false;
-    }
-    s->batches++;
-    return true;
-}
-
-/*
- * Starts the send of the next event. Its hint is set only when the send
- * after it is committed now (room in the window, more to send, and not the
- * first message): a hinted message is written only when a later send
- * flushes it. A commitment is kept even if the interval ends meanwhile.
- */
-static void stream_send(stream *s)
+/* The next event's bytes, recorded in the ring (under mu). */
+static const uint8_t *stream_next(stream *s, size_t *len)
 {
     bench *b = s->b;
-    grpc_op op = {.op = GRPC_OP_SEND_MESSAGE};
+    const uint8_t *req;
 
-    if (s->next_committed)
-        b->reserved--;
     s->sent_at[s->sent % b->opt.window] = now_ns();
-    s->send_buf = payload_next(&b->pl, b->opt.ids, &s->id_at[s->sent % b->opt.window]);
+    req = payload_next(&b->pl, b->opt.ids, &s->id_at[s->sent % b->opt.window], len);
     s->sent++;
     b->sent++;
-    s->next_committed = s->sent > 1 && s->sent - s->received < b->opt.window && may_send(b);
-    if (s->next_committed) {
-        b->reserved++;
-        op.flags = GRPC_WRITE_BUFFER_HINT;
-    }
-    op.data.send_message.send_message = s->send_buf;
-    s->send_pending = stream_batch(s, &op, 1, &s->t_send);
-    if (!s->send_pending) {
-        grpc_byte_buffer_destroy(s->send_buf);
-        s->send_buf = NULL;
-        stream_abandon_sends(s);
-    }
-}
-
-static void stream_close(stream *s)
-{
-    grpc_op op = {.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT};
-
-    s->closed = true;
-    stream_batch(s, &op, 1, &s->t_close);
+    return req;
 }
 
 /*
- * Sends what the window allows, or half-closes once sending is over. A full
- * window is refilled only once a quarter of it was answered: refilling one
- * message per response would leave every message the last queued one, so
- * none could be hinted and each would cost a write of its own.
+ * Queues what the window allows, or half-closes once sending is over (the
+ * server answers what it got, then ends the stream). A full window is
+ * refilled only once a quarter of it was answered: refilling one message
+ * per response would leave every message the last queued one, so none
+ * could be hinted and each would cost a write of its own. Under mu.
  */
 static void stream_pump(stream *s)
 {
-    long long refill = s->b->opt.window / 4 > 0 ? s->b->opt.window / 4 : 1;
+    bench *b = s->b;
+    long long refill = b->opt.window / 4 > 0 ? b->opt.window / 4 : 1;
+    size_t len;
 
-    if (s->send_pending || s->closed || s->status_done)
+    if (s->closed)
         return;
-    if (s->next_committed)
-        stream_send(s);
-    else if (may_send(s->b)) {
-        if (s->sent - s->received <= s->b->opt.window - refill)
-            stream_send(s);
-    } else
-        stream_close(s);
+    if (!may_send(b)) {
+        s->closed = true;
+        tse_client_stream_close_send(s->h);
+        return;
+    }
+    if (s->sent - s->received > b->opt.window - refill)
+        return;
+    while (s->sent - s->received < b->opt.window && may_send(b)) {
+        const uint8_t *req = stream_next(s, &len);
+        if (tse_client_stream_send(s->h, req, len) != TSE_CLIENT_OK) {
+            s->closed = true; /* the stream ended: on_end says why */
+            return;
+        }
+    }
+    if (!may_send(b)) {
+        s->closed = true;
+        tse_client_stream_close_send(s->h);
+    }
 }
 
-static void stream_recv(stream *s, bool with_md)
+static void stream_on_message(void *arg, const void *msg, size_t len)
 {
-    grpc_op ops[2];
-    size_t n = 0;
+    stream *s = arg;
+    bench *b = s->b;
+    int64_t t = now_ns();
 
-    memset(ops, 0, sizeof(ops));
-    if (with_md) {
-        ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
-        ops[n++].data.recv_initial_metadata.recv_initial_metadata = &s->initial_md;
-    }
-    ops[n].op = GRPC_OP_RECV_MESSAGE;
-    ops[n++].data.recv_message.recv_message = &s->recv_buf;
-    stream_batch(s, ops, n, &s->t_recv);
-}
-
-static stream *stream_create(bench *b)
-{
-    stream *s = calloc(1, sizeof(*s));
-    grpc_op ops[1];
-
-    if (s == NULL)
-        return NULL;
-    s->sent_at = calloc((size_t)b->opt.window, sizeof(int64_t));
-    s->id_at = calloc((size_t)b->opt.window, sizeof(uint64_t));
-    if (s->sent_at == NULL || s->id_at == NULL) {
-        free(s->sent_at);
-        free(s->id_at);
-        free(s);
-        return NULL;
-    }
-    s->b = b;
-    s->t_start = (tag){TAG_STREAM_START, s};
-    s->t_send = (tag){TAG_STREAM_SEND, s};
-    s->t_close = (tag){TAG_STREAM_CLOSE, s};
-    s->t_recv = (tag){TAG_STREAM_RECV, s};
-    s->t_status = (tag){TAG_STREAM_STATUS, s};
-    grpc_metadata_array_init(&s->initial_md);
-    grpc_metadata_array_init(&s->trailing_md);
-    s->details = grpc_empty_slice();
-    s->call = new_call(b, METHOD_STREAM);
-    b->live++;
-    /* Initial metadata goes alone: a hinted message beside it is never
-     * written (measured.md). */
-    memset(ops, 0, sizeof(ops));
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    s->send_pending = stream_batch(s, ops, 1, &s->t_start);
-    ops[0].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[0].data.recv_status_on_client.trailing_metadata = &s->trailing_md;
-    ops[0].data.recv_status_on_client.status = &s->code;
-    ops[0].data.recv_status_on_client.status_details = &s->details;
-    stream_batch(s, ops, 1, &s->t_status);
-    stream_recv(s, true);
-    return s;
+    pthread_mutex_lock(&b->mu);
+    if (s->received >= s->sent)
+        record_error(b, "response without a request");
+    else
+        check_response(b, msg, len, s->id_at[s->received % b->opt.window],
+                       s->sent_at[s->received % b->opt.window], t);
+    s->received++;
+    stream_pump(s);
+    pthread_mutex_unlock(&b->mu);
 }
 
 static void stream_destroy(stream *s)
 {
     if (s == NULL)
         return;
-    if (s->call != NULL)
-        grpc_call_unref(s->call);
-    grpc_metadata_array_destroy(&s->initial_md);
-    grpc_metadata_array_destroy(&s->trailing_md);
-    grpc_slice_unref(s->details);
+    tse_client_stream_release(s->h);
     free(s->sent_at);
     free(s->id_at);
     free(s);
 }
 
-static void stream_on_recv(stream *s, bool ok)
+static void stream_on_end(void *arg, tse_client_status status, const tse_client_error *err)
 {
+    stream *s = arg;
     bench *b = s->b;
-    int64_t t = now_ns();
 
-    if (!ok || s->recv_buf == NULL) {
-        /* End of the response stream; the status tells why. */
-        if (s->received != s->sent && ok)
-            record_error(b, "stream ended after %lld of %lld responses", s->received, s->sent);
-        return;
-    }
-    if (s->received >= s->sent)
-        record_error(b, "response without a request");
-    else
-        check_response(b, s->recv_buf, s->id_at[s->received % b->opt.window],
-                       s->sent_at[s->received % b->opt.window], t);
-    s->received++;
-    grpc_byte_buffer_destroy(s->recv_buf);
-    s->recv_buf = NULL;
-    stream_recv(s, false);
-    stream_pump(s);
+    pthread_mutex_lock(&b->mu);
+    check_end(b, status, err);
+    if (status == TSE_CLIENT_OK && s->received != s->sent)
+        record_error(b, "stream ended after %lld of %lld responses", s->received, s->sent);
+    call_ended(b);
+    pthread_mutex_unlock(&b->mu);
+    stream_destroy(s);
 }
 
-static void stream_on_event(tag *t, bool ok)
+/* Starts one stream with its first event, then fills its window (under
+ * mu, so its handlers wait until the handle is stored). */
+static bool stream_create(bench *b)
 {
-    stream *s = t->owner;
+    static const tse_client_stream_handlers h = {stream_on_message, stream_on_end};
+    tse_client_call_options o = call_options(b);
+    stream *s = calloc(1, sizeof(*s));
+    const uint8_t *first;
+    tse_client_error err;
+    size_t len;
 
-    s->batches--;
-    switch (t->kind) {
-    case TAG_STREAM_START:
-    case TAG_STREAM_SEND:
-        if (s->send_buf != NULL) {
-            grpc_byte_buffer_destroy(s->send_buf);
-            s->send_buf = NULL;
-        }
-        s->send_pending = false;
-        if (!ok)
-            stream_abandon_sends(s);
-        else
-            stream_pump(s);
-        break;
-    case TAG_STREAM_CLOSE: break;
-    case TAG_STREAM_RECV: stream_on_recv(s, ok); break;
-    case TAG_STREAM_STATUS:
-        check_status(s->b, s->code, s->details);
-        s->status_done = true;
-        s->b->live--;
-        break;
-    default: break;
-    }
-    /* The status batch stays pending until the call ended, but other
-     * batches may complete after it: release only when none is left. */
-    if (s->batches == 0)
+    if (s == NULL || (s->sent_at = calloc((size_t)b->opt.window, sizeof(int64_t))) == NULL ||
+        (s->id_at = calloc((size_t)b->opt.window, sizeof(uint64_t))) == NULL) {
+        record_error(b, "out of memory");
         stream_destroy(s);
+        return false;
+    }
+    s->b = b;
+    first = stream_next(s, &len);
+    if (tse_client_stream_start(b->client, METHOD_STREAM, first, len, &o, &h, s, &s->h, &err) !=
+        TSE_CLIENT_OK) {
+        record_error(b, "PublishStream: %s", err.message);
+        stream_destroy(s);
+        return false;
+    }
+    b->live++;
+    stream_pump(s);
+    return true;
 }
 
 /* ============================== unary modes =============================== */
 
-/* One Publish call: all six ops in one batch, one completion. */
+/* One Publish call. */
 typedef struct unary {
     bench *b;
-    grpc_call *call;
-    tag t_done;
-    grpc_metadata_array initial_md, trailing_md;
-    grpc_status_code code;
-    grpc_slice details;
-    grpc_byte_buffer *send_buf, *recv_buf;
     int64_t started; /* when the call was due (open loop) or started */
     int64_t sent_ns; /* when it was actually started */
     uint64_t id_num;
 } unary;
 
-static unary *unary_create(bench *b)
-{
-    unary *u = calloc(1, sizeof(*u));
-
-    if (u == NULL)
-        return NULL;
-    u->b = b;
-    u->t_done = (tag){TAG_UNARY, u};
-    grpc_metadata_array_init(&u->initial_md);
-    grpc_metadata_array_init(&u->trailing_md);
-    u->details = grpc_empty_slice();
-    return u;
-}
-
-static void unary_destroy(unary *u)
-{
-    if (u == NULL)
-        return;
-    grpc_metadata_array_destroy(&u->initial_md);
-    grpc_metadata_array_destroy(&u->trailing_md);
-    grpc_slice_unref(u->details);
-    free(u);
-}
+static void unary_on_end(void *arg, tse_client_status status, const tse_client_error *err,
+                         const void *response, size_t len);
 
 /*
- * Starts one call; `started` is when it was due (open loop) or now. Once
- * it returns true, u belongs to the completion: another thread may already
- * have finished and freed it, so the caller must not touch it. On false the
- * caller still owns u.
+ * Starts one call; `started` is when it was due (open loop) or now. False
+ * (the error recorded) when the SDK refused it: then the callback will not
+ * come and the caller still owns u. Under mu.
  */
 static bool unary_start(unary *u, int64_t started)
 {
     bench *b = u->b;
-    grpc_op ops[6];
-    grpc_call_error e;
+    tse_client_call_options o = call_options(b);
+    const uint8_t *req;
+    tse_client_error err;
+    size_t len;
 
-    memset(ops, 0, sizeof(ops));
     u->started = started;
-    u->send_buf = payload_next(&b->pl, b->opt.ids, &u->id_num);
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = u->send_buf;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &u->initial_md;
-    ops[4].op = GRPC_OP_RECV_MESSAGE;
-    ops[4].data.recv_message.recv_message = &u->recv_buf;
-    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[5].data.recv_status_on_client.trailing_metadata = &u->trailing_md;
-    ops[5].data.recv_status_on_client.status = &u->code;
-    ops[5].data.recv_status_on_client.status_details = &u->details;
-    u->call = new_call(b, METHOD_PUBLISH);
+    req = payload_next(&b->pl, b->opt.ids, &u->id_num, &len);
     b->sent++;
-    b->live++;
     u->sent_ns = now_ns();
-    e = grpc_call_start_batch(u->call, ops, 6, &u->t_done, NULL);
-    if (e != GRPC_CALL_OK) {
-        /* Never queued: account for it here, as its completion would. */
-        record_error(b, "start_batch failed: %d", (int)e);
-        grpc_byte_buffer_destroy(u->send_buf);
-        u->send_buf = NULL;
-        grpc_call_unref(u->call);
-        u->call = NULL;
-        b->live--;
+    if (tse_client_call_start(b->client, METHOD_PUBLISH, req, len, &o, unary_on_end, u, NULL,
+                              &err) != TSE_CLIENT_OK) {
+        record_error(b, "Publish: %s", err.message);
         return false;
     }
+    b->live++;
     return true;
 }
 
-/* Ends a call; returns the object to the caller for reuse (or release). */
-static void unary_finish(unary *u, bool ok)
+/* Checks the answer; closed loop: the slot restarts at once while sending
+ * lasts. */
+static void unary_on_end(void *arg, tse_client_status status, const tse_client_error *err,
+                         const void *response, size_t len)
 {
+    unary *u = arg;
     bench *b = u->b;
     int64_t t = now_ns();
 
-    if (!ok)
-        record_error(b, "batch failed");
-    else if (u->code != GRPC_STATUS_OK)
-        check_status(b, u->code, u->details);
-    else if (check_response(b, u->recv_buf, u->id_num, u->started, t) &&
+    pthread_mutex_lock(&b->mu);
+    if (status != TSE_CLIENT_OK)
+        check_end(b, status, err);
+    else if (check_response(b, response, len, u->id_num, u->started, t) &&
              b->opt.mode == MODE_LATENCY && u->started >= b->t_measure && u->started < b->t_end)
         samples_add(&b->from_send, t - u->sent_ns);
-    grpc_byte_buffer_destroy(u->send_buf);
-    u->send_buf = NULL;
-    if (u->recv_buf != NULL)
-        grpc_byte_buffer_destroy(u->recv_buf);
-    u->recv_buf = NULL;
-    grpc_call_unref(u->call);
-    u->call = NULL;
-    grpc_metadata_array_destroy(&u->initial_md);
-    grpc_metadata_array_destroy(&u->trailing_md);
-    grpc_metadata_array_init(&u->initial_md);
-    grpc_metadata_array_init(&u->trailing_md);
-    grpc_slice_unref(u->details);
-    u->details = grpc_empty_slice();
-    b->live--;
-}
-
-/* Closed loop: a slot restarts at once while sending lasts. */
-static void unary_on_event(tag *t, bool ok)
-{
-    unary *u = t->owner;
-
-    unary_finish(u, ok);
-    if (u->b->opt.mode != MODE_UNARY || !may_send(u->b) || !unary_start(u, now_ns()))
-        unary_destroy(u);
+    call_ended(b);
+    if (b->opt.mode != MODE_UNARY || !may_send(b) || !unary_start(u, now_ns()))
+        free(u);
+    pthread_mutex_unlock(&b->mu);
 }
 
 /*
  * Open loop, on its own thread: starts call n at t_start + n / rate, late
- * or not, until the end of the interval (or the count). Only this thread
- * starts calls in latency mode, so `sent`, `sending` and the payload are its
- * own until it returns.
+ * or not, until the end of the interval (or the count).
  */
 static void *launcher_main(void *arg)
 {
@@ -930,117 +725,111 @@ static void *launcher_main(void *arg)
             break;
         while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
             ;
-        if ((u = unary_create(b)) == NULL) {
+        pthread_mutex_lock(&b->mu);
+        if ((u = calloc(1, sizeof(*u))) == NULL)
             record_error(b, "out of memory");
-            break;
+        else {
+            u->b = b;
+            samples_add(&b->lag, now_ns() - due);
+            if (!unary_start(u, due))
+                free(u);
         }
-        samples_add(&b->lag, now_ns() - due);
-        if (!unary_start(u, due))
-            unary_destroy(u);
+        pthread_mutex_unlock(&b->mu);
+        if (u == NULL)
+            break;
     }
+    pthread_mutex_lock(&b->mu);
     b->sending = false;
-    atomic_store(&b->launch_done, true);
+    b->launch_done = true;
+    pthread_cond_signal(&b->changed);
+    pthread_mutex_unlock(&b->mu);
     return NULL;
 }
 
 /* ============================== driver ==================================== */
 
-static void dispatch(grpc_event ev)
-{
-    tag *t = ev.tag;
-
-    if (t->kind == TAG_UNARY)
-        unary_on_event(t, ev.success != 0);
-    else
-        stream_on_event(t, ev.success != 0);
-}
-
 static bool bench_open(bench *b)
 {
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-    grpc_arg arg = {
-        .type = GRPC_ARG_INTEGER, .key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, .value.integer = 1};
-    grpc_channel_args args = {.num_args = 1, .args = &arg};
+    tse_client_options o = {.target = b->opt.target,
+                            .source_service = "bench-publish",
+                            .timeout_ms = 5000,
+                            .channels = b->opt.connections};
+    tse_client_error err;
 
-    b->cq = grpc_completion_queue_create_for_next(NULL);
-    /* A local subchannel pool per channel: one TCP connection each. */
-    for (int i = 0; i < b->opt.connections; i++)
-        b->channels[i] = grpc_channel_create(b->opt.target, creds, &args);
-    grpc_channel_credentials_release(creds);
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(&b->changed, &a);
+    pthread_condattr_destroy(&a);
+    if (tse_client_connect(&o, &b->client, &err) != TSE_CLIENT_OK) {
+        fprintf(stderr, "bench_publish: %s\n", err.message);
+        return false;
+    }
     return payload_init(&b->pl, b->opt.payload_bytes);
 }
 
-/* Waits until every channel is connected, so connection setup is not
- * measured; false after 5 s. */
+/*
+ * Connects before measuring: a health check per connection (the first asks
+ * every connection to connect, the SDK takes a ready one in turn), so
+ * connection setup is not measured; false when the service does not answer.
+ */
 static bool bench_connect(bench *b)
 {
-    int64_t give_up = now_ns() + 5000000000LL;
+    tse_client_serving serving;
+    tse_client_error err;
 
-    for (int i = 0; i < b->opt.connections; i++) {
-        grpc_connectivity_state st;
-        while ((st = grpc_channel_check_connectivity_state(b->channels[i], 1)) !=
-               GRPC_CHANNEL_READY) {
-            if (now_ns() > give_up)
-                return false;
-            grpc_channel_watch_connectivity_state(b->channels[i], st, at_ns(now_ns() + 100000000),
-                                                  b->cq, NULL);
-            /* The watch's completion carries a NULL tag; nothing else is
-             * queued yet. */
-            grpc_completion_queue_next(b->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    for (int i = 0; i < 2 * b->opt.connections; i++)
+        if (tse_client_health(b->client, NULL, &serving, &err) != TSE_CLIENT_OK) {
+            fprintf(stderr, "bench_publish: %s\n", err.message);
+            return false;
         }
-    }
     return true;
 }
 
 static void bench_start_calls(bench *b)
 {
+    pthread_mutex_lock(&b->mu);
     if (b->opt.mode == MODE_STREAM) {
-        for (int i = 0; i < b->opt.streams; i++)
-            if (stream_create(b) == NULL)
-                record_error(b, "out of memory");
+        for (int i = 0; i < b->opt.streams && may_send(b); i++)
+            stream_create(b);
     } else if (b->opt.mode == MODE_UNARY) {
         for (int i = 0; i < b->opt.concurrency && may_send(b); i++) {
-            unary *u = unary_create(b);
+            unary *u = calloc(1, sizeof(*u));
             if (u == NULL) {
                 record_error(b, "out of memory");
                 break;
             }
+            u->b = b;
             if (!unary_start(u, now_ns()))
-                unary_destroy(u);
+                free(u);
         }
     }
+    pthread_mutex_unlock(&b->mu);
 }
 
-/* Runs the event loop until every call finished. Calls still open
- * DRAIN_LIMIT_NS after the end fail on their deadline, so this ends. */
-static void bench_loop(bench *b)
+/* Ends sending at the end of the interval, then waits until every call
+ * ended. Calls still open DRAIN_LIMIT_NS after the end fail on their
+ * deadline, so this ends. */
+static void bench_wait(bench *b)
 {
     bool latency = b->opt.mode == MODE_LATENCY;
+    struct timespec end = {(time_t)(b->t_end / 1000000000LL), (long)(b->t_end % 1000000000LL)};
 
-    while (atomic_load(&b->live) > 0 || (latency && !atomic_load(&b->launch_done))) {
-        grpc_event ev;
-
-        /* The launcher owns `sending` in latency mode. */
-        if (!latency && b->sending && (now_ns() >= b->t_end || !may_send(b)))
-            b->sending = false;
-        ev = grpc_completion_queue_next(b->cq, at_ns(now_ns() + TICK_NS), NULL);
-        if (ev.type == GRPC_OP_COMPLETE && ev.tag != NULL)
-            dispatch(ev);
-    }
+    pthread_mutex_lock(&b->mu);
+    while ((b->live > 0 || (latency && !b->launch_done)) && now_ns() < b->t_end)
+        pthread_cond_timedwait(&b->changed, &b->mu, &end);
+    if (!latency) /* the launcher owns `sending` in latency mode */
+        b->sending = false;
+    while (b->live > 0 || (latency && !b->launch_done))
+        pthread_cond_wait(&b->changed, &b->mu);
+    pthread_mutex_unlock(&b->mu);
 }
 
 static void bench_close(bench *b)
 {
-    grpc_event ev;
-
-    for (int i = 0; i < b->opt.connections; i++)
-        grpc_channel_destroy(b->channels[i]);
-    grpc_completion_queue_shutdown(b->cq);
-    do
-        ev = grpc_completion_queue_next(b->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-    while (ev.type != GRPC_QUEUE_SHUTDOWN);
-    grpc_completion_queue_destroy(b->cq);
+    tse_client_destroy(b->client);
     payload_cleanup(&b->pl);
+    pthread_cond_destroy(&b->changed);
     free(b->lat.v);
     free(b->lag.v);
     free(b->from_send.v);
@@ -1091,56 +880,50 @@ static void report(bench *b, double wall_s)
            quantile_us(&b->lat, 0.99), quantile_us(&b->lat, 1.0),
            o->mode == MODE_STREAM ? o->streams : 0, o->mode == MODE_STREAM ? o->window : 0,
            o->mode == MODE_UNARY ? o->concurrency : 0, o->mode == MODE_LATENCY ? o->rate : 0,
-           o->connections, o->ids ? 1 : 0, GRPC_SLICE_LENGTH(b->pl.shared) + (o->ids ? 38 : 0),
-           b->pl.data_len, b->ok_total, wall_s > 0 ? 100.0 * cpu / wall_s : 0,
-           quantile_us(&b->lag, 0.99), quantile_us(&b->lag, 1.0), quantile_us(&b->from_send, 0.99));
+           o->connections, o->ids ? 1 : 0, b->pl.shared_len + (o->ids ? 38 : 0), b->pl.data_len,
+           b->ok_total, wall_s > 0 ? 100.0 * cpu / wall_s : 0, quantile_us(&b->lag, 0.99),
+           quantile_us(&b->lag, 1.0), quantile_us(&b->from_send, 0.99));
     fflush(stdout);
 }
 
 int main(int argc, char **argv)
 {
-    static bench b = {.error_mu = PTHREAD_MUTEX_INITIALIZER};
+    static bench b = {.mu = PTHREAD_MUTEX_INITIALIZER};
     pthread_t launcher;
     double wall;
-    int rc = 1;
+    int rc;
 
     if (!parse_options(&b.opt, argc, argv))
         return 2;
-    grpc_init();
-    if (!bench_open(&b)) {
-        fprintf(stderr, "bench_publish: out of memory\n");
-        goto out;
-    }
-    if (!bench_connect(&b)) {
+    if (!bench_open(&b) || !bench_connect(&b)) {
         fprintf(stderr, "bench_publish: cannot connect to %s\n", b.opt.target);
         bench_close(&b);
-        goto out;
+        return 1;
     }
     b.t_start = now_ns();
     /* A counted run measures every event: a warm-up could swallow it. */
     b.t_measure = b.t_start + (b.opt.count > 0 ? 0 : (int64_t)(b.opt.warmup_s * 1e9));
     b.t_end = b.t_measure + (int64_t)(b.opt.duration_s * 1e9);
-    b.deadline = at_ns(b.t_end + DRAIN_LIMIT_NS);
     b.sending = true;
     if (b.opt.mode == MODE_LATENCY) {
         if (pthread_create(&launcher, NULL, launcher_main, &b) != 0) {
             fprintf(stderr, "bench_publish: cannot start the launcher thread\n");
             bench_close(&b);
-            goto out;
+            return 1;
         }
     } else
         bench_start_calls(&b);
-    bench_loop(&b);
+    bench_wait(&b);
     if (b.opt.mode == MODE_LATENCY)
         pthread_join(launcher, NULL);
     wall = (double)(now_ns() - b.t_start) / 1e9;
     /* With --count the run may end before the planned interval does. */
     if (b.opt.count > 0 && now_ns() < b.t_end)
         b.t_end = now_ns();
+    pthread_mutex_lock(&b.mu);
     report(&b, wall);
     rc = b.errors == 0 && b.ok_measured > 0 ? 0 : 1;
+    pthread_mutex_unlock(&b.mu);
     bench_close(&b);
-out:
-    grpc_shutdown();
     return rc;
 }

@@ -218,6 +218,11 @@ static void kick_send_locked(tse_client_stream *s)
         s->out_tail = NULL;
     s->send_buf = m->bb;
     free(m);
+    /* Another request is queued behind this one and goes out as soon as
+     * this completes: it may wait in gRPC's write buffer until then, so a
+     * burst of sends shares writes. The last one queued flushes them. */
+    if (s->out_head != NULL)
+        op.flags = GRPC_WRITE_BUFFER_HINT;
     op.data.send_message.send_message = s->send_buf;
     s->sending = batch_locked(s, &op, 1, &s->t_send);
 }
