@@ -504,11 +504,12 @@ static tse_client_call_options call_options(const bench *b)
     return (tse_client_call_options){.timeout_ms = left > 1000000 ? (int)(left / 1000000) : 1};
 }
 
-/* A call ended (under mu). */
+/* A call ended (under mu). The main thread waits for the last one only:
+ * a wake per call would cost a context switch per event. */
 static void call_ended(bench *b)
 {
-    b->live--;
-    pthread_cond_signal(&b->changed);
+    if (--b->live == 0)
+        pthread_cond_signal(&b->changed);
 }
 
 /* ============================== stream mode =============================== */
@@ -782,8 +783,8 @@ static void probe_done(void *arg, tse_client_status status, const tse_client_err
     (void)err, (void)response, (void)len;
     pthread_mutex_lock(&p->b->mu);
     p->unreachable += status == TSE_CLIENT_UNAVAILABLE;
-    p->waiting--;
-    pthread_cond_signal(&p->b->changed);
+    if (--p->waiting == 0)
+        pthread_cond_signal(&p->b->changed);
     pthread_mutex_unlock(&p->b->mu);
 }
 

@@ -1,8 +1,9 @@
 /*
  * call.c - asynchronous unary calls: a stream of stream.c closed after its
- * one request, whose one response is kept for the callback; so calls and
- * streams share one machinery (batches, metadata, cancel, the client's
- * list that destroy cancels).
+ * one request (started as one batch of all six ops there), whose one
+ * response is kept for the callback; so calls and streams share one
+ * machinery (metadata, cancel, the end, the client's list that destroy
+ * cancels).
  *
  * References: the stream's end (dropped after the callback), the caller's
  * handle (when asked for), and start's own until the stream handle is

@@ -15,7 +15,9 @@
  * batch is in flight, so it follows every on_message. References: the
  * stream's own, dropped after on_end returned, and the caller's handle.
  * While it runs the stream is on the client's list (under calls_mu) so
- * that destroy can cancel it; it leaves the list before on_end.
+ * that destroy can cancel it; it leaves the list before on_end. A unary
+ * call (call.c) is one batch of all its ops instead: one completion, its
+ * response handed over before the end.
  */
 #include <grpc/byte_buffer_reader.h>
 #include <stdatomic.h>
@@ -331,14 +333,66 @@ static void on_status(tse_client_tag *tag, bool ok)
     settle_unlock(s);
 }
 
+/* The one batch of a unary call ended: its response (if any), then the
+ * status, so the end follows the message as for a stream. */
+static void on_unary(tse_client_tag *tag, bool ok)
+{
+    tse_client_stream *s = ((stag *)tag)->s;
+    grpc_byte_buffer *bb;
+
+    (void)ok;
+    pthread_mutex_lock(&s->mu);
+    s->batches--;
+    grpc_byte_buffer_destroy(s->send_buf);
+    s->send_buf = NULL;
+    bb = s->recv_buf;
+    s->recv_buf = NULL;
+    pthread_mutex_unlock(&s->mu);
+    if (bb != NULL) {
+        deliver_unlocked(s, bb);
+        grpc_byte_buffer_destroy(bb);
+    }
+    pthread_mutex_lock(&s->mu);
+    s->status_done = true;
+    settle_unlock(s);
+}
+
 /* ============================== public API ================================ */
 
-/* The status, then the metadata with the first message (and the close
- * of a unary call), then receiving. */
+/* A unary call (call.c) in one batch, as gRPC's own unary callers do: one
+ * completion per call instead of four. */
+static bool open_unary_locked(tse_client_stream *s, grpc_byte_buffer *request)
+{
+    grpc_op ops[6];
+
+    memset(ops, 0, sizeof(ops));
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].data.send_initial_metadata.count = s->n_md;
+    ops[0].data.send_initial_metadata.metadata = s->md;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = s->send_buf = request;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &s->initial_md;
+    ops[4].op = GRPC_OP_RECV_MESSAGE;
+    ops[4].data.recv_message.recv_message = &s->recv_buf;
+    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[5].data.recv_status_on_client.trailing_metadata = &s->trailing_md;
+    ops[5].data.recv_status_on_client.status = &s->code;
+    ops[5].data.recv_status_on_client.status_details = &s->details;
+    s->t_status.base.done = on_unary;
+    s->closing = s->closed = s->got_md = true;
+    return batch_locked(s, ops, 6, &s->t_status); /* on failure s frees request */
+}
+
+/* The status, then the metadata with the first message, then receiving. */
 static bool open_locked(tse_client_stream *s, grpc_byte_buffer *first, bool close)
 {
     grpc_op ops[3];
 
+    if (close)
+        return open_unary_locked(s, first);
+    s->send_buf = first; /* freed with s if nothing starts */
     memset(ops, 0, sizeof(ops));
     ops[0].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
     ops[0].data.recv_status_on_client.trailing_metadata = &s->trailing_md;
@@ -351,10 +405,8 @@ static bool open_locked(tse_client_stream *s, grpc_byte_buffer *first, bool clos
     ops[0].data.send_initial_metadata.count = s->n_md;
     ops[0].data.send_initial_metadata.metadata = s->md;
     ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = s->send_buf = first;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    s->sending = batch_locked(s, ops, close ? 3 : 2, &s->t_send);
-    s->closing = s->closed = close;
+    ops[1].data.send_message.send_message = first;
+    s->sending = batch_locked(s, ops, 2, &s->t_send);
     kick_recv_locked(s);
     return true;
 }
