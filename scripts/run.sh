@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make run: a local Redis (AOF on, data under ./var/redis) unless REDIS_URL
-# is set, the event service (gRPC, GRPC_LISTEN, default 0.0.0.0:50051) and
+# is set, the event service (gRPC, GRPC_LISTEN, default 127.0.0.1:50051: open
+# on loopback without AUTH_TOKENS_FILE, see docs/security.md) and
 # the REST bridge (:8087), all in the foreground. Ctrl-C (or SIGTERM) stops
 # every one of them; if any exits, the others are stopped too.
 set -euo pipefail
@@ -47,6 +48,6 @@ if [ -x "$build/rest-bridge/tracseq-rest-bridge" ]; then
 else
   echo "REST bridge not built yet: serving gRPC only"
 fi
-echo "TracSeq Events: gRPC on ${GRPC_LISTEN:-0.0.0.0:50051}, REST on ${PORT:-8087}; Ctrl-C stops"
+echo "TracSeq Events: gRPC on ${GRPC_LISTEN:-127.0.0.1:50051}, REST on ${PORT:-8087}; Ctrl-C stops"
 # Whichever exits first (or Ctrl-C) stops the rest.
 wait -n "${pids[@]}" ${redis_pid:+"$redis_pid"} || true

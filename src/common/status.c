@@ -43,6 +43,17 @@ void tse_error_prefix_field(tse_error *err, const char *prefix)
     snprintf(err->field, sizeof(err->field), "%.*s", TSE_ERROR_FIELD_MAX - 1, buf);
 }
 
+long long tse_retry_after_ms(const char *message)
+{
+    const char *at = message ? strstr(message, "retry after ") : NULL;
+    long long ms;
+    char unit[4];
+
+    if (at == NULL || sscanf(at, TSE_RETRY_AFTER_TEXT "%3s", &ms, unit) != 1 || ms < 0)
+        return -1;
+    return ms;
+}
+
 const char *tse_status_name(tse_status code)
 {
     switch (code) {

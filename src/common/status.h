@@ -52,6 +52,16 @@ typedef struct tse_error {
  */
 #define TSE_ERROR(code, field, message) (&(const tse_error){(code), field, message})
 
+/*
+ * How a RESOURCE_EXHAUSTED refusal that can be retried says when, at the end
+ * of its message (printf format, a long long of milliseconds): the REST
+ * bridge reads it back for Retry-After (tse_retry_after_ms).
+ */
+#define TSE_RETRY_AFTER_TEXT "retry after %lld ms"
+
+/* The milliseconds of a message ending in TSE_RETRY_AFTER_TEXT, or -1. */
+long long tse_retry_after_ms(const char *message);
+
 /* Clears err (code TSE_OK, empty strings). err may be NULL. */
 void tse_error_clear(tse_error *err);
 

@@ -13,8 +13,9 @@
 static const tse_setting settings[] = {
     {"redis-url", "REDIS_URL", TSE_SETTING_STRING, STR(redis_url), 0, 0, "redis://127.0.0.1:6379",
      "Redis to store events in: redis://[[user]:password@]host[:port][/db]"},
-    {"listen", "GRPC_LISTEN", TSE_SETTING_STRING, STR(listen), 0, 0, "0.0.0.0:50051",
-     "gRPC listen address, host:port"},
+    {"listen", "GRPC_LISTEN", TSE_SETTING_STRING, STR(listen), 0, 0, "127.0.0.1:50051",
+     "gRPC listen address, host:port (beyond loopback only with AUTH_TOKENS_FILE, or with "
+     "ALLOW_UNAUTHENTICATED_REMOTE=true)"},
     {"log-level", "LOG_LEVEL", TSE_SETTING_LEVEL, STR(log_level), 0, 0, "info",
      "debug|info|warn|error"},
     {"log-format", "LOG_FORMAT", TSE_SETTING_FORMAT, NUM(log_json), 0, 0, "json",
@@ -56,6 +57,13 @@ static const tse_setting settings[] = {
      100000, "1000", "Subscribe streams open at once (more are refused RESOURCE_EXHAUSTED)"},
     {"max-ack-ids", "MAX_ACK_IDS", TSE_SETTING_INT, NUM(max_ack_ids), 1000, 100000, "1000",
      "ack ids in one Acknowledge, Nack or Subscribe message (at least a full pull's 1000)"},
+    {"auth-tokens-file", "AUTH_TOKENS_FILE", TSE_SETTING_OPTIONAL, STR(auth_tokens_file), 0, 0, "",
+     "identities and the SHA-256 of their tokens (docs/security.md); reloaded on SIGHUP. Empty: "
+     "no authentication, every caller may do anything"},
+    {"allow-unauthenticated-remote", "ALLOW_UNAUTHENTICATED_REMOTE", TSE_SETTING_BOOL,
+     NUM(allow_open_remote), 0, 0, "false",
+     "true: listen beyond loopback without AUTH_TOKENS_FILE (anyone who reaches the port may "
+     "publish, read and delete anything; warned at every start)"},
 };
 
 static const tse_settings service_settings = {

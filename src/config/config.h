@@ -24,25 +24,27 @@
 #endif
 
 typedef struct tse_config {
-    char redis_url[512];       /* REDIS_URL */
-    char listen[256];          /* GRPC_LISTEN */
-    char log_level[16];        /* LOG_LEVEL */
-    bool log_json;             /* LOG_FORMAT json|text */
-    bool strict;               /* VALIDATION_MODE strict|lenient */
-    int64_t dedup_window_ms;   /* DEDUP_WINDOW */
-    int64_t retention_ms;      /* RETENTION_AGE (0: no age trimming) */
-    int64_t retention_maxlen;  /* RETENTION_MAXLEN (0: none; wins over age) */
-    int64_t redis_timeout_ms;  /* REDIS_TIMEOUT */
-    int redis_lanes;           /* REDIS_CONNECTIONS */
-    int threads;               /* GRPC_THREADS */
-    int64_t max_message_bytes; /* MAX_MESSAGE_BYTES */
-    int64_t shutdown_grace_ms; /* SHUTDOWN_GRACE */
-    int stream_window;         /* PUBLISH_STREAM_WINDOW */
-    int64_t delivery_poll_ms;  /* DELIVERY_POLL */
-    int64_t consumer_reap_ms;  /* CONSUMER_REAP_IDLE */
-    int max_patterns;          /* MAX_SUBSCRIPTION_PATTERNS */
-    int max_subscribers;       /* MAX_SUBSCRIBER_STREAMS */
-    int max_ack_ids;           /* MAX_ACK_IDS */
+    char redis_url[512];        /* REDIS_URL */
+    char listen[256];           /* GRPC_LISTEN */
+    char log_level[16];         /* LOG_LEVEL */
+    bool log_json;              /* LOG_FORMAT json|text */
+    bool strict;                /* VALIDATION_MODE strict|lenient */
+    int64_t dedup_window_ms;    /* DEDUP_WINDOW */
+    int64_t retention_ms;       /* RETENTION_AGE (0: no age trimming) */
+    int64_t retention_maxlen;   /* RETENTION_MAXLEN (0: none; wins over age) */
+    int64_t redis_timeout_ms;   /* REDIS_TIMEOUT */
+    int redis_lanes;            /* REDIS_CONNECTIONS */
+    int threads;                /* GRPC_THREADS */
+    int64_t max_message_bytes;  /* MAX_MESSAGE_BYTES */
+    int64_t shutdown_grace_ms;  /* SHUTDOWN_GRACE */
+    int stream_window;          /* PUBLISH_STREAM_WINDOW */
+    int64_t delivery_poll_ms;   /* DELIVERY_POLL */
+    int64_t consumer_reap_ms;   /* CONSUMER_REAP_IDLE */
+    int max_patterns;           /* MAX_SUBSCRIPTION_PATTERNS */
+    int max_subscribers;        /* MAX_SUBSCRIBER_STREAMS */
+    int max_ack_ids;            /* MAX_ACK_IDS */
+    char auth_tokens_file[512]; /* AUTH_TOKENS_FILE ("": authentication off) */
+    bool allow_open_remote;     /* ALLOW_UNAUTHENTICATED_REMOTE */
 } tse_config;
 
 /*

@@ -42,7 +42,9 @@ typedef enum tse_setting_kind {
     TSE_SETTING_BYTES,    /* int64_t: "65536", "512KiB", "4MiB" */
     TSE_SETTING_LEVEL,    /* char[size]: debug|info|warn|warning|error */
     TSE_SETTING_FORMAT,   /* bool: json (true) | text */
-    TSE_SETTING_MODE      /* bool: strict (true) | lenient */
+    TSE_SETTING_MODE,     /* bool: strict (true) | lenient */
+    TSE_SETTING_OPTIONAL, /* char[size], may be empty (a file path that is not required) */
+    TSE_SETTING_BOOL      /* bool: true | false */
 } tse_setting_kind;
 
 typedef struct tse_setting {

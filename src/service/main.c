@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth/auth.h"
 #include "broker/broker.h"
 #include "broker/delivery.h"
 #include "config/config.h"
@@ -181,6 +182,84 @@ static tse_status make_delivery(const tse_config *cfg, tse_stats *stats, tse_del
 }
 
 /*
+ * Whether a gRPC listen address stays on this machine: a loopback host
+ * (127.0.0.0/8, ::1, localhost) or a Unix socket. "0.0.0.0:50051",
+ * "[::]:50051" and ":50051" listen on every interface.
+ */
+static bool listen_is_loopback(const char *listen)
+{
+    char host[256];
+    const char *colon;
+    size_t len;
+
+    if (strncmp(listen, "unix:", 5) == 0 || strncmp(listen, "unix-abstract:", 14) == 0)
+        return true;
+    if (strncmp(listen, "ipv4:", 5) == 0 || strncmp(listen, "ipv6:", 5) == 0)
+        listen += 5;
+    else if (strncmp(listen, "dns:", 4) == 0)
+        listen += 4;
+    colon = strrchr(listen, ':');
+    len = colon ? (size_t)(colon - listen) : strlen(listen);
+    if (len >= sizeof(host))
+        return false;
+    memcpy(host, listen, len);
+    host[len] = '\0';
+    if (len >= 2 && host[0] == '[' && host[len - 1] == ']') {
+        memmove(host, host + 1, len - 2);
+        host[len - 2] = '\0';
+    }
+    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
+           strcmp(host, "localhost") == 0;
+}
+
+/*
+ * Authentication (AUTH_TOKENS_FILE), or the safe default without it: the
+ * port stays on loopback unless ALLOW_UNAUTHENTICATED_REMOTE says
+ * otherwise, and then every start says so.
+ */
+static tse_status make_auth(const tse_config *cfg, tse_auth **out, tse_error *err)
+{
+    *out = NULL;
+    if (cfg->auth_tokens_file[0] != '\0')
+        return tse_auth_create(cfg->auth_tokens_file, out, err);
+    if (listen_is_loopback(cfg->listen))
+        return TSE_OK;
+    if (!cfg->allow_open_remote)
+        return tse_error_set(err, TSE_INVALID, "GRPC_LISTEN",
+                             "refusing to listen on %s without authentication: set "
+                             "AUTH_TOKENS_FILE (docs/security.md), listen on 127.0.0.1, or set "
+                             "ALLOW_UNAUTHENTICATED_REMOTE=true to accept anyone who reaches "
+                             "the port",
+                             cfg->listen);
+    tse_log(TSE_LOG_WARN,
+            "authentication is off and the port is open beyond loopback "
+            "(ALLOW_UNAUTHENTICATED_REMOTE=true): anyone who reaches it may publish, read and "
+            "delete anything",
+            (const char *[]){"listen", cfg->listen, NULL});
+    return TSE_OK;
+}
+
+/* SIGHUP: the tokens file again; a bad file keeps the identities in use. */
+static void reload_auth(tse_auth *auth)
+{
+    tse_error err;
+
+    tse_error_clear(&err);
+    if (auth == NULL) {
+        tse_logf(TSE_LOG_INFO, "SIGHUP: nothing to reload (AUTH_TOKENS_FILE is not set)");
+    } else if (tse_auth_reload(auth, &err) != TSE_OK) {
+        tse_log(TSE_LOG_ERROR, "tokens file not reloaded; the current identities stay",
+                (const char *[]){"error", err.message, "key", err.field, NULL});
+    } else {
+        const tse_auth_table *t = tse_auth_acquire(auth);
+        char n[32];
+        snprintf(n, sizeof(n), "%zu", tse_auth_table_count(t));
+        tse_auth_release(t);
+        tse_log(TSE_LOG_INFO, "tokens file reloaded", (const char *[]){"identities", n, NULL});
+    }
+}
+
+/*
  * Waits for SIGINT or SIGTERM. Every few seconds meanwhile, hands memory
  * freed after a burst back to the system: glibc keeps it in per-thread
  * arenas otherwise (measured: 31 MB resident after a load test, 20 MB after
@@ -211,6 +290,7 @@ int main(int argc, char **argv)
     tse_reflection *refl = NULL;
     tse_server *server = NULL;
     tse_stats *stats = NULL;
+    tse_auth *auth = NULL;
     sigset_t set;
     int rc = 0;
 
@@ -228,10 +308,15 @@ int main(int argc, char **argv)
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     grpc_init();
 
+    if (make_auth(&cfg, &auth, &err) != TSE_OK) {
+        rc = fail(&err);
+        goto out;
+    }
     stats = tse_stats_create();
     refl = tse_reflection_create(tse_descriptor_set, tse_descriptor_set_len, tse_server_services,
                                  &err);
@@ -250,7 +335,13 @@ int main(int argc, char **argv)
     }
     wait_for_redis(broker, cfg.redis_timeout_ms);
     tse_server_deps deps = {
-        .config = &cfg, .broker = broker, .delivery = delivery, .stats = stats, .reflection = refl};
+        .config = &cfg,
+        .broker = broker,
+        .delivery = delivery,
+        .stats = stats,
+        .reflection = refl,
+        .auth = auth,
+    };
     if (tse_server_create(&deps, &server, &err) != TSE_OK ||
         tse_server_start(server, &err) != TSE_OK) {
         rc = fail(&err);
@@ -260,14 +351,17 @@ int main(int argc, char **argv)
     tse_server_set_serving(server, tse_broker_is_up(broker));
     tse_log(TSE_LOG_INFO, "tracseq-events started",
             (const char *[]){"listen", cfg.listen, "version", TSE_VERSION, "validation_mode",
-                             cfg.strict ? "strict" : "lenient", NULL});
+                             cfg.strict ? "strict" : "lenient", "authentication",
+                             auth ? "tokens" : "off", NULL});
     warn_redis_down_at_start(&link, broker);
     /* systemd (Type=notify): ready only now that the port accepts calls. */
     if (tse_notify("READY=1", &err) != TSE_OK)
         tse_log(TSE_LOG_WARN, "cannot notify systemd",
                 (const char *[]){"error", err.message, NULL});
 
-    int sig = wait_for_signal(&set, &link);
+    int sig;
+    while ((sig = wait_for_signal(&set, &link)) == SIGHUP)
+        reload_auth(auth);
     tse_notify("STOPPING=1", NULL);
     tse_logf(TSE_LOG_INFO, "%s received: shutting down (grace %lld ms)", strsignal(sig),
              (long long)cfg.shutdown_grace_ms);
@@ -288,6 +382,7 @@ out:
     tse_broker_destroy(broker);
     tse_reflection_destroy(refl);
     tse_stats_destroy(stats);
+    tse_auth_destroy(auth);
     grpc_shutdown();
     return rc;
 }

@@ -34,6 +34,7 @@ static void call_free(tse_call *c)
         grpc_byte_buffer_destroy(c->response);
     grpc_slice_unref(c->status_details);
     grpc_slice_unref(c->trailer.value);
+    tse_auth_release(c->auth_table);
     pthread_mutex_destroy(&c->lock);
     free(c);
 

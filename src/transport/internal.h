@@ -56,6 +56,7 @@ typedef struct tse_method {
      * that does not decode INVALID_ARGUMENT without calling start. */
     const ProtobufCMessageDescriptor *request;
     bool counts_invalid; /* a refused request counts as an invalid event */
+    bool open;           /* needs no identity when authentication is on (health) */
     /* Called on a worker when the call arrives; must eventually finish it. */
     void (*start)(tse_call *c);
     /* Frees the handler's own state when the call is released (may be NULL). */
@@ -88,6 +89,9 @@ struct tse_call {
     int refs;
     int64_t start_us;
     char correlation_id[TSE_CORRELATION_MAX]; /* from x-correlation-id, or "" */
+    const tse_auth_table *auth_table;         /* referenced from arrival to free (auth on) */
+    const tse_identity *identity;             /* the caller, in auth_table; NULL: auth off */
+    void (*access_next)(tse_call *c);         /* subscribe.c: what follows its owner check */
 
     /* The finish: the last message and the status live here until sent. */
     tse_call_state state; /* under lock */
@@ -115,6 +119,7 @@ typedef struct tse_call_list {
 
 struct tse_server {
     const tse_config *config;
+    tse_auth *auth; /* NULL: authentication off */
     tse_broker *broker;
     tse_delivery *delivery;
     tse_stats *stats;
@@ -289,6 +294,48 @@ grpc_slice tse_status_details_bin(const tse_error *err, const char *text);
 
 /* Formats "field: message" (or just the message) into buf. */
 void tse_error_describe(const tse_error *err, char *buf, size_t len);
+
+/* ---- identities and permissions (access.c) ----
+ * With authentication off (server->auth NULL) every check allows. A denial
+ * returns TSE_PERMISSION_DENIED in err and writes the audit line. */
+
+/* Proves the arriving call's identity; false (call answered
+ * UNAUTHENTICATED, audited) when it needs one and has none. On a worker. */
+bool tse_call_authenticate(tse_call *c);
+
+/* The caller's identity name; NULL when authentication is off. */
+const char *tse_call_identity(const tse_call *c);
+
+/* One audit line: identity, method, target, correlation id, decision, reason. */
+void tse_audit(const tse_call *c, const char *decision, const char *target, const char *why);
+
+/* Refuses with PERMISSION_DENIED and the formatted reason (audited). */
+tse_status tse_access_deny(tse_call *c, const char *target, tse_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* The admin right (stats of everything, others' subscriptions). */
+tse_status tse_access_admin(tse_call *c, const char *target, tse_error *err);
+
+/* True (and audited) when the caller has the admin right and uses it on target. */
+bool tse_access_admin_used(tse_call *c, const char *target);
+
+/* Publishing event_type as source: the type among its publish patterns,
+ * source its own name unless publish_on_behalf, within its rate
+ * (RESOURCE_EXHAUSTED with TSE_RETRY_AFTER_TEXT otherwise). */
+tse_status tse_access_publish(tse_call *c, const char *event_type, const char *source,
+                              tse_error *err);
+
+/* Every pattern within the caller's subscribe permissions. */
+tse_status tse_access_patterns(tse_call *c, const char *target, char *const *patterns, size_t n,
+                               tse_error *err);
+
+/* Whether the caller is owner (always with authentication off). */
+bool tse_access_owns(const tse_call *c, const char *owner);
+
+/* A stored subscription: the caller owns it or is admin, and may read
+ * every one of its patterns. */
+tse_status tse_access_subscription(tse_call *c, const char *name, const char *owner,
+                                   char *const *patterns, size_t n, tse_error *err);
 
 /* ---- health (health.c) ---- */
 void tse_health_notify(tse_server *s);

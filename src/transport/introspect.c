@@ -213,7 +213,13 @@ static void get_stats_start(tse_call *c)
 {
     tse_broker *b = c->server->broker;
     const char *argv[] = {"EVAL", stream_lengths_script, "1", "tracseq:streams"};
+    tse_error err;
 
+    /* The stats of every stream and subscription: an admin's. */
+    if (tse_access_admin(c, "stats", &err) != TSE_OK) {
+        tse_call_fail(c, &err);
+        return;
+    }
     if (tse_broker_command(b, tse_broker_pick_lane(b), 4, argv, NULL, on_stream_lengths, c) !=
         TSE_OK)
         gather_subscriptions((stats_call *)c);

@@ -95,18 +95,25 @@ static tse_status prepare_event(tse_server *s, Tracseq__Events__V1__Event *ev,
     return TSE_OK;
 }
 
-/* Prepares the event of a decoded PublishRequest. */
-static tse_status prepare_request(tse_server *s, Tracseq__Events__V1__PublishRequest *req,
-                                  const char *md_corr, prepared *p, tse_error *err)
+/* Prepares the event of a decoded PublishRequest, once the caller may
+ * publish it (type, source_service, rate: access.c). */
+static tse_status prepare_request(tse_call *c, Tracseq__Events__V1__PublishRequest *req,
+                                  prepared *p, tse_error *err)
 {
+    tse_status st;
+
     if (req->event == NULL)
         return tse_error_set(err, TSE_INVALID, "event", "is required");
-    return prepare_event(s, req->event, md_corr, p, err);
+    st = prepare_event(c->server, req->event, c->correlation_id, p, err);
+    if (st == TSE_OK && (st = tse_access_publish(c, p->event_type, p->source, err)) != TSE_OK) {
+        free(p->envelope);
+        p->envelope = NULL;
+    }
+    return st;
 }
 
 /* Decodes one PublishStream message and prepares its event. */
-static tse_status prepare_message(tse_server *s, grpc_byte_buffer *bb, const char *md_corr,
-                                  prepared *p, tse_error *err)
+static tse_status prepare_message(tse_call *c, grpc_byte_buffer *bb, prepared *p, tse_error *err)
 {
     Tracseq__Events__V1__PublishRequest *req;
     tse_status st;
@@ -116,7 +123,7 @@ static tse_status prepare_message(tse_server *s, grpc_byte_buffer *bb, const cha
         bb, &tracseq__events__v1__publish_request__descriptor, err);
     if (req == NULL)
         return err->code;
-    st = prepare_request(s, req, md_corr, p, err);
+    st = prepare_request(c, req, p, err);
     protobuf_c_message_free_unpacked(&req->base, NULL);
     return st;
 }
@@ -217,8 +224,7 @@ static void publish_start(tse_call *c)
 
     tse_error_clear(&err);
     pc->p.start_us = c->start_us;
-    st = prepare_request(s, (Tracseq__Events__V1__PublishRequest *)c->request, c->correlation_id,
-                         &pc->p, &err);
+    st = prepare_request(c, (Tracseq__Events__V1__PublishRequest *)c->request, &pc->p, &err);
     /* The envelope is packed: the request is not needed while Redis works. */
     protobuf_c_message_free_unpacked(c->request, NULL);
     c->request = NULL;
@@ -436,7 +442,7 @@ static slot *stream_prepare(stream_call *sc, grpc_byte_buffer *bb)
         return NULL;
     sl->sc = sc;
     tse_error_clear(&sl->err);
-    if (prepare_message(s, bb, sc->base.correlation_id, &sl->p, &sl->err) != TSE_OK) {
+    if (prepare_message(&sc->base, bb, &sl->p, &sl->err) != TSE_OK) {
         tse_stats_add(s->stats, TSE_STAT_INVALID, 1);
         sl->done = true;
     }

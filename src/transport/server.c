@@ -100,7 +100,7 @@ static void on_arrived(tse_tag *tag, bool ok)
      * handler's start, so a finish from within start never drops the last. */
     c->state = TSE_CALL_ACTIVE;
     c->refs++;
-    if (request_decoded(c))
+    if (tse_call_authenticate(c) && request_decoded(c))
         c->method->start(c);
     tse_call_unref(c); /* the arrival's */
 }
@@ -159,6 +159,7 @@ const tse_method tse_method_unimplemented = {
     .path = NULL,
     .name = "Unimplemented",
     .streaming_in = true,
+    .open = true,
     .backlog = 2,
     .call_size = sizeof(tse_call),
     .start = unimplemented_start,
@@ -224,6 +225,7 @@ tse_status tse_server_create(const tse_server_deps *deps, tse_server **out, tse_
     s->delivery = deps->delivery;
     s->stats = deps->stats;
     s->reflection = deps->reflection;
+    s->auth = deps->auth;
     s->nworkers = cfg->threads;
     pthread_mutex_init(&s->calls_lock, NULL);
     pthread_cond_init(&s->calls_cond, NULL);

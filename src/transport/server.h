@@ -26,6 +26,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "auth/auth.h"
 #include "broker/broker.h"
 #include "broker/delivery.h"
 #include "common/status.h"
@@ -41,6 +42,7 @@ typedef struct tse_server_deps {
     tse_delivery *delivery;
     tse_stats *stats;
     const tse_reflection *reflection;
+    tse_auth *auth; /* NULL: no authentication (every caller may do anything) */
 } tse_server_deps;
 
 /* Creates the server and binds cfg->listen. TSE_UNAVAILABLE when the address

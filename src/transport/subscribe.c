@@ -145,6 +145,69 @@ static tse_status check_spec(const tse_server *s, const Subscription *spec, tse_
     return TSE_OK;
 }
 
+/* ===================== owners =========================================== */
+
+/* A subscription records the identity that created it (Subscription.owner,
+ * stored with its settings in Redis); with authentication on, only that
+ * identity or an admin may use it, and only while every pattern lies within
+ * the caller's subscribe permissions (checked again at every use, so a
+ * narrowed permission takes effect at the next Subscribe or Pull, and a
+ * wildcard never reaches a forbidden type first seen later). */
+
+/* Sets spec's owner to the caller ("" with authentication off: the field is
+ * output only, a client's value is dropped). False when out of memory. */
+static bool set_owner(tse_call *c, Subscription *spec)
+{
+    const char *who = tse_call_identity(c);
+    char *owner = strdup(who ? who : "");
+
+    if (owner == NULL)
+        return false;
+    if (spec->owner != NULL && spec->owner != protobuf_c_empty_string)
+        free(spec->owner);
+    spec->owner = owner;
+    return true;
+}
+
+/* The stored subscription answered: the caller may use it, then next. */
+static void access_answered(void *arg, const tse_error *err, const Subscription *const *subs,
+                            size_t n)
+{
+    tse_call *c = arg;
+    tse_error denied;
+
+    if (err != NULL && err->code != TSE_OK) {
+        tse_call_fail(c, err);
+        return;
+    }
+    if (n != 1 || subs[0] == NULL) {
+        tse_call_fail(c, TSE_ERROR(TSE_INTERNAL, "", "no subscription in the answer"));
+        return;
+    }
+    if (tse_access_subscription(c, subs[0]->name, subs[0]->owner, subs[0]->event_types,
+                                subs[0]->n_event_types, &denied) != TSE_OK) {
+        tse_call_fail(c, &denied);
+        return;
+    }
+    c->access_next(c);
+}
+
+/* Runs next(c) once the caller may use subscription name (at once with
+ * authentication off); otherwise c is answered with the refusal. */
+static void with_access(tse_call *c, const char *name, void (*next)(tse_call *c))
+{
+    tse_error err;
+
+    if (c->server->auth == NULL) {
+        next(c);
+        return;
+    }
+    c->access_next = next;
+    if (tse_delivery_get_subscriptions(c->server->delivery, name, access_answered, c, &err) !=
+        TSE_OK)
+        tse_call_fail(c, &err);
+}
+
 /* ===================== Subscribe ======================================== */
 
 typedef struct outgoing {
@@ -164,6 +227,8 @@ typedef struct sub_call {
     bool auto_ack, attached, input_done, ended, detached, closed;
     tse_error end; /* the status, once ended */
     uint64_t delivered;
+    /* The first message while its subscription's owner is looked up. */
+    Tracseq__Events__V1__SubscribeRequest *first;
 } sub_call;
 
 static void outgoing_free(outgoing *o)
@@ -188,6 +253,8 @@ static void sub_release(tse_call *c)
     }
     if (sc->recv_buf)
         grpc_byte_buffer_destroy(sc->recv_buf);
+    if (sc->first)
+        protobuf_c_message_free_unpacked(&sc->first->base, NULL);
 }
 
 /* Ends the stream with its status (the request line counts deliveries). */
@@ -309,6 +376,60 @@ static const tse_subscriber_ops sub_ops = {
 
 /* ---- completion-queue events ---- */
 
+/* Attaches the stream to the subscription of its first message. With the lock held. */
+static void sub_attach(sub_call *sc, const Tracseq__Events__V1__SubscribeRequest *req)
+{
+    tse_server *s = sc->base.server;
+    const Subscription *spec =
+        req->request_case == TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__REQUEST_SUBSCRIPTION
+            ? req->subscription
+            : NULL;
+    tse_error err;
+
+    sc->base.refs++; /* the engine's, until released */
+    if (tse_delivery_attach(s->delivery, spec, spec ? NULL : req->subscription_name,
+                            req->consumer_name, &sub_ops, sc, &sc->subscriber, &err) != TSE_OK) {
+        sc->base.refs--;
+        sub_end(sc, &err);
+    }
+}
+
+/*
+ * The stored subscription of the first message (or NOT_FOUND): the caller
+ * may use it (a spec's new subscription is the caller's), then attach. On
+ * the engine thread.
+ */
+static void sub_owner_answered(void *arg, const tse_error *err, const Subscription *const *subs,
+                               size_t n)
+{
+    sub_call *sc = arg;
+    Tracseq__Events__V1__SubscribeRequest *req;
+    bool has_spec;
+    tse_error denied;
+
+    pthread_mutex_lock(&sc->base.lock);
+    req = sc->first;
+    sc->first = NULL;
+    has_spec = req->request_case == TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__REQUEST_SUBSCRIPTION;
+    tse_error_clear(&denied);
+    if (sc->ended || !tse_call_active_locked(&sc->base)) {
+        /* The stream ended while the engine looked. */
+    } else if (err != NULL && err->code != TSE_OK && !(has_spec && err->code == TSE_NOT_FOUND)) {
+        sub_end(sc, err);
+    } else if (n == 1 && subs[0] != NULL &&
+               tse_access_subscription(&sc->base, subs[0]->name, subs[0]->owner,
+                                       subs[0]->event_types, subs[0]->n_event_types,
+                                       &denied) != TSE_OK) {
+        sub_end(sc, &denied);
+    } else {
+        sub_attach(sc, req);
+    }
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    pthread_mutex_unlock(&sc->base.lock);
+    tse_call_unref(&sc->base); /* the lookup's */
+}
+
+/* Checks the first message; the caller's access (sub_owner_answered), then attach. */
 static void sub_first_message(sub_call *sc, Tracseq__Events__V1__SubscribeRequest *req)
 {
     tse_server *s = sc->base.server;
@@ -338,9 +459,21 @@ static void sub_first_message(sub_call *sc, Tracseq__Events__V1__SubscribeReques
     }
     snprintf(sc->name, sizeof(sc->name), "%s", name ? name : "");
     tse_call_log_kv(&sc->base, "subscription", sc->name);
-    sc->base.refs++; /* the engine's, until released */
-    if (tse_delivery_attach(s->delivery, spec, spec ? NULL : name, req->consumer_name, &sub_ops, sc,
-                            &sc->subscriber, &err) != TSE_OK) {
+    if (spec != NULL && (tse_access_patterns(&sc->base, name, spec->event_types,
+                                             spec->n_event_types, &err) != TSE_OK ||
+                         (!set_owner(&sc->base, req->subscription) &&
+                          tse_error_set(&err, TSE_NOMEM, NULL, "out of memory") != TSE_OK))) {
+        sub_end(sc, &err);
+        return;
+    }
+    if (s->auth == NULL) {
+        sub_attach(sc, req);
+        return;
+    }
+    /* Whose is it? Attached once the engine answers (sub_owner_answered). */
+    sc->first = req;
+    sc->base.refs++; /* the lookup's */
+    if (tse_delivery_get_subscriptions(s->delivery, name, sub_owner_answered, sc, &err) != TSE_OK) {
         sc->base.refs--;
         sub_end(sc, &err);
     }
@@ -428,13 +561,17 @@ static void sub_on_recv(tse_tag *tag, bool ok)
         goto out;
     }
     if (sc->subscriber == NULL) {
+        /* The next receive is posted once attached (on_attached). */
         sub_first_message(sc, req);
+        if (sc->first == req)
+            req = NULL; /* kept until the owner is known */
     } else {
         sub_later_message(sc, req);
         if (!sc->ended)
             sub_post_recv(sc);
     }
-    protobuf_c_message_free_unpacked(&req->base, NULL);
+    if (req != NULL)
+        protobuf_c_message_free_unpacked(&req->base, NULL);
 out:
     pthread_mutex_unlock(&sc->base.lock);
     tse_call_unref(&sc->base);
@@ -522,21 +659,51 @@ void tse_subscribe_shutdown(tse_server *s)
 
 /* ===================== unary subscription RPCs ========================== */
 
+/* ListSubscriptions: the caller's own, or all of them for an admin. */
+static void answer_list(tse_call *c, const Subscription *const *subs, size_t n)
+{
+    Tracseq__Events__V1__ListSubscriptionsResponse out =
+        TRACSEQ__EVENTS__V1__LIST_SUBSCRIPTIONS_RESPONSE__INIT;
+    Subscription **mine = NULL;
+    size_t k = 0;
+
+    if (c->server->auth == NULL || tse_access_admin_used(c, "subscriptions")) {
+        out.n_subscriptions = n;
+        out.subscriptions = (Subscription **)subs;
+        tse_call_finish_unary(c, &out.base, NULL);
+        return;
+    }
+    mine = calloc(n ? n : 1, sizeof(*mine));
+    if (mine == NULL) {
+        tse_call_fail(c, TSE_ERROR(TSE_NOMEM, "", "out of memory"));
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (subs[i] != NULL && tse_access_owns(c, subs[i]->owner))
+            mine[k++] = (Subscription *)subs[i];
+    out.n_subscriptions = k;
+    out.subscriptions = mine;
+    tse_call_finish_unary(c, &out.base, NULL);
+    free(mine);
+}
+
 static void answer_subscriptions(void *arg, const tse_error *err, const Subscription *const *subs,
                                  size_t n)
 {
     tse_call *c = arg;
+    tse_error denied;
 
     if (err != NULL && err->code != TSE_OK) {
         tse_call_fail(c, err);
         return;
     }
     if (c->method == &tse_method_list_subscriptions) {
-        Tracseq__Events__V1__ListSubscriptionsResponse out =
-            TRACSEQ__EVENTS__V1__LIST_SUBSCRIPTIONS_RESPONSE__INIT;
-        out.n_subscriptions = n;
-        out.subscriptions = (Subscription **)subs;
-        tse_call_finish_unary(c, &out.base, NULL);
+        answer_list(c, subs, n);
+    } else if (n == 1 && subs[0] != NULL && c->method != &tse_method_delete_subscription &&
+               tse_access_subscription(c, subs[0]->name, subs[0]->owner, subs[0]->event_types,
+                                       subs[0]->n_event_types, &denied) != TSE_OK) {
+        /* Get, or a create that met another identity's subscription. */
+        tse_call_fail(c, &denied);
     } else if (c->method == &tse_method_delete_subscription) {
         Tracseq__Events__V1__DeleteSubscriptionResponse out =
             TRACSEQ__EVENTS__V1__DELETE_SUBSCRIPTION_RESPONSE__INIT;
@@ -558,14 +725,29 @@ static void create_start(tse_call *c)
     tse_error_clear(&err);
     if (req->subscription == NULL) {
         tse_call_fail(c, TSE_ERROR(TSE_INVALID, "subscription", "is required"));
-    } else if (check_spec(c->server, req->subscription, &err) != TSE_OK) {
+    } else if (check_spec(c->server, req->subscription, &err) != TSE_OK ||
+               tse_access_patterns(c, req->subscription->name, req->subscription->event_types,
+                                   req->subscription->n_event_types, &err) != TSE_OK) {
         tse_call_fail(c, &err);
+    } else if (!set_owner(c, req->subscription)) {
+        tse_call_fail(c, TSE_ERROR(TSE_NOMEM, "", "out of memory"));
     } else {
         tse_call_log_kv(c, "subscription", req->subscription->name);
         if (tse_delivery_create_subscription(c->server->delivery, req->subscription,
                                              answer_subscriptions, c, &err) != TSE_OK)
             tse_call_fail(c, &err);
     }
+}
+
+/* DeleteSubscription, once the caller may (its owner, or an admin). */
+static void delete_next(tse_call *c)
+{
+    const char *name = ((const Tracseq__Events__V1__DeleteSubscriptionRequest *)c->request)->name;
+    tse_error err;
+
+    if (tse_delivery_delete_subscription(c->server->delivery, name, answer_subscriptions, c,
+                                         &err) != TSE_OK)
+        tse_call_fail(c, &err);
 }
 
 /* GetSubscription and DeleteSubscription: a name, and the engine's answer. */
@@ -583,12 +765,11 @@ static void by_name_start(tse_call *c)
         return;
     }
     tse_call_log_kv(c, "subscription", name);
-    if (is_delete)
-        st = tse_delivery_delete_subscription(c->server->delivery, name, answer_subscriptions, c,
-                                              &err);
-    else
-        st = tse_delivery_get_subscriptions(c->server->delivery, name, answer_subscriptions, c,
-                                            &err);
+    if (is_delete) {
+        with_access(c, name, delete_next);
+        return;
+    }
+    st = tse_delivery_get_subscriptions(c->server->delivery, name, answer_subscriptions, c, &err);
     if (st != TSE_OK)
         tse_call_fail(c, &err);
 }
@@ -627,19 +808,48 @@ static void answer_acks(void *arg, const tse_error *err, uint32_t done, const ch
     }
 }
 
-/* Acknowledge and Nack: a subscription, its ack ids, and for Nack a delay. */
-static void ack_start(tse_call *c)
+/* The subscription, ids and (Nack) delay of an Acknowledge or Nack request. */
+typedef struct ack_request {
+    const char *name;
+    char **ids;
+    size_t n;
+    uint32_t delay_ms;
+} ack_request;
+
+static ack_request ack_request_of(const tse_call *c)
 {
     const Tracseq__Events__V1__AcknowledgeRequest *ack =
         (const Tracseq__Events__V1__AcknowledgeRequest *)c->request;
     const Tracseq__Events__V1__NackRequest *nack =
         (const Tracseq__Events__V1__NackRequest *)c->request;
-    bool is_nack = c->method == &tse_method_nack;
-    const char *name = is_nack ? nack->subscription : ack->subscription;
-    char **ids = is_nack ? nack->ack_ids : ack->ack_ids;
-    size_t n = is_nack ? nack->n_ack_ids : ack->n_ack_ids;
+
+    if (c->method == &tse_method_nack)
+        return (ack_request){nack->subscription, nack->ack_ids, nack->n_ack_ids, nack->delay_ms};
+    return (ack_request){ack->subscription, ack->ack_ids, ack->n_ack_ids, 0};
+}
+
+/* Acknowledge and Nack, once the caller may use the subscription. */
+static void ack_next(tse_call *c)
+{
+    ack_request r = ack_request_of(c);
     tse_delivery *d = c->server->delivery;
     tse_status st;
+    tse_error err;
+
+    st = c->method == &tse_method_nack
+             ? tse_delivery_nack_ids(d, r.name, r.ids, r.n, r.delay_ms, answer_acks, c, &err)
+             : tse_delivery_acknowledge(d, r.name, r.ids, r.n, answer_acks, c, &err);
+    if (st != TSE_OK)
+        tse_call_fail(c, &err);
+}
+
+/* Acknowledge and Nack: a subscription, its ack ids, and for Nack a delay. */
+static void ack_start(tse_call *c)
+{
+    ack_request r = ack_request_of(c);
+    const char *name = r.name;
+    char **ids = r.ids;
+    size_t n = r.n;
     tse_error err;
 
     if (check_name(name, "subscription", &err) != TSE_OK ||
@@ -652,16 +862,14 @@ static void ack_start(tse_call *c)
         return;
     }
     tse_call_log_kv(c, "subscription", name);
-    st = is_nack ? tse_delivery_nack_ids(d, name, ids, n, nack->delay_ms, answer_acks, c, &err)
-                 : tse_delivery_acknowledge(d, name, ids, n, answer_acks, c, &err);
-    if (st != TSE_OK)
-        tse_call_fail(c, &err);
+    with_access(c, name, ack_next);
 }
 
 typedef struct pull_call {
     tse_call base;
     tse_tag close_tag;
     uint64_t pull_id;
+    uint32_t max, wait;
     char name[TSE_ERROR_FIELD_MAX];
 } pull_call;
 
@@ -711,6 +919,21 @@ static void answer_pull(void *arg, const tse_error *err, const tse_delivered *d,
     tse_call_finish(&pc->base, tse_byte_buffer_take(slice), NULL);
 }
 
+/* Pull, once the caller may use the subscription. */
+static void pull_next(tse_call *c)
+{
+    pull_call *pc = (pull_call *)c;
+    const Tracseq__Events__V1__PullRequest *req =
+        (const Tracseq__Events__V1__PullRequest *)c->request;
+    tse_error err;
+
+    pc->pull_id = atomic_fetch_add(&c->server->next_pull_id, 1);
+    pull_watch_close(pc);
+    if (tse_delivery_pull(c->server->delivery, req->subscription, req->consumer_name, pc->max,
+                          pc->wait, pc->pull_id, answer_pull, pc, &err) != TSE_OK)
+        tse_call_fail(c, &err);
+}
+
 static void pull_start(tse_call *c)
 {
     pull_call *pc = (pull_call *)c;
@@ -730,11 +953,9 @@ static void pull_start(tse_call *c)
     } else {
         snprintf(pc->name, sizeof(pc->name), "%s", req->subscription);
         tse_call_log_kv(c, "subscription", req->subscription);
-        pc->pull_id = atomic_fetch_add(&c->server->next_pull_id, 1);
-        pull_watch_close(pc);
-        if (tse_delivery_pull(c->server->delivery, req->subscription, req->consumer_name, max, wait,
-                              pc->pull_id, answer_pull, pc, &err) != TSE_OK)
-            tse_call_fail(c, &err);
+        pc->max = max;
+        pc->wait = wait;
+        with_access(c, req->subscription, pull_next);
     }
 }
 

@@ -803,15 +803,16 @@ static void test_defaults_are_omitted_unless_emit_defaults(void **state)
     msg = decode_ok("{\"name\": \"\", \"event_types\": [], \"start\": 0, \"auto_ack\": false}",
                     &tracseq__events__v1__subscription__descriptor, 0);
     assert_json(msg, 0, "{}");
-    assert_json(
-        msg, TSE_PBJSON_EMIT_DEFAULTS,
-        "{\"name\": \"\", \"event_types\": [], \"start\": \"START_POSITION_UNSPECIFIED\","
-        " \"start_time\": null, \"ack_deadline_ms\": 0, \"max_delivery_attempts\": 0,"
-        " \"max_in_flight\": 0, \"auto_ack\": false, \"created_at\": null, \"stats\": null}");
+    assert_json(msg, TSE_PBJSON_EMIT_DEFAULTS,
+                "{\"name\": \"\", \"event_types\": [], \"start\": \"START_POSITION_UNSPECIFIED\","
+                " \"start_time\": null, \"ack_deadline_ms\": 0, \"max_delivery_attempts\": 0,"
+                " \"max_in_flight\": 0, \"auto_ack\": false, \"created_at\": null, \"stats\": "
+                "null, \"owner\": \"\"}");
     assert_json(msg, TSE_PBJSON_EMIT_DEFAULTS | TSE_PBJSON_CAMEL_CASE,
                 "{\"name\": \"\", \"eventTypes\": [], \"start\": \"START_POSITION_UNSPECIFIED\","
                 " \"startTime\": null, \"ackDeadlineMs\": 0, \"maxDeliveryAttempts\": 0,"
-                " \"maxInFlight\": 0, \"autoAck\": false, \"createdAt\": null, \"stats\": null}");
+                " \"maxInFlight\": 0, \"autoAck\": false, \"createdAt\": null, \"stats\": null, "
+                "\"owner\": \"\"}");
     protobuf_c_message_free_unpacked(msg, NULL);
 
     /* Maps come out as {}, oneof members not chosen stay out. */

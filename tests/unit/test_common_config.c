@@ -25,10 +25,10 @@
 #include "obs/log.h"
 
 static const char *const env_names[] = {
-    "REDIS_URL",       "GRPC_LISTEN",           "LOG_LEVEL",     "LOG_FORMAT",
-    "VALIDATION_MODE", "DEDUP_WINDOW",          "RETENTION_AGE", "RETENTION_MAXLEN",
-    "REDIS_TIMEOUT",   "REDIS_CONNECTIONS",     "GRPC_THREADS",  "MAX_MESSAGE_BYTES",
-    "SHUTDOWN_GRACE",  "PUBLISH_STREAM_WINDOW",
+    "REDIS_URL",       "GRPC_LISTEN",           "LOG_LEVEL",        "LOG_FORMAT",
+    "VALIDATION_MODE", "DEDUP_WINDOW",          "RETENTION_AGE",    "RETENTION_MAXLEN",
+    "REDIS_TIMEOUT",   "REDIS_CONNECTIONS",     "GRPC_THREADS",     "MAX_MESSAGE_BYTES",
+    "SHUTDOWN_GRACE",  "PUBLISH_STREAM_WINDOW", "AUTH_TOKENS_FILE", "ALLOW_UNAUTHENTICATED_REMOTE",
 };
 
 #define NENV (sizeof(env_names) / sizeof(env_names[0]))
@@ -106,7 +106,9 @@ static void defaults_fill_every_setting(void **state)
 
     load_ok(&cfg, argv);
     assert_string_equal(cfg.redis_url, "redis://127.0.0.1:6379");
-    assert_string_equal(cfg.listen, "0.0.0.0:50051");
+    assert_string_equal(cfg.listen, "127.0.0.1:50051");
+    assert_string_equal(cfg.auth_tokens_file, "");
+    assert_false(cfg.allow_open_remote);
     assert_string_equal(cfg.log_level, "info");
     assert_true(cfg.log_json);
     assert_false(cfg.strict);
@@ -147,6 +149,8 @@ static const char *const override_values[NENV] = {
     "512KiB",
     "1m",
     "128",
+    "/etc/tracseq-events/tokens",
+    "true",
 };
 
 static void assert_overrides_applied(const tse_config *cfg)
@@ -165,6 +169,8 @@ static void assert_overrides_applied(const tse_config *cfg)
     assert_int_equal(cfg->max_message_bytes, 512 * 1024);
     assert_int_equal(cfg->shutdown_grace_ms, 60000);
     assert_int_equal(cfg->stream_window, 128);
+    assert_string_equal(cfg->auth_tokens_file, "/etc/tracseq-events/tokens");
+    assert_true(cfg->allow_open_remote);
 }
 
 static void environment_overrides_every_default(void **state)
@@ -193,13 +199,14 @@ static void environment_lenient_and_json_are_read_too(void **state)
 /* ---- flags -------------------------------------------------------------- */
 
 static const char *const flag_names[NENV] = {
-    "redis-url",       "listen",
-    "log-level",       "log-format",
-    "validation-mode", "dedup-window",
-    "retention-age",   "retention-maxlen",
-    "redis-timeout",   "redis-connections",
-    "threads",         "max-message-bytes",
-    "shutdown-grace",  "publish-stream-window",
+    "redis-url",        "listen",
+    "log-level",        "log-format",
+    "validation-mode",  "dedup-window",
+    "retention-age",    "retention-maxlen",
+    "redis-timeout",    "redis-connections",
+    "threads",          "max-message-bytes",
+    "shutdown-grace",   "publish-stream-window",
+    "auth-tokens-file", "allow-unauthenticated-remote",
 };
 
 static void flags_with_equals_set_every_setting(void **state)

@@ -1497,7 +1497,7 @@ const ProtobufCMessageDescriptor tracseq__events__v1__publish_response__descript
   (ProtobufCMessageInit) tracseq__events__v1__publish_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor tracseq__events__v1__subscription__field_descriptors[10] =
+static const ProtobufCFieldDescriptor tracseq__events__v1__subscription__field_descriptors[11] =
 {
   {
     "name",
@@ -1619,6 +1619,18 @@ static const ProtobufCFieldDescriptor tracseq__events__v1__subscription__field_d
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "owner",
+    22,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__Subscription, owner),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tracseq__events__v1__subscription__field_indices_by_name[] = {
   4,   /* field[4] = ack_deadline_ms */
@@ -1628,6 +1640,7 @@ static const unsigned tracseq__events__v1__subscription__field_indices_by_name[]
   5,   /* field[5] = max_delivery_attempts */
   6,   /* field[6] = max_in_flight */
   0,   /* field[0] = name */
+  10,   /* field[10] = owner */
   2,   /* field[2] = start */
   3,   /* field[3] = start_time */
   9,   /* field[9] = stats */
@@ -1636,7 +1649,7 @@ static const ProtobufCIntRange tracseq__events__v1__subscription__number_ranges[
 {
   { 1, 0 },
   { 20, 8 },
-  { 0, 10 }
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor tracseq__events__v1__subscription__descriptor =
 {
@@ -1646,7 +1659,7 @@ const ProtobufCMessageDescriptor tracseq__events__v1__subscription__descriptor =
   "Tracseq__Events__V1__Subscription",
   "tracseq.events.v1",
   sizeof(Tracseq__Events__V1__Subscription),
-  10,
+  11,
   tracseq__events__v1__subscription__field_descriptors,
   tracseq__events__v1__subscription__field_indices_by_name,
   2,  tracseq__events__v1__subscription__number_ranges,

@@ -209,10 +209,16 @@ struct  Tracseq__Events__V1__Subscription
    * Output only: delivery statistics.
    */
   Tracseq__Events__V1__SubscriptionStats *stats;
+  /*
+   * Output only: the identity that created it, when the service checks
+   * identities (AUTH_TOKENS_FILE); only it, or an admin, may use or delete
+   * it. Empty for a subscription created with authentication off.
+   */
+  char *owner;
 };
 #define TRACSEQ__EVENTS__V1__SUBSCRIPTION__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tracseq__events__v1__subscription__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL, TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_UNSPECIFIED, NULL, 0, 0, 0, 0, NULL, NULL }
+    , (char *)protobuf_c_empty_string, 0,NULL, TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_UNSPECIFIED, NULL, 0, 0, 0, 0, NULL, NULL, (char *)protobuf_c_empty_string }
 
 
 /*
