@@ -42,6 +42,7 @@ typedef struct tse_cli {
     const char *server;         /* --server; NULL: the SDK's env default */
     const char *source_service; /* --source; NULL: env or "eventctl" */
     int timeout_ms;             /* --timeout; 0: the SDK's default */
+    const char *token;          /* --token; NULL: $TRACSEQ_TOKEN or none */
     bool json;                  /* --json */
     bool help;                  /* --help was given */
 } tse_cli;
@@ -57,6 +58,7 @@ enum {
     TSE_CLI_OPT_SOURCE,
     TSE_CLI_OPT_JSON,
     TSE_CLI_OPT_HELP,
+    TSE_CLI_OPT_TOKEN,
     TSE_CLI_OPT_FIRST_COMMAND /* commands number their options from here */
 };
 
@@ -65,6 +67,7 @@ enum {
         {"timeout", required_argument, NULL, TSE_CLI_OPT_TIMEOUT},                                 \
         {"source", required_argument, NULL, TSE_CLI_OPT_SOURCE},                                   \
         {"json", no_argument, NULL, TSE_CLI_OPT_JSON},                                             \
+        {"token", required_argument, NULL, TSE_CLI_OPT_TOKEN},                                     \
     {                                                                                              \
         "help", no_argument, NULL, TSE_CLI_OPT_HELP                                                \
     }
@@ -163,6 +166,7 @@ int tse_cli_cmd_subscriptions(tse_cli *cli, int argc, char *argv[]);
 int tse_cli_cmd_stats(tse_cli *cli, int argc, char *argv[]);
 int tse_cli_cmd_types(tse_cli *cli, int argc, char *argv[]);
 int tse_cli_cmd_health(tse_cli *cli, int argc, char *argv[]);
+int tse_cli_cmd_token(tse_cli *cli, int argc, char *argv[]);
 
 /* Human rendering of answers (render.c). */
 void tse_cli_render_subscription(const json_t *sub);

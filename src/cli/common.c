@@ -27,6 +27,8 @@ const char tse_cli_global_help[] =
     "  --timeout MS        deadline of each call, retries included (default 10000)\n"
     "  --source NAME       source_service of published events (default:\n"
     "                      $TRACSEQ_SOURCE_SERVICE, else eventctl)\n"
+    "  --token TOKEN       bearer token of the caller's identity (default:\n"
+    "                      $TRACSEQ_TOKEN; prefer it: arguments show in ps)\n"
     "  --json              proto3 JSON output instead of human-readable text\n"
     "  -h, --help          this help\n";
 
@@ -71,6 +73,7 @@ int tse_cli_global_option(tse_cli *cli, int code, const char *arg, char *const a
     case TSE_CLI_OPT_SERVER: cli->server = arg; return -1;
     case TSE_CLI_OPT_SOURCE: cli->source_service = arg; return -1;
     case TSE_CLI_OPT_JSON: cli->json = true; return -1;
+    case TSE_CLI_OPT_TOKEN: cli->token = arg; return -1;
     case 'h':
     case TSE_CLI_OPT_HELP: cli->help = true; return -1;
     case TSE_CLI_OPT_TIMEOUT:
@@ -273,10 +276,15 @@ int tse_cli_connect(const tse_cli *cli, tse_client **out)
     tse_client_error err;
     tse_client_status st;
     const char *env_source = getenv("TRACSEQ_SOURCE_SERVICE");
+    const char *env_token = getenv("TRACSEQ_TOKEN");
 
     tse_client_options_init(&o);
     o.target = cli->server;
     o.timeout_ms = cli->timeout_ms;
+    if (cli->token != NULL)
+        o.token = cli->token;
+    else if (env_token != NULL && env_token[0] != '\0')
+        o.token = env_token;
     /* Events published by hand say so, unless the environment names a source. */
     if (cli->source_service != NULL)
         o.source_service = cli->source_service;

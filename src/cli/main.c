@@ -25,6 +25,7 @@ static const command commands[] = {
     {"stats", tse_cli_cmd_stats, "the service's counters"},
     {"types", tse_cli_cmd_types, "the event type catalog (or one type's fields)"},
     {"health", tse_cli_cmd_health, "whether the service is serving"},
+    {"token", tse_cli_cmd_token, "a new token for IDENTITY and its tokens-file line"},
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -507,6 +507,67 @@ static void denials_are_audited_and_no_token_is_logged(void **state)
     free(log);
 }
 
+/* ---- eventctl ---- */
+
+/* Runs eventctl against the world's service with env; exit status, output. */
+static int eventctl(const world *w, const char *env, const char *args, char *out, size_t len)
+{
+    char cmd[1024];
+    FILE *p;
+    size_t n;
+    int status;
+
+    snprintf(cmd, sizeof(cmd), "env %s '%s' --server %s %s 2>&1", env, getenv("TSE_EVENTCTL_BIN"),
+             w->service->addr, args);
+    p = popen(cmd, "r");
+    assert_non_null(p);
+    n = fread(out, 1, len - 1, p);
+    out[n] = '\0';
+    status = pclose(p);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void eventctl_issues_tokens_and_sends_them(void **state)
+{
+    world *w = *state;
+    char out[4096], token[128], line[256], env[256];
+    FILE *f;
+
+    /* A new identity: its token and line, appended, reloaded. */
+    assert_int_equal(eventctl(w, "", "token fresh", out, sizeof(out)), 0);
+    assert_int_equal(sscanf(out, "%127s %255[^\n]", token, line), 2);
+    assert_memory_equal(token, "tse_", 4);
+    assert_memory_equal(line, "fresh sha256=", 13);
+    f = fopen(w->tokens, "a");
+    assert_non_null(f);
+    fprintf(f, "%s publish=sample.*\n", line);
+    fclose(f);
+    assert_int_equal(kill(w->service->pid, SIGHUP), 0);
+
+    snprintf(env, sizeof(env), "TRACSEQ_TOKEN=%s", token);
+    for (int i = 0; i < 100; i++) {
+        if (eventctl(w, env, "--source fresh publish sample.created --payload '{}'", out,
+                     sizeof(out)) == 0)
+            break;
+        usleep(50 * 1000);
+    }
+    assert_int_equal(
+        eventctl(w, env, "--source fresh publish sample.created --payload '{}'", out, sizeof(out)),
+        0);
+    /* --token wins over the environment. */
+    snprintf(line, sizeof(line), "--token %s --source fresh publish sample.created --payload '{}'",
+             token);
+    assert_int_equal(eventctl(w, "TRACSEQ_TOKEN=tse_wrong", line, out, sizeof(out)), 0);
+    assert_int_equal(eventctl(w, "TRACSEQ_TOKEN=tse_wrong", "publish sample.created --payload '{}'",
+                              out, sizeof(out)),
+                     1);
+    assert_non_null(strstr(out, "UNAUTHENTICATED"));
+    assert_int_equal(
+        eventctl(w, env, "--source fresh publish auth.login --payload '{}'", out, sizeof(out)), 1);
+    assert_non_null(strstr(out, "PERMISSION_DENIED"));
+    assert_null(strstr(out, token));
+}
+
 /* ---- without a tokens file ---- */
 
 /* Runs the service binary with args and env; its exit status and output. */
@@ -617,6 +678,7 @@ int main(void)
         cmocka_unit_test(the_publish_rate_is_a_token_bucket),
         cmocka_unit_test(a_token_removed_from_the_file_stops_at_sighup),
         cmocka_unit_test(denials_are_audited_and_no_token_is_logged),
+        cmocka_unit_test(eventctl_issues_tokens_and_sends_them),
         cmocka_unit_test(without_tokens_the_port_stays_on_loopback),
         cmocka_unit_test(secrets_are_not_in_help_or_errors),
         cmocka_unit_test(a_redis_password_is_used_and_never_logged),
