@@ -504,11 +504,12 @@ static tse_client_call_options call_options(const bench *b)
     return (tse_client_call_options){.timeout_ms = left > 1000000 ? (int)(left / 1000000) : 1};
 }
 
-/* A call ended (under mu). The main thread waits for the last one only:
- * a wake per call would cost a context switch per event. */
+/* A call ended (under mu). The main thread waits for the last one only
+ * (in latency mode, once the launcher is done): a wake per call would
+ * cost a context switch per event. */
 static void call_ended(bench *b)
 {
-    if (--b->live == 0)
+    if (--b->live == 0 && (b->opt.mode != MODE_LATENCY || b->launch_done))
         pthread_cond_signal(&b->changed);
 }
 
@@ -707,6 +708,46 @@ static void unary_on_end(void *arg, tse_client_status status, const tse_client_e
 }
 
 /*
+ * Latency mode: starts the call due at `due`. Only the launcher starts calls
+ * in this mode, so the payload and `sent` are its own (the handlers read
+ * neither) and the call starts outside mu: the call thread never waits for
+ * a start to answer the calls before it. False when out of memory.
+ */
+static bool launch_one(bench *b, int64_t due)
+{
+    tse_client_call_options o = call_options(b);
+    unary *u = calloc(1, sizeof(*u));
+    int64_t late = now_ns() - due;
+    const uint8_t *req;
+    tse_client_error err;
+    size_t len;
+
+    pthread_mutex_lock(&b->mu);
+    samples_add(&b->lag, late);
+    if (u == NULL)
+        record_error(b, "out of memory");
+    else
+        b->live++; /* before the start: the end may come at once */
+    pthread_mutex_unlock(&b->mu);
+    if (u == NULL)
+        return false;
+    u->b = b;
+    u->started = due;
+    req = payload_next(&b->pl, b->opt.ids, &u->id_num, &len);
+    b->sent++;
+    u->sent_ns = now_ns();
+    if (tse_client_call_start(b->client, METHOD_PUBLISH, req, len, &o, unary_on_end, u, NULL,
+                              &err) != TSE_CLIENT_OK) {
+        pthread_mutex_lock(&b->mu);
+        record_error(b, "Publish: %s", err.message);
+        call_ended(b);
+        pthread_mutex_unlock(&b->mu);
+        free(u);
+    }
+    return true;
+}
+
+/*
  * Open loop, on its own thread: starts call n at t_start + n / rate, late
  * or not, until the end of the interval (or the count).
  */
@@ -720,23 +761,12 @@ static void *launcher_main(void *arg)
     for (;;) {
         int64_t due = b->t_start + (int64_t)((double)b->sent * period);
         struct timespec ts = {(time_t)(due / 1000000000LL), (long)(due % 1000000000LL)};
-        unary *u;
 
         if (due >= b->t_end || (b->opt.count > 0 && b->sent >= b->opt.count))
             break;
         while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
             ;
-        pthread_mutex_lock(&b->mu);
-        if ((u = calloc(1, sizeof(*u))) == NULL)
-            record_error(b, "out of memory");
-        else {
-            u->b = b;
-            samples_add(&b->lag, now_ns() - due);
-            if (!unary_start(u, due))
-                free(u);
-        }
-        pthread_mutex_unlock(&b->mu);
-        if (u == NULL)
+        if (!launch_one(b, due))
             break;
     }
     pthread_mutex_lock(&b->mu);
