@@ -31,6 +31,10 @@
 /* The longest X-Correlation-ID header the bridge accepts, in characters. */
 #define TSB_CORRELATION_MAX 128
 
+/* The longest Authorization header the bridge forwards; a longer one is
+ * not forwarded (the service then sees no credentials). */
+#define TSB_AUTHORIZATION_MAX 4096
+
 typedef struct tsb_header_timer tsb_header_timer;
 typedef struct tsb_sse_hub tsb_sse_hub;
 typedef struct tsb_subcache tsb_subcache;
@@ -70,7 +74,11 @@ typedef struct tsb_request {
     size_t body_len;
     char param[256]; /* the path's {name} segment, when the route has one */
     char correlation_id[TSB_CORRELATION_MAX + 1];
-    bool correlation_given;      /* came from X-Correlation-ID (else generated) */
+    bool correlation_given; /* came from X-Correlation-ID (else generated) */
+    /* The caller's Authorization header ("" when none), forwarded as the
+     * `authorization` metadata of every call made for this request: the
+     * bridge has no rights of its own (docs/security.md). */
+    char authorization[TSB_AUTHORIZATION_MAX + 1];
     void *ctx;                   /* a handler's state between steps */
     void (*ctx_free)(void *ctx); /* called when the request ends, if set */
 } tsb_request;
@@ -83,6 +91,7 @@ typedef struct tsb_response {
     const char *content_type;    /* static */
     const char *code;            /* machine code for logs: "OK" or an error code */
     const char *allow;           /* with 405: the Allow header (static) */
+    int retry_after_s;           /* > 0: a Retry-After header (429 with the service's hint) */
     struct MHD_Response *stream; /* a streamed body (SSE) instead of body; owned */
     bool pending;                /* an asynchronous step is running */
 } tsb_response;

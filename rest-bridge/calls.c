@@ -214,14 +214,16 @@ static void unary_done(void *arg, tse_client_status status, const tse_client_err
 /* Starts u's SDK call, listed under r->lock so that its callback (which
  * unlists it) cannot run before it is on the list. */
 static bool unary_start(tsb_calls *r, unary *u, const char *method, const uint8_t *req, size_t len,
-                        const char *correlation_id, int timeout_ms)
+                        const char *correlation_id, const char *authorization, int timeout_ms)
 {
-    tse_client_metadata md = {"x-correlation-id", correlation_id};
-    tse_client_call_options o = {.timeout_ms = timeout_ms > 0 ? timeout_ms : -1,
-                                 .metadata = &md,
-                                 .n_metadata = correlation_id && correlation_id[0] ? 1 : 0};
+    tse_client_metadata md[2];
+    tse_client_call_options o = {.timeout_ms = timeout_ms > 0 ? timeout_ms : -1, .metadata = md};
     bool ok;
 
+    if (correlation_id && correlation_id[0])
+        md[o.n_metadata++] = (tse_client_metadata){"x-correlation-id", correlation_id};
+    if (authorization && authorization[0])
+        md[o.n_metadata++] = (tse_client_metadata){"authorization", authorization};
     pthread_mutex_lock(&r->lock);
     ok = tse_client_call_start(r->client, method, req, len, &o, unary_done, u, &u->call, NULL) ==
          TSE_CLIENT_OK;
@@ -243,7 +245,8 @@ static bool unary_start(tsb_calls *r, unary *u, const char *method, const uint8_
 
 bool tsb_calls_unary(tsb_calls *r, const char *method, const ProtobufCMessage *req,
                      const ProtobufCMessageDescriptor *resp_desc, const char *correlation_id,
-                     int timeout_ms, int watch_fd, tsb_calls_done_fn done, void *arg)
+                     const char *authorization, int timeout_ms, int watch_fd,
+                     tsb_calls_done_fn done, void *arg)
 {
     size_t len = protobuf_c_message_get_packed_size(req);
     uint8_t small[1024], *buf = len <= sizeof(small) ? small : malloc(len);
@@ -257,7 +260,7 @@ bool tsb_calls_unary(tsb_calls *r, const char *method, const ProtobufCMessage *r
         u->done = done;
         u->arg = arg;
         protobuf_c_message_pack(req, buf);
-        ok = unary_start(r, u, method, buf, len, correlation_id, timeout_ms);
+        ok = unary_start(r, u, method, buf, len, correlation_id, authorization, timeout_ms);
     }
     if (!ok)
         free(u);

@@ -76,7 +76,8 @@ typedef void (*tsb_calls_done_fn)(void *arg, const tsb_calls_status *st, Protobu
 /*
  * Starts one unary call of method (e.g. TSB_CALLS_SERVICE "Pull") with
  * deadline timeout_ms (<= 0: none); correlation_id (may be NULL or empty)
- * goes into the x-correlation-id metadata. watch_fd >= 0: a socket that
+ * goes into the x-correlation-id metadata, authorization (the caller's
+ * Authorization header; NULL or empty: none) into `authorization`. watch_fd >= 0: a socket that
  * must stay open for the call's whole life; when its peer hangs up the
  * call is cancelled (checked every tick), CANCELLED with TSB_CALLS_HANGUP.
  * Returns false when the call could not be started: done is then never
@@ -84,7 +85,8 @@ typedef void (*tsb_calls_done_fn)(void *arg, const tsb_calls_status *st, Protobu
  */
 bool tsb_calls_unary(tsb_calls *c, const char *method, const ProtobufCMessage *req,
                      const ProtobufCMessageDescriptor *resp_desc, const char *correlation_id,
-                     int timeout_ms, int watch_fd, tsb_calls_done_fn done, void *arg);
+                     const char *authorization, int timeout_ms, int watch_fd,
+                     tsb_calls_done_fn done, void *arg);
 
 /*
  * Shutdown, first step: cancels the watched calls (long-polls, which may

@@ -386,6 +386,69 @@ static bool publish_one(tse_client_publisher *pub, const Event *ev, answer *a)
 }
 
 /*
+ * A request with an Authorization header publishes with the caller's
+ * rights, not the bridge's: each event is one unary Publish carrying the
+ * header as its `authorization` metadata (the shared publishers' streams
+ * belong to no caller). The service answers 401/403/429 through the same
+ * status table as any refusal.
+ */
+static void unary_published(void *arg, tse_client_status status, const tse_client_error *err,
+                            const void *resp, size_t len)
+{
+    answer *a = arg;
+    flight *f = a->flight;
+    Tracseq__Events__V1__PublishResponse *r = NULL;
+
+    if (status == TSE_CLIENT_OK &&
+        (r = tracseq__events__v1__publish_response__unpack(NULL, len, resp)) != NULL) {
+        a->ok = true;
+        snprintf(a->res.event_id, sizeof(a->res.event_id), "%s", r->event_id);
+        snprintf(a->res.stream_id, sizeof(a->res.stream_id), "%s", r->stream_id);
+        a->res.duplicate = r->duplicate;
+        a->res.schema_valid = r->schema_valid;
+        if (r->published_at != NULL) {
+            a->res.published_at_seconds = r->published_at->seconds;
+            a->res.published_at_nanos = r->published_at->nanos;
+        }
+        protobuf_c_message_free_unpacked(&r->base, NULL);
+    } else if (status == TSE_CLIENT_OK) {
+        a->ok = false;
+        a->stream = true;
+        tsb_calls_status_fail(&a->st, TSE_INTERNAL, "the service's answer did not decode");
+    } else {
+        a->ok = false;
+        tsb_calls_status_set(&a->st, status, err);
+        a->stream = err == NULL || err->field[0] == '\0';
+    }
+    if (atomic_fetch_sub(&f->waiting, 1) == 1)
+        tsb_request_complete(f->req, &answered, NULL);
+}
+
+static bool publish_as_caller(const tsb_request *req, const Event *ev, answer *a)
+{
+    Tracseq__Events__V1__PublishRequest pr = TRACSEQ__EVENTS__V1__PUBLISH_REQUEST__INIT;
+    tse_client_metadata md[2] = {{"authorization", req->authorization},
+                                 {"x-correlation-id", req->correlation_id}};
+    tse_client_call_options o = {.timeout_ms = (int)req->bridge->cfg->rpc_timeout_ms,
+                                 .metadata = md,
+                                 .n_metadata = req->correlation_id[0] ? 2 : 1};
+    uint8_t small[2048], *buf = small;
+    size_t len;
+    bool ok;
+
+    pr.event = (Event *)ev;
+    len = protobuf_c_message_get_packed_size(&pr.base);
+    if (len > sizeof(small) && (buf = malloc(len)) == NULL)
+        return false;
+    protobuf_c_message_pack(&pr.base, buf);
+    ok = tse_client_call_start(req->bridge->client, TSB_CALLS_SERVICE "Publish", buf, len, &o,
+                               unary_published, a, NULL, NULL) == TSE_CLIENT_OK;
+    if (buf != small)
+        free(buf);
+    return ok;
+}
+
+/*
  * Queues n events in order on one publisher, answers[j] for events[j];
  * those that could not be queued are answered at once. The request (whose
  * step was deferred) resumes once every event has its answer.
@@ -401,7 +464,9 @@ static void submit(tsb_request *req, flight *f, Event *const *events, answer *an
     atomic_store(&f->waiting, n + 1); /* + 1: until the loop is over */
     for (; queued < n; queued++) {
         answers[queued].flight = f;
-        if (!publish_one(pub, events[queued], &answers[queued]))
+        if (req->authorization[0] != '\0'
+                ? !publish_as_caller(req, events[queued], &answers[queued])
+                : !publish_one(pub, events[queued], &answers[queued]))
             break;
     }
     for (size_t j = queued; j < n; j++)

@@ -235,6 +235,12 @@ void tsb_reply_failed(tsb_response *resp, const tsb_request *req, const tsb_call
                 (const char *[]){"path", req->path, "error", st->message, "correlation_id",
                                  req->correlation_id, NULL});
     tse_status_to_http(st->code, &resp->code);
+    /* The service says when a refused publish may be retried (its rate). */
+    if (st->code == TSE_RESOURCE_EXHAUSTED) {
+        long long ms = tse_retry_after_ms(st->message);
+        if (ms >= 0)
+            resp->retry_after_s = (int)(ms / 1000 + 1);
+    }
     tsb_reply_json(resp, status, body);
 }
 

@@ -111,6 +111,10 @@ static enum MHD_Result send_response(tsb_bridge *b, struct MHD_Connection *conn,
         snprintf(retry, sizeof(retry), "%d", b->cfg->retry_after_s);
         MHD_add_response_header(r, "Retry-After", retry);
     }
+    if (resp->retry_after_s > 0) {
+        snprintf(retry, sizeof(retry), "%d", resp->retry_after_s);
+        MHD_add_response_header(r, "Retry-After", retry);
+    }
     if (resp->allow != NULL)
         MHD_add_response_header(r, "Allow", resp->allow);
     /* Stopping: no further request on this connection (MHD closes it once
@@ -149,6 +153,7 @@ static void request_init(tsb_bridge *b, struct MHD_Connection *conn, const char 
                          const char *method, exchange *x)
 {
     const char *corr = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Correlation-ID");
+    const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
     tsb_request *req = &x->req;
 
     req->bridge = b;
@@ -164,6 +169,9 @@ static void request_init(tsb_bridge *b, struct MHD_Connection *conn, const char 
     } else {
         tsb_bridge_new_id(b, req->correlation_id);
     }
+    req->authorization[0] = '\0';
+    if (auth != NULL && strlen(auth) <= TSB_AUTHORIZATION_MAX && strpbrk(auth, "\r\n") == NULL)
+        snprintf(req->authorization, sizeof(req->authorization), "%s", auth);
 }
 
 /* Answers unless an asynchronous step is running. */
@@ -475,8 +483,9 @@ void tsb_request_call(tsb_request *req, tsb_response *resp, const char *method,
     /* Suspended before the call starts, so its completion always finds the
      * connection suspended. */
     tsb_request_defer(req, resp, then);
-    if (!tsb_calls_unary(req->bridge->calls, path, in, out_desc, req->correlation_id, timeout_ms,
-                         info ? info->connect_fd : -1, call_done, req)) {
+    if (!tsb_calls_unary(req->bridge->calls, path, in, out_desc, req->correlation_id,
+                         req->authorization, timeout_ms, info ? info->connect_fd : -1, call_done,
+                         req)) {
         tsb_calls_status st;
         tsb_calls_status_fail(&st, TSE_RESOURCE_EXHAUSTED, "the bridge could not start the call");
         tsb_request_complete(req, &st, NULL);

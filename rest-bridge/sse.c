@@ -57,6 +57,7 @@ typedef struct sse {
     int fd;
     char name[TSE_ERROR_FIELD_MAX];
     bool auto_ack;
+    char *authorization; /* the caller's, forwarded on the Subscribe call; NULL: none */
     /* the Subscribe call */
     tse_client_stream *stream;
     bool call_over;   /* its on_end ran (or it never started) */
@@ -244,6 +245,7 @@ static void sse_free(sse *s)
     free(s->marks);
     free(s->held);
     free(s->buf);
+    free(s->authorization);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
@@ -418,7 +420,8 @@ static void http_done(void *cls)
 static bool call_start(sse *s, const char *consumer)
 {
     static const tse_client_stream_handlers handlers = {on_message, on_end};
-    static const tse_client_call_options no_deadline = {.timeout_ms = -1};
+    tse_client_metadata md = {"authorization", s->authorization};
+    tse_client_call_options no_deadline = {.timeout_ms = -1, .metadata = &md};
     SubscribeRequest first = TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__INIT;
     uint8_t buf[1024];
     size_t len;
@@ -429,6 +432,7 @@ static bool call_start(sse *s, const char *consumer)
     if ((len = protobuf_c_message_get_packed_size(&first.base)) > sizeof(buf))
         return false;
     protobuf_c_message_pack(&first.base, buf);
+    no_deadline.n_metadata = s->authorization != NULL ? 1 : 0;
     return tse_client_stream_start(s->hub->bridge->client, SUBSCRIBE, buf, len, &no_deadline,
                                    &handlers, s, &s->stream, NULL) == TSE_CLIENT_OK;
 }
@@ -446,6 +450,11 @@ static sse *sse_new(tsb_sse_hub *h, tsb_request *req, const Tracseq__Events__V1_
     s->conn = req->conn;
     s->fd = info ? info->connect_fd : -1;
     s->auto_ack = sub->auto_ack;
+    if (req->authorization[0] != '\0' && (s->authorization = strdup(req->authorization)) == NULL) {
+        pthread_mutex_destroy(&s->lock);
+        free(s);
+        return NULL;
+    }
     snprintf(s->name, sizeof(s->name), "%s", sub->name);
     putf(s, "retry: %d\n: subscription %s\n\n", RETRY_MS, s->name);
     return s;

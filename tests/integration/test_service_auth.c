@@ -35,6 +35,7 @@
 #include "grpc/health/v1/health.pb-c.h"
 #include "grpc_client.h"
 #include "harness.h"
+#include "http_client.h"
 #include "tracseq/events/v1/service.pb-c.h"
 #include "wait.h"
 
@@ -507,6 +508,112 @@ static void denials_are_audited_and_no_token_is_logged(void **state)
     free(log);
 }
 
+/* ---- the REST bridge: the caller's token, never its own rights ---- */
+
+/* One request to the bridge as token (NULL: no header); the response. */
+static void http_as(int port, const char *token, const char *method, const char *path,
+                    const char *body, tse_test_http_resp *r)
+{
+    char headers[256] = "";
+    int fd = tse_test_http_connect(port);
+
+    if (token != NULL)
+        snprintf(headers, sizeof(headers), "Authorization: Bearer %s\r\n", token);
+    tse_test_http_send(fd, method, path, body ? "application/json" : NULL, headers, body,
+                       body ? strlen(body) : 0, true);
+    assert_true(tse_test_http_read(fd, r));
+    close(fd);
+}
+
+static void expect_http(int port, const char *token, const char *method, const char *path,
+                        const char *body, int want, const char *code)
+{
+    tse_test_http_resp r;
+
+    memset(&r, 0, sizeof(r));
+    http_as(port, token, method, path, body, &r);
+    if (r.status != want || (code != NULL && (r.body == NULL || strstr(r.body, code) == NULL)))
+        fail_msg("%s %s as %s: %d %s, want %d %s", method, path, token ? token : "nobody", r.status,
+                 r.body ? r.body : "", want, code ? code : "");
+    free(r.body);
+}
+
+#define EVENT_BODY(type, source)                                                                   \
+    "{\"event_type\":\"" type "\",\"source_service\":\"" source "\",\"payload\":{}}"
+
+static void the_bridge_forwards_the_callers_token(void **state)
+{
+    world *w = *state;
+    tse_test_service *bridge = tse_test_bridge_start(w->service->addr, NULL);
+    tse_test_http_resp r;
+    int port, limited = 0;
+    tse_test_status st;
+    char log_path[256], *log;
+    FILE *f;
+
+    assert_non_null(bridge);
+    port = bridge->port;
+    tse_test_http_await_healthy(port, 30000); /* health needs no token */
+    expect_http(port, NULL, "POST", "/api/v1/events/publish", EVENT_BODY("sample.created", "lims"),
+                401, "UNAUTHENTICATED");
+    expect_http(port, "tse_wrong", "POST", "/api/v1/events/publish",
+                EVENT_BODY("sample.created", "lims"), 401, "UNAUTHENTICATED");
+    expect_http(port, TOKEN_LIMS, "POST", "/api/v1/events/publish",
+                EVENT_BODY("sample.created", "lims"), 200, "event_id");
+    expect_http(port, TOKEN_LIMS, "POST", "/api/v1/events/publish",
+                EVENT_BODY("auth.login", "lims"), 403, "PERMISSION_DENIED");
+    /* The bridge cannot widen the caller: no publishing as someone else. */
+    expect_http(port, TOKEN_LIMS, "POST", "/api/v1/events/publish",
+                EVENT_BODY("sample.created", "ops"), 403, "PERMISSION_DENIED");
+    expect_http(port, TOKEN_MONITOR, "POST", "/api/v1/events/batch",
+                "{\"events\":[" EVENT_BODY("sample.created", "monitor") "]}", 403,
+                "PERMISSION_DENIED");
+    expect_http(port, TOKEN_LIMS, "POST", "/api/v1/events/batch",
+                "{\"events\":[" EVENT_BODY("sample.created", "lims") "]}", 200, "\"published\":1");
+    /* Reads and admin calls. */
+    expect_http(port, NULL, "GET", "/api/v1/subscriptions", NULL, 401, "UNAUTHENTICATED");
+    expect_http(port, TOKEN_LIMS, "GET", "/api/v1/stats", NULL, 403, "PERMISSION_DENIED");
+    expect_http(port, TOKEN_OPS, "GET", "/api/v1/stats", NULL, 200, NULL);
+    assert_int_equal(create_as(w, TOKEN_LIMS, "auth-bridge-owned", "sample.*", &st),
+                     GRPC_STATUS_OK);
+    expect_http(port, TOKEN_MONITOR, "GET", "/api/v1/subscriptions/auth-bridge-owned", NULL, 403,
+                "PERMISSION_DENIED");
+    expect_http(port, TOKEN_MONITOR, "GET", "/api/v1/subscriptions/auth-bridge-owned/events", NULL,
+                403, "PERMISSION_DENIED");
+    expect_http(port, TOKEN_MONITOR, "DELETE", "/api/v1/subscriptions/auth-bridge-owned", NULL, 403,
+                "PERMISSION_DENIED");
+    expect_http(port, TOKEN_LIMS, "GET", "/api/v1/subscriptions/auth-bridge-owned", NULL, 200,
+                "\"owner\":\"lims\"");
+    /* The rate: 429 with Retry-After. */
+    for (int i = 0; i < 6 && limited == 0; i++) {
+        memset(&r, 0, sizeof(r));
+        http_as(port, TOKEN_SLOW, "POST", "/api/v1/events/publish",
+                EVENT_BODY("sample.created", "slow"), &r);
+        if (r.status == 429) {
+            limited++;
+            assert_non_null(strstr(r.head, "Retry-After: 1"));
+            assert_non_null(strstr(r.body, "RESOURCE_EXHAUSTED"));
+        } else {
+            assert_int_equal(r.status, 200);
+        }
+        free(r.body);
+    }
+    assert_int_equal(limited, 1);
+    snprintf(log_path, sizeof(log_path), "%s", bridge->log);
+    assert_int_equal(tse_test_service_stop(bridge), 0);
+    /* The bridge's log has no token either. */
+    f = fopen(log_path, "r");
+    assert_non_null(f);
+    log = calloc(1, 1 << 20);
+    assert_non_null(log);
+    (void)!fread(log, 1, (1 << 20) - 1, f);
+    fclose(f);
+    assert_null(strstr(log, TOKEN_LIMS));
+    assert_null(strstr(log, TOKEN_MONITOR));
+    assert_null(strstr(log, TOKEN_SLOW));
+    free(log);
+}
+
 /* ---- eventctl ---- */
 
 /* Runs eventctl against the world's service with env; exit status, output. */
@@ -679,6 +786,7 @@ int main(void)
         cmocka_unit_test(a_token_removed_from_the_file_stops_at_sighup),
         cmocka_unit_test(denials_are_audited_and_no_token_is_logged),
         cmocka_unit_test(eventctl_issues_tokens_and_sends_them),
+        cmocka_unit_test(the_bridge_forwards_the_callers_token),
         cmocka_unit_test(without_tokens_the_port_stays_on_loopback),
         cmocka_unit_test(secrets_are_not_in_help_or_errors),
         cmocka_unit_test(a_redis_password_is_used_and_never_logged),
