@@ -13,8 +13,9 @@
 #define NUM(f) offsetof(tsb_bridge_config, f), 0
 
 static const tse_setting settings[] = {
-    {"host", "HOST", TSE_SETTING_STRING, STR(host), 0, 0, "0.0.0.0",
-     "address the HTTP server listens on"},
+    {"host", "HOST", TSE_SETTING_STRING, STR(host), 0, 0, "127.0.0.1",
+     "address the HTTP server listens on (0.0.0.0: every interface; the service's "
+     "AUTH_TOKENS_FILE then decides who may do what, docs/security.md)"},
     {"port", "PORT", TSE_SETTING_INT, NUM(port), 0, 65535, "8087", "HTTP port (0: any free port)"},
     {"event-service-addr", "EVENT_SERVICE_ADDR", TSE_SETTING_STRING, STR(service_addr), 0, 0,
      "127.0.0.1:50051", "the event service's gRPC address, host:port"},
