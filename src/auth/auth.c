@@ -136,6 +136,20 @@ bool tse_identity_rate_take(const tse_identity *id, int64_t now_us, int64_t *ret
     return true;
 }
 
+bool tse_identity_rate_audit(const tse_identity *id, int64_t now_us, uint64_t *unlogged)
+{
+    tse_identity *m = (tse_identity *)id;
+    int_fast64_t now_s = now_us / 1000000, last = atomic_load(&m->limited_line_s);
+
+    if (last == now_s || !atomic_compare_exchange_strong(&m->limited_line_s, &last, now_s)) {
+        atomic_fetch_add(&m->limited_unlogged, 1);
+        return false;
+    }
+    if (unlogged != NULL)
+        *unlogged = atomic_exchange(&m->limited_unlogged, 0);
+    return true;
+}
+
 /* ---- the holder ----------------------------------------------------------- */
 
 struct tse_auth {

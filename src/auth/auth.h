@@ -113,6 +113,14 @@ bool tse_identity_may_subscribe(const tse_identity *id, const char *pattern);
  */
 bool tse_identity_rate_take(const tse_identity *id, int64_t now_us, int64_t *retry_after_ms);
 
+/*
+ * A refusal by the rate was just made at now_us: true when it gets an audit
+ * line (the first in each second), with *unlogged (may be NULL) the
+ * refusals since the last line that had none. A client far over its rate
+ * thus writes one line a second, not one per event. Thread-safe.
+ */
+bool tse_identity_rate_audit(const tse_identity *id, int64_t now_us, uint64_t *unlogged);
+
 /* ---- the current table, reloaded ---- */
 
 /* Reads and parses path into a new holder. Errors as tse_auth_table_parse,

@@ -29,6 +29,9 @@ struct tse_identity {
     int64_t interval_us; /* 0: no rate */
     int64_t burst_us;
     atomic_int_fast64_t tat_us;
+    /* Audit lines of its rate refusals: at most one per second. */
+    atomic_int_fast64_t limited_line_s;
+    atomic_uint_fast64_t limited_unlogged;
 };
 
 /* One token hash and the identity it proves, sorted by hash. */

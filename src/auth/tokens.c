@@ -246,6 +246,8 @@ static tse_identity *new_identity(parse_state *ps, const char *name, size_t len)
     memcpy(id->name, name, len);
     id->name[len] = '\0';
     atomic_init(&id->tat_us, 0);
+    atomic_init(&id->limited_line_s, 0);
+    atomic_init(&id->limited_unlogged, 0);
     return id;
 }
 

@@ -137,7 +137,13 @@ tse_status tse_access_publish(tse_call *c, const char *event_type, const char *s
                                "source_service must be '%s' (the caller's identity)",
                                tse_identity_name(id));
     if (!tse_identity_rate_take(id, tse_clock_us(), &retry_ms)) {
-        tse_audit(c, "rate limited", event_type, NULL);
+        uint64_t unlogged = 0;
+        if (tse_identity_rate_audit(id, tse_clock_us(), &unlogged)) {
+            char why[64];
+            snprintf(why, sizeof(why), "%llu more refused since the last line",
+                     (unsigned long long)unlogged);
+            tse_audit(c, "rate limited", event_type, why);
+        }
         return tse_error_set(err, TSE_RESOURCE_EXHAUSTED, NULL,
                              "publish rate of identity '%s' exceeded; " TSE_RETRY_AFTER_TEXT,
                              tse_identity_name(id), (long long)retry_ms);

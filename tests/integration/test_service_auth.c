@@ -508,6 +508,55 @@ static void denials_are_audited_and_no_token_is_logged(void **state)
     free(log);
 }
 
+/* ---- the SDK's token option ---- */
+
+/* Counts a publisher's outcomes by status. */
+static void count_outcome(void *arg, const tse_client_publish_outcome *o)
+{
+    int *counts = arg;
+
+    __atomic_add_fetch(&counts[o->status == TSE_CLIENT_OK ? 0 : 1], 1, __ATOMIC_SEQ_CST);
+}
+
+static void the_sdk_token_option_is_honoured(void **state)
+{
+    world *w = *state;
+    tse_client_options o;
+    tse_client *lims = NULL, *nobody = NULL;
+    tse_client_publisher *pub = NULL;
+    tse_client_event *ev = NULL;
+    tse_client_error err;
+    int counts[2] = {0, 0};
+
+    tse_client_options_init(&o);
+    o.target = w->service->addr;
+    o.source_service = "lims";
+    assert_int_equal(tse_client_connect(&o, &nobody, &err), TSE_CLIENT_OK);
+    o.token = TOKEN_LIMS;
+    assert_int_equal(tse_client_connect(&o, &lims, &err), TSE_CLIENT_OK);
+    /* Blocking publish: with and without the token. */
+    assert_int_equal(tse_client_publish_json(lims, "sample.created", "{}", NULL, NULL, &err),
+                     TSE_CLIENT_OK);
+    assert_int_equal(tse_client_publish_json(nobody, "sample.created", "{}", NULL, NULL, &err),
+                     TSE_CLIENT_UNAUTHENTICATED);
+    assert_int_equal(tse_client_publish_json(lims, "auth.login", "{}", NULL, NULL, &err),
+                     TSE_CLIENT_PERMISSION_DENIED);
+    /* The pipelined publisher's stream carries it too. */
+    assert_int_equal(tse_client_publisher_create(lims, NULL, count_outcome, counts, &pub, &err),
+                     TSE_CLIENT_OK);
+    assert_int_equal(tse_client_event_from_json("sample.created", "{}", NULL, &ev, &err),
+                     TSE_CLIENT_OK);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(tse_client_publisher_publish(pub, ev, NULL, &err), TSE_CLIENT_OK);
+    assert_int_equal(tse_client_publisher_flush(pub, TIMEOUT_MS, &err), TSE_CLIENT_OK);
+    assert_int_equal(counts[0], 20);
+    assert_int_equal(counts[1], 0);
+    tse_client_event_destroy(ev);
+    tse_client_publisher_destroy(pub);
+    tse_client_destroy(lims);
+    tse_client_destroy(nobody);
+}
+
 /* ---- the REST bridge: the caller's token, never its own rights ---- */
 
 /* One request to the bridge as token (NULL: no header); the response. */
@@ -786,6 +835,7 @@ int main(void)
         cmocka_unit_test(a_token_removed_from_the_file_stops_at_sighup),
         cmocka_unit_test(denials_are_audited_and_no_token_is_logged),
         cmocka_unit_test(eventctl_issues_tokens_and_sends_them),
+        cmocka_unit_test(the_sdk_token_option_is_honoured),
         cmocka_unit_test(the_bridge_forwards_the_callers_token),
         cmocka_unit_test(without_tokens_the_port_stays_on_loopback),
         cmocka_unit_test(secrets_are_not_in_help_or_errors),

@@ -220,6 +220,14 @@ static void test_the_rate_bucket_allows_a_burst_then_the_rate(void **state)
     assert_int_equal(retry, 50);
     assert_true(tse_identity_rate_take(id, now + 100000, &retry));
     assert_false(tse_identity_rate_take(id, now + 100000, &retry));
+    /* Its audit lines: the first refusal of each second, then a count. */
+    uint64_t unlogged = 99;
+    assert_true(tse_identity_rate_audit(id, now, &unlogged));
+    assert_int_equal(unlogged, 0);
+    assert_false(tse_identity_rate_audit(id, now + 1000, &unlogged));
+    assert_false(tse_identity_rate_audit(id, now + 2000, &unlogged));
+    assert_true(tse_identity_rate_audit(id, now + 1000000, &unlogged));
+    assert_int_equal(unlogged, 2);
     id = tse_auth_table_find_name(t, "free");
     for (int i = 0; i < 1000; i++)
         assert_true(tse_identity_rate_take(id, now, NULL));
