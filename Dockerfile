@@ -39,7 +39,10 @@ RUN /tmp/install-deps.sh runtime \
 COPY --from=build /opt/tracseq/bin/ /usr/local/bin/
 USER tracseq
 # No settings file in the image: /etc/tracseq-events/ is empty, the
-# environment sets everything.
+# environment sets everything. GRPC_LISTEN is every interface (a container
+# must): the service then starts only with AUTH_TOKENS_FILE (mount the
+# tokens file) or ALLOW_UNAUTHENTICATED_REMOTE=true (docker-compose.yml,
+# host ports on loopback); docs/security.md.
 ENV GRPC_LISTEN=0.0.0.0:50051 \
     EVENT_SERVICE_ADDR=event-service:50051 \
     HOST=0.0.0.0 \
