@@ -66,6 +66,7 @@ EXPORT tse_client_status tse_client_call_start(tse_client *client, const char *m
                                                tse_client_call **out, tse_client_error *err)
 {
     static const tse_client_stream_handlers handlers = {on_message, on_end};
+    static const tse_client_stream_how how = {.close = true};
     tse_client_call *cl;
     tse_client_status st;
 
@@ -78,7 +79,7 @@ EXPORT tse_client_status tse_client_call_start(tse_client *client, const char *m
     cl->cb_arg = cb_arg;
     cl->resp = grpc_empty_slice();
     atomic_init(&cl->refs, out != NULL ? 3 : 2);
-    st = tse_client_stream_open(client, method, request, len, options, &handlers, cl, true,
+    st = tse_client_stream_open(client, method, request, len, options, &handlers, cl, &how,
                                 &cl->stream, err);
     if (st != TSE_CLIENT_OK) {
         free(cl);

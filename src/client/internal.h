@@ -93,13 +93,23 @@ void tse_client_pump_stop(tse_client *c);
  * callbacks run on the pump thread, CANCELLED. */
 void tse_client_streams_cancel(tse_client *c);
 
-/* A stream as tse_client_stream_start starts it; close: no request after
- * the first (a unary call, call.c). */
+/* How tse_client_stream_open starts a stream, beyond what the public
+ * tse_client_stream_start says; zero for the same. */
+typedef struct tse_client_stream_how {
+    bool close;            /* no request after the first (a unary call, call.c) */
+    bool no_first;         /* the initial metadata alone; requests come with send */
+    grpc_channel *channel; /* borrowed; NULL: tse_client_pick_channel's */
+} tse_client_stream_how;
+
+/* A stream as tse_client_stream_start starts it, the way how says. */
 tse_client_status tse_client_stream_open(tse_client *client, const char *method, const void *first,
                                          size_t len, const tse_client_call_options *options,
                                          const tse_client_stream_handlers *handlers, void *arg,
-                                         bool close, tse_client_stream **out,
+                                         const tse_client_stream_how *how, tse_client_stream **out,
                                          tse_client_error *err);
+
+/* tse_client_stream_send without the copy: takes a reference to bytes. */
+tse_client_status tse_client_stream_send_slice(tse_client_stream *s, grpc_slice bytes);
 
 /* ---- errors (error.c) ---- */
 

@@ -9,33 +9,32 @@
  * queue for all streams is what the raw benchmark client does: with a
  * thread and queue per publisher, gRPC's poller hands each completion from
  * thread to thread (a futex wake per event), which cost the SDK ~10 % of
- * the raw figure. publish() may run on any thread: it appends to the ring
- * and, when no send is in flight, starts the send itself. Every
- * grpc_call_start_batch on the call, and every field below `mu`, is under
- * `mu`; callbacks run without it (they may publish). Lock order: the pump's
- * `mu`, then a publisher's. The client's asynchronous calls (call.c)
- * complete on the same queue: every tag is a tse_client_tag.
+ * the raw figure. The stream is the SDK's generic one (stream.c), opened
+ * with the initial metadata alone; it sends one message at a time, hinted
+ * when more are queued (measured.md). publish() may run on any thread: it
+ * appends to the ring and hands the event to the stream. Every field below
+ * `mu` is under `mu`; callbacks run without it (they may publish). Lock
+ * order: the pump's `mu`, then a publisher's, then the stream's. The
+ * client's asynchronous calls (call.c) complete on the same queue: every
+ * tag is a tse_client_tag.
  *
- * Sending follows measured.md: one SEND_MESSAGE in flight per call, each
- * send chained from the previous send's completion; initial metadata goes
- * alone; GRPC_WRITE_BUFFER_HINT is set on a message only when it is not the
- * stream's first and the next message is already queued (so the next send
- * is committed and flushes it). A blocked publisher resumes only once a
- * quarter of the window was answered, so queued messages go out in runs
- * that can be hinted, rather than one write per message.
+ * A blocked publisher resumes only once a quarter of the window was
+ * answered, so queued messages go out in runs that can be hinted, rather
+ * than one write per message.
  *
  * Invariants: the ring holds every event published and not yet answered,
- * in publish order: entries [head, head + sent) were sent on the current
+ * in publish order: entries [head, head + sent) were handed to the current
  * stream, the rest wait. Responses come in request order, so a response
  * answers the ring's head. When a stream ends, `sent` drops to 0 and the
  * reopened stream resends from the head; the events carry client ids, so
- * the server stores each once (with fail_on_break they fail instead, and
- * the next publish opens the new stream). `unfinished` counts events whose
- * callback has not yet returned; flush waits for it to reach 0.
+ * the server stores each once. With fail_on_break the events handed to the
+ * broken stream fail instead, and those published while it was closing go
+ * out on a new stream at once. The stream handle is let go only after
+ * those failures, so no publish meanwhile opens a stream that would resend
+ * an event being failed. `unfinished` counts events whose callback has not
+ * yet returned; flush waits for it to reach 0.
  */
 #include <errno.h>
-#include <grpc/byte_buffer_reader.h>
-#include <grpc/support/alloc.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,14 +54,6 @@ typedef struct entry {
     void *user;
     long long queued_ms; /* with answer_timeout_ms only */
 } entry;
-
-typedef enum tag_kind { TAG_SEND, TAG_RECV, TAG_STATUS } tag_kind;
-
-typedef struct tag {
-    tse_client_tag base; /* first: the batch's tag is the tag's address */
-    tag_kind kind;
-    struct tse_client_publisher *owner;
-} tag;
 
 /* A client's publishers' shared queue and thread. */
 typedef struct tse_client_pump {
@@ -85,7 +76,7 @@ struct tse_client_publisher {
     struct tse_client_publisher *next; /* in the pump's list */
 
     pthread_mutex_t mu;
-    pthread_cond_t room, idle, gone; /* gone: the call was released */
+    pthread_cond_t room, idle, gone; /* gone: the stream was let go */
     entry *ring;
     size_t head, count, sent;
     size_t unfinished;
@@ -94,121 +85,12 @@ struct tse_client_publisher {
     long long reopen_at; /* ms; 0 = no reopen scheduled */
     int backoff;
     tse_client_status down; /* why the last stream ended; OK while fine */
-
-    /* The current call, and what its ops point into. */
-    grpc_call *call;
-    int batches;
-    bool send_pending, ended, cancelled;
-    long long stream_msgs; /* messages sent on this call */
-    tag t_send, t_recv, t_status;
-    grpc_metadata md[1];
-    grpc_metadata_array initial_md, trailing_md;
-    grpc_byte_buffer *send_buf, *recv_buf;
-    grpc_status_code code;
-    grpc_slice details;
+    tse_client_stream *stream;
+    bool cancelled; /* the stream was ended for answering late */
 };
-
-/* ============================== the call ================================== */
-
-static bool batch_locked(tse_client_publisher *p, const grpc_op *ops, size_t n, tag *t)
-{
-    tse_tsan_release(t); /* the pump gets it back: common/tsan.h */
-    if (grpc_call_start_batch(p->call, ops, n, t, NULL) != GRPC_CALL_OK) {
-        grpc_call_cancel(p->call, NULL);
-        return false;
-    }
-    p->batches++;
-    return true;
-}
-
-static void send_next_locked(tse_client_publisher *p)
-{
-    grpc_op op = {.op = GRPC_OP_SEND_MESSAGE};
-    entry *e;
-
-    if (p->call == NULL || p->send_pending || p->ended || p->sent >= p->count)
-        return;
-    e = &p->ring[(p->head + p->sent) % p->cap];
-    if (p->stream_msgs > 0 && p->sent + 1 < p->count)
-        op.flags = GRPC_WRITE_BUFFER_HINT;
-    p->send_buf = grpc_raw_byte_buffer_create(&e->req, 1);
-    op.data.send_message.send_message = p->send_buf;
-    p->send_pending = batch_locked(p, &op, 1, &p->t_send);
-    if (!p->send_pending) {
-        grpc_byte_buffer_destroy(p->send_buf);
-        p->send_buf = NULL;
-        return;
-    }
-    p->sent++;
-    p->stream_msgs++;
-}
-
-static void recv_locked(tse_client_publisher *p, bool with_md)
-{
-    grpc_op ops[2];
-    size_t n = 0;
-
-    memset(ops, 0, sizeof(ops));
-    if (with_md) {
-        ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
-        ops[n++].data.recv_initial_metadata.recv_initial_metadata = &p->initial_md;
-    }
-    ops[n].op = GRPC_OP_RECV_MESSAGE;
-    ops[n++].data.recv_message.recv_message = &p->recv_buf;
-    batch_locked(p, ops, n, &p->t_recv);
-}
-
-/*
- * The channel for a new stream: the publisher's own when it is connected;
- * otherwise one of the client's call channels that is (see
- * tse_client_pick_channel). Channels reconnect each on its own backoff, so
- * after the service (re)started the publisher's own may still be waiting
- * while another is up: a stream on it would fail at once.
- */
-static grpc_channel *stream_channel(tse_client_publisher *p)
-{
-    if (grpc_channel_check_connectivity_state(p->channel, 1) == GRPC_CHANNEL_READY)
-        return p->channel;
-    return tse_client_pick_channel(p->client);
-}
-
-/* Opens a stream: initial metadata alone (a hinted message beside it would
- * never be written), the status, the first receive. */
-static void open_locked(tse_client_publisher *p)
-{
-    grpc_op op;
-    size_t n_md;
-
-    grpc_metadata_array_init(&p->initial_md);
-    grpc_metadata_array_init(&p->trailing_md);
-    p->details = grpc_empty_slice();
-    p->code = GRPC_STATUS_OK;
-    p->sent = 0;
-    p->stream_msgs = 0;
-    p->ended = p->cancelled = false;
-    p->reopen_at = 0;
-    p->call =
-        grpc_channel_create_call(stream_channel(p), NULL, GRPC_PROPAGATE_DEFAULTS, p->pump->cq,
-                                 grpc_slice_from_static_string(TSE_CLIENT_METHOD("PublishStream")),
-                                 NULL, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
-    tse_client_call_metadata(p->client, p->md, &n_md);
-    memset(&op, 0, sizeof(op));
-    op.op = GRPC_OP_SEND_INITIAL_METADATA;
-    op.data.send_initial_metadata.count = n_md;
-    op.data.send_initial_metadata.metadata = p->md;
-    p->send_pending = batch_locked(p, &op, 1, &p->t_send);
-    memset(&op, 0, sizeof(op));
-    op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    op.data.recv_status_on_client.trailing_metadata = &p->trailing_md;
-    op.data.recv_status_on_client.status = &p->code;
-    op.data.recv_status_on_client.status_details = &p->details;
-    batch_locked(p, &op, 1, &p->t_status);
-    recv_locked(p, true);
-}
 
 /* ============================== results =================================== */
 
-/* Runs one event's callback (without the lock) and retires it. */
 /* Without the lock: the entry's callback, then its request is released. */
 static void report(tse_client_publisher *p, entry e, tse_client_status st,
                    const tse_client_publish_result *res, const tse_client_error *err)
@@ -228,15 +110,6 @@ static void entry_done_locked(tse_client_publisher *p)
         pthread_cond_broadcast(&p->idle);
 }
 
-static void finish_entry(tse_client_publisher *p, entry e, tse_client_status st,
-                         const tse_client_publish_result *res, const tse_client_error *err)
-{
-    pthread_mutex_unlock(&p->mu);
-    report(p, e, st, res, err);
-    pthread_mutex_lock(&p->mu);
-    entry_done_locked(p);
-}
-
 static entry pop_locked(tse_client_publisher *p)
 {
     entry e = p->ring[p->head];
@@ -251,135 +124,154 @@ static entry pop_locked(tse_client_publisher *p)
     return e;
 }
 
-/* Fails every unanswered event with *why (e.g. CANCELLED at destroy). */
-static void fail_all_locked(tse_client_publisher *p, const tse_client_error *why)
+/* Fails the n oldest unanswered events with *why (e.g. CANCELLED at
+ * destroy); the callbacks run without the lock. */
+static void fail_locked(tse_client_publisher *p, size_t n, const tse_client_error *why)
 {
-    while (p->count > 0) {
+    for (; n > 0 && p->count > 0; n--) {
         tse_client_error err = *why; /* the callback may scribble on its copy */
         entry e = pop_locked(p);
-        finish_entry(p, e, err.status, NULL, &err);
+
+        pthread_mutex_unlock(&p->mu);
+        report(p, e, err.status, NULL, &err);
+        pthread_mutex_lock(&p->mu);
+        entry_done_locked(p);
     }
 }
 
-/*
- * One response: it answers the ring's head. The next receive is requested
- * before the callback runs, so the next response travels meanwhile; the
- * callbacks stay in order because only this thread runs them. Called and
- * returns with `mu` held; bb is consumed.
- */
-static void on_response(tse_client_publisher *p, grpc_byte_buffer *bb)
+/* ============================== the stream ================================ */
+
+/* Hands the stream every event it has not had yet. */
+static void send_locked(tse_client_publisher *p)
 {
+    while (p->stream != NULL && p->sent < p->count &&
+           tse_client_stream_send_slice(p->stream, p->ring[(p->head + p->sent) % p->cap].req) ==
+               TSE_CLIENT_OK)
+        p->sent++;
+}
+
+/*
+ * One response: it answers the ring's head. Decoding and the callback run
+ * unlocked, in one stretch: publish() on other threads takes the lock
+ * meanwhile. No error text is written unless there is an error (this runs
+ * once per event).
+ */
+static void on_response(void *arg, const void *msg, size_t len)
+{
+    tse_client_publisher *p = arg;
     tse_client_publish_result res;
     tse_client_error err;
-    grpc_byte_buffer_reader reader;
-    tse_client_status st = TSE_CLIENT_INTERNAL;
+    tse_client_status st;
     entry e;
 
-    if (p->sent == 0) {
-        grpc_call_cancel(p->call, NULL); /* a response without a request */
-        grpc_byte_buffer_destroy(bb);
+    pthread_mutex_lock(&p->mu);
+    if (p->sent == 0) { /* a response without a request */
+        tse_client_stream_cancel(p->stream, TSE_CLIENT_INTERNAL, "a response without a request");
+        pthread_mutex_unlock(&p->mu);
         return;
     }
     e = pop_locked(p);
     p->backoff = p->client->opt.reconnect_initial_ms;
     p->down = TSE_CLIENT_OK;
-    if (!p->ended)
-        recv_locked(p, false);
-    /* Decoding and the callback run unlocked, in one stretch: publish()
-     * on other threads takes the lock meanwhile. No error text is written
-     * unless there is an error (this runs once per event). */
     pthread_mutex_unlock(&p->mu);
-    if (!grpc_byte_buffer_reader_init(&reader, bb)) {
-        st = tse_client_fail(&err, TSE_CLIENT_INTERNAL, -1, NULL, "unreadable PublishResponse");
-    } else {
-        grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
-        grpc_byte_buffer_reader_destroy(&reader);
-        st = tse_client_publish_response(GRPC_SLICE_START_PTR(all), GRPC_SLICE_LENGTH(all), &res,
-                                         &err);
-        grpc_slice_unref(all);
-    }
-    grpc_byte_buffer_destroy(bb);
+    st = tse_client_publish_response(msg, len, &res, &err);
     report(p, e, st, &res, &err);
     pthread_mutex_lock(&p->mu);
     entry_done_locked(p);
+    pthread_mutex_unlock(&p->mu);
 }
 
-/* The call ended and every batch completed: release it, then resend later
- * (with backoff) or fail the waiting events. */
-static void release_locked(tse_client_publisher *p)
+/*
+ * The stream ended with st (OK: the server closed it before answering):
+ * resend later, with backoff; or fail the events it had: all of them when
+ * a new stream would meet st again, those it had with fail_on_break.
+ */
+static void down_locked(tse_client_publisher *p, tse_client_status st, const tse_client_error *err)
 {
-    tse_client_error err;
-    tse_client_status st =
-        tse_client_from_grpc_status(p->code, (const char *)GRPC_SLICE_START_PTR(p->details),
-                                    GRPC_SLICE_LENGTH(p->details), &p->trailing_md, &err);
+    tse_client_error why;
+    size_t had = p->sent;
 
-    grpc_call_unref(p->call);
-    p->call = NULL;
-    pthread_cond_broadcast(&p->gone);
-    grpc_slice_unref(p->details);
-    grpc_metadata_array_destroy(&p->initial_md);
-    grpc_metadata_array_destroy(&p->trailing_md);
     p->sent = 0;
     p->down = st == TSE_CLIENT_OK ? TSE_CLIENT_UNAVAILABLE : st;
     if (p->shutdown)
         return;
     if (st == TSE_CLIENT_OK)
-        tse_client_fail(&err, TSE_CLIENT_UNAVAILABLE, GRPC_STATUS_UNAVAILABLE, NULL,
+        tse_client_fail(&why, TSE_CLIENT_UNAVAILABLE, GRPC_STATUS_UNAVAILABLE, NULL,
                         "the publish stream ended before answering");
+    else
+        why = *err;
     if (tse_client_status_fatal(st) || p->fail_on_break) {
-        fail_all_locked(p, &err);
+        fail_locked(p, tse_client_status_fatal(st) ? p->count : had, &why);
         return;
     }
     p->reopen_at = tse_clock_ms() + p->backoff;
     p->backoff = tse_client_backoff_next(p->client, p->backoff);
 }
 
-static void on_event(tse_client_publisher *p, tag *t, bool ok)
-{
-    grpc_byte_buffer *bb;
+static void open_locked(tse_client_publisher *p);
 
-    p->batches--;
-    switch (t->kind) {
-    case TAG_SEND:
-        grpc_byte_buffer_destroy(p->send_buf);
-        p->send_buf = NULL;
-        p->send_pending = false;
-        if (ok)
-            send_next_locked(p);
-        break;
-    case TAG_RECV:
-        bb = p->recv_buf;
-        p->recv_buf = NULL;
-        if (ok && bb != NULL)
-            on_response(p, bb);
-        break;
-    case TAG_STATUS: p->ended = true; break;
+/* The stream's end, on the pump thread: it is let go once its events were
+ * failed or set to be resent (see the file comment). */
+static void on_end(void *arg, tse_client_status st, const tse_client_error *err)
+{
+    tse_client_publisher *p = arg;
+
+    pthread_mutex_lock(&p->mu);
+    down_locked(p, st, err);
+    tse_client_stream_release(p->stream);
+    p->stream = NULL;
+    pthread_cond_broadcast(&p->gone);
+    /* After a failure the next publish opens a stream: these came meanwhile. */
+    if (!p->shutdown && p->count > 0 && p->reopen_at == 0)
+        open_locked(p);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/*
+ * The channel for a new stream: the publisher's own when it is connected;
+ * otherwise one of the client's call channels that is (see
+ * tse_client_pick_channel). Channels reconnect each on its own backoff, so
+ * after the service (re)started the publisher's own may still be waiting
+ * while another is up: a stream on it would fail at once.
+ */
+static grpc_channel *stream_channel(tse_client_publisher *p)
+{
+    if (grpc_channel_check_connectivity_state(p->channel, 1) == GRPC_CHANNEL_READY)
+        return p->channel;
+    return tse_client_pick_channel(p->client);
+}
+
+/* Opens a stream (no deadline) and hands it the waiting events. One that
+ * cannot start (out of memory) is tried again after the backoff. */
+static void open_locked(tse_client_publisher *p)
+{
+    static const tse_client_stream_handlers handlers = {on_response, on_end};
+    static const tse_client_call_options no_deadline = {.timeout_ms = -1};
+    tse_client_stream_how how = {.no_first = true, .channel = stream_channel(p)};
+
+    p->sent = 0;
+    p->cancelled = false;
+    p->reopen_at = 0;
+    if (tse_client_stream_open(p->client, TSE_CLIENT_METHOD("PublishStream"), NULL, 0, &no_deadline,
+                               &handlers, p, &how, &p->stream, NULL) != TSE_CLIENT_OK) {
+        p->stream = NULL;
+        p->reopen_at = tse_clock_ms() + p->backoff;
+        p->backoff = tse_client_backoff_next(p->client, p->backoff);
+        return;
     }
-    if (p->call != NULL && p->ended && p->batches == 0)
-        release_locked(p);
+    send_locked(p);
 }
 
 /* ============================== the pump ================================== */
 
-/* A publisher's completion, on the pump thread. */
-static void on_tag(tse_client_tag *base, bool ok)
-{
-    tag *t = (tag *)base;
-    tse_client_publisher *p = t->owner;
-
-    pthread_mutex_lock(&p->mu);
-    on_event(p, t, ok);
-    pthread_mutex_unlock(&p->mu);
-}
-
 /* Ends a stream whose oldest event waited past answer_timeout_ms. */
 static void check_answer_timeout_locked(tse_client_publisher *p, long long now)
 {
-    if (p->answer_timeout_ms <= 0 || p->call == NULL || p->cancelled || p->count == 0 ||
+    if (p->answer_timeout_ms <= 0 || p->stream == NULL || p->cancelled || p->count == 0 ||
         now - p->ring[p->head].queued_ms <= p->answer_timeout_ms)
         return;
-    grpc_call_cancel_with_status(p->call, GRPC_STATUS_DEADLINE_EXCEEDED,
-                                 "the event service did not answer in time", NULL);
+    tse_client_stream_cancel(p->stream, TSE_CLIENT_DEADLINE_EXCEEDED,
+                             "the event service did not answer in time");
     p->cancelled = true;
 }
 
@@ -391,7 +283,7 @@ static void pump_scan(pump *pu)
     pthread_mutex_lock(&pu->mu);
     for (tse_client_publisher *p = pu->list; p != NULL; p = p->next) {
         pthread_mutex_lock(&p->mu);
-        if (!p->shutdown && p->call == NULL && p->count > 0 && p->reopen_at != 0 &&
+        if (!p->shutdown && p->stream == NULL && p->count > 0 && p->reopen_at != 0 &&
             now >= p->reopen_at)
             open_locked(p);
         check_answer_timeout_locked(p, now);
@@ -504,9 +396,6 @@ static tse_client_publisher *publisher_alloc(tse_client *c, size_t window)
     p->client = c;
     p->cap = window;
     p->backoff = c->opt.reconnect_initial_ms;
-    p->t_send = (tag){{on_tag}, TAG_SEND, p};
-    p->t_recv = (tag){{on_tag}, TAG_RECV, p};
-    p->t_status = (tag){{on_tag}, TAG_STATUS, p};
     pthread_mutex_init(&p->mu, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -628,10 +517,11 @@ EXPORT tse_client_status tse_client_publisher_publish(tse_client_publisher *pub,
         (entry){req, user_data, pub->answer_timeout_ms > 0 ? tse_clock_ms() : 0};
     pub->count++;
     pub->unfinished++;
-    /* After a fatal error no reopen is scheduled: this event opens one. */
-    if (pub->call == NULL && pub->reopen_at == 0)
+    /* After a failure no reopen is scheduled: this event opens one. */
+    if (pub->stream == NULL && pub->reopen_at == 0)
         open_locked(pub);
-    send_next_locked(pub);
+    else
+        send_locked(pub);
     pthread_mutex_unlock(&pub->mu);
     return TSE_CLIENT_OK;
 }
@@ -659,9 +549,9 @@ EXPORT tse_client_status tse_client_publisher_flush(tse_client_publisher *pub, i
     return st;
 }
 
-/* Refuses events, cancels the stream and waits until the pump released
- * it: after that no completion of this publisher is left on the shared
- * queue. Then fails what is left with CANCELLED (why). */
+/* Refuses events, cancels the stream and waits until its end let it go:
+ * after that no completion of this publisher is left on the shared queue.
+ * Then fails what is left with CANCELLED (why). */
 static void stop(tse_client_publisher *pub, const char *why)
 {
     tse_client_error err;
@@ -669,12 +559,11 @@ static void stop(tse_client_publisher *pub, const char *why)
     pthread_mutex_lock(&pub->mu);
     pub->shutdown = true;
     pthread_cond_broadcast(&pub->room);
-    if (pub->call != NULL)
-        grpc_call_cancel(pub->call, NULL);
-    while (pub->call != NULL)
+    tse_client_stream_cancel(pub->stream, TSE_CLIENT_CANCELLED, why);
+    while (pub->stream != NULL)
         pthread_cond_wait(&pub->gone, &pub->mu);
     tse_client_fail(&err, TSE_CLIENT_CANCELLED, -1, NULL, "%s", why);
-    fail_all_locked(pub, &err);
+    fail_locked(pub, pub->count, &err);
     pthread_mutex_unlock(&pub->mu);
 }
 

@@ -8,7 +8,10 @@
  * one receive are in flight at a time (the core allows no more), each
  * started again from the previous one's completion: sends from a FIFO of
  * queued messages (then the half-close, once asked for and the FIFO is
- * empty), receives unless paused. Handlers run on the pump thread
+ * empty), receives unless paused. Following measured.md, a message that is
+ * not the stream's first and has another queued behind it goes with
+ * GRPC_WRITE_BUFFER_HINT: the next send, already committed, flushes it, so
+ * a run of queued messages is written at once. Handlers run on the pump thread
  * without the stream's lock, so they may send, pause or cancel; `receiving`
  * stays set while on_message runs, so a resume from another thread never
  * starts a second receive. The end runs once the status arrived and no
@@ -53,8 +56,9 @@ struct tse_client_stream {
     stag t_send, t_recv, t_status;
     int batches; /* in flight */
     bool sending, receiving, paused, got_md, status_done, ended;
-    bool closing; /* no request after the queued ones: half-close then */
-    bool closed;  /* the half-close was started */
+    bool closing;     /* no request after the queued ones: half-close then */
+    bool closed;      /* the half-close was started */
+    long long n_sent; /* messages started */
     outmsg *out_head, *out_tail;
     grpc_byte_buffer *send_buf, *recv_buf;
     grpc_metadata_array initial_md, trailing_md;
@@ -116,14 +120,14 @@ static tse_client_status check_call(const tse_client *client, const char *method
     return TSE_CLIENT_OK;
 }
 
-static grpc_call *call_create(tse_client *c, grpc_completion_queue *cq, const char *method,
-                              int timeout_ms)
+static grpc_call *call_create(tse_client *c, grpc_channel *channel, grpc_completion_queue *cq,
+                              const char *method, int timeout_ms)
 {
     int timeout = timeout_ms == 0 ? c->opt.timeout_ms : timeout_ms;
     grpc_slice m = grpc_slice_from_copied_string(method);
-    grpc_call *call =
-        grpc_channel_create_call(tse_client_pick_channel(c), NULL, GRPC_PROPAGATE_DEFAULTS, cq, m,
-                                 NULL, tse_client_deadline(timeout < 0 ? -1 : timeout), NULL);
+    grpc_call *call = grpc_channel_create_call(
+        channel != NULL ? channel : tse_client_pick_channel(c), NULL, GRPC_PROPAGATE_DEFAULTS, cq,
+        m, NULL, tse_client_deadline(timeout < 0 ? -1 : timeout), NULL);
 
     grpc_slice_unref(m);
     return call;
@@ -222,11 +226,13 @@ static void kick_send_locked(tse_client_stream *s)
     free(m);
     /* Another request is queued behind this one and goes out as soon as
      * this completes: it may wait in gRPC's write buffer until then, so a
-     * burst of sends shares writes. The last one queued flushes them. */
-    if (s->out_head != NULL)
+     * burst of sends shares writes. The last one queued flushes them; a stream's first is never
+     * hinted (beside the initial metadata it would never be written). */
+    if (s->n_sent > 0 && s->out_head != NULL)
         op.flags = GRPC_WRITE_BUFFER_HINT;
     op.data.send_message.send_message = s->send_buf;
     s->sending = batch_locked(s, &op, 1, &s->t_send);
+    s->n_sent += s->sending;
 }
 
 static void kick_recv_locked(tse_client_stream *s)
@@ -385,7 +391,8 @@ static bool open_unary_locked(tse_client_stream *s, grpc_byte_buffer *request)
     return batch_locked(s, ops, 6, &s->t_status); /* on failure s frees request */
 }
 
-/* The status, then the metadata with the first message, then receiving. */
+/* The status, then the metadata with the first message, then receiving.
+ * Without a first message the metadata goes alone. */
 static bool open_locked(tse_client_stream *s, grpc_byte_buffer *first, bool close)
 {
     grpc_op ops[3];
@@ -406,7 +413,8 @@ static bool open_locked(tse_client_stream *s, grpc_byte_buffer *first, bool clos
     ops[0].data.send_initial_metadata.metadata = s->md;
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = first;
-    s->sending = batch_locked(s, ops, 2, &s->t_send);
+    s->sending = batch_locked(s, ops, first == NULL ? 1 : 2, &s->t_send);
+    s->n_sent = first != NULL && s->sending;
     kick_recv_locked(s);
     return true;
 }
@@ -435,14 +443,15 @@ static tse_client_stream *stream_new(tse_client *client, const tse_client_stream
 tse_client_status tse_client_stream_open(tse_client *client, const char *method, const void *first,
                                          size_t len, const tse_client_call_options *options,
                                          const tse_client_stream_handlers *handlers, void *arg,
-                                         bool close, tse_client_stream **out, tse_client_error *err)
+                                         const tse_client_stream_how *how, tse_client_stream **out,
+                                         tse_client_error *err)
 {
     static const tse_client_call_options none = {0};
     const tse_client_call_options *o = options != NULL ? options : &none;
     grpc_completion_queue *cq;
     tse_client_stream *s;
     tse_client_status st;
-    grpc_slice bytes;
+    grpc_byte_buffer *bb = NULL;
     bool ok;
 
     tse_client_error_clear(err);
@@ -454,17 +463,21 @@ tse_client_status tse_client_stream_open(tse_client *client, const char *method,
     if ((cq = tse_client_queue(client)) == NULL || (s = stream_new(client, handlers, arg)) == NULL)
         return tse_client_fail(err, TSE_CLIENT_NO_MEMORY, -1, NULL, "out of memory");
     if (!metadata_fill(client, o, &s->md, &s->n_md) ||
-        (s->call = call_create(client, cq, method, o->timeout_ms)) == NULL) {
+        (s->call = call_create(client, how->channel, cq, method, o->timeout_ms)) == NULL) {
         stream_free(s);
         return tse_client_fail(err, TSE_CLIENT_NO_MEMORY, -1, NULL, "out of memory");
     }
     atomic_init(&s->refs, out != NULL ? 2 : 1);
-    bytes = grpc_slice_from_copied_buffer(first, len);
+    if (!how->no_first) {
+        grpc_slice bytes = grpc_slice_from_copied_buffer(first, len);
+
+        bb = grpc_raw_byte_buffer_create(&bytes, 1);
+        grpc_slice_unref(bytes);
+    }
     list_add(s);
     pthread_mutex_lock(&s->mu);
-    ok = open_locked(s, grpc_raw_byte_buffer_create(&bytes, 1), close);
+    ok = open_locked(s, bb, how->close);
     pthread_mutex_unlock(&s->mu);
-    grpc_slice_unref(bytes);
     if (!ok) {
         list_remove(s);
         stream_free(s);
@@ -482,22 +495,32 @@ EXPORT tse_client_status tse_client_stream_start(tse_client *client, const char 
                                                  void *arg, tse_client_stream **out,
                                                  tse_client_error *err)
 {
-    return tse_client_stream_open(client, method, first, len, options, handlers, arg, false, out,
+    static const tse_client_stream_how how = {0};
+
+    return tse_client_stream_open(client, method, first, len, options, handlers, arg, &how, out,
                                   err);
 }
 
 EXPORT tse_client_status tse_client_stream_send(tse_client_stream *s, const void *msg, size_t len)
 {
-    outmsg *m;
     grpc_slice bytes;
+    tse_client_status st;
 
     if (s == NULL || (msg == NULL && len > 0))
         return TSE_CLIENT_INVALID_ARGUMENT;
-    if ((m = calloc(1, sizeof(*m))) == NULL)
-        return TSE_CLIENT_NO_MEMORY;
     bytes = grpc_slice_from_copied_buffer(msg, len);
-    m->bb = grpc_raw_byte_buffer_create(&bytes, 1);
+    st = tse_client_stream_send_slice(s, bytes);
     grpc_slice_unref(bytes);
+    return st;
+}
+
+tse_client_status tse_client_stream_send_slice(tse_client_stream *s, grpc_slice bytes)
+{
+    outmsg *m = calloc(1, sizeof(*m));
+
+    if (m == NULL)
+        return TSE_CLIENT_NO_MEMORY;
+    m->bb = grpc_raw_byte_buffer_create(&bytes, 1);
     pthread_mutex_lock(&s->mu);
     if (s->status_done || s->closing) {
         bool closing = s->closing && !s->status_done;

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <dirent.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
@@ -58,6 +59,49 @@ static tse_test_service *service_on(int port)
     if (s == NULL)
         fail_msg("the service did not start on port %d", port);
     return s;
+}
+
+/*
+ * Stops a process and returns once every thread of it is stopped: kill()
+ * returns before the group stop completes, and meanwhile its other threads
+ * run on (long enough, under load, to answer a request sent after it).
+ */
+static void freeze(pid_t pid)
+{
+    long long until = tse_test_now_ms() + WAIT_MS;
+    char path[64];
+    bool running = true;
+
+    assert_int_equal(kill(pid, SIGSTOP), 0);
+    while (running && tse_test_now_ms() < until) {
+        DIR *d;
+        struct dirent *t;
+
+        snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+        assert_non_null(d = opendir(path));
+        running = false;
+        while ((t = readdir(d)) != NULL && !running) {
+            char stat[512], *close_paren;
+            FILE *f;
+            size_t n;
+
+            if (t->d_name[0] == '.')
+                continue;
+            snprintf(path, sizeof(path), "/proc/%d/task/%.16s/stat", (int)pid, t->d_name);
+            if ((f = fopen(path, "r")) == NULL)
+                continue;
+            n = fread(stat, 1, sizeof(stat) - 1, f);
+            fclose(f);
+            stat[n] = '\0';
+            close_paren = strrchr(stat, ')');
+            running = close_paren != NULL && close_paren[1] == ' ' && close_paren[2] != 'T' &&
+                      close_paren[2] != 't';
+        }
+        closedir(d);
+        if (running)
+            usleep(1000);
+    }
+    assert_false(running);
 }
 
 /* An event from its JSON envelope (proto3 JSON of tracseq.events.v1.Event). */
@@ -268,7 +312,7 @@ static void test_an_event_unanswered_past_the_answer_timeout_fails_its_stream(vo
     assert_int_equal(tse_client_publisher_publish(p, ev, NULL, NULL), TSE_CLIENT_OK);
     assert_true(wait_outcomes(&r, 1));
     assert_int_equal(r.ok, 1);
-    kill(svc->pid, SIGSTOP);
+    freeze(svc->pid);
     t0 = tse_test_now_ms();
     assert_int_equal(tse_client_publisher_publish(p, ev, NULL, NULL), TSE_CLIENT_OK);
     assert_true(wait_outcomes(&r, 2));
@@ -278,6 +322,60 @@ static void test_an_event_unanswered_past_the_answer_timeout_fails_its_stream(vo
     kill(svc->pid, SIGCONT);
     tse_client_publisher_destroy(p);
     tse_client_event_destroy(ev);
+    tse_client_destroy(c);
+    tse_test_service_stop(svc);
+}
+
+/*
+ * Regression: with fail_on_break, an event published while a broken stream
+ * is still closing (here from the callback that fails that stream's event,
+ * the service resumed meanwhile) goes out on the next stream and is
+ * answered; it used to fail with the old stream's status.
+ */
+typedef struct republish {
+    outcomes r;
+    tse_client_publisher *p;
+    tse_client_event *ev;
+    pid_t pid;
+    bool done;
+} republish;
+
+static void on_outcome_republish(void *arg, const tse_client_publish_outcome *o)
+{
+    republish *rp = arg;
+
+    on_outcome(&rp->r, o);
+    if (o->status != TSE_CLIENT_OK && !rp->done) {
+        rp->done = true;
+        kill(rp->pid, SIGCONT);
+        assert_int_equal(tse_client_publisher_publish(rp->p, rp->ev, NULL, NULL), TSE_CLIENT_OK);
+    }
+}
+
+static void test_an_event_published_while_a_broken_stream_closes_goes_on_the_next(void **state)
+{
+    tse_test_service *svc = service_on(tse_test_free_port());
+    republish rp = {.r = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER},
+                    .pid = svc->pid};
+    tse_client_publisher_options o = {
+        .server_assigned_ids = true, .fail_on_break = true, .answer_timeout_ms = 500};
+    tse_client *c = tse_test_sdk_client(svc->addr, "gw", 5000);
+
+    rp.ev = envelope("{\"event_type\":\"gw.closing\",\"source_service\":\"gw\",\"data\":{}}");
+    assert_int_equal(tse_client_publisher_create(c, &o, on_outcome_republish, &rp, &rp.p, NULL),
+                     TSE_CLIENT_OK);
+    assert_int_equal(tse_client_publisher_publish(rp.p, rp.ev, NULL, NULL), TSE_CLIENT_OK);
+    assert_true(wait_outcomes(&rp.r, 1));
+    assert_int_equal(rp.r.ok, 1);
+    freeze(svc->pid);
+    assert_int_equal(tse_client_publisher_publish(rp.p, rp.ev, NULL, NULL), TSE_CLIENT_OK);
+    if (!wait_outcomes(&rp.r, 3))
+        fail_msg("ok %d failed %d last %d: %s", rp.r.ok, rp.r.failed, rp.r.last, rp.r.message);
+    assert_int_equal(rp.r.failed, 1);
+    assert_int_equal(rp.r.ok, 2);
+    assert_int_equal(rp.r.last, TSE_CLIENT_OK);
+    tse_client_publisher_destroy(rp.p);
+    tse_client_event_destroy(rp.ev);
     tse_client_destroy(c);
     tse_test_service_stop(svc);
 }
@@ -296,7 +394,7 @@ static void test_cancel_answers_every_unanswered_event_before_it_returns(void **
 
     assert_int_equal(tse_client_publisher_publish(p, ev, NULL, NULL), TSE_CLIENT_OK);
     assert_true(wait_outcomes(&r, 1));
-    kill(svc->pid, SIGSTOP);
+    freeze(svc->pid);
     for (int i = 0; i < 3; i++)
         assert_int_equal(tse_client_publisher_publish(p, ev, NULL, NULL), TSE_CLIENT_OK);
     tse_client_publisher_cancel(p);
@@ -802,6 +900,7 @@ int main(void)
         cmocka_unit_test(test_the_result_says_whether_the_payload_fit_its_schema),
         cmocka_unit_test(test_fail_on_break_fails_the_event_and_the_next_one_opens_a_stream),
         cmocka_unit_test(test_an_event_unanswered_past_the_answer_timeout_fails_its_stream),
+        cmocka_unit_test(test_an_event_published_while_a_broken_stream_closes_goes_on_the_next),
         cmocka_unit_test(test_cancel_answers_every_unanswered_event_before_it_returns),
         cmocka_unit_test(test_an_async_call_answers_with_the_response_and_sends_its_metadata),
         cmocka_unit_test(test_an_async_call_the_server_refuses_carries_its_code),
