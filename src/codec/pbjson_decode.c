@@ -69,8 +69,11 @@ tse_status tse_pbj_nomem(decoder *d)
     return tse_error_set(d->err, TSE_NOMEM, d->path, "out of memory");
 }
 
-tse_status tse_pbj_enter(decoder *d)
+tse_status tse_pbj_enter(decoder *d, const json_t *j, json_type shape)
 {
+    if (json_typeof(j) != shape)
+        return tse_pbj_invalid(d, shape == JSON_OBJECT ? "must be a JSON object"
+                                                       : "must be a JSON array");
     if (d->depth >= TSE_PBJSON_MAX_DEPTH)
         return tse_pbj_invalid(d, "nests deeper than %d levels", TSE_PBJSON_MAX_DEPTH);
     d->depth++;
@@ -85,9 +88,6 @@ void tse_pbj_leave(decoder *d)
 /* ===========================================================================
  * Messages, fields, repeated fields and maps
  * ======================================================================== */
-
-static tse_status decode_message(decoder *d, const json_t *j,
-                                 const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out);
 
 /* JSON null sets a Value (or NullValue) field instead of leaving it unset. */
 static int null_is_value(const ProtobufCFieldDescriptor *f)
@@ -112,7 +112,7 @@ static tse_status decode_into(decoder *d, const ProtobufCFieldDescriptor *f, con
                               void *slot)
 {
     if (f->type == PROTOBUF_C_TYPE_MESSAGE)
-        return decode_message(d, j, f->descriptor, slot);
+        return tse_pbj_decode_message(d, j, f->descriptor, slot);
     return tse_pbj_decode_scalar(d, f, j, slot);
 }
 
@@ -234,11 +234,8 @@ static tse_status decode_repeated(decoder *d, const ProtobufCFieldDescriptor *f,
                                   ProtobufCMessage *msg)
 {
     int map = tse_pbj_is_map_field(f);
-    tse_status st;
+    tse_status st = tse_pbj_enter(d, j, map ? JSON_OBJECT : JSON_ARRAY);
 
-    if (map ? !json_is_object(j) : !json_is_array(j))
-        return tse_pbj_invalid(d, map ? "must be a JSON object" : "must be a JSON array");
-    st = tse_pbj_enter(d);
     if (st != TSE_OK)
         return st;
     st = map ? fill_map(d, f, j, msg) : fill_array(d, f, j, msg);
@@ -322,61 +319,29 @@ static tse_status fill_message(decoder *d, const json_t *j, ProtobufCMessage *ms
     return st;
 }
 
-static tse_status decode_object(decoder *d, const json_t *j, const ProtobufCMessageDescriptor *desc,
-                                ProtobufCMessage **out)
+tse_status tse_pbj_decode_message(decoder *d, const json_t *j,
+                                  const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out)
 {
+    int shape = JSON_OBJECT;
+    tse_pbj_fill fill = fill_message;
     ProtobufCMessage *msg;
     tse_status st;
 
-    if (!json_is_object(j))
-        return tse_pbj_invalid(d, "must be a JSON object");
-    st = tse_pbj_enter(d);
-    if (st != TSE_OK)
+    if (desc == &google__protobuf__timestamp__descriptor)
+        return tse_pbj_decode_timestamp(d, j, out);
+    tse_pbj_wkt_form(desc, &shape, &fill);
+    if (shape >= 0 && (st = tse_pbj_enter(d, j, (json_type)shape)) != TSE_OK)
         return st;
     msg = tse_pbj_new_message(desc);
-    st = msg == NULL ? tse_pbj_nomem(d) : fill_message(d, j, msg);
-    tse_pbj_leave(d);
+    st = msg == NULL ? tse_pbj_nomem(d) : fill(d, j, msg);
+    if (shape >= 0)
+        tse_pbj_leave(d);
     if (st != TSE_OK) {
         protobuf_c_message_free_unpacked(msg, NULL);
         return st;
     }
     *out = msg;
     return TSE_OK;
-}
-
-/* Builds a message of type desc from j; on failure *out is untouched. */
-static tse_status decode_message(decoder *d, const json_t *j,
-                                 const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out)
-{
-    tse_status st;
-
-    if (desc == &google__protobuf__timestamp__descriptor)
-        return tse_pbj_decode_timestamp(d, j, out);
-    if (desc == &google__protobuf__struct__descriptor) {
-        Google__Protobuf__Struct *s = NULL;
-
-        st = tse_pbj_decode_struct(d, j, &s);
-        if (st == TSE_OK)
-            *out = &s->base;
-        return st;
-    }
-    if (desc == &google__protobuf__list_value__descriptor) {
-        Google__Protobuf__ListValue *l = NULL;
-
-        st = tse_pbj_decode_list(d, j, &l);
-        if (st == TSE_OK)
-            *out = &l->base;
-        return st;
-    }
-    if (desc == &google__protobuf__value__descriptor) {
-        Google__Protobuf__Value *v = NULL;
-
-        st = tse_pbj_decode_value(d, j, &v);
-        if (st == TSE_OK)
-            *out = &v->base;
-        return st;
-    }
-    return decode_object(d, j, desc, out);
 }
 
 static void decoder_init(decoder *d, unsigned flags, tse_error *err)
@@ -393,44 +358,21 @@ tse_status tse_pbjson_to_message(const json_t *json, const ProtobufCMessageDescr
                                  unsigned flags, ProtobufCMessage **out, tse_error *err)
 {
     decoder d;
-    ProtobufCMessage *msg = NULL;
-    tse_status st;
 
     decoder_init(&d, flags, err);
     if (json == NULL || desc == NULL || out == NULL)
         return tse_error_set(err, TSE_INVALID, NULL, "no JSON or no message type given");
-    st = decode_message(&d, json, desc, &msg);
-    if (st == TSE_OK)
-        *out = msg;
-    return st;
+    return tse_pbj_decode_message(&d, json, desc, out);
 }
 
 tse_status tse_pbjson_to_struct(const json_t *obj, Google__Protobuf__Struct **out, tse_error *err)
 {
-    decoder d;
-    Google__Protobuf__Struct *s = NULL;
-    tse_status st;
-
-    decoder_init(&d, 0, err);
-    if (obj == NULL || out == NULL)
-        return tse_error_set(err, TSE_INVALID, NULL, "no JSON given");
-    st = tse_pbj_decode_struct(&d, obj, &s);
-    if (st == TSE_OK)
-        *out = s;
-    return st;
+    return tse_pbjson_to_message(obj, &google__protobuf__struct__descriptor, 0,
+                                 (ProtobufCMessage **)out, err);
 }
 
 tse_status tse_pbjson_to_value(const json_t *json, Google__Protobuf__Value **out, tse_error *err)
 {
-    decoder d;
-    Google__Protobuf__Value *v = NULL;
-    tse_status st;
-
-    decoder_init(&d, 0, err);
-    if (json == NULL || out == NULL)
-        return tse_error_set(err, TSE_INVALID, NULL, "no JSON given");
-    st = tse_pbj_decode_value(&d, json, &v);
-    if (st == TSE_OK)
-        *out = v;
-    return st;
+    return tse_pbjson_to_message(json, &google__protobuf__value__descriptor, 0,
+                                 (ProtobufCMessage **)out, err);
 }

@@ -41,7 +41,8 @@ static tse_status decode_struct_entry(decoder *d, const char *key, size_t key_le
         return tse_pbj_nomem(d);
     st = tse_pbj_copy_string(d, key, key_len, &e->key);
     if (st == TSE_OK)
-        st = tse_pbj_decode_value(d, j, &e->value);
+        st = tse_pbj_decode_message(d, j, &google__protobuf__value__descriptor,
+                                    (ProtobufCMessage **)&e->value);
     if (st != TSE_OK) {
         protobuf_c_message_free_unpacked(&e->base, NULL);
         return st;
@@ -50,8 +51,9 @@ static tse_status decode_struct_entry(decoder *d, const char *key, size_t key_le
     return TSE_OK;
 }
 
-static tse_status fill_struct(decoder *d, const json_t *j, Google__Protobuf__Struct *s)
+static tse_status fill_struct(decoder *d, const json_t *j, ProtobufCMessage *msg)
 {
+    Google__Protobuf__Struct *s = (Google__Protobuf__Struct *)msg;
     size_t n = json_object_size(j), key_len, old;
     const char *key;
     json_t *v;
@@ -74,29 +76,9 @@ static tse_status fill_struct(decoder *d, const json_t *j, Google__Protobuf__Str
     return TSE_OK;
 }
 
-tse_status tse_pbj_decode_struct(decoder *d, const json_t *j, Google__Protobuf__Struct **out)
+static tse_status fill_list(decoder *d, const json_t *j, ProtobufCMessage *msg)
 {
-    Google__Protobuf__Struct *s;
-    tse_status st;
-
-    if (!json_is_object(j))
-        return tse_pbj_invalid(d, "must be a JSON object");
-    st = tse_pbj_enter(d);
-    if (st != TSE_OK)
-        return st;
-    s = (Google__Protobuf__Struct *)tse_pbj_new_message(&google__protobuf__struct__descriptor);
-    st = s == NULL ? tse_pbj_nomem(d) : fill_struct(d, j, s);
-    tse_pbj_leave(d);
-    if (st != TSE_OK) {
-        protobuf_c_message_free_unpacked((ProtobufCMessage *)s, NULL);
-        return st;
-    }
-    *out = s;
-    return TSE_OK;
-}
-
-static tse_status fill_list(decoder *d, const json_t *j, Google__Protobuf__ListValue *l)
-{
+    Google__Protobuf__ListValue *l = (Google__Protobuf__ListValue *)msg;
     size_t n = json_array_size(j), old;
     tse_status st;
 
@@ -107,58 +89,14 @@ static tse_status fill_list(decoder *d, const json_t *j, Google__Protobuf__ListV
         return tse_pbj_nomem(d);
     for (size_t i = 0; i < n; i++) {
         old = tse_pbj_path_push_index(d, i);
-        st = tse_pbj_decode_value(d, json_array_get(j, i), &l->values[i]);
+        st = tse_pbj_decode_message(d, json_array_get(j, i), &google__protobuf__value__descriptor,
+                                    (ProtobufCMessage **)&l->values[i]);
         tse_pbj_path_pop(d, old);
         if (st != TSE_OK)
             return st;
         l->n_values++;
     }
     return TSE_OK;
-}
-
-tse_status tse_pbj_decode_list(decoder *d, const json_t *j, Google__Protobuf__ListValue **out)
-{
-    Google__Protobuf__ListValue *l;
-    tse_status st;
-
-    if (!json_is_array(j))
-        return tse_pbj_invalid(d, "must be a JSON array");
-    st = tse_pbj_enter(d);
-    if (st != TSE_OK)
-        return st;
-    l = (Google__Protobuf__ListValue *)tse_pbj_new_message(
-        &google__protobuf__list_value__descriptor);
-    st = l == NULL ? tse_pbj_nomem(d) : fill_list(d, j, l);
-    tse_pbj_leave(d);
-    if (st != TSE_OK) {
-        protobuf_c_message_free_unpacked((ProtobufCMessage *)l, NULL);
-        return st;
-    }
-    *out = l;
-    return TSE_OK;
-}
-
-static tse_status fill_value(decoder *d, const json_t *j, Google__Protobuf__Value *v)
-{
-    tse_status st = TSE_OK;
-
-    switch (json_typeof(j)) {
-    case JSON_NULL: v->null_value = GOOGLE__PROTOBUF__NULL_VALUE__NULL_VALUE; break;
-    case JSON_TRUE:
-    case JSON_FALSE: v->bool_value = json_is_true(j); break;
-    case JSON_INTEGER: v->number_value = (double)json_integer_value(j); break;
-    case JSON_REAL:
-        v->number_value = json_real_value(j);
-        if (!isfinite(v->number_value))
-            return tse_pbj_invalid(d, "must be a finite number");
-        break;
-    case JSON_STRING:
-        st = tse_pbj_copy_string(d, json_string_value(j), json_string_length(j), &v->string_value);
-        break;
-    case JSON_OBJECT: st = tse_pbj_decode_struct(d, j, &v->struct_value); break;
-    case JSON_ARRAY: st = tse_pbj_decode_list(d, j, &v->list_value); break;
-    }
-    return st;
 }
 
 /* The Value kind each JSON type maps to. */
@@ -177,21 +115,55 @@ static Google__Protobuf__Value__KindCase value_kind(const json_t *j)
     return GOOGLE__PROTOBUF__VALUE__KIND__NOT_SET;
 }
 
-tse_status tse_pbj_decode_value(decoder *d, const json_t *j, Google__Protobuf__Value **out)
+static tse_status fill_value(decoder *d, const json_t *j, ProtobufCMessage *msg)
 {
-    Google__Protobuf__Value *v;
-    tse_status st;
+    Google__Protobuf__Value *v = (Google__Protobuf__Value *)msg;
+    tse_status st = TSE_OK;
 
-    v = (Google__Protobuf__Value *)tse_pbj_new_message(&google__protobuf__value__descriptor);
-    if (v == NULL)
-        return tse_pbj_nomem(d);
-    st = fill_value(d, j, v);
-    if (st != TSE_OK) {
-        protobuf_c_message_free_unpacked(&v->base, NULL);
-        return st;
+    switch (json_typeof(j)) {
+    case JSON_NULL: v->null_value = GOOGLE__PROTOBUF__NULL_VALUE__NULL_VALUE; break;
+    case JSON_TRUE:
+    case JSON_FALSE: v->bool_value = json_is_true(j); break;
+    case JSON_INTEGER: v->number_value = (double)json_integer_value(j); break;
+    case JSON_REAL:
+        v->number_value = json_real_value(j);
+        if (!isfinite(v->number_value))
+            return tse_pbj_invalid(d, "must be a finite number");
+        break;
+    case JSON_STRING:
+        st = tse_pbj_copy_string(d, json_string_value(j), json_string_length(j), &v->string_value);
+        break;
+    case JSON_OBJECT:
+        st = tse_pbj_decode_message(d, j, &google__protobuf__struct__descriptor,
+                                    (ProtobufCMessage **)&v->struct_value);
+        break;
+    case JSON_ARRAY:
+        st = tse_pbj_decode_message(d, j, &google__protobuf__list_value__descriptor,
+                                    (ProtobufCMessage **)&v->list_value);
+        break;
     }
     /* Set last: free_unpacked follows the case into the union. */
-    v->kind_case = value_kind(j);
-    *out = v;
-    return TSE_OK;
+    if (st == TSE_OK)
+        v->kind_case = value_kind(j);
+    return st;
+}
+
+static const struct wkt_form {
+    const ProtobufCMessageDescriptor *desc;
+    int shape;
+    tse_pbj_fill fill;
+} wkt_forms[] = {
+    {&google__protobuf__struct__descriptor, JSON_OBJECT, fill_struct},
+    {&google__protobuf__list_value__descriptor, JSON_ARRAY, fill_list},
+    {&google__protobuf__value__descriptor, -1, fill_value},
+};
+
+void tse_pbj_wkt_form(const ProtobufCMessageDescriptor *desc, int *shape, tse_pbj_fill *fill)
+{
+    for (size_t i = 0; i < sizeof(wkt_forms) / sizeof(wkt_forms[0]); i++) {
+        if (wkt_forms[i].desc == desc) {
+            *shape = wkt_forms[i].shape;
+            *fill = wkt_forms[i].fill;
+        }
+    }
 }

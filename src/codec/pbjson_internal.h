@@ -114,10 +114,19 @@ tse_status tse_pbj_invalid(decoder *d, const char *fmt, ...) __attribute__((form
 /* Sets d->err to TSE_NOMEM, returns TSE_NOMEM. */
 tse_status tse_pbj_nomem(decoder *d);
 
-/* Enters one more JSON level, failing beyond TSE_PBJSON_MAX_DEPTH; leave
- * goes back out. */
-tse_status tse_pbj_enter(decoder *d);
+/* Enters one more JSON level, j, which must be of shape (JSON_OBJECT or
+ * JSON_ARRAY), failing beyond TSE_PBJSON_MAX_DEPTH; leave goes back out. */
+tse_status tse_pbj_enter(decoder *d, const json_t *j, json_type shape);
 void tse_pbj_leave(decoder *d);
+
+/* Decodes j into a new message msg (initialized, owned by the caller). */
+typedef tse_status (*tse_pbj_fill)(decoder *d, const json_t *j, ProtobufCMessage *msg);
+
+/* A new message of desc from j, the one way every message is read: an object
+ * of fields, or a well-known type's own JSON form. On failure *out is
+ * untouched and d->err says why. */
+tse_status tse_pbj_decode_message(decoder *d, const json_t *j,
+                                  const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out);
 
 /* ---- scalars (pbjson_decode_scalar.c) ------------------------------------- */
 
@@ -139,11 +148,13 @@ tse_status tse_pbj_decode_scalar(decoder *d, const ProtobufCFieldDescriptor *f, 
 
 /* ---- well-known types (pbjson_decode_wkt.c) -------------------------------- */
 
-/* Each builds a new message from j into *out; on failure *out is untouched
+/* Builds a new Timestamp from j into *out; on failure *out is untouched
  * and d->err says why. */
 tse_status tse_pbj_decode_timestamp(decoder *d, const json_t *j, ProtobufCMessage **out);
-tse_status tse_pbj_decode_struct(decoder *d, const json_t *j, Google__Protobuf__Struct **out);
-tse_status tse_pbj_decode_list(decoder *d, const json_t *j, Google__Protobuf__ListValue **out);
-tse_status tse_pbj_decode_value(decoder *d, const json_t *j, Google__Protobuf__Value **out);
+
+/* How desc reads from JSON when it is Struct, ListValue or Value: its shape
+ * (JSON_OBJECT, JSON_ARRAY, or -1: any value, no nesting level) and its
+ * fill; nothing is set for any other type. */
+void tse_pbj_wkt_form(const ProtobufCMessageDescriptor *desc, int *shape, tse_pbj_fill *fill);
 
 #endif
