@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "domain/limits.h"
+
 #define STR(f) offsetof(tse_config, f), sizeof(((tse_config *)0)->f)
 #define NUM(f) offsetof(tse_config, f), 0
 
@@ -49,14 +51,15 @@ static const tse_setting settings[] = {
     {"consumer-reap-idle", "CONSUMER_REAP_IDLE", TSE_SETTING_DURATION, NUM(consumer_reap_ms), 0,
      86400000LL * 30, "10m",
      "delete subscription consumers idle this long that hold no pending event (0: never)"},
-    /* Limits a client cannot exceed: refused naming the setting. 1024 is
-     * the domain's hard cap (TSE_SUBSCRIPTION_PATTERNS_MAX). */
+    /* Limits a client cannot exceed: refused naming the setting, within the
+     * domain's hard caps. */
     {"max-subscription-patterns", "MAX_SUBSCRIPTION_PATTERNS", TSE_SETTING_INT, NUM(max_patterns),
-     1, 1024, "32", "event type patterns a subscription may have when it is created"},
+     1, TSE_SUBSCRIPTION_PATTERNS_MAX, "32",
+     "event type patterns a subscription may have when it is created"},
     {"max-subscriber-streams", "MAX_SUBSCRIBER_STREAMS", TSE_SETTING_INT, NUM(max_subscribers), 1,
      100000, "1000", "Subscribe streams open at once (more are refused RESOURCE_EXHAUSTED)"},
-    {"max-ack-ids", "MAX_ACK_IDS", TSE_SETTING_INT, NUM(max_ack_ids), 1000, 100000, "1000",
-     "ack ids in one Acknowledge, Nack or Subscribe message (at least a full pull's 1000)"},
+    {"max-ack-ids", "MAX_ACK_IDS", TSE_SETTING_INT, NUM(max_ack_ids), TSE_PULL_MAX_EVENTS, 100000,
+     "1000", "ack ids in one Acknowledge, Nack or Subscribe message (at least a full pull's 1000)"},
     {"auth-tokens-file", "AUTH_TOKENS_FILE", TSE_SETTING_OPTIONAL, STR(auth_tokens_file), 0, 0, "",
      "identities and the SHA-256 of their tokens (docs/security.md); reloaded on SIGHUP. Empty: "
      "no authentication, every caller may do anything"},
