@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "broker/delivery_internal.h"
+#include "broker/internal.h"
 #include "common/alloc.h"
 #include "domain/subscription.h"
 #include "obs/log.h"
@@ -390,41 +391,6 @@ redisReply *tse_dl_cmd(tse_delivery *d, int argc, const char **argv, const size_
         tse_dl_disconnect(d, why);
     }
     return r;
-}
-
-static bool connect_redis(tse_delivery *d)
-{
-    const tse_redis_target *t = &d->opts.target;
-    struct timeval tv = {d->opts.timeout_ms / 1000, (d->opts.timeout_ms % 1000) * 1000};
-    redisReply *r = NULL;
-
-    d->ctx = redisConnectWithTimeout(t->host, t->port, tv);
-    if (d->ctx == NULL || d->ctx->err || redisSetTimeout(d->ctx, tv) != REDIS_OK)
-        goto fail;
-    redisEnableKeepAlive(d->ctx);
-    if (t->password[0] != '\0') {
-        if (t->username[0] != '\0')
-            r = redisCommand(d->ctx, "AUTH %s %s", t->username, t->password);
-        else
-            r = redisCommand(d->ctx, "AUTH %s", t->password);
-        if (r == NULL || r->type == REDIS_REPLY_ERROR)
-            goto fail;
-        freeReplyObject(r);
-        r = NULL;
-    }
-    if (t->db != 0) {
-        r = redisCommand(d->ctx, "SELECT %d", t->db);
-        if (r == NULL || r->type == REDIS_REPLY_ERROR)
-            goto fail;
-        freeReplyObject(r);
-    }
-    return true;
-fail:
-    if (r)
-        freeReplyObject(r);
-    redisFree(d->ctx);
-    d->ctx = NULL;
-    return false;
 }
 
 void tse_dl_release(tse_delivery *d, tse_subscriber *s)
@@ -941,12 +907,15 @@ static void wait_until(tse_delivery *d, int64_t due_ms)
  */
 static void reconnect(tse_delivery *d, int64_t now, bool asked)
 {
+    char why[320];
+
     if (d->ctx != NULL)
         return;
     if (now < d->next_connect_ms && !(asked && now - d->last_attempt_ms >= TSE_BROKER_PROBE_MS))
         return;
     d->last_attempt_ms = now;
-    if (connect_redis(d)) {
+    d->ctx = tse_redis_connect(&d->opts.target, d->opts.timeout_ms, why, sizeof(why));
+    if (d->ctx != NULL) {
         d->backoff_ms = TSE_BROKER_RETRY_MIN_MS;
         d->next_discover_ms = 0;
         return;

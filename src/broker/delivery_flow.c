@@ -19,6 +19,7 @@
 
 #include "broker/ack_id.h"
 #include "broker/delivery_internal.h"
+#include "common/alloc.h"
 #include "domain/subscription.h"
 #include "obs/log.h"
 
@@ -106,7 +107,7 @@ static bool track(tse_subscriber *s, const char *ack_id)
 {
     char *copy;
 
-    if (!inflight_room(s) || (copy = strdup(ack_id)) == NULL)
+    if (!inflight_room(s) || (copy = tse_strdup(ack_id)) == NULL)
         return false;
     s->inflight[s->inflight_end++] = copy;
     s->n_inflight++;
@@ -170,9 +171,22 @@ static size_t take_for_pull(tse_delivery *d, tse_subscriber *s)
     return n;
 }
 
-/* Hands the ready entries the credit allows to the subscriber. Returns how
+/* Delivers a batch to a stream subscriber and frees its entries. */
+static void deliver(tse_subscriber *s, const tse_delivered *batch, tse_ready *const *sent, size_t n)
+{
+    s->ops->deliver(s->arg, batch, n);
+    for (size_t i = 0; i < n; i++)
+        tse_dl_ready_free(sent[i]);
+}
+
+/*
+ * Hands the ready entries the credit allows to the subscriber. Returns how
  * many went out. A stream subscriber gets them in batches of up to 64; a
- * pull takes them, to be answered with everything at once. */
+ * pull takes them, to be answered with everything at once. An entry that
+ * cannot be tracked (out of memory) is not handed out: its ack would never
+ * give the credit back. It stays ready for the next round (at the latest
+ * the next poll).
+ */
 static size_t hand_out(tse_delivery *d, tse_subscriber *s)
 {
     tse_delivered batch[64];
@@ -181,26 +195,25 @@ static size_t hand_out(tse_delivery *d, tse_subscriber *s)
 
     if (s->is_pull)
         return take_for_pull(d, s);
-    while (s->ready && s->credit > 0) {
+    while (s->ready && s->credit > 0 && track(s, s->ready->ack_id)) {
         tse_ready *r = s->ready;
         s->ready = r->next;
         if (s->ready == NULL)
             s->ready_tail = NULL;
-        track(s, r->ack_id);
         s->credit--;
         batch[n] =
             (tse_delivered){r->ack_id, r->attempt, r->stream_id, r->envelope, r->envelope_len};
         sent[n++] = r;
         count_handed(d, s, r);
-        if (n == 64 || s->ready == NULL || s->credit == 0) {
-            s->ops->deliver(s->arg, batch, n);
-            for (size_t i = 0; i < n; i++)
-                tse_dl_ready_free(sent[i]);
+        if (n == 64) {
+            deliver(s, batch, sent, n);
             total += n;
             n = 0;
         }
     }
-    return total;
+    if (n > 0)
+        deliver(s, batch, sent, n);
+    return total + n;
 }
 
 void tse_dl_pull_answer(tse_delivery *d, tse_subscriber *s, const tse_error *err)

@@ -31,6 +31,29 @@
 #define TSE_LANE_BACKOFF_MIN_MS  TSE_BROKER_RETRY_MIN_MS
 #define TSE_LANE_BACKOFF_MAX_MS  TSE_BROKER_RETRY_MAX_MS
 
+/* ---- connecting (redis_connect.c) ------------------------------------------ */
+
+/*
+ * Connects to t, blocking: timeout_ms bounds the connect and every reply
+ * after it, keepalive is on, then AUTH and SELECT as t asks. NULL with why
+ * set ("redis host:port: ...") on failure. Caller frees with redisFree.
+ */
+redisContext *tse_redis_connect(const tse_redis_target *t, int timeout_ms, char *why, size_t len);
+
+/* Runs one command of a handshake on c; false with why set on an error
+ * reply or none. The reply goes to *out when out is non-NULL (caller frees). */
+bool tse_redis_handshake(redisContext *c, const tse_redis_target *t, int timeout_ms, int argc,
+                         const char **argv, redisReply **out, char *why, size_t len);
+
+/* Why c failed while doing `doing`, in words a log reader understands. */
+void tse_redis_describe_failure(const redisContext *c, const tse_redis_target *t, int timeout_ms,
+                                const char *doing, char *buf, size_t len);
+
+/* snprintf for messages: cutting a long one (a 255-byte host name) short is
+ * fine, so the truncation is deliberate, not a bug for the compiler to flag. */
+__attribute__((format(printf, 3, 4))) void tse_redis_say(char *buf, size_t len, const char *fmt,
+                                                         ...);
+
 /* ---- RESP encoding (resp.c) ------------------------------------------------ */
 
 /* Bytes of the RESP array of argc bulk strings with these lengths. */

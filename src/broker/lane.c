@@ -21,7 +21,6 @@
 
 #include <errno.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,12 +103,16 @@ static void queue_trims(tse_lane *l)
 }
 
 /*
- * One lane's failure usually means Redis went away for all of them: an idle
- * lane would only notice at its next PING or write, and meanwhile count as
- * connected (health SERVING too early after a restart, and a publish failing
- * on a dead socket). So the others check their connections at once.
+ * Wakes the other lanes. After a failure (reconnected false) they check
+ * their connections at once: one lane's failure usually means Redis went
+ * away for all of them, and an idle lane would only notice at its next PING
+ * or write, meanwhile counting as connected (health SERVING too early after
+ * a restart, a publish failing on a dead socket). After a reconnect, Redis is
+ * most likely back for the others too: those down try at once instead of
+ * sleeping out their backoff (health turns SERVING only when every lane is
+ * up).
  */
-static void alert_other_lanes(tse_lane *l)
+static void wake_other_lanes(tse_lane *l, bool reconnected)
 {
     tse_broker *b = l->broker;
 
@@ -118,8 +121,13 @@ static void alert_other_lanes(tse_lane *l)
         if (other == l)
             continue;
         pthread_mutex_lock(&other->mu);
-        other->check_now = true;
-        pthread_cond_signal(&other->cond);
+        if (!reconnected) {
+            other->check_now = true;
+            pthread_cond_signal(&other->cond);
+        } else if (!atomic_load(&other->connected) && !other->stop) {
+            other->probe = true;
+            pthread_cond_signal(&other->cond);
+        }
         pthread_mutex_unlock(&other->mu);
     }
 }
@@ -142,26 +150,6 @@ bool tse_lane_probe_locked(tse_lane *l)
     l->probe = true;
     pthread_cond_signal(&l->cond);
     return true;
-}
-
-/* A lane reconnected: Redis is back for the others too, most likely; they
- * try at once instead of sleeping out their backoff (health turns SERVING
- * only when every lane is up). */
-static void probe_other_lanes(tse_lane *l)
-{
-    tse_broker *b = l->broker;
-
-    for (int i = 0; i < b->opts.lanes; i++) {
-        tse_lane *other = &b->lanes[i];
-        if (other == l)
-            continue;
-        pthread_mutex_lock(&other->mu);
-        if (!atomic_load(&other->connected) && !other->stop) {
-            other->probe = true;
-            pthread_cond_signal(&other->cond);
-        }
-        pthread_mutex_unlock(&other->mu);
-    }
 }
 
 /* A connect attempt failed: the requests that waited for it fail. */
@@ -195,32 +183,12 @@ static void discard_sigpipe(void)
         ;
 }
 
-/*
- * snprintf for messages: cutting a long one (a 255-byte host name) short is
- * fine, so the truncation is deliberate, not a bug for the compiler to flag.
- */
-__attribute__((format(printf, 3, 4))) static void say(char *buf, size_t len, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(buf, len, fmt, ap);
-    va_end(ap);
-}
-
 /* Why the context failed, in words a log reader understands. */
 static void describe_failure(const tse_lane *l, const char *doing, char *buf, size_t len)
 {
     const tse_broker_options *o = &l->broker->opts;
-    const redisContext *c = l->ctx;
 
-    if (c != NULL && c->err == REDIS_ERR_IO &&
-        (strstr(c->errstr, "temporarily unavailable") || strstr(c->errstr, "timed out")))
-        say(buf, len, "redis %s:%d: no answer to %s within %d ms", o->target.host, o->target.port,
-            doing, o->timeout_ms);
-    else
-        say(buf, len, "redis %s:%d: %s failed: %s", o->target.host, o->target.port, doing,
-            c != NULL && c->err ? c->errstr : "connection lost");
+    tse_redis_describe_failure(l->ctx, &o->target, o->timeout_ms, doing, buf, len);
 }
 
 /*
@@ -246,7 +214,7 @@ static void lane_drop(tse_lane *l, const char *why)
     pthread_mutex_unlock(&l->mu);
     if (why != NULL) {
         tse_broker_note_error(l->broker, why);
-        alert_other_lanes(l);
+        wake_other_lanes(l, false);
     }
     /* A clean close at stop is not an outage: the broker is going away. */
     if (was_connected && why != NULL)
@@ -257,59 +225,13 @@ static void lane_drop(tse_lane *l, const char *why)
 
 /* ---- connecting --------------------------------------------------------------------- */
 
-/* Runs one handshake command; false with why set on an error or no reply. */
-static bool handshake_cmd(tse_lane *l, int argc, const char **argv, redisReply **out, char *why,
-                          size_t len)
-{
-    redisReply *r = redisCommandArgv(l->ctx, argc, argv, NULL);
-
-    if (r == NULL) {
-        describe_failure(l, argv[0], why, len);
-        return false;
-    }
-    if (r->type == REDIS_REPLY_ERROR) {
-        say(why, len, "redis %s:%d: %s: %s", l->broker->opts.target.host,
-            l->broker->opts.target.port, argv[0], r->str);
-        freeReplyObject(r);
-        return false;
-    }
-    if (out != NULL)
-        *out = r;
-    else
-        freeReplyObject(r);
-    return true;
-}
-
-static bool authenticate(tse_lane *l, char *why, size_t len)
-{
-    const tse_redis_target *t = &l->broker->opts.target;
-    const char *argv[3] = {"AUTH"};
-    int argc = 1;
-    char db[16];
-
-    if (t->password[0] != '\0') {
-        if (t->username[0] != '\0')
-            argv[argc++] = t->username;
-        argv[argc++] = t->password;
-        if (!handshake_cmd(l, argc, argv, NULL, why, len))
-            return false;
-    }
-    if (t->db != 0) {
-        snprintf(db, sizeof(db), "%d", t->db);
-        argv[0] = "SELECT";
-        argv[1] = db;
-        if (!handshake_cmd(l, 2, argv, NULL, why, len))
-            return false;
-    }
-    return true;
-}
-
 static bool load_script(tse_lane *l, char *why, size_t len)
 {
     const char *argv[3] = {"SCRIPT", "LOAD", tse_dedup_script};
     redisReply *r = NULL;
 
-    if (!handshake_cmd(l, 3, argv, &r, why, len))
+    if (!tse_redis_handshake(l->ctx, &l->broker->opts.target, l->broker->opts.timeout_ms, 3, argv,
+                             &r, why, len))
         return false;
     if (r->type != REDIS_REPLY_STRING || r->len != 40) {
         snprintf(why, len, "redis: unexpected reply to SCRIPT LOAD");
@@ -325,19 +247,9 @@ static bool load_script(tse_lane *l, char *why, size_t len)
 static bool lane_connect(tse_lane *l, char *why, size_t len)
 {
     const tse_broker_options *o = &l->broker->opts;
-    struct timeval tv = {o->timeout_ms / 1000, (suseconds_t)(o->timeout_ms % 1000) * 1000};
 
-    l->ctx = redisConnectWithTimeout(o->target.host, o->target.port, tv);
-    if (l->ctx == NULL || l->ctx->err) {
-        describe_failure(l, "connect", why, len);
-        goto fail;
-    }
-    if (redisSetTimeout(l->ctx, tv) != REDIS_OK) {
-        describe_failure(l, "setting the timeout", why, len);
-        goto fail;
-    }
-    redisEnableKeepAlive(l->ctx);
-    if (!authenticate(l, why, len) || !load_script(l, why, len))
+    l->ctx = tse_redis_connect(&o->target, o->timeout_ms, why, len);
+    if (l->ctx == NULL || !load_script(l, why, len))
         goto fail;
     l->script_lost = false;
     l->last_io_ms = tse_broker_mono_ms();
@@ -347,7 +259,7 @@ static bool lane_connect(tse_lane *l, char *why, size_t len)
     l->last_attempt_ms = tse_broker_mono_ms();
     pthread_mutex_unlock(&l->mu);
     tse_broker_lane_health(l->broker, true);
-    probe_other_lanes(l);
+    wake_other_lanes(l, true);
     return true;
 fail:
     redisFree(l->ctx);
@@ -446,7 +358,7 @@ static void on_internal_reply(tse_lane *l, tse_job *job, const redisReply *r, bo
         job->new_stream = true;
     if (r->type != REDIS_REPLY_ERROR || job->pre_status != TSE_OK)
         return;
-    say(message, sizeof(message), "redis: %s: %s", what, r->str);
+    tse_redis_say(message, sizeof(message), "redis: %s: %s", what, r->str);
     job->pre_status = tse_redis_error_status(r->str, r->len);
     job->pre_message = tse_strdup(message); /* NULL ok: the job then fails as "redis error" */
     /* Forget what may not have been done, so the next job does it again. */
