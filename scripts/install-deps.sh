@@ -12,7 +12,7 @@
 #   test      what ctest, make test-sanitize, test-valgrind, fuzz and
 #             format-check run: redis-server, Python and Node.js clients,
 #             clang, clang-format, valgrind, python3-yaml (the container
-#             file checks), wrk, curl
+#             file checks), wrk, curl, openssl (the TLS tests' throwaway certificates)
 #   package   what cpack -G DEB needs beyond build: help2man, dpkg-shlibdeps
 #   fresh     mmdebstrap and iproute2 (loopback in a network namespace),
 #             for make test-fresh
@@ -26,8 +26,8 @@ group_pkgs() {
     build) echo "build-essential cmake pkg-config git
       libgrpc-dev protobuf-compiler protobuf-compiler-grpc protobuf-c-compiler libprotobuf-c-dev
       libprotobuf-dev libhiredis-dev uuid-dev libjansson-dev libmicrohttpd-dev libcmocka-dev
-      libssl-dev" ;;
-    runtime) echo "libgrpc29 libprotobuf-c1 libhiredis0.14 libuuid1 libjansson4 libmicrohttpd12 libssl3" ;;
+      libssl-dev libgnutls28-dev" ;;
+    runtime) echo "libgrpc29 libprotobuf-c1 libhiredis0.14 libuuid1 libjansson4 libmicrohttpd12 libssl3 libgnutls30" ;;
     test) echo "redis-server redis-tools python3 python3-grpcio python3-protobuf python3-yaml
       clang libclang-rt-14-dev clang-format valgrind wrk curl openssl" ;;
     package) echo "help2man dpkg-dev file" ;;

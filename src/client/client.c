@@ -75,6 +75,15 @@ tse_client_status tse_client_options_resolve(const tse_client_options *in, tse_c
     if (o.channels < 1 || o.channels > TSE_CLIENT_MAX_CHANNELS)
         return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "channels",
                                "channels must be 1 to %d", TSE_CLIENT_MAX_CHANNELS);
+    if ((o.tls_cert_pem == NULL) != (o.tls_key_pem == NULL))
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1,
+                               o.tls_cert_pem ? "tls_key_pem" : "tls_cert_pem",
+                               "tls_cert_pem and tls_key_pem go together: both or neither");
+    if (o.tls_server_name != NULL && o.tls_server_name[0] == '\0')
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "tls_server_name",
+                               "tls_server_name must be non-empty (NULL: the target's host)");
+    if (o.tls_root_certs_pem != NULL || o.tls_cert_pem != NULL || o.tls_server_name != NULL)
+        o.tls = true;
     if (o.token != NULL && (o.token[0] == '\0' || strpbrk(o.token, "\r\n") != NULL))
         return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "token",
                                "token must be non-empty and on one line");
@@ -84,10 +93,15 @@ tse_client_status tse_client_options_resolve(const tse_client_options *in, tse_c
 
 /* ============================== connect =================================== */
 
+/* gRPC copies the PEM texts: the caller's strings may go after connect. */
 static grpc_channel_credentials *make_credentials(const tse_client_options *o)
 {
-    if (o->tls || o->tls_root_certs_pem != NULL)
-        return grpc_ssl_credentials_create(o->tls_root_certs_pem, NULL, NULL, NULL);
+    grpc_ssl_pem_key_cert_pair pair = {.private_key = o->tls_key_pem,
+                                       .cert_chain = o->tls_cert_pem};
+
+    if (o->tls)
+        return grpc_ssl_credentials_create(o->tls_root_certs_pem,
+                                           o->tls_cert_pem != NULL ? &pair : NULL, NULL, NULL);
     return grpc_insecure_credentials_create();
 }
 
@@ -99,7 +113,7 @@ static grpc_channel_credentials *make_credentials(const tse_client_options *o)
  */
 static grpc_channel *open_channel(const tse_client_options *o, grpc_channel_credentials *creds)
 {
-    grpc_arg args[7] = {
+    grpc_arg args[8] = {
         {GRPC_ARG_INTEGER, GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, {.integer = 1}},
         {GRPC_ARG_INTEGER,
          GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
@@ -113,6 +127,11 @@ static grpc_channel *open_channel(const tse_client_options *o, grpc_channel_cred
         {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = 64 << 20}},
     };
     grpc_channel_args ca = {.num_args = 7, .args = args};
+
+    if (o->tls_server_name != NULL)
+        args[ca.num_args++] = (grpc_arg){GRPC_ARG_STRING,
+                                         GRPC_SSL_TARGET_NAME_OVERRIDE_ARG,
+                                         {.string = (char *)o->tls_server_name}};
 
     return grpc_channel_create(o->target, creds, &ca);
 }
@@ -168,6 +187,8 @@ static tse_client_status client_fill(tse_client *c, const tse_client_options *o)
     size_t slen = strlen(o->source_service);
 
     c->target = strdup(o->target);
+    if (o->tls_server_name != NULL && (c->tls_server_name = strdup(o->tls_server_name)) == NULL)
+        return TSE_CLIENT_NO_MEMORY;
     c->source_service = strdup(o->source_service);
     c->source_field = malloc(slen + 2);
     if (o->token != NULL && asprintf(&c->authorization, "Bearer %s", o->token) < 0)
@@ -183,7 +204,10 @@ static tse_client_status client_fill(tse_client *c, const tse_client_options *o)
     c->opt.target = c->target;
     c->opt.source_service = c->source_service;
     c->opt.token = NULL;
-    c->opt.tls_root_certs_pem = NULL;
+    c->opt.tls_root_certs_pem = NULL; /* in the credentials */
+    c->opt.tls_cert_pem = NULL;
+    c->opt.tls_key_pem = NULL;
+    c->opt.tls_server_name = c->tls_server_name;
     if (getrandom(c->id_seed, sizeof(c->id_seed), 0) != (ssize_t)sizeof(c->id_seed))
         c->id_seed[0] ^= (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ULL ^ (uint64_t)(uintptr_t)c;
     return TSE_CLIENT_OK;
@@ -235,6 +259,7 @@ EXPORT void tse_client_destroy(tse_client *c)
     pthread_mutex_destroy(&c->pump_mu);
     pthread_mutex_destroy(&c->calls_mu);
     free(c->target);
+    free(c->tls_server_name);
     free(c->source_service);
     free(c->authorization);
     free(c->source_field);

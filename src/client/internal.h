@@ -57,6 +57,7 @@ struct tse_client {
     struct tse_client_stream *streams;
     tse_client_options opt; /* resolved; strings point into the fields below */
     char *target;
+    char *tls_server_name; /* NULL: the target's host */
     char *source_service;
     char *authorization;   /* "Bearer <token>", or NULL */
     uint8_t *source_field; /* packed Event.source_service field */

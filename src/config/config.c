@@ -67,6 +67,19 @@ static const tse_setting settings[] = {
      NUM(allow_open_remote), 0, 0, "false",
      "true: listen beyond loopback without AUTH_TOKENS_FILE (anyone who reaches the port may "
      "publish, read and delete anything; warned at every start)"},
+    /* TLS on the gRPC port: the files are read at start and again on
+     * SIGHUP (transport/tls.c). */
+    {"tls-cert", "TLS_CERT", TSE_SETTING_OPTIONAL, STR(tls_cert), 0, 0, "",
+     "PEM certificate chain of the gRPC port; with TLS_KEY turns TLS on ('': plaintext); "
+     "re-read on SIGHUP"},
+    {"tls-key", "TLS_KEY", TSE_SETTING_OPTIONAL, STR(tls_key), 0, 0, "",
+     "PEM private key of TLS_CERT; re-read on SIGHUP"},
+    {"tls-client-ca", "TLS_CLIENT_CA", TSE_SETTING_OPTIONAL, STR(tls_client_ca), 0, 0, "",
+     "PEM CA certificates that sign client certificates (mutual TLS); re-read on SIGHUP"},
+    {"tls-client-auth", "TLS_CLIENT_AUTH", TSE_SETTING_CHOICE, NUM(tls_client_auth), 0, 0,
+     "off|optional|require",
+     "client certificates (mutual TLS): off, optional (verified when presented) or require "
+     "(needs TLS_CLIENT_CA)"},
 };
 
 static const tse_settings service_settings = {
@@ -78,11 +91,38 @@ static const tse_settings service_settings = {
     .config_default = TSE_CONFIG_DIR "/tracseq-events.conf",
 };
 
+/* The TLS settings make sense together, or the service does not start. */
+static tse_status check_tls(const tse_config *cfg, tse_error *err)
+{
+    if ((cfg->tls_cert[0] == '\0') != (cfg->tls_key[0] == '\0'))
+        return tse_error_set(err, TSE_INVALID, cfg->tls_cert[0] ? "TLS_KEY" : "TLS_CERT",
+                             "TLS_CERT (--tls-cert) and TLS_KEY (--tls-key) go together: set both "
+                             "for TLS, neither for plaintext");
+    if (cfg->tls_client_auth != TSE_TLS_CLIENT_OFF && cfg->tls_cert[0] == '\0')
+        return tse_error_set(err, TSE_INVALID, "TLS_CLIENT_AUTH",
+                             "TLS_CLIENT_AUTH (--tls-client-auth) needs TLS: set TLS_CERT and "
+                             "TLS_KEY");
+    if (cfg->tls_client_auth != TSE_TLS_CLIENT_OFF && cfg->tls_client_ca[0] == '\0')
+        return tse_error_set(err, TSE_INVALID, "TLS_CLIENT_CA",
+                             "TLS_CLIENT_AUTH (--tls-client-auth) needs TLS_CLIENT_CA "
+                             "(--tls-client-ca), the CA that signs client certificates");
+    if (cfg->tls_client_auth == TSE_TLS_CLIENT_OFF && cfg->tls_client_ca[0] != '\0')
+        return tse_error_set(err, TSE_INVALID, "TLS_CLIENT_AUTH",
+                             "TLS_CLIENT_CA (--tls-client-ca) is set but TLS_CLIENT_AUTH "
+                             "(--tls-client-auth) is off: say optional or require");
+    return TSE_OK;
+}
+
 tse_config_outcome tse_config_load(tse_config *cfg, int argc, char **argv, FILE *out,
                                    tse_error *err)
 {
+    tse_config_outcome o;
+
     memset(cfg, 0, sizeof(*cfg));
-    return tse_settings_load(&service_settings, cfg, argc, argv, out, err);
+    o = tse_settings_load(&service_settings, cfg, argc, argv, out, err);
+    if (o == TSE_CONFIG_RUN && check_tls(cfg, err) != TSE_OK)
+        return TSE_CONFIG_ERROR;
+    return o;
 }
 
 void tse_config_print_help(FILE *out)

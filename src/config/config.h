@@ -45,7 +45,19 @@ typedef struct tse_config {
     int max_ack_ids;            /* MAX_ACK_IDS */
     char auth_tokens_file[512]; /* AUTH_TOKENS_FILE ("": authentication off) */
     bool allow_open_remote;     /* ALLOW_UNAUTHENTICATED_REMOTE */
+    char tls_cert[1024];        /* TLS_CERT: PEM chain; "" with TLS_KEY "": plaintext */
+    char tls_key[1024];         /* TLS_KEY */
+    char tls_client_ca[1024];   /* TLS_CLIENT_CA: PEM roots of client certificates */
+    int tls_client_auth;        /* TLS_CLIENT_AUTH: a tse_tls_client_auth */
 } tse_config;
+
+/* TLS_CLIENT_AUTH: whether clients must present a certificate signed by
+ * TLS_CLIENT_CA (mutual TLS). */
+typedef enum tse_tls_client_auth {
+    TSE_TLS_CLIENT_OFF,      /* not asked for */
+    TSE_TLS_CLIENT_OPTIONAL, /* asked for; verified when presented */
+    TSE_TLS_CLIENT_REQUIRE   /* a handshake without a valid one fails */
+} tse_tls_client_auth;
 
 /*
  * Fills cfg from defaults, then the environment (getenv), then argv

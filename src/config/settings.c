@@ -74,6 +74,24 @@ static tse_status check_range(const setting *st, const char *value, int64_t v, t
     return TSE_OK;
 }
 
+/* The index of value among st->def's ("a|b|c"), or -1. */
+static int choice_index(const setting *st, const char *value)
+{
+    size_t len = strlen(value);
+    const char *p = st->def;
+    int i = 0;
+
+    while (p != NULL && *p != '\0') {
+        const char *bar = strchr(p, '|');
+        size_t n = bar ? (size_t)(bar - p) : strlen(p);
+        if (n == len && strncmp(p, value, n) == 0)
+            return i;
+        p = bar ? bar + 1 : p + n;
+        i++;
+    }
+    return -1;
+}
+
 /* Applies one textual value to its field of cfg. */
 static tse_status apply(void *cfg, const setting *st, const char *value, tse_error *err)
 {
@@ -107,6 +125,12 @@ static tse_status apply(void *cfg, const setting *st, const char *value, tse_err
         if (strcmp(value, "true") && strcmp(value, "false"))
             return bad(st, value, "is not one of true, false", err);
         *(bool *)field = strcmp(value, "true") == 0;
+        return TSE_OK;
+    case TSE_SETTING_CHOICE:
+        if ((*(int *)field = choice_index(st, value)) < 0)
+            return tse_error_set(err, TSE_INVALID, st->env,
+                                 "invalid %s (--%s): '%.48s%s' is not one of %s", st->env, st->flag,
+                                 value, strlen(value) > 48 ? "..." : "", st->def);
         return TSE_OK;
     case TSE_SETTING_FORMAT:
         if (strcmp(value, "json") && strcmp(value, "text"))
@@ -158,9 +182,13 @@ void tse_settings_print_help(const tse_settings *s, FILE *out)
                      "file; a flag wins over the environment, the environment over the file.\n\n");
     else
         fprintf(out, "Every setting is a flag or an environment variable; the flag wins.\n\n");
-    for (size_t i = 0; i < s->n; i++)
-        fprintf(out, "  --%-22s %-22s default %s\n      %s\n", s->table[i].flag, s->table[i].env,
-                s->table[i].def, s->table[i].help);
+    for (size_t i = 0; i < s->n; i++) {
+        const setting *st = &s->table[i];
+        int first = st->kind == TSE_SETTING_CHOICE ? (int)strcspn(st->def, "|") : -1;
+        const char *def = st->def[0] != '\0' ? st->def : "''";
+        fprintf(out, "  --%-22s %-22s default %.*s\n      %s\n", st->flag, st->env,
+                first >= 0 ? first : (int)strlen(def), def, st->help);
+    }
     if (s->config_env != NULL)
         fprintf(out,
                 "  --%-22s %-22s default %s\n      settings file: KEY=value lines keyed by the "
@@ -172,7 +200,11 @@ void tse_settings_print_help(const tse_settings *s, FILE *out)
 static tse_status load_defaults(const tse_settings *s, void *cfg, tse_error *err)
 {
     for (size_t i = 0; i < s->n; i++) {
-        tse_status st = apply(cfg, &s->table[i], s->table[i].def, err);
+        tse_status st = TSE_OK;
+        if (s->table[i].kind == TSE_SETTING_CHOICE)
+            *(int *)((char *)cfg + s->table[i].offset) = 0; /* def's first value */
+        else
+            st = apply(cfg, &s->table[i], s->table[i].def, err);
         if (st != TSE_OK)
             return st;
     }

@@ -44,7 +44,9 @@ typedef enum tse_setting_kind {
     TSE_SETTING_FORMAT,   /* bool: json (true) | text */
     TSE_SETTING_MODE,     /* bool: strict (true) | lenient */
     TSE_SETTING_OPTIONAL, /* char[size], may be empty (a file path that is not required) */
-    TSE_SETTING_BOOL      /* bool: true | false */
+    TSE_SETTING_BOOL,     /* bool: true | false */
+    TSE_SETTING_CHOICE    /* int: the index of the value among def's ("off|on": the first is
+                           * the default) */
 } tse_setting_kind;
 
 typedef struct tse_setting {

@@ -1,7 +1,7 @@
 /*
  * main.c - the tracseq-events process: settings, then the broker (Redis
- * lanes), the reflection index and the gRPC server; waits for SIGINT or
- * SIGTERM and shuts down gracefully (exit 0).
+ * lanes), the reflection index and the gRPC server; reloads on SIGHUP (the
+ * TLS files); waits for SIGINT or SIGTERM and shuts down gracefully (exit 0).
  *
  * Signals are blocked before gRPC starts its threads and taken with sigwait
  * here, so no other thread is ever interrupted by them.
@@ -279,6 +279,27 @@ static int wait_for_signal(const sigset_t *set, health_link *link)
     }
 }
 
+/* SIGHUP: what can change without a restart is re-read; a failure keeps
+ * what was in use and says why. */
+static void reload(tse_server *server)
+{
+    tse_error err;
+
+    tse_error_clear(&err);
+    if (tse_server_reload(server, &err) != TSE_OK)
+        tse_log(TSE_LOG_ERROR, "SIGHUP: reload failed, keeping what was in use",
+                (const char *[]){"error", err.message, "key", err.field, NULL});
+}
+
+/* TLS in a word, for the start line. */
+static const char *tls_mode(const tse_config *cfg)
+{
+    static const char *const with_client[] = {"on", "on, client certificates optional",
+                                              "on, client certificates required"};
+
+    return cfg->tls_cert[0] == '\0' ? "off" : with_client[cfg->tls_client_auth];
+}
+
 int main(int argc, char **argv)
 {
     static health_link link;
@@ -352,7 +373,7 @@ int main(int argc, char **argv)
     tse_log(TSE_LOG_INFO, "tracseq-events started",
             (const char *[]){"listen", cfg.listen, "version", TSE_VERSION, "validation_mode",
                              cfg.strict ? "strict" : "lenient", "authentication",
-                             auth ? "tokens" : "off", NULL});
+                             auth ? "tokens" : "off", "tls", tls_mode(&cfg), NULL});
     warn_redis_down_at_start(&link, broker);
     /* systemd (Type=notify): ready only now that the port accepts calls. */
     if (tse_notify("READY=1", &err) != TSE_OK)
@@ -360,8 +381,10 @@ int main(int argc, char **argv)
                 (const char *[]){"error", err.message, NULL});
 
     int sig;
-    while ((sig = wait_for_signal(&set, &link)) == SIGHUP)
+    while ((sig = wait_for_signal(&set, &link)) == SIGHUP) {
         reload_auth(auth);
+        reload(server);
+    }
     tse_notify("STOPPING=1", NULL);
     tse_logf(TSE_LOG_INFO, "%s received: shutting down (grace %lld ms)", strsignal(sig),
              (long long)cfg.shutdown_grace_ms);

@@ -117,6 +117,8 @@ typedef struct tse_call_list {
     int n;
 } tse_call_list;
 
+typedef struct tse_tls tse_tls;
+
 struct tse_server {
     const tse_config *config;
     tse_auth *auth; /* NULL: authentication off */
@@ -127,6 +129,7 @@ struct tse_server {
     uint8_t *catalog_answer; /* ListEventTypes, packed once (tse_catalog_describe) */
     size_t catalog_answer_len;
     grpc_server *grpc;
+    tse_tls *tls; /* NULL: plaintext */
     int port;
     int nworkers;
     grpc_completion_queue **cqs;
@@ -148,6 +151,20 @@ struct tse_server {
     tse_call_list subscribers;     /* Subscribe (MAX_SUBSCRIBER_STREAMS) */
     tse_call_list publish_streams; /* PublishStream */
 };
+
+/* ---- tls.c: the certificate of the gRPC port, reloadable ---- */
+
+/* Reads TLS_CERT, TLS_KEY and TLS_CLIENT_CA (cfg borrowed, must outlive
+ * the result); errors name the key. Release with tse_tls_destroy, after
+ * the gRPC server that uses its credentials. */
+tse_status tse_tls_create(const tse_config *cfg, tse_tls **out, tse_error *err);
+/* Server credentials that fetch t's certificate before each handshake;
+ * the caller releases them (gRPC keeps its own reference). */
+grpc_server_credentials *tse_tls_credentials(tse_tls *t);
+/* Re-reads the files; new connections get them. On failure the
+ * certificate in use stays. */
+tse_status tse_tls_reload(tse_tls *t, tse_error *err);
+void tse_tls_destroy(tse_tls *t);
 
 /* Every method the server registers, NULL-terminated (server.c). */
 extern const tse_method *const tse_methods[];

@@ -247,7 +247,14 @@ tse_status tse_server_create(const tse_server_deps *deps, tse_server **out, tse_
         s->cqs[i] = grpc_completion_queue_create_for_next(NULL);
         grpc_server_register_completion_queue(s->grpc, s->cqs[i], NULL);
     }
-    creds = grpc_insecure_server_credentials_create();
+    if (cfg->tls_cert[0] != '\0' && tse_tls_create(cfg, &s->tls, err) != TSE_OK) {
+        tse_server_destroy(s);
+        return err != NULL ? err->code : TSE_INVALID;
+    }
+    creds =
+        s->tls != NULL ? tse_tls_credentials(s->tls) : grpc_insecure_server_credentials_create();
+    if (creds == NULL)
+        goto nomem;
     s->port = grpc_server_add_http2_port(s->grpc, cfg->listen, creds);
     grpc_server_credentials_release(creds);
     if (s->port == 0) {
@@ -265,6 +272,17 @@ nomem:
 int tse_server_port(const tse_server *s)
 {
     return s->port;
+}
+
+tse_status tse_server_reload(tse_server *s, tse_error *err)
+{
+    if (s->tls == NULL)
+        return TSE_OK;
+    if (tse_tls_reload(s->tls, err) != TSE_OK)
+        return err != NULL ? err->code : TSE_INVALID;
+    tse_log(TSE_LOG_INFO, "tls certificate reloaded: new connections use it",
+            (const char *[]){"cert", s->config->tls_cert, NULL});
+    return TSE_OK;
 }
 
 tse_status tse_server_start(tse_server *s, tse_error *err)
@@ -419,6 +437,7 @@ void tse_server_destroy(tse_server *s)
     free(s->threads);
     free(s->method_handles);
     free(s->catalog_answer);
+    tse_tls_destroy(s->tls); /* after the server: its fetcher is ours */
     pthread_mutex_destroy(&s->calls_lock);
     pthread_cond_destroy(&s->calls_cond);
     pthread_mutex_destroy(&s->watch_lock);

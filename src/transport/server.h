@@ -52,6 +52,14 @@ tse_status tse_server_create(const tse_server_deps *deps, tse_server **out, tse_
 /* The bound port (useful with port 0). */
 int tse_server_port(const tse_server *s);
 
+/*
+ * Re-reads what may change without a restart (SIGHUP): the TLS certificate,
+ * key and client CA. New connections use the new files; open ones keep
+ * theirs. On failure (err names the setting) what was in use stays.
+ * Thread-safe against the workers; call from one thread.
+ */
+tse_status tse_server_reload(tse_server *s, tse_error *err);
+
 /* Starts the worker threads. */
 tse_status tse_server_start(tse_server *s, tse_error *err);
 

@@ -355,6 +355,8 @@ static const bad_case bad_cases[] = {
     {"RETENTION_MAXLEN", "retention-maxlen", "10k", "not an integer"},
     {"SHUTDOWN_GRACE", "shutdown-grace", "11m", "out of range"},
     {"PUBLISH_STREAM_WINDOW", "publish-stream-window", "65537", "out of range [1, 65536]"},
+    {"TLS_CLIENT_AUTH", "tls-client-auth", "sometimes", "not one of off|optional|require"},
+    {"TLS_CLIENT_AUTH", "tls-client-auth", "", "not one of off|optional|require"},
 };
 
 #define NBAD (sizeof(bad_cases) / sizeof(bad_cases[0]))
@@ -683,11 +685,53 @@ static void duration_overflow_is_refused(void **state)
 
 #define T(f) cmocka_unit_test_teardown(f, clean_env)
 
+/* TLS: off by default; certificate and key go together; client
+ * certificates need TLS and their CA; the mode reads as its index. */
+static void tls_settings_make_sense_together_or_name_the_missing_key(void **state)
+{
+    static const struct {
+        const char *args[4];
+        const char *field; /* NULL: accepted */
+    } cases[] = {
+        {{"--tls-cert=/c.pem"}, "TLS_KEY"},
+        {{"--tls-key=/k.pem"}, "TLS_CERT"},
+        {{"--tls-client-auth=require"}, "TLS_CLIENT_AUTH"},
+        {{"--tls-cert=/c.pem", "--tls-key=/k.pem", "--tls-client-auth=optional"}, "TLS_CLIENT_CA"},
+        {{"--tls-cert=/c.pem", "--tls-key=/k.pem", "--tls-client-ca=/ca.pem"}, "TLS_CLIENT_AUTH"},
+        {{"--tls-cert=/c.pem", "--tls-key=/k.pem"}, NULL},
+        {{"--tls-cert=/c.pem", "--tls-key=/k.pem", "--tls-client-ca=/ca.pem",
+          "--tls-client-auth=require"},
+         NULL},
+    };
+    tse_config cfg;
+    tse_error err;
+
+    (void)state;
+    load_ok(&cfg, (char *[]){"tracseq-events", NULL});
+    assert_string_equal(cfg.tls_cert, "");
+    assert_int_equal(cfg.tls_client_auth, TSE_TLS_CLIENT_OFF);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *argv[6] = {"tracseq-events"};
+        for (int k = 0; k < 4 && cases[i].args[k]; k++)
+            argv[k + 1] = (char *)cases[i].args[k];
+        tse_error_clear(&err);
+        if (cases[i].field == NULL) {
+            load_ok(&cfg, argv);
+            continue;
+        }
+        assert_int_equal(load(&cfg, argv, &err), TSE_CONFIG_ERROR);
+        assert_string_equal(err.field, cases[i].field);
+    }
+    assert_int_equal(cfg.tls_client_auth, TSE_TLS_CLIENT_REQUIRE);
+    assert_string_equal(cfg.tls_client_ca, "/ca.pem");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(defaults_fill_every_setting),
         T(defaults_need_no_argv_at_all),
+        T(tls_settings_make_sense_together_or_name_the_missing_key),
         T(environment_overrides_every_default),
         T(environment_lenient_and_json_are_read_too),
         T(flags_with_equals_set_every_setting),

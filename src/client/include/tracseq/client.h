@@ -104,7 +104,9 @@ typedef struct tse_client_options {
     /* Deadline of every blocking call, retries included; default 10000. */
     int timeout_ms;
     /* TLS: true uses the system roots unless tls_root_certs_pem is set;
-     * a non-NULL tls_root_certs_pem turns TLS on by itself. */
+     * a non-NULL tls_root_certs_pem (PEM text, not a path: the CA that signs
+     * the service's certificate) turns TLS on by itself. Copied by
+     * connect. */
     bool tls;
     const char *tls_root_certs_pem;
     /* Sent as "authorization: Bearer <token>" on every call; NULL: none. */
@@ -119,6 +121,15 @@ typedef struct tse_client_options {
      * than one for a gateway whose calls wait long (a server allows 1,000
      * concurrent calls per connection). */
     int channels;
+    /* Mutual TLS: the client's certificate chain and private key, PEM text
+     * (not paths), both or neither; either turns TLS on. Copied by
+     * connect. */
+    const char *tls_cert_pem;
+    const char *tls_key_pem;
+    /* The name the service's certificate must carry when it is not the
+     * target's host (a target by IP address, a test CA): gRPC's
+     * ssl_target_name_override. NULL: the target's host. */
+    const char *tls_server_name;
 } tse_client_options;
 
 /* Fills o with the defaults (all zero). */
