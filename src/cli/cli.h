@@ -45,6 +45,10 @@ typedef struct tse_cli {
     const char *token;          /* --token; NULL: $TRACSEQ_TOKEN or none */
     bool json;                  /* --json */
     bool help;                  /* --help was given */
+    /* TLS files (--tls-ca, --tls-cert, --tls-key; else $TRACSEQ_TLS_CA,
+     * ...); any of them, or --tls, turns TLS on. */
+    bool tls;
+    const char *tls_ca, *tls_cert, *tls_key, *tls_server_name;
 } tse_cli;
 
 /*
@@ -59,6 +63,11 @@ enum {
     TSE_CLI_OPT_JSON,
     TSE_CLI_OPT_HELP,
     TSE_CLI_OPT_TOKEN,
+    TSE_CLI_OPT_TLS,
+    TSE_CLI_OPT_TLS_CA,
+    TSE_CLI_OPT_TLS_CERT,
+    TSE_CLI_OPT_TLS_KEY,
+    TSE_CLI_OPT_TLS_SERVER_NAME,
     TSE_CLI_OPT_FIRST_COMMAND /* commands number their options from here */
 };
 
@@ -68,6 +77,11 @@ enum {
         {"source", required_argument, NULL, TSE_CLI_OPT_SOURCE},                                   \
         {"json", no_argument, NULL, TSE_CLI_OPT_JSON},                                             \
         {"token", required_argument, NULL, TSE_CLI_OPT_TOKEN},                                     \
+        {"tls", no_argument, NULL, TSE_CLI_OPT_TLS},                                               \
+        {"tls-ca", required_argument, NULL, TSE_CLI_OPT_TLS_CA},                                   \
+        {"tls-cert", required_argument, NULL, TSE_CLI_OPT_TLS_CERT},                               \
+        {"tls-key", required_argument, NULL, TSE_CLI_OPT_TLS_KEY},                                 \
+        {"tls-server-name", required_argument, NULL, TSE_CLI_OPT_TLS_SERVER_NAME},                 \
     {                                                                                              \
         "help", no_argument, NULL, TSE_CLI_OPT_HELP                                                \
     }

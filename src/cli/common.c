@@ -30,6 +30,14 @@ const char tse_cli_global_help[] =
     "  --token TOKEN       bearer token of the caller's identity (default:\n"
     "                      $TRACSEQ_TOKEN; prefer it: arguments show in ps)\n"
     "  --json              proto3 JSON output instead of human-readable text\n"
+    "  --tls               TLS, trusting the system's CAs (implied by the next four)\n"
+    "  --tls-ca FILE       PEM CA that signs the service's certificate\n"
+    "                      (default: $TRACSEQ_TLS_CA)\n"
+    "  --tls-cert FILE     PEM client certificate, for mutual TLS\n"
+    "                      (default: $TRACSEQ_TLS_CERT)\n"
+    "  --tls-key FILE      PEM private key of --tls-cert (default: $TRACSEQ_TLS_KEY)\n"
+    "  --tls-server-name NAME  the name the service's certificate carries when it\n"
+    "                      is not --server's host (default: $TRACSEQ_TLS_SERVER_NAME)\n"
     "  -h, --help          this help\n";
 
 /* ---- usage errors ---- */
@@ -74,6 +82,11 @@ int tse_cli_global_option(tse_cli *cli, int code, const char *arg, char *const a
     case TSE_CLI_OPT_SOURCE: cli->source_service = arg; return -1;
     case TSE_CLI_OPT_JSON: cli->json = true; return -1;
     case TSE_CLI_OPT_TOKEN: cli->token = arg; return -1;
+    case TSE_CLI_OPT_TLS: cli->tls = true; return -1;
+    case TSE_CLI_OPT_TLS_CA: cli->tls_ca = arg; return -1;
+    case TSE_CLI_OPT_TLS_CERT: cli->tls_cert = arg; return -1;
+    case TSE_CLI_OPT_TLS_KEY: cli->tls_key = arg; return -1;
+    case TSE_CLI_OPT_TLS_SERVER_NAME: cli->tls_server_name = arg; return -1;
     case 'h':
     case TSE_CLI_OPT_HELP: cli->help = true; return -1;
     case TSE_CLI_OPT_TIMEOUT:
@@ -270,6 +283,56 @@ int tse_cli_fail(const tse_cli *cli, tse_client_status status, const tse_client_
     return tse_cli_exit_code(status);
 }
 
+/* The flag's value, else the environment's (NULL when neither is set). */
+static const char *flag_or_env(const char *flag, const char *env)
+{
+    const char *v = getenv(env);
+
+    return flag != NULL ? flag : v != NULL && v[0] != '\0' ? v : NULL;
+}
+
+/* The PEM file of a TLS option into *out (NULL when path is NULL). */
+static int read_pem(const tse_cli *cli, const char *option, const char *path, char **out)
+{
+    FILE *f;
+    int saved;
+
+    *out = NULL;
+    if (path == NULL)
+        return -1;
+    if ((f = fopen(path, "r")) == NULL)
+        return tse_cli_usage_error(cli, "%s: cannot read '%s': %s", option, path, strerror(errno));
+    *out = read_all(f);
+    saved = errno;
+    fclose(f);
+    if (*out == NULL)
+        return tse_cli_usage_error(cli, "%s: cannot read '%s': %s", option, path,
+                                   saved != 0 ? strerror(saved) : "too large");
+    return -1;
+}
+
+/* The TLS options into o; the PEM texts go to pem[3] (caller frees). */
+static int tls_options(const tse_cli *cli, tse_client_options *o, char *pem[3])
+{
+    const char *ca = flag_or_env(cli->tls_ca, "TRACSEQ_TLS_CA");
+    const char *cert = flag_or_env(cli->tls_cert, "TRACSEQ_TLS_CERT");
+    const char *key = flag_or_env(cli->tls_key, "TRACSEQ_TLS_KEY");
+    int rc;
+
+    if ((cert == NULL) != (key == NULL))
+        return tse_cli_usage_error(cli, "--tls-cert and --tls-key go together");
+    if ((rc = read_pem(cli, "--tls-ca", ca, &pem[0])) != -1 ||
+        (rc = read_pem(cli, "--tls-cert", cert, &pem[1])) != -1 ||
+        (rc = read_pem(cli, "--tls-key", key, &pem[2])) != -1)
+        return rc;
+    o->tls = cli->tls;
+    o->tls_root_certs_pem = pem[0];
+    o->tls_cert_pem = pem[1];
+    o->tls_key_pem = pem[2];
+    o->tls_server_name = flag_or_env(cli->tls_server_name, "TRACSEQ_TLS_SERVER_NAME");
+    return -1;
+}
+
 int tse_cli_connect(const tse_cli *cli, tse_client **out)
 {
     tse_client_options o;
@@ -277,6 +340,8 @@ int tse_cli_connect(const tse_cli *cli, tse_client **out)
     tse_client_status st;
     const char *env_source = getenv("TRACSEQ_SOURCE_SERVICE");
     const char *env_token = getenv("TRACSEQ_TOKEN");
+    char *pem[3] = {NULL, NULL, NULL};
+    int rc;
 
     tse_client_options_init(&o);
     o.target = cli->server;
@@ -290,10 +355,17 @@ int tse_cli_connect(const tse_cli *cli, tse_client **out)
         o.source_service = cli->source_service;
     else if (env_source == NULL || env_source[0] == '\0')
         o.source_service = "eventctl";
-    st = tse_client_connect(&o, out, &err);
-    if (st != TSE_CLIENT_OK)
-        return tse_cli_fail(cli, st, &err);
-    return -1;
+    rc = tls_options(cli, &o, pem);
+    if (rc == -1) {
+        st = tse_client_connect(&o, out, &err); /* copies the PEM texts */
+        if (st != TSE_CLIENT_OK)
+            rc = tse_cli_fail(cli, st, &err);
+    }
+    if (pem[2] != NULL)
+        memset(pem[2], 0, strlen(pem[2])); /* the key: no copy left behind */
+    for (int i = 0; i < 3; i++)
+        free(pem[i]);
+    return rc;
 }
 
 /* ---- JSON answers ---- */

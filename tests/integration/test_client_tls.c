@@ -7,7 +7,7 @@
  * certificate rotation on SIGHUP (new connections get the new certificate,
  * an open PublishStream keeps going; a reload of a mismatched key keeps the
  * certificate in use), and settings that cannot work
- * refused at start naming their key.
+ * refused at start naming their key; eventctl's TLS options.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -354,6 +354,51 @@ static void settings_that_cannot_work_stop_the_start_naming_the_key(void **state
     assert_non_null(strstr(out, "off|optional|require"));
 }
 
+/* eventctl with args (and env, "NAME=value " prefixes) against s: its exit
+ * status; its output in out. */
+static int eventctl(const char *env, const tse_test_service *s, const char *args, char *out,
+                    size_t len)
+{
+    char cmd[2048];
+    FILE *p;
+    size_t n;
+
+    snprintf(cmd, sizeof(cmd), "cd '%s' && env %s '%s' --server %s --timeout 1500 %s 2>&1", C->dir,
+             env, getenv("TSE_EVENTCTL_BIN"), s->addr, args);
+    p = popen(cmd, "r");
+    assert_non_null(p);
+    n = fread(out, 1, len - 1, p);
+    out[n] = '\0';
+    return WEXITSTATUS(pclose(p));
+}
+
+static void eventctl_speaks_mutual_tls_from_flags_or_environment(void **state)
+{
+    tse_test_service *s = start_tls("require");
+    char out[4096];
+
+    (void)state;
+    assert_int_equal(eventctl("", s,
+                              "--tls-ca ca.pem --tls-cert client.pem --tls-key client.key health",
+                              out, sizeof(out)),
+                     0);
+    assert_string_equal(out, "SERVING\n");
+    assert_int_equal(eventctl("TRACSEQ_TLS_CA=ca.pem TRACSEQ_TLS_CERT=client.pem "
+                              "TRACSEQ_TLS_KEY=client.key",
+                              s, "publish tls.cli --payload '{}'", out, sizeof(out)),
+                     0);
+    /* No client certificate: the handshake fails, UNAVAILABLE. */
+    assert_int_equal(eventctl("", s, "--tls-ca ca.pem health", out, sizeof(out)), 3);
+    /* Plaintext against the TLS port. */
+    assert_int_equal(eventctl("", s, "health", out, sizeof(out)), 3);
+    /* Files that cannot be read, or a certificate without its key: usage. */
+    assert_int_equal(eventctl("", s, "--tls-ca missing.pem health", out, sizeof(out)), 2);
+    assert_non_null(strstr(out, "missing.pem"));
+    assert_int_equal(
+        eventctl("", s, "--tls-ca ca.pem --tls-cert client.pem health", out, sizeof(out)), 2);
+    assert_int_equal(tse_test_service_stop(s), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -363,6 +408,7 @@ int main(void)
         cmocka_unit_test(mtls_require_takes_only_certificates_of_its_ca),
         cmocka_unit_test(mtls_optional_takes_no_certificate_but_not_a_bad_one),
         cmocka_unit_test(settings_that_cannot_work_stop_the_start_naming_the_key),
+        cmocka_unit_test(eventctl_speaks_mutual_tls_from_flags_or_environment),
         /* Last: it replaces the server certificate of C. */
         cmocka_unit_test(sighup_rotates_the_certificate_for_new_connections_only),
     };
