@@ -100,8 +100,9 @@ typedef void (*tsb_handler)(tsb_request *req, tsb_response *resp);
 
 /*
  * The continuation of an asynchronous step, run on the request's worker
- * thread: st is the step's outcome, out (owned by the continuation, may be
- * NULL) its message. It answers by filling resp, or starts another step.
+ * thread: st is the step's outcome, out (borrowed: freed once the
+ * continuation returns; may be NULL) its message. It answers by filling
+ * resp, or starts another step.
  */
 typedef void (*tsb_then)(tsb_request *req, tsb_response *resp, const tsb_calls_status *st,
                          ProtobufCMessage *out);
@@ -136,14 +137,20 @@ void tsb_request_defer(tsb_request *req, tsb_response *resp, tsb_then then);
  * over the outcome (out: owned, may be NULL) and resumes the request. */
 void tsb_request_complete(tsb_request *req, const tsb_calls_status *st, ProtobufCMessage *out);
 
+/* Options of tsb_request_call. */
+enum {
+    TSB_CALL_WATCH = 1,    /* cancel the call when the HTTP client hangs up (long-polls) */
+    TSB_CALL_FAILURES = 2, /* then() runs after a failure too */
+};
+
 /*
- * A deferred unary call of TSB_CALLS_SERVICE method (or a full path starting
- * with '/'); then() gets its outcome. watch: cancel the call when the HTTP
- * client hangs up (long-polls).
+ * A deferred unary call of method (tsb_calls_unary) with deadline
+ * timeout_ms (0: RPC_TIMEOUT). then() gets its outcome when it succeeded;
+ * a failure is answered (tsb_reply_failed) unless flags asks for
+ * TSB_CALL_FAILURES.
  */
 void tsb_request_call(tsb_request *req, tsb_response *resp, const char *method,
-                      const ProtobufCMessage *in, const ProtobufCMessageDescriptor *out_desc,
-                      int timeout_ms, bool watch, tsb_then then);
+                      const ProtobufCMessage *in, int timeout_ms, int flags, tsb_then then);
 
 /* ---- routes.c: the table and the service-information endpoints ---- */
 

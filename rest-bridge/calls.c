@@ -243,24 +243,41 @@ static bool unary_start(tsb_calls *r, unary *u, const char *method, const uint8_
     return ok;
 }
 
-bool tsb_calls_unary(tsb_calls *r, const char *method, const ProtobufCMessage *req,
-                     const ProtobufCMessageDescriptor *resp_desc, const char *correlation_id,
-                     const char *authorization, int timeout_ms, int watch_fd,
-                     tsb_calls_done_fn done, void *arg)
+/* The method called name of a service the bridge calls, and its path. */
+static const ProtobufCMethodDescriptor *method_of(const char *name, char *path, size_t len)
 {
+    static const ProtobufCServiceDescriptor *const services[] = {
+        &tracseq__events__v1__event_service__descriptor, &grpc__health__v1__health__descriptor};
+    const ProtobufCMethodDescriptor *m;
+
+    for (size_t i = 0; i < sizeof(services) / sizeof(services[0]); i++) {
+        if ((m = protobuf_c_service_descriptor_get_method_by_name(services[i], name)) != NULL) {
+            snprintf(path, len, "/%s/%s", services[i]->name, m->name);
+            return m;
+        }
+    }
+    return NULL;
+}
+
+bool tsb_calls_unary(tsb_calls *r, const char *method, const ProtobufCMessage *req,
+                     const char *correlation_id, const char *authorization, int timeout_ms,
+                     int watch_fd, tsb_calls_done_fn done, void *arg)
+{
+    char path[128];
+    const ProtobufCMethodDescriptor *m = method_of(method, path, sizeof(path));
     size_t len = protobuf_c_message_get_packed_size(req);
     uint8_t small[1024], *buf = len <= sizeof(small) ? small : malloc(len);
-    unary *u = calloc(1, sizeof(*u));
+    unary *u = m != NULL ? calloc(1, sizeof(*u)) : NULL;
     bool ok = false;
 
     if (u != NULL && buf != NULL) {
         u->r = r;
-        u->desc = resp_desc;
+        u->desc = m->output;
         u->watch_fd = watch_fd;
         u->done = done;
         u->arg = arg;
         protobuf_c_message_pack(req, buf);
-        ok = unary_start(r, u, method, buf, len, correlation_id, authorization, timeout_ms);
+        ok = unary_start(r, u, path, buf, len, correlation_id, authorization, timeout_ms);
     }
     if (!ok)
         free(u);

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "common/status.h"
+#include "grpc/health/v1/health.pb-c.h"
 #include "tracseq/client.h"
 #include "tracseq/events/v1/service.pb-c.h"
 
@@ -74,19 +75,20 @@ void tsb_calls_add_tick(tsb_calls *c, tsb_calls_tick_fn fn, void *arg);
 typedef void (*tsb_calls_done_fn)(void *arg, const tsb_calls_status *st, ProtobufCMessage *resp);
 
 /*
- * Starts one unary call of method (e.g. TSB_CALLS_SERVICE "Pull") with
- * deadline timeout_ms (<= 0: none); correlation_id (may be NULL or empty)
- * goes into the x-correlation-id metadata, authorization (the caller's
- * Authorization header; NULL or empty: none) into `authorization`. watch_fd >= 0: a socket that
- * must stay open for the call's whole life; when its peer hangs up the
+ * Starts one unary call of method (a method name of EventService or of
+ * grpc.health.v1.Health, e.g. "Pull"; its response type is the method's)
+ * with deadline timeout_ms (<= 0: none); correlation_id (may be NULL or
+ * empty) goes into the x-correlation-id metadata, authorization (the
+ * caller's Authorization header; NULL or empty: none) into
+ * `authorization`. watch_fd >= 0: a socket that must stay open for the
+ * call's whole life; when its peer hangs up the
  * call is cancelled (checked every tick), CANCELLED with TSB_CALLS_HANGUP.
  * Returns false when the call could not be started: done is then never
  * called.
  */
 bool tsb_calls_unary(tsb_calls *c, const char *method, const ProtobufCMessage *req,
-                     const ProtobufCMessageDescriptor *resp_desc, const char *correlation_id,
-                     const char *authorization, int timeout_ms, int watch_fd,
-                     tsb_calls_done_fn done, void *arg);
+                     const char *correlation_id, const char *authorization, int timeout_ms,
+                     int watch_fd, tsb_calls_done_fn done, void *arg);
 
 /*
  * Shutdown, first step: cancels the watched calls (long-polls, which may

@@ -196,8 +196,6 @@ static void then_health(tsb_request *req, tsb_response *resp, const tsb_calls_st
     if (!redis_up)
         json_object_set_new(body, "failing", json_string(service_up ? "redis" : "event_service"));
     tsb_reply_json(resp, tsb_http_of(redis_up ? TSE_OK : TSE_UNAVAILABLE, &resp->code), body);
-    if (out != NULL)
-        protobuf_c_message_free_unpacked(out, NULL);
 }
 
 /* req->ctx: the start of the probe, for its latency. */
@@ -222,9 +220,8 @@ static void handle_health(tsb_request *req, tsb_response *resp)
     if (!start_clock(req, resp))
         return;
     hreq.service = "tracseq.events.v1.EventService";
-    tsb_request_call(req, resp, "/grpc.health.v1.Health/Check", &hreq.base,
-                     &grpc__health__v1__health_check_response__descriptor,
-                     (int)req->bridge->cfg->health_timeout_ms, false, then_health);
+    tsb_request_call(req, resp, "Check", &hreq.base, (int)req->bridge->cfg->health_timeout_ms,
+                     TSB_CALL_FAILURES, then_health);
 }
 
 /* ---- GET /api/v1/stats, /api/v1/event-types ---- */
@@ -233,20 +230,14 @@ static void handle_health(tsb_request *req, tsb_response *resp)
 static void then_json(tsb_request *req, tsb_response *resp, const tsb_calls_status *st,
                       ProtobufCMessage *out)
 {
-    if (st->code != TSE_OK)
-        tsb_reply_failed(resp, req, st, NULL);
-    else
-        tsb_reply_json(resp, 200, tsb_json_from_message(out));
-    if (out != NULL)
-        protobuf_c_message_free_unpacked(out, NULL);
+    tsb_reply_json(resp, 200, tsb_json_from_message(out));
 }
 
 static void handle_stats(tsb_request *req, tsb_response *resp)
 {
     Tracseq__Events__V1__GetStatsRequest in = TRACSEQ__EVENTS__V1__GET_STATS_REQUEST__INIT;
 
-    tsb_request_call(req, resp, "GetStats", &in.base, &tracseq__events__v1__stats__descriptor,
-                     (int)req->bridge->cfg->rpc_timeout_ms, false, then_json);
+    tsb_request_call(req, resp, "GetStats", &in.base, 0, 0, then_json);
 }
 
 static void handle_event_types(tsb_request *req, tsb_response *resp)
@@ -254,9 +245,7 @@ static void handle_event_types(tsb_request *req, tsb_response *resp)
     Tracseq__Events__V1__ListEventTypesRequest in =
         TRACSEQ__EVENTS__V1__LIST_EVENT_TYPES_REQUEST__INIT;
 
-    tsb_request_call(req, resp, "ListEventTypes", &in.base,
-                     &tracseq__events__v1__list_event_types_response__descriptor,
-                     (int)req->bridge->cfg->rpc_timeout_ms, false, then_json);
+    tsb_request_call(req, resp, "ListEventTypes", &in.base, 0, 0, then_json);
 }
 
 /* ---- GET /metrics ---- */
@@ -347,7 +336,7 @@ static void then_metrics(tsb_request *req, tsb_response *resp, const tsb_calls_s
 
     if (out == NULL) {
         tsb_reply_nomem(resp);
-        goto done;
+        return;
     }
     tsb_metrics_render(req->bridge->metrics, out);
     gauge(out, "tracseq_bridge_uptime_seconds", "Seconds since this bridge started.",
@@ -366,15 +355,12 @@ static void then_metrics(tsb_request *req, tsb_response *resp, const tsb_calls_s
     resp->status = 200;
     resp->code = "OK";
     resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
-done:
-    if (stats != NULL)
-        protobuf_c_message_free_unpacked(stats, NULL);
 }
 
 static void handle_metrics(tsb_request *req, tsb_response *resp)
 {
     Tracseq__Events__V1__GetStatsRequest in = TRACSEQ__EVENTS__V1__GET_STATS_REQUEST__INIT;
 
-    tsb_request_call(req, resp, "GetStats", &in.base, &tracseq__events__v1__stats__descriptor,
-                     (int)req->bridge->cfg->health_timeout_ms, false, then_metrics);
+    tsb_request_call(req, resp, "GetStats", &in.base, (int)req->bridge->cfg->health_timeout_ms,
+                     TSB_CALL_FAILURES, then_metrics);
 }

@@ -57,6 +57,7 @@ typedef struct exchange {
     /* An asynchronous step: set before the connection is suspended, read
      * after it is resumed (MHD's resume lock orders the two threads). */
     tsb_then then;
+    int flags; /* of tsb_request_call */
     tsb_calls_status st;
     ProtobufCMessage *out;
     bool ready;
@@ -250,15 +251,14 @@ static enum MHD_Result resumed(tsb_bridge *b, struct MHD_Connection *conn, excha
     x->then = NULL;
     x->out = NULL;
     x->resp.pending = false;
-    if (x->st.code == TSE_CANCELLED && strcmp(x->st.message, TSB_CALLS_HANGUP) == 0) {
-        /* Nobody will read it: counted and logged as nginx's 499, not as
-         * the service failing. */
-        if (out != NULL)
-            protobuf_c_message_free_unpacked(out, NULL);
-        reply_closed(&x->resp);
-        return answer(b, conn, x);
-    }
-    then(&x->req, &x->resp, &x->st, out);
+    if (x->st.code == TSE_CANCELLED && strcmp(x->st.message, TSB_CALLS_HANGUP) == 0)
+        reply_closed(&x->resp); /* nobody reads it: counted and logged as 499 */
+    else if (x->st.code != TSE_OK && !(x->flags & TSB_CALL_FAILURES))
+        tsb_reply_failed(&x->resp, &x->req, &x->st, NULL);
+    else
+        then(&x->req, &x->resp, &x->st, out);
+    if (out != NULL)
+        protobuf_c_message_free_unpacked(out, NULL);
     return answer_or_wait(b, conn, x);
 }
 
@@ -451,6 +451,7 @@ void tsb_request_defer(tsb_request *req, tsb_response *resp, tsb_then then)
     exchange *x = exchange_of(req);
 
     x->then = then;
+    x->flags = 0;
     x->ready = false;
     resp->pending = true;
     tsb_bridge_suspend(req->bridge, req->conn);
@@ -472,20 +473,20 @@ static void call_done(void *arg, const tsb_calls_status *st, ProtobufCMessage *o
 }
 
 void tsb_request_call(tsb_request *req, tsb_response *resp, const char *method,
-                      const ProtobufCMessage *in, const ProtobufCMessageDescriptor *out_desc,
-                      int timeout_ms, bool watch, tsb_then then)
+                      const ProtobufCMessage *in, int timeout_ms, int flags, tsb_then then)
 {
     const union MHD_ConnectionInfo *info =
-        watch ? MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD) : NULL;
-    char path[128];
+        flags & TSB_CALL_WATCH
+            ? MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD)
+            : NULL;
 
-    snprintf(path, sizeof(path), "%s%s", method[0] == '/' ? "" : TSB_CALLS_SERVICE, method);
     /* Suspended before the call starts, so its completion always finds the
      * connection suspended. */
     tsb_request_defer(req, resp, then);
-    if (!tsb_calls_unary(req->bridge->calls, path, in, out_desc, req->correlation_id,
-                         req->authorization, timeout_ms, info ? info->connect_fd : -1, call_done,
-                         req)) {
+    exchange_of(req)->flags = flags;
+    if (!tsb_calls_unary(req->bridge->calls, method, in, req->correlation_id, req->authorization,
+                         timeout_ms > 0 ? timeout_ms : (int)req->bridge->cfg->rpc_timeout_ms,
+                         info ? info->connect_fd : -1, call_done, req)) {
         tsb_calls_status st;
         tsb_calls_status_fail(&st, TSE_RESOURCE_EXHAUSTED, "the bridge could not start the call");
         tsb_request_complete(req, &st, NULL);

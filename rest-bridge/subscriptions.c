@@ -126,11 +126,6 @@ static json_t *object_body(tsb_request *req, tsb_response *resp)
     return body;
 }
 
-static int rpc_timeout(const tsb_request *req)
-{
-    return (int)req->bridge->cfg->rpc_timeout_ms;
-}
-
 /* [A-Za-z0-9_.-]{1,64}: the names the service accepts, safe in a URL. */
 static bool plain_name(const char *s)
 {
@@ -141,23 +136,21 @@ static bool plain_name(const char *s)
     return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") == n;
 }
 
-/* A failed step answers its error; true when st is OK. */
-static bool step_ok(tsb_request *req, tsb_response *resp, const tsb_calls_status *st)
-{
-    if (st->code == TSE_OK)
-        return true;
-    tsb_reply_failed(resp, req, st, NULL);
-    return false;
-}
-
 /* The common continuation: the message as JSON. */
 static void then_relay(tsb_request *req, tsb_response *resp, const tsb_calls_status *st,
                        ProtobufCMessage *out)
 {
-    if (step_ok(req, resp, st))
-        tsb_reply_json(resp, 200, tsb_json_from_message(out));
-    if (out != NULL)
-        protobuf_c_message_free_unpacked(out, NULL);
+    tsb_reply_json(resp, 200, tsb_json_from_message(out));
+}
+
+/* GetSubscription of the path's {name}; then() gets the Subscription. */
+static void get_subscription(tsb_request *req, tsb_response *resp, tsb_then then)
+{
+    Tracseq__Events__V1__GetSubscriptionRequest in =
+        TRACSEQ__EVENTS__V1__GET_SUBSCRIPTION_REQUEST__INIT;
+
+    in.name = req->param;
+    tsb_request_call(req, resp, "GetSubscription", &in.base, 0, 0, then);
 }
 
 json_t *tsb_event_json(const Tracseq__Events__V1__Event *ev)
@@ -300,8 +293,6 @@ static void then_subscribe(tsb_request *req, tsb_response *resp, const tsb_calls
     const subscribe_ctx *sc = req->ctx;
     json_t *full, *body;
 
-    if (!step_ok(req, resp, st))
-        goto out;
     cache_put(req->bridge->subcache, sub->name, sub->auto_ack, false);
     full = tsb_json_from_message(out);
     body = json_pack(
@@ -313,9 +304,6 @@ static void then_subscribe(tsb_request *req, tsb_response *resp, const tsb_calls
         "subscription", full);
     add_urls(body, sub, sc);
     tsb_reply_json(resp, 200, body);
-out:
-    if (out != NULL)
-        protobuf_c_message_free_unpacked(out, NULL);
 }
 
 /* event_types as borrowed strings (caller frees the array); NULL: answered. */
@@ -391,9 +379,7 @@ void tsb_handle_subscribe(tsb_request *req, tsb_response *resp)
                     ? TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_LATEST
                     : TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_EARLIEST;
     in.subscription = &sub;
-    tsb_request_call(req, resp, "CreateSubscription", &in.base,
-                     &tracseq__events__v1__subscription__descriptor, rpc_timeout(req), false,
-                     then_subscribe);
+    tsb_request_call(req, resp, "CreateSubscription", &in.base, 0, 0, then_subscribe);
 out:
     if (sc == NULL)
         tsb_reply_nomem(resp);
@@ -408,32 +394,24 @@ void tsb_handle_subscription_list(tsb_request *req, tsb_response *resp)
     Tracseq__Events__V1__ListSubscriptionsRequest in =
         TRACSEQ__EVENTS__V1__LIST_SUBSCRIPTIONS_REQUEST__INIT;
 
-    tsb_request_call(req, resp, "ListSubscriptions", &in.base,
-                     &tracseq__events__v1__list_subscriptions_response__descriptor,
-                     rpc_timeout(req), false, then_relay);
+    tsb_request_call(req, resp, "ListSubscriptions", &in.base, 0, 0, then_relay);
 }
 
 void tsb_handle_subscription_get(tsb_request *req, tsb_response *resp)
 {
-    Tracseq__Events__V1__GetSubscriptionRequest in =
-        TRACSEQ__EVENTS__V1__GET_SUBSCRIPTION_REQUEST__INIT;
-
-    in.name = req->param;
-    tsb_request_call(req, resp, "GetSubscription", &in.base,
-                     &tracseq__events__v1__subscription__descriptor, rpc_timeout(req), false,
-                     then_relay);
+    get_subscription(req, resp, then_relay);
 }
 
 static void then_delete(tsb_request *req, tsb_response *resp, const tsb_calls_status *st,
                         ProtobufCMessage *out)
 {
-    cache_put(req->bridge->subcache, req->param, false, true);
-    if (step_ok(req, resp, st))
+    cache_put(req->bridge->subcache, req->param, false, true); /* whatever the outcome */
+    if (st->code != TSE_OK)
+        tsb_reply_failed(resp, req, st, NULL);
+    else
         tsb_reply_json(
             resp, 200,
             json_pack("{s:s, s:s}", "status", "deleted", "subscription_name", req->param));
-    if (out != NULL)
-        protobuf_c_message_free_unpacked(out, NULL);
 }
 
 void tsb_handle_subscription_delete(tsb_request *req, tsb_response *resp)
@@ -442,9 +420,7 @@ void tsb_handle_subscription_delete(tsb_request *req, tsb_response *resp)
         TRACSEQ__EVENTS__V1__DELETE_SUBSCRIPTION_REQUEST__INIT;
 
     in.name = req->param;
-    tsb_request_call(req, resp, "DeleteSubscription", &in.base,
-                     &tracseq__events__v1__delete_subscription_response__descriptor,
-                     rpc_timeout(req), false, then_delete);
+    tsb_request_call(req, resp, "DeleteSubscription", &in.base, 0, TSB_CALL_FAILURES, then_delete);
 }
 
 /* ===================== pull (long-poll) and Server-Sent Events ========== */
@@ -483,21 +459,15 @@ static const char *query_consumer(tsb_request *req, tsb_response *resp)
 
 /* A pull between its steps (req->ctx). */
 typedef struct pull_ctx {
-    json_t *answer;     /* {"events": [...]} once built */
-    PullResponse *pull; /* its deliveries, for the ack */
-    bool cloudevents;   /* events in CloudEvents structured mode */
+    json_t *answer;   /* {"events": [...]} once built; holds the ack ids */
+    bool cloudevents; /* events in CloudEvents structured mode */
 } pull_ctx;
 
 static void pull_ctx_free(void *arg)
 {
-    pull_ctx *pc = arg;
-
-    if (pc == NULL)
-        return;
-    json_decref(pc->answer);
-    if (pc->pull != NULL)
-        protobuf_c_message_free_unpacked(&pc->pull->base, NULL);
-    free(pc);
+    if (arg != NULL)
+        json_decref(((pull_ctx *)arg)->answer);
+    free(arg);
 }
 
 static json_t *deliveries_json(const PullResponse *r, bool cloudevents)
@@ -515,43 +485,42 @@ static json_t *deliveries_json(const PullResponse *r, bool cloudevents)
     return json_pack("{s:o}", "events", events);
 }
 
+/* The answer, saying whether the bridge acked its deliveries. */
+static void reply_pulled(tsb_response *resp, pull_ctx *pc, bool acked)
+{
+    json_object_set_new(pc->answer, "auto_acked", json_boolean(acked));
+    tsb_reply_json(resp, 200, json_incref(pc->answer));
+}
+
 static void then_pull_acked(tsb_request *req, tsb_response *resp, const tsb_calls_status *st,
                             ProtobufCMessage *out)
 {
-    pull_ctx *pc = req->ctx;
-
     /* A failed ack is no reason to withhold the events: they come again. */
-    json_object_set_new(pc->answer, "auto_acked", json_boolean(st->code == TSE_OK));
-    tsb_reply_json(resp, 200, json_incref(pc->answer));
-    if (out != NULL)
-        protobuf_c_message_free_unpacked(out, NULL);
+    reply_pulled(resp, req->ctx, st->code == TSE_OK);
 }
 
-/* Acks the pulled deliveries of an auto_ack subscription, then answers. */
+/* Acks the answered deliveries of an auto_ack subscription, then answers. */
 static void ack_pulled(tsb_request *req, tsb_response *resp, int auto_ack)
 {
     Tracseq__Events__V1__AcknowledgeRequest in = TRACSEQ__EVENTS__V1__ACKNOWLEDGE_REQUEST__INIT;
     pull_ctx *pc = req->ctx;
-    char **ids;
+    json_t *events = json_object_get(pc->answer, "events");
 
     if (!auto_ack) {
-        json_object_set_new(pc->answer, "auto_acked", json_false());
-        tsb_reply_json(resp, 200, json_incref(pc->answer));
+        reply_pulled(resp, pc, false);
         return;
     }
-    if ((ids = calloc(pc->pull->n_deliveries, sizeof(char *))) == NULL) {
+    in.n_ack_ids = json_array_size(events);
+    if ((in.ack_ids = calloc(in.n_ack_ids, sizeof(char *))) == NULL) {
         tsb_reply_nomem(resp);
         return;
     }
-    for (size_t i = 0; i < pc->pull->n_deliveries; i++)
-        ids[i] = pc->pull->deliveries[i]->ack_id;
+    for (size_t i = 0; i < in.n_ack_ids; i++)
+        in.ack_ids[i] =
+            (char *)json_string_value(json_object_get(json_array_get(events, i), "ack_id"));
     in.subscription = req->param;
-    in.n_ack_ids = pc->pull->n_deliveries;
-    in.ack_ids = ids;
-    tsb_request_call(req, resp, "Acknowledge", &in.base,
-                     &tracseq__events__v1__acknowledge_response__descriptor, rpc_timeout(req),
-                     false, then_pull_acked);
-    free(ids);
+    tsb_request_call(req, resp, "Acknowledge", &in.base, 0, TSB_CALL_FAILURES, then_pull_acked);
+    free(in.ack_ids);
 }
 
 static void then_pull_config(tsb_request *req, tsb_response *resp, const tsb_calls_status *st,
@@ -559,67 +528,40 @@ static void then_pull_config(tsb_request *req, tsb_response *resp, const tsb_cal
 {
     const Subscription *sub = (const Subscription *)out;
 
-    if (step_ok(req, resp, st)) {
-        cache_put(req->bridge->subcache, req->param, sub->auto_ack, false);
-        ack_pulled(req, resp, sub->auto_ack);
-    }
-    if (out != NULL)
-        protobuf_c_message_free_unpacked(out, NULL);
+    cache_put(req->bridge->subcache, req->param, sub->auto_ack, false);
+    ack_pulled(req, resp, sub->auto_ack);
 }
 
 static void then_pull(tsb_request *req, tsb_response *resp, const tsb_calls_status *st,
                       ProtobufCMessage *out)
 {
-    Tracseq__Events__V1__GetSubscriptionRequest get =
-        TRACSEQ__EVENTS__V1__GET_SUBSCRIPTION_REQUEST__INIT;
     pull_ctx *pc = req->ctx;
     int auto_ack;
 
-    if (!step_ok(req, resp, st)) {
-        if (out != NULL)
-            protobuf_c_message_free_unpacked(out, NULL);
-        return;
-    }
-    pc->pull = (PullResponse *)out;
-    pc->answer = deliveries_json(pc->pull, pc->cloudevents);
-    if (pc->pull->n_deliveries == 0) {
+    pc->answer = deliveries_json((const PullResponse *)out, pc->cloudevents);
+    if (json_array_size(json_object_get(pc->answer, "events")) == 0)
         tsb_reply_json(resp, 200, json_incref(pc->answer));
-        return;
-    }
-    if ((auto_ack = cache_get(req->bridge->subcache, req->param)) >= 0) {
+    else if ((auto_ack = cache_get(req->bridge->subcache, req->param)) >= 0)
         ack_pulled(req, resp, auto_ack);
-        return;
-    }
-    get.name = req->param;
-    tsb_request_call(req, resp, "GetSubscription", &get.base,
-                     &tracseq__events__v1__subscription__descriptor, rpc_timeout(req), false,
-                     then_pull_config);
+    else
+        get_subscription(req, resp, then_pull_config);
 }
 
 static void then_stream(tsb_request *req, tsb_response *resp, const tsb_calls_status *st,
                         ProtobufCMessage *out)
 {
-    if (step_ok(req, resp, st))
-        tsb_sse_start(req, resp, (const Subscription *)out, req->ctx);
-    if (out != NULL)
-        protobuf_c_message_free_unpacked(out, NULL);
+    tsb_sse_start(req, resp, (const Subscription *)out, req->ctx);
 }
 
 /* Accept: text/event-stream: check the subscription, then stream it. */
 static void start_stream(tsb_request *req, tsb_response *resp, const char *consumer)
 {
-    Tracseq__Events__V1__GetSubscriptionRequest get =
-        TRACSEQ__EVENTS__V1__GET_SUBSCRIPTION_REQUEST__INIT;
-
     if (consumer != NULL && (req->ctx = strdup(consumer)) == NULL) {
         tsb_reply_nomem(resp);
         return;
     }
     req->ctx_free = free;
-    get.name = req->param;
-    tsb_request_call(req, resp, "GetSubscription", &get.base,
-                     &tracseq__events__v1__subscription__descriptor, rpc_timeout(req), false,
-                     then_stream);
+    get_subscription(req, resp, then_stream);
 }
 
 void tsb_handle_subscription_pull(tsb_request *req, tsb_response *resp)
@@ -652,8 +594,8 @@ void tsb_handle_subscription_pull(tsb_request *req, tsb_response *resp)
     in.max_events = (uint32_t)max;
     in.wait_ms = (uint32_t)wait;
     in.consumer_name = (char *)(consumer ? consumer : "");
-    tsb_request_call(req, resp, "Pull", &in.base, &tracseq__events__v1__pull_response__descriptor,
-                     rpc_timeout(req) + (int)wait, true, then_pull);
+    tsb_request_call(req, resp, "Pull", &in.base, (int)(req->bridge->cfg->rpc_timeout_ms + wait),
+                     TSB_CALL_WATCH, then_pull);
 }
 
 /* ===================== ack, nack ======================================== */
@@ -707,12 +649,8 @@ static void then_settle(tsb_request *req, tsb_response *resp, const tsb_calls_st
 {
     settle_ctx *sc = req->ctx;
 
-    if (step_ok(req, resp, st)) {
-        tsb_sse_settled(req->bridge->sse, req->param, sc->ids, sc->n, sc->nack, sc->delay_ms);
-        tsb_reply_json(resp, 200, tsb_json_from_message(out));
-    }
-    if (out != NULL)
-        protobuf_c_message_free_unpacked(out, NULL);
+    tsb_sse_settled(req->bridge->sse, req->param, sc->ids, sc->n, sc->nack, sc->delay_ms);
+    tsb_reply_json(resp, 200, tsb_json_from_message(out));
 }
 
 /* delay_ms of a nack body; false when answered. */
@@ -753,14 +691,8 @@ static void settle(tsb_request *req, tsb_response *resp, bool nack)
     ack.n_ack_ids = nk.n_ack_ids = sc->n;
     ack.ack_ids = nk.ack_ids = sc->ids;
     nk.delay_ms = sc->delay_ms;
-    if (nack)
-        tsb_request_call(req, resp, "Nack", &nk.base,
-                         &tracseq__events__v1__nack_response__descriptor, rpc_timeout(req), false,
-                         then_settle);
-    else
-        tsb_request_call(req, resp, "Acknowledge", &ack.base,
-                         &tracseq__events__v1__acknowledge_response__descriptor, rpc_timeout(req),
-                         false, then_settle);
+    tsb_request_call(req, resp, nack ? "Nack" : "Acknowledge", nack ? &nk.base : &ack.base, 0, 0,
+                     then_settle);
 }
 
 void tsb_handle_subscription_ack(tsb_request *req, tsb_response *resp)

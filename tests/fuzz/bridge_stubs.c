@@ -80,8 +80,7 @@ static void check_message(const ProtobufCMessage *in)
 }
 
 void tsb_request_call(tsb_request *req, tsb_response *resp, const char *method,
-                      const ProtobufCMessage *in, const ProtobufCMessageDescriptor *out_desc,
-                      int timeout_ms, bool watch, tsb_then then)
+                      const ProtobufCMessage *in, int timeout_ms, int flags, tsb_then then)
 {
     check_message(in);
     tsb_request_defer(req, resp, then);
