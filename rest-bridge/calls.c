@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "list.h"
 
 #define MAX_TICKS 8
 
@@ -182,12 +183,7 @@ static void unlist(unary *u)
     tsb_calls *r = u->r;
 
     pthread_mutex_lock(&r->lock);
-    if (u->prev)
-        u->prev->next = u->next;
-    else
-        r->calls = u->next;
-    if (u->next)
-        u->next->prev = u->prev;
+    TSB_LIST_UNLINK(r->calls, u);
     r->ncalls--;
     pthread_mutex_unlock(&r->lock);
 }
@@ -233,10 +229,7 @@ static bool unary_start(tsb_calls *r, unary *u, const char *method, const uint8_
         if (r->refusing >= (u->watch_fd >= 0 ? 1 : 2))
             tse_client_call_cancel(u->call, TSE_CLIENT_UNAVAILABLE,
                                    "the REST bridge is shutting down");
-        u->next = r->calls;
-        if (r->calls)
-            r->calls->prev = u;
-        r->calls = u;
+        TSB_LIST_PUSH(r->calls, u);
         r->ncalls++;
     }
     pthread_mutex_unlock(&r->lock);

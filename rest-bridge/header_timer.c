@@ -16,6 +16,7 @@
 
 #include "bridge.h"
 #include "common/clock.h"
+#include "list.h"
 #include "obs/log.h"
 
 /* How long a connection past its deadline still has its input read after
@@ -106,10 +107,7 @@ void tsb_header_timer_notify(void *cls, struct MHD_Connection *conn, void **sock
         w->fd = fd->connect_fd;
         pthread_mutex_lock(&t->lock);
         w->deadline_us = tse_clock_us() + t->header_us;
-        w->next = t->head;
-        if (t->head != NULL)
-            t->head->prev = w;
-        t->head = w;
+        TSB_LIST_PUSH(t->head, w);
         pthread_mutex_unlock(&t->lock);
         *socket_context = w;
         return;
@@ -120,12 +118,7 @@ void tsb_header_timer_notify(void *cls, struct MHD_Connection *conn, void **sock
         pthread_mutex_unlock(&t->lock);
         return;
     }
-    if (w->prev != NULL)
-        w->prev->next = w->next;
-    else
-        t->head = w->next;
-    if (w->next != NULL)
-        w->next->prev = w->prev;
+    TSB_LIST_UNLINK(t->head, w);
     pthread_mutex_unlock(&t->lock);
     free(w);
     *socket_context = NULL;

@@ -31,6 +31,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "list.h"
 #include "obs/log.h"
 
 #define SUBSCRIBE  "/tracseq.events.v1.EventService/Subscribe"
@@ -262,14 +263,8 @@ static void unref_unlock(sse *s)
     if (!last)
         return;
     pthread_mutex_lock(&h->lock);
-    if (s->linked) {
-        if (s->prev)
-            s->prev->next = s->next;
-        else
-            h->streams = s->next;
-        if (s->next)
-            s->next->prev = s->prev;
-    }
+    if (s->linked)
+        TSB_LIST_UNLINK(h->streams, s);
     pthread_mutex_unlock(&h->lock);
     sse_free(s);
 }
@@ -468,10 +463,7 @@ static bool hub_link(tsb_sse_hub *h, sse *s)
     pthread_mutex_lock(&h->lock);
     if ((ok = !h->closed)) {
         s->linked = true;
-        s->next = h->streams;
-        if (h->streams)
-            h->streams->prev = s;
-        h->streams = s;
+        TSB_LIST_PUSH(h->streams, s);
     }
     pthread_mutex_unlock(&h->lock);
     return ok;
