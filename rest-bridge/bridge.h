@@ -73,6 +73,7 @@ typedef struct tsb_request {
     const char *body; /* NUL-terminated; borrowed */
     size_t body_len;
     char param[256]; /* the path's {name} segment, when the route has one */
+    size_t route;    /* its index in the route table */
     char correlation_id[TSB_CORRELATION_MAX + 1];
     bool correlation_given; /* came from X-Correlation-ID (else generated) */
     /* The caller's Authorization header ("" when none), forwarded as the
@@ -155,13 +156,15 @@ void tsb_request_call(tsb_request *req, tsb_response *resp, const char *method,
 /* ---- routes.c: the table and the service-information endpoints ---- */
 
 /*
- * Finds the handler of method + path; sets *route to its index for metrics
- * (tsb_route_count() when unmatched) and answers 404 / 405 itself when none
- * fits (returns NULL then).
+ * Finds the handler of method + path; sets *route and req->route to its
+ * index for metrics (tsb_route_count() when unmatched) and answers 404 /
+ * 405 itself when none fits (returns NULL then).
  */
 tsb_handler tsb_route_find(tsb_request *req, tsb_response *resp, size_t *route);
 size_t tsb_route_count(void);
-const char *const *tsb_route_names(void);
+/* Route i's name, e.g. "GET /api/v1/subscriptions/{name}"; "unmatched" for
+ * tsb_route_count(). */
+const char *tsb_route_name(size_t i);
 
 /* ---- publish.c ---- */
 void tsb_handle_publish(tsb_request *req, tsb_response *resp);
@@ -177,8 +180,6 @@ void tsb_publishers_destroy(tsb_bridge *b);
 
 /* ---- subscriptions.c ---- */
 void tsb_handle_subscribe(tsb_request *req, tsb_response *resp);
-void tsb_handle_subscription_list(tsb_request *req, tsb_response *resp);
-void tsb_handle_subscription_get(tsb_request *req, tsb_response *resp);
 void tsb_handle_subscription_delete(tsb_request *req, tsb_response *resp);
 void tsb_handle_subscription_pull(tsb_request *req, tsb_response *resp);
 void tsb_handle_subscription_ack(tsb_request *req, tsb_response *resp);

@@ -115,7 +115,7 @@ int main(int argc, char **argv)
     memset(&bridge, 0, sizeof(bridge));
     bridge.cfg = &cfg;
     bridge.started_us = tse_clock_us();
-    bridge.metrics = tsb_metrics_create(tsb_route_names(), tsb_route_count());
+    bridge.metrics = tsb_metrics_create(tsb_route_name, tsb_route_count());
     if (bridge.metrics == NULL) {
         rc = fail(&(tse_error){.code = TSE_NOMEM, .message = "out of memory"});
         goto out;

@@ -25,18 +25,18 @@ typedef struct route_metrics {
 } route_metrics;
 
 struct tsb_metrics {
-    const char *const *names;
+    const char *(*name)(size_t i);
     size_t nroutes;
     route_metrics routes[]; /* nroutes + 1 */
 };
 
-tsb_metrics *tsb_metrics_create(const char *const *route_names, size_t nroutes)
+tsb_metrics *tsb_metrics_create(const char *(*route_name)(size_t i), size_t nroutes)
 {
     tsb_metrics *m = calloc(1, sizeof(*m) + (nroutes + 1) * sizeof(route_metrics));
 
     if (m == NULL)
         return NULL;
-    m->names = route_names;
+    m->name = route_name;
     m->nroutes = nroutes;
     return m;
 }
@@ -69,7 +69,7 @@ void tsb_metrics_record(tsb_metrics *m, size_t route, unsigned status, int64_t l
 
 static const char *route_name(const tsb_metrics *m, size_t i)
 {
-    return i < m->nroutes ? m->names[i] : "unmatched";
+    return i < m->nroutes ? m->name(i) : "unmatched";
 }
 
 static void render_counts(const tsb_metrics *m, FILE *out)

@@ -16,10 +16,11 @@
 typedef struct tsb_metrics tsb_metrics;
 
 /*
- * route_names: nroutes labels (borrowed, must outlive the metrics), e.g.
- * "POST /api/v1/events/publish"; index nroutes counts unmatched requests.
+ * route_name(i): the label of route i < nroutes (a string that outlives the
+ * metrics), e.g. "POST /api/v1/events/publish"; index nroutes counts
+ * unmatched requests.
  */
-tsb_metrics *tsb_metrics_create(const char *const *route_names, size_t nroutes);
+tsb_metrics *tsb_metrics_create(const char *(*route_name)(size_t i), size_t nroutes);
 void tsb_metrics_destroy(tsb_metrics *m); /* NULL is a no-op */
 
 /* Counts one answered request; route == nroutes for an unmatched one. */

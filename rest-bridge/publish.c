@@ -29,6 +29,7 @@
  * envelope's own fields are copied into the Event.
  */
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -536,27 +537,35 @@ static void then_publish(tsb_request *req, tsb_response *resp, const tsb_calls_s
     bool cloud = tsb_media_is(req, "application/cloudevents+json");
     const answer *a = &((single *)req->ctx)->a;
 
-    (void)st;
-    (void)out;
     if (!a->ok)
         tsb_reply_failed(resp, req, &a->st, cloud ? ce_rename : NULL);
     else if (!reply_published(resp, &a->res))
         tsb_reply_json(resp, 200, result_json(&a->res));
 }
 
+/* The body of a publish: JSON, or CloudEvents when the Content-Type is
+ * cloud_type (*cloud); NULL when answered. */
+static json_t *events_body(tsb_request *req, tsb_response *resp, const char *cloud_type,
+                           bool *cloud)
+{
+    char accepted[96];
+
+    if ((*cloud = tsb_media_is(req, cloud_type)) || tsb_media_is(req, "application/json"))
+        return tsb_parse_body(req, resp);
+    snprintf(accepted, sizeof(accepted), "application/json or %s", cloud_type);
+    tsb_reply_unsupported(req, resp, accepted);
+    return NULL;
+}
+
 void tsb_handle_publish(tsb_request *req, tsb_response *resp)
 {
-    bool cloud = tsb_media_is(req, "application/cloudevents+json");
+    bool cloud;
     Event *ev = NULL;
     single *one;
     tse_error err;
     json_t *body;
 
-    if (!cloud && !tsb_media_is(req, "application/json")) {
-        tsb_reply_unsupported(req, resp, "application/json or application/cloudevents+json");
-        return;
-    }
-    if ((body = tsb_parse_body(req, resp)) == NULL)
+    if ((body = events_body(req, resp, "application/cloudevents+json", &cloud)) == NULL)
         return;
     tse_error_clear(&err);
     if (convert(body, cloud, &ev, &err) != TSE_OK || !adopt_correlation(req, ev, true, &err)) {
@@ -670,8 +679,6 @@ static void then_batch(tsb_request *req, tsb_response *resp, const tsb_calls_sta
     batch *b = req->ctx;
     const answer *failed = NULL; /* the first event its stream failed */
 
-    (void)st;
-    (void)out;
     for (size_t j = 0; j < b->nsent; j++) {
         const answer *a = &b->answers[j];
         unsigned status;
@@ -715,15 +722,11 @@ static void batch_run(tsb_request *req, tsb_response *resp, const json_t *arr, b
 
 void tsb_handle_batch(tsb_request *req, tsb_response *resp)
 {
-    bool cloud = tsb_media_is(req, "application/cloudevents-batch+json");
+    bool cloud;
     json_t *body, *arr;
     tse_error err;
 
-    if (!cloud && !tsb_media_is(req, "application/json")) {
-        tsb_reply_unsupported(req, resp, "application/json or application/cloudevents-batch+json");
-        return;
-    }
-    if ((body = tsb_parse_body(req, resp)) == NULL)
+    if ((body = events_body(req, resp, "application/cloudevents-batch+json", &cloud)) == NULL)
         return;
     tse_error_clear(&err);
     if ((arr = batch_entries(body, cloud, &err)) == NULL) {

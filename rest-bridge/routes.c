@@ -2,9 +2,11 @@
  * routes.c - the route table, and the endpoints that describe the service:
  * GET /, /health, /api/v1/stats, /api/v1/event-types and /metrics.
  *
- * A route pattern is a path whose "{}" segment matches one non-empty
- * segment (copied to req->param). A path that matches some route but not
- * its method is a 405 naming the allowed methods; no match at all is a 404.
+ * A route is "METHOD /path", where a "{name}" segment matches one
+ * non-empty segment (copied to req->param); a route that is one
+ * EventService call names the method, and relay() answers it. A path that
+ * matches some route but not its method is a 405 naming the allowed
+ * methods; no match at all is a 404.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,75 +21,84 @@
 
 static void handle_root(tsb_request *req, tsb_response *resp);
 static void handle_health(tsb_request *req, tsb_response *resp);
-static void handle_stats(tsb_request *req, tsb_response *resp);
-static void handle_event_types(tsb_request *req, tsb_response *resp);
 static void handle_metrics(tsb_request *req, tsb_response *resp);
 
 typedef struct route {
-    const char *method;
-    const char *pattern;
-    tsb_handler fn;
-    const char *allow; /* every method of this pattern, for 405 */
+    const char *name;  /* "METHOD /path", a "{name}" segment matching any one segment */
+    const char *allow; /* every method of this path, for 405 */
+    tsb_handler fn;    /* NULL: answered by relay() */
+    const char *rpc;   /* with relay(): the EventService method */
 } route;
 
 static const route routes[] = {
-    {"GET", "/", handle_root, "GET, HEAD"},
-    {"GET", "/health", handle_health, "GET, HEAD"},
-    {"GET", "/metrics", handle_metrics, "GET, HEAD"},
-    {"GET", "/api/v1/stats", handle_stats, "GET, HEAD"},
-    {"GET", "/api/v1/event-types", handle_event_types, "GET, HEAD"},
-    {"POST", "/api/v1/events/publish", tsb_handle_publish, "POST"},
-    {"POST", "/api/v1/events/batch", tsb_handle_batch, "POST"},
-    {"POST", "/api/v1/events/subscribe", tsb_handle_subscribe, "POST"},
-    {"GET", "/api/v1/subscriptions", tsb_handle_subscription_list, "GET, HEAD"},
-    {"GET", "/api/v1/subscriptions/{}", tsb_handle_subscription_get, "GET, HEAD, DELETE"},
-    {"DELETE", "/api/v1/subscriptions/{}", tsb_handle_subscription_delete, "GET, HEAD, DELETE"},
-    {"GET", "/api/v1/subscriptions/{}/events", tsb_handle_subscription_pull, "GET, HEAD"},
-    {"POST", "/api/v1/subscriptions/{}/ack", tsb_handle_subscription_ack, "POST"},
-    {"POST", "/api/v1/subscriptions/{}/nack", tsb_handle_subscription_nack, "POST"},
+    {"GET /", "GET, HEAD", handle_root, NULL},
+    {"GET /health", "GET, HEAD", handle_health, NULL},
+    {"GET /metrics", "GET, HEAD", handle_metrics, NULL},
+    {"GET /api/v1/stats", "GET, HEAD", NULL, "GetStats"},
+    {"GET /api/v1/event-types", "GET, HEAD", NULL, "ListEventTypes"},
+    {"POST /api/v1/events/publish", "POST", tsb_handle_publish, NULL},
+    {"POST /api/v1/events/batch", "POST", tsb_handle_batch, NULL},
+    {"POST /api/v1/events/subscribe", "POST", tsb_handle_subscribe, NULL},
+    {"GET /api/v1/subscriptions", "GET, HEAD", NULL, "ListSubscriptions"},
+    {"GET /api/v1/subscriptions/{name}", "GET, HEAD, DELETE", NULL, "GetSubscription"},
+    {"DELETE /api/v1/subscriptions/{name}", "GET, HEAD, DELETE", tsb_handle_subscription_delete,
+     NULL},
+    {"GET /api/v1/subscriptions/{name}/events", "GET, HEAD", tsb_handle_subscription_pull, NULL},
+    {"POST /api/v1/subscriptions/{name}/ack", "POST", tsb_handle_subscription_ack, NULL},
+    {"POST /api/v1/subscriptions/{name}/nack", "POST", tsb_handle_subscription_nack, NULL},
 };
 
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
-
-static const char *const route_names[NROUTES] = {
-    "GET /",
-    "GET /health",
-    "GET /metrics",
-    "GET /api/v1/stats",
-    "GET /api/v1/event-types",
-    "POST /api/v1/events/publish",
-    "POST /api/v1/events/batch",
-    "POST /api/v1/events/subscribe",
-    "GET /api/v1/subscriptions",
-    "GET /api/v1/subscriptions/{name}",
-    "DELETE /api/v1/subscriptions/{name}",
-    "GET /api/v1/subscriptions/{name}/events",
-    "POST /api/v1/subscriptions/{name}/ack",
-    "POST /api/v1/subscriptions/{name}/nack",
-};
 
 size_t tsb_route_count(void)
 {
     return NROUTES;
 }
 
-const char *const *tsb_route_names(void)
+const char *tsb_route_name(size_t i)
 {
-    return route_names;
+    return i < NROUTES ? routes[i].name : "unmatched";
 }
 
-/* True when path fits pattern; the "{}" segment is copied to param. */
+static void then_json(tsb_request *req, tsb_response *resp, const tsb_calls_status *st,
+                      ProtobufCMessage *out)
+{
+    tsb_reply_json(resp, 200, tsb_json_from_message(out));
+}
+
+/* A route that is one EventService call, its answer as JSON: the
+ * method's request, with the path's {name} as its "name" if it has one. */
+static void relay(tsb_request *req, tsb_response *resp)
+{
+    const ProtobufCMethodDescriptor *m = protobuf_c_service_descriptor_get_method_by_name(
+        &tracseq__events__v1__event_service__descriptor, routes[req->route].rpc);
+    const ProtobufCFieldDescriptor *name =
+        protobuf_c_message_descriptor_get_field_by_name(m->input, "name");
+    ProtobufCMessage *in = malloc(m->input->sizeof_message);
+
+    if (in == NULL) {
+        tsb_reply_nomem(resp);
+        return;
+    }
+    protobuf_c_message_init(m->input, in);
+    if (name != NULL)
+        *(const char **)(void *)((char *)in + name->offset) = req->param;
+    tsb_request_call(req, resp, m->name, in, 0, 0, then_json);
+    free(in);
+}
+
+/* True when path fits the pattern; its "{name}" segment is copied to param. */
 static bool path_matches(const char *pattern, const char *path, char *param, size_t len)
 {
     while (*pattern != '\0') {
-        if (strncmp(pattern, "{}", 2) == 0) {
+        if (*pattern == '{') {
             size_t n = strcspn(path, "/");
             if (n == 0 || n >= len)
                 return false;
             memcpy(param, path, n);
             param[n] = '\0';
             path += n;
-            pattern += 2;
+            pattern = strchr(pattern, '}') + 1;
         } else if (*pattern++ != *path++) {
             return false;
         }
@@ -98,15 +109,17 @@ static bool path_matches(const char *pattern, const char *path, char *param, siz
 tsb_handler tsb_route_find(tsb_request *req, tsb_response *resp, size_t *route_index)
 {
     const char *method = strcmp(req->method, "HEAD") == 0 ? "GET" : req->method;
+    size_t n = strlen(method);
     const char *allow = NULL;
 
-    *route_index = NROUTES;
+    *route_index = req->route = NROUTES;
     for (size_t i = 0; i < NROUTES; i++) {
-        if (!path_matches(routes[i].pattern, req->path, req->param, sizeof(req->param)))
+        const char *pattern = strchr(routes[i].name, ' ') + 1;
+        if (!path_matches(pattern, req->path, req->param, sizeof(req->param)))
             continue;
-        if (strcmp(routes[i].method, method) == 0) {
-            *route_index = i;
-            return routes[i].fn;
+        if (strncmp(routes[i].name, method, n) == 0 && routes[i].name[n] == ' ') {
+            *route_index = req->route = i;
+            return routes[i].fn ? routes[i].fn : relay;
         }
         allow = routes[i].allow;
     }
@@ -222,30 +235,6 @@ static void handle_health(tsb_request *req, tsb_response *resp)
     hreq.service = "tracseq.events.v1.EventService";
     tsb_request_call(req, resp, "Check", &hreq.base, (int)req->bridge->cfg->health_timeout_ms,
                      TSB_CALL_FAILURES, then_health);
-}
-
-/* ---- GET /api/v1/stats, /api/v1/event-types ---- */
-
-/* Answers the message as JSON. */
-static void then_json(tsb_request *req, tsb_response *resp, const tsb_calls_status *st,
-                      ProtobufCMessage *out)
-{
-    tsb_reply_json(resp, 200, tsb_json_from_message(out));
-}
-
-static void handle_stats(tsb_request *req, tsb_response *resp)
-{
-    Tracseq__Events__V1__GetStatsRequest in = TRACSEQ__EVENTS__V1__GET_STATS_REQUEST__INIT;
-
-    tsb_request_call(req, resp, "GetStats", &in.base, 0, 0, then_json);
-}
-
-static void handle_event_types(tsb_request *req, tsb_response *resp)
-{
-    Tracseq__Events__V1__ListEventTypesRequest in =
-        TRACSEQ__EVENTS__V1__LIST_EVENT_TYPES_REQUEST__INIT;
-
-    tsb_request_call(req, resp, "ListEventTypes", &in.base, 0, 0, then_json);
 }
 
 /* ---- GET /metrics ---- */

@@ -1,10 +1,11 @@
 /*
  * subscriptions.c - the subscription endpoints: POST
  * /api/v1/events/subscribe (the original's body, or any subset of it), and
- * /api/v1/subscriptions[/{name}[/events|/ack|/nack]], each one or a few
+ * /api/v1/subscriptions/{name}[/events|/ack|/nack], each one or a few
  * asynchronous calls of the matching EventService RPCs (CreateSubscription,
- * List/Get/DeleteSubscription, Pull, Acknowledge, Nack; Subscribe for
- * Server-Sent Events, see sse.h).
+ * DeleteSubscription, Pull, Acknowledge, Nack; Subscribe for Server-Sent
+ * Events, see sse.h). GET /api/v1/subscriptions[/{name}] are relayed by the
+ * route table (routes.c).
  *
  * A long-poll pull holds a suspended connection, not a thread, for up to
  * wait_ms (at most MAX_WAIT_MS, the service's own limit), and is cancelled
@@ -134,13 +135,6 @@ static bool plain_name(const char *s)
     if (n == 0 || n > NAME_MAX_LEN)
         return false;
     return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") == n;
-}
-
-/* The common continuation: the message as JSON. */
-static void then_relay(tsb_request *req, tsb_response *resp, const tsb_calls_status *st,
-                       ProtobufCMessage *out)
-{
-    tsb_reply_json(resp, 200, tsb_json_from_message(out));
 }
 
 /* GetSubscription of the path's {name}; then() gets the Subscription. */
@@ -388,19 +382,6 @@ out:
 }
 
 /* ===================== list, get, delete ================================ */
-
-void tsb_handle_subscription_list(tsb_request *req, tsb_response *resp)
-{
-    Tracseq__Events__V1__ListSubscriptionsRequest in =
-        TRACSEQ__EVENTS__V1__LIST_SUBSCRIPTIONS_REQUEST__INIT;
-
-    tsb_request_call(req, resp, "ListSubscriptions", &in.base, 0, 0, then_relay);
-}
-
-void tsb_handle_subscription_get(tsb_request *req, tsb_response *resp)
-{
-    get_subscription(req, resp, then_relay);
-}
 
 static void then_delete(tsb_request *req, tsb_response *resp, const tsb_calls_status *st,
                         ProtobufCMessage *out)
