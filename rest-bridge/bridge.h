@@ -52,7 +52,8 @@ typedef struct tsb_bridge {
     tsb_header_timer *header_timer; /* HEADER_TIMEOUT; made by tsb_bridge_start */
     int64_t started_us;             /* monotonic */
     struct MHD_Daemon *daemon;
-    atomic_int suspended; /* connections suspended right now */
+    struct tsb_https *https; /* TLS_CERT: NULL for plain HTTP (https.h) */
+    atomic_int suspended;    /* connections suspended right now */
     /* Requests admitted (routed to a handler) whose connection MHD has not
      * yet told done: every suspension belongs to one of them. Once stopping
      * is set no request is admitted, so when this falls to 0 nothing can

@@ -50,6 +50,20 @@ static const tse_setting settings[] = {
      "debug|info|warn|error"},
     {"log-format", "LOG_FORMAT", TSE_SETTING_FORMAT, NUM(log_json), 0, 0, "json",
      "json (one object per line) or text"},
+    {"tls-cert", "TLS_CERT", TSE_SETTING_OPTIONAL, STR(tls_cert), 0, 0, "",
+     "PEM certificate chain of HTTPS; with TLS_KEY the port speaks HTTPS only ('': HTTP); "
+     "re-read on SIGHUP"},
+    {"tls-key", "TLS_KEY", TSE_SETTING_OPTIONAL, STR(tls_key), 0, 0, "",
+     "PEM private key of TLS_CERT; re-read on SIGHUP"},
+    {"event-service-tls-ca", "EVENT_SERVICE_TLS_CA", TSE_SETTING_OPTIONAL, STR(service_ca), 0, 0,
+     "", "PEM CA of the event service's certificate: TLS to the service ('': plaintext)"},
+    {"event-service-tls-cert", "EVENT_SERVICE_TLS_CERT", TSE_SETTING_OPTIONAL, STR(service_cert), 0,
+     0, "", "PEM client certificate of the bridge, for a service that asks for one (mTLS)"},
+    {"event-service-tls-key", "EVENT_SERVICE_TLS_KEY", TSE_SETTING_OPTIONAL, STR(service_key), 0, 0,
+     "", "PEM private key of EVENT_SERVICE_TLS_CERT"},
+    {"event-service-tls-server-name", "EVENT_SERVICE_TLS_SERVER_NAME", TSE_SETTING_OPTIONAL,
+     STR(service_name), 0, 0, "",
+     "the name the service's certificate carries when it is not EVENT_SERVICE_ADDR's host"},
 };
 
 static const tse_settings bridge_settings = {
@@ -62,9 +76,34 @@ static const tse_settings bridge_settings = {
     .config_default = TSE_CONFIG_DIR "/rest-bridge.conf",
 };
 
+/* The TLS settings make sense together, or the bridge does not start. */
+static tse_status check_tls(const tsb_bridge_config *cfg, tse_error *err)
+{
+    if ((cfg->tls_cert[0] == '\0') != (cfg->tls_key[0] == '\0'))
+        return tse_error_set(err, TSE_INVALID, cfg->tls_cert[0] ? "TLS_KEY" : "TLS_CERT",
+                             "TLS_CERT (--tls-cert) and TLS_KEY (--tls-key) go together: set both "
+                             "for HTTPS, neither for HTTP");
+    if ((cfg->service_cert[0] == '\0') != (cfg->service_key[0] == '\0'))
+        return tse_error_set(err, TSE_INVALID,
+                             cfg->service_cert[0] ? "EVENT_SERVICE_TLS_KEY"
+                                                  : "EVENT_SERVICE_TLS_CERT",
+                             "EVENT_SERVICE_TLS_CERT and EVENT_SERVICE_TLS_KEY go together");
+    if (cfg->service_ca[0] == '\0' &&
+        (cfg->service_cert[0] != '\0' || cfg->service_name[0] != '\0'))
+        return tse_error_set(err, TSE_INVALID, "EVENT_SERVICE_TLS_CA",
+                             "TLS to the event service needs EVENT_SERVICE_TLS_CA, the CA of its "
+                             "certificate");
+    return TSE_OK;
+}
+
 tse_config_outcome tsb_bridge_config_load(tsb_bridge_config *cfg, int argc, char **argv, FILE *out,
                                           tse_error *err)
 {
+    tse_config_outcome o;
+
     memset(cfg, 0, sizeof(*cfg));
-    return tse_settings_load(&bridge_settings, cfg, argc, argv, out, err);
+    o = tse_settings_load(&bridge_settings, cfg, argc, argv, out, err);
+    if (o == TSE_CONFIG_RUN && check_tls(cfg, err) != TSE_OK)
+        return TSE_CONFIG_ERROR;
+    return o;
 }

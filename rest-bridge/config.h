@@ -37,6 +37,12 @@ typedef struct tsb_bridge_config {
     int64_t sse_keepalive_ms;  /* SSE_KEEPALIVE: comment on idle event streams this often */
     char log_level[16];        /* LOG_LEVEL */
     bool log_json;             /* LOG_FORMAT json|text */
+    char tls_cert[1024];       /* TLS_CERT: HTTPS certificate chain ("": plain HTTP) */
+    char tls_key[1024];        /* TLS_KEY */
+    char service_ca[1024];     /* EVENT_SERVICE_TLS_CA: TLS to the service ("": plaintext) */
+    char service_cert[1024];   /* EVENT_SERVICE_TLS_CERT: the bridge's client certificate */
+    char service_key[1024];    /* EVENT_SERVICE_TLS_KEY */
+    char service_name[256];    /* EVENT_SERVICE_TLS_SERVER_NAME: name in the service's cert */
 } tsb_bridge_config;
 
 /*

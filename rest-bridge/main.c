@@ -14,15 +14,18 @@
  */
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include "bridge.h"
 #include "header_timer.h"
+#include "https.h"
 #include "obs/log.h"
 #include "obs/notify.h"
 #include "sse.h"
+#include "tls/pem.h"
 
 static int fail(const tse_error *err)
 {
@@ -56,19 +59,39 @@ static void raise_fd_limit(void)
  * (back within about a second of a service restart). */
 static tse_status connect_sdk(tsb_bridge *b, tse_error *err)
 {
+    const tsb_bridge_config *cfg = b->cfg;
     tse_client_options o = {
-        .target = b->cfg->service_addr,
+        .target = cfg->service_addr,
         .source_service = "tracseq-rest-bridge",
-        .timeout_ms = (int)b->cfg->rpc_timeout_ms,
+        .timeout_ms = (int)cfg->rpc_timeout_ms,
         .reconnect_initial_ms = 100,
         .reconnect_max_ms = 1000,
-        .channels = b->cfg->grpc_channels,
+        .channels = cfg->grpc_channels,
+        .tls_server_name = cfg->service_name[0] ? cfg->service_name : NULL,
     };
+    char *ca = NULL, *cert = NULL, *key = NULL;
     tse_client_error cerr;
+    tse_status st = TSE_OK;
 
-    if (tse_client_connect(&o, &b->client, &cerr) != TSE_CLIENT_OK)
-        return tse_error_set(err, TSE_INVALID, "EVENT_SERVICE_ADDR", "%s", cerr.message);
-    return tsb_publishers_start(b, err);
+    /* TLS to the service: the files are read once, here (the SDK copies
+     * them); a new CA or client certificate takes a restart. */
+    if (cfg->service_ca[0] != '\0' && (o.tls_root_certs_pem = ca = tse_pem_read(
+                                           cfg->service_ca, "EVENT_SERVICE_TLS_CA", err)) == NULL)
+        return TSE_INVALID;
+    if (cfg->service_cert[0] != '\0' &&
+        ((o.tls_cert_pem = cert = tse_pem_read(cfg->service_cert, "EVENT_SERVICE_TLS_CERT", err)) ==
+             NULL ||
+         (o.tls_key_pem = key = tse_pem_read(cfg->service_key, "EVENT_SERVICE_TLS_KEY", err)) ==
+             NULL ||
+         tse_pem_check_pair(cert, key, cfg->service_cert, cfg->service_key, "EVENT_SERVICE_TLS_KEY",
+                            err) != TSE_OK))
+        st = TSE_INVALID;
+    if (st == TSE_OK && tse_client_connect(&o, &b->client, &cerr) != TSE_CLIENT_OK)
+        st = tse_error_set(err, TSE_INVALID, "EVENT_SERVICE_ADDR", "%s", cerr.message);
+    free(ca);
+    free(cert);
+    tse_pem_free(key);
+    return st == TSE_OK ? tsb_publishers_start(b, err) : st;
 }
 
 /* The gRPC side: client, publish streams, event-stream hub, cache. */
@@ -85,6 +108,23 @@ static tse_status make_clients(tsb_bridge *b, tse_error *err)
     if (b->sse == NULL || b->subcache == NULL)
         return tse_error_set(err, TSE_NOMEM, NULL, "out of memory");
     return TSE_OK;
+}
+
+/* SIGHUP: the HTTPS certificate is re-read; a failure keeps the one in
+ * use and says why. */
+static void reload(tsb_bridge *b)
+{
+    tse_error err;
+
+    tse_error_clear(&err);
+    if (b->https == NULL)
+        return;
+    if (tsb_https_reload(b->https, &err) != TSE_OK)
+        tse_log(TSE_LOG_ERROR, "SIGHUP: reload failed, keeping what was in use",
+                (const char *[]){"error", err.message, "key", err.field, NULL});
+    else
+        tse_log(TSE_LOG_INFO, "tls certificate reloaded: new connections use it",
+                (const char *[]){"cert", b->cfg->tls_cert, NULL});
 }
 
 int main(int argc, char **argv)
@@ -109,6 +149,7 @@ int main(int argc, char **argv)
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -128,13 +169,16 @@ int main(int argc, char **argv)
     snprintf(port, sizeof(port), "%d", cfg.port);
     tse_log(TSE_LOG_INFO, "tracseq-rest-bridge started",
             (const char *[]){"host", cfg.host, "port", port, "event_service", cfg.service_addr,
-                             "version", TSE_VERSION, NULL});
+                             "version", TSE_VERSION, "https", cfg.tls_cert[0] ? "on" : "off",
+                             "event_service_tls", cfg.service_ca[0] ? "on" : "off", NULL});
     /* systemd (Type=notify): ready only now that the HTTP port accepts. */
     if (tse_notify("READY=1", &err) != TSE_OK)
         tse_log(TSE_LOG_WARN, "cannot notify systemd",
                 (const char *[]){"error", err.message, NULL});
 
-    int sig = wait_for_signal(&set);
+    int sig;
+    while ((sig = wait_for_signal(&set)) == SIGHUP)
+        reload(&bridge);
     tse_notify("STOPPING=1", NULL);
     tse_logf(TSE_LOG_INFO, "%s received: shutting down", strsignal(sig));
     if (tsb_bridge_stop(&bridge) != TSE_OK)
@@ -150,5 +194,6 @@ out:
     tsb_sse_hub_destroy(bridge.sse);
     tsb_subcache_destroy(bridge.subcache);
     tsb_metrics_destroy(bridge.metrics);
+    tsb_https_destroy(bridge.https); /* MHD is stopped */
     return rc;
 }

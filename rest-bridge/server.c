@@ -34,6 +34,7 @@
 #include "bridge.h"
 #include "domain/validate.h"
 #include "header_timer.h"
+#include "https.h"
 #include "obs/log.h"
 #include "sse.h"
 
@@ -599,8 +600,21 @@ tse_status tsb_bridge_start(tsb_bridge *b, tse_error *err)
         {MHD_OPTION_END, 0, NULL},
     };
 
-    b->daemon = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, b,
-                                 MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+    if (cfg->tls_cert[0] == '\0') {
+        b->daemon = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, b,
+                                     MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+    } else {
+        /* HTTPS: GnuTLS asks for the certificate before each handshake, so
+         * a SIGHUP reaches new connections without a new listener. */
+        if (!MHD_is_feature_supported(MHD_FEATURE_HTTPS_CERT_CALLBACK))
+            return tse_error_set(err, TSE_INVALID, "TLS_CERT",
+                                 "this libmicrohttpd has no HTTPS certificate callback");
+        if (tsb_https_create(cfg, &b->https, err) != TSE_OK)
+            return TSE_INVALID;
+        b->daemon = MHD_start_daemon(
+            flags | MHD_USE_TLS, (uint16_t)cfg->port, NULL, NULL, on_request, b, MHD_OPTION_ARRAY,
+            opts, MHD_OPTION_HTTPS_CERT_CALLBACK, tsb_https_callback(), MHD_OPTION_END);
+    }
     if (b->daemon == NULL)
         return tse_error_set(err, TSE_UNAVAILABLE, "PORT",
                              "cannot listen on %s:%d (in use, or not allowed)", cfg->host,
