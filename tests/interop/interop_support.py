@@ -287,12 +287,15 @@ def tcp_accepts(port):
         return True
 
 
-def start_service(scratch, redis_port, stubs, extra_args=()):
-    """tracseq-events on a free port, SERVING: (process, target, channel)."""
-    return on_free_port(lambda p: start_service_on(p, scratch, redis_port, stubs, extra_args))
+def start_service(scratch, redis_port, stubs, extra_args=(), credentials=None):
+    """tracseq-events on a free port, SERVING: (process, target, channel).
+
+    credentials: grpc.ChannelCredentials for a TLS port (None: plaintext)."""
+    return on_free_port(
+        lambda p: start_service_on(p, scratch, redis_port, stubs, extra_args, credentials))
 
 
-def start_service_on(port, scratch, redis_port, stubs, extra_args):
+def start_service_on(port, scratch, redis_port, stubs, extra_args, credentials=None):
     import grpc
 
     # Every setting the tests rely on is a flag: flags win over a
@@ -309,7 +312,10 @@ def start_service_on(port, scratch, redis_port, stubs, extra_args):
     except BaseException:
         proc.stop()
         raise
-    channel = grpc.insecure_channel(target)
+    if credentials is None:
+        channel = grpc.insecure_channel(target)
+    else:
+        channel = grpc.secure_channel(target, credentials)
     health = stubs.health_pb2_grpc.HealthStub(channel)
     serving = stubs.health_pb2.HealthCheckResponse.SERVING
 
@@ -334,10 +340,11 @@ class Stack:
     (recorded as a check when a Checks is given), then Redis is stopped.
     """
 
-    def __init__(self, test_name, checks=None, service_args=()):
+    def __init__(self, test_name, checks=None, service_args=(), credentials=None):
         self.test_name = test_name
         self.checks = checks
         self.service_args = service_args
+        self.credentials = credentials
         self.redis_proc = self.service = self.channel = None
         self.clients = []
 
@@ -350,7 +357,7 @@ class Stack:
             self.stubs = load_stubs(self.stub_dir)
             self.redis_proc, self.redis_port = start_redis(self.scratch)
             self.service, self.target, self.channel = start_service(
-                self.scratch, self.redis_port, self.stubs, self.service_args)
+                self.scratch, self.redis_port, self.stubs, self.service_args, self.credentials)
         except BaseException:
             self.close()
             raise
@@ -440,7 +447,7 @@ def interrupted(signum, frame):
     raise SystemExit(f"interrupted by signal {signum}")
 
 
-def main(suite, test_name, body, service_args=()):
+def main(suite, test_name, body, service_args=(), credentials=None):
     """Runs body(stack, checks) against a fresh stack; returns the exit status.
 
     A failure to set the stack up counts as one failed check, so the closing
@@ -451,7 +458,7 @@ def main(suite, test_name, body, service_args=()):
     # an exception so the stack's processes are still stopped.
     signal.signal(signal.SIGTERM, interrupted)
     try:
-        with Stack(test_name, checks, service_args) as stack:
+        with Stack(test_name, checks, service_args, credentials) as stack:
             body(stack, checks)
     except Exception as e:
         checks.record("set up redis-server and tracseq-events", False,
