@@ -84,6 +84,7 @@ typedef struct options {
     int payload_bytes;
     bool ids;
     const char *label;
+    const char *tls_ca; /* PEM file: TLS to the service (NULL: plaintext) */
 } options;
 
 static void usage(FILE *out)
@@ -92,6 +93,7 @@ static void usage(FILE *out)
             "usage: bench_publish [options]\n"
             "  --target HOST:PORT     service address (default 127.0.0.1:50051)\n"
             "  --mode M               stream | unary | latency (default stream)\n"
+            "  --tls-ca FILE          TLS to the service, trusting this PEM CA\n"
             "  --duration S           measured seconds (default 10)\n"
             "  --warmup S             seconds before measuring (default 1; none with --count)\n"
             "  --count N              stop sending after N events (default: duration only)\n"
@@ -126,6 +128,8 @@ static bool parse_option(options *o, const char *key, const char *value)
 
     if (strcmp(key, "--target") == 0)
         o->target = value;
+    else if (strcmp(key, "--tls-ca") == 0)
+        o->tls_ca = value;
     else if (strcmp(key, "--label") == 0)
         o->label = value;
     else if (strcmp(key, "--mode") == 0) {
@@ -786,7 +790,18 @@ static bool bench_open(bench *b)
                             .timeout_ms = 5000,
                             .channels = b->opt.connections};
     tse_client_error err;
+    char *ca = NULL;
 
+    if (b->opt.tls_ca != NULL) {
+        FILE *f = fopen(b->opt.tls_ca, "r");
+        ca = calloc(1, 1 << 20);
+        if (f == NULL || ca == NULL || fread(ca, 1, (1 << 20) - 1, f) == 0) {
+            fprintf(stderr, "bench_publish: cannot read %s\n", b->opt.tls_ca);
+            return false;
+        }
+        fclose(f);
+        o.tls_root_certs_pem = ca;
+    }
     pthread_condattr_t a;
     pthread_condattr_init(&a);
     pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
@@ -794,8 +809,10 @@ static bool bench_open(bench *b)
     pthread_condattr_destroy(&a);
     if (tse_client_connect(&o, &b->client, &err) != TSE_CLIENT_OK) {
         fprintf(stderr, "bench_publish: %s\n", err.message);
+        free(ca);
         return false;
     }
+    free(ca); /* copied */
     return payload_init(&b->pl, b->opt.payload_bytes);
 }
 
