@@ -22,14 +22,6 @@
 
 /* ---- small shared helpers -------------------------------------------------------- */
 
-int64_t tse_broker_mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int64_t tse_broker_wall_ms(void)
 {
     struct timespec ts;

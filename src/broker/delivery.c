@@ -20,14 +20,6 @@
 #include "domain/subscription.h"
 #include "obs/log.h"
 
-int64_t tse_dl_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ===================== requests from other threads ====================== */
 
 static void ids_free(tse_id_list *l)
@@ -423,7 +415,7 @@ void tse_dl_disconnect(tse_delivery *d, const char *why)
 {
     redisFree(d->ctx);
     d->ctx = NULL;
-    d->last_attempt_ms = tse_dl_now_ms(); /* a loss counts as an attempt */
+    d->last_attempt_ms = tse_clock_ms(); /* a loss counts as an attempt */
     d->next_connect_ms = d->last_attempt_ms + d->backoff_ms;
     snprintf(d->lost_why, sizeof(d->lost_why), "%s", why);
     /* Subscriptions are dropped by the loop, between two steps: callers up
@@ -707,7 +699,7 @@ static void pull(tse_delivery *d, tse_req_pull *r)
     s->hungry = true;
     s->pull_cb = r->cb;
     s->pull_arg = r->arg;
-    s->pull_deadline_ms = tse_dl_now_ms() + (d->pulls_ended ? 0 : r->wait_ms);
+    s->pull_deadline_ms = tse_clock_ms() + (d->pulls_ended ? 0 : r->wait_ms);
     s->pull_id = r->pull_id;
     if (r->consumer[0] != '\0')
         snprintf(s->consumer, sizeof(s->consumer), "%s", r->consumer);
@@ -884,7 +876,7 @@ static int64_t next_due(tse_delivery *d, int64_t now)
 
 static void wait_until(tse_delivery *d, int64_t due_ms)
 {
-    int64_t delta = due_ms - tse_dl_now_ms();
+    int64_t delta = due_ms - tse_clock_ms();
     struct timespec ts;
 
     if (delta <= 0 || d->head || d->stop || d->end_pulls || atomic_load(&d->notified))
@@ -942,7 +934,7 @@ static void *engine_main(void *arg)
     pthread_sigmask(SIG_BLOCK, &all, NULL);
     for (;;) {
         tse_req *batch;
-        int64_t now = tse_dl_now_ms();
+        int64_t now = tse_clock_ms();
 
         pthread_mutex_lock(&d->mu);
         wait_until(d, next_due(d, now));
@@ -961,7 +953,7 @@ static void *engine_main(void *arg)
             pthread_mutex_unlock(&d->mu);
             break;
         }
-        now = tse_dl_now_ms();
+        now = tse_clock_ms();
         reconnect(d, now, batch != NULL);
         /* Stopping: pulls from now on wait for nothing, and every waiting
          * pull is answered with what it has. */
@@ -993,7 +985,7 @@ static void *engine_main(void *arg)
                 d->next_poll_ms = now + d->opts.poll_ms;
         }
         if (d->ctx)
-            work(d, tse_dl_now_ms());
+            work(d, tse_clock_ms());
         drop_all(d);
         atomic_store(&d->listening, anyone_listening(d));
     }

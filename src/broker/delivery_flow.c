@@ -663,7 +663,7 @@ static bool set_idle(tse_delivery *d, tse_sub *sub, const char *key, const char 
 void tse_dl_extensions(tse_delivery *d, tse_sub *sub)
 {
     uint32_t deadline = sub->def->ack_deadline_ms;
-    int64_t now = tse_dl_now_ms();
+    int64_t now = tse_clock_ms();
     tse_ext **p = &sub->ext;
 
     while (*p && d->ctx) {
@@ -694,7 +694,7 @@ static void add_extension(tse_sub *sub, const char *key, const char *entry, cons
     e->key = strdup(key);
     e->entry = strdup(entry);
     e->owner = strdup(owner);
-    e->until_ms = tse_dl_now_ms() + delay_ms;
+    e->until_ms = tse_clock_ms() + delay_ms;
     if (!e->key || !e->entry || !e->owner) {
         tse_dl_ext_free(e);
         return;
@@ -732,7 +732,7 @@ uint32_t tse_dl_nack_ids(tse_delivery *d, tse_sub *sub, const char *consumer, ch
             add_extension(sub, key, entry, owner, delay_ms);
     }
     if (!extend) {
-        int64_t due = tse_dl_now_ms() + delay_ms;
+        int64_t due = tse_clock_ms() + delay_ms;
         if (due < sub->next_claim_ms)
             sub->next_claim_ms = due;
     }

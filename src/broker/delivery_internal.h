@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 
 #include "broker/delivery.h"
+#include "common/clock.h"
 #include "domain/subscription.h"
 
 #define TSE_DLQ_PREFIX  "tracseq:dlq:"
@@ -269,7 +270,6 @@ struct tse_delivery {
 };
 
 /* ---- delivery.c ---- */
-int64_t tse_dl_now_ms(void);
 /* One command on the engine's connection; NULL (and the connection dropped)
  * on I/O failure. Caller frees the reply. */
 redisReply *tse_dl_cmd(tse_delivery *d, int argc, const char **argv, const size_t *lens);
@@ -279,7 +279,6 @@ void tse_dl_disconnect(tse_delivery *d, const char *why);
 void tse_dl_release(tse_delivery *d, tse_subscriber *s);
 
 /* ---- delivery_subs.c ---- */
-tse_sub *tse_dl_find(tse_delivery *d, const char *name);
 /* The cached or stored subscription of name, loading and preparing its
  * groups; NULL with err NOT_FOUND / UNAVAILABLE. */
 tse_sub *tse_dl_load(tse_delivery *d, const char *name, tse_error *err);
@@ -291,12 +290,9 @@ void tse_dl_discover(tse_delivery *d);
 void tse_dl_check_streams(tse_delivery *d);
 /* Deletes consumers idle past reap_idle_ms that hold no pending entry. */
 void tse_dl_reap(tse_delivery *d);
-/* Adopts registered streams new to sub (no deletion check). */
-void tse_dl_refresh(tse_delivery *d, tse_sub *sub);
 /* A copy of the definition with stats filled in; caller frees with
  * protobuf_c_message_free_unpacked. */
 Tracseq__Events__V1__Subscription *tse_dl_describe(tse_delivery *d, tse_sub *sub);
-void tse_dl_sub_free(tse_sub *sub);
 void tse_dl_forget(tse_delivery *d, tse_sub *sub, const tse_error *why);
 
 /* ---- delivery_flow.c ---- */

@@ -21,7 +21,7 @@
 
 typedef Tracseq__Events__V1__Subscription Subscription;
 
-tse_sub *tse_dl_find(tse_delivery *d, const char *name)
+static tse_sub *find_sub(tse_delivery *d, const char *name)
 {
     for (tse_sub *sub = d->subs; sub; sub = sub->next)
         if (strcmp(sub->def->name, name) == 0)
@@ -29,7 +29,7 @@ tse_sub *tse_dl_find(tse_delivery *d, const char *name)
     return NULL;
 }
 
-void tse_dl_sub_free(tse_sub *sub)
+static void sub_free(tse_sub *sub)
 {
     if (sub == NULL)
         return;
@@ -231,14 +231,15 @@ tse_sub *tse_dl_load(tse_delivery *d, const char *name, tse_error *err)
                       TSE_SUBSCRIPTION_NAME_MAX);
         return NULL;
     }
-    sub = tse_dl_find(d, name);
+    sub = find_sub(d, name);
     if (sub != NULL)
         return sub;
     def = stored(d, name, err);
     return def ? adopt(d, def, false) : NULL;
 }
 
-void tse_dl_refresh(tse_delivery *d, tse_sub *sub)
+/* Adopts registered streams new to sub (no deletion check). */
+static void refresh(tse_delivery *d, tse_sub *sub)
 {
     redisReply *keys = registered_streams(d);
 
@@ -341,7 +342,7 @@ void tse_dl_forget(tse_delivery *d, tse_sub *sub, const tse_error *why)
             s->ops->ended(s->arg, why);
         }
     }
-    tse_dl_sub_free(sub);
+    sub_free(sub);
 }
 
 void tse_dl_delete(tse_delivery *d, const char *name, tse_error *err)
@@ -378,7 +379,7 @@ void tse_dl_discover(tse_delivery *d)
     tse_sub *sub, *next;
     tse_error gone;
 
-    d->last_discover_ms = tse_dl_now_ms();
+    d->last_discover_ms = tse_clock_ms();
     if (d->subs == NULL)
         return;
     names = tse_dl_cmd(d, 2, (const char *[]){"HKEYS", TSE_SUBS_KEY}, NULL);
@@ -530,7 +531,7 @@ static const char lag_script[] =
 /* True when the entries of the group kept in m may be counted now. */
 static bool may_count(tse_delivery *d, const tse_lag_memo *m)
 {
-    int64_t now = tse_dl_now_ms();
+    int64_t now = tse_clock_ms();
 
     if (m->last_id[0] != '\0' && m->read > LAG_CHEAP_READ && now - m->counted_ms < LAG_RECOUNT_MS)
         return false;
@@ -575,7 +576,7 @@ static uint64_t counted_lag(tse_delivery *d, tse_sub *sub, size_t i)
         m->entries_added = r->element[2]->integer;
         m->lag = lag;
         if (how != 2) {
-            m->counted_ms = tse_dl_now_ms();
+            m->counted_ms = tse_clock_ms();
             m->read = read;
         }
     }
@@ -659,7 +660,7 @@ Subscription *tse_dl_describe(tse_delivery *d, tse_sub *sub)
         return out;
     }
     tracseq__events__v1__subscription_stats__init(st);
-    tse_dl_refresh(d, sub); /* lag counts streams that appeared since discovery */
+    refresh(d, sub); /* lag counts streams that appeared since discovery */
     for (size_t i = 0; d->ctx && i < sub->n_streams; i++)
         group_figures(d, sub, i, st);
     snprintf(dlq, sizeof(dlq), TSE_DLQ_PREFIX "%s", sub->def->name);
@@ -732,7 +733,7 @@ static void reap_stream(tse_delivery *d, tse_sub *sub, const char *key)
 
 void tse_dl_reap(tse_delivery *d)
 {
-    int64_t now = tse_dl_now_ms(), every;
+    int64_t now = tse_clock_ms(), every;
 
     if (d->opts.reap_idle_ms <= 0 || now < d->next_reap_ms)
         return;

@@ -19,6 +19,7 @@
 #include <stdatomic.h>
 
 #include "broker/broker.h"
+#include "common/clock.h"
 
 /* Jobs written but not yet answered, per lane: the pipeline depth. */
 #define TSE_LANE_MAX_INFLIGHT    1024
@@ -197,8 +198,7 @@ void tse_broker_note_error(tse_broker *b, const char *message);
 /* Stores the dedup script's SHA the first time a lane loaded it. */
 void tse_broker_set_sha(tse_broker *b, const char *sha, size_t len);
 
-/* Milliseconds on the monotonic and on the wall clock. */
-int64_t tse_broker_mono_ms(void);
+/* Milliseconds on the wall clock (the monotonic clock: common/clock.h). */
 int64_t tse_broker_wall_ms(void);
 
 #endif

@@ -51,7 +51,7 @@ static bool lane_sleep(tse_lane *l, int64_t ms)
  */
 static bool wait_for_work(tse_lane *l)
 {
-    int64_t idle = tse_broker_mono_ms() - l->last_io_ms;
+    int64_t idle = tse_clock_ms() - l->last_io_ms;
     struct timespec until;
 
     if (l->check_now && l->queue.count == 0 && !l->stop) {
@@ -85,7 +85,7 @@ static void trim_done(void *arg, tse_status status, const redisReply *reply, con
 static void queue_trims(tse_lane *l)
 {
     const tse_broker_options *o = &l->broker->opts;
-    int64_t now = tse_broker_mono_ms();
+    int64_t now = tse_clock_ms();
 
     if ((o->retention_maxlen <= 0 && o->retention_ms <= 0) || now < l->next_trim_ms)
         return;
@@ -145,7 +145,7 @@ bool tse_lane_probe_locked(tse_lane *l)
 {
     if (l->probe)
         return true;
-    if (tse_broker_mono_ms() - l->last_attempt_ms < TSE_BROKER_PROBE_MS)
+    if (tse_clock_ms() - l->last_attempt_ms < TSE_BROKER_PROBE_MS)
         return false;
     l->probe = true;
     pthread_cond_signal(&l->cond);
@@ -161,7 +161,7 @@ static void attempt_failed(tse_lane *l, const char *why)
     waiting = l->queue;
     memset(&l->queue, 0, sizeof(l->queue));
     l->probe = false;
-    l->last_attempt_ms = tse_broker_mono_ms();
+    l->last_attempt_ms = tse_clock_ms();
     pthread_mutex_unlock(&l->mu);
     tse_job_list_fail(&waiting, TSE_UNAVAILABLE, why);
 }
@@ -208,7 +208,7 @@ static void lane_drop(tse_lane *l, const char *why)
     pthread_mutex_lock(&l->mu);
     was_connected = atomic_load(&l->connected);
     atomic_store(&l->connected, false);
-    l->last_attempt_ms = tse_broker_mono_ms(); /* a loss counts as an attempt */
+    l->last_attempt_ms = tse_clock_ms(); /* a loss counts as an attempt */
     queued = l->queue;
     memset(&l->queue, 0, sizeof(l->queue));
     pthread_mutex_unlock(&l->mu);
@@ -252,11 +252,11 @@ static bool lane_connect(tse_lane *l, char *why, size_t len)
     if (l->ctx == NULL || !load_script(l, why, len))
         goto fail;
     l->script_lost = false;
-    l->last_io_ms = tse_broker_mono_ms();
+    l->last_io_ms = tse_clock_ms();
     pthread_mutex_lock(&l->mu);
     atomic_store(&l->connected, true);
     l->probe = false;
-    l->last_attempt_ms = tse_broker_mono_ms();
+    l->last_attempt_ms = tse_clock_ms();
     pthread_mutex_unlock(&l->mu);
     tse_broker_lane_health(l->broker, true);
     wake_other_lanes(l, true);
@@ -344,7 +344,7 @@ static bool lane_write(tse_lane *l, tse_job_list *batch, char *why, size_t len)
             return false;
         }
     }
-    l->last_io_ms = tse_broker_mono_ms();
+    l->last_io_ms = tse_clock_ms();
     return true;
 }
 
@@ -413,7 +413,7 @@ static bool lane_read(tse_lane *l, char *why, size_t len)
             break;
         on_reply(l, r);
     }
-    l->last_io_ms = tse_broker_mono_ms();
+    l->last_io_ms = tse_clock_ms();
     return true;
 }
 
@@ -427,7 +427,7 @@ static bool lane_ping(tse_lane *l, char *why, size_t len)
     }
     /* Any reply, even an error such as LOADING, shows the server is alive. */
     freeReplyObject(r);
-    l->last_io_ms = tse_broker_mono_ms();
+    l->last_io_ms = tse_clock_ms();
     return true;
 }
 

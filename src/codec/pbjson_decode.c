@@ -69,7 +69,9 @@ tse_status tse_pbj_nomem(decoder *d)
     return tse_error_set(d->err, TSE_NOMEM, d->path, "out of memory");
 }
 
-tse_status tse_pbj_enter(decoder *d, const json_t *j, json_type shape)
+/* Enters one more JSON level, j, which must be of shape (JSON_OBJECT or
+ * JSON_ARRAY), failing beyond TSE_PBJSON_MAX_DEPTH; leave goes back out. */
+static tse_status enter(decoder *d, const json_t *j, json_type shape)
 {
     if (json_typeof(j) != shape)
         return tse_pbj_invalid(d, shape == JSON_OBJECT ? "must be a JSON object"
@@ -80,7 +82,7 @@ tse_status tse_pbj_enter(decoder *d, const json_t *j, json_type shape)
     return TSE_OK;
 }
 
-void tse_pbj_leave(decoder *d)
+static void leave(decoder *d)
 {
     d->depth--;
 }
@@ -234,12 +236,12 @@ static tse_status decode_repeated(decoder *d, const ProtobufCFieldDescriptor *f,
                                   ProtobufCMessage *msg)
 {
     int map = tse_pbj_is_map_field(f);
-    tse_status st = tse_pbj_enter(d, j, map ? JSON_OBJECT : JSON_ARRAY);
+    tse_status st = enter(d, j, map ? JSON_OBJECT : JSON_ARRAY);
 
     if (st != TSE_OK)
         return st;
     st = map ? fill_map(d, f, j, msg) : fill_array(d, f, j, msg);
-    tse_pbj_leave(d);
+    leave(d);
     return st;
 }
 
@@ -330,12 +332,12 @@ tse_status tse_pbj_decode_message(decoder *d, const json_t *j,
     if (desc == &google__protobuf__timestamp__descriptor)
         return tse_pbj_decode_timestamp(d, j, out);
     tse_pbj_wkt_form(desc, &shape, &fill);
-    if (shape >= 0 && (st = tse_pbj_enter(d, j, (json_type)shape)) != TSE_OK)
+    if (shape >= 0 && (st = enter(d, j, (json_type)shape)) != TSE_OK)
         return st;
     msg = tse_pbj_new_message(desc);
     st = msg == NULL ? tse_pbj_nomem(d) : fill(d, j, msg);
     if (shape >= 0)
-        tse_pbj_leave(d);
+        leave(d);
     if (st != TSE_OK) {
         protobuf_c_message_free_unpacked(msg, NULL);
         return st;

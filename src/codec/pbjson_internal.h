@@ -114,11 +114,6 @@ tse_status tse_pbj_invalid(decoder *d, const char *fmt, ...) __attribute__((form
 /* Sets d->err to TSE_NOMEM, returns TSE_NOMEM. */
 tse_status tse_pbj_nomem(decoder *d);
 
-/* Enters one more JSON level, j, which must be of shape (JSON_OBJECT or
- * JSON_ARRAY), failing beyond TSE_PBJSON_MAX_DEPTH; leave goes back out. */
-tse_status tse_pbj_enter(decoder *d, const json_t *j, json_type shape);
-void tse_pbj_leave(decoder *d);
-
 /* Decodes j into a new message msg (initialized, owned by the caller). */
 typedef tse_status (*tse_pbj_fill)(decoder *d, const json_t *j, ProtobufCMessage *msg);
 

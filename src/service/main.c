@@ -18,6 +18,7 @@
 #include "auth/auth.h"
 #include "broker/broker.h"
 #include "broker/delivery.h"
+#include "common/clock.h"
 #include "config/config.h"
 #include "obs/log.h"
 #include "obs/notify.h"
@@ -39,14 +40,6 @@ typedef struct health_link {
     atomic_llong down_since_ms; /* monotonic; 0 while Redis is up */
     long long last_note_ms;     /* main thread only */
 } health_link;
-
-static long long mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* The reconnect schedule in words, for the logs. */
 static const char *retry_schedule(char *buf, size_t len)
@@ -75,7 +68,7 @@ static void on_broker_health(void *arg, bool up)
         tse_log(TSE_LOG_INFO, "redis connected",
                 addr[0] != '\0' ? (const char *[]){"redis", addr, NULL} : NULL);
     } else {
-        atomic_store(&link->down_since_ms, mono_ms());
+        atomic_store(&link->down_since_ms, tse_clock_ms());
         if (b != NULL)
             tse_broker_last_error(b, why, sizeof(why));
         tse_log(TSE_LOG_WARN, "redis unreachable",
@@ -96,8 +89,8 @@ static void warn_redis_down_at_start(health_link *link, tse_broker *b)
 
     if (tse_broker_is_up(b))
         return;
-    atomic_compare_exchange_strong(&link->down_since_ms, &none, mono_ms());
-    link->last_note_ms = mono_ms();
+    atomic_compare_exchange_strong(&link->down_since_ms, &none, tse_clock_ms());
+    link->last_note_ms = tse_clock_ms();
     tse_broker_address(b, addr, sizeof(addr));
     tse_broker_last_error(b, why, sizeof(why));
     tse_log(TSE_LOG_WARN, "redis unreachable at start: health NOT_SERVING until it answers",
@@ -110,7 +103,7 @@ static void warn_redis_down_at_start(health_link *link, tse_broker *b)
 static void note_redis_still_down(health_link *link)
 {
     tse_broker *b = atomic_load(&link->broker);
-    long long since = atomic_load(&link->down_since_ms), now = mono_ms();
+    long long since = atomic_load(&link->down_since_ms), now = tse_clock_ms();
     char why[256] = "", addr[300], down_for[32];
 
     if (b == NULL || since == 0 || tse_broker_is_up(b) || now - since < REDIS_DOWN_NOTE_MS ||

@@ -45,7 +45,7 @@ static void call_free(tse_call *c)
     pthread_mutex_unlock(&s->calls_lock);
 }
 
-void tse_call_ref(tse_call *c)
+static void call_ref(tse_call *c)
 {
     pthread_mutex_lock(&c->lock);
     c->refs++;
@@ -89,7 +89,13 @@ bool tse_call_active_locked(const tse_call *c)
     return c->state == TSE_CALL_ACTIVE;
 }
 
-bool tse_call_start_batch_locked(tse_call *c, const grpc_op *ops, size_t n, tse_tag *tag)
+/*
+ * Starts a batch with c->lock held by the caller; takes a reference that the
+ * tag's handler must drop. Returns false (and drops it) when the call
+ * refused the batch: then the tag never fires. A batch on a call that is no
+ * longer ACTIVE is refused here (a bug: logged, asserted in debug builds).
+ */
+static bool start_batch_locked(tse_call *c, const grpc_op *ops, size_t n, tse_tag *tag)
 {
     grpc_call_error e;
 
@@ -107,7 +113,9 @@ bool tse_call_start_batch_locked(tse_call *c, const grpc_op *ops, size_t n, tse_
     return false;
 }
 
-size_t tse_call_initial_md_locked(tse_call *c, grpc_op *op)
+/* Puts SEND_INITIAL_METADATA in *op the first time it is asked for on c;
+ * returns the number of ops written (0 or 1). With c->lock held. */
+static size_t initial_md_locked(tse_call *c, grpc_op *op)
 {
     if (c->md_sent)
         return 0;
@@ -122,7 +130,7 @@ bool tse_call_watch_close_locked(tse_call *c, tse_tag *tag)
     grpc_op op = {.op = GRPC_OP_RECV_CLOSE_ON_SERVER};
 
     op.data.recv_close_on_server.cancelled = &c->cancelled;
-    c->close_started = tse_call_start_batch_locked(c, &op, 1, tag);
+    c->close_started = start_batch_locked(c, &op, 1, tag);
     return c->close_started;
 }
 
@@ -131,7 +139,7 @@ bool tse_call_recv_locked(tse_call *c, grpc_byte_buffer **buf, tse_tag *tag)
     grpc_op op = {.op = GRPC_OP_RECV_MESSAGE};
 
     op.data.recv_message.recv_message = buf;
-    return tse_call_start_batch_locked(c, &op, 1, tag);
+    return start_batch_locked(c, &op, 1, tag);
 }
 
 bool tse_call_send_locked(tse_call *c, grpc_byte_buffer *msg, bool more, tse_tag *tag)
@@ -140,13 +148,13 @@ bool tse_call_send_locked(tse_call *c, grpc_byte_buffer *msg, bool more, tse_tag
     size_t n;
 
     memset(ops, 0, sizeof(ops));
-    n = tse_call_initial_md_locked(c, &ops[0]);
+    n = initial_md_locked(c, &ops[0]);
     /* Buffered only behind a message that flushed: never the first. */
     if (more && n == 0)
         ops[n].flags = GRPC_WRITE_BUFFER_HINT;
     ops[n].op = GRPC_OP_SEND_MESSAGE;
     ops[n++].data.send_message.send_message = msg;
-    return tse_call_start_batch_locked(c, ops, n, tag);
+    return start_batch_locked(c, ops, n, tag);
 }
 
 bool tse_call_open_stream_locked(tse_call *c, tse_call_list *list, tse_tag *close_tag)
@@ -295,7 +303,7 @@ void tse_call_finish_locked(tse_call *c, grpc_byte_buffer *msg, const tse_error 
     }
     c->state = TSE_CALL_FINISHING;
     memset(ops, 0, sizeof(ops));
-    n = tse_call_initial_md_locked(c, &ops[0]);
+    n = initial_md_locked(c, &ops[0]);
     if (msg != NULL && ok) {
         if (c->response != NULL)
             grpc_byte_buffer_destroy(c->response);
@@ -328,7 +336,7 @@ void tse_call_finish_locked(tse_call *c, grpc_byte_buffer *msg, const tse_error 
 
 void tse_call_finish(tse_call *c, grpc_byte_buffer *msg, const tse_error *err)
 {
-    tse_call_ref(c); /* ours, across the finish */
+    call_ref(c); /* ours, across the finish */
     pthread_mutex_lock(&c->lock);
     tse_call_finish_locked(c, msg, err);
     pthread_mutex_unlock(&c->lock);

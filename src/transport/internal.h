@@ -102,7 +102,7 @@ struct tse_call {
     grpc_status_code status;
     int cancelled;      /* RECV_CLOSE_ON_SERVER's answer */
     bool close_started; /* RECV_CLOSE_ON_SERVER is started (tse_call_watch_close_locked) */
-    bool md_sent;       /* initial metadata is sent (tse_call_initial_md_locked) */
+    bool md_sent;       /* initial metadata is sent (call.c) */
     const char *log_kv[2 * TSE_LOG_KV_MAX + 1]; /* extra request-log pairs */
     char log_buf[TSE_LOG_KV_MAX][160];
     tse_call *next_live; /* a stream in one of the server's lists, under watch_lock */
@@ -190,23 +190,11 @@ extern const tse_method tse_method_pull;
 
 /* ---- call helpers (call.c) ---- */
 
-void tse_call_ref(tse_call *c);   /* takes c->lock */
-void tse_call_unref(tse_call *c); /* takes c->lock; frees on last */
-
-/*
- * Starts a batch with c->lock held by the caller; takes a reference that the
- * tag's handler must drop. Returns false (and drops it) when the call
- * refused the batch: then the tag never fires. A batch on a call that is no
- * longer ACTIVE is refused here (a bug: logged, asserted in debug builds).
- */
-bool tse_call_start_batch_locked(tse_call *c, const grpc_op *ops, size_t n, tse_tag *tag);
+/* Drops a reference (takes c->lock); the last frees the call. */
+void tse_call_unref(tse_call *c);
 
 /* Whether the call is ACTIVE (not yet finished). With c->lock held. */
 bool tse_call_active_locked(const tse_call *c);
-
-/* Puts SEND_INITIAL_METADATA in *op the first time it is asked for on c;
- * returns the number of ops written (0 or 1). With c->lock held. */
-size_t tse_call_initial_md_locked(tse_call *c, grpc_op *op);
 
 /* Starts RECV_CLOSE_ON_SERVER on tag (its answer in c->cancelled), so a
  * handler hears of a cancel before it answers. False when refused. With
