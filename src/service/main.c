@@ -16,15 +16,15 @@
 #include <unistd.h>
 
 #include "auth/auth.h"
-#include "broker/broker.h"
-#include "broker/delivery.h"
 #include "common/clock.h"
 #include "config/config.h"
+#include "delivery/delivery.h"
 #include "obs/log.h"
 #include "obs/notify.h"
 #include "obs/stats.h"
 #include "reflection/reflection.h"
 #include "transport/server.h"
+#include "writer/broker.h"
 
 extern const unsigned char tse_descriptor_set[];
 extern const size_t tse_descriptor_set_len;

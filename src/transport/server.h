@@ -27,12 +27,12 @@
 #include <stdint.h>
 
 #include "auth/auth.h"
-#include "broker/broker.h"
-#include "broker/delivery.h"
 #include "common/status.h"
 #include "config/config.h"
+#include "delivery/delivery.h"
 #include "obs/stats.h"
 #include "reflection/reflection.h"
+#include "writer/broker.h"
 
 typedef struct tse_server tse_server;
 

@@ -1,7 +1,7 @@
 /*
  * subscribe.c - Subscribe (bidi) and the subscription RPCs (Create, Get,
  * List, Delete, Acknowledge, Nack, Pull), on the delivery engine
- * (broker/delivery.h).
+ * (delivery/delivery.h).
  *
  * A Subscribe stream: the first message attaches a subscriber; later ones
  * ack, nack or extend. The engine's callbacks (on its thread) queue encoded
@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/delivery.h"
+#include "delivery/delivery.h"
 #include "domain/subscription.h"
 #include "obs/log.h"
 #include "tracseq/events/v1/service.pb-c.h"

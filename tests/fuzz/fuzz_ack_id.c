@@ -1,5 +1,5 @@
 /*
- * fuzz_ack_id.c - libFuzzer target for ack id parsing (src/broker/ack_id.h):
+ * fuzz_ack_id.c - libFuzzer target for ack id parsing (src/storage/ack_id.h):
  * every Acknowledge, Nack, Subscribe ack/nack/extend and REST ack carries
  * client-written ack ids.
  *
@@ -9,8 +9,8 @@
  */
 #include <stdbool.h>
 
-#include "broker/ack_id.h"
 #include "fuzz_support.h"
+#include "storage/ack_id.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

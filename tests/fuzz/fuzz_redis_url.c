@@ -1,6 +1,6 @@
 /*
  * fuzz_redis_url.c - libFuzzer target for tse_redis_url_parse
- * (src/broker/redis_url.c), which reads REDIS_URL.
+ * (src/storage/redis_url.c), which reads REDIS_URL.
  *
  * Checked besides memory safety: a rejection names the field "redis_url"
  * with a non-empty message that never contains the password part of the
@@ -10,8 +10,8 @@
  */
 #include <stdbool.h>
 
-#include "broker/broker.h"
 #include "fuzz_support.h"
+#include "storage/redis_url.h"
 
 static bool has_non_ascii(const char *s)
 {

@@ -32,7 +32,6 @@
 #include <grpc/slice.h>
 #include <stdbool.h>
 
-#include "broker/ack_id.h"
 #include "codec/pbjson.h"
 #include "codec/pbscan.h"
 #include "domain/subscription.h"
@@ -41,6 +40,7 @@
 #include "grpc/health/v1/health.pb-c.h"
 #include "grpc/reflection/v1alpha/reflection.pb-c.h"
 #include "reflection/reflection.h"
+#include "storage/ack_id.h"
 #include "tracseq/events/v1/service.pb-c.h"
 #include "transport/internal.h"
 

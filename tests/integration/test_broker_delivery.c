@@ -1,5 +1,5 @@
 /*
- * test_broker_delivery.c - the delivery engine (broker/delivery.h) against a
+ * test_broker_delivery.c - the delivery engine (delivery/delivery.h) against a
  * real Redis, for what the service-level tests cannot reach: the engine's
  * own allocations failing on its thread.
  *
@@ -22,8 +22,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "broker/delivery.h"
 #include "common/alloc.h"
+#include "delivery/delivery.h"
 #include "harness.h"
 #include "obs/stats.h"
 #include "wait.h"

@@ -25,9 +25,9 @@
 
 #include <cmocka.h>
 
-#include "broker/broker.h"
 #include "harness.h"
 #include "wait.h"
+#include "writer/broker.h"
 
 /* ---- collecting callbacks ---------------------------------------------------------- */
 

@@ -28,9 +28,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/ack_id.h"
-#include "broker/broker.h"
-#include "broker/internal.h"
 #include "codec/pbjson.h"
 #include "codec/pbunpack.h"
 #include "common/alloc.h"
@@ -38,8 +35,11 @@
 #include "domain/validate.h"
 #include "grpc/reflection/v1alpha/reflection.pb-c.h"
 #include "reflection/reflection.h"
+#include "storage/ack_id.h"
 #include "tracseq/events/v1/event.pb-c.h"
 #include "tracseq/events/v1/service.pb-c.h"
+#include "writer/broker.h"
+#include "writer/internal.h"
 
 #define UUID_A "7d444840-9dc0-11d1-b245-5ffdce74fad2"
 #define UUID_B "e902893a-9d22-3c7e-a7b8-d6e313b71d9f"

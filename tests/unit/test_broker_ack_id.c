@@ -1,6 +1,6 @@
 /*
  * test_broker_ack_id.c - parsing the ack ids clients send back
- * (src/broker/ack_id.c): "<stream key>/<entry id>", split at the last
+ * (src/storage/ack_id.c): "<stream key>/<entry id>", split at the last
  * slash, and nothing but the shape the engine writes accepted.
  */
 #include <setjmp.h>
@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "broker/ack_id.h"
+#include "storage/ack_id.h"
 
 static void an_engine_ack_id_splits_into_key_and_entry(void **state)
 {

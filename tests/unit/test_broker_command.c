@@ -1,5 +1,5 @@
 /*
- * test_broker_command.c - publish jobs (src/broker/command.c): the Redis
+ * test_broker_command.c - publish jobs (src/writer/command.c): the Redis
  * command each kind of job carries (read back with hiredis's protocol
  * reader), and how a Redis reply becomes the publish result: stored, a
  * duplicate (both record formats), an error (transient or not), a reply of
@@ -15,7 +15,7 @@
 #include <cmocka.h>
 #include <hiredis/read.h>
 
-#include "broker/internal.h"
+#include "writer/internal.h"
 
 static const uint8_t envelope[] = {0x0a, 0x00, '\r', '\n', 0xff};
 

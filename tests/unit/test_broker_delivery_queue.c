@@ -1,6 +1,6 @@
 /*
  * test_broker_delivery_queue.c - the delivery engine's request queue
- * (broker/delivery.h): a tse_delivery_* call that returns TSE_OK is answered
+ * (delivery/delivery.h): a tse_delivery_* call that returns TSE_OK is answered
  * exactly once; one that fails (its copies could not be allocated) returns
  * TSE_NOMEM, is never answered and leaves nothing allocated.
  *
@@ -26,8 +26,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "broker/delivery.h"
 #include "common/alloc.h"
+#include "delivery/delivery.h"
 
 /* ===========================================================================
  * The failing allocator (this thread only)

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "broker/broker.h"
+#include "writer/broker.h"
 
 static void key_is_prefix_type_and_priority(void **state)
 {

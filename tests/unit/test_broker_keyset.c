@@ -1,6 +1,6 @@
 /*
  * test_broker_keyset.c - the set of stream keys a lane has registered
- * (src/broker/keyset.c): membership, no double counting, growth past the
+ * (src/storage/keyset.c): membership, no double counting, growth past the
  * first table with every key kept, private copies, and clear.
  */
 #include <setjmp.h>
@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "broker/internal.h"
+#include "storage/keyset.h"
 
 #define MANY 5000
 

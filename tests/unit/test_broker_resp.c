@@ -1,5 +1,5 @@
 /*
- * test_broker_resp.c - RESP encoding of commands (src/broker/resp.c): the
+ * test_broker_resp.c - RESP encoding of commands (src/storage/resp.c): the
  * exact bytes for small cases, the size at every change in the number of
  * length digits, and binary arguments (NUL, CR LF) read back intact by
  * hiredis's own protocol reader.
@@ -12,9 +12,9 @@
 #include <string.h>
 
 #include <cmocka.h>
-#include <hiredis/read.h>
+#include <hiredis/hiredis.h>
 
-#include "broker/internal.h"
+#include "storage/resp.h"
 
 /* Encodes argv with tse_resp_format, checking its length against
  * tse_resp_size. Caller frees. */

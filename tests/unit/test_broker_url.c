@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "broker/broker.h"
+#include "storage/redis_url.h"
 
 static tse_redis_target parse_ok(const char *url)
 {

@@ -7,7 +7,7 @@
  * count of connected lanes; transitions of "all lanes connected" are
  * reported under the health mutex so reports never cross each other.
  */
-#include "broker/internal.h"
+#include "writer/internal.h"
 
 #include <signal.h>
 #include <stdio.h>

@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "broker/internal.h"
+#include "storage/redis_connect.h"
 
 void tse_redis_say(char *buf, size_t len, const char *fmt, ...)
 {

@@ -17,7 +17,7 @@
  *   SO_SNDTIMEO via redisSetTimeout), so a hung Redis fails a read instead of
  *   hanging the lane.
  */
-#include "broker/internal.h"
+#include "writer/internal.h"
 
 #include <errno.h>
 #include <signal.h>

@@ -1,7 +1,7 @@
 /*
  * ack_id.c - parses "<stream key>/<entry id>" (see ack_id.h). Pure.
  */
-#include "broker/ack_id.h"
+#include "storage/ack_id.h"
 
 #include <string.h>
 

@@ -17,11 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/ack_id.h"
-#include "broker/delivery_internal.h"
 #include "common/alloc.h"
+#include "delivery/delivery_internal.h"
 #include "domain/subscription.h"
 #include "obs/log.h"
+#include "storage/ack_id.h"
 
 void tse_dl_ready_free(tse_ready *r)
 {

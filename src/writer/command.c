@@ -16,7 +16,7 @@
  * Replies are decoded here into a result that lives on the stack for the
  * callback only, so no pointer into a freed reply escapes.
  */
-#include "broker/internal.h"
+#include "writer/internal.h"
 
 #include <inttypes.h>
 #include <stdio.h>

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/delivery_internal.h"
+#include "delivery/delivery_internal.h"
 #include "domain/subscription.h"
 
 #define EVENTS_PREFIX "tracseq:events:"

@@ -7,7 +7,7 @@
  * Pure: no I/O, no state. Formatting here rather than through hiredis's
  * printf-style API measurably cuts the publisher's CPU (measured.md).
  */
-#include "broker/internal.h"
+#include "storage/resp.h"
 
 #include <stdlib.h>
 #include <string.h>

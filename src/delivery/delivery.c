@@ -14,11 +14,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "broker/delivery_internal.h"
-#include "broker/internal.h"
 #include "common/alloc.h"
+#include "delivery/delivery_internal.h"
 #include "domain/subscription.h"
 #include "obs/log.h"
+#include "storage/redis_connect.h"
 
 /* ===================== requests from other threads ====================== */
 

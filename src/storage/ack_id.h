@@ -7,8 +7,8 @@
  * bytes (Acknowledge, Nack, a Subscribe stream's acks, the REST bridge), so
  * parsing bounds everything and accepts only the shape the engine writes.
  */
-#ifndef TSE_BROKER_ACK_ID_H
-#define TSE_BROKER_ACK_ID_H
+#ifndef TSE_STORAGE_ACK_ID_H
+#define TSE_STORAGE_ACK_ID_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -8,8 +8,9 @@
  * or a reconnect the whole set is cleared, which is rare and cheap. Used by
  * one lane thread only.
  */
-#include "broker/internal.h"
+#include "storage/keyset.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 

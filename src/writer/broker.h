@@ -34,35 +34,17 @@
  * Entry fields: id, type, prio, src, ts (ms), corr (when set), event (the
  * protobuf Event envelope).
  */
-#ifndef TSE_BROKER_BROKER_H
-#define TSE_BROKER_BROKER_H
+#ifndef TSE_WRITER_BROKER_H
+#define TSE_WRITER_BROKER_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "common/status.h"
+#include "storage/redis_url.h"
 
 typedef struct tse_broker tse_broker;
-
-/* The set of every stream key (see the key layout above). */
-#define TSE_STREAMS_KEY "tracseq:streams"
-
-/* Where and how to reach Redis; parsed from a redis:// URL. */
-typedef struct tse_redis_target {
-    char host[256];
-    int port;
-    char username[128]; /* empty: AUTH with password only */
-    char password[256]; /* empty: no AUTH */
-    int db;             /* SELECT when non-zero */
-} tse_redis_target;
-
-/*
- * Parses "redis://[[user]:password@]host[:port][/db]". Defaults: port 6379,
- * db 0. Percent-escapes in user and password are decoded. TSE_INVALID with a
- * message naming what is wrong otherwise.
- */
-tse_status tse_redis_url_parse(const char *url, tse_redis_target *out, tse_error *err);
 
 typedef struct tse_broker_options {
     tse_redis_target target;
@@ -179,17 +161,6 @@ typedef void (*tse_command_cb)(void *arg, tse_status status, const struct redisR
  */
 tse_status tse_broker_command(tse_broker *b, int lane, int argc, const char *const *argv,
                               const size_t *lens, tse_command_cb cb, void *arg);
-
-/* Reconnect schedule of every Redis connection (the lanes and the delivery
- * engine): the first retry after TSE_BROKER_RETRY_MIN_MS, the wait doubling
- * after each failure up to TSE_BROKER_RETRY_MAX_MS. */
-#define TSE_BROKER_RETRY_MIN_MS 100
-#define TSE_BROKER_RETRY_MAX_MS 2000
-/* A request arriving while Redis is away does not wait for the backoff: it
- * rides on a connect attempt made at once (a probe), at most one per
- * connection this often, so a flood of requests during an outage never
- * becomes a connect storm. */
-#define TSE_BROKER_PROBE_MS     100
 
 /* "host:port" (plus "/db" when not 0) of the broker's Redis into buf, never
  * the credentials: for logs. */

@@ -33,16 +33,16 @@
  * streams are read before priority-2 and so on; within one (type, priority)
  * events come in publish order.
  */
-#ifndef TSE_BROKER_DELIVERY_H
-#define TSE_BROKER_DELIVERY_H
+#ifndef TSE_DELIVERY_DELIVERY_H
+#define TSE_DELIVERY_DELIVERY_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "broker/broker.h"
 #include "common/status.h"
 #include "obs/stats.h"
+#include "storage/redis_url.h"
 #include "tracseq/events/v1/service.pb-c.h"
 
 /* The longest ack id the engine makes ("<stream key>/<entry id>", e.g.

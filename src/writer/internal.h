@@ -1,8 +1,8 @@
 /*
- * internal.h - private to src/broker: the broker and lane structures shared by
- * broker.c (public API, health) and lane.c (the writer threads), and the pure
- * helpers in resp.c, keyset.c and command.c. Nothing outside src/broker may
- * include this file; the contract is broker.h.
+ * internal.h - private to src/writer: the broker and lane structures shared by
+ * broker.c (public API, health) and lane.c (the writer threads), and the
+ * publish jobs of command.c. Nothing outside src/writer may include this
+ * file; the contract is broker.h.
  *
  * Locking. Each lane has one mutex guarding its queue, `connected` and
  * `stop`; everything else in a lane (the hiredis context, the in-flight list,
@@ -11,15 +11,19 @@
  * its error mutex guards last_error. No thread ever holds two of these
  * mutexes at once, and no callback runs under a lane mutex.
  */
-#ifndef TSE_BROKER_INTERNAL_H
-#define TSE_BROKER_INTERNAL_H
+#ifndef TSE_WRITER_INTERNAL_H
+#define TSE_WRITER_INTERNAL_H
 
 #include <hiredis/hiredis.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
-#include "broker/broker.h"
 #include "common/clock.h"
+#include "storage/keys.h"
+#include "storage/keyset.h"
+#include "storage/redis_connect.h"
+#include "storage/resp.h"
+#include "writer/broker.h"
 
 /* Jobs written but not yet answered, per lane: the pipeline depth. */
 #define TSE_LANE_MAX_INFLIGHT    1024
@@ -31,52 +35,6 @@
 #define TSE_LANE_TRIM_MS         1000
 #define TSE_LANE_BACKOFF_MIN_MS  TSE_BROKER_RETRY_MIN_MS
 #define TSE_LANE_BACKOFF_MAX_MS  TSE_BROKER_RETRY_MAX_MS
-
-/* ---- connecting (redis_connect.c) ------------------------------------------ */
-
-/*
- * Connects to t, blocking: timeout_ms bounds the connect and every reply
- * after it, keepalive is on, then AUTH and SELECT as t asks. NULL with why
- * set ("redis host:port: ...") on failure. Caller frees with redisFree.
- */
-redisContext *tse_redis_connect(const tse_redis_target *t, int timeout_ms, char *why, size_t len);
-
-/* Runs one command of a handshake on c; false with why set on an error
- * reply or none. The reply goes to *out when out is non-NULL (caller frees). */
-bool tse_redis_handshake(redisContext *c, const tse_redis_target *t, int timeout_ms, int argc,
-                         const char **argv, redisReply **out, char *why, size_t len);
-
-/* Why c failed while doing `doing`, in words a log reader understands. */
-void tse_redis_describe_failure(const redisContext *c, const tse_redis_target *t, int timeout_ms,
-                                const char *doing, char *buf, size_t len);
-
-/* snprintf for messages: cutting a long one (a 255-byte host name) short is
- * fine, so the truncation is deliberate, not a bug for the compiler to flag. */
-__attribute__((format(printf, 3, 4))) void tse_redis_say(char *buf, size_t len, const char *fmt,
-                                                         ...);
-
-/* ---- RESP encoding (resp.c) ------------------------------------------------ */
-
-/* Bytes of the RESP array of argc bulk strings with these lengths. */
-size_t tse_resp_size(int argc, const size_t *lens);
-/* Writes that array at dst (tse_resp_size bytes); returns the end. */
-char *tse_resp_write(char *dst, int argc, const char *const *argv, const size_t *lens);
-/* The same into a malloc'd buffer (caller frees); NULL when out of memory. */
-char *tse_resp_format(int argc, const char *const *argv, const size_t *lens, size_t *out_len);
-
-/* ---- set of stream keys a lane has registered (keyset.c) ------------------- */
-
-typedef struct tse_keyset {
-    char **slots; /* open addressing, linear probing; NULL = empty */
-    size_t cap;   /* power of two, or 0 before the first add */
-    size_t count;
-} tse_keyset;
-
-bool tse_keyset_contains(const tse_keyset *s, const char *key);
-/* False when out of memory (the key is then simply not remembered). */
-bool tse_keyset_add(tse_keyset *s, const char *key);
-/* Forgets every key; keeps nothing allocated. */
-void tse_keyset_clear(tse_keyset *s);
 
 /* ---- publish jobs (command.c) ---------------------------------------------- */
 

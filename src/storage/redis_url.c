@@ -8,10 +8,11 @@
  * password are percent-decoded and may not decode to NUL. IPv6 hosts are
  * written in brackets ("redis://[::1]:6379").
  */
-#include "broker/broker.h"
+#include "storage/redis_url.h"
 
 #include <ctype.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <string.h>
 #include <strings.h>
 

@@ -4,16 +4,17 @@
  * thread alone, and the request queue, the only thing other threads touch
  * (under mu).
  */
-#ifndef TSE_BROKER_DELIVERY_INTERNAL_H
-#define TSE_BROKER_DELIVERY_INTERNAL_H
+#ifndef TSE_DELIVERY_DELIVERY_INTERNAL_H
+#define TSE_DELIVERY_DELIVERY_INTERNAL_H
 
 #include <hiredis/hiredis.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
-#include "broker/delivery.h"
 #include "common/clock.h"
+#include "delivery/delivery.h"
 #include "domain/subscription.h"
+#include "storage/keys.h"
 
 #define TSE_DLQ_PREFIX  "tracseq:dlq:"
 #define TSE_SUBS_KEY    "tracseq:subs"
