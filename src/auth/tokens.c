@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "auth/internal.h"
+#include "common/hex.h"
 #include "domain/subscription.h"
 
 /* What the parser is filling, and where it is. */
@@ -35,17 +36,6 @@ static tse_status line_error(parse_state *ps, const char *msg)
 static bool name_char(char c)
 {
     return isalnum((unsigned char)c) || c == '_' || c == '.' || c == '-';
-}
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
 }
 
 static void free_strings(char **v, size_t n)
@@ -86,7 +76,7 @@ static tse_status add_hash(parse_state *ps, const char *v, size_t len)
     }
     h = &ps->t->hashes[ps->t->n_hashes];
     for (size_t i = 0; i < TSE_AUTH_HASH_LEN; i++) {
-        int hi = hex_value(v[2 * i]), lo = hex_value(v[2 * i + 1]);
+        int hi = tse_hex_value(v[2 * i]), lo = tse_hex_value(v[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return line_error(ps, "sha256= needs 64 hex digits");
         h->hash[i] = (uint8_t)(hi * 16 + lo);

@@ -16,18 +16,9 @@
 #include <string.h>
 #include <strings.h>
 
-#define FIELD "redis_url"
+#include "common/hex.h"
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
+#define FIELD "redis_url"
 
 /* Percent-decodes [s, end) into out (size cap, NUL-terminated). */
 static tse_status decode(const char *s, const char *end, char *out, size_t cap, const char *part,
@@ -39,8 +30,8 @@ static tse_status decode(const char *s, const char *end, char *out, size_t cap, 
         int c = (unsigned char)*s;
 
         if (c == '%') {
-            int hi = end - s > 2 ? hex_value(s[1]) : -1;
-            int lo = end - s > 2 ? hex_value(s[2]) : -1;
+            int hi = end - s > 2 ? tse_hex_value(s[1]) : -1;
+            int lo = end - s > 2 ? tse_hex_value(s[2]) : -1;
 
             if (hi < 0 || lo < 0)
                 return tse_error_set(err, TSE_INVALID, FIELD,
