@@ -20,9 +20,10 @@
  * The void calls cannot fail.
  *
  * Redis layout (see docs/architecture.md):
- *   tracseq:subs                    hash: name -> packed Subscription (settings, created_at)
- *   group <name> on every stream tracseq:events:* whose type matches
- *   tracseq:dlq:<name>              stream: dead letters of a subscription
+ *   TSE_SUBS_KEY                    hash: name -> packed Subscription (settings, created_at)
+ *   group <name> on every event stream whose type matches
+ *   TSE_DLQ_PREFIX<name>            stream: dead letters of a subscription
+ * (key names: storage/keys.h)
  * Ack ids are "<stream key>/<entry id>".
  *
  * Delivery guarantees: every event of a subscription goes to one live
@@ -46,7 +47,7 @@
 #include "tracseq/events/v1/service.pb-c.h"
 
 /* The longest ack id the engine makes ("<stream key>/<entry id>", e.g.
- * "tracseq:events:sample.created:p3/1718700000000-0"); a longer one is
+ * "<prefix>events:sample.created:p3/1718700000000-0"); a longer one is
  * none of ours and is refused before it reaches Redis. */
 #define TSE_ACK_ID_MAX 256
 

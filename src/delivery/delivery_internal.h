@@ -16,8 +16,6 @@
 #include "domain/subscription.h"
 #include "storage/keys.h"
 
-#define TSE_DLQ_PREFIX  "tracseq:dlq:"
-#define TSE_SUBS_KEY    "tracseq:subs"
 #define TSE_DISCOVER_MS 1000
 #define TSE_CLAIM_BATCH 100
 
@@ -265,7 +263,7 @@ struct tse_delivery {
     int64_t backoff_ms, next_connect_ms, last_attempt_ms;
     tse_sub *subs;
     int64_t next_discover_ms, next_poll_ms, last_discover_ms, next_reap_ms;
-    long long streams_seen; /* SCARD tracseq:streams at the last discovery */
+    long long streams_seen; /* SCARD of the stream set at the last discovery */
     int64_t lag_window_ms;  /* lag_read: entries read by lag counts since then */
     long long lag_read;
 };

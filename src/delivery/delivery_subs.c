@@ -1,6 +1,6 @@
 /*
  * delivery_subs.c - the subscriptions the engine knows: stored in Redis
- * (hash tracseq:subs: name -> packed Subscription), cached while in use,
+ * (hash TSE_SUBS_KEY: name -> packed Subscription), cached while in use,
  * with a consumer group on every stream whose type matches, including
  * streams first seen later (discovery, every second).
  *
@@ -16,8 +16,6 @@
 
 #include "delivery/delivery_internal.h"
 #include "domain/subscription.h"
-
-#define EVENTS_PREFIX "tracseq:events:"
 
 typedef Tracseq__Events__V1__Subscription Subscription;
 
@@ -48,21 +46,15 @@ static void sub_free(tse_sub *sub)
     free(sub);
 }
 
-/* Splits "tracseq:events:<type>:p<N>" into type (into buf) and priority. */
+/* Splits a stream key into type (into buf) and priority (1..5). */
 static bool parse_stream_key(const char *key, char *type, size_t len, int *prio)
 {
-    size_t plen = strlen(EVENTS_PREFIX);
-    const char *colon;
+    const char *t;
+    size_t tlen;
 
-    if (strncmp(key, EVENTS_PREFIX, plen) != 0)
+    if (!tse_key_stream_parse(key, strlen(key), &t, &tlen, prio) || *prio > 5 || tlen >= len)
         return false;
-    colon = strrchr(key + plen, ':');
-    if (colon == NULL || colon[1] != 'p' || colon[2] < '1' || colon[2] > '5' || colon[3] != '\0')
-        return false;
-    if ((size_t)(colon - key) - plen >= len)
-        return false;
-    snprintf(type, len, "%.*s", (int)((size_t)(colon - key) - plen), key + plen);
-    *prio = colon[2] - '0';
+    snprintf(type, len, "%.*s", (int)tlen, t);
     return true;
 }
 

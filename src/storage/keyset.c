@@ -1,6 +1,6 @@
 /*
  * keyset.c - the set of stream keys a lane has already registered in
- * tracseq:streams since it connected, so SADD is sent once per key and
+ * the stream set (TSE_STREAMS_KEY) since it connected, so SADD is sent once per key and
  * connection rather than once per event.
  *
  * Open addressing with linear probing over a power-of-two table kept at most

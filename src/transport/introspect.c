@@ -15,6 +15,7 @@
 #include <hiredis/hiredis.h>
 
 #include "domain/limits.h"
+#include "storage/keys.h"
 #include "tracseq/events/v1/service.pb-c.h"
 #include "transport/internal.h"
 
@@ -48,7 +49,7 @@ static const char stream_lengths_script[] =
     "end\n"
     "return out\n";
 
-#define STREAM_PREFIX "tracseq:events:"
+#define STREAM_PREFIX TSE_EVENTS_PREFIX
 
 typedef struct length_map {
     Tracseq__Events__V1__Stats__StreamLengthsEntry *entries;
@@ -212,7 +213,7 @@ static void on_stream_lengths(void *arg, tse_status status, const redisReply *re
 static void get_stats_start(tse_call *c)
 {
     tse_broker *b = c->server->broker;
-    const char *argv[] = {"EVAL", stream_lengths_script, "1", "tracseq:streams"};
+    const char *argv[] = {"EVAL", stream_lengths_script, "1", TSE_STREAMS_KEY};
     tse_error err;
 
     /* The stats of every stream and subscription: an admin's. */

@@ -30,22 +30,9 @@ int64_t tse_broker_wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Runs once per published event: plain copies, not snprintf. A priority
- * outside 1..9 (never validated ones) falls back to snprintf. */
 void tse_broker_stream_key(const char *event_type, int priority, char *buf, size_t len)
 {
-    static const char prefix[] = "tracseq:events:";
-    size_t plen = sizeof(prefix) - 1, tlen = strlen(event_type);
-
-    if (priority < 1 || priority > 9 || plen + tlen + 4 > len) {
-        snprintf(buf, len, "tracseq:events:%s:p%d", event_type, priority);
-        return;
-    }
-    memcpy(buf, prefix, plen);
-    memcpy(buf + plen, event_type, tlen);
-    memcpy(buf + plen + tlen, ":p", 2);
-    buf[plen + tlen + 2] = (char)('0' + priority);
-    buf[plen + tlen + 3] = '\0';
+    tse_key_stream(event_type, priority, buf, len);
 }
 
 void tse_broker_note_error(tse_broker *b, const char *message)

@@ -24,13 +24,10 @@
  * once with TSE_UNAVAILABLE. Nothing is
  * reported stored that Redis did not acknowledge.
  *
- * Key layout (see docs/architecture.md):
- *   tracseq:events:<event_type>:p<priority>   the stream of one type and priority
- *   tracseq:streams                            set of every stream key above
- *   tracseq:dedup:<event_id>                   "<stream id> <sec>.<nanos> <stream
- *                                              key>" of a client-id event (where
- *                                              and when it was stored), expiring
- *                                              after the dedup window
+ * Keys (named by storage/keys.h; see docs/architecture.md): the stream of
+ * each (event type, priority), the set of every stream key, and per
+ * client-set event id a dedup key holding "<stream id> <sec>.<nanos> <stream
+ * key>" (where and when it was stored), expiring after the dedup window.
  * Entry fields: id, type, prio, src, ts (ms), corr (when set), event (the
  * protobuf Event envelope).
  */
@@ -85,7 +82,7 @@ typedef struct tse_publish_result {
     bool duplicate;
     int64_t published_sec; /* duplicate: the stored event's publish time */
     int32_t published_nanos;
-    /* This publish registered its stream in tracseq:streams: the first event
+    /* This publish registered its stream in the stream set: the first event
      * of its (type, priority) anywhere, as far as Redis knows. */
     bool new_stream;
     const char *message; /* error detail when status != TSE_OK */
@@ -176,7 +173,7 @@ bool tse_broker_is_up(const tse_broker *b);
  */
 void tse_broker_last_error(tse_broker *b, char *buf, size_t len);
 
-/* The stream key of (event type, priority) into buf. */
+/* The stream key of (event type, priority) into buf (tse_key_stream). */
 void tse_broker_stream_key(const char *event_type, int priority, char *buf, size_t len);
 
 #endif

@@ -3,10 +3,10 @@
  * reply into the publish result.
  *
  * A plain event is one XADD:
- *   XADD tracseq:events:<type>:p<prio> [MINID ~ <now-retention> | MAXLEN ~ <n>]
+ *   XADD <stream key> [MINID ~ <now-retention> | MAXLEN ~ <n>]
  *        * id <id> type <type> prio <p> src <source> ts <ms> [corr <corr>] event <bytes>
  * An event with a client-set id is an EVALSHA of tse_dedup_script, which does
- * the same XADD (and registers the stream) only when tracseq:dedup:<id> is
+ * the same XADD (and registers the stream) only when the dedup key of <id> is
  * absent, atomically, and then records there, for the dedup window, where
  * and when the event was stored: a retry is answered with the stored
  * event's stream, entry id and publish time, whatever type or priority it
@@ -124,7 +124,7 @@ tse_job *tse_job_create(const tse_broker_options *opts, const char *sha, const t
     if (msg->dedup) {
         char *when = a.num[a.nums++];
 
-        snprintf(dedup_key, dedup_len, "tracseq:dedup:%s", msg->event_id);
+        tse_key_dedup(msg->event_id, dedup_key, dedup_len);
         add_str(&a, "EVALSHA");
         add_str(&a, sha);
         add_str(&a, "3");

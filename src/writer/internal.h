@@ -46,7 +46,7 @@ typedef struct tse_job {
     bool dedup;
     /* Internal replies that precede this job's own, in this order. */
     bool pre_script;       /* SCRIPT LOAD written before it */
-    bool pre_sadd;         /* SADD tracseq:streams written before it (never for dedup
+    bool pre_sadd;         /* SADD of the stream set written before it (never for dedup
                               jobs: their script registers the stream once stored) */
     tse_status pre_status; /* first failure among those replies */
     bool new_stream;       /* that SADD added the key (a stream new to Redis) */

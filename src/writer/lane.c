@@ -351,7 +351,7 @@ static bool lane_write(tse_lane *l, tse_job_list *batch, char *why, size_t len)
 /* An internal reply (SCRIPT LOAD or SADD) that precedes job's own. */
 static void on_internal_reply(tse_lane *l, tse_job *job, const redisReply *r, bool sadd)
 {
-    const char *what = sadd ? "SADD tracseq:streams" : "SCRIPT LOAD";
+    const char *what = sadd ? "SADD " TSE_STREAMS_KEY : "SCRIPT LOAD";
     char message[256];
 
     if (sadd && r->type == REDIS_REPLY_INTEGER && r->integer == 1)
