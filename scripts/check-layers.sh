@@ -2,7 +2,8 @@
 # Refuses every #include that breaks the layers declared in src/layers.txt
 # (the rules are written there): a module including a layer above it or
 # beside it, another module's private header, or a program's headers other
-# than its public ones; and a name of ours (a tse_, TSE_, tsb_ or TSB_
+# than its public ones, or a system header that a `system` line reserves to
+# other modules; and a name of ours (a tse_, TSE_, tsb_ or TSB_
 # macro, typedef or function) defined by two modules, one name for two
 # things in two programs, or without its module's prefix. Prints one line per violation, "file:line: ..." as
 # a compiler does, and exits 1; prints nothing and exits 0 when the tree
@@ -111,6 +112,8 @@ function check(file, line, inc, quoted,    m, o, target, shown, at) {
     if (target == "") {
         if (quoted)
             fail(at ", which is no header of the directories " decl " declares")
+        else
+            check_system(at, m, inc)
         return
     }
     o = module_of[target]
@@ -125,6 +128,15 @@ function check(file, line, inc, quoted,    m, o, target, shown, at) {
         fail(at " (" target "), which is private to " o)
 }
 
+# A system header under a directory that a `system` line reserves: only the
+# modules it names may include it.
+function check_system(at, m, inc,    i) {
+    for (i = 1; i <= nsystem; i++)
+        if (index(inc, system_dir[i] "/") == 1 && !((i, m) in system_may))
+            fail(at ", which only " system_list[i] " may include (" decl ": system " \
+                 system_dir[i] ")")
+}
+
 function read_declaration(    l, t, n, i, name, r, dn) {
     while ((r = (getline l < decl)) > 0) {
         dn++
@@ -135,6 +147,16 @@ function read_declaration(    l, t, n, i, name, r, dn) {
         if (t[1] == "search") {
             for (i = 2; i <= n; i++)
                 search[++nsearch] = t[i]
+        } else if (t[1] == "system" && n >= 3) {
+            system_dir[++nsystem] = t[2]
+            system_list[nsystem] = ""
+            for (i = 3; i <= n; i++) {
+                if (!(t[i] in dir))
+                    fail(decl ":" dn ": system " t[2] " names " t[i] \
+                         ", which is not declared above it")
+                system_may[nsystem, t[i]] = 1
+                system_list[nsystem] = system_list[nsystem] (i == 3 ? "" : " ") t[i]
+            }
         } else if (t[1] == "private") {
             for (i = 2; i <= n; i++)
                 private_re[++nprivate] = glob_re(t[i])

@@ -7,7 +7,6 @@
 #ifndef TSE_DELIVERY_DELIVERY_INTERNAL_H
 #define TSE_DELIVERY_DELIVERY_INTERNAL_H
 
-#include <hiredis/hiredis.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -15,6 +14,7 @@
 #include "delivery/delivery.h"
 #include "domain/subscription.h"
 #include "storage/keys.h"
+#include "storage/redis_connect.h"
 
 #define TSE_DISCOVER_MS 1000
 #define TSE_CLAIM_BATCH 100

@@ -2,9 +2,9 @@
  * introspect.c - GetStats and ListEventTypes. ListEventTypes is answered
  * with the catalog's description, built once when the server was created
  * (domain/catalog.h). GetStats gathers in two steps, each on
- * the thread that owns the data: the stream lengths from a broker lane (one
- * script), then every subscription with its figures from the delivery
- * engine (whose answer it is, subscriptions being in Redis, created by any
+ * the thread that owns the data: the stream lengths from a broker lane (a
+ * typed storage operation, tse_broker_stream_lengths), then every subscription with its figures
+ * from the delivery engine (whose answer it is, subscriptions being in Redis, created by any
  * instance); the counters come from memory. When Redis is down it still
  * answers, with the counters only and redis_connected false.
  */
@@ -12,10 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <hiredis/hiredis.h>
-
 #include "domain/limits.h"
-#include "storage/keys.h"
 #include "tracseq/events/v1/service.pb-c.h"
 #include "transport/internal.h"
 
@@ -40,52 +37,12 @@ static void add_type(void *arg, const char *type, uint64_t count)
     tc->ptrs[tc->n++] = e;
 }
 
-/* Every registered stream with its length, in one round trip. */
-static const char stream_lengths_script[] =
-    "local out = {}\n"
-    "for _, k in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
-    "  out[#out + 1] = k\n"
-    "  out[#out + 1] = redis.call('XLEN', k)\n"
-    "end\n"
-    "return out\n";
-
-#define STREAM_PREFIX TSE_EVENTS_PREFIX
-
 typedef struct length_map {
     Tracseq__Events__V1__Stats__StreamLengthsEntry *entries;
     Tracseq__Events__V1__Stats__StreamLengthsEntry **ptrs;
     char (*types)[TSE_EVENT_TYPE_MAX + 1];
-    size_t n, cap;
+    size_t n;
 } length_map;
-
-/* Adds a stream's length to its event type's total (priorities summed). */
-static void add_length(length_map *m, const char *key, size_t key_len, uint64_t len)
-{
-    size_t plen = strlen(STREAM_PREFIX), tlen;
-    const char *colon;
-
-    if (key_len <= plen || strncmp(key, STREAM_PREFIX, plen) != 0)
-        return;
-    colon = memrchr(key + plen, ':', key_len - plen);
-    tlen = colon ? (size_t)(colon - key) - plen : key_len - plen;
-    if (tlen == 0 || tlen > TSE_EVENT_TYPE_MAX)
-        return;
-    for (size_t i = 0; i < m->n; i++) {
-        if (strlen(m->types[i]) == tlen && memcmp(m->types[i], key + plen, tlen) == 0) {
-            m->entries[i].value += len;
-            return;
-        }
-    }
-    if (m->n == m->cap)
-        return;
-    memcpy(m->types[m->n], key + plen, tlen);
-    m->types[m->n][tlen] = '\0';
-    tracseq__events__v1__stats__stream_lengths_entry__init(&m->entries[m->n]);
-    m->entries[m->n].key = m->types[m->n];
-    m->entries[m->n].value = len;
-    m->ptrs[m->n] = &m->entries[m->n];
-    m->n++;
-}
 
 static void length_map_free(length_map *m)
 {
@@ -95,24 +52,24 @@ static void length_map_free(length_map *m)
     memset(m, 0, sizeof(*m));
 }
 
-/* The stream lengths of the script's reply, summed per event type. */
-static void length_map_fill(length_map *m, const redisReply *reply)
+/* Copies the stream lengths (per event type) into the answer's entries. */
+static void length_map_fill(length_map *m, const tse_stream_lengths *l)
 {
-    size_t streams = reply->type == REDIS_REPLY_ARRAY ? reply->elements / 2 : 0;
-
-    m->cap = streams;
-    m->entries = calloc(streams + 1, sizeof(*m->entries));
-    m->ptrs = calloc(streams + 1, sizeof(*m->ptrs));
-    m->types = calloc(streams + 1, sizeof(*m->types));
+    m->entries = calloc(l->n + 1, sizeof(*m->entries));
+    m->ptrs = calloc(l->n + 1, sizeof(*m->ptrs));
+    m->types = calloc(l->n + 1, sizeof(*m->types));
     if (m->entries == NULL || m->ptrs == NULL || m->types == NULL) {
         length_map_free(m);
         return;
     }
-    for (size_t i = 0; i < streams; i++) {
-        const redisReply *k = reply->element[2 * i], *v = reply->element[2 * i + 1];
-        if (k->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_INTEGER)
-            add_length(m, k->str, k->len, (uint64_t)v->integer);
+    for (size_t i = 0; i < l->n; i++) {
+        memcpy(m->types[i], l->types[i].type, sizeof(m->types[i]));
+        tracseq__events__v1__stats__stream_lengths_entry__init(&m->entries[i]);
+        m->entries[i].key = m->types[i];
+        m->entries[i].value = l->types[i].length;
+        m->ptrs[i] = &m->entries[i];
     }
+    m->n = l->n;
 }
 
 /* A GetStats call: what the first step gathered for the answer. */
@@ -196,24 +153,21 @@ static void gather_subscriptions(stats_call *sc)
 }
 
 /* Step 1, on a broker lane's thread. */
-static void on_stream_lengths(void *arg, tse_status status, const redisReply *reply,
-                              const char *message)
+static void on_stream_lengths(void *arg, tse_status status, const tse_stream_lengths *lengths)
 {
     stats_call *sc = arg;
 
-    (void)message;
-    /* Redis down or an error reply: no lengths. */
-    if (status == TSE_OK && reply->type != REDIS_REPLY_ERROR) {
-        length_map_fill(&sc->lengths, reply);
-        sc->redis_answered = true;
-    }
+    /* Redis down or an error reply: no lengths. Out of memory decoding
+     * them: Redis answered, the lengths are left out. */
+    if (lengths != NULL)
+        length_map_fill(&sc->lengths, lengths);
+    sc->redis_answered = status == TSE_OK || status == TSE_NOMEM;
     gather_subscriptions(sc);
 }
 
 static void get_stats_start(tse_call *c)
 {
     tse_broker *b = c->server->broker;
-    const char *argv[] = {"EVAL", stream_lengths_script, "1", TSE_STREAMS_KEY};
     tse_error err;
 
     /* The stats of every stream and subscription: an admin's. */
@@ -221,8 +175,7 @@ static void get_stats_start(tse_call *c)
         tse_call_fail(c, &err);
         return;
     }
-    if (tse_broker_command(b, tse_broker_pick_lane(b), 4, argv, NULL, on_stream_lengths, c) !=
-        TSE_OK)
+    if (tse_broker_stream_lengths(b, tse_broker_pick_lane(b), on_stream_lengths, c) != TSE_OK)
         gather_subscriptions((stats_call *)c);
 }
 

@@ -39,6 +39,7 @@
 #include <stdint.h>
 
 #include "common/status.h"
+#include "storage/ops.h"
 #include "storage/redis_url.h"
 
 typedef struct tse_broker tse_broker;
@@ -139,25 +140,19 @@ int tse_broker_pick_lane(tse_broker *b);
 tse_status tse_broker_publish(tse_broker *b, int lane, const tse_publish_msg *msg,
                               tse_publish_cb cb, void *arg);
 
-struct redisReply;
-
 /*
- * Called exactly once per accepted command, on the lane thread: status TSE_OK
- * with Redis's reply (which may be an error reply: the caller interprets it),
- * or TSE_UNAVAILABLE with reply NULL and message saying why. The reply is
- * valid only during the call. Must not block; may submit more commands.
+ * Typed storage operations (storage/ops.h), queued like publishes: pipelined
+ * with the lane's other jobs, in order with them, same admission results as
+ * tse_broker_publish. The callback comes exactly once per accepted
+ * operation, on the lane thread, and must not block.
  */
-typedef void (*tse_command_cb)(void *arg, tse_status status, const struct redisReply *reply,
-                               const char *message);
 
-/*
- * Queues any Redis command (argc binary-safe arguments; lens NULL means
- * NUL-terminated strings), pipelined with the lane's other jobs and in order
- * with them. Arguments are copied. Same admission results as
- * tse_broker_publish; at most 64 arguments. Thread-safe.
- */
-tse_status tse_broker_command(tse_broker *b, int lane, int argc, const char *const *argv,
-                              const size_t *lens, tse_command_cb cb, void *arg);
+/* GetStats' stream lengths: status TSE_OK with lengths (valid during the
+ * call only); TSE_UNAVAILABLE (Redis unreachable, timeout), TSE_INTERNAL (an
+ * error reply) or TSE_NOMEM with lengths NULL. */
+typedef void (*tse_stream_lengths_cb)(void *arg, tse_status status,
+                                      const tse_stream_lengths *lengths);
+tse_status tse_broker_stream_lengths(tse_broker *b, int lane, tse_stream_lengths_cb cb, void *arg);
 
 /* "host:port" (plus "/db" when not 0) of the broker's Redis into buf, never
  * the credentials: for logs. */

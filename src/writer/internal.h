@@ -14,7 +14,6 @@
 #ifndef TSE_WRITER_INTERNAL_H
 #define TSE_WRITER_INTERNAL_H
 
-#include <hiredis/hiredis.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -35,6 +34,26 @@
 #define TSE_LANE_TRIM_MS         1000
 #define TSE_LANE_BACKOFF_MIN_MS  TSE_BROKER_RETRY_MIN_MS
 #define TSE_LANE_BACKOFF_MAX_MS  TSE_BROKER_RETRY_MAX_MS
+
+/* ---- generic commands (broker.c): what the typed operations of ops.c run ---- */
+
+/*
+ * Called exactly once per accepted command, on the lane thread: status TSE_OK
+ * with Redis's reply (which may be an error reply: the caller interprets it),
+ * or TSE_UNAVAILABLE with reply NULL and message saying why. The reply is
+ * valid only during the call. Must not block; may submit more commands.
+ */
+typedef void (*tse_command_cb)(void *arg, tse_status status, const redisReply *reply,
+                               const char *message);
+
+/*
+ * Queues any Redis command (argc binary-safe arguments; lens NULL means
+ * NUL-terminated strings), pipelined with the lane's other jobs and in order
+ * with them. Arguments are copied. Same admission results as
+ * tse_broker_publish; at most 64 arguments. Thread-safe.
+ */
+tse_status tse_broker_command(tse_broker *b, int lane, int argc, const char *const *argv,
+                              const size_t *lens, tse_command_cb cb, void *arg);
 
 /* ---- publish jobs (command.c) ---------------------------------------------- */
 

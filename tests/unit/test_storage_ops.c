@@ -1,0 +1,152 @@
+/*
+ * test_storage_ops.c - the typed storage operations (src/storage/ops.c):
+ * the command each sends and the decoding of the replies Redis may give,
+ * built from RESP bytes by hiredis's reader exactly as a connection would
+ * hand them over: the expected shape, an error reply, and shapes no script
+ * of ours returns (foreign keys, wrong element types, an odd count).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <hiredis/hiredis.h>
+
+#include "storage/keys.h"
+#include "storage/ops.h"
+
+/* The reply hiredis reads from resp (one whole reply). Caller frees with
+ * freeReplyObject. */
+static redisReply *read_reply(const char *resp)
+{
+    redisReader *r = redisReaderCreate();
+    void *out = NULL;
+
+    assert_non_null(r);
+    assert_int_equal(redisReaderFeed(r, resp, strlen(resp)), REDIS_OK);
+    assert_int_equal(redisReaderGetReply(r, &out), REDIS_OK);
+    assert_non_null(out);
+    redisReaderFree(r);
+    return out;
+}
+
+static const tse_type_length *find(const tse_stream_lengths *l, const char *type)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->types[i].type, type) == 0)
+            return &l->types[i];
+    return NULL;
+}
+
+#define KEY(type_prio) TSE_EVENTS_PREFIX type_prio
+
+static void command_runs_one_script_over_the_stream_set(void **state)
+{
+    const char *argv[TSE_STREAM_LENGTHS_ARGC];
+
+    (void)state;
+    tse_stream_lengths_command(argv);
+    assert_string_equal(argv[0], "EVAL");
+    assert_non_null(strstr(argv[1], "SMEMBERS"));
+    assert_string_equal(argv[2], "1");
+    assert_string_equal(argv[3], TSE_STREAMS_KEY);
+}
+
+static void lengths_are_summed_per_type_over_priorities(void **state)
+{
+    char resp[512];
+    tse_stream_lengths l;
+    redisReply *reply;
+
+    (void)state;
+    snprintf(
+        resp, sizeof(resp), "*6\r\n$%zu\r\n%s\r\n:3\r\n$%zu\r\n%s\r\n:4\r\n$%zu\r\n%s\r\n:10\r\n",
+        strlen(KEY("sample.created:p1")), KEY("sample.created:p1"), strlen(KEY("storage.moved:p2")),
+        KEY("storage.moved:p2"), strlen(KEY("sample.created:p5")), KEY("sample.created:p5"));
+    reply = read_reply(resp);
+    assert_int_equal(tse_stream_lengths_parse(reply, &l), TSE_OK);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.types[0].type, "sample.created"); /* Redis's order */
+    assert_int_equal(find(&l, "sample.created")->length, 13);
+    assert_int_equal(find(&l, "storage.moved")->length, 4);
+    tse_stream_lengths_cleanup(&l);
+    assert_null(l.types);
+    assert_int_equal(l.n, 0);
+    freeReplyObject(reply);
+}
+
+static void no_streams_is_an_empty_answer(void **state)
+{
+    tse_stream_lengths l;
+    redisReply *reply = read_reply("*0\r\n");
+
+    (void)state;
+    assert_int_equal(tse_stream_lengths_parse(reply, &l), TSE_OK);
+    assert_int_equal(l.n, 0);
+    tse_stream_lengths_cleanup(&l);
+    freeReplyObject(reply);
+}
+
+static void an_error_reply_decodes_nothing(void **state)
+{
+    tse_stream_lengths l;
+    redisReply *reply = read_reply("-NOSCRIPT No matching script\r\n");
+
+    (void)state;
+    assert_int_equal(tse_stream_lengths_parse(reply, &l), TSE_INTERNAL);
+    assert_int_equal(l.n, 0);
+    tse_stream_lengths_cleanup(&l);
+    freeReplyObject(reply);
+}
+
+static void foreign_keys_and_other_shapes_are_skipped(void **state)
+{
+    char resp[512];
+    tse_stream_lengths l;
+    redisReply *reply;
+
+    (void)state;
+    /* A key not ours, a length that is a string, a negative length, a
+     * stream of ours, and a last key without its length. */
+    snprintf(resp, sizeof(resp),
+             "*9\r\n$5\r\nother\r\n:7\r\n$%zu\r\n%s\r\n$1\r\n5\r\n$%zu\r\n%s\r\n:-1\r\n"
+             "$%zu\r\n%s\r\n:2\r\n$%zu\r\n%s\r\n",
+             strlen(KEY("a.b:p1")), KEY("a.b:p1"), strlen(KEY("c.d:p1")), KEY("c.d:p1"),
+             strlen(KEY("e.f:p3")), KEY("e.f:p3"), strlen(KEY("g.h:p1")), KEY("g.h:p1"));
+    reply = read_reply(resp);
+    assert_int_equal(tse_stream_lengths_parse(reply, &l), TSE_OK);
+    assert_int_equal(l.n, 1);
+    assert_string_equal(l.types[0].type, "e.f");
+    assert_int_equal(l.types[0].length, 2);
+    tse_stream_lengths_cleanup(&l);
+    freeReplyObject(reply);
+}
+
+static void a_reply_that_is_not_an_array_is_empty(void **state)
+{
+    tse_stream_lengths l;
+    redisReply *reply = read_reply(":42\r\n");
+
+    (void)state;
+    assert_int_equal(tse_stream_lengths_parse(reply, &l), TSE_OK);
+    assert_int_equal(l.n, 0);
+    tse_stream_lengths_cleanup(&l);
+    tse_stream_lengths_cleanup(NULL);
+    freeReplyObject(reply);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(command_runs_one_script_over_the_stream_set),
+        cmocka_unit_test(lengths_are_summed_per_type_over_priorities),
+        cmocka_unit_test(no_streams_is_an_empty_answer),
+        cmocka_unit_test(an_error_reply_decodes_nothing),
+        cmocka_unit_test(foreign_keys_and_other_shapes_are_skipped),
+        cmocka_unit_test(a_reply_that_is_not_an_array_is_empty),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
