@@ -98,6 +98,11 @@ bool tse_identity_on_behalf(const tse_identity *id)
     return id->on_behalf;
 }
 
+int64_t tse_identity_expires(const tse_identity *id)
+{
+    return id->expires_s;
+}
+
 bool tse_identity_may_publish(const tse_identity *id, const char *event_type)
 {
     return tse_patterns_match(id->publish, id->n_publish, event_type);
@@ -243,6 +248,11 @@ const tse_auth_table *tse_auth_acquire(tse_auth *a)
     atomic_fetch_add(&t->refs, 1);
     atomic_fetch_sub(&a->readers, 1);
     return t;
+}
+
+bool tse_auth_is_current(tse_auth *a, const tse_auth_table *t)
+{
+    return atomic_load_explicit(&a->current, memory_order_acquire) == t;
 }
 
 void tse_auth_release(const tse_auth_table *t)

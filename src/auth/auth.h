@@ -95,6 +95,9 @@ const char *tse_identity_name(const tse_identity *id);
 bool tse_identity_admin(const tse_identity *id);
 bool tse_identity_on_behalf(const tse_identity *id);
 
+/* When its tokens stop working (Unix seconds, expires=); 0: never. */
+int64_t tse_identity_expires(const tse_identity *id);
+
 /* Whether id may publish an event of this type. */
 bool tse_identity_may_publish(const tse_identity *id, const char *event_type);
 
@@ -133,6 +136,13 @@ tse_status tse_auth_reload(tse_auth *a, tse_error *err);
 
 /* The current table, referenced: never blocks. Release with tse_auth_release. */
 const tse_auth_table *tse_auth_acquire(tse_auth *a);
+
+/*
+ * Whether t (taken by tse_auth_acquire) is still the current table: false
+ * once a reload swapped in another. One atomic load, never blocks. A held
+ * reference keeps t's address from being reused, so the answer is exact.
+ */
+bool tse_auth_is_current(tse_auth *a, const tse_auth_table *t);
 
 /* Drops a reference taken by tse_auth_acquire. NULL is a no-op. */
 void tse_auth_release(const tse_auth_table *t);

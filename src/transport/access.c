@@ -10,6 +10,10 @@
  * for the health methods (probes carry no token). The call holds the table
  * it was checked against until it is freed, so a reload never pulls an
  * identity from under a running call; the next call sees the new table.
+ * A call that stays open (Subscribe, PublishStream) is proven again from
+ * its credentials at each delivery or message once the table it holds is
+ * no longer current or its identity has expired (tse_access_recheck): one
+ * atomic load and a clock read while nothing changed.
  *
  * Every refusal and every use of the admin right writes one audit line:
  * identity, method, target, correlation id, and what was decided. Tokens
@@ -48,50 +52,99 @@ static const grpc_slice *bearer_token(const tse_call *c)
     return NULL;
 }
 
-/* The identity of a verified client certificate's common name, or NULL. */
-static const tse_identity *certificate_identity(const tse_call *c, int64_t now_s)
+/* The identity in t of a verified client certificate's common name, or NULL. */
+static const tse_identity *certificate_identity(const tse_call *c, const tse_auth_table *t,
+                                                int64_t now_s)
 {
     grpc_auth_context *ctx = grpc_call_auth_context(c->call);
     const tse_identity *id = NULL;
 
     if (ctx == NULL)
         return NULL;
+    /* Authenticated only when gRPC verified the certificate against
+     * TLS_CLIENT_CA (optional and require both verify): an unverified one
+     * never names anyone. */
     if (grpc_auth_context_peer_is_authenticated(ctx)) {
         grpc_auth_property_iterator it =
             grpc_auth_context_find_properties_by_name(ctx, GRPC_X509_CN_PROPERTY_NAME);
         const grpc_auth_property *p = grpc_auth_property_iterator_next(&it);
         if (p != NULL)
-            id = tse_auth_table_find_cn(c->auth_table, p->value, p->value_length, now_s);
+            id = tse_auth_table_find_cn(t, p->value, p->value_length, now_s);
     }
     grpc_auth_context_release(ctx);
     return id;
 }
 
-bool tse_call_authenticate(tse_call *c)
+/* The identity the call's credentials prove in t at now_s, or NULL: its
+ * bearer token when it sent one (*token set), else its client
+ * certificate. */
+static const tse_identity *prove(const tse_call *c, const tse_auth_table *t, int64_t now_s,
+                                 bool *token)
 {
-    tse_auth *auth = c->server->auth;
-    const grpc_slice *value;
-    int64_t now_s = (int64_t)time(NULL);
+    const grpc_slice *value = bearer_token(c);
 
-    if (auth == NULL)
-        return true;
-    c->auth_table = tse_auth_acquire(auth);
-    value = bearer_token(c);
+    *token = value != NULL;
     if (value != NULL) {
         const char *v = (const char *)GRPC_SLICE_START_PTR(*value);
         size_t len = GRPC_SLICE_LENGTH(*value), pre = strlen(BEARER);
         if (len > pre && strncasecmp(v, BEARER, pre) == 0)
-            c->identity = tse_auth_table_find_token(c->auth_table, v + pre, len - pre, now_s);
-    } else {
-        c->identity = certificate_identity(c, now_s);
+            return tse_auth_table_find_token(t, v + pre, len - pre, now_s);
+        return NULL;
     }
+    return certificate_identity(c, t, now_s);
+}
+
+bool tse_call_authenticate(tse_call *c)
+{
+    tse_auth *auth = c->server->auth;
+    bool token;
+
+    if (auth == NULL)
+        return true;
+    c->auth_table = tse_auth_acquire(auth);
+    c->identity = prove(c, c->auth_table, (int64_t)time(NULL), &token);
     if (c->identity != NULL || c->method->open)
         return true;
-    tse_audit(c, "denied", "", value ? "unknown or expired token" : "no credentials");
+    tse_audit(c, "denied", "", token ? "unknown or expired token" : "no credentials");
     tse_call_fail(c, TSE_ERROR(TSE_UNAUTHENTICATED, "",
                                "authentication required: send `authorization: Bearer <token>` "
                                "(or a client certificate) of a known identity"));
     return false;
+}
+
+tse_status tse_access_recheck(tse_call *c, bool *renewed, tse_error *err)
+{
+    tse_auth *auth = c->server->auth;
+    const tse_auth_table *t;
+    const tse_identity *id;
+    int64_t expires, now_s;
+    bool token;
+
+    if (renewed != NULL)
+        *renewed = false;
+    if (auth == NULL || c->identity == NULL)
+        return TSE_OK;
+    expires = tse_identity_expires(c->identity);
+    if (tse_auth_is_current(auth, c->auth_table) && (expires == 0 || (int64_t)time(NULL) < expires))
+        return TSE_OK;
+    now_s = (int64_t)time(NULL);
+    t = tse_auth_acquire(auth);
+    id = prove(c, t, now_s, &token);
+    if (id == NULL) {
+        tse_auth_release(t);
+        tse_audit(c, "denied", "",
+                  token ? "token revoked or expired while the call was open"
+                        : "certificate identity removed or expired while the call was open");
+        return tse_error_set(err, TSE_UNAUTHENTICATED, NULL,
+                             "the caller's credentials were revoked or expired; "
+                             "authenticate again");
+    }
+    tse_auth_release(c->auth_table);
+    c->auth_table = t;
+    c->identity = id;
+    if (renewed != NULL)
+        *renewed = true;
+    return TSE_OK;
 }
 
 tse_status tse_access_deny(tse_call *c, const char *target, tse_error *err, const char *fmt, ...)
@@ -124,11 +177,16 @@ tse_status tse_access_admin(tse_call *c, const char *target, tse_error *err)
 tse_status tse_access_publish(tse_call *c, const char *event_type, const char *source,
                               tse_error *err)
 {
-    const tse_identity *id = c->identity;
+    const tse_identity *id;
     int64_t retry_ms = 0;
+    tse_status st;
 
     if (c->server->auth == NULL)
         return TSE_OK;
+    /* A PublishStream outlives reloads of the tokens file. */
+    if ((st = tse_access_recheck(c, NULL, err)) != TSE_OK)
+        return st;
+    id = c->identity;
     if (!tse_identity_may_publish(id, event_type))
         return tse_access_deny(c, event_type, err, "identity '%s' may not publish %s",
                                tse_identity_name(id), event_type);

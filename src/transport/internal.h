@@ -308,6 +308,17 @@ void tse_error_describe(const tse_error *err, char *buf, size_t len);
  * UNAUTHENTICATED, audited) when it needs one and has none. On a worker. */
 bool tse_call_authenticate(tse_call *c);
 
+/*
+ * For calls that stay open: when the tokens file was reloaded since the
+ * call's identity was proven, or that identity has expired, proves it again
+ * from the call's token or certificate against the current table and takes
+ * that table (*renewed true, may be NULL: the caller checks its permissions
+ * again). TSE_UNAUTHENTICATED (audited) when the credentials prove no one
+ * any more. Cheap while nothing changed (one atomic load, one clock read).
+ * Not thread-safe per call: under the call's lock or from its one reader.
+ */
+tse_status tse_access_recheck(tse_call *c, bool *renewed, tse_error *err);
+
 /* The caller's identity name; NULL when authentication is off. */
 const char *tse_call_identity(const tse_call *c);
 

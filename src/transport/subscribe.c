@@ -227,6 +227,12 @@ typedef struct sub_call {
     bool auto_ack, attached, input_done, ended, detached, closed;
     tse_error end; /* the status, once ended */
     uint64_t delivered;
+    /* With authentication on: the attached subscription's owner and
+     * patterns, checked again when the caller's identity is renewed. */
+    char *owner;
+    char **patterns;
+    size_t n_patterns;
+    bool revoked; /* ended by tse_access_recheck: nothing more is queued */
     /* The first message while its subscription's owner is looked up. */
     Tracseq__Events__V1__SubscribeRequest *first;
 } sub_call;
@@ -255,6 +261,10 @@ static void sub_release(tse_call *c)
         grpc_byte_buffer_destroy(sc->recv_buf);
     if (sc->first)
         protobuf_c_message_free_unpacked(&sc->first->base, NULL);
+    for (size_t i = 0; i < sc->n_patterns; i++)
+        free(sc->patterns[i]);
+    free(sc->patterns);
+    free(sc->owner);
 }
 
 /* Ends the stream with its status (the request line counts deliveries). */
@@ -307,6 +317,57 @@ static void sub_post_recv(sub_call *sc)
         sc->input_done = true;
 }
 
+/* ---- revocation of an open stream ---- */
+
+/* Keeps the attached subscription's owner and patterns (authentication
+ * on), for sub_still_allowed. False when out of memory. */
+static bool sub_keep_access(sub_call *sc, const Subscription *settings)
+{
+    size_t n = settings->n_event_types;
+
+    sc->owner = strdup(settings->owner ? settings->owner : "");
+    sc->patterns = calloc(n ? n : 1, sizeof(*sc->patterns));
+    if (sc->owner == NULL || sc->patterns == NULL)
+        return false;
+    for (size_t i = 0; i < n; i++, sc->n_patterns++)
+        if ((sc->patterns[i] = strdup(settings->event_types[i])) == NULL)
+            return false;
+    return true;
+}
+
+/*
+ * Before each delivery: the caller's token or certificate still proves an
+ * identity (the tokens file may have been reloaded, the identity may have
+ * expired) that may still use the subscription. Cheap while nothing changed
+ * (tse_access_recheck). With the lock held.
+ */
+static bool sub_still_allowed(sub_call *sc, tse_error *err)
+{
+    bool renewed = false;
+
+    if (sc->base.server->auth == NULL)
+        return true;
+    if (tse_access_recheck(&sc->base, &renewed, err) != TSE_OK)
+        return false;
+    return !renewed || tse_access_subscription(&sc->base, sc->name, sc->owner, sc->patterns,
+                                               sc->n_patterns, err) == TSE_OK;
+}
+
+/* Ends a stream whose caller lost its right: what is queued is dropped
+ * (never acked, so delivered again after the ack deadline) and the status
+ * goes out after the one send in progress. With the lock held. */
+static void sub_revoke(sub_call *sc, const tse_error *err)
+{
+    sc->revoked = true;
+    while (sc->head) {
+        outgoing *next = sc->head->next;
+        outgoing_free(sc->head);
+        sc->head = next;
+    }
+    sc->tail = NULL;
+    sub_end(sc, err);
+}
+
 /* ---- engine callbacks (engine thread) ---- */
 
 static void on_attached(void *arg, const tse_error *err, const Subscription *settings)
@@ -316,6 +377,8 @@ static void on_attached(void *arg, const tse_error *err, const Subscription *set
     pthread_mutex_lock(&sc->base.lock);
     if (err->code != TSE_OK) {
         sub_end(sc, err);
+    } else if (sc->base.server->auth != NULL && !sub_keep_access(sc, settings)) {
+        sub_end(sc, TSE_ERROR(TSE_NOMEM, "", "out of memory"));
     } else {
         sc->attached = true;
         sc->auto_ack = settings->auto_ack;
@@ -327,8 +390,18 @@ static void on_attached(void *arg, const tse_error *err, const Subscription *set
 static void on_deliver(void *arg, const tse_delivered *d, size_t n)
 {
     sub_call *sc = arg;
+    tse_error err;
 
     pthread_mutex_lock(&sc->base.lock);
+    tse_error_clear(&err);
+    /* Refused deliveries stay pending: delivered again after the ack
+     * deadline, to a subscriber still allowed. */
+    if (sc->revoked || (!sc->closed && !sub_still_allowed(sc, &err))) {
+        if (!sc->revoked)
+            sub_revoke(sc, &err);
+        pthread_mutex_unlock(&sc->base.lock);
+        return;
+    }
     for (size_t i = 0; i < n && !sc->closed; i++) {
         /* Out of memory: the rest stay pending and are redelivered after
          * the ack deadline. */

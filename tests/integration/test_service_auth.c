@@ -78,8 +78,16 @@ static void hex_of(const char *token, char out[65])
         snprintf(out + 2 * i, 3, "%02x", h[i]);
 }
 
-/* Writes the tokens file; with_lims false: lims's token is gone. */
-static void write_tokens(const char *path, bool with_lims)
+/* How lims appears in the tokens file. */
+typedef enum lims_line {
+    LIMS_GONE = 0, /* its line removed: the token is revoked */
+    LIMS_ON,       /* publish and subscribe sample.* */
+    LIMS_EXPIRED,  /* the same, expired long ago */
+    LIMS_NARROWED, /* subscribe sample.received only */
+} lims_line;
+
+/* Writes the tokens file with lims as given. */
+static void write_tokens(const char *path, lims_line lims)
 {
     char h[4][65];
     FILE *f = fopen(path, "w");
@@ -90,8 +98,12 @@ static void write_tokens(const char *path, bool with_lims)
     hex_of(TOKEN_OPS, h[2]);
     hex_of(TOKEN_SLOW, h[3]);
     fprintf(f, "# test identities\n");
-    if (with_lims)
+    if (lims == LIMS_ON)
         fprintf(f, "lims sha256=%s publish=sample.* subscribe=sample.*\n", h[0]);
+    else if (lims == LIMS_EXPIRED)
+        fprintf(f, "lims sha256=%s publish=sample.* subscribe=sample.* expires=2001-01-01\n", h[0]);
+    else if (lims == LIMS_NARROWED)
+        fprintf(f, "lims sha256=%s publish=sample.* subscribe=sample.received\n", h[0]);
     fprintf(f, "monitor sha256=%s subscribe=sequencing.*\n", h[1]);
     fprintf(f, "ops sha256=%s admin publish_on_behalf publish=* subscribe=*\n", h[2]);
     fprintf(f, "slow sha256=%s publish=* rate=2 burst=2\n", h[3]);
@@ -105,7 +117,7 @@ static int world_up(void **state)
 
     assert_non_null(w);
     snprintf(w->tokens, sizeof(w->tokens), "/tmp/tse-tokens-%d", (int)getpid());
-    write_tokens(w->tokens, true);
+    write_tokens(w->tokens, LIMS_ON);
     w->redis = tse_test_redis_start(false);
     assert_non_null(w->redis);
     snprintf(arg, sizeof(arg), "--auth-tokens-file=%s", w->tokens);
@@ -451,7 +463,7 @@ static void a_token_removed_from_the_file_stops_at_sighup(void **state)
     char *log;
 
     assert_int_equal(publish_as(w, TOKEN_LIMS, "sample.created", "lims", &st), GRPC_STATUS_OK);
-    write_tokens(w->tokens, false);
+    write_tokens(w->tokens, LIMS_GONE);
     assert_int_equal(kill(w->service->pid, SIGHUP), 0);
     for (int i = 0; i < 100; i++) {
         if (publish_as(w, TOKEN_LIMS, "sample.created", "lims", &st) == GRPC_STATUS_UNAUTHENTICATED)
@@ -471,7 +483,7 @@ static void a_token_removed_from_the_file_stops_at_sighup(void **state)
     assert_int_equal(kill(w->service->pid, SIGHUP), 0);
     usleep(300 * 1000);
     assert_int_equal(publish_as(w, TOKEN_OPS, "sample.created", "lims", &st), GRPC_STATUS_OK);
-    write_tokens(w->tokens, true);
+    write_tokens(w->tokens, LIMS_ON);
     assert_int_equal(kill(w->service->pid, SIGHUP), 0);
     for (int i = 0; i < 100; i++) {
         if (publish_as(w, TOKEN_LIMS, "sample.created", "lims", &st) == GRPC_STATUS_OK)
@@ -479,6 +491,133 @@ static void a_token_removed_from_the_file_stops_at_sighup(void **state)
         usleep(50 * 1000);
     }
     assert_int_equal(publish_as(w, TOKEN_LIMS, "sample.created", "lims", &st), GRPC_STATUS_OK);
+}
+
+/* How many reloads of the tokens file the service has logged. */
+static int reloads_logged(const world *w)
+{
+    char *log = read_log(w), *p = log;
+    int n = 0;
+
+    while ((p = strstr(p, "tokens file reloaded")) != NULL) {
+        n++;
+        p++;
+    }
+    free(log);
+    return n;
+}
+
+/* Rewrites the tokens file with lims as given and waits until the service
+ * has reloaded it (SIGHUP). */
+static void reload_tokens(world *w, lims_line lims)
+{
+    int before = reloads_logged(w);
+
+    write_tokens(w->tokens, lims);
+    assert_int_equal(kill(w->service->pid, SIGHUP), 0);
+    for (int i = 0; i < 200 && reloads_logged(w) == before; i++)
+        usleep(50 * 1000);
+    assert_true(reloads_logged(w) > before);
+}
+
+/*
+ * A Subscribe stream opened by lims on its own subscription gets an event;
+ * then lims's line becomes `lims` and the file is reloaded: the stream gets
+ * no further event but ends with `want` at its next delivery, and unary
+ * calls with the token answer `unary` (OK: still a known identity).
+ */
+static void stream_after_reload(world *w, const char *name, lims_line lims, grpc_status_code want,
+                                grpc_status_code unary)
+{
+    Tracseq__Events__V1__SubscribeRequest req = TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__INIT;
+    tse_test_status st;
+    tse_test_stream *s;
+    ProtobufCMessage *got;
+
+    assert_int_equal(create_as(w, TOKEN_LIMS, name, "sample.*", &st), GRPC_STATUS_OK);
+    req.request_case = TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__REQUEST_SUBSCRIPTION_NAME;
+    req.subscription_name = (char *)name;
+    s = tse_test_stream_open(w->ch, M_SUBSCRIBE, 30000, "authorization", "Bearer " TOKEN_LIMS);
+    assert_true(tse_test_stream_send(s, &req.base));
+    assert_int_equal(publish_as(w, TOKEN_OPS, "sample.created", "lims", &st), GRPC_STATUS_OK);
+    got = tse_test_stream_recv(s, &tracseq__events__v1__delivery__descriptor, TIMEOUT_MS, NULL);
+    assert_non_null(got);
+    protobuf_c_message_free_unpacked(got, NULL);
+
+    reload_tokens(w, lims);
+    assert_int_equal(publish_as(w, TOKEN_LIMS, "sample.created", "lims", &st), unary);
+    assert_int_equal(publish_as(w, TOKEN_OPS, "sample.created", "lims", &st), GRPC_STATUS_OK);
+    got = tse_test_stream_recv(s, &tracseq__events__v1__delivery__descriptor, TIMEOUT_MS, NULL);
+    if (got != NULL)
+        fail_msg("%s: a delivery after the reload", name);
+    assert_int_equal(tse_test_stream_finish(s, &st), want);
+    reload_tokens(w, LIMS_ON);
+}
+
+static void an_open_stream_ends_when_its_token_is_revoked(void **state)
+{
+    world *w = *state;
+
+    stream_after_reload(w, "auth-revoked-stream", LIMS_GONE, GRPC_STATUS_UNAUTHENTICATED,
+                        GRPC_STATUS_UNAUTHENTICATED);
+}
+
+static void an_open_stream_ends_when_its_token_has_expired(void **state)
+{
+    world *w = *state;
+
+    stream_after_reload(w, "auth-expired-stream", LIMS_EXPIRED, GRPC_STATUS_UNAUTHENTICATED,
+                        GRPC_STATUS_UNAUTHENTICATED);
+}
+
+static void an_open_stream_ends_when_its_permission_narrows(void **state)
+{
+    world *w = *state;
+
+    stream_after_reload(w, "auth-narrowed-stream", LIMS_NARROWED, GRPC_STATUS_PERMISSION_DENIED,
+                        GRPC_STATUS_OK);
+}
+
+/* A PublishStream opened before the token was revoked: its next message
+ * gets an UNAUTHENTICATED error answer and is not stored. */
+static void an_open_publish_stream_stops_when_its_token_is_revoked(void **state)
+{
+    world *w = *state;
+    Tracseq__Events__V1__PublishRequest req = TRACSEQ__EVENTS__V1__PUBLISH_REQUEST__INIT;
+    Tracseq__Events__V1__PublishResponse *resp;
+    Event ev = TRACSEQ__EVENTS__V1__EVENT__INIT;
+    Google__Protobuf__Struct data = GOOGLE__PROTOBUF__STRUCT__INIT;
+    tse_test_status st;
+    tse_test_stream *s;
+    grpc_status_code code;
+
+    ev.event_type = "sample.created";
+    ev.source_service = "lims";
+    ev.payload_case = TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_DATA;
+    ev.data = &data;
+    req.event = &ev;
+    s = tse_test_stream_open(w->ch, SERVICE "PublishStream", 30000, "authorization",
+                             "Bearer " TOKEN_LIMS);
+    assert_true(tse_test_stream_send(s, &req.base));
+    resp = (Tracseq__Events__V1__PublishResponse *)tse_test_stream_recv(
+        s, &tracseq__events__v1__publish_response__descriptor, TIMEOUT_MS, NULL);
+    assert_non_null(resp);
+    assert_true(resp->event_id[0] != '\0');
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+
+    reload_tokens(w, LIMS_GONE);
+    (void)tse_test_stream_send(s, &req.base);
+    resp = (Tracseq__Events__V1__PublishResponse *)tse_test_stream_recv(
+        s, &tracseq__events__v1__publish_response__descriptor, TIMEOUT_MS, NULL);
+    assert_non_null(resp);
+    assert_non_null(resp->error);
+    assert_int_equal(resp->error->code, GRPC_STATUS_UNAUTHENTICATED);
+    assert_true(resp->event_id[0] == '\0');
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    tse_test_stream_close_send(s);
+    code = tse_test_stream_finish(s, &st);
+    assert_true(code == GRPC_STATUS_OK || code == GRPC_STATUS_UNAUTHENTICATED);
+    reload_tokens(w, LIMS_ON);
 }
 
 static void denials_are_audited_and_no_token_is_logged(void **state)
@@ -833,6 +972,10 @@ int main(void)
         cmocka_unit_test(stats_of_everything_need_admin),
         cmocka_unit_test(the_publish_rate_is_a_token_bucket),
         cmocka_unit_test(a_token_removed_from_the_file_stops_at_sighup),
+        cmocka_unit_test(an_open_stream_ends_when_its_token_is_revoked),
+        cmocka_unit_test(an_open_stream_ends_when_its_token_has_expired),
+        cmocka_unit_test(an_open_stream_ends_when_its_permission_narrows),
+        cmocka_unit_test(an_open_publish_stream_stops_when_its_token_is_revoked),
         cmocka_unit_test(denials_are_audited_and_no_token_is_logged),
         cmocka_unit_test(eventctl_issues_tokens_and_sends_them),
         cmocka_unit_test(the_sdk_token_option_is_honoured),
