@@ -85,6 +85,7 @@ typedef struct options {
     bool ids;
     const char *label;
     const char *tls_ca; /* PEM file: TLS to the service (NULL: plaintext) */
+    const char *token;  /* bearer token on every call (NULL: none) */
 } options;
 
 static void usage(FILE *out)
@@ -94,6 +95,7 @@ static void usage(FILE *out)
             "  --target HOST:PORT     service address (default 127.0.0.1:50051)\n"
             "  --mode M               stream | unary | latency (default stream)\n"
             "  --tls-ca FILE          TLS to the service, trusting this PEM CA\n"
+            "  --token TOKEN          bearer token on every call (identity bench-publish)\n"
             "  --duration S           measured seconds (default 10)\n"
             "  --warmup S             seconds before measuring (default 1; none with --count)\n"
             "  --count N              stop sending after N events (default: duration only)\n"
@@ -130,6 +132,8 @@ static bool parse_option(options *o, const char *key, const char *value)
         o->target = value;
     else if (strcmp(key, "--tls-ca") == 0)
         o->tls_ca = value;
+    else if (strcmp(key, "--token") == 0)
+        o->token = value;
     else if (strcmp(key, "--label") == 0)
         o->label = value;
     else if (strcmp(key, "--mode") == 0) {
@@ -788,7 +792,8 @@ static bool bench_open(bench *b)
     tse_client_options o = {.target = b->opt.target,
                             .source_service = "bench-publish",
                             .timeout_ms = 5000,
-                            .channels = b->opt.connections};
+                            .channels = b->opt.connections,
+                            .token = b->opt.token};
     tse_client_error err;
     char *ca = NULL;
 

@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
-# bench/run_tls.sh - TLS against plaintext in the same run: PublishStream
-# and unary Publish (bench_publish through the SDK) against one service
-# on a plaintext port and one on a TLS port (throwaway openssl CA, EC
-# P-256), each with its own fresh redis-server.
+# bench/run_tls.sh - what security costs, in the same run: PublishStream
+# and unary Publish (bench_publish through the SDK) against one service on
+# a plaintext port, one with a tokens file (every call carries a bearer
+# token: the token check), and one on a TLS port (throwaway openssl CA, EC
+# P-256), each with its own fresh redis-server. The three run back to back
+# and the whole set is repeated ROUNDS times, so that a machine shared with
+# other work weighs on all three alike; the medians are printed at the end.
 #
-#   bench/run_tls.sh [BUILD_DIR] [SECONDS]    defaults: build, 5
+#   bench/run_tls.sh [BUILD_DIR] [SECONDS] [ROUNDS]    defaults: build, 5, 3
 #
-# Prints the RESULT lines of each run and the TLS/plaintext ratio.
+# Prints `uptime` before each round, the RESULT lines of each run, and per
+# mode the median rate of each configuration with auth and TLS as a cost
+# against plaintext.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-$here/../build}
 secs=${2:-5}
+rounds=${3:-3}
 # shellcheck source=lib.sh
 source "$here/lib.sh"
 SCRATCH=$(mktemp -d)
@@ -25,12 +31,18 @@ ec="-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"
   openssl req $ec -subj /CN=localhost -keyout s.key -out s.csr &&
   openssl x509 -req -in s.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile s.ext \
     -out s.pem) >/dev/null 2>&1
+# The identity bench_publish publishes as, without a rate.
+TOKEN="tse_bench-$(openssl rand -hex 16)"
+printf 'bench-publish sha256=%s publish=*\n' \
+  "$(printf '%s' "$TOKEN" | sha256sum | cut -d' ' -f1)" >"$SCRATCH/tokens"
 
-# One run: $1 label, then the service's extra flags; bench flags in BENCH.
+# One run: $1 label, then the service's extra flags. Results go to stdout
+# and to $SCRATCH/results.
 run() {
   local label=$1
   shift
   REDIS_PORT=$(free_port)
+  rm -rf "$SCRATCH/redis-$label"
   mkdir -p "$SCRATCH/redis-$label"
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
     --dir "$SCRATCH/redis-$label" >/dev/null 2>&1 &
@@ -42,17 +54,46 @@ run() {
     --redis-url="redis://127.0.0.1:$REDIS_PORT" --log-level=warn "$@" 2>"$SCRATCH/svc-$label.log" &
   SERVICE_PID=$!
   wait_port "$port"
-  local tls=()
-  [[ $label == tls* ]] && tls=(--tls-ca "$SCRATCH/ca.pem")
+  local extra=()
+  [[ $label == tls ]] && extra=(--tls-ca "$SCRATCH/ca.pem")
+  [[ $label == auth ]] && extra=(--token "$TOKEN")
   for mode in stream unary; do
     "$build/bench/bench_publish" --target "127.0.0.1:$port" --mode $mode --duration "$secs" \
-      "${tls[@]}" --label "$label"
+      "${extra[@]}" --label "$label" | tee -a "$SCRATCH/results"
   done
   stop_service
   kill -TERM "$REDIS_PID"; wait "$REDIS_PID" 2>/dev/null || true
   REDIS_PID=
 }
 
-echo "uptime: $(uptime)"
-run plaintext
-run tls --tls-cert="$SCRATCH/s.pem" --tls-key="$SCRATCH/s.key"
+for round in $(seq "$rounds"); do
+  echo "round $round, uptime: $(uptime)"
+  run plaintext
+  run auth --auth-tokens-file="$SCRATCH/tokens"
+  run tls --tls-cert="$SCRATCH/s.pem" --tls-key="$SCRATCH/s.key"
+done
+
+# Medians per mode and label; cost = 1 - median / plaintext median.
+python3 - "$SCRATCH/results" <<'EOF'
+import re, statistics, sys
+rates = {}
+for line in open(sys.argv[1]):
+    m = re.search(r"RESULT mode=(\w+) label=(\w+) .*? errors=(\d+) .*?rate=([\d.]+)", line)
+    if m is None:
+        continue
+    if m.group(3) != "0":
+        print(f"warning: errors in {m.group(2)} {m.group(1)}", file=sys.stderr)
+    rates.setdefault((m.group(1), m.group(2)), []).append(float(m.group(4)))
+for mode in ("stream", "unary"):
+    base = statistics.median(rates.get((mode, "plaintext"), [0])) or 1
+    parts = []
+    for tag in ("plaintext", "auth", "tls"):
+        r = rates.get((mode, tag), [])
+        if not r:
+            continue
+        med = statistics.median(r)
+        runs = ", ".join(f"{x:,.0f}" for x in r)
+        cost = "" if tag == "plaintext" else f", costs {100 * (1 - med / base):+.1f} %"
+        parts.append(f"{tag} median {med:,.0f}/s ({runs}{cost})")
+    print(f"SUMMARY {mode}: " + "; ".join(parts))
+EOF

@@ -7,7 +7,9 @@
  * certificate rotation on SIGHUP (new connections get the new certificate,
  * an open PublishStream keeps going; a reload of a mismatched key keeps the
  * certificate in use), and settings that cannot work
- * refused at start naming their key; eventctl's TLS options.
+ * refused at start naming their key; eventctl's TLS options; identities
+ * proven by a client certificate's CN (cn= in the tokens file) with their
+ * permissions, under TLS_CLIENT_AUTH optional and require.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -39,6 +41,11 @@ static int setup(void **state)
 {
     (void)state;
     C = tse_test_certs_make();
+    /* Identities by certificate: its CN in the tokens file or not, and the
+     * same CN from another CA. */
+    tse_test_certs_make_client(C, "ca", "robot", "lab-robot");
+    tse_test_certs_make_client(C, "ca", "stranger", "stranger");
+    tse_test_certs_make_client(C, "other-ca", "other-robot", "lab-robot");
     R = tse_test_redis_start(false);
     return R == NULL;
 }
@@ -51,12 +58,13 @@ static int teardown(void **state)
     return 0;
 }
 
-/* The service with TLS from C's server.pem / server.key, plus extra. */
-static tse_test_service *start_tls(const char *client_auth)
+/* The service with TLS from C's server.pem / server.key, client
+ * certificates of ca.pem (client_auth NULL: none), plus extra (may be NULL). */
+static tse_test_service *start_tls_with(const char *client_auth, const char *extra)
 {
     static char cert[300], key[300], ca[300], cert_arg[320], key_arg[320], ca_arg[320],
         auth_arg[64];
-    const char *args[6] = {NULL};
+    const char *args[7] = {NULL};
     int n = 0;
 
     snprintf(cert_arg, sizeof(cert_arg), "--tls-cert=%s",
@@ -72,21 +80,28 @@ static tse_test_service *start_tls(const char *client_auth)
         args[n++] = ca_arg;
         args[n++] = auth_arg;
     }
+    if (extra != NULL)
+        args[n++] = extra;
     tse_test_service *s = tse_test_service_start(R, args);
     assert_non_null(s);
     return s;
 }
 
-/* A client of s; roots, cert and key name files of C (NULL: none; roots
- * NULL: plaintext unless a cert is given). */
-static tse_client *client_of(const tse_test_service *s, const char *roots, const char *cert,
-                             const char *key, int timeout_ms)
+static tse_test_service *start_tls(const char *client_auth)
+{
+    return start_tls_with(client_auth, NULL);
+}
+
+/* A client of s publishing as source; roots, cert and key name files of C
+ * (NULL: none; roots NULL: plaintext unless a cert is given). */
+static tse_client *client_as(const tse_test_service *s, const char *source, const char *roots,
+                             const char *cert, const char *key, int timeout_ms)
 {
     char *roots_pem = roots ? tse_test_certs_read(C, roots) : NULL;
     char *cert_pem = cert ? tse_test_certs_read(C, cert) : NULL;
     char *key_pem = key ? tse_test_certs_read(C, key) : NULL;
     tse_client_options o = {.target = s->addr,
-                            .source_service = "tls-test",
+                            .source_service = source,
                             .timeout_ms = timeout_ms,
                             .reconnect_initial_ms = 50,
                             .reconnect_max_ms = 300,
@@ -103,6 +118,12 @@ static tse_client *client_of(const tse_test_service *s, const char *roots, const
     free(cert_pem);
     free(key_pem);
     return c;
+}
+
+static tse_client *client_of(const tse_test_service *s, const char *roots, const char *cert,
+                             const char *key, int timeout_ms)
+{
+    return client_as(s, "tls-test", roots, cert, key, timeout_ms);
 }
 
 static tse_client_status publish(tse_client *c, tse_client_error *err)
@@ -306,6 +327,88 @@ static void sighup_rotates_the_certificate_for_new_connections_only(void **state
     assert_int_equal(tse_test_service_stop(s), 0);
 }
 
+/* ---- identities proven by a client certificate (cn= in the tokens file) ---- */
+
+/* Publishes type as c; the status. */
+static tse_client_status publish_type(tse_client *c, const char *type)
+{
+    tse_client_error err;
+
+    return tse_client_publish_json(c, type, "{}", NULL, NULL, &err);
+}
+
+static tse_client_status create_sub(tse_client *c, const char *name, const char *pattern)
+{
+    const char *patterns[1] = {pattern};
+    tse_client_subscription_spec spec = {.name = name, .event_types = patterns, .n_event_types = 1};
+    tse_client_error err;
+
+    return tse_client_subscription_create(c, &spec, NULL, &err);
+}
+
+/*
+ * Against a service with client_auth (optional or require) and a tokens
+ * file naming lab-robot by certificate: its certificate (CN=lab-robot, of
+ * the trusted CA) publishes and subscribes within its rights, as itself
+ * only; a certificate with the same CN from another CA never connects; a
+ * trusted certificate of a CN no identity has is UNAUTHENTICATED, and so is
+ * a client without one (optional).
+ */
+static void certificate_identities(const char *client_auth)
+{
+    char tokens[300], arg[340];
+    FILE *f;
+    tse_test_service *s;
+    tse_client *robot, *spoof, *other, *stranger, *none;
+
+    tse_test_certs_path(C, "tokens", tokens, sizeof(tokens));
+    f = fopen(tokens, "w");
+    assert_non_null(f);
+    fputs("lab-robot cn=lab-robot publish=sample.* subscribe=sample.*\n", f);
+    fclose(f);
+    snprintf(arg, sizeof(arg), "--auth-tokens-file=%s", tokens);
+    s = start_tls_with(client_auth, arg);
+    robot = client_as(s, "lab-robot", "ca.pem", "robot.pem", "robot.key", 10000);
+    spoof = client_as(s, "lims", "ca.pem", "robot.pem", "robot.key", 10000);
+    other = client_as(s, "lab-robot", "ca.pem", "other-robot.pem", "other-robot.key", FAIL_MS);
+    stranger = client_as(s, "stranger", "ca.pem", "stranger.pem", "stranger.key", 10000);
+    none = client_as(s, "lab-robot", "ca.pem", NULL, NULL,
+                     strcmp(client_auth, "optional") == 0 ? 10000 : FAIL_MS);
+
+    assert_int_equal(publish_type(robot, "sample.created"), TSE_CLIENT_OK);
+    assert_int_equal(publish_type(robot, "sequencing.run_started"), TSE_CLIENT_PERMISSION_DENIED);
+    assert_int_equal(publish_type(spoof, "sample.created"), TSE_CLIENT_PERMISSION_DENIED);
+    assert_int_equal(create_sub(robot, "robot-samples", "sample.*"), TSE_CLIENT_OK);
+    assert_int_equal(create_sub(robot, "robot-everything", "*"), TSE_CLIENT_PERMISSION_DENIED);
+    assert_refused(other, "a certificate with the identity's CN from another CA");
+    assert_int_equal(publish_type(stranger, "sample.created"), TSE_CLIENT_UNAUTHENTICATED);
+    if (strcmp(client_auth, "optional") == 0)
+        assert_int_equal(publish_type(none, "sample.created"), TSE_CLIENT_UNAUTHENTICATED);
+    else
+        assert_refused(none, "mTLS require, no client certificate");
+    assert_int_equal(publish_type(robot, "sample.received"), TSE_CLIENT_OK);
+
+    tse_client_destroy(robot);
+    tse_client_destroy(spoof);
+    tse_client_destroy(other);
+    tse_client_destroy(stranger);
+    tse_client_destroy(none);
+    assert_int_equal(tse_test_service_stop(s), 0);
+    unlink(tokens);
+}
+
+static void a_client_certificate_proves_its_identity_mtls_optional(void **state)
+{
+    (void)state;
+    certificate_identities("optional");
+}
+
+static void a_client_certificate_proves_its_identity_mtls_require(void **state)
+{
+    (void)state;
+    certificate_identities("require");
+}
+
 /* Runs the service with args and returns its exit status, its output in
  * out. */
 static int run_service(const char *args, char *out, size_t len)
@@ -409,6 +512,8 @@ int main(void)
         cmocka_unit_test(mtls_optional_takes_no_certificate_but_not_a_bad_one),
         cmocka_unit_test(settings_that_cannot_work_stop_the_start_naming_the_key),
         cmocka_unit_test(eventctl_speaks_mutual_tls_from_flags_or_environment),
+        cmocka_unit_test(a_client_certificate_proves_its_identity_mtls_optional),
+        cmocka_unit_test(a_client_certificate_proves_its_identity_mtls_require),
         /* Last: it replaces the server certificate of C. */
         cmocka_unit_test(sighup_rotates_the_certificate_for_new_connections_only),
     };

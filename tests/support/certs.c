@@ -69,6 +69,12 @@ tse_test_certs *tse_test_certs_make(void)
     return c;
 }
 
+void tse_test_certs_make_client(const tse_test_certs *c, const char *ca, const char *name,
+                                const char *cn)
+{
+    make_leaf(c, ca, name, cn, CLIENT_EXT);
+}
+
 void tse_test_certs_remove(tse_test_certs *c)
 {
     char cmd[300];

@@ -20,6 +20,10 @@ typedef struct tse_test_certs {
 
 /* Makes every file; fails the test (cmocka) when openssl does not. */
 tse_test_certs *tse_test_certs_make(void);
+/* One more client certificate, dir/name.pem and dir/name.key, with subject
+ * CN=cn, signed by dir/ca.pem ("ca" or "other-ca"). */
+void tse_test_certs_make_client(const tse_test_certs *c, const char *ca, const char *name,
+                                const char *cn);
 /* Removes the folder, frees. NULL: no-op. */
 void tse_test_certs_remove(tse_test_certs *c);
 
