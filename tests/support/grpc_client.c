@@ -23,20 +23,38 @@
 
 /* ============================== channels ================================== */
 
+static tse_client *channel_of(const tse_client_options *o)
+{
+    tse_client_error err;
+    tse_client *c = NULL;
+
+    if (tse_client_connect(o, &c, &err) != TSE_CLIENT_OK) {
+        fprintf(stderr, "tse_test_channel %s: %s\n", o->target, err.message);
+        abort();
+    }
+    return c;
+}
+
+tse_client *tse_test_channel_secure(const char *addr, const char *roots_pem, const char *token)
+{
+    tse_client_options o = {.target = addr,
+                            .source_service = "tracseq-tests",
+                            .reconnect_initial_ms = 1000,
+                            .reconnect_max_ms = 120000,
+                            .tls_root_certs_pem = roots_pem,
+                            .token = token};
+
+    return channel_of(&o);
+}
+
 tse_client *tse_test_channel_backoff(const char *addr, int initial_ms, int max_ms)
 {
     tse_client_options o = {.target = addr,
                             .source_service = "tracseq-tests",
                             .reconnect_initial_ms = initial_ms,
                             .reconnect_max_ms = max_ms};
-    tse_client_error err;
-    tse_client *c = NULL;
 
-    if (tse_client_connect(&o, &c, &err) != TSE_CLIENT_OK) {
-        fprintf(stderr, "tse_test_channel %s: %s\n", addr, err.message);
-        abort();
-    }
-    return c;
+    return channel_of(&o);
 }
 
 /* gRPC's own default backoff (1 s doubling to 2 minutes), which these

@@ -31,6 +31,10 @@ tse_client *tse_test_channel(const char *addr);
  * that restarts on the same port). */
 tse_client *tse_test_channel_backoff(const char *addr, int initial_ms, int max_ms);
 
+/* The same over TLS trusting roots_pem (NULL: plaintext), every call
+ * carrying `authorization: Bearer <token>` (NULL: none); gRPC's default
+ * backoff as tse_test_channel. */
+tse_client *tse_test_channel_secure(const char *addr, const char *roots_pem, const char *token);
 /* Cancels what still runs on ch and frees it. NULL is a no-op. */
 void tse_test_channel_destroy(tse_client *ch);
 
