@@ -397,7 +397,9 @@ function tcpAccepts(port) {
   });
 }
 
-async function startServiceOn(port, scratch, redisPort, extraArgs) {
+// credentials: the channel credentials of the health check that says the
+// service is up (null: plaintext).
+async function startServiceOn(port, scratch, redisPort, extraArgs, credentials = null) {
   const grpc = need('@grpc/grpc-js');
   // Every setting the tests rely on is a flag: flags win over a developer's
   // environment (VALIDATION_MODE=strict, ...).
@@ -412,7 +414,8 @@ async function startServiceOn(port, scratch, redisPort, extraArgs) {
     // backoff, so the client is made once the port accepts.
     await waitUntil(`${target} accepting connections`, () => tcpAccepts(port), proc);
     const pkg = loadProtos(['grpc/health/v1/health.proto']);
-    health = new pkg.grpc.health.v1.Health(target, grpc.credentials.createInsecure());
+    health = new pkg.grpc.health.v1.Health(target,
+                                           credentials || grpc.credentials.createInsecure());
     const serving = async () => {
       const answer = await unary(health, 'Check', { service: '' }, 1000);
       return answer.status === 'SERVING';
@@ -429,7 +432,10 @@ async function startServiceOn(port, scratch, redisPort, extraArgs) {
 
 // redis-server + tracseq-events for one test. stack.target is the service's
 // host:port; stack.redis() a new RESP connection (closed with the stack);
-// stack.track(client) closes a gRPC client with the stack.
+// stack.track(client) closes a gRPC client with the stack. serviceArgs: the
+// service's extra flags, or a function of the scratch folder returning
+// { args, credentials } (files it writes there first, such as certificates
+// and a tokens file; credentials: what the health check connects with).
 class Stack {
   constructor(testName, checks, serviceArgs = []) {
     this.testName = testName;
@@ -445,8 +451,11 @@ class Stack {
     const redis = await onFreePort((port) => startRedisOn(this.scratch, port));
     this.redisProc = redis.proc;
     this.redisPort = redis.port;
+    let args = this.serviceArgs;
+    let credentials = null;
+    if (typeof args === 'function') ({ args, credentials } = args(this.scratch));
     const service = await onFreePort(
-      (port) => startServiceOn(port, this.scratch, this.redisPort, this.serviceArgs));
+      (port) => startServiceOn(port, this.scratch, this.redisPort, args, credentials));
     this.service = service.proc;
     this.target = service.target;
   }
