@@ -720,7 +720,10 @@ static void expect_http(int port, const char *token, const char *method, const c
 
     memset(&r, 0, sizeof(r));
     http_as(port, token, method, path, body, &r);
-    if (r.status != want || (code != NULL && (r.body == NULL || strstr(r.body, code) == NULL)))
+    /* Refusals: the JSON error body, {"error":"...","code":"<CODE>",...}. */
+    if (r.status != want || (code != NULL && (r.body == NULL || strstr(r.body, code) == NULL)) ||
+        (want >= 400 && (r.body == NULL || strstr(r.body, "{\"error\":") == NULL ||
+                         strstr(r.body, "\"code\":\"") == NULL)))
         fail_msg("%s %s as %s: %d %s, want %d %s", method, path, token ? token : "nobody", r.status,
                  r.body ? r.body : "", want, code ? code : "");
     free(r.body);
@@ -768,6 +771,8 @@ static void the_bridge_forwards_the_callers_token(void **state)
                 "PERMISSION_DENIED");
     expect_http(port, TOKEN_MONITOR, "GET", "/api/v1/subscriptions/auth-bridge-owned/events", NULL,
                 403, "PERMISSION_DENIED");
+    expect_http(port, NULL, "GET", "/api/v1/subscriptions/auth-bridge-owned/events", NULL, 401,
+                "UNAUTHENTICATED");
     expect_http(port, TOKEN_MONITOR, "DELETE", "/api/v1/subscriptions/auth-bridge-owned", NULL, 403,
                 "PERMISSION_DENIED");
     expect_http(port, TOKEN_LIMS, "GET", "/api/v1/subscriptions/auth-bridge-owned", NULL, 200,
