@@ -8,7 +8,7 @@
  *   lims     sha256=<64 hex> publish=sample.*,document.* subscribe=* rate=200 burst=400
  *   monitor  sha256=<64 hex> sha256=<64 hex> subscribe=sequencing.*,sample.*
  *   ops      sha256=<64 hex> admin subscribe=*
- *   bridge   cn=rest-bridge publish_on_behalf publish=* subscribe=*
+ *   robot    cn=lab-robot publish=sample.*
  *
  * name: [A-Za-z0-9_.-], 1..64 characters (it is the source_service the
  * identity publishes as). Attributes, in any order:
