@@ -903,7 +903,7 @@ static void reconnect(tse_delivery *d, int64_t now, bool asked)
 
     if (d->ctx != NULL)
         return;
-    if (now < d->next_connect_ms && !(asked && now - d->last_attempt_ms >= TSE_BROKER_PROBE_MS))
+    if (now < d->next_connect_ms && !(asked && tse_backoff_may_probe(now, d->last_attempt_ms)))
         return;
     d->last_attempt_ms = now;
     d->ctx = tse_redis_connect(&d->opts.target, d->opts.timeout_ms, why, sizeof(why));
@@ -913,8 +913,7 @@ static void reconnect(tse_delivery *d, int64_t now, bool asked)
         return;
     }
     d->next_connect_ms = now + d->backoff_ms;
-    d->backoff_ms =
-        d->backoff_ms * 2 > TSE_BROKER_RETRY_MAX_MS ? TSE_BROKER_RETRY_MAX_MS : d->backoff_ms * 2;
+    d->backoff_ms = tse_backoff_next(d->backoff_ms);
 }
 
 static bool anyone_listening(const tse_delivery *d)

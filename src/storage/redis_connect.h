@@ -2,7 +2,8 @@
  * redis_connect.h - the one way a thread of the writer lanes or the delivery
  * engine reaches Redis (redis_connect.c): a blocking connect bounded by the
  * timeout, then AUTH and SELECT as the target asks, and failures described
- * in words a log reader understands.
+ * in words a log reader understands. When to try again after a failure is
+ * backoff.h's (the same schedule and probe rule for every connection).
  *
  * Blocking: each caller is a thread of its own, never a completion-queue
  * thread. A context belongs to the thread that connected it.
@@ -14,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "storage/backoff.h"
 #include "storage/redis_url.h"
 
 /*

@@ -25,15 +25,4 @@ typedef struct tse_redis_target {
  */
 tse_status tse_redis_url_parse(const char *url, tse_redis_target *out, tse_error *err);
 
-/* Reconnect schedule of every Redis connection (the lanes and the delivery
- * engine): the first retry after TSE_BROKER_RETRY_MIN_MS, the wait doubling
- * after each failure up to TSE_BROKER_RETRY_MAX_MS. */
-#define TSE_BROKER_RETRY_MIN_MS 100
-#define TSE_BROKER_RETRY_MAX_MS 2000
-/* A request arriving while Redis is away does not wait for the backoff: it
- * rides on a connect attempt made at once (a probe), at most one per
- * connection this often, so a flood of requests during an outage never
- * becomes a connect storm. */
-#define TSE_BROKER_PROBE_MS     100
-
 #endif

@@ -39,6 +39,7 @@
 #include <stdint.h>
 
 #include "common/status.h"
+#include "storage/backoff.h"
 #include "storage/ops.h"
 #include "storage/redis_url.h"
 

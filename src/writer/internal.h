@@ -32,8 +32,6 @@
 #define TSE_LANE_PING_MS         1000
 /* Each lane trims the streams it wrote to this often. */
 #define TSE_LANE_TRIM_MS         1000
-#define TSE_LANE_BACKOFF_MIN_MS  TSE_BROKER_RETRY_MIN_MS
-#define TSE_LANE_BACKOFF_MAX_MS  TSE_BROKER_RETRY_MAX_MS
 
 /* ---- generic commands (broker.c): what the typed operations of ops.c run ---- */
 

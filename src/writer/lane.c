@@ -145,7 +145,7 @@ bool tse_lane_probe_locked(tse_lane *l)
 {
     if (l->probe)
         return true;
-    if (tse_clock_ms() - l->last_attempt_ms < TSE_BROKER_PROBE_MS)
+    if (!tse_backoff_may_probe(tse_clock_ms(), l->last_attempt_ms))
         return false;
     l->probe = true;
     pthread_cond_signal(&l->cond);
@@ -477,7 +477,7 @@ void *tse_lane_main(void *arg)
 
     for (;;) {
         if (lane_connect(l, why, sizeof(why))) {
-            backoff = TSE_LANE_BACKOFF_MIN_MS;
+            backoff = TSE_BROKER_RETRY_MIN_MS;
             if (lane_serve(l, why, sizeof(why))) {
                 lane_drop(l, NULL);
                 break;
@@ -486,9 +486,7 @@ void *tse_lane_main(void *arg)
         } else {
             tse_broker_note_error(l->broker, why);
             attempt_failed(l, why);
-            backoff = backoff == 0 ? TSE_LANE_BACKOFF_MIN_MS : backoff * 2;
-            if (backoff > TSE_LANE_BACKOFF_MAX_MS)
-                backoff = TSE_LANE_BACKOFF_MAX_MS;
+            backoff = tse_backoff_next(backoff);
         }
         if (lane_sleep(l, backoff))
             break;
