@@ -8,6 +8,7 @@
  */
 #include "storage/ops.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,4 +87,116 @@ void tse_stream_lengths_cleanup(tse_stream_lengths *out)
         return;
     tse_free(out->types);
     memset(out, 0, sizeof(*out));
+}
+
+/* ===================== appending events ================================= */
+
+/*
+ * KEYS[1] stream, KEYS[2] dedup key, KEYS[3] the stream set; ARGV[1] window
+ * in ms, ARGV[2] publish time "<sec>.<nanos>", ARGV[3..] the XADD arguments
+ * after the key. Returns {0, new id, 1 when the stream is new to the set} or
+ * {1, "<original id> <sec>.<nanos> <original stream key>"} (before this
+ * format: the original id alone). GET and XADD+SADD+SET run as one script,
+ * so two publishers of the same id cannot both append, and a refused retry
+ * registers no stream.
+ */
+const char tse_dedup_script[] =
+    "local prev = redis.call('GET', KEYS[2])\n"
+    "if prev then return {1, prev} end\n"
+    "local id = redis.call('XADD', KEYS[1], unpack(ARGV, 3))\n"
+    "local added = redis.call('SADD', KEYS[3], KEYS[1])\n"
+    "redis.call('SET', KEYS[2], id .. ' ' .. ARGV[2] .. ' ' .. KEYS[1], 'PX', ARGV[1])\n"
+    "return {0, id, added}\n";
+
+tse_status tse_redis_error_status(const char *msg, size_t len)
+{
+    /* Errors that go away by themselves: retrying later may succeed. */
+    static const char *const transient[] = {"OOM",         "LOADING",    "BUSY",
+                                            "MASTERDOWN",  "TRYAGAIN",   "READONLY",
+                                            "CLUSTERDOWN", "NOREPLICAS", "NOSCRIPT"};
+
+    for (size_t i = 0; i < sizeof(transient) / sizeof(transient[0]); i++) {
+        size_t n = strlen(transient[i]);
+
+        if (len >= n && memcmp(msg, transient[i], n) == 0 && (len == n || msg[n] == ' '))
+            return TSE_UNAVAILABLE;
+    }
+    return TSE_INTERNAL;
+}
+
+bool tse_dedup_reply_stored(const redisReply *reply)
+{
+    return reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 &&
+           reply->element[0]->type == REDIS_REPLY_INTEGER && reply->element[0]->integer == 0;
+}
+
+/*
+ * A duplicate's record "<id> <sec>.<nanos> <stream key>" into out (id copied
+ * into out->id, the key pointing into rec). An older record holds the id
+ * alone: the key is then the one asked for and the time the entry id's.
+ */
+static bool parse_dedup_record(const char *rec, tse_append_reply *out)
+{
+    const char *sp = strchr(rec, ' ');
+    long long sec = 0, ms = 0;
+    long nanos = 0;
+    int used = 0;
+
+    if (sp == NULL) {
+        snprintf(out->id, sizeof(out->id), "%s", rec);
+        if (sscanf(rec, "%lld", &ms) == 1) {
+            out->published_sec = ms / 1000;
+            out->published_nanos = (int32_t)(ms % 1000) * 1000000;
+        }
+        return true;
+    }
+    if ((size_t)(sp - rec) >= sizeof(out->id) ||
+        sscanf(sp + 1, "%lld.%ld %n", &sec, &nanos, &used) != 2 || used == 0 ||
+        sp[1 + used] == '\0')
+        return false;
+    memcpy(out->id, rec, (size_t)(sp - rec));
+    out->id[sp - rec] = '\0';
+    out->published_sec = sec;
+    out->published_nanos = (int32_t)nanos;
+    out->stream_key = sp + 1 + used;
+    return true;
+}
+
+/* The dedup script's reply into out; false when it has another shape. */
+static bool dedup_reply(const redisReply *reply, tse_append_reply *out)
+{
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
+        reply->element[0]->type != REDIS_REPLY_INTEGER ||
+        reply->element[1]->type != REDIS_REPLY_STRING)
+        return false;
+    out->duplicate = reply->element[0]->integer == 1;
+    if (out->duplicate) {
+        out->stream_id = out->id;
+        return parse_dedup_record(reply->element[1]->str, out);
+    }
+    out->stream_id = reply->element[1]->str;
+    out->new_stream = reply->elements >= 3 && reply->element[2]->type == REDIS_REPLY_INTEGER &&
+                      reply->element[2]->integer == 1;
+    return true;
+}
+
+tse_status tse_append_decode(const redisReply *reply, bool dedup, tse_append_reply *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (reply->type == REDIS_REPLY_ERROR) {
+        tse_redis_say(out->message, sizeof(out->message), "redis: %.*s", (int)reply->len,
+                      reply->str);
+        out->status = tse_redis_error_status(reply->str, reply->len);
+        return out->status;
+    }
+    if (dedup ? dedup_reply(reply, out) : reply->type == REDIS_REPLY_STRING) {
+        if (!dedup)
+            out->stream_id = reply->str;
+        out->status = TSE_OK;
+        return TSE_OK;
+    }
+    memset(out, 0, sizeof(*out));
+    snprintf(out->message, sizeof(out->message), "redis: unexpected reply to XADD");
+    out->status = TSE_INTERNAL;
+    return TSE_INTERNAL;
 }

@@ -1,6 +1,6 @@
 /*
- * command.c - turns a publish message into its Redis command and a Redis
- * reply into the publish result.
+ * command.c - turns a publish message into its Redis command, and the
+ * decoded reply into the publish result.
  *
  * A plain event is one XADD:
  *   XADD <stream key> [MINID ~ <now-retention> | MAXLEN ~ <n>]
@@ -13,8 +13,9 @@
  * claims, and creates no stream.
  *
  * A job is one allocation: the struct, the stream key and the RESP command.
- * Replies are decoded here into a result that lives on the stack for the
- * callback only, so no pointer into a freed reply escapes.
+ * Replies are decoded by the storage layer (tse_append_decode,
+ * storage/ops.h) into a result that lives on the stack for the callback
+ * only, so no pointer into a freed reply escapes.
  */
 #include "writer/internal.h"
 
@@ -24,23 +25,6 @@
 #include <string.h>
 
 #include "common/alloc.h"
-
-/*
- * KEYS[1] stream, KEYS[2] dedup key, KEYS[3] the stream set; ARGV[1] window
- * in ms, ARGV[2] publish time "<sec>.<nanos>", ARGV[3..] the XADD arguments
- * after the key. Returns {0, new id, 1 when the stream is new to the set} or
- * {1, "<original id> <sec>.<nanos> <original stream key>"} (before this
- * format: the original id alone). GET and XADD+SADD+SET run as one script,
- * so two publishers of the same id cannot both append, and a refused retry
- * registers no stream.
- */
-const char tse_dedup_script[] =
-    "local prev = redis.call('GET', KEYS[2])\n"
-    "if prev then return {1, prev} end\n"
-    "local id = redis.call('XADD', KEYS[1], unpack(ARGV, 3))\n"
-    "local added = redis.call('SADD', KEYS[3], KEYS[1])\n"
-    "redis.call('SET', KEYS[2], id .. ' ' .. ARGV[2] .. ' ' .. KEYS[1], 'PX', ARGV[1])\n"
-    "return {0, id, added}\n";
 
 #define MAX_ARGS 64
 
@@ -198,90 +182,11 @@ void tse_job_fail(tse_job *job, tse_status status, const char *message)
     tse_job_free(job);
 }
 
-tse_status tse_redis_error_status(const char *msg, size_t len)
-{
-    /* Errors that go away by themselves: retrying later may succeed. */
-    static const char *const transient[] = {"OOM",         "LOADING",    "BUSY",
-                                            "MASTERDOWN",  "TRYAGAIN",   "READONLY",
-                                            "CLUSTERDOWN", "NOREPLICAS", "NOSCRIPT"};
-
-    for (size_t i = 0; i < sizeof(transient) / sizeof(transient[0]); i++) {
-        size_t n = strlen(transient[i]);
-
-        if (len >= n && memcmp(msg, transient[i], n) == 0 && (len == n || msg[n] == ' '))
-            return TSE_UNAVAILABLE;
-    }
-    return TSE_INTERNAL;
-}
-
-static void finish_error(tse_job *job, const redisReply *reply)
-{
-    char message[256];
-
-    snprintf(message, sizeof(message), "redis: %.*s", (int)reply->len, reply->str);
-    tse_job_fail(job, tse_redis_error_status(reply->str, reply->len), message);
-}
-
-bool tse_dedup_reply_stored(const redisReply *reply)
-{
-    return reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 &&
-           reply->element[0]->type == REDIS_REPLY_INTEGER && reply->element[0]->integer == 0;
-}
-
-/*
- * A duplicate's record "<id> <sec>.<nanos> <stream key>" into res (id copied
- * into id_buf, the key pointing into rec). An older record holds the id
- * alone: the key is then the one asked for and the time the entry id's.
- */
-static bool parse_dedup_record(const char *rec, char *id_buf, size_t id_len,
-                               tse_publish_result *res)
-{
-    const char *sp = strchr(rec, ' ');
-    long long sec = 0, ms = 0;
-    long nanos = 0;
-    int used = 0;
-
-    if (sp == NULL) {
-        snprintf(id_buf, id_len, "%s", rec);
-        if (sscanf(rec, "%lld", &ms) == 1) {
-            res->published_sec = ms / 1000;
-            res->published_nanos = (int32_t)(ms % 1000) * 1000000;
-        }
-        return true;
-    }
-    if ((size_t)(sp - rec) >= id_len || sscanf(sp + 1, "%lld.%ld %n", &sec, &nanos, &used) != 2 ||
-        used == 0 || sp[1 + used] == '\0')
-        return false;
-    memcpy(id_buf, rec, (size_t)(sp - rec));
-    id_buf[sp - rec] = '\0';
-    res->published_sec = sec;
-    res->published_nanos = (int32_t)nanos;
-    res->stream_key = sp + 1 + used;
-    return true;
-}
-
-/* The dedup script's reply into res; false when it has another shape. */
-static bool dedup_reply(const redisReply *reply, char *id_buf, size_t id_len,
-                        tse_publish_result *res)
-{
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
-        reply->element[0]->type != REDIS_REPLY_INTEGER ||
-        reply->element[1]->type != REDIS_REPLY_STRING)
-        return false;
-    res->duplicate = reply->element[0]->integer == 1;
-    if (res->duplicate)
-        return parse_dedup_record(reply->element[1]->str, id_buf, id_len, res);
-    res->stream_id = reply->element[1]->str;
-    res->new_stream = reply->elements >= 3 && reply->element[2]->type == REDIS_REPLY_INTEGER &&
-                      reply->element[2]->integer == 1;
-    return true;
-}
-
 void tse_job_finish(tse_job *job, const redisReply *reply)
 {
     tse_publish_result res = {
         .status = TSE_OK, .stream_key = job->key, .new_stream = job->new_stream};
-    char dup_id[64];
+    tse_append_reply a;
 
     if (job->pre_status != TSE_OK) {
         tse_job_fail(job, job->pre_status, job->pre_message ? job->pre_message : "redis error");
@@ -293,22 +198,21 @@ void tse_job_finish(tse_job *job, const redisReply *reply)
         tse_job_free(job);
         return;
     }
-    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
-        finish_error(job, reply);
+    if (reply == NULL || tse_append_decode(reply, job->dedup, &a) != TSE_OK) {
+        if (reply == NULL)
+            tse_job_fail(job, TSE_INTERNAL, "redis: unexpected reply to XADD");
+        else
+            tse_job_fail(job, a.status, a.message);
         return;
     }
-    if (reply != NULL && job->dedup && dedup_reply(reply, dup_id, sizeof(dup_id), &res)) {
-        if (res.duplicate)
-            res.stream_id = dup_id;
-        goto done;
-    }
-    if (reply != NULL && !job->dedup && reply->type == REDIS_REPLY_STRING) {
-        res.stream_id = reply->str;
-        goto done;
-    }
-    tse_job_fail(job, TSE_INTERNAL, "redis: unexpected reply to XADD");
-    return;
-done:
+    res.stream_id = a.stream_id;
+    res.duplicate = a.duplicate;
+    res.published_sec = a.published_sec;
+    res.published_nanos = a.published_nanos;
+    if (a.stream_key != NULL)
+        res.stream_key = a.stream_key;
+    if (job->dedup)
+        res.new_stream = a.new_stream;
     job->cb(job->arg, &res);
     tse_job_free(job);
 }

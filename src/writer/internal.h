@@ -82,12 +82,6 @@ typedef struct tse_job_list {
     size_t bytes; /* sum of cmd_len */
 } tse_job_list;
 
-extern const char tse_dedup_script[];
-
-/* Whether a dedup script reply says the event was stored (not a duplicate):
- * the script then registered its stream too. */
-bool tse_dedup_reply_stored(const redisReply *reply);
-
 /*
  * Formats msg as one job (XADD, or EVALSHA of the dedup script with sha when
  * msg->dedup). NULL when out of memory. msg must be valid
@@ -109,9 +103,6 @@ void tse_job_list_push(tse_job_list *l, tse_job *job);
 tse_job *tse_job_list_pop(tse_job_list *l);
 /* Completes every job of l with status and message, in order; l ends empty. */
 void tse_job_list_fail(tse_job_list *l, tse_status status, const char *message);
-
-/* UNAVAILABLE for transient Redis errors (OOM, LOADING, BUSY, ...), else INTERNAL. */
-tse_status tse_redis_error_status(const char *msg, size_t len);
 
 /* ---- lanes and the broker (lane.c, broker.c) -------------------------------- */
 

@@ -1,6 +1,7 @@
 /*
  * test_storage_ops.c - the typed storage operations (src/storage/ops.c):
- * the command each sends and the decoding of the replies Redis may give,
+ * the command each sends and the decoding of the replies Redis may give
+ * (GetStats' stream lengths; the writer's XADD and dedup script),
  * built from RESP bytes by hiredis's reader exactly as a connection would
  * hand them over: the expected shape, an error reply, and shapes no script
  * of ours returns (foreign keys, wrong element types, an odd count).
@@ -138,6 +139,109 @@ static void a_reply_that_is_not_an_array_is_empty(void **state)
     freeReplyObject(reply);
 }
 
+/* ---- appends ---- */
+
+static void an_xadd_reply_is_the_new_entry_id(void **state)
+{
+    tse_append_reply a;
+    redisReply *reply = read_reply("$15\r\n1700000000000-0\r\n");
+
+    (void)state;
+    assert_int_equal(tse_append_decode(reply, false, &a), TSE_OK);
+    assert_string_equal(a.stream_id, "1700000000000-0");
+    assert_null(a.stream_key);
+    assert_false(a.duplicate);
+    assert_false(a.new_stream);
+    freeReplyObject(reply);
+}
+
+static void a_transient_error_is_unavailable_another_internal(void **state)
+{
+    tse_append_reply a;
+    redisReply *reply = read_reply("-LOADING Redis is loading the dataset\r\n");
+
+    (void)state;
+    assert_int_equal(tse_append_decode(reply, false, &a), TSE_UNAVAILABLE);
+    assert_int_equal(a.status, TSE_UNAVAILABLE);
+    assert_string_equal(a.message, "redis: LOADING Redis is loading the dataset");
+    freeReplyObject(reply);
+    reply = read_reply("-WRONGTYPE Operation against a key\r\n");
+    assert_int_equal(tse_append_decode(reply, true, &a), TSE_INTERNAL);
+    assert_string_equal(a.message, "redis: WRONGTYPE Operation against a key");
+    freeReplyObject(reply);
+}
+
+static void a_stored_dedup_reply_says_whether_the_stream_is_new(void **state)
+{
+    tse_append_reply a;
+    redisReply *reply = read_reply("*3\r\n:0\r\n$15\r\n1700000000000-1\r\n:1\r\n");
+
+    (void)state;
+    assert_true(tse_dedup_reply_stored(reply));
+    assert_int_equal(tse_append_decode(reply, true, &a), TSE_OK);
+    assert_false(a.duplicate);
+    assert_string_equal(a.stream_id, "1700000000000-1");
+    assert_true(a.new_stream);
+    freeReplyObject(reply);
+}
+
+static void a_duplicate_answers_the_stored_event(void **state)
+{
+    char resp[256];
+    const char *rec = "1700000000000-2 1700000000.123456789 " TSE_EVENTS_PREFIX "a.b:p2";
+    tse_append_reply a;
+    redisReply *reply;
+
+    (void)state;
+    snprintf(resp, sizeof(resp), "*2\r\n:1\r\n$%zu\r\n%s\r\n", strlen(rec), rec);
+    reply = read_reply(resp);
+    assert_false(tse_dedup_reply_stored(reply));
+    assert_int_equal(tse_append_decode(reply, true, &a), TSE_OK);
+    assert_true(a.duplicate);
+    assert_string_equal(a.stream_id, "1700000000000-2");
+    assert_string_equal(a.stream_key, TSE_EVENTS_PREFIX "a.b:p2");
+    assert_int_equal(a.published_sec, 1700000000);
+    assert_int_equal(a.published_nanos, 123456789);
+    assert_false(a.new_stream);
+    freeReplyObject(reply);
+}
+
+static void an_old_duplicate_record_holds_the_id_alone(void **state)
+{
+    tse_append_reply a;
+    redisReply *reply = read_reply("*2\r\n:1\r\n$15\r\n1700000000123-0\r\n");
+
+    (void)state;
+    assert_int_equal(tse_append_decode(reply, true, &a), TSE_OK);
+    assert_true(a.duplicate);
+    assert_string_equal(a.stream_id, "1700000000123-0");
+    assert_null(a.stream_key);
+    assert_int_equal(a.published_sec, 1700000000);
+    assert_int_equal(a.published_nanos, 123000000);
+    freeReplyObject(reply);
+}
+
+static void an_append_reply_of_another_shape_is_internal(void **state)
+{
+    static const char *const replies[] = {
+        ":1\r\n",                         /* XADD answering an integer */
+        "*1\r\n:0\r\n",                   /* script: too short */
+        "*2\r\n$1\r\n0\r\n$3\r\nabc\r\n", /* script: a string flag */
+        "*2\r\n:1\r\n$6\r\nid x.y\r\n",   /* duplicate record: no key */
+    };
+    tse_append_reply a;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(replies) / sizeof(replies[0]); i++) {
+        redisReply *reply = read_reply(replies[i]);
+
+        assert_int_equal(tse_append_decode(reply, i > 0, &a), TSE_INTERNAL);
+        assert_string_equal(a.message, "redis: unexpected reply to XADD");
+        assert_null(a.stream_id);
+        freeReplyObject(reply);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -147,6 +251,12 @@ int main(void)
         cmocka_unit_test(an_error_reply_decodes_nothing),
         cmocka_unit_test(foreign_keys_and_other_shapes_are_skipped),
         cmocka_unit_test(a_reply_that_is_not_an_array_is_empty),
+        cmocka_unit_test(an_xadd_reply_is_the_new_entry_id),
+        cmocka_unit_test(a_transient_error_is_unavailable_another_internal),
+        cmocka_unit_test(a_stored_dedup_reply_says_whether_the_stream_is_new),
+        cmocka_unit_test(a_duplicate_answers_the_stored_event),
+        cmocka_unit_test(an_old_duplicate_record_holds_the_id_alone),
+        cmocka_unit_test(an_append_reply_of_another_shape_is_internal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
