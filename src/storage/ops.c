@@ -8,6 +8,7 @@
  */
 #include "storage/ops.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,4 +200,88 @@ tse_status tse_append_decode(const redisReply *reply, bool dedup, tse_append_rep
     snprintf(out->message, sizeof(out->message), "redis: unexpected reply to XADD");
     out->status = TSE_INTERNAL;
     return TSE_INTERNAL;
+}
+
+/* ---- building commands ---- */
+
+static void add(tse_cmd *c, const char *s, size_t len)
+{
+    c->argv[c->argc] = s;
+    c->lens[c->argc] = len;
+    c->argc++;
+}
+
+static void add_str(tse_cmd *c, const char *s)
+{
+    add(c, s, strlen(s));
+}
+
+static void add_i64(tse_cmd *c, int64_t v)
+{
+    char *buf = c->num[c->nums++];
+
+    add(c, buf, (size_t)snprintf(buf, sizeof(c->num[0]), "%" PRId64, v));
+}
+
+void tse_append_command(const tse_append *a, tse_cmd *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (a->dedup_key != NULL) {
+        char *when = out->num[out->nums++];
+
+        add_str(out, "EVALSHA");
+        add_str(out, a->script_sha);
+        add_str(out, "3");
+        add_str(out, a->stream_key);
+        add_str(out, a->dedup_key);
+        add_str(out, TSE_STREAMS_KEY);
+        add_i64(out, a->dedup_window_ms);
+        add(out, when,
+            (size_t)snprintf(when, sizeof(out->num[0]), "%" PRId64 ".%09" PRId32, a->timestamp_sec,
+                             a->timestamp_nanos));
+    } else {
+        add_str(out, "XADD");
+        add_str(out, a->stream_key);
+    }
+    add_str(out, "*");
+    add_str(out, "id");
+    add_str(out, a->event_id);
+    add_str(out, "type");
+    add_str(out, a->event_type);
+    add_str(out, "event");
+    add(out, (const char *)a->envelope, a->envelope_len);
+}
+
+void tse_trim_command(const char *stream_key, int64_t maxlen, int64_t min_id_ms, tse_cmd *out)
+{
+    memset(out, 0, sizeof(*out));
+    add_str(out, "XTRIM");
+    add_str(out, stream_key);
+    if (maxlen > 0) {
+        add_str(out, "MAXLEN");
+        add_str(out, "~");
+        add_i64(out, maxlen);
+    } else {
+        add_str(out, "MINID");
+        add_str(out, "~");
+        add_i64(out, min_id_ms > 0 ? min_id_ms : 0);
+    }
+}
+
+void tse_register_stream_command(const char *stream_key, tse_cmd *out)
+{
+    memset(out, 0, sizeof(*out));
+    add_str(out, "SADD");
+    add_str(out, TSE_STREAMS_KEY);
+    add_str(out, stream_key);
+}
+
+bool tse_cmd_from_argv(int argc, const char *const *argv, const size_t *lens, tse_cmd *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (argc <= 0 || argc > TSE_CMD_MAX_ARGS)
+        return false;
+    for (int i = 0; i < argc; i++)
+        add(out, argv[i], lens ? lens[i] : strlen(argv[i]));
+    return true;
 }

@@ -19,65 +19,14 @@
  */
 #include "writer/internal.h"
 
-#include <inttypes.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/alloc.h"
 
-#define MAX_ARGS 64
-
-/* Argument vector under construction; numbers are printed into num[]. */
-typedef struct args {
-    int argc;
-    const char *argv[MAX_ARGS];
-    size_t lens[MAX_ARGS];
-    char num[6][32];
-    int nums;
-} args;
-
-static void add(args *a, const char *s, size_t len)
+static tse_job *job_alloc(const char *key, size_t key_len, const tse_cmd *c)
 {
-    a->argv[a->argc] = s;
-    a->lens[a->argc] = len;
-    a->argc++;
-}
-
-static void add_str(args *a, const char *s)
-{
-    add(a, s, strlen(s));
-}
-
-static void add_i64(args *a, int64_t v)
-{
-    char *buf = a->num[a->nums++];
-
-    add(a, buf, (size_t)snprintf(buf, sizeof(a->num[0]), "%" PRId64, v));
-}
-
-/*
- * The XADD arguments after the key: "*" and the fields. Only what people
- * and tools filter on is spelled out beside the envelope: every plain field
- * costs Redis time on every event (measured: 6 fields 354k/s, these 3
- * 524k/s). Priority is in the key, the time in the entry id, the rest in
- * the envelope. Trimming is not here: the lanes trim each stream once a
- * second (XTRIM), which costs far less than a MINID on every XADD.
- */
-static void add_xadd_tail(args *a, const tse_publish_msg *msg)
-{
-    add_str(a, "*");
-    add_str(a, "id");
-    add_str(a, msg->event_id);
-    add_str(a, "type");
-    add_str(a, msg->event_type);
-    add_str(a, "event");
-    add(a, (const char *)msg->envelope, msg->envelope_len);
-}
-
-static tse_job *job_alloc(const char *key, size_t key_len, const args *a)
-{
-    size_t cmd_len = tse_resp_size(a->argc, a->lens);
+    size_t cmd_len = tse_resp_size(c->argc, c->lens);
     tse_job *job = tse_malloc(sizeof(*job) + key_len + 1 + cmd_len);
 
     if (job == NULL)
@@ -88,7 +37,7 @@ static tse_job *job_alloc(const char *key, size_t key_len, const args *a)
     job->key_len = key_len;
     job->cmd = job->data + key_len + 1;
     job->cmd_len = cmd_len;
-    tse_resp_write(job->data + key_len + 1, a->argc, a->argv, a->lens);
+    tse_resp_write(job->data + key_len + 1, c->argc, c->argv, c->lens);
     return job;
 }
 
@@ -97,34 +46,30 @@ tse_job *tse_job_create(const tse_broker_options *opts, const char *sha, const t
     size_t key_len = strlen(msg->event_type) + 32;
     size_t dedup_len = strlen(msg->event_id) + 16;
     char *key = tse_malloc(key_len + dedup_len);
-    char *dedup_key;
-    args a = {0};
+    tse_append a;
+    tse_cmd c;
     tse_job *job;
 
     if (key == NULL)
         return NULL;
-    dedup_key = key + key_len;
-    tse_broker_stream_key(msg->event_type, msg->priority, key, key_len);
+    tse_key_stream(msg->event_type, msg->priority, key, key_len);
+    a = (tse_append){
+        .stream_key = key,
+        .event_id = msg->event_id,
+        .event_type = msg->event_type,
+        .envelope = msg->envelope,
+        .envelope_len = msg->envelope_len,
+    };
     if (msg->dedup) {
-        char *when = a.num[a.nums++];
-
-        tse_key_dedup(msg->event_id, dedup_key, dedup_len);
-        add_str(&a, "EVALSHA");
-        add_str(&a, sha);
-        add_str(&a, "3");
-        add_str(&a, key);
-        add_str(&a, dedup_key);
-        add_str(&a, TSE_STREAMS_KEY);
-        add_i64(&a, opts->dedup_window_ms);
-        add(&a, when,
-            (size_t)snprintf(when, sizeof(a.num[0]), "%" PRId64 ".%09" PRId32, msg->timestamp_sec,
-                             msg->timestamp_nanos));
-    } else {
-        add_str(&a, "XADD");
-        add_str(&a, key);
+        tse_key_dedup(msg->event_id, key + key_len, dedup_len);
+        a.dedup_key = key + key_len;
+        a.script_sha = sha;
+        a.dedup_window_ms = opts->dedup_window_ms;
+        a.timestamp_sec = msg->timestamp_sec;
+        a.timestamp_nanos = msg->timestamp_nanos;
     }
-    add_xadd_tail(&a, msg);
-    job = job_alloc(key, strlen(key), &a);
+    tse_append_command(&a, &c);
+    job = job_alloc(key, strlen(key), &c);
     tse_free(key);
     if (job != NULL)
         job->dedup = msg->dedup;
@@ -133,32 +78,19 @@ tse_job *tse_job_create(const tse_broker_options *opts, const char *sha, const t
 
 tse_job *tse_job_create_trim(const tse_broker_options *opts, const char *key, int64_t now_ms)
 {
-    args a = {0};
+    tse_cmd c;
 
-    add_str(&a, "XTRIM");
-    add_str(&a, key);
-    if (opts->retention_maxlen > 0) {
-        add_str(&a, "MAXLEN");
-        add_str(&a, "~");
-        add_i64(&a, opts->retention_maxlen);
-    } else {
-        int64_t min = now_ms - opts->retention_ms;
-        add_str(&a, "MINID");
-        add_str(&a, "~");
-        add_i64(&a, min > 0 ? min : 0);
-    }
-    return job_alloc("", 0, &a);
+    tse_trim_command(key, opts->retention_maxlen, now_ms - opts->retention_ms, &c);
+    return job_alloc("", 0, &c);
 }
 
 tse_job *tse_job_create_command(int argc, const char *const *argv, const size_t *lens)
 {
-    args a = {0};
+    tse_cmd c;
 
-    if (argc <= 0 || argc > (int)(sizeof(a.argv) / sizeof(a.argv[0])))
+    if (!tse_cmd_from_argv(argc, argv, lens, &c))
         return NULL;
-    for (int i = 0; i < argc; i++)
-        add(&a, argv[i], lens ? lens[i] : strlen(argv[i]));
-    return job_alloc("", 0, &a);
+    return job_alloc("", 0, &c);
 }
 
 void tse_job_free(tse_job *job)

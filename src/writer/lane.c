@@ -271,15 +271,13 @@ fail:
 /* ---- pipelining ----------------------------------------------------------------------- */
 
 /* Appends an internal command (not a job) to the output buffer. */
-static bool append_internal(tse_lane *l, int argc, const char *const *argv)
+static bool append_internal(tse_lane *l, const tse_cmd *c)
 {
-    size_t lens[3], len;
+    size_t len;
     char *cmd;
     int rc;
 
-    for (int i = 0; i < argc; i++)
-        lens[i] = strlen(argv[i]);
-    cmd = tse_resp_format(argc, argv, lens, &len);
+    cmd = tse_resp_format(c->argc, c->argv, c->lens, &len);
     if (cmd == NULL)
         return false;
     rc = redisAppendFormattedCommand(l->ctx, cmd, len);
@@ -295,8 +293,9 @@ static bool append_job(tse_lane *l, tse_job *job)
 {
     if (job->dedup && l->script_lost) {
         const char *argv[] = {"SCRIPT", "LOAD", tse_dedup_script};
+        tse_cmd c;
 
-        if (!append_internal(l, 3, argv))
+        if (!tse_cmd_from_argv(3, argv, NULL, &c) || !append_internal(l, &c))
             goto fail;
         job->pre_script = true;
         l->script_lost = false;
@@ -305,9 +304,10 @@ static bool append_job(tse_lane *l, tse_job *job)
      * stores the event: a refused retry under another type or priority
      * must not make a stream appear. */
     if (job->command_cb == NULL && !job->dedup && !tse_keyset_contains(&l->known, job->key)) {
-        const char *argv[] = {"SADD", TSE_STREAMS_KEY, job->key};
+        tse_cmd c;
 
-        if (!append_internal(l, 3, argv))
+        tse_register_stream_command(job->key, &c);
+        if (!append_internal(l, &c))
             goto fail;
         job->pre_sadd = true;
         tse_keyset_add(&l->known, job->key);

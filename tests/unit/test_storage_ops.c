@@ -242,6 +242,105 @@ static void an_append_reply_of_another_shape_is_internal(void **state)
     }
 }
 
+/* ---- command builders ---- */
+
+/* cmd's arguments equal want (NUL-terminated strings, then the envelope). */
+static void assert_args(const tse_cmd *c, const char *const *want, int n)
+{
+    assert_int_equal(c->argc, n);
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(c->lens[i], strlen(want[i]));
+        assert_memory_equal(c->argv[i], want[i], c->lens[i]);
+    }
+}
+
+static void a_plain_append_is_one_xadd_with_three_fields(void **state)
+{
+    static const uint8_t env[] = {0x0a, 0x00, 0x0d};
+    tse_append a = {.stream_key = "k",
+                    .event_id = "e1",
+                    .event_type = "a.b",
+                    .envelope = env,
+                    .envelope_len = sizeof(env)};
+    const char *want[] = {"XADD", "k", "*", "id", "e1", "type", "a.b", "event"};
+    tse_cmd c;
+
+    (void)state;
+    tse_append_command(&a, &c);
+    assert_int_equal(c.argc, 9);
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(c.lens[i], strlen(want[i]));
+        assert_memory_equal(c.argv[i], want[i], c.lens[i]);
+    }
+    /* The envelope as is, NUL and all. */
+    assert_int_equal(c.lens[8], sizeof(env));
+    assert_memory_equal(c.argv[8], env, sizeof(env));
+}
+
+static void a_client_id_append_runs_the_dedup_script(void **state)
+{
+    tse_append a = {.stream_key = "k",
+                    .dedup_key = "d",
+                    .script_sha = "sha",
+                    .event_id = "e1",
+                    .event_type = "a.b",
+                    .envelope = (const uint8_t *)"x",
+                    .envelope_len = 1,
+                    .dedup_window_ms = 86400000,
+                    .timestamp_sec = 1700000000,
+                    .timestamp_nanos = 5};
+    const char *want[] = {
+        "EVALSHA", "sha", "3",  "k",    "d",   TSE_STREAMS_KEY, "86400000", "1700000000.000000005",
+        "*",       "id",  "e1", "type", "a.b", "event",         "x"};
+    tse_cmd c;
+
+    (void)state;
+    tse_append_command(&a, &c);
+    assert_args(&c, want, 15);
+}
+
+static void trim_is_by_length_when_set_else_by_age(void **state)
+{
+    const char *by_len[] = {"XTRIM", "k", "MAXLEN", "~", "1000"};
+    const char *by_age[] = {"XTRIM", "k", "MINID", "~", "1700000000000"};
+    const char *at_zero[] = {"XTRIM", "k", "MINID", "~", "0"};
+    tse_cmd c;
+
+    (void)state;
+    tse_trim_command("k", 1000, 1700000000000, &c);
+    assert_args(&c, by_len, 5);
+    tse_trim_command("k", 0, 1700000000000, &c);
+    assert_args(&c, by_age, 5);
+    tse_trim_command("k", 0, -5, &c);
+    assert_args(&c, at_zero, 5);
+}
+
+static void a_new_stream_is_registered_in_the_stream_set(void **state)
+{
+    const char *want[] = {"SADD", TSE_STREAMS_KEY, "k"};
+    tse_cmd c;
+
+    (void)state;
+    tse_register_stream_command("k", &c);
+    assert_args(&c, want, 3);
+}
+
+static void a_generic_command_keeps_its_arguments_within_bounds(void **state)
+{
+    const char *argv[TSE_CMD_MAX_ARGS + 1];
+    size_t lens[] = {4, 1};
+    tse_cmd c;
+
+    (void)state;
+    for (int i = 0; i <= TSE_CMD_MAX_ARGS; i++)
+        argv[i] = "PING";
+    assert_true(tse_cmd_from_argv(2, argv, lens, &c));
+    assert_int_equal(c.lens[1], 1);
+    assert_true(tse_cmd_from_argv(TSE_CMD_MAX_ARGS, argv, NULL, &c));
+    assert_false(tse_cmd_from_argv(TSE_CMD_MAX_ARGS + 1, argv, NULL, &c));
+    assert_false(tse_cmd_from_argv(0, argv, NULL, &c));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -257,6 +356,11 @@ int main(void)
         cmocka_unit_test(a_duplicate_answers_the_stored_event),
         cmocka_unit_test(an_old_duplicate_record_holds_the_id_alone),
         cmocka_unit_test(an_append_reply_of_another_shape_is_internal),
+        cmocka_unit_test(a_plain_append_is_one_xadd_with_three_fields),
+        cmocka_unit_test(a_client_id_append_runs_the_dedup_script),
+        cmocka_unit_test(trim_is_by_length_when_set_else_by_age),
+        cmocka_unit_test(a_new_stream_is_registered_in_the_stream_set),
+        cmocka_unit_test(a_generic_command_keeps_its_arguments_within_bounds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
