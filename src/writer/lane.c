@@ -460,8 +460,11 @@ static bool lane_serve(tse_lane *l, char *why, size_t len)
         take_batch(l, &batch);
         pthread_mutex_unlock(&l->mu);
 
-        if (ping && !lane_ping(l, why, len))
+        if (ping && !lane_ping(l, why, len)) {
+            /* Trims queued since the wait: nothing was in flight. */
+            tse_job_list_fail(&batch, TSE_UNAVAILABLE, why);
             return false;
+        }
         if (batch.count > 0 && !lane_write(l, &batch, why, len))
             return false;
         if (l->inflight.count > 0 && !lane_read(l, why, len))

@@ -978,6 +978,31 @@ static void idle_connection_notices_a_killed_redis(void **state)
     assert_true(f->health.at_ms[1] - t_kill < 1000 + o.timeout_ms + 1000);
 }
 
+/*
+ * Regression (a leak ASan found): the idle PING and the second's trims come
+ * in one round; when the PING found Redis gone, the trims taken for that
+ * round were dropped without being failed (never freed).
+ */
+static void an_idle_ping_that_fails_fails_the_trims_of_its_round(void **state)
+{
+    fixture *f = *state;
+    tse_broker_options o = options_for(f->redis);
+    collector *c = collector_new(1);
+
+    o.timeout_ms = 500;
+    o.lanes = 1;
+    o.retention_maxlen = 100;
+    start_broker(f, &o);
+    publish_many(f, c, 0, 1, "trim.idle");
+    assert_true(wait_completed(c, 1, 5000));
+    assert_int_equal(c->out[0].status, TSE_OK);
+    tse_test_redis_kill(f->redis);
+    /* The next round (a second idle) pings and trims the stream it wrote. */
+    assert_true(wait_health(&f->health, 2, 5000));
+    assert_false(f->health.seen[1]);
+    collector_free(c);
+}
+
 static void restarted_redis_is_reconnected_and_reported_up(void **state)
 {
     fixture *f = *state;
@@ -1227,6 +1252,7 @@ int main(void)
         T(killed_redis_fails_jobs_unavailable_and_reports_down),
         T(writing_to_a_killed_redis_does_not_raise_sigpipe),
         T(idle_connection_notices_a_killed_redis),
+        T(an_idle_ping_that_fails_fails_the_trims_of_its_round),
         T(restarted_redis_is_reconnected_and_reported_up),
         T(stopped_redis_fails_the_job_within_the_timeout),
         T(destroy_with_jobs_in_flight_completes_each_callback_once),
