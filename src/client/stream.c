@@ -546,9 +546,11 @@ EXPORT tse_client_status tse_client_stream_close_send(tse_client_stream *s)
     if (s == NULL)
         return TSE_CLIENT_INVALID_ARGUMENT;
     pthread_mutex_lock(&s->mu);
-    if (s->status_done)
+    if (s->closing)
+        st = TSE_CLIENT_OK; /* asked before: the answer stays, ended since or not */
+    else if (s->status_done)
         st = TSE_CLIENT_CANCELLED;
-    else if (!s->closing) {
+    else {
         s->closing = true;
         kick_send_locked(s);
     }

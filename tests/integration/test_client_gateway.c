@@ -788,6 +788,8 @@ static void test_a_stream_the_server_refuses_ends_with_its_status(void **state)
     assert_int_equal(t.status, TSE_CLIENT_NOT_FOUND);
     assert_int_equal(t.grpc_code, 5);
     assert_int_equal(t.messages, 0);
+    /* Ended before it was asked: a half-close has nothing left to close. */
+    assert_int_equal(tse_client_stream_close_send(t.stream), TSE_CLIENT_CANCELLED);
     tse_client_stream_release(t.stream);
 }
 
@@ -866,7 +868,10 @@ static bool publish_ended(published *p)
 }
 
 /* A half-close ends the requests after those queued: the server answers
- * every one, then ends the stream with OK; a later send is refused. */
+ * every one, then ends the stream with OK; a later send is refused. The
+ * second close came just after the first: under load the server may have
+ * ended the stream in between, which must not change its answer (a flake
+ * of the sanitizer run, regression). */
 static void test_a_half_closed_stream_is_answered_then_ends_with_the_servers_status(void **state)
 {
     static const tse_client_stream_handlers h = {on_publish_answer, on_publish_end};
@@ -888,7 +893,8 @@ static void test_a_half_closed_stream_is_answered_then_ends_with_the_servers_sta
     assert_int_equal(p.status, TSE_CLIENT_OK);
     assert_int_equal(p.answers, 3);
     assert_int_equal(p.ok, 3);
-    assert_int_equal(tse_client_stream_close_send(s), TSE_CLIENT_CANCELLED);
+    /* Asked before the end: still OK, however the two raced. */
+    assert_int_equal(tse_client_stream_close_send(s), TSE_CLIENT_OK);
     tse_client_stream_release(s);
 }
 

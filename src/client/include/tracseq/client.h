@@ -838,8 +838,9 @@ TSE_CLIENT_API tse_client_status tse_client_stream_send(tse_client_stream *strea
 /* Half-closes the stream: the server sees the end of the requests once
  * those queued are sent, and may go on answering (a PublishStream answers
  * what it received, then ends with its status). Later sends are refused.
- * OK again when already asked; CANCELLED once the stream has ended. Any
- * thread. */
+ * OK again when already asked (even once the stream has ended since: a
+ * repeated close never races the server's end); CANCELLED when the stream
+ * ended before it was first asked. Any thread. */
 TSE_CLIENT_API tse_client_status tse_client_stream_close_send(tse_client_stream *stream);
 
 /* Flow control: a paused stream asks for no further response (the server
