@@ -390,6 +390,37 @@ void tse_test_service_kill(tse_test_service *s)
     free(s);
 }
 
+/*
+ * Prints the last lines of a process's log to stderr: a sanitizer's report
+ * or a crash a service wrote there shows in the test's output (CI keeps
+ * only that), not only in a file under /tmp.
+ */
+static void print_log_tail(const char *path, int lines)
+{
+    FILE *f = fopen(path, "r");
+    long size, from;
+    char *text;
+    int seen = 0;
+
+    if (f == NULL || fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0) {
+        if (f != NULL)
+            fclose(f);
+        return;
+    }
+    from = size > 65536 ? size - 65536 : 0;
+    text = calloc(1, (size_t)(size - from) + 1);
+    if (text != NULL && fseek(f, from, SEEK_SET) == 0) {
+        size_t n = fread(text, 1, (size_t)(size - from), f);
+        size_t start = n;
+        while (start > 0 && seen <= lines)
+            if (text[--start] == '\n')
+                seen++;
+        fprintf(stderr, "---- the end of %s ----\n%s\n----\n", path, text + start);
+    }
+    free(text);
+    fclose(f);
+}
+
 int tse_test_service_stop(tse_test_service *s)
 {
     long long elapsed;
@@ -420,8 +451,14 @@ int tse_test_service_stop_timed(tse_test_service *s, long long *elapsed_ms)
         }
         track_child(s->pid, false);
     }
-    free(s);
     if (status >= 0 && WIFEXITED(status))
-        return WEXITSTATUS(status);
-    return status < 0 ? status : 128 + WTERMSIG(status);
+        status = WEXITSTATUS(status);
+    else if (status >= 0)
+        status = 128 + WTERMSIG(status);
+    if (status != 0 && s->log[0] != '\0') {
+        fprintf(stderr, "%s stopped with status %d\n", s->log, status);
+        print_log_tail(s->log, 40);
+    }
+    free(s);
+    return status;
 }
