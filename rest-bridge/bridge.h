@@ -73,8 +73,9 @@ typedef struct tsb_request {
     const char *path;
     const char *body; /* NUL-terminated; borrowed */
     size_t body_len;
-    char param[256]; /* the path's {name} segment, when the route has one */
-    size_t route;    /* its index in the route table */
+    char param[256];  /* the path's {name} segment, when the route has one */
+    char param2[256]; /* a second {...} segment (dead-letter id, snapshot name) */
+    size_t route;     /* its index in the route table */
     char correlation_id[TSB_CORRELATION_MAX + 1];
     bool correlation_given; /* came from X-Correlation-ID (else generated) */
     /* The caller's Authorization header ("" when none), forwarded as the
@@ -166,6 +167,16 @@ size_t tsb_route_count(void);
 /* Route i's name, e.g. "GET /api/v1/subscriptions/{name}"; "unmatched" for
  * tsb_route_count(). */
 const char *tsb_route_name(size_t i);
+/* Route i's EventService method and the request field its second "{...}"
+ * segment fills (NULL when none). */
+const char *tsb_route_rpc(size_t i);
+const char *tsb_route_field(size_t i);
+
+/* ---- operate.c: dead letters, seek and snapshots of a subscription ---- */
+/* The route's method with a request made of the JSON body (POST), the
+ * path's {name} as its subscription, the route's second segment, and (for
+ * ListDeadLetters) ?page_size= and ?page_token=. */
+void tsb_handle_operate(tsb_request *req, tsb_response *resp);
 
 /* ---- publish.c ---- */
 void tsb_handle_publish(tsb_request *req, tsb_response *resp);

@@ -27,25 +27,42 @@ typedef struct route {
     const char *name;  /* "METHOD /path", a "{name}" segment matching any one segment */
     const char *allow; /* every method of this path, for 405 */
     tsb_handler fn;    /* NULL: answered by relay() */
-    const char *rpc;   /* with relay(): the EventService method */
+    const char *rpc;   /* with relay() or tsb_handle_operate(): the EventService method */
+    const char *field; /* tsb_handle_operate(): the request field of a second "{...}" */
 } route;
 
 static const route routes[] = {
-    {"GET /", "GET, HEAD", handle_root, NULL},
-    {"GET /health", "GET, HEAD", handle_health, NULL},
-    {"GET /metrics", "GET, HEAD", handle_metrics, NULL},
-    {"GET /api/v1/stats", "GET, HEAD", NULL, "GetStats"},
-    {"GET /api/v1/event-types", "GET, HEAD", NULL, "ListEventTypes"},
-    {"POST /api/v1/events/publish", "POST", tsb_handle_publish, NULL},
-    {"POST /api/v1/events/batch", "POST", tsb_handle_batch, NULL},
-    {"POST /api/v1/events/subscribe", "POST", tsb_handle_subscribe, NULL},
-    {"GET /api/v1/subscriptions", "GET, HEAD", NULL, "ListSubscriptions"},
-    {"GET /api/v1/subscriptions/{name}", "GET, HEAD, DELETE", NULL, "GetSubscription"},
+    {"GET /", "GET, HEAD", handle_root, NULL, NULL},
+    {"GET /health", "GET, HEAD", handle_health, NULL, NULL},
+    {"GET /metrics", "GET, HEAD", handle_metrics, NULL, NULL},
+    {"GET /api/v1/stats", "GET, HEAD", NULL, "GetStats", NULL},
+    {"GET /api/v1/event-types", "GET, HEAD", NULL, "ListEventTypes", NULL},
+    {"POST /api/v1/events/publish", "POST", tsb_handle_publish, NULL, NULL},
+    {"POST /api/v1/events/batch", "POST", tsb_handle_batch, NULL, NULL},
+    {"POST /api/v1/events/subscribe", "POST", tsb_handle_subscribe, NULL, NULL},
+    {"GET /api/v1/subscriptions", "GET, HEAD", NULL, "ListSubscriptions", NULL},
+    {"GET /api/v1/subscriptions/{name}", "GET, HEAD, DELETE", NULL, "GetSubscription", NULL},
     {"DELETE /api/v1/subscriptions/{name}", "GET, HEAD, DELETE", tsb_handle_subscription_delete,
+     NULL, NULL},
+    {"GET /api/v1/subscriptions/{name}/events", "GET, HEAD", tsb_handle_subscription_pull, NULL,
      NULL},
-    {"GET /api/v1/subscriptions/{name}/events", "GET, HEAD", tsb_handle_subscription_pull, NULL},
-    {"POST /api/v1/subscriptions/{name}/ack", "POST", tsb_handle_subscription_ack, NULL},
-    {"POST /api/v1/subscriptions/{name}/nack", "POST", tsb_handle_subscription_nack, NULL},
+    {"POST /api/v1/subscriptions/{name}/ack", "POST", tsb_handle_subscription_ack, NULL, NULL},
+    {"POST /api/v1/subscriptions/{name}/nack", "POST", tsb_handle_subscription_nack, NULL, NULL},
+    {"GET /api/v1/subscriptions/{name}/dead-letters", "GET, HEAD", tsb_handle_operate,
+     "ListDeadLetters", NULL},
+    {"GET /api/v1/subscriptions/{name}/dead-letters/{id}", "GET, HEAD", tsb_handle_operate,
+     "GetDeadLetter", "id"},
+    {"POST /api/v1/subscriptions/{name}/dead-letters/redrive", "POST", tsb_handle_operate,
+     "RedriveDeadLetters", NULL},
+    {"POST /api/v1/subscriptions/{name}/dead-letters/purge", "POST", tsb_handle_operate,
+     "PurgeDeadLetters", NULL},
+    {"POST /api/v1/subscriptions/{name}/seek", "POST", tsb_handle_operate, "Seek", NULL},
+    {"GET /api/v1/subscriptions/{name}/snapshots", "GET, HEAD, POST", tsb_handle_operate,
+     "ListSnapshots", NULL},
+    {"POST /api/v1/subscriptions/{name}/snapshots", "GET, HEAD, POST", tsb_handle_operate,
+     "CreateSnapshot", NULL},
+    {"DELETE /api/v1/subscriptions/{name}/snapshots/{snapshot}", "DELETE", tsb_handle_operate,
+     "DeleteSnapshot", "name"},
 };
 
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
@@ -58,6 +75,16 @@ size_t tsb_route_count(void)
 const char *tsb_route_name(size_t i)
 {
     return i < NROUTES ? routes[i].name : "unmatched";
+}
+
+const char *tsb_route_rpc(size_t i)
+{
+    return i < NROUTES ? routes[i].rpc : NULL;
+}
+
+const char *tsb_route_field(size_t i)
+{
+    return i < NROUTES ? routes[i].field : NULL;
 }
 
 static void then_json(tsb_request *req, tsb_response *resp, const tsb_calls_status *st,
@@ -87,16 +114,19 @@ static void relay(tsb_request *req, tsb_response *resp)
     free(in);
 }
 
-/* True when path fits the pattern; its "{name}" segment is copied to param. */
-static bool path_matches(const char *pattern, const char *path, char *param, size_t len)
+/* True when path fits the pattern; its first "{...}" segment is copied to
+ * params[0], a second one to params[1] (each of len bytes). */
+static bool path_matches(const char *pattern, const char *path, char (*params)[256])
 {
+    size_t k = 0;
+
     while (*pattern != '\0') {
         if (*pattern == '{') {
             size_t n = strcspn(path, "/");
-            if (n == 0 || n >= len)
+            if (n == 0 || n >= sizeof(params[0]) || k == 2)
                 return false;
-            memcpy(param, path, n);
-            param[n] = '\0';
+            memcpy(params[k], path, n);
+            params[k++][n] = '\0';
             path += n;
             pattern = strchr(pattern, '}') + 1;
         } else if (*pattern++ != *path++) {
@@ -115,8 +145,12 @@ tsb_handler tsb_route_find(tsb_request *req, tsb_response *resp, size_t *route_i
     *route_index = req->route = NROUTES;
     for (size_t i = 0; i < NROUTES; i++) {
         const char *pattern = strchr(routes[i].name, ' ') + 1;
-        if (!path_matches(pattern, req->path, req->param, sizeof(req->param)))
+        char params[2][256];
+        params[0][0] = params[1][0] = '\0';
+        if (!path_matches(pattern, req->path, params))
             continue;
+        memcpy(req->param, params[0], sizeof(req->param));
+        memcpy(req->param2, params[1], sizeof(req->param2));
         if (strncmp(routes[i].name, method, n) == 0 && routes[i].name[n] == ' ') {
             *route_index = req->route = i;
             return routes[i].fn ? routes[i].fn : relay;
@@ -285,6 +319,17 @@ static void render_service_stats(FILE *out, const Tracseq__Events__V1__Stats *s)
     counter(out, "tracseq_events_redelivered_total", "Redeliveries.", s->events_redelivered);
     counter(out, "tracseq_events_dead_lettered_total", "Events dead-lettered.",
             s->events_dead_lettered);
+    type_head(out, "tracseq_dead_letters_total", "counter",
+              "Events dead-lettered, per reason (service instance).");
+    for (size_t i = 0; i < s->n_dead_lettered_by_reason; i++) {
+        fputs("tracseq_dead_letters_total{reason=\"", out);
+        put_label(out, s->dead_lettered_by_reason[i]->key);
+        fprintf(out, "\"} %llu\n", (unsigned long long)s->dead_lettered_by_reason[i]->value);
+    }
+    counter(out, "tracseq_dead_letters_redriven_total",
+            "Dead letters handed back to their subscription.", s->dead_letters_redriven);
+    counter(out, "tracseq_dead_letters_purged_total", "Dead letters deleted.",
+            s->dead_letters_purged);
     counter(out, "tracseq_events_duplicate_total", "Publishes answered as duplicates.",
             s->events_duplicate);
     counter(out, "tracseq_events_schema_invalid_total",

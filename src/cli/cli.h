@@ -181,6 +181,9 @@ int tse_cli_cmd_stats(tse_cli *cli, int argc, char *argv[]);
 int tse_cli_cmd_types(tse_cli *cli, int argc, char *argv[]);
 int tse_cli_cmd_health(tse_cli *cli, int argc, char *argv[]);
 int tse_cli_cmd_token(tse_cli *cli, int argc, char *argv[]);
+int tse_cli_cmd_dead_letters(tse_cli *cli, int argc, char *argv[]);
+int tse_cli_cmd_seek(tse_cli *cli, int argc, char *argv[]);
+int tse_cli_cmd_snapshots(tse_cli *cli, int argc, char *argv[]);
 
 /* Human rendering of answers (render.c). */
 void tse_cli_render_subscription(const json_t *sub);

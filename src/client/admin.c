@@ -7,6 +7,7 @@
  * decoded answer is freed before returning.
  */
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -183,6 +184,44 @@ EXPORT tse_client_status tse_client_subscription_delete(tse_client *client, cons
     return admin_call(client, TSE_CLIENT_METHOD("DeleteSubscription"),
                       &tracseq__events__v1__delete_subscription_request__descriptor, name,
                       &tracseq__events__v1__delete_subscription_response__descriptor, NULL, err);
+}
+
+EXPORT tse_client_status tse_client_call_json(tse_client *client, const char *method,
+                                              const char *request_json, char **json_out,
+                                              tse_client_error *err)
+{
+    const ProtobufCMethodDescriptor *m =
+        method ? protobuf_c_service_descriptor_get_method_by_name(
+                     &tracseq__events__v1__event_service__descriptor, method)
+               : NULL;
+    char path[128];
+    json_error_t jerr;
+    json_t *j;
+    ProtobufCMessage *req = NULL;
+    tse_error terr;
+    tse_client_status st = check_client(client, err);
+
+    if (st != TSE_CLIENT_OK)
+        return st;
+    if (m == NULL || strcmp(m->name, "Subscribe") == 0 || strcmp(m->name, "PublishStream") == 0)
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "method",
+                               "not a unary method of EventService");
+    j = json_loads(request_json && request_json[0] ? request_json : "{}", JSON_REJECT_DUPLICATES,
+                   &jerr);
+    if (j == NULL)
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "request",
+                               "request is not valid JSON (line %d, column %d: %s)", jerr.line,
+                               jerr.column, jerr.text);
+    tse_error_clear(&terr);
+    if (tse_pbjson_to_message(j, m->input, 0, &req, &terr) != TSE_OK) {
+        json_decref(j);
+        return tse_client_from_tse_error(&terr, "request", err);
+    }
+    json_decref(j);
+    snprintf(path, sizeof(path), TSE_CLIENT_METHOD("%s"), m->name);
+    st = json_call(client, path, req, m->output, json_out, err);
+    protobuf_c_message_free_unpacked(req, NULL);
+    return st;
 }
 
 /* ============================== pull, ack, nack =========================== */

@@ -65,6 +65,10 @@ static void req_free(tse_req *r)
         tse_free(r->u.pull.consumer);
         break;
     case REQ_PULL_CANCEL: break;
+    case REQ_OPERATE:
+        if (r->u.operate.req)
+            protobuf_c_message_free_unpacked(r->u.operate.req, NULL);
+        break;
     }
     tse_free(r);
 }
@@ -304,6 +308,33 @@ tse_status tse_delivery_delete_subscription(tse_delivery *d, const char *name,
     return push(d, r, err);
 }
 
+/* A deep copy of any message (pack, unpack); NULL when out of memory. */
+static ProtobufCMessage *copy_message(const ProtobufCMessage *msg)
+{
+    size_t len = protobuf_c_message_get_packed_size(msg);
+    uint8_t *buf = tse_malloc(len ? len : 1);
+    ProtobufCMessage *out = NULL;
+
+    if (buf == NULL)
+        return NULL;
+    protobuf_c_message_pack(msg, buf);
+    out = protobuf_c_message_unpack(msg->descriptor, NULL, len, buf);
+    tse_free(buf);
+    return out;
+}
+
+tse_status tse_delivery_operate(tse_delivery *d, const ProtobufCMessage *req, tse_operate_cb cb,
+                                void *arg, tse_error *err)
+{
+    tse_req *r = req_new(REQ_OPERATE);
+
+    if (r == NULL || (r->u.operate.req = copy_message(req)) == NULL)
+        return refuse(r, err);
+    r->u.operate.cb = cb;
+    r->u.operate.arg = arg;
+    return push(d, r, err);
+}
+
 tse_status tse_delivery_acknowledge(tse_delivery *d, const char *subscription, char *const *ack_ids,
                                     size_t n, tse_ack_cb cb, void *arg, tse_error *err)
 {
@@ -458,6 +489,7 @@ static void fail_req(tse_req *r, const tse_error *err)
     case REQ_ACKNOWLEDGE: r->u.acknowledge.cb(r->u.acknowledge.arg, err, 0, NULL, 0); break;
     case REQ_NACK_IDS: r->u.nack_ids.cb(r->u.nack_ids.arg, err, 0, NULL, 0); break;
     case REQ_PULL: r->u.pull.cb(r->u.pull.arg, err, NULL, 0); break;
+    case REQ_OPERATE: r->u.operate.cb(r->u.operate.arg, err, NULL); break;
     case REQ_DETACH:
     case REQ_ACK:
     case REQ_NACK:
@@ -761,6 +793,7 @@ static void handle(tse_delivery *d, tse_req *r)
         break;
     case REQ_PULL: pull(d, &r->u.pull); break;
     case REQ_PULL_CANCEL: pull_cancel(d, r->u.pull_cancel.pull_id); break;
+    case REQ_OPERATE: tse_dl_operate(d, r->u.operate.req, r->u.operate.cb, r->u.operate.arg); break;
     }
 }
 

@@ -23,6 +23,7 @@
  *   TSE_SUBS_KEY                    hash: name -> packed Subscription (settings, created_at)
  *   group <name> on every event stream whose type matches
  *   TSE_DLQ_PREFIX<name>            stream: dead letters of a subscription
+ *   TSE_SNAPSHOTS_PREFIX<name>      hash: snapshot name -> packed Snapshot
  * (key names: storage/keys.h)
  * Ack ids are "<stream key>/<entry id>".
  *
@@ -159,6 +160,18 @@ tse_status tse_delivery_acknowledge(tse_delivery *d, const char *subscription, c
 tse_status tse_delivery_nack_ids(tse_delivery *d, const char *subscription, char *const *ack_ids,
                                  size_t n, uint32_t delay_ms, tse_ack_cb cb, void *arg,
                                  tse_error *err);
+/*
+ * Dead letters, seek and snapshots (delivery_ops.c): req is one of the
+ * requests of domain/operate.h (ListDeadLetters, GetDeadLetter,
+ * RedriveDeadLetters, PurgeDeadLetters, Seek, CreateSnapshot,
+ * ListSnapshots, DeleteSnapshot), already checked by tse_operate_check;
+ * copied. cb gets the method's response message (valid only during the
+ * call), or err: NOT_FOUND (the subscription, a dead letter, a snapshot),
+ * ALREADY_EXISTS (a snapshot name), RESOURCE_EXHAUSTED, UNAVAILABLE.
+ */
+typedef void (*tse_operate_cb)(void *arg, const tse_error *err, const ProtobufCMessage *resp);
+tse_status tse_delivery_operate(tse_delivery *d, const ProtobufCMessage *req, tse_operate_cb cb,
+                                void *arg, tse_error *err);
 /* Long-poll: up to max events, waiting up to wait_ms for the first.
  * pull_id: the caller's unique name for this pull, for tse_delivery_pull_cancel. */
 tse_status tse_delivery_pull(tse_delivery *d, const char *subscription, const char *consumer,

@@ -454,12 +454,21 @@ static void dead_letter(tse_delivery *d, tse_sub *sub, const char *key, const ch
         e->element[0]->element[1]->type == REDIS_REPLY_ARRAY) {
         const redisReply *f = e->element[0]->element[1];
         size_t argc = 0;
-        const char **argv = calloc(f->elements + 9, sizeof(*argv));
-        size_t *lens = calloc(f->elements + 9, sizeof(*lens));
+        const char **argv = calloc(f->elements + 11, sizeof(*argv));
+        size_t *lens = calloc(f->elements + 11, sizeof(*lens));
         if (argv && lens) {
-            const char *head[] = {"XADD",         dlq, "*", "dlq_stream", key, "dlq_id", id,
-                                  "dlq_attempts", att};
-            for (size_t i = 0; i < 9; i++) {
+            const char *head[] = {"XADD",
+                                  dlq,
+                                  "*",
+                                  "dlq_stream",
+                                  key,
+                                  "dlq_id",
+                                  id,
+                                  "dlq_attempts",
+                                  att,
+                                  "dlq_reason",
+                                  TSE_DLQ_REASON_MAX_ATTEMPTS};
+            for (size_t i = 0; i < 11; i++) {
                 argv[argc] = head[i];
                 lens[argc++] = strlen(head[i]);
             }

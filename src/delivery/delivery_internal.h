@@ -16,6 +16,8 @@
 #include "storage/keys.h"
 #include "storage/redis_connect.h"
 
+/* dlq_reason of a dead letter that used up its delivery attempts. */
+#define TSE_DLQ_REASON_MAX_ATTEMPTS "max_delivery_attempts"
 #define TSE_DISCOVER_MS 1000
 #define TSE_CLAIM_BATCH 100
 
@@ -41,7 +43,8 @@ typedef enum tse_req_kind {
     REQ_ACKNOWLEDGE,
     REQ_NACK_IDS,
     REQ_PULL,
-    REQ_PULL_CANCEL
+    REQ_PULL_CANCEL,
+    REQ_OPERATE
 } tse_req_kind;
 
 /* Ack ids copied from the caller; owned by the request. */
@@ -137,6 +140,13 @@ typedef struct tse_req_pull_cancel {
     uint64_t pull_id;
 } tse_req_pull_cancel;
 
+/* Dead letters, seek, snapshots: a copy of the request (delivery_ops.c). */
+typedef struct tse_req_operate {
+    ProtobufCMessage *req;
+    tse_operate_cb cb;
+    void *arg;
+} tse_req_operate;
+
 typedef struct tse_req {
     struct tse_req *next;
     tse_req_kind kind;
@@ -153,6 +163,7 @@ typedef struct tse_req {
         tse_req_nack_ids nack_ids;
         tse_req_pull pull;
         tse_req_pull_cancel pull_cancel;
+        tse_req_operate operate;
     } u;
 } tse_req;
 
@@ -314,5 +325,9 @@ void tse_dl_ready_free(tse_ready *r);
 /* Keeps extended deliveries from expiring until their time. */
 void tse_dl_extensions(tse_delivery *d, tse_sub *sub);
 void tse_dl_ext_free(tse_ext *e);
+
+/* ---- delivery_ops.c ---- */
+/* Does one operation request and answers cb (exactly once). */
+void tse_dl_operate(tse_delivery *d, const ProtobufCMessage *req, tse_operate_cb cb, void *arg);
 
 #endif

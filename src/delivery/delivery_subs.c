@@ -355,6 +355,10 @@ void tse_dl_delete(tse_delivery *d, const char *name, tse_error *err)
     r = tse_dl_cmd(d, 2, (const char *[]){"DEL", dlq}, NULL);
     if (r)
         freeReplyObject(r);
+    snprintf(dlq, sizeof(dlq), TSE_SNAPSHOTS_PREFIX "%s", name);
+    r = tse_dl_cmd(d, 2, (const char *[]){"DEL", dlq}, NULL);
+    if (r)
+        freeReplyObject(r);
     r = tse_dl_cmd(d, 3, (const char *[]){"HDEL", TSE_SUBS_KEY, name}, NULL);
     if (r == NULL) {
         tse_error_set(err, TSE_UNAVAILABLE, NULL, "Redis is unavailable");

@@ -14,6 +14,8 @@
  *                                            Subscription
  *   <prefix>dlq:<subscription>               stream: dead letters of one
  *                                            subscription
+ *   <prefix>snapshots:<subscription>         hash: snapshot name -> packed
+ *                                            Snapshot (its positions)
  * Consumer groups (one per subscription, named as it) live on the event
  * streams.
  *
@@ -42,6 +44,8 @@
 #define TSE_DEDUP_PREFIX  TSE_KEY_PREFIX "dedup:"
 /* Dead-letter streams start with this (then the subscription's name). */
 #define TSE_DLQ_PREFIX    TSE_KEY_PREFIX "dlq:"
+/* Snapshot hashes start with this (then the subscription's name). */
+#define TSE_SNAPSHOTS_PREFIX TSE_KEY_PREFIX "snapshots:"
 
 /* Number of hash slots of Redis Cluster. */
 #define TSE_KEY_SLOTS 16384

@@ -187,6 +187,14 @@ extern const tse_method tse_method_delete_subscription;
 extern const tse_method tse_method_acknowledge;
 extern const tse_method tse_method_nack;
 extern const tse_method tse_method_pull;
+extern const tse_method tse_method_list_dead_letters;
+extern const tse_method tse_method_get_dead_letter;
+extern const tse_method tse_method_redrive_dead_letters;
+extern const tse_method tse_method_purge_dead_letters;
+extern const tse_method tse_method_seek;
+extern const tse_method tse_method_create_snapshot;
+extern const tse_method tse_method_list_snapshots;
+extern const tse_method tse_method_delete_snapshot;
 
 /* ---- call helpers (call.c) ---- */
 
@@ -365,6 +373,12 @@ void tse_health_shutdown(tse_server *s);
 void tse_publish_shutdown(tse_server *s);
 
 /* ---- subscriptions (subscribe.c) ---- */
+/* Runs next(c) once the caller may use subscription name: its owner or an
+ * admin, with every pattern within the caller's subscribe permissions (at
+ * once with authentication off). Otherwise c is answered with the refusal
+ * (PERMISSION_DENIED, or NOT_FOUND for an unknown subscription). */
+void tse_subscription_access(tse_call *c, const char *name, void (*next)(tse_call *c));
+
 /* Ends every Subscribe stream with UNAVAILABLE (server shutting down). */
 void tse_subscribe_shutdown(tse_server *s);
 

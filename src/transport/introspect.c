@@ -93,6 +93,10 @@ static void answer_stats(stats_call *sc, Tracseq__Events__V1__Subscription *cons
     Tracseq__Events__V1__Stats out = TRACSEQ__EVENTS__V1__STATS__INIT;
     tse_latency_summary lat = tse_stats_latency(st);
     type_counts tc = {0};
+    /* One reason so far: an event that used up its delivery attempts. */
+    Tracseq__Events__V1__Stats__DeadLetteredByReasonEntry reason =
+        TRACSEQ__EVENTS__V1__STATS__DEAD_LETTERED_BY_REASON_ENTRY__INIT;
+    Tracseq__Events__V1__Stats__DeadLetteredByReasonEntry *reasons[] = {&reason};
 
     tc.cap = 4097;
     tc.entries = calloc(tc.cap, sizeof(*tc.entries));
@@ -107,6 +111,12 @@ static void answer_stats(stats_call *sc, Tracseq__Events__V1__Subscription *cons
     out.events_acked = tse_stats_get(st, TSE_STAT_ACKED);
     out.events_redelivered = tse_stats_get(st, TSE_STAT_REDELIVERED);
     out.events_dead_lettered = tse_stats_get(st, TSE_STAT_DEAD_LETTERED);
+    reason.key = "max_delivery_attempts";
+    reason.value = out.events_dead_lettered;
+    out.n_dead_lettered_by_reason = 1;
+    out.dead_lettered_by_reason = reasons;
+    out.dead_letters_redriven = tse_stats_get(st, TSE_STAT_REDRIVEN);
+    out.dead_letters_purged = tse_stats_get(st, TSE_STAT_PURGED);
     out.events_duplicate = tse_stats_get(st, TSE_STAT_DUPLICATE);
     out.events_schema_invalid = tse_stats_get(st, TSE_STAT_SCHEMA_INVALID);
     out.events_invalid = tse_stats_get(st, TSE_STAT_INVALID);

@@ -192,9 +192,7 @@ static void access_answered(void *arg, const tse_error *err, const Subscription 
     c->access_next(c);
 }
 
-/* Runs next(c) once the caller may use subscription name (at once with
- * authentication off); otherwise c is answered with the refusal. */
-static void with_access(tse_call *c, const char *name, void (*next)(tse_call *c))
+void tse_subscription_access(tse_call *c, const char *name, void (*next)(tse_call *c))
 {
     tse_error err;
 
@@ -839,7 +837,7 @@ static void by_name_start(tse_call *c)
     }
     tse_call_log_kv(c, "subscription", name);
     if (is_delete) {
-        with_access(c, name, delete_next);
+        tse_subscription_access(c, name, delete_next);
         return;
     }
     st = tse_delivery_get_subscriptions(c->server->delivery, name, answer_subscriptions, c, &err);
@@ -935,7 +933,7 @@ static void ack_start(tse_call *c)
         return;
     }
     tse_call_log_kv(c, "subscription", name);
-    with_access(c, name, ack_next);
+    tse_subscription_access(c, name, ack_next);
 }
 
 typedef struct pull_call {
@@ -1028,7 +1026,7 @@ static void pull_start(tse_call *c)
         tse_call_log_kv(c, "subscription", req->subscription);
         pc->max = max;
         pc->wait = wait;
-        with_access(c, req->subscription, pull_next);
+        tse_subscription_access(c, req->subscription, pull_next);
     }
 }
 

@@ -17,6 +17,8 @@
  *   Get/DeleteSubscription   the name check
  *   Acknowledge, Nack        ack_ids present, the name check, each id split
  *   Pull                     max_events and the name check
+ *   dead letters, Seek,      tse_operate_check (domain/operate.h): ids,
+ *   snapshots                pages, seek targets, names
  *   List*, GetStats, Health  decoding only
  *   ServerReflection         tse_reflection_answer (v1alpha and v1)
  *
@@ -34,6 +36,7 @@
 
 #include "codec/pbjson.h"
 #include "codec/pbscan.h"
+#include "domain/operate.h"
 #include "domain/subscription.h"
 #include "domain/validate.h"
 #include "fuzz_support.h"
@@ -64,6 +67,14 @@ enum method {
     M_HEALTH,
     M_REFLECTION_V1ALPHA,
     M_REFLECTION_V1,
+    M_DL_LIST,
+    M_DL_GET,
+    M_DL_REDRIVE,
+    M_DL_PURGE,
+    M_SEEK,
+    M_SNAP_CREATE,
+    M_SNAP_LIST,
+    M_SNAP_DELETE,
     M_COUNT
 };
 
@@ -264,6 +275,14 @@ static const ProtobufCMessageDescriptor *request_type(enum method m)
     case M_STATS: return &tracseq__events__v1__get_stats_request__descriptor;
     case M_TYPES: return &tracseq__events__v1__list_event_types_request__descriptor;
     case M_HEALTH: return &grpc__health__v1__health_check_request__descriptor;
+    case M_DL_LIST: return &tracseq__events__v1__list_dead_letters_request__descriptor;
+    case M_DL_GET: return &tracseq__events__v1__get_dead_letter_request__descriptor;
+    case M_DL_REDRIVE: return &tracseq__events__v1__redrive_dead_letters_request__descriptor;
+    case M_DL_PURGE: return &tracseq__events__v1__purge_dead_letters_request__descriptor;
+    case M_SEEK: return &tracseq__events__v1__seek_request__descriptor;
+    case M_SNAP_CREATE: return &tracseq__events__v1__create_snapshot_request__descriptor;
+    case M_SNAP_LIST: return &tracseq__events__v1__list_snapshots_request__descriptor;
+    case M_SNAP_DELETE: return &tracseq__events__v1__delete_snapshot_request__descriptor;
     default: return NULL;
     }
 }
@@ -304,6 +323,26 @@ static void unary(enum method m, const ProtobufCMessage *msg)
         const Tracseq__Events__V1__PullRequest *r = (const void *)msg;
         (void)tse_subscription_name_valid(r->subscription, TSE_SUBSCRIPTION_NAME_MAX);
         (void)tse_subscription_name_valid(r->consumer_name, TSE_CONSUMER_NAME_MAX);
+        break;
+    }
+    case M_DL_LIST:
+    case M_DL_GET:
+    case M_DL_REDRIVE:
+    case M_DL_PURGE:
+    case M_SEEK:
+    case M_SNAP_CREATE:
+    case M_SNAP_LIST:
+    case M_SNAP_DELETE: {
+        tse_error err;
+        tse_status st;
+        tse_error_clear(&err);
+        st = tse_operate_check(msg, 1000, &err);
+        if (st != TSE_OK)
+            check_error(st, &err);
+        else
+            FUZZ_CHECK(tse_subscription_name_valid(tse_operate_subscription(msg),
+                                                   TSE_SUBSCRIPTION_NAME_MAX),
+                       "a checked request names a valid subscription");
         break;
     }
     default: break; /* decoding is all these do */

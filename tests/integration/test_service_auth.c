@@ -418,6 +418,42 @@ static void a_subscribe_stream_checks_patterns_and_owner(void **state)
     assert_int_equal(tse_test_stream_finish(s, &st), GRPC_STATUS_PERMISSION_DENIED);
 }
 
+/* Dead letters, seek and snapshots: the owner or an admin, like the rest. */
+static void operations_need_the_owner_or_an_admin(void **state)
+{
+    world *w = *state;
+    const char *const tokens[] = {TOKEN_LIMS, TOKEN_OPS, TOKEN_MONITOR, NULL};
+    const grpc_status_code want[] = {GRPC_STATUS_OK, GRPC_STATUS_OK, GRPC_STATUS_PERMISSION_DENIED,
+                                     GRPC_STATUS_UNAUTHENTICATED};
+    Tracseq__Events__V1__ListDeadLettersRequest list =
+        TRACSEQ__EVENTS__V1__LIST_DEAD_LETTERS_REQUEST__INIT;
+    Tracseq__Events__V1__PurgeDeadLettersRequest purge =
+        TRACSEQ__EVENTS__V1__PURGE_DEAD_LETTERS_REQUEST__INIT;
+    Tracseq__Events__V1__SeekRequest seek = TRACSEQ__EVENTS__V1__SEEK_REQUEST__INIT;
+    Tracseq__Events__V1__ListSnapshotsRequest snaps =
+        TRACSEQ__EVENTS__V1__LIST_SNAPSHOTS_REQUEST__INIT;
+    tse_test_status st;
+
+    assert_int_equal(create_as(w, TOKEN_LIMS, "auth-ops", "sample.*", &st), GRPC_STATUS_OK);
+    list.subscription = purge.subscription = seek.subscription = snaps.subscription = "auth-ops";
+    purge.all = true;
+    seek.position = TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_LATEST;
+    for (size_t i = 0; i < 4; i++) {
+        EXPECT(call_as(w, tokens[i], SERVICE "ListDeadLetters", &list.base,
+                       &tracseq__events__v1__list_dead_letters_response__descriptor, NULL, &st_),
+               want[i]);
+        EXPECT(call_as(w, tokens[i], SERVICE "PurgeDeadLetters", &purge.base,
+                       &tracseq__events__v1__purge_dead_letters_response__descriptor, NULL, &st_),
+               want[i]);
+        EXPECT(call_as(w, tokens[i], SERVICE "Seek", &seek.base,
+                       &tracseq__events__v1__seek_response__descriptor, NULL, &st_),
+               want[i]);
+        EXPECT(call_as(w, tokens[i], SERVICE "ListSnapshots", &snaps.base,
+                       &tracseq__events__v1__list_snapshots_response__descriptor, NULL, &st_),
+               want[i]);
+    }
+}
+
 static void stats_of_everything_need_admin(void **state)
 {
     world *w = *state;
@@ -974,6 +1010,7 @@ int main(void)
         cmocka_unit_test(subscription_patterns_lie_within_the_creators_permissions),
         cmocka_unit_test(a_subscription_belongs_to_its_creator_or_an_admin),
         cmocka_unit_test(a_subscribe_stream_checks_patterns_and_owner),
+        cmocka_unit_test(operations_need_the_owner_or_an_admin),
         cmocka_unit_test(stats_of_everything_need_admin),
         cmocka_unit_test(the_publish_rate_is_a_token_bucket),
         cmocka_unit_test(a_token_removed_from_the_file_stops_at_sighup),

@@ -11,7 +11,10 @@
  * with random max_events and wait_ms, Acknowledge/Nack, subscription
  * create/get/list/delete/re-create while subscribers are attached and pulls
  * wait, the same through the REST bridge (publish, pull, ack, nack, SSE
- * readers, subscription endpoints), GetStats, and random short deadlines.
+ * readers, subscription endpoints), GetStats, dead letters (list, get,
+ * redrive, purge, garbage ids), snapshots (create, list, delete) and Seek
+ * (to latest on auto-ack subscriptions; elsewhere without a target, which
+ * is refused), and random short deadlines.
  *
  * The model (checked while running and at the end, after the clients
  * stopped and every checked subscription was drained):
@@ -20,7 +23,8 @@
  *     answer never carries a stream id and is never stored;
  *   - every stored event reaches every non-auto-ack subscription that
  *     existed unchanged from before its publish to the end, at least once,
- *     unless it was dead-lettered; nothing is delivered that was not
+ *     unless it was dead-lettered (a purged dead letter counts as one; a
+ *     redriven one is excused from the order check below); nothing is delivered that was not
  *     published, nor to a subscription whose patterns it does not match;
  *     first deliveries of one (type, priority) come in publish order within
  *     one Subscribe stream or one Pull;
@@ -92,6 +96,14 @@
 #define M_DELETE       SERVICE "DeleteSubscription"
 #define M_STATS        SERVICE "GetStats"
 #define M_TYPES        SERVICE "ListEventTypes"
+#define M_DL_LIST      SERVICE "ListDeadLetters"
+#define M_DL_GET       SERVICE "GetDeadLetter"
+#define M_DL_REDRIVE   SERVICE "RedriveDeadLetters"
+#define M_DL_PURGE     SERVICE "PurgeDeadLetters"
+#define M_SEEK         SERVICE "Seek"
+#define M_SNAP_CREATE  SERVICE "CreateSnapshot"
+#define M_SNAP_LIST    SERVICE "ListSnapshots"
+#define M_SNAP_DELETE  SERVICE "DeleteSnapshot"
 #define CALL_MS        20000 /* a generous deadline for calls meant to finish */
 #define OPLOG_N        48
 #define OPLOG_LEN      200
@@ -190,6 +202,7 @@ typedef struct mevent {
     char published_at[2][48];   /* under g.ev_mu: the first answered over gRPC, REST */
     _Atomic unsigned delivered; /* bit per subscription */
     _Atomic unsigned dead;      /* bit per subscription: in its dead-letter stream */
+    _Atomic unsigned redriven;  /* bit per subscription: redriven (attempts start over) */
     int stored;                 /* at the end: entries in Redis */
     atomic_bool ready;          /* the fields above event_new sets are written */
 } mevent;
@@ -216,8 +229,8 @@ static struct world {
     /* events with client ids answered OK, for repeats (ring, under ev_mu) */
     int repeatable[256];
     int n_repeatable;
-    atomic_long calls[16]; /* gRPC calls made per method (see M_* index) */
-    atomic_long answered[16];
+    atomic_long calls[24]; /* gRPC calls made per method (see M_* index) */
+    atomic_long answered[24];
     atomic_long rest_pulls, rest_calls, dup_answers;
     atomic_long rest_events;  /* events sent through the bridge (publish, batch) */
     atomic_long grpc_refused; /* invalid events refused over gRPC (Publish, PublishStream) */
@@ -313,11 +326,20 @@ enum {
     K_LIST,
     K_DELETE,
     K_STATS,
-    K_TYPES
+    K_TYPES,
+    K_DL_LIST,
+    K_DL_GET,
+    K_DL_REDRIVE,
+    K_DL_PURGE,
+    K_SEEK,
+    K_SNAP_CREATE,
+    K_SNAP_LIST,
+    K_SNAP_DELETE
 };
-static const char *const methods[] = {M_PUBLISH, M_PUBLISH_STR, M_SUBSCRIBE, M_PULL,
-                                      M_ACK,     M_NACK,        M_CREATE,    M_GET,
-                                      M_LIST,    M_DELETE,      M_STATS,     M_TYPES};
+static const char *const methods[] = {
+    M_PUBLISH,    M_PUBLISH_STR, M_SUBSCRIBE, M_PULL,        M_ACK,       M_NACK,       M_CREATE,
+    M_GET,        M_LIST,        M_DELETE,    M_STATS,       M_TYPES,     M_DL_LIST,    M_DL_GET,
+    M_DL_REDRIVE, M_DL_PURGE,    M_SEEK,      M_SNAP_CREATE, M_SNAP_LIST, M_SNAP_DELETE};
 
 /* ===================== failure and the operation log ===================== */
 
@@ -561,6 +583,9 @@ static void check_delivery(client *c, const char *subname, const char *const *pa
     ev_stream_id(c, e, tok, sid, "a delivery");
     if (ms != NULL)
         atomic_fetch_or(&e->delivered, 1u << ms->bit);
+    /* A redriven dead letter comes back with attempt 1, out of order. */
+    if (ms != NULL && (atomic_load(&e->redriven) & (1u << ms->bit)))
+        ord = NULL;
     if (ord != NULL && attempt == 1 && sscanf(sid, "%llu-%llu", &a, &b) == 2) {
         unsigned long long *pm = &ord->ms[e->type][e->prio], *ps = &ord->seq[e->type][e->prio];
         if (a < *pm || (a == *pm && b <= *ps))
@@ -1560,6 +1585,188 @@ static void op_admin(client *c)
         protobuf_c_message_free_unpacked(&got->base, NULL);
 }
 
+/* ---- dead letters, seek, snapshots ---- */
+
+/* A listed dead letter of ms is one of its events, dead-lettered rightly;
+ * its token, or -1. */
+static int check_dead_letter(client *c, const msub *ms, const Tracseq__Events__V1__DeadLetter *dl)
+{
+    int tok = dl->event ? token_of(dl->event->subject) : -1;
+    mevent *e = ev_made(tok);
+    char key[160];
+
+    if (e == NULL) {
+        fail(c, "%s: dead letter %s holds an event never published", ms->name, dl->id);
+        return -1;
+    }
+    stream_key(e, key, sizeof(key));
+    if (strcmp(dl->subscription, ms->name) != 0 || strcmp(dl->stream, key) != 0 ||
+        dl->reason !=
+            TRACSEQ__EVENTS__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_MAX_DELIVERY_ATTEMPTS ||
+        ms->attempts == 0 || dl->attempts < ms->attempts)
+        fail(c, "%s: dead letter %s of tt-%d: subscription %s stream %s reason %d attempts %u",
+             ms->name, dl->id, tok, dl->subscription, dl->stream, dl->reason, dl->attempts);
+    return tok;
+}
+
+/* Redrives or purges up to 3 listed dead letters, marking them first in
+ * the model: a redriven one may come again with attempt 1, a purged one
+ * never comes. */
+static void dead_letters_act(client *c, const msub *ms,
+                             const Tracseq__Events__V1__ListDeadLettersResponse *list, bool purge)
+{
+    char *ids[3];
+    size_t n = 0;
+    ProtobufCMessage *resp = NULL;
+
+    for (size_t i = 0; i < list->n_dead_letters && n < 3; i++) {
+        int tok = check_dead_letter(c, ms, list->dead_letters[i]);
+        if (tok < 0 || chance(&c->rng, 50))
+            continue;
+        atomic_fetch_or(purge ? &ev_at(tok)->dead : &ev_at(tok)->redriven, 1u << ms->bit);
+        ids[n++] = list->dead_letters[i]->id;
+    }
+    if (n == 0)
+        return;
+    oplog(c, "%s %s %zu ids", purge ? "PurgeDeadLetters" : "RedriveDeadLetters", ms->name, n);
+    if (purge) {
+        Tracseq__Events__V1__PurgeDeadLettersRequest req =
+            TRACSEQ__EVENTS__V1__PURGE_DEAD_LETTERS_REQUEST__INIT;
+        req.subscription = (char *)ms->name;
+        req.n_ids = n;
+        req.ids = ids;
+        unary(c, K_DL_PURGE, &req.base,
+              &tracseq__events__v1__purge_dead_letters_response__descriptor, &resp, CALL_MS,
+              ALLOWED(GRPC_STATUS_OK, GRPC_STATUS_NOT_FOUND));
+    } else {
+        Tracseq__Events__V1__RedriveDeadLettersRequest req =
+            TRACSEQ__EVENTS__V1__REDRIVE_DEAD_LETTERS_REQUEST__INIT;
+        req.subscription = (char *)ms->name;
+        req.n_ids = n;
+        req.ids = ids;
+        unary(c, K_DL_REDRIVE, &req.base,
+              &tracseq__events__v1__redrive_dead_letters_response__descriptor, &resp, CALL_MS,
+              ALLOWED(GRPC_STATUS_OK, GRPC_STATUS_NOT_FOUND));
+    }
+    if (resp)
+        protobuf_c_message_free_unpacked(resp, NULL);
+}
+
+static void op_dead_letters(client *c)
+{
+    msub *ms = &subs[rnd(&c->rng, N_SUBS)];
+    Tracseq__Events__V1__ListDeadLettersRequest req =
+        TRACSEQ__EVENTS__V1__LIST_DEAD_LETTERS_REQUEST__INIT;
+    Tracseq__Events__V1__ListDeadLettersResponse *list = NULL;
+    ProtobufCMessage *resp = NULL;
+    int r = rnd(&c->rng, 100);
+
+    if (r < 10) {
+        /* Garbage ids are refused before anything happens. */
+        Tracseq__Events__V1__RedriveDeadLettersRequest bad =
+            TRACSEQ__EVENTS__V1__REDRIVE_DEAD_LETTERS_REQUEST__INIT;
+        char *ids[] = {(char *)"tt-not-an-id"};
+        bad.subscription = (char *)ms->name;
+        bad.n_ids = 1;
+        bad.ids = ids;
+        oplog(c, "RedriveDeadLetters %s garbage", ms->name);
+        unary(c, K_DL_REDRIVE, &bad.base,
+              &tracseq__events__v1__redrive_dead_letters_response__descriptor, &resp, CALL_MS,
+              ALLOWED(GRPC_STATUS_INVALID_ARGUMENT));
+        if (resp)
+            protobuf_c_message_free_unpacked(resp, NULL);
+        return;
+    }
+    req.subscription = (char *)ms->name;
+    req.page_size = (uint32_t)rnd(&c->rng, 50);
+    oplog(c, "ListDeadLetters %s page=%u", ms->name, req.page_size);
+    if (unary(c, K_DL_LIST, &req.base, &tracseq__events__v1__list_dead_letters_response__descriptor,
+              (ProtobufCMessage **)&list, CALL_MS,
+              ALLOWED(GRPC_STATUS_OK, GRPC_STATUS_NOT_FOUND)) != GRPC_STATUS_OK ||
+        list == NULL)
+        goto out;
+    if (ms->stable && list->n_dead_letters > (req.page_size ? req.page_size : 100))
+        fail(c, "ListDeadLetters %s: %zu on a page of %u", ms->name, list->n_dead_letters,
+             req.page_size);
+    if (r < 40)
+        dead_letters_act(c, ms, list, false);
+    else if (r < 55)
+        dead_letters_act(c, ms, list, true);
+    else if (r < 70 && list->n_dead_letters > 0) {
+        Tracseq__Events__V1__GetDeadLetterRequest get =
+            TRACSEQ__EVENTS__V1__GET_DEAD_LETTER_REQUEST__INIT;
+        Tracseq__Events__V1__DeadLetter *one = NULL;
+        get.subscription = (char *)ms->name;
+        get.id = list->dead_letters[0]->id;
+        oplog(c, "GetDeadLetter %s %s", ms->name, get.id);
+        if (unary(c, K_DL_GET, &get.base, &tracseq__events__v1__dead_letter__descriptor,
+                  (ProtobufCMessage **)&one, CALL_MS,
+                  ALLOWED(GRPC_STATUS_OK, GRPC_STATUS_NOT_FOUND)) == GRPC_STATUS_OK &&
+            one != NULL)
+            check_dead_letter(c, ms, one);
+        if (one)
+            protobuf_c_message_free_unpacked(&one->base, NULL);
+    } else {
+        for (size_t i = 0; i < list->n_dead_letters; i++)
+            check_dead_letter(c, ms, list->dead_letters[i]);
+    }
+out:
+    if (list)
+        protobuf_c_message_free_unpacked(&list->base, NULL);
+}
+
+/* Snapshots come and go on any subscription; a seek that moves delivery
+ * (to latest) only on auto-ack ones, whose deliveries the model does not
+ * count; elsewhere a seek without a target, refused. */
+static void op_seek(client *c)
+{
+    msub *ms = &subs[rnd(&c->rng, N_SUBS)];
+    char name[16];
+    ProtobufCMessage *resp = NULL;
+    int r = rnd(&c->rng, 100);
+
+    snprintf(name, sizeof(name), "snap-%d", rnd(&c->rng, 3));
+    if (r < 25) {
+        Tracseq__Events__V1__CreateSnapshotRequest req =
+            TRACSEQ__EVENTS__V1__CREATE_SNAPSHOT_REQUEST__INIT;
+        req.subscription = (char *)ms->name;
+        req.name = name;
+        oplog(c, "CreateSnapshot %s %s", ms->name, name);
+        unary(c, K_SNAP_CREATE, &req.base, &tracseq__events__v1__snapshot__descriptor, &resp,
+              CALL_MS, ALLOWED(GRPC_STATUS_OK, GRPC_STATUS_NOT_FOUND, GRPC_STATUS_ALREADY_EXISTS));
+    } else if (r < 45) {
+        Tracseq__Events__V1__ListSnapshotsRequest req =
+            TRACSEQ__EVENTS__V1__LIST_SNAPSHOTS_REQUEST__INIT;
+        req.subscription = (char *)ms->name;
+        oplog(c, "ListSnapshots %s", ms->name);
+        unary(c, K_SNAP_LIST, &req.base, &tracseq__events__v1__list_snapshots_response__descriptor,
+              &resp, CALL_MS, ALLOWED(GRPC_STATUS_OK, GRPC_STATUS_NOT_FOUND));
+    } else if (r < 65) {
+        Tracseq__Events__V1__DeleteSnapshotRequest req =
+            TRACSEQ__EVENTS__V1__DELETE_SNAPSHOT_REQUEST__INIT;
+        req.subscription = (char *)ms->name;
+        req.name = name;
+        oplog(c, "DeleteSnapshot %s %s", ms->name, name);
+        unary(c, K_SNAP_DELETE, &req.base,
+              &tracseq__events__v1__delete_snapshot_response__descriptor, &resp, CALL_MS,
+              ALLOWED(GRPC_STATUS_OK, GRPC_STATUS_NOT_FOUND));
+    } else {
+        Tracseq__Events__V1__SeekRequest req = TRACSEQ__EVENTS__V1__SEEK_REQUEST__INIT;
+        req.subscription = (char *)ms->name;
+        if (ms->auto_ack)
+            req.position = TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_LATEST;
+        oplog(c, "Seek %s position=%d", ms->name, req.position);
+        if (ms->auto_ack)
+            unary(c, K_SEEK, &req.base, &tracseq__events__v1__seek_response__descriptor, &resp,
+                  CALL_MS, ALLOWED(GRPC_STATUS_OK, GRPC_STATUS_NOT_FOUND));
+        else
+            unary(c, K_SEEK, &req.base, &tracseq__events__v1__seek_response__descriptor, &resp,
+                  CALL_MS, ALLOWED(GRPC_STATUS_INVALID_ARGUMENT));
+    }
+    if (resp)
+        protobuf_c_message_free_unpacked(resp, NULL);
+}
+
 static void op_stats(client *c, uint64_t *last_published)
 {
     Tracseq__Events__V1__GetStatsRequest req = TRACSEQ__EVENTS__V1__GET_STATS_REQUEST__INIT;
@@ -2147,8 +2354,10 @@ static void *client_main(void *arg)
             op_pull(c);
         else if (r < 62)
             op_admin(c);
-        else if (r < 64)
+        else if (r < 63)
             op_stats(c, &last_published);
+        else if (r < 64)
+            chance(&c->rng, 60) ? op_dead_letters(c) : op_seek(c);
         else if (r < 65)
             op_solo(c);
         else if (r < 74)

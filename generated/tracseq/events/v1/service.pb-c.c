@@ -1054,6 +1054,12 @@ void   tracseq__events__v1__stats__stream_lengths_entry__init
   static const Tracseq__Events__V1__Stats__StreamLengthsEntry init_value = TRACSEQ__EVENTS__V1__STATS__STREAM_LENGTHS_ENTRY__INIT;
   *message = init_value;
 }
+void   tracseq__events__v1__stats__dead_lettered_by_reason_entry__init
+                     (Tracseq__Events__V1__Stats__DeadLetteredByReasonEntry         *message)
+{
+  static const Tracseq__Events__V1__Stats__DeadLetteredByReasonEntry init_value = TRACSEQ__EVENTS__V1__STATS__DEAD_LETTERED_BY_REASON_ENTRY__INIT;
+  *message = init_value;
+}
 void   tracseq__events__v1__stats__init
                      (Tracseq__Events__V1__Stats         *message)
 {
@@ -1277,6 +1283,732 @@ void   tracseq__events__v1__list_event_types_response__free_unpacked
   if(!message)
     return;
   assert(message->base.descriptor == &tracseq__events__v1__list_event_types_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tracseq__events__v1__dead_letter__init
+                     (Tracseq__Events__V1__DeadLetter         *message)
+{
+  static const Tracseq__Events__V1__DeadLetter init_value = TRACSEQ__EVENTS__V1__DEAD_LETTER__INIT;
+  *message = init_value;
+}
+size_t tracseq__events__v1__dead_letter__get_packed_size
+                     (const Tracseq__Events__V1__DeadLetter *message)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__dead_letter__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tracseq__events__v1__dead_letter__pack
+                     (const Tracseq__Events__V1__DeadLetter *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__dead_letter__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tracseq__events__v1__dead_letter__pack_to_buffer
+                     (const Tracseq__Events__V1__DeadLetter *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__dead_letter__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tracseq__Events__V1__DeadLetter *
+       tracseq__events__v1__dead_letter__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tracseq__Events__V1__DeadLetter *)
+     protobuf_c_message_unpack (&tracseq__events__v1__dead_letter__descriptor,
+                                allocator, len, data);
+}
+void   tracseq__events__v1__dead_letter__free_unpacked
+                     (Tracseq__Events__V1__DeadLetter *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tracseq__events__v1__dead_letter__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tracseq__events__v1__list_dead_letters_request__init
+                     (Tracseq__Events__V1__ListDeadLettersRequest         *message)
+{
+  static const Tracseq__Events__V1__ListDeadLettersRequest init_value = TRACSEQ__EVENTS__V1__LIST_DEAD_LETTERS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t tracseq__events__v1__list_dead_letters_request__get_packed_size
+                     (const Tracseq__Events__V1__ListDeadLettersRequest *message)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__list_dead_letters_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tracseq__events__v1__list_dead_letters_request__pack
+                     (const Tracseq__Events__V1__ListDeadLettersRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__list_dead_letters_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tracseq__events__v1__list_dead_letters_request__pack_to_buffer
+                     (const Tracseq__Events__V1__ListDeadLettersRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__list_dead_letters_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tracseq__Events__V1__ListDeadLettersRequest *
+       tracseq__events__v1__list_dead_letters_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tracseq__Events__V1__ListDeadLettersRequest *)
+     protobuf_c_message_unpack (&tracseq__events__v1__list_dead_letters_request__descriptor,
+                                allocator, len, data);
+}
+void   tracseq__events__v1__list_dead_letters_request__free_unpacked
+                     (Tracseq__Events__V1__ListDeadLettersRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tracseq__events__v1__list_dead_letters_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tracseq__events__v1__list_dead_letters_response__init
+                     (Tracseq__Events__V1__ListDeadLettersResponse         *message)
+{
+  static const Tracseq__Events__V1__ListDeadLettersResponse init_value = TRACSEQ__EVENTS__V1__LIST_DEAD_LETTERS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t tracseq__events__v1__list_dead_letters_response__get_packed_size
+                     (const Tracseq__Events__V1__ListDeadLettersResponse *message)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__list_dead_letters_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tracseq__events__v1__list_dead_letters_response__pack
+                     (const Tracseq__Events__V1__ListDeadLettersResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__list_dead_letters_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tracseq__events__v1__list_dead_letters_response__pack_to_buffer
+                     (const Tracseq__Events__V1__ListDeadLettersResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__list_dead_letters_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tracseq__Events__V1__ListDeadLettersResponse *
+       tracseq__events__v1__list_dead_letters_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tracseq__Events__V1__ListDeadLettersResponse *)
+     protobuf_c_message_unpack (&tracseq__events__v1__list_dead_letters_response__descriptor,
+                                allocator, len, data);
+}
+void   tracseq__events__v1__list_dead_letters_response__free_unpacked
+                     (Tracseq__Events__V1__ListDeadLettersResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tracseq__events__v1__list_dead_letters_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tracseq__events__v1__get_dead_letter_request__init
+                     (Tracseq__Events__V1__GetDeadLetterRequest         *message)
+{
+  static const Tracseq__Events__V1__GetDeadLetterRequest init_value = TRACSEQ__EVENTS__V1__GET_DEAD_LETTER_REQUEST__INIT;
+  *message = init_value;
+}
+size_t tracseq__events__v1__get_dead_letter_request__get_packed_size
+                     (const Tracseq__Events__V1__GetDeadLetterRequest *message)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__get_dead_letter_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tracseq__events__v1__get_dead_letter_request__pack
+                     (const Tracseq__Events__V1__GetDeadLetterRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__get_dead_letter_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tracseq__events__v1__get_dead_letter_request__pack_to_buffer
+                     (const Tracseq__Events__V1__GetDeadLetterRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__get_dead_letter_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tracseq__Events__V1__GetDeadLetterRequest *
+       tracseq__events__v1__get_dead_letter_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tracseq__Events__V1__GetDeadLetterRequest *)
+     protobuf_c_message_unpack (&tracseq__events__v1__get_dead_letter_request__descriptor,
+                                allocator, len, data);
+}
+void   tracseq__events__v1__get_dead_letter_request__free_unpacked
+                     (Tracseq__Events__V1__GetDeadLetterRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tracseq__events__v1__get_dead_letter_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tracseq__events__v1__redrive_dead_letters_request__init
+                     (Tracseq__Events__V1__RedriveDeadLettersRequest         *message)
+{
+  static const Tracseq__Events__V1__RedriveDeadLettersRequest init_value = TRACSEQ__EVENTS__V1__REDRIVE_DEAD_LETTERS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t tracseq__events__v1__redrive_dead_letters_request__get_packed_size
+                     (const Tracseq__Events__V1__RedriveDeadLettersRequest *message)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__redrive_dead_letters_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tracseq__events__v1__redrive_dead_letters_request__pack
+                     (const Tracseq__Events__V1__RedriveDeadLettersRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__redrive_dead_letters_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tracseq__events__v1__redrive_dead_letters_request__pack_to_buffer
+                     (const Tracseq__Events__V1__RedriveDeadLettersRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__redrive_dead_letters_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tracseq__Events__V1__RedriveDeadLettersRequest *
+       tracseq__events__v1__redrive_dead_letters_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tracseq__Events__V1__RedriveDeadLettersRequest *)
+     protobuf_c_message_unpack (&tracseq__events__v1__redrive_dead_letters_request__descriptor,
+                                allocator, len, data);
+}
+void   tracseq__events__v1__redrive_dead_letters_request__free_unpacked
+                     (Tracseq__Events__V1__RedriveDeadLettersRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tracseq__events__v1__redrive_dead_letters_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tracseq__events__v1__redrive_dead_letters_response__init
+                     (Tracseq__Events__V1__RedriveDeadLettersResponse         *message)
+{
+  static const Tracseq__Events__V1__RedriveDeadLettersResponse init_value = TRACSEQ__EVENTS__V1__REDRIVE_DEAD_LETTERS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t tracseq__events__v1__redrive_dead_letters_response__get_packed_size
+                     (const Tracseq__Events__V1__RedriveDeadLettersResponse *message)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__redrive_dead_letters_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tracseq__events__v1__redrive_dead_letters_response__pack
+                     (const Tracseq__Events__V1__RedriveDeadLettersResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__redrive_dead_letters_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tracseq__events__v1__redrive_dead_letters_response__pack_to_buffer
+                     (const Tracseq__Events__V1__RedriveDeadLettersResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__redrive_dead_letters_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tracseq__Events__V1__RedriveDeadLettersResponse *
+       tracseq__events__v1__redrive_dead_letters_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tracseq__Events__V1__RedriveDeadLettersResponse *)
+     protobuf_c_message_unpack (&tracseq__events__v1__redrive_dead_letters_response__descriptor,
+                                allocator, len, data);
+}
+void   tracseq__events__v1__redrive_dead_letters_response__free_unpacked
+                     (Tracseq__Events__V1__RedriveDeadLettersResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tracseq__events__v1__redrive_dead_letters_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tracseq__events__v1__purge_dead_letters_request__init
+                     (Tracseq__Events__V1__PurgeDeadLettersRequest         *message)
+{
+  static const Tracseq__Events__V1__PurgeDeadLettersRequest init_value = TRACSEQ__EVENTS__V1__PURGE_DEAD_LETTERS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t tracseq__events__v1__purge_dead_letters_request__get_packed_size
+                     (const Tracseq__Events__V1__PurgeDeadLettersRequest *message)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__purge_dead_letters_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tracseq__events__v1__purge_dead_letters_request__pack
+                     (const Tracseq__Events__V1__PurgeDeadLettersRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__purge_dead_letters_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tracseq__events__v1__purge_dead_letters_request__pack_to_buffer
+                     (const Tracseq__Events__V1__PurgeDeadLettersRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__purge_dead_letters_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tracseq__Events__V1__PurgeDeadLettersRequest *
+       tracseq__events__v1__purge_dead_letters_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tracseq__Events__V1__PurgeDeadLettersRequest *)
+     protobuf_c_message_unpack (&tracseq__events__v1__purge_dead_letters_request__descriptor,
+                                allocator, len, data);
+}
+void   tracseq__events__v1__purge_dead_letters_request__free_unpacked
+                     (Tracseq__Events__V1__PurgeDeadLettersRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tracseq__events__v1__purge_dead_letters_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tracseq__events__v1__purge_dead_letters_response__init
+                     (Tracseq__Events__V1__PurgeDeadLettersResponse         *message)
+{
+  static const Tracseq__Events__V1__PurgeDeadLettersResponse init_value = TRACSEQ__EVENTS__V1__PURGE_DEAD_LETTERS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t tracseq__events__v1__purge_dead_letters_response__get_packed_size
+                     (const Tracseq__Events__V1__PurgeDeadLettersResponse *message)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__purge_dead_letters_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tracseq__events__v1__purge_dead_letters_response__pack
+                     (const Tracseq__Events__V1__PurgeDeadLettersResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__purge_dead_letters_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tracseq__events__v1__purge_dead_letters_response__pack_to_buffer
+                     (const Tracseq__Events__V1__PurgeDeadLettersResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__purge_dead_letters_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tracseq__Events__V1__PurgeDeadLettersResponse *
+       tracseq__events__v1__purge_dead_letters_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tracseq__Events__V1__PurgeDeadLettersResponse *)
+     protobuf_c_message_unpack (&tracseq__events__v1__purge_dead_letters_response__descriptor,
+                                allocator, len, data);
+}
+void   tracseq__events__v1__purge_dead_letters_response__free_unpacked
+                     (Tracseq__Events__V1__PurgeDeadLettersResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tracseq__events__v1__purge_dead_letters_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tracseq__events__v1__seek_request__init
+                     (Tracseq__Events__V1__SeekRequest         *message)
+{
+  static const Tracseq__Events__V1__SeekRequest init_value = TRACSEQ__EVENTS__V1__SEEK_REQUEST__INIT;
+  *message = init_value;
+}
+size_t tracseq__events__v1__seek_request__get_packed_size
+                     (const Tracseq__Events__V1__SeekRequest *message)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__seek_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tracseq__events__v1__seek_request__pack
+                     (const Tracseq__Events__V1__SeekRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__seek_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tracseq__events__v1__seek_request__pack_to_buffer
+                     (const Tracseq__Events__V1__SeekRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__seek_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tracseq__Events__V1__SeekRequest *
+       tracseq__events__v1__seek_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tracseq__Events__V1__SeekRequest *)
+     protobuf_c_message_unpack (&tracseq__events__v1__seek_request__descriptor,
+                                allocator, len, data);
+}
+void   tracseq__events__v1__seek_request__free_unpacked
+                     (Tracseq__Events__V1__SeekRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tracseq__events__v1__seek_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tracseq__events__v1__seek_response__init
+                     (Tracseq__Events__V1__SeekResponse         *message)
+{
+  static const Tracseq__Events__V1__SeekResponse init_value = TRACSEQ__EVENTS__V1__SEEK_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t tracseq__events__v1__seek_response__get_packed_size
+                     (const Tracseq__Events__V1__SeekResponse *message)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__seek_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tracseq__events__v1__seek_response__pack
+                     (const Tracseq__Events__V1__SeekResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__seek_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tracseq__events__v1__seek_response__pack_to_buffer
+                     (const Tracseq__Events__V1__SeekResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__seek_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tracseq__Events__V1__SeekResponse *
+       tracseq__events__v1__seek_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tracseq__Events__V1__SeekResponse *)
+     protobuf_c_message_unpack (&tracseq__events__v1__seek_response__descriptor,
+                                allocator, len, data);
+}
+void   tracseq__events__v1__seek_response__free_unpacked
+                     (Tracseq__Events__V1__SeekResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tracseq__events__v1__seek_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tracseq__events__v1__snapshot__positions_entry__init
+                     (Tracseq__Events__V1__Snapshot__PositionsEntry         *message)
+{
+  static const Tracseq__Events__V1__Snapshot__PositionsEntry init_value = TRACSEQ__EVENTS__V1__SNAPSHOT__POSITIONS_ENTRY__INIT;
+  *message = init_value;
+}
+void   tracseq__events__v1__snapshot__init
+                     (Tracseq__Events__V1__Snapshot         *message)
+{
+  static const Tracseq__Events__V1__Snapshot init_value = TRACSEQ__EVENTS__V1__SNAPSHOT__INIT;
+  *message = init_value;
+}
+size_t tracseq__events__v1__snapshot__get_packed_size
+                     (const Tracseq__Events__V1__Snapshot *message)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__snapshot__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tracseq__events__v1__snapshot__pack
+                     (const Tracseq__Events__V1__Snapshot *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__snapshot__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tracseq__events__v1__snapshot__pack_to_buffer
+                     (const Tracseq__Events__V1__Snapshot *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__snapshot__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tracseq__Events__V1__Snapshot *
+       tracseq__events__v1__snapshot__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tracseq__Events__V1__Snapshot *)
+     protobuf_c_message_unpack (&tracseq__events__v1__snapshot__descriptor,
+                                allocator, len, data);
+}
+void   tracseq__events__v1__snapshot__free_unpacked
+                     (Tracseq__Events__V1__Snapshot *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tracseq__events__v1__snapshot__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tracseq__events__v1__create_snapshot_request__init
+                     (Tracseq__Events__V1__CreateSnapshotRequest         *message)
+{
+  static const Tracseq__Events__V1__CreateSnapshotRequest init_value = TRACSEQ__EVENTS__V1__CREATE_SNAPSHOT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t tracseq__events__v1__create_snapshot_request__get_packed_size
+                     (const Tracseq__Events__V1__CreateSnapshotRequest *message)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__create_snapshot_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tracseq__events__v1__create_snapshot_request__pack
+                     (const Tracseq__Events__V1__CreateSnapshotRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__create_snapshot_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tracseq__events__v1__create_snapshot_request__pack_to_buffer
+                     (const Tracseq__Events__V1__CreateSnapshotRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__create_snapshot_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tracseq__Events__V1__CreateSnapshotRequest *
+       tracseq__events__v1__create_snapshot_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tracseq__Events__V1__CreateSnapshotRequest *)
+     protobuf_c_message_unpack (&tracseq__events__v1__create_snapshot_request__descriptor,
+                                allocator, len, data);
+}
+void   tracseq__events__v1__create_snapshot_request__free_unpacked
+                     (Tracseq__Events__V1__CreateSnapshotRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tracseq__events__v1__create_snapshot_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tracseq__events__v1__list_snapshots_request__init
+                     (Tracseq__Events__V1__ListSnapshotsRequest         *message)
+{
+  static const Tracseq__Events__V1__ListSnapshotsRequest init_value = TRACSEQ__EVENTS__V1__LIST_SNAPSHOTS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t tracseq__events__v1__list_snapshots_request__get_packed_size
+                     (const Tracseq__Events__V1__ListSnapshotsRequest *message)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__list_snapshots_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tracseq__events__v1__list_snapshots_request__pack
+                     (const Tracseq__Events__V1__ListSnapshotsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__list_snapshots_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tracseq__events__v1__list_snapshots_request__pack_to_buffer
+                     (const Tracseq__Events__V1__ListSnapshotsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__list_snapshots_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tracseq__Events__V1__ListSnapshotsRequest *
+       tracseq__events__v1__list_snapshots_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tracseq__Events__V1__ListSnapshotsRequest *)
+     protobuf_c_message_unpack (&tracseq__events__v1__list_snapshots_request__descriptor,
+                                allocator, len, data);
+}
+void   tracseq__events__v1__list_snapshots_request__free_unpacked
+                     (Tracseq__Events__V1__ListSnapshotsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tracseq__events__v1__list_snapshots_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tracseq__events__v1__list_snapshots_response__init
+                     (Tracseq__Events__V1__ListSnapshotsResponse         *message)
+{
+  static const Tracseq__Events__V1__ListSnapshotsResponse init_value = TRACSEQ__EVENTS__V1__LIST_SNAPSHOTS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t tracseq__events__v1__list_snapshots_response__get_packed_size
+                     (const Tracseq__Events__V1__ListSnapshotsResponse *message)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__list_snapshots_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tracseq__events__v1__list_snapshots_response__pack
+                     (const Tracseq__Events__V1__ListSnapshotsResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__list_snapshots_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tracseq__events__v1__list_snapshots_response__pack_to_buffer
+                     (const Tracseq__Events__V1__ListSnapshotsResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__list_snapshots_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tracseq__Events__V1__ListSnapshotsResponse *
+       tracseq__events__v1__list_snapshots_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tracseq__Events__V1__ListSnapshotsResponse *)
+     protobuf_c_message_unpack (&tracseq__events__v1__list_snapshots_response__descriptor,
+                                allocator, len, data);
+}
+void   tracseq__events__v1__list_snapshots_response__free_unpacked
+                     (Tracseq__Events__V1__ListSnapshotsResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tracseq__events__v1__list_snapshots_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tracseq__events__v1__delete_snapshot_request__init
+                     (Tracseq__Events__V1__DeleteSnapshotRequest         *message)
+{
+  static const Tracseq__Events__V1__DeleteSnapshotRequest init_value = TRACSEQ__EVENTS__V1__DELETE_SNAPSHOT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t tracseq__events__v1__delete_snapshot_request__get_packed_size
+                     (const Tracseq__Events__V1__DeleteSnapshotRequest *message)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__delete_snapshot_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tracseq__events__v1__delete_snapshot_request__pack
+                     (const Tracseq__Events__V1__DeleteSnapshotRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__delete_snapshot_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tracseq__events__v1__delete_snapshot_request__pack_to_buffer
+                     (const Tracseq__Events__V1__DeleteSnapshotRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__delete_snapshot_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tracseq__Events__V1__DeleteSnapshotRequest *
+       tracseq__events__v1__delete_snapshot_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tracseq__Events__V1__DeleteSnapshotRequest *)
+     protobuf_c_message_unpack (&tracseq__events__v1__delete_snapshot_request__descriptor,
+                                allocator, len, data);
+}
+void   tracseq__events__v1__delete_snapshot_request__free_unpacked
+                     (Tracseq__Events__V1__DeleteSnapshotRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tracseq__events__v1__delete_snapshot_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tracseq__events__v1__delete_snapshot_response__init
+                     (Tracseq__Events__V1__DeleteSnapshotResponse         *message)
+{
+  static const Tracseq__Events__V1__DeleteSnapshotResponse init_value = TRACSEQ__EVENTS__V1__DELETE_SNAPSHOT_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t tracseq__events__v1__delete_snapshot_response__get_packed_size
+                     (const Tracseq__Events__V1__DeleteSnapshotResponse *message)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__delete_snapshot_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tracseq__events__v1__delete_snapshot_response__pack
+                     (const Tracseq__Events__V1__DeleteSnapshotResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__delete_snapshot_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tracseq__events__v1__delete_snapshot_response__pack_to_buffer
+                     (const Tracseq__Events__V1__DeleteSnapshotResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__delete_snapshot_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tracseq__Events__V1__DeleteSnapshotResponse *
+       tracseq__events__v1__delete_snapshot_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tracseq__Events__V1__DeleteSnapshotResponse *)
+     protobuf_c_message_unpack (&tracseq__events__v1__delete_snapshot_response__descriptor,
+                                allocator, len, data);
+}
+void   tracseq__events__v1__delete_snapshot_response__free_unpacked
+                     (Tracseq__Events__V1__DeleteSnapshotResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tracseq__events__v1__delete_snapshot_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
 static const ProtobufCFieldDescriptor tracseq__events__v1__publish_request__field_descriptors[1] =
@@ -2782,7 +3514,58 @@ const ProtobufCMessageDescriptor tracseq__events__v1__stats__stream_lengths_entr
   (ProtobufCMessageInit) tracseq__events__v1__stats__stream_lengths_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor tracseq__events__v1__stats__field_descriptors[23] =
+static const ProtobufCFieldDescriptor tracseq__events__v1__stats__dead_lettered_by_reason_entry__field_descriptors[2] =
+{
+  {
+    "key",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__Stats__DeadLetteredByReasonEntry, key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "value",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__Stats__DeadLetteredByReasonEntry, value),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tracseq__events__v1__stats__dead_lettered_by_reason_entry__field_indices_by_name[] = {
+  0,   /* field[0] = key */
+  1,   /* field[1] = value */
+};
+static const ProtobufCIntRange tracseq__events__v1__stats__dead_lettered_by_reason_entry__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor tracseq__events__v1__stats__dead_lettered_by_reason_entry__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tracseq.events.v1.Stats.DeadLetteredByReasonEntry",
+  "DeadLetteredByReasonEntry",
+  "Tracseq__Events__V1__Stats__DeadLetteredByReasonEntry",
+  "tracseq.events.v1",
+  sizeof(Tracseq__Events__V1__Stats__DeadLetteredByReasonEntry),
+  2,
+  tracseq__events__v1__stats__dead_lettered_by_reason_entry__field_descriptors,
+  tracseq__events__v1__stats__dead_lettered_by_reason_entry__field_indices_by_name,
+  1,  tracseq__events__v1__stats__dead_lettered_by_reason_entry__number_ranges,
+  (ProtobufCMessageInit) tracseq__events__v1__stats__dead_lettered_by_reason_entry__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tracseq__events__v1__stats__field_descriptors[26] =
 {
   {
     "events_published",
@@ -3060,9 +3843,48 @@ static const ProtobufCFieldDescriptor tracseq__events__v1__stats__field_descript
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "dead_lettered_by_reason",
+    24,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tracseq__Events__V1__Stats, n_dead_lettered_by_reason),
+    offsetof(Tracseq__Events__V1__Stats, dead_lettered_by_reason),
+    &tracseq__events__v1__stats__dead_lettered_by_reason_entry__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "dead_letters_redriven",
+    25,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__Stats, dead_letters_redriven),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "dead_letters_purged",
+    26,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__Stats, dead_letters_purged),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tracseq__events__v1__stats__field_indices_by_name[] = {
   11,   /* field[11] = active_subscribers */
+  23,   /* field[23] = dead_lettered_by_reason */
+  25,   /* field[25] = dead_letters_purged */
+  24,   /* field[24] = dead_letters_redriven */
   4,   /* field[4] = events_acked */
   1,   /* field[1] = events_consumed */
   6,   /* field[6] = events_dead_lettered */
@@ -3089,7 +3911,7 @@ static const unsigned tracseq__events__v1__stats__field_indices_by_name[] = {
 static const ProtobufCIntRange tracseq__events__v1__stats__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 23 }
+  { 0, 26 }
 };
 const ProtobufCMessageDescriptor tracseq__events__v1__stats__descriptor =
 {
@@ -3099,7 +3921,7 @@ const ProtobufCMessageDescriptor tracseq__events__v1__stats__descriptor =
   "Tracseq__Events__V1__Stats",
   "tracseq.events.v1",
   sizeof(Tracseq__Events__V1__Stats),
-  23,
+  26,
   tracseq__events__v1__stats__field_descriptors,
   tracseq__events__v1__stats__field_indices_by_name,
   1,  tracseq__events__v1__stats__number_ranges,
@@ -3394,6 +4216,1009 @@ const ProtobufCMessageDescriptor tracseq__events__v1__list_event_types_response_
   (ProtobufCMessageInit) tracseq__events__v1__list_event_types_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor tracseq__events__v1__dead_letter__field_descriptors[8] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__DeadLetter, id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "subscription",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__DeadLetter, subscription),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "stream",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__DeadLetter, stream),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "stream_id",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__DeadLetter, stream_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "attempts",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__DeadLetter, attempts),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reason",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__DeadLetter, reason),
+    &tracseq__events__v1__dead_letter_reason__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "dead_lettered_at",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__DeadLetter, dead_lettered_at),
+    &google__protobuf__timestamp__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "event",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__DeadLetter, event),
+    &tracseq__events__v1__event__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tracseq__events__v1__dead_letter__field_indices_by_name[] = {
+  4,   /* field[4] = attempts */
+  6,   /* field[6] = dead_lettered_at */
+  7,   /* field[7] = event */
+  0,   /* field[0] = id */
+  5,   /* field[5] = reason */
+  2,   /* field[2] = stream */
+  3,   /* field[3] = stream_id */
+  1,   /* field[1] = subscription */
+};
+static const ProtobufCIntRange tracseq__events__v1__dead_letter__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 8 }
+};
+const ProtobufCMessageDescriptor tracseq__events__v1__dead_letter__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tracseq.events.v1.DeadLetter",
+  "DeadLetter",
+  "Tracseq__Events__V1__DeadLetter",
+  "tracseq.events.v1",
+  sizeof(Tracseq__Events__V1__DeadLetter),
+  8,
+  tracseq__events__v1__dead_letter__field_descriptors,
+  tracseq__events__v1__dead_letter__field_indices_by_name,
+  1,  tracseq__events__v1__dead_letter__number_ranges,
+  (ProtobufCMessageInit) tracseq__events__v1__dead_letter__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tracseq__events__v1__list_dead_letters_request__field_descriptors[3] =
+{
+  {
+    "subscription",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__ListDeadLettersRequest, subscription),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page_size",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__ListDeadLettersRequest, page_size),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page_token",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__ListDeadLettersRequest, page_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tracseq__events__v1__list_dead_letters_request__field_indices_by_name[] = {
+  1,   /* field[1] = page_size */
+  2,   /* field[2] = page_token */
+  0,   /* field[0] = subscription */
+};
+static const ProtobufCIntRange tracseq__events__v1__list_dead_letters_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor tracseq__events__v1__list_dead_letters_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tracseq.events.v1.ListDeadLettersRequest",
+  "ListDeadLettersRequest",
+  "Tracseq__Events__V1__ListDeadLettersRequest",
+  "tracseq.events.v1",
+  sizeof(Tracseq__Events__V1__ListDeadLettersRequest),
+  3,
+  tracseq__events__v1__list_dead_letters_request__field_descriptors,
+  tracseq__events__v1__list_dead_letters_request__field_indices_by_name,
+  1,  tracseq__events__v1__list_dead_letters_request__number_ranges,
+  (ProtobufCMessageInit) tracseq__events__v1__list_dead_letters_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tracseq__events__v1__list_dead_letters_response__field_descriptors[3] =
+{
+  {
+    "dead_letters",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tracseq__Events__V1__ListDeadLettersResponse, n_dead_letters),
+    offsetof(Tracseq__Events__V1__ListDeadLettersResponse, dead_letters),
+    &tracseq__events__v1__dead_letter__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "next_page_token",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__ListDeadLettersResponse, next_page_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "total",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__ListDeadLettersResponse, total),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tracseq__events__v1__list_dead_letters_response__field_indices_by_name[] = {
+  0,   /* field[0] = dead_letters */
+  1,   /* field[1] = next_page_token */
+  2,   /* field[2] = total */
+};
+static const ProtobufCIntRange tracseq__events__v1__list_dead_letters_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor tracseq__events__v1__list_dead_letters_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tracseq.events.v1.ListDeadLettersResponse",
+  "ListDeadLettersResponse",
+  "Tracseq__Events__V1__ListDeadLettersResponse",
+  "tracseq.events.v1",
+  sizeof(Tracseq__Events__V1__ListDeadLettersResponse),
+  3,
+  tracseq__events__v1__list_dead_letters_response__field_descriptors,
+  tracseq__events__v1__list_dead_letters_response__field_indices_by_name,
+  1,  tracseq__events__v1__list_dead_letters_response__number_ranges,
+  (ProtobufCMessageInit) tracseq__events__v1__list_dead_letters_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tracseq__events__v1__get_dead_letter_request__field_descriptors[2] =
+{
+  {
+    "subscription",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__GetDeadLetterRequest, subscription),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__GetDeadLetterRequest, id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tracseq__events__v1__get_dead_letter_request__field_indices_by_name[] = {
+  1,   /* field[1] = id */
+  0,   /* field[0] = subscription */
+};
+static const ProtobufCIntRange tracseq__events__v1__get_dead_letter_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor tracseq__events__v1__get_dead_letter_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tracseq.events.v1.GetDeadLetterRequest",
+  "GetDeadLetterRequest",
+  "Tracseq__Events__V1__GetDeadLetterRequest",
+  "tracseq.events.v1",
+  sizeof(Tracseq__Events__V1__GetDeadLetterRequest),
+  2,
+  tracseq__events__v1__get_dead_letter_request__field_descriptors,
+  tracseq__events__v1__get_dead_letter_request__field_indices_by_name,
+  1,  tracseq__events__v1__get_dead_letter_request__number_ranges,
+  (ProtobufCMessageInit) tracseq__events__v1__get_dead_letter_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tracseq__events__v1__redrive_dead_letters_request__field_descriptors[3] =
+{
+  {
+    "subscription",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__RedriveDeadLettersRequest, subscription),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "ids",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Tracseq__Events__V1__RedriveDeadLettersRequest, n_ids),
+    offsetof(Tracseq__Events__V1__RedriveDeadLettersRequest, ids),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "all",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__RedriveDeadLettersRequest, all),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tracseq__events__v1__redrive_dead_letters_request__field_indices_by_name[] = {
+  2,   /* field[2] = all */
+  1,   /* field[1] = ids */
+  0,   /* field[0] = subscription */
+};
+static const ProtobufCIntRange tracseq__events__v1__redrive_dead_letters_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor tracseq__events__v1__redrive_dead_letters_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tracseq.events.v1.RedriveDeadLettersRequest",
+  "RedriveDeadLettersRequest",
+  "Tracseq__Events__V1__RedriveDeadLettersRequest",
+  "tracseq.events.v1",
+  sizeof(Tracseq__Events__V1__RedriveDeadLettersRequest),
+  3,
+  tracseq__events__v1__redrive_dead_letters_request__field_descriptors,
+  tracseq__events__v1__redrive_dead_letters_request__field_indices_by_name,
+  1,  tracseq__events__v1__redrive_dead_letters_request__number_ranges,
+  (ProtobufCMessageInit) tracseq__events__v1__redrive_dead_letters_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tracseq__events__v1__redrive_dead_letters_response__field_descriptors[3] =
+{
+  {
+    "redriven",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__RedriveDeadLettersResponse, redriven),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "unknown_ids",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Tracseq__Events__V1__RedriveDeadLettersResponse, n_unknown_ids),
+    offsetof(Tracseq__Events__V1__RedriveDeadLettersResponse, unknown_ids),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "expired_ids",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Tracseq__Events__V1__RedriveDeadLettersResponse, n_expired_ids),
+    offsetof(Tracseq__Events__V1__RedriveDeadLettersResponse, expired_ids),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tracseq__events__v1__redrive_dead_letters_response__field_indices_by_name[] = {
+  2,   /* field[2] = expired_ids */
+  0,   /* field[0] = redriven */
+  1,   /* field[1] = unknown_ids */
+};
+static const ProtobufCIntRange tracseq__events__v1__redrive_dead_letters_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor tracseq__events__v1__redrive_dead_letters_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tracseq.events.v1.RedriveDeadLettersResponse",
+  "RedriveDeadLettersResponse",
+  "Tracseq__Events__V1__RedriveDeadLettersResponse",
+  "tracseq.events.v1",
+  sizeof(Tracseq__Events__V1__RedriveDeadLettersResponse),
+  3,
+  tracseq__events__v1__redrive_dead_letters_response__field_descriptors,
+  tracseq__events__v1__redrive_dead_letters_response__field_indices_by_name,
+  1,  tracseq__events__v1__redrive_dead_letters_response__number_ranges,
+  (ProtobufCMessageInit) tracseq__events__v1__redrive_dead_letters_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tracseq__events__v1__purge_dead_letters_request__field_descriptors[3] =
+{
+  {
+    "subscription",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__PurgeDeadLettersRequest, subscription),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "ids",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Tracseq__Events__V1__PurgeDeadLettersRequest, n_ids),
+    offsetof(Tracseq__Events__V1__PurgeDeadLettersRequest, ids),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "all",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__PurgeDeadLettersRequest, all),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tracseq__events__v1__purge_dead_letters_request__field_indices_by_name[] = {
+  2,   /* field[2] = all */
+  1,   /* field[1] = ids */
+  0,   /* field[0] = subscription */
+};
+static const ProtobufCIntRange tracseq__events__v1__purge_dead_letters_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor tracseq__events__v1__purge_dead_letters_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tracseq.events.v1.PurgeDeadLettersRequest",
+  "PurgeDeadLettersRequest",
+  "Tracseq__Events__V1__PurgeDeadLettersRequest",
+  "tracseq.events.v1",
+  sizeof(Tracseq__Events__V1__PurgeDeadLettersRequest),
+  3,
+  tracseq__events__v1__purge_dead_letters_request__field_descriptors,
+  tracseq__events__v1__purge_dead_letters_request__field_indices_by_name,
+  1,  tracseq__events__v1__purge_dead_letters_request__number_ranges,
+  (ProtobufCMessageInit) tracseq__events__v1__purge_dead_letters_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tracseq__events__v1__purge_dead_letters_response__field_descriptors[2] =
+{
+  {
+    "purged",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__PurgeDeadLettersResponse, purged),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "unknown_ids",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Tracseq__Events__V1__PurgeDeadLettersResponse, n_unknown_ids),
+    offsetof(Tracseq__Events__V1__PurgeDeadLettersResponse, unknown_ids),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tracseq__events__v1__purge_dead_letters_response__field_indices_by_name[] = {
+  0,   /* field[0] = purged */
+  1,   /* field[1] = unknown_ids */
+};
+static const ProtobufCIntRange tracseq__events__v1__purge_dead_letters_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor tracseq__events__v1__purge_dead_letters_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tracseq.events.v1.PurgeDeadLettersResponse",
+  "PurgeDeadLettersResponse",
+  "Tracseq__Events__V1__PurgeDeadLettersResponse",
+  "tracseq.events.v1",
+  sizeof(Tracseq__Events__V1__PurgeDeadLettersResponse),
+  2,
+  tracseq__events__v1__purge_dead_letters_response__field_descriptors,
+  tracseq__events__v1__purge_dead_letters_response__field_indices_by_name,
+  1,  tracseq__events__v1__purge_dead_letters_response__number_ranges,
+  (ProtobufCMessageInit) tracseq__events__v1__purge_dead_letters_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tracseq__events__v1__seek_request__field_descriptors[4] =
+{
+  {
+    "subscription",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__SeekRequest, subscription),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "position",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__SeekRequest, position),
+    &tracseq__events__v1__start_position__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "time",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__SeekRequest, time),
+    &google__protobuf__timestamp__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "snapshot",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__SeekRequest, snapshot),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tracseq__events__v1__seek_request__field_indices_by_name[] = {
+  1,   /* field[1] = position */
+  3,   /* field[3] = snapshot */
+  0,   /* field[0] = subscription */
+  2,   /* field[2] = time */
+};
+static const ProtobufCIntRange tracseq__events__v1__seek_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor tracseq__events__v1__seek_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tracseq.events.v1.SeekRequest",
+  "SeekRequest",
+  "Tracseq__Events__V1__SeekRequest",
+  "tracseq.events.v1",
+  sizeof(Tracseq__Events__V1__SeekRequest),
+  4,
+  tracseq__events__v1__seek_request__field_descriptors,
+  tracseq__events__v1__seek_request__field_indices_by_name,
+  1,  tracseq__events__v1__seek_request__number_ranges,
+  (ProtobufCMessageInit) tracseq__events__v1__seek_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tracseq__events__v1__seek_response__field_descriptors[2] =
+{
+  {
+    "streams",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__SeekResponse, streams),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "pending_cleared",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__SeekResponse, pending_cleared),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tracseq__events__v1__seek_response__field_indices_by_name[] = {
+  1,   /* field[1] = pending_cleared */
+  0,   /* field[0] = streams */
+};
+static const ProtobufCIntRange tracseq__events__v1__seek_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor tracseq__events__v1__seek_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tracseq.events.v1.SeekResponse",
+  "SeekResponse",
+  "Tracseq__Events__V1__SeekResponse",
+  "tracseq.events.v1",
+  sizeof(Tracseq__Events__V1__SeekResponse),
+  2,
+  tracseq__events__v1__seek_response__field_descriptors,
+  tracseq__events__v1__seek_response__field_indices_by_name,
+  1,  tracseq__events__v1__seek_response__number_ranges,
+  (ProtobufCMessageInit) tracseq__events__v1__seek_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tracseq__events__v1__snapshot__positions_entry__field_descriptors[2] =
+{
+  {
+    "key",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__Snapshot__PositionsEntry, key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "value",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__Snapshot__PositionsEntry, value),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tracseq__events__v1__snapshot__positions_entry__field_indices_by_name[] = {
+  0,   /* field[0] = key */
+  1,   /* field[1] = value */
+};
+static const ProtobufCIntRange tracseq__events__v1__snapshot__positions_entry__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor tracseq__events__v1__snapshot__positions_entry__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tracseq.events.v1.Snapshot.PositionsEntry",
+  "PositionsEntry",
+  "Tracseq__Events__V1__Snapshot__PositionsEntry",
+  "tracseq.events.v1",
+  sizeof(Tracseq__Events__V1__Snapshot__PositionsEntry),
+  2,
+  tracseq__events__v1__snapshot__positions_entry__field_descriptors,
+  tracseq__events__v1__snapshot__positions_entry__field_indices_by_name,
+  1,  tracseq__events__v1__snapshot__positions_entry__number_ranges,
+  (ProtobufCMessageInit) tracseq__events__v1__snapshot__positions_entry__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tracseq__events__v1__snapshot__field_descriptors[4] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__Snapshot, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "subscription",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__Snapshot, subscription),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "created_at",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__Snapshot, created_at),
+    &google__protobuf__timestamp__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "positions",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tracseq__Events__V1__Snapshot, n_positions),
+    offsetof(Tracseq__Events__V1__Snapshot, positions),
+    &tracseq__events__v1__snapshot__positions_entry__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tracseq__events__v1__snapshot__field_indices_by_name[] = {
+  2,   /* field[2] = created_at */
+  0,   /* field[0] = name */
+  3,   /* field[3] = positions */
+  1,   /* field[1] = subscription */
+};
+static const ProtobufCIntRange tracseq__events__v1__snapshot__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor tracseq__events__v1__snapshot__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tracseq.events.v1.Snapshot",
+  "Snapshot",
+  "Tracseq__Events__V1__Snapshot",
+  "tracseq.events.v1",
+  sizeof(Tracseq__Events__V1__Snapshot),
+  4,
+  tracseq__events__v1__snapshot__field_descriptors,
+  tracseq__events__v1__snapshot__field_indices_by_name,
+  1,  tracseq__events__v1__snapshot__number_ranges,
+  (ProtobufCMessageInit) tracseq__events__v1__snapshot__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tracseq__events__v1__create_snapshot_request__field_descriptors[2] =
+{
+  {
+    "subscription",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__CreateSnapshotRequest, subscription),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "name",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__CreateSnapshotRequest, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tracseq__events__v1__create_snapshot_request__field_indices_by_name[] = {
+  1,   /* field[1] = name */
+  0,   /* field[0] = subscription */
+};
+static const ProtobufCIntRange tracseq__events__v1__create_snapshot_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor tracseq__events__v1__create_snapshot_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tracseq.events.v1.CreateSnapshotRequest",
+  "CreateSnapshotRequest",
+  "Tracseq__Events__V1__CreateSnapshotRequest",
+  "tracseq.events.v1",
+  sizeof(Tracseq__Events__V1__CreateSnapshotRequest),
+  2,
+  tracseq__events__v1__create_snapshot_request__field_descriptors,
+  tracseq__events__v1__create_snapshot_request__field_indices_by_name,
+  1,  tracseq__events__v1__create_snapshot_request__number_ranges,
+  (ProtobufCMessageInit) tracseq__events__v1__create_snapshot_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tracseq__events__v1__list_snapshots_request__field_descriptors[1] =
+{
+  {
+    "subscription",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__ListSnapshotsRequest, subscription),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tracseq__events__v1__list_snapshots_request__field_indices_by_name[] = {
+  0,   /* field[0] = subscription */
+};
+static const ProtobufCIntRange tracseq__events__v1__list_snapshots_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor tracseq__events__v1__list_snapshots_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tracseq.events.v1.ListSnapshotsRequest",
+  "ListSnapshotsRequest",
+  "Tracseq__Events__V1__ListSnapshotsRequest",
+  "tracseq.events.v1",
+  sizeof(Tracseq__Events__V1__ListSnapshotsRequest),
+  1,
+  tracseq__events__v1__list_snapshots_request__field_descriptors,
+  tracseq__events__v1__list_snapshots_request__field_indices_by_name,
+  1,  tracseq__events__v1__list_snapshots_request__number_ranges,
+  (ProtobufCMessageInit) tracseq__events__v1__list_snapshots_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tracseq__events__v1__list_snapshots_response__field_descriptors[1] =
+{
+  {
+    "snapshots",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tracseq__Events__V1__ListSnapshotsResponse, n_snapshots),
+    offsetof(Tracseq__Events__V1__ListSnapshotsResponse, snapshots),
+    &tracseq__events__v1__snapshot__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tracseq__events__v1__list_snapshots_response__field_indices_by_name[] = {
+  0,   /* field[0] = snapshots */
+};
+static const ProtobufCIntRange tracseq__events__v1__list_snapshots_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor tracseq__events__v1__list_snapshots_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tracseq.events.v1.ListSnapshotsResponse",
+  "ListSnapshotsResponse",
+  "Tracseq__Events__V1__ListSnapshotsResponse",
+  "tracseq.events.v1",
+  sizeof(Tracseq__Events__V1__ListSnapshotsResponse),
+  1,
+  tracseq__events__v1__list_snapshots_response__field_descriptors,
+  tracseq__events__v1__list_snapshots_response__field_indices_by_name,
+  1,  tracseq__events__v1__list_snapshots_response__number_ranges,
+  (ProtobufCMessageInit) tracseq__events__v1__list_snapshots_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tracseq__events__v1__delete_snapshot_request__field_descriptors[2] =
+{
+  {
+    "subscription",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__DeleteSnapshotRequest, subscription),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "name",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__DeleteSnapshotRequest, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tracseq__events__v1__delete_snapshot_request__field_indices_by_name[] = {
+  1,   /* field[1] = name */
+  0,   /* field[0] = subscription */
+};
+static const ProtobufCIntRange tracseq__events__v1__delete_snapshot_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor tracseq__events__v1__delete_snapshot_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tracseq.events.v1.DeleteSnapshotRequest",
+  "DeleteSnapshotRequest",
+  "Tracseq__Events__V1__DeleteSnapshotRequest",
+  "tracseq.events.v1",
+  sizeof(Tracseq__Events__V1__DeleteSnapshotRequest),
+  2,
+  tracseq__events__v1__delete_snapshot_request__field_descriptors,
+  tracseq__events__v1__delete_snapshot_request__field_indices_by_name,
+  1,  tracseq__events__v1__delete_snapshot_request__number_ranges,
+  (ProtobufCMessageInit) tracseq__events__v1__delete_snapshot_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+#define tracseq__events__v1__delete_snapshot_response__field_descriptors NULL
+#define tracseq__events__v1__delete_snapshot_response__field_indices_by_name NULL
+#define tracseq__events__v1__delete_snapshot_response__number_ranges NULL
+const ProtobufCMessageDescriptor tracseq__events__v1__delete_snapshot_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tracseq.events.v1.DeleteSnapshotResponse",
+  "DeleteSnapshotResponse",
+  "Tracseq__Events__V1__DeleteSnapshotResponse",
+  "tracseq.events.v1",
+  sizeof(Tracseq__Events__V1__DeleteSnapshotResponse),
+  0,
+  tracseq__events__v1__delete_snapshot_response__field_descriptors,
+  tracseq__events__v1__delete_snapshot_response__field_indices_by_name,
+  0,  tracseq__events__v1__delete_snapshot_response__number_ranges,
+  (ProtobufCMessageInit) tracseq__events__v1__delete_snapshot_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCEnumValue tracseq__events__v1__start_position__enum_values_by_number[4] =
 {
   { "START_POSITION_UNSPECIFIED", "TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_UNSPECIFIED", 0 },
@@ -3426,7 +5251,35 @@ const ProtobufCEnumDescriptor tracseq__events__v1__start_position__descriptor =
   tracseq__events__v1__start_position__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor tracseq__events__v1__event_service__method_descriptors[12] =
+static const ProtobufCEnumValue tracseq__events__v1__dead_letter_reason__enum_values_by_number[2] =
+{
+  { "DEAD_LETTER_REASON_UNSPECIFIED", "TRACSEQ__EVENTS__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_UNSPECIFIED", 0 },
+  { "DEAD_LETTER_REASON_MAX_DELIVERY_ATTEMPTS", "TRACSEQ__EVENTS__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_MAX_DELIVERY_ATTEMPTS", 1 },
+};
+static const ProtobufCIntRange tracseq__events__v1__dead_letter_reason__value_ranges[] = {
+{0, 0},{0, 2}
+};
+static const ProtobufCEnumValueIndex tracseq__events__v1__dead_letter_reason__enum_values_by_name[2] =
+{
+  { "DEAD_LETTER_REASON_MAX_DELIVERY_ATTEMPTS", 1 },
+  { "DEAD_LETTER_REASON_UNSPECIFIED", 0 },
+};
+const ProtobufCEnumDescriptor tracseq__events__v1__dead_letter_reason__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "tracseq.events.v1.DeadLetterReason",
+  "DeadLetterReason",
+  "Tracseq__Events__V1__DeadLetterReason",
+  "tracseq.events.v1",
+  2,
+  tracseq__events__v1__dead_letter_reason__enum_values_by_number,
+  2,
+  tracseq__events__v1__dead_letter_reason__enum_values_by_name,
+  1,
+  tracseq__events__v1__dead_letter_reason__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCMethodDescriptor tracseq__events__v1__event_service__method_descriptors[20] =
 {
   { "Publish", &tracseq__events__v1__publish_request__descriptor, &tracseq__events__v1__publish_response__descriptor },
   { "PublishStream", &tracseq__events__v1__publish_request__descriptor, &tracseq__events__v1__publish_response__descriptor },
@@ -3440,19 +5293,35 @@ static const ProtobufCMethodDescriptor tracseq__events__v1__event_service__metho
   { "DeleteSubscription", &tracseq__events__v1__delete_subscription_request__descriptor, &tracseq__events__v1__delete_subscription_response__descriptor },
   { "GetStats", &tracseq__events__v1__get_stats_request__descriptor, &tracseq__events__v1__stats__descriptor },
   { "ListEventTypes", &tracseq__events__v1__list_event_types_request__descriptor, &tracseq__events__v1__list_event_types_response__descriptor },
+  { "ListDeadLetters", &tracseq__events__v1__list_dead_letters_request__descriptor, &tracseq__events__v1__list_dead_letters_response__descriptor },
+  { "GetDeadLetter", &tracseq__events__v1__get_dead_letter_request__descriptor, &tracseq__events__v1__dead_letter__descriptor },
+  { "RedriveDeadLetters", &tracseq__events__v1__redrive_dead_letters_request__descriptor, &tracseq__events__v1__redrive_dead_letters_response__descriptor },
+  { "PurgeDeadLetters", &tracseq__events__v1__purge_dead_letters_request__descriptor, &tracseq__events__v1__purge_dead_letters_response__descriptor },
+  { "Seek", &tracseq__events__v1__seek_request__descriptor, &tracseq__events__v1__seek_response__descriptor },
+  { "CreateSnapshot", &tracseq__events__v1__create_snapshot_request__descriptor, &tracseq__events__v1__snapshot__descriptor },
+  { "ListSnapshots", &tracseq__events__v1__list_snapshots_request__descriptor, &tracseq__events__v1__list_snapshots_response__descriptor },
+  { "DeleteSnapshot", &tracseq__events__v1__delete_snapshot_request__descriptor, &tracseq__events__v1__delete_snapshot_response__descriptor },
 };
 const unsigned tracseq__events__v1__event_service__method_indices_by_name[] = {
   3,        /* Acknowledge */
+  17,        /* CreateSnapshot */
   6,        /* CreateSubscription */
+  19,        /* DeleteSnapshot */
   9,        /* DeleteSubscription */
+  13,        /* GetDeadLetter */
   10,        /* GetStats */
   7,        /* GetSubscription */
+  12,        /* ListDeadLetters */
   11,        /* ListEventTypes */
+  18,        /* ListSnapshots */
   8,        /* ListSubscriptions */
   4,        /* Nack */
   0,        /* Publish */
   1,        /* PublishStream */
   5,        /* Pull */
+  15,        /* PurgeDeadLetters */
+  14,        /* RedriveDeadLetters */
+  16,        /* Seek */
   2         /* Subscribe */
 };
 const ProtobufCServiceDescriptor tracseq__events__v1__event_service__descriptor =
@@ -3462,7 +5331,7 @@ const ProtobufCServiceDescriptor tracseq__events__v1__event_service__descriptor 
   "EventService",
   "Tracseq__Events__V1__EventService",
   "tracseq.events.v1",
-  12,
+  20,
   tracseq__events__v1__event_service__method_descriptors,
   tracseq__events__v1__event_service__method_indices_by_name
 };
@@ -3561,6 +5430,70 @@ void tracseq__events__v1__event_service__list_event_types(ProtobufCService *serv
 {
   assert(service->descriptor == &tracseq__events__v1__event_service__descriptor);
   service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void tracseq__events__v1__event_service__list_dead_letters(ProtobufCService *service,
+                                                           const Tracseq__Events__V1__ListDeadLettersRequest *input,
+                                                           Tracseq__Events__V1__ListDeadLettersResponse_Closure closure,
+                                                           void *closure_data)
+{
+  assert(service->descriptor == &tracseq__events__v1__event_service__descriptor);
+  service->invoke(service, 12, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void tracseq__events__v1__event_service__get_dead_letter(ProtobufCService *service,
+                                                         const Tracseq__Events__V1__GetDeadLetterRequest *input,
+                                                         Tracseq__Events__V1__DeadLetter_Closure closure,
+                                                         void *closure_data)
+{
+  assert(service->descriptor == &tracseq__events__v1__event_service__descriptor);
+  service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void tracseq__events__v1__event_service__redrive_dead_letters(ProtobufCService *service,
+                                                              const Tracseq__Events__V1__RedriveDeadLettersRequest *input,
+                                                              Tracseq__Events__V1__RedriveDeadLettersResponse_Closure closure,
+                                                              void *closure_data)
+{
+  assert(service->descriptor == &tracseq__events__v1__event_service__descriptor);
+  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void tracseq__events__v1__event_service__purge_dead_letters(ProtobufCService *service,
+                                                            const Tracseq__Events__V1__PurgeDeadLettersRequest *input,
+                                                            Tracseq__Events__V1__PurgeDeadLettersResponse_Closure closure,
+                                                            void *closure_data)
+{
+  assert(service->descriptor == &tracseq__events__v1__event_service__descriptor);
+  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void tracseq__events__v1__event_service__seek(ProtobufCService *service,
+                                              const Tracseq__Events__V1__SeekRequest *input,
+                                              Tracseq__Events__V1__SeekResponse_Closure closure,
+                                              void *closure_data)
+{
+  assert(service->descriptor == &tracseq__events__v1__event_service__descriptor);
+  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void tracseq__events__v1__event_service__create_snapshot(ProtobufCService *service,
+                                                         const Tracseq__Events__V1__CreateSnapshotRequest *input,
+                                                         Tracseq__Events__V1__Snapshot_Closure closure,
+                                                         void *closure_data)
+{
+  assert(service->descriptor == &tracseq__events__v1__event_service__descriptor);
+  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void tracseq__events__v1__event_service__list_snapshots(ProtobufCService *service,
+                                                        const Tracseq__Events__V1__ListSnapshotsRequest *input,
+                                                        Tracseq__Events__V1__ListSnapshotsResponse_Closure closure,
+                                                        void *closure_data)
+{
+  assert(service->descriptor == &tracseq__events__v1__event_service__descriptor);
+  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void tracseq__events__v1__event_service__delete_snapshot(ProtobufCService *service,
+                                                         const Tracseq__Events__V1__DeleteSnapshotRequest *input,
+                                                         Tracseq__Events__V1__DeleteSnapshotResponse_Closure closure,
+                                                         void *closure_data)
+{
+  assert(service->descriptor == &tracseq__events__v1__event_service__descriptor);
+  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void tracseq__events__v1__event_service__init (Tracseq__Events__V1__EventService_Service *service,
                                                Tracseq__Events__V1__EventService_ServiceDestroy destroy)

@@ -43,10 +43,28 @@ typedef struct Tracseq__Events__V1__GetStatsRequest Tracseq__Events__V1__GetStat
 typedef struct Tracseq__Events__V1__Stats Tracseq__Events__V1__Stats;
 typedef struct Tracseq__Events__V1__Stats__PublishedByTypeEntry Tracseq__Events__V1__Stats__PublishedByTypeEntry;
 typedef struct Tracseq__Events__V1__Stats__StreamLengthsEntry Tracseq__Events__V1__Stats__StreamLengthsEntry;
+typedef struct Tracseq__Events__V1__Stats__DeadLetteredByReasonEntry Tracseq__Events__V1__Stats__DeadLetteredByReasonEntry;
 typedef struct Tracseq__Events__V1__ListEventTypesRequest Tracseq__Events__V1__ListEventTypesRequest;
 typedef struct Tracseq__Events__V1__FieldInfo Tracseq__Events__V1__FieldInfo;
 typedef struct Tracseq__Events__V1__EventTypeInfo Tracseq__Events__V1__EventTypeInfo;
 typedef struct Tracseq__Events__V1__ListEventTypesResponse Tracseq__Events__V1__ListEventTypesResponse;
+typedef struct Tracseq__Events__V1__DeadLetter Tracseq__Events__V1__DeadLetter;
+typedef struct Tracseq__Events__V1__ListDeadLettersRequest Tracseq__Events__V1__ListDeadLettersRequest;
+typedef struct Tracseq__Events__V1__ListDeadLettersResponse Tracseq__Events__V1__ListDeadLettersResponse;
+typedef struct Tracseq__Events__V1__GetDeadLetterRequest Tracseq__Events__V1__GetDeadLetterRequest;
+typedef struct Tracseq__Events__V1__RedriveDeadLettersRequest Tracseq__Events__V1__RedriveDeadLettersRequest;
+typedef struct Tracseq__Events__V1__RedriveDeadLettersResponse Tracseq__Events__V1__RedriveDeadLettersResponse;
+typedef struct Tracseq__Events__V1__PurgeDeadLettersRequest Tracseq__Events__V1__PurgeDeadLettersRequest;
+typedef struct Tracseq__Events__V1__PurgeDeadLettersResponse Tracseq__Events__V1__PurgeDeadLettersResponse;
+typedef struct Tracseq__Events__V1__SeekRequest Tracseq__Events__V1__SeekRequest;
+typedef struct Tracseq__Events__V1__SeekResponse Tracseq__Events__V1__SeekResponse;
+typedef struct Tracseq__Events__V1__Snapshot Tracseq__Events__V1__Snapshot;
+typedef struct Tracseq__Events__V1__Snapshot__PositionsEntry Tracseq__Events__V1__Snapshot__PositionsEntry;
+typedef struct Tracseq__Events__V1__CreateSnapshotRequest Tracseq__Events__V1__CreateSnapshotRequest;
+typedef struct Tracseq__Events__V1__ListSnapshotsRequest Tracseq__Events__V1__ListSnapshotsRequest;
+typedef struct Tracseq__Events__V1__ListSnapshotsResponse Tracseq__Events__V1__ListSnapshotsResponse;
+typedef struct Tracseq__Events__V1__DeleteSnapshotRequest Tracseq__Events__V1__DeleteSnapshotRequest;
+typedef struct Tracseq__Events__V1__DeleteSnapshotResponse Tracseq__Events__V1__DeleteSnapshotResponse;
 
 
 /* --- enums --- */
@@ -73,6 +91,17 @@ typedef enum _Tracseq__Events__V1__StartPosition {
   TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_TIMESTAMP = 3
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(TRACSEQ__EVENTS__V1__START_POSITION)
 } Tracseq__Events__V1__StartPosition;
+/*
+ * Why an event left its subscription for the dead-letter store.
+ */
+typedef enum _Tracseq__Events__V1__DeadLetterReason {
+  TRACSEQ__EVENTS__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_UNSPECIFIED = 0,
+  /*
+   * It was delivered max_delivery_attempts times and never acknowledged.
+   */
+  TRACSEQ__EVENTS__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_MAX_DELIVERY_ATTEMPTS = 1
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(TRACSEQ__EVENTS__V1__DEAD_LETTER_REASON)
+} Tracseq__Events__V1__DeadLetterReason;
 
 /* --- messages --- */
 
@@ -571,6 +600,17 @@ struct  Tracseq__Events__V1__Stats__StreamLengthsEntry
     , (char *)protobuf_c_empty_string, 0 }
 
 
+struct  Tracseq__Events__V1__Stats__DeadLetteredByReasonEntry
+{
+  ProtobufCMessage base;
+  char *key;
+  uint64_t value;
+};
+#define TRACSEQ__EVENTS__V1__STATS__DEAD_LETTERED_BY_REASON_ENTRY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tracseq__events__v1__stats__dead_lettered_by_reason_entry__descriptor) \
+    , (char *)protobuf_c_empty_string, 0 }
+
+
 /*
  * Counters. Unless said otherwise a counter is this service instance's,
  * since it started; stream lengths and subscription figures are read from
@@ -629,10 +669,24 @@ struct  Tracseq__Events__V1__Stats
   protobuf_c_boolean redis_connected;
   char *validation_mode;
   char *version;
+  /*
+   * Events dead-lettered by this instance, per reason: the lower-case name
+   * of the DeadLetterReason without its prefix, e.g. "max_delivery_attempts".
+   */
+  size_t n_dead_lettered_by_reason;
+  Tracseq__Events__V1__Stats__DeadLetteredByReasonEntry **dead_lettered_by_reason;
+  /*
+   * Dead letters handed back to their subscription (RedriveDeadLetters).
+   */
+  uint64_t dead_letters_redriven;
+  /*
+   * Dead letters deleted (PurgeDeadLetters).
+   */
+  uint64_t dead_letters_purged;
 };
 #define TRACSEQ__EVENTS__V1__STATS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tracseq__events__v1__stats__descriptor) \
-    , 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,NULL, 0,NULL, 0,NULL, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,NULL, 0,NULL, 0,NULL, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0, 0 }
 
 
 struct  Tracseq__Events__V1__ListEventTypesRequest
@@ -729,6 +783,305 @@ struct  Tracseq__Events__V1__ListEventTypesResponse
 #define TRACSEQ__EVENTS__V1__LIST_EVENT_TYPES_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tracseq__events__v1__list_event_types_response__descriptor) \
     , 0,NULL, (char *)protobuf_c_empty_string }
+
+
+/*
+ * One event a subscription gave up on, as kept in its dead-letter store
+ * (the Redis stream tracseq:dlq:<subscription>).
+ */
+struct  Tracseq__Events__V1__DeadLetter
+{
+  ProtobufCMessage base;
+  /*
+   * Its id in the dead-letter store (a Redis stream entry id): what Get,
+   * Redrive and Purge take.
+   */
+  char *id;
+  char *subscription;
+  /*
+   * The stream the event came from, e.g. "tracseq:events:sample.created:p3".
+   */
+  char *stream;
+  /*
+   * The event's entry id in that stream.
+   */
+  char *stream_id;
+  /*
+   * Deliveries made before it was dead-lettered.
+   */
+  uint32_t attempts;
+  Tracseq__Events__V1__DeadLetterReason reason;
+  /*
+   * When it was dead-lettered.
+   */
+  Google__Protobuf__Timestamp *dead_lettered_at;
+  /*
+   * The original event.
+   */
+  Tracseq__Events__V1__Event *event;
+};
+#define TRACSEQ__EVENTS__V1__DEAD_LETTER__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tracseq__events__v1__dead_letter__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, TRACSEQ__EVENTS__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_UNSPECIFIED, NULL, NULL }
+
+
+struct  Tracseq__Events__V1__ListDeadLettersRequest
+{
+  ProtobufCMessage base;
+  /*
+   * Required.
+   */
+  char *subscription;
+  /*
+   * At most this many; default 100, at most 1000.
+   */
+  uint32_t page_size;
+  /*
+   * next_page_token of the previous page; empty: from the oldest.
+   */
+  char *page_token;
+};
+#define TRACSEQ__EVENTS__V1__LIST_DEAD_LETTERS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tracseq__events__v1__list_dead_letters_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
+
+
+struct  Tracseq__Events__V1__ListDeadLettersResponse
+{
+  ProtobufCMessage base;
+  size_t n_dead_letters;
+  Tracseq__Events__V1__DeadLetter **dead_letters;
+  /*
+   * Empty on the last page.
+   */
+  char *next_page_token;
+  /*
+   * Dead letters in the store now.
+   */
+  uint64_t total;
+};
+#define TRACSEQ__EVENTS__V1__LIST_DEAD_LETTERS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tracseq__events__v1__list_dead_letters_response__descriptor) \
+    , 0,NULL, (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Tracseq__Events__V1__GetDeadLetterRequest
+{
+  ProtobufCMessage base;
+  char *subscription;
+  /*
+   * A DeadLetter.id. Required.
+   */
+  char *id;
+};
+#define TRACSEQ__EVENTS__V1__GET_DEAD_LETTER_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tracseq__events__v1__get_dead_letter_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+struct  Tracseq__Events__V1__RedriveDeadLettersRequest
+{
+  ProtobufCMessage base;
+  char *subscription;
+  /*
+   * The dead letters to redrive (DeadLetter.id); at most MAX_ACK_IDS.
+   */
+  size_t n_ids;
+  char **ids;
+  /*
+   * Every dead letter of the subscription instead of ids.
+   */
+  protobuf_c_boolean all;
+};
+#define TRACSEQ__EVENTS__V1__REDRIVE_DEAD_LETTERS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tracseq__events__v1__redrive_dead_letters_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0,NULL, 0 }
+
+
+struct  Tracseq__Events__V1__RedriveDeadLettersResponse
+{
+  ProtobufCMessage base;
+  /*
+   * Dead letters handed back to the subscription.
+   */
+  uint32_t redriven;
+  /*
+   * Ids not in the store.
+   */
+  size_t n_unknown_ids;
+  char **unknown_ids;
+  /*
+   * Dead letters whose original event was already trimmed from its stream
+   * (retention): they cannot be delivered again and stay in the store.
+   */
+  size_t n_expired_ids;
+  char **expired_ids;
+};
+#define TRACSEQ__EVENTS__V1__REDRIVE_DEAD_LETTERS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tracseq__events__v1__redrive_dead_letters_response__descriptor) \
+    , 0, 0,NULL, 0,NULL }
+
+
+struct  Tracseq__Events__V1__PurgeDeadLettersRequest
+{
+  ProtobufCMessage base;
+  char *subscription;
+  /*
+   * The dead letters to delete; at most MAX_ACK_IDS.
+   */
+  size_t n_ids;
+  char **ids;
+  /*
+   * Every dead letter of the subscription instead of ids.
+   */
+  protobuf_c_boolean all;
+};
+#define TRACSEQ__EVENTS__V1__PURGE_DEAD_LETTERS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tracseq__events__v1__purge_dead_letters_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0,NULL, 0 }
+
+
+struct  Tracseq__Events__V1__PurgeDeadLettersResponse
+{
+  ProtobufCMessage base;
+  uint32_t purged;
+  size_t n_unknown_ids;
+  char **unknown_ids;
+};
+#define TRACSEQ__EVENTS__V1__PURGE_DEAD_LETTERS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tracseq__events__v1__purge_dead_letters_response__descriptor) \
+    , 0, 0,NULL }
+
+
+struct  Tracseq__Events__V1__SeekRequest
+{
+  ProtobufCMessage base;
+  /*
+   * Required.
+   */
+  char *subscription;
+  /*
+   * Exactly one target: position EARLIEST or LATEST; position TIMESTAMP with
+   * time (the first publish time to deliver again); or snapshot (a name).
+   */
+  Tracseq__Events__V1__StartPosition position;
+  Google__Protobuf__Timestamp *time;
+  char *snapshot;
+};
+#define TRACSEQ__EVENTS__V1__SEEK_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tracseq__events__v1__seek_request__descriptor) \
+    , (char *)protobuf_c_empty_string, TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_UNSPECIFIED, NULL, (char *)protobuf_c_empty_string }
+
+
+struct  Tracseq__Events__V1__SeekResponse
+{
+  ProtobufCMessage base;
+  /*
+   * Streams of the subscription moved.
+   */
+  uint32_t streams;
+  /*
+   * Pending (delivered, unacked) deliveries settled by the seek.
+   */
+  uint64_t pending_cleared;
+};
+#define TRACSEQ__EVENTS__V1__SEEK_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tracseq__events__v1__seek_response__descriptor) \
+    , 0, 0 }
+
+
+struct  Tracseq__Events__V1__Snapshot__PositionsEntry
+{
+  ProtobufCMessage base;
+  char *key;
+  char *value;
+};
+#define TRACSEQ__EVENTS__V1__SNAPSHOT__POSITIONS_ENTRY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tracseq__events__v1__snapshot__positions_entry__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+/*
+ * A subscription's acknowledged position at a moment, to seek back to.
+ */
+struct  Tracseq__Events__V1__Snapshot
+{
+  ProtobufCMessage base;
+  /*
+   * [A-Za-z0-9_.-]{1,64}. Required.
+   */
+  char *name;
+  char *subscription;
+  /*
+   * Output only.
+   */
+  Google__Protobuf__Timestamp *created_at;
+  /*
+   * Output only: per stream, the last entry id before which every event
+   * was acknowledged ("0-0": none).
+   */
+  size_t n_positions;
+  Tracseq__Events__V1__Snapshot__PositionsEntry **positions;
+};
+#define TRACSEQ__EVENTS__V1__SNAPSHOT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tracseq__events__v1__snapshot__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, 0,NULL }
+
+
+struct  Tracseq__Events__V1__CreateSnapshotRequest
+{
+  ProtobufCMessage base;
+  char *subscription;
+  /*
+   * The snapshot's name; ALREADY_EXISTS when the subscription has one of
+   * that name.
+   */
+  char *name;
+};
+#define TRACSEQ__EVENTS__V1__CREATE_SNAPSHOT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tracseq__events__v1__create_snapshot_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+struct  Tracseq__Events__V1__ListSnapshotsRequest
+{
+  ProtobufCMessage base;
+  char *subscription;
+};
+#define TRACSEQ__EVENTS__V1__LIST_SNAPSHOTS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tracseq__events__v1__list_snapshots_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
+struct  Tracseq__Events__V1__ListSnapshotsResponse
+{
+  ProtobufCMessage base;
+  size_t n_snapshots;
+  Tracseq__Events__V1__Snapshot **snapshots;
+};
+#define TRACSEQ__EVENTS__V1__LIST_SNAPSHOTS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tracseq__events__v1__list_snapshots_response__descriptor) \
+    , 0,NULL }
+
+
+struct  Tracseq__Events__V1__DeleteSnapshotRequest
+{
+  ProtobufCMessage base;
+  char *subscription;
+  char *name;
+};
+#define TRACSEQ__EVENTS__V1__DELETE_SNAPSHOT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tracseq__events__v1__delete_snapshot_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+struct  Tracseq__Events__V1__DeleteSnapshotResponse
+{
+  ProtobufCMessage base;
+};
+#define TRACSEQ__EVENTS__V1__DELETE_SNAPSHOT_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tracseq__events__v1__delete_snapshot_response__descriptor) \
+     }
 
 
 /* Tracseq__Events__V1__PublishRequest methods */
@@ -1174,6 +1527,9 @@ void   tracseq__events__v1__stats__published_by_type_entry__init
 /* Tracseq__Events__V1__Stats__StreamLengthsEntry methods */
 void   tracseq__events__v1__stats__stream_lengths_entry__init
                      (Tracseq__Events__V1__Stats__StreamLengthsEntry         *message);
+/* Tracseq__Events__V1__Stats__DeadLetteredByReasonEntry methods */
+void   tracseq__events__v1__stats__dead_lettered_by_reason_entry__init
+                     (Tracseq__Events__V1__Stats__DeadLetteredByReasonEntry         *message);
 /* Tracseq__Events__V1__Stats methods */
 void   tracseq__events__v1__stats__init
                      (Tracseq__Events__V1__Stats         *message);
@@ -1269,6 +1625,313 @@ Tracseq__Events__V1__ListEventTypesResponse *
 void   tracseq__events__v1__list_event_types_response__free_unpacked
                      (Tracseq__Events__V1__ListEventTypesResponse *message,
                       ProtobufCAllocator *allocator);
+/* Tracseq__Events__V1__DeadLetter methods */
+void   tracseq__events__v1__dead_letter__init
+                     (Tracseq__Events__V1__DeadLetter         *message);
+size_t tracseq__events__v1__dead_letter__get_packed_size
+                     (const Tracseq__Events__V1__DeadLetter   *message);
+size_t tracseq__events__v1__dead_letter__pack
+                     (const Tracseq__Events__V1__DeadLetter   *message,
+                      uint8_t             *out);
+size_t tracseq__events__v1__dead_letter__pack_to_buffer
+                     (const Tracseq__Events__V1__DeadLetter   *message,
+                      ProtobufCBuffer     *buffer);
+Tracseq__Events__V1__DeadLetter *
+       tracseq__events__v1__dead_letter__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tracseq__events__v1__dead_letter__free_unpacked
+                     (Tracseq__Events__V1__DeadLetter *message,
+                      ProtobufCAllocator *allocator);
+/* Tracseq__Events__V1__ListDeadLettersRequest methods */
+void   tracseq__events__v1__list_dead_letters_request__init
+                     (Tracseq__Events__V1__ListDeadLettersRequest         *message);
+size_t tracseq__events__v1__list_dead_letters_request__get_packed_size
+                     (const Tracseq__Events__V1__ListDeadLettersRequest   *message);
+size_t tracseq__events__v1__list_dead_letters_request__pack
+                     (const Tracseq__Events__V1__ListDeadLettersRequest   *message,
+                      uint8_t             *out);
+size_t tracseq__events__v1__list_dead_letters_request__pack_to_buffer
+                     (const Tracseq__Events__V1__ListDeadLettersRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Tracseq__Events__V1__ListDeadLettersRequest *
+       tracseq__events__v1__list_dead_letters_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tracseq__events__v1__list_dead_letters_request__free_unpacked
+                     (Tracseq__Events__V1__ListDeadLettersRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Tracseq__Events__V1__ListDeadLettersResponse methods */
+void   tracseq__events__v1__list_dead_letters_response__init
+                     (Tracseq__Events__V1__ListDeadLettersResponse         *message);
+size_t tracseq__events__v1__list_dead_letters_response__get_packed_size
+                     (const Tracseq__Events__V1__ListDeadLettersResponse   *message);
+size_t tracseq__events__v1__list_dead_letters_response__pack
+                     (const Tracseq__Events__V1__ListDeadLettersResponse   *message,
+                      uint8_t             *out);
+size_t tracseq__events__v1__list_dead_letters_response__pack_to_buffer
+                     (const Tracseq__Events__V1__ListDeadLettersResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Tracseq__Events__V1__ListDeadLettersResponse *
+       tracseq__events__v1__list_dead_letters_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tracseq__events__v1__list_dead_letters_response__free_unpacked
+                     (Tracseq__Events__V1__ListDeadLettersResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Tracseq__Events__V1__GetDeadLetterRequest methods */
+void   tracseq__events__v1__get_dead_letter_request__init
+                     (Tracseq__Events__V1__GetDeadLetterRequest         *message);
+size_t tracseq__events__v1__get_dead_letter_request__get_packed_size
+                     (const Tracseq__Events__V1__GetDeadLetterRequest   *message);
+size_t tracseq__events__v1__get_dead_letter_request__pack
+                     (const Tracseq__Events__V1__GetDeadLetterRequest   *message,
+                      uint8_t             *out);
+size_t tracseq__events__v1__get_dead_letter_request__pack_to_buffer
+                     (const Tracseq__Events__V1__GetDeadLetterRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Tracseq__Events__V1__GetDeadLetterRequest *
+       tracseq__events__v1__get_dead_letter_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tracseq__events__v1__get_dead_letter_request__free_unpacked
+                     (Tracseq__Events__V1__GetDeadLetterRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Tracseq__Events__V1__RedriveDeadLettersRequest methods */
+void   tracseq__events__v1__redrive_dead_letters_request__init
+                     (Tracseq__Events__V1__RedriveDeadLettersRequest         *message);
+size_t tracseq__events__v1__redrive_dead_letters_request__get_packed_size
+                     (const Tracseq__Events__V1__RedriveDeadLettersRequest   *message);
+size_t tracseq__events__v1__redrive_dead_letters_request__pack
+                     (const Tracseq__Events__V1__RedriveDeadLettersRequest   *message,
+                      uint8_t             *out);
+size_t tracseq__events__v1__redrive_dead_letters_request__pack_to_buffer
+                     (const Tracseq__Events__V1__RedriveDeadLettersRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Tracseq__Events__V1__RedriveDeadLettersRequest *
+       tracseq__events__v1__redrive_dead_letters_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tracseq__events__v1__redrive_dead_letters_request__free_unpacked
+                     (Tracseq__Events__V1__RedriveDeadLettersRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Tracseq__Events__V1__RedriveDeadLettersResponse methods */
+void   tracseq__events__v1__redrive_dead_letters_response__init
+                     (Tracseq__Events__V1__RedriveDeadLettersResponse         *message);
+size_t tracseq__events__v1__redrive_dead_letters_response__get_packed_size
+                     (const Tracseq__Events__V1__RedriveDeadLettersResponse   *message);
+size_t tracseq__events__v1__redrive_dead_letters_response__pack
+                     (const Tracseq__Events__V1__RedriveDeadLettersResponse   *message,
+                      uint8_t             *out);
+size_t tracseq__events__v1__redrive_dead_letters_response__pack_to_buffer
+                     (const Tracseq__Events__V1__RedriveDeadLettersResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Tracseq__Events__V1__RedriveDeadLettersResponse *
+       tracseq__events__v1__redrive_dead_letters_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tracseq__events__v1__redrive_dead_letters_response__free_unpacked
+                     (Tracseq__Events__V1__RedriveDeadLettersResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Tracseq__Events__V1__PurgeDeadLettersRequest methods */
+void   tracseq__events__v1__purge_dead_letters_request__init
+                     (Tracseq__Events__V1__PurgeDeadLettersRequest         *message);
+size_t tracseq__events__v1__purge_dead_letters_request__get_packed_size
+                     (const Tracseq__Events__V1__PurgeDeadLettersRequest   *message);
+size_t tracseq__events__v1__purge_dead_letters_request__pack
+                     (const Tracseq__Events__V1__PurgeDeadLettersRequest   *message,
+                      uint8_t             *out);
+size_t tracseq__events__v1__purge_dead_letters_request__pack_to_buffer
+                     (const Tracseq__Events__V1__PurgeDeadLettersRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Tracseq__Events__V1__PurgeDeadLettersRequest *
+       tracseq__events__v1__purge_dead_letters_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tracseq__events__v1__purge_dead_letters_request__free_unpacked
+                     (Tracseq__Events__V1__PurgeDeadLettersRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Tracseq__Events__V1__PurgeDeadLettersResponse methods */
+void   tracseq__events__v1__purge_dead_letters_response__init
+                     (Tracseq__Events__V1__PurgeDeadLettersResponse         *message);
+size_t tracseq__events__v1__purge_dead_letters_response__get_packed_size
+                     (const Tracseq__Events__V1__PurgeDeadLettersResponse   *message);
+size_t tracseq__events__v1__purge_dead_letters_response__pack
+                     (const Tracseq__Events__V1__PurgeDeadLettersResponse   *message,
+                      uint8_t             *out);
+size_t tracseq__events__v1__purge_dead_letters_response__pack_to_buffer
+                     (const Tracseq__Events__V1__PurgeDeadLettersResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Tracseq__Events__V1__PurgeDeadLettersResponse *
+       tracseq__events__v1__purge_dead_letters_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tracseq__events__v1__purge_dead_letters_response__free_unpacked
+                     (Tracseq__Events__V1__PurgeDeadLettersResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Tracseq__Events__V1__SeekRequest methods */
+void   tracseq__events__v1__seek_request__init
+                     (Tracseq__Events__V1__SeekRequest         *message);
+size_t tracseq__events__v1__seek_request__get_packed_size
+                     (const Tracseq__Events__V1__SeekRequest   *message);
+size_t tracseq__events__v1__seek_request__pack
+                     (const Tracseq__Events__V1__SeekRequest   *message,
+                      uint8_t             *out);
+size_t tracseq__events__v1__seek_request__pack_to_buffer
+                     (const Tracseq__Events__V1__SeekRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Tracseq__Events__V1__SeekRequest *
+       tracseq__events__v1__seek_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tracseq__events__v1__seek_request__free_unpacked
+                     (Tracseq__Events__V1__SeekRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Tracseq__Events__V1__SeekResponse methods */
+void   tracseq__events__v1__seek_response__init
+                     (Tracseq__Events__V1__SeekResponse         *message);
+size_t tracseq__events__v1__seek_response__get_packed_size
+                     (const Tracseq__Events__V1__SeekResponse   *message);
+size_t tracseq__events__v1__seek_response__pack
+                     (const Tracseq__Events__V1__SeekResponse   *message,
+                      uint8_t             *out);
+size_t tracseq__events__v1__seek_response__pack_to_buffer
+                     (const Tracseq__Events__V1__SeekResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Tracseq__Events__V1__SeekResponse *
+       tracseq__events__v1__seek_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tracseq__events__v1__seek_response__free_unpacked
+                     (Tracseq__Events__V1__SeekResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Tracseq__Events__V1__Snapshot__PositionsEntry methods */
+void   tracseq__events__v1__snapshot__positions_entry__init
+                     (Tracseq__Events__V1__Snapshot__PositionsEntry         *message);
+/* Tracseq__Events__V1__Snapshot methods */
+void   tracseq__events__v1__snapshot__init
+                     (Tracseq__Events__V1__Snapshot         *message);
+size_t tracseq__events__v1__snapshot__get_packed_size
+                     (const Tracseq__Events__V1__Snapshot   *message);
+size_t tracseq__events__v1__snapshot__pack
+                     (const Tracseq__Events__V1__Snapshot   *message,
+                      uint8_t             *out);
+size_t tracseq__events__v1__snapshot__pack_to_buffer
+                     (const Tracseq__Events__V1__Snapshot   *message,
+                      ProtobufCBuffer     *buffer);
+Tracseq__Events__V1__Snapshot *
+       tracseq__events__v1__snapshot__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tracseq__events__v1__snapshot__free_unpacked
+                     (Tracseq__Events__V1__Snapshot *message,
+                      ProtobufCAllocator *allocator);
+/* Tracseq__Events__V1__CreateSnapshotRequest methods */
+void   tracseq__events__v1__create_snapshot_request__init
+                     (Tracseq__Events__V1__CreateSnapshotRequest         *message);
+size_t tracseq__events__v1__create_snapshot_request__get_packed_size
+                     (const Tracseq__Events__V1__CreateSnapshotRequest   *message);
+size_t tracseq__events__v1__create_snapshot_request__pack
+                     (const Tracseq__Events__V1__CreateSnapshotRequest   *message,
+                      uint8_t             *out);
+size_t tracseq__events__v1__create_snapshot_request__pack_to_buffer
+                     (const Tracseq__Events__V1__CreateSnapshotRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Tracseq__Events__V1__CreateSnapshotRequest *
+       tracseq__events__v1__create_snapshot_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tracseq__events__v1__create_snapshot_request__free_unpacked
+                     (Tracseq__Events__V1__CreateSnapshotRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Tracseq__Events__V1__ListSnapshotsRequest methods */
+void   tracseq__events__v1__list_snapshots_request__init
+                     (Tracseq__Events__V1__ListSnapshotsRequest         *message);
+size_t tracseq__events__v1__list_snapshots_request__get_packed_size
+                     (const Tracseq__Events__V1__ListSnapshotsRequest   *message);
+size_t tracseq__events__v1__list_snapshots_request__pack
+                     (const Tracseq__Events__V1__ListSnapshotsRequest   *message,
+                      uint8_t             *out);
+size_t tracseq__events__v1__list_snapshots_request__pack_to_buffer
+                     (const Tracseq__Events__V1__ListSnapshotsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Tracseq__Events__V1__ListSnapshotsRequest *
+       tracseq__events__v1__list_snapshots_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tracseq__events__v1__list_snapshots_request__free_unpacked
+                     (Tracseq__Events__V1__ListSnapshotsRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Tracseq__Events__V1__ListSnapshotsResponse methods */
+void   tracseq__events__v1__list_snapshots_response__init
+                     (Tracseq__Events__V1__ListSnapshotsResponse         *message);
+size_t tracseq__events__v1__list_snapshots_response__get_packed_size
+                     (const Tracseq__Events__V1__ListSnapshotsResponse   *message);
+size_t tracseq__events__v1__list_snapshots_response__pack
+                     (const Tracseq__Events__V1__ListSnapshotsResponse   *message,
+                      uint8_t             *out);
+size_t tracseq__events__v1__list_snapshots_response__pack_to_buffer
+                     (const Tracseq__Events__V1__ListSnapshotsResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Tracseq__Events__V1__ListSnapshotsResponse *
+       tracseq__events__v1__list_snapshots_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tracseq__events__v1__list_snapshots_response__free_unpacked
+                     (Tracseq__Events__V1__ListSnapshotsResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Tracseq__Events__V1__DeleteSnapshotRequest methods */
+void   tracseq__events__v1__delete_snapshot_request__init
+                     (Tracseq__Events__V1__DeleteSnapshotRequest         *message);
+size_t tracseq__events__v1__delete_snapshot_request__get_packed_size
+                     (const Tracseq__Events__V1__DeleteSnapshotRequest   *message);
+size_t tracseq__events__v1__delete_snapshot_request__pack
+                     (const Tracseq__Events__V1__DeleteSnapshotRequest   *message,
+                      uint8_t             *out);
+size_t tracseq__events__v1__delete_snapshot_request__pack_to_buffer
+                     (const Tracseq__Events__V1__DeleteSnapshotRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Tracseq__Events__V1__DeleteSnapshotRequest *
+       tracseq__events__v1__delete_snapshot_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tracseq__events__v1__delete_snapshot_request__free_unpacked
+                     (Tracseq__Events__V1__DeleteSnapshotRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Tracseq__Events__V1__DeleteSnapshotResponse methods */
+void   tracseq__events__v1__delete_snapshot_response__init
+                     (Tracseq__Events__V1__DeleteSnapshotResponse         *message);
+size_t tracseq__events__v1__delete_snapshot_response__get_packed_size
+                     (const Tracseq__Events__V1__DeleteSnapshotResponse   *message);
+size_t tracseq__events__v1__delete_snapshot_response__pack
+                     (const Tracseq__Events__V1__DeleteSnapshotResponse   *message,
+                      uint8_t             *out);
+size_t tracseq__events__v1__delete_snapshot_response__pack_to_buffer
+                     (const Tracseq__Events__V1__DeleteSnapshotResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Tracseq__Events__V1__DeleteSnapshotResponse *
+       tracseq__events__v1__delete_snapshot_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tracseq__events__v1__delete_snapshot_response__free_unpacked
+                     (Tracseq__Events__V1__DeleteSnapshotResponse *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Tracseq__Events__V1__PublishRequest_Closure)
@@ -1346,6 +2009,9 @@ typedef void (*Tracseq__Events__V1__Stats__PublishedByTypeEntry_Closure)
 typedef void (*Tracseq__Events__V1__Stats__StreamLengthsEntry_Closure)
                  (const Tracseq__Events__V1__Stats__StreamLengthsEntry *message,
                   void *closure_data);
+typedef void (*Tracseq__Events__V1__Stats__DeadLetteredByReasonEntry_Closure)
+                 (const Tracseq__Events__V1__Stats__DeadLetteredByReasonEntry *message,
+                  void *closure_data);
 typedef void (*Tracseq__Events__V1__Stats_Closure)
                  (const Tracseq__Events__V1__Stats *message,
                   void *closure_data);
@@ -1360,6 +2026,57 @@ typedef void (*Tracseq__Events__V1__EventTypeInfo_Closure)
                   void *closure_data);
 typedef void (*Tracseq__Events__V1__ListEventTypesResponse_Closure)
                  (const Tracseq__Events__V1__ListEventTypesResponse *message,
+                  void *closure_data);
+typedef void (*Tracseq__Events__V1__DeadLetter_Closure)
+                 (const Tracseq__Events__V1__DeadLetter *message,
+                  void *closure_data);
+typedef void (*Tracseq__Events__V1__ListDeadLettersRequest_Closure)
+                 (const Tracseq__Events__V1__ListDeadLettersRequest *message,
+                  void *closure_data);
+typedef void (*Tracseq__Events__V1__ListDeadLettersResponse_Closure)
+                 (const Tracseq__Events__V1__ListDeadLettersResponse *message,
+                  void *closure_data);
+typedef void (*Tracseq__Events__V1__GetDeadLetterRequest_Closure)
+                 (const Tracseq__Events__V1__GetDeadLetterRequest *message,
+                  void *closure_data);
+typedef void (*Tracseq__Events__V1__RedriveDeadLettersRequest_Closure)
+                 (const Tracseq__Events__V1__RedriveDeadLettersRequest *message,
+                  void *closure_data);
+typedef void (*Tracseq__Events__V1__RedriveDeadLettersResponse_Closure)
+                 (const Tracseq__Events__V1__RedriveDeadLettersResponse *message,
+                  void *closure_data);
+typedef void (*Tracseq__Events__V1__PurgeDeadLettersRequest_Closure)
+                 (const Tracseq__Events__V1__PurgeDeadLettersRequest *message,
+                  void *closure_data);
+typedef void (*Tracseq__Events__V1__PurgeDeadLettersResponse_Closure)
+                 (const Tracseq__Events__V1__PurgeDeadLettersResponse *message,
+                  void *closure_data);
+typedef void (*Tracseq__Events__V1__SeekRequest_Closure)
+                 (const Tracseq__Events__V1__SeekRequest *message,
+                  void *closure_data);
+typedef void (*Tracseq__Events__V1__SeekResponse_Closure)
+                 (const Tracseq__Events__V1__SeekResponse *message,
+                  void *closure_data);
+typedef void (*Tracseq__Events__V1__Snapshot__PositionsEntry_Closure)
+                 (const Tracseq__Events__V1__Snapshot__PositionsEntry *message,
+                  void *closure_data);
+typedef void (*Tracseq__Events__V1__Snapshot_Closure)
+                 (const Tracseq__Events__V1__Snapshot *message,
+                  void *closure_data);
+typedef void (*Tracseq__Events__V1__CreateSnapshotRequest_Closure)
+                 (const Tracseq__Events__V1__CreateSnapshotRequest *message,
+                  void *closure_data);
+typedef void (*Tracseq__Events__V1__ListSnapshotsRequest_Closure)
+                 (const Tracseq__Events__V1__ListSnapshotsRequest *message,
+                  void *closure_data);
+typedef void (*Tracseq__Events__V1__ListSnapshotsResponse_Closure)
+                 (const Tracseq__Events__V1__ListSnapshotsResponse *message,
+                  void *closure_data);
+typedef void (*Tracseq__Events__V1__DeleteSnapshotRequest_Closure)
+                 (const Tracseq__Events__V1__DeleteSnapshotRequest *message,
+                  void *closure_data);
+typedef void (*Tracseq__Events__V1__DeleteSnapshotResponse_Closure)
+                 (const Tracseq__Events__V1__DeleteSnapshotResponse *message,
                   void *closure_data);
 
 /* --- services --- */
@@ -1416,6 +2133,38 @@ struct Tracseq__Events__V1__EventService_Service
                            const Tracseq__Events__V1__ListEventTypesRequest *input,
                            Tracseq__Events__V1__ListEventTypesResponse_Closure closure,
                            void *closure_data);
+  void (*list_dead_letters)(Tracseq__Events__V1__EventService_Service *service,
+                            const Tracseq__Events__V1__ListDeadLettersRequest *input,
+                            Tracseq__Events__V1__ListDeadLettersResponse_Closure closure,
+                            void *closure_data);
+  void (*get_dead_letter)(Tracseq__Events__V1__EventService_Service *service,
+                          const Tracseq__Events__V1__GetDeadLetterRequest *input,
+                          Tracseq__Events__V1__DeadLetter_Closure closure,
+                          void *closure_data);
+  void (*redrive_dead_letters)(Tracseq__Events__V1__EventService_Service *service,
+                               const Tracseq__Events__V1__RedriveDeadLettersRequest *input,
+                               Tracseq__Events__V1__RedriveDeadLettersResponse_Closure closure,
+                               void *closure_data);
+  void (*purge_dead_letters)(Tracseq__Events__V1__EventService_Service *service,
+                             const Tracseq__Events__V1__PurgeDeadLettersRequest *input,
+                             Tracseq__Events__V1__PurgeDeadLettersResponse_Closure closure,
+                             void *closure_data);
+  void (*seek)(Tracseq__Events__V1__EventService_Service *service,
+               const Tracseq__Events__V1__SeekRequest *input,
+               Tracseq__Events__V1__SeekResponse_Closure closure,
+               void *closure_data);
+  void (*create_snapshot)(Tracseq__Events__V1__EventService_Service *service,
+                          const Tracseq__Events__V1__CreateSnapshotRequest *input,
+                          Tracseq__Events__V1__Snapshot_Closure closure,
+                          void *closure_data);
+  void (*list_snapshots)(Tracseq__Events__V1__EventService_Service *service,
+                         const Tracseq__Events__V1__ListSnapshotsRequest *input,
+                         Tracseq__Events__V1__ListSnapshotsResponse_Closure closure,
+                         void *closure_data);
+  void (*delete_snapshot)(Tracseq__Events__V1__EventService_Service *service,
+                          const Tracseq__Events__V1__DeleteSnapshotRequest *input,
+                          Tracseq__Events__V1__DeleteSnapshotResponse_Closure closure,
+                          void *closure_data);
 };
 typedef void (*Tracseq__Events__V1__EventService_ServiceDestroy)(Tracseq__Events__V1__EventService_Service *);
 void tracseq__events__v1__event_service__init (Tracseq__Events__V1__EventService_Service *service,
@@ -1435,7 +2184,15 @@ void tracseq__events__v1__event_service__init (Tracseq__Events__V1__EventService
       function_prefix__ ## list_subscriptions,\
       function_prefix__ ## delete_subscription,\
       function_prefix__ ## get_stats,\
-      function_prefix__ ## list_event_types  }
+      function_prefix__ ## list_event_types,\
+      function_prefix__ ## list_dead_letters,\
+      function_prefix__ ## get_dead_letter,\
+      function_prefix__ ## redrive_dead_letters,\
+      function_prefix__ ## purge_dead_letters,\
+      function_prefix__ ## seek,\
+      function_prefix__ ## create_snapshot,\
+      function_prefix__ ## list_snapshots,\
+      function_prefix__ ## delete_snapshot  }
 void tracseq__events__v1__event_service__publish(ProtobufCService *service,
                                                  const Tracseq__Events__V1__PublishRequest *input,
                                                  Tracseq__Events__V1__PublishResponse_Closure closure,
@@ -1484,10 +2241,43 @@ void tracseq__events__v1__event_service__list_event_types(ProtobufCService *serv
                                                           const Tracseq__Events__V1__ListEventTypesRequest *input,
                                                           Tracseq__Events__V1__ListEventTypesResponse_Closure closure,
                                                           void *closure_data);
+void tracseq__events__v1__event_service__list_dead_letters(ProtobufCService *service,
+                                                           const Tracseq__Events__V1__ListDeadLettersRequest *input,
+                                                           Tracseq__Events__V1__ListDeadLettersResponse_Closure closure,
+                                                           void *closure_data);
+void tracseq__events__v1__event_service__get_dead_letter(ProtobufCService *service,
+                                                         const Tracseq__Events__V1__GetDeadLetterRequest *input,
+                                                         Tracseq__Events__V1__DeadLetter_Closure closure,
+                                                         void *closure_data);
+void tracseq__events__v1__event_service__redrive_dead_letters(ProtobufCService *service,
+                                                              const Tracseq__Events__V1__RedriveDeadLettersRequest *input,
+                                                              Tracseq__Events__V1__RedriveDeadLettersResponse_Closure closure,
+                                                              void *closure_data);
+void tracseq__events__v1__event_service__purge_dead_letters(ProtobufCService *service,
+                                                            const Tracseq__Events__V1__PurgeDeadLettersRequest *input,
+                                                            Tracseq__Events__V1__PurgeDeadLettersResponse_Closure closure,
+                                                            void *closure_data);
+void tracseq__events__v1__event_service__seek(ProtobufCService *service,
+                                              const Tracseq__Events__V1__SeekRequest *input,
+                                              Tracseq__Events__V1__SeekResponse_Closure closure,
+                                              void *closure_data);
+void tracseq__events__v1__event_service__create_snapshot(ProtobufCService *service,
+                                                         const Tracseq__Events__V1__CreateSnapshotRequest *input,
+                                                         Tracseq__Events__V1__Snapshot_Closure closure,
+                                                         void *closure_data);
+void tracseq__events__v1__event_service__list_snapshots(ProtobufCService *service,
+                                                        const Tracseq__Events__V1__ListSnapshotsRequest *input,
+                                                        Tracseq__Events__V1__ListSnapshotsResponse_Closure closure,
+                                                        void *closure_data);
+void tracseq__events__v1__event_service__delete_snapshot(ProtobufCService *service,
+                                                         const Tracseq__Events__V1__DeleteSnapshotRequest *input,
+                                                         Tracseq__Events__V1__DeleteSnapshotResponse_Closure closure,
+                                                         void *closure_data);
 
 /* --- descriptors --- */
 
 extern const ProtobufCEnumDescriptor    tracseq__events__v1__start_position__descriptor;
+extern const ProtobufCEnumDescriptor    tracseq__events__v1__dead_letter_reason__descriptor;
 extern const ProtobufCMessageDescriptor tracseq__events__v1__publish_request__descriptor;
 extern const ProtobufCMessageDescriptor tracseq__events__v1__publish_error__descriptor;
 extern const ProtobufCMessageDescriptor tracseq__events__v1__publish_response__descriptor;
@@ -1514,10 +2304,28 @@ extern const ProtobufCMessageDescriptor tracseq__events__v1__get_stats_request__
 extern const ProtobufCMessageDescriptor tracseq__events__v1__stats__descriptor;
 extern const ProtobufCMessageDescriptor tracseq__events__v1__stats__published_by_type_entry__descriptor;
 extern const ProtobufCMessageDescriptor tracseq__events__v1__stats__stream_lengths_entry__descriptor;
+extern const ProtobufCMessageDescriptor tracseq__events__v1__stats__dead_lettered_by_reason_entry__descriptor;
 extern const ProtobufCMessageDescriptor tracseq__events__v1__list_event_types_request__descriptor;
 extern const ProtobufCMessageDescriptor tracseq__events__v1__field_info__descriptor;
 extern const ProtobufCMessageDescriptor tracseq__events__v1__event_type_info__descriptor;
 extern const ProtobufCMessageDescriptor tracseq__events__v1__list_event_types_response__descriptor;
+extern const ProtobufCMessageDescriptor tracseq__events__v1__dead_letter__descriptor;
+extern const ProtobufCMessageDescriptor tracseq__events__v1__list_dead_letters_request__descriptor;
+extern const ProtobufCMessageDescriptor tracseq__events__v1__list_dead_letters_response__descriptor;
+extern const ProtobufCMessageDescriptor tracseq__events__v1__get_dead_letter_request__descriptor;
+extern const ProtobufCMessageDescriptor tracseq__events__v1__redrive_dead_letters_request__descriptor;
+extern const ProtobufCMessageDescriptor tracseq__events__v1__redrive_dead_letters_response__descriptor;
+extern const ProtobufCMessageDescriptor tracseq__events__v1__purge_dead_letters_request__descriptor;
+extern const ProtobufCMessageDescriptor tracseq__events__v1__purge_dead_letters_response__descriptor;
+extern const ProtobufCMessageDescriptor tracseq__events__v1__seek_request__descriptor;
+extern const ProtobufCMessageDescriptor tracseq__events__v1__seek_response__descriptor;
+extern const ProtobufCMessageDescriptor tracseq__events__v1__snapshot__descriptor;
+extern const ProtobufCMessageDescriptor tracseq__events__v1__snapshot__positions_entry__descriptor;
+extern const ProtobufCMessageDescriptor tracseq__events__v1__create_snapshot_request__descriptor;
+extern const ProtobufCMessageDescriptor tracseq__events__v1__list_snapshots_request__descriptor;
+extern const ProtobufCMessageDescriptor tracseq__events__v1__list_snapshots_response__descriptor;
+extern const ProtobufCMessageDescriptor tracseq__events__v1__delete_snapshot_request__descriptor;
+extern const ProtobufCMessageDescriptor tracseq__events__v1__delete_snapshot_response__descriptor;
 extern const ProtobufCServiceDescriptor tracseq__events__v1__event_service__descriptor;
 
 PROTOBUF_C__END_DECLS

@@ -580,6 +580,18 @@ TSE_CLIENT_API tse_client_status tse_client_subscription_delete(tse_client *clie
                                                                 const char *name,
                                                                 tse_client_error *err);
 
+/*
+ * Any unary EventService method by name (e.g. "ListDeadLetters", "Seek",
+ * "CreateSnapshot"), its request given as proto3 JSON text (NULL or "":
+ * an empty request) and its answer returned as JSON in *json_out (may be
+ * NULL; caller frees with tse_client_free). A request that is not valid
+ * JSON or does not fit the method's request is INVALID_ARGUMENT naming
+ * the field; an unknown or streaming method is INVALID_ARGUMENT "method".
+ */
+TSE_CLIENT_API tse_client_status tse_client_call_json(tse_client *client, const char *method,
+                                                      const char *request_json, char **json_out,
+                                                      tse_client_error *err);
+
 /* ============================== subscriber ================================= */
 
 typedef enum tse_client_ack_mode {

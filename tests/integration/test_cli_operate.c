@@ -1,0 +1,570 @@
+/*
+ * test_cli_operate.c - dead letters, seek and snapshots end to end, over
+ * each of the three ways in: gRPC (the SDK's tse_client_call_json), REST
+ * (the real tracseq-rest-bridge) and eventctl (run as a child process),
+ * against a real redis-server and the real tracseq-events.
+ *
+ * Events are dead-lettered the way they are in production: pulled and
+ * nacked until they used up the subscription's max_delivery_attempts.
+ *
+ * Invariants of this file: every test uses its own event type and
+ * subscription names, so tests sharing the one world never see each
+ * other's events; every child is reaped.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <errno.h>
+#include <jansson.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "http_client.h"
+#include "sdk_world.h"
+#include "tracseq/client.h"
+
+#define OUT_MAX        (256 * 1024)
+#define RUN_TIMEOUT_MS 20000
+#define MAX_ARGS       24
+
+/* ---- the world: Redis, the service, the bridge, an SDK client ---- */
+
+typedef struct world {
+    tse_test_sdk_world *sdk;
+    tse_test_service *bridge;
+} world;
+
+static int world_up(void **state)
+{
+    world *w = calloc(1, sizeof(*w));
+
+    if (getenv("TSE_EVENTCTL_BIN") == NULL)
+        fail_msg("TSE_EVENTCTL_BIN is not set (run through ctest)");
+    w->sdk = tse_test_sdk_world_start(false, NULL, "operate-test");
+    w->bridge = tse_test_bridge_start(w->sdk->service->addr, NULL);
+    tse_test_http_await_healthy(w->bridge->port, 30000);
+    *state = w;
+    return 0;
+}
+
+static int world_down(void **state)
+{
+    world *w = *state;
+
+    assert_int_equal(tse_test_service_stop(w->bridge), 0);
+    tse_test_sdk_world_stop(w->sdk);
+    free(w);
+    return 0;
+}
+
+/* ---- eventctl ---- */
+
+typedef struct ctl_run {
+    int status;
+    char out[OUT_MAX];
+} ctl_run;
+
+/* Runs eventctl --server <service> args... (NULL-terminated); stdout and
+ * stderr together in r->out. */
+static ctl_run *ctl(const world *w, ...)
+{
+    ctl_run *r = calloc(1, sizeof(*r));
+    char *argv[MAX_ARGS + 4];
+    size_t n = 0, len = 0;
+    int fds[2], st = 0;
+    long long end = tse_test_now_ms() + RUN_TIMEOUT_MS;
+    va_list ap;
+    pid_t pid;
+
+    assert_non_null(r);
+    argv[n++] = getenv("TSE_EVENTCTL_BIN");
+    argv[n++] = "--server";
+    argv[n++] = (char *)w->sdk->service->addr;
+    va_start(ap, w);
+    for (char *a; (a = va_arg(ap, char *)) != NULL && n < MAX_ARGS;)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    assert_int_equal(pipe(fds), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        dup2(fds[1], 2);
+        close(fds[0]);
+        close(fds[1]);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    for (;;) {
+        struct pollfd p = {.fd = fds[0], .events = POLLIN};
+        long long left = end - tse_test_now_ms();
+        ssize_t got;
+        if (left <= 0) {
+            kill(pid, SIGKILL);
+            break;
+        }
+        if (poll(&p, 1, (int)left) <= 0)
+            continue;
+        got = read(fds[0], r->out + len, OUT_MAX - 1 - len);
+        if (got <= 0 && errno != EINTR)
+            break;
+        if (got > 0)
+            len += (size_t)got;
+    }
+    close(fds[0]);
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return r;
+}
+
+static void expect_ctl(const ctl_run *r, int code)
+{
+    if (r->status != code)
+        fail_msg("eventctl exited %d, expected %d\n%s", r->status, code, r->out);
+}
+
+/* eventctl ... --json, its answer parsed. */
+static json_t *ctl_json(const ctl_run *r)
+{
+    json_error_t e;
+    json_t *j;
+
+    expect_ctl(r, 0);
+    j = json_loads(r->out, 0, &e);
+    if (j == NULL)
+        fail_msg("eventctl --json printed no JSON: %s\n%s", e.text, r->out);
+    return j;
+}
+
+/* ---- REST ---- */
+
+/* method path [JSON body]: the status, and the answer in *out (may be NULL). */
+static int http(const world *w, const char *method, const char *path, const char *body,
+                json_t **out)
+{
+    tse_test_http_resp resp;
+    int fd = tse_test_http_connect(w->bridge->port), status;
+
+    tse_test_http_send(fd, method, path, body ? "application/json" : NULL, NULL, body,
+                       body ? strlen(body) : 0, true);
+    assert_true(tse_test_http_read(fd, &resp));
+    close(fd);
+    status = resp.status;
+    if (out != NULL)
+        *out = tse_test_http_json(&resp);
+    free(resp.body);
+    return status;
+}
+
+/* ---- gRPC (the SDK) ---- */
+
+/* method with a JSON request: the status; the answer in *out when OK. */
+static tse_client_status grpc(const world *w, const char *method, const char *request, json_t **out,
+                              tse_client_error *err)
+{
+    char *text = NULL;
+    tse_client_status st = tse_client_call_json(w->sdk->client, method, request, &text, err);
+
+    if (out != NULL)
+        *out = st == TSE_CLIENT_OK ? json_loads(text, 0, NULL) : NULL;
+    tse_client_free(text);
+    return st;
+}
+
+static json_t *grpc_ok(const world *w, const char *method, const char *request)
+{
+    tse_client_error err;
+    json_t *out = NULL;
+
+    if (grpc(w, method, request, &out, &err) != TSE_CLIENT_OK)
+        fail_msg("%s %s: %s (%s)", method, request, err.message, err.field);
+    assert_non_null(out);
+    return out;
+}
+
+/* A JSON integer, or a 64-bit one sent as a string (proto3 JSON). */
+static long long num(const json_t *v)
+{
+    return json_is_string(v) ? atoll(json_string_value(v)) : json_integer_value(v);
+}
+
+/* ---- events ---- */
+
+static void create_subscription(const world *w, const char *name, const char *type,
+                                int max_attempts, tse_client_start start)
+{
+    tse_client_subscription_spec spec = {.name = name,
+                                         .event_types = (const char *const[]){type},
+                                         .n_event_types = 1,
+                                         .start = start,
+                                         .ack_deadline_ms = 100,
+                                         .max_delivery_attempts = max_attempts};
+    tse_client_error err;
+
+    if (tse_client_subscription_create(w->sdk->client, &spec, NULL, &err) != TSE_CLIENT_OK)
+        fail_msg("create %s: %s", name, err.message);
+}
+
+static void publish(const world *w, const char *type, int n, tse_client_publish_result *last)
+{
+    tse_client_publish_result res;
+    tse_client_error err;
+    char payload[64];
+
+    for (int i = 0; i < n; i++) {
+        snprintf(payload, sizeof(payload), "{\"n\": %d}", i);
+        if (tse_client_publish_json(w->sdk->client, type, payload, NULL, &res, &err) !=
+            TSE_CLIENT_OK)
+            fail_msg("publish %s: %s", type, err.message);
+    }
+    if (last)
+        *last = res;
+}
+
+/* Pulls until `want` deliveries came (or 10 s passed); nacks them when
+ * nack, else acks them. Returns how many came; *attempt: the last one's. */
+static size_t pull_all(const world *w, const char *sub, size_t want, bool nack, uint32_t *attempt)
+{
+    long long end = tse_test_now_ms() + 10000;
+    size_t got = 0;
+
+    while (got < want && tse_test_now_ms() < end) {
+        tse_client_batch *b = NULL;
+        tse_client_error err;
+        if (tse_client_pull(w->sdk->client, sub, 100, 500, NULL, &b, &err) != TSE_CLIENT_OK)
+            fail_msg("pull %s: %s", sub, err.message);
+        for (size_t i = 0; i < tse_client_batch_count(b); i++) {
+            const tse_client_event_view *ev = tse_client_batch_event(b, i);
+            const char *id = ev->ack_id;
+            if (attempt)
+                *attempt = ev->delivery_attempt;
+            if (nack)
+                assert_int_equal(tse_client_nack(w->sdk->client, sub, &id, 1, 0, NULL, NULL),
+                                 TSE_CLIENT_OK);
+            else
+                assert_int_equal(tse_client_acknowledge(w->sdk->client, sub, &id, 1, NULL, NULL),
+                                 TSE_CLIENT_OK);
+            got++;
+        }
+        tse_client_batch_destroy(b);
+    }
+    return got;
+}
+
+/* Nothing more is delivered within a short pull. */
+static void expect_nothing(const world *w, const char *sub)
+{
+    tse_client_batch *b = NULL;
+    tse_client_error err;
+
+    assert_int_equal(tse_client_pull(w->sdk->client, sub, 100, 300, NULL, &b, &err), TSE_CLIENT_OK);
+    assert_int_equal(tse_client_batch_count(b), 0);
+    tse_client_batch_destroy(b);
+}
+
+/* The dead letters of sub, over REST; waits until there are `want`. */
+static json_t *await_dead_letters(const world *w, const char *sub, size_t want)
+{
+    char path[128];
+    long long end = tse_test_now_ms() + 10000;
+    json_t *out = NULL;
+
+    snprintf(path, sizeof(path), "/api/v1/subscriptions/%s/dead-letters", sub);
+    for (;;) {
+        assert_int_equal(http(w, "GET", path, NULL, &out), 200);
+        if (json_array_size(json_object_get(out, "dead_letters")) >= want ||
+            tse_test_now_ms() > end)
+            break;
+        json_decref(out);
+        /* A waiting pull is a subscriber: its claim scan dead-letters. */
+        expect_nothing(w, sub);
+    }
+    assert_int_equal(json_array_size(json_object_get(out, "dead_letters")), want);
+    return out;
+}
+
+/* Publishes n events of type and nacks each until it is dead-lettered
+ * (max_attempts 2). */
+static void make_dead_letters(const world *w, const char *sub, const char *type, size_t n)
+{
+    uint32_t attempt = 0;
+
+    create_subscription(w, sub, type, 2, TSE_CLIENT_START_LATEST);
+    publish(w, type, (int)n, NULL);
+    assert_int_equal(pull_all(w, sub, n, true, &attempt), n);
+    assert_int_equal(pull_all(w, sub, n, true, &attempt), n);
+    assert_int_equal(attempt, 2);
+    json_decref(await_dead_letters(w, sub, n));
+}
+
+/* ---- dead letters ---- */
+
+/* A nacked-to-dead event is listed (REST, gRPC, eventctl) with its event,
+ * stream, attempts and reason; redrive (eventctl) delivers it again from
+ * attempt 1 and empties the store. */
+static void dead_letter_listed_then_redriven(void **state)
+{
+    world *w = *state;
+    json_t *list, *dl, *one;
+    const char *id;
+    char req[256];
+    uint32_t attempt = 0;
+    ctl_run *r;
+
+    make_dead_letters(w, "op-dl", "op.dl.failed", 1);
+    list = await_dead_letters(w, "op-dl", 1);
+    dl = json_array_get(json_object_get(list, "dead_letters"), 0);
+    id = json_string_value(json_object_get(dl, "id"));
+    assert_string_equal(json_string_value(json_object_get(dl, "reason")),
+                        "DEAD_LETTER_REASON_MAX_DELIVERY_ATTEMPTS");
+    assert_int_equal(json_integer_value(json_object_get(dl, "attempts")), 2);
+    assert_string_equal(json_string_value(json_object_get(dl, "stream")),
+                        "tracseq:events:op.dl.failed:p3");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(dl, "event"), "event_type")),
+        "op.dl.failed");
+    assert_int_equal(json_integer_value(json_object_get(list, "total")), 1);
+
+    /* gRPC: the same one by id. */
+    snprintf(req, sizeof(req), "{\"subscription\":\"op-dl\",\"id\":\"%s\"}", id);
+    one = grpc_ok(w, "GetDeadLetter", req);
+    assert_string_equal(json_string_value(json_object_get(one, "stream_id")),
+                        json_string_value(json_object_get(dl, "stream_id")));
+    json_decref(one);
+
+    /* eventctl: listed in text, then redriven. */
+    r = ctl(w, "dead-letters", "list", "op-dl", NULL);
+    expect_ctl(r, 0);
+    assert_non_null(strstr(r->out, id));
+    assert_non_null(strstr(r->out, "DEAD_LETTER_REASON_MAX_DELIVERY_ATTEMPTS"));
+    free(r);
+    r = ctl(w, "dead-letters", "redrive", "op-dl", id, "--json", NULL);
+    one = ctl_json(r);
+    assert_int_equal(json_integer_value(json_object_get(one, "redriven")), 1);
+    json_decref(one);
+    free(r);
+
+    assert_int_equal(pull_all(w, "op-dl", 1, false, &attempt), 1);
+    assert_int_equal(attempt, 1);
+    json_decref(list);
+    list = await_dead_letters(w, "op-dl", 0);
+    assert_int_equal(json_integer_value(json_object_get(list, "total")), 0);
+    json_decref(list);
+
+    /* The stats count it: per reason, and the redrive. */
+    one = grpc_ok(w, "GetStats", "{}");
+    assert_true(num(json_object_get(json_object_get(one, "dead_lettered_by_reason"),
+                                    "max_delivery_attempts")) >= 1);
+    assert_true(num(json_object_get(one, "dead_letters_redriven")) >= 1);
+    json_decref(one);
+}
+
+/* Purge over REST empties the store; redrive --all over gRPC, after. */
+static void purge_empties_the_store(void **state)
+{
+    world *w = *state;
+    json_t *out;
+    char *metrics;
+    tse_test_http_resp resp;
+    int fd;
+
+    make_dead_letters(w, "op-purge", "op.purge.failed", 3);
+    assert_int_equal(http(w, "POST", "/api/v1/subscriptions/op-purge/dead-letters/purge",
+                          "{\"all\": true}", &out),
+                     200);
+    assert_int_equal(json_integer_value(json_object_get(out, "purged")), 3);
+    json_decref(out);
+    out = await_dead_letters(w, "op-purge", 0);
+    json_decref(out);
+    out = grpc_ok(w, "RedriveDeadLetters", "{\"subscription\":\"op-purge\",\"all\":true}");
+    assert_int_equal(json_integer_value(json_object_get(out, "redriven")), 0);
+    json_decref(out);
+
+    /* /metrics has the per-reason and purge series. */
+    fd = tse_test_http_connect(w->bridge->port);
+    tse_test_http_send(fd, "GET", "/metrics", NULL, NULL, NULL, 0, true);
+    assert_true(tse_test_http_read(fd, &resp));
+    close(fd);
+    metrics = resp.body;
+    assert_non_null(
+        strstr(metrics, "tracseq_dead_letters_total{reason=\"max_delivery_attempts\"}"));
+    assert_non_null(strstr(metrics, "tracseq_dead_letters_purged_total 3"));
+    free(metrics);
+}
+
+/* Bad input names the field; an unknown subscription is NOT_FOUND / 404. */
+static void refusals_name_the_field(void **state)
+{
+    world *w = *state;
+    tse_client_error err;
+    json_t *out;
+    ctl_run *r;
+
+    assert_int_equal(
+        grpc(w, "RedriveDeadLetters", "{\"subscription\":\"op-x\",\"ids\":[\"x\"]}", NULL, &err),
+        TSE_CLIENT_INVALID_ARGUMENT);
+    assert_string_equal(err.field, "ids[0]");
+    assert_int_equal(grpc(w, "PurgeDeadLetters", "{\"subscription\":\"op-x\"}", NULL, &err),
+                     TSE_CLIENT_INVALID_ARGUMENT);
+    assert_string_equal(err.field, "ids");
+    assert_int_equal(grpc(w, "Seek", "{\"subscription\":\"op-x\"}", NULL, &err),
+                     TSE_CLIENT_INVALID_ARGUMENT);
+    assert_string_equal(err.field, "position");
+    assert_int_equal(grpc(w, "Seek",
+                          "{\"subscription\":\"op-x\",\"position\":\"START_POSITION_TIMESTAMP\"}",
+                          NULL, &err),
+                     TSE_CLIENT_INVALID_ARGUMENT);
+    assert_string_equal(err.field, "time");
+    assert_int_equal(grpc(w, "ListDeadLetters", "{\"subscription\":\"no-such-sub\"}", NULL, &err),
+                     TSE_CLIENT_NOT_FOUND);
+
+    assert_int_equal(
+        http(w, "POST", "/api/v1/subscriptions/op-x/seek", "{\"position\":\"sideways\"}", &out),
+        422);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(out, "details"), 0), "field")),
+                        "position");
+    json_decref(out);
+    assert_int_equal(
+        http(w, "GET", "/api/v1/subscriptions/op-x/dead-letters?page_size=5000", NULL, &out), 422);
+    json_decref(out);
+    assert_int_equal(http(w, "GET", "/api/v1/subscriptions/no-such-sub/dead-letters", NULL, &out),
+                     404);
+    json_decref(out);
+    assert_int_equal(
+        http(w, "GET", "/api/v1/subscriptions/no-such-sub/dead-letters/1-0", NULL, &out), 404);
+    json_decref(out);
+    r = ctl(w, "seek", "no-such-sub", "earliest", NULL);
+    expect_ctl(r, 1);
+    free(r);
+    r = ctl(w, "dead-letters", "redrive", "op-x", NULL);
+    expect_ctl(r, 2);
+    free(r);
+}
+
+/* ---- seek ---- */
+
+/* Seek to earliest (eventctl) delivers the acked history again; to latest
+ * (REST) skips the backlog. */
+static void seek_earliest_redelivers_history(void **state)
+{
+    world *w = *state;
+    json_t *out;
+    ctl_run *r;
+
+    create_subscription(w, "op-seek", "op.seek.done", 0, TSE_CLIENT_START_LATEST);
+    publish(w, "op.seek.done", 3, NULL);
+    assert_int_equal(pull_all(w, "op-seek", 3, false, NULL), 3);
+    expect_nothing(w, "op-seek");
+
+    r = ctl(w, "seek", "op-seek", "earliest", "--json", NULL);
+    out = ctl_json(r);
+    assert_int_equal(json_integer_value(json_object_get(out, "streams")), 1);
+    json_decref(out);
+    free(r);
+    assert_int_equal(pull_all(w, "op-seek", 3, false, NULL), 3);
+    expect_nothing(w, "op-seek");
+
+    /* Pending deliveries are settled by a seek to latest. */
+    publish(w, "op.seek.done", 2, NULL);
+    assert_int_equal(
+        http(w, "POST", "/api/v1/subscriptions/op-seek/seek", "{\"position\":\"latest\"}", &out),
+        200);
+    json_decref(out);
+    expect_nothing(w, "op-seek");
+}
+
+/* Seek to a timestamp (REST) delivers what was published from then on. */
+static void seek_to_a_timestamp(void **state)
+{
+    world *w = *state;
+    tse_client_publish_result second;
+    char body[128], when[64];
+    struct tm tm;
+    time_t secs;
+    json_t *out;
+
+    create_subscription(w, "op-time", "op.time.done", 0, TSE_CLIENT_START_LATEST);
+    publish(w, "op.time.done", 2, NULL);
+    usleep(20000); /* the next event a later millisecond than the first two */
+    publish(w, "op.time.done", 1, &second);
+    publish(w, "op.time.done", 1, NULL);
+    assert_int_equal(pull_all(w, "op-time", 4, false, NULL), 4);
+
+    secs = (time_t)second.published_at_seconds;
+    gmtime_r(&secs, &tm);
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(body, sizeof(body), "{\"position\":\"timestamp\",\"time\":\"%s.%09dZ\"}", when,
+             (int)second.published_at_nanos);
+    assert_int_equal(http(w, "POST", "/api/v1/subscriptions/op-time/seek", body, &out), 200);
+    json_decref(out);
+    assert_int_equal(pull_all(w, "op-time", 2, false, NULL), 2);
+    expect_nothing(w, "op-time");
+}
+
+/* A snapshot (created over REST, listed by eventctl) is sought back to over
+ * gRPC: what was acked after it is delivered again; delete removes it. */
+static void seek_to_a_snapshot(void **state)
+{
+    world *w = *state;
+    json_t *out;
+    ctl_run *r;
+
+    create_subscription(w, "op-snap", "op.snap.done", 0, TSE_CLIENT_START_LATEST);
+    publish(w, "op.snap.done", 2, NULL);
+    assert_int_equal(pull_all(w, "op-snap", 2, false, NULL), 2);
+    assert_int_equal(
+        http(w, "POST", "/api/v1/subscriptions/op-snap/snapshots", "{\"name\":\"before\"}", &out),
+        200);
+    assert_int_equal(json_object_size(json_object_get(out, "positions")), 1);
+    json_decref(out);
+    assert_int_equal(
+        http(w, "POST", "/api/v1/subscriptions/op-snap/snapshots", "{\"name\":\"before\"}", &out),
+        409);
+    json_decref(out);
+    publish(w, "op.snap.done", 3, NULL);
+    assert_int_equal(pull_all(w, "op-snap", 3, false, NULL), 3);
+
+    r = ctl(w, "snapshots", "list", "op-snap", NULL);
+    expect_ctl(r, 0);
+    assert_non_null(strstr(r->out, "before"));
+    free(r);
+
+    out = grpc_ok(w, "Seek", "{\"subscription\":\"op-snap\",\"snapshot\":\"before\"}");
+    json_decref(out);
+    assert_int_equal(pull_all(w, "op-snap", 3, false, NULL), 3);
+    expect_nothing(w, "op-snap");
+
+    r = ctl(w, "snapshots", "delete", "op-snap", "before", NULL);
+    expect_ctl(r, 0);
+    free(r);
+    assert_int_equal(
+        http(w, "DELETE", "/api/v1/subscriptions/op-snap/snapshots/before", NULL, &out), 404);
+    json_decref(out);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(dead_letter_listed_then_redriven),
+        cmocka_unit_test(purge_empties_the_store),
+        cmocka_unit_test(refusals_name_the_field),
+        cmocka_unit_test(seek_earliest_redelivers_history),
+        cmocka_unit_test(seek_to_a_timestamp),
+        cmocka_unit_test(seek_to_a_snapshot),
+    };
+
+    return cmocka_run_group_tests(tests, world_up, world_down);
+}
