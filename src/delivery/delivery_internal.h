@@ -18,8 +18,8 @@
 
 /* dlq_reason of a dead letter that used up its delivery attempts. */
 #define TSE_DLQ_REASON_MAX_ATTEMPTS "max_delivery_attempts"
-#define TSE_DISCOVER_MS 1000
-#define TSE_CLAIM_BATCH 100
+#define TSE_DISCOVER_MS             1000
+#define TSE_CLAIM_BATCH             100
 
 typedef struct tse_sub tse_sub;
 

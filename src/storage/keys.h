@@ -33,17 +33,17 @@
 #include <stddef.h>
 
 /* Every key of ours starts with this. */
-#define TSE_KEY_PREFIX    "tracseq:"
+#define TSE_KEY_PREFIX       "tracseq:"
 /* The set of every stream key. */
-#define TSE_STREAMS_KEY   TSE_KEY_PREFIX "streams"
+#define TSE_STREAMS_KEY      TSE_KEY_PREFIX "streams"
 /* The hash of every subscription. */
-#define TSE_SUBS_KEY      TSE_KEY_PREFIX "subs"
+#define TSE_SUBS_KEY         TSE_KEY_PREFIX "subs"
 /* Stream keys start with this (then "<event_type>:p<priority>"). */
-#define TSE_EVENTS_PREFIX TSE_KEY_PREFIX "events:"
+#define TSE_EVENTS_PREFIX    TSE_KEY_PREFIX "events:"
 /* Dedup keys start with this (then the event id). */
-#define TSE_DEDUP_PREFIX  TSE_KEY_PREFIX "dedup:"
+#define TSE_DEDUP_PREFIX     TSE_KEY_PREFIX "dedup:"
 /* Dead-letter streams start with this (then the subscription's name). */
-#define TSE_DLQ_PREFIX    TSE_KEY_PREFIX "dlq:"
+#define TSE_DLQ_PREFIX       TSE_KEY_PREFIX "dlq:"
 /* Snapshot hashes start with this (then the subscription's name). */
 #define TSE_SNAPSHOTS_PREFIX TSE_KEY_PREFIX "snapshots:"
 
