@@ -4,7 +4,7 @@
  * snapshots (create, list, delete). See delivery.h (tse_delivery_operate)
  * and docs/architecture.md.
  *
- * Dead letters live in the stream tracseq:dlq:<subscription>: one entry
+ * Dead letters live in the stream TSE_DLQ_PREFIX<subscription>: one entry
  * per event given up on, the original entry's fields plus dlq_stream,
  * dlq_id, dlq_attempts and dlq_reason. A redrive hands the original entry
  * back to the group with XCLAIM ... RETRYCOUNT 0 FORCE, as if idle past
@@ -15,7 +15,7 @@
  * (one script per stream): every pending entry is acked, then XGROUP
  * SETID moves the group's last-delivered id. Entries after the new
  * position are read (and delivered) again, once; entries before it count
- * as acknowledged. Snapshots (hash tracseq:snapshots:<subscription>) hold
+ * as acknowledged. Snapshots (hash TSE_SNAPSHOTS_PREFIX<subscription>) hold
  * per stream the acknowledged position: the group's last-delivered id, or
  * just before its oldest pending entry when it has one.
  *
@@ -34,7 +34,9 @@
 typedef Tracseq__Events__V1__DeadLetter DeadLetter;
 typedef Tracseq__Events__V1__Snapshot Snapshot;
 
-#define NAME_KEY_MAX (TSE_SUBSCRIPTION_NAME_MAX + 32)
+#define NAME_KEY_MAX              (TSE_SUBSCRIPTION_NAME_MAX + 32)
+/* Dead letters one `all` request handles (TSE_DEAD_LETTERS_ALL_MAX). */
+#define TSE_DEAD_LETTERS_ALL_TEXT "10000"
 
 static void unavailable(tse_error *err)
 {
@@ -222,7 +224,11 @@ static bool id_set_of(tse_delivery *d, const char *key, char *const *ids, size_t
 {
     memset(out, 0, sizeof(*out));
     if (all) {
-        out->all = tse_dl_cmd(d, 4, (const char *[]){"XRANGE", key, "-", "+"}, NULL);
+        /* Bounded, so a huge store cannot blow up one reply: the oldest
+         * TSE_DEAD_LETTERS_ALL_MAX; the caller calls again for more. */
+        out->all = tse_dl_cmd(
+            d, 6, (const char *[]){"XRANGE", key, "-", "+", "COUNT", TSE_DEAD_LETTERS_ALL_TEXT},
+            NULL);
         if (out->all == NULL || out->all->type != REDIS_REPLY_ARRAY) {
             if (out->all)
                 freeReplyObject(out->all);

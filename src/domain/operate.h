@@ -19,6 +19,8 @@
 /* Dead letters listed per page: default and most. */
 #define TSE_DEAD_LETTER_PAGE_DEFAULT 100
 #define TSE_DEAD_LETTER_PAGE_MAX     1000
+/* Dead letters one redrive or purge with `all` handles (the oldest). */
+#define TSE_DEAD_LETTERS_ALL_MAX     10000
 /* Snapshots one subscription may hold. */
 #define TSE_SNAPSHOTS_MAX            100
 /* The longest entry id: two 20-digit numbers and a dash. */

@@ -889,7 +889,8 @@ struct  Tracseq__Events__V1__RedriveDeadLettersRequest
   size_t n_ids;
   char **ids;
   /*
-   * Every dead letter of the subscription instead of ids.
+   * Every dead letter of the subscription instead of ids (the oldest
+   * 10,000 per call: call again while the answer's count is 10,000).
    */
   protobuf_c_boolean all;
 };
@@ -932,7 +933,8 @@ struct  Tracseq__Events__V1__PurgeDeadLettersRequest
   size_t n_ids;
   char **ids;
   /*
-   * Every dead letter of the subscription instead of ids.
+   * Every dead letter of the subscription instead of ids (the oldest
+   * 10,000 per call: call again while the answer's count is 10,000).
    */
   protobuf_c_boolean all;
 };
