@@ -486,6 +486,49 @@ static void seek_earliest_redelivers_history(void **state)
     expect_nothing(w, "op-seek");
 }
 
+static void count_delivery(void *arg, const tse_client_event_view *event,
+                           tse_client_delivery *delivery)
+{
+    (void)arg;
+    (void)event;
+    (void)delivery; /* acked by the SDK when this returns */
+}
+
+/* Waits until sub has delivered n (10 s at most). */
+static void await_delivered(tse_client_subscriber *sub, uint64_t n)
+{
+    long long end = tse_test_now_ms() + 10000;
+
+    while (tse_client_subscriber_delivered(sub) < n && tse_test_now_ms() < end)
+        usleep(20000);
+    assert_int_equal(tse_client_subscriber_delivered(sub), n);
+}
+
+/* A live Subscribe stream stays attached through a seek and receives the
+ * history again. */
+static void a_live_subscriber_is_kept_through_a_seek(void **state)
+{
+    world *w = *state;
+    tse_client_subscriber_options opts = {.subscription = "op-live",
+                                          .ack_mode = TSE_CLIENT_ACK_AUTO};
+    tse_client_subscriber *sub = NULL;
+    tse_client_error err;
+
+    create_subscription(w, "op-live", "op.live.done", 0, TSE_CLIENT_START_LATEST);
+    assert_int_equal(
+        tse_client_subscriber_create(w->sdk->client, &opts, count_delivery, NULL, &sub, &err),
+        TSE_CLIENT_OK);
+    assert_int_equal(tse_client_subscriber_start(sub, &err), TSE_CLIENT_OK);
+    publish(w, "op.live.done", 3, NULL);
+    await_delivered(sub, 3);
+    json_decref(grpc_ok(w, "Seek",
+                        "{\"subscription\":\"op-live\",\"position\":\"START_POSITION_EARLIEST\"}"));
+    await_delivered(sub, 6);
+    tse_client_subscriber_stop(sub);
+    tse_client_subscriber_wait(sub, NULL);
+    tse_client_subscriber_destroy(sub);
+}
+
 /* Seek to a timestamp (REST) delivers what was published from then on. */
 static void seek_to_a_timestamp(void **state)
 {
@@ -562,6 +605,7 @@ int main(void)
         cmocka_unit_test(purge_empties_the_store),
         cmocka_unit_test(refusals_name_the_field),
         cmocka_unit_test(seek_earliest_redelivers_history),
+        cmocka_unit_test(a_live_subscriber_is_kept_through_a_seek),
         cmocka_unit_test(seek_to_a_timestamp),
         cmocka_unit_test(seek_to_a_snapshot),
     };
