@@ -143,6 +143,12 @@ static tse_status make_broker(const tse_config *cfg, health_link *link, tse_brok
         return tse_error_set(err, TSE_INVALID, "REDIS_URL", "invalid REDIS_URL (--redis-url): %s",
                              why);
     }
+    /* The URL parses (storage has the slot map and redirect parsers), but
+     * nothing above storage routes by slot yet (issue 13, point 2). */
+    if (opts.target.cluster)
+        return tse_error_set(err, TSE_INVALID, "REDIS_URL",
+                             "REDIS_URL is redis+cluster://: cluster mode: not yet supported by "
+                             "the writer and delivery engine");
     return tse_broker_create(&opts, on_broker_health, link, out, err);
 }
 

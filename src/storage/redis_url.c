@@ -1,6 +1,7 @@
 /*
- * redis_url.c - parses "redis://[[user]:password@]host[:port][/db]" into a
- * tse_redis_target.
+ * redis_url.c - parses "redis://[[user]:password@]host[:port][/db]" and the
+ * cluster seed list "redis+cluster://[[user]:password@]h1[:p1],h2[:p2],..."
+ * into a tse_redis_target.
  *
  * Pure. Every rejection names the part at fault (scheme, credentials, user,
  * password, host, port, db) and never echoes the password. The credentials
@@ -19,6 +20,11 @@
 #include "common/hex.h"
 
 #define FIELD "redis_url"
+
+/* Size of every host buffer of a tse_redis_target (NUL included). */
+#define HOST_MAX 256
+_Static_assert(sizeof(((tse_redis_target *)0)->host) == HOST_MAX, "target host size");
+_Static_assert(sizeof(((tse_redis_seed *)0)->host) == HOST_MAX, "seed host size");
 
 /* Percent-decodes [s, end) into out (size cap, NUL-terminated). */
 static tse_status decode(const char *s, const char *end, char *out, size_t cap, const char *part,
@@ -83,8 +89,10 @@ static bool parse_number(const char *s, const char *end, long min, long max, int
     return true;
 }
 
-/* Host (bracketed for IPv6) from s; *rest points past it. */
-static tse_status parse_host(const char *s, const char **rest, tse_redis_target *t, tse_error *err)
+/* Host (bracketed for IPv6) from s into host[256]; *rest points past it. An
+ * unbracketed host ends at any of stop. */
+static tse_status parse_host(const char *s, const char **rest, char *host, const char *stop,
+                             tse_error *err)
 {
     const char *start = s, *end;
 
@@ -95,16 +103,59 @@ static tse_status parse_host(const char *s, const char **rest, tse_redis_target 
             return tse_error_set(err, TSE_INVALID, FIELD, "host has '[' without ']'");
         *rest = end + 1;
     } else {
-        end = start + strcspn(start, ":/?#");
+        end = start + strcspn(start, stop);
         *rest = end;
     }
     if (end == start)
         return tse_error_set(err, TSE_INVALID, FIELD, "host is empty");
-    if ((size_t)(end - start) >= sizeof(t->host))
-        return tse_error_set(err, TSE_INVALID, FIELD, "host is longer than %zu bytes",
-                             sizeof(t->host) - 1);
-    memcpy(t->host, start, (size_t)(end - start));
-    t->host[end - start] = '\0';
+    if ((size_t)(end - start) >= HOST_MAX)
+        return tse_error_set(err, TSE_INVALID, FIELD, "host is longer than %d bytes", HOST_MAX - 1);
+    memcpy(host, start, (size_t)(end - start));
+    host[end - start] = '\0';
+    return TSE_OK;
+}
+
+/* The seed list of a cluster URL from s (after the credentials): seeds
+ * separated by ',', each host[:port], then an optional "/0". */
+static tse_status parse_seeds(const char *s, tse_redis_target *t, tse_error *err)
+{
+    tse_status st;
+
+    for (;;) {
+        tse_redis_seed *seed;
+        const char *end;
+
+        if (t->nseeds == TSE_REDIS_MAX_SEEDS)
+            return tse_error_set(err, TSE_INVALID, FIELD,
+                                 "a cluster seed list has at most %d nodes", TSE_REDIS_MAX_SEEDS);
+        seed = &t->seeds[t->nseeds++];
+        seed->port = 6379;
+        st = parse_host(s, &s, seed->host, ":,/?#", err);
+        if (st != TSE_OK)
+            return st;
+        if (*s == ':') {
+            end = s + 1 + strcspn(s + 1, ",/?#");
+            if (!parse_number(s + 1, end, 1, 65535, &seed->port))
+                return tse_error_set(err, TSE_INVALID, FIELD,
+                                     "port of seed %d must be a number in 1..65535", t->nseeds);
+            s = end;
+        }
+        if (*s != ',')
+            break;
+        s++;
+    }
+    if (strcmp(s, "/") == 0 || strcmp(s, "/0") == 0)
+        s += strlen(s);
+    else if (*s == '/')
+        return tse_error_set(err, TSE_INVALID, FIELD, "a cluster has only db 0");
+    if (*s != '\0')
+        return tse_error_set(err, TSE_INVALID, FIELD,
+                             "unexpected \"%.32s\" after the seed list (no query or options "
+                             "allowed)",
+                             s);
+    memcpy(t->host, t->seeds[0].host, sizeof(t->host));
+    t->port = t->seeds[0].port;
+    t->cluster = true;
     return TSE_OK;
 }
 
@@ -136,6 +187,7 @@ tse_status tse_redis_url_parse(const char *url, tse_redis_target *out, tse_error
 {
     tse_redis_target t = {.port = 6379};
     const char *s, *at;
+    bool cluster = false;
     tse_status st;
 
     if (url == NULL || url[0] == '\0')
@@ -143,9 +195,14 @@ tse_status tse_redis_url_parse(const char *url, tse_redis_target *out, tse_error
     if (strncasecmp(url, "rediss://", 9) == 0)
         return tse_error_set(err, TSE_INVALID, FIELD,
                              "scheme rediss:// (TLS) is not supported; use redis://");
-    if (strncasecmp(url, "redis://", 8) != 0)
-        return tse_error_set(err, TSE_INVALID, FIELD, "scheme must be redis://");
-    s = url + 8;
+    if (strncasecmp(url, "redis+cluster://", 16) == 0) {
+        cluster = true;
+        s = url + 16;
+    } else if (strncasecmp(url, "redis://", 8) == 0)
+        s = url + 8;
+    else
+        return tse_error_set(err, TSE_INVALID, FIELD,
+                             "scheme must be redis:// or redis+cluster://");
     at = strrchr(s, '@');
     if (at != NULL) {
         st = parse_credentials(s, at, &t, err);
@@ -153,10 +210,13 @@ tse_status tse_redis_url_parse(const char *url, tse_redis_target *out, tse_error
             return st;
         s = at + 1;
     }
-    st = parse_host(s, &s, &t, err);
-    if (st != TSE_OK)
-        return st;
-    st = parse_port_db(s, &t, err);
+    if (cluster) {
+        st = parse_seeds(s, &t, err);
+    } else {
+        st = parse_host(s, &s, t.host, ":/?#", err);
+        if (st == TSE_OK)
+            st = parse_port_db(s, &t, err);
+    }
     if (st != TSE_OK)
         return st;
     *out = t;

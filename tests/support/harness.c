@@ -145,7 +145,7 @@ done:
 
 static bool redis_launch(tse_test_redis *r)
 {
-    char port[16], log[300];
+    char port[16], bus_port[16], log[300];
     char *argv[] = {"redis-server",
                     "--port",
                     port,
@@ -161,9 +161,29 @@ static bool redis_launch(tse_test_redis *r)
                     r->appendfsync,
                     "--protected-mode",
                     "no",
+                    NULL, /* the cluster options, when r->cluster */
+                    NULL,
+                    NULL,
+                    NULL,
+                    NULL,
+                    NULL,
+                    NULL,
+                    NULL,
                     NULL};
 
     snprintf(port, sizeof(port), "%d", r->port);
+    if (r->cluster) {
+        char **opt = &argv[sizeof(argv) / sizeof(argv[0]) - 9];
+        opt[0] = "--cluster-enabled";
+        opt[1] = "yes";
+        opt[2] = "--cluster-config-file";
+        opt[3] = "nodes.conf";
+        opt[4] = "--cluster-node-timeout";
+        opt[5] = "5000";
+        opt[6] = "--cluster-port";
+        opt[7] = bus_port;
+        snprintf(bus_port, sizeof(bus_port), "%d", r->bus_port);
+    }
     /* After a crash the port may still be held for a moment. */
     for (int i = 0; i < 500 && port_accepts(r->port); i++)
         usleep(10000);
@@ -188,18 +208,20 @@ static bool redis_launch(tse_test_redis *r)
     return false;
 }
 
-static tse_test_redis *redis_start(bool aof, const char *appendfsync)
+static tse_test_redis *redis_start(bool aof, const char *appendfsync, bool cluster)
 {
     tse_test_redis *r = calloc(1, sizeof(*r));
 
     if (r == NULL)
         return NULL;
     r->aof = aof;
+    r->cluster = cluster;
     snprintf(r->appendfsync, sizeof(r->appendfsync), "%s", appendfsync);
     snprintf(r->dir, sizeof(r->dir), "/tmp/tse-redis-XXXXXX");
     if (mkdtemp(r->dir) == NULL)
         goto fail;
     r->port = tse_test_free_port();
+    r->bus_port = cluster ? tse_test_free_port() : 0;
     snprintf(r->url, sizeof(r->url), "redis://127.0.0.1:%d", r->port);
     if (!redis_launch(r))
         goto fail;
@@ -211,12 +233,12 @@ fail:
 
 tse_test_redis *tse_test_redis_start(bool aof)
 {
-    return redis_start(aof, "everysec");
+    return redis_start(aof, "everysec", false);
 }
 
 tse_test_redis *tse_test_redis_start_aof(const char *appendfsync)
 {
-    return redis_start(true, appendfsync);
+    return redis_start(true, appendfsync, false);
 }
 
 void tse_test_redis_kill(tse_test_redis *r)
@@ -243,6 +265,73 @@ void tse_test_redis_stop(tse_test_redis *r)
             fprintf(stderr, "could not remove %s\n", r->dir);
     }
     free(r);
+}
+
+void tse_test_redis_cluster_stop(tse_test_redis_cluster *c)
+{
+    if (c == NULL)
+        return;
+    for (int i = 0; i < c->n; i++)
+        tse_test_redis_stop(c->nodes[i]);
+    free(c);
+}
+
+/* Runs `redis-cli --cluster create` over c's nodes; true when it succeeded. */
+static bool cluster_create(const tse_test_redis_cluster *c)
+{
+    char cmd[1024] = "redis-cli --cluster create";
+    char log[64];
+    int status;
+
+    for (int i = 0; i < c->n; i++)
+        snprintf(cmd + strlen(cmd), sizeof(cmd) - strlen(cmd), " 127.0.0.1:%d", c->nodes[i]->port);
+    snprintf(log, sizeof(log), "/tmp/tse-cluster-%d.log", (int)getpid());
+    snprintf(cmd + strlen(cmd), sizeof(cmd) - strlen(cmd), " --cluster-yes > %s 2>&1", log);
+    status = system(cmd);
+    if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "redis-cli --cluster create failed: see %s\n", log);
+        return false;
+    }
+    unlink(log);
+    return true;
+}
+
+static bool cluster_ok(const tse_test_redis *r)
+{
+    char *info = tse_test_redis_cmd(r, "CLUSTER INFO");
+    bool ok = info != NULL && strstr(info, "cluster_state:ok") != NULL;
+
+    free(info);
+    return ok;
+}
+
+tse_test_redis_cluster *tse_test_redis_cluster_start(int masters)
+{
+    tse_test_redis_cluster *c;
+
+    if (masters < 3 || masters > TSE_TEST_CLUSTER_MAX)
+        return NULL;
+    c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    for (c->n = 0; c->n < masters; c->n++) {
+        c->nodes[c->n] = redis_start(false, "everysec", true);
+        if (c->nodes[c->n] == NULL)
+            goto fail;
+    }
+    if (!cluster_create(c))
+        goto fail;
+    for (int i = 0; i < c->n; i++) {
+        int tries = 0;
+        while (!cluster_ok(c->nodes[i]) && tries++ < 1000)
+            usleep(10000);
+        if (!cluster_ok(c->nodes[i]))
+            goto fail;
+    }
+    return c;
+fail:
+    tse_test_redis_cluster_stop(c);
+    return NULL;
 }
 
 static void reply_append(const redisReply *rep, char *buf, size_t len)

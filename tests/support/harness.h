@@ -21,7 +21,18 @@ typedef struct tse_test_redis {
     char url[128]; /* redis://127.0.0.1:<port> */
     bool aof;
     char appendfsync[16]; /* AOF fsync policy: everysec unless started otherwise */
+    bool cluster;         /* --cluster-enabled yes (nodes.conf in dir) */
+    int bus_port;         /* cluster: its cluster bus port (port + 10000 may not exist) */
 } tse_test_redis;
+
+/* Most nodes of a test cluster. */
+#define TSE_TEST_CLUSTER_MAX 6
+
+/* A Redis Cluster of masters on loopback, each node a tse_test_redis. */
+typedef struct tse_test_redis_cluster {
+    int n;
+    tse_test_redis *nodes[TSE_TEST_CLUSTER_MAX];
+} tse_test_redis_cluster;
 
 /* One of our server processes: the event service or the REST bridge. */
 typedef struct tse_test_service {
@@ -45,6 +56,16 @@ void tse_test_redis_kill(tse_test_redis *r);
 bool tse_test_redis_restart(tse_test_redis *r);
 /* Stops (SIGTERM, then SIGKILL), removes the folder, frees. */
 void tse_test_redis_stop(tse_test_redis *r);
+
+/*
+ * Starts masters (3..TSE_TEST_CLUSTER_MAX) cluster-enabled redis-servers,
+ * each on its own port and folder, joins them with `redis-cli --cluster
+ * create` (slots spread evenly, no replicas) and waits until every node
+ * says cluster_state:ok. NULL (everything stopped) on failure.
+ */
+tse_test_redis_cluster *tse_test_redis_cluster_start(int masters);
+/* Stops every node and frees; NULL is a no-op. */
+void tse_test_redis_cluster_stop(tse_test_redis_cluster *c);
 
 /* Runs a redis-cli-like command on the test server; returns a malloc'd
  * printable reply (caller frees), NULL when Redis is unreachable. */

@@ -221,6 +221,83 @@ static void messages_never_echo_the_password(void **state)
     assert_null(strstr(err.message, "hunter2"));
 }
 
+static void plain_url_is_not_cluster(void **state)
+{
+    tse_redis_target t = parse_ok("redis://h:1");
+
+    assert_false(t.cluster);
+    assert_int_equal(t.nseeds, 0);
+}
+
+static void cluster_seed_list_is_read(void **state)
+{
+    tse_redis_target t = parse_ok("redis+cluster://u:s3cret@h1:7000,10.0.0.2,[::1]:7002");
+
+    assert_true(t.cluster);
+    assert_int_equal(t.nseeds, 3);
+    assert_string_equal(t.seeds[0].host, "h1");
+    assert_int_equal(t.seeds[0].port, 7000);
+    assert_string_equal(t.seeds[1].host, "10.0.0.2");
+    assert_int_equal(t.seeds[1].port, 6379);
+    assert_string_equal(t.seeds[2].host, "::1");
+    assert_int_equal(t.seeds[2].port, 7002);
+    /* host and port are the first seed's, for code that logs them */
+    assert_string_equal(t.host, "h1");
+    assert_int_equal(t.port, 7000);
+    assert_string_equal(t.username, "u");
+    assert_string_equal(t.password, "s3cret");
+    assert_int_equal(t.db, 0);
+}
+
+static void cluster_single_seed_and_db_zero(void **state)
+{
+    tse_redis_target t = parse_ok("REDIS+CLUSTER://:pw@seed:7000/0");
+
+    assert_true(t.cluster);
+    assert_int_equal(t.nseeds, 1);
+    assert_string_equal(t.password, "pw");
+    t = parse_ok("redis+cluster://seed/");
+    assert_int_equal(t.seeds[0].port, 6379);
+}
+
+static void cluster_seed_limit(void **state)
+{
+    char url[1024] = "redis+cluster://";
+
+    for (int i = 0; i < TSE_REDIS_MAX_SEEDS; i++)
+        snprintf(url + strlen(url), sizeof(url) - strlen(url), "%sh%d:%d", i ? "," : "", i,
+                 7000 + i);
+    tse_redis_target t = parse_ok(url);
+    assert_int_equal(t.nseeds, TSE_REDIS_MAX_SEEDS);
+    assert_int_equal(t.seeds[TSE_REDIS_MAX_SEEDS - 1].port, 7000 + TSE_REDIS_MAX_SEEDS - 1);
+    strcat(url, ",one:1");
+    assert_rejected(url, "at most");
+}
+
+static void bad_cluster_urls_are_rejected(void **state)
+{
+    assert_rejected("redis+cluster://", "host");
+    assert_rejected("redis+cluster://h1:7000,", "host");
+    assert_rejected("redis+cluster://h1:7000,,h2:7001", "host");
+    assert_rejected("redis+cluster://h1:7000,:7001", "host");
+    assert_rejected("redis+cluster://h1:7000,h2:0", "port of seed 2");
+    assert_rejected("redis+cluster://h1:x", "port of seed 1");
+    assert_rejected("redis+cluster://h1:7000/1", "db 0");
+    assert_rejected("redis+cluster://h1:7000?x=1", "after the seed list");
+    assert_rejected("redis+cluster://[::1:7000", "host");
+    assert_rejected("redis+cluster://pw@h1", "credentials");
+}
+
+static void cluster_messages_never_echo_the_password(void **state)
+{
+    tse_redis_target t;
+    tse_error err;
+
+    assert_int_equal(tse_redis_url_parse("redis+cluster://u:hunter2@h:1,h:bad", &t, &err),
+                     TSE_INVALID);
+    assert_null(strstr(err.message, "hunter2"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -245,6 +322,12 @@ int main(void)
         cmocka_unit_test(bad_percent_escapes_name_their_part),
         cmocka_unit_test(overlong_parts_are_rejected),
         cmocka_unit_test(messages_never_echo_the_password),
+        cmocka_unit_test(plain_url_is_not_cluster),
+        cmocka_unit_test(cluster_seed_list_is_read),
+        cmocka_unit_test(cluster_single_seed_and_db_zero),
+        cmocka_unit_test(cluster_seed_limit),
+        cmocka_unit_test(bad_cluster_urls_are_rejected),
+        cmocka_unit_test(cluster_messages_never_echo_the_password),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
