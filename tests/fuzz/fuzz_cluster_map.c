@@ -80,6 +80,28 @@ static void check_redirect(const char *text, size_t len)
     FUZZ_CHECK(memchr(r.host, '\0', sizeof(r.host)) && r.host[0] != '\0', "host");
 }
 
+/*
+ * Whether data declares an array of more than 100,000 elements: hiredis
+ * 0.14 (Debian 12) allocates the element table as declared, before any
+ * element arrives, so such inputs only measure hiredis's memory, not ours
+ * (on a live connection this is hiredis's limit to set, not the map's).
+ */
+static bool declares_huge_aggregate(const uint8_t *data, size_t size)
+{
+    for (size_t i = 0; i < size; i++) {
+        long n = 0;
+        size_t j = i + 1;
+
+        if (data[i] != '*' && data[i] != '%' && data[i] != '~' && data[i] != '>' && data[i] != '|')
+            continue;
+        while (j < size && data[j] >= '0' && data[j] <= '9' && n <= 100000)
+            n = n * 10 + (data[j++] - '0');
+        if (n > 100000)
+            return true;
+    }
+    return false;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char *copy = fuzz_strndup(data, size); /* exact bytes, so ASan sees overreads */
@@ -89,7 +111,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (reader == NULL)
         abort();
     check_redirect(copy, size);
-    if (redisReaderFeed(reader, copy, size) == REDIS_OK) {
+    if (!declares_huge_aggregate(data, size) && redisReaderFeed(reader, copy, size) == REDIS_OK) {
         for (int i = 0; i < 16; i++) {
             redisReply *r;
             reply = NULL;
