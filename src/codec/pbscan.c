@@ -352,3 +352,42 @@ tse_pbscan_verdict tse_pbscan(const ProtobufCMessageDescriptor *desc, const uint
     }
     return v;
 }
+
+/*
+ * Only the root's own fields are read: every length-delimited field is
+ * skipped whole, so a count costs one pass over the tags and never more
+ * than the bytes. Malformed bytes end the count; the full scan refuses them.
+ */
+size_t tse_pbscan_count(const uint8_t *data, size_t len, uint32_t field_id)
+{
+    const uint8_t *p = data, *end = data ? data + len : data;
+    uint64_t tag, skip;
+    size_t n = 0;
+
+    while (p != NULL && p < end) {
+        if (!read_varint(&p, end, &tag))
+            break;
+        if (tag >> 3 == field_id)
+            n++;
+        switch (tag & 7) {
+        case 0:
+            if (!read_varint(&p, end, &skip))
+                return n;
+            break;
+        case 1:
+        case 5:
+            skip = (tag & 7) == 1 ? 8 : 4;
+            if ((size_t)(end - p) < skip)
+                return n;
+            p += skip;
+            break;
+        case 2:
+            if (!read_varint(&p, end, &skip) || skip > (uint64_t)(end - p))
+                return n;
+            p += skip;
+            break;
+        default: return n;
+        }
+    }
+    return n;
+}

@@ -62,4 +62,14 @@ typedef enum tse_pbscan_verdict {
 tse_pbscan_verdict tse_pbscan(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
                               size_t len, unsigned max_depth, tse_error *err);
 
+/*
+ * How many times field field_id occurs at the root of len bytes at data
+ * (NULL when len is 0), without unpacking anything: the entries of a
+ * repeated field, counted so that a batch over its limit is refused before
+ * protobuf-c allocates one struct per entry (a 2-byte empty entry would
+ * otherwise cost a whole message's struct). Counts up to the first
+ * malformed byte, which the full scan (tse_pbscan) then refuses.
+ */
+size_t tse_pbscan_count(const uint8_t *data, size_t len, uint32_t field_id);
+
 #endif

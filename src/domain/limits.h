@@ -25,6 +25,13 @@
 #define TSE_METADATA_VALUE_MAX   1024
 #define TSE_DEFAULT_VERSION      "1.0"
 
+/* ---- batches ---------------------------------------------------------------- */
+
+/* Events one PublishBatch / PublishBatchStream message (and one REST batch)
+ * may carry; more is refused INVALID_ARGUMENT naming "events", before the
+ * events are unpacked. */
+#define TSE_PUBLISH_BATCH_MAX_EVENTS 1000
+
 /* ---- subscriptions -------------------------------------------------------- */
 
 #define TSE_SUBSCRIPTION_NAME_MAX       64

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "codec/pbjson.h"
+#include "codec/pbscan.h"
 #include "codec/pbunpack.h"
 #include "common/tsan.h"
 #include "obs/log.h"
@@ -201,6 +202,28 @@ bool tse_scan_request(const ProtobufCMessageDescriptor *desc, const uint8_t *dat
 ProtobufCMessage *tse_decode(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
                              tse_error *err)
 {
+    return tse_decode_bounded(bb, desc, 0, err);
+}
+
+/* More entries of field 1 than max: refused naming the field, unpacked never. */
+static bool over_bound(const ProtobufCMessageDescriptor *desc, grpc_slice all, size_t max,
+                       tse_error *err)
+{
+    const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field(desc, 1);
+    size_t n;
+
+    if (max == 0 || fd == NULL)
+        return false;
+    n = tse_pbscan_count(GRPC_SLICE_START_PTR(all), GRPC_SLICE_LENGTH(all), 1);
+    if (n <= max)
+        return false;
+    tse_error_set(err, TSE_INVALID, fd->name, "holds %zu entries; at most %zu are allowed", n, max);
+    return true;
+}
+
+ProtobufCMessage *tse_decode_bounded(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
+                                     size_t max_entries, tse_error *err)
+{
     grpc_byte_buffer_reader reader;
     ProtobufCMessage *msg = NULL;
     grpc_slice all = grpc_empty_slice();
@@ -214,8 +237,9 @@ ProtobufCMessage *tse_decode(grpc_byte_buffer *bb, const ProtobufCMessageDescrip
         grpc_byte_buffer_reader_destroy(&reader);
     }
     /* Scanned (nesting bounded) before protobuf-c recurses into it. */
-    tse_pb_unpack(desc, GRPC_SLICE_START_PTR(all), GRPC_SLICE_LENGTH(all), TSE_PBJSON_MAX_DEPTH,
-                  &msg, err);
+    if (!over_bound(desc, all, max_entries, err))
+        tse_pb_unpack(desc, GRPC_SLICE_START_PTR(all), GRPC_SLICE_LENGTH(all), TSE_PBJSON_MAX_DEPTH,
+                      &msg, err);
     grpc_slice_unref(all);
     return msg;
 }

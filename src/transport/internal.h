@@ -55,6 +55,9 @@ typedef struct tse_method {
      * (tse_decode) into c->request before start, and answers a request
      * that does not decode INVALID_ARGUMENT without calling start. */
     const ProtobufCMessageDescriptor *request;
+    /* Non-zero: field 1 of the request is a batch of at most this many
+     * entries (tse_decode_bounded). */
+    size_t max_entries;
     bool counts_invalid; /* a refused request counts as an invalid event */
     bool open;           /* needs no identity when authentication is on (health) */
     /* Called on a worker when the call arrives; must eventually finish it. */
@@ -149,7 +152,7 @@ struct tse_server {
     pthread_mutex_t watch_lock;    /* guards the lists below */
     tse_call_list watches;         /* Health.Watch */
     tse_call_list subscribers;     /* Subscribe (MAX_SUBSCRIBER_STREAMS) */
-    tse_call_list publish_streams; /* PublishStream */
+    tse_call_list publish_streams; /* PublishStream, PublishBatchStream */
 };
 
 /* ---- tls.c: the certificate of the gRPC port, reloadable ---- */
@@ -172,6 +175,8 @@ extern const tse_method *const tse_methods[];
 /* Handlers (one file each). */
 extern const tse_method tse_method_publish;
 extern const tse_method tse_method_publish_stream;
+extern const tse_method tse_method_publish_batch;
+extern const tse_method tse_method_publish_batch_stream;
 extern const tse_method tse_method_health_check;
 extern const tse_method tse_method_health_watch;
 extern const tse_method tse_method_reflection_v1alpha;
@@ -246,6 +251,12 @@ void tse_call_cancel_all(tse_server *s, const tse_call_list *list, const char *w
  */
 ProtobufCMessage *tse_decode(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
                              tse_error *err);
+
+/* tse_decode, refusing (TSE_INVALID naming field 1) a message whose field 1
+ * occurs more than max_entries times (0: no bound) before anything is
+ * unpacked, so a batch's limit also bounds what decoding it allocates. */
+ProtobufCMessage *tse_decode_bounded(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
+                                     size_t max_entries, tse_error *err);
 
 /* tse_decode's scan alone, for a handler that unpacks the bytes itself
  * (reflection): false with err set as tse_decode sets it. */

@@ -1,16 +1,25 @@
 /*
- * publish.c - Publish (unary) and PublishStream (bidi): decode, validate and
- * stamp on the worker, append through the broker, answer from the broker's
- * lane thread once Redis acknowledged.
+ * publish.c - Publish and PublishBatch (unary), PublishStream and
+ * PublishBatchStream (bidi): decode, validate and stamp on the worker,
+ * append through the broker, answer from the broker's lane thread once
+ * Redis acknowledged.
  *
- * PublishStream invariants: one response per request, in request order (a
+ * A batch is many events in one message (at most
+ * TSE_PUBLISH_BATCH_MAX_EVENTS, counted before anything is unpacked): each
+ * event is validated, deduplicated and answered on its own, so a bad one
+ * fails alone (its field named "events[i]...") and the others are stored;
+ * the message is answered once Redis answered every event, with the results
+ * in request order. PublishStream is the same machinery with one event per
+ * message.
+ *
+ * Stream invariants: one response per request, in request order (a
  * FIFO of slots, each completed by validation or by the broker, sent from
  * the head); one send and one receive in flight at a time; at most
- * `publish-stream-window` unanswered requests (receiving pauses beyond it, so
+ * `publish-stream-window` unanswered events (receiving pauses beyond it, so
  * a client that does not read responses cannot make us buffer without
- * bound); the status is sent only after the client half-closed and every
- * response went out. A stream's events all go through one broker lane, so
- * they reach Redis in request order.
+ * bound; one batch may pass the window, by at most its limit); the status is sent only after the
+ * client half-closed and every response went out. A stream's events all go through one broker lane,
+ * so they reach Redis in request order.
  *
  * At shutdown a stream winds down at once: it reads no more requests,
  * answers every request it read (stored or refused), then ends with
@@ -55,7 +64,7 @@ static void copy_str(char *dst, size_t len, const char *src)
 }
 
 /* Validates and stamps ev, then packs it. On failure err names the field
- * under "event." and nothing is allocated. */
+ * (within the event) and nothing is allocated. */
 static tse_status prepare_event(tse_server *s, Tracseq__Events__V1__Event *ev,
                                 const char *md_correlation, prepared *p, tse_error *err)
 {
@@ -66,10 +75,8 @@ static tse_status prepare_event(tse_server *s, Tracseq__Events__V1__Event *ev,
     clock_gettime(CLOCK_REALTIME, &now);
     st = tse_event_prepare(ev, s->config->strict ? TSE_VALIDATION_STRICT : TSE_VALIDATION_LENIENT,
                            now.tv_sec, (int32_t)now.tv_nsec, md_correlation, &res, err);
-    if (st != TSE_OK) {
-        tse_error_prefix_field(err, "event");
+    if (st != TSE_OK)
         return st;
-    }
     copy_str(p->event_id, sizeof(p->event_id), ev->id);
     copy_str(p->event_type, sizeof(p->event_type), ev->event_type);
     copy_str(p->source, sizeof(p->source), ev->source_service);
@@ -95,37 +102,34 @@ static tse_status prepare_event(tse_server *s, Tracseq__Events__V1__Event *ev,
     return TSE_OK;
 }
 
-/* Prepares the event of a decoded PublishRequest, once the caller may
- * publish it (type, source_service, rate: access.c). */
-static tse_status prepare_request(tse_call *c, Tracseq__Events__V1__PublishRequest *req,
-                                  prepared *p, tse_error *err)
+/* Prepares one event, once the caller may publish it (type, source_service,
+ * rate: access.c); a bad field is named under prefix ("event",
+ * "events[3]"). */
+static tse_status prepare_one(tse_call *c, Tracseq__Events__V1__Event *ev, const char *prefix,
+                              prepared *p, tse_error *err)
 {
     tse_status st;
 
-    if (req->event == NULL)
-        return tse_error_set(err, TSE_INVALID, "event", "is required");
-    st = prepare_event(c->server, req->event, c->correlation_id, p, err);
-    if (st == TSE_OK && (st = tse_access_publish(c, p->event_type, p->source, err)) != TSE_OK) {
+    if (ev == NULL)
+        return tse_error_set(err, TSE_INVALID, prefix, "is required");
+    st = prepare_event(c->server, ev, c->correlation_id, p, err);
+    if (st != TSE_OK) {
+        tse_error_prefix_field(err, prefix);
+        return st;
+    }
+    /* A refusal of the caller names no field: the event is fine. */
+    if ((st = tse_access_publish(c, p->event_type, p->source, err)) != TSE_OK) {
         free(p->envelope);
         p->envelope = NULL;
     }
     return st;
 }
 
-/* Decodes one PublishStream message and prepares its event. */
-static tse_status prepare_message(tse_call *c, grpc_byte_buffer *bb, prepared *p, tse_error *err)
+/* Prepares the event of a decoded PublishRequest. */
+static tse_status prepare_request(tse_call *c, Tracseq__Events__V1__PublishRequest *req,
+                                  prepared *p, tse_error *err)
 {
-    Tracseq__Events__V1__PublishRequest *req;
-    tse_status st;
-
-    p->start_us = tse_clock_us();
-    req = (Tracseq__Events__V1__PublishRequest *)tse_decode(
-        bb, &tracseq__events__v1__publish_request__descriptor, err);
-    if (req == NULL)
-        return err->code;
-    st = prepare_request(c, req, p, err);
-    protobuf_c_message_free_unpacked(&req->base, NULL);
-    return st;
+    return prepare_one(c, req->event, "event", p, err);
 }
 
 static tse_status submit(tse_server *s, int lane, const prepared *p, tse_publish_cb cb, void *arg,
@@ -255,19 +259,287 @@ const tse_method tse_method_publish = {
     .release = publish_release,
 };
 
-/* ===================== PublishStream (bidi) ============================= */
+/* ===================== answers-to-be: one per request message =========== */
 
-/* One request's answer-to-be. */
-typedef struct slot {
-    struct slot *next;
-    struct stream_call *sc;
-    bool done;
+/* One event's answer-to-be. */
+typedef struct item {
+    struct slot *sl;
     prepared p;
     char stream_id[48];
     char stream_key[TSE_EVENT_TYPE_MAX + 32];
     bool duplicate;
-    tse_error err; /* code != TSE_OK: the response carries this error */
+    tse_error err; /* code != TSE_OK: the result carries this error */
+} item;
+
+/*
+ * One request message's answer-to-be: the event of a PublishStream request,
+ * or the events of a batch (PublishBatch, PublishBatchStream), answered
+ * together once Redis answered every one of them (pending 0). Its items
+ * are submitted to one lane in order, so they reach Redis in request order.
+ */
+typedef struct slot {
+    struct slot *next;
+    tse_call *call;
+    size_t n;       /* items */
+    size_t pending; /* items submitted, not yet answered by the broker */
+    bool batch;     /* answered with a PublishBatchResponse */
+    tse_error err;  /* a batch refused as a whole: no items */
+    item items[];
 } slot;
+
+static slot *slot_create(tse_call *c, size_t n, bool batch)
+{
+    slot *sl = calloc(1, sizeof(*sl) + n * sizeof(item));
+
+    if (sl == NULL)
+        return NULL;
+    sl->call = c;
+    sl->n = n;
+    sl->batch = batch;
+    tse_error_clear(&sl->err);
+    for (size_t i = 0; i < n; i++) {
+        sl->items[i].sl = sl;
+        tse_error_clear(&sl->items[i].err);
+    }
+    return sl;
+}
+
+static void slot_free(slot *sl)
+{
+    if (sl == NULL)
+        return;
+    for (size_t i = 0; i < sl->n; i++)
+        free(sl->items[i].p.envelope);
+    free(sl);
+}
+
+/* Events the slot stands for in a stream's window (a refused batch: one). */
+static int slot_weight(const slot *sl)
+{
+    return sl->n > 0 ? (int)sl->n : 1;
+}
+
+/* Items refused (not stored). */
+static uint64_t slot_errors(const slot *sl)
+{
+    uint64_t n = sl->err.code != TSE_OK;
+
+    for (size_t i = 0; i < sl->n; i++)
+        n += sl->items[i].err.code != TSE_OK;
+    return n;
+}
+
+/* Prepares the events of a decoded batch, each alone: a bad one fails with
+ * its field named under "events[i]", the others go on. */
+static void prepare_batch(tse_call *c, Tracseq__Events__V1__PublishBatchRequest *req, slot *sl,
+                          int64_t start_us)
+{
+    char prefix[32];
+
+    for (size_t i = 0; i < sl->n; i++) {
+        item *it = &sl->items[i];
+        it->p.start_us = start_us;
+        snprintf(prefix, sizeof(prefix), "events[%zu]", i);
+        if (prepare_one(c, req->events[i], prefix, &it->p, &it->err) != TSE_OK)
+            tse_stats_add(c->server->stats, TSE_STAT_INVALID, 1);
+    }
+}
+
+static void slot_answered_locked(slot *sl);
+
+static void item_stored(void *arg, const tse_publish_result *r)
+{
+    item *it = arg;
+    slot *sl = it->sl;
+    tse_call *c = sl->call;
+    Tracseq__Events__V1__PublishResponse resp = TRACSEQ__EVENTS__V1__PUBLISH_RESPONSE__INIT;
+    Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+
+    pthread_mutex_lock(&c->lock);
+    if (account(c->server, &it->p, r, &resp, &ts, &it->err) == TSE_OK) {
+        copy_str(it->stream_id, sizeof(it->stream_id), r->stream_id);
+        copy_str(it->stream_key, sizeof(it->stream_key), r->stream_key);
+        it->duplicate = r->duplicate;
+        it->p.ts_sec = ts.seconds; /* a duplicate's is the stored event's */
+        it->p.ts_nanos = ts.nanos;
+    }
+    if (--sl->pending == 0)
+        slot_answered_locked(sl);
+    pthread_mutex_unlock(&c->lock);
+    tse_call_unref(c); /* the broker job's */
+}
+
+/*
+ * With the call's lock held: submits the slot's prepared items to the lane,
+ * in order, each job holding a reference to the call. An item the broker
+ * refuses gets that error. Returns whether any is pending.
+ */
+static bool slot_submit_locked(slot *sl, int lane)
+{
+    tse_call *c = sl->call;
+    tse_server *s = c->server;
+
+    for (size_t i = 0; i < sl->n; i++) {
+        item *it = &sl->items[i];
+        if (it->err.code != TSE_OK)
+            continue;
+        c->refs++; /* the broker job's */
+        if (submit(s, lane, &it->p, item_stored, it, &it->err) != TSE_OK) {
+            c->refs--;
+            tse_stats_add(s->stats, TSE_STAT_UNAVAILABLE, 1);
+            continue;
+        }
+        sl->pending++;
+    }
+    return sl->pending > 0;
+}
+
+static void fill_result(const item *it, Tracseq__Events__V1__PublishResponse *resp,
+                        Tracseq__Events__V1__PublishError *perr, Google__Protobuf__Timestamp *ts)
+{
+    if (it->err.code != TSE_OK) {
+        perr->code = (int32_t)tse_status_to_grpc(it->err.code);
+        perr->message = (char *)it->err.message;
+        perr->field = (char *)it->err.field;
+        resp->error = perr;
+        return;
+    }
+    ts->seconds = it->p.ts_sec;
+    ts->nanos = it->p.ts_nanos;
+    resp->event_id = (char *)it->p.event_id;
+    resp->stream_id = (char *)it->stream_id;
+    resp->stream = (char *)it->stream_key;
+    resp->published_at = ts;
+    resp->duplicate = it->duplicate;
+    resp->schema_valid = it->p.schema_valid;
+}
+
+/* The PublishBatchResponse of an answered batch slot; NULL when out of memory. */
+static grpc_byte_buffer *encode_batch(const slot *sl)
+{
+    Tracseq__Events__V1__PublishBatchResponse out =
+        TRACSEQ__EVENTS__V1__PUBLISH_BATCH_RESPONSE__INIT;
+    Tracseq__Events__V1__PublishError whole = TRACSEQ__EVENTS__V1__PUBLISH_ERROR__INIT;
+    Tracseq__Events__V1__PublishResponse *resps, **ptrs;
+    Tracseq__Events__V1__PublishError *perrs;
+    Google__Protobuf__Timestamp *ts;
+    grpc_byte_buffer *bb = NULL;
+    size_t n = sl->n ? sl->n : 1;
+
+    if (sl->err.code != TSE_OK) {
+        whole.code = (int32_t)tse_status_to_grpc(sl->err.code);
+        whole.message = (char *)sl->err.message;
+        whole.field = (char *)sl->err.field;
+        out.error = &whole;
+        return tse_encode(&out.base);
+    }
+    resps = malloc(n * sizeof(*resps));
+    ptrs = malloc(n * sizeof(*ptrs));
+    perrs = malloc(n * sizeof(*perrs));
+    ts = malloc(n * sizeof(*ts));
+    if (resps == NULL || ptrs == NULL || perrs == NULL || ts == NULL)
+        goto out;
+    for (size_t i = 0; i < sl->n; i++) {
+        tracseq__events__v1__publish_response__init(&resps[i]);
+        tracseq__events__v1__publish_error__init(&perrs[i]);
+        google__protobuf__timestamp__init(&ts[i]);
+        fill_result(&sl->items[i], &resps[i], &perrs[i], &ts[i]);
+        ptrs[i] = &resps[i];
+    }
+    out.n_results = sl->n;
+    out.results = ptrs;
+    bb = tse_encode(&out.base);
+out:
+    free(resps);
+    free(ptrs);
+    free(perrs);
+    free(ts);
+    return bb;
+}
+
+/* The answer of an answered slot; NULL when out of memory. */
+static grpc_byte_buffer *encode_slot(const slot *sl)
+{
+    Tracseq__Events__V1__PublishResponse resp = TRACSEQ__EVENTS__V1__PUBLISH_RESPONSE__INIT;
+    Tracseq__Events__V1__PublishError perr = TRACSEQ__EVENTS__V1__PUBLISH_ERROR__INIT;
+    Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+
+    if (sl->batch)
+        return encode_batch(sl);
+    fill_result(&sl->items[0], &resp, &perr, &ts);
+    return tse_encode(&resp.base);
+}
+
+/* ===================== PublishBatch (unary) ============================= */
+
+typedef struct batch_call {
+    tse_call base;
+    slot *sl;
+} batch_call;
+
+static void batch_release(tse_call *c)
+{
+    slot_free(((batch_call *)c)->sl);
+}
+
+/* With the lock held, by a holder of a reference: the answer. */
+static void batch_finish_locked(slot *sl)
+{
+    tse_call *c = sl->call;
+    grpc_byte_buffer *bb = encode_slot(sl);
+    char msg[64];
+    tse_error err;
+
+    snprintf(msg, sizeof(msg), "%zu events, %llu refused", sl->n,
+             (unsigned long long)slot_errors(sl));
+    tse_call_log_kv(c, "events", msg);
+    if (bb == NULL) {
+        tse_error_set(&err, TSE_NOMEM, NULL, "out of memory");
+        tse_call_finish_locked(c, NULL, &err);
+        return;
+    }
+    tse_call_finish_locked(c, bb, NULL);
+}
+
+static void batch_start(tse_call *c)
+{
+    batch_call *bc = (batch_call *)c;
+    Tracseq__Events__V1__PublishBatchRequest *req =
+        (Tracseq__Events__V1__PublishBatchRequest *)c->request;
+    tse_error err;
+
+    bc->sl = slot_create(c, req->n_events, true);
+    if (bc->sl == NULL) {
+        tse_error_set(&err, TSE_NOMEM, NULL, "out of memory");
+        tse_call_fail(c, &err);
+        return;
+    }
+    prepare_batch(c, req, bc->sl, c->start_us);
+    /* The envelopes are packed: the request is not needed while Redis works. */
+    protobuf_c_message_free_unpacked(c->request, NULL);
+    c->request = NULL;
+    pthread_mutex_lock(&c->lock);
+    c->refs++; /* held across the finish below */
+    if (!slot_submit_locked(bc->sl, tse_broker_pick_lane(c->server->broker)))
+        batch_finish_locked(bc->sl);
+    pthread_mutex_unlock(&c->lock);
+    tse_call_unref(c);
+}
+
+const tse_method tse_method_publish_batch = {
+    .path = "/tracseq.events.v1.EventService/PublishBatch",
+    .name = "PublishBatch",
+    .streaming_in = false,
+    .backlog = 16,
+    .call_size = sizeof(batch_call),
+    .request = &tracseq__events__v1__publish_batch_request__descriptor,
+    .max_entries = TSE_PUBLISH_BATCH_MAX_EVENTS,
+    .counts_invalid = true,
+    .start = batch_start,
+    .release = batch_release,
+};
+
+/* ===================== PublishStream, PublishBatchStream (bidi) ========= */
 
 typedef struct stream_call {
     tse_call base;
@@ -275,8 +547,9 @@ typedef struct stream_call {
     grpc_byte_buffer *recv_buf;
     grpc_byte_buffer *send_buf;
     slot *head, *tail;
-    int unanswered; /* slots queued, not yet sent */
+    int unanswered; /* events queued, not yet sent */
     int lane;
+    bool batch; /* PublishBatchStream */
     bool recv_pending, send_pending, input_done, failed;
     bool preparing;    /* a received request is being prepared outside the lock */
     bool winding_down; /* the server is stopping */
@@ -284,12 +557,6 @@ typedef struct stream_call {
 } stream_call;
 
 static void stream_try_send(stream_call *sc);
-
-static void slot_free(slot *sl)
-{
-    free(sl->p.envelope);
-    free(sl);
-}
 
 static void stream_release(tse_call *c)
 {
@@ -335,28 +602,17 @@ static void stream_finish(stream_call *sc, tse_status st)
     tse_call_finish_locked(&sc->base, NULL, &end);
 }
 
-static grpc_byte_buffer *encode_slot(stream_call *sc, slot *sl)
+/* Takes the head slot off the FIFO and frees it. */
+static void stream_pop(stream_call *sc)
 {
-    Tracseq__Events__V1__PublishResponse resp = TRACSEQ__EVENTS__V1__PUBLISH_RESPONSE__INIT;
-    Tracseq__Events__V1__PublishError perr = TRACSEQ__EVENTS__V1__PUBLISH_ERROR__INIT;
-    Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+    slot *sl = sc->head;
 
-    if (sl->err.code != TSE_OK) {
-        perr.code = (int32_t)tse_status_to_grpc(sl->err.code);
-        perr.message = sl->err.message;
-        perr.field = sl->err.field;
-        resp.error = &perr;
-    } else {
-        ts.seconds = sl->p.ts_sec;
-        ts.nanos = sl->p.ts_nanos;
-        resp.event_id = sl->p.event_id;
-        resp.stream_id = sl->stream_id;
-        resp.stream = sl->stream_key;
-        resp.published_at = &ts;
-        resp.duplicate = sl->duplicate;
-        resp.schema_valid = sl->p.schema_valid;
-    }
-    return tse_encode(&resp.base);
+    sc->head = sl->next;
+    if (sc->head == NULL)
+        sc->tail = NULL;
+    sc->unanswered -= slot_weight(sl);
+    sc->errors += slot_errors(sl);
+    slot_free(sl);
 }
 
 /* Sends the head slot if it is answered and no send is in flight. */
@@ -369,14 +625,8 @@ static void stream_try_send(stream_call *sc)
         return;
     if (sc->failed) {
         /* The client is gone: nothing more can be sent; drop answered slots. */
-        while (sc->head && sc->head->done) {
-            sl = sc->head;
-            sc->head = sl->next;
-            sc->unanswered--;
-            slot_free(sl);
-        }
-        if (sc->head == NULL)
-            sc->tail = NULL;
+        while (sc->head && sc->head->pending == 0)
+            stream_pop(sc);
         return;
     }
     if (sl == NULL) {
@@ -386,17 +636,18 @@ static void stream_try_send(stream_call *sc)
             stream_finish(sc, TSE_UNAVAILABLE);
         return;
     }
-    if (!sl->done)
+    if (sl->pending > 0)
         return;
-    sc->send_buf = encode_slot(sc, sl);
+    sc->send_buf = encode_slot(sl);
     /* Buffered when the next answer is ready behind it (never the last
      * queued one: it would never flush). */
-    more = sl->next && sl->next->done;
-    sc->head = sl->next;
-    if (sc->head == NULL)
-        sc->tail = NULL;
-    sc->unanswered--;
-    slot_free(sl);
+    more = sl->next && sl->next->pending == 0;
+    stream_pop(sc);
+    if (sc->send_buf == NULL) {
+        sc->failed = true;
+        stream_try_send(sc);
+        return;
+    }
     sc->send_pending = tse_call_send_locked(&sc->base, sc->send_buf, more, &sc->send_tag);
     if (!sc->send_pending)
         sc->failed = true;
@@ -404,27 +655,37 @@ static void stream_try_send(stream_call *sc)
         stream_post_recv(sc);
 }
 
-static void stream_stored(void *arg, const tse_publish_result *r)
+/* With the lock held: the last item of sl was answered. */
+static void slot_answered_locked(slot *sl)
 {
-    slot *sl = arg;
-    stream_call *sc = sl->sc;
-    Tracseq__Events__V1__PublishResponse resp = TRACSEQ__EVENTS__V1__PUBLISH_RESPONSE__INIT;
-    Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+    if (sl->call->method->streaming_in)
+        stream_try_send((stream_call *)sl->call);
+    else
+        batch_finish_locked(sl);
+}
 
-    pthread_mutex_lock(&sc->base.lock);
-    if (account(sc->base.server, &sl->p, r, &resp, &ts, &sl->err) == TSE_OK) {
-        copy_str(sl->stream_id, sizeof(sl->stream_id), r->stream_id);
-        copy_str(sl->stream_key, sizeof(sl->stream_key), r->stream_key);
-        sl->duplicate = r->duplicate;
-        sl->p.ts_sec = ts.seconds; /* a duplicate's is the stored event's */
-        sl->p.ts_nanos = ts.nanos;
-    } else {
-        sc->errors++;
+/* Decodes one PublishBatchStream message into a new slot; a batch that does
+ * not decode, or is over the limit, becomes a slot refused as a whole. */
+static slot *stream_prepare_batch(stream_call *sc, grpc_byte_buffer *bb, int64_t start_us)
+{
+    Tracseq__Events__V1__PublishBatchRequest *req;
+    tse_error err;
+    slot *sl;
+
+    tse_error_clear(&err);
+    req = (Tracseq__Events__V1__PublishBatchRequest *)tse_decode_bounded(
+        bb, &tracseq__events__v1__publish_batch_request__descriptor, TSE_PUBLISH_BATCH_MAX_EVENTS,
+        &err);
+    sl = slot_create(&sc->base, req ? req->n_events : 0, true);
+    if (sl != NULL && req != NULL)
+        prepare_batch(&sc->base, req, sl, start_us);
+    if (sl != NULL && req == NULL) {
+        tse_stats_add(sc->base.server->stats, TSE_STAT_INVALID, 1);
+        sl->err = err;
     }
-    sl->done = true;
-    stream_try_send(sc);
-    pthread_mutex_unlock(&sc->base.lock);
-    tse_call_unref(&sc->base); /* the broker job's */
+    if (req != NULL)
+        protobuf_c_message_free_unpacked(&req->base, NULL);
+    return sl;
 }
 
 /*
@@ -435,43 +696,39 @@ static void stream_stored(void *arg, const tse_publish_result *r)
  */
 static slot *stream_prepare(stream_call *sc, grpc_byte_buffer *bb)
 {
-    tse_server *s = sc->base.server;
-    slot *sl = calloc(1, sizeof(*sl));
+    int64_t start_us = tse_clock_us();
+    Tracseq__Events__V1__PublishRequest *req;
+    slot *sl;
 
-    if (sl == NULL)
-        return NULL;
-    sl->sc = sc;
-    tse_error_clear(&sl->err);
-    if (prepare_message(&sc->base, bb, &sl->p, &sl->err) != TSE_OK) {
-        tse_stats_add(s->stats, TSE_STAT_INVALID, 1);
-        sl->done = true;
+    if (sc->batch) {
+        sl = stream_prepare_batch(sc, bb, start_us);
+        return sl; /* NULL: out of memory, the caller fails the stream */
     }
+    if ((sl = slot_create(&sc->base, 1, false)) == NULL)
+        return NULL;
+    sl->items[0].p.start_us = start_us;
+    req = (Tracseq__Events__V1__PublishRequest *)tse_decode(
+        bb, &tracseq__events__v1__publish_request__descriptor, &sl->items[0].err);
+    if (req != NULL) {
+        prepare_request(&sc->base, req, &sl->items[0].p, &sl->items[0].err);
+        protobuf_c_message_free_unpacked(&req->base, NULL);
+    }
+    if (sl->items[0].err.code != TSE_OK)
+        tse_stats_add(sc->base.server->stats, TSE_STAT_INVALID, 1);
     return sl;
 }
 
 /* With the lock held: queues the slot in request order and submits it. */
 static void stream_accept(stream_call *sc, slot *sl)
 {
-    tse_server *s = sc->base.server;
-
     if (sc->tail)
         sc->tail->next = sl;
     else
         sc->head = sl;
     sc->tail = sl;
-    sc->unanswered++;
-    sc->received++;
-    if (sl->done) {
-        sc->errors++;
-        return;
-    }
-    sc->base.refs++; /* the broker job's; we hold the lock */
-    if (submit(s, sc->lane, &sl->p, stream_stored, sl, &sl->err) != TSE_OK) {
-        sc->base.refs--;
-        tse_stats_add(s->stats, TSE_STAT_UNAVAILABLE, 1);
-        sc->errors++;
-        sl->done = true;
-    }
+    sc->unanswered += slot_weight(sl);
+    sc->received += sl->n;
+    slot_submit_locked(sl, sc->lane);
 }
 
 /*
@@ -558,6 +815,7 @@ static void stream_start(tse_call *c)
     sc->recv_tag.fn = stream_on_recv;
     sc->send_tag.fn = stream_on_send;
     sc->close_tag.fn = stream_on_close;
+    sc->batch = c->method == &tse_method_publish_batch_stream;
     sc->lane = tse_broker_pick_lane(c->server->broker);
     /* Lock order everywhere: watch_lock, then a call's lock. */
     pthread_mutex_lock(&c->server->watch_lock);
@@ -579,6 +837,17 @@ const tse_method tse_method_publish_stream = {
     .backlog = 8,
     .call_size = sizeof(stream_call),
     .request = &tracseq__events__v1__publish_request__descriptor,
+    .start = stream_start,
+    .release = stream_release,
+};
+
+const tse_method tse_method_publish_batch_stream = {
+    .path = "/tracseq.events.v1.EventService/PublishBatchStream",
+    .name = "PublishBatchStream",
+    .streaming_in = true,
+    .backlog = 8,
+    .call_size = sizeof(stream_call),
+    .request = &tracseq__events__v1__publish_batch_request__descriptor,
     .start = stream_start,
     .release = stream_release,
 };

@@ -28,6 +28,8 @@ const char *const tse_server_services[] = {
 const tse_method *const tse_methods[] = {
     &tse_method_publish,
     &tse_method_publish_stream,
+    &tse_method_publish_batch,
+    &tse_method_publish_batch_stream,
     &tse_method_subscribe,
     &tse_method_acknowledge,
     &tse_method_nack,
@@ -66,7 +68,7 @@ static bool request_decoded(tse_call *c)
     if (c->method->streaming_in || c->method->request == NULL)
         return true;
     tse_error_clear(&err);
-    c->request = tse_decode(c->payload, c->method->request, &err);
+    c->request = tse_decode_bounded(c->payload, c->method->request, c->method->max_entries, &err);
     if (c->request != NULL)
         return true;
     if (c->method->counts_invalid)

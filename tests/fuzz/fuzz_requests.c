@@ -8,6 +8,9 @@
  *   Publish, PublishStream   tse_event_prepare, strict and lenient, then
  *                            the envelope packed as it is stored, which must
  *                            decode again as an Event (subscribers read it)
+ *   PublishBatch(Stream)     tse_decode_bounded with the batch limit (the
+ *                            count of entries before unpacking must agree
+ *                            with what unpacks), then each event as Publish's
  *   Subscribe                the first message's subscription (validated as
  *                            CreateSubscription's) or name; later messages'
  *                            ack ids split as the engine does
@@ -36,6 +39,7 @@
 
 #include "codec/pbjson.h"
 #include "codec/pbscan.h"
+#include "domain/limits.h"
 #include "domain/operate.h"
 #include "domain/subscription.h"
 #include "domain/validate.h"
@@ -75,6 +79,7 @@ enum method {
     M_SNAP_CREATE,
     M_SNAP_LIST,
     M_SNAP_DELETE,
+    M_PUBLISH_BATCH,
     M_COUNT
 };
 
@@ -135,37 +140,69 @@ static uint8_t *pack(const ProtobufCMessage *msg, size_t *len)
 
 /* ---- Publish --------------------------------------------------------------- */
 
-static void publish_once(const uint8_t *data, size_t size, tse_validation_mode mode,
-                         const char *md_corr)
+/* One event prepared as the handler prepares it. */
+static void prepare_check(Tracseq__Events__V1__Event *ev, tse_validation_mode mode,
+                          const char *md_corr)
 {
-    Tracseq__Events__V1__PublishRequest *req = (Tracseq__Events__V1__PublishRequest *)decode(
-        data, size, &tracseq__events__v1__publish_request__descriptor);
     tse_prepare_result res;
     tse_error err;
     tse_status st;
 
-    if (req == NULL || req->event == NULL)
-        goto out;
     tse_error_clear(&err);
-    st = tse_event_prepare(req->event, mode, 1700000000, 123456789, md_corr, &res, &err);
+    st = tse_event_prepare(ev, mode, 1700000000, 123456789, md_corr, &res, &err);
     if (st == TSE_OK) {
         size_t len;
-        uint8_t *env = pack(&req->event->base, &len);
+        uint8_t *env = pack(&ev->base, &len);
         ProtobufCMessage *back =
             protobuf_c_message_unpack(&tracseq__events__v1__event__descriptor, NULL, len, env);
         FUZZ_CHECK(back != NULL, "a prepared event (%zu bytes) does not decode again", len);
-        FUZZ_CHECK(tse_uuid_valid(req->event->id), "prepared id \"%s\"", req->event->id);
-        FUZZ_CHECK(req->event->priority >= 1 && req->event->priority <= 5, "priority %d",
-                   req->event->priority);
+        FUZZ_CHECK(tse_uuid_valid(ev->id), "prepared id \"%s\"", ev->id);
+        FUZZ_CHECK(ev->priority >= 1 && ev->priority <= 5, "priority %d", ev->priority);
         FUZZ_CHECK(mode == TSE_VALIDATION_LENIENT || res.schema_valid, "strict stored a misfit");
         protobuf_c_message_free_unpacked(back, NULL);
         free(env);
     } else {
         check_error(st, &err);
     }
-out:
+}
+
+static void publish_once(const uint8_t *data, size_t size, tse_validation_mode mode,
+                         const char *md_corr)
+{
+    Tracseq__Events__V1__PublishRequest *req = (Tracseq__Events__V1__PublishRequest *)decode(
+        data, size, &tracseq__events__v1__publish_request__descriptor);
+
+    if (req != NULL && req->event != NULL)
+        prepare_check(req->event, mode, md_corr);
     if (req != NULL)
         protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+/* A small bound (8) as well as the real one, so the fuzzer reaches both
+ * sides of it. */
+static void publish_batch_once(const uint8_t *data, size_t size, size_t max,
+                               tse_validation_mode mode)
+{
+    grpc_slice slice = grpc_slice_from_copied_buffer((const char *)data, size);
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
+    Tracseq__Events__V1__PublishBatchRequest *req;
+    size_t counted = tse_pbscan_count(data, size, 1);
+    tse_error err;
+
+    tse_error_clear(&err);
+    req = (Tracseq__Events__V1__PublishBatchRequest *)tse_decode_bounded(
+        bb, &tracseq__events__v1__publish_batch_request__descriptor, max, &err);
+    grpc_byte_buffer_destroy(bb);
+    grpc_slice_unref(slice);
+    if (req == NULL) {
+        check_error(TSE_INVALID, &err);
+        return;
+    }
+    FUZZ_CHECK(req->n_events <= max && req->n_events == counted, "%zu events, %zu counted",
+               req->n_events, counted);
+    for (size_t i = 0; i < req->n_events; i++)
+        prepare_check(req->events[i], mode, NULL);
+    protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
 /* ---- subscriptions ---------------------------------------------------------- */
@@ -365,6 +402,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case M_PUBLISH:
         publish_once(data, size, TSE_VALIDATION_STRICT, md_corr);
         publish_once(data, size, TSE_VALIDATION_LENIENT, md_corr);
+        return 0;
+    case M_PUBLISH_BATCH:
+        publish_batch_once(data, size, 8, TSE_VALIDATION_STRICT);
+        publish_batch_once(data, size, TSE_PUBLISH_BATCH_MAX_EVENTS, TSE_VALIDATION_LENIENT);
         return 0;
     case M_REFLECTION_V1ALPHA: reflection(data, size, TSE_REFLECTION_V1ALPHA); return 0;
     case M_REFLECTION_V1: reflection(data, size, TSE_REFLECTION_V1); return 0;

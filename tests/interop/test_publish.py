@@ -365,6 +365,54 @@ def list_event_types(stack):
         check_equal(got, want, f"{info.event_type}: fields (name, number, json_name)")
 
 
+def publish_batch(stack):
+    """PublishBatch and PublishBatchStream: results per event, in order."""
+    stubs, service = stack.stubs, stack.event_service()
+    dup = str(uuid.uuid4())
+
+    def batch(base):
+        events = []
+        for i in range(10):
+            event = stubs.event_pb2.Event(event_type="interop.batch_checked",
+                                          source_service="interop-python")
+            event.data.update({"n": base + i})
+            if i == 4:
+                event.source_service = ""
+            if i in (6, 8):
+                event.id = dup
+            events.append(event)
+        return stubs.service_pb2.PublishBatchRequest(events=events)
+
+    unary = service.PublishBatch(batch(0), timeout=TIMEOUT)
+    streamed = list(service.PublishBatchStream(iter([batch(10), batch(20)]), timeout=TIMEOUT))
+    check_equal(len(streamed), 2, "PublishBatchStream answers")
+    for k, answer in enumerate([unary] + streamed):
+        check(not answer.HasField("error"), f"batch {k}: refused whole: {answer.error}")
+        check_equal(len(answer.results), 10, f"batch {k}: results")
+        bad = answer.results[4]
+        check_equal(bad.error.code, 3, f"batch {k}: the invalid event's code")
+        check_equal(bad.error.field, "events[4].source_service", f"batch {k}: its field")
+        for i, result in enumerate(answer.results):
+            if i != 4:
+                check_response(result, "interop.batch_checked", 3, f"batch {k} result {i}")
+        check_equal(answer.results[8].duplicate, True, f"batch {k}: the repeated id")
+        check_equal(answer.results[8].stream_id, unary.results[6].stream_id,
+                    f"batch {k}: the repeated id's stream_id")
+    key = stream_key("interop.batch_checked", 3)
+    stored = [int(stubs.event_pb2.Event.FromString(f["event"]).data["n"])
+              for _, f in stack.redis().xrange(key)]
+    want = [b + i for b in (0, 10, 20) for i in range(10)
+            if i != 4 and i != 8 and not (b > 0 and i == 6)]
+    check_equal(stored, want, f"{key}: stored events in order")
+    try:
+        service.PublishBatch(stubs.service_pb2.PublishBatchRequest(
+            events=[stubs.event_pb2.Event()] * 1001), timeout=TIMEOUT)
+        check(False, "a batch of 1001 events was accepted")
+    except grpc.RpcError as e:
+        check_equal(e.code(), grpc.StatusCode.INVALID_ARGUMENT, "a batch over the limit")
+        check(e.details().startswith("events: "), f"details {e.details()!r}")
+
+
 def body(stack, checks):
     checks.run("publish typed sample.created; stored entry decodes to it", publish_typed, stack)
     checks.run("typed publish stamps an unset created_at", publish_typed_stamps_time, stack)
@@ -373,6 +421,8 @@ def body(stack, checks):
                stack)
     checks.run("PublishStream 1000 events, 2 invalid: answers exact and in order",
                publish_stream, stack)
+    checks.run("PublishBatch and PublishBatchStream: per-event results in order, dedup",
+               publish_batch, stack)
     checks.run("invalid unary publish is INVALID_ARGUMENT naming the field", publish_invalid,
                stack)
     checks.run("lenient: misfit typed payload stored as flagged generic data",

@@ -15,6 +15,13 @@
  * redrive, purge, garbage ids), snapshots (create, list, delete) and Seek
  * (to latest on auto-ack subscriptions; elsewhere without a target, which
  * is refused), and random short deadlines.
+ * own generator, seeded from SEED: Publish, PublishStream, PublishBatch and
+ * PublishBatchStream (catalog and generic types, priorities 0-5, client ids with repeats, invalid
+ * events), Subscribe (spec or name, random consumer names, acks/nacks/extends with valid, stale,
+ * foreign and garbage ack ids, vanishing without a word), Pull with random max_events and wait_ms,
+ * Acknowledge/Nack, subscription create/get/list/delete/re-create while subscribers are attached
+ * and pulls wait, the same through the REST bridge (publish, pull, ack, nack, SSE readers,
+ * subscription endpoints), GetStats, and random short deadlines.
  *
  * The model (checked while running and at the end, after the clients
  * stopped and every checked subscription was drained):
@@ -86,6 +93,8 @@
 #define SERVICE        "/tracseq.events.v1.EventService/"
 #define M_PUBLISH      SERVICE "Publish"
 #define M_PUBLISH_STR  SERVICE "PublishStream"
+#define M_BATCH        SERVICE "PublishBatch"
+#define M_BATCH_STR    SERVICE "PublishBatchStream"
 #define M_SUBSCRIBE    SERVICE "Subscribe"
 #define M_PULL         SERVICE "Pull"
 #define M_ACK          SERVICE "Acknowledge"
@@ -127,6 +136,8 @@ typedef Tracseq__Events__V1__Delivery Delivery;
 typedef Tracseq__Events__V1__Subscription Subscription;
 typedef Tracseq__Events__V1__PublishRequest PublishRequest;
 typedef Tracseq__Events__V1__PublishResponse PublishResponse;
+typedef Tracseq__Events__V1__PublishBatchRequest BatchRequest;
+typedef Tracseq__Events__V1__PublishBatchResponse BatchResponse;
 typedef Tracseq__Events__V1__SubscribeRequest SubscribeRequest;
 typedef Tracseq__Events__V1__PullRequest PullRequest;
 typedef Tracseq__Events__V1__PullResponse PullResponse;
@@ -334,12 +345,15 @@ enum {
     K_SEEK,
     K_SNAP_CREATE,
     K_SNAP_LIST,
-    K_SNAP_DELETE
+    K_SNAP_DELETE,
+    K_BATCH,
+    K_BATCH_STR
 };
 static const char *const methods[] = {
-    M_PUBLISH,    M_PUBLISH_STR, M_SUBSCRIBE, M_PULL,        M_ACK,       M_NACK,       M_CREATE,
-    M_GET,        M_LIST,        M_DELETE,    M_STATS,       M_TYPES,     M_DL_LIST,    M_DL_GET,
-    M_DL_REDRIVE, M_DL_PURGE,    M_SEEK,      M_SNAP_CREATE, M_SNAP_LIST, M_SNAP_DELETE};
+    M_PUBLISH,   M_PUBLISH_STR, M_SUBSCRIBE,  M_PULL,     M_ACK,   M_NACK,
+    M_CREATE,    M_GET,         M_LIST,       M_DELETE,   M_STATS, M_TYPES,
+    M_DL_LIST,   M_DL_GET,      M_DL_REDRIVE, M_DL_PURGE, M_SEEK,  M_SNAP_CREATE,
+    M_SNAP_LIST, M_SNAP_DELETE, M_BATCH,      M_BATCH_STR};
 
 /* ===================== failure and the operation log ===================== */
 
@@ -995,6 +1009,122 @@ static void op_publish_stream(client *c)
     atomic_fetch_add(&g.answered[K_PUBLISH_STR], 1);
     if (code != GRPC_STATUS_OK)
         fail(c, "PublishStream ended with status %d '%s'", code, st.details);
+}
+
+#define BATCH_MAX 24
+
+/* Fills up to BATCH_MAX events of a new batch; their tokens in toks. */
+static size_t batch_fill(client *c, pub *ps, Event **evs, int *toks, const char *what)
+{
+    size_t n = 1 + (size_t)rnd(&c->rng, BATCH_MAX);
+
+    for (size_t i = 0; i < n; i++) {
+        bad_kind bad;
+        bool other;
+        toks[i] = choose_event(c, &bad, &other);
+        if (toks[i] < 0)
+            return i;
+        pub_fill(&ps[i], toks[i], bad, other);
+        evs[i] = &ps[i].ev;
+        oplog(c, "  %s tt-%d %s p%d id=%s bad=%d other=%d", what, toks[i], ps[i].type,
+              ps[i].ev.priority, ps[i].id, bad, other);
+    }
+    return n;
+}
+
+/* The results of one answered batch, checked against the model in order. */
+static void batch_outcomes(client *c, const BatchResponse *r, const int *toks, size_t n,
+                           const char *via)
+{
+    if (r->error != NULL || r->n_results != n) {
+        fail(c, "%s: %zu results for %zu events (error %s)", via, r->n_results, n,
+             r->error ? r->error->message : "none");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const PublishResponse *one = r->results[i];
+        char at[48];
+        if (one->error != NULL) {
+            publish_outcome(c, toks[i], false, true, false, NULL, one->stream_id, NULL, false, via);
+            continue;
+        }
+        snprintf(at, sizeof(at), "%lld.%09d",
+                 one->published_at ? (long long)one->published_at->seconds : -1LL,
+                 one->published_at ? one->published_at->nanos : 0);
+        ev_published_at(c, ev_at(toks[i]), toks[i], 0, at, via);
+        publish_outcome(c, toks[i], true, false, false, one->event_id, one->stream_id, one->stream,
+                        one->duplicate, via);
+    }
+}
+
+static void op_publish_batch(client *c)
+{
+    pub *ps = calloc(BATCH_MAX, sizeof(*ps));
+    Event *evs[BATCH_MAX];
+    int toks[BATCH_MAX], timeout = short_or_long(c, 8);
+    BatchRequest req = TRACSEQ__EVENTS__V1__PUBLISH_BATCH_REQUEST__INIT;
+    BatchResponse *resp = NULL;
+    grpc_status_code code;
+    size_t n;
+
+    oplog(c, "PublishBatch deadline=%d", timeout);
+    n = batch_fill(c, ps, evs, toks, "batch");
+    req.n_events = n;
+    req.events = evs;
+    code = unary(c, K_BATCH, &req.base, &tracseq__events__v1__publish_batch_response__descriptor,
+                 (ProtobufCMessage **)&resp, timeout, ALLOWED(GRPC_STATUS_OK));
+    if (code == GRPC_STATUS_OK && resp != NULL) {
+        batch_outcomes(c, resp, toks, n, "PublishBatch");
+    } else {
+        for (size_t i = 0; i < n; i++)
+            publish_outcome(c, toks[i], false, false, true, NULL, NULL, NULL, false,
+                            "PublishBatch");
+    }
+    if (resp)
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+    free(ps);
+}
+
+static void op_publish_batch_stream(client *c)
+{
+    int batches = 1 + rnd(&c->rng, 3), toks[3][BATCH_MAX];
+    pub *ps = calloc(3 * BATCH_MAX, sizeof(*ps));
+    size_t n[3] = {0};
+    tse_test_stream *s;
+    tse_test_status st;
+    grpc_status_code code;
+
+    atomic_fetch_add(&g.calls[K_BATCH_STR], 1);
+    s = tse_test_stream_open(c->ch, M_BATCH_STR, CALL_MS, NULL, NULL);
+    oplog(c, "PublishBatchStream batches=%d", batches);
+    for (int b = 0; b < batches; b++) {
+        BatchRequest req = TRACSEQ__EVENTS__V1__PUBLISH_BATCH_REQUEST__INIT;
+        Event *evs[BATCH_MAX];
+        n[b] = batch_fill(c, ps + b * BATCH_MAX, evs, toks[b], "batch stream");
+        req.n_events = n[b];
+        req.events = evs;
+        if (!tse_test_stream_send(s, &req.base)) {
+            fail(c, "PublishBatchStream: send of batch %d failed", b + 1);
+            batches = b + 1;
+            break;
+        }
+    }
+    for (int b = 0; b < batches; b++) {
+        BatchResponse *r = (BatchResponse *)tse_test_stream_recv(
+            s, &tracseq__events__v1__publish_batch_response__descriptor, CALL_MS, NULL);
+        if (r == NULL) {
+            fail(c, "PublishBatchStream: answer %d of %d missing", b + 1, batches);
+            break;
+        }
+        batch_outcomes(c, r, toks[b], n[b], "PublishBatchStream");
+        protobuf_c_message_free_unpacked(&r->base, NULL);
+    }
+    tse_test_stream_close_send(s);
+    code = tse_test_stream_finish(s, &st);
+    atomic_fetch_add(&g.answered[K_BATCH_STR], 1);
+    if (code != GRPC_STATUS_OK)
+        fail(c, "PublishBatchStream ended with status %d '%s'", code, st.details);
+    free(ps);
 }
 
 /* ===================== ack ids =========================================== */
@@ -2346,8 +2476,12 @@ static void *client_main(void *arg)
         int r = rnd(&c->rng, 100);
         if (r < 22)
             op_publish(c);
-        else if (r < 30)
+        else if (r < 27)
             op_publish_stream(c);
+        else if (r < 29)
+            op_publish_batch(c);
+        else if (r < 30)
+            op_publish_batch_stream(c);
         else if (r < 42)
             op_subscribe(c);
         else if (r < 54)
@@ -3196,6 +3330,8 @@ int main(int argc, char **argv)
              atomic_load(&g.answered[K_PULL]));
     printf("torture: %d first events of a new type long-polled\n",
            atomic_load(&g.fresh) < N_FRESH ? atomic_load(&g.fresh) : N_FRESH);
+    printf("torture: calls: batch %ld batch stream %ld\n", atomic_load(&g.calls[K_BATCH]),
+           atomic_load(&g.calls[K_BATCH_STR]));
     printf("torture: calls: publish %ld stream %ld subscribe %ld pull %ld ack %ld nack %ld admin "
            "%ld rest %ld\n",
            atomic_load(&g.calls[K_PUBLISH]), atomic_load(&g.calls[K_PUBLISH_STR]),

@@ -510,6 +510,24 @@ static void test_unknown_fields_are_skipped_whatever_they_hold(void **state)
     free(deep);
 }
 
+/* The entries of a repeated field are counted at the root only, whatever
+ * they hold, and a malformed tail ends the count. */
+static void test_count_reads_only_the_root(void **state)
+{
+    /* events[0] = {}, an unknown varint field 2, events[1] holding a nested
+     * field 1 (not counted), a fixed64 field 3, events[2] = {}. */
+    static const uint8_t batch[] = {0x0A, 0x00, 0x10, 0x96, 0x01, 0x0A, 0x02, 0x0A, 0x00, 0x19,
+                                    1,    2,    3,    4,    5,    6,    7,    8,    0x0A, 0x00};
+    static const uint8_t truncated[] = {0x0A, 0x00, 0x0A, 0x05, 0x00};
+
+    (void)state;
+    assert_int_equal(tse_pbscan_count(batch, sizeof(batch), 1), 3);
+    assert_int_equal(tse_pbscan_count(batch, sizeof(batch), 2), 1);
+    assert_int_equal(tse_pbscan_count(batch, sizeof(batch), 3), 1);
+    assert_int_equal(tse_pbscan_count(truncated, sizeof(truncated), 1), 2);
+    assert_int_equal(tse_pbscan_count(NULL, 0, 1), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -525,6 +543,7 @@ int main(void)
         cmocka_unit_test(test_garbage_never_crashes_and_malformed_agrees_with_protobuf_c),
         cmocka_unit_test(test_malformed_bytes_are_named_with_their_offset),
         cmocka_unit_test(test_unknown_fields_are_skipped_whatever_they_hold),
+        cmocka_unit_test(test_count_reads_only_the_root),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -203,12 +203,14 @@ async function resolveService(st) {
   const service = root.lookupService(SERVICE);
   const shapes = {};
   for (const m of service.methodsArray) shapes[m.name] = [!!m.requestStream, !!m.responseStream];
-  checkEqual(Object.keys(shapes).length, 20, `EventService methods ${show(Object.keys(shapes))}`);
+  checkEqual(Object.keys(shapes).length, 22, `EventService methods ${show(Object.keys(shapes))}`);
   for (const m of ['ListDeadLetters', 'GetDeadLetter', 'RedriveDeadLetters', 'PurgeDeadLetters',
                    'Seek', 'CreateSnapshot', 'ListSnapshots', 'DeleteSnapshot'])
     checkEqual(shapes[m], [false, false], `${m} is unary`);
   checkEqual(shapes.Publish, [false, false], 'Publish streaming (request, response)');
   checkEqual(shapes.PublishStream, [true, true], 'PublishStream streaming');
+  checkEqual(shapes.PublishBatch, [false, false], 'PublishBatch streaming');
+  checkEqual(shapes.PublishBatchStream, [true, true], 'PublishBatchStream streaming');
   checkEqual(shapes.Subscribe, [true, true], 'Subscribe streaming');
   checkEqual(shapes.GetSubscription, [false, false], 'GetSubscription streaming');
   const publish = service.methods.Publish;

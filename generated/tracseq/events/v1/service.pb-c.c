@@ -142,6 +142,96 @@ void   tracseq__events__v1__publish_response__free_unpacked
   assert(message->base.descriptor == &tracseq__events__v1__publish_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   tracseq__events__v1__publish_batch_request__init
+                     (Tracseq__Events__V1__PublishBatchRequest         *message)
+{
+  static const Tracseq__Events__V1__PublishBatchRequest init_value = TRACSEQ__EVENTS__V1__PUBLISH_BATCH_REQUEST__INIT;
+  *message = init_value;
+}
+size_t tracseq__events__v1__publish_batch_request__get_packed_size
+                     (const Tracseq__Events__V1__PublishBatchRequest *message)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__publish_batch_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tracseq__events__v1__publish_batch_request__pack
+                     (const Tracseq__Events__V1__PublishBatchRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__publish_batch_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tracseq__events__v1__publish_batch_request__pack_to_buffer
+                     (const Tracseq__Events__V1__PublishBatchRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__publish_batch_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tracseq__Events__V1__PublishBatchRequest *
+       tracseq__events__v1__publish_batch_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tracseq__Events__V1__PublishBatchRequest *)
+     protobuf_c_message_unpack (&tracseq__events__v1__publish_batch_request__descriptor,
+                                allocator, len, data);
+}
+void   tracseq__events__v1__publish_batch_request__free_unpacked
+                     (Tracseq__Events__V1__PublishBatchRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tracseq__events__v1__publish_batch_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tracseq__events__v1__publish_batch_response__init
+                     (Tracseq__Events__V1__PublishBatchResponse         *message)
+{
+  static const Tracseq__Events__V1__PublishBatchResponse init_value = TRACSEQ__EVENTS__V1__PUBLISH_BATCH_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t tracseq__events__v1__publish_batch_response__get_packed_size
+                     (const Tracseq__Events__V1__PublishBatchResponse *message)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__publish_batch_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tracseq__events__v1__publish_batch_response__pack
+                     (const Tracseq__Events__V1__PublishBatchResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__publish_batch_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tracseq__events__v1__publish_batch_response__pack_to_buffer
+                     (const Tracseq__Events__V1__PublishBatchResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__publish_batch_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tracseq__Events__V1__PublishBatchResponse *
+       tracseq__events__v1__publish_batch_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tracseq__Events__V1__PublishBatchResponse *)
+     protobuf_c_message_unpack (&tracseq__events__v1__publish_batch_response__descriptor,
+                                allocator, len, data);
+}
+void   tracseq__events__v1__publish_batch_response__free_unpacked
+                     (Tracseq__Events__V1__PublishBatchResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tracseq__events__v1__publish_batch_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   tracseq__events__v1__subscription__init
                      (Tracseq__Events__V1__Subscription         *message)
 {
@@ -2227,6 +2317,95 @@ const ProtobufCMessageDescriptor tracseq__events__v1__publish_response__descript
   tracseq__events__v1__publish_response__field_indices_by_name,
   1,  tracseq__events__v1__publish_response__number_ranges,
   (ProtobufCMessageInit) tracseq__events__v1__publish_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tracseq__events__v1__publish_batch_request__field_descriptors[1] =
+{
+  {
+    "events",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tracseq__Events__V1__PublishBatchRequest, n_events),
+    offsetof(Tracseq__Events__V1__PublishBatchRequest, events),
+    &tracseq__events__v1__event__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tracseq__events__v1__publish_batch_request__field_indices_by_name[] = {
+  0,   /* field[0] = events */
+};
+static const ProtobufCIntRange tracseq__events__v1__publish_batch_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor tracseq__events__v1__publish_batch_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tracseq.events.v1.PublishBatchRequest",
+  "PublishBatchRequest",
+  "Tracseq__Events__V1__PublishBatchRequest",
+  "tracseq.events.v1",
+  sizeof(Tracseq__Events__V1__PublishBatchRequest),
+  1,
+  tracseq__events__v1__publish_batch_request__field_descriptors,
+  tracseq__events__v1__publish_batch_request__field_indices_by_name,
+  1,  tracseq__events__v1__publish_batch_request__number_ranges,
+  (ProtobufCMessageInit) tracseq__events__v1__publish_batch_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tracseq__events__v1__publish_batch_response__field_descriptors[2] =
+{
+  {
+    "results",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tracseq__Events__V1__PublishBatchResponse, n_results),
+    offsetof(Tracseq__Events__V1__PublishBatchResponse, results),
+    &tracseq__events__v1__publish_response__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "error",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__PublishBatchResponse, error),
+    &tracseq__events__v1__publish_error__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tracseq__events__v1__publish_batch_response__field_indices_by_name[] = {
+  1,   /* field[1] = error */
+  0,   /* field[0] = results */
+};
+static const ProtobufCIntRange tracseq__events__v1__publish_batch_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor tracseq__events__v1__publish_batch_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tracseq.events.v1.PublishBatchResponse",
+  "PublishBatchResponse",
+  "Tracseq__Events__V1__PublishBatchResponse",
+  "tracseq.events.v1",
+  sizeof(Tracseq__Events__V1__PublishBatchResponse),
+  2,
+  tracseq__events__v1__publish_batch_response__field_descriptors,
+  tracseq__events__v1__publish_batch_response__field_indices_by_name,
+  1,  tracseq__events__v1__publish_batch_response__number_ranges,
+  (ProtobufCMessageInit) tracseq__events__v1__publish_batch_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor tracseq__events__v1__subscription__field_descriptors[11] =
@@ -5279,10 +5458,12 @@ const ProtobufCEnumDescriptor tracseq__events__v1__dead_letter_reason__descripto
   tracseq__events__v1__dead_letter_reason__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor tracseq__events__v1__event_service__method_descriptors[20] =
+static const ProtobufCMethodDescriptor tracseq__events__v1__event_service__method_descriptors[22] =
 {
   { "Publish", &tracseq__events__v1__publish_request__descriptor, &tracseq__events__v1__publish_response__descriptor },
   { "PublishStream", &tracseq__events__v1__publish_request__descriptor, &tracseq__events__v1__publish_response__descriptor },
+  { "PublishBatch", &tracseq__events__v1__publish_batch_request__descriptor, &tracseq__events__v1__publish_batch_response__descriptor },
+  { "PublishBatchStream", &tracseq__events__v1__publish_batch_request__descriptor, &tracseq__events__v1__publish_batch_response__descriptor },
   { "Subscribe", &tracseq__events__v1__subscribe_request__descriptor, &tracseq__events__v1__delivery__descriptor },
   { "Acknowledge", &tracseq__events__v1__acknowledge_request__descriptor, &tracseq__events__v1__acknowledge_response__descriptor },
   { "Nack", &tracseq__events__v1__nack_request__descriptor, &tracseq__events__v1__nack_response__descriptor },
@@ -5303,26 +5484,28 @@ static const ProtobufCMethodDescriptor tracseq__events__v1__event_service__metho
   { "DeleteSnapshot", &tracseq__events__v1__delete_snapshot_request__descriptor, &tracseq__events__v1__delete_snapshot_response__descriptor },
 };
 const unsigned tracseq__events__v1__event_service__method_indices_by_name[] = {
-  3,        /* Acknowledge */
-  17,        /* CreateSnapshot */
-  6,        /* CreateSubscription */
-  19,        /* DeleteSnapshot */
-  9,        /* DeleteSubscription */
-  13,        /* GetDeadLetter */
-  10,        /* GetStats */
-  7,        /* GetSubscription */
-  12,        /* ListDeadLetters */
-  11,        /* ListEventTypes */
-  18,        /* ListSnapshots */
-  8,        /* ListSubscriptions */
-  4,        /* Nack */
+  5,        /* Acknowledge */
+  19,        /* CreateSnapshot */
+  8,        /* CreateSubscription */
+  21,        /* DeleteSnapshot */
+  11,        /* DeleteSubscription */
+  15,        /* GetDeadLetter */
+  12,        /* GetStats */
+  9,        /* GetSubscription */
+  14,        /* ListDeadLetters */
+  13,        /* ListEventTypes */
+  20,        /* ListSnapshots */
+  10,        /* ListSubscriptions */
+  6,        /* Nack */
   0,        /* Publish */
+  2,        /* PublishBatch */
+  3,        /* PublishBatchStream */
   1,        /* PublishStream */
-  5,        /* Pull */
-  15,        /* PurgeDeadLetters */
-  14,        /* RedriveDeadLetters */
-  16,        /* Seek */
-  2         /* Subscribe */
+  7,        /* Pull */
+  17,        /* PurgeDeadLetters */
+  16,        /* RedriveDeadLetters */
+  18,        /* Seek */
+  4         /* Subscribe */
 };
 const ProtobufCServiceDescriptor tracseq__events__v1__event_service__descriptor =
 {
@@ -5331,7 +5514,7 @@ const ProtobufCServiceDescriptor tracseq__events__v1__event_service__descriptor 
   "EventService",
   "Tracseq__Events__V1__EventService",
   "tracseq.events.v1",
-  20,
+  22,
   tracseq__events__v1__event_service__method_descriptors,
   tracseq__events__v1__event_service__method_indices_by_name
 };
@@ -5351,13 +5534,29 @@ void tracseq__events__v1__event_service__publish_stream(ProtobufCService *servic
   assert(service->descriptor == &tracseq__events__v1__event_service__descriptor);
   service->invoke(service, 1, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void tracseq__events__v1__event_service__publish_batch(ProtobufCService *service,
+                                                       const Tracseq__Events__V1__PublishBatchRequest *input,
+                                                       Tracseq__Events__V1__PublishBatchResponse_Closure closure,
+                                                       void *closure_data)
+{
+  assert(service->descriptor == &tracseq__events__v1__event_service__descriptor);
+  service->invoke(service, 2, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void tracseq__events__v1__event_service__publish_batch_stream(ProtobufCService *service,
+                                                              const Tracseq__Events__V1__PublishBatchRequest *input,
+                                                              Tracseq__Events__V1__PublishBatchResponse_Closure closure,
+                                                              void *closure_data)
+{
+  assert(service->descriptor == &tracseq__events__v1__event_service__descriptor);
+  service->invoke(service, 3, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void tracseq__events__v1__event_service__subscribe(ProtobufCService *service,
                                                    const Tracseq__Events__V1__SubscribeRequest *input,
                                                    Tracseq__Events__V1__Delivery_Closure closure,
                                                    void *closure_data)
 {
   assert(service->descriptor == &tracseq__events__v1__event_service__descriptor);
-  service->invoke(service, 2, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 4, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void tracseq__events__v1__event_service__acknowledge(ProtobufCService *service,
                                                      const Tracseq__Events__V1__AcknowledgeRequest *input,
@@ -5365,7 +5564,7 @@ void tracseq__events__v1__event_service__acknowledge(ProtobufCService *service,
                                                      void *closure_data)
 {
   assert(service->descriptor == &tracseq__events__v1__event_service__descriptor);
-  service->invoke(service, 3, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void tracseq__events__v1__event_service__nack(ProtobufCService *service,
                                               const Tracseq__Events__V1__NackRequest *input,
@@ -5373,7 +5572,7 @@ void tracseq__events__v1__event_service__nack(ProtobufCService *service,
                                               void *closure_data)
 {
   assert(service->descriptor == &tracseq__events__v1__event_service__descriptor);
-  service->invoke(service, 4, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void tracseq__events__v1__event_service__pull(ProtobufCService *service,
                                               const Tracseq__Events__V1__PullRequest *input,
@@ -5381,7 +5580,7 @@ void tracseq__events__v1__event_service__pull(ProtobufCService *service,
                                               void *closure_data)
 {
   assert(service->descriptor == &tracseq__events__v1__event_service__descriptor);
-  service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 7, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void tracseq__events__v1__event_service__create_subscription(ProtobufCService *service,
                                                              const Tracseq__Events__V1__CreateSubscriptionRequest *input,
@@ -5389,7 +5588,7 @@ void tracseq__events__v1__event_service__create_subscription(ProtobufCService *s
                                                              void *closure_data)
 {
   assert(service->descriptor == &tracseq__events__v1__event_service__descriptor);
-  service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 8, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void tracseq__events__v1__event_service__get_subscription(ProtobufCService *service,
                                                           const Tracseq__Events__V1__GetSubscriptionRequest *input,
@@ -5397,7 +5596,7 @@ void tracseq__events__v1__event_service__get_subscription(ProtobufCService *serv
                                                           void *closure_data)
 {
   assert(service->descriptor == &tracseq__events__v1__event_service__descriptor);
-  service->invoke(service, 7, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void tracseq__events__v1__event_service__list_subscriptions(ProtobufCService *service,
                                                             const Tracseq__Events__V1__ListSubscriptionsRequest *input,
@@ -5405,7 +5604,7 @@ void tracseq__events__v1__event_service__list_subscriptions(ProtobufCService *se
                                                             void *closure_data)
 {
   assert(service->descriptor == &tracseq__events__v1__event_service__descriptor);
-  service->invoke(service, 8, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void tracseq__events__v1__event_service__delete_subscription(ProtobufCService *service,
                                                              const Tracseq__Events__V1__DeleteSubscriptionRequest *input,
@@ -5413,7 +5612,7 @@ void tracseq__events__v1__event_service__delete_subscription(ProtobufCService *s
                                                              void *closure_data)
 {
   assert(service->descriptor == &tracseq__events__v1__event_service__descriptor);
-  service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void tracseq__events__v1__event_service__get_stats(ProtobufCService *service,
                                                    const Tracseq__Events__V1__GetStatsRequest *input,
@@ -5421,7 +5620,7 @@ void tracseq__events__v1__event_service__get_stats(ProtobufCService *service,
                                                    void *closure_data)
 {
   assert(service->descriptor == &tracseq__events__v1__event_service__descriptor);
-  service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 12, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void tracseq__events__v1__event_service__list_event_types(ProtobufCService *service,
                                                           const Tracseq__Events__V1__ListEventTypesRequest *input,
@@ -5429,7 +5628,7 @@ void tracseq__events__v1__event_service__list_event_types(ProtobufCService *serv
                                                           void *closure_data)
 {
   assert(service->descriptor == &tracseq__events__v1__event_service__descriptor);
-  service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void tracseq__events__v1__event_service__list_dead_letters(ProtobufCService *service,
                                                            const Tracseq__Events__V1__ListDeadLettersRequest *input,
@@ -5437,7 +5636,7 @@ void tracseq__events__v1__event_service__list_dead_letters(ProtobufCService *ser
                                                            void *closure_data)
 {
   assert(service->descriptor == &tracseq__events__v1__event_service__descriptor);
-  service->invoke(service, 12, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void tracseq__events__v1__event_service__get_dead_letter(ProtobufCService *service,
                                                          const Tracseq__Events__V1__GetDeadLetterRequest *input,
@@ -5445,7 +5644,7 @@ void tracseq__events__v1__event_service__get_dead_letter(ProtobufCService *servi
                                                          void *closure_data)
 {
   assert(service->descriptor == &tracseq__events__v1__event_service__descriptor);
-  service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void tracseq__events__v1__event_service__redrive_dead_letters(ProtobufCService *service,
                                                               const Tracseq__Events__V1__RedriveDeadLettersRequest *input,
@@ -5453,7 +5652,7 @@ void tracseq__events__v1__event_service__redrive_dead_letters(ProtobufCService *
                                                               void *closure_data)
 {
   assert(service->descriptor == &tracseq__events__v1__event_service__descriptor);
-  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void tracseq__events__v1__event_service__purge_dead_letters(ProtobufCService *service,
                                                             const Tracseq__Events__V1__PurgeDeadLettersRequest *input,
@@ -5461,7 +5660,7 @@ void tracseq__events__v1__event_service__purge_dead_letters(ProtobufCService *se
                                                             void *closure_data)
 {
   assert(service->descriptor == &tracseq__events__v1__event_service__descriptor);
-  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void tracseq__events__v1__event_service__seek(ProtobufCService *service,
                                               const Tracseq__Events__V1__SeekRequest *input,
@@ -5469,7 +5668,7 @@ void tracseq__events__v1__event_service__seek(ProtobufCService *service,
                                               void *closure_data)
 {
   assert(service->descriptor == &tracseq__events__v1__event_service__descriptor);
-  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void tracseq__events__v1__event_service__create_snapshot(ProtobufCService *service,
                                                          const Tracseq__Events__V1__CreateSnapshotRequest *input,
@@ -5477,7 +5676,7 @@ void tracseq__events__v1__event_service__create_snapshot(ProtobufCService *servi
                                                          void *closure_data)
 {
   assert(service->descriptor == &tracseq__events__v1__event_service__descriptor);
-  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void tracseq__events__v1__event_service__list_snapshots(ProtobufCService *service,
                                                         const Tracseq__Events__V1__ListSnapshotsRequest *input,
@@ -5485,7 +5684,7 @@ void tracseq__events__v1__event_service__list_snapshots(ProtobufCService *servic
                                                         void *closure_data)
 {
   assert(service->descriptor == &tracseq__events__v1__event_service__descriptor);
-  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void tracseq__events__v1__event_service__delete_snapshot(ProtobufCService *service,
                                                          const Tracseq__Events__V1__DeleteSnapshotRequest *input,
@@ -5493,7 +5692,7 @@ void tracseq__events__v1__event_service__delete_snapshot(ProtobufCService *servi
                                                          void *closure_data)
 {
   assert(service->descriptor == &tracseq__events__v1__event_service__descriptor);
-  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void tracseq__events__v1__event_service__init (Tracseq__Events__V1__EventService_Service *service,
                                                Tracseq__Events__V1__EventService_ServiceDestroy destroy)

@@ -20,6 +20,8 @@ PROTOBUF_C__BEGIN_DECLS
 typedef struct Tracseq__Events__V1__PublishRequest Tracseq__Events__V1__PublishRequest;
 typedef struct Tracseq__Events__V1__PublishError Tracseq__Events__V1__PublishError;
 typedef struct Tracseq__Events__V1__PublishResponse Tracseq__Events__V1__PublishResponse;
+typedef struct Tracseq__Events__V1__PublishBatchRequest Tracseq__Events__V1__PublishBatchRequest;
+typedef struct Tracseq__Events__V1__PublishBatchResponse Tracseq__Events__V1__PublishBatchResponse;
 typedef struct Tracseq__Events__V1__Subscription Tracseq__Events__V1__Subscription;
 typedef struct Tracseq__Events__V1__SubscriptionStats Tracseq__Events__V1__SubscriptionStats;
 typedef struct Tracseq__Events__V1__SubscribeRequest Tracseq__Events__V1__SubscribeRequest;
@@ -164,8 +166,8 @@ struct  Tracseq__Events__V1__PublishResponse
    */
   protobuf_c_boolean duplicate;
   /*
-   * Set on PublishStream responses for events that were not published; the
-   * other fields are then empty.
+   * Set on PublishStream responses and batch results for events that were
+   * not published; the other fields are then empty.
    */
   Tracseq__Events__V1__PublishError *error;
   /*
@@ -181,6 +183,46 @@ struct  Tracseq__Events__V1__PublishResponse
 #define TRACSEQ__EVENTS__V1__PUBLISH_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tracseq__events__v1__publish_response__descriptor) \
     , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, 0, NULL, 0, (char *)protobuf_c_empty_string }
+
+
+/*
+ * Many events in one message (PublishBatch, PublishBatchStream).
+ */
+struct  Tracseq__Events__V1__PublishBatchRequest
+{
+  ProtobufCMessage base;
+  /*
+   * The events, in the order they are stored; at most 1000. Each is what
+   * PublishRequest.event would be. An error's field names its index, e.g.
+   * "events[3].event_type".
+   */
+  size_t n_events;
+  Tracseq__Events__V1__Event **events;
+};
+#define TRACSEQ__EVENTS__V1__PUBLISH_BATCH_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tracseq__events__v1__publish_batch_request__descriptor) \
+    , 0,NULL }
+
+
+struct  Tracseq__Events__V1__PublishBatchResponse
+{
+  ProtobufCMessage base;
+  /*
+   * One result per event of the request, in the same order: what Publish
+   * would have answered, or its error (PublishResponse.error).
+   */
+  size_t n_results;
+  Tracseq__Events__V1__PublishResponse **results;
+  /*
+   * Set on PublishBatchStream responses when the whole batch was refused
+   * (it did not decode, or it holds more events than the limit); results is
+   * then empty.
+   */
+  Tracseq__Events__V1__PublishError *error;
+};
+#define TRACSEQ__EVENTS__V1__PUBLISH_BATCH_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tracseq__events__v1__publish_batch_response__descriptor) \
+    , 0,NULL, NULL }
 
 
 /*
@@ -1143,6 +1185,44 @@ Tracseq__Events__V1__PublishResponse *
 void   tracseq__events__v1__publish_response__free_unpacked
                      (Tracseq__Events__V1__PublishResponse *message,
                       ProtobufCAllocator *allocator);
+/* Tracseq__Events__V1__PublishBatchRequest methods */
+void   tracseq__events__v1__publish_batch_request__init
+                     (Tracseq__Events__V1__PublishBatchRequest         *message);
+size_t tracseq__events__v1__publish_batch_request__get_packed_size
+                     (const Tracseq__Events__V1__PublishBatchRequest   *message);
+size_t tracseq__events__v1__publish_batch_request__pack
+                     (const Tracseq__Events__V1__PublishBatchRequest   *message,
+                      uint8_t             *out);
+size_t tracseq__events__v1__publish_batch_request__pack_to_buffer
+                     (const Tracseq__Events__V1__PublishBatchRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Tracseq__Events__V1__PublishBatchRequest *
+       tracseq__events__v1__publish_batch_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tracseq__events__v1__publish_batch_request__free_unpacked
+                     (Tracseq__Events__V1__PublishBatchRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Tracseq__Events__V1__PublishBatchResponse methods */
+void   tracseq__events__v1__publish_batch_response__init
+                     (Tracseq__Events__V1__PublishBatchResponse         *message);
+size_t tracseq__events__v1__publish_batch_response__get_packed_size
+                     (const Tracseq__Events__V1__PublishBatchResponse   *message);
+size_t tracseq__events__v1__publish_batch_response__pack
+                     (const Tracseq__Events__V1__PublishBatchResponse   *message,
+                      uint8_t             *out);
+size_t tracseq__events__v1__publish_batch_response__pack_to_buffer
+                     (const Tracseq__Events__V1__PublishBatchResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Tracseq__Events__V1__PublishBatchResponse *
+       tracseq__events__v1__publish_batch_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tracseq__events__v1__publish_batch_response__free_unpacked
+                     (Tracseq__Events__V1__PublishBatchResponse *message,
+                      ProtobufCAllocator *allocator);
 /* Tracseq__Events__V1__Subscription methods */
 void   tracseq__events__v1__subscription__init
                      (Tracseq__Events__V1__Subscription         *message);
@@ -1945,6 +2025,12 @@ typedef void (*Tracseq__Events__V1__PublishError_Closure)
 typedef void (*Tracseq__Events__V1__PublishResponse_Closure)
                  (const Tracseq__Events__V1__PublishResponse *message,
                   void *closure_data);
+typedef void (*Tracseq__Events__V1__PublishBatchRequest_Closure)
+                 (const Tracseq__Events__V1__PublishBatchRequest *message,
+                  void *closure_data);
+typedef void (*Tracseq__Events__V1__PublishBatchResponse_Closure)
+                 (const Tracseq__Events__V1__PublishBatchResponse *message,
+                  void *closure_data);
 typedef void (*Tracseq__Events__V1__Subscription_Closure)
                  (const Tracseq__Events__V1__Subscription *message,
                   void *closure_data);
@@ -2095,6 +2181,14 @@ struct Tracseq__Events__V1__EventService_Service
                          const Tracseq__Events__V1__PublishRequest *input,
                          Tracseq__Events__V1__PublishResponse_Closure closure,
                          void *closure_data);
+  void (*publish_batch)(Tracseq__Events__V1__EventService_Service *service,
+                        const Tracseq__Events__V1__PublishBatchRequest *input,
+                        Tracseq__Events__V1__PublishBatchResponse_Closure closure,
+                        void *closure_data);
+  void (*publish_batch_stream)(Tracseq__Events__V1__EventService_Service *service,
+                               const Tracseq__Events__V1__PublishBatchRequest *input,
+                               Tracseq__Events__V1__PublishBatchResponse_Closure closure,
+                               void *closure_data);
   void (*subscribe)(Tracseq__Events__V1__EventService_Service *service,
                     const Tracseq__Events__V1__SubscribeRequest *input,
                     Tracseq__Events__V1__Delivery_Closure closure,
@@ -2177,6 +2271,8 @@ void tracseq__events__v1__event_service__init (Tracseq__Events__V1__EventService
     { TRACSEQ__EVENTS__V1__EVENT_SERVICE__BASE_INIT,\
       function_prefix__ ## publish,\
       function_prefix__ ## publish_stream,\
+      function_prefix__ ## publish_batch,\
+      function_prefix__ ## publish_batch_stream,\
       function_prefix__ ## subscribe,\
       function_prefix__ ## acknowledge,\
       function_prefix__ ## nack,\
@@ -2203,6 +2299,14 @@ void tracseq__events__v1__event_service__publish_stream(ProtobufCService *servic
                                                         const Tracseq__Events__V1__PublishRequest *input,
                                                         Tracseq__Events__V1__PublishResponse_Closure closure,
                                                         void *closure_data);
+void tracseq__events__v1__event_service__publish_batch(ProtobufCService *service,
+                                                       const Tracseq__Events__V1__PublishBatchRequest *input,
+                                                       Tracseq__Events__V1__PublishBatchResponse_Closure closure,
+                                                       void *closure_data);
+void tracseq__events__v1__event_service__publish_batch_stream(ProtobufCService *service,
+                                                              const Tracseq__Events__V1__PublishBatchRequest *input,
+                                                              Tracseq__Events__V1__PublishBatchResponse_Closure closure,
+                                                              void *closure_data);
 void tracseq__events__v1__event_service__subscribe(ProtobufCService *service,
                                                    const Tracseq__Events__V1__SubscribeRequest *input,
                                                    Tracseq__Events__V1__Delivery_Closure closure,
@@ -2283,6 +2387,8 @@ extern const ProtobufCEnumDescriptor    tracseq__events__v1__dead_letter_reason_
 extern const ProtobufCMessageDescriptor tracseq__events__v1__publish_request__descriptor;
 extern const ProtobufCMessageDescriptor tracseq__events__v1__publish_error__descriptor;
 extern const ProtobufCMessageDescriptor tracseq__events__v1__publish_response__descriptor;
+extern const ProtobufCMessageDescriptor tracseq__events__v1__publish_batch_request__descriptor;
+extern const ProtobufCMessageDescriptor tracseq__events__v1__publish_batch_response__descriptor;
 extern const ProtobufCMessageDescriptor tracseq__events__v1__subscription__descriptor;
 extern const ProtobufCMessageDescriptor tracseq__events__v1__subscription_stats__descriptor;
 extern const ProtobufCMessageDescriptor tracseq__events__v1__subscribe_request__descriptor;
