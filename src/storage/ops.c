@@ -109,6 +109,28 @@ const char tse_dedup_script[] =
     "redis.call('SET', KEYS[2], id .. ' ' .. ARGV[2] .. ' ' .. KEYS[1], 'PX', ARGV[1])\n"
     "return {0, id, added}\n";
 
+const char tse_dedup_batch_script[] =
+    "local out = {}\n"
+    "for i = 1, (#KEYS - 1) / 2 do\n"
+    "  local stream, dkey, a = KEYS[2 * i], KEYS[2 * i + 1], 2 + (i - 1) * 9\n"
+    "  local prev = ARGV[a] == '1' and redis.call('GET', dkey)\n"
+    "  if prev then\n"
+    "    out[i] = {1, prev}\n"
+    "  else\n"
+    "    local id = redis.pcall('XADD', stream, unpack(ARGV, a + 2, a + 8))\n"
+    "    if type(id) == 'table' and id.err then\n"
+    "      out[i] = {2, id.err}\n"
+    "    else\n"
+    "      local added = redis.call('SADD', KEYS[1], stream)\n"
+    "      if ARGV[a] == '1' then\n"
+    "        redis.call('SET', dkey, id .. ' ' .. ARGV[a + 1] .. ' ' .. stream, 'PX', ARGV[1])\n"
+    "      end\n"
+    "      out[i] = {0, id, added}\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
 tse_status tse_redis_error_status(const char *msg, size_t len)
 {
     /* Errors that go away by themselves: retrying later may succeed. */
@@ -284,4 +306,33 @@ bool tse_cmd_from_argv(int argc, const char *const *argv, const size_t *lens, ts
     for (int i = 0; i < argc; i++)
         add(out, argv[i], lens ? lens[i] : strlen(argv[i]));
     return true;
+}
+
+tse_status tse_append_batch_decode(const redisReply *reply, size_t n, size_t i,
+                                   tse_append_reply *out)
+{
+    const redisReply *r;
+
+    if (reply->type == REDIS_REPLY_ERROR)
+        return tse_append_decode(reply, true, out);
+    memset(out, 0, sizeof(*out));
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != n || i >= n) {
+        snprintf(out->message, sizeof(out->message), "redis: unexpected reply to the batch script");
+        return out->status = TSE_INTERNAL;
+    }
+    r = reply->element[i];
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[0]->type == REDIS_REPLY_INTEGER && r->element[0]->integer == 2 &&
+        r->element[1]->type == REDIS_REPLY_STRING) {
+        tse_redis_say(out->message, sizeof(out->message), "redis: %.*s", (int)r->element[1]->len,
+                      r->element[1]->str);
+        return out->status = tse_redis_error_status(r->element[1]->str, r->element[1]->len);
+    }
+    return tse_append_decode(r, true, out);
+}
+
+bool tse_dedup_batch_reply_stored(const redisReply *reply, size_t i)
+{
+    return reply != NULL && reply->type == REDIS_REPLY_ARRAY && i < reply->elements &&
+           tse_dedup_reply_stored(reply->element[i]);
 }

@@ -137,6 +137,32 @@ typedef struct tse_append_reply {
  */
 tse_status tse_append_decode(const struct redisReply *reply, bool dedup, tse_append_reply *out);
 
+/*
+ * The batch script (SCRIPT LOAD beside tse_dedup_script): tse_dedup_script's
+ * work for many events of one batch, in order, in one call. KEYS[1] the
+ * stream set, then per event its stream and its dedup key; ARGV[1] the
+ * window, then per event TSE_BATCH_SCRIPT_EVENT_ARGS arguments: "1" when it
+ * has a client-set id (else "0"), its publish time "<sec>.<nanos>", and the 7
+ * XADD arguments after the key. A repeated id later in the batch is a
+ * duplicate of the earlier one. Replies with one element per event:
+ * tse_dedup_script's reply, or {2, error} when that event's XADD failed
+ * (the others go on).
+ */
+extern const char tse_dedup_batch_script[];
+#define TSE_BATCH_SCRIPT_EVENT_ARGS 9
+
+/*
+ * Decodes event i of the n a batch script's reply answers into out, as
+ * tse_append_decode decodes a dedup reply: an error reply fails every
+ * event alike; a reply without n elements is TSE_INTERNAL for each.
+ */
+tse_status tse_append_batch_decode(const struct redisReply *reply, size_t n, size_t i,
+                                   tse_append_reply *out);
+
+/* Whether event i of a batch script's reply was stored (its stream then
+ * registered). */
+bool tse_dedup_batch_reply_stored(const struct redisReply *reply, size_t i);
+
 /* Whether a dedup script reply says the event was stored (not a duplicate):
  * the script then registered its stream too. */
 bool tse_dedup_reply_stored(const struct redisReply *reply);

@@ -132,10 +132,9 @@ static tse_status prepare_request(tse_call *c, Tracseq__Events__V1__PublishReque
     return prepare_one(c, req->event, "event", p, err);
 }
 
-static tse_status submit(tse_server *s, int lane, const prepared *p, tse_publish_cb cb, void *arg,
-                         tse_error *err)
+static void msg_of(const prepared *p, tse_publish_msg *msg)
 {
-    tse_publish_msg msg = {
+    *msg = (tse_publish_msg){
         .event_id = p->event_id,
         .event_type = p->event_type,
         .priority = p->priority,
@@ -147,13 +146,25 @@ static tse_status submit(tse_server *s, int lane, const prepared *p, tse_publish
         .envelope_len = p->envelope_len,
         .dedup = p->dedup,
     };
-    tse_status st = tse_broker_publish(s->broker, lane, &msg, cb, arg);
+}
 
+/* The broker's refusal of a job as the error its caller answers. */
+static tse_status refused(tse_status st, tse_error *err)
+{
     if (st == TSE_UNAVAILABLE)
         return tse_error_set(err, st, NULL, "Redis is unavailable; retry later");
-    if (st != TSE_OK)
-        return tse_error_set(err, st, NULL, "the service is overloaded; retry later");
-    return TSE_OK;
+    return tse_error_set(err, st, NULL, "the service is overloaded; retry later");
+}
+
+static tse_status submit(tse_server *s, int lane, const prepared *p, tse_publish_cb cb, void *arg,
+                         tse_error *err)
+{
+    tse_publish_msg msg;
+    tse_status st;
+
+    msg_of(p, &msg);
+    st = tse_broker_publish(s->broker, lane, &msg, cb, arg);
+    return st == TSE_OK ? TSE_OK : refused(st, err);
 }
 
 /* Counts an outcome and fills the response of a stored event. A duplicate
@@ -370,27 +381,54 @@ static void item_stored(void *arg, const tse_publish_result *r)
 }
 
 /*
- * With the call's lock held: submits the slot's prepared items to the lane,
- * in order, each job holding a reference to the call. An item the broker
- * refuses gets that error. Returns whether any is pending.
+ * With the call's lock held: submits the slot's prepared items to the lane
+ * as one batch (broker.h: one pipeline write, one script call for the
+ * events with client ids), each job holding a reference to the call. When
+ * the broker refuses the batch, every item gets that error. Returns whether
+ * any item is pending.
  */
 static bool slot_submit_locked(slot *sl, int lane)
 {
     tse_call *c = sl->call;
     tse_server *s = c->server;
+    tse_publish_msg *msgs;
+    void **args;
+    size_t n = 0;
+    tse_status st = TSE_NOMEM;
 
-    for (size_t i = 0; i < sl->n; i++) {
-        item *it = &sl->items[i];
-        if (it->err.code != TSE_OK)
-            continue;
+    if (sl->n == 1 && sl->items[0].err.code == TSE_OK) {
         c->refs++; /* the broker job's */
-        if (submit(s, lane, &it->p, item_stored, it, &it->err) != TSE_OK) {
-            c->refs--;
-            tse_stats_add(s->stats, TSE_STAT_UNAVAILABLE, 1);
-            continue;
+        if (submit(s, lane, &sl->items[0].p, item_stored, &sl->items[0], &sl->items[0].err) ==
+            TSE_OK) {
+            sl->pending = 1;
+            return true;
         }
-        sl->pending++;
+        c->refs--;
+        tse_stats_add(s->stats, TSE_STAT_UNAVAILABLE, 1);
+        return false;
     }
+    msgs = malloc((sl->n ? sl->n : 1) * sizeof(*msgs));
+    args = malloc((sl->n ? sl->n : 1) * sizeof(*args));
+    for (size_t i = 0; msgs != NULL && args != NULL && i < sl->n; i++) {
+        if (sl->items[i].err.code != TSE_OK)
+            continue;
+        msg_of(&sl->items[i].p, &msgs[n]);
+        args[n++] = &sl->items[i];
+    }
+    if (msgs != NULL && args != NULL)
+        st = tse_broker_publish_batch(s->broker, lane, msgs, n, item_stored, args);
+    if (st == TSE_OK) {
+        sl->pending = n;
+        c->refs += (int)n; /* the broker jobs' */
+    } else {
+        for (size_t i = 0; i < sl->n; i++)
+            if (sl->items[i].err.code == TSE_OK) {
+                refused(st, &sl->items[i].err);
+                tse_stats_add(s->stats, TSE_STAT_UNAVAILABLE, 1);
+            }
+    }
+    free(msgs);
+    free(args);
     return sl->pending > 0;
 }
 

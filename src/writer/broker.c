@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/alloc.h"
 #include "domain/limits.h"
 
 #define MAX_LANES     256
@@ -55,14 +56,14 @@ void tse_broker_last_error(tse_broker *b, char *buf, size_t len)
     pthread_mutex_unlock(&b->error_mu);
 }
 
-void tse_broker_set_sha(tse_broker *b, const char *sha, size_t len)
+void tse_broker_set_sha(tse_broker *b, const char *sha, const char *batch_sha)
 {
-    if (atomic_load(&b->sha_known) || len >= sizeof(b->sha))
+    if (atomic_load(&b->sha_known))
         return;
     pthread_mutex_lock(&b->sha_mu);
     if (!atomic_load(&b->sha_known)) {
-        memcpy(b->sha, sha, len);
-        b->sha[len] = '\0';
+        snprintf(b->sha, sizeof(b->sha), "%s", sha);
+        snprintf(b->batch_sha, sizeof(b->batch_sha), "%s", batch_sha);
         atomic_store(&b->sha_known, true);
     }
     pthread_mutex_unlock(&b->sha_mu);
@@ -284,6 +285,29 @@ static tse_status enqueue(tse_broker *b, tse_lane *l, tse_job *job)
     return st;
 }
 
+/* Appends jobs[0..n) to the lane's queue together, or none of them (all
+ * freed, none completed). */
+static tse_status enqueue_all(tse_broker *b, tse_lane *l, tse_job **jobs, size_t n)
+{
+    tse_status st = TSE_OK;
+    bool was_empty;
+
+    pthread_mutex_lock(&l->mu);
+    was_empty = l->queue.count == 0;
+    if (l->stop || (!atomic_load(&l->connected) && !tse_lane_probe_locked(l)))
+        st = TSE_UNAVAILABLE;
+    else if (l->queue.count + n > b->opts.max_queue)
+        st = TSE_RESOURCE_EXHAUSTED;
+    for (size_t i = 0; st == TSE_OK && i < n; i++)
+        tse_job_list_push(&l->queue, jobs[i]);
+    if (st == TSE_OK && was_empty && n > 0)
+        pthread_cond_signal(&l->cond);
+    pthread_mutex_unlock(&l->mu);
+    for (size_t i = 0; st != TSE_OK && i < n; i++)
+        tse_job_free(jobs[i]);
+    return st;
+}
+
 tse_status tse_broker_command(tse_broker *b, int lane, int argc, const char *const *argv,
                               const size_t *lens, tse_command_cb cb, void *arg)
 {
@@ -322,4 +346,71 @@ tse_status tse_broker_publish(tse_broker *b, int lane, const tse_publish_msg *ms
     job->cb = cb;
     job->arg = arg;
     return enqueue(b, l, job);
+}
+
+/* The jobs of a batch: an XADD per event outside [first, last] (the span of
+ * events with client ids), one group job for the span. */
+static size_t batch_jobs(tse_broker *b, const tse_publish_msg *msgs, size_t n, tse_publish_cb cb,
+                         void *const *args, tse_job **jobs)
+{
+    size_t first = n, last = 0, k = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        if (msgs[i].dedup) {
+            first = first == n ? i : first;
+            last = i;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        tse_job *job;
+        if (i == first) {
+            job = tse_job_create_group(&b->opts, b->batch_sha, msgs + first, last - first + 1, cb,
+                                       args + first);
+            if (job == NULL)
+                return 0;
+            jobs[k++] = job;
+            i = last;
+            continue;
+        }
+        if ((job = tse_job_create(&b->opts, b->sha, &msgs[i])) == NULL)
+            return 0;
+        job->cb = cb;
+        job->arg = args[i];
+        jobs[k++] = job;
+    }
+    return k;
+}
+
+tse_status tse_broker_publish_batch(tse_broker *b, int lane, const tse_publish_msg *msgs, size_t n,
+                                    tse_publish_cb cb, void *const *args)
+{
+    bool dedup = false;
+    tse_job **jobs;
+    tse_status st;
+    size_t k;
+
+    if (b == NULL || (msgs == NULL && n > 0) || cb == NULL || lane < 0 || lane >= b->opts.lanes ||
+        (args == NULL && n > 0))
+        return TSE_INVALID;
+    for (size_t i = 0; i < n; i++) {
+        if (!msg_valid(&msgs[i]))
+            return TSE_INVALID;
+        dedup |= msgs[i].dedup;
+    }
+    if (n == 0)
+        return TSE_OK;
+    if (dedup && !atomic_load(&b->sha_known))
+        return TSE_UNAVAILABLE;
+    if ((jobs = tse_calloc(n, sizeof(*jobs))) == NULL)
+        return TSE_NOMEM;
+    k = batch_jobs(b, msgs, n, cb, args, jobs);
+    if (k == 0) {
+        for (size_t i = 0; i < n; i++)
+            tse_job_free(jobs[i]);
+        tse_free(jobs);
+        return TSE_NOMEM;
+    }
+    st = enqueue_all(b, &b->lanes[lane], jobs, k);
+    tse_free(jobs);
+    return st;
 }

@@ -142,6 +142,22 @@ tse_status tse_broker_publish(tse_broker *b, int lane, const tse_publish_msg *ms
                               tse_publish_cb cb, void *arg);
 
 /*
+ * Queues the n messages of one batch on the lane, together and in order
+ * (one pipeline write, as far as the lane's byte budget allows): each
+ * without a client id is an XADD; those with one, and any without one
+ * between them, are one call of a script that stores them in order with
+ * tse_dedup_script's semantics, a repeated id within the batch answered as
+ * a duplicate of the earlier one: one script call per batch, not one per
+ * event. cb is called exactly once per message, with args[i], in order, on
+ * the lane thread; a failure of the script call as a whole fails each of
+ * its events alike. Admission (and its failures) as tse_broker_publish,
+ * for all the messages or none: on failure no cb is called. n == 0 is OK
+ * and calls nothing. Thread-safe; msgs and what they point to are copied.
+ */
+tse_status tse_broker_publish_batch(tse_broker *b, int lane, const tse_publish_msg *msgs, size_t n,
+                                    tse_publish_cb cb, void *const *args);
+
+/*
  * Typed storage operations (storage/ops.h), queued like publishes: pipelined
  * with the lane's other jobs, in order with them, same admission results as
  * tse_broker_publish. The callback comes exactly once per accepted

@@ -12,6 +12,10 @@
  * event's stream, entry id and publish time, whatever type or priority it
  * claims, and creates no stream.
  *
+ * Several events of one batch are one group job: an EVALSHA of
+ * tse_dedup_batch_script that stores them all, in order, in one call, each
+ * with its own result (one script call per batch, not one per event).
+ *
  * A job is one allocation: the struct, the stream key and the RESP command.
  * Replies are decoded by the storage layer (tse_append_decode,
  * storage/ops.h) into a result that lives on the stack for the callback
@@ -19,6 +23,8 @@
  */
 #include "writer/internal.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,6 +82,130 @@ tse_job *tse_job_create(const tse_broker_options *opts, const char *sha, const t
     return job;
 }
 
+/* Where one event's strings of a group job are built. */
+typedef struct group_strs {
+    char *key, *dedup_key, *when;
+} group_strs;
+
+/* The group's argument vector into argv/lens (EVALSHA sha numkeys, the
+ * keys, the window, each event's arguments); strs hold the printed ones. */
+static int group_args(const tse_broker_options *opts, const char *sha, const tse_publish_msg *msgs,
+                      size_t n, const group_strs *strs, char *window, const char **argv,
+                      size_t *lens)
+{
+    static const char *const flags[2] = {"0", "1"};
+    int argc = 0;
+
+#define ARG(s, len) (argv[argc] = (s), lens[argc] = (len), argc++)
+#define STR(s)      ARG((s), strlen(s))
+    STR("EVALSHA");
+    STR(sha);
+    snprintf(window + 32, 32, "%zu", 1 + 2 * n);
+    STR(window + 32);
+    STR(TSE_STREAMS_KEY);
+    for (size_t i = 0; i < n; i++) {
+        STR(strs[i].key);
+        STR(strs[i].dedup_key);
+    }
+    snprintf(window, 32, "%" PRId64, opts->dedup_window_ms);
+    STR(window);
+    for (size_t i = 0; i < n; i++) {
+        STR(flags[msgs[i].dedup ? 1 : 0]);
+        STR(strs[i].when);
+        STR("*");
+        STR("id");
+        STR(msgs[i].event_id);
+        STR("type");
+        STR(msgs[i].event_type);
+        STR("event");
+        ARG((const char *)msgs[i].envelope, msgs[i].envelope_len);
+    }
+#undef STR
+#undef ARG
+    return argc;
+}
+
+/* Prints each event's stream key, dedup key and publish time into one
+ * buffer (caller frees); NULL when out of memory. */
+static char *group_strings(const tse_publish_msg *msgs, size_t n, group_strs *strs)
+{
+    size_t total = 0, at = 0;
+    char *buf;
+
+    for (size_t i = 0; i < n; i++)
+        total += strlen(msgs[i].event_type) + 32 + strlen(msgs[i].event_id) + 16 + 32;
+    if ((buf = tse_malloc(total ? total : 1)) == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        size_t key_len = strlen(msgs[i].event_type) + 32, id_len = strlen(msgs[i].event_id) + 16;
+        strs[i].key = buf + at;
+        tse_broker_stream_key(msgs[i].event_type, msgs[i].priority, strs[i].key, key_len);
+        strs[i].dedup_key = buf + at + key_len;
+        tse_key_dedup(msgs[i].event_id, strs[i].dedup_key, id_len);
+        strs[i].when = buf + at + key_len + id_len;
+        snprintf(strs[i].when, 32, "%" PRId64 ".%09" PRId32, msgs[i].timestamp_sec,
+                 msgs[i].timestamp_nanos);
+        at += key_len + id_len + 32;
+    }
+    return buf;
+}
+
+/* The job: its events, their stream keys and the command in one allocation. */
+static tse_job *group_alloc(const group_strs *strs, size_t n, int argc, const char **argv,
+                            const size_t *lens, tse_publish_cb cb, void *const *cb_args)
+{
+    size_t keys_len = 0, cmd_len = tse_resp_size(argc, lens),
+           events_len = n * sizeof(tse_job_event);
+    tse_job *job;
+    char *at;
+
+    for (size_t i = 0; i < n; i++)
+        keys_len += strlen(strs[i].key) + 1;
+    if ((job = tse_malloc(sizeof(*job) + events_len + keys_len + cmd_len)) == NULL)
+        return NULL;
+    memset(job, 0, sizeof(*job));
+    job->events = (tse_job_event *)(void *)job->data;
+    job->n_events = n;
+    at = job->data + events_len;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(strs[i].key) + 1;
+        memcpy(at, strs[i].key, len);
+        job->events[i] = (tse_job_event){.cb = cb, .arg = cb_args[i], .key = at};
+        at += len;
+    }
+    job->key = job->events[0].key;
+    job->key_len = strlen(job->key);
+    job->cmd = at;
+    job->cmd_len = cmd_len;
+    tse_resp_write(at, argc, argv, lens);
+    job->dedup = true;
+    return job;
+}
+
+tse_job *tse_job_create_group(const tse_broker_options *opts, const char *sha,
+                              const tse_publish_msg *msgs, size_t n, tse_publish_cb cb,
+                              void *const *cb_args)
+{
+    size_t max_args = 4 + 2 * n + 1 + TSE_BATCH_SCRIPT_EVENT_ARGS * n;
+    group_strs *strs = tse_malloc(n * sizeof(*strs));
+    const char **argv = tse_malloc(max_args * sizeof(*argv));
+    size_t *lens = tse_malloc(max_args * sizeof(*lens));
+    char *buf = NULL, window[64];
+    tse_job *job = NULL;
+
+    if (n == 0 || strs == NULL || argv == NULL || lens == NULL ||
+        (buf = group_strings(msgs, n, strs)) == NULL)
+        goto out;
+    job = group_alloc(strs, n, group_args(opts, sha, msgs, n, strs, window, argv, lens), argv, lens,
+                      cb, cb_args);
+out:
+    tse_free(buf);
+    tse_free(lens);
+    tse_free(argv);
+    tse_free(strs);
+    return job;
+}
+
 tse_job *tse_job_create_trim(const tse_broker_options *opts, const char *key, int64_t now_ms)
 {
     tse_cmd c;
@@ -103,6 +233,15 @@ void tse_job_free(tse_job *job)
 
 void tse_job_fail(tse_job *job, tse_status status, const char *message)
 {
+    for (size_t i = 0; i < job->n_events; i++) {
+        tse_publish_result res = {
+            .status = status, .stream_key = job->events[i].key, .message = message};
+        job->events[i].cb(job->events[i].arg, &res);
+    }
+    if (job->n_events > 0) {
+        tse_job_free(job);
+        return;
+    }
     if (job->command_cb != NULL) {
         job->command_cb(job->arg, status, NULL, message);
         tse_job_free(job);
@@ -114,6 +253,30 @@ void tse_job_fail(tse_job *job, tse_status status, const char *message)
     tse_job_free(job);
 }
 
+/* A group job's reply: one result per event, each through its callback. */
+static void finish_group(tse_job *job, const redisReply *reply)
+{
+    for (size_t i = 0; i < job->n_events; i++) {
+        tse_publish_result res = {.status = TSE_OK, .stream_key = job->events[i].key};
+        tse_append_reply a;
+
+        if (tse_append_batch_decode(reply, job->n_events, i, &a) != TSE_OK) {
+            res.status = a.status;
+            res.message = a.message;
+        } else {
+            res.stream_id = a.stream_id;
+            res.duplicate = a.duplicate;
+            res.published_sec = a.published_sec;
+            res.published_nanos = a.published_nanos;
+            res.new_stream = a.new_stream;
+            if (a.stream_key != NULL)
+                res.stream_key = a.stream_key;
+        }
+        job->events[i].cb(job->events[i].arg, &res);
+    }
+    tse_job_free(job);
+}
+
 void tse_job_finish(tse_job *job, const redisReply *reply)
 {
     tse_publish_result res = {
@@ -122,6 +285,10 @@ void tse_job_finish(tse_job *job, const redisReply *reply)
 
     if (job->pre_status != TSE_OK) {
         tse_job_fail(job, job->pre_status, job->pre_message ? job->pre_message : "redis error");
+        return;
+    }
+    if (job->n_events > 0 && reply != NULL) {
+        finish_group(job, reply);
         return;
     }
     if (job->command_cb != NULL && reply != NULL) {

@@ -55,6 +55,13 @@ tse_status tse_broker_command(tse_broker *b, int lane, int argc, const char *con
 
 /* ---- publish jobs (command.c) ---------------------------------------------- */
 
+/* One event of a group job (tse_job_create_group). */
+typedef struct tse_job_event {
+    tse_publish_cb cb;
+    void *arg;
+    const char *key; /* its stream key, inside the job's data */
+} tse_job_event;
+
 typedef struct tse_job {
     struct tse_job *next;
     tse_publish_cb cb;
@@ -62,7 +69,7 @@ typedef struct tse_job {
     tse_command_cb command_cb; /* non-NULL: a generic command (no stream key) */
     bool dedup;
     /* Internal replies that precede this job's own, in this order. */
-    bool pre_script;       /* SCRIPT LOAD written before it */
+    int pre_scripts;       /* SCRIPT LOADs written before it (both scripts) */
     bool pre_sadd;         /* SADD of the stream set written before it (never for dedup
                               jobs: their script registers the stream once stored) */
     tse_status pre_status; /* first failure among those replies */
@@ -72,6 +79,10 @@ typedef struct tse_job {
     const char *key; /* stream key, NUL-terminated, inside data */
     size_t cmd_len;
     const char *cmd; /* preformatted RESP, inside data */
+    /* A group job (n_events > 0): one script call storing several events,
+     * each completed through its own callback; cb and key are unused. */
+    size_t n_events;
+    tse_job_event *events; /* inside data */
     char data[];
 } tse_job;
 
@@ -89,6 +100,15 @@ typedef struct tse_job_list {
  */
 tse_job *tse_job_create(const tse_broker_options *opts, const char *sha,
                         const tse_publish_msg *msg);
+/*
+ * One EVALSHA of tse_dedup_batch_script (sha) storing msgs[0..n) in order:
+ * those with dedup set are checked and recorded as tse_dedup_script does,
+ * the others appended unconditionally. Each completes through cb with
+ * cb_args[i]. NULL when out of memory. Every msg must be valid.
+ */
+tse_job *tse_job_create_group(const tse_broker_options *opts, const char *sha,
+                              const tse_publish_msg *msgs, size_t n, tse_publish_cb cb,
+                              void *const *cb_args);
 /* XTRIM of key by the retention options; NULL when out of memory. */
 tse_job *tse_job_create_trim(const tse_broker_options *opts, const char *key, int64_t now_ms);
 /* A generic command job of argc arguments; NULL when out of memory. */
@@ -141,10 +161,12 @@ struct tse_broker {
     int connected_lanes; /* guarded by health_mu */
     atomic_bool up;
 
-    /* SHA1 of tse_dedup_script, as SCRIPT LOAD returned it: written once. */
+    /* SHA1 of tse_dedup_script and tse_dedup_batch_script, as SCRIPT LOAD
+     * returned them: written once. */
     pthread_mutex_t sha_mu;
     atomic_bool sha_known;
     char sha[41];
+    char batch_sha[41];
 
     pthread_mutex_t error_mu;
     char last_error[256]; /* guarded by error_mu */
@@ -161,8 +183,8 @@ bool tse_lane_probe_locked(tse_lane *l);
 void tse_broker_lane_health(tse_broker *b, bool up);
 /* Records why a connection failed, for tse_broker_last_error. */
 void tse_broker_note_error(tse_broker *b, const char *message);
-/* Stores the dedup script's SHA the first time a lane loaded it. */
-void tse_broker_set_sha(tse_broker *b, const char *sha, size_t len);
+/* Stores the dedup scripts' SHAs the first time a lane loaded them. */
+void tse_broker_set_sha(tse_broker *b, const char *sha, const char *batch_sha);
 
 /* Milliseconds on the wall clock (the monotonic clock: common/clock.h). */
 int64_t tse_broker_wall_ms(void);

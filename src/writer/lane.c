@@ -225,9 +225,10 @@ static void lane_drop(tse_lane *l, const char *why)
 
 /* ---- connecting --------------------------------------------------------------------- */
 
-static bool load_script(tse_lane *l, char *why, size_t len)
+/* SCRIPT LOAD of script; its SHA (40 hex digits) into sha. */
+static bool load_one_script(tse_lane *l, const char *script, char sha[41], char *why, size_t len)
 {
-    const char *argv[3] = {"SCRIPT", "LOAD", tse_dedup_script};
+    const char *argv[3] = {"SCRIPT", "LOAD", script};
     redisReply *r = NULL;
 
     if (!tse_redis_handshake(l->ctx, &l->broker->opts.target, l->broker->opts.timeout_ms, 3, argv,
@@ -238,8 +239,20 @@ static bool load_script(tse_lane *l, char *why, size_t len)
         freeReplyObject(r);
         return false;
     }
-    tse_broker_set_sha(l->broker, r->str, r->len);
+    memcpy(sha, r->str, 40);
+    sha[40] = '\0';
     freeReplyObject(r);
+    return true;
+}
+
+static bool load_script(tse_lane *l, char *why, size_t len)
+{
+    char sha[41], batch_sha[41];
+
+    if (!load_one_script(l, tse_dedup_script, sha, why, len) ||
+        !load_one_script(l, tse_dedup_batch_script, batch_sha, why, len))
+        return false;
+    tse_broker_set_sha(l->broker, sha, batch_sha);
     return true;
 }
 
@@ -294,10 +307,14 @@ static bool append_job(tse_lane *l, tse_job *job)
     if (job->dedup && l->script_lost) {
         const char *argv[] = {"SCRIPT", "LOAD", tse_dedup_script};
         tse_cmd c;
+        const char *batch_argv[] = {"SCRIPT", "LOAD", tse_dedup_batch_script};
 
         if (!tse_cmd_from_argv(3, argv, NULL, &c) || !append_internal(l, &c))
             goto fail;
-        job->pre_script = true;
+        job->pre_scripts++;
+        if (!tse_cmd_from_argv(3, batch_argv, NULL, &c) || !append_internal(l, &c))
+            goto fail;
+        job->pre_scripts++;
         l->script_lost = false;
     }
     /* A dedup job registers its stream in its script, and only when it
@@ -373,9 +390,9 @@ static void on_reply(tse_lane *l, redisReply *r)
 {
     tse_job *job = l->inflight.head;
 
-    if (job->pre_script) {
+    if (job->pre_scripts > 0) {
         on_internal_reply(l, job, r, false);
-        job->pre_script = false;
+        job->pre_scripts--;
     } else if (job->pre_sadd) {
         on_internal_reply(l, job, r, true);
         job->pre_sadd = false;
@@ -384,8 +401,11 @@ static void on_reply(tse_lane *l, redisReply *r)
         if (job->dedup && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0)
             l->script_lost = true;
         /* Stored: the script registered the stream; this lane trims it. */
-        if (job->dedup && tse_dedup_reply_stored(r))
+        if (job->dedup && job->n_events == 0 && tse_dedup_reply_stored(r))
             tse_keyset_add(&l->known, job->key);
+        for (size_t i = 0; i < job->n_events; i++)
+            if (tse_dedup_batch_reply_stored(r, i))
+                tse_keyset_add(&l->known, job->events[i].key);
         tse_job_finish(job, r);
     }
     freeReplyObject(r);

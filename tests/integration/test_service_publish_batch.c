@@ -132,6 +132,20 @@ static size_t stored_ids(const tse_test_redis *r, const char *key, char ids[][40
     return k;
 }
 
+/* Calls of EVALSHA Redis has served (INFO commandstats). */
+static long evalsha_calls(const tse_test_redis *r)
+{
+    char *out = tse_test_redis_cmd(r, "INFO commandstats");
+    const char *at;
+    long n = 0;
+
+    assert_non_null(out);
+    if ((at = strstr(out, "cmdstat_evalsha:calls=")) != NULL)
+        n = atol(at + strlen("cmdstat_evalsha:calls="));
+    free(out);
+    return n;
+}
+
 /* ---- unary ---- */
 
 static void test_batch_answers_each_event_in_order_and_a_bad_one_fails_alone(void **state)
@@ -179,16 +193,21 @@ static void test_client_ids_are_deduplicated_within_and_across_batches(void **st
     BatchRequest req;
     BatchResponse *first = NULL, *again = NULL;
     tse_test_status st;
+    long calls;
 
     evs[0] = make_event("test.batch_dedup", 0, a, false);
     evs[1] = make_event("test.batch_dedup", 1, b, false);
     evs[2] = make_event("test.batch_dedup", 2, a, false); /* a again, same batch */
     evs[3] = make_event("test.batch_dedup", 3, NULL, false);
     batch_init(&req, evs, 4);
+    calls = evalsha_calls(w->redis);
     assert_int_equal(tse_test_unary(w->ch, PUBLISH_BATCH, &req.base,
                                     &tracseq__events__v1__publish_batch_response__descriptor,
                                     (ProtobufCMessage **)&first, &st, 10000, NULL, NULL),
                      GRPC_STATUS_OK);
+    /* The three events from the first client id to the last are one script
+     * call; the last, without an id, a plain XADD. */
+    assert_int_equal(evalsha_calls(w->redis) - calls, 1);
     assert_int_equal(first->n_results, 4);
     assert_false(first->results[0]->duplicate);
     assert_false(first->results[1]->duplicate);
