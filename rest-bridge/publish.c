@@ -1,9 +1,12 @@
 /*
  * publish.c - POST /api/v1/events/publish and POST /api/v1/events/batch:
  * JSON (or CloudEvents structured mode) to a tracseq.events.v1.Event,
- * queued on a few long-lived PublishStream calls shared by every request
- * (the SDK's pipelined publishers, one per gRPC channel; a batch's events
- * go in order on one stream), and the service's answer back as JSON. The
+ * queued on a few long-lived PublishBatchStream calls shared by every
+ * request (the SDK's pipelined publishers, one per gRPC channel, which
+ * batch by themselves: the events of one REST batch, and those of
+ * concurrent requests, share messages of up to BATCH events; a batch's
+ * events go in order on one stream), and the service's answer back as
+ * JSON. The
  * request's connection is suspended meanwhile.
  *
  * Why streams: a unary call costs the bridge and the service a whole
@@ -42,6 +45,8 @@ typedef Tracseq__Events__V1__Event Event;
 /* Unanswered events per stream: the SDK's maximum (the service stops
  * reading a stream at 4,096). */
 #define WINDOW 4000
+/* Events per stream message: a REST batch of 100 is about one message. */
+#define BATCH  100
 
 static const char *const envelope_keys[] = {
     "id",           "event_type", "source_service", "version",  "correlation_id",
@@ -484,6 +489,7 @@ tse_status tsb_publishers_start(tsb_bridge *b, tse_error *err)
         .server_assigned_ids = true,
         .fail_on_break = true,
         .answer_timeout_ms = (int)b->cfg->rpc_timeout_ms,
+        .batch_size = BATCH,
     };
     size_t n = (size_t)b->cfg->grpc_channels;
     tse_client_error cerr;

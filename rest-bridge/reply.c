@@ -158,8 +158,10 @@ void tsb_calls_status_fail(tsb_calls_status *st, tse_status code, const char *me
     snprintf(st->message, sizeof(st->message), "%s", message);
 }
 
-/* Drops the "event." the service puts before envelope fields, and renames
- * the first segment for clients that spell it otherwise. */
+/* Drops the "event." the service puts before envelope fields ("events[i]."
+ * in a batch, which is how the shared publishers send: the REST result says
+ * its index itself), and renames the first segment for clients that spell
+ * it otherwise. */
 static void client_field(char *field, size_t len, const char *(*rename)(const char *))
 {
     char rest[256];
@@ -167,6 +169,14 @@ static void client_field(char *field, size_t len, const char *(*rename)(const ch
     const char *first;
     char head[128];
 
+    const char *close;
+
+    if (strncmp(field, "events[", 7) == 0 && (close = strchr(field, ']')) != NULL) {
+        if (close[1] == '.')
+            memmove(field, close + 2, strlen(close + 2) + 1);
+        else if (close[1] == '\0')
+            snprintf(field, len, "event");
+    }
     if (strncmp(field, "event.", 6) == 0)
         memmove(field, field + 6, strlen(field + 6) + 1);
     if (strcmp(field, "x-correlation-id") == 0) /* the service's name for our header */

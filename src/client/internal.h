@@ -100,6 +100,10 @@ typedef struct tse_client_stream_how {
     bool close;            /* no request after the first (a unary call, call.c) */
     bool no_first;         /* the initial metadata alone; requests come with send */
     grpc_channel *channel; /* borrowed; NULL: tse_client_pick_channel's */
+    /* Called (on the pump thread, without the stream's lock, may send) when
+     * a message was written and none is queued behind it: the moment a
+     * batching sender hands over what gathered meanwhile. May be NULL. */
+    void (*on_drained)(void *arg);
 } tse_client_stream_how;
 
 /* A stream as tse_client_stream_start starts it, the way how says. */
@@ -108,6 +112,10 @@ tse_client_status tse_client_stream_open(tse_client *client, const char *method,
                                          const tse_client_stream_handlers *handlers, void *arg,
                                          const tse_client_stream_how *how, tse_client_stream **out,
                                          tse_client_error *err);
+
+/* Whether a message of s is being written or queued (on_drained follows);
+ * the initial metadata alone does not count. */
+bool tse_client_stream_busy(tse_client_stream *s);
 
 /* tse_client_stream_send without the copy: takes a reference to bytes. */
 tse_client_status tse_client_stream_send_slice(tse_client_stream *s, grpc_slice bytes);

@@ -1,5 +1,6 @@
 /*
- * publisher.c - pipelined publishing on one PublishStream call, with a
+ * publisher.c - pipelined publishing on one PublishBatchStream call (or
+ * PublishStream), with a
  * callback per result in publish order, a bounded window, and reopening
  * after a broken stream.
  *
@@ -17,6 +18,17 @@
  * order: the pump's `mu`, then a publisher's, then the stream's. The
  * client's asynchronous calls (call.c) complete on the same queue: every
  * tag is a tse_client_tag.
+ *
+ * Batching (issue 14): events go out as PublishBatchStream messages of up
+ * to batch_size events. A full batch is sent at once; a partial one when
+ * the stream writes nothing (at once when idle: a lone event waits for
+ * nothing) and, with linger_ms, once its oldest event waited that long
+ * while earlier messages are unanswered (the pump's timer sends it). So
+ * under load a batch carries what gathered while the previous message was
+ * written, like Kafka's batch.size / linger.ms. `sizes` remembers how many
+ * events each unanswered message carried: a response answers that many
+ * events at the ring's head. batch_size 1 keeps to PublishStream, one event
+ * per message (services before PublishBatchStream).
  *
  * A blocked publisher resumes only once a quarter of the window was
  * answered, so queued messages go out in runs that can be hinted, rather
@@ -42,17 +54,20 @@
 
 #include "client/internal.h"
 #include "common/tsan.h"
+#include "domain/limits.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
 #define TICK_MS        100
 #define MAX_WINDOW     4000 /* the server stops reading at 4096 unanswered */
 #define DEFAULT_WINDOW 1024
+#define DEFAULT_BATCH  100
+#define MAX_LINGER_MS  1000
 
 typedef struct entry {
     grpc_slice req;
     void *user;
-    long long queued_ms; /* with answer_timeout_ms only */
+    long long queued_ms; /* with answer_timeout_ms or linger_ms only */
 } entry;
 
 /* A client's publishers' shared queue and thread. */
@@ -70,7 +85,9 @@ struct tse_client_publisher {
     bool server_ids;
     bool fail_on_break;
     int answer_timeout_ms;
-    size_t cap; /* the window */
+    size_t batch;  /* events per message; 1: PublishStream, one per message */
+    int linger_ms; /* how long a partial batch may wait while others are in flight */
+    size_t cap;    /* the window */
     pump *pump;
     grpc_channel *channel;
     struct tse_client_publisher *next; /* in the pump's list */
@@ -79,6 +96,8 @@ struct tse_client_publisher {
     pthread_cond_t room, idle, gone; /* gone: the stream was let go */
     entry *ring;
     size_t head, count, sent;
+    size_t *sizes; /* events of each message sent, unanswered: a ring of cap */
+    size_t sizes_head, sizes_count;
     size_t unfinished;
     int waiters;
     bool shutdown;
@@ -141,13 +160,71 @@ static void fail_locked(tse_client_publisher *p, size_t n, const tse_client_erro
 
 /* ============================== the stream ================================ */
 
-/* Hands the stream every event it has not had yet. */
+/* One message of the n oldest unsent events: their PublishRequests
+ * concatenated, which is a PublishBatchRequest (both carry the event in
+ * field 1). */
+static bool send_batch_locked(tse_client_publisher *p, size_t n)
+{
+    size_t total = 0, at = 0;
+    grpc_slice msg;
+
+    for (size_t i = 0; i < n; i++)
+        total += GRPC_SLICE_LENGTH(p->ring[(p->head + p->sent + i) % p->cap].req);
+    msg = grpc_slice_malloc(total);
+    for (size_t i = 0; i < n; i++) {
+        grpc_slice one = p->ring[(p->head + p->sent + i) % p->cap].req;
+        memcpy(GRPC_SLICE_START_PTR(msg) + at, GRPC_SLICE_START_PTR(one), GRPC_SLICE_LENGTH(one));
+        at += GRPC_SLICE_LENGTH(one);
+    }
+    if (tse_client_stream_send_slice(p->stream, msg) != TSE_CLIENT_OK) {
+        grpc_slice_unref(msg);
+        return false;
+    }
+    grpc_slice_unref(msg);
+    p->sizes[(p->sizes_head + p->sizes_count++) % p->cap] = n;
+    p->sent += n;
+    return true;
+}
+
+/* Whether a partial batch must wait: something is in flight and its oldest
+ * event has waited less than linger_ms (then the pump sends it when due). */
+static bool lingers_locked(const tse_client_publisher *p)
+{
+    return p->linger_ms > 0 && p->sizes_count > 0 &&
+           tse_clock_ms() - p->ring[(p->head + p->sent) % p->cap].queued_ms < p->linger_ms;
+}
+
+/*
+ * Hands the stream the events it has not had yet. Batched, a full batch
+ * goes at once; a partial one goes when the stream has nothing being
+ * written (at once when idle, so a lone event waits for nothing; else from
+ * on_drained, carrying what gathered during the write) and has lingered.
+ */
 static void send_locked(tse_client_publisher *p)
 {
-    while (p->stream != NULL && p->sent < p->count &&
-           tse_client_stream_send_slice(p->stream, p->ring[(p->head + p->sent) % p->cap].req) ==
-               TSE_CLIENT_OK)
-        p->sent++;
+    if (p->batch == 1) {
+        while (p->stream != NULL && p->sent < p->count &&
+               tse_client_stream_send_slice(p->stream, p->ring[(p->head + p->sent) % p->cap].req) ==
+                   TSE_CLIENT_OK)
+            p->sent++;
+        return;
+    }
+    while (p->stream != NULL && p->sent < p->count) {
+        size_t n = p->count - p->sent < p->batch ? p->count - p->sent : p->batch;
+        if (n < p->batch && (tse_client_stream_busy(p->stream) || lingers_locked(p)))
+            return;
+        if (!send_batch_locked(p, n))
+            return;
+    }
+}
+
+static void on_drained(void *arg)
+{
+    tse_client_publisher *p = arg;
+
+    pthread_mutex_lock(&p->mu);
+    send_locked(p);
+    pthread_mutex_unlock(&p->mu);
 }
 
 /*
@@ -181,6 +258,119 @@ static void on_response(void *arg, const void *msg, size_t len)
     pthread_mutex_unlock(&p->mu);
 }
 
+/* Reads a varint within [*at, end); false when truncated. */
+static bool read_varint(const uint8_t **at, const uint8_t *end, uint64_t *out)
+{
+    uint64_t v = 0;
+
+    for (unsigned shift = 0; shift < 64 && *at < end; shift += 7) {
+        uint8_t b = *(*at)++;
+        v |= (uint64_t)(b & 0x7F) << shift;
+        if ((b & 0x80) == 0) {
+            *out = v;
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * A PublishBatchResponse split on the wire: the bytes of each result
+ * (field 1) into results (at most max), and whether a whole-batch error
+ * (field 2) is there. False when the bytes are not such a message.
+ */
+static bool split_results(const uint8_t *at, size_t len, const uint8_t **results, size_t *lens,
+                          size_t max, size_t *n, bool *whole)
+{
+    const uint8_t *end = at + len;
+    uint64_t tag, size;
+
+    *n = 0;
+    *whole = false;
+    while (at < end) {
+        if (!read_varint(&at, end, &tag) || (tag & 7) != 2 || !read_varint(&at, end, &size) ||
+            size > (uint64_t)(end - at))
+            return false;
+        if (tag >> 3 == 1) {
+            if (*n == max)
+                return false;
+            results[*n] = at;
+            lens[(*n)++] = (size_t)size;
+        } else if (tag >> 3 == 2) {
+            *whole = true;
+        }
+        at += size;
+    }
+    return true;
+}
+
+/* The error of a batch refused whole, into err. */
+static tse_client_status whole_error(const void *msg, size_t len, tse_client_error *err)
+{
+    Tracseq__Events__V1__PublishBatchResponse *r =
+        tracseq__events__v1__publish_batch_response__unpack(NULL, len, msg);
+    tse_client_status st;
+
+    if (r == NULL || r->error == NULL)
+        st = tse_client_fail(err, TSE_CLIENT_INTERNAL, -1, NULL, "undecodable batch error");
+    else
+        st = tse_client_fail(err, tse_client_status_from_grpc((grpc_status_code)r->error->code),
+                             r->error->code, r->error->field, "%s", r->error->message);
+    if (r != NULL)
+        tracseq__events__v1__publish_batch_response__free_unpacked(r, NULL);
+    return st;
+}
+
+/*
+ * One PublishBatchResponse: it answers the oldest message sent, whose events
+ * are at the ring's head, one result each in order. Each result is decoded
+ * and reported unlocked, as on_response does.
+ */
+static void on_batch_response(void *arg, const void *msg, size_t len)
+{
+    static _Thread_local const uint8_t *results[TSE_PUBLISH_BATCH_MAX_EVENTS];
+    static _Thread_local size_t lens[TSE_PUBLISH_BATCH_MAX_EVENTS];
+    tse_client_publisher *p = arg;
+    tse_client_publish_result res;
+    tse_client_error err, whole_err;
+    tse_client_status st, whole_st = TSE_CLIENT_OK;
+    size_t k, n;
+    bool whole;
+
+    pthread_mutex_lock(&p->mu);
+    k = p->sizes_count > 0 ? p->sizes[p->sizes_head] : 0;
+    if (k == 0 || !split_results(msg, len, results, lens, k, &n, &whole) || (!whole && n != k)) {
+        tse_client_stream_cancel(p->stream, TSE_CLIENT_INTERNAL,
+                                 "a batch response that does not answer its request");
+        pthread_mutex_unlock(&p->mu);
+        return;
+    }
+    p->sizes_head = (p->sizes_head + 1) % p->cap;
+    p->sizes_count--;
+    p->backoff = p->client->opt.reconnect_initial_ms;
+    p->down = TSE_CLIENT_OK;
+    if (whole)
+        whole_st = whole_error(msg, len, &whole_err);
+    for (size_t i = 0; i < k; i++) {
+        entry e = pop_locked(p);
+
+        pthread_mutex_unlock(&p->mu);
+        if (whole) {
+            err = whole_err;
+            st = whole_st;
+        } else {
+            st = tse_client_publish_response(results[i], lens[i], &res, &err);
+        }
+        report(p, e, st, &res, &err);
+        pthread_mutex_lock(&p->mu);
+        entry_done_locked(p);
+    }
+    /* Nothing in flight any more: what lingered goes at once. */
+    if (p->sizes_count == 0)
+        send_locked(p);
+    pthread_mutex_unlock(&p->mu);
+}
+
 /*
  * The stream ended with st (OK: the server closed it before answering):
  * resend later, with backoff; or fail the events it had: all of them when
@@ -192,6 +382,7 @@ static void down_locked(tse_client_publisher *p, tse_client_status st, const tse
     size_t had = p->sent;
 
     p->sent = 0;
+    p->sizes_count = 0;
     p->down = st == TSE_CLIENT_OK ? TSE_CLIENT_UNAVAILABLE : st;
     if (p->shutdown)
         return;
@@ -245,15 +436,22 @@ static grpc_channel *stream_channel(tse_client_publisher *p)
  * cannot start (out of memory) is tried again after the backoff. */
 static void open_locked(tse_client_publisher *p)
 {
-    static const tse_client_stream_handlers handlers = {on_response, on_end};
+    static const tse_client_stream_handlers single = {on_response, on_end};
+    static const tse_client_stream_handlers batched = {on_batch_response, on_end};
     static const tse_client_call_options no_deadline = {.timeout_ms = -1};
-    tse_client_stream_how how = {.no_first = true, .channel = stream_channel(p)};
+    tse_client_stream_how how = {
+        .no_first = true, .channel = stream_channel(p), .on_drained = on_drained};
+    bool one = p->batch == 1;
 
     p->sent = 0;
+    p->sizes_count = 0;
     p->cancelled = false;
     p->reopen_at = 0;
-    if (tse_client_stream_open(p->client, TSE_CLIENT_METHOD("PublishStream"), NULL, 0, &no_deadline,
-                               &handlers, p, &how, &p->stream, NULL) != TSE_CLIENT_OK) {
+    if (tse_client_stream_open(p->client,
+                               one ? TSE_CLIENT_METHOD("PublishStream")
+                                   : TSE_CLIENT_METHOD("PublishBatchStream"),
+                               NULL, 0, &no_deadline, one ? &single : &batched, p, &how, &p->stream,
+                               NULL) != TSE_CLIENT_OK) {
         p->stream = NULL;
         p->reopen_at = tse_clock_ms() + p->backoff;
         p->backoff = tse_client_backoff_next(p->client, p->backoff);
@@ -275,31 +473,52 @@ static void check_answer_timeout_locked(tse_client_publisher *p, long long now)
     p->cancelled = true;
 }
 
-/* Reopens the streams whose backoff ran out; ends those that answer late. */
-static void pump_scan(pump *pu)
+/* When the oldest unsent event of p stops lingering (ms), or 0. */
+static long long linger_due_locked(const tse_client_publisher *p)
 {
-    long long now = tse_clock_ms();
+    if (p->linger_ms <= 0 || p->stream == NULL || p->sent >= p->count)
+        return 0;
+    return p->ring[(p->head + p->sent) % p->cap].queued_ms + p->linger_ms;
+}
+
+/* Reopens the streams whose backoff ran out; ends those that answer late;
+ * sends the batches that lingered long enough. Returns the earliest time
+ * (ms) a batch will be due, or 0. */
+static long long pump_scan(pump *pu)
+{
+    long long now = tse_clock_ms(), next = 0;
 
     pthread_mutex_lock(&pu->mu);
     for (tse_client_publisher *p = pu->list; p != NULL; p = p->next) {
+        long long due;
         pthread_mutex_lock(&p->mu);
         if (!p->shutdown && p->stream == NULL && p->count > 0 && p->reopen_at != 0 &&
             now >= p->reopen_at)
             open_locked(p);
         check_answer_timeout_locked(p, now);
+        send_locked(p);
+        due = linger_due_locked(p);
+        if (due != 0 && (next == 0 || due < next))
+            next = due;
         pthread_mutex_unlock(&p->mu);
     }
     pthread_mutex_unlock(&pu->mu);
+    return next;
 }
 
 static void *pump_main(void *arg)
 {
     pump *pu = arg;
-    long long next_scan = 0;
+    long long next_scan = 0, linger_due = 0;
     grpc_event ev;
 
     for (;;) {
-        ev = grpc_completion_queue_next(pu->cq, tse_client_deadline(TICK_MS), NULL);
+        long long wait = TICK_MS;
+        if (linger_due != 0) {
+            long long until = linger_due - tse_clock_ms();
+            wait = until < 0 ? 0 : until < TICK_MS ? until : TICK_MS;
+        }
+        ev = grpc_completion_queue_next(pu->cq, tse_client_deadline((int)wait), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN)
             break;
         if (ev.type == GRPC_OP_COMPLETE) {
@@ -308,9 +527,10 @@ static void *pump_main(void *arg)
             tse_tsan_acquire(t);
             t->done(t, ev.success != 0);
         }
-        /* Reopens are due at most every TICK_MS / 4 apart. */
-        if (tse_clock_ms() >= next_scan) {
-            pump_scan(pu);
+        /* Reopens are due at most every TICK_MS / 4 apart; a lingering
+         * batch when it is due. */
+        if (tse_clock_ms() >= next_scan || (linger_due != 0 && tse_clock_ms() >= linger_due)) {
+            linger_due = pump_scan(pu);
             next_scan = tse_clock_ms() + TICK_MS / 4;
         }
     }
@@ -389,7 +609,10 @@ static tse_client_publisher *publisher_alloc(tse_client *c, size_t window)
     if (p == NULL)
         return NULL;
     p->ring = calloc(window, sizeof(*p->ring));
-    if (p->ring == NULL) {
+    p->sizes = calloc(window, sizeof(*p->sizes));
+    if (p->ring == NULL || p->sizes == NULL) {
+        free(p->ring);
+        free(p->sizes);
         free(p);
         return NULL;
     }
@@ -415,6 +638,7 @@ static void publisher_free(tse_client_publisher *p)
     pthread_cond_destroy(&p->idle);
     pthread_mutex_destroy(&p->mu);
     free(p->ring);
+    free(p->sizes);
     free(p);
 }
 
@@ -441,6 +665,14 @@ EXPORT tse_client_status tse_client_publisher_create(tse_client *client,
     if (o.answer_timeout_ms < 0)
         return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "answer_timeout_ms",
                                "answer_timeout_ms must be 0 (none) or positive");
+    if (o.batch_size == 0)
+        o.batch_size = DEFAULT_BATCH;
+    if (o.batch_size < 1 || o.batch_size > TSE_PUBLISH_BATCH_MAX_EVENTS)
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "batch_size",
+                               "batch_size must be 1 to %d", TSE_PUBLISH_BATCH_MAX_EVENTS);
+    if (o.linger_ms < 0 || o.linger_ms > MAX_LINGER_MS)
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "linger_ms",
+                               "linger_ms must be 0 to %d", MAX_LINGER_MS);
     if ((p = publisher_alloc(client, (size_t)o.window)) == NULL)
         return tse_client_fail(err, TSE_CLIENT_NO_MEMORY, -1, NULL, "out of memory");
     p->cb = cb;
@@ -448,6 +680,8 @@ EXPORT tse_client_status tse_client_publisher_create(tse_client *client,
     p->server_ids = o.server_assigned_ids;
     p->fail_on_break = o.fail_on_break;
     p->answer_timeout_ms = o.answer_timeout_ms;
+    p->batch = (size_t)o.batch_size;
+    p->linger_ms = o.linger_ms;
     if ((p->pump = pump_get(client)) == NULL ||
         (p->channel = tse_client_open_channel(client)) == NULL) {
         publisher_free(p);
@@ -513,8 +747,8 @@ EXPORT tse_client_status tse_client_publisher_publish(tse_client_publisher *pub,
         grpc_slice_unref(req);
         return st;
     }
-    pub->ring[(pub->head + pub->count) % pub->cap] =
-        (entry){req, user_data, pub->answer_timeout_ms > 0 ? tse_clock_ms() : 0};
+    pub->ring[(pub->head + pub->count) % pub->cap] = (entry){
+        req, user_data, pub->answer_timeout_ms > 0 || pub->linger_ms > 0 ? tse_clock_ms() : 0};
     pub->count++;
     pub->unfinished++;
     /* After a failure no reopen is scheduled: this event opens one. */

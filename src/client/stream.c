@@ -48,6 +48,7 @@ struct tse_client_stream {
     atomic_int refs;
     struct tse_client_stream *prev, *next; /* the client's list */
     tse_client_stream_handlers h;
+    void (*on_drained)(void *arg);
     void *arg;
     grpc_metadata *md;
     size_t n_md;
@@ -279,6 +280,7 @@ static void settle_unlock(tse_client_stream *s)
 static void on_send(tse_client_tag *tag, bool ok)
 {
     tse_client_stream *s = ((stag *)tag)->s;
+    bool drained;
 
     pthread_mutex_lock(&s->mu);
     s->batches--;
@@ -288,7 +290,27 @@ static void on_send(tse_client_tag *tag, bool ok)
     s->send_buf = NULL;
     if (ok)
         kick_send_locked(s);
+    drained = ok && !s->sending && !s->status_done && !s->closing && s->on_drained != NULL;
+    if (drained) {
+        /* Only this thread ends the stream (settle_unlock), so it outlives
+         * the handler. */
+        pthread_mutex_unlock(&s->mu);
+        s->on_drained(s->arg);
+        pthread_mutex_lock(&s->mu);
+    }
     settle_unlock(s);
+}
+
+bool tse_client_stream_busy(tse_client_stream *s)
+{
+    bool busy;
+
+    pthread_mutex_lock(&s->mu);
+    /* Not the initial metadata alone: a message queued behind it goes
+     * out with it. */
+    busy = (s->sending && s->n_sent > 0) || s->out_head != NULL;
+    pthread_mutex_unlock(&s->mu);
+    return busy;
 }
 
 /* Hands one message to on_message, unlocked. */
@@ -468,6 +490,7 @@ tse_client_status tse_client_stream_open(tse_client *client, const char *method,
         return tse_client_fail(err, TSE_CLIENT_NO_MEMORY, -1, NULL, "out of memory");
     }
     atomic_init(&s->refs, out != NULL ? 2 : 1);
+    s->on_drained = how->on_drained;
     if (!how->no_first) {
         grpc_slice bytes = grpc_slice_from_copied_buffer(first, len);
 

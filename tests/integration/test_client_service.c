@@ -406,6 +406,76 @@ static void test_pipelined_10000_events_get_10000_callbacks_in_order(void **stat
     assert_int_equal(stream_entries("sdk.pipe"), 10000);
 }
 
+/* Calls of EVALSHA Redis has served (INFO commandstats). */
+static long evalsha_calls(void)
+{
+    char *r = tse_test_redis_cmd(W->redis, "INFO commandstats");
+    const char *at;
+    long n = 0;
+
+    assert_non_null(r);
+    if ((at = strstr(r, "cmdstat_evalsha:calls=")) != NULL)
+        n = atol(at + strlen("cmdstat_evalsha:calls="));
+    free(r);
+    return n;
+}
+
+/*
+ * Batching: no message carries more than batch_size events (every batch
+ * with client ids is one script call, so at least 95 / 10 calls), events
+ * published while earlier ones are in flight share messages (far fewer
+ * calls than events), and every result comes back, in order.
+ */
+static void test_publisher_batches_up_to_batch_size(void **state)
+{
+    pipe_state ps = {.mu = PTHREAD_MUTEX_INITIALIZER, .bad = (uintptr_t)-1};
+    tse_client_publisher *pub = NULL;
+    tse_client_event *ev = NULL;
+    long before = evalsha_calls(), calls;
+
+    assert_int_equal(tse_client_event_from_json("sdk.batched", "{\"n\":1}", NULL, &ev, NULL),
+                     TSE_CLIENT_OK);
+    assert_int_equal(tse_client_publisher_create(
+                         W->client,
+                         &(tse_client_publisher_options){.batch_size = 10, .linger_ms = 1000},
+                         on_result, &ps, &pub, NULL),
+                     TSE_CLIENT_OK);
+    for (uintptr_t i = 0; i < 95; i++)
+        assert_int_equal(tse_client_publisher_publish(pub, ev, (void *)i, NULL), TSE_CLIENT_OK);
+    assert_int_equal(tse_client_publisher_flush(pub, 30000, NULL), TSE_CLIENT_OK);
+    tse_client_publisher_destroy(pub);
+    tse_client_event_destroy(ev);
+    calls = evalsha_calls() - before;
+    assert_int_equal(ps.ok, 95);
+    assert_int_equal(ps.out_of_order, 0);
+    assert_int_equal(stream_entries("sdk.batched"), 95);
+    if (calls < 10 || calls > 50)
+        fail_msg("%ld script calls for 95 events in batches of at most 10", calls);
+}
+
+/* batch_size 1: PublishStream, one event per message, as before batches. */
+static void test_publisher_without_batches_uses_publish_stream(void **state)
+{
+    pipe_state ps = {.mu = PTHREAD_MUTEX_INITIALIZER, .bad = (uintptr_t)-1};
+    tse_client_publisher *pub = NULL;
+    tse_client_event *ev = NULL;
+
+    assert_int_equal(tse_client_event_from_json("sdk.unbatched", "{\"n\":1}", NULL, &ev, NULL),
+                     TSE_CLIENT_OK);
+    assert_int_equal(tse_client_publisher_create(W->client,
+                                                 &(tse_client_publisher_options){.batch_size = 1},
+                                                 on_result, &ps, &pub, NULL),
+                     TSE_CLIENT_OK);
+    for (uintptr_t i = 0; i < 200; i++)
+        assert_int_equal(tse_client_publisher_publish(pub, ev, (void *)i, NULL), TSE_CLIENT_OK);
+    assert_int_equal(tse_client_publisher_flush(pub, 30000, NULL), TSE_CLIENT_OK);
+    tse_client_publisher_destroy(pub);
+    tse_client_event_destroy(ev);
+    assert_int_equal(ps.ok, 200);
+    assert_int_equal(ps.out_of_order, 0);
+    assert_int_equal(stream_entries("sdk.unbatched"), 200);
+}
+
 static void test_bad_event_in_the_pipeline_fails_alone(void **state)
 {
     pipe_state ps = {.mu = PTHREAD_MUTEX_INITIALIZER, .bad = 50};
@@ -769,6 +839,8 @@ int main(void)
         cmocka_unit_test(test_every_typed_helper_round_trips_to_a_subscriber),
         cmocka_unit_test(test_pipelined_10000_events_get_10000_callbacks_in_order),
         cmocka_unit_test(test_bad_event_in_the_pipeline_fails_alone),
+        cmocka_unit_test(test_publisher_batches_up_to_batch_size),
+        cmocka_unit_test(test_publisher_without_batches_uses_publish_stream),
         cmocka_unit_test(test_publish_to_a_stopped_service_is_unavailable_within_the_timeout),
         cmocka_unit_test(test_subscriber_reconnects_after_a_service_restart),
         cmocka_unit_test(test_publishers_resend_across_a_service_restart),

@@ -411,7 +411,8 @@ TSE_CLIENT_API tse_client_status tse_client_publish_sequencing_job_completed(tse
 /* ============================== pipelined publish ========================== */
 
 /*
- * A publisher pipelines events on one PublishStream call: publish returns
+ * A publisher pipelines events on one PublishBatchStream call, batching
+ * them by itself (batch_size, linger_ms below): publish returns
  * as soon as the event is queued, and the result arrives later through the
  * callback, on the client's publisher thread, strictly in publish order.
  * Every publisher has its own connection; all publishers of one client
@@ -462,6 +463,17 @@ typedef struct tse_client_publisher_options {
      * is ended with DEADLINE_EXCEEDED (then resent, or failed with
      * fail_on_break). 0: no bound. */
     int answer_timeout_ms;
+    /* Events per message (PublishBatchStream), 1..1000; default 100. A full
+     * batch is sent at once; a partial one as soon as the stream is not
+     * writing (at once when idle, so a lone event waits for nothing; under
+     * load it carries what gathered while the previous message was
+     * written). 1: PublishStream, one event per message (for services
+     * older than PublishBatchStream). Like Kafka's batch.size. */
+    int batch_size;
+    /* 0..1000 ms, default 0: how long a partial batch may wait to fill
+     * while earlier messages are unanswered (never when nothing is in
+     * flight). Trades latency for larger batches, like Kafka's linger.ms. */
+    int linger_ms;
 } tse_client_publisher_options;
 
 /*
