@@ -14,6 +14,11 @@
  *            whenever another is queued behind it; a full window is
  *            refilled in bursts of a quarter window, so that messages are
  *            queued together and share writes.
+ *            With --batch N > 1: PublishBatchStream calls instead, N events
+ *            per message (the PublishRequests concatenated: that is a
+ *            PublishBatchRequest), each answered by one PublishBatchResponse
+ *            whose results are checked one by one; the window still counts
+ *            events.
  *   unary    C concurrent Publish calls, closed loop (a call starts when one
  *            ends).
  *   latency  Publish calls started at a fixed rate whatever the responses
@@ -62,6 +67,8 @@
 
 #define METHOD_PUBLISH  "/tracseq.events.v1.EventService/Publish"
 #define METHOD_STREAM   "/tracseq.events.v1.EventService/PublishStream"
+#define METHOD_BATCH    "/tracseq.events.v1.EventService/PublishBatchStream"
+#define MAX_BATCH       1000 /* the service's limit per message */
 #define MAX_CONNECTIONS 64
 #define MAX_WINDOW      4000 /* the server stops reading at 4096 unanswered */
 #define DRAIN_LIMIT_NS  (30LL * 1000000000LL)
@@ -78,6 +85,7 @@ typedef struct options {
     long long count; /* 0: bounded by duration only */
     int streams;
     int window;
+    int batch; /* events per message; > 1: PublishBatchStream */
     int concurrency;
     int connections;
     double rate;
@@ -102,6 +110,8 @@ static void usage(FILE *out)
             "  --streams K            stream: concurrent PublishStream calls (default 4)\n"
             "  --window W             stream: unanswered events per stream, < 4096 (default "
             "1024)\n"
+            "  --batch N              stream: events per message, 1..1000; > 1 uses "
+            "PublishBatchStream (default 1)\n"
             "  --concurrency C        unary: calls in flight (default 32)\n"
             "  --rate R               latency: calls started per second (default 5000)\n"
             "  --connections N        TCP connections, calls spread round-robin (default 4)\n"
@@ -155,6 +165,8 @@ static bool parse_option(options *o, const char *key, const char *value)
         o->streams = (int)v;
     else if (strcmp(key, "--window") == 0 && parse_number(value, 1, MAX_WINDOW, &v))
         o->window = (int)v;
+    else if (strcmp(key, "--batch") == 0 && parse_number(value, 1, MAX_BATCH, &v))
+        o->batch = (int)v;
     else if (strcmp(key, "--concurrency") == 0 && parse_number(value, 1, 100000, &v))
         o->concurrency = (int)v;
     else if (strcmp(key, "--connections") == 0 && parse_number(value, 1, MAX_CONNECTIONS, &v))
@@ -176,6 +188,7 @@ static bool parse_options(options *o, int argc, char **argv)
                    .warmup_s = 1,
                    .streams = 4,
                    .window = 1024,
+                   .batch = 1,
                    .concurrency = 32,
                    .connections = 4,
                    .rate = 5000,
@@ -532,6 +545,8 @@ typedef struct stream {
     tse_client_stream *h;
     int64_t *sent_at; /* ring of window entries: when each was sent */
     uint64_t *id_at;  /* ring of window entries: each one's id number */
+    uint8_t *msg;     /* --batch: the message being built */
+    size_t msg_cap;
     long long sent, received;
     bool closed;
 } stream;
@@ -547,6 +562,33 @@ static const uint8_t *stream_next(stream *s, size_t *len)
     s->sent++;
     b->sent++;
     return req;
+}
+
+/* The next message: one event, or --batch events concatenated (under mu);
+ * NULL when out of memory. */
+static const uint8_t *stream_message(stream *s, size_t *len)
+{
+    bench *b = s->b;
+    size_t at = 0;
+
+    if (b->opt.batch == 1)
+        return stream_next(s, len);
+    for (int i = 0; i < b->opt.batch && may_send(b); i++) {
+        size_t one;
+        const uint8_t *req = stream_next(s, &one);
+        if (at + one > s->msg_cap) {
+            size_t cap = 2 * (at + one);
+            uint8_t *grown = realloc(s->msg, cap);
+            if (grown == NULL)
+                return NULL;
+            s->msg = grown;
+            s->msg_cap = cap;
+        }
+        memcpy(s->msg + at, req, one);
+        at += one;
+    }
+    *len = at;
+    return s->msg;
 }
 
 /*
@@ -571,9 +613,9 @@ static void stream_pump(stream *s)
     }
     if (s->sent - s->received > b->opt.window - refill)
         return;
-    while (s->sent - s->received < b->opt.window && may_send(b)) {
-        const uint8_t *req = stream_next(s, &len);
-        if (tse_client_stream_send(s->h, req, len) != TSE_CLIENT_OK) {
+    while (s->sent - s->received + b->opt.batch <= b->opt.window && may_send(b)) {
+        const uint8_t *req = stream_message(s, &len);
+        if (req == NULL || tse_client_stream_send(s->h, req, len) != TSE_CLIENT_OK) {
             s->closed = true; /* the stream ended: on_end says why */
             return;
         }
@@ -584,6 +626,47 @@ static void stream_pump(stream *s)
     }
 }
 
+/* A varint within [*at, end); false when truncated. */
+static bool read_varint(const uint8_t **at, const uint8_t *end, uint64_t *out)
+{
+    uint64_t v = 0;
+
+    for (int shift = 0; shift < 64 && *at < end; shift += 7) {
+        uint8_t byte = *(*at)++;
+        v |= (uint64_t)(byte & 0x7F) << shift;
+        if ((byte & 0x80) == 0) {
+            *out = v;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A PublishBatchResponse: each result (field 1) checked as a
+ * PublishResponse to the next event sent. Under mu. */
+static void stream_batch_results(stream *s, const uint8_t *at, size_t len, int64_t t)
+{
+    const uint8_t *end = at + len;
+    bench *b = s->b;
+    uint64_t tag, size;
+
+    while (at < end) {
+        if (!read_varint(&at, end, &tag) || tag != 0x0a || !read_varint(&at, end, &size) ||
+            size > (uint64_t)(end - at)) {
+            record_error(b, "a batch response refusing the batch, or bad bytes");
+            return;
+        }
+        if (s->received >= s->sent) {
+            record_error(b, "a result without a request");
+            return;
+        }
+        check_response(b, at, (size_t)size, s->id_at[s->received % b->opt.window],
+                       s->sent_at[s->received % b->opt.window], t);
+        s->received++;
+        at += size;
+    }
+}
+
 static void stream_on_message(void *arg, const void *msg, size_t len)
 {
     stream *s = arg;
@@ -591,12 +674,16 @@ static void stream_on_message(void *arg, const void *msg, size_t len)
     int64_t t = now_ns();
 
     pthread_mutex_lock(&b->mu);
-    if (s->received >= s->sent)
-        record_error(b, "response without a request");
-    else
-        check_response(b, msg, len, s->id_at[s->received % b->opt.window],
-                       s->sent_at[s->received % b->opt.window], t);
-    s->received++;
+    if (b->opt.batch > 1) {
+        stream_batch_results(s, msg, len, t);
+    } else {
+        if (s->received >= s->sent)
+            record_error(b, "response without a request");
+        else
+            check_response(b, msg, len, s->id_at[s->received % b->opt.window],
+                           s->sent_at[s->received % b->opt.window], t);
+        s->received++;
+    }
     stream_pump(s);
     pthread_mutex_unlock(&b->mu);
 }
@@ -606,6 +693,7 @@ static void stream_destroy(stream *s)
     if (s == NULL)
         return;
     tse_client_stream_release(s->h);
+    free(s->msg);
     free(s->sent_at);
     free(s->id_at);
     free(s);
@@ -643,10 +731,12 @@ static bool stream_create(bench *b)
         return false;
     }
     s->b = b;
-    first = stream_next(s, &len);
-    if (tse_client_stream_start(b->client, METHOD_STREAM, first, len, &o, &h, s, &s->h, &err) !=
-        TSE_CLIENT_OK) {
-        record_error(b, "PublishStream: %s", err.message);
+    first = stream_message(s, &len);
+    if (first == NULL ||
+        tse_client_stream_start(b->client, b->opt.batch > 1 ? METHOD_BATCH : METHOD_STREAM, first,
+                                len, &o, &h, s, &s->h, &err) != TSE_CLIENT_OK) {
+        record_error(b, "%s: %s", b->opt.batch > 1 ? "PublishBatchStream" : "PublishStream",
+                     err.message);
         stream_destroy(s);
         return false;
     }
@@ -949,7 +1039,7 @@ static void report(bench *b, double wall_s)
             b->errors ? ")" : "");
     fflush(stderr);
     printf("RESULT mode=%s%s%s events=%lld errors=%lld seconds=%.3f rate=%.1f p50_us=%.0f "
-           "p90_us=%.0f p99_us=%.0f max_us=%.0f streams=%d window=%d concurrency=%d "
+           "p90_us=%.0f p99_us=%.0f max_us=%.0f streams=%d window=%d batch=%d concurrency=%d "
            "offered=%.0f connections=%d ids=%d request_bytes=%zu data_bytes=%zu total_ok=%lld "
            "client_cpu_pct=%.0f launch_lag_p99_us=%.0f launch_lag_max_us=%.0f "
            "from_send_p99_us=%.0f\n",
@@ -957,9 +1047,10 @@ static void report(bench *b, double wall_s)
            secs, rate, quantile_us(&b->lat, 0.50), quantile_us(&b->lat, 0.90),
            quantile_us(&b->lat, 0.99), quantile_us(&b->lat, 1.0),
            o->mode == MODE_STREAM ? o->streams : 0, o->mode == MODE_STREAM ? o->window : 0,
-           o->mode == MODE_UNARY ? o->concurrency : 0, o->mode == MODE_LATENCY ? o->rate : 0,
-           o->connections, o->ids ? 1 : 0, b->pl.shared_len + (o->ids ? 38 : 0), b->pl.data_len,
-           b->ok_total, wall_s > 0 ? 100.0 * cpu / wall_s : 0, quantile_us(&b->lag, 0.99),
+           o->mode == MODE_STREAM ? o->batch : 1, o->mode == MODE_UNARY ? o->concurrency : 0,
+           o->mode == MODE_LATENCY ? o->rate : 0, o->connections, o->ids ? 1 : 0,
+           b->pl.shared_len + (o->ids ? 38 : 0), b->pl.data_len, b->ok_total,
+           wall_s > 0 ? 100.0 * cpu / wall_s : 0, quantile_us(&b->lag, 0.99),
            quantile_us(&b->lag, 1.0), quantile_us(&b->from_send, 0.99));
     fflush(stdout);
 }

@@ -17,6 +17,7 @@
 # run, SHORT [5] seconds for the secondary runs, STREAMS [4], WINDOW [1024],
 # CONCURRENCY [32], RATE [5000], CONNECTIONS [4], PAYLOAD [300] bytes,
 # RB_RUNS [3] redis-benchmark runs per command (the median counts),
+# BATCH [100] events per message of the batched runs (issue 14),
 # SERVICE_ARGS [] extra service flags, e.g. "--threads 2".
 set -euo pipefail
 
@@ -30,6 +31,7 @@ RATE=${RATE:-5000}
 CONNECTIONS=${CONNECTIONS:-4}
 PAYLOAD=${PAYLOAD:-300}
 RB_RUNS=${RB_RUNS:-3}
+BATCH=${BATCH:-100}
 SERVICE_ARGS=${SERVICE_ARGS:-}
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -224,6 +226,12 @@ RSS_IDLE=$(rss_kb "$SERVICE_PID")
 echo "RESULT mode=rss name=rss-after-start vmrss_kb=$RSS_IDLE"
 
 run_bench stream --mode stream --streams "$STREAMS" --window "$WINDOW" --duration "$DURATION"
+# Issue 14: PublishBatchStream, BATCH events per message, then the same with
+# a client id on every event (the dedup script, one call per batch).
+run_bench stream-batch --mode stream --streams "$STREAMS" --window "$WINDOW" --batch "$BATCH" \
+    --duration "$DURATION"
+run_bench stream-batch-ids --mode stream --streams "$STREAMS" --window "$WINDOW" --batch "$BATCH" \
+    --duration "$SHORT" --ids
 # Issue 5: the SDK's pipelined publisher right after the raw stream, in the
 # same shape (server-assigned ids, like the raw run).
 run_sdk sdk-stream --server-ids --duration "$DURATION"
@@ -298,12 +306,23 @@ for n in latency latency-1conn; do
         "$n" "$(field launch_lag_p99_us "$line")" "$(field launch_lag_max_us "$line")" \
         "$(field from_send_p99_us "$line")"
 done
+BATCH_RATE=$(field rate "$(grep ' name=stream-batch ' "$RESULTS" || true)")
+BATCH_IDS_RATE=$(field rate "$(grep ' name=stream-batch-ids ' "$RESULTS" || true)")
+printf 'PublishBatchStream, %s events per message: %.0f/s, ratio %.2f to redis-benchmark (target >= 0.75: %s)\n' \
+    "$BATCH" "${BATCH_RATE:-0}" "$(echo "scale=3; ${BATCH_RATE:-0} / $RB_RATE" | bc -l)" \
+    "$(verdict "$(echo "${BATCH_RATE:-0} >= 0.75 * $RB_RATE" | bc)")"
+printf '   with client ids: %.0f/s, ratio %.2f (target >= 0.40: %s)\n' "${BATCH_IDS_RATE:-0}" \
+    "$(echo "scale=3; ${BATCH_IDS_RATE:-0} / $RB_RATE" | bc -l)" \
+    "$(verdict "$(echo "${BATCH_IDS_RATE:-0} >= 0.40 * $RB_RATE" | bc)")"
 SDK_RATE=$(field rate "$(grep ' name=sdk-stream ' "$RESULTS" || true)")
 SDK_IDS_RATE=$(field rate "$(grep ' name=sdk-stream-ids ' "$RESULTS" || true)")
 IDS_RATE=$(field rate "$(grep ' name=stream-ids ' "$RESULTS" || true)")
 SDK_PCT=$(echo "100 * ${SDK_RATE:-0} / ${STREAM_RATE:-1}" | bc -l)
 printf 'SDK pipelined publish %.0f/s vs raw PublishStream %.0f/s: %.0f%% (target >= 90%%: %s)\n' \
     "${SDK_RATE:-0}" "${STREAM_RATE:-0}" "$SDK_PCT" "$(verdict "$(echo "$SDK_PCT >= 90" | bc)")"
+printf '   the SDK batches by itself: %.0f%% of the raw batched stream (%.0f/s; target >= 90%%: %s)\n' \
+    "$(echo "100 * ${SDK_RATE:-0} / ${BATCH_RATE:-1}" | bc -l)" "${BATCH_RATE:-0}" \
+    "$(verdict "$(echo "${SDK_RATE:-0} >= 0.9 * ${BATCH_RATE:-1}" | bc)")"
 printf '   with client ids (the SDK default, dedup path): %.0f/s vs raw --ids %.0f/s: %.0f%%\n' \
     "${SDK_IDS_RATE:-0}" "${IDS_RATE:-0}" "$(echo "100 * ${SDK_IDS_RATE:-0} / ${IDS_RATE:-1}" | bc -l)"
 INFO_RATE=$(field rate "$(grep ' name=unary-info ' "$RESULTS" || true)")

@@ -1,5 +1,6 @@
 /*
- * publish.c - blocking publish: one Publish call per event, retried with
+ * publish.c - blocking publish: one Publish call per event (or one
+ * PublishBatch call per batch, tse_client_publish_batch), retried with
  * backoff on UNAVAILABLE (or the server's CANCELLED) until the client's
  * timeout, and the blocking helpers of every catalog type.
  *
@@ -12,9 +13,11 @@
  * to a call that reaches a server whose shutdown began (no handler saw it,
  * grpc/grpc#41785), so every rolling restart failed a few publishes so.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "client/internal.h"
+#include "domain/limits.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -29,8 +32,59 @@ static int next_delay(long long deadline_ms, int backoff_ms)
     return backoff_ms < left ? backoff_ms : (int)left;
 }
 
-static tse_client_status publish_attempts(tse_client *c, grpc_slice req,
-                                          tse_client_publish_result *result, tse_client_error *err)
+/* What an attempt's answer decodes into: one result, or a batch's. */
+typedef struct answer {
+    tse_client_publish_result *result; /* Publish */
+    size_t n;                          /* PublishBatch: the events */
+    tse_client_status *statuses;
+    tse_client_publish_result *results;
+    tse_client_error *errors;
+} answer;
+
+/* A PublishBatchResponse into a (every array may be NULL). */
+static tse_client_status batch_response(const grpc_slice resp, const answer *a,
+                                        tse_client_error *err)
+{
+    Tracseq__Events__V1__PublishBatchResponse *r =
+        tracseq__events__v1__publish_batch_response__unpack(NULL, GRPC_SLICE_LENGTH(resp),
+                                                            GRPC_SLICE_START_PTR(resp));
+    tse_client_status st = TSE_CLIENT_OK;
+
+    if (r == NULL || r->n_results != a->n) {
+        st = tse_client_fail(err, TSE_CLIENT_INTERNAL, -1, NULL,
+                             "a PublishBatchResponse that does not answer its request");
+        goto out;
+    }
+    for (size_t i = 0; i < a->n; i++) {
+        uint8_t *bytes = malloc(protobuf_c_message_get_packed_size(&r->results[i]->base) + 1);
+        tse_client_publish_result res;
+        tse_client_error one;
+        tse_client_status s1;
+        size_t len;
+
+        if (bytes == NULL) {
+            st = tse_client_fail(err, TSE_CLIENT_NO_MEMORY, -1, NULL, "out of memory");
+            goto out;
+        }
+        len = protobuf_c_message_pack(&r->results[i]->base, bytes);
+        tse_client_error_clear(&one);
+        s1 = tse_client_publish_response(bytes, len, &res, &one);
+        free(bytes);
+        if (a->statuses != NULL)
+            a->statuses[i] = s1;
+        if (a->results != NULL && s1 == TSE_CLIENT_OK)
+            a->results[i] = res;
+        if (a->errors != NULL)
+            a->errors[i] = one;
+    }
+out:
+    if (r != NULL)
+        tracseq__events__v1__publish_batch_response__free_unpacked(r, NULL);
+    return st;
+}
+
+static tse_client_status publish_attempts(tse_client *c, const char *method, grpc_slice req,
+                                          const answer *a, tse_client_error *err)
 {
     long long deadline_ms = tse_clock_ms() + c->opt.timeout_ms;
     gpr_timespec deadline = tse_client_deadline(c->opt.timeout_ms);
@@ -43,10 +97,12 @@ static tse_client_status publish_attempts(tse_client *c, grpc_slice req,
         int delay;
 
         attempts++;
-        st = tse_client_unary_raw(c, TSE_CLIENT_METHOD("Publish"), req, deadline, &resp, &last);
-        if (st == TSE_CLIENT_OK)
+        st = tse_client_unary_raw(c, method, req, deadline, &resp, &last);
+        if (st == TSE_CLIENT_OK && a->n == 0)
             st = tse_client_publish_response(GRPC_SLICE_START_PTR(resp), GRPC_SLICE_LENGTH(resp),
-                                             result, &last);
+                                             a->result, &last);
+        else if (st == TSE_CLIENT_OK)
+            st = batch_response(resp, a, &last);
         grpc_slice_unref(resp);
         if (st == TSE_CLIENT_OK)
             return TSE_CLIENT_OK;
@@ -82,7 +138,57 @@ EXPORT tse_client_status tse_client_publish_event(tse_client *client, const tse_
     if (!ev->has_id)
         tse_client_next_id(client, id);
     req = tse_client_request_slice(client, ev, ev->has_id ? NULL : id);
-    st = publish_attempts(client, req, result, err);
+    st = publish_attempts(client, TSE_CLIENT_METHOD("Publish"), req, &(answer){.result = result},
+                          err);
+    grpc_slice_unref(req);
+    return st;
+}
+
+EXPORT tse_client_status tse_client_publish_batch(tse_client *client,
+                                                  const tse_client_event *const *events, size_t n,
+                                                  tse_client_status *statuses,
+                                                  tse_client_publish_result *results,
+                                                  tse_client_error *errors, tse_client_error *err)
+{
+    answer a = {.n = n, .statuses = statuses, .results = results, .errors = errors};
+    grpc_slice *parts, req;
+    size_t total = 0, at = 0;
+    tse_client_status st;
+
+    tse_client_error_clear(err);
+    if (client == NULL || events == NULL)
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, client ? "events" : "client",
+                               "%s is NULL", client ? "events" : "client");
+    if (n < 1 || n > TSE_PUBLISH_BATCH_MAX_EVENTS)
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "events",
+                               "a batch holds 1 to %d events", TSE_PUBLISH_BATCH_MAX_EVENTS);
+    if ((parts = calloc(n, sizeof(*parts))) == NULL)
+        return tse_client_fail(err, TSE_CLIENT_NO_MEMORY, -1, NULL, "out of memory");
+    /* Each event's PublishRequest; concatenated they are the
+     * PublishBatchRequest. Ids are made once: every attempt sends them. */
+    for (size_t i = 0; i < n; i++) {
+        char id[37];
+        if (events[i] == NULL) {
+            for (size_t j = 0; j < i; j++)
+                grpc_slice_unref(parts[j]);
+            free(parts);
+            return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "events",
+                                   "event %zu is NULL", i);
+        }
+        if (!events[i]->has_id)
+            tse_client_next_id(client, id);
+        parts[i] = tse_client_request_slice(client, events[i], events[i]->has_id ? NULL : id);
+        total += GRPC_SLICE_LENGTH(parts[i]);
+    }
+    req = grpc_slice_malloc(total);
+    for (size_t i = 0; i < n; i++) {
+        memcpy(GRPC_SLICE_START_PTR(req) + at, GRPC_SLICE_START_PTR(parts[i]),
+               GRPC_SLICE_LENGTH(parts[i]));
+        at += GRPC_SLICE_LENGTH(parts[i]);
+        grpc_slice_unref(parts[i]);
+    }
+    free(parts);
+    st = publish_attempts(client, TSE_CLIENT_METHOD("PublishBatch"), req, &a, err);
     grpc_slice_unref(req);
     return st;
 }

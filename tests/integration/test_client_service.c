@@ -453,6 +453,45 @@ static void test_publisher_batches_up_to_batch_size(void **state)
         fail_msg("%ld script calls for 95 events in batches of at most 10", calls);
 }
 
+/* The blocking batch: one call, a result or an error per event, in order. */
+static void test_blocking_batch_answers_each_event(void **state)
+{
+    tse_client_event *good = NULL, *bad = NULL;
+    const tse_client_event *events[3];
+    tse_client_status statuses[3];
+    tse_client_publish_result results[3];
+    tse_client_error errors[3], err;
+
+    assert_int_equal(
+        tse_client_event_from_json("sdk.blocking_batch", "{\"n\":1}", NULL, &good, NULL),
+        TSE_CLIENT_OK);
+    assert_int_equal(
+        tse_client_event_from_json(
+            "sdk.blocking_batch", "{\"n\":2}",
+            &(tse_client_publish_opts){.metadata = &(tse_client_metadata){"schema_valid", "yes"},
+                                       .n_metadata = 1},
+            &bad, NULL),
+        TSE_CLIENT_OK);
+    events[0] = good;
+    events[1] = bad;
+    events[2] = good;
+    assert_int_equal(
+        tse_client_publish_batch(W->client, events, 3, statuses, results, errors, &err),
+        TSE_CLIENT_OK);
+    assert_int_equal(statuses[0], TSE_CLIENT_OK);
+    assert_int_equal(statuses[1], TSE_CLIENT_INVALID_ARGUMENT);
+    assert_string_equal(errors[1].field, "events[1].metadata.schema_valid");
+    assert_int_equal(statuses[2], TSE_CLIENT_OK);
+    assert_string_not_equal(results[0].event_id, results[2].event_id);
+    assert_true(strlen(results[2].stream_id) > 0);
+    assert_int_equal(stream_entries("sdk.blocking_batch"), 2);
+    assert_int_equal(tse_client_publish_batch(W->client, events, 0, NULL, NULL, NULL, &err),
+                     TSE_CLIENT_INVALID_ARGUMENT);
+    assert_string_equal(err.field, "events");
+    tse_client_event_destroy(good);
+    tse_client_event_destroy(bad);
+}
+
 /* batch_size 1: PublishStream, one event per message, as before batches. */
 static void test_publisher_without_batches_uses_publish_stream(void **state)
 {
@@ -840,6 +879,7 @@ int main(void)
         cmocka_unit_test(test_pipelined_10000_events_get_10000_callbacks_in_order),
         cmocka_unit_test(test_bad_event_in_the_pipeline_fails_alone),
         cmocka_unit_test(test_publisher_batches_up_to_batch_size),
+        cmocka_unit_test(test_blocking_batch_answers_each_event),
         cmocka_unit_test(test_publisher_without_batches_uses_publish_stream),
         cmocka_unit_test(test_publish_to_a_stopped_service_is_unavailable_within_the_timeout),
         cmocka_unit_test(test_subscriber_reconnects_after_a_service_restart),

@@ -326,6 +326,23 @@ TSE_CLIENT_API tse_client_status tse_client_publish_event(tse_client *client,
                                                           tse_client_publish_result *result,
                                                           tse_client_error *err);
 
+/*
+ * Publishes events[0..n) (1..1000) in one PublishBatch call and waits until
+ * every stored one is durably in Redis. The call is retried as
+ * tse_client_publish_event's is, with the same ids (the SDK's where an event
+ * has none), so each event is stored once. OK means the batch was
+ * answered: then statuses[i] says what became of event i (a bad event
+ * fails alone), results[i] holds its result when OK and errors[i] its error
+ * otherwise; any of the three arrays (n entries each) may be NULL. Any
+ * other status is the call's, and nothing is known of the events.
+ */
+TSE_CLIENT_API tse_client_status tse_client_publish_batch(tse_client *client,
+                                                          const tse_client_event *const *events,
+                                                          size_t n, tse_client_status *statuses,
+                                                          tse_client_publish_result *results,
+                                                          tse_client_error *errors,
+                                                          tse_client_error *err);
+
 /* tse_client_event_from_json + tse_client_publish_event. */
 TSE_CLIENT_API tse_client_status tse_client_publish_json(tse_client *client, const char *event_type,
                                                          const char *payload_json,
