@@ -59,6 +59,10 @@ static void reflect_on_recv(tse_tag *tag, bool ok)
     grpc_slice all;
 
     pthread_mutex_lock(&rc->base.lock);
+    /* Finished already: the close op (a cancel) or the shutdown came first
+     * on another poller thread; the call has had its one answer. */
+    if (!tse_call_active_locked(&rc->base))
+        goto out;
     if (!ok || rc->recv_buf == NULL) {
         if (ok)
             reflect_finish(rc, NULL);
