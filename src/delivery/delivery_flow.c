@@ -540,6 +540,20 @@ static void claim(tse_delivery *d, tse_sub *sub, tse_subscriber *target, const c
         freeReplyObject(r);
 }
 
+/* The idle time an entry delivered `delivered` times needs before it is
+ * delivered again: the ack deadline, plus the retry policy's backoff
+ * (min_backoff_ms doubled per earlier attempt, capped at max_backoff_ms). */
+static long long retry_idle(const Tracseq__Events__V1__Subscription *def, long long delivered)
+{
+    long long backoff = def->min_backoff_ms;
+
+    for (long long i = 1; i < delivered && backoff < (long long)def->max_backoff_ms; i++)
+        backoff *= 2;
+    if (backoff > (long long)def->max_backoff_ms)
+        backoff = def->max_backoff_ms;
+    return (long long)def->ack_deadline_ms + backoff;
+}
+
 /* Redelivery and dead letters for one stream of sub. */
 static void scan_stream(tse_delivery *d, tse_sub *sub, tse_subscriber *target, const char *key)
 {
@@ -564,6 +578,8 @@ static void scan_stream(tse_delivery *d, tse_sub *sub, tse_subscriber *target, c
         long long delivered = p->element[3]->integer;
         if (max > 0 && delivered >= (long long)max) {
             dead_letter(d, sub, key, p->element[0]->str, delivered);
+        } else if (p->element[2]->integer < retry_idle(sub->def, delivered)) {
+            continue; /* still backing off */
         } else if (target && n < target->credit) {
             ids[n] = p->element[0]->str;
             counts[n++] = delivered;

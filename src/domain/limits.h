@@ -45,6 +45,8 @@
 #define TSE_MAX_DELIVERY_ATTEMPTS_LIMIT 1000
 #define TSE_DEFAULT_MAX_IN_FLIGHT       100
 #define TSE_MAX_IN_FLIGHT_LIMIT         10000
+/* Retry backoff between attempts: the most either bound may be. */
+#define TSE_MAX_BACKOFF_MS              600000
 
 /* ---- Pull ------------------------------------------------------------------ */
 

@@ -288,6 +288,15 @@ static tse_status check_limits(const subscription *sub, tse_error *err)
         return tse_error_set(err, TSE_INVALID, "subscription.max_in_flight",
                              "subscription.max_in_flight must be 0 (default %d) or at most %d",
                              TSE_DEFAULT_MAX_IN_FLIGHT, TSE_MAX_IN_FLIGHT_LIMIT);
+    if (sub->min_backoff_ms > TSE_MAX_BACKOFF_MS)
+        return tse_error_set(err, TSE_INVALID, "subscription.min_backoff_ms",
+                             "subscription.min_backoff_ms must be at most %d", TSE_MAX_BACKOFF_MS);
+    if (sub->max_backoff_ms > TSE_MAX_BACKOFF_MS)
+        return tse_error_set(err, TSE_INVALID, "subscription.max_backoff_ms",
+                             "subscription.max_backoff_ms must be at most %d", TSE_MAX_BACKOFF_MS);
+    if (sub->max_backoff_ms != 0 && sub->max_backoff_ms < sub->min_backoff_ms)
+        return tse_error_set(err, TSE_INVALID, "subscription.max_backoff_ms",
+                             "subscription.max_backoff_ms must not be below min_backoff_ms");
     return TSE_OK;
 }
 
@@ -347,8 +356,15 @@ static uint32_t effective_max_in_flight(const subscription *sub)
     return sub->max_in_flight == 0 ? TSE_DEFAULT_MAX_IN_FLIGHT : sub->max_in_flight;
 }
 
+static uint32_t effective_max_backoff(const subscription *sub)
+{
+    return sub->max_backoff_ms == 0 && sub->min_backoff_ms > 0 ? TSE_MAX_BACKOFF_MS
+                                                               : sub->max_backoff_ms;
+}
+
 static void fill_defaults(subscription *sub)
 {
+    sub->max_backoff_ms = effective_max_backoff(sub);
     sub->start = effective_start(sub);
     sub->ack_deadline_ms = effective_ack_deadline(sub);
     sub->max_in_flight = effective_max_in_flight(sub);
@@ -408,5 +424,7 @@ bool tse_subscription_same(const Tracseq__Events__V1__Subscription *a,
     return same_string(a->name, b->name) && patterns_within(a, b) && patterns_within(b, a) &&
            same_start(a, b) && effective_ack_deadline(a) == effective_ack_deadline(b) &&
            a->max_delivery_attempts == b->max_delivery_attempts &&
-           effective_max_in_flight(a) == effective_max_in_flight(b) && !a->auto_ack == !b->auto_ack;
+           effective_max_in_flight(a) == effective_max_in_flight(b) &&
+           !a->auto_ack == !b->auto_ack && a->min_backoff_ms == b->min_backoff_ms &&
+           effective_max_backoff(a) == effective_max_backoff(b);
 }

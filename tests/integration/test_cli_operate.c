@@ -529,6 +529,41 @@ static void a_live_subscriber_is_kept_through_a_seek(void **state)
     tse_client_subscriber_destroy(sub);
 }
 
+/* A retry policy holds a nacked event back for its backoff; then it comes
+ * again with the next attempt. A bad policy names its field. */
+static void a_retry_policy_backs_off_between_attempts(void **state)
+{
+    world *w = *state;
+    tse_client_batch *b = NULL;
+    tse_client_error err;
+    uint32_t attempt = 0;
+    json_t *sub;
+
+    sub = grpc_ok(w, "CreateSubscription",
+                  "{\"subscription\":{\"name\":\"op-retry\",\"event_types\":[\"op.retry.done\"],"
+                  "\"ack_deadline_ms\":100,\"max_delivery_attempts\":5,"
+                  "\"min_backoff_ms\":2000,\"max_backoff_ms\":4000}}");
+    assert_int_equal(json_integer_value(json_object_get(sub, "min_backoff_ms")), 2000);
+    json_decref(sub);
+    assert_int_equal(grpc(w, "CreateSubscription",
+                          "{\"subscription\":{\"name\":\"op-retry-bad\",\"event_types\":[\"x.y\"],"
+                          "\"min_backoff_ms\":3000,\"max_backoff_ms\":1000}}",
+                          NULL, &err),
+                     TSE_CLIENT_INVALID_ARGUMENT);
+    assert_string_equal(err.field, "subscription.max_backoff_ms");
+
+    publish(w, "op.retry.done", 1, NULL);
+    assert_int_equal(pull_all(w, "op-retry", 1, true, &attempt), 1);
+    assert_int_equal(attempt, 1);
+    /* Nacked without a delay: held back for 2 s, far longer than this pull. */
+    assert_int_equal(tse_client_pull(w->sdk->client, "op-retry", 10, 300, NULL, &b, &err),
+                     TSE_CLIENT_OK);
+    assert_int_equal(tse_client_batch_count(b), 0);
+    tse_client_batch_destroy(b);
+    assert_int_equal(pull_all(w, "op-retry", 1, false, &attempt), 1);
+    assert_int_equal(attempt, 2);
+}
+
 /* Seek to a timestamp (REST) delivers what was published from then on. */
 static void seek_to_a_timestamp(void **state)
 {
@@ -607,6 +642,7 @@ int main(void)
         cmocka_unit_test(seek_earliest_redelivers_history),
         cmocka_unit_test(a_live_subscriber_is_kept_through_a_seek),
         cmocka_unit_test(seek_to_a_timestamp),
+        cmocka_unit_test(a_retry_policy_backs_off_between_attempts),
         cmocka_unit_test(seek_to_a_snapshot),
     };
 

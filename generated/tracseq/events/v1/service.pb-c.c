@@ -2408,7 +2408,7 @@ const ProtobufCMessageDescriptor tracseq__events__v1__publish_batch_response__de
   (ProtobufCMessageInit) tracseq__events__v1__publish_batch_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor tracseq__events__v1__subscription__field_descriptors[11] =
+static const ProtobufCFieldDescriptor tracseq__events__v1__subscription__field_descriptors[13] =
 {
   {
     "name",
@@ -2507,6 +2507,30 @@ static const ProtobufCFieldDescriptor tracseq__events__v1__subscription__field_d
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
+    "min_backoff_ms",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__Subscription, min_backoff_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "max_backoff_ms",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__Subscription, max_backoff_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
     "created_at",
     20,
     PROTOBUF_C_LABEL_NONE,
@@ -2546,21 +2570,23 @@ static const ProtobufCFieldDescriptor tracseq__events__v1__subscription__field_d
 static const unsigned tracseq__events__v1__subscription__field_indices_by_name[] = {
   4,   /* field[4] = ack_deadline_ms */
   7,   /* field[7] = auto_ack */
-  8,   /* field[8] = created_at */
+  10,   /* field[10] = created_at */
   1,   /* field[1] = event_types */
+  9,   /* field[9] = max_backoff_ms */
   5,   /* field[5] = max_delivery_attempts */
   6,   /* field[6] = max_in_flight */
+  8,   /* field[8] = min_backoff_ms */
   0,   /* field[0] = name */
-  10,   /* field[10] = owner */
+  12,   /* field[12] = owner */
   2,   /* field[2] = start */
   3,   /* field[3] = start_time */
-  9,   /* field[9] = stats */
+  11,   /* field[11] = stats */
 };
 static const ProtobufCIntRange tracseq__events__v1__subscription__number_ranges[2 + 1] =
 {
   { 1, 0 },
-  { 20, 8 },
-  { 0, 11 }
+  { 20, 10 },
+  { 0, 13 }
 };
 const ProtobufCMessageDescriptor tracseq__events__v1__subscription__descriptor =
 {
@@ -2570,7 +2596,7 @@ const ProtobufCMessageDescriptor tracseq__events__v1__subscription__descriptor =
   "Tracseq__Events__V1__Subscription",
   "tracseq.events.v1",
   sizeof(Tracseq__Events__V1__Subscription),
-  11,
+  13,
   tracseq__events__v1__subscription__field_descriptors,
   tracseq__events__v1__subscription__field_indices_by_name,
   2,  tracseq__events__v1__subscription__number_ranges,

@@ -273,6 +273,17 @@ struct  Tracseq__Events__V1__Subscription
    */
   protobuf_c_boolean auto_ack;
   /*
+   * Retry policy: an event nacked without a delay, or whose ack deadline
+   * passed, waits min_backoff_ms * 2^(attempts - 1), at most max_backoff_ms,
+   * before it is delivered again. 0 (default): no wait beyond the deadline
+   * or the nack's delay_ms. At most 600000.
+   */
+  uint32_t min_backoff_ms;
+  /*
+   * 0 with min_backoff_ms set: 600000. Not below min_backoff_ms.
+   */
+  uint32_t max_backoff_ms;
+  /*
    * Output only: when the subscription was created.
    */
   Google__Protobuf__Timestamp *created_at;
@@ -289,7 +300,7 @@ struct  Tracseq__Events__V1__Subscription
 };
 #define TRACSEQ__EVENTS__V1__SUBSCRIPTION__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tracseq__events__v1__subscription__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL, TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_UNSPECIFIED, NULL, 0, 0, 0, 0, NULL, NULL, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, 0,NULL, TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_UNSPECIFIED, NULL, 0, 0, 0, 0, 0, 0, NULL, NULL, (char *)protobuf_c_empty_string }
 
 
 /*
