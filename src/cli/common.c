@@ -74,7 +74,7 @@ int tse_cli_parse_int(const tse_cli *cli, const char *option, const char *text, 
 
 int tse_cli_global_option(tse_cli *cli, int code, const char *arg, char *const argv[])
 {
-    long v;
+    long v = 0; /* set when rc is -1; gcc -O3 cannot see it (Release build) */
     int rc;
 
     switch (code) {

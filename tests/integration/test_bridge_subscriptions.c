@@ -226,7 +226,10 @@ static bool sse_expect(sse *s, const char *prefix, char *rest, size_t len, int t
 
     while (sse_line(s, line, sizeof(line), (int)(deadline - tse_test_now_ms()))) {
         if (strncmp(line, prefix, strlen(prefix)) == 0) {
-            snprintf(rest, len, "%s", line + strlen(prefix));
+            const char *from = line + strlen(prefix);
+            size_t n = strnlen(from, len - 1); /* cut to fit, as the caller asked */
+            memcpy(rest, from, n);
+            rest[n] = '\0';
             return true;
         }
     }

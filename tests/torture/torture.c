@@ -2652,7 +2652,7 @@ static void count_stored(const char *key, const redisReply *entry)
     int tok = entry_token(entry, key);
     mevent *e = ev_at(tok);
     char want[160];
-    size_t len;
+    size_t len = 0;
     const char *id = reply_field(entry->element[1], "id", &len);
 
     stored_total++;
