@@ -273,6 +273,11 @@ void tsb_reply_unsupported(const tsb_request *req, tsb_response *resp, const cha
  * when it is not. */
 json_t *tsb_parse_body(const tsb_request *req, tsb_response *resp);
 
+/* An optional JSON object body: {} when there is none; otherwise it must be
+ * application/json (415) holding an object (400/422 naming "body"). NULL
+ * when refused (resp answered). */
+json_t *tsb_object_body(const tsb_request *req, tsb_response *resp);
+
 /* A message as JSON (snake_case, defaults emitted, 64-bit integers as
  * numbers). Caller releases with json_decref; NULL on failure. */
 json_t *tsb_json_from_message(const ProtobufCMessage *msg);

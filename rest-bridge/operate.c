@@ -26,27 +26,6 @@ static void then_json(tsb_request *req, tsb_response *resp, const tsb_calls_stat
     tsb_reply_json(resp, 200, tsb_json_from_message(out));
 }
 
-/* The body as a JSON object ({} when empty); NULL when answered. */
-static json_t *body_object(tsb_request *req, tsb_response *resp)
-{
-    json_t *body;
-
-    if (req->body_len == 0 || strcmp(req->method, "POST") != 0)
-        return json_object();
-    if (!tsb_media_is(req, "application/json")) {
-        tsb_reply_unsupported(req, resp, "application/json");
-        return NULL;
-    }
-    if ((body = tsb_parse_body(req, resp)) == NULL)
-        return NULL;
-    if (!json_is_object(body)) {
-        tsb_reply_error(resp, TSE_INVALID, "body", "The body must be a JSON object.");
-        json_decref(body);
-        return NULL;
-    }
-    return body;
-}
-
 /* "earliest" -> "START_POSITION_EARLIEST" (a full name is kept). */
 static void expand_position(json_t *body)
 {
@@ -89,7 +68,8 @@ void tsb_handle_operate(tsb_request *req, tsb_response *resp)
         &tracseq__events__v1__event_service__descriptor, tsb_route_rpc(req->route));
     const char *field = tsb_route_field(req->route);
     ProtobufCMessage *in = NULL;
-    json_t *body = body_object(req, resp);
+    /* Only a POST carries the request; a GET's fields come from the path. */
+    json_t *body = strcmp(req->method, "POST") == 0 ? tsb_object_body(req, resp) : json_object();
     tse_error err;
 
     if (body == NULL)

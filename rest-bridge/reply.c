@@ -283,6 +283,26 @@ json_t *tsb_parse_body(const tsb_request *req, tsb_response *resp)
     return json;
 }
 
+json_t *tsb_object_body(const tsb_request *req, tsb_response *resp)
+{
+    json_t *body;
+
+    if (req->body_len == 0)
+        return json_object();
+    if (!tsb_media_is(req, "application/json")) {
+        tsb_reply_unsupported(req, resp, "application/json");
+        return NULL;
+    }
+    if ((body = tsb_parse_body(req, resp)) == NULL)
+        return NULL;
+    if (!json_is_object(body)) {
+        tsb_reply_error(resp, TSE_INVALID, "body", "The body must be a JSON object.");
+        json_decref(body);
+        return NULL;
+    }
+    return body;
+}
+
 bool tsb_media_is(const tsb_request *req, const char *type)
 {
     const char *ct = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Content-Type");

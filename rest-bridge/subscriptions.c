@@ -106,27 +106,6 @@ static void cache_put(tsb_subcache *c, const char *name, bool auto_ack, bool for
 
 /* ===================== helpers ========================================== */
 
-/* The body as a JSON object; an empty body counts as {}. */
-static json_t *object_body(tsb_request *req, tsb_response *resp)
-{
-    json_t *body;
-
-    if (req->body_len == 0)
-        return json_object();
-    if (!tsb_media_is(req, "application/json")) {
-        tsb_reply_unsupported(req, resp, "application/json");
-        return NULL;
-    }
-    if ((body = tsb_parse_body(req, resp)) == NULL)
-        return NULL;
-    if (!json_is_object(body)) {
-        tsb_reply_error(resp, TSE_INVALID, "body", "The body must be a JSON object.");
-        json_decref(body);
-        return NULL;
-    }
-    return body;
-}
-
 /* [A-Za-z0-9_.-]{1,64}: the names the service accepts, safe in a URL. */
 static bool plain_name(const char *s)
 {
@@ -348,7 +327,7 @@ void tsb_handle_subscribe(tsb_request *req, tsb_response *resp)
     Tracseq__Events__V1__CreateSubscriptionRequest in =
         TRACSEQ__EVENTS__V1__CREATE_SUBSCRIPTION_REQUEST__INIT;
     Subscription sub = TRACSEQ__EVENTS__V1__SUBSCRIPTION__INIT;
-    json_t *body = object_body(req, resp);
+    json_t *body = tsb_object_body(req, resp);
     subscribe_ctx *sc = calloc(1, sizeof(*sc));
     char **patterns = NULL;
     size_t n;
@@ -664,7 +643,7 @@ static void settle(tsb_request *req, tsb_response *resp, bool nack)
         return;
     }
     sc->nack = nack;
-    if ((sc->body = object_body(req, resp)) == NULL ||
+    if ((sc->body = tsb_object_body(req, resp)) == NULL ||
         (sc->ids = ack_ids(sc->body, &sc->n, resp)) == NULL ||
         !delay_of(sc->body, &sc->delay_ms, resp))
         return;

@@ -316,6 +316,22 @@ static const rpc rpcs[] = {
      FIRST_ON_STREAM},
 };
 
+/* A publish stream's verdict: its refusal's error in a response (the stream
+ * goes on, OK), else its status; UNKNOWN when the request was accepted. */
+static grpc_status_code stream_verdict(grpc_status_code code,
+                                       const Tracseq__Events__V1__PublishError *error,
+                                       tse_test_status *st)
+{
+    if (code != GRPC_STATUS_OK)
+        return code;
+    if (error == NULL) {
+        snprintf(st->details, sizeof(st->details), "(the request was accepted)");
+        return GRPC_STATUS_UNKNOWN;
+    }
+    snprintf(st->details, sizeof(st->details), "%s: %s", error->field, error->message);
+    return (grpc_status_code)error->code;
+}
+
 /* The service's verdict on one request: a status, or for PublishStream the
  * error of its one response, as "field: message" in details. */
 static grpc_status_code call_raw(const world *w, const rpc *r, const void *data, size_t len,
@@ -333,15 +349,7 @@ static grpc_status_code call_raw(const world *w, const rpc *r, const void *data,
             PublishResponse *resp = (PublishResponse *)tse_test_stream_recv(
                 s, &tracseq__events__v1__publish_response__descriptor, TIMEOUT_MS, NULL);
             tse_test_stream_close_send(s);
-            code = tse_test_stream_finish(s, &st);
-            if (code == GRPC_STATUS_OK && resp != NULL && resp->error != NULL) {
-                code = (grpc_status_code)resp->error->code;
-                snprintf(st.details, sizeof(st.details), "%s: %s", resp->error->field,
-                         resp->error->message);
-            } else if (code == GRPC_STATUS_OK) {
-                snprintf(st.details, sizeof(st.details), "(the event was accepted)");
-                code = GRPC_STATUS_UNKNOWN;
-            }
+            code = stream_verdict(tse_test_stream_finish(s, &st), resp ? resp->error : NULL, &st);
             if (resp)
                 protobuf_c_message_free_unpacked(&resp->base, NULL);
         } else if (r->via == BATCH_STREAM) {
@@ -350,15 +358,7 @@ static grpc_status_code call_raw(const world *w, const rpc *r, const void *data,
                 (Tracseq__Events__V1__PublishBatchResponse *)tse_test_stream_recv(
                     s, &tracseq__events__v1__publish_batch_response__descriptor, TIMEOUT_MS, NULL);
             tse_test_stream_close_send(s);
-            code = tse_test_stream_finish(s, &st);
-            if (code == GRPC_STATUS_OK && resp != NULL && resp->error != NULL) {
-                code = (grpc_status_code)resp->error->code;
-                snprintf(st.details, sizeof(st.details), "%s: %s", resp->error->field,
-                         resp->error->message);
-            } else if (code == GRPC_STATUS_OK) {
-                snprintf(st.details, sizeof(st.details), "(the batch was accepted)");
-                code = GRPC_STATUS_UNKNOWN;
-            }
+            code = stream_verdict(tse_test_stream_finish(s, &st), resp ? resp->error : NULL, &st);
             if (resp)
                 protobuf_c_message_free_unpacked(&resp->base, NULL);
         } else {
