@@ -234,11 +234,14 @@ static tse_status slots_entry(tse_cluster_map *m, const redisReply *e, const cha
     return TSE_OK;
 }
 
-/* A map built by fill from reply, handed to *out only when fill succeeds. */
+/* One element of a CLUSTER SLOTS or CLUSTER SHARDS reply into m. */
+typedef tse_status (*entry_fn)(tse_cluster_map *m, const redisReply *e, const char *conn_host,
+                               tse_error *err);
+
+/* A map built from every element of reply by entry, handed to *out only
+ * when all of them were taken. */
 static tse_status build(const redisReply *reply, const char *conn_host, tse_cluster_map **out,
-                        tse_status (*fill)(tse_cluster_map *, const redisReply *, const char *,
-                                           tse_error *),
-                        const char *field, tse_error *err)
+                        entry_fn entry, const char *field, tse_error *err)
 {
     tse_cluster_map *m;
     tse_status st;
@@ -248,7 +251,9 @@ static tse_status build(const redisReply *reply, const char *conn_host, tse_clus
     m = map_new();
     if (m == NULL)
         return tse_error_set(err, TSE_NOMEM, field, "out of memory");
-    st = fill(m, reply, conn_host != NULL ? conn_host : "", err);
+    st = TSE_OK;
+    for (size_t i = 0; i < reply->elements && st == TSE_OK; i++)
+        st = entry(m, reply->element[i], conn_host != NULL ? conn_host : "", err);
     if (st != TSE_OK) {
         tse_cluster_map_destroy(m);
         return st;
@@ -257,21 +262,10 @@ static tse_status build(const redisReply *reply, const char *conn_host, tse_clus
     return TSE_OK;
 }
 
-static tse_status fill_slots(tse_cluster_map *m, const redisReply *reply, const char *conn_host,
-                             tse_error *err)
-{
-    for (size_t i = 0; i < reply->elements; i++) {
-        tse_status st = slots_entry(m, reply->element[i], conn_host, err);
-        if (st != TSE_OK)
-            return st;
-    }
-    return TSE_OK;
-}
-
 tse_status tse_cluster_map_from_slots(const redisReply *reply, const char *conn_host,
                                       tse_cluster_map **out, tse_error *err)
 {
-    return build(reply, conn_host, out, fill_slots, "CLUSTER SLOTS", err);
+    return build(reply, conn_host, out, slots_entry, "CLUSTER SLOTS", err);
 }
 
 /* -------------------------------------------------------------------------
@@ -354,21 +348,10 @@ static tse_status shards_entry(tse_cluster_map *m, const redisReply *shard, cons
     return TSE_OK;
 }
 
-static tse_status fill_shards(tse_cluster_map *m, const redisReply *reply, const char *conn_host,
-                              tse_error *err)
-{
-    for (size_t i = 0; i < reply->elements; i++) {
-        tse_status st = shards_entry(m, reply->element[i], conn_host, err);
-        if (st != TSE_OK)
-            return st;
-    }
-    return TSE_OK;
-}
-
 tse_status tse_cluster_map_from_shards(const redisReply *reply, const char *conn_host,
                                        tse_cluster_map **out, tse_error *err)
 {
-    return build(reply, conn_host, out, fill_shards, SHARDS, err);
+    return build(reply, conn_host, out, shards_entry, SHARDS, err);
 }
 
 /* -------------------------------------------------------------------------
