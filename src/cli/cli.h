@@ -33,7 +33,10 @@ enum {
     TSE_CLI_EXIT_REFUSED = 1,
     TSE_CLI_EXIT_USAGE = 2,
     TSE_CLI_EXIT_UNAVAILABLE = 3,
-    TSE_CLI_EXIT_INTERNAL = 4
+    TSE_CLI_EXIT_INTERNAL = 4,
+    /* publish --strict: the event was stored, but as generic data because
+     * its payload did not fit its catalog schema (schema_valid=false) */
+    TSE_CLI_EXIT_SCHEMA_INVALID = 5
 };
 
 /* One run of eventctl: the global options, wherever they were given. */

@@ -31,9 +31,18 @@ static const char help[] =
     "  --id UUID                the event's id (a retry with the same id is\n"
     "                           stored once); default: a new one\n"
     "  --metadata KEY=VALUE     envelope metadata; repeatable\n"
+    "  --strict                 exit 5 when the service answers schema_valid=false\n"
+    "                           (the event is stored all the same)\n"
     "\n"
     "Prints the event id and the stream entry id, or with --json the result as\n"
-    "{\"event_id\", \"stream_id\", \"duplicate\", \"published_at\"}.\n"
+    "{\"event_id\", \"stream_id\", \"duplicate\", \"published_at\", \"schema_valid\"}.\n"
+    "\n"
+    "A lenient service stores a catalog-type payload that does not fit its schema\n"
+    "as generic data (metadata schema_valid=false and schema_error) and answers\n"
+    "schema_valid=false: eventctl then prints a warning on stderr and exits 0, or\n"
+    "with --strict prints an error and exits 5. Either way the event is already\n"
+    "stored and delivered to subscribers of its type; a strict service refuses\n"
+    "such a payload instead (exit 1).\n"
     "\n"
     "Example:\n"
     "  eventctl publish sample.created --subject sample-42 --payload \\\n"
@@ -47,7 +56,8 @@ enum {
     OPT_CORRELATION,
     OPT_CAUSATION,
     OPT_ID,
-    OPT_METADATA
+    OPT_METADATA,
+    OPT_STRICT
 };
 
 static const struct option options[] = {
@@ -59,12 +69,14 @@ static const struct option options[] = {
     {"causation-id", required_argument, NULL, OPT_CAUSATION},
     {"id", required_argument, NULL, OPT_ID},
     {"metadata", required_argument, NULL, OPT_METADATA},
+    {"strict", no_argument, NULL, OPT_STRICT},
     {NULL, 0, NULL, 0},
 };
 
 typedef struct publish_args {
     tse_cli *cli;
     const char *payload_arg;
+    bool strict; /* schema_valid=false is an error (exit 5), not a warning */
     tse_client_publish_opts opts;
     /* Metadata keys are copied (the '=' is cut); values point into them. */
     char *md_keys[MAX_METADATA];
@@ -104,6 +116,7 @@ static int on_option(void *ctx, int code, const char *arg)
     case OPT_CAUSATION: a->opts.causation_id = arg; return -1;
     case OPT_ID: a->opts.event_id = arg; return -1;
     case OPT_METADATA: return add_metadata(a, arg);
+    case OPT_STRICT: a->strict = true; return -1;
     case OPT_PRIORITY:
         /* Only the syntax is ours to check: the range is the SDK's rule. */
         rc = tse_cli_parse_int(a->cli, "--priority", arg, -1000, 1000, &v);
@@ -123,14 +136,33 @@ static void print_result(const tse_cli *cli, const tse_client_publish_result *r)
                r->duplicate ? ", a duplicate of an earlier publish" : "");
         return;
     }
-    o = json_pack("{s:s, s:s, s:b, s:{s:I, s:i}}", "event_id", r->event_id, "stream_id",
+    o = json_pack("{s:s, s:s, s:b, s:{s:I, s:i}, s:b}", "event_id", r->event_id, "stream_id",
                   r->stream_id, "duplicate", r->duplicate, "published_at", "seconds",
-                  (json_int_t)r->published_at_seconds, "nanos", (int)r->published_at_nanos);
+                  (json_int_t)r->published_at_seconds, "nanos", (int)r->published_at_nanos,
+                  "schema_valid", r->schema_valid);
     if (o != NULL) {
         json_dumpf(o, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
         fputc('\n', stdout);
     }
     json_decref(o);
+}
+
+/*
+ * schema_valid=false: a lenient service stored the payload as generic data
+ * (it did not fit type's catalog schema). The event is in its stream
+ * already, so even --strict can only report it.
+ */
+static int schema_check(const publish_args *a, const char *type, const tse_client_publish_result *r)
+{
+    if (r->schema_valid)
+        return TSE_CLI_EXIT_OK;
+    fprintf(stderr,
+            "eventctl publish: %s: the %s payload did not match its catalog schema; the service "
+            "stored event %s as generic data (metadata schema_valid=false, schema_error says "
+            "why)%s\n",
+            a->strict ? "error" : "warning", type, r->event_id,
+            a->strict ? "; it is stored and delivered all the same" : "");
+    return a->strict ? TSE_CLI_EXIT_SCHEMA_INVALID : TSE_CLI_EXIT_OK;
 }
 
 static int publish(publish_args *a, const char *type, const char *payload)
@@ -148,7 +180,7 @@ static int publish(publish_args *a, const char *type, const char *payload)
     st = tse_client_publish_json(client, type, payload, &a->opts, &result, &err);
     if (st == TSE_CLIENT_OK) {
         print_result(a->cli, &result);
-        rc = TSE_CLI_EXIT_OK;
+        rc = schema_check(a, type, &result);
     } else {
         rc = tse_cli_fail(a->cli, st, &err);
     }

@@ -249,6 +249,38 @@ static void test_the_result_says_whether_the_payload_fit_its_schema(void **state
     tse_client_event_destroy(ev);
 }
 
+/* The publisher's outcome says the same. */
+static void on_schema_outcome(void *arg, const tse_client_publish_outcome *o)
+{
+    int *seen = arg;
+
+    /* 1: fit, 0: did not fit, -1: failed. */
+    *seen = o->status == TSE_CLIENT_OK ? (int)o->result->schema_valid : -1;
+}
+
+static void test_the_publisher_outcome_says_whether_the_payload_fit(void **state)
+{
+    tse_client_event *misfit = envelope(
+        "{\"event_type\":\"sample.created\",\"source_service\":\"gw\",\"data\":{\"n\":1}}");
+    tse_client_event *generic =
+        envelope("{\"event_type\":\"gw.schema\",\"source_service\":\"gw\",\"data\":{\"n\":1}}");
+    tse_client_publisher *p = NULL;
+    int seen = -2;
+
+    assert_int_equal(
+        tse_client_publisher_create(W->client, NULL, on_schema_outcome, &seen, &p, NULL),
+        TSE_CLIENT_OK);
+    assert_int_equal(tse_client_publisher_publish(p, misfit, NULL, NULL), TSE_CLIENT_OK);
+    assert_int_equal(tse_client_publisher_flush(p, WAIT_MS, NULL), TSE_CLIENT_OK);
+    assert_int_equal(seen, 0);
+    assert_int_equal(tse_client_publisher_publish(p, generic, NULL, NULL), TSE_CLIENT_OK);
+    assert_int_equal(tse_client_publisher_flush(p, WAIT_MS, NULL), TSE_CLIENT_OK);
+    assert_int_equal(seen, 1);
+    tse_client_publisher_destroy(p);
+    tse_client_event_destroy(misfit);
+    tse_client_event_destroy(generic);
+}
+
 /* ============================== failing on a break ======================== */
 
 /*
@@ -904,6 +936,7 @@ int main(void)
         cmocka_unit_test(test_an_envelope_is_published_exactly_as_encoded),
         cmocka_unit_test(test_bytes_that_are_no_event_are_refused),
         cmocka_unit_test(test_the_result_says_whether_the_payload_fit_its_schema),
+        cmocka_unit_test(test_the_publisher_outcome_says_whether_the_payload_fit),
         cmocka_unit_test(test_fail_on_break_fails_the_event_and_the_next_one_opens_a_stream),
         cmocka_unit_test(test_an_event_unanswered_past_the_answer_timeout_fails_its_stream),
         cmocka_unit_test(test_an_event_published_while_a_broken_stream_closes_goes_on_the_next),
