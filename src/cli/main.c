@@ -61,6 +61,7 @@ static void print_help(void)
            "  2  usage error: unknown command or option, bad or missing argument\n"
            "  3  unavailable: server unreachable, not serving, or no answer in time\n"
            "  4  internal error\n"
+           "  5  publish --strict: stored, but as generic data (schema_valid=false)\n"
            "\n"
            "Run 'eventctl COMMAND --help' for the options of a command.\n");
 }
