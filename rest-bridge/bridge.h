@@ -94,6 +94,7 @@ typedef struct tsb_response {
     const char *content_type;    /* static */
     const char *code;            /* machine code for logs: "OK" or an error code */
     const char *allow;           /* with 405: the Allow header (static) */
+    json_t *headers;             /* more headers (name -> string), owned; NULL: none */
     int retry_after_s;           /* > 0: a Retry-After header (429 with the service's hint) */
     struct MHD_Response *stream; /* a streamed body (SSE) instead of body; owned */
     bool pending;                /* an asynchronous step is running */
@@ -208,8 +209,6 @@ void tsb_subcache_destroy(tsb_subcache *c);
 /* The event as clients read it (the payload oneof under "payload"); NULL
  * when ev is NULL. Caller releases with json_decref. */
 json_t *tsb_event_json(const Tracseq__Events__V1__Event *ev);
-/* The same event in CloudEvents 1.0 structured mode (new reference). */
-json_t *tsb_event_cloudevent(const Tracseq__Events__V1__Event *ev);
 
 /* ---- reply.c: answers; each error's HTTP status from one table ---- */
 
@@ -221,6 +220,7 @@ json_t *tsb_event_cloudevent(const Tracseq__Events__V1__Event *ev);
 enum {
     TSB_INVALID_JSON = TSE_INTERNAL + 1, /* 400 */
     TSB_INVALID_HEADER,                  /* 400 */
+    TSB_INVALID_CLOUDEVENT,              /* 400: against the CloudEvents spec (cloudevents.h) */
     TSB_METHOD_NOT_ALLOWED,              /* 405 */
     TSB_HEADER_TIMEOUT,                  /* 408 */
     TSB_BODY_TIMEOUT,                    /* 408 */
@@ -246,6 +246,10 @@ void tsb_reply_json(tsb_response *resp, unsigned status, json_t *body);
  */
 void tsb_reply_error(tsb_response *resp, int why, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* The error object of one of HTTP's own refusals (why: a TSB_ one), the
+ * field as given; *status gets its HTTP status. */
+json_t *tsb_refusal_json(int why, const char *field, const char *message, unsigned *status);
 
 /* Answers 500 "Out of memory.". */
 void tsb_reply_nomem(tsb_response *resp);

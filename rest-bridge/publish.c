@@ -1,6 +1,7 @@
 /*
  * publish.c - POST /api/v1/events/publish and POST /api/v1/events/batch:
- * JSON (or CloudEvents structured mode) to a tracseq.events.v1.Event,
+ * JSON (or a CloudEvent, structured or binary mode: cloudevents.c) to a
+ * tracseq.events.v1.Event,
  * queued on a few long-lived PublishBatchStream calls shared by every
  * request (the SDK's pipelined publishers, one per gRPC channel, which
  * batch by themselves: the events of one REST batch, and those of
@@ -37,6 +38,7 @@
 #include <string.h>
 
 #include "bridge.h"
+#include "cloudevents.h"
 #include "codec/pbjson.h"
 #include "domain/validate.h"
 
@@ -131,84 +133,43 @@ static tse_status event_from_json(const json_t *body, Event **out, tse_error *er
     return TSE_OK;
 }
 
-/* ---- CloudEvents structured mode ---- */
-
-static const struct {
-    const char *ce, *ours;
-} ce_names[] = {
-    {"id", "id"},
-    {"type", "event_type"},
-    {"source", "source_service"},
-    {"subject", "subject"},
-    {"data", "payload"},
-    {"correlationid", "correlation_id"},
-    {"causationid", "causation_id"},
-    {"priority", "priority"},
-};
-
-#define NCE (sizeof(ce_names) / sizeof(ce_names[0]))
+/* ---- CloudEvents (cloudevents.c) ---- */
 
 /* Our field name -> the CloudEvents attribute a client wrote. */
 static const char *ce_rename(const char *ours)
 {
-    for (size_t i = 0; i < NCE; i++)
-        if (strcmp(ce_names[i].ours, ours) == 0)
-            return ce_names[i].ce;
+    static const struct {
+        const char *ours, *ce;
+    } names[] = {
+        {"event_type", "type"},
+        {"source_service", "source"},
+        {"payload", "data"},
+        {"correlation_id", "correlationid"},
+        {"causation_id", "causationid"},
+        {"version", "tracseqversion"},
+    };
+
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp(names[i].ours, ours) == 0)
+            return names[i].ce;
     return NULL;
 }
 
-/* A CloudEvents extension priority may be a string ("2"). */
-static json_t *ce_priority(json_t *v)
-{
-    const char *s = json_string_value(v);
-    char *end;
-    long p;
-
-    if (s == NULL)
-        return json_incref(v);
-    p = strtol(s, &end, 10);
-    if (end == s || *end != '\0')
-        return json_incref(v); /* left for the type check to name */
-    return json_integer(p);
-}
-
-/* Rewrites a structured-mode CloudEvent into our REST shape. */
-static tse_status from_cloudevent(const json_t *ce, json_t **out, tse_error *err)
-{
-    const json_t *spec = json_object_get(ce, "specversion");
-    json_t *rest;
-
-    if (!json_is_object(ce))
-        return tse_error_set(err, TSE_INVALID, "body", "a CloudEvent must be a JSON object");
-    if (!json_is_string(spec) || strcmp(json_string_value(spec), "1.0") != 0)
-        return tse_error_set(err, TSE_INVALID, "specversion", "specversion must be \"1.0\"");
-    if (present(ce, "data_base64"))
-        return tse_error_set(err, TSE_INVALID, "data_base64",
-                             "data_base64 is not supported; send data as JSON");
-    rest = json_object();
-    for (size_t i = 0; i < NCE; i++) {
-        json_t *v = json_object_get(ce, ce_names[i].ce);
-        if (v == NULL || json_is_null(v))
-            continue;
-        json_object_set_new(rest, ce_names[i].ours,
-                            strcmp(ce_names[i].ce, "priority") == 0 ? ce_priority(v)
-                                                                    : json_incref(v));
-    }
-    *out = rest;
-    return TSE_OK;
-}
-
-/* JSON (REST or CloudEvent) -> Event; err names our field (ce_rename
- * gives a CloudEvent's name for it). */
-static tse_status convert(const json_t *body, bool cloud, Event **out, tse_error *err)
+/*
+ * JSON (REST or a CloudEvent) -> Event; err names our field (ce_rename
+ * gives a CloudEvent's name for it). Returns TSE_OK, a tse_status, or
+ * TSB_INVALID_CLOUDEVENT for a CloudEvent against its spec (err names the
+ * attribute).
+ */
+static int convert(const json_t *body, bool cloud, Event **out, tse_error *err)
 {
     json_t *ours = NULL;
     tse_status st;
 
     if (!cloud)
         return event_from_json(body, out, err);
-    if ((st = from_cloudevent(body, &ours, err)) != TSE_OK)
-        return st;
+    if ((st = tsb_ce_to_envelope(body, &ours, err)) != TSE_OK)
+        return st == TSE_INVALID ? TSB_INVALID_CLOUDEVENT : st;
     st = event_from_json(ours, out, err);
     json_decref(ours);
     return st;
@@ -264,19 +225,22 @@ static bool reply_published(tsb_response *resp, const tse_client_publish_result 
     return true;
 }
 
-/* An event the bridge itself refused: always VALIDATION_FAILED, the
- * field as the client wrote it. */
-static json_t *local_error_json(const tse_error *err, bool cloud, unsigned *status)
+/* An event the bridge itself refused (why: TSE_INVALID, VALIDATION_FAILED;
+ * TSB_INVALID_CLOUDEVENT, 400; TSE_NOMEM), the field as the client wrote it. */
+static json_t *local_error_json(int why, const tse_error *err, bool cloud, unsigned *status)
 {
-    return tsb_error_json(TSE_INVALID, err->field, err->message, cloud ? ce_rename : NULL, status);
+    if (why == TSB_INVALID_CLOUDEVENT)
+        return tsb_refusal_json(why, err->field, err->message, status);
+    return tsb_error_json(why == TSE_NOMEM ? TSE_NOMEM : TSE_INVALID, err->field, err->message,
+                          cloud ? ce_rename : NULL, status);
 }
 
-static void reply_invalid(tsb_response *resp, const tse_error *err, bool cloud)
+static void reply_invalid(tsb_response *resp, int why, const tse_error *err, bool cloud)
 {
     unsigned status;
-    json_t *j = local_error_json(err, cloud, &status);
+    json_t *j = local_error_json(why, err, cloud, &status);
 
-    tsb_http_of(TSE_INVALID, &resp->code);
+    tsb_http_of(why == TSB_INVALID_CLOUDEVENT || why == TSE_NOMEM ? why : TSE_INVALID, &resp->code);
     tsb_reply_json(resp, status, j);
 }
 
@@ -535,18 +499,18 @@ static json_t *answer_json(const answer *a, bool cloud, unsigned *status)
 typedef struct single {
     flight f;
     answer a;
+    bool cloud; /* a CloudEvent (either mode): errors name its attributes */
 } single;
 
 static void then_publish(tsb_request *req, tsb_response *resp, const tsb_calls_status *st,
                          ProtobufCMessage *out)
 {
-    bool cloud = tsb_media_is(req, "application/cloudevents+json");
-    const answer *a = &((single *)req->ctx)->a;
+    const single *one = req->ctx;
 
-    if (!a->ok)
-        tsb_reply_failed(resp, req, &a->st, cloud ? ce_rename : NULL);
-    else if (!reply_published(resp, &a->res))
-        tsb_reply_json(resp, 200, result_json(&a->res));
+    if (!one->a.ok)
+        tsb_reply_failed(resp, req, &one->a.st, one->cloud ? ce_rename : NULL);
+    else if (!reply_published(resp, &one->a.res))
+        tsb_reply_json(resp, 200, result_json(&one->a.res));
 }
 
 /* The body of a publish: JSON, or CloudEvents when the Content-Type is
@@ -563,22 +527,80 @@ static json_t *events_body(tsb_request *req, tsb_response *resp, const char *clo
     return NULL;
 }
 
+/* ---- CloudEvents binary mode in ---- */
+
+typedef struct binary_in {
+    json_t *ce;
+    tse_error *err;
+    tse_status st;
+} binary_in;
+
+static enum MHD_Result binary_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    binary_in *in = cls;
+
+    (void)kind;
+    in->st = tsb_ce_binary_header(in->ce, key, value, in->err);
+    return in->st == TSE_OK ? MHD_YES : MHD_NO;
+}
+
+/* A request in binary mode: a ce-specversion header and a Content-Type
+ * other than application/cloudevents+json (structured mode wins). */
+static bool binary_mode(const tsb_request *req)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "ce-specversion") != NULL &&
+           !tsb_media_is(req, "application/cloudevents+json");
+}
+
+/* The CloudEvent of a binary-mode request (its ce-* headers and body), as
+ * the JSON format would write it; NULL when it is not one (err set). */
+static json_t *binary_event(const tsb_request *req, tse_error *err)
+{
+    binary_in in = {.ce = json_object(), .err = err, .st = TSE_OK};
+    const char *ctype = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Content-Type");
+
+    if (in.ce == NULL) {
+        tse_error_set(err, TSE_NOMEM, NULL, "out of memory");
+        return NULL;
+    }
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, binary_header, &in);
+    if (in.st == TSE_OK)
+        in.st = tsb_ce_binary_body(in.ce, ctype, req->body, req->body_len, err);
+    if (in.st != TSE_OK) {
+        json_decref(in.ce);
+        return NULL;
+    }
+    return in.ce;
+}
+
 void tsb_handle_publish(tsb_request *req, tsb_response *resp)
 {
-    bool cloud;
+    bool cloud = true;
     Event *ev = NULL;
     single *one;
     tse_error err;
     json_t *body;
+    int why;
 
-    if ((body = events_body(req, resp, "application/cloudevents+json", &cloud)) == NULL)
-        return;
     tse_error_clear(&err);
-    if (convert(body, cloud, &ev, &err) != TSE_OK || !adopt_correlation(req, ev, true, &err)) {
-        reply_invalid(resp, &err, cloud);
+    if (binary_mode(req)) {
+        if ((body = binary_event(req, &err)) == NULL) {
+            reply_invalid(resp, err.code == TSE_NOMEM ? TSE_NOMEM : TSB_INVALID_CLOUDEVENT, &err,
+                          true);
+            return;
+        }
+    } else if ((body = events_body(req, resp, "application/cloudevents+json", &cloud)) == NULL) {
+        return;
+    }
+    if ((why = convert(body, cloud, &ev, &err)) != TSE_OK) {
+        reply_invalid(resp, why, &err, cloud);
+    } else if (!adopt_correlation(req, ev, true, &err)) {
+        reply_invalid(resp, err.code, &err, cloud);
     } else if ((one = calloc(1, sizeof(*one))) == NULL) {
         tsb_reply_nomem(resp);
     } else {
+        one->cloud = cloud;
         req->ctx = one;
         req->ctx_free = free;
         /* Suspended before the event is queued: the answer may come at once. */
@@ -662,14 +684,16 @@ static bool batch_convert(tsb_request *req, batch *b, const json_t *arr, bool cl
     for (size_t i = 0; i < b->n; i++) {
         tse_error err;
         unsigned status;
+        int why;
         json_array_append_new(b->results, json_null());
         tse_error_clear(&err);
-        if (convert(json_array_get(arr, i), cloud, &b->events[b->nsent], &err) != TSE_OK ||
-            !adopt_correlation(req, b->events[b->nsent], false, &err)) {
+        if ((why = convert(json_array_get(arr, i), cloud, &b->events[b->nsent], &err)) != TSE_OK ||
+            (why = adopt_correlation(req, b->events[b->nsent], false, &err) ? TSE_OK : err.code) !=
+                TSE_OK) {
             if (b->events[b->nsent] != NULL)
                 protobuf_c_message_free_unpacked(&b->events[b->nsent]->base, NULL);
             b->events[b->nsent] = NULL;
-            json_t *res = local_error_json(&err, cloud, &status); /* sets status first */
+            json_t *res = local_error_json(why, &err, cloud, &status); /* sets status first */
             set_result(b, i, res, status);
             continue;
         }
@@ -736,7 +760,7 @@ void tsb_handle_batch(tsb_request *req, tsb_response *resp)
         return;
     tse_error_clear(&err);
     if ((arr = batch_entries(body, cloud, &err)) == NULL) {
-        reply_invalid(resp, &err, cloud);
+        reply_invalid(resp, TSE_INVALID, &err, cloud);
     } else if (json_array_size(arr) > (size_t)req->bridge->cfg->max_batch) {
         tsb_reply_error(resp, TSE_INVALID, cloud ? "body" : "events",
                         "A batch may carry at most %d events; this one has %zu.",

@@ -70,6 +70,7 @@ static const struct {
 } refusals[] = {
     {TSB_INVALID_JSON, 400, "INVALID_JSON"},
     {TSB_INVALID_HEADER, 400, "INVALID_HEADER"},
+    {TSB_INVALID_CLOUDEVENT, 400, "INVALID_CLOUDEVENT"},
     {TSB_METHOD_NOT_ALLOWED, 405, "METHOD_NOT_ALLOWED"},
     {TSB_HEADER_TIMEOUT, 408, "HEADER_TIMEOUT"},
     {TSB_BODY_TIMEOUT, 408, "BODY_TIMEOUT"},
@@ -102,6 +103,21 @@ void tsb_reply_error(tsb_response *resp, int why, const char *field, const char 
     vsnprintf(sentence, sizeof(sentence), fmt, ap);
     va_end(ap);
     tsb_reply_json(resp, status, error_object(resp->code, field, sentence, sentence));
+}
+
+json_t *tsb_refusal_json(int why, const char *field, const char *message, unsigned *status)
+{
+    const char *code;
+    char sentence[640];
+
+    *status = tsb_http_of(why, &code);
+    snprintf(sentence, sizeof(sentence), "%s", message);
+    if (sentence[0] != '\0')
+        sentence[0] = (char)toupper((unsigned char)sentence[0]);
+    if (strlen(sentence) + 1 < sizeof(sentence) && sentence[0] != '\0' &&
+        sentence[strlen(sentence) - 1] != '.')
+        strcat(sentence, ".");
+    return error_object(code, field, sentence, message);
 }
 
 void tsb_reply_nomem(tsb_response *resp)

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -91,11 +92,23 @@ static const char *log_status(const tsb_response *resp)
     return resp->code ? resp->code : "OK";
 }
 
+/* A handler's own headers (a binary-mode CloudEvent's ce-*). */
+static void add_headers(struct MHD_Response *r, const json_t *headers)
+{
+    const char *name;
+    json_t *v;
+
+    json_object_foreach((json_t *)headers, name,
+                        v) if (json_is_string(v) && strcasecmp(name, "Content-Type") != 0)
+        MHD_add_response_header(r, name, json_string_value(v));
+}
+
 static enum MHD_Result send_response(tsb_bridge *b, struct MHD_Connection *conn,
                                      const tsb_request *req, tsb_response *resp)
 {
     struct MHD_Response *r = resp->stream;
     enum MHD_Result ret;
+    const char *ctype;
     char retry[16];
 
     if (r == NULL)
@@ -105,8 +118,10 @@ static enum MHD_Result send_response(tsb_bridge *b, struct MHD_Connection *conn,
     if (resp->stream == NULL)
         resp->body = NULL; /* MHD frees it now */
     resp->stream = NULL;
-    MHD_add_response_header(r, "Content-Type",
-                            resp->content_type ? resp->content_type : "application/json");
+    ctype = json_string_value(json_object_get(resp->headers, "Content-Type"));
+    if (ctype == NULL)
+        ctype = resp->content_type ? resp->content_type : "application/json";
+    MHD_add_response_header(r, "Content-Type", ctype);
     MHD_add_response_header(r, "X-Correlation-ID", req->correlation_id);
     /* Every 503 is worth retrying (RETRY_AFTER 0: no header). */
     if (resp->status == tsb_http_of(TSE_UNAVAILABLE, NULL) && b->cfg->retry_after_s > 0) {
@@ -119,6 +134,7 @@ static enum MHD_Result send_response(tsb_bridge *b, struct MHD_Connection *conn,
     }
     if (resp->allow != NULL)
         MHD_add_response_header(r, "Allow", resp->allow);
+    add_headers(r, resp->headers);
     /* Stopping: no further request on this connection (MHD closes it once
      * the answer is sent). */
     if (atomic_load(&b->stopping))
@@ -383,6 +399,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (x->resp.stream != NULL)
         MHD_destroy_response(x->resp.stream);
     free(x->resp.body);
+    json_decref(x->resp.headers);
     free(x->body);
     if (x->admitted)
         atomic_fetch_sub(&b->admitted, 1);

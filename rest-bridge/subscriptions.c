@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "bridge.h"
+#include "cloudevents.h"
 #include "domain/limits.h"
 #include "sse.h"
 
@@ -141,40 +142,6 @@ json_t *tsb_event_json(const Tracseq__Events__V1__Event *ev)
         json_object_del(j, d->fields[i].name);
     }
     return j;
-}
-
-/*
- * The event in CloudEvents 1.0 structured mode: the envelope's attributes
- * map onto the spec's (id, source, type, time, subject) and our extensions
- * (correlationid, causationid, priority, tracseqversion); the payload is
- * `data`. The mirror of what POST /api/v1/events/publish accepts.
- */
-json_t *tsb_event_cloudevent(const Tracseq__Events__V1__Event *ev)
-{
-    json_t *plain = tsb_event_json(ev), *ce;
-    static const struct {
-        const char *from, *to;
-    } map[] = {{"id", "id"},
-               {"source_service", "source"},
-               {"event_type", "type"},
-               {"timestamp", "time"},
-               {"subject", "subject"},
-               {"correlation_id", "correlationid"},
-               {"causation_id", "causationid"},
-               {"priority", "priority"},
-               {"version", "tracseqversion"},
-               {"payload", "data"}};
-
-    if (plain == NULL)
-        return NULL;
-    ce = json_pack("{s:s, s:s}", "specversion", "1.0", "datacontenttype", "application/json");
-    for (size_t i = 0; ce != NULL && i < sizeof(map) / sizeof(map[0]); i++) {
-        json_t *v = json_object_get(plain, map[i].from);
-        if (v != NULL)
-            json_object_set(ce, map[i].to, v);
-    }
-    json_decref(plain);
-    return ce;
 }
 
 /* ===================== POST /api/v1/events/subscribe ==================== */
@@ -417,10 +384,17 @@ static const char *query_consumer(tsb_request *req, tsb_response *resp)
     return c;
 }
 
+/* How a pull answers (the client's choice: Accept or ?format=). */
+typedef enum {
+    PULL_JSON,        /* {"events": [...]}, each event as REST reads it */
+    PULL_CLOUDEVENTS, /* the same, each event a CloudEvent (JSON format) */
+    PULL_BINARY,      /* one event, a CloudEvent in HTTP binary mode */
+} pull_format;
+
 /* A pull between its steps (req->ctx). */
 typedef struct pull_ctx {
-    json_t *answer;   /* {"events": [...]} once built; holds the ack ids */
-    bool cloudevents; /* events in CloudEvents structured mode */
+    json_t *answer; /* {"events": [...]} once built; holds the ack ids */
+    pull_format format;
 } pull_ctx;
 
 static void pull_ctx_free(void *arg)
@@ -440,14 +414,58 @@ static json_t *deliveries_json(const PullResponse *r, bool cloudevents)
             events,
             json_pack("{s:s, s:i, s:s, s:o*}", "ack_id", d->ack_id, "delivery_attempt",
                       (int)d->delivery_attempt, "stream_id", d->stream_id, "event",
-                      cloudevents ? tsb_event_cloudevent(d->event) : tsb_event_json(d->event)));
+                      cloudevents ? tsb_ce_from_event(d->event) : tsb_event_json(d->event)));
     }
     return json_pack("{s:o}", "events", events);
+}
+
+/*
+ * Binary mode: the one delivery as a CloudEvent in HTTP binary mode (ce-*
+ * headers, the data as the body, its datacontenttype as Content-Type) and
+ * the delivery's own fields as X-Ack-Id, X-Delivery-Attempt, X-Stream-Id
+ * and X-Auto-Acked; 204 when there was none.
+ */
+static void reply_binary(tsb_response *resp, pull_ctx *pc, bool acked)
+{
+    json_t *d = json_array_get(json_object_get(pc->answer, "events"), 0), *h;
+    const char *ctype;
+    char attempt[16];
+
+    if (d == NULL) {
+        free(resp->body);
+        resp->body = NULL;
+        resp->len = 0;
+        resp->status = 204;
+        resp->code = "OK";
+        return;
+    }
+    snprintf(attempt, sizeof(attempt), "%" JSON_INTEGER_FORMAT,
+             json_integer_value(json_object_get(d, "delivery_attempt")));
+    h = json_pack("{s:O, s:s, s:O, s:s}", "X-Ack-Id", json_object_get(d, "ack_id"),
+                  "X-Delivery-Attempt", attempt, "X-Stream-Id", json_object_get(d, "stream_id"),
+                  "X-Auto-Acked", acked ? "true" : "false");
+    free(resp->body);
+    resp->body = NULL;
+    if (h == NULL || tsb_ce_to_binary(json_object_get(d, "event"), h, &resp->body, &resp->len,
+                                      &ctype) != TSE_OK) {
+        json_decref(h);
+        tsb_reply_nomem(resp);
+        return;
+    }
+    json_object_set_new(h, "Content-Type", json_string(ctype));
+    json_decref(resp->headers);
+    resp->headers = h;
+    resp->status = 200;
+    resp->code = "OK";
 }
 
 /* The answer, saying whether the bridge acked its deliveries. */
 static void reply_pulled(tsb_response *resp, pull_ctx *pc, bool acked)
 {
+    if (pc->format == PULL_BINARY) {
+        reply_binary(resp, pc, acked);
+        return;
+    }
     json_object_set_new(pc->answer, "auto_acked", json_boolean(acked));
     tsb_reply_json(resp, 200, json_incref(pc->answer));
 }
@@ -498,8 +516,13 @@ static void then_pull(tsb_request *req, tsb_response *resp, const tsb_calls_stat
     pull_ctx *pc = req->ctx;
     int auto_ack;
 
-    pc->answer = deliveries_json((const PullResponse *)out, pc->cloudevents);
-    if (json_array_size(json_object_get(pc->answer, "events")) == 0)
+    pc->answer = deliveries_json((const PullResponse *)out, pc->format != PULL_JSON);
+    if (pc->answer == NULL)
+        tsb_reply_nomem(resp);
+    else if (json_array_size(json_object_get(pc->answer, "events")) == 0 &&
+             pc->format == PULL_BINARY)
+        reply_binary(resp, pc, false);
+    else if (json_array_size(json_object_get(pc->answer, "events")) == 0)
         tsb_reply_json(resp, 200, json_incref(pc->answer));
     else if ((auto_ack = cache_get(req->bridge->subcache, req->param)) >= 0)
         ack_pulled(req, resp, auto_ack);
@@ -524,12 +547,37 @@ static void start_stream(tsb_request *req, tsb_response *resp, const char *consu
     get_subscription(req, resp, then_stream);
 }
 
+/*
+ * The pull's answer format: ?format=json (the default), cloudevents
+ * (also Accept: application/cloudevents+json) or cloudevents-binary
+ * (HTTP binary mode, one event). -1 when ?format= names none (answered 400).
+ */
+static int pull_format_of(tsb_request *req, tsb_response *resp, const char *accept)
+{
+    const char *f = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "format");
+
+    if (f == NULL)
+        return accept != NULL && strstr(accept, "application/cloudevents+json") != NULL
+                   ? PULL_CLOUDEVENTS
+                   : PULL_JSON;
+    if (strcmp(f, "json") == 0)
+        return PULL_JSON;
+    if (strcmp(f, "cloudevents") == 0)
+        return PULL_CLOUDEVENTS;
+    if (strcmp(f, "cloudevents-binary") == 0)
+        return PULL_BINARY;
+    tsb_reply_error(resp, TSE_INVALID, "format",
+                    "Invalid format: json, cloudevents or cloudevents-binary.");
+    return -1;
+}
+
 void tsb_handle_subscription_pull(tsb_request *req, tsb_response *resp)
 {
     Tracseq__Events__V1__PullRequest in = TRACSEQ__EVENTS__V1__PULL_REQUEST__INIT;
     const char *accept = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Accept");
     const char *consumer = query_consumer(req, resp);
     long max, wait;
+    int format;
 
     if (consumer != NULL && consumer[0] == '\0')
         return;
@@ -537,7 +585,8 @@ void tsb_handle_subscription_pull(tsb_request *req, tsb_response *resp)
         start_stream(req, resp, consumer);
         return;
     }
-    if (!query_int(req, resp, "max", DEFAULT_PULL, 1, MAX_PULL, &max) ||
+    if ((format = pull_format_of(req, resp, accept)) < 0 ||
+        !query_int(req, resp, "max", DEFAULT_PULL, 1, MAX_PULL, &max) ||
         !query_int(req, resp, "wait_ms", 0, 0, MAX_WAIT_MS, &wait))
         return;
     if ((req->ctx = calloc(1, sizeof(pull_ctx))) == NULL) {
@@ -545,11 +594,9 @@ void tsb_handle_subscription_pull(tsb_request *req, tsb_response *resp)
         return;
     }
     req->ctx_free = pull_ctx_free;
-    /* Events read back as CloudEvents on request (Accept or ?format=). */
-    const char *format = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "format");
-    ((pull_ctx *)req->ctx)->cloudevents =
-        (accept != NULL && strstr(accept, "application/cloudevents+json") != NULL) ||
-        (format != NULL && strcmp(format, "cloudevents") == 0);
+    ((pull_ctx *)req->ctx)->format = (pull_format)format;
+    if (format == PULL_BINARY) /* one HTTP message holds one binary-mode event */
+        max = 1;
     in.subscription = req->param;
     in.max_events = (uint32_t)max;
     in.wait_ms = (uint32_t)wait;

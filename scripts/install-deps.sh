@@ -12,7 +12,9 @@
 #   test      what ctest, make test-sanitize, test-valgrind, fuzz and
 #             format-check run: redis-server, Python and Node.js clients,
 #             clang, clang-format, valgrind, python3-yaml (the container
-#             file checks), wrk, curl, openssl (the TLS tests' throwaway certificates)
+#             file checks), python3-jsonschema (CloudEvents out of the bridge
+#             against the spec's JSON schema), wrk, curl, openssl (the TLS
+#             tests' throwaway certificates)
 #   package   what cpack -G DEB needs beyond build: help2man, dpkg-shlibdeps
 #   fresh     mmdebstrap and iproute2 (loopback in a network namespace),
 #             for make test-fresh
@@ -29,7 +31,7 @@ group_pkgs() {
       libssl-dev libgnutls28-dev" ;;
     runtime) echo "libgrpc29 libprotobuf-c1 libhiredis0.14 libuuid1 libjansson4 libmicrohttpd12 libssl3 libgnutls30" ;;
     test) echo "redis-server redis-tools python3 python3-grpcio python3-protobuf python3-yaml
-      clang libclang-rt-14-dev clang-format valgrind wrk curl openssl" ;;
+      python3-jsonschema clang libclang-rt-14-dev clang-format valgrind wrk curl openssl" ;;
     package) echo "help2man dpkg-dev file" ;;
     fresh) echo "mmdebstrap iproute2" ;;
     *) echo "install-deps.sh: unknown group '$1' (build, runtime, test, package, fresh)" >&2

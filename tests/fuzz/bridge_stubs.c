@@ -47,6 +47,27 @@ const char *MHD_lookup_connection_value(struct MHD_Connection *connection, enum 
     return NULL;
 }
 
+int MHD_get_connection_values(struct MHD_Connection *connection, enum MHD_ValueKind kind,
+                              MHD_KeyValueIterator iterator, void *iterator_cls)
+{
+    const fake_conn *c = (const fake_conn *)connection;
+    int n = 0;
+
+    if (c == NULL)
+        return -1;
+    if (kind & MHD_HEADER_KIND)
+        for (size_t i = 0; i < c->r->n_headers; i++, n++)
+            if (iterator != NULL && iterator(iterator_cls, MHD_HEADER_KIND, c->r->headers[i][0],
+                                             c->r->headers[i][1]) != MHD_YES)
+                return n + 1;
+    if (kind & MHD_GET_ARGUMENT_KIND)
+        for (size_t i = 0; i < c->n_args; i++, n++)
+            if (iterator != NULL && iterator(iterator_cls, MHD_GET_ARGUMENT_KIND, c->args[i][0],
+                                             c->args[i][1]) != MHD_YES)
+                return n + 1;
+    return n;
+}
+
 /* ---- server.c ------------------------------------------------------------------ */
 
 void tsb_request_defer(tsb_request *req, tsb_response *resp, tsb_then then)
@@ -248,4 +269,5 @@ void fuzz_bridge_run(const fuzz_bridge_request *r)
     if (req.ctx_free != NULL)
         req.ctx_free(req.ctx);
     free(resp.body);
+    json_decref(resp.headers);
 }

@@ -2103,6 +2103,9 @@ static void rest_publish(client *c)
     if (tok < 0)
         return;
     pub_fill(&p, tok, bad, other);
+    /* A CloudEvent needs its id (so events the server names go as REST), and
+     * takes any non-empty string as one (so a "bad" id is not refused). */
+    cloud = cloud && p.id[0] != '\0' && bad != BAD_ID;
     o = json_object();
     json_event(o, &p);
     if (cloud) { /* the same event as a structured-mode CloudEvent */
