@@ -379,8 +379,11 @@ void tse_health_shutdown(tse_server *s);
 
 /* ---- publishing (publish.c) ---- */
 /* Tells every PublishStream to wind down (server shutting down): no more
- * requests are read; what was read is answered, then the stream ends with
- * UNAVAILABLE so the client resends the rest elsewhere. */
+ * requests are accepted; what was accepted is answered, what arrives later
+ * is drained unanswered, and once nothing arrived for a moment the stream
+ * ends with UNAVAILABLE so the client resends the rest elsewhere. Called
+ * again while the server waits for its calls: it ends the streams that went
+ * quiet since. */
 void tse_publish_shutdown(tse_server *s);
 
 /* ---- subscriptions (subscribe.c) ---- */

@@ -589,10 +589,21 @@ typedef struct stream_call {
     int lane;
     bool batch; /* PublishBatchStream */
     bool recv_pending, send_pending, input_done, failed;
-    bool preparing;    /* a received request is being prepared outside the lock */
-    bool winding_down; /* the server is stopping */
-    uint64_t received, errors;
+    bool preparing;       /* a received request is being prepared outside the lock */
+    bool winding_down;    /* the server is stopping */
+    int64_t last_recv_us; /* when the last request arrived (0: never) */
+    uint64_t received, errors, discarded;
 } stream_call;
+
+/*
+ * Winding down, a stream keeps reading (and discarding, unanswered) what
+ * the client still sends, and ends once nothing arrived for this long. The
+ * status then goes out on a connection with nothing more on its way in:
+ * closed with unread bytes, the socket would reset, and the client's
+ * transport could fail its pending write ("Broken pipe") before reading
+ * the answers and the status that were already there.
+ */
+#define TSE_DRAIN_QUIET_US (100 * 1000)
 
 static void stream_try_send(stream_call *sc);
 
@@ -613,8 +624,7 @@ static void stream_release(tse_call *c)
 
 static void stream_post_recv(stream_call *sc)
 {
-    if (sc->recv_pending || sc->input_done || sc->failed || sc->winding_down ||
-        !tse_call_active_locked(&sc->base))
+    if (sc->recv_pending || sc->input_done || sc->failed || !tse_call_active_locked(&sc->base))
         return;
     if (tse_call_recv_locked(&sc->base, &sc->recv_buf, &sc->recv_tag))
         sc->recv_pending = true;
@@ -626,16 +636,19 @@ static void stream_post_recv(stream_call *sc)
  * out, or at once when the client is gone. */
 static void stream_finish(stream_call *sc, tse_status st)
 {
-    char msg[200];
+    char msg[320];
     tse_error end;
 
     snprintf(msg, sizeof(msg), "%llu events, %llu refused", (unsigned long long)sc->received,
              (unsigned long long)sc->errors);
+    if (sc->discarded > 0)
+        snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg), ", %llu not accepted",
+                 (unsigned long long)sc->discarded);
     tse_call_log_kv(&sc->base, "events", msg);
     if (st == TSE_UNAVAILABLE)
         snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg),
-                 "; the server is shutting down: every event read was answered, resend the "
-                 "rest to another instance");
+                 "; the server is shutting down: every event answered is stored, none left "
+                 "unanswered is: resend those to another instance");
     tse_error_set(&end, st, NULL, "%s", msg);
     tse_call_finish_locked(&sc->base, NULL, &end);
 }
@@ -668,9 +681,10 @@ static void stream_try_send(stream_call *sc)
         return;
     }
     if (sl == NULL) {
-        if (sc->input_done)
-            stream_finish(sc, TSE_OK);
-        else if (sc->winding_down && !sc->preparing)
+        if (sc->input_done) /* UNAVAILABLE when some were drained unanswered */
+            stream_finish(sc, sc->discarded > 0 ? TSE_UNAVAILABLE : TSE_OK);
+        else if (sc->winding_down && !sc->preparing &&
+                 tse_clock_us() - sc->last_recv_us >= TSE_DRAIN_QUIET_US)
             stream_finish(sc, TSE_UNAVAILABLE);
         return;
     }
@@ -783,11 +797,24 @@ static void stream_on_recv(tse_tag *tag, bool ok)
     pthread_mutex_lock(&sc->base.lock);
     bb = sc->recv_buf;
     sc->recv_buf = NULL;
-    /* Arrived after the status (winding down): never stored, never answered. */
+    if (bb != NULL)
+        sc->last_recv_us = tse_clock_us();
+    /* Arrived after the status: never stored, never answered. */
     if (bb != NULL && !tse_call_active_locked(&sc->base)) {
         grpc_byte_buffer_destroy(bb);
         bb = NULL;
         ok = false;
+    }
+    /* Arrived winding down: drained, never stored, never answered. */
+    if (bb != NULL && sc->winding_down) {
+        grpc_byte_buffer_destroy(bb);
+        sc->discarded++;
+        sc->recv_pending = false;
+        stream_post_recv(sc);
+        stream_try_send(sc);
+        pthread_mutex_unlock(&sc->base.lock);
+        tse_call_unref(&sc->base);
+        return;
     }
     sc->preparing = bb != NULL;
     pthread_mutex_unlock(&sc->base.lock);

@@ -334,6 +334,14 @@ static bool wait_calls(tse_server *s, int64_t deadline_us)
     while (s->live_calls > 0) {
         if (deadline_us > 0 && tse_clock_us() >= deadline_us)
             break;
+        /* Winding down, PublishStreams end once their clients go quiet. */
+        if (atomic_load(&s->shutting_down)) {
+            pthread_mutex_unlock(&s->calls_lock);
+            tse_publish_shutdown(s);
+            pthread_mutex_lock(&s->calls_lock);
+            if (s->live_calls == 0)
+                break;
+        }
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += 20 * 1000000;
