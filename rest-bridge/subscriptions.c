@@ -160,7 +160,10 @@ static bool check_subscribe(const json_t *b, tsb_response *resp)
                   {"batch_size", JSON_INTEGER, 1, MAX_PULL},
                   {"timeout_ms", JSON_INTEGER, 0, MAX_WAIT_MS},
                   {"auto_ack", JSON_TRUE, 0, 0},
-                  {"read_latest", JSON_TRUE, 0, 0}};
+                  {"read_latest", JSON_TRUE, 0, 0},
+                  {"min_backoff_ms", JSON_INTEGER, 0, TSE_MAX_BACKOFF_MS},
+                  {"max_backoff_ms", JSON_INTEGER, 0, TSE_MAX_BACKOFF_MS},
+                  {"dead_letter_type", JSON_STRING, 0, 0}};
 
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
         json_t *v = json_object_get(b, fields[i].key);
@@ -315,6 +318,9 @@ void tsb_handle_subscribe(tsb_request *req, tsb_response *resp)
     sub.max_delivery_attempts = (uint32_t)int_or(body, "max_delivery_attempts", 5);
     sub.ack_deadline_ms = (uint32_t)int_or(body, "ack_deadline_ms", 0);
     sub.max_in_flight = (uint32_t)int_or(body, "max_in_flight", 0);
+    sub.min_backoff_ms = (uint32_t)int_or(body, "min_backoff_ms", 0);
+    sub.max_backoff_ms = (uint32_t)int_or(body, "max_backoff_ms", 0);
+    sub.dead_letter_type = (char *)string_or(body, "dead_letter_type", "");
     sub.start = bool_or(body, "read_latest", true)
                     ? TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_LATEST
                     : TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_EARLIEST;

@@ -41,9 +41,17 @@ static const char help[] =
     "                     0 = unlimited)\n"
     "  --max-in-flight N  unacked deliveries per subscriber (default 100)\n"
     "  --auto-ack         the server acks on send (at-most-once)\n"
+    "  --min-backoff MS   retry policy: a nacked or expired delivery waits MS,\n"
+    "                     doubled per attempt, before it comes again (default 0)\n"
+    "  --max-backoff MS   the most it waits (default 600000 with --min-backoff)\n"
+    "  --dead-letter-type TYPE  publish events given up on as events of TYPE\n"
+    "                     (carrying the original, its stream, attempts and\n"
+    "                     reason) instead of keeping them in the dead-letter store\n"
     "\n"
     "Examples:\n"
     "  eventctl subscriptions create lims-samples --types 'sample.*' --from earliest\n"
+    "  eventctl subscriptions create lims-retry --types 'sample.*' --min-backoff 1000 \\\n"
+    "      --max-backoff 60000 --dead-letter-type deadletter.lims\n"
     "  eventctl subscriptions get lims-samples --json\n"
     "  eventctl subscriptions delete lims-samples\n"
     "\n";
@@ -54,7 +62,10 @@ enum {
     OPT_ACK_DEADLINE,
     OPT_MAX_ATTEMPTS,
     OPT_MAX_IN_FLIGHT,
-    OPT_AUTO_ACK
+    OPT_AUTO_ACK,
+    OPT_MIN_BACKOFF,
+    OPT_MAX_BACKOFF,
+    OPT_DEAD_LETTER_TYPE
 };
 
 static const struct option options[] = {
@@ -65,6 +76,9 @@ static const struct option options[] = {
     {"max-attempts", required_argument, NULL, OPT_MAX_ATTEMPTS},
     {"max-in-flight", required_argument, NULL, OPT_MAX_IN_FLIGHT},
     {"auto-ack", no_argument, NULL, OPT_AUTO_ACK},
+    {"min-backoff", required_argument, NULL, OPT_MIN_BACKOFF},
+    {"max-backoff", required_argument, NULL, OPT_MAX_BACKOFF},
+    {"dead-letter-type", required_argument, NULL, OPT_DEAD_LETTER_TYPE},
     {NULL, 0, NULL, 0},
 };
 
@@ -119,6 +133,9 @@ static int on_option(void *ctx, int code, const char *arg)
     case OPT_AUTO_ACK: a->spec.auto_ack = true; return -1;
     case OPT_ACK_DEADLINE: return int_option(a, "--ack-deadline", arg, 1, &a->spec.ack_deadline_ms);
     case OPT_MAX_IN_FLIGHT: return int_option(a, "--max-in-flight", arg, 1, &a->spec.max_in_flight);
+    case OPT_MIN_BACKOFF: return int_option(a, "--min-backoff", arg, 0, &a->spec.min_backoff_ms);
+    case OPT_MAX_BACKOFF: return int_option(a, "--max-backoff", arg, 0, &a->spec.max_backoff_ms);
+    case OPT_DEAD_LETTER_TYPE: a->spec.dead_letter_type = arg; return -1;
     case OPT_MAX_ATTEMPTS:
         rc = int_option(a, "--max-attempts", arg, 0, &a->spec.max_delivery_attempts);
         /* The SDK's "unlimited" is negative; 0 is its "default". */
@@ -212,7 +229,8 @@ static int check_args(subs_args *a, const char *action, int n_args)
         return tse_cli_usage_error(a->cli, "%s needs exactly one subscription NAME", action);
     if (!is_create && a->create_options)
         return tse_cli_usage_error(a->cli, "only create takes --types, --from, --ack-deadline, "
-                                           "--max-attempts, --max-in-flight, --auto-ack");
+                                           "--max-attempts, --max-in-flight, --auto-ack, "
+                                           "--min-backoff, --max-backoff, --dead-letter-type");
     return is_create ? check_create(a) : -1;
 }
 

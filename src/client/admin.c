@@ -81,6 +81,11 @@ static tse_client_status spec_message(const tse_client_subscription_spec *s, con
                                s->ack_deadline_ms < 0 ? "ack_deadline_ms" : "max_in_flight",
                                "%s must not be negative",
                                s->ack_deadline_ms < 0 ? "ack_deadline_ms" : "max_in_flight");
+    if (s->min_backoff_ms < 0 || s->max_backoff_ms < 0)
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1,
+                               s->min_backoff_ms < 0 ? "min_backoff_ms" : "max_backoff_ms",
+                               "%s must not be negative",
+                               s->min_backoff_ms < 0 ? "min_backoff_ms" : "max_backoff_ms");
     m->name = (char *)name;
     m->n_event_types = s->n_event_types;
     m->event_types = (char **)s->event_types;
@@ -90,6 +95,10 @@ static tse_client_status spec_message(const tse_client_subscription_spec *s, con
                                                               : (uint32_t)s->max_delivery_attempts;
     m->max_in_flight = (uint32_t)s->max_in_flight;
     m->auto_ack = s->auto_ack;
+    m->min_backoff_ms = (uint32_t)s->min_backoff_ms;
+    m->max_backoff_ms = (uint32_t)s->max_backoff_ms;
+    if (s->dead_letter_type != NULL)
+        m->dead_letter_type = (char *)s->dead_letter_type;
     return spec_start(s, m, ts, err);
 }
 

@@ -438,11 +438,13 @@ void tse_dl_fill(tse_delivery *d, tse_subscriber *s)
         sub->drained = true;
 }
 
-/* Moves one entry to the dead-letter stream and acks it in the group. */
+/* Moves one entry to the subscription's dead-letter target, or else its
+ * dead-letter stream, and acks it in the group. */
 static void dead_letter(tse_delivery *d, tse_sub *sub, const char *key, const char *id,
                         long long attempts)
 {
     char dlq[TSE_SUBSCRIPTION_NAME_MAX + 32], att[24];
+    tse_target_result target = TSE_TARGET_NONE;
     redisReply *e, *r;
 
     snprintf(dlq, sizeof(dlq), TSE_DLQ_PREFIX "%s", sub->def->name);
@@ -451,6 +453,14 @@ static void dead_letter(tse_delivery *d, tse_sub *sub, const char *key, const ch
     if (e == NULL)
         return;
     if (e->type == REDIS_REPLY_ARRAY && e->elements == 1 &&
+        e->element[0]->element[1]->type == REDIS_REPLY_ARRAY)
+        target = tse_dl_target_publish(d, sub, key, id, attempts, TSE_DLQ_REASON_MAX_ATTEMPTS,
+                                       e->element[0]->element[1]);
+    if (target == TSE_TARGET_FAILED) {
+        freeReplyObject(e); /* left pending: the next scan tries again */
+        return;
+    }
+    if (target == TSE_TARGET_NONE && e->type == REDIS_REPLY_ARRAY && e->elements == 1 &&
         e->element[0]->element[1]->type == REDIS_REPLY_ARRAY) {
         const redisReply *f = e->element[0]->element[1];
         size_t argc = 0;

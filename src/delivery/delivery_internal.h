@@ -326,6 +326,19 @@ void tse_dl_ready_free(tse_ready *r);
 void tse_dl_extensions(tse_delivery *d, tse_sub *sub);
 void tse_dl_ext_free(tse_ext *e);
 
+/* ---- delivery_target.c ---- */
+typedef enum tse_target_result {
+    TSE_TARGET_NONE,      /* no target (or the event is of it): the default store */
+    TSE_TARGET_PUBLISHED, /* published as an event of sub's dead_letter_type */
+    TSE_TARGET_FAILED     /* not published (Redis, memory): leave it pending */
+} tse_target_result;
+/* Publishes the entry `id` of stream `key` (its fields as XRANGE gave them)
+ * as an event of sub's dead_letter_type, saying it was given up on after
+ * `attempts` for `reason`. Does not ack it. */
+tse_target_result tse_dl_target_publish(tse_delivery *d, tse_sub *sub, const char *key,
+                                        const char *id, long long attempts, const char *reason,
+                                        const redisReply *fields);
+
 /* ---- delivery_ops.c ---- */
 /* Does one operation request and answers cb (exactly once). */
 void tse_dl_operate(tse_delivery *d, const ProtobufCMessage *req, tse_operate_cb cb, void *arg);

@@ -17,6 +17,8 @@
 #include <string.h>
 
 #include "common/alloc.h"
+#include "domain/catalog.h"
+#include "domain/validate.h"
 
 typedef Tracseq__Events__V1__Subscription subscription;
 
@@ -300,10 +302,33 @@ static tse_status check_limits(const subscription *sub, tse_error *err)
     return TSE_OK;
 }
 
+/* The dead-letter target is republished as a generic event, so it must be
+ * an event type the service would accept as generic data: well-formed and
+ * outside the catalog (a catalog type would need its typed payload). */
+static tse_status check_dead_letter_type(const subscription *sub, tse_error *err)
+{
+    const char *t = sub->dead_letter_type;
+
+    if (t == NULL || t[0] == '\0')
+        return TSE_OK;
+    if (!tse_event_type_valid(t))
+        return tse_error_set(err, TSE_INVALID, "subscription.dead_letter_type",
+                             "subscription.dead_letter_type must be an event type: dot-separated "
+                             "lower-case segments, at least two, at most %d characters",
+                             TSE_EVENT_TYPE_MAX);
+    if (tse_catalog_find(t) != NULL)
+        return tse_error_set(err, TSE_INVALID, "subscription.dead_letter_type",
+                             "subscription.dead_letter_type must not be a catalog type (its "
+                             "events carry generic data), e.g. \"deadletter.%s\"",
+                             "<subscription>");
+    return TSE_OK;
+}
+
 typedef tse_status (*check_fn)(const subscription *sub, tse_error *err);
 
 /* In field order, so the first culprit a client sees is the first it sent. */
-static const check_fn checks[] = {check_name, check_patterns, check_start, check_limits};
+static const check_fn checks[] = {check_name, check_patterns, check_start, check_limits,
+                                  check_dead_letter_type};
 
 /* ---- defaults --------------------------------------------------------------- */
 
@@ -426,5 +451,6 @@ bool tse_subscription_same(const Tracseq__Events__V1__Subscription *a,
            a->max_delivery_attempts == b->max_delivery_attempts &&
            effective_max_in_flight(a) == effective_max_in_flight(b) &&
            !a->auto_ack == !b->auto_ack && a->min_backoff_ms == b->min_backoff_ms &&
-           effective_max_backoff(a) == effective_max_backoff(b);
+           effective_max_backoff(a) == effective_max_backoff(b) &&
+           same_string(a->dead_letter_type, b->dead_letter_type);
 }

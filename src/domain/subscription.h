@@ -46,7 +46,8 @@ bool tse_subscription_name_valid(const char *name, size_t max);
  * ack_deadline_ms 0 -> 30000 (else 100..3600000), max_delivery_attempts
  * stays (0 = unlimited, else <= 1000), max_in_flight 0 -> 100 (else
  * <= 10000), start UNSPECIFIED -> LATEST, START_POSITION_TIMESTAMP needs
- * start_time; at least one and at most TSE_SUBSCRIPTION_PATTERNS_MAX patterns
+ * start_time; dead_letter_type empty or a well-formed event type outside
+ * the catalog; at least one and at most TSE_SUBSCRIPTION_PATTERNS_MAX patterns
  * (the service's MAX_SUBSCRIPTION_PATTERNS is checked by the transport), each valid; duplicate
  * patterns are removed. Output-only fields (created_at, stats) are ignored.
  * TSE_INVALID naming the field ("subscription.name",
@@ -64,7 +65,8 @@ tse_status tse_subscription_validate(Tracseq__Events__V1__Subscription *sub, tse
 
 /*
  * True when two subscriptions have the same settings (name, patterns as
- * sets, start, start_time, deadline, attempts, in-flight, auto_ack); used to
+ * sets, start, start_time, deadline, attempts, in-flight, auto_ack,
+ * backoff, dead_letter_type); used to
  * answer ALREADY_EXISTS only when a second create differs. Unset settings
  * compare as their defaults (start UNSPECIFIED as LATEST, ack_deadline_ms 0
  * as 30000, max_in_flight 0 as 100); start_time counts only when start is

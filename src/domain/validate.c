@@ -89,16 +89,33 @@ static tse_status check_id(const event *ev, const char *unused, tse_error *err)
     return TSE_OK;
 }
 
+/* One number of a version at p: "0" or digits without a leading zero, at
+ * most 6; the characters after it, or NULL. */
+static const char *version_number(const char *p)
+{
+    size_t n = strspn(p, "0123456789");
+
+    if (n == 0 || n > 6 || (n > 1 && p[0] == '0'))
+        return NULL;
+    return p + n;
+}
+
+/* MAJOR.MINOR (schema evolution, docs/schemas.md): MAJOR changes when a
+ * schema breaks its readers (a new type, "v2", side by side); MINOR when it
+ * only adds fields. Empty becomes TSE_DEFAULT_VERSION. */
 static tse_status check_version(const event *ev, const char *unused, tse_error *err)
 {
+    const char *p;
+
     if (is_empty(ev->version))
         return TSE_OK;
-    if (strlen(ev->version) > TSE_VERSION_MAX ||
-        strspn(ev->version, "0123456789.-ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") !=
-            strlen(ev->version))
+    p = version_number(ev->version);
+    p = p != NULL && *p == '.' ? version_number(p + 1) : NULL;
+    if (p == NULL || *p != '\0')
         return tse_error_set(err, TSE_INVALID, "version",
-                             "version must be at most %d characters of 0-9, A-Z, a-z, '.' and '-'",
-                             TSE_VERSION_MAX);
+                             "version must be MAJOR.MINOR, two numbers without leading zeros "
+                             "(e.g. \"1.0\", \"2.3\"), or empty for \"%s\"",
+                             TSE_DEFAULT_VERSION);
     return TSE_OK;
 }
 

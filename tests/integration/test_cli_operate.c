@@ -564,6 +564,202 @@ static void a_retry_policy_backs_off_between_attempts(void **state)
     assert_int_equal(attempt, 2);
 }
 
+/* ---- dead-letter targets ---- */
+
+/* Pulls one delivery of sub (10 s at most) and acks it; its envelope as
+ * JSON (NULL when none came). */
+static json_t *pull_envelope(const world *w, const char *sub)
+{
+    long long end = tse_test_now_ms() + 10000;
+    json_t *out = NULL;
+
+    while (out == NULL && tse_test_now_ms() < end) {
+        tse_client_batch *b = NULL;
+        tse_client_error err;
+        if (tse_client_pull(w->sdk->client, sub, 1, 300, NULL, &b, &err) != TSE_CLIENT_OK)
+            fail_msg("pull %s: %s", sub, err.message);
+        if (tse_client_batch_count(b) == 1) {
+            const tse_client_event_view *ev = tse_client_batch_event(b, 0);
+            char *text = tse_client_envelope_json(ev->envelope, ev->envelope_len);
+            assert_non_null(text);
+            out = json_loads(text, 0, NULL);
+            tse_client_free(text);
+            assert_int_equal(
+                tse_client_acknowledge(w->sdk->client, sub, &ev->ack_id, 1, NULL, NULL),
+                TSE_CLIENT_OK);
+        } else {
+            /* A waiting pull on the source is a subscriber: its claim scan
+             * gives the event up. */
+            expect_nothing(w, "op-dlt");
+        }
+        tse_client_batch_destroy(b);
+    }
+    return out;
+}
+
+/* True when the JSON text of j holds needle. */
+static bool mentions(const json_t *j, const char *needle)
+{
+    char *text = json_dumps(j, 0);
+    bool found = text != NULL && strstr(text, needle) != NULL;
+
+    free(text);
+    return found;
+}
+
+static const char *meta(const json_t *ev, const char *key)
+{
+    return json_string_value(json_object_get(json_object_get(ev, "metadata"), key));
+}
+
+/* A subscription created over REST with a dead_letter_type (shown by
+ * eventctl's describe) hands an event nacked past its attempts to a
+ * subscription of that type (created by eventctl), carrying the original
+ * with its stream, attempts and reason; its own store stays empty. */
+static void a_dead_letter_target_receives_given_up_events(void **state)
+{
+    world *w = *state;
+    tse_client_publish_result pub;
+    json_t *out, *ev, *data;
+    uint32_t attempt = 0;
+    ctl_run *r;
+
+    assert_int_equal(
+        http(w, "POST", "/api/v1/events/subscribe",
+             "{\"name\":\"op-dlt\",\"event_types\":[\"op.dlt.failed\"],\"auto_ack\":false,"
+             "\"max_delivery_attempts\":2,\"ack_deadline_ms\":100,"
+             "\"dead_letter_type\":\"deadletter.op_dlt\"}",
+             &out),
+        200);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(out, "subscription"),
+                                                          "dead_letter_type")),
+                        "deadletter.op_dlt");
+    json_decref(out);
+    r = ctl(w, "subscriptions", "create", "op-dlt-sink", "--types", "deadletter.*", NULL);
+    expect_ctl(r, 0);
+    free(r);
+    r = ctl(w, "subscriptions", "get", "op-dlt", NULL);
+    expect_ctl(r, 0);
+    assert_non_null(strstr(r->out, "dead letter type"));
+    assert_non_null(strstr(r->out, "deadletter.op_dlt"));
+    free(r);
+
+    publish(w, "op.dlt.failed", 1, &pub);
+    assert_int_equal(pull_all(w, "op-dlt", 1, true, &attempt), 1);
+    assert_int_equal(pull_all(w, "op-dlt", 1, true, &attempt), 1);
+    assert_int_equal(attempt, 2);
+
+    ev = pull_envelope(w, "op-dlt-sink");
+    assert_non_null(ev);
+    assert_string_equal(json_string_value(json_object_get(ev, "event_type")), "deadletter.op_dlt");
+    assert_string_equal(json_string_value(json_object_get(ev, "causation_id")), pub.event_id);
+    assert_string_equal(meta(ev, "dead_letter_reason"), "max_delivery_attempts");
+    assert_string_equal(meta(ev, "dead_letter_attempts"), "2");
+    assert_string_equal(meta(ev, "dead_letter_subscription"), "op-dlt");
+    data = json_object_get(ev, "data");
+    assert_string_equal(json_string_value(json_object_get(data, "reason")),
+                        "max_delivery_attempts");
+    assert_int_equal((long long)json_number_value(json_object_get(data, "attempts")), 2);
+    assert_string_equal(json_string_value(json_object_get(data, "stream")),
+                        "tracseq:events:op.dlt.failed:p3");
+    assert_string_equal(json_string_value(json_object_get(data, "stream_id")), pub.stream_id);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(data, "event"), "event_type")),
+        "op.dlt.failed");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(data, "event"), "id")),
+                        pub.event_id);
+    json_decref(ev);
+
+    /* Given up on: acked at its source, and not in the default store. */
+    expect_nothing(w, "op-dlt");
+    out = await_dead_letters(w, "op-dlt", 0);
+    assert_int_equal(json_integer_value(json_object_get(out, "total")), 0);
+    json_decref(out);
+}
+
+/* A bad target names its field over gRPC, REST and eventctl. */
+static void a_bad_dead_letter_type_names_the_field(void **state)
+{
+    world *w = *state;
+    tse_client_error err;
+    json_t *out;
+    ctl_run *r;
+
+    assert_int_equal(grpc(w, "CreateSubscription",
+                          "{\"subscription\":{\"name\":\"op-dlt-bad\",\"event_types\":[\"x.y\"],"
+                          "\"dead_letter_type\":\"sample.created\"}}",
+                          NULL, &err),
+                     TSE_CLIENT_INVALID_ARGUMENT);
+    assert_string_equal(err.field, "subscription.dead_letter_type");
+    assert_int_equal(http(w, "POST", "/api/v1/events/subscribe",
+                          "{\"name\":\"op-dlt-bad\",\"dead_letter_type\":\"Dead Letters\"}", &out),
+                     422);
+    assert_true(mentions(out, "dead_letter_type"));
+    json_decref(out);
+    assert_int_equal(http(w, "POST", "/api/v1/events/subscribe",
+                          "{\"name\":\"op-dlt-bad\",\"dead_letter_type\":7}", &out),
+                     422);
+    json_decref(out);
+    r = ctl(w, "subscriptions", "create", "op-dlt-bad", "--types", "x.y", "--dead-letter-type",
+            "deadletter", NULL);
+    expect_ctl(r, 1);
+    assert_non_null(strstr(r->out, "dead_letter_type"));
+    free(r);
+}
+
+/* The retry policy over REST and eventctl: set, shown, and checked. */
+static void a_retry_policy_over_rest_and_eventctl(void **state)
+{
+    world *w = *state;
+    json_t *out, *sub;
+    ctl_run *r;
+
+    assert_int_equal(http(w, "POST", "/api/v1/events/subscribe",
+                          "{\"name\":\"op-retry-rest\",\"event_types\":[\"op.retry.rest\"],"
+                          "\"min_backoff_ms\":500,\"max_backoff_ms\":8000}",
+                          &out),
+                     200);
+    json_decref(out);
+    assert_int_equal(http(w, "GET", "/api/v1/subscriptions/op-retry-rest", NULL, &out), 200);
+    assert_int_equal(json_integer_value(json_object_get(out, "min_backoff_ms")), 500);
+    assert_int_equal(json_integer_value(json_object_get(out, "max_backoff_ms")), 8000);
+    json_decref(out);
+    assert_int_equal(http(w, "POST", "/api/v1/events/subscribe",
+                          "{\"name\":\"op-retry-rest2\",\"min_backoff_ms\":700000}", &out),
+                     422);
+    assert_true(mentions(out, "min_backoff_ms"));
+    json_decref(out);
+    assert_int_equal(http(w, "POST", "/api/v1/events/subscribe",
+                          "{\"name\":\"op-retry-rest2\",\"min_backoff_ms\":3000,"
+                          "\"max_backoff_ms\":1000}",
+                          &out),
+                     422);
+    assert_true(mentions(out, "max_backoff_ms"));
+    json_decref(out);
+
+    r = ctl(w, "subscriptions", "create", "op-retry-ctl", "--types", "op.retry.ctl",
+            "--min-backoff", "250", "--max-backoff", "4000", "--json", NULL);
+    sub = ctl_json(r);
+    assert_int_equal(json_integer_value(json_object_get(sub, "min_backoff_ms")), 250);
+    assert_int_equal(json_integer_value(json_object_get(sub, "max_backoff_ms")), 4000);
+    json_decref(sub);
+    free(r);
+    r = ctl(w, "subscriptions", "get", "op-retry-ctl", NULL);
+    expect_ctl(r, 0);
+    assert_non_null(strstr(r->out, "min backoff ms"));
+    assert_non_null(strstr(r->out, "4000"));
+    free(r);
+    r = ctl(w, "subscriptions", "create", "op-retry-ctl2", "--types", "op.retry.ctl",
+            "--min-backoff", "-1", NULL);
+    expect_ctl(r, 2);
+    free(r);
+    r = ctl(w, "subscriptions", "create", "op-retry-ctl2", "--types", "op.retry.ctl",
+            "--min-backoff", "5000", "--max-backoff", "10", NULL);
+    expect_ctl(r, 1);
+    assert_non_null(strstr(r->out, "max_backoff_ms"));
+    free(r);
+}
+
 /* Seek to a timestamp (REST) delivers what was published from then on. */
 static void seek_to_a_timestamp(void **state)
 {
@@ -644,6 +840,9 @@ int main(void)
         cmocka_unit_test(seek_to_a_timestamp),
         cmocka_unit_test(a_retry_policy_backs_off_between_attempts),
         cmocka_unit_test(seek_to_a_snapshot),
+        cmocka_unit_test(a_dead_letter_target_receives_given_up_events),
+        cmocka_unit_test(a_bad_dead_letter_type_names_the_field),
+        cmocka_unit_test(a_retry_policy_over_rest_and_eventctl),
     };
 
     return cmocka_run_group_tests(tests, world_up, world_down);

@@ -766,6 +766,11 @@ static void test_huge_names_and_ids_are_refused_naming_the_field(void **state)
     create.subscription = &spec;
     expect_message_refused(w, M_CREATE, &create.base, GRPC_STATUS_INVALID_ARGUMENT,
                            "subscription.name: ", NULL);
+    spec.name = "huge";
+    spec.dead_letter_type = huge;
+    expect_message_refused(w, M_CREATE, &create.base, GRPC_STATUS_INVALID_ARGUMENT,
+                           "subscription.dead_letter_type: ", "must be an event type");
+    spec.dead_letter_type = "";
     get.name = huge;
     expect_message_refused(w, SERVICE "GetSubscription", &get.base, GRPC_STATUS_INVALID_ARGUMENT,
                            "name: ", "1 to 64 characters");
@@ -795,16 +800,17 @@ static void test_huge_names_and_ids_are_refused_naming_the_field(void **state)
     expect_message_refused(w, M_SUBSCRIBE, &sub.base, GRPC_STATUS_INVALID_ARGUMENT,
                            "consumer_name: ", NULL);
 
-    /* An event's id, type and source, one at a time, by both publish paths. */
+    /* An event's id, type, source and version, one at a time, by both publish paths. */
     ev.payload_case = TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_DATA;
     ev.data = &data;
     pub.event = &ev;
     static const char *const fields[] = {
-        "event.id: ", "event.event_type: ", "event.source_service: "};
-    for (int f = 0; f < 3; f++) {
+        "event.id: ", "event.event_type: ", "event.source_service: ", "event.version: "};
+    for (int f = 0; f < 4; f++) {
         ev.id = f == 0 ? huge : "";
         ev.event_type = f == 1 ? huge : "huge.event";
         ev.source_service = f == 2 ? huge : "hostile";
+        ev.version = f == 3 ? huge : "";
         expect_message_refused(w, M_PUBLISH, &pub.base, GRPC_STATUS_INVALID_ARGUMENT, fields[f],
                                NULL);
         expect_message_refused(w, M_PUBLISH_STREAM, &pub.base, GRPC_STATUS_INVALID_ARGUMENT,

@@ -807,12 +807,14 @@ static void test_defaults_are_omitted_unless_emit_defaults(void **state)
                 "{\"name\": \"\", \"event_types\": [], \"start\": \"START_POSITION_UNSPECIFIED\","
                 " \"start_time\": null, \"ack_deadline_ms\": 0, \"max_delivery_attempts\": 0,"
                 " \"max_in_flight\": 0, \"auto_ack\": false, \"min_backoff_ms\": 0,"
-                " \"max_backoff_ms\": 0, \"created_at\": null, \"stats\": null, \"owner\": \"\"}");
+                " \"max_backoff_ms\": 0, \"dead_letter_type\": \"\", \"created_at\": null,"
+                " \"stats\": null, \"owner\": \"\"}");
     assert_json(msg, TSE_PBJSON_EMIT_DEFAULTS | TSE_PBJSON_CAMEL_CASE,
                 "{\"name\": \"\", \"eventTypes\": [], \"start\": \"START_POSITION_UNSPECIFIED\","
                 " \"startTime\": null, \"ackDeadlineMs\": 0, \"maxDeliveryAttempts\": 0,"
                 " \"maxInFlight\": 0, \"autoAck\": false, \"minBackoffMs\": 0,"
-                " \"maxBackoffMs\": 0, \"createdAt\": null, \"stats\": null, \"owner\": \"\"}");
+                " \"maxBackoffMs\": 0, \"deadLetterType\": \"\", \"createdAt\": null,"
+                " \"stats\": null, \"owner\": \"\"}");
     protobuf_c_message_free_unpacked(msg, NULL);
 
     /* Maps come out as {}, oneof members not chosen stay out. */

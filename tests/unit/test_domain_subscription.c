@@ -497,6 +497,28 @@ static void test_validate_ignores_start_time_for_other_starts(void **state)
     release(sub);
 }
 
+/* A dead-letter target is an event type the service takes as generic data. */
+static void test_validate_checks_the_dead_letter_type(void **state)
+{
+    static const char *const bad[] = {"deadletter", "DeadLetter.x", "dead letter.x",
+                                      "a..b",       "sample.*",     "sample.created"};
+    subscription *sub;
+
+    (void)state;
+    for (size_t i = 0; i < COUNT(bad); i++) {
+        sub = make_all();
+        sub->dead_letter_type = strdup(bad[i]);
+        assert_non_null(sub->dead_letter_type);
+        expect_invalid(sub, "subscription.dead_letter_type");
+    }
+    sub = make_all();
+    sub->dead_letter_type = strdup("deadletter.orders");
+    assert_non_null(sub->dead_letter_type);
+    expect_valid(sub);
+    assert_string_equal(sub->dead_letter_type, "deadletter.orders");
+    release(sub);
+}
+
 static void test_validate_rejects_unknown_start(void **state)
 {
     subscription *sub = make_all();
@@ -744,7 +766,7 @@ static void test_different_when_any_one_setting_differs(void **state)
     subscription *a = make_full();
 
     (void)state;
-    for (int change = 0; change < 11; change++) {
+    for (int change = 0; change < 12; change++) {
         subscription *b;
 
         if (change == 0)
@@ -779,6 +801,10 @@ static void test_different_when_any_one_setting_differs(void **state)
         case 10:
             protobuf_c_message_free_unpacked(&b->start_time->base, NULL);
             b->start_time = NULL;
+            break;
+        case 11:
+            b->dead_letter_type = strdup("deadletter.orders");
+            assert_non_null(b->dead_letter_type);
             break;
         default: break;
         }
@@ -856,6 +882,7 @@ int main(void)
         cmocka_unit_test(test_validate_timestamp_start_needs_start_time),
         cmocka_unit_test(test_validate_rejects_start_time_out_of_range),
         cmocka_unit_test(test_validate_ignores_start_time_for_other_starts),
+        cmocka_unit_test(test_validate_checks_the_dead_letter_type),
         cmocka_unit_test(test_validate_rejects_unknown_start),
         cmocka_unit_test(test_validate_rejects_bad_names),
         cmocka_unit_test(test_validate_requires_at_least_one_pattern),

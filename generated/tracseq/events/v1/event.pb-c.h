@@ -89,7 +89,9 @@ struct  Tracseq__Events__V1__Event
    */
   char *source_service;
   /*
-   * Schema version of the payload; "1.0" when empty.
+   * Schema version of the payload: MAJOR.MINOR (two numbers without leading
+   * zeros, e.g. "1.0", "2.3"); "1.0" when empty. Handed to subscribers as
+   * published (docs/schemas.md).
    */
   char *version;
   /*

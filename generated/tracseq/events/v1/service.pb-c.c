@@ -2408,7 +2408,7 @@ const ProtobufCMessageDescriptor tracseq__events__v1__publish_batch_response__de
   (ProtobufCMessageInit) tracseq__events__v1__publish_batch_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor tracseq__events__v1__subscription__field_descriptors[13] =
+static const ProtobufCFieldDescriptor tracseq__events__v1__subscription__field_descriptors[14] =
 {
   {
     "name",
@@ -2531,6 +2531,18 @@ static const ProtobufCFieldDescriptor tracseq__events__v1__subscription__field_d
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
+    "dead_letter_type",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__Subscription, dead_letter_type),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
     "created_at",
     20,
     PROTOBUF_C_LABEL_NONE,
@@ -2570,23 +2582,24 @@ static const ProtobufCFieldDescriptor tracseq__events__v1__subscription__field_d
 static const unsigned tracseq__events__v1__subscription__field_indices_by_name[] = {
   4,   /* field[4] = ack_deadline_ms */
   7,   /* field[7] = auto_ack */
-  10,   /* field[10] = created_at */
+  11,   /* field[11] = created_at */
+  10,   /* field[10] = dead_letter_type */
   1,   /* field[1] = event_types */
   9,   /* field[9] = max_backoff_ms */
   5,   /* field[5] = max_delivery_attempts */
   6,   /* field[6] = max_in_flight */
   8,   /* field[8] = min_backoff_ms */
   0,   /* field[0] = name */
-  12,   /* field[12] = owner */
+  13,   /* field[13] = owner */
   2,   /* field[2] = start */
   3,   /* field[3] = start_time */
-  11,   /* field[11] = stats */
+  12,   /* field[12] = stats */
 };
 static const ProtobufCIntRange tracseq__events__v1__subscription__number_ranges[2 + 1] =
 {
   { 1, 0 },
-  { 20, 10 },
-  { 0, 13 }
+  { 20, 11 },
+  { 0, 14 }
 };
 const ProtobufCMessageDescriptor tracseq__events__v1__subscription__descriptor =
 {
@@ -2596,7 +2609,7 @@ const ProtobufCMessageDescriptor tracseq__events__v1__subscription__descriptor =
   "Tracseq__Events__V1__Subscription",
   "tracseq.events.v1",
   sizeof(Tracseq__Events__V1__Subscription),
-  13,
+  14,
   tracseq__events__v1__subscription__field_descriptors,
   tracseq__events__v1__subscription__field_indices_by_name,
   2,  tracseq__events__v1__subscription__number_ranges,

@@ -284,6 +284,18 @@ struct  Tracseq__Events__V1__Subscription
    */
   uint32_t max_backoff_ms;
   /*
+   * Dead-letter target: instead of the subscription's own dead-letter
+   * store, an event given up on is published again as a new event of this
+   * type (an event type, e.g. "deadletter.lims"; not a catalog type), so
+   * every subscription whose patterns match it receives it. Its `data`
+   * carries the original event ("event", proto3 JSON) with "subscription",
+   * "stream", "stream_id", "attempts" and "reason"; its metadata the same
+   * as "dead_letter_*" strings, its causation_id the original event's id.
+   * An event of this type that is itself given up on goes to the default
+   * store (no loops). Empty (default): the store tracseq:dlq:<name>.
+   */
+  char *dead_letter_type;
+  /*
    * Output only: when the subscription was created.
    */
   Google__Protobuf__Timestamp *created_at;
@@ -300,7 +312,7 @@ struct  Tracseq__Events__V1__Subscription
 };
 #define TRACSEQ__EVENTS__V1__SUBSCRIPTION__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tracseq__events__v1__subscription__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL, TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_UNSPECIFIED, NULL, 0, 0, 0, 0, 0, 0, NULL, NULL, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, 0,NULL, TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_UNSPECIFIED, NULL, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, NULL, NULL, (char *)protobuf_c_empty_string }
 
 
 /*

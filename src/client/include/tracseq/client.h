@@ -585,6 +585,15 @@ typedef struct tse_client_subscription_spec {
     int max_delivery_attempts; /* default 5; < 0: unlimited */
     int max_in_flight;         /* default 100 */
     bool auto_ack;             /* server acks on send: at-most-once */
+    /* Retry policy: a nacked or expired delivery waits min_backoff_ms,
+     * doubled per attempt, at most max_backoff_ms (0 with min set:
+     * 600000), before it comes again. 0: no backoff. At most 600000. */
+    int min_backoff_ms;
+    int max_backoff_ms;
+    /* Dead-letter target: events given up on are published again as events
+     * of this type (not a catalog type) instead of going to the
+     * subscription's dead-letter store. NULL or "": the store. */
+    const char *dead_letter_type;
 } tse_client_subscription_spec;
 
 /*
