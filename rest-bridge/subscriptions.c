@@ -683,11 +683,24 @@ static bool delay_of(const json_t *body, uint32_t *delay, tsb_response *resp)
     return true;
 }
 
+/* reject of a nack body (dead-letter now); false when answered. */
+static bool reject_of(const json_t *body, bool *reject, tsb_response *resp)
+{
+    json_t *v = json_object_get(body, "reject");
+
+    *reject = json_is_true(v);
+    if (v == NULL || json_is_null(v) || json_is_boolean(v))
+        return true;
+    tsb_reply_error(resp, TSE_INVALID, "reject", "Invalid reject: must be true or false.");
+    return false;
+}
+
 static void settle(tsb_request *req, tsb_response *resp, bool nack)
 {
     Tracseq__Events__V1__AcknowledgeRequest ack = TRACSEQ__EVENTS__V1__ACKNOWLEDGE_REQUEST__INIT;
     Tracseq__Events__V1__NackRequest nk = TRACSEQ__EVENTS__V1__NACK_REQUEST__INIT;
     settle_ctx *sc = calloc(1, sizeof(*sc));
+    bool reject = false;
 
     req->ctx = sc;
     req->ctx_free = settle_ctx_free;
@@ -698,12 +711,13 @@ static void settle(tsb_request *req, tsb_response *resp, bool nack)
     sc->nack = nack;
     if ((sc->body = tsb_object_body(req, resp)) == NULL ||
         (sc->ids = ack_ids(sc->body, &sc->n, resp)) == NULL ||
-        !delay_of(sc->body, &sc->delay_ms, resp))
+        !delay_of(sc->body, &sc->delay_ms, resp) || (nack && !reject_of(sc->body, &reject, resp)))
         return;
     ack.subscription = nk.subscription = req->param;
     ack.n_ack_ids = nk.n_ack_ids = sc->n;
     ack.ack_ids = nk.ack_ids = sc->ids;
     nk.delay_ms = sc->delay_ms;
+    nk.reject = reject;
     tsb_request_call(req, resp, nack ? "Nack" : "Acknowledge", nack ? &nk.base : &ack.base, 0, 0,
                      then_settle);
 }

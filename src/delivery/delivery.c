@@ -248,7 +248,7 @@ tse_status tse_delivery_ack(tse_delivery *d, tse_subscriber *s, char *const *ids
 }
 
 tse_status tse_delivery_nack(tse_delivery *d, tse_subscriber *s, char *const *ids, size_t n,
-                             uint32_t delay_ms, tse_error *err)
+                             uint32_t delay_ms, bool reject, tse_error *err)
 {
     tse_req *r = req_new(REQ_NACK);
 
@@ -256,6 +256,7 @@ tse_status tse_delivery_nack(tse_delivery *d, tse_subscriber *s, char *const *id
         return refuse(r, err);
     r->u.nack.s = s;
     r->u.nack.delay_ms = delay_ms;
+    r->u.nack.reject = reject;
     return push(d, r, err);
 }
 
@@ -349,7 +350,7 @@ tse_status tse_delivery_acknowledge(tse_delivery *d, const char *subscription, c
 }
 
 tse_status tse_delivery_nack_ids(tse_delivery *d, const char *subscription, char *const *ack_ids,
-                                 size_t n, uint32_t delay_ms, tse_ack_cb cb, void *arg,
+                                 size_t n, uint32_t delay_ms, bool reject, tse_ack_cb cb, void *arg,
                                  tse_error *err)
 {
     tse_req *r = req_new(REQ_NACK_IDS);
@@ -358,6 +359,7 @@ tse_status tse_delivery_nack_ids(tse_delivery *d, const char *subscription, char
         !copy_ids(&r->u.nack_ids.ids, ack_ids, n))
         return refuse(r, err);
     r->u.nack_ids.delay_ms = delay_ms;
+    r->u.nack_ids.reject = reject;
     r->u.nack_ids.cb = cb;
     r->u.nack_ids.arg = arg;
     return push(d, r, err);
@@ -555,7 +557,9 @@ static void ack(tse_delivery *d, tse_req_ack *r)
 
 static void nack(tse_delivery *d, tse_req_nack *r)
 {
-    if (r->s->sub)
+    if (r->s->sub && r->reject)
+        tse_dl_reject_ids(d, r->s->sub, r->ids.ids, r->ids.n, NULL, NULL);
+    else if (r->s->sub)
         tse_dl_nack_ids(d, r->s->sub, r->s->consumer, r->ids.ids, r->ids.n, r->delay_ms, false,
                         NULL, NULL);
     for (size_t i = 0; i < r->ids.n; i++)
@@ -675,9 +679,12 @@ static void delete_subscription(tse_delivery *d, tse_req_delete *r)
     r->cb(r->arg, &err, NULL, 0);
 }
 
-/* Acknowledge (nack false) or Nack by subscription name: ids a live stream
+/* Acknowledge, Nack or reject by subscription name: ids a live stream
  * subscriber holds give its credit back too. */
-static void ack_by_name(tse_delivery *d, const char *name, const tse_id_list *ids, bool nack,
+/* What an ack by name does with its ids. */
+typedef enum settle { SETTLE_ACK, SETTLE_NACK, SETTLE_REJECT } settle;
+
+static void ack_by_name(tse_delivery *d, const char *name, const tse_id_list *ids, settle how,
                         uint32_t delay_ms, tse_ack_cb cb, void *arg)
 {
     char **unknown = NULL;
@@ -692,9 +699,11 @@ static void ack_by_name(tse_delivery *d, const char *name, const tse_id_list *id
         cb(arg, &err, 0, NULL, 0);
         return;
     }
-    if (nack)
+    if (how == SETTLE_NACK)
         done =
             tse_dl_nack_ids(d, sub, NULL, ids->ids, ids->n, delay_ms, false, &unknown, &n_unknown);
+    else if (how == SETTLE_REJECT)
+        done = tse_dl_reject_ids(d, sub, ids->ids, ids->n, &unknown, &n_unknown);
     else
         done = tse_dl_ack_ids(d, sub, ids->ids, ids->n, &unknown, &n_unknown);
     for (tse_subscriber *s = sub->subscribers; s; s = s->next)
@@ -784,11 +793,12 @@ static void handle(tse_delivery *d, tse_req *r)
     case REQ_GET: get(d, &r->u.get); break;
     case REQ_DELETE: delete_subscription(d, &r->u.del); break;
     case REQ_ACKNOWLEDGE:
-        ack_by_name(d, r->u.acknowledge.subscription, &r->u.acknowledge.ids, false, 0,
+        ack_by_name(d, r->u.acknowledge.subscription, &r->u.acknowledge.ids, SETTLE_ACK, 0,
                     r->u.acknowledge.cb, r->u.acknowledge.arg);
         break;
     case REQ_NACK_IDS:
-        ack_by_name(d, r->u.nack_ids.subscription, &r->u.nack_ids.ids, true, r->u.nack_ids.delay_ms,
+        ack_by_name(d, r->u.nack_ids.subscription, &r->u.nack_ids.ids,
+                    r->u.nack_ids.reject ? SETTLE_REJECT : SETTLE_NACK, r->u.nack_ids.delay_ms,
                     r->u.nack_ids.cb, r->u.nack_ids.arg);
         break;
     case REQ_PULL: pull(d, &r->u.pull); break;

@@ -139,8 +139,10 @@ void tse_delivery_detach(tse_delivery *d, tse_subscriber *s);
  * No callback: on failure the ids were not acted on. Ids are copied. */
 tse_status tse_delivery_ack(tse_delivery *d, tse_subscriber *s, char *const *ack_ids, size_t n,
                             tse_error *err);
+/* reject: dead-letter the deliveries at once (reason rejected) instead of
+ * redelivering them after delay_ms. */
 tse_status tse_delivery_nack(tse_delivery *d, tse_subscriber *s, char *const *ack_ids, size_t n,
-                             uint32_t delay_ms, tse_error *err);
+                             uint32_t delay_ms, bool reject, tse_error *err);
 tse_status tse_delivery_extend(tse_delivery *d, tse_subscriber *s, char *const *ack_ids, size_t n,
                                uint32_t deadline_ms, tse_error *err);
 
@@ -158,7 +160,7 @@ tse_status tse_delivery_delete_subscription(tse_delivery *d, const char *name,
 tse_status tse_delivery_acknowledge(tse_delivery *d, const char *subscription, char *const *ack_ids,
                                     size_t n, tse_ack_cb cb, void *arg, tse_error *err);
 tse_status tse_delivery_nack_ids(tse_delivery *d, const char *subscription, char *const *ack_ids,
-                                 size_t n, uint32_t delay_ms, tse_ack_cb cb, void *arg,
+                                 size_t n, uint32_t delay_ms, bool reject, tse_ack_cb cb, void *arg,
                                  tse_error *err);
 /*
  * Dead letters, seek and snapshots (delivery_ops.c): req is one of the

@@ -439,9 +439,10 @@ void tse_dl_fill(tse_delivery *d, tse_subscriber *s)
 }
 
 /* Moves one entry to the subscription's dead-letter target, or else its
- * dead-letter stream, and acks it in the group. */
-static void dead_letter(tse_delivery *d, tse_sub *sub, const char *key, const char *id,
-                        long long attempts)
+ * dead-letter stream, and acks it in the group; reason is a
+ * TSE_DLQ_REASON_*. False when it was left pending (Redis, memory). */
+static bool dead_letter(tse_delivery *d, tse_sub *sub, const char *key, const char *id,
+                        long long attempts, const char *reason)
 {
     char dlq[TSE_SUBSCRIPTION_NAME_MAX + 32], att[24];
     tse_target_result target = TSE_TARGET_NONE;
@@ -451,14 +452,14 @@ static void dead_letter(tse_delivery *d, tse_sub *sub, const char *key, const ch
     snprintf(att, sizeof(att), "%lld", attempts);
     e = tse_dl_cmd(d, 4, (const char *[]){"XRANGE", key, id, id}, NULL);
     if (e == NULL)
-        return;
+        return false;
     if (e->type == REDIS_REPLY_ARRAY && e->elements == 1 &&
         e->element[0]->element[1]->type == REDIS_REPLY_ARRAY)
-        target = tse_dl_target_publish(d, sub, key, id, attempts, TSE_DLQ_REASON_MAX_ATTEMPTS,
-                                       e->element[0]->element[1]);
+        target =
+            tse_dl_target_publish(d, sub, key, id, attempts, reason, e->element[0]->element[1]);
     if (target == TSE_TARGET_FAILED) {
         freeReplyObject(e); /* left pending: the next scan tries again */
-        return;
+        return false;
     }
     if (target == TSE_TARGET_NONE && e->type == REDIS_REPLY_ARRAY && e->elements == 1 &&
         e->element[0]->element[1]->type == REDIS_REPLY_ARRAY) {
@@ -467,17 +468,9 @@ static void dead_letter(tse_delivery *d, tse_sub *sub, const char *key, const ch
         const char **argv = calloc(f->elements + 11, sizeof(*argv));
         size_t *lens = calloc(f->elements + 11, sizeof(*lens));
         if (argv && lens) {
-            const char *head[] = {"XADD",
-                                  dlq,
-                                  "*",
-                                  "dlq_stream",
-                                  key,
-                                  "dlq_id",
-                                  id,
-                                  "dlq_attempts",
-                                  att,
-                                  "dlq_reason",
-                                  TSE_DLQ_REASON_MAX_ATTEMPTS};
+            const char *head[] = {"XADD", dlq,          "*",   "dlq_stream",
+                                  key,    "dlq_id",     id,    "dlq_attempts",
+                                  att,    "dlq_reason", reason};
             for (size_t i = 0; i < 11; i++) {
                 argv[argc] = head[i];
                 lens[argc++] = strlen(head[i]);
@@ -495,11 +488,16 @@ static void dead_letter(tse_delivery *d, tse_sub *sub, const char *key, const ch
     }
     freeReplyObject(e);
     if (d->ctx == NULL)
-        return;
+        return false;
     r = tse_dl_cmd(d, 4, (const char *[]){"XACK", key, sub->def->name, id}, NULL);
-    if (r)
-        freeReplyObject(r);
-    tse_stats_add(d->stats, TSE_STAT_DEAD_LETTERED, 1);
+    if (r == NULL)
+        return false;
+    freeReplyObject(r);
+    tse_stats_add(d->stats,
+                  strcmp(reason, TSE_DLQ_REASON_REJECTED) == 0 ? TSE_STAT_REJECTED
+                                                               : TSE_STAT_DEAD_LETTERED,
+                  1);
+    return true;
 }
 
 /* A live subscriber (stream or waiting pull) with credit to take
@@ -587,7 +585,7 @@ static void scan_stream(tse_delivery *d, tse_sub *sub, tse_subscriber *target, c
             continue;
         long long delivered = p->element[3]->integer;
         if (max > 0 && delivered >= (long long)max) {
-            dead_letter(d, sub, key, p->element[0]->str, delivered);
+            dead_letter(d, sub, key, p->element[0]->str, delivered, TSE_DLQ_REASON_MAX_ATTEMPTS);
         } else if (p->element[2]->integer < retry_idle(sub->def, delivered)) {
             continue; /* still backing off */
         } else if (target && n < target->credit) {
@@ -622,6 +620,49 @@ static bool split_ack_id(const tse_sub *sub, const char *ack_id, char *key, size
         if (strcmp(sub->streams[i], key) == 0)
             return true;
     return false;
+}
+
+/* The deliveries so far of a pending entry of sub's group; 0 when it is
+ * not pending. */
+static long long pending_count(tse_delivery *d, tse_sub *sub, const char *key, const char *entry)
+{
+    redisReply *r = tse_dl_cmd(
+        d, 6, (const char *[]){"XPENDING", key, sub->def->name, entry, entry, "1"}, NULL);
+    long long count = 0;
+
+    if (r == NULL)
+        return 0;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+        r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 4 &&
+        r->element[0]->element[3]->type == REDIS_REPLY_INTEGER)
+        count = r->element[0]->element[3]->integer;
+    freeReplyObject(r);
+    return count;
+}
+
+uint32_t tse_dl_reject_ids(tse_delivery *d, tse_sub *sub, char *const *ids, size_t n,
+                           char ***unknown, size_t *n_unknown)
+{
+    char key[256];
+    const char *entry;
+    uint32_t done = 0;
+
+    if (unknown) {
+        *unknown = calloc(n ? n : 1, sizeof(char *));
+        *n_unknown = 0;
+    }
+    for (size_t i = 0; i < n && d->ctx; i++) {
+        long long count = 0;
+        if (split_ack_id(sub, ids[i], key, sizeof(key), &entry))
+            count = pending_count(d, sub, key, entry);
+        if (count > 0 && dead_letter(d, sub, key, entry, count, TSE_DLQ_REASON_REJECTED)) {
+            done++;
+            continue;
+        }
+        if (unknown && *unknown)
+            (*unknown)[(*n_unknown)++] = ids[i];
+    }
+    return done;
 }
 
 uint32_t tse_dl_ack_ids(tse_delivery *d, tse_sub *sub, char *const *ids, size_t n, char ***unknown,

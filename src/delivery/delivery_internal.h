@@ -18,6 +18,8 @@
 
 /* dlq_reason of a dead letter that used up its delivery attempts. */
 #define TSE_DLQ_REASON_MAX_ATTEMPTS "max_delivery_attempts"
+/* dlq_reason of a dead letter a subscriber rejected (a nack with reject). */
+#define TSE_DLQ_REASON_REJECTED     "rejected"
 #define TSE_DISCOVER_MS             1000
 #define TSE_CLAIM_BATCH             100
 
@@ -72,11 +74,13 @@ typedef struct tse_req_ack {
     tse_id_list ids;
 } tse_req_ack;
 
-/* A live subscriber nacks deliveries: claimable again after delay_ms. */
+/* A live subscriber nacks deliveries: claimable again after delay_ms, or
+ * dead-lettered at once when reject. */
 typedef struct tse_req_nack {
     tse_subscriber *s;
     tse_id_list ids;
     uint32_t delay_ms;
+    bool reject;
 } tse_req_nack;
 
 /* A live subscriber pushes the deadline of deliveries to deadline_ms from now. */
@@ -120,6 +124,7 @@ typedef struct tse_req_nack_ids {
     char *subscription;
     tse_id_list ids;
     uint32_t delay_ms;
+    bool reject;
     tse_ack_cb cb;
     void *arg;
 } tse_req_nack_ids;
@@ -313,6 +318,11 @@ uint32_t tse_dl_ack_ids(tse_delivery *d, tse_sub *sub, char *const *ids, size_t 
 uint32_t tse_dl_nack_ids(tse_delivery *d, tse_sub *sub, const char *consumer, char *const *ids,
                          size_t n, uint32_t delay_ms, bool extend, char ***unknown,
                          size_t *n_unknown);
+/* Dead-letters the pending deliveries ids at once (reason rejected); ids
+ * not pending in sub, or left pending by a failure, go to *unknown (as
+ * tse_dl_ack_ids). */
+uint32_t tse_dl_reject_ids(tse_delivery *d, tse_sub *sub, char *const *ids, size_t n,
+                           char ***unknown, size_t *n_unknown);
 void tse_dl_forget_inflight(tse_subscriber *s, const char *ack_id);
 /*
  * Answers a pull: with everything it took when err is NULL (or an OK error),

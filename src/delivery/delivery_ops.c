@@ -75,6 +75,8 @@ static Tracseq__Events__V1__DeadLetterReason reason_of(const redisReply *r)
     /* Entries written before reasons were recorded all ran out of attempts. */
     if (r == NULL || strcmp(r->str, TSE_DLQ_REASON_MAX_ATTEMPTS) == 0)
         return TRACSEQ__EVENTS__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_MAX_DELIVERY_ATTEMPTS;
+    if (strcmp(r->str, TSE_DLQ_REASON_REJECTED) == 0)
+        return TRACSEQ__EVENTS__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_REJECTED;
     return TRACSEQ__EVENTS__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_UNSPECIFIED;
 }
 

@@ -22,7 +22,8 @@ typedef enum tse_counter {
     TSE_STAT_CONSUMED,       /* deliveries sent */
     TSE_STAT_ACKED,
     TSE_STAT_REDELIVERED,
-    TSE_STAT_DEAD_LETTERED, /* reason max_delivery_attempts (the only one so far) */
+    TSE_STAT_DEAD_LETTERED, /* reason max_delivery_attempts */
+    TSE_STAT_REJECTED,      /* dead-lettered, reason rejected (a nack with reject) */
     TSE_STAT_REDRIVEN,      /* dead letters handed back to their subscription */
     TSE_STAT_PURGED,        /* dead letters deleted */
     TSE_STAT_SUBSCRIBERS,   /* gauge: live subscriber streams */

@@ -93,10 +93,12 @@ static void answer_stats(stats_call *sc, Tracseq__Events__V1__Subscription *cons
     Tracseq__Events__V1__Stats out = TRACSEQ__EVENTS__V1__STATS__INIT;
     tse_latency_summary lat = tse_stats_latency(st);
     type_counts tc = {0};
-    /* One reason so far: an event that used up its delivery attempts. */
+    /* Per reason: used up its delivery attempts, or rejected. */
     Tracseq__Events__V1__Stats__DeadLetteredByReasonEntry reason =
         TRACSEQ__EVENTS__V1__STATS__DEAD_LETTERED_BY_REASON_ENTRY__INIT;
-    Tracseq__Events__V1__Stats__DeadLetteredByReasonEntry *reasons[] = {&reason};
+    Tracseq__Events__V1__Stats__DeadLetteredByReasonEntry rejected =
+        TRACSEQ__EVENTS__V1__STATS__DEAD_LETTERED_BY_REASON_ENTRY__INIT;
+    Tracseq__Events__V1__Stats__DeadLetteredByReasonEntry *reasons[] = {&reason, &rejected};
 
     tc.cap = 4097;
     tc.entries = calloc(tc.cap, sizeof(*tc.entries));
@@ -110,10 +112,12 @@ static void answer_stats(stats_call *sc, Tracseq__Events__V1__Subscription *cons
     out.handlers_registered = tse_stats_get(st, TSE_STAT_SUBSCRIBERS);
     out.events_acked = tse_stats_get(st, TSE_STAT_ACKED);
     out.events_redelivered = tse_stats_get(st, TSE_STAT_REDELIVERED);
-    out.events_dead_lettered = tse_stats_get(st, TSE_STAT_DEAD_LETTERED);
     reason.key = "max_delivery_attempts";
-    reason.value = out.events_dead_lettered;
-    out.n_dead_lettered_by_reason = 1;
+    reason.value = tse_stats_get(st, TSE_STAT_DEAD_LETTERED);
+    rejected.key = "rejected";
+    rejected.value = tse_stats_get(st, TSE_STAT_REJECTED);
+    out.events_dead_lettered = reason.value + rejected.value;
+    out.n_dead_lettered_by_reason = 2;
     out.dead_lettered_by_reason = reasons;
     out.dead_letters_redriven = tse_stats_get(st, TSE_STAT_REDRIVEN);
     out.dead_letters_purged = tse_stats_get(st, TSE_STAT_PURGED);

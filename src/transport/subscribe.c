@@ -595,7 +595,7 @@ static void sub_later_message(sub_call *sc, Tracseq__Events__V1__SubscribeReques
         break;
     case TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__REQUEST_NACK:
         st = tse_delivery_nack(d, sc->subscriber, req->nack->ack_ids, req->nack->n_ack_ids,
-                               req->nack->delay_ms, &err);
+                               req->nack->delay_ms, req->nack->reject, &err);
         break;
     case TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__REQUEST_EXTEND:
         st = tse_delivery_extend(d, sc->subscriber, req->extend->ack_ids, req->extend->n_ack_ids,
@@ -885,6 +885,7 @@ typedef struct ack_request {
     char **ids;
     size_t n;
     uint32_t delay_ms;
+    bool reject;
 } ack_request;
 
 static ack_request ack_request_of(const tse_call *c)
@@ -895,8 +896,9 @@ static ack_request ack_request_of(const tse_call *c)
         (const Tracseq__Events__V1__NackRequest *)c->request;
 
     if (c->method == &tse_method_nack)
-        return (ack_request){nack->subscription, nack->ack_ids, nack->n_ack_ids, nack->delay_ms};
-    return (ack_request){ack->subscription, ack->ack_ids, ack->n_ack_ids, 0};
+        return (ack_request){nack->subscription, nack->ack_ids, nack->n_ack_ids, nack->delay_ms,
+                             nack->reject};
+    return (ack_request){ack->subscription, ack->ack_ids, ack->n_ack_ids, 0, false};
 }
 
 /* Acknowledge and Nack, once the caller may use the subscription. */
@@ -908,7 +910,8 @@ static void ack_next(tse_call *c)
     tse_error err;
 
     st = c->method == &tse_method_nack
-             ? tse_delivery_nack_ids(d, r.name, r.ids, r.n, r.delay_ms, answer_acks, c, &err)
+             ? tse_delivery_nack_ids(d, r.name, r.ids, r.n, r.delay_ms, r.reject, answer_acks, c,
+                                     &err)
              : tse_delivery_acknowledge(d, r.name, r.ids, r.n, answer_acks, c, &err);
     if (st != TSE_OK)
         tse_call_fail(c, &err);

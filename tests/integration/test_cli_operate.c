@@ -760,6 +760,80 @@ static void a_retry_policy_over_rest_and_eventctl(void **state)
     free(r);
 }
 
+/* ---- rejects ---- */
+
+/* Pulls one delivery of sub (10 s at most); its ack id into id. */
+static void pull_ack_id(const world *w, const char *sub, char *id, size_t len)
+{
+    long long end = tse_test_now_ms() + 10000;
+
+    id[0] = '\0';
+    while (id[0] == '\0' && tse_test_now_ms() < end) {
+        tse_client_batch *b = NULL;
+        tse_client_error err;
+        if (tse_client_pull(w->sdk->client, sub, 1, 300, NULL, &b, &err) != TSE_CLIENT_OK)
+            fail_msg("pull %s: %s", sub, err.message);
+        if (tse_client_batch_count(b) == 1)
+            snprintf(id, len, "%s", tse_client_batch_event(b, 0)->ack_id);
+        tse_client_batch_destroy(b);
+    }
+    assert_true(id[0] != '\0');
+}
+
+/* A nack with reject (gRPC, then REST) dead-letters at once, attempts left
+ * or not, with reason REJECTED, counted apart from max attempts in GetStats
+ * and /metrics. */
+static void a_rejected_delivery_is_dead_lettered_at_once(void **state)
+{
+    world *w = *state;
+    char id[512], req[768];
+    json_t *out, *dl;
+    tse_test_http_resp resp;
+    int fd;
+
+    create_subscription(w, "op-reject", "op.reject.failed", 5, TSE_CLIENT_START_LATEST);
+    publish(w, "op.reject.failed", 2, NULL);
+    pull_ack_id(w, "op-reject", id, sizeof(id));
+    snprintf(req, sizeof(req),
+             "{\"subscription\":\"op-reject\",\"ack_ids\":[\"%s\"],\"reject\":true}", id);
+    out = grpc_ok(w, "Nack", req);
+    assert_int_equal(json_integer_value(json_object_get(out, "nacked")), 1);
+    json_decref(out);
+    pull_ack_id(w, "op-reject", id, sizeof(id));
+    snprintf(req, sizeof(req), "{\"ack_ids\":[\"%s\"],\"reject\":true}", id);
+    assert_int_equal(http(w, "POST", "/api/v1/subscriptions/op-reject/nack", req, &out), 200);
+    assert_int_equal(json_integer_value(json_object_get(out, "nacked")), 1);
+    json_decref(out);
+    /* Rejected again: no longer pending, so unknown. */
+    assert_int_equal(http(w, "POST", "/api/v1/subscriptions/op-reject/nack", req, &out), 200);
+    assert_int_equal(json_array_size(json_object_get(out, "unknown_ack_ids")), 1);
+    json_decref(out);
+    assert_int_equal(http(w, "POST", "/api/v1/subscriptions/op-reject/nack",
+                          "{\"ack_ids\":[\"x\"],\"reject\":\"yes\"}", &out),
+                     422);
+    assert_true(mentions(out, "reject"));
+    json_decref(out);
+
+    expect_nothing(w, "op-reject");
+    out = await_dead_letters(w, "op-reject", 2);
+    dl = json_array_get(json_object_get(out, "dead_letters"), 0);
+    assert_string_equal(json_string_value(json_object_get(dl, "reason")),
+                        "DEAD_LETTER_REASON_REJECTED");
+    assert_int_equal(json_integer_value(json_object_get(dl, "attempts")), 1);
+    json_decref(out);
+
+    out = grpc_ok(w, "GetStats", "{}");
+    assert_true(num(json_object_get(json_object_get(out, "dead_lettered_by_reason"), "rejected")) >=
+                2);
+    json_decref(out);
+    fd = tse_test_http_connect(w->bridge->port);
+    tse_test_http_send(fd, "GET", "/metrics", NULL, NULL, NULL, 0, true);
+    assert_true(tse_test_http_read(fd, &resp));
+    close(fd);
+    assert_non_null(strstr(resp.body, "tracseq_dead_letters_total{reason=\"rejected\"}"));
+    free(resp.body);
+}
+
 /* Seek to a timestamp (REST) delivers what was published from then on. */
 static void seek_to_a_timestamp(void **state)
 {
@@ -843,6 +917,7 @@ int main(void)
         cmocka_unit_test(a_dead_letter_target_receives_given_up_events),
         cmocka_unit_test(a_bad_dead_letter_type_names_the_field),
         cmocka_unit_test(a_retry_policy_over_rest_and_eventctl),
+        cmocka_unit_test(a_rejected_delivery_is_dead_lettered_at_once),
     };
 
     return cmocka_run_group_tests(tests, world_up, world_down);

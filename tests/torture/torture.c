@@ -19,9 +19,9 @@
  * PublishBatchStream (catalog and generic types, priorities 0-5, client ids with repeats, invalid
  * events), Subscribe (spec or name, random consumer names, acks/nacks/extends with valid, stale,
  * foreign and garbage ack ids, vanishing without a word), Pull with random max_events and wait_ms,
- * Acknowledge/Nack, subscription create/get/list/delete/re-create while subscribers are attached
- * and pulls wait, the same through the REST bridge (publish, pull, ack, nack, SSE readers,
- * subscription endpoints), GetStats, and random short deadlines.
+ * Acknowledge/Nack (some nacks with reject), subscription create/get/list/delete/re-create while
+ * subscribers are attached and pulls wait, the same through the REST bridge (publish, pull, ack,
+ * nack, SSE readers, subscription endpoints), GetStats, and random short deadlines.
  *
  * The model (checked while running and at the end, after the clients
  * stopped and every checked subscription was drained):
@@ -1231,6 +1231,7 @@ static void session_send_ids(session *ss, tse_test_stream *s, int what)
         nack.n_ack_ids = n;
         nack.ack_ids = ids;
         nack.delay_ms = (uint32_t)rnd(&ss->c->rng, 500);
+        nack.reject = chance(&ss->c->rng, 10);
         req.request_case = TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__REQUEST_NACK;
         req.nack = &nack;
     } else {
@@ -1422,6 +1423,7 @@ static void ack_rpc(client *c, const char *name, char *const *ids, size_t n, boo
         nr.n_ack_ids = k;
         nr.ack_ids = list;
         nr.delay_ms = (uint32_t)rnd(&c->rng, 1000);
+        nr.reject = chance(&c->rng, 10);
         code = unary(c, K_NACK, &nr.base, &tracseq__events__v1__nack_response__descriptor, &resp,
                      CALL_MS,
                      ALLOWED(GRPC_STATUS_OK, GRPC_STATUS_NOT_FOUND, GRPC_STATUS_INVALID_ARGUMENT));
@@ -1730,10 +1732,13 @@ static int check_dead_letter(client *c, const msub *ms, const Tracseq__Events__V
         return -1;
     }
     stream_key(e, key, sizeof(key));
+    /* Rightly: it used up the attempts, or a nack rejected it (any time). */
     if (strcmp(dl->subscription, ms->name) != 0 || strcmp(dl->stream, key) != 0 ||
-        dl->reason !=
-            TRACSEQ__EVENTS__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_MAX_DELIVERY_ATTEMPTS ||
-        ms->attempts == 0 || dl->attempts < ms->attempts)
+        (dl->reason == TRACSEQ__EVENTS__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_REJECTED
+             ? dl->attempts < 1
+             : dl->reason !=
+                       TRACSEQ__EVENTS__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_MAX_DELIVERY_ATTEMPTS ||
+                   ms->attempts == 0 || dl->attempts < ms->attempts))
         fail(c, "%s: dead letter %s of tt-%d: subscription %s stream %s reason %d attempts %u",
              ms->name, dl->id, tok, dl->subscription, dl->stream, dl->reason, dl->attempts);
     return tok;
@@ -2240,6 +2245,8 @@ static void rest_ack(client *c, const char *name, json_t *ids, bool nack)
 
     if (nack)
         json_object_set_new(o, "delay_ms", json_integer(rnd(&c->rng, 800)));
+    if (nack && chance(&c->rng, 10))
+        json_object_set_new(o, "reject", json_true());
     if (chance(&c->rng, 10))
         json_array_append_new(json_object_get(o, "ack_ids"), json_string(odd_ack_id(c, name)));
     snprintf(path, sizeof(path), "/api/v1/subscriptions/%s/%s", name, nack ? "nack" : "ack");

@@ -223,7 +223,7 @@ static tse_status do_acknowledge(world *w, probe *p, tse_error *err)
 
 static tse_status do_nack_ids(world *w, probe *p, tse_error *err)
 {
-    return tse_delivery_nack_ids(w->d, "orders", ids, 2, 100, on_acks, p, err);
+    return tse_delivery_nack_ids(w->d, "orders", ids, 2, 100, false, on_acks, p, err);
 }
 
 static tse_status do_pull(world *w, probe *p, tse_error *err)
@@ -246,7 +246,7 @@ static tse_status do_ack(world *w, probe *p, tse_error *err)
 static tse_status do_nack(world *w, probe *p, tse_error *err)
 {
     (void)p;
-    return tse_delivery_nack(w->d, w->live, ids, 2, 100, err);
+    return tse_delivery_nack(w->d, w->live, ids, 2, 100, false, err);
 }
 
 static tse_status do_extend(world *w, probe *p, tse_error *err)

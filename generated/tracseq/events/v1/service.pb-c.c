@@ -2900,7 +2900,7 @@ const ProtobufCMessageDescriptor tracseq__events__v1__ack_ids__descriptor =
   (ProtobufCMessageInit) tracseq__events__v1__ack_ids__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor tracseq__events__v1__nack_ids__field_descriptors[2] =
+static const ProtobufCFieldDescriptor tracseq__events__v1__nack_ids__field_descriptors[3] =
 {
   {
     "ack_ids",
@@ -2926,15 +2926,28 @@ static const ProtobufCFieldDescriptor tracseq__events__v1__nack_ids__field_descr
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "reject",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__NackIds, reject),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tracseq__events__v1__nack_ids__field_indices_by_name[] = {
   0,   /* field[0] = ack_ids */
   1,   /* field[1] = delay_ms */
+  2,   /* field[2] = reject */
 };
 static const ProtobufCIntRange tracseq__events__v1__nack_ids__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor tracseq__events__v1__nack_ids__descriptor =
 {
@@ -2944,7 +2957,7 @@ const ProtobufCMessageDescriptor tracseq__events__v1__nack_ids__descriptor =
   "Tracseq__Events__V1__NackIds",
   "tracseq.events.v1",
   sizeof(Tracseq__Events__V1__NackIds),
-  2,
+  3,
   tracseq__events__v1__nack_ids__field_descriptors,
   tracseq__events__v1__nack_ids__field_indices_by_name,
   1,  tracseq__events__v1__nack_ids__number_ranges,
@@ -3194,7 +3207,7 @@ const ProtobufCMessageDescriptor tracseq__events__v1__acknowledge_response__desc
   (ProtobufCMessageInit) tracseq__events__v1__acknowledge_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor tracseq__events__v1__nack_request__field_descriptors[3] =
+static const ProtobufCFieldDescriptor tracseq__events__v1__nack_request__field_descriptors[4] =
 {
   {
     "subscription",
@@ -3232,16 +3245,29 @@ static const ProtobufCFieldDescriptor tracseq__events__v1__nack_request__field_d
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "reject",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__NackRequest, reject),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tracseq__events__v1__nack_request__field_indices_by_name[] = {
   1,   /* field[1] = ack_ids */
   2,   /* field[2] = delay_ms */
+  3,   /* field[3] = reject */
   0,   /* field[0] = subscription */
 };
 static const ProtobufCIntRange tracseq__events__v1__nack_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor tracseq__events__v1__nack_request__descriptor =
 {
@@ -3251,7 +3277,7 @@ const ProtobufCMessageDescriptor tracseq__events__v1__nack_request__descriptor =
   "Tracseq__Events__V1__NackRequest",
   "tracseq.events.v1",
   sizeof(Tracseq__Events__V1__NackRequest),
-  3,
+  4,
   tracseq__events__v1__nack_request__field_descriptors,
   tracseq__events__v1__nack_request__field_indices_by_name,
   1,  tracseq__events__v1__nack_request__number_ranges,
@@ -5469,17 +5495,19 @@ const ProtobufCEnumDescriptor tracseq__events__v1__start_position__descriptor =
   tracseq__events__v1__start_position__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCEnumValue tracseq__events__v1__dead_letter_reason__enum_values_by_number[2] =
+static const ProtobufCEnumValue tracseq__events__v1__dead_letter_reason__enum_values_by_number[3] =
 {
   { "DEAD_LETTER_REASON_UNSPECIFIED", "TRACSEQ__EVENTS__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_UNSPECIFIED", 0 },
   { "DEAD_LETTER_REASON_MAX_DELIVERY_ATTEMPTS", "TRACSEQ__EVENTS__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_MAX_DELIVERY_ATTEMPTS", 1 },
+  { "DEAD_LETTER_REASON_REJECTED", "TRACSEQ__EVENTS__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_REJECTED", 2 },
 };
 static const ProtobufCIntRange tracseq__events__v1__dead_letter_reason__value_ranges[] = {
-{0, 0},{0, 2}
+{0, 0},{0, 3}
 };
-static const ProtobufCEnumValueIndex tracseq__events__v1__dead_letter_reason__enum_values_by_name[2] =
+static const ProtobufCEnumValueIndex tracseq__events__v1__dead_letter_reason__enum_values_by_name[3] =
 {
   { "DEAD_LETTER_REASON_MAX_DELIVERY_ATTEMPTS", 1 },
+  { "DEAD_LETTER_REASON_REJECTED", 2 },
   { "DEAD_LETTER_REASON_UNSPECIFIED", 0 },
 };
 const ProtobufCEnumDescriptor tracseq__events__v1__dead_letter_reason__descriptor =
@@ -5489,9 +5517,9 @@ const ProtobufCEnumDescriptor tracseq__events__v1__dead_letter_reason__descripto
   "DeadLetterReason",
   "Tracseq__Events__V1__DeadLetterReason",
   "tracseq.events.v1",
-  2,
+  3,
   tracseq__events__v1__dead_letter_reason__enum_values_by_number,
-  2,
+  3,
   tracseq__events__v1__dead_letter_reason__enum_values_by_name,
   1,
   tracseq__events__v1__dead_letter_reason__value_ranges,

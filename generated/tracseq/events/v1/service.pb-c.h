@@ -101,7 +101,11 @@ typedef enum _Tracseq__Events__V1__DeadLetterReason {
   /*
    * It was delivered max_delivery_attempts times and never acknowledged.
    */
-  TRACSEQ__EVENTS__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_MAX_DELIVERY_ATTEMPTS = 1
+  TRACSEQ__EVENTS__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_MAX_DELIVERY_ATTEMPTS = 1,
+  /*
+   * A subscriber rejected it (a nack with reject set).
+   */
+  TRACSEQ__EVENTS__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_REJECTED = 2
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(TRACSEQ__EVENTS__V1__DEAD_LETTER_REASON)
 } Tracseq__Events__V1__DeadLetterReason;
 
@@ -425,10 +429,15 @@ struct  Tracseq__Events__V1__NackIds
    * Delay before redelivery; 0 = as soon as possible.
    */
   uint32_t delay_ms;
+  /*
+   * Reject: dead-letter these deliveries now (reason REJECTED) instead of
+   * redelivering them, whatever attempts are left; delay_ms is ignored.
+   */
+  protobuf_c_boolean reject;
 };
 #define TRACSEQ__EVENTS__V1__NACK_IDS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tracseq__events__v1__nack_ids__descriptor) \
-    , 0,NULL, 0 }
+    , 0,NULL, 0, 0 }
 
 
 struct  Tracseq__Events__V1__ExtendDeadline
@@ -521,10 +530,15 @@ struct  Tracseq__Events__V1__NackRequest
   size_t n_ack_ids;
   char **ack_ids;
   uint32_t delay_ms;
+  /*
+   * Reject: dead-letter these deliveries now (reason REJECTED) instead of
+   * redelivering them, whatever attempts are left; delay_ms is ignored.
+   */
+  protobuf_c_boolean reject;
 };
 #define TRACSEQ__EVENTS__V1__NACK_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tracseq__events__v1__nack_request__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL, 0 }
+    , (char *)protobuf_c_empty_string, 0,NULL, 0, 0 }
 
 
 struct  Tracseq__Events__V1__NackResponse
@@ -736,7 +750,8 @@ struct  Tracseq__Events__V1__Stats
   char *version;
   /*
    * Events dead-lettered by this instance, per reason: the lower-case name
-   * of the DeadLetterReason without its prefix, e.g. "max_delivery_attempts".
+   * of the DeadLetterReason without its prefix: "max_delivery_attempts",
+   * "rejected".
    */
   size_t n_dead_lettered_by_reason;
   Tracseq__Events__V1__Stats__DeadLetteredByReasonEntry **dead_lettered_by_reason;
