@@ -13,7 +13,8 @@
 #             format-check run: redis-server, Python and Node.js clients,
 #             clang, clang-format, valgrind, python3-yaml (the container
 #             file checks), python3-jsonschema (CloudEvents out of the bridge
-#             against the spec's JSON schema), wrk, curl, openssl (the TLS
+#             against the spec's JSON schema), wrk and h2load (nghttp2-client:
+#             the benchmarks' outside load generators), curl, openssl (the TLS
 #             tests' throwaway certificates)
 #   package   what cpack -G DEB needs beyond build: help2man, dpkg-shlibdeps
 #   fresh     mmdebstrap and iproute2 (loopback in a network namespace),
@@ -31,7 +32,7 @@ group_pkgs() {
       libssl-dev libgnutls28-dev" ;;
     runtime) echo "libgrpc29 libprotobuf-c1 libhiredis0.14 libuuid1 libjansson4 libmicrohttpd12 libssl3 libgnutls30" ;;
     test) echo "redis-server redis-tools python3 python3-grpcio python3-protobuf python3-yaml
-      python3-jsonschema clang libclang-rt-14-dev clang-format valgrind wrk curl openssl" ;;
+      python3-jsonschema clang libclang-rt-14-dev clang-format valgrind wrk nghttp2-client curl openssl" ;;
     package) echo "help2man dpkg-dev file" ;;
     fresh) echo "mmdebstrap iproute2" ;;
     *) echo "install-deps.sh: unknown group '$1' (build, runtime, test, package, fresh)" >&2
