@@ -5,6 +5,10 @@
 #
 #   bench/bench_rest.sh [build-dir]        (default: build; use a Release build)
 #
+# Then the same with POST /api/v1/events/batch, BATCH (100) events per body
+# at BATCH_CONNS (16) connections (issue 14): events/s is counted both from
+# wrk's answered requests and from the entries Redis gained.
+#
 # Environment: DURATION (10s), CONNS (64), THREADS (2, wrk's), BIG_CONNS
 # (1000; 0 skips the many-connections run), HTTP_THREADS / GRPC_CHANNELS
 # (the bridge's; empty: its defaults), KEEP=1 keeps the logs in $WORK.
@@ -109,5 +113,34 @@ echo "bridge CPU (average since start): ${cpu}%"
 if [[ $BIG_CONNS -gt 0 ]]; then
     run "$BIG_CONNS"
 fi
-echo "events in Redis: $(redis-cli -p "$REDIS_PORT" XLEN 'tracseq:events:sample.created:p3')"
+STREAM_KEY=tracseq:events:sample.created:p3
+echo "events in Redis: $(redis-cli -p "$REDIS_PORT" XLEN "$STREAM_KEY")"
+
+BATCH=${BATCH:-100}
+BATCH_CONNS=${BATCH_CONNS:-16}
+if [[ $BATCH -gt 0 ]]; then
+    BATCH_BODY='{"events":['$(for ((i = 0; i < BATCH; i++)); do
+        ((i > 0)) && printf ','
+        printf '%s' "$BODY"
+    done)']}'
+    printf 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = [[%s]]\n' \
+        "$BATCH_BODY" >"$WORK/batch.lua"
+    BURL="http://127.0.0.1:$HTTP_PORT/api/v1/events/batch"
+    first=$(curl -s -H 'Content-Type: application/json' --data-binary "$BATCH_BODY" "$BURL" |
+        python3 -c 'import json,sys; r=json.load(sys.stdin)["results"]; print(len(r), "results,", sum(1 for x in r if x.get("error")), "errors")')
+    echo "batch body: ${#BATCH_BODY} bytes, $BATCH events; first batch: $first"
+    before=$(redis-cli -p "$REDIS_PORT" XLEN "$STREAM_KEY")
+    t0=$(date +%s.%N)
+    out=$(wrk -t"$THREADS" -c"$BATCH_CONNS" -d"$DURATION" --latency -s "$WORK/batch.lua" "$BURL")
+    t1=$(date +%s.%N)
+    after=$(redis-cli -p "$REDIS_PORT" XLEN "$STREAM_KEY")
+    echo "$out" >"$WORK/wrk-batch.txt"
+    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    echo "command: wrk -t$THREADS -c$BATCH_CONNS -d$DURATION --latency -s batch.lua $BURL"
+    echo "batch: ${rps} req/s = $(python3 -c "print(round($rps * $BATCH))") events/s answered;" \
+        "Redis gained $((after - before)) entries in $(python3 -c "print(round($t1 - $t0, 2))") s" \
+        "= $(python3 -c "print(round(($after - $before) / ($t1 - $t0)))") events/s;" \
+        "p50 $(awk '$1 == "50%" {print $2}' <<<"$out"), p99 $(awk '$1 == "99%" {print $2}' <<<"$out")," \
+        "non-2xx $(awk '/Non-2xx/ {print $NF}' <<<"$out" | grep . || echo 0)"
+fi
 echo "load after: $(uptime | sed 's/.*load average/load average/')"
