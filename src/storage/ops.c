@@ -109,8 +109,11 @@ const char tse_dedup_script[] =
     "redis.call('SET', KEYS[2], id .. ' ' .. ARGV[2] .. ' ' .. KEYS[1], 'PX', ARGV[1])\n"
     "return {0, id, added}\n";
 
+/* The batch's: KEYS[1] the stream set, then a stream and a dedup key per
+ * event; each stream is registered once per call (a batch is mostly one or
+ * a few streams), not once per event. */
 const char tse_dedup_batch_script[] =
-    "local out = {}\n"
+    "local out, seen = {}, {}\n"
     "for i = 1, (#KEYS - 1) / 2 do\n"
     "  local stream, dkey, a = KEYS[2 * i], KEYS[2 * i + 1], 2 + (i - 1) * 9\n"
     "  local prev = ARGV[a] == '1' and redis.call('GET', dkey)\n"
@@ -121,7 +124,10 @@ const char tse_dedup_batch_script[] =
     "    if type(id) == 'table' and id.err then\n"
     "      out[i] = {2, id.err}\n"
     "    else\n"
-    "      local added = redis.call('SADD', KEYS[1], stream)\n"
+    "      local added = 0\n"
+    "      if not seen[stream] then\n"
+    "        added, seen[stream] = redis.call('SADD', KEYS[1], stream), true\n"
+    "      end\n"
     "      if ARGV[a] == '1' then\n"
     "        redis.call('SET', dkey, id .. ' ' .. ARGV[a + 1] .. ' ' .. stream, 'PX', ARGV[1])\n"
     "      end\n"

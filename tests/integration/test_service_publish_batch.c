@@ -132,18 +132,26 @@ static size_t stored_ids(const tse_test_redis *r, const char *key, char ids[][40
     return k;
 }
 
-/* Calls of EVALSHA Redis has served (INFO commandstats). */
-static long evalsha_calls(const tse_test_redis *r)
+/* Calls of a command Redis has served, scripts' included (INFO
+ * commandstats); name in lower case. */
+static long command_calls(const tse_test_redis *r, const char *name)
 {
     char *out = tse_test_redis_cmd(r, "INFO commandstats");
+    char field[64];
     const char *at;
     long n = 0;
 
     assert_non_null(out);
-    if ((at = strstr(out, "cmdstat_evalsha:calls=")) != NULL)
-        n = atol(at + strlen("cmdstat_evalsha:calls="));
+    snprintf(field, sizeof(field), "cmdstat_%s:calls=", name);
+    if ((at = strstr(out, field)) != NULL)
+        n = atol(at + strlen(field));
     free(out);
     return n;
+}
+
+static long evalsha_calls(const tse_test_redis *r)
+{
+    return command_calls(r, "evalsha");
 }
 
 /* ---- unary ---- */
@@ -231,6 +239,43 @@ static void test_client_ids_are_deduplicated_within_and_across_batches(void **st
     assert_int_equal(redis_int(w->redis, "XLEN %s", "tracseq:events:test.batch_dedup:p3"), 4);
     protobuf_c_message_free_unpacked(&first->base, NULL);
     protobuf_c_message_free_unpacked(&again->base, NULL);
+}
+
+/* A batch with client ids over two streams registers each stream once,
+ * not once per event (one SADD per stream and script call). */
+static void test_a_batch_registers_each_of_its_streams_once(void **state)
+{
+    world *w = *state;
+    char id[40];
+    Event *evs[6];
+    BatchRequest req;
+    BatchResponse *resp = NULL;
+    tse_test_status st;
+    long sadds;
+
+    for (int i = 0; i < 6; i++) {
+        snprintf(id, sizeof(id), "2d8b3f40-9c73-4f5e-9f60-%012d", i);
+        evs[i] = make_event(i % 2 ? "test.batch_reg_b" : "test.batch_reg_a", i, id, false);
+    }
+    batch_init(&req, evs, 6);
+    sadds = command_calls(w->redis, "sadd");
+    assert_int_equal(tse_test_unary(w->ch, PUBLISH_BATCH, &req.base,
+                                    &tracseq__events__v1__publish_batch_response__descriptor,
+                                    (ProtobufCMessage **)&resp, &st, 10000, NULL, NULL),
+                     GRPC_STATUS_OK);
+    events_free(evs, 6);
+    assert_int_equal(resp->n_results, 6);
+    for (int i = 0; i < 6; i++)
+        assert_null(resp->results[i]->error);
+    assert_int_equal(command_calls(w->redis, "sadd") - sadds, 2);
+    assert_int_equal(
+        redis_int(w->redis, "SISMEMBER tracseq:streams %s", "tracseq:events:test.batch_reg_a:p3"),
+        1);
+    assert_int_equal(
+        redis_int(w->redis, "SISMEMBER tracseq:streams %s", "tracseq:events:test.batch_reg_b:p3"),
+        1);
+    assert_int_equal(redis_int(w->redis, "XLEN %s", "tracseq:events:test.batch_reg_b:p3"), 3);
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
 }
 
 static void test_batch_over_the_limit_is_refused_naming_events(void **state)
@@ -358,6 +403,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batch_answers_each_event_in_order_and_a_bad_one_fails_alone),
         cmocka_unit_test(test_client_ids_are_deduplicated_within_and_across_batches),
+        cmocka_unit_test(test_a_batch_registers_each_of_its_streams_once),
         cmocka_unit_test(test_batch_over_the_limit_is_refused_naming_events),
         cmocka_unit_test(test_empty_batch_gets_no_results),
         cmocka_unit_test(test_batch_stream_answers_each_batch_in_order),
