@@ -179,6 +179,9 @@ const char *tsb_route_field(size_t i);
  * ListDeadLetters) ?page_size= and ?page_token=. */
 void tsb_handle_operate(tsb_request *req, tsb_response *resp);
 
+/* ---- console.c: the web console's page and files (console.h) ---- */
+void tsb_handle_console(tsb_request *req, tsb_response *resp);
+
 /* ---- publish.c ---- */
 void tsb_handle_publish(tsb_request *req, tsb_response *resp);
 void tsb_handle_batch(tsb_request *req, tsb_response *resp);

@@ -1,6 +1,7 @@
 /*
  * routes.c - the route table, and the endpoints that describe the service:
- * GET /, /health, /api/v1/stats, /api/v1/event-types and /metrics.
+ * GET /, /health, /api/v1/stats, /api/v1/event-types and /metrics. The
+ * web console's files (GET /console...) are console.c's.
  *
  * A route is "METHOD /path", where a "{name}" segment matches one
  * non-empty segment (copied to req->param); a route that is one
@@ -35,6 +36,9 @@ static const route routes[] = {
     {"GET /", "GET, HEAD", handle_root, NULL, NULL},
     {"GET /health", "GET, HEAD", handle_health, NULL, NULL},
     {"GET /metrics", "GET, HEAD", handle_metrics, NULL, NULL},
+    {"GET /console", "GET, HEAD", tsb_handle_console, NULL, NULL},
+    {"GET /console/", "GET, HEAD", tsb_handle_console, NULL, NULL},
+    {"GET /console/{name}", "GET, HEAD", tsb_handle_console, NULL, NULL},
     {"GET /api/v1/stats", "GET, HEAD", NULL, "GetStats", NULL},
     {"GET /api/v1/event-types", "GET, HEAD", NULL, "ListEventTypes", NULL},
     {"POST /api/v1/events/publish", "POST", tsb_handle_publish, NULL, NULL},
@@ -181,6 +185,7 @@ static void handle_root(tsb_request *req, tsb_response *resp)
                   "nack", "/api/v1/subscriptions/{name}/nack", "metrics", "/metrics");
     /* The pull path with Accept: text/event-stream streams (Server-Sent Events). */
     json_object_set_new(endpoints, "stream", json_string("/api/v1/subscriptions/{name}/events"));
+    json_object_set_new(endpoints, "console", json_string("/console"));
 
     tsb_reply_json(resp, 200,
                    json_pack("{s:s, s:s, s:s, s:o, s:s, s:[s,s]}", "service", SERVICE_NAME,

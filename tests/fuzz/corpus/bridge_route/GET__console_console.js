@@ -1,0 +1,2 @@
+GET
+/console/console.js
