@@ -92,8 +92,10 @@ async function refreshServiceStats() {
   const p = $("service-stats");
   try {
     const s = await api("GET", "/api/v1/stats");
+    const reasons = Object.entries(s.dead_lettered_by_reason || {}).map(([r, n]) => `${r} ${n}`);
     p.textContent = "Service: " + SERVICE_STATS.filter(([k]) => s[k] != null)
-      .map(([k, label]) => `${label} ${s[k]}`).join(" · ");
+      .map(([k, label]) => `${label} ${s[k]}`).join(" · ") +
+      (reasons.length ? ` (dead-lettered by reason: ${reasons.join(", ")})` : "");
   } catch (e) {
     p.textContent = "";
   }
@@ -116,12 +118,28 @@ function otherStats(stats) {
   return parts.join(", ");
 }
 
+/* A subscription's settings, as the row's tooltip. */
+function settings(s) {
+  const parts = [`max attempts ${s.max_delivery_attempts || "unlimited"}`,
+    `ack deadline ${s.ack_deadline_ms} ms`, `max in flight ${s.max_in_flight}`,
+    s.auto_ack ? "auto-ack" : "manual ack"];
+  if (s.min_backoff_ms) parts.push(`backoff ${s.min_backoff_ms}-${s.max_backoff_ms} ms`);
+  if (s.dead_letter_type) parts.push(`dead letters published as ${s.dead_letter_type}`);
+  if (s.owner) parts.push(`owner ${s.owner}`);
+  if (s.created_at) parts.push(`created ${s.created_at}`);
+  return parts.join(", ");
+}
+
 function subscriptionRow(s) {
   const st = s.stats || {};
   const patterns = el("td", {}, ...(s.event_types || []).map((p) => el("span", { className: "pattern" }, p)));
-  const tr = el("tr", {}, el("td", {}, s.name), patterns,
-    ...COLUMNS.map((k) => el("td", { className: "num" }, st[k] == null ? "" : st[k])),
+  const cells = COLUMNS.map((k) => el("td", { className: "num" }, st[k] == null ? "" : st[k]));
+  /* Dead letters published as events of a type instead of the store. */
+  if (s.dead_letter_type)
+    cells[COLUMNS.indexOf("dead_lettered")].append(el("div", { className: "muted" }, "→ " + s.dead_letter_type));
+  const tr = el("tr", {}, el("td", {}, s.name), patterns, ...cells,
     el("td", { className: "muted" }, otherStats(st)));
+  tr.title = settings(s);
   tr.dataset.name = s.name;
   if (s.name === selected) tr.className = "selected";
   tr.addEventListener("click", () => selectSubscription(s.name));

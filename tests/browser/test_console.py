@@ -6,9 +6,10 @@ tracseq-rest-bridge on ephemeral loopback ports.
 Checked: the console's routes answer as documented (page, files, 404, 405,
 the Content-Security-Policy); in the browser the page loads without a
 console error (a CSP violation is one), lists a subscription created over
-REST, receives an event published from its own form in the live tail (the
-payload, which holds markup, is shown as text), and redrives a dead letter
-made the production way (pulled and nacked past max_delivery_attempts).
+REST (with its counts, dead-letter target and settings), receives an event
+published from its own form in the live tail (the payload, which holds
+markup, is shown as text), redrives a dead letter made the production way
+(pulled and nacked past max_delivery_attempts), and seeks.
 
 Environment (set by ctest): TSE_SERVICE_BIN, TSE_BRIDGE_BIN, TSE_SOURCE_DIR,
 TSE_INTEROP_SCRATCH; TSE_CONSOLE_SCREENSHOT, when set, is where the
@@ -256,7 +257,8 @@ def body(stack, checks):
     try:
         checks.run("console routes: page, files, 404, 405, CSP", check_routes, base)
         rest(base, "POST", "/api/v1/events/subscribe",
-             {"name": "orders-audit", "event_types": ["sample.*", "*.completed"]})
+             {"name": "orders-audit", "event_types": ["sample.*", "*.completed"],
+              "dead_letter_type": "deadletter.orders", "min_backoff_ms": 1000})
         dead_id = make_dead_letter(base, "lims-import", "console.import.failed")
         browser = Browser(scratch)
         b = browser
@@ -275,6 +277,10 @@ def body(stack, checks):
             row = b.js("const r = document.querySelector('#subs-table tr[data-name=\"lims-import\"]');"
                        "return [...r.cells].map(c => c.textContent)")
             sup.check_equal(row[5], "1", "lims-import's dead-letter count")
+            audit = b.js("const r = document.querySelector('#subs-table tr[data-name=\"orders-audit\"]');"
+                         "return [r.cells[5].textContent, r.title]")
+            sup.check_equal(audit[0], "0→ deadletter.orders", "orders-audit's dead-letter target")
+            sup.check("backoff 1000-600000 ms" in audit[1], f"orders-audit's settings: {audit[1]!r}")
         checks.run("shows a created subscription with its counts", lists_subscription)
 
         def live_tail():
