@@ -84,7 +84,7 @@ async function refreshHealth() {
 /* The service's own counters, when the caller may read them (GetStats
  * needs an admin identity once authentication is on: quiet otherwise). */
 const SERVICE_STATS = [["events_published", "published"], ["events_consumed", "delivered"],
-  ["events_acked", "acked"], ["events_redelivered", "redelivered"],
+  ["events_acked", "acked"], ["events_nacked", "nacked"], ["events_redelivered", "redelivered"],
   ["events_dead_lettered", "dead-lettered"], ["active_subscribers", "subscribers"],
   ["subscriptions", "subscriptions"], ["uptime_seconds", "uptime (s)"]];
 
@@ -107,14 +107,17 @@ async function refreshServiceStats() {
  * services add some) goes to "Other". */
 const COLUMNS = ["lag", "pending", "active_subscribers", "dead_lettered", "delivered", "acked",
   "redelivered"];
-const HIDDEN = new Set(COLUMNS.concat(["streams", "dead_letter_stream"]));
+const HIDDEN = new Set(COLUMNS.concat(["streams", "dead_letter_stream", "consumers"]));
 let selected = null;
 
 function otherStats(stats) {
   const parts = [];
-  for (const [k, v] of Object.entries(stats || {}))
-    if (!HIDDEN.has(k) && (typeof v === "number" || typeof v === "string"))
-      parts.push(`${k}: ${v}`);
+  for (const [k, v] of Object.entries(stats || {})) {
+    if (HIDDEN.has(k)) continue;
+    if (typeof v === "number" || typeof v === "string") parts.push(`${k}: ${v}`);
+    else if (v && typeof v === "object" && !Array.isArray(v) && Object.keys(v).length)
+      parts.push(`${k}: ` + Object.entries(v).map(([n, x]) => `${n} ${x}`).join(", "));
+  }
   return parts.join(", ");
 }
 
@@ -133,7 +136,10 @@ function settings(s) {
 function subscriptionRow(s) {
   const st = s.stats || {};
   const patterns = el("td", {}, ...(s.event_types || []).map((p) => el("span", { className: "pattern" }, p)));
-  const cells = COLUMNS.map((k) => el("td", { className: "num" }, st[k] == null ? "" : st[k]));
+  /* Consumers: Redis's count when the service reports it (every
+   * instance's), else this instance's live subscribers. */
+  const value = (k) => (k === "active_subscribers" && st.consumers != null ? st.consumers : st[k]);
+  const cells = COLUMNS.map((k) => el("td", { className: "num" }, value(k) == null ? "" : value(k)));
   /* Dead letters published as events of a type instead of the store. */
   if (s.dead_letter_type)
     cells[COLUMNS.indexOf("dead_lettered")].append(el("div", { className: "muted" }, "→ " + s.dead_letter_type));

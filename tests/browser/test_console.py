@@ -283,6 +283,14 @@ def body(stack, checks):
             sup.check("backoff 1000-600000 ms" in audit[1], f"orders-audit's settings: {audit[1]!r}")
         checks.run("shows a created subscription with its counts", lists_subscription)
 
+        def other_stats():
+            # Figures a newer service adds go to "Other", maps included.
+            text = b.js("return otherStats({lag: 1, nacked: 2, oldest_unacked_age_ms: 30,"
+                        " dead_lettered_by_reason: {rejected: 1}, consumers: 4, streams: 2})")
+            sup.check_equal(text, "nacked: 2, oldest_unacked_age_ms: 30, "
+                            "dead_lettered_by_reason: rejected 1", "the Other column")
+        checks.run("shows per-subscription figures it has no column for", other_stats)
+
         def live_tail():
             b.type("#tail-pattern", "console.tail.*")
             b.click("#tail-start")
