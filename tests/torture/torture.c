@@ -14,7 +14,10 @@
  * readers, subscription endpoints), GetStats, dead letters (list, get,
  * redrive, purge, garbage ids), snapshots (create, list, delete) and Seek
  * (to latest on auto-ack subscriptions; elsewhere without a target, which
- * is refused), and random short deadlines.
+ * is refused), and random short deadlines. One subscription (t-tort) has a
+ * retry policy and a dead-letter target (dlt.tort): its dead letters come
+ * back as events of that type, to t-dlt and every "*" subscription, and
+ * count as dead-lettered for it; some nacks reject (dead-letter at once).
  * own generator, seeded from SEED: Publish, PublishStream, PublishBatch and
  * PublishBatchStream (catalog and generic types, priorities 0-5, client ids with repeats, invalid
  * events), Subscribe (spec or name, random consumer names, acks/nacks/extends with valid, stale,
@@ -195,10 +198,12 @@ typedef struct msub {
     size_t n_patterns;
     bool auto_ack;
     uint32_t deadline_ms, attempts, in_flight;
-    bool stable;        /* created before any client, never deleted */
-    pthread_mutex_t mu; /* serializes create/delete of a churn subscription */
-    bool exists;        /* under mu (churn) */
-    long long since;    /* clock at the last create's answer */
+    uint32_t min_backoff_ms, max_backoff_ms; /* retry policy */
+    const char *dead_letter_type;            /* dead-letter target, or NULL */
+    bool stable;                             /* created before any client, never deleted */
+    pthread_mutex_t mu;                      /* serializes create/delete of a churn subscription */
+    bool exists;                             /* under mu (churn) */
+    long long since;                         /* clock at the last create's answer */
     int bit;
 } msub;
 
@@ -243,9 +248,10 @@ static struct world {
     atomic_long calls[24]; /* gRPC calls made per method (see M_* index) */
     atomic_long answered[24];
     atomic_long rest_pulls, rest_calls, dup_answers;
-    atomic_long rest_events;  /* events sent through the bridge (publish, batch) */
-    atomic_long grpc_refused; /* invalid events refused over gRPC (Publish, PublishStream) */
-    atomic_int fresh;         /* fresh types used (op_solo) */
+    atomic_long dlt_deliveries; /* deliveries of t-tort's republished dead letters */
+    atomic_long rest_events;    /* events sent through the bridge (publish, batch) */
+    atomic_long grpc_refused;   /* invalid events refused over gRPC (Publish, PublishStream) */
+    atomic_int fresh;           /* fresh types used (op_solo) */
     long rss_start_kb, rss_max_kb, threads_max;
     long rss_now_kb, rss_quarter_kb; /* the last sample; the one at a quarter of the run */
 } g;
@@ -273,6 +279,13 @@ static struct {
     {"auth.user_logged_out", TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_USER_LOGGED_OUT},
 };
 
+/* t-tort's dead-letter target: its dead letters come back as events of this
+ * type carrying the original's subject (so its token), delivered to every
+ * subscription matching it ("*" ones too). They are not model events: a
+ * delivery of one is checked against its own rules, and their stream is
+ * left out of the stored-events count. */
+#define DLT_TYPE "dlt.tort"
+
 static msub subs[] = {
     {.name = "t-all",
      .patterns = {"*"},
@@ -286,6 +299,16 @@ static msub subs[] = {
      .deadline_ms = 1500,
      .attempts = 3,
      .in_flight = 5,
+     .min_backoff_ms = 50,
+     .max_backoff_ms = 400,
+     .dead_letter_type = DLT_TYPE,
+     .stable = true},
+    /* Receives t-tort's dead letters (published as DLT_TYPE events). */
+    {.name = "t-dlt",
+     .patterns = {DLT_TYPE},
+     .n_patterns = 1,
+     .deadline_ms = 2000,
+     .in_flight = 20,
      .stable = true},
     {.name = "t-alpha",
      .patterns = {"*.alpha", "auth.login_failed"},
@@ -569,6 +592,18 @@ static void check_delivery(client *c, const char *subname, const char *const *pa
     }
     if (e->invalid) {
         fail(c, "%s: delivered tt-%d, an invalid event that was refused", subname, tok);
+        return;
+    }
+    if (ev_type != NULL && strcmp(ev_type, DLT_TYPE) == 0) {
+        /* A dead letter of t-tort, republished: of one of its types, and
+         * routed right; out of the order checks (it is a new event). */
+        if (!patterns_match(subs[1].patterns, subs[1].n_patterns, types[e->type].type))
+            fail(c, "%s: tt-%d of type %s came back as a dead letter of t-tort", subname, tok,
+                 types[e->type].type);
+        if (!patterns_match(pats, n_pats, ev_type))
+            fail(c, "%s: a %s event delivered, matching none of its patterns", subname, ev_type);
+        atomic_fetch_or(&e->dead, 1u << subs[1].bit);
+        atomic_fetch_add(&g.dlt_deliveries, 1);
         return;
     }
     if (ev_type == NULL || strcmp(ev_type, types[e->type].type) != 0) {
@@ -861,6 +896,9 @@ static void sub_spec(const msub *s, Subscription *sub)
     sub->max_delivery_attempts = s->attempts;
     sub->max_in_flight = s->in_flight;
     sub->auto_ack = s->auto_ack;
+    sub->min_backoff_ms = s->min_backoff_ms;
+    sub->max_backoff_ms = s->max_backoff_ms;
+    sub->dead_letter_type = (char *)(s->dead_letter_type ? s->dead_letter_type : "");
 }
 
 /* The settings of an answered subscription are the model's. */
@@ -869,7 +907,10 @@ static void check_sub(client *c, const Subscription *got, const msub *s)
     bool same = got->name && strcmp(got->name, s->name) == 0 &&
                 got->n_event_types == s->n_patterns && got->ack_deadline_ms == s->deadline_ms &&
                 got->max_delivery_attempts == s->attempts && got->max_in_flight == s->in_flight &&
-                got->auto_ack == s->auto_ack;
+                got->auto_ack == s->auto_ack && got->min_backoff_ms == s->min_backoff_ms &&
+                got->max_backoff_ms == s->max_backoff_ms &&
+                strcmp(got->dead_letter_type ? got->dead_letter_type : "",
+                       s->dead_letter_type ? s->dead_letter_type : "") == 0;
 
     for (size_t i = 0; same && i < s->n_patterns; i++)
         same = strcmp(got->event_types[i], s->patterns[i]) == 0;
@@ -1732,6 +1773,8 @@ static int check_dead_letter(client *c, const msub *ms, const Tracseq__Events__V
         return -1;
     }
     stream_key(e, key, sizeof(key));
+    if (strcmp(dl->event->event_type, DLT_TYPE) == 0) /* t-tort's, republished */
+        snprintf(key, sizeof(key), "tracseq:events:%s:p%d", DLT_TYPE, e->prio);
     /* Rightly: it used up the attempts, or a nack rejected it (any time). */
     if (strcmp(dl->subscription, ms->name) != 0 || strcmp(dl->stream, key) != 0 ||
         (dl->reason == TRACSEQ__EVENTS__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_REJECTED
@@ -2683,7 +2726,16 @@ static int dead_bit;
 
 static void mark_dead(const char *key, const redisReply *entry)
 {
-    int tok = entry_token(entry, key);
+    size_t len = 0;
+    const char *type = reply_field(entry->element[1], "type", &len);
+    int tok;
+
+    /* A republished dead letter of t-tort that another subscription gave
+     * up on says nothing of the original event for that subscription. */
+    if (strncmp(key, "tracseq:dlq:", 12) == 0 && type != NULL && len == strlen(DLT_TYPE) &&
+        memcmp(type, DLT_TYPE, len) == 0)
+        return;
+    tok = entry_token(entry, key);
 
     if (tok >= 0)
         atomic_fetch_or(&ev_at(tok)->dead, 1u << dead_bit);
@@ -2717,7 +2769,9 @@ static long scan_stored(void)
         return 0;
     keys = redisCommand(rc, "KEYS tracseq:events:*");
     for (size_t i = 0; keys && i < keys->elements; i++)
-        xrange_all(rc, keys->element[i]->str, count_stored);
+        if (strncmp(keys->element[i]->str, "tracseq:events:" DLT_TYPE ":", 16 + strlen(DLT_TYPE)) !=
+            0)
+            xrange_all(rc, keys->element[i]->str, count_stored);
     if (keys)
         freeReplyObject(keys);
     redisFree(rc);
@@ -2734,6 +2788,11 @@ static void scan_dead(msub *ms)
     snprintf(key, sizeof(key), "tracseq:dlq:%s", ms->name);
     dead_bit = ms->bit;
     xrange_all(rc, key, mark_dead);
+    /* Dead letters sent to its target: events of that type, any priority. */
+    for (int p = 1; ms->dead_letter_type != NULL && p <= 5; p++) {
+        snprintf(key, sizeof(key), "tracseq:events:%s:p%d", ms->dead_letter_type, p);
+        xrange_all(rc, key, mark_dead);
+    }
     redisFree(rc);
 }
 
@@ -2978,6 +3037,8 @@ static void check_stats(client *c, long stored)
            " subscriptions %u\n",
            st->events_published, st->events_duplicate, st->events_invalid, st->events_consumed,
            st->events_acked, st->events_redelivered, st->events_dead_lettered, st->subscriptions);
+    printf("torture: %ld deliveries of t-tort's dead letters (" DLT_TYPE " events)\n",
+           atomic_load(&g.dlt_deliveries));
     protobuf_c_message_free_unpacked(&st->base, NULL);
 }
 
