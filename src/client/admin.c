@@ -293,9 +293,11 @@ _Static_assert(offsetof(Tracseq__Events__V1__AcknowledgeRequest, ack_ids) ==
                        offsetof(Tracseq__Events__V1__NackResponse, nacked),
                "Acknowledge and Nack share their leading fields");
 
-static tse_client_status settle(tse_client *client, bool nack, const char *subscription,
-                                const char *const *ack_ids, size_t n_ack_ids, uint32_t delay_ms,
-                                unsigned *done, tse_client_error *err)
+/* nack with reject: dead-letter at once instead. */
+static tse_client_status settle(tse_client *client, bool nack, bool reject,
+                                const char *subscription, const char *const *ack_ids,
+                                size_t n_ack_ids, uint32_t delay_ms, unsigned *done,
+                                tse_client_error *err)
 {
     Tracseq__Events__V1__NackRequest req;
     Tracseq__Events__V1__NackResponse *resp = NULL;
@@ -311,8 +313,10 @@ static tse_client_status settle(tse_client *client, bool nack, const char *subsc
     req.subscription = (char *)subscription;
     req.n_ack_ids = n_ack_ids;
     req.ack_ids = (char **)ack_ids;
-    if (nack)
+    if (nack) {
         req.delay_ms = delay_ms;
+        req.reject = reject;
+    }
     st = tse_client_unary(
         client, nack ? TSE_CLIENT_METHOD("Nack") : TSE_CLIENT_METHOD("Acknowledge"), &req.base,
         nack ? &tracseq__events__v1__nack_response__descriptor
@@ -328,14 +332,21 @@ EXPORT tse_client_status tse_client_acknowledge(tse_client *client, const char *
                                                 const char *const *ack_ids, size_t n_ack_ids,
                                                 unsigned *done, tse_client_error *err)
 {
-    return settle(client, false, subscription, ack_ids, n_ack_ids, 0, done, err);
+    return settle(client, false, false, subscription, ack_ids, n_ack_ids, 0, done, err);
 }
 
 EXPORT tse_client_status tse_client_nack(tse_client *client, const char *subscription,
                                          const char *const *ack_ids, size_t n_ack_ids,
                                          uint32_t delay_ms, unsigned *done, tse_client_error *err)
 {
-    return settle(client, true, subscription, ack_ids, n_ack_ids, delay_ms, done, err);
+    return settle(client, true, false, subscription, ack_ids, n_ack_ids, delay_ms, done, err);
+}
+
+EXPORT tse_client_status tse_client_reject(tse_client *client, const char *subscription,
+                                           const char *const *ack_ids, size_t n_ack_ids,
+                                           unsigned *done, tse_client_error *err)
+{
+    return settle(client, true, true, subscription, ack_ids, n_ack_ids, 0, done, err);
 }
 
 /* ============================== inspection ================================ */

@@ -792,7 +792,7 @@ static void a_rejected_delivery_is_dead_lettered_at_once(void **state)
     int fd;
 
     create_subscription(w, "op-reject", "op.reject.failed", 5, TSE_CLIENT_START_LATEST);
-    publish(w, "op.reject.failed", 2, NULL);
+    publish(w, "op.reject.failed", 3, NULL);
     pull_ack_id(w, "op-reject", id, sizeof(id));
     snprintf(req, sizeof(req),
              "{\"subscription\":\"op-reject\",\"ack_ids\":[\"%s\"],\"reject\":true}", id);
@@ -804,6 +804,15 @@ static void a_rejected_delivery_is_dead_lettered_at_once(void **state)
     assert_int_equal(http(w, "POST", "/api/v1/subscriptions/op-reject/nack", req, &out), 200);
     assert_int_equal(json_integer_value(json_object_get(out, "nacked")), 1);
     json_decref(out);
+    /* The SDK's reject. */
+    {
+        const char *one = id;
+        unsigned done = 0;
+        pull_ack_id(w, "op-reject", id, sizeof(id));
+        assert_int_equal(tse_client_reject(w->sdk->client, "op-reject", &one, 1, &done, NULL),
+                         TSE_CLIENT_OK);
+        assert_int_equal(done, 1);
+    }
     /* Rejected again: no longer pending, so unknown. */
     assert_int_equal(http(w, "POST", "/api/v1/subscriptions/op-reject/nack", req, &out), 200);
     assert_int_equal(json_array_size(json_object_get(out, "unknown_ack_ids")), 1);
@@ -815,7 +824,7 @@ static void a_rejected_delivery_is_dead_lettered_at_once(void **state)
     json_decref(out);
 
     expect_nothing(w, "op-reject");
-    out = await_dead_letters(w, "op-reject", 2);
+    out = await_dead_letters(w, "op-reject", 3);
     dl = json_array_get(json_object_get(out, "dead_letters"), 0);
     assert_string_equal(json_string_value(json_object_get(dl, "reason")),
                         "DEAD_LETTER_REASON_REJECTED");
@@ -824,7 +833,7 @@ static void a_rejected_delivery_is_dead_lettered_at_once(void **state)
 
     out = grpc_ok(w, "GetStats", "{}");
     assert_true(num(json_object_get(json_object_get(out, "dead_lettered_by_reason"), "rejected")) >=
-                2);
+                3);
     json_decref(out);
     fd = tse_test_http_connect(w->bridge->port);
     tse_test_http_send(fd, "GET", "/metrics", NULL, NULL, NULL, 0, true);

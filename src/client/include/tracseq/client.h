@@ -765,6 +765,11 @@ TSE_CLIENT_API tse_client_status tse_client_nack(tse_client *client, const char 
                                                  const char *const *ack_ids, size_t n_ack_ids,
                                                  uint32_t delay_ms, unsigned *done,
                                                  tse_client_error *err);
+/* Rejects deliveries: they are dead-lettered at once (reason REJECTED),
+ * whatever attempts are left; *done (may be NULL) receives how many. */
+TSE_CLIENT_API tse_client_status tse_client_reject(tse_client *client, const char *subscription,
+                                                   const char *const *ack_ids, size_t n_ack_ids,
+                                                   unsigned *done, tse_client_error *err);
 
 /* ============================== inspection ================================= */
 
