@@ -28,7 +28,8 @@
  * written, like Kafka's batch.size / linger.ms. `sizes` remembers how many
  * events each unanswered message carried: a response answers that many
  * events at the ring's head. batch_size 1 keeps to PublishStream, one event
- * per message (services before PublishBatchStream).
+ * per message; a service from before PublishBatchStream answers it
+ * UNIMPLEMENTED, and the publisher falls back to batch_size 1 for good.
  *
  * A blocked publisher resumes only once a quarter of the window was
  * answered, so queued messages go out in runs that can be hinted, rather
@@ -85,7 +86,8 @@ struct tse_client_publisher {
     bool server_ids;
     bool fail_on_break;
     int answer_timeout_ms;
-    size_t batch;  /* events per message; 1: PublishStream, one per message */
+    size_t batch;  /* events per message; 1: PublishStream, one per message.
+                    * Under mu: drops to 1 for a service without batches. */
     int linger_ms; /* how long a partial batch may wait while others are in flight */
     size_t cap;    /* the window */
     pump *pump;
@@ -408,6 +410,21 @@ static void on_end(void *arg, tse_client_status st, const tse_client_error *err)
     tse_client_publisher *p = arg;
 
     pthread_mutex_lock(&p->mu);
+    if (st == TSE_CLIENT_UNIMPLEMENTED && p->batch > 1) {
+        /* A service from before PublishBatchStream: nothing was answered;
+         * from now on this publisher sends one event per PublishStream
+         * message, and resends at once what it had sent. */
+        p->batch = 1;
+        p->sent = 0;
+        p->sizes_count = 0;
+        tse_client_stream_release(p->stream);
+        p->stream = NULL;
+        pthread_cond_broadcast(&p->gone);
+        if (!p->shutdown && p->count > 0)
+            open_locked(p);
+        pthread_mutex_unlock(&p->mu);
+        return;
+    }
     down_locked(p, st, err);
     tse_client_stream_release(p->stream);
     p->stream = NULL;
