@@ -103,6 +103,7 @@ typedef struct options {
     int sub_connections; /* subscriber connections (0: enough for the streams) */
     int pub_streams, window;
     int max_in_flight; /* 0: the server's default */
+    int per_message;   /* max_deliveries_per_message (0: not sent, one per message) */
     int ack_batch;
     double ack_delay_ms;
     int subscriptions, subscribers;
@@ -125,6 +126,8 @@ static void usage(FILE *out)
             "  --name NAME            subscription name, or prefix (default bench-sub-<pid>)\n"
             "  --event-type T         event type published (default bench.sub_<mode>)\n"
             "  --max-in-flight K      subscription max_in_flight (default 0: the server's)\n"
+            "  --per-message N        batched delivery: max_deliveries_per_message of each\n"
+            "                         Subscribe, 0..1000 (default 0: not sent, one per message)\n"
             "  --ack-batch N          ack ids per ack message (default 64)\n"
             "  --ack-delay-ms MS      longest an ack waits for its batch (default 1)\n"
             "  --payload-bytes B      packed size of the Struct `data` payload (default 300)\n"
@@ -160,6 +163,7 @@ static const num_option num_options[] = {
     {"--pub-streams", 'i', offsetof(options, pub_streams), 1, 256},
     {"--window", 'i', offsetof(options, window), 1, MAX_WINDOW},
     {"--max-in-flight", 'i', offsetof(options, max_in_flight), 0, 10000},
+    {"--per-message", 'i', offsetof(options, per_message), 0, 1000},
     {"--ack-batch", 'i', offsetof(options, ack_batch), 1, 10000},
     {"--ack-delay-ms", 'd', offsetof(options, ack_delay_ms), 0, 10000},
     {"--subscriptions", 'i', offsetof(options, subscriptions), 1, 1000},
@@ -746,6 +750,7 @@ struct bench {
     uint8_t **seen;        /* per subscription: a bit per sequence number */
     long long seen_bits;
     long long delivered, unique, duplicates, redelivered, acks_sent, ack_msgs;
+    long long messages; /* Subscribe messages received (deliveries: `delivered`) */
     /* time */
     int64_t t_start, t_measure, t_end, t_open, t_first, t_last, t_progress;
     samples e2e, e2e_send, pub_lat, lag;
@@ -1540,9 +1545,23 @@ static void sub_recv(sub *s, bool with_md)
 }
 
 /* The first message: SubscribeRequest{subscription_name}. */
-static grpc_byte_buffer *first_request(const char *name)
+/* SubscribeRequest{subscription_name, max_deliveries_per_message (11) when
+ * per_message > 0}. */
+static grpc_byte_buffer *first_request(const char *name, int per_message)
 {
-    return buffer_from_slice(field_slice(0x12, (const uint8_t *)name, strlen(name)));
+    grpc_slice head = field_slice(0x12, (const uint8_t *)name, strlen(name)), all;
+    uint8_t tail[11];
+    size_t n = 0;
+
+    if (per_message <= 0)
+        return buffer_from_slice(head);
+    tail[n++] = 11 << 3;
+    n += put_varint(tail + n, (uint64_t)per_message);
+    all = grpc_slice_malloc(GRPC_SLICE_LENGTH(head) + n);
+    memcpy(GRPC_SLICE_START_PTR(all), GRPC_SLICE_START_PTR(head), GRPC_SLICE_LENGTH(head));
+    memcpy(GRPC_SLICE_START_PTR(all) + GRPC_SLICE_LENGTH(head), tail, n);
+    grpc_slice_unref(head);
+    return buffer_from_slice(all);
 }
 
 static sub *sub_open(bench *b, int group)
@@ -1571,7 +1590,7 @@ static sub *sub_open(bench *b, int group)
     ops[0].data.recv_status_on_client.status_details = &s->details;
     sub_batch(s, ops, 1, &s->t_status);
     /* Not hinted: the first message must go out at once. */
-    s->send_buf = first_request(b->names[group]);
+    s->send_buf = first_request(b->names[group], b->opt.per_message);
     memset(ops, 0, sizeof(ops));
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
     ops[1].op = GRPC_OP_SEND_MESSAGE;
@@ -1651,6 +1670,26 @@ static void on_delivery(sub *s, const uint8_t *data, size_t len)
     }
 }
 
+/* One Subscribe message: the Delivery itself, then each element of its
+ * `more` (field 6, batched delivery), which parse_delivery skips. */
+static void on_message(sub *s, const uint8_t *data, size_t len)
+{
+    const uint8_t *p = data, *end = data + len;
+    long long n = 1;
+    wire_field f;
+
+    s->b->messages++;
+    on_delivery(s, data, len);
+    while (wire_next(&p, end, &f))
+        if (f.num == 6 && f.data != NULL) {
+            on_delivery(s, f.data, f.len);
+            n++;
+        }
+    if (n > 1 && (s->b->opt.per_message <= 1 || n > s->b->opt.per_message))
+        record_error(s->b, "%lld deliveries in one message, --per-message %d", n,
+                     s->b->opt.per_message);
+}
+
 static void sub_on_recv(sub *s, bool ok)
 {
     grpc_slice all;
@@ -1660,7 +1699,7 @@ static void sub_on_recv(sub *s, bool ok)
     all = read_all(s->recv_buf);
     grpc_byte_buffer_destroy(s->recv_buf);
     s->recv_buf = NULL;
-    on_delivery(s, GRPC_SLICE_START_PTR(all), GRPC_SLICE_LENGTH(all));
+    on_message(s, GRPC_SLICE_START_PTR(all), GRPC_SLICE_LENGTH(all));
     grpc_slice_unref(all);
     if (!s->cancelled)
         sub_recv(s, false);
@@ -2053,8 +2092,9 @@ static void drain_report(bench *b, double pub_rate, uint64_t lag, uint64_t pendi
 
     fprintf(stderr,
             "drain: %lld events in %.2f s = %.0f events/s (max_in_flight %d; first delivery "
-            "after %.1f ms; %lld ack messages)\n",
-            b->unique, secs, rate, b->max_in_flight, first_ms, b->ack_msgs);
+            "after %.1f ms; %lld ack messages; %lld deliveries in %lld messages)\n",
+            b->unique, secs, rate, b->max_in_flight, first_ms, b->ack_msgs, b->delivered,
+            b->messages);
     snprintf(b->result, sizeof(b->result),
              "events=%lld published=%lld lag_before=%" PRIu64 " seconds=%.3f rate=%.1f "
              "first_delivery_ms=%.1f publish_rate=%.0f max_in_flight=%d ack_batch=%d "
@@ -2236,9 +2276,10 @@ int main(int argc, char **argv)
     if (b.errors > 0)
         fprintf(stderr, "bench_subscribe: %lld errors (first: %s)\n", b.errors, b.first_error);
     printf("RESULT mode=%s%s%s%s%s errors=%lld duplicates=%lld redelivered=%lld "
-           "client_cpu_pct=%.0f\n",
+           "per_message=%d messages=%lld client_cpu_pct=%.0f\n",
            mode_name(b.opt.mode), b.opt.label[0] ? " label=" : "", b.opt.label,
            b.result[0] ? " " : "", b.result, b.errors, b.duplicates, b.redelivered,
+           b.opt.per_message, b.messages,
            100.0 * (own_cpu_seconds() - cpu0) / ((double)(now_ns() - t0) / 1e9));
     fflush(stdout);
     rc = b.errors == 0 && b.unique > 0 ? 0 : 1;

@@ -16,6 +16,11 @@
  * delivery is received, which pushes back on the service through HTTP/2
  * flow control. Lock order: a stream's lock, then the SDK's.
  *
+ * Batched delivery: the Subscribe call asks for up to PER_MESSAGE
+ * deliveries per message (a backlog comes in fewer, larger messages); each
+ * delivery of a message, the first and those of its `more`, becomes its
+ * own SSE event.
+ *
  * Auto-ack: each delivery's ack id is queued with the offset where its
  * text ends; once the reader handed the text up to there to MHD, the id
  * goes back to the service in an AckIds message on the same stream.
@@ -34,10 +39,11 @@
 #include "list.h"
 #include "obs/log.h"
 
-#define SUBSCRIBE  "/tracseq.events.v1.EventService/Subscribe"
-#define HIGH_WATER (1u << 20)
-#define BLOCK_SIZE (16u << 10)
-#define RETRY_MS   2000
+#define SUBSCRIBE   "/tracseq.events.v1.EventService/Subscribe"
+#define HIGH_WATER  (1u << 20)
+#define BLOCK_SIZE  (16u << 10)
+#define RETRY_MS    2000
+#define PER_MESSAGE 100 /* max_deliveries_per_message of the Subscribe call */
 
 typedef Tracseq__Events__V1__SubscribeRequest SubscribeRequest;
 typedef Tracseq__Events__V1__Delivery Delivery;
@@ -299,6 +305,9 @@ static void on_message(void *arg, const void *msg, size_t len)
     pthread_mutex_lock(&s->lock);
     if (d != NULL && d->event != NULL && s->conn != NULL)
         append_delivery(s, d);
+    for (size_t i = 0; d != NULL && i < d->n_more && s->conn != NULL; i++)
+        if (d->more[i]->event != NULL)
+            append_delivery(s, d->more[i]);
     wake(s);
     if (!s->recv_paused && s->len - s->off > HIGH_WATER) {
         s->recv_paused = true;
@@ -424,6 +433,7 @@ static bool call_start(sse *s, const char *consumer)
     first.request_case = TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__REQUEST_SUBSCRIPTION_NAME;
     first.subscription_name = s->name;
     first.consumer_name = (char *)(consumer ? consumer : "");
+    first.max_deliveries_per_message = PER_MESSAGE;
     if ((len = protobuf_c_message_get_packed_size(&first.base)) > sizeof(buf))
         return false;
     protobuf_c_message_pack(&first.base, buf);

@@ -221,6 +221,19 @@ typedef struct tse_client_decoded {
     char *payload_json;
 } tse_client_decoded;
 
+/* Delivery.more (field 6): further deliveries of a batched message. */
+#define TSE_CLIENT_DELIVERY_MORE 6
+
+/*
+ * Splits a packed Delivery that may carry further deliveries in `more`
+ * (batched delivery): its other fields, in order, are the first delivery,
+ * copied to first (room for the *first_len of a counting call, or len;
+ * NULL: only counted) with their length in *first_len; each element of `more` goes to more (may be
+ * NULL) in order, and a false from it stops the split. False when the bytes do not scan.
+ */
+bool tse_client_delivery_split(const uint8_t *data, size_t len, uint8_t *first, size_t *first_len,
+                               bool (*more)(void *arg, const uint8_t *p, size_t n), void *arg);
+
 /* Decodes one packed Delivery into d (cleanup with _decoded_cleanup). */
 tse_client_status tse_client_delivery_decode(const uint8_t *data, size_t len, tse_client_decoded *d,
                                              tse_client_error *err);

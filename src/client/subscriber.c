@@ -4,7 +4,9 @@
  *
  * Threading: the stream is one of the client's asynchronous streams
  * (stream.c): its handlers, on the client's call thread, only queue each
- * delivery in the inbox (or note the end) and wake the subscriber's thread
+ * delivery in the inbox (a batched message, whose Delivery carries more in
+ * its `more`, becomes one inbox entry per delivery, so the callback and the
+ * acks never see a batch) or note the end, and wake the subscriber's thread
  * (the caller of run, or the subscriber's own), which runs the callback.
  * A full inbox pauses the stream (the server is held back by HTTP/2 flow
  * control), so a slow callback costs bounded memory even for an auto_ack
@@ -35,11 +37,13 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
-#define TICK_MS     100
-#define MAX_PER_MSG 512  /* ack ids in one SubscribeRequest */
-#define RECENT_ACKS 1024 /* ack ids sent on the stream, acked again at stop */
-#define INBOX_HIGH  256  /* deliveries queued: the stream is paused above */
-#define INBOX_LOW   64   /* and resumed at or below */
+#define TICK_MS             100
+#define MAX_PER_MSG         512  /* ack ids in one SubscribeRequest */
+#define RECENT_ACKS         1024 /* ack ids sent on the stream, acked again at stop */
+#define INBOX_HIGH          256  /* deliveries queued: the stream is paused above */
+#define INBOX_LOW           64   /* and resumed at or below */
+#define PER_MESSAGE_DEFAULT 100  /* max_deliveries_per_message 0 */
+#define PER_MESSAGE_MAX     1000 /* the server's TSE_DELIVERIES_PER_MESSAGE_MAX */
 
 typedef enum op_kind { OP_ACK, OP_NACK, OP_EXTEND } op_kind;
 
@@ -62,6 +66,7 @@ struct tse_client_subscriber {
     tse_client *client;
     char *subscription;
     char *consumer_name;
+    uint32_t per_message; /* max_deliveries_per_message asked of the server */
     tse_client_ack_mode mode;
     tse_client_delivery_cb cb;
     void *cb_arg;
@@ -208,24 +213,90 @@ static tse_client_status enqueue(tse_client_subscriber *s, op_kind kind, const c
 
 /* ============================== one stream ================================ */
 
+/* The inbox entries of one message, before they join the inbox. */
+typedef struct unpacked {
+    inbox_msg *head, *tail;
+    size_t n;
+    bool nomem;
+} unpacked;
+
+static inbox_msg *inbox_msg_new(const uint8_t *p, size_t len)
+{
+    inbox_msg *m = malloc(sizeof(*m) + len);
+
+    if (m == NULL)
+        return NULL;
+    m->next = NULL;
+    m->len = len;
+    memcpy(m->bytes, p, len);
+    return m;
+}
+
+static void unpacked_add(unpacked *u, inbox_msg *m)
+{
+    if (u->tail != NULL)
+        u->tail->next = m;
+    else
+        u->head = m;
+    u->tail = m;
+    u->n++;
+}
+
+/* An element of `more`: one more delivery. */
+static bool add_more(void *arg, const uint8_t *p, size_t len)
+{
+    unpacked *u = arg;
+    inbox_msg *m = inbox_msg_new(p, len);
+
+    if (m == NULL)
+        u->nomem = true; /* not acked: it comes back */
+    else
+        unpacked_add(u, m);
+    return true;
+}
+
+/*
+ * One inbox entry per delivery of a message: the message without its
+ * `more` (the first delivery), then each element of `more`. A message
+ * that does not scan is kept whole: its decode fails and it is not acked,
+ * so it comes back (and is dead-lettered after the max attempts).
+ */
+static unpacked unpack_message(const uint8_t *msg, size_t len)
+{
+    unpacked u = {NULL, NULL, 0, false};
+    size_t first_len = 0;
+    inbox_msg *first;
+
+    if (!tse_client_delivery_split(msg, len, NULL, &first_len, NULL, NULL) ||
+        (first = malloc(sizeof(*first) + first_len)) == NULL) {
+        first = inbox_msg_new(msg, len);
+        if (first != NULL)
+            unpacked_add(&u, first);
+        return u;
+    }
+    first->next = NULL;
+    first->len = 0;
+    unpacked_add(&u, first);
+    tse_client_delivery_split(msg, len, first->bytes, &first->len, add_more, &u);
+    return u;
+}
+
 /* The stream's handlers, on the client's call thread. */
 static void on_message(void *arg, const void *msg, size_t len)
 {
     tse_client_subscriber *s = arg;
-    inbox_msg *m = malloc(sizeof(*m) + len);
+    unpacked u = unpack_message(msg, len);
 
-    if (m == NULL)
-        return; /* not acked: it comes back */
-    m->next = NULL;
-    m->len = len;
-    memcpy(m->bytes, msg, len);
+    if (u.head == NULL)
+        return; /* out of memory: not acked, it comes back */
     pthread_mutex_lock(&s->mu);
     if (s->in_tail != NULL)
-        s->in_tail->next = m;
+        s->in_tail->next = u.head;
     else
-        s->in_head = m;
-    s->in_tail = m;
-    if (++s->in_count > INBOX_HIGH && !s->paused) {
+        s->in_head = u.head;
+    s->in_tail = u.tail;
+    s->in_count += u.n;
+    if (s->in_count > INBOX_HIGH && !s->paused) {
         s->paused = true;
         tse_client_stream_pause(s->stream, true);
     }
@@ -259,6 +330,7 @@ static tse_client_status open_locked(tse_client_subscriber *s, tse_client_error 
     req.request_case = TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__REQUEST_SUBSCRIPTION_NAME;
     req.subscription_name = s->subscription;
     req.consumer_name = s->consumer_name != NULL ? s->consumer_name : "";
+    req.max_deliveries_per_message = s->per_message;
     len = protobuf_c_message_get_packed_size(&req.base);
     if ((buf = malloc(len ? len : 1)) == NULL)
         return tse_client_fail(err, TSE_CLIENT_NO_MEMORY, -1, NULL, "out of memory");
@@ -438,6 +510,8 @@ static tse_client_subscriber *subscriber_alloc(tse_client *c,
         return NULL;
     s->client = c;
     s->mode = o->ack_mode;
+    s->per_message = o->max_deliveries_per_message > 0 ? (uint32_t)o->max_deliveries_per_message
+                                                       : PER_MESSAGE_DEFAULT;
     pthread_mutex_init(&s->mu, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -475,6 +549,11 @@ EXPORT tse_client_status tse_client_subscriber_create(tse_client *client,
     if (options->ack_mode > TSE_CLIENT_ACK_NONE)
         return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "ack_mode",
                                "ack_mode must be auto, manual or none");
+    if (options->max_deliveries_per_message < 0 ||
+        options->max_deliveries_per_message > PER_MESSAGE_MAX)
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "max_deliveries_per_message",
+                               "max_deliveries_per_message must be 0 (default) or 1..%d",
+                               PER_MESSAGE_MAX);
     if ((st = check_subscription(client, options, err)) != TSE_CLIENT_OK)
         return st;
     if ((s = subscriber_alloc(client, options)) == NULL)

@@ -70,6 +70,31 @@ bool tse_client_wire_each(const uint8_t *data, size_t len, uint32_t number,
     return true;
 }
 
+bool tse_client_delivery_split(const uint8_t *data, size_t len, uint8_t *first, size_t *first_len,
+                               bool (*more)(void *arg, const uint8_t *p, size_t n), void *arg)
+{
+    size_t at = 0;
+
+    *first_len = 0;
+    while (at < len) {
+        size_t start = at;
+        uint64_t key, n = 0;
+
+        if (!read_varint(data, len, &at, &key) ||
+            !skip_value(data, len, &at, (unsigned)(key & 7), &n))
+            return false;
+        if (key == (TSE_CLIENT_DELIVERY_MORE << 3 | 2)) {
+            if (more != NULL && !more(arg, data + at - n, n))
+                return false;
+            continue;
+        }
+        if (first != NULL)
+            memcpy(first + *first_len, data + start, at - start);
+        *first_len += at - start;
+    }
+    return true;
+}
+
 /* ============================== payload JSON ============================== */
 
 char *tse_client_payload_json(const Event *ev)

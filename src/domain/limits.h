@@ -47,6 +47,13 @@
 #define TSE_MAX_IN_FLIGHT_LIMIT         10000
 /* Retry backoff between attempts: the most either bound may be. */
 #define TSE_MAX_BACKOFF_MS              600000
+/* Batched delivery: the most deliveries a subscriber may ask for in one
+ * Subscribe message (max_deliveries_per_message; more is refused), and the
+ * bytes of deliveries the server packs into one message at most (a single
+ * larger delivery still goes alone), well under gRPC's default 4 MiB
+ * receive limit. */
+#define TSE_DELIVERIES_PER_MESSAGE_MAX  1000
+#define TSE_DELIVERY_MESSAGE_BYTES      (1u << 20)
 
 /* ---- Pull ------------------------------------------------------------------ */
 

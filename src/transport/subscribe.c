@@ -5,19 +5,26 @@
  *
  * A Subscribe stream: the first message attaches a subscriber; later ones
  * ack, nack or extend. The engine's callbacks (on its thread) queue encoded
- * deliveries, sent one at a time; the engine never hands out more than the
- * subscription's max_in_flight unacked deliveries, so the queue stays
- * bounded. With auto_ack a delivery is acked once its send completed. A
+ * deliveries, sent one message at a time; the engine never hands out more
+ * than the subscription's max_in_flight unacked deliveries, so the queue
+ * stays bounded. Batched delivery (max_deliveries_per_message > 1 in the
+ * first message): each message carries whatever is queued when it is
+ * started, up to that many (the first as the Delivery itself, the rest in
+ * its `more`) and TSE_DELIVERY_MESSAGE_BYTES; nothing waits for company, so
+ * a lone delivery goes out as soon as the stream is free, as without
+ * batching. With auto_ack a delivery is acked once its send completed. A
  * client half-close ends no delivery; the stream ends when the client
  * cancels, the subscription is deleted (NOT_FOUND) or the server stops
  * (UNAVAILABLE). The call holds a reference for the engine from attach
  * until the engine's `released`.
  */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "delivery/delivery.h"
+#include "domain/limits.h"
 #include "domain/subscription.h"
 #include "obs/log.h"
 #include "tracseq/events/v1/service.pb-c.h"
@@ -79,12 +86,12 @@ static uint8_t *put_delivery(uint8_t *p, const tse_delivered *d, const char *sub
     return put_bytes(p, 5, d->stream_id, strlen(d->stream_id));
 }
 
-static grpc_byte_buffer *encode_delivery(const tse_delivered *d, const char *subscription)
+static grpc_slice encode_delivery(const tse_delivered *d, const char *subscription)
 {
     grpc_slice slice = grpc_slice_malloc(delivery_len(d, subscription));
 
     put_delivery(GRPC_SLICE_START_PTR(slice), d, subscription);
-    return tse_byte_buffer_take(slice);
+    return slice;
 }
 
 /* ===================== request limits =================================== */
@@ -113,6 +120,16 @@ static tse_status check_consumer(const char *consumer, const char *field, tse_er
     return tse_error_set(err, TSE_INVALID, field,
                          "a consumer name is 1 to %d characters of A-Z a-z 0-9 _ . -",
                          TSE_CONSUMER_NAME_MAX);
+}
+
+/* Batched delivery: 0 or 1 (one per message) up to the cap. */
+static tse_status check_per_message(uint32_t n, tse_error *err)
+{
+    if (n <= TSE_DELIVERIES_PER_MESSAGE_MAX)
+        return TSE_OK;
+    return tse_error_set(err, TSE_INVALID, "max_deliveries_per_message",
+                         "%" PRIu32 " deliveries per message; at most %d", n,
+                         TSE_DELIVERIES_PER_MESSAGE_MAX);
 }
 
 static tse_status check_ack_ids(const tse_server *s, char *const *ids, size_t n, const char *field,
@@ -208,9 +225,10 @@ void tse_subscription_access(tse_call *c, const char *name, void (*next)(tse_cal
 
 /* ===================== Subscribe ======================================== */
 
+/* One encoded delivery waiting for its message. */
 typedef struct outgoing {
     struct outgoing *next;
-    grpc_byte_buffer *msg;
+    grpc_slice enc;
     char *ack_id; /* auto_ack: acked once sent */
 } outgoing;
 
@@ -218,13 +236,19 @@ typedef struct sub_call {
     tse_call base;
     tse_tag recv_tag, send_tag, close_tag;
     grpc_byte_buffer *recv_buf;
+    /* The message being sent and the deliveries it carries (a chain). */
+    grpc_byte_buffer *send_buf;
     outgoing *sending;
+    size_t n_sending;
     outgoing *head, *tail;
+    /* Deliveries one message may carry: max_deliveries_per_message of the
+     * first message, 1 when it was 0 or 1 (not batched). */
+    uint32_t per_message;
     tse_subscriber *subscriber;
     char name[TSE_ERROR_FIELD_MAX];
     bool auto_ack, attached, input_done, ended, detached, closed;
     tse_error end; /* the status, once ended */
-    uint64_t delivered;
+    uint64_t delivered, messages;
     /* With authentication on: the attached subscription's owner and
      * patterns, checked again when the caller's identity is renewed. */
     char *owner;
@@ -235,26 +259,59 @@ typedef struct sub_call {
     Tracseq__Events__V1__SubscribeRequest *first;
 } sub_call;
 
+/* Field 6 of Delivery: `repeated Delivery more`. */
+#define DELIVERY_MORE 6
+
+/* One message of the deliveries of chain o: the first is the Delivery
+ * itself, each further one an element of its `more` (a submessage is its
+ * encoding behind a tag and a length), so the first one's bytes go out as
+ * they are and a client that knows no `more` still reads one delivery. */
+static grpc_byte_buffer *pack_deliveries(const outgoing *o)
+{
+    size_t len = GRPC_SLICE_LENGTH(o->enc);
+    grpc_slice out;
+    uint8_t *p;
+
+    if (o->next == NULL)
+        return grpc_raw_byte_buffer_create((grpc_slice *)&o->enc, 1);
+    for (const outgoing *m = o->next; m; m = m->next)
+        len += bytes_len(GRPC_SLICE_LENGTH(m->enc));
+    out = grpc_slice_malloc(len);
+    p = GRPC_SLICE_START_PTR(out);
+    memcpy(p, GRPC_SLICE_START_PTR(o->enc), GRPC_SLICE_LENGTH(o->enc));
+    p += GRPC_SLICE_LENGTH(o->enc);
+    for (const outgoing *m = o->next; m; m = m->next)
+        p = put_bytes(p, DELIVERY_MORE, GRPC_SLICE_START_PTR(m->enc), GRPC_SLICE_LENGTH(m->enc));
+    return tse_byte_buffer_take(out);
+}
+
 static void outgoing_free(outgoing *o)
 {
     if (o == NULL)
         return;
-    if (o->msg)
-        grpc_byte_buffer_destroy(o->msg);
+    grpc_slice_unref(o->enc);
     free(o->ack_id);
     free(o);
+}
+
+/* Frees a chain of deliveries. */
+static void outgoing_free_all(outgoing *o)
+{
+    while (o) {
+        outgoing *next = o->next;
+        outgoing_free(o);
+        o = next;
+    }
 }
 
 static void sub_release(tse_call *c)
 {
     sub_call *sc = (sub_call *)c;
 
-    outgoing_free(sc->sending);
-    while (sc->head) {
-        outgoing *next = sc->head->next;
-        outgoing_free(sc->head);
-        sc->head = next;
-    }
+    outgoing_free_all(sc->sending);
+    outgoing_free_all(sc->head);
+    if (sc->send_buf)
+        grpc_byte_buffer_destroy(sc->send_buf);
     if (sc->recv_buf)
         grpc_byte_buffer_destroy(sc->recv_buf);
     if (sc->first)
@@ -265,36 +322,64 @@ static void sub_release(tse_call *c)
     free(sc->owner);
 }
 
-/* Ends the stream with its status (the request line counts deliveries). */
+/* Ends the stream with its status (the request line counts deliveries and
+ * the messages that carried them). */
 static void sub_finish(sub_call *sc, const tse_error *end)
 {
-    char n[32];
+    char n[32], m[32];
 
     snprintf(n, sizeof(n), "%llu", (unsigned long long)sc->delivered);
     tse_call_log_kv(&sc->base, "delivered", n);
+    snprintf(m, sizeof(m), "%llu", (unsigned long long)sc->messages);
+    tse_call_log_kv(&sc->base, "messages", m);
     tse_call_finish_locked(&sc->base, NULL, end);
 }
 
-/* Sends the next queued delivery, or the status once ended and drained. */
+/* Moves the deliveries of the next message from the queue to sc->sending:
+ * the head, then what follows while the message stays within per_message
+ * deliveries and TSE_DELIVERY_MESSAGE_BYTES. Returns how many. */
+static size_t sub_take_message(sub_call *sc)
+{
+    outgoing *last = sc->head;
+    size_t n = 1, bytes = GRPC_SLICE_LENGTH(last->enc);
+
+    while (last->next != NULL && n < sc->per_message) {
+        size_t more = bytes_len(GRPC_SLICE_LENGTH(last->next->enc));
+        if (bytes + more > TSE_DELIVERY_MESSAGE_BYTES)
+            break;
+        bytes += more;
+        last = last->next;
+        n++;
+    }
+    sc->sending = sc->head;
+    sc->head = last->next;
+    if (sc->head == NULL)
+        sc->tail = NULL;
+    last->next = NULL;
+    return n;
+}
+
+/* Sends the queued deliveries (one message), or the status once ended and
+ * drained. */
 static void sub_try_send(sub_call *sc)
 {
-    outgoing *o = sc->head;
-
     if (sc->sending || sc->closed || !tse_call_active_locked(&sc->base))
         return;
-    if (o == NULL) {
+    if (sc->head == NULL) {
         if (sc->ended)
             sub_finish(sc, &sc->end);
         return;
     }
-    sc->head = o->next;
-    if (sc->head == NULL)
-        sc->tail = NULL;
-    sc->sending = o;
-    if (!tse_call_send_locked(&sc->base, o->msg, sc->head != NULL, &sc->send_tag)) {
+    sc->n_sending = sub_take_message(sc);
+    sc->send_buf = pack_deliveries(sc->sending);
+    if (!tse_call_send_locked(&sc->base, sc->send_buf, sc->head != NULL, &sc->send_tag)) {
+        grpc_byte_buffer_destroy(sc->send_buf);
+        sc->send_buf = NULL;
+        outgoing_free_all(sc->sending);
         sc->sending = NULL;
-        outgoing_free(o);
+        return;
     }
+    sc->messages++;
 }
 
 /* Ends the stream with end (copied) once every queued delivery went out. */
@@ -357,12 +442,8 @@ static bool sub_still_allowed(sub_call *sc, tse_error *err)
 static void sub_revoke(sub_call *sc, const tse_error *err)
 {
     sc->revoked = true;
-    while (sc->head) {
-        outgoing *next = sc->head->next;
-        outgoing_free(sc->head);
-        sc->head = next;
-    }
-    sc->tail = NULL;
+    outgoing_free_all(sc->head);
+    sc->head = sc->tail = NULL;
     sub_end(sc, err);
 }
 
@@ -410,7 +491,7 @@ static void on_deliver(void *arg, const tse_delivered *d, size_t n)
             free(o);
             break;
         }
-        o->msg = encode_delivery(&d[i], sc->name);
+        o->enc = encode_delivery(&d[i], sc->name);
         if (sc->tail)
             sc->tail->next = o;
         else
@@ -524,10 +605,12 @@ static void sub_first_message(sub_call *sc, Tracseq__Events__V1__SubscribeReques
     tse_error_clear(&err);
     if ((spec ? check_spec(s, spec, &err) : check_name(name, "subscription_name", &err)) !=
             TSE_OK ||
-        check_consumer(req->consumer_name, "consumer_name", &err) != TSE_OK) {
+        check_consumer(req->consumer_name, "consumer_name", &err) != TSE_OK ||
+        check_per_message(req->max_deliveries_per_message, &err) != TSE_OK) {
         sub_end(sc, &err);
         return;
     }
+    sc->per_message = req->max_deliveries_per_message > 1 ? req->max_deliveries_per_message : 1;
     snprintf(sc->name, sizeof(sc->name), "%s", name ? name : "");
     tse_call_log_kv(&sc->base, "subscription", sc->name);
     if (spec != NULL && (tse_access_patterns(&sc->base, name, spec->event_types,
@@ -648,19 +731,39 @@ out:
     tse_call_unref(&sc->base);
 }
 
+/* auto_ack: acks the deliveries of the message just sent, in one request. */
+static void sub_auto_ack(sub_call *sc, outgoing *sent)
+{
+    char **ids = calloc(sc->n_sending ? sc->n_sending : 1, sizeof(*ids));
+    size_t n = 0;
+    tse_error err;
+
+    if (ids == NULL)
+        return; /* out of memory: not acked, so delivered again after the deadline */
+    for (outgoing *o = sent; o && n < sc->n_sending; o = o->next)
+        if (o->ack_id)
+            ids[n++] = o->ack_id;
+    if (n > 0 &&
+        tse_delivery_ack(sc->base.server->delivery, sc->subscriber, ids, n, &err) != TSE_OK)
+        sub_end(sc, &err); /* the ack was not queued */
+    free(ids);
+}
+
 static void sub_on_send(tse_tag *tag, bool ok)
 {
     sub_call *sc = TSE_CONTAINER_OF(tag, sub_call, send_tag);
-    tse_error err;
-    outgoing *o;
+    outgoing *sent;
 
     pthread_mutex_lock(&sc->base.lock);
-    o = sc->sending;
+    sent = sc->sending;
     sc->sending = NULL;
-    if (o && o->ack_id && ok && sc->subscriber && !sc->detached &&
-        tse_delivery_ack(sc->base.server->delivery, sc->subscriber, &o->ack_id, 1, &err) != TSE_OK)
-        sub_end(sc, &err); /* the ack was not queued */
-    outgoing_free(o);
+    if (sc->send_buf)
+        grpc_byte_buffer_destroy(sc->send_buf);
+    sc->send_buf = NULL;
+    if (sent && ok && sc->subscriber && !sc->detached)
+        sub_auto_ack(sc, sent);
+    outgoing_free_all(sent);
+    sc->n_sending = 0;
     if (ok)
         sub_try_send(sc);
     pthread_mutex_unlock(&sc->base.lock);

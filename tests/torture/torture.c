@@ -1248,6 +1248,11 @@ typedef struct session {
     char **held; /* unacked ack ids (malloc'd) */
     size_t n_held;
     bool odd; /* odd ack ids sent */
+    /* max_deliveries_per_message of the first message: 0 (not set), 1, a
+     * batch size, or over the bound (the stream must end INVALID_ARGUMENT
+     * naming the field). */
+    uint32_t per_message;
+    bool per_message_bad;
 } session;
 
 static void session_send_ids(session *ss, tse_test_stream *s, int what)
@@ -1337,6 +1342,70 @@ static void delete_named(client *c, const char *name)
         protobuf_c_message_free_unpacked(resp, NULL);
 }
 
+/* Batched delivery: half the streams opt in, a few with a size over the
+ * bound. */
+static void session_batching(session *ss, SubscribeRequest *first)
+{
+    static const uint32_t sizes[] = {1, 2, 7, 64, 100, 1000};
+    int r = rnd(&ss->c->rng, 100);
+
+    if (r < 45)
+        ss->per_message = 0;
+    else if (r < 97)
+        ss->per_message = sizes[rnd(&ss->c->rng, (int)(sizeof(sizes) / sizeof(sizes[0])))];
+    else
+        ss->per_message = r < 99 ? 1001 : UINT32_MAX;
+    ss->per_message_bad = ss->per_message > 1000;
+    first->max_deliveries_per_message = ss->per_message;
+}
+
+/* One delivery of a Subscribe message: checked against the model, then
+ * held, and sometimes acked, nacked or extended with what is held. */
+static void session_delivery(session *ss, tse_test_stream *s, int ending, const Delivery *d)
+{
+    client *c = ss->c;
+
+    check_pb_delivery(c, ss->name, ss->pats, ss->n_pats, ss->ms, &ss->ord, d);
+    oplog(c, "  got %s attempt %u", d->event ? d->event->subject : "?", d->delivery_attempt);
+    if (ss->n_held < 128) {
+        int r = rnd(&c->rng, 100);
+        char **h = realloc(ss->held, (ss->n_held + 1) * sizeof(*h));
+        if (h != NULL) {
+            ss->held = h;
+            ss->held[ss->n_held++] = strdup(d->ack_id);
+        }
+        if (ending != 9 && r < 8)
+            session_send_ids(ss, s, 1);
+        else if (ending != 9 && r < 12)
+            session_send_ids(ss, s, 2);
+        else if (ending != 9 && r < 40)
+            session_send_ids(ss, s, 0);
+    }
+}
+
+/* A Subscribe message: its deliveries (itself and its `more`) within the
+ * stream's max_deliveries_per_message, none of them with `more` of its own. */
+static void session_message(session *ss, tse_test_stream *s, int ending, const Delivery *d)
+{
+    client *c = ss->c;
+    uint32_t cap = ss->per_message > 1 ? ss->per_message : 1;
+
+    if (ss->per_message_bad)
+        fail(c, "Subscribe %s with max_deliveries_per_message %u got a delivery", ss->name,
+             ss->per_message);
+    if (1 + d->n_more > cap)
+        fail(c, "Subscribe %s: %zu deliveries in one message, max_deliveries_per_message %u",
+             ss->name, 1 + d->n_more, ss->per_message);
+    if (d->n_more > 0)
+        oplog(c, "  message of %zu deliveries", 1 + d->n_more);
+    session_delivery(ss, s, ending, d);
+    for (size_t i = 0; i < d->n_more; i++) {
+        if (d->more[i]->n_more > 0)
+            fail(c, "Subscribe %s: a delivery in `more` has `more` itself", ss->name);
+        session_delivery(ss, s, ending, d->more[i]);
+    }
+}
+
 static void op_subscribe(client *c)
 {
     SubscribeRequest first = TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__INIT;
@@ -1380,11 +1449,14 @@ static void op_subscribe(client *c)
     if (chance(&c->rng, 50))
         snprintf(consumer, sizeof(consumer), "cons-%d", rnd(&c->rng, 4));
     first.consumer_name = consumer;
-    oplog(c, "Subscribe %s%s consumer='%s' life=%d deadline=%d conflict=%d ending=%d", ss.name,
+    session_batching(&ss, &first);
+    oplog(c,
+          "Subscribe %s%s consumer='%s' life=%d deadline=%d conflict=%d ending=%d per_message=%u",
+          ss.name,
           first.request_case == TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__REQUEST_SUBSCRIPTION
               ? " (spec)"
               : "",
-          consumer, life, deadline, conflict, ending);
+          consumer, life, deadline, conflict, ending, ss.per_message);
     atomic_fetch_add(&g.calls[K_SUBSCRIBE], 1);
     s = tse_test_stream_open(c->ch, M_SUBSCRIBE, deadline, NULL, NULL);
     tse_test_stream_send(s, &first.base);
@@ -1406,28 +1478,15 @@ static void op_subscribe(client *c)
             if (!(code == GRPC_STATUS_DEADLINE_EXCEEDED && short_deadline) &&
                 !(code == GRPC_STATUS_ALREADY_EXISTS && conflict) &&
                 !(code == GRPC_STATUS_INVALID_ARGUMENT && ss.odd) &&
+                !(code == GRPC_STATUS_INVALID_ARGUMENT && ss.per_message_bad &&
+                  strncmp(st.details, "max_deliveries_per_message:", 27) == 0) &&
                 !(code == GRPC_STATUS_NOT_FOUND && (ss.ms == NULL || !ss.ms->stable)))
                 fail(c, "Subscribe %s ended with status %d '%s'", ss.name, code, st.details);
             goto out;
         }
         if (conflict)
             fail(c, "Subscribe %s with other settings got a delivery", ss.name);
-        check_pb_delivery(c, ss.name, ss.pats, ss.n_pats, ss.ms, &ss.ord, d);
-        oplog(c, "  got %s attempt %u", d->event ? d->event->subject : "?", d->delivery_attempt);
-        if (ss.n_held < 128) {
-            int r = rnd(&c->rng, 100);
-            char **h = realloc(ss.held, (ss.n_held + 1) * sizeof(*h));
-            if (h != NULL) {
-                ss.held = h;
-                ss.held[ss.n_held++] = strdup(d->ack_id);
-            }
-            if (ending != 9 && r < 8)
-                session_send_ids(&ss, s, 1);
-            else if (ending != 9 && r < 12)
-                session_send_ids(&ss, s, 2);
-            else if (ending != 9 && r < 40)
-                session_send_ids(&ss, s, 0);
-        }
+        session_message(&ss, s, ending, d);
         protobuf_c_message_free_unpacked(&d->base, NULL);
     }
     if (ending < 6) {

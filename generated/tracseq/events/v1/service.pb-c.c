@@ -2758,7 +2758,7 @@ const ProtobufCMessageDescriptor tracseq__events__v1__subscription_stats__descri
   (ProtobufCMessageInit) tracseq__events__v1__subscription_stats__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor tracseq__events__v1__subscribe_request__field_descriptors[6] =
+static const ProtobufCFieldDescriptor tracseq__events__v1__subscribe_request__field_descriptors[7] =
 {
   {
     "subscription",
@@ -2832,11 +2832,24 @@ static const ProtobufCFieldDescriptor tracseq__events__v1__subscribe_request__fi
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "max_deliveries_per_message",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__SubscribeRequest, max_deliveries_per_message),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tracseq__events__v1__subscribe_request__field_indices_by_name[] = {
   2,   /* field[2] = ack */
   5,   /* field[5] = consumer_name */
   4,   /* field[4] = extend */
+  6,   /* field[6] = max_deliveries_per_message */
   3,   /* field[3] = nack */
   0,   /* field[0] = subscription */
   1,   /* field[1] = subscription_name */
@@ -2845,7 +2858,7 @@ static const ProtobufCIntRange tracseq__events__v1__subscribe_request__number_ra
 {
   { 1, 0 },
   { 10, 5 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor tracseq__events__v1__subscribe_request__descriptor =
 {
@@ -2855,7 +2868,7 @@ const ProtobufCMessageDescriptor tracseq__events__v1__subscribe_request__descrip
   "Tracseq__Events__V1__SubscribeRequest",
   "tracseq.events.v1",
   sizeof(Tracseq__Events__V1__SubscribeRequest),
-  6,
+  7,
   tracseq__events__v1__subscribe_request__field_descriptors,
   tracseq__events__v1__subscribe_request__field_indices_by_name,
   2,  tracseq__events__v1__subscribe_request__number_ranges,
@@ -3015,7 +3028,7 @@ const ProtobufCMessageDescriptor tracseq__events__v1__extend_deadline__descripto
   (ProtobufCMessageInit) tracseq__events__v1__extend_deadline__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor tracseq__events__v1__delivery__field_descriptors[5] =
+static const ProtobufCFieldDescriptor tracseq__events__v1__delivery__field_descriptors[6] =
 {
   {
     "ack_id",
@@ -3077,18 +3090,31 @@ static const ProtobufCFieldDescriptor tracseq__events__v1__delivery__field_descr
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "more",
+    6,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tracseq__Events__V1__Delivery, n_more),
+    offsetof(Tracseq__Events__V1__Delivery, more),
+    &tracseq__events__v1__delivery__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tracseq__events__v1__delivery__field_indices_by_name[] = {
   0,   /* field[0] = ack_id */
   1,   /* field[1] = delivery_attempt */
   2,   /* field[2] = event */
+  5,   /* field[5] = more */
   4,   /* field[4] = stream_id */
   3,   /* field[3] = subscription */
 };
 static const ProtobufCIntRange tracseq__events__v1__delivery__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor tracseq__events__v1__delivery__descriptor =
 {
@@ -3098,7 +3124,7 @@ const ProtobufCMessageDescriptor tracseq__events__v1__delivery__descriptor =
   "Tracseq__Events__V1__Delivery",
   "tracseq.events.v1",
   sizeof(Tracseq__Events__V1__Delivery),
-  5,
+  6,
   tracseq__events__v1__delivery__field_descriptors,
   tracseq__events__v1__delivery__field_indices_by_name,
   1,  tracseq__events__v1__delivery__number_ranges,

@@ -379,6 +379,19 @@ struct  Tracseq__Events__V1__SubscribeRequest
    * empty.
    */
   char *consumer_name;
+  /*
+   * With the first message: batched delivery. The most deliveries the server
+   * may pack into one Delivery message (the first in the message itself, the
+   * others in its `more`), 1..1000. 0 or 1: one delivery per message, as for
+   * a client that does not know this field. The server packs only what is
+   * ready at once within the subscription's max_in_flight (a backlog, or
+   * events that came while the previous message was being written); it never
+   * holds a ready delivery back waiting for more, so latency is as without
+   * batching. A message stays under 1 MiB of deliveries unless one delivery
+   * alone is larger. Over 1000: INVALID_ARGUMENT naming
+   * max_deliveries_per_message. Ignored on later messages.
+   */
+  uint32_t max_deliveries_per_message;
   Tracseq__Events__V1__SubscribeRequest__RequestCase request_case;
   union {
     /*
@@ -406,7 +419,7 @@ struct  Tracseq__Events__V1__SubscribeRequest
 };
 #define TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tracseq__events__v1__subscribe_request__descriptor) \
-    , (char *)protobuf_c_empty_string, TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__REQUEST__NOT_SET, {0} }
+    , (char *)protobuf_c_empty_string, 0, TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__REQUEST__NOT_SET, {0} }
 
 
 struct  Tracseq__Events__V1__AckIds
@@ -481,10 +494,19 @@ struct  Tracseq__Events__V1__Delivery
    * The Redis stream entry id.
    */
   char *stream_id;
+  /*
+   * Batched delivery: further deliveries in this message, in delivery order
+   * after this one, each acked (and counted against max_in_flight) on its
+   * own. Only sent to a subscriber whose first SubscribeRequest set
+   * max_deliveries_per_message above 1, so a client built before the field
+   * existed never gets (or drops) one; an element never has `more` itself.
+   */
+  size_t n_more;
+  Tracseq__Events__V1__Delivery **more;
 };
 #define TRACSEQ__EVENTS__V1__DELIVERY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tracseq__events__v1__delivery__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, 0, NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL }
 
 
 struct  Tracseq__Events__V1__AcknowledgeRequest

@@ -659,6 +659,13 @@ typedef struct tse_client_subscriber_options {
     tse_client_ack_mode ack_mode;
     /* This subscriber's consumer name; NULL: the server makes one. */
     const char *consumer_name;
+    /* Batched delivery: the most deliveries the server may pack into one
+     * stream message, 1..1000; 0: the default, 100. 1 turns batching off
+     * (one delivery per message). The server packs only what is ready at
+     * once (a backlog), never waiting for more, and the callback sees one
+     * delivery at a time either way. A server older than batched delivery
+     * ignores it and sends one per message. */
+    int max_deliveries_per_message;
 } tse_client_subscriber_options;
 
 typedef struct tse_client_subscriber tse_client_subscriber;
