@@ -11,9 +11,15 @@
 #                   PublishStream paced by a timer thread, one subscriber
 #                   acking in batches (64 ids or 1 ms)
 #   latency-unary   the same with one unary Publish call per event
+#   latency-batched the first with batched delivery (--per-message
+#                   PER_MESSAGE): latency must stay as without
 #   drain-kK        a backlog of COUNT events, then one subscriber with
-#                   max_in_flight MAX_IN_FLIGHT drains it
+#                   max_in_flight MAX_IN_FLIGHT drains it, one delivery per
+#                   message
+#   drain-kK-batched  the same with batched delivery: up to PER_MESSAGE
+#                   deliveries per message (max_deliveries_per_message)
 #   drain-kdefault  the same with the server's default max_in_flight (100)
+#   drain-kdefault-batched  and with batched delivery
 #   fanout          (fresh service) SUBSCRIPTIONS x SUBSCRIBERS streams held at
 #                   once, FAN_EVENTS events, acks as they come: VmRSS idle /
 #                   open / after, CPU while idle, deliveries per stream
@@ -26,10 +32,11 @@
 # commandstats, reset before the run) and the machine's CPU pressure (the
 # share of time some task waited for a CPU, /proc/pressure/cpu): other
 # people's work on these cores shows there. Exits non-zero when any run had
-# errors: a run with errors is not a result. Takes about 50 s.
+# errors: a run with errors is not a result. Takes about 80 s.
 #
 # Environment knobs (defaults in brackets): DURATION [10] seconds measured at
 # RATE [5000]/s, COUNT [300000] backlog events, MAX_IN_FLIGHT [1000],
+# PER_MESSAGE [1000] deliveries per message in the batched runs,
 # SUBSCRIPTIONS [10], SUBSCRIBERS [100] per subscription, FAN_EVENTS [2000],
 # SERVICE_ARGS [] extra service flags, BENCH_SUBSCRIBE [BUILD/bench/
 # bench_subscribe] the load generator binary.
@@ -40,6 +47,7 @@ DURATION=${DURATION:-10}
 RATE=${RATE:-5000}
 COUNT=${COUNT:-300000}
 MAX_IN_FLIGHT=${MAX_IN_FLIGHT:-1000}
+PER_MESSAGE=${PER_MESSAGE:-1000}
 SUBSCRIPTIONS=${SUBSCRIPTIONS:-10}
 SUBSCRIBERS=${SUBSCRIBERS:-100}
 FAN_EVENTS=${FAN_EVENTS:-2000}
@@ -185,8 +193,13 @@ echo "RESULT mode=rss label=rss-after-start vmrss_kb=$(rss_kb "$SERVICE_PID")"
 # ---- latency and drain -------------------------------------------------------------
 run_bench latency --mode latency --publisher stream --rate "$RATE" --duration "$DURATION"
 run_bench latency-unary --mode latency --publisher unary --rate "$RATE" --duration "$DURATION"
+run_bench latency-batched --mode latency --publisher stream --rate "$RATE" --duration "$DURATION" \
+    --per-message "$PER_MESSAGE"
 run_bench "drain-k$MAX_IN_FLIGHT" --mode drain --count "$COUNT" --max-in-flight "$MAX_IN_FLIGHT"
+run_bench "drain-k$MAX_IN_FLIGHT-batched" --mode drain --count "$COUNT" \
+    --max-in-flight "$MAX_IN_FLIGHT" --per-message "$PER_MESSAGE"
 run_bench drain-kdefault --mode drain --count "$COUNT"
+run_bench drain-kdefault-batched --mode drain --count "$COUNT" --per-message "$PER_MESSAGE"
 
 # ---- many streams, on a fresh service (its idle VmRSS is the baseline) ----------
 stop_service
@@ -206,16 +219,20 @@ echo
 echo "== summary (load now: $(uptime | sed 's/.*load average: //'))"
 LAT=$(result latency)
 LATU=$(result latency-unary)
+LATB=$(result latency-batched)
 DRK=$(result "drain-k$MAX_IN_FLIGHT")
+DRKB=$(result "drain-k$MAX_IN_FLIGHT-batched")
 DRD=$(result drain-kdefault)
+DRDB=$(result drain-kdefault-batched)
 FAN=$(result fanout)
 FANH=$(result fanout-hold)
-printf '%-16s %9s %9s %9s %9s %9s %6s %7s %7s %7s %7s\n' run events/s p50_us p99_us max_us events errors srv_cpu% rds_cpu% cli_cpu% cpu_psi%
+printf '%-22s %9s %9s %9s %9s %9s %8s %6s %7s %7s %7s %7s\n' run events/s p50_us p99_us max_us events messages errors srv_cpu% rds_cpu% cli_cpu% cpu_psi%
 while read -r line; do
-    printf '%-16s %9s %9s %9s %9s %9s %6s %7s %7s %7s %7s\n' "$(field label "$line")" \
+    printf '%-22s %9s %9s %9s %9s %9s %8s %6s %7s %7s %7s %7s\n' "$(field label "$line")" \
         "$(field rate "$line" | awk '{printf "%.0f", $1} END {if (NR == 0) print "-"}')" "$(field p50_us "$line" | sed 's/^$/-/')" \
         "$(field p99_us "$line" | sed 's/^$/-/')" "$(field max_us "$line" | sed 's/^$/-/')" \
-        "$(field delivered "$line")" "$(field errors "$line")" "$(field server_cpu_pct "$line")" \
+        "$(field delivered "$line")" "$(field messages "$line")" "$(field errors "$line")" \
+        "$(field server_cpu_pct "$line")" \
         "$(field redis_cpu_pct "$line")" "$(field client_cpu_pct "$line")" \
         "$(field cpu_pressure_pct "$line")"
 done < <(grep -v 'mode=rss' "$RESULTS")
@@ -228,6 +245,9 @@ printf 'publish -> delivery at %s/s offered (PublishStream): p50 %s us, p90 %s u
 printf '   unary Publish per event: p50 %s us, p90 %s us, p99 %s us, max %s us (p99 < 2000 us: %s)\n' \
     "$(field p50_us "$LATU")" "$(field p90_us "$LATU")" "${P99U:-?}" "$(field max_us "$LATU")" \
     "$(verdict "$(echo "${P99U:-999999} < 2000" | bc)")"
+printf '   with batched delivery (--per-message %s): p50 %s us, p99 %s us, max %s us; %s deliveries in %s messages\n' \
+    "$PER_MESSAGE" "$(field p50_us "$LATB")" "$(field p99_us "$LATB")" "$(field max_us "$LATB")" \
+    "$(field delivered "$LATB")" "$(field messages "$LATB")"
 for l in "$LAT" "$LATU"; do
     printf '   %s: publish answered p50 %s / p99 %s us; generator late p99 %s us; from the actual send p99 %s us\n' \
         "$(field label "$l")" "$(field publish_p50_us "$l")" "$(field publish_p99_us "$l")" \
@@ -236,8 +256,12 @@ done
 RK=$(field rate "$DRK")
 printf 'one subscriber, max_in_flight %s: %.0f events/s draining %s events (target >= 30000: %s)\n' \
     "$MAX_IN_FLIGHT" "${RK:-0}" "$COUNT" "$(verdict "$(echo "${RK:-0} >= 30000" | bc)")"
-printf '   with the default max_in_flight (%s): %.0f events/s\n' "$(field max_in_flight "$DRD")" \
-    "$(field rate "$DRD" | sed 's/^$/0/')"
+RKB=$(field rate "$DRKB")
+printf '   batched delivery (up to %s per message): %.0f events/s in %s messages (target >= 200000: %s)\n' \
+    "$PER_MESSAGE" "${RKB:-0}" "$(field messages "$DRKB")" "$(verdict "$(echo "${RKB:-0} >= 200000" | bc)")"
+printf '   with the default max_in_flight (%s): %.0f events/s; batched: %.0f events/s in %s messages\n' \
+    "$(field max_in_flight "$DRD")" "$(field rate "$DRD" | sed 's/^$/0/')" \
+    "$(field rate "$DRDB" | sed 's/^$/0/')" "$(field messages "$DRDB")"
 HELD=$(field attached "$FANH")
 ALL=$([[ $(field streams_without "$FANH") == 0 && $(field unique "$FANH") == "$(field expected "$FANH")" &&
     ${HELD:-0} -ge $((SUBSCRIPTIONS * SUBSCRIBERS)) ]] && echo 1 || echo 0)
@@ -254,7 +278,7 @@ printf '   acking at once, %s of %s streams got no event (min %s, max %s per str
     "$(field streams_without "$FAN")" "$(field streams "$FAN")" "$(field min_per_stream "$FAN")" \
     "$(field max_per_stream "$FAN")"
 echo "redis: $(grep -c 'fsync is taking too long' "$SCRATCH/redis.log" || true) 'AOF fsync is taking too long' warnings during the runs"
-echo "RESULT mode=summary latency_p99_us=${P99:-0} latency_unary_p99_us=${P99U:-0} drain_rate=${RK:-0} drain_default_rate=$(field rate "$DRD") streams_held=${HELD:-0} all_received=$ALL vmrss_idle_kb=$(field vmrss_idle_kb "$FAN") vmrss_open_kb=$(field vmrss_open_kb "$FAN") failed=$FAILED"
+echo "RESULT mode=summary latency_p99_us=${P99:-0} latency_unary_p99_us=${P99U:-0} latency_batched_p99_us=$(field p99_us "$LATB") drain_rate=${RK:-0} drain_batched_rate=${RKB:-0} drain_default_rate=$(field rate "$DRD") drain_default_batched_rate=$(field rate "$DRDB") streams_held=${HELD:-0} all_received=$ALL vmrss_idle_kb=$(field vmrss_idle_kb "$FAN") vmrss_open_kb=$(field vmrss_open_kb "$FAN") failed=$FAILED"
 
 if [[ $FAILED -ne 0 ]]; then
     echo "run_subscribe.sh: at least one run had errors: its figures are not results" >&2
