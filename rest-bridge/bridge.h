@@ -223,15 +223,15 @@ json_t *tsb_event_json(const Tracseq__Events__V1__Event *ev);
 enum {
     TSB_INVALID_JSON = TSE_INTERNAL + 1, /* 400 */
     TSB_INVALID_HEADER,                  /* 400 */
-    TSB_INVALID_CLOUDEVENT,              /* 400: against the CloudEvents spec (cloudevents.h) */
-    TSB_METHOD_NOT_ALLOWED,              /* 405 */
-    TSB_HEADER_TIMEOUT,                  /* 408 */
-    TSB_BODY_TIMEOUT,                    /* 408 */
-    TSB_PAYLOAD_TOO_LARGE,               /* 413 */
-    TSB_UNSUPPORTED_MEDIA_TYPE,          /* 415 */
-    TSB_HEADERS_TOO_LARGE,               /* 431 */
-    TSB_CLIENT_CLOSED,                   /* 499, nginx's: nobody reads the answer */
-    TSB_SHUTTING_DOWN,                   /* 503 */
+    TSB_INVALID_CLOUDEVENT,     /* 400: against the CloudEvents spec (domain/cloudevent.h) */
+    TSB_METHOD_NOT_ALLOWED,     /* 405 */
+    TSB_HEADER_TIMEOUT,         /* 408 */
+    TSB_BODY_TIMEOUT,           /* 408 */
+    TSB_PAYLOAD_TOO_LARGE,      /* 413 */
+    TSB_UNSUPPORTED_MEDIA_TYPE, /* 415 */
+    TSB_HEADERS_TOO_LARGE,      /* 431 */
+    TSB_CLIENT_CLOSED,          /* 499, nginx's: nobody reads the answer */
+    TSB_SHUTTING_DOWN,          /* 503 */
 };
 
 /* The HTTP status of why (a tse_status or a TSB_ refusal) and, in *code

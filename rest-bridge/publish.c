@@ -1,6 +1,6 @@
 /*
  * publish.c - POST /api/v1/events/publish and POST /api/v1/events/batch:
- * JSON (or a CloudEvent, structured or binary mode: cloudevents.c) to a
+ * JSON (or a CloudEvent, structured or binary mode: src/domain/cloudevent.c) to a
  * tracseq.events.v1.Event,
  * queued on a few long-lived PublishBatchStream calls shared by every
  * request (the SDK's pipelined publishers, one per gRPC channel, which
@@ -38,8 +38,8 @@
 #include <string.h>
 
 #include "bridge.h"
-#include "cloudevents.h"
 #include "codec/pbjson.h"
+#include "domain/cloudevent.h"
 #include "domain/validate.h"
 
 typedef Tracseq__Events__V1__Event Event;
@@ -133,7 +133,7 @@ static tse_status event_from_json(const json_t *body, Event **out, tse_error *er
     return TSE_OK;
 }
 
-/* ---- CloudEvents (cloudevents.c) ---- */
+/* ---- CloudEvents (src/domain/cloudevent.c) ---- */
 
 /* Our field name -> the CloudEvents attribute a client wrote. */
 static const char *ce_rename(const char *ours)
@@ -168,7 +168,7 @@ static int convert(const json_t *body, bool cloud, Event **out, tse_error *err)
 
     if (!cloud)
         return event_from_json(body, out, err);
-    if ((st = tsb_ce_to_envelope(body, &ours, err)) != TSE_OK)
+    if ((st = tse_ce_to_envelope(body, &ours, err)) != TSE_OK)
         return st == TSE_INVALID ? TSB_INVALID_CLOUDEVENT : st;
     st = event_from_json(ours, out, err);
     json_decref(ours);
@@ -541,7 +541,7 @@ static enum MHD_Result binary_header(void *cls, enum MHD_ValueKind kind, const c
     binary_in *in = cls;
 
     (void)kind;
-    in->st = tsb_ce_binary_header(in->ce, key, value, in->err);
+    in->st = tse_ce_binary_header(in->ce, key, value, in->err);
     return in->st == TSE_OK ? MHD_YES : MHD_NO;
 }
 
@@ -566,7 +566,7 @@ static json_t *binary_event(const tsb_request *req, tse_error *err)
     }
     MHD_get_connection_values(req->conn, MHD_HEADER_KIND, binary_header, &in);
     if (in.st == TSE_OK)
-        in.st = tsb_ce_binary_body(in.ce, ctype, req->body, req->body_len, err);
+        in.st = tse_ce_binary_body(in.ce, ctype, req->body, req->body_len, err);
     if (in.st != TSE_OK) {
         json_decref(in.ce);
         return NULL;

@@ -23,7 +23,7 @@
 #include <time.h>
 
 #include "bridge.h"
-#include "cloudevents.h"
+#include "domain/cloudevent.h"
 #include "domain/limits.h"
 #include "sse.h"
 
@@ -420,7 +420,7 @@ static json_t *deliveries_json(const PullResponse *r, bool cloudevents)
             events,
             json_pack("{s:s, s:i, s:s, s:o*}", "ack_id", d->ack_id, "delivery_attempt",
                       (int)d->delivery_attempt, "stream_id", d->stream_id, "event",
-                      cloudevents ? tsb_ce_from_event(d->event) : tsb_event_json(d->event)));
+                      cloudevents ? tse_ce_from_event(d->event) : tsb_event_json(d->event)));
     }
     return json_pack("{s:o}", "events", events);
 }
@@ -452,7 +452,7 @@ static void reply_binary(tsb_response *resp, pull_ctx *pc, bool acked)
                   "X-Auto-Acked", acked ? "true" : "false");
     free(resp->body);
     resp->body = NULL;
-    if (h == NULL || tsb_ce_to_binary(json_object_get(d, "event"), h, &resp->body, &resp->len,
+    if (h == NULL || tse_ce_to_binary(json_object_get(d, "event"), h, &resp->body, &resp->len,
                                       &ctype) != TSE_OK) {
         json_decref(h);
         tsb_reply_nomem(resp);

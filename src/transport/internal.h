@@ -174,6 +174,7 @@ extern const tse_method *const tse_methods[];
 
 /* Handlers (one file each). */
 extern const tse_method tse_method_publish;
+extern const tse_method tse_method_publish_cloudevent;
 extern const tse_method tse_method_publish_stream;
 extern const tse_method tse_method_publish_batch;
 extern const tse_method tse_method_publish_batch_stream;

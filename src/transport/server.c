@@ -27,6 +27,7 @@ const char *const tse_server_services[] = {
 
 const tse_method *const tse_methods[] = {
     &tse_method_publish,
+    &tse_method_publish_cloudevent,
     &tse_method_publish_stream,
     &tse_method_publish_batch,
     &tse_method_publish_batch_stream,

@@ -1,6 +1,6 @@
 /*
  * fuzz_bridge_cloudevents.c - libFuzzer target for CloudEvents structured
- * mode in the REST bridge (rest-bridge/cloudevents.c): the input is the body of
+ * mode in the REST bridge (src/domain/cloudevent.c): the input is the body of
  * POST /api/v1/events/publish (a CloudEvent) and of POST
  * /api/v1/events/batch (a CloudEvents batch, a JSON array) with Content-Type
  * application/cloudevents+json, run through the real handlers

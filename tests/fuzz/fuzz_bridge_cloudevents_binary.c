@@ -1,6 +1,6 @@
 /*
  * fuzz_bridge_cloudevents_binary.c - libFuzzer target for CloudEvents in
- * the REST bridge beyond structured mode (rest-bridge/cloudevents.c):
+ * the REST bridge beyond structured mode (src/domain/cloudevent.c):
  *
  *   first byte even: HTTP binary mode. The rest is "<Name>: <value>\n"
  *     header lines (ce-* attributes, Content-Type), an empty line and the
@@ -8,18 +8,18 @@
  *     (bridge_harness.h); a ce-specversion header is added when the input
  *     has none, so the binary-mode parser always runs.
  *   first byte odd: the round trip. The rest is a CloudEvent in the JSON
- *     format; when the bridge accepts it (tsb_ce_to_envelope), the Event it
- *     becomes is written back as a CloudEvent (tsb_ce_from_event), which
+ *     format; when the bridge accepts it (tse_ce_to_envelope), the Event it
+ *     becomes is written back as a CloudEvent (tse_ce_from_event), which
  *     must be accepted again with the same event id, and in binary mode
- *     (tsb_ce_to_binary), whose headers must read back (tsb_ce_binary_header).
+ *     (tse_ce_to_binary), whose headers must read back (tse_ce_binary_header).
  */
 #include <jansson.h>
 #include <stdbool.h>
 
 #include "bridge.h"
 #include "bridge_harness.h"
-#include "cloudevents.h"
 #include "codec/pbjson.h"
+#include "domain/cloudevent.h"
 #include "fuzz_support.h"
 
 static void binary_request(const uint8_t *data, size_t size)
@@ -87,13 +87,13 @@ static void round_trip(const uint8_t *data, size_t size)
     size_t len;
     json_t *v;
 
-    if (in == NULL || tsb_ce_to_envelope(in, &env, &err) != TSE_OK)
+    if (in == NULL || tse_ce_to_envelope(in, &env, &err) != TSE_OK)
         goto out;
     if ((ev = event_of(env)) == NULL) /* e.g. a priority the Event cannot hold */
         goto out;
-    if ((out = tsb_ce_from_event(ev)) == NULL)
+    if ((out = tse_ce_from_event(ev)) == NULL)
         abort();
-    if (tsb_ce_to_envelope(out, &env2, &err) != TSE_OK) {
+    if (tse_ce_to_envelope(out, &env2, &err) != TSE_OK) {
         fprintf(stderr, "the bridge refuses its own CloudEvent: %s: %s\n", err.field, err.message);
         abort();
     }
@@ -104,9 +104,9 @@ static void round_trip(const uint8_t *data, size_t size)
     }
     headers = json_object();
     back = json_object();
-    if (tsb_ce_to_binary(out, headers, &body, &len, &ctype) != TSE_OK)
+    if (tse_ce_to_binary(out, headers, &body, &len, &ctype) != TSE_OK)
         abort();
-    json_object_foreach(headers, name, v) if (tsb_ce_binary_header(back, name, json_string_value(v),
+    json_object_foreach(headers, name, v) if (tse_ce_binary_header(back, name, json_string_value(v),
                                                                    &err) != TSE_OK)
     {
         fprintf(stderr, "binary mode refuses its own header %s: %s\n", name, err.message);

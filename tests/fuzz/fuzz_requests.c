@@ -8,6 +8,9 @@
  *   Publish, PublishStream   tse_event_prepare, strict and lenient, then
  *                            the envelope packed as it is stored, which must
  *                            decode again as an Event (subscribers read it)
+ *   PublishCloudEvent        the CloudEvent mapped as the handler maps it
+ *                            (domain/cloudevent.h: protobuf format -> JSON
+ *                            format -> envelope -> Event), then Publish's
  *   PublishBatch(Stream)     tse_decode_bounded with the batch limit (the
  *                            count of entries before unpacking must agree
  *                            with what unpacks), then each event as Publish's
@@ -39,6 +42,7 @@
 
 #include "codec/pbjson.h"
 #include "codec/pbscan.h"
+#include "domain/cloudevent.h"
 #include "domain/limits.h"
 #include "domain/operate.h"
 #include "domain/subscription.h"
@@ -80,6 +84,7 @@ enum method {
     M_SNAP_LIST,
     M_SNAP_DELETE,
     M_PUBLISH_BATCH,
+    M_CLOUDEVENT,
     M_COUNT
 };
 
@@ -174,6 +179,33 @@ static void publish_once(const uint8_t *data, size_t size, tse_validation_mode m
 
     if (req != NULL && req->event != NULL)
         prepare_check(req->event, mode, md_corr);
+    if (req != NULL)
+        protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+static void publish_cloudevent_once(const uint8_t *data, size_t size, tse_validation_mode mode)
+{
+    Tracseq__Events__V1__PublishCloudEventRequest *req =
+        (Tracseq__Events__V1__PublishCloudEventRequest *)decode(
+            data, size, &tracseq__events__v1__publish_cloud_event_request__descriptor);
+    Tracseq__Events__V1__Event *ev = NULL;
+    json_t *ce = NULL, *env = NULL;
+    tse_status st;
+    tse_error err;
+
+    tse_error_clear(&err);
+    if (req != NULL && req->event != NULL) {
+        if ((st = tse_ce_from_proto(req->event, &ce, &err)) != TSE_OK ||
+            (st = tse_ce_to_envelope(ce, &env, &err)) != TSE_OK ||
+            (st = tse_ce_envelope_event(env, &ev, &err)) != TSE_OK)
+            check_error(st, &err);
+        else
+            prepare_check(ev, mode, NULL);
+    }
+    if (ev != NULL)
+        protobuf_c_message_free_unpacked(&ev->base, NULL);
+    json_decref(env);
+    json_decref(ce);
     if (req != NULL)
         protobuf_c_message_free_unpacked(&req->base, NULL);
 }
@@ -406,6 +438,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case M_PUBLISH_BATCH:
         publish_batch_once(data, size, 8, TSE_VALIDATION_STRICT);
         publish_batch_once(data, size, TSE_PUBLISH_BATCH_MAX_EVENTS, TSE_VALIDATION_LENIENT);
+        return 0;
+    case M_CLOUDEVENT:
+        publish_cloudevent_once(data, size, TSE_VALIDATION_STRICT);
+        publish_cloudevent_once(data, size, TSE_VALIDATION_LENIENT);
         return 0;
     case M_REFLECTION_V1ALPHA: reflection(data, size, TSE_REFLECTION_V1ALPHA); return 0;
     case M_REFLECTION_V1: reflection(data, size, TSE_REFLECTION_V1); return 0;

@@ -3,8 +3,9 @@
  * end: a real redis-server, the real event service and the real
  * tracseq-rest-bridge, spoken to over raw HTTP/1.1 on loopback. Events go
  * in structured mode (application/cloudevents+json), batch mode and HTTP
- * binary mode (ce-* headers), come back out of a subscription in the JSON
- * format and in binary mode, and every CloudEvent the bridge writes is
+ * binary mode (ce-* headers), and over gRPC in the protobuf format
+ * (EventService.PublishCloudEvent); they come back out of a subscription in
+ * the JSON format and in binary mode, and every CloudEvent the bridge writes is
  * checked against the spec's JSON schema (tests/cloudevents/check_schema.py,
  * Debian's python3-jsonschema).
  *
@@ -24,8 +25,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "grpc_client.h"
 #include "harness.h"
 #include "http_client.h"
+#include "tracseq/events/v1/service.pb-c.h"
 
 #define CE      "application/cloudevents+json"
 #define CEBATCH "application/cloudevents-batch+json"
@@ -508,6 +511,166 @@ static void test_bad_cloudevents_are_400_naming_the_attribute(void **state)
     free(r.body);
 }
 
+/* ===================== the protobuf format over gRPC ===================== */
+
+typedef Io__Cloudevents__V1__CloudEvent CloudEvent;
+typedef Io__Cloudevents__V1__CloudEvent__CloudEventAttributeValue CeValue;
+typedef Io__Cloudevents__V1__CloudEvent__AttributesEntry CeEntry;
+
+/* PublishCloudEvent of ce; the status, *resp when OK (caller frees). */
+static grpc_status_code publish_proto(const world *w, CloudEvent *ce,
+                                      Tracseq__Events__V1__PublishResponse **resp,
+                                      tse_test_status *st)
+{
+    Tracseq__Events__V1__PublishCloudEventRequest req =
+        TRACSEQ__EVENTS__V1__PUBLISH_CLOUD_EVENT_REQUEST__INIT;
+    tse_client *ch = tse_test_channel(w->service->addr);
+    grpc_status_code code;
+
+    req.event = ce;
+    *resp = NULL;
+    code = tse_test_unary(ch, "/tracseq.events.v1.EventService/PublishCloudEvent", &req.base,
+                          &tracseq__events__v1__publish_response__descriptor,
+                          (ProtobufCMessage **)resp, st, 10000, NULL, NULL);
+    tse_test_channel_destroy(ch);
+    return code;
+}
+
+/* A CloudEvent in the protobuf format with a string, an integer, a
+ * timestamp and a bytes attribute, read back through the bridge in the
+ * JSON format; the same (source, id) again is a duplicate. */
+static void test_grpc_publishes_the_protobuf_format(void **state)
+{
+    world *w = *state;
+    Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+    CloudEvent ce;
+    CeValue v[4];
+    CeEntry e[4], *entries[4] = {&e[0], &e[1], &e[2], &e[3]};
+    Tracseq__Events__V1__PublishResponse *r1, *r2;
+    tse_test_status st;
+    json_t *evs, *ev;
+
+    io__cloudevents__v1__cloud_event__init(&ce);
+    for (int i = 0; i < 4; i++) {
+        io__cloudevents__v1__cloud_event__cloud_event_attribute_value__init(&v[i]);
+        io__cloudevents__v1__cloud_event__attributes_entry__init(&e[i]);
+        e[i].value = &v[i];
+    }
+    subscribe(w, "cer_grpc", "cer.grpc");
+    ce.id = "grpc-1";
+    ce.source = "urn:lab:robot:7";
+    ce.spec_version = "1.0";
+    ce.type = "cer.grpc";
+    e[0].key = "subject";
+    v[0].attr_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING;
+    v[0].ce_string = "plate-3";
+    e[1].key = "attempt";
+    v[1].attr_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_INTEGER;
+    v[1].ce_integer = 4;
+    e[2].key = "time";
+    v[2].attr_case =
+        IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_TIMESTAMP;
+    ts.seconds = 1718704800; /* 2024-06-18T10:00:00Z */
+    v[2].ce_timestamp = &ts;
+    e[3].key = "datacontenttype";
+    v[3].attr_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING;
+    v[3].ce_string = "application/json";
+    ce.n_attributes = 4;
+    ce.attributes = entries;
+    ce.data_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_TEXT_DATA;
+    ce.text_data = "{\"wells\":96}";
+
+    if (publish_proto(w, &ce, &r1, &st) != GRPC_STATUS_OK)
+        fail_msg("PublishCloudEvent: %d %s", st.code, st.details);
+    assert_int_equal(publish_proto(w, &ce, &r2, &st), GRPC_STATUS_OK);
+    assert_string_equal(r1->event_id, r2->event_id);
+    assert_false(r1->duplicate);
+    assert_true(r2->duplicate);
+    protobuf_c_message_free_unpacked(&r1->base, NULL);
+    protobuf_c_message_free_unpacked(&r2->base, NULL);
+
+    /* Bytes data comes back as data_base64. */
+    ce.id = "grpc-2";
+    ce.n_attributes = 1;
+    ce.data_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA;
+    ce.binary_data.data = (uint8_t *)"\x00\x01\xff";
+    ce.binary_data.len = 3;
+    assert_int_equal(publish_proto(w, &ce, &r1, &st), GRPC_STATUS_OK);
+    protobuf_c_message_free_unpacked(&r1->base, NULL);
+
+    evs = pull_cloudevents(w, "cer_grpc", 10);
+    assert_int_equal(json_array_size(evs), 2);
+    ev = find(evs, "id", "grpc-1");
+    assert_string_equal(str(ev, "source"), "urn:lab:robot:7");
+    assert_string_equal(str(ev, "subject"), "plate-3");
+    assert_string_equal(str(ev, "attempt"), "4");
+    assert_string_equal(str(ev, "time"), "2024-06-18T10:00:00Z");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(ev, "data"), "wells")), 96);
+    ev = find(evs, "id", "grpc-2");
+    assert_string_equal(str(ev, "data_base64"), "AAH/");
+    assert_schema_valid(evs);
+    json_decref(evs);
+}
+
+/* Over gRPC a bad CloudEvent is INVALID_ARGUMENT naming event.<attribute>,
+ * and nothing is stored. */
+static void test_grpc_refuses_bad_cloudevents_naming_the_attribute(void **state)
+{
+    world *w = *state;
+    static const struct {
+        const char *spec, *id, *source, *type, *field;
+        int data;
+    } cases[] = {
+        {"0.3", "1", "s", "cer.gbad", "event.specversion", 0},
+        {"1.0", "", "s", "cer.gbad", "event.id", 0},
+        {"1.0", "1", "", "cer.gbad", "event.source", 0},
+        {"1.0", "1", "a b", "cer.gbad", "event.source", 0},
+        {"1.0", "1", "s", "", "event.type", 0},
+        {"1.0", "1", "s", "cer.gbad", "event.proto_data", 1},
+        {"1.0", "1", "s", "cer.gbad", "event.text_data", 2},
+    };
+    Google__Protobuf__Any any = GOOGLE__PROTOBUF__ANY__INIT;
+    Tracseq__Events__V1__PublishResponse *r;
+    tse_test_status st;
+    CeValue v;
+    CeEntry e, *entries[] = {&e};
+    CloudEvent ce;
+    tse_test_http_resp h;
+
+    subscribe(w, "cer_gbad", "cer.gbad");
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        io__cloudevents__v1__cloud_event__init(&ce);
+        io__cloudevents__v1__cloud_event__cloud_event_attribute_value__init(&v);
+        io__cloudevents__v1__cloud_event__attributes_entry__init(&e);
+        ce.spec_version = (char *)cases[i].spec;
+        ce.id = (char *)cases[i].id;
+        ce.source = (char *)cases[i].source;
+        ce.type = (char *)cases[i].type;
+        if (cases[i].data == 1) {
+            ce.data_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_PROTO_DATA;
+            any.type_url = "type.googleapis.com/x.Y";
+            ce.proto_data = &any;
+        } else if (cases[i].data == 2) {
+            e.key = "datacontenttype";
+            e.value = &v;
+            v.attr_case =
+                IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING;
+            v.ce_string = "application/json";
+            ce.n_attributes = 1;
+            ce.attributes = entries;
+            ce.data_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_TEXT_DATA;
+            ce.text_data = "{not json";
+        }
+        assert_int_equal(publish_proto(w, &ce, &r, &st), GRPC_STATUS_INVALID_ARGUMENT);
+        if (strncmp(st.details, cases[i].field, strlen(cases[i].field)) != 0)
+            fail_msg("case %zu: '%s' does not name %s", i, st.details, cases[i].field);
+    }
+    h = pull(w, "cer_gbad", "?wait_ms=200");
+    assert_int_equal(h.status, 200);
+    assert_non_null(strstr(h.body, "\"events\":[]"));
+    free(h.body);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -517,6 +680,8 @@ int main(void)
         cmocka_unit_test(test_binary_mode_publishes_headers_and_body),
         cmocka_unit_test(test_pull_in_binary_mode),
         cmocka_unit_test(test_bad_cloudevents_are_400_naming_the_attribute),
+        cmocka_unit_test(test_grpc_publishes_the_protobuf_format),
+        cmocka_unit_test(test_grpc_refuses_bad_cloudevents_naming_the_attribute),
     };
 
     return cmocka_run_group_tests(tests, world_up, world_down);

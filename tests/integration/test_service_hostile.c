@@ -286,6 +286,8 @@ static const rpc rpcs[] = {
     {M_PUBLISH_STREAM, &tracseq__events__v1__publish_request__descriptor, PUBLISH_STREAM},
     {M_SUBSCRIBE, &tracseq__events__v1__subscribe_request__descriptor, FIRST_ON_STREAM},
     {SERVICE "PublishBatch", &tracseq__events__v1__publish_batch_request__descriptor, UNARY},
+    {SERVICE "PublishCloudEvent", &tracseq__events__v1__publish_cloud_event_request__descriptor,
+     UNARY},
     {SERVICE "PublishBatchStream", &tracseq__events__v1__publish_batch_request__descriptor,
      BATCH_STREAM},
     {M_CREATE, &tracseq__events__v1__create_subscription_request__descriptor, UNARY},

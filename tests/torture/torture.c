@@ -98,6 +98,7 @@
 #define M_PUBLISH_STR  SERVICE "PublishStream"
 #define M_BATCH        SERVICE "PublishBatch"
 #define M_BATCH_STR    SERVICE "PublishBatchStream"
+#define M_CLOUDEVENT   SERVICE "PublishCloudEvent"
 #define M_SUBSCRIBE    SERVICE "Subscribe"
 #define M_PULL         SERVICE "Pull"
 #define M_ACK          SERVICE "Acknowledge"
@@ -370,13 +371,14 @@ enum {
     K_SNAP_LIST,
     K_SNAP_DELETE,
     K_BATCH,
-    K_BATCH_STR
+    K_BATCH_STR,
+    K_CLOUDEVENT
 };
 static const char *const methods[] = {
-    M_PUBLISH,   M_PUBLISH_STR, M_SUBSCRIBE,  M_PULL,     M_ACK,   M_NACK,
-    M_CREATE,    M_GET,         M_LIST,       M_DELETE,   M_STATS, M_TYPES,
-    M_DL_LIST,   M_DL_GET,      M_DL_REDRIVE, M_DL_PURGE, M_SEEK,  M_SNAP_CREATE,
-    M_SNAP_LIST, M_SNAP_DELETE, M_BATCH,      M_BATCH_STR};
+    M_PUBLISH,   M_PUBLISH_STR, M_SUBSCRIBE,  M_PULL,      M_ACK,       M_NACK,
+    M_CREATE,    M_GET,         M_LIST,       M_DELETE,    M_STATS,     M_TYPES,
+    M_DL_LIST,   M_DL_GET,      M_DL_REDRIVE, M_DL_PURGE,  M_SEEK,      M_SNAP_CREATE,
+    M_SNAP_LIST, M_SNAP_DELETE, M_BATCH,      M_BATCH_STR, M_CLOUDEVENT};
 
 /* ===================== failure and the operation log ===================== */
 
@@ -2577,6 +2579,93 @@ static void rest_admin(client *c)
     hresp_free(&h);
 }
 
+/* ===================== PublishCloudEvent ================================ */
+
+typedef Io__Cloudevents__V1__CloudEvent__CloudEventAttributeValue CeValue;
+typedef Io__Cloudevents__V1__CloudEvent__AttributesEntry CeEntry;
+
+/*
+ * The event of op_publish as a CloudEvent in the protobuf format: id,
+ * source, type; subject and priority as attributes; the payload as JSON
+ * text_data. Only events with their own id (a CloudEvent needs one) and
+ * without a bad id (any string is a CloudEvent id).
+ */
+static void op_publish_cloudevent(client *c)
+{
+    Tracseq__Events__V1__PublishCloudEventRequest req =
+        TRACSEQ__EVENTS__V1__PUBLISH_CLOUD_EVENT_REQUEST__INIT;
+    Io__Cloudevents__V1__CloudEvent ce;
+    CeValue v[3];
+    CeEntry e[3];
+    CeEntry *entries[3] = {&e[0], &e[1], &e[2]};
+    PublishResponse *resp = NULL;
+    bad_kind bad;
+    bool other;
+    int tok = choose_event(c, &bad, &other);
+    grpc_status_code code;
+    json_t *o;
+    char *text;
+    pub p;
+
+    if (tok < 0)
+        return;
+    io__cloudevents__v1__cloud_event__init(&ce);
+    for (int i = 0; i < 3; i++) {
+        io__cloudevents__v1__cloud_event__cloud_event_attribute_value__init(&v[i]);
+        io__cloudevents__v1__cloud_event__attributes_entry__init(&e[i]);
+    }
+    pub_fill(&p, tok, bad, other);
+    if (p.id[0] == '\0' || bad == BAD_ID) {
+        publish_outcome(c, tok, false, false, true, NULL, NULL, NULL, false, "PublishCloudEvent");
+        return;
+    }
+    o = json_object();
+    json_event(o, &p);
+    text = json_dumps(json_object_get(o, "payload"), JSON_COMPACT);
+    json_decref(o);
+    ce.id = p.id;
+    ce.source = (char *)p.ev.source_service;
+    ce.spec_version = "1.0";
+    ce.type = p.type;
+    e[0].key = "subject";
+    v[0].attr_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING;
+    v[0].ce_string = p.subject;
+    e[1].key = "datacontenttype";
+    v[1].attr_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING;
+    v[1].ce_string = "application/json";
+    e[2].key = "priority";
+    v[2].attr_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_INTEGER;
+    v[2].ce_integer = p.ev.priority;
+    for (int i = 0; i < 3; i++)
+        e[i].value = &v[i];
+    ce.n_attributes = p.ev.priority != 0 ? 3 : 2;
+    ce.attributes = entries;
+    ce.data_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_TEXT_DATA;
+    ce.text_data = text;
+    req.event = &ce;
+    oplog(c, "PublishCloudEvent tt-%d %s p%d id=%s bad=%d other=%d", tok, p.type, p.ev.priority,
+          p.id, bad, other);
+    code = unary(c, K_CLOUDEVENT, &req.base, &tracseq__events__v1__publish_response__descriptor,
+                 (ProtobufCMessage **)&resp, CALL_MS,
+                 ALLOWED(GRPC_STATUS_OK, GRPC_STATUS_INVALID_ARGUMENT));
+    free(text);
+    if (code == GRPC_STATUS_OK && resp != NULL) {
+        char at[48];
+        snprintf(at, sizeof(at), "%lld.%09d",
+                 resp->published_at ? (long long)resp->published_at->seconds : -1LL,
+                 resp->published_at ? resp->published_at->nanos : 0);
+        ev_published_at(c, ev_at(tok), tok, 0, at, "PublishCloudEvent");
+        publish_outcome(c, tok, true, false, false, resp->event_id, resp->stream_id, resp->stream,
+                        resp->duplicate, "PublishCloudEvent");
+    } else if (code == GRPC_STATUS_DEADLINE_EXCEEDED || code == GRPC_STATUS_CANCELLED) {
+        publish_outcome(c, tok, false, false, true, NULL, NULL, NULL, false, "PublishCloudEvent");
+    } else if (code != GRPC_STATUS_OK) {
+        publish_outcome(c, tok, false, true, false, NULL, NULL, NULL, false, "PublishCloudEvent");
+    }
+    if (resp)
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+}
+
 /* ===================== the clients ======================================= */
 
 static void *client_main(void *arg)
@@ -2587,7 +2676,7 @@ static void *client_main(void *arg)
     while (!atomic_load(&g.stop)) {
         int r = rnd(&c->rng, 100);
         if (r < 22)
-            op_publish(c);
+            chance(&c->rng, 20) ? op_publish_cloudevent(c) : op_publish(c);
         else if (r < 27)
             op_publish_stream(c);
         else if (r < 29)
@@ -3460,8 +3549,9 @@ int main(int argc, char **argv)
              atomic_load(&g.answered[K_PULL]));
     printf("torture: %d first events of a new type long-polled\n",
            atomic_load(&g.fresh) < N_FRESH ? atomic_load(&g.fresh) : N_FRESH);
-    printf("torture: calls: batch %ld batch stream %ld\n", atomic_load(&g.calls[K_BATCH]),
-           atomic_load(&g.calls[K_BATCH_STR]));
+    printf("torture: calls: batch %ld batch stream %ld cloudevent %ld (answered %ld)\n",
+           atomic_load(&g.calls[K_BATCH]), atomic_load(&g.calls[K_BATCH_STR]),
+           atomic_load(&g.calls[K_CLOUDEVENT]), atomic_load(&g.answered[K_CLOUDEVENT]));
     printf("torture: calls: publish %ld stream %ld subscribe %ld pull %ld ack %ld nack %ld admin "
            "%ld rest %ld\n",
            atomic_load(&g.calls[K_PUBLISH]), atomic_load(&g.calls[K_PUBLISH_STR]),

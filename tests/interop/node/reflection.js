@@ -203,7 +203,7 @@ async function resolveService(st) {
   const service = root.lookupService(SERVICE);
   const shapes = {};
   for (const m of service.methodsArray) shapes[m.name] = [!!m.requestStream, !!m.responseStream];
-  checkEqual(Object.keys(shapes).length, 22, `EventService methods ${show(Object.keys(shapes))}`);
+  checkEqual(Object.keys(shapes).length, 23, `EventService methods ${show(Object.keys(shapes))}`);
   for (const m of ['ListDeadLetters', 'GetDeadLetter', 'RedriveDeadLetters', 'PurgeDeadLetters',
                    'Seek', 'CreateSnapshot', 'ListSnapshots', 'DeleteSnapshot'])
     checkEqual(shapes[m], [false, false], `${m} is unary`);
@@ -211,6 +211,7 @@ async function resolveService(st) {
   checkEqual(shapes.PublishStream, [true, true], 'PublishStream streaming');
   checkEqual(shapes.PublishBatch, [false, false], 'PublishBatch streaming');
   checkEqual(shapes.PublishBatchStream, [true, true], 'PublishBatchStream streaming');
+  checkEqual(shapes.PublishCloudEvent, [false, false], 'PublishCloudEvent streaming');
   checkEqual(shapes.Subscribe, [true, true], 'Subscribe streaming');
   checkEqual(shapes.GetSubscription, [false, false], 'GetSubscription streaming');
   const publish = service.methods.Publish;

@@ -2101,6 +2101,51 @@ void   tracseq__events__v1__delete_snapshot_response__free_unpacked
   assert(message->base.descriptor == &tracseq__events__v1__delete_snapshot_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   tracseq__events__v1__publish_cloud_event_request__init
+                     (Tracseq__Events__V1__PublishCloudEventRequest         *message)
+{
+  static const Tracseq__Events__V1__PublishCloudEventRequest init_value = TRACSEQ__EVENTS__V1__PUBLISH_CLOUD_EVENT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t tracseq__events__v1__publish_cloud_event_request__get_packed_size
+                     (const Tracseq__Events__V1__PublishCloudEventRequest *message)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__publish_cloud_event_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tracseq__events__v1__publish_cloud_event_request__pack
+                     (const Tracseq__Events__V1__PublishCloudEventRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__publish_cloud_event_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tracseq__events__v1__publish_cloud_event_request__pack_to_buffer
+                     (const Tracseq__Events__V1__PublishCloudEventRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__publish_cloud_event_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tracseq__Events__V1__PublishCloudEventRequest *
+       tracseq__events__v1__publish_cloud_event_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tracseq__Events__V1__PublishCloudEventRequest *)
+     protobuf_c_message_unpack (&tracseq__events__v1__publish_cloud_event_request__descriptor,
+                                allocator, len, data);
+}
+void   tracseq__events__v1__publish_cloud_event_request__free_unpacked
+                     (Tracseq__Events__V1__PublishCloudEventRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tracseq__events__v1__publish_cloud_event_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor tracseq__events__v1__publish_request__field_descriptors[1] =
 {
   {
@@ -5489,6 +5534,44 @@ const ProtobufCMessageDescriptor tracseq__events__v1__delete_snapshot_response__
   (ProtobufCMessageInit) tracseq__events__v1__delete_snapshot_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor tracseq__events__v1__publish_cloud_event_request__field_descriptors[1] =
+{
+  {
+    "event",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__PublishCloudEventRequest, event),
+    &io__cloudevents__v1__cloud_event__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tracseq__events__v1__publish_cloud_event_request__field_indices_by_name[] = {
+  0,   /* field[0] = event */
+};
+static const ProtobufCIntRange tracseq__events__v1__publish_cloud_event_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor tracseq__events__v1__publish_cloud_event_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tracseq.events.v1.PublishCloudEventRequest",
+  "PublishCloudEventRequest",
+  "Tracseq__Events__V1__PublishCloudEventRequest",
+  "tracseq.events.v1",
+  sizeof(Tracseq__Events__V1__PublishCloudEventRequest),
+  1,
+  tracseq__events__v1__publish_cloud_event_request__field_descriptors,
+  tracseq__events__v1__publish_cloud_event_request__field_indices_by_name,
+  1,  tracseq__events__v1__publish_cloud_event_request__number_ranges,
+  (ProtobufCMessageInit) tracseq__events__v1__publish_cloud_event_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCEnumValue tracseq__events__v1__start_position__enum_values_by_number[4] =
 {
   { "START_POSITION_UNSPECIFIED", "TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_UNSPECIFIED", 0 },
@@ -5551,7 +5634,7 @@ const ProtobufCEnumDescriptor tracseq__events__v1__dead_letter_reason__descripto
   tracseq__events__v1__dead_letter_reason__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor tracseq__events__v1__event_service__method_descriptors[22] =
+static const ProtobufCMethodDescriptor tracseq__events__v1__event_service__method_descriptors[23] =
 {
   { "Publish", &tracseq__events__v1__publish_request__descriptor, &tracseq__events__v1__publish_response__descriptor },
   { "PublishStream", &tracseq__events__v1__publish_request__descriptor, &tracseq__events__v1__publish_response__descriptor },
@@ -5575,6 +5658,7 @@ static const ProtobufCMethodDescriptor tracseq__events__v1__event_service__metho
   { "CreateSnapshot", &tracseq__events__v1__create_snapshot_request__descriptor, &tracseq__events__v1__snapshot__descriptor },
   { "ListSnapshots", &tracseq__events__v1__list_snapshots_request__descriptor, &tracseq__events__v1__list_snapshots_response__descriptor },
   { "DeleteSnapshot", &tracseq__events__v1__delete_snapshot_request__descriptor, &tracseq__events__v1__delete_snapshot_response__descriptor },
+  { "PublishCloudEvent", &tracseq__events__v1__publish_cloud_event_request__descriptor, &tracseq__events__v1__publish_response__descriptor },
 };
 const unsigned tracseq__events__v1__event_service__method_indices_by_name[] = {
   5,        /* Acknowledge */
@@ -5593,6 +5677,7 @@ const unsigned tracseq__events__v1__event_service__method_indices_by_name[] = {
   0,        /* Publish */
   2,        /* PublishBatch */
   3,        /* PublishBatchStream */
+  22,        /* PublishCloudEvent */
   1,        /* PublishStream */
   7,        /* Pull */
   17,        /* PurgeDeadLetters */
@@ -5607,7 +5692,7 @@ const ProtobufCServiceDescriptor tracseq__events__v1__event_service__descriptor 
   "EventService",
   "Tracseq__Events__V1__EventService",
   "tracseq.events.v1",
-  22,
+  23,
   tracseq__events__v1__event_service__method_descriptors,
   tracseq__events__v1__event_service__method_indices_by_name
 };
@@ -5786,6 +5871,14 @@ void tracseq__events__v1__event_service__delete_snapshot(ProtobufCService *servi
 {
   assert(service->descriptor == &tracseq__events__v1__event_service__descriptor);
   service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void tracseq__events__v1__event_service__publish_cloud_event(ProtobufCService *service,
+                                                             const Tracseq__Events__V1__PublishCloudEventRequest *input,
+                                                             Tracseq__Events__V1__PublishResponse_Closure closure,
+                                                             void *closure_data)
+{
+  assert(service->descriptor == &tracseq__events__v1__event_service__descriptor);
+  service->invoke(service, 22, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void tracseq__events__v1__event_service__init (Tracseq__Events__V1__EventService_Service *service,
                                                Tracseq__Events__V1__EventService_ServiceDestroy destroy)

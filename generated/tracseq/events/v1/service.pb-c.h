@@ -16,6 +16,7 @@ PROTOBUF_C__BEGIN_DECLS
 
 #include "tracseq/events/v1/event.pb-c.h"
 #include "google/protobuf/timestamp.pb-c.h"
+#include "cloudevents/v1/cloudevents.pb-c.h"
 
 typedef struct Tracseq__Events__V1__PublishRequest Tracseq__Events__V1__PublishRequest;
 typedef struct Tracseq__Events__V1__PublishError Tracseq__Events__V1__PublishError;
@@ -67,6 +68,7 @@ typedef struct Tracseq__Events__V1__ListSnapshotsRequest Tracseq__Events__V1__Li
 typedef struct Tracseq__Events__V1__ListSnapshotsResponse Tracseq__Events__V1__ListSnapshotsResponse;
 typedef struct Tracseq__Events__V1__DeleteSnapshotRequest Tracseq__Events__V1__DeleteSnapshotRequest;
 typedef struct Tracseq__Events__V1__DeleteSnapshotResponse Tracseq__Events__V1__DeleteSnapshotResponse;
+typedef struct Tracseq__Events__V1__PublishCloudEventRequest Tracseq__Events__V1__PublishCloudEventRequest;
 
 
 /* --- enums --- */
@@ -1188,6 +1190,19 @@ struct  Tracseq__Events__V1__DeleteSnapshotResponse
      }
 
 
+struct  Tracseq__Events__V1__PublishCloudEventRequest
+{
+  ProtobufCMessage base;
+  /*
+   * The event, in the CloudEvents protobuf format. Required.
+   */
+  Io__Cloudevents__V1__CloudEvent *event;
+};
+#define TRACSEQ__EVENTS__V1__PUBLISH_CLOUD_EVENT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tracseq__events__v1__publish_cloud_event_request__descriptor) \
+    , NULL }
+
+
 /* Tracseq__Events__V1__PublishRequest methods */
 void   tracseq__events__v1__publish_request__init
                      (Tracseq__Events__V1__PublishRequest         *message);
@@ -2074,6 +2089,25 @@ Tracseq__Events__V1__DeleteSnapshotResponse *
 void   tracseq__events__v1__delete_snapshot_response__free_unpacked
                      (Tracseq__Events__V1__DeleteSnapshotResponse *message,
                       ProtobufCAllocator *allocator);
+/* Tracseq__Events__V1__PublishCloudEventRequest methods */
+void   tracseq__events__v1__publish_cloud_event_request__init
+                     (Tracseq__Events__V1__PublishCloudEventRequest         *message);
+size_t tracseq__events__v1__publish_cloud_event_request__get_packed_size
+                     (const Tracseq__Events__V1__PublishCloudEventRequest   *message);
+size_t tracseq__events__v1__publish_cloud_event_request__pack
+                     (const Tracseq__Events__V1__PublishCloudEventRequest   *message,
+                      uint8_t             *out);
+size_t tracseq__events__v1__publish_cloud_event_request__pack_to_buffer
+                     (const Tracseq__Events__V1__PublishCloudEventRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Tracseq__Events__V1__PublishCloudEventRequest *
+       tracseq__events__v1__publish_cloud_event_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tracseq__events__v1__publish_cloud_event_request__free_unpacked
+                     (Tracseq__Events__V1__PublishCloudEventRequest *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Tracseq__Events__V1__PublishRequest_Closure)
@@ -2226,6 +2260,9 @@ typedef void (*Tracseq__Events__V1__DeleteSnapshotRequest_Closure)
 typedef void (*Tracseq__Events__V1__DeleteSnapshotResponse_Closure)
                  (const Tracseq__Events__V1__DeleteSnapshotResponse *message,
                   void *closure_data);
+typedef void (*Tracseq__Events__V1__PublishCloudEventRequest_Closure)
+                 (const Tracseq__Events__V1__PublishCloudEventRequest *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -2321,6 +2358,10 @@ struct Tracseq__Events__V1__EventService_Service
                           const Tracseq__Events__V1__DeleteSnapshotRequest *input,
                           Tracseq__Events__V1__DeleteSnapshotResponse_Closure closure,
                           void *closure_data);
+  void (*publish_cloud_event)(Tracseq__Events__V1__EventService_Service *service,
+                              const Tracseq__Events__V1__PublishCloudEventRequest *input,
+                              Tracseq__Events__V1__PublishResponse_Closure closure,
+                              void *closure_data);
 };
 typedef void (*Tracseq__Events__V1__EventService_ServiceDestroy)(Tracseq__Events__V1__EventService_Service *);
 void tracseq__events__v1__event_service__init (Tracseq__Events__V1__EventService_Service *service,
@@ -2350,7 +2391,8 @@ void tracseq__events__v1__event_service__init (Tracseq__Events__V1__EventService
       function_prefix__ ## seek,\
       function_prefix__ ## create_snapshot,\
       function_prefix__ ## list_snapshots,\
-      function_prefix__ ## delete_snapshot  }
+      function_prefix__ ## delete_snapshot,\
+      function_prefix__ ## publish_cloud_event  }
 void tracseq__events__v1__event_service__publish(ProtobufCService *service,
                                                  const Tracseq__Events__V1__PublishRequest *input,
                                                  Tracseq__Events__V1__PublishResponse_Closure closure,
@@ -2439,6 +2481,10 @@ void tracseq__events__v1__event_service__delete_snapshot(ProtobufCService *servi
                                                          const Tracseq__Events__V1__DeleteSnapshotRequest *input,
                                                          Tracseq__Events__V1__DeleteSnapshotResponse_Closure closure,
                                                          void *closure_data);
+void tracseq__events__v1__event_service__publish_cloud_event(ProtobufCService *service,
+                                                             const Tracseq__Events__V1__PublishCloudEventRequest *input,
+                                                             Tracseq__Events__V1__PublishResponse_Closure closure,
+                                                             void *closure_data);
 
 /* --- descriptors --- */
 
@@ -2494,6 +2540,7 @@ extern const ProtobufCMessageDescriptor tracseq__events__v1__list_snapshots_requ
 extern const ProtobufCMessageDescriptor tracseq__events__v1__list_snapshots_response__descriptor;
 extern const ProtobufCMessageDescriptor tracseq__events__v1__delete_snapshot_request__descriptor;
 extern const ProtobufCMessageDescriptor tracseq__events__v1__delete_snapshot_response__descriptor;
+extern const ProtobufCMessageDescriptor tracseq__events__v1__publish_cloud_event_request__descriptor;
 extern const ProtobufCServiceDescriptor tracseq__events__v1__event_service__descriptor;
 
 PROTOBUF_C__END_DECLS

@@ -1,18 +1,20 @@
 /*
- * cloudevents.h - CloudEvents 1.0 in the REST bridge: the mapping between a
- * CloudEvent (JSON format, or HTTP binary mode's ce-* headers and body) and
- * the REST envelope publish.c turns into a tracseq.events.v1.Event, and
- * back from an Event to a CloudEvent (structured or binary mode).
+ * cloudevent.h - CloudEvents 1.0: the mapping between a CloudEvent (the
+ * JSON format, HTTP binary mode's ce-* headers and body, or the protobuf
+ * format io.cloudevents.v1.CloudEvent) and the REST envelope (the Event's
+ * fields as JSON, the payload under "payload"), and back from an Event to
+ * a CloudEvent (JSON format or binary mode). The REST bridge uses it for
+ * HTTP, the service for EventService.PublishCloudEvent: one mapping.
  *
  * No I/O: bytes and JSON in, JSON out, so the fuzz targets run the parsers
  * directly. Thread-safe (no state). Errors name the CloudEvents attribute
  * (err->field) and are the client's fault: the bridge answers them 400
- * (TSB_INVALID_CLOUDEVENT) and publishes nothing.
+ * (INVALID_CLOUDEVENT), the service INVALID_ARGUMENT; nothing is published.
  *
  * The mapping (docs: rest-bridge/README.md, "CloudEvents"):
  *
  *   id              Event.id when it is a UUID; any other non-empty string
- *                   becomes the UUID v5 of (source, id) (TSB_CE_ID_NAMESPACE,
+ *                   becomes the UUID v5 of (source, id) (TSE_CE_ID_NAMESPACE,
  *                   name = source NUL id), so a given source's id always
  *                   maps to the same event id (publishing it again is a
  *                   duplicate), and the id itself is kept in metadata
@@ -34,25 +36,27 @@
  *                   its string form (CloudEvents' canonical string
  *                   encoding); returned as a string
  */
-#ifndef TSB_BRIDGE_CLOUDEVENTS_H
-#define TSB_BRIDGE_CLOUDEVENTS_H
+#ifndef TSE_DOMAIN_CLOUDEVENT_H
+#define TSE_DOMAIN_CLOUDEVENT_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
+#include "cloudevents/v1/cloudevents.pb-c.h"
 #include "common/status.h"
 #include "tracseq/events/v1/event.pb-c.h"
 
 /* The longest id, extension name, source and attribute value accepted. */
-#define TSB_CE_ID_MAX         256
-#define TSB_CE_NAME_MAX       20
-#define TSB_CE_SOURCE_MAX     64   /* TSE_SOURCE_SERVICE_MAX: source is the source_service */
-#define TSB_CE_VALUE_MAX      1024 /* TSE_METADATA_VALUE_MAX: extensions live in metadata */
-#define TSB_CE_EXTENSIONS_MAX 32
+#define TSE_CE_ID_MAX         256
+#define TSE_CE_NAME_MAX       20
+#define TSE_CE_SOURCE_MAX     64   /* TSE_SOURCE_SERVICE_MAX: source is the source_service */
+#define TSE_CE_VALUE_MAX      1024 /* TSE_METADATA_VALUE_MAX: extensions live in metadata */
+#define TSE_CE_EXTENSIONS_MAX 32
 /* The metadata keys of CloudEvents attributes the envelope has no field for. */
-#define TSB_CE_META           "ce."
+#define TSE_CE_META           "ce."
 /* The namespace of the UUID v5 a non-UUID id becomes. */
-#define TSB_CE_ID_NAMESPACE   "6f0c7e2a-5b1d-4d8e-9a3c-2e4f6a8b0c1d"
+#define TSE_CE_ID_NAMESPACE   "6f0c7e2a-5b1d-4d8e-9a3c-2e4f6a8b0c1d"
 
 /*
  * A CloudEvent in the JSON format (structured mode, one entry of a batch)
@@ -60,7 +64,7 @@
  * metadata, ...). *out: a new reference, caller releases. TSE_INVALID with
  * err->field the attribute; TSE_NOMEM.
  */
-tse_status tsb_ce_to_envelope(const json_t *ce, json_t **out, tse_error *err);
+tse_status tse_ce_to_envelope(const json_t *ce, json_t **out, tse_error *err);
 
 /*
  * Binary mode, one request header: a ce-<name> header (any case) becomes
@@ -68,7 +72,7 @@ tse_status tsb_ce_to_envelope(const json_t *ce, json_t **out, tse_error *err);
  * percent-decoded; any other header is ignored. TSE_INVALID naming the
  * attribute: a bad name, a bad escape, a repeated header, ce-data*.
  */
-tse_status tsb_ce_binary_header(json_t *ce, const char *name, const char *value, tse_error *err);
+tse_status tse_ce_binary_header(json_t *ce, const char *name, const char *value, tse_error *err);
 
 /*
  * Binary mode, the body and its Content-Type (NULL when none): JSON media
@@ -76,25 +80,42 @@ tse_status tsb_ce_binary_header(json_t *ce, const char *name, const char *value,
  * anything else `data_base64`; the media type becomes datacontenttype. An
  * empty body is no data.
  */
-tse_status tsb_ce_binary_body(json_t *ce, const char *content_type, const char *body, size_t len,
+tse_status tse_ce_binary_body(json_t *ce, const char *content_type, const char *body, size_t len,
                               tse_error *err);
 
 /* The event as a CloudEvent in the JSON format; NULL when ev is NULL or
  * out of memory. Caller releases. */
-json_t *tsb_ce_from_event(const Tracseq__Events__V1__Event *ev);
+json_t *tse_ce_from_event(const Tracseq__Events__V1__Event *ev);
 
 /*
- * A CloudEvent in the JSON format (as tsb_ce_from_event makes) in binary
+ * A CloudEvent in the JSON format (as tse_ce_from_event makes) in binary
  * mode: each attribute but the data's as a "ce-<name>" member of headers
  * (percent-encoded as the HTTP binding asks), the data in *body (malloc'd,
  * caller frees; NULL and 0 when none) and its media type in *content_type
  * (borrowed from ce, or a static default). TSE_NOMEM.
  */
-tse_status tsb_ce_to_binary(const json_t *ce, json_t *headers, char **body, size_t *len,
+tse_status tse_ce_to_binary(const json_t *ce, json_t *headers, char **body, size_t *len,
                             const char **content_type);
+
+/*
+ * The protobuf format -> the JSON format (*out, a new reference), to go on
+ * through tse_ce_to_envelope: the attributes map by name, each value in its
+ * JSON form (ce_timestamp RFC 3339, ce_bytes base64); text_data is `data`
+ * (parsed when datacontenttype is JSON), binary_data `data_base64`.
+ * proto_data is refused (TSE_INVALID naming "proto_data"): send the packed
+ * message as binary_data with datacontenttype application/protobuf.
+ */
+tse_status tse_ce_from_proto(const Io__Cloudevents__V1__CloudEvent *pb, json_t **out,
+                             tse_error *err);
+
+/* The envelope (tse_ce_to_envelope's) as an Event, its payload the generic
+ * `data` Struct (*out: caller frees with protobuf_c_message_free_unpacked).
+ * TSE_INVALID naming the Event's field when it does not fit. */
+tse_status tse_ce_envelope_event(const json_t *env, Tracseq__Events__V1__Event **out,
+                                 tse_error *err);
 
 /* True when media (a Content-Type, parameters allowed) is JSON:
  * application/json or any +json type. */
-bool tsb_ce_media_is_json(const char *media);
+bool tse_ce_media_is_json(const char *media);
 
 #endif
