@@ -314,6 +314,134 @@ static void type_line(FILE *out, const char *name, const char *event_type, uint6
     fprintf(out, "\"} %llu\n", (unsigned long long)v);
 }
 
+/* A histogram family (cumulative buckets, +Inf equal to _count); nothing
+ * when the service sent none or a malformed one (a bucket per bound + 1). */
+static void histogram(FILE *out, const char *name, const char *help,
+                      const Tracseq__Events__V1__Histogram *h)
+{
+    if (h == NULL || h->n_cumulative_counts != h->n_bounds + 1)
+        return;
+    type_head(out, name, "histogram", help);
+    for (size_t i = 0; i < h->n_bounds; i++)
+        fprintf(out, "%s_bucket{le=\"%g\"} %llu\n", name, h->bounds[i],
+                (unsigned long long)h->cumulative_counts[i]);
+    fprintf(out, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.17g\n%s_count %llu\n", name,
+            (unsigned long long)h->cumulative_counts[h->n_bounds], name, h->sum_seconds, name,
+            (unsigned long long)h->cumulative_counts[h->n_bounds]);
+}
+
+/* ---- per subscription ---- */
+
+typedef Tracseq__Events__V1__SubscriptionStats sub_stats;
+typedef double (*sub_figure)(const sub_stats *st);
+
+static double fig_backlog(const sub_stats *st)
+{
+    return (double)st->lag;
+}
+static double fig_pending(const sub_stats *st)
+{
+    return (double)st->pending;
+}
+static double fig_oldest(const sub_stats *st)
+{
+    return (double)st->oldest_unacked_age_ms / 1e3;
+}
+static double fig_dead_letters(const sub_stats *st)
+{
+    return (double)st->dead_lettered;
+}
+static double fig_consumers(const sub_stats *st)
+{
+    return st->consumers;
+}
+static double fig_subscribers(const sub_stats *st)
+{
+    return st->active_subscribers;
+}
+static double fig_streams(const sub_stats *st)
+{
+    return st->streams;
+}
+static double fig_delivered(const sub_stats *st)
+{
+    return (double)st->delivered;
+}
+static double fig_acked(const sub_stats *st)
+{
+    return (double)st->acked;
+}
+static double fig_nacked(const sub_stats *st)
+{
+    return (double)st->nacked;
+}
+static double fig_redelivered(const sub_stats *st)
+{
+    return (double)st->redelivered;
+}
+
+static const struct sub_family {
+    const char *name, *type, *help;
+    sub_figure figure;
+} sub_families[] = {
+    {"tracseq_subscription_backlog", "gauge",
+     "Events in the subscription's streams not yet delivered (Redis, shared).", fig_backlog},
+    {"tracseq_subscription_pending", "gauge", "Deliveries awaiting an ack (Redis, shared).",
+     fig_pending},
+    {"tracseq_subscription_oldest_unacked_age_seconds", "gauge",
+     "Age of the oldest delivery awaiting an ack, from its publish (Redis, shared).", fig_oldest},
+    {"tracseq_subscription_dead_letters", "gauge",
+     "Events in the subscription's dead-letter store now (Redis, shared).", fig_dead_letters},
+    {"tracseq_subscription_consumers", "gauge",
+     "Consumers in the subscription's groups, every instance's (Redis, shared).", fig_consumers},
+    {"tracseq_subscription_active_subscribers", "gauge",
+     "Live subscriber streams of this service instance.", fig_subscribers},
+    {"tracseq_subscription_streams", "gauge", "Streams matching the subscription.", fig_streams},
+    {"tracseq_subscription_delivered_total", "counter",
+     "Deliveries sent, redeliveries included (service instance).", fig_delivered},
+    {"tracseq_subscription_acked_total", "counter", "Deliveries acknowledged (service instance).",
+     fig_acked},
+    {"tracseq_subscription_nacked_total", "counter",
+     "Deliveries nacked, handed back for redelivery (service instance).", fig_nacked},
+    {"tracseq_subscription_redelivered_total", "counter",
+     "Deliveries after the first of an event (service instance).", fig_redelivered},
+};
+
+static void sub_label(FILE *out, const char *name, const Tracseq__Events__V1__Subscription *sub)
+{
+    fprintf(out, "%s{subscription=\"", name);
+    put_label(out, sub->name);
+    fputc('"', out);
+}
+
+static void render_subscriptions(FILE *out, const Tracseq__Events__V1__Stats *s)
+{
+    const char *dl = "tracseq_subscription_dead_lettered_total";
+
+    for (size_t f = 0; f < sizeof(sub_families) / sizeof(sub_families[0]); f++) {
+        type_head(out, sub_families[f].name, sub_families[f].type, sub_families[f].help);
+        for (size_t i = 0; i < s->n_subscription_stats; i++) {
+            const Tracseq__Events__V1__Subscription *sub = s->subscription_stats[i];
+            if (sub->stats == NULL)
+                continue;
+            sub_label(out, sub_families[f].name, sub);
+            fprintf(out, "} %.17g\n", sub_families[f].figure(sub->stats));
+        }
+    }
+    type_head(out, dl, "counter",
+              "Events moved to the dead-letter store, per reason (service instance).");
+    for (size_t i = 0; i < s->n_subscription_stats; i++) {
+        const Tracseq__Events__V1__Subscription *sub = s->subscription_stats[i];
+        for (size_t r = 0; sub->stats && r < sub->stats->n_dead_lettered_by_reason; r++) {
+            sub_label(out, dl, sub);
+            fputs(",reason=\"", out);
+            put_label(out, sub->stats->dead_lettered_by_reason[r]->key);
+            fprintf(out, "\"} %llu\n",
+                    (unsigned long long)sub->stats->dead_lettered_by_reason[r]->value);
+        }
+    }
+}
+
 static void render_service_stats(FILE *out, const Tracseq__Events__V1__Stats *s)
 {
     counter(out, "tracseq_events_published_total", "Events stored (service instance).",
@@ -347,12 +475,17 @@ static void render_service_stats(FILE *out, const Tracseq__Events__V1__Stats *s)
     gauge(out, "tracseq_events_subscriptions", "Subscriptions.", s->subscriptions);
     gauge(out, "tracseq_events_redis_connected", "1 while the service reaches Redis.",
           s->redis_connected);
-    gauge(out, "tracseq_events_publish_latency_p50_seconds", "Publish latency, median.",
-          s->publish_latency_p50_us / 1e6);
-    gauge(out, "tracseq_events_publish_latency_p99_seconds", "Publish latency, 99th percentile.",
-          s->publish_latency_p99_us / 1e6);
-    gauge(out, "tracseq_events_publish_latency_max_seconds", "Publish latency, maximum.",
-          s->publish_latency_max_us / 1e6);
+    counter(out, "tracseq_events_nacked_total", "Deliveries nacked (handed back).",
+            s->events_nacked);
+    histogram(out, "tracseq_events_publish_latency_seconds",
+              "Publish latency: request received to Redis acknowledged (service instance).",
+              s->publish_latency);
+    histogram(out, "tracseq_events_redis_round_trip_seconds",
+              "Writer lanes' Redis commands: written to reply read (service instance).",
+              s->redis_round_trip);
+    histogram(out, "tracseq_events_delivery_latency_seconds",
+              "Event publish time to its first delivery to a subscriber (service instance).",
+              s->delivery_latency);
     gauge(out, "tracseq_events_uptime_seconds", "Service uptime.", (double)s->uptime_seconds);
     type_head(out, "tracseq_events_published_by_type_total", "counter",
               "Events stored by this service instance, by event type.");
@@ -364,6 +497,7 @@ static void render_service_stats(FILE *out, const Tracseq__Events__V1__Stats *s)
     for (size_t i = 0; i < s->n_stream_lengths; i++)
         type_line(out, "tracseq_events_stream_length", s->stream_lengths[i]->key,
                   s->stream_lengths[i]->value);
+    render_subscriptions(out, s);
 }
 
 static void then_metrics(tsb_request *req, tsb_response *resp, const tsb_calls_status *st,

@@ -13,9 +13,10 @@
 #             format-check run: redis-server, Python and Node.js clients,
 #             clang, clang-format, valgrind, python3-yaml (the container
 #             file checks), python3-jsonschema (CloudEvents out of the bridge
-#             against the spec's JSON schema), wrk and h2load (nghttp2-client:
-#             the benchmarks' outside load generators), curl, openssl (the TLS
-#             tests' throwaway certificates),
+#             against the spec's JSON schema), python3-prometheus-client
+#             (the /metrics parser of interop/metrics), wrk and h2load
+#             (nghttp2-client: the benchmarks' outside load generators),
+#             curl, openssl (the TLS tests' throwaway certificates),
 #             chromium and chromium-driver (the web console's browser test)
 #   package   what cpack -G DEB needs beyond build: help2man, dpkg-shlibdeps
 #   fresh     mmdebstrap and iproute2 (loopback in a network namespace),
@@ -33,7 +34,8 @@ group_pkgs() {
       libssl-dev libgnutls28-dev" ;;
     runtime) echo "libgrpc29 libprotobuf-c1 libhiredis0.14 libuuid1 libjansson4 libmicrohttpd12 libssl3 libgnutls30" ;;
     test) echo "redis-server redis-tools python3 python3-grpcio python3-protobuf python3-yaml
-      python3-jsonschema clang libclang-rt-14-dev clang-format valgrind wrk nghttp2-client curl openssl chromium chromium-driver" ;;
+      python3-jsonschema python3-prometheus-client
+      clang libclang-rt-14-dev clang-format valgrind wrk nghttp2-client curl openssl chromium chromium-driver" ;;
     package) echo "help2man dpkg-dev file" ;;
     fresh) echo "mmdebstrap iproute2" ;;
     *) echo "install-deps.sh: unknown group '$1' (build, runtime, test, package, fresh)" >&2

@@ -12,10 +12,11 @@
 static const char stats_help[] =
     "Usage: eventctl stats [--json]\n"
     "\n"
-    "The service's counters: events published, consumed, acked, failed,\n"
-    "redelivered and dead-lettered; events per type; stream lengths; publish\n"
-    "latency; subscriptions with their lag; uptime and whether Redis is\n"
-    "connected.\n"
+    "The service's counters: events published, consumed, acked, nacked,\n"
+    "failed, redelivered and dead-lettered; events per type; stream lengths;\n"
+    "the latency histograms (publish, Redis round trip, publish to delivery);\n"
+    "subscriptions with their backlog, pending, oldest unacked age and\n"
+    "consumers; uptime and whether Redis is connected.\n"
     "\n";
 
 static const char types_help[] =

@@ -14,6 +14,7 @@
  */
 #include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -21,7 +22,8 @@
 #define KEY_WIDTH 26
 
 /* The map fields of the answers rendered here: their keys are data. */
-static const char *const map_fields[] = {"published_by_type", "stream_lengths", "metadata"};
+static const char *const map_fields[] = {"published_by_type", "stream_lengths", "metadata",
+                                         "dead_lettered_by_reason"};
 
 static bool is_map_field(const char *key)
 {
@@ -149,9 +151,22 @@ static const char *stat_of(const json_t *sub, const char *name, char *buf, size_
     return tse_cli_scalar(json_object_get(json_object_get(sub, "stats"), name), buf, len);
 }
 
+/* The oldest unacked delivery's age in seconds ("-" when none is pending). */
+static const char *oldest_of(const json_t *sub, char *buf, size_t len)
+{
+    const json_t *v = json_object_get(json_object_get(sub, "stats"), "oldest_unacked_age_ms");
+    const char *ms = json_string_value(v);
+    double value = ms != NULL ? strtod(ms, NULL) : json_number_value(v);
+
+    if (value <= 0)
+        return "-";
+    snprintf(buf, len, "%.1f", value / 1000.0);
+    return buf;
+}
+
 static void subscription_row(const json_t *sub)
 {
-    char types[256] = "", b1[32], b2[32], b3[32], b4[32], b5[32];
+    char types[256] = "", b1[32], b2[32], b3[32], b4[32], b5[32], b6[32], b7[32];
     const json_t *t;
     size_t i, used = 0;
 
@@ -166,10 +181,11 @@ static void subscription_row(const json_t *sub)
             break;
         }
     }
-    printf("%-32s %-24s %-9s %8s %8s %6s %11s\n", str_of(sub, "name"), types,
+    printf("%-32s %-24s %-9s %8s %8s %9s %6s %9s %11s\n", str_of(sub, "name"), types,
            start_name(json_object_get(sub, "start"), b1, sizeof(b1)),
-           stat_of(sub, "pending", b2, sizeof(b2)), stat_of(sub, "lag", b3, sizeof(b3)),
-           stat_of(sub, "dead_lettered", b4, sizeof(b4)),
+           stat_of(sub, "lag", b3, sizeof(b3)), stat_of(sub, "pending", b2, sizeof(b2)),
+           oldest_of(sub, b6, sizeof(b6)), stat_of(sub, "dead_lettered", b4, sizeof(b4)),
+           stat_of(sub, "consumers", b7, sizeof(b7)),
            stat_of(sub, "active_subscribers", b5, sizeof(b5)));
 }
 
@@ -182,8 +198,8 @@ static void subscription_table(const json_t *subs)
         printf("no subscriptions\n");
         return;
     }
-    printf("%-32s %-24s %-9s %8s %8s %6s %11s\n", "NAME", "TYPES", "START", "PENDING", "LAG",
-           "DEAD", "SUBSCRIBERS");
+    printf("%-32s %-24s %-9s %8s %8s %9s %6s %9s %11s\n", "NAME", "TYPES", "START", "BACKLOG",
+           "PENDING", "OLDEST(s)", "DEAD", "CONSUMERS", "SUBSCRIBERS");
     json_array_foreach(subs, i, sub)
     {
         subscription_row(sub);
@@ -196,6 +212,52 @@ void tse_cli_render_subscription_list(const json_t *answer)
 }
 
 /* ---- stats ---- */
+
+/* A JSON number or a proto3 JSON 64-bit integer (a string). */
+static double number_of(const json_t *v)
+{
+    const char *s = json_string_value(v);
+
+    return s != NULL ? strtod(s, NULL) : json_number_value(v);
+}
+
+/* The bound (seconds) under which a fraction q of a histogram's
+ * observations fall: "<= 0.5 ms"; "> the last bound" past it. */
+static void print_quantile(const json_t *h, const char *name, double q)
+{
+    const json_t *bounds = json_object_get(h, "bounds");
+    const json_t *counts = json_object_get(h, "cumulative_counts");
+    double total = number_of(json_object_get(h, "count"));
+    size_t n = json_array_size(bounds);
+
+    for (size_t i = 0; i < n; i++) {
+        if (number_of(json_array_get(counts, i)) >= q * total) {
+            printf(", %s <= %g ms", name, number_of(json_array_get(bounds, i)) * 1e3);
+            return;
+        }
+    }
+    printf(", %s > %g ms", name, n > 0 ? number_of(json_array_get(bounds, n - 1)) * 1e3 : 0.0);
+}
+
+/* A Histogram on one line: count, mean, and the buckets of p50 and p99. */
+static void render_histogram(const char *key, const json_t *h)
+{
+    double count = number_of(json_object_get(h, "count"));
+
+    print_key(key, 0, false);
+    printf("count %.0f", count);
+    if (count > 0) {
+        printf(", mean %.3f ms", number_of(json_object_get(h, "sum_seconds")) * 1e3 / count);
+        print_quantile(h, "p50", 0.5);
+        print_quantile(h, "p99", 0.99);
+    }
+    printf("\n");
+}
+
+static bool is_histogram(const json_t *v)
+{
+    return json_is_object(v) && json_object_get(v, "cumulative_counts") != NULL;
+}
 
 void tse_cli_render_stats(const json_t *stats)
 {
@@ -210,7 +272,12 @@ void tse_cli_render_stats(const json_t *stats)
     }
     json_object_foreach((json_t *)stats, key, v)
     {
-        if (json_is_object(v))
+        if (is_histogram(v))
+            render_histogram(key, v);
+    }
+    json_object_foreach((json_t *)stats, key, v)
+    {
+        if (json_is_object(v) && !is_histogram(v))
             render_value(key, v, 0, false);
     }
     printf("subscriptions:\n");

@@ -353,6 +353,33 @@ tse_pbscan_verdict tse_pbscan(const ProtobufCMessageDescriptor *desc, const uint
     return v;
 }
 
+/* Steps *p over the value of a field of wire type `wire`; false when it is
+ * malformed (or a group, which we never accept). On success *value holds a
+ * varint's value, or a length-delimited field's length (its bytes start at
+ * *p - *value). */
+static bool skip_value(const uint8_t **p, const uint8_t *end, unsigned wire, uint64_t *value)
+{
+    uint64_t n;
+
+    switch (wire) {
+    case 0: return read_varint(p, end, value);
+    case 1:
+    case 5:
+        n = wire == 1 ? 8 : 4;
+        if ((size_t)(end - *p) < n)
+            return false;
+        *p += n;
+        return true;
+    case 2:
+        if (!read_varint(p, end, &n) || n > (uint64_t)(end - *p))
+            return false;
+        *p += n;
+        *value = n;
+        return true;
+    default: return false;
+    }
+}
+
 /*
  * Only the root's own fields are read: every length-delimited field is
  * skipped whole, so a count costs one pass over the tags and never more
@@ -361,7 +388,7 @@ tse_pbscan_verdict tse_pbscan(const ProtobufCMessageDescriptor *desc, const uint
 size_t tse_pbscan_count(const uint8_t *data, size_t len, uint32_t field_id)
 {
     const uint8_t *p = data, *end = data ? data + len : data;
-    uint64_t tag, skip;
+    uint64_t tag, value = 0;
     size_t n = 0;
 
     while (p != NULL && p < end) {
@@ -369,25 +396,47 @@ size_t tse_pbscan_count(const uint8_t *data, size_t len, uint32_t field_id)
             break;
         if (tag >> 3 == field_id)
             n++;
-        switch (tag & 7) {
-        case 0:
-            if (!read_varint(&p, end, &skip))
-                return n;
+        if (!skip_value(&p, end, (unsigned)(tag & 7), &value))
             break;
-        case 1:
-        case 5:
-            skip = (tag & 7) == 1 ? 8 : 4;
-            if ((size_t)(end - p) < skip)
-                return n;
-            p += skip;
-            break;
-        case 2:
-            if (!read_varint(&p, end, &skip) || skip > (uint64_t)(end - p))
-                return n;
-            p += skip;
-            break;
-        default: return n;
-        }
     }
     return n;
+}
+
+/* The seconds and nanos of a google.protobuf.Timestamp's bytes. */
+static bool read_timestamp(const uint8_t *p, const uint8_t *end, int64_t *sec, int32_t *nanos)
+{
+    uint64_t tag, value = 0;
+
+    *sec = 0;
+    *nanos = 0;
+    while (p < end) {
+        if (!read_varint(&p, end, &tag) || !skip_value(&p, end, (unsigned)(tag & 7), &value))
+            return false;
+        if (tag == (1 << 3 | 0))
+            *sec = (int64_t)value;
+        else if (tag == (2 << 3 | 0))
+            *nanos = (int32_t)value;
+    }
+    return *nanos >= 0 && *nanos < 1000000000;
+}
+
+/*
+ * One pass over the root's tags, as tse_pbscan_count; the last occurrence
+ * of the field wins, as protobuf merges it (enough for a message we packed
+ * ourselves, where it occurs once).
+ */
+bool tse_pbscan_timestamp(const uint8_t *data, size_t len, uint32_t field_id, int64_t *sec,
+                          int32_t *nanos)
+{
+    const uint8_t *p = data, *end = data ? data + len : data;
+    uint64_t tag, value = 0;
+    bool found = false;
+
+    while (p != NULL && p < end) {
+        if (!read_varint(&p, end, &tag) || !skip_value(&p, end, (unsigned)(tag & 7), &value))
+            return false;
+        if (tag == ((uint64_t)field_id << 3 | 2))
+            found = read_timestamp(p - value, p, sec, nanos);
+    }
+    return found;
 }

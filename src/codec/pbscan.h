@@ -32,6 +32,7 @@
 #define TSE_CODEC_PBSCAN_H
 
 #include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -71,5 +72,16 @@ tse_pbscan_verdict tse_pbscan(const ProtobufCMessageDescriptor *desc, const uint
  * malformed byte, which the full scan (tse_pbscan) then refuses.
  */
 size_t tse_pbscan_count(const uint8_t *data, size_t len, uint32_t field_id);
+
+/*
+ * The google.protobuf.Timestamp in field field_id at the root of len bytes
+ * at data (NULL when len is 0), read without unpacking: the delivery engine
+ * takes an event's publish time from its stored envelope this way, per
+ * delivery, without allocating. True with *sec and *nanos set when the
+ * field is there and well formed (nanos within 0..999,999,999); false when
+ * it is absent or any byte of the message is malformed.
+ */
+bool tse_pbscan_timestamp(const uint8_t *data, size_t len, uint32_t field_id, int64_t *sec,
+                          int32_t *nanos);
 
 #endif

@@ -17,11 +17,42 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec/pbscan.h"
 #include "common/alloc.h"
 #include "delivery/delivery_internal.h"
 #include "domain/subscription.h"
 #include "obs/log.h"
 #include "storage/ack_id.h"
+
+/* The field number of Event.timestamp (proto/tracseq/events/v1/event.proto). */
+#define EVENT_TIMESTAMP_FIELD 5
+
+const char *const tse_dl_reason_names[TSE_DL_REASONS] = {
+    [TSE_DL_MAX_ATTEMPTS] = TSE_DLQ_REASON_MAX_ATTEMPTS,
+    [TSE_DL_REJECTED] = TSE_DLQ_REASON_REJECTED,
+};
+
+/* The wall clock in microseconds, as events' timestamps are. */
+static int64_t wall_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* The publish time of an entry: its envelope's timestamp (stamped by the
+ * service that took the publish), else the time in its entry id (when Redis
+ * stored it, milliseconds). */
+static int64_t publish_time_us(const uint8_t *envelope, size_t len, const char *entry_id)
+{
+    int64_t sec;
+    int32_t nanos;
+
+    if (tse_pbscan_timestamp(envelope, len, EVENT_TIMESTAMP_FIELD, &sec, &nanos) && sec > 0)
+        return sec * 1000000 + nanos / 1000;
+    return strtoll(entry_id, NULL, 10) * 1000;
+}
 
 void tse_dl_ready_free(tse_ready *r)
 {
@@ -72,6 +103,7 @@ static tse_ready *entry_to_ready(const char *key, const redisReply *e, uint32_t 
         }
         memcpy(r->envelope, v->str, v->len);
         r->envelope_len = v->len;
+        r->published_us = publish_time_us(r->envelope, r->envelope_len, r->stream_id);
         return r;
     }
     return NULL;
@@ -135,12 +167,16 @@ void tse_dl_forget_inflight(tse_subscriber *s, const char *ack_id)
     }
 }
 
-/* Counts entries handed to a subscriber. */
-static void count_handed(tse_delivery *d, tse_subscriber *s, tse_ready *r)
+/* Counts an entry handed to a subscriber at now_us (wall clock); a first
+ * delivery's latency from its publish time goes to the histogram. */
+static void count_handed(tse_delivery *d, tse_subscriber *s, tse_ready *r, int64_t now_us)
 {
     if (r->attempt > 1) {
         tse_stats_add(d->stats, TSE_STAT_REDELIVERED, 1);
         s->sub->redelivered++;
+    } else if (r->published_us > 0) {
+        tse_histogram_observe(tse_stats_histogram(d->stats, TSE_HIST_DELIVERY),
+                              now_us - r->published_us);
     }
     tse_stats_add(d->stats, TSE_STAT_CONSUMED, 1);
     s->sub->delivered++;
@@ -151,6 +187,7 @@ static void count_handed(tse_delivery *d, tse_subscriber *s, tse_ready *r)
 static size_t take_for_pull(tse_delivery *d, tse_subscriber *s)
 {
     size_t n = 0;
+    int64_t now = wall_us();
 
     while (s->ready && s->credit > 0) {
         tse_ready *r = s->ready;
@@ -165,7 +202,7 @@ static size_t take_for_pull(tse_delivery *d, tse_subscriber *s)
         s->taken_tail = r;
         s->n_taken++;
         s->credit--;
-        count_handed(d, s, r);
+        count_handed(d, s, r, now);
         n++;
     }
     return n;
@@ -192,9 +229,11 @@ static size_t hand_out(tse_delivery *d, tse_subscriber *s)
     tse_delivered batch[64];
     tse_ready *sent[64];
     size_t n = 0, total = 0;
+    int64_t now;
 
     if (s->is_pull)
         return take_for_pull(d, s);
+    now = wall_us();
     while (s->ready && s->credit > 0 && track(s, s->ready->ack_id)) {
         tse_ready *r = s->ready;
         s->ready = r->next;
@@ -204,7 +243,7 @@ static size_t hand_out(tse_delivery *d, tse_subscriber *s)
         batch[n] =
             (tse_delivered){r->ack_id, r->attempt, r->stream_id, r->envelope, r->envelope_len};
         sent[n++] = r;
-        count_handed(d, s, r);
+        count_handed(d, s, r, now);
         if (n == 64) {
             deliver(s, batch, sent, n);
             total += n;
@@ -493,10 +532,13 @@ static bool dead_letter(tse_delivery *d, tse_sub *sub, const char *key, const ch
     if (r == NULL)
         return false;
     freeReplyObject(r);
-    tse_stats_add(d->stats,
-                  strcmp(reason, TSE_DLQ_REASON_REJECTED) == 0 ? TSE_STAT_REJECTED
-                                                               : TSE_STAT_DEAD_LETTERED,
-                  1);
+    if (strcmp(reason, TSE_DLQ_REASON_REJECTED) == 0) {
+        tse_stats_add(d->stats, TSE_STAT_REJECTED, 1);
+        sub->dead_lettered[TSE_DL_REJECTED]++;
+    } else {
+        tse_stats_add(d->stats, TSE_STAT_DEAD_LETTERED, 1);
+        sub->dead_lettered[TSE_DL_MAX_ATTEMPTS]++;
+    }
     return true;
 }
 
@@ -791,7 +833,7 @@ uint32_t tse_dl_nack_ids(tse_delivery *d, tse_sub *sub, const char *consumer, ch
      * its deadline is pushed to `delay_ms` from now (an extension; capped
      * at the subscription's deadline, the most an idle time can express). */
     snprintf(idle, sizeof(idle), "%u", delay_ms >= deadline ? 0 : deadline - delay_ms);
-    snprintf(owner, sizeof(owner), "%s", consumer ? consumer : "nacked");
+    snprintf(owner, sizeof(owner), "%s", consumer ? consumer : TSE_DL_NACK_OWNER);
     if (unknown) {
         *unknown = calloc(n ? n : 1, sizeof(char *));
         *n_unknown = 0;
@@ -809,6 +851,8 @@ uint32_t tse_dl_nack_ids(tse_delivery *d, tse_sub *sub, const char *consumer, ch
     }
     if (!extend) {
         int64_t due = tse_clock_ms() + delay_ms;
+        tse_stats_add(d->stats, TSE_STAT_NACKED, done);
+        sub->nacked += done;
         if (due < sub->next_claim_ms)
             sub->next_claim_ms = due;
     }

@@ -20,8 +20,17 @@
 #define TSE_DLQ_REASON_MAX_ATTEMPTS "max_delivery_attempts"
 /* dlq_reason of a dead letter a subscriber rejected (a nack with reject). */
 #define TSE_DLQ_REASON_REJECTED     "rejected"
-#define TSE_DISCOVER_MS             1000
-#define TSE_CLAIM_BATCH             100
+
+/* The reasons an event is dead-lettered, as counted per subscription
+ * (tse_sub.dead_lettered); tse_dl_reason_names spells them as dlq_reason
+ * and the stats' maps do. */
+typedef enum tse_dl_reason { TSE_DL_MAX_ATTEMPTS = 0, TSE_DL_REJECTED, TSE_DL_REASONS } tse_dl_reason;
+extern const char *const tse_dl_reason_names[TSE_DL_REASONS];
+/* The consumer that owns deliveries nacked by subscription name (Nack
+ * without a live stream): a placeholder, not counted as a consumer. */
+#define TSE_DL_NACK_OWNER "nacked"
+#define TSE_DISCOVER_MS   1000
+#define TSE_CLAIM_BATCH   100
 
 typedef struct tse_sub tse_sub;
 
@@ -202,6 +211,7 @@ typedef struct tse_ready {
     uint32_t attempt;
     uint8_t *envelope;
     size_t envelope_len;
+    int64_t published_us; /* the event's timestamp, wall clock; 0 unknown */
 } tse_ready;
 
 struct tse_subscriber {
@@ -250,7 +260,9 @@ struct tse_sub {
     bool drained;        /* a read this round found nothing */
     bool creating;       /* being created: LATEST groups start at "$" */
     struct tse_ext *ext; /* deadline extensions longer than ack_deadline_ms */
-    uint64_t delivered, acked, redelivered;
+    /* This instance's counts since it loaded the subscription. */
+    uint64_t delivered, acked, redelivered, nacked;
+    uint64_t dead_lettered[TSE_DL_REASONS];
 };
 
 struct tse_delivery {

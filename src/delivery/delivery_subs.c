@@ -597,14 +597,51 @@ void tse_dl_check_streams(tse_delivery *d)
         tse_dl_discover(d);
 }
 
-/* Adds one stream's group figures (XINFO GROUPS) to the stats. */
+/* The entry-id time (ms) of the oldest pending entry of sub's group on key
+ * (XPENDING's summary form), or -1 when none. */
+static long long oldest_pending_ms(tse_delivery *d, const tse_sub *sub, const char *key)
+{
+    redisReply *r = tse_dl_cmd(d, 3, (const char *[]){"XPENDING", key, sub->def->name}, NULL);
+    long long ms = -1;
+
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
+        r->element[1]->type == REDIS_REPLY_STRING)
+        ms = strtoll(r->element[1]->str, NULL, 10);
+    if (r)
+        freeReplyObject(r);
+    return ms;
+}
+
+/* The consumers of sub's group on key, the placeholder owner of nacked
+ * deliveries left out (XINFO CONSUMERS). */
+static uint64_t group_consumers(tse_delivery *d, const tse_sub *sub, const char *key)
+{
+    redisReply *r =
+        tse_dl_cmd(d, 4, (const char *[]){"XINFO", "CONSUMERS", key, sub->def->name}, NULL);
+    uint64_t n = 0;
+
+    for (size_t c = 0; r && r->type == REDIS_REPLY_ARRAY && c < r->elements; c++) {
+        const redisReply *f = r->element[c];
+        for (size_t i = 0; f->type == REDIS_REPLY_ARRAY && i + 1 < f->elements; i += 2) {
+            const char *k = f->element[i]->str, *v = f->element[i + 1]->str;
+            if (k != NULL && strcmp(k, "name") == 0)
+                n += v == NULL || strcmp(v, TSE_DL_NACK_OWNER) != 0;
+        }
+    }
+    if (r)
+        freeReplyObject(r);
+    return n;
+}
+
+/* Adds one stream's group figures (XINFO GROUPS) to the stats; *oldest_ms
+ * becomes the oldest pending entry's time when this stream's is older. */
 static void group_figures(tse_delivery *d, tse_sub *sub, size_t i_stream,
-                          Tracseq__Events__V1__SubscriptionStats *st)
+                          Tracseq__Events__V1__SubscriptionStats *st, long long *oldest_ms)
 {
     const char *key = sub->streams[i_stream];
     redisReply *r = tse_dl_cmd(d, 3, (const char *[]){"XINFO", "GROUPS", key}, NULL);
     bool mine = false, lag_known = false;
-    uint64_t pending = 0, lag = 0;
+    uint64_t pending = 0, lag = 0, consumers = 0;
 
     if (r == NULL || r->type != REDIS_REPLY_ARRAY)
         goto out;
@@ -619,21 +656,73 @@ static void group_figures(tse_delivery *d, tse_sub *sub, size_t i_stream,
                 mine = strcmp(v->str, sub->def->name) == 0;
             else if (strcmp(k, "pending") == 0 && v->type == REDIS_REPLY_INTEGER)
                 pending = (uint64_t)v->integer;
+            else if (strcmp(k, "consumers") == 0 && v->type == REDIS_REPLY_INTEGER)
+                consumers = (uint64_t)v->integer;
             else if (strcmp(k, "lag") == 0 && v->type == REDIS_REPLY_INTEGER) {
                 lag = (uint64_t)v->integer;
                 lag_known = true;
             }
         }
         if (!mine)
-            pending = lag = 0, lag_known = false;
+            pending = lag = consumers = 0, lag_known = false;
     }
     if (mine) {
         st->pending += pending;
         st->lag += lag_known ? lag : counted_lag(d, sub, i_stream);
+        /* Every consumer reads all the streams: the most of any is the
+         * count. Only a group with consumers is asked for their names. */
+        if (consumers > st->consumers)
+            consumers = group_consumers(d, sub, key);
+        if (consumers > st->consumers)
+            st->consumers = (uint32_t)consumers;
+    }
+    if (mine && pending > 0) {
+        long long ms = oldest_pending_ms(d, sub, key);
+        if (ms >= 0 && (*oldest_ms < 0 || ms < *oldest_ms))
+            *oldest_ms = ms;
     }
 out:
     if (r)
         freeReplyObject(r);
+}
+
+/* Milliseconds from an entry-id time to Redis's clock now (TIME), so the
+ * age does not depend on this host's clock agreeing with Redis's; 0 when
+ * Redis does not say. */
+static uint64_t age_ms(tse_delivery *d, long long entry_ms)
+{
+    redisReply *r = tse_dl_cmd(d, 1, (const char *[]){"TIME"}, NULL);
+    long long now = -1;
+
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_STRING)
+        now = strtoll(r->element[0]->str, NULL, 10) * 1000 +
+              strtoll(r->element[1]->str, NULL, 10) / 1000;
+    if (r)
+        freeReplyObject(r);
+    return now > entry_ms ? (uint64_t)(now - entry_ms) : 0;
+}
+
+/* The per-reason dead-letter counts of sub into st's map (every reason,
+ * zeros included, so a series exists before its first event); false when
+ * out of memory (st's own free releases what was set). */
+static bool reason_counts(const tse_sub *sub, Tracseq__Events__V1__SubscriptionStats *st)
+{
+    st->dead_lettered_by_reason = calloc(TSE_DL_REASONS, sizeof(*st->dead_lettered_by_reason));
+    if (st->dead_lettered_by_reason == NULL)
+        return false;
+    for (size_t i = 0; i < TSE_DL_REASONS; i++) {
+        Tracseq__Events__V1__SubscriptionStats__DeadLetteredByReasonEntry *e = malloc(sizeof(*e));
+        if (e == NULL)
+            return false;
+        tracseq__events__v1__subscription_stats__dead_lettered_by_reason_entry__init(e);
+        st->dead_lettered_by_reason[st->n_dead_lettered_by_reason++] = e;
+        e->value = sub->dead_lettered[i];
+        e->key = strdup(tse_dl_reason_names[i]); /* NULL: freed as none */
+        if (e->key == NULL)
+            return false;
+    }
+    return true;
 }
 
 Subscription *tse_dl_describe(tse_delivery *d, tse_sub *sub)
@@ -644,6 +733,7 @@ Subscription *tse_dl_describe(tse_delivery *d, tse_sub *sub)
     Tracseq__Events__V1__SubscriptionStats *st;
     char dlq[TSE_SUBSCRIPTION_NAME_MAX + 32];
     redisReply *r;
+    long long oldest_ms = -1;
 
     if (buf == NULL)
         return NULL;
@@ -658,7 +748,9 @@ Subscription *tse_dl_describe(tse_delivery *d, tse_sub *sub)
     tracseq__events__v1__subscription_stats__init(st);
     refresh(d, sub); /* lag counts streams that appeared since discovery */
     for (size_t i = 0; d->ctx && i < sub->n_streams; i++)
-        group_figures(d, sub, i, st);
+        group_figures(d, sub, i, st, &oldest_ms);
+    if (oldest_ms >= 0)
+        st->oldest_unacked_age_ms = age_ms(d, oldest_ms);
     snprintf(dlq, sizeof(dlq), TSE_DLQ_PREFIX "%s", sub->def->name);
     r = tse_dl_cmd(d, 2, (const char *[]){"XLEN", dlq}, NULL);
     if (r && r->type == REDIS_REPLY_INTEGER)
@@ -671,9 +763,10 @@ Subscription *tse_dl_describe(tse_delivery *d, tse_sub *sub)
     st->delivered = sub->delivered;
     st->acked = sub->acked;
     st->redelivered = sub->redelivered;
+    st->nacked = sub->nacked;
     out->stats = st;
     st->dead_letter_stream = strdup(dlq);
-    if (st->dead_letter_stream == NULL) {
+    if (st->dead_letter_stream == NULL || !reason_counts(sub, st)) {
         protobuf_c_message_free_unpacked(&out->base, NULL);
         return NULL;
     }

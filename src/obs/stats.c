@@ -1,9 +1,10 @@
 /*
- * stats.c - counters, per-type counts and a latency histogram; see stats.h.
+ * stats.c - counters, per-type counts, the publish-latency quantiles and the
+ * fixed-bucket histograms; see stats.h.
  *
- * The histogram has log-linear buckets: 16 sub-buckets per power of two from
- * 1 us to about 18 minutes (larger values count in the last bucket), so
- * any percentile is known to within ~6% (reported as its bucket's lower bound).
+ * The quantiles come from their own histogram, which has log-linear buckets: 16 sub-buckets per
+ * power of two from 1 us to about 18 minutes (larger values count in the last bucket), so any
+ * percentile is known to within ~6% (reported as its bucket's lower bound).
  */
 #include "obs/stats.h"
 
@@ -28,6 +29,7 @@ struct tse_stats {
     atomic_uint_fast64_t counters[TSE_STAT_COUNT];
     atomic_uint_fast64_t buckets[BUCKETS];
     atomic_uint_fast64_t max_us;
+    tse_histogram *hist[TSE_HIST_COUNT];
     pthread_mutex_t type_lock;
     size_t types;
     type_slot slots[TYPE_SLOTS];
@@ -41,6 +43,13 @@ tse_stats *tse_stats_create(void)
     if (s == NULL)
         return NULL;
     pthread_mutex_init(&s->type_lock, NULL);
+    for (int h = 0; h < TSE_HIST_COUNT; h++) {
+        s->hist[h] = tse_histogram_create();
+        if (s->hist[h] == NULL) {
+            tse_stats_destroy(s);
+            return NULL;
+        }
+    }
     clock_gettime(CLOCK_MONOTONIC, &s->started);
     return s;
 }
@@ -51,6 +60,8 @@ void tse_stats_destroy(tse_stats *s)
         return;
     for (size_t i = 0; i < TYPE_SLOTS; i++)
         free((char *)atomic_load(&s->slots[i].name));
+    for (int h = 0; h < TSE_HIST_COUNT; h++)
+        tse_histogram_destroy(s->hist[h]);
     pthread_mutex_destroy(&s->type_lock);
     free(s);
 }
@@ -183,6 +194,11 @@ tse_latency_summary tse_stats_latency(const tse_stats *cs)
     if (out.p99_us > out.max_us)
         out.p99_us = out.max_us;
     return out;
+}
+
+tse_histogram *tse_stats_histogram(tse_stats *s, tse_hist h)
+{
+    return s->hist[h];
 }
 
 uint64_t tse_stats_uptime(const tse_stats *s)

@@ -125,8 +125,8 @@ static int fail(const tse_error *err)
     return 2;
 }
 
-static tse_status make_broker(const tse_config *cfg, health_link *link, tse_broker **out,
-                              tse_error *err)
+static tse_status make_broker(const tse_config *cfg, tse_stats *stats, health_link *link,
+                              tse_broker **out, tse_error *err)
 {
     tse_broker_options opts = {
         .lanes = cfg->redis_lanes,
@@ -135,6 +135,7 @@ static tse_status make_broker(const tse_config *cfg, health_link *link, tse_brok
         .retention_ms = cfg->retention_maxlen > 0 ? 0 : cfg->retention_ms,
         .retention_maxlen = cfg->retention_maxlen,
         .max_queue = 65536,
+        .round_trip = tse_stats_histogram(stats, TSE_HIST_REDIS_RTT),
     };
 
     if (tse_redis_url_parse(cfg->redis_url, &opts.target, err) != TSE_OK) {
@@ -344,7 +345,7 @@ int main(int argc, char **argv)
         rc = fail(&err);
         goto out;
     }
-    if (make_broker(&cfg, &link, &broker, &err) != TSE_OK) {
+    if (make_broker(&cfg, stats, &link, &broker, &err) != TSE_OK) {
         rc = fail(&err);
         goto out;
     }

@@ -84,6 +84,29 @@ static void stats_release(tse_call *c)
     length_map_free(&((stats_call *)c)->lengths);
 }
 
+/* One histogram of the answer, its arrays in caller storage. */
+typedef struct histogram_out {
+    Tracseq__Events__V1__Histogram msg;
+    double bounds[TSE_HISTOGRAM_BOUNDS];
+    tse_histogram_snapshot snap;
+} histogram_out;
+
+static Tracseq__Events__V1__Histogram *histogram_fill(histogram_out *h, tse_stats *st,
+                                                      tse_hist which)
+{
+    tracseq__events__v1__histogram__init(&h->msg);
+    tse_histogram_read(tse_stats_histogram(st, which), &h->snap);
+    for (size_t i = 0; i < TSE_HISTOGRAM_BOUNDS; i++)
+        h->bounds[i] = (double)tse_histogram_bounds_us[i] / 1e6;
+    h->msg.n_bounds = TSE_HISTOGRAM_BOUNDS;
+    h->msg.bounds = h->bounds;
+    h->msg.n_cumulative_counts = TSE_HISTOGRAM_BUCKETS;
+    h->msg.cumulative_counts = h->snap.cumulative;
+    h->msg.count = h->snap.count;
+    h->msg.sum_seconds = (double)h->snap.sum_us / 1e6;
+    return &h->msg;
+}
+
 /* Answers from the counters, the gathered stream lengths and subs (the
  * delivery engine's answer; none when it could not reach Redis). */
 static void answer_stats(stats_call *sc, Tracseq__Events__V1__Subscription *const *subs, size_t n)
@@ -93,6 +116,7 @@ static void answer_stats(stats_call *sc, Tracseq__Events__V1__Subscription *cons
     Tracseq__Events__V1__Stats out = TRACSEQ__EVENTS__V1__STATS__INIT;
     tse_latency_summary lat = tse_stats_latency(st);
     type_counts tc = {0};
+    histogram_out hist[TSE_HIST_COUNT];
     /* Per reason: used up its delivery attempts, or rejected. */
     Tracseq__Events__V1__Stats__DeadLetteredByReasonEntry reason =
         TRACSEQ__EVENTS__V1__STATS__DEAD_LETTERED_BY_REASON_ENTRY__INIT;
@@ -136,6 +160,10 @@ static void answer_stats(stats_call *sc, Tracseq__Events__V1__Subscription *cons
     out.publish_latency_p50_us = lat.p50_us;
     out.publish_latency_p99_us = lat.p99_us;
     out.publish_latency_max_us = lat.max_us;
+    out.events_nacked = tse_stats_get(st, TSE_STAT_NACKED);
+    out.publish_latency = histogram_fill(&hist[TSE_HIST_PUBLISH], st, TSE_HIST_PUBLISH);
+    out.redis_round_trip = histogram_fill(&hist[TSE_HIST_REDIS_RTT], st, TSE_HIST_REDIS_RTT);
+    out.delivery_latency = histogram_fill(&hist[TSE_HIST_DELIVERY], st, TSE_HIST_DELIVERY);
     out.uptime_seconds = tse_stats_uptime(st);
     out.redis_connected = sc->redis_answered && tse_broker_is_up(s->broker);
     out.validation_mode = s->config->strict ? "strict" : "lenient";

@@ -190,7 +190,9 @@ static tse_status account(tse_server *s, const prepared *p, const tse_publish_re
             tse_delivery_notify_new_stream(s->delivery);
         tse_delivery_notify(s->delivery, r->stream_key);
     }
-    tse_stats_record_latency(s->stats, tse_clock_us() - p->start_us);
+    int64_t took = tse_clock_us() - p->start_us;
+    tse_stats_record_latency(s->stats, took);
+    tse_histogram_observe(tse_stats_histogram(s->stats, TSE_HIST_PUBLISH), took);
     ts->seconds = r->duplicate ? r->published_sec : p->ts_sec;
     ts->nanos = r->duplicate ? r->published_nanos : p->ts_nanos;
     resp->event_id = (char *)p->event_id;

@@ -39,6 +39,7 @@
 #include <stdint.h>
 
 #include "common/status.h"
+#include "obs/histogram.h"
 #include "storage/backoff.h"
 #include "storage/ops.h"
 #include "storage/redis_url.h"
@@ -53,6 +54,9 @@ typedef struct tse_broker_options {
     int64_t retention_ms;     /* > 0: XADD ... MINID ~ now-retention */
     int64_t retention_maxlen; /* > 0: XADD ... MAXLEN ~ n (instead) */
     size_t max_queue;         /* jobs queued per lane before TSE_RESOURCE_EXHAUSTED */
+    /* Borrowed, may be NULL: each job's Redis round trip (written to its
+     * reply read) is observed here, from the lane threads. */
+    tse_histogram *round_trip;
 } tse_broker_options;
 
 /* What to append. All pointers are borrowed for the duration of the call. */

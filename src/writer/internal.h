@@ -83,6 +83,7 @@ typedef struct tse_job {
      * each completed through its own callback; cb and key are unused. */
     size_t n_events;
     tse_job_event *events; /* inside data */
+    int64_t written_us;    /* when the lane wrote it (0: not measured) */
     char data[];
 } tse_job;
 

@@ -345,8 +345,10 @@ static bool lane_write(tse_lane *l, tse_job_list *batch, char *why, size_t len)
 {
     tse_job *job;
     int done = 0;
+    int64_t now = l->broker->opts.round_trip ? tse_clock_us() : 0;
 
     while ((job = tse_job_list_pop(batch)) != NULL) {
+        job->written_us = now;
         if (!append_job(l, job)) {
             /* In flight behind the others, so they all fail in order. */
             while ((job = tse_job_list_pop(batch)) != NULL)
@@ -385,8 +387,8 @@ static void on_internal_reply(tse_lane *l, tse_job *job, const redisReply *r, bo
         l->script_lost = true;
 }
 
-/* Routes one reply to the oldest job in flight. */
-static void on_reply(tse_lane *l, redisReply *r)
+/* Routes one reply, read at now_us, to the oldest job in flight. */
+static void on_reply(tse_lane *l, redisReply *r, int64_t now_us)
 {
     tse_job *job = l->inflight.head;
 
@@ -398,6 +400,8 @@ static void on_reply(tse_lane *l, redisReply *r)
         job->pre_sadd = false;
     } else {
         tse_job_list_pop(&l->inflight);
+        if (job->written_us > 0)
+            tse_histogram_observe(l->broker->opts.round_trip, now_us - job->written_us);
         if (job->dedup && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0)
             l->script_lost = true;
         /* Stored: the script registered the stream; this lane trims it. */
@@ -418,12 +422,15 @@ static void on_reply(tse_lane *l, redisReply *r)
 static bool lane_read(tse_lane *l, char *why, size_t len)
 {
     void *r = NULL;
+    int64_t now;
 
     if (redisGetReply(l->ctx, &r) != REDIS_OK) {
         describe_failure(l, "read", why, len);
         return false;
     }
-    on_reply(l, r);
+    /* One clock reading for every reply this read brought. */
+    now = l->broker->opts.round_trip ? tse_clock_us() : 0;
+    on_reply(l, r, now);
     while (l->inflight.count > 0) {
         if (redisGetReplyFromReader(l->ctx, &r) != REDIS_OK) {
             describe_failure(l, "read", why, len);
@@ -431,7 +438,7 @@ static bool lane_read(tse_lane *l, char *why, size_t len)
         }
         if (r == NULL)
             break;
-        on_reply(l, r);
+        on_reply(l, r, now);
     }
     l->last_io_ms = tse_clock_ms();
     return true;

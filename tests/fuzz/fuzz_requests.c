@@ -28,6 +28,9 @@
  *   List*, GetStats, Health  decoding only
  *   ServerReflection         tse_reflection_answer (v1alpha and v1)
  *
+ * Every input also goes through tse_pbscan_timestamp (field 5, an Event's
+ * timestamp), as the delivery engine reads stored envelopes.
+ *
  * tse_decode runs the wire scan (codec/pbscan.h: nesting depth, UTF-8,
  * field numbers) before protobuf-c unpacks, exactly as the server does.
  *
@@ -430,6 +433,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     md_corr = data[0] & 0x80 ? "6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b" : NULL;
     data++;
     size--;
+    /* The envelope's timestamp as the delivery engine reads it (any bytes:
+     * it must answer without reading past them). */
+    {
+        int64_t sec;
+        int32_t nanos;
+        if (tse_pbscan_timestamp(data, size, 5, &sec, &nanos) && (nanos < 0 || nanos > 999999999))
+            __builtin_trap();
+    }
     switch (m) {
     case M_PUBLISH:
         publish_once(data, size, TSE_VALIDATION_STRICT, md_corr);

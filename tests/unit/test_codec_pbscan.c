@@ -528,6 +528,51 @@ static void test_count_reads_only_the_root(void **state)
     assert_int_equal(tse_pbscan_count(NULL, 0, 1), 0);
 }
 
+/* An Event packed by protobuf-c: its timestamp reads back as set; every
+ * truncation of it either reads the same or says no, never past the end. */
+static void test_timestamp_of_a_packed_event_and_its_truncations(void **state)
+{
+    Tracseq__Events__V1__Event ev = TRACSEQ__EVENTS__V1__EVENT__INIT;
+    Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+    uint8_t buf[256];
+    size_t len;
+    int64_t sec;
+    int32_t nanos;
+
+    (void)state;
+    ev.id = "6f1c8a52-3f8e-4a59-9f57-0d6c2b7f1a10";
+    ev.event_type = "sample.created";
+    ev.source_service = "test";
+    ts.seconds = 1718700000;
+    ts.nanos = 123456789;
+    ev.timestamp = &ts;
+    ev.priority = 3;
+    len = tracseq__events__v1__event__pack(&ev, buf);
+    assert_true(len < sizeof(buf));
+    assert_true(tse_pbscan_timestamp(buf, len, 5, &sec, &nanos));
+    assert_int_equal(sec, 1718700000);
+    assert_int_equal(nanos, 123456789);
+    for (size_t cut = 0; cut < len; cut++) {
+        uint8_t *copy = malloc(cut ? cut : 1); /* exact size: ASan sees an overread */
+        memcpy(copy, buf, cut);
+        if (tse_pbscan_timestamp(copy, cut, 5, &sec, &nanos))
+            assert_true(sec == 1718700000 && nanos == 123456789);
+        free(copy);
+    }
+    /* Absent, or nanos out of range (2: 1,000,000,000), or not a message. */
+    ev.timestamp = NULL;
+    len = tracseq__events__v1__event__pack(&ev, buf);
+    assert_false(tse_pbscan_timestamp(buf, len, 5, &sec, &nanos));
+    {
+        static const uint8_t bad_nanos[] = {0x2A, 0x08, 0x08, 0x01, 0x10,
+                                            0x80, 0x94, 0xEB, 0xDC, 0x03};
+        static const uint8_t group[] = {0x2B, 0x2C};
+        assert_false(tse_pbscan_timestamp(bad_nanos, sizeof(bad_nanos), 5, &sec, &nanos));
+        assert_false(tse_pbscan_timestamp(group, sizeof(group), 5, &sec, &nanos));
+        assert_false(tse_pbscan_timestamp(NULL, 0, 5, &sec, &nanos));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -544,6 +589,7 @@ int main(void)
         cmocka_unit_test(test_malformed_bytes_are_named_with_their_offset),
         cmocka_unit_test(test_unknown_fields_are_skipped_whatever_they_hold),
         cmocka_unit_test(test_count_reads_only_the_root),
+        cmocka_unit_test(test_timestamp_of_a_packed_event_and_its_truncations),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

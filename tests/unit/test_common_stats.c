@@ -3,7 +3,9 @@
  * concurrent updates, per-type counts keep one slot per type even when
  * several threads see a new type at once, the type table folds types past
  * its bound into "other", the latency summary's percentiles are within the
- * histogram's resolution on known distributions, and uptime counts seconds.
+ * histogram's resolution on known distributions, the fixed-bucket histograms
+ * count each value in its bucket and stay cumulative and exact under
+ * concurrent observations, and uptime counts seconds.
  *
  * Thread counts and loop sizes keep each test well under a second on two
  * shared cores, also under ASan; only the uptime test sleeps (1.1 s).
@@ -472,6 +474,95 @@ static void concurrent_records_keep_count_and_max(void **state)
     assert_true(l.max_us == 100 * NTHREADS + 6);
 }
 
+/* ---- fixed-bucket histograms (obs/histogram.h) -------------------------- */
+
+static void histogram_bounds_ascend(void **state)
+{
+    (void)state;
+    for (int i = 1; i < TSE_HISTOGRAM_BOUNDS; i++)
+        assert_true(tse_histogram_bounds_us[i - 1] < tse_histogram_bounds_us[i]);
+}
+
+static void histogram_counts_each_value_at_or_below_its_bound(void **state)
+{
+    tse_histogram *h = tse_stats_histogram(*state, TSE_HIST_PUBLISH);
+    tse_histogram_snapshot snap;
+
+    /* Exactly on the first bound, just past it, past the last, negative. */
+    tse_histogram_observe(h, tse_histogram_bounds_us[0]);
+    tse_histogram_observe(h, tse_histogram_bounds_us[0] + 1);
+    tse_histogram_observe(h, tse_histogram_bounds_us[TSE_HISTOGRAM_BOUNDS - 1] + 1);
+    tse_histogram_observe(h, -7);
+    tse_histogram_read(h, &snap);
+    assert_int_equal(snap.count, 4);
+    assert_int_equal(snap.cumulative[0], 2); /* the bound itself and the negative */
+    assert_int_equal(snap.cumulative[1], 3);
+    assert_int_equal(snap.cumulative[TSE_HISTOGRAM_BOUNDS - 1], 3);
+    assert_int_equal(snap.cumulative[TSE_HISTOGRAM_BOUNDS], 4); /* +Inf */
+    assert_int_equal(snap.sum_us,
+                     (uint64_t)(2 * tse_histogram_bounds_us[0] + 1 +
+                                tse_histogram_bounds_us[TSE_HISTOGRAM_BOUNDS - 1] + 1));
+}
+
+static void histograms_are_independent(void **state)
+{
+    tse_histogram_snapshot snap;
+
+    tse_histogram_observe(tse_stats_histogram(*state, TSE_HIST_DELIVERY), 1000);
+    tse_histogram_read(tse_stats_histogram(*state, TSE_HIST_PUBLISH), &snap);
+    assert_int_equal(snap.count, 0);
+    tse_histogram_read(tse_stats_histogram(*state, TSE_HIST_REDIS_RTT), &snap);
+    assert_int_equal(snap.count, 0);
+    tse_histogram_read(tse_stats_histogram(*state, TSE_HIST_DELIVERY), &snap);
+    assert_int_equal(snap.count, 1);
+}
+
+static void histogram_null_is_harmless(void **state)
+{
+    tse_histogram_snapshot snap;
+
+    (void)state;
+    tse_histogram_observe(NULL, 5);
+    tse_histogram_read(NULL, &snap);
+    assert_int_equal(snap.count, 0);
+    tse_histogram_destroy(NULL);
+}
+
+static void *observe_many(void *arg)
+{
+    worker *w = arg;
+    tse_histogram *h = tse_stats_histogram(w->s, TSE_HIST_REDIS_RTT);
+
+    pthread_barrier_wait(w->start);
+    for (int i = 0; i < RECORDS; i++)
+        tse_histogram_observe(h, 10 * (i % 100)); /* 0..990 us */
+    return NULL;
+}
+
+/* Read while others observe: every snapshot is cumulative and its +Inf
+ * bucket is its count; at the end nothing was lost. */
+static void concurrent_observes_stay_cumulative_and_exact(void **state)
+{
+    tse_stats *s = *state;
+    tse_histogram *h = tse_stats_histogram(s, TSE_HIST_REDIS_RTT);
+    tse_histogram_snapshot snap;
+    uint64_t sum_per_thread = 0;
+
+    run_threads(s, observe_many);
+    tse_histogram_read(h, &snap);
+    for (int b = 1; b < TSE_HISTOGRAM_BUCKETS; b++)
+        assert_true(snap.cumulative[b - 1] <= snap.cumulative[b]);
+    assert_int_equal(snap.count, (uint64_t)NTHREADS * RECORDS);
+    assert_int_equal(snap.cumulative[TSE_HISTOGRAM_BOUNDS], snap.count);
+    for (int i = 0; i < RECORDS; i++)
+        sum_per_thread += 10 * (uint64_t)(i % 100);
+    assert_int_equal(snap.sum_us, NTHREADS * sum_per_thread);
+    /* 0..990 us: none above the 1 ms bound. */
+    for (int b = 0; b < TSE_HISTOGRAM_BOUNDS; b++)
+        if (tse_histogram_bounds_us[b] == 1000)
+            assert_int_equal(snap.cumulative[b], snap.count);
+}
+
 /* ---- uptime ------------------------------------------------------------- */
 
 static void uptime_counts_seconds_since_create(void **state)
@@ -523,6 +614,11 @@ int main(void)
         FRESH(zero_median_is_reported_as_zero),
         FRESH(negative_latency_counts_as_zero),
         FRESH(concurrent_records_keep_count_and_max),
+        cmocka_unit_test(histogram_bounds_ascend),
+        FRESH(histogram_counts_each_value_at_or_below_its_bound),
+        FRESH(histograms_are_independent),
+        cmocka_unit_test(histogram_null_is_harmless),
+        FRESH(concurrent_observes_stay_cumulative_and_exact),
         FRESH(uptime_counts_seconds_since_create),
     };
 

@@ -277,6 +277,12 @@ void   tracseq__events__v1__subscription__free_unpacked
   assert(message->base.descriptor == &tracseq__events__v1__subscription__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   tracseq__events__v1__subscription_stats__dead_lettered_by_reason_entry__init
+                     (Tracseq__Events__V1__SubscriptionStats__DeadLetteredByReasonEntry         *message)
+{
+  static const Tracseq__Events__V1__SubscriptionStats__DeadLetteredByReasonEntry init_value = TRACSEQ__EVENTS__V1__SUBSCRIPTION_STATS__DEAD_LETTERED_BY_REASON_ENTRY__INIT;
+  *message = init_value;
+}
 void   tracseq__events__v1__subscription_stats__init
                      (Tracseq__Events__V1__SubscriptionStats         *message)
 {
@@ -1193,6 +1199,51 @@ void   tracseq__events__v1__stats__free_unpacked
   if(!message)
     return;
   assert(message->base.descriptor == &tracseq__events__v1__stats__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tracseq__events__v1__histogram__init
+                     (Tracseq__Events__V1__Histogram         *message)
+{
+  static const Tracseq__Events__V1__Histogram init_value = TRACSEQ__EVENTS__V1__HISTOGRAM__INIT;
+  *message = init_value;
+}
+size_t tracseq__events__v1__histogram__get_packed_size
+                     (const Tracseq__Events__V1__Histogram *message)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__histogram__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tracseq__events__v1__histogram__pack
+                     (const Tracseq__Events__V1__Histogram *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__histogram__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tracseq__events__v1__histogram__pack_to_buffer
+                     (const Tracseq__Events__V1__Histogram *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tracseq__events__v1__histogram__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tracseq__Events__V1__Histogram *
+       tracseq__events__v1__histogram__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tracseq__Events__V1__Histogram *)
+     protobuf_c_message_unpack (&tracseq__events__v1__histogram__descriptor,
+                                allocator, len, data);
+}
+void   tracseq__events__v1__histogram__free_unpacked
+                     (Tracseq__Events__V1__Histogram *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tracseq__events__v1__histogram__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
 void   tracseq__events__v1__list_event_types_request__init
@@ -2661,7 +2712,58 @@ const ProtobufCMessageDescriptor tracseq__events__v1__subscription__descriptor =
   (ProtobufCMessageInit) tracseq__events__v1__subscription__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor tracseq__events__v1__subscription_stats__field_descriptors[9] =
+static const ProtobufCFieldDescriptor tracseq__events__v1__subscription_stats__dead_lettered_by_reason_entry__field_descriptors[2] =
+{
+  {
+    "key",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__SubscriptionStats__DeadLetteredByReasonEntry, key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "value",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__SubscriptionStats__DeadLetteredByReasonEntry, value),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tracseq__events__v1__subscription_stats__dead_lettered_by_reason_entry__field_indices_by_name[] = {
+  0,   /* field[0] = key */
+  1,   /* field[1] = value */
+};
+static const ProtobufCIntRange tracseq__events__v1__subscription_stats__dead_lettered_by_reason_entry__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor tracseq__events__v1__subscription_stats__dead_lettered_by_reason_entry__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tracseq.events.v1.SubscriptionStats.DeadLetteredByReasonEntry",
+  "DeadLetteredByReasonEntry",
+  "Tracseq__Events__V1__SubscriptionStats__DeadLetteredByReasonEntry",
+  "tracseq.events.v1",
+  sizeof(Tracseq__Events__V1__SubscriptionStats__DeadLetteredByReasonEntry),
+  2,
+  tracseq__events__v1__subscription_stats__dead_lettered_by_reason_entry__field_descriptors,
+  tracseq__events__v1__subscription_stats__dead_lettered_by_reason_entry__field_indices_by_name,
+  1,  tracseq__events__v1__subscription_stats__dead_lettered_by_reason_entry__number_ranges,
+  (ProtobufCMessageInit) tracseq__events__v1__subscription_stats__dead_lettered_by_reason_entry__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tracseq__events__v1__subscription_stats__field_descriptors[13] =
 {
   {
     "lag",
@@ -2771,14 +2873,66 @@ static const ProtobufCFieldDescriptor tracseq__events__v1__subscription_stats__f
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "nacked",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__SubscriptionStats, nacked),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "dead_lettered_by_reason",
+    11,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tracseq__Events__V1__SubscriptionStats, n_dead_lettered_by_reason),
+    offsetof(Tracseq__Events__V1__SubscriptionStats, dead_lettered_by_reason),
+    &tracseq__events__v1__subscription_stats__dead_lettered_by_reason_entry__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "oldest_unacked_age_ms",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__SubscriptionStats, oldest_unacked_age_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "consumers",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__SubscriptionStats, consumers),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tracseq__events__v1__subscription_stats__field_indices_by_name[] = {
   7,   /* field[7] = acked */
   3,   /* field[3] = active_subscribers */
+  12,   /* field[12] = consumers */
   5,   /* field[5] = dead_letter_stream */
   2,   /* field[2] = dead_lettered */
+  10,   /* field[10] = dead_lettered_by_reason */
   6,   /* field[6] = delivered */
   0,   /* field[0] = lag */
+  9,   /* field[9] = nacked */
+  11,   /* field[11] = oldest_unacked_age_ms */
   1,   /* field[1] = pending */
   8,   /* field[8] = redelivered */
   4,   /* field[4] = streams */
@@ -2786,7 +2940,7 @@ static const unsigned tracseq__events__v1__subscription_stats__field_indices_by_
 static const ProtobufCIntRange tracseq__events__v1__subscription_stats__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 13 }
 };
 const ProtobufCMessageDescriptor tracseq__events__v1__subscription_stats__descriptor =
 {
@@ -2796,7 +2950,7 @@ const ProtobufCMessageDescriptor tracseq__events__v1__subscription_stats__descri
   "Tracseq__Events__V1__SubscriptionStats",
   "tracseq.events.v1",
   sizeof(Tracseq__Events__V1__SubscriptionStats),
-  9,
+  13,
   tracseq__events__v1__subscription_stats__field_descriptors,
   tracseq__events__v1__subscription_stats__field_indices_by_name,
   1,  tracseq__events__v1__subscription_stats__number_ranges,
@@ -3880,7 +4034,7 @@ const ProtobufCMessageDescriptor tracseq__events__v1__stats__dead_lettered_by_re
   (ProtobufCMessageInit) tracseq__events__v1__stats__dead_lettered_by_reason_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor tracseq__events__v1__stats__field_descriptors[26] =
+static const ProtobufCFieldDescriptor tracseq__events__v1__stats__field_descriptors[30] =
 {
   {
     "events_published",
@@ -4194,28 +4348,80 @@ static const ProtobufCFieldDescriptor tracseq__events__v1__stats__field_descript
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "events_nacked",
+    27,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__Stats, events_nacked),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "publish_latency",
+    28,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__Stats, publish_latency),
+    &tracseq__events__v1__histogram__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "redis_round_trip",
+    29,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__Stats, redis_round_trip),
+    &tracseq__events__v1__histogram__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "delivery_latency",
+    30,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__Stats, delivery_latency),
+    &tracseq__events__v1__histogram__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tracseq__events__v1__stats__field_indices_by_name[] = {
   11,   /* field[11] = active_subscribers */
   23,   /* field[23] = dead_lettered_by_reason */
   25,   /* field[25] = dead_letters_purged */
   24,   /* field[24] = dead_letters_redriven */
+  29,   /* field[29] = delivery_latency */
   4,   /* field[4] = events_acked */
   1,   /* field[1] = events_consumed */
   6,   /* field[6] = events_dead_lettered */
   7,   /* field[7] = events_duplicate */
   2,   /* field[2] = events_failed */
   9,   /* field[9] = events_invalid */
+  26,   /* field[26] = events_nacked */
   0,   /* field[0] = events_published */
   5,   /* field[5] = events_redelivered */
   8,   /* field[8] = events_schema_invalid */
   10,   /* field[10] = events_unavailable */
   3,   /* field[3] = handlers_registered */
+  27,   /* field[27] = publish_latency */
   18,   /* field[18] = publish_latency_max_us */
   16,   /* field[16] = publish_latency_p50_us */
   17,   /* field[17] = publish_latency_p99_us */
   13,   /* field[13] = published_by_type */
   20,   /* field[20] = redis_connected */
+  28,   /* field[28] = redis_round_trip */
   14,   /* field[14] = stream_lengths */
   15,   /* field[15] = subscription_stats */
   12,   /* field[12] = subscriptions */
@@ -4226,7 +4432,7 @@ static const unsigned tracseq__events__v1__stats__field_indices_by_name[] = {
 static const ProtobufCIntRange tracseq__events__v1__stats__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 26 }
+  { 0, 30 }
 };
 const ProtobufCMessageDescriptor tracseq__events__v1__stats__descriptor =
 {
@@ -4236,11 +4442,88 @@ const ProtobufCMessageDescriptor tracseq__events__v1__stats__descriptor =
   "Tracseq__Events__V1__Stats",
   "tracseq.events.v1",
   sizeof(Tracseq__Events__V1__Stats),
-  26,
+  30,
   tracseq__events__v1__stats__field_descriptors,
   tracseq__events__v1__stats__field_indices_by_name,
   1,  tracseq__events__v1__stats__number_ranges,
   (ProtobufCMessageInit) tracseq__events__v1__stats__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tracseq__events__v1__histogram__field_descriptors[4] =
+{
+  {
+    "bounds",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_DOUBLE,
+    offsetof(Tracseq__Events__V1__Histogram, n_bounds),
+    offsetof(Tracseq__Events__V1__Histogram, bounds),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "cumulative_counts",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Tracseq__Events__V1__Histogram, n_cumulative_counts),
+    offsetof(Tracseq__Events__V1__Histogram, cumulative_counts),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "sum_seconds",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__Histogram, sum_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "count",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__Histogram, count),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tracseq__events__v1__histogram__field_indices_by_name[] = {
+  0,   /* field[0] = bounds */
+  3,   /* field[3] = count */
+  1,   /* field[1] = cumulative_counts */
+  2,   /* field[2] = sum_seconds */
+};
+static const ProtobufCIntRange tracseq__events__v1__histogram__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor tracseq__events__v1__histogram__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tracseq.events.v1.Histogram",
+  "Histogram",
+  "Tracseq__Events__V1__Histogram",
+  "tracseq.events.v1",
+  sizeof(Tracseq__Events__V1__Histogram),
+  4,
+  tracseq__events__v1__histogram__field_descriptors,
+  tracseq__events__v1__histogram__field_indices_by_name,
+  1,  tracseq__events__v1__histogram__number_ranges,
+  (ProtobufCMessageInit) tracseq__events__v1__histogram__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 #define tracseq__events__v1__list_event_types_request__field_descriptors NULL

@@ -25,6 +25,7 @@ typedef struct Tracseq__Events__V1__PublishBatchRequest Tracseq__Events__V1__Pub
 typedef struct Tracseq__Events__V1__PublishBatchResponse Tracseq__Events__V1__PublishBatchResponse;
 typedef struct Tracseq__Events__V1__Subscription Tracseq__Events__V1__Subscription;
 typedef struct Tracseq__Events__V1__SubscriptionStats Tracseq__Events__V1__SubscriptionStats;
+typedef struct Tracseq__Events__V1__SubscriptionStats__DeadLetteredByReasonEntry Tracseq__Events__V1__SubscriptionStats__DeadLetteredByReasonEntry;
 typedef struct Tracseq__Events__V1__SubscribeRequest Tracseq__Events__V1__SubscribeRequest;
 typedef struct Tracseq__Events__V1__AckIds Tracseq__Events__V1__AckIds;
 typedef struct Tracseq__Events__V1__NackIds Tracseq__Events__V1__NackIds;
@@ -47,6 +48,7 @@ typedef struct Tracseq__Events__V1__Stats Tracseq__Events__V1__Stats;
 typedef struct Tracseq__Events__V1__Stats__PublishedByTypeEntry Tracseq__Events__V1__Stats__PublishedByTypeEntry;
 typedef struct Tracseq__Events__V1__Stats__StreamLengthsEntry Tracseq__Events__V1__Stats__StreamLengthsEntry;
 typedef struct Tracseq__Events__V1__Stats__DeadLetteredByReasonEntry Tracseq__Events__V1__Stats__DeadLetteredByReasonEntry;
+typedef struct Tracseq__Events__V1__Histogram Tracseq__Events__V1__Histogram;
 typedef struct Tracseq__Events__V1__ListEventTypesRequest Tracseq__Events__V1__ListEventTypesRequest;
 typedef struct Tracseq__Events__V1__FieldInfo Tracseq__Events__V1__FieldInfo;
 typedef struct Tracseq__Events__V1__EventTypeInfo Tracseq__Events__V1__EventTypeInfo;
@@ -321,6 +323,17 @@ struct  Tracseq__Events__V1__Subscription
     , (char *)protobuf_c_empty_string, 0,NULL, TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_UNSPECIFIED, NULL, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, NULL, NULL, (char *)protobuf_c_empty_string }
 
 
+struct  Tracseq__Events__V1__SubscriptionStats__DeadLetteredByReasonEntry
+{
+  ProtobufCMessage base;
+  char *key;
+  uint64_t value;
+};
+#define TRACSEQ__EVENTS__V1__SUBSCRIPTION_STATS__DEAD_LETTERED_BY_REASON_ENTRY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tracseq__events__v1__subscription_stats__dead_lettered_by_reason_entry__descriptor) \
+    , (char *)protobuf_c_empty_string, 0 }
+
+
 /*
  * Delivery statistics of one subscription.
  */
@@ -357,10 +370,34 @@ struct  Tracseq__Events__V1__SubscriptionStats
   uint64_t delivered;
   uint64_t acked;
   uint64_t redelivered;
+  /*
+   * Deliveries nacked (handed back for redelivery) through this instance
+   * since it started.
+   */
+  uint64_t nacked;
+  /*
+   * Events this instance moved to the dead-letter store since it started,
+   * per reason: the lower-case name of the DeadLetterReason without its
+   * prefix, e.g. "max_delivery_attempts" (as Stats.dead_lettered_by_reason).
+   */
+  size_t n_dead_lettered_by_reason;
+  Tracseq__Events__V1__SubscriptionStats__DeadLetteredByReasonEntry **dead_lettered_by_reason;
+  /*
+   * Age of the oldest delivery awaiting an ack, from its event's entry in
+   * Redis (the publish time, millisecond resolution) to now; 0 when nothing
+   * is pending. Read from Redis (XPENDING), so shared by every instance.
+   */
+  uint64_t oldest_unacked_age_ms;
+  /*
+   * Consumers Redis knows in the subscription's groups (every instance's
+   * subscribers and recent pullers, until reaped): the most of any of its
+   * streams, as every consumer reads all of them. lag is the backlog.
+   */
+  uint32_t consumers;
 };
 #define TRACSEQ__EVENTS__V1__SUBSCRIPTION_STATS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tracseq__events__v1__subscription_stats__descriptor) \
-    , 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0 }
+    , 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0,NULL, 0, 0 }
 
 
 typedef enum {
@@ -787,10 +824,59 @@ struct  Tracseq__Events__V1__Stats
    * Dead letters deleted (PurgeDeadLetters).
    */
   uint64_t dead_letters_purged;
+  /*
+   * Deliveries nacked through this instance.
+   */
+  uint64_t events_nacked;
+  /*
+   * Latency histograms of this instance (fixed buckets, so the figures of
+   * several instances add up, which the quantiles publish_latency_*_us
+   * above cannot):
+   * a publish, from the request's arrival to Redis's acknowledgement;
+   */
+  Tracseq__Events__V1__Histogram *publish_latency;
+  /*
+   * a command of the writer lanes, from its write to its reply;
+   */
+  Tracseq__Events__V1__Histogram *redis_round_trip;
+  /*
+   * an event, from its publish time (the event's timestamp) to the moment
+   * its first delivery is handed to a subscriber (stream or pull).
+   */
+  Tracseq__Events__V1__Histogram *delivery_latency;
 };
 #define TRACSEQ__EVENTS__V1__STATS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tracseq__events__v1__stats__descriptor) \
-    , 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,NULL, 0,NULL, 0,NULL, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0, 0 }
+    , 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,NULL, 0,NULL, 0,NULL, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0, 0, 0, NULL, NULL, NULL }
+
+
+/*
+ * A latency histogram with fixed bucket bounds, as Prometheus keeps one.
+ */
+struct  Tracseq__Events__V1__Histogram
+{
+  ProtobufCMessage base;
+  /*
+   * Upper bounds of the buckets, in seconds, ascending; the last bucket
+   * (+Inf) is implicit.
+   */
+  size_t n_bounds;
+  double *bounds;
+  /*
+   * Observations at or below each bound, cumulative: one per bound, and a
+   * last one for +Inf, which equals count.
+   */
+  size_t n_cumulative_counts;
+  uint64_t *cumulative_counts;
+  /*
+   * Sum of the observations, seconds.
+   */
+  double sum_seconds;
+  uint64_t count;
+};
+#define TRACSEQ__EVENTS__V1__HISTOGRAM__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tracseq__events__v1__histogram__descriptor) \
+    , 0,NULL, 0,NULL, 0, 0 }
 
 
 struct  Tracseq__Events__V1__ListEventTypesRequest
@@ -1317,6 +1403,9 @@ Tracseq__Events__V1__Subscription *
 void   tracseq__events__v1__subscription__free_unpacked
                      (Tracseq__Events__V1__Subscription *message,
                       ProtobufCAllocator *allocator);
+/* Tracseq__Events__V1__SubscriptionStats__DeadLetteredByReasonEntry methods */
+void   tracseq__events__v1__subscription_stats__dead_lettered_by_reason_entry__init
+                     (Tracseq__Events__V1__SubscriptionStats__DeadLetteredByReasonEntry         *message);
 /* Tracseq__Events__V1__SubscriptionStats methods */
 void   tracseq__events__v1__subscription_stats__init
                      (Tracseq__Events__V1__SubscriptionStats         *message);
@@ -1705,6 +1794,25 @@ Tracseq__Events__V1__Stats *
                       const uint8_t       *data);
 void   tracseq__events__v1__stats__free_unpacked
                      (Tracseq__Events__V1__Stats *message,
+                      ProtobufCAllocator *allocator);
+/* Tracseq__Events__V1__Histogram methods */
+void   tracseq__events__v1__histogram__init
+                     (Tracseq__Events__V1__Histogram         *message);
+size_t tracseq__events__v1__histogram__get_packed_size
+                     (const Tracseq__Events__V1__Histogram   *message);
+size_t tracseq__events__v1__histogram__pack
+                     (const Tracseq__Events__V1__Histogram   *message,
+                      uint8_t             *out);
+size_t tracseq__events__v1__histogram__pack_to_buffer
+                     (const Tracseq__Events__V1__Histogram   *message,
+                      ProtobufCBuffer     *buffer);
+Tracseq__Events__V1__Histogram *
+       tracseq__events__v1__histogram__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tracseq__events__v1__histogram__free_unpacked
+                     (Tracseq__Events__V1__Histogram *message,
                       ProtobufCAllocator *allocator);
 /* Tracseq__Events__V1__ListEventTypesRequest methods */
 void   tracseq__events__v1__list_event_types_request__init
@@ -2128,6 +2236,9 @@ typedef void (*Tracseq__Events__V1__PublishBatchResponse_Closure)
 typedef void (*Tracseq__Events__V1__Subscription_Closure)
                  (const Tracseq__Events__V1__Subscription *message,
                   void *closure_data);
+typedef void (*Tracseq__Events__V1__SubscriptionStats__DeadLetteredByReasonEntry_Closure)
+                 (const Tracseq__Events__V1__SubscriptionStats__DeadLetteredByReasonEntry *message,
+                  void *closure_data);
 typedef void (*Tracseq__Events__V1__SubscriptionStats_Closure)
                  (const Tracseq__Events__V1__SubscriptionStats *message,
                   void *closure_data);
@@ -2196,6 +2307,9 @@ typedef void (*Tracseq__Events__V1__Stats__DeadLetteredByReasonEntry_Closure)
                   void *closure_data);
 typedef void (*Tracseq__Events__V1__Stats_Closure)
                  (const Tracseq__Events__V1__Stats *message,
+                  void *closure_data);
+typedef void (*Tracseq__Events__V1__Histogram_Closure)
+                 (const Tracseq__Events__V1__Histogram *message,
                   void *closure_data);
 typedef void (*Tracseq__Events__V1__ListEventTypesRequest_Closure)
                  (const Tracseq__Events__V1__ListEventTypesRequest *message,
@@ -2497,6 +2611,7 @@ extern const ProtobufCMessageDescriptor tracseq__events__v1__publish_batch_reque
 extern const ProtobufCMessageDescriptor tracseq__events__v1__publish_batch_response__descriptor;
 extern const ProtobufCMessageDescriptor tracseq__events__v1__subscription__descriptor;
 extern const ProtobufCMessageDescriptor tracseq__events__v1__subscription_stats__descriptor;
+extern const ProtobufCMessageDescriptor tracseq__events__v1__subscription_stats__dead_lettered_by_reason_entry__descriptor;
 extern const ProtobufCMessageDescriptor tracseq__events__v1__subscribe_request__descriptor;
 extern const ProtobufCMessageDescriptor tracseq__events__v1__ack_ids__descriptor;
 extern const ProtobufCMessageDescriptor tracseq__events__v1__nack_ids__descriptor;
@@ -2519,6 +2634,7 @@ extern const ProtobufCMessageDescriptor tracseq__events__v1__stats__descriptor;
 extern const ProtobufCMessageDescriptor tracseq__events__v1__stats__published_by_type_entry__descriptor;
 extern const ProtobufCMessageDescriptor tracseq__events__v1__stats__stream_lengths_entry__descriptor;
 extern const ProtobufCMessageDescriptor tracseq__events__v1__stats__dead_lettered_by_reason_entry__descriptor;
+extern const ProtobufCMessageDescriptor tracseq__events__v1__histogram__descriptor;
 extern const ProtobufCMessageDescriptor tracseq__events__v1__list_event_types_request__descriptor;
 extern const ProtobufCMessageDescriptor tracseq__events__v1__field_info__descriptor;
 extern const ProtobufCMessageDescriptor tracseq__events__v1__event_type_info__descriptor;
