@@ -9,7 +9,8 @@
 #   drain    bench_subscribe --mode drain: a backlog of COUNT events
 #            published over PublishStream, then one subscriber (max_in_flight
 #            1000) drains it: both rates (every delivery goes through the
-#            delivery path's accounting)
+#            delivery path's accounting), and the service's CPU time per
+#            event over the whole of it
 #
 # The two builds alternate within each round (A B, then B A in the next, so
 # neither always runs first) and the whole set is repeated ROUNDS times; the
@@ -62,10 +63,16 @@ run() {
   echo "CPU label=$label service_us_per_event=$(
     awk -v t="$ticks" -v n="$ok" -v hz="$hz" 'BEGIN { printf "%.2f", n ? t * 1e6 / hz / n : 0 }')" |
     tee -a "$SCRATCH/results"
+  t0=$(cpu_ticks "$SERVICE_PID")
   line=$("$bench/bench_subscribe" --target "127.0.0.1:$port" --mode drain --count "$count" \
     --max-in-flight 1000 --name "ab-$label" --event-type "bench.ab" --label "$label" \
     2>"$SCRATCH/drain.err") || FAILED=1
+  ticks=$(($(cpu_ticks "$SERVICE_PID") - t0))
   echo "$line" | tee -a "$SCRATCH/results"
+  # Per event published and delivered (the backlog's publish included).
+  echo "DRAINCPU label=$label service_us_per_event=$(
+    awk -v t="$ticks" -v n="$count" -v hz="$hz" 'BEGIN { printf "%.2f", t * 1e6 / hz / n }')" |
+    tee -a "$SCRATCH/results"
   stop_service
   kill -TERM "$REDIS_PID"
   wait "$REDIS_PID" 2>/dev/null || true
@@ -94,15 +101,18 @@ for line in open(sys.argv[1]):
         add(("stream events/s", m.group(1)), float(m.group(3)))
         if m.group(2) != "0":
             print(f"warning: errors in stream {m.group(1)}", file=sys.stderr)
-    m = re.search(r"CPU label=(\w+) service_us_per_event=([\d.]+)", line)
+    m = re.search(r"^CPU label=(\w+) service_us_per_event=([\d.]+)", line)
     if m:
         add(("stream service CPU us/event", m.group(1)), float(m.group(2)))
+    m = re.search(r"DRAINCPU label=(\w+) service_us_per_event=([\d.]+)", line)
+    if m:
+        add(("drain service CPU us/event (publish + delivery)", m.group(1)), float(m.group(2)))
     m = re.search(r"RESULT mode=drain label=(\w+) .*? rate=([\d.]+) .*? publish_rate=([\d.]+)", line)
     if m:
         add(("drain deliveries/s", m.group(1)), float(m.group(2)))
         add(("drain backlog publish events/s", m.group(1)), float(m.group(3)))
 for what in ("stream events/s", "stream service CPU us/event", "drain backlog publish events/s",
-             "drain deliveries/s"):
+             "drain deliveries/s", "drain service CPU us/event (publish + delivery)"):
     b, a = series.get((what, "before"), []), series.get((what, "after"), [])
     if not b or not a:
         continue
