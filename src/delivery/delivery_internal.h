@@ -24,7 +24,11 @@
 /* The reasons an event is dead-lettered, as counted per subscription
  * (tse_sub.dead_lettered); tse_dl_reason_names spells them as dlq_reason
  * and the stats' maps do. */
-typedef enum tse_dl_reason { TSE_DL_MAX_ATTEMPTS = 0, TSE_DL_REJECTED, TSE_DL_REASONS } tse_dl_reason;
+typedef enum tse_dl_reason {
+    TSE_DL_MAX_ATTEMPTS = 0,
+    TSE_DL_REJECTED,
+    TSE_DL_REASONS
+} tse_dl_reason;
 extern const char *const tse_dl_reason_names[TSE_DL_REASONS];
 /* The consumer that owns deliveries nacked by subscription name (Nack
  * without a live stream): a placeholder, not counted as a consumer. */

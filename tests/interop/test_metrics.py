@@ -3,8 +3,9 @@
 
 Against a private redis-server, tracseq-events and tracseq-rest-bridge: two
 subscriptions go through a scripted run over gRPC (publish, Pull with a fixed
-consumer name, Acknowledge, Nack, a delivery left unacked, a backlog nobody
-reads, an event dead-lettered after max_delivery_attempts), then:
+consumer name, Acknowledge, Nack, a Nack with reject, a delivery left
+unacked, a backlog nobody reads, an event dead-lettered after
+max_delivery_attempts), then:
 
 - /metrics parses with the Prometheus project's own parser (Debian's
   python3-prometheus-client, prometheus_client.parser): the three latency
@@ -13,7 +14,8 @@ reads, an event dead-lettered after max_delivery_attempts), then:
   done (14 publishes; 11 first deliveries); the quantile gauges they replace
   are gone; every per-subscription series (backlog, pending, oldest unacked
   age, dead letters, consumers, subscribers, delivered / acked / nacked /
-  redelivered and dead-lettered per reason) carries the run's exact figure;
+  redelivered and dead-lettered per reason, max_delivery_attempts and
+  rejected) carries the run's exact figure;
 - /api/v1/stats and GetStats carry the same figures (proto3 JSON, 64-bit
   integers as strings);
 - eventctl stats and eventctl subscriptions get show them.
@@ -46,6 +48,7 @@ GONE = ["tracseq_events_publish_latency_p50_seconds",
         "tracseq_events_publish_latency_p99_seconds",
         "tracseq_events_publish_latency_max_seconds"]
 REASON = "max_delivery_attempts"
+REJECTED = "rejected"
 
 
 # ---- the bridge ---------------------------------------------------------------
@@ -125,9 +128,13 @@ def scripted_run(stack, run):
     check_equal(sorted(d.delivery_attempt for d in second), [1, 1, 1, 1, 2, 2],
                 "delivery attempts of the second round")
     acked = svc.Acknowledge(pb.AcknowledgeRequest(subscription=MAIN,
-                                                  ack_ids=[d.ack_id for d in second]),
+                                                  ack_ids=[d.ack_id for d in second[1:]]),
                             timeout=TIMEOUT)
-    check_equal(acked.acked, 6, "acked in the second round")
+    check_equal(acked.acked, 5, "acked in the second round")
+    # One rejected: dead-lettered at once, reason rejected (not a nack).
+    rejected = svc.Nack(pb.NackRequest(subscription=MAIN, ack_ids=[second[0].ack_id],
+                                       reject=True), timeout=TIMEOUT)
+    check_equal(rejected.nacked, 1, "rejected")
     publish(stack, run, "metrics.main", 3)  # the backlog: nobody pulls these
     publish(stack, run, "metrics.dlq", 1)
     pull(stack, DLQ, 1)  # never acked: dead-lettered after its one attempt
@@ -146,14 +153,15 @@ def scripted_run(stack, run):
 # What each subscription's series must read after the run (seconds for ages
 # are checked apart).
 WANT = {
-    MAIN: {"backlog": 3, "pending": 1, "dead_letters": 0, "consumers": 1,
-           "active_subscribers": 0, "streams": 1, "delivered_total": 12, "acked_total": 9,
+    MAIN: {"backlog": 3, "pending": 1, "dead_letters": 1, "consumers": 1,
+           "active_subscribers": 0, "streams": 1, "delivered_total": 12, "acked_total": 8,
            "nacked_total": 2, "redelivered_total": 2},
     DLQ: {"backlog": 0, "pending": 0, "dead_letters": 1, "consumers": 1,
           "active_subscribers": 0, "streams": 1, "delivered_total": 1, "acked_total": 0,
           "nacked_total": 0, "redelivered_total": 0},
 }
-DEAD_LETTERED = {MAIN: 0, DLQ: 1}
+# Dead-lettered per reason: MAIN rejected one, DLQ used up its attempts.
+DEAD_LETTERED = {MAIN: {REASON: 0, REJECTED: 1}, DLQ: {REASON: 1, REJECTED: 0}}
 
 
 def redis_now_ms(stack):
@@ -227,9 +235,10 @@ def check_metrics(stack, run, port, checks):
             for series, value in want.items():
                 check_equal(sub_value(families, "tracseq_subscription_" + series, sub), value,
                             f"tracseq_subscription_{series}{{subscription={sub!r}}}")
-            check_equal(sub_value(families, "tracseq_subscription_dead_lettered", sub,
-                                  reason=REASON), DEAD_LETTERED[sub],
-                        f"tracseq_subscription_dead_lettered_total{{{sub}, {REASON}}}")
+            for reason, value in DEAD_LETTERED[sub].items():
+                check_equal(sub_value(families, "tracseq_subscription_dead_lettered", sub,
+                                      reason=reason), value,
+                            f"tracseq_subscription_dead_lettered_total{{{sub}, {reason}}}")
         age = sub_value(families, "tracseq_subscription_oldest_unacked_age_seconds", MAIN)
         check(age * 1000 >= age_floor_ms > 0,
               f"oldest unacked age {age} s, at least {age_floor_ms} ms expected")
@@ -252,12 +261,14 @@ def check_stats_json(stack, run, port, checks):
         stats = json.loads(text)
         subs = {s["name"]: s["stats"] for s in stats["subscription_stats"]}
         main_stats = subs[MAIN]
-        for key, want in (("lag", 3), ("pending", 1), ("delivered", 12), ("acked", 9),
+        for key, want in (("lag", 3), ("pending", 1), ("delivered", 12), ("acked", 8),
                           ("nacked", 2), ("redelivered", 2), ("consumers", 1)):
             check_equal(int(main_stats[key]), want, f"{MAIN} stats.{key}")
         check(int(main_stats["oldest_unacked_age_ms"]) > 0, "oldest_unacked_age_ms is 0")
-        check_equal(int(subs[DLQ]["dead_lettered_by_reason"][REASON]), 1,
-                    f"{DLQ} dead_lettered_by_reason")
+        check_equal({k: int(v) for k, v in subs[DLQ]["dead_lettered_by_reason"].items()},
+                    DEAD_LETTERED[DLQ], f"{DLQ} dead_lettered_by_reason")
+        check_equal({k: int(v) for k, v in main_stats["dead_lettered_by_reason"].items()},
+                    DEAD_LETTERED[MAIN], f"{MAIN} dead_lettered_by_reason")
         histogram = stats["publish_latency"]
         check_equal(int(histogram["count"]), run.published, "publish_latency.count")
         check_equal(len(histogram["cumulative_counts"]), len(histogram["bounds"]) + 1,
@@ -269,8 +280,10 @@ def check_stats_json(stack, run, port, checks):
                                                timeout=TIMEOUT)
         subs = {s.name: s.stats for s in stats.subscription_stats}
         check_equal(subs[MAIN].nacked, 2, "GetStats nacked")
-        check_equal(dict(subs[DLQ].dead_lettered_by_reason), {REASON: 1},
+        check_equal(dict(subs[DLQ].dead_lettered_by_reason), DEAD_LETTERED[DLQ],
                     "GetStats dead_lettered_by_reason")
+        check_equal(dict(stats.dead_lettered_by_reason), {REASON: 1, REJECTED: 1},
+                    "GetStats: the instance's dead_lettered_by_reason")
         check_equal(stats.delivery_latency.count, 11, "GetStats delivery_latency.count")
         check_equal(stats.delivery_latency.cumulative_counts[-1], 11,
                     "GetStats delivery_latency +Inf")
