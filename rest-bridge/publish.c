@@ -40,6 +40,7 @@
 #include "bridge.h"
 #include "codec/pbjson.h"
 #include "domain/cloudevent.h"
+#include "domain/trace.h"
 #include "domain/validate.h"
 
 typedef Tracseq__Events__V1__Event Event;
@@ -51,8 +52,8 @@ typedef Tracseq__Events__V1__Event Event;
 #define BATCH  100
 
 static const char *const envelope_keys[] = {
-    "id",           "event_type", "source_service", "version",  "correlation_id",
-    "causation_id", "subject",    "priority",       "metadata",
+    "id",      "event_type", "source_service", "version",     "correlation_id", "causation_id",
+    "subject", "priority",   "metadata",       "traceparent", "tracestate",
 };
 
 /* ---- JSON -> Event ---- */
@@ -274,6 +275,25 @@ static bool adopt_correlation(tsb_request *req, Event *ev, bool echo, tse_error 
         free(ev->correlation_id);
     ev->correlation_id = copy;
     return true;
+}
+
+/*
+ * The request's W3C `traceparent` / `tracestate` headers, for an event
+ * without a trace context of its own: what the service does with a call's
+ * metadata, which the shared streams cannot carry per request. A header
+ * pair that is not Trace Context: 422 naming the header.
+ */
+static bool adopt_trace(tsb_request *req, Event *ev, tse_error *err)
+{
+    const char *tp = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "traceparent");
+    const char *ts = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "tracestate");
+
+    if (tp == NULL && ts == NULL)
+        return true;
+    if (tse_trace_context_check(tp, ts, "traceparent", "tracestate", err) != TSE_OK)
+        return false;
+    return tse_event_adopt_trace(ev, tp, tp ? strlen(tp) : 0, ts, ts ? strlen(ts) : 0, err) ==
+           TSE_OK;
 }
 
 /* ---- the publishers ---- */
@@ -595,7 +615,7 @@ void tsb_handle_publish(tsb_request *req, tsb_response *resp)
     }
     if ((why = convert(body, cloud, &ev, &err)) != TSE_OK) {
         reply_invalid(resp, why, &err, cloud);
-    } else if (!adopt_correlation(req, ev, true, &err)) {
+    } else if (!adopt_correlation(req, ev, true, &err) || !adopt_trace(req, ev, &err)) {
         reply_invalid(resp, err.code, &err, cloud);
     } else if ((one = calloc(1, sizeof(*one))) == NULL) {
         tsb_reply_nomem(resp);
@@ -689,7 +709,8 @@ static bool batch_convert(tsb_request *req, batch *b, const json_t *arr, bool cl
         tse_error_clear(&err);
         if ((why = convert(json_array_get(arr, i), cloud, &b->events[b->nsent], &err)) != TSE_OK ||
             (why = adopt_correlation(req, b->events[b->nsent], false, &err) ? TSE_OK : err.code) !=
-                TSE_OK) {
+                TSE_OK ||
+            (why = adopt_trace(req, b->events[b->nsent], &err) ? TSE_OK : err.code) != TSE_OK) {
             if (b->events[b->nsent] != NULL)
                 protobuf_c_message_free_unpacked(&b->events[b->nsent]->base, NULL);
             b->events[b->nsent] = NULL;

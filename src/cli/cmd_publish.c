@@ -31,6 +31,9 @@ static const char help[] =
     "  --id UUID                the event's id (a retry with the same id is\n"
     "                           stored once); default: a new one\n"
     "  --metadata KEY=VALUE     envelope metadata; repeatable\n"
+    "  --traceparent TP         W3C Trace Context of the publishing span,\n"
+    "                           00-<32 hex trace-id>-<16 hex parent-id>-<2 hex flags>\n"
+    "  --tracestate TS          its W3C tracestate (vendor key=value list)\n"
     "  --strict                 exit 5 when the service answers schema_valid=false\n"
     "                           (the event is stored all the same)\n"
     "\n"
@@ -57,7 +60,9 @@ enum {
     OPT_CAUSATION,
     OPT_ID,
     OPT_METADATA,
-    OPT_STRICT
+    OPT_STRICT,
+    OPT_TRACEPARENT,
+    OPT_TRACESTATE
 };
 
 static const struct option options[] = {
@@ -70,6 +75,8 @@ static const struct option options[] = {
     {"id", required_argument, NULL, OPT_ID},
     {"metadata", required_argument, NULL, OPT_METADATA},
     {"strict", no_argument, NULL, OPT_STRICT},
+    {"traceparent", required_argument, NULL, OPT_TRACEPARENT},
+    {"tracestate", required_argument, NULL, OPT_TRACESTATE},
     {NULL, 0, NULL, 0},
 };
 
@@ -117,6 +124,8 @@ static int on_option(void *ctx, int code, const char *arg)
     case OPT_ID: a->opts.event_id = arg; return -1;
     case OPT_METADATA: return add_metadata(a, arg);
     case OPT_STRICT: a->strict = true; return -1;
+    case OPT_TRACEPARENT: a->opts.traceparent = arg; return -1;
+    case OPT_TRACESTATE: a->opts.tracestate = arg; return -1;
     case OPT_PRIORITY:
         /* Only the syntax is ours to check: the range is the SDK's rule. */
         rc = tse_cli_parse_int(a->cli, "--priority", arg, -1000, 1000, &v);

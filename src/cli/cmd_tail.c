@@ -57,7 +57,7 @@ static const char help[] =
     "\n"
     "Default output, one line per event:\n"
     "  TIME TYPE pPRIORITY id=ID [subject=..] [correlation=..] [causation=..]\n"
-    "  source=.. [[KEY=VALUE ...]] PAYLOAD\n"
+    "  [traceparent=.. [tracestate=..]] source=.. [[KEY=VALUE ...]] PAYLOAD\n"
     "\n"
     "Examples:\n"
     "  eventctl tail 'sample.*' 'storage.temperature_alert'\n"
@@ -210,6 +210,10 @@ static bool print_pretty(const tse_client_event_view *ev)
         print_pair("correlation", ev->correlation_id);
     if (ev->causation_id[0] != '\0')
         print_pair("causation", ev->causation_id);
+    if (ev->traceparent[0] != '\0')
+        print_pair("traceparent", ev->traceparent);
+    if (ev->tracestate[0] != '\0')
+        print_pair("tracestate", ev->tracestate);
     print_pair("source", ev->source_service);
     for (i = 0; i < ev->n_metadata; i++) {
         printf("%s", i == 0 ? " [" : " ");

@@ -15,6 +15,7 @@
 #include "client/internal.h"
 #include "codec/pbjson.h"
 #include "domain/catalog.h"
+#include "domain/trace.h"
 #include "domain/validate.h"
 
 #define EXPORT __attribute__((visibility("default")))
@@ -29,6 +30,8 @@ typedef Tracseq__Events__V1__Event__MetadataEntry MetadataEntry;
 
 static tse_client_status check_opts(const tse_client_publish_opts *o, tse_client_error *err)
 {
+    tse_error terr;
+
     if (o->priority != 0 && (o->priority < TSE_PRIORITY_MIN || o->priority > TSE_PRIORITY_MAX))
         return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "priority",
                                "priority must be %d (highest) to %d, or 0 for the default %d",
@@ -40,6 +43,10 @@ static tse_client_status check_opts(const tse_client_publish_opts *o, tse_client
         !tse_uuid_valid(o->correlation_id))
         return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "correlation_id",
                                "correlation_id must be a UUID (8-4-4-4-12 hex digits)");
+    if (tse_trace_context_check(o->traceparent, o->tracestate, "traceparent", "tracestate",
+                                &terr) != TSE_OK)
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, terr.field, "%s",
+                               terr.message);
     if (o->n_metadata > 0 && o->metadata == NULL)
         return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "metadata",
                                "metadata is NULL but n_metadata is %zu", o->n_metadata);
@@ -90,6 +97,8 @@ tse_client_status tse_client_event_pack(Event *ev, const tse_client_publish_opts
     ev->subject = S(opts->subject ? opts->subject : "");
     ev->correlation_id = S(opts->correlation_id ? opts->correlation_id : "");
     ev->causation_id = S(opts->causation_id ? opts->causation_id : "");
+    ev->traceparent = S(opts->traceparent ? opts->traceparent : "");
+    ev->tracestate = S(opts->tracestate ? opts->tracestate : "");
     ev->priority = opts->priority;
     if (opts->n_metadata > 0) {
         entries = calloc(opts->n_metadata, sizeof(*entries));

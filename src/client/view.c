@@ -169,6 +169,8 @@ static tse_client_status view_fill(tse_client_decoded *d, tse_client_error *err)
     v->subject = str(ev->subject);
     v->correlation_id = str(ev->correlation_id);
     v->causation_id = str(ev->causation_id);
+    v->traceparent = str(ev->traceparent);
+    v->tracestate = str(ev->tracestate);
     v->priority = ev->priority;
     if (ev->timestamp != NULL) {
         v->timestamp_seconds = ev->timestamp->seconds;

@@ -212,8 +212,15 @@ static bool id_uuid(const char *source, const char *id, char out[37])
 static const struct {
     const char *ce, *ours;
 } fields[] = {
-    {"type", "event_type"},          {"subject", "subject"},   {"correlationid", "correlation_id"},
-    {"causationid", "causation_id"}, {"priority", "priority"}, {"tracseqversion", "version"},
+    {"type", "event_type"},
+    {"subject", "subject"},
+    {"correlationid", "correlation_id"},
+    {"causationid", "causation_id"},
+    {"priority", "priority"},
+    {"tracseqversion", "version"},
+    /* The distributed-tracing extension: W3C Trace Context (docs/tracing.md). */
+    {"traceparent", "traceparent"},
+    {"tracestate", "tracestate"},
 };
 
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))

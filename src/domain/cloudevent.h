@@ -32,6 +32,9 @@
  *   data_base64     the payload {"value": "<base64>"}, "ce.data" = "base64"
  *   correlationid, causationid, priority, tracseqversion
  *                   Event.correlation_id, causation_id, priority, version
+ *   traceparent, tracestate (the distributed-tracing extension)
+ *                   Event.traceparent, tracestate (W3C Trace Context, checked
+ *                   by the service); out only when set
  *   any other extension (a-z0-9, 1..20 characters): metadata "ce.<name>",
  *                   its string form (CloudEvents' canonical string
  *                   encoding); returned as a string

@@ -25,6 +25,14 @@
 #define TSE_METADATA_VALUE_MAX   1024
 #define TSE_DEFAULT_VERSION      "1.0"
 
+/* W3C Trace Context (domain/trace.h): the traceparent a later version of
+ * the spec may lengthen (version 00 is exactly 55 characters), and the
+ * tracestate the spec asks every vendor to pass on whole (512 characters,
+ * 32 list members). */
+#define TSE_TRACEPARENT_MAX        256
+#define TSE_TRACESTATE_MAX         512
+#define TSE_TRACESTATE_MAX_MEMBERS 32
+
 /* ---- batches ---------------------------------------------------------------- */
 
 /* Events one PublishBatch / PublishBatchStream message (and one REST batch)

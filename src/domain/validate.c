@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "common/alloc.h"
+#include "domain/trace.h"
 
 typedef Tracseq__Events__V1__Event event;
 
@@ -193,9 +194,17 @@ static tse_status check_metadata(const event *ev, const char *unused, tse_error 
     return TSE_OK;
 }
 
+/* W3C Trace Context; the call's metadata was adopted before (see
+ * tse_event_adopt_trace), so only the event's own pair is checked. */
+static tse_status check_trace(const event *ev, const char *unused, tse_error *err)
+{
+    return tse_trace_context_check(ev->traceparent, ev->tracestate, "traceparent", "tracestate",
+                                   err);
+}
+
 static const check_fn envelope_checks[] = {
     check_event_type,   check_source_service, check_id,       check_version,  check_correlation_id,
-    check_causation_id, check_subject,        check_priority, check_metadata,
+    check_causation_id, check_subject,        check_priority, check_metadata, check_trace,
 };
 
 /* ---- server-set fields -------------------------------------------------------------- */
@@ -248,6 +257,37 @@ static tse_status set_defaults(event *ev, int64_t now_seconds, int32_t now_nanos
     if (ev->priority == 0)
         ev->priority = TSE_DEFAULT_PRIORITY;
     return st;
+}
+
+tse_status tse_event_adopt_trace(Tracseq__Events__V1__Event *ev, const char *traceparent,
+                                 size_t traceparent_len, const char *tracestate,
+                                 size_t tracestate_len, tse_error *err)
+{
+    char *tp, *ts = NULL;
+
+    if (ev == NULL || traceparent_len == 0 || !is_empty(ev->traceparent) ||
+        !is_empty(ev->tracestate))
+        return TSE_OK;
+    tp = tse_malloc(traceparent_len + 1);
+    if (tp != NULL && tracestate_len > 0)
+        ts = tse_malloc(tracestate_len + 1);
+    if (tp == NULL || (tracestate_len > 0 && ts == NULL)) {
+        tse_free(tp);
+        return tse_error_set(err, TSE_NOMEM, NULL, "out of memory");
+    }
+    memcpy(tp, traceparent, traceparent_len);
+    tp[traceparent_len] = '\0';
+    if (ev->traceparent != NULL && ev->traceparent != protobuf_c_empty_string)
+        tse_free(ev->traceparent);
+    ev->traceparent = tp;
+    if (ts != NULL) {
+        memcpy(ts, tracestate, tracestate_len);
+        ts[tracestate_len] = '\0';
+        if (ev->tracestate != NULL && ev->tracestate != protobuf_c_empty_string)
+            tse_free(ev->tracestate);
+        ev->tracestate = ts;
+    }
+    return TSE_OK;
 }
 
 /* ---- the whole ------------------------------------------------------------------- */

@@ -107,7 +107,8 @@ tse_status tse_event_prepare_payload(Tracseq__Events__V1__Event *ev, tse_validat
  * result->schema_error also holds; events that fit carry no schema_ keys.
  *
  * Envelope errors are TSE_INVALID in both modes, naming the field
- * ("event_type", "source_service", "priority", "id", "correlation_id", ...;
+ * ("event_type", "source_service", "priority", "id", "correlation_id",
+ * "traceparent", "tracestate" (W3C Trace Context, domain/trace.h), ...;
  * "x-correlation-id" when the fallback is given but is no UUID; "metadata"
  * or "metadata.<key>", where keys starting "schema_" are the server's). So
  * are strings that are not valid UTF-8 anywhere in the event (e.g.
@@ -123,5 +124,18 @@ tse_status tse_event_prepare(Tracseq__Events__V1__Event *ev, tse_validation_mode
                              int64_t now_seconds, int32_t now_nanos,
                              const char *fallback_correlation_id, tse_prepare_result *result,
                              tse_error *err);
+
+/*
+ * The trace context of the call (gRPC `traceparent` / `tracestate`
+ * metadata, already checked with tse_trace_context_check) for an event that
+ * carries none of its own: when ev has neither traceparent nor tracestate
+ * and traceparent_len > 0, both are copied into ev (tracestate only when
+ * tracestate_len > 0); otherwise ev is left as it is, and its own pair is
+ * checked by tse_event_prepare (fields "traceparent", "tracestate"). The
+ * strings need not be NUL-terminated. TSE_NOMEM (ev unchanged) or TSE_OK.
+ */
+tse_status tse_event_adopt_trace(Tracseq__Events__V1__Event *ev, const char *traceparent,
+                                 size_t traceparent_len, const char *tracestate,
+                                 size_t tracestate_len, tse_error *err);
 
 #endif

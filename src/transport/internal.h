@@ -92,9 +92,16 @@ struct tse_call {
     int refs;
     int64_t start_us;
     char correlation_id[TSE_CORRELATION_MAX]; /* from x-correlation-id, or "" */
-    const tse_auth_table *auth_table;         /* referenced from arrival to free (auth on) */
-    const tse_identity *identity;             /* the caller, in auth_table; NULL: auth off */
-    void (*access_next)(tse_call *c);         /* subscribe.c: what follows its owner check */
+    /* W3C traceparent / tracestate metadata (publish applies them to events
+     * without their own): into `metadata`, so valid for the call's life;
+     * NULL when absent. Not NUL-terminated. */
+    const char *md_traceparent;
+    size_t md_traceparent_len;
+    const char *md_tracestate;
+    size_t md_tracestate_len;
+    const tse_auth_table *auth_table; /* referenced from arrival to free (auth on) */
+    const tse_identity *identity;     /* the caller, in auth_table; NULL: auth off */
+    void (*access_next)(tse_call *c); /* subscribe.c: what follows its owner check */
 
     /* The finish: the last message and the status live here until sent. */
     tse_call_state state; /* under lock */

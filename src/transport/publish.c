@@ -33,6 +33,7 @@
 #include <time.h>
 
 #include "domain/cloudevent.h"
+#include "domain/trace.h"
 #include "domain/validate.h"
 #include "obs/log.h"
 #include "tracseq/events/v1/service.pb-c.h"
@@ -45,6 +46,7 @@ typedef struct prepared {
     char event_type[TSE_EVENT_TYPE_MAX + 1];
     char source[TSE_SOURCE_SERVICE_MAX + 1];
     char correlation_id[64];
+    char trace_id[33]; /* of its traceparent, or "" */
     int priority;
     int64_t ts_sec;
     int32_t ts_nanos;
@@ -64,20 +66,27 @@ static void copy_str(char *dst, size_t len, const char *src)
     dst[n] = '\0';
 }
 
-/* Validates and stamps ev, then packs it. On failure err names the field
- * (within the event) and nothing is allocated. */
-static tse_status prepare_event(tse_server *s, Tracseq__Events__V1__Event *ev,
-                                const char *md_correlation, prepared *p, tse_error *err)
+/* Validates and stamps ev (taking the call's trace context when it has
+ * none), then packs it. On failure err names the field (within the event)
+ * and nothing is allocated. */
+static tse_status prepare_event(tse_call *c, Tracseq__Events__V1__Event *ev, prepared *p,
+                                tse_error *err)
 {
+    tse_server *s = c->server;
     tse_prepare_result res;
     struct timespec now;
     tse_status st;
 
-    clock_gettime(CLOCK_REALTIME, &now);
-    st = tse_event_prepare(ev, s->config->strict ? TSE_VALIDATION_STRICT : TSE_VALIDATION_LENIENT,
-                           now.tv_sec, (int32_t)now.tv_nsec, md_correlation, &res, err);
+    st = tse_event_adopt_trace(ev, c->md_traceparent, c->md_traceparent_len, c->md_tracestate,
+                               c->md_tracestate_len, err);
     if (st != TSE_OK)
         return st;
+    clock_gettime(CLOCK_REALTIME, &now);
+    st = tse_event_prepare(ev, s->config->strict ? TSE_VALIDATION_STRICT : TSE_VALIDATION_LENIENT,
+                           now.tv_sec, (int32_t)now.tv_nsec, c->correlation_id, &res, err);
+    if (st != TSE_OK)
+        return st;
+    tse_trace_id(ev->traceparent, p->trace_id);
     copy_str(p->event_id, sizeof(p->event_id), ev->id);
     copy_str(p->event_type, sizeof(p->event_type), ev->event_type);
     copy_str(p->source, sizeof(p->source), ev->source_service);
@@ -98,8 +107,13 @@ static tse_status prepare_event(tse_server *s, Tracseq__Events__V1__Event *ev,
         tse_error_describe(&res.schema_error, why, sizeof(why));
         tse_log(TSE_LOG_WARN, "payload does not fit its schema; stored as generic data",
                 (const char *[]){"event_type", p->event_type, "event_id", p->event_id,
-                                 "schema_error", why, "correlation_id", p->correlation_id, NULL});
+                                 "schema_error", why, "correlation_id", p->correlation_id,
+                                 "trace_id", p->trace_id, NULL});
     }
+    if (tse_log_enabled(TSE_LOG_DEBUG))
+        tse_log(TSE_LOG_DEBUG, "event accepted",
+                (const char *[]){"method", c->method->name, "event_type", p->event_type, "event_id",
+                                 p->event_id, "trace_id", p->trace_id, NULL});
     return TSE_OK;
 }
 
@@ -113,7 +127,7 @@ static tse_status prepare_one(tse_call *c, Tracseq__Events__V1__Event *ev, const
 
     if (ev == NULL)
         return tse_error_set(err, TSE_INVALID, prefix, "is required");
-    st = prepare_event(c->server, ev, c->correlation_id, p, err);
+    st = prepare_event(c, ev, p, err);
     if (st != TSE_OK) {
         tse_error_prefix_field(err, prefix);
         return st;
@@ -124,6 +138,37 @@ static tse_status prepare_one(tse_call *c, Tracseq__Events__V1__Event *ev, const
         p->envelope = NULL;
     }
     return st;
+}
+
+/*
+ * The call's traceparent / tracestate metadata, checked once for the whole
+ * call (it applies to each of its events without a context of their own):
+ * false, the call failed INVALID_ARGUMENT naming the key, when it is not
+ * W3C Trace Context. Its trace id goes into the request's log line.
+ */
+static bool trace_metadata_ok(tse_call *c)
+{
+    tse_traceparent tp;
+    tse_error err;
+
+    tse_error_clear(&err);
+    if (c->md_traceparent == NULL && c->md_tracestate == NULL)
+        return true;
+    if (c->md_traceparent == NULL)
+        tse_error_set(&err, TSE_INVALID, "tracestate",
+                      "tracestate is allowed only with a traceparent");
+    else if (tse_traceparent_parse(c->md_traceparent, c->md_traceparent_len, &tp, "traceparent",
+                                   &err) == TSE_OK &&
+             c->md_tracestate != NULL)
+        tse_tracestate_check(c->md_tracestate, c->md_tracestate_len, "tracestate", &err);
+    if (err.code == TSE_OK) {
+        tse_call_log_kv(c, "trace_id", tp.trace_id);
+        return true;
+    }
+    if (c->method->counts_invalid)
+        tse_stats_add(c->server->stats, TSE_STAT_INVALID, 1);
+    tse_call_fail(c, &err);
+    return false;
 }
 
 /* Prepares the event of a decoded PublishRequest. */
@@ -240,6 +285,8 @@ static void publish_start(tse_call *c)
     tse_status st;
     tse_error err;
 
+    if (!trace_metadata_ok(c))
+        return;
     tse_error_clear(&err);
     pc->p.start_us = c->start_us;
     st = prepare_request(c, (Tracseq__Events__V1__PublishRequest *)c->request, &pc->p, &err);
@@ -253,6 +300,8 @@ static void publish_start(tse_call *c)
     }
     tse_call_log_kv(c, "event_type", pc->p.event_type);
     tse_call_log_kv(c, "event_id", pc->p.event_id);
+    if (c->md_traceparent == NULL && pc->p.trace_id[0] != '\0')
+        tse_call_log_kv(c, "trace_id", pc->p.trace_id);
     if (c->correlation_id[0] == '\0')
         copy_str(c->correlation_id, sizeof(c->correlation_id), pc->p.correlation_id);
     if (submit(s, tse_broker_pick_lane(s->broker), &pc->p, publish_stored, pc, &err) != TSE_OK) {
@@ -620,6 +669,8 @@ static void batch_start(tse_call *c)
         (Tracseq__Events__V1__PublishBatchRequest *)c->request;
     tse_error err;
 
+    if (!trace_metadata_ok(c))
+        return;
     bc->sl = slot_create(c, req->n_events, true);
     if (bc->sl == NULL) {
         tse_error_set(&err, TSE_NOMEM, NULL, "out of memory");
@@ -951,6 +1002,8 @@ static void stream_start(tse_call *c)
 {
     stream_call *sc = (stream_call *)c;
 
+    if (!trace_metadata_ok(c))
+        return;
     sc->recv_tag.fn = stream_on_recv;
     sc->send_tag.fn = stream_on_send;
     sc->close_tag.fn = stream_on_close;

@@ -105,6 +105,12 @@ static void on_arrived(tse_tag *tag, bool ok)
                 len = sizeof(c->correlation_id) - 1;
             memcpy(c->correlation_id, GRPC_SLICE_START_PTR(md->value), len);
             c->correlation_id[len] = '\0';
+        } else if (grpc_slice_str_cmp(md->key, "traceparent") == 0) {
+            c->md_traceparent = (const char *)GRPC_SLICE_START_PTR(md->value);
+            c->md_traceparent_len = GRPC_SLICE_LENGTH(md->value);
+        } else if (grpc_slice_str_cmp(md->key, "tracestate") == 0) {
+            c->md_tracestate = (const char *)GRPC_SLICE_START_PTR(md->value);
+            c->md_tracestate_len = GRPC_SLICE_LENGTH(md->value);
         }
     }
     /* No other thread knows the call yet. The arrival's reference spans the

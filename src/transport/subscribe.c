@@ -23,9 +23,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec/pbscan.h"
 #include "delivery/delivery.h"
 #include "domain/limits.h"
 #include "domain/subscription.h"
+#include "domain/trace.h"
 #include "obs/log.h"
 #include "tracseq/events/v1/service.pb-c.h"
 #include "transport/internal.h"
@@ -92,6 +94,46 @@ static grpc_slice encode_delivery(const tse_delivered *d, const char *subscripti
 
     put_delivery(GRPC_SLICE_START_PTR(slice), d, subscription);
     return slice;
+}
+
+/* ===================== delivery log lines ================================ */
+
+/* A copy of string field `name` of a delivery's envelope ("" if none). */
+static void envelope_string(const tse_delivered *d, const char *name, char *out, size_t size)
+{
+    const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(
+        &tracseq__events__v1__event__descriptor, name);
+    const uint8_t *v;
+    size_t n = 0;
+
+    if (f != NULL && tse_pbscan_bytes(d->envelope, d->envelope_len, f->id, &v, &n)) {
+        n = n < size - 1 ? n : size - 1;
+        memcpy(out, v, n);
+    }
+    out[n] = '\0';
+}
+
+/*
+ * The debug line of one delivery: its event id and trace id (W3C
+ * traceparent of the envelope), read from the stored bytes
+ * without decoding them, so that a delivery can be joined with its
+ * publish (whose request line carries the same trace id). Only when
+ * debug lines are on: every delivery would otherwise cost a line.
+ */
+static void log_delivered(const char *method, const char *subscription, const tse_delivered *d)
+{
+    char event_id[64], traceparent[TSE_TRACEPARENT_MAX + 1], trace_id[33], attempt[16];
+
+    if (!tse_log_enabled(TSE_LOG_DEBUG))
+        return;
+    envelope_string(d, "id", event_id, sizeof(event_id));
+    envelope_string(d, "traceparent", traceparent, sizeof(traceparent));
+    tse_trace_id(traceparent, trace_id);
+    snprintf(attempt, sizeof(attempt), "%u", d->attempt);
+    tse_log(TSE_LOG_DEBUG, "event delivered",
+            (const char *[]){"method", method, "subscription", subscription, "event_id", event_id,
+                             "stream_id", d->stream_id, "delivery_attempt", attempt, "trace_id",
+                             trace_id, NULL});
 }
 
 /* ===================== request limits =================================== */
@@ -492,6 +534,7 @@ static void on_deliver(void *arg, const tse_delivered *d, size_t n)
             break;
         }
         o->enc = encode_delivery(&d[i], sc->name);
+        log_delivered("Subscribe", sc->name, &d[i]);
         if (sc->tail)
             sc->tail->next = o;
         else
@@ -1091,6 +1134,7 @@ static void answer_pull(void *arg, const tse_error *err, const tse_delivered *d,
         *p++ = 1 << 3 | 2;
         p = put_varint(p, delivery_len(&d[i], pc->name));
         p = put_delivery(p, &d[i], pc->name);
+        log_delivered("Pull", pc->name, &d[i]);
     }
     /* Already encoded: finish with the raw bytes. */
     tse_call_finish(&pc->base, tse_byte_buffer_take(slice), NULL);

@@ -1103,6 +1103,151 @@ static void test_non_uuid_correlation_header_without_body_id_is_422(void **state
     free(r.body);
 }
 
+/* ===================== W3C Trace Context ================================ */
+
+#define TRACE_ID "4bf92f3577b34da6a3ce929d0e0e4736"
+#define TP       "00-" TRACE_ID "-00f067aa0ba902b7-01"
+#define TS       "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"
+
+/* POST path with body (content type ctype) and extra header lines. */
+static tse_test_http_resp post_with(const proc *b, const char *path, const char *ctype,
+                                    const char *headers, const char *body)
+{
+    int fd = tse_test_http_connect(b->port);
+    char all[512];
+    tse_test_http_resp r;
+
+    snprintf(all, sizeof(all), "%sConnection: close\r\n", headers);
+    tse_test_http_send(fd, "POST", path, ctype, all, body, strlen(body), false);
+    assert_true(tse_test_http_read(fd, &r));
+    close(fd);
+    return r;
+}
+
+static void test_trace_headers_reach_sse_pull_and_cloudevents_out(void **state)
+{
+    world *w = *state;
+    tse_test_http_resp r;
+    json_t *j, *ev, *ce;
+    sse *s;
+    sse_event sev;
+    char comment[128];
+
+    json_decref(subscribe(w->bridge, "{\"name\":\"trace-sse\",\"event_types\":[\"tracehdr.*\"]}"));
+    json_decref(subscribe(w->bridge, "{\"name\":\"trace-pull\",\"event_types\":[\"tracehdr.*\"]}"));
+    s = sse_open(w->bridge, "/api/v1/subscriptions/trace-sse/events");
+    assert_int_equal(s->status, 200);
+    assert_true(sse_expect(s, ": subscription ", comment, sizeof(comment), 3000));
+    assert_true(stat_becomes(w->bridge, "trace-sse", "active_subscribers", 1, 3000));
+    r = post_with(w->bridge, "/api/v1/events/publish", JSON,
+                  "traceparent: " TP "\r\ntracestate: " TS "\r\n",
+                  "{\"event_type\":\"tracehdr.one\",\"source_service\":\"t\",\"payload\":{}}");
+    assert_int_equal(r.status, 200);
+    free(r.body);
+    /* SSE: the event as JSON carries the pair. */
+    assert_true(sse_event_next(s, &sev, 5000));
+    assert_string_equal(str(sev.data, "traceparent"), TP);
+    assert_string_equal(str(sev.data, "tracestate"), TS);
+    json_decref(sev.data);
+    sse_close(s);
+    /* Long-poll, JSON. */
+    j = pull(w->bridge, "trace-pull", "?max=1&wait_ms=3000");
+    ev = json_object_get(json_array_get(json_object_get(j, "events"), 0), "event");
+    assert_string_equal(str(ev, "traceparent"), TP);
+    assert_string_equal(str(ev, "tracestate"), TS);
+    json_decref(j);
+    /* CloudEvents out: the distributed-tracing extension's attributes. */
+    r = post_with(w->bridge, "/api/v1/events/publish", JSON, "traceparent: " TP "\r\n",
+                  "{\"event_type\":\"tracehdr.two\",\"source_service\":\"t\",\"payload\":{}}");
+    assert_int_equal(r.status, 200);
+    free(r.body);
+    j = pull(w->bridge, "trace-pull", "?max=1&wait_ms=3000&format=cloudevents");
+    ce = json_object_get(json_array_get(json_object_get(j, "events"), 0), "event");
+    assert_string_equal(str(ce, "type"), "tracehdr.two");
+    assert_string_equal(str(ce, "traceparent"), TP);
+    assert_null(json_object_get(ce, "tracestate")); /* none: not an empty attribute */
+    json_decref(j);
+}
+
+static void test_cloudevents_tracing_extension_in_is_kept(void **state)
+{
+    world *w = *state;
+    tse_test_http_resp r;
+    json_t *j, *ce;
+
+    json_decref(subscribe(w->bridge, "{\"name\":\"trace-ce\",\"event_types\":[\"tracece.*\"]}"));
+    /* The event's own attributes win over the request's header. */
+    r = post_with(w->bridge, "/api/v1/events/publish", "application/cloudevents+json",
+                  "traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n",
+                  "{\"specversion\":\"1.0\",\"id\":\"6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b\","
+                  "\"type\":\"tracece.job\",\"source\":\"lims\",\"traceparent\":\"" TP "\","
+                  "\"tracestate\":\"" TS "\",\"data\":{\"n\":1}}");
+    assert_int_equal(r.status, 200);
+    free(r.body);
+    j = pull(w->bridge, "trace-ce", "?max=1&wait_ms=3000&format=cloudevents");
+    ce = json_object_get(json_array_get(json_object_get(j, "events"), 0), "event");
+    assert_string_equal(str(ce, "traceparent"), TP);
+    assert_string_equal(str(ce, "tracestate"), TS);
+    json_decref(j);
+    /* A bad attribute is refused naming it, in the client's words. */
+    r = post_with(w->bridge, "/api/v1/events/publish", "application/cloudevents+json", "",
+                  "{\"specversion\":\"1.0\",\"id\":\"6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4c\","
+                  "\"type\":\"tracece.job\",\"source\":\"lims\",\"traceparent\":\"00-1-2-3\","
+                  "\"data\":{}}");
+    assert_int_equal(r.status, 422);
+    j = tse_test_http_json(&r);
+    assert_string_equal(str(json_array_get(json_object_get(j, "details"), 0), "field"),
+                        "traceparent");
+    json_decref(j);
+    free(r.body);
+}
+
+static void test_bad_trace_headers_are_422_naming_them_and_nothing_is_stored(void **state)
+{
+    world *w = *state;
+    static const struct {
+        const char *headers, *field;
+    } bad[] = {
+        {"traceparent: 00-" TRACE_ID "-00f067aa0ba902b7\r\n", "traceparent"},
+        {"traceparent: 00-00000000000000000000000000000000-00f067aa0ba902b7-01\r\n", "traceparent"},
+        {"tracestate: a=1\r\n", "tracestate"},
+        {"traceparent: " TP "\r\ntracestate: A=1\r\n", "tracestate"},
+    };
+    tse_test_http_resp r;
+    json_t *j;
+
+    json_decref(subscribe(w->bridge, "{\"name\":\"trace-bad\",\"event_types\":[\"tracebad.*\"]}"));
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        r = post_with(w->bridge, "/api/v1/events/publish", JSON, bad[i].headers,
+                      "{\"event_type\":\"tracebad.x\",\"source_service\":\"t\",\"payload\":{}}");
+        assert_int_equal(r.status, 422);
+        j = tse_test_http_json(&r);
+        assert_string_equal(str(json_array_get(json_object_get(j, "details"), 0), "field"),
+                            bad[i].field);
+        json_decref(j);
+        free(r.body);
+    }
+    /* A batch: each event is answered 422 naming the header. */
+    r = post_with(w->bridge, "/api/v1/events/batch", JSON, bad[0].headers,
+                  "{\"events\":[{\"event_type\":\"tracebad.x\",\"source_service\":\"t\","
+                  "\"payload\":{}}]}");
+    assert_true(r.status == 200 || r.status == 207 || r.status == 422);
+    assert_non_null(strstr(r.body, "\"traceparent\""));
+    free(r.body);
+    /* Then a good one: it is the only event the subscription ever gets. */
+    r = post_with(w->bridge, "/api/v1/events/publish", JSON, "traceparent: " TP "\r\n",
+                  "{\"event_type\":\"tracebad.ok\",\"source_service\":\"t\",\"payload\":{}}");
+    assert_int_equal(r.status, 200);
+    free(r.body);
+    j = pull(w->bridge, "trace-bad", "?max=10&wait_ms=2000");
+    assert_int_equal(json_array_size(json_object_get(j, "events")), 1);
+    assert_string_equal(
+        str(json_object_get(json_array_get(json_object_get(j, "events"), 0), "event"),
+            "event_type"),
+        "tracebad.ok");
+    json_decref(j);
+}
+
 /* 1000 connections need descriptors: take what the hard limit allows. */
 static void raise_fd_limit(void)
 {
@@ -1138,6 +1283,9 @@ int main(void)
         cmocka_unit_test(test_sse_ends_with_an_error_event_when_the_subscription_is_deleted),
         cmocka_unit_test(test_publish_over_rest_is_received_over_grpc_subscribe),
         cmocka_unit_test(test_non_uuid_correlation_header_without_body_id_is_422),
+        cmocka_unit_test(test_trace_headers_reach_sse_pull_and_cloudevents_out),
+        cmocka_unit_test(test_cloudevents_tracing_extension_in_is_kept),
+        cmocka_unit_test(test_bad_trace_headers_are_422_naming_them_and_nothing_is_stored),
     };
     const struct CMUnitTest restart[] = {
         cmocka_unit_test(test_bridge_recovers_by_itself_when_the_service_restarts),

@@ -567,6 +567,48 @@ static void test_tail_prints_pretty_lines_and_exits_0_on_sigterm(void **state)
     proc_free(t);
 }
 
+#define CLI_TP "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+static void test_publish_traceparent_is_shown_by_tail_and_received_by_the_sdk(void **state)
+{
+    world *w = *state;
+    const tse_client_event_view *ev;
+    tse_client_batch *batch;
+    char id[64];
+    proc *p, *t;
+
+    create_subscription(w, "cli-trace", "cli.trace.event");
+    t = ctl_bg(w, "tail", "cli.trace.event", NULL);
+    wait_for_tail(w);
+    p = ctl(w, "publish", "cli.trace.event", "--payload", "{}", "--traceparent", CLI_TP,
+            "--tracestate", "congo=t61rcWkgMzE", "--json", NULL);
+    expect_exit(p, 0);
+    published_id(p, id, sizeof(id));
+    proc_free(p);
+    assert_int_equal(proc_wait_lines(t, 1, 10000), 1);
+    kill(t->pid, SIGTERM);
+    proc_wait(t, 10000);
+    expect_exit(t, 0);
+    assert_non_null(strstr(t->out, id));
+    assert_non_null(strstr(t->out, "traceparent=" CLI_TP));
+    assert_non_null(strstr(t->out, "tracestate=congo=t61rcWkgMzE"));
+    proc_free(t);
+
+    batch = pull_one(w, "cli-trace");
+    ev = tse_client_batch_event(batch, 0);
+    assert_string_equal(ev->id, id);
+    assert_string_equal(ev->traceparent, CLI_TP);
+    assert_string_equal(ev->tracestate, "congo=t61rcWkgMzE");
+    tse_client_batch_destroy(batch);
+
+    /* A bad one is refused by the SDK before anything is sent, naming it. */
+    p = ctl(w, "publish", "cli.trace.event", "--payload", "{}", "--traceparent", "00-abc", NULL);
+    expect_exit(p, 1);
+    assert_non_null(strstr(p->err, "INVALID_ARGUMENT"));
+    assert_non_null(strstr(p->err, "traceparent"));
+    proc_free(p);
+}
+
 static void test_tail_exits_0_on_sigint_before_any_event(void **state)
 {
     world *w = *state;
@@ -1010,6 +1052,7 @@ int main(void)
         cmocka_unit_test(test_publish_usage_errors_exit_2),
         cmocka_unit_test(test_tail_json_receives_exactly_the_matching_events),
         cmocka_unit_test(test_tail_prints_pretty_lines_and_exits_0_on_sigterm),
+        cmocka_unit_test(test_publish_traceparent_is_shown_by_tail_and_received_by_the_sdk),
         cmocka_unit_test(test_tail_exits_0_on_sigint_before_any_event),
         cmocka_unit_test(test_tail_with_a_durable_subscription_keeps_it_and_acks),
         cmocka_unit_test(test_tail_usage_errors_exit_2),

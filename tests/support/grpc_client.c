@@ -145,12 +145,11 @@ static void on_unary(void *arg, tse_client_status status, const tse_client_error
 
 static grpc_status_code unary(tse_client *ch, const char *method, const void *data, size_t len,
                               const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
-                              tse_test_status *status, int timeout_ms, const char *md_key,
-                              const char *md_value)
+                              tse_test_status *status, int timeout_ms,
+                              const tse_client_metadata *md, size_t n_md)
 {
-    tse_client_metadata md = {md_key, md_value};
     tse_client_call_options o = {
-        .timeout_ms = sdk_timeout(timeout_ms), .metadata = &md, .n_metadata = md_key != NULL};
+        .timeout_ms = sdk_timeout(timeout_ms), .metadata = md, .n_metadata = n_md};
     unary_wait u = {.mu = PTHREAD_MUTEX_INITIALIZER, .resp_desc = resp != NULL ? resp_desc : NULL};
     tse_client_error err;
 
@@ -181,6 +180,17 @@ grpc_status_code tse_test_unary(tse_client *ch, const char *method, const Protob
                                 ProtobufCMessage **resp, tse_test_status *status, int timeout_ms,
                                 const char *md_key, const char *md_value)
 {
+    tse_client_metadata md = {md_key, md_value};
+
+    return tse_test_unary_md(ch, method, req, resp_desc, resp, status, timeout_ms, &md,
+                             md_key != NULL);
+}
+
+grpc_status_code tse_test_unary_md(tse_client *ch, const char *method, const ProtobufCMessage *req,
+                                   const ProtobufCMessageDescriptor *resp_desc,
+                                   ProtobufCMessage **resp, tse_test_status *status, int timeout_ms,
+                                   const tse_client_metadata *md, size_t n_md)
+{
     size_t len = protobuf_c_message_get_packed_size(req);
     uint8_t *buf = malloc(len + 1);
     grpc_status_code code;
@@ -188,7 +198,7 @@ grpc_status_code tse_test_unary(tse_client *ch, const char *method, const Protob
     if (buf == NULL)
         abort();
     protobuf_c_message_pack(req, buf);
-    code = unary(ch, method, buf, len, resp_desc, resp, status, timeout_ms, md_key, md_value);
+    code = unary(ch, method, buf, len, resp_desc, resp, status, timeout_ms, md, n_md);
     free(buf);
     return code;
 }
@@ -198,7 +208,7 @@ grpc_status_code tse_test_unary_raw(tse_client *ch, const char *method, const vo
                                     ProtobufCMessage **resp, tse_test_status *status,
                                     int timeout_ms)
 {
-    return unary(ch, method, data, len, resp_desc, resp, status, timeout_ms, NULL, NULL);
+    return unary(ch, method, data, len, resp_desc, resp, status, timeout_ms, NULL, 0);
 }
 
 /* ============================== streams =================================== */
@@ -213,7 +223,8 @@ struct tse_test_stream {
     tse_client *client;
     char *method;
     int timeout_ms;
-    char *md_key, *md_value;
+    tse_client_metadata md[TSE_TEST_STREAM_MD_MAX]; /* strings owned */
+    size_t n_md;
     tse_client_stream *stream; /* NULL until the first send */
 
     pthread_mutex_t mu; /* the fields below */
@@ -266,21 +277,30 @@ tse_test_stream *tse_test_stream_open(tse_client *ch, const char *method, int ti
         abort();
     s->client = ch;
     s->timeout_ms = sdk_timeout(timeout_ms);
-    if (md_key != NULL &&
-        ((s->md_key = strdup(md_key)) == NULL || (s->md_value = strdup(md_value)) == NULL))
-        abort();
+    if (md_key != NULL)
+        tse_test_stream_add_metadata(s, md_key, md_value);
     pthread_mutex_init(&s->mu, NULL);
     cond_init_monotonic(&s->cv);
     return s;
+}
+
+void tse_test_stream_add_metadata(tse_test_stream *s, const char *key, const char *value)
+{
+    if (s->n_md == TSE_TEST_STREAM_MD_MAX || s->stream != NULL)
+        abort();
+    s->md[s->n_md].key = strdup(key);
+    s->md[s->n_md].value = strdup(value);
+    if (s->md[s->n_md].key == NULL || s->md[s->n_md].value == NULL)
+        abort();
+    s->n_md++;
 }
 
 /* Starts the SDK stream with data as its first message (under mu). */
 static bool start_locked(tse_test_stream *s, const void *data, size_t len)
 {
     static const tse_client_stream_handlers h = {on_message, on_end};
-    tse_client_metadata md = {s->md_key, s->md_value};
     tse_client_call_options o = {
-        .timeout_ms = s->timeout_ms, .metadata = &md, .n_metadata = s->md_key != NULL};
+        .timeout_ms = s->timeout_ms, .metadata = s->md, .n_metadata = s->n_md};
     tse_client_error err;
 
     if (tse_client_stream_start(s->client, s->method, data, len, &o, &h, s, &s->stream, &err) ==
@@ -386,8 +406,10 @@ static void stream_free(tse_test_stream *s)
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     free(s->method);
-    free(s->md_key);
-    free(s->md_value);
+    for (size_t i = 0; i < s->n_md; i++) {
+        free((char *)s->md[i].key);
+        free((char *)s->md[i].value);
+    }
     free(s);
 }
 

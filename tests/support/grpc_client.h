@@ -54,6 +54,12 @@ grpc_status_code tse_test_unary(tse_client *ch, const char *method, const Protob
                                 ProtobufCMessage **resp, tse_test_status *status, int timeout_ms,
                                 const char *md_key, const char *md_value);
 
+/* tse_test_unary with n_md metadata pairs (md may be NULL when 0). */
+grpc_status_code tse_test_unary_md(tse_client *ch, const char *method, const ProtobufCMessage *req,
+                                   const ProtobufCMessageDescriptor *resp_desc,
+                                   ProtobufCMessage **resp, tse_test_status *status, int timeout_ms,
+                                   const tse_client_metadata *md, size_t n_md);
+
 /* tse_test_unary with the request given as raw bytes. */
 grpc_status_code tse_test_unary_raw(tse_client *ch, const char *method, const void *data,
                                     size_t len, const ProtobufCMessageDescriptor *resp_desc,
@@ -67,6 +73,12 @@ typedef struct tse_test_stream tse_test_stream;
  * other operation but cancel. */
 tse_test_stream *tse_test_stream_open(tse_client *ch, const char *method, int timeout_ms,
                                       const char *md_key, const char *md_value);
+/* Metadata pairs a stream may carry (tse_test_stream_add_metadata). */
+#define TSE_TEST_STREAM_MD_MAX 4
+
+/* One more metadata pair (copied), before the first send. */
+void tse_test_stream_add_metadata(tse_test_stream *s, const char *key, const char *value);
+
 /* Queues one message; false when the stream has ended (or could not
  * start). */
 bool tse_test_stream_send(tse_test_stream *s, const ProtobufCMessage *msg);

@@ -692,10 +692,25 @@ typedef struct pub {
     Tracseq__Events__V1__UserLoggedOut lo;
     Google__Protobuf__Timestamp ts;
     char subject[24], id[40], type[64];
+    char traceparent[64], tracestate[32];
     int tok;
 } pub;
 
-typedef enum { BAD_NONE, BAD_TYPE, BAD_PRIO, BAD_SOURCE, BAD_ID, BAD_KINDS } bad_kind;
+typedef enum { BAD_NONE, BAD_TYPE, BAD_PRIO, BAD_SOURCE, BAD_ID, BAD_TRACE, BAD_KINDS } bad_kind;
+
+/* The W3C trace context event tok carries: every third event has one
+ * (trace-id and parent-id from the token, never all zero), half of those
+ * with a tracestate; "" otherwise. Stored and delivered as published. */
+static void trace_of(int tok, char *tp, size_t tp_len, char *ts, size_t ts_len)
+{
+    tp[0] = ts[0] = '\0';
+    if (tok % 3 != 0)
+        return;
+    snprintf(tp, tp_len, "00-%032llx-%016llx-01", (unsigned long long)tok + 1,
+             (unsigned long long)tok + 7);
+    if (tok % 2 == 0)
+        snprintf(ts, ts_len, "tt=%d,torture=x", tok);
+}
 
 /* Fills p with event tok as the model has it; bad: how to spoil it. */
 static void pub_fill(pub *p, int tok, bad_kind bad, bool other_type)
@@ -727,6 +742,11 @@ static void pub_fill(pub *p, int tok, bad_kind bad, bool other_type)
     p->ev.subject = p->subject;
     p->ev.id = p->id;
     p->ev.priority = e->prio == 3 && (tok & 1) ? 0 : e->prio;
+    trace_of(tok, p->traceparent, sizeof(p->traceparent), p->tracestate, sizeof(p->tracestate));
+    if (p->traceparent[0] != '\0')
+        p->ev.traceparent = p->traceparent;
+    if (p->tracestate[0] != '\0')
+        p->ev.tracestate = p->tracestate;
     switch (types[type].payload) {
     case TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_LOGIN_FAILED:
         p->lf.username = "user";
@@ -763,6 +783,10 @@ static void pub_fill(pub *p, int tok, bad_kind bad, bool other_type)
     case BAD_PRIO: p->ev.priority = tok & 1 ? 6 : -1; break;
     case BAD_SOURCE: p->ev.source_service = ""; break;
     case BAD_ID: snprintf(p->id, sizeof(p->id), "not-a-uuid-%d", tok); break;
+    case BAD_TRACE: /* uppercase hex: not W3C Trace Context */
+        snprintf(p->traceparent, sizeof(p->traceparent), "00-%032X-%016X-01", 0xABCDu + tok, 0xEFu);
+        p->ev.traceparent = p->traceparent;
+        break;
     default: break;
     }
 }
@@ -2184,6 +2208,10 @@ static void json_event(json_t *o, pub *p)
         json_object_set_new(o, "priority", json_integer(p->ev.priority));
     if (p->id[0] != '\0')
         json_object_set_new(o, "id", json_string(p->id));
+    if (p->ev.traceparent != NULL && p->ev.traceparent[0] != '\0')
+        json_object_set_new(o, "traceparent", json_string(p->ev.traceparent));
+    if (p->ev.tracestate != NULL && p->ev.tracestate[0] != '\0')
+        json_object_set_new(o, "tracestate", json_string(p->ev.tracestate));
     snprintf(ts, sizeof(ts), "2025-12-05T07:%02d:%02dZ", (p->tok / 60) % 60, p->tok % 60);
     switch (p->ev.payload_case) {
     case TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_LOGIN_FAILED:
@@ -2842,6 +2870,13 @@ static int entry_token(const redisReply *entry, const char *key)
     if (ev_made(tok) == NULL)
         fail(NULL, "%s %s: stored an event never published (subject '%s')", key,
              entry->element[0]->str, ev->subject);
+    else {
+        char tp[64], ts[32];
+        trace_of(tok, tp, sizeof(tp), ts, sizeof(ts));
+        if (strcmp(ev->traceparent, tp) != 0 || strcmp(ev->tracestate, ts) != 0)
+            fail(NULL, "%s %s: tt-%d stored with trace context '%s' '%s', published with '%s' '%s'",
+                 key, entry->element[0]->str, tok, ev->traceparent, ev->tracestate, tp, ts);
+    }
     tracseq__events__v1__event__free_unpacked(ev, NULL);
     return ev_made(tok) ? tok : -1;
 }

@@ -675,6 +675,88 @@ static void prepare_ignores_an_empty_fallback_correlation_id(void **state)
     free_event(ev);
 }
 
+#define TP_A "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+#define TP_B "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+
+static void prepare_keeps_a_valid_trace_context(void **state)
+{
+    event *ev = typed_event("sample.created");
+
+    set_str(&ev->base, "traceparent", TP_A);
+    set_str(&ev->base, "tracestate", "congo=t61rcWkgMzE, rojo=00f067aa0ba902b7");
+    expect_ok(ev, STRICT, NULL);
+    assert_string_equal(ev->traceparent, TP_A);
+    assert_string_equal(ev->tracestate, "congo=t61rcWkgMzE, rojo=00f067aa0ba902b7");
+    free_event(ev);
+}
+
+static void prepare_rejects_a_bad_traceparent_naming_it(void **state)
+{
+    expect_string_refused("traceparent", "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+                          "traceparent");
+    expect_string_refused("traceparent", "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+                          "traceparent");
+    expect_string_refused("traceparent", "hello", "traceparent");
+}
+
+static void prepare_rejects_a_tracestate_without_traceparent(void **state)
+{
+    expect_string_refused("tracestate", "congo=t61rcWkgMzE", "tracestate");
+}
+
+static void prepare_rejects_a_bad_tracestate_naming_it(void **state)
+{
+    for (size_t m = 0; m < 2; m++) {
+        event *ev = typed_event("sample.created");
+        set_str(&ev->base, "traceparent", TP_A);
+        set_str(&ev->base, "tracestate", "Upper=1");
+        expect_invalid(ev, modes[m], "tracestate");
+        free_event(ev);
+    }
+}
+
+static void adopt_trace_fills_an_event_without_one(void **state)
+{
+    event *ev = typed_event("sample.created");
+    tse_error err;
+
+    assert_int_equal(tse_event_adopt_trace(ev, TP_A, strlen(TP_A), "a=1", 3, &err), TSE_OK);
+    expect_ok(ev, STRICT, NULL);
+    assert_string_equal(ev->traceparent, TP_A);
+    assert_string_equal(ev->tracestate, "a=1");
+    free_event(ev);
+}
+
+static void adopt_trace_keeps_the_event_own_context(void **state)
+{
+    event *ev = typed_event("sample.created");
+    tse_error err;
+
+    set_str(&ev->base, "traceparent", TP_B);
+    assert_int_equal(tse_event_adopt_trace(ev, TP_A, strlen(TP_A), "a=1", 3, &err), TSE_OK);
+    assert_string_equal(ev->traceparent, TP_B);
+    assert_string_equal(ev->tracestate, "");
+    free_event(ev);
+    /* An event's own (bad) tracestate is not hidden by the call's pair. */
+    ev = typed_event("sample.created");
+    set_str(&ev->base, "tracestate", "b=2");
+    assert_int_equal(tse_event_adopt_trace(ev, TP_A, strlen(TP_A), NULL, 0, &err), TSE_OK);
+    assert_string_equal(ev->traceparent, "");
+    expect_invalid(ev, STRICT, "tracestate");
+    free_event(ev);
+}
+
+static void adopt_trace_without_metadata_changes_nothing(void **state)
+{
+    event *ev = typed_event("sample.created");
+    tse_error err;
+
+    assert_int_equal(tse_event_adopt_trace(ev, NULL, 0, NULL, 0, &err), TSE_OK);
+    assert_string_equal(ev->traceparent, "");
+    expect_ok(ev, STRICT, NULL);
+    free_event(ev);
+}
+
 static void prepare_limits_causation_id_to_128_characters(void **state)
 {
     char *ok = repeat('c', 128), *long_ = repeat('c', 129);
@@ -1417,6 +1499,13 @@ int main(void)
         cmocka_unit_test(prepare_rejects_a_correlation_id_that_is_not_a_uuid),
         cmocka_unit_test(prepare_rejects_a_fallback_correlation_id_that_is_not_a_uuid),
         cmocka_unit_test(prepare_ignores_an_empty_fallback_correlation_id),
+        cmocka_unit_test(prepare_keeps_a_valid_trace_context),
+        cmocka_unit_test(prepare_rejects_a_bad_traceparent_naming_it),
+        cmocka_unit_test(prepare_rejects_a_tracestate_without_traceparent),
+        cmocka_unit_test(prepare_rejects_a_bad_tracestate_naming_it),
+        cmocka_unit_test(adopt_trace_fills_an_event_without_one),
+        cmocka_unit_test(adopt_trace_keeps_the_event_own_context),
+        cmocka_unit_test(adopt_trace_without_metadata_changes_nothing),
         cmocka_unit_test(prepare_limits_causation_id_to_128_characters),
         cmocka_unit_test(prepare_limits_subject_to_256_characters),
         cmocka_unit_test(prepare_defaults_priority_to_3),

@@ -109,7 +109,7 @@ const ProtobufCMessageDescriptor tracseq__events__v1__event__metadata_entry__des
   (ProtobufCMessageInit) tracseq__events__v1__event__metadata_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor tracseq__events__v1__event__field_descriptors[29] =
+static const ProtobufCFieldDescriptor tracseq__events__v1__event__field_descriptors[31] =
 {
   {
     "id",
@@ -228,6 +228,30 @@ static const ProtobufCFieldDescriptor tracseq__events__v1__event__field_descript
     offsetof(Tracseq__Events__V1__Event, metadata),
     &tracseq__events__v1__event__metadata_entry__descriptor,
     NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "traceparent",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__Event, traceparent),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tracestate",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__Event, tracestate),
+    NULL,
+    &protobuf_c_empty_string,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -461,46 +485,48 @@ static const ProtobufCFieldDescriptor tracseq__events__v1__event__field_descript
   },
 };
 static const unsigned tracseq__events__v1__event__field_indices_by_name[] = {
-  18,   /* field[18] = capacity_warning */
+  20,   /* field[20] = capacity_warning */
   6,   /* field[6] = causation_id */
   5,   /* field[5] = correlation_id */
-  10,   /* field[10] = data */
-  25,   /* field[25] = document_information_extracted */
-  24,   /* field[24] = document_processing_completed */
-  23,   /* field[23] = document_uploaded */
+  12,   /* field[12] = data */
+  27,   /* field[27] = document_information_extracted */
+  26,   /* field[26] = document_processing_completed */
+  25,   /* field[25] = document_uploaded */
   1,   /* field[1] = event_type */
   0,   /* field[0] = id */
-  22,   /* field[22] = login_failed */
+  24,   /* field[24] = login_failed */
   9,   /* field[9] = metadata */
   8,   /* field[8] = priority */
-  15,   /* field[15] = sample_assigned_to_sequencing */
-  16,   /* field[16] = sample_completed */
-  11,   /* field[11] = sample_created */
-  13,   /* field[13] = sample_status_changed */
-  14,   /* field[14] = sample_stored */
-  12,   /* field[12] = sample_validated */
-  19,   /* field[19] = sensor_data_received */
-  28,   /* field[28] = sequencing_job_completed */
-  26,   /* field[26] = sequencing_job_created */
-  27,   /* field[27] = sequencing_job_status_changed */
+  17,   /* field[17] = sample_assigned_to_sequencing */
+  18,   /* field[18] = sample_completed */
+  13,   /* field[13] = sample_created */
+  15,   /* field[15] = sample_status_changed */
+  16,   /* field[16] = sample_stored */
+  14,   /* field[14] = sample_validated */
+  21,   /* field[21] = sensor_data_received */
+  30,   /* field[30] = sequencing_job_completed */
+  28,   /* field[28] = sequencing_job_created */
+  29,   /* field[29] = sequencing_job_status_changed */
   2,   /* field[2] = source_service */
   7,   /* field[7] = subject */
-  17,   /* field[17] = temperature_alert */
+  19,   /* field[19] = temperature_alert */
   4,   /* field[4] = timestamp */
-  20,   /* field[20] = user_logged_in */
-  21,   /* field[21] = user_logged_out */
+  10,   /* field[10] = traceparent */
+  11,   /* field[11] = tracestate */
+  22,   /* field[22] = user_logged_in */
+  23,   /* field[23] = user_logged_out */
   3,   /* field[3] = version */
 };
 static const ProtobufCIntRange tracseq__events__v1__event__number_ranges[7 + 1] =
 {
   { 1, 0 },
-  { 20, 10 },
-  { 101, 11 },
-  { 201, 17 },
-  { 301, 20 },
-  { 401, 23 },
-  { 501, 26 },
-  { 0, 29 }
+  { 20, 12 },
+  { 101, 13 },
+  { 201, 19 },
+  { 301, 22 },
+  { 401, 25 },
+  { 501, 28 },
+  { 0, 31 }
 };
 const ProtobufCMessageDescriptor tracseq__events__v1__event__descriptor =
 {
@@ -510,7 +536,7 @@ const ProtobufCMessageDescriptor tracseq__events__v1__event__descriptor =
   "Tracseq__Events__V1__Event",
   "tracseq.events.v1",
   sizeof(Tracseq__Events__V1__Event),
-  29,
+  31,
   tracseq__events__v1__event__field_descriptors,
   tracseq__events__v1__event__field_indices_by_name,
   7,  tracseq__events__v1__event__number_ranges,

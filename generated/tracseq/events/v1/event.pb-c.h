@@ -123,6 +123,22 @@ struct  Tracseq__Events__V1__Event
    */
   size_t n_metadata;
   Tracseq__Events__V1__Event__MetadataEntry **metadata;
+  /*
+   * W3C Trace Context (https://www.w3.org/TR/trace-context/) of the span
+   * that published the event, so a tracing system can join the spans of
+   * publisher and subscribers. Optional. `traceparent` is the header's value
+   * ("00-<32 hex trace-id>-<16 hex parent-id>-<2 hex flags>", lowercase; a
+   * later version is accepted as the spec says), at most 256 characters.
+   * When empty, it is taken from the call's `traceparent` metadata (REST:
+   * the HTTP header; CloudEvents: the distributed-tracing extension), with
+   * the metadata's `tracestate`. Anything else is refused, naming the field.
+   */
+  char *traceparent;
+  /*
+   * The W3C `tracestate` that goes with `traceparent` (vendor key=value
+   * pairs): at most 32 members and 512 characters; only with a traceparent.
+   */
+  char *tracestate;
   Tracseq__Events__V1__Event__PayloadCase payload_case;
   union {
     /*
@@ -152,7 +168,7 @@ struct  Tracseq__Events__V1__Event
 };
 #define TRACSEQ__EVENTS__V1__EVENT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tracseq__events__v1__event__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0,NULL, TRACSEQ__EVENTS__V1__EVENT__PAYLOAD__NOT_SET, {0} }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, TRACSEQ__EVENTS__V1__EVENT__PAYLOAD__NOT_SET, {0} }
 
 
 /* Tracseq__Events__V1__Event__MetadataEntry methods */

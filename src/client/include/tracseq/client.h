@@ -172,6 +172,13 @@ typedef struct tse_client_publish_opts {
     const char *event_id;
     const tse_client_metadata *metadata;
     size_t n_metadata;
+    /* W3C Trace Context of the publishing span (docs/tracing.md): the
+     * `traceparent` header value, "00-<32 hex trace-id>-<16 hex
+     * parent-id>-<2 hex flags>", and its optional `tracestate`; subscribers
+     * get both back (tse_client_event_view). Checked here and by the
+     * server: INVALID_ARGUMENT naming "traceparent" or "tracestate". */
+    const char *traceparent;
+    const char *tracestate;
 } tse_client_publish_opts;
 
 /*
@@ -560,6 +567,10 @@ typedef struct tse_client_event_view {
     uint32_t delivery_attempt; /* 1 on first delivery */
     const char *subscription;
     const char *stream_id;
+    /* W3C Trace Context the publisher gave ("" when none): continue its
+     * trace with a span whose parent is traceparent's parent-id. */
+    const char *traceparent;
+    const char *tracestate;
 } tse_client_event_view;
 
 /* The whole envelope (raw Event bytes, e.g. view->envelope) as proto3 JSON
