@@ -94,6 +94,9 @@ typedef struct options {
     const char *label;
     const char *tls_ca; /* PEM file: TLS to the service (NULL: plaintext) */
     const char *token;  /* bearer token on every call (NULL: none) */
+    /* W3C traceparent metadata on every call (NULL: none): what carrying a
+     * trace context costs (docs/tracing.md) */
+    tse_client_metadata trace;
 } options;
 
 static void usage(FILE *out)
@@ -104,6 +107,8 @@ static void usage(FILE *out)
             "  --mode M               stream | unary | latency (default stream)\n"
             "  --tls-ca FILE          TLS to the service, trusting this PEM CA\n"
             "  --token TOKEN          bearer token on every call (identity bench-publish)\n"
+            "  --traceparent TP       W3C traceparent metadata on every call: every\n"
+            "                         event gets it\n"
             "  --duration S           measured seconds (default 10)\n"
             "  --warmup S             seconds before measuring (default 1; none with --count)\n"
             "  --count N              stop sending after N events (default: duration only)\n"
@@ -144,6 +149,8 @@ static bool parse_option(options *o, const char *key, const char *value)
         o->tls_ca = value;
     else if (strcmp(key, "--token") == 0)
         o->token = value;
+    else if (strcmp(key, "--traceparent") == 0)
+        o->trace = (tse_client_metadata){"traceparent", value};
     else if (strcmp(key, "--label") == 0)
         o->label = value;
     else if (strcmp(key, "--mode") == 0) {
@@ -522,7 +529,9 @@ static tse_client_call_options call_options(const bench *b)
 {
     int64_t left = b->t_end + DRAIN_LIMIT_NS - now_ns();
 
-    return (tse_client_call_options){.timeout_ms = left > 1000000 ? (int)(left / 1000000) : 1};
+    return (tse_client_call_options){.timeout_ms = left > 1000000 ? (int)(left / 1000000) : 1,
+                                     .metadata = &b->opt.trace,
+                                     .n_metadata = b->opt.trace.key != NULL};
 }
 
 /* A call ended (under mu). The main thread waits for the last one only
