@@ -822,7 +822,8 @@ static void test_defaults_are_omitted_unless_emit_defaults(void **state)
     assert_json(msg, TSE_PBJSON_EMIT_DEFAULTS,
                 "{\"id\": \"\", \"event_type\": \"\", \"source_service\": \"\", \"version\": \"\","
                 " \"timestamp\": null, \"correlation_id\": \"\", \"causation_id\": \"\","
-                " \"subject\": \"\", \"priority\": 0, \"metadata\": {}}");
+                " \"subject\": \"\", \"priority\": 0, \"metadata\": {}, \"traceparent\": \"\","
+                " \"tracestate\": \"\"}");
     protobuf_c_message_free_unpacked(msg, NULL);
 }
 
