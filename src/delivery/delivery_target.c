@@ -110,6 +110,9 @@ static bool pack_target(const given_up *g, const char *type, char id[40], uint8_
     ev.correlation_id = g->event->correlation_id;
     ev.causation_id = g->event->id;
     ev.subject = g->event->subject;
+    /* The trace of the original goes on (docs/tracing.md). */
+    ev.traceparent = g->event->traceparent;
+    ev.tracestate = g->event->tracestate;
     ev.priority = g->event->priority ? g->event->priority : TSE_DEFAULT_PRIORITY;
     metadata_of(g, attempts, meta, ptrs);
     ev.n_metadata = N_META;
