@@ -2623,9 +2623,10 @@ static void op_publish_cloudevent(client *c)
     Tracseq__Events__V1__PublishCloudEventRequest req =
         TRACSEQ__EVENTS__V1__PUBLISH_CLOUD_EVENT_REQUEST__INIT;
     Io__Cloudevents__V1__CloudEvent ce;
-    CeValue v[3];
-    CeEntry e[3];
-    CeEntry *entries[3] = {&e[0], &e[1], &e[2]};
+    CeValue v[5];
+    CeEntry e[5];
+    CeEntry *entries[5];
+    size_t n = 2;
     PublishResponse *resp = NULL;
     bad_kind bad;
     bool other;
@@ -2638,7 +2639,7 @@ static void op_publish_cloudevent(client *c)
     if (tok < 0)
         return;
     io__cloudevents__v1__cloud_event__init(&ce);
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 5; i++) {
         io__cloudevents__v1__cloud_event__cloud_event_attribute_value__init(&v[i]);
         io__cloudevents__v1__cloud_event__attributes_entry__init(&e[i]);
     }
@@ -2661,12 +2662,30 @@ static void op_publish_cloudevent(client *c)
     e[1].key = "datacontenttype";
     v[1].attr_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING;
     v[1].ce_string = "application/json";
-    e[2].key = "priority";
-    v[2].attr_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_INTEGER;
-    v[2].ce_integer = p.ev.priority;
-    for (int i = 0; i < 3; i++)
+    if (p.ev.priority != 0) {
+        e[n].key = "priority";
+        v[n].attr_case =
+            IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_INTEGER;
+        v[n++].ce_integer = p.ev.priority;
+    }
+    /* The distributed-tracing extension carries the event's trace context. */
+    if (p.ev.traceparent != NULL && p.ev.traceparent[0] != '\0') {
+        e[n].key = "traceparent";
+        v[n].attr_case =
+            IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING;
+        v[n++].ce_string = p.ev.traceparent;
+    }
+    if (p.ev.tracestate != NULL && p.ev.tracestate[0] != '\0') {
+        e[n].key = "tracestate";
+        v[n].attr_case =
+            IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING;
+        v[n++].ce_string = p.ev.tracestate;
+    }
+    for (size_t i = 0; i < n; i++) {
         e[i].value = &v[i];
-    ce.n_attributes = p.ev.priority != 0 ? 3 : 2;
+        entries[i] = &e[i];
+    }
+    ce.n_attributes = n;
     ce.attributes = entries;
     ce.data_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_TEXT_DATA;
     ce.text_data = text;
