@@ -437,41 +437,44 @@ bool tse_pbscan_timestamp(const uint8_t *data, size_t len, uint32_t field_id, in
             return false;
         if (tag == ((uint64_t)field_id << 3 | 2))
             found = read_timestamp(p - value, p, sec, nanos);
+    }
+    return found;
+}
 
-        bool tse_pbscan_bytes(const uint8_t *data, size_t len, uint32_t field_id,
-                              const uint8_t **value, size_t *value_len)
-        {
-            const uint8_t *p = data, *end = data ? data + len : data;
-            uint64_t tag, skip;
-            bool found = false;
+bool tse_pbscan_bytes(const uint8_t *data, size_t len, uint32_t field_id, const uint8_t **value,
+                      size_t *value_len)
+{
+    const uint8_t *p = data, *end = data ? data + len : data;
+    uint64_t tag, skip;
+    bool found = false;
 
-            while (p != NULL && p < end) {
-                if (!read_varint(&p, end, &tag))
-                    return found;
-                switch (tag & 7) {
-                case 0:
-                    if (!read_varint(&p, end, &skip))
-                        return found;
-                    break;
-                case 1:
-                case 5:
-                    skip = (tag & 7) == 1 ? 8 : 4;
-                    if ((size_t)(end - p) < skip)
-                        return found;
-                    p += skip;
-                    break;
-                case 2:
-                    if (!read_varint(&p, end, &skip) || skip > (uint64_t)(end - p))
-                        return found;
-                    if (tag >> 3 == field_id) { /* the last occurrence wins, as in unpacking */
-                        *value = p;
-                        *value_len = (size_t)skip;
-                        found = true;
-                    }
-                    p += skip;
-                    break;
-                default: return found;
-                }
-            }
+    while (p != NULL && p < end) {
+        if (!read_varint(&p, end, &tag))
             return found;
+        switch (tag & 7) {
+        case 0:
+            if (!read_varint(&p, end, &skip))
+                return found;
+            break;
+        case 1:
+        case 5:
+            skip = (tag & 7) == 1 ? 8 : 4;
+            if ((size_t)(end - p) < skip)
+                return found;
+            p += skip;
+            break;
+        case 2:
+            if (!read_varint(&p, end, &skip) || skip > (uint64_t)(end - p))
+                return found;
+            if (tag >> 3 == field_id) { /* the last occurrence wins, as in unpacking */
+                *value = p;
+                *value_len = (size_t)skip;
+                found = true;
+            }
+            p += skip;
+            break;
+        default: return found;
         }
+    }
+    return found;
+}

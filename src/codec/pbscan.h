@@ -84,11 +84,14 @@ size_t tse_pbscan_count(const uint8_t *data, size_t len, uint32_t field_id);
 bool tse_pbscan_timestamp(const uint8_t *data, size_t len, uint32_t field_id, int64_t *sec,
                           int32_t *nanos);
 
-*The value of length - delimited field field_id at the root of len bytes at *
-                       data(the last occurrence, as unpacking keeps),
-    without unpacking : e.g.*an envelope 's traceparent for a delivery' s log line.True and*value,
-    **value_len(pointing into data) set when found before any malformed *byte;
-false otherwise.*/ bool tse_pbscan_bytes(const uint8_t *data, size_t len, uint32_t field_id,
-                                         const uint8_t **value, size_t *value_len);
+/*
+ * The value of length-delimited field field_id at the root of len bytes at
+ * data (the last occurrence, as unpacking keeps), without unpacking: e.g.
+ * an envelope's traceparent for a delivery's log line. True and *value,
+ * *value_len (pointing into data) set when found before any malformed
+ * byte; false otherwise.
+ */
+bool tse_pbscan_bytes(const uint8_t *data, size_t len, uint32_t field_id, const uint8_t **value,
+                      size_t *value_len);
 
 #endif
