@@ -278,24 +278,21 @@ static void publish_stored(void *arg, const tse_publish_result *r)
     tse_call_finish_unary(&pc->base, &resp.base, NULL);
 }
 
-static void publish_start(tse_call *c)
+/*
+ * The unary publishes' common end, once the request was prepared (st):
+ * frees the request (the envelope is packed: it is not needed while Redis
+ * works), refuses it, or logs it and hands it to a writer lane.
+ */
+static void publish_prepared(publish_call *pc, tse_status st, tse_error *err)
 {
-    publish_call *pc = (publish_call *)c;
+    tse_call *c = &pc->base;
     tse_server *s = c->server;
-    tse_status st;
-    tse_error err;
 
-    if (!trace_metadata_ok(c))
-        return;
-    tse_error_clear(&err);
-    pc->p.start_us = c->start_us;
-    st = prepare_request(c, (Tracseq__Events__V1__PublishRequest *)c->request, &pc->p, &err);
-    /* The envelope is packed: the request is not needed while Redis works. */
     protobuf_c_message_free_unpacked(c->request, NULL);
     c->request = NULL;
     if (st != TSE_OK) {
         tse_stats_add(s->stats, TSE_STAT_INVALID, 1);
-        tse_call_fail(c, &err);
+        tse_call_fail(c, err);
         return;
     }
     tse_call_log_kv(c, "event_type", pc->p.event_type);
@@ -304,10 +301,24 @@ static void publish_start(tse_call *c)
         tse_call_log_kv(c, "trace_id", pc->p.trace_id);
     if (c->correlation_id[0] == '\0')
         copy_str(c->correlation_id, sizeof(c->correlation_id), pc->p.correlation_id);
-    if (submit(s, tse_broker_pick_lane(s->broker), &pc->p, publish_stored, pc, &err) != TSE_OK) {
+    if (submit(s, tse_broker_pick_lane(s->broker), &pc->p, publish_stored, pc, err) != TSE_OK) {
         tse_stats_add(s->stats, TSE_STAT_UNAVAILABLE, 1);
-        tse_call_fail(c, &err);
+        tse_call_fail(c, err);
     }
+}
+
+static void publish_start(tse_call *c)
+{
+    publish_call *pc = (publish_call *)c;
+    tse_status st;
+    tse_error err;
+
+    if (!trace_metadata_ok(c))
+        return;
+    tse_error_clear(&err);
+    pc->p.start_us = c->start_us;
+    st = prepare_request(c, (Tracseq__Events__V1__PublishRequest *)c->request, &pc->p, &err);
+    publish_prepared(pc, st, &err);
 }
 
 const tse_method tse_method_publish = {
@@ -356,7 +367,6 @@ static tse_status prepare_cloudevent(tse_call *c,
 static void publish_cloudevent_start(tse_call *c)
 {
     publish_call *pc = (publish_call *)c;
-    tse_server *s = c->server;
     tse_status st;
     tse_error err;
 
@@ -364,21 +374,7 @@ static void publish_cloudevent_start(tse_call *c)
     pc->p.start_us = c->start_us;
     st = prepare_cloudevent(c, (Tracseq__Events__V1__PublishCloudEventRequest *)c->request, &pc->p,
                             &err);
-    protobuf_c_message_free_unpacked(c->request, NULL);
-    c->request = NULL;
-    if (st != TSE_OK) {
-        tse_stats_add(s->stats, TSE_STAT_INVALID, 1);
-        tse_call_fail(c, &err);
-        return;
-    }
-    tse_call_log_kv(c, "event_type", pc->p.event_type);
-    tse_call_log_kv(c, "event_id", pc->p.event_id);
-    if (c->correlation_id[0] == '\0')
-        copy_str(c->correlation_id, sizeof(c->correlation_id), pc->p.correlation_id);
-    if (submit(s, tse_broker_pick_lane(s->broker), &pc->p, publish_stored, pc, &err) != TSE_OK) {
-        tse_stats_add(s->stats, TSE_STAT_UNAVAILABLE, 1);
-        tse_call_fail(c, &err);
-    }
+    publish_prepared(pc, st, &err);
 }
 
 const tse_method tse_method_publish_cloudevent = {
