@@ -216,9 +216,9 @@ json_t *tsb_event_json(const Tracseq__Events__V1__Event *ev);
 /* ---- reply.c: answers; each error's HTTP status from one table ---- */
 
 /*
- * Why the bridge answers an error: a tse_status (its HTTP status and
- * machine code from tse_status_to_http), or one of HTTP's own refusals that
- * no status describes, numbered after them.
+ * Why the bridge answers as it does: a tse_status (its HTTP status and
+ * machine code from tse_status_to_http), or one of HTTP's own answers that
+ * no status describes (mostly refusals), numbered after them.
  */
 enum {
     TSB_INVALID_JSON = TSE_INTERNAL + 1, /* 400 */
@@ -232,6 +232,7 @@ enum {
     TSB_HEADERS_TOO_LARGE,      /* 431 */
     TSB_CLIENT_CLOSED,          /* 499, nginx's: nobody reads the answer */
     TSB_SHUTTING_DOWN,          /* 503 */
+    TSB_NO_CONTENT,             /* 204: success with nothing to answer */
 };
 
 /* The HTTP status of why (a tse_status or a TSB_ refusal) and, in *code
@@ -240,6 +241,13 @@ unsigned tsb_http_of(int why, const char **code);
 
 /* Answers status with body (takes ownership of body, even on failure). */
 void tsb_reply_json(tsb_response *resp, unsigned status, json_t *body);
+
+/* Answers success (TSE_OK's status) with body; ownership as tsb_reply_json. */
+void tsb_reply_ok(tsb_response *resp, json_t *body);
+
+/* Sets resp's HTTP status and machine code to those of why (a tse_status or
+ * a TSB_ one), for a handler that fills the body itself. */
+void tsb_reply_status(tsb_response *resp, int why);
 
 /*
  * Answers an error: {"error": sentence, "code": code, "details": [...]}

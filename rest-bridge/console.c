@@ -62,8 +62,7 @@ void tsb_handle_console(tsb_request *req, tsb_response *resp)
     }
     memcpy(resp->body, a->bytes, a->size + 1);
     resp->len = a->size;
-    resp->status = 200;
-    resp->code = "OK";
+    tsb_reply_status(resp, TSE_OK);
     resp->content_type = media_type(a->name);
     json_decref(resp->headers);
     resp->headers = json_pack("{s:s, s:s, s:s, s:s, s:s}", "Content-Security-Policy", CONSOLE_CSP,

@@ -23,7 +23,7 @@ static void then_json(tsb_request *req, tsb_response *resp, const tsb_calls_stat
 {
     (void)req;
     (void)st;
-    tsb_reply_json(resp, 200, tsb_json_from_message(out));
+    tsb_reply_ok(resp, tsb_json_from_message(out));
 }
 
 /* "earliest" -> "START_POSITION_EARLIEST" (a full name is kept). */

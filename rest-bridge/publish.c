@@ -220,8 +220,7 @@ static bool reply_published(tsb_response *resp, const tse_client_publish_result 
     free(resp->body);
     resp->body = text;
     resp->len = (size_t)n;
-    resp->status = 200;
-    resp->code = "OK";
+    tsb_reply_status(resp, TSE_OK);
     resp->content_type = "application/json";
     return true;
 }
@@ -509,7 +508,7 @@ void tsb_publishers_destroy(tsb_bridge *b)
 static json_t *answer_json(const answer *a, bool cloud, unsigned *status)
 {
     if (a->ok) {
-        *status = 200;
+        *status = tsb_http_of(TSE_OK, NULL);
         return result_json(&a->res);
     }
     return tsb_error_json(a->st.code, a->st.field, a->st.message, cloud ? ce_rename : NULL, status);
@@ -530,7 +529,7 @@ static void then_publish(tsb_request *req, tsb_response *resp, const tsb_calls_s
     if (!one->a.ok)
         tsb_reply_failed(resp, req, &one->a.st, one->cloud ? ce_rename : NULL);
     else if (!reply_published(resp, &one->a.res))
-        tsb_reply_json(resp, 200, result_json(&one->a.res));
+        tsb_reply_ok(resp, result_json(&one->a.res));
 }
 
 /* The body of a publish: JSON, or CloudEvents when the Content-Type is
@@ -685,7 +684,7 @@ static void set_result(batch *b, size_t i, json_t *r, unsigned status)
     json_object_set_new(r, "index", json_integer((json_int_t)i));
     json_object_set_new(r, "status", json_integer(status));
     json_array_set_new(b->results, i, r);
-    if (status == 200)
+    if (status == tsb_http_of(TSE_OK, NULL))
         b->published++;
     else
         b->failed++;
@@ -744,9 +743,8 @@ static void then_batch(tsb_request *req, tsb_response *resp, const tsb_calls_sta
         tsb_reply_failed(resp, req, &failed->st, NULL);
         return;
     }
-    tsb_reply_json(resp, 200,
-                   json_pack("{s:O, s:I, s:I}", "results", b->results, "published",
-                             (json_int_t)b->published, "failed", (json_int_t)b->failed));
+    tsb_reply_ok(resp, json_pack("{s:O, s:I, s:I}", "results", b->results, "published",
+                                 (json_int_t)b->published, "failed", (json_int_t)b->failed));
 }
 
 static void batch_run(tsb_request *req, tsb_response *resp, const json_t *arr, bool cloud)

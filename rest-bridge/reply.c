@@ -62,7 +62,7 @@ static json_t *error_object(const char *code, const char *field, const char *sen
     return json_pack("{s:s, s:s, s:o}", "error", sentence, "code", code, "details", details);
 }
 
-/* HTTP's own refusals, which no tse_status describes. */
+/* HTTP's own answers, which no tse_status describes. */
 static const struct {
     int why;
     unsigned http;
@@ -79,6 +79,7 @@ static const struct {
     {TSB_HEADERS_TOO_LARGE, 431, "HEADERS_TOO_LARGE"},
     {TSB_CLIENT_CLOSED, 499, "CLIENT_CLOSED"},
     {TSB_SHUTTING_DOWN, 503, "SHUTTING_DOWN"},
+    {TSB_NO_CONTENT, 204, "OK"},
 };
 
 unsigned tsb_http_of(int why, const char **code)
@@ -91,6 +92,16 @@ unsigned tsb_http_of(int why, const char **code)
         }
     }
     return tse_status_to_http((tse_status)why, code);
+}
+
+void tsb_reply_ok(tsb_response *resp, json_t *body)
+{
+    tsb_reply_json(resp, tsb_http_of(TSE_OK, NULL), body);
+}
+
+void tsb_reply_status(tsb_response *resp, int why)
+{
+    resp->status = tsb_http_of(why, &resp->code);
 }
 
 void tsb_reply_error(tsb_response *resp, int why, const char *field, const char *fmt, ...)

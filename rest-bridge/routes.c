@@ -94,7 +94,7 @@ const char *tsb_route_field(size_t i)
 static void then_json(tsb_request *req, tsb_response *resp, const tsb_calls_status *st,
                       ProtobufCMessage *out)
 {
-    tsb_reply_json(resp, 200, tsb_json_from_message(out));
+    tsb_reply_ok(resp, tsb_json_from_message(out));
 }
 
 /* A route that is one EventService call, its answer as JSON: the
@@ -187,14 +187,14 @@ static void handle_root(tsb_request *req, tsb_response *resp)
     json_object_set_new(endpoints, "stream", json_string("/api/v1/subscriptions/{name}/events"));
     json_object_set_new(endpoints, "console", json_string("/console"));
 
-    tsb_reply_json(resp, 200,
-                   json_pack("{s:s, s:s, s:s, s:o, s:s, s:[s,s]}", "service", SERVICE_NAME,
-                             "version", TSE_VERSION, "description",
-                             "Laboratory events over Redis Streams: publish, subscribe with "
-                             "at-least-once delivery, and inspect the service. This REST bridge "
-                             "translates JSON over HTTP to the gRPC EventService.",
-                             "endpoints", endpoints, "grpc", req->bridge->cfg->service_addr,
-                             "content_types", "application/json", "application/cloudevents+json"));
+    tsb_reply_ok(resp,
+                 json_pack("{s:s, s:s, s:s, s:o, s:s, s:[s,s]}", "service", SERVICE_NAME, "version",
+                           TSE_VERSION, "description",
+                           "Laboratory events over Redis Streams: publish, subscribe with "
+                           "at-least-once delivery, and inspect the service. This REST bridge "
+                           "translates JSON over HTTP to the gRPC EventService.",
+                           "endpoints", endpoints, "grpc", req->bridge->cfg->service_addr,
+                           "content_types", "application/json", "application/cloudevents+json"));
 }
 
 /* ---- GET /health ---- */
@@ -525,8 +525,7 @@ static void then_metrics(tsb_request *req, tsb_response *resp, const tsb_calls_s
     free(resp->body);
     resp->body = text;
     resp->len = len;
-    resp->status = 200;
-    resp->code = "OK";
+    tsb_reply_status(resp, TSE_OK);
     resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
 }
 

@@ -85,9 +85,9 @@ static bool correlation_valid(const char *s)
 
 static const char *log_status(const tsb_response *resp)
 {
-    if (resp->status == 503)
+    if (resp->status == tsb_http_of(TSE_UNAVAILABLE, NULL))
         return "UNAVAILABLE";
-    if (resp->status >= 500 && resp->status != 501)
+    if (resp->status >= 500 && resp->status != tsb_http_of(TSE_UNIMPLEMENTED, NULL))
         return "INTERNAL";
     return resp->code ? resp->code : "OK";
 }
@@ -180,7 +180,7 @@ static void request_init(tsb_bridge *b, struct MHD_Connection *conn, const char 
     req->path = url;
     req->body = x->body ? x->body : "";
     req->body_len = x->len;
-    x->resp.status = 500;
+    x->resp.status = tsb_http_of(TSE_INTERNAL, NULL);
     if (corr != NULL && correlation_valid(corr)) {
         snprintf(req->correlation_id, sizeof(req->correlation_id), "%s", corr);
         req->correlation_given = true;

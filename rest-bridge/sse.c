@@ -526,8 +526,7 @@ void tsb_sse_start(tsb_request *req, tsb_response *resp,
     resp->body = NULL;
     resp->len = 0;
     resp->stream = r;
-    resp->status = 200;
-    resp->code = "OK";
+    tsb_reply_status(resp, TSE_OK);
     resp->content_type = "text/event-stream";
 }
 

@@ -246,7 +246,7 @@ static void then_subscribe(tsb_request *req, tsb_response *resp, const tsb_calls
                                                                                    : "latest",
         "subscription", full);
     add_urls(body, sub, sc);
-    tsb_reply_json(resp, 200, body);
+    tsb_reply_ok(resp, body);
 }
 
 /* event_types as borrowed strings (caller frees the array); NULL: answered. */
@@ -342,9 +342,8 @@ static void then_delete(tsb_request *req, tsb_response *resp, const tsb_calls_st
     if (st->code != TSE_OK)
         tsb_reply_failed(resp, req, st, NULL);
     else
-        tsb_reply_json(
-            resp, 200,
-            json_pack("{s:s, s:s}", "status", "deleted", "subscription_name", req->param));
+        tsb_reply_ok(resp,
+                     json_pack("{s:s, s:s}", "status", "deleted", "subscription_name", req->param));
 }
 
 void tsb_handle_subscription_delete(tsb_request *req, tsb_response *resp)
@@ -441,8 +440,7 @@ static void reply_binary(tsb_response *resp, pull_ctx *pc, bool acked)
         free(resp->body);
         resp->body = NULL;
         resp->len = 0;
-        resp->status = 204;
-        resp->code = "OK";
+        tsb_reply_status(resp, TSB_NO_CONTENT);
         return;
     }
     snprintf(attempt, sizeof(attempt), "%" JSON_INTEGER_FORMAT,
@@ -461,8 +459,7 @@ static void reply_binary(tsb_response *resp, pull_ctx *pc, bool acked)
     json_object_set_new(h, "Content-Type", json_string(ctype));
     json_decref(resp->headers);
     resp->headers = h;
-    resp->status = 200;
-    resp->code = "OK";
+    tsb_reply_status(resp, TSE_OK);
 }
 
 /* The answer, saying whether the bridge acked its deliveries. */
@@ -473,7 +470,7 @@ static void reply_pulled(tsb_response *resp, pull_ctx *pc, bool acked)
         return;
     }
     json_object_set_new(pc->answer, "auto_acked", json_boolean(acked));
-    tsb_reply_json(resp, 200, json_incref(pc->answer));
+    tsb_reply_ok(resp, json_incref(pc->answer));
 }
 
 static void then_pull_acked(tsb_request *req, tsb_response *resp, const tsb_calls_status *st,
@@ -529,7 +526,7 @@ static void then_pull(tsb_request *req, tsb_response *resp, const tsb_calls_stat
              pc->format == PULL_BINARY)
         reply_binary(resp, pc, false);
     else if (json_array_size(json_object_get(pc->answer, "events")) == 0)
-        tsb_reply_json(resp, 200, json_incref(pc->answer));
+        tsb_reply_ok(resp, json_incref(pc->answer));
     else if ((auto_ack = cache_get(req->bridge->subcache, req->param)) >= 0)
         ack_pulled(req, resp, auto_ack);
     else
@@ -663,7 +660,7 @@ static void then_settle(tsb_request *req, tsb_response *resp, const tsb_calls_st
     settle_ctx *sc = req->ctx;
 
     tsb_sse_settled(req->bridge->sse, req->param, sc->ids, sc->n, sc->nack, sc->delay_ms);
-    tsb_reply_json(resp, 200, tsb_json_from_message(out));
+    tsb_reply_ok(resp, tsb_json_from_message(out));
 }
 
 /* delay_ms of a nack body; false when answered. */
