@@ -113,7 +113,7 @@ echo "bridge CPU (average since start): ${cpu}%"
 if [[ $BIG_CONNS -gt 0 ]]; then
     run "$BIG_CONNS"
 fi
-STREAM_KEY=tracseq:events:sample.created:p3
+STREAM_KEY=tracseq:events:{sample.created}:p3
 echo "events in Redis: $(redis-cli -p "$REDIS_PORT" XLEN "$STREAM_KEY")"
 
 BATCH=${BATCH:-100}

@@ -179,7 +179,7 @@ static void response_init(server *s)
     ts.nanos = 123456789;
     r.event_id = "3d553515-8f46-4deb-8f38-a19f6dd4a823";
     r.stream_id = "1718700000000-0";
-    r.stream = "tracseq:events:bench.event:p3";
+    r.stream = "tracseq:events:{bench.event}:p3";
     r.published_at = &ts;
     r.schema_valid = true;
     s->response = grpc_slice_malloc(protobuf_c_message_get_packed_size(&r.base));

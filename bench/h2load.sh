@@ -54,7 +54,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
 SERVICE=$BUILD/tracseq-events
 TYPE=bench.h2load
-STREAM=tracseq:events:$TYPE:p3
+STREAM=tracseq:events:{$TYPE}:p3
 CLK_TCK=$(getconf CLK_TCK)
 TIMEFORMAT='%U %S'
 

@@ -82,7 +82,7 @@ aof_rewrites() {
 # registered, so the rest of its keys must stay.
 reset_redis() {
     local keys
-    keys=$(rcli --scan --pattern 'tracseq:events:bench.*' | tr '\n' ' ')
+    keys=$(rcli --scan --pattern 'tracseq:events:{bench.*' | tr '\n' ' ')
     # shellcheck disable=SC2086
     [[ -n $keys ]] && rcli unlink $keys >/dev/null
     rcli del benchstream >/dev/null

@@ -147,7 +147,7 @@ wait_quiet() {
 # so each service run starts from the same small dataset.
 reset_redis() {
     local keys
-    keys=$(rcli --scan --pattern 'tracseq:events:bench.*' | tr '\n' ' ')
+    keys=$(rcli --scan --pattern 'tracseq:events:{bench.*' | tr '\n' ' ')
     # shellcheck disable=SC2086
     [[ -n $keys ]] && rcli unlink $keys >/dev/null
     rcli bgrewriteaof >/dev/null 2>&1 || true

@@ -108,7 +108,7 @@ command_counts() {
 # Drops the benchmark streams and compacts the AOF, so runs start alike.
 reset_redis() {
     local keys
-    keys=$(rcli --scan --pattern 'tracseq:events:bench.*' | tr '\n' ' ')
+    keys=$(rcli --scan --pattern 'tracseq:events:{bench.*' | tr '\n' ' ')
     # shellcheck disable=SC2086
     [[ -n $keys ]] && rcli unlink $keys >/dev/null
     rcli bgrewriteaof >/dev/null 2>&1 || true

@@ -55,10 +55,10 @@ run_size() {
     wait_port "$REDIS_PORT" || die "redis-server did not start"
     base=$(($(date +%s%3N) - 2 * per - 60000))
     for ((s = 0; s < STREAMS; s++)); do
-        awk -v k="tracseq:events:bench.t$s:p3" -v b="$base" -v n="$per" \
+        awk -v k="tracseq:events:{bench.t$s}:p3" -v b="$base" -v n="$per" \
             'BEGIN { for (i = 0; i < n; i++) printf "XADD %s %.0f-0 f v\n", k, b + i }' |
             rcli --pipe >/dev/null
-        rcli sadd tracseq:streams "tracseq:events:bench.t$s:p3" >/dev/null
+        rcli sadd tracseq:streams "tracseq:events:{bench.t$s}:p3" >/dev/null
     done
     SERVICE_PORT=$(free_port)
     "$SERVICE" --listen "127.0.0.1:$SERVICE_PORT" --redis-url "redis://127.0.0.1:$REDIS_PORT" \
@@ -72,7 +72,7 @@ run_size() {
             >/dev/null
     done
     for ((s = 0; s < STREAMS; s++)); do
-        rcli xdel "tracseq:events:bench.t$s:p3" "$((base + per - 10))-0" >/dev/null
+        rcli xdel "tracseq:events:{bench.t$s}:p3" "$((base + per - 10))-0" >/dev/null
     done
     echo "== $size entries ($STREAMS streams x $per), $SUBS subscriptions x $STREAMS streams = $((SUBS * STREAMS)) groups, a deleted entry ahead of each"
     for ((i = 1; i <= CALLS; i++)); do

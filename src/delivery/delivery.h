@@ -48,7 +48,7 @@
 #include "tracseq/events/v1/service.pb-c.h"
 
 /* The longest ack id the engine makes ("<stream key>/<entry id>", e.g.
- * "<prefix>events:sample.created:p3/1718700000000-0"); a longer one is
+ * "<prefix>events:{sample.created}:p3/1718700000000-0"); a longer one is
  * none of ours and is refused before it reaches Redis. */
 #define TSE_ACK_ID_MAX 256
 

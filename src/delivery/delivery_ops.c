@@ -277,18 +277,20 @@ static void add_id(char ***ids, size_t *n, const char *id)
 static int redrive_one(tse_delivery *d, tse_sub *sub, const char *consumer, const redisReply *f)
 {
     const redisReply *stream = field_of(f, "dlq_stream"), *id = field_of(f, "dlq_id");
-    char idle[16];
+    char idle[16], key[TSE_ACK_ID_MAX];
     redisReply *r;
     int done;
 
     if (stream == NULL || id == NULL)
         return 0;
+    /* A dead letter of before 1.0 names its stream by the old layout. */
+    tse_key_stream_current(stream->str, key, sizeof(key));
     /* Idle as long as the deadline: the next claim scan takes it, and
      * RETRYCOUNT 0 makes its next delivery attempt 1. */
     snprintf(idle, sizeof(idle), "%u", sub->def->ack_deadline_ms);
     r = tse_dl_cmd(d, 12,
-                   (const char *[]){"XCLAIM", stream->str, sub->def->name, consumer, "0", id->str,
-                                    "IDLE", idle, "RETRYCOUNT", "0", "FORCE", "JUSTID"},
+                   (const char *[]){"XCLAIM", key, sub->def->name, consumer, "0", id->str, "IDLE",
+                                    idle, "RETRYCOUNT", "0", "FORCE", "JUSTID"},
                    NULL);
     if (r == NULL)
         return -1;

@@ -127,7 +127,9 @@ static bool pack_target(const given_up *g, const char *type, char id[40], uint8_
     return *out != NULL;
 }
 
-/* Appends the packed event to its stream and registers the stream. */
+/* Registers the stream, then appends the packed event to it: registered
+ * first, so a stored event's stream is always found by discovery (the set
+ * is another slot, so the two are separate commands). */
 static bool append(tse_delivery *d, const char *type, int priority, const char *id,
                    const uint8_t *env, size_t len)
 {
@@ -139,6 +141,15 @@ static bool append(tse_delivery *d, const char *type, int priority, const char *
     bool ok;
 
     tse_key_stream(type, priority, key, sizeof(key));
+    tse_register_stream_command(key, &cmd);
+    if ((r = tse_dl_cmd(d, cmd.argc, cmd.argv, cmd.lens)) == NULL)
+        return false;
+    ok = r->type == REDIS_REPLY_INTEGER;
+    if (ok && r->integer == 1)
+        d->next_discover_ms = 0; /* a new stream: subscribers of the type learn of it now */
+    freeReplyObject(r);
+    if (!ok)
+        return false;
     a.stream_key = key;
     a.event_id = id;
     a.event_type = type;
@@ -149,18 +160,10 @@ static bool append(tse_delivery *d, const char *type, int priority, const char *
         return false;
     ok = tse_append_decode(r, false, &ar) == TSE_OK;
     freeReplyObject(r);
-    if (!ok) {
+    if (!ok)
         tse_log(TSE_LOG_WARN, "dead-letter target: append failed",
                 (const char *[]){"stream", key, "error", ar.message, NULL});
-        return false;
-    }
-    tse_register_stream_command(key, &cmd);
-    if ((r = tse_dl_cmd(d, cmd.argc, cmd.argv, cmd.lens)) == NULL)
-        return true; /* stored; discovery finds the stream once reconnected */
-    if (r->type == REDIS_REPLY_INTEGER && r->integer == 1)
-        d->next_discover_ms = 0; /* a new stream: subscribers of the type learn of it now */
-    freeReplyObject(r);
-    return true;
+    return ok;
 }
 
 tse_target_result tse_dl_target_publish(tse_delivery *d, tse_sub *sub, const char *key,

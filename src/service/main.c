@@ -23,6 +23,8 @@
 #include "obs/notify.h"
 #include "obs/stats.h"
 #include "reflection/reflection.h"
+#include "storage/keys.h"
+#include "storage/migrate.h"
 #include "transport/server.h"
 #include "writer/broker.h"
 
@@ -151,6 +153,40 @@ static tse_status make_broker(const tse_config *cfg, tse_stats *stats, health_li
                              "REDIS_URL is redis+cluster://: cluster mode: not yet supported by "
                              "the writer and delivery engine");
     return tse_broker_create(&opts, on_broker_health, link, out, err);
+}
+
+/*
+ * Stream keys of the layout before 1.0 (no hash tag) are moved to their
+ * current names before anything publishes or reads (storage/migrate.h: a
+ * single Redis only), and said so loudly: docs/operations.md ("Upgrading
+ * to the 1.0 key layout"). A bad URL is make_broker's to refuse; a Redis
+ * that is down is noted and looked at again at the next start.
+ */
+static void move_old_keys(const tse_config *cfg)
+{
+    tse_redis_target target;
+    tse_legacy_report rep;
+    tse_error err;
+    tse_status st;
+    char why[256] = "", n[3][24];
+
+    if (tse_redis_url_parse(cfg->redis_url, &target, &err) != TSE_OK || target.cluster)
+        return;
+    st = tse_storage_migrate_legacy(&target, (int)cfg->redis_timeout_ms, true, &rep, why,
+                                    sizeof(why));
+    if (st != TSE_OK)
+        tse_log(TSE_LOG_WARN, "cannot look for stream keys of the layout before 1.0",
+                (const char *[]){"error", why, NULL});
+    if (rep.found == 0)
+        return;
+    snprintf(n[0], sizeof(n[0]), "%zu", rep.found);
+    snprintf(n[1], sizeof(n[1]), "%zu", rep.moved);
+    snprintf(n[2], sizeof(n[2]), "%zu", rep.kept);
+    tse_log(TSE_LOG_WARN,
+            "stream keys of the layout before 1.0 found in " TSE_STREAMS_KEY
+            ": moved to their hash-tagged names (docs/operations.md)",
+            (const char *[]){"found", n[0], "keys", rep.found_names, "moved", n[1], "kept", n[2],
+                             "kept_keys", rep.kept_names, NULL});
 }
 
 /* Gives Redis up to timeout_ms to answer before the port opens, so that the
@@ -345,6 +381,7 @@ int main(int argc, char **argv)
         rc = fail(&err);
         goto out;
     }
+    move_old_keys(&cfg);
     if (make_broker(&cfg, stats, &link, &broker, &err) != TSE_OK) {
         rc = fail(&err);
         goto out;

@@ -1,7 +1,7 @@
 /*
  * ack_id.h - the ack ids the delivery engine hands out and reads back from
  * clients: "<stream key>/<entry id>", e.g.
- * "<prefix>events:sample.created:p3/1700000000000-0" (storage/keys.h).
+ * "<prefix>events:{sample.created}:p3/1700000000000-0" (storage/keys.h).
  *
  * Pure (no I/O, no allocation), reentrant. An ack id comes from a client's
  * bytes (Acknowledge, Nack, a Subscribe stream's acks, the REST bridge), so

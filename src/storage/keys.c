@@ -14,18 +14,29 @@
 
 void tse_key_stream(const char *event_type, int priority, char *buf, size_t len)
 {
-    static const char prefix[] = TSE_EVENTS_PREFIX;
+    static const char prefix[] = TSE_EVENTS_PREFIX "{";
     size_t plen = sizeof(prefix) - 1, tlen = strlen(event_type);
 
-    if (priority < 1 || priority > 9 || plen + tlen + 4 > len) {
-        snprintf(buf, len, TSE_EVENTS_PREFIX "%s:p%d", event_type, priority);
+    if (priority < 1 || priority > 9 || plen + tlen + 5 > len) {
+        snprintf(buf, len, TSE_EVENTS_PREFIX "{%s}:p%d", event_type, priority);
         return;
     }
     memcpy(buf, prefix, plen);
     memcpy(buf + plen, event_type, tlen);
-    memcpy(buf + plen + tlen, ":p", 2);
-    buf[plen + tlen + 2] = (char)('0' + priority);
-    buf[plen + tlen + 3] = '\0';
+    memcpy(buf + plen + tlen, "}:p", 3);
+    buf[plen + tlen + 3] = (char)('0' + priority);
+    buf[plen + tlen + 4] = '\0';
+}
+
+/* The ":p<digit>" ending a stream key of either layout, after at least min
+ * bytes; false without it. */
+static bool priority_suffix(const char *key, size_t key_len, size_t min, int *priority)
+{
+    if (key_len < min + 3 || key[key_len - 3] != ':' || key[key_len - 2] != 'p' ||
+        key[key_len - 1] < '1' || key[key_len - 1] > '9')
+        return false;
+    *priority = key[key_len - 1] - '0';
+    return true;
 }
 
 bool tse_key_stream_parse(const char *key, size_t key_len, const char **type, size_t *type_len,
@@ -33,21 +44,47 @@ bool tse_key_stream_parse(const char *key, size_t key_len, const char **type, si
 {
     size_t plen = sizeof(TSE_EVENTS_PREFIX) - 1;
 
-    /* "<prefix><type>:p<digit>" with a type of at least one byte. */
-    if (key_len < plen + 4 || memcmp(key, TSE_EVENTS_PREFIX, plen) != 0)
+    /* "<prefix>{<type>}:p<digit>" with a type of at least one byte and no
+     * brace in it. */
+    if (key_len < plen + 6 || memcmp(key, TSE_EVENTS_PREFIX, plen) != 0 || key[plen] != '{' ||
+        key[key_len - 4] != '}' || !priority_suffix(key, key_len, plen + 3, priority))
         return false;
-    if (key[key_len - 3] != ':' || key[key_len - 2] != 'p' || key[key_len - 1] < '1' ||
-        key[key_len - 1] > '9')
+    *type = key + plen + 1;
+    *type_len = key_len - plen - 5;
+    return memchr(*type, '{', *type_len) == NULL && memchr(*type, '}', *type_len) == NULL;
+}
+
+bool tse_key_stream_legacy_parse(const char *key, size_t key_len, const char **type,
+                                 size_t *type_len, int *priority)
+{
+    size_t plen = sizeof(TSE_EVENTS_PREFIX) - 1;
+
+    /* "<prefix><type>:p<digit>": event types never hold a brace, so a key
+     * with one is not of this layout. */
+    if (key_len < plen + 4 || memcmp(key, TSE_EVENTS_PREFIX, plen) != 0 ||
+        memchr(key, '{', key_len) != NULL || memchr(key, '}', key_len) != NULL ||
+        !priority_suffix(key, key_len, plen + 1, priority))
         return false;
     *type = key + plen;
     *type_len = key_len - plen - 3;
-    *priority = key[key_len - 1] - '0';
     return true;
 }
 
-void tse_key_dedup(const char *event_id, char *buf, size_t len)
+void tse_key_stream_current(const char *key, char *buf, size_t len)
 {
-    snprintf(buf, len, TSE_DEDUP_PREFIX "%s", event_id);
+    const char *type;
+    size_t tlen;
+    int prio;
+
+    if (tse_key_stream_legacy_parse(key, strlen(key), &type, &tlen, &prio))
+        snprintf(buf, len, TSE_EVENTS_PREFIX "{%.*s}:p%d", (int)tlen, type, prio);
+    else
+        snprintf(buf, len, "%s", key);
+}
+
+void tse_key_dedup(const char *event_type, const char *event_id, char *buf, size_t len)
+{
+    snprintf(buf, len, TSE_DEDUP_PREFIX "{%s}:%s", event_type, event_id);
 }
 
 void tse_key_dlq(const char *subscription, char *buf, size_t len)

@@ -93,29 +93,28 @@ void tse_stream_lengths_cleanup(tse_stream_lengths *out)
 /* ===================== appending events ================================= */
 
 /*
- * KEYS[1] stream, KEYS[2] dedup key, KEYS[3] the stream set; ARGV[1] window
- * in ms, ARGV[2] publish time "<sec>.<nanos>", ARGV[3..] the XADD arguments
- * after the key. Returns {0, new id, 1 when the stream is new to the set} or
+ * KEYS[1] stream, KEYS[2] dedup key (one slot: both carry the event type's
+ * hash tag); ARGV[1] window in ms, ARGV[2] publish time "<sec>.<nanos>",
+ * ARGV[3..] the XADD arguments after the key. Returns {0, new id} or
  * {1, "<original id> <sec>.<nanos> <original stream key>"} (before this
- * format: the original id alone). GET and XADD+SADD+SET run as one script,
- * so two publishers of the same id cannot both append, and a refused retry
- * registers no stream.
+ * format: the original id alone). GET and XADD+SET run as one script, so
+ * two publishers of the same id cannot both append. The stream is
+ * registered in the stream set by the writer before the script runs (the
+ * set is another slot: see docs/architecture.md, "Redis keys and slots").
  */
 const char tse_dedup_script[] =
     "local prev = redis.call('GET', KEYS[2])\n"
     "if prev then return {1, prev} end\n"
     "local id = redis.call('XADD', KEYS[1], unpack(ARGV, 3))\n"
-    "local added = redis.call('SADD', KEYS[3], KEYS[1])\n"
     "redis.call('SET', KEYS[2], id .. ' ' .. ARGV[2] .. ' ' .. KEYS[1], 'PX', ARGV[1])\n"
-    "return {0, id, added}\n";
+    "return {0, id}\n";
 
-/* The batch's: KEYS[1] the stream set, then a stream and a dedup key per
- * event; each stream is registered once per call (a batch is mostly one or
- * a few streams), not once per event. */
+/* The batch's: a stream and a dedup key per event, all of one event type
+ * (one slot). */
 const char tse_dedup_batch_script[] =
-    "local out, seen = {}, {}\n"
-    "for i = 1, (#KEYS - 1) / 2 do\n"
-    "  local stream, dkey, a = KEYS[2 * i], KEYS[2 * i + 1], 2 + (i - 1) * 9\n"
+    "local out = {}\n"
+    "for i = 1, #KEYS / 2 do\n"
+    "  local stream, dkey, a = KEYS[2 * i - 1], KEYS[2 * i], 2 + (i - 1) * 9\n"
     "  local prev = ARGV[a] == '1' and redis.call('GET', dkey)\n"
     "  if prev then\n"
     "    out[i] = {1, prev}\n"
@@ -124,14 +123,10 @@ const char tse_dedup_batch_script[] =
     "    if type(id) == 'table' and id.err then\n"
     "      out[i] = {2, id.err}\n"
     "    else\n"
-    "      local added = 0\n"
-    "      if not seen[stream] then\n"
-    "        added, seen[stream] = redis.call('SADD', KEYS[1], stream), true\n"
-    "      end\n"
     "      if ARGV[a] == '1' then\n"
     "        redis.call('SET', dkey, id .. ' ' .. ARGV[a + 1] .. ' ' .. stream, 'PX', ARGV[1])\n"
     "      end\n"
-    "      out[i] = {0, id, added}\n"
+    "      out[i] = {0, id}\n"
     "    end\n"
     "  end\n"
     "end\n"
@@ -204,8 +199,6 @@ static bool dedup_reply(const redisReply *reply, tse_append_reply *out)
         return parse_dedup_record(reply->element[1]->str, out);
     }
     out->stream_id = reply->element[1]->str;
-    out->new_stream = reply->elements >= 3 && reply->element[2]->type == REDIS_REPLY_INTEGER &&
-                      reply->element[2]->integer == 1;
     return true;
 }
 
@@ -259,10 +252,9 @@ void tse_append_command(const tse_append *a, tse_cmd *out)
 
         add_str(out, "EVALSHA");
         add_str(out, a->script_sha);
-        add_str(out, "3");
+        add_str(out, "2");
         add_str(out, a->stream_key);
         add_str(out, a->dedup_key);
-        add_str(out, TSE_STREAMS_KEY);
         add_i64(out, a->dedup_window_ms);
         add(out, when,
             (size_t)snprintf(when, sizeof(out->num[0]), "%" PRId64 ".%09" PRId32, a->timestamp_sec,

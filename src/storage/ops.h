@@ -70,7 +70,8 @@ typedef struct tse_cmd {
 /* One event to append. Everything is borrowed. */
 typedef struct tse_append {
     const char *stream_key; /* tse_key_stream */
-    const char *dedup_key;  /* tse_key_dedup of a client-set id; NULL: a plain XADD */
+    const char *dedup_key;  /* tse_key_dedup of a client-set id (same event type as the
+                               stream: one slot); NULL: a plain XADD */
     const char *script_sha; /* SHA of tse_dedup_script (dedup only) */
     int64_t dedup_window_ms;
     int64_t timestamp_sec; /* publish time, recorded for duplicates (dedup only) */
@@ -84,12 +85,13 @@ typedef struct tse_append {
 /*
  * The command appending a: "XADD <key> * id <id> type <type> event <bytes>",
  * or for a client-set id the same arguments after the key behind
- * "EVALSHA <sha> 3 <key> <dedup key> <stream set> <window> <sec>.<nanos>".
+ * "EVALSHA <sha> 2 <key> <dedup key> <window> <sec>.<nanos>".
  * Only what people and tools filter on is spelled out beside the envelope:
  * every plain field costs Redis time on every event (measured: 6 fields
  * 354k/s, these 3 524k/s). Priority is in the key, the time in the entry
  * id, the rest in the envelope. Trimming is not part of it (see
- * tse_trim_command).
+ * tse_trim_command), nor the stream's registration
+ * (tse_register_stream_command).
  */
 void tse_append_command(const tse_append *a, tse_cmd *out);
 
@@ -100,7 +102,10 @@ void tse_append_command(const tse_append *a, tse_cmd *out);
  */
 void tse_trim_command(const char *stream_key, int64_t maxlen, int64_t min_id_ms, tse_cmd *out);
 
-/* "SADD <stream set> <key>": registers a stream for discovery. */
+/* "SADD <stream set> <key>": registers a stream for discovery. The writer
+ * sends it before the first append to a stream (so a stored event's stream
+ * is always registered), once per stream and connection: never inside a
+ * script, since the set is another slot than the stream. */
 void tse_register_stream_command(const char *stream_key, tse_cmd *out);
 
 /* A command of argc arguments (lens NULL: NUL-terminated strings), as is;
@@ -109,9 +114,9 @@ bool tse_cmd_from_argv(int argc, const char *const *argv, const size_t *lens, ts
 
 /*
  * The dedup script (SCRIPT LOAD on every connection, then EVALSHA):
- * KEYS[1] stream, KEYS[2] dedup key, KEYS[3] the stream set; ARGV[1] window
- * in ms, ARGV[2] publish time "<sec>.<nanos>", ARGV[3..] the XADD arguments
- * after the key.
+ * KEYS[1] stream, KEYS[2] dedup key (one slot); ARGV[1] window in ms,
+ * ARGV[2] publish time "<sec>.<nanos>", ARGV[3..] the XADD arguments after
+ * the key.
  */
 extern const char tse_dedup_script[];
 
@@ -125,7 +130,6 @@ typedef struct tse_append_reply {
     bool duplicate;         /* the id was seen within the window: nothing stored */
     int64_t published_sec;  /* duplicate: the stored event's publish time */
     int32_t published_nanos;
-    bool new_stream;   /* the dedup script registered the stream */
     char id[64];       /* a duplicate's entry id (stream_id points here) */
     char message[256]; /* failure detail */
 } tse_append_reply;
@@ -139,8 +143,8 @@ tse_status tse_append_decode(const struct redisReply *reply, bool dedup, tse_app
 
 /*
  * The batch script (SCRIPT LOAD beside tse_dedup_script): tse_dedup_script's
- * work for many events of one batch, in order, in one call. KEYS[1] the
- * stream set, then per event its stream and its dedup key; ARGV[1] the
+ * work for many events of one event type (one slot), in order, in one call.
+ * KEYS: per event its stream and its dedup key; ARGV[1] the
  * window, then per event TSE_BATCH_SCRIPT_EVENT_ARGS arguments: "1" when it
  * has a client-set id (else "0"), its publish time "<sec>.<nanos>", and the 7
  * XADD arguments after the key. A repeated id later in the batch is a
@@ -159,12 +163,10 @@ extern const char tse_dedup_batch_script[];
 tse_status tse_append_batch_decode(const struct redisReply *reply, size_t n, size_t i,
                                    tse_append_reply *out);
 
-/* Whether event i of a batch script's reply was stored (its stream then
- * registered). */
+/* Whether event i of a batch script's reply was stored. */
 bool tse_dedup_batch_reply_stored(const struct redisReply *reply, size_t i);
 
-/* Whether a dedup script reply says the event was stored (not a duplicate):
- * the script then registered its stream too. */
+/* Whether a dedup script reply says the event was stored (not a duplicate). */
 bool tse_dedup_reply_stored(const struct redisReply *reply);
 
 /* UNAVAILABLE for transient Redis errors (OOM, LOADING, BUSY, ...), else INTERNAL. */

@@ -348,39 +348,6 @@ tse_status tse_broker_publish(tse_broker *b, int lane, const tse_publish_msg *ms
     return enqueue(b, l, job);
 }
 
-/* The jobs of a batch: an XADD per event outside [first, last] (the span of
- * events with client ids), one group job for the span. */
-static size_t batch_jobs(tse_broker *b, const tse_publish_msg *msgs, size_t n, tse_publish_cb cb,
-                         void *const *args, tse_job **jobs)
-{
-    size_t first = n, last = 0, k = 0;
-
-    for (size_t i = 0; i < n; i++) {
-        if (msgs[i].dedup) {
-            first = first == n ? i : first;
-            last = i;
-        }
-    }
-    for (size_t i = 0; i < n; i++) {
-        tse_job *job;
-        if (i == first) {
-            job = tse_job_create_group(&b->opts, b->batch_sha, msgs + first, last - first + 1, cb,
-                                       args + first);
-            if (job == NULL)
-                return 0;
-            jobs[k++] = job;
-            i = last;
-            continue;
-        }
-        if ((job = tse_job_create(&b->opts, b->sha, &msgs[i])) == NULL)
-            return 0;
-        job->cb = cb;
-        job->arg = args[i];
-        jobs[k++] = job;
-    }
-    return k;
-}
-
 tse_status tse_broker_publish_batch(tse_broker *b, int lane, const tse_publish_msg *msgs, size_t n,
                                     tse_publish_cb cb, void *const *args)
 {
@@ -403,7 +370,7 @@ tse_status tse_broker_publish_batch(tse_broker *b, int lane, const tse_publish_m
         return TSE_UNAVAILABLE;
     if ((jobs = tse_calloc(n, sizeof(*jobs))) == NULL)
         return TSE_NOMEM;
-    k = batch_jobs(b, msgs, n, cb, args, jobs);
+    k = tse_jobs_create_batch(&b->opts, b->sha, b->batch_sha, msgs, n, cb, args, jobs);
     if (k == 0) {
         for (size_t i = 0; i < n; i++)
             tse_job_free(jobs[i]);

@@ -25,9 +25,11 @@
  * reported stored that Redis did not acknowledge.
  *
  * Keys (named by storage/keys.h; see docs/architecture.md): the stream of
- * each (event type, priority), the set of every stream key, and per
- * client-set event id a dedup key holding "<stream id> <sec>.<nanos> <stream
- * key>" (where and when it was stored), expiring after the dedup window.
+ * each (event type, priority), the set of every stream key (each stream
+ * registered before the first append to it on a lane's connection), and per
+ * event type and client-set event id a dedup key holding "<stream id>
+ * <sec>.<nanos> <stream key>" (where and when it was stored), expiring after
+ * the dedup window: the dedup scope is one event type.
  * Entry fields: id, type, prio, src, ts (ms), corr (when set), event (the
  * protobuf Event envelope).
  */
@@ -82,14 +84,15 @@ typedef struct tse_publish_result {
     tse_status status;
     const char *stream_id;  /* "1718700000000-0" on TSE_OK */
     const char *stream_key; /* the stream appended to */
-    /* Id seen within the window: nothing was stored; stream_id, stream_key
-     * and published_* are the stored event's (which may differ in type or
-     * priority from this one). */
+    /* Id seen within the window for this event type: nothing was stored;
+     * stream_id, stream_key and published_* are the stored event's (which
+     * may differ in priority from this one). */
     bool duplicate;
     int64_t published_sec; /* duplicate: the stored event's publish time */
     int32_t published_nanos;
-    /* This publish registered its stream in the stream set: the first event
-     * of its (type, priority) anywhere, as far as Redis knows. */
+    /* This publish's SADD registered its stream in the stream set: the
+     * first event of its (type, priority) anywhere, as far as Redis knows
+     * (for a refused duplicate too: the SADD precedes the append). */
     bool new_stream;
     const char *message; /* error detail when status != TSE_OK */
 } tse_publish_result;

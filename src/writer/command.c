@@ -6,15 +6,19 @@
  *   XADD <stream key> [MINID ~ <now-retention> | MAXLEN ~ <n>]
  *        * id <id> type <type> prio <p> src <source> ts <ms> [corr <corr>] event <bytes>
  * An event with a client-set id is an EVALSHA of tse_dedup_script, which does
- * the same XADD (and registers the stream) only when the dedup key of <id> is
- * absent, atomically, and then records there, for the dedup window, where
- * and when the event was stored: a retry is answered with the stored
- * event's stream, entry id and publish time, whatever type or priority it
- * claims, and creates no stream.
+ * the same XADD only when the dedup key of (<type>, <id>) is absent,
+ * atomically, and then records there, for the dedup window, where and when
+ * the event was stored: a retry of the same type is answered with the
+ * stored event's stream, entry id and publish time, whatever priority it
+ * claims. The dedup key carries the event type's hash tag, as the stream
+ * does, so the script touches one slot; the same id under another type is
+ * another event.
  *
- * Several events of one batch are one group job: an EVALSHA of
- * tse_dedup_batch_script that stores them all, in order, in one call, each
- * with its own result (one script call per batch, not one per event).
+ * Several events of one event type in a batch are one group job: an
+ * EVALSHA of tse_dedup_batch_script that stores them all, in order, in one
+ * call, each with its own result (one script call per run of one type, not
+ * one per event). The lane registers every stream before its first append
+ * (lane.c).
  *
  * A job is one allocation: the struct, the stream key and the RESP command.
  * Replies are decoded by the storage layer (tse_append_decode,
@@ -50,7 +54,7 @@ static tse_job *job_alloc(const char *key, size_t key_len, const tse_cmd *c)
 tse_job *tse_job_create(const tse_broker_options *opts, const char *sha, const tse_publish_msg *msg)
 {
     size_t key_len = strlen(msg->event_type) + 32;
-    size_t dedup_len = strlen(msg->event_id) + 16;
+    size_t dedup_len = strlen(msg->event_type) + strlen(msg->event_id) + 32;
     char *key = tse_malloc(key_len + dedup_len);
     tse_append a;
     tse_cmd c;
@@ -67,7 +71,7 @@ tse_job *tse_job_create(const tse_broker_options *opts, const char *sha, const t
         .envelope_len = msg->envelope_len,
     };
     if (msg->dedup) {
-        tse_key_dedup(msg->event_id, key + key_len, dedup_len);
+        tse_key_dedup(msg->event_type, msg->event_id, key + key_len, dedup_len);
         a.dedup_key = key + key_len;
         a.script_sha = sha;
         a.dedup_window_ms = opts->dedup_window_ms;
@@ -100,9 +104,8 @@ static int group_args(const tse_broker_options *opts, const char *sha, const tse
 #define STR(s)      ARG((s), strlen(s))
     STR("EVALSHA");
     STR(sha);
-    snprintf(window + 32, 32, "%zu", 1 + 2 * n);
+    snprintf(window + 32, 32, "%zu", 2 * n);
     STR(window + 32);
-    STR(TSE_STREAMS_KEY);
     for (size_t i = 0; i < n; i++) {
         STR(strs[i].key);
         STR(strs[i].dedup_key);
@@ -133,15 +136,16 @@ static char *group_strings(const tse_publish_msg *msgs, size_t n, group_strs *st
     char *buf;
 
     for (size_t i = 0; i < n; i++)
-        total += strlen(msgs[i].event_type) + 32 + strlen(msgs[i].event_id) + 16 + 32;
+        total += 2 * strlen(msgs[i].event_type) + 32 + strlen(msgs[i].event_id) + 32 + 32;
     if ((buf = tse_malloc(total ? total : 1)) == NULL)
         return NULL;
     for (size_t i = 0; i < n; i++) {
-        size_t key_len = strlen(msgs[i].event_type) + 32, id_len = strlen(msgs[i].event_id) + 16;
+        size_t key_len = strlen(msgs[i].event_type) + 32,
+               id_len = strlen(msgs[i].event_type) + strlen(msgs[i].event_id) + 32;
         strs[i].key = buf + at;
         tse_broker_stream_key(msgs[i].event_type, msgs[i].priority, strs[i].key, key_len);
         strs[i].dedup_key = buf + at + key_len;
-        tse_key_dedup(msgs[i].event_id, strs[i].dedup_key, id_len);
+        tse_key_dedup(msgs[i].event_type, msgs[i].event_id, strs[i].dedup_key, id_len);
         strs[i].when = buf + at + key_len + id_len;
         snprintf(strs[i].when, 32, "%" PRId64 ".%09" PRId32, msgs[i].timestamp_sec,
                  msgs[i].timestamp_nanos);
@@ -186,7 +190,7 @@ tse_job *tse_job_create_group(const tse_broker_options *opts, const char *sha,
                               const tse_publish_msg *msgs, size_t n, tse_publish_cb cb,
                               void *const *cb_args)
 {
-    size_t max_args = 4 + 2 * n + 1 + TSE_BATCH_SCRIPT_EVENT_ARGS * n;
+    size_t max_args = 3 + 2 * n + 1 + TSE_BATCH_SCRIPT_EVENT_ARGS * n;
     group_strs *strs = tse_malloc(n * sizeof(*strs));
     const char **argv = tse_malloc(max_args * sizeof(*argv));
     size_t *lens = tse_malloc(max_args * sizeof(*lens));
@@ -204,6 +208,45 @@ out:
     tse_free(argv);
     tse_free(strs);
     return job;
+}
+
+/* The end of the group job starting at dedup event i: the last event with
+ * a client-set id in the run of events of msgs[i]'s type from i (one type
+ * per script call: its keys then share a slot). */
+static size_t group_end(const tse_publish_msg *msgs, size_t n, size_t i)
+{
+    size_t last = i;
+
+    for (size_t j = i + 1; j < n && strcmp(msgs[j].event_type, msgs[i].event_type) == 0; j++)
+        if (msgs[j].dedup)
+            last = j;
+    return last;
+}
+
+size_t tse_jobs_create_batch(const tse_broker_options *opts, const char *sha, const char *batch_sha,
+                             const tse_publish_msg *msgs, size_t n, tse_publish_cb cb,
+                             void *const *args, tse_job **jobs)
+{
+    size_t k = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        tse_job *job;
+        if (msgs[i].dedup) {
+            size_t last = group_end(msgs, n, i);
+            job = tse_job_create_group(opts, batch_sha, msgs + i, last - i + 1, cb, args + i);
+            if (job == NULL)
+                return 0;
+            jobs[k++] = job;
+            i = last;
+            continue;
+        }
+        if ((job = tse_job_create(opts, sha, &msgs[i])) == NULL)
+            return 0;
+        job->cb = cb;
+        job->arg = args[i];
+        jobs[k++] = job;
+    }
+    return k;
 }
 
 tse_job *tse_job_create_trim(const tse_broker_options *opts, const char *key, int64_t now_ms)
@@ -268,7 +311,7 @@ static void finish_group(tse_job *job, const redisReply *reply)
             res.duplicate = a.duplicate;
             res.published_sec = a.published_sec;
             res.published_nanos = a.published_nanos;
-            res.new_stream = a.new_stream;
+            res.new_stream = job->events[i].new_stream;
             if (a.stream_key != NULL)
                 res.stream_key = a.stream_key;
         }
@@ -310,8 +353,6 @@ void tse_job_finish(tse_job *job, const redisReply *reply)
     res.published_nanos = a.published_nanos;
     if (a.stream_key != NULL)
         res.stream_key = a.stream_key;
-    if (job->dedup)
-        res.new_stream = a.new_stream;
     job->cb(job->arg, &res);
     tse_job_free(job);
 }

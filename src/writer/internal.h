@@ -32,6 +32,9 @@
 #define TSE_LANE_PING_MS         1000
 /* Each lane trims the streams it wrote to this often. */
 #define TSE_LANE_TRIM_MS         1000
+/* Most stream keys a lane remembers as registered (and trims); past it the
+ * set starts over, costing one more SADD per stream then in use. */
+#define TSE_LANE_MAX_KNOWN       4096
 
 /* ---- generic commands (broker.c): what the typed operations of ops.c run ---- */
 
@@ -60,6 +63,8 @@ typedef struct tse_job_event {
     tse_publish_cb cb;
     void *arg;
     const char *key; /* its stream key, inside the job's data */
+    bool pre_sadd;   /* the lane wrote the SADD of key before the job */
+    bool new_stream; /* that SADD added key */
 } tse_job_event;
 
 typedef struct tse_job {
@@ -70,8 +75,8 @@ typedef struct tse_job {
     bool dedup;
     /* Internal replies that precede this job's own, in this order. */
     int pre_scripts;       /* SCRIPT LOADs written before it (both scripts) */
-    bool pre_sadd;         /* SADD of the stream set written before it (never for dedup
-                              jobs: their script registers the stream once stored) */
+    int pre_sadds;         /* SADDs of the stream set written before it (a group job:
+                              one per event whose pre_sadd is set, in event order) */
     tse_status pre_status; /* first failure among those replies */
     bool new_stream;       /* that SADD added the key (a stream new to Redis) */
     char *pre_message;     /* malloc'd detail of that failure */
@@ -110,6 +115,16 @@ tse_job *tse_job_create(const tse_broker_options *opts, const char *sha,
 tse_job *tse_job_create_group(const tse_broker_options *opts, const char *sha,
                               const tse_publish_msg *msgs, size_t n, tse_publish_cb cb,
                               void *const *cb_args);
+/*
+ * The jobs of a batch into jobs[] (room for n), in its order: a group job
+ * (batch_sha) per run of events of one event type that starts with a
+ * client-set id and ends at the run's last one, a plain job (sha) per other
+ * event; every script call then touches one slot. Returns how many; 0 when
+ * out of memory (the caller frees the jobs[] made, which it zeroed).
+ */
+size_t tse_jobs_create_batch(const tse_broker_options *opts, const char *sha, const char *batch_sha,
+                             const tse_publish_msg *msgs, size_t n, tse_publish_cb cb,
+                             void *const *args, tse_job **jobs);
 /* XTRIM of key by the retention options; NULL when out of memory. */
 tse_job *tse_job_create_trim(const tse_broker_options *opts, const char *key, int64_t now_ms);
 /* A generic command job of argc arguments; NULL when out of memory. */

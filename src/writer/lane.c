@@ -13,6 +13,10 @@
  *   failed, exactly once, in queue order; the in-flight list holds the jobs
  *   written and not yet answered, and the replies arrive in that order.
  * - A job's internal replies (SCRIPT LOAD, SADD) precede its own.
+ * - A stream's SADD to the stream set is written before the first append
+ *   to it on a connection (plain or dedup), in the same pipeline: a
+ *   subscription's discovery never misses a stored event's stream, and the
+ *   set is written once per stream and connection, not on every publish.
  * - Every socket read and write is bounded by the timeout (SO_RCVTIMEO /
  *   SO_SNDTIMEO via redisSetTimeout), so a hung Redis fails a read instead of
  *   hanging the lane.
@@ -299,6 +303,50 @@ static bool append_internal(tse_lane *l, const tse_cmd *c)
 }
 
 /*
+ * Appends "SADD <stream set> key" unless this connection registered key
+ * already: 1 when written, 0 when not needed, -1 out of memory. A refused
+ * dedup retry under another priority thus registers a stream that may stay
+ * empty; registering after the append instead could lose the registration
+ * of a stored event when the connection drops in between.
+ */
+static int register_once(tse_lane *l, const char *key)
+{
+    tse_cmd c;
+
+    if (tse_keyset_contains(&l->known, key))
+        return 0;
+    tse_register_stream_command(key, &c);
+    if (!append_internal(l, &c))
+        return -1;
+    if (l->known.count >= TSE_LANE_MAX_KNOWN)
+        tse_keyset_clear(&l->known);
+    tse_keyset_add(&l->known, key); /* out of memory: registered again next time */
+    return 1;
+}
+
+/* The SADDs a publish job needs before it (none for a generic command). */
+static bool register_streams(tse_lane *l, tse_job *job)
+{
+    int rc;
+
+    if (job->command_cb != NULL)
+        return true;
+    if (job->n_events == 0) {
+        if ((rc = register_once(l, job->key)) < 0)
+            return false;
+        job->pre_sadds = rc;
+        return true;
+    }
+    for (size_t i = 0; i < job->n_events; i++) {
+        if ((rc = register_once(l, job->events[i].key)) < 0)
+            return false;
+        job->events[i].pre_sadd = rc == 1;
+        job->pre_sadds += rc;
+    }
+    return true;
+}
+
+/*
  * Appends job (and the SCRIPT LOAD or SADD it needs first) to the output
  * buffer and moves it to the in-flight list.
  */
@@ -317,18 +365,8 @@ static bool append_job(tse_lane *l, tse_job *job)
         job->pre_scripts++;
         l->script_lost = false;
     }
-    /* A dedup job registers its stream in its script, and only when it
-     * stores the event: a refused retry under another type or priority
-     * must not make a stream appear. */
-    if (job->command_cb == NULL && !job->dedup && !tse_keyset_contains(&l->known, job->key)) {
-        tse_cmd c;
-
-        tse_register_stream_command(job->key, &c);
-        if (!append_internal(l, &c))
-            goto fail;
-        job->pre_sadd = true;
-        tse_keyset_add(&l->known, job->key);
-    }
+    if (!register_streams(l, job))
+        goto fail;
     if (redisAppendFormattedCommand(l->ctx, job->cmd, job->cmd_len) != REDIS_OK)
         goto fail;
     tse_job_list_push(&l->inflight, job);
@@ -367,14 +405,30 @@ static bool lane_write(tse_lane *l, tse_job_list *batch, char *why, size_t len)
     return true;
 }
 
+/* A SADD reply of job: added says the stream is new to the set. A group
+ * job's SADD replies come in the order of its events that sent one. */
+static void note_registered(tse_job *job, bool added)
+{
+    size_t i = 0;
+
+    while (i < job->n_events && !job->events[i].pre_sadd)
+        i++;
+    if (i == job->n_events) {
+        job->new_stream |= added;
+        return;
+    }
+    job->events[i].pre_sadd = false;
+    job->events[i].new_stream = added;
+}
+
 /* An internal reply (SCRIPT LOAD or SADD) that precedes job's own. */
 static void on_internal_reply(tse_lane *l, tse_job *job, const redisReply *r, bool sadd)
 {
     const char *what = sadd ? "SADD " TSE_STREAMS_KEY : "SCRIPT LOAD";
     char message[256];
 
-    if (sadd && r->type == REDIS_REPLY_INTEGER && r->integer == 1)
-        job->new_stream = true;
+    if (sadd)
+        note_registered(job, r->type == REDIS_REPLY_INTEGER && r->integer == 1);
     if (r->type != REDIS_REPLY_ERROR || job->pre_status != TSE_OK)
         return;
     tse_redis_say(message, sizeof(message), "redis: %s: %s", what, r->str);
@@ -395,21 +449,15 @@ static void on_reply(tse_lane *l, redisReply *r, int64_t now_us)
     if (job->pre_scripts > 0) {
         on_internal_reply(l, job, r, false);
         job->pre_scripts--;
-    } else if (job->pre_sadd) {
+    } else if (job->pre_sadds > 0) {
         on_internal_reply(l, job, r, true);
-        job->pre_sadd = false;
+        job->pre_sadds--;
     } else {
         tse_job_list_pop(&l->inflight);
         if (job->written_us > 0)
             tse_histogram_observe(l->broker->opts.round_trip, now_us - job->written_us);
         if (job->dedup && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0)
             l->script_lost = true;
-        /* Stored: the script registered the stream; this lane trims it. */
-        if (job->dedup && job->n_events == 0 && tse_dedup_reply_stored(r))
-            tse_keyset_add(&l->known, job->key);
-        for (size_t i = 0; i < job->n_events; i++)
-            if (tse_dedup_batch_reply_stored(r, i))
-                tse_keyset_add(&l->known, job->events[i].key);
         tse_job_finish(job, r);
     }
     freeReplyObject(r);

@@ -40,7 +40,7 @@
 
 #define JSON        "application/json"
 #define EVENT_TYPE  "bridge.restart"
-#define STREAM_KEY  "tracseq:events:" EVENT_TYPE ":p3"
+#define STREAM_KEY  "tracseq:events:{" EVENT_TYPE "}:p3"
 #define CLIENTS     8
 #define MAX_PER_CLI 20000
 

@@ -79,7 +79,7 @@ static void test_publish_waits_for_a_service_slow_to_complete_its_handshake(void
         fail_msg("publish while the service was slow to answer: %d %s", rq.resp.status,
                  rq.resp.body ? rq.resp.body : "");
     free(rq.resp.body);
-    len = tse_test_redis_cmd(r, "XLEN tracseq:events:slow.handshake:p3");
+    len = tse_test_redis_cmd(r, "XLEN tracseq:events:{slow.handshake}:p3");
     assert_non_null(len);
     assert_string_equal(len, "1");
     free(len);
@@ -123,7 +123,7 @@ static void test_publish_right_after_health_when_the_bridge_started_first(void *
         fail_msg("publish right after /health said 200: %d %s", rq.resp.status,
                  rq.resp.body ? rq.resp.body : "");
     free(rq.resp.body);
-    len = tse_test_redis_cmd(r, "XLEN tracseq:events:slow.handshake:p3");
+    len = tse_test_redis_cmd(r, "XLEN tracseq:events:{slow.handshake}:p3");
     assert_non_null(len);
     assert_string_equal(len, "1");
     free(len);

@@ -517,7 +517,7 @@ static void test_pull_of_an_auto_ack_subscription_acks_what_it_answers(void **st
     assert_int_equal(json_array_size(events), 2);
     ev = json_array_get(events, 0);
     assert_int_equal(num(ev, "delivery_attempt"), 1);
-    assert_non_null(strstr(str(ev, "ack_id"), "tracseq:events:auto."));
+    assert_non_null(strstr(str(ev, "ack_id"), "tracseq:events:{auto."));
     assert_string_equal(str(json_object_get(ev, "event"), "id"), id);
     assert_string_equal(str(json_object_get(ev, "event"), "event_type"), "auto.job");
     assert_int_equal(num(json_object_get(json_object_get(ev, "event"), "payload"), "n"), 1);
@@ -591,7 +591,7 @@ static void test_pull_ack_and_redelivery_after_nack_delay(void **state)
     assert_int_equal(sub_stat(w->bridge, "manual", "pending"), 0);
     /* A second ack finds nothing pending: it is named unknown. */
     j = http_json(w->bridge, "POST", "/api/v1/subscriptions/manual/ack",
-                  "{\"ack_ids\":[\"tracseq:events:manual.job:p3/1-0\"]}", 200);
+                  "{\"ack_ids\":[\"tracseq:events:{manual.job}:p3/1-0\"]}", 200);
     assert_int_equal(num(j, "acked"), 0);
     assert_int_equal(json_array_size(json_object_get(j, "unknown_ack_ids")), 1);
     json_decref(j);
@@ -830,7 +830,7 @@ static void test_sse_delivers_an_event_published_over_grpc(void **state)
                     "\"data\":{\"greeting\":\"hi\",\"n\":7}}");
     assert_true(sse_event_next(s, &ev, 5000));
     assert_string_equal(ev.type, "ssegrpc.hello");
-    assert_non_null(strstr(ev.id, "tracseq:events:ssegrpc.hello:"));
+    assert_non_null(strstr(ev.id, "tracseq:events:{ssegrpc.hello}:"));
     assert_string_equal(str(ev.data, "source_service"), "grpc-client");
     assert_string_equal(str(json_object_get(ev.data, "payload"), "greeting"), "hi");
     json_decref(ev.data);

@@ -150,9 +150,9 @@ static void an_untracked_delivery_never_costs_the_subscriber_its_credit(void **s
 
     (void)state;
     assert_int_equal(tse_redis_url_parse(r->url, &o.target, &err), TSE_OK);
-    free(tse_test_redis_cmd(r, "SADD tracseq:streams tracseq:events:t.track:p3"));
+    free(tse_test_redis_cmd(r, "SADD tracseq:streams tracseq:events:{t.track}:p3"));
     for (int i = 0; i < 3; i++)
-        free(tse_test_redis_cmd(r, "XADD tracseq:events:t.track:p3 * event x%d", i));
+        free(tse_test_redis_cmd(r, "XADD tracseq:events:{t.track}:p3 * event x%d", i));
     assert_int_equal(tse_delivery_create(&o, stats, &d, &err), TSE_OK);
     spec.name = "track";
     spec.n_event_types = 1;

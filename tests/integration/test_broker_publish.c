@@ -368,7 +368,7 @@ static void published_events_are_stored_with_every_field_intact(void **state)
     assert_true(wait_completed(c, 2, 5000));
 
     tse_broker_stream_key("sample.received", 2, key, sizeof(key));
-    assert_string_equal(key, "tracseq:events:sample.received:p2");
+    assert_string_equal(key, "tracseq:events:{sample.received}:p2");
     for (int i = 0; i < 2; i++) {
         assert_int_equal(c->out[i].calls, 1);
         assert_int_equal(c->out[i].status, TSE_OK);
@@ -559,10 +559,10 @@ static void same_client_id_twice_is_stored_once_and_reports_the_original(void **
     /* Where and when it was stored: "<id> <sec>.<nanos> <stream key>". */
     char record[256];
     snprintf(record, sizeof(record), "%s 1718700000.123456789 %s", c->out[0].stream_id, key);
-    r = rcmd(rc, "GET tracseq:dedup:client-id-1");
+    r = rcmd(rc, "GET tracseq:dedup:{dedup.test}:client-id-1");
     assert_string_equal(r->str, record);
     freeReplyObject(r);
-    r = rcmd(rc, "PTTL tracseq:dedup:client-id-1");
+    r = rcmd(rc, "PTTL tracseq:dedup:{dedup.test}:client-id-1");
     assert_true(r->integer > 50000 && r->integer <= 60000);
     freeReplyObject(r);
     r = rcmd(rc, "XRANGE %s - +", key);
@@ -573,10 +573,9 @@ static void same_client_id_twice_is_stored_once_and_reports_the_original(void **
     collector_free(c);
 }
 
-/* A retry claiming another type and priority is answered with the stored
- * event's stream, id and time, and makes no stream appear (not even in the
- * stream set, where subscriptions would find it and create it). */
-static void duplicate_under_another_type_answers_the_stored_stream_and_creates_none(void **state)
+/* A retry claiming another priority is answered with the stored event's
+ * stream, id and time, and stores nothing. */
+static void duplicate_under_another_priority_answers_the_stored_stream(void **state)
 {
     fixture *f = *state;
     tse_broker_options o = options_for(f->redis);
@@ -589,14 +588,13 @@ static void duplicate_under_another_type_answers_the_stored_stream_and_creates_n
     m.dedup = true;
     assert_int_equal(publish(f, 0, &m, &c->out[0]), TSE_OK);
     assert_true(wait_completed(c, 1, 5000));
-    m.event_type = "dedup.other";
     m.priority = 5;
     m.timestamp_sec += 7;
     assert_int_equal(publish(f, 0, &m, &c->out[1]), TSE_OK);
     assert_true(wait_completed(c, 2, 5000));
 
     tse_broker_stream_key("dedup.first", 2, first_key, sizeof(first_key));
-    tse_broker_stream_key("dedup.other", 5, other_key, sizeof(other_key));
+    tse_broker_stream_key("dedup.first", 5, other_key, sizeof(other_key));
     assert_int_equal(c->out[1].status, TSE_OK);
     assert_true(c->out[1].duplicate);
     assert_string_equal(c->out[1].stream_id, c->out[0].stream_id);
@@ -604,9 +602,56 @@ static void duplicate_under_another_type_answers_the_stored_stream_and_creates_n
     assert_int_equal(c->out[1].published_sec, 1718700000);
     assert_int_equal(c->out[1].published_nanos, 123456789);
     rc = rconnect(f->redis, NULL);
-    assert_int_equal(rint_cmd(rc, "EXISTS %s", other_key), 0);
-    assert_false(set_has(rc, other_key));
+    assert_int_equal(rint_cmd(rc, "XLEN %s", first_key), 1);
+    assert_int_equal(rint_cmd(rc, "XLEN %s", other_key), 0);
     assert_true(set_has(rc, first_key));
+    redisFree(rc);
+    collector_free(c);
+}
+
+/* The dedup scope is one event type (the dedup key carries the type's hash
+ * tag, so the script touches one Redis Cluster slot): the same id under
+ * another type is another event, stored too, and each type's retry is a
+ * duplicate of its own. */
+static void same_client_id_under_another_type_is_stored_too(void **state)
+{
+    fixture *f = *state;
+    tse_broker_options o = options_for(f->redis);
+    collector *c = collector_new(4);
+    char first_key[128], other_key[128];
+    redisContext *rc;
+
+    start_broker(f, &o);
+    tse_publish_msg m = make_msg("client-id-y", "dedup.first", 2, (const uint8_t *)"e", 1);
+    m.dedup = true;
+    assert_int_equal(publish(f, 0, &m, &c->out[0]), TSE_OK);
+    m.event_type = "dedup.other";
+    assert_int_equal(publish(f, 0, &m, &c->out[1]), TSE_OK);
+    assert_true(wait_completed(c, 2, 5000));
+    assert_int_equal(publish(f, 0, &m, &c->out[2]), TSE_OK);
+    m.event_type = "dedup.first";
+    assert_int_equal(publish(f, 0, &m, &c->out[3]), TSE_OK);
+    assert_true(wait_completed(c, 4, 5000));
+
+    tse_broker_stream_key("dedup.first", 2, first_key, sizeof(first_key));
+    tse_broker_stream_key("dedup.other", 2, other_key, sizeof(other_key));
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(c->out[i].status, TSE_OK);
+    assert_false(c->out[0].duplicate);
+    assert_false(c->out[1].duplicate);
+    assert_string_equal(c->out[0].stream_key, first_key);
+    assert_string_equal(c->out[1].stream_key, other_key);
+    assert_true(c->out[2].duplicate);
+    assert_string_equal(c->out[2].stream_id, c->out[1].stream_id);
+    assert_string_equal(c->out[2].stream_key, other_key);
+    assert_true(c->out[3].duplicate);
+    assert_string_equal(c->out[3].stream_id, c->out[0].stream_id);
+    assert_string_equal(c->out[3].stream_key, first_key);
+    rc = rconnect(f->redis, NULL);
+    assert_int_equal(rint_cmd(rc, "XLEN %s", first_key), 1);
+    assert_int_equal(rint_cmd(rc, "XLEN %s", other_key), 1);
+    assert_int_equal(rint_cmd(rc, "EXISTS %s", "tracseq:dedup:{dedup.first}:client-id-y"), 1);
+    assert_int_equal(rint_cmd(rc, "EXISTS %s", "tracseq:dedup:{dedup.other}:client-id-y"), 1);
     redisFree(rc);
     collector_free(c);
 }
@@ -627,8 +672,8 @@ static void client_id_is_stored_again_after_the_dedup_window(void **state)
     assert_true(wait_completed(c, 1, 5000));
     /* The window is over when Redis has expired the id's dedup record. */
     rc = rconnect(f->redis, NULL);
-    TSE_TEST_AWAIT(rint_cmd(rc, "EXISTS %s", "tracseq:dedup:client-id-2") == 0, 10000,
-                   "the 200 ms dedup window of client-id-2 to end");
+    TSE_TEST_AWAIT(rint_cmd(rc, "EXISTS %s", "tracseq:dedup:{dedup.window}:client-id-2") == 0,
+                   10000, "the 200 ms dedup window of client-id-2 to end");
     redisFree(rc);
     assert_int_equal(publish(f, 0, &m, &c->out[1]), TSE_OK);
     assert_true(wait_completed(c, 2, 5000));
@@ -1170,7 +1215,7 @@ static void password_in_url_authenticates(void **state)
     redisFree(rc);
     rc = rconnect(f->redis, "s3cr%t");
     freeReplyObject(rcmd(rc, "SELECT 1"));
-    assert_int_equal(rint_cmd(rc, "XLEN %s", "tracseq:events:auth.test:p3"), 2);
+    assert_int_equal(rint_cmd(rc, "XLEN %s", "tracseq:events:{auth.test}:p3"), 2);
     redisFree(rc);
     collector_free(c);
 }
@@ -1239,7 +1284,8 @@ int main(void)
         T(retention_minid_trims_entries_older_than_the_window),
         T(same_client_id_twice_is_stored_once_and_reports_the_original),
         T(client_id_is_stored_again_after_the_dedup_window),
-        T(duplicate_under_another_type_answers_the_stored_stream_and_creates_none),
+        T(duplicate_under_another_priority_answers_the_stored_stream),
+        T(same_client_id_under_another_type_is_stored_too),
         T(flushed_script_fails_one_dedup_job_then_is_reloaded),
         T(wrong_type_reply_fails_the_job_as_internal),
         T(out_of_memory_is_unavailable_and_recovers),

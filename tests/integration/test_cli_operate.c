@@ -331,7 +331,7 @@ static void dead_letter_listed_then_redriven(void **state)
                         "DEAD_LETTER_REASON_MAX_DELIVERY_ATTEMPTS");
     assert_int_equal(json_integer_value(json_object_get(dl, "attempts")), 2);
     assert_string_equal(json_string_value(json_object_get(dl, "stream")),
-                        "tracseq:events:op.dl.failed:p3");
+                        "tracseq:events:{op.dl.failed}:p3");
     assert_string_equal(
         json_string_value(json_object_get(json_object_get(dl, "event"), "event_type")),
         "op.dl.failed");
@@ -661,7 +661,7 @@ static void a_dead_letter_target_receives_given_up_events(void **state)
                         "max_delivery_attempts");
     assert_int_equal((long long)json_number_value(json_object_get(data, "attempts")), 2);
     assert_string_equal(json_string_value(json_object_get(data, "stream")),
-                        "tracseq:events:op.dlt.failed:p3");
+                        "tracseq:events:{op.dlt.failed}:p3");
     assert_string_equal(json_string_value(json_object_get(data, "stream_id")), pub.stream_id);
     assert_string_equal(
         json_string_value(json_object_get(json_object_get(data, "event"), "event_type")),

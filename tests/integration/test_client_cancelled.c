@@ -131,7 +131,7 @@ static void fake_answer_ok(fake_server *f, grpc_call *call, const char *event_id
 
     resp.event_id = (char *)event_id;
     resp.stream_id = "1-1";
-    resp.stream = "tracseq:events:cancel.test:p3";
+    resp.stream = "tracseq:events:{cancel.test}:p3";
     len = protobuf_c_message_get_packed_size(&resp.base);
     slice = grpc_slice_malloc(len);
     protobuf_c_message_pack(&resp.base, GRPC_SLICE_START_PTR(slice));

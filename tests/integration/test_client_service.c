@@ -374,7 +374,7 @@ static long stream_entries(const char *type)
     long total = 0;
 
     for (int p = 1; p <= 5; p++) {
-        char *r = tse_test_redis_cmd(W->redis, "XLEN tracseq:events:%s:p%d", type, p);
+        char *r = tse_test_redis_cmd(W->redis, "XLEN tracseq:events:{%s}:p%d", type, p);
         assert_non_null(r);
         total += atol(r);
         free(r);

@@ -629,7 +629,7 @@ static void check_published_in_redis(world *w, const tse_test_redis *r)
     for (int t = 0; t < 2; t++) {
         char key[64], start[48] = "-";
 
-        snprintf(key, sizeof(key), "tracseq:events:%s:p3", event_type(t));
+        snprintf(key, sizeof(key), "tracseq:events:{%s}:p3", event_type(t));
         for (;;) {
             redisReply *rep = redisCommand(c, "XRANGE %s %s + COUNT 1000", key, start);
             assert_non_null(rep);

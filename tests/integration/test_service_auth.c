@@ -208,7 +208,7 @@ static grpc_status_code by_name_as(world *w, const char *token, const char *meth
         TRACSEQ__EVENTS__V1__DELETE_SUBSCRIPTION_REQUEST__INIT;
     Tracseq__Events__V1__PullRequest pull = TRACSEQ__EVENTS__V1__PULL_REQUEST__INIT;
     Tracseq__Events__V1__AcknowledgeRequest ack = TRACSEQ__EVENTS__V1__ACKNOWLEDGE_REQUEST__INIT;
-    char *ids[1] = {"tracseq:events:sample.created:p3/1-0"};
+    char *ids[1] = {"tracseq:events:{sample.created}:p3/1-0"};
 
     if (strcmp(method, M_GET) == 0) {
         get.name = (char *)name;

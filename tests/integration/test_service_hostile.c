@@ -115,13 +115,13 @@ static void assert_service_lives(const world *w)
 /* No stream of event_type exists in Redis, nor is one registered. */
 static void assert_nothing_stored(const world *w, const char *event_type)
 {
-    char *keys = tse_test_redis_cmd(w->redis, "KEYS tracseq:events:%s:*", event_type);
+    char *keys = tse_test_redis_cmd(w->redis, "KEYS tracseq:events:{%s}:*", event_type);
     char *member = tse_test_redis_cmd(w->redis, "SMEMBERS tracseq:streams");
     char prefix[256];
 
     assert_non_null(keys);
     assert_non_null(member);
-    snprintf(prefix, sizeof(prefix), "tracseq:events:%s:p", event_type);
+    snprintf(prefix, sizeof(prefix), "tracseq:events:{%s}:p", event_type);
     if (keys[0] != '\0' || strstr(member, prefix) != NULL)
         fail_msg("%s was written to Redis: keys '%s', streams '%s'", event_type, keys, member);
     free(keys);
@@ -914,9 +914,9 @@ static void test_10000_ack_ids_in_one_request_are_refused_and_nothing_is_acked(v
     assert_non_null(d);
     /* 10,000 ids, the one real delivery among them. */
     for (size_t i = 0; i < N; i++)
-        many[i] = i == N / 2 ? d->ack_id : "tracseq:events:acks.thing:p3/1-1";
+        many[i] = i == N / 2 ? d->ack_id : "tracseq:events:{acks.thing}:p3/1-1";
     before = redis_snapshot(w);
-    assert_int_equal(pending(w, "tracseq:events:acks.thing:p3", "acks"), 1);
+    assert_int_equal(pending(w, "tracseq:events:{acks.thing}:p3", "acks"), 1);
     ack.subscription = "acks";
     ack.ack_ids = many;
     ack.n_ack_ids = N;
@@ -933,7 +933,7 @@ static void test_10000_ack_ids_in_one_request_are_refused_and_nothing_is_acked(v
     assert_int_equal(tse_test_stream_finish(s, &st), GRPC_STATUS_INVALID_ARGUMENT);
     print_message("Subscribe, ack of 10,000: '%s'\n", st.details);
     assert_int_equal(strncmp(st.details, "ack.ack_ids: 10000 ack ids", 26), 0);
-    assert_int_equal(pending(w, "tracseq:events:acks.thing:p3", "acks"), 1);
+    assert_int_equal(pending(w, "tracseq:events:{acks.thing}:p3", "acks"), 1);
     protobuf_c_message_free_unpacked(&d->base, NULL);
     free(many);
     assert_service_lives(w);

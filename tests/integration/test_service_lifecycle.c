@@ -137,7 +137,7 @@ static bool stored(tse_test_redis *r, int n)
     bool yes;
 
     event_id(id, sizeof(id), n);
-    out = tse_test_redis_cmd(r, "EXISTS tracseq:dedup:%s", id);
+    out = tse_test_redis_cmd(r, "EXISTS tracseq:dedup:{test.shutdown}:%s", id);
     assert_non_null(out);
     yes = strcmp(out, "1") == 0;
     free(out);
@@ -239,7 +239,7 @@ static void test_sigterm_winds_an_open_publish_stream_down_answering_what_it_rea
         if (stored(r, i) != (i < answered))
             fail_msg("event %d (of %d sent, %d answered) %s in Redis", i, sent, answered,
                      i < answered ? "is missing" : "is");
-    len = tse_test_redis_cmd(r, "XLEN tracseq:events:test.shutdown:p3");
+    len = tse_test_redis_cmd(r, "XLEN tracseq:events:{test.shutdown}:p3");
     assert_int_equal(atoi(len), ok);
     free(len);
     tse_test_redis_stop(r);
@@ -261,7 +261,7 @@ static void test_sigterm_with_a_publish_stream_that_never_reads_exits_within_the
     for (int i = 0; i < 3000; i++)
         assert_true(send_event(st, 100000 + i));
     /* The service is reading the stream: some of its events are stored. */
-    TSE_TEST_AWAIT(stream_length(r, "tracseq:events:test.shutdown:p3") > 0, 10000,
+    TSE_TEST_AWAIT(stream_length(r, "tracseq:events:{test.shutdown}:p3") > 0, 10000,
                    "the service to store events of the stream");
     code = tse_test_service_stop_timed(s, &elapsed);
     print_message("exit %d after %lld ms (grace 2000 ms)\n", code, elapsed);

@@ -201,7 +201,7 @@ static void test_every_catalog_type_is_stored_with_every_field(void **state)
         assert_string_equal(json_string_value(json_object_get(plain, "type")), stored->event_type);
         assert_int_equal(json_object_size(plain), 2); /* id, type (+ event) */
         char key[256];
-        snprintf(key, sizeof(key), "tracseq:events:%s:p%d", stored->event_type, stored->priority);
+        snprintf(key, sizeof(key), "tracseq:events:{%s}:p%d", stored->event_type, stored->priority);
         assert_string_equal(resp->stream, key);
 
         json_decref(stored_json);
@@ -299,7 +299,7 @@ static void test_publish_stream_answers_each_event_in_order(void **state)
     assert_int_equal(tse_test_stream_finish(s, &st), GRPC_STATUS_OK);
 
     /* Exactly the valid ones are in Redis, in publish order. */
-    const char *key = "tracseq:events:test.stream_order:p3";
+    const char *key = "tracseq:events:{test.stream_order}:p3";
     assert_int_equal(redis_int(w->redis, "XLEN %s", key), valid);
     redisContext *c = redisConnect("127.0.0.1", w->redis->port);
     redisReply *rep = redisCommand(c, "XRANGE %s - +", key);
@@ -331,7 +331,7 @@ static void test_client_set_id_is_published_once(void **state)
     assert_true(again->duplicate);
     assert_string_equal(first->stream_id, again->stream_id);
     assert_string_equal(again->event_id, "5d9e1b7c-3f2a-4c8e-9b1d-2a3c4e5f6a7b");
-    assert_int_equal(redis_int(w->redis, "XLEN %s", "tracseq:events:test.dedup:p3"), 1);
+    assert_int_equal(redis_int(w->redis, "XLEN %s", "tracseq:events:{test.dedup}:p3"), 1);
     protobuf_c_message_free_unpacked(&first->base, NULL);
     protobuf_c_message_free_unpacked(&again->base, NULL);
 }
@@ -640,7 +640,7 @@ static void test_redis_outage_fails_fast_and_recovers_by_itself(void **state)
                      GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
     tse_test_stream_cancel(watch);
     assert_int_equal(publish_json(w->ch, outage_event, &resp, &st), GRPC_STATUS_OK);
-    assert_int_equal(redis_int(w->redis, "XLEN %s", "tracseq:events:test.outage:p3"), 1);
+    assert_int_equal(redis_int(w->redis, "XLEN %s", "tracseq:events:{test.outage}:p3"), 1);
     protobuf_c_message_free_unpacked(&resp->base, NULL);
 }
 

@@ -180,13 +180,13 @@ static void test_batch_answers_each_event_in_order_and_a_bad_one_fails_alone(voi
     assert_string_equal(resp->results[2]->error->field, "events[2].source_service");
     assert_string_equal(resp->results[2]->event_id, "");
     /* The four good ones are stored, in request order. */
-    assert_int_equal(stored_ids(w->redis, "tracseq:events:test.batch_order:p3", ids, 5), 4);
+    assert_int_equal(stored_ids(w->redis, "tracseq:events:{test.batch_order}:p3", ids, 5), 4);
     for (int i = 0, k = 0; i < 5; i++) {
         if (i == 2)
             continue;
         assert_null(resp->results[i]->error);
         assert_false(resp->results[i]->duplicate);
-        assert_string_equal(resp->results[i]->stream, "tracseq:events:test.batch_order:p3");
+        assert_string_equal(resp->results[i]->stream, "tracseq:events:{test.batch_order}:p3");
         assert_string_equal(resp->results[i]->event_id, ids[k++]);
     }
     protobuf_c_message_free_unpacked(&resp->base, NULL);
@@ -236,7 +236,7 @@ static void test_client_ids_are_deduplicated_within_and_across_batches(void **st
     assert_string_equal(again->results[1]->stream_id, first->results[1]->stream_id);
     assert_true(again->results[2]->duplicate);
     assert_false(again->results[3]->duplicate);
-    assert_int_equal(redis_int(w->redis, "XLEN %s", "tracseq:events:test.batch_dedup:p3"), 4);
+    assert_int_equal(redis_int(w->redis, "XLEN %s", "tracseq:events:{test.batch_dedup}:p3"), 4);
     protobuf_c_message_free_unpacked(&first->base, NULL);
     protobuf_c_message_free_unpacked(&again->base, NULL);
 }
@@ -269,12 +269,12 @@ static void test_a_batch_registers_each_of_its_streams_once(void **state)
         assert_null(resp->results[i]->error);
     assert_int_equal(command_calls(w->redis, "sadd") - sadds, 2);
     assert_int_equal(
-        redis_int(w->redis, "SISMEMBER tracseq:streams %s", "tracseq:events:test.batch_reg_a:p3"),
+        redis_int(w->redis, "SISMEMBER tracseq:streams %s", "tracseq:events:{test.batch_reg_a}:p3"),
         1);
     assert_int_equal(
-        redis_int(w->redis, "SISMEMBER tracseq:streams %s", "tracseq:events:test.batch_reg_b:p3"),
+        redis_int(w->redis, "SISMEMBER tracseq:streams %s", "tracseq:events:{test.batch_reg_b}:p3"),
         1);
-    assert_int_equal(redis_int(w->redis, "XLEN %s", "tracseq:events:test.batch_reg_b:p3"), 3);
+    assert_int_equal(redis_int(w->redis, "XLEN %s", "tracseq:events:{test.batch_reg_b}:p3"), 3);
     protobuf_c_message_free_unpacked(&resp->base, NULL);
 }
 
@@ -391,7 +391,7 @@ static void test_batch_stream_answers_each_batch_in_order(void **state)
                                      10000, NULL));
     assert_int_equal(tse_test_stream_finish(s, &st), GRPC_STATUS_OK);
     /* Exactly the valid ones, in publish order. */
-    assert_int_equal(stored_ids(w->redis, "tracseq:events:test.batch_stream:p3", stored,
+    assert_int_equal(stored_ids(w->redis, "tracseq:events:{test.batch_stream}:p3", stored,
                                 STREAM_BATCHES * STREAM_BATCH),
                      valid);
     for (size_t i = 0; i < valid; i++)

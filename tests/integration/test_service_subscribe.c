@@ -217,7 +217,7 @@ static int seq_of(const Delivery *d)
 
 static void stream_key(char *buf, size_t len, const char *type, int priority)
 {
-    snprintf(buf, len, "tracseq:events:%s:p%d", type, priority);
+    snprintf(buf, len, "tracseq:events:{%s}:p%d", type, priority);
 }
 
 /* One publish attempt of a publish_retry: its request and last answer. */
@@ -829,7 +829,7 @@ static void test_new_type_published_before_anyone_subscribes_is_kept(void **stat
     publish_many(w->ch, "early.one", 0, 0, 3, NULL);
     /* The service has seen the new stream (and made the group) before
      * anyone subscribes. */
-    TSE_TEST_AWAIT(group_exists(w, "tracseq:events:early.one:p3", "early"), 10000,
+    TSE_TEST_AWAIT(group_exists(w, "tracseq:events:{early.one}:p3", "early"), 10000,
                    "the group of early on the new stream");
     tse_test_stream *s = subscribe_name(w->ch, "early", NULL);
     int got = drain(s, 3, 2000, true, seen);
@@ -1826,7 +1826,7 @@ static void test_unknown_subscription_is_not_found_everywhere(void **state)
     Subscription *out = NULL;
     tse_test_status st;
     grpc_status_code code;
-    char *id = "tracseq:events:nope.ev:p3/1-1";
+    char *id = "tracseq:events:{nope.ev}:p3/1-1";
     Tracseq__Events__V1__AcknowledgeRequest ack = TRACSEQ__EVENTS__V1__ACKNOWLEDGE_REQUEST__INIT;
 
     assert_int_equal(get_sub(w->ch, "nope", &out, &st), GRPC_STATUS_NOT_FOUND);
@@ -2233,7 +2233,7 @@ static void test_subscription_stats_report_lag_and_pending(void **state)
     publish_many(w->ch, "lag.ev", 0, 0, 7, NULL);
     Subscription *sub = get_ok(w->ch, "lag");
     if (sub->stats->lag != 7) {
-        char *groups = tse_test_redis_cmd(w->redis, "XINFO GROUPS tracseq:events:lag.ev:p3");
+        char *groups = tse_test_redis_cmd(w->redis, "XINFO GROUPS tracseq:events:{lag.ev}:p3");
         Subscription *later;
         usleep(500000); /* the diagnosis of a failure: does lag catch up later? */
         later = get_ok(w->ch, "lag");

@@ -366,7 +366,7 @@ static long long pending(const world *w, const char *type, const char *group)
 {
     char key[160];
 
-    snprintf(key, sizeof(key), "tracseq:events:%s:p3", type);
+    snprintf(key, sizeof(key), "tracseq:events:{%s}:p3", type);
     return redis_int(w, "XPENDING %s %s", key, group);
 }
 

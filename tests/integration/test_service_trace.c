@@ -146,7 +146,7 @@ static void expect_stored(const world *w, const PublishResponse *r, const char *
 /* Whether anything of type was stored (its default-priority stream exists). */
 static bool anything_stored(const world *w, const char *type)
 {
-    char *out = tse_test_redis_cmd(w->redis, "EXISTS tracseq:events:%s:p3", type);
+    char *out = tse_test_redis_cmd(w->redis, "EXISTS tracseq:events:{%s}:p3", type);
     bool yes;
 
     assert_non_null(out);

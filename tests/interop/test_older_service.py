@@ -31,7 +31,7 @@ from interop_support import (EVENT_SERVICE, Process, check, check_equal, env_pat
 
 TIMEOUT = 10.0
 EVENT_TYPE = "interop.older_service"
-STREAM = f"tracseq:events:{EVENT_TYPE}:p3"
+STREAM = f"tracseq:events:{{{EVENT_TYPE}}}:p3"
 
 
 class OlderService(grpc.GenericRpcHandler):

@@ -39,7 +39,7 @@ GENERIC_TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
 
 
 def stream_key(event_type, priority):
-    return f"tracseq:events:{event_type}:p{priority}"
+    return f"tracseq:events:{{{event_type}}}:p{priority}"
 
 
 def check_response(response, event_type, priority, what):
@@ -313,7 +313,7 @@ def redis_lengths(stack):
     """Entries per event type in Redis, summed over its priority streams."""
     redis, by_type = stack.redis(), {}
     for key in redis.command("SMEMBERS", "tracseq:streams"):
-        event_type = key.decode().split(":")[2]
+        event_type = key.decode().split(":")[2].strip("{}")
         by_type[event_type] = by_type.get(event_type, 0) + redis.command("XLEN", key)
     return by_type
 

@@ -19,7 +19,7 @@ from interop_support import check, check_equal, main
 
 CLIENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reflection_client.py")
 # Where the --publish event goes: its type's stream at the default priority.
-PUBLISHED_STREAM = "tracseq:events:interop.reflection_checked:p3"
+PUBLISHED_STREAM = "tracseq:events:{interop.reflection_checked}:p3"
 SERVED = sorted(["tracseq.events.v1.EventService", "grpc.health.v1.Health",
                  "grpc.reflection.v1alpha.ServerReflection",
                  "grpc.reflection.v1.ServerReflection"])

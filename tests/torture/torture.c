@@ -477,7 +477,7 @@ static void uuid_make(uint64_t *rng, char *out)
 
 static void stream_key(const mevent *e, char *buf, size_t len)
 {
-    snprintf(buf, len, "tracseq:events:%s:p%d", types[e->type].type, e->prio);
+    snprintf(buf, len, "tracseq:events:{%s}:p%d", types[e->type].type, e->prio);
 }
 
 static bool stream_id_ok(const char *s)
@@ -713,7 +713,7 @@ static void trace_of(int tok, char *tp, size_t tp_len, char *ts, size_t ts_len)
 }
 
 /* Fills p with event tok as the model has it; bad: how to spoil it. */
-static void pub_fill(pub *p, int tok, bad_kind bad, bool other_type)
+static void pub_fill(pub *p, int tok, bad_kind bad, bool other_prio)
 {
     mevent *e = ev_at(tok);
     Event ev = TRACSEQ__EVENTS__V1__EVENT__INIT;
@@ -723,7 +723,7 @@ static void pub_fill(pub *p, int tok, bad_kind bad, bool other_type)
     Tracseq__Events__V1__LoginFailed lf = TRACSEQ__EVENTS__V1__LOGIN_FAILED__INIT;
     Tracseq__Events__V1__UserLoggedOut lo = TRACSEQ__EVENTS__V1__USER_LOGGED_OUT__INIT;
     Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
-    int type = other_type ? (e->type + 1) % N_BASE_TYPES : e->type;
+    int type = e->type;
 
     p->ev = ev;
     p->data = data;
@@ -741,7 +741,7 @@ static void pub_fill(pub *p, int tok, bad_kind bad, bool other_type)
     p->ev.source_service = "torture";
     p->ev.subject = p->subject;
     p->ev.id = p->id;
-    p->ev.priority = e->prio == 3 && (tok & 1) ? 0 : e->prio;
+    p->ev.priority = other_prio ? e->prio % 5 + 1 : e->prio == 3 && (tok & 1) ? 0 : e->prio;
     trace_of(tok, p->traceparent, sizeof(p->traceparent), p->tracestate, sizeof(p->tracestate));
     if (p->traceparent[0] != '\0')
         p->ev.traceparent = p->traceparent;
@@ -947,18 +947,19 @@ static void check_sub(client *c, const Subscription *got, const msub *s)
 /* ===================== publish =========================================== */
 
 /* Chooses what to publish: a new event, a repeat, or an invalid one. */
-static int choose_event(client *c, bad_kind *bad, bool *other_type)
+static int choose_event(client *c, bad_kind *bad, bool *other_prio)
 {
     int r = rnd(&c->rng, 100);
 
     *bad = BAD_NONE;
-    *other_type = false;
+    *other_prio = false;
     if (r < 12) {
         int tok = repeatable_pick(c);
         if (tok >= 0) {
-            /* Same id under another type, only once it is stored (so the
-             * stored type is known): it must answer where that one is. */
-            *other_type = atomic_load(&ev_at(tok)->ok) > 0 && chance(&c->rng, 20);
+            /* Same id and type under another priority, only once it is
+             * stored (so the stored priority is known): it must answer
+             * where that one is. The dedup scope is one event type. */
+            *other_prio = atomic_load(&ev_at(tok)->ok) > 0 && chance(&c->rng, 20);
             return tok;
         }
     } else if (r < 20) {
@@ -1205,7 +1206,7 @@ static void op_publish_batch_stream(client *c)
  */
 static bool odd_id_harmless(const char *id, const char *from, const char *to)
 {
-    const char *type = id + strlen("tracseq:events:"), *end = strrchr(id, ':');
+    const char *type = id + strlen("tracseq:events:{"), *end = strrchr(id, ':');
     char buf[160];
 
     if (strcmp(from, to) == 0)
@@ -1213,9 +1214,10 @@ static bool odd_id_harmless(const char *id, const char *from, const char *to)
     for (int i = 0; i < N_SUBS; i++) {
         if (strcmp(subs[i].name, to) != 0)
             continue;
-        if (strncmp(id, "tracseq:events:", 15) != 0 || end == NULL || end < type)
+        if (strncmp(id, "tracseq:events:{", 16) != 0 || end == NULL || end <= type ||
+            end[-1] != '}')
             return true;
-        snprintf(buf, sizeof(buf), "%.*s", (int)(end - type), type);
+        snprintf(buf, sizeof(buf), "%.*s", (int)(end - 1 - type), type);
         return !patterns_match(subs[i].patterns, subs[i].n_patterns, buf);
     }
     return false; /* an ephemeral target: patterns unknown here */
@@ -1226,9 +1228,9 @@ static const char *odd_ack_id(client *c, const char *to)
 {
     static const char *const garbage[] = {
         "garbage",
-        "tracseq:events:tort.alpha:p3/99999999999999-0",
-        "tracseq:events:nope:p9/1-1",
-        "tracseq:events:tort.alpha:p3/notanid",
+        "tracseq:events:{tort.alpha}:p3/99999999999999-0",
+        "tracseq:events:{nope}:p9/1-1",
+        "tracseq:events:{tort.alpha}:p3/notanid",
         "/",
         "tracseq:dlq:t-all/1-0",
     };
@@ -1859,7 +1861,7 @@ static int check_dead_letter(client *c, const msub *ms, const Tracseq__Events__V
     }
     stream_key(e, key, sizeof(key));
     if (strcmp(dl->event->event_type, DLT_TYPE) == 0) /* t-tort's, republished */
-        snprintf(key, sizeof(key), "tracseq:events:%s:p%d", DLT_TYPE, e->prio);
+        snprintf(key, sizeof(key), "tracseq:events:{%s}:p%d", DLT_TYPE, e->prio);
     /* Rightly: it used up the attempts, or a nack rejected it (any time). */
     if (strcmp(dl->subscription, ms->name) != 0 || strcmp(dl->stream, key) != 0 ||
         (dl->reason == TRACSEQ__EVENTS__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_REJECTED
@@ -2971,8 +2973,8 @@ static long scan_stored(void)
         return 0;
     keys = redisCommand(rc, "KEYS tracseq:events:*");
     for (size_t i = 0; keys && i < keys->elements; i++)
-        if (strncmp(keys->element[i]->str, "tracseq:events:" DLT_TYPE ":", 16 + strlen(DLT_TYPE)) !=
-            0)
+        if (strncmp(keys->element[i]->str,
+                    "tracseq:events:{" DLT_TYPE "}:", 18 + strlen(DLT_TYPE)) != 0)
             xrange_all(rc, keys->element[i]->str, count_stored);
     if (keys)
         freeReplyObject(keys);
@@ -2992,7 +2994,7 @@ static void scan_dead(msub *ms)
     xrange_all(rc, key, mark_dead);
     /* Dead letters sent to its target: events of that type, any priority. */
     for (int p = 1; ms->dead_letter_type != NULL && p <= 5; p++) {
-        snprintf(key, sizeof(key), "tracseq:events:%s:p%d", ms->dead_letter_type, p);
+        snprintf(key, sizeof(key), "tracseq:events:{%s}:p%d", ms->dead_letter_type, p);
         xrange_all(rc, key, mark_dead);
     }
     redisFree(rc);

@@ -231,8 +231,8 @@ static const char create_subscription_json[] =
     "\"max_delivery_attempts\":3}}";
 
 static const char acknowledge_json[] =
-    "{\"subscription\":\"orders\",\"ack_ids\":[\"tracseq:events:a.b:p1/1-0\","
-    "\"tracseq:events:a.b:p2/2-0\",\"x\"]}";
+    "{\"subscription\":\"orders\",\"ack_ids\":[\"tracseq:events:{a.b}:p1/1-0\","
+    "\"tracseq:events:{a.b}:p2/2-0\",\"x\"]}";
 
 static const char subscribe_json[] =
     "{\"subscription\":{\"name\":\"s\",\"event_types\":[\"a.*\"]},\"consumer_name\":\"c1\"}";
@@ -591,7 +591,7 @@ static tse_status job_run(void *ctx)
                            .envelope = (const uint8_t *)envelope,
                            .envelope_len = sizeof(envelope) - 1,
                            .dedup = *(const bool *)ctx};
-    const char *argv[] = {"XACK", "tracseq:events:a.b:p1", "group", "1-0"};
+    const char *argv[] = {"XACK", "tracseq:events:{a.b}:p1", "group", "1-0"};
     const size_t lens[] = {4, 21, 5, 3};
     tse_job *job;
     char *resp;
@@ -601,7 +601,7 @@ static tse_status job_run(void *ctx)
     if (job == NULL)
         return TSE_NOMEM;
     tse_job_free(job);
-    job = tse_job_create_trim(&opts, "tracseq:events:a.b:p1", 1718704800000);
+    job = tse_job_create_trim(&opts, "tracseq:events:{a.b}:p1", 1718704800000);
     if (job == NULL)
         return TSE_NOMEM;
     tse_job_free(job);
@@ -626,7 +626,7 @@ static tse_status parsers_run(void *ctx)
     (void)ctx;
     if (tse_redis_url_parse("redis://us%40er:p%3Ass@redis.example:6380/2", &t, &err) != TSE_OK)
         fail_msg("redis URL refused: %s", err.message);
-    if (!tse_ack_id_split("tracseq:events:a.b:p1/1718704800000-0", key, sizeof(key), &entry))
+    if (!tse_ack_id_split("tracseq:events:{a.b}:p1/1718704800000-0", key, sizeof(key), &entry))
         fail_msg("ack id refused");
     return TSE_OK;
 }

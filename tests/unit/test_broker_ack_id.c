@@ -15,14 +15,14 @@
 
 static void an_engine_ack_id_splits_into_key_and_entry(void **state)
 {
-    const char *id = "tracseq:events:sample.created:p3/1718700000000-0", *entry = NULL;
+    const char *id = "tracseq:events:{sample.created}:p3/1718700000000-0", *entry = NULL;
     char key[128];
 
     (void)state;
     assert_true(tse_ack_id_split(id, key, sizeof(key), &entry));
-    assert_string_equal(key, "tracseq:events:sample.created:p3");
+    assert_string_equal(key, "tracseq:events:{sample.created}:p3");
     assert_string_equal(entry, "1718700000000-0");
-    assert_ptr_equal(entry, id + strlen("tracseq:events:sample.created:p3/"));
+    assert_ptr_equal(entry, id + strlen("tracseq:events:{sample.created}:p3/"));
 }
 
 /* A key may hold slashes; the entry id never does. */

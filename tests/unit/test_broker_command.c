@@ -85,21 +85,27 @@ static void a_plain_event_is_one_xadd_to_its_stream(void **state)
     tse_broker_options o = options();
     tse_publish_msg m = message(false);
     tse_job *job = tse_job_create(&o, "sha", &m);
-    const char *want[] = {
-        "XADD", "tracseq:events:sample.created:p2", "*", "id", m.event_id, "type", "sample.created",
-        "event"};
+    const char *want[] = {"XADD",
+                          "tracseq:events:{sample.created}:p2",
+                          "*",
+                          "id",
+                          m.event_id,
+                          "type",
+                          "sample.created",
+                          "event"};
 
     (void)state;
     assert_non_null(job);
     assert_false(job->dedup);
-    assert_string_equal(job->key, "tracseq:events:sample.created:p2");
+    assert_string_equal(job->key, "tracseq:events:{sample.created}:p2");
     assert_int_equal(job->key_len, strlen(job->key));
     assert_command(job, want, sizeof(want) / sizeof(want[0]), true);
     tse_job_free(job);
 }
 
-/* The script gets the stream, the dedup key and the stream set, the window
- * and the publish time "<sec>.<nanos, 9 digits>", then the XADD's tail. */
+/* The script gets the stream and the dedup key (both tagged by the event
+ * type: one slot), the window and the publish time "<sec>.<nanos, 9
+ * digits>", then the XADD's tail. */
 static void an_event_with_a_client_id_is_the_dedup_script(void **state)
 {
     tse_broker_options o = options();
@@ -107,10 +113,9 @@ static void an_event_with_a_client_id_is_the_dedup_script(void **state)
     tse_job *job = tse_job_create(&o, "0123456789abcdef0123456789abcdef01234567", &m);
     const char *want[] = {"EVALSHA",
                           "0123456789abcdef0123456789abcdef01234567",
-                          "3",
-                          "tracseq:events:sample.created:p2",
-                          "tracseq:dedup:6f1c1a9e-0d5b-4a51-9d8e-1f2a3b4c5d6e",
-                          TSE_STREAMS_KEY,
+                          "2",
+                          "tracseq:events:{sample.created}:p2",
+                          "tracseq:dedup:{sample.created}:6f1c1a9e-0d5b-4a51-9d8e-1f2a3b4c5d6e",
                           "86400000",
                           "1718700000.000005000",
                           "*",
@@ -123,7 +128,7 @@ static void an_event_with_a_client_id_is_the_dedup_script(void **state)
     (void)state;
     assert_non_null(job);
     assert_true(job->dedup);
-    assert_string_equal(job->key, "tracseq:events:sample.created:p2");
+    assert_string_equal(job->key, "tracseq:events:{sample.created}:p2");
     assert_command(job, want, sizeof(want) / sizeof(want[0]), true);
     tse_job_free(job);
 }
@@ -132,12 +137,12 @@ static void trimming_by_count_is_an_approximate_maxlen(void **state)
 {
     tse_broker_options o = options();
     tse_job *job;
-    const char *want[] = {"XTRIM", "tracseq:events:a.b:p1", "MAXLEN", "~", "1000"};
+    const char *want[] = {"XTRIM", "tracseq:events:{a.b}:p1", "MAXLEN", "~", "1000"};
 
     (void)state;
     o.retention_maxlen = 1000;
     o.retention_ms = 5000; /* the count wins when both are set */
-    job = tse_job_create_trim(&o, "tracseq:events:a.b:p1", 1718700000000);
+    job = tse_job_create_trim(&o, "tracseq:events:{a.b}:p1", 1718700000000);
     assert_non_null(job);
     assert_int_equal(job->key_len, 0);
     assert_command(job, want, 5, false);
@@ -298,34 +303,30 @@ static void an_xadd_reply_is_the_stored_entry_id(void **state)
     (void)state;
     assert_int_equal(s.status, TSE_OK);
     assert_string_equal(s.stream_id, "1718700000000-3");
-    assert_string_equal(s.stream_key, "tracseq:events:sample.created:p2");
+    assert_string_equal(s.stream_key, "tracseq:events:{sample.created}:p2");
     assert_false(s.duplicate);
     assert_false(s.new_stream);
 }
 
-/* {0, id, 1}: stored, and the script registered the stream (new to Redis). */
-static void a_dedup_reply_of_a_stored_event_says_whether_its_stream_is_new(void **state)
+/* {0, id}: stored. Whether the stream is new is the lane's SADD's answer,
+ * not the script's: a third element (scripts before 1.0) is ignored. */
+static void a_dedup_reply_of_a_stored_event_is_its_entry_id(void **state)
 {
-    redisReply zero = integer(0), id = string("1718700000000-0"), one = integer(1),
-               none = integer(0);
-    redisReply *added[] = {&zero, &id, &one}, *known[] = {&zero, &id, &none},
-               *older[] = {&zero, &id};
-    redisReply r = array(added, 3);
+    redisReply zero = integer(0), id = string("1718700000000-0"), one = integer(1);
+    redisReply *now[] = {&zero, &id}, *older[] = {&zero, &id, &one};
+    redisReply r = array(now, 2);
     seen s = finish(true, &r);
 
     (void)state;
     assert_int_equal(s.status, TSE_OK);
     assert_string_equal(s.stream_id, "1718700000000-0");
     assert_false(s.duplicate);
-    assert_true(s.new_stream);
-    assert_true(tse_dedup_reply_stored(&r));
-    r = array(known, 3);
-    s = finish(true, &r);
-    assert_int_equal(s.status, TSE_OK);
     assert_false(s.new_stream);
-    r = array(older, 2); /* a script without the third element */
+    assert_true(tse_dedup_reply_stored(&r));
+    r = array(older, 3);
     s = finish(true, &r);
     assert_int_equal(s.status, TSE_OK);
+    assert_string_equal(s.stream_id, "1718700000000-0");
     assert_false(s.new_stream);
 }
 
@@ -334,7 +335,7 @@ static void a_dedup_reply_of_a_stored_event_says_whether_its_stream_is_new(void 
 static void a_duplicate_answers_the_stored_events_id_time_and_stream(void **state)
 {
     redisReply one = integer(1), rec = string("1718600000000-7 1718600000.000123456 "
-                                              "tracseq:events:other.type:p5");
+                                              "tracseq:events:{other.type}:p5");
     redisReply *el[] = {&one, &rec};
     redisReply r = array(el, 2);
     seen s = finish(true, &r);
@@ -344,7 +345,7 @@ static void a_duplicate_answers_the_stored_events_id_time_and_stream(void **stat
     assert_true(s.duplicate);
     assert_false(tse_dedup_reply_stored(&r));
     assert_string_equal(s.stream_id, "1718600000000-7");
-    assert_string_equal(s.stream_key, "tracseq:events:other.type:p5");
+    assert_string_equal(s.stream_key, "tracseq:events:{other.type}:p5");
     assert_int_equal(s.published_sec, 1718600000);
     assert_int_equal(s.published_nanos, 123456);
 }
@@ -362,7 +363,7 @@ static void a_duplicate_of_the_older_record_format_takes_the_time_from_the_id(vo
     assert_int_equal(s.status, TSE_OK);
     assert_true(s.duplicate);
     assert_string_equal(s.stream_id, "1718600000123-4");
-    assert_string_equal(s.stream_key, "tracseq:events:sample.created:p2");
+    assert_string_equal(s.stream_key, "tracseq:events:{sample.created}:p2");
     assert_int_equal(s.published_sec, 1718600000);
     assert_int_equal(s.published_nanos, 123000000);
 }
@@ -399,7 +400,7 @@ static void a_reply_of_the_wrong_shape_is_an_internal_error(void **state)
     s = finish(false, NULL); /* no reply at all */
     assert_int_equal(s.status, TSE_INTERNAL);
     assert_string_equal(s.message, "redis: unexpected reply to XADD");
-    assert_string_equal(s.stream_key, "tracseq:events:sample.created:p2");
+    assert_string_equal(s.stream_key, "tracseq:events:{sample.created}:p2");
     s = finish(false, &num);
     assert_int_equal(s.status, TSE_INTERNAL);
     s = finish(false, &arr); /* a script's reply to a plain job */
@@ -637,7 +638,7 @@ int main(void)
         cmocka_unit_test(a_generic_command_takes_lengths_or_measures_strings),
         cmocka_unit_test(a_generic_command_of_no_or_too_many_arguments_is_refused),
         cmocka_unit_test(an_xadd_reply_is_the_stored_entry_id),
-        cmocka_unit_test(a_dedup_reply_of_a_stored_event_says_whether_its_stream_is_new),
+        cmocka_unit_test(a_dedup_reply_of_a_stored_event_is_its_entry_id),
         cmocka_unit_test(a_duplicate_answers_the_stored_events_id_time_and_stream),
         cmocka_unit_test(a_duplicate_of_the_older_record_format_takes_the_time_from_the_id),
         cmocka_unit_test(a_malformed_duplicate_record_is_an_internal_error),

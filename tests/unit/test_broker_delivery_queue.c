@@ -179,7 +179,7 @@ static void barrier(tse_delivery *d)
  * The calls under test
  * ======================================================================== */
 
-static char *ids[] = {"tracseq:events:sample.created:p3/1-0", "tracseq:events:x.y:p1/2-0"};
+static char *ids[] = {"tracseq:events:{sample.created}:p3/1-0", "tracseq:events:{x.y}:p1/2-0"};
 static char *pattern[] = {"sample.*"};
 
 typedef struct world {

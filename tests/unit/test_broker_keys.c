@@ -18,9 +18,9 @@ static void key_is_prefix_type_and_priority(void **state)
 
     (void)state;
     tse_broker_stream_key("sample.created", 1, buf, sizeof(buf));
-    assert_string_equal(buf, "tracseq:events:sample.created:p1");
+    assert_string_equal(buf, "tracseq:events:{sample.created}:p1");
     tse_broker_stream_key("storage.temperature_alert", 5, buf, sizeof(buf));
-    assert_string_equal(buf, "tracseq:events:storage.temperature_alert:p5");
+    assert_string_equal(buf, "tracseq:events:{storage.temperature_alert}:p5");
 }
 
 static void key_with_two_digit_priority_is_still_written(void **state)
@@ -29,7 +29,7 @@ static void key_with_two_digit_priority_is_still_written(void **state)
 
     (void)state;
     tse_broker_stream_key("x.y", 12, buf, sizeof(buf));
-    assert_string_equal(buf, "tracseq:events:x.y:p12");
+    assert_string_equal(buf, "tracseq:events:{x.y}:p12");
 }
 
 static void key_in_a_short_buffer_is_truncated_and_terminated(void **state)
@@ -40,7 +40,7 @@ static void key_in_a_short_buffer_is_truncated_and_terminated(void **state)
     memset(buf, 'z', sizeof(buf));
     tse_broker_stream_key("sample.created", 3, buf, sizeof(buf));
     assert_int_equal(strlen(buf), sizeof(buf) - 1);
-    assert_memory_equal(buf, "tracseq:events:samp", sizeof(buf));
+    assert_memory_equal(buf, "tracseq:events:{sam", sizeof(buf));
 }
 
 int main(void)

@@ -18,7 +18,7 @@
 
 static void key_of(char *buf, size_t len, int i)
 {
-    snprintf(buf, len, "tracseq:events:type.%d:p%d", i, i % 5 + 1);
+    snprintf(buf, len, "tracseq:events:{type.%d}:p%d", i, i % 5 + 1);
 }
 
 static void a_new_set_holds_nothing_and_allocates_nothing(void **state)
@@ -26,7 +26,7 @@ static void a_new_set_holds_nothing_and_allocates_nothing(void **state)
     tse_keyset set = {0};
 
     (void)state;
-    assert_false(tse_keyset_contains(&set, "tracseq:events:a.b:p1"));
+    assert_false(tse_keyset_contains(&set, "tracseq:events:{a.b}:p1"));
     assert_false(tse_keyset_contains(&set, ""));
     assert_int_equal(set.count, 0);
     assert_null(set.slots);
@@ -39,11 +39,11 @@ static void an_added_key_is_contained_and_others_are_not(void **state)
     tse_keyset set = {0};
 
     (void)state;
-    assert_true(tse_keyset_add(&set, "tracseq:events:a.b:p1"));
-    assert_true(tse_keyset_contains(&set, "tracseq:events:a.b:p1"));
-    assert_false(tse_keyset_contains(&set, "tracseq:events:a.b:p2"));
-    assert_false(tse_keyset_contains(&set, "tracseq:events:a.b:p"));
-    assert_false(tse_keyset_contains(&set, "tracseq:events:a.b:p10"));
+    assert_true(tse_keyset_add(&set, "tracseq:events:{a.b}:p1"));
+    assert_true(tse_keyset_contains(&set, "tracseq:events:{a.b}:p1"));
+    assert_false(tse_keyset_contains(&set, "tracseq:events:{a.b}:p2"));
+    assert_false(tse_keyset_contains(&set, "tracseq:events:{a.b}:p"));
+    assert_false(tse_keyset_contains(&set, "tracseq:events:{a.b}:p10"));
     assert_false(tse_keyset_contains(&set, ""));
     tse_keyset_clear(&set);
 }
@@ -54,9 +54,9 @@ static void adding_a_key_twice_keeps_one(void **state)
 
     (void)state;
     for (int i = 0; i < 3; i++)
-        assert_true(tse_keyset_add(&set, "tracseq:events:a.b:p1"));
+        assert_true(tse_keyset_add(&set, "tracseq:events:{a.b}:p1"));
     assert_int_equal(set.count, 1);
-    assert_true(tse_keyset_add(&set, "tracseq:events:a.b:p2"));
+    assert_true(tse_keyset_add(&set, "tracseq:events:{a.b}:p2"));
     assert_int_equal(set.count, 2);
     tse_keyset_clear(&set);
 }
@@ -92,12 +92,12 @@ static void growing_keeps_every_key_and_the_table_half_empty(void **state)
 static void keys_are_copied_not_borrowed(void **state)
 {
     tse_keyset set = {0};
-    char key[64] = "tracseq:events:a.b:p1";
+    char key[64] = "tracseq:events:{a.b}:p1";
 
     (void)state;
     assert_true(tse_keyset_add(&set, key));
-    memcpy(key, "tracseq:events:x.y:p5", strlen(key) + 1);
-    assert_true(tse_keyset_contains(&set, "tracseq:events:a.b:p1"));
+    memcpy(key, "tracseq:events:{x.y}:p5", strlen(key) + 1);
+    assert_true(tse_keyset_contains(&set, "tracseq:events:{a.b}:p1"));
     assert_false(tse_keyset_contains(&set, key));
     tse_keyset_clear(&set);
 }

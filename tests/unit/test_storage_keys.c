@@ -15,15 +15,15 @@
 
 #include "storage/keys.h"
 
-static void stream_key_is_prefix_type_and_priority(void **state)
+static void stream_key_is_prefix_tagged_type_and_priority(void **state)
 {
     char buf[128];
 
     (void)state;
     tse_key_stream("sample.created", 3, buf, sizeof(buf));
-    assert_string_equal(buf, TSE_EVENTS_PREFIX "sample.created:p3");
+    assert_string_equal(buf, TSE_EVENTS_PREFIX "{sample.created}:p3");
     tse_key_stream("x.y", 12, buf, sizeof(buf));
-    assert_string_equal(buf, TSE_EVENTS_PREFIX "x.y:p12");
+    assert_string_equal(buf, TSE_EVENTS_PREFIX "{x.y}:p12");
 }
 
 static void stream_key_in_a_short_buffer_is_cut_and_terminated(void **state)
@@ -50,7 +50,27 @@ static void stream_key_parses_back_into_type_and_priority(void **state)
         assert_int_equal(type_len, strlen("storage.temperature_alert"));
         assert_memory_equal(type, "storage.temperature_alert", type_len);
         assert_int_equal(prio, p);
+        assert_false(tse_key_stream_legacy_parse(buf, strlen(buf), &type, &type_len, &prio));
     }
+}
+
+static void an_old_layout_stream_key_parses_only_as_legacy(void **state)
+{
+    const char *key = TSE_EVENTS_PREFIX "sample.created:p4", *type;
+    size_t type_len;
+    int prio;
+
+    (void)state;
+    assert_false(tse_key_stream_parse(key, strlen(key), &type, &type_len, &prio));
+    assert_true(tse_key_stream_legacy_parse(key, strlen(key), &type, &type_len, &prio));
+    assert_int_equal(type_len, strlen("sample.created"));
+    assert_memory_equal(type, "sample.created", type_len);
+    assert_int_equal(prio, 4);
+    /* Not a stream key of either layout. */
+    key = TSE_EVENTS_PREFIX ":p4";
+    assert_false(tse_key_stream_legacy_parse(key, strlen(key), &type, &type_len, &prio));
+    key = TSE_DEDUP_PREFIX "a.b:p4";
+    assert_false(tse_key_stream_legacy_parse(key, strlen(key), &type, &type_len, &prio));
 }
 
 static void other_keys_are_not_stream_keys(void **state)
@@ -61,10 +81,15 @@ static void other_keys_are_not_stream_keys(void **state)
         TSE_DLQ_PREFIX "orders",
         TSE_DEDUP_PREFIX "id",
         TSE_EVENTS_PREFIX ":p1",
-        TSE_EVENTS_PREFIX "a.b:p0",
-        TSE_EVENTS_PREFIX "a.b:q1",
-        TSE_EVENTS_PREFIX "a.b:p12",
-        "events:a.b:p1",
+        TSE_EVENTS_PREFIX "{}:p1",
+        TSE_EVENTS_PREFIX "{a.b}:p0",
+        TSE_EVENTS_PREFIX "{a.b}:q1",
+        TSE_EVENTS_PREFIX "{a.b}:p12",
+        TSE_EVENTS_PREFIX "{a{b}:p1",
+        TSE_EVENTS_PREFIX "{a}b}:p1",
+        TSE_EVENTS_PREFIX "a.b}:p1",
+        TSE_EVENTS_PREFIX "a.b:p1",
+        "events:{a.b}:p1",
         "",
     };
     const char *type;
@@ -81,8 +106,9 @@ static void dedup_and_dead_letter_keys_name_their_owner(void **state)
     char buf[128];
 
     (void)state;
-    tse_key_dedup("3f0e1b2c-0000-4000-8000-000000000001", buf, sizeof(buf));
-    assert_string_equal(buf, TSE_DEDUP_PREFIX "3f0e1b2c-0000-4000-8000-000000000001");
+    tse_key_dedup("sample.created", "3f0e1b2c-0000-4000-8000-000000000001", buf, sizeof(buf));
+    assert_string_equal(buf,
+                        TSE_DEDUP_PREFIX "{sample.created}:3f0e1b2c-0000-4000-8000-000000000001");
     tse_key_dlq("orders", buf, sizeof(buf));
     assert_string_equal(buf, TSE_DLQ_PREFIX "orders");
     tse_key_dlq("orders", buf, 4);
@@ -121,6 +147,7 @@ static void slot_follows_the_hash_tag_rules(void **state)
     /* The tag alone counts: keys sharing it share a slot. */
     assert_int_equal(slot("{user1000}.following"), 3443);
     assert_int_equal(slot("{user1000}.followers"), 3443);
+    assert_int_equal(slot("tracseq:events:{sample.created}:p3"), slot("sample.created"));
     /* Only the first tag, ended by the first '}' after the '{'. */
     assert_int_equal(slot("foo{bar}{zap}"), 5061);
     assert_int_equal(slot("foo{{bar}}zap"), 4015);
@@ -133,9 +160,10 @@ static void slot_follows_the_hash_tag_rules(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(stream_key_is_prefix_type_and_priority),
+        cmocka_unit_test(stream_key_is_prefix_tagged_type_and_priority),
         cmocka_unit_test(stream_key_in_a_short_buffer_is_cut_and_terminated),
         cmocka_unit_test(stream_key_parses_back_into_type_and_priority),
+        cmocka_unit_test(an_old_layout_stream_key_parses_only_as_legacy),
         cmocka_unit_test(other_keys_are_not_stream_keys),
         cmocka_unit_test(dedup_and_dead_letter_keys_name_their_owner),
         cmocka_unit_test(crc16_is_the_xmodem_variant_redis_uses),

@@ -42,7 +42,7 @@ static const tse_type_length *find(const tse_stream_lengths *l, const char *type
     return NULL;
 }
 
-#define KEY(type_prio) TSE_EVENTS_PREFIX type_prio
+#define KEY(type, prio) TSE_EVENTS_PREFIX "{" type "}:p" prio
 
 static void command_runs_one_script_over_the_stream_set(void **state)
 {
@@ -63,10 +63,11 @@ static void lengths_are_summed_per_type_over_priorities(void **state)
     redisReply *reply;
 
     (void)state;
-    snprintf(
-        resp, sizeof(resp), "*6\r\n$%zu\r\n%s\r\n:3\r\n$%zu\r\n%s\r\n:4\r\n$%zu\r\n%s\r\n:10\r\n",
-        strlen(KEY("sample.created:p1")), KEY("sample.created:p1"), strlen(KEY("storage.moved:p2")),
-        KEY("storage.moved:p2"), strlen(KEY("sample.created:p5")), KEY("sample.created:p5"));
+    snprintf(resp, sizeof(resp),
+             "*6\r\n$%zu\r\n%s\r\n:3\r\n$%zu\r\n%s\r\n:4\r\n$%zu\r\n%s\r\n:10\r\n",
+             strlen(KEY("sample.created", "1")), KEY("sample.created", "1"),
+             strlen(KEY("storage.moved", "2")), KEY("storage.moved", "2"),
+             strlen(KEY("sample.created", "5")), KEY("sample.created", "5"));
     reply = read_reply(resp);
     assert_int_equal(tse_stream_lengths_parse(reply, &l), TSE_OK);
     assert_int_equal(l.n, 2);
@@ -115,8 +116,8 @@ static void foreign_keys_and_other_shapes_are_skipped(void **state)
     snprintf(resp, sizeof(resp),
              "*9\r\n$5\r\nother\r\n:7\r\n$%zu\r\n%s\r\n$1\r\n5\r\n$%zu\r\n%s\r\n:-1\r\n"
              "$%zu\r\n%s\r\n:2\r\n$%zu\r\n%s\r\n",
-             strlen(KEY("a.b:p1")), KEY("a.b:p1"), strlen(KEY("c.d:p1")), KEY("c.d:p1"),
-             strlen(KEY("e.f:p3")), KEY("e.f:p3"), strlen(KEY("g.h:p1")), KEY("g.h:p1"));
+             strlen(KEY("a.b", "1")), KEY("a.b", "1"), strlen(KEY("c.d", "1")), KEY("c.d", "1"),
+             strlen(KEY("e.f", "3")), KEY("e.f", "3"), strlen(KEY("g.h", "1")), KEY("g.h", "1"));
     reply = read_reply(resp);
     assert_int_equal(tse_stream_lengths_parse(reply, &l), TSE_OK);
     assert_int_equal(l.n, 1);
@@ -151,7 +152,6 @@ static void an_xadd_reply_is_the_new_entry_id(void **state)
     assert_string_equal(a.stream_id, "1700000000000-0");
     assert_null(a.stream_key);
     assert_false(a.duplicate);
-    assert_false(a.new_stream);
     freeReplyObject(reply);
 }
 
@@ -171,24 +171,24 @@ static void a_transient_error_is_unavailable_another_internal(void **state)
     freeReplyObject(reply);
 }
 
-static void a_stored_dedup_reply_says_whether_the_stream_is_new(void **state)
+static void a_stored_dedup_reply_is_the_new_entry_id(void **state)
 {
     tse_append_reply a;
-    redisReply *reply = read_reply("*3\r\n:0\r\n$15\r\n1700000000000-1\r\n:1\r\n");
+    redisReply *reply = read_reply("*2\r\n:0\r\n$15\r\n1700000000000-1\r\n");
 
     (void)state;
     assert_true(tse_dedup_reply_stored(reply));
     assert_int_equal(tse_append_decode(reply, true, &a), TSE_OK);
     assert_false(a.duplicate);
     assert_string_equal(a.stream_id, "1700000000000-1");
-    assert_true(a.new_stream);
+    assert_null(a.stream_key);
     freeReplyObject(reply);
 }
 
 static void a_duplicate_answers_the_stored_event(void **state)
 {
     char resp[256];
-    const char *rec = "1700000000000-2 1700000000.123456789 " TSE_EVENTS_PREFIX "a.b:p2";
+    const char *rec = "1700000000000-2 1700000000.123456789 " KEY("a.b", "2");
     tse_append_reply a;
     redisReply *reply;
 
@@ -199,10 +199,9 @@ static void a_duplicate_answers_the_stored_event(void **state)
     assert_int_equal(tse_append_decode(reply, true, &a), TSE_OK);
     assert_true(a.duplicate);
     assert_string_equal(a.stream_id, "1700000000000-2");
-    assert_string_equal(a.stream_key, TSE_EVENTS_PREFIX "a.b:p2");
+    assert_string_equal(a.stream_key, KEY("a.b", "2"));
     assert_int_equal(a.published_sec, 1700000000);
     assert_int_equal(a.published_nanos, 123456789);
-    assert_false(a.new_stream);
     freeReplyObject(reply);
 }
 
@@ -289,14 +288,13 @@ static void a_client_id_append_runs_the_dedup_script(void **state)
                     .dedup_window_ms = 86400000,
                     .timestamp_sec = 1700000000,
                     .timestamp_nanos = 5};
-    const char *want[] = {
-        "EVALSHA", "sha", "3",  "k",    "d",   TSE_STREAMS_KEY, "86400000", "1700000000.000000005",
-        "*",       "id",  "e1", "type", "a.b", "event",         "x"};
+    const char *want[] = {"EVALSHA", "sha", "2",  "k",    "d",   "86400000", "1700000000.000000005",
+                          "*",       "id",  "e1", "type", "a.b", "event",    "x"};
     tse_cmd c;
 
     (void)state;
     tse_append_command(&a, &c);
-    assert_args(&c, want, 15);
+    assert_args(&c, want, 14);
 }
 
 static void trim_is_by_length_when_set_else_by_age(void **state)
@@ -352,7 +350,7 @@ int main(void)
         cmocka_unit_test(a_reply_that_is_not_an_array_is_empty),
         cmocka_unit_test(an_xadd_reply_is_the_new_entry_id),
         cmocka_unit_test(a_transient_error_is_unavailable_another_internal),
-        cmocka_unit_test(a_stored_dedup_reply_says_whether_the_stream_is_new),
+        cmocka_unit_test(a_stored_dedup_reply_is_the_new_entry_id),
         cmocka_unit_test(a_duplicate_answers_the_stored_event),
         cmocka_unit_test(an_old_duplicate_record_holds_the_id_alone),
         cmocka_unit_test(an_append_reply_of_another_shape_is_internal),

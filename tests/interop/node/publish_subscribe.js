@@ -44,7 +44,7 @@ const STREAM_ID_RE = /^\d+-\d+$/;
 const SLACK_MS = 100;
 
 function streamKey(eventType, priority) {
-  return `tracseq:events:${eventType}:p${priority}`;
+  return `tracseq:events:{${eventType}}:p${priority}`;
 }
 
 function matches(eventType) {

@@ -255,7 +255,7 @@ async function publishReflected(st, stack) {
                             (error, value) => (error ? reject(error) : resolve(value)));
   });
   check(answer.error === null, `error ${show(answer.error)}`);
-  checkEqual(answer.stream, `tracseq:events:${PUBLISHED_TYPE}:p4`, 'stream');
+  checkEqual(answer.stream, `tracseq:events:{${PUBLISHED_TYPE}}:p4`, 'stream');
   const redis = await stack.redis();
   const entries = await redis.xrange(answer.stream);
   checkEqual(entries.map(([id]) => id), [answer.stream_id], `entries in ${answer.stream}`);

@@ -75,7 +75,8 @@ struct  Tracseq__Events__V1__Event
   /*
    * UUID (v4 when the server makes it). Set by the server when empty. A
    * client-set id makes publishing idempotent: the same id published again
-   * within the dedup window is not stored twice.
+   * with the same event_type within the dedup window is not stored twice
+   * (the dedup scope is one event type).
    */
   char *id;
   /*

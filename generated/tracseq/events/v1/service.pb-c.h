@@ -989,7 +989,7 @@ struct  Tracseq__Events__V1__DeadLetter
   char *id;
   char *subscription;
   /*
-   * The stream the event came from, e.g. "tracseq:events:sample.created:p3".
+   * The stream the event came from, e.g. "tracseq:events:{sample.created}:p3".
    */
   char *stream;
   /*
