@@ -10,6 +10,11 @@
 # keeps its layers. Runs at every build (target tse_layers) and as
 # lint/layers.
 #
+# A reserved system header is refused through another module's header too:
+# including a header of a module that (itself or through the headers it
+# includes) includes <hiredis/...> exposes hiredis's types as surely as
+# including it directly, so such a header must be private to its module.
+#
 # Quoted includes are resolved as the compiler resolves them: the including
 # file's directory first, then the declaration's search roots; one that
 # resolves to no file of the declared directories is refused too (so a
@@ -126,6 +131,64 @@ function check(file, line, inc, quoted,    m, o, target, shown, at) {
              (list[m] == "" ? "nothing" : list[m]) ")")
     else if (is_private(target, o))
         fail(at " (" target "), which is private to " o)
+    else
+        check_exposed(at, m, target)
+}
+
+# The first system header reserved by a `system` line that path includes,
+# itself or through the quoted includes it resolves: its name, and in
+# via[path] the headers it goes through ("" when path includes it itself);
+# "" when none. Memoised; a cycle counts as none.
+function exposed(path,    l, n, i, inc, q, t, r) {
+    if (path in exposed_memo)
+        return exposed_memo[path]
+    exposed_memo[path] = ""
+    via[path] = ""
+    if (path == scanning)
+        return ""
+    n = 0
+    while ((getline l < path) > 0) {
+        if (l !~ /^[ \t]*#[ \t]*include[ \t]*[<"]/)
+            continue
+        sub(/^[ \t]*#[ \t]*include[ \t]*/, "", l)
+        if (match(l, /^"[^"]*"/) || match(l, /^<[^>]*>/)) {
+            inc[++n] = substr(l, 2, RLENGTH - 2)
+            q[n] = substr(l, 1, 1) == "\""
+        }
+    }
+    close(path)
+    r = ""
+    for (i = 1; i <= n && r == ""; i++) {
+        t = resolve(inc[i], path, q[i])
+        if (t == "" && !q[i] && reserved(inc[i])) {
+            r = inc[i]
+        } else if (t != "" && (r = exposed(t)) != "") {
+            via[path] = t (via[t] == "" ? "" : ", " via[t])
+        }
+    }
+    exposed_memo[path] = r
+    return r
+}
+
+# The index of the `system` line reserving the directory of inc, or 0.
+function reserved(inc,    i) {
+    for (i = 1; i <= nsystem; i++)
+        if (index(inc, system_dir[i] "/") == 1)
+            return i
+    return 0
+}
+
+# A header of another module that exposes a system header m may not include.
+function check_exposed(at, m, target,    inc, i) {
+    inc = exposed(target)
+    if (inc == "")
+        return
+    i = reserved(inc)
+    if (i && !((i, m) in system_may))
+        fail(at " (" target "), which exposes <" inc ">" \
+             (via[target] == "" ? "" : " through " via[target]) ", which only " system_list[i] \
+             " may include (" decl ": system " system_dir[i] "); make the header private" \
+             " to its module or keep " system_dir[i] " out of it")
 }
 
 # A system header under a directory that a `system` line reserves: only the
@@ -247,6 +310,7 @@ function names(file, ln, l,    n) {
 }
 
 function scan(file,    l, ln) {
+    scanning = file
     pending = ""
     while ((getline l < file) > 0) {
         ln++

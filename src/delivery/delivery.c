@@ -18,7 +18,6 @@
 #include "delivery/delivery_internal.h"
 #include "domain/subscription.h"
 #include "obs/log.h"
-#include "storage/redis_connect.h"
 
 /* ===================== requests from other threads ====================== */
 
@@ -403,21 +402,6 @@ void tse_delivery_end_pulls(tse_delivery *d)
 
 /* ===================== the Redis connection ============================= */
 
-redisReply *tse_dl_cmd(tse_delivery *d, int argc, const char **argv, const size_t *lens)
-{
-    redisReply *r;
-
-    if (d->ctx == NULL)
-        return NULL;
-    r = redisCommandArgv(d->ctx, argc, argv, lens);
-    if (r == NULL) {
-        char why[256];
-        snprintf(why, sizeof(why), "redis: %s", d->ctx->errstr[0] ? d->ctx->errstr : "I/O error");
-        tse_dl_disconnect(d, why);
-    }
-    return r;
-}
-
 void tse_dl_release(tse_delivery *d, tse_subscriber *s)
 {
     if (s->is_pull && s->pull_cb != NULL) {
@@ -446,8 +430,14 @@ void tse_dl_release(tse_delivery *d, tse_subscriber *s)
 
 void tse_dl_disconnect(tse_delivery *d, const char *why)
 {
-    redisFree(d->ctx);
-    d->ctx = NULL;
+    /* Lost inside an operation, which may still hold it: closed later. */
+    if (d->conn != NULL && tse_conn_lost(d->conn)) {
+        tse_conn_close(d->dropped);
+        d->dropped = d->conn;
+    } else {
+        tse_conn_close(d->conn);
+    }
+    d->conn = NULL;
     d->last_attempt_ms = tse_clock_ms(); /* a loss counts as an attempt */
     d->next_connect_ms = d->last_attempt_ms + d->backoff_ms;
     snprintf(d->lost_why, sizeof(d->lost_why), "%s", why);
@@ -462,6 +452,8 @@ static void drop_all(tse_delivery *d)
 {
     tse_error err;
 
+    tse_conn_close(d->dropped);
+    d->dropped = NULL;
     if (!d->lost)
         return;
     d->lost = false;
@@ -574,18 +566,13 @@ static void extend(tse_delivery *d, tse_req_extend *r)
                         NULL, NULL);
 }
 
-/* The HKEYS of every stored subscription; NULL with err UNAVAILABLE. */
-static redisReply *subscription_names(tse_delivery *d, tse_error *err)
+/* The names of every stored subscription; false with err UNAVAILABLE. */
+static bool subscription_names(tse_delivery *d, tse_strings *names, tse_error *err)
 {
-    const char *argv[] = {"HKEYS", TSE_SUBS_KEY};
-    redisReply *keys = tse_dl_cmd(d, 2, argv, NULL);
-
-    if (keys != NULL && keys->type == REDIS_REPLY_ARRAY)
-        return keys;
-    if (keys)
-        freeReplyObject(keys);
+    if (tse_subs_names(d->conn, names) == TSE_OK)
+        return true;
     tse_error_set(err, TSE_UNAVAILABLE, NULL, "Redis is unavailable");
-    return NULL;
+    return false;
 }
 
 /*
@@ -594,17 +581,17 @@ static redisReply *subscription_names(tse_delivery *d, tse_error *err)
  * (room for every name). Returns how many; err set when the answer is an
  * error instead.
  */
-static size_t describe_into(tse_delivery *d, const tse_req_get *r, const redisReply *keys,
+static size_t describe_into(tse_delivery *d, const tse_req_get *r, const tse_strings *keys,
                             Tracseq__Events__V1__Subscription **out, tse_error *err)
 {
-    size_t n = 0, names = keys ? keys->elements : 1;
+    size_t n = 0, names = keys ? keys->n : 1;
 
     for (size_t i = 0; i < names; i++) {
         tse_error load_err;
         tse_sub *sub;
 
         tse_error_clear(&load_err);
-        sub = tse_dl_load(d, keys ? keys->element[i]->str : r->name, &load_err);
+        sub = tse_dl_load(d, keys ? keys->v[i] : r->name, &load_err);
         if (sub == NULL && keys == NULL)
             *err = load_err;
         if (sub == NULL)
@@ -622,14 +609,15 @@ static size_t describe_into(tse_delivery *d, const tse_req_get *r, const redisRe
 static void get(tse_delivery *d, tse_req_get *r)
 {
     Tracseq__Events__V1__Subscription **out = NULL;
-    redisReply *keys = NULL;
+    tse_strings names = {0};
+    const tse_strings *keys = r->name == NULL ? &names : NULL;
     size_t n = 0;
     tse_error err;
 
     tse_error_clear(&err);
-    if (r->name == NULL && (keys = subscription_names(d, &err)) == NULL)
+    if (keys != NULL && !subscription_names(d, &names, &err))
         goto answer;
-    out = calloc(keys ? keys->elements + 1 : 1, sizeof(*out));
+    out = calloc(keys ? keys->n + 1 : 1, sizeof(*out));
     if (out == NULL) {
         tse_error_set(&err, TSE_NOMEM, NULL, "out of memory");
         goto answer;
@@ -643,8 +631,7 @@ answer:
     for (size_t i = 0; i < n; i++)
         protobuf_c_message_free_unpacked(&out[i]->base, NULL);
     free(out);
-    if (keys)
-        freeReplyObject(keys);
+    tse_strings_cleanup(&names);
 }
 
 static void create(tse_delivery *d, tse_req_create *r)
@@ -709,7 +696,7 @@ static void ack_by_name(tse_delivery *d, const char *name, const tse_id_list *id
     for (tse_subscriber *s = sub->subscribers; s; s = s->next)
         for (size_t i = 0; !s->is_pull && i < ids->n; i++)
             tse_dl_forget_inflight(s, ids->ids[i]);
-    if (d->ctx == NULL)
+    if (d->conn == NULL)
         tse_error_set(&err, TSE_UNAVAILABLE, NULL, "Redis is unavailable");
     cb(arg, &err, done, (const char *const *)unknown, n_unknown);
     free(unknown);
@@ -778,7 +765,7 @@ static void handle(tse_delivery *d, tse_req *r)
 {
     tse_error err;
 
-    if (d->ctx == NULL && r->kind != REQ_DETACH && r->kind != REQ_PULL_CANCEL) {
+    if (d->conn == NULL && r->kind != REQ_DETACH && r->kind != REQ_PULL_CANCEL) {
         tse_error_set(&err, TSE_UNAVAILABLE, NULL, "Redis is unavailable; retry later");
         fail_req(r, &err);
         return;
@@ -872,7 +859,7 @@ static void work(tse_delivery *d, int64_t now)
         d->next_discover_ms = now + TSE_DISCOVER_MS;
         tse_dl_reap(d);
     }
-    for (tse_sub *sub = d->subs; d->ctx && sub; sub = sub->next) {
+    for (tse_sub *sub = d->subs; d->conn && sub; sub = sub->next) {
         if (now >= sub->next_claim_ms && (sub->subscribers || sub->ext)) {
             tse_dl_extensions(d, sub);
             tse_dl_claim_scan(d, sub, NULL);
@@ -880,9 +867,9 @@ static void work(tse_delivery *d, int64_t now)
             sub->next_claim_ms = now + (every < 50 ? 50 : every > 1000 ? 1000 : every);
         }
     }
-    for (tse_sub *sub = d->subs; d->ctx && sub; sub = sub->next) {
+    for (tse_sub *sub = d->subs; d->conn && sub; sub = sub->next) {
         tse_subscriber *s = sub->subscribers, *next;
-        for (; d->ctx && s; s = next) {
+        for (; d->conn && s; s = next) {
             next = s->next; /* a pull may complete and leave the list */
             if (sub->drained && s->ready == NULL)
                 s->hungry = false; /* the group has nothing new this round */
@@ -903,7 +890,7 @@ static int64_t next_due(tse_delivery *d, int64_t now)
      * claims and pulls need Redis (subscriptions were dropped with it).
      * Counting their deadlines here made the loop spin while Redis was
      * down, burning a core. */
-    if (d->ctx == NULL)
+    if (d->conn == NULL)
         return d->next_connect_ms > now ? d->next_connect_ms : now;
     for (tse_sub *sub = d->subs; sub; sub = sub->next) {
         if ((sub->subscribers || sub->ext) && sub->next_claim_ms < due)
@@ -940,17 +927,23 @@ static void wait_until(tse_delivery *d, int64_t due_ms)
  * Such probes are at least TSE_BROKER_PROBE_MS apart, so a flood of requests
  * during an outage never becomes a connect storm.
  */
+/* The connection was lost inside an operation (conn.h). */
+static void lost(void *arg, const char *why)
+{
+    tse_dl_disconnect(arg, why);
+}
+
 static void reconnect(tse_delivery *d, int64_t now, bool asked)
 {
     char why[320];
 
-    if (d->ctx != NULL)
+    if (d->conn != NULL)
         return;
     if (now < d->next_connect_ms && !(asked && tse_backoff_may_probe(now, d->last_attempt_ms)))
         return;
     d->last_attempt_ms = now;
-    d->ctx = tse_redis_connect(&d->opts.target, d->opts.timeout_ms, why, sizeof(why));
-    if (d->ctx != NULL) {
+    d->conn = tse_conn_open(&d->opts.target, d->opts.timeout_ms, lost, d, why, sizeof(why));
+    if (d->conn != NULL) {
         d->backoff_ms = TSE_BROKER_RETRY_MIN_MS;
         d->next_discover_ms = 0;
         return;
@@ -1012,11 +1005,11 @@ static void *engine_main(void *arg)
         bool notified = atomic_exchange(&d->notified, false);
         bool new_stream = atomic_exchange(&d->new_stream, false);
         bool poll = now >= d->next_poll_ms;
-        if (d->ctx && new_stream) {
+        if (d->conn && new_stream) {
             /* This process registered a stream: whoever waits for its type
              * gets it now. */
             tse_dl_discover(d);
-        } else if (d->ctx && poll && anyone_listening(d)) {
+        } else if (d->conn && poll && anyone_listening(d)) {
             /* Streams registered by other processes: one SCARD per poll
              * while someone waits, a discovery only when the set grew. */
             tse_dl_check_streams(d);
@@ -1026,7 +1019,7 @@ static void *engine_main(void *arg)
             if (poll)
                 d->next_poll_ms = now + d->opts.poll_ms;
         }
-        if (d->ctx)
+        if (d->conn)
             work(d, tse_clock_ms());
         drop_all(d);
         atomic_store(&d->listening, anyone_listening(d));
@@ -1092,7 +1085,8 @@ void tse_delivery_destroy(tse_delivery *d)
             tse_dl_release(d, r->u.attach.s);
         req_free(r);
     }
-    redisFree(d->ctx);
+    tse_conn_close(d->conn);
+    tse_conn_close(d->dropped);
     pthread_mutex_destroy(&d->mu);
     pthread_cond_destroy(&d->cond);
     free(d);

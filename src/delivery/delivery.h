@@ -5,8 +5,11 @@
  * and deadline extensions, redelivers what stays unacked past the ack
  * deadline, and moves poison events to a dead-letter stream.
  *
- * Threading model. The engine runs one thread with its own blocking hiredis
- * connection (never a publish lane: a read must not delay a publish). Every
+ * Threading model. The engine runs one thread with its own blocking Redis
+ * connection (an opaque tse_conn of storage/conn.h, on which it runs the
+ * typed operations of storage/group_ops.h, dlq_ops.h and subs_ops.h; it
+ * sees no hiredis type), never a publish lane: a read must not delay a
+ * publish. Every
  * other thread talks to it through tse_delivery_* calls, which only queue a
  * request and wake the thread; results come back through callbacks called on
  * the engine thread. Callbacks must not block; they may call tse_delivery_*.
@@ -19,7 +22,7 @@
  * copies could not be allocated) or TSE_UNAVAILABLE (the engine is stopping).
  * The void calls cannot fail.
  *
- * Redis layout (see docs/architecture.md):
+ * Redis layout (see docs/architecture.md; the storage operations spell it):
  *   TSE_SUBS_KEY                    hash: name -> packed Subscription (settings, created_at)
  *   group <name> on every event stream whose type matches
  *   TSE_DLQ_PREFIX<name>            stream: dead letters of a subscription

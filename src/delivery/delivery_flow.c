@@ -73,40 +73,43 @@ static void ready_push(tse_subscriber *s, tse_ready *r)
     s->ready_tail = r;
 }
 
-/* A ready entry from one stream entry reply [id, [field, value, ...]]; NULL
- * when the entry has no envelope (deleted or foreign). */
-static tse_ready *entry_to_ready(const char *key, const redisReply *e, uint32_t attempt)
+/* A ready entry of stream key from an entry read or claimed: takes its id
+ * and envelope (no copy); NULL when out of memory (the entry keeps them). */
+static tse_ready *ready_of(const char *key, tse_group_entry *e)
 {
-    const redisReply *fields;
-    tse_ready *r;
+    tse_ready *r = calloc(1, sizeof(*r));
 
-    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 || e->element[0]->str == NULL)
+    if (r == NULL)
         return NULL;
-    fields = e->element[1];
-    if (fields->type != REDIS_REPLY_ARRAY)
+    if (asprintf(&r->ack_id, "%s/%s", key, e->id) < 0) {
+        free(r);
         return NULL;
-    for (size_t i = 0; i + 1 < fields->elements; i += 2) {
-        const redisReply *f = fields->element[i], *v = fields->element[i + 1];
-        if (f->str == NULL || strcmp(f->str, "event") != 0 || v->type != REDIS_REPLY_STRING)
-            continue;
-        r = calloc(1, sizeof(*r));
-        if (r == NULL)
-            return NULL;
-        r->stream_id = strdup(e->element[0]->str);
-        r->attempt = attempt;
-        r->envelope = malloc(v->len ? v->len : 1);
-        if (asprintf(&r->ack_id, "%s/%s", key, e->element[0]->str) < 0)
-            r->ack_id = NULL;
-        if (r->stream_id == NULL || r->envelope == NULL || r->ack_id == NULL) {
-            tse_dl_ready_free(r);
-            return NULL;
-        }
-        memcpy(r->envelope, v->str, v->len);
-        r->envelope_len = v->len;
-        r->published_us = publish_time_us(r->envelope, r->envelope_len, r->stream_id);
-        return r;
     }
-    return NULL;
+    r->stream_id = e->id;
+    r->envelope = e->envelope;
+    r->envelope_len = e->envelope_len;
+    r->attempt = e->attempt;
+    r->published_us = publish_time_us(r->envelope, r->envelope_len, r->stream_id);
+    e->id = NULL;
+    e->envelope = NULL;
+    return r;
+}
+
+/* Moves the entries got (of the streams keys) to s's ready list; returns
+ * how many. */
+static long ready_all(tse_subscriber *s, const char *const *keys, tse_group_entries *got)
+{
+    long n = 0;
+
+    for (size_t i = 0; i < got->n; i++) {
+        tse_ready *ready = ready_of(keys[got->v[i].stream], &got->v[i]);
+        if (ready) {
+            ready_push(s, ready);
+            n++;
+        }
+    }
+    tse_group_entries_cleanup(got);
+    return n;
 }
 
 /* Makes room for one more in-flight id: slides the live window to the
@@ -317,51 +320,27 @@ static long read_streams(tse_delivery *d, tse_subscriber *s, const size_t *which
                          uint32_t count, bool *full)
 {
     tse_sub *sub = s->sub;
-    const char **argv = calloc(7 + 2 * k, sizeof(*argv));
-    size_t argc = 0;
-    char count_buf[16];
-    redisReply *r;
-    long got = 0;
+    const char **keys = calloc(k ? k : 1, sizeof(*keys));
+    size_t *per_stream = full ? calloc(k ? k : 1, sizeof(*per_stream)) : NULL;
+    tse_group_entries got = {0};
+    long n = -1;
 
-    if (argv == NULL)
-        return -1;
-    snprintf(count_buf, sizeof(count_buf), "%u", count);
-    argv[argc++] = "XREADGROUP";
-    argv[argc++] = "GROUP";
-    argv[argc++] = sub->def->name;
-    argv[argc++] = s->consumer;
-    argv[argc++] = "COUNT";
-    argv[argc++] = count_buf;
-    argv[argc++] = "STREAMS";
+    if (keys == NULL || (full && per_stream == NULL))
+        goto out;
     for (size_t i = 0; i < k; i++)
-        argv[argc++] = sub->streams[which[i]];
-    for (size_t i = 0; i < k; i++)
-        argv[argc++] = ">";
-    r = tse_dl_cmd(d, (int)argc, argv, NULL);
-    free(argv);
-    if (r == NULL)
-        return -1;
-    for (size_t i = 0; full && i < k; i++)
-        full[i] = false;
-    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
-        const redisReply *stream = r->element[i];
-        if (stream->type != REDIS_REPLY_ARRAY || stream->elements != 2 ||
-            stream->element[0]->str == NULL || stream->element[1]->type != REDIS_REPLY_ARRAY)
-            continue;
-        for (size_t j = 0; full && j < k; j++)
-            if (strcmp(sub->streams[which[j]], stream->element[0]->str) == 0)
-                full[j] = stream->element[1]->elements >= count;
-        for (size_t j = 0; j < stream->element[1]->elements; j++) {
-            tse_ready *ready =
-                entry_to_ready(stream->element[0]->str, stream->element[1]->element[j], 1);
-            if (ready) {
-                ready_push(s, ready);
-                got++;
-            }
-        }
+        keys[i] = sub->streams[which[i]];
+    if (tse_group_read(d->conn, sub->def->name, s->consumer, keys, k, count, &got, per_stream) ==
+        TSE_UNAVAILABLE) {
+        tse_group_entries_cleanup(&got);
+        goto out;
     }
-    freeReplyObject(r);
-    return got;
+    for (size_t i = 0; full && i < k; i++)
+        full[i] = per_stream[i] >= count;
+    n = ready_all(s, keys, &got);
+out:
+    free(keys);
+    free(per_stream);
+    return n;
 }
 
 /* The streams of sub at priority prio into which[] (room for n_streams),
@@ -453,7 +432,7 @@ void tse_dl_fill(tse_delivery *d, tse_subscriber *s)
     /* Priority 1 first; a pull gathers over every level while credit lasts
      * and is answered once, with everything it took. */
     for (int prio = TSE_PRIORITY_MIN;
-         prio <= TSE_PRIORITY_MAX && s->credit > 0 && s->ready == NULL && d->ctx; prio++) {
+         prio <= TSE_PRIORITY_MAX && s->credit > 0 && s->ready == NULL && d->conn; prio++) {
         long n = s->is_pull ? read_level_for_pull(d, s, prio) : read_level(d, s, prio);
         if (n < 0)
             break;
@@ -467,7 +446,7 @@ void tse_dl_fill(tse_delivery *d, tse_subscriber *s)
             pull_done(d, s);
         return;
     }
-    if (d->ctx == NULL)
+    if (d->conn == NULL)
         return;
     /* More may be waiting: look again at once while credit lasts. An empty
      * read is empty for the whole group: spare the other subscribers. */
@@ -483,55 +462,27 @@ void tse_dl_fill(tse_delivery *d, tse_subscriber *s)
 static bool dead_letter(tse_delivery *d, tse_sub *sub, const char *key, const char *id,
                         long long attempts, const char *reason)
 {
-    char dlq[TSE_SUBSCRIPTION_NAME_MAX + 32], att[24];
     tse_target_result target = TSE_TARGET_NONE;
-    redisReply *e, *r;
+    tse_stream_entry e;
+    tse_status st = tse_stream_entry_get(d->conn, key, id, &e);
+    bool acked;
 
-    snprintf(dlq, sizeof(dlq), TSE_DLQ_PREFIX "%s", sub->def->name);
-    snprintf(att, sizeof(att), "%lld", attempts);
-    e = tse_dl_cmd(d, 4, (const char *[]){"XRANGE", key, id, id}, NULL);
-    if (e == NULL)
+    /* Gone from the stream (or unreadable): nothing to keep, but acked. */
+    if (st == TSE_UNAVAILABLE || st == TSE_NOMEM)
         return false;
-    if (e->type == REDIS_REPLY_ARRAY && e->elements == 1 &&
-        e->element[0]->element[1]->type == REDIS_REPLY_ARRAY)
-        target =
-            tse_dl_target_publish(d, sub, key, id, attempts, reason, e->element[0]->element[1]);
+    if (st == TSE_OK)
+        target = tse_dl_target_publish(d, sub, key, id, attempts, reason, &e);
     if (target == TSE_TARGET_FAILED) {
-        freeReplyObject(e); /* left pending: the next scan tries again */
+        tse_stream_entry_cleanup(&e); /* left pending: the next scan tries again */
         return false;
     }
-    if (target == TSE_TARGET_NONE && e->type == REDIS_REPLY_ARRAY && e->elements == 1 &&
-        e->element[0]->element[1]->type == REDIS_REPLY_ARRAY) {
-        const redisReply *f = e->element[0]->element[1];
-        size_t argc = 0;
-        const char **argv = calloc(f->elements + 11, sizeof(*argv));
-        size_t *lens = calloc(f->elements + 11, sizeof(*lens));
-        if (argv && lens) {
-            const char *head[] = {"XADD", dlq,          "*",   "dlq_stream",
-                                  key,    "dlq_id",     id,    "dlq_attempts",
-                                  att,    "dlq_reason", reason};
-            for (size_t i = 0; i < 11; i++) {
-                argv[argc] = head[i];
-                lens[argc++] = strlen(head[i]);
-            }
-            for (size_t i = 0; i < f->elements; i++) {
-                argv[argc] = f->element[i]->str;
-                lens[argc++] = f->element[i]->len;
-            }
-            r = tse_dl_cmd(d, (int)argc, argv, lens);
-            if (r)
-                freeReplyObject(r);
-        }
-        free(argv);
-        free(lens);
-    }
-    freeReplyObject(e);
-    if (d->ctx == NULL)
+    if (target == TSE_TARGET_NONE && st == TSE_OK)
+        tse_dlq_add(d->conn, sub->def->name, key, id, attempts, reason, &e);
+    tse_stream_entry_cleanup(&e);
+    if (d->conn == NULL)
         return false;
-    r = tse_dl_cmd(d, 4, (const char *[]){"XACK", key, sub->def->name, id}, NULL);
-    if (r == NULL)
+    if (tse_group_ack_each(d->conn, sub->def->name, &key, &id, 1, &acked) != TSE_OK)
         return false;
-    freeReplyObject(r);
     if (strcmp(reason, TSE_DLQ_REASON_REJECTED) == 0) {
         tse_stats_add(d->stats, TSE_STAT_REJECTED, 1);
         sub->dead_lettered[TSE_DL_REJECTED]++;
@@ -559,35 +510,11 @@ static tse_subscriber *pick_target(tse_sub *sub)
 static void claim(tse_delivery *d, tse_sub *sub, tse_subscriber *target, const char *key,
                   const char **ids, const long long *counts, size_t n)
 {
-    const char **argv = calloc(n + 5, sizeof(*argv));
-    char idle[24];
-    redisReply *r;
-    size_t argc = 0;
+    tse_group_entries got = {0};
 
-    if (argv == NULL)
-        return;
-    snprintf(idle, sizeof(idle), "%u", sub->def->ack_deadline_ms);
-    argv[argc++] = "XCLAIM";
-    argv[argc++] = key;
-    argv[argc++] = sub->def->name;
-    argv[argc++] = target->consumer;
-    argv[argc++] = idle;
-    for (size_t i = 0; i < n; i++)
-        argv[argc++] = ids[i];
-    r = tse_dl_cmd(d, (int)argc, argv, NULL);
-    free(argv);
-    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
-        const redisReply *e = r->element[i];
-        long long count = 1;
-        for (size_t j = 0; e->type == REDIS_REPLY_ARRAY && j < n; j++)
-            if (e->elements == 2 && e->element[0]->str && strcmp(e->element[0]->str, ids[j]) == 0)
-                count = counts[j];
-        tse_ready *ready = entry_to_ready(key, e, (uint32_t)count + 1);
-        if (ready)
-            ready_push(target, ready);
-    }
-    if (r)
-        freeReplyObject(r);
+    tse_group_claim(d->conn, key, sub->def->name, target->consumer, sub->def->ack_deadline_ms, ids,
+                    counts, n, &got);
+    ready_all(target, &key, &got);
 }
 
 /* The idle time an entry delivered `delivered` times needs before it is
@@ -607,42 +534,36 @@ static long long retry_idle(const Tracseq__Events__V1__Subscription *def, long l
 /* Redelivery and dead letters for one stream of sub. */
 static void scan_stream(tse_delivery *d, tse_sub *sub, tse_subscriber *target, const char *key)
 {
-    char idle[24], count[16];
     const char *ids[TSE_CLAIM_BATCH];
     long long counts[TSE_CLAIM_BATCH];
     size_t n = 0;
     uint32_t max = sub->def->max_delivery_attempts;
-    redisReply *r;
+    tse_pending_list p = {0};
 
-    snprintf(idle, sizeof(idle), "%u", sub->def->ack_deadline_ms);
-    snprintf(count, sizeof(count), "%d", TSE_CLAIM_BATCH);
-    r = tse_dl_cmd(d, 8,
-                   (const char *[]){"XPENDING", key, sub->def->name, "IDLE", idle, "-", "+", count},
-                   NULL);
-    if (r == NULL)
+    if (tse_group_pending(d->conn, key, sub->def->name, sub->def->ack_deadline_ms, TSE_CLAIM_BATCH,
+                          &p) != TSE_OK) {
+        tse_pending_list_cleanup(&p);
         return;
-    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements && d->ctx; i++) {
-        const redisReply *p = r->element[i];
-        if (p->type != REDIS_REPLY_ARRAY || p->elements != 4)
-            continue;
-        long long delivered = p->element[3]->integer;
+    }
+    for (size_t i = 0; i < p.n && d->conn; i++) {
+        long long delivered = p.v[i].delivered;
         if (max > 0 && delivered >= (long long)max) {
-            dead_letter(d, sub, key, p->element[0]->str, delivered, TSE_DLQ_REASON_MAX_ATTEMPTS);
-        } else if (p->element[2]->integer < retry_idle(sub->def, delivered)) {
+            dead_letter(d, sub, key, p.v[i].id, delivered, TSE_DLQ_REASON_MAX_ATTEMPTS);
+        } else if (p.v[i].idle_ms < retry_idle(sub->def, delivered)) {
             continue; /* still backing off */
         } else if (target && n < target->credit) {
-            ids[n] = p->element[0]->str;
+            ids[n] = p.v[i].id;
             counts[n++] = delivered;
         }
     }
-    if (n > 0 && d->ctx)
+    if (n > 0 && d->conn)
         claim(d, sub, target, key, ids, counts, n);
-    freeReplyObject(r);
+    tse_pending_list_cleanup(&p);
 }
 
 void tse_dl_claim_scan(tse_delivery *d, tse_sub *sub, tse_subscriber *target)
 {
-    for (size_t i = 0; d->ctx && i < sub->n_streams; i++) {
+    for (size_t i = 0; d->conn && i < sub->n_streams; i++) {
         tse_subscriber *t = target ? target : pick_target(sub);
         if (t && t->ready)
             t = NULL; /* already has work waiting: no more claims for now */
@@ -668,17 +589,9 @@ static bool split_ack_id(const tse_sub *sub, const char *ack_id, char *key, size
  * not pending. */
 static long long pending_count(tse_delivery *d, tse_sub *sub, const char *key, const char *entry)
 {
-    redisReply *r = tse_dl_cmd(
-        d, 6, (const char *[]){"XPENDING", key, sub->def->name, entry, entry, "1"}, NULL);
     long long count = 0;
 
-    if (r == NULL)
-        return 0;
-    if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
-        r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 4 &&
-        r->element[0]->element[3]->type == REDIS_REPLY_INTEGER)
-        count = r->element[0]->element[3]->integer;
-    freeReplyObject(r);
+    tse_group_pending_count(d->conn, key, sub->def->name, entry, &count);
     return count;
 }
 
@@ -693,7 +606,7 @@ uint32_t tse_dl_reject_ids(tse_delivery *d, tse_sub *sub, char *const *ids, size
         *unknown = calloc(n ? n : 1, sizeof(char *));
         *n_unknown = 0;
     }
-    for (size_t i = 0; i < n && d->ctx; i++) {
+    for (size_t i = 0; i < n && d->conn; i++) {
         long long count = 0;
         if (split_ack_id(sub, ids[i], key, sizeof(key), &entry))
             count = pending_count(d, sub, key, entry);
@@ -707,96 +620,59 @@ uint32_t tse_dl_reject_ids(tse_delivery *d, tse_sub *sub, char *const *ids, size
     return done;
 }
 
-/*
- * Acks of a live stream, which want no answer per id: one XACK per run of
- * ids of one stream (an ack message's ids are mostly of one stream),
- * pipelined, instead of one XACK per id. Returns how many Redis acked.
- */
-static uint32_t ack_runs(tse_delivery *d, tse_sub *sub, char *const *ids, size_t n)
+/* The stream of sub an ack id names (one of sub->streams), its entry id to
+ * *entry; NULL when the id is not one of sub's. */
+static const char *stream_of(const tse_sub *sub, const char *ack_id, const char **entry)
 {
-    const char **argv = calloc(n + 3, sizeof(*argv));
-    char key[256], next[256];
-    const char *entry;
-    size_t sent = 0, i = 0;
-    uint32_t done = 0;
+    char key[256];
 
-    if (argv == NULL)
-        return 0; /* not acked: delivered again after the deadline */
-    while (i < n && d->ctx) {
-        int argc = 0;
-        if (!split_ack_id(sub, ids[i++], key, sizeof(key), &entry))
-            continue;
-        argv[argc++] = "XACK";
-        argv[argc++] = key;
-        argv[argc++] = sub->def->name;
-        argv[argc++] = entry;
-        for (; i < n; i++) {
-            if (!split_ack_id(sub, ids[i], next, sizeof(next), &entry))
-                continue;
-            if (strcmp(next, key) != 0)
-                break;
-            argv[argc++] = entry;
-        }
-        if (redisAppendCommandArgv(d->ctx, argc, argv, NULL) == REDIS_OK)
-            sent++;
-    }
-    for (size_t k = 0; k < sent && d->ctx; k++) {
-        redisReply *r = NULL;
-        if (redisGetReply(d->ctx, (void **)&r) != REDIS_OK) {
-            tse_dl_disconnect(d, "redis: connection lost while acking");
-            break;
-        }
-        if (r && r->type == REDIS_REPLY_INTEGER && r->integer > 0)
-            done += (uint32_t)r->integer;
-        if (r)
-            freeReplyObject(r);
-    }
-    free(argv);
-    return done;
+    if (!tse_ack_id_split(ack_id, key, sizeof(key), entry))
+        return NULL;
+    for (size_t i = 0; i < sub->n_streams; i++)
+        if (strcmp(sub->streams[i], key) == 0)
+            return sub->streams[i];
+    return NULL;
 }
 
+/*
+ * Acks of a live stream want no answer per id: one XACK per run of ids of
+ * one stream (an ack message's ids are mostly of one stream), pipelined,
+ * instead of one XACK per id. Acknowledge wants one per id (it answers the
+ * ids that were not pending): one XACK per id, pipelined. Either way one
+ * round trip.
+ */
 uint32_t tse_dl_ack_ids(tse_delivery *d, tse_sub *sub, char *const *ids, size_t n, char ***unknown,
                         size_t *n_unknown)
 {
-    char key[256];
-    const char *entry;
-    bool *sent = NULL;
+    const char **key_of = calloc(n ? n : 1, sizeof(*key_of));
+    const char **entry_of = calloc(n ? n : 1, sizeof(*entry_of));
+    bool *acked = unknown ? calloc(n ? n : 1, sizeof(*acked)) : NULL;
     uint32_t done = 0;
 
-    if (unknown == NULL) {
-        done = d->ctx ? ack_runs(d, sub, ids, n) : 0;
-        goto out;
-    }
-    sent = calloc(n ? n : 1, sizeof(*sent));
     if (unknown) {
         *unknown = calloc(n ? n : 1, sizeof(char *));
         *n_unknown = 0;
     }
-    if (sent == NULL || d->ctx == NULL)
+    /* Out of memory: not acked, delivered again after the deadline. */
+    if (key_of == NULL || entry_of == NULL || (unknown && acked == NULL) || d->conn == NULL)
         goto out;
-    /* One XACK per id, pipelined: one round trip, and a result per id
-     * (Acknowledge answers the ids that were not pending). */
-    for (size_t i = 0; i < n; i++) {
-        if (!split_ack_id(sub, ids[i], key, sizeof(key), &entry))
-            continue;
-        const char *argv[] = {"XACK", key, sub->def->name, entry};
-        sent[i] = redisAppendCommandArgv(d->ctx, 4, argv, NULL) == REDIS_OK;
+    for (size_t i = 0; i < n; i++)
+        key_of[i] = stream_of(sub, ids[i], &entry_of[i]);
+    if (unknown == NULL) {
+        tse_group_ack_runs(d->conn, sub->def->name, key_of, entry_of, n, &done);
+        goto out;
     }
-    for (size_t i = 0; i < n && d->ctx; i++) {
-        redisReply *r = NULL;
-        if (sent[i] && redisGetReply(d->ctx, (void **)&r) != REDIS_OK) {
-            tse_dl_disconnect(d, "redis: connection lost while acking");
-            break;
-        }
-        if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 1)
+    tse_group_ack_each(d->conn, sub->def->name, key_of, entry_of, n, acked);
+    for (size_t i = 0; i < n; i++) {
+        if (acked[i])
             done++;
-        else if (unknown && *unknown)
+        else if (*unknown)
             (*unknown)[(*n_unknown)++] = ids[i];
-        if (r)
-            freeReplyObject(r);
     }
 out:
-    free(sent);
+    free(key_of);
+    free(entry_of);
+    free(acked);
     tse_stats_add(d->stats, TSE_STAT_ACKED, done);
     sub->acked += done;
     return done;
@@ -817,18 +693,9 @@ void tse_dl_ext_free(tse_ext *e)
 static bool set_idle(tse_delivery *d, tse_sub *sub, const char *key, const char *entry,
                      const char *owner, uint32_t idle_ms)
 {
-    char idle[24];
-    redisReply *r;
-    bool pending;
+    bool pending = false;
 
-    snprintf(idle, sizeof(idle), "%u", idle_ms);
-    r = tse_dl_cmd(
-        d, 9,
-        (const char *[]){"XCLAIM", key, sub->def->name, owner, "0", entry, "IDLE", idle, "JUSTID"},
-        NULL);
-    pending = r && r->type == REDIS_REPLY_ARRAY && r->elements == 1;
-    if (r)
-        freeReplyObject(r);
+    tse_group_set_idle(d->conn, key, sub->def->name, owner, entry, idle_ms, &pending);
     return pending;
 }
 
@@ -838,7 +705,7 @@ void tse_dl_extensions(tse_delivery *d, tse_sub *sub)
     int64_t now = tse_clock_ms();
     tse_ext **p = &sub->ext;
 
-    while (*p && d->ctx) {
+    while (*p && d->conn) {
         tse_ext *e = *p;
         int64_t left = e->until_ms - now;
         if (left > (int64_t)deadline) {
@@ -892,7 +759,7 @@ uint32_t tse_dl_nack_ids(tse_delivery *d, tse_sub *sub, const char *consumer, ch
         *unknown = calloc(n ? n : 1, sizeof(char *));
         *n_unknown = 0;
     }
-    for (size_t i = 0; i < n && d->ctx; i++) {
+    for (size_t i = 0; i < n && d->conn; i++) {
         if (!split_ack_id(sub, ids[i], key, sizeof(key), &entry) ||
             !set_idle(d, sub, key, entry, owner, (uint32_t)strtoul(idle, NULL, 10))) {
             if (unknown && *unknown)

@@ -13,8 +13,12 @@
 #include "common/clock.h"
 #include "delivery/delivery.h"
 #include "domain/subscription.h"
+#include "storage/backoff.h"
+#include "storage/conn.h"
+#include "storage/dlq_ops.h"
+#include "storage/group_ops.h"
 #include "storage/keys.h"
-#include "storage/redis_connect.h"
+#include "storage/subs_ops.h"
 
 /* dlq_reason of a dead letter that used up its delivery attempts. */
 #define TSE_DLQ_REASON_MAX_ATTEMPTS "max_delivery_attempts"
@@ -287,8 +291,11 @@ struct tse_delivery {
     atomic_bool listening;
     atomic_uint next_consumer;
 
-    /* Engine thread only. */
-    redisContext *ctx;
+    /* Engine thread only. conn is NULL while there is no connection; a
+     * connection lost inside an operation waits in `dropped` to be closed
+     * between two steps (its operation may still be on the stack). */
+    tse_conn *conn;
+    tse_conn *dropped;
     bool lost;        /* the connection failed: drop subscriptions at the next step */
     bool pulls_ended; /* stopping: pulls are answered without waiting */
     char lost_why[256];
@@ -301,10 +308,8 @@ struct tse_delivery {
 };
 
 /* ---- delivery.c ---- */
-/* One command on the engine's connection; NULL (and the connection dropped)
- * on I/O failure. Caller frees the reply. */
-redisReply *tse_dl_cmd(tse_delivery *d, int argc, const char **argv, const size_t *lens);
-/* Drops the connection; every subscriber is ended with UNAVAILABLE at the
+/* Drops the connection (d->conn becomes NULL; every storage operation on
+ * it fails at once); every subscriber is ended with UNAVAILABLE at the
  * loop's next step (never under a caller's feet). */
 void tse_dl_disconnect(tse_delivery *d, const char *why);
 void tse_dl_release(tse_delivery *d, tse_subscriber *s);
@@ -358,12 +363,11 @@ typedef enum tse_target_result {
     TSE_TARGET_PUBLISHED, /* published as an event of sub's dead_letter_type */
     TSE_TARGET_FAILED     /* not published (Redis, memory): leave it pending */
 } tse_target_result;
-/* Publishes the entry `id` of stream `key` (its fields as XRANGE gave them)
- * as an event of sub's dead_letter_type, saying it was given up on after
- * `attempts` for `reason`. Does not ack it. */
+/* Publishes the entry `id` of stream `key` (its fields: entry) as an event of sub's
+ * dead_letter_type, saying it was given up on after `attempts` for `reason`. Does not ack it. */
 tse_target_result tse_dl_target_publish(tse_delivery *d, tse_sub *sub, const char *key,
                                         const char *id, long long attempts, const char *reason,
-                                        const redisReply *fields);
+                                        const tse_stream_entry *entry);
 
 /* ---- delivery_ops.c ---- */
 /* Does one operation request and answers cb (exactly once). */

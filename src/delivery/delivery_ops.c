@@ -34,83 +34,55 @@
 typedef Tracseq__Events__V1__DeadLetter DeadLetter;
 typedef Tracseq__Events__V1__Snapshot Snapshot;
 
-#define NAME_KEY_MAX              (TSE_SUBSCRIPTION_NAME_MAX + 32)
-/* Dead letters one `all` request handles (TSE_DEAD_LETTERS_ALL_MAX). */
-#define TSE_DEAD_LETTERS_ALL_TEXT "10000"
-
 static void unavailable(tse_error *err)
 {
     tse_error_set(err, TSE_UNAVAILABLE, NULL, "Redis is unavailable");
 }
 
-static void dlq_key(char *out, size_t len, const tse_sub *sub)
-{
-    snprintf(out, len, TSE_DLQ_PREFIX "%s", sub->def->name);
-}
-
-static void snapshots_key(char *out, size_t len, const tse_sub *sub)
-{
-    snprintf(out, len, TSE_SNAPSHOTS_PREFIX "%s", sub->def->name);
-}
-
-/* A string field of a flat field/value array reply, or NULL. */
-static const redisReply *field_of(const redisReply *f, const char *name)
-{
-    for (size_t i = 0; f->type == REDIS_REPLY_ARRAY && i + 1 < f->elements; i += 2)
-        if (f->element[i]->type == REDIS_REPLY_STRING && strcmp(f->element[i]->str, name) == 0 &&
-            f->element[i + 1]->type == REDIS_REPLY_STRING)
-            return f->element[i + 1];
-    return NULL;
-}
-
 /* ===================== dead letters ===================================== */
 
-static char *dup_or_empty(const redisReply *r)
+static char *dup_or_empty(const char *s)
 {
-    return strdup(r ? r->str : "");
+    return strdup(s ? s : "");
 }
 
-static Tracseq__Events__V1__DeadLetterReason reason_of(const redisReply *r)
+static Tracseq__Events__V1__DeadLetterReason reason_of(const char *r)
 {
     /* Entries written before reasons were recorded all ran out of attempts. */
-    if (r == NULL || strcmp(r->str, TSE_DLQ_REASON_MAX_ATTEMPTS) == 0)
+    if (r == NULL || strcmp(r, TSE_DLQ_REASON_MAX_ATTEMPTS) == 0)
         return TRACSEQ__EVENTS__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_MAX_DELIVERY_ATTEMPTS;
-    if (strcmp(r->str, TSE_DLQ_REASON_REJECTED) == 0)
+    if (strcmp(r, TSE_DLQ_REASON_REJECTED) == 0)
         return TRACSEQ__EVENTS__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_REJECTED;
     return TRACSEQ__EVENTS__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_UNSPECIFIED;
 }
 
-/* One XRANGE entry [id, [field, value, ...]] of the store as a DeadLetter;
- * NULL when out of memory or not an entry. */
-static DeadLetter *dead_letter_of(const tse_sub *sub, const redisReply *e)
+/* One entry of the store as a DeadLetter; NULL when out of memory. */
+static DeadLetter *dead_letter_of(const tse_sub *sub, const tse_stream_entry *e)
 {
     DeadLetter *dl;
-    const redisReply *f, *ev, *att;
+    const char *ev, *att;
+    size_t ev_len = 0;
     uint64_t ms = 0;
 
-    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
-        e->element[0]->type != REDIS_REPLY_STRING)
-        return NULL;
-    f = e->element[1];
     if ((dl = malloc(sizeof(*dl))) == NULL)
         return NULL;
     tracseq__events__v1__dead_letter__init(dl);
-    dl->id = strdup(e->element[0]->str);
+    dl->id = strdup(e->id);
     dl->subscription = strdup(sub->def->name);
-    dl->stream = dup_or_empty(field_of(f, "dlq_stream"));
-    dl->stream_id = dup_or_empty(field_of(f, "dlq_id"));
-    att = field_of(f, "dlq_attempts");
-    dl->attempts = att ? (uint32_t)strtoul(att->str, NULL, 10) : 0;
-    dl->reason = reason_of(field_of(f, "dlq_reason"));
-    if ((ev = field_of(f, "event")) != NULL) {
-        dl->event = tracseq__events__v1__event__unpack(NULL, ev->len, (const uint8_t *)ev->str);
+    dl->stream = dup_or_empty(tse_stream_entry_field(e, "dlq_stream", NULL));
+    dl->stream_id = dup_or_empty(tse_stream_entry_field(e, "dlq_id", NULL));
+    att = tse_stream_entry_field(e, "dlq_attempts", NULL);
+    dl->attempts = att ? (uint32_t)strtoul(att, NULL, 10) : 0;
+    dl->reason = reason_of(tse_stream_entry_field(e, "dlq_reason", NULL));
+    if ((ev = tse_stream_entry_field(e, "event", &ev_len)) != NULL) {
+        dl->event = tracseq__events__v1__event__unpack(NULL, ev_len, (const uint8_t *)ev);
         /* Stored by the engine, so it decodes, unless memory ran out: the
          * dead letter is then shown without its event. */
         if (dl->event == NULL)
             tse_log(TSE_LOG_WARN, "dead letter: its event could not be decoded",
                     (const char *[]){"subscription", sub->def->name, NULL});
     }
-    if (tse_entry_id_parse(e->element[0]->str, &ms, NULL) &&
+    if (tse_entry_id_parse(e->id, &ms, NULL) &&
         (dl->dead_lettered_at = malloc(sizeof(*dl->dead_lettered_at))) != NULL) {
         google__protobuf__timestamp__init(dl->dead_lettered_at);
         dl->dead_lettered_at->seconds = (int64_t)(ms / 1000);
@@ -123,130 +95,99 @@ static DeadLetter *dead_letter_of(const tse_sub *sub, const redisReply *e)
     return dl;
 }
 
-static long long dlq_len(tse_delivery *d, const char *key)
-{
-    redisReply *r = tse_dl_cmd(d, 2, (const char *[]){"XLEN", key}, NULL);
-    long long n = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
-
-    if (r)
-        freeReplyObject(r);
-    return n;
-}
-
 static ProtobufCMessage *list_dead_letters(tse_delivery *d, tse_sub *sub,
                                            const Tracseq__Events__V1__ListDeadLettersRequest *req,
                                            tse_error *err)
 {
     Tracseq__Events__V1__ListDeadLettersResponse *out = malloc(sizeof(*out));
     uint32_t size = req->page_size ? req->page_size : TSE_DEAD_LETTER_PAGE_DEFAULT;
-    char key[NAME_KEY_MAX], start[TSE_ENTRY_ID_MAX + 2], count[16];
-    redisReply *r;
-    long long total;
+    char start[TSE_ENTRY_ID_MAX + 2];
+    tse_stream_entries r = {0};
+    long long total = 0;
 
     if (out == NULL)
         return tse_error_set(err, TSE_NOMEM, NULL, "out of memory"), NULL;
     tracseq__events__v1__list_dead_letters_response__init(out);
-    dlq_key(key, sizeof(key), sub);
     snprintf(start, sizeof(start), "%s%s", req->page_token[0] ? "(" : "-", req->page_token);
-    snprintf(count, sizeof(count), "%u", size + 1);
-    total = dlq_len(d, key);
-    r = total < 0
-            ? NULL
-            : tse_dl_cmd(d, 6, (const char *[]){"XRANGE", key, start, "+", "COUNT", count}, NULL);
-    if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
-        if (r)
-            freeReplyObject(r);
+    if (tse_dlq_length(d->conn, sub->def->name, &total) != TSE_OK ||
+        tse_dlq_range(d->conn, sub->def->name, start, size + 1, &r) != TSE_OK) {
+        tse_stream_entries_cleanup(&r);
         free(out);
         return unavailable(err), NULL;
     }
     out->total = (uint64_t)total;
-    out->dead_letters = calloc(r->elements ? r->elements : 1, sizeof(*out->dead_letters));
-    for (size_t i = 0; out->dead_letters && i < r->elements && i < size; i++) {
-        DeadLetter *dl = dead_letter_of(sub, r->element[i]);
+    out->dead_letters = calloc(r.n ? r.n : 1, sizeof(*out->dead_letters));
+    for (size_t i = 0; out->dead_letters && i < r.n && i < size; i++) {
+        DeadLetter *dl = dead_letter_of(sub, &r.v[i]);
         if (dl != NULL)
             out->dead_letters[out->n_dead_letters++] = dl;
     }
-    if (r->elements > size && out->n_dead_letters > 0)
+    if (r.n > size && out->n_dead_letters > 0)
         out->next_page_token = strdup(out->dead_letters[out->n_dead_letters - 1]->id);
     if (out->next_page_token == NULL)
         out->next_page_token = (char *)protobuf_c_empty_string;
-    freeReplyObject(r);
+    tse_stream_entries_cleanup(&r);
     return &out->base;
 }
 
-/* The store's entry id, or NULL with err NOT_FOUND / UNAVAILABLE; caller
- * frees the reply (an XRANGE of one entry). */
-static redisReply *dlq_entry(tse_delivery *d, const char *key, const char *id, const char *field,
-                             tse_error *err)
+/* Dead letter id into e; false with err NOT_FOUND / UNAVAILABLE. */
+static bool dlq_entry(tse_delivery *d, tse_sub *sub, const char *id, const char *field,
+                      tse_stream_entry *e, tse_error *err)
 {
-    redisReply *r = tse_dl_cmd(d, 4, (const char *[]){"XRANGE", key, id, id}, NULL);
+    tse_status st = tse_dlq_get(d->conn, sub->def->name, id, e);
 
-    if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
-        if (r)
-            freeReplyObject(r);
-        return unavailable(err), NULL;
-    }
-    if (r->elements != 1) {
-        freeReplyObject(r);
+    if (st == TSE_NOT_FOUND)
         tse_error_set(err, TSE_NOT_FOUND, field, "no dead letter %s", id);
-        return NULL;
-    }
-    return r;
+    else if (st != TSE_OK)
+        unavailable(err);
+    return st == TSE_OK;
 }
 
 static ProtobufCMessage *get_dead_letter(tse_delivery *d, tse_sub *sub,
                                          const Tracseq__Events__V1__GetDeadLetterRequest *req,
                                          tse_error *err)
 {
-    char key[NAME_KEY_MAX];
-    redisReply *r;
+    tse_stream_entry e;
     DeadLetter *dl;
 
-    dlq_key(key, sizeof(key), sub);
-    if ((r = dlq_entry(d, key, req->id, "id", err)) == NULL)
+    if (!dlq_entry(d, sub, req->id, "id", &e, err))
         return NULL;
-    dl = dead_letter_of(sub, r->element[0]);
-    freeReplyObject(r);
+    dl = dead_letter_of(sub, &e);
+    tse_stream_entry_cleanup(&e);
     if (dl == NULL)
         tse_error_set(err, TSE_NOMEM, NULL, "out of memory");
     return dl ? &dl->base : NULL;
 }
 
 /* The ids of a redrive or purge: the request's, or (all) every entry of
- * the store, read in pages. Returns an XRANGE reply owning the strings
- * when all; ids point into it or into the request. */
+ * the store, read in pages. ids point into the request or into all. */
 typedef struct id_set {
     const char **ids;
     size_t n;
-    redisReply *all;
+    tse_stream_entries all;
 } id_set;
 
-static bool id_set_of(tse_delivery *d, const char *key, char *const *ids, size_t n, bool all,
+static bool id_set_of(tse_delivery *d, tse_sub *sub, char *const *ids, size_t n, bool all,
                       id_set *out, tse_error *err)
 {
     memset(out, 0, sizeof(*out));
     if (all) {
         /* Bounded, so a huge store cannot blow up one reply: the oldest
          * TSE_DEAD_LETTERS_ALL_MAX; the caller calls again for more. */
-        out->all = tse_dl_cmd(
-            d, 6, (const char *[]){"XRANGE", key, "-", "+", "COUNT", TSE_DEAD_LETTERS_ALL_TEXT},
-            NULL);
-        if (out->all == NULL || out->all->type != REDIS_REPLY_ARRAY) {
-            if (out->all)
-                freeReplyObject(out->all);
-            out->all = NULL;
+        if (tse_dlq_range(d->conn, sub->def->name, "-", TSE_DEAD_LETTERS_ALL_MAX, &out->all) !=
+            TSE_OK) {
+            tse_stream_entries_cleanup(&out->all);
             return unavailable(err), false;
         }
-        n = out->all->elements;
+        n = out->all.n;
     }
     out->ids = calloc(n ? n : 1, sizeof(*out->ids));
     if (out->ids == NULL) {
-        if (out->all)
-            freeReplyObject(out->all);
+        tse_stream_entries_cleanup(&out->all);
         return tse_error_set(err, TSE_NOMEM, NULL, "out of memory"), false;
     }
     for (size_t i = 0; i < n; i++)
-        out->ids[i] = all ? out->all->element[i]->element[0]->str : ids[i];
+        out->ids[i] = all ? out->all.v[i].id : ids[i];
     out->n = n;
     return true;
 }
@@ -254,8 +195,7 @@ static bool id_set_of(tse_delivery *d, const char *key, char *const *ids, size_t
 static void id_set_free(id_set *s)
 {
     free(s->ids);
-    if (s->all)
-        freeReplyObject(s->all);
+    tse_stream_entries_cleanup(&s->all);
 }
 
 /* Appends a copy of id to a response's repeated string field. */
@@ -274,29 +214,24 @@ static void add_id(char ***ids, size_t *n, const char *id)
 
 /* Hands the original entry of one dead letter back to the group: 1 done,
  * 0 gone from its stream (trimmed), -1 Redis failed. */
-static int redrive_one(tse_delivery *d, tse_sub *sub, const char *consumer, const redisReply *f)
+static int redrive_one(tse_delivery *d, tse_sub *sub, const char *consumer,
+                       const tse_stream_entry *e)
 {
-    const redisReply *stream = field_of(f, "dlq_stream"), *id = field_of(f, "dlq_id");
-    char idle[16], key[TSE_ACK_ID_MAX];
-    redisReply *r;
-    int done;
+    const char *stream = tse_stream_entry_field(e, "dlq_stream", NULL);
+    const char *id = tse_stream_entry_field(e, "dlq_id", NULL);
+    char key[TSE_ACK_ID_MAX];
+    bool claimed = false;
 
     if (stream == NULL || id == NULL)
         return 0;
     /* A dead letter of before 1.0 names its stream by the old layout. */
-    tse_key_stream_current(stream->str, key, sizeof(key));
+    tse_key_stream_current(stream, key, sizeof(key));
     /* Idle as long as the deadline: the next claim scan takes it, and
      * RETRYCOUNT 0 makes its next delivery attempt 1. */
-    snprintf(idle, sizeof(idle), "%u", sub->def->ack_deadline_ms);
-    r = tse_dl_cmd(d, 12,
-                   (const char *[]){"XCLAIM", key, sub->def->name, consumer, "0", id->str, "IDLE",
-                                    idle, "RETRYCOUNT", "0", "FORCE", "JUSTID"},
-                   NULL);
-    if (r == NULL)
+    if (tse_group_redrive(d->conn, key, sub->def->name, consumer, id, sub->def->ack_deadline_ms,
+                          &claimed) == TSE_UNAVAILABLE)
         return -1;
-    done = r->type == REDIS_REPLY_ARRAY && r->elements == 1;
-    freeReplyObject(r);
-    return done;
+    return claimed;
 }
 
 static ProtobufCMessage *redrive(tse_delivery *d, tse_sub *sub,
@@ -304,40 +239,38 @@ static ProtobufCMessage *redrive(tse_delivery *d, tse_sub *sub,
                                  tse_error *err)
 {
     Tracseq__Events__V1__RedriveDeadLettersResponse *out = malloc(sizeof(*out));
-    char key[NAME_KEY_MAX], consumer[sizeof(d->instance) + 16];
+    char consumer[sizeof(d->instance) + 16];
     id_set set;
 
     if (out == NULL)
         return tse_error_set(err, TSE_NOMEM, NULL, "out of memory"), NULL;
     tracseq__events__v1__redrive_dead_letters_response__init(out);
-    dlq_key(key, sizeof(key), sub);
     snprintf(consumer, sizeof(consumer), "%s-redrive", d->instance);
-    if (!id_set_of(d, key, req->ids, req->n_ids, req->all, &set, err)) {
+    if (!id_set_of(d, sub, req->ids, req->n_ids, req->all, &set, err)) {
         free(out);
         return NULL;
     }
-    for (size_t i = 0; i < set.n && d->ctx; i++) {
+    for (size_t i = 0; i < set.n && d->conn; i++) {
         tse_error miss;
-        redisReply *e = dlq_entry(d, key, set.ids[i], "ids", &miss);
+        tse_stream_entry e;
+        bool deleted;
         int done;
-        if (e == NULL) {
+        if (!dlq_entry(d, sub, set.ids[i], "ids", &e, &miss)) {
             if (miss.code == TSE_NOT_FOUND)
                 add_id(&out->unknown_ids, &out->n_unknown_ids, set.ids[i]);
             continue;
         }
-        done = redrive_one(d, sub, consumer, e->element[0]->element[1]);
-        freeReplyObject(e);
+        done = redrive_one(d, sub, consumer, &e);
+        tse_stream_entry_cleanup(&e);
         if (done == 0)
             add_id(&out->expired_ids, &out->n_expired_ids, set.ids[i]);
         if (done != 1)
             continue;
-        redisReply *x = tse_dl_cmd(d, 3, (const char *[]){"XDEL", key, set.ids[i]}, NULL);
-        if (x)
-            freeReplyObject(x);
+        tse_dlq_delete(d->conn, sub->def->name, set.ids[i], &deleted);
         out->redriven++;
     }
     id_set_free(&set);
-    if (d->ctx == NULL) {
+    if (d->conn == NULL) {
         protobuf_c_message_free_unpacked(&out->base, NULL);
         return unavailable(err), NULL;
     }
@@ -355,29 +288,26 @@ static ProtobufCMessage *purge(tse_delivery *d, tse_sub *sub,
                                tse_error *err)
 {
     Tracseq__Events__V1__PurgeDeadLettersResponse *out = malloc(sizeof(*out));
-    char key[NAME_KEY_MAX];
     id_set set;
 
     if (out == NULL)
         return tse_error_set(err, TSE_NOMEM, NULL, "out of memory"), NULL;
     tracseq__events__v1__purge_dead_letters_response__init(out);
-    dlq_key(key, sizeof(key), sub);
-    if (!id_set_of(d, key, req->ids, req->n_ids, req->all, &set, err)) {
+    if (!id_set_of(d, sub, req->ids, req->n_ids, req->all, &set, err)) {
         free(out);
         return NULL;
     }
     /* One XDEL per id: a result per id. */
-    for (size_t i = 0; i < set.n && d->ctx; i++) {
-        redisReply *x = tse_dl_cmd(d, 3, (const char *[]){"XDEL", key, set.ids[i]}, NULL);
-        if (x && x->type == REDIS_REPLY_INTEGER && x->integer == 1)
+    for (size_t i = 0; i < set.n && d->conn; i++) {
+        bool deleted = false;
+        tse_status st = tse_dlq_delete(d->conn, sub->def->name, set.ids[i], &deleted);
+        if (deleted)
             out->purged++;
-        else if (x)
+        else if (st != TSE_UNAVAILABLE)
             add_id(&out->unknown_ids, &out->n_unknown_ids, set.ids[i]);
-        if (x)
-            freeReplyObject(x);
     }
     id_set_free(&set);
-    if (d->ctx == NULL) {
+    if (d->conn == NULL) {
         protobuf_c_message_free_unpacked(&out->base, NULL);
         return unavailable(err), NULL;
     }
@@ -387,59 +317,11 @@ static ProtobufCMessage *purge(tse_delivery *d, tse_sub *sub,
 
 /* ===================== positions ======================================== */
 
-/* The id just before entry id `id` ("0-0" stays "0-0"). */
-static void id_before(const char *id, char *out, size_t len)
-{
-    uint64_t ms = 0, seq = 0;
-
-    if (!tse_entry_id_parse(id, &ms, &seq) || (ms == 0 && seq == 0))
-        snprintf(out, len, "0-0");
-    else if (seq > 0)
-        snprintf(out, len, "%" PRIu64 "-%" PRIu64, ms, seq - 1);
-    else
-        snprintf(out, len, "%" PRIu64 "-%" PRIu64, ms - 1, UINT64_MAX);
-}
-
-/* The group's acknowledged position on one stream: its last-delivered id,
- * or just before its oldest pending entry. {last, oldest pending or ""}. */
-static const char acked_position_script[] =
-    "local last = nil\n"
-    "for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do\n"
-    "  local t = {}\n"
-    "  for i = 1, #g, 2 do t[g[i]] = g[i + 1] end\n"
-    "  if t['name'] == ARGV[1] then last = t['last-delivered-id'] end\n"
-    "end\n"
-    "if not last then return false end\n"
-    "local p = redis.call('XPENDING', KEYS[1], ARGV[1])\n"
-    "return {last, p[2] or ''}\n";
-
-/* Position of sub's group on stream key into out; false when Redis failed
- * or the group is not there ("0-0" then). */
-static bool acked_position(tse_delivery *d, tse_sub *sub, const char *key, char *out, size_t len)
-{
-    redisReply *r = tse_dl_cmd(
-        d, 5, (const char *[]){"EVAL", acked_position_script, "1", key, sub->def->name}, NULL);
-    bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-              r->element[0]->type == REDIS_REPLY_STRING &&
-              r->element[1]->type == REDIS_REPLY_STRING;
-
-    snprintf(out, len, "0-0");
-    if (ok && r->element[1]->str[0] != '\0')
-        id_before(r->element[1]->str, out, len);
-    else if (ok)
-        snprintf(out, len, "%s", r->element[0]->str);
-    if (r)
-        freeReplyObject(r);
-    return ok;
-}
-
 /* ===================== snapshots ======================================== */
 
-static Snapshot *snapshot_unpack(const redisReply *v)
+static Snapshot *snapshot_unpack(const tse_blob *v)
 {
-    return v && v->type == REDIS_REPLY_STRING
-               ? tracseq__events__v1__snapshot__unpack(NULL, v->len, (const uint8_t *)v->str)
-               : NULL;
+    return tracseq__events__v1__snapshot__unpack(NULL, v->len, v->data);
 }
 
 static Snapshot *snapshot_new(tse_delivery *d, tse_sub *sub, const char *name)
@@ -463,10 +345,11 @@ static Snapshot *snapshot_new(tse_delivery *d, tse_sub *sub, const char *name)
     clock_gettime(CLOCK_REALTIME, &now);
     snap->created_at->seconds = now.tv_sec;
     snap->created_at->nanos = (int32_t)now.tv_nsec;
-    for (size_t i = 0; i < sub->n_streams && d->ctx; i++) {
+    for (size_t i = 0; i < sub->n_streams && d->conn; i++) {
         char pos[TSE_ENTRY_ID_MAX + 1];
         Tracseq__Events__V1__Snapshot__PositionsEntry *e = malloc(sizeof(*e));
-        if (e == NULL || !acked_position(d, sub, sub->streams[i], pos, sizeof(pos))) {
+        if (e == NULL || tse_group_acked_position(d->conn, sub->streams[i], sub->def->name, pos,
+                                                  sizeof(pos)) != TSE_OK) {
             free(e);
             continue;
         }
@@ -484,36 +367,27 @@ static ProtobufCMessage *create_snapshot(tse_delivery *d, tse_sub *sub,
                                          const Tracseq__Events__V1__CreateSnapshotRequest *req,
                                          tse_error *err)
 {
-    char key[NAME_KEY_MAX];
-    redisReply *r;
+    const char *name = sub->def->name;
     Snapshot *snap;
     uint8_t *packed;
     size_t len;
+    bool exists;
+    long long n = 0;
+    tse_status st;
 
-    snapshots_key(key, sizeof(key), sub);
-    r = tse_dl_cmd(d, 3, (const char *[]){"HEXISTS", key, req->name}, NULL);
-    if (r == NULL || r->type != REDIS_REPLY_INTEGER) {
-        if (r)
-            freeReplyObject(r);
+    if (tse_snapshot_exists(d->conn, name, req->name, &exists) != TSE_OK)
         return unavailable(err), NULL;
-    }
-    if (r->integer == 1) {
-        freeReplyObject(r);
+    if (exists) {
         tse_error_set(err, TSE_ALREADY_EXISTS, "name", "snapshot '%s' of '%s' exists", req->name,
-                      sub->def->name);
+                      name);
         return NULL;
     }
-    freeReplyObject(r);
-    r = tse_dl_cmd(d, 2, (const char *[]){"HLEN", key}, NULL);
-    if (r && r->type == REDIS_REPLY_INTEGER && r->integer >= TSE_SNAPSHOTS_MAX) {
-        freeReplyObject(r);
+    if (tse_snapshot_count(d->conn, name, &n) == TSE_OK && n >= TSE_SNAPSHOTS_MAX) {
         tse_error_set(err, TSE_RESOURCE_EXHAUSTED, "name",
-                      "'%s' has %d snapshots, the most it may hold; delete one first",
-                      sub->def->name, TSE_SNAPSHOTS_MAX);
+                      "'%s' has %d snapshots, the most it may hold; delete one first", name,
+                      TSE_SNAPSHOTS_MAX);
         return NULL;
     }
-    if (r)
-        freeReplyObject(r);
     if ((snap = snapshot_new(d, sub, req->name)) == NULL)
         return tse_error_set(err, TSE_NOMEM, NULL, "out of memory"), NULL;
     len = protobuf_c_message_get_packed_size(&snap->base);
@@ -522,15 +396,12 @@ static ProtobufCMessage *create_snapshot(tse_delivery *d, tse_sub *sub,
         return tse_error_set(err, TSE_NOMEM, NULL, "out of memory"), NULL;
     }
     protobuf_c_message_pack(&snap->base, packed);
-    r = d->ctx ? tse_dl_cmd(d, 4, (const char *[]){"HSET", key, req->name, (const char *)packed},
-                            (const size_t[]){4, strlen(key), strlen(req->name), len})
-               : NULL;
+    st = tse_snapshot_put(d->conn, name, req->name, packed, len);
     free(packed);
-    if (r == NULL) {
+    if (st == TSE_UNAVAILABLE) {
         protobuf_c_message_free_unpacked(&snap->base, NULL);
         return unavailable(err), NULL;
     }
-    freeReplyObject(r);
     return &snap->base;
 }
 
@@ -542,27 +413,23 @@ static int by_name(const void *a, const void *b)
 static ProtobufCMessage *list_snapshots(tse_delivery *d, tse_sub *sub, tse_error *err)
 {
     Tracseq__Events__V1__ListSnapshotsResponse *out = malloc(sizeof(*out));
-    char key[NAME_KEY_MAX];
-    redisReply *r;
+    tse_blobs r = {0};
 
     if (out == NULL)
         return tse_error_set(err, TSE_NOMEM, NULL, "out of memory"), NULL;
     tracseq__events__v1__list_snapshots_response__init(out);
-    snapshots_key(key, sizeof(key), sub);
-    r = tse_dl_cmd(d, 2, (const char *[]){"HVALS", key}, NULL);
-    if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
-        if (r)
-            freeReplyObject(r);
+    if (tse_snapshot_all(d->conn, sub->def->name, &r) != TSE_OK) {
+        tse_blobs_cleanup(&r);
         free(out);
         return unavailable(err), NULL;
     }
-    out->snapshots = calloc(r->elements ? r->elements : 1, sizeof(*out->snapshots));
-    for (size_t i = 0; out->snapshots && i < r->elements; i++) {
-        Snapshot *s = snapshot_unpack(r->element[i]);
+    out->snapshots = calloc(r.n ? r.n : 1, sizeof(*out->snapshots));
+    for (size_t i = 0; out->snapshots && i < r.n; i++) {
+        Snapshot *s = snapshot_unpack(&r.v[i]);
         if (s != NULL)
             out->snapshots[out->n_snapshots++] = s;
     }
-    freeReplyObject(r);
+    tse_blobs_cleanup(&r);
     if (out->n_snapshots > 1)
         qsort(out->snapshots, out->n_snapshots, sizeof(*out->snapshots), by_name);
     return &out->base;
@@ -573,45 +440,26 @@ static ProtobufCMessage *delete_snapshot(tse_delivery *d, tse_sub *sub,
                                          tse_error *err)
 {
     Tracseq__Events__V1__DeleteSnapshotResponse *out = malloc(sizeof(*out));
-    char key[NAME_KEY_MAX];
-    redisReply *r;
+    bool deleted = false;
+    tse_status st;
 
     if (out == NULL)
         return tse_error_set(err, TSE_NOMEM, NULL, "out of memory"), NULL;
     tracseq__events__v1__delete_snapshot_response__init(out);
-    snapshots_key(key, sizeof(key), sub);
-    r = tse_dl_cmd(d, 3, (const char *[]){"HDEL", key, req->name}, NULL);
-    if (r == NULL || r->type != REDIS_REPLY_INTEGER || r->integer != 1) {
-        bool missing = r && r->type == REDIS_REPLY_INTEGER;
-        if (r)
-            freeReplyObject(r);
+    st = tse_snapshot_delete(d->conn, sub->def->name, req->name, &deleted);
+    if (st != TSE_OK || !deleted) {
         free(out);
-        if (missing)
+        if (st == TSE_OK)
             tse_error_set(err, TSE_NOT_FOUND, "name", "no snapshot '%s' of '%s'", req->name,
                           sub->def->name);
         else
             unavailable(err);
         return NULL;
     }
-    freeReplyObject(r);
     return &out->base;
 }
 
 /* ===================== seek ============================================= */
-
-/* Acks every pending entry of the group, then moves it: atomic per stream.
- * Returns how many pending entries it acked. */
-static const char seek_script[] =
-    "local n = 0\n"
-    "while true do\n"
-    "  local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1000)\n"
-    "  if #p == 0 then break end\n"
-    "  local ids = {}\n"
-    "  for i, e in ipairs(p) do ids[i] = e[1] end\n"
-    "  n = n + redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))\n"
-    "end\n"
-    "redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], ARGV[2])\n"
-    "return n\n";
 
 /* The seek target on one stream: into out. */
 static void seek_target(const Tracseq__Events__V1__SeekRequest *req, const Snapshot *snap,
@@ -645,16 +493,15 @@ static void seek_target(const Tracseq__Events__V1__SeekRequest *req, const Snaps
 
 static Snapshot *load_snapshot(tse_delivery *d, tse_sub *sub, const char *name, tse_error *err)
 {
-    char key[NAME_KEY_MAX];
-    redisReply *r;
-    Snapshot *snap;
+    tse_blob packed = {0};
+    tse_status st = tse_snapshot_get(d->conn, sub->def->name, name, &packed);
+    Snapshot *snap = NULL;
 
-    snapshots_key(key, sizeof(key), sub);
-    r = tse_dl_cmd(d, 3, (const char *[]){"HGET", key, name}, NULL);
-    if (r == NULL)
+    if (st == TSE_UNAVAILABLE)
         return unavailable(err), NULL;
-    snap = snapshot_unpack(r);
-    freeReplyObject(r);
+    if (st == TSE_OK)
+        snap = snapshot_unpack(&packed);
+    tse_blob_cleanup(&packed);
     if (snap == NULL)
         tse_error_set(err, TSE_NOT_FOUND, "snapshot", "no snapshot '%s' of '%s'", name,
                       sub->def->name);
@@ -702,28 +549,25 @@ static ProtobufCMessage *seek(tse_delivery *d, tse_sub *sub,
         free(out);
         return NULL;
     }
-    for (size_t i = 0; i < sub->n_streams && d->ctx; i++) {
-        char target[TSE_ENTRY_ID_MAX + 1];
-        redisReply *r;
+    for (size_t i = 0; i < sub->n_streams && d->conn; i++) {
+        char target[TSE_ENTRY_ID_MAX + 1], why[256];
+        uint64_t cleared;
+        tse_status st;
         seek_target(req, snap, sub->streams[i], target, sizeof(target));
-        r = tse_dl_cmd(
-            d, 6,
-            (const char *[]){"EVAL", seek_script, "1", sub->streams[i], sub->def->name, target},
-            NULL);
-        if (r && r->type == REDIS_REPLY_INTEGER) {
-            out->pending_cleared += (uint64_t)r->integer;
+        st = tse_group_seek(d->conn, sub->streams[i], sub->def->name, target, &cleared, why,
+                            sizeof(why));
+        if (st == TSE_OK) {
+            out->pending_cleared += cleared;
             out->streams++;
-        } else if (r) {
+        } else if (st != TSE_UNAVAILABLE) {
             tse_log(TSE_LOG_WARN, "seek: a stream was not moved",
                     (const char *[]){"subscription", sub->def->name, "stream", sub->streams[i],
-                                     "error", r->type == REDIS_REPLY_ERROR ? r->str : "", NULL});
+                                     "error", why, NULL});
         }
-        if (r)
-            freeReplyObject(r);
     }
     if (snap)
         protobuf_c_message_free_unpacked(&snap->base, NULL);
-    if (d->ctx == NULL) {
+    if (d->conn == NULL) {
         free(out);
         return unavailable(err), NULL;
     }

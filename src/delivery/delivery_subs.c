@@ -74,18 +74,10 @@ static void adopt_stream(tse_delivery *d, tse_sub *sub, const char *key, int pri
     bool now = sub->creating &&
                (sub->def->start == TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_LATEST ||
                 sub->def->start == TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_UNSPECIFIED);
-    const char *argv[] = {"XGROUP",  "CREATE", key, sub->def->name, now ? "$" : sub->group_start,
-                          "MKSTREAM"};
-    redisReply *r = tse_dl_cmd(d, 6, argv, NULL);
     char *copy;
 
-    if (r == NULL)
+    if (tse_group_create(d->conn, key, sub->def->name, now ? "$" : sub->group_start) != TSE_OK)
         return;
-    if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) != 0) {
-        freeReplyObject(r);
-        return;
-    }
-    freeReplyObject(r);
     /* Out of memory: not adopted now; the next discovery tries again. */
     if ((copy = strdup(key)) == NULL)
         return;
@@ -111,15 +103,14 @@ static void adopt_stream(tse_delivery *d, tse_sub *sub, const char *key, int pri
 }
 
 /* Adopts every registered stream that matches and is new to sub. */
-static void match_streams(tse_delivery *d, tse_sub *sub, const redisReply *keys)
+static void match_streams(tse_delivery *d, tse_sub *sub, const tse_strings *keys)
 {
     char type[160];
     int prio;
 
-    for (size_t i = 0; d->ctx && i < keys->elements; i++) {
-        const char *key = keys->element[i]->str;
-        if (key == NULL || has_stream(sub, key) ||
-            !parse_stream_key(key, type, sizeof(type), &prio))
+    for (size_t i = 0; d->conn && i < keys->n; i++) {
+        const char *key = keys->v[i];
+        if (has_stream(sub, key) || !parse_stream_key(key, type, sizeof(type), &prio))
             continue;
         if (tse_patterns_match(sub->def->event_types, sub->def->n_event_types, type)) {
             adopt_stream(d, sub, key, prio);
@@ -132,16 +123,13 @@ static void match_streams(tse_delivery *d, tse_sub *sub, const redisReply *keys)
     }
 }
 
-static redisReply *registered_streams(tse_delivery *d)
+/* Every registered stream into keys; false when Redis did not say. */
+static bool registered_streams(tse_delivery *d, tse_strings *keys)
 {
-    const char *argv[] = {"SMEMBERS", TSE_STREAMS_KEY};
-    redisReply *r = tse_dl_cmd(d, 2, argv, NULL);
-
-    if (r != NULL && r->type != REDIS_REPLY_ARRAY) {
-        freeReplyObject(r);
-        return NULL;
-    }
-    return r;
+    if (tse_streams_list(d->conn, keys) == TSE_OK)
+        return true;
+    tse_strings_cleanup(keys);
+    return false;
 }
 
 static void set_group_start(tse_sub *sub)
@@ -174,7 +162,7 @@ static void set_group_start(tse_sub *sub)
 static tse_sub *adopt(tse_delivery *d, Subscription *def, bool creating)
 {
     tse_sub *sub = calloc(1, sizeof(*sub));
-    redisReply *keys;
+    tse_strings keys = {0};
 
     if (sub == NULL) {
         protobuf_c_message_free_unpacked(&def->base, NULL);
@@ -183,11 +171,9 @@ static tse_sub *adopt(tse_delivery *d, Subscription *def, bool creating)
     sub->def = def;
     sub->creating = creating;
     set_group_start(sub);
-    keys = registered_streams(d);
-    if (keys != NULL) {
-        match_streams(d, sub, keys);
-        freeReplyObject(keys);
-    }
+    if (registered_streams(d, &keys))
+        match_streams(d, sub, &keys);
+    tse_strings_cleanup(&keys);
     sub->creating = false;
     sub->next = d->subs;
     d->subs = sub;
@@ -196,19 +182,19 @@ static tse_sub *adopt(tse_delivery *d, Subscription *def, bool creating)
 
 static Subscription *stored(tse_delivery *d, const char *name, tse_error *err)
 {
-    const char *argv[] = {"HGET", TSE_SUBS_KEY, name};
-    redisReply *r = tse_dl_cmd(d, 3, argv, NULL);
+    tse_blob packed = {0};
+    tse_status st = tse_subs_get(d->conn, name, &packed);
     Subscription *def = NULL;
 
-    if (r == NULL) {
+    if (st == TSE_UNAVAILABLE) {
         tse_error_set(err, TSE_UNAVAILABLE, NULL, "Redis is unavailable; retry later");
         return NULL;
     }
-    if (r->type == REDIS_REPLY_STRING)
-        def = tracseq__events__v1__subscription__unpack(NULL, r->len, (const uint8_t *)r->str);
+    if (st == TSE_OK)
+        def = tracseq__events__v1__subscription__unpack(NULL, packed.len, packed.data);
     else
         tse_error_set(err, TSE_NOT_FOUND, "subscription", "no subscription named '%.64s'", name);
-    freeReplyObject(r);
+    tse_blob_cleanup(&packed);
     return def;
 }
 
@@ -233,28 +219,11 @@ tse_sub *tse_dl_load(tse_delivery *d, const char *name, tse_error *err)
 /* Adopts registered streams new to sub (no deletion check). */
 static void refresh(tse_delivery *d, tse_sub *sub)
 {
-    redisReply *keys = registered_streams(d);
+    tse_strings keys = {0};
 
-    if (keys != NULL) {
-        match_streams(d, sub, keys);
-        freeReplyObject(keys);
-    }
-}
-
-/* The Redis clock, so group start ids and entry ids agree. */
-static bool redis_time(tse_delivery *d, int64_t *sec, int32_t *nanos)
-{
-    const char *argv[] = {"TIME"};
-    redisReply *r = tse_dl_cmd(d, 1, argv, NULL);
-    bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2;
-
-    if (ok) {
-        *sec = strtoll(r->element[0]->str, NULL, 10);
-        *nanos = (int32_t)(strtol(r->element[1]->str, NULL, 10) * 1000);
-    }
-    if (r)
-        freeReplyObject(r);
-    return ok;
+    if (registered_streams(d, &keys))
+        match_streams(d, sub, &keys);
+    tse_strings_cleanup(&keys);
 }
 
 tse_sub *tse_dl_create(tse_delivery *d, Subscription *spec, tse_error *err)
@@ -265,7 +234,8 @@ tse_sub *tse_dl_create(tse_delivery *d, Subscription *spec, tse_error *err)
     Subscription *existing;
     uint8_t *buf;
     size_t len;
-    redisReply *r;
+    bool inserted;
+    tse_status st;
 
     if (spec == NULL)
         return tse_error_set(err, TSE_INVALID, "subscription", "is required"), NULL;
@@ -286,7 +256,7 @@ tse_sub *tse_dl_create(tse_delivery *d, Subscription *spec, tse_error *err)
         return tse_dl_load(d, spec->name, err);
     }
     tse_error_clear(err);
-    if (!redis_time(d, &created.seconds, &created.nanos))
+    if (tse_redis_time(d->conn, &created.seconds, &created.nanos) != TSE_OK)
         return tse_error_set(err, TSE_UNAVAILABLE, NULL, "Redis is unavailable"), NULL;
     /* Store the settings only: output fields are computed on read. */
     old_created = spec->created_at;
@@ -301,13 +271,10 @@ tse_sub *tse_dl_create(tse_delivery *d, Subscription *spec, tse_error *err)
     spec->stats = old_stats;
     if (buf == NULL)
         return tse_error_set(err, TSE_NOMEM, NULL, "out of memory"), NULL;
-    r = tse_dl_cmd(d, 4, (const char *[]){"HSETNX", TSE_SUBS_KEY, spec->name, (char *)buf},
-                   (const size_t[]){6, strlen(TSE_SUBS_KEY), strlen(spec->name), len});
+    st = tse_subs_put_new(d->conn, spec->name, buf, len, &inserted);
     free(buf);
-    if (r == NULL)
+    if (st == TSE_UNAVAILABLE)
         return tse_error_set(err, TSE_UNAVAILABLE, NULL, "Redis is unavailable"), NULL;
-    bool inserted = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
-    freeReplyObject(r);
     if (!inserted) /* created meanwhile by another instance: load what is stored */
         return tse_dl_load(d, spec->name, err);
     existing = stored(d, spec->name, err);
@@ -340,67 +307,52 @@ void tse_dl_forget(tse_delivery *d, tse_sub *sub, const tse_error *why)
 void tse_dl_delete(tse_delivery *d, const char *name, tse_error *err)
 {
     tse_sub *sub = tse_dl_load(d, name, err);
-    char dlq[TSE_SUBSCRIPTION_NAME_MAX + 32];
     tse_error gone;
-    redisReply *r;
 
     if (sub == NULL)
         return;
-    for (size_t i = 0; d->ctx && i < sub->n_streams; i++) {
-        r = tse_dl_cmd(d, 4, (const char *[]){"XGROUP", "DESTROY", sub->streams[i], name}, NULL);
-        if (r)
-            freeReplyObject(r);
-    }
-    snprintf(dlq, sizeof(dlq), TSE_DLQ_PREFIX "%s", name);
-    r = tse_dl_cmd(d, 2, (const char *[]){"DEL", dlq}, NULL);
-    if (r)
-        freeReplyObject(r);
-    snprintf(dlq, sizeof(dlq), TSE_SNAPSHOTS_PREFIX "%s", name);
-    r = tse_dl_cmd(d, 2, (const char *[]){"DEL", dlq}, NULL);
-    if (r)
-        freeReplyObject(r);
-    r = tse_dl_cmd(d, 3, (const char *[]){"HDEL", TSE_SUBS_KEY, name}, NULL);
-    if (r == NULL) {
+    for (size_t i = 0; d->conn && i < sub->n_streams; i++)
+        tse_group_destroy(d->conn, sub->streams[i], name);
+    if (tse_subs_delete(d->conn, name) == TSE_UNAVAILABLE) {
         tse_error_set(err, TSE_UNAVAILABLE, NULL, "Redis is unavailable");
         return;
     }
-    freeReplyObject(r);
     tse_error_set(&gone, TSE_NOT_FOUND, "subscription", "subscription '%s' was deleted", name);
     tse_dl_forget(d, sub, &gone);
 }
 
 void tse_dl_discover(tse_delivery *d)
 {
-    redisReply *keys, *names;
+    tse_strings keys = {0}, names = {0};
     tse_sub *sub, *next;
     tse_error gone;
+    tse_status st;
 
     d->last_discover_ms = tse_clock_ms();
     if (d->subs == NULL)
         return;
-    names = tse_dl_cmd(d, 2, (const char *[]){"HKEYS", TSE_SUBS_KEY}, NULL);
-    if (names == NULL)
+    st = tse_subs_names(d->conn, &names);
+    if (st == TSE_UNAVAILABLE)
         return;
     /* Deleted elsewhere: end its subscribers here too. */
-    for (sub = d->subs; names->type == REDIS_REPLY_ARRAY && sub; sub = next) {
+    for (sub = d->subs; st == TSE_OK && sub; sub = next) {
         bool found = false;
         next = sub->next;
-        for (size_t i = 0; !found && i < names->elements; i++)
-            found = strcmp(names->element[i]->str, sub->def->name) == 0;
+        for (size_t i = 0; !found && i < names.n; i++)
+            found = strcmp(names.v[i], sub->def->name) == 0;
         if (!found) {
             tse_error_set(&gone, TSE_NOT_FOUND, "subscription", "subscription '%s' was deleted",
                           sub->def->name);
             tse_dl_forget(d, sub, &gone);
         }
     }
-    freeReplyObject(names);
-    keys = registered_streams(d);
-    if (keys == NULL)
+    tse_strings_cleanup(&names);
+    if (!registered_streams(d, &keys))
         return;
-    d->streams_seen = (long long)keys->elements;
-    for (sub = d->subs; d->ctx && sub; sub = sub->next)
-        match_streams(d, sub, keys);
-    freeReplyObject(keys);
+    d->streams_seen = (long long)keys.n;
+    for (sub = d->subs; d->conn && sub; sub = sub->next)
+        match_streams(d, sub, &keys);
+    tse_strings_cleanup(&keys);
 }
 
 /*
@@ -416,9 +368,10 @@ void tse_dl_discover(tse_delivery *d)
  * count reading 20,000 entries per group on every call (an earlier version)
  * cost 28 ms of Redis each and blocked every other client for seconds. So:
  *
- * - The script below counts the entries after the group's last-delivered id,
- *   from both sides of it at once (after it forward, up to it backward, lag =
- *   length - up to it), a page each in turn, so the cost is about twice the
+ * - The lag script (tse_group_lag, storage/group_ops.c) counts the entries
+ *   after the group's last-delivered id, from both sides of it at once
+ *   (after it forward, up to it backward, lag = length - up to it), a page
+ *   each in turn, so the cost is about twice the
  *   smaller side, bounded by ARGV[2] entries (LAG_COUNT_MAX: a few ms of
  *   Redis). Counted exactly, the figure is handed back to Redis (XGROUP SETID
  *   at the same id with ENTRIESREAD = entries-added - lag), so Redis reports
@@ -449,72 +402,16 @@ void tse_dl_discover(tse_delivery *d)
  *   added later may still come before its id. A group before the first entry
  *   has the whole stream to be delivered: its length.
  *
- * Returns {lag, how, entries-added, max-deleted-entry-id, last-delivered id}
+ * The script is tse_group_lag's (storage/group_ops.c). It returns {lag, how,
+ * entries-added, max-deleted-entry-id, last-delivered id}
  * and, for how 0 and 1, the entries read; how: 0 an estimate, 1 counted
  * exactly, 2 the kept figure plus appends, 3 no entry read otherwise (Redis's
  * own figure, 0 or the length); {-1} when the group does not exist. GetStats costs, per group of a
  * stream: one XINFO GROUPS, plus one such script where Redis has no lag, reading at most
  * LAG_COUNT_MAX entries and that only within the bounds above.
  */
-static const char lag_script[] =
-    "local function fields(a)\n"
-    "  local f = {}\n"
-    "  for i = 1, #a, 2 do f[a[i]] = a[i + 1] end\n"
-    "  return f\n"
-    "end\n"
-    "local g\n"
-    "for _, a in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do\n"
-    "  local f = fields(a)\n"
-    "  if f['name'] == ARGV[1] then g = f end\n"
-    "end\n"
-    "if not g then return {-1} end\n"
-    "local last = g['last-delivered-id']\n"
-    "local s = fields(redis.call('XINFO', 'STREAM', KEYS[1]))\n"
-    "local len, added, dead = s['length'], s['entries-added'], s['max-deleted-entry-id']\n"
-    "if type(g['lag']) == 'number' then return {g['lag'], 3, added, dead, last} end\n"
-    "local function id(x)\n"
-    "  local a, b = string.match(x, '^(%d+)-(%d+)$')\n"
-    "  return tonumber(a), tonumber(b)\n"
-    "end\n"
-    "local function le(am, as, bm, bs) return am < bm or (am == bm and as <= bs) end\n"
-    "local lm, ls = id(last)\n"
-    "local nm, ns = id(s['last-generated-id'])\n"
-    "if len == 0 or le(nm, ns, lm, ls) then return {0, 3, added, dead, last} end\n"
-    "local fm, fs = id(s['first-entry'][1])\n"
-    "if not le(fm, fs, lm, ls) then return {len, 3, added, dead, last} end\n"
-    "local grew = added - tonumber(ARGV[4])\n"
-    "if last == ARGV[3] and dead == ARGV[5] and grew >= 0 then\n"
-    "  return {tonumber(ARGV[6]) + grew, 2, added, dead, last}\n"
-    "end\n"
-    "local cap, page = tonumber(ARGV[2]), 500\n"
-    "local fwd, back, after, upto, lag = last, last, 0, 0, nil\n"
-    "local back_from = last\n"
-    "while after + upto < cap do\n"
-    "  local p = redis.call('XRANGE', KEYS[1], '(' .. fwd, '+', 'COUNT', page)\n"
-    "  after = after + #p\n"
-    "  if #p < page then lag = after break end\n"
-    "  fwd = p[#p][1]\n"
-    "  local q = redis.call('XREVRANGE', KEYS[1], back_from, '-', 'COUNT', page)\n"
-    "  upto = upto + #q\n"
-    "  if #q < page then lag = len - upto break end\n"
-    "  back = q[#q][1]\n"
-    "  back_from = '(' .. back\n"
-    "end\n"
-    "if lag then\n"
-    "  redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], last, 'ENTRIESREAD', added - lag)\n"
-    "  return {lag, 1, added, dead, last, after + upto}\n"
-    "end\n"
-    "local function ms(id) return tonumber(string.match(id, '^(%d+)')) end\n"
-    "local first, newest = ms(s['first-entry'][1]), ms(s['last-generated-id'])\n"
-    "local a, b = newest - ms(fwd), ms(back) - first\n"
-    "local unknown, est = len - after - upto, after\n"
-    "if unknown > 0 and a + b > 0 then\n"
-    "  est = after + math.floor(unknown * a / (a + b))\n"
-    "end\n"
-    "return {est, 0, added, dead, last, after + upto}\n";
-
 /* Entries one lag count may read (see lag_script): about 7 ms of Redis. */
-#define LAG_COUNT_MAX  "5000"
+#define LAG_COUNT_MAX  5000
 /* Entries the engine's lag counts may read in one second, whoever asks:
  * about 3% of Redis's time at most. */
 #define LAG_READ_PER_S 20000
@@ -542,94 +439,49 @@ static uint64_t counted_lag(tse_delivery *d, tse_sub *sub, size_t i)
 {
     tse_lag_memo *m = &sub->lag[i];
     bool count = may_count(d, m);
-    char added[24], kept[24];
-    long long how, read;
-    redisReply *r;
-    uint64_t lag = 0;
+    tse_lag_query q = {m->last_id, m->max_deleted, m->entries_added, m->lag,
+                       count ? LAG_COUNT_MAX : 0};
+    tse_lag_answer a;
 
-    snprintf(added, sizeof(added), "%lld", m->entries_added);
-    snprintf(kept, sizeof(kept), "%" PRIu64, m->lag);
-    r = tse_dl_cmd(d, 10,
-                   (const char *[]){"EVAL", lag_script, "1", sub->streams[i], sub->def->name,
-                                    count ? LAG_COUNT_MAX : "0", m->last_id, added, m->max_deleted,
-                                    kept},
-                   NULL);
-    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 5 ||
-        r->element[0]->type != REDIS_REPLY_INTEGER || r->element[0]->integer < 0 ||
-        r->element[1]->type != REDIS_REPLY_INTEGER || r->element[2]->type != REDIS_REPLY_INTEGER ||
-        r->element[3]->type != REDIS_REPLY_STRING || r->element[4]->type != REDIS_REPLY_STRING)
-        goto out;
-    lag = (uint64_t)r->element[0]->integer;
-    how = r->element[1]->integer;
-    read =
-        r->elements == 6 && r->element[5]->type == REDIS_REPLY_INTEGER ? r->element[5]->integer : 0;
-    d->lag_read += read;
+    if (tse_group_lag(d->conn, sub->streams[i], sub->def->name, &q, &a) != TSE_OK)
+        return 0;
+    d->lag_read += a.read;
     /* Keep counted figures and their updates; an uncounted estimate would
      * hide the point of the last count. */
-    if (how == 2 || (how < 2 && count)) {
-        snprintf(m->last_id, sizeof(m->last_id), "%s", r->element[4]->str);
-        snprintf(m->max_deleted, sizeof(m->max_deleted), "%s", r->element[3]->str);
-        m->entries_added = r->element[2]->integer;
-        m->lag = lag;
-        if (how != 2) {
+    if (a.how == 2 || (a.how < 2 && count)) {
+        snprintf(m->last_id, sizeof(m->last_id), "%s", a.last_id);
+        snprintf(m->max_deleted, sizeof(m->max_deleted), "%s", a.max_deleted);
+        m->entries_added = a.entries_added;
+        m->lag = a.lag;
+        if (a.how != 2) {
             m->counted_ms = tse_clock_ms();
-            m->read = read;
+            m->read = a.read;
         }
     }
-out:
-    if (r)
-        freeReplyObject(r);
-    return lag;
+    return a.lag;
 }
 
 void tse_dl_check_streams(tse_delivery *d)
 {
-    redisReply *r;
-    bool changed;
+    long long n = 0;
 
-    if (d->subs == NULL || d->ctx == NULL)
+    if (d->subs == NULL || d->conn == NULL)
         return;
-    r = tse_dl_cmd(d, 2, (const char *[]){"SCARD", TSE_STREAMS_KEY}, NULL);
-    changed = r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer != d->streams_seen;
-    if (r)
-        freeReplyObject(r);
-    if (changed)
+    if (tse_streams_count(d->conn, &n) == TSE_OK && n != d->streams_seen)
         tse_dl_discover(d);
-}
-
-/* The entry-id time (ms) of the oldest pending entry of sub's group on key
- * (XPENDING's summary form), or -1 when none. */
-static long long oldest_pending_ms(tse_delivery *d, const tse_sub *sub, const char *key)
-{
-    redisReply *r = tse_dl_cmd(d, 3, (const char *[]){"XPENDING", key, sub->def->name}, NULL);
-    long long ms = -1;
-
-    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
-        r->element[1]->type == REDIS_REPLY_STRING)
-        ms = strtoll(r->element[1]->str, NULL, 10);
-    if (r)
-        freeReplyObject(r);
-    return ms;
 }
 
 /* The consumers of sub's group on key, the placeholder owner of nacked
  * deliveries left out (XINFO CONSUMERS). */
 static uint64_t group_consumers(tse_delivery *d, const tse_sub *sub, const char *key)
 {
-    redisReply *r =
-        tse_dl_cmd(d, 4, (const char *[]){"XINFO", "CONSUMERS", key, sub->def->name}, NULL);
+    tse_consumer_list l = {0};
     uint64_t n = 0;
 
-    for (size_t c = 0; r && r->type == REDIS_REPLY_ARRAY && c < r->elements; c++) {
-        const redisReply *f = r->element[c];
-        for (size_t i = 0; f->type == REDIS_REPLY_ARRAY && i + 1 < f->elements; i += 2) {
-            const char *k = f->element[i]->str, *v = f->element[i + 1]->str;
-            if (k != NULL && strcmp(k, "name") == 0)
-                n += v == NULL || strcmp(v, TSE_DL_NACK_OWNER) != 0;
-        }
-    }
-    if (r)
-        freeReplyObject(r);
+    tse_group_consumers(d->conn, key, sub->def->name, &l);
+    for (size_t c = 0; c < l.n; c++)
+        n += strcmp(l.v[c].name, TSE_DL_NACK_OWNER) != 0;
+    tse_consumer_list_cleanup(&l);
     return n;
 }
 
@@ -639,51 +491,24 @@ static void group_figures(tse_delivery *d, tse_sub *sub, size_t i_stream,
                           Tracseq__Events__V1__SubscriptionStats *st, long long *oldest_ms)
 {
     const char *key = sub->streams[i_stream];
-    redisReply *r = tse_dl_cmd(d, 3, (const char *[]){"XINFO", "GROUPS", key}, NULL);
-    bool mine = false, lag_known = false;
-    uint64_t pending = 0, lag = 0, consumers = 0;
+    tse_group_info g;
+    uint64_t consumers;
+    long long ms = -1;
 
-    if (r == NULL || r->type != REDIS_REPLY_ARRAY)
-        goto out;
-    for (size_t g = 0; !mine && g < r->elements; g++) {
-        redisReply *f = r->element[g];
-        for (size_t i = 0; f->type == REDIS_REPLY_ARRAY && i + 1 < f->elements; i += 2) {
-            const char *k = f->element[i]->str;
-            redisReply *v = f->element[i + 1];
-            if (k == NULL)
-                continue;
-            if (strcmp(k, "name") == 0 && v->str)
-                mine = strcmp(v->str, sub->def->name) == 0;
-            else if (strcmp(k, "pending") == 0 && v->type == REDIS_REPLY_INTEGER)
-                pending = (uint64_t)v->integer;
-            else if (strcmp(k, "consumers") == 0 && v->type == REDIS_REPLY_INTEGER)
-                consumers = (uint64_t)v->integer;
-            else if (strcmp(k, "lag") == 0 && v->type == REDIS_REPLY_INTEGER) {
-                lag = (uint64_t)v->integer;
-                lag_known = true;
-            }
-        }
-        if (!mine)
-            pending = lag = consumers = 0, lag_known = false;
-    }
-    if (mine) {
-        st->pending += pending;
-        st->lag += lag_known ? lag : counted_lag(d, sub, i_stream);
-        /* Every consumer reads all the streams: the most of any is the
-         * count. Only a group with consumers is asked for their names. */
-        if (consumers > st->consumers)
-            consumers = group_consumers(d, sub, key);
-        if (consumers > st->consumers)
-            st->consumers = (uint32_t)consumers;
-    }
-    if (mine && pending > 0) {
-        long long ms = oldest_pending_ms(d, sub, key);
-        if (ms >= 0 && (*oldest_ms < 0 || ms < *oldest_ms))
-            *oldest_ms = ms;
-    }
-out:
-    if (r)
-        freeReplyObject(r);
+    if (tse_group_info_get(d->conn, key, sub->def->name, &g) != TSE_OK || !g.found)
+        return;
+    st->pending += g.pending;
+    st->lag += g.lag_known ? g.lag : counted_lag(d, sub, i_stream);
+    /* Every consumer reads all the streams: the most of any is the count.
+     * Only a group with consumers is asked for their names. */
+    consumers = g.consumers;
+    if (consumers > st->consumers)
+        consumers = group_consumers(d, sub, key);
+    if (consumers > st->consumers)
+        st->consumers = (uint32_t)consumers;
+    if (g.pending > 0 && tse_group_oldest_pending(d->conn, key, sub->def->name, &ms) == TSE_OK &&
+        ms >= 0 && (*oldest_ms < 0 || ms < *oldest_ms))
+        *oldest_ms = ms;
 }
 
 /* Milliseconds from an entry-id time to Redis's clock now (TIME), so the
@@ -691,15 +516,12 @@ out:
  * Redis does not say. */
 static uint64_t age_ms(tse_delivery *d, long long entry_ms)
 {
-    redisReply *r = tse_dl_cmd(d, 1, (const char *[]){"TIME"}, NULL);
+    int64_t sec;
+    int32_t nanos;
     long long now = -1;
 
-    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-        r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_STRING)
-        now = strtoll(r->element[0]->str, NULL, 10) * 1000 +
-              strtoll(r->element[1]->str, NULL, 10) / 1000;
-    if (r)
-        freeReplyObject(r);
+    if (tse_redis_time(d->conn, &sec, &nanos) == TSE_OK)
+        now = (long long)sec * 1000 + nanos / 1000000;
     return now > entry_ms ? (uint64_t)(now - entry_ms) : 0;
 }
 
@@ -732,8 +554,7 @@ Subscription *tse_dl_describe(tse_delivery *d, tse_sub *sub)
     Subscription *out;
     Tracseq__Events__V1__SubscriptionStats *st;
     char dlq[TSE_SUBSCRIPTION_NAME_MAX + 32];
-    redisReply *r;
-    long long oldest_ms = -1;
+    long long oldest_ms = -1, dead = 0;
 
     if (buf == NULL)
         return NULL;
@@ -747,16 +568,13 @@ Subscription *tse_dl_describe(tse_delivery *d, tse_sub *sub)
     }
     tracseq__events__v1__subscription_stats__init(st);
     refresh(d, sub); /* lag counts streams that appeared since discovery */
-    for (size_t i = 0; d->ctx && i < sub->n_streams; i++)
+    for (size_t i = 0; d->conn && i < sub->n_streams; i++)
         group_figures(d, sub, i, st, &oldest_ms);
     if (oldest_ms >= 0)
         st->oldest_unacked_age_ms = age_ms(d, oldest_ms);
-    snprintf(dlq, sizeof(dlq), TSE_DLQ_PREFIX "%s", sub->def->name);
-    r = tse_dl_cmd(d, 2, (const char *[]){"XLEN", dlq}, NULL);
-    if (r && r->type == REDIS_REPLY_INTEGER)
-        st->dead_lettered = (uint64_t)r->integer;
-    if (r)
-        freeReplyObject(r);
+    tse_key_dlq(sub->def->name, dlq, sizeof(dlq));
+    if (tse_dlq_length(d->conn, sub->def->name, &dead) == TSE_OK)
+        st->dead_lettered = (uint64_t)dead;
     for (tse_subscriber *s = sub->subscribers; s; s = s->next)
         st->active_subscribers += s->is_pull ? 0 : 1;
     st->streams = (uint32_t)sub->n_streams;
@@ -787,37 +605,16 @@ static bool local_consumer(const tse_sub *sub, const char *consumer)
  * would be orphaned); a deleted one that comes back is simply recreated. */
 static void reap_stream(tse_delivery *d, tse_sub *sub, const char *key)
 {
-    redisReply *r =
-        tse_dl_cmd(d, 4, (const char *[]){"XINFO", "CONSUMERS", key, sub->def->name}, NULL);
+    tse_consumer_list l = {0};
 
-    for (size_t c = 0; r && r->type == REDIS_REPLY_ARRAY && c < r->elements; c++) {
-        const redisReply *f = r->element[c];
-        const char *name = NULL;
-        long long pending = -1, idle = 0;
-        for (size_t i = 0; f->type == REDIS_REPLY_ARRAY && i + 1 < f->elements; i += 2) {
-            const char *k = f->element[i]->str;
-            const redisReply *v = f->element[i + 1];
-            if (k == NULL)
-                continue;
-            if (strcmp(k, "name") == 0)
-                name = v->str;
-            else if (strcmp(k, "pending") == 0 && v->type == REDIS_REPLY_INTEGER)
-                pending = v->integer;
-            else if (strcmp(k, "idle") == 0 && v->type == REDIS_REPLY_INTEGER)
-                idle = v->integer;
-        }
-        if (name == NULL || pending != 0 || idle < d->opts.reap_idle_ms ||
-            local_consumer(sub, name))
+    tse_group_consumers(d->conn, key, sub->def->name, &l);
+    for (size_t c = 0; c < l.n && d->conn; c++) {
+        const tse_consumer_info *ci = &l.v[c];
+        if (ci->pending != 0 || ci->idle_ms < d->opts.reap_idle_ms || local_consumer(sub, ci->name))
             continue;
-        redisReply *del = tse_dl_cmd(
-            d, 5, (const char *[]){"XGROUP", "DELCONSUMER", key, sub->def->name, name}, NULL);
-        if (del)
-            freeReplyObject(del);
-        if (d->ctx == NULL)
-            break;
+        tse_group_delete_consumer(d->conn, key, sub->def->name, ci->name);
     }
-    if (r)
-        freeReplyObject(r);
+    tse_consumer_list_cleanup(&l);
 }
 
 void tse_dl_reap(tse_delivery *d)
@@ -828,7 +625,7 @@ void tse_dl_reap(tse_delivery *d)
         return;
     every = d->opts.reap_idle_ms < 60000 ? d->opts.reap_idle_ms : 60000;
     d->next_reap_ms = now + every;
-    for (tse_sub *sub = d->subs; d->ctx && sub; sub = sub->next)
-        for (size_t i = 0; d->ctx && i < sub->n_streams; i++)
+    for (tse_sub *sub = d->subs; d->conn && sub; sub = sub->next)
+        for (size_t i = 0; d->conn && i < sub->n_streams; i++)
             reap_stream(d, sub, sub->streams[i]);
 }

@@ -22,21 +22,10 @@
 #include "delivery/delivery_internal.h"
 #include "domain/validate.h"
 #include "obs/log.h"
-#include "storage/ops.h"
 
 #define SERVICE_SOURCE "tracseq-events"
 
 /* The value of field `name` of a stream entry's [field, value, ...]. */
-static const redisReply *entry_field(const redisReply *f, const char *name)
-{
-    for (size_t i = 0; f->type == REDIS_REPLY_ARRAY && i + 1 < f->elements; i += 2)
-        if (f->element[i]->type == REDIS_REPLY_STRING && strcmp(f->element[i]->str, name) == 0 &&
-            f->element[i + 1]->type == REDIS_REPLY_STRING)
-            return f->element[i + 1];
-    return NULL;
-}
-
-/* What the new event says about the one given up on. All borrowed. */
 typedef struct given_up {
     const char *subscription, *stream, *stream_id, *reason;
     long long attempts;
@@ -136,42 +125,31 @@ static bool append(tse_delivery *d, const char *type, int priority, const char *
     char key[TSE_EVENT_TYPE_MAX + 48];
     tse_append a = {0};
     tse_append_reply ar;
-    tse_cmd cmd;
-    redisReply *r;
-    bool ok;
+    bool new_stream;
 
     tse_key_stream(type, priority, key, sizeof(key));
-    tse_register_stream_command(key, &cmd);
-    if ((r = tse_dl_cmd(d, cmd.argc, cmd.argv, cmd.lens)) == NULL)
-        return false;
-    ok = r->type == REDIS_REPLY_INTEGER;
-    if (ok && r->integer == 1)
-        d->next_discover_ms = 0; /* a new stream: subscribers of the type learn of it now */
-    freeReplyObject(r);
-    if (!ok)
-        return false;
     a.stream_key = key;
     a.event_id = id;
     a.event_type = type;
     a.envelope = env;
     a.envelope_len = len;
-    tse_append_command(&a, &cmd);
-    if ((r = tse_dl_cmd(d, cmd.argc, cmd.argv, cmd.lens)) == NULL)
-        return false;
-    ok = tse_append_decode(r, false, &ar) == TSE_OK;
-    freeReplyObject(r);
-    if (!ok)
+    if (tse_stream_append(d->conn, &a, &ar, &new_stream) != TSE_OK) {
         tse_log(TSE_LOG_WARN, "dead-letter target: append failed",
                 (const char *[]){"stream", key, "error", ar.message, NULL});
-    return ok;
+        return false;
+    }
+    if (new_stream)
+        d->next_discover_ms = 0; /* a new stream: subscribers of the type learn of it now */
+    return true;
 }
 
 tse_target_result tse_dl_target_publish(tse_delivery *d, tse_sub *sub, const char *key,
                                         const char *id, long long attempts, const char *reason,
-                                        const redisReply *fields)
+                                        const tse_stream_entry *entry)
 {
     const char *type = sub->def->dead_letter_type;
-    const redisReply *env = entry_field(fields, "event");
+    size_t env_len = 0;
+    const char *env = tse_stream_entry_field(entry, "event", &env_len);
     Tracseq__Events__V1__Event *orig;
     given_up g = {sub->def->name, key, id, reason, attempts, NULL};
     uint8_t *packed = NULL;
@@ -181,7 +159,7 @@ tse_target_result tse_dl_target_publish(tse_delivery *d, tse_sub *sub, const cha
 
     if (type == NULL || type[0] == '\0' || env == NULL)
         return TSE_TARGET_NONE;
-    orig = tracseq__events__v1__event__unpack(NULL, env->len, (const uint8_t *)env->str);
+    orig = tracseq__events__v1__event__unpack(NULL, env_len, (const uint8_t *)env);
     if (orig == NULL)
         return TSE_TARGET_FAILED; /* stored by us, so out of memory: try again later */
     if (strcmp(orig->event_type, type) == 0) {

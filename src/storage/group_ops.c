@@ -1,0 +1,734 @@
+/*
+ * group_ops.c - the consumer-group operations of group_ops.h: each builds
+ * its command(s), runs them on the connection and decodes the reply into
+ * plain C values. The decoding checks every element's type before using
+ * it: a reply of an unexpected shape is TSE_INTERNAL or skipped, never a
+ * crash. The scripts that must be atomic per stream (the lag count, the
+ * acknowledged position, a seek) live here too.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "domain/operate.h"
+#include "storage/conn_internal.h"
+#include "storage/group_ops.h"
+
+/* ===================== entries ========================================== */
+
+void tse_group_entries_cleanup(tse_group_entries *e)
+{
+    if (e == NULL)
+        return;
+    for (size_t i = 0; i < e->n; i++) {
+        free(e->v[i].id);
+        free(e->v[i].envelope);
+    }
+    free(e->v);
+    e->v = NULL;
+    e->n = e->cap = 0;
+}
+
+/* The "event" field of an entry's field/value array, or NULL. */
+static const redisReply *envelope_of(const redisReply *fields)
+{
+    for (size_t i = 0; is_array(fields) && i + 1 < fields->elements; i += 2) {
+        const redisReply *f = fields->element[i], *v = fields->element[i + 1];
+        if (is_str(f) && strcmp(f->str, "event") == 0 && v != NULL && v->type == REDIS_REPLY_STRING)
+            return v;
+    }
+    return NULL;
+}
+
+/*
+ * Appends entry e ([id, [field, value, ...]]) to out when it has an
+ * envelope. TSE_OK also for an entry skipped (no envelope, another shape);
+ * TSE_NOMEM.
+ */
+static tse_status add_entry(tse_group_entries *out, const redisReply *e, size_t stream,
+                            uint32_t attempt)
+{
+    const redisReply *env;
+    tse_group_entry *grown, *g;
+
+    if (!is_array(e) || e->elements != 2 || !is_str(e->element[0]))
+        return TSE_OK;
+    if ((env = envelope_of(e->element[1])) == NULL)
+        return TSE_OK;
+    if (out->n == out->cap) {
+        size_t cap = out->cap ? 2 * out->cap : 16;
+        if ((grown = realloc(out->v, cap * sizeof(*grown))) == NULL)
+            return TSE_NOMEM;
+        out->v = grown;
+        out->cap = cap;
+    }
+    g = &out->v[out->n];
+    g->stream = stream;
+    g->attempt = attempt;
+    g->envelope_len = env->len;
+    g->id = strdup(e->element[0]->str);
+    g->envelope = malloc(env->len ? env->len : 1);
+    if (g->id == NULL || g->envelope == NULL) {
+        free(g->id);
+        free(g->envelope);
+        return TSE_NOMEM;
+    }
+    memcpy(g->envelope, env->str, env->len);
+    out->n++;
+    return TSE_OK;
+}
+
+tse_status tse_group_read_parse(const redisReply *r, const char *const *keys, size_t k,
+                                tse_group_entries *out, size_t *per_stream)
+{
+    for (size_t i = 0; per_stream && i < k; i++)
+        per_stream[i] = 0;
+    if (r != NULL && r->type == REDIS_REPLY_NIL)
+        return TSE_OK; /* nothing new on any stream */
+    if (!is_array(r))
+        return TSE_INTERNAL;
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *s = r->element[i];
+        size_t which = k;
+        if (!is_array(s) || s->elements != 2 || !is_str(s->element[0]) || !is_array(s->element[1]))
+            continue;
+        for (size_t j = 0; j < k && which == k; j++)
+            if (strcmp(keys[j], s->element[0]->str) == 0)
+                which = j;
+        if (which == k)
+            continue; /* a stream not asked for */
+        if (per_stream)
+            per_stream[which] = s->element[1]->elements;
+        for (size_t j = 0; j < s->element[1]->elements; j++)
+            if (add_entry(out, s->element[1]->element[j], which, 1) != TSE_OK)
+                return TSE_NOMEM;
+    }
+    return TSE_OK;
+}
+
+tse_status tse_group_read(tse_conn *c, const char *group, const char *consumer,
+                          const char *const *keys, size_t k, uint32_t count, tse_group_entries *out,
+                          size_t *per_stream)
+{
+    const char **argv = calloc(7 + 2 * k, sizeof(*argv));
+    char count_buf[16];
+    size_t argc = 0;
+    redisReply *r;
+    tse_status st;
+
+    if (argv == NULL)
+        return TSE_NOMEM;
+    snprintf(count_buf, sizeof(count_buf), "%u", count);
+    argv[argc++] = "XREADGROUP";
+    argv[argc++] = "GROUP";
+    argv[argc++] = group;
+    argv[argc++] = consumer;
+    argv[argc++] = "COUNT";
+    argv[argc++] = count_buf;
+    argv[argc++] = "STREAMS";
+    for (size_t i = 0; i < k; i++)
+        argv[argc++] = keys[i];
+    for (size_t i = 0; i < k; i++)
+        argv[argc++] = ">";
+    r = tse_conn_command(c, (int)argc, argv, NULL);
+    free(argv);
+    if (r == NULL)
+        return TSE_CONN_GONE;
+    st = r->type == REDIS_REPLY_ERROR ? TSE_INTERNAL
+                                      : tse_group_read_parse(r, keys, k, out, per_stream);
+    freeReplyObject(r);
+    return st;
+}
+
+tse_status tse_group_claim_parse(const redisReply *r, const char *const *ids,
+                                 const long long *delivered, size_t n, tse_group_entries *out)
+{
+    if (!is_array(r))
+        return TSE_INTERNAL;
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+        long long count = 1;
+        if (!is_array(e) || e->elements != 2 || !is_str(e->element[0]))
+            continue;
+        for (size_t j = 0; j < n; j++)
+            if (strcmp(e->element[0]->str, ids[j]) == 0)
+                count = delivered[j];
+        if (add_entry(out, e, 0, (uint32_t)count + 1) != TSE_OK)
+            return TSE_NOMEM;
+    }
+    return TSE_OK;
+}
+
+tse_status tse_group_claim(tse_conn *c, const char *key, const char *group, const char *consumer,
+                           uint32_t min_idle_ms, const char *const *ids, const long long *delivered,
+                           size_t n, tse_group_entries *out)
+{
+    const char **argv = calloc(n + 5, sizeof(*argv));
+    char idle[16];
+    size_t argc = 0;
+    redisReply *r;
+    tse_status st;
+
+    if (argv == NULL)
+        return TSE_NOMEM;
+    snprintf(idle, sizeof(idle), "%u", min_idle_ms);
+    argv[argc++] = "XCLAIM";
+    argv[argc++] = key;
+    argv[argc++] = group;
+    argv[argc++] = consumer;
+    argv[argc++] = idle;
+    for (size_t i = 0; i < n; i++)
+        argv[argc++] = ids[i];
+    r = tse_conn_command(c, (int)argc, argv, NULL);
+    free(argv);
+    if (r == NULL)
+        return TSE_CONN_GONE;
+    st = tse_group_claim_parse(r, ids, delivered, n, out);
+    freeReplyObject(r);
+    return st;
+}
+
+/* ===================== pending entries ================================== */
+
+void tse_pending_list_cleanup(tse_pending_list *p)
+{
+    if (p == NULL)
+        return;
+    free(p->v);
+    p->v = NULL;
+    p->n = 0;
+}
+
+/* One entry of XPENDING's extended form: [id, consumer, idle, delivered]. */
+static bool pending_entry(const redisReply *p, tse_pending_entry *out)
+{
+    if (!is_array(p) || p->elements != 4 || !is_str(p->element[0]) || !is_int(p->element[2]) ||
+        !is_int(p->element[3]) || strlen(p->element[0]->str) >= sizeof(out->id))
+        return false;
+    snprintf(out->id, sizeof(out->id), "%s", p->element[0]->str);
+    out->idle_ms = p->element[2]->integer;
+    out->delivered = p->element[3]->integer;
+    return true;
+}
+
+tse_status tse_group_pending_parse(const redisReply *r, tse_pending_list *out)
+{
+    tse_pending_list_cleanup(out);
+    if (!is_array(r))
+        return TSE_INTERNAL;
+    if (r->elements == 0)
+        return TSE_OK;
+    if ((out->v = calloc(r->elements, sizeof(*out->v))) == NULL)
+        return TSE_NOMEM;
+    for (size_t i = 0; i < r->elements; i++)
+        if (pending_entry(r->element[i], &out->v[out->n]))
+            out->n++;
+    return TSE_OK;
+}
+
+tse_status tse_group_pending(tse_conn *c, const char *key, const char *group, uint32_t min_idle_ms,
+                             uint32_t count, tse_pending_list *out)
+{
+    char idle[16], n[16];
+    redisReply *r;
+    tse_status st;
+
+    snprintf(idle, sizeof(idle), "%u", min_idle_ms);
+    snprintf(n, sizeof(n), "%u", count);
+    r = tse_conn_command(c, 8, (const char *[]){"XPENDING", key, group, "IDLE", idle, "-", "+", n},
+                         NULL);
+    if (r == NULL) {
+        tse_pending_list_cleanup(out);
+        return TSE_CONN_GONE;
+    }
+    st = tse_group_pending_parse(r, out);
+    freeReplyObject(r);
+    return st;
+}
+
+tse_status tse_group_pending_count(tse_conn *c, const char *key, const char *group, const char *id,
+                                   long long *delivered)
+{
+    redisReply *r =
+        tse_conn_command(c, 6, (const char *[]){"XPENDING", key, group, id, id, "1"}, NULL);
+    tse_pending_entry p;
+
+    *delivered = 0;
+    if (!is_array(r)) {
+        tse_status st = failed(r);
+        if (r)
+            freeReplyObject(r);
+        return st;
+    }
+    if (r->elements == 1 && pending_entry(r->element[0], &p))
+        *delivered = p.delivered;
+    freeReplyObject(r);
+    return TSE_OK;
+}
+
+tse_status tse_group_oldest_pending_parse(const redisReply *r, long long *ms)
+{
+    *ms = -1;
+    if (!is_array(r) || r->elements != 4)
+        return TSE_INTERNAL;
+    if (is_str(r->element[1]))
+        *ms = strtoll(r->element[1]->str, NULL, 10);
+    return TSE_OK;
+}
+
+tse_status tse_group_oldest_pending(tse_conn *c, const char *key, const char *group, long long *ms)
+{
+    redisReply *r = tse_conn_command(c, 3, (const char *[]){"XPENDING", key, group}, NULL);
+    tse_status st;
+
+    *ms = -1;
+    if (r == NULL)
+        return TSE_CONN_GONE;
+    st = tse_group_oldest_pending_parse(r, ms);
+    freeReplyObject(r);
+    return st;
+}
+
+/* ===================== acks and idle times ============================== */
+
+tse_status tse_group_ack_runs(tse_conn *c, const char *group, const char *const *keys,
+                              const char *const *ids, size_t n, uint32_t *acked)
+{
+    const char **argv = calloc(n + 3, sizeof(*argv));
+    size_t sent = 0, i = 0;
+
+    *acked = 0;
+    if (argv == NULL)
+        return TSE_NOMEM;
+    while (i < n) {
+        int argc = 0;
+        const char *key = keys[i];
+        if (key == NULL) {
+            i++;
+            continue;
+        }
+        argv[argc++] = "XACK";
+        argv[argc++] = key;
+        argv[argc++] = group;
+        argv[argc++] = ids[i++];
+        for (; i < n && (keys[i] == NULL || strcmp(keys[i], key) == 0); i++)
+            if (keys[i] != NULL)
+                argv[argc++] = ids[i];
+        if (!tse_conn_append(c, argc, argv, NULL))
+            break;
+        sent++;
+    }
+    free(argv);
+    for (size_t k = 0; k < sent; k++) {
+        redisReply *r = tse_conn_reply(c);
+        if (r == NULL)
+            return TSE_CONN_GONE;
+        if (is_int(r) && r->integer > 0)
+            *acked += (uint32_t)r->integer;
+        freeReplyObject(r);
+    }
+    return tse_conn_lost(c) ? TSE_CONN_GONE : TSE_OK;
+}
+
+tse_status tse_group_ack_each(tse_conn *c, const char *group, const char *const *keys,
+                              const char *const *ids, size_t n, bool *acked)
+{
+    bool *sent = calloc(n ? n : 1, sizeof(*sent));
+
+    for (size_t i = 0; i < n; i++)
+        acked[i] = false;
+    if (sent == NULL)
+        return TSE_NOMEM;
+    /* Sent in order, so the replies come in the order of the ids sent. */
+    for (size_t i = 0; i < n; i++)
+        sent[i] = keys[i] != NULL &&
+                  tse_conn_append(c, 4, (const char *[]){"XACK", keys[i], group, ids[i]}, NULL);
+    for (size_t i = 0; i < n; i++) {
+        redisReply *r;
+        if (!sent[i])
+            continue;
+        if ((r = tse_conn_reply(c)) == NULL)
+            break;
+        acked[i] = is_int(r) && r->integer == 1;
+        freeReplyObject(r);
+    }
+    free(sent);
+    return tse_conn_lost(c) ? TSE_CONN_GONE : TSE_OK;
+}
+
+/* An XCLAIM ... JUSTID of one id: *claimed when Redis answered it. */
+static tse_status claim_justid(tse_conn *c, int argc, const char **argv, bool *claimed)
+{
+    redisReply *r = tse_conn_command(c, argc, argv, NULL);
+    tse_status st = is_array(r) ? TSE_OK : failed(r);
+
+    *claimed = is_array(r) && r->elements == 1;
+    if (r)
+        freeReplyObject(r);
+    return st;
+}
+
+tse_status tse_group_set_idle(tse_conn *c, const char *key, const char *group, const char *owner,
+                              const char *id, uint32_t idle_ms, bool *pending)
+{
+    char idle[16];
+
+    snprintf(idle, sizeof(idle), "%u", idle_ms);
+    return claim_justid(
+        c, 9, (const char *[]){"XCLAIM", key, group, owner, "0", id, "IDLE", idle, "JUSTID"},
+        pending);
+}
+
+tse_status tse_group_redrive(tse_conn *c, const char *key, const char *group, const char *consumer,
+                             const char *id, uint32_t idle_ms, bool *claimed)
+{
+    char idle[16];
+
+    snprintf(idle, sizeof(idle), "%u", idle_ms);
+    return claim_justid(c, 12,
+                        (const char *[]){"XCLAIM", key, group, consumer, "0", id, "IDLE", idle,
+                                         "RETRYCOUNT", "0", "FORCE", "JUSTID"},
+                        claimed);
+}
+
+/* ===================== the group ======================================== */
+
+/* A command whose reply only says done or not: an error reply is INTERNAL
+ * unless it starts with `fine` (NULL: none is). */
+static tse_status simple_cmd(tse_conn *c, int argc, const char **argv, const char *fine)
+{
+    redisReply *r = tse_conn_command(c, argc, argv, NULL);
+    tse_status st = TSE_OK;
+
+    if (r == NULL)
+        return TSE_CONN_GONE;
+    if (r->type == REDIS_REPLY_ERROR &&
+        (fine == NULL || r->str == NULL || strncmp(r->str, fine, strlen(fine)) != 0))
+        st = TSE_INTERNAL;
+    freeReplyObject(r);
+    return st;
+}
+
+tse_status tse_group_create(tse_conn *c, const char *key, const char *group, const char *start)
+{
+    return simple_cmd(c, 6, (const char *[]){"XGROUP", "CREATE", key, group, start, "MKSTREAM"},
+                      "BUSYGROUP");
+}
+
+tse_status tse_group_destroy(tse_conn *c, const char *key, const char *group)
+{
+    return simple_cmd(c, 4, (const char *[]){"XGROUP", "DESTROY", key, group}, NULL);
+}
+
+tse_status tse_group_delete_consumer(tse_conn *c, const char *key, const char *group,
+                                     const char *consumer)
+{
+    return simple_cmd(c, 5, (const char *[]){"XGROUP", "DELCONSUMER", key, group, consumer}, NULL);
+}
+
+void tse_consumer_list_cleanup(tse_consumer_list *l)
+{
+    if (l == NULL)
+        return;
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i].name);
+    free(l->v);
+    l->v = NULL;
+    l->n = 0;
+}
+
+tse_status tse_group_consumers_parse(const redisReply *r, tse_consumer_list *out)
+{
+    tse_consumer_list_cleanup(out);
+    if (!is_array(r))
+        return TSE_INTERNAL;
+    if (r->elements == 0)
+        return TSE_OK;
+    if ((out->v = calloc(r->elements, sizeof(*out->v))) == NULL)
+        return TSE_NOMEM;
+    for (size_t c = 0; c < r->elements; c++) {
+        const redisReply *f = r->element[c];
+        tse_consumer_info info = {NULL, -1, -1};
+        for (size_t i = 0; is_array(f) && i + 1 < f->elements; i += 2) {
+            const redisReply *k = f->element[i], *v = f->element[i + 1];
+            if (!is_str(k))
+                continue;
+            if (strcmp(k->str, "name") == 0 && is_str(v) && info.name == NULL) {
+                if ((info.name = strdup(v->str)) == NULL)
+                    return TSE_NOMEM;
+            } else if (strcmp(k->str, "pending") == 0 && is_int(v)) {
+                info.pending = v->integer;
+            } else if (strcmp(k->str, "idle") == 0 && is_int(v)) {
+                info.idle_ms = v->integer;
+            }
+        }
+        if (info.name != NULL)
+            out->v[out->n++] = info;
+    }
+    return TSE_OK;
+}
+
+tse_status tse_group_consumers(tse_conn *c, const char *key, const char *group,
+                               tse_consumer_list *out)
+{
+    redisReply *r =
+        tse_conn_command(c, 4, (const char *[]){"XINFO", "CONSUMERS", key, group}, NULL);
+    tse_status st;
+
+    if (r == NULL) {
+        tse_consumer_list_cleanup(out);
+        return TSE_CONN_GONE;
+    }
+    st = tse_group_consumers_parse(r, out);
+    freeReplyObject(r);
+    return st;
+}
+
+tse_status tse_group_info_parse(const redisReply *r, const char *group, tse_group_info *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!is_array(r))
+        return TSE_INTERNAL;
+    for (size_t g = 0; !out->found && g < r->elements; g++) {
+        const redisReply *f = r->element[g];
+        tse_group_info info = {0};
+        for (size_t i = 0; is_array(f) && i + 1 < f->elements; i += 2) {
+            const redisReply *k = f->element[i], *v = f->element[i + 1];
+            if (!is_str(k))
+                continue;
+            if (strcmp(k->str, "name") == 0 && is_str(v))
+                info.found = strcmp(v->str, group) == 0;
+            else if (strcmp(k->str, "pending") == 0 && is_int(v))
+                info.pending = (uint64_t)v->integer;
+            else if (strcmp(k->str, "consumers") == 0 && is_int(v))
+                info.consumers = (uint64_t)v->integer;
+            else if (strcmp(k->str, "lag") == 0 && is_int(v) && v->integer >= 0) {
+                info.lag = (uint64_t)v->integer;
+                info.lag_known = true;
+            }
+        }
+        if (info.found)
+            *out = info;
+    }
+    return TSE_OK;
+}
+
+tse_status tse_group_info_get(tse_conn *c, const char *key, const char *group, tse_group_info *out)
+{
+    redisReply *r = tse_conn_command(c, 3, (const char *[]){"XINFO", "GROUPS", key}, NULL);
+    tse_status st;
+
+    memset(out, 0, sizeof(*out));
+    if (r == NULL)
+        return TSE_CONN_GONE;
+    st = tse_group_info_parse(r, group, out);
+    freeReplyObject(r);
+    return st;
+}
+
+/* ===================== the lag count ==================================== */
+
+/*
+ * The lag of a group whose lag Redis cannot report (delivery_subs.c says
+ * when, and how the engine bounds the cost): the entries after its
+ * last-delivered id, counted from both sides at once up to ARGV[2]
+ * entries, handed back to Redis when exact (XGROUP SETID ... ENTRIESREAD);
+ * else the figure kept (ARGV[3..6]: last id, entries-added,
+ * max-deleted-entry-id, lag) plus the entries added since, when nothing
+ * moved; else an estimate by the time the uncounted entries span.
+ * Returns {lag, how, entries-added, max-deleted-entry-id, last-delivered
+ * id} and, for how 0 and 1, the entries read; {-1} when the group does not
+ * exist.
+ */
+static const char lag_script[] =
+    "local function fields(a)\n"
+    "  local f = {}\n"
+    "  for i = 1, #a, 2 do f[a[i]] = a[i + 1] end\n"
+    "  return f\n"
+    "end\n"
+    "local g\n"
+    "for _, a in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do\n"
+    "  local f = fields(a)\n"
+    "  if f['name'] == ARGV[1] then g = f end\n"
+    "end\n"
+    "if not g then return {-1} end\n"
+    "local last = g['last-delivered-id']\n"
+    "local s = fields(redis.call('XINFO', 'STREAM', KEYS[1]))\n"
+    "local len, added, dead = s['length'], s['entries-added'], s['max-deleted-entry-id']\n"
+    "if type(g['lag']) == 'number' then return {g['lag'], 3, added, dead, last} end\n"
+    "local function id(x)\n"
+    "  local a, b = string.match(x, '^(%d+)-(%d+)$')\n"
+    "  return tonumber(a), tonumber(b)\n"
+    "end\n"
+    "local function le(am, as, bm, bs) return am < bm or (am == bm and as <= bs) end\n"
+    "local lm, ls = id(last)\n"
+    "local nm, ns = id(s['last-generated-id'])\n"
+    "if len == 0 or le(nm, ns, lm, ls) then return {0, 3, added, dead, last} end\n"
+    "local fm, fs = id(s['first-entry'][1])\n"
+    "if not le(fm, fs, lm, ls) then return {len, 3, added, dead, last} end\n"
+    "local grew = added - tonumber(ARGV[4])\n"
+    "if last == ARGV[3] and dead == ARGV[5] and grew >= 0 then\n"
+    "  return {tonumber(ARGV[6]) + grew, 2, added, dead, last}\n"
+    "end\n"
+    "local cap, page = tonumber(ARGV[2]), 500\n"
+    "local fwd, back, after, upto, lag = last, last, 0, 0, nil\n"
+    "local back_from = last\n"
+    "while after + upto < cap do\n"
+    "  local p = redis.call('XRANGE', KEYS[1], '(' .. fwd, '+', 'COUNT', page)\n"
+    "  after = after + #p\n"
+    "  if #p < page then lag = after break end\n"
+    "  fwd = p[#p][1]\n"
+    "  local q = redis.call('XREVRANGE', KEYS[1], back_from, '-', 'COUNT', page)\n"
+    "  upto = upto + #q\n"
+    "  if #q < page then lag = len - upto break end\n"
+    "  back = q[#q][1]\n"
+    "  back_from = '(' .. back\n"
+    "end\n"
+    "if lag then\n"
+    "  redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], last, 'ENTRIESREAD', added - lag)\n"
+    "  return {lag, 1, added, dead, last, after + upto}\n"
+    "end\n"
+    "local function ms(id) return tonumber(string.match(id, '^(%d+)')) end\n"
+    "local first, newest = ms(s['first-entry'][1]), ms(s['last-generated-id'])\n"
+    "local a, b = newest - ms(fwd), ms(back) - first\n"
+    "local unknown, est = len - after - upto, after\n"
+    "if unknown > 0 and a + b > 0 then\n"
+    "  est = after + math.floor(unknown * a / (a + b))\n"
+    "end\n"
+    "return {est, 0, added, dead, last, after + upto}\n";
+
+tse_status tse_group_lag_parse(const redisReply *r, tse_lag_answer *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (is_array(r) && r->elements == 1 && is_int(r->element[0]) && r->element[0]->integer < 0)
+        return TSE_NOT_FOUND;
+    if (!is_array(r) || r->elements < 5 || !is_int(r->element[0]) || r->element[0]->integer < 0 ||
+        !is_int(r->element[1]) || !is_int(r->element[2]) || !is_str(r->element[3]) ||
+        !is_str(r->element[4]))
+        return TSE_INTERNAL;
+    out->lag = (uint64_t)r->element[0]->integer;
+    out->how = (int)r->element[1]->integer;
+    out->entries_added = r->element[2]->integer;
+    out->read = r->elements == 6 && is_int(r->element[5]) ? r->element[5]->integer : 0;
+    snprintf(out->max_deleted, sizeof(out->max_deleted), "%s", r->element[3]->str);
+    snprintf(out->last_id, sizeof(out->last_id), "%s", r->element[4]->str);
+    return TSE_OK;
+}
+
+tse_status tse_group_lag(tse_conn *c, const char *key, const char *group, const tse_lag_query *q,
+                         tse_lag_answer *out)
+{
+    char max_read[16], added[24], kept[24];
+    redisReply *r;
+    tse_status st;
+
+    snprintf(max_read, sizeof(max_read), "%u", q->max_read);
+    snprintf(added, sizeof(added), "%lld", q->entries_added);
+    snprintf(kept, sizeof(kept), "%" PRIu64, q->lag);
+    r = tse_conn_command(c, 10,
+                         (const char *[]){"EVAL", lag_script, "1", key, group, max_read, q->last_id,
+                                          added, q->max_deleted, kept},
+                         NULL);
+    if (r == NULL) {
+        memset(out, 0, sizeof(*out));
+        return TSE_CONN_GONE;
+    }
+    st = tse_group_lag_parse(r, out);
+    freeReplyObject(r);
+    return st;
+}
+
+/* ===================== position and seek ================================ */
+
+/* The id just before entry id `id` ("0-0" stays "0-0"). */
+static void id_before(const char *id, char *out, size_t len)
+{
+    uint64_t ms = 0, seq = 0;
+
+    if (!tse_entry_id_parse(id, &ms, &seq) || (ms == 0 && seq == 0))
+        snprintf(out, len, "0-0");
+    else if (seq > 0)
+        snprintf(out, len, "%" PRIu64 "-%" PRIu64, ms, seq - 1);
+    else
+        snprintf(out, len, "%" PRIu64 "-%" PRIu64, ms - 1, UINT64_MAX);
+}
+
+/* The group's acknowledged position on one stream: its last-delivered id,
+ * or just before its oldest pending entry. {last, oldest pending or ""}. */
+static const char acked_position_script[] =
+    "local last = nil\n"
+    "for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do\n"
+    "  local t = {}\n"
+    "  for i = 1, #g, 2 do t[g[i]] = g[i + 1] end\n"
+    "  if t['name'] == ARGV[1] then last = t['last-delivered-id'] end\n"
+    "end\n"
+    "if not last then return false end\n"
+    "local p = redis.call('XPENDING', KEYS[1], ARGV[1])\n"
+    "return {last, p[2] or ''}\n";
+
+tse_status tse_group_acked_position_parse(const redisReply *r, char *out, size_t len)
+{
+    snprintf(out, len, "0-0");
+    if (r != NULL && r->type == REDIS_REPLY_NIL)
+        return TSE_NOT_FOUND; /* the script's false */
+    if (!is_array(r) || r->elements != 2 || !is_str(r->element[0]) || !is_str(r->element[1]))
+        return TSE_INTERNAL;
+    if (r->element[1]->str[0] != '\0')
+        id_before(r->element[1]->str, out, len);
+    else
+        snprintf(out, len, "%s", r->element[0]->str);
+    return TSE_OK;
+}
+
+tse_status tse_group_acked_position(tse_conn *c, const char *key, const char *group, char *out,
+                                    size_t len)
+{
+    redisReply *r = tse_conn_command(
+        c, 5, (const char *[]){"EVAL", acked_position_script, "1", key, group}, NULL);
+    tse_status st;
+
+    if (r == NULL) {
+        snprintf(out, len, "0-0");
+        return TSE_CONN_GONE;
+    }
+    st = tse_group_acked_position_parse(r, out, len);
+    freeReplyObject(r);
+    return st;
+}
+
+/* Acks every pending entry of the group, then moves it: atomic per stream.
+ * Returns how many pending entries it acked. */
+static const char seek_script[] =
+    "local n = 0\n"
+    "while true do\n"
+    "  local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1000)\n"
+    "  if #p == 0 then break end\n"
+    "  local ids = {}\n"
+    "  for i, e in ipairs(p) do ids[i] = e[1] end\n"
+    "  n = n + redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))\n"
+    "end\n"
+    "redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], ARGV[2])\n"
+    "return n\n";
+
+tse_status tse_group_seek(tse_conn *c, const char *key, const char *group, const char *to,
+                          uint64_t *cleared, char *why, size_t why_len)
+{
+    redisReply *r =
+        tse_conn_command(c, 6, (const char *[]){"EVAL", seek_script, "1", key, group, to}, NULL);
+    tse_status st = TSE_OK;
+
+    *cleared = 0;
+    if (why_len > 0)
+        why[0] = '\0';
+    if (r == NULL)
+        return TSE_CONN_GONE;
+    if (is_int(r)) {
+        *cleared = r->integer > 0 ? (uint64_t)r->integer : 0;
+    } else {
+        st = TSE_INTERNAL;
+        snprintf(why, why_len, "%s", r->type == REDIS_REPLY_ERROR && r->str ? r->str : "");
+    }
+    freeReplyObject(r);
+    return st;
+}

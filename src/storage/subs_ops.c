@@ -1,0 +1,289 @@
+/*
+ * subs_ops.c - the subscriptions hash, the stream set, snapshot hashes and
+ * the clock (subs_ops.h).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "domain/limits.h"
+#include "storage/conn_internal.h"
+#include "storage/keys.h"
+#include "storage/subs_ops.h"
+
+#define SNAPSHOTS_KEY_MAX (TSE_SUBSCRIPTION_NAME_MAX + 64)
+
+static void snapshots_key(const char *subscription, char *buf, size_t len)
+{
+    snprintf(buf, len, TSE_SNAPSHOTS_PREFIX "%s", subscription);
+}
+
+/* ===================== values =========================================== */
+
+void tse_strings_cleanup(tse_strings *s)
+{
+    if (s == NULL)
+        return;
+    for (size_t i = 0; i < s->n; i++)
+        free(s->v[i]);
+    free(s->v);
+    s->v = NULL;
+    s->n = 0;
+}
+
+void tse_blob_cleanup(tse_blob *b)
+{
+    if (b == NULL)
+        return;
+    free(b->data);
+    b->data = NULL;
+    b->len = 0;
+}
+
+void tse_blobs_cleanup(tse_blobs *b)
+{
+    if (b == NULL)
+        return;
+    for (size_t i = 0; i < b->n; i++)
+        tse_blob_cleanup(&b->v[i]);
+    free(b->v);
+    b->v = NULL;
+    b->n = 0;
+}
+
+static bool blob_of(const redisReply *r, tse_blob *out)
+{
+    out->len = r->len;
+    if ((out->data = malloc(r->len ? r->len : 1)) == NULL)
+        return false;
+    memcpy(out->data, r->str, r->len);
+    return true;
+}
+
+tse_status tse_strings_parse(const redisReply *r, tse_strings *out)
+{
+    tse_strings_cleanup(out);
+    if (!is_array(r))
+        return TSE_INTERNAL;
+    if ((out->v = calloc(r->elements ? r->elements : 1, sizeof(*out->v))) == NULL)
+        return TSE_NOMEM;
+    for (size_t i = 0; i < r->elements; i++) {
+        if (!is_str(r->element[i]))
+            continue;
+        if ((out->v[out->n] = strdup(r->element[i]->str)) == NULL)
+            return TSE_NOMEM;
+        out->n++;
+    }
+    return TSE_OK;
+}
+
+tse_status tse_blobs_parse(const redisReply *r, tse_blobs *out)
+{
+    tse_blobs_cleanup(out);
+    if (!is_array(r))
+        return TSE_INTERNAL;
+    if ((out->v = calloc(r->elements ? r->elements : 1, sizeof(*out->v))) == NULL)
+        return TSE_NOMEM;
+    for (size_t i = 0; i < r->elements; i++) {
+        if (!is_str(r->element[i]))
+            continue;
+        if (!blob_of(r->element[i], &out->v[out->n]))
+            return TSE_NOMEM;
+        out->n++;
+    }
+    return TSE_OK;
+}
+
+/* Commands by reply type: each frees its reply. */
+static tse_status strings_cmd(tse_conn *c, int argc, const char **argv, tse_strings *out)
+{
+    redisReply *r = tse_conn_command(c, argc, argv, NULL);
+    tse_status st;
+
+    if (r == NULL) {
+        tse_strings_cleanup(out);
+        return TSE_CONN_GONE;
+    }
+    st = tse_strings_parse(r, out);
+    freeReplyObject(r);
+    return st;
+}
+
+static tse_status int_cmd(tse_conn *c, int argc, const char **argv, const size_t *lens,
+                          long long *n)
+{
+    redisReply *r = tse_conn_command(c, argc, argv, lens);
+    tse_status st = is_int(r) ? TSE_OK : failed(r);
+
+    *n = is_int(r) ? r->integer : 0;
+    if (r)
+        freeReplyObject(r);
+    return st;
+}
+
+/* A bulk string reply into out; TSE_NOT_FOUND for nil. */
+static tse_status blob_cmd(tse_conn *c, int argc, const char **argv, tse_blob *out)
+{
+    redisReply *r = tse_conn_command(c, argc, argv, NULL);
+    tse_status st = TSE_OK;
+
+    memset(out, 0, sizeof(*out));
+    if (r == NULL)
+        return TSE_CONN_GONE;
+    if (r->type == REDIS_REPLY_NIL)
+        st = TSE_NOT_FOUND;
+    else if (r->type != REDIS_REPLY_STRING)
+        st = TSE_INTERNAL;
+    else if (!blob_of(r, out))
+        st = TSE_NOMEM;
+    freeReplyObject(r);
+    return st;
+}
+
+/* ===================== subscriptions ==================================== */
+
+tse_status tse_subs_names(tse_conn *c, tse_strings *out)
+{
+    return strings_cmd(c, 2, (const char *[]){"HKEYS", TSE_SUBS_KEY}, out);
+}
+
+tse_status tse_subs_get(tse_conn *c, const char *name, tse_blob *out)
+{
+    return blob_cmd(c, 3, (const char *[]){"HGET", TSE_SUBS_KEY, name}, out);
+}
+
+tse_status tse_subs_put_new(tse_conn *c, const char *name, const uint8_t *packed, size_t len,
+                            bool *inserted)
+{
+    long long n = 0;
+    tse_status st =
+        int_cmd(c, 4, (const char *[]){"HSETNX", TSE_SUBS_KEY, name, (const char *)packed},
+                (const size_t[]){6, strlen(TSE_SUBS_KEY), strlen(name), len}, &n);
+
+    *inserted = st == TSE_OK && n == 1;
+    return st;
+}
+
+tse_status tse_subs_delete(tse_conn *c, const char *name)
+{
+    char key[SNAPSHOTS_KEY_MAX];
+    long long n;
+
+    tse_key_dlq(name, key, sizeof(key));
+    int_cmd(c, 2, (const char *[]){"DEL", key}, NULL, &n);
+    snapshots_key(name, key, sizeof(key));
+    int_cmd(c, 2, (const char *[]){"DEL", key}, NULL, &n);
+    return int_cmd(c, 3, (const char *[]){"HDEL", TSE_SUBS_KEY, name}, NULL, &n);
+}
+
+/* ===================== the stream set =================================== */
+
+tse_status tse_streams_list(tse_conn *c, tse_strings *out)
+{
+    return strings_cmd(c, 2, (const char *[]){"SMEMBERS", TSE_STREAMS_KEY}, out);
+}
+
+tse_status tse_streams_count(tse_conn *c, long long *n)
+{
+    return int_cmd(c, 2, (const char *[]){"SCARD", TSE_STREAMS_KEY}, NULL, n);
+}
+
+/* ===================== snapshots ======================================== */
+
+tse_status tse_snapshot_exists(tse_conn *c, const char *subscription, const char *name,
+                               bool *exists)
+{
+    char key[SNAPSHOTS_KEY_MAX];
+    long long n = 0;
+    tse_status st;
+
+    snapshots_key(subscription, key, sizeof(key));
+    st = int_cmd(c, 3, (const char *[]){"HEXISTS", key, name}, NULL, &n);
+    *exists = n == 1;
+    return st;
+}
+
+tse_status tse_snapshot_count(tse_conn *c, const char *subscription, long long *n)
+{
+    char key[SNAPSHOTS_KEY_MAX];
+
+    snapshots_key(subscription, key, sizeof(key));
+    return int_cmd(c, 2, (const char *[]){"HLEN", key}, NULL, n);
+}
+
+tse_status tse_snapshot_put(tse_conn *c, const char *subscription, const char *name,
+                            const uint8_t *packed, size_t len)
+{
+    char key[SNAPSHOTS_KEY_MAX];
+    long long n;
+
+    snapshots_key(subscription, key, sizeof(key));
+    return int_cmd(c, 4, (const char *[]){"HSET", key, name, (const char *)packed},
+                   (const size_t[]){4, strlen(key), strlen(name), len}, &n);
+}
+
+tse_status tse_snapshot_all(tse_conn *c, const char *subscription, tse_blobs *out)
+{
+    char key[SNAPSHOTS_KEY_MAX];
+    redisReply *r;
+    tse_status st;
+
+    snapshots_key(subscription, key, sizeof(key));
+    r = tse_conn_command(c, 2, (const char *[]){"HVALS", key}, NULL);
+    if (r == NULL) {
+        tse_blobs_cleanup(out);
+        return TSE_CONN_GONE;
+    }
+    st = tse_blobs_parse(r, out);
+    freeReplyObject(r);
+    return st;
+}
+
+tse_status tse_snapshot_get(tse_conn *c, const char *subscription, const char *name, tse_blob *out)
+{
+    char key[SNAPSHOTS_KEY_MAX];
+
+    snapshots_key(subscription, key, sizeof(key));
+    return blob_cmd(c, 3, (const char *[]){"HGET", key, name}, out);
+}
+
+tse_status tse_snapshot_delete(tse_conn *c, const char *subscription, const char *name,
+                               bool *deleted)
+{
+    char key[SNAPSHOTS_KEY_MAX];
+    long long n = 0;
+    tse_status st;
+
+    snapshots_key(subscription, key, sizeof(key));
+    st = int_cmd(c, 3, (const char *[]){"HDEL", key, name}, NULL, &n);
+    *deleted = n == 1;
+    return st;
+}
+
+/* ===================== the clock ======================================== */
+
+tse_status tse_redis_time_parse(const redisReply *r, int64_t *sec, int32_t *nanos)
+{
+    *sec = 0;
+    *nanos = 0;
+    if (!is_array(r) || r->elements != 2 || !is_str(r->element[0]) || !is_str(r->element[1]))
+        return TSE_INTERNAL;
+    *sec = strtoll(r->element[0]->str, NULL, 10);
+    *nanos = (int32_t)(strtol(r->element[1]->str, NULL, 10) * 1000);
+    return TSE_OK;
+}
+
+tse_status tse_redis_time(tse_conn *c, int64_t *sec, int32_t *nanos)
+{
+    redisReply *r = tse_conn_command(c, 1, (const char *[]){"TIME"}, NULL);
+    tse_status st;
+
+    if (r == NULL) {
+        *sec = 0;
+        *nanos = 0;
+        return TSE_CONN_GONE;
+    }
+    st = tse_redis_time_parse(r, sec, nanos);
+    freeReplyObject(r);
+    return st;
+}
