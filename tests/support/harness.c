@@ -145,7 +145,7 @@ done:
 
 static bool redis_launch(tse_test_redis *r)
 {
-    char port[16], bus_port[16], log[300];
+    char port[16], bus_port[16], node_timeout[16], log[300];
     char *argv[] = {"redis-server",
                     "--port",
                     port,
@@ -179,10 +179,12 @@ static bool redis_launch(tse_test_redis *r)
         opt[2] = "--cluster-config-file";
         opt[3] = "nodes.conf";
         opt[4] = "--cluster-node-timeout";
-        opt[5] = "5000";
+        opt[5] = node_timeout;
         opt[6] = "--cluster-port";
         opt[7] = bus_port;
         snprintf(bus_port, sizeof(bus_port), "%d", r->bus_port);
+        snprintf(node_timeout, sizeof(node_timeout), "%d",
+                 r->node_timeout_ms > 0 ? r->node_timeout_ms : 5000);
     }
     /* After a crash the port may still be held for a moment. */
     for (int i = 0; i < 500 && port_accepts(r->port); i++)
@@ -208,7 +210,8 @@ static bool redis_launch(tse_test_redis *r)
     return false;
 }
 
-static tse_test_redis *redis_start(bool aof, const char *appendfsync, bool cluster)
+static tse_test_redis *redis_start(bool aof, const char *appendfsync, bool cluster,
+                                   int node_timeout_ms)
 {
     tse_test_redis *r = calloc(1, sizeof(*r));
 
@@ -216,6 +219,7 @@ static tse_test_redis *redis_start(bool aof, const char *appendfsync, bool clust
         return NULL;
     r->aof = aof;
     r->cluster = cluster;
+    r->node_timeout_ms = node_timeout_ms;
     snprintf(r->appendfsync, sizeof(r->appendfsync), "%s", appendfsync);
     snprintf(r->dir, sizeof(r->dir), "/tmp/tse-redis-XXXXXX");
     if (mkdtemp(r->dir) == NULL)
@@ -233,12 +237,17 @@ fail:
 
 tse_test_redis *tse_test_redis_start(bool aof)
 {
-    return redis_start(aof, "everysec", false);
+    return redis_start(aof, "everysec", false, 0);
 }
 
 tse_test_redis *tse_test_redis_start_aof(const char *appendfsync)
 {
-    return redis_start(true, appendfsync, false);
+    return redis_start(true, appendfsync, false, 0);
+}
+
+tse_test_redis *tse_test_redis_start_cluster_node(int node_timeout_ms)
+{
+    return redis_start(false, "everysec", true, node_timeout_ms);
 }
 
 void tse_test_redis_kill(tse_test_redis *r)
@@ -265,73 +274,6 @@ void tse_test_redis_stop(tse_test_redis *r)
             fprintf(stderr, "could not remove %s\n", r->dir);
     }
     free(r);
-}
-
-void tse_test_redis_cluster_stop(tse_test_redis_cluster *c)
-{
-    if (c == NULL)
-        return;
-    for (int i = 0; i < c->n; i++)
-        tse_test_redis_stop(c->nodes[i]);
-    free(c);
-}
-
-/* Runs `redis-cli --cluster create` over c's nodes; true when it succeeded. */
-static bool cluster_create(const tse_test_redis_cluster *c)
-{
-    char cmd[1024] = "redis-cli --cluster create";
-    char log[64];
-    int status;
-
-    for (int i = 0; i < c->n; i++)
-        snprintf(cmd + strlen(cmd), sizeof(cmd) - strlen(cmd), " 127.0.0.1:%d", c->nodes[i]->port);
-    snprintf(log, sizeof(log), "/tmp/tse-cluster-%d.log", (int)getpid());
-    snprintf(cmd + strlen(cmd), sizeof(cmd) - strlen(cmd), " --cluster-yes > %s 2>&1", log);
-    status = system(cmd);
-    if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        fprintf(stderr, "redis-cli --cluster create failed: see %s\n", log);
-        return false;
-    }
-    unlink(log);
-    return true;
-}
-
-static bool cluster_ok(const tse_test_redis *r)
-{
-    char *info = tse_test_redis_cmd(r, "CLUSTER INFO");
-    bool ok = info != NULL && strstr(info, "cluster_state:ok") != NULL;
-
-    free(info);
-    return ok;
-}
-
-tse_test_redis_cluster *tse_test_redis_cluster_start(int masters)
-{
-    tse_test_redis_cluster *c;
-
-    if (masters < 3 || masters > TSE_TEST_CLUSTER_MAX)
-        return NULL;
-    c = calloc(1, sizeof(*c));
-    if (c == NULL)
-        return NULL;
-    for (c->n = 0; c->n < masters; c->n++) {
-        c->nodes[c->n] = redis_start(false, "everysec", true);
-        if (c->nodes[c->n] == NULL)
-            goto fail;
-    }
-    if (!cluster_create(c))
-        goto fail;
-    for (int i = 0; i < c->n; i++) {
-        int tries = 0;
-        while (!cluster_ok(c->nodes[i]) && tries++ < 1000)
-            usleep(10000);
-        if (!cluster_ok(c->nodes[i]))
-            goto fail;
-    }
-    return c;
-fail:
-    tse_test_redis_cluster_stop(c);
-    return NULL;
 }
 
 static void reply_append(const redisReply *rep, char *buf, size_t len)

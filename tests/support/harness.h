@@ -23,12 +23,15 @@ typedef struct tse_test_redis {
     char appendfsync[16]; /* AOF fsync policy: everysec unless started otherwise */
     bool cluster;         /* --cluster-enabled yes (nodes.conf in dir) */
     int bus_port;         /* cluster: its cluster bus port (port + 10000 may not exist) */
+    int node_timeout_ms;  /* cluster: --cluster-node-timeout (0: 5000) */
 } tse_test_redis;
 
 /* Most nodes of a test cluster. */
 #define TSE_TEST_CLUSTER_MAX 6
 
-/* A Redis Cluster of masters on loopback, each node a tse_test_redis. */
+/* A Redis Cluster on loopback, each node a tse_test_redis (cluster.c has
+ * the helpers that start, reshape and break it). A killed node stays in
+ * nodes[] with pid 0. */
 typedef struct tse_test_redis_cluster {
     int n;
     tse_test_redis *nodes[TSE_TEST_CLUSTER_MAX];
@@ -57,11 +60,16 @@ bool tse_test_redis_restart(tse_test_redis *r);
 /* Stops (SIGTERM, then SIGKILL), removes the folder, frees. */
 void tse_test_redis_stop(tse_test_redis *r);
 
+/* Starts one cluster-enabled redis-server (not joined to anything) with
+ * --cluster-node-timeout node_timeout_ms (0: 5000). */
+tse_test_redis *tse_test_redis_start_cluster_node(int node_timeout_ms);
+
 /*
  * Starts masters (3..TSE_TEST_CLUSTER_MAX) cluster-enabled redis-servers,
  * each on its own port and folder, joins them with `redis-cli --cluster
  * create` (slots spread evenly, no replicas) and waits until every node
- * says cluster_state:ok. NULL (everything stopped) on failure.
+ * says cluster_state:ok. NULL (everything stopped) on failure. The
+ * helpers of replicas, slot migration and failover are in cluster.h.
  */
 tse_test_redis_cluster *tse_test_redis_cluster_start(int masters);
 /* Stops every node and frees; NULL is a no-op. */

@@ -1,0 +1,824 @@
+/*
+ * rconn.c - one thread's connection to a single Redis or a Redis Cluster
+ * (rconn.h): routing by slot, pipelines split per node, redirections,
+ * failover.
+ *
+ * Invariants: nodes[] only grows, so a node's index stays valid for the
+ * connection's life (the slot map is rebuilt, the node table is not); a
+ * node's ctx is NULL or a connection that completed the handshake and
+ * loaded every script. The pipeline q[0..n) holds commands in the order
+ * appended; once it ran, each entry is done with a reply or a failure, and
+ * q[next..n) are the replies still to be taken.
+ *
+ * A pipeline runs in rounds: route every pending command (its ASK target,
+ * else the map's owner of its slot), send each node's commands in order,
+ * read each node's replies in the same order, then sort the replies: an
+ * answer is final; MOVED, ASK, TRYAGAIN and CLUSTERDOWN leave the command
+ * pending for the next round. Rounds go on until nothing is pending or the
+ * deadline passed, sleeping between them unless the last one only followed
+ * redirections.
+ */
+#include "storage/rconn.h"
+
+#include <errno.h>
+#include <hiredis/hiredis.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "common/clock.h"
+#include "storage/cluster_map.h"
+#include "storage/rconn_internal.h"
+#include "storage/redis_connect.h"
+#include "storage/resp.h"
+
+/* Redirections one command may follow before it is failed: a slot moving
+ * back and forth this often means a cluster in trouble. */
+#define MAX_REDIRECTS  16
+/* Sleep between rounds that made no progress: doubling from the first to
+ * the last, never past the deadline. */
+#define RETRY_FIRST_MS 10
+#define RETRY_MAX_MS   200
+
+typedef struct rnode {
+    char host[256];
+    int port;
+    redisContext *ctx;
+} rnode;
+
+typedef struct entry {
+    char *cmd; /* RESP, owned */
+    size_t len;
+    int slot; /* 0..16383, or TSE_SLOT_ANY */
+    int ask;  /* node to send ASKING + the command to, or -1 */
+    int node; /* node of this round, or -1 */
+    int redirects;
+    bool done;
+    redisReply *reply; /* done and TSE_OK */
+    tse_status st;
+    char why[TSE_ERROR_MESSAGE_MAX]; /* done and failed, or why still pending */
+} entry;
+
+struct tse_rconn {
+    tse_redis_target target;
+    int timeout_ms;
+    tse_cluster_map *map; /* cluster: NULL until fetched */
+    bool refresh;         /* cluster: fetch the map before routing */
+    rnode *nodes;
+    size_t nnodes, node_cap;
+    entry *q;
+    size_t n, cap, next;
+    bool ran;
+    int *node_of; /* scratch of a round, cap entries */
+    size_t *order;
+    size_t *start; /* node_cap + 1 */
+    char **scripts;
+    size_t nscripts;
+    tse_rconn_counters counters;
+};
+
+/* -------------------------------------------------------------------------
+ * The plan of a round (pure)
+ * ---------------------------------------------------------------------- */
+
+size_t tse_rconn_plan(const int *node_of, size_t n, size_t nnodes, size_t *order, size_t *start)
+{
+    memset(start, 0, (nnodes + 1) * sizeof(*start));
+    for (size_t i = 0; i < n; i++)
+        if (node_of[i] >= 0 && (size_t)node_of[i] < nnodes)
+            start[node_of[i] + 1]++;
+    for (size_t k = 0; k < nnodes; k++)
+        start[k + 1] += start[k];
+    /* start[k] is node k's next free place while filling; shifted back
+     * after. */
+    for (size_t i = 0; i < n; i++)
+        if (node_of[i] >= 0 && (size_t)node_of[i] < nnodes)
+            order[start[node_of[i]]++] = i;
+    for (size_t k = nnodes; k > 0; k--)
+        start[k] = start[k - 1];
+    start[0] = 0;
+    return start[nnodes];
+}
+
+/* -------------------------------------------------------------------------
+ * Nodes and their connections
+ * ---------------------------------------------------------------------- */
+
+/* The index of host:port in the node table, added when new; -1 when out of
+ * memory or the table is full. */
+static int node_find(tse_rconn *c, const char *host, int port)
+{
+    for (size_t i = 0; i < c->nnodes; i++)
+        if (c->nodes[i].port == port && strcmp(c->nodes[i].host, host) == 0)
+            return (int)i;
+    if (c->nnodes == TSE_CLUSTER_MAX_NODES || strlen(host) >= sizeof(c->nodes[0].host))
+        return -1;
+    if (c->nnodes == c->node_cap) {
+        size_t cap = c->node_cap ? c->node_cap * 2 : 8;
+        rnode *nodes = realloc(c->nodes, cap * sizeof(*nodes));
+        size_t *start;
+
+        if (nodes == NULL)
+            return -1;
+        c->nodes = nodes;
+        start = realloc(c->start, (cap + 1) * sizeof(*start));
+        if (start == NULL)
+            return -1;
+        c->start = start;
+        c->node_cap = cap;
+    }
+    memset(&c->nodes[c->nnodes], 0, sizeof(rnode));
+    strcpy(c->nodes[c->nnodes].host, host);
+    c->nodes[c->nnodes].port = port;
+    return (int)c->nnodes++;
+}
+
+static void node_drop(tse_rconn *c, rnode *n)
+{
+    if (n->ctx == NULL)
+        return;
+    redisFree(n->ctx);
+    n->ctx = NULL;
+    c->counters.node_drops++;
+}
+
+/* Whether the server closed ctx (or sent what nobody asked for) while it
+ * was idle: then it must not be given a command. No outstanding replies
+ * here, so any readable byte or end of file means the connection is done. */
+static bool idle_connection_broken(redisContext *ctx)
+{
+    struct pollfd p = {.fd = ctx->fd, .events = POLLIN};
+    char byte;
+
+    if (ctx->err)
+        return true;
+    if (poll(&p, 1, 0) <= 0)
+        return false;
+    return recv(ctx->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) != -1 ||
+           (errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+/* The target of node n: the connection's own, at n's address. */
+static void node_target(const tse_rconn *c, const rnode *n, tse_redis_target *t)
+{
+    *t = c->target;
+    strcpy(t->host, n->host);
+    t->port = n->port;
+}
+
+static bool load_scripts(tse_rconn *c, rnode *n, char *why, size_t len)
+{
+    tse_redis_target t;
+
+    node_target(c, n, &t);
+    for (size_t i = 0; i < c->nscripts; i++) {
+        const char *argv[3] = {"SCRIPT", "LOAD", c->scripts[i]};
+
+        if (!tse_redis_handshake(n->ctx, &t, c->timeout_ms, 3, argv, NULL, why, len))
+            return false;
+    }
+    return true;
+}
+
+/* A connection to node n, opened (handshake, scripts) when it has none or
+ * an idle one the server closed. False with why set when it cannot be. */
+static bool node_ready(tse_rconn *c, rnode *n, char *why, size_t len)
+{
+    tse_redis_target t;
+
+    if (n->ctx != NULL && !idle_connection_broken(n->ctx))
+        return true;
+    node_drop(c, n);
+    node_target(c, n, &t);
+    n->ctx = tse_redis_connect(&t, c->timeout_ms, why, len);
+    if (n->ctx == NULL)
+        return false;
+    c->counters.connects++;
+    if (!load_scripts(c, n, why, len)) {
+        node_drop(c, n);
+        return false;
+    }
+    return true;
+}
+
+/* -------------------------------------------------------------------------
+ * The slot map
+ * ---------------------------------------------------------------------- */
+
+/* The map as node n sees it (CLUSTER SHARDS, else CLUSTER SLOTS), or NULL
+ * with why set. */
+static tse_cluster_map *map_from_node(tse_rconn *c, rnode *n, char *why, size_t len)
+{
+    static const char *const shards[] = {"CLUSTER", "SHARDS"}, *const slots[] = {"CLUSTER",
+                                                                                 "SLOTS"};
+    tse_cluster_map *m = NULL;
+    redisReply *r;
+    tse_error err;
+    tse_status st;
+
+    if (!node_ready(c, n, why, len))
+        return NULL;
+    r = redisCommandArgv(n->ctx, 2, (const char **)shards, NULL);
+    if (r != NULL && r->type == REDIS_REPLY_ERROR) {
+        /* Redis before 7.0 has no CLUSTER SHARDS. */
+        freeReplyObject(r);
+        r = redisCommandArgv(n->ctx, 2, (const char **)slots, NULL);
+        st = r == NULL || r->type == REDIS_REPLY_ERROR
+                 ? TSE_UNAVAILABLE
+                 : tse_cluster_map_from_slots(r, n->host, &m, &err);
+    } else {
+        st = r == NULL ? TSE_UNAVAILABLE : tse_cluster_map_from_shards(r, n->host, &m, &err);
+    }
+    if (r == NULL) {
+        tse_redis_target t;
+
+        node_target(c, n, &t);
+        tse_redis_describe_failure(n->ctx, &t, c->timeout_ms, "CLUSTER SHARDS", why, len);
+        node_drop(c, n);
+    } else if (r->type == REDIS_REPLY_ERROR) {
+        tse_redis_say(why, len, "redis %s:%d: CLUSTER SLOTS: %s", n->host, n->port, r->str);
+    } else if (st != TSE_OK) {
+        tse_redis_say(why, len, "redis %s:%d: %s: %s", n->host, n->port, err.field, err.message);
+    }
+    if (r != NULL)
+        freeReplyObject(r);
+    return m;
+}
+
+/* Fetches the map from the first node that answers: the known nodes from
+ * the last one that answered on, then the seeds. False with why set when
+ * none did; the old map stays. */
+static bool map_refresh(tse_rconn *c, char *why, size_t len)
+{
+    for (int i = 0; i < c->target.nseeds; i++)
+        if (node_find(c, c->target.seeds[i].host, c->target.seeds[i].port) < 0) {
+            tse_redis_say(why, len, "redis cluster: out of memory");
+            return false;
+        }
+    /* Connected nodes first: asking them costs no connect. */
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < c->nnodes; i++) {
+            rnode *n = &c->nodes[i];
+            tse_cluster_map *m;
+
+            if ((pass == 0) != (n->ctx != NULL))
+                continue;
+            m = map_from_node(c, n, why, len);
+            if (m != NULL) {
+                tse_cluster_map_destroy(c->map);
+                c->map = m;
+                c->refresh = false;
+                c->counters.refreshes++;
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+/* -------------------------------------------------------------------------
+ * Rounds
+ * ---------------------------------------------------------------------- */
+
+static void entry_fail(entry *e, tse_status st, const char *why)
+{
+    e->done = true;
+    e->st = st;
+    if (why != e->why)
+        snprintf(e->why, sizeof(e->why), "%s", why);
+}
+
+/* node, or -1 when node_find found no room for it. */
+static int with_node(entry *e, int node)
+{
+    if (node < 0)
+        tse_redis_say(e->why, sizeof(e->why), "redis cluster: out of memory");
+    return node;
+}
+
+/* A master for a keyless command: a connected one when there is one (a
+ * dead master stays in the map until its replica takes over), else the
+ * first the map lists; -1 with e->why set when it lists none. */
+static int any_master(tse_rconn *c, entry *e)
+{
+    int first = -1;
+
+    for (size_t i = 0; i < tse_cluster_map_node_count(c->map); i++) {
+        const tse_cluster_node *n = tse_cluster_map_node(c->map, i);
+        int k;
+
+        if (!n->master)
+            continue;
+        k = node_find(c, n->host, n->port);
+        if (k >= 0 && c->nodes[k].ctx != NULL)
+            return k;
+        if (first < 0 && k >= 0)
+            first = k;
+    }
+    if (first < 0)
+        tse_redis_say(e->why, sizeof(e->why), "redis cluster: no master known (or no memory)");
+    return first;
+}
+
+/* The node e goes to this round, or -1 with e->why saying why none. */
+static int route(tse_rconn *c, entry *e)
+{
+    const tse_cluster_node *owner;
+    unsigned idx;
+
+    if (!tse_rconn_is_cluster(c))
+        return 0;
+    if (e->ask >= 0)
+        return e->ask;
+    if (c->map == NULL)
+        return -1; /* e->why: the refresh's failure */
+    if (e->slot == TSE_SLOT_ANY)
+        return any_master(c, e);
+    idx = tse_cluster_map_slot_owner(c->map, (unsigned)e->slot);
+    if (idx == TSE_CLUSTER_NO_NODE) {
+        tse_redis_say(e->why, sizeof(e->why), "redis cluster: no master serves slot %d", e->slot);
+        c->refresh = true;
+        return -1;
+    }
+    owner = tse_cluster_map_node(c->map, idx);
+    return with_node(e, node_find(c, owner->host, owner->port));
+}
+
+/* Writes what node k was given, so every node works on its part of the
+ * round while the replies of the first are read. A failed write may have
+ * sent some commands: they fail as a lost connection does. */
+static bool flush_node(tse_rconn *c, size_t k, size_t from, size_t to)
+{
+    rnode *n = &c->nodes[k];
+    int done = 0;
+
+    while (!done) {
+        if (redisBufferWrite(n->ctx, &done) != REDIS_OK) {
+            tse_redis_target t;
+            char why[TSE_ERROR_MESSAGE_MAX], lost[TSE_ERROR_MESSAGE_MAX];
+
+            node_target(c, n, &t);
+            tse_redis_describe_failure(n->ctx, &t, c->timeout_ms, "sending", why, sizeof(why));
+            tse_redis_say(lost, sizeof(lost), "%s (the command may have run)", why);
+            for (size_t j = from; j < to; j++)
+                entry_fail(&c->q[c->order[j]], TSE_UNAVAILABLE, lost);
+            node_drop(c, n);
+            c->refresh = true;
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Sends node k's commands of the round. False (entries keep their why)
+ * when it could not be reached: nothing was sent. */
+static bool send_node(tse_rconn *c, size_t k, size_t from, size_t to)
+{
+    rnode *n = &c->nodes[k];
+    char why[TSE_ERROR_MESSAGE_MAX];
+
+    if (!node_ready(c, n, why, sizeof(why))) {
+        for (size_t j = from; j < to; j++) {
+            entry *e = &c->q[c->order[j]];
+
+            snprintf(e->why, sizeof(e->why), "%s", why);
+            e->node = -1;
+        }
+        c->refresh = true;
+        return false;
+    }
+    for (size_t j = from; j < to; j++) {
+        entry *e = &c->q[c->order[j]];
+
+        if ((e->ask >= 0 && redisAppendCommand(n->ctx, "ASKING") != REDIS_OK) ||
+            redisAppendFormattedCommand(n->ctx, e->cmd, e->len) != REDIS_OK) {
+            /* Out of memory in hiredis's buffer: the connection's state is
+             * unknown, so none of its commands go. */
+            for (size_t i = from; i < to; i++) {
+                entry *f = &c->q[c->order[i]];
+
+                f->node = -1;
+                entry_fail(f, TSE_NOMEM, "redis: out of memory appending a command");
+            }
+            node_drop(c, n);
+            return false;
+        }
+    }
+    return flush_node(c, k, from, to);
+}
+
+/* What one reply means for the entry that was sent it from node k.
+ * Returns whether it was a redirection (progress without sleeping). */
+static bool sort_reply(tse_rconn *c, size_t k, entry *e, redisReply *r)
+{
+    tse_cluster_redirect rd;
+    tse_cluster_redirect_kind kind = TSE_REDIRECT_NONE;
+
+    if (tse_rconn_is_cluster(c) && r->type == REDIS_REPLY_ERROR)
+        kind = tse_cluster_redirect_parse(r->str, r->len, c->nodes[k].host, &rd);
+    if (kind != TSE_REDIRECT_NONE) {
+        tse_redis_say(e->why, sizeof(e->why), "redis %s:%d: %s", c->nodes[k].host, c->nodes[k].port,
+                      r->str);
+        freeReplyObject(r);
+        if (++e->redirects > MAX_REDIRECTS) {
+            entry_fail(e, TSE_UNAVAILABLE, "redis cluster: too many redirections");
+            return false;
+        }
+        e->ask = -1;
+        if (kind == TSE_REDIRECT_MOVED) {
+            c->counters.moved++;
+            c->refresh = true;
+            if (c->map != NULL)
+                tse_cluster_map_set_slot(c->map, rd.slot, rd.host, rd.port, NULL);
+        } else {
+            c->counters.ask++;
+            e->ask = node_find(c, rd.host, rd.port);
+            if (e->ask < 0)
+                entry_fail(e, TSE_NOMEM, "redis cluster: out of memory");
+        }
+        return true;
+    }
+    if (r->type == REDIS_REPLY_ERROR &&
+        (strncmp(r->str, "LOADING", 7) == 0 ||
+         (tse_rconn_is_cluster(c) &&
+          (strncmp(r->str, "TRYAGAIN", 8) == 0 || strncmp(r->str, "CLUSTERDOWN", 11) == 0)))) {
+        /* A server loading its data after a restart, a slot half migrated
+         * (a multi-key command whose keys are on both sides) or a cluster
+         * that lost a master: all pass, and the command did not run. */
+        tse_redis_say(e->why, sizeof(e->why), "redis %s:%d: %s", c->nodes[k].host, c->nodes[k].port,
+                      r->str);
+        c->refresh = c->refresh || r->str[0] == 'C';
+        freeReplyObject(r);
+        return false;
+    }
+    e->done = true;
+    e->st = TSE_OK;
+    e->reply = r;
+    return false;
+}
+
+/* Reads node k's replies of the round into their entries. Returns whether
+ * one was a redirection. */
+static bool read_node(tse_rconn *c, size_t k, size_t from, size_t to)
+{
+    rnode *n = &c->nodes[k];
+    bool redirected = false;
+    char lost[TSE_ERROR_MESSAGE_MAX];
+
+    for (size_t j = from; j < to; j++) {
+        entry *e = &c->q[c->order[j]];
+        void *r = NULL, *asking = NULL;
+        bool ok;
+
+        if (n->ctx == NULL) {
+            /* Lost at an earlier reply of this round. */
+            entry_fail(e, TSE_UNAVAILABLE, lost);
+            continue;
+        }
+        ok = (e->ask < 0 || redisGetReply(n->ctx, &asking) == REDIS_OK) &&
+             redisGetReply(n->ctx, &r) == REDIS_OK;
+        if (asking != NULL)
+            freeReplyObject(asking);
+        if (!ok) {
+            tse_redis_target t;
+            char why[TSE_ERROR_MESSAGE_MAX];
+
+            node_target(c, n, &t);
+            tse_redis_describe_failure(n->ctx, &t, c->timeout_ms, "a command", why, sizeof(why));
+            tse_redis_say(lost, sizeof(lost), "%s (the command may have run)", why);
+            entry_fail(e, TSE_UNAVAILABLE, lost);
+            node_drop(c, n);
+            c->refresh = true;
+            continue;
+        }
+        redirected |= sort_reply(c, k, e, r);
+    }
+    return redirected;
+}
+
+/* One round over the pending entries. Returns whether a redirection was
+ * followed (the next round may go at once). */
+static bool round_run(tse_rconn *c)
+{
+    bool redirected = false;
+    char why[TSE_ERROR_MESSAGE_MAX];
+    size_t placed;
+
+    if (tse_rconn_is_cluster(c) && (c->refresh || c->map == NULL) &&
+        !map_refresh(c, why, sizeof(why))) {
+        for (size_t i = 0; i < c->n; i++)
+            if (!c->q[i].done && c->map == NULL)
+                snprintf(c->q[i].why, sizeof(c->q[i].why), "%s", why);
+    }
+    for (size_t i = 0; i < c->n; i++) {
+        entry *e = &c->q[i];
+
+        e->node = e->done ? -1 : route(c, e);
+        c->node_of[i] = e->node;
+    }
+    placed = tse_rconn_plan(c->node_of, c->n, c->nnodes, c->order, c->start);
+    if (placed == 0)
+        return false;
+    for (size_t k = 0; k < c->nnodes; k++)
+        if (c->start[k] < c->start[k + 1])
+            send_node(c, k, c->start[k], c->start[k + 1]);
+    for (size_t k = 0; k < c->nnodes; k++)
+        if (c->start[k] < c->start[k + 1] && c->nodes[k].ctx != NULL)
+            redirected |= read_node(c, k, c->start[k], c->start[k + 1]);
+    return redirected;
+}
+
+static void sleep_ms(int64_t ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static void pipeline_run(tse_rconn *c, int64_t deadline_ms)
+{
+    int64_t wait = RETRY_FIRST_MS;
+
+    c->ran = true;
+    for (;;) {
+        bool redirected = round_run(c), pending = false;
+        int64_t now;
+
+        for (size_t i = 0; i < c->n && !pending; i++)
+            pending = !c->q[i].done;
+        if (!pending)
+            return;
+        now = tse_clock_ms();
+        if (now >= deadline_ms)
+            break;
+        if (!redirected) {
+            sleep_ms(wait < deadline_ms - now ? wait : deadline_ms - now);
+            wait = wait * 2 < RETRY_MAX_MS ? wait * 2 : RETRY_MAX_MS;
+        }
+    }
+    for (size_t i = 0; i < c->n; i++) {
+        entry *e = &c->q[i];
+        char why[TSE_ERROR_MESSAGE_MAX];
+
+        if (e->done)
+            continue;
+        if (!tse_rconn_is_cluster(c))
+            snprintf(why, sizeof(why), "%s", e->why);
+        else if (e->slot == TSE_SLOT_ANY)
+            tse_redis_say(why, sizeof(why), "redis cluster: no master reachable (%s)", e->why);
+        else
+            tse_redis_say(why, sizeof(why), "redis cluster: no reachable master for slot %d (%s)",
+                          e->slot, e->why);
+        entry_fail(e, TSE_UNAVAILABLE, why);
+    }
+}
+
+/* -------------------------------------------------------------------------
+ * The API
+ * ---------------------------------------------------------------------- */
+
+tse_status tse_rconn_create(const tse_redis_target *t, int timeout_ms, tse_rconn **out,
+                            tse_error *err)
+{
+    tse_rconn *c = calloc(1, sizeof(*c));
+
+    *out = NULL;
+    if (c == NULL)
+        return tse_error_set(err, TSE_NOMEM, NULL, "out of memory");
+    c->target = *t;
+    c->timeout_ms = timeout_ms;
+    if (node_find(c, t->host, t->port) < 0) {
+        tse_rconn_destroy(c);
+        return tse_error_set(err, TSE_NOMEM, NULL, "out of memory");
+    }
+    *out = c;
+    return TSE_OK;
+}
+
+static void queue_clear(tse_rconn *c)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        free(c->q[i].cmd);
+        if (c->q[i].reply != NULL)
+            freeReplyObject(c->q[i].reply);
+    }
+    c->n = 0;
+    c->next = 0;
+    c->ran = false;
+}
+
+void tse_rconn_destroy(tse_rconn *c)
+{
+    if (c == NULL)
+        return;
+    queue_clear(c);
+    for (size_t i = 0; i < c->nnodes; i++)
+        node_drop(c, &c->nodes[i]);
+    for (size_t i = 0; i < c->nscripts; i++)
+        free(c->scripts[i]);
+    free(c->scripts);
+    tse_cluster_map_destroy(c->map);
+    free(c->nodes);
+    free(c->start);
+    free(c->q);
+    free(c->node_of);
+    free(c->order);
+    free(c);
+}
+
+bool tse_rconn_is_cluster(const tse_rconn *c)
+{
+    return c->target.cluster;
+}
+
+tse_status tse_rconn_connect(tse_rconn *c, int64_t deadline_ms, tse_error *err)
+{
+    char why[TSE_ERROR_MESSAGE_MAX];
+    int64_t wait = RETRY_FIRST_MS, now;
+
+    for (;;) {
+        bool ok = tse_rconn_is_cluster(c) ? map_refresh(c, why, sizeof(why))
+                                          : node_ready(c, &c->nodes[0], why, sizeof(why));
+
+        if (ok)
+            return TSE_OK;
+        now = tse_clock_ms();
+        if (now >= deadline_ms)
+            return tse_error_set(err, TSE_UNAVAILABLE, NULL, "%s", why);
+        sleep_ms(wait < deadline_ms - now ? wait : deadline_ms - now);
+        wait = wait * 2 < RETRY_MAX_MS ? wait * 2 : RETRY_MAX_MS;
+    }
+}
+
+tse_status tse_rconn_add_script(tse_rconn *c, const char *body, tse_error *err)
+{
+    char **scripts = realloc(c->scripts, (c->nscripts + 1) * sizeof(*scripts));
+    char why[TSE_ERROR_MESSAGE_MAX];
+
+    if (scripts == NULL)
+        return tse_error_set(err, TSE_NOMEM, NULL, "out of memory");
+    c->scripts = scripts;
+    scripts[c->nscripts] = strdup(body);
+    if (scripts[c->nscripts] == NULL)
+        return tse_error_set(err, TSE_NOMEM, NULL, "out of memory");
+    c->nscripts++;
+    for (size_t i = 0; i < c->nnodes; i++)
+        if (c->nodes[i].ctx != NULL && !load_scripts(c, &c->nodes[i], why, sizeof(why)))
+            node_drop(c, &c->nodes[i]);
+    return TSE_OK;
+}
+
+/* Room for one more entry (and the scratch of a round over them). */
+static bool queue_grow(tse_rconn *c)
+{
+    size_t cap = c->cap ? c->cap * 2 : 16;
+    entry *q;
+    int *node_of;
+    size_t *order;
+
+    if (c->n < c->cap)
+        return true;
+    q = realloc(c->q, cap * sizeof(*q));
+    if (q == NULL)
+        return false;
+    c->q = q;
+    node_of = realloc(c->node_of, cap * sizeof(*node_of));
+    if (node_of == NULL)
+        return false;
+    c->node_of = node_of;
+    order = realloc(c->order, cap * sizeof(*order));
+    if (order == NULL)
+        return false;
+    c->order = order;
+    c->cap = cap;
+    return true;
+}
+
+/* The RESP of a command (caller frees), lens NULL meaning NUL-terminated
+ * arguments; NULL when out of memory. */
+static char *format_command(int argc, const char *const *argv, const size_t *lens, size_t *len)
+{
+    size_t *own = NULL;
+    char *cmd;
+
+    if (lens == NULL) {
+        own = malloc((size_t)argc * sizeof(*own));
+        if (own == NULL)
+            return NULL;
+        for (int i = 0; i < argc; i++)
+            own[i] = strlen(argv[i]);
+        lens = own;
+    }
+    cmd = tse_resp_format(argc, argv, lens, len);
+    free(own);
+    return cmd;
+}
+
+tse_status tse_rconn_append(tse_rconn *c, int argc, const char *const *argv, const size_t *lens,
+                            int slot, tse_error *err)
+{
+    entry *e;
+    tse_status st;
+
+    if (c->ran)
+        return tse_error_set(err, TSE_FAILED_PRECONDITION, NULL,
+                             "redis: replies of the last pipeline are still to be taken");
+    if (slot == TSE_RCONN_SLOT_OF_KEYS && tse_rconn_is_cluster(c)) {
+        st = tse_command_slot(argc, argv, lens, &slot, err);
+        if (st != TSE_OK)
+            return st;
+    } else if (slot == TSE_RCONN_SLOT_OF_KEYS) {
+        slot = TSE_SLOT_ANY;
+    } else if (slot < TSE_SLOT_ANY || slot >= 16384) {
+        return tse_error_set(err, TSE_INVALID, "slot", "slot %d is not in 0..16383", slot);
+    }
+    if (argc < 1)
+        return tse_error_set(err, TSE_INVALID, "command", "an empty command");
+    if (!queue_grow(c))
+        return tse_error_set(err, TSE_NOMEM, NULL, "out of memory");
+    e = &c->q[c->n];
+    memset(e, 0, sizeof(*e));
+    e->cmd = format_command(argc, argv, lens, &e->len);
+    if (e->cmd == NULL)
+        return tse_error_set(err, TSE_NOMEM, NULL, "out of memory");
+    e->slot = slot;
+    e->ask = -1;
+    e->node = -1;
+    c->n++;
+    return TSE_OK;
+}
+
+tse_status tse_rconn_get_reply(tse_rconn *c, int64_t deadline_ms, redisReply **reply,
+                               tse_error *err)
+{
+    entry *e;
+    tse_status st;
+
+    *reply = NULL;
+    if (c->n == 0)
+        return tse_error_set(err, TSE_FAILED_PRECONDITION, NULL, "redis: no command appended");
+    if (!c->ran)
+        pipeline_run(c, deadline_ms);
+    e = &c->q[c->next++];
+    st = e->st;
+    if (st == TSE_OK) {
+        *reply = e->reply;
+        e->reply = NULL;
+    } else {
+        tse_error_set(err, st, NULL, "%s", e->why);
+    }
+    if (c->next == c->n)
+        queue_clear(c);
+    return st;
+}
+
+size_t tse_rconn_pending(const tse_rconn *c)
+{
+    return c->n - c->next;
+}
+
+void tse_rconn_discard(tse_rconn *c)
+{
+    queue_clear(c);
+}
+
+tse_status tse_rconn_command(tse_rconn *c, int argc, const char *const *argv, const size_t *lens,
+                             int slot, int64_t deadline_ms, redisReply **reply, tse_error *err)
+{
+    tse_status st;
+
+    *reply = NULL;
+    if (c->n != 0)
+        return tse_error_set(err, TSE_FAILED_PRECONDITION, NULL,
+                             "redis: a pipeline is pending on this connection");
+    st = tse_rconn_append(c, argc, argv, lens, slot, err);
+    if (st != TSE_OK)
+        return st;
+    return tse_rconn_get_reply(c, deadline_ms, reply, err);
+}
+
+tse_rconn_counters tse_rconn_get_counters(const tse_rconn *c)
+{
+    return c->counters;
+}
+
+bool tse_rconn_slot_master(const tse_rconn *c, unsigned slot, char *host, size_t len, int *port)
+{
+    const tse_cluster_node *n;
+    unsigned idx;
+
+    if (!tse_rconn_is_cluster(c)) {
+        snprintf(host, len, "%s", c->target.host);
+        *port = c->target.port;
+        return true;
+    }
+    if (c->map == NULL || (idx = tse_cluster_map_slot_owner(c->map, slot)) == TSE_CLUSTER_NO_NODE)
+        return false;
+    n = tse_cluster_map_node(c->map, idx);
+    snprintf(host, len, "%s", n->host);
+    *port = n->port;
+    return true;
+}

@@ -1,0 +1,144 @@
+/*
+ * rconn.h - one connection to Redis for one thread, whether Redis is a
+ * single server (redis://) or a Redis Cluster (redis+cluster://), behind
+ * one API (rconn.c): commands and pipelines go in, replies come out in the
+ * order the commands went in.
+ *
+ * In a cluster each command goes to the master serving the slot of its
+ * keys (command_keys.h finds them, or the caller names the slot), over one
+ * connection per master, opened when first needed with redis_connect.c's
+ * handshake (AUTH). A pipeline is split per master and its replies put
+ * back in order. Redirections are followed: MOVED refreshes the slot map
+ * (CLUSTER SHARDS, else CLUSTER SLOTS, from any node or seed that answers)
+ * and retries on the new owner; ASK sends ASKING then the command to the
+ * named node, map unchanged; TRYAGAIN, CLUSTERDOWN and LOADING (also on a
+ * single Redis) are retried. A node
+ * that cannot be reached is dropped and the map refreshed, and the command
+ * retried until the caller's deadline; then it fails TSE_UNAVAILABLE,
+ * saying which slot no reachable master served. A command whose keys span
+ * slots is refused (TSE_INVALID) and never sent.
+ *
+ * At most once: a command handed to a connection that then fails (no
+ * reply, connection lost) is not sent again, since it may have run; it
+ * fails TSE_UNAVAILABLE saying so. Before sending, a connection the server
+ * closed while idle (a restart, a killed master) is noticed and replaced,
+ * so an idle connection costs no failed command.
+ *
+ * Single Redis: the same, on one connection to the target, without slots or
+ * redirections (a multi-key command is not checked: one server runs it).
+ *
+ * Blocking, and not thread-safe: a connection belongs to the thread that
+ * created it (a writer lane, the delivery engine), never a completion-
+ * queue thread. A round of I/O may overrun the deadline by the connection
+ * timeout (a node that stops answering mid-reply).
+ */
+#ifndef TSE_STORAGE_RCONN_H
+#define TSE_STORAGE_RCONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/status.h"
+#include "storage/command_keys.h"
+#include "storage/redis_url.h"
+
+struct redisReply;
+
+typedef struct tse_rconn tse_rconn;
+
+/* The slot argument: find it from the command's keys (command_keys.h). A
+ * slot 0..16383 routes there as given; TSE_SLOT_ANY sends to any master. */
+#define TSE_RCONN_SLOT_OF_KEYS (-2)
+
+/* What the connection did, for tests and metrics. */
+typedef struct tse_rconn_counters {
+    uint64_t moved;      /* MOVED redirections followed */
+    uint64_t ask;        /* ASK redirections followed */
+    uint64_t refreshes;  /* slot maps fetched */
+    uint64_t connects;   /* node connections opened */
+    uint64_t node_drops; /* node connections dropped after a failure */
+} tse_rconn_counters;
+
+/*
+ * A connection to t (copied), connecting lazily: the first command (or
+ * tse_rconn_connect) connects. timeout_ms bounds each connect and each
+ * reply. TSE_NOMEM only. Caller destroys with tse_rconn_destroy.
+ */
+tse_status tse_rconn_create(const tse_redis_target *t, int timeout_ms, tse_rconn **out,
+                            tse_error *err);
+
+/* Closes every connection and frees c, with any reply not yet taken. NULL
+ * is a no-op. */
+void tse_rconn_destroy(tse_rconn *c);
+
+/* Whether c speaks to a cluster (the target was redis+cluster://). */
+bool tse_rconn_is_cluster(const tse_rconn *c);
+
+/*
+ * Connects now, retrying until deadline_ms (tse_clock_ms time): a single
+ * Redis is connected; a cluster's slot map is fetched. TSE_UNAVAILABLE with
+ * err saying why otherwise.
+ */
+tse_status tse_rconn_connect(tse_rconn *c, int64_t deadline_ms, tse_error *err);
+
+/*
+ * A Lua script (copied) that every node connection loads (SCRIPT LOAD) as
+ * it connects, so EVALSHA finds it on whichever master a slot moves to.
+ * Connections already open load it now; one that fails to is dropped.
+ * TSE_NOMEM only.
+ */
+tse_status tse_rconn_add_script(tse_rconn *c, const char *body, tse_error *err);
+
+/*
+ * Appends a command to the pipeline: argv[0..argc) (lens NULL: NUL-
+ * terminated strings), copied. slot: TSE_RCONN_SLOT_OF_KEYS, TSE_SLOT_ANY
+ * or 0..16383 (see above). TSE_INVALID (field "command") for a command
+ * whose slot cannot be found or whose keys span slots, or a bad slot;
+ * TSE_FAILED_PRECONDITION while replies of a pipeline that ran are still to
+ * be taken; TSE_NOMEM. Nothing is appended on failure.
+ */
+tse_status tse_rconn_append(tse_rconn *c, int argc, const char *const *argv, const size_t *lens,
+                            int slot, tse_error *err);
+
+/*
+ * The reply to the oldest appended command whose reply is not taken yet.
+ * The first call after appends sends them all (per node) and reads every
+ * reply, following redirections and retrying as the header says until
+ * deadline_ms (tse_clock_ms time). TSE_OK: *reply is Redis's answer, which
+ * may be an error reply (WRONGTYPE, NOSCRIPT, ...; never a redirection);
+ * caller frees with freeReplyObject. Otherwise *reply is NULL and err says
+ * why: TSE_UNAVAILABLE (unreachable, no master for the slot, connection
+ * lost: the command may have run), TSE_NOMEM, TSE_FAILED_PRECONDITION
+ * (nothing appended).
+ */
+tse_status tse_rconn_get_reply(tse_rconn *c, int64_t deadline_ms, struct redisReply **reply,
+                               tse_error *err);
+
+/* The number of appended commands whose replies are not taken yet. */
+size_t tse_rconn_pending(const tse_rconn *c);
+
+/* Forgets the pipeline: commands not sent are dropped, replies not taken
+ * freed. */
+void tse_rconn_discard(tse_rconn *c);
+
+/*
+ * One command: tse_rconn_append then tse_rconn_get_reply, with the same
+ * arguments and results. TSE_FAILED_PRECONDITION while a pipeline is
+ * pending.
+ */
+tse_status tse_rconn_command(tse_rconn *c, int argc, const char *const *argv, const size_t *lens,
+                             int slot, int64_t deadline_ms, struct redisReply **reply,
+                             tse_error *err);
+
+/* What c did so far. */
+tse_rconn_counters tse_rconn_get_counters(const tse_rconn *c);
+
+/*
+ * The master serving slot in c's current map: host into host (len bytes),
+ * *port. False when c has no map or no master for the slot (a single
+ * Redis: the target).
+ */
+bool tse_rconn_slot_master(const tse_rconn *c, unsigned slot, char *host, size_t len, int *port);
+
+#endif

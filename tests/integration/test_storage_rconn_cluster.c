@@ -1,0 +1,484 @@
+/*
+ * test_storage_rconn_cluster.c - the cluster connection (storage/rconn.h)
+ * against a real Redis Cluster on loopback: 3 masters with one replica each
+ * (tests/support/cluster.h). Commands go to the master of their keys' slot;
+ * a pipeline over the three masters answers in the order it was appended; a
+ * multi-key command across slots is refused and never sent; after a slot
+ * migrates, MOVED refreshes the map and the command succeeds; while a slot
+ * is half migrated, keys already moved are found through ASK and ASKING;
+ * a master killed with SIGKILL makes its slots UNAVAILABLE (saying which
+ * slot) until its replica is promoted, then the same connection carries on.
+ *
+ * The tests run in this order on one cluster: the migrations move slots,
+ * the failover kills a master.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <hiredis/hiredis.h>
+
+#include "cluster.h"
+#include "common/clock.h"
+#include "storage/keys.h"
+#include "storage/rconn.h"
+#include "storage/redis_url.h"
+
+/* Bounds a test's waits when things go wrong; never reached when they go
+ * right. */
+#define DEADLINE_MS 10000
+
+typedef struct fixture {
+    tse_test_redis_cluster *cluster;
+    tse_redis_target target;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+    char url[128];
+    tse_error err;
+
+    assert_non_null(f);
+    *state = f;
+    f->cluster = tse_test_redis_cluster_start_replicated(3, 1, 1000);
+    assert_non_null(f->cluster);
+    /* Two seeds: the connection finds the rest of the cluster itself. */
+    snprintf(url, sizeof(url), "redis+cluster://127.0.0.1:%d,127.0.0.1:%d",
+             f->cluster->nodes[0]->port, f->cluster->nodes[1]->port);
+    assert_int_equal(tse_redis_url_parse(url, &f->target, &err), TSE_OK);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+
+    if (f != NULL)
+        tse_test_redis_cluster_stop(f->cluster);
+    free(f);
+    return 0;
+}
+
+static tse_rconn *conn_new(const fixture *f)
+{
+    tse_rconn *c = NULL;
+    tse_error err;
+
+    assert_int_equal(tse_rconn_create(&f->target, 2000, &c, &err), TSE_OK);
+    assert_true(tse_rconn_is_cluster(c));
+    return c;
+}
+
+/* argv of up to 8 NUL-terminated strings, NULL-terminated. */
+static int count_args(const char *const *argv)
+{
+    int n = 0;
+
+    while (argv[n] != NULL)
+        n++;
+    return n;
+}
+
+/* Runs a command (keys found by the connection) that must get a reply;
+ * caller frees it. */
+static redisReply *run(tse_rconn *c, const char *const *argv)
+{
+    redisReply *r = NULL;
+    tse_error err;
+
+    tse_error_clear(&err);
+    if (tse_rconn_command(c, count_args(argv), argv, NULL, TSE_RCONN_SLOT_OF_KEYS,
+                          tse_clock_ms() + DEADLINE_MS, &r, &err) != TSE_OK)
+        fail_msg("%s: %s", argv[0], err.message);
+    assert_non_null(r);
+    return r;
+}
+
+#define RUN(c, ...) run((c), (const char *const[]){__VA_ARGS__, NULL})
+
+static void expect_text(redisReply *r, const char *want)
+{
+    if (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_STATUS)
+        fail_msg("reply of type %d (%s), not \"%s\"", r->type,
+                 r->type == REDIS_REPLY_ERROR ? r->str : "-", want);
+    assert_string_equal(r->str, want);
+    freeReplyObject(r);
+}
+
+static void expect_number(redisReply *r, long long want)
+{
+    if (r->type != REDIS_REPLY_INTEGER)
+        fail_msg("reply of type %d (%s), not %lld", r->type,
+                 r->type == REDIS_REPLY_ERROR ? r->str : "-", want);
+    assert_int_equal(r->integer, want);
+    freeReplyObject(r);
+}
+
+static unsigned slot_of(const char *key)
+{
+    return tse_key_slot(key, strlen(key));
+}
+
+/* GET key on cluster node i itself: a value, or the error (MOVED...) it
+ * answers. Caller frees. */
+static char *direct_get(const fixture *f, int i, const char *key)
+{
+    struct timeval tv = {2, 0};
+    redisContext *ctx = redisConnectWithTimeout("127.0.0.1", f->cluster->nodes[i]->port, tv);
+    redisReply *r;
+    char *out;
+
+    assert_true(ctx != NULL && ctx->err == 0);
+    r = redisCommand(ctx, "GET %s", key);
+    assert_non_null(r);
+    out = strdup(r->type == REDIS_REPLY_NIL ? "(nil)" : r->str);
+    freeReplyObject(r);
+    redisFree(ctx);
+    return out;
+}
+
+/* A master other than node i. */
+static int other_master(const fixture *f, int i)
+{
+    for (int k = 0; k < f->cluster->n; k++)
+        if (k != i && tse_test_cluster_is_master(f->cluster, k))
+            return k;
+    fail_msg("no master but node %d", i);
+    return -1;
+}
+
+/* ---------------------------------------------------------------------- */
+
+static void each_command_goes_to_the_master_of_its_slot(void **state)
+{
+    fixture *f = *state;
+    tse_rconn *c = conn_new(f);
+    bool used[TSE_TEST_CLUSTER_MAX] = {false};
+    char key[32], value[32];
+    int masters = 0;
+
+    for (int k = 0; k < 300; k++) {
+        snprintf(key, sizeof(key), "route:%d", k);
+        snprintf(value, sizeof(value), "v%d", k);
+        expect_text(RUN(c, "SET", key, value), "OK");
+    }
+    for (int k = 0; k < 300; k++) {
+        int owner;
+        char *got;
+
+        snprintf(key, sizeof(key), "route:%d", k);
+        snprintf(value, sizeof(value), "v%d", k);
+        owner = tse_test_cluster_slot_master(f->cluster, slot_of(key));
+        assert_true(owner >= 0);
+        /* Stored on the slot's master itself, not found by a redirection. */
+        got = direct_get(f, owner, key);
+        assert_string_equal(got, value);
+        free(got);
+        expect_text(RUN(c, "GET", key), value);
+        masters += !used[owner];
+        used[owner] = true;
+    }
+    assert_int_equal(masters, 3);
+
+    /* The commands the service sends, each on keys of its own slot. */
+    expect_number(RUN(c, "DEL", "{s}:stream", "{s}:set", "{s}:hash"), 0);
+    freeReplyObject(RUN(c, "XADD", "{s}:stream", "*", "k", "v"));
+    expect_number(RUN(c, "XLEN", "{s}:stream"), 1);
+    expect_text(RUN(c, "XGROUP", "CREATE", "{s}:stream", "g", "0"), "OK");
+    freeReplyObject(
+        RUN(c, "XREADGROUP", "GROUP", "g", "c1", "COUNT", "10", "STREAMS", "{s}:stream", ">"));
+    expect_number(RUN(c, "SADD", "{s}:set", "a"), 1);
+    expect_number(RUN(c, "HSET", "{s}:hash", "f", "v"), 1);
+    expect_text(RUN(c, "HGET", "{s}:hash", "f"), "v");
+    expect_number(RUN(c, "EVAL", "return redis.call('SCARD', KEYS[1])", "1", "{s}:set"), 1);
+
+    assert_int_equal(tse_rconn_get_counters(c).moved, 0);
+    assert_int_equal(tse_rconn_get_counters(c).ask, 0);
+    tse_rconn_destroy(c);
+}
+
+static void scripts_are_loaded_on_every_master(void **state)
+{
+    fixture *f = *state;
+    tse_rconn *c = conn_new(f);
+    static const char body[] = "return redis.call('INCR', KEYS[1])";
+    redisReply *sha;
+    char key[32];
+    tse_error err;
+
+    assert_int_equal(tse_rconn_add_script(c, body, &err), TSE_OK);
+    sha = RUN(c, "SCRIPT", "LOAD", body);
+    assert_int_equal(sha->type, REDIS_REPLY_STRING);
+    for (int k = 0; k < 30; k++) {
+        snprintf(key, sizeof(key), "script:%d", k);
+        expect_number(RUN(c, "DEL", key), 0);
+        expect_number(RUN(c, "EVALSHA", sha->str, "1", key), 1);
+    }
+    freeReplyObject(sha);
+    tse_rconn_destroy(c);
+}
+
+static void a_pipeline_over_three_masters_answers_in_order(void **state)
+{
+    fixture *f = *state;
+    tse_rconn *c = conn_new(f);
+    char keys[3][32];
+    int found = 0, owner[3];
+    tse_error err;
+
+    /* One key on each master. */
+    for (int k = 0; found < 3; k++) {
+        char key[32];
+        int o;
+        bool seen = false;
+
+        snprintf(key, sizeof(key), "pipe:%d", k);
+        o = tse_test_cluster_slot_master(f->cluster, slot_of(key));
+        for (int j = 0; j < found; j++)
+            seen = seen || owner[j] == o;
+        if (!seen) {
+            owner[found] = o;
+            strcpy(keys[found++], key);
+        }
+    }
+    expect_number(RUN(c, "DEL", keys[0]), 0);
+    expect_number(RUN(c, "DEL", keys[1]), 0);
+    expect_number(RUN(c, "DEL", keys[2]), 0);
+    expect_text(RUN(c, "SET", "pipe:string", "s"), "OK");
+
+    for (int i = 0; i < 30; i++) {
+        const char *argv[] = {"INCR", keys[i % 3]};
+
+        assert_int_equal(tse_rconn_append(c, 2, argv, NULL, TSE_RCONN_SLOT_OF_KEYS, &err), TSE_OK);
+        if (i == 10) {
+            /* An error reply is an answer like any other, in its place. */
+            const char *wrong[] = {"HGET", "pipe:string", "f"};
+
+            assert_int_equal(tse_rconn_append(c, 3, wrong, NULL, TSE_RCONN_SLOT_OF_KEYS, &err),
+                             TSE_OK);
+        }
+    }
+    assert_int_equal(tse_rconn_pending(c), 31);
+    for (int i = 0; i < 30; i++) {
+        redisReply *r = NULL;
+
+        assert_int_equal(tse_rconn_get_reply(c, tse_clock_ms() + DEADLINE_MS, &r, &err), TSE_OK);
+        expect_number(r, i / 3 + 1);
+        if (i == 10) {
+            assert_int_equal(tse_rconn_get_reply(c, tse_clock_ms() + DEADLINE_MS, &r, &err),
+                             TSE_OK);
+            assert_int_equal(r->type, REDIS_REPLY_ERROR);
+            assert_non_null(strstr(r->str, "WRONGTYPE"));
+            freeReplyObject(r);
+        }
+    }
+    assert_int_equal(tse_rconn_pending(c), 0);
+    assert_int_equal(tse_rconn_get_counters(c).moved, 0);
+    tse_rconn_destroy(c);
+}
+
+static void a_command_whose_keys_span_slots_is_refused_and_not_sent(void **state)
+{
+    fixture *f = *state;
+    tse_rconn *c = conn_new(f);
+    const char *del[] = {"DEL", "{cross-a}", "{cross-b}"};
+    const char *read[] = {"XREADGROUP", "GROUP",     "g", "c", "STREAMS",
+                          "{cross-a}",  "{cross-b}", ">", ">"};
+    redisReply *r = NULL;
+    tse_error err;
+
+    assert_int_not_equal(slot_of("{cross-a}"), slot_of("{cross-b}"));
+    expect_text(RUN(c, "SET", "{cross-a}", "1"), "OK");
+    expect_text(RUN(c, "SET", "{cross-b}", "1"), "OK");
+
+    tse_error_clear(&err);
+    assert_int_equal(tse_rconn_command(c, 3, del, NULL, TSE_RCONN_SLOT_OF_KEYS,
+                                       tse_clock_ms() + DEADLINE_MS, &r, &err),
+                     TSE_INVALID);
+    assert_null(r);
+    assert_string_equal(err.field, "command");
+    assert_non_null(strstr(err.message, "different slots"));
+    assert_int_equal(tse_rconn_pending(c), 0);
+    /* Never sent: both keys are still there. */
+    expect_number(RUN(c, "EXISTS", "{cross-a}"), 1);
+    expect_number(RUN(c, "EXISTS", "{cross-b}"), 1);
+
+    assert_int_equal(tse_rconn_append(c, 9, read, NULL, TSE_RCONN_SLOT_OF_KEYS, &err), TSE_INVALID);
+    assert_int_equal(tse_rconn_pending(c), 0);
+
+    /* Keys of one hash tag share a slot: the same command goes. */
+    expect_text(RUN(c, "SET", "{cross-a}:2", "1"), "OK");
+    expect_number(RUN(c, "DEL", "{cross-a}", "{cross-a}:2"), 2);
+    tse_rconn_destroy(c);
+}
+
+static void moved_after_a_slot_migrates_refreshes_the_map(void **state)
+{
+    fixture *f = *state;
+    tse_rconn *c = conn_new(f);
+    const char *key = "moving-key";
+    unsigned slot = slot_of(key);
+    tse_rconn_counters before;
+    int from, to, port;
+    char host[256];
+
+    expect_text(RUN(c, "SET", key, "v"), "OK");
+    from = tse_test_cluster_slot_master(f->cluster, slot);
+    to = other_master(f, from);
+    assert_true(tse_rconn_slot_master(c, slot, host, sizeof(host), &port));
+    assert_int_equal(port, f->cluster->nodes[from]->port);
+
+    assert_true(tse_test_cluster_migrate_slot(f->cluster, slot, to));
+    before = tse_rconn_get_counters(c);
+    expect_text(RUN(c, "GET", key), "v");
+    assert_int_equal(tse_rconn_get_counters(c).moved, before.moved + 1);
+    assert_true(tse_rconn_get_counters(c).refreshes > before.refreshes);
+    assert_true(tse_rconn_slot_master(c, slot, host, sizeof(host), &port));
+    assert_int_equal(port, f->cluster->nodes[to]->port);
+
+    /* The map knows now: no more redirections. */
+    expect_text(RUN(c, "GET", key), "v");
+    assert_int_equal(tse_rconn_get_counters(c).moved, before.moved + 1);
+    tse_rconn_destroy(c);
+}
+
+static void ask_finds_the_keys_of_a_half_migrated_slot(void **state)
+{
+    fixture *f = *state;
+    tse_rconn *c = conn_new(f);
+    unsigned slot = slot_of("{half}");
+    const char *mget[] = {"MGET",     "{half}:0", "{half}:1", "{half}:2", "{half}:3", "{half}:4",
+                          "{half}:5", "{half}:6", "{half}:7", "{half}:8", "{half}:9"};
+    tse_rconn_counters before;
+    redisReply *r = NULL;
+    char key[32], value[32], host[256];
+    int from, to, port;
+    tse_error err;
+
+    for (int k = 0; k < 10; k++) {
+        snprintf(key, sizeof(key), "{half}:%d", k);
+        snprintf(value, sizeof(value), "v%d", k);
+        expect_text(RUN(c, "SET", key, value), "OK");
+    }
+    from = tse_test_cluster_slot_master(f->cluster, slot);
+    to = other_master(f, from);
+    assert_true(tse_test_cluster_slot_begin(f->cluster, slot, to));
+    assert_int_equal(tse_test_cluster_slot_move_keys(f->cluster, slot, to, 5), 5);
+
+    /* Every key, moved or not, in one pipeline. */
+    before = tse_rconn_get_counters(c);
+    for (int k = 0; k < 10; k++) {
+        const char *argv[2] = {"GET", key};
+
+        snprintf(key, sizeof(key), "{half}:%d", k);
+        assert_int_equal(tse_rconn_append(c, 2, argv, NULL, TSE_RCONN_SLOT_OF_KEYS, &err), TSE_OK);
+    }
+    for (int k = 0; k < 10; k++) {
+        assert_int_equal(tse_rconn_get_reply(c, tse_clock_ms() + DEADLINE_MS, &r, &err), TSE_OK);
+        snprintf(value, sizeof(value), "v%d", k);
+        expect_text(r, value);
+    }
+    assert_int_equal(tse_rconn_get_counters(c).ask, before.ask + 5);
+    assert_int_equal(tse_rconn_get_counters(c).moved, before.moved);
+    /* ASK leaves the map alone. */
+    assert_true(tse_rconn_slot_master(c, slot, host, sizeof(host), &port));
+    assert_int_equal(port, f->cluster->nodes[from]->port);
+
+    /* A new key goes to the importing node. */
+    expect_text(RUN(c, "SET", "{half}:new", "n"), "OK");
+    assert_int_equal(tse_rconn_get_counters(c).ask, before.ask + 6);
+
+    /* Keys on both sides cannot be read at once until the slot has moved:
+     * TRYAGAIN until the deadline, then UNAVAILABLE. */
+    tse_error_clear(&err);
+    assert_int_equal(tse_rconn_command(c, 11, mget, NULL, TSE_RCONN_SLOT_OF_KEYS,
+                                       tse_clock_ms() + 200, &r, &err),
+                     TSE_UNAVAILABLE);
+    assert_non_null(strstr(err.message, "TRYAGAIN"));
+
+    assert_int_equal(tse_test_cluster_slot_move_keys(f->cluster, slot, to, 100), 5);
+    assert_true(tse_test_cluster_slot_finish(f->cluster, slot, to));
+    r = RUN(c, "MGET", "{half}:0", "{half}:9", "{half}:new");
+    assert_int_equal(r->elements, 3);
+    assert_string_equal(r->element[0]->str, "v0");
+    assert_string_equal(r->element[1]->str, "v9");
+    assert_string_equal(r->element[2]->str, "n");
+    freeReplyObject(r);
+    tse_rconn_destroy(c);
+}
+
+static void a_killed_master_is_unavailable_until_its_replica_takes_over(void **state)
+{
+    fixture *f = *state;
+    tse_rconn *c = conn_new(f);
+    const char *key = "failover-key", *get[] = {"GET", key}, *wait[] = {"WAIT", "1", "5000"};
+    unsigned slot = slot_of(key);
+    char other[32], want[32];
+    int master, replica;
+    redisReply *r = NULL;
+    tse_error err;
+
+    master = tse_test_cluster_slot_master(f->cluster, slot);
+    replica = tse_test_cluster_replica_of(f->cluster, master);
+    assert_true(replica >= 0);
+    /* A key of another master, served all along. */
+    for (int k = 0;; k++) {
+        snprintf(other, sizeof(other), "other:%d", k);
+        if (tse_test_cluster_slot_master(f->cluster, slot_of(other)) != master)
+            break;
+    }
+    expect_text(RUN(c, "SET", key, "v"), "OK");
+    expect_text(RUN(c, "SET", other, "o"), "OK");
+    /* The replica has the key before its master dies. */
+    assert_int_equal(
+        tse_rconn_command(c, 3, wait, NULL, (int)slot, tse_clock_ms() + DEADLINE_MS, &r, &err),
+        TSE_OK);
+    expect_number(r, 1);
+
+    /* The gap is held open: the replica may not take over yet. */
+    assert_true(
+        tse_test_cluster_config_set(f->cluster, replica, "cluster-replica-no-failover", "yes"));
+    tse_test_cluster_kill(f->cluster, master);
+
+    tse_error_clear(&err);
+    assert_int_equal(
+        tse_rconn_command(c, 2, get, NULL, TSE_RCONN_SLOT_OF_KEYS, tse_clock_ms() + 500, &r, &err),
+        TSE_UNAVAILABLE);
+    assert_null(r);
+    snprintf(want, sizeof(want), "slot %u", slot);
+    if (strstr(err.message, want) == NULL)
+        fail_msg("\"%s\" does not name %s", err.message, want);
+    /* The other masters go on serving theirs. */
+    expect_text(RUN(c, "GET", other), "o");
+
+    assert_true(
+        tse_test_cluster_config_set(f->cluster, replica, "cluster-replica-no-failover", "no"));
+    assert_int_equal(tse_test_cluster_wait_slot_served(f->cluster, slot, 30000), replica);
+
+    /* The same connection, without a restart. */
+    expect_text(RUN(c, "GET", key), "v");
+    expect_text(RUN(c, "SET", key, "after"), "OK");
+    assert_true(tse_rconn_get_counters(c).node_drops >= 1);
+    tse_rconn_destroy(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(each_command_goes_to_the_master_of_its_slot),
+        cmocka_unit_test(scripts_are_loaded_on_every_master),
+        cmocka_unit_test(a_pipeline_over_three_masters_answers_in_order),
+        cmocka_unit_test(a_command_whose_keys_span_slots_is_refused_and_not_sent),
+        cmocka_unit_test(moved_after_a_slot_migrates_refreshes_the_map),
+        cmocka_unit_test(ask_finds_the_keys_of_a_half_migrated_slot),
+        cmocka_unit_test(a_killed_master_is_unavailable_until_its_replica_takes_over),
+    };
+
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
