@@ -56,12 +56,19 @@ typedef struct scan {
 
 /* ---- descriptors ---------------------------------------------------------- */
 
+/* Runs for every message of every request: a Struct's entries are known
+ * without comparing names, and the names are read only for two-field
+ * messages. */
 static bool is_map_entry(const ProtobufCMessageDescriptor *d)
 {
-    size_t len = strlen(d->name);
+    size_t len;
 
-    return d->n_fields == 2 && d->fields[0].id == 1 && d->fields[1].id == 2 &&
-           strcmp(d->fields[0].name, "key") == 0 && strcmp(d->fields[1].name, "value") == 0 &&
+    if (d == &google__protobuf__struct__fields_entry__descriptor)
+        return true;
+    if (d->n_fields != 2 || d->fields[0].id != 1 || d->fields[1].id != 2)
+        return false;
+    len = strlen(d->name);
+    return strcmp(d->fields[0].name, "key") == 0 && strcmp(d->fields[1].name, "value") == 0 &&
            len > 5 && strcmp(d->name + len - 5, "Entry") == 0;
 }
 
@@ -86,16 +93,11 @@ typedef enum text { TEXT_OK, TEXT_NUL, TEXT_NOT_UTF8 } text;
  * would silently end there). */
 static text text_of(const uint8_t *p, size_t n)
 {
-    for (size_t i = 0; i < n;) {
-        size_t len;
-        if (p[i] == 0)
-            return TEXT_NUL;
-        len = tse_utf8_sequence(p + i, n - i);
-        if (len == 0)
-            return TEXT_NOT_UTF8;
-        i += len;
-    }
-    return TEXT_OK;
+    size_t span = tse_utf8_text_span(p, n);
+
+    if (span == n)
+        return TEXT_OK;
+    return p[span] == 0 ? TEXT_NUL : TEXT_NOT_UTF8;
 }
 
 /* ---- the path ------------------------------------------------------------- */

@@ -54,19 +54,46 @@ size_t tse_utf8_sequence(const unsigned char *p, size_t n)
     return len;
 }
 
+/* Whether the 8 bytes at p are all ASCII and none is NUL (the classic
+ * "has a zero byte" test on the word; memcpy: p need not be aligned). */
+static bool ascii_word(const unsigned char *p)
+{
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    uint64_t w;
+
+    memcpy(&w, p, sizeof(w));
+    return ((w | ((w - ones) & ~w)) & highs) == 0;
+}
+
+size_t tse_utf8_text_span(const unsigned char *p, size_t n)
+{
+    size_t i = 0;
+
+    while (i < n) {
+        size_t len;
+
+        if (n - i >= 8 && ascii_word(p + i)) {
+            i += 8;
+            continue;
+        }
+        if (p[i] == 0)
+            return i;
+        len = p[i] < 0x80 ? 1 : tse_utf8_sequence(p + i, n - i);
+        if (len == 0)
+            return i;
+        i += len;
+    }
+    return n;
+}
+
 bool tse_utf8_valid(const char *s)
 {
-    const unsigned char *p = (const unsigned char *)s;
+    size_t n;
 
     if (s == NULL)
         return true;
-    while (*p != '\0') {
-        size_t n = tse_utf8_sequence(p, SIZE_MAX);
-        if (n == 0)
-            return false;
-        p += n;
-    }
-    return true;
+    n = strlen(s);
+    return tse_utf8_text_span((const unsigned char *)s, n) == n;
 }
 
 void tse_utf8_scrub(char *s)

@@ -20,6 +20,15 @@
 size_t tse_utf8_sequence(const unsigned char *p, size_t n);
 
 /*
+ * How many of the n bytes at p (p may be NULL when n is 0) are text from the
+ * start: well-formed UTF-8 without NUL. n when all of them are; otherwise
+ * the offset of the first NUL or of the first byte that starts no
+ * well-formed sequence. Every string of every request goes through it, so
+ * runs of ASCII are checked a word at a time.
+ */
+size_t tse_utf8_text_span(const unsigned char *p, size_t n);
+
+/*
  * True when s is well-formed UTF-8: shortest forms only, no surrogates,
  * nothing above U+10FFFF. NULL counts as the empty string.
  */

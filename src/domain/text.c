@@ -136,11 +136,17 @@ static tse_status walk_list(walk *w, const Google__Protobuf__ListValue *l)
  */
 static bool is_map_entry(const ProtobufCMessageDescriptor *d)
 {
-    size_t len = strlen(d->name);
+    size_t len;
 
-    return d->n_fields == 2 && d->fields[0].id == 1 && strcmp(d->fields[0].name, "key") == 0 &&
-           d->fields[1].id == 2 && strcmp(d->fields[1].name, "value") == 0 && len > 5 &&
-           strcmp(d->name + len - 5, "Entry") == 0;
+    /* Every node of every payload asks: a Struct's entries are known
+     * without comparing names, and names are read only for two fields. */
+    if (d == &google__protobuf__struct__fields_entry__descriptor)
+        return true;
+    if (d->n_fields != 2 || d->fields[0].id != 1 || d->fields[1].id != 2)
+        return false;
+    len = strlen(d->name);
+    return strcmp(d->fields[0].name, "key") == 0 && strcmp(d->fields[1].name, "value") == 0 &&
+           len > 5 && strcmp(d->name + len - 5, "Entry") == 0;
 }
 
 static tse_status walk_element(walk *w, const ProtobufCFieldDescriptor *f, const void *p);

@@ -133,6 +133,58 @@ static void an_event_with_a_client_id_is_the_dedup_script(void **state)
     tse_job_free(job);
 }
 
+static void on_result(void *arg, const tse_publish_result *res);
+
+/* Whether the job's command holds want as one whole argument. */
+static bool has_argument(const tse_job *job, const char *want)
+{
+    redisReply *cmd = command_of(job);
+    bool found = false;
+
+    for (size_t i = 0; i < cmd->elements && !found; i++)
+        found = cmd->element[i]->len == strlen(want) &&
+                memcmp(cmd->element[i]->str, want, cmd->element[i]->len) == 0;
+    freeReplyObject(cmd);
+    return found;
+}
+
+/* Each event of a batch carries its publish time as the single-event
+ * script gets it: "<sec>.<nanos, 9 digits>", leading zeros kept. */
+static void a_batch_gives_the_script_each_events_publish_time(void **state)
+{
+    static const struct {
+        int64_t sec;
+        int32_t nanos;
+        const char *want;
+    } cases[] = {
+        {1718700000, 5000, "1718700000.000005000"},
+        {0, 0, "0.000000000"},
+        {1718700001, 999999999, "1718700001.999999999"},
+        {7, 120000000, "7.120000000"},
+        {-1, 5, "-1.000000005"},
+    };
+    enum { N = sizeof(cases) / sizeof(cases[0]) };
+    tse_broker_options o = options();
+    tse_publish_msg msgs[N];
+    void *args[N] = {0};
+    tse_job *job;
+
+    (void)state;
+    for (size_t i = 0; i < N; i++) {
+        msgs[i] = message(i % 2 == 0);
+        msgs[i].timestamp_sec = cases[i].sec;
+        msgs[i].timestamp_nanos = cases[i].nanos;
+    }
+    job = tse_job_create_group(&o, "0123456789abcdef0123456789abcdef01234567", msgs, N, on_result,
+                               args);
+    assert_non_null(job);
+    assert_int_equal(job->n_events, N);
+    for (size_t i = 0; i < N; i++)
+        if (!has_argument(job, cases[i].want))
+            fail_msg("no argument '%s' in the batch's command", cases[i].want);
+    tse_job_free(job);
+}
+
 static void trimming_by_count_is_an_approximate_maxlen(void **state)
 {
     tse_broker_options o = options();
@@ -633,6 +685,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(a_plain_event_is_one_xadd_to_its_stream),
         cmocka_unit_test(an_event_with_a_client_id_is_the_dedup_script),
+        cmocka_unit_test(a_batch_gives_the_script_each_events_publish_time),
         cmocka_unit_test(trimming_by_count_is_an_approximate_maxlen),
         cmocka_unit_test(trimming_by_age_is_an_approximate_minid_never_below_zero),
         cmocka_unit_test(a_generic_command_takes_lengths_or_measures_strings),
