@@ -424,44 +424,67 @@ void tse_client_call_metadata(const tse_client *c, grpc_metadata md[1], size_t *
     }
 }
 
-/* Everything one unary call's ops point into. */
-typedef struct unary_call {
-    grpc_metadata md[1];
-    grpc_metadata_array initial_md, trailing_md;
-    grpc_byte_buffer *send_buf, *recv_buf;
-    grpc_status_code code;
-    grpc_slice details;
-} unary_call;
-
-static void unary_ops(tse_client *c, unary_call *u, grpc_op ops[6])
+void tse_client_call_io_init(tse_client_call_io *io)
 {
-    size_t n_md;
-
-    memset(ops, 0, 6 * sizeof(grpc_op));
-    tse_client_call_metadata(c, u->md, &n_md);
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[0].data.send_initial_metadata.count = n_md;
-    ops[0].data.send_initial_metadata.metadata = u->md;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = u->send_buf;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &u->initial_md;
-    ops[4].op = GRPC_OP_RECV_MESSAGE;
-    ops[4].data.recv_message.recv_message = &u->recv_buf;
-    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[5].data.recv_status_on_client.trailing_metadata = &u->trailing_md;
-    ops[5].data.recv_status_on_client.status = &u->code;
-    ops[5].data.recv_status_on_client.status_details = &u->details;
+    memset(io, 0, sizeof(*io));
+    io->details = grpc_empty_slice();
+    io->code = GRPC_STATUS_UNKNOWN;
+    grpc_metadata_array_init(&io->initial_md);
+    grpc_metadata_array_init(&io->trailing_md);
 }
 
-static tse_client_status unary_result(unary_call *u, grpc_slice *resp, tse_client_error *err)
+void tse_client_call_io_cleanup(tse_client_call_io *io)
+{
+    if (io->send_buf != NULL)
+        grpc_byte_buffer_destroy(io->send_buf);
+    if (io->recv_buf != NULL)
+        grpc_byte_buffer_destroy(io->recv_buf);
+    grpc_metadata_array_destroy(&io->initial_md);
+    grpc_metadata_array_destroy(&io->trailing_md);
+    grpc_slice_unref(io->details);
+}
+
+void tse_client_status_op(tse_client_call_io *io, grpc_op *op)
+{
+    memset(op, 0, sizeof(*op));
+    op->op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    op->data.recv_status_on_client.trailing_metadata = &io->trailing_md;
+    op->data.recv_status_on_client.status = &io->code;
+    op->data.recv_status_on_client.status_details = &io->details;
+}
+
+void tse_client_unary_ops(tse_client_call_io *io, grpc_metadata *md, size_t n_md,
+                          grpc_byte_buffer *request, grpc_op ops[6])
+{
+    memset(ops, 0, 5 * sizeof(grpc_op));
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].data.send_initial_metadata.count = n_md;
+    ops[0].data.send_initial_metadata.metadata = md;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = io->send_buf = request;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &io->initial_md;
+    ops[4].op = GRPC_OP_RECV_MESSAGE;
+    ops[4].data.recv_message.recv_message = &io->recv_buf;
+    tse_client_status_op(io, &ops[5]);
+}
+
+tse_client_status tse_client_call_io_status(const tse_client_call_io *io, tse_client_error *err)
+{
+    if (io->code == GRPC_STATUS_OK)
+        return TSE_CLIENT_OK;
+    return tse_client_from_grpc_status(io->code, (const char *)GRPC_SLICE_START_PTR(io->details),
+                                       GRPC_SLICE_LENGTH(io->details), &io->trailing_md, err);
+}
+
+static tse_client_status unary_result(tse_client_call_io *u, grpc_slice *resp,
+                                      tse_client_error *err)
 {
     grpc_byte_buffer_reader reader;
 
     if (u->code != GRPC_STATUS_OK)
-        return tse_client_from_grpc_status(u->code, (const char *)GRPC_SLICE_START_PTR(u->details),
-                                           GRPC_SLICE_LENGTH(u->details), &u->trailing_md, err);
+        return tse_client_call_io_status(u, err);
     if (u->recv_buf == NULL || !grpc_byte_buffer_reader_init(&reader, u->recv_buf))
         return tse_client_fail(err, TSE_CLIENT_INTERNAL, 0, NULL, "the answer had no message");
     *resp = grpc_byte_buffer_reader_readall(&reader);
@@ -474,16 +497,17 @@ tse_client_status tse_client_unary_raw(tse_client *c, const char *method, grpc_s
                                        tse_client_error *err)
 {
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
-    unary_call u = {.details = grpc_empty_slice()};
     grpc_call *call = tse_client_new_call(c, cq, method, deadline);
+    tse_client_call_io u;
     tse_client_status st;
+    grpc_metadata md[1];
     grpc_op ops[6];
     grpc_event ev;
+    size_t n_md;
 
-    grpc_metadata_array_init(&u.initial_md);
-    grpc_metadata_array_init(&u.trailing_md);
-    u.send_buf = grpc_raw_byte_buffer_create(&req, 1);
-    unary_ops(c, &u, ops);
+    tse_client_call_io_init(&u);
+    tse_client_call_metadata(c, md, &n_md);
+    tse_client_unary_ops(&u, md, n_md, grpc_raw_byte_buffer_create(&req, 1), ops);
     if (grpc_call_start_batch(call, ops, 6, &u, NULL) != GRPC_CALL_OK) {
         st = tse_client_fail(err, TSE_CLIENT_INTERNAL, -1, NULL, "cannot start the call");
         goto out;
@@ -495,12 +519,7 @@ tse_client_status tse_client_unary_raw(tse_client *c, const char *method, grpc_s
         st = unary_result(&u, resp, err);
 out:
     grpc_call_unref(call);
-    grpc_byte_buffer_destroy(u.send_buf);
-    if (u.recv_buf != NULL)
-        grpc_byte_buffer_destroy(u.recv_buf);
-    grpc_metadata_array_destroy(&u.initial_md);
-    grpc_metadata_array_destroy(&u.trailing_md);
-    grpc_slice_unref(u.details);
+    tse_client_call_io_cleanup(&u);
     grpc_completion_queue_shutdown(cq);
     grpc_completion_queue_destroy(cq);
     return st;

@@ -181,6 +181,31 @@ grpc_call *tse_client_new_call(tse_client *c, grpc_completion_queue *cq, const c
 /* The call metadata (authorization) to send; *n receives the count. */
 void tse_client_call_metadata(const tse_client *c, grpc_metadata md[1], size_t *n);
 
+/*
+ * What the ops of one call point into and the call's object owns (a
+ * stream's, a blocking unary call's): the message in flight each way, both
+ * metadata arrays, the status. init before the first batch, cleanup once no
+ * batch is in flight (frees what is left in it).
+ */
+typedef struct tse_client_call_io {
+    grpc_byte_buffer *send_buf, *recv_buf;
+    grpc_metadata_array initial_md, trailing_md;
+    grpc_status_code code;
+    grpc_slice details;
+} tse_client_call_io;
+
+void tse_client_call_io_init(tse_client_call_io *io);
+void tse_client_call_io_cleanup(tse_client_call_io *io);
+/* The op receiving io's status and trailing metadata into *op. */
+void tse_client_status_op(tse_client_call_io *io, grpc_op *op);
+/* A whole unary call in one batch into ops[6]: md (n_md pairs), request
+ * (now io->send_buf, owned by io), the half-close, and receiving the
+ * initial metadata, the response (io->recv_buf) and the status. */
+void tse_client_unary_ops(tse_client_call_io *io, grpc_metadata *md, size_t n_md,
+                          grpc_byte_buffer *request, grpc_op ops[6]);
+/* The call's status as the SDK's, into err unless OK (the status arrived). */
+tse_client_status tse_client_call_io_status(const tse_client_call_io *io, tse_client_error *err);
+
 /* One unary call with request bytes; *resp (caller frees with gpr_free)
  * receives the response bytes on OK. */
 tse_client_status tse_client_unary_raw(tse_client *c, const char *method, grpc_slice req,

@@ -61,10 +61,7 @@ struct tse_client_stream {
     bool closed;      /* the half-close was started */
     long long n_sent; /* messages started */
     outmsg *out_head, *out_tail;
-    grpc_byte_buffer *send_buf, *recv_buf;
-    grpc_metadata_array initial_md, trailing_md;
-    grpc_status_code code;
-    grpc_slice details;
+    tse_client_call_io io;
 };
 
 /* ============================== setup ===================================== */
@@ -147,13 +144,7 @@ static void stream_free(tse_client_stream *s)
     }
     if (s->call != NULL)
         grpc_call_unref(s->call);
-    if (s->send_buf != NULL)
-        grpc_byte_buffer_destroy(s->send_buf);
-    if (s->recv_buf != NULL)
-        grpc_byte_buffer_destroy(s->recv_buf);
-    grpc_metadata_array_destroy(&s->initial_md);
-    grpc_metadata_array_destroy(&s->trailing_md);
-    grpc_slice_unref(s->details);
+    tse_client_call_io_cleanup(&s->io);
     metadata_free(s->md, s->n_md);
     pthread_mutex_destroy(&s->mu);
     free(s);
@@ -223,7 +214,7 @@ static void kick_send_locked(tse_client_stream *s)
     s->out_head = m->next;
     if (s->out_head == NULL)
         s->out_tail = NULL;
-    s->send_buf = m->bb;
+    s->io.send_buf = m->bb;
     free(m);
     /* Another request is queued behind this one and goes out as soon as
      * this completes: it may wait in gRPC's write buffer until then, so a
@@ -231,7 +222,7 @@ static void kick_send_locked(tse_client_stream *s)
      * hinted (beside the initial metadata it would never be written). */
     if (s->n_sent > 0 && s->out_head != NULL)
         op.flags = GRPC_WRITE_BUFFER_HINT;
-    op.data.send_message.send_message = s->send_buf;
+    op.data.send_message.send_message = s->io.send_buf;
     s->sending = batch_locked(s, &op, 1, &s->t_send);
     s->n_sent += s->sending;
 }
@@ -246,10 +237,10 @@ static void kick_recv_locked(tse_client_stream *s)
     memset(ops, 0, sizeof(ops));
     if (!s->got_md) {
         ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
-        ops[n++].data.recv_initial_metadata.recv_initial_metadata = &s->initial_md;
+        ops[n++].data.recv_initial_metadata.recv_initial_metadata = &s->io.initial_md;
     }
     ops[n].op = GRPC_OP_RECV_MESSAGE;
-    ops[n++].data.recv_message.recv_message = &s->recv_buf;
+    ops[n++].data.recv_message.recv_message = &s->io.recv_buf;
     s->receiving = batch_locked(s, ops, n, &s->t_recv);
     s->got_md |= s->receiving;
 }
@@ -265,10 +256,7 @@ static void settle_unlock(tse_client_stream *s)
         return;
     }
     s->ended = true;
-    st = s->code == GRPC_STATUS_OK
-             ? TSE_CLIENT_OK
-             : tse_client_from_grpc_status(s->code, (const char *)GRPC_SLICE_START_PTR(s->details),
-                                           GRPC_SLICE_LENGTH(s->details), &s->trailing_md, &err);
+    st = tse_client_call_io_status(&s->io, &err);
     pthread_mutex_unlock(&s->mu);
     list_remove(s);
     s->h.on_end(s->arg, st, st == TSE_CLIENT_OK ? NULL : &err);
@@ -285,9 +273,9 @@ static void on_send(tse_client_tag *tag, bool ok)
     pthread_mutex_lock(&s->mu);
     s->batches--;
     s->sending = false;
-    if (s->send_buf != NULL)
-        grpc_byte_buffer_destroy(s->send_buf);
-    s->send_buf = NULL;
+    if (s->io.send_buf != NULL)
+        grpc_byte_buffer_destroy(s->io.send_buf);
+    s->io.send_buf = NULL;
     if (ok)
         kick_send_locked(s);
     drained = ok && !s->sending && !s->status_done && !s->closing && s->on_drained != NULL;
@@ -320,7 +308,8 @@ static void deliver_unlocked(tse_client_stream *s, grpc_byte_buffer *bb)
     grpc_slice all;
 
     if (!grpc_byte_buffer_reader_init(&reader, bb)) {
-        grpc_call_cancel_with_status(s->call, GRPC_STATUS_INTERNAL, "unreadable message", NULL);
+        grpc_call_cancel_with_status(s->call, tse_client_grpc_from_status(TSE_CLIENT_INTERNAL),
+                                     "unreadable message", NULL);
         return;
     }
     all = grpc_byte_buffer_reader_readall(&reader);
@@ -336,8 +325,8 @@ static void on_recv(tse_client_tag *tag, bool ok)
 
     pthread_mutex_lock(&s->mu);
     s->batches--;
-    bb = s->recv_buf;
-    s->recv_buf = NULL;
+    bb = s->io.recv_buf;
+    s->io.recv_buf = NULL;
     if (ok && bb != NULL) {
         pthread_mutex_unlock(&s->mu);
         deliver_unlocked(s, bb);
@@ -371,10 +360,10 @@ static void on_unary(tse_client_tag *tag, bool ok)
     (void)ok;
     pthread_mutex_lock(&s->mu);
     s->batches--;
-    grpc_byte_buffer_destroy(s->send_buf);
-    s->send_buf = NULL;
-    bb = s->recv_buf;
-    s->recv_buf = NULL;
+    grpc_byte_buffer_destroy(s->io.send_buf);
+    s->io.send_buf = NULL;
+    bb = s->io.recv_buf;
+    s->io.recv_buf = NULL;
     pthread_mutex_unlock(&s->mu);
     if (bb != NULL) {
         deliver_unlocked(s, bb);
@@ -393,21 +382,7 @@ static bool open_unary_locked(tse_client_stream *s, grpc_byte_buffer *request)
 {
     grpc_op ops[6];
 
-    memset(ops, 0, sizeof(ops));
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[0].data.send_initial_metadata.count = s->n_md;
-    ops[0].data.send_initial_metadata.metadata = s->md;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = s->send_buf = request;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &s->initial_md;
-    ops[4].op = GRPC_OP_RECV_MESSAGE;
-    ops[4].data.recv_message.recv_message = &s->recv_buf;
-    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[5].data.recv_status_on_client.trailing_metadata = &s->trailing_md;
-    ops[5].data.recv_status_on_client.status = &s->code;
-    ops[5].data.recv_status_on_client.status_details = &s->details;
+    tse_client_unary_ops(&s->io, s->md, s->n_md, request, ops);
     s->t_status.base.done = on_unary;
     s->closing = s->closed = s->got_md = true;
     return batch_locked(s, ops, 6, &s->t_status); /* on failure s frees request */
@@ -421,12 +396,8 @@ static bool open_locked(tse_client_stream *s, grpc_byte_buffer *first, bool clos
 
     if (close)
         return open_unary_locked(s, first);
-    s->send_buf = first; /* freed with s if nothing starts */
-    memset(ops, 0, sizeof(ops));
-    ops[0].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[0].data.recv_status_on_client.trailing_metadata = &s->trailing_md;
-    ops[0].data.recv_status_on_client.status = &s->code;
-    ops[0].data.recv_status_on_client.status_details = &s->details;
+    s->io.send_buf = first; /* freed with s if nothing starts */
+    tse_client_status_op(&s->io, &ops[0]);
     if (!batch_locked(s, ops, 1, &s->t_status))
         return false;
     memset(ops, 0, sizeof(ops));
@@ -454,10 +425,7 @@ static tse_client_stream *stream_new(tse_client *client, const tse_client_stream
     s->t_send = (stag){{on_send}, s};
     s->t_recv = (stag){{on_recv}, s};
     s->t_status = (stag){{on_status}, s};
-    s->details = grpc_empty_slice();
-    s->code = GRPC_STATUS_UNKNOWN;
-    grpc_metadata_array_init(&s->initial_md);
-    grpc_metadata_array_init(&s->trailing_md);
+    tse_client_call_io_init(&s->io);
     pthread_mutex_init(&s->mu, NULL);
     return s;
 }
@@ -594,14 +562,15 @@ EXPORT void tse_client_stream_pause(tse_client_stream *s, bool paused)
 EXPORT void tse_client_stream_cancel(tse_client_stream *s, tse_client_status status,
                                      const char *why)
 {
-    grpc_status_code code = tse_client_grpc_from_status(status);
+    grpc_status_code code =
+        tse_client_grpc_from_status(status == TSE_CLIENT_OK ? TSE_CLIENT_CANCELLED : status);
 
     if (s == NULL)
         return;
     pthread_mutex_lock(&s->mu);
     if (!s->ended)
-        grpc_call_cancel_with_status(s->call, code == GRPC_STATUS_OK ? GRPC_STATUS_CANCELLED : code,
-                                     why != NULL ? why : "cancelled by the client", NULL);
+        grpc_call_cancel_with_status(s->call, code, why != NULL ? why : "cancelled by the client",
+                                     NULL);
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -615,7 +584,7 @@ void tse_client_streams_cancel(tse_client *c)
 {
     pthread_mutex_lock(&c->calls_mu);
     for (tse_client_stream *s = c->streams; s != NULL; s = s->next)
-        grpc_call_cancel_with_status(s->call, GRPC_STATUS_CANCELLED,
+        grpc_call_cancel_with_status(s->call, tse_client_grpc_from_status(TSE_CLIENT_CANCELLED),
                                      "the client was destroyed before the stream ended", NULL);
     pthread_mutex_unlock(&c->calls_mu);
 }
