@@ -157,25 +157,17 @@ static tse_status status_of(tse_client_status s)
     }
 }
 
-/* The server's text repeats the field in front of its message ("field:
- * message"); the field itself comes apart, so only the message is kept. */
+/* The field comes apart (the SDK's, from the service's BadRequest), so
+ * only the problem is kept of the message. */
 void tsb_calls_status_set(tsb_calls_status *st, tse_client_status status,
                           const tse_client_error *err)
 {
-    size_t n;
-
     st->code = status_of(status);
     st->field[0] = st->message[0] = '\0';
     if (status == TSE_CLIENT_OK)
         return;
-    n = strlen(err->field);
     snprintf(st->field, sizeof(st->field), "%s", err->field);
-    if (n > 0 && strncmp(err->message, err->field, n) == 0 &&
-        strncmp(err->message + n, ": ", 2) == 0)
-        n += 2;
-    else
-        n = 0;
-    snprintf(st->message, sizeof(st->message), "%s", err->message + n);
+    snprintf(st->message, sizeof(st->message), "%s", tse_client_error_problem(err));
 }
 
 void tsb_calls_status_fail(tsb_calls_status *st, tse_status code, const char *message)

@@ -46,6 +46,19 @@ EXPORT const char *tse_client_status_name(tse_client_status status)
     return "UNKNOWN";
 }
 
+EXPORT const char *tse_client_error_problem(const tse_client_error *err)
+{
+    size_t n;
+
+    if (err == NULL)
+        return "";
+    n = strlen(err->field);
+    if (n > 0 && strncmp(err->message, err->field, n) == 0 &&
+        strncmp(err->message + n, ": ", 2) == 0)
+        return err->message + n + 2;
+    return err->message;
+}
+
 EXPORT const char *tse_client_version(void)
 {
     return TSE_VERSION;

@@ -200,6 +200,22 @@ static void test_field_comes_from_status_details_not_the_text(void **state)
     assert_string_equal(err.field, "");
 }
 
+static void test_problem_is_the_message_without_its_field(void **state)
+{
+    tse_client_error err = {.status = TSE_CLIENT_INVALID_ARGUMENT};
+
+    snprintf(err.field, sizeof(err.field), "payload.barcode");
+    snprintf(err.message, sizeof(err.message), "payload.barcode: barcode is required");
+    assert_string_equal(tse_client_error_problem(&err), "barcode is required");
+    /* A message that does not open with the field is kept whole. */
+    snprintf(err.message, sizeof(err.message), "payload.barcodes: too many");
+    assert_string_equal(tse_client_error_problem(&err), "payload.barcodes: too many");
+    err.field[0] = '\0';
+    snprintf(err.message, sizeof(err.message), "redis is down: retry");
+    assert_string_equal(tse_client_error_problem(&err), "redis is down: retry");
+    assert_string_equal(tse_client_error_problem(NULL), "");
+}
+
 static void test_long_server_details_are_truncated_and_terminated(void **state)
 {
     char big[4096];
@@ -729,6 +745,7 @@ int main(void)
         cmocka_unit_test(test_grpc_codes_map_to_sdk_statuses),
         cmocka_unit_test(test_server_details_keep_the_message_and_lift_the_field),
         cmocka_unit_test(test_field_comes_from_status_details_not_the_text),
+        cmocka_unit_test(test_problem_is_the_message_without_its_field),
         cmocka_unit_test(test_long_server_details_are_truncated_and_terminated),
         cmocka_unit_test(test_opts_fill_the_envelope),
         cmocka_unit_test(test_bad_opts_are_refused_naming_the_field),

@@ -82,6 +82,14 @@ typedef struct tse_client_error {
 /* A stable upper-case name, e.g. "UNAVAILABLE"; "UNKNOWN" for other values. */
 TSE_CLIENT_API const char *tse_client_status_name(tse_client_status status);
 
+/*
+ * What is wrong, without the field it is wrong with: when err->message opens
+ * with err->field and ": " (as the service writes a refusal, "payload.barcode:
+ * barcode is required"), the rest ("barcode is required"); else the whole
+ * message. Points into err->message; "" when err is NULL.
+ */
+TSE_CLIENT_API const char *tse_client_error_problem(const tse_client_error *err);
+
 /* The library version, e.g. "0.1.0". */
 TSE_CLIENT_API const char *tse_client_version(void);
 
