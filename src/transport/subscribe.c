@@ -228,27 +228,30 @@ static bool set_owner(tse_call *c, Subscription *spec)
     return true;
 }
 
+/* Whether the caller may see sub; when not, c is answered (denied). */
+static bool sub_allowed(tse_call *c, const Subscription *sub)
+{
+    tse_error denied;
+
+    if (tse_access_subscription(c, sub->name, sub->owner, sub->event_types, sub->n_event_types,
+                                &denied) == TSE_OK)
+        return true;
+    tse_call_fail(c, &denied);
+    return false;
+}
+
 /* The stored subscription answered: the caller may use it, then next. */
 static void access_answered(void *arg, const tse_error *err, const Subscription *const *subs,
                             size_t n)
 {
     tse_call *c = arg;
-    tse_error denied;
 
-    if (err != NULL && err->code != TSE_OK) {
+    if (err != NULL && err->code != TSE_OK)
         tse_call_fail(c, err);
-        return;
-    }
-    if (n != 1 || subs[0] == NULL) {
+    else if (n != 1 || subs[0] == NULL)
         tse_call_fail(c, TSE_ERROR(TSE_INTERNAL, "", "no subscription in the answer"));
-        return;
-    }
-    if (tse_access_subscription(c, subs[0]->name, subs[0]->owner, subs[0]->event_types,
-                                subs[0]->n_event_types, &denied) != TSE_OK) {
-        tse_call_fail(c, &denied);
-        return;
-    }
-    c->access_next(c);
+    else if (sub_allowed(c, subs[0]))
+        c->access_next(c);
 }
 
 void tse_subscription_access(tse_call *c, const char *name, void (*next)(tse_call *c))
@@ -908,7 +911,6 @@ static void answer_subscriptions(void *arg, const tse_error *err, const Subscrip
                                  size_t n)
 {
     tse_call *c = arg;
-    tse_error denied;
 
     if (err != NULL && err->code != TSE_OK) {
         tse_call_fail(c, err);
@@ -917,10 +919,8 @@ static void answer_subscriptions(void *arg, const tse_error *err, const Subscrip
     if (c->method == &tse_method_list_subscriptions) {
         answer_list(c, subs, n);
     } else if (n == 1 && subs[0] != NULL && c->method != &tse_method_delete_subscription &&
-               tse_access_subscription(c, subs[0]->name, subs[0]->owner, subs[0]->event_types,
-                                       subs[0]->n_event_types, &denied) != TSE_OK) {
-        /* Get, or a create that met another identity's subscription. */
-        tse_call_fail(c, &denied);
+               !sub_allowed(c, subs[0])) {
+        /* Get, or a create that met another identity's subscription: denied. */
     } else if (c->method == &tse_method_delete_subscription) {
         Tracseq__Events__V1__DeleteSubscriptionResponse out =
             TRACSEQ__EVENTS__V1__DELETE_SUBSCRIPTION_RESPONSE__INIT;
