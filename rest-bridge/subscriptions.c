@@ -129,19 +129,7 @@ static void get_subscription(tsb_request *req, tsb_response *resp, tsb_then then
 
 json_t *tsb_event_json(const Tracseq__Events__V1__Event *ev)
 {
-    const ProtobufCMessageDescriptor *d = &tracseq__events__v1__event__descriptor;
-    json_t *j = ev ? tsb_json_from_message(&ev->base) : NULL;
-
-    /* The payload oneof (numbers >= 20) reads back under "payload", the
-     * name clients published it with. */
-    for (unsigned i = 0; j != NULL && i < d->n_fields; i++) {
-        json_t *v;
-        if (d->fields[i].id < 20 || (v = json_object_get(j, d->fields[i].name)) == NULL)
-            continue;
-        json_object_set(j, "payload", v);
-        json_object_del(j, d->fields[i].name);
-    }
-    return j;
+    return tse_event_json_payload(ev ? tsb_json_from_message(&ev->base) : NULL);
 }
 
 /* ===================== POST /api/v1/events/subscribe ==================== */

@@ -648,12 +648,9 @@ static void extensions_out(json_t *ce, const json_t *plain)
     }
 }
 
-/* The event as the REST API reads it: its fields (defaults written), the
- * payload oneof (field numbers >= 20) under "payload". */
-static json_t *event_json(const Event *ev)
+json_t *tse_event_json_payload(json_t *j)
 {
     const ProtobufCMessageDescriptor *d = &tracseq__events__v1__event__descriptor;
-    json_t *j = ev ? tse_pbjson_from_message(&ev->base, TSE_PBJSON_EMIT_DEFAULTS) : NULL;
 
     for (unsigned i = 0; j != NULL && i < d->n_fields; i++) {
         json_t *v;
@@ -663,6 +660,13 @@ static json_t *event_json(const Event *ev)
         json_object_del(j, d->fields[i].name);
     }
     return j;
+}
+
+/* The event as the REST API reads it: its fields (defaults written). */
+static json_t *event_json(const Event *ev)
+{
+    return tse_event_json_payload(ev ? tse_pbjson_from_message(&ev->base, TSE_PBJSON_EMIT_DEFAULTS)
+                                     : NULL);
 }
 
 json_t *tse_ce_from_event(const Event *ev)

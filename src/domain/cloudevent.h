@@ -90,6 +90,11 @@ tse_status tse_ce_binary_body(json_t *ce, const char *content_type, const char *
  * out of memory. Caller releases. */
 json_t *tse_ce_from_event(const Tracseq__Events__V1__Event *ev);
 
+/* An Event's proto3 JSON (j, may be NULL) as the REST API reads it: the
+ * payload oneof's member (field numbers >= 20) moved under "payload", the
+ * name clients publish it with. Returns j. */
+json_t *tse_event_json_payload(json_t *j);
+
 /*
  * A CloudEvent in the JSON format (as tse_ce_from_event makes) in binary
  * mode: each attribute but the data's as a "ce-<name>" member of headers
