@@ -2083,7 +2083,8 @@ static void mode_latency(bench *b)
     latency_report(b, close_subs(b));
 }
 
-static void drain_report(bench *b, double pub_rate, uint64_t lag, uint64_t pending)
+static void drain_report(bench *b, double pub_rate, uint64_t lag, uint64_t pending,
+                         long long srv_ticks)
 {
     const options *o = &b->opt;
     double secs = (double)(b->t_last - b->t_open) / 1e9;
@@ -2098,9 +2099,12 @@ static void drain_report(bench *b, double pub_rate, uint64_t lag, uint64_t pendi
     snprintf(b->result, sizeof(b->result),
              "events=%lld published=%lld lag_before=%" PRIu64 " seconds=%.3f rate=%.1f "
              "first_delivery_ms=%.1f publish_rate=%.0f max_in_flight=%d ack_batch=%d "
-             "ack_delay_ms=%g ack_msgs=%lld pending_after=%" PRIu64,
+             "ack_delay_ms=%g ack_msgs=%lld pending_after=%" PRIu64 " deliver_cpu_us=%.2f",
              b->unique, b->pub_ok, lag, secs, rate, first_ms, pub_rate, b->max_in_flight,
-             o->ack_batch, o->ack_delay_ms, b->ack_msgs, pending);
+             o->ack_batch, o->ack_delay_ms, b->ack_msgs, pending,
+             srv_ticks >= 0 && b->unique > 0
+                 ? (double)srv_ticks * 1e6 / (double)sysconf(_SC_CLK_TCK) / (double)b->unique
+                 : 0.0);
 }
 
 static void mode_drain(bench *b)
@@ -2114,12 +2118,17 @@ static void mode_drain(bench *b)
     pub_rate = publish_backlog(b, o->pub_streams, o->count);
     fprintf(stderr, "drain: backlog of %lld events published at %.0f/s\n", b->pub_ok, pub_rate);
     subscription_stats(b, b->names[0], &pending, &lag);
+    /* The service's CPU over the drain alone (--pid): the delivery path's
+     * cost per event, the backlog's publish left out. */
+    long long t0 = cpu_ticks(o->pid);
     b->t_open = now_ns();
     if (!open_subs(b))
         return;
     if (!run_until(b, all_delivered, 0))
         record_error(b, "stalled: %lld of %lld events delivered", b->unique, b->pub_ok);
-    drain_report(b, pub_rate, lag, close_subs(b));
+    long long t1 = cpu_ticks(o->pid);
+    pending = close_subs(b);
+    drain_report(b, pub_rate, lag, pending, o->pid > 0 && t0 >= 0 && t1 >= t0 ? t1 - t0 : -1);
 }
 
 /* Per-stream delivery counts: min, max, streams with none. */

@@ -10,7 +10,7 @@
 #            published over PublishStream, then one subscriber (max_in_flight
 #            1000) drains it: both rates (every delivery goes through the
 #            delivery path's accounting), and the service's CPU time per
-#            event over the whole of it
+#            event over the whole of it and over the drain alone
 #
 # The two builds alternate within each round (A B, then B A in the next, so
 # neither always runs first) and the whole set is repeated ROUNDS times; the
@@ -66,6 +66,7 @@ run() {
   t0=$(cpu_ticks "$SERVICE_PID")
   line=$("$bench/bench_subscribe" --target "127.0.0.1:$port" --mode drain --count "$count" \
     --max-in-flight 1000 --name "ab-$label" --event-type "bench.ab" --label "$label" \
+    --pid "$SERVICE_PID" \
     2>"$SCRATCH/drain.err") || FAILED=1
   ticks=$(($(cpu_ticks "$SERVICE_PID") - t0))
   echo "$line" | tee -a "$SCRATCH/results"
@@ -111,8 +112,12 @@ for line in open(sys.argv[1]):
     if m:
         add(("drain deliveries/s", m.group(1)), float(m.group(2)))
         add(("drain backlog publish events/s", m.group(1)), float(m.group(3)))
+    m = re.search(r"RESULT mode=drain label=(\w+) .*? deliver_cpu_us=([\d.]+)", line)
+    if m:
+        add(("drain service CPU us/event (delivery alone)", m.group(1)), float(m.group(2)))
 for what in ("stream events/s", "stream service CPU us/event", "drain backlog publish events/s",
-             "drain deliveries/s", "drain service CPU us/event (publish + delivery)"):
+             "drain deliveries/s", "drain service CPU us/event (publish + delivery)",
+             "drain service CPU us/event (delivery alone)"):
     b, a = series.get((what, "before"), []), series.get((what, "after"), [])
     if not b or not a:
         continue

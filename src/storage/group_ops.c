@@ -117,6 +117,8 @@ tse_status tse_group_read(tse_conn *c, const char *group, const char *consumer,
     redisReply *r;
     tse_status st;
 
+    for (size_t i = 0; per_stream && i < k; i++)
+        per_stream[i] = 0;
     if (argv == NULL)
         return TSE_NOMEM;
     snprintf(count_buf, sizeof(count_buf), "%u", count);

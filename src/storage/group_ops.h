@@ -10,7 +10,10 @@
  * Status: TSE_OK; TSE_UNAVAILABLE when the connection is (or got) lost;
  * TSE_INTERNAL for an error reply or a reply of another shape; TSE_NOMEM;
  * TSE_NOT_FOUND where a prototype says so. Decoded values own their memory
- * (release with the _cleanup named), also after a failure. Keys come from
+ * (release with the _cleanup named), also after a failure; it comes from
+ * the C library's allocator, as hiredis's replies do (not tse_malloc:
+ * test_broker_delivery fails the engine's own bookkeeping on its thread and
+ * needs the reads beneath it to succeed). Keys come from
  * keys.h's builders; everything passed in is borrowed.
  */
 #ifndef TSE_STORAGE_GROUP_OPS_H
