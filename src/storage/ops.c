@@ -17,69 +17,89 @@
 #include "storage/keys.h"
 #include "storage/redis_connect.h"
 
+static void add_str(tse_cmd *c, const char *s);
+
 /* ===================== stream lengths =================================== */
 
-/* Every registered stream with its length, in one round trip. Reads keys
- * it is not given (the members of the set): one Redis only, see
- * docs/architecture.md ("Redis keys and slots"). */
-static const char stream_lengths_script[] =
-    "local out = {}\n"
-    "for _, k in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
-    "  out[#out + 1] = k\n"
-    "  out[#out + 1] = redis.call('XLEN', k)\n"
-    "end\n"
-    "return out\n";
-
-void tse_stream_lengths_command(const char *argv[TSE_STREAM_LENGTHS_ARGC])
+void tse_stream_set_command(tse_cmd *out)
 {
-    argv[0] = "EVAL";
-    argv[1] = stream_lengths_script;
-    argv[2] = "1";
-    argv[3] = TSE_STREAMS_KEY;
+    memset(out, 0, sizeof(*out));
+    add_str(out, "SMEMBERS");
+    add_str(out, TSE_STREAMS_KEY);
 }
 
-/* Adds a stream's length to its event type's total (priorities summed). */
-static void add_length(tse_stream_lengths *out, size_t cap, const char *key, size_t key_len,
-                       uint64_t len)
+void tse_stream_length_command(const char *stream_key, tse_cmd *out)
+{
+    memset(out, 0, sizeof(*out));
+    add_str(out, "XLEN");
+    add_str(out, stream_key);
+}
+
+void tse_stream_keys_free(char **keys, size_t n)
+{
+    for (size_t i = 0; keys != NULL && i < n; i++)
+        tse_free(keys[i]);
+    tse_free(keys);
+}
+
+tse_status tse_stream_set_parse(const redisReply *reply, char ***keys, size_t *n)
 {
     const char *type;
     size_t tlen;
     int prio;
 
-    if (!tse_key_stream_parse(key, key_len, &type, &tlen, &prio) || tlen > TSE_EVENT_TYPE_MAX)
+    *keys = NULL;
+    *n = 0;
+    if (reply->type != REDIS_REPLY_ARRAY)
+        return TSE_INTERNAL;
+    if ((*keys = tse_calloc(reply->elements + 1, sizeof(**keys))) == NULL)
+        return TSE_NOMEM;
+    for (size_t i = 0; i < reply->elements; i++) {
+        const redisReply *k = reply->element[i];
+
+        if (k->type != REDIS_REPLY_STRING || strlen(k->str) != k->len ||
+            !tse_key_stream_parse(k->str, k->len, &type, &tlen, &prio) || tlen > TSE_EVENT_TYPE_MAX)
+            continue;
+        if (((*keys)[*n] = tse_strdup(k->str)) == NULL) {
+            tse_stream_keys_free(*keys, *n);
+            *keys = NULL;
+            *n = 0;
+            return TSE_NOMEM;
+        }
+        (*n)++;
+    }
+    return TSE_OK;
+}
+
+tse_status tse_stream_lengths_init(tse_stream_lengths *out, size_t n)
+{
+    memset(out, 0, sizeof(*out));
+    out->types = tse_calloc(n + 1, sizeof(*out->types));
+    out->cap = n;
+    return out->types != NULL ? TSE_OK : TSE_NOMEM;
+}
+
+void tse_stream_lengths_add(tse_stream_lengths *out, const char *key, const redisReply *reply)
+{
+    const char *type;
+    size_t tlen;
+    int prio;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER || reply->integer < 0 ||
+        !tse_key_stream_parse(key, strlen(key), &type, &tlen, &prio) || tlen > TSE_EVENT_TYPE_MAX)
         return;
     for (size_t i = 0; i < out->n; i++) {
         if (strlen(out->types[i].type) == tlen && memcmp(out->types[i].type, type, tlen) == 0) {
-            out->types[i].length += len;
+            out->types[i].length += (uint64_t)reply->integer;
             return;
         }
     }
-    if (out->n == cap)
+    if (out->n == out->cap)
         return;
     memcpy(out->types[out->n].type, type, tlen);
     out->types[out->n].type[tlen] = '\0';
-    out->types[out->n].length = len;
+    out->types[out->n].length = (uint64_t)reply->integer;
     out->n++;
-}
-
-tse_status tse_stream_lengths_parse(const redisReply *reply, tse_stream_lengths *out)
-{
-    size_t streams;
-
-    memset(out, 0, sizeof(*out));
-    if (reply->type == REDIS_REPLY_ERROR)
-        return TSE_INTERNAL;
-    streams = reply->type == REDIS_REPLY_ARRAY ? reply->elements / 2 : 0;
-    out->types = tse_calloc(streams + 1, sizeof(*out->types));
-    if (out->types == NULL)
-        return TSE_NOMEM;
-    for (size_t i = 0; i < streams; i++) {
-        const redisReply *k = reply->element[2 * i], *v = reply->element[2 * i + 1];
-
-        if (k->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_INTEGER && v->integer >= 0)
-            add_length(out, streams, k->str, k->len, (uint64_t)v->integer);
-    }
-    return TSE_OK;
 }
 
 void tse_stream_lengths_cleanup(tse_stream_lengths *out)

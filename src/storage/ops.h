@@ -27,26 +27,47 @@ typedef struct tse_type_length {
     uint64_t length;
 } tse_type_length;
 
-/* Every registered stream's length, per event type in the order Redis
- * listed them first. A zeroed value is empty. */
+/* Every registered stream's length, per event type in the order first
+ * added. A zeroed value is empty. */
 typedef struct tse_stream_lengths {
     tse_type_length *types; /* owned */
     size_t n;
+    size_t cap; /* room in types */
 } tse_stream_lengths;
 
-/* Arguments of the command: one script run over the stream set, one round
- * trip. */
-#define TSE_STREAM_LENGTHS_ARGC 4
-void tse_stream_lengths_command(const char *argv[TSE_STREAM_LENGTHS_ARGC]);
+/*
+ * The lengths take single-slot commands (a script over the set would reach
+ * keys of other slots, which Redis Cluster refuses): "SMEMBERS <stream
+ * set>" (tse_stream_set_command), then "XLEN <key>" per registered stream
+ * (tse_stream_length_command), pipelined, each reply added with
+ * tse_stream_lengths_add.
+ */
+struct tse_cmd;
+void tse_stream_set_command(struct tse_cmd *out);
+void tse_stream_length_command(const char *stream_key, struct tse_cmd *out);
 
 /*
- * Decodes the command's reply into out (emptied first; caller releases with
- * tse_stream_lengths_cleanup, also after a failure). TSE_OK; TSE_INTERNAL
- * for an error reply (nothing decoded); TSE_NOMEM (out stays empty). Keys
- * that are not stream keys of ours and entries of another shape are
- * skipped.
+ * The stream keys of a reply to tse_stream_set_command into *keys (*n of
+ * them; caller frees each and the array with tse_stream_keys_free, also
+ * after a failure). Only stream keys of ours are kept. TSE_OK; TSE_INTERNAL
+ * for an error reply or one of another shape; TSE_NOMEM. Nothing is left
+ * allocated on failure.
  */
-tse_status tse_stream_lengths_parse(const struct redisReply *reply, tse_stream_lengths *out);
+tse_status tse_stream_set_parse(const struct redisReply *reply, char ***keys, size_t *n);
+void tse_stream_keys_free(char **keys, size_t n);
+
+/* Empties out and makes room for n streams' types. TSE_OK or TSE_NOMEM
+ * (out then empty). Release with tse_stream_lengths_cleanup. */
+tse_status tse_stream_lengths_init(tse_stream_lengths *out, size_t n);
+
+/*
+ * Adds the reply to "XLEN key" to key's event type's total (priorities
+ * summed; types in the order first added). A key that is not a stream key
+ * of ours, a reply that is not a length, or a type beyond the n streams
+ * out was made for, is skipped.
+ */
+void tse_stream_lengths_add(tse_stream_lengths *out, const char *key,
+                            const struct redisReply *reply);
 
 /* Frees what out holds and empties it. NULL is a no-op. */
 void tse_stream_lengths_cleanup(tse_stream_lengths *out);

@@ -1273,6 +1273,129 @@ static void many_lanes_start_with_every_lock_ready(void **state)
     }
 }
 
+/* ---- one slot per command: a Redis Cluster node ------------------------------------ */
+
+static int setup_cluster_node(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+
+    if (f == NULL)
+        return -1;
+    pthread_mutex_init(&f->health.mu, NULL);
+    f->redis = tse_test_redis_start_one_node_cluster();
+    if (f->redis == NULL) {
+        free(f);
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+typedef struct lengths_seen {
+    pthread_mutex_t mu;
+    bool done;
+    tse_status status;
+    uint64_t a, b, c; /* one.a, two.b, three.c */
+} lengths_seen;
+
+static void on_lengths(void *arg, tse_status status, const tse_stream_lengths *l)
+{
+    lengths_seen *seen = arg;
+
+    pthread_mutex_lock(&seen->mu);
+    seen->status = status;
+    for (size_t i = 0; l != NULL && i < l->n; i++) {
+        if (strcmp(l->types[i].type, "one.a") == 0)
+            seen->a = l->types[i].length;
+        else if (strcmp(l->types[i].type, "two.b") == 0)
+            seen->b = l->types[i].length;
+        else if (strcmp(l->types[i].type, "three.c") == 0)
+            seen->c = l->types[i].length;
+    }
+    seen->done = true;
+    pthread_mutex_unlock(&seen->mu);
+}
+
+static bool lengths_done(lengths_seen *seen)
+{
+    bool done;
+
+    pthread_mutex_lock(&seen->mu);
+    done = seen->done;
+    pthread_mutex_unlock(&seen->mu);
+    return done;
+}
+
+/*
+ * A cluster node refuses a command or script whose keys are in several
+ * slots (the first check shows it does): plain, dedup and batch publishes
+ * over several types, priorities and ids, and GetStats' lengths, all pass
+ * on one, so none crosses a slot.
+ */
+static void every_writer_command_runs_on_a_redis_cluster_node(void **state)
+{
+    fixture *f = *state;
+    tse_broker_options o = options_for(f->redis);
+    collector *c = collector_new(11);
+    lengths_seen seen = {.status = TSE_INTERNAL};
+    redisContext *rc = rconnect(f->redis, NULL);
+    redisReply *r;
+    tse_test_waiter waiter;
+
+    r = rcmd(rc, "EVAL %s 2 %s %s", "return redis.call('GET', KEYS[1])", "a", "b");
+    assert_int_equal(r->type, REDIS_REPLY_ERROR);
+    assert_non_null(strstr(r->str, "CROSSSLOT"));
+    freeReplyObject(r);
+    redisFree(rc);
+
+    o.retention_maxlen = 1000;
+    start_broker(f, &o);
+    tse_publish_msg m = make_msg("p-1", "one.a", 1, (const uint8_t *)"e", 1);
+    assert_int_equal(publish(f, 0, &m, &c->out[0]), TSE_OK);
+    m = make_msg("id-1", "one.a", 2, (const uint8_t *)"e", 1);
+    m.dedup = true;
+    assert_int_equal(publish(f, 0, &m, &c->out[1]), TSE_OK);
+    m.priority = 5;
+    assert_int_equal(publish(f, 0, &m, &c->out[2]), TSE_OK); /* a duplicate */
+    m.event_type = "two.b";
+    assert_int_equal(publish(f, 0, &m, &c->out[3]), TSE_OK); /* another type: stored */
+    assert_true(wait_completed(c, 4, 5000));
+
+    tse_publish_msg batch[] = {
+        make_msg("id-2", "one.a", 3, (const uint8_t *)"e", 1),
+        make_msg("p-2", "two.b", 1, (const uint8_t *)"e", 1),
+        make_msg("p-3", "one.a", 3, (const uint8_t *)"e", 1),
+        make_msg("id-3", "two.b", 4, (const uint8_t *)"e", 1),
+        make_msg("id-4", "three.c", 2, (const uint8_t *)"e", 1),
+        make_msg("p-4", "three.c", 2, (const uint8_t *)"e", 1),
+        make_msg("id-4", "three.c", 3, (const uint8_t *)"e", 1),
+    };
+    void *args[7];
+    for (int i = 0; i < 7; i++)
+        args[i] = &c->out[4 + i];
+    batch[0].dedup = batch[3].dedup = batch[4].dedup = batch[6].dedup = true;
+    assert_int_equal(tse_broker_publish_batch(f->broker, 0, batch, 7, on_published, args), TSE_OK);
+    assert_true(wait_completed(c, 11, 5000));
+    for (int i = 0; i < 11; i++)
+        if (c->out[i].status != TSE_OK)
+            fail_msg("publish %d: status %d, '%s'", i, c->out[i].status, c->out[i].message);
+    assert_true(c->out[2].duplicate);
+    assert_false(c->out[3].duplicate);
+    assert_true(c->out[10].duplicate);
+
+    pthread_mutex_init(&seen.mu, NULL);
+    assert_int_equal(tse_broker_stream_lengths(f->broker, 0, on_lengths, &seen), TSE_OK);
+    tse_test_waiter_init(&waiter, 5000);
+    while (!lengths_done(&seen))
+        assert_true(tse_test_waiter_poll(&waiter));
+    assert_int_equal(seen.status, TSE_OK);
+    assert_int_equal(seen.a, 4);
+    assert_int_equal(seen.b, 3);
+    assert_int_equal(seen.c, 2);
+    pthread_mutex_destroy(&seen.mu);
+    collector_free(c);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -1305,6 +1428,8 @@ int main(void)
         T(destroy_with_a_dead_redis_fails_queued_jobs_once),
         T(password_in_url_authenticates),
         T(wrong_password_leaves_the_broker_down),
+        cmocka_unit_test_setup_teardown(every_writer_command_runs_on_a_redis_cluster_node,
+                                        setup_cluster_node, teardown),
     };
 #undef T
 

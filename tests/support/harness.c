@@ -250,6 +250,39 @@ tse_test_redis *tse_test_redis_start_cluster_node(int node_timeout_ms)
     return redis_start(false, "everysec", true, node_timeout_ms);
 }
 
+static bool one_node_cluster_ok(const tse_test_redis *r)
+{
+    char *info = tse_test_redis_cmd(r, "CLUSTER INFO");
+    bool ok = info != NULL && strstr(info, "cluster_state:ok") != NULL;
+
+    free(info);
+    return ok;
+}
+
+tse_test_redis *tse_test_redis_start_one_node_cluster(void)
+{
+    tse_test_redis *r = tse_test_redis_start_cluster_node(0);
+    char *ok;
+
+    if (r == NULL)
+        return NULL;
+    ok = tse_test_redis_cmd(r, "CLUSTER ADDSLOTSRANGE 0 16383");
+    if (ok == NULL || strcmp(ok, "OK") != 0) {
+        fprintf(stderr, "CLUSTER ADDSLOTSRANGE: %s\n", ok ? ok : "no answer");
+        free(ok);
+        tse_test_redis_stop(r);
+        return NULL;
+    }
+    free(ok);
+    for (int tries = 0; !one_node_cluster_ok(r) && tries < 1000; tries++)
+        usleep(10000);
+    if (!one_node_cluster_ok(r)) {
+        tse_test_redis_stop(r);
+        return NULL;
+    }
+    return r;
+}
+
 void tse_test_redis_kill(tse_test_redis *r)
 {
     if (r != NULL)

@@ -75,6 +75,16 @@ tse_test_redis_cluster *tse_test_redis_cluster_start(int masters);
 /* Stops every node and frees; NULL is a no-op. */
 void tse_test_redis_cluster_stop(tse_test_redis_cluster *c);
 
+/*
+ * Starts a Redis Cluster of one master that owns every slot (CLUSTER
+ * ADDSLOTSRANGE 0 16383) and waits for cluster_state:ok: a client without
+ * slot routing reaches every key through its redis:// url, and Redis still
+ * answers CROSSSLOT to a command, or a script, whose keys are in several
+ * slots (not to a script reading keys it did not declare: that only fails
+ * on a node that does not serve them). Stop with tse_test_redis_stop.
+ */
+tse_test_redis *tse_test_redis_start_one_node_cluster(void);
+
 /* Runs a redis-cli-like command on the test server; returns a malloc'd
  * printable reply (caller frees), NULL when Redis is unreachable. */
 char *tse_test_redis_cmd(const tse_test_redis *r, const char *fmt, ...);

@@ -1,7 +1,8 @@
 /*
  * test_storage_ops.c - the typed storage operations (src/storage/ops.c):
  * the command each sends and the decoding of the replies Redis may give
- * (GetStats' stream lengths; the writer's XADD and dedup script),
+ * (GetStats' stream set and stream lengths; the writer's XADD and dedup
+ * script),
  * built from RESP bytes by hiredis's reader exactly as a connection would
  * hand them over: the expected shape, an error reply, and shapes no script
  * of ours returns (foreign keys, wrong element types, an odd count).
@@ -44,100 +45,116 @@ static const tse_type_length *find(const tse_stream_lengths *l, const char *type
 
 #define KEY(type, prio) TSE_EVENTS_PREFIX "{" type "}:p" prio
 
-static void command_runs_one_script_over_the_stream_set(void **state)
+static void lengths_are_one_smembers_then_one_xlen_per_stream(void **state)
 {
-    const char *argv[TSE_STREAM_LENGTHS_ARGC];
+    tse_cmd c;
 
     (void)state;
-    tse_stream_lengths_command(argv);
-    assert_string_equal(argv[0], "EVAL");
-    assert_non_null(strstr(argv[1], "SMEMBERS"));
-    assert_string_equal(argv[2], "1");
-    assert_string_equal(argv[3], TSE_STREAMS_KEY);
+    tse_stream_set_command(&c);
+    assert_int_equal(c.argc, 2);
+    assert_string_equal(c.argv[0], "SMEMBERS");
+    assert_string_equal(c.argv[1], TSE_STREAMS_KEY);
+    tse_stream_length_command(KEY("a.b", "3"), &c);
+    assert_int_equal(c.argc, 2);
+    assert_string_equal(c.argv[0], "XLEN");
+    assert_string_equal(c.argv[1], KEY("a.b", "3"));
 }
 
-static void lengths_are_summed_per_type_over_priorities(void **state)
+/* The stream set as SMEMBERS answers it: only our stream keys are kept
+ * (not a foreign key, an old-layout one, or an element that is no string). */
+static void the_stream_set_keeps_only_stream_keys_of_ours(void **state)
 {
     char resp[512];
-    tse_stream_lengths l;
+    char **keys;
+    size_t n;
     redisReply *reply;
 
     (void)state;
     snprintf(resp, sizeof(resp),
-             "*6\r\n$%zu\r\n%s\r\n:3\r\n$%zu\r\n%s\r\n:4\r\n$%zu\r\n%s\r\n:10\r\n",
-             strlen(KEY("sample.created", "1")), KEY("sample.created", "1"),
-             strlen(KEY("storage.moved", "2")), KEY("storage.moved", "2"),
-             strlen(KEY("sample.created", "5")), KEY("sample.created", "5"));
+             "*5\r\n$5\r\nother\r\n$%zu\r\n%s\r\n:7\r\n$%zu\r\n%s\r\n$%zu\r\n%s\r\n",
+             strlen(KEY("a.b", "1")), KEY("a.b", "1"), strlen(TSE_EVENTS_PREFIX "c.d:p1"),
+             TSE_EVENTS_PREFIX "c.d:p1", strlen(KEY("e.f", "3")), KEY("e.f", "3"));
     reply = read_reply(resp);
-    assert_int_equal(tse_stream_lengths_parse(reply, &l), TSE_OK);
+    assert_int_equal(tse_stream_set_parse(reply, &keys, &n), TSE_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(keys[0], KEY("a.b", "1"));
+    assert_string_equal(keys[1], KEY("e.f", "3"));
+    tse_stream_keys_free(keys, n);
+    freeReplyObject(reply);
+    reply = read_reply("*0\r\n");
+    assert_int_equal(tse_stream_set_parse(reply, &keys, &n), TSE_OK);
+    assert_int_equal(n, 0);
+    tse_stream_keys_free(keys, n);
+    freeReplyObject(reply);
+}
+
+static void an_error_or_other_reply_to_smembers_decodes_nothing(void **state)
+{
+    static const char *const bad[] = {"-WRONGTYPE Operation against a key\r\n", ":42\r\n",
+                                      "$2\r\nab\r\n"};
+    char **keys;
+    size_t n;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        redisReply *reply = read_reply(bad[i]);
+        assert_int_equal(tse_stream_set_parse(reply, &keys, &n), TSE_INTERNAL);
+        assert_null(keys);
+        assert_int_equal(n, 0);
+        tse_stream_keys_free(keys, n);
+        freeReplyObject(reply);
+    }
+}
+
+static void lengths_are_summed_per_type_over_priorities(void **state)
+{
+    tse_stream_lengths l;
+    redisReply *three = read_reply(":3\r\n"), *four = read_reply(":4\r\n"),
+               *ten = read_reply(":10\r\n");
+
+    (void)state;
+    assert_int_equal(tse_stream_lengths_init(&l, 3), TSE_OK);
+    tse_stream_lengths_add(&l, KEY("sample.created", "1"), three);
+    tse_stream_lengths_add(&l, KEY("storage.moved", "2"), four);
+    tse_stream_lengths_add(&l, KEY("sample.created", "5"), ten);
     assert_int_equal(l.n, 2);
-    assert_string_equal(l.types[0].type, "sample.created"); /* Redis's order */
+    assert_string_equal(l.types[0].type, "sample.created"); /* the order added */
     assert_int_equal(find(&l, "sample.created")->length, 13);
     assert_int_equal(find(&l, "storage.moved")->length, 4);
     tse_stream_lengths_cleanup(&l);
     assert_null(l.types);
     assert_int_equal(l.n, 0);
-    freeReplyObject(reply);
+    tse_stream_lengths_cleanup(NULL);
+    freeReplyObject(three);
+    freeReplyObject(four);
+    freeReplyObject(ten);
 }
 
-static void no_streams_is_an_empty_answer(void **state)
-{
-    tse_stream_lengths l;
-    redisReply *reply = read_reply("*0\r\n");
-
-    (void)state;
-    assert_int_equal(tse_stream_lengths_parse(reply, &l), TSE_OK);
-    assert_int_equal(l.n, 0);
-    tse_stream_lengths_cleanup(&l);
-    freeReplyObject(reply);
-}
-
-static void an_error_reply_decodes_nothing(void **state)
-{
-    tse_stream_lengths l;
-    redisReply *reply = read_reply("-NOSCRIPT No matching script\r\n");
-
-    (void)state;
-    assert_int_equal(tse_stream_lengths_parse(reply, &l), TSE_INTERNAL);
-    assert_int_equal(l.n, 0);
-    tse_stream_lengths_cleanup(&l);
-    freeReplyObject(reply);
-}
-
+/* A key not ours, a length that is a string, a negative length, an error,
+ * no reply, and a type past the room asked for are skipped. */
 static void foreign_keys_and_other_shapes_are_skipped(void **state)
 {
-    char resp[512];
     tse_stream_lengths l;
-    redisReply *reply;
+    redisReply *two = read_reply(":2\r\n"), *str = read_reply("$1\r\n5\r\n"),
+               *neg = read_reply(":-1\r\n"), *err = read_reply("-ERR no\r\n");
 
     (void)state;
-    /* A key not ours, a length that is a string, a negative length, a
-     * stream of ours, and a last key without its length. */
-    snprintf(resp, sizeof(resp),
-             "*9\r\n$5\r\nother\r\n:7\r\n$%zu\r\n%s\r\n$1\r\n5\r\n$%zu\r\n%s\r\n:-1\r\n"
-             "$%zu\r\n%s\r\n:2\r\n$%zu\r\n%s\r\n",
-             strlen(KEY("a.b", "1")), KEY("a.b", "1"), strlen(KEY("c.d", "1")), KEY("c.d", "1"),
-             strlen(KEY("e.f", "3")), KEY("e.f", "3"), strlen(KEY("g.h", "1")), KEY("g.h", "1"));
-    reply = read_reply(resp);
-    assert_int_equal(tse_stream_lengths_parse(reply, &l), TSE_OK);
+    assert_int_equal(tse_stream_lengths_init(&l, 1), TSE_OK);
+    tse_stream_lengths_add(&l, "other", two);
+    tse_stream_lengths_add(&l, KEY("a.b", "1"), str);
+    tse_stream_lengths_add(&l, KEY("c.d", "1"), neg);
+    tse_stream_lengths_add(&l, KEY("c.d", "1"), err);
+    tse_stream_lengths_add(&l, KEY("c.d", "1"), NULL);
+    tse_stream_lengths_add(&l, KEY("e.f", "3"), two);
+    tse_stream_lengths_add(&l, KEY("g.h", "3"), two); /* no room left */
     assert_int_equal(l.n, 1);
     assert_string_equal(l.types[0].type, "e.f");
     assert_int_equal(l.types[0].length, 2);
     tse_stream_lengths_cleanup(&l);
-    freeReplyObject(reply);
-}
-
-static void a_reply_that_is_not_an_array_is_empty(void **state)
-{
-    tse_stream_lengths l;
-    redisReply *reply = read_reply(":42\r\n");
-
-    (void)state;
-    assert_int_equal(tse_stream_lengths_parse(reply, &l), TSE_OK);
-    assert_int_equal(l.n, 0);
-    tse_stream_lengths_cleanup(&l);
-    tse_stream_lengths_cleanup(NULL);
-    freeReplyObject(reply);
+    freeReplyObject(two);
+    freeReplyObject(str);
+    freeReplyObject(neg);
+    freeReplyObject(err);
 }
 
 /* ---- appends ---- */
@@ -342,12 +359,11 @@ static void a_generic_command_keeps_its_arguments_within_bounds(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(command_runs_one_script_over_the_stream_set),
+        cmocka_unit_test(lengths_are_one_smembers_then_one_xlen_per_stream),
+        cmocka_unit_test(the_stream_set_keeps_only_stream_keys_of_ours),
+        cmocka_unit_test(an_error_or_other_reply_to_smembers_decodes_nothing),
         cmocka_unit_test(lengths_are_summed_per_type_over_priorities),
-        cmocka_unit_test(no_streams_is_an_empty_answer),
-        cmocka_unit_test(an_error_reply_decodes_nothing),
         cmocka_unit_test(foreign_keys_and_other_shapes_are_skipped),
-        cmocka_unit_test(a_reply_that_is_not_an_array_is_empty),
         cmocka_unit_test(an_xadd_reply_is_the_new_entry_id),
         cmocka_unit_test(a_transient_error_is_unavailable_another_internal),
         cmocka_unit_test(a_stored_dedup_reply_is_the_new_entry_id),

@@ -3,10 +3,10 @@
  * and the writer build touches one Redis Cluster slot (issue 13, points 2
  * and 4): for each command (an append, a dedup append, the batch script
  * over a batch mixing types, priorities and ids, the trim, the stream
- * registration) the keys it names are found from the command itself (a
- * table of where each command keeps its keys; an unknown command fails the
- * test, so a new one must be placed) and tse_key_slot of every key must be
- * equal. The dedup scripts are also read for the keys they reach: only
+ * registration, GetStats' SMEMBERS and XLEN) the keys it names are found
+ * from the command itself (storage/command_keys.h; an unknown command fails
+ * the test, so a new one must be placed there) and must all be in one
+ * slot. The dedup scripts are also read for the keys they reach: only
  * through KEYS, so the keys the command names are all they touch.
  *
  * The delivery engine's commands are built inside src/delivery (not
@@ -24,13 +24,12 @@
 #include <cmocka.h>
 #include <hiredis/read.h>
 
+#include "storage/command_keys.h"
 #include "storage/keys.h"
 #include "storage/ops.h"
 #include "writer/internal.h"
 
 /* ---- the keys a command names ---- */
-
-#define MAX_KEYS 256
 
 typedef struct args {
     size_t argc;
@@ -38,73 +37,20 @@ typedef struct args {
     size_t lens[1024];
 } args;
 
-/* Commands whose one key is their first argument. */
-static const char *const first_key[] = {
-    "XADD",  "XTRIM", "XLEN",  "XRANGE",   "XDEL", "XACK", "XCLAIM", "XPENDING",
-    "SADD",  "SREM",  "SCARD", "SMEMBERS", "HGET", "HSET", "HSETNX", "HDEL",
-    "HKEYS", "HLEN",  "HVALS", "HEXISTS",  "GET",  "SET",  "DEL",    "EXISTS",
-};
-
-static bool arg_is(const args *a, size_t i, const char *s)
-{
-    return i < a->argc && a->lens[i] == strlen(s) && strncasecmp(a->argv[i], s, a->lens[i]) == 0;
-}
-
-/* The indexes of the keys command a names into keys[]; how many. Fails the
- * test for a command it does not know. */
-static size_t keys_of(const args *a, size_t *keys)
-{
-    size_t n = 0;
-
-    for (size_t i = 0; i < sizeof(first_key) / sizeof(first_key[0]); i++)
-        if (arg_is(a, 0, first_key[i])) {
-            assert_true(a->argc >= 2);
-            keys[0] = 1;
-            return 1;
-        }
-    if (arg_is(a, 0, "EVAL") || arg_is(a, 0, "EVALSHA")) {
-        char num[16];
-        assert_true(a->argc >= 3 && a->lens[2] < sizeof(num));
-        memcpy(num, a->argv[2], a->lens[2]);
-        num[a->lens[2]] = '\0';
-        n = (size_t)strtoul(num, NULL, 10);
-        assert_true(n <= MAX_KEYS && 3 + n <= a->argc);
-        for (size_t i = 0; i < n; i++)
-            keys[i] = 3 + i;
-        return n;
-    }
-    if (arg_is(a, 0, "XGROUP") || arg_is(a, 0, "XINFO")) {
-        keys[0] = 2;
-        return 1;
-    }
-    if (arg_is(a, 0, "XREADGROUP")) {
-        size_t s = 1;
-        while (s < a->argc && !arg_is(a, s, "STREAMS"))
-            s++;
-        n = (a->argc - s - 1) / 2;
-        assert_true(n <= MAX_KEYS);
-        for (size_t i = 0; i < n; i++)
-            keys[i] = s + 1 + i;
-        return n;
-    }
-    fail_msg("command '%.*s': which of its arguments are keys? Add it to keys_of", (int)a->lens[0],
-             a->argv[0]);
-    return 0;
-}
-
-/* Whether every key of command a is in one slot (and it names one at least). */
+/* Whether every key of command a is in one slot (and it names one at
+ * least): storage's own reading of where a command keeps its keys
+ * (command_keys.h, which the cluster connection routes by; an unknown
+ * command is refused, so a new one must be placed there). */
 static bool single_slot(const args *a)
 {
-    size_t keys[MAX_KEYS], n = keys_of(a, keys);
-    unsigned slot;
+    tse_error err;
+    int slot;
 
-    if (n == 0)
+    if (tse_command_slot((int)a->argc, a->argv, a->lens, &slot, &err) != TSE_OK) {
+        print_message("'%.*s': %s\n", (int)a->lens[0], a->argv[0], err.message);
         return false;
-    slot = tse_key_slot(a->argv[keys[0]], a->lens[keys[0]]);
-    for (size_t i = 1; i < n; i++)
-        if (tse_key_slot(a->argv[keys[i]], a->lens[keys[i]]) != slot)
-            return false;
-    return true;
+    }
+    return slot != TSE_SLOT_ANY;
 }
 
 static void args_of_cmd(const tse_cmd *c, args *a)
@@ -259,7 +205,7 @@ static void appends_touch_one_slot(void **state)
     }
 }
 
-static void trim_and_registration_touch_one_slot(void **state)
+static void trim_registration_and_lengths_touch_one_slot(void **state)
 {
     char key[256];
     tse_cmd c;
@@ -271,6 +217,10 @@ static void trim_and_registration_touch_one_slot(void **state)
     tse_trim_command(key, 1000, 0, &c);
     assert_cmd_single_slot(&c);
     tse_register_stream_command(key, &c);
+    assert_cmd_single_slot(&c);
+    tse_stream_set_command(&c);
+    assert_cmd_single_slot(&c);
+    tse_stream_length_command(key, &c);
     assert_cmd_single_slot(&c);
 }
 
@@ -386,7 +336,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(the_checker_refuses_a_cross_slot_script),
         cmocka_unit_test(appends_touch_one_slot),
-        cmocka_unit_test(trim_and_registration_touch_one_slot),
+        cmocka_unit_test(trim_registration_and_lengths_touch_one_slot),
         cmocka_unit_test(a_types_streams_and_dedup_keys_share_its_slot),
         cmocka_unit_test(dedup_scripts_reach_only_their_keys),
         cmocka_unit_test(writer_jobs_touch_one_slot),
