@@ -1,16 +1,24 @@
 /*
- * conn.c - the opaque Redis connection of the storage operations (conn.h):
- * a hiredis context plus the one-way "lost" state. Invariant: ctx is NULL
- * exactly when lost is set, and on_lost has then been called once.
+ * conn.c - the opaque Redis connection of the storage operations (conn.h),
+ * on the one connection type of storage (rconn.h) so that the same code
+ * later speaks to a cluster: the rconn plus the one-way "lost" state.
+ * Invariant: rc is NULL exactly when lost is set, and on_lost has then been
+ * called once.
+ *
+ * The rconn does not reopen a lost connection (tse_rconn_set_reopen) and
+ * gets no time to retry (its deadline is now): the first failure is a loss,
+ * which the owner handles with its own backoff, as before.
  */
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "common/clock.h"
 #include "storage/conn_internal.h"
+#include "storage/rconn.h"
 #include "storage/redis_connect.h"
 
 struct tse_conn {
-    redisContext *ctx; /* NULL once lost */
+    tse_rconn *rc; /* NULL once lost */
     tse_conn_lost_cb on_lost;
     void *arg;
 };
@@ -19,75 +27,79 @@ tse_conn *tse_conn_open(const tse_redis_target *t, int timeout_ms, tse_conn_lost
                         void *arg, char *why, size_t len)
 {
     tse_conn *c = calloc(1, sizeof(*c));
+    tse_error err;
 
     if (c == NULL) {
         tse_redis_say(why, len, "redis: out of memory");
         return NULL;
     }
-    c->ctx = tse_redis_connect(t, timeout_ms, why, len);
-    if (c->ctx == NULL) {
-        free(c);
-        return NULL;
-    }
+    tse_error_clear(&err);
+    if (tse_rconn_create(t, timeout_ms, &c->rc, &err) != TSE_OK)
+        goto fail;
+    tse_rconn_set_reopen(c->rc, false);
+    if (tse_rconn_connect(c->rc, tse_clock_ms(), &err) != TSE_OK)
+        goto fail;
     c->on_lost = on_lost;
     c->arg = arg;
     return c;
+fail:
+    tse_redis_say(why, len, "%s", err.message);
+    tse_rconn_destroy(c->rc);
+    free(c);
+    return NULL;
 }
 
 void tse_conn_close(tse_conn *c)
 {
     if (c == NULL)
         return;
-    if (c->ctx != NULL)
-        redisFree(c->ctx);
+    tse_rconn_destroy(c->rc);
     free(c);
 }
 
 bool tse_conn_lost(const tse_conn *c)
 {
-    return c == NULL || c->ctx == NULL;
+    return c == NULL || c->rc == NULL;
 }
 
 /* Marks c lost and tells its owner, once. */
-static void lose(tse_conn *c)
+static void lose(tse_conn *c, const tse_error *err)
 {
-    char why[256];
-
-    snprintf(why, sizeof(why), "redis: %s", c->ctx->errstr[0] ? c->ctx->errstr : "I/O error");
-    redisFree(c->ctx);
-    c->ctx = NULL;
+    tse_rconn_destroy(c->rc);
+    c->rc = NULL;
     if (c->on_lost)
-        c->on_lost(c->arg, why);
+        c->on_lost(c->arg, err->message[0] ? err->message : "redis: I/O error");
 }
 
 redisReply *tse_conn_command(tse_conn *c, int argc, const char **argv, const size_t *lens)
 {
-    redisReply *r;
+    redisReply *r = NULL;
+    tse_error err;
 
     if (tse_conn_lost(c))
         return NULL;
-    r = redisCommandArgv(c->ctx, argc, argv, lens);
-    if (r == NULL)
-        lose(c);
+    tse_error_clear(&err);
+    if (tse_rconn_command(c->rc, argc, argv, lens, TSE_RCONN_SLOT_OF_KEYS, tse_clock_ms(), &r,
+                          &err) != TSE_OK)
+        lose(c, &err);
     return r;
 }
 
 bool tse_conn_append(tse_conn *c, int argc, const char **argv, const size_t *lens)
 {
-    return !tse_conn_lost(c) && redisAppendCommandArgv(c->ctx, argc, argv, lens) == REDIS_OK;
+    return !tse_conn_lost(c) &&
+           tse_rconn_append(c->rc, argc, argv, lens, TSE_RCONN_SLOT_OF_KEYS, NULL) == TSE_OK;
 }
 
 redisReply *tse_conn_reply(tse_conn *c)
 {
-    void *r = NULL;
+    redisReply *r = NULL;
+    tse_error err;
 
     if (tse_conn_lost(c))
         return NULL;
-    if (redisGetReply(c->ctx, &r) != REDIS_OK || r == NULL) {
-        if (r)
-            freeReplyObject(r);
-        lose(c);
-        return NULL;
-    }
+    tse_error_clear(&err);
+    if (tse_rconn_get_reply(c->rc, tse_clock_ms(), &r, &err) != TSE_OK)
+        lose(c, &err);
     return r;
 }

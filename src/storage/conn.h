@@ -2,7 +2,8 @@
  * conn.h - an opaque connection to Redis for the storage operations
  * (conn.c): the delivery engine holds one and hands it to the typed
  * operations of group_ops.h, dlq_ops.h and subs_ops.h; it never sees a
- * hiredis type. Connecting is redis_connect.h's (AUTH, SELECT, timeouts).
+ * hiredis type. Built on storage's one connection type (rconn.h), on a
+ * single Redis; connecting is redis_connect.h's (AUTH, SELECT, timeouts).
  *
  * Lost: the first I/O failure (or timeout) of an operation marks the
  * connection lost and closes its socket; every operation on it from then

@@ -46,6 +46,7 @@ typedef struct rnode {
     char host[256];
     int port;
     redisContext *ctx;
+    bool opened; /* ctx was set once */
 } rnode;
 
 typedef struct entry {
@@ -56,7 +57,7 @@ typedef struct entry {
     int node; /* node of this round, or -1 */
     int redirects;
     bool done;
-    redisReply *reply; /* done and TSE_OK */
+    redisReply *reply; /* done and TSE_OK; pending: the last transient error */
     tse_status st;
     char why[TSE_ERROR_MESSAGE_MAX]; /* done and failed, or why still pending */
 } entry;
@@ -77,6 +78,7 @@ struct tse_rconn {
     char **scripts;
     size_t nscripts;
     tse_rconn_counters counters;
+    bool no_reopen; /* tse_rconn_set_reopen(false) */
 };
 
 /* -------------------------------------------------------------------------
@@ -183,19 +185,27 @@ static bool load_scripts(tse_rconn *c, rnode *n, char *why, size_t len)
 }
 
 /* A connection to node n, opened (handshake, scripts) when it has none or
- * an idle one the server closed. False with why set when it cannot be. */
+ * an idle one the server closed (unless reopening is off). False with why
+ * set when it cannot be. */
 static bool node_ready(tse_rconn *c, rnode *n, char *why, size_t len)
 {
     tse_redis_target t;
 
-    if (n->ctx != NULL && !idle_connection_broken(n->ctx))
+    /* Without reopening, a closed connection fails its next command
+     * anyway: no poll to pay for on every round. */
+    if (n->ctx != NULL && (c->no_reopen || !idle_connection_broken(n->ctx)))
         return true;
     node_drop(c, n);
+    if (n->opened && c->no_reopen) {
+        tse_redis_say(why, len, "redis %s:%d: connection lost", n->host, n->port);
+        return false;
+    }
     node_target(c, n, &t);
     n->ctx = tse_redis_connect(&t, c->timeout_ms, why, len);
     if (n->ctx == NULL)
         return false;
     c->counters.connects++;
+    n->opened = true;
     if (!load_scripts(c, n, why, len)) {
         node_drop(c, n);
         return false;
@@ -282,8 +292,18 @@ static bool map_refresh(tse_rconn *c, char *why, size_t len)
  * Rounds
  * ---------------------------------------------------------------------- */
 
+/* r becomes e's reply (the answer, or the last transient error kept for
+ * when the deadline passes), replacing the one it had. */
+static void entry_keep(entry *e, redisReply *r)
+{
+    if (e->reply != NULL)
+        freeReplyObject(e->reply);
+    e->reply = r;
+}
+
 static void entry_fail(entry *e, tse_status st, const char *why)
 {
+    entry_keep(e, NULL);
     e->done = true;
     e->st = st;
     if (why != e->why)
@@ -422,6 +442,7 @@ static bool sort_reply(tse_rconn *c, size_t k, entry *e, redisReply *r)
         tse_redis_say(e->why, sizeof(e->why), "redis %s:%d: %s", c->nodes[k].host, c->nodes[k].port,
                       r->str);
         freeReplyObject(r);
+        entry_keep(e, NULL);
         if (++e->redirects > MAX_REDIRECTS) {
             entry_fail(e, TSE_UNAVAILABLE, "redis cluster: too many redirections");
             return false;
@@ -450,12 +471,12 @@ static bool sort_reply(tse_rconn *c, size_t k, entry *e, redisReply *r)
         tse_redis_say(e->why, sizeof(e->why), "redis %s:%d: %s", c->nodes[k].host, c->nodes[k].port,
                       r->str);
         c->refresh = c->refresh || r->str[0] == 'C';
-        freeReplyObject(r);
+        entry_keep(e, r);
         return false;
     }
+    entry_keep(e, r);
     e->done = true;
     e->st = TSE_OK;
-    e->reply = r;
     return false;
 }
 
@@ -565,6 +586,12 @@ static void pipeline_run(tse_rconn *c, int64_t deadline_ms)
 
         if (e->done)
             continue;
+        if (e->reply != NULL) {
+            /* Redis's own last answer says best what was wrong. */
+            e->done = true;
+            e->st = TSE_OK;
+            continue;
+        }
         if (!tse_rconn_is_cluster(c))
             snprintf(why, sizeof(why), "%s", e->why);
         else if (e->slot == TSE_SLOT_ANY)
@@ -627,6 +654,11 @@ void tse_rconn_destroy(tse_rconn *c)
     free(c->node_of);
     free(c->order);
     free(c);
+}
+
+void tse_rconn_set_reopen(tse_rconn *c, bool reopen)
+{
+    c->no_reopen = !reopen;
 }
 
 bool tse_rconn_is_cluster(const tse_rconn *c)
@@ -697,8 +729,12 @@ static bool queue_grow(tse_rconn *c)
     return true;
 }
 
-/* The RESP of a command (caller frees), lens NULL meaning NUL-terminated
- * arguments; NULL when out of memory. */
+/*
+ * The RESP of a command (caller frees), lens NULL meaning NUL-terminated
+ * arguments; NULL when out of memory. The C library's malloc, as hiredis
+ * uses for the same bytes: an allocator injected for a test (common/
+ * alloc.h) fails its owner's structures, not the connection's I/O.
+ */
 static char *format_command(int argc, const char *const *argv, const size_t *lens, size_t *len)
 {
     size_t *own = NULL;
@@ -712,7 +748,10 @@ static char *format_command(int argc, const char *const *argv, const size_t *len
             own[i] = strlen(argv[i]);
         lens = own;
     }
-    cmd = tse_resp_format(argc, argv, lens, len);
+    *len = tse_resp_size(argc, lens);
+    cmd = malloc(*len);
+    if (cmd != NULL)
+        tse_resp_write(cmd, argc, argv, lens);
     free(own);
     return cmd;
 }

@@ -12,7 +12,8 @@
  * (CLUSTER SHARDS, else CLUSTER SLOTS, from any node or seed that answers)
  * and retries on the new owner; ASK sends ASKING then the command to the
  * named node, map unchanged; TRYAGAIN, CLUSTERDOWN and LOADING (also on a
- * single Redis) are retried. A node
+ * single Redis) are retried, and when the deadline passes that error reply
+ * is the answer (tse_redis_error_status: UNAVAILABLE). A node
  * that cannot be reached is dropped and the map refreshed, and the command
  * retried until the caller's deadline; then it fails TSE_UNAVAILABLE,
  * saying which slot no reachable master served. A command whose keys span
@@ -76,6 +77,16 @@ void tse_rconn_destroy(tse_rconn *c);
 bool tse_rconn_is_cluster(const tse_rconn *c);
 
 /*
+ * Whether a node connection that was lost (or found closed by the server)
+ * may be opened again: true from tse_rconn_create. An owner that reconnects
+ * by itself, with its own backoff, and must learn of every loss (storage's
+ * tse_conn on a single Redis) says false: then a lost node fails every
+ * later command UNAVAILABLE without I/O, and an idle connection is not
+ * checked before use (its next command fails, as on a plain socket).
+ */
+void tse_rconn_set_reopen(tse_rconn *c, bool reopen);
+
+/*
  * Connects now, retrying until deadline_ms (tse_clock_ms time): a single
  * Redis is connected; a cluster's slot map is fetched. TSE_UNAVAILABLE with
  * err saying why otherwise.
@@ -106,7 +117,8 @@ tse_status tse_rconn_append(tse_rconn *c, int argc, const char *const *argv, con
  * The first call after appends sends them all (per node) and reads every
  * reply, following redirections and retrying as the header says until
  * deadline_ms (tse_clock_ms time). TSE_OK: *reply is Redis's answer, which
- * may be an error reply (WRONGTYPE, NOSCRIPT, ...; never a redirection);
+ * may be an error reply (WRONGTYPE, NOSCRIPT, a TRYAGAIN or LOADING that
+ * lasted past the deadline, ...; never a redirection);
  * caller frees with freeReplyObject. Otherwise *reply is NULL and err says
  * why: TSE_UNAVAILABLE (unreachable, no master for the slot, connection
  * lost: the command may have run), TSE_NOMEM, TSE_FAILED_PRECONDITION

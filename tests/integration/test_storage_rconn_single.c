@@ -4,7 +4,8 @@
  * answer in order, multi-key commands go as they are (one server runs them
  * whatever their slots), an idle connection the server closed (a restart) is
  * replaced before it is given a command, and an unreachable server fails
- * UNAVAILABLE at the deadline, naming it, and is used again once back.
+ * UNAVAILABLE at the deadline, naming it, and is used again once back; a
+ * connection told not to reopen (storage's tse_conn) reports the restart.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -155,6 +156,38 @@ static void an_unreachable_server_fails_unavailable_then_is_used_again(void **st
     expect_text(RUN(f->c, "GET", "single:kept"), "v");
 }
 
+/* tse_conn's mode (storage/conn.c): its owner must learn of every loss. */
+static void a_connection_that_may_not_reopen_reports_the_restart(void **state)
+{
+    fixture *f = *state;
+    const char *get[] = {"GET", "single:kept"};
+    redisReply *r = NULL;
+    tse_redis_target t;
+    tse_rconn *c = NULL;
+    tse_error err;
+
+    assert_int_equal(tse_redis_url_parse(f->redis->url, &t, &err), TSE_OK);
+    assert_int_equal(tse_rconn_create(&t, 2000, &c, &err), TSE_OK);
+    tse_rconn_set_reopen(c, false);
+    assert_int_equal(tse_rconn_connect(c, tse_clock_ms(), &err), TSE_OK);
+    expect_text(RUN(c, "SET", "single:kept", "v"), "OK");
+
+    tse_test_redis_kill(f->redis);
+    assert_true(tse_test_redis_restart(f->redis));
+    tse_error_clear(&err);
+    assert_int_equal(
+        tse_rconn_command(c, 2, get, NULL, TSE_RCONN_SLOT_OF_KEYS, tse_clock_ms() + 300, &r, &err),
+        TSE_UNAVAILABLE);
+    assert_null(r);
+    /* and stays lost: no reconnect behind its owner's back */
+    assert_int_equal(
+        tse_rconn_command(c, 2, get, NULL, TSE_RCONN_SLOT_OF_KEYS, tse_clock_ms() + 300, &r, &err),
+        TSE_UNAVAILABLE);
+    assert_non_null(strstr(err.message, "connection lost"));
+    assert_int_equal(tse_rconn_get_counters(c).connects, 1);
+    tse_rconn_destroy(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -162,6 +195,7 @@ int main(void)
         cmocka_unit_test(keys_of_different_slots_go_together_to_one_server),
         cmocka_unit_test(an_idle_connection_closed_by_a_restart_costs_no_command),
         cmocka_unit_test(an_unreachable_server_fails_unavailable_then_is_used_again),
+        cmocka_unit_test(a_connection_that_may_not_reopen_reports_the_restart),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
