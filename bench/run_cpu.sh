@@ -128,7 +128,7 @@ run() { # run LABEL BUILD
             ;;
         batch | batch-ids)
             measure "$shape" "$label" "$bench/bench_publish" --target "$TARGET" --mode stream \
-                --streams 4 --window 1024 --batch "$BATCH" --count "$COUNT" \
+                --streams 4 --window 1024 --batch "$BATCH" --count "$COUNT" --duration 600 \
                 --payload-bytes "$PAYLOAD" $([[ $shape == batch-ids ]] && echo --ids)
             ;;
         sdk)
@@ -137,7 +137,8 @@ run() { # run LABEL BUILD
             ;;
         unary)
             measure unary "$label" "$bench/bench_publish" --target "$TARGET" --mode unary \
-                --concurrency "$CONCURRENCY" --count $((COUNT / 5)) --payload-bytes "$PAYLOAD"
+                --concurrency "$CONCURRENCY" --count $((COUNT / 5)) --duration 600 \
+                --payload-bytes "$PAYLOAD"
             ;;
         *) echo "run_cpu.sh: unknown shape $shape" >&2 && exit 2 ;;
         esac
