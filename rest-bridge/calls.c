@@ -259,7 +259,8 @@ bool tsb_calls_unary(tsb_calls *r, const char *method, const ProtobufCMessage *r
     char path[128];
     const ProtobufCMethodDescriptor *m = method_of(method, path, sizeof(path));
     size_t len = protobuf_c_message_get_packed_size(req);
-    uint8_t small[1024], *buf = len <= sizeof(small) ? small : malloc(len);
+    uint8_t small[1024];
+    uint8_t *buf = len > sizeof(small) ? malloc(len) : small;
     unary *u = m != NULL ? calloc(1, sizeof(*u)) : NULL;
     bool ok = false;
 

@@ -176,6 +176,8 @@ static bool list_add(char ***arr, size_t *n, size_t *cap, char *v)
 
 static void add_mark(sse *s, const char *ack_id)
 {
+    char *id;
+
     if (s->mark_head > 0 && s->mark_head == s->nmarks)
         s->mark_head = s->nmarks = 0;
     if (s->nmarks == s->capmarks) {
@@ -186,7 +188,11 @@ static void add_mark(sse *s, const char *ack_id)
         s->marks = p;
         s->capmarks = c;
     }
-    s->marks[s->nmarks].ack_id = strdup(ack_id);
+    /* Without memory the delivery is not acked as it is written: it comes
+     * again after its ack deadline (a NULL id would crash the ack). */
+    if ((id = strdup(ack_id)) == NULL)
+        return;
+    s->marks[s->nmarks].ack_id = id;
     s->marks[s->nmarks++].end = s->base + s->len;
 }
 

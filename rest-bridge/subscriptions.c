@@ -290,8 +290,10 @@ void tsb_handle_subscribe(tsb_request *req, tsb_response *resp)
     char **patterns = NULL;
     size_t n;
 
-    req->ctx = sc;
-    req->ctx_free = free;
+    if (sc != NULL) {
+        req->ctx = sc;
+        req->ctx_free = free;
+    }
     if (sc == NULL || body == NULL || !check_subscribe(body, resp) ||
         !consumer_of(body, sc, resp) || (patterns = patterns_of(body, &n, resp)) == NULL)
         goto out;
@@ -687,12 +689,12 @@ static void settle(tsb_request *req, tsb_response *resp, bool nack)
     settle_ctx *sc = calloc(1, sizeof(*sc));
     bool reject = false;
 
-    req->ctx = sc;
-    req->ctx_free = settle_ctx_free;
     if (sc == NULL) {
         tsb_reply_nomem(resp);
         return;
     }
+    req->ctx = sc;
+    req->ctx_free = settle_ctx_free;
     sc->nack = nack;
     if ((sc->body = tsb_object_body(req, resp)) == NULL ||
         (sc->ids = ack_ids(sc->body, &sc->n, resp)) == NULL ||

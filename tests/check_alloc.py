@@ -167,28 +167,42 @@ def is_null_test(code, start, end):
         return True
     if after.startswith(")") and re.search(r"(\bif\s*\(|\bwhile\s*\(|&&|\|\|)$", before):
         return True
+    if after.startswith(";") and re.search(r"(&&|\|\|)$", before):
+        return True  # the last operand of a truth value: return a && p;
     return False
 
 
+def is_static(code, lo):
+    """True when the function whose body starts at lo is declared static."""
+    head_end = lo - 1
+    head_start = max(code.rfind(";", 0, head_end), code.rfind("}", 0, head_end)) + 1
+    return re.search(r"\bstatic\b", code[head_start:head_end]) is not None
+
+
 def find_wrappers(sources, allocators):
-    """Functions that return an allocator's result, to a fixed point."""
+    """Functions that return an allocator's result, to a fixed point: a static
+    one counts in its own file only (files may each have a static `load`),
+    any other everywhere. Returns (the global set, {path: the file's own})."""
+    local = {path: set() for path in sources}
     changed = True
     while changed:
         changed = False
-        for code in sources.values():
+        for path, code in sources.items():
+            known = allocators | local[path]
+            names = "|".join(sorted(known)) + r"|\w+__unpack"
             for name, lo, hi in functions(code):
-                if name in allocators:
+                if name in known:
                     continue
                 body = code[lo:hi]
-                names = "|".join(sorted(allocators)) + r"|\w+__unpack"
                 direct = re.search(r"\breturn\s+(" + names + r")\s*\(", body)
                 stored = set(re.findall(r"(" + IDENT + r")\s*=\s*(?:[^;=]*\?\s*)?(?:"
                                         + names + r")\s*\(", body))
                 returned = set(re.findall(r"\breturn\s+(" + IDENT + r")\s*;", body))
                 if direct or stored & returned:
-                    allocators.add(name)
+                    (local[path] if is_static(code, lo) else allocators).add(name)
+                    known.add(name)
                     changed = True
-    return allocators
+    return allocators, local
 
 
 def marked(raw, line):
@@ -213,15 +227,17 @@ def check_file(path, raw, code, allocators, allowed):
         where = "%s:%d" % (path, line)
         stmt = statement_start(code, m.start(), lo)
         prefix = code[stmt:m.start()]
-        if re.match(r"\s*return\s*([^;]*\?\s*)?$", prefix):
-            continue  # the function is an allocator itself
+        if re.search(r"\breturn\s*([^;]*\?\s*)?$", prefix):
+            continue  # the function is an allocator itself (if (...) return alloc(...) too)
         eq = last_assignment(prefix)
         if eq < 0:
             problems.append("%s: the result of %s() is used without being stored and "
                             "checked for NULL" % (where, func))
             continue
         between = prefix[eq + 1:]
-        if not re.fullmatch(r"\s*(\(\s*)*|[^;]*\?\s*", between):
+        # Parentheses, one cast ("(Type *)", a pure conversion) or a ternary's branch.
+        if not re.fullmatch(r"\s*(\(\s*)*(\(\s*(const\s+|struct\s+)?\w+\s*\**\s*\)\s*)?"
+                            r"|[^;]*\?\s*", between):
             problems.append("%s: the result of %s() is part of an expression; store it "
                             "and check it for NULL" % (where, func))
             continue
@@ -280,8 +296,9 @@ def self_test(path):
     with open(path, encoding="utf-8") as f:
         raw = f.read()
     code = strip(raw)
-    allocators = find_wrappers({path: code}, set(BASE_ALLOCATORS))
-    found = {int(p.split(":")[1]) for p in check_file(path, raw, code, allocators, [])}
+    allocators, local = find_wrappers({path: code}, set(BASE_ALLOCATORS))
+    found = {int(p.split(":")[1])
+             for p in check_file(path, raw, code, allocators | local[path], [])}
     want = {i + 1 for i, line in enumerate(raw.splitlines()) if "expect: refused" in line}
     for line in sorted(want - found):
         print("%s:%d: should be refused, was accepted" % (path, line))
@@ -303,15 +320,15 @@ def main(argv):
         with open(path, encoding="utf-8") as f:
             raws[path] = f.read()
             sources[path] = strip(raws[path])
-    allocators = find_wrappers(sources, set(BASE_ALLOCATORS))
+    allocators, local = find_wrappers(sources, set(BASE_ALLOCATORS))
     problems, allowed = [], []
     for path, code in sorted(sources.items()):
-        problems += check_file(path, raws[path], code, allocators, allowed)
+        problems += check_file(path, raws[path], code, allocators | local[path], allowed)
     for p in allowed:
         print("allowed: " + p)
     for p in problems:
         print(p)
-    wrappers = sorted(allocators - BASE_ALLOCATORS)
+    wrappers = sorted((allocators | set().union(*local.values())) - BASE_ALLOCATORS)
     print("check_alloc: %d files, allocators found beyond the base set: %s"
           % (len(sources), ", ".join(wrappers) or "none"))
     print("check_alloc: %d unchecked allocation(s)" % len(problems))

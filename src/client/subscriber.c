@@ -113,7 +113,7 @@ static void ops_clear_locked(tse_client_subscriber *s)
 static void remember_locked(tse_client_subscriber *s, const char *ack_id)
 {
     free(s->recent[s->recent_next]);
-    s->recent[s->recent_next] = strdup(ack_id);
+    s->recent[s->recent_next] = strdup(ack_id); /* NULL ok: the stop's Acknowledge skips it */
     s->recent_next = (s->recent_next + 1) % RECENT_ACKS;
 }
 

@@ -100,10 +100,11 @@ static char *base64_encode(const unsigned char *data, size_t len)
 {
     static const char alphabet[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char *out = malloc((len + 2) / 3 * 4 + 1), *o = out;
+    char *out = malloc((len + 2) / 3 * 4 + 1), *o;
 
     if (out == NULL)
         return NULL;
+    o = out;
     for (size_t i = 0; i < len; i += 3) {
         unsigned v = (unsigned)data[i] << 16;
         if (i + 1 < len)
@@ -703,10 +704,11 @@ json_t *tse_ce_from_event(const Event *ev)
  * and '%' as is, everything else %XX. */
 static char *percent_encode(const char *s)
 {
-    char *out = malloc(strlen(s) * 3 + 1), *o = out;
+    char *out = malloc(strlen(s) * 3 + 1), *o;
 
     if (out == NULL)
         return NULL;
+    o = out;
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         if (*p >= 0x21 && *p <= 0x7e && *p != '"' && *p != '%')
             *o++ = (char)*p;

@@ -294,7 +294,8 @@ static tse_status add_metadata(Tracseq__Events__V1__Event *ev, const char *key, 
     /* An array of pointers: its elements are pointer-sized, whatever they point to. */
     const size_t slot = sizeof(void *);
     Tracseq__Events__V1__Event__MetadataEntry **arr, *entry;
-    char *k = dup_string(key), *v = dup_string(value);
+    char *k = dup_string(key);
+    char *v = dup_string(value);
 
     arr = tse_malloc((ev->n_metadata + 1) * slot);
     entry = tse_malloc(sizeof(*entry));
