@@ -92,6 +92,11 @@ void tse_key_dlq(const char *subscription, char *buf, size_t len)
     snprintf(buf, len, TSE_DLQ_PREFIX "%s", subscription);
 }
 
+void tse_key_snapshots(const char *subscription, char *buf, size_t len)
+{
+    snprintf(buf, len, TSE_SNAPSHOTS_PREFIX "%s", subscription);
+}
+
 unsigned tse_key_crc16(const char *buf, size_t len)
 {
     uint16_t crc = 0;

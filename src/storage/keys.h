@@ -99,6 +99,9 @@ void tse_key_dedup(const char *event_type, const char *event_id, char *buf, size
 /* The dead-letter stream of a subscription into buf, always NUL-terminated. */
 void tse_key_dlq(const char *subscription, char *buf, size_t len);
 
+/* The snapshot hash of a subscription into buf, always NUL-terminated. */
+void tse_key_snapshots(const char *subscription, char *buf, size_t len);
+
 /* CRC16 of Redis Cluster (XMODEM: polynomial 0x1021, initial value 0) of
  * len bytes. */
 unsigned tse_key_crc16(const char *buf, size_t len);

@@ -13,11 +13,6 @@
 
 #define SNAPSHOTS_KEY_MAX (TSE_SUBSCRIPTION_NAME_MAX + 64)
 
-static void snapshots_key(const char *subscription, char *buf, size_t len)
-{
-    snprintf(buf, len, TSE_SNAPSHOTS_PREFIX "%s", subscription);
-}
-
 /* ===================== values =========================================== */
 
 void tse_strings_cleanup(tse_strings *s)
@@ -171,7 +166,7 @@ tse_status tse_subs_delete(tse_conn *c, const char *name)
 
     tse_key_dlq(name, key, sizeof(key));
     int_cmd(c, 2, (const char *[]){"DEL", key}, NULL, &n);
-    snapshots_key(name, key, sizeof(key));
+    tse_key_snapshots(name, key, sizeof(key));
     int_cmd(c, 2, (const char *[]){"DEL", key}, NULL, &n);
     return int_cmd(c, 3, (const char *[]){"HDEL", TSE_SUBS_KEY, name}, NULL, &n);
 }
@@ -197,7 +192,7 @@ tse_status tse_snapshot_exists(tse_conn *c, const char *subscription, const char
     long long n = 0;
     tse_status st;
 
-    snapshots_key(subscription, key, sizeof(key));
+    tse_key_snapshots(subscription, key, sizeof(key));
     st = int_cmd(c, 3, (const char *[]){"HEXISTS", key, name}, NULL, &n);
     *exists = n == 1;
     return st;
@@ -207,7 +202,7 @@ tse_status tse_snapshot_count(tse_conn *c, const char *subscription, long long *
 {
     char key[SNAPSHOTS_KEY_MAX];
 
-    snapshots_key(subscription, key, sizeof(key));
+    tse_key_snapshots(subscription, key, sizeof(key));
     return int_cmd(c, 2, (const char *[]){"HLEN", key}, NULL, n);
 }
 
@@ -217,7 +212,7 @@ tse_status tse_snapshot_put(tse_conn *c, const char *subscription, const char *n
     char key[SNAPSHOTS_KEY_MAX];
     long long n;
 
-    snapshots_key(subscription, key, sizeof(key));
+    tse_key_snapshots(subscription, key, sizeof(key));
     return int_cmd(c, 4, (const char *[]){"HSET", key, name, (const char *)packed},
                    (const size_t[]){4, strlen(key), strlen(name), len}, &n);
 }
@@ -228,7 +223,7 @@ tse_status tse_snapshot_all(tse_conn *c, const char *subscription, tse_blobs *ou
     redisReply *r;
     tse_status st;
 
-    snapshots_key(subscription, key, sizeof(key));
+    tse_key_snapshots(subscription, key, sizeof(key));
     r = tse_conn_command(c, 2, (const char *[]){"HVALS", key}, NULL);
     if (r == NULL) {
         tse_blobs_cleanup(out);
@@ -243,7 +238,7 @@ tse_status tse_snapshot_get(tse_conn *c, const char *subscription, const char *n
 {
     char key[SNAPSHOTS_KEY_MAX];
 
-    snapshots_key(subscription, key, sizeof(key));
+    tse_key_snapshots(subscription, key, sizeof(key));
     return blob_cmd(c, 3, (const char *[]){"HGET", key, name}, out);
 }
 
@@ -254,7 +249,7 @@ tse_status tse_snapshot_delete(tse_conn *c, const char *subscription, const char
     long long n = 0;
     tse_status st;
 
-    snapshots_key(subscription, key, sizeof(key));
+    tse_key_snapshots(subscription, key, sizeof(key));
     st = int_cmd(c, 3, (const char *[]){"HDEL", key, name}, NULL, &n);
     *deleted = n == 1;
     return st;

@@ -101,7 +101,7 @@ static void other_keys_are_not_stream_keys(void **state)
         assert_false(tse_key_stream_parse(keys[i], strlen(keys[i]), &type, &type_len, &prio));
 }
 
-static void dedup_and_dead_letter_keys_name_their_owner(void **state)
+static void dedup_dead_letter_and_snapshot_keys_name_their_owner(void **state)
 {
     char buf[128];
 
@@ -112,6 +112,10 @@ static void dedup_and_dead_letter_keys_name_their_owner(void **state)
     tse_key_dlq("orders", buf, sizeof(buf));
     assert_string_equal(buf, TSE_DLQ_PREFIX "orders");
     tse_key_dlq("orders", buf, 4);
+    assert_int_equal(strlen(buf), 3);
+    tse_key_snapshots("orders", buf, sizeof(buf));
+    assert_string_equal(buf, TSE_SNAPSHOTS_PREFIX "orders");
+    tse_key_snapshots("orders", buf, 4);
     assert_int_equal(strlen(buf), 3);
 }
 
@@ -165,7 +169,7 @@ int main(void)
         cmocka_unit_test(stream_key_parses_back_into_type_and_priority),
         cmocka_unit_test(an_old_layout_stream_key_parses_only_as_legacy),
         cmocka_unit_test(other_keys_are_not_stream_keys),
-        cmocka_unit_test(dedup_and_dead_letter_keys_name_their_owner),
+        cmocka_unit_test(dedup_dead_letter_and_snapshot_keys_name_their_owner),
         cmocka_unit_test(crc16_is_the_xmodem_variant_redis_uses),
         cmocka_unit_test(slot_matches_redis_cluster_keyslot),
         cmocka_unit_test(slot_follows_the_hash_tag_rules),
