@@ -5,7 +5,8 @@
  * whatever their slots), an idle connection the server closed (a restart) is
  * replaced before it is given a command, and an unreachable server fails
  * UNAVAILABLE at the deadline, naming it, and is used again once back; a
- * connection told not to reopen (storage's tse_conn) reports the restart.
+ * connection told not to reopen (storage's tse_conn) reports the restart;
+ * a cluster URL naming this server is told it is no cluster.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -188,6 +189,25 @@ static void a_connection_that_may_not_reopen_reports_the_restart(void **state)
     tse_rconn_destroy(c);
 }
 
+/* A redis+cluster:// URL naming a server that is no cluster: said so. */
+static void a_cluster_url_on_a_plain_server_says_it_is_no_cluster(void **state)
+{
+    fixture *f = *state;
+    tse_redis_target t;
+    tse_rconn *c = NULL;
+    char url[64];
+    tse_error err;
+
+    snprintf(url, sizeof(url), "redis+cluster://127.0.0.1:%d", f->redis->port);
+    assert_int_equal(tse_redis_url_parse(url, &t, &err), TSE_OK);
+    assert_int_equal(tse_rconn_create(&t, 2000, &c, &err), TSE_OK);
+    tse_error_clear(&err);
+    assert_int_equal(tse_rconn_connect(c, tse_clock_ms(), &err), TSE_UNAVAILABLE);
+    if (strstr(err.message, "cluster support disabled") == NULL)
+        fail_msg("\"%s\" does not say the server is no cluster", err.message);
+    tse_rconn_destroy(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -196,6 +216,7 @@ int main(void)
         cmocka_unit_test(an_idle_connection_closed_by_a_restart_costs_no_command),
         cmocka_unit_test(an_unreachable_server_fails_unavailable_then_is_used_again),
         cmocka_unit_test(a_connection_that_may_not_reopen_reports_the_restart),
+        cmocka_unit_test(a_cluster_url_on_a_plain_server_says_it_is_no_cluster),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
