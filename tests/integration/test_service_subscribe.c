@@ -74,6 +74,25 @@ typedef struct world {
 } world;
 
 /*
+ * Under TSE_TEST_REDIS=one-node-cluster (ctest
+ * integration/test_service_subscribe_one_node_cluster) Redis refuses a
+ * command over several slots. A subscription over several event types
+ * reads their streams of one priority in one XREADGROUP, several slots: it
+ * waits for those reads to go one per slot (issue 13.2), and is skipped
+ * there until then. So is what needs Redis's data kept over a restart (the
+ * cluster node runs without AOF).
+ */
+static void skip_on_cluster_node(const world *w, const char *why)
+{
+    if (w->redis->cluster) {
+        print_message("skipped on a cluster node: %s\n", why);
+        skip();
+    }
+}
+
+#define SEVERAL_TYPES "one XREADGROUP over several types' streams crosses slots"
+
+/*
  * No test here needs Redis failures noticed fast (the outage test kills
  * Redis: its sockets close at once), so the Redis timeout is generous: at
  * 500 ms a reply delayed on a loaded host (CI: load 13-16 on 2 cores) made
@@ -751,6 +770,8 @@ static void test_patterns_match_everything_domain_suffix_and_exact_type(void **s
     tse_test_stream *s[4];
     spec sp;
 
+    skip_on_cluster_node(w, SEVERAL_TYPES);
+
     for (int k = 0; k < 4; k++) {
         spec_init(&sp, names[k], patterns[k]);
         sp.sub.auto_ack = true;
@@ -783,6 +804,8 @@ static void test_type_first_published_later_arrives_within_2s_from_any_instance(
     world *w = *state;
     spec sp;
     long long t0, elapsed;
+
+    skip_on_cluster_node(w, SEVERAL_TYPES);
 
     create_ok(w->ch, spec_init(&sp, "late", "late.*"));
     tse_test_stream *s = subscribe_name(w->ch, "late", NULL);
@@ -1159,6 +1182,8 @@ static void test_priority_1_backlog_is_delivered_before_priority_5(void **state)
     world *w = *state;
     int last[3] = {-1, -1, -1}, count = 0, last_p1 = -1, first_p5 = -1;
     spec sp;
+
+    skip_on_cluster_node(w, SEVERAL_TYPES);
 
     publish_many(w->ch, "prio.alpha", 5, 0, 40, NULL);
     publish_many(w->ch, "prio.alpha", 1, 100, 20, NULL);
@@ -1965,6 +1990,8 @@ static void test_subscriptions_survive_a_service_restart(void **state)
     Subscription *before, *after;
     spec sp;
 
+    skip_on_cluster_node(w, "the cluster node keeps no data over a restart");
+
     spec_init(&sp, "durable", "dur.*");
     sp.sub.start = TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_EARLIEST;
     sp.sub.ack_deadline_ms = 1500;
@@ -2029,6 +2056,8 @@ static void test_publish_through_the_same_service_wakes_idle_subscribers(void **
     world *w = *state;
     long long t0, elapsed;
     spec sp;
+
+    skip_on_cluster_node(w, SEVERAL_TYPES);
 
     protobuf_c_message_free_unpacked(&publish_one(w->ch, "wake.known", 0, 0)->base, NULL);
     create_ok(w->ch, spec_init(&sp, "wake", "wake.*"));
@@ -2415,6 +2444,19 @@ int main(int argc, char **argv)
             test_idle_consumers_are_reaped_but_never_with_pending_events, reap_world_up,
             world_down),
     };
+    /* Again on a Redis Cluster of one node, which refuses a command over
+     * several slots: what a subscription to one event type does (read, ack,
+     * redeliver, claim, dead-letter, pull, delete) touches one slot. */
+    const struct CMUnitTest one_node_cluster[] = {
+        cmocka_unit_test(test_delivery_carries_ack_id_attempt_subscription_and_event),
+        cmocka_unit_test(test_acked_delivery_is_not_redelivered),
+        cmocka_unit_test(test_subscribers_of_one_subscription_share_its_events),
+        cmocka_unit_test(test_extend_postpones_redelivery_to_the_new_deadline),
+        cmocka_unit_test(test_poison_event_is_dead_lettered_after_max_attempts),
+        cmocka_unit_test(test_start_timestamp_replays_events_at_or_after_it),
+        cmocka_unit_test(test_pull_acknowledge_nack_and_redelivery),
+        cmocka_unit_test(test_delete_removes_groups_and_ends_subscribers),
+    };
     int failed = 0;
 
     /* TSE_TEST_FILTER=<glob> runs only the matching tests. */
@@ -2423,5 +2465,11 @@ int main(int argc, char **argv)
     failed +=
         cmocka_run_group_tests_name("subscriptions (shared service)", shared, world_up, world_down);
     failed += cmocka_run_group_tests_name("subscriptions (own service)", own, NULL, NULL);
+    if (getenv("TSE_TEST_REDIS") == NULL) {
+        setenv("TSE_TEST_REDIS", "one-node-cluster", 1);
+        failed += cmocka_run_group_tests_name("subscriptions on a one-node Redis Cluster",
+                                              one_node_cluster, world_up, world_down);
+        unsetenv("TSE_TEST_REDIS");
+    }
     return failed == 0 ? 0 : 1;
 }

@@ -237,6 +237,12 @@ fail:
 
 tse_test_redis *tse_test_redis_start(bool aof)
 {
+    /* TSE_TEST_REDIS=one-node-cluster: the test's Redis is a cluster of one
+     * node (AOF off), so a command over several slots fails (CROSSSLOT). */
+    const char *kind = getenv("TSE_TEST_REDIS");
+
+    if (kind != NULL && strcmp(kind, "one-node-cluster") == 0)
+        return tse_test_redis_start_one_node_cluster();
     return redis_start(aof, "everysec", false, 0);
 }
 
