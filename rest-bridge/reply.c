@@ -380,16 +380,10 @@ static json_t *fixed(json_t *v, const ProtobufCFieldDescriptor *f)
     return u <= (unsigned long long)INT64_MAX ? json_integer((json_int_t)u) : NULL;
 }
 
-/* protobuf-c map entries are messages named "...Entry" of fields key, value. */
 static bool is_map(const ProtobufCFieldDescriptor *f)
 {
-    const ProtobufCMessageDescriptor *md = f->descriptor;
-    size_t n;
-
-    if (f->type != PROTOBUF_C_TYPE_MESSAGE || f->label != PROTOBUF_C_LABEL_REPEATED)
-        return false;
-    n = strlen(md->name);
-    return md->n_fields == 2 && n > 5 && strcmp(md->name + n - 5, "Entry") == 0;
+    return f->type == PROTOBUF_C_TYPE_MESSAGE && f->label == PROTOBUF_C_LABEL_REPEATED &&
+           tse_pbjson_is_map_entry(f->descriptor);
 }
 
 static void fix_int64(json_t *obj, const ProtobufCMessageDescriptor *d)

@@ -20,6 +20,8 @@
 
 #include <jansson.h>
 #include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
+#include <string.h>
 
 #include "common/status.h"
 #include "google/protobuf/struct.pb-c.h"
@@ -76,5 +78,26 @@ tse_status tse_pbjson_to_value(const json_t *json, Google__Protobuf__Value **out
  */
 void tse_rfc3339_format(int64_t seconds, int32_t nanos, char *buf, size_t len);
 tse_status tse_rfc3339_parse(const char *text, int64_t *seconds, int32_t *nanos);
+
+/*
+ * Whether d is the entry type protoc makes for a map field (protobuf-c has
+ * no map flag): two fields, key (1) and value (2), a type named
+ * "<Field>Entry". The one rule of the tree (the codec, the wire scan, the
+ * domain's text walk, the bridge); inline because the wire scan asks it of
+ * every message of every request, so a Struct's entries are known without
+ * comparing names and names are read only for two-field messages.
+ */
+static inline bool tse_pbjson_is_map_entry(const ProtobufCMessageDescriptor *d)
+{
+    size_t len;
+
+    if (d == &google__protobuf__struct__fields_entry__descriptor)
+        return true;
+    if (d->n_fields != 2 || d->fields[0].id != 1 || d->fields[1].id != 2)
+        return false;
+    len = strlen(d->name);
+    return strcmp(d->fields[0].name, "key") == 0 && strcmp(d->fields[1].name, "value") == 0 &&
+           len > 5 && strcmp(d->name + len - 5, "Entry") == 0;
+}
 
 #endif

@@ -82,11 +82,8 @@ int tse_pbj_is_map_field(const ProtobufCFieldDescriptor *f)
     const ProtobufCMessageDescriptor *e = f->descriptor;
     const char *rest;
 
-    if (f->label != PROTOBUF_C_LABEL_REPEATED || f->type != PROTOBUF_C_TYPE_MESSAGE)
-        return 0;
-    if (e->n_fields != 2 || e->fields[0].id != 1 || e->fields[1].id != 2)
-        return 0;
-    if (strcmp(e->fields[0].name, "key") != 0 || strcmp(e->fields[1].name, "value") != 0)
+    if (f->label != PROTOBUF_C_LABEL_REPEATED || f->type != PROTOBUF_C_TYPE_MESSAGE ||
+        !tse_pbjson_is_map_entry(e))
         return 0;
     rest = camel_prefix(f->name, e->short_name, 1);
     return rest != NULL && strcmp(rest, "Entry") == 0;

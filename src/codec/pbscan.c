@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "codec/pbjson.h"
 #include "codec/utf8.h"
 #include "google/protobuf/struct.pb-c.h"
 #include "google/protobuf/timestamp.pb-c.h"
@@ -56,22 +57,6 @@ typedef struct scan {
 
 /* ---- descriptors ---------------------------------------------------------- */
 
-/* Runs for every message of every request: a Struct's entries are known
- * without comparing names, and the names are read only for two-field
- * messages. */
-static bool is_map_entry(const ProtobufCMessageDescriptor *d)
-{
-    size_t len;
-
-    if (d == &google__protobuf__struct__fields_entry__descriptor)
-        return true;
-    if (d->n_fields != 2 || d->fields[0].id != 1 || d->fields[1].id != 2)
-        return false;
-    len = strlen(d->name);
-    return strcmp(d->fields[0].name, "key") == 0 && strcmp(d->fields[1].name, "value") == 0 &&
-           len > 5 && strcmp(d->name + len - 5, "Entry") == 0;
-}
-
 static kind kind_of(const ProtobufCMessageDescriptor *d)
 {
     if (d == &google__protobuf__struct__descriptor)
@@ -82,7 +67,7 @@ static kind kind_of(const ProtobufCMessageDescriptor *d)
         return K_VALUE;
     if (d == &google__protobuf__timestamp__descriptor)
         return K_SCALAR;
-    return is_map_entry(d) ? K_ENTRY : K_PLAIN;
+    return tse_pbjson_is_map_entry(d) ? K_ENTRY : K_PLAIN;
 }
 
 /* ---- text ----------------------------------------------------------------- */

@@ -130,25 +130,6 @@ static tse_status walk_list(walk *w, const Google__Protobuf__ListValue *l)
 
 /* ---- generic messages ------------------------------------------------------- */
 
-/*
- * A map entry is a repeated message of two fields, key (1) and value (2);
- * protoc names its type <Field>Entry. Maps read as "map.<key>" in JSON.
- */
-static bool is_map_entry(const ProtobufCMessageDescriptor *d)
-{
-    size_t len;
-
-    /* Every node of every payload asks: a Struct's entries are known
-     * without comparing names, and names are read only for two fields. */
-    if (d == &google__protobuf__struct__fields_entry__descriptor)
-        return true;
-    if (d->n_fields != 2 || d->fields[0].id != 1 || d->fields[1].id != 2)
-        return false;
-    len = strlen(d->name);
-    return strcmp(d->fields[0].name, "key") == 0 && strcmp(d->fields[1].name, "value") == 0 &&
-           len > 5 && strcmp(d->name + len - 5, "Entry") == 0;
-}
-
 static tse_status walk_element(walk *w, const ProtobufCFieldDescriptor *f, const void *p);
 
 static tse_status walk_map_entry(walk *w, const ProtobufCMessage *entry)
@@ -185,7 +166,7 @@ static tse_status walk_element(walk *w, const ProtobufCFieldDescriptor *f, const
     sub = *(ProtobufCMessage *const *)p;
     if (sub == NULL)
         return TSE_OK;
-    if (is_map_entry(sub->descriptor))
+    if (tse_pbjson_is_map_entry(sub->descriptor))
         return walk_map_entry(w, sub);
     return walk_message(w, sub);
 }
@@ -203,7 +184,7 @@ static tse_status walk_repeated(walk *w, const ProtobufCFieldDescriptor *f, cons
     for (size_t i = 0; i < n; i++) {
         const void *p = arr + i * size;
         bool map = f->type == PROTOBUF_C_TYPE_MESSAGE && *(void *const *)p != NULL &&
-                   is_map_entry((*(ProtobufCMessage *const *)p)->descriptor);
+                   tse_pbjson_is_map_entry((*(ProtobufCMessage *const *)p)->descriptor);
         /* Map entries name themselves by key; list elements by index. */
         size_t mark = map ? strlen(w->path) : push_index(w, i);
         tse_status st = walk_element(w, f, p);
