@@ -52,8 +52,10 @@ const char *tse_stream_entry_field(const tse_stream_entry *e, const char *name, 
  * (emptied first); entries of another shape are skipped. */
 tse_status tse_stream_entries_parse(const struct redisReply *r, tse_stream_entries *out);
 
-/* Entry id of stream key into out (emptied first); TSE_NOT_FOUND when the
- * stream has no such entry (trimmed, deleted). */
+/* Entry id of stream key into out, which is written over (not freed: an
+ * entry it held is released first with tse_stream_entry_cleanup); empty
+ * unless TSE_OK. TSE_NOT_FOUND when the stream has no such entry (trimmed,
+ * deleted). */
 tse_status tse_stream_entry_get(tse_conn *c, const char *key, const char *id,
                                 tse_stream_entry *out);
 
