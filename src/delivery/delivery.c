@@ -591,7 +591,8 @@ static size_t describe_into(tse_delivery *d, const tse_req_get *r, const tse_str
         tse_sub *sub;
 
         tse_error_clear(&load_err);
-        sub = tse_dl_load(d, keys ? keys->v[i] : r->name, &load_err);
+        sub = keys ? tse_dl_load(d, keys->v[i], &load_err)
+                   : tse_dl_load_current(d, r->name, &load_err);
         if (sub == NULL && keys == NULL)
             *err = load_err;
         if (sub == NULL)
@@ -1052,6 +1053,11 @@ tse_status tse_delivery_create(const tse_delivery_options *opts, tse_stats *stat
     pthread_setname_np(d->thread, "tse-delivery");
     *out = d;
     return TSE_OK;
+}
+
+const char *tse_delivery_instance(const tse_delivery *d)
+{
+    return d->instance;
 }
 
 void tse_delivery_destroy(tse_delivery *d)

@@ -110,6 +110,11 @@ tse_status tse_delivery_create(const tse_delivery_options *opts, tse_stats *stat
  * every queued request with UNAVAILABLE, joins the thread. NULL is a no-op. */
 void tse_delivery_destroy(tse_delivery *d);
 
+/* This process's name among the instances on one Redis (the options'
+ * instance, the prefix of its consumer names): borrowed, fixed at create,
+ * so any thread may read it for the life of d. */
+const char *tse_delivery_instance(const tse_delivery *d);
+
 /* Events were just appended to stream_key in this process: wake matching
  * idle subscribers now instead of at the next poll. Thread-safe, cheap. */
 void tse_delivery_notify(tse_delivery *d, const char *stream_key);

@@ -318,6 +318,11 @@ void tse_dl_release(tse_delivery *d, tse_subscriber *s);
 /* The cached or stored subscription of name, loading and preparing its
  * groups; NULL with err NOT_FOUND / UNAVAILABLE. */
 tse_sub *tse_dl_load(tse_delivery *d, const char *name, tse_error *err);
+/* tse_dl_load, but a cached subscription is first looked up in Redis: one
+ * deleted through another instance is forgotten (its subscribers here
+ * ended with NOT_FOUND) and answered NOT_FOUND, not until the next
+ * discovery. One HGET more; for answers that report the subscription. */
+tse_sub *tse_dl_load_current(tse_delivery *d, const char *name, tse_error *err);
 tse_sub *tse_dl_create(tse_delivery *d, Tracseq__Events__V1__Subscription *spec, tse_error *err);
 void tse_dl_delete(tse_delivery *d, const char *name, tse_error *err);
 void tse_dl_discover(tse_delivery *d);

@@ -216,6 +216,23 @@ tse_sub *tse_dl_load(tse_delivery *d, const char *name, tse_error *err)
     return def ? adopt(d, def, false) : NULL;
 }
 
+tse_sub *tse_dl_load_current(tse_delivery *d, const char *name, tse_error *err)
+{
+    tse_sub *sub = name ? find_sub(d, name) : NULL;
+    tse_blob packed = {0};
+    tse_error gone;
+
+    /* Deleted through another instance since it was cached: forgotten
+     * now, as discovery would within a second; tse_dl_load then answers
+     * NOT_FOUND. Redis unreachable: the cached one still answers. */
+    if (sub != NULL && tse_subs_get(d->conn, name, &packed) == TSE_NOT_FOUND) {
+        tse_error_set(&gone, TSE_NOT_FOUND, "subscription", "subscription '%s' was deleted", name);
+        tse_dl_forget(d, sub, &gone);
+    }
+    tse_blob_cleanup(&packed);
+    return tse_dl_load(d, name, err);
+}
+
 /* Adopts registered streams new to sub (no deletion check). */
 static void refresh(tse_delivery *d, tse_sub *sub)
 {

@@ -7,6 +7,12 @@
  * from the delivery engine (whose answer it is, subscriptions being in Redis, created by any
  * instance); the counters come from memory. When Redis is down it still
  * answers, with the counters only and redis_connected false.
+ *
+ * Several instances on one Redis: what is read from Redis (subscriptions,
+ * stream lengths, each group's lag, pending, consumers, dead letters) is the
+ * same whichever instance answers; the counters, gauges and latencies are
+ * this instance's, named in the answer's `instance` (service.proto's Stats
+ * says which field is which; docs/operations.md, "Several instances").
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -168,6 +174,7 @@ static void answer_stats(stats_call *sc, Tracseq__Events__V1__Subscription *cons
     out.redis_connected = sc->redis_answered && tse_broker_is_up(s->broker);
     out.validation_mode = s->config->strict ? "strict" : "lenient";
     out.version = TSE_VERSION;
+    out.instance = s->delivery ? (char *)tse_delivery_instance(s->delivery) : "";
     tse_call_finish_unary(&sc->base, &out.base, NULL);
     free(tc.entries);
     free(tc.ptrs);

@@ -4034,7 +4034,7 @@ const ProtobufCMessageDescriptor tracseq__events__v1__stats__dead_lettered_by_re
   (ProtobufCMessageInit) tracseq__events__v1__stats__dead_lettered_by_reason_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor tracseq__events__v1__stats__field_descriptors[30] =
+static const ProtobufCFieldDescriptor tracseq__events__v1__stats__field_descriptors[31] =
 {
   {
     "events_published",
@@ -4396,6 +4396,18 @@ static const ProtobufCFieldDescriptor tracseq__events__v1__stats__field_descript
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "instance",
+    31,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tracseq__Events__V1__Stats, instance),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tracseq__events__v1__stats__field_indices_by_name[] = {
   11,   /* field[11] = active_subscribers */
@@ -4415,6 +4427,7 @@ static const unsigned tracseq__events__v1__stats__field_indices_by_name[] = {
   8,   /* field[8] = events_schema_invalid */
   10,   /* field[10] = events_unavailable */
   3,   /* field[3] = handlers_registered */
+  30,   /* field[30] = instance */
   27,   /* field[27] = publish_latency */
   18,   /* field[18] = publish_latency_max_us */
   16,   /* field[16] = publish_latency_p50_us */
@@ -4432,7 +4445,7 @@ static const unsigned tracseq__events__v1__stats__field_indices_by_name[] = {
 static const ProtobufCIntRange tracseq__events__v1__stats__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 30 }
+  { 0, 31 }
 };
 const ProtobufCMessageDescriptor tracseq__events__v1__stats__descriptor =
 {
@@ -4442,7 +4455,7 @@ const ProtobufCMessageDescriptor tracseq__events__v1__stats__descriptor =
   "Tracseq__Events__V1__Stats",
   "tracseq.events.v1",
   sizeof(Tracseq__Events__V1__Stats),
-  30,
+  31,
   tracseq__events__v1__stats__field_descriptors,
   tracseq__events__v1__stats__field_indices_by_name,
   1,  tracseq__events__v1__stats__number_ranges,

@@ -335,7 +335,10 @@ struct  Tracseq__Events__V1__SubscriptionStats__DeadLetteredByReasonEntry
 
 
 /*
- * Delivery statistics of one subscription.
+ * Delivery statistics of one subscription. lag, pending, dead_lettered,
+ * streams, dead_letter_stream, oldest_unacked_age_ms and consumers are read
+ * from Redis: shared, the same through every instance. The others are the
+ * answering instance's own, since it loaded the subscription.
  */
 struct  Tracseq__Events__V1__SubscriptionStats
 {
@@ -345,7 +348,7 @@ struct  Tracseq__Events__V1__SubscriptionStats
    */
   uint64_t lag;
   /*
-   * Deliveries awaiting an ack.
+   * Deliveries awaiting an ack, whichever instance delivered them.
    */
   uint64_t pending;
   /*
@@ -353,7 +356,8 @@ struct  Tracseq__Events__V1__SubscriptionStats
    */
   uint64_t dead_lettered;
   /*
-   * Live subscribers (streams and recent pullers).
+   * Subscribe streams of this subscription on this instance (pullers not
+   * counted); consumers is the figure of every instance.
    */
   uint32_t active_subscribers;
   /*
@@ -365,7 +369,8 @@ struct  Tracseq__Events__V1__SubscriptionStats
    */
   char *dead_letter_stream;
   /*
-   * Events delivered, acked and redelivered since this instance started.
+   * Events delivered and redelivered by this instance, and acked through
+   * it, since it started (or loaded the subscription).
    */
   uint64_t delivered;
   uint64_t acked;
@@ -752,62 +757,117 @@ struct  Tracseq__Events__V1__Stats__DeadLetteredByReasonEntry
 
 
 /*
- * Counters. Unless said otherwise a counter is this service instance's,
- * since it started; stream lengths and subscription figures are read from
- * Redis and so shared by every instance.
+ * The service's figures, of two kinds (docs/operations.md, "Several
+ * instances"). Several instances on one Redis share subscriptions and
+ * consumer groups, and GetStats through any of them gives:
+ * - shared figures, read from Redis on every call, the same whichever
+ *   instance answers: subscriptions, stream_lengths, and in each
+ *   subscription_stats its lag, pending, oldest_unacked_age_ms, consumers,
+ *   streams, dead_lettered and dead_letter_stream;
+ * - per-instance figures, the answering instance's own since it started
+ *   (it restarts them at 0; sum them over the instances for the service's
+ *   totals): every other counter, gauge, latency and histogram here and in
+ *   SubscriptionStats, marked "this instance". `instance` says which one
+ *   answered.
  */
 struct  Tracseq__Events__V1__Stats
 {
   ProtobufCMessage base;
   /*
-   * Events stored (duplicates not counted).
+   * Events stored through this instance (duplicates not counted).
    */
   uint64_t events_published;
   /*
-   * Deliveries sent to subscribers.
+   * Deliveries this instance sent to its subscribers.
    */
   uint64_t events_consumed;
   /*
-   * Publish requests refused (invalid) or failed (Redis).
+   * Publish requests to this instance refused (invalid) or failed (Redis).
    */
   uint64_t events_failed;
   /*
-   * Live subscriber streams.
+   * Live subscriber streams on this instance (as active_subscribers).
    */
   uint64_t handlers_registered;
+  /*
+   * Deliveries acknowledged through this instance (whichever instance
+   * delivered them).
+   */
   uint64_t events_acked;
+  /*
+   * Redeliveries this instance sent.
+   */
   uint64_t events_redelivered;
+  /*
+   * Events this instance moved to the dead-letter store (the sum of
+   * dead_lettered_by_reason); the shared count is each subscription's
+   * dead_lettered.
+   */
   uint64_t events_dead_lettered;
   /*
-   * Publishes answered as duplicates.
+   * Publishes to this instance answered as duplicates.
    */
   uint64_t events_duplicate;
   /*
-   * Catalog-type events stored as generic data by a lenient server.
+   * Catalog-type events this (lenient) instance stored as generic data.
    */
   uint64_t events_schema_invalid;
+  /*
+   * Publishes to this instance refused as invalid.
+   */
   uint64_t events_invalid;
+  /*
+   * Publishes to this instance failed because Redis was unreachable.
+   */
   uint64_t events_unavailable;
+  /*
+   * Live Subscribe streams on this instance; the consumers of all
+   * instances are each subscription's `consumers`.
+   */
   uint32_t active_subscribers;
+  /*
+   * Subscriptions stored in Redis (shared).
+   */
   uint32_t subscriptions;
+  /*
+   * Events stored through this instance, per event type.
+   */
   size_t n_published_by_type;
   Tracseq__Events__V1__Stats__PublishedByTypeEntry **published_by_type;
   /*
-   * Entries per event type, summed over priorities (from Redis).
+   * Entries per event type, summed over priorities (from Redis, shared).
    */
   size_t n_stream_lengths;
   Tracseq__Events__V1__Stats__StreamLengthsEntry **stream_lengths;
+  /*
+   * Every subscription stored in Redis, with its figures (SubscriptionStats
+   * says which are shared).
+   */
   size_t n_subscription_stats;
   Tracseq__Events__V1__Subscription **subscription_stats;
   /*
-   * Publish latency (request to Redis acknowledgement), microseconds.
+   * Publish latency through this instance (request to Redis
+   * acknowledgement), microseconds.
    */
   double publish_latency_p50_us;
   double publish_latency_p99_us;
   double publish_latency_max_us;
+  /*
+   * Seconds since this instance started.
+   */
   uint64_t uptime_seconds;
+  /*
+   * Whether this instance reached Redis for this answer; false: the shared
+   * figures are missing (empty), the per-instance ones still answer.
+   */
   protobuf_c_boolean redis_connected;
+  /*
+   * This instance's setting.
+   */
   char *validation_mode;
+  /*
+   * This instance's build.
+   */
   char *version;
   /*
    * Events dead-lettered by this instance, per reason: the lower-case name
@@ -817,11 +877,12 @@ struct  Tracseq__Events__V1__Stats
   size_t n_dead_lettered_by_reason;
   Tracseq__Events__V1__Stats__DeadLetteredByReasonEntry **dead_lettered_by_reason;
   /*
-   * Dead letters handed back to their subscription (RedriveDeadLetters).
+   * Dead letters handed back to their subscription through this instance
+   * (RedriveDeadLetters).
    */
   uint64_t dead_letters_redriven;
   /*
-   * Dead letters deleted (PurgeDeadLetters).
+   * Dead letters deleted through this instance (PurgeDeadLetters).
    */
   uint64_t dead_letters_purged;
   /*
@@ -844,10 +905,16 @@ struct  Tracseq__Events__V1__Stats
    * its first delivery is handed to a subscriber (stream or pull).
    */
   Tracseq__Events__V1__Histogram *delivery_latency;
+  /*
+   * The instance that answered: its name, "<host>-<pid>", which is also the
+   * prefix of its consumer names in Redis (XINFO CONSUMERS). Behind a load
+   * balancer it says whose per-instance figures these are.
+   */
+  char *instance;
 };
 #define TRACSEQ__EVENTS__V1__STATS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tracseq__events__v1__stats__descriptor) \
-    , 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,NULL, 0,NULL, 0,NULL, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0, 0, 0, NULL, NULL, NULL }
+    , 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,NULL, 0,NULL, 0,NULL, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0, 0, 0, NULL, NULL, NULL, (char *)protobuf_c_empty_string }
 
 
 /*
