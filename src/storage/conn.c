@@ -1,13 +1,16 @@
 /*
  * conn.c - the opaque Redis connection of the storage operations (conn.h),
- * on the one connection type of storage (rconn.h) so that the same code
- * later speaks to a cluster: the rconn plus the one-way "lost" state.
- * Invariant: rc is NULL exactly when lost is set, and on_lost has then been
- * called once.
+ * on the one connection type of storage (rconn.h), single Redis or Redis
+ * Cluster: the rconn plus the one-way "lost" state. Invariant: rc is NULL
+ * exactly when lost is set, and on_lost has then been called once.
  *
- * The rconn does not reopen a lost connection (tse_rconn_set_reopen) and
- * gets no time to retry (its deadline is now): the first failure is a loss,
- * which the owner handles with its own backoff, as before.
+ * Single Redis: the rconn does not reopen a lost connection
+ * (tse_rconn_set_reopen) and gets no time to retry (its deadline is now):
+ * the first failure is a loss, which the owner handles with its own
+ * backoff, as before. Cluster: a redirection (MOVED, ASK), a TRYAGAIN or a
+ * node gone (failover) is the rconn's to follow, which needs node
+ * connections reopened and time: each call gets the timeout given at open,
+ * and only what fails past it is a loss.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +24,7 @@ struct tse_conn {
     tse_rconn *rc; /* NULL once lost */
     tse_conn_lost_cb on_lost;
     void *arg;
+    int retry_ms; /* time a call may retry in: 0 on a single Redis */
 };
 
 tse_conn *tse_conn_open(const tse_redis_target *t, int timeout_ms, tse_conn_lost_cb on_lost,
@@ -36,8 +40,11 @@ tse_conn *tse_conn_open(const tse_redis_target *t, int timeout_ms, tse_conn_lost
     tse_error_clear(&err);
     if (tse_rconn_create(t, timeout_ms, &c->rc, &err) != TSE_OK)
         goto fail;
-    tse_rconn_set_reopen(c->rc, false);
-    if (tse_rconn_connect(c->rc, tse_clock_ms(), &err) != TSE_OK)
+    if (tse_rconn_is_cluster(c->rc))
+        c->retry_ms = timeout_ms > 0 ? timeout_ms : 0;
+    else
+        tse_rconn_set_reopen(c->rc, false);
+    if (tse_rconn_connect(c->rc, tse_clock_ms() + c->retry_ms, &err) != TSE_OK)
         goto fail;
     c->on_lost = on_lost;
     c->arg = arg;
@@ -62,6 +69,11 @@ bool tse_conn_lost(const tse_conn *c)
     return c == NULL || c->rc == NULL;
 }
 
+bool tse_conn_is_cluster(const tse_conn *c)
+{
+    return !tse_conn_lost(c) && tse_rconn_is_cluster(c->rc);
+}
+
 /* Marks c lost and tells its owner, once. */
 static void lose(tse_conn *c, const tse_error *err)
 {
@@ -79,8 +91,8 @@ redisReply *tse_conn_command(tse_conn *c, int argc, const char **argv, const siz
     if (tse_conn_lost(c))
         return NULL;
     tse_error_clear(&err);
-    if (tse_rconn_command(c->rc, argc, argv, lens, TSE_RCONN_SLOT_OF_KEYS, tse_clock_ms(), &r,
-                          &err) != TSE_OK)
+    if (tse_rconn_command(c->rc, argc, argv, lens, TSE_RCONN_SLOT_OF_KEYS,
+                          tse_clock_ms() + c->retry_ms, &r, &err) != TSE_OK)
         lose(c, &err);
     return r;
 }
@@ -99,7 +111,7 @@ redisReply *tse_conn_reply(tse_conn *c)
     if (tse_conn_lost(c))
         return NULL;
     tse_error_clear(&err);
-    if (tse_rconn_get_reply(c->rc, tse_clock_ms(), &r, &err) != TSE_OK)
+    if (tse_rconn_get_reply(c->rc, tse_clock_ms() + c->retry_ms, &r, &err) != TSE_OK)
         lose(c, &err);
     return r;
 }

@@ -3,9 +3,14 @@
  * (conn.c): the delivery engine holds one and hands it to the typed
  * operations of group_ops.h, dlq_ops.h and subs_ops.h; it never sees a
  * hiredis type. Built on storage's one connection type (rconn.h), on a
- * single Redis; connecting is redis_connect.h's (AUTH, SELECT, timeouts).
+ * single Redis or a Redis Cluster (the operations split what spans slots,
+ * group_ops.h); connecting is redis_connect.h's (AUTH, SELECT, timeouts).
+ * The service still refuses a cluster URL: its writer lanes are not routed
+ * yet (issue 13).
  *
  * Lost: the first I/O failure (or timeout) of an operation marks the
+ * connection lost (on a cluster: a failure that lasts past timeout_ms, the
+ * connection following redirections and failovers until then) and
  * connection lost and closes its socket; every operation on it from then
  * on answers TSE_UNAVAILABLE at once, without I/O, and the owner learns of
  * the loss through the callback given at open, called once, from inside the

@@ -25,6 +25,10 @@ bool tse_conn_append(tse_conn *c, int argc, const char **argv, const size_t *len
 /* The next reply of a pipeline; NULL when c is lost. Caller frees it. */
 redisReply *tse_conn_reply(tse_conn *c);
 
+/* Whether c speaks to a Redis Cluster: a command's keys must then share
+ * one slot (false once lost). */
+bool tse_conn_is_cluster(const tse_conn *c);
+
 /* Reply shapes, checked before any element is used. */
 static inline bool is_str(const redisReply *r)
 {

@@ -14,6 +14,8 @@
 #include "domain/operate.h"
 #include "storage/conn_internal.h"
 #include "storage/group_ops.h"
+#include "storage/keys.h"
+#include "storage/slot_groups.h"
 
 /* ===================== entries ========================================== */
 
@@ -107,40 +109,156 @@ tse_status tse_group_read_parse(const redisReply *r, const char *const *keys, si
     return TSE_OK;
 }
 
-tse_status tse_group_read(tse_conn *c, const char *group, const char *consumer,
-                          const char *const *keys, size_t k, uint32_t count, tse_group_entries *out,
-                          size_t *per_stream)
+/* XREADGROUP GROUP <group> <consumer> COUNT <count> STREAMS <keys> > ...
+ * into argv (room for 7 + 2 k); returns argc. */
+static int read_command(const char **argv, const char *group, const char *consumer,
+                        const char *count, const char *const *keys, size_t k)
 {
-    const char **argv = calloc(7 + 2 * k, sizeof(*argv));
-    char count_buf[16];
-    size_t argc = 0;
-    redisReply *r;
-    tse_status st;
+    int argc = 0;
 
-    for (size_t i = 0; per_stream && i < k; i++)
-        per_stream[i] = 0;
-    if (argv == NULL)
-        return TSE_NOMEM;
-    snprintf(count_buf, sizeof(count_buf), "%u", count);
     argv[argc++] = "XREADGROUP";
     argv[argc++] = "GROUP";
     argv[argc++] = group;
     argv[argc++] = consumer;
     argv[argc++] = "COUNT";
-    argv[argc++] = count_buf;
+    argv[argc++] = count;
     argv[argc++] = "STREAMS";
     for (size_t i = 0; i < k; i++)
         argv[argc++] = keys[i];
     for (size_t i = 0; i < k; i++)
         argv[argc++] = ">";
-    r = tse_conn_command(c, (int)argc, argv, NULL);
-    free(argv);
+    return argc;
+}
+
+/* One read's reply into out; what it had is freed. */
+static tse_status read_reply(redisReply *r, const char *const *keys, size_t k,
+                             tse_group_entries *out, size_t *per_stream)
+{
+    tse_status st;
+
     if (r == NULL)
         return TSE_CONN_GONE;
     st = r->type == REDIS_REPLY_ERROR ? TSE_INTERNAL
                                       : tse_group_read_parse(r, keys, k, out, per_stream);
     freeReplyObject(r);
     return st;
+}
+
+/* What a read over slots needs: keys[]'s indices grouped by slot, and the
+ * keys and per-stream counts of one group. */
+typedef struct slot_read {
+    unsigned *slots;
+    size_t *order, *start, *counts;
+    const char **keys, **argv;
+    size_t groups;
+} slot_read;
+
+static void slot_read_cleanup(slot_read *sr)
+{
+    free(sr->slots);
+    free(sr->order);
+    free(sr->start);
+    free(sr->counts);
+    free(sr->keys);
+    free(sr->argv);
+}
+
+static bool slot_read_init(slot_read *sr, const char *const *keys, size_t k)
+{
+    memset(sr, 0, sizeof(*sr));
+    sr->slots = calloc(k, sizeof(*sr->slots));
+    sr->order = calloc(k, sizeof(*sr->order));
+    sr->start = calloc(k + 1, sizeof(*sr->start));
+    sr->counts = calloc(k, sizeof(*sr->counts));
+    sr->keys = calloc(k, sizeof(*sr->keys));
+    sr->argv = calloc(7 + 2 * k, sizeof(*sr->argv));
+    if (!sr->slots || !sr->order || !sr->start || !sr->counts || !sr->keys || !sr->argv) {
+        slot_read_cleanup(sr);
+        return false;
+    }
+    for (size_t i = 0; i < k; i++)
+        sr->slots[i] = tse_key_slot(keys[i], strlen(keys[i]));
+    sr->groups = tse_slot_groups(sr->slots, k, sr->order, sr->start);
+    return true;
+}
+
+/* The keys of group g into sr->keys; returns how many. */
+static size_t group_keys(slot_read *sr, const char *const *keys, size_t g)
+{
+    size_t n = 0;
+
+    for (size_t i = sr->start[g]; i < sr->start[g + 1]; i++)
+        sr->keys[n++] = keys[sr->order[i]];
+    return n;
+}
+
+/*
+ * A read on a cluster, whose one command may not cross slots: one
+ * XREADGROUP per slot, pipelined (the connection sends each master its
+ * share at once), the replies merged. Each stream's entries keep their
+ * order; streams come slot by slot, the slot of the first key first. An
+ * error reply of one slot (TSE_INTERNAL) leaves what the others read in
+ * out: those entries are delivered to the consumer now, read or not.
+ */
+static tse_status read_by_slot(tse_conn *c, const char *group, const char *consumer,
+                               const char *const *keys, size_t k, const char *count,
+                               tse_group_entries *out, size_t *per_stream)
+{
+    slot_read sr;
+    size_t sent = 0;
+    tse_status st = TSE_OK;
+
+    if (!slot_read_init(&sr, keys, k))
+        return TSE_NOMEM;
+    for (; sent < sr.groups; sent++) {
+        size_t n = group_keys(&sr, keys, sent);
+        if (!tse_conn_append(c, read_command(sr.argv, group, consumer, count, sr.keys, n), sr.argv,
+                             NULL))
+            break;
+    }
+    if (sent < sr.groups)
+        st = tse_conn_lost(c) ? TSE_CONN_GONE : TSE_NOMEM;
+    for (size_t g = 0; g < sent; g++) {
+        size_t n = group_keys(&sr, keys, g), first = out->n;
+        tse_status got;
+
+        memset(sr.counts, 0, n * sizeof(*sr.counts));
+        got = read_reply(tse_conn_reply(c), sr.keys, n, out, sr.counts);
+        if (got == TSE_CONN_GONE) {
+            st = got; /* lost: no reply follows */
+            break;
+        }
+        for (size_t e = first; e < out->n; e++)
+            out->v[e].stream = sr.order[sr.start[g] + out->v[e].stream];
+        for (size_t i = 0; per_stream && i < n; i++)
+            per_stream[sr.order[sr.start[g] + i]] = sr.counts[i];
+        if (st == TSE_OK)
+            st = got;
+    }
+    slot_read_cleanup(&sr);
+    return st;
+}
+
+tse_status tse_group_read(tse_conn *c, const char *group, const char *consumer,
+                          const char *const *keys, size_t k, uint32_t count, tse_group_entries *out,
+                          size_t *per_stream)
+{
+    const char **argv;
+    char count_buf[16];
+    redisReply *r;
+    int argc;
+
+    for (size_t i = 0; per_stream && i < k; i++)
+        per_stream[i] = 0;
+    snprintf(count_buf, sizeof(count_buf), "%u", count);
+    if (k > 1 && tse_conn_is_cluster(c))
+        return read_by_slot(c, group, consumer, keys, k, count_buf, out, per_stream);
+    if ((argv = calloc(7 + 2 * k, sizeof(*argv))) == NULL)
+        return TSE_NOMEM;
+    argc = read_command(argv, group, consumer, count_buf, keys, k);
+    r = tse_conn_command(c, argc, argv, NULL);
+    free(argv);
+    return read_reply(r, keys, k, out, per_stream);
 }
 
 tse_status tse_group_claim_parse(const redisReply *r, const char *const *ids,

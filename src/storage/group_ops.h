@@ -53,8 +53,11 @@ void tse_group_entries_cleanup(tse_group_entries *e);
  * new entries of k streams, in one call, appended to out (which the caller
  * initialises to zeros). per_stream (room for k, or NULL) receives how many
  * entries each stream gave, entries without an envelope (deleted, foreign)
- * counted though not returned. A later step splits the read per cluster
- * node in here, invisibly to callers.
+ * counted though not returned. On a Redis Cluster, where one command may
+ * not cross slots, the read is one XREADGROUP per slot of the keys,
+ * pipelined, and the answers merged: each stream's entries in order,
+ * streams slot by slot (slot_groups.h). An error reply (TSE_INTERNAL) for
+ * one slot leaves the entries of the others in out.
  */
 tse_status tse_group_read(tse_conn *c, const char *group, const char *consumer,
                           const char *const *keys, size_t k, uint32_t count, tse_group_entries *out,
