@@ -476,8 +476,13 @@ static bool dead_letter(tse_delivery *d, tse_sub *sub, const char *key, const ch
         tse_stream_entry_cleanup(&e); /* left pending: the next scan tries again */
         return false;
     }
-    if (target == TSE_TARGET_NONE && st == TSE_OK)
-        tse_dlq_add(d->conn, sub->def->name, key, id, attempts, reason, &e);
+    /* A dead letter Redis did not store (an error reply, memory) is not
+     * acked: it stays pending and the next scan tries again. */
+    if (target == TSE_TARGET_NONE && st == TSE_OK &&
+        tse_dlq_add(d->conn, sub->def->name, key, id, attempts, reason, &e) != TSE_OK) {
+        tse_stream_entry_cleanup(&e);
+        return false;
+    }
     tse_stream_entry_cleanup(&e);
     if (d->conn == NULL)
         return false;

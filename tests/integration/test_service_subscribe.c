@@ -648,6 +648,21 @@ static long long wait_pending(const world *w, const char *stream, const char *gr
     return n;
 }
 
+/* Asserts that XPENDING stays at want for ms (what a scan must not change). */
+static void expect_pending_for(const world *w, const char *stream, const char *group,
+                               long long want, int ms)
+{
+    tse_test_waiter waiter;
+    long long n;
+
+    tse_test_waiter_init(&waiter, ms);
+    do {
+        n = redis_pending(w, stream, group);
+        if (n != want)
+            fail_msg("XPENDING %s %s: %lld, not %lld", stream, group, n, want);
+    } while (tse_test_waiter_poll(&waiter));
+}
+
 /* Whether a line of the service's log holds all three strings. */
 static bool service_logged(const world *w, const char *a, const char *b, const char *c)
 {
@@ -1097,6 +1112,52 @@ static void test_poison_event_is_dead_lettered_after_max_attempts(void **state)
     protobuf_c_message_free_unpacked(&pub->base, NULL);
     stream_end(s);
     delete_ok(w->ch, "poison");
+}
+
+/*
+ * A dead letter Redis refuses to store is not acked: the entry stays pending
+ * and goes to the dead-letter stream once Redis takes it. Here the stream's
+ * key holds a string (WRONGTYPE), as a stray SET by an operator would leave
+ * it; the service used to ack the entry anyway, and it was lost.
+ */
+static void test_a_dead_letter_redis_refuses_stays_pending_until_stored(void **state)
+{
+    world *w = *state;
+    spec sp;
+    char key[128];
+    char *out;
+
+    spec_init(&sp, "refused", "refused.ev");
+    sp.sub.ack_deadline_ms = 300;
+    sp.sub.max_delivery_attempts = 1;
+    create_ok(w->ch, &sp.sub);
+    out = tse_test_redis_cmd(w->redis, "SET tracseq:dlq:refused occupied");
+    free(out);
+    tse_test_stream *s = subscribe_name(w->ch, "refused", NULL);
+    PublishResponse *pub = publish_one(w->ch, "refused.ev", 0, 0);
+    Delivery *d = next_delivery(s, 2000);
+    if (d == NULL)
+        fail_msg("the first delivery did not come");
+    delivery_free(d);
+
+    /* Past the deadline with its one attempt used: the scan (which runs
+     * while the subscription has a subscriber) tries to dead-letter it,
+     * Redis refuses the XADD, so it must stay pending. */
+    stream_key(key, sizeof(key), "refused.ev", 3);
+    expect_pending_for(w, key, "refused", 1, 2000);
+
+    out = tse_test_redis_cmd(w->redis, "DEL tracseq:dlq:refused");
+    free(out);
+    assert_int_equal(wait_pending(w, key, "refused", 0, 5000), 0);
+    assert_int_equal(redis_int(w, "XLEN %s", "tracseq:dlq:refused", NULL), 1);
+    out = tse_test_redis_cmd(w->redis, "XRANGE tracseq:dlq:refused - +");
+    assert_non_null(out);
+    if (strstr(out, pub->event_id) == NULL)
+        fail_msg("dead letter does not carry event %s: %s", pub->event_id, out);
+    free(out);
+    protobuf_c_message_free_unpacked(&pub->base, NULL);
+    stream_end(s);
+    delete_ok(w->ch, "refused");
 }
 
 static void test_auto_ack_leaves_nothing_pending_and_never_redelivers(void **state)
@@ -2403,6 +2464,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_nack_redelivers_no_earlier_than_its_delay),
         cmocka_unit_test(test_extend_postpones_redelivery_to_the_new_deadline),
         cmocka_unit_test(test_poison_event_is_dead_lettered_after_max_attempts),
+        cmocka_unit_test(test_a_dead_letter_redis_refuses_stays_pending_until_stored),
         cmocka_unit_test(test_auto_ack_leaves_nothing_pending_and_never_redelivers),
         cmocka_unit_test(test_subscriber_never_holds_more_than_max_in_flight),
         cmocka_unit_test(test_priority_1_backlog_is_delivered_before_priority_5),
@@ -2453,6 +2515,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_subscribers_of_one_subscription_share_its_events),
         cmocka_unit_test(test_extend_postpones_redelivery_to_the_new_deadline),
         cmocka_unit_test(test_poison_event_is_dead_lettered_after_max_attempts),
+        cmocka_unit_test(test_a_dead_letter_redis_refuses_stays_pending_until_stored),
         cmocka_unit_test(test_start_timestamp_replays_events_at_or_after_it),
         cmocka_unit_test(test_pull_acknowledge_nack_and_redelivery),
         cmocka_unit_test(test_delete_removes_groups_and_ends_subscribers),
