@@ -984,19 +984,21 @@ static void test_unacked_delivery_returns_after_the_deadline_with_next_attempt(v
     sp.sub.ack_deadline_ms = 500;
     create_ok(w->ch, &sp.sub);
     tse_test_stream *s = subscribe_name(w->ch, "deadline", NULL);
+    /* The deadline runs from the service's send, which comes after our
+     * publish: the time before the publish is a sound lower bound, our
+     * receipt of the delivery is not (under load it can arrive late). */
+    t0 = tse_test_now_ms();
     protobuf_c_message_free_unpacked(&publish_one(w->ch, "deadline.ev", 0, 0)->base, NULL);
     Delivery *first = next_delivery(s, 2000);
     assert_non_null(first);
-    t0 = tse_test_now_ms();
     assert_int_equal(first->delivery_attempt, 1);
     Delivery *again = next_delivery(s, 3000);
     elapsed = tse_test_now_ms() - t0;
-    print_message("redelivered %lld ms after the first delivery arrived\n", elapsed);
+    print_message("redelivered %lld ms after the publish\n", elapsed);
     assert_non_null(again);
     assert_string_equal(again->ack_id, first->ack_id);
     assert_int_equal(again->delivery_attempt, 2);
-    /* The deadline runs from the send, a little before our receipt. */
-    assert_true(elapsed >= 450);
+    assert_true(elapsed >= 500);
     send_ack(s, again->ack_id);
     expect_silence(s, 1000, "acked after redelivery");
     delivery_free(first);
