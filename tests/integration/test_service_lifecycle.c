@@ -222,11 +222,19 @@ static void test_sigterm_winds_an_open_publish_stream_down_answering_what_it_rea
                   sent, answered, ok, ended, code, status.details);
     assert_int_equal(code, GRPC_STATUS_UNAVAILABLE);
     assert_non_null(strstr(status.details, "shutting down"));
-    if (sent > answered) { /* all of the rest was read before the status */
-        char drained[64];
-
-        snprintf(drained, sizeof(drained), "%d not accepted", sent - answered);
-        assert_non_null(strstr(status.details, drained));
+    if (sent > answered) {
+        /* What the status counts as not accepted was read and left
+         * unanswered: never more than the client sent past the answers.
+         * Usually all of it; the service stops reading after 100 ms
+         * without data, so a client stalled that long (a loaded machine)
+         * may have sent more after the count. */
+        const char *tail = strstr(status.details, " not accepted");
+        const char *num = tail;
+        while (num && num > status.details && num[-1] >= '0' && num[-1] <= '9')
+            num--;
+        if (num != NULL && num == tail)
+            fail_msg("no number before 'not accepted' in '%s'", status.details);
+        assert_true((num ? atoi(num) : 0) <= sent - answered);
     }
     assert_true(ended < 2500); /* early in the 5 s grace, not at its end */
     assert_true(answered <= sent);
