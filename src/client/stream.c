@@ -58,6 +58,7 @@ struct tse_client_stream {
     int batches; /* in flight */
     bool sending, receiving, paused, got_md, status_done, ended;
     bool closing;     /* no request after the queued ones: half-close then */
+    bool cancelled;   /* the caller cancelled (tse_client_stream_cancel) */
     bool closed;      /* the half-close was started */
     long long n_sent; /* messages started */
     outmsg *out_head, *out_tail;
@@ -505,6 +506,15 @@ EXPORT tse_client_status tse_client_stream_send(tse_client_stream *s, const void
     return st;
 }
 
+/*
+ * The answers of send and close_send look at the caller's own acts first
+ * (close_send, cancel), then at the status: the status arrives on the pump
+ * thread whenever the server or the transport ends the stream, so an answer
+ * that looked at it first would depend on timing. A send after close_send
+ * was FAILED_PRECONDITION or, once the server's end had come in, CANCELLED
+ * (a flake under load, regression); a send after cancel was OK (queued on a
+ * cancelled call) until the status came, CANCELLED after.
+ */
 tse_client_status tse_client_stream_send_slice(tse_client_stream *s, grpc_slice bytes)
 {
     outmsg *m = calloc(1, sizeof(*m));
@@ -513,8 +523,9 @@ tse_client_status tse_client_stream_send_slice(tse_client_stream *s, grpc_slice 
         return TSE_CLIENT_NO_MEMORY;
     m->bb = grpc_raw_byte_buffer_create(&bytes, 1);
     pthread_mutex_lock(&s->mu);
-    if (s->status_done || s->closing) {
-        bool closing = s->closing && !s->status_done;
+    if (s->closing || s->cancelled || s->status_done) {
+        bool closing = s->closing;
+
         pthread_mutex_unlock(&s->mu);
         grpc_byte_buffer_destroy(m->bb);
         free(m);
@@ -539,7 +550,7 @@ EXPORT tse_client_status tse_client_stream_close_send(tse_client_stream *s)
     pthread_mutex_lock(&s->mu);
     if (s->closing)
         st = TSE_CLIENT_OK; /* asked before: the answer stays, ended since or not */
-    else if (s->status_done)
+    else if (s->cancelled || s->status_done)
         st = TSE_CLIENT_CANCELLED;
     else {
         s->closing = true;
@@ -568,6 +579,7 @@ EXPORT void tse_client_stream_cancel(tse_client_stream *s, tse_client_status sta
     if (s == NULL)
         return;
     pthread_mutex_lock(&s->mu);
+    s->cancelled = true;
     if (!s->ended)
         grpc_call_cancel_with_status(s->call, code, why != NULL ? why : "cancelled by the client",
                                      NULL);

@@ -930,6 +930,87 @@ static void test_a_half_closed_stream_is_answered_then_ends_with_the_servers_sta
     tse_client_stream_release(s);
 }
 
+/* The race of the test above made certain: the server's end has come in
+ * before the send. The caller half-closed, so the send is refused as after
+ * a half-close, not as after an end (it was CANCELLED then: regression). */
+static void test_a_send_after_close_send_is_refused_so_even_once_the_stream_ended(void **state)
+{
+    static const tse_client_stream_handlers h = {on_publish_answer, on_publish_end};
+    published p = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    tse_client_stream *s = NULL;
+    uint8_t buf[256];
+    size_t len = publish_request(buf);
+
+    assert_int_equal(tse_client_stream_start(W->client, SERVICE("PublishStream"), buf, len,
+                                             &(tse_client_call_options){.timeout_ms = -1}, &h, &p,
+                                             &s, NULL),
+                     TSE_CLIENT_OK);
+    assert_int_equal(tse_client_stream_close_send(s), TSE_CLIENT_OK);
+    assert_true(publish_ended(&p));
+    assert_int_equal(p.status, TSE_CLIENT_OK);
+    assert_int_equal(p.answers, 1);
+    assert_int_equal(tse_client_stream_send(s, buf, len), TSE_CLIENT_FAILED_PRECONDITION);
+    assert_int_equal(tse_client_stream_close_send(s), TSE_CLIENT_OK);
+    tse_client_stream_release(s);
+}
+
+/* A PublishStream whose handler cancels it at the second answer, then
+ * sends and half-closes: the pump thread runs the handler, so the status
+ * of the cancel cannot have come in yet. */
+typedef struct cancelling {
+    published p;
+    tse_client_stream *s; /* under p.mu */
+    uint8_t buf[256];
+    size_t len;
+    tse_client_status sent, closed;
+} cancelling;
+
+static void on_answer_cancel(void *arg, const void *msg, size_t len)
+{
+    cancelling *x = arg;
+    tse_client_stream *s;
+    int answers;
+
+    on_publish_answer(&x->p, msg, len);
+    pthread_mutex_lock(&x->p.mu);
+    answers = x->p.answers;
+    s = x->s;
+    pthread_mutex_unlock(&x->p.mu);
+    if (answers != 2)
+        return;
+    tse_client_stream_cancel(s, TSE_CLIENT_CANCELLED, "the test cancels");
+    x->sent = tse_client_stream_send(s, x->buf, x->len);
+    x->closed = tse_client_stream_close_send(s);
+}
+
+/* A send or a first close_send after the caller's cancel is CANCELLED at
+ * once, not queued on the cancelled call until its status comes in (they
+ * were OK before it, CANCELLED after: regression). */
+static void test_a_send_after_cancel_is_cancelled_before_the_end_comes(void **state)
+{
+    static const tse_client_stream_handlers h = {on_answer_cancel, on_publish_end};
+    cancelling x = {
+        .p = {.mu = PTHREAD_MUTEX_INITIALIZER}, .sent = TSE_CLIENT_OK, .closed = TSE_CLIENT_OK};
+    tse_client_stream *s = NULL;
+
+    x.len = publish_request(x.buf);
+    assert_int_equal(tse_client_stream_start(W->client, SERVICE("PublishStream"), x.buf, x.len,
+                                             &(tse_client_call_options){.timeout_ms = -1}, &h, &x,
+                                             &s, NULL),
+                     TSE_CLIENT_OK);
+    pthread_mutex_lock(&x.p.mu);
+    x.s = s;
+    pthread_mutex_unlock(&x.p.mu);
+    assert_int_equal(tse_client_stream_send(s, x.buf, x.len), TSE_CLIENT_OK);
+    assert_true(publish_ended(&x.p));
+    assert_int_equal(x.p.status, TSE_CLIENT_CANCELLED);
+    assert_int_equal(x.p.answers, 2);
+    assert_int_equal(x.sent, TSE_CLIENT_CANCELLED);
+    assert_int_equal(x.closed, TSE_CLIENT_CANCELLED);
+    assert_int_equal(tse_client_stream_send(s, x.buf, x.len), TSE_CLIENT_CANCELLED);
+    tse_client_stream_release(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -952,6 +1033,8 @@ int main(void)
         cmocka_unit_test(test_a_stream_the_server_refuses_ends_with_its_status),
         cmocka_unit_test(test_destroying_the_client_ends_its_streams_first),
         cmocka_unit_test(test_a_half_closed_stream_is_answered_then_ends_with_the_servers_status),
+        cmocka_unit_test(test_a_send_after_close_send_is_refused_so_even_once_the_stream_ended),
+        cmocka_unit_test(test_a_send_after_cancel_is_cancelled_before_the_end_comes),
     };
 
     return cmocka_run_group_tests(tests, world_up, world_down);

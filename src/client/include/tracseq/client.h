@@ -910,9 +910,10 @@ TSE_CLIENT_API tse_client_status tse_client_stream_start(tse_client *client, con
                                                          void *cb_arg, tse_client_stream **out,
                                                          tse_client_error *err);
 
-/* Queues one more request (copied), sent after those before it. CANCELLED
- * once the stream has ended; FAILED_PRECONDITION after
- * tse_client_stream_close_send. Any thread. */
+/* Queues one more request (copied), sent after those before it.
+ * FAILED_PRECONDITION after tse_client_stream_close_send, always (even once
+ * the stream has ended since); else CANCELLED after tse_client_stream_cancel
+ * or once the stream has ended. Any thread. */
 TSE_CLIENT_API tse_client_status tse_client_stream_send(tse_client_stream *stream, const void *msg,
                                                         size_t len);
 
@@ -921,7 +922,7 @@ TSE_CLIENT_API tse_client_status tse_client_stream_send(tse_client_stream *strea
  * what it received, then ends with its status). Later sends are refused.
  * OK again when already asked (even once the stream has ended since: a
  * repeated close never races the server's end); CANCELLED when the stream
- * ended before it was first asked. Any thread. */
+ * was cancelled or ended before it was first asked. Any thread. */
 TSE_CLIENT_API tse_client_status tse_client_stream_close_send(tse_client_stream *stream);
 
 /* Flow control: a paused stream asks for no further response (the server
@@ -929,7 +930,8 @@ TSE_CLIENT_API tse_client_status tse_client_stream_close_send(tse_client_stream 
 TSE_CLIENT_API void tse_client_stream_pause(tse_client_stream *stream, bool paused);
 
 /* Ends the stream now if it still runs: on_end comes with status and why,
- * as for tse_client_call_cancel. Any thread. */
+ * as for tse_client_call_cancel. Later sends and a first close_send are
+ * CANCELLED at once, before on_end. Any thread. */
 TSE_CLIENT_API void tse_client_stream_cancel(tse_client_stream *stream, tse_client_status status,
                                              const char *why);
 
