@@ -550,7 +550,7 @@ static void ack(tse_delivery *d, tse_req_ack *r)
 static void nack(tse_delivery *d, tse_req_nack *r)
 {
     if (r->s->sub && r->reject)
-        tse_dl_reject_ids(d, r->s->sub, r->ids.ids, r->ids.n, NULL, NULL);
+        tse_dl_reject_ids(d, r->s->sub, r->ids.ids, r->ids.n, NULL, NULL, NULL);
     else if (r->s->sub)
         tse_dl_nack_ids(d, r->s->sub, r->s->consumer, r->ids.ids, r->ids.n, r->delay_ms, false,
                         NULL, NULL);
@@ -676,7 +676,7 @@ static void ack_by_name(tse_delivery *d, const char *name, const tse_id_list *id
                         uint32_t delay_ms, tse_ack_cb cb, void *arg)
 {
     char **unknown = NULL;
-    size_t n_unknown = 0;
+    size_t n_unknown = 0, n_stuck = 0;
     uint32_t done;
     tse_error err;
     tse_sub *sub;
@@ -691,7 +691,7 @@ static void ack_by_name(tse_delivery *d, const char *name, const tse_id_list *id
         done =
             tse_dl_nack_ids(d, sub, NULL, ids->ids, ids->n, delay_ms, false, &unknown, &n_unknown);
     else if (how == SETTLE_REJECT)
-        done = tse_dl_reject_ids(d, sub, ids->ids, ids->n, &unknown, &n_unknown);
+        done = tse_dl_reject_ids(d, sub, ids->ids, ids->n, &unknown, &n_unknown, &n_stuck);
     else
         done = tse_dl_ack_ids(d, sub, ids->ids, ids->n, &unknown, &n_unknown);
     for (tse_subscriber *s = sub->subscribers; s; s = s->next)
@@ -699,6 +699,11 @@ static void ack_by_name(tse_delivery *d, const char *name, const tse_id_list *id
             tse_dl_forget_inflight(s, ids->ids[i]);
     if (d->conn == NULL)
         tse_error_set(&err, TSE_UNAVAILABLE, NULL, "Redis is unavailable");
+    else if (n_stuck > 0)
+        tse_error_set(&err, TSE_UNAVAILABLE, NULL,
+                      "%zu of %zu rejected deliveries could not be dead-lettered (Redis refused "
+                      "to store them): they stay pending and come again; retry the reject",
+                      n_stuck, ids->n);
     cb(arg, &err, done, (const char *const *)unknown, n_unknown);
     free(unknown);
 }

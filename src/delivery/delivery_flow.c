@@ -601,12 +601,14 @@ static long long pending_count(tse_delivery *d, tse_sub *sub, const char *key, c
 }
 
 uint32_t tse_dl_reject_ids(tse_delivery *d, tse_sub *sub, char *const *ids, size_t n,
-                           char ***unknown, size_t *n_unknown)
+                           char ***unknown, size_t *n_unknown, size_t *n_stuck)
 {
     char key[256];
     const char *entry;
     uint32_t done = 0;
 
+    if (n_stuck)
+        *n_stuck = 0;
     if (unknown) {
         *unknown = calloc(n ? n : 1, sizeof(char *));
         *n_unknown = 0;
@@ -617,6 +619,10 @@ uint32_t tse_dl_reject_ids(tse_delivery *d, tse_sub *sub, char *const *ids, size
             count = pending_count(d, sub, key, entry);
         if (count > 0 && dead_letter(d, sub, key, entry, count, TSE_DLQ_REASON_REJECTED)) {
             done++;
+            continue;
+        }
+        if (count > 0 && n_stuck) { /* pending still: not unknown, but not done */
+            (*n_stuck)++;
             continue;
         }
         if (unknown && *unknown)

@@ -345,10 +345,11 @@ uint32_t tse_dl_nack_ids(tse_delivery *d, tse_sub *sub, const char *consumer, ch
                          size_t n, uint32_t delay_ms, bool extend, char ***unknown,
                          size_t *n_unknown);
 /* Dead-letters the pending deliveries ids at once (reason rejected); ids
- * not pending in sub, or left pending by a failure, go to *unknown (as
- * tse_dl_ack_ids). */
+ * not pending in sub go to *unknown (as tse_dl_ack_ids). Ids a failure left
+ * pending (Redis refused the dead letter) are counted in *n_stuck when
+ * n_stuck is non-NULL, else listed as unknown. */
 uint32_t tse_dl_reject_ids(tse_delivery *d, tse_sub *sub, char *const *ids, size_t n,
-                           char ***unknown, size_t *n_unknown);
+                           char ***unknown, size_t *n_unknown, size_t *n_stuck);
 void tse_dl_forget_inflight(tse_subscriber *s, const char *ack_id);
 /*
  * Answers a pull: with everything it took when err is NULL (or an OK error),

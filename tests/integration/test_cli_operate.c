@@ -781,6 +781,38 @@ static void pull_ack_id(const world *w, const char *sub, char *id, size_t len)
     assert_true(id[0] != '\0');
 }
 
+/*
+ * A reject whose dead letter Redis refuses to store (here the dead-letter
+ * stream's key holds a string: WRONGTYPE) is answered UNAVAILABLE, not as
+ * an unknown ack id, and the delivery stays pending; once Redis takes it,
+ * the same reject succeeds.
+ */
+static void a_reject_redis_refuses_is_unavailable_and_stays_pending(void **state)
+{
+    world *w = *state;
+    char id[512], req[768];
+    tse_client_error err;
+    json_t *out;
+    char *r;
+
+    create_subscription(w, "op-reject-stuck", "op.reject.stuck", 5, TSE_CLIENT_START_LATEST);
+    r = tse_test_redis_cmd(w->sdk->redis, "SET tracseq:dlq:op-reject-stuck occupied");
+    free(r);
+    publish(w, "op.reject.stuck", 1, NULL);
+    pull_ack_id(w, "op-reject-stuck", id, sizeof(id));
+    snprintf(req, sizeof(req),
+             "{\"subscription\":\"op-reject-stuck\",\"ack_ids\":[\"%s\"],\"reject\":true}", id);
+    assert_int_equal(grpc(w, "Nack", req, NULL, &err), TSE_CLIENT_UNAVAILABLE);
+    if (strstr(err.message, "could not be dead-lettered") == NULL)
+        fail_msg("reject refused by Redis answered '%s'", err.message);
+    r = tse_test_redis_cmd(w->sdk->redis, "DEL tracseq:dlq:op-reject-stuck");
+    free(r);
+    out = grpc_ok(w, "Nack", req); /* still pending: the retry dead-letters it */
+    assert_int_equal(json_integer_value(json_object_get(out, "nacked")), 1);
+    json_decref(out);
+    json_decref(await_dead_letters(w, "op-reject-stuck", 1));
+}
+
 /* A nack with reject (gRPC, then REST) dead-letters at once, attempts left
  * or not, with reason REJECTED, counted apart from max attempts in GetStats
  * and /metrics. */
@@ -928,6 +960,7 @@ int main(void)
         cmocka_unit_test(a_bad_dead_letter_type_names_the_field),
         cmocka_unit_test(a_retry_policy_over_rest_and_eventctl),
         cmocka_unit_test(a_rejected_delivery_is_dead_lettered_at_once),
+        cmocka_unit_test(a_reject_redis_refuses_is_unavailable_and_stays_pending),
     };
 
     int failed = cmocka_run_group_tests(tests, world_up, world_down);
