@@ -27,6 +27,11 @@
  *            A launcher thread starts the calls on time (clock_nanosleep).
  *            How late the launcher itself was is reported (launch_lag_*).
  *
+ * Event types: "bench.event" by default; with --types N the events take N
+ * types in turn, named so that they fall in N equal parts of Redis
+ * Cluster's slot space (bench_types.h): every master of a cluster gets its
+ * share of the load.
+ *
  * Threads: the SDK's call thread runs every handler; the main thread starts
  * the calls and waits; in latency mode the launcher starts calls too. All
  * of them share the run's state under `mu` (handlers hold it while they
@@ -60,6 +65,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_types.h"
 #include "google/protobuf/struct.pb-c.h"
 #include "tracseq/client.h"
 #include "tracseq/events/v1/event.pb-c.h"
@@ -90,6 +96,7 @@ typedef struct options {
     int connections;
     double rate;
     int payload_bytes;
+    int types; /* event types, taken in turn (bench_types.h) */
     bool ids;
     const char *label;
     const char *tls_ca; /* PEM file: TLS to the service (NULL: plaintext) */
@@ -121,8 +128,11 @@ static void usage(FILE *out)
             "  --rate R               latency: calls started per second (default 5000)\n"
             "  --connections N        TCP connections, calls spread round-robin (default 4)\n"
             "  --payload-bytes B      packed size of the Struct `data` payload (default 300)\n"
+            "  --types N              events take N types in turn, spread over the cluster's\n"
+            "                         slot space (bench_types.h), 1..%d (default 1: bench.event)\n"
             "  --ids                  set a unique client event id (exercises dedup)\n"
-            "  --label TEXT           extra label printed in the RESULT line\n");
+            "  --label TEXT           extra label printed in the RESULT line\n",
+            BENCH_TYPES_MAX);
 }
 
 static bool parse_number(const char *s, double min, double max, double *out)
@@ -182,6 +192,8 @@ static bool parse_option(options *o, const char *key, const char *value)
         o->rate = v;
     else if (strcmp(key, "--payload-bytes") == 0 && parse_number(value, 16, 1 << 20, &v))
         o->payload_bytes = (int)v;
+    else if (strcmp(key, "--types") == 0 && parse_number(value, 1, BENCH_TYPES_MAX, &v))
+        o->types = (int)v;
     else
         return false;
     return true;
@@ -200,6 +212,7 @@ static bool parse_options(options *o, int argc, char **argv)
                    .connections = 4,
                    .rate = 5000,
                    .payload_bytes = 300,
+                   .types = 1,
                    .label = ""};
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -243,20 +256,22 @@ static int64_t now_ns(void)
 /* ============================== requests ================================== */
 
 /*
- * The request bytes. Without client ids every request is the same, packed
- * once and shared by reference. With ids, a request is the packed event
- * prefixed by its id field: protobuf lets a field come before the others, so
- * no per-event repacking is needed.
+ * The request bytes, one set per event type (--types; events take the
+ * types in turn). Without client ids every request of a type is the same,
+ * packed once and shared by reference. With ids, a request is the packed
+ * event prefixed by its id field: protobuf lets a field come before the
+ * others, so no per-event repacking is needed.
  */
 typedef struct payload {
-    uint8_t *event;    /* packed Event without id */
-    size_t event_len;  /* its length */
-    size_t data_len;   /* packed size of the Struct `data` */
-    uint8_t *shared;   /* packed PublishRequest, without id */
-    size_t shared_len; /* its length */
-    uint8_t *scratch;  /* with ids: the request being built */
-    uint64_t id_seed;  /* random bits of this run's ids */
-    uint64_t id_next;  /* number of the next id */
+    int types;                          /* event types in use */
+    uint8_t *event[BENCH_TYPES_MAX];    /* packed Event without id */
+    size_t event_len[BENCH_TYPES_MAX];  /* its length */
+    size_t data_len;                    /* packed size of the Struct `data` */
+    uint8_t *shared[BENCH_TYPES_MAX];   /* packed PublishRequest, without id */
+    size_t shared_len[BENCH_TYPES_MAX]; /* its length */
+    uint8_t *scratch;                   /* with ids: the request being built */
+    uint64_t id_seed;                   /* random bits of this run's ids */
+    uint64_t id_next;                   /* number of the next id */
 } payload;
 
 /* One string field of the Struct payload. */
@@ -271,9 +286,10 @@ static void set_field(Google__Protobuf__Struct__FieldsEntry *e, Google__Protobuf
     e->value = v;
 }
 
-/* Packs an Event whose `data` Struct packs to target bytes (or slightly
- * more when target is below the fixed fields' size). */
-static bool payload_pack(payload *p, int target)
+/* Packs an Event of type `type` into p's slot t, whose `data` Struct
+ * packs to target bytes (or slightly more when target is below the fixed
+ * fields' size). */
+static bool payload_pack(payload *p, int t, const char *type, int target)
 {
     static const char *keys[] = {"sample_id", "lab", "note"};
     char *values[3] = {"S-000042", "genomics-3", NULL};
@@ -301,16 +317,16 @@ static bool payload_pack(payload *p, int target)
         fill++;
     }
     p->data_len = protobuf_c_message_get_packed_size(&data.base);
-    ev.event_type = "bench.event";
+    ev.event_type = (char *)type;
     ev.source_service = "bench-publish";
     ev.payload_case = TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_DATA;
     ev.data = &data;
-    p->event_len = protobuf_c_message_get_packed_size(&ev.base);
-    p->event = malloc(p->event_len);
-    if (p->event != NULL)
-        protobuf_c_message_pack(&ev.base, p->event);
+    p->event_len[t] = protobuf_c_message_get_packed_size(&ev.base);
+    p->event[t] = malloc(p->event_len[t]);
+    if (p->event[t] != NULL)
+        protobuf_c_message_pack(&ev.base, p->event[t]);
     free(filler);
-    return p->event != NULL;
+    return p->event[t] != NULL;
 }
 
 static size_t put_varint(uint8_t *out, uint64_t v)
@@ -325,39 +341,55 @@ static size_t put_varint(uint8_t *out, uint64_t v)
     return n;
 }
 
-/* PublishRequest{event = prefix + event}: field 1, length-delimited, into
- * out (room for 11 + prefix_len + event_len bytes); returns its length. */
-static size_t request_pack(const payload *p, const uint8_t *prefix, size_t prefix_len, uint8_t *out)
+/* PublishRequest{event = prefix + event of type t}: field 1,
+ * length-delimited, into out (room for 11 + prefix_len + event_len[t]
+ * bytes); returns its length. */
+static size_t request_pack(const payload *p, int t, const uint8_t *prefix, size_t prefix_len,
+                           uint8_t *out)
 {
-    size_t inner = prefix_len + p->event_len;
+    size_t inner = prefix_len + p->event_len[t];
     size_t n;
 
     out[0] = 0x0a;
     n = 1 + put_varint(out + 1, inner);
     if (prefix_len > 0)
         memcpy(out + n, prefix, prefix_len);
-    memcpy(out + n + prefix_len, p->event, p->event_len);
+    memcpy(out + n + prefix_len, p->event[t], p->event_len[t]);
     return n + inner;
 }
 
-static bool payload_init(payload *p, int target)
+/* The requests of `types` event types (bench_types.h names them after
+ * "bench.event"). Caller cleans up with payload_cleanup, even on failure. */
+static bool payload_init(payload *p, int types, int target)
 {
+    char names[BENCH_TYPES_MAX][BENCH_TYPE_LEN];
+    size_t longest = 0;
+
     memset(p, 0, sizeof(*p));
-    if (!payload_pack(p, target))
+    if (!bench_type_names("bench.event", types, names))
         return false;
-    p->shared = malloc(11 + p->event_len);
-    p->scratch = malloc(11 + 2 + 36 + 1 + p->event_len);
-    if (p->shared == NULL || p->scratch == NULL)
+    p->types = types;
+    for (int t = 0; t < types; t++) {
+        if (!payload_pack(p, t, names[t], target) ||
+            (p->shared[t] = malloc(11 + p->event_len[t])) == NULL)
+            return false;
+        p->shared_len[t] = request_pack(p, t, NULL, 0, p->shared[t]);
+        if (p->event_len[t] > longest)
+            longest = p->event_len[t];
+    }
+    p->scratch = malloc(11 + 2 + 36 + 1 + longest);
+    if (p->scratch == NULL)
         return false;
-    p->shared_len = request_pack(p, NULL, 0, p->shared);
     p->id_seed = (uint64_t)now_ns() * 0x9e3779b97f4a7c15ULL ^ (uint64_t)getpid();
     return true;
 }
 
 static void payload_cleanup(payload *p)
 {
-    free(p->event);
-    free(p->shared);
+    for (int t = 0; t < BENCH_TYPES_MAX; t++) {
+        free(p->event[t]);
+        free(p->shared[t]);
+    }
     free(p->scratch);
 }
 
@@ -375,16 +407,18 @@ static void format_id(const payload *p, uint64_t n, char out[37])
 static const uint8_t *payload_next(payload *p, bool ids, uint64_t *id_num, size_t *len)
 {
     uint8_t prefix[2 + 36 + 1];
+    int t;
 
     *id_num = p->id_next++;
+    t = (int)(*id_num % (uint64_t)p->types);
     if (!ids) {
-        *len = p->shared_len;
-        return p->shared;
+        *len = p->shared_len[t];
+        return p->shared[t];
     }
     prefix[0] = 0x0a; /* Event.id: field 1, length-delimited */
     prefix[1] = 36;
     format_id(p, *id_num, (char *)prefix + 2);
-    *len = request_pack(p, prefix, 2 + 36, p->scratch);
+    *len = request_pack(p, t, prefix, 2 + 36, p->scratch);
     return p->scratch;
 }
 
@@ -917,7 +951,7 @@ static bool bench_open(bench *b)
         return false;
     }
     free(ca); /* copied */
-    return payload_init(&b->pl, b->opt.payload_bytes);
+    return payload_init(&b->pl, b->opt.types, b->opt.payload_bytes);
 }
 
 /* The health checks of bench_connect, under the run's mu. */
@@ -1049,7 +1083,8 @@ static void report(bench *b, double wall_s)
     fflush(stderr);
     printf("RESULT mode=%s%s%s events=%lld errors=%lld seconds=%.3f rate=%.1f p50_us=%.0f "
            "p90_us=%.0f p99_us=%.0f max_us=%.0f streams=%d window=%d batch=%d concurrency=%d "
-           "offered=%.0f connections=%d ids=%d request_bytes=%zu data_bytes=%zu total_ok=%lld "
+           "offered=%.0f connections=%d types=%d ids=%d request_bytes=%zu data_bytes=%zu "
+           "total_ok=%lld "
            "client_cpu_pct=%.0f launch_lag_p99_us=%.0f launch_lag_max_us=%.0f "
            "from_send_p99_us=%.0f\n",
            mode_name(o->mode), o->label[0] ? " label=" : "", o->label, b->ok_measured, b->errors,
@@ -1057,8 +1092,8 @@ static void report(bench *b, double wall_s)
            quantile_us(&b->lat, 0.99), quantile_us(&b->lat, 1.0),
            o->mode == MODE_STREAM ? o->streams : 0, o->mode == MODE_STREAM ? o->window : 0,
            o->mode == MODE_STREAM ? o->batch : 1, o->mode == MODE_UNARY ? o->concurrency : 0,
-           o->mode == MODE_LATENCY ? o->rate : 0, o->connections, o->ids ? 1 : 0,
-           b->pl.shared_len + (o->ids ? 38 : 0), b->pl.data_len, b->ok_total,
+           o->mode == MODE_LATENCY ? o->rate : 0, o->connections, o->types, o->ids ? 1 : 0,
+           b->pl.shared_len[0] + (o->ids ? 38 : 0), b->pl.data_len, b->ok_total,
            wall_s > 0 ? 100.0 * cpu / wall_s : 0, quantile_us(&b->lag, 0.99),
            quantile_us(&b->lag, 1.0), quantile_us(&b->from_send, 0.99));
     fflush(stdout);

@@ -10,8 +10,9 @@
  * the measured interval. The event is the same as bench_publish's stream
  * mode: type "bench.event", source "bench-publish", a Struct `data` of three
  * string fields (sample_id, lab, note) whose note is grown until the Struct
- * packs to --payload-bytes. By default every event carries an SDK-made
- * client id (the SDK's default, which makes resends idempotent); with
+ * packs to --payload-bytes (with --types N, N such events of the types
+ * bench_types.h names, each publisher taking them in turn). By default every event carries an
+ * SDK-made client id (the SDK's default, which makes resends idempotent); with
  * --server-ids the server assigns them, as bench_publish does without --ids.
  *
  * Invariants: a measurement counts only callbacks with status OK and a
@@ -34,6 +35,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "bench_types.h"
 #include "google/protobuf/struct.pb-c.h"
 #include "tracseq/client.h"
 
@@ -42,7 +44,7 @@
 typedef struct options {
     const char *target;
     double duration_s, warmup_s;
-    int publishers, window, payload_bytes;
+    int publishers, window, payload_bytes, types;
     bool server_ids;
     const char *label;
 } options;
@@ -53,7 +55,7 @@ typedef struct bench {
     atomic_llong ok_measured, ok_total, errors;
     pthread_mutex_t error_mu;
     char first_error[TSE_CLIENT_ERROR_MESSAGE_MAX];
-    tse_client_event *event;
+    tse_client_event *events[BENCH_TYPES_MAX]; /* one per type, taken in turn */
     size_t data_len;
     tse_client *client; /* one client: its publishers share one thread */
 } bench;
@@ -84,12 +86,14 @@ static void usage(FILE *out)
             "  --window W             unanswered events per publisher (default 1024)\n"
             "  --payload-bytes B      packed size of the Struct `data` (default 300)\n"
             "  --server-ids           let the server assign ids (no client ids)\n"
+            "  --types N              events take N types in turn, spread over the cluster's\n"
+            "                         slot space (bench_types.h), 1..32 (default 1: bench.event)\n"
             "  --label TEXT           extra label printed in the RESULT line\n");
 }
 
 static bool parse_options(options *o, int argc, char **argv)
 {
-    *o = (options){"127.0.0.1:50051", 10, 1, 4, 1024, 300, false, ""};
+    *o = (options){"127.0.0.1:50051", 10, 1, 4, 1024, 300, 1, false, ""};
     for (int i = 1; i < argc; i++) {
         const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 
@@ -115,12 +119,15 @@ static bool parse_options(options *o, int argc, char **argv)
             o->window = atoi(v);
         else if (strcmp(k, "--payload-bytes") == 0)
             o->payload_bytes = atoi(v);
+        else if (strcmp(k, "--types") == 0)
+            o->types = atoi(v);
         else
             return false;
         i++;
     }
     return o->duration_s > 0 && o->warmup_s >= 0 && o->publishers >= 1 &&
-           o->publishers <= MAX_PUBLISHERS && o->window >= 1 && o->payload_bytes >= 16;
+           o->publishers <= MAX_PUBLISHERS && o->window >= 1 && o->payload_bytes >= 16 &&
+           o->types >= 1 && o->types <= BENCH_TYPES_MAX;
 }
 
 static void record_error(bench *b, const char *what)
@@ -166,21 +173,29 @@ static size_t filler_for(int target, size_t *data_len)
     return fill;
 }
 
-static bool build_event(bench *b)
+/* The events, one per type (bench_types.h names them). */
+static bool build_events(bench *b)
 {
+    char names[BENCH_TYPES_MAX][BENCH_TYPE_LEN];
     size_t fill = filler_for(b->opt.payload_bytes, &b->data_len);
     char *note = calloc(fill + 1, 1), *text;
     json_t *j;
     tse_client_error err;
-    tse_client_status st;
+    tse_client_status st = TSE_CLIENT_OK;
 
+    if (!bench_type_names("bench.event", b->opt.types, names) || note == NULL) {
+        free(note);
+        return false;
+    }
     for (size_t i = 0; i < fill; i++)
         note[i] = (char)('a' + i % 26);
     j = json_pack("{s:s,s:s,s:s}", "sample_id", "S-000042", "lab", "genomics-3", "note", note);
     text = json_dumps(j, JSON_COMPACT);
-    st = tse_client_event_from_json("bench.event", text, NULL, &b->event, &err);
-    if (st != TSE_CLIENT_OK)
-        fprintf(stderr, "bench_sdk_publish: %s\n", err.message);
+    for (int t = 0; t < b->opt.types && st == TSE_CLIENT_OK; t++) {
+        st = tse_client_event_from_json(names[t], text, NULL, &b->events[t], &err);
+        if (st != TSE_CLIENT_OK)
+            fprintf(stderr, "bench_sdk_publish: %s\n", err.message);
+    }
     free(text);
     json_decref(j);
     free(note);
@@ -213,7 +228,8 @@ static void *feeder_main(void *arg)
     tse_client_error err;
 
     while (now_ns() < l->b->t_end) {
-        if (tse_client_publisher_publish(l->pub, l->b->event, NULL, &err) != TSE_CLIENT_OK) {
+        const tse_client_event *ev = l->b->events[l->published % l->b->opt.types];
+        if (tse_client_publisher_publish(l->pub, ev, NULL, &err) != TSE_CLIENT_OK) {
             record_error(l->b, err.message);
             break;
         }
@@ -270,19 +286,20 @@ static void report(bench *b, double wall_s, long long published)
     double rate = secs > 0 ? (double)ok / secs : 0;
     /* PublishRequest header + id field (unless server ids) + source field + event. */
     size_t request = 3 + (o->server_ids ? 0 : 38) + 2 + strlen("bench-publish") +
-                     tse_client_event_size(b->event);
+                     tse_client_event_size(b->events[0]);
 
     fprintf(stderr,
             "sdk-stream: %lld events in %.2f s measured = %.0f events/s; errors %lld%s%s%s\n", ok,
             secs, rate, errors, errors ? " (first: " : "", errors ? b->first_error : "",
             errors ? ")" : "");
-    printf("RESULT mode=sdk-stream%s%s events=%lld errors=%lld seconds=%.3f rate=%.1f "
-           "publishers=%d window=%d connections=%d ids=%d request_bytes=%zu data_bytes=%zu "
-           "total_ok=%lld published=%lld client_cpu_pct=%.0f\n",
-           o->label[0] ? " label=" : "", o->label, ok, errors, secs, rate, o->publishers, o->window,
-           o->publishers, o->server_ids ? 0 : 1, request, b->data_len,
-           (long long)atomic_load(&b->ok_total), published,
-           wall_s > 0 ? 100.0 * cpu_seconds() / wall_s : 0);
+    printf(
+        "RESULT mode=sdk-stream%s%s events=%lld errors=%lld seconds=%.3f rate=%.1f "
+        "publishers=%d window=%d connections=%d types=%d ids=%d request_bytes=%zu data_bytes=%zu "
+        "total_ok=%lld published=%lld client_cpu_pct=%.0f\n",
+        o->label[0] ? " label=" : "", o->label, ok, errors, secs, rate, o->publishers, o->window,
+        o->publishers, o->types, o->server_ids ? 0 : 1, request, b->data_len,
+        (long long)atomic_load(&b->ok_total), published,
+        wall_s > 0 ? 100.0 * cpu_seconds() / wall_s : 0);
     fflush(stdout);
 }
 
@@ -298,8 +315,8 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (!build_event(&b))
-        return 1;
+    if (!build_events(&b))
+        goto out;
     for (n = 0; n < b.opt.publishers; n++)
         if (!lane_open(&b, &lanes[n]))
             goto out;
@@ -325,6 +342,7 @@ out:
     for (int i = 0; i < b.opt.publishers; i++) /* unopened lanes hold NULLs */
         tse_client_publisher_destroy(lanes[i].pub);
     tse_client_destroy(b.client);
-    tse_client_event_destroy(b.event);
+    for (int t = 0; t < BENCH_TYPES_MAX; t++)
+        tse_client_event_destroy(b.events[t]);
     return rc;
 }

@@ -17,12 +17,24 @@
  *            counts against the result), also reported from the actual send.
  *   drain    A backlog of --count events published with PublishStream while
  *            the subscription has no subscriber, then one Subscribe stream
- *            drains it with max_in_flight K; the rate is events over the time
- *            from opening the stream to the last delivery.
+ *            (or --subscribers M, sharing the subscription) drains it with
+ *            max_in_flight K; the rate is events over the time from opening
+ *            the streams to the last delivery. With --pid (and --redis-pid),
+ *            the CPU those processes spent per delivered event over the
+ *            drain alone.
  *   fanout   S subscriptions x M subscribers held open at once; reads the
  *            service's VmRSS idle before, with the streams open and after a
  *            burst of --count events, the service's and Redis's CPU while the
  *            streams sit idle, and counts each stream's deliveries.
+ *
+ * Several types and instances: with --types N the events take N types in
+ * turn, named so that they fall in N equal parts of Redis Cluster's slot
+ * space (bench_types.h), and each subscription lists the N types, so its
+ * reads span every master of a cluster. With --sub-target A,B,... the
+ * subscriber connections go to those service instances in turn (the
+ * publishers and unary helper calls keep --target): events published
+ * through one instance are delivered through others, as several instances
+ * sharing one Redis (or cluster) must.
  *
  * Acks: a subscriber queues the ack id of each delivery and sends one
  * SubscribeRequest{ack} when --ack-batch ids are queued or the oldest has
@@ -67,6 +79,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_types.h"
 #include "google/protobuf/struct.pb-c.h"
 #include "tracseq/events/v1/event.pb-c.h"
 #include "tracseq/events/v1/service.pb-c.h"
@@ -85,6 +98,8 @@
 #define ACK_DEADLINE_MS        60000 /* no redelivery within a run */
 #define TICK_NS                (20LL * 1000000LL)
 #define SEC_NS                 1000000000LL
+#define MAX_PIDS               16 /* --pid, --redis-pid, --sub-target entries */
+#define TARGET_LEN             128
 
 typedef Tracseq__Events__V1__Subscription Subscription;
 
@@ -109,7 +124,14 @@ typedef struct options {
     int subscriptions, subscribers;
     bool hold_acks;
     int payload_bytes;
-    int pid, redis_pid; /* service and Redis, for VmRSS and CPU */
+    int types; /* event types, taken in turn (bench_types.h) */
+    /* subscriber connections' targets, in turn (--sub-target; none: target) */
+    char sub_targets[MAX_PIDS][TARGET_LEN];
+    int n_sub_targets;
+    /* service processes (VmRSS: the first; CPU: all summed) and Redis
+     * processes (CPU summed) */
+    int pids[MAX_PIDS], n_pids;
+    int redis_pids[MAX_PIDS], n_redis_pids;
     double idle_s;
     double stall_s; /* give up when nothing arrives for this long */
     const char *label;
@@ -132,6 +154,10 @@ static void usage(FILE *out)
             "  --ack-delay-ms MS      longest an ack waits for its batch (default 1)\n"
             "  --payload-bytes B      packed size of the Struct `data` payload (default 300)\n"
             "  --connections N        publisher TCP connections (default 4)\n"
+            "  --types N              events take N types in turn, spread over the cluster's\n"
+            "                         slot space (bench_types.h), 1..32 (default 1)\n"
+            "  --sub-target A[,B...]  subscriber connections go to these instances in turn\n"
+            "                         (default: --target)\n"
             "  --sub-connections N    subscriber TCP connections (default: 1 per %d streams)\n"
             "  --stall S              give up after S seconds without progress (default 10)\n"
             "  --label TEXT           extra label printed in the RESULT line\n"
@@ -139,9 +165,11 @@ static void usage(FILE *out)
             " latency: --rate R (5000/s)  --duration S (10)  --warmup S (1)\n"
             "          --publisher unary|stream (unary: a Publish call per event)\n"
             " drain:   --count N (300000)  --pub-streams K (4)  --window W (1024)\n"
+            "          --subscribers M streams sharing the subscription (1)\n"
+            "          --pid PID[,PID...] --redis-pid PID[,PID...] (CPU per delivery)\n"
             " fanout:  --subscriptions S (10)  --subscribers M per subscription (100)\n"
             "          --count N events (2000)  --hold-acks  --idle S (2)\n"
-            "          --pid PID (service: VmRSS, CPU)  --redis-pid PID (CPU)\n",
+            "          --pid PID (service: VmRSS, CPU)  --redis-pid PID[,PID...] (CPU)\n",
             STREAMS_PER_CONNECTION);
 }
 
@@ -169,8 +197,7 @@ static const num_option num_options[] = {
     {"--subscriptions", 'i', offsetof(options, subscriptions), 1, 1000},
     {"--subscribers", 'i', offsetof(options, subscribers), 1, 10000},
     {"--payload-bytes", 'i', offsetof(options, payload_bytes), 16, 1 << 20},
-    {"--pid", 'i', offsetof(options, pid), 1, 1 << 30},
-    {"--redis-pid", 'i', offsetof(options, redis_pid), 1, 1 << 30},
+    {"--types", 'i', offsetof(options, types), 1, BENCH_TYPES_MAX},
     {"--idle", 'd', offsetof(options, idle_s), 0, 600},
     {"--stall", 'd', offsetof(options, stall_s), 0.1, 600},
 };
@@ -209,11 +236,55 @@ static bool parse_numeric(options *o, const char *key, const char *value)
     return false;
 }
 
+/* A comma-separated list of process ids into pids; false when one is bad
+ * or there are more than MAX_PIDS. */
+static bool parse_pids(const char *value, int *pids, int *n)
+{
+    const char *at = value;
+
+    *n = 0;
+    do {
+        char *end;
+        long v;
+        errno = 0;
+        v = strtol(at, &end, 10);
+        if (errno != 0 || end == at || v < 1 || v > (1 << 30) || *n == MAX_PIDS ||
+            (*end != ',' && *end != '\0'))
+            return false;
+        pids[(*n)++] = (int)v;
+        at = *end == ',' ? end + 1 : end;
+    } while (*at != '\0');
+    return true;
+}
+
+/* A comma-separated list of HOST:PORT into o->sub_targets. */
+static bool parse_sub_targets(options *o, const char *value)
+{
+    const char *at = value;
+
+    o->n_sub_targets = 0;
+    while (*at != '\0') {
+        size_t len = strcspn(at, ",");
+        if (len == 0 || len >= TARGET_LEN || o->n_sub_targets == MAX_PIDS)
+            return false;
+        memcpy(o->sub_targets[o->n_sub_targets], at, len);
+        o->sub_targets[o->n_sub_targets++][len] = '\0';
+        at += len + (at[len] == ',');
+    }
+    return o->n_sub_targets > 0;
+}
+
 /* Parses one "--key value" pair; false on an unknown key or a bad value. */
 static bool parse_option(options *o, const char *key, const char *value)
 {
     if (strcmp(key, "--target") == 0)
         o->target = value;
+    else if (strcmp(key, "--sub-target") == 0)
+        return parse_sub_targets(o, value);
+    else if (strcmp(key, "--pid") == 0)
+        return parse_pids(value, o->pids, &o->n_pids);
+    else if (strcmp(key, "--redis-pid") == 0)
+        return parse_pids(value, o->redis_pids, &o->n_redis_pids);
     else if (strcmp(key, "--name") == 0)
         o->name = value;
     else if (strcmp(key, "--event-type") == 0)
@@ -257,8 +328,14 @@ static bool settle_options(options *o)
 
     if (o->count == 0)
         o->count = o->mode == MODE_DRAIN ? 300000 : 2000;
+    /* Fanout's default is 100 streams a subscription; drain's one (more
+     * when asked: they share the subscription); latency's always one. */
+    if (o->subscribers == 0)
+        o->subscribers = o->mode == MODE_FANOUT ? 100 : 1;
     if (o->mode != MODE_FANOUT)
-        o->subscriptions = o->subscribers = 1;
+        o->subscriptions = 1;
+    if (o->mode == MODE_LATENCY)
+        o->subscribers = 1;
     if (o->name == NULL) {
         snprintf(name, sizeof(name), "bench-sub-%d", (int)getpid());
         o->name = name;
@@ -270,6 +347,8 @@ static bool settle_options(options *o)
     if (o->sub_connections == 0) {
         int streams = o->subscriptions * o->subscribers;
         o->sub_connections = (streams + STREAMS_PER_CONNECTION - 1) / STREAMS_PER_CONNECTION;
+        if (o->sub_connections < o->n_sub_targets) /* at least one per instance */
+            o->sub_connections = o->n_sub_targets;
     }
     if (o->subscriptions * o->subscribers > o->sub_connections * STREAMS_PER_CONNECTION) {
         fprintf(stderr, "bench_subscribe: more than %d streams per connection\n",
@@ -292,7 +371,7 @@ static bool parse_options(options *o, int argc, char **argv)
                    .ack_batch = 64,
                    .ack_delay_ms = 1,
                    .subscriptions = 10,
-                   .subscribers = 100,
+                   .types = 1,
                    .payload_bytes = 300,
                    .idle_s = 2,
                    .stall_s = 10,
@@ -376,6 +455,16 @@ static long long cpu_ticks(int pid)
         sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
         return 0;
     return (long long)(ut + st);
+}
+
+/* The CPU time of n processes, summed, in clock ticks. */
+static long long cpu_ticks_all(const int *pids, int n)
+{
+    long long sum = 0;
+
+    for (int i = 0; i < n; i++)
+        sum += cpu_ticks(pids[i]);
+    return sum;
 }
 
 /* CPU seconds (user + system) this process used so far. */
@@ -727,7 +816,8 @@ struct bench {
     grpc_completion_queue *cq, *pluck_cq;
     grpc_channel *pub_ch[MAX_CONNECTIONS], *sub_ch[MAX_CONNECTIONS];
     int next_pub, next_sub;
-    event_bytes ev;
+    event_bytes ev[BENCH_TYPES_MAX]; /* one per type: event n has type n % types */
+    char types[BENCH_TYPES_MAX][BENCH_TYPE_LEN];
     char (*names)[64]; /* the subscriptions' names */
     /* publishing */
     long long pub_target;   /* events to publish (stream publishers) */
@@ -963,13 +1053,15 @@ static bool create_subscription(bench *b, const char *name)
     Subscription spec = TRACSEQ__EVENTS__V1__SUBSCRIPTION__INIT;
     Tracseq__Events__V1__CreateSubscriptionRequest req =
         TRACSEQ__EVENTS__V1__CREATE_SUBSCRIPTION_REQUEST__INIT;
-    char *types[1] = {(char *)b->opt.event_type};
+    char *types[BENCH_TYPES_MAX];
     char detail[256] = "";
     ProtobufCMessage *resp = NULL;
     grpc_status_code code;
 
     spec.name = (char *)name;
-    spec.n_event_types = 1;
+    for (int t = 0; t < b->opt.types; t++)
+        types[t] = b->types[t];
+    spec.n_event_types = (size_t)b->opt.types;
     spec.event_types = types;
     spec.start = TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_LATEST;
     spec.ack_deadline_ms = ACK_DEADLINE_MS;
@@ -1093,7 +1185,8 @@ static void ps_send(pubstream *p)
 
     if (p->committed)
         b->pub_reserved--;
-    p->send_buf = publish_request(&b->ev, b->pub_next++, now_ns());
+    p->send_buf = publish_request(&b->ev[b->pub_next % b->opt.types], b->pub_next, now_ns());
+    b->pub_next++;
     p->sent++;
     p->committed = p->sent > 1 && p->sent - p->received < b->opt.window && ps_more(b);
     if (p->committed) {
@@ -1205,7 +1298,7 @@ static void paced_next(pubstream *p)
     if (p->send_pending || p->closed)
         return;
     if (p->sent < b->paced_due) {
-        p->send_buf = publish_request(&b->ev, p->sent, now_ns());
+        p->send_buf = publish_request(&b->ev[p->sent % b->opt.types], p->sent, now_ns());
         p->sent++;
         op.data.send_message.send_message = p->send_buf;
         if (!(p->send_pending = ps_batch(p, &op, 1, &p->t_send))) {
@@ -1351,7 +1444,7 @@ static bool unary_start(bench *b, unary *u, long long seq, int64_t due)
     u->due = due;
     u->seq = seq;
     u->t_done = (tag){TAG_UNARY, u};
-    unary_io_init(&u->io, publish_request(&b->ev, seq, now_ns()));
+    unary_io_init(&u->io, publish_request(&b->ev[seq % b->opt.types], seq, now_ns()));
     unary_io_ops(&u->io, ops);
     u->call = new_call(b, next_pub_channel(b), METHOD_PUBLISH, at_ns(due + 30 * SEC_NS));
     atomic_fetch_add(&b->live_unary, 1);
@@ -1883,8 +1976,11 @@ static bool bench_open(bench *b)
     /* A local subchannel pool per channel: one TCP connection each. */
     for (int i = 0; i < b->opt.connections; i++)
         b->pub_ch[i] = grpc_channel_create(b->opt.target, creds, &args);
-    for (int i = 0; i < b->opt.sub_connections; i++)
-        b->sub_ch[i] = grpc_channel_create(b->opt.target, creds, &args);
+    for (int i = 0; i < b->opt.sub_connections; i++) {
+        const options *o = &b->opt;
+        const char *t = o->n_sub_targets > 0 ? o->sub_targets[i % o->n_sub_targets] : o->target;
+        b->sub_ch[i] = grpc_channel_create(t, creds, &args);
+    }
     grpc_channel_credentials_release(creds);
     if (b->opt.mode == MODE_LATENCY)
         bits = (long long)(b->opt.rate * (b->opt.warmup_s + b->opt.duration_s)) + 16;
@@ -1907,7 +2003,12 @@ static bool bench_open(bench *b)
         if ((b->seen[g] = calloc((size_t)(bits / 8 + 1), 1)) == NULL)
             return false;
     }
-    return event_bytes_init(&b->ev, b->opt.event_type, b->opt.payload_bytes);
+    if (!bench_type_names(b->opt.event_type, b->opt.types, b->types))
+        return false;
+    for (int t = 0; t < b->opt.types; t++)
+        if (!event_bytes_init(&b->ev[t], b->types[t], b->opt.payload_bytes))
+            return false;
+    return true;
 }
 
 /* Waits until every channel is connected, so connection setup is not
@@ -1963,7 +2064,8 @@ static void bench_close(bench *b)
     /* Every unary call was waited for: nothing is left on the pluck queue. */
     grpc_completion_queue_shutdown(b->pluck_cq);
     grpc_completion_queue_destroy(b->pluck_cq);
-    event_bytes_cleanup(&b->ev);
+    for (int t = 0; t < BENCH_TYPES_MAX; t++)
+        event_bytes_cleanup(&b->ev[t]);
     for (int g = 0; b->seen != NULL && g < b->opt.subscriptions; g++)
         free(b->seen[g]);
     free(b->seen);
@@ -2083,9 +2185,12 @@ static void mode_latency(bench *b)
     latency_report(b, close_subs(b));
 }
 
+/* srv_ticks and redis_ticks: the CPU of --pid and --redis-pid over the
+ * drain, -1 when not asked for. */
 static void drain_report(bench *b, double pub_rate, uint64_t lag, uint64_t pending,
-                         long long srv_ticks)
+                         long long srv_ticks, long long redis_ticks)
 {
+    double tick_us = 1e6 / (double)sysconf(_SC_CLK_TCK);
     const options *o = &b->opt;
     double secs = (double)(b->t_last - b->t_open) / 1e9;
     double rate = secs > 0 ? (double)b->unique / secs : 0;
@@ -2096,15 +2201,17 @@ static void drain_report(bench *b, double pub_rate, uint64_t lag, uint64_t pendi
             "after %.1f ms; %lld ack messages; %lld deliveries in %lld messages)\n",
             b->unique, secs, rate, b->max_in_flight, first_ms, b->ack_msgs, b->delivered,
             b->messages);
-    snprintf(b->result, sizeof(b->result),
-             "events=%lld published=%lld lag_before=%" PRIu64 " seconds=%.3f rate=%.1f "
-             "first_delivery_ms=%.1f publish_rate=%.0f max_in_flight=%d ack_batch=%d "
-             "ack_delay_ms=%g ack_msgs=%lld pending_after=%" PRIu64 " deliver_cpu_us=%.2f",
-             b->unique, b->pub_ok, lag, secs, rate, first_ms, pub_rate, b->max_in_flight,
-             o->ack_batch, o->ack_delay_ms, b->ack_msgs, pending,
-             srv_ticks >= 0 && b->unique > 0
-                 ? (double)srv_ticks * 1e6 / (double)sysconf(_SC_CLK_TCK) / (double)b->unique
-                 : 0.0);
+    snprintf(
+        b->result, sizeof(b->result),
+        "events=%lld published=%lld lag_before=%" PRIu64 " seconds=%.3f rate=%.1f "
+        "first_delivery_ms=%.1f publish_rate=%.0f max_in_flight=%d ack_batch=%d "
+        "ack_delay_ms=%g ack_msgs=%lld pending_after=%" PRIu64 " deliver_cpu_us=%.2f "
+        "deliver_redis_us=%.2f subscribers=%d types=%d instances=%d",
+        b->unique, b->pub_ok, lag, secs, rate, first_ms, pub_rate, b->max_in_flight, o->ack_batch,
+        o->ack_delay_ms, b->ack_msgs, pending,
+        srv_ticks >= 0 && b->unique > 0 ? (double)srv_ticks * tick_us / (double)b->unique : 0.0,
+        redis_ticks >= 0 && b->unique > 0 ? (double)redis_ticks * tick_us / (double)b->unique : 0.0,
+        o->subscribers, o->types, o->n_sub_targets > 0 ? o->n_sub_targets : 1);
 }
 
 static void mode_drain(bench *b)
@@ -2118,17 +2225,21 @@ static void mode_drain(bench *b)
     pub_rate = publish_backlog(b, o->pub_streams, o->count);
     fprintf(stderr, "drain: backlog of %lld events published at %.0f/s\n", b->pub_ok, pub_rate);
     subscription_stats(b, b->names[0], &pending, &lag);
-    /* The service's CPU over the drain alone (--pid): the delivery path's
-     * cost per event, the backlog's publish left out. */
-    long long t0 = cpu_ticks(o->pid);
+    /* The service's and Redis's CPU over the drain alone (--pid,
+     * --redis-pid): the delivery path's cost per event, the backlog's
+     * publish left out. */
+    long long s0 = cpu_ticks_all(o->pids, o->n_pids);
+    long long r0 = cpu_ticks_all(o->redis_pids, o->n_redis_pids);
     b->t_open = now_ns();
     if (!open_subs(b))
         return;
     if (!run_until(b, all_delivered, 0))
         record_error(b, "stalled: %lld of %lld events delivered", b->unique, b->pub_ok);
-    long long t1 = cpu_ticks(o->pid);
+    long long s1 = cpu_ticks_all(o->pids, o->n_pids);
+    long long r1 = cpu_ticks_all(o->redis_pids, o->n_redis_pids);
     pending = close_subs(b);
-    drain_report(b, pub_rate, lag, pending, o->pid > 0 && t0 >= 0 && t1 >= t0 ? t1 - t0 : -1);
+    drain_report(b, pub_rate, lag, pending, o->n_pids > 0 && s1 >= s0 ? s1 - s0 : -1,
+                 o->n_redis_pids > 0 && r1 >= r0 ? r1 - r0 : -1);
 }
 
 /* Per-stream delivery counts: min, max, streams with none. */
@@ -2191,14 +2302,15 @@ static bool fanout_open(bench *b, fanout_figures *f)
 static void fanout_idle(bench *b, fanout_figures *f)
 {
     const options *o = &b->opt;
-    long long s0 = cpu_ticks(o->pid), r0 = cpu_ticks(o->redis_pid);
+    long long s0 = cpu_ticks_all(o->pids, o->n_pids);
+    long long r0 = cpu_ticks_all(o->redis_pids, o->n_redis_pids);
     int64_t t0 = now_ns();
     double secs;
 
     run_for(b, o->idle_s);
     secs = (double)(now_ns() - t0) / 1e9;
-    f->idle_srv_pct = cpu_pct(s0, cpu_ticks(o->pid), secs);
-    f->idle_redis_pct = cpu_pct(r0, cpu_ticks(o->redis_pid), secs);
+    f->idle_srv_pct = cpu_pct(s0, cpu_ticks_all(o->pids, o->n_pids), secs);
+    f->idle_redis_pct = cpu_pct(r0, cpu_ticks_all(o->redis_pids, o->n_redis_pids), secs);
 }
 
 static void fanout_report(bench *b, const fanout_figures *f)
@@ -2233,22 +2345,22 @@ static void mode_fanout(bench *b)
     fanout_figures f = {.streams = (long)o->subscriptions * o->subscribers};
     int64_t t0;
 
-    f.rss_idle = vmrss_kb(o->pid);
+    f.rss_idle = vmrss_kb(o->n_pids > 0 ? o->pids[0] : 0);
     if (!fanout_open(b, &f))
         return;
     fanout_idle(b, &f);
-    f.rss_open = vmrss_kb(o->pid);
+    f.rss_open = vmrss_kb(o->n_pids > 0 ? o->pids[0] : 0);
     t0 = now_ns();
     publish_backlog(b, 1, o->count);
     if (!run_until(b, all_delivered, 0))
         record_error(b, "stalled: %lld of %lld deliveries", b->unique,
                      b->pub_ok * o->subscriptions);
     f.deliver_s = (double)(b->t_last - t0) / 1e9;
-    f.rss_loaded = vmrss_kb(o->pid);
+    f.rss_loaded = vmrss_kb(o->n_pids > 0 ? o->pids[0] : 0);
     spread(b, &f.min, &f.max, &f.zero);
     f.pending = close_subs(b);
     run_for(b, 1.0);
-    f.rss_closed = vmrss_kb(o->pid);
+    f.rss_closed = vmrss_kb(o->n_pids > 0 ? o->pids[0] : 0);
     fanout_report(b, &f);
 }
 
