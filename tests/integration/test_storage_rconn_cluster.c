@@ -469,6 +469,63 @@ static void a_killed_master_is_unavailable_until_its_replica_takes_over(void **s
     tse_rconn_destroy(c);
 }
 
+/*
+ * A live resharding by Redis's own tool (`redis-cli --cluster reshard`,
+ * cluster.h), slot by slot with MIGRATE and SETSLOT, while the connection
+ * writes to keys in the slots it moves: every write is answered (by the
+ * old owner, by the new one after ASK or MOVED) and none is lost.
+ */
+static void a_live_reshard_by_redis_cli_loses_no_write(void **state)
+{
+    fixture *f = *state;
+    static unsigned slots[100];
+    static bool moving[TSE_KEY_SLOTS];
+    char keys[4][32];
+    long long count[4] = {0};
+    int from = tse_test_cluster_slot_master(f->cluster, 0), to, found = 0;
+    tse_test_reshard *r;
+    tse_rconn *c = conn_new(f);
+    tse_rconn_counters before;
+
+    to = tse_test_cluster_other_master(f->cluster, from);
+    assert_true(from >= 0 && to >= 0);
+    assert_int_equal(tse_test_cluster_lowest_slots(f->cluster, from, 100, slots), 100);
+    for (int i = 0; i < 100; i++)
+        moving[slots[i]] = true;
+    for (int i = 0; i < 100000 && found < 4; i++) {
+        snprintf(keys[found], sizeof(keys[found]), "reshard:%d", i);
+        found += moving[slot_of(keys[found])];
+    }
+    assert_int_equal(found, 4);
+    for (int k = 0; k < 4; k++)
+        expect_text(RUN(c, "SET", keys[k], "0"), "OK");
+    before = tse_rconn_get_counters(c);
+    r = tse_test_cluster_reshard_start(f->cluster, from, to, 100);
+    assert_non_null(r);
+    /* While the tool runs, and one round after. */
+    for (bool more = true; more;) {
+        more = tse_test_cluster_reshard_running(r);
+        for (int k = 0; k < 4; k++)
+            expect_number(RUN(c, "INCR", keys[k]), ++count[k]);
+    }
+    assert_true(tse_test_cluster_reshard_finish(r, 60000));
+    for (int k = 0; k < 4; k++) {
+        char want[32];
+        snprintf(want, sizeof(want), "%lld", ++count[k]);
+        expect_number(RUN(c, "INCR", keys[k]), count[k]);
+        assert_int_equal(tse_test_cluster_slot_master(f->cluster, slot_of(keys[k])), to);
+        expect_text(RUN(c, "GET", keys[k]), want);
+    }
+    print_message("%lld writes per key during the resharding; %llu MOVED, %llu ASK\n", count[0],
+                  (unsigned long long)(tse_rconn_get_counters(c).moved - before.moved),
+                  (unsigned long long)(tse_rconn_get_counters(c).ask - before.ask));
+    /* The connection learnt of the move (it did not just talk to the old
+     * owner). */
+    assert_true(tse_rconn_get_counters(c).moved + tse_rconn_get_counters(c).ask >
+                before.moved + before.ask);
+    tse_rconn_destroy(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -478,6 +535,7 @@ int main(void)
         cmocka_unit_test(a_command_whose_keys_span_slots_is_refused_and_not_sent),
         cmocka_unit_test(moved_after_a_slot_migrates_refreshes_the_map),
         cmocka_unit_test(ask_finds_the_keys_of_a_half_migrated_slot),
+        cmocka_unit_test(a_live_reshard_by_redis_cli_loses_no_write),
         cmocka_unit_test(a_killed_master_is_unavailable_until_its_replica_takes_over),
     };
 

@@ -4,18 +4,24 @@
  *
  * Nodes are asked over a fresh hiredis connection per question (a killed
  * node must not leave a broken connection behind); a node that does not
- * answer counts as not running.
+ * answer counts as not running. Slots are computed by storage/keys.h's
+ * tse_key_slot, the service's own (test_storage_keys checks it against
+ * Redis's CLUSTER KEYSLOT).
  */
 #include "cluster.h"
 
+#include <fcntl.h>
 #include <hiredis/hiredis.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "storage/keys.h"
 #include "wait.h"
 
 /* How long a cluster may take to settle (create, migrate, agree). */
@@ -148,9 +154,72 @@ int tse_test_cluster_slot_master(const tse_test_redis_cluster *c, unsigned slot)
     return -1;
 }
 
+int tse_test_cluster_key_master(const tse_test_redis_cluster *c, const char *key)
+{
+    return tse_test_cluster_slot_master(c, tse_key_slot(key, strlen(key)));
+}
+
+int tse_test_cluster_other_master(const tse_test_redis_cluster *c, int i)
+{
+    for (int j = 0; j < c->n; j++)
+        if (j != i && c->nodes[j]->pid > 0 && tse_test_cluster_is_master(c, j))
+            return j;
+    return -1;
+}
+
+/* Marks in owned[] the slots master serves as the first running node sees
+ * them; false when no node answers. */
+static bool slots_of(const tse_test_redis_cluster *c, int master, bool owned[TSE_KEY_SLOTS])
+{
+    redisReply *rep = NULL;
+
+    memset(owned, 0, TSE_KEY_SLOTS * sizeof(owned[0]));
+    for (int i = 0; i < c->n && rep == NULL; i++)
+        if (c->nodes[i]->pid > 0)
+            rep = node_command(c->nodes[i], "CLUSTER SLOTS");
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY) {
+        if (rep != NULL)
+            freeReplyObject(rep);
+        return false;
+    }
+    for (size_t i = 0; i < rep->elements; i++) {
+        redisReply *range = rep->element[i];
+
+        if (range->elements >= 3 &&
+            tse_test_cluster_node_of_port(c, (int)range->element[2]->element[1]->integer) == master)
+            for (long long s = range->element[0]->integer; s <= range->element[1]->integer; s++)
+                owned[s] = true;
+    }
+    freeReplyObject(rep);
+    return true;
+}
+
 /* -------------------------------------------------------------------------
  * Start and stop
  * ---------------------------------------------------------------------- */
+
+tse_test_redis *tse_test_cluster_front(tse_test_redis_cluster *c)
+{
+    tse_test_redis *front;
+    size_t used;
+
+    if (c == NULL)
+        return NULL;
+    front = calloc(1, sizeof(*front));
+    if (front == NULL) {
+        tse_test_redis_cluster_stop(c);
+        return NULL;
+    }
+    front->whole = c;
+    front->cluster = true;
+    front->pid = c->nodes[0]->pid;
+    front->port = c->nodes[0]->port;
+    used = (size_t)snprintf(front->url, sizeof(front->url), "redis+cluster://");
+    for (int i = 0; i < c->n && used < sizeof(front->url); i++)
+        used += (size_t)snprintf(front->url + used, sizeof(front->url) - used, "%s127.0.0.1:%d",
+                                 i > 0 ? "," : "", c->nodes[i]->port);
+    return front;
+}
 
 void tse_test_redis_cluster_stop(tse_test_redis_cluster *c)
 {
@@ -367,6 +436,157 @@ bool tse_test_cluster_migrate_slot(tse_test_redis_cluster *c, unsigned slot, int
 }
 
 /* -------------------------------------------------------------------------
+ * Resharding with redis-cli
+ * ---------------------------------------------------------------------- */
+
+struct tse_test_reshard {
+    tse_test_redis_cluster *c;
+    pid_t pid;
+    int status;
+    int to;
+    int n;
+    unsigned slots[TSE_TEST_RESHARD_MAX]; /* the slots the tool moves */
+    char log[64];
+};
+
+int tse_test_cluster_lowest_slots(const tse_test_redis_cluster *c, int from, int n, unsigned *slots)
+{
+    static bool owned[TSE_KEY_SLOTS];
+    int found = 0;
+
+    if (!slots_of(c, from, owned))
+        return -1;
+    for (unsigned s = 0; s < TSE_KEY_SLOTS && found < n; s++)
+        if (owned[s])
+            slots[found++] = s;
+    return found;
+}
+
+/* The child: redis-cli, its output to log, killed with the test. */
+static pid_t reshard_spawn(const tse_test_redis *node, const char *from_id, const char *to_id,
+                           int n, const char *log)
+{
+    char addr[32], slots[16];
+    pid_t pid;
+    int fd;
+
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", node->port);
+    snprintf(slots, sizeof(slots), "%d", n);
+    pid = fork();
+    if (pid != 0)
+        return pid;
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd >= 0) {
+        dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+        close(fd);
+    }
+    execlp("redis-cli", "redis-cli", "--cluster", "reshard", addr, "--cluster-from", from_id,
+           "--cluster-to", to_id, "--cluster-slots", slots, "--cluster-yes", (char *)NULL);
+    _exit(127);
+}
+
+tse_test_reshard *tse_test_cluster_reshard_start(tse_test_redis_cluster *c, int from, int to, int n)
+{
+    char from_id[64], to_id[64];
+    tse_test_reshard *r = calloc(1, sizeof(*r));
+
+    if (r == NULL)
+        return NULL;
+    if (n < 1 || n > TSE_TEST_RESHARD_MAX || !node_id(c->nodes[from], from_id, sizeof(from_id)) ||
+        !node_id(c->nodes[to], to_id, sizeof(to_id)) ||
+        (r->n = tse_test_cluster_lowest_slots(c, from, n, r->slots)) != n) {
+        fprintf(stderr, "reshard of %d slots from node %d to node %d: cannot start\n", n, from, to);
+        free(r);
+        return NULL;
+    }
+    r->c = c;
+    r->to = to;
+    snprintf(r->log, sizeof(r->log), "/tmp/tse-reshard-%d.log", (int)getpid());
+    r->pid = reshard_spawn(c->nodes[from], from_id, to_id, n, r->log);
+    if (r->pid < 0) {
+        fprintf(stderr, "reshard: fork failed\n");
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+bool tse_test_cluster_reshard_running(tse_test_reshard *r)
+{
+    if (r->pid > 0 && waitpid(r->pid, &r->status, WNOHANG) == r->pid)
+        r->pid = 0;
+    return r->pid > 0;
+}
+
+static bool reshard_exited(void *arg)
+{
+    return !tse_test_cluster_reshard_running(arg);
+}
+
+/* Whether every running node says cluster_state:ok and sees r->to serve
+ * every slot r moved. */
+static bool reshard_agreed(void *arg)
+{
+    tse_test_reshard *r = arg;
+    tse_test_redis_cluster *c = r->c;
+
+    for (int i = 0; i < c->n; i++) {
+        if (c->nodes[i]->pid <= 0)
+            continue;
+        if (!info_has(c->nodes[i], "CLUSTER", "INFO", "cluster_state:ok"))
+            return false;
+        /* The first, the last and a middle slot: the tool moves them in
+         * order, and each node learns the owner of each one by one. */
+        for (int k = 0; k < 3; k++)
+            if (slot_master_seen_by(c, c->nodes[i],
+                                    r->slots[k == 0   ? 0
+                                             : k == 1 ? r->n / 2
+                                                      : r->n - 1]) != r->to)
+                return false;
+    }
+    return true;
+}
+
+/* The tool's output to stderr. */
+static void reshard_print_log(const tse_test_reshard *r)
+{
+    char line[512];
+    FILE *f = fopen(r->log, "r");
+
+    fprintf(stderr, "---- redis-cli --cluster reshard ----\n");
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+        fputs(line, stderr);
+    if (f != NULL)
+        fclose(f);
+}
+
+bool tse_test_cluster_reshard_finish(tse_test_reshard *r, int timeout_ms)
+{
+    bool ok;
+
+    if (r == NULL)
+        return false;
+    ok = tse_test_wait_until(reshard_exited, r, timeout_ms, "redis-cli --cluster reshard to end");
+    if (!ok) {
+        kill(r->pid, SIGKILL);
+        waitpid(r->pid, &r->status, 0);
+    } else if (!WIFEXITED(r->status) || WEXITSTATUS(r->status) != 0) {
+        fprintf(stderr, "redis-cli --cluster reshard exited with status %d\n", r->status);
+        ok = false;
+    }
+    ok = ok &&
+         tse_test_wait_until(reshard_agreed, r, timeout_ms,
+                             "every node to see node %d serve the %d slots moved", r->to, r->n);
+    if (!ok)
+        reshard_print_log(r);
+    unlink(r->log);
+    free(r);
+    return ok;
+}
+
+/* -------------------------------------------------------------------------
  * Failover
  * ---------------------------------------------------------------------- */
 
@@ -384,4 +604,22 @@ int tse_test_cluster_wait_slot_served(const tse_test_redis_cluster *c, unsigned 
                              "every running node to see a running master serve slot %u", slot))
         return -1;
     return w.seen;
+}
+
+int tse_test_cluster_kill_master(tse_test_redis_cluster *c, int i, int timeout_ms)
+{
+    static bool owned[TSE_KEY_SLOTS];
+    unsigned slot = 0;
+
+    if (!slots_of(c, i, owned))
+        return -1;
+    while (slot < TSE_KEY_SLOTS && !owned[slot])
+        slot++;
+    if (slot == TSE_KEY_SLOTS) {
+        fprintf(stderr, "node %d serves no slot\n", i);
+        return -1;
+    }
+    tse_test_cluster_kill(c, i);
+    /* A replica takes over all of a master's slots at once. */
+    return tse_test_cluster_wait_slot_served(c, slot, timeout_ms);
 }

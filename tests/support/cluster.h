@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "harness.h"
 
@@ -73,5 +74,58 @@ void tse_test_cluster_kill(tse_test_redis_cluster *c, int i);
  */
 int tse_test_cluster_wait_slot_served(const tse_test_redis_cluster *c, unsigned slot,
                                       int timeout_ms);
+
+/*
+ * A front of c (harness.h: tse_test_redis.whole) that takes c over: its url
+ * is redis+cluster:// with every node as a seed (the service's REDIS_URL),
+ * tse_test_redis_cmd on it reaches the master of a command's key, and
+ * tse_test_redis_stop of it stops every node. NULL when c is NULL (so
+ * tse_test_cluster_front(tse_test_redis_cluster_start(3)) is safe) or out
+ * of memory (c stopped).
+ */
+tse_test_redis *tse_test_cluster_front(tse_test_redis_cluster *c);
+
+/* The index of the master serving key's slot (storage/keys.h's
+ * tse_key_slot), as the first running node sees it; -1 when none. */
+int tse_test_cluster_key_master(const tse_test_redis_cluster *c, const char *key);
+
+/* The index of the first running master other than i, -1 when none. */
+int tse_test_cluster_other_master(const tse_test_redis_cluster *c, int i);
+
+/*
+ * A live resharding by Redis's own tool: `redis-cli --cluster reshard
+ * <node of from> --cluster-from <id of from> --cluster-to <id of to>
+ * --cluster-slots n --cluster-yes` in a child process, which returns at
+ * once, so the test loads the cluster meanwhile. The tool takes the n
+ * lowest slots that from serves (tse_test_cluster_lowest_slots lists
+ * them). At most TSE_TEST_RESHARD_MAX slots.
+ */
+#define TSE_TEST_RESHARD_MAX 2048
+typedef struct tse_test_reshard tse_test_reshard;
+
+/* NULL (the reason on stderr) when the tool cannot be started. */
+tse_test_reshard *tse_test_cluster_reshard_start(tse_test_redis_cluster *c, int from, int to,
+                                                 int n);
+/* The n lowest slots master from serves now (those the reshard above
+ * would move) into slots, ascending; returns how many (fewer when it
+ * serves fewer), -1 when no node answers. */
+int tse_test_cluster_lowest_slots(const tse_test_redis_cluster *c, int from, int n,
+                                  unsigned *slots);
+/* Whether the tool is still running. */
+bool tse_test_cluster_reshard_running(tse_test_reshard *r);
+/*
+ * Waits (at most timeout_ms) for the tool to exit, then for every running
+ * node to see master `to` serve every slot it moved, and frees r. True
+ * when the tool exited 0 and the nodes agree; otherwise false, with the
+ * tool's output on stderr (it is killed on timeout).
+ */
+bool tse_test_cluster_reshard_finish(tse_test_reshard *r, int timeout_ms);
+
+/*
+ * Kills master i with SIGKILL and waits (at most timeout_ms) until every
+ * running node sees a running master (its promoted replica) serve the slots
+ * i served; returns that master's index, -1 on timeout (reason on stderr).
+ */
+int tse_test_cluster_kill_master(tse_test_redis_cluster *c, int i, int timeout_ms);
 
 #endif

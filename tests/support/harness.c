@@ -21,6 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cluster.h"
+
 /* Children to kill should the test process exit without stopping them. */
 #define MAX_CHILDREN 64
 static pid_t children[MAX_CHILDREN];
@@ -243,6 +245,8 @@ tse_test_redis *tse_test_redis_start(bool aof)
 
     if (kind != NULL && strcmp(kind, "one-node-cluster") == 0)
         return tse_test_redis_start_one_node_cluster();
+    if (kind != NULL && strcmp(kind, "cluster") == 0)
+        return tse_test_cluster_front(tse_test_redis_cluster_start(3));
     return redis_start(aof, "everysec", false, 0);
 }
 
@@ -291,13 +295,15 @@ tse_test_redis *tse_test_redis_start_one_node_cluster(void)
 
 void tse_test_redis_kill(tse_test_redis *r)
 {
-    if (r != NULL)
+    if (r != NULL && r->whole != NULL)
+        fprintf(stderr, "a cluster's front cannot be killed: kill one of its nodes\n");
+    else if (r != NULL)
         reap(&r->pid, SIGKILL, 0);
 }
 
 bool tse_test_redis_restart(tse_test_redis *r)
 {
-    return redis_launch(r);
+    return r->whole == NULL && redis_launch(r);
 }
 
 void tse_test_redis_stop(tse_test_redis *r)
@@ -306,6 +312,11 @@ void tse_test_redis_stop(tse_test_redis *r)
 
     if (r == NULL)
         return;
+    if (r->whole != NULL) {
+        tse_test_redis_cluster_stop(r->whole);
+        free(r);
+        return;
+    }
     reap(&r->pid, SIGTERM, 3000);
     if (r->dir[0] != '\0') {
         snprintf(cmd, sizeof(cmd), "rm -rf '%s'", r->dir);
@@ -338,32 +349,130 @@ static void reply_append(const redisReply *rep, char *buf, size_t len)
     }
 }
 
-char *tse_test_redis_cmd(const tse_test_redis *r, const char *fmt, ...)
+/* The port a command to r goes to first: a front's first running node. */
+static int entry_port(const tse_test_redis *r)
 {
-    struct timeval tv = {1, 0};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", r->port, tv);
-    redisReply *rep;
-    va_list ap;
-    char *out;
+    if (r->whole == NULL)
+        return r->port;
+    for (int i = 0; i < r->whole->n; i++)
+        if (r->whole->nodes[i]->pid > 0)
+            return r->whole->nodes[i]->port;
+    return -1;
+}
+
+/* The port a "MOVED <slot> <host>:<port>" or "ASK ..." error names, or -1
+ * when rep is no such redirection; *ask tells which it was. */
+static int redirect_port(const redisReply *rep, bool *ask)
+{
+    const char *colon;
+
+    if (rep->type != REDIS_REPLY_ERROR)
+        return -1;
+    *ask = strncmp(rep->str, "ASK ", 4) == 0;
+    if (!*ask && strncmp(rep->str, "MOVED ", 6) != 0)
+        return -1;
+    colon = strrchr(rep->str, ':');
+    return colon != NULL ? atoi(colon + 1) : -1;
+}
+
+/* One formatted command to the server on port (ASKING first when ask); its
+ * reply, NULL when the server does not answer within timeout_s. */
+static redisReply *send_to(int port, const char *cmd, int len, bool ask, int timeout_s)
+{
+    struct timeval tv = {timeout_s, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+    void *rep = NULL;
 
     if (c == NULL || c->err) {
         redisFree(c);
         return NULL;
     }
     redisSetTimeout(c, tv);
-    va_start(ap, fmt);
-    rep = redisvCommand(c, fmt, ap);
-    va_end(ap);
-    if (rep == NULL) {
-        redisFree(c);
-        return NULL;
+    if (ask) {
+        redisAppendCommand(c, "ASKING");
+        if (redisGetReply(c, &rep) != REDIS_OK) {
+            redisFree(c);
+            return NULL;
+        }
+        freeReplyObject(rep);
+        rep = NULL;
     }
+    if (redisAppendFormattedCommand(c, cmd, (size_t)len) != REDIS_OK ||
+        redisGetReply(c, &rep) != REDIS_OK)
+        rep = NULL;
+    redisFree(c);
+    return rep;
+}
+
+/* A command to r; on a cluster node or front, MOVED and ASK are followed
+ * (a few hops: a slot moving twice meanwhile is no test's business). */
+static redisReply *routed_command(const tse_test_redis *r, int timeout_s, const char *fmt,
+                                  va_list ap)
+{
+    bool follow = r->cluster || r->whole != NULL, ask = false;
+    int port = entry_port(r), len, next;
+    redisReply *rep = NULL;
+    char *cmd;
+
+    len = redisvFormatCommand(&cmd, fmt, ap);
+    if (len < 0 || port < 0)
+        return NULL;
+    for (int hops = 0; hops < 5; hops++) {
+        rep = send_to(port, cmd, len, ask, timeout_s);
+        if (rep == NULL || !follow || (next = redirect_port(rep, &ask)) < 0)
+            break;
+        freeReplyObject(rep);
+        rep = NULL;
+        port = next;
+    }
+    redisFreeCommand(cmd);
+    return rep;
+}
+
+struct redisReply *tse_test_redis_reply(const tse_test_redis *r, const char *fmt, ...)
+{
+    redisReply *rep;
+    va_list ap;
+
+    /* Long enough for a large reply on a loaded machine (the torture's
+     * pages of 5,000 entries). */
+    va_start(ap, fmt);
+    rep = routed_command(r, 10, fmt, ap);
+    va_end(ap);
+    return rep;
+}
+
+char *tse_test_redis_cmd(const tse_test_redis *r, const char *fmt, ...)
+{
+    redisReply *rep;
+    va_list ap;
+    char *out;
+
+    va_start(ap, fmt);
+    rep = routed_command(r, 1, fmt, ap);
+    va_end(ap);
+    if (rep == NULL)
+        return NULL;
     out = calloc(1, 1 << 20);
     if (out != NULL)
         reply_append(rep, out, 1 << 20);
     freeReplyObject(rep);
-    redisFree(c);
     return out;
+}
+
+int tse_test_redis_masters(const tse_test_redis *r, const tse_test_redis **out, int max)
+{
+    int n = 0;
+
+    if (r->whole == NULL) {
+        if (max > 0)
+            out[n++] = r;
+        return n;
+    }
+    for (int i = 0; i < r->whole->n && n < max; i++)
+        if (r->whole->nodes[i]->pid > 0 && tse_test_cluster_is_master(r->whole, i))
+            out[n++] = r->whole->nodes[i];
+    return n;
 }
 
 /*

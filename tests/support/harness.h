@@ -14,16 +14,23 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+struct redisReply;
+struct tse_test_redis_cluster;
+
 typedef struct tse_test_redis {
     pid_t pid;
     int port;
     char dir[256]; /* scratch data folder */
-    char url[128]; /* redis://127.0.0.1:<port> */
+    char url[128]; /* redis://127.0.0.1:<port>; a cluster's front: redis+cluster://<nodes> */
     bool aof;
     char appendfsync[16]; /* AOF fsync policy: everysec unless started otherwise */
     bool cluster;         /* --cluster-enabled yes (nodes.conf in dir) */
     int bus_port;         /* cluster: its cluster bus port (port + 10000 may not exist) */
     int node_timeout_ms;  /* cluster: --cluster-node-timeout (0: 5000) */
+    /* A cluster's front (tse_test_cluster_front): no process of its own;
+     * commands go to a running node of whole and follow redirections, and
+     * stopping it stops the whole cluster. NULL for a server. */
+    struct tse_test_redis_cluster *whole;
 } tse_test_redis;
 
 /* Most nodes of a test cluster. */
@@ -50,6 +57,13 @@ int tse_test_free_port(void);
 
 /* Starts redis-server (AOF everysec when aof) and waits until it answers PING. */
 tse_test_redis *tse_test_redis_start(bool aof);
+/*
+ * What tse_test_redis_start starts is chosen by TSE_TEST_REDIS: unset, a
+ * server; "one-node-cluster", tse_test_redis_start_one_node_cluster;
+ * "cluster", the front of a 3-master cluster (tse_test_cluster_front: the
+ * service gets its redis+cluster:// url, and tse_test_redis_cmd follows
+ * MOVED and ASK). Such a front cannot be killed or restarted.
+ */
 /* The same with AOF on and the given appendfsync policy ("always",
  * "everysec", "no"), kept across restarts. */
 tse_test_redis *tse_test_redis_start_aof(const char *appendfsync);
@@ -86,8 +100,23 @@ void tse_test_redis_cluster_stop(tse_test_redis_cluster *c);
 tse_test_redis *tse_test_redis_start_one_node_cluster(void);
 
 /* Runs a redis-cli-like command on the test server; returns a malloc'd
- * printable reply (caller frees), NULL when Redis is unreachable. */
+ * printable reply (caller frees), NULL when Redis is unreachable. On a
+ * cluster node or front a MOVED or ASK answer is followed (to the node it
+ * names, ASKING first for ASK), so a command on one key reaches its
+ * master. */
 char *tse_test_redis_cmd(const tse_test_redis *r, const char *fmt, ...);
+
+/* The same, returning hiredis's reply (caller frees with
+ * freeReplyObject), waiting up to 10 s for it (not 1 s); NULL when Redis is
+ * unreachable. */
+struct redisReply *tse_test_redis_reply(const tse_test_redis *r, const char *fmt, ...);
+
+/*
+ * The servers that hold r's keys: r itself for a server (or a one-node
+ * cluster), every running master for a cluster's front (for commands over
+ * all keys: KEYS, SCAN, DBSIZE). Up to max into out; returns how many.
+ */
+int tse_test_redis_masters(const tse_test_redis *r, const tse_test_redis **out, int max);
 
 /*
  * Starts the service binary ($TSE_SERVICE_BIN) listening on a free loopback

@@ -60,9 +60,14 @@
  * bridge reaches the service over TLS and every REST request carries the
  * same token in its Authorization header, which the bridge forwards.
  *
+ * With --cluster=1 (CLUSTER=1) Redis is a Redis Cluster of 3 masters
+ * (issue 13): the service gets its redis+cluster:// seed list, and what is
+ * stored is read from the master of each key (KEYS from every master).
+ *
  * Usage: torture [--seed=N] [--seconds=N] [--clients=N] [--secure=1]
- *        (or SEED, SECONDS, CLIENTS, SECURE in the environment; no seed:
- *        random)
+ *        [--cluster=1]
+ *        (or SEED, SECONDS, CLIENTS, SECURE, CLUSTER in the environment; no
+ *        seed: random)
  * Exit status: 0 pass, 1 failure, 2 the world could not be set up.
  */
 #include <errno.h>
@@ -89,6 +94,7 @@
 
 #include "auth/auth.h"
 #include "certs.h"
+#include "cluster.h"
 #include "grpc_client.h"
 #include "harness.h"
 #include "tracseq/events/v1/service.pb-c.h"
@@ -233,6 +239,7 @@ static struct world {
     char *roots_pem;
     char token[64];
     char tokens_path[300];
+    bool cluster; /* --cluster: a 3-master Redis Cluster (redis is its front) */
     tse_test_redis *redis;
     tse_test_service *service, *bridge;
     atomic_llong clock;
@@ -2850,14 +2857,14 @@ static const char *reply_field(const redisReply *fields, const char *name, size_
     return NULL;
 }
 
-/* Calls fn on every entry of key (paged XRANGE). */
-static void xrange_all(redisContext *rc, const char *key,
-                       void (*fn)(const char *key, const redisReply *entry))
+/* Calls fn on every entry of key (paged XRANGE, on the master of key in a
+ * cluster). */
+static void xrange_all(const char *key, void (*fn)(const char *key, const redisReply *entry))
 {
     char start[64] = "-";
 
     for (;;) {
-        redisReply *r = redisCommand(rc, "XRANGE %s %s + COUNT 5000", key, start);
+        redisReply *r = tse_test_redis_reply(g.redis, "XRANGE %s %s + COUNT 5000", key, start);
         size_t n;
         if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
             fail(NULL, "XRANGE %s failed", key);
@@ -2945,59 +2952,44 @@ static void mark_dead(const char *key, const redisReply *entry)
         atomic_fetch_or(&ev_at(tok)->dead, 1u << dead_bit);
 }
 
-static redisContext *redis_connect(void)
-{
-    struct timeval tv = {10, 0};
-    redisContext *rc = redisConnectWithTimeout("127.0.0.1", g.redis->port, tv);
-
-    if (rc == NULL || rc->err) {
-        fail(NULL, "cannot connect to Redis");
-        redisFree(rc);
-        return NULL;
-    }
-    redisSetTimeout(rc, tv);
-    return rc;
-}
-
-/* Counts every stored entry per event (e->stored); returns the total. */
+/* Counts every stored entry per event (e->stored); returns the total. The
+ * stream keys are listed by every master (all of Redis when single). */
 static long scan_stored(void)
 {
-    redisContext *rc = redis_connect();
-    redisReply *keys;
-    int n = atomic_load(&g.n_events);
+    const tse_test_redis *masters[TSE_TEST_CLUSTER_MAX];
+    int n = atomic_load(&g.n_events), n_masters = tse_test_redis_masters(g.redis, masters, 6);
 
     for (int i = 0; i < n; i++)
         ev_at(i)->stored = 0;
     stored_total = 0;
-    if (rc == NULL)
-        return 0;
-    keys = redisCommand(rc, "KEYS tracseq:events:*");
-    for (size_t i = 0; keys && i < keys->elements; i++)
-        if (strncmp(keys->element[i]->str,
-                    "tracseq:events:{" DLT_TYPE "}:", 18 + strlen(DLT_TYPE)) != 0)
-            xrange_all(rc, keys->element[i]->str, count_stored);
-    if (keys)
-        freeReplyObject(keys);
-    redisFree(rc);
+    if (n_masters == 0)
+        fail(NULL, "no Redis master answers");
+    for (int m = 0; m < n_masters; m++) {
+        redisReply *keys = tse_test_redis_reply(masters[m], "KEYS tracseq:events:*");
+        if (keys == NULL || keys->type != REDIS_REPLY_ARRAY)
+            fail(NULL, "KEYS on Redis :%d failed", masters[m]->port);
+        for (size_t i = 0; keys && i < keys->elements; i++)
+            if (strncmp(keys->element[i]->str,
+                        "tracseq:events:{" DLT_TYPE "}:", 18 + strlen(DLT_TYPE)) != 0)
+                xrange_all(keys->element[i]->str, count_stored);
+        if (keys)
+            freeReplyObject(keys);
+    }
     return stored_total;
 }
 
 static void scan_dead(msub *ms)
 {
-    redisContext *rc = redis_connect();
     char key[128];
 
-    if (rc == NULL)
-        return;
     snprintf(key, sizeof(key), "tracseq:dlq:%s", ms->name);
     dead_bit = ms->bit;
-    xrange_all(rc, key, mark_dead);
+    xrange_all(key, mark_dead);
     /* Dead letters sent to its target: events of that type, any priority. */
     for (int p = 1; ms->dead_letter_type != NULL && p <= 5; p++) {
         snprintf(key, sizeof(key), "tracseq:events:{%s}:p%d", ms->dead_letter_type, p);
-        xrange_all(rc, key, mark_dead);
+        xrange_all(key, mark_dead);
     }
-    redisFree(rc);
 }
 
 /* ===================== the end: drain and check ========================== */
@@ -3191,7 +3183,6 @@ static void check_stats(client *c, long stored)
 {
     Tracseq__Events__V1__GetStatsRequest req = TRACSEQ__EVENTS__V1__GET_STATS_REQUEST__INIT;
     Stats *st = NULL;
-    redisContext *rc;
     redisReply *r;
     int subs_now = 0;
 
@@ -3208,25 +3199,24 @@ static void check_stats(client *c, long stored)
     if ((long)st->events_invalid < atomic_load(&g.grpc_refused))
         fail(c, "GetStats: events_invalid %" PRIu64 ", %ld invalid events refused over gRPC alone",
              st->events_invalid, atomic_load(&g.grpc_refused));
-    if ((rc = redis_connect()) != NULL) {
-        r = redisCommand(rc, "HLEN tracseq:subs");
-        if (r && r->type == REDIS_REPLY_INTEGER)
-            subs_now = (int)r->integer;
+    r = tse_test_redis_reply(g.redis, "HLEN tracseq:subs");
+    if (r == NULL || r->type != REDIS_REPLY_INTEGER)
+        fail(c, "HLEN tracseq:subs: no number");
+    else
+        subs_now = (int)r->integer;
+    if (r)
+        freeReplyObject(r);
+    if ((int)st->subscriptions != subs_now)
+        fail(c, "GetStats: %u subscriptions, Redis holds %d", st->subscriptions, subs_now);
+    for (size_t i = 0; i < st->n_stream_lengths; i++) {
+        r = tse_test_redis_reply(g.redis, "XLEN %s", st->stream_lengths[i]->key);
+        if (r && r->type == REDIS_REPLY_INTEGER &&
+            (uint64_t)r->integer != st->stream_lengths[i]->value &&
+            strncmp(st->stream_lengths[i]->key, "tracseq:", 8) == 0)
+            fail(c, "GetStats: stream %s length %" PRIu64 ", XLEN %lld", st->stream_lengths[i]->key,
+                 st->stream_lengths[i]->value, r->integer);
         if (r)
             freeReplyObject(r);
-        if ((int)st->subscriptions != subs_now)
-            fail(c, "GetStats: %u subscriptions, Redis holds %d", st->subscriptions, subs_now);
-        for (size_t i = 0; i < st->n_stream_lengths; i++) {
-            r = redisCommand(rc, "XLEN %s", st->stream_lengths[i]->key);
-            if (r && r->type == REDIS_REPLY_INTEGER &&
-                (uint64_t)r->integer != st->stream_lengths[i]->value &&
-                strncmp(st->stream_lengths[i]->key, "tracseq:", 8) == 0)
-                fail(c, "GetStats: stream %s length %" PRIu64 ", XLEN %lld",
-                     st->stream_lengths[i]->key, st->stream_lengths[i]->value, r->integer);
-            if (r)
-                freeReplyObject(r);
-        }
-        redisFree(rc);
     }
     for (int i = 0; i < N_SUBS; i++) {
         bool found = false;
@@ -3294,7 +3284,7 @@ static void world_free(void)
  * into out; true when that run failed (found the failure again). */
 static bool rerun_fails(int clients, int seconds, const char *out)
 {
-    char seed[32], cl[32], sec[32], secure[32];
+    char seed[32], cl[32], sec[32], secure[32], cluster[32];
     pid_t pid;
     int status;
 
@@ -3302,6 +3292,7 @@ static bool rerun_fails(int clients, int seconds, const char *out)
     snprintf(cl, sizeof(cl), "--clients=%d", clients);
     snprintf(sec, sizeof(sec), "--seconds=%d", seconds);
     snprintf(secure, sizeof(secure), "--secure=%d", g.secure);
+    snprintf(cluster, sizeof(cluster), "--cluster=%d", g.cluster);
     fflush(NULL);
     pid = fork();
     if (pid == 0) {
@@ -3311,7 +3302,7 @@ static bool rerun_fails(int clients, int seconds, const char *out)
             dup2(fd, 2);
         }
         setenv("TORTURE_SHRINK", "0", 1);
-        execl("/proc/self/exe", "torture", seed, cl, sec, secure, (char *)NULL);
+        execl("/proc/self/exe", "torture", seed, cl, sec, secure, cluster, (char *)NULL);
         _exit(127);
     }
     if (pid < 0 || waitpid(pid, &status, 0) != pid)
@@ -3454,7 +3445,8 @@ static bool setup(void)
         args[4] = tokens;
         bridge_args[0] = ca;
     }
-    g.redis = tse_test_redis_start(false);
+    g.redis = g.cluster ? tse_test_cluster_front(tse_test_redis_cluster_start(3))
+                        : tse_test_redis_start(false);
     if (g.redis == NULL)
         return false;
     g.service = tse_test_service_start(g.redis, args);
@@ -3505,14 +3497,16 @@ int main(int argc, char **argv)
     g.seconds = (int)param(argc, argv, "--seconds", "SECONDS", 20, &given);
     g.clients = (int)param(argc, argv, "--clients", "CLIENTS", 8, &given);
     g.secure = param(argc, argv, "--secure", "SECURE", 0, &given) != 0;
+    g.cluster = param(argc, argv, "--cluster", "CLUSTER", 0, &given) != 0;
     if (g.clients < 1 || g.clients > MAX_CLIENTS || g.seconds < 1) {
         fprintf(stderr, "torture: CLIENTS must be 1..%d, SECONDS at least 1\n", MAX_CLIENTS);
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
     signal(SIGPIPE, SIG_IGN);
-    printf("torture: SEED=%" PRIu64 " SECONDS=%d CLIENTS=%d%s\n", g.seed, g.seconds, g.clients,
-           g.secure ? " SECURE=1 (TLS, tokens)" : "");
+    printf("torture: SEED=%" PRIu64 " SECONDS=%d CLIENTS=%d%s%s\n", g.seed, g.seconds, g.clients,
+           g.secure ? " SECURE=1 (TLS, tokens)" : "",
+           g.cluster ? " CLUSTER=1 (3-master Redis Cluster)" : "");
     for (int i = 0; i < N_FRESH; i++) {
         snprintf(fresh_names[i], sizeof(fresh_names[i]), "fresh.t%d", i);
         types[N_BASE_TYPES + i].type = fresh_names[i];
