@@ -146,12 +146,6 @@ static tse_status make_broker(const tse_config *cfg, tse_stats *stats, health_li
         return tse_error_set(err, TSE_INVALID, "REDIS_URL", "invalid REDIS_URL (--redis-url): %s",
                              why);
     }
-    /* The URL parses (storage has the slot map and redirect parsers), but
-     * nothing above storage routes by slot yet (issue 13, point 2). */
-    if (opts.target.cluster)
-        return tse_error_set(err, TSE_INVALID, "REDIS_URL",
-                             "REDIS_URL is redis+cluster://: cluster mode: not yet supported by "
-                             "the writer and delivery engine");
     return tse_broker_create(&opts, on_broker_health, link, out, err);
 }
 

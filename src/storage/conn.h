@@ -5,8 +5,6 @@
  * hiredis type. Built on storage's one connection type (rconn.h), on a
  * single Redis or a Redis Cluster (the operations split what spans slots,
  * group_ops.h); connecting is redis_connect.h's (AUTH, SELECT, timeouts).
- * The service still refuses a cluster URL: its writer lanes are not routed
- * yet (issue 13).
  *
  * Lost: the first I/O failure (or timeout) of an operation marks the
  * connection lost (on a cluster: a failure that lasts past timeout_ms, the

@@ -451,6 +451,10 @@ static bool sort_reply(tse_rconn *c, size_t k, entry *e, redisReply *r)
         if (kind == TSE_REDIRECT_MOVED) {
             c->counters.moved++;
             c->refresh = true;
+            /* The node computed the slot from the keys: a command whose
+             * caller named another (tse_rconn_append_resp) goes there
+             * next, instead of back to the node that refused it. */
+            e->slot = (int)rd.slot;
             if (c->map != NULL)
                 tse_cluster_map_set_slot(c->map, rd.slot, rd.host, rd.port, NULL);
         } else {
@@ -783,6 +787,34 @@ tse_status tse_rconn_append(tse_rconn *c, int argc, const char *const *argv, con
     e->cmd = format_command(argc, argv, lens, &e->len);
     if (e->cmd == NULL)
         return tse_error_set(err, TSE_NOMEM, NULL, "out of memory");
+    e->slot = slot;
+    e->ask = -1;
+    e->node = -1;
+    c->n++;
+    return TSE_OK;
+}
+
+tse_status tse_rconn_append_resp(tse_rconn *c, const char *cmd, size_t len, int slot,
+                                 tse_error *err)
+{
+    entry *e;
+
+    if (c->ran)
+        return tse_error_set(err, TSE_FAILED_PRECONDITION, NULL,
+                             "redis: replies of the last pipeline are still to be taken");
+    if (slot < TSE_SLOT_ANY || slot >= 16384)
+        return tse_error_set(err, TSE_INVALID, "slot", "slot %d is not in 0..16383", slot);
+    if (len == 0)
+        return tse_error_set(err, TSE_INVALID, "command", "an empty command");
+    if (!queue_grow(c))
+        return tse_error_set(err, TSE_NOMEM, NULL, "out of memory");
+    e = &c->q[c->n];
+    memset(e, 0, sizeof(*e));
+    e->cmd = malloc(len);
+    if (e->cmd == NULL)
+        return tse_error_set(err, TSE_NOMEM, NULL, "out of memory");
+    memcpy(e->cmd, cmd, len);
+    e->len = len;
     e->slot = slot;
     e->ask = -1;
     e->node = -1;

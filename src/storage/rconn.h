@@ -113,6 +113,17 @@ tse_status tse_rconn_append(tse_rconn *c, int argc, const char *const *argv, con
                             int slot, tse_error *err);
 
 /*
+ * Appends a command already in RESP (cmd, len bytes: one complete command,
+ * as tse_resp_write makes it), copied, to go to slot (TSE_SLOT_ANY or
+ * 0..16383: its keys are not looked for; a wrong one costs a MOVED, which
+ * names the keys' slot, followed like any). For callers that format their
+ * commands once, off the connection's thread (the writer's jobs). Results
+ * as tse_rconn_append; TSE_INVALID (field "command") for len 0.
+ */
+tse_status tse_rconn_append_resp(tse_rconn *c, const char *cmd, size_t len, int slot,
+                                 tse_error *err);
+
+/*
  * The reply to the oldest appended command whose reply is not taken yet.
  * The first call after appends sends them all (per node) and reads every
  * reply, following redirections and retrying as the header says until

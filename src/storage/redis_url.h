@@ -40,8 +40,6 @@ typedef struct tse_redis_target {
  * seed list of 1..TSE_REDIS_MAX_SEEDS nodes; no db but 0). Defaults: port
  * 6379, db 0. Percent-escapes in user and password are decoded. TSE_INVALID
  * with field "redis_url" and a message naming what is wrong otherwise.
- * Parsing a cluster URL does not mean the caller can use one: the service
- * refuses cluster mode until its writer and delivery engine route by slot.
  */
 tse_status tse_redis_url_parse(const char *url, tse_redis_target *out, tse_error *err);
 

@@ -9,7 +9,10 @@
  * thread writes everything queued as one pipeline, reads the replies in order
  * and calls each job's completion callback on the lane thread. Pipelining is
  * continuous: new jobs are written while earlier replies are outstanding, so
- * throughput approaches Redis's own pipelined figure.
+ * throughput approaches Redis's own pipelined figure. On a Redis Cluster
+ * (target.cluster) a lane holds a storage rconn instead, a connection per
+ * master, and writes each batch to the masters of its jobs' slots, taking
+ * the replies in order before the next batch (lane_cluster.c).
  *
  * Ordering: jobs submitted to one lane reach Redis in submission order and
  * complete in that order. A caller that needs order (a PublishStream call)

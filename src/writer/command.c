@@ -34,6 +34,13 @@
 
 #include "common/alloc.h"
 
+/* The slot of a job writing key, for a lane on a cluster (lane_cluster.c);
+ * a single Redis has no use for it and costs no CRC16 per event. */
+static int key_slot(const tse_broker_options *opts, const char *key)
+{
+    return opts->target.cluster ? (int)tse_key_slot(key, strlen(key)) : TSE_SLOT_ANY;
+}
+
 static tse_job *job_alloc(const char *key, size_t key_len, const tse_cmd *c)
 {
     size_t cmd_len = tse_resp_size(c->argc, c->lens);
@@ -42,6 +49,7 @@ static tse_job *job_alloc(const char *key, size_t key_len, const tse_cmd *c)
     if (job == NULL)
         return NULL;
     memset(job, 0, sizeof(*job));
+    job->slot = TSE_SLOT_ANY;
     memcpy(job->data, key, key_len + 1);
     job->key = job->data;
     job->key_len = key_len;
@@ -88,8 +96,10 @@ tse_job *tse_job_create(const tse_broker_options *opts, const char *sha, const t
     job = job_alloc(key, strlen(key), &c);
     if (key != stack)
         tse_free(key);
-    if (job != NULL)
+    if (job != NULL) {
         job->dedup = msg->dedup;
+        job->slot = key_slot(opts, job->key);
+    }
     return job;
 }
 
@@ -234,6 +244,9 @@ tse_job *tse_job_create_group(const tse_broker_options *opts, const char *sha,
         goto out;
     job = group_alloc(strs, n, group_args(opts, sha, msgs, n, strs, window, argv, lens), argv, lens,
                       cb, cb_args);
+    /* One event type: every key of the script shares the first one's slot. */
+    if (job != NULL)
+        job->slot = key_slot(opts, job->key);
 out:
     tse_free(buf);
     tse_free(lens);
@@ -285,17 +298,31 @@ tse_job *tse_job_create_trim(const tse_broker_options *opts, const char *key, in
 {
     tse_cmd c;
 
+    tse_job *job;
+
     tse_trim_command(key, opts->retention_maxlen, now_ms - opts->retention_ms, &c);
-    return job_alloc("", 0, &c);
+    job = job_alloc("", 0, &c);
+    if (job != NULL)
+        job->slot = key_slot(opts, key);
+    return job;
 }
 
 tse_job *tse_job_create_command(int argc, const char *const *argv, const size_t *lens)
 {
     tse_cmd c;
 
+    tse_job *job;
+    tse_error err;
+    int slot;
+
     if (!tse_cmd_from_argv(argc, argv, lens, &c))
         return NULL;
-    return job_alloc("", 0, &c);
+    job = job_alloc("", 0, &c);
+    /* A command the key table does not know, or one spanning slots, goes to
+     * any master: a cluster node then answers it with its own error. */
+    if (job != NULL && tse_command_slot(argc, argv, lens, &slot, &err) == TSE_OK)
+        job->slot = slot;
+    return job;
 }
 
 void tse_job_free(tse_job *job)

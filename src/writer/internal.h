@@ -18,8 +18,10 @@
 #include <stdatomic.h>
 
 #include "common/clock.h"
+#include "storage/command_keys.h"
 #include "storage/keys.h"
 #include "storage/keyset.h"
+#include "storage/rconn.h"
 #include "storage/redis_connect.h"
 #include "storage/resp.h"
 #include "writer/broker.h"
@@ -89,6 +91,9 @@ typedef struct tse_job {
     size_t n_events;
     tse_job_event *events; /* inside data */
     int64_t written_us;    /* when the lane wrote it (0: not measured) */
+    /* The Redis Cluster slot of its keys (one slot per job: a group is one
+     * event type), TSE_SLOT_ANY on a single Redis, where no lane needs it. */
+    int slot;
     char data[];
 } tse_job;
 
@@ -157,8 +162,11 @@ typedef struct tse_lane {
     bool probe;              /* guarded by mu: connect now, a request waits for it */
     int64_t last_attempt_ms; /* guarded by mu: the last connect attempt or loss */
 
-    /* Lane thread only. */
+    /* Lane thread only. A lane speaks to a single Redis over ctx, streaming
+     * (lane.c), or to a Redis Cluster over rc, in rounds (lane_cluster.c);
+     * the other is NULL. */
     redisContext *ctx;
+    tse_rconn *rc;
     tse_job_list inflight;
     tse_keyset known;
     bool script_lost; /* NOSCRIPT seen: SCRIPT LOAD before the next EVALSHA */
@@ -190,6 +198,33 @@ struct tse_broker {
 
 /* The lane thread's body (lane.c). */
 void *tse_lane_main(void *arg);
+
+/* An internal reply (SCRIPT LOAD, or SADD when sadd) that precedes job's
+ * own: notes the stream registered or, for an error reply, the job's
+ * pre_status and what the lane must do again (lane.c). */
+void tse_lane_internal_reply(tse_lane *l, tse_job *job, const redisReply *r, bool sadd);
+/* The same for an internal command that got no reply (status, message). */
+void tse_lane_internal_failure(tse_lane *l, tse_job *job, tse_status status, const char *message,
+                               bool sadd);
+/* Appends "SADD <stream set> key" unless this connection registered key
+ * already: 1 when written, 0 when not needed, -1 when it failed. */
+typedef bool (*tse_lane_append_fn)(tse_lane *l, const tse_cmd *c);
+int tse_lane_register_once(tse_lane *l, const char *key, tse_lane_append_fn append);
+/* Consumes a SIGPIPE a write to a closed socket left pending (lane.c). */
+void tse_lane_discard_sigpipe(void);
+
+/* ---- a lane on a Redis Cluster (lane_cluster.c) ---------------------------- */
+
+/* Opens l->rc (slot map, scripts on every master) and learns the scripts'
+ * SHAs; false with why set on failure (l->rc NULL then). */
+bool tse_lane_cluster_connect(tse_lane *l, char *why, size_t len);
+/* PINGs a master; false with why set when none answers. */
+bool tse_lane_cluster_ping(tse_lane *l, char *why, size_t len);
+/* Writes batch (emptied) to the masters of its jobs' slots and completes
+ * every job from its reply, in order. A job whose connection failed is
+ * failed UNAVAILABLE; the lane stays up (the map heals); false only when
+ * nothing could be sent, with why set (the jobs failed). */
+bool tse_lane_cluster_round(tse_lane *l, tse_job_list *batch, char *why, size_t len);
 
 /* With l->mu held, l not connected: whether a request may wait for a probe
  * (asking for one when due) rather than fail at once (lane.c). */

@@ -3,6 +3,8 @@
  * (AUTH, SELECT, SCRIPT LOAD), pipelines queued jobs, completes them from the
  * replies in order, PINGs when idle, and on any failure drops the connection,
  * fails every job it holds with TSE_UNAVAILABLE and reconnects with backoff.
+ * On a Redis Cluster the thread, its queue, trims, PINGs and health are the
+ * same, and the I/O is lane_cluster.c's (rounds over storage's rconn).
  *
  * Invariants:
  * - While `connected` is false the queue holds only jobs that wait for a
@@ -176,7 +178,7 @@ static void attempt_failed(tse_lane *l, const char *why)
  * A write to a closed socket left SIGPIPE pending on this thread (blocked
  * since the thread started); consume it so pending signals never pile up.
  */
-static void discard_sigpipe(void)
+void tse_lane_discard_sigpipe(void)
 {
     struct timespec zero = {0, 0};
     sigset_t pipe_set;
@@ -207,7 +209,9 @@ static void lane_drop(tse_lane *l, const char *why)
 
     redisFree(l->ctx);
     l->ctx = NULL;
-    discard_sigpipe();
+    tse_rconn_destroy(l->rc);
+    l->rc = NULL;
+    tse_lane_discard_sigpipe();
     tse_keyset_clear(&l->known);
     pthread_mutex_lock(&l->mu);
     was_connected = atomic_load(&l->connected);
@@ -265,9 +269,14 @@ static bool lane_connect(tse_lane *l, char *why, size_t len)
 {
     const tse_broker_options *o = &l->broker->opts;
 
-    l->ctx = tse_redis_connect(&o->target, o->timeout_ms, why, len);
-    if (l->ctx == NULL || !load_script(l, why, len))
-        goto fail;
+    if (o->target.cluster) {
+        if (!tse_lane_cluster_connect(l, why, len))
+            goto fail;
+    } else {
+        l->ctx = tse_redis_connect(&o->target, o->timeout_ms, why, len);
+        if (l->ctx == NULL || !load_script(l, why, len))
+            goto fail;
+    }
     l->script_lost = false;
     l->last_io_ms = tse_clock_ms();
     pthread_mutex_lock(&l->mu);
@@ -281,7 +290,7 @@ static bool lane_connect(tse_lane *l, char *why, size_t len)
 fail:
     redisFree(l->ctx);
     l->ctx = NULL;
-    discard_sigpipe();
+    tse_lane_discard_sigpipe();
     return false;
 }
 
@@ -303,20 +312,20 @@ static bool append_internal(tse_lane *l, const tse_cmd *c)
 }
 
 /*
- * Appends "SADD <stream set> key" unless this connection registered key
- * already: 1 when written, 0 when not needed, -1 out of memory. A refused
+ * tse_lane_register_once (internal.h): 1 when written, 0 when not needed,
+ * -1 out of memory. A refused
  * dedup retry under another priority thus registers a stream that may stay
  * empty; registering after the append instead could lose the registration
  * of a stored event when the connection drops in between.
  */
-static int register_once(tse_lane *l, const char *key)
+int tse_lane_register_once(tse_lane *l, const char *key, tse_lane_append_fn append)
 {
     tse_cmd c;
 
     if (tse_keyset_contains(&l->known, key))
         return 0;
     tse_register_stream_command(key, &c);
-    if (!append_internal(l, &c))
+    if (!append(l, &c))
         return -1;
     if (l->known.count >= TSE_LANE_MAX_KNOWN)
         tse_keyset_clear(&l->known);
@@ -332,13 +341,13 @@ static bool register_streams(tse_lane *l, tse_job *job)
     if (job->command_cb != NULL)
         return true;
     if (job->n_events == 0) {
-        if ((rc = register_once(l, job->key)) < 0)
+        if ((rc = tse_lane_register_once(l, job->key, append_internal)) < 0)
             return false;
         job->pre_sadds = rc;
         return true;
     }
     for (size_t i = 0; i < job->n_events; i++) {
-        if ((rc = register_once(l, job->events[i].key)) < 0)
+        if ((rc = tse_lane_register_once(l, job->events[i].key, append_internal)) < 0)
             return false;
         job->events[i].pre_sadd = rc == 1;
         job->pre_sadds += rc;
@@ -421,24 +430,34 @@ static void note_registered(tse_job *job, bool added)
     job->events[i].new_stream = added;
 }
 
-/* An internal reply (SCRIPT LOAD or SADD) that precedes job's own. */
-static void on_internal_reply(tse_lane *l, tse_job *job, const redisReply *r, bool sadd)
+void tse_lane_internal_failure(tse_lane *l, tse_job *job, tse_status status, const char *message,
+                               bool sadd)
 {
-    const char *what = sadd ? "SADD " TSE_STREAMS_KEY : "SCRIPT LOAD";
-    char message[256];
-
     if (sadd)
-        note_registered(job, r->type == REDIS_REPLY_INTEGER && r->integer == 1);
-    if (r->type != REDIS_REPLY_ERROR || job->pre_status != TSE_OK)
-        return;
-    tse_redis_say(message, sizeof(message), "redis: %s: %s", what, r->str);
-    job->pre_status = tse_redis_error_status(r->str, r->len);
-    job->pre_message = tse_strdup(message); /* NULL ok: the job then fails as "redis error" */
+        note_registered(job, false);
     /* Forget what may not have been done, so the next job does it again. */
     if (sadd)
         tse_keyset_clear(&l->known);
     else
         l->script_lost = true;
+    if (job->pre_status != TSE_OK)
+        return;
+    job->pre_status = status;
+    job->pre_message = tse_strdup(message); /* NULL ok: the job then fails as "redis error" */
+}
+
+void tse_lane_internal_reply(tse_lane *l, tse_job *job, const redisReply *r, bool sadd)
+{
+    const char *what = sadd ? "SADD " TSE_STREAMS_KEY : "SCRIPT LOAD";
+    char message[256];
+
+    if (r->type != REDIS_REPLY_ERROR) {
+        if (sadd)
+            note_registered(job, r->type == REDIS_REPLY_INTEGER && r->integer == 1);
+        return;
+    }
+    tse_redis_say(message, sizeof(message), "redis: %s: %s", what, r->str);
+    tse_lane_internal_failure(l, job, tse_redis_error_status(r->str, r->len), message, sadd);
 }
 
 /* Routes one reply, read at now_us, to the oldest job in flight. */
@@ -447,10 +466,10 @@ static void on_reply(tse_lane *l, redisReply *r, int64_t now_us)
     tse_job *job = l->inflight.head;
 
     if (job->pre_scripts > 0) {
-        on_internal_reply(l, job, r, false);
+        tse_lane_internal_reply(l, job, r, false);
         job->pre_scripts--;
     } else if (job->pre_sadds > 0) {
-        on_internal_reply(l, job, r, true);
+        tse_lane_internal_reply(l, job, r, true);
         job->pre_sadds--;
     } else {
         tse_job_list_pop(&l->inflight);
@@ -535,10 +554,15 @@ static bool lane_serve(tse_lane *l, char *why, size_t len)
         take_batch(l, &batch);
         pthread_mutex_unlock(&l->mu);
 
-        if (ping && !lane_ping(l, why, len)) {
+        if (ping && !(l->rc ? tse_lane_cluster_ping(l, why, len) : lane_ping(l, why, len))) {
             /* Trims queued since the wait: nothing was in flight. */
             tse_job_list_fail(&batch, TSE_UNAVAILABLE, why);
             return false;
+        }
+        if (l->rc != NULL) {
+            if (batch.count > 0 && !tse_lane_cluster_round(l, &batch, why, len))
+                return false;
+            continue;
         }
         if (batch.count > 0 && !lane_write(l, &batch, why, len))
             return false;

@@ -283,6 +283,55 @@ static void a_pipeline_over_three_masters_answers_in_order(void **state)
     tse_rconn_destroy(c);
 }
 
+/* "INCR <key>" in RESP, as the writer's jobs come formatted. */
+static size_t incr_resp(char *buf, size_t len, const char *key)
+{
+    int n = snprintf(buf, len, "*2\r\n$4\r\nINCR\r\n$%zu\r\n%s\r\n", strlen(key), key);
+
+    assert_true(n > 0 && (size_t)n < len);
+    return (size_t)n;
+}
+
+/* A command appended already formatted goes to the master of the slot the
+ * caller names (no MOVED); named with another master's slot, it is
+ * redirected there and still answered (the writer's jobs name their slot). */
+static void a_formatted_command_goes_to_the_slot_it_names(void **state)
+{
+    fixture *f = *state;
+    tse_rconn *c = conn_new(f);
+    char keys[2][32], cmd[64];
+    int owner0 = -1;
+    tse_error err;
+    redisReply *r = NULL;
+
+    /* Two keys on different masters. */
+    snprintf(keys[0], sizeof(keys[0]), "resp:0");
+    owner0 = tse_test_cluster_slot_master(f->cluster, slot_of(keys[0]));
+    for (int k = 1;; k++) {
+        snprintf(keys[1], sizeof(keys[1]), "resp:%d", k);
+        if (tse_test_cluster_slot_master(f->cluster, slot_of(keys[1])) != owner0)
+            break;
+    }
+    for (int i = 0; i < 10; i++) {
+        size_t n = incr_resp(cmd, sizeof(cmd), keys[i % 2]);
+
+        assert_int_equal(tse_rconn_append_resp(c, cmd, n, (int)slot_of(keys[i % 2]), &err), TSE_OK);
+    }
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(tse_rconn_get_reply(c, tse_clock_ms() + DEADLINE_MS, &r, &err), TSE_OK);
+        expect_number(r, i / 2 + 1);
+    }
+    assert_int_equal(tse_rconn_get_counters(c).moved, 0);
+    /* The wrong slot: the master asked answers MOVED, followed. */
+    assert_int_equal(tse_rconn_append_resp(c, cmd, incr_resp(cmd, sizeof(cmd), keys[0]),
+                                           (int)slot_of(keys[1]), &err),
+                     TSE_OK);
+    assert_int_equal(tse_rconn_get_reply(c, tse_clock_ms() + DEADLINE_MS, &r, &err), TSE_OK);
+    expect_number(r, 6);
+    assert_int_equal(tse_rconn_get_counters(c).moved, 1);
+    tse_rconn_destroy(c);
+}
+
 static void a_command_whose_keys_span_slots_is_refused_and_not_sent(void **state)
 {
     fixture *f = *state;
@@ -532,6 +581,7 @@ int main(void)
         cmocka_unit_test(each_command_goes_to_the_master_of_its_slot),
         cmocka_unit_test(scripts_are_loaded_on_every_master),
         cmocka_unit_test(a_pipeline_over_three_masters_answers_in_order),
+        cmocka_unit_test(a_formatted_command_goes_to_the_slot_it_names),
         cmocka_unit_test(a_command_whose_keys_span_slots_is_refused_and_not_sent),
         cmocka_unit_test(moved_after_a_slot_migrates_refreshes_the_map),
         cmocka_unit_test(ask_finds_the_keys_of_a_half_migrated_slot),

@@ -3,7 +3,8 @@
  * decides without a server: how a round's commands are grouped per node
  * with each node's order kept (so replies read back per node land on the
  * right command), and the refusals at append time (keys across slots, an
- * unknown command, a bad slot), which leave the pipeline as it was.
+ * unknown command, a bad slot, an empty formatted command), which leave the
+ * pipeline as it was.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -103,6 +104,25 @@ static void append_refuses_what_a_cluster_cannot_route(void **state)
     tse_rconn_destroy(c);
 }
 
+static void append_resp_takes_a_formatted_command_for_a_named_slot(void **state)
+{
+    tse_rconn *c = cluster_conn();
+    static const char ping[] = "*1\r\n$4\r\nPING\r\n";
+    tse_error err;
+
+    (void)state;
+    assert_int_equal(tse_rconn_append_resp(c, ping, strlen(ping), 16384, &err), TSE_INVALID);
+    assert_string_equal(err.field, "slot");
+    assert_int_equal(tse_rconn_append_resp(c, ping, strlen(ping), -2, &err), TSE_INVALID);
+    assert_int_equal(tse_rconn_append_resp(c, ping, 0, 7, &err), TSE_INVALID);
+    assert_string_equal(err.field, "command");
+    assert_int_equal(tse_rconn_pending(c), 0);
+    assert_int_equal(tse_rconn_append_resp(c, ping, strlen(ping), 7, &err), TSE_OK);
+    assert_int_equal(tse_rconn_append_resp(c, ping, strlen(ping), TSE_SLOT_ANY, &err), TSE_OK);
+    assert_int_equal(tse_rconn_pending(c), 2);
+    tse_rconn_destroy(c); /* frees what was appended */
+}
+
 static void nothing_appended_has_no_reply(void **state)
 {
     tse_rconn *c = cluster_conn();
@@ -123,6 +143,7 @@ int main(void)
         cmocka_unit_test(plan_leaves_out_commands_without_a_node),
         cmocka_unit_test(plan_of_nothing_is_empty),
         cmocka_unit_test(append_refuses_what_a_cluster_cannot_route),
+        cmocka_unit_test(append_resp_takes_a_formatted_command_for_a_named_slot),
         cmocka_unit_test(nothing_appended_has_no_reply),
     };
 

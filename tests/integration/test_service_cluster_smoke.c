@@ -1,0 +1,418 @@
+/*
+ * test_service_cluster_smoke.c - the service on a Redis Cluster, end to
+ * end: a real 3-master, 3-replica cluster on loopback (tests/support/
+ * cluster.h), the real tracseq-events binary with REDIS_URL=redis+cluster://
+ * naming two of the masters as seeds, and gRPC calls over loopback.
+ *
+ * Events of types whose streams live on different masters are stored on
+ * the master serving their slot (read back there with XRANGE) and
+ * registered in the stream set (on its own master); a client-set id is
+ * deduplicated by the script on the type's master; GetStats reports the
+ * length of streams on every master; a subscription over a
+ * pattern receives events of types on every master; and a publish while
+ * the slot of its stream migrates (ASK before the keys moved and after,
+ * MOVED once the slot is the new master's) succeeds, the events found on
+ * the new master.
+ *
+ * The tests run in this order on one cluster and one service; each uses
+ * its own event types.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster.h"
+#include "grpc_client.h"
+#include "harness.h"
+#include "storage/keys.h"
+#include "tracseq/events/v1/service.pb-c.h"
+#include "wait.h"
+
+#define SERVICE     "/tracseq.events.v1.EventService/"
+#define M_PUBLISH   SERVICE "Publish"
+#define M_SUBSCRIBE SERVICE "Subscribe"
+#define M_CREATE    SERVICE "CreateSubscription"
+#define M_GET       SERVICE "GetSubscription"
+#define M_STATS     SERVICE "GetStats"
+#define TIMEOUT_MS  10000
+#define MASTERS     3
+#define MAX_TYPES   64
+
+typedef Tracseq__Events__V1__Event Event;
+typedef Tracseq__Events__V1__Delivery Delivery;
+typedef Tracseq__Events__V1__Subscription Subscription;
+typedef Tracseq__Events__V1__PublishRequest PublishRequest;
+typedef Tracseq__Events__V1__PublishResponse PublishResponse;
+typedef Tracseq__Events__V1__Stats Stats;
+
+typedef struct world {
+    tse_test_redis_cluster *cluster;
+    tse_test_service *service;
+    tse_client *ch;
+} world;
+
+static int world_up(void **state)
+{
+    world *w = calloc(1, sizeof(*w));
+    tse_test_redis seeds;
+    const char *args[] = {"--redis-timeout=10s", NULL};
+
+    assert_non_null(w);
+    *state = w;
+    w->cluster = tse_test_redis_cluster_start_replicated(MASTERS, 1, 1000);
+    assert_non_null(w->cluster);
+    /* The harness starts the service on a tse_test_redis's url: two seeds,
+     * the service finds the other nodes itself. */
+    seeds = *w->cluster->nodes[0];
+    snprintf(seeds.url, sizeof(seeds.url), "redis+cluster://127.0.0.1:%d,127.0.0.1:%d",
+             w->cluster->nodes[0]->port, w->cluster->nodes[1]->port);
+    w->service = tse_test_service_start(&seeds, args);
+    assert_non_null(w->service);
+    w->ch = tse_test_channel(w->service->addr);
+    return 0;
+}
+
+static int world_down(void **state)
+{
+    world *w = *state;
+
+    if (w == NULL)
+        return 0;
+    tse_test_channel_destroy(w->ch);
+    if (w->service != NULL)
+        assert_int_equal(tse_test_service_stop(w->service), 0);
+    tse_test_redis_cluster_stop(w->cluster);
+    free(w);
+    return 0;
+}
+
+/* ---- events, keys and where they live ---- */
+
+static void stream_key(char *buf, size_t len, const char *type, int priority)
+{
+    tse_key_stream(type, priority, buf, len);
+}
+
+/* The master (index in the cluster) serving type's priority-3 stream. */
+static int master_of_type(const world *w, const char *type)
+{
+    char key[256];
+
+    stream_key(key, sizeof(key), type, 3);
+    return tse_test_cluster_slot_master(w->cluster, tse_key_slot(key, strlen(key)));
+}
+
+/* Finds, for each master, a type "<prefix>.<n>" whose stream it serves. */
+static void types_on_every_master(const world *w, const char *prefix, char types[][64])
+{
+    bool found[TSE_TEST_CLUSTER_MAX] = {false};
+    int have = 0;
+
+    for (int n = 0; n < 1000 && have < MASTERS; n++) {
+        char type[64];
+        int m;
+
+        snprintf(type, sizeof(type), "%s.t%d", prefix, n);
+        m = master_of_type(w, type);
+        assert_true(m >= 0);
+        if (found[m])
+            continue;
+        found[m] = true;
+        snprintf(types[have++], 64, "%s", type);
+    }
+    assert_int_equal(have, MASTERS);
+}
+
+static PublishResponse *publish(const world *w, const char *type, const char *id, int seq)
+{
+    PublishRequest req = TRACSEQ__EVENTS__V1__PUBLISH_REQUEST__INIT;
+    Event ev = TRACSEQ__EVENTS__V1__EVENT__INIT;
+    Google__Protobuf__Struct data = GOOGLE__PROTOBUF__STRUCT__INIT;
+    PublishResponse *resp = NULL;
+    tse_test_status st;
+    grpc_status_code code;
+    char subject[32];
+
+    snprintf(subject, sizeof(subject), "seq-%d", seq);
+    ev.event_type = (char *)type;
+    ev.source_service = "clustertest";
+    ev.subject = subject;
+    ev.id = (char *)(id ? id : "");
+    ev.payload_case = TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_DATA;
+    ev.data = &data;
+    req.event = &ev;
+    code = tse_test_unary(w->ch, M_PUBLISH, &req.base,
+                          &tracseq__events__v1__publish_response__descriptor,
+                          (ProtobufCMessage **)&resp, &st, TIMEOUT_MS, NULL, NULL);
+    if (code != GRPC_STATUS_OK)
+        fail_msg("publish of %s: status %d '%s'", type, code, st.details);
+    assert_non_null(resp);
+    return resp;
+}
+
+/* Publishes one event of type; returns its stream entry id (caller frees). */
+static char *publish_ok(const world *w, const char *type, int seq)
+{
+    PublishResponse *r = publish(w, type, NULL, seq);
+    char key[256], *id;
+
+    stream_key(key, sizeof(key), type, 3);
+    assert_false(r->duplicate);
+    assert_string_equal(r->stream, key);
+    id = strdup(r->stream_id);
+    assert_non_null(id);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    return id;
+}
+
+/* What node i answers to a command (caller frees), failing when nothing. */
+static char *node_cmd(const world *w, int i, const char *fmt, const char *arg)
+{
+    char *out = tse_test_redis_cmd(w->cluster->nodes[i], fmt, arg);
+
+    assert_non_null(out);
+    return out;
+}
+
+static long long stream_length_on(const world *w, int node, const char *type)
+{
+    char key[256], *out;
+    long long n;
+
+    stream_key(key, sizeof(key), type, 3);
+    out = node_cmd(w, node, "XLEN %s", key);
+    n = strtoll(out, NULL, 10);
+    free(out);
+    return n;
+}
+
+/* ---- the tests ---- */
+
+static void test_events_are_stored_on_the_master_of_their_slot(void **state)
+{
+    world *w = *state;
+    char types[MASTERS][64], key[256], members_key[256];
+    int set_master;
+
+    types_on_every_master(w, "smoke.store", types);
+    for (int i = 0; i < MASTERS; i++) {
+        char *id = publish_ok(w, types[i], i);
+        int m = master_of_type(w, types[i]);
+        char *out;
+
+        stream_key(key, sizeof(key), types[i], 3);
+        out = node_cmd(w, m, "XRANGE %s - +", key);
+        if (strstr(out, id) == NULL || strstr(out, types[i]) == NULL)
+            fail_msg("%s on master %d: XRANGE does not hold %s: %s", types[i], m, id, out);
+        free(out);
+        free(id);
+        assert_int_equal(stream_length_on(w, m, types[i]), 1);
+    }
+    /* Every stream registered, in the stream set on its own master. */
+    snprintf(members_key, sizeof(members_key), "%s", TSE_STREAMS_KEY);
+    set_master =
+        tse_test_cluster_slot_master(w->cluster, tse_key_slot(members_key, strlen(members_key)));
+    assert_true(set_master >= 0);
+    for (int i = 0; i < MASTERS; i++) {
+        char *out;
+
+        stream_key(key, sizeof(key), types[i], 3);
+        out = node_cmd(w, set_master, "SISMEMBER " TSE_STREAMS_KEY " %s", key);
+        if (strcmp(out, "1") != 0)
+            fail_msg("%s is not in the stream set: %s", key, out);
+        free(out);
+    }
+}
+
+static void test_a_client_set_id_is_deduplicated_on_its_types_master(void **state)
+{
+    world *w = *state;
+    char types[MASTERS][64];
+
+    types_on_every_master(w, "smoke.dedup", types);
+    for (int i = 0; i < MASTERS; i++) {
+        char id[64];
+        PublishResponse *first, *again;
+
+        snprintf(id, sizeof(id), "00000000-0000-4000-8000-%012d", i + 1);
+        first = publish(w, types[i], id, i);
+        again = publish(w, types[i], id, i);
+        assert_false(first->duplicate);
+        assert_true(again->duplicate);
+        assert_string_equal(again->stream_id, first->stream_id);
+        assert_int_equal(stream_length_on(w, master_of_type(w, types[i]), types[i]), 1);
+        protobuf_c_message_free_unpacked(&first->base, NULL);
+        protobuf_c_message_free_unpacked(&again->base, NULL);
+    }
+}
+
+/* The length GetStats reports for a type's streams; -1 when it lists none. */
+static long long reported_length(const Stats *stats, const char *type)
+{
+    for (size_t i = 0; i < stats->n_stream_lengths; i++)
+        if (strcmp(stats->stream_lengths[i]->key, type) == 0)
+            return (long long)stats->stream_lengths[i]->value;
+    return -1;
+}
+
+/* GetStats' stream lengths come from an XLEN on each stream's master. */
+static void test_get_stats_reports_streams_of_every_master(void **state)
+{
+    world *w = *state;
+    Tracseq__Events__V1__GetStatsRequest req = TRACSEQ__EVENTS__V1__GET_STATS_REQUEST__INIT;
+    char types[MASTERS][64];
+    Stats *stats = NULL;
+    tse_test_status st;
+
+    types_on_every_master(w, "smoke.stats", types);
+    for (int i = 0; i < MASTERS; i++)
+        for (int k = 0; k <= i; k++)
+            free(publish_ok(w, types[i], k));
+    assert_int_equal(tse_test_unary(w->ch, M_STATS, &req.base,
+                                    &tracseq__events__v1__stats__descriptor,
+                                    (ProtobufCMessage **)&stats, &st, TIMEOUT_MS, NULL, NULL),
+                     GRPC_STATUS_OK);
+    assert_non_null(stats);
+    assert_true(stats->redis_connected);
+    for (int i = 0; i < MASTERS; i++)
+        assert_int_equal(reported_length(stats, types[i]), i + 1);
+    protobuf_c_message_free_unpacked(&stats->base, NULL);
+}
+
+static uint32_t subscribers_of(const world *w, const char *name)
+{
+    Tracseq__Events__V1__GetSubscriptionRequest req =
+        TRACSEQ__EVENTS__V1__GET_SUBSCRIPTION_REQUEST__INIT;
+    Subscription *out = NULL;
+    tse_test_status st;
+    uint32_t n = 0;
+
+    req.name = (char *)name;
+    if (tse_test_unary(w->ch, M_GET, &req.base, &tracseq__events__v1__subscription__descriptor,
+                       (ProtobufCMessage **)&out, &st, TIMEOUT_MS, NULL, NULL) == GRPC_STATUS_OK &&
+        out != NULL && out->stats != NULL)
+        n = out->stats->active_subscribers;
+    if (out != NULL)
+        protobuf_c_message_free_unpacked(&out->base, NULL);
+    return n;
+}
+
+static tse_test_stream *subscribe(const world *w, const char *name, const char *pattern)
+{
+    Subscription sub = TRACSEQ__EVENTS__V1__SUBSCRIPTION__INIT;
+    Tracseq__Events__V1__CreateSubscriptionRequest create =
+        TRACSEQ__EVENTS__V1__CREATE_SUBSCRIPTION_REQUEST__INIT;
+    Tracseq__Events__V1__SubscribeRequest req = TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__INIT;
+    char *patterns[1] = {(char *)pattern};
+    Subscription *out = NULL;
+    tse_test_status st;
+    tse_test_stream *s;
+    grpc_status_code code;
+
+    sub.name = (char *)name;
+    sub.event_types = patterns;
+    sub.n_event_types = 1;
+    sub.start = TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_LATEST;
+    sub.ack_deadline_ms = 30000;
+    sub.auto_ack = true;
+    create.subscription = &sub;
+    code = tse_test_unary(w->ch, M_CREATE, &create.base,
+                          &tracseq__events__v1__subscription__descriptor, (ProtobufCMessage **)&out,
+                          &st, TIMEOUT_MS, NULL, NULL);
+    if (code != GRPC_STATUS_OK)
+        fail_msg("CreateSubscription %s: status %d '%s'", name, code, st.details);
+    protobuf_c_message_free_unpacked(&out->base, NULL);
+    s = tse_test_stream_open(w->ch, M_SUBSCRIBE, 300000, NULL, NULL);
+    req.request_case = TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__REQUEST_SUBSCRIPTION_NAME;
+    req.subscription_name = (char *)name;
+    assert_true(tse_test_stream_send(s, &req.base));
+    TSE_TEST_AWAIT(subscribers_of(w, name) == 1, TIMEOUT_MS, "a subscriber of %s attached", name);
+    return s;
+}
+
+static void test_a_pattern_subscription_receives_types_on_every_master(void **state)
+{
+    world *w = *state;
+    char types[MASTERS][64];
+    int seen[MASTERS] = {0};
+    tse_test_stream *s;
+
+    types_on_every_master(w, "smoke.sub", types);
+    s = subscribe(w, "smoke-sub", "smoke.sub.*");
+    for (int i = 0; i < MASTERS; i++)
+        free(publish_ok(w, types[i], i));
+    for (int got = 0; got < MASTERS; got++) {
+        Delivery *d = (Delivery *)tse_test_stream_recv(
+            s, &tracseq__events__v1__delivery__descriptor, TIMEOUT_MS, NULL);
+        int k = -1;
+
+        if (d == NULL)
+            fail_msg("%d of %d deliveries came", got, MASTERS);
+        assert_non_null(d->event);
+        for (int i = 0; i < MASTERS; i++)
+            if (strcmp(d->event->event_type, types[i]) == 0)
+                k = i;
+        if (k < 0)
+            fail_msg("a delivery of %s, not published here", d->event->event_type);
+        seen[k]++;
+        protobuf_c_message_free_unpacked(&d->base, NULL);
+    }
+    for (int i = 0; i < MASTERS; i++)
+        assert_int_equal(seen[i], 1);
+    tse_test_stream_cancel(s);
+}
+
+/*
+ * The slot of a type's stream moves from its master to another, in the
+ * steps of a live resharding, with a publish at each: before the keys
+ * moved (the source has the stream: it runs there), after (the source
+ * answers ASK: ASKING then the command on the target), and once the slot
+ * is the target's (MOVED: the service refreshes its map).
+ */
+static void test_a_publish_during_a_slot_migration_succeeds(void **state)
+{
+    world *w = *state;
+    char types[MASTERS][64], key[256];
+    const char *type;
+    unsigned slot;
+    int from, to;
+
+    types_on_every_master(w, "smoke.move", types);
+    type = types[0];
+    stream_key(key, sizeof(key), type, 3);
+    slot = tse_key_slot(key, strlen(key));
+    from = master_of_type(w, type);
+    to = master_of_type(w, types[1]);
+    assert_true(from != to);
+
+    free(publish_ok(w, type, 0));
+    assert_true(tse_test_cluster_slot_begin(w->cluster, slot, to));
+    free(publish_ok(w, type, 1));
+    assert_true(tse_test_cluster_slot_move_keys(w->cluster, slot, to, 100) >= 1);
+    free(publish_ok(w, type, 2));
+    assert_true(tse_test_cluster_slot_finish(w->cluster, slot, to));
+    free(publish_ok(w, type, 3));
+    free(publish_ok(w, type, 4));
+
+    assert_int_equal(tse_test_cluster_slot_master(w->cluster, slot), to);
+    assert_int_equal(stream_length_on(w, to, type), 5);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_events_are_stored_on_the_master_of_their_slot),
+        cmocka_unit_test(test_a_client_set_id_is_deduplicated_on_its_types_master),
+        cmocka_unit_test(test_get_stats_reports_streams_of_every_master),
+        cmocka_unit_test(test_a_pattern_subscription_receives_types_on_every_master),
+        cmocka_unit_test(test_a_publish_during_a_slot_migration_succeeds),
+    };
+
+    return cmocka_run_group_tests(tests, world_up, world_down);
+}
