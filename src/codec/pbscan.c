@@ -41,6 +41,7 @@ typedef struct frame {
     size_t index;                        /* its element index */
     const uint8_t *key;                  /* a map entry's key, once read (valid text) */
     size_t key_len;
+    uint64_t messages_seen; /* singular message fields read here, by index in desc */
 } frame;
 
 /* The path is built only when there is an error to name: frames record how
@@ -53,6 +54,7 @@ typedef struct scan {
     char path[TSE_ERROR_FIELD_MAX];
     size_t path_len;
     tse_error *err;
+    tse_pbscan_info info;
 } scan;
 
 /* ---- descriptors ---------------------------------------------------------- */
@@ -227,6 +229,17 @@ static tse_pbscan_verdict enter(scan *s, const ProtobufCFieldDescriptor *fd, con
     return TSE_PBSCAN_OK;
 }
 
+/* A singular message field fd read in frame f: a second one is noted. */
+static void note_message(scan *s, frame *f, const ProtobufCFieldDescriptor *fd)
+{
+    size_t index = (size_t)(fd - f->desc->fields);
+    uint64_t bit = index < 64 ? (uint64_t)1 << index : 0;
+
+    if (bit == 0 || (f->messages_seen & bit) != 0)
+        s->info.message_repeated = true;
+    f->messages_seen |= bit;
+}
+
 /* A length-delimited field's n bytes at p, in frame f. Enters messages;
  * checks strings. *descend is set when a frame was entered. */
 static tse_pbscan_verdict delimited(scan *s, frame *f, uint32_t id, const uint8_t *p, size_t n,
@@ -239,6 +252,8 @@ static tse_pbscan_verdict delimited(scan *s, frame *f, uint32_t id, const uint8_
     if (fd == NULL)
         return TSE_PBSCAN_OK; /* unknown: kept as bytes, never unpacked further */
     if (fd->type == PROTOBUF_C_TYPE_MESSAGE && fd->descriptor != NULL) {
+        if (fd->label != PROTOBUF_C_LABEL_REPEATED)
+            note_message(s, f, fd);
         *descend = true;
         return enter(s, fd, p + n);
     }
@@ -314,6 +329,13 @@ static tse_pbscan_verdict field(scan *s, const uint8_t **p)
 tse_pbscan_verdict tse_pbscan(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
                               size_t len, unsigned max_depth, tse_error *err)
 {
+    return tse_pbscan_with(desc, data, len, max_depth, NULL, err);
+}
+
+tse_pbscan_verdict tse_pbscan_with(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
+                                   size_t len, unsigned max_depth, tse_pbscan_info *info,
+                                   tse_error *err)
+{
     static const uint8_t none[1];
     const uint8_t *p = data ? data : none;
     tse_pbscan_verdict v = TSE_PBSCAN_OK;
@@ -324,6 +346,7 @@ tse_pbscan_verdict tse_pbscan(const ProtobufCMessageDescriptor *desc, const uint
     s->path[0] = '\0';
     s->path_len = 0;
     s->err = err;
+    s->info.message_repeated = false;
     s->top = 1;
     memset(&s->frames[0], 0, sizeof(s->frames[0]));
     s->frames[0].desc = desc;
@@ -337,6 +360,8 @@ tse_pbscan_verdict tse_pbscan(const ProtobufCMessageDescriptor *desc, const uint
         }
         v = field(s, &p);
     }
+    if (info != NULL)
+        *info = s->info;
     return v;
 }
 
@@ -464,4 +489,27 @@ bool tse_pbscan_bytes(const uint8_t *data, size_t len, uint32_t field_id, const 
         }
     }
     return found;
+}
+
+bool tse_pbscan_next(const uint8_t *data, size_t len, size_t *pos, tse_pbscan_field *f)
+{
+    const uint8_t *p, *end, *value;
+    uint64_t tag, v = 0;
+
+    if (data == NULL || *pos >= len)
+        return false;
+    p = data + *pos;
+    end = data + len;
+    if (!read_varint(&p, end, &tag) || tag >> 3 == 0 || tag >> 3 > UINT32_MAX)
+        return false;
+    value = p;
+    if (!skip_value(&p, end, (unsigned)(tag & 7), &v))
+        return false;
+    f->id = (uint32_t)(tag >> 3);
+    f->wire = (unsigned)(tag & 7);
+    f->varint = f->wire == 0 ? v : 0;
+    f->data = f->wire == 2 ? p - v : value;
+    f->len = (size_t)(p - f->data);
+    *pos = (size_t)(p - data);
+    return true;
 }

@@ -63,6 +63,21 @@ typedef enum tse_pbscan_verdict {
 tse_pbscan_verdict tse_pbscan(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
                               size_t len, unsigned max_depth, tse_error *err);
 
+/* What a scan noticed besides its verdict. */
+typedef struct tse_pbscan_info {
+    /* A singular message field occurs more than once within one message
+     * (at any depth; conservatively also a field past the 64th of its
+     * message). protobuf-c keeps the last occurrence, where the protobuf
+     * spec merges them: other parsers read such bytes differently, so they
+     * are never stored as they came (domain/envelope.h). */
+    bool message_repeated;
+} tse_pbscan_info;
+
+/* tse_pbscan, filling *info (may be NULL) as it goes. */
+tse_pbscan_verdict tse_pbscan_with(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
+                                   size_t len, unsigned max_depth, tse_pbscan_info *info,
+                                   tse_error *err);
+
 /*
  * How many times field field_id occurs at the root of len bytes at data
  * (NULL when len is 0), without unpacking anything: the entries of a
@@ -93,5 +108,23 @@ bool tse_pbscan_timestamp(const uint8_t *data, size_t len, uint32_t field_id, in
  */
 bool tse_pbscan_bytes(const uint8_t *data, size_t len, uint32_t field_id, const uint8_t **value,
                       size_t *value_len);
+
+/* One field at the root of a message, as tse_pbscan_next reads it. */
+typedef struct tse_pbscan_field {
+    uint32_t id;         /* the field number */
+    unsigned wire;       /* its wire type: 0 varint, 1 fixed64, 2 length-delimited, 5 fixed32 */
+    uint64_t varint;     /* wire 0: the value */
+    const uint8_t *data; /* wire 2: the value's bytes (into the message); 1, 5: the raw bytes */
+    size_t len;          /* wire 1, 2, 5: their length */
+} tse_pbscan_field;
+
+/*
+ * The root field of len bytes at data (NULL when len is 0) that starts at
+ * *pos (0 for the first), without unpacking anything: true with *f set and
+ * *pos moved past it; false at the end (*pos == len) or at a malformed
+ * byte or a group (*pos < len), which tse_pbscan refuses. Nested messages
+ * are not entered: their bytes are the value of a length-delimited field.
+ */
+bool tse_pbscan_next(const uint8_t *data, size_t len, size_t *pos, tse_pbscan_field *f);
 
 #endif

@@ -30,12 +30,12 @@ static void unpack_free(void *data, void *ptr)
     tse_free(ptr);
 }
 
-tse_status tse_pb_check(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
-                        unsigned max_depth, tse_error *err)
+static tse_status check(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+                        unsigned max_depth, tse_pbscan_info *info, tse_error *err)
 {
     char why[TSE_ERROR_MESSAGE_MAX];
 
-    switch (tse_pbscan(desc, data, len, max_depth, err)) {
+    switch (tse_pbscan_with(desc, data, len, max_depth, info, err)) {
     case TSE_PBSCAN_OK: return TSE_OK;
     case TSE_PBSCAN_MALFORMED:
         if (err != NULL) {
@@ -47,8 +47,21 @@ tse_status tse_pb_check(const ProtobufCMessageDescriptor *desc, const uint8_t *d
     }
 }
 
+tse_status tse_pb_check(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+                        unsigned max_depth, tse_error *err)
+{
+    return check(desc, data, len, max_depth, NULL, err);
+}
+
 tse_status tse_pb_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
                          unsigned max_depth, ProtobufCMessage **out, tse_error *err)
+{
+    return tse_pb_unpack_with(desc, data, len, max_depth, out, NULL, err);
+}
+
+tse_status tse_pb_unpack_with(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
+                              size_t len, unsigned max_depth, ProtobufCMessage **out,
+                              tse_pbscan_info *info, tse_error *err)
 {
     unpack_state st = {false};
     ProtobufCAllocator allocator = {unpack_alloc, unpack_free, &st};
@@ -57,7 +70,7 @@ tse_status tse_pb_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *
 
     *out = NULL;
     /* Nesting is bounded before protobuf-c recurses into it. */
-    rc = tse_pb_check(desc, data, len, max_depth, err);
+    rc = check(desc, data, len, max_depth, info, err);
     if (rc != TSE_OK)
         return rc;
     *out = protobuf_c_message_unpack(desc, &allocator, len, data != NULL ? data : empty);

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "codec/pbscan.h"
 #include "common/status.h"
 
 /*
@@ -26,6 +27,12 @@
  */
 tse_status tse_pb_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
                          unsigned max_depth, ProtobufCMessage **out, tse_error *err);
+
+/* tse_pb_unpack, also filling *info (may be NULL) with what the scan
+ * noticed (pbscan.h). */
+tse_status tse_pb_unpack_with(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
+                              size_t len, unsigned max_depth, ProtobufCMessage **out,
+                              tse_pbscan_info *info, tse_error *err);
 
 /*
  * The scan alone, with the error tse_pb_unpack would report: TSE_OK or

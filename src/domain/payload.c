@@ -188,14 +188,29 @@ static void replace_payload(Tracseq__Events__V1__Event *ev,
  * *misfit, e.g. TSE_NOMEM), which no mode forgives.
  */
 
+/* Whether tse_payload_stamp would set a field of msg. */
+static bool stamps_unset(const tse_catalog_entry *e, const ProtobufCMessage *msg)
+{
+    for (const tse_field_spec *spec = e->fields; spec->name != NULL; spec++) {
+        const ProtobufCFieldDescriptor *f;
+        if (spec->rule != TSE_FIELD_STAMP)
+            continue;
+        f = field_of(e->descriptor, spec->name, PROTOBUF_C_TYPE_MESSAGE);
+        if (f == NULL || *(void *const *)((const char *)msg + f->offset) == NULL)
+            return true;
+    }
+    return false;
+}
+
 static tse_status fit_typed(Tracseq__Events__V1__Event *ev, const tse_catalog_entry *e,
-                            tse_error *misfit)
+                            tse_error *misfit, bool *changed)
 {
     ProtobufCMessage *msg = payload_message(ev);
     tse_status st = tse_payload_check(e, msg, misfit);
 
     if (st != TSE_OK)
         return st;
+    *changed = stamps_unset(e, msg);
     return tse_payload_stamp(e, msg, ev->timestamp->seconds, ev->timestamp->nanos, misfit);
 }
 
@@ -212,7 +227,7 @@ static void codec_misfit(const tse_catalog_entry *e, tse_error *misfit)
 }
 
 static tse_status fit_struct(Tracseq__Events__V1__Event *ev, const tse_catalog_entry *e,
-                             tse_error *misfit)
+                             tse_error *misfit, bool *changed)
 {
     ProtobufCMessage *typed = NULL;
     json_t *json = tse_pbjson_from_struct(ev->data);
@@ -234,10 +249,13 @@ static tse_status fit_struct(Tracseq__Events__V1__Event *ev, const tse_catalog_e
         return st;
     }
     replace_payload(ev, e->payload_case, typed);
+    *changed = true;
     return TSE_OK;
 }
 
-static tse_status fit(Tracseq__Events__V1__Event *ev, const tse_catalog_entry *e, tse_error *misfit)
+/* *changed: set when the payload is no longer as decoded (stamped, converted). */
+static tse_status fit(Tracseq__Events__V1__Event *ev, const tse_catalog_entry *e, tse_error *misfit,
+                      bool *changed)
 {
     if (e == NULL) {
         if (ev->payload_case == PAYLOAD_DATA)
@@ -248,9 +266,9 @@ static tse_status fit(Tracseq__Events__V1__Event *ev, const tse_catalog_entry *e
                              ev->event_type, payload_name(ev));
     }
     if (ev->payload_case == e->payload_case)
-        return fit_typed(ev, e, misfit);
+        return fit_typed(ev, e, misfit, changed);
     if (ev->payload_case == PAYLOAD_DATA)
-        return fit_struct(ev, e, misfit);
+        return fit_struct(ev, e, misfit, changed);
     return tse_error_set(misfit, TSE_INVALID, "payload",
                          "payload %s does not fit event type %s, which takes %s", payload_name(ev),
                          e->event_type, e->payload_field);
@@ -322,8 +340,10 @@ static tse_status fall_back(Tracseq__Events__V1__Event *ev, const tse_error *mis
                             tse_prepare_result *result, tse_error *err)
 {
     char reason[TSE_ERROR_FIELD_MAX + TSE_ERROR_MESSAGE_MAX + 2];
-    tse_status st = to_data(ev, err);
+    tse_status st;
 
+    result->payload_changed = true; /* even part-way: the caller then discards the event */
+    st = to_data(ev, err);
     if (st != TSE_OK)
         return st;
     snprintf(reason, sizeof(reason), "%s: %s", misfit->field, misfit->message);
@@ -347,6 +367,7 @@ tse_status tse_event_prepare_payload(Tracseq__Events__V1__Event *ev, tse_validat
     tse_status st;
 
     result->schema_valid = true;
+    result->payload_changed = false;
     tse_error_clear(&result->schema_error);
     if (ev->timestamp == NULL)
         return tse_error_set(err, TSE_INTERNAL, "timestamp", "the event has no timestamp yet");
@@ -358,7 +379,7 @@ tse_status tse_event_prepare_payload(Tracseq__Events__V1__Event *ev, tse_validat
     if (st != TSE_OK)
         return st;
     tse_error_clear(&misfit);
-    st = fit(ev, tse_catalog_find(ev->event_type), &misfit);
+    st = fit(ev, tse_catalog_find(ev->event_type), &misfit, &result->payload_changed);
     if (st == TSE_INVALID && mode == TSE_VALIDATION_LENIENT)
         return fall_back(ev, &misfit, result, err);
     if (st != TSE_OK && err != NULL)

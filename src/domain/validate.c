@@ -323,6 +323,7 @@ tse_status tse_event_prepare(Tracseq__Events__V1__Event *ev, tse_validation_mode
         result = &scratch;
     result->id_generated = false;
     result->schema_valid = true;
+    result->payload_changed = false;
     tse_error_clear(&result->schema_error);
     tse_error_clear(err);
     st = prepare(ev, mode, now_seconds, now_nanos, fallback_correlation_id, result, err);

@@ -34,6 +34,10 @@ typedef struct tse_prepare_result {
     bool id_generated;      /* the server made the id (so no dedup) */
     bool schema_valid;      /* false: lenient fallback to generic data */
     tse_error schema_error; /* why, when !schema_valid */
+    /* The payload or the metadata are no longer as decoded: converted from
+     * `data`, stamped, or the lenient fallback. False: only root fields of
+     * the envelope were set (domain/envelope.h reuses the client's bytes). */
+    bool payload_changed;
 } tse_prepare_result;
 
 /* ---- formats (format.c) ----------------------------------------------- */

@@ -31,6 +31,7 @@ static void call_free(tse_call *c)
         grpc_byte_buffer_destroy(c->payload);
     if (c->request)
         protobuf_c_message_free_unpacked(c->request, NULL);
+    grpc_slice_unref(c->request_bytes);
     if (c->response)
         grpc_byte_buffer_destroy(c->response);
     grpc_slice_unref(c->status_details);
@@ -224,9 +225,16 @@ static bool over_bound(const ProtobufCMessageDescriptor *desc, grpc_slice all, s
 ProtobufCMessage *tse_decode_bounded(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
                                      size_t max_entries, tse_error *err)
 {
+    return tse_decode_keeping(bb, desc, max_entries, NULL, err);
+}
+
+ProtobufCMessage *tse_decode_keeping(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
+                                     size_t max_entries, grpc_slice *bytes, tse_error *err)
+{
     grpc_byte_buffer_reader reader;
     ProtobufCMessage *msg = NULL;
     grpc_slice all = grpc_empty_slice();
+    tse_pbscan_info info = {false};
 
     if (bb != NULL) {
         if (!grpc_byte_buffer_reader_init(&reader, bb)) {
@@ -238,9 +246,12 @@ ProtobufCMessage *tse_decode_bounded(grpc_byte_buffer *bb, const ProtobufCMessag
     }
     /* Scanned (nesting bounded) before protobuf-c recurses into it. */
     if (!over_bound(desc, all, max_entries, err))
-        tse_pb_unpack(desc, GRPC_SLICE_START_PTR(all), GRPC_SLICE_LENGTH(all), TSE_PBJSON_MAX_DEPTH,
-                      &msg, err);
-    grpc_slice_unref(all);
+        tse_pb_unpack_with(desc, GRPC_SLICE_START_PTR(all), GRPC_SLICE_LENGTH(all),
+                           TSE_PBJSON_MAX_DEPTH, &msg, &info, err);
+    if (bytes != NULL && msg != NULL && !info.message_repeated)
+        *bytes = all;
+    else
+        grpc_slice_unref(all);
     return msg;
 }
 

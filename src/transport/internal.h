@@ -58,6 +58,7 @@ typedef struct tse_method {
     /* Non-zero: field 1 of the request is a batch of at most this many
      * entries (tse_decode_bounded). */
     size_t max_entries;
+    bool keeps_bytes;    /* the request's bytes stay in c->request_bytes until the call is freed */
     bool counts_invalid; /* a refused request counts as an invalid event */
     bool open;           /* needs no identity when authentication is on (health) */
     /* Called on a worker when the call arrives; must eventually finish it. */
@@ -86,6 +87,7 @@ struct tse_call {
     grpc_metadata_array metadata;
     grpc_byte_buffer *payload; /* unary/server-streaming request, as received */
     ProtobufCMessage *request; /* ... decoded (method->request), freed with the call */
+    grpc_slice request_bytes;  /* ... its bytes, when method->keeps_bytes (else empty) */
     gpr_timespec deadline;
     tse_tag arrived;
     pthread_mutex_t lock;
@@ -265,6 +267,15 @@ ProtobufCMessage *tse_decode(grpc_byte_buffer *bb, const ProtobufCMessageDescrip
  * unpacked, so a batch's limit also bounds what decoding it allocates. */
 ProtobufCMessage *tse_decode_bounded(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
                                      size_t max_entries, tse_error *err);
+
+/* tse_decode_bounded, also handing the message's bytes to *bytes (caller
+ * unrefs; NULL: not kept), so that the handler can reuse what the client
+ * packed (publish: domain/envelope.h), when it decoded and no singular
+ * message field occurs twice in one message of it (protobuf-c keeps the
+ * last, the protobuf spec merges them: such bytes are never stored as they
+ * came, pbscan.h). *bytes is untouched otherwise. */
+ProtobufCMessage *tse_decode_keeping(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
+                                     size_t max_entries, grpc_slice *bytes, tse_error *err);
 
 /* tse_decode's scan alone, for a handler that unpacks the bytes itself
  * (reflection): false with err set as tse_decode sets it. */

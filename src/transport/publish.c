@@ -32,7 +32,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "codec/pbscan.h"
 #include "domain/cloudevent.h"
+#include "domain/envelope.h"
 #include "domain/trace.h"
 #include "domain/validate.h"
 #include "obs/log.h"
@@ -66,10 +68,54 @@ static void copy_str(char *dst, size_t len, const char *src)
     dst[n] = '\0';
 }
 
+/* The bytes an event arrived in, within its request's (data NULL: not
+ * known, e.g. a CloudEvent's mapping: the event is packed). */
+typedef struct wire {
+    const uint8_t *data;
+    size_t len;
+} wire;
+
+#define NO_WIRE ((wire){NULL, 0})
+
+/*
+ * The next occurrence of field 1 (a PublishRequest's event, a batch's
+ * events[i]) at the root of the request's bytes, from *pos on: the event
+ * bytes protobuf-c unpacked into that entry. NO_WIRE when there is none.
+ * By pointer: a small slice holds its bytes in the struct itself, so a copy
+ * of it would hand out pointers into the copy.
+ */
+static wire next_event_wire(const grpc_slice *request, size_t *pos)
+{
+    const uint8_t *data = GRPC_SLICE_START_PTR(*request);
+    size_t len = GRPC_SLICE_LENGTH(*request);
+    tse_pbscan_field f;
+
+    while (tse_pbscan_next(data, len, pos, &f))
+        if (f.id == 1 && f.wire == 2)
+            return (wire){f.data, f.len};
+    return NO_WIRE;
+}
+
+/* The stored envelope of the prepared ev: the client's bytes with the
+ * fields the server set appended when they can be reused (domain/
+ * envelope.h), else ev packed. */
+static tse_status envelope_of(const Tracseq__Events__V1__Event *ev, wire w,
+                              const tse_prepare_result *res, prepared *p, tse_error *err)
+{
+    if (tse_event_envelope_reuse(w.data, w.len, ev, res, &p->envelope, &p->envelope_len))
+        return TSE_OK;
+    p->envelope_len = protobuf_c_message_get_packed_size(&ev->base);
+    p->envelope = malloc(p->envelope_len ? p->envelope_len : 1);
+    if (p->envelope == NULL)
+        return tse_error_set(err, TSE_NOMEM, NULL, "out of memory");
+    protobuf_c_message_pack(&ev->base, p->envelope);
+    return TSE_OK;
+}
+
 /* Validates and stamps ev (taking the call's trace context when it has
- * none), then packs it. On failure err names the field (within the event)
- * and nothing is allocated. */
-static tse_status prepare_event(tse_call *c, Tracseq__Events__V1__Event *ev, prepared *p,
+ * none), then makes its envelope from w. On failure err names the field
+ * (within the event) and nothing is allocated. */
+static tse_status prepare_event(tse_call *c, Tracseq__Events__V1__Event *ev, wire w, prepared *p,
                                 tse_error *err)
 {
     tse_server *s = c->server;
@@ -96,11 +142,8 @@ static tse_status prepare_event(tse_call *c, Tracseq__Events__V1__Event *ev, pre
     p->ts_nanos = (int32_t)now.tv_nsec;
     p->schema_valid = res.schema_valid;
     p->dedup = !res.id_generated;
-    p->envelope_len = protobuf_c_message_get_packed_size(&ev->base);
-    p->envelope = malloc(p->envelope_len ? p->envelope_len : 1);
-    if (p->envelope == NULL)
-        return tse_error_set(err, TSE_NOMEM, NULL, "out of memory");
-    protobuf_c_message_pack(&ev->base, p->envelope);
+    if ((st = envelope_of(ev, w, &res, p, err)) != TSE_OK)
+        return st;
     if (!res.schema_valid) {
         char why[TSE_ERROR_FIELD_MAX + TSE_ERROR_MESSAGE_MAX + 4];
         tse_stats_add(s->stats, TSE_STAT_SCHEMA_INVALID, 1);
@@ -134,8 +177,8 @@ static const char *place_prefix(long index, char *buf, size_t len)
 /* Prepares one event, once the caller may publish it (type, source_service,
  * rate: access.c); a bad field is named under the event's place ("event",
  * "events[3]"). */
-static tse_status prepare_one(tse_call *c, Tracseq__Events__V1__Event *ev, long index, prepared *p,
-                              tse_error *err)
+static tse_status prepare_one(tse_call *c, Tracseq__Events__V1__Event *ev, wire w, long index,
+                              prepared *p, tse_error *err)
 {
     char prefix[32];
     tse_status st;
@@ -143,7 +186,7 @@ static tse_status prepare_one(tse_call *c, Tracseq__Events__V1__Event *ev, long 
     if (ev == NULL)
         return tse_error_set(err, TSE_INVALID, place_prefix(index, prefix, sizeof(prefix)),
                              "is required");
-    st = prepare_event(c, ev, p, err);
+    st = prepare_event(c, ev, w, p, err);
     if (st != TSE_OK) {
         tse_error_prefix_field(err, place_prefix(index, prefix, sizeof(prefix)));
         return st;
@@ -187,11 +230,18 @@ static bool trace_metadata_ok(tse_call *c)
     return false;
 }
 
-/* Prepares the event of a decoded PublishRequest. */
+/* Prepares the event of a decoded PublishRequest, whose bytes are request
+ * (empty: not kept). An event field sent twice was merged by unpacking: its
+ * bytes are not one piece, so the event is packed. */
 static tse_status prepare_request(tse_call *c, Tracseq__Events__V1__PublishRequest *req,
-                                  prepared *p, tse_error *err)
+                                  const grpc_slice *request, prepared *p, tse_error *err)
 {
-    return prepare_one(c, req->event, SINGLE, p, err);
+    size_t pos = 0;
+    wire w = next_event_wire(request, &pos);
+
+    if (w.data != NULL && next_event_wire(request, &pos).data != NULL)
+        w = NO_WIRE;
+    return prepare_one(c, req->event, w, SINGLE, p, err);
 }
 
 static void msg_of(const prepared *p, tse_publish_msg *msg)
@@ -294,6 +344,15 @@ static void publish_stored(void *arg, const tse_publish_result *r)
     tse_call_finish_unary(&pc->base, &resp.base, NULL);
 }
 
+/* Frees a unary call's request and its bytes (method keeps_bytes). */
+static void release_request(tse_call *c)
+{
+    protobuf_c_message_free_unpacked(c->request, NULL);
+    c->request = NULL;
+    grpc_slice_unref(c->request_bytes);
+    c->request_bytes = grpc_empty_slice();
+}
+
 /*
  * The unary publishes' common end, once the request was prepared (st):
  * frees the request (the envelope is packed: it is not needed while Redis
@@ -304,8 +363,7 @@ static void publish_prepared(publish_call *pc, tse_status st, tse_error *err)
     tse_call *c = &pc->base;
     tse_server *s = c->server;
 
-    protobuf_c_message_free_unpacked(c->request, NULL);
-    c->request = NULL;
+    release_request(c);
     if (st != TSE_OK) {
         tse_stats_add(s->stats, TSE_STAT_INVALID, 1);
         tse_call_fail(c, err);
@@ -333,7 +391,8 @@ static void publish_start(tse_call *c)
         return;
     tse_error_clear(&err);
     pc->p.start_us = c->start_us;
-    st = prepare_request(c, (Tracseq__Events__V1__PublishRequest *)c->request, &pc->p, &err);
+    st = prepare_request(c, (Tracseq__Events__V1__PublishRequest *)c->request, &c->request_bytes,
+                         &pc->p, &err);
     publish_prepared(pc, st, &err);
 }
 
@@ -344,6 +403,7 @@ const tse_method tse_method_publish = {
     .backlog = 64,
     .call_size = sizeof(publish_call),
     .request = &tracseq__events__v1__publish_request__descriptor,
+    .keeps_bytes = true,
     .counts_invalid = true,
     .start = publish_start,
     .release = publish_release,
@@ -372,7 +432,7 @@ static tse_status prepare_cloudevent(tse_call *c,
         (st = tse_ce_envelope_event(env, &ev, err)) != TSE_OK)
         tse_error_prefix_field(err, "event");
     else
-        st = prepare_one(c, ev, SINGLE, p, err);
+        st = prepare_one(c, ev, NO_WIRE, SINGLE, p, err);
     if (ev != NULL)
         protobuf_c_message_free_unpacked(&ev->base, NULL);
     json_decref(env);
@@ -475,15 +535,20 @@ static uint64_t slot_errors(const slot *sl)
     return n;
 }
 
-/* Prepares the events of a decoded batch, each alone: a bad one fails with
- * its field named under "events[i]", the others go on. */
-static void prepare_batch(tse_call *c, Tracseq__Events__V1__PublishBatchRequest *req, slot *sl,
-                          int64_t start_us)
+/* Prepares the events of a decoded batch, whose bytes are request (empty:
+ * not kept), each alone: a bad one fails with its field named under
+ * "events[i]", the others go on. Each entry of the repeated field is one
+ * occurrence on the wire, in order. */
+static void prepare_batch(tse_call *c, Tracseq__Events__V1__PublishBatchRequest *req,
+                          const grpc_slice *request, slot *sl, int64_t start_us)
 {
+    size_t pos = 0;
+
     for (size_t i = 0; i < sl->n; i++) {
         item *it = &sl->items[i];
+        wire w = next_event_wire(request, &pos);
         it->p.start_us = start_us;
-        if (prepare_one(c, req->events[i], (long)i, &it->p, &it->err) != TSE_OK)
+        if (prepare_one(c, req->events[i], w, (long)i, &it->p, &it->err) != TSE_OK)
             tse_stats_add(c->server->stats, TSE_STAT_INVALID, 1);
     }
 }
@@ -686,10 +751,9 @@ static void batch_start(tse_call *c)
         tse_call_fail(c, &err);
         return;
     }
-    prepare_batch(c, req, bc->sl, c->start_us);
-    /* The envelopes are packed: the request is not needed while Redis works. */
-    protobuf_c_message_free_unpacked(c->request, NULL);
-    c->request = NULL;
+    prepare_batch(c, req, &c->request_bytes, bc->sl, c->start_us);
+    /* The envelopes are made: the request is not needed while Redis works. */
+    release_request(c);
     pthread_mutex_lock(&c->lock);
     c->refs++; /* held across the finish below */
     if (!slot_submit_locked(bc->sl, tse_broker_pick_lane(c->server->broker)))
@@ -706,6 +770,7 @@ const tse_method tse_method_publish_batch = {
     .call_size = sizeof(batch_call),
     .request = &tracseq__events__v1__publish_batch_request__descriptor,
     .max_entries = TSE_PUBLISH_BATCH_MAX_EVENTS,
+    .keeps_bytes = true,
     .counts_invalid = true,
     .start = batch_start,
     .release = batch_release,
@@ -855,22 +920,24 @@ static void slot_answered_locked(slot *sl)
 static slot *stream_prepare_batch(stream_call *sc, grpc_byte_buffer *bb, int64_t start_us)
 {
     Tracseq__Events__V1__PublishBatchRequest *req;
+    grpc_slice bytes = grpc_empty_slice();
     tse_error err;
     slot *sl;
 
     tse_error_clear(&err);
-    req = (Tracseq__Events__V1__PublishBatchRequest *)tse_decode_bounded(
+    req = (Tracseq__Events__V1__PublishBatchRequest *)tse_decode_keeping(
         bb, &tracseq__events__v1__publish_batch_request__descriptor, TSE_PUBLISH_BATCH_MAX_EVENTS,
-        &err);
+        &bytes, &err);
     sl = slot_create(&sc->base, req ? req->n_events : 0, true);
     if (sl != NULL && req != NULL)
-        prepare_batch(&sc->base, req, sl, start_us);
+        prepare_batch(&sc->base, req, &bytes, sl, start_us);
     if (sl != NULL && req == NULL) {
         tse_stats_add(sc->base.server->stats, TSE_STAT_INVALID, 1);
         sl->err = err;
     }
     if (req != NULL)
         protobuf_c_message_free_unpacked(&req->base, NULL);
+    grpc_slice_unref(bytes);
     return sl;
 }
 
@@ -884,6 +951,7 @@ static slot *stream_prepare(stream_call *sc, grpc_byte_buffer *bb)
 {
     int64_t start_us = tse_clock_us();
     Tracseq__Events__V1__PublishRequest *req;
+    grpc_slice bytes = grpc_empty_slice();
     slot *sl;
 
     if (sc->batch) {
@@ -893,11 +961,12 @@ static slot *stream_prepare(stream_call *sc, grpc_byte_buffer *bb)
     if ((sl = slot_create(&sc->base, 1, false)) == NULL)
         return NULL;
     sl->items[0].p.start_us = start_us;
-    req = (Tracseq__Events__V1__PublishRequest *)tse_decode(
-        bb, &tracseq__events__v1__publish_request__descriptor, &sl->items[0].err);
+    req = (Tracseq__Events__V1__PublishRequest *)tse_decode_keeping(
+        bb, &tracseq__events__v1__publish_request__descriptor, 0, &bytes, &sl->items[0].err);
     if (req != NULL) {
-        prepare_request(&sc->base, req, &sl->items[0].p, &sl->items[0].err);
+        prepare_request(&sc->base, req, &bytes, &sl->items[0].p, &sl->items[0].err);
         protobuf_c_message_free_unpacked(&req->base, NULL);
+        grpc_slice_unref(bytes);
     }
     if (sl->items[0].err.code != TSE_OK)
         tse_stats_add(sc->base.server->stats, TSE_STAT_INVALID, 1);

@@ -69,7 +69,8 @@ static bool request_decoded(tse_call *c)
     if (c->method->streaming_in || c->method->request == NULL)
         return true;
     tse_error_clear(&err);
-    c->request = tse_decode_bounded(c->payload, c->method->request, c->method->max_entries, &err);
+    c->request = tse_decode_keeping(c->payload, c->method->request, c->method->max_entries,
+                                    c->method->keeps_bytes ? &c->request_bytes : NULL, &err);
     if (c->request != NULL)
         return true;
     if (c->method->counts_invalid)
@@ -138,6 +139,7 @@ static void post_request(tse_server *s, const tse_method *m, void *handle, int w
     c->refs = 1; /* the handler's, from arrival until it finishes */
     c->arrived.fn = on_arrived;
     c->status_details = grpc_empty_slice();
+    c->request_bytes = grpc_empty_slice();
     pthread_mutex_init(&c->lock, NULL);
     grpc_metadata_array_init(&c->metadata);
     grpc_call_details_init(&c->details);

@@ -7,7 +7,10 @@
  *
  *   Publish, PublishStream   tse_event_prepare, strict and lenient, then
  *                            the envelope packed as it is stored, which must
- *                            decode again as an Event (subscribers read it)
+ *                            decode again as an Event (subscribers read it);
+ *                            and the envelope the handler builds from the
+ *                            client's bytes instead (domain/envelope.h) when
+ *                            it may, which must decode to the packed one
  *   PublishCloudEvent        the CloudEvent mapped as the handler maps it
  *                            (domain/cloudevent.h: protobuf format -> JSON
  *                            format -> envelope -> Event), then Publish's
@@ -46,6 +49,7 @@
 #include "codec/pbjson.h"
 #include "codec/pbscan.h"
 #include "domain/cloudevent.h"
+#include "domain/envelope.h"
 #include "domain/limits.h"
 #include "domain/operate.h"
 #include "domain/subscription.h"
@@ -148,9 +152,45 @@ static uint8_t *pack(const ProtobufCMessage *msg, size_t *len)
 
 /* ---- Publish --------------------------------------------------------------- */
 
-/* One event prepared as the handler prepares it. */
+/* The envelope built from the event's bytes (wire, NULL when the handler
+ * would not have them), when it is, decodes to the packed one (env). */
+static void reuse_check(const Tracseq__Events__V1__Event *ev, const tse_prepare_result *res,
+                        const uint8_t *wire, size_t wire_len, const uint8_t *env, size_t len)
+{
+    uint8_t *reused = NULL, *again;
+    size_t reused_len, again_len;
+    ProtobufCMessage *back;
+
+    if (wire == NULL || !tse_event_envelope_reuse(wire, wire_len, ev, res, &reused, &reused_len))
+        return;
+    back = protobuf_c_message_unpack(&tracseq__events__v1__event__descriptor, NULL, reused_len,
+                                     reused);
+    FUZZ_CHECK(back != NULL, "a reused envelope (%zu bytes) does not decode", reused_len);
+    again = pack(back, &again_len);
+    FUZZ_CHECK(again_len == len && memcmp(again, env, len) == 0,
+               "a reused envelope decodes to another event than the packed one");
+    free(again);
+    protobuf_c_message_free_unpacked(back, NULL);
+    free(reused);
+}
+
+/* The bytes of the next field 1 (a request's event, a batch's events[i]) at
+ * the root of request from *pos, as the handler finds them; NULL when none. */
+static const uint8_t *event_wire(const grpc_slice *request, size_t *pos, size_t *len)
+{
+    tse_pbscan_field f;
+
+    while (tse_pbscan_next(GRPC_SLICE_START_PTR(*request), GRPC_SLICE_LENGTH(*request), pos, &f))
+        if (f.id == 1 && f.wire == 2) {
+            *len = f.len;
+            return f.data;
+        }
+    return NULL;
+}
+
+/* One event prepared as the handler prepares it (wire: its bytes, or NULL). */
 static void prepare_check(Tracseq__Events__V1__Event *ev, tse_validation_mode mode,
-                          const char *md_corr)
+                          const char *md_corr, const uint8_t *wire, size_t wire_len)
 {
     tse_prepare_result res;
     tse_error err;
@@ -167,6 +207,7 @@ static void prepare_check(Tracseq__Events__V1__Event *ev, tse_validation_mode mo
         FUZZ_CHECK(tse_uuid_valid(ev->id), "prepared id \"%s\"", ev->id);
         FUZZ_CHECK(ev->priority >= 1 && ev->priority <= 5, "priority %d", ev->priority);
         FUZZ_CHECK(mode == TSE_VALIDATION_LENIENT || res.schema_valid, "strict stored a misfit");
+        reuse_check(ev, &res, wire, wire_len, env, len);
         protobuf_c_message_free_unpacked(back, NULL);
         free(env);
     } else {
@@ -174,16 +215,44 @@ static void prepare_check(Tracseq__Events__V1__Event *ev, tse_validation_mode mo
     }
 }
 
+/* As the handlers decode a publish request: its bytes kept (empty when
+ * they may not be reused). */
+static ProtobufCMessage *decode_keeping(const uint8_t *data, size_t size,
+                                        const ProtobufCMessageDescriptor *desc, size_t max,
+                                        grpc_slice *bytes)
+{
+    grpc_slice slice = grpc_slice_from_copied_buffer((const char *)data, size);
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
+    ProtobufCMessage *msg;
+    tse_error err;
+
+    tse_error_clear(&err);
+    *bytes = grpc_empty_slice();
+    msg = tse_decode_keeping(bb, desc, max, bytes, &err);
+    if (msg == NULL)
+        check_error(TSE_INVALID, &err);
+    grpc_byte_buffer_destroy(bb);
+    grpc_slice_unref(slice);
+    return msg;
+}
+
 static void publish_once(const uint8_t *data, size_t size, tse_validation_mode mode,
                          const char *md_corr)
 {
-    Tracseq__Events__V1__PublishRequest *req = (Tracseq__Events__V1__PublishRequest *)decode(
-        data, size, &tracseq__events__v1__publish_request__descriptor);
+    grpc_slice bytes;
+    Tracseq__Events__V1__PublishRequest *req =
+        (Tracseq__Events__V1__PublishRequest *)decode_keeping(
+            data, size, &tracseq__events__v1__publish_request__descriptor, 0, &bytes);
+    size_t pos = 0, len = 0, len2;
+    const uint8_t *wire = event_wire(&bytes, &pos, &len);
 
+    if (wire != NULL && event_wire(&bytes, &pos, &len2) != NULL)
+        wire = NULL; /* the event twice: merged by unpacking, so packed */
     if (req != NULL && req->event != NULL)
-        prepare_check(req->event, mode, md_corr);
+        prepare_check(req->event, mode, md_corr, wire, len);
     if (req != NULL)
         protobuf_c_message_free_unpacked(&req->base, NULL);
+    grpc_slice_unref(bytes);
 }
 
 static void publish_cloudevent_once(const uint8_t *data, size_t size, tse_validation_mode mode)
@@ -203,7 +272,7 @@ static void publish_cloudevent_once(const uint8_t *data, size_t size, tse_valida
             (st = tse_ce_envelope_event(env, &ev, &err)) != TSE_OK)
             check_error(st, &err);
         else
-            prepare_check(ev, mode, NULL);
+            prepare_check(ev, mode, NULL, NULL, 0);
     }
     if (ev != NULL)
         protobuf_c_message_free_unpacked(&ev->base, NULL);
@@ -218,26 +287,23 @@ static void publish_cloudevent_once(const uint8_t *data, size_t size, tse_valida
 static void publish_batch_once(const uint8_t *data, size_t size, size_t max,
                                tse_validation_mode mode)
 {
-    grpc_slice slice = grpc_slice_from_copied_buffer((const char *)data, size);
-    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
-    Tracseq__Events__V1__PublishBatchRequest *req;
-    size_t counted = tse_pbscan_count(data, size, 1);
-    tse_error err;
+    grpc_slice bytes;
+    Tracseq__Events__V1__PublishBatchRequest *req =
+        (Tracseq__Events__V1__PublishBatchRequest *)decode_keeping(
+            data, size, &tracseq__events__v1__publish_batch_request__descriptor, max, &bytes);
+    size_t counted = tse_pbscan_count(data, size, 1), pos = 0;
 
-    tse_error_clear(&err);
-    req = (Tracseq__Events__V1__PublishBatchRequest *)tse_decode_bounded(
-        bb, &tracseq__events__v1__publish_batch_request__descriptor, max, &err);
-    grpc_byte_buffer_destroy(bb);
-    grpc_slice_unref(slice);
-    if (req == NULL) {
-        check_error(TSE_INVALID, &err);
+    if (req == NULL)
         return;
-    }
     FUZZ_CHECK(req->n_events <= max && req->n_events == counted, "%zu events, %zu counted",
                req->n_events, counted);
-    for (size_t i = 0; i < req->n_events; i++)
-        prepare_check(req->events[i], mode, NULL);
+    for (size_t i = 0; i < req->n_events; i++) {
+        size_t len = 0;
+        const uint8_t *wire = event_wire(&bytes, &pos, &len);
+        prepare_check(req->events[i], mode, NULL, wire, len);
+    }
     protobuf_c_message_free_unpacked(&req->base, NULL);
+    grpc_slice_unref(bytes);
 }
 
 /* ---- subscriptions ---------------------------------------------------------- */

@@ -573,6 +573,69 @@ static void test_timestamp_of_a_packed_event_and_its_truncations(void **state)
     }
 }
 
+/* Whether a scan of bytes (an Event) notes a singular message field twice. */
+static bool repeated_message(const uint8_t *bytes, size_t len)
+{
+    tse_pbscan_info info = {true};
+
+    assert_int_equal(
+        tse_pbscan_with(&tracseq__events__v1__event__descriptor, bytes, len, 64, &info, NULL),
+        TSE_PBSCAN_OK);
+    return info.message_repeated;
+}
+
+static void test_a_singular_message_field_twice_is_noted_at_any_depth(void **state)
+{
+    /* timestamp twice at the root: protobuf-c keeps the second, the spec merges. */
+    static const uint8_t root[] = {0x2A, 0x02, 0x08, 0x01, 0x2A, 0x02, 0x10, 0x02};
+    /* data { fields { key "x" value { struct_value {} } value { null_value } } }:
+     * a map entry's value message twice, two levels down. */
+    static const uint8_t nested[] = {0xA2, 0x01, 0x0B, 0x0A, 0x09, 0x0A, 0x01,
+                                     'x',  0x12, 0x02, 0x2A, 0x00, 0x12, 0x00};
+    /* Strings and repeated fields twice, and one of each message: nothing to note. */
+    static const uint8_t fine[] = {0x12, 0x01, 'a',  0x12, 0x01, 'b',  0x52, 0x00,
+                                   0x52, 0x00, 0x2A, 0x00, 0xA2, 0x01, 0x00};
+
+    (void)state;
+    assert_true(repeated_message(root, sizeof(root)));
+    assert_true(repeated_message(nested, sizeof(nested)));
+    assert_false(repeated_message(fine, sizeof(fine)));
+    assert_false(repeated_message(NULL, 0));
+}
+
+static void test_next_walks_the_root_fields_and_stops_at_malformed_bytes(void **state)
+{
+    /* 1: varint 300; 2: "ab"; 3: fixed32; then a truncated length. */
+    static const uint8_t bytes[] = {0x08, 0xAC, 0x02, 0x12, 0x02, 'a',  'b', 0x1D,
+                                    1,    2,    3,    4,    0x22, 0x05, 'x'};
+    tse_pbscan_field f;
+    size_t pos = 0;
+
+    (void)state;
+    assert_true(tse_pbscan_next(bytes, sizeof(bytes), &pos, &f));
+    assert_int_equal(f.id, 1);
+    assert_int_equal(f.wire, 0);
+    assert_int_equal(f.varint, 300);
+    assert_true(tse_pbscan_next(bytes, sizeof(bytes), &pos, &f));
+    assert_int_equal(f.id, 2);
+    assert_int_equal(f.wire, 2);
+    assert_int_equal(f.len, 2);
+    assert_memory_equal(f.data, "ab", 2);
+    assert_true(tse_pbscan_next(bytes, sizeof(bytes), &pos, &f));
+    assert_int_equal(f.id, 3);
+    assert_int_equal(f.wire, 5);
+    assert_int_equal(f.len, 4);
+    assert_int_equal(pos, 12);
+    assert_false(tse_pbscan_next(bytes, sizeof(bytes), &pos, &f));
+    assert_int_equal(pos, 12); /* stopped before the malformed field */
+    pos = 7;
+    assert_true(tse_pbscan_next(bytes, 12, &pos, &f));
+    assert_false(tse_pbscan_next(bytes, 12, &pos, &f));
+    assert_int_equal(pos, 12); /* the end */
+    pos = 0;
+    assert_false(tse_pbscan_next(NULL, 0, &pos, &f));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -590,6 +653,8 @@ int main(void)
         cmocka_unit_test(test_unknown_fields_are_skipped_whatever_they_hold),
         cmocka_unit_test(test_count_reads_only_the_root),
         cmocka_unit_test(test_timestamp_of_a_packed_event_and_its_truncations),
+        cmocka_unit_test(test_a_singular_message_field_twice_is_noted_at_any_depth),
+        cmocka_unit_test(test_next_walks_the_root_fields_and_stops_at_malformed_bytes),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# bench/run_instr.sh - the service's instructions per published event, from
+# valgrind's callgrind (user space, deterministic: the figure a noisy shared
+# machine cannot move, unlike times and rates). For each build and shape:
+# a fresh redis-server (AOF on, appendfsync everysec) and the service under
+# callgrind, then the load generator publishes COUNT events; the same with
+# BASE events measures start-up and shutdown, which are subtracted:
+#
+#   per event = (Ir(COUNT) - Ir(BASE)) / (COUNT - BASE)
+#
+#   bench/run_instr.sh BUILD [BUILD2]
+#
+# Shapes (SHAPES ["batch batch-ids stream unary"]), generators from the last
+# build given (bench_publish):
+#
+#   batch       PublishBatchStream, BATCH [100] events per message
+#   batch-ids   the same with a client id on every event
+#   stream      PublishStream, one event per message
+#   unary       Publish, CONCURRENCY [32] calls in flight
+#
+# Knobs: COUNT [20000], BASE [100], PAYLOAD [300]; KEEP_PROFILES=DIR keeps
+# each callgrind profile there (callgrind_annotate reads them). Prints one line per run
+# and, per shape, the instructions per event of each build (and the change
+# of BUILD2). Needs valgrind. Exits non-zero when any run had errors.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+builds=("${1:?usage: run_instr.sh BUILD [BUILD2]}")
+[[ $# -ge 2 ]] && builds+=("$2")
+COUNT=${COUNT:-20000}
+BASE=${BASE:-100}
+BATCH=${BATCH:-100}
+PAYLOAD=${PAYLOAD:-300}
+CONCURRENCY=${CONCURRENCY:-32}
+SHAPES=${SHAPES:-batch batch-ids stream unary}
+bench=${builds[-1]}/bench
+# shellcheck source=lib.sh
+source "$here/lib.sh"
+SCRATCH=$(mktemp -d)
+SERVICE_PID=
+REDIS_PID=
+REDIS_PORT=
+trap cleanup EXIT
+FAILED=0
+
+# The service under callgrind starts slowly: up to a minute.
+wait_slow() {
+    for _ in $(seq 600); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+
+# One run: $1 build, $2 shape, $3 events; prints the service's total Ir.
+instructions() {
+    local build=$1 shape=$2 n=$3 port out
+    REDIS_PORT=$(free_port)
+    rm -rf "$SCRATCH/redis" && mkdir -p "$SCRATCH/redis"
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly yes \
+        --appendfsync everysec --dir "$SCRATCH/redis" >/dev/null 2>&1 &
+    REDIS_PID=$!
+    wait_port "$REDIS_PORT"
+    port=$(free_port)
+    out=$SCRATCH/callgrind.out
+    rm -f "$out"
+    TRACSEQ_EVENTS_CONFIG='' valgrind --tool=callgrind --callgrind-out-file="$out" \
+        "$build/tracseq-events" --listen="127.0.0.1:$port" \
+        --redis-url="redis://127.0.0.1:$REDIS_PORT" --log-level=warn 2>"$SCRATCH/svc.log" &
+    SERVICE_PID=$!
+    wait_slow "$port"
+    sleep 1
+    local args=(--target "127.0.0.1:$port" --count "$n" --duration 600 --payload-bytes "$PAYLOAD")
+    case $shape in
+    batch) args+=(--mode stream --streams 4 --window 1024 --batch "$BATCH") ;;
+    batch-ids) args+=(--mode stream --streams 4 --window 1024 --batch "$BATCH" --ids) ;;
+    stream) args+=(--mode stream --streams 4 --window 1024) ;;
+    unary) args+=(--mode unary --concurrency "$CONCURRENCY") ;;
+    *) echo "run_instr.sh: unknown shape $shape" >&2 && exit 2 ;;
+    esac
+    "$bench/bench_publish" "${args[@]}" >"$SCRATCH/out" 2>"$SCRATCH/err" || true
+    grep -q ' errors=0 ' "$SCRATCH/out" || {
+        echo "run_instr.sh: $shape/$build had errors: $(grep RESULT "$SCRATCH/out") $(tail -2 "$SCRATCH/err")" >&2
+        FAILED=1
+    }
+    # callgrind writes its profile at exit: wait for it, however slow.
+    kill -TERM "$SERVICE_PID" 2>/dev/null || true
+    wait "$SERVICE_PID" 2>/dev/null || true
+    SERVICE_PID=
+    kill -TERM "$REDIS_PID" 2>/dev/null || true
+    wait "$REDIS_PID" 2>/dev/null || true
+    REDIS_PID=
+    if [[ -n ${KEEP_PROFILES:-} ]]; then
+        cp "$out" "$KEEP_PROFILES/callgrind.$shape.$n.$(tr / _ <<<"$build")"
+    fi
+    awk '/^(summary|totals):/ {print $2; exit}' "$out"
+}
+
+for shape in $SHAPES; do
+    for i in "${!builds[@]}"; do
+        build=${builds[$i]}
+        full=$(instructions "$build" "$shape" "$COUNT")
+        base=$(instructions "$build" "$shape" "$BASE")
+        awk -v s="$shape" -v b="$build" -v f="$full" -v z="$base" -v n="$COUNT" -v m="$BASE" \
+            -v l="$(cut -d' ' -f1 /proc/loadavg)" \
+            'BEGIN { printf "INSTR shape=%s build=%s label=%s total=%d base=%d per_event=%.0f load=%s\n",
+                            s, b, substr("AB", '"$i"' + 1, 1), f, z, (f - z) / (n - m), l }' |
+            tee -a "$SCRATCH/results"
+    done
+done
+
+awk '{ for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+       v[f["shape"], f["label"]] = f["per_event"]; shapes[f["shape"]] = 1 }
+     END { for (s in shapes) {
+             a = v[s, "A"]; b = v[s, "B"]
+             if (b != "") printf "SUMMARY %s: %d -> %d instructions per event (%+.1f %%)\n", s, a, b, 100 * (b / a - 1)
+             else printf "SUMMARY %s: %d instructions per event\n", s, a } }' "$SCRATCH/results"
+exit "$FAILED"
