@@ -17,6 +17,10 @@
 #   batch-ids   the same with a client id on every event
 #   stream      PublishStream, one event per message
 #   unary       Publish, CONCURRENCY [32] calls in flight
+#   drain       bench_subscribe --mode drain: the events published over
+#               PublishStream, then one subscriber (max_in_flight 1000,
+#               batched delivery up to 1000 per message, explicit acks)
+#               drains them; minus `stream`, the delivery path's share
 #
 # Knobs: COUNT [20000], BASE [100], PAYLOAD [300]; KEEP_PROFILES=DIR keeps
 # each callgrind profile there (callgrind_annotate reads them). Prints one line per run
@@ -31,7 +35,7 @@ BASE=${BASE:-100}
 BATCH=${BATCH:-100}
 PAYLOAD=${PAYLOAD:-300}
 CONCURRENCY=${CONCURRENCY:-32}
-SHAPES=${SHAPES:-batch batch-ids stream unary}
+SHAPES=${SHAPES:-batch batch-ids stream unary drain}
 bench=${builds[-1]}/bench
 # shellcheck source=lib.sh
 source "$here/lib.sh"
@@ -71,15 +75,21 @@ instructions() {
     SERVICE_PID=$!
     wait_slow "$port"
     sleep 1
-    local args=(--target "127.0.0.1:$port" --count "$n" --duration 600 --payload-bytes "$PAYLOAD")
+    local args=(--target "127.0.0.1:$port" --count "$n" --payload-bytes "$PAYLOAD")
+    local gen=$bench/bench_publish
+    [[ $shape == drain ]] || args+=(--duration 600)
     case $shape in
     batch) args+=(--mode stream --streams 4 --window 1024 --batch "$BATCH") ;;
     batch-ids) args+=(--mode stream --streams 4 --window 1024 --batch "$BATCH" --ids) ;;
     stream) args+=(--mode stream --streams 4 --window 1024) ;;
     unary) args+=(--mode unary --concurrency "$CONCURRENCY") ;;
+    drain)
+        gen=$bench/bench_subscribe
+        args+=(--mode drain --max-in-flight 1000 --per-message 1000)
+        ;;
     *) echo "run_instr.sh: unknown shape $shape" >&2 && exit 2 ;;
     esac
-    "$bench/bench_publish" "${args[@]}" >"$SCRATCH/out" 2>"$SCRATCH/err" || true
+    "$gen" "${args[@]}" >"$SCRATCH/out" 2>"$SCRATCH/err" || true
     grep -q ' errors=0 ' "$SCRATCH/out" || {
         echo "run_instr.sh: $shape/$build had errors: $(grep RESULT "$SCRATCH/out") $(tail -2 "$SCRATCH/err")" >&2
         FAILED=1

@@ -73,6 +73,22 @@ static void ready_push(tse_subscriber *s, tse_ready *r)
     s->ready_tail = r;
 }
 
+/* The ack id of entry id of stream key, "<key>/<id>" (storage/ack_id.h),
+ * malloc'd; NULL when out of memory. Built by hand: asprintf was ~1.5k
+ * instructions per delivery, an eighth of the delivery path's. */
+static char *ack_id_of(const char *key, const char *id)
+{
+    size_t key_len = strlen(key), id_len = strlen(id);
+    char *ack_id = malloc(key_len + id_len + 2);
+
+    if (ack_id == NULL)
+        return NULL;
+    memcpy(ack_id, key, key_len);
+    ack_id[key_len] = '/';
+    memcpy(ack_id + key_len + 1, id, id_len + 1);
+    return ack_id;
+}
+
 /* A ready entry of stream key from an entry read or claimed: takes its id
  * and envelope (no copy); NULL when out of memory (the entry keeps them). */
 static tse_ready *ready_of(const char *key, tse_group_entry *e)
@@ -81,7 +97,7 @@ static tse_ready *ready_of(const char *key, tse_group_entry *e)
 
     if (r == NULL)
         return NULL;
-    if (asprintf(&r->ack_id, "%s/%s", key, e->id) < 0) {
+    if ((r->ack_id = ack_id_of(key, e->id)) == NULL) {
         free(r);
         return NULL;
     }
