@@ -356,7 +356,7 @@ void tse_job_fail(tse_job *job, tse_status status, const char *message)
 }
 
 /* A group job's reply: one result per event, each through its callback. */
-static void finish_group(tse_job *job, const redisReply *reply)
+static void finish_group(tse_job *job, const struct redisReply *reply)
 {
     for (size_t i = 0; i < job->n_events; i++) {
         tse_publish_result res = {.status = TSE_OK, .stream_key = job->events[i].key};
@@ -379,7 +379,7 @@ static void finish_group(tse_job *job, const redisReply *reply)
     tse_job_free(job);
 }
 
-void tse_job_finish(tse_job *job, const redisReply *reply)
+void tse_job_finish(tse_job *job, const struct redisReply *reply)
 {
     tse_publish_result res = {
         .status = TSE_OK, .stream_key = job->key, .new_stream = job->new_stream};

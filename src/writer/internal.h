@@ -5,7 +5,7 @@
  * file; the contract is broker.h.
  *
  * Locking. Each lane has one mutex guarding its queue, `connected` and
- * `stop`; everything else in a lane (the hiredis context, the in-flight list,
+ * `stop`; everything else in a lane (its connection, the in-flight list,
  * the known-key set) belongs to the lane thread alone. The broker's health
  * mutex guards the count of connected lanes and serializes health callbacks;
  * its error mutex guards last_error. No thread ever holds two of these
@@ -21,8 +21,8 @@
 #include "storage/command_keys.h"
 #include "storage/keys.h"
 #include "storage/keyset.h"
+#include "storage/pipe.h"
 #include "storage/rconn.h"
-#include "storage/redis_connect.h"
 #include "storage/resp.h"
 #include "writer/broker.h"
 
@@ -46,7 +46,7 @@
  * or TSE_UNAVAILABLE with reply NULL and message saying why. The reply is
  * valid only during the call. Must not block; may submit more commands.
  */
-typedef void (*tse_command_cb)(void *arg, tse_status status, const redisReply *reply,
+typedef void (*tse_command_cb)(void *arg, tse_status status, const struct redisReply *reply,
                                const char *message);
 
 /*
@@ -135,7 +135,7 @@ tse_job *tse_job_create_trim(const tse_broker_options *opts, const char *key, in
 /* A generic command job of argc arguments; NULL when out of memory. */
 tse_job *tse_job_create_command(int argc, const char *const *argv, const size_t *lens);
 /* Completes job from its reply (NULL reply: unexpected) and frees it. */
-void tse_job_finish(tse_job *job, const redisReply *reply);
+void tse_job_finish(tse_job *job, const struct redisReply *reply);
 /* Completes job with a failure and frees it. */
 void tse_job_fail(tse_job *job, tse_status status, const char *message);
 void tse_job_free(tse_job *job);
@@ -162,10 +162,10 @@ typedef struct tse_lane {
     bool probe;              /* guarded by mu: connect now, a request waits for it */
     int64_t last_attempt_ms; /* guarded by mu: the last connect attempt or loss */
 
-    /* Lane thread only. A lane speaks to a single Redis over ctx, streaming
-     * (lane.c), or to a Redis Cluster over rc, in rounds (lane_cluster.c);
-     * the other is NULL. */
-    redisContext *ctx;
+    /* Lane thread only. A lane speaks to a single Redis over pipe,
+     * streaming (lane.c), or to a Redis Cluster over rc, in rounds
+     * (lane_cluster.c); the other is NULL. */
+    tse_pipe *pipe;
     tse_rconn *rc;
     tse_job_list inflight;
     tse_keyset known;
@@ -202,7 +202,7 @@ void *tse_lane_main(void *arg);
 /* An internal reply (SCRIPT LOAD, or SADD when sadd) that precedes job's
  * own: notes the stream registered or, for an error reply, the job's
  * pre_status and what the lane must do again (lane.c). */
-void tse_lane_internal_reply(tse_lane *l, tse_job *job, const redisReply *r, bool sadd);
+void tse_lane_internal_reply(tse_lane *l, tse_job *job, const struct redisReply *r, bool sadd);
 /* The same for an internal command that got no reply (status, message). */
 void tse_lane_internal_failure(tse_lane *l, tse_job *job, tse_status status, const char *message,
                                bool sadd);

@@ -1,5 +1,6 @@
 /*
- * lane.c - one writer thread and its blocking hiredis connection: connects
+ * lane.c - one writer thread and its blocking connection (storage/pipe.h,
+ * streaming): connects
  * (AUTH, SELECT, SCRIPT LOAD), pipelines queued jobs, completes them from the
  * replies in order, PINGs when idle, and on any failure drops the connection,
  * fails every job it holds with TSE_UNAVAILABLE and reconnects with backoff.
@@ -19,9 +20,8 @@
  *   to it on a connection (plain or dedup), in the same pipeline: a
  *   subscription's discovery never misses a stored event's stream, and the
  *   set is written once per stream and connection, not on every publish.
- * - Every socket read and write is bounded by the timeout (SO_RCVTIMEO /
- *   SO_SNDTIMEO via redisSetTimeout), so a hung Redis fails a read instead of
- *   hanging the lane.
+ * - Every socket read and write is bounded by the timeout (pipe.h), so a
+ *   hung Redis fails a read instead of hanging the lane.
  */
 #include "writer/internal.h"
 
@@ -78,7 +78,8 @@ static bool wait_for_work(tse_lane *l)
     return false;
 }
 
-static void trim_done(void *arg, tse_status status, const redisReply *reply, const char *message)
+static void trim_done(void *arg, tse_status status, const struct redisReply *reply,
+                      const char *message)
 {
     (void)arg, (void)status, (void)reply, (void)message; /* best effort: retried next second */
 }
@@ -189,14 +190,6 @@ void tse_lane_discard_sigpipe(void)
         ;
 }
 
-/* Why the context failed, in words a log reader understands. */
-static void describe_failure(const tse_lane *l, const char *doing, char *buf, size_t len)
-{
-    const tse_broker_options *o = &l->broker->opts;
-
-    tse_redis_describe_failure(l->ctx, &o->target, o->timeout_ms, doing, buf, len);
-}
-
 /*
  * Drops the connection and fails everything the lane holds: first the jobs in
  * flight, then those queued behind them, so callbacks keep submission order.
@@ -207,8 +200,8 @@ static void lane_drop(tse_lane *l, const char *why)
     tse_job_list queued;
     bool was_connected;
 
-    redisFree(l->ctx);
-    l->ctx = NULL;
+    tse_pipe_close(l->pipe);
+    l->pipe = NULL;
     tse_rconn_destroy(l->rc);
     l->rc = NULL;
     tse_lane_discard_sigpipe();
@@ -233,32 +226,12 @@ static void lane_drop(tse_lane *l, const char *why)
 
 /* ---- connecting --------------------------------------------------------------------- */
 
-/* SCRIPT LOAD of script; its SHA (40 hex digits) into sha. */
-static bool load_one_script(tse_lane *l, const char *script, char sha[41], char *why, size_t len)
-{
-    const char *argv[3] = {"SCRIPT", "LOAD", script};
-    redisReply *r = NULL;
-
-    if (!tse_redis_handshake(l->ctx, &l->broker->opts.target, l->broker->opts.timeout_ms, 3, argv,
-                             &r, why, len))
-        return false;
-    if (r->type != REDIS_REPLY_STRING || r->len != 40) {
-        snprintf(why, len, "redis: unexpected reply to SCRIPT LOAD");
-        freeReplyObject(r);
-        return false;
-    }
-    memcpy(sha, r->str, 40);
-    sha[40] = '\0';
-    freeReplyObject(r);
-    return true;
-}
-
 static bool load_script(tse_lane *l, char *why, size_t len)
 {
     char sha[41], batch_sha[41];
 
-    if (!load_one_script(l, tse_dedup_script, sha, why, len) ||
-        !load_one_script(l, tse_dedup_batch_script, batch_sha, why, len))
+    if (!tse_pipe_load_script(l->pipe, tse_dedup_script, sha, why, len) ||
+        !tse_pipe_load_script(l->pipe, tse_dedup_batch_script, batch_sha, why, len))
         return false;
     tse_broker_set_sha(l->broker, sha, batch_sha);
     return true;
@@ -273,8 +246,8 @@ static bool lane_connect(tse_lane *l, char *why, size_t len)
         if (!tse_lane_cluster_connect(l, why, len))
             goto fail;
     } else {
-        l->ctx = tse_redis_connect(&o->target, o->timeout_ms, why, len);
-        if (l->ctx == NULL || !load_script(l, why, len))
+        l->pipe = tse_pipe_open(&o->target, o->timeout_ms, why, len);
+        if (l->pipe == NULL || !load_script(l, why, len))
             goto fail;
     }
     l->script_lost = false;
@@ -288,8 +261,8 @@ static bool lane_connect(tse_lane *l, char *why, size_t len)
     wake_other_lanes(l, true);
     return true;
 fail:
-    redisFree(l->ctx);
-    l->ctx = NULL;
+    tse_pipe_close(l->pipe);
+    l->pipe = NULL;
     tse_lane_discard_sigpipe();
     return false;
 }
@@ -301,14 +274,14 @@ static bool append_internal(tse_lane *l, const tse_cmd *c)
 {
     size_t len;
     char *cmd;
-    int rc;
+    bool ok;
 
     cmd = tse_resp_format(c->argc, c->argv, c->lens, &len);
     if (cmd == NULL)
         return false;
-    rc = redisAppendFormattedCommand(l->ctx, cmd, len);
+    ok = tse_pipe_append(l->pipe, cmd, len);
     free(cmd);
-    return rc == REDIS_OK;
+    return ok;
 }
 
 /*
@@ -376,7 +349,7 @@ static bool append_job(tse_lane *l, tse_job *job)
     }
     if (!register_streams(l, job))
         goto fail;
-    if (redisAppendFormattedCommand(l->ctx, job->cmd, job->cmd_len) != REDIS_OK)
+    if (!tse_pipe_append(l->pipe, job->cmd, job->cmd_len))
         goto fail;
     tse_job_list_push(&l->inflight, job);
     return true;
@@ -391,7 +364,6 @@ fail:
 static bool lane_write(tse_lane *l, tse_job_list *batch, char *why, size_t len)
 {
     tse_job *job;
-    int done = 0;
     int64_t now = l->broker->opts.round_trip ? tse_clock_us() : 0;
 
     while ((job = tse_job_list_pop(batch)) != NULL) {
@@ -404,12 +376,8 @@ static bool lane_write(tse_lane *l, tse_job_list *batch, char *why, size_t len)
             return false;
         }
     }
-    while (!done) {
-        if (redisBufferWrite(l->ctx, &done) != REDIS_OK) {
-            describe_failure(l, "write", why, len);
-            return false;
-        }
-    }
+    if (!tse_pipe_flush(l->pipe, why, len))
+        return false;
     l->last_io_ms = tse_clock_ms();
     return true;
 }
@@ -446,22 +414,24 @@ void tse_lane_internal_failure(tse_lane *l, tse_job *job, tse_status status, con
     job->pre_message = tse_strdup(message); /* NULL ok: the job then fails as "redis error" */
 }
 
-void tse_lane_internal_reply(tse_lane *l, tse_job *job, const redisReply *r, bool sadd)
+void tse_lane_internal_reply(tse_lane *l, tse_job *job, const struct redisReply *r, bool sadd)
 {
-    const char *what = sadd ? "SADD " TSE_STREAMS_KEY : "SCRIPT LOAD";
+    const char *what = sadd ? "SADD " TSE_STREAMS_KEY : "SCRIPT LOAD", *text;
     char message[256];
+    size_t len;
 
-    if (r->type != REDIS_REPLY_ERROR) {
+    if (!tse_reply_error(r, &text, &len)) {
         if (sadd)
-            note_registered(job, r->type == REDIS_REPLY_INTEGER && r->integer == 1);
+            note_registered(job, tse_reply_is_integer(r, 1));
         return;
     }
-    tse_redis_say(message, sizeof(message), "redis: %s: %s", what, r->str);
-    tse_lane_internal_failure(l, job, tse_redis_error_status(r->str, r->len), message, sadd);
+    /* An error reply's text is short; a longer one is cut, deliberately. */
+    snprintf(message, sizeof(message), "redis: %s: %.*s", what, (int)(len < 200 ? len : 200), text);
+    tse_lane_internal_failure(l, job, tse_redis_error_status(text, len), message, sadd);
 }
 
 /* Routes one reply, read at now_us, to the oldest job in flight. */
-static void on_reply(tse_lane *l, redisReply *r, int64_t now_us)
+static void on_reply(tse_lane *l, struct redisReply *r, int64_t now_us)
 {
     tse_job *job = l->inflight.head;
 
@@ -475,11 +445,11 @@ static void on_reply(tse_lane *l, redisReply *r, int64_t now_us)
         tse_job_list_pop(&l->inflight);
         if (job->written_us > 0)
             tse_histogram_observe(l->broker->opts.round_trip, now_us - job->written_us);
-        if (job->dedup && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0)
+        if (job->dedup && tse_reply_error_is(r, "NOSCRIPT"))
             l->script_lost = true;
         tse_job_finish(job, r);
     }
-    freeReplyObject(r);
+    tse_reply_free(r);
 }
 
 /*
@@ -488,21 +458,17 @@ static void on_reply(tse_lane *l, redisReply *r, int64_t now_us)
  */
 static bool lane_read(tse_lane *l, char *why, size_t len)
 {
-    void *r = NULL;
+    struct redisReply *r = NULL;
     int64_t now;
 
-    if (redisGetReply(l->ctx, &r) != REDIS_OK) {
-        describe_failure(l, "read", why, len);
+    if (!tse_pipe_read(l->pipe, true, &r, why, len))
         return false;
-    }
     /* One clock reading for every reply this read brought. */
     now = l->broker->opts.round_trip ? tse_clock_us() : 0;
     on_reply(l, r, now);
     while (l->inflight.count > 0) {
-        if (redisGetReplyFromReader(l->ctx, &r) != REDIS_OK) {
-            describe_failure(l, "read", why, len);
+        if (!tse_pipe_read(l->pipe, false, &r, why, len))
             return false;
-        }
         if (r == NULL)
             break;
         on_reply(l, r, now);
@@ -513,14 +479,9 @@ static bool lane_read(tse_lane *l, char *why, size_t len)
 
 static bool lane_ping(tse_lane *l, char *why, size_t len)
 {
-    redisReply *r = redisCommand(l->ctx, "PING");
-
-    if (r == NULL) {
-        describe_failure(l, "PING", why, len);
-        return false;
-    }
     /* Any reply, even an error such as LOADING, shows the server is alive. */
-    freeReplyObject(r);
+    if (!tse_pipe_ping(l->pipe, why, len))
+        return false;
     l->last_io_ms = tse_clock_ms();
     return true;
 }

@@ -42,21 +42,18 @@
 static tse_status script_sha(tse_lane *l, const char *script, char sha[41], tse_error *err)
 {
     const char *argv[3] = {"SCRIPT", "LOAD", script};
-    redisReply *r = NULL;
+    struct redisReply *r = NULL;
     tse_status st;
 
     st = tse_rconn_command(l->rc, 3, argv, NULL, TSE_SLOT_ANY,
                            tse_clock_ms() + l->broker->opts.timeout_ms, &r, err);
     if (st != TSE_OK)
         return st;
-    if (r->type != REDIS_REPLY_STRING || r->len != 40) {
-        freeReplyObject(r);
-        return tse_error_set(err, TSE_UNAVAILABLE, NULL, "redis: unexpected reply to SCRIPT LOAD");
-    }
-    memcpy(sha, r->str, 40);
-    sha[40] = '\0';
-    freeReplyObject(r);
-    return TSE_OK;
+    st = tse_reply_sha(r, sha)
+             ? TSE_OK
+             : tse_error_set(err, TSE_UNAVAILABLE, NULL, "redis: unexpected reply to SCRIPT LOAD");
+    tse_reply_free(r);
+    return st;
 }
 
 bool tse_lane_cluster_connect(tse_lane *l, char *why, size_t len)
@@ -84,7 +81,7 @@ bool tse_lane_cluster_connect(tse_lane *l, char *why, size_t len)
 bool tse_lane_cluster_ping(tse_lane *l, char *why, size_t len)
 {
     const char *argv[1] = {"PING"};
-    redisReply *r = NULL;
+    struct redisReply *r = NULL;
     tse_error err;
 
     if (tse_rconn_command(l->rc, 1, argv, NULL, TSE_SLOT_ANY,
@@ -93,7 +90,7 @@ bool tse_lane_cluster_ping(tse_lane *l, char *why, size_t len)
         return false;
     }
     /* Any reply, even an error such as LOADING, shows a master is alive. */
-    freeReplyObject(r);
+    tse_reply_free(r);
     l->last_io_ms = tse_clock_ms();
     return true;
 }
@@ -152,7 +149,7 @@ static bool append_job(tse_lane *l, tse_job *job)
 /* Takes the reply of one internal command of job. */
 static void take_internal(tse_lane *l, tse_job *job, int64_t deadline_ms, bool sadd)
 {
-    redisReply *r = NULL;
+    struct redisReply *r = NULL;
     tse_error err;
 
     if (tse_rconn_get_reply(l->rc, deadline_ms, &r, &err) != TSE_OK) {
@@ -160,14 +157,14 @@ static void take_internal(tse_lane *l, tse_job *job, int64_t deadline_ms, bool s
         return;
     }
     tse_lane_internal_reply(l, job, r, sadd);
-    freeReplyObject(r);
+    tse_reply_free(r);
 }
 
 /* Completes job from its replies. Returns whether it got its own reply (a
  * connection failure otherwise: unreachable, lost, no master). */
 static bool take_job(tse_lane *l, tse_job *job, int64_t deadline_ms, int64_t written_us)
 {
-    redisReply *r = NULL;
+    struct redisReply *r = NULL;
     tse_error err;
 
     for (; job->pre_scripts > 0; job->pre_scripts--)
@@ -181,10 +178,10 @@ static bool take_job(tse_lane *l, tse_job *job, int64_t deadline_ms, int64_t wri
     }
     if (written_us > 0)
         tse_histogram_observe(l->broker->opts.round_trip, tse_clock_us() - written_us);
-    if (job->dedup && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0)
+    if (job->dedup && tse_reply_error_is(r, "NOSCRIPT"))
         l->script_lost = true;
     tse_job_finish(job, r);
-    freeReplyObject(r);
+    tse_reply_free(r);
     return true;
 }
 

@@ -37,14 +37,15 @@ static void lengths_done(lengths_op *op)
     tse_free(op);
 }
 
-static void on_length(void *arg, tse_status status, const redisReply *reply, const char *message)
+static void on_length(void *arg, tse_status status, const struct redisReply *reply,
+                      const char *message)
 {
     lengths_op *op = arg;
 
     (void)message;
     if (status != TSE_OK)
         op->status = status;
-    else if (reply->type == REDIS_REPLY_ERROR)
+    else if (tse_reply_error(reply, NULL, NULL))
         op->status = TSE_INTERNAL;
     else
         tse_stream_lengths_add(&op->lengths, op->keys[op->answered], reply);
@@ -70,7 +71,8 @@ static void queue_lengths(lengths_op *op)
     }
 }
 
-static void on_set(void *arg, tse_status status, const redisReply *reply, const char *message)
+static void on_set(void *arg, tse_status status, const struct redisReply *reply,
+                   const char *message)
 {
     lengths_op *op = arg;
 

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include <cmocka.h>
-#include <hiredis/read.h>
+#include <hiredis/hiredis.h>
 
 #include "writer/internal.h"
 

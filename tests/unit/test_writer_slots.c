@@ -22,7 +22,7 @@
 #include <string.h>
 
 #include <cmocka.h>
-#include <hiredis/read.h>
+#include <hiredis/hiredis.h>
 
 #include "storage/command_keys.h"
 #include "storage/keys.h"

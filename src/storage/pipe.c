@@ -1,0 +1,149 @@
+/*
+ * pipe.c - a streaming pipeline to one Redis (pipe.h) over a blocking
+ * hiredis context: appends go to hiredis's output buffer, a flush writes
+ * all of it, and replies are taken from hiredis's reader, blocking for the
+ * first when asked. The context is never shared: it belongs to the pipe,
+ * and the pipe to one thread.
+ */
+#include "storage/pipe.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "storage/redis_connect.h"
+
+struct tse_pipe {
+    redisContext *ctx;
+    tse_redis_target target;
+    int timeout_ms;
+};
+
+tse_pipe *tse_pipe_open(const tse_redis_target *t, int timeout_ms, char *why, size_t len)
+{
+    tse_pipe *p = calloc(1, sizeof(*p));
+
+    if (p == NULL) {
+        tse_redis_say(why, len, "redis %s:%d: out of memory", t->host, t->port);
+        return NULL;
+    }
+    p->target = *t;
+    p->timeout_ms = timeout_ms;
+    p->ctx = tse_redis_connect(t, timeout_ms, why, len);
+    if (p->ctx == NULL) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+void tse_pipe_close(tse_pipe *p)
+{
+    if (p == NULL)
+        return;
+    redisFree(p->ctx);
+    free(p);
+}
+
+static void describe(const tse_pipe *p, const char *doing, char *why, size_t len)
+{
+    tse_redis_describe_failure(p->ctx, &p->target, p->timeout_ms, doing, why, len);
+}
+
+bool tse_pipe_load_script(tse_pipe *p, const char *script, char sha[41], char *why, size_t len)
+{
+    const char *argv[3] = {"SCRIPT", "LOAD", script};
+    redisReply *r = NULL;
+
+    if (!tse_redis_handshake(p->ctx, &p->target, p->timeout_ms, 3, argv, &r, why, len))
+        return false;
+    if (!tse_reply_sha(r, sha)) {
+        tse_redis_say(why, len, "redis: unexpected reply to SCRIPT LOAD");
+        freeReplyObject(r);
+        return false;
+    }
+    freeReplyObject(r);
+    return true;
+}
+
+bool tse_pipe_ping(tse_pipe *p, char *why, size_t len)
+{
+    redisReply *r = redisCommand(p->ctx, "PING");
+
+    if (r == NULL) {
+        describe(p, "PING", why, len);
+        return false;
+    }
+    freeReplyObject(r);
+    return true;
+}
+
+bool tse_pipe_append(tse_pipe *p, const char *cmd, size_t len)
+{
+    return redisAppendFormattedCommand(p->ctx, cmd, len) == REDIS_OK;
+}
+
+bool tse_pipe_flush(tse_pipe *p, char *why, size_t len)
+{
+    int done = 0;
+
+    while (!done) {
+        if (redisBufferWrite(p->ctx, &done) != REDIS_OK) {
+            describe(p, "write", why, len);
+            return false;
+        }
+    }
+    return true;
+}
+
+bool tse_pipe_read(tse_pipe *p, bool wait, struct redisReply **reply, char *why, size_t len)
+{
+    void *r = NULL;
+    int rc = wait ? redisGetReply(p->ctx, &r) : redisGetReplyFromReader(p->ctx, &r);
+
+    *reply = r;
+    if (rc != REDIS_OK) {
+        describe(p, "read", why, len);
+        return false;
+    }
+    return true;
+}
+
+/* ---- replies ------------------------------------------------------------------- */
+
+void tse_reply_free(struct redisReply *r)
+{
+    if (r != NULL)
+        freeReplyObject(r);
+}
+
+bool tse_reply_error(const struct redisReply *r, const char **text, size_t *len)
+{
+    if (r == NULL || r->type != REDIS_REPLY_ERROR)
+        return false;
+    if (text != NULL)
+        *text = r->str;
+    if (len != NULL)
+        *len = r->len;
+    return true;
+}
+
+bool tse_reply_error_is(const struct redisReply *r, const char *prefix)
+{
+    size_t n = strlen(prefix);
+
+    return tse_reply_error(r, NULL, NULL) && r->len >= n && memcmp(r->str, prefix, n) == 0;
+}
+
+bool tse_reply_is_integer(const struct redisReply *r, long long n)
+{
+    return r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer == n;
+}
+
+bool tse_reply_sha(const struct redisReply *r, char sha[41])
+{
+    if (r == NULL || r->type != REDIS_REPLY_STRING || r->len != 40)
+        return false;
+    memcpy(sha, r->str, 40);
+    sha[40] = '\0';
+    return true;
+}

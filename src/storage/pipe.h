@@ -1,0 +1,82 @@
+/*
+ * pipe.h - a streaming pipeline to one Redis server for one thread
+ * (pipe.c): commands already in RESP are appended and written while
+ * earlier replies are still outstanding, and replies are read as they
+ * come, in order. The writer lanes use it on a single Redis, where writes
+ * overlapping reads cost less CPU per event than rconn's rounds (rconn.h,
+ * which a lane on a Redis Cluster uses instead).
+ *
+ * Connecting is redis_connect.h's (AUTH, SELECT, timeouts, keepalive);
+ * every socket read and write is bounded by the timeout, so a hung Redis
+ * fails a read instead of hanging the thread. Any failure leaves the pipe
+ * unusable: the owner closes it and connects again.
+ *
+ * Replies are hiredis's, opaque here: struct redisReply is looked at only
+ * through the accessors below and the decoders of ops.h, and freed with
+ * tse_reply_free. A failure is described in words a log reader
+ * understands, into the caller's why.
+ *
+ * Blocking, not thread-safe: a pipe belongs to the thread that opened it.
+ */
+#ifndef TSE_STORAGE_PIPE_H
+#define TSE_STORAGE_PIPE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "common/status.h"
+#include "storage/redis_url.h"
+
+struct redisReply;
+
+typedef struct tse_pipe tse_pipe;
+
+/* Connects to t (copied); NULL with why set on failure. Caller closes with
+ * tse_pipe_close. */
+tse_pipe *tse_pipe_open(const tse_redis_target *t, int timeout_ms, char *why, size_t len);
+
+/* Closes the connection and frees p. NULL is a no-op. */
+void tse_pipe_close(tse_pipe *p);
+
+/* SCRIPT LOAD of script, now (nothing may be outstanding): its SHA, 40 hex
+ * digits, into sha. False with why set. */
+bool tse_pipe_load_script(tse_pipe *p, const char *script, char sha[41], char *why, size_t len);
+
+/* PING, now (nothing may be outstanding); any reply, even an error such as
+ * LOADING, is an answer. False with why set when none came. */
+bool tse_pipe_ping(tse_pipe *p, char *why, size_t len);
+
+/* Appends len bytes of RESP (one or more whole commands) to the output
+ * buffer; nothing is written yet. False when out of memory. */
+bool tse_pipe_append(tse_pipe *p, const char *cmd, size_t len);
+
+/* Writes the whole output buffer. False with why set on failure. */
+bool tse_pipe_flush(tse_pipe *p, char *why, size_t len);
+
+/*
+ * The next reply: wait true blocks (bounded by the timeout) until one comes;
+ * wait false takes one only if already read from the socket, else *reply is
+ * NULL. True with *reply (caller frees with tse_reply_free) or NULL; false
+ * with why set when the connection failed.
+ */
+bool tse_pipe_read(tse_pipe *p, bool wait, struct redisReply **reply, char *why, size_t len);
+
+/* ---- replies ------------------------------------------------------------------- */
+
+/* Frees a reply. NULL is a no-op. */
+void tse_reply_free(struct redisReply *r);
+
+/* Whether r is an error reply; *text (may be NULL) then points into r. */
+bool tse_reply_error(const struct redisReply *r, const char **text, size_t *len);
+
+/* Whether r is an error reply starting with prefix (NOSCRIPT, ...). */
+bool tse_reply_error_is(const struct redisReply *r, const char *prefix);
+
+/* Whether r is the integer n. */
+bool tse_reply_is_integer(const struct redisReply *r, long long n);
+
+/* Whether r is a bulk string of 40 bytes (a script's SHA): copied into sha,
+ * NUL-terminated. */
+bool tse_reply_sha(const struct redisReply *r, char sha[41]);
+
+#endif
