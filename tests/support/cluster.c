@@ -483,7 +483,8 @@ static pid_t reshard_spawn(const tse_test_redis *node, const char *from_id, cons
         close(fd);
     }
     execlp("redis-cli", "redis-cli", "--cluster", "reshard", addr, "--cluster-from", from_id,
-           "--cluster-to", to_id, "--cluster-slots", slots, "--cluster-yes", (char *)NULL);
+           "--cluster-to", to_id, "--cluster-slots", slots, "--cluster-yes", "--cluster-pipeline",
+           "1", (char *)NULL);
     _exit(127);
 }
 

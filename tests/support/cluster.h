@@ -95,8 +95,11 @@ int tse_test_cluster_other_master(const tse_test_redis_cluster *c, int i);
 /*
  * A live resharding by Redis's own tool: `redis-cli --cluster reshard
  * <node of from> --cluster-from <id of from> --cluster-to <id of to>
- * --cluster-slots n --cluster-yes` in a child process, which returns at
- * once, so the test loads the cluster meanwhile. The tool takes the n
+ * --cluster-slots n --cluster-yes --cluster-pipeline 1` in a child
+ * process, which returns at once, so the test loads the cluster meanwhile.
+ * One key per MIGRATE: a slot holding many keys stays half moved (its
+ * moved keys answered ASK) for as long as it takes to move them one by
+ * one, a window the load can meet. The tool takes the n
  * lowest slots that from serves (tse_test_cluster_lowest_slots lists
  * them). At most TSE_TEST_RESHARD_MAX slots.
  */
