@@ -53,6 +53,12 @@ tse_status tse_pb_check(const ProtobufCMessageDescriptor *desc, const uint8_t *d
     return check(desc, data, len, max_depth, NULL, err);
 }
 
+tse_status tse_pb_check_with(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
+                             size_t len, unsigned max_depth, tse_pbscan_info *info, tse_error *err)
+{
+    return check(desc, data, len, max_depth, info, err);
+}
+
 tse_status tse_pb_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
                          unsigned max_depth, ProtobufCMessage **out, tse_error *err)
 {
@@ -63,9 +69,6 @@ tse_status tse_pb_unpack_with(const ProtobufCMessageDescriptor *desc, const uint
                               size_t len, unsigned max_depth, ProtobufCMessage **out,
                               tse_pbscan_info *info, tse_error *err)
 {
-    unpack_state st = {false};
-    ProtobufCAllocator allocator = {unpack_alloc, unpack_free, &st};
-    static const uint8_t empty[1];
     tse_status rc;
 
     *out = NULL;
@@ -73,6 +76,16 @@ tse_status tse_pb_unpack_with(const ProtobufCMessageDescriptor *desc, const uint
     rc = check(desc, data, len, max_depth, info, err);
     if (rc != TSE_OK)
         return rc;
+    return tse_pb_unpack_scanned(desc, data, len, out, err);
+}
+
+tse_status tse_pb_unpack_scanned(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
+                                 size_t len, ProtobufCMessage **out, tse_error *err)
+{
+    unpack_state st = {false};
+    ProtobufCAllocator allocator = {unpack_alloc, unpack_free, &st};
+    static const uint8_t empty[1];
+
     *out = protobuf_c_message_unpack(desc, &allocator, len, data != NULL ? data : empty);
     if (*out != NULL)
         return TSE_OK;

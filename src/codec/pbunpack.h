@@ -35,10 +35,23 @@ tse_status tse_pb_unpack_with(const ProtobufCMessageDescriptor *desc, const uint
                               tse_pbscan_info *info, tse_error *err);
 
 /*
+ * Unpacks len bytes at data as a desc without scanning them: only for bytes
+ * a scan already accepted as part of an enclosing message (e.g. one entry
+ * of a repeated field, unpacked alone). Errors as tse_pb_unpack's for the
+ * unpacking itself ("request": "not a valid <desc>"; TSE_NOMEM).
+ */
+tse_status tse_pb_unpack_scanned(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
+                                 size_t len, ProtobufCMessage **out, tse_error *err);
+
+/*
  * The scan alone, with the error tse_pb_unpack would report: TSE_OK or
  * TSE_INVALID.
  */
 tse_status tse_pb_check(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
                         unsigned max_depth, tse_error *err);
+
+/* tse_pb_check, also filling *info (may be NULL) as the scan goes. */
+tse_status tse_pb_check_with(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
+                             size_t len, unsigned max_depth, tse_pbscan_info *info, tse_error *err);
 
 #endif

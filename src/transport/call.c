@@ -255,6 +255,87 @@ ProtobufCMessage *tse_decode_keeping(grpc_byte_buffer *bb, const ProtobufCMessag
     return msg;
 }
 
+/* ---- batches read one entry at a time -------------------------------------- */
+
+/* Every root field 1 of the request is length-delimited, as unpacking a
+ * repeated message field requires; false otherwise. */
+static bool entries_delimited(grpc_slice all)
+{
+    tse_pbscan_field f;
+    size_t pos = 0;
+
+    while (tse_pbscan_next(GRPC_SLICE_START_PTR(all), GRPC_SLICE_LENGTH(all), &pos, &f))
+        if (f.id == 1 && f.wire != 2)
+            return false;
+    return true;
+}
+
+bool tse_batch_open(tse_batch_reader *r, grpc_byte_buffer *bb,
+                    const ProtobufCMessageDescriptor *desc, size_t max, tse_error *err)
+{
+    const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field(desc, 1);
+    grpc_byte_buffer_reader reader;
+    grpc_slice all = grpc_empty_slice();
+    tse_pbscan_info info = {false};
+
+    memset(r, 0, sizeof(*r));
+    r->bytes = grpc_empty_slice();
+    if (bb != NULL) {
+        if (!grpc_byte_buffer_reader_init(&reader, bb)) {
+            tse_error_set(err, TSE_INVALID, "request", "not a valid %s (unreadable)", desc->name);
+            return false;
+        }
+        all = grpc_byte_buffer_reader_readall(&reader);
+        grpc_byte_buffer_reader_destroy(&reader);
+    }
+    if (over_bound(desc, all, max, err) ||
+        tse_pb_check_with(desc, GRPC_SLICE_START_PTR(all), GRPC_SLICE_LENGTH(all),
+                          TSE_PBJSON_MAX_DEPTH, &info, err) != TSE_OK) {
+        grpc_slice_unref(all);
+        return false;
+    }
+    if (!entries_delimited(all)) {
+        grpc_slice_unref(all);
+        tse_error_set(err, TSE_INVALID, "request", "not a valid %s", desc->name);
+        return false;
+    }
+    r->request = desc;
+    r->entry = fd->descriptor;
+    r->bytes = all;
+    r->n = tse_pbscan_count(GRPC_SLICE_START_PTR(all), GRPC_SLICE_LENGTH(all), 1);
+    r->reusable = !info.message_repeated;
+    return true;
+}
+
+tse_status tse_batch_next(tse_batch_reader *r, ProtobufCMessage **out, const uint8_t **wire,
+                          size_t *wire_len, tse_error *err)
+{
+    tse_pbscan_field f;
+    tse_status st;
+
+    *out = NULL;
+    while (
+        tse_pbscan_next(GRPC_SLICE_START_PTR(r->bytes), GRPC_SLICE_LENGTH(r->bytes), &r->pos, &f)) {
+        if (f.id != 1)
+            continue;
+        st = tse_pb_unpack_scanned(r->entry, f.data, f.len, out, err);
+        if (st == TSE_INVALID) /* named as the whole request's unpacking names it */
+            tse_error_set(err, TSE_INVALID, "request", "not a valid %s", r->request->name);
+        else if (st == TSE_NOMEM)
+            tse_error_set(err, TSE_NOMEM, NULL, "out of memory decoding a %s", r->request->name);
+        *wire = f.data;
+        *wire_len = f.len;
+        return st;
+    }
+    return tse_error_set(err, TSE_INTERNAL, NULL, "no entry left in the %s", r->request->name);
+}
+
+void tse_batch_close(tse_batch_reader *r)
+{
+    grpc_slice_unref(r->bytes);
+    r->bytes = grpc_empty_slice();
+}
+
 grpc_slice tse_pack_slice(const ProtobufCMessage *msg)
 {
     grpc_slice slice = grpc_slice_malloc(protobuf_c_message_get_packed_size(msg));

@@ -56,8 +56,18 @@ typedef struct prepared {
     bool dedup;
     uint8_t *envelope;
     size_t envelope_len;
+    tse_error *schema_error; /* !schema_valid: why, until announced (malloc'd) */
     int64_t start_us;
 } prepared;
+
+/* Frees what a prepared event holds (not yet stored, or stored). */
+static void prepared_discard(prepared *p)
+{
+    free(p->envelope);
+    p->envelope = NULL;
+    free(p->schema_error);
+    p->schema_error = NULL;
+}
 
 /* A bounded copy (snprintf showed in the publish profile). */
 static void copy_str(char *dst, size_t len, const char *src)
@@ -113,8 +123,9 @@ static tse_status envelope_of(const Tracseq__Events__V1__Event *ev, wire w,
 }
 
 /* Validates and stamps ev (taking the call's trace context when it has
- * none), then makes its envelope from w. On failure err names the field
- * (within the event) and nothing is allocated. */
+ * none), then makes its envelope from w. Nothing is logged or counted yet
+ * (announce does it), so a batch can still be refused whole. On failure
+ * err names the field (within the event) and nothing is allocated. */
 static tse_status prepare_event(tse_call *c, Tracseq__Events__V1__Event *ev, wire w, prepared *p,
                                 tse_error *err)
 {
@@ -145,19 +156,35 @@ static tse_status prepare_event(tse_call *c, Tracseq__Events__V1__Event *ev, wir
     if ((st = envelope_of(ev, w, &res, p, err)) != TSE_OK)
         return st;
     if (!res.schema_valid) {
+        p->schema_error = malloc(sizeof(*p->schema_error));
+        if (p->schema_error == NULL) {
+            prepared_discard(p);
+            return tse_error_set(err, TSE_NOMEM, NULL, "out of memory");
+        }
+        *p->schema_error = res.schema_error;
+    }
+    return TSE_OK;
+}
+
+/* The log lines and counts of an event prepared (prepare_event), once its
+ * request is known to be whole. */
+static void announce(tse_call *c, prepared *p)
+{
+    if (p->schema_error != NULL) {
         char why[TSE_ERROR_FIELD_MAX + TSE_ERROR_MESSAGE_MAX + 4];
-        tse_stats_add(s->stats, TSE_STAT_SCHEMA_INVALID, 1);
-        tse_error_describe(&res.schema_error, why, sizeof(why));
+        tse_stats_add(c->server->stats, TSE_STAT_SCHEMA_INVALID, 1);
+        tse_error_describe(p->schema_error, why, sizeof(why));
         tse_log(TSE_LOG_WARN, "payload does not fit its schema; stored as generic data",
                 (const char *[]){"event_type", p->event_type, "event_id", p->event_id,
                                  "schema_error", why, "correlation_id", p->correlation_id,
                                  "trace_id", p->trace_id, NULL});
+        free(p->schema_error);
+        p->schema_error = NULL;
     }
     if (tse_log_enabled(TSE_LOG_DEBUG))
         tse_log(TSE_LOG_DEBUG, "event accepted",
                 (const char *[]){"method", c->method->name, "event_type", p->event_type, "event_id",
                                  p->event_id, "trace_id", p->trace_id, NULL});
-    return TSE_OK;
 }
 
 /* An event's place in its request: a batch's events[index] (index >= 0), or
@@ -174,11 +201,10 @@ static const char *place_prefix(long index, char *buf, size_t len)
     return buf;
 }
 
-/* Prepares one event, once the caller may publish it (type, source_service,
- * rate: access.c); a bad field is named under the event's place ("event",
+/* prepare_event, a bad field named under the event's place ("event",
  * "events[3]"). */
-static tse_status prepare_one(tse_call *c, Tracseq__Events__V1__Event *ev, wire w, long index,
-                              prepared *p, tse_error *err)
+static tse_status prepare_placed(tse_call *c, Tracseq__Events__V1__Event *ev, wire w, long index,
+                                 prepared *p, tse_error *err)
 {
     char prefix[32];
     tse_status st;
@@ -187,16 +213,31 @@ static tse_status prepare_one(tse_call *c, Tracseq__Events__V1__Event *ev, wire 
         return tse_error_set(err, TSE_INVALID, place_prefix(index, prefix, sizeof(prefix)),
                              "is required");
     st = prepare_event(c, ev, w, p, err);
-    if (st != TSE_OK) {
+    if (st != TSE_OK)
         tse_error_prefix_field(err, place_prefix(index, prefix, sizeof(prefix)));
-        return st;
-    }
-    /* A refusal of the caller names no field: the event is fine. */
-    if ((st = tse_access_publish(c, p->event_type, p->source, err)) != TSE_OK) {
-        free(p->envelope);
-        p->envelope = NULL;
-    }
     return st;
+}
+
+/* A prepared event announced, once the caller may publish it (type,
+ * source_service, rate: access.c). */
+static tse_status admit(tse_call *c, prepared *p, tse_error *err)
+{
+    tse_status st;
+
+    announce(c, p);
+    /* A refusal of the caller names no field: the event is fine. */
+    if ((st = tse_access_publish(c, p->event_type, p->source, err)) != TSE_OK)
+        prepared_discard(p);
+    return st;
+}
+
+/* Prepares and admits one event. */
+static tse_status prepare_one(tse_call *c, Tracseq__Events__V1__Event *ev, wire w, long index,
+                              prepared *p, tse_error *err)
+{
+    tse_status st = prepare_placed(c, ev, w, index, p, err);
+
+    return st == TSE_OK ? admit(c, p, err) : st;
 }
 
 /*
@@ -324,7 +365,7 @@ typedef struct publish_call {
 
 static void publish_release(tse_call *c)
 {
-    free(((publish_call *)c)->p.envelope);
+    prepared_discard(&((publish_call *)c)->p);
 }
 
 static void publish_stored(void *arg, const tse_publish_result *r)
@@ -515,7 +556,7 @@ static void slot_free(slot *sl)
     if (sl == NULL)
         return;
     for (size_t i = 0; i < sl->n; i++)
-        free(sl->items[i].p.envelope);
+        prepared_discard(&sl->items[i].p);
     free(sl);
 }
 
@@ -535,22 +576,71 @@ static uint64_t slot_errors(const slot *sl)
     return n;
 }
 
-/* Prepares the events of a decoded batch, whose bytes are request (empty:
- * not kept), each alone: a bad one fails with its field named under
- * "events[i]", the others go on. Each entry of the repeated field is one
- * occurrence on the wire, in order. */
-static void prepare_batch(tse_call *c, Tracseq__Events__V1__PublishBatchRequest *req,
-                          const grpc_slice *request, slot *sl, int64_t start_us)
+/*
+ * Prepares the events of a batch (sl->n, read from r), each alone, each
+ * freed before the next is unpacked (transport/internal.h, tse_batch_reader):
+ * a bad one fails with its field named under "events[i]", the others go
+ * on. Nothing is announced or admitted yet, so an event that does not
+ * unpack can still refuse the whole batch as decoding it whole did: then
+ * the request's error is in err, and the items hold nothing.
+ */
+static tse_status prepare_batch(tse_call *c, tse_batch_reader *r, slot *sl, int64_t start_us,
+                                tse_error *err)
 {
-    size_t pos = 0;
-
     for (size_t i = 0; i < sl->n; i++) {
         item *it = &sl->items[i];
-        wire w = next_event_wire(request, &pos);
+        ProtobufCMessage *ev;
+        wire w;
+        tse_status st = tse_batch_next(r, &ev, &w.data, &w.len, err);
+        if (st != TSE_OK) {
+            for (size_t j = 0; j < i; j++)
+                prepared_discard(&sl->items[j].p);
+            return st;
+        }
         it->p.start_us = start_us;
-        if (prepare_one(c, req->events[i], w, (long)i, &it->p, &it->err) != TSE_OK)
+        prepare_placed(c, (Tracseq__Events__V1__Event *)ev, r->reusable ? w : NO_WIRE, (long)i,
+                       &it->p, &it->err);
+        protobuf_c_message_free_unpacked(ev, NULL);
+    }
+    return TSE_OK;
+}
+
+/* Admits the prepared events of a batch, in order; counts the refused. */
+static void admit_batch(tse_call *c, slot *sl)
+{
+    for (size_t i = 0; i < sl->n; i++) {
+        item *it = &sl->items[i];
+        if (it->err.code == TSE_OK)
+            admit(c, &it->p, &it->err);
+        if (it->err.code != TSE_OK)
             tse_stats_add(c->server->stats, TSE_STAT_INVALID, 1);
     }
+}
+
+/* Opens, then prepares a batch request of bb into a new slot (*out, NULL
+ * when out of memory): false when the request is refused whole, with its
+ * error in err (nothing prepared, *out may hold an empty slot). */
+static bool batch_prepared(tse_call *c, grpc_byte_buffer *bb, int64_t start_us, slot **out,
+                           tse_error *err)
+{
+    tse_batch_reader r;
+    tse_status st;
+
+    *out = NULL;
+    if (!tse_batch_open(&r, bb, &tracseq__events__v1__publish_batch_request__descriptor,
+                        TSE_PUBLISH_BATCH_MAX_EVENTS, err))
+        return false;
+    *out = slot_create(c, r.n, true);
+    if (*out == NULL) {
+        tse_batch_close(&r);
+        tse_error_set(err, TSE_NOMEM, NULL, "out of memory");
+        return false;
+    }
+    st = prepare_batch(c, &r, *out, start_us, err);
+    tse_batch_close(&r);
+    if (st != TSE_OK)
+        (*out)->n = 0; /* its items hold nothing */
+    return st == TSE_OK;
 }
 
 static void slot_answered_locked(slot *sl);
@@ -736,24 +826,27 @@ static void batch_finish_locked(slot *sl)
     tse_call_finish_locked(c, bb, NULL);
 }
 
+/*
+ * The request is read here (method reads_payload), one event at a time;
+ * it is refused as the server refuses a request that does not decode
+ * (counted invalid, INVALID_ARGUMENT) before the call's trace metadata is
+ * looked at, as when the server decoded it whole before the handler ran.
+ */
 static void batch_start(tse_call *c)
 {
     batch_call *bc = (batch_call *)c;
-    Tracseq__Events__V1__PublishBatchRequest *req =
-        (Tracseq__Events__V1__PublishBatchRequest *)c->request;
     tse_error err;
 
-    if (!trace_metadata_ok(c))
-        return;
-    bc->sl = slot_create(c, req->n_events, true);
-    if (bc->sl == NULL) {
-        tse_error_set(&err, TSE_NOMEM, NULL, "out of memory");
+    tse_error_clear(&err);
+    if (!batch_prepared(c, c->payload, c->start_us, &bc->sl, &err)) {
+        if (bc->sl != NULL || err.code != TSE_NOMEM) /* not our own slot's allocation */
+            tse_stats_add(c->server->stats, TSE_STAT_INVALID, 1);
         tse_call_fail(c, &err);
         return;
     }
-    prepare_batch(c, req, &c->request_bytes, bc->sl, c->start_us);
-    /* The envelopes are made: the request is not needed while Redis works. */
-    release_request(c);
+    if (!trace_metadata_ok(c))
+        return;
+    admit_batch(c, bc->sl);
     pthread_mutex_lock(&c->lock);
     c->refs++; /* held across the finish below */
     if (!slot_submit_locked(bc->sl, tse_broker_pick_lane(c->server->broker)))
@@ -770,7 +863,7 @@ const tse_method tse_method_publish_batch = {
     .call_size = sizeof(batch_call),
     .request = &tracseq__events__v1__publish_batch_request__descriptor,
     .max_entries = TSE_PUBLISH_BATCH_MAX_EVENTS,
-    .keeps_bytes = true,
+    .reads_payload = true,
     .counts_invalid = true,
     .start = batch_start,
     .release = batch_release,
@@ -919,25 +1012,20 @@ static void slot_answered_locked(slot *sl)
  * not decode, or is over the limit, becomes a slot refused as a whole. */
 static slot *stream_prepare_batch(stream_call *sc, grpc_byte_buffer *bb, int64_t start_us)
 {
-    Tracseq__Events__V1__PublishBatchRequest *req;
-    grpc_slice bytes = grpc_empty_slice();
     tse_error err;
     slot *sl;
 
     tse_error_clear(&err);
-    req = (Tracseq__Events__V1__PublishBatchRequest *)tse_decode_keeping(
-        bb, &tracseq__events__v1__publish_batch_request__descriptor, TSE_PUBLISH_BATCH_MAX_EVENTS,
-        &bytes, &err);
-    sl = slot_create(&sc->base, req ? req->n_events : 0, true);
-    if (sl != NULL && req != NULL)
-        prepare_batch(&sc->base, req, &bytes, sl, start_us);
-    if (sl != NULL && req == NULL) {
+    if (batch_prepared(&sc->base, bb, start_us, &sl, &err)) {
+        admit_batch(&sc->base, sl);
+        return sl;
+    }
+    if (sl == NULL && err.code != TSE_NOMEM)
+        sl = slot_create(&sc->base, 0, true);
+    if (sl != NULL) {
         tse_stats_add(sc->base.server->stats, TSE_STAT_INVALID, 1);
         sl->err = err;
     }
-    if (req != NULL)
-        protobuf_c_message_free_unpacked(&req->base, NULL);
-    grpc_slice_unref(bytes);
     return sl;
 }
 

@@ -66,7 +66,7 @@ static bool request_decoded(tse_call *c)
 {
     tse_error err;
 
-    if (c->method->streaming_in || c->method->request == NULL)
+    if (c->method->streaming_in || c->method->request == NULL || c->method->reads_payload)
         return true;
     tse_error_clear(&err);
     c->request = tse_decode_keeping(c->payload, c->method->request, c->method->max_entries,

@@ -16,7 +16,10 @@
  *                            format -> envelope -> Event), then Publish's
  *   PublishBatch(Stream)     tse_decode_bounded with the batch limit (the
  *                            count of entries before unpacking must agree
- *                            with what unpacks), then each event as Publish's
+ *                            with what unpacks), and the handler's batch
+ *                            reader, one event at a time, which must agree
+ *                            with it (verdict, error, every event); then
+ *                            each event as Publish's
  *   Subscribe                the first message's subscription (validated as
  *                            CreateSubscription's) or name; later messages'
  *                            ack ids split as the engine does
@@ -282,28 +285,85 @@ static void publish_cloudevent_once(const uint8_t *data, size_t size, tse_valida
         protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
+/* The batch reader (transport/internal.h) over the same bytes agrees with
+ * decoding the request whole (req, NULL with whole_err when it did not):
+ * the same verdict and error, the same events. Each event it reads is
+ * prepared as the handler prepares it, from its bytes when reusable. */
+static void batch_reader_check(const uint8_t *data, size_t size, size_t max,
+                               tse_validation_mode mode,
+                               const Tracseq__Events__V1__PublishBatchRequest *req,
+                               const tse_error *whole_err)
+{
+    grpc_slice slice = grpc_slice_from_copied_buffer((const char *)data, size);
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
+    tse_status st = TSE_OK;
+    tse_batch_reader r;
+    tse_error err;
+
+    tse_error_clear(&err);
+    if (!tse_batch_open(&r, bb, &tracseq__events__v1__publish_batch_request__descriptor, max,
+                        &err)) {
+        st = err.code;
+    } else {
+        FUZZ_CHECK(req == NULL || r.n == req->n_events, "reader: %zu events, whole: %zu", r.n,
+                   req->n_events);
+        for (size_t i = 0; i < r.n && st == TSE_OK; i++) {
+            ProtobufCMessage *ev;
+            const uint8_t *wire;
+            size_t wire_len, a_len, b_len;
+            st = tse_batch_next(&r, &ev, &wire, &wire_len, &err);
+            if (st != TSE_OK)
+                break;
+            FUZZ_CHECK(req != NULL, "the reader unpacked an event of a request that does not");
+            uint8_t *a = pack(ev, &a_len), *b = pack(&req->events[i]->base, &b_len);
+            FUZZ_CHECK(a_len == b_len && memcmp(a, b, a_len) == 0,
+                       "events[%zu] read alone differs from the whole request's", i);
+            free(a);
+            free(b);
+            prepare_check((Tracseq__Events__V1__Event *)ev, mode, NULL, r.reusable ? wire : NULL,
+                          wire_len);
+            protobuf_c_message_free_unpacked(ev, NULL);
+        }
+        tse_batch_close(&r);
+    }
+    if (req != NULL) {
+        FUZZ_CHECK(st == TSE_OK, "the reader refused (%d: %s) a request that decodes", st,
+                   err.message);
+    } else {
+        FUZZ_CHECK(st == whole_err->code && strcmp(err.field, whole_err->field) == 0 &&
+                       strcmp(err.message, whole_err->message) == 0,
+                   "the reader's error (%d %s: %s) is not the whole request's (%d %s: %s)", st,
+                   err.field, err.message, whole_err->code, whole_err->field, whole_err->message);
+        check_error(st, &err);
+    }
+    grpc_byte_buffer_destroy(bb);
+    grpc_slice_unref(slice);
+}
+
 /* A small bound (8) as well as the real one, so the fuzzer reaches both
  * sides of it. */
 static void publish_batch_once(const uint8_t *data, size_t size, size_t max,
                                tse_validation_mode mode)
 {
-    grpc_slice bytes;
-    Tracseq__Events__V1__PublishBatchRequest *req =
-        (Tracseq__Events__V1__PublishBatchRequest *)decode_keeping(
-            data, size, &tracseq__events__v1__publish_batch_request__descriptor, max, &bytes);
-    size_t counted = tse_pbscan_count(data, size, 1), pos = 0;
+    grpc_slice slice = grpc_slice_from_copied_buffer((const char *)data, size);
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
+    Tracseq__Events__V1__PublishBatchRequest *req;
+    size_t counted = tse_pbscan_count(data, size, 1);
+    tse_error err;
 
+    tse_error_clear(&err);
+    req = (Tracseq__Events__V1__PublishBatchRequest *)tse_decode_bounded(
+        bb, &tracseq__events__v1__publish_batch_request__descriptor, max, &err);
+    grpc_byte_buffer_destroy(bb);
+    grpc_slice_unref(slice);
     if (req == NULL)
-        return;
-    FUZZ_CHECK(req->n_events <= max && req->n_events == counted, "%zu events, %zu counted",
-               req->n_events, counted);
-    for (size_t i = 0; i < req->n_events; i++) {
-        size_t len = 0;
-        const uint8_t *wire = event_wire(&bytes, &pos, &len);
-        prepare_check(req->events[i], mode, NULL, wire, len);
-    }
-    protobuf_c_message_free_unpacked(&req->base, NULL);
-    grpc_slice_unref(bytes);
+        check_error(TSE_INVALID, &err);
+    else
+        FUZZ_CHECK(req->n_events <= max && req->n_events == counted, "%zu events, %zu counted",
+                   req->n_events, counted);
+    batch_reader_check(data, size, max, mode, req, &err);
+    if (req != NULL)
+        protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
 /* ---- subscriptions ---------------------------------------------------------- */

@@ -309,6 +309,59 @@ static void test_batch_over_the_limit_is_refused_naming_events(void **state)
     free(bytes);
 }
 
+/*
+ * A batch is read one event at a time (transport/internal.h,
+ * tse_batch_reader). One whose second event does not unpack (priority, a
+ * varint, sent length-delimited: the wire scan lets it through, protobuf-c
+ * does not) is still refused whole, as decoding it whole refused it, and
+ * its good first event, already prepared, is not stored.
+ */
+static void test_batch_with_an_event_that_does_not_unpack_is_refused_whole(void **state)
+{
+    world *w = *state;
+    static const uint8_t bad[] = {0x4A, 0x00}; /* field 9 (priority), length-delimited */
+    Event *good = make_event("unpack.refused", 0, NULL, false);
+    size_t n = protobuf_c_message_get_packed_size(&good->base), len = 0;
+    uint8_t *bytes = malloc(n + 2 + 2 + sizeof(bad));
+    BatchResponse *resp = NULL;
+    redisContext *c;
+    redisReply *keys;
+    tse_test_status st;
+
+    assert_non_null(bytes);
+    assert_true(n < 128);
+    bytes[len++] = 0x0A;
+    bytes[len++] = (uint8_t)n;
+    len += protobuf_c_message_pack(&good->base, bytes + len);
+    bytes[len++] = 0x0A;
+    bytes[len++] = sizeof(bad);
+    memcpy(bytes + len, bad, sizeof(bad));
+    len += sizeof(bad);
+    assert_int_equal(tse_test_unary_raw(w->ch, PUBLISH_BATCH, bytes, len,
+                                        &tracseq__events__v1__publish_batch_response__descriptor,
+                                        (ProtobufCMessage **)&resp, &st, 10000),
+                     GRPC_STATUS_INVALID_ARGUMENT);
+    assert_null(resp);
+    assert_string_equal(st.details, "request: not a valid tracseq.events.v1.PublishBatchRequest");
+    /* Without the bad event, the same bytes are stored. */
+    assert_int_equal(tse_test_unary_raw(w->ch, PUBLISH_BATCH, bytes, n + 2,
+                                        &tracseq__events__v1__publish_batch_response__descriptor,
+                                        (ProtobufCMessage **)&resp, &st, 10000),
+                     GRPC_STATUS_OK);
+    assert_int_equal(resp->n_results, 1);
+    assert_null(resp->results[0]->error);
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    c = redisConnect("127.0.0.1", w->redis->port);
+    keys = redisCommand(c, "KEYS *unpack.refused*");
+    assert_non_null(keys);
+    assert_int_equal(keys->elements, 1);
+    assert_int_equal(redis_int(w->redis, "XLEN %s", keys->element[0]->str), 1);
+    freeReplyObject(keys);
+    redisFree(c);
+    protobuf_c_message_free_unpacked(&good->base, NULL);
+    free(bytes);
+}
+
 static void test_empty_batch_gets_no_results(void **state)
 {
     world *w = *state;
@@ -405,6 +458,7 @@ int main(void)
         cmocka_unit_test(test_client_ids_are_deduplicated_within_and_across_batches),
         cmocka_unit_test(test_a_batch_registers_each_of_its_streams_once),
         cmocka_unit_test(test_batch_over_the_limit_is_refused_naming_events),
+        cmocka_unit_test(test_batch_with_an_event_that_does_not_unpack_is_refused_whole),
         cmocka_unit_test(test_empty_batch_gets_no_results),
         cmocka_unit_test(test_batch_stream_answers_each_batch_in_order),
     };
