@@ -38,15 +38,14 @@
 
 /* ---- connecting -------------------------------------------------------------------- */
 
-/* The SHA of script, as SCRIPT LOAD on any master returns it. */
+/* The SHA of script, as SCRIPT LOAD on any master returns it (one try). */
 static tse_status script_sha(tse_lane *l, const char *script, char sha[41], tse_error *err)
 {
     const char *argv[3] = {"SCRIPT", "LOAD", script};
     struct redisReply *r = NULL;
     tse_status st;
 
-    st = tse_rconn_command(l->rc, 3, argv, NULL, TSE_SLOT_ANY,
-                           tse_clock_ms() + l->broker->opts.timeout_ms, &r, err);
+    st = tse_rconn_command(l->rc, 3, argv, NULL, TSE_SLOT_ANY, tse_clock_ms(), &r, err);
     if (st != TSE_OK)
         return st;
     st = tse_reply_sha(r, sha)
@@ -56,6 +55,11 @@ static tse_status script_sha(tse_lane *l, const char *script, char sha[41], tse_
     return st;
 }
 
+/*
+ * One attempt, as on a single Redis (every seed and known node asked once
+ * for the map): retrying is the lane's backoff, and a request riding a
+ * probe waits for this attempt only, not for the timeout.
+ */
 bool tse_lane_cluster_connect(tse_lane *l, char *why, size_t len)
 {
     const tse_broker_options *o = &l->broker->opts;
@@ -65,7 +69,7 @@ bool tse_lane_cluster_connect(tse_lane *l, char *why, size_t len)
     if (tse_rconn_create(&o->target, o->timeout_ms, &l->rc, &err) != TSE_OK ||
         tse_rconn_add_script(l->rc, tse_dedup_script, &err) != TSE_OK ||
         tse_rconn_add_script(l->rc, tse_dedup_batch_script, &err) != TSE_OK ||
-        tse_rconn_connect(l->rc, tse_clock_ms() + o->timeout_ms, &err) != TSE_OK ||
+        tse_rconn_connect(l->rc, tse_clock_ms(), &err) != TSE_OK ||
         script_sha(l, tse_dedup_script, sha, &err) != TSE_OK ||
         script_sha(l, tse_dedup_batch_script, batch_sha, &err) != TSE_OK) {
         snprintf(why, len, "%s", err.message);

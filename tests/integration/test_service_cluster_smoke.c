@@ -12,7 +12,8 @@
  * pattern receives events of types on every master; and a publish while
  * the slot of its stream migrates (ASK before the keys moved and after,
  * MOVED once the slot is the new master's) succeeds, the events found on
- * the new master.
+ * the new master. With a password on every node, the one in the URL is
+ * what every node connection authenticates with.
  *
  * The tests run in this order on one cluster and one service; each uses
  * its own event types.
@@ -129,14 +130,13 @@ static void types_on_every_master(const world *w, const char *prefix, char types
     assert_int_equal(have, MASTERS);
 }
 
-static PublishResponse *publish(const world *w, const char *type, const char *id, int seq)
+/* One Publish on ch; *resp set on OK (caller frees). */
+static grpc_status_code publish_on(tse_client *ch, const char *type, const char *id, int seq,
+                                   PublishResponse **resp, tse_test_status *st)
 {
     PublishRequest req = TRACSEQ__EVENTS__V1__PUBLISH_REQUEST__INIT;
     Event ev = TRACSEQ__EVENTS__V1__EVENT__INIT;
     Google__Protobuf__Struct data = GOOGLE__PROTOBUF__STRUCT__INIT;
-    PublishResponse *resp = NULL;
-    tse_test_status st;
-    grpc_status_code code;
     char subject[32];
 
     snprintf(subject, sizeof(subject), "seq-%d", seq);
@@ -147,9 +147,18 @@ static PublishResponse *publish(const world *w, const char *type, const char *id
     ev.payload_case = TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_DATA;
     ev.data = &data;
     req.event = &ev;
-    code = tse_test_unary(w->ch, M_PUBLISH, &req.base,
+    *resp = NULL;
+    return tse_test_unary(ch, M_PUBLISH, &req.base,
                           &tracseq__events__v1__publish_response__descriptor,
-                          (ProtobufCMessage **)&resp, &st, TIMEOUT_MS, NULL, NULL);
+                          (ProtobufCMessage **)resp, st, TIMEOUT_MS, NULL, NULL);
+}
+
+static PublishResponse *publish(const world *w, const char *type, const char *id, int seq)
+{
+    PublishResponse *resp = NULL;
+    tse_test_status st;
+    grpc_status_code code = publish_on(w->ch, type, id, seq, &resp, &st);
+
     if (code != GRPC_STATUS_OK)
         fail_msg("publish of %s: status %d '%s'", type, code, st.details);
     assert_non_null(resp);
@@ -404,6 +413,59 @@ static void test_a_publish_during_a_slot_migration_succeeds(void **state)
     assert_int_equal(stream_length_on(w, to, type), 5);
 }
 
+/*
+ * Every node asks for a password (masterauth first, so the replicas keep
+ * replicating): a service whose URL carries it publishes to every master
+ * (each node connection authenticates), one without it is refused by
+ * Redis and answers UNAVAILABLE. Last: the nodes keep the password.
+ */
+static void test_a_password_in_the_url_is_used_on_every_master(void **state)
+{
+    world *w = *state;
+    const char *args[] = {"--redis-timeout=10s", NULL},
+               *short_args[] = {"--redis-timeout=1s", NULL};
+    char types[MASTERS][64];
+    tse_test_redis with, without;
+    tse_test_service *s_with, *s_without;
+    tse_client *ch_with, *ch_without;
+    PublishResponse *resp;
+    tse_test_status st;
+
+    types_on_every_master(w, "smoke.auth", types);
+    for (int i = 0; i < w->cluster->n; i++)
+        assert_true(tse_test_cluster_config_set(w->cluster, i, "masterauth", "s3cret"));
+    for (int i = 0; i < w->cluster->n; i++)
+        assert_true(tse_test_cluster_config_set(w->cluster, i, "requirepass", "s3cret"));
+    with = *w->cluster->nodes[0];
+    snprintf(with.url, sizeof(with.url), "redis+cluster://:s3cret@127.0.0.1:%d,127.0.0.1:%d",
+             w->cluster->nodes[0]->port, w->cluster->nodes[1]->port);
+    without = with;
+    snprintf(without.url, sizeof(without.url), "redis+cluster://127.0.0.1:%d",
+             w->cluster->nodes[0]->port);
+    s_with = tse_test_service_start(&with, args);
+    /* It waits for Redis up to its timeout before it listens: a short one. */
+    s_without = tse_test_service_start(&without, short_args);
+    assert_non_null(s_with);
+    assert_non_null(s_without);
+    ch_with = tse_test_channel(s_with->addr);
+    ch_without = tse_test_channel(s_without->addr);
+    for (int i = 0; i < MASTERS; i++) {
+        grpc_status_code code = publish_on(ch_with, types[i], NULL, i, &resp, &st);
+
+        if (code != GRPC_STATUS_OK)
+            fail_msg("publish of %s with the password: status %d '%s'", types[i], code, st.details);
+        assert_true(resp->stream_id[0] != '\0');
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+    }
+    assert_int_equal(publish_on(ch_without, types[0], NULL, 0, &resp, &st),
+                     GRPC_STATUS_UNAVAILABLE);
+    assert_null(resp);
+    tse_test_channel_destroy(ch_with);
+    tse_test_channel_destroy(ch_without);
+    assert_int_equal(tse_test_service_stop(s_with), 0);
+    assert_int_equal(tse_test_service_stop(s_without), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -412,6 +474,7 @@ int main(void)
         cmocka_unit_test(test_get_stats_reports_streams_of_every_master),
         cmocka_unit_test(test_a_pattern_subscription_receives_types_on_every_master),
         cmocka_unit_test(test_a_publish_during_a_slot_migration_succeeds),
+        cmocka_unit_test(test_a_password_in_the_url_is_used_on_every_master),
     };
 
     return cmocka_run_group_tests(tests, world_up, world_down);
