@@ -121,7 +121,9 @@ tse_client_status tse_client_status_from_grpc(grpc_status_code code)
     }
 }
 
-/* The other way, for a status the SDK itself ends a call with (a cancel). */
+/* The other way, for a status the SDK itself ends a call or an event with
+ * (a cancel, a stream that ended before answering): the SDK's one table of
+ * the codes it chooses. */
 grpc_status_code tse_client_grpc_from_status(tse_client_status status)
 {
     static const struct {

@@ -389,7 +389,8 @@ static void down_locked(tse_client_publisher *p, tse_client_status st, const tse
     if (p->shutdown)
         return;
     if (st == TSE_CLIENT_OK)
-        tse_client_fail(&why, TSE_CLIENT_UNAVAILABLE, GRPC_STATUS_UNAVAILABLE, NULL,
+        tse_client_fail(&why, TSE_CLIENT_UNAVAILABLE,
+                        tse_client_grpc_from_status(TSE_CLIENT_UNAVAILABLE), NULL,
                         "the publish stream ended before answering");
     else
         why = *err;

@@ -52,4 +52,45 @@ static inline tse_status failed(const redisReply *r)
     return r == NULL ? TSE_CONN_GONE : TSE_INTERNAL;
 }
 
+/* ===================== replies (reply.c) ================================ */
+
+/*
+ * The end of a command whose reply r was parsed into st: frees r and
+ * returns st, or TSE_CONN_GONE when there was no reply. Every parser resets
+ * its out first and answers TSE_INTERNAL for NULL, so that
+ * `return tse_reply_finish(r, parse(r, out));` also resets out on a lost
+ * connection.
+ */
+tse_status tse_reply_finish(redisReply *r, tse_status st);
+
+/* An integer reply: *n is it (0 for anything else, TSE_INTERNAL). */
+tse_status tse_reply_integer(const redisReply *r, long long *n);
+
+/* One command whose reply is an integer, into *n (0 on failure). */
+tse_status tse_conn_integer(tse_conn *c, int argc, const char **argv, const size_t *lens,
+                            long long *n);
+
+/* One command whose integer reply says yes (1) or no (HEXISTS, HSETNX, a
+ * delete of one): *yes when Redis answered 1. */
+tse_status tse_conn_flag(tse_conn *c, int argc, const char **argv, const size_t *lens, bool *yes);
+
+/* The value after the first name `name` of a flat [name, value, ...] array
+ * (XINFO's maps, a stream entry's fields); NULL when none. Borrows map. */
+const redisReply *tse_reply_field(const redisReply *map, const char *name);
+
+/* Fills slot (zeroed) from element e: TSE_OK keeps it, TSE_NOMEM stops the
+ * read, anything else skips e (slot must then be left zeroed: it is used
+ * for the next element). */
+typedef tse_status (*tse_reply_item_fn)(const redisReply *e, void *slot);
+
+/*
+ * Reads the elements of array reply r in order into a calloc'd vector of
+ * `size`-byte items (room for r->elements, at least one), stored at vec (the
+ * address of the caller's T *, which must be NULL), *n of them kept.
+ * TSE_OK; TSE_NOMEM (the items kept so far are in the vector: the caller
+ * frees them and it); TSE_INTERNAL when r is no array (nothing stored).
+ */
+tse_status tse_reply_items(const redisReply *r, size_t size, tse_reply_item_fn item, void *vec,
+                           size_t *n);
+
 #endif

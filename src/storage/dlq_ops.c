@@ -63,11 +63,13 @@ static char *copy_bytes(const char *s, size_t len)
     return p;
 }
 
-/* Decodes [id, [field, value, ...]] into out (zeroed by the caller): TSE_OK,
- * TSE_INTERNAL for another shape (out stays empty), TSE_NOMEM. Field pairs
- * that are not two strings are skipped. */
-static tse_status entry_of(const redisReply *e, tse_stream_entry *out)
+/* Decodes [id, [field, value, ...]] into slot, a zeroed tse_stream_entry:
+ * TSE_OK, TSE_INTERNAL for another shape (it stays empty), TSE_NOMEM (an
+ * item of tse_reply_items). Field pairs that are not two strings are
+ * skipped. */
+static tse_status entry_of(const redisReply *e, void *slot)
 {
+    tse_stream_entry *out = slot;
     const redisReply *f;
 
     if (!is_array(e) || e->elements != 2 || !is_str(e->element[0]) || !is_array(e->element[1]))
@@ -97,20 +99,7 @@ static tse_status entry_of(const redisReply *e, tse_stream_entry *out)
 tse_status tse_stream_entries_parse(const redisReply *r, tse_stream_entries *out)
 {
     tse_stream_entries_cleanup(out);
-    if (!is_array(r))
-        return TSE_INTERNAL;
-    if (r->elements == 0)
-        return TSE_OK;
-    if ((out->v = calloc(r->elements, sizeof(*out->v))) == NULL)
-        return TSE_NOMEM;
-    for (size_t i = 0; i < r->elements; i++) {
-        tse_status st = entry_of(r->element[i], &out->v[out->n]);
-        if (st == TSE_NOMEM)
-            return TSE_NOMEM;
-        if (st == TSE_OK)
-            out->n++;
-    }
-    return TSE_OK;
+    return tse_reply_items(r, sizeof(*out->v), entry_of, &out->v, &out->n);
 }
 
 /* XRANGE key start end [COUNT count] into out. */
@@ -119,18 +108,11 @@ static tse_status range(tse_conn *c, const char *key, const char *start, const c
 {
     char n[16];
     redisReply *r;
-    tse_status st;
 
     snprintf(n, sizeof(n), "%u", count);
     r = tse_conn_command(c, count ? 6 : 4, (const char *[]){"XRANGE", key, start, end, "COUNT", n},
                          NULL);
-    if (r == NULL) {
-        tse_stream_entries_cleanup(out);
-        return TSE_CONN_GONE;
-    }
-    st = tse_stream_entries_parse(r, out);
-    freeReplyObject(r);
-    return st;
+    return tse_reply_finish(r, tse_stream_entries_parse(r, out));
 }
 
 tse_status tse_stream_entry_get(tse_conn *c, const char *key, const char *id, tse_stream_entry *out)
@@ -192,16 +174,9 @@ tse_status tse_stream_append(tse_conn *c, const tse_append *a, tse_append_reply 
 tse_status tse_dlq_length(tse_conn *c, const char *subscription, long long *n)
 {
     char key[DLQ_KEY_MAX];
-    redisReply *r;
-    tse_status st;
 
     tse_key_dlq(subscription, key, sizeof(key));
-    r = tse_conn_command(c, 2, (const char *[]){"XLEN", key}, NULL);
-    st = is_int(r) ? TSE_OK : failed(r);
-    *n = is_int(r) ? r->integer : 0;
-    if (r)
-        freeReplyObject(r);
-    return st;
+    return tse_conn_integer(c, 2, (const char *[]){"XLEN", key}, NULL, n);
 }
 
 tse_status tse_dlq_range(tse_conn *c, const char *subscription, const char *start, uint32_t count,
@@ -259,14 +234,7 @@ tse_status tse_dlq_add(tse_conn *c, const char *subscription, const char *key, c
 tse_status tse_dlq_delete(tse_conn *c, const char *subscription, const char *id, bool *deleted)
 {
     char key[DLQ_KEY_MAX];
-    redisReply *r;
-    tse_status st;
 
     tse_key_dlq(subscription, key, sizeof(key));
-    r = tse_conn_command(c, 3, (const char *[]){"XDEL", key, id}, NULL);
-    st = is_int(r) ? TSE_OK : failed(r);
-    *deleted = is_int(r) && r->integer == 1;
-    if (r)
-        freeReplyObject(r);
-    return st;
+    return tse_conn_flag(c, 3, (const char *[]){"XDEL", key, id}, NULL, deleted);
 }

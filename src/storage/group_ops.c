@@ -35,12 +35,9 @@ void tse_group_entries_cleanup(tse_group_entries *e)
 /* The "event" field of an entry's field/value array, or NULL. */
 static const redisReply *envelope_of(const redisReply *fields)
 {
-    for (size_t i = 0; is_array(fields) && i + 1 < fields->elements; i += 2) {
-        const redisReply *f = fields->element[i], *v = fields->element[i + 1];
-        if (is_str(f) && strcmp(f->str, "event") == 0 && v != NULL && v->type == REDIS_REPLY_STRING)
-            return v;
-    }
-    return NULL;
+    const redisReply *v = tse_reply_field(fields, "event");
+
+    return v != NULL && v->type == REDIS_REPLY_STRING ? v : NULL;
 }
 
 /*
@@ -320,31 +317,25 @@ void tse_pending_list_cleanup(tse_pending_list *p)
     p->n = 0;
 }
 
-/* One entry of XPENDING's extended form: [id, consumer, idle, delivered]. */
-static bool pending_entry(const redisReply *p, tse_pending_entry *out)
+/* One entry of XPENDING's extended form: [id, consumer, idle, delivered],
+ * into slot, a tse_pending_entry (an item of tse_reply_items). */
+static tse_status pending_entry(const redisReply *p, void *slot)
 {
+    tse_pending_entry *out = slot;
+
     if (!is_array(p) || p->elements != 4 || !is_str(p->element[0]) || !is_int(p->element[2]) ||
         !is_int(p->element[3]) || strlen(p->element[0]->str) >= sizeof(out->id))
-        return false;
+        return TSE_INTERNAL;
     snprintf(out->id, sizeof(out->id), "%s", p->element[0]->str);
     out->idle_ms = p->element[2]->integer;
     out->delivered = p->element[3]->integer;
-    return true;
+    return TSE_OK;
 }
 
 tse_status tse_group_pending_parse(const redisReply *r, tse_pending_list *out)
 {
     tse_pending_list_cleanup(out);
-    if (!is_array(r))
-        return TSE_INTERNAL;
-    if (r->elements == 0)
-        return TSE_OK;
-    if ((out->v = calloc(r->elements, sizeof(*out->v))) == NULL)
-        return TSE_NOMEM;
-    for (size_t i = 0; i < r->elements; i++)
-        if (pending_entry(r->element[i], &out->v[out->n]))
-            out->n++;
-    return TSE_OK;
+    return tse_reply_items(r, sizeof(*out->v), pending_entry, &out->v, &out->n);
 }
 
 tse_status tse_group_pending(tse_conn *c, const char *key, const char *group, uint32_t min_idle_ms,
@@ -352,19 +343,12 @@ tse_status tse_group_pending(tse_conn *c, const char *key, const char *group, ui
 {
     char idle[16], n[16];
     redisReply *r;
-    tse_status st;
 
     snprintf(idle, sizeof(idle), "%u", min_idle_ms);
     snprintf(n, sizeof(n), "%u", count);
     r = tse_conn_command(c, 8, (const char *[]){"XPENDING", key, group, "IDLE", idle, "-", "+", n},
                          NULL);
-    if (r == NULL) {
-        tse_pending_list_cleanup(out);
-        return TSE_CONN_GONE;
-    }
-    st = tse_group_pending_parse(r, out);
-    freeReplyObject(r);
-    return st;
+    return tse_reply_finish(r, tse_group_pending_parse(r, out));
 }
 
 tse_status tse_group_pending_count(tse_conn *c, const char *key, const char *group, const char *id,
@@ -381,7 +365,7 @@ tse_status tse_group_pending_count(tse_conn *c, const char *key, const char *gro
             freeReplyObject(r);
         return st;
     }
-    if (r->elements == 1 && pending_entry(r->element[0], &p))
+    if (r->elements == 1 && pending_entry(r->element[0], &p) == TSE_OK)
         *delivered = p.delivered;
     freeReplyObject(r);
     return TSE_OK;
@@ -400,14 +384,8 @@ tse_status tse_group_oldest_pending_parse(const redisReply *r, long long *ms)
 tse_status tse_group_oldest_pending(tse_conn *c, const char *key, const char *group, long long *ms)
 {
     redisReply *r = tse_conn_command(c, 3, (const char *[]){"XPENDING", key, group}, NULL);
-    tse_status st;
 
-    *ms = -1;
-    if (r == NULL)
-        return TSE_CONN_GONE;
-    st = tse_group_oldest_pending_parse(r, ms);
-    freeReplyObject(r);
-    return st;
+    return tse_reply_finish(r, tse_group_oldest_pending_parse(r, ms));
 }
 
 /* ===================== acks and idle times ============================== */
@@ -558,35 +536,27 @@ void tse_consumer_list_cleanup(tse_consumer_list *l)
     l->n = 0;
 }
 
+/* One consumer of XINFO CONSUMERS into slot, a tse_consumer_info (an item
+ * of tse_reply_items); one without a name is skipped. */
+static tse_status consumer_item(const redisReply *f, void *slot)
+{
+    const redisReply *name = tse_reply_field(f, "name");
+    const redisReply *pending = tse_reply_field(f, "pending"), *idle = tse_reply_field(f, "idle");
+    tse_consumer_info *out = slot;
+
+    if (!is_str(name))
+        return TSE_INTERNAL;
+    if ((out->name = strdup(name->str)) == NULL)
+        return TSE_NOMEM;
+    out->pending = is_int(pending) ? pending->integer : -1;
+    out->idle_ms = is_int(idle) ? idle->integer : -1;
+    return TSE_OK;
+}
+
 tse_status tse_group_consumers_parse(const redisReply *r, tse_consumer_list *out)
 {
     tse_consumer_list_cleanup(out);
-    if (!is_array(r))
-        return TSE_INTERNAL;
-    if (r->elements == 0)
-        return TSE_OK;
-    if ((out->v = calloc(r->elements, sizeof(*out->v))) == NULL)
-        return TSE_NOMEM;
-    for (size_t c = 0; c < r->elements; c++) {
-        const redisReply *f = r->element[c];
-        tse_consumer_info info = {NULL, -1, -1};
-        for (size_t i = 0; is_array(f) && i + 1 < f->elements; i += 2) {
-            const redisReply *k = f->element[i], *v = f->element[i + 1];
-            if (!is_str(k))
-                continue;
-            if (strcmp(k->str, "name") == 0 && is_str(v) && info.name == NULL) {
-                if ((info.name = strdup(v->str)) == NULL)
-                    return TSE_NOMEM;
-            } else if (strcmp(k->str, "pending") == 0 && is_int(v)) {
-                info.pending = v->integer;
-            } else if (strcmp(k->str, "idle") == 0 && is_int(v)) {
-                info.idle_ms = v->integer;
-            }
-        }
-        if (info.name != NULL)
-            out->v[out->n++] = info;
-    }
-    return TSE_OK;
+    return tse_reply_items(r, sizeof(*out->v), consumer_item, &out->v, &out->n);
 }
 
 tse_status tse_group_consumers(tse_conn *c, const char *key, const char *group,
@@ -594,15 +564,8 @@ tse_status tse_group_consumers(tse_conn *c, const char *key, const char *group,
 {
     redisReply *r =
         tse_conn_command(c, 4, (const char *[]){"XINFO", "CONSUMERS", key, group}, NULL);
-    tse_status st;
 
-    if (r == NULL) {
-        tse_consumer_list_cleanup(out);
-        return TSE_CONN_GONE;
-    }
-    st = tse_group_consumers_parse(r, out);
-    freeReplyObject(r);
-    return st;
+    return tse_reply_finish(r, tse_group_consumers_parse(r, out));
 }
 
 tse_status tse_group_info_parse(const redisReply *r, const char *group, tse_group_info *out)
@@ -611,25 +574,16 @@ tse_status tse_group_info_parse(const redisReply *r, const char *group, tse_grou
     if (!is_array(r))
         return TSE_INTERNAL;
     for (size_t g = 0; !out->found && g < r->elements; g++) {
-        const redisReply *f = r->element[g];
-        tse_group_info info = {0};
-        for (size_t i = 0; is_array(f) && i + 1 < f->elements; i += 2) {
-            const redisReply *k = f->element[i], *v = f->element[i + 1];
-            if (!is_str(k))
-                continue;
-            if (strcmp(k->str, "name") == 0 && is_str(v))
-                info.found = strcmp(v->str, group) == 0;
-            else if (strcmp(k->str, "pending") == 0 && is_int(v))
-                info.pending = (uint64_t)v->integer;
-            else if (strcmp(k->str, "consumers") == 0 && is_int(v))
-                info.consumers = (uint64_t)v->integer;
-            else if (strcmp(k->str, "lag") == 0 && is_int(v) && v->integer >= 0) {
-                info.lag = (uint64_t)v->integer;
-                info.lag_known = true;
-            }
-        }
-        if (info.found)
-            *out = info;
+        const redisReply *f = r->element[g], *name = tse_reply_field(f, "name");
+        const redisReply *pending = tse_reply_field(f, "pending"), *lag = tse_reply_field(f, "lag");
+        const redisReply *consumers = tse_reply_field(f, "consumers");
+        if (!is_str(name) || strcmp(name->str, group) != 0)
+            continue;
+        out->found = true;
+        out->pending = is_int(pending) ? (uint64_t)pending->integer : 0;
+        out->consumers = is_int(consumers) ? (uint64_t)consumers->integer : 0;
+        out->lag_known = is_int(lag) && lag->integer >= 0;
+        out->lag = out->lag_known ? (uint64_t)lag->integer : 0;
     }
     return TSE_OK;
 }
@@ -637,14 +591,8 @@ tse_status tse_group_info_parse(const redisReply *r, const char *group, tse_grou
 tse_status tse_group_info_get(tse_conn *c, const char *key, const char *group, tse_group_info *out)
 {
     redisReply *r = tse_conn_command(c, 3, (const char *[]){"XINFO", "GROUPS", key}, NULL);
-    tse_status st;
 
-    memset(out, 0, sizeof(*out));
-    if (r == NULL)
-        return TSE_CONN_GONE;
-    st = tse_group_info_parse(r, group, out);
-    freeReplyObject(r);
-    return st;
+    return tse_reply_finish(r, tse_group_info_parse(r, group, out));
 }
 
 /* ===================== the lag count ==================================== */
@@ -741,7 +689,6 @@ tse_status tse_group_lag(tse_conn *c, const char *key, const char *group, const 
 {
     char max_read[16], added[24], kept[24];
     redisReply *r;
-    tse_status st;
 
     snprintf(max_read, sizeof(max_read), "%u", q->max_read);
     snprintf(added, sizeof(added), "%lld", q->entries_added);
@@ -750,13 +697,7 @@ tse_status tse_group_lag(tse_conn *c, const char *key, const char *group, const 
                          (const char *[]){"EVAL", lag_script, "1", key, group, max_read, q->last_id,
                                           added, q->max_deleted, kept},
                          NULL);
-    if (r == NULL) {
-        memset(out, 0, sizeof(*out));
-        return TSE_CONN_GONE;
-    }
-    st = tse_group_lag_parse(r, out);
-    freeReplyObject(r);
-    return st;
+    return tse_reply_finish(r, tse_group_lag_parse(r, out));
 }
 
 /* ===================== position and seek ================================ */
@@ -806,15 +747,8 @@ tse_status tse_group_acked_position(tse_conn *c, const char *key, const char *gr
 {
     redisReply *r = tse_conn_command(
         c, 5, (const char *[]){"EVAL", acked_position_script, "1", key, group}, NULL);
-    tse_status st;
 
-    if (r == NULL) {
-        snprintf(out, len, "0-0");
-        return TSE_CONN_GONE;
-    }
-    st = tse_group_acked_position_parse(r, out, len);
-    freeReplyObject(r);
-    return st;
+    return tse_reply_finish(r, tse_group_acked_position_parse(r, out, len));
 }
 
 /* Acks every pending entry of the group, then moves it: atomic per stream.

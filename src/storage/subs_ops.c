@@ -55,65 +55,40 @@ static bool blob_of(const redisReply *r, tse_blob *out)
     return true;
 }
 
+/* Items of tse_reply_items: a string element, skipping any other. */
+static tse_status string_item(const redisReply *e, void *slot)
+{
+    char **s = slot;
+
+    if (!is_str(e))
+        return TSE_INTERNAL;
+    return (*s = strdup(e->str)) != NULL ? TSE_OK : TSE_NOMEM;
+}
+
+static tse_status blob_item(const redisReply *e, void *slot)
+{
+    if (!is_str(e))
+        return TSE_INTERNAL;
+    return blob_of(e, slot) ? TSE_OK : TSE_NOMEM;
+}
+
 tse_status tse_strings_parse(const redisReply *r, tse_strings *out)
 {
     tse_strings_cleanup(out);
-    if (!is_array(r))
-        return TSE_INTERNAL;
-    if ((out->v = calloc(r->elements ? r->elements : 1, sizeof(*out->v))) == NULL)
-        return TSE_NOMEM;
-    for (size_t i = 0; i < r->elements; i++) {
-        if (!is_str(r->element[i]))
-            continue;
-        if ((out->v[out->n] = strdup(r->element[i]->str)) == NULL)
-            return TSE_NOMEM;
-        out->n++;
-    }
-    return TSE_OK;
+    return tse_reply_items(r, sizeof(*out->v), string_item, &out->v, &out->n);
 }
 
 tse_status tse_blobs_parse(const redisReply *r, tse_blobs *out)
 {
     tse_blobs_cleanup(out);
-    if (!is_array(r))
-        return TSE_INTERNAL;
-    if ((out->v = calloc(r->elements ? r->elements : 1, sizeof(*out->v))) == NULL)
-        return TSE_NOMEM;
-    for (size_t i = 0; i < r->elements; i++) {
-        if (!is_str(r->element[i]))
-            continue;
-        if (!blob_of(r->element[i], &out->v[out->n]))
-            return TSE_NOMEM;
-        out->n++;
-    }
-    return TSE_OK;
+    return tse_reply_items(r, sizeof(*out->v), blob_item, &out->v, &out->n);
 }
 
-/* Commands by reply type: each frees its reply. */
 static tse_status strings_cmd(tse_conn *c, int argc, const char **argv, tse_strings *out)
 {
     redisReply *r = tse_conn_command(c, argc, argv, NULL);
-    tse_status st;
 
-    if (r == NULL) {
-        tse_strings_cleanup(out);
-        return TSE_CONN_GONE;
-    }
-    st = tse_strings_parse(r, out);
-    freeReplyObject(r);
-    return st;
-}
-
-static tse_status int_cmd(tse_conn *c, int argc, const char **argv, const size_t *lens,
-                          long long *n)
-{
-    redisReply *r = tse_conn_command(c, argc, argv, lens);
-    tse_status st = is_int(r) ? TSE_OK : failed(r);
-
-    *n = is_int(r) ? r->integer : 0;
-    if (r)
-        freeReplyObject(r);
-    return st;
+    return tse_reply_finish(r, tse_strings_parse(r, out));
 }
 
 /* A bulk string reply into out; TSE_NOT_FOUND for nil. */
@@ -150,13 +125,8 @@ tse_status tse_subs_get(tse_conn *c, const char *name, tse_blob *out)
 tse_status tse_subs_put_new(tse_conn *c, const char *name, const uint8_t *packed, size_t len,
                             bool *inserted)
 {
-    long long n = 0;
-    tse_status st =
-        int_cmd(c, 4, (const char *[]){"HSETNX", TSE_SUBS_KEY, name, (const char *)packed},
-                (const size_t[]){6, strlen(TSE_SUBS_KEY), strlen(name), len}, &n);
-
-    *inserted = st == TSE_OK && n == 1;
-    return st;
+    return tse_conn_flag(c, 4, (const char *[]){"HSETNX", TSE_SUBS_KEY, name, (const char *)packed},
+                         (const size_t[]){6, strlen(TSE_SUBS_KEY), strlen(name), len}, inserted);
 }
 
 tse_status tse_subs_delete(tse_conn *c, const char *name)
@@ -165,10 +135,10 @@ tse_status tse_subs_delete(tse_conn *c, const char *name)
     long long n;
 
     tse_key_dlq(name, key, sizeof(key));
-    int_cmd(c, 2, (const char *[]){"DEL", key}, NULL, &n);
+    tse_conn_integer(c, 2, (const char *[]){"DEL", key}, NULL, &n);
     tse_key_snapshots(name, key, sizeof(key));
-    int_cmd(c, 2, (const char *[]){"DEL", key}, NULL, &n);
-    return int_cmd(c, 3, (const char *[]){"HDEL", TSE_SUBS_KEY, name}, NULL, &n);
+    tse_conn_integer(c, 2, (const char *[]){"DEL", key}, NULL, &n);
+    return tse_conn_integer(c, 3, (const char *[]){"HDEL", TSE_SUBS_KEY, name}, NULL, &n);
 }
 
 /* ===================== the stream set =================================== */
@@ -180,7 +150,7 @@ tse_status tse_streams_list(tse_conn *c, tse_strings *out)
 
 tse_status tse_streams_count(tse_conn *c, long long *n)
 {
-    return int_cmd(c, 2, (const char *[]){"SCARD", TSE_STREAMS_KEY}, NULL, n);
+    return tse_conn_integer(c, 2, (const char *[]){"SCARD", TSE_STREAMS_KEY}, NULL, n);
 }
 
 /* ===================== snapshots ======================================== */
@@ -189,13 +159,9 @@ tse_status tse_snapshot_exists(tse_conn *c, const char *subscription, const char
                                bool *exists)
 {
     char key[SNAPSHOTS_KEY_MAX];
-    long long n = 0;
-    tse_status st;
 
     tse_key_snapshots(subscription, key, sizeof(key));
-    st = int_cmd(c, 3, (const char *[]){"HEXISTS", key, name}, NULL, &n);
-    *exists = n == 1;
-    return st;
+    return tse_conn_flag(c, 3, (const char *[]){"HEXISTS", key, name}, NULL, exists);
 }
 
 tse_status tse_snapshot_count(tse_conn *c, const char *subscription, long long *n)
@@ -203,7 +169,7 @@ tse_status tse_snapshot_count(tse_conn *c, const char *subscription, long long *
     char key[SNAPSHOTS_KEY_MAX];
 
     tse_key_snapshots(subscription, key, sizeof(key));
-    return int_cmd(c, 2, (const char *[]){"HLEN", key}, NULL, n);
+    return tse_conn_integer(c, 2, (const char *[]){"HLEN", key}, NULL, n);
 }
 
 tse_status tse_snapshot_put(tse_conn *c, const char *subscription, const char *name,
@@ -213,25 +179,18 @@ tse_status tse_snapshot_put(tse_conn *c, const char *subscription, const char *n
     long long n;
 
     tse_key_snapshots(subscription, key, sizeof(key));
-    return int_cmd(c, 4, (const char *[]){"HSET", key, name, (const char *)packed},
-                   (const size_t[]){4, strlen(key), strlen(name), len}, &n);
+    return tse_conn_integer(c, 4, (const char *[]){"HSET", key, name, (const char *)packed},
+                            (const size_t[]){4, strlen(key), strlen(name), len}, &n);
 }
 
 tse_status tse_snapshot_all(tse_conn *c, const char *subscription, tse_blobs *out)
 {
     char key[SNAPSHOTS_KEY_MAX];
     redisReply *r;
-    tse_status st;
 
     tse_key_snapshots(subscription, key, sizeof(key));
     r = tse_conn_command(c, 2, (const char *[]){"HVALS", key}, NULL);
-    if (r == NULL) {
-        tse_blobs_cleanup(out);
-        return TSE_CONN_GONE;
-    }
-    st = tse_blobs_parse(r, out);
-    freeReplyObject(r);
-    return st;
+    return tse_reply_finish(r, tse_blobs_parse(r, out));
 }
 
 tse_status tse_snapshot_get(tse_conn *c, const char *subscription, const char *name, tse_blob *out)
@@ -246,13 +205,9 @@ tse_status tse_snapshot_delete(tse_conn *c, const char *subscription, const char
                                bool *deleted)
 {
     char key[SNAPSHOTS_KEY_MAX];
-    long long n = 0;
-    tse_status st;
 
     tse_key_snapshots(subscription, key, sizeof(key));
-    st = int_cmd(c, 3, (const char *[]){"HDEL", key, name}, NULL, &n);
-    *deleted = n == 1;
-    return st;
+    return tse_conn_flag(c, 3, (const char *[]){"HDEL", key, name}, NULL, deleted);
 }
 
 /* ===================== the clock ======================================== */
@@ -271,14 +226,6 @@ tse_status tse_redis_time_parse(const redisReply *r, int64_t *sec, int32_t *nano
 tse_status tse_redis_time(tse_conn *c, int64_t *sec, int32_t *nanos)
 {
     redisReply *r = tse_conn_command(c, 1, (const char *[]){"TIME"}, NULL);
-    tse_status st;
 
-    if (r == NULL) {
-        *sec = 0;
-        *nanos = 0;
-        return TSE_CONN_GONE;
-    }
-    st = tse_redis_time_parse(r, sec, nanos);
-    freeReplyObject(r);
-    return st;
+    return tse_reply_finish(r, tse_redis_time_parse(r, sec, nanos));
 }

@@ -119,6 +119,18 @@ static void test_grpc_codes_map_to_sdk_statuses(void **state)
     assert_string_equal(tse_client_status_name((tse_client_status)999), "UNKNOWN");
 }
 
+/* The codes the SDK chooses itself (a cancel, a publish stream that ended
+ * before answering) come from its one table, and read back as the status
+ * they stand for; a status without a code of its own is INTERNAL. */
+static void test_sdk_statuses_map_back_to_grpc_codes(void **state)
+{
+    for (int st = TSE_CLIENT_OK; st <= TSE_CLIENT_INTERNAL; st++)
+        assert_int_equal(
+            tse_client_status_from_grpc(tse_client_grpc_from_status((tse_client_status)st)), st);
+    assert_int_equal(tse_client_grpc_from_status(TSE_CLIENT_UNAVAILABLE), GRPC_STATUS_UNAVAILABLE);
+    assert_int_equal(tse_client_grpc_from_status(TSE_CLIENT_NO_MEMORY), GRPC_STATUS_INTERNAL);
+}
+
 static void test_server_details_keep_the_message_and_lift_the_field(void **state)
 {
     static const char details[] = "event.payload.barcode: barcode is required";
@@ -743,6 +755,7 @@ int main(void)
         cmocka_unit_test(test_options_default_to_env_then_localhost),
         cmocka_unit_test(test_bad_options_are_refused_naming_the_option),
         cmocka_unit_test(test_grpc_codes_map_to_sdk_statuses),
+        cmocka_unit_test(test_sdk_statuses_map_back_to_grpc_codes),
         cmocka_unit_test(test_server_details_keep_the_message_and_lift_the_field),
         cmocka_unit_test(test_field_comes_from_status_details_not_the_text),
         cmocka_unit_test(test_problem_is_the_message_without_its_field),
