@@ -142,9 +142,6 @@ int tse_cli_connect(const tse_cli *cli, tse_client **out);
  */
 int tse_cli_fail(const tse_cli *cli, tse_client_status status, const tse_client_error *err);
 
-/* The exit code of an SDK status. */
-int tse_cli_exit_code(tse_client_status status);
-
 /*
  * Prints an SDK JSON answer for --json: indented, or on one line when
  * one_line. Returns 0, or TSE_CLI_EXIT_INTERNAL when it does not parse.

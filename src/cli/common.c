@@ -248,7 +248,8 @@ int tse_cli_read_payload(const tse_cli *cli, const char *arg, char **out)
 
 /* ---- the client and its errors ---- */
 
-int tse_cli_exit_code(tse_client_status status)
+/* The exit code of an SDK status. */
+static int exit_code(tse_client_status status)
 {
     switch (status) {
     case TSE_CLIENT_OK: return TSE_CLI_EXIT_OK;
@@ -280,7 +281,7 @@ int tse_cli_fail(const tse_cli *cli, tse_client_status status, const tse_client_
         strncmp(message, err->field, strlen(err->field)) != 0)
         fprintf(stderr, "field \"%s\": ", err->field);
     fprintf(stderr, "%s\n", message);
-    return tse_cli_exit_code(status);
+    return exit_code(status);
 }
 
 /* The flag's value, else the environment's (NULL when neither is set). */

@@ -54,6 +54,7 @@
 #include <time.h>
 
 #include "client/internal.h"
+#include "codec/pbscan.h"
 #include "common/tsan.h"
 #include "domain/limits.h"
 
@@ -260,22 +261,6 @@ static void on_response(void *arg, const void *msg, size_t len)
     pthread_mutex_unlock(&p->mu);
 }
 
-/* Reads a varint within [*at, end); false when truncated. */
-static bool read_varint(const uint8_t **at, const uint8_t *end, uint64_t *out)
-{
-    uint64_t v = 0;
-
-    for (unsigned shift = 0; shift < 64 && *at < end; shift += 7) {
-        uint8_t b = *(*at)++;
-        v |= (uint64_t)(b & 0x7F) << shift;
-        if ((b & 0x80) == 0) {
-            *out = v;
-            return true;
-        }
-    }
-    return false;
-}
-
 /*
  * A PublishBatchResponse split on the wire: the bytes of each result
  * (field 1) into results (at most max), and whether a whole-batch error
@@ -284,24 +269,22 @@ static bool read_varint(const uint8_t **at, const uint8_t *end, uint64_t *out)
 static bool split_results(const uint8_t *at, size_t len, const uint8_t **results, size_t *lens,
                           size_t max, size_t *n, bool *whole)
 {
-    const uint8_t *end = at + len;
-    uint64_t tag, size;
+    tse_pbscan_field f;
+    size_t pos = 0;
 
     *n = 0;
     *whole = false;
-    while (at < end) {
-        if (!read_varint(&at, end, &tag) || (tag & 7) != 2 || !read_varint(&at, end, &size) ||
-            size > (uint64_t)(end - at))
+    while (pos < len) {
+        if (!tse_pbscan_next(at, len, &pos, &f) || f.wire != 2)
             return false;
-        if (tag >> 3 == 1) {
+        if (f.id == 1) {
             if (*n == max)
                 return false;
-            results[*n] = at;
-            lens[(*n)++] = (size_t)size;
-        } else if (tag >> 3 == 2) {
+            results[*n] = f.data;
+            lens[(*n)++] = f.len;
+        } else if (f.id == 2) {
             *whole = true;
         }
-        at += size;
     }
     return true;
 }

@@ -13,6 +13,7 @@
 
 #include "client/internal.h"
 #include "codec/pbjson.h"
+#include "codec/pbscan.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -20,77 +21,38 @@ typedef Tracseq__Events__V1__Event Event;
 
 /* ============================== wire scanning ============================= */
 
-static bool read_varint(const uint8_t *p, size_t len, size_t *at, uint64_t *v)
-{
-    *v = 0;
-    for (int shift = 0; shift < 64 && *at < len; shift += 7) {
-        uint8_t b = p[(*at)++];
-        *v |= (uint64_t)(b & 0x7f) << shift;
-        if ((b & 0x80) == 0)
-            return true;
-    }
-    return false;
-}
-
-/* Skips one field's value of wire type wt; false when malformed. */
-static bool skip_value(const uint8_t *p, size_t len, size_t *at, unsigned wt, uint64_t *n)
-{
-    uint64_t v;
-
-    switch (wt) {
-    case 0: return read_varint(p, len, at, &v);
-    case 1: *at += 8; return *at <= len;
-    case 5: *at += 4; return *at <= len;
-    case 2:
-        if (!read_varint(p, len, at, n) || *n > len - *at)
-            return false;
-        *at += *n;
-        return true;
-    default: return false;
-    }
-}
-
 bool tse_client_wire_each(const uint8_t *data, size_t len, uint32_t number,
                           bool (*fn)(void *arg, const uint8_t *p, size_t n), void *arg)
 {
-    size_t at = 0;
+    tse_pbscan_field f;
+    size_t pos = 0;
 
-    while (at < len) {
-        uint64_t key, n = 0;
-
-        if (!read_varint(data, len, &at, &key))
+    while (tse_pbscan_next(data, len, &pos, &f))
+        if (f.id == number && f.wire == 2 && !fn(arg, f.data, f.len))
             return false;
-        if (!skip_value(data, len, &at, (unsigned)(key & 7), &n))
-            return false;
-        if ((key >> 3) == number && (key & 7) == 2) {
-            if (!fn(arg, data + at - n, n))
-                return false;
-        }
-    }
-    return true;
+    return pos == len;
 }
 
 bool tse_client_delivery_split(const uint8_t *data, size_t len, uint8_t *first, size_t *first_len,
                                bool (*more)(void *arg, const uint8_t *p, size_t n), void *arg)
 {
-    size_t at = 0;
+    tse_pbscan_field f;
+    size_t pos = 0;
 
     *first_len = 0;
-    while (at < len) {
-        size_t start = at;
-        uint64_t key, n = 0;
+    while (pos < len) {
+        size_t start = pos;
 
-        if (!read_varint(data, len, &at, &key) ||
-            !skip_value(data, len, &at, (unsigned)(key & 7), &n))
+        if (!tse_pbscan_next(data, len, &pos, &f))
             return false;
-        if (key == (TSE_CLIENT_DELIVERY_MORE << 3 | 2)) {
-            if (more != NULL && !more(arg, data + at - n, n))
+        if (f.id == TSE_CLIENT_DELIVERY_MORE && f.wire == 2) {
+            if (more != NULL && !more(arg, f.data, f.len))
                 return false;
             continue;
         }
         if (first != NULL)
-            memcpy(first + *first_len, data + start, at - start);
-        *first_len += at - start;
+            memcpy(first + *first_len, data + start, pos - start);
+        *first_len += pos - start;
     }
     return true;
 }

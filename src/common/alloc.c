@@ -32,20 +32,14 @@ void *tse_realloc(void *ptr, size_t size)
     return funcs.realloc_fn(ptr, size);
 }
 
-char *tse_strndup(const char *s, size_t n)
-{
-    char *copy = funcs.malloc_fn(n + 1);
-
-    if (copy == NULL)
-        return NULL;
-    memcpy(copy, s, n);
-    copy[n] = '\0';
-    return copy;
-}
-
 char *tse_strdup(const char *s)
 {
-    return tse_strndup(s, strlen(s));
+    size_t n = strlen(s) + 1;
+    char *copy = funcs.malloc_fn(n);
+
+    if (copy != NULL)
+        memcpy(copy, s, n);
+    return copy;
 }
 
 void tse_free(void *ptr)

@@ -40,8 +40,6 @@ void *tse_calloc(size_t count, size_t size);
 void *tse_realloc(void *ptr, size_t size);
 /* A copy of s (not NULL), or NULL when the allocation failed. */
 char *tse_strdup(const char *s);
-/* A copy of the first n bytes of s, NUL-terminated. */
-char *tse_strndup(const char *s, size_t n);
 /* tse_free(NULL) is a no-op. */
 void tse_free(void *ptr);
 

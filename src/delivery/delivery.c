@@ -428,7 +428,10 @@ void tse_dl_release(tse_delivery *d, tse_subscriber *s)
     free(s);
 }
 
-void tse_dl_disconnect(tse_delivery *d, const char *why)
+/* Drops the connection (d->conn becomes NULL; every storage operation on
+ * it fails at once); every subscriber is ended with UNAVAILABLE at the
+ * loop's next step (never under a caller's feet). */
+static void disconnect(tse_delivery *d, const char *why)
 {
     /* Lost inside an operation, which may still hold it: closed later. */
     if (d->conn != NULL && tse_conn_lost(d->conn)) {
@@ -936,7 +939,7 @@ static void wait_until(tse_delivery *d, int64_t due_ms)
 /* The connection was lost inside an operation (conn.h). */
 static void lost(void *arg, const char *why)
 {
-    tse_dl_disconnect(arg, why);
+    disconnect(arg, why);
 }
 
 static void reconnect(tse_delivery *d, int64_t now, bool asked)

@@ -308,10 +308,6 @@ struct tse_delivery {
 };
 
 /* ---- delivery.c ---- */
-/* Drops the connection (d->conn becomes NULL; every storage operation on
- * it fails at once); every subscriber is ended with UNAVAILABLE at the
- * loop's next step (never under a caller's feet). */
-void tse_dl_disconnect(tse_delivery *d, const char *why);
 void tse_dl_release(tse_delivery *d, tse_subscriber *s);
 
 /* ---- delivery_subs.c ---- */

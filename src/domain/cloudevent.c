@@ -156,7 +156,9 @@ static bool media_text(const char *s)
     return true;
 }
 
-bool tse_ce_media_is_json(const char *media)
+/* True when media (a Content-Type, parameters allowed) is JSON:
+ * application/json or any +json type. */
+static bool media_is_json(const char *media)
 {
     size_t n;
 
@@ -575,7 +577,7 @@ tse_status tse_ce_binary_body(json_t *ce, const char *content_type, const char *
     }
     if (len == 0)
         return TSE_OK;
-    if (tse_ce_media_is_json(content_type)) {
+    if (media_is_json(content_type)) {
         if ((data = json_loadb(body, len, JSON_DECODE_ANY, &jerr)) == NULL)
             return tse_error_set(err, TSE_INVALID, "data",
                                  "the body is not the JSON its Content-Type says (line %d, "
@@ -765,7 +767,7 @@ tse_status tse_ce_to_binary(const json_t *ce, json_t *headers, char **body, size
             return TSE_NOMEM;
         if (*content_type == NULL)
             *content_type = "application/octet-stream";
-    } else if (json_is_string(data) && !tse_ce_media_is_json(*content_type)) {
+    } else if (json_is_string(data) && !media_is_json(*content_type)) {
         if ((*body = strdup(json_string_value(data))) == NULL)
             return TSE_NOMEM;
         *len = json_string_length(data);
@@ -862,7 +864,7 @@ static tse_status proto_data(const Io__Cloudevents__V1__CloudEvent *pb, json_t *
 
     switch (pb->data_case) {
     case IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_TEXT_DATA:
-        if (tse_ce_media_is_json(ctype))
+        if (media_is_json(ctype))
             data = json_loads(pb->text_data ? pb->text_data : "", JSON_DECODE_ANY, &jerr);
         else
             data = json_string(pb->text_data ? pb->text_data : "");

@@ -122,8 +122,4 @@ tse_status tse_ce_from_proto(const Io__Cloudevents__V1__CloudEvent *pb, json_t *
 tse_status tse_ce_envelope_event(const json_t *env, Tracseq__Events__V1__Event **out,
                                  tse_error *err);
 
-/* True when media (a Content-Type, parameters allowed) is JSON:
- * application/json or any +json type. */
-bool tse_ce_media_is_json(const char *media);
-
 #endif

@@ -348,9 +348,3 @@ tse_status tse_append_batch_decode(const redisReply *reply, size_t n, size_t i,
     }
     return tse_append_decode(r, true, out);
 }
-
-bool tse_dedup_batch_reply_stored(const redisReply *reply, size_t i)
-{
-    return reply != NULL && reply->type == REDIS_REPLY_ARRAY && i < reply->elements &&
-           tse_dedup_reply_stored(reply->element[i]);
-}

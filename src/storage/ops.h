@@ -184,9 +184,6 @@ extern const char tse_dedup_batch_script[];
 tse_status tse_append_batch_decode(const struct redisReply *reply, size_t n, size_t i,
                                    tse_append_reply *out);
 
-/* Whether event i of a batch script's reply was stored. */
-bool tse_dedup_batch_reply_stored(const struct redisReply *reply, size_t i);
-
 /* Whether a dedup script reply says the event was stored (not a duplicate). */
 bool tse_dedup_reply_stored(const struct redisReply *reply);
 

@@ -32,7 +32,8 @@
 
 #define BEARER "Bearer "
 
-void tse_audit(const tse_call *c, const char *decision, const char *target, const char *why)
+/* One audit line: identity, method, target, correlation id, decision, reason. */
+static void audit(const tse_call *c, const char *decision, const char *target, const char *why)
 {
     tse_log(TSE_LOG_WARN, "audit",
             (const char *[]){"identity", c->identity ? tse_identity_name(c->identity) : "",
@@ -105,7 +106,7 @@ bool tse_call_authenticate(tse_call *c)
     c->identity = prove(c, c->auth_table, (int64_t)time(NULL), &token);
     if (c->identity != NULL || c->method->open)
         return true;
-    tse_audit(c, "denied", "", token ? "unknown or expired token" : "no credentials");
+    audit(c, "denied", "", token ? "unknown or expired token" : "no credentials");
     tse_call_fail(c, TSE_ERROR(TSE_UNAUTHENTICATED, "",
                                "authentication required: send `authorization: Bearer <token>` "
                                "(or a client certificate) of a known identity"));
@@ -132,9 +133,9 @@ tse_status tse_access_recheck(tse_call *c, bool *renewed, tse_error *err)
     id = prove(c, t, now_s, &token);
     if (id == NULL) {
         tse_auth_release(t);
-        tse_audit(c, "denied", "",
-                  token ? "token revoked or expired while the call was open"
-                        : "certificate identity removed or expired while the call was open");
+        audit(c, "denied", "",
+              token ? "token revoked or expired while the call was open"
+                    : "certificate identity removed or expired while the call was open");
         return tse_error_set(err, TSE_UNAUTHENTICATED, NULL,
                              "the caller's credentials were revoked or expired; "
                              "authenticate again");
@@ -155,7 +156,7 @@ tse_status tse_access_deny(tse_call *c, const char *target, tse_error *err, cons
     va_start(ap, fmt);
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
-    tse_audit(c, "denied", target, why);
+    audit(c, "denied", target, why);
     return tse_error_set(err, TSE_PERMISSION_DENIED, NULL, "%s", why);
 }
 
@@ -163,7 +164,7 @@ bool tse_access_admin_used(tse_call *c, const char *target)
 {
     if (c->identity == NULL || !tse_identity_admin(c->identity))
         return false;
-    tse_audit(c, "allowed as admin", target, NULL);
+    audit(c, "allowed as admin", target, NULL);
     return true;
 }
 
@@ -200,7 +201,7 @@ tse_status tse_access_publish(tse_call *c, const char *event_type, const char *s
             char why[64];
             snprintf(why, sizeof(why), "%llu more refused since the last line",
                      (unsigned long long)unlogged);
-            tse_audit(c, "rate limited", event_type, why);
+            audit(c, "rate limited", event_type, why);
         }
         return tse_error_set(err, TSE_RESOURCE_EXHAUSTED, NULL,
                              "publish rate of identity '%s' exceeded; " TSE_RETRY_AFTER_TEXT,

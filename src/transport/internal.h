@@ -400,9 +400,6 @@ tse_status tse_access_recheck(tse_call *c, bool *renewed, tse_error *err);
 /* The caller's identity name; NULL when authentication is off. */
 const char *tse_call_identity(const tse_call *c);
 
-/* One audit line: identity, method, target, correlation id, decision, reason. */
-void tse_audit(const tse_call *c, const char *decision, const char *target, const char *why);
-
 /* Refuses with PERMISSION_DENIED and the formatted reason (audited). */
 tse_status tse_access_deny(tse_call *c, const char *target, tse_error *err, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

@@ -288,11 +288,6 @@ nomem:
     return tse_error_set(err, TSE_NOMEM, NULL, "out of memory");
 }
 
-int tse_server_port(const tse_server *s)
-{
-    return s->port;
-}
-
 tse_status tse_server_reload(tse_server *s, tse_error *err)
 {
     if (s->tls == NULL)

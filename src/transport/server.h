@@ -49,9 +49,6 @@ typedef struct tse_server_deps {
  * cannot be bound (in use: reuseport is off). Release with tse_server_destroy. */
 tse_status tse_server_create(const tse_server_deps *deps, tse_server **out, tse_error *err);
 
-/* The bound port (useful with port 0). */
-int tse_server_port(const tse_server *s);
-
 /*
  * Re-reads what may change without a restart (SIGHUP): the TLS certificate,
  * key and client CA. New connections use the new files; open ones keep

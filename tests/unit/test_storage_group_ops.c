@@ -17,27 +17,10 @@
 #include <cmocka.h>
 #include <hiredis/hiredis.h>
 
+#include "../support/resp_reply.h"
 #include "storage/dlq_ops.h"
 #include "storage/group_ops.h"
 #include "storage/subs_ops.h"
-
-/* The reply hiredis reads from the len bytes at resp (one whole reply).
- * Caller frees with freeReplyObject. */
-static redisReply *read_reply_n(const char *resp, size_t len)
-{
-    redisReader *r = redisReaderCreate();
-    void *out = NULL;
-
-    assert_non_null(r);
-    assert_int_equal(redisReaderFeed(r, resp, len), REDIS_OK);
-    assert_int_equal(redisReaderGetReply(r, &out), REDIS_OK);
-    assert_non_null(out);
-    redisReaderFree(r);
-    return out;
-}
-
-/* A string literal of RESP, NUL bytes included. */
-#define read_reply(lit) read_reply_n(lit, sizeof(lit) - 1)
 
 static const char *const keys2[] = {"s:a", "s:b"};
 
