@@ -1,10 +1,13 @@
 /*
  * bench_subscribe.c - load generator for the event service's delivery path
- * (Subscribe with explicit acks), on the gRPC C core API. One completion
- * queue drained by the main thread with grpc_completion_queue_next carries
- * every subscriber stream and every publisher call; unary helper calls
- * (CreateSubscription, GetSubscription, GetStats, DeleteSubscription) run
- * synchronously on a second, pluck-only queue between phases.
+ * (Subscribe with explicit acks), on the client SDK's asynchronous raw-bytes
+ * API (tse_client_stream_* and tse_client_call_*: the one client runtime of
+ * the tree, as in bench_publish). Two SDK clients keep the publishers and
+ * the subscribers on connections of their own (--connections,
+ * --sub-connections); each client's one call thread runs the handlers of its
+ * calls. The unary helper calls (CreateSubscription, GetSubscription,
+ * GetStats, DeleteSubscription) are started the same way and waited for
+ * between phases.
  *
  * Modes:
  *   latency  Events published at a fixed rate whatever the responses (open
@@ -38,10 +41,11 @@
  *
  * Acks: a subscriber queues the ack id of each delivery and sends one
  * SubscribeRequest{ack} when --ack-batch ids are queued or the oldest has
- * waited --ack-delay-ms, with one send in flight per stream (gRPC allows no
- * more); ids queued meanwhile go with the next send. With --hold-acks
- * (fanout) nothing is acked until every expected delivery arrived, so the
- * service's credit limit alone decides who gets what.
+ * waited --ack-delay-ms, with one send on its way per stream
+ * (tse_client_stream_busy); ids queued meanwhile go with the next send,
+ * tried again at the next ack tick. With --hold-acks (fanout) nothing is
+ * acked until every expected delivery arrived, so the service's credit
+ * limit alone decides who gets what.
  *
  * Invariants: every delivery is checked (decodable, a sequence this run
  * published, delivery_attempt 1, once per subscription); a stream that ends
@@ -49,21 +53,21 @@
  * redelivered event, or a subscription still holding pending entries after
  * the acks were sent is an error, and any error makes the exit status 1.
  *
- * Threads: the main thread owns everything except, in latency mode, the
- * launcher, which only starts publishes: it creates and starts unary calls
- * (shared with the main thread: `live_unary`, `launched`, `launch_done`,
- * atomics) or starts sends on the paced PublishStream, whose state both
- * threads touch only under `pace_mu`. The error record has its own mutex.
+ * Threads: the SDK clients' call threads run every handler; the main thread
+ * drives the phases, sends the acks that fall due and waits; in latency
+ * mode a launcher thread starts the publishes. They share the run's state
+ * under `mu`: handlers hold it while they run (the SDK never calls a
+ * handler while holding a lock of its own, so handlers may start, send and
+ * cancel under it), and the main thread holds it except while it waits.
+ * The launcher starts its calls and the sends of its paced stream outside
+ * it, touching only atomics (`live_unary`, `launched`, `launch_done`), its
+ * own buffer and the paced stream's handle. The error record has its own
+ * mutex.
  *
  * Output: human-readable lines on stderr, one machine-readable line on
  * stdout: "RESULT mode=... key=value ...".
  */
 #include <errno.h>
-#include <grpc/byte_buffer_reader.h>
-#include <grpc/grpc.h>
-#include <grpc/grpc_security.h>
-#include <grpc/support/alloc.h>
-#include <grpc/support/time.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -81,6 +85,7 @@
 
 #include "bench_types.h"
 #include "google/protobuf/struct.pb-c.h"
+#include "tracseq/client.h"
 #include "tracseq/events/v1/event.pb-c.h"
 #include "tracseq/events/v1/service.pb-c.h"
 
@@ -92,7 +97,8 @@
 #define METHOD_GET_SUB         SERVICE "GetSubscription"
 #define METHOD_DELETE_SUB      SERVICE "DeleteSubscription"
 #define METHOD_GET_STATS       SERVICE "GetStats"
-#define MAX_CONNECTIONS        64
+#define METHOD_HEALTH          "/grpc.health.v1.Health/Check"
+#define MAX_CONNECTIONS        64    /* the SDK's channels per client */
 #define MAX_WINDOW             4000  /* the server stops reading at 4096 unanswered */
 #define STREAMS_PER_CONNECTION 900   /* the server allows 1000 concurrent streams */
 #define ACK_DEADLINE_MS        60000 /* no redelivery within a run */
@@ -405,15 +411,6 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * SEC_NS + ts.tv_nsec;
 }
 
-static gpr_timespec at_ns(int64_t when)
-{
-    int64_t d = when - now_ns();
-
-    if (d < 0)
-        d = 0;
-    return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_nanos(d, GPR_TIMESPAN));
-}
-
 /* VmRSS of a process in kB; 0 when unknown (no pid, or it is gone). */
 static long vmrss_kb(int pid)
 {
@@ -529,30 +526,6 @@ static bool bytes_put_field(bytes *b, uint8_t tag, const void *data, size_t n)
     head[0] = tag;
     h = 1 + put_varint(head + 1, n);
     return bytes_put(b, head, h) && bytes_put(b, data, n);
-}
-
-/* A slice holding one length-delimited field around `inner`. */
-static grpc_slice field_slice(uint8_t tag, const uint8_t *inner, size_t n)
-{
-    uint8_t head[11];
-    size_t h;
-    grpc_slice s;
-
-    head[0] = tag;
-    h = 1 + put_varint(head + 1, n);
-    s = grpc_slice_malloc(h + n);
-    memcpy(GRPC_SLICE_START_PTR(s), head, h);
-    if (n > 0)
-        memcpy(GRPC_SLICE_START_PTR(s) + h, inner, n);
-    return s;
-}
-
-static grpc_byte_buffer *buffer_from_slice(grpc_slice s)
-{
-    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
-
-    grpc_slice_unref(s);
-    return bb;
 }
 
 static bool get_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
@@ -716,28 +689,27 @@ static void event_bytes_cleanup(event_bytes *e)
     free(e->event);
 }
 
-/* PublishRequest{event = subject "<seq>:<sent>" + the packed event}. */
-static grpc_byte_buffer *publish_request(const event_bytes *e, long long seq, int64_t sent)
+/* Bytes a request of publish_request takes at most. */
+static size_t publish_request_max(const event_bytes *e)
+{
+    return 11 + 2 + 48 + e->event_len;
+}
+
+/* PublishRequest{event = subject "<seq>:<sent>" + the packed event} into
+ * out (publish_request_max bytes); returns its length. */
+static size_t publish_request(const event_bytes *e, long long seq, int64_t sent, uint8_t *out)
 {
     char subject[48];
-    uint8_t inner_head[2 + sizeof(subject)];
     size_t sl = (size_t)snprintf(subject, sizeof(subject), "%lld:%" PRId64, seq, sent);
-    size_t hl, inner, h;
-    uint8_t head[11];
-    grpc_slice s;
+    size_t inner = 2 + sl + e->event_len, h;
 
-    inner_head[0] = 0x42; /* Event.subject: field 8, length-delimited */
-    inner_head[1] = (uint8_t)sl;
-    memcpy(inner_head + 2, subject, sl);
-    hl = 2 + sl;
-    inner = hl + e->event_len;
-    head[0] = 0x0a; /* PublishRequest.event: field 1 */
-    h = 1 + put_varint(head + 1, inner);
-    s = grpc_slice_malloc(h + inner);
-    memcpy(GRPC_SLICE_START_PTR(s), head, h);
-    memcpy(GRPC_SLICE_START_PTR(s) + h, inner_head, hl);
-    memcpy(GRPC_SLICE_START_PTR(s) + h + hl, e->event, e->event_len);
-    return buffer_from_slice(s);
+    out[0] = 0x0a; /* PublishRequest.event: field 1 */
+    h = 1 + put_varint(out + 1, inner);
+    out[h] = 0x42; /* Event.subject: field 8, length-delimited */
+    out[h + 1] = (uint8_t)sl;
+    memcpy(out + h + 2, subject, sl);
+    memcpy(out + h + 2 + sl, e->event, e->event_len);
+    return h + inner;
 }
 
 /* ============================== samples =================================== */
@@ -788,56 +760,43 @@ static double quantile_us(const samples *s, double q)
 
 /* ============================== the bench ================================= */
 
-typedef enum tag_kind {
-    TAG_UNARY,
-    TAG_PS_START,
-    TAG_PS_SEND,
-    TAG_PS_CLOSE,
-    TAG_PS_RECV,
-    TAG_PS_STATUS,
-    TAG_SUB_SEND,
-    TAG_SUB_RECV,
-    TAG_SUB_STATUS
-} tag_kind;
-
-/* Every batch's tag: a small struct embedded in the object it belongs to,
- * so dispatch needs no lookup. */
-typedef struct tag {
-    tag_kind kind;
-    void *owner;
-} tag;
-
 typedef struct sub sub;
 typedef struct pubstream pubstream;
 typedef struct bench bench;
 
+/* A condition the main thread waits for (under mu). */
+typedef bool (*until_fn)(const bench *b);
+
 struct bench {
     options opt;
-    grpc_completion_queue *cq, *pluck_cq;
-    grpc_channel *pub_ch[MAX_CONNECTIONS], *sub_ch[MAX_CONNECTIONS];
-    int next_pub, next_sub;
+    tse_client *pub_client; /* publishers and helper calls: --connections */
+    /* subscriber streams (--sub-connections): a client per --sub-target */
+    tse_client *sub_clients[MAX_PIDS];
+    int n_sub_clients, next_sub;
+    pthread_mutex_t mu;              /* everything below but the atomics and errors */
+    pthread_cond_t changed;          /* `until` may hold, or news for the main thread */
+    until_fn until;                  /* what the main thread waits for (NULL: nothing) */
     event_bytes ev[BENCH_TYPES_MAX]; /* one per type: event n has type n % types */
     char types[BENCH_TYPES_MAX][BENCH_TYPE_LEN];
+    size_t req_max;    /* bytes of the longest PublishRequest */
+    uint8_t *req;      /* a PublishRequest being sent (req_max bytes) */
+    bytes scratch;     /* a SubscribeRequest being sent */
     char (*names)[64]; /* the subscriptions' names */
     /* publishing */
-    long long pub_target;   /* events to publish (stream publishers) */
-    long long pub_next;     /* next sequence number (stream publishers) */
-    long long pub_reserved; /* stream sends committed by a hint, not started */
+    long long pub_target; /* events to publish (stream publishers) */
+    long long pub_next;   /* next sequence number (stream publishers) */
     long long pub_ok;
     int live_ps;
     atomic_int live_unary;
-    atomic_llong launched;   /* latency: Publish calls started */
+    atomic_llong launched;   /* latency: publishes started */
     atomic_bool launch_done; /* latency: the launcher has returned */
-    pubstream *paced;        /* latency, --publisher stream: the call */
-    long long paced_due;     /* its events due so far (under pace_mu) */
-    pthread_mutex_t pace_mu; /* the paced call's state: launcher and main thread */
+    pubstream *paced;        /* latency, --publisher stream: the launcher's call */
     /* subscribing */
     sub **subs;
     int n_subs, live_subs;
-    long long sub_batches; /* subscriber batches started, not completed */
-    sub *dirty;            /* streams with queued acks */
-    bool holding;          /* --hold-acks: nothing is acked yet */
-    uint8_t **seen;        /* per subscription: a bit per sequence number */
+    sub *dirty;     /* streams with queued acks */
+    bool holding;   /* --hold-acks: nothing is acked yet */
+    uint8_t **seen; /* per subscription: a bit per sequence number */
     long long seen_bits;
     long long delivered, unique, duplicates, redelivered, acks_sent, ack_msgs;
     long long messages; /* Subscribe messages received (deliveries: `delivered`) */
@@ -856,7 +815,7 @@ struct bench {
 
 static void record_error(bench *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* When Publish number seq was due (latency mode). */
+/* When publish number seq was due (latency mode). */
 static int64_t due_of(const bench *b, long long seq)
 {
     return b->t_start + (int64_t)((double)seq * (1e9 / b->opt.rate));
@@ -876,58 +835,27 @@ static void record_error(bench *b, const char *fmt, ...)
     pthread_mutex_unlock(&b->error_mu);
 }
 
-static void check_status(bench *b, const char *what, grpc_status_code code, grpc_slice details)
+/* Why a call failed: the SDK's message, else its status's name. */
+static const char *why(tse_client_status status, const tse_client_error *err)
 {
-    if (code != GRPC_STATUS_OK)
-        record_error(b, "%s: status %d: %.*s", what, (int)code, (int)GRPC_SLICE_LENGTH(details),
-                     (const char *)GRPC_SLICE_START_PTR(details));
+    return err != NULL && err->message[0] != '\0' ? err->message : tse_client_status_name(status);
 }
 
-static grpc_call *new_call(bench *b, grpc_channel *ch, const char *method, gpr_timespec deadline)
+/* Wakes the main thread once what it waits for holds (under mu). A wake
+ * per event would cost a context switch per event. */
+static void notify(bench *b)
 {
-    grpc_slice m = grpc_slice_from_static_string(method);
-    grpc_call *c =
-        grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, b->cq, m, NULL, deadline, NULL);
-
-    grpc_slice_unref(m);
-    return c;
+    if (b->until != NULL && b->until(b))
+        pthread_cond_signal(&b->changed);
 }
 
-static grpc_channel *next_pub_channel(bench *b)
+/* Checks a PublishResponse; counts it as published when it is a success
+ * (under mu). */
+static void check_publish_response(bench *b, const void *data, size_t len)
 {
-    grpc_channel *ch = b->pub_ch[b->next_pub];
+    Tracseq__Events__V1__PublishResponse *r =
+        tracseq__events__v1__publish_response__unpack(NULL, len, data);
 
-    b->next_pub = (b->next_pub + 1) % b->opt.connections;
-    return ch;
-}
-
-/* Reads a whole received message into one slice the caller unrefs. */
-static grpc_slice read_all(grpc_byte_buffer *bb)
-{
-    grpc_byte_buffer_reader reader;
-    grpc_slice all;
-
-    if (!grpc_byte_buffer_reader_init(&reader, bb))
-        return grpc_empty_slice();
-    all = grpc_byte_buffer_reader_readall(&reader);
-    grpc_byte_buffer_reader_destroy(&reader);
-    return all;
-}
-
-/* Checks a PublishResponse; counts it as published when it is a success. */
-static void check_publish_response(bench *b, grpc_byte_buffer *bb)
-{
-    Tracseq__Events__V1__PublishResponse *r = NULL;
-    grpc_slice all;
-
-    if (bb == NULL) {
-        record_error(b, "publish: missing response");
-        return;
-    }
-    all = read_all(bb);
-    r = tracseq__events__v1__publish_response__unpack(NULL, GRPC_SLICE_LENGTH(all),
-                                                      GRPC_SLICE_START_PTR(all));
-    grpc_slice_unref(all);
     if (r == NULL)
         record_error(b, "publish: undecodable PublishResponse");
     else if (r->error != NULL)
@@ -944,108 +872,67 @@ static void check_publish_response(bench *b, grpc_byte_buffer *bb)
 
 /* ============================== unary calls =============================== */
 
-/* What the six ops of one unary call point into. */
-typedef struct unary_io {
-    grpc_metadata_array initial_md, trailing_md;
-    grpc_status_code code;
-    grpc_slice details;
-    grpc_byte_buffer *send_buf, *recv_buf;
-} unary_io;
+/* A helper call the main thread waits for. */
+typedef struct sync_call {
+    bench *b;
+    const ProtobufCMessageDescriptor *desc; /* NULL: the response is not decoded */
+    ProtobufCMessage *resp;
+    tse_client_status status;
+    tse_client_error err;
+    bool done;
+} sync_call;
 
-/* Takes ownership of send. */
-static void unary_io_init(unary_io *io, grpc_byte_buffer *send)
+static void sync_call_done(void *arg, tse_client_status status, const tse_client_error *err,
+                           const void *response, size_t len)
 {
-    memset(io, 0, sizeof(*io));
-    grpc_metadata_array_init(&io->initial_md);
-    grpc_metadata_array_init(&io->trailing_md);
-    io->code = GRPC_STATUS_UNKNOWN;
-    io->details = grpc_empty_slice();
-    io->send_buf = send;
-}
+    sync_call *c = arg;
 
-static void unary_io_cleanup(unary_io *io)
-{
-    if (io->send_buf != NULL)
-        grpc_byte_buffer_destroy(io->send_buf);
-    if (io->recv_buf != NULL)
-        grpc_byte_buffer_destroy(io->recv_buf);
-    grpc_metadata_array_destroy(&io->initial_md);
-    grpc_metadata_array_destroy(&io->trailing_md);
-    grpc_slice_unref(io->details);
-}
-
-/* All of a unary call in one batch: send, half-close, receive, status. */
-static void unary_io_ops(unary_io *io, grpc_op ops[6])
-{
-    memset(ops, 0, 6 * sizeof(*ops));
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = io->send_buf;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &io->initial_md;
-    ops[4].op = GRPC_OP_RECV_MESSAGE;
-    ops[4].data.recv_message.recv_message = &io->recv_buf;
-    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[5].data.recv_status_on_client.trailing_metadata = &io->trailing_md;
-    ops[5].data.recv_status_on_client.status = &io->code;
-    ops[5].data.recv_status_on_client.status_details = &io->details;
-}
-
-/* Decodes an OK call's response into *resp; the status to report. */
-static grpc_status_code decode_response(grpc_byte_buffer *recv,
-                                        const ProtobufCMessageDescriptor *desc,
-                                        ProtobufCMessage **resp, char *detail, size_t detail_len)
-{
-    grpc_slice all = recv ? read_all(recv) : grpc_empty_slice();
-
-    *resp =
-        protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(all), GRPC_SLICE_START_PTR(all));
-    grpc_slice_unref(all);
-    if (*resp != NULL)
-        return GRPC_STATUS_OK;
-    snprintf(detail, detail_len, "undecodable response");
-    return GRPC_STATUS_INTERNAL;
+    pthread_mutex_lock(&c->b->mu);
+    c->status = status;
+    if (err != NULL)
+        c->err = *err;
+    if (status == TSE_CLIENT_OK && c->desc != NULL &&
+        (c->resp = protobuf_c_message_unpack(c->desc, NULL, len, response)) == NULL) {
+        c->status = TSE_CLIENT_INTERNAL;
+        snprintf(c->err.message, sizeof(c->err.message), "undecodable response");
+    }
+    c->done = true;
+    pthread_cond_signal(&c->b->changed);
+    pthread_mutex_unlock(&c->b->mu);
 }
 
 /*
- * One unary call on the pluck queue, waited for. resp_desc NULL: the
- * response is not decoded. Returns the status; *resp (caller frees with
+ * One unary call, waited for: the caller holds mu, which the wait lets go
+ * of (handlers run meanwhile). resp_desc NULL: the response is not
+ * decoded. Returns the status, why in detail; *resp (caller frees with
  * protobuf_c_message_free_unpacked) is set on OK with resp_desc.
  */
-static grpc_status_code unary_sync(bench *b, const char *method, const ProtobufCMessage *req,
+static tse_client_status call_sync(bench *b, const char *method, const ProtobufCMessage *req,
                                    const ProtobufCMessageDescriptor *resp_desc,
                                    ProtobufCMessage **resp, char *detail, size_t detail_len)
 {
-    grpc_slice s = grpc_slice_malloc(protobuf_c_message_get_packed_size(req));
-    grpc_slice m = grpc_slice_from_static_string(method);
-    grpc_status_code code;
-    grpc_op ops[6];
-    grpc_call *call;
-    unary_io io;
-    int done_tag;
+    tse_client_call_options o = {.timeout_ms = 10000};
+    size_t len = protobuf_c_message_get_packed_size(req);
+    uint8_t *buf = malloc(len ? len : 1);
+    sync_call c = {.b = b, .desc = resp_desc};
 
-    protobuf_c_message_pack(req, GRPC_SLICE_START_PTR(s));
-    unary_io_init(&io, buffer_from_slice(s));
-    unary_io_ops(&io, ops);
-    call = grpc_channel_create_call(b->pub_ch[0], NULL, GRPC_PROPAGATE_DEFAULTS, b->pluck_cq, m,
-                                    NULL, at_ns(now_ns() + 10 * SEC_NS), NULL);
-    grpc_slice_unref(m);
-    if (grpc_call_start_batch(call, ops, 6, &done_tag, NULL) != GRPC_CALL_OK)
-        snprintf(detail, detail_len, "start_batch failed");
-    else if (grpc_completion_queue_pluck(b->pluck_cq, &done_tag, gpr_inf_future(GPR_CLOCK_REALTIME),
-                                         NULL)
-                 .success == 0)
-        snprintf(detail, detail_len, "batch failed");
-    else
-        snprintf(detail, detail_len, "%.*s", (int)GRPC_SLICE_LENGTH(io.details),
-                 (const char *)GRPC_SLICE_START_PTR(io.details));
-    code = io.code;
-    if (code == GRPC_STATUS_OK && resp_desc != NULL)
-        code = decode_response(io.recv_buf, resp_desc, resp, detail, detail_len);
-    grpc_call_unref(call);
-    unary_io_cleanup(&io);
-    return code;
+    if (buf == NULL) {
+        snprintf(detail, detail_len, "out of memory");
+        return TSE_CLIENT_NO_MEMORY;
+    }
+    protobuf_c_message_pack(req, buf);
+    if (tse_client_call_start(b->pub_client, method, buf, len, &o, sync_call_done, &c, NULL,
+                              &c.err) != TSE_CLIENT_OK) {
+        c.status = c.err.status;
+        c.done = true;
+    }
+    free(buf);
+    while (!c.done)
+        pthread_cond_wait(&b->changed, &b->mu);
+    snprintf(detail, detail_len, "%s", why(c.status, &c.err));
+    if (resp != NULL)
+        *resp = c.resp;
+    return c.status;
 }
 
 static bool create_subscription(bench *b, const char *name)
@@ -1054,9 +941,9 @@ static bool create_subscription(bench *b, const char *name)
     Tracseq__Events__V1__CreateSubscriptionRequest req =
         TRACSEQ__EVENTS__V1__CREATE_SUBSCRIPTION_REQUEST__INIT;
     char *types[BENCH_TYPES_MAX];
-    char detail[256] = "";
+    char detail[TSE_CLIENT_ERROR_MESSAGE_MAX] = "";
     ProtobufCMessage *resp = NULL;
-    grpc_status_code code;
+    tse_client_status st;
 
     spec.name = (char *)name;
     for (int t = 0; t < b->opt.types; t++)
@@ -1067,11 +954,10 @@ static bool create_subscription(bench *b, const char *name)
     spec.ack_deadline_ms = ACK_DEADLINE_MS;
     spec.max_in_flight = (uint32_t)b->opt.max_in_flight;
     req.subscription = &spec;
-    code =
-        unary_sync(b, METHOD_CREATE_SUB, &req.base, &tracseq__events__v1__subscription__descriptor,
+    st = call_sync(b, METHOD_CREATE_SUB, &req.base, &tracseq__events__v1__subscription__descriptor,
                    &resp, detail, sizeof(detail));
-    if (code != GRPC_STATUS_OK) {
-        record_error(b, "CreateSubscription %s: status %d: %s", name, (int)code, detail);
+    if (st != TSE_CLIENT_OK) {
+        record_error(b, "CreateSubscription %s: %s: %s", name, tse_client_status_name(st), detail);
         return false;
     }
     b->max_in_flight = (int)((Subscription *)resp)->max_in_flight;
@@ -1084,13 +970,13 @@ static void delete_subscription(bench *b, const char *name)
 {
     Tracseq__Events__V1__DeleteSubscriptionRequest req =
         TRACSEQ__EVENTS__V1__DELETE_SUBSCRIPTION_REQUEST__INIT;
-    char detail[256] = "";
-    grpc_status_code code;
+    char detail[TSE_CLIENT_ERROR_MESSAGE_MAX] = "";
+    tse_client_status st;
 
     req.name = (char *)name;
-    code = unary_sync(b, METHOD_DELETE_SUB, &req.base, NULL, NULL, detail, sizeof(detail));
-    if (code != GRPC_STATUS_OK)
-        record_error(b, "DeleteSubscription %s: status %d: %s", name, (int)code, detail);
+    st = call_sync(b, METHOD_DELETE_SUB, &req.base, NULL, NULL, detail, sizeof(detail));
+    if (st != TSE_CLIENT_OK)
+        record_error(b, "DeleteSubscription %s: %s: %s", name, tse_client_status_name(st), detail);
 }
 
 /* The subscription's statistics; false (and an error) when the call fails. */
@@ -1099,15 +985,15 @@ static bool subscription_stats(bench *b, const char *name, uint64_t *pending, ui
     Tracseq__Events__V1__GetSubscriptionRequest req =
         TRACSEQ__EVENTS__V1__GET_SUBSCRIPTION_REQUEST__INIT;
     ProtobufCMessage *resp = NULL;
-    char detail[256] = "";
-    grpc_status_code code;
+    char detail[TSE_CLIENT_ERROR_MESSAGE_MAX] = "";
+    tse_client_status st;
     Subscription *s;
 
     req.name = (char *)name;
-    code = unary_sync(b, METHOD_GET_SUB, &req.base, &tracseq__events__v1__subscription__descriptor,
-                      &resp, detail, sizeof(detail));
-    if (code != GRPC_STATUS_OK) {
-        record_error(b, "GetSubscription %s: status %d: %s", name, (int)code, detail);
+    st = call_sync(b, METHOD_GET_SUB, &req.base, &tracseq__events__v1__subscription__descriptor,
+                   &resp, detail, sizeof(detail));
+    if (st != TSE_CLIENT_OK) {
+        record_error(b, "GetSubscription %s: %s: %s", name, tse_client_status_name(st), detail);
         return false;
     }
     s = (Subscription *)resp;
@@ -1122,11 +1008,11 @@ static long active_subscribers(bench *b)
 {
     Tracseq__Events__V1__GetStatsRequest req = TRACSEQ__EVENTS__V1__GET_STATS_REQUEST__INIT;
     ProtobufCMessage *resp = NULL;
-    char detail[256] = "";
+    char detail[TSE_CLIENT_ERROR_MESSAGE_MAX] = "";
     long n;
 
-    if (unary_sync(b, METHOD_GET_STATS, &req.base, &tracseq__events__v1__stats__descriptor, &resp,
-                   detail, sizeof(detail)) != GRPC_STATUS_OK)
+    if (call_sync(b, METHOD_GET_STATS, &req.base, &tracseq__events__v1__stats__descriptor, &resp,
+                  detail, sizeof(detail)) != TSE_CLIENT_OK)
         return -1;
     n = (long)((Tracseq__Events__V1__Stats *)resp)->active_subscribers;
     protobuf_c_message_free_unpacked(resp, NULL);
@@ -1136,184 +1022,54 @@ static long active_subscribers(bench *b)
 /* ============================== PublishStream publisher =================== */
 
 /*
- * One PublishStream call pipelining up to `window` unanswered events,
- * chaining each send from the previous completion (one SEND_MESSAGE in
- * flight). A message is hinted (GRPC_WRITE_BUFFER_HINT) only when the send
- * after it is committed: gRPC writes a hinted message only when a later one
- * flushes it, so the first and the last queued message never carry the
- * hint. A full window is refilled once a quarter of it was answered, so
- * most messages travel hinted. `batches` counts started batches; the call
- * is freed when none is left after the status arrived.
+ * One PublishStream call pipelining up to `window` unanswered events;
+ * response n answers send n. A full window is refilled once a quarter of it
+ * was answered, so that the SDK finds the sends queued together and hints
+ * all but the last (GRPC_WRITE_BUFFER_HINT: they share writes). The paced
+ * stream of latency mode is the launcher's: it sends each event at its due
+ * time, outside mu; the SDK queues a send made while another is in flight,
+ * and the last one queued always goes out unhinted, at once.
  */
 struct pubstream {
     bench *b;
-    grpc_call *call;
-    tag t_start, t_send, t_close, t_recv, t_status;
-    grpc_metadata_array initial_md, trailing_md;
-    grpc_status_code code;
-    grpc_slice details;
-    grpc_byte_buffer *send_buf, *recv_buf;
-    long long sent, received;
-    int batches;
-    bool send_pending, committed, closed, status_done;
-    bool paced; /* latency: sends started at their due time, locked by pace_mu */
+    tse_client_stream *h;
+    long long sent, received; /* the paced stream's sent: `launched` */
+    bool closed, ended, paced;
 };
 
-static bool ps_batch(pubstream *p, const grpc_op *ops, size_t n, tag *t)
-{
-    grpc_call_error e = grpc_call_start_batch(p->call, ops, n, t, NULL);
-
-    if (e != GRPC_CALL_OK) {
-        record_error(p->b, "PublishStream: start_batch failed: %d", (int)e);
-        grpc_call_cancel(p->call, NULL);
-        return false;
-    }
-    p->batches++;
-    return true;
-}
-
-/* True when another event may be committed now. */
+/* True when another event may be sent now (stream publishers). */
 static bool ps_more(const bench *b)
 {
-    return b->pub_next + b->pub_reserved < b->pub_target;
+    return b->pub_next < b->pub_target;
 }
 
-static void ps_send(pubstream *p)
-{
-    bench *b = p->b;
-    grpc_op op = {.op = GRPC_OP_SEND_MESSAGE};
-
-    if (p->committed)
-        b->pub_reserved--;
-    p->send_buf = publish_request(&b->ev[b->pub_next % b->opt.types], b->pub_next, now_ns());
-    b->pub_next++;
-    p->sent++;
-    p->committed = p->sent > 1 && p->sent - p->received < b->opt.window && ps_more(b);
-    if (p->committed) {
-        b->pub_reserved++;
-        op.flags = GRPC_WRITE_BUFFER_HINT;
-    }
-    op.data.send_message.send_message = p->send_buf;
-    p->send_pending = ps_batch(p, &op, 1, &p->t_send);
-    if (!p->send_pending) {
-        grpc_byte_buffer_destroy(p->send_buf);
-        p->send_buf = NULL;
-        if (p->committed)
-            b->pub_reserved--;
-        p->committed = false;
-        p->closed = true;
-    }
-}
-
+/* Queues what the window allows, or half-closes once every event was sent
+ * (under mu). */
 static void ps_pump(pubstream *p)
 {
-    long long refill = p->b->opt.window / 4 > 0 ? p->b->opt.window / 4 : 1;
-    grpc_op op = {.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT};
-
-    if (p->send_pending || p->closed || p->status_done)
-        return;
-    if (p->committed)
-        ps_send(p);
-    else if (ps_more(p->b)) {
-        if (p->sent - p->received <= p->b->opt.window - refill)
-            ps_send(p);
-    } else {
-        p->closed = true;
-        ps_batch(p, &op, 1, &p->t_close);
-    }
-}
-
-static void ps_recv(pubstream *p, bool with_md)
-{
-    grpc_op ops[2];
-    size_t n = 0;
-
-    memset(ops, 0, sizeof(ops));
-    if (with_md) {
-        ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
-        ops[n++].data.recv_initial_metadata.recv_initial_metadata = &p->initial_md;
-    }
-    ops[n].op = GRPC_OP_RECV_MESSAGE;
-    ops[n++].data.recv_message.recv_message = &p->recv_buf;
-    ps_batch(p, ops, n, &p->t_recv);
-}
-
-static void ps_destroy(pubstream *p)
-{
-    if (p == NULL)
-        return;
-    if (p->call != NULL)
-        grpc_call_unref(p->call);
-    grpc_metadata_array_destroy(&p->initial_md);
-    grpc_metadata_array_destroy(&p->trailing_md);
-    grpc_slice_unref(p->details);
-    free(p);
-}
-
-static pubstream *ps_start(bench *b)
-{
-    pubstream *p = calloc(1, sizeof(*p));
-    grpc_op op;
-
-    if (p == NULL)
-        return NULL;
-    p->b = b;
-    p->t_start = (tag){TAG_PS_START, p};
-    p->t_send = (tag){TAG_PS_SEND, p};
-    p->t_close = (tag){TAG_PS_CLOSE, p};
-    p->t_recv = (tag){TAG_PS_RECV, p};
-    p->t_status = (tag){TAG_PS_STATUS, p};
-    grpc_metadata_array_init(&p->initial_md);
-    grpc_metadata_array_init(&p->trailing_md);
-    p->details = grpc_empty_slice();
-    p->call = new_call(b, next_pub_channel(b), METHOD_PUBLISH_STREAM,
-                       gpr_inf_future(GPR_CLOCK_MONOTONIC));
-    b->live_ps++;
-    /* Initial metadata goes alone: a hinted message beside it is never
-     * written (measured.md). */
-    memset(&op, 0, sizeof(op));
-    op.op = GRPC_OP_SEND_INITIAL_METADATA;
-    p->send_pending = ps_batch(p, &op, 1, &p->t_start);
-    op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    op.data.recv_status_on_client.trailing_metadata = &p->trailing_md;
-    op.data.recv_status_on_client.status = &p->code;
-    op.data.recv_status_on_client.status_details = &p->details;
-    ps_batch(p, &op, 1, &p->t_status);
-    ps_recv(p, true);
-    return p;
-}
-
-/*
- * The paced stream (latency mode, --publisher stream): the launcher thread
- * starts the send of each event at its due time, or, when the previous send
- * is still in flight, the main thread starts it from that send's completion;
- * event n is always the n-th message, so response n answers it. No hint:
- * each message must go out at once. Callers hold pace_mu.
- */
-static void paced_next(pubstream *p)
-{
     bench *b = p->b;
-    grpc_op op = {.op = GRPC_OP_SEND_MESSAGE};
+    long long refill = b->opt.window / 4 > 0 ? b->opt.window / 4 : 1;
 
-    if (p->send_pending || p->closed)
+    if (p->closed || (ps_more(b) && p->sent - p->received > b->opt.window - refill))
         return;
-    if (p->sent < b->paced_due) {
-        p->send_buf = publish_request(&b->ev[p->sent % b->opt.types], p->sent, now_ns());
-        p->sent++;
-        op.data.send_message.send_message = p->send_buf;
-        if (!(p->send_pending = ps_batch(p, &op, 1, &p->t_send))) {
-            grpc_byte_buffer_destroy(p->send_buf);
-            p->send_buf = NULL;
-            p->closed = true;
+    while (ps_more(b) && p->sent - p->received < b->opt.window) {
+        size_t len =
+            publish_request(&b->ev[b->pub_next % b->opt.types], b->pub_next, now_ns(), b->req);
+
+        b->pub_next++;
+        if (tse_client_stream_send(p->h, b->req, len) != TSE_CLIENT_OK) {
+            p->closed = true; /* the stream ended: on_end says why */
+            return;
         }
-    } else if (atomic_load(&b->launch_done)) {
-        op.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+        p->sent++;
+    }
+    if (!ps_more(b)) {
         p->closed = true;
-        ps_batch(p, &op, 1, &p->t_close);
+        tse_client_stream_close_send(p->h);
     }
 }
 
-/* Event seq was answered: its publish latency. */
+/* Event seq of the paced stream was answered: its publish latency. */
 static void paced_answered(bench *b, long long seq)
 {
     int64_t due = due_of(b, seq), t = now_ns();
@@ -1324,173 +1080,170 @@ static void paced_answered(bench *b, long long seq)
         b->trace_pub[seq] = (int32_t)((t - due) / 1000);
 }
 
-/* Launcher: event n is due now. */
-static void paced_launch(bench *b, long long n)
+static long long ps_sent(const pubstream *p)
 {
-    pthread_mutex_lock(&b->pace_mu);
-    b->paced_due = n + 1;
-    if (b->paced != NULL)
-        paced_next(b->paced);
-    pthread_mutex_unlock(&b->pace_mu);
+    return p->paced ? atomic_load(&p->b->launched) : p->sent;
 }
 
-/* Launcher: no more events; half-closes once the last is sent. */
-static void paced_finish(bench *b)
+static void ps_on_message(void *arg, const void *msg, size_t len)
 {
-    pthread_mutex_lock(&b->pace_mu);
-    atomic_store(&b->launch_done, true);
-    if (b->paced != NULL)
-        paced_next(b->paced);
-    pthread_mutex_unlock(&b->pace_mu);
-}
+    pubstream *p = arg;
+    bench *b = p->b;
 
-static void ps_on_recv(pubstream *p, bool ok)
-{
-    if (!ok || p->recv_buf == NULL) {
-        if (ok && p->received != p->sent)
-            record_error(p->b, "PublishStream ended after %lld of %lld responses", p->received,
-                         p->sent);
-        return;
-    }
-    if (p->received >= p->sent)
-        record_error(p->b, "PublishStream: a response without a request");
-    check_publish_response(p->b, p->recv_buf);
+    pthread_mutex_lock(&b->mu);
+    if (p->received >= ps_sent(p))
+        record_error(b, "PublishStream: a response without a request");
+    check_publish_response(b, msg, len);
     if (p->paced)
-        paced_answered(p->b, p->received);
+        paced_answered(b, p->received);
     p->received++;
-    grpc_byte_buffer_destroy(p->recv_buf);
-    p->recv_buf = NULL;
-    ps_recv(p, false);
     if (!p->paced)
         ps_pump(p);
+    notify(b);
+    pthread_mutex_unlock(&b->mu);
 }
 
-static void ps_on_event(tag *t, bool ok)
+/* The end: a stream publisher goes now, the paced one (whose handle the
+ * launcher may still use) once the launcher is done. */
+static void ps_on_end(void *arg, tse_client_status status, const tse_client_error *err)
 {
-    pubstream *p = t->owner;
+    pubstream *p = arg;
     bench *b = p->b;
     bool paced = p->paced;
 
-    if (paced)
-        pthread_mutex_lock(&b->pace_mu);
-    p->batches--;
-    switch (t->kind) {
-    case TAG_PS_START:
-    case TAG_PS_SEND:
-        if (p->send_buf != NULL)
-            grpc_byte_buffer_destroy(p->send_buf);
-        p->send_buf = NULL;
-        p->send_pending = false;
-        if (ok && paced)
-            paced_next(p);
-        else if (ok)
-            ps_pump(p);
-        else {
-            if (p->committed)
-                p->b->pub_reserved--;
-            p->committed = false;
-            p->closed = true;
-        }
-        break;
-    case TAG_PS_RECV: ps_on_recv(p, ok); break;
-    case TAG_PS_STATUS:
-        check_status(p->b, "PublishStream", p->code, p->details);
-        p->status_done = true;
-        p->b->live_ps--;
-        break;
-    default: break;
+    pthread_mutex_lock(&b->mu);
+    if (status != TSE_CLIENT_OK)
+        record_error(b, "PublishStream: %s: %s", tse_client_status_name(status), why(status, err));
+    else if (p->received != ps_sent(p))
+        record_error(b, "PublishStream ended after %lld of %lld responses", p->received,
+                     ps_sent(p));
+    p->ended = true;
+    b->live_ps--;
+    notify(b);
+    pthread_mutex_unlock(&b->mu);
+    if (!paced) {
+        tse_client_stream_release(p->h);
+        free(p);
     }
-    if (p->batches == 0) {
-        if (paced)
-            b->paced = NULL;
-        ps_destroy(p);
+}
+
+/* Starts a PublishStream with its first request (under mu, so that its
+ * handlers wait until the handle is stored); NULL (and an error) on
+ * failure. */
+static pubstream *ps_start(bench *b, const uint8_t *first, size_t len, bool paced)
+{
+    static const tse_client_stream_handlers h = {ps_on_message, ps_on_end};
+    tse_client_call_options o = {.timeout_ms = -1};
+    pubstream *p = calloc(1, sizeof(*p));
+    tse_client_error err;
+
+    if (p == NULL) {
+        record_error(b, "out of memory");
+        return NULL;
     }
-    if (paced)
-        pthread_mutex_unlock(&b->pace_mu);
+    p->b = b;
+    p->paced = paced;
+    p->sent = 1;
+    if (tse_client_stream_start(b->pub_client, METHOD_PUBLISH_STREAM, first, len, &o, &h, p, &p->h,
+                                &err) != TSE_CLIENT_OK) {
+        record_error(b, "PublishStream: %s", err.message);
+        free(p);
+        return NULL;
+    }
+    b->live_ps++;
+    return p;
+}
+
+/* Launcher: sends event n (in buf, len bytes) on the paced stream, which
+ * event 0 starts; false once the stream is gone. */
+static bool paced_send(bench *b, long long n, const uint8_t *buf, size_t len)
+{
+    if (n == 0) {
+        pthread_mutex_lock(&b->mu);
+        b->paced = ps_start(b, buf, len, true);
+        pthread_mutex_unlock(&b->mu);
+        return b->paced != NULL;
+    }
+    if (tse_client_stream_send(b->paced->h, buf, len) == TSE_CLIENT_OK)
+        return true;
+    record_error(b, "PublishStream: event %lld not sent: the stream ended", n);
+    return false;
 }
 
 /* ============================== unary publisher (latency) ================= */
 
-/* One Publish call: all six ops in one batch, one completion. */
+/* One Publish call. */
 typedef struct unary {
     bench *b;
-    grpc_call *call;
-    tag t_done;
-    unary_io io;
     int64_t due;
     long long seq;
 } unary;
 
-static void unary_destroy(unary *u)
+static void unary_on_end(void *arg, tse_client_status status, const tse_client_error *err,
+                         const void *response, size_t len)
 {
-    if (u == NULL)
-        return;
-    if (u->call != NULL)
-        grpc_call_unref(u->call);
-    unary_io_cleanup(&u->io);
+    unary *u = arg;
+    bench *b = u->b;
+    int64_t t = now_ns();
+
+    pthread_mutex_lock(&b->mu);
+    if (status != TSE_CLIENT_OK)
+        record_error(b, "Publish: %s: %s", tse_client_status_name(status), why(status, err));
+    else {
+        long long before = b->pub_ok;
+        check_publish_response(b, response, len);
+        if (b->pub_ok > before && u->due >= b->t_measure && u->due < b->t_end)
+            samples_add(&b->pub_lat, t - u->due);
+        if (b->pub_ok > before && b->trace_pub != NULL && u->seq < b->seen_bits)
+            b->trace_pub[u->seq] = (int32_t)((t - u->due) / 1000);
+    }
+    atomic_fetch_sub(&b->live_unary, 1);
+    notify(b);
+    pthread_mutex_unlock(&b->mu);
     free(u);
 }
 
-/*
- * Starts Publish number seq, due at `due`. Once it returns true, u belongs
- * to the completion: the main thread may already have finished and freed
- * it. On false the caller still owns u.
- */
-static bool unary_start(bench *b, unary *u, long long seq, int64_t due)
+/* Launcher: starts Publish number seq (in buf, len bytes), due at `due`,
+ * outside mu. */
+static void unary_start(bench *b, long long seq, int64_t due, const uint8_t *buf, size_t len)
 {
-    grpc_op ops[6];
+    int64_t left = due + 30 * SEC_NS - now_ns();
+    tse_client_call_options o = {.timeout_ms = left > 1000000 ? (int)(left / 1000000) : 1};
+    unary *u = calloc(1, sizeof(*u));
+    tse_client_error err;
 
-    u->b = b;
-    u->due = due;
-    u->seq = seq;
-    u->t_done = (tag){TAG_UNARY, u};
-    unary_io_init(&u->io, publish_request(&b->ev[seq % b->opt.types], seq, now_ns()));
-    unary_io_ops(&u->io, ops);
-    u->call = new_call(b, next_pub_channel(b), METHOD_PUBLISH, at_ns(due + 30 * SEC_NS));
+    if (u == NULL) {
+        record_error(b, "out of memory");
+        return;
+    }
+    *u = (unary){.b = b, .due = due, .seq = seq};
     atomic_fetch_add(&b->live_unary, 1);
-    if (grpc_call_start_batch(u->call, ops, 6, &u->t_done, NULL) != GRPC_CALL_OK) {
-        record_error(b, "Publish: start_batch failed");
+    if (tse_client_call_start(b->pub_client, METHOD_PUBLISH, buf, len, &o, unary_on_end, u, NULL,
+                              &err) != TSE_CLIENT_OK) {
+        record_error(b, "Publish: %s", err.message);
         atomic_fetch_sub(&b->live_unary, 1);
-        return false;
+        free(u);
     }
-    return true;
-}
-
-static void unary_on_event(tag *t, bool ok)
-{
-    unary *u = t->owner;
-    bench *b = u->b;
-
-    if (!ok)
-        record_error(b, "Publish: batch failed");
-    else if (u->io.code != GRPC_STATUS_OK)
-        check_status(b, "Publish", u->io.code, u->io.details);
-    else {
-        long long before = b->pub_ok;
-        check_publish_response(b, u->io.recv_buf);
-        if (b->pub_ok > before && u->due >= b->t_measure && u->due < b->t_end)
-            samples_add(&b->pub_lat, now_ns() - u->due);
-        if (b->pub_ok > before && b->trace_pub != NULL && u->seq < b->seen_bits)
-            b->trace_pub[u->seq] = (int32_t)((now_ns() - u->due) / 1000);
-    }
-    unary_destroy(u);
-    atomic_fetch_sub(&b->live_unary, 1);
 }
 
 /*
- * Open loop, on its own thread: starts Publish number n at t_start + n /
- * rate, late or not, until the end of the interval.
+ * Open loop, on its own thread: starts publish number n at t_start + n /
+ * rate, late or not, until the end of the interval; then half-closes the
+ * paced stream.
  */
 static void *launcher_main(void *arg)
 {
     bench *b = arg;
+    uint8_t *buf = malloc(b->req_max);
 
     /* The default 50 us timer slack would make every call that late. */
     prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
-    for (long long n = 0;; n++) {
+    if (buf == NULL)
+        record_error(b, "out of memory");
+    for (long long n = 0; buf != NULL; n++) {
         int64_t due = due_of(b, n);
         struct timespec ts = {(time_t)(due / SEC_NS), (long)(due % SEC_NS)};
-        unary *u;
+        size_t len;
 
         if (due >= b->t_end)
             break;
@@ -1498,83 +1251,61 @@ static void *launcher_main(void *arg)
             ;
         samples_add(&b->lag, now_ns() - due);
         atomic_store(&b->launched, n + 1);
-        if (b->opt.stream_publisher) {
-            paced_launch(b, n);
-            continue;
-        }
-        if ((u = calloc(1, sizeof(*u))) == NULL) {
-            record_error(b, "out of memory");
+        len = publish_request(&b->ev[n % b->opt.types], n, now_ns(), buf);
+        if (!b->opt.stream_publisher)
+            unary_start(b, n, due, buf, len);
+        else if (!paced_send(b, n, buf, len))
             break;
-        }
-        if (!unary_start(b, u, n, due))
-            unary_destroy(u);
     }
-    if (b->opt.stream_publisher)
-        paced_finish(b);
-    else
-        atomic_store(&b->launch_done, true);
+    if (b->paced != NULL)
+        tse_client_stream_close_send(b->paced->h);
+    free(buf);
+    pthread_mutex_lock(&b->mu);
+    atomic_store(&b->launch_done, true);
+    notify(b);
+    pthread_mutex_unlock(&b->mu);
     return NULL;
 }
 
 /* ============================== subscriber streams ======================== */
 
 /*
- * One Subscribe call. The first message (with the initial metadata) names
- * the subscription; later messages carry acks, one send in flight at a
- * time. The receive batch of the first delivery also takes the initial
- * metadata: the server sends it with its first message.
+ * One Subscribe call. The first message names the subscription; later
+ * messages carry acks. The handle goes when the stream ends (h is NULL
+ * from then on); the object stays until the run is over.
  */
 struct sub {
     bench *b;
-    grpc_call *call;
-    int group; /* index of its subscription */
-    tag t_send, t_recv, t_status;
-    grpc_metadata_array initial_md, trailing_md;
-    grpc_status_code code;
-    grpc_slice details;
-    grpc_byte_buffer *send_buf, *recv_buf;
+    tse_client_stream *h;
+    int group;  /* index of its subscription */
     bytes acks; /* encoded AckIds.ack_ids fields not yet sent */
     int n_acks;
     int64_t acks_since; /* when the oldest unsent ack was queued */
     sub *next_dirty;
-    int batches;
     long long delivered;
-    bool send_pending, dirty, cancelled, status_done;
+    bool dirty, cancelled;
 };
 
-static bool sub_batch(sub *s, const grpc_op *ops, size_t n, tag *t)
-{
-    grpc_call_error e = grpc_call_start_batch(s->call, ops, n, t, NULL);
-
-    if (e != GRPC_CALL_OK) {
-        record_error(s->b, "Subscribe: start_batch failed: %d", (int)e);
-        grpc_call_cancel(s->call, NULL);
-        return false;
-    }
-    s->batches++;
-    s->b->sub_batches++;
-    return true;
-}
-
-/* Sends the queued acks as one SubscribeRequest{ack}, if no send is in
- * flight (the send's completion tries again). */
+/* Sends the queued acks as one SubscribeRequest{ack} unless a send is still
+ * on its way (the acks then wait for the next try, and go together). Acks
+ * of a stream that ended are dropped: its end is reported. Under mu. */
 static void sub_flush(sub *s)
 {
-    grpc_op op = {.op = GRPC_OP_SEND_MESSAGE};
+    bench *b = s->b;
 
-    if (s->send_pending || s->n_acks == 0 || s->cancelled || s->status_done)
+    if (s->n_acks == 0 || (s->h != NULL && !s->cancelled && tse_client_stream_busy(s->h)))
         return;
-    s->send_buf = buffer_from_slice(field_slice(0x1a, s->acks.p, s->acks.len));
-    op.data.send_message.send_message = s->send_buf;
-    s->b->acks_sent += s->n_acks;
-    s->b->ack_msgs++;
+    b->scratch.len = 0;
+    if (s->h == NULL || s->cancelled)
+        ; /* gone */
+    else if (!bytes_put_field(&b->scratch, 0x1a, s->acks.p, s->acks.len))
+        record_error(b, "out of memory");
+    else if (tse_client_stream_send(s->h, b->scratch.p, b->scratch.len) == TSE_CLIENT_OK) {
+        b->acks_sent += s->n_acks;
+        b->ack_msgs++;
+    }
     s->acks.len = 0;
     s->n_acks = 0;
-    s->send_pending = sub_batch(s, &op, 1, &s->t_send);
-    if (!s->send_pending) {
-        grpc_byte_buffer_destroy(s->send_buf);
-        s->send_buf = NULL;
-    }
 }
 
 static bool sub_ack_due(const sub *s, int64_t now)
@@ -1597,6 +1328,9 @@ static void sub_queue_ack(sub *s, const uint8_t *id, size_t len)
     if (s->n_acks++ == 0)
         s->acks_since = now_ns();
     if (!s->dirty) {
+        /* The first one waiting: the main thread sends it when due. */
+        if (b->dirty == NULL && !b->holding)
+            pthread_cond_signal(&b->changed);
         s->dirty = true;
         s->next_dirty = b->dirty;
         b->dirty = s;
@@ -1622,92 +1356,21 @@ static void flush_due_acks(bench *b, int64_t now)
     }
 }
 
-static void sub_recv(sub *s, bool with_md)
-{
-    grpc_op ops[2];
-    size_t n = 0;
-
-    memset(ops, 0, sizeof(ops));
-    if (with_md) {
-        ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
-        ops[n++].data.recv_initial_metadata.recv_initial_metadata = &s->initial_md;
-    }
-    ops[n].op = GRPC_OP_RECV_MESSAGE;
-    ops[n++].data.recv_message.recv_message = &s->recv_buf;
-    sub_batch(s, ops, n, &s->t_recv);
-}
-
-/* The first message: SubscribeRequest{subscription_name}. */
 /* SubscribeRequest{subscription_name, max_deliveries_per_message (11) when
- * per_message > 0}. */
-static grpc_byte_buffer *first_request(const char *name, int per_message)
+ * per_message > 0} into out. */
+static bool first_request(bytes *out, const char *name, int per_message)
 {
-    grpc_slice head = field_slice(0x12, (const uint8_t *)name, strlen(name)), all;
     uint8_t tail[11];
     size_t n = 0;
 
+    out->len = 0;
+    if (!bytes_put_field(out, 0x12, name, strlen(name)))
+        return false;
     if (per_message <= 0)
-        return buffer_from_slice(head);
+        return true;
     tail[n++] = 11 << 3;
     n += put_varint(tail + n, (uint64_t)per_message);
-    all = grpc_slice_malloc(GRPC_SLICE_LENGTH(head) + n);
-    memcpy(GRPC_SLICE_START_PTR(all), GRPC_SLICE_START_PTR(head), GRPC_SLICE_LENGTH(head));
-    memcpy(GRPC_SLICE_START_PTR(all) + GRPC_SLICE_LENGTH(head), tail, n);
-    grpc_slice_unref(head);
-    return buffer_from_slice(all);
-}
-
-static sub *sub_open(bench *b, int group)
-{
-    sub *s = calloc(1, sizeof(*s));
-    grpc_op ops[2];
-
-    if (s == NULL)
-        return NULL;
-    s->b = b;
-    s->group = group;
-    s->t_send = (tag){TAG_SUB_SEND, s};
-    s->t_recv = (tag){TAG_SUB_RECV, s};
-    s->t_status = (tag){TAG_SUB_STATUS, s};
-    grpc_metadata_array_init(&s->initial_md);
-    grpc_metadata_array_init(&s->trailing_md);
-    s->details = grpc_empty_slice();
-    s->call =
-        new_call(b, b->sub_ch[b->next_sub], METHOD_SUBSCRIBE, gpr_inf_future(GPR_CLOCK_MONOTONIC));
-    b->next_sub = (b->next_sub + 1) % b->opt.sub_connections;
-    b->live_subs++;
-    memset(ops, 0, sizeof(ops));
-    ops[0].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[0].data.recv_status_on_client.trailing_metadata = &s->trailing_md;
-    ops[0].data.recv_status_on_client.status = &s->code;
-    ops[0].data.recv_status_on_client.status_details = &s->details;
-    sub_batch(s, ops, 1, &s->t_status);
-    /* Not hinted: the first message must go out at once. */
-    s->send_buf = first_request(b->names[group], b->opt.per_message);
-    memset(ops, 0, sizeof(ops));
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = s->send_buf;
-    s->send_pending = sub_batch(s, ops, 2, &s->t_send);
-    sub_recv(s, true);
-    return s;
-}
-
-static void sub_destroy(sub *s)
-{
-    if (s == NULL)
-        return;
-    if (s->call != NULL)
-        grpc_call_unref(s->call);
-    if (s->send_buf != NULL)
-        grpc_byte_buffer_destroy(s->send_buf);
-    if (s->recv_buf != NULL)
-        grpc_byte_buffer_destroy(s->recv_buf);
-    grpc_metadata_array_destroy(&s->initial_md);
-    grpc_metadata_array_destroy(&s->trailing_md);
-    grpc_slice_unref(s->details);
-    free(s->acks.p);
-    free(s);
+    return bytes_put(out, tail, n);
 }
 
 /* Records one event of a subscription; false when it is not one the run
@@ -1765,123 +1428,135 @@ static void on_delivery(sub *s, const uint8_t *data, size_t len)
 
 /* One Subscribe message: the Delivery itself, then each element of its
  * `more` (field 6, batched delivery), which parse_delivery skips. */
-static void on_message(sub *s, const uint8_t *data, size_t len)
+static void sub_on_message(void *arg, const void *msg, size_t len)
 {
-    const uint8_t *p = data, *end = data + len;
+    sub *s = arg;
+    bench *b = s->b;
+    const uint8_t *data = msg, *p = data, *end = data + len;
     long long n = 1;
     wire_field f;
 
-    s->b->messages++;
+    pthread_mutex_lock(&b->mu);
+    b->messages++;
     on_delivery(s, data, len);
     while (wire_next(&p, end, &f))
         if (f.num == 6 && f.data != NULL) {
             on_delivery(s, f.data, f.len);
             n++;
         }
-    if (n > 1 && (s->b->opt.per_message <= 1 || n > s->b->opt.per_message))
-        record_error(s->b, "%lld deliveries in one message, --per-message %d", n,
-                     s->b->opt.per_message);
+    if (n > 1 && (b->opt.per_message <= 1 || n > b->opt.per_message))
+        record_error(b, "%lld deliveries in one message, --per-message %d", n, b->opt.per_message);
+    notify(b);
+    pthread_mutex_unlock(&b->mu);
 }
 
-static void sub_on_recv(sub *s, bool ok)
+static void sub_on_end(void *arg, tse_client_status status, const tse_client_error *err)
 {
-    grpc_slice all;
-
-    if (!ok || s->recv_buf == NULL)
-        return; /* the stream ended: its status says why */
-    all = read_all(s->recv_buf);
-    grpc_byte_buffer_destroy(s->recv_buf);
-    s->recv_buf = NULL;
-    on_message(s, GRPC_SLICE_START_PTR(all), GRPC_SLICE_LENGTH(all));
-    grpc_slice_unref(all);
-    if (!s->cancelled)
-        sub_recv(s, false);
-}
-
-static void sub_on_event(tag *t, bool ok)
-{
-    sub *s = t->owner;
+    sub *s = arg;
     bench *b = s->b;
+    tse_client_stream *h;
 
-    s->batches--;
-    b->sub_batches--;
-    switch (t->kind) {
-    case TAG_SUB_SEND:
-        grpc_byte_buffer_destroy(s->send_buf);
-        s->send_buf = NULL;
-        s->send_pending = false;
-        if (ok && sub_ack_due(s, now_ns()))
-            sub_flush(s);
-        break;
-    case TAG_SUB_RECV: sub_on_recv(s, ok); break;
-    case TAG_SUB_STATUS:
-        if (!s->cancelled)
-            record_error(b, "Subscribe to %s ended: status %d: %.*s", b->names[s->group],
-                         (int)s->code, (int)GRPC_SLICE_LENGTH(s->details),
-                         (const char *)GRPC_SLICE_START_PTR(s->details));
-        s->status_done = true;
-        b->live_subs--;
-        break;
-    default: break;
+    pthread_mutex_lock(&b->mu);
+    if (!s->cancelled)
+        record_error(b, "Subscribe to %s ended: %s: %s", b->names[s->group],
+                     tse_client_status_name(status), why(status, err));
+    h = s->h;
+    s->h = NULL;
+    b->live_subs--;
+    notify(b);
+    pthread_mutex_unlock(&b->mu);
+    tse_client_stream_release(h);
+}
+
+/* Opens one stream on subscription `group` (under mu); NULL (and an error)
+ * on failure. */
+static sub *sub_open(bench *b, int group)
+{
+    static const tse_client_stream_handlers h = {sub_on_message, sub_on_end};
+    tse_client_call_options o = {.timeout_ms = -1};
+    sub *s = calloc(1, sizeof(*s));
+    tse_client_error err;
+    tse_client *c;
+
+    if (s == NULL || !first_request(&b->scratch, b->names[group], b->opt.per_message)) {
+        record_error(b, "out of memory");
+        free(s);
+        return NULL;
     }
+    s->b = b;
+    s->group = group;
+    c = b->sub_clients[b->next_sub];
+    b->next_sub = (b->next_sub + 1) % b->n_sub_clients;
+    if (tse_client_stream_start(c, METHOD_SUBSCRIBE, b->scratch.p, b->scratch.len, &o, &h, s, &s->h,
+                                &err) != TSE_CLIENT_OK) {
+        record_error(b, "Subscribe: %s", err.message);
+        free(s);
+        return NULL;
+    }
+    b->live_subs++;
+    return s;
+}
+
+static void sub_destroy(sub *s)
+{
+    if (s == NULL)
+        return;
+    free(s->acks.p);
+    free(s);
 }
 
 /* ============================== driver ==================================== */
 
-static void dispatch(grpc_event ev)
+/* Waits (under mu, which the wait lets go of) for a handler's news, at most
+ * until the next ack falls due, a tick or `limit` (0: none); then sends the
+ * acks that are due. */
+static void wait_step(bench *b, int64_t limit)
 {
-    tag *t = ev.tag;
+    int64_t now = now_ns(), wake = now + TICK_NS;
+    int64_t ack_wait = (int64_t)(b->opt.ack_delay_ms * 1e6);
+    struct timespec ts;
 
-    if (t->kind == TAG_UNARY)
-        unary_on_event(t, ev.success != 0);
-    else if (t->kind >= TAG_SUB_SEND)
-        sub_on_event(t, ev.success != 0);
-    else
-        ps_on_event(t, ev.success != 0);
+    if (b->dirty != NULL && !b->holding && now + ack_wait < wake)
+        wake = now + (ack_wait > 0 ? ack_wait : 0);
+    if (limit > 0 && limit < wake)
+        wake = limit;
+    ts = (struct timespec){(time_t)(wake / SEC_NS), (long)(wake % SEC_NS)};
+    pthread_cond_timedwait(&b->changed, &b->mu, &ts);
+    if (b->dirty != NULL)
+        flush_due_acks(b, now_ns());
 }
 
-typedef bool (*until_fn)(const bench *b);
-
 /*
- * Runs the event loop until done(b) holds; false when nothing progressed
- * (no publish answered, no delivery) for the stall limit, or when the hard
- * limit `give_up` passed (0: none). Acks go out as they fall due.
+ * Waits until done(b) holds; false when nothing progressed (no publish
+ * answered, no delivery) for the stall limit, or when the hard limit
+ * `give_up` passed (0: none). Acks go out as they fall due.
  */
 static bool run_until(bench *b, until_fn done, int64_t give_up)
 {
     int64_t stall = (int64_t)(b->opt.stall_s * 1e9);
-    int64_t ack_wait = (int64_t)(b->opt.ack_delay_ms * 1e6);
+    bool ok = true;
 
     b->t_progress = now_ns();
+    b->until = done;
     while (!done(b)) {
-        int64_t now = now_ns(), wake = now + TICK_NS;
-        grpc_event ev;
-
-        if (now - b->t_progress > stall || (give_up > 0 && now > give_up))
-            return false;
-        if (b->dirty != NULL && !b->holding && now + ack_wait < wake)
-            wake = now + (ack_wait > 0 ? ack_wait : 0);
-        ev = grpc_completion_queue_next(b->cq, at_ns(wake), NULL);
-        if (ev.type == GRPC_OP_COMPLETE && ev.tag != NULL)
-            dispatch(ev);
-        if (b->dirty != NULL)
-            flush_due_acks(b, now_ns());
+        int64_t now = now_ns();
+        if (now - b->t_progress > stall || (give_up > 0 && now > give_up)) {
+            ok = false;
+            break;
+        }
+        wait_step(b, 0);
     }
-    return true;
+    b->until = NULL;
+    return ok;
 }
 
-/* Runs the event loop for a while, whatever happens. */
+/* Lets the run go on for a while, whatever happens. */
 static void run_for(bench *b, double seconds)
 {
     int64_t end = now_ns() + (int64_t)(seconds * 1e9);
 
-    while (now_ns() < end) {
-        grpc_event ev = grpc_completion_queue_next(b->cq, at_ns(now_ns() + 5000000), NULL);
-        if (ev.type == GRPC_OP_COMPLETE && ev.tag != NULL)
-            dispatch(ev);
-        if (b->dirty != NULL)
-            flush_due_acks(b, now_ns());
-    }
+    while (now_ns() < end)
+        wait_step(b, end);
 }
 
 static bool publishers_done(const bench *b)
@@ -1896,19 +1571,15 @@ static bool all_delivered(const bench *b)
     return publishers_done(b) && b->unique >= b->pub_ok * b->opt.subscriptions;
 }
 
+/* Every ack is with the SDK (which sends them in order, before the end). */
 static bool acks_sent(const bench *b)
 {
-    if (b->dirty != NULL)
-        return false;
-    for (int i = 0; i < b->n_subs; i++)
-        if (b->subs[i]->send_pending)
-            return false;
-    return true;
+    return b->dirty == NULL;
 }
 
 static bool subs_closed(const bench *b)
 {
-    return b->live_subs == 0 && b->sub_batches == 0;
+    return b->live_subs == 0;
 }
 
 /* Opens M streams on each subscription. */
@@ -1956,32 +1627,58 @@ static uint64_t close_subs(bench *b)
         record_error(b, "%" PRIu64 " deliveries still pending 5 s after their acks", pending);
     for (int i = 0; i < b->n_subs; i++) {
         b->subs[i]->cancelled = true;
-        grpc_call_cancel(b->subs[i]->call, NULL);
+        if (b->subs[i]->h != NULL)
+            tse_client_stream_cancel(b->subs[i]->h, TSE_CLIENT_CANCELLED, "the run is over");
     }
     if (!run_until(b, subs_closed, now_ns() + 10 * SEC_NS))
         record_error(b, "streams still open 10 s after cancel");
     return pending;
 }
 
+/*
+ * The subscribers' clients: one per --sub-target (or one on --target),
+ * connection i of --sub-connections going to target i % targets, as each
+ * SDK channel is a TCP connection of its own; streams take the clients in
+ * turn.
+ */
+static bool open_sub_clients(bench *b, tse_client_options *o)
+{
+    int n = b->opt.n_sub_targets > 0 ? b->opt.n_sub_targets : 1;
+    tse_client_error err;
+
+    for (int t = 0; t < n; t++) {
+        o->target = b->opt.n_sub_targets > 0 ? b->opt.sub_targets[t] : b->opt.target;
+        o->channels = b->opt.sub_connections / n + (t < b->opt.sub_connections % n);
+        if (tse_client_connect(o, &b->sub_clients[t], &err) != TSE_CLIENT_OK) {
+            fprintf(stderr, "bench_subscribe: %s: %s\n", o->target, err.message);
+            return false;
+        }
+        b->n_sub_clients++;
+    }
+    return true;
+}
+
 static bool bench_open(bench *b)
 {
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-    grpc_arg arg = {
-        .type = GRPC_ARG_INTEGER, .key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, .value.integer = 1};
-    grpc_channel_args args = {.num_args = 1, .args = &arg};
+    tse_client_options o = {.target = b->opt.target,
+                            .source_service = "bench-subscribe",
+                            .timeout_ms = 10000,
+                            .channels = b->opt.connections};
     long long bits = b->opt.count + 16; /* fanout's first event takes one more */
+    tse_client_error err;
+    pthread_condattr_t a;
 
-    b->cq = grpc_completion_queue_create_for_next(NULL);
-    b->pluck_cq = grpc_completion_queue_create_for_pluck(NULL);
-    /* A local subchannel pool per channel: one TCP connection each. */
-    for (int i = 0; i < b->opt.connections; i++)
-        b->pub_ch[i] = grpc_channel_create(b->opt.target, creds, &args);
-    for (int i = 0; i < b->opt.sub_connections; i++) {
-        const options *o = &b->opt;
-        const char *t = o->n_sub_targets > 0 ? o->sub_targets[i % o->n_sub_targets] : o->target;
-        b->sub_ch[i] = grpc_channel_create(t, creds, &args);
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(&b->changed, &a);
+    pthread_condattr_destroy(&a);
+    /* Each SDK channel is a TCP connection of its own. */
+    if (tse_client_connect(&o, &b->pub_client, &err) != TSE_CLIENT_OK) {
+        fprintf(stderr, "bench_subscribe: %s\n", err.message);
+        return false;
     }
-    grpc_channel_credentials_release(creds);
+    if (!open_sub_clients(b, &o))
+        return false;
     if (b->opt.mode == MODE_LATENCY)
         bits = (long long)(b->opt.rate * (b->opt.warmup_s + b->opt.duration_s)) + 16;
     b->seen_bits = bits;
@@ -2005,67 +1702,75 @@ static bool bench_open(bench *b)
     }
     if (!bench_type_names(b->opt.event_type, b->opt.types, b->types))
         return false;
-    for (int t = 0; t < b->opt.types; t++)
+    for (int t = 0; t < b->opt.types; t++) {
         if (!event_bytes_init(&b->ev[t], b->types[t], b->opt.payload_bytes))
             return false;
-    return true;
-}
-
-/* Waits until every channel is connected, so connection setup is not
- * measured; false after 5 s. */
-static bool connect_one(bench *b, grpc_channel *ch)
-{
-    int64_t give_up = now_ns() + 5 * SEC_NS;
-    grpc_connectivity_state st;
-
-    while ((st = grpc_channel_check_connectivity_state(ch, 1)) != GRPC_CHANNEL_READY) {
-        if (now_ns() > give_up)
-            return false;
-        /* The watch's completion carries a NULL tag; nothing else is
-         * queued yet. */
-        grpc_channel_watch_connectivity_state(ch, st, at_ns(now_ns() + 100000000), b->cq, NULL);
-        grpc_completion_queue_next(b->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (publish_request_max(&b->ev[t]) > b->req_max)
+            b->req_max = publish_request_max(&b->ev[t]);
     }
-    return true;
+    return (b->req = malloc(b->req_max)) != NULL;
 }
 
+/* The health checks of bench_connect (under mu). */
+typedef struct probe {
+    bench *b;
+    int waiting, unreachable;
+} probe;
+
+static void probe_done(void *arg, tse_client_status status, const tse_client_error *err,
+                       const void *response, size_t len)
+{
+    probe *p = arg;
+
+    pthread_mutex_lock(&p->b->mu);
+    p->unreachable += status == TSE_CLIENT_UNAVAILABLE || status == TSE_CLIENT_DEADLINE_EXCEEDED;
+    if (--p->waiting == 0)
+        pthread_cond_signal(&p->b->changed);
+    pthread_mutex_unlock(&p->b->mu);
+}
+
+/*
+ * Connects before measuring, so that connection setup is not measured: two
+ * health checks per connection of each client at once (the first asks
+ * every connection to connect, the SDK takes a ready one in turn). False
+ * when the service is unreachable. Under mu.
+ */
 static bool bench_connect(bench *b)
 {
-    for (int i = 0; i < b->opt.connections; i++)
-        if (!connect_one(b, b->pub_ch[i]))
-            return false;
-    for (int i = 0; i < b->opt.sub_connections; i++)
-        if (!connect_one(b, b->sub_ch[i]))
-            return false;
-    return true;
+    tse_client_call_options o = {.timeout_ms = 5000};
+    probe p = {.b = b};
+
+    for (int i = 0; i < 2 * (b->opt.connections + b->opt.sub_connections); i++) {
+        int k = i - 2 * b->opt.connections;
+        tse_client *c = k < 0 ? b->pub_client : b->sub_clients[k % b->n_sub_clients];
+        if (tse_client_call_start(c, METHOD_HEALTH, NULL, 0, &o, probe_done, &p, NULL, NULL) ==
+            TSE_CLIENT_OK)
+            p.waiting++;
+        else
+            p.unreachable++;
+    }
+    while (p.waiting > 0)
+        pthread_cond_wait(&b->changed, &b->mu);
+    return p.unreachable == 0;
 }
 
-static void drain_queue(grpc_completion_queue *cq)
-{
-    grpc_event ev;
-
-    grpc_completion_queue_shutdown(cq);
-    do
-        ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-    while (ev.type != GRPC_QUEUE_SHUTDOWN);
-    grpc_completion_queue_destroy(cq);
-}
-
+/* After the run (not under mu): destroying a client cancels what still runs
+ * and runs its handlers, which may still point into the run's objects;
+ * those go after. */
 static void bench_close(bench *b)
 {
+    tse_client_destroy(b->pub_client);
+    for (int t = 0; t < b->n_sub_clients; t++)
+        tse_client_destroy(b->sub_clients[t]);
+    free(b->paced);
     for (int i = 0; i < b->n_subs; i++)
         sub_destroy(b->subs[i]);
     free(b->subs);
-    for (int i = 0; i < b->opt.connections; i++)
-        grpc_channel_destroy(b->pub_ch[i]);
-    for (int i = 0; i < b->opt.sub_connections; i++)
-        grpc_channel_destroy(b->sub_ch[i]);
-    drain_queue(b->cq);
-    /* Every unary call was waited for: nothing is left on the pluck queue. */
-    grpc_completion_queue_shutdown(b->pluck_cq);
-    grpc_completion_queue_destroy(b->pluck_cq);
+    pthread_cond_destroy(&b->changed);
     for (int t = 0; t < BENCH_TYPES_MAX; t++)
         event_bytes_cleanup(&b->ev[t]);
+    free(b->req);
+    free(b->scratch.p);
     for (int g = 0; b->seen != NULL && g < b->opt.subscriptions; g++)
         free(b->seen[g]);
     free(b->seen);
@@ -2078,7 +1783,7 @@ static void bench_close(bench *b)
     free(b->trace_e2e);
 }
 
-/* Publishes n events with `streams` PublishStream calls and waits for
+/* Publishes n events with up to `streams` PublishStream calls and waits for
  * every response; returns the rate. */
 static double publish_backlog(bench *b, int streams, long long n)
 {
@@ -2086,9 +1791,15 @@ static double publish_backlog(bench *b, int streams, long long n)
     long long before = b->pub_ok;
 
     b->pub_target += n;
-    for (int i = 0; i < streams; i++)
-        if (ps_start(b) == NULL)
-            record_error(b, "out of memory");
+    for (int i = 0; i < streams && ps_more(b); i++) {
+        size_t len =
+            publish_request(&b->ev[b->pub_next % b->opt.types], b->pub_next, now_ns(), b->req);
+        pubstream *p = ps_start(b, b->req, len, false);
+        if (p == NULL)
+            break;
+        b->pub_next++;
+        ps_pump(p);
+    }
     if (!run_until(b, publishers_done, 0))
         record_error(b, "publishing stalled after %lld events", b->pub_ok - before);
     return (double)(b->pub_ok - before) * 1e9 / (double)(now_ns() - t0);
@@ -2168,20 +1879,22 @@ static void mode_latency(bench *b)
     b->t_start = now_ns() + 10000000;
     b->t_measure = b->t_start + (int64_t)(o->warmup_s * 1e9);
     b->t_end = b->t_measure + (int64_t)(o->duration_s * 1e9);
-    if (o->stream_publisher && (b->paced = ps_start(b)) == NULL) {
-        record_error(b, "out of memory");
-        return;
-    }
-    if (b->paced != NULL)
-        b->paced->paced = true;
     if (pthread_create(&launcher, NULL, launcher_main, b) != 0) {
         record_error(b, "cannot start the launcher thread");
         return;
     }
     if (!run_until(b, all_delivered, b->t_end + (int64_t)(o->stall_s * 1e9)))
         record_error(b, "%lld of %lld published events delivered", b->unique, b->pub_ok);
+    pthread_mutex_unlock(&b->mu);
     pthread_join(launcher, NULL);
+    pthread_mutex_lock(&b->mu);
     run_until(b, publishers_done, 0);
+    /* The paced stream's handle goes once it ended; one still running
+     * (stalled) ends when the client is destroyed, and its handle is left. */
+    if (b->paced != NULL && b->paced->ended) {
+        tse_client_stream_release(b->paced->h);
+        b->paced->h = NULL;
+    }
     latency_report(b, close_subs(b));
 }
 
@@ -2366,23 +2079,23 @@ static void mode_fanout(bench *b)
 
 int main(int argc, char **argv)
 {
-    static bench b = {.error_mu = PTHREAD_MUTEX_INITIALIZER, .pace_mu = PTHREAD_MUTEX_INITIALIZER};
+    static bench b = {.mu = PTHREAD_MUTEX_INITIALIZER, .error_mu = PTHREAD_MUTEX_INITIALIZER};
     int64_t t0;
     double cpu0;
     int rc = 1;
 
     if (!parse_options(&b.opt, argc, argv))
         return 2;
-    grpc_init();
     t0 = now_ns();
     cpu0 = own_cpu_seconds();
     if (!bench_open(&b)) {
-        fprintf(stderr, "bench_subscribe: out of memory\n");
+        fprintf(stderr, "bench_subscribe: cannot set up the run (out of memory?)\n");
         goto out_close;
     }
+    pthread_mutex_lock(&b.mu);
     if (!bench_connect(&b)) {
         fprintf(stderr, "bench_subscribe: cannot connect to %s\n", b.opt.target);
-        goto out_close;
+        goto out_unlock;
     }
     if (b.opt.mode == MODE_LATENCY)
         mode_latency(&b);
@@ -2404,8 +2117,9 @@ int main(int argc, char **argv)
            100.0 * (own_cpu_seconds() - cpu0) / ((double)(now_ns() - t0) / 1e9));
     fflush(stdout);
     rc = b.errors == 0 && b.unique > 0 ? 0 : 1;
+out_unlock:
+    pthread_mutex_unlock(&b.mu);
 out_close:
     bench_close(&b);
-    grpc_shutdown();
     return rc;
 }

@@ -113,10 +113,6 @@ tse_client_status tse_client_stream_open(tse_client *client, const char *method,
                                          const tse_client_stream_how *how, tse_client_stream **out,
                                          tse_client_error *err);
 
-/* Whether a message of s is being written or queued (on_drained follows);
- * the initial metadata alone does not count. */
-bool tse_client_stream_busy(tse_client_stream *s);
-
 /* tse_client_stream_send without the copy: takes a reference to bytes. */
 tse_client_status tse_client_stream_send_slice(tse_client_stream *s, grpc_slice bytes);
 

@@ -290,7 +290,7 @@ static void on_send(tse_client_tag *tag, bool ok)
     settle_unlock(s);
 }
 
-bool tse_client_stream_busy(tse_client_stream *s)
+EXPORT bool tse_client_stream_busy(tse_client_stream *s)
 {
     bool busy;
 

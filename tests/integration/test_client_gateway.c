@@ -32,6 +32,7 @@
 #include "tracseq/client.h"
 #include "tracseq/events/v1/event.pb-c.h"
 #include "tracseq/events/v1/service.pb-c.h"
+#include "wait.h"
 
 #define WAIT_MS 20000
 
@@ -755,6 +756,11 @@ static long long acked(const char *name)
 
 /* Every response reaches on_message; requests sent later (acks) reach the
  * server; a cancel ends it once, after the messages, as given. */
+static bool stream_idle(void *arg)
+{
+    return !tse_client_stream_busy(arg);
+}
+
 static void test_a_stream_hands_over_responses_and_sends_later_requests(void **state)
 {
     Tracseq__Events__V1__SubscribeRequest ack = TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__INIT;
@@ -780,6 +786,8 @@ static void test_a_stream_hands_over_responses_and_sends_later_requests(void **s
     while (acked("gw-stream") < 3 && tse_test_now_ms() < until)
         usleep(50000);
     assert_int_equal(acked("gw-stream"), 3);
+    /* Its one request went out: nothing is left queued or being written. */
+    assert_true(tse_test_wait_until(stream_idle, t.stream, WAIT_MS, "the ack's send to complete"));
     tse_client_stream_cancel(t.stream, TSE_CLIENT_CANCELLED, "the HTTP client went away");
     assert_true(wait_count(&t, true, 1));
     usleep(100000);

@@ -925,6 +925,13 @@ TSE_CLIENT_API tse_client_status tse_client_stream_send(tse_client_stream *strea
  * was cancelled or ended before it was first asked. Any thread. */
 TSE_CLIENT_API tse_client_status tse_client_stream_close_send(tse_client_stream *stream);
 
+/* Whether a request of the stream (the first one included) is still queued
+ * or being written: a send now would wait behind it. For a sender that
+ * coalesces: while busy, gather what it has to send into one later
+ * message. What an ended stream never sent keeps it busy (on_end says it
+ * ended). Any thread. */
+TSE_CLIENT_API bool tse_client_stream_busy(tse_client_stream *stream);
+
 /* Flow control: a paused stream asks for no further response (the server
  * is held back by HTTP/2 flow control) until resumed. Any thread. */
 TSE_CLIENT_API void tse_client_stream_pause(tse_client_stream *stream, bool paused);
