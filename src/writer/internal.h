@@ -94,7 +94,9 @@ typedef struct tse_job {
     /* The Redis Cluster slot of its keys (one slot per job: a group is one
      * event type), TSE_SLOT_ANY on a single Redis, where no lane needs it. */
     int slot;
-    char data[];
+    /* A group job's events come first in data: aligned for them, whatever
+     * fields come before (test_broker_command checks it). */
+    _Alignas(tse_job_event) char data[];
 } tse_job;
 
 typedef struct tse_job_list {
