@@ -127,6 +127,44 @@ static void crc16_is_the_xmodem_variant_redis_uses(void **state)
     assert_int_equal(tse_key_crc16("", 0), 0);
 }
 
+/* CRC16/XMODEM bit by bit: the definition the table-driven one must
+ * match. */
+static unsigned crc16_bitwise(const unsigned char *buf, size_t len)
+{
+    unsigned crc = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        crc ^= (unsigned)buf[i] << 8;
+        for (int bit = 0; bit < 8; bit++)
+            crc = (crc & 0x8000) ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+    }
+    return crc;
+}
+
+static void crc16_matches_the_bitwise_definition_on_every_byte_and_random_keys(void **state)
+{
+    unsigned char buf[64];
+    uint32_t x = 0x9e3779b9u; /* xorshift32: the same keys every run */
+
+    (void)state;
+    for (unsigned b = 0; b < 256; b++) {
+        buf[0] = (unsigned char)b;
+        buf[1] = (unsigned char)(255 - b);
+        assert_int_equal(tse_key_crc16((const char *)buf, 1), crc16_bitwise(buf, 1));
+        assert_int_equal(tse_key_crc16((const char *)buf, 2), crc16_bitwise(buf, 2));
+    }
+    for (int i = 0; i < 2000; i++) {
+        size_t len = 0;
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        len = x % sizeof(buf);
+        for (size_t j = 0; j < len; j++) {
+            x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+            buf[j] = (unsigned char)x;
+        }
+        assert_int_equal(tse_key_crc16((const char *)buf, len), crc16_bitwise(buf, len));
+    }
+}
+
 static unsigned slot(const char *key)
 {
     return tse_key_slot(key, strlen(key));
@@ -171,6 +209,7 @@ int main(void)
         cmocka_unit_test(other_keys_are_not_stream_keys),
         cmocka_unit_test(dedup_dead_letter_and_snapshot_keys_name_their_owner),
         cmocka_unit_test(crc16_is_the_xmodem_variant_redis_uses),
+        cmocka_unit_test(crc16_matches_the_bitwise_definition_on_every_byte_and_random_keys),
         cmocka_unit_test(slot_matches_redis_cluster_keyslot),
         cmocka_unit_test(slot_follows_the_hash_tag_rules),
     };
