@@ -14,7 +14,8 @@
 
 static const tse_setting settings[] = {
     {"redis-url", "REDIS_URL", TSE_SETTING_STRING, STR(redis_url), 0, 0, "redis://127.0.0.1:6379",
-     "Redis to store events in: redis://[[user]:password@]host[:port][/db]"},
+     "Redis to store events in: redis://[[user]:password@]host[:port][/db], or a Redis Cluster: "
+     "redis+cluster://[[user]:password@]host[:port][,host[:port]...] (seed nodes)"},
     {"listen", "GRPC_LISTEN", TSE_SETTING_STRING, STR(listen), 0, 0, "127.0.0.1:50051",
      "gRPC listen address, host:port (beyond loopback only with AUTH_TOKENS_FILE, or with "
      "ALLOW_UNAUTHENTICATED_REMOTE=true)"},
