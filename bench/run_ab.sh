@@ -21,7 +21,8 @@
 #
 # Each *_BUILD holds a tracseq-events; the load generators come from
 # AFTER_BUILD/bench (BENCH_BUILD overrides), the same binaries for both.
-# COUNT [200000] sets the drain backlog.
+# COUNT [200000] sets the drain backlog; PER_MESSAGE [0] > 0 drains with
+# batched delivery (up to that many deliveries per stream message).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 before=${1:?usage: run_ab.sh BEFORE_BUILD AFTER_BUILD [SECONDS] [ROUNDS]}
@@ -29,6 +30,7 @@ after=${2:?usage: run_ab.sh BEFORE_BUILD AFTER_BUILD [SECONDS] [ROUNDS]}
 secs=${3:-5}
 rounds=${4:-5}
 count=${COUNT:-200000}
+per_message=${PER_MESSAGE:-0}
 bench=${BENCH_BUILD:-$after}/bench
 # shellcheck source=lib.sh
 source "$here/lib.sh"
@@ -65,8 +67,8 @@ run() {
     tee -a "$SCRATCH/results"
   t0=$(cpu_ticks "$SERVICE_PID")
   line=$("$bench/bench_subscribe" --target "127.0.0.1:$port" --mode drain --count "$count" \
-    --max-in-flight 1000 --name "ab-$label" --event-type "bench.ab" --label "$label" \
-    --pid "$SERVICE_PID" \
+    --max-in-flight 1000 --per-message "$per_message" --name "ab-$label" --event-type "bench.ab" \
+    --label "$label" --pid "$SERVICE_PID" \
     2>"$SCRATCH/drain.err") || FAILED=1
   ticks=$(($(cpu_ticks "$SERVICE_PID") - t0))
   echo "$line" | tee -a "$SCRATCH/results"
