@@ -21,6 +21,7 @@
 
 #include "client/internal.h"
 #include "codec/pbjson.h"
+#include "codec/pbwire.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -169,18 +170,6 @@ static bool open_channels(tse_client *c, const tse_client_options *o)
     return true;
 }
 
-static size_t put_varint(uint8_t *out, uint64_t v)
-{
-    size_t n = 0;
-
-    while (v >= 0x80) {
-        out[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    out[n++] = (uint8_t)v;
-    return n;
-}
-
 /* Copies the strings the client keeps, and packs its source field once. */
 static tse_client_status client_fill(tse_client *c, const tse_client_options *o)
 {
@@ -197,7 +186,8 @@ static tse_client_status client_fill(tse_client *c, const tse_client_options *o)
         (o->token != NULL && c->authorization == NULL))
         return TSE_CLIENT_NO_MEMORY;
     c->source_field[0] = 0x1a; /* Event.source_service: field 3, bytes */
-    c->source_field_len = 1 + put_varint(c->source_field + 1, slen);
+    c->source_field_len =
+        (size_t)(tse_pbwire_put_varint(c->source_field + 1, slen) - c->source_field);
     memcpy(c->source_field + c->source_field_len, o->source_service, slen);
     c->source_field_len += slen;
     c->opt = *o;
@@ -318,7 +308,7 @@ grpc_slice tse_client_request_slice(const tse_client *c, const tse_client_event 
     uint8_t *p;
 
     head[0] = 0x0a; /* PublishRequest.event: field 1, bytes */
-    n = 1 + put_varint(head + 1, inner);
+    n = (size_t)(tse_pbwire_put_varint(head + 1, inner) - head);
     s = grpc_slice_malloc(n + inner);
     p = GRPC_SLICE_START_PTR(s);
     memcpy(p, head, n);

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "codec/pbscan.h"
+#include "codec/pbwire.h"
 #include "common/alloc.h"
 
 typedef Tracseq__Events__V1__Event event;
@@ -110,27 +111,6 @@ static bool read_client(const uint8_t *wire, size_t len, const event *ev, client
 
 /* ---- writing ---------------------------------------------------------------- */
 
-static size_t varint_size(uint64_t v)
-{
-    size_t n = 1;
-
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
-static uint8_t *put_varint(uint8_t *p, uint64_t v)
-{
-    while (v >= 0x80) {
-        *p++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (uint8_t)v;
-    return p;
-}
-
 static const char *string_of(const event *ev, size_t i)
 {
     const char *s = *(char *const *)((const char *)ev + string_fields[i].offset);
@@ -156,21 +136,21 @@ static uint64_t int32_wire(int32_t v)
 /* The Timestamp message's bytes: its non-zero fields, as proto3 packs them. */
 static size_t timestamp_size(const Google__Protobuf__Timestamp *ts)
 {
-    return (ts->seconds != 0 ? 1 + varint_size((uint64_t)ts->seconds) : 0) +
-           (ts->nanos != 0 ? 1 + varint_size(int32_wire(ts->nanos)) : 0);
+    return (ts->seconds != 0 ? 1 + tse_pbwire_varint_size((uint64_t)ts->seconds) : 0) +
+           (ts->nanos != 0 ? 1 + tse_pbwire_varint_size(int32_wire(ts->nanos)) : 0);
 }
 
 static uint8_t *put_timestamp(uint8_t *p, const Google__Protobuf__Timestamp *ts)
 {
-    p = put_varint(p, (uint64_t)F_TIMESTAMP << 3 | WIRE_DELIMITED);
-    p = put_varint(p, timestamp_size(ts));
+    p = tse_pbwire_put_varint(p, (uint64_t)F_TIMESTAMP << 3 | WIRE_DELIMITED);
+    p = tse_pbwire_put_varint(p, timestamp_size(ts));
     if (ts->seconds != 0) {
         *p++ = 1 << 3 | WIRE_VARINT;
-        p = put_varint(p, (uint64_t)ts->seconds);
+        p = tse_pbwire_put_varint(p, (uint64_t)ts->seconds);
     }
     if (ts->nanos != 0) {
         *p++ = 2 << 3 | WIRE_VARINT;
-        p = put_varint(p, int32_wire(ts->nanos));
+        p = tse_pbwire_put_varint(p, int32_wire(ts->nanos));
     }
     return p;
 }
@@ -189,12 +169,12 @@ static void plan_appended(const event *ev, const client *c, plan *pl)
             continue;
         }
         pl->string_len[i] = n;
-        pl->size += varint_size((uint64_t)id << 3) + varint_size(n) + n;
+        pl->size += tse_pbwire_varint_size((uint64_t)id << 3) + tse_pbwire_varint_size(n) + n;
     }
     pl->priority = (int32_t)c->priority != ev->priority;
     if (pl->priority)
-        pl->size += 1 + varint_size(int32_wire(ev->priority));
-    pl->size += 1 + varint_size(ts) + ts;
+        pl->size += 1 + tse_pbwire_varint_size(int32_wire(ev->priority));
+    pl->size += 1 + tse_pbwire_varint_size(ts) + ts;
 }
 
 static uint8_t *put_appended(uint8_t *p, const event *ev, const plan *pl)
@@ -203,14 +183,14 @@ static uint8_t *put_appended(uint8_t *p, const event *ev, const plan *pl)
         size_t len = pl->string_len[i];
         if (len == SIZE_MAX)
             continue;
-        p = put_varint(p, (uint64_t)string_fields[i].id << 3 | WIRE_DELIMITED);
-        p = put_varint(p, len);
+        p = tse_pbwire_put_varint(p, (uint64_t)string_fields[i].id << 3 | WIRE_DELIMITED);
+        p = tse_pbwire_put_varint(p, len);
         memcpy(p, string_of(ev, i), len);
         p += len;
     }
     if (pl->priority) {
         *p++ = F_PRIORITY << 3 | WIRE_VARINT;
-        p = put_varint(p, int32_wire(ev->priority));
+        p = tse_pbwire_put_varint(p, int32_wire(ev->priority));
     }
     return put_timestamp(p, ev->timestamp);
 }

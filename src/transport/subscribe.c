@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "codec/pbscan.h"
+#include "codec/pbwire.h"
 #include "delivery/delivery.h"
 #include "domain/limits.h"
 #include "domain/subscription.h"
@@ -38,51 +39,31 @@ typedef Tracseq__Events__V1__Subscription Subscription;
 
 /* Deliveries carry the stored envelope bytes as they are: a submessage and
  * a bytes field share one wire format, so nothing is decoded. */
-static size_t varint_len(uint64_t v)
-{
-    size_t n = 1;
-
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
-static uint8_t *put_varint(uint8_t *p, uint64_t v)
-{
-    while (v >= 0x80) {
-        *p++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (uint8_t)v;
-    return p;
-}
-
 static uint8_t *put_bytes(uint8_t *p, int field, const void *data, size_t len)
 {
     *p++ = (uint8_t)(field << 3 | 2);
-    p = put_varint(p, len);
+    p = tse_pbwire_put_varint(p, len);
     memcpy(p, data, len);
     return p + len;
 }
 
 static size_t bytes_len(size_t len)
 {
-    return 1 + varint_len(len) + len;
+    return 1 + tse_pbwire_varint_size(len) + len;
 }
 
 static size_t delivery_len(const tse_delivered *d, const char *subscription)
 {
-    return bytes_len(strlen(d->ack_id)) + 1 + varint_len(d->attempt) + bytes_len(d->envelope_len) +
-           bytes_len(strlen(subscription)) + bytes_len(strlen(d->stream_id));
+    return bytes_len(strlen(d->ack_id)) + 1 + tse_pbwire_varint_size(d->attempt) +
+           bytes_len(d->envelope_len) + bytes_len(strlen(subscription)) +
+           bytes_len(strlen(d->stream_id));
 }
 
 static uint8_t *put_delivery(uint8_t *p, const tse_delivered *d, const char *subscription)
 {
     p = put_bytes(p, 1, d->ack_id, strlen(d->ack_id));
     *p++ = 2 << 3;
-    p = put_varint(p, d->attempt);
+    p = tse_pbwire_put_varint(p, d->attempt);
     p = put_bytes(p, 3, d->envelope, d->envelope_len);
     p = put_bytes(p, 4, subscription, strlen(subscription));
     return put_bytes(p, 5, d->stream_id, strlen(d->stream_id));
@@ -1132,7 +1113,7 @@ static void answer_pull(void *arg, const tse_error *err, const tse_delivered *d,
     p = GRPC_SLICE_START_PTR(slice);
     for (size_t i = 0; i < n; i++) {
         *p++ = 1 << 3 | 2;
-        p = put_varint(p, delivery_len(&d[i], pc->name));
+        p = tse_pbwire_put_varint(p, delivery_len(&d[i], pc->name));
         p = put_delivery(p, &d[i], pc->name);
         log_delivered("Pull", pc->name, &d[i]);
     }
