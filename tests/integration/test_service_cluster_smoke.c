@@ -12,7 +12,8 @@
  * pattern receives events of types on every master; and a publish while
  * the slot of its stream migrates (ASK before the keys moved and after,
  * MOVED once the slot is the new master's) succeeds, the events found on
- * the new master. With a password on every node, the one in the URL is
+ * the new master. Scripts flushed on a master are loaded there again by
+ * the lanes that meet NOSCRIPT. With a password on every node, the one in the URL is
  * what every node connection authenticates with.
  *
  * The tests run in this order on one cluster and one service; each uses
@@ -44,6 +45,9 @@
 #define TIMEOUT_MS  10000
 #define MASTERS     3
 #define MAX_TYPES   64
+/* The service's writer lanes (each its own connection per master). */
+#define LANES       2
+#define LANES_ARG   "2"
 
 typedef Tracseq__Events__V1__Event Event;
 typedef Tracseq__Events__V1__Delivery Delivery;
@@ -62,7 +66,7 @@ static int world_up(void **state)
 {
     world *w = calloc(1, sizeof(*w));
     tse_test_redis seeds;
-    const char *args[] = {"--redis-timeout=10s", NULL};
+    const char *args[] = {"--redis-timeout=10s", "--redis-connections=" LANES_ARG, NULL};
 
     assert_non_null(w);
     *state = w;
@@ -414,6 +418,49 @@ static void test_a_publish_during_a_slot_migration_succeeds(void **state)
 }
 
 /*
+ * A master whose scripts were flushed answers a dedup publish NOSCRIPT
+ * (UNAVAILABLE: the event was not stored): the lane that saw it loads the
+ * scripts again before its next dedup publish, on the master of that
+ * publish's slot, so each lane fails at most one publish and every
+ * later one is stored there.
+ */
+static void test_scripts_flushed_on_a_master_are_loaded_there_again(void **state)
+{
+    world *w = *state;
+    char types[MASTERS][64], *out;
+    int m, ok = 0, unavailable = 0;
+
+    types_on_every_master(w, "smoke.flush", types);
+    m = master_of_type(w, types[0]);
+    out = tse_test_redis_cmd(w->cluster->nodes[m], "SCRIPT FLUSH");
+    assert_non_null(out);
+    assert_string_equal(out, "OK");
+    free(out);
+    for (int i = 0; i < 4 * LANES; i++) {
+        PublishResponse *resp = NULL;
+        tse_test_status st;
+        char id[64];
+        grpc_status_code code;
+
+        snprintf(id, sizeof(id), "00000000-0000-4000-8000-%012d", 100 + i);
+        code = publish_on(w->ch, types[0], id, i, &resp, &st);
+        if (code == GRPC_STATUS_OK) {
+            assert_false(resp->duplicate);
+            protobuf_c_message_free_unpacked(&resp->base, NULL);
+            ok++;
+        } else if (code == GRPC_STATUS_UNAVAILABLE) {
+            unavailable++;
+        } else {
+            fail_msg("publish %d after SCRIPT FLUSH: status %d '%s'", i, code, st.details);
+        }
+    }
+    if (unavailable > LANES)
+        fail_msg("%d of %d publishes failed after SCRIPT FLUSH (at most one per lane)", unavailable,
+                 4 * LANES);
+    assert_int_equal(stream_length_on(w, m, types[0]), ok);
+}
+
+/*
  * Every node asks for a password (masterauth first, so the replicas keep
  * replicating): a service whose URL carries it publishes to every master
  * (each node connection authenticates), one without it is refused by
@@ -474,6 +521,7 @@ int main(void)
         cmocka_unit_test(test_get_stats_reports_streams_of_every_master),
         cmocka_unit_test(test_a_pattern_subscription_receives_types_on_every_master),
         cmocka_unit_test(test_a_publish_during_a_slot_migration_succeeds),
+        cmocka_unit_test(test_scripts_flushed_on_a_master_are_loaded_there_again),
         cmocka_unit_test(test_a_password_in_the_url_is_used_on_every_master),
     };
 
