@@ -173,6 +173,20 @@ static long node_fail(tse_error *err, const char *field, const char *message)
     return -1;
 }
 
+/* The node at host h (hlen bytes, no NUL) and port, as node_index; "" is
+ * the connection's own host, "?" an unknown endpoint (-2: left out). */
+static long node_at(tse_cluster_map *m, const char *h, size_t hlen, const char *conn_host,
+                    long long port, bool master, const char *what, tse_error *err)
+{
+    if (hlen == 1 && h[0] == '?')
+        return -2;
+    if (hlen == 0) {
+        h = conn_host;
+        hlen = strlen(conn_host);
+    }
+    return node_index(m, h, hlen, (int)port, master, what, err);
+}
+
 /*
  * The index of the node described by [host, port, ...] (a SLOTS entry's
  * node), or -2 for a node to leave out (unknown endpoint "?"); -1 and err
@@ -182,8 +196,6 @@ static long slots_node(tse_cluster_map *m, const redisReply *r, const char *conn
                        tse_error *err)
 {
     const redisReply *host, *port;
-    const char *h;
-    size_t hlen;
 
     if (!is_array(r) || r->elements < 2)
         return node_fail(err, "CLUSTER SLOTS", "a node is not [host, port, ...]");
@@ -192,24 +204,13 @@ static long slots_node(tse_cluster_map *m, const redisReply *r, const char *conn
     if (port == NULL || port->type != REDIS_REPLY_INTEGER || port->integer < 1 ||
         port->integer > 65535)
         return node_fail(err, "CLUSTER SLOTS", "a node's port is not 1..65535");
-    if (host != NULL && host->type == REDIS_REPLY_NIL) {
-        h = conn_host;
-        hlen = strlen(conn_host);
-    } else if (is_string(host)) {
-        h = host->str;
-        hlen = host->len;
-        if (hlen == 1 && h[0] == '?')
-            return -2;
-        if (hlen == 0) {
-            h = conn_host;
-            hlen = strlen(conn_host);
-        }
-        if (memchr(h, '\0', hlen) != NULL)
-            return node_fail(err, "CLUSTER SLOTS", "a node's host holds a NUL");
-    } else {
+    if (host != NULL && host->type == REDIS_REPLY_NIL)
+        return node_at(m, "", 0, conn_host, port->integer, master, "CLUSTER SLOTS", err);
+    if (!is_string(host))
         return node_fail(err, "CLUSTER SLOTS", "a node's host is not a string");
-    }
-    return node_index(m, h, hlen, (int)port->integer, master, "CLUSTER SLOTS", err);
+    if (memchr(host->str, '\0', host->len) != NULL)
+        return node_fail(err, "CLUSTER SLOTS", "a node's host holds a NUL");
+    return node_at(m, host->str, host->len, conn_host, port->integer, master, "CLUSTER SLOTS", err);
 }
 
 static tse_status slots_entry(tse_cluster_map *m, const redisReply *e, const char *conn_host,
@@ -300,8 +301,6 @@ static long shards_node(tse_cluster_map *m, const redisReply *n, const char *con
 {
     const redisReply *host = map_get(n, "endpoint"), *port = map_get(n, "port");
     bool master = string_is(map_get(n, "role"), "master");
-    const char *h;
-    size_t hlen;
 
     if (!is_string(host) || host->len == 0 || (host->len == 1 && host->str[0] == '?'))
         host = map_get(n, "ip");
@@ -310,15 +309,7 @@ static long shards_node(tse_cluster_map *m, const redisReply *n, const char *con
     if (port->type != REDIS_REPLY_INTEGER || port->integer < 1 || port->integer > 65535 ||
         !is_string(host) || memchr(host->str, '\0', host->len) != NULL)
         return node_fail(err, SHARDS, "a node's ip or port is malformed");
-    h = host->str;
-    hlen = host->len;
-    if (hlen == 1 && h[0] == '?')
-        return -2;
-    if (hlen == 0) {
-        h = conn_host;
-        hlen = strlen(conn_host);
-    }
-    return node_index(m, h, hlen, (int)port->integer, master, SHARDS, err);
+    return node_at(m, host->str, host->len, conn_host, port->integer, master, SHARDS, err);
 }
 
 static tse_status shards_entry(tse_cluster_map *m, const redisReply *shard, const char *conn_host,
