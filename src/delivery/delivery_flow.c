@@ -345,8 +345,13 @@ static long read_streams(tse_delivery *d, tse_subscriber *s, const size_t *which
         goto out;
     for (size_t i = 0; i < k; i++)
         keys[i] = sub->streams[which[i]];
+    /* Unavailable with the connection kept (a cluster's node down): the
+     * slots that answered are delivered, the others read at a later poll
+     * (what their reads may have taken is pending: claimed after the
+     * deadline). */
     if (tse_group_read(d->conn, sub->def->name, s->consumer, keys, k, count, &got, per_stream) ==
-        TSE_UNAVAILABLE) {
+            TSE_UNAVAILABLE &&
+        tse_conn_lost(d->conn)) {
         tse_group_entries_cleanup(&got);
         goto out;
     }

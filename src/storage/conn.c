@@ -9,8 +9,14 @@
  * the first failure is a loss, which the owner handles with its own
  * backoff, as before. Cluster: a redirection (MOVED, ASK), a TRYAGAIN or a
  * node gone (failover) is the rconn's to follow, which needs node
- * connections reopened and time: each call gets the timeout given at open,
- * and only what fails past it is a loss.
+ * connections reopened and a little time (CLUSTER_RETRY_MS, not more: the
+ * owner is one thread serving every slot, and a slot without a reachable
+ * master must not stall the others). A command that still fails is one
+ * slot's trouble, not a loss: it answers no reply (the command may have
+ * run), the rconn has dropped the dead node and refreshes its map on the
+ * next command, and the owner retries later. Only when no node of the
+ * cluster answers at all (the map cannot be fetched from any) is the
+ * connection lost, as a single Redis's is.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +25,10 @@
 #include "storage/conn_internal.h"
 #include "storage/rconn.h"
 #include "storage/redis_connect.h"
+
+/* What a cluster call may spend following redirections and waiting for a
+ * slot's master (TRYAGAIN, a node being failed over) before it fails. */
+#define CLUSTER_RETRY_MS 100
 
 struct tse_conn {
     tse_rconn *rc; /* NULL once lost */
@@ -41,10 +51,13 @@ tse_conn *tse_conn_open(const tse_redis_target *t, int timeout_ms, tse_conn_lost
     if (tse_rconn_create(t, timeout_ms, &c->rc, &err) != TSE_OK)
         goto fail;
     if (tse_rconn_is_cluster(c->rc))
-        c->retry_ms = timeout_ms > 0 ? timeout_ms : 0;
+        c->retry_ms =
+            timeout_ms > 0 && timeout_ms < CLUSTER_RETRY_MS ? timeout_ms : CLUSTER_RETRY_MS;
     else
         tse_rconn_set_reopen(c->rc, false);
-    if (tse_rconn_connect(c->rc, tse_clock_ms() + c->retry_ms, &err) != TSE_OK)
+    /* The first map may take the whole timeout (a cluster coming up). */
+    if (tse_rconn_connect(c->rc, tse_clock_ms() + (c->retry_ms > 0 ? timeout_ms : 0), &err) !=
+        TSE_OK)
         goto fail;
     c->on_lost = on_lost;
     c->arg = arg;
@@ -83,35 +96,68 @@ static void lose(tse_conn *c, const tse_error *err)
         c->on_lost(c->arg, err->message[0] ? err->message : "redis: I/O error");
 }
 
+/* A call failed with st: lost, unless c is a cluster that still answers
+ * (one slot's master out of reach, a reply lost with its node). */
+static void call_failed(tse_conn *c, tse_status st, const tse_error *err)
+{
+    tse_error probe;
+
+    if (st == TSE_UNAVAILABLE && tse_rconn_is_cluster(c->rc)) {
+        tse_error_clear(&probe);
+        if (tse_rconn_connect(c->rc, tse_clock_ms(), &probe) == TSE_OK)
+            return;
+    }
+    lose(c, err);
+}
+
 redisReply *tse_conn_command(tse_conn *c, int argc, const char **argv, const size_t *lens)
 {
     redisReply *r = NULL;
+    tse_status st;
     tse_error err;
 
     if (tse_conn_lost(c))
         return NULL;
     tse_error_clear(&err);
-    if (tse_rconn_command(c->rc, argc, argv, lens, TSE_RCONN_SLOT_OF_KEYS,
-                          tse_clock_ms() + c->retry_ms, &r, &err) != TSE_OK)
-        lose(c, &err);
+    st = tse_rconn_command(c->rc, argc, argv, lens, TSE_RCONN_SLOT_OF_KEYS,
+                           tse_clock_ms() + c->retry_ms, &r, &err);
+    if (st == TSE_FAILED_PRECONDITION) {
+        /* An earlier pipeline's replies left untaken: dropped. */
+        tse_rconn_discard(c->rc);
+        st = tse_rconn_command(c->rc, argc, argv, lens, TSE_RCONN_SLOT_OF_KEYS,
+                               tse_clock_ms() + c->retry_ms, &r, &err);
+    }
+    if (st != TSE_OK)
+        call_failed(c, st, &err);
     return r;
 }
 
 bool tse_conn_append(tse_conn *c, int argc, const char **argv, const size_t *lens)
 {
-    return !tse_conn_lost(c) &&
-           tse_rconn_append(c->rc, argc, argv, lens, TSE_RCONN_SLOT_OF_KEYS, NULL) == TSE_OK;
+    tse_status st;
+
+    if (tse_conn_lost(c))
+        return false;
+    st = tse_rconn_append(c->rc, argc, argv, lens, TSE_RCONN_SLOT_OF_KEYS, NULL);
+    if (st == TSE_FAILED_PRECONDITION) {
+        /* An earlier pipeline's replies left untaken: dropped. */
+        tse_rconn_discard(c->rc);
+        st = tse_rconn_append(c->rc, argc, argv, lens, TSE_RCONN_SLOT_OF_KEYS, NULL);
+    }
+    return st == TSE_OK;
 }
 
 redisReply *tse_conn_reply(tse_conn *c)
 {
     redisReply *r = NULL;
+    tse_status st;
     tse_error err;
 
     if (tse_conn_lost(c))
         return NULL;
     tse_error_clear(&err);
-    if (tse_rconn_get_reply(c->rc, tse_clock_ms() + c->retry_ms, &r, &err) != TSE_OK)
-        lose(c, &err);
+    st = tse_rconn_get_reply(c->rc, tse_clock_ms() + c->retry_ms, &r, &err);
+    if (st != TSE_OK)
+        call_failed(c, st, &err);
     return r;
 }

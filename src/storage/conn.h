@@ -6,14 +6,23 @@
  * single Redis or a Redis Cluster (the operations split what spans slots,
  * group_ops.h); connecting is redis_connect.h's (AUTH, SELECT, timeouts).
  *
- * Lost: the first I/O failure (or timeout) of an operation marks the
- * connection lost (on a cluster: a failure that lasts past timeout_ms, the
- * connection following redirections and failovers until then) and
- * connection lost and closes its socket; every operation on it from then
- * on answers TSE_UNAVAILABLE at once, without I/O, and the owner learns of
- * the loss through the callback given at open, called once, from inside the
- * failing operation (so the callback must not close the connection: close
- * it later, between two steps).
+ * Lost: on a single Redis, the first I/O failure (or timeout) of an
+ * operation marks the connection lost and closes its socket; every
+ * operation on it from then on answers TSE_UNAVAILABLE at once, without
+ * I/O, and the owner learns of the loss through the callback given at
+ * open, called once, from inside the failing operation (so the callback
+ * must not close the connection: close it later, between two steps).
+ *
+ * On a Redis Cluster a failed node is one slot's trouble, not a loss: the
+ * connection follows redirections and waits a little (100 ms) for a slot's
+ * master; an operation whose slot has no reachable master (a master
+ * killed, its replica not yet promoted) or whose reply was lost with its
+ * node answers TSE_UNAVAILABLE (the command may have run), and the
+ * connection lives on: the dead node is dropped, the slot map refreshed,
+ * and the next operation goes to whichever master serves the slot then.
+ * The operations that span slots (group_ops.h) answer what the other
+ * slots gave. Only when no node of the cluster answers is the connection
+ * lost, as above.
  *
  * Blocking, and owned by one thread at a time (the one that opened it).
  */

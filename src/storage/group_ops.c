@@ -194,8 +194,10 @@ static size_t group_keys(slot_read *sr, const char *const *keys, size_t g)
  * XREADGROUP per slot, pipelined (the connection sends each master its
  * share at once), the replies merged. Each stream's entries keep their
  * order; streams come slot by slot, the slot of the first key first. An
- * error reply of one slot (TSE_INTERNAL) leaves what the others read in
- * out: those entries are delivered to the consumer now, read or not.
+ * error reply of one slot (TSE_INTERNAL), or no reply from its master
+ * while the connection lives (TSE_CONN_GONE: a node down, conn.h), leaves
+ * what the others read in out: those entries are delivered to the
+ * consumer now, read or not.
  */
 static tse_status read_by_slot(tse_conn *c, const char *group, const char *consumer,
                                const char *const *keys, size_t k, const char *count,
@@ -221,7 +223,7 @@ static tse_status read_by_slot(tse_conn *c, const char *group, const char *consu
 
         memset(sr.counts, 0, n * sizeof(*sr.counts));
         got = read_reply(tse_conn_reply(c), sr.keys, n, out, sr.counts);
-        if (got == TSE_CONN_GONE) {
+        if (got == TSE_CONN_GONE && tse_conn_lost(c)) {
             st = got; /* lost: no reply follows */
             break;
         }
@@ -395,6 +397,7 @@ tse_status tse_group_ack_runs(tse_conn *c, const char *group, const char *const 
 {
     const char **argv = calloc(n + 3, sizeof(*argv));
     size_t sent = 0, i = 0;
+    bool gone = false;
 
     *acked = 0;
     if (argv == NULL)
@@ -420,19 +423,25 @@ tse_status tse_group_ack_runs(tse_conn *c, const char *group, const char *const 
     free(argv);
     for (size_t k = 0; k < sent; k++) {
         redisReply *r = tse_conn_reply(c);
-        if (r == NULL)
-            return TSE_CONN_GONE;
+        if (r == NULL) {
+            /* Lost: no reply follows. Else one slot's master was out of
+             * reach (a cluster node down): the others answered. */
+            if (tse_conn_lost(c))
+                return TSE_CONN_GONE;
+            gone = true;
+            continue;
+        }
         if (is_int(r) && r->integer > 0)
             *acked += (uint32_t)r->integer;
         freeReplyObject(r);
     }
-    return tse_conn_lost(c) ? TSE_CONN_GONE : TSE_OK;
+    return gone || tse_conn_lost(c) ? TSE_CONN_GONE : TSE_OK;
 }
 
 tse_status tse_group_ack_each(tse_conn *c, const char *group, const char *const *keys,
                               const char *const *ids, size_t n, bool *acked)
 {
-    bool *sent = calloc(n ? n : 1, sizeof(*sent));
+    bool *sent = calloc(n ? n : 1, sizeof(*sent)), gone = false;
 
     for (size_t i = 0; i < n; i++)
         acked[i] = false;
@@ -446,13 +455,19 @@ tse_status tse_group_ack_each(tse_conn *c, const char *group, const char *const 
         redisReply *r;
         if (!sent[i])
             continue;
-        if ((r = tse_conn_reply(c)) == NULL)
-            break;
+        if ((r = tse_conn_reply(c)) == NULL) {
+            /* Not acked (it may have been: at least once). A slot out of
+             * reach is one reply; a lost connection, all the rest. */
+            gone = true;
+            if (tse_conn_lost(c))
+                break;
+            continue;
+        }
         acked[i] = is_int(r) && r->integer == 1;
         freeReplyObject(r);
     }
     free(sent);
-    return tse_conn_lost(c) ? TSE_CONN_GONE : TSE_OK;
+    return gone || tse_conn_lost(c) ? TSE_CONN_GONE : TSE_OK;
 }
 
 /* An XCLAIM ... JUSTID of one id: *claimed when Redis answered it. */

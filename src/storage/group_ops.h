@@ -57,7 +57,8 @@ void tse_group_entries_cleanup(tse_group_entries *e);
  * not cross slots, the read is one XREADGROUP per slot of the keys,
  * pipelined, and the answers merged: each stream's entries in order,
  * streams slot by slot (slot_groups.h). An error reply (TSE_INTERNAL) for
- * one slot leaves the entries of the others in out.
+ * one slot, or no reply while the connection lives (TSE_UNAVAILABLE: its
+ * master out of reach, conn.h), leaves the entries of the others in out.
  */
 tse_status tse_group_read(tse_conn *c, const char *group, const char *consumer,
                           const char *const *keys, size_t k, uint32_t count, tse_group_entries *out,
@@ -114,7 +115,8 @@ tse_status tse_group_oldest_pending_parse(const struct redisReply *r, long long 
 /*
  * Acks n entries, keys[i]/ids[i] (keys[i] NULL: skipped), as one XACK per
  * run of ids of one stream, pipelined: one round trip. *acked: how many
- * Redis acked.
+ * Redis acked. TSE_UNAVAILABLE when a reply was missing (the ack may have
+ * run); on a cluster the other slots' replies are still counted.
  */
 tse_status tse_group_ack_runs(tse_conn *c, const char *group, const char *const *keys,
                               const char *const *ids, size_t n, uint32_t *acked);

@@ -6,7 +6,9 @@
  * XREADGROUP could not cross them: the connection refuses a cross-slot
  * command) returns every entry once, in order per stream, with each
  * stream's count; the pending list, claims and acks work per stream; an
- * error reply of one slot leaves what the others read.
+ * error reply of one slot leaves what the others read; a master killed
+ * (no replica: its slots stay without one) is one slot's failure, not a
+ * lost connection, and only a cluster of which no node answers is lost.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,6 +21,7 @@
 #include <cmocka.h>
 #include <hiredis/hiredis.h>
 
+#include "cluster.h"
 #include "common/clock.h"
 #include "harness.h"
 #include "storage/conn.h"
@@ -273,6 +276,56 @@ static void an_error_of_one_slot_leaves_what_the_others_read(void **state)
     assert_false(tse_conn_lost(f->conn));
 }
 
+/* Runs last: it kills every master. */
+static void a_dead_master_fails_its_slot_and_the_connection_lives(void **state)
+{
+    fixture *f = *state;
+    tse_group_entries got = {0};
+    size_t per[STREAMS];
+    const char *keys[3], *ids[3];
+    bool acked[3];
+    uint32_t runs = 99;
+    tse_pending_list p = {0};
+    int dead = tse_test_cluster_key_master(f->cluster, f->key[1]);
+
+    assert_true(dead >= 0);
+    /* Types 0 and 2 each get one new entry per stream; type 1's master
+     * dies (its group is gone since the test above: no matter, its slot
+     * has no master now). */
+    for (int pr = 0; pr < PRIOS; pr++)
+        for (int t = 0; t < TYPES; t += 2)
+            run(f, (const char *const[]){"XADD", f->key[pr * TYPES + t], "*", "event", "late2"}, 5);
+    tse_test_cluster_kill(f->cluster, dead);
+    assert_int_equal(tse_group_read(f->conn, GROUP, "c1", f->key, STREAMS, 100, &got, per),
+                     TSE_UNAVAILABLE);
+    assert_int_equal(got.n, 4);
+    for (size_t e = 0; e < got.n; e++)
+        assert_true(got.v[e].stream % TYPES != 1);
+    assert_false(tse_conn_lost(f->conn));
+    /* Acks across the three slots: the live ones are acked, the dead one
+     * not (UNAVAILABLE: it may have run), in one pipeline and the next. */
+    keys[0] = f->key[got.v[0].stream], ids[0] = got.v[0].id;
+    keys[1] = f->key[1], ids[1] = "1-1";
+    keys[2] = f->key[got.v[3].stream], ids[2] = got.v[3].id;
+    assert_int_equal(tse_group_ack_each(f->conn, GROUP, keys, ids, 3, acked), TSE_UNAVAILABLE);
+    assert_true(acked[0] && acked[2]);
+    assert_false(acked[1]);
+    assert_int_equal(tse_group_ack_runs(f->conn, GROUP, keys, ids, 3, &runs), TSE_UNAVAILABLE);
+    assert_int_equal(runs, 0); /* acked already */
+    assert_false(tse_conn_lost(f->conn));
+    /* A command on a live slot after the failures goes as usual. */
+    assert_int_equal(tse_group_pending(f->conn, f->key[2], GROUP, 0, 100, &p), TSE_OK);
+    tse_pending_list_cleanup(&p);
+    tse_group_entries_cleanup(&got);
+    /* No node answers: lost. */
+    for (int i = 0; i < f->cluster->n; i++)
+        if (i != dead)
+            tse_test_cluster_kill(f->cluster, i);
+    assert_int_equal(tse_group_pending(f->conn, f->key[2], GROUP, 0, 100, &p), TSE_UNAVAILABLE);
+    tse_pending_list_cleanup(&p);
+    assert_true(tse_conn_lost(f->conn));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -280,6 +333,7 @@ int main(void)
         cmocka_unit_test(a_read_over_slots_returns_every_entry_once),
         cmocka_unit_test(pending_claims_and_acks_work_per_stream),
         cmocka_unit_test(an_error_of_one_slot_leaves_what_the_others_read),
+        cmocka_unit_test(a_dead_master_fails_its_slot_and_the_connection_lives),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
