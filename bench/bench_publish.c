@@ -65,6 +65,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_probe.h"
 #include "bench_types.h"
 #include "google/protobuf/struct.pb-c.h"
 #include "tracseq/client.h"
@@ -954,25 +955,6 @@ static bool bench_open(bench *b)
     return payload_init(&b->pl, b->opt.types, b->opt.payload_bytes);
 }
 
-/* The health checks of bench_connect, under the run's mu. */
-typedef struct probe {
-    bench *b;
-    int waiting, unreachable;
-} probe;
-
-static void probe_done(void *arg, tse_client_status status, const tse_client_error *err,
-                       const void *response, size_t len)
-{
-    probe *p = arg;
-
-    (void)err, (void)response, (void)len;
-    pthread_mutex_lock(&p->b->mu);
-    p->unreachable += status == TSE_CLIENT_UNAVAILABLE;
-    if (--p->waiting == 0)
-        pthread_cond_signal(&p->b->changed);
-    pthread_mutex_unlock(&p->b->mu);
-}
-
 /*
  * Connects before measuring: two health checks per connection at once (the
  * first asks every connection to connect, the SDK takes a ready one in
@@ -982,19 +964,15 @@ static void probe_done(void *arg, tse_client_status status, const tse_client_err
 static bool bench_connect(bench *b)
 {
     tse_client_call_options o = {.timeout_ms = 1000};
-    probe p = {.b = b};
+    bench_probe p = {.mu = &b->mu, .changed = &b->changed};
+    bool ok;
 
     pthread_mutex_lock(&b->mu);
     for (int i = 0; i < 2 * b->opt.connections; i++)
-        if (tse_client_call_start(b->client, "/grpc.health.v1.Health/Check", NULL, 0, &o,
-                                  probe_done, &p, NULL, NULL) == TSE_CLIENT_OK)
-            p.waiting++;
-        else
-            p.unreachable++;
-    while (p.waiting > 0)
-        pthread_cond_wait(&b->changed, &b->mu);
+        bench_probe_start(&p, b->client, &o);
+    ok = bench_probe_wait(&p);
     pthread_mutex_unlock(&b->mu);
-    return p.unreachable == 0;
+    return ok;
 }
 
 static void bench_start_calls(bench *b)

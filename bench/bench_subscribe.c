@@ -83,6 +83,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_probe.h"
 #include "bench_types.h"
 #include "google/protobuf/struct.pb-c.h"
 #include "tracseq/client.h"
@@ -97,7 +98,6 @@
 #define METHOD_GET_SUB         SERVICE "GetSubscription"
 #define METHOD_DELETE_SUB      SERVICE "DeleteSubscription"
 #define METHOD_GET_STATS       SERVICE "GetStats"
-#define METHOD_HEALTH          "/grpc.health.v1.Health/Check"
 #define MAX_CONNECTIONS        64    /* the SDK's channels per client */
 #define MAX_WINDOW             4000  /* the server stops reading at 4096 unanswered */
 #define STREAMS_PER_CONNECTION 900   /* the server allows 1000 concurrent streams */
@@ -1711,24 +1711,6 @@ static bool bench_open(bench *b)
     return (b->req = malloc(b->req_max)) != NULL;
 }
 
-/* The health checks of bench_connect (under mu). */
-typedef struct probe {
-    bench *b;
-    int waiting, unreachable;
-} probe;
-
-static void probe_done(void *arg, tse_client_status status, const tse_client_error *err,
-                       const void *response, size_t len)
-{
-    probe *p = arg;
-
-    pthread_mutex_lock(&p->b->mu);
-    p->unreachable += status == TSE_CLIENT_UNAVAILABLE || status == TSE_CLIENT_DEADLINE_EXCEEDED;
-    if (--p->waiting == 0)
-        pthread_cond_signal(&p->b->changed);
-    pthread_mutex_unlock(&p->b->mu);
-}
-
 /*
  * Connects before measuring, so that connection setup is not measured: two
  * health checks per connection of each client at once (the first asks
@@ -1738,20 +1720,13 @@ static void probe_done(void *arg, tse_client_status status, const tse_client_err
 static bool bench_connect(bench *b)
 {
     tse_client_call_options o = {.timeout_ms = 5000};
-    probe p = {.b = b};
+    bench_probe p = {.mu = &b->mu, .changed = &b->changed, .deadline_unreachable = true};
 
     for (int i = 0; i < 2 * (b->opt.connections + b->opt.sub_connections); i++) {
         int k = i - 2 * b->opt.connections;
-        tse_client *c = k < 0 ? b->pub_client : b->sub_clients[k % b->n_sub_clients];
-        if (tse_client_call_start(c, METHOD_HEALTH, NULL, 0, &o, probe_done, &p, NULL, NULL) ==
-            TSE_CLIENT_OK)
-            p.waiting++;
-        else
-            p.unreachable++;
+        bench_probe_start(&p, k < 0 ? b->pub_client : b->sub_clients[k % b->n_sub_clients], &o);
     }
-    while (p.waiting > 0)
-        pthread_cond_wait(&b->changed, &b->mu);
-    return p.unreachable == 0;
+    return bench_probe_wait(&p);
 }
 
 /* After the run (not under mu): destroying a client cancels what still runs

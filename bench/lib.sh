@@ -25,13 +25,26 @@ cleanup() {
     rm -rf "$SCRATCH"
 }
 
+# A run's start: a new SCRATCH folder, no service or Redis yet, cleanup at
+# exit, FAILED=0.
+bench_start() {
+    SCRATCH=$(mktemp -d)
+    SERVICE_PID=
+    REDIS_PID=
+    REDIS_PORT=
+    trap cleanup EXIT
+    # shellcheck disable=SC2034 # read by the caller
+    FAILED=0
+}
+
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# Waits until something accepts TCP connections on 127.0.0.1:$1.
+# Waits until something accepts TCP connections on 127.0.0.1:$1, for up to
+# $2 tenths of a second (default 100: 10 s).
 wait_port() {
-    for _ in $(seq 100); do
+    for _ in $(seq "${2:-100}"); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
             return 0
         fi

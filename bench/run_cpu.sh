@@ -46,12 +46,7 @@ bench=${BENCH_BUILD:-${builds[-1]}}/bench
 hz=$(getconf CLK_TCK)
 # shellcheck source=lib.sh
 source "$here/lib.sh"
-SCRATCH=$(mktemp -d)
-SERVICE_PID=
-REDIS_PID=
-REDIS_PORT=
-trap cleanup EXIT
-FAILED=0
+bench_start
 TIMEFORMAT='%U %S'
 
 # Runs a generator ($@) as shape $1 of build label $2 and records one line:

@@ -39,23 +39,7 @@ SHAPES=${SHAPES:-batch batch-ids stream unary drain}
 bench=${builds[-1]}/bench
 # shellcheck source=lib.sh
 source "$here/lib.sh"
-SCRATCH=$(mktemp -d)
-SERVICE_PID=
-REDIS_PID=
-REDIS_PORT=
-trap cleanup EXIT
-FAILED=0
-
-# The service under callgrind starts slowly: up to a minute.
-wait_slow() {
-    for _ in $(seq 600); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    return 1
-}
+bench_start
 
 # One run: $1 build, $2 shape, $3 events; prints the service's total Ir.
 instructions() {
@@ -73,7 +57,7 @@ instructions() {
         "$build/tracseq-events" --listen="127.0.0.1:$port" \
         --redis-url="redis://127.0.0.1:$REDIS_PORT" --log-level=warn 2>"$SCRATCH/svc.log" &
     SERVICE_PID=$!
-    wait_slow "$port"
+    wait_port "$port" 600 # the service under callgrind starts slowly: up to a minute
     sleep 1
     local args=(--target "127.0.0.1:$port" --count "$n" --payload-bytes "$PAYLOAD")
     local gen=$bench/bench_publish

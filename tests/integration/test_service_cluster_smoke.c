@@ -33,14 +33,13 @@
 #include "grpc_client.h"
 #include "harness.h"
 #include "storage/keys.h"
+#include "subscriptions.h"
 #include "tracseq/events/v1/service.pb-c.h"
 #include "wait.h"
 
 #define SERVICE     "/tracseq.events.v1.EventService/"
 #define M_PUBLISH   SERVICE "Publish"
 #define M_SUBSCRIBE SERVICE "Subscribe"
-#define M_CREATE    SERVICE "CreateSubscription"
-#define M_GET       SERVICE "GetSubscription"
 #define M_STATS     SERVICE "GetStats"
 #define TIMEOUT_MS  10000
 #define MASTERS     3
@@ -298,54 +297,20 @@ static void test_get_stats_reports_streams_of_every_master(void **state)
     protobuf_c_message_free_unpacked(&stats->base, NULL);
 }
 
-static uint32_t subscribers_of(const world *w, const char *name)
-{
-    Tracseq__Events__V1__GetSubscriptionRequest req =
-        TRACSEQ__EVENTS__V1__GET_SUBSCRIPTION_REQUEST__INIT;
-    Subscription *out = NULL;
-    tse_test_status st;
-    uint32_t n = 0;
-
-    req.name = (char *)name;
-    if (tse_test_unary(w->ch, M_GET, &req.base, &tracseq__events__v1__subscription__descriptor,
-                       (ProtobufCMessage **)&out, &st, TIMEOUT_MS, NULL, NULL) == GRPC_STATUS_OK &&
-        out != NULL && out->stats != NULL)
-        n = out->stats->active_subscribers;
-    if (out != NULL)
-        protobuf_c_message_free_unpacked(&out->base, NULL);
-    return n;
-}
-
 static tse_test_stream *subscribe(const world *w, const char *name, const char *pattern)
 {
-    Subscription sub = TRACSEQ__EVENTS__V1__SUBSCRIPTION__INIT;
-    Tracseq__Events__V1__CreateSubscriptionRequest create =
-        TRACSEQ__EVENTS__V1__CREATE_SUBSCRIPTION_REQUEST__INIT;
     Tracseq__Events__V1__SubscribeRequest req = TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__INIT;
-    char *patterns[1] = {(char *)pattern};
-    Subscription *out = NULL;
-    tse_test_status st;
     tse_test_stream *s;
-    grpc_status_code code;
 
-    sub.name = (char *)name;
-    sub.event_types = patterns;
-    sub.n_event_types = 1;
-    sub.start = TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_LATEST;
-    sub.ack_deadline_ms = 30000;
-    sub.auto_ack = true;
-    create.subscription = &sub;
-    code = tse_test_unary(w->ch, M_CREATE, &create.base,
-                          &tracseq__events__v1__subscription__descriptor, (ProtobufCMessage **)&out,
-                          &st, TIMEOUT_MS, NULL, NULL);
-    if (code != GRPC_STATUS_OK)
-        fail_msg("CreateSubscription %s: status %d '%s'", name, code, st.details);
-    protobuf_c_message_free_unpacked(&out->base, NULL);
+    tse_test_create_subscription(w->ch, name, pattern,
+                                 TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_LATEST, true,
+                                 TIMEOUT_MS);
     s = tse_test_stream_open(w->ch, M_SUBSCRIBE, 300000, NULL, NULL);
     req.request_case = TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__REQUEST_SUBSCRIPTION_NAME;
     req.subscription_name = (char *)name;
     assert_true(tse_test_stream_send(s, &req.base));
-    TSE_TEST_AWAIT(subscribers_of(w, name) == 1, TIMEOUT_MS, "a subscriber of %s attached", name);
+    TSE_TEST_AWAIT(tse_test_subscribers_of(w->ch, name, TIMEOUT_MS) == 1, TIMEOUT_MS,
+                   "a subscriber of %s attached", name);
     return s;
 }
 

@@ -39,6 +39,7 @@
 #include "grpc_client.h"
 #include "harness.h"
 #include "pbnest.h"
+#include "subscriptions.h"
 #include "tracseq/events/v1/service.pb-c.h"
 #include "wait.h"
 
@@ -836,26 +837,6 @@ static tse_test_stream *subscribed(const world *w, const char *name)
     return s;
 }
 
-/* Subscribe streams the service has attached to name (0 when none). */
-static uint32_t subscribers_of(const world *w, const char *name)
-{
-    Tracseq__Events__V1__GetSubscriptionRequest get =
-        TRACSEQ__EVENTS__V1__GET_SUBSCRIPTION_REQUEST__INIT;
-    Tracseq__Events__V1__Subscription *out = NULL;
-    tse_test_status st;
-    uint32_t n = 0;
-
-    get.name = (char *)name;
-    if (tse_test_unary(w->ch, SERVICE "GetSubscription", &get.base,
-                       &tracseq__events__v1__subscription__descriptor, (ProtobufCMessage **)&out,
-                       &st, TIMEOUT_MS, NULL, NULL) == GRPC_STATUS_OK &&
-        out != NULL && out->stats != NULL)
-        n = out->stats->active_subscribers;
-    if (out != NULL)
-        protobuf_c_message_free_unpacked(&out->base, NULL);
-    return n;
-}
-
 static void create_subscription(const world *w, const char *name, const char *pattern)
 {
     Tracseq__Events__V1__CreateSubscriptionRequest create =
@@ -902,7 +883,8 @@ static void test_10000_ack_ids_in_one_request_are_refused_and_nothing_is_acked(v
 
     create_subscription(w, "acks", "acks.*");
     s = subscribed(w, "acks");
-    TSE_TEST_AWAIT(subscribers_of(w, "acks") == 1, 10000, "the subscriber of acks attached");
+    TSE_TEST_AWAIT(tse_test_subscribers_of(w->ch, "acks", TIMEOUT_MS) == 1, 10000,
+                   "the subscriber of acks attached");
     assert_int_equal(tse_test_unary_raw(w->ch, M_PUBLISH, buf, len,
                                         &tracseq__events__v1__publish_response__descriptor,
                                         &published, &st, TIMEOUT_MS),
@@ -952,7 +934,7 @@ static void test_subscriber_streams_beyond_the_limit_are_refused_naming_it(void 
     create_subscription(w, "crowd", "crowd.*");
     for (int i = 0; i < MAX_SUBSCRIBERS; i++)
         open[i] = subscribed(w, "crowd");
-    TSE_TEST_AWAIT(subscribers_of(w, "crowd") == MAX_SUBSCRIBERS, 10000,
+    TSE_TEST_AWAIT(tse_test_subscribers_of(w->ch, "crowd", TIMEOUT_MS) == MAX_SUBSCRIBERS, 10000,
                    "%d subscribers of crowd attached", MAX_SUBSCRIBERS);
     extra = subscribed(w, "crowd");
     code = tse_test_stream_finish(extra, &st);

@@ -24,6 +24,7 @@
 
 #include "grpc_client.h"
 #include "harness.h"
+#include "subscriptions.h"
 #include "tracseq/events/v1/service.pb-c.h"
 #include "wait.h"
 
@@ -174,20 +175,6 @@ static grpc_status_code get_sub(tse_client *ch, const char *name, Subscription *
 
     req.name = (char *)name;
     return unary(ch, M_GET, &req.base, &tracseq__events__v1__subscription__descriptor, out, st);
-}
-
-/* Subscribe streams attached to name on the instance of ch. */
-static uint32_t subscribers_of(tse_client *ch, const char *name)
-{
-    Subscription *out = NULL;
-    tse_test_status st;
-    uint32_t n = 0;
-
-    if (get_sub(ch, name, &out, &st) == GRPC_STATUS_OK && out != NULL && out->stats != NULL)
-        n = out->stats->active_subscribers;
-    if (out != NULL)
-        protobuf_c_message_free_unpacked(&out->base, NULL);
-    return n;
 }
 
 static Stats *get_stats(tse_client *ch)
@@ -371,7 +358,7 @@ static void test_subscription_created_on_one_instance_is_used_through_the_other(
 
     /* Subscribed through B, published through A. */
     s_b = subscribe_name(w->ch_b, "inst-visible");
-    TSE_TEST_AWAIT(subscribers_of(w->ch_b, "inst-visible") == 1, 10000,
+    TSE_TEST_AWAIT(tse_test_subscribers_of(w->ch_b, "inst-visible", UNARY_TIMEOUT_MS) == 1, 10000,
                    "B to attach its subscriber");
     for (int i = 0; i < 3; i++)
         publish_one(w->ch_a, type, i);
@@ -385,7 +372,7 @@ static void test_subscription_created_on_one_instance_is_used_through_the_other(
      * (A had it cached: it used to answer it for up to a second, until its
      * next discovery), and both subscribers are ended. */
     s_a = subscribe_name(w->ch_a, "inst-visible");
-    TSE_TEST_AWAIT(subscribers_of(w->ch_a, "inst-visible") == 1, 10000,
+    TSE_TEST_AWAIT(tse_test_subscribers_of(w->ch_a, "inst-visible", UNARY_TIMEOUT_MS) == 1, 10000,
                    "A to attach its subscriber");
     delete_ok(w->ch_b, "inst-visible");
     assert_int_equal(get_sub(w->ch_a, "inst-visible", &got, &st), GRPC_STATUS_NOT_FOUND);
@@ -422,9 +409,12 @@ static void test_stats_shared_figures_agree_and_counters_are_each_instances_own(
     s_a = subscribe_name(w->ch_a, "inst-lb");
     s_b = subscribe_name(w->ch_b, "inst-lb");
     s_fan = subscribe_name(w->ch_b, "inst-fan");
-    TSE_TEST_AWAIT(subscribers_of(w->ch_a, "inst-lb") == 1, 10000, "A's inst-lb subscriber");
-    TSE_TEST_AWAIT(subscribers_of(w->ch_b, "inst-lb") == 1, 10000, "B's inst-lb subscriber");
-    TSE_TEST_AWAIT(subscribers_of(w->ch_b, "inst-fan") == 1, 10000, "B's inst-fan subscriber");
+    TSE_TEST_AWAIT(tse_test_subscribers_of(w->ch_a, "inst-lb", UNARY_TIMEOUT_MS) == 1, 10000,
+                   "A's inst-lb subscriber");
+    TSE_TEST_AWAIT(tse_test_subscribers_of(w->ch_b, "inst-lb", UNARY_TIMEOUT_MS) == 1, 10000,
+                   "B's inst-lb subscriber");
+    TSE_TEST_AWAIT(tse_test_subscribers_of(w->ch_b, "inst-fan", UNARY_TIMEOUT_MS) == 1, 10000,
+                   "B's inst-fan subscriber");
 
     for (int i = 0; i < EVENTS; i++)
         publish_one(w->ch_a, type, i);

@@ -33,6 +33,7 @@
 #include "grpc/health/v1/health.pb-c.h"
 #include "grpc_client.h"
 #include "harness.h"
+#include "subscriptions.h"
 #include "tracseq/events/v1/service.pb-c.h"
 #include "wait.h"
 
@@ -173,28 +174,6 @@ static grpc_status_code publish(tse_client *ch, const char *type, int seq, tse_t
     return code;
 }
 
-static void create_subscription(tse_client *ch, const char *name, const char *pattern)
-{
-    Tracseq__Events__V1__CreateSubscriptionRequest req =
-        TRACSEQ__EVENTS__V1__CREATE_SUBSCRIPTION_REQUEST__INIT;
-    Subscription sub = TRACSEQ__EVENTS__V1__SUBSCRIPTION__INIT;
-    char *types[1] = {(char *)pattern};
-    ProtobufCMessage *out = NULL;
-    tse_test_status st;
-    grpc_status_code code;
-
-    sub.name = (char *)name;
-    sub.event_types = types;
-    sub.n_event_types = 1;
-    sub.ack_deadline_ms = 30000;
-    req.subscription = &sub;
-    code = tse_test_unary(ch, M_CREATE, &req.base, &tracseq__events__v1__subscription__descriptor,
-                          &out, &st, UNARY_TIMEOUT_MS, NULL, NULL);
-    if (code != GRPC_STATUS_OK)
-        fail_msg("CreateSubscription %s: %d '%s'", name, code, st.details);
-    protobuf_c_message_free_unpacked(out, NULL);
-}
-
 /* Subscribes to name, publishes one event of type and expects it delivered. */
 static void subscribe_and_receive(tse_client *ch, const char *name, const char *type)
 {
@@ -260,7 +239,9 @@ static void test_redis_absent_at_start_is_reported_costs_no_cpu_and_service_reco
         GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
     if (publish(ch, "down.ev", 0, &st) != GRPC_STATUS_OK)
         fail_msg("publish after Redis came back: '%s'", st.details);
-    create_subscription(ch, "down-sub", "down.*");
+    tse_test_create_subscription(ch, "down-sub", "down.*",
+                                 TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_UNSPECIFIED,
+                                 false, UNARY_TIMEOUT_MS);
     subscribe_and_receive(ch, "down-sub", "down.later");
 
     tse_test_channel_destroy(ch);

@@ -35,6 +35,7 @@
 
 #include "grpc_client.h"
 #include "harness.h"
+#include "subscriptions.h"
 #include "tracseq/events/v1/service.pb-c.h"
 #include "wait.h"
 
@@ -401,27 +402,13 @@ static Subscription *get_ok(tse_client *ch, const char *name)
     return out;
 }
 
-/* Subscribe streams the service has attached to name (0 when it has none
- * or the subscription does not exist). */
-static uint32_t subscribers_of(tse_client *ch, const char *name)
-{
-    Subscription *out = NULL;
-    tse_test_status st;
-    uint32_t n = 0;
-
-    if (get_sub(ch, name, &out, &st) == GRPC_STATUS_OK && out != NULL && out->stats != NULL)
-        n = out->stats->active_subscribers;
-    if (out != NULL)
-        protobuf_c_message_free_unpacked(&out->base, NULL);
-    return n;
-}
-
 /* Waits until the service has attached n Subscribe streams to name: a
  * Subscribe is answered by deliveries only, so nothing else tells that an
  * event published now will find them. */
 static void await_subscribers(tse_client *ch, const char *name, uint32_t n)
 {
-    TSE_TEST_AWAIT(subscribers_of(ch, name) == n, 10000, "%u subscribers of %s attached", n, name);
+    TSE_TEST_AWAIT(tse_test_subscribers_of(ch, name, UNARY_TIMEOUT_MS) == n, 10000,
+                   "%u subscribers of %s attached", n, name);
 }
 
 static grpc_status_code delete_sub(tse_client *ch, const char *name, tse_test_status *st)

@@ -29,6 +29,7 @@
 
 #include "grpc_client.h"
 #include "harness.h"
+#include "subscriptions.h"
 #include "tracseq/events/v1/service.pb-c.h"
 #include "wait.h"
 
@@ -36,7 +37,6 @@
 #define M_PUBLISH_STREAM   SERVICE "PublishStream"
 #define M_SUBSCRIBE        SERVICE "Subscribe"
 #define M_CREATE           SERVICE "CreateSubscription"
-#define M_GET              SERVICE "GetSubscription"
 #define M_DELETE           SERVICE "DeleteSubscription"
 #define STREAM_LIFETIME_MS 300000
 #define UNARY_TIMEOUT_MS   10000
@@ -199,26 +199,6 @@ static void delete_ok(tse_client *ch, const char *name)
         fail_msg("DeleteSubscription %s: status %d '%s'", name, code, st.details);
     if (resp != NULL)
         protobuf_c_message_free_unpacked(resp, NULL);
-}
-
-/* Live subscribers of name (GetSubscription). */
-static uint32_t subscribers_of(tse_client *ch, const char *name)
-{
-    Tracseq__Events__V1__GetSubscriptionRequest req =
-        TRACSEQ__EVENTS__V1__GET_SUBSCRIPTION_REQUEST__INIT;
-    Subscription *out = NULL;
-    tse_test_status st;
-    uint32_t n = 0;
-
-    req.name = (char *)name;
-    if (tse_test_unary(ch, M_GET, &req.base, &tracseq__events__v1__subscription__descriptor,
-                       (ProtobufCMessage **)&out, &st, UNARY_TIMEOUT_MS, NULL,
-                       NULL) == GRPC_STATUS_OK &&
-        out != NULL && out->stats != NULL)
-        n = out->stats->active_subscribers;
-    if (out != NULL)
-        protobuf_c_message_free_unpacked(&out->base, NULL);
-    return n;
 }
 
 /* ---- Subscribe streams ---- */
@@ -600,12 +580,13 @@ static void test_max_deliveries_per_message_over_1000_is_invalid_naming_it(void 
         assert_int_equal(strncmp(st.details, "max_deliveries_per_message:", 27), 0);
         assert_int_equal(redis_int(w, "HEXISTS tracseq:subs %s", "batch-bounds-spec", NULL), 0);
     }
-    assert_int_equal(subscribers_of(w->ch, "batch-bounds"), 0);
+    assert_int_equal(tse_test_subscribers_of(w->ch, "batch-bounds", UNARY_TIMEOUT_MS), 0);
     /* The bound itself is accepted and delivers. */
     {
         tally *t = calloc(1, sizeof(*t));
         tse_test_stream *s = subscribe(w->ch, "batch-bounds", 1000);
-        TSE_TEST_AWAIT(subscribers_of(w->ch, "batch-bounds") == 1, 10000, "attached");
+        TSE_TEST_AWAIT(tse_test_subscribers_of(w->ch, "batch-bounds", UNARY_TIMEOUT_MS) == 1, 10000,
+                       "attached");
         publish_many(w->ch, "batch.bounds", 3);
         receive(s, 3, true, 1000, t, 10000);
         assert_int_equal(t->deliveries, 3);

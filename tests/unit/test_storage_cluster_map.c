@@ -15,24 +15,9 @@
 #include <cmocka.h>
 #include <hiredis/hiredis.h>
 
+#include "../support/resp_reply.h"
 #include "storage/cluster_map.h"
 #include "storage/keys.h"
-
-/* The reply hiredis decodes from RESP bytes; caller frees. */
-static redisReply *reply_of(const char *resp, size_t len)
-{
-    redisReader *r = redisReaderCreate();
-    void *reply = NULL;
-
-    assert_non_null(r);
-    assert_int_equal(redisReaderFeed(r, resp, len), REDIS_OK);
-    assert_int_equal(redisReaderGetReply(r, &reply), REDIS_OK);
-    assert_non_null(reply);
-    redisReaderFree(r);
-    return reply;
-}
-
-#define REPLY(s) reply_of(s, sizeof(s) - 1)
 
 /* A node of a SLOTS entry as RESP: [host, port, id]. */
 #define NODE(host, port) "*3\r\n$" host "\r\n:" port "\r\n$2\r\nid\r\n"
@@ -48,7 +33,7 @@ static const char three_masters[] =
 
 static tse_cluster_map *map_of(const char *resp, size_t len, const char *conn_host)
 {
-    redisReply *r = reply_of(resp, len);
+    redisReply *r = read_reply_n(resp, len);
     tse_cluster_map *m = NULL;
     tse_error err;
 
@@ -125,7 +110,7 @@ static void unknown_endpoint_leaves_its_slots_unowned(void **state)
 
 static void assert_slots_rejected(const char *resp, size_t len)
 {
-    redisReply *r = reply_of(resp, len);
+    redisReply *r = read_reply_n(resp, len);
     tse_cluster_map *m = (tse_cluster_map *)(uintptr_t)0x1;
     tse_error err;
 
@@ -183,7 +168,7 @@ static void shards_reply_maps_masters(void **state)
                                                                "6\r\nmaster") "$5\r\nslots\r\n*"
                                                                               "2\r\n:8001\r\n:"
                                                                               "8999\r\n";
-    redisReply *r = REPLY(resp);
+    redisReply *r = read_reply(resp);
     tse_cluster_map *m = NULL;
     tse_error err;
     const tse_cluster_node *n;
@@ -216,7 +201,7 @@ static void malformed_shards_replies_are_invalid(void **state)
     };
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        redisReply *r = reply_of(bad[i], strlen(bad[i]));
+        redisReply *r = read_reply_n(bad[i], strlen(bad[i]));
         tse_cluster_map *m = NULL;
         tse_error err;
 

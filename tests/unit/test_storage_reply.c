@@ -30,65 +30,64 @@ static tse_status int_item(const redisReply *e, void *slot)
     return TSE_OK;
 }
 
+/* The vector tse_reply_items reads with int_item from the reply of the
+ * len RESP bytes at resp: asserts that it returns want with n items (n is
+ * set: it starts at 9). Caller frees the vector. */
+static long long *items_of(const char *resp, size_t len, tse_status want, size_t n)
+{
+    redisReply *r = read_reply_n(resp, len);
+    long long *v = NULL;
+    size_t got = 9;
+
+    assert_int_equal(tse_reply_items(r, sizeof(*v), int_item, &v, &got), want);
+    assert_int_equal(got, n);
+    freeReplyObject(r);
+    return v;
+}
+
+/* items_of a string literal of RESP. */
+#define ITEMS(lit, want, n) items_of(lit, sizeof(lit) - 1, want, n)
+
 static void items_keep_what_the_item_accepts_in_order(void **state)
 {
-    redisReply *r = read_reply("*5\r\n:4\r\n$1\r\nx\r\n:5\r\n$-1\r\n:6\r\n");
-    long long *v = NULL;
-    size_t n = 9;
+    long long *v = ITEMS("*5\r\n:4\r\n$1\r\nx\r\n:5\r\n$-1\r\n:6\r\n", TSE_OK, 3);
 
     (void)state;
-    assert_int_equal(tse_reply_items(r, sizeof(*v), int_item, &v, &n), TSE_OK);
     assert_non_null(v);
-    assert_int_equal(n, 3);
     assert_int_equal(v[0], 4);
     assert_int_equal(v[1], 5);
     assert_int_equal(v[2], 6);
     free(v);
-    freeReplyObject(r);
 }
 
 static void items_of_an_empty_array_are_a_vector_of_none(void **state)
 {
-    redisReply *r = read_reply("*0\r\n");
-    long long *v = NULL;
-    size_t n = 9;
+    long long *v = ITEMS("*0\r\n", TSE_OK, 0);
 
     (void)state;
-    assert_int_equal(tse_reply_items(r, sizeof(*v), int_item, &v, &n), TSE_OK);
     assert_non_null(v);
-    assert_int_equal(n, 0);
     free(v);
-    freeReplyObject(r);
 }
 
 static void items_stop_out_of_memory_keeping_what_was_read(void **state)
 {
-    redisReply *r = read_reply("*3\r\n:1\r\n$3\r\noom\r\n:2\r\n");
-    long long *v = NULL;
-    size_t n = 9;
+    long long *v = ITEMS("*3\r\n:1\r\n$3\r\noom\r\n:2\r\n", TSE_NOMEM, 1);
 
     (void)state;
-    assert_int_equal(tse_reply_items(r, sizeof(*v), int_item, &v, &n), TSE_NOMEM);
     assert_non_null(v);
-    assert_int_equal(n, 1);
     assert_int_equal(v[0], 1);
     free(v);
-    freeReplyObject(r);
 }
 
 static void items_of_no_array_are_internal(void **state)
 {
-    redisReply *err = read_reply("-ERR x\r\n");
-    long long *v = NULL;
+    long long *v = ITEMS("-ERR x\r\n", TSE_INTERNAL, 0);
     size_t n = 9;
 
     (void)state;
-    assert_int_equal(tse_reply_items(err, sizeof(*v), int_item, &v, &n), TSE_INTERNAL);
     assert_null(v);
-    assert_int_equal(n, 0);
     assert_int_equal(tse_reply_items(NULL, sizeof(*v), int_item, &v, &n), TSE_INTERNAL);
     assert_null(v);
-    freeReplyObject(err);
 }
 
 static void a_field_is_the_value_after_its_first_name(void **state)

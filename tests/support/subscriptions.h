@@ -1,0 +1,27 @@
+/*
+ * subscriptions.h - the subscription calls the integration tests make again
+ * and again, over tse_test_unary: create one over a single pattern, count
+ * the Subscribe streams the service has attached to one.
+ */
+#ifndef TSE_TEST_SUBSCRIPTIONS_H
+#define TSE_TEST_SUBSCRIPTIONS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "grpc_client.h"
+#include "tracseq/events/v1/service.pb-c.h"
+
+/* Creates subscription name of the one event type pattern, an ack deadline
+ * of 30 s, start and auto_ack as given (CreateSubscription, timeout_ms);
+ * fails the test (cmocka) with the status when it is not created. */
+void tse_test_create_subscription(tse_client *ch, const char *name, const char *pattern,
+                                  Tracseq__Events__V1__StartPosition start, bool auto_ack,
+                                  int timeout_ms);
+
+/* Subscribe streams the service of ch has attached to name
+ * (GetSubscription, timeout_ms): 0 when it has none, the subscription does
+ * not exist or the call fails. */
+uint32_t tse_test_subscribers_of(tse_client *ch, const char *name, int timeout_ms);
+
+#endif
