@@ -29,6 +29,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "events.h"
 #include "grpc_client.h"
 #include "harness.h"
 #include "http_client.h"
@@ -131,30 +132,6 @@ static void assert_each_pull_answered_once(const world *w)
 
 /* ===================== events and calls ================================== */
 
-typedef struct test_event {
-    Event ev;
-    Google__Protobuf__Struct data;
-    char subject[32];
-} test_event;
-
-/* A generic event numbered through its subject "seq-<n>". */
-static Event *test_event_init(test_event *t, const char *type, int priority, int seq)
-{
-    Event ev = TRACSEQ__EVENTS__V1__EVENT__INIT;
-    Google__Protobuf__Struct data = GOOGLE__PROTOBUF__STRUCT__INIT;
-
-    t->ev = ev;
-    t->data = data;
-    snprintf(t->subject, sizeof(t->subject), "seq-%d", seq);
-    t->ev.event_type = (char *)type;
-    t->ev.source_service = "pulltest";
-    t->ev.subject = t->subject;
-    t->ev.priority = priority;
-    t->ev.payload_case = TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_DATA;
-    t->ev.data = &t->data;
-    return &t->ev;
-}
-
 static int seq_of(const Delivery *d)
 {
     assert_non_null(d->event);
@@ -167,10 +144,10 @@ static void publish_one(world *w, const char *type, int priority, int seq)
     PublishRequest req = TRACSEQ__EVENTS__V1__PUBLISH_REQUEST__INIT;
     PublishResponse *resp = NULL;
     tse_test_status st;
-    test_event t;
+    tse_test_event t;
     grpc_status_code code;
 
-    req.event = test_event_init(&t, type, priority, seq);
+    req.event = tse_test_event_init(&t, "pulltest", type, priority, seq, NULL);
     code = tse_test_unary(w->ch, M_PUBLISH, &req.base,
                           &tracseq__events__v1__publish_response__descriptor,
                           (ProtobufCMessage **)&resp, &st, UNARY_TIMEOUT_MS, NULL, NULL);
@@ -187,8 +164,8 @@ static void publish_many(world *w, const char *type, int priority, int from, int
 
     for (int i = 0; i < n; i++) {
         PublishRequest req = TRACSEQ__EVENTS__V1__PUBLISH_REQUEST__INIT;
-        test_event t;
-        req.event = test_event_init(&t, type, priority, from + i);
+        tse_test_event t;
+        req.event = tse_test_event_init(&t, "pulltest", type, priority, from + i, NULL);
         assert_true(tse_test_stream_send(s, &req.base));
     }
     for (int i = 0; i < n; i++) {

@@ -30,6 +30,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "events.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "grpc_client.h"
 #include "harness.h"
@@ -135,34 +136,18 @@ static int wait_health(tse_client *ch, int want, int ms)
     return got;
 }
 
-typedef struct test_event {
-    Event ev;
-    Google__Protobuf__Struct data;
-    char subject[32];
-} test_event;
-
-static PublishRequest publish_request(test_event *t, const char *type, int seq)
+static PublishRequest publish_request(tse_test_event *t, const char *type, int seq)
 {
     PublishRequest req = TRACSEQ__EVENTS__V1__PUBLISH_REQUEST__INIT;
-    Event ev = TRACSEQ__EVENTS__V1__EVENT__INIT;
-    Google__Protobuf__Struct data = GOOGLE__PROTOBUF__STRUCT__INIT;
 
-    t->ev = ev;
-    t->data = data;
-    snprintf(t->subject, sizeof(t->subject), "seq-%d", seq);
-    t->ev.event_type = (char *)type;
-    t->ev.source_service = "downtest";
-    t->ev.subject = t->subject;
-    t->ev.payload_case = TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_DATA;
-    t->ev.data = &t->data;
-    req.event = &t->ev;
+    req.event = tse_test_event_init(t, "downtest", type, 0, seq, NULL);
     return req;
 }
 
 /* One Publish; returns its status code, details into st. */
 static grpc_status_code publish(tse_client *ch, const char *type, int seq, tse_test_status *st)
 {
-    test_event t;
+    tse_test_event t;
     PublishRequest req = publish_request(&t, type, seq);
     PublishResponse *resp = NULL;
     grpc_status_code code =

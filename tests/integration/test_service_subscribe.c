@@ -507,22 +507,9 @@ static tse_test_stream *subscribe_spec(tse_client *ch, const Subscription *sub)
     return subscribe_request(ch, &req);
 }
 
-/* The next delivery; NULL when none came within timeout_ms (*ended false)
- * or the stream ended (*ended true). ended may be NULL. */
-static Delivery *next_delivery_ex(tse_test_stream *s, int timeout_ms, bool *ended)
-{
-    bool timed_out = false;
-    Delivery *d = (Delivery *)tse_test_stream_recv(s, &tracseq__events__v1__delivery__descriptor,
-                                                   timeout_ms, &timed_out);
-
-    if (ended)
-        *ended = d == NULL && !timed_out;
-    return d;
-}
-
 static Delivery *next_delivery(tse_test_stream *s, int timeout_ms)
 {
-    return next_delivery_ex(s, timeout_ms, NULL);
+    return tse_test_next_delivery(s, timeout_ms, NULL);
 }
 
 static void delivery_free(Delivery *d)
@@ -1931,7 +1918,7 @@ static void test_unknown_subscription_is_not_found_everywhere(void **state)
 
     tse_test_stream *s = subscribe_name(w->ch, "nope", NULL);
     bool ended = false;
-    assert_null(next_delivery_ex(s, 3000, &ended));
+    assert_null(tse_test_next_delivery(s, 3000, &ended));
     assert_true(ended);
     assert_int_equal(tse_test_stream_finish(s, &st), GRPC_STATUS_NOT_FOUND);
 }
@@ -1958,20 +1945,20 @@ static void test_subscribe_with_a_spec_creates_joins_or_refuses(void **state)
 
     /* The same spec joins. */
     tse_test_stream *same = subscribe_spec(w->ch, &sp.sub);
-    assert_null(next_delivery_ex(same, 500, &ended));
+    assert_null(tse_test_next_delivery(same, 500, &ended));
     assert_false(ended);
     stream_end(same);
 
     spec_init(&other, "viaspec", "viaspec.ev");
     other.sub.ack_deadline_ms = 1234;
     tse_test_stream *conflict = subscribe_spec(w->ch, &other.sub);
-    assert_null(next_delivery_ex(conflict, 3000, &ended));
+    assert_null(tse_test_next_delivery(conflict, 3000, &ended));
     assert_true(ended);
     assert_int_equal(tse_test_stream_finish(conflict, &st), GRPC_STATUS_ALREADY_EXISTS);
 
     spec_init(&bad, "viaspec-bad", "NotAType");
     tse_test_stream *invalid = subscribe_spec(w->ch, &bad.sub);
-    assert_null(next_delivery_ex(invalid, 3000, &ended));
+    assert_null(tse_test_next_delivery(invalid, 3000, &ended));
     assert_true(ended);
     assert_int_equal(tse_test_stream_finish(invalid, &st), GRPC_STATUS_INVALID_ARGUMENT);
     assert_names_field(&st, "subscription.event_types[0]");
@@ -2035,7 +2022,7 @@ static void test_delete_removes_groups_and_ends_subscribers(void **state)
     assert_int_equal(redis_int(w, "HEXISTS %s %s", "tracseq:subs", "del"), 1);
 
     delete_ok(w->ch, "del");
-    assert_null(next_delivery_ex(s, 3000, &ended));
+    assert_null(tse_test_next_delivery(s, 3000, &ended));
     assert_true(ended);
     assert_int_equal(tse_test_stream_finish(s, &st), GRPC_STATUS_NOT_FOUND);
     assert_int_equal(get_sub(w->ch, "del", &out, &st), GRPC_STATUS_NOT_FOUND);
@@ -2103,7 +2090,7 @@ static void test_service_shutdown_ends_subscribe_streams_with_unavailable(void *
 
     t0 = tse_test_now_ms();
     kill(w->service->pid, SIGTERM);
-    assert_null(next_delivery_ex(s, 8000, &ended));
+    assert_null(tse_test_next_delivery(s, 8000, &ended));
     assert_true(ended);
     assert_int_equal(tse_test_stream_finish(s, &st), GRPC_STATUS_UNAVAILABLE);
     print_message("stream ended %lld ms after SIGTERM: '%s'\n", tse_test_now_ms() - t0, st.details);
@@ -2384,7 +2371,7 @@ static tse_test_stream *collect_across_outage(world *w, tse_test_stream *s, int 
         if (now >= end || (linger_end >= 0 && now >= linger_end))
             break;
         bool ended = false;
-        Delivery *d = next_delivery_ex(s, 200, &ended);
+        Delivery *d = tse_test_next_delivery(s, 200, &ended);
         if (ended) {
             grpc_status_code code = tse_test_stream_finish(s, &st);
             print_message("stream ended during the outage: %d '%s'\n", code, st.details);

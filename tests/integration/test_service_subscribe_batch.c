@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "events.h"
 #include "grpc_client.h"
 #include "harness.h"
 #include "subscriptions.h"
@@ -83,28 +84,6 @@ static int world_down(void **state)
 
 /* ---- events: generic, numbered through their subject "seq-<n>" ---- */
 
-typedef struct test_event {
-    Event ev;
-    Google__Protobuf__Struct data;
-    char subject[32];
-} test_event;
-
-static Event *test_event_init(test_event *t, const char *type, int seq)
-{
-    Event ev = TRACSEQ__EVENTS__V1__EVENT__INIT;
-    Google__Protobuf__Struct data = GOOGLE__PROTOBUF__STRUCT__INIT;
-
-    t->ev = ev;
-    t->data = data;
-    snprintf(t->subject, sizeof(t->subject), "seq-%d", seq);
-    t->ev.event_type = (char *)type;
-    t->ev.source_service = "batchtest";
-    t->ev.subject = t->subject;
-    t->ev.payload_case = TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_DATA;
-    t->ev.data = &t->data;
-    return &t->ev;
-}
-
 static int seq_of_subject(const char *subject)
 {
     int seq;
@@ -128,8 +107,8 @@ static void publish_many(tse_client *ch, const char *type, int n)
 
     for (int i = 0; i < n; i++) {
         PublishRequest req = TRACSEQ__EVENTS__V1__PUBLISH_REQUEST__INIT;
-        test_event t;
-        req.event = test_event_init(&t, type, i);
+        tse_test_event t;
+        req.event = tse_test_event_init(&t, "batchtest", type, 0, i, NULL);
         assert_true(tse_test_stream_send(s, &req.base));
     }
     for (int i = 0; i < n; i++) {
@@ -217,19 +196,6 @@ static tse_test_stream *subscribe(tse_client *ch, const char *name, uint32_t per
     return s;
 }
 
-/* The next message; NULL when none came within timeout_ms or the stream
- * ended (*ended says which; may be NULL). */
-static Delivery *next_message(tse_test_stream *s, int timeout_ms, bool *ended)
-{
-    bool timed_out = false;
-    Delivery *d = (Delivery *)tse_test_stream_recv(s, &tracseq__events__v1__delivery__descriptor,
-                                                   timeout_ms, &timed_out);
-
-    if (ended != NULL)
-        *ended = d == NULL && !timed_out;
-    return d;
-}
-
 /* The deliveries of a message, in order: the message itself, then its
  * `more`. */
 static size_t message_deliveries(const Delivery *m, const Delivery **out, size_t cap)
@@ -294,7 +260,7 @@ static void receive(tse_test_stream *s, int want, bool ack, uint32_t per_message
 
     while (t->deliveries < want && tse_test_now_ms() < end) {
         const Delivery *ds[1001];
-        Delivery *m = next_message(s, (int)(end - tse_test_now_ms()), NULL);
+        Delivery *m = tse_test_next_delivery(s, (int)(end - tse_test_now_ms()), NULL);
         size_t n;
 
         if (m == NULL)
@@ -457,7 +423,7 @@ static void test_batches_never_exceed_max_in_flight(void **state)
     receive(s, 10, false, 1000, t, 10000);
     assert_int_equal(t->deliveries, 10);
     /* Nothing more while 10 are unacked (a wait that is the subject). */
-    Delivery *extra = next_message(s, 700, &ended);
+    Delivery *extra = tse_test_next_delivery(s, 700, &ended);
     if (extra != NULL)
         fail_msg("an 11th delivery with 10 unacked and max_in_flight 10");
     assert_false(ended);
@@ -485,7 +451,7 @@ static void test_batched_deliveries_nack_redeliver_and_dead_letter_one_by_one(vo
     /* First attempt: ack the even sequences, nack the odd ones. */
     while (got < 20) {
         const Delivery *ds[101];
-        Delivery *m = next_message(s, 10000, NULL);
+        Delivery *m = tse_test_next_delivery(s, 10000, NULL);
         if (m == NULL)
             fail_msg("only %d of 20 first deliveries came", got);
         size_t n = message_deliveries(m, ds, 101);
@@ -506,7 +472,7 @@ static void test_batched_deliveries_nack_redeliver_and_dead_letter_one_by_one(vo
      * left unacked, they are dead-lettered after max_delivery_attempts. */
     while (attempts2 < 10) {
         const Delivery *ds[101];
-        Delivery *m = next_message(s, 10000, NULL);
+        Delivery *m = tse_test_next_delivery(s, 10000, NULL);
         if (m == NULL)
             fail_msg("only %d of 10 redeliveries came", attempts2);
         size_t n = message_deliveries(m, ds, 101);

@@ -56,3 +56,15 @@ uint32_t tse_test_subscribers_of(tse_client *ch, const char *name, int timeout_m
         protobuf_c_message_free_unpacked(&out->base, NULL);
     return n;
 }
+
+Tracseq__Events__V1__Delivery *tse_test_next_delivery(tse_test_stream *s, int timeout_ms,
+                                                      bool *ended)
+{
+    bool timed_out = false;
+    Tracseq__Events__V1__Delivery *d = (Tracseq__Events__V1__Delivery *)tse_test_stream_recv(
+        s, &tracseq__events__v1__delivery__descriptor, timeout_ms, &timed_out);
+
+    if (ended != NULL)
+        *ended = d == NULL && !timed_out;
+    return d;
+}

@@ -1,7 +1,8 @@
 /*
  * subscriptions.h - the subscription calls the integration tests make again
  * and again, over tse_test_unary: create one over a single pattern, count
- * the Subscribe streams the service has attached to one.
+ * the Subscribe streams the service has attached to one; read a Subscribe
+ * stream.
  */
 #ifndef TSE_TEST_SUBSCRIPTIONS_H
 #define TSE_TEST_SUBSCRIPTIONS_H
@@ -23,5 +24,11 @@ void tse_test_create_subscription(tse_client *ch, const char *name, const char *
  * (GetSubscription, timeout_ms): 0 when it has none, the subscription does
  * not exist or the call fails. */
 uint32_t tse_test_subscribers_of(tse_client *ch, const char *name, int timeout_ms);
+
+/* The next Delivery message of a Subscribe stream; NULL when none came
+ * within timeout_ms (*ended false) or the stream ended (*ended true). ended
+ * may be NULL. Free with protobuf_c_message_free_unpacked. */
+Tracseq__Events__V1__Delivery *tse_test_next_delivery(tse_test_stream *s, int timeout_ms,
+                                                      bool *ended);
 
 #endif
