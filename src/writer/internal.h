@@ -223,9 +223,11 @@ bool tse_lane_cluster_connect(tse_lane *l, char *why, size_t len);
 /* PINGs a master; false with why set when none answers. */
 bool tse_lane_cluster_ping(tse_lane *l, char *why, size_t len);
 /* Writes batch (emptied) to the masters of its jobs' slots and completes
- * every job from its reply, in order. A job whose connection failed is
- * failed UNAVAILABLE; the lane stays up (the map heals); false only when
- * nothing could be sent, with why set (the jobs failed). */
+ * every job from its reply, in order. A job whose connection failed, or
+ * whose slot had no reachable master for a short while (not the Redis
+ * timeout), is failed UNAVAILABLE; the lane stays up (the map heals);
+ * false, with why set, when nothing could be sent (the jobs failed) or no
+ * node of the cluster answers. */
 bool tse_lane_cluster_round(tse_lane *l, tse_job_list *batch, char *why, size_t len);
 
 /* With l->mu held, l not connected: whether a request may wait for a probe

@@ -15,9 +15,16 @@
  * - Every job of a batch completes exactly once, in batch order: from its
  *   reply, or failed. A job whose connection failed after it was sent is
  *   failed TSE_UNAVAILABLE ("may have run") and never sent again; only
- *   redirections (the command did not run) are retried, by rconn, until
- *   the lane's timeout. A slot no master serves for that long is answered
- *   UNAVAILABLE (CLUSTERDOWN, or no reachable master).
+ *   redirections (the command did not run) are retried, by rconn, for
+ *   CLUSTER_RETRY_MS. A slot no master serves for that long (a master
+ *   killed, its replica not yet promoted) is answered UNAVAILABLE
+ *   (CLUSTERDOWN, or no reachable master), the batch's jobs of other
+ *   slots completing from their replies: one dead slot neither stalls the
+ *   lane for the Redis timeout nor fails the live slots' jobs. The lane
+ *   stays up (rconn has dropped the dead node and refreshes its map on the
+ *   next round, finding the promoted replica when there is one) unless no
+ *   node of the cluster answers at all: then it is down (health, backoff),
+ *   as on a single Redis.
  * - A job's internal commands (SCRIPT LOAD, SADD of the stream set) go
  *   before it, in the same batch: the SCRIPT LOADs to its own slot's master
  *   (where its EVALSHA runs), the SADD to the stream set's slot. A stream
@@ -35,6 +42,12 @@
 #include <string.h>
 
 #include "common/clock.h"
+
+/* What a round may spend following redirections and waiting for a slot's
+ * master (TRYAGAIN, a master being failed over) before its jobs of that
+ * slot fail: the lane serves every slot its types hash to, and the Redis
+ * timeout is far too long for the others to wait. */
+#define CLUSTER_RETRY_MS 100
 
 /* ---- connecting -------------------------------------------------------------------- */
 
@@ -196,6 +209,7 @@ bool tse_lane_cluster_round(tse_lane *l, tse_job_list *batch, char *why, size_t 
     uint64_t drops = tse_rconn_get_counters(l->rc).node_drops;
     bool script_lost = l->script_lost, all_answered = true;
     tse_job *job;
+    tse_error err;
 
     for (job = batch->head; job != NULL; job = job->next) {
         if (!append_job(l, job)) {
@@ -209,7 +223,9 @@ bool tse_lane_cluster_round(tse_lane *l, tse_job_list *batch, char *why, size_t 
             return false;
         }
     }
-    deadline_ms = tse_clock_ms() + o->timeout_ms;
+    deadline_ms =
+        tse_clock_ms() +
+        (o->timeout_ms > 0 && o->timeout_ms < CLUSTER_RETRY_MS ? o->timeout_ms : CLUSTER_RETRY_MS);
     while ((job = tse_job_list_pop(batch)) != NULL)
         all_answered &= take_job(l, job, deadline_ms, written_us);
     l->last_io_ms = tse_clock_ms();
@@ -217,7 +233,15 @@ bool tse_lane_cluster_round(tse_lane *l, tse_job_list *batch, char *why, size_t 
         tse_keyset_clear(&l->known);
         tse_lane_discard_sigpipe();
     }
-    /* A failure in the round: if no master answers now, the lane is down
-     * (health, backoff) rather than failing one batch after another. */
-    return all_answered || tse_lane_cluster_ping(l, why, len);
+    /* A failure in the round is one slot's (its jobs failed, the others
+     * answered) while some node still gives the map; if none does, the
+     * lane is down (health, backoff) rather than failing one batch after
+     * another. */
+    if (all_answered)
+        return true;
+    tse_error_clear(&err);
+    if (tse_rconn_connect(l->rc, tse_clock_ms(), &err) == TSE_OK)
+        return true;
+    snprintf(why, len, "%s", err.message);
+    return false;
 }

@@ -54,10 +54,15 @@
 #define M_DELETE        SERVICE "DeleteSubscription"
 #define M_STATS         SERVICE "GetStats"
 #define CALL_MS         10000
-/* A call's deadline while a master is dead: GetStats' stream lengths come
- * from a writer lane, whose rounds wait the Redis timeout (5 s here) for a
- * slot without a master, one round per batch of the lane's jobs. */
-#define GAP_CALL_MS     60000
+/* A call's deadline while a master is dead: as any other (a writer lane's
+ * round gives a slot without a master a short while, not the Redis timeout). */
+#define GAP_CALL_MS     CALL_MS
+/* Publishes answered while a master is dead (publishers at LOAD_PAUSE_US):
+ * OK for the live masters' types, UNAVAILABLE for the dead one's. A lane
+ * that waited the Redis timeout (5 s here) for the dead slot's job, its
+ * batch's jobs of live slots waiting with it, answers a few per SETTLE_MS. */
+#define GAP_PUBLISHES   100
+#define GAP_REFUSALS    20
 #define STREAM_MS       300000
 #define MASTERS         3
 /* A master unreachable this long is failed over (cluster-node-timeout). */
@@ -1283,11 +1288,13 @@ static bool requests_are_answered(const world *w, const char *type)
  * stream opened before the kill stays open (the service must not end it:
  * a dead node is a per-slot problem on a cluster), the types of the
  * masters that live keep being delivered on it, and requests are
- * answered. Nothing is published while the takeover is held: the stream
- * is fed by a backlog of the other types published before the kill and
- * left unread (the publish path is not what this part checks: a writer
- * lane's rounds wait the Redis timeout for a dead slot). Then the
- * replica is let take over while every type is published again:
+ * answered. The stream is fed by a backlog of the other types published
+ * before the kill and left unread; then every type is published again
+ * while the takeover is still held: the live masters' types are answered
+ * OK (a writer lane does not wait the Redis timeout for the dead slot's
+ * jobs, nor make its other jobs wait), the dead master's UNAVAILABLE, and
+ * promptly (publishes at the load's pace, counted). Then the replica is
+ * let take over while every type is published:
  * the service carries on (its publishes succeed again, on the promoted
  * master) and every event answered OK is delivered. While no master
  * serves that type's slot its publishes may be refused UNAVAILABLE; the
@@ -1298,7 +1305,8 @@ static void test_killed_master_is_replaced_and_no_acknowledged_event_is_lost(voi
     world *w = *state;
     static load l;
     char key[160];
-    int victim, replica, promoted, published_at_promotion, others, backlog;
+    int victim, replica, promoted, published_at_promotion, others, backlog, ok_before,
+        failed_before;
     bool gap_sub;
 
     load_start(&l, w, "kill", "kill.t");
@@ -1326,6 +1334,25 @@ static void test_killed_master_is_replaced_and_no_acknowledged_event_is_lost(voi
     gap_sub = requests_are_answered(w, l.types[0]);
     if (atomic_load(&l.resubscribes) != 0)
         fail_msg("the Subscribe stream was ended with the master dead: %s", l.end_status);
+    /* Publishes during the gap: the live masters' types are answered OK,
+     * the dead master's UNAVAILABLE (publisher_main fails the test on any
+     * other answer, a deadline exceeded included). */
+    ok_before = atomic_load(&l.pub[1].ok) + atomic_load(&l.pub[2].ok);
+    failed_before = atomic_load(&l.pub[0].failed);
+    for (int t = 0; t < MASTERS; t++)
+        atomic_store(&l.pub[t].paused, false);
+    TSE_TEST_AWAIT(atomic_load(&l.pub[1].ok) + atomic_load(&l.pub[2].ok) >=
+                       ok_before + GAP_PUBLISHES,
+                   SETTLE_MS, "%d publishes of %s and %s answered OK with %s's master dead (%d)",
+                   GAP_PUBLISHES, l.types[1], l.types[2], l.types[0],
+                   atomic_load(&l.pub[1].ok) + atomic_load(&l.pub[2].ok) - ok_before);
+    TSE_TEST_AWAIT(atomic_load(&l.pub[0].failed) >= failed_before + GAP_REFUSALS, SETTLE_MS,
+                   "%d publishes of %s refused UNAVAILABLE with its master dead (%d)", GAP_REFUSALS,
+                   l.types[0], atomic_load(&l.pub[0].failed) - failed_before);
+    for (int t = 1; t < MASTERS; t++)
+        if (atomic_load(&l.pub[t].failed) != 0)
+            fail_msg("%s (on a master that lived) refused %d publishes with %s's master dead",
+                     l.types[t], atomic_load(&l.pub[t].failed), l.types[0]);
 
     for (int t = 0; t < MASTERS; t++)
         atomic_store(&l.pub[t].paused, false);
