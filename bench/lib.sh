@@ -37,6 +37,17 @@ bench_start() {
     FAILED=0
 }
 
+# A fresh Redis on a free port (REDIS_PORT, REDIS_PID), AOF with fsync every
+# second in $SCRATCH/redis, no RDB; returns once it accepts connections.
+start_redis_aof() {
+    REDIS_PORT=$(free_port)
+    rm -rf "$SCRATCH/redis" && mkdir -p "$SCRATCH/redis"
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly yes \
+        --appendfsync everysec --dir "$SCRATCH/redis" >/dev/null 2>&1 &
+    REDIS_PID=$!
+    wait_port "$REDIS_PORT"
+}
+
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }

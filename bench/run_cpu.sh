@@ -85,12 +85,7 @@ measure() {
 
 start_all() { # start_all BUILD
     local port
-    REDIS_PORT=$(free_port)
-    rm -rf "$SCRATCH/redis" && mkdir -p "$SCRATCH/redis"
-    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly yes \
-        --appendfsync everysec --dir "$SCRATCH/redis" >/dev/null 2>&1 &
-    REDIS_PID=$!
-    wait_port "$REDIS_PORT"
+    start_redis_aof
     port=$(free_port)
     # shellcheck disable=SC2086
     TRACSEQ_EVENTS_CONFIG='' "$1/tracseq-events" --listen="127.0.0.1:$port" \

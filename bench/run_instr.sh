@@ -44,12 +44,7 @@ bench_start
 # One run: $1 build, $2 shape, $3 events; prints the service's total Ir.
 instructions() {
     local build=$1 shape=$2 n=$3 port out
-    REDIS_PORT=$(free_port)
-    rm -rf "$SCRATCH/redis" && mkdir -p "$SCRATCH/redis"
-    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly yes \
-        --appendfsync everysec --dir "$SCRATCH/redis" >/dev/null 2>&1 &
-    REDIS_PID=$!
-    wait_port "$REDIS_PORT"
+    start_redis_aof
     port=$(free_port)
     out=$SCRATCH/callgrind.out
     rm -f "$out"
