@@ -545,7 +545,7 @@ static void detach(tse_delivery *d, tse_subscriber *s)
 static void ack(tse_delivery *d, tse_req_ack *r)
 {
     if (r->s->sub)
-        tse_dl_ack_ids(d, r->s->sub, r->ids.ids, r->ids.n, NULL, NULL);
+        tse_dl_ack_ids(d, r->s->sub, r->ids.ids, r->ids.n, NULL, NULL, NULL);
     for (size_t i = 0; i < r->ids.n; i++)
         tse_dl_forget_inflight(r->s, r->ids.ids[i]);
 }
@@ -553,10 +553,10 @@ static void ack(tse_delivery *d, tse_req_ack *r)
 static void nack(tse_delivery *d, tse_req_nack *r)
 {
     if (r->s->sub && r->reject)
-        tse_dl_reject_ids(d, r->s->sub, r->ids.ids, r->ids.n, NULL, NULL, NULL);
+        tse_dl_reject_ids(d, r->s->sub, r->ids.ids, r->ids.n, NULL, NULL, NULL, NULL);
     else if (r->s->sub)
         tse_dl_nack_ids(d, r->s->sub, r->s->consumer, r->ids.ids, r->ids.n, r->delay_ms, false,
-                        NULL, NULL);
+                        NULL, NULL, NULL);
     for (size_t i = 0; i < r->ids.n; i++)
         tse_dl_forget_inflight(r->s, r->ids.ids[i]);
 }
@@ -566,7 +566,7 @@ static void extend(tse_delivery *d, tse_req_extend *r)
 {
     if (r->s->sub)
         tse_dl_nack_ids(d, r->s->sub, r->s->consumer, r->ids.ids, r->ids.n, r->deadline_ms, true,
-                        NULL, NULL);
+                        NULL, NULL, NULL);
 }
 
 /* The names of every stored subscription; false with err UNAVAILABLE. */
@@ -680,6 +680,7 @@ static void ack_by_name(tse_delivery *d, const char *name, const tse_id_list *id
 {
     char **unknown = NULL;
     size_t n_unknown = 0, n_stuck = 0;
+    tse_dl_unreached un = {0};
     uint32_t done;
     tse_error err;
     tse_sub *sub;
@@ -691,17 +692,23 @@ static void ack_by_name(tse_delivery *d, const char *name, const tse_id_list *id
         return;
     }
     if (how == SETTLE_NACK)
-        done =
-            tse_dl_nack_ids(d, sub, NULL, ids->ids, ids->n, delay_ms, false, &unknown, &n_unknown);
+        done = tse_dl_nack_ids(d, sub, NULL, ids->ids, ids->n, delay_ms, false, &unknown,
+                               &n_unknown, &un);
     else if (how == SETTLE_REJECT)
-        done = tse_dl_reject_ids(d, sub, ids->ids, ids->n, &unknown, &n_unknown, &n_stuck);
+        done = tse_dl_reject_ids(d, sub, ids->ids, ids->n, &unknown, &n_unknown, &n_stuck, &un);
     else
-        done = tse_dl_ack_ids(d, sub, ids->ids, ids->n, &unknown, &n_unknown);
+        done = tse_dl_ack_ids(d, sub, ids->ids, ids->n, &unknown, &n_unknown, &un);
     for (tse_subscriber *s = sub->subscribers; s; s = s->next)
         for (size_t i = 0; !s->is_pull && i < ids->n; i++)
             tse_dl_forget_inflight(s, ids->ids[i]);
     if (d->conn == NULL)
         tse_error_set(&err, TSE_UNAVAILABLE, NULL, "Redis is unavailable");
+    else if (tse_dl_unreached_error(&un, ids->n,
+                                    how == SETTLE_NACK     ? "nacks"
+                                    : how == SETTLE_REJECT ? "rejects"
+                                                           : "acks",
+                                    &err))
+        ; /* the others are done: a retry of all is safe */
     else if (n_stuck > 0)
         tse_error_set(&err, TSE_UNAVAILABLE, NULL,
                       "%zu of %zu rejected deliveries could not be dead-lettered (Redis refused "

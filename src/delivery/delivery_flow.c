@@ -507,7 +507,7 @@ static bool dead_letter(tse_delivery *d, tse_sub *sub, const char *key, const ch
     tse_stream_entry_cleanup(&e);
     if (d->conn == NULL)
         return false;
-    if (tse_group_ack_each(d->conn, sub->def->name, &key, &id, 1, &acked) != TSE_OK)
+    if (tse_group_ack_each(d->conn, sub->def->name, &key, &id, 1, &acked, NULL) != TSE_OK)
         return false;
     if (strcmp(reason, TSE_DLQ_REASON_REJECTED) == 0) {
         tse_stats_add(d->stats, TSE_STAT_REJECTED, 1);
@@ -617,12 +617,34 @@ static long long pending_count(tse_delivery *d, tse_sub *sub, const char *key, c
 {
     long long count = 0;
 
-    tse_group_pending_count(d->conn, key, sub->def->name, entry, &count);
+    if (tse_group_pending_count(d->conn, key, sub->def->name, entry, &count) == TSE_UNAVAILABLE)
+        return -1; /* not known: no answer */
     return count;
 }
 
+void tse_dl_unreached_add(tse_dl_unreached *u, const char *key)
+{
+    if (u == NULL)
+        return;
+    if (u->n++ == 0)
+        u->slot = tse_key_slot(key, strlen(key));
+}
+
+bool tse_dl_unreached_error(const tse_dl_unreached *u, size_t total, const char *what,
+                            tse_error *err)
+{
+    if (u->n == 0)
+        return false;
+    tse_error_set(err, TSE_UNAVAILABLE, NULL,
+                  "%zu of %zu %s could not be done: the streams of slot %u%s have no reachable "
+                  "master; retry",
+                  u->n, total, what, u->slot, u->n > 1 ? " (and maybe others)" : "");
+    return true;
+}
+
 uint32_t tse_dl_reject_ids(tse_delivery *d, tse_sub *sub, char *const *ids, size_t n,
-                           char ***unknown, size_t *n_unknown, size_t *n_stuck)
+                           char ***unknown, size_t *n_unknown, size_t *n_stuck,
+                           tse_dl_unreached *un)
 {
     char key[256];
     const char *entry;
@@ -638,6 +660,10 @@ uint32_t tse_dl_reject_ids(tse_delivery *d, tse_sub *sub, char *const *ids, size
         long long count = 0;
         if (split_ack_id(sub, ids[i], key, sizeof(key), &entry))
             count = pending_count(d, sub, key, entry);
+        if (count < 0 && d->conn) { /* no answer for its slot: not unknown */
+            tse_dl_unreached_add(un, key);
+            continue;
+        }
         if (count > 0 && dead_letter(d, sub, key, entry, count, TSE_DLQ_REASON_REJECTED)) {
             done++;
             continue;
@@ -674,11 +700,12 @@ static const char *stream_of(const tse_sub *sub, const char *ack_id, const char 
  * round trip.
  */
 uint32_t tse_dl_ack_ids(tse_delivery *d, tse_sub *sub, char *const *ids, size_t n, char ***unknown,
-                        size_t *n_unknown)
+                        size_t *n_unknown, tse_dl_unreached *un)
 {
     const char **key_of = calloc(n ? n : 1, sizeof(*key_of));
     const char **entry_of = calloc(n ? n : 1, sizeof(*entry_of));
     bool *acked = unknown ? calloc(n ? n : 1, sizeof(*acked)) : NULL;
+    bool *unreached = unknown ? calloc(n ? n : 1, sizeof(*unreached)) : NULL;
     uint32_t done = 0;
 
     if (unknown) {
@@ -686,7 +713,8 @@ uint32_t tse_dl_ack_ids(tse_delivery *d, tse_sub *sub, char *const *ids, size_t 
         *n_unknown = 0;
     }
     /* Out of memory: not acked, delivered again after the deadline. */
-    if (key_of == NULL || entry_of == NULL || (unknown && acked == NULL) || d->conn == NULL)
+    if (key_of == NULL || entry_of == NULL || (unknown && (acked == NULL || unreached == NULL)) ||
+        d->conn == NULL)
         goto out;
     for (size_t i = 0; i < n; i++)
         key_of[i] = stream_of(sub, ids[i], &entry_of[i]);
@@ -694,10 +722,12 @@ uint32_t tse_dl_ack_ids(tse_delivery *d, tse_sub *sub, char *const *ids, size_t 
         tse_group_ack_runs(d->conn, sub->def->name, key_of, entry_of, n, &done);
         goto out;
     }
-    tse_group_ack_each(d->conn, sub->def->name, key_of, entry_of, n, acked);
+    tse_group_ack_each(d->conn, sub->def->name, key_of, entry_of, n, acked, unreached);
     for (size_t i = 0; i < n; i++) {
         if (acked[i])
             done++;
+        else if (unreached[i])
+            tse_dl_unreached_add(un, key_of[i]); /* pending or not: unknown */
         else if (*unknown)
             (*unknown)[(*n_unknown)++] = ids[i];
     }
@@ -705,6 +735,7 @@ out:
     free(key_of);
     free(entry_of);
     free(acked);
+    free(unreached);
     tse_stats_add(d->stats, TSE_STAT_ACKED, done);
     sub->acked += done;
     return done;
@@ -721,13 +752,17 @@ void tse_dl_ext_free(tse_ext *e)
 }
 
 /* Sets an entry's idle time (ms) without counting an attempt; true when it
- * is still pending. */
+ * is still pending. *unanswered (NULL: not wanted): Redis did not answer
+ * (whether it is pending is not known). */
 static bool set_idle(tse_delivery *d, tse_sub *sub, const char *key, const char *entry,
-                     const char *owner, uint32_t idle_ms)
+                     const char *owner, uint32_t idle_ms, bool *unanswered)
 {
     bool pending = false;
+    tse_status st =
+        tse_group_set_idle(d->conn, key, sub->def->name, owner, entry, idle_ms, &pending);
 
-    tse_group_set_idle(d->conn, key, sub->def->name, owner, entry, idle_ms, &pending);
+    if (unanswered)
+        *unanswered = st == TSE_UNAVAILABLE;
     return pending;
 }
 
@@ -742,13 +777,15 @@ void tse_dl_extensions(tse_delivery *d, tse_sub *sub)
         int64_t left = e->until_ms - now;
         if (left > (int64_t)deadline) {
             /* Still far: keep it from expiring (acked entries drop out). */
-            if (set_idle(d, sub, e->key, e->entry, e->owner, 0)) {
+            bool unanswered = false;
+            /* Kept when its slot did not answer: tried again next time. */
+            if (set_idle(d, sub, e->key, e->entry, e->owner, 0, &unanswered) || unanswered) {
                 p = &e->next;
                 continue;
             }
         } else {
             set_idle(d, sub, e->key, e->entry, e->owner,
-                     left <= 0 ? deadline : deadline - (uint32_t)left);
+                     left <= 0 ? deadline : deadline - (uint32_t)left, NULL);
         }
         *p = e->next;
         tse_dl_ext_free(e);
@@ -776,7 +813,7 @@ static void add_extension(tse_sub *sub, const char *key, const char *entry, cons
 
 uint32_t tse_dl_nack_ids(tse_delivery *d, tse_sub *sub, const char *consumer, char *const *ids,
                          size_t n, uint32_t delay_ms, bool extend, char ***unknown,
-                         size_t *n_unknown)
+                         size_t *n_unknown, tse_dl_unreached *un)
 {
     uint32_t deadline = sub->def->ack_deadline_ms, done = 0;
     char key[256], idle[24], owner[TSE_CONSUMER_NAME_MAX + 64];
@@ -792,8 +829,13 @@ uint32_t tse_dl_nack_ids(tse_delivery *d, tse_sub *sub, const char *consumer, ch
         *n_unknown = 0;
     }
     for (size_t i = 0; i < n && d->conn; i++) {
+        bool unanswered = false;
         if (!split_ack_id(sub, ids[i], key, sizeof(key), &entry) ||
-            !set_idle(d, sub, key, entry, owner, (uint32_t)strtoul(idle, NULL, 10))) {
+            !set_idle(d, sub, key, entry, owner, (uint32_t)strtoul(idle, NULL, 10), &unanswered)) {
+            if (unanswered && d->conn) { /* its slot did not answer: not unknown */
+                tse_dl_unreached_add(un, key);
+                continue;
+            }
             if (unknown && *unknown)
                 (*unknown)[(*n_unknown)++] = ids[i];
             continue;

@@ -335,17 +335,36 @@ void tse_dl_forget(tse_delivery *d, tse_sub *sub, const tse_error *why);
 /* ---- delivery_flow.c ---- */
 void tse_dl_fill(tse_delivery *d, tse_subscriber *s);
 void tse_dl_claim_scan(tse_delivery *d, tse_sub *sub, tse_subscriber *target);
+
+/* What an operation could not do because Redis did not answer (on a
+ * cluster: a slot's master out of reach while the connection lives): how
+ * many ids or streams, and the slot of the first. Such an id is never
+ * reported unknown; the operation answers UNAVAILABLE (tse_dl_unreached_error). */
+typedef struct tse_dl_unreached {
+    size_t n;
+    unsigned slot; /* of the first */
+} tse_dl_unreached;
+
+void tse_dl_unreached_add(tse_dl_unreached *u, const char *key);
+/* err UNAVAILABLE naming what of `total` `what` could not be done, when u
+ * holds any; else false and err untouched. */
+bool tse_dl_unreached_error(const tse_dl_unreached *u, size_t total, const char *what,
+                            tse_error *err);
+
+/* ids not pending in sub go to *unknown; ids Redis did not answer for (no
+ * master for their slot) go to *un (NULL: not wanted), never to *unknown. */
 uint32_t tse_dl_ack_ids(tse_delivery *d, tse_sub *sub, char *const *ids, size_t n, char ***unknown,
-                        size_t *n_unknown);
+                        size_t *n_unknown, tse_dl_unreached *un);
 uint32_t tse_dl_nack_ids(tse_delivery *d, tse_sub *sub, const char *consumer, char *const *ids,
                          size_t n, uint32_t delay_ms, bool extend, char ***unknown,
-                         size_t *n_unknown);
+                         size_t *n_unknown, tse_dl_unreached *un);
 /* Dead-letters the pending deliveries ids at once (reason rejected); ids
  * not pending in sub go to *unknown (as tse_dl_ack_ids). Ids a failure left
  * pending (Redis refused the dead letter) are counted in *n_stuck when
  * n_stuck is non-NULL, else listed as unknown. */
 uint32_t tse_dl_reject_ids(tse_delivery *d, tse_sub *sub, char *const *ids, size_t n,
-                           char ***unknown, size_t *n_unknown, size_t *n_stuck);
+                           char ***unknown, size_t *n_unknown, size_t *n_stuck,
+                           tse_dl_unreached *un);
 void tse_dl_forget_inflight(tse_subscriber *s, const char *ack_id);
 /*
  * Answers a pull: with everything it took when err is NULL (or an OK error),

@@ -212,6 +212,24 @@ static void add_id(char ***ids, size_t *n, const char *id)
     (*ids)[(*n)++] = copy;
 }
 
+/* The dead-letter store's key into un: its slot did not answer. */
+static void unreached_dlq(tse_dl_unreached *un, const tse_sub *sub)
+{
+    char key[TSE_ACK_ID_MAX];
+
+    tse_key_dlq(sub->def->name, key, sizeof(key));
+    tse_dl_unreached_add(un, key);
+}
+
+/* The stream key of a dead letter's original entry, into key. */
+static const char *original_key(const tse_stream_entry *e, char *key, size_t len)
+{
+    const char *stream = tse_stream_entry_field(e, "dlq_stream", NULL);
+
+    tse_key_stream_current(stream ? stream : "", key, len);
+    return key;
+}
+
 /* Hands the original entry of one dead letter back to the group: 1 done,
  * 0 gone from its stream (trimmed), -1 Redis failed. */
 static int redrive_one(tse_delivery *d, tse_sub *sub, const char *consumer,
@@ -240,6 +258,8 @@ static ProtobufCMessage *redrive(tse_delivery *d, tse_sub *sub,
 {
     Tracseq__Events__V1__RedriveDeadLettersResponse *out = malloc(sizeof(*out));
     char consumer[sizeof(d->instance) + 16];
+    tse_dl_unreached un = {0};
+    size_t total;
     id_set set;
 
     if (out == NULL)
@@ -253,26 +273,41 @@ static ProtobufCMessage *redrive(tse_delivery *d, tse_sub *sub,
     for (size_t i = 0; i < set.n && d->conn; i++) {
         tse_error miss;
         tse_stream_entry e;
+        char key[TSE_ACK_ID_MAX];
         bool deleted;
         int done;
         if (!dlq_entry(d, sub, set.ids[i], "ids", &e, &miss)) {
             if (miss.code == TSE_NOT_FOUND)
                 add_id(&out->unknown_ids, &out->n_unknown_ids, set.ids[i]);
+            else /* the store's slot did not answer: not unknown */
+                unreached_dlq(&un, sub);
             continue;
         }
         done = redrive_one(d, sub, consumer, &e);
+        /* The original stream's slot did not answer: the dead letter stays
+         * (a retry redrives it: the claim is idempotent). */
+        if (done < 0)
+            tse_dl_unreached_add(&un, original_key(&e, key, sizeof(key)));
         tse_stream_entry_cleanup(&e);
         if (done == 0)
             add_id(&out->expired_ids, &out->n_expired_ids, set.ids[i]);
         if (done != 1)
             continue;
-        tse_dlq_delete(d->conn, sub->def->name, set.ids[i], &deleted);
+        /* Not deleted (no answer): it stays, a retry claims it again. */
+        if (tse_dlq_delete(d->conn, sub->def->name, set.ids[i], &deleted) == TSE_UNAVAILABLE)
+            unreached_dlq(&un, sub);
         out->redriven++;
     }
+    total = set.n;
     id_set_free(&set);
-    if (d->conn == NULL) {
+    if (d->conn == NULL || tse_dl_unreached_error(&un, total, "dead letters to redrive", err)) {
+        if (d->conn == NULL)
+            unavailable(err);
+        else if (out->redriven > 0) /* what was claimed is delivered all the same */
+            tse_dl_claim_scan(d, sub, NULL);
+        tse_stats_add(d->stats, TSE_STAT_REDRIVEN, d->conn ? out->redriven : 0);
         protobuf_c_message_free_unpacked(&out->base, NULL);
-        return unavailable(err), NULL;
+        return NULL;
     }
     tse_stats_add(d->stats, TSE_STAT_REDRIVEN, out->redriven);
     tse_log(TSE_LOG_INFO, "dead letters redriven",
@@ -288,6 +323,8 @@ static ProtobufCMessage *purge(tse_delivery *d, tse_sub *sub,
                                tse_error *err)
 {
     Tracseq__Events__V1__PurgeDeadLettersResponse *out = malloc(sizeof(*out));
+    tse_dl_unreached un = {0};
+    size_t total;
     id_set set;
 
     if (out == NULL)
@@ -303,15 +340,20 @@ static ProtobufCMessage *purge(tse_delivery *d, tse_sub *sub,
         tse_status st = tse_dlq_delete(d->conn, sub->def->name, set.ids[i], &deleted);
         if (deleted)
             out->purged++;
-        else if (st != TSE_UNAVAILABLE)
+        else if (st == TSE_UNAVAILABLE) /* the store's slot did not answer */
+            unreached_dlq(&un, sub);
+        else
             add_id(&out->unknown_ids, &out->n_unknown_ids, set.ids[i]);
     }
+    total = set.n;
     id_set_free(&set);
-    if (d->conn == NULL) {
+    tse_stats_add(d->stats, TSE_STAT_PURGED, d->conn ? out->purged : 0);
+    if (d->conn == NULL || tse_dl_unreached_error(&un, total, "dead letters to purge", err)) {
+        if (d->conn == NULL)
+            unavailable(err);
         protobuf_c_message_free_unpacked(&out->base, NULL);
-        return unavailable(err), NULL;
+        return NULL;
     }
-    tse_stats_add(d->stats, TSE_STAT_PURGED, out->purged);
     return &out->base;
 }
 
@@ -540,6 +582,7 @@ static ProtobufCMessage *seek(tse_delivery *d, tse_sub *sub,
                               const Tracseq__Events__V1__SeekRequest *req, tse_error *err)
 {
     Tracseq__Events__V1__SeekResponse *out = malloc(sizeof(*out));
+    tse_dl_unreached un = {0};
     Snapshot *snap = NULL;
 
     if (out == NULL)
@@ -559,7 +602,9 @@ static ProtobufCMessage *seek(tse_delivery *d, tse_sub *sub,
         if (st == TSE_OK) {
             out->pending_cleared += cleared;
             out->streams++;
-        } else if (st != TSE_UNAVAILABLE) {
+        } else if (st == TSE_UNAVAILABLE) {
+            tse_dl_unreached_add(&un, sub->streams[i]); /* its slot did not answer */
+        } else {
             tse_log(TSE_LOG_WARN, "seek: a stream was not moved",
                     (const char *[]){"subscription", sub->def->name, "stream", sub->streams[i],
                                      "error", why, NULL});
@@ -571,7 +616,13 @@ static ProtobufCMessage *seek(tse_delivery *d, tse_sub *sub,
         free(out);
         return unavailable(err), NULL;
     }
+    /* The streams that answered are moved (each atomically; a retry moves
+     * them to the same position again, or to the newest for LATEST). */
     after_seek(sub);
+    if (tse_dl_unreached_error(&un, sub->n_streams, "streams to move", err)) {
+        free(out);
+        return NULL;
+    }
     return &out->base;
 }
 

@@ -439,12 +439,15 @@ tse_status tse_group_ack_runs(tse_conn *c, const char *group, const char *const 
 }
 
 tse_status tse_group_ack_each(tse_conn *c, const char *group, const char *const *keys,
-                              const char *const *ids, size_t n, bool *acked)
+                              const char *const *ids, size_t n, bool *acked, bool *unreached)
 {
     bool *sent = calloc(n ? n : 1, sizeof(*sent)), gone = false;
 
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         acked[i] = false;
+        if (unreached)
+            unreached[i] = false;
+    }
     if (sent == NULL)
         return TSE_NOMEM;
     /* Sent in order, so the replies come in the order of the ids sent. */
@@ -453,14 +456,26 @@ tse_status tse_group_ack_each(tse_conn *c, const char *group, const char *const 
                   tse_conn_append(c, 4, (const char *[]){"XACK", keys[i], group, ids[i]}, NULL);
     for (size_t i = 0; i < n; i++) {
         redisReply *r;
-        if (!sent[i])
+        if (!sent[i]) {
+            /* Not sent: the connection is lost or its slot out of reach. */
+            if (keys[i] != NULL) {
+                gone = true;
+                if (unreached)
+                    unreached[i] = true;
+            }
             continue;
+        }
         if ((r = tse_conn_reply(c)) == NULL) {
             /* Not acked (it may have been: at least once). A slot out of
              * reach is one reply; a lost connection, all the rest. */
             gone = true;
-            if (tse_conn_lost(c))
+            if (unreached)
+                unreached[i] = true;
+            if (tse_conn_lost(c)) {
+                for (size_t j = i + 1; unreached && j < n; j++)
+                    unreached[j] = keys[j] != NULL;
                 break;
+            }
             continue;
         }
         acked[i] = is_int(r) && r->integer == 1;

@@ -122,9 +122,12 @@ tse_status tse_group_ack_runs(tse_conn *c, const char *group, const char *const 
                               const char *const *ids, size_t n, uint32_t *acked);
 
 /* One XACK per id, pipelined: acked[i] says whether ids[i] was pending and
- * is acked now (keys[i] NULL: skipped, false). */
+ * is acked now (keys[i] NULL: skipped, false). unreached (NULL: not wanted)
+ * [i] says that ids[i] got no answer (its slot's master out of reach, or
+ * the connection lost: TSE_UNAVAILABLE): whether it is pending is unknown,
+ * the ack may have run. */
 tse_status tse_group_ack_each(tse_conn *c, const char *group, const char *const *keys,
-                              const char *const *ids, size_t n, bool *acked);
+                              const char *const *ids, size_t n, bool *acked, bool *unreached);
 
 /* XCLAIM ... JUSTID: sets a pending entry's owner and idle time without
  * counting a delivery; *pending: whether it is still pending. */

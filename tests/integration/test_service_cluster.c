@@ -1381,6 +1381,149 @@ static void test_killed_master_is_replaced_and_no_acknowledged_event_is_lost(voi
         delete_ok(w, "kill-gap");
 }
 
+/* A unary call that must answer UNAVAILABLE naming the dead slot, while a
+ * master is dead: an OK would have reported part of the work as done (or
+ * ids as unknown) with that part not done. False (said why) otherwise. */
+static bool expect_unavailable(const world *w, const char *method, const ProtobufCMessage *req,
+                               const ProtobufCMessageDescriptor *desc, const char *what)
+{
+    ProtobufCMessage *resp = NULL;
+    tse_test_status st;
+    grpc_status_code code = gap_unary(w->ch, method, req, desc, &resp, &st);
+    bool ok = true;
+
+    if (code != GRPC_STATUS_UNAVAILABLE) {
+        json_t *j = resp ? tse_pbjson_from_message(resp, 0) : NULL;
+        char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        print_error("%s with a master dead: status %d '%s', answer %s (want UNAVAILABLE)\n", what,
+                    code, st.details, text ? text : "none");
+        free(text);
+        json_decref(j);
+        ok = false;
+    } else if (strstr(st.details, "no reachable master") == NULL) {
+        print_error("%s: UNAVAILABLE '%s' does not say what could not be done\n", what, st.details);
+        ok = false;
+    }
+    if (resp != NULL)
+        protobuf_c_message_free_unpacked(resp, NULL);
+    return ok;
+}
+
+/*
+ * Operator calls over a subscription spanning live masters and a dead one
+ * (its replica held back): Acknowledge, Nack, reject, Redrive, Purge and
+ * Seek answer UNAVAILABLE saying which slot has no master, never OK with
+ * the dead slot's ids listed unknown or silently left out; the
+ * connection is not lost (the live masters' part is done).
+ */
+static void test_operator_calls_with_a_dead_master_answer_unavailable(void **state)
+{
+    world *w = *state;
+    char types[MASTERS][32], dlq[160], *acks[16], *rejects[16], *dl_ids[16];
+    Tracseq__Events__V1__AcknowledgeRequest ack = TRACSEQ__EVENTS__V1__ACKNOWLEDGE_REQUEST__INIT;
+    Tracseq__Events__V1__NackRequest nack = TRACSEQ__EVENTS__V1__NACK_REQUEST__INIT;
+    Tracseq__Events__V1__ListDeadLettersRequest lreq =
+        TRACSEQ__EVENTS__V1__LIST_DEAD_LETTERS_REQUEST__INIT;
+    Tracseq__Events__V1__PurgeDeadLettersRequest preq =
+        TRACSEQ__EVENTS__V1__PURGE_DEAD_LETTERS_REQUEST__INIT;
+    Tracseq__Events__V1__RedriveDeadLettersRequest rreq =
+        TRACSEQ__EVENTS__V1__REDRIVE_DEAD_LETTERS_REQUEST__INIT;
+    Tracseq__Events__V1__SeekRequest sreq = TRACSEQ__EVENTS__V1__SEEK_REQUEST__INIT;
+    Tracseq__Events__V1__ListDeadLettersResponse *dls = NULL;
+    Tracseq__Events__V1__PullResponse *pulled[64];
+    size_t n_acks = 0, n_rejects = 0, n_pulled = 0, got = 0;
+    int seen[MASTERS] = {0}, victim, replica, bad = 0;
+    tse_test_status st;
+    spec sp;
+
+    types_on_masters(w, "opf.t", MASTERS, types);
+    create_ok(w, spec_init(&sp, "opfail", (const char *const[]){"opf.*", NULL}));
+    for (int t = 0; t < MASTERS; t++)
+        for (int k = 0; k < 2; k++)
+            publish_quiet(w, types[t], 1 + k, t * 2 + k);
+    /* Two deliveries per type: one to reject (a dead letter), one kept. */
+    while (got < 2 * MASTERS && n_pulled < 64) {
+        Tracseq__Events__V1__PullResponse *r = pull(w, "opfail", 10, 2000);
+        pulled[n_pulled++] = r;
+        for (size_t i = 0; i < r->n_deliveries; i++, got++) {
+            int t = seq_of(r->deliveries[i]->event) / 2;
+            assert_true(t >= 0 && t < MASTERS);
+            if (seen[t]++ == 0)
+                rejects[n_rejects++] = r->deliveries[i]->ack_id;
+            else
+                acks[n_acks++] = r->deliveries[i]->ack_id;
+        }
+    }
+    assert_int_equal(n_acks, MASTERS);
+    assert_int_equal(n_rejects, MASTERS);
+    nack.subscription = "opfail";
+    nack.ack_ids = rejects;
+    nack.n_ack_ids = n_rejects;
+    nack.reject = true;
+    {
+        Tracseq__Events__V1__NackResponse *nr = NULL;
+        assert_int_equal(unary(w->ch, M_NACK, &nack.base,
+                               &tracseq__events__v1__nack_response__descriptor, &nr, &st),
+                         GRPC_STATUS_OK);
+        assert_int_equal(nr->nacked, MASTERS);
+        protobuf_c_message_free_unpacked(&nr->base, NULL);
+    }
+    lreq.subscription = "opfail";
+    assert_int_equal(unary(w->ch, SERVICE "ListDeadLetters", &lreq.base,
+                           &tracseq__events__v1__list_dead_letters_response__descriptor, &dls, &st),
+                     GRPC_STATUS_OK);
+    assert_int_equal(dls->n_dead_letters, MASTERS);
+    for (size_t i = 0; i < dls->n_dead_letters; i++)
+        dl_ids[i] = dls->dead_letters[i]->id;
+
+    /* The dead master: the one of the dead-letter store (one of the
+     * types' too: types_on_masters covers every master). */
+    tse_key_dlq("opfail", dlq, sizeof(dlq));
+    victim = tse_test_cluster_key_master(w->cluster, dlq);
+    assert_true(victim >= 0);
+    replica = tse_test_cluster_replica_of(w->cluster, victim);
+    if (replica >= 0)
+        assert_true(
+            tse_test_cluster_config_set(w->cluster, replica, "cluster-replica-no-failover", "yes"));
+    tse_test_cluster_kill(w->cluster, victim);
+
+    ack.subscription = "opfail";
+    ack.ack_ids = acks;
+    ack.n_ack_ids = n_acks;
+    bad +=
+        !expect_unavailable(w, M_ACKNOWLEDGE, &ack.base,
+                            &tracseq__events__v1__acknowledge_response__descriptor, "Acknowledge");
+    nack.ack_ids = acks;
+    nack.n_ack_ids = n_acks;
+    nack.reject = false;
+    bad += !expect_unavailable(w, M_NACK, &nack.base,
+                               &tracseq__events__v1__nack_response__descriptor, "Nack");
+    nack.reject = true;
+    bad += !expect_unavailable(w, M_NACK, &nack.base,
+                               &tracseq__events__v1__nack_response__descriptor, "Nack (reject)");
+    preq.subscription = "opfail";
+    preq.ids = dl_ids;
+    preq.n_ids = dls->n_dead_letters;
+    bad += !expect_unavailable(w, SERVICE "PurgeDeadLetters", &preq.base,
+                               &tracseq__events__v1__purge_dead_letters_response__descriptor,
+                               "PurgeDeadLetters");
+    rreq.subscription = "opfail";
+    rreq.ids = dl_ids;
+    rreq.n_ids = dls->n_dead_letters;
+    bad += !expect_unavailable(w, SERVICE "RedriveDeadLetters", &rreq.base,
+                               &tracseq__events__v1__redrive_dead_letters_response__descriptor,
+                               "RedriveDeadLetters");
+    sreq.subscription = "opfail";
+    sreq.position = TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_EARLIEST;
+    bad += !expect_unavailable(w, SERVICE "Seek", &sreq.base,
+                               &tracseq__events__v1__seek_response__descriptor, "Seek");
+    protobuf_c_message_free_unpacked(&dls->base, NULL);
+    for (size_t i = 0; i < n_pulled; i++)
+        protobuf_c_message_free_unpacked(&pulled[i]->base, NULL);
+    if (bad > 0)
+        fail_msg("%d of 6 calls did not answer UNAVAILABLE with a master dead", bad);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1394,6 +1537,8 @@ int main(void)
         cmocka_unit_test(test_reshard_under_load_loses_no_acknowledged_event),
         /* Last: it leaves a master dead. */
         cmocka_unit_test(test_killed_master_is_replaced_and_no_acknowledged_event_is_lost),
+        /* After it: it kills a master whose replica is held back. */
+        cmocka_unit_test(test_operator_calls_with_a_dead_master_answer_unavailable),
     };
 
     /* TSE_TEST_FILTER=<glob> runs only the matching tests. */

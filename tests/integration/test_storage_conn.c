@@ -124,7 +124,7 @@ static void a_read_of_several_streams_then_claims_and_acks(void **state)
     const char *run_keys[] = {b, b};
     assert_int_equal(tse_group_ack_runs(w->conn, "g", run_keys, ids, 2, &acked), TSE_OK);
     assert_int_equal(acked, 2);
-    assert_int_equal(tse_group_ack_each(w->conn, "g", run_keys, ids, 2, each), TSE_OK);
+    assert_int_equal(tse_group_ack_each(w->conn, "g", run_keys, ids, 2, each, NULL), TSE_OK);
     assert_false(each[0]);
     assert_false(each[1]);
     assert_false(tse_conn_lost(w->conn));

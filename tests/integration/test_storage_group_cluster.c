@@ -237,7 +237,7 @@ static void pending_claims_and_acks_work_per_stream(void **state)
             ids[n++] = p[i].v[j].id;
         }
     half = n / 2;
-    assert_int_equal(tse_group_ack_each(f->conn, GROUP, keys, ids, half, acked), TSE_OK);
+    assert_int_equal(tse_group_ack_each(f->conn, GROUP, keys, ids, half, acked, NULL), TSE_OK);
     for (size_t i = 0; i < half; i++)
         assert_true(acked[i]);
     assert_int_equal(tse_group_ack_runs(f->conn, GROUP, keys, ids, n, &runs), TSE_OK);
@@ -283,8 +283,11 @@ static void a_dead_master_fails_its_slot_and_the_connection_lives(void **state)
     tse_group_entries got = {0};
     size_t per[STREAMS];
     const char *keys[3], *ids[3];
-    bool acked[3];
+    bool acked[3], unreached[3], flag = true;
     uint32_t runs = 99;
+    uint64_t cleared = 99;
+    long long count = 99;
+    char why[64];
     tse_pending_list p = {0};
     int dead = tse_test_cluster_key_master(f->cluster, f->key[1]);
 
@@ -307,9 +310,28 @@ static void a_dead_master_fails_its_slot_and_the_connection_lives(void **state)
     keys[0] = f->key[got.v[0].stream], ids[0] = got.v[0].id;
     keys[1] = f->key[1], ids[1] = "1-1";
     keys[2] = f->key[got.v[3].stream], ids[2] = got.v[3].id;
-    assert_int_equal(tse_group_ack_each(f->conn, GROUP, keys, ids, 3, acked), TSE_UNAVAILABLE);
+    assert_int_equal(tse_group_ack_each(f->conn, GROUP, keys, ids, 3, acked, unreached),
+                     TSE_UNAVAILABLE);
     assert_true(acked[0] && acked[2]);
     assert_false(acked[1]);
+    /* The dead slot's id is told apart from one not pending: not answered. */
+    assert_true(unreached[1]);
+    assert_false(unreached[0] || unreached[2]);
+    /* Every operation of the engine on the dead slot answers UNAVAILABLE
+     * (not "not pending", not "done"), the connection living on. */
+    assert_int_equal(tse_group_pending_count(f->conn, f->key[1], GROUP, "1-1", &count),
+                     TSE_UNAVAILABLE);
+    assert_int_equal(tse_group_set_idle(f->conn, f->key[1], GROUP, "c1", "1-1", 0, &flag),
+                     TSE_UNAVAILABLE);
+    assert_false(flag);
+    flag = true;
+    assert_int_equal(tse_group_redrive(f->conn, f->key[1], GROUP, "c1", "1-1", 0, &flag),
+                     TSE_UNAVAILABLE);
+    assert_false(flag);
+    assert_int_equal(tse_group_seek(f->conn, f->key[1], GROUP, "0-0", &cleared, why, sizeof(why)),
+                     TSE_UNAVAILABLE);
+    assert_int_equal(cleared, 0);
+    assert_false(tse_conn_lost(f->conn));
     assert_int_equal(tse_group_ack_runs(f->conn, GROUP, keys, ids, 3, &runs), TSE_UNAVAILABLE);
     assert_int_equal(runs, 0); /* acked already */
     assert_false(tse_conn_lost(f->conn));
