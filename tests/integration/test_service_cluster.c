@@ -36,10 +36,12 @@
 #include "cluster.h"
 #include "codec/pbjson.h"
 #include "common/clock.h"
+#include "events.h"
 #include "grpc_client.h"
 #include "harness.h"
 #include "http_client.h"
 #include "storage/keys.h"
+#include "subscriptions.h"
 #include "tracseq/events/v1/service.pb-c.h"
 #include "wait.h"
 
@@ -50,7 +52,6 @@
 #define M_ACKNOWLEDGE   SERVICE "Acknowledge"
 #define M_NACK          SERVICE "Nack"
 #define M_CREATE        SERVICE "CreateSubscription"
-#define M_GET           SERVICE "GetSubscription"
 #define M_DELETE        SERVICE "DeleteSubscription"
 #define M_STATS         SERVICE "GetStats"
 #define CALL_MS         10000
@@ -196,33 +197,6 @@ static long long redis_int(const world *w, const char *fmt, const char *arg)
 
 /* ---- publishing ---- */
 
-/* A generic event numbered through its subject "seq-<n>". */
-typedef struct test_event {
-    Event ev;
-    Google__Protobuf__Struct data;
-    char subject[32];
-} test_event;
-
-static Event *test_event_init(test_event *t, const char *type, int priority, int seq,
-                              const char *client_id)
-{
-    Event ev = TRACSEQ__EVENTS__V1__EVENT__INIT;
-    Google__Protobuf__Struct data = GOOGLE__PROTOBUF__STRUCT__INIT;
-
-    t->ev = ev;
-    t->data = data;
-    snprintf(t->subject, sizeof(t->subject), "seq-%d", seq);
-    t->ev.event_type = (char *)type;
-    t->ev.source_service = "clustertest";
-    t->ev.subject = t->subject;
-    t->ev.priority = priority;
-    if (client_id != NULL)
-        t->ev.id = (char *)client_id;
-    t->ev.payload_case = TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_DATA;
-    t->ev.data = &t->data;
-    return &t->ev;
-}
-
 static grpc_status_code publish_event(tse_client *ch, Event *ev, PublishResponse **resp,
                                       tse_test_status *st)
 {
@@ -241,9 +215,9 @@ static PublishResponse *publish_ok(const world *w, const char *type, int priorit
 {
     PublishResponse *resp;
     tse_test_status st;
-    test_event t;
-    grpc_status_code code =
-        publish_event(w->ch, test_event_init(&t, type, priority, seq, client_id), &resp, &st);
+    tse_test_event t;
+    grpc_status_code code = publish_event(
+        w->ch, tse_test_event_init(&t, "clustertest", type, priority, seq, client_id), &resp, &st);
 
     if (code != GRPC_STATUS_OK)
         fail_msg("publish %s seq %d: status %d '%s'", type, seq, code, st.details);
@@ -282,12 +256,20 @@ static Subscription *spec_init(spec *sp, const char *name, const char *const *pa
     return &sp->sub;
 }
 
+/* A unary call with timeout_ms to answer. */
+static grpc_status_code timed_unary(tse_client *ch, const char *method, const ProtobufCMessage *req,
+                                    const ProtobufCMessageDescriptor *desc, void *resp,
+                                    tse_test_status *st, int timeout_ms)
+{
+    return tse_test_unary(ch, method, req, desc, (ProtobufCMessage **)resp, st, timeout_ms, NULL,
+                          NULL);
+}
+
 static grpc_status_code unary(tse_client *ch, const char *method, const ProtobufCMessage *req,
                               const ProtobufCMessageDescriptor *desc, void *resp,
                               tse_test_status *st)
 {
-    return tse_test_unary(ch, method, req, desc, (ProtobufCMessage **)resp, st, CALL_MS, NULL,
-                          NULL);
+    return timed_unary(ch, method, req, desc, resp, st, CALL_MS);
 }
 
 static void create_ok(const world *w, const Subscription *sub)
@@ -322,28 +304,10 @@ static void delete_ok(const world *w, const char *name)
     protobuf_c_message_free_unpacked(resp, NULL);
 }
 
-/* Subscribe streams the service has attached to name. */
-static uint32_t subscribers_of(tse_client *ch, const char *name)
-{
-    Tracseq__Events__V1__GetSubscriptionRequest req =
-        TRACSEQ__EVENTS__V1__GET_SUBSCRIPTION_REQUEST__INIT;
-    Subscription *out = NULL;
-    tse_test_status st;
-    uint32_t n = 0;
-
-    req.name = (char *)name;
-    if (unary(ch, M_GET, &req.base, &tracseq__events__v1__subscription__descriptor, &out, &st) ==
-            GRPC_STATUS_OK &&
-        out != NULL && out->stats != NULL)
-        n = out->stats->active_subscribers;
-    if (out != NULL)
-        protobuf_c_message_free_unpacked(&out->base, NULL);
-    return n;
-}
-
 static void await_subscribers(tse_client *ch, const char *name, uint32_t n)
 {
-    TSE_TEST_AWAIT(subscribers_of(ch, name) == n, SETTLE_MS, "%u subscribers of %s", n, name);
+    TSE_TEST_AWAIT(tse_test_subscribers_of(ch, name, CALL_MS) == n, SETTLE_MS,
+                   "%u subscribers of %s", n, name);
 }
 
 static tse_test_stream *subscribe_name(tse_client *ch, const char *name)
@@ -356,19 +320,6 @@ static tse_test_stream *subscribe_name(tse_client *ch, const char *name)
     if (!tse_test_stream_send(s, &req.base))
         print_message("Subscribe %s: the first message could not be sent\n", name);
     return s;
-}
-
-/* The next delivery within timeout_ms; NULL when none came (*ended: the
- * stream ended; ended may be NULL). */
-static Delivery *next_delivery(tse_test_stream *s, int timeout_ms, bool *ended)
-{
-    bool timed_out = false;
-    Delivery *d = (Delivery *)tse_test_stream_recv(s, &tracseq__events__v1__delivery__descriptor,
-                                                   timeout_ms, &timed_out);
-
-    if (ended != NULL)
-        *ended = d == NULL && !timed_out;
-    return d;
 }
 
 static void delivery_free(Delivery *d)
@@ -413,7 +364,7 @@ static int seq_of(const Event *ev)
 static void receive_round(tse_test_stream **s, int n, int (*got)[MAX_SEQ])
 {
     for (int i = 0; i < n; i++) {
-        Delivery *d = next_delivery(s[i], 20, NULL);
+        Delivery *d = tse_test_next_delivery(s[i], 20, NULL);
         int seq;
 
         if (d == NULL)
@@ -444,7 +395,7 @@ static int delivered_by(int (*got)[MAX_SEQ], int from, int to, int n)
  * come: a sleep that is the subject of the check). */
 static void expect_silence(tse_test_stream *s, int ms, const char *why)
 {
-    Delivery *d = next_delivery(s, ms, NULL);
+    Delivery *d = tse_test_next_delivery(s, ms, NULL);
 
     if (d != NULL)
         fail_msg("%s: got %s (%s)", why, d->ack_id, d->event ? d->event->subject : "no event");
@@ -517,7 +468,7 @@ static void test_every_catalog_type_is_stored_on_its_master_and_delivered(void *
     }
     assert_int_equal(masters, MASTERS);
     while (got < (int)n) {
-        Delivery *d = next_delivery(s, 10000, NULL);
+        Delivery *d = tse_test_next_delivery(s, 10000, NULL);
         json_t *count;
         if (d == NULL)
             fail_msg("%d of %zu catalog events delivered", got, n);
@@ -565,7 +516,7 @@ static void test_a_wildcard_over_types_on_three_masters_gets_each_event_once(voi
     }
     memset(last, -1, sizeof(last));
     for (int n = 0; n < want; n++) {
-        Delivery *d = next_delivery(s, 10000, NULL);
+        Delivery *d = tse_test_next_delivery(s, 10000, NULL);
         int seq, t;
         if (d == NULL)
             fail_msg("%d of %d wild events delivered", n, want);
@@ -661,7 +612,7 @@ static void test_nack_and_deadline_redeliver_and_dead_letters_are_stored(void **
     for (int t = 0; t < MASTERS; t++)
         publish_quiet(w, types[t], 3, t);
     while (!settled[0] || !settled[1] || attempts[2] < 3) {
-        Delivery *d = next_delivery(s, 10000, NULL);
+        Delivery *d = tse_test_next_delivery(s, 10000, NULL);
         int t;
         if (d == NULL)
             fail_msg("stalled: attempts %d %d %d", attempts[0], attempts[1], attempts[2]);
@@ -934,7 +885,7 @@ static void *publisher_main(void *arg)
         int seq;
         PublishResponse *resp;
         tse_test_status st;
-        test_event t;
+        tse_test_event t;
         grpc_status_code code;
 
         if (atomic_load(&p->paused)) {
@@ -949,7 +900,9 @@ static void *publisher_main(void *arg)
         /* No client id: one key per publish (a script over two keys of a
          * half-moved slot is answered TRYAGAIN until the slot's keys are
          * on one side, for as long as the tool takes). */
-        code = publish_event(ch, test_event_init(&t, l->types[p->type], 3, seq, NULL), &resp, &st);
+        code = publish_event(
+            ch, tse_test_event_init(&t, "clustertest", l->types[p->type], 3, seq, NULL), &resp,
+            &st);
         if (code == GRPC_STATUS_OK) {
             atomic_store(&l->answer[seq], 1);
             atomic_fetch_add(&p->ok, 1);
@@ -1014,7 +967,7 @@ static void *subscriber_main(void *arg)
             usleep(LOAD_PAUSE_US);
             continue;
         }
-        d = next_delivery(s, 100, &ended);
+        d = tse_test_next_delivery(s, 100, &ended);
 
         if (d != NULL) {
             load_count(l, d->event);
@@ -1216,15 +1169,6 @@ static void test_reshard_under_load_loses_no_acknowledged_event(void **state)
     delete_ok(w, "mig");
 }
 
-/* A unary call with GAP_CALL_MS to answer. */
-static grpc_status_code gap_unary(tse_client *ch, const char *method, const ProtobufCMessage *req,
-                                  const ProtobufCMessageDescriptor *desc, void *resp,
-                                  tse_test_status *st)
-{
-    return tse_test_unary(ch, method, req, desc, (ProtobufCMessage **)resp, st, GAP_CALL_MS, NULL,
-                          NULL);
-}
-
 /*
  * Requests answered while a master is dead and not yet replaced: each
  * gets an answer before its deadline, OK or UNAVAILABLE (a request that
@@ -1247,8 +1191,8 @@ static bool requests_are_answered(const world *w, const char *type)
 
     resp = NULL;
     t0 = tse_clock_ms();
-    code =
-        gap_unary(w->ch, M_STATS, &sreq.base, &tracseq__events__v1__stats__descriptor, &resp, &st);
+    code = timed_unary(w->ch, M_STATS, &sreq.base, &tracseq__events__v1__stats__descriptor, &resp,
+                       &st, GAP_CALL_MS);
     if (code != GRPC_STATUS_OK && code != GRPC_STATUS_UNAVAILABLE)
         fail_msg("GetStats during the failover: status %d '%s'", code, st.details);
     if (resp != NULL)
@@ -1257,8 +1201,8 @@ static bool requests_are_answered(const world *w, const char *type)
     creq.subscription = spec_init(&sp, "kill-gap", (const char *const[]){pattern, NULL});
     resp = NULL;
     t1 = tse_clock_ms();
-    code = gap_unary(w->ch, M_CREATE, &creq.base, &tracseq__events__v1__subscription__descriptor,
-                     &resp, &st);
+    code = timed_unary(w->ch, M_CREATE, &creq.base, &tracseq__events__v1__subscription__descriptor,
+                       &resp, &st, GAP_CALL_MS);
     if (code != GRPC_STATUS_OK && code != GRPC_STATUS_UNAVAILABLE)
         fail_msg("CreateSubscription during the failover: status %d '%s'", code, st.details);
     created = code == GRPC_STATUS_OK;
@@ -1269,8 +1213,8 @@ static bool requests_are_answered(const world *w, const char *type)
     preq.wait_ms = 200;
     resp = NULL;
     t2 = tse_clock_ms();
-    code = gap_unary(w->ch, M_PULL, &preq.base, &tracseq__events__v1__pull_response__descriptor,
-                     &resp, &st);
+    code = timed_unary(w->ch, M_PULL, &preq.base, &tracseq__events__v1__pull_response__descriptor,
+                       &resp, &st, GAP_CALL_MS);
     if (code != GRPC_STATUS_OK && code != GRPC_STATUS_UNAVAILABLE && code != GRPC_STATUS_NOT_FOUND)
         fail_msg("Pull during the failover: status %d '%s'", code, st.details);
     if (resp != NULL)
@@ -1389,7 +1333,7 @@ static bool expect_unavailable(const world *w, const char *method, const Protobu
 {
     ProtobufCMessage *resp = NULL;
     tse_test_status st;
-    grpc_status_code code = gap_unary(w->ch, method, req, desc, &resp, &st);
+    grpc_status_code code = timed_unary(w->ch, method, req, desc, &resp, &st, GAP_CALL_MS);
     bool ok = true;
 
     if (code != GRPC_STATUS_UNAVAILABLE) {
