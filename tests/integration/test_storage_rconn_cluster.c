@@ -31,7 +31,9 @@
 
 /* Bounds a test's waits when things go wrong; never reached when they go
  * right. */
-#define DEADLINE_MS 10000
+#define DEADLINE_MS     10000
+/* Each connect and reply of the connections under test. */
+#define CONN_TIMEOUT_MS 10000
 
 typedef struct fixture {
     tse_test_redis_cluster *cluster;
@@ -70,7 +72,9 @@ static tse_rconn *conn_new(const fixture *f)
     tse_rconn *c = NULL;
     tse_error err;
 
-    assert_int_equal(tse_rconn_create(&f->target, 2000, &c, &err), TSE_OK);
+    /* A reply may take seconds on a loaded machine while redis-cli migrates
+     * slots: a short timeout would fail a command that merely waited. */
+    assert_int_equal(tse_rconn_create(&f->target, CONN_TIMEOUT_MS, &c, &err), TSE_OK);
     assert_true(tse_rconn_is_cluster(c));
     return c;
 }
