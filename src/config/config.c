@@ -35,6 +35,11 @@ static const tse_setting settings[] = {
      "bound on connecting to Redis and on every Redis reply"},
     {"redis-connections", "REDIS_CONNECTIONS", TSE_SETTING_INT, NUM(redis_lanes), 1, 16, "2",
      "Redis writer connections (one thread each)"},
+    {"redis-min-replicas", "REDIS_MIN_REPLICAS", TSE_SETTING_INT, NUM(redis_min_replicas), -1, 16,
+     "-1",
+     "on a Redis Cluster, a publish is answered OK once this many replicas of its master have it "
+     "(WAIT; capped at the replicas a master has; 0: off, OK once the master has it); -1: 1 on "
+     "redis+cluster://, 0 on a single Redis, where only 0 is accepted"},
     {"threads", "GRPC_THREADS", TSE_SETTING_INT, NUM(threads), 1, 64, "2",
      "gRPC completion-queue threads"},
     {"max-message-bytes", "MAX_MESSAGE_BYTES", TSE_SETTING_BYTES, NUM(max_message_bytes), 1024,

@@ -34,6 +34,7 @@ typedef struct tse_config {
     int64_t retention_maxlen;   /* RETENTION_MAXLEN (0: none; wins over age) */
     int64_t redis_timeout_ms;   /* REDIS_TIMEOUT */
     int redis_lanes;            /* REDIS_CONNECTIONS */
+    int redis_min_replicas;     /* REDIS_MIN_REPLICAS (-1: by the URL) */
     int threads;                /* GRPC_THREADS */
     int64_t max_message_bytes;  /* MAX_MESSAGE_BYTES */
     int64_t shutdown_grace_ms;  /* SHUTDOWN_GRACE */

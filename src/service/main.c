@@ -146,6 +146,15 @@ static tse_status make_broker(const tse_config *cfg, tse_stats *stats, health_li
         return tse_error_set(err, TSE_INVALID, "REDIS_URL", "invalid REDIS_URL (--redis-url): %s",
                              why);
     }
+    if (cfg->redis_min_replicas > 0 && !opts.target.cluster)
+        return tse_error_set(err, TSE_INVALID, "REDIS_MIN_REPLICAS",
+                             "REDIS_MIN_REPLICAS (--redis-min-replicas) %d needs a Redis Cluster "
+                             "(redis+cluster://): on a single Redis publishes are not checked "
+                             "by WAIT; use 0 (or -1)",
+                             cfg->redis_min_replicas);
+    opts.min_replicas = cfg->redis_min_replicas >= 0 ? cfg->redis_min_replicas
+                        : opts.target.cluster        ? 1
+                                                     : 0;
     return tse_broker_create(&opts, on_broker_health, link, out, err);
 }
 

@@ -84,6 +84,7 @@ static long node_index(tse_cluster_map *m, const char *host, size_t hlen, int po
     n->host[hlen] = '\0';
     n->port = port;
     n->master = master;
+    n->replicas = 0;
     return (long)m->nnodes++;
 }
 
@@ -218,6 +219,7 @@ static tse_status slots_entry(tse_cluster_map *m, const redisReply *e, const cha
 {
     unsigned start, end;
     long master;
+    int replicas = 0;
 
     if (!is_array(e) || e->elements < 3 || !slot_of(e->element[0], &start) ||
         !slot_of(e->element[1], &end) || start > end)
@@ -227,9 +229,14 @@ static tse_status slots_entry(tse_cluster_map *m, const redisReply *e, const cha
     master = slots_node(m, e->element[2], conn_host, true, err);
     if (master == -1)
         return err != NULL ? err->code : TSE_INVALID;
-    for (size_t i = 3; i < e->elements; i++)
-        if (slots_node(m, e->element[i], conn_host, false, err) == -1)
+    for (size_t i = 3; i < e->elements; i++) {
+        long n = slots_node(m, e->element[i], conn_host, false, err);
+        if (n == -1)
             return err != NULL ? err->code : TSE_INVALID;
+        replicas += n >= 0;
+    }
+    if (master >= 0)
+        m->nodes[master].replicas = replicas;
     for (unsigned s = start; master >= 0 && s <= end; s++)
         m->owner[s] = (uint16_t)master;
     return TSE_OK;
@@ -317,6 +324,7 @@ static tse_status shards_entry(tse_cluster_map *m, const redisReply *shard, cons
 {
     const redisReply *slots = map_get(shard, "slots"), *nodes = map_get(shard, "nodes");
     long master = -2;
+    int replicas = 0;
 
     if (!is_array(slots) || !is_array(nodes) || slots->elements % 2 != 0)
         return tse_error_set(err, TSE_INVALID, SHARDS,
@@ -327,7 +335,11 @@ static tse_status shards_entry(tse_cluster_map *m, const redisReply *shard, cons
             return err != NULL ? err->code : TSE_INVALID;
         if (n >= 0 && master < 0 && string_is(map_get(nodes->element[i], "role"), "master"))
             master = n;
+        else if (n >= 0)
+            replicas++;
     }
+    if (master >= 0)
+        m->nodes[master].replicas = replicas;
     for (size_t i = 0; i < slots->elements; i += 2) {
         unsigned start, end;
         if (!slot_of(slots->element[i], &start) || !slot_of(slots->element[i + 1], &end) ||

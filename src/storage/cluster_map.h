@@ -30,6 +30,7 @@ typedef struct tse_cluster_node {
     char host[256]; /* IP or hostname, without brackets */
     int port;
     bool master;
+    int replicas; /* a master's replicas the reply listed (whatever their health) */
 } tse_cluster_node;
 
 typedef struct tse_cluster_map tse_cluster_map;

@@ -139,6 +139,11 @@ bool tse_reply_is_integer(const struct redisReply *r, long long n)
     return r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer == n;
 }
 
+bool tse_reply_integer_at_least(const struct redisReply *r, long long n)
+{
+    return r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer >= n;
+}
+
 bool tse_reply_sha(const struct redisReply *r, char sha[41])
 {
     if (r == NULL || r->type != REDIS_REPLY_STRING || r->len != 40)

@@ -75,6 +75,9 @@ bool tse_reply_error_is(const struct redisReply *r, const char *prefix);
 /* Whether r is the integer n. */
 bool tse_reply_is_integer(const struct redisReply *r, long long n);
 
+/* Whether r is an integer of at least n (WAIT's count of replicas). */
+bool tse_reply_integer_at_least(const struct redisReply *r, long long n);
+
 /* Whether r is a bulk string of 40 bytes (a script's SHA): copied into sha,
  * NUL-terminated. */
 bool tse_reply_sha(const struct redisReply *r, char sha[41]);

@@ -46,7 +46,8 @@ typedef struct rnode {
     char host[256];
     int port;
     redisContext *ctx;
-    bool opened; /* ctx was set once */
+    bool opened;      /* ctx was set once */
+    uint64_t conn_id; /* counters.connects when ctx was opened */
 } rnode;
 
 typedef struct entry {
@@ -205,6 +206,7 @@ static bool node_ready(tse_rconn *c, rnode *n, char *why, size_t len)
     if (n->ctx == NULL)
         return false;
     c->counters.connects++;
+    n->conn_id = c->counters.connects;
     n->opened = true;
     if (!load_scripts(c, n, why, len)) {
         node_drop(c, n);
@@ -546,6 +548,7 @@ static bool round_run(tse_rconn *c)
     placed = tse_rconn_plan(c->node_of, c->n, c->nnodes, c->order, c->start);
     if (placed == 0)
         return false;
+    c->counters.rounds++;
     for (size_t k = 0; k < c->nnodes; k++)
         if (c->start[k] < c->start[k + 1])
             send_node(c, k, c->start[k], c->start[k + 1]);
@@ -892,4 +895,53 @@ bool tse_rconn_slot_master(const tse_rconn *c, unsigned slot, char *host, size_t
     snprintf(host, len, "%s", n->host);
     *port = n->port;
     return true;
+}
+
+int tse_rconn_slot_replicas(const tse_rconn *c, unsigned slot)
+{
+    unsigned idx;
+
+    if (!tse_rconn_is_cluster(c) || c->map == NULL ||
+        (idx = tse_cluster_map_slot_owner(c->map, slot)) == TSE_CLUSTER_NO_NODE)
+        return -1;
+    return tse_cluster_map_node(c->map, idx)->replicas;
+}
+
+int tse_rconn_master_slots(const tse_rconn *c, int *slots, int max)
+{
+    unsigned seen[64];
+    int count = 0;
+
+    if (!tse_rconn_is_cluster(c) || c->map == NULL)
+        return 0;
+    if (max > 64)
+        max = 64;
+    for (unsigned s = 0; s < 16384 && count < max; s++) {
+        unsigned idx = tse_cluster_map_slot_owner(c->map, s);
+        bool known = idx == TSE_CLUSTER_NO_NODE;
+
+        for (int i = 0; i < count && !known; i++)
+            known = seen[i] == idx;
+        if (known)
+            continue;
+        seen[count] = idx;
+        slots[count++] = (int)s;
+    }
+    return count;
+}
+
+uint64_t tse_rconn_slot_conn(tse_rconn *c, unsigned slot)
+{
+    const tse_cluster_node *owner;
+    unsigned idx;
+    int k;
+
+    if (!tse_rconn_is_cluster(c) || c->map == NULL ||
+        (idx = tse_cluster_map_slot_owner(c->map, slot)) == TSE_CLUSTER_NO_NODE)
+        return 0;
+    owner = tse_cluster_map_node(c->map, idx);
+    for (k = 0; k < (int)c->nnodes; k++)
+        if (c->nodes[k].port == owner->port && strcmp(c->nodes[k].host, owner->host) == 0)
+            return c->nodes[k].ctx != NULL ? c->nodes[k].conn_id : 0;
+    return 0;
 }

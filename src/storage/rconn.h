@@ -59,6 +59,8 @@ typedef struct tse_rconn_counters {
     uint64_t refreshes;  /* slot maps fetched */
     uint64_t connects;   /* node connections opened */
     uint64_t node_drops; /* node connections dropped after a failure */
+    uint64_t rounds;     /* pipeline rounds that sent commands (a pipeline whose
+                            commands all got a final answer at once: one) */
 } tse_rconn_counters;
 
 /*
@@ -163,5 +165,29 @@ tse_rconn_counters tse_rconn_get_counters(const tse_rconn *c);
  * Redis: the target).
  */
 bool tse_rconn_slot_master(const tse_rconn *c, unsigned slot, char *host, size_t len, int *port);
+
+/*
+ * How many replicas the master serving slot has in c's current map (the
+ * nodes CLUSTER SHARDS or CLUSTER SLOTS listed with it, whatever their
+ * health); -1 when c has no map or no master for the slot, or is a single
+ * Redis (unknown).
+ */
+int tse_rconn_slot_replicas(const tse_rconn *c, unsigned slot);
+
+/*
+ * One slot of each master serving a slot in c's current map (the lowest),
+ * into slots (at most max, and at most 64); returns how many. 0 on a single Redis or
+ * without a map.
+ */
+int tse_rconn_master_slots(const tse_rconn *c, int *slots, int max);
+
+/*
+ * The open connection to the master serving slot in c's current map, as a
+ * number unique to that connection (the count of connects when it was
+ * opened: a connection opened after a snapshot of the counters has a
+ * larger one); 0 when none is open, no master is known, or c is a single
+ * Redis.
+ */
+uint64_t tse_rconn_slot_conn(tse_rconn *c, unsigned slot);
 
 #endif

@@ -114,6 +114,9 @@ static tse_status check_options(const tse_broker_options *o, tse_error *err)
         return tse_error_set(err, TSE_INVALID, "lanes", "lanes must be 1..%d", MAX_LANES);
     if (o->timeout_ms < 1)
         return tse_error_set(err, TSE_INVALID, "timeout_ms", "timeout_ms must be positive");
+    if (o->min_replicas < 0 || (o->min_replicas > 0 && !o->target.cluster))
+        return tse_error_set(err, TSE_INVALID, "min_replicas",
+                             "min_replicas must be 0, or positive on a Redis Cluster");
     if (o->dedup_window_ms < 1)
         return tse_error_set(err, TSE_INVALID, "dedup_window_ms",
                              "dedup_window_ms must be positive");

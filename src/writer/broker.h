@@ -59,6 +59,10 @@ typedef struct tse_broker_options {
     int64_t retention_ms;     /* > 0: XADD ... MINID ~ now-retention */
     int64_t retention_maxlen; /* > 0: XADD ... MAXLEN ~ n (instead) */
     size_t max_queue;         /* jobs queued per lane before TSE_RESOURCE_EXHAUSTED */
+    /* A Redis Cluster only: a publish is answered OK once this many replicas
+     * of its master have it (WAIT; capped at the master's replicas; 0: off).
+     * Must be 0 on a single Redis. */
+    int min_replicas;
     /* Borrowed, may be NULL: each job's Redis round trip (written to its
      * reply read) is observed here, from the lane threads. */
     tse_histogram *round_trip;

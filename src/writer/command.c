@@ -330,6 +330,8 @@ void tse_job_free(tse_job *job)
     if (job == NULL)
         return;
     tse_free(job->pre_message);
+    tse_free(job->held_message);
+    tse_reply_free(job->held_reply);
     tse_free(job);
 }
 

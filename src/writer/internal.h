@@ -94,6 +94,12 @@ typedef struct tse_job {
     /* The Redis Cluster slot of its keys (one slot per job: a group is one
      * event type), TSE_SLOT_ANY on a single Redis, where no lane needs it. */
     int slot;
+    /* Replication check (lane_cluster_wait.c): the round's WAIT this job
+     * waits for (-1: none), and its reply or failure held until then. */
+    int wait_group;
+    struct redisReply *held_reply;
+    tse_status held_status;
+    char *held_message; /* malloc'd */
     /* A group job's events come first in data: aligned for them, whatever
      * fields come before (test_broker_command checks it). */
     _Alignas(tse_job_event) char data[];
@@ -229,6 +235,38 @@ bool tse_lane_cluster_ping(tse_lane *l, char *why, size_t len);
  * false, with why set, when nothing could be sent (the jobs failed) or no
  * node of the cluster answers. */
 bool tse_lane_cluster_round(tse_lane *l, tse_job_list *batch, char *why, size_t len);
+
+/* ---- its replication check (lane_cluster_wait.c) ----------------------------- */
+
+/* Most masters one round WAITs on; a job for another master is answered
+ * unconfirmed (a cluster of more masters than this, all in one round). */
+#define TSE_LANE_MAX_WAITS 64
+
+typedef struct tse_lane_wait {
+    int count; /* groups this round */
+    struct {
+        char host[256];
+        int port;
+        int slot;     /* a slot of one of its jobs: routes the WAIT */
+        int replicas; /* n, capped at the master's replicas */
+        bool confirmed;
+    } group[TSE_LANE_MAX_WAITS];
+    tse_rconn_counters before;
+} tse_lane_wait;
+
+/* Whether the lane confirms writes by WAIT (min_replicas > 0). */
+bool tse_lane_wait_on(const tse_lane *l);
+/* Starts a round: no groups. */
+void tse_lane_wait_begin(tse_lane *l, tse_lane_wait *w);
+/* Assigns job (appended) its group; false when out of groups is not an
+ * error: the job is then unconfirmable (-2). */
+void tse_lane_wait_assign(tse_lane *l, tse_lane_wait *w, tse_job *job);
+/* Appends one WAIT per group; false when out of memory. */
+bool tse_lane_wait_append(tse_lane *l, tse_lane_wait *w);
+/* Reads the WAIT replies (after every job's). */
+void tse_lane_wait_take(tse_lane *l, tse_lane_wait *w, tse_job_list *batch, int64_t deadline_ms);
+/* Completes a job whose reply or failure was held. */
+void tse_lane_wait_complete(tse_lane *l, const tse_lane_wait *w, tse_job *job);
 
 /* With l->mu held, l not connected: whether a request may wait for a probe
  * (asking for one when due) rather than fail at once (lane.c). */

@@ -34,6 +34,10 @@
  *   registered again.
  * - The scripts are loaded on every master as rconn connects to it
  *   (tse_rconn_add_script), so a slot that moves finds them there.
+ * - With the replication check on (REDIS_MIN_REPLICAS), a round ends with
+ *   one WAIT per master written to, and its jobs' replies are held until
+ *   those are read: a publish is OK once a replica has it
+ *   (lane_cluster_wait.c).
  */
 #include "writer/internal.h"
 
@@ -41,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/alloc.h"
 #include "common/clock.h"
 
 /* What a round may spend following redirections and waiting for a slot's
@@ -177,9 +182,10 @@ static void take_internal(tse_lane *l, tse_job *job, int64_t deadline_ms, bool s
     tse_reply_free(r);
 }
 
-/* Completes job from its replies. Returns whether it got its own reply (a
+/* Completes job from its replies (hold: keeps its reply or failure in the
+ * job for the replication check). Returns whether it got its own reply (a
  * connection failure otherwise: unreachable, lost, no master). */
-static bool take_job(tse_lane *l, tse_job *job, int64_t deadline_ms, int64_t written_us)
+static bool take_job(tse_lane *l, tse_job *job, int64_t deadline_ms, int64_t written_us, bool hold)
 {
     struct redisReply *r = NULL;
     tse_error err;
@@ -190,13 +196,21 @@ static bool take_job(tse_lane *l, tse_job *job, int64_t deadline_ms, int64_t wri
         take_internal(l, job, deadline_ms, true);
     if (tse_rconn_get_reply(l->rc, deadline_ms, &r, &err) != TSE_OK) {
         tse_broker_note_error(l->broker, err.message);
-        tse_job_fail(job, err.code, err.message);
+        if (hold) {
+            job->held_status = err.code;
+            job->held_message = tse_strdup(err.message); /* NULL ok: "redis error" */
+        } else
+            tse_job_fail(job, err.code, err.message);
         return false;
     }
     if (written_us > 0)
         tse_histogram_observe(l->broker->opts.round_trip, tse_clock_us() - written_us);
     if (job->dedup && tse_reply_error_is(r, "NOSCRIPT"))
         l->script_lost = true;
+    if (hold) {
+        job->held_reply = r;
+        return true;
+    }
     tse_job_finish(job, r);
     tse_reply_free(r);
     return true;
@@ -207,12 +221,17 @@ bool tse_lane_cluster_round(tse_lane *l, tse_job_list *batch, char *why, size_t 
     const tse_broker_options *o = &l->broker->opts;
     int64_t written_us = o->round_trip ? tse_clock_us() : 0, deadline_ms;
     uint64_t drops = tse_rconn_get_counters(l->rc).node_drops;
-    bool script_lost = l->script_lost, all_answered = true;
+    bool script_lost = l->script_lost, all_answered = true, wait = tse_lane_wait_on(l);
+    tse_lane_wait w;
     tse_job *job;
     tse_error err;
 
+    if (wait)
+        tse_lane_wait_begin(l, &w);
     for (job = batch->head; job != NULL; job = job->next) {
-        if (!append_job(l, job)) {
+        if (wait)
+            tse_lane_wait_assign(l, &w, job);
+        if (!append_job(l, job) || (job->next == NULL && wait && !tse_lane_wait_append(l, &w))) {
             /* Nothing was sent: forget the batch's SADDs and SCRIPT LOADs,
              * fail its jobs, and let the lane start over. */
             tse_rconn_discard(l->rc);
@@ -226,8 +245,16 @@ bool tse_lane_cluster_round(tse_lane *l, tse_job_list *batch, char *why, size_t 
     deadline_ms =
         tse_clock_ms() +
         (o->timeout_ms > 0 && o->timeout_ms < CLUSTER_RETRY_MS ? o->timeout_ms : CLUSTER_RETRY_MS);
-    while ((job = tse_job_list_pop(batch)) != NULL)
-        all_answered &= take_job(l, job, deadline_ms, written_us);
+    if (!wait) {
+        while ((job = tse_job_list_pop(batch)) != NULL)
+            all_answered &= take_job(l, job, deadline_ms, written_us, false);
+    } else {
+        for (job = batch->head; job != NULL; job = job->next)
+            all_answered &= take_job(l, job, deadline_ms, written_us, true);
+        tse_lane_wait_take(l, &w, batch, deadline_ms);
+        while ((job = tse_job_list_pop(batch)) != NULL)
+            tse_lane_wait_complete(l, &w, job);
+    }
     l->last_io_ms = tse_clock_ms();
     if (tse_rconn_get_counters(l->rc).node_drops != drops) {
         tse_keyset_clear(&l->known);

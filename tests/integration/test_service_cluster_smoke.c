@@ -16,6 +16,15 @@
  * the lanes that meet NOSCRIPT. With a password on every node, the one in the URL is
  * what every node connection authenticates with.
  *
+ * The replication check (REDIS_MIN_REPLICAS, on by default on a cluster):
+ * every test above publishes with it; a batch over many types costs one
+ * WAIT per master per writer round, not one per event; a master whose
+ * replica is dead answers a publish UNAVAILABLE "not confirmed by a
+ * replica" (the event stored on the master: at least once) until the
+ * replica is back. On a cluster whose masters have no replicas, publishes
+ * succeed and no WAIT is sent (n capped at a master's replicas); on a
+ * single Redis a positive REDIS_MIN_REPLICAS is refused at start.
+ *
  * The tests run in this order on one cluster and one service; each uses
  * its own event types.
  */
@@ -28,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "cluster.h"
 #include "grpc_client.h"
@@ -39,6 +49,7 @@
 
 #define SERVICE     "/tracseq.events.v1.EventService/"
 #define M_PUBLISH   SERVICE "Publish"
+#define M_BATCH     SERVICE "PublishBatch"
 #define M_SUBSCRIBE SERVICE "Subscribe"
 #define M_STATS     SERVICE "GetStats"
 #define TIMEOUT_MS  10000
@@ -53,6 +64,8 @@ typedef Tracseq__Events__V1__Delivery Delivery;
 typedef Tracseq__Events__V1__Subscription Subscription;
 typedef Tracseq__Events__V1__PublishRequest PublishRequest;
 typedef Tracseq__Events__V1__PublishResponse PublishResponse;
+typedef Tracseq__Events__V1__PublishBatchRequest BatchRequest;
+typedef Tracseq__Events__V1__PublishBatchResponse BatchResponse;
 typedef Tracseq__Events__V1__Stats Stats;
 
 typedef struct world {
@@ -478,6 +491,211 @@ static void test_a_password_in_the_url_is_used_on_every_master(void **state)
     assert_int_equal(tse_test_service_stop(s_without), 0);
 }
 
+/* ---- the replication check ---- */
+
+/* Calls of WAIT node i has served (INFO commandstats). */
+static long wait_calls(const world *w, int i)
+{
+    char *out = node_cmd(w, i, "INFO %s", "commandstats");
+    const char *at = strstr(out, "cmdstat_wait:calls=");
+    long n = at ? atol(at + strlen("cmdstat_wait:calls=")) : 0;
+
+    free(out);
+    return n;
+}
+
+static long wait_calls_of_masters(const world *w, long per_master[TSE_TEST_CLUSTER_MAX])
+{
+    long total = 0;
+
+    for (int i = 0; i < w->cluster->n; i++) {
+        per_master[i] = tse_test_cluster_is_master(w->cluster, i) ? wait_calls(w, i) : 0;
+        total += per_master[i];
+    }
+    return total;
+}
+
+#define WAIT_TYPES 60
+
+/* One PublishBatch of one event of each type; every result OK. */
+static void publish_batch_ok(const world *w, char types[][64], int n)
+{
+    Event *evs[WAIT_TYPES], ev[WAIT_TYPES];
+    Google__Protobuf__Struct data = GOOGLE__PROTOBUF__STRUCT__INIT;
+    BatchRequest req = TRACSEQ__EVENTS__V1__PUBLISH_BATCH_REQUEST__INIT;
+    BatchResponse *resp = NULL;
+    tse_test_status st;
+
+    for (int i = 0; i < n; i++) {
+        tracseq__events__v1__event__init(&ev[i]);
+        ev[i].event_type = types[i];
+        ev[i].source_service = "clustertest";
+        ev[i].payload_case = TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_DATA;
+        ev[i].data = &data;
+        evs[i] = &ev[i];
+    }
+    req.n_events = (size_t)n;
+    req.events = evs;
+    assert_int_equal(tse_test_unary(w->ch, M_BATCH, &req.base,
+                                    &tracseq__events__v1__publish_batch_response__descriptor,
+                                    (ProtobufCMessage **)&resp, &st, TIMEOUT_MS, NULL, NULL),
+                     GRPC_STATUS_OK);
+    assert_int_equal(resp->n_results, n);
+    for (int i = 0; i < n; i++)
+        if (resp->results[i]->error != NULL)
+            fail_msg("event %d (%s): %s", i, types[i], resp->results[i]->error->message);
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+}
+
+/*
+ * A batch of one event of each of 60 types (about 20 per master): each
+ * type is its own job, the lane writes them in a round or a few, and WAITs
+ * once per master of a round: each master serves at least one WAIT and
+ * all of them far fewer than the 60 a WAIT per event would cost.
+ */
+static void test_a_round_waits_once_per_master_not_per_event(void **state)
+{
+    world *w = *state;
+    char types[WAIT_TYPES][64];
+    long before[TSE_TEST_CLUSTER_MAX], after[TSE_TEST_CLUSTER_MAX], total;
+    int masters = 0;
+
+    for (int i = 0; i < WAIT_TYPES; i++)
+        snprintf(types[i], sizeof(types[i]), "smoke.wait.t%d", i);
+    total = -wait_calls_of_masters(w, before);
+    publish_batch_ok(w, types, WAIT_TYPES);
+    total += wait_calls_of_masters(w, after);
+    for (int i = 0; i < w->cluster->n; i++) {
+        if (!tse_test_cluster_is_master(w->cluster, i))
+            continue;
+        masters++;
+        print_message("master %d: %ld WAIT\n", i, after[i] - before[i]);
+        assert_true(after[i] - before[i] >= 1);
+    }
+    assert_int_equal(masters, MASTERS);
+    if (total > WAIT_TYPES / 4)
+        fail_msg("%ld WAITs for %d events over %d masters", total, WAIT_TYPES, MASTERS);
+}
+
+typedef struct replica_at {
+    const world *w;
+    int master;
+} replica_at;
+
+static bool replica_online(void *arg)
+{
+    const replica_at *a = arg;
+    char *out = tse_test_redis_cmd(a->w->cluster->nodes[a->master], "INFO replication");
+    bool online = out != NULL && strstr(out, "slave0:") != NULL &&
+                  strstr(strstr(out, "slave0:"), "state=online") != NULL;
+
+    free(out);
+    return online;
+}
+
+/*
+ * The replica of a type's master killed: a publish there is stored on the
+ * master but answered UNAVAILABLE, saying it was not confirmed by a
+ * replica (it would be lost if the master died now); a type on another
+ * master is still answered OK. The replica restarted, the master's
+ * publishes are confirmed again.
+ */
+static void test_a_publish_no_replica_confirms_is_unavailable(void **state)
+{
+    world *w = *state;
+    char types[MASTERS][64];
+    PublishResponse *resp = NULL;
+    tse_test_status st;
+    int m, r, other;
+    long long stored;
+
+    types_on_every_master(w, "smoke.unreplicated", types);
+    m = master_of_type(w, types[0]);
+    other = master_of_type(w, types[1]);
+    r = tse_test_cluster_replica_of(w->cluster, m);
+    assert_true(r >= 0);
+    free(publish_ok(w, types[0], 0));
+    stored = stream_length_on(w, m, types[0]);
+    tse_test_cluster_kill(w->cluster, r);
+
+    assert_int_equal(publish_on(w->ch, types[0], NULL, 1, &resp, &st), GRPC_STATUS_UNAVAILABLE);
+    assert_null(resp);
+    if (strstr(st.details, "not confirmed by a replica") == NULL ||
+        strstr(st.details, "retry with the same client_id") == NULL)
+        fail_msg("details: '%s'", st.details);
+    assert_int_equal(stream_length_on(w, m, types[0]), stored + 1);
+    assert_true(other != m);
+    free(publish_ok(w, types[1], 2));
+
+    /* The replica back and in sync: confirmed again. */
+    assert_true(tse_test_redis_restart(w->cluster->nodes[r]));
+    assert_true(tse_test_wait_until(replica_online, &(replica_at){w, m}, 30000,
+                                    "the replica of master %d to be online", m));
+    free(publish_ok(w, types[0], 3));
+}
+
+/* A cluster whose masters have no replica: the map says so, n is capped at
+ * 0 for each, and publishes succeed without a WAIT. */
+static int bare_world_up(void **state)
+{
+    world *w = calloc(1, sizeof(*w));
+    const char *args[] = {"--redis-timeout=10s", "--redis-connections=" LANES_ARG, NULL};
+
+    assert_non_null(w);
+    *state = w;
+    tse_test_redis seeds;
+
+    w->cluster = tse_test_redis_cluster_start_replicated(MASTERS, 0, 1000);
+    assert_non_null(w->cluster);
+    seeds = *w->cluster->nodes[0];
+    snprintf(seeds.url, sizeof(seeds.url), "redis+cluster://127.0.0.1:%d",
+             w->cluster->nodes[0]->port);
+    w->service = tse_test_service_start(&seeds, args);
+    assert_non_null(w->service);
+    w->ch = tse_test_channel(w->service->addr);
+    return 0;
+}
+
+/* On a single Redis only 0 is accepted: a start with more is refused,
+ * naming the setting (no Redis needed: refused before connecting). */
+static void test_min_replicas_on_a_single_redis_is_refused(void **state)
+{
+    char cmd[1024], out[4096];
+    FILE *p;
+    size_t n;
+    int status;
+
+    (void)state;
+    snprintf(cmd, sizeof(cmd),
+             "'%s' --listen=127.0.0.1:%d --redis-url=redis://127.0.0.1:1 "
+             "--redis-min-replicas=1 2>&1",
+             getenv("TSE_SERVICE_BIN"), tse_test_free_port());
+    p = popen(cmd, "r");
+    assert_non_null(p);
+    n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    status = pclose(p);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 2);
+    if (strstr(out, "REDIS_MIN_REPLICAS (--redis-min-replicas) 1 needs a Redis Cluster") == NULL)
+        fail_msg("output: %s", out);
+}
+
+static void test_masters_without_replicas_are_not_waited_on(void **state)
+{
+    world *w = *state;
+    char types[MASTERS][64];
+    long before[TSE_TEST_CLUSTER_MAX], after[TSE_TEST_CLUSTER_MAX];
+
+    types_on_every_master(w, "bare.t", types);
+    wait_calls_of_masters(w, before);
+    for (int i = 0; i < MASTERS; i++)
+        free(publish_ok(w, types[i], i));
+    assert_int_equal(wait_calls_of_masters(w, after), 0);
+    for (int i = 0; i < MASTERS; i++)
+        assert_int_equal(stream_length_on(w, master_of_type(w, types[i]), types[i]), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -487,8 +705,15 @@ int main(void)
         cmocka_unit_test(test_a_pattern_subscription_receives_types_on_every_master),
         cmocka_unit_test(test_a_publish_during_a_slot_migration_succeeds),
         cmocka_unit_test(test_scripts_flushed_on_a_master_are_loaded_there_again),
+        cmocka_unit_test(test_a_round_waits_once_per_master_not_per_event),
+        cmocka_unit_test(test_a_publish_no_replica_confirms_is_unavailable),
         cmocka_unit_test(test_a_password_in_the_url_is_used_on_every_master),
     };
+    const struct CMUnitTest bare[] = {
+        cmocka_unit_test(test_masters_without_replicas_are_not_waited_on),
+        cmocka_unit_test(test_min_replicas_on_a_single_redis_is_refused),
+    };
+    int failed = cmocka_run_group_tests_name("replicated", tests, world_up, world_down);
 
-    return cmocka_run_group_tests(tests, world_up, world_down);
+    return failed + cmocka_run_group_tests_name("no replicas", bare, bare_world_up, world_down);
 }

@@ -350,6 +350,8 @@ static const bad_case bad_cases[] = {
     {"REDIS_TIMEOUT", "redis-timeout", "5ms", "out of range [10, 60000]"},
     {"REDIS_TIMEOUT", "redis-timeout", "2min", "not a duration"},
     {"REDIS_CONNECTIONS", "redis-connections", "17", "out of range [1, 16]"},
+    {"REDIS_MIN_REPLICAS", "redis-min-replicas", "-2", "out of range [-1, 16]"},
+    {"REDIS_MIN_REPLICAS", "redis-min-replicas", "one", "not an integer"},
     {"RETENTION_AGE", "retention-age", "3651d", "out of range"},
     {"RETENTION_MAXLEN", "retention-maxlen", "-1", "out of range"},
     {"RETENTION_MAXLEN", "retention-maxlen", "10k", "not an integer"},

@@ -59,6 +59,10 @@ static void slots_reply_covers_every_slot(void **state)
     assert_int_equal(n->port, 7003);
     assert_false(n->master);
     assert_null(tse_cluster_map_node(m, 4));
+    /* the replicas each master's entry lists (the WAIT cap) */
+    assert_int_equal(tse_cluster_map_node(m, 0)->replicas, 1);
+    assert_int_equal(tse_cluster_map_node(m, 2)->replicas, 0);
+    assert_int_equal(tse_cluster_map_node(m, 3)->replicas, 0);
     tse_cluster_map_destroy(m);
 }
 
@@ -179,10 +183,12 @@ static void shards_reply_maps_masters(void **state)
     n = tse_cluster_map_node(m, tse_cluster_map_slot_owner(m, 9001));
     assert_int_equal(n->port, 7000);
     assert_true(n->master);
+    assert_int_equal(n->replicas, 1); /* its shard's other node */
     /* an empty endpoint falls back to the ip */
     n = tse_cluster_map_node(m, tse_cluster_map_slot_owner(m, 8500));
     assert_string_equal(n->host, "127.0.0.1");
     assert_int_equal(n->port, 7001);
+    assert_int_equal(n->replicas, 0);
     assert_false(tse_cluster_map_node(m, 0)->master);
     tse_cluster_map_destroy(m);
     freeReplyObject(r);

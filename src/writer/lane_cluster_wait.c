@@ -1,0 +1,252 @@
+/*
+ * lane_cluster_wait.c - the replication check of a writer lane on a Redis
+ * Cluster (REDIS_MIN_REPLICAS, docs/operations.md "Acknowledged writes and
+ * failover"). Redis replicates asynchronously: a master that stored an
+ * event and died before its replica had it takes the event with it when
+ * the replica is promoted. So a round's publish jobs are answered OK only
+ * once a replica has them: after the round's commands, one
+ * `WAIT <n> <timeout>` per master written to (routed by the slot of one of
+ * its jobs: rconn keeps a node's commands in order on one connection, and
+ * WAIT counts the replicas that acknowledged every write of that
+ * connection), n capped at the replicas the slot map lists for the master
+ * (a master without replicas is not waited on: nothing to wait for).
+ *
+ * A job whose master's WAIT reported fewer than n replicas is answered
+ * UNAVAILABLE: stored on the master but not confirmed (at least once: the
+ * client retries with the same client_id). A round whose commands were
+ * not all answered at once (MOVED, ASK, TRYAGAIN, an unreachable node:
+ * rconn sends those again after the WAITs) WAITs once more (wait_again),
+ * and a master whose connection was replaced in the round confirms
+ * nothing (a WAIT on the new one covers nothing of the old).
+ * Publish jobs only: generic commands and trims complete from their reply.
+ */
+#include "writer/internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "common/alloc.h"
+
+bool tse_lane_wait_on(const tse_lane *l)
+{
+    return l->broker->opts.min_replicas > 0;
+}
+
+/* How long a WAIT waits: half the Redis timeout, so its reply comes well
+ * within the connection's timeout for every reply. */
+static int wait_ms(const tse_lane *l)
+{
+    int ms = l->broker->opts.timeout_ms / 2;
+    return ms > 0 ? ms : 1;
+}
+
+void tse_lane_wait_begin(tse_lane *l, tse_lane_wait *w)
+{
+    w->count = 0;
+    w->before = tse_rconn_get_counters(l->rc);
+}
+
+void tse_lane_wait_assign(tse_lane *l, tse_lane_wait *w, tse_job *job)
+{
+    char host[256];
+    int port, replicas, n = l->broker->opts.min_replicas;
+
+    job->wait_group = -1;
+    if (job->command_cb != NULL || job->slot < 0)
+        return;
+    replicas = tse_rconn_slot_replicas(l->rc, (unsigned)job->slot);
+    if (!tse_rconn_slot_master(l->rc, (unsigned)job->slot, host, sizeof(host), &port)) {
+        job->wait_group = -2; /* no master known: confirmed by nothing */
+        return;
+    }
+    if (replicas >= 0 && replicas < n)
+        n = replicas;
+    if (n == 0)
+        return;
+    for (int i = 0; i < w->count; i++)
+        if (w->group[i].port == port && strcmp(w->group[i].host, host) == 0) {
+            job->wait_group = i;
+            return;
+        }
+    if (w->count == TSE_LANE_MAX_WAITS) {
+        job->wait_group = -2;
+        return;
+    }
+    snprintf(w->group[w->count].host, sizeof(w->group[w->count].host), "%s", host);
+    w->group[w->count].port = port;
+    w->group[w->count].slot = job->slot;
+    w->group[w->count].replicas = n;
+    w->group[w->count].confirmed = false;
+    job->wait_group = w->count++;
+}
+
+bool tse_lane_wait_append(tse_lane *l, tse_lane_wait *w)
+{
+    char ms[16];
+    tse_error err;
+
+    snprintf(ms, sizeof(ms), "%d", wait_ms(l));
+    for (int i = 0; i < w->count; i++) {
+        char n[16];
+        const char *argv[3] = {"WAIT", n, ms};
+
+        snprintf(n, sizeof(n), "%d", w->group[i].replicas);
+        if (tse_rconn_append(l->rc, 3, argv, NULL, w->group[i].slot, &err) != TSE_OK)
+            return false;
+    }
+    return true;
+}
+
+/* Reads the replies of n WAITs appended for replicas[0..n): whether each
+ * reported as many replicas, into ok[i]. */
+static void take_waits(tse_lane *l, int n, const int *replicas, bool *ok, int64_t deadline_ms)
+{
+    for (int i = 0; i < n; i++) {
+        struct redisReply *r = NULL;
+        tse_error err;
+
+        ok[i] = tse_rconn_get_reply(l->rc, deadline_ms, &r, &err) == TSE_OK &&
+                tse_reply_integer_at_least(r, replicas[i]);
+        tse_reply_free(r);
+    }
+}
+
+/* Adds (or finds) the group of the master serving slot in the current
+ * map, n capped at its replicas; -1 when it needs no WAIT (no replicas),
+ * -2 when it cannot be confirmed (no open connection to it, one opened
+ * after a connection was lost in the round: a WAIT there covers nothing of
+ * the old one, or no room). */
+static int group_now(tse_lane *l, tse_lane_wait *w, int slot, bool dropped)
+{
+    char host[256];
+    int port, replicas = tse_rconn_slot_replicas(l->rc, (unsigned)slot),
+              n = l->broker->opts.min_replicas;
+    uint64_t conn = tse_rconn_slot_conn(l->rc, (unsigned)slot);
+
+    if (replicas >= 0 && replicas < n)
+        n = replicas;
+    if (n == 0)
+        return -1;
+    if (conn == 0 || (dropped && conn > w->before.connects) ||
+        !tse_rconn_slot_master(l->rc, (unsigned)slot, host, sizeof(host), &port))
+        return -2;
+    for (int i = 0; i < w->count; i++)
+        if (w->group[i].port == port && strcmp(w->group[i].host, host) == 0)
+            return i;
+    if (w->count == TSE_LANE_MAX_WAITS)
+        return -2;
+    snprintf(w->group[w->count].host, sizeof(w->group[w->count].host), "%s", host);
+    w->group[w->count].port = port;
+    w->group[w->count].slot = slot;
+    w->group[w->count].replicas = n;
+    w->group[w->count].confirmed = false;
+    return w->count++;
+}
+
+/* Whether job holds an answer that waits for the replication check. */
+static bool waits(const tse_job *job)
+{
+    return job->wait_group >= 0 && job->held_reply != NULL &&
+           !tse_reply_error(job->held_reply, NULL, NULL);
+}
+
+/*
+ * After a round whose commands were not all answered at once (a MOVED, an
+ * ASK, a TRYAGAIN, a master unreachable): a redirected or retried command
+ * ran after its master's WAIT, maybe on another master. One more WAIT per
+ * master now serving a held job's slot (the map refreshed by the MOVED),
+ * on the same connections, covers them; after an ASK (the command went to
+ * a master the map does not name for its slot) every master with an open
+ * connection is asked too, and a job is confirmed only if all of them
+ * are. A master whose connection was opened after one was lost in the
+ * round, or has none, confirms nothing.
+ */
+static void wait_again(tse_lane *l, tse_lane_wait *w, tse_job_list *batch, int64_t deadline_ms)
+{
+    tse_rconn_counters now = tse_rconn_get_counters(l->rc), before, after;
+    bool dropped = now.node_drops != w->before.node_drops, asked = now.ask != w->before.ask;
+    int replicas[TSE_LANE_MAX_WAITS] = {0}, k = 0;
+    bool ok[TSE_LANE_MAX_WAITS], all = true;
+    char ms[16];
+
+    w->count = 0;
+    for (tse_job *job = batch->head; job != NULL; job = job->next)
+        if (waits(job))
+            job->wait_group = group_now(l, w, job->slot, dropped);
+    if (asked) {
+        int slots[TSE_LANE_MAX_WAITS];
+        int n = tse_rconn_master_slots(l->rc, slots, TSE_LANE_MAX_WAITS);
+
+        for (int i = 0; i < n; i++)
+            if (tse_rconn_slot_conn(l->rc, (unsigned)slots[i]) != 0 &&
+                group_now(l, w, slots[i], dropped) == -2)
+                all = false;
+    }
+    snprintf(ms, sizeof(ms), "%d", wait_ms(l));
+    for (; k < w->count; k++) {
+        char nr[16];
+        const char *argv[3] = {"WAIT", nr, ms};
+        tse_error err;
+
+        replicas[k] = w->group[k].replicas;
+        snprintf(nr, sizeof(nr), "%d", replicas[k]);
+        if (tse_rconn_append(l->rc, 3, argv, NULL, w->group[k].slot, &err) != TSE_OK)
+            break;
+    }
+    if (k < w->count) { /* out of memory: nothing confirmed */
+        tse_rconn_discard(l->rc);
+        w->count = 0;
+        return;
+    }
+    before = tse_rconn_get_counters(l->rc);
+    take_waits(l, k, replicas, ok, deadline_ms);
+    after = tse_rconn_get_counters(l->rc);
+    for (int i = 0; i < k; i++) {
+        w->group[i].confirmed =
+            ok[i] && after.rounds - before.rounds == 1 && after.node_drops == before.node_drops;
+        all &= w->group[i].confirmed;
+    }
+    for (int i = 0; asked && !all && i < k; i++)
+        w->group[i].confirmed = false;
+}
+
+void tse_lane_wait_take(tse_lane *l, tse_lane_wait *w, tse_job_list *batch, int64_t deadline_ms)
+{
+    int replicas[TSE_LANE_MAX_WAITS] = {0};
+    bool ok[TSE_LANE_MAX_WAITS];
+
+    for (int i = 0; i < w->count; i++)
+        replicas[i] = w->group[i].replicas;
+    take_waits(l, w->count, replicas, ok, deadline_ms);
+    for (int i = 0; i < w->count; i++)
+        w->group[i].confirmed = ok[i];
+    if (tse_rconn_get_counters(l->rc).rounds - w->before.rounds > 1 && w->count > 0)
+        wait_again(l, w, batch, deadline_ms);
+}
+
+void tse_lane_wait_complete(tse_lane *l, const tse_lane_wait *w, tse_job *job)
+{
+    char message[256];
+
+    if (job->held_reply == NULL) {
+        tse_job_fail(job, job->held_status, job->held_message ? job->held_message : "redis error");
+        return;
+    }
+    if (job->wait_group == -1 || tse_reply_error(job->held_reply, NULL, NULL) ||
+        (job->wait_group >= 0 && w->group[job->wait_group].confirmed)) {
+        struct redisReply *r = job->held_reply;
+
+        job->held_reply = NULL;
+        tse_job_finish(job, r);
+        tse_reply_free(r);
+        return;
+    }
+    snprintf(message, sizeof(message),
+             "redis: stored on the master but not confirmed by a replica within %d ms (the event "
+             "may be stored); retry with the same client_id",
+             wait_ms(l));
+    tse_broker_note_error(l->broker, message);
+    tse_reply_free(job->held_reply);
+    job->held_reply = NULL;
+    tse_job_fail(job, TSE_UNAVAILABLE, message);
+}
