@@ -1,5 +1,6 @@
 # bench/lib.sh - helpers shared by the benchmark scripts (sourced, not run):
-# process cleanup, free ports, waiting for a port, /proc figures, redis-cli.
+# process cleanup, free ports, waiting for a port, /proc figures, redis-cli,
+# callgrind totals and their INSTR/SUMMARY lines.
 # They use the caller's SCRATCH, SERVICE_PID, REDIS_PID and REDIS_PORT.
 # shellcheck shell=bash
 
@@ -16,12 +17,17 @@ stop_service() {
     fi
 }
 
-cleanup() {
-    stop_service
+stop_redis() {
     if [[ -n $REDIS_PID ]]; then
         kill -TERM "$REDIS_PID" 2>/dev/null || true
         wait "$REDIS_PID" 2>/dev/null || true
+        REDIS_PID=
     fi
+}
+
+cleanup() {
+    stop_service
+    stop_redis
     rm -rf "$SCRATCH"
 }
 
@@ -46,6 +52,46 @@ start_redis_aof() {
         --appendfsync everysec --dir "$SCRATCH/redis" >/dev/null 2>&1 &
     REDIS_PID=$!
     wait_port "$REDIS_PORT"
+}
+
+# ---- callgrind runs (run_instr.sh, run_instr_rest.sh) ----
+
+# Ends the process $1 under callgrind, which writes its profile at exit:
+# waits for it however slowly it goes.
+stop_profiled() {
+    kill -TERM "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+# Prints the total instructions of callgrind profile $1 (a run of shape $2
+# with $3 units on build $4), kept in KEEP_PROFILES when that is set.
+profile_total() {
+    if [[ -n ${KEEP_PROFILES:-} ]]; then
+        cp "$1" "$KEEP_PROFILES/callgrind.$2.$3.$(tr / _ <<<"$4")"
+    fi
+    awk '/^(summary|totals):/ {print $2; exit}' "$1"
+}
+
+# One INSTR line, printed and added to $SCRATCH/results: shape $1, build $2
+# (label A when $3 is 0, B when 1), total instructions $4 over $6 events and
+# $5 over $7 events (start-up and shutdown, subtracted).
+instr_line() {
+    awk -v s="$1" -v b="$2" -v i="$3" -v f="$4" -v z="$5" -v n="$6" -v m="$7" \
+        -v l="$(cut -d' ' -f1 /proc/loadavg)" \
+        'BEGIN { printf "INSTR shape=%s build=%s label=%s total=%d base=%d per_event=%.0f load=%s\n",
+                        s, b, substr("AB", i + 1, 1), f, z, (f - z) / (n - m), l }' |
+        tee -a "$SCRATCH/results"
+}
+
+# One SUMMARY line per shape of $SCRATCH/results: A's instructions per
+# event, and B's change when there was a B.
+instr_summary() {
+    awk '{ for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+           v[f["shape"], f["label"]] = f["per_event"]; shapes[f["shape"]] = 1 }
+         END { for (s in shapes) {
+                 a = v[s, "A"]; b = v[s, "B"]
+                 if (b != "") printf "SUMMARY %s: %d -> %d instructions per event (%+.1f %%)\n", s, a, b, 100 * (b / a - 1)
+                 else printf "SUMMARY %s: %d instructions per event\n", s, a } }' "$SCRATCH/results"
 }
 
 free_port() {

@@ -73,17 +73,10 @@ instructions() {
         echo "run_instr.sh: $shape/$build had errors: $(grep RESULT "$SCRATCH/out") $(tail -2 "$SCRATCH/err")" >&2
         FAILED=1
     }
-    # callgrind writes its profile at exit: wait for it, however slow.
-    kill -TERM "$SERVICE_PID" 2>/dev/null || true
-    wait "$SERVICE_PID" 2>/dev/null || true
+    stop_profiled "$SERVICE_PID"
     SERVICE_PID=
-    kill -TERM "$REDIS_PID" 2>/dev/null || true
-    wait "$REDIS_PID" 2>/dev/null || true
-    REDIS_PID=
-    if [[ -n ${KEEP_PROFILES:-} ]]; then
-        cp "$out" "$KEEP_PROFILES/callgrind.$shape.$n.$(tr / _ <<<"$build")"
-    fi
-    awk '/^(summary|totals):/ {print $2; exit}' "$out"
+    stop_redis
+    profile_total "$out" "$shape" "$n" "$build"
 }
 
 for shape in $SHAPES; do
@@ -91,18 +84,9 @@ for shape in $SHAPES; do
         build=${builds[$i]}
         full=$(instructions "$build" "$shape" "$COUNT")
         base=$(instructions "$build" "$shape" "$BASE")
-        awk -v s="$shape" -v b="$build" -v f="$full" -v z="$base" -v n="$COUNT" -v m="$BASE" \
-            -v l="$(cut -d' ' -f1 /proc/loadavg)" \
-            'BEGIN { printf "INSTR shape=%s build=%s label=%s total=%d base=%d per_event=%.0f load=%s\n",
-                            s, b, substr("AB", '"$i"' + 1, 1), f, z, (f - z) / (n - m), l }' |
-            tee -a "$SCRATCH/results"
+        instr_line "$shape" "$build" "$i" "$full" "$base" "$COUNT" "$BASE"
     done
 done
 
-awk '{ for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
-       v[f["shape"], f["label"]] = f["per_event"]; shapes[f["shape"]] = 1 }
-     END { for (s in shapes) {
-             a = v[s, "A"]; b = v[s, "B"]
-             if (b != "") printf "SUMMARY %s: %d -> %d instructions per event (%+.1f %%)\n", s, a, b, 100 * (b / a - 1)
-             else printf "SUMMARY %s: %d instructions per event\n", s, a } }' "$SCRATCH/results"
+instr_summary
 exit "$FAILED"

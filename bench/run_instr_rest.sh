@@ -24,21 +24,16 @@ BATCH=${BATCH:-100}
 SHAPES=${SHAPES:-batch single}
 # shellcheck source=lib.sh
 source "$here/lib.sh"
-SCRATCH=$(mktemp -d)
-SERVICE_PID=
-REDIS_PID=
-REDIS_PORT=
+bench_start
 BRIDGE_PID=
 stop_all() {
     if [[ -n $BRIDGE_PID ]]; then
-        kill -TERM "$BRIDGE_PID" 2>/dev/null || true
-        wait "$BRIDGE_PID" 2>/dev/null || true
+        stop_profiled "$BRIDGE_PID"
         BRIDGE_PID=
     fi
     cleanup
 }
 trap stop_all EXIT
-FAILED=0
 
 BODY='{"event_type":"sample.created","source_service":"bench-client-service","priority":3,"payload":{"sample_id":"123e4567-e89b-42d3-a456-426614174000","barcode":"SAM-20240618-001","sample_type":"DNA","submitter_id":"223e4567-e89b-42d3-a456-426614174001","lab_id":"323e4567-e89b-42d3-a456-426614174002"}}'
 printf '%s' "$BODY" >"$SCRATCH/single.json"
@@ -51,26 +46,10 @@ printf '%s' "$BODY" >"$SCRATCH/single.json"
     printf ']}'
 } >"$SCRATCH/batch.json"
 
-# The bridge under callgrind starts slowly: up to a minute.
-wait_slow() {
-    for _ in $(seq 600); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    return 1
-}
-
 # One run: $1 build, $2 shape, $3 requests; prints the bridge's total Ir.
 instructions() {
     local build=$1 shape=$2 n=$3 gport hport out path
-    REDIS_PORT=$(free_port)
-    rm -rf "$SCRATCH/redis" && mkdir -p "$SCRATCH/redis"
-    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly yes \
-        --appendfsync everysec --dir "$SCRATCH/redis" >/dev/null 2>&1 &
-    REDIS_PID=$!
-    wait_port "$REDIS_PORT"
+    start_redis_aof
     gport=$(free_port)
     TRACSEQ_EVENTS_CONFIG='' "$build/tracseq-events" --listen="127.0.0.1:$gport" \
         --redis-url="redis://127.0.0.1:$REDIS_PORT" --log-level=warn 2>"$SCRATCH/svc.log" &
@@ -83,7 +62,7 @@ instructions() {
         "$build/rest-bridge/tracseq-rest-bridge" --host=127.0.0.1 --port="$hport" \
         --event-service-addr="127.0.0.1:$gport" >"$SCRATCH/bridge.log" 2>&1 &
     BRIDGE_PID=$!
-    wait_slow "$hport"
+    wait_port "$hport" 600 # the bridge under callgrind starts slowly: up to a minute
     sleep 1
     path=batch
     [[ $shape == single ]] && path=publish
@@ -97,18 +76,11 @@ instructions() {
         echo "run_instr_rest.sh: $shape/$build: $(sort "$SCRATCH/codes" | uniq -c | tr '\n' ' ')" >&2
         FAILED=1
     fi
-    # callgrind writes its profile at exit: wait for it, however slow.
-    kill -TERM "$BRIDGE_PID" 2>/dev/null || true
-    wait "$BRIDGE_PID" 2>/dev/null || true
+    stop_profiled "$BRIDGE_PID"
     BRIDGE_PID=
     stop_service
-    kill -TERM "$REDIS_PID" 2>/dev/null || true
-    wait "$REDIS_PID" 2>/dev/null || true
-    REDIS_PID=
-    if [[ -n ${KEEP_PROFILES:-} ]]; then
-        cp "$out" "$KEEP_PROFILES/callgrind.$shape.$n.$(tr / _ <<<"$build")"
-    fi
-    awk '/^(summary|totals):/ {print $2; exit}' "$out"
+    stop_redis
+    profile_total "$out" "$shape" "$n" "$build"
 }
 
 for shape in $SHAPES; do
@@ -121,18 +93,9 @@ for shape in $SHAPES; do
         build=${builds[$i]}
         full=$(instructions "$build" "$shape" "$full_n")
         base=$(instructions "$build" "$shape" "$base_n")
-        awk -v s="$shape" -v b="$build" -v f="$full" -v z="$base" -v n="$((full_n * per))" \
-            -v m="$((base_n * per))" -v l="$(cut -d' ' -f1 /proc/loadavg)" \
-            'BEGIN { printf "INSTR shape=%s build=%s label=%s total=%d base=%d per_event=%.0f load=%s\n",
-                            s, b, substr("AB", '"$i"' + 1, 1), f, z, (f - z) / (n - m), l }' |
-            tee -a "$SCRATCH/results"
+        instr_line "$shape" "$build" "$i" "$full" "$base" "$((full_n * per))" "$((base_n * per))"
     done
 done
 
-awk '{ for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
-       v[f["shape"], f["label"]] = f["per_event"]; shapes[f["shape"]] = 1 }
-     END { for (s in shapes) {
-             a = v[s, "A"]; b = v[s, "B"]
-             if (b != "") printf "SUMMARY %s: %d -> %d instructions per event (%+.1f %%)\n", s, a, b, 100 * (b / a - 1)
-             else printf "SUMMARY %s: %d instructions per event\n", s, a } }' "$SCRATCH/results"
+instr_summary
 exit "$FAILED"

@@ -51,6 +51,7 @@
 #include "grpc/health/v1/health.pb-c.h"
 #include "grpc_client.h"
 #include "harness.h"
+#include "subscriptions.h"
 #include "tracseq/events/v1/service.pb-c.h"
 #include "wait.h"
 
@@ -575,28 +576,15 @@ static void world_destroy(world *w)
 
 static void create_subscription(const char *addr, const char *name)
 {
-    Tracseq__Events__V1__CreateSubscriptionRequest req =
-        TRACSEQ__EVENTS__V1__CREATE_SUBSCRIPTION_REQUEST__INIT;
-    Tracseq__Events__V1__Subscription sub = TRACSEQ__EVENTS__V1__SUBSCRIPTION__INIT;
-    char *types[1] = {"fault.*"};
+    tse_test_subscription t;
+    Tracseq__Events__V1__Subscription *sub = tse_test_subscription_init(
+        &t, name, "fault.*", TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_EARLIEST);
     tse_client *ch = tse_test_channel(addr);
-    ProtobufCMessage *out = NULL;
-    tse_test_status st;
-    grpc_status_code code;
 
-    sub.name = (char *)name;
-    sub.event_types = types;
-    sub.n_event_types = 1;
-    sub.start = TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_EARLIEST;
-    sub.ack_deadline_ms = ACK_DEADLINE_MS;
-    sub.max_delivery_attempts = 100;
-    sub.max_in_flight = 200;
-    req.subscription = &sub;
-    code = tse_test_unary(ch, M_CREATE, &req.base, &tracseq__events__v1__subscription__descriptor,
-                          &out, &st, 10000, NULL, NULL);
-    if (code != GRPC_STATUS_OK)
-        fail_msg("CreateSubscription %s: %d '%s'", name, code, st.details);
-    protobuf_c_message_free_unpacked(out, NULL);
+    sub->ack_deadline_ms = ACK_DEADLINE_MS;
+    sub->max_delivery_attempts = 100;
+    sub->max_in_flight = 200;
+    tse_test_subscription_create(ch, sub, 10000);
     tse_test_channel_destroy(ch);
 }
 

@@ -27,8 +27,10 @@
 #include "grpc_client.h"
 #include "harness.h"
 #include "http_client.h"
+#include "subscriptions.h"
 #include "tracseq/events/v1/service.pb-c.h"
 #include "wait.h"
+#include "world.h"
 
 #define SERVICE          "/tracseq.events.v1.EventService/"
 #define M_PUBLISH        SERVICE "Publish"
@@ -50,41 +52,19 @@ typedef Tracseq__Events__V1__Stats Stats;
 
 /* ---- the world: one Redis, one service, a bridge in front ---- */
 
-typedef struct world {
-    tse_test_redis *redis;
-    tse_test_service *service;
-    tse_test_service *bridge;
-    tse_client *ch;
-} world;
+typedef tse_test_world world;
 
 static const char *const service_args[] = {"--redis-timeout=1s", NULL};
 
 static int world_up(void **state)
 {
-    world *w = calloc(1, sizeof(*w));
-
-    assert_non_null(w);
-    w->redis = tse_test_redis_start(false);
-    assert_non_null(w->redis);
-    w->service = tse_test_service_start(w->redis, service_args);
-    assert_non_null(w->service);
-    w->bridge = tse_test_bridge_start(w->service->addr, NULL);
-    assert_non_null(w->bridge);
-    tse_test_http_await_healthy(w->bridge->port, 30000); /* else: 503 while it connects */
-    w->ch = tse_test_channel(w->service->addr);
-    *state = w;
+    *state = tse_test_world_start(tse_test_redis_start(false), service_args, true, NULL);
     return 0;
 }
 
 static int world_down(void **state)
 {
-    world *w = *state;
-
-    tse_test_channel_destroy(w->ch);
-    assert_int_equal(tse_test_service_stop(w->bridge), 0);
-    assert_int_equal(tse_test_service_stop(w->service), 0);
-    tse_test_redis_stop(w->redis);
-    free(w);
+    tse_test_world_stop(*state);
     return 0;
 }
 
@@ -144,31 +124,15 @@ static PublishResponse *publish_ok(world *w, const char *type, int priority, con
 static void create_sub(world *w, const char *name, const char *pattern,
                        Tracseq__Events__V1__StartPosition start, int64_t start_ms)
 {
-    Tracseq__Events__V1__CreateSubscriptionRequest req =
-        TRACSEQ__EVENTS__V1__CREATE_SUBSCRIPTION_REQUEST__INIT;
-    Subscription sub = TRACSEQ__EVENTS__V1__SUBSCRIPTION__INIT;
-    Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
-    char *types[1] = {(char *)pattern};
-    Subscription *out = NULL;
-    tse_test_status st;
-    grpc_status_code code;
+    tse_test_subscription t;
+    Subscription *sub = tse_test_subscription_init(&t, name, pattern, start);
 
-    sub.name = (char *)name;
-    sub.event_types = types;
-    sub.n_event_types = 1;
-    sub.start = start;
-    sub.ack_deadline_ms = 30000;
     if (start == TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_TIMESTAMP) {
-        ts.seconds = start_ms / 1000;
-        ts.nanos = (int32_t)(start_ms % 1000) * 1000000;
-        sub.start_time = &ts;
+        t.start_time.seconds = start_ms / 1000;
+        t.start_time.nanos = (int32_t)(start_ms % 1000) * 1000000;
+        sub->start_time = &t.start_time;
     }
-    req.subscription = &sub;
-    code = unary(w->ch, M_CREATE, &req.base, &tracseq__events__v1__subscription__descriptor, &out,
-                 &st);
-    if (code != GRPC_STATUS_OK)
-        fail_msg("CreateSubscription %s: %d '%s'", name, code, st.details);
-    protobuf_c_message_free_unpacked(&out->base, NULL);
+    tse_test_subscription_create(w->ch, sub, UNARY_TIMEOUT_MS);
 }
 
 static void create_latest(world *w, const char *name, const char *pattern)

@@ -44,6 +44,7 @@
 #include "subscriptions.h"
 #include "tracseq/events/v1/service.pb-c.h"
 #include "wait.h"
+#include "world.h"
 
 #define SERVICE         "/tracseq.events.v1.EventService/"
 #define M_PUBLISH       SERVICE "Publish"
@@ -89,50 +90,24 @@ typedef Tracseq__Events__V1__Stats Stats;
 
 /* ---- the world: one cluster, one service, one bridge ---- */
 
-typedef struct world {
-    tse_test_redis *redis; /* the cluster's front: commands reach a key's master */
-    tse_test_redis_cluster *cluster;
-    tse_test_service *service, *bridge;
-    tse_client *ch;
-} world;
+typedef tse_test_world world; /* redis: the cluster's front, commands reach a key's master */
 
 static int world_up(void **state)
 {
-    world *w = calloc(1, sizeof(*w));
     /* Redis's timeout well above a loaded machine's hiccups; a killed
      * master closes its sockets at once, so it is noticed anyway. */
     const char *const args[] = {"--redis-timeout=5s", NULL};
 
-    assert_non_null(w);
-    *state = w;
-    w->redis = tse_test_cluster_front(
-        tse_test_redis_cluster_start_replicated(MASTERS, 1, NODE_TIMEOUT_MS));
-    assert_non_null(w->redis);
-    w->cluster = w->redis->whole;
-    w->service = tse_test_service_start(w->redis, args);
-    assert_non_null(w->service);
-    w->bridge = tse_test_bridge_start(w->service->addr, NULL);
-    assert_non_null(w->bridge);
-    tse_test_http_await_healthy(w->bridge->port, SETTLE_MS);
-    w->ch = tse_test_channel(w->service->addr);
+    *state = tse_test_world_start(tse_test_cluster_front(tse_test_redis_cluster_start_replicated(
+                                      MASTERS, 1, NODE_TIMEOUT_MS)),
+                                  args, true, NULL);
     return 0;
 }
 
+/* Graceful shutdown, even after a master died under it. */
 static int world_down(void **state)
 {
-    world *w = *state;
-    int rc_bridge, rc_service;
-
-    if (w == NULL)
-        return 0;
-    tse_test_channel_destroy(w->ch);
-    rc_bridge = tse_test_service_stop(w->bridge);
-    rc_service = tse_test_service_stop(w->service);
-    tse_test_redis_stop(w->redis);
-    free(w);
-    /* Graceful shutdown, even after a master died under it. */
-    assert_int_equal(rc_bridge, 0);
-    assert_int_equal(rc_service, 0);
+    tse_test_world_stop(*state);
     return 0;
 }
 
@@ -144,7 +119,7 @@ static int type_master(const world *w, const char *type)
     char key[160];
 
     tse_key_stream(type, 3, key, sizeof(key));
-    return tse_test_cluster_key_master(w->cluster, key);
+    return tse_test_cluster_key_master(w->redis->whole, key);
 }
 
 /* n (<= MASTERS) types "<prefix><i>" whose streams are on n different
@@ -172,12 +147,12 @@ static void types_on_masters(const world *w, const char *prefix, int n, char typ
 static long long keys_held_by_master(const world *w, const char *key)
 {
     unsigned slot = tse_key_slot(key, strlen(key));
-    int m = tse_test_cluster_slot_master(w->cluster, slot);
+    int m = tse_test_cluster_slot_master(w->redis->whole, slot);
     char *out;
     long long n;
 
     assert_true(m >= 0);
-    out = tse_test_redis_cmd(w->cluster->nodes[m], "CLUSTER COUNTKEYSINSLOT %u", slot);
+    out = tse_test_redis_cmd(w->redis->whole->nodes[m], "CLUSTER COUNTKEYSINSLOT %u", slot);
     assert_non_null(out);
     n = atoll(out);
     free(out);
@@ -459,7 +434,7 @@ static void test_every_catalog_type_is_stored_on_its_master_and_delivered(void *
         assert_string_equal(resp->stream, key);
         /* Held by the master of its slot, asked without redirection. */
         assert_true(keys_held_by_master(w, key) >= 1);
-        m = tse_test_cluster_key_master(w->cluster, key);
+        m = tse_test_cluster_key_master(w->redis->whole, key);
         masters += !on_master[m];
         on_master[m] = true;
         json_object_set_new(seen, ev->event_type, json_integer(0));
@@ -815,7 +790,7 @@ static void test_stats_report_streams_of_every_master_as_redis_holds_them(void *
             }
         if (!found)
             fail_msg("GetStats lists no length of %s (on node %d)", types[t],
-                     tse_test_cluster_key_master(w->cluster, key[t]));
+                     tse_test_cluster_key_master(w->redis->whole, key[t]));
     }
     assert_int_equal(st->subscriptions, redis_int(w, "HLEN %s", TSE_SUBS_KEY));
     protobuf_c_message_free_unpacked(&st->base, NULL);
@@ -1084,7 +1059,7 @@ static void fill_slot(const world *w, const char *type, int n)
 
     assert_non_null(argv);
     tse_key_stream(type, 3, key, sizeof(key));
-    m = tse_test_cluster_key_master(w->cluster, key);
+    m = tse_test_cluster_key_master(w->redis->whole, key);
     assert_true(m >= 0);
     argv[0] = "MSET";
     for (int i = 0; i < n; i++) {
@@ -1094,7 +1069,7 @@ static void fill_slot(const world *w, const char *type, int n)
         argv[argc + 1] = argv[argc];
         argc += 2;
     }
-    ctx = redisConnect("127.0.0.1", w->cluster->nodes[m]->port);
+    ctx = redisConnect("127.0.0.1", w->redis->whole->nodes[m]->port);
     assert_true(ctx != NULL && ctx->err == 0);
     r = redisCommandArgv(ctx, argc, (const char **)argv, NULL);
     assert_true(r != NULL && r->type == REDIS_REPLY_STATUS);
@@ -1121,13 +1096,13 @@ static void test_reshard_under_load_loses_no_acknowledged_event(void **state)
     static bool moving[TSE_KEY_SLOTS];
     static load l;
     char prefix[32] = "", key[160], type0[40];
-    int from = tse_test_cluster_slot_master(w->cluster, 0), to, published_at_end;
+    int from = tse_test_cluster_slot_master(w->redis->whole, 0), to, published_at_end;
     tse_test_reshard *r;
 
     assert_true(from >= 0);
-    to = tse_test_cluster_other_master(w->cluster, from);
+    to = tse_test_cluster_other_master(w->redis->whole, from);
     assert_true(to >= 0);
-    assert_int_equal(tse_test_cluster_lowest_slots(w->cluster, from, RESHARD_SLOTS, slots),
+    assert_int_equal(tse_test_cluster_lowest_slots(w->redis->whole, from, RESHARD_SLOTS, slots),
                      RESHARD_SLOTS);
     memset(moving, 0, sizeof(moving));
     for (int i = 0; i < RESHARD_SLOTS; i++)
@@ -1149,14 +1124,14 @@ static void test_reshard_under_load_loses_no_acknowledged_event(void **state)
     load_start(&l, w, "mig", prefix);
     assert_string_equal(l.types[0], type0);
     tse_key_stream(l.types[0], 3, key, sizeof(key));
-    assert_int_equal(tse_test_cluster_key_master(w->cluster, key), from);
+    assert_int_equal(tse_test_cluster_key_master(w->redis->whole, key), from);
 
-    r = tse_test_cluster_reshard_start(w->cluster, from, to, RESHARD_SLOTS);
+    r = tse_test_cluster_reshard_start(w->redis->whole, from, to, RESHARD_SLOTS);
     assert_non_null(r);
     assert_true(tse_test_cluster_reshard_finish(r, 120000));
     /* The moved type's stream is on the new master; the load goes on
      * there: it is still published to and delivered from. */
-    assert_int_equal(tse_test_cluster_key_master(w->cluster, key), to);
+    assert_int_equal(tse_test_cluster_key_master(w->redis->whole, key), to);
     published_at_end = atomic_load(&l.pub[0].ok);
     TSE_TEST_AWAIT(atomic_load(&l.pub[0].ok) >= published_at_end + 50, SETTLE_MS,
                    "50 more publishes of %s after the resharding", l.types[0]);
@@ -1255,10 +1230,10 @@ static void test_killed_master_is_replaced_and_no_acknowledged_event_is_lost(voi
 
     load_start(&l, w, "kill", "kill.t");
     victim = type_master(w, l.types[0]);
-    replica = tse_test_cluster_replica_of(w->cluster, victim);
+    replica = tse_test_cluster_replica_of(w->redis->whole, victim);
     assert_true(victim >= 0 && replica >= 0);
-    assert_true(
-        tse_test_cluster_config_set(w->cluster, replica, "cluster-replica-no-failover", "yes"));
+    assert_true(tse_test_cluster_config_set(w->redis->whole, replica, "cluster-replica-no-failover",
+                                            "yes"));
     /* A backlog of the other types, unread while the subscriber holds
      * max_in_flight (100) deliveries unacked: what it gets after the kill
      * beyond those 100 was read from the live masters with one dead. */
@@ -1269,7 +1244,7 @@ static void test_killed_master_is_replaced_and_no_acknowledged_event_is_lost(voi
                    SETTLE_MS, "600 publishes of %s and %s", l.types[1], l.types[2]);
     atomic_store(&l.pub[1].paused, true);
     atomic_store(&l.pub[2].paused, true);
-    tse_test_cluster_kill(w->cluster, victim);
+    tse_test_cluster_kill(w->redis->whole, victim);
     others = load_others_delivered(&l);
     atomic_store(&l.hold_subscriber, false);
     TSE_TEST_AWAIT(load_others_delivered(&l) >= others + 400, SETTLE_MS,
@@ -1301,10 +1276,10 @@ static void test_killed_master_is_replaced_and_no_acknowledged_event_is_lost(voi
     for (int t = 0; t < MASTERS; t++)
         atomic_store(&l.pub[t].paused, false);
     assert_true(
-        tse_test_cluster_config_set(w->cluster, replica, "cluster-replica-no-failover", "no"));
+        tse_test_cluster_config_set(w->redis->whole, replica, "cluster-replica-no-failover", "no"));
     tse_key_stream(l.types[0], 3, key, sizeof(key));
-    promoted =
-        tse_test_cluster_wait_slot_served(w->cluster, tse_key_slot(key, strlen(key)), SETTLE_MS);
+    promoted = tse_test_cluster_wait_slot_served(w->redis->whole, tse_key_slot(key, strlen(key)),
+                                                 SETTLE_MS);
     assert_int_equal(promoted, replica);
     assert_int_equal(type_master(w, l.types[0]), replica);
     published_at_promotion = atomic_load(&l.pub[0].ok);
@@ -1423,13 +1398,13 @@ static void test_operator_calls_with_a_dead_master_answer_unavailable(void **sta
     /* The dead master: the one of the dead-letter store (one of the
      * types' too: types_on_masters covers every master). */
     tse_key_dlq("opfail", dlq, sizeof(dlq));
-    victim = tse_test_cluster_key_master(w->cluster, dlq);
+    victim = tse_test_cluster_key_master(w->redis->whole, dlq);
     assert_true(victim >= 0);
-    replica = tse_test_cluster_replica_of(w->cluster, victim);
+    replica = tse_test_cluster_replica_of(w->redis->whole, victim);
     if (replica >= 0)
-        assert_true(
-            tse_test_cluster_config_set(w->cluster, replica, "cluster-replica-no-failover", "yes"));
-    tse_test_cluster_kill(w->cluster, victim);
+        assert_true(tse_test_cluster_config_set(w->redis->whole, replica,
+                                                "cluster-replica-no-failover", "yes"));
+    tse_test_cluster_kill(w->redis->whole, victim);
 
     ack.subscription = "opfail";
     ack.ack_ids = acks;

@@ -46,6 +46,7 @@
 #include "subscriptions.h"
 #include "tracseq/events/v1/service.pb-c.h"
 #include "wait.h"
+#include "world.h"
 
 #define SERVICE     "/tracseq.events.v1.EventService/"
 #define M_PUBLISH   SERVICE "Publish"
@@ -68,44 +69,34 @@ typedef Tracseq__Events__V1__PublishBatchRequest BatchRequest;
 typedef Tracseq__Events__V1__PublishBatchResponse BatchResponse;
 typedef Tracseq__Events__V1__Stats Stats;
 
-typedef struct world {
-    tse_test_redis_cluster *cluster;
-    tse_test_service *service;
-    tse_client *ch;
-} world;
+typedef tse_test_world world; /* redis: a front of the cluster (redis->whole) */
+
+/* The service on a new cluster of MASTERS masters with replicas each,
+ * given only its first seeds nodes: it finds the others itself. */
+static tse_test_world *cluster_world(int replicas, int seeds)
+{
+    const char *const args[] = {"--redis-timeout=10s", "--redis-connections=" LANES_ARG, NULL};
+    tse_test_redis *front =
+        tse_test_cluster_front(tse_test_redis_cluster_start_replicated(MASTERS, replicas, 1000));
+    size_t used;
+
+    assert_non_null(front);
+    used = (size_t)snprintf(front->url, sizeof(front->url), "redis+cluster://");
+    for (int i = 0; i < seeds; i++)
+        used += (size_t)snprintf(front->url + used, sizeof(front->url) - used, "%s127.0.0.1:%d",
+                                 i > 0 ? "," : "", front->whole->nodes[i]->port);
+    return tse_test_world_start(front, args, false, NULL);
+}
 
 static int world_up(void **state)
 {
-    world *w = calloc(1, sizeof(*w));
-    tse_test_redis seeds;
-    const char *args[] = {"--redis-timeout=10s", "--redis-connections=" LANES_ARG, NULL};
-
-    assert_non_null(w);
-    *state = w;
-    w->cluster = tse_test_redis_cluster_start_replicated(MASTERS, 1, 1000);
-    assert_non_null(w->cluster);
-    /* The harness starts the service on a tse_test_redis's url: two seeds,
-     * the service finds the other nodes itself. */
-    seeds = *w->cluster->nodes[0];
-    snprintf(seeds.url, sizeof(seeds.url), "redis+cluster://127.0.0.1:%d,127.0.0.1:%d",
-             w->cluster->nodes[0]->port, w->cluster->nodes[1]->port);
-    w->service = tse_test_service_start(&seeds, args);
-    assert_non_null(w->service);
-    w->ch = tse_test_channel(w->service->addr);
+    *state = cluster_world(1, 2);
     return 0;
 }
 
 static int world_down(void **state)
 {
-    world *w = *state;
-
-    if (w == NULL)
-        return 0;
-    tse_test_channel_destroy(w->ch);
-    if (w->service != NULL)
-        assert_int_equal(tse_test_service_stop(w->service), 0);
-    tse_test_redis_cluster_stop(w->cluster);
-    free(w);
+    tse_test_world_stop(*state);
     return 0;
 }
 
@@ -122,7 +113,7 @@ static int master_of_type(const world *w, const char *type)
     char key[256];
 
     stream_key(key, sizeof(key), type, 3);
-    return tse_test_cluster_slot_master(w->cluster, tse_key_slot(key, strlen(key)));
+    return tse_test_cluster_slot_master(w->redis->whole, tse_key_slot(key, strlen(key)));
 }
 
 /* Finds, for each master, a type "<prefix>.<n>" whose stream it serves. */
@@ -199,7 +190,7 @@ static char *publish_ok(const world *w, const char *type, int seq)
 /* What node i answers to a command (caller frees), failing when nothing. */
 static char *node_cmd(const world *w, int i, const char *fmt, const char *arg)
 {
-    char *out = tse_test_redis_cmd(w->cluster->nodes[i], fmt, arg);
+    char *out = tse_test_redis_cmd(w->redis->whole->nodes[i], fmt, arg);
 
     assert_non_null(out);
     return out;
@@ -241,8 +232,8 @@ static void test_events_are_stored_on_the_master_of_their_slot(void **state)
     }
     /* Every stream registered, in the stream set on its own master. */
     snprintf(members_key, sizeof(members_key), "%s", TSE_STREAMS_KEY);
-    set_master =
-        tse_test_cluster_slot_master(w->cluster, tse_key_slot(members_key, strlen(members_key)));
+    set_master = tse_test_cluster_slot_master(w->redis->whole,
+                                              tse_key_slot(members_key, strlen(members_key)));
     assert_true(set_master >= 0);
     for (int i = 0; i < MASTERS; i++) {
         char *out;
@@ -383,15 +374,15 @@ static void test_a_publish_during_a_slot_migration_succeeds(void **state)
     assert_true(from != to);
 
     free(publish_ok(w, type, 0));
-    assert_true(tse_test_cluster_slot_begin(w->cluster, slot, to));
+    assert_true(tse_test_cluster_slot_begin(w->redis->whole, slot, to));
     free(publish_ok(w, type, 1));
-    assert_true(tse_test_cluster_slot_move_keys(w->cluster, slot, to, 100) >= 1);
+    assert_true(tse_test_cluster_slot_move_keys(w->redis->whole, slot, to, 100) >= 1);
     free(publish_ok(w, type, 2));
-    assert_true(tse_test_cluster_slot_finish(w->cluster, slot, to));
+    assert_true(tse_test_cluster_slot_finish(w->redis->whole, slot, to));
     free(publish_ok(w, type, 3));
     free(publish_ok(w, type, 4));
 
-    assert_int_equal(tse_test_cluster_slot_master(w->cluster, slot), to);
+    assert_int_equal(tse_test_cluster_slot_master(w->redis->whole, slot), to);
     assert_int_equal(stream_length_on(w, to, type), 5);
 }
 
@@ -410,7 +401,7 @@ static void test_scripts_flushed_on_a_master_are_loaded_there_again(void **state
 
     types_on_every_master(w, "smoke.flush", types);
     m = master_of_type(w, types[0]);
-    out = tse_test_redis_cmd(w->cluster->nodes[m], "SCRIPT FLUSH");
+    out = tse_test_redis_cmd(w->redis->whole->nodes[m], "SCRIPT FLUSH");
     assert_non_null(out);
     assert_string_equal(out, "OK");
     free(out);
@@ -457,16 +448,16 @@ static void test_a_password_in_the_url_is_used_on_every_master(void **state)
     tse_test_status st;
 
     types_on_every_master(w, "smoke.auth", types);
-    for (int i = 0; i < w->cluster->n; i++)
-        assert_true(tse_test_cluster_config_set(w->cluster, i, "masterauth", "s3cret"));
-    for (int i = 0; i < w->cluster->n; i++)
-        assert_true(tse_test_cluster_config_set(w->cluster, i, "requirepass", "s3cret"));
-    with = *w->cluster->nodes[0];
+    for (int i = 0; i < w->redis->whole->n; i++)
+        assert_true(tse_test_cluster_config_set(w->redis->whole, i, "masterauth", "s3cret"));
+    for (int i = 0; i < w->redis->whole->n; i++)
+        assert_true(tse_test_cluster_config_set(w->redis->whole, i, "requirepass", "s3cret"));
+    with = *w->redis->whole->nodes[0];
     snprintf(with.url, sizeof(with.url), "redis+cluster://:s3cret@127.0.0.1:%d,127.0.0.1:%d",
-             w->cluster->nodes[0]->port, w->cluster->nodes[1]->port);
+             w->redis->whole->nodes[0]->port, w->redis->whole->nodes[1]->port);
     without = with;
     snprintf(without.url, sizeof(without.url), "redis+cluster://127.0.0.1:%d",
-             w->cluster->nodes[0]->port);
+             w->redis->whole->nodes[0]->port);
     s_with = tse_test_service_start(&with, args);
     /* It waits for Redis up to its timeout before it listens: a short one. */
     s_without = tse_test_service_start(&without, short_args);
@@ -508,8 +499,8 @@ static long wait_calls_of_masters(const world *w, long per_master[TSE_TEST_CLUST
 {
     long total = 0;
 
-    for (int i = 0; i < w->cluster->n; i++) {
-        per_master[i] = tse_test_cluster_is_master(w->cluster, i) ? wait_calls(w, i) : 0;
+    for (int i = 0; i < w->redis->whole->n; i++) {
+        per_master[i] = tse_test_cluster_is_master(w->redis->whole, i) ? wait_calls(w, i) : 0;
         total += per_master[i];
     }
     return total;
@@ -565,8 +556,8 @@ static void test_a_round_waits_once_per_master_not_per_event(void **state)
     total = -wait_calls_of_masters(w, before);
     publish_batch_ok(w, types, WAIT_TYPES);
     total += wait_calls_of_masters(w, after);
-    for (int i = 0; i < w->cluster->n; i++) {
-        if (!tse_test_cluster_is_master(w->cluster, i))
+    for (int i = 0; i < w->redis->whole->n; i++) {
+        if (!tse_test_cluster_is_master(w->redis->whole, i))
             continue;
         masters++;
         print_message("master %d: %ld WAIT\n", i, after[i] - before[i]);
@@ -585,7 +576,7 @@ typedef struct replica_at {
 static bool replica_online(void *arg)
 {
     const replica_at *a = arg;
-    char *out = tse_test_redis_cmd(a->w->cluster->nodes[a->master], "INFO replication");
+    char *out = tse_test_redis_cmd(a->w->redis->whole->nodes[a->master], "INFO replication");
     bool online = out != NULL && strstr(out, "slave0:") != NULL &&
                   strstr(strstr(out, "slave0:"), "state=online") != NULL;
 
@@ -612,11 +603,11 @@ static void test_a_publish_no_replica_confirms_is_unavailable(void **state)
     types_on_every_master(w, "smoke.unreplicated", types);
     m = master_of_type(w, types[0]);
     other = master_of_type(w, types[1]);
-    r = tse_test_cluster_replica_of(w->cluster, m);
+    r = tse_test_cluster_replica_of(w->redis->whole, m);
     assert_true(r >= 0);
     free(publish_ok(w, types[0], 0));
     stored = stream_length_on(w, m, types[0]);
-    tse_test_cluster_kill(w->cluster, r);
+    tse_test_cluster_kill(w->redis->whole, r);
 
     assert_int_equal(publish_on(w->ch, types[0], NULL, 1, &resp, &st), GRPC_STATUS_UNAVAILABLE);
     assert_null(resp);
@@ -628,7 +619,7 @@ static void test_a_publish_no_replica_confirms_is_unavailable(void **state)
     free(publish_ok(w, types[1], 2));
 
     /* The replica back and in sync: confirmed again. */
-    assert_true(tse_test_redis_restart(w->cluster->nodes[r]));
+    assert_true(tse_test_redis_restart(w->redis->whole->nodes[r]));
     assert_true(tse_test_wait_until(replica_online, &(replica_at){w, m}, 30000,
                                     "the replica of master %d to be online", m));
     free(publish_ok(w, types[0], 3));
@@ -638,21 +629,7 @@ static void test_a_publish_no_replica_confirms_is_unavailable(void **state)
  * 0 for each, and publishes succeed without a WAIT. */
 static int bare_world_up(void **state)
 {
-    world *w = calloc(1, sizeof(*w));
-    const char *args[] = {"--redis-timeout=10s", "--redis-connections=" LANES_ARG, NULL};
-
-    assert_non_null(w);
-    *state = w;
-    tse_test_redis seeds;
-
-    w->cluster = tse_test_redis_cluster_start_replicated(MASTERS, 0, 1000);
-    assert_non_null(w->cluster);
-    seeds = *w->cluster->nodes[0];
-    snprintf(seeds.url, sizeof(seeds.url), "redis+cluster://127.0.0.1:%d",
-             w->cluster->nodes[0]->port);
-    w->service = tse_test_service_start(&seeds, args);
-    assert_non_null(w->service);
-    w->ch = tse_test_channel(w->service->addr);
+    *state = cluster_world(0, 1);
     return 0;
 }
 

@@ -42,6 +42,7 @@
 #include "subscriptions.h"
 #include "tracseq/events/v1/service.pb-c.h"
 #include "wait.h"
+#include "world.h"
 
 #define SERVICE          "/tracseq.events.v1.EventService/"
 #define M_PUBLISH        SERVICE "Publish"
@@ -61,39 +62,21 @@ typedef Tracseq__Events__V1__PublishResponse PublishResponse;
 
 /* ===================== the world ========================================= */
 
-typedef struct world {
-    tse_test_redis *redis;
-    tse_test_service *service;
-    tse_client *ch;
-} world;
+typedef tse_test_world world;
 
 static int world_up(void **state)
 {
-    world *w = calloc(1, sizeof(*w));
-
-    assert_non_null(w);
-    w->redis = tse_test_redis_start(false);
-    assert_non_null(w->redis);
     /* Limits small enough to reach: a 2 MiB message, 3 subscriber streams. */
-    w->service =
-        tse_test_service_start(w->redis, (const char *const[]){"--max-message-bytes=2MiB",
-                                                               "--max-subscriber-streams=3", NULL});
-    assert_non_null(w->service);
-    w->ch = tse_test_channel(w->service->addr);
-    *state = w;
+    *state = tse_test_world_start(
+        tse_test_redis_start(false),
+        (const char *const[]){"--max-message-bytes=2MiB", "--max-subscriber-streams=3", NULL},
+        false, NULL);
     return 0;
 }
 
 static int world_down(void **state)
 {
-    world *w = *state;
-
-    if (w == NULL)
-        return 0;
-    tse_test_channel_destroy(w->ch);
-    assert_int_equal(tse_test_service_stop(w->service), 0);
-    tse_test_redis_stop(w->redis);
-    free(w);
+    tse_test_world_stop(*state);
     return 0;
 }
 
@@ -837,26 +820,6 @@ static tse_test_stream *subscribed(const world *w, const char *name)
     return s;
 }
 
-static void create_subscription(const world *w, const char *name, const char *pattern)
-{
-    Tracseq__Events__V1__CreateSubscriptionRequest create =
-        TRACSEQ__EVENTS__V1__CREATE_SUBSCRIPTION_REQUEST__INIT;
-    Tracseq__Events__V1__Subscription spec = TRACSEQ__EVENTS__V1__SUBSCRIPTION__INIT;
-    char *types[] = {(char *)pattern};
-    ProtobufCMessage *out = NULL;
-    tse_test_status st;
-
-    spec.name = (char *)name;
-    spec.event_types = types;
-    spec.n_event_types = 1;
-    create.subscription = &spec;
-    assert_int_equal(tse_test_unary(w->ch, M_CREATE, &create.base,
-                                    &tracseq__events__v1__subscription__descriptor, &out, &st,
-                                    TIMEOUT_MS, NULL, NULL),
-                     GRPC_STATUS_OK);
-    protobuf_c_message_free_unpacked(out, NULL);
-}
-
 static long long pending(const world *w, const char *key, const char *group)
 {
     char *out = tse_test_redis_cmd(w->redis, "XPENDING %s %s", key, group);
@@ -881,7 +844,9 @@ static void test_10000_ack_ids_in_one_request_are_refused_and_nothing_is_acked(v
     size_t len;
     uint8_t *buf = tse_nest_publish_lists("acks.thing", 1, &len);
 
-    create_subscription(w, "acks", "acks.*");
+    tse_test_create_subscription(w->ch, "acks", "acks.*",
+                                 TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_UNSPECIFIED,
+                                 false, TIMEOUT_MS);
     s = subscribed(w, "acks");
     TSE_TEST_AWAIT(tse_test_subscribers_of(w->ch, "acks", TIMEOUT_MS) == 1, 10000,
                    "the subscriber of acks attached");
@@ -931,7 +896,9 @@ static void test_subscriber_streams_beyond_the_limit_are_refused_naming_it(void 
     long long deadline;
     grpc_status_code code;
 
-    create_subscription(w, "crowd", "crowd.*");
+    tse_test_create_subscription(w->ch, "crowd", "crowd.*",
+                                 TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_UNSPECIFIED,
+                                 false, TIMEOUT_MS);
     for (int i = 0; i < MAX_SUBSCRIBERS; i++)
         open[i] = subscribed(w, "crowd");
     TSE_TEST_AWAIT(tse_test_subscribers_of(w->ch, "crowd", TIMEOUT_MS) == MAX_SUBSCRIBERS, 10000,

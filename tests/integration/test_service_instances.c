@@ -27,12 +27,12 @@
 #include "subscriptions.h"
 #include "tracseq/events/v1/service.pb-c.h"
 #include "wait.h"
+#include "world.h"
 
 #define SERVICE            "/tracseq.events.v1.EventService/"
 #define M_PUBLISH          SERVICE "Publish"
 #define M_SUBSCRIBE        SERVICE "Subscribe"
 #define M_ACKNOWLEDGE      SERVICE "Acknowledge"
-#define M_CREATE           SERVICE "CreateSubscription"
 #define M_GET              SERVICE "GetSubscription"
 #define M_DELETE           SERVICE "DeleteSubscription"
 #define M_STATS            SERVICE "GetStats"
@@ -49,8 +49,8 @@ typedef Tracseq__Events__V1__Stats Stats;
 /* ---- the world: one Redis, two instances, a client of each ---- */
 
 typedef struct world {
-    tse_test_redis *redis;
-    tse_test_service *a, *b;
+    tse_test_world *a; /* Redis, instance A and a channel to it */
+    tse_test_service *b;
     tse_client *ch_a, *ch_b;
 } world;
 
@@ -61,13 +61,10 @@ static int world_up(void **state)
     world *w = calloc(1, sizeof(*w));
 
     assert_non_null(w);
-    w->redis = tse_test_redis_start(false);
-    assert_non_null(w->redis);
-    w->a = tse_test_service_start(w->redis, service_args);
-    assert_non_null(w->a);
-    w->b = tse_test_service_start(w->redis, service_args);
+    w->a = tse_test_world_start(tse_test_redis_start(false), service_args, false, NULL);
+    w->b = tse_test_service_start(w->a->redis, service_args);
     assert_non_null(w->b);
-    w->ch_a = tse_test_channel(w->a->addr);
+    w->ch_a = w->a->ch;
     w->ch_b = tse_test_channel(w->b->addr);
     *state = w;
     return 0;
@@ -76,18 +73,17 @@ static int world_up(void **state)
 static int world_down(void **state)
 {
     world *w = *state;
-    int rc_a, rc_b;
+    tse_test_world *a;
+    int rc_b;
 
     if (w == NULL)
         return 0;
-    tse_test_channel_destroy(w->ch_a);
+    a = w->a;
     tse_test_channel_destroy(w->ch_b);
-    rc_a = tse_test_service_stop(w->a);
     rc_b = tse_test_service_stop(w->b);
-    tse_test_redis_stop(w->redis);
     free(w);
     *state = NULL;
-    assert_int_equal(rc_a, 0);
+    tse_test_world_stop(a);
     assert_int_equal(rc_b, 0);
     return 0;
 }
@@ -127,44 +123,18 @@ static void publish_one(tse_client *ch, const char *type, int seq)
     protobuf_c_message_free_unpacked(resp, NULL);
 }
 
-typedef struct spec {
-    Subscription sub;
-    char *types[1];
-} spec;
-
 /* One pattern, from the earliest event, a minute to ack, at most
  * max_in_flight unacked per subscriber. */
-static Subscription *spec_init(spec *sp, const char *name, const char *pattern,
+static Subscription *spec_init(tse_test_subscription *sp, const char *name, const char *pattern,
                                uint32_t max_in_flight)
 {
-    Subscription sub = TRACSEQ__EVENTS__V1__SUBSCRIPTION__INIT;
+    Subscription *sub = tse_test_subscription_init(
+        sp, name, pattern, TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_EARLIEST);
 
-    sp->sub = sub;
-    sp->types[0] = (char *)pattern;
-    sp->sub.name = (char *)name;
-    sp->sub.event_types = sp->types;
-    sp->sub.n_event_types = 1;
-    sp->sub.start = TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_EARLIEST;
-    sp->sub.ack_deadline_ms = 60000;
-    sp->sub.max_delivery_attempts = 5;
-    sp->sub.max_in_flight = max_in_flight;
-    return &sp->sub;
-}
-
-static void create_ok(tse_client *ch, const Subscription *sub)
-{
-    Tracseq__Events__V1__CreateSubscriptionRequest req =
-        TRACSEQ__EVENTS__V1__CREATE_SUBSCRIPTION_REQUEST__INIT;
-    Subscription *out = NULL;
-    tse_test_status st;
-    grpc_status_code code;
-
-    req.subscription = (Subscription *)sub;
-    code =
-        unary(ch, M_CREATE, &req.base, &tracseq__events__v1__subscription__descriptor, &out, &st);
-    if (code != GRPC_STATUS_OK)
-        fail_msg("CreateSubscription %s: status %d '%s'", sub->name, code, st.details);
-    protobuf_c_message_free_unpacked(&out->base, NULL);
+    sub->ack_deadline_ms = 60000;
+    sub->max_delivery_attempts = 5;
+    sub->max_in_flight = max_in_flight;
+    return sub;
 }
 
 static grpc_status_code get_sub(tse_client *ch, const char *name, Subscription **out,
@@ -342,14 +312,15 @@ static void test_subscription_created_on_one_instance_is_used_through_the_other(
 {
     world *w = *state;
     const char *type = "instances.visible";
-    spec sp;
+    tse_test_subscription sp;
     Subscription *got = NULL;
     tse_test_status st;
     received r = {0};
     int seen[EVENTS] = {0};
     tse_test_stream *s_a, *s_b;
 
-    create_ok(w->ch_a, spec_init(&sp, "inst-visible", type, 100));
+    tse_test_subscription_create(w->ch_a, spec_init(&sp, "inst-visible", type, 100),
+                                 UNARY_TIMEOUT_MS);
     assert_int_equal(get_sub(w->ch_b, "inst-visible", &got, &st), GRPC_STATUS_OK);
     assert_string_equal(got->name, "inst-visible");
     assert_string_equal(got->event_types[0], type);
@@ -398,14 +369,14 @@ static void test_stats_shared_figures_agree_and_counters_are_each_instances_own(
 {
     world *w = *state;
     const char *type = "instances.stats";
-    spec lb, fan;
+    tse_test_subscription lb, fan;
     tse_test_stream *s_a, *s_b, *s_fan;
     received r_a = {0}, r_b = {0}, r_fan = {0};
     int seen_lb[EVENTS] = {0}, seen_fan[EVENTS] = {0};
     Stats *st[2];
 
-    create_ok(w->ch_a, spec_init(&lb, "inst-lb", type, 5));
-    create_ok(w->ch_a, spec_init(&fan, "inst-fan", type, 100));
+    tse_test_subscription_create(w->ch_a, spec_init(&lb, "inst-lb", type, 5), UNARY_TIMEOUT_MS);
+    tse_test_subscription_create(w->ch_a, spec_init(&fan, "inst-fan", type, 100), UNARY_TIMEOUT_MS);
     s_a = subscribe_name(w->ch_a, "inst-lb");
     s_b = subscribe_name(w->ch_b, "inst-lb");
     s_fan = subscribe_name(w->ch_b, "inst-fan");

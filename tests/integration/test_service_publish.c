@@ -24,6 +24,7 @@
 #include "harness.h"
 #include "tracseq/events/v1/service.pb-c.h"
 #include "wait.h"
+#include "world.h"
 
 #define PUBLISH        "/tracseq.events.v1.EventService/Publish"
 #define PUBLISH_STREAM "/tracseq.events.v1.EventService/PublishStream"
@@ -35,34 +36,18 @@ typedef Tracseq__Events__V1__PublishRequest PublishRequest;
 typedef Tracseq__Events__V1__PublishResponse PublishResponse;
 
 /* One Redis and one lenient service shared by the tests that need no other. */
-typedef struct world {
-    tse_test_redis *redis;
-    tse_test_service *service;
-    tse_client *ch;
-} world;
+typedef tse_test_world world;
 
 static int world_up(void **state, const char *const *args)
 {
-    world *w = calloc(1, sizeof(*w));
-
-    w->redis = tse_test_redis_start(true);
-    assert_non_null(w->redis);
-    w->service = tse_test_service_start(w->redis, args);
-    assert_non_null(w->service);
-    w->ch = tse_test_channel(w->service->addr);
-    *state = w;
+    *state = tse_test_world_start(tse_test_redis_start(true), args, false, NULL);
     return 0;
 }
 
+/* Graceful shutdown: SIGTERM must end the process with status 0. */
 static int world_down(void **state)
 {
-    world *w = *state;
-
-    tse_test_channel_destroy(w->ch);
-    /* Graceful shutdown: SIGTERM must end the process with status 0. */
-    assert_int_equal(tse_test_service_stop(w->service), 0);
-    tse_test_redis_stop(w->redis);
-    free(w);
+    tse_test_world_stop(*state);
     return 0;
 }
 

@@ -23,6 +23,7 @@
 #include "grpc_client.h"
 #include "harness.h"
 #include "tracseq/events/v1/service.pb-c.h"
+#include "world.h"
 
 #define PUBLISH_BATCH        "/tracseq.events.v1.EventService/PublishBatch"
 #define PUBLISH_BATCH_STREAM "/tracseq.events.v1.EventService/PublishBatchStream"
@@ -32,33 +33,17 @@ typedef Tracseq__Events__V1__PublishBatchRequest BatchRequest;
 typedef Tracseq__Events__V1__PublishBatchResponse BatchResponse;
 typedef Tracseq__Events__V1__PublishResponse PublishResponse;
 
-typedef struct world {
-    tse_test_redis *redis;
-    tse_test_service *service;
-    tse_client *ch;
-} world;
+typedef tse_test_world world;
 
 static int world_up(void **state)
 {
-    world *w = calloc(1, sizeof(*w));
-
-    w->redis = tse_test_redis_start(true);
-    assert_non_null(w->redis);
-    w->service = tse_test_service_start(w->redis, (const char *const[]){NULL});
-    assert_non_null(w->service);
-    w->ch = tse_test_channel(w->service->addr);
-    *state = w;
+    *state = tse_test_world_start(tse_test_redis_start(true), NULL, false, NULL);
     return 0;
 }
 
 static int world_down(void **state)
 {
-    world *w = *state;
-
-    tse_test_channel_destroy(w->ch);
-    assert_int_equal(tse_test_service_stop(w->service), 0);
-    tse_test_redis_stop(w->redis);
-    free(w);
+    tse_test_world_stop(*state);
     return 0;
 }
 

@@ -33,14 +33,15 @@
 #include "grpc_client.h"
 #include "harness.h"
 #include "http_client.h"
+#include "subscriptions.h"
 #include "tracseq/events/v1/service.pb-c.h"
 #include "wait.h"
+#include "world.h"
 
 #define SERVICE          "/tracseq.events.v1.EventService/"
 #define M_PUBLISH        SERVICE "Publish"
 #define M_PUBLISH_STREAM SERVICE "PublishStream"
 #define M_PULL           SERVICE "Pull"
-#define M_CREATE         SERVICE "CreateSubscription"
 #define M_ACKNOWLEDGE    SERVICE "Acknowledge"
 #define UNARY_TIMEOUT_MS 10000
 
@@ -53,43 +54,21 @@ typedef Tracseq__Events__V1__PullResponse PullResponse;
 
 /* ===================== the world ========================================= */
 
-typedef struct world {
-    tse_test_redis *redis;
-    tse_test_service *service;
-    tse_test_service *bridge;
-    tse_client *ch;
-    int pulls; /* Pull calls made on the service, directly or through the bridge */
-} world;
+typedef tse_test_world world;
+
+/* Pull calls made on the service, directly or through the bridge. */
+static int pulls;
 
 static int world_up(void **state)
 {
-    world *w = calloc(1, sizeof(*w));
-
-    assert_non_null(w);
-    w->redis = tse_test_redis_start(false);
-    assert_non_null(w->redis);
-    w->service = tse_test_service_start(w->redis, NULL);
-    assert_non_null(w->service);
-    w->bridge = tse_test_bridge_start(w->service->addr, NULL);
-    assert_non_null(w->bridge);
-    tse_test_http_await_healthy(w->bridge->port, 30000); /* else: 503 while it connects */
-    w->ch = tse_test_channel(w->service->addr);
-    *state = w;
+    *state = tse_test_world_start(tse_test_redis_start(false), NULL, true, NULL);
     return 0;
 }
 
+/* A service that answered a call twice dies or aborts before its clean exit. */
 static int world_down(void **state)
 {
-    world *w = *state;
-
-    if (w == NULL)
-        return 0;
-    tse_test_channel_destroy(w->ch);
-    assert_int_equal(tse_test_service_stop(w->bridge), 0);
-    /* A service that answered a call twice dies or aborts before this. */
-    assert_int_equal(tse_test_service_stop(w->service), 0);
-    tse_test_redis_stop(w->redis);
-    free(w);
+    tse_test_world_stop(*state);
     return 0;
 }
 
@@ -122,11 +101,10 @@ static void assert_each_pull_answered_once(const world *w)
     assert_int_equal(waitpid(w->service->pid, NULL, WNOHANG), 0);
     /* The line of the last answer may be written just after the client got it. */
     tse_test_waiter_init(&waiter, 5000);
-    while ((lines = log_count(w, "\"method\":\"Pull\"")) < w->pulls &&
-           tse_test_waiter_poll(&waiter)) {
+    while ((lines = log_count(w, "\"method\":\"Pull\"")) < pulls && tse_test_waiter_poll(&waiter)) {
     }
-    if (lines != w->pulls)
-        fail_msg("%d pulls made, %d Pull request lines logged (see %s)", w->pulls, lines,
+    if (lines != pulls)
+        fail_msg("%d pulls made, %d Pull request lines logged (see %s)", pulls, lines,
                  w->service->log);
 }
 
@@ -179,30 +157,16 @@ static void publish_many(world *w, const char *type, int priority, int from, int
     assert_int_equal(tse_test_stream_finish(s, &st), GRPC_STATUS_OK);
 }
 
+/* A minute to ack: no redelivery within a test. */
 static void create_sub(world *w, const char *name, const char *pattern,
                        Tracseq__Events__V1__StartPosition start, bool auto_ack)
 {
-    Tracseq__Events__V1__CreateSubscriptionRequest req =
-        TRACSEQ__EVENTS__V1__CREATE_SUBSCRIPTION_REQUEST__INIT;
-    Subscription sub = TRACSEQ__EVENTS__V1__SUBSCRIPTION__INIT;
-    Subscription *out = NULL;
-    char *types[1] = {(char *)pattern};
-    tse_test_status st;
-    grpc_status_code code;
+    tse_test_subscription t;
+    Subscription *sub = tse_test_subscription_init(&t, name, pattern, start);
 
-    sub.name = (char *)name;
-    sub.event_types = types;
-    sub.n_event_types = 1;
-    sub.start = start;
-    sub.auto_ack = auto_ack;
-    sub.ack_deadline_ms = 60000;
-    req.subscription = &sub;
-    code =
-        tse_test_unary(w->ch, M_CREATE, &req.base, &tracseq__events__v1__subscription__descriptor,
-                       (ProtobufCMessage **)&out, &st, UNARY_TIMEOUT_MS, NULL, NULL);
-    if (code != GRPC_STATUS_OK)
-        fail_msg("CreateSubscription %s: status %d '%s'", name, code, st.details);
-    protobuf_c_message_free_unpacked(&out->base, NULL);
+    sub->auto_ack = auto_ack;
+    sub->ack_deadline_ms = 60000;
+    tse_test_subscription_create(w->ch, sub, UNARY_TIMEOUT_MS);
 }
 
 static PullResponse *pull_ok(world *w, const char *name, uint32_t max, uint32_t wait_ms)
@@ -217,7 +181,7 @@ static PullResponse *pull_ok(world *w, const char *name, uint32_t max, uint32_t 
     req.wait_ms = wait_ms;
     code = tse_test_unary(w->ch, M_PULL, &req.base, &tracseq__events__v1__pull_response__descriptor,
                           (ProtobufCMessage **)&resp, &st, UNARY_TIMEOUT_MS, NULL, NULL);
-    w->pulls++;
+    pulls++;
     if (code != GRPC_STATUS_OK)
         fail_msg("Pull %s (max %u): status %d '%s'", name, max, code, st.details);
     assert_non_null(resp);
@@ -448,7 +412,7 @@ static void test_bridge_long_poll_over_three_priorities_answers_once(void **stat
             publish_one(w, "lpcrash.thing", p, p);
         json_t *j = bridge_get(w, "/api/v1/subscriptions/lpcrash/events?max=5&wait_ms=1000");
         json_t *events = json_object_get(j, "events");
-        w->pulls++;
+        pulls++;
         if (json_array_size(events) != 3)
             fail_msg("round %d: the long poll answered %zu of 3 events", round,
                      json_array_size(events));
@@ -460,7 +424,7 @@ static void test_bridge_long_poll_over_three_priorities_answers_once(void **stat
     }
     /* Auto-acked: nothing more, and the waiting polls end empty. */
     json_t *j = bridge_get(w, "/api/v1/subscriptions/lpcrash/events?max=5&wait_ms=200");
-    w->pulls++;
+    pulls++;
     assert_int_equal(json_array_size(json_object_get(j, "events")), 0);
     json_decref(j);
     assert_each_pull_answered_once(w);

@@ -32,6 +32,7 @@
 #include "harness.h"
 #include "http_client.h"
 #include "tracseq/events/v1/service.pb-c.h"
+#include "world.h"
 
 #define SERVICE          "/tracseq.events.v1.EventService/"
 #define M_PUBLISH        SERVICE "Publish"
@@ -54,39 +55,17 @@ static const uint8_t unknown_fields[] = {0x90, 0x03, 0x2a, /* 50: 42 */
 
 /* ===================== the world ========================================= */
 
-typedef struct world {
-    tse_test_redis *redis;
-    tse_test_service *service;
-    tse_test_service *bridge;
-    tse_client *ch;
-} world;
+typedef tse_test_world world;
 
 static int world_up(void **state)
 {
-    world *w = calloc(1, sizeof(*w));
-
-    assert_non_null(w);
-    w->redis = tse_test_redis_start(false);
-    assert_non_null(w->redis);
-    w->service = tse_test_service_start(w->redis, NULL);
-    assert_non_null(w->service);
-    w->bridge = tse_test_bridge_start(w->service->addr, NULL);
-    assert_non_null(w->bridge);
-    tse_test_http_await_healthy(w->bridge->port, 30000);
-    w->ch = tse_test_channel(w->service->addr);
-    *state = w;
+    *state = tse_test_world_start(tse_test_redis_start(false), NULL, true, NULL);
     return 0;
 }
 
 static int world_down(void **state)
 {
-    world *w = *state;
-
-    tse_test_channel_destroy(w->ch);
-    assert_int_equal(tse_test_service_stop(w->bridge), 0);
-    assert_int_equal(tse_test_service_stop(w->service), 0);
-    tse_test_redis_stop(w->redis);
-    free(w);
+    tse_test_world_stop(*state);
     return 0;
 }
 

@@ -38,6 +38,7 @@
 #include "subscriptions.h"
 #include "tracseq/events/v1/service.pb-c.h"
 #include "wait.h"
+#include "world.h"
 
 #define SERVICE            "/tracseq.events.v1.EventService/"
 #define M_PUBLISH          SERVICE "Publish"
@@ -68,11 +69,7 @@ typedef Tracseq__Events__V1__Stats Stats;
 
 /* ---- worlds: one Redis and one service ---- */
 
-typedef struct world {
-    tse_test_redis *redis;
-    tse_test_service *service; /* NULL once a test stopped it itself */
-    tse_client *ch;
-} world;
+typedef tse_test_world world;
 
 /*
  * Under TSE_TEST_REDIS=one-node-cluster (the group "on a one-node Redis
@@ -110,15 +107,7 @@ static const char *const slow_poll_args[] = {REDIS_TIMEOUT, "--delivery-poll=3s"
 /* redis: the world's Redis, already started (or NULL: the start failed). */
 static int world_start_on(void **state, tse_test_redis *redis, const char *const *args)
 {
-    world *w = calloc(1, sizeof(*w));
-
-    assert_non_null(w);
-    w->redis = redis;
-    assert_non_null(w->redis);
-    w->service = tse_test_service_start(w->redis, args);
-    assert_non_null(w->service);
-    w->ch = tse_test_channel(w->service->addr);
-    *state = w;
+    *state = tse_test_world_start(redis, args, false, NULL);
     return 0;
 }
 
@@ -164,20 +153,8 @@ static int slow_poll_world_up(void **state)
 
 static int world_down(void **state)
 {
-    world *w = *state;
-
-    if (w == NULL)
-        return 0;
-    tse_test_channel_destroy(w->ch);
     /* Graceful shutdown with subscriptions around must still exit 0. */
-    if (w->service != NULL) {
-        /* Forgotten before the check: a failed check must not stop it twice. */
-        int rc = tse_test_service_stop(w->service);
-        w->service = NULL;
-        assert_int_equal(rc, 0);
-    }
-    tse_test_redis_stop(w->redis);
-    free(w);
+    tse_test_world_stop(*state);
     *state = NULL;
     return 0;
 }
@@ -324,27 +301,13 @@ static void publish_many(tse_client *ch, const char *type, int priority, int fro
 
 /* ---- subscription specs and unary calls ---- */
 
-typedef struct spec {
-    Subscription sub;
-    char *types[4];
-    Google__Protobuf__Timestamp start_time;
-} spec;
+typedef tse_test_subscription spec;
 
 /* One pattern, start LATEST, 30 s deadline, server defaults otherwise. */
 static Subscription *spec_init(spec *sp, const char *name, const char *pattern)
 {
-    Subscription sub = TRACSEQ__EVENTS__V1__SUBSCRIPTION__INIT;
-    Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
-
-    sp->sub = sub;
-    sp->start_time = ts;
-    sp->types[0] = (char *)pattern;
-    sp->sub.name = (char *)name;
-    sp->sub.event_types = sp->types;
-    sp->sub.n_event_types = 1;
-    sp->sub.start = TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_LATEST;
-    sp->sub.ack_deadline_ms = 30000;
-    return &sp->sub;
+    return tse_test_subscription_init(sp, name, pattern,
+                                      TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_LATEST);
 }
 
 static grpc_status_code unary(tse_client *ch, const char *method, const ProtobufCMessage *req,

@@ -33,11 +33,11 @@
 #include "subscriptions.h"
 #include "tracseq/events/v1/service.pb-c.h"
 #include "wait.h"
+#include "world.h"
 
 #define SERVICE            "/tracseq.events.v1.EventService/"
 #define M_PUBLISH_STREAM   SERVICE "PublishStream"
 #define M_SUBSCRIBE        SERVICE "Subscribe"
-#define M_CREATE           SERVICE "CreateSubscription"
 #define M_DELETE           SERVICE "DeleteSubscription"
 #define STREAM_LIFETIME_MS 300000
 #define UNARY_TIMEOUT_MS   10000
@@ -50,35 +50,19 @@ typedef Tracseq__Events__V1__SubscribeRequest SubscribeRequest;
 typedef Tracseq__Events__V1__PublishRequest PublishRequest;
 typedef Tracseq__Events__V1__PublishResponse PublishResponse;
 
-typedef struct world {
-    tse_test_redis *redis;
-    tse_test_service *service;
-    tse_client *ch;
-} world;
+typedef tse_test_world world;
 
 static int world_up(void **state)
 {
     static const char *const args[] = {"--redis-timeout=10s", NULL};
-    world *w = calloc(1, sizeof(*w));
 
-    assert_non_null(w);
-    w->redis = tse_test_redis_start(true);
-    assert_non_null(w->redis);
-    w->service = tse_test_service_start(w->redis, args);
-    assert_non_null(w->service);
-    w->ch = tse_test_channel(w->service->addr);
-    *state = w;
+    *state = tse_test_world_start(tse_test_redis_start(true), args, false, NULL);
     return 0;
 }
 
 static int world_down(void **state)
 {
-    world *w = *state;
-
-    tse_test_channel_destroy(w->ch);
-    assert_int_equal(tse_test_service_stop(w->service), 0);
-    tse_test_redis_stop(w->redis);
-    free(w);
+    tse_test_world_stop(*state);
     return 0;
 }
 
@@ -125,41 +109,19 @@ static void publish_many(tse_client *ch, const char *type, int n)
 
 /* ---- subscriptions ---- */
 
-typedef struct spec {
-    Subscription sub;
-    char *types[1];
-} spec;
-
 /* One exact type, start EARLIEST (the backlog), 30 s deadline. */
-static Subscription *spec_init(spec *sp, const char *name, const char *type)
+static Subscription *spec_init(tse_test_subscription *sp, const char *name, const char *type)
 {
-    Subscription sub = TRACSEQ__EVENTS__V1__SUBSCRIPTION__INIT;
+    Subscription *sub = tse_test_subscription_init(
+        sp, name, type, TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_EARLIEST);
 
-    sp->sub = sub;
-    sp->types[0] = (char *)type;
-    sp->sub.name = (char *)name;
-    sp->sub.event_types = sp->types;
-    sp->sub.n_event_types = 1;
-    sp->sub.start = TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_EARLIEST;
-    sp->sub.ack_deadline_ms = 30000;
-    sp->sub.max_delivery_attempts = 5;
-    return &sp->sub;
+    sub->max_delivery_attempts = 5;
+    return sub;
 }
 
 static void create_ok(tse_client *ch, const Subscription *sub)
 {
-    Tracseq__Events__V1__CreateSubscriptionRequest req =
-        TRACSEQ__EVENTS__V1__CREATE_SUBSCRIPTION_REQUEST__INIT;
-    Subscription *out = NULL;
-    tse_test_status st;
-    grpc_status_code code;
-
-    req.subscription = (Subscription *)sub;
-    code = tse_test_unary(ch, M_CREATE, &req.base, &tracseq__events__v1__subscription__descriptor,
-                          (ProtobufCMessage **)&out, &st, UNARY_TIMEOUT_MS, NULL, NULL);
-    if (code != GRPC_STATUS_OK)
-        fail_msg("CreateSubscription %s: status %d '%s'", sub->name, code, st.details);
-    protobuf_c_message_free_unpacked(&out->base, NULL);
+    tse_test_subscription_create(ch, sub, UNARY_TIMEOUT_MS);
 }
 
 static void delete_ok(tse_client *ch, const char *name)
@@ -351,7 +313,7 @@ static void test_opted_in_subscriber_gets_a_backlog_in_fewer_messages_each_acked
     world *w = *state;
     tally *t = calloc(1, sizeof(*t));
     long long delivered = 0, messages = 0;
-    spec sp;
+    tse_test_subscription sp;
 
     publish_many(w->ch, "batch.backlog", 500);
     spec_init(&sp, "batch-backlog", "batch.backlog");
@@ -382,7 +344,7 @@ static void test_a_subscriber_that_did_not_opt_in_gets_one_delivery_per_message(
     static const uint32_t per_message[] = {0, 1};
     char name[64];
     long long delivered = 0, messages = 0;
-    spec sp;
+    tse_test_subscription sp;
 
     publish_many(w->ch, "batch.single", 300);
     for (size_t k = 0; k < 2; k++) {
@@ -413,7 +375,7 @@ static void test_batches_never_exceed_max_in_flight(void **state)
     world *w = *state;
     tally *t = calloc(1, sizeof(*t));
     bool ended = false;
-    spec sp;
+    tse_test_subscription sp;
 
     publish_many(w->ch, "batch.credit", 100);
     spec_init(&sp, "batch-credit", "batch.credit");
@@ -440,7 +402,7 @@ static void test_batched_deliveries_nack_redeliver_and_dead_letter_one_by_one(vo
     int got = 0, attempts2 = 0;
     Delivery *held[20];
     size_t n_held = 0;
-    spec sp;
+    tse_test_subscription sp;
 
     publish_many(w->ch, "batch.poison", 20);
     spec_init(&sp, "batch-poison", "batch.poison");
@@ -497,7 +459,7 @@ static void test_auto_ack_batches_leave_nothing_pending(void **state)
 {
     world *w = *state;
     tally *t = calloc(1, sizeof(*t));
-    spec sp;
+    tse_test_subscription sp;
 
     publish_many(w->ch, "batch.auto", 300);
     spec_init(&sp, "batch-auto", "batch.auto");
@@ -521,7 +483,7 @@ static void test_max_deliveries_per_message_over_1000_is_invalid_naming_it(void 
     world *w = *state;
     static const uint32_t bad[] = {1001, 65536, UINT32_MAX};
     tse_test_status st;
-    spec sp;
+    tse_test_subscription sp;
 
     spec_init(&sp, "batch-bounds", "batch.bounds");
     create_ok(w->ch, &sp.sub);
@@ -535,7 +497,7 @@ static void test_max_deliveries_per_message_over_1000_is_invalid_naming_it(void 
     /* With a spec as the first message too, and nothing was created. */
     {
         SubscribeRequest req = TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__INIT;
-        spec other;
+        tse_test_subscription other;
         tse_test_stream *s =
             tse_test_stream_open(w->ch, M_SUBSCRIBE, STREAM_LIFETIME_MS, NULL, NULL);
         req.request_case = TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__REQUEST_SUBSCRIPTION;
@@ -608,7 +570,7 @@ static long long sdk_drain(world *w, const char *name, const char *type, int per
     tse_client_subscriber *sub = NULL;
     long long delivered = 0, messages = 0;
     tse_client_error err;
-    spec sp;
+    tse_test_subscription sp;
 
     pthread_mutex_init(&c->mu, NULL);
     spec_init(&sp, name, type);

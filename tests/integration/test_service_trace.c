@@ -24,6 +24,7 @@
 #include "harness.h"
 #include "tracseq/events/v1/service.pb-c.h"
 #include "wait.h"
+#include "world.h"
 
 #define M_PUBLISH              "/tracseq.events.v1.EventService/Publish"
 #define M_PUBLISH_BATCH        "/tracseq.events.v1.EventService/PublishBatch"
@@ -46,35 +47,19 @@ typedef Tracseq__Events__V1__PublishBatchRequest PublishBatchRequest;
 typedef Tracseq__Events__V1__PublishBatchResponse PublishBatchResponse;
 typedef Tracseq__Events__V1__Delivery Delivery;
 
-typedef struct world {
-    tse_test_redis *redis;
-    tse_test_service *service;
-    tse_client *ch;
-} world;
+typedef tse_test_world world;
 
 static int world_up(void **state)
 {
-    world *w = calloc(1, sizeof(*w));
-
-    assert_non_null(w);
-    w->redis = tse_test_redis_start(true);
-    assert_non_null(w->redis);
     /* Debug lines: the delivery's line carries the trace id. */
-    w->service = tse_test_service_start(w->redis, (const char *const[]){"--log-level=debug", NULL});
-    assert_non_null(w->service);
-    w->ch = tse_test_channel(w->service->addr);
-    *state = w;
+    *state = tse_test_world_start(tse_test_redis_start(true),
+                                  (const char *const[]){"--log-level=debug", NULL}, false, NULL);
     return 0;
 }
 
 static int world_down(void **state)
 {
-    world *w = *state;
-
-    tse_test_channel_destroy(w->ch);
-    assert_int_equal(tse_test_service_stop(w->service), 0);
-    tse_test_redis_stop(w->redis);
-    free(w);
+    tse_test_world_stop(*state);
     return 0;
 }
 

@@ -11,31 +11,51 @@
 
 #define SERVICE "/tracseq.events.v1.EventService/"
 
-void tse_test_create_subscription(tse_client *ch, const char *name, const char *pattern,
-                                  Tracseq__Events__V1__StartPosition start, bool auto_ack,
+Tracseq__Events__V1__Subscription *
+tse_test_subscription_init(tse_test_subscription *t, const char *name, const char *pattern,
+                           Tracseq__Events__V1__StartPosition start)
+{
+    Tracseq__Events__V1__Subscription sub = TRACSEQ__EVENTS__V1__SUBSCRIPTION__INIT;
+    Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+
+    t->sub = sub;
+    t->start_time = ts;
+    t->types[0] = (char *)pattern;
+    t->sub.name = (char *)name;
+    t->sub.event_types = t->types;
+    t->sub.n_event_types = 1;
+    t->sub.start = start;
+    t->sub.ack_deadline_ms = 30000;
+    return &t->sub;
+}
+
+void tse_test_subscription_create(tse_client *ch, const Tracseq__Events__V1__Subscription *sub,
                                   int timeout_ms)
 {
     Tracseq__Events__V1__CreateSubscriptionRequest req =
         TRACSEQ__EVENTS__V1__CREATE_SUBSCRIPTION_REQUEST__INIT;
-    Tracseq__Events__V1__Subscription sub = TRACSEQ__EVENTS__V1__SUBSCRIPTION__INIT;
-    char *types[1] = {(char *)pattern};
     ProtobufCMessage *out = NULL;
     tse_test_status st;
     grpc_status_code code;
 
-    sub.name = (char *)name;
-    sub.event_types = types;
-    sub.n_event_types = 1;
-    sub.start = start;
-    sub.ack_deadline_ms = 30000;
-    sub.auto_ack = auto_ack;
-    req.subscription = &sub;
+    req.subscription = (Tracseq__Events__V1__Subscription *)sub;
     code = tse_test_unary(ch, SERVICE "CreateSubscription", &req.base,
                           &tracseq__events__v1__subscription__descriptor, &out, &st, timeout_ms,
                           NULL, NULL);
     if (code != GRPC_STATUS_OK)
-        fail_msg("CreateSubscription %s: status %d '%s'", name, code, st.details);
+        fail_msg("CreateSubscription %s: status %d '%s'", sub->name, code, st.details);
     protobuf_c_message_free_unpacked(out, NULL);
+}
+
+void tse_test_create_subscription(tse_client *ch, const char *name, const char *pattern,
+                                  Tracseq__Events__V1__StartPosition start, bool auto_ack,
+                                  int timeout_ms)
+{
+    tse_test_subscription t;
+    Tracseq__Events__V1__Subscription *sub = tse_test_subscription_init(&t, name, pattern, start);
+
+    sub->auto_ack = auto_ack;
+    tse_test_subscription_create(ch, sub, timeout_ms);
 }
 
 uint32_t tse_test_subscribers_of(tse_client *ch, const char *name, int timeout_ms)

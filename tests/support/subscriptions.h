@@ -13,6 +13,26 @@
 #include "grpc_client.h"
 #include "tracseq/events/v1/service.pb-c.h"
 
+/* A subscription of one event type pattern, for a test to adjust before it
+ * creates it; the message points into its tse_test_subscription, which must
+ * outlive its use. */
+typedef struct tse_test_subscription {
+    Tracseq__Events__V1__Subscription sub;
+    char *types[4]; /* a test may add patterns: types[sub.n_event_types++] */
+    Google__Protobuf__Timestamp start_time; /* for sub.start_time */
+} tse_test_subscription;
+
+/* Fills t and returns its subscription: name, the one pattern, start, an
+ * ack deadline of 30 s; the rest unset (the service's defaults). */
+Tracseq__Events__V1__Subscription *
+tse_test_subscription_init(tse_test_subscription *t, const char *name, const char *pattern,
+                           Tracseq__Events__V1__StartPosition start);
+
+/* Creates sub (CreateSubscription, timeout_ms); fails the test (cmocka)
+ * with the status when it is not created. */
+void tse_test_subscription_create(tse_client *ch, const Tracseq__Events__V1__Subscription *sub,
+                                  int timeout_ms);
+
 /* Creates subscription name of the one event type pattern, an ack deadline
  * of 30 s, start and auto_ack as given (CreateSubscription, timeout_ms);
  * fails the test (cmocka) with the status when it is not created. */
