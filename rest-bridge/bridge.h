@@ -25,6 +25,7 @@
 #include "calls.h"
 #include "common/clock.h"
 #include "config.h"
+#include "domain/validate.h"
 #include "metrics.h"
 #include "tracseq/client.h"
 
@@ -60,8 +61,7 @@ typedef struct tsb_bridge {
      * suspend a connection any more and MHD may be stopped. */
     atomic_int admitted;
     atomic_bool stopping;
-    uint64_t id_seed;              /* random, set at start: correlation ids */
-    atomic_uint_least64_t id_next; /* counter of correlation ids made */
+    tse_uuid_seq ids; /* correlation ids */
 } tsb_bridge;
 
 /* One request, fully read, as a handler sees it. Lives until the answer
@@ -125,9 +125,6 @@ tse_status tsb_bridge_start(tsb_bridge *b, tse_error *err);
  * exit without freeing what its threads use.
  */
 tse_status tsb_bridge_stop(tsb_bridge *b);
-
-/* A fresh correlation id (UUID v4 layout) into out (>= 37 bytes). */
-void tsb_bridge_new_id(tsb_bridge *b, char *out);
 
 /* Suspends / resumes a connection, keeping b->suspended. Suspend only from
  * the connection's own handler or content reader; resume only after. */

@@ -104,10 +104,7 @@ static void *tick_main(void *arg)
     bool stop;
 
     for (;;) {
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_nsec += TSB_CALLS_TICK_MS * 1000000L;
-        until.tv_sec += until.tv_nsec / 1000000000L;
-        until.tv_nsec %= 1000000000L;
+        until = tse_clock_deadline_ts(TSB_CALLS_TICK_MS);
         pthread_mutex_lock(&r->lock);
         while (!r->stop && pthread_cond_timedwait(&r->wake, &r->lock, &until) == 0)
             ;

@@ -28,7 +28,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -185,7 +184,7 @@ static void request_init(tsb_bridge *b, struct MHD_Connection *conn, const char 
         snprintf(req->correlation_id, sizeof(req->correlation_id), "%s", corr);
         req->correlation_given = true;
     } else {
-        tsb_bridge_new_id(b, req->correlation_id);
+        tse_uuid_seq_next(&b->ids, req->correlation_id);
     }
     req->authorization[0] = '\0';
     if (auth != NULL && strlen(auth) <= TSB_AUTHORIZATION_MAX && strpbrk(auth, "\r\n") == NULL)
@@ -407,49 +406,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
 }
 
-/* ---- correlation ids ---- */
-
-/* splitmix64's finalizer: a bijection of 64-bit integers that scatters bits. */
-static uint64_t mix(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static void hex(char *out, uint64_t v, int digits)
-{
-    static const char digit[] = "0123456789abcdef";
-
-    for (int i = digits - 1; i >= 0; i--, v >>= 4)
-        out[i] = digit[v & 15];
-}
-
-/*
- * Every request without an X-Correlation-ID gets a fresh id. A counter
- * mixed with a random seed (bijective, so never a repeat within a run)
- * costs no system call, unlike libuuid's getrandom per id, which was 5 % of
- * the bridge's CPU under load; log ids need to be unique, not secret.
- */
-void tsb_bridge_new_id(tsb_bridge *b, char *out)
-{
-    uint64_t n = atomic_fetch_add_explicit(&b->id_next, 1, memory_order_relaxed);
-    uint64_t hi = mix(b->id_seed ^ n), lo = mix(hi + b->id_seed);
-
-    hi = (hi & ~0xF000ULL) | 0x4000ULL;                        /* version 4 */
-    lo = (lo & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL; /* variant 10 */
-    hex(out, hi >> 32, 8);
-    out[8] = '-';
-    hex(out + 9, hi >> 16, 4);
-    out[13] = '-';
-    hex(out + 14, hi, 4);
-    out[18] = '-';
-    hex(out + 19, lo >> 48, 4);
-    out[23] = '-';
-    hex(out + 24, lo, 12);
-    out[36] = '\0';
-}
-
 /* ---- asynchronous steps ---- */
 
 void tsb_bridge_suspend(tsb_bridge *b, struct MHD_Connection *conn)
@@ -597,8 +553,7 @@ tse_status tsb_bridge_start(tsb_bridge *b, tse_error *err)
         return tse_error_set(err, TSE_NOMEM, NULL, "out of memory");
     tsb_calls_add_tick(b->calls, sweep_tick, b->header_timer);
 
-    if (getrandom(&b->id_seed, sizeof(b->id_seed), 0) != sizeof(b->id_seed))
-        b->id_seed = (uint64_t)tse_clock_us() ^ ((uint64_t)getpid() << 32);
+    tse_uuid_seq_init(&b->ids);
     if (addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     /* The logger first, so that MHD's own checks of the options use it. A

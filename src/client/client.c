@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include "client/internal.h"
@@ -198,8 +197,7 @@ static tse_client_status client_fill(tse_client *c, const tse_client_options *o)
     c->opt.tls_cert_pem = NULL;
     c->opt.tls_key_pem = NULL;
     c->opt.tls_server_name = c->tls_server_name;
-    if (getrandom(c->id_seed, sizeof(c->id_seed), 0) != (ssize_t)sizeof(c->id_seed))
-        c->id_seed[0] ^= (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ULL ^ (uint64_t)(uintptr_t)c;
+    tse_uuid_seq_init(&c->ids);
     return TSE_CLIENT_OK;
 }
 
@@ -263,39 +261,6 @@ EXPORT const char *tse_client_target(const tse_client *c)
 }
 
 /* ============================== ids and requests ========================== */
-
-/* splitmix64's finalizer: a bijection on 64 bits, so distinct counters give
- * distinct values, and consecutive ones look unrelated (ids stay unguessable
- * in sequence, as v4 UUIDs are expected to be). */
-static uint64_t mix64(uint64_t x)
-{
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-}
-
-void tse_client_next_id(tse_client *c, char id[37])
-{
-    static const char hex[] = "0123456789abcdef";
-    uint64_t n = atomic_fetch_add(&c->id_next, 1);
-    uint64_t hi = c->id_seed[0], lo = mix64(c->id_seed[1] + n);
-    uint8_t u[16];
-    size_t j = 0;
-
-    for (int i = 0; i < 8; i++) {
-        u[i] = (uint8_t)(hi >> (56 - 8 * i));
-        u[8 + i] = (uint8_t)(lo >> (56 - 8 * i));
-    }
-    u[6] = (uint8_t)((u[6] & 0x0F) | 0x40); /* version 4 */
-    u[8] = (uint8_t)((u[8] & 0x3F) | 0x80); /* RFC 4122 variant */
-    for (int i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            id[j++] = '-';
-        id[j++] = hex[u[i] >> 4];
-        id[j++] = hex[u[i] & 15];
-    }
-    id[j] = '\0';
-}
 
 grpc_slice tse_client_request_slice(const tse_client *c, const tse_client_event *ev, const char *id)
 {

@@ -22,6 +22,7 @@
 
 #include "common/clock.h"
 #include "common/status.h"
+#include "domain/validate.h"
 #include "tracseq/client.h"
 #include "tracseq/events/v1/service.pb-c.h"
 
@@ -62,8 +63,7 @@ struct tse_client {
     char *authorization;   /* "Bearer <token>", or NULL */
     uint8_t *source_field; /* packed Event.source_service field */
     size_t source_field_len;
-    uint64_t id_seed[2];          /* random bits of this client's event ids */
-    atomic_uint_fast64_t id_next; /* counter mixed into them */
+    tse_uuid_seq ids; /* this client's event ids */
 };
 
 struct tse_client_event {
@@ -149,10 +149,6 @@ tse_client_status tse_client_options_resolve(const tse_client_options *in, tse_c
                                              tse_client_error *err);
 
 /* ---- the wire ---- */
-
-/* Writes a fresh UUID (v4 layout) into id (37 bytes): the client's random
- * seed plus a counter, so ids are unique without a syscall each. */
-void tse_client_next_id(tse_client *c, char id[37]);
 
 /* PublishRequest{event = [id field] + [source field] + ev->bytes}. id is
  * NULL when ev has its own. The caller unrefs the slice. */

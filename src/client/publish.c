@@ -136,7 +136,7 @@ EXPORT tse_client_status tse_client_publish_event(tse_client *client, const tse_
         return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, client ? "event" : "client",
                                "%s is NULL", client ? "event" : "client");
     if (!ev->has_id)
-        tse_client_next_id(client, id);
+        tse_uuid_seq_next(&client->ids, id);
     req = tse_client_request_slice(client, ev, ev->has_id ? NULL : id);
     st = publish_attempts(client, TSE_CLIENT_METHOD("Publish"), req, &(answer){.result = result},
                           err);
@@ -176,7 +176,7 @@ EXPORT tse_client_status tse_client_publish_batch(tse_client *client,
                                    "event %zu is NULL", i);
         }
         if (!events[i]->has_id)
-            tse_client_next_id(client, id);
+            tse_uuid_seq_next(&client->ids, id);
         parts[i] = tse_client_request_slice(client, events[i], events[i]->has_id ? NULL : id);
         total += GRPC_SLICE_LENGTH(parts[i]);
     }

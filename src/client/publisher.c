@@ -737,7 +737,7 @@ EXPORT tse_client_status tse_client_publisher_publish(tse_client_publisher *pub,
         return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, pub ? "event" : "publisher",
                                "%s is NULL", pub ? "event" : "publisher");
     if (!pub->server_ids && !ev->has_id)
-        tse_client_next_id(pub->client, id);
+        tse_uuid_seq_next(&pub->client->ids, id);
     req = tse_client_request_slice(pub->client, ev, pub->server_ids || ev->has_id ? NULL : id);
     pthread_mutex_lock(&pub->mu);
     st = pub->shutdown

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec/base64.h"
 #include "codec/pbjson_internal.h"
 #include "common/alloc.h"
 
@@ -212,7 +213,7 @@ static tse_status decode_bytes(decoder *d, const json_t *j, ProtobufCBinaryData 
 
     if (!json_is_string(j))
         return tse_pbj_invalid(d, "must be a base64 string");
-    rc = tse_pbj_base64_decode(json_string_value(j), json_string_length(j), &data, &len);
+    rc = tse_base64_decode(json_string_value(j), json_string_length(j), &data, &len);
     if (rc == -2)
         return tse_pbj_nomem(d);
     if (rc != 0)

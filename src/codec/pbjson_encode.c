@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec/base64.h"
 #include "codec/pbjson_internal.h"
 #include "codec/utf8.h"
 #include "common/alloc.h"
@@ -107,7 +108,7 @@ static json_t *float_json(float f)
 
 static json_t *bytes_json(const ProtobufCBinaryData *b)
 {
-    char *text = tse_pbj_base64_encode(b->data, b->data != NULL ? b->len : 0);
+    char *text = tse_base64_encode(b->data, b->data != NULL ? b->len : 0);
     json_t *j = text != NULL ? json_string_nocheck(text) : NULL;
 
     tse_free(text);

@@ -5,16 +5,15 @@
  *   pbjson_names.c          field names (proto and lowerCamel), map fields,
  *                           message layout: what the descriptors say
  *   pbjson_rfc3339.c        RFC 3339 text of Timestamps
- *   pbjson_base64.c         base64 of bytes fields
  *   pbjson_decode.c         JSON -> message: the decoder's context (path,
  *                           errors, depth), messages, fields, arrays, maps
  *   pbjson_decode_scalar.c  JSON -> numbers, bools, enums, strings, bytes
  *   pbjson_decode_wkt.c     JSON -> Timestamp, Struct, ListValue, Value
  *   pbjson_encode.c         message -> JSON, all of it
  *
- * and codec/utf8.h for text. Everything is driven by protobuf-c descriptors;
- * the only types known by name are the well-known ones with a special JSON
- * form (Timestamp, Struct, Value, ListValue, NullValue).
+ * and codec/utf8.h for text, codec/base64.h for bytes. Everything is driven by protobuf-c
+ * descriptors; the only types known by name are the well-known ones with a special JSON form
+ * (Timestamp, Struct, Value, ListValue, NullValue).
  *
  * Invariants:
  * - Every message built here is one malloc'ed block set up with
@@ -78,17 +77,6 @@ size_t tse_pbj_element_size(ProtobufCType t);
 /* A new, initialized message of type desc, or NULL when out of memory.
  * Caller frees with protobuf_c_message_free_unpacked(msg, NULL). */
 ProtobufCMessage *tse_pbj_new_message(const ProtobufCMessageDescriptor *desc);
-
-/* ---- base64 (pbjson_base64.c) -------------------------------------------- */
-
-/* Standard base64 with padding, NUL-terminated, or NULL when out of memory.
- * Caller frees with tse_free. */
-char *tse_pbj_base64_encode(const uint8_t *data, size_t len);
-
-/* Decodes base64 in either alphabet, padded or not, into a new buffer (NULL
- * when empty; caller frees with tse_free). Returns 0, -1 for malformed
- * text, -2 when out of memory. */
-int tse_pbj_base64_decode(const char *s, size_t len, uint8_t **out, size_t *out_len);
 
 /* ---- the decoder's context (pbjson_decode.c) ------------------------------ */
 

@@ -1,6 +1,7 @@
 /*
  * hex.h - one hexadecimal digit's value, for the parsers that read hex
- * (percent-escapes in REDIS_URL, SHA-256 digests in the tokens file).
+ * (percent-escapes in REDIS_URL and in CloudEvents headers, SHA-256 digests
+ * in the tokens file, UUIDs, traceparent).
  * Header-only and stateless, so every layer and program may use it.
  */
 #ifndef TSE_COMMON_HEX_H

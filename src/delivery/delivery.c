@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "common/alloc.h"
+#include "common/clock.h"
 #include "delivery/delivery_internal.h"
 #include "domain/subscription.h"
 #include "obs/log.h"
@@ -927,13 +928,7 @@ static void wait_until(tse_delivery *d, int64_t due_ms)
 
     if (delta <= 0 || d->head || d->stop || d->end_pulls || atomic_load(&d->notified))
         return;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += delta / 1000;
-    ts.tv_nsec += (delta % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-    }
+    ts = tse_clock_deadline_on(CLOCK_REALTIME, delta);
     pthread_cond_timedwait(&d->cond, &d->mu, &ts);
 }
 

@@ -19,6 +19,7 @@
 
 #include "codec/pbscan.h"
 #include "common/alloc.h"
+#include "common/clock.h"
 #include "delivery/delivery_internal.h"
 #include "domain/subscription.h"
 #include "obs/log.h"
@@ -31,15 +32,6 @@ const char *const tse_dl_reason_names[TSE_DL_REASONS] = {
     [TSE_DL_MAX_ATTEMPTS] = TSE_DLQ_REASON_MAX_ATTEMPTS,
     [TSE_DL_REJECTED] = TSE_DLQ_REASON_REJECTED,
 };
-
-/* The wall clock in microseconds, as events' timestamps are. */
-static int64_t wall_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* The publish time of an entry: its envelope's timestamp (stamped by the
  * service that took the publish), else the time in its entry id (when Redis
@@ -206,7 +198,7 @@ static void count_handed(tse_delivery *d, tse_subscriber *s, tse_ready *r, int64
 static size_t take_for_pull(tse_delivery *d, tse_subscriber *s)
 {
     size_t n = 0;
-    int64_t now = wall_us();
+    int64_t now = tse_wall_us();
 
     while (s->ready && s->credit > 0) {
         tse_ready *r = s->ready;
@@ -252,7 +244,7 @@ static size_t hand_out(tse_delivery *d, tse_subscriber *s)
 
     if (s->is_pull)
         return take_for_pull(d, s);
-    now = wall_us();
+    now = tse_wall_us();
     while (s->ready && s->credit > 0 && track(s, s->ready->ack_id)) {
         tse_ready *r = s->ready;
         s->ready = r->next;

@@ -20,8 +20,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include "codec/base64.h"
 #include "codec/pbjson.h"
 #include "codec/utf8.h"
+#include "common/hex.h"
 #include "domain/cloudevent.h"
 #include "domain/validate.h"
 
@@ -87,62 +89,6 @@ static bool base64_text(const char *s, size_t len)
     return true;
 }
 
-static int b64_value(char c)
-{
-    static const char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    const char *p = c ? strchr(alphabet, c) : NULL;
-
-    return p ? (int)(p - alphabet) : -1;
-}
-
-static char *base64_encode(const unsigned char *data, size_t len)
-{
-    static const char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char *out = malloc((len + 2) / 3 * 4 + 1), *o;
-
-    if (out == NULL)
-        return NULL;
-    o = out;
-    for (size_t i = 0; i < len; i += 3) {
-        unsigned v = (unsigned)data[i] << 16;
-        if (i + 1 < len)
-            v |= (unsigned)data[i + 1] << 8;
-        if (i + 2 < len)
-            v |= data[i + 2];
-        *o++ = alphabet[v >> 18 & 63];
-        *o++ = alphabet[v >> 12 & 63];
-        *o++ = i + 1 < len ? alphabet[v >> 6 & 63] : '=';
-        *o++ = i + 2 < len ? alphabet[v & 63] : '=';
-    }
-    *o = '\0';
-    return out;
-}
-
-/* Decodes base64_text-valid s; NULL when out of memory. */
-static char *base64_decode(const char *s, size_t *len)
-{
-    size_t n = strlen(s), o = 0;
-    char *out = malloc(n / 4 * 3 + 1);
-    unsigned acc = 0, bits = 0;
-
-    if (out == NULL)
-        return NULL;
-    for (size_t i = 0; i < n && s[i] != '='; i++) {
-        int v = b64_value(s[i]);
-        if (v < 0)
-            break;
-        acc = acc << 6 | (unsigned)v;
-        if ((bits += 6) >= 8) {
-            bits -= 8;
-            out[o++] = (char)(acc >> bits & 0xff);
-        }
-    }
-    *len = o;
-    return out;
-}
-
 /* A media type as a datacontenttype: printable ASCII, at most 256. */
 static bool media_text(const char *s)
 {
@@ -174,11 +120,6 @@ static bool media_is_json(const char *media)
 
 /* ---- the UUID of an id ---------------------------------------------------- */
 
-static int hex_value(char c)
-{
-    return isdigit((unsigned char)c) ? c - '0' : tolower((unsigned char)c) - 'a' + 10;
-}
-
 /* UUID v5 (RFC 4122 4.3) of source NUL id in TSE_CE_ID_NAMESPACE; false
  * when libcrypto fails (out of memory). */
 static bool id_uuid(const char *source, const char *id, char out[37])
@@ -191,7 +132,7 @@ static bool id_uuid(const char *source, const char *id, char out[37])
 
     for (size_t i = 0; ns[i] && k < 16; i++)
         if (ns[i] != '-') {
-            nsb[k++] = (unsigned char)(hex_value(ns[i]) << 4 | hex_value(ns[i + 1]));
+            nsb[k++] = (unsigned char)(tse_hex_value(ns[i]) << 4 | tse_hex_value(ns[i + 1]));
             i++;
         }
     ok = c != NULL && EVP_DigestInit_ex(c, EVP_sha1(), NULL) == 1 &&
@@ -500,7 +441,7 @@ static char *percent_decode(const char *s, size_t *len)
             *len = (size_t)-1;
             return NULL;
         }
-        out[o++] = (char)(hex_value(s[i + 1]) << 4 | hex_value(s[i + 2]));
+        out[o++] = (char)(tse_hex_value(s[i + 1]) << 4 | tse_hex_value(s[i + 2]));
         i += 2;
     }
     out[o] = '\0';
@@ -551,17 +492,6 @@ static bool media_is_text(const char *media)
     return strncasecmp(media, "text/", 5) == 0;
 }
 
-static bool utf8_bytes(const char *body, size_t len)
-{
-    for (size_t i = 0; i < len;) {
-        size_t k = tse_utf8_sequence((const unsigned char *)body + i, len - i);
-        if (k == 0 || body[i] == '\0')
-            return false;
-        i += k;
-    }
-    return true;
-}
-
 tse_status tse_ce_binary_body(json_t *ce, const char *content_type, const char *body, size_t len,
                               tse_error *err)
 {
@@ -584,10 +514,11 @@ tse_status tse_ce_binary_body(json_t *ce, const char *content_type, const char *
                                  "column %d): %s",
                                  jerr.line, jerr.column, jerr.text);
         json_object_set_new(ce, "data", data);
-    } else if (content_type != NULL && media_is_text(content_type) && utf8_bytes(body, len)) {
+    } else if (content_type != NULL && media_is_text(content_type) &&
+               tse_utf8_text_span((const unsigned char *)body, len) == len) {
         json_object_set_new(ce, "data", json_stringn(body, len));
     } else {
-        if ((b64 = base64_encode((const unsigned char *)body, len)) == NULL)
+        if ((b64 = tse_base64_encode((const uint8_t *)body, len)) == NULL)
             return tse_error_set(err, TSE_NOMEM, NULL, "out of memory");
         json_object_set_new(ce, "data_base64", json_string(b64));
         free(b64);
@@ -763,7 +694,10 @@ tse_status tse_ce_to_binary(const json_t *ce, json_t *headers, char **body, size
             return TSE_NOMEM;
     }
     if (json_is_string(b64)) {
-        if ((*body = base64_decode(json_string_value(b64), len)) == NULL)
+        /* The text was checked (base64_text): only memory can fail. An
+         * empty one leaves the body NULL, as no data does. */
+        if (tse_base64_decode(json_string_value(b64), json_string_length(b64), (uint8_t **)body,
+                              len) != 0)
             return TSE_NOMEM;
         if (*content_type == NULL)
             *content_type = "application/octet-stream";
@@ -803,7 +737,7 @@ static json_t *attr_value_json(const AttrValue *v)
     case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_URI_REF:
         return json_string(v->ce_uri_ref);
     case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_BYTES:
-        if ((b64 = base64_encode(v->ce_bytes.data, v->ce_bytes.len)) == NULL)
+        if ((b64 = tse_base64_encode(v->ce_bytes.data, v->ce_bytes.len)) == NULL)
             return NULL;
         j = json_string(b64);
         free(b64);
@@ -874,7 +808,7 @@ static tse_status proto_data(const Io__Cloudevents__V1__CloudEvent *pb, json_t *
         json_object_set_new(ce, "data", data);
         return TSE_OK;
     case IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA:
-        if ((b64 = base64_encode(pb->binary_data.data, pb->binary_data.len)) == NULL)
+        if ((b64 = tse_base64_encode(pb->binary_data.data, pb->binary_data.len)) == NULL)
             return tse_error_set(err, TSE_NOMEM, NULL, "out of memory");
         json_object_set_new(ce, "data_base64", json_string(b64));
         free(b64);

@@ -11,6 +11,8 @@
 #include <sys/random.h>
 #include <uuid/uuid.h>
 
+#include "common/hex.h"
+
 /* ---- event types ---------------------------------------------------------- */
 
 static bool is_lower(char c)
@@ -48,18 +50,13 @@ bool tse_event_type_valid(const char *type)
 
 /* ---- UUIDs ---------------------------------------------------------------- */
 
-static bool is_hex(char c)
-{
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
 bool tse_uuid_valid(const char *s)
 {
     if (s == NULL || strnlen(s, 37) != 36)
         return false;
     for (int i = 0; i < 36; i++) {
         bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-        if (dash ? s[i] != '-' : !is_hex(s[i]))
+        if (dash ? s[i] != '-' : tse_hex_value(s[i]) < 0)
             return false;
     }
     return true;
@@ -91,17 +88,22 @@ static bool random_bytes(unsigned char out[16])
     return true;
 }
 
-void tse_uuid_generate(char *buf)
+/* 16 random bytes: from the pool, else from libuuid. */
+static void random16(unsigned char u[16])
 {
-    static const char hex[] = "0123456789abcdef";
-    unsigned char u[16];
-    size_t j = 0;
-
     if (!random_bytes(u)) {
         uuid_t fallback;
         uuid_generate_random(fallback);
         memcpy(u, fallback, 16);
     }
+}
+
+/* u as the text of a version 4, RFC 4122 variant UUID, lower case. */
+static void uuid_text(unsigned char u[16], char *buf)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t j = 0;
+
     u[6] = (unsigned char)((u[6] & 0x0F) | 0x40); /* version 4 */
     u[8] = (unsigned char)((u[8] & 0x3F) | 0x80); /* RFC 4122 variant */
     for (int i = 0; i < 16; i++) {
@@ -111,4 +113,43 @@ void tse_uuid_generate(char *buf)
         buf[j++] = hex[u[i] & 0x0F];
     }
     buf[j] = '\0';
+}
+
+void tse_uuid_generate(char *buf)
+{
+    unsigned char u[16];
+
+    random16(u);
+    uuid_text(u, buf);
+}
+
+/* splitmix64's finalizer: a bijection on 64 bits, so distinct counters give
+ * distinct values, and consecutive ones look unrelated. */
+static uint64_t mix64(uint64_t x)
+{
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+void tse_uuid_seq_init(tse_uuid_seq *s)
+{
+    unsigned char u[16];
+
+    random16(u);
+    memcpy(s->seed, u, sizeof(s->seed));
+    atomic_init(&s->next, 0);
+}
+
+void tse_uuid_seq_next(tse_uuid_seq *s, char *buf)
+{
+    uint64_t n = atomic_fetch_add_explicit(&s->next, 1, memory_order_relaxed);
+    uint64_t hi = s->seed[0], lo = mix64(s->seed[1] + n);
+    unsigned char u[16];
+
+    for (int i = 0; i < 8; i++) {
+        u[i] = (unsigned char)(hi >> (56 - 8 * i));
+        u[8 + i] = (unsigned char)(lo >> (56 - 8 * i));
+    }
+    uuid_text(u, buf);
 }

@@ -9,6 +9,8 @@
 
 #include <string.h>
 
+#include "common/hex.h"
+
 /* ---- traceparent --------------------------------------------------------------- */
 
 /* Version 00's length, and where its parts start. */
@@ -20,11 +22,6 @@
 static bool is_lchex(char c)
 {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-}
-
-static int lchex_value(char c)
-{
-    return c <= '9' ? c - '0' : c - 'a' + 10;
 }
 
 /* n lowercase hex digits at s; *all_zero tells whether every one is '0'. */
@@ -70,7 +67,8 @@ static tse_status parse_v00(const char *s, tse_traceparent *out, const char *fie
         out->trace_id[32] = '\0';
         memcpy(out->parent_id, s + TP_PARENT_AT, 16);
         out->parent_id[16] = '\0';
-        out->flags = (uint8_t)(lchex_value(s[TP_FLAGS_AT]) << 4 | lchex_value(s[TP_FLAGS_AT + 1]));
+        out->flags =
+            (uint8_t)(tse_hex_value(s[TP_FLAGS_AT]) << 4 | tse_hex_value(s[TP_FLAGS_AT + 1]));
     }
     return TSE_OK;
 }
@@ -89,7 +87,7 @@ tse_status tse_traceparent_parse(const char *s, size_t len, tse_traceparent *out
     if (len < 2 || !lchex_run(s, 2, NULL))
         return tse_error_set(err, TSE_INVALID, field, "%s: version must be 2 lowercase hex digits",
                              field);
-    version = (uint8_t)(lchex_value(s[0]) << 4 | lchex_value(s[1]));
+    version = (uint8_t)(tse_hex_value(s[0]) << 4 | tse_hex_value(s[1]));
     if (version == 0xff)
         return tse_error_set(err, TSE_INVALID, field, "%s: version ff is invalid", field);
     if (version == 0 && len != TP_LEN)

@@ -121,8 +121,6 @@ struct tse_call {
     tse_call *next_live; /* a stream in one of the server's lists, under watch_lock */
 };
 
-#define TSE_HEALTH_SERVICES 3
-
 /* A list of open streams, linked through tse_call.next_live, under the
  * server's watch_lock. */
 typedef struct tse_call_list {

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "common/tsan.h"
 #include "domain/catalog.h"
 #include "obs/log.h"
@@ -346,13 +347,7 @@ static bool wait_calls(tse_server *s, int64_t deadline_us)
             if (s->live_calls == 0)
                 break;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 20 * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
+        struct timespec ts = tse_clock_deadline_on(CLOCK_REALTIME, 20);
         pthread_cond_timedwait(&s->calls_cond, &s->calls_lock, &ts);
     }
     none = s->live_calls == 0;

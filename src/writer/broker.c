@@ -23,14 +23,6 @@
 
 /* ---- small shared helpers -------------------------------------------------------- */
 
-int64_t tse_broker_wall_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void tse_broker_stream_key(const char *event_type, int priority, char *buf, size_t len)
 {
     tse_key_stream(event_type, priority, buf, len);

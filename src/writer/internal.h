@@ -279,7 +279,4 @@ void tse_broker_note_error(tse_broker *b, const char *message);
 /* Stores the dedup scripts' SHAs the first time a lane loaded them. */
 void tse_broker_set_sha(tse_broker *b, const char *sha, const char *batch_sha);
 
-/* Milliseconds on the wall clock (the monotonic clock: common/clock.h). */
-int64_t tse_broker_wall_ms(void);
-
 #endif

@@ -101,7 +101,7 @@ static void queue_trims(tse_lane *l)
         tse_job *job;
         if (l->known.slots[i] == NULL)
             continue;
-        job = tse_job_create_trim(o, l->known.slots[i], tse_broker_wall_ms());
+        job = tse_job_create_trim(o, l->known.slots[i], tse_wall_us() / 1000);
         if (job == NULL)
             return;
         job->command_cb = trim_done;

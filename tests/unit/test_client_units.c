@@ -609,8 +609,8 @@ static void test_request_carries_a_fresh_id_and_the_client_source(void **state)
     grpc_slice s;
 
     assert_int_equal(tse_client_connect(&o, &c, NULL), TSE_CLIENT_OK);
-    tse_client_next_id(c, id1);
-    tse_client_next_id(c, id2);
+    tse_uuid_seq_next(&c->ids, id1);
+    tse_uuid_seq_next(&c->ids, id2);
     assert_true(tse_uuid_valid(id1));
     assert_string_not_equal(id1, id2);
     assert_int_equal(id1[14], '4'); /* version 4 layout */

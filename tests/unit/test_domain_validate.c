@@ -429,6 +429,26 @@ static void uuid_generate_makes_distinct_lowercase_v4_uuids(void **state)
         assert_false(a[i] >= 'A' && a[i] <= 'F');
 }
 
+/* One run, used from the SDK and the bridge: no id twice, every one a
+ * lowercase v4 UUID, whatever the counter. */
+static void uuid_seq_makes_distinct_lowercase_v4_uuids(void **state)
+{
+    static char ids[1000][37];
+    tse_uuid_seq seq;
+
+    tse_uuid_seq_init(&seq);
+    for (int i = 0; i < 1000; i++) {
+        tse_uuid_seq_next(&seq, ids[i]);
+        assert_true(tse_uuid_valid(ids[i]));
+        assert_int_equal(ids[i][14], '4');
+        assert_non_null(strchr("89ab", ids[i][19]));
+        for (int k = 0; k < 36; k++)
+            assert_false(ids[i][k] >= 'A' && ids[i][k] <= 'F');
+        for (int j = 0; j < i; j++)
+            assert_string_not_equal(ids[i], ids[j]);
+    }
+}
+
 static void utf8_valid_accepts_well_formed_text(void **state)
 {
     assert_true(tse_utf8_valid(""));
@@ -1475,6 +1495,7 @@ int main(void)
         cmocka_unit_test(uuid_valid_accepts_8_4_4_4_12_hex_in_either_case),
         cmocka_unit_test(uuid_valid_rejects_other_shapes),
         cmocka_unit_test(uuid_generate_makes_distinct_lowercase_v4_uuids),
+        cmocka_unit_test(uuid_seq_makes_distinct_lowercase_v4_uuids),
         cmocka_unit_test(utf8_valid_accepts_well_formed_text),
         cmocka_unit_test(utf8_valid_rejects_malformed_sequences),
         cmocka_unit_test(utf8_scrub_replaces_each_bad_byte_and_keeps_good_text),

@@ -1,9 +1,9 @@
 /*
- * pbjson_base64.c - base64 of bytes fields: written in the standard
- * alphabet with padding, read in either alphabet, padded or not, as the
- * proto3 JSON mapping asks.
+ * base64.c - see base64.h. Reading both alphabets, padded or not, is what
+ * the proto3 JSON mapping asks of bytes fields.
  */
-#include "codec/pbjson_internal.h"
+#include "codec/base64.h"
+
 #include "common/alloc.h"
 
 static const char b64_alphabet[] =
@@ -25,7 +25,7 @@ static int b64_value(unsigned char c)
     return -1;
 }
 
-char *tse_pbj_base64_encode(const uint8_t *data, size_t len)
+char *tse_base64_encode(const uint8_t *data, size_t len)
 {
     char *out = tse_malloc((len + 2) / 3 * 4 + 1);
     size_t o = 0;
@@ -48,7 +48,7 @@ char *tse_pbj_base64_encode(const uint8_t *data, size_t len)
     return out;
 }
 
-int tse_pbj_base64_decode(const char *s, size_t len, uint8_t **out, size_t *out_len)
+int tse_base64_decode(const char *s, size_t len, uint8_t **out, size_t *out_len)
 {
     size_t core = len, pad = 0, n, o = 0;
     uint32_t acc = 0;
