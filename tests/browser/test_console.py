@@ -70,7 +70,8 @@ def start_bridge(scratch, target):
         base = f"http://127.0.0.1:{port}"
         try:
             sup.wait_until("the bridge's /health 200",
-                           lambda: http("GET", base + "/health")[0] == 200, proc)
+                           lambda: proc.listens_on(port) and http("GET", base + "/health")[0] == 200,
+                           proc)
         except BaseException:
             proc.stop()
             raise
@@ -104,7 +105,9 @@ class Browser:
         deadline = time.monotonic() + sup.START_TIMEOUT
         while time.monotonic() < deadline:
             try:
-                if self.call("GET", "/status").get("ready"):
+                # Our chromedriver, not whatever else answers on the port.
+                if (sup.listened_by(self.port, self.proc.pid)
+                        and self.call("GET", "/status").get("ready")):
                     break
             except OSError:
                 pass

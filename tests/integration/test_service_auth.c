@@ -851,7 +851,6 @@ static int eventctl(const world *w, const char *env, const char *args, char *out
     char cmd[1024];
     FILE *p;
     size_t n;
-    int status;
 
     snprintf(cmd, sizeof(cmd), "env %s '%s' --server %s %s 2>&1", env, getenv("TSE_EVENTCTL_BIN"),
              w->service->addr, args);
@@ -859,8 +858,7 @@ static int eventctl(const world *w, const char *env, const char *args, char *out
     assert_non_null(p);
     n = fread(out, 1, len - 1, p);
     out[n] = '\0';
-    status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return tse_test_exit_code(pclose(p));
 }
 
 static void eventctl_issues_tokens_and_sends_them(void **state)
@@ -912,15 +910,13 @@ static int run_service(const char *env, const char *args, char *out, size_t len)
     char cmd[1024];
     FILE *p;
     size_t n;
-    int status;
 
     snprintf(cmd, sizeof(cmd), "env %s '%s' %s 2>&1", env, getenv("TSE_SERVICE_BIN"), args);
     p = popen(cmd, "r");
     assert_non_null(p);
     n = fread(out, 1, len - 1, p);
     out[n] = '\0';
-    status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return tse_test_exit_code(pclose(p));
 }
 
 static void without_tokens_the_port_stays_on_loopback(void **state)

@@ -640,7 +640,6 @@ static void test_min_replicas_on_a_single_redis_is_refused(void **state)
     char cmd[1024], out[4096];
     FILE *p;
     size_t n;
-    int status;
 
     (void)state;
     snprintf(cmd, sizeof(cmd),
@@ -651,9 +650,7 @@ static void test_min_replicas_on_a_single_redis_is_refused(void **state)
     assert_non_null(p);
     n = fread(out, 1, sizeof(out) - 1, p);
     out[n] = '\0';
-    status = pclose(p);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 2);
+    assert_int_equal(tse_test_exit_code(pclose(p)), 2);
     if (strstr(out, "REDIS_MIN_REPLICAS (--redis-min-replicas) 1 needs a Redis Cluster") == NULL)
         fail_msg("output: %s", out);
 }

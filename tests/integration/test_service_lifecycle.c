@@ -32,7 +32,6 @@ static int run_binary(const char *env, const char *args, char *out, size_t len)
     char cmd[1024];
     FILE *p;
     size_t n;
-    int status;
 
     snprintf(cmd, sizeof(cmd), "%s timeout 10 '%s' %s 2>&1", env ? env : "",
              getenv("TSE_SERVICE_BIN"), args);
@@ -40,8 +39,7 @@ static int run_binary(const char *env, const char *args, char *out, size_t len)
     assert_non_null(p);
     n = fread(out, 1, len - 1, p);
     out[n] = '\0';
-    status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return tse_test_exit_code(pclose(p));
 }
 
 static void expect_refused(const char *env, const char *args, const char *key)

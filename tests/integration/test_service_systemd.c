@@ -122,8 +122,7 @@ static void expect_notify_lifecycle(manager *m, pid_t pid, int port)
     assert_true(manager_next(m, notice, sizeof(notice)));
     assert_string_equal(notice, "STOPPING=1");
     assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(tse_test_exit_code(status), 0);
 }
 
 static void test_service_is_ready_only_once_listening(void **state)

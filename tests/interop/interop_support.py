@@ -2,7 +2,7 @@
 
 What every interop test needs: Python stubs generated at test time from
 proto/ with Debian's protoc and grpc_python_plugin, a private redis-server and
-a private tracseq-events, each on an ephemeral 127.0.0.1 port, a tiny Redis
+a private tracseq-events, each on a 127.0.0.1 port of its own, a tiny Redis
 client speaking RESP over a socket (Debian 12's python3-grpcio environment has
 no redis-py), and a check runner that prints one line per check and a closing
 "interop: N passed, M failed".
@@ -21,6 +21,7 @@ Invariants:
 Environment: TSE_SERVICE_BIN (the tracseq-events binary), TSE_SOURCE_DIR (the
 source tree, for proto/), TSE_INTEROP_SCRATCH (a folder under the build tree).
 """
+import fcntl
 import glob
 import importlib
 import os
@@ -74,11 +75,117 @@ def scratch_dir(test_name):
     return path
 
 
-def free_port():
-    """A loopback port nothing listens on right now (the kernel's pick)."""
+# ---- ports -------------------------------------------------------------------
+#
+# The scheme of tests/support/ports.h, through the same lock file, so C and
+# Python tests running side by side never share a port: a port outside the
+# kernel's ephemeral range (where no connect() and no bind to port 0 goes),
+# claimed with a POSIX record lock on its byte of the lock file, held until
+# this process exits, and only when nothing listens on it. A server is up
+# once the very process started listens on its port (Process.listens_on).
+
+PORTS_LOCK_FILE = "/tmp/tse-test-ports.lock"
+_PORT_FLOOR, _PORT_CEIL, _MIN_SPAN = 10000, 65535, 1000
+_ports = {"fd": None, "held": set(), "next": None}
+
+
+def port_range():
+    """(lo, hi): the largest stretch of 10000..65535 outside the ephemeral
+    range, or all of it when that stretch is too small."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            elo, ehi = (int(x) for x in f.read().split())
+    except (OSError, ValueError):
+        elo, ehi = 32768, 60999
+    below_hi = min(elo - 1, _PORT_CEIL)
+    above_lo = max(ehi + 1, _PORT_FLOOR)
+    if below_hi - _PORT_FLOOR >= _PORT_CEIL - above_lo and below_hi - _PORT_FLOOR + 1 >= _MIN_SPAN:
+        return _PORT_FLOOR, below_hi
+    if _PORT_CEIL - above_lo + 1 >= _MIN_SPAN:
+        return above_lo, _PORT_CEIL
+    return _PORT_FLOOR, _PORT_CEIL
+
+
+def _nothing_listens(port):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _try_claim(port):
+    if port in _ports["held"]:
+        return False
+    if _ports["fd"] is None:
+        # Never closed: closing it would drop every lock of this process.
+        _ports["fd"] = os.open(PORTS_LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            os.fchmod(_ports["fd"], 0o666)
+        except OSError:
+            pass
+    try:
+        fcntl.lockf(_ports["fd"], fcntl.LOCK_EX | fcntl.LOCK_NB, 1, port, os.SEEK_SET)
+    except OSError:
+        return False
+    if not _nothing_listens(port):
+        fcntl.lockf(_ports["fd"], fcntl.LOCK_UN, 1, port, os.SEEK_SET)
+        return False
+    _ports["held"].add(port)
+    return True
+
+
+def free_port():
+    """A loopback port nothing listens on, claimed for this process until it
+    exits (no other test and no outgoing connection gets it)."""
+    lo, hi = port_range()
+    span = hi - lo + 1
+    if _ports["next"] is None:
+        _ports["next"] = lo + (os.getpid() * 2654435761 + time.time_ns()) % span
+    for _ in range(span):
+        port = _ports["next"]
+        _ports["next"] = lo if port >= hi else port + 1
+        if _try_claim(port):
+            return port
+    raise CheckFailed(f"no port of {lo}..{hi} is free (locks in {PORTS_LOCK_FILE})")
+
+
+def _listening_inodes(port):
+    inodes = set()
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path) as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    if (len(fields) > 9 and int(fields[1].rsplit(":", 1)[1], 16) == port
+                            and fields[3] == "0A"):
+                        inodes.add(fields[9])
+        except OSError:
+            pass
+    return inodes
+
+
+def listened_by(port, pid):
+    """Whether process pid has a TCP socket listening on port."""
+    inodes = _listening_inodes(port)
+    if not inodes:
+        return False
+    fd_dir = f"/proc/{pid}/fd"
+    try:
+        names = os.listdir(fd_dir)
+    except OSError:
+        return False
+    for name in names:
+        try:
+            target = os.readlink(os.path.join(fd_dir, name))
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            return True
+    return False
 
 
 # ---- stubs -------------------------------------------------------------------
@@ -202,6 +309,10 @@ class Process:
     def alive(self):
         return self.proc.poll() is None
 
+    def listens_on(self, port):
+        """Whether this very process listens on port (not another that took it)."""
+        return self.alive() and listened_by(port, self.proc.pid)
+
     def stop(self):
         """SIGTERM, wait, SIGKILL if it outlives STOP_TIMEOUT; the exit status
         (negative: killed by that signal), or None when it had to be killed."""
@@ -245,8 +356,8 @@ def wait_until(what, ready, process, timeout=START_TIMEOUT):
 
 def on_free_port(start):
     """start(port) on a free port, tried again on another should the process
-    die first (another process may take a port between our pick and its
-    bind)."""
+    die first (a server outside the claiming scheme may take a port between
+    our claim and its bind)."""
     for attempt in range(3):
         try:
             return start(free_port())
@@ -268,6 +379,8 @@ def start_redis(scratch, port=None):
                    os.path.join(scratch, "redis.log"))
 
     def pong():
+        if not proc.listens_on(port):
+            return False
         client = RedisClient(port, timeout=1.0)
         try:
             return client.command("PING") == b"PONG"
@@ -308,7 +421,8 @@ def start_service_on(port, scratch, redis_port, stubs, extra_args, credentials=N
     # A channel whose first connection is refused stays failed for seconds
     # (gRPC's reconnect backoff), so it is made once the port accepts.
     try:
-        wait_until(f"{target} accepting connections", lambda: tcp_accepts(port), proc)
+        wait_until(f"{target} accepting connections",
+                   lambda: proc.listens_on(port) and tcp_accepts(port), proc)
     except BaseException:
         proc.stop()
         raise

@@ -63,8 +63,8 @@ def start_bridge(stack, port):
             f"--event-service-addr={stack.target}", "--log-format=text"]
     proc = Process("tracseq-rest-bridge", argv, os.path.join(stack.scratch, "bridge.log"))
     try:
-        wait_until(f"bridge on {port} healthy", lambda: http_get(port, "/health")[0] == 200,
-                   proc)
+        wait_until(f"bridge on {port} healthy",
+                   lambda: proc.listens_on(port) and http_get(port, "/health")[0] == 200, proc)
     except BaseException:
         proc.stop()
         raise

@@ -90,7 +90,8 @@ def body(stack, checks):
             env_path("TSE_BRIDGE_BIN"), "--host=127.0.0.1", f"--port={http_port}",
             f"--event-service-addr=127.0.0.1:{older_port}"],
             os.path.join(stack.scratch, "bridge.log"))
-        wait_until("the bridge accepts connections", lambda: tcp_accepts(http_port), bridge)
+        wait_until("the bridge accepts connections",
+                   lambda: bridge.listens_on(http_port) and tcp_accepts(http_port), bridge)
         redis = stack.redis()
 
         def single_events_are_published():

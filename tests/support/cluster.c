@@ -35,7 +35,9 @@
  * frees. */
 static redisReply *node_command(const tse_test_redis *r, const char *fmt, ...)
 {
-    struct timeval tv = {2, 0};
+    /* Generous: a node slow to answer on a loaded host is no dead node
+     * (a killed one refuses at once). */
+    struct timeval tv = {10, 0};
     redisContext *ctx;
     redisReply *rep;
     va_list ap;

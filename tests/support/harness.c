@@ -4,6 +4,12 @@
  */
 #include "harness.h"
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
@@ -22,6 +28,12 @@
 #include <unistd.h>
 
 #include "cluster.h"
+#include "ports.h"
+
+/* The longest a server may take to listen (and Redis to answer) after its
+ * start: only a bound on a failure, so generous for a loaded sanitizer
+ * build; a start that works waits only as long as it takes. */
+#define START_MS 30000
 
 /* Children to kill should the test process exit without stopping them. */
 #define MAX_CHILDREN 64
@@ -68,18 +80,19 @@ long long tse_test_now_ms(void)
 
 int tse_test_free_port(void)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(sa);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    int port = -1;
+    return tse_test_port_claim();
+}
 
-    if (fd < 0)
-        return -1;
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
-        port = ntohs(sa.sin_port);
-    close(fd);
-    return port;
+int tse_test_exit_code(int status)
+{
+    if (status == -1)
+        fail_msg("the command could not be run or waited for: %s", strerror(errno));
+    if (WIFSIGNALED(status))
+        fail_msg("the command was killed by signal %d (%s)", WTERMSIG(status),
+                 strsignal(WTERMSIG(status)));
+    if (!WIFEXITED(status))
+        fail_msg("the command did not exit (wait status %#x)", (unsigned)status);
+    return WEXITSTATUS(status);
 }
 
 static bool port_accepts(int port)
@@ -120,6 +133,88 @@ static pid_t spawn(char *const argv[], char *const envp[], const char *log_path)
     else
         execvp(argv[0], argv);
     _exit(127);
+}
+
+/*
+ * Prints the last lines of a process's log to stderr: a sanitizer's report
+ * or a crash a service wrote there shows in the test's output (CI keeps
+ * only that), not only in a file under /tmp.
+ */
+static void print_log_tail(const char *path, int lines)
+{
+    FILE *f = fopen(path, "r");
+    long size, from;
+    char *text;
+    int seen = 0;
+
+    if (f == NULL || fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0) {
+        if (f != NULL)
+            fclose(f);
+        return;
+    }
+    from = size > 65536 ? size - 65536 : 0;
+    text = calloc(1, (size_t)(size - from) + 1);
+    if (text != NULL && fseek(f, from, SEEK_SET) == 0) {
+        size_t n = fread(text, 1, (size_t)(size - from), f);
+        size_t start = n;
+        while (start > 0 && seen <= lines)
+            if (text[--start] == '\n')
+                seen++;
+        fprintf(stderr, "---- the end of %s ----\n%s\n----\n", path, text + start);
+    }
+    free(text);
+    fclose(f);
+}
+
+/* What a wait status says, for a message: "exit status N" or "signal N". */
+static void describe_status(int status, char *buf, size_t len)
+{
+    if (WIFSIGNALED(status))
+        snprintf(buf, len, "signal %d", WTERMSIG(status));
+    else
+        snprintf(buf, len, "exit status %d", WEXITSTATUS(status));
+}
+
+/* Whether the child pid listens on port and on port2 (unless 0) and port
+ * accepts connections: the process there is ours, not one that took the
+ * port meanwhile. */
+static bool child_listens(pid_t pid, int port, int port2)
+{
+    return tse_test_port_listened_by(port, pid) &&
+           (port2 == 0 || tse_test_port_listened_by(port2, pid)) && port_accepts(port);
+}
+
+/*
+ * Waits (at most START_MS) until the child *pid, started as what with its
+ * output in log, listens on port (and port2 unless 0). False, the reason
+ * and the log's end on stderr, when it exited (reaped, *pid = 0) or did
+ * not listen in time (left running: the caller stops it).
+ */
+static bool await_listening(pid_t *pid, const char *what, const char *log, int port, int port2)
+{
+    long long deadline = tse_test_now_ms() + START_MS;
+    char why[32];
+    int status;
+
+    while (!child_listens(*pid, port, port2)) {
+        if (waitpid(*pid, &status, WNOHANG) == *pid) {
+            track_child(*pid, false);
+            *pid = 0;
+            describe_status(status, why, sizeof(why));
+            fprintf(stderr, "%s exited at start (%s) instead of listening on port %d\n", what, why,
+                    port);
+            print_log_tail(log, 20);
+            return false;
+        }
+        if (tse_test_now_ms() > deadline) {
+            fprintf(stderr, "%s (pid %d) did not listen on port %d%s within %d ms\n", what,
+                    (int)*pid, port, port2 != 0 ? " and its bus port" : "", START_MS);
+            print_log_tail(log, 20);
+            return false;
+        }
+        usleep(10000);
+    }
+    return true;
 }
 
 static void reap(pid_t *pid, int sig, int grace_ms)
@@ -193,22 +288,28 @@ static bool redis_launch(tse_test_redis *r)
         usleep(10000);
     snprintf(log, sizeof(log), "/tmp/tse-redis-%d-%d.log", (int)getpid(), r->port);
     r->pid = spawn(argv, NULL, log);
-    if (r->pid < 0)
+    if (r->pid < 0) {
+        r->pid = 0;
         return false;
-    for (int i = 0; i < 500; i++) {
+    }
+    if (!await_listening(&r->pid, "redis-server", log, r->port, r->cluster ? r->bus_port : 0))
+        return false;
+    /* It listens: it answers (-LOADING, while it reads its AOF, counts). */
+    for (long long deadline = tse_test_now_ms() + START_MS; tse_test_now_ms() < deadline;) {
         char *pong = tse_test_redis_cmd(r, "PING");
-        if (waitpid(r->pid, NULL, WNOHANG) == r->pid) {
-            free(pong);
-            track_child(r->pid, false);
-            r->pid = 0;
-            return false;
-        }
+
         if (pong != NULL) {
             free(pong);
             return true;
         }
+        if (waitpid(r->pid, NULL, WNOHANG) == r->pid) {
+            track_child(r->pid, false);
+            r->pid = 0;
+            break;
+        }
         usleep(10000);
     }
+    fprintf(stderr, "redis-server on port %d does not answer PING; see %s\n", r->port, log);
     return false;
 }
 
@@ -228,6 +329,8 @@ static tse_test_redis *redis_start(bool aof, const char *appendfsync, bool clust
         goto fail;
     r->port = tse_test_free_port();
     r->bus_port = cluster ? tse_test_free_port() : 0;
+    if (r->port < 0 || r->bus_port < 0)
+        goto fail;
     snprintf(r->url, sizeof(r->url), "redis://127.0.0.1:%d", r->port);
     if (!redis_launch(r))
         goto fail;
@@ -449,7 +552,10 @@ char *tse_test_redis_cmd(const tse_test_redis *r, const char *fmt, ...)
     char *out;
 
     va_start(ap, fmt);
-    rep = routed_command(r, 1, fmt, ap);
+    /* As long as tse_test_redis_reply: a Redis that answers slowly on a
+     * loaded host is no unreachable Redis (one that is down refuses
+     * at once). */
+    rep = routed_command(r, 10, fmt, ap);
     va_end(ap);
     if (rep == NULL)
         return NULL;
@@ -477,8 +583,8 @@ int tse_test_redis_masters(const tse_test_redis *r, const tse_test_redis **out, 
 
 /*
  * Runs bin on port with fixed args, then extra ones (each NULL-terminated),
- * and waits until the port accepts connections; NULL when it exited or
- * never listened (its log says why).
+ * and waits until it listens there; NULL when it exited or never listened
+ * (stopped; the end of its log on stderr says why).
  */
 static tse_test_service *server_start(const char *bin, const char *what, int port,
                                       const char *const *fixed, const char *const *extra)
@@ -487,7 +593,7 @@ static tse_test_service *server_start(const char *bin, const char *what, int por
     char *argv[40];
     int n = 0;
 
-    if (bin == NULL || s == NULL) {
+    if (bin == NULL || s == NULL || port <= 0) {
         free(s);
         return NULL;
     }
@@ -501,16 +607,10 @@ static tse_test_service *server_start(const char *bin, const char *what, int por
         argv[n++] = (char *)extra[i];
     argv[n] = NULL;
     s->pid = spawn(argv, NULL, s->log);
-    for (int i = 0; i < 1000; i++) {
-        if (port_accepts(s->port))
-            return s;
-        if (waitpid(s->pid, NULL, WNOHANG) == s->pid) {
-            fprintf(stderr, "%s exited at start; see %s\n", what, s->log);
-            break;
-        }
-        usleep(10000);
-    }
-    s->pid = 0;
+    if (s->pid > 0 && await_listening(&s->pid, what, s->log, port, 0))
+        return s;
+    if (s->pid > 0)
+        reap(&s->pid, SIGKILL, 0);
     free(s);
     return NULL;
 }
@@ -567,37 +667,6 @@ void tse_test_service_kill(tse_test_service *s)
         track_child(s->pid, false);
     }
     free(s);
-}
-
-/*
- * Prints the last lines of a process's log to stderr: a sanitizer's report
- * or a crash a service wrote there shows in the test's output (CI keeps
- * only that), not only in a file under /tmp.
- */
-static void print_log_tail(const char *path, int lines)
-{
-    FILE *f = fopen(path, "r");
-    long size, from;
-    char *text;
-    int seen = 0;
-
-    if (f == NULL || fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0) {
-        if (f != NULL)
-            fclose(f);
-        return;
-    }
-    from = size > 65536 ? size - 65536 : 0;
-    text = calloc(1, (size_t)(size - from) + 1);
-    if (text != NULL && fseek(f, from, SEEK_SET) == 0) {
-        size_t n = fread(text, 1, (size_t)(size - from), f);
-        size_t start = n;
-        while (start > 0 && seen <= lines)
-            if (text[--start] == '\n')
-                seen++;
-        fprintf(stderr, "---- the end of %s ----\n%s\n----\n", path, text + start);
-    }
-    free(text);
-    fclose(f);
 }
 
 int tse_test_service_stop(tse_test_service *s)

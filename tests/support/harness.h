@@ -1,11 +1,17 @@
 /*
- * harness.h - real processes for integration tests: a redis-server on an
- * ephemeral loopback port with its data in a scratch folder, and the event
+ * harness.h - real processes for integration tests: a redis-server on a
+ * loopback port of its own with its data in a scratch folder, and the event
  * service binary pointed at it.
  *
  * Every start has its stop; stops are safe on NULL and on processes that
  * already died. Processes are started in their own process group and killed
  * at test-process exit should a test abort midway.
+ *
+ * Ports come from ports.h: claimed for the test process (no other test
+ * process and no outgoing connection gets them) until it exits, so a port
+ * stays the test's across a server's stop and restart. A start succeeds
+ * only once the very process it spawned listens on its port (not merely
+ * once something accepts connections there).
  */
 #ifndef TSE_TEST_HARNESS_H
 #define TSE_TEST_HARNESS_H
@@ -52,10 +58,26 @@ typedef struct tse_test_service {
     char log[256]; /* its stderr, for diagnosis */
 } tse_test_service;
 
-/* A free loopback TCP port. */
+/*
+ * A loopback TCP port nothing listens on, claimed for this test process
+ * until it exits (tse_test_port_claim): for a server a test starts itself,
+ * or as an address where nothing listens. -1 when none is left.
+ */
 int tse_test_free_port(void);
 
-/* Starts redis-server (AOF everysec when aof) and waits until it answers PING. */
+/*
+ * The exit code in a wait status (of waitpid, system(), pclose()). Fails
+ * the calling cmocka test, saying so, when the command was killed by a
+ * signal (a crash must never read as an exit code: WEXITSTATUS of it is 0)
+ * or could not be run (status -1). A shell that did not exec the command
+ * (it was not the last of `sh -c`) reports its signal N as exit code
+ * 128 + N instead.
+ */
+int tse_test_exit_code(int status);
+
+/* Starts redis-server (AOF everysec when aof) on a claimed port and waits
+ * until that process listens there (and on its cluster bus port) and
+ * answers PING. */
 tse_test_redis *tse_test_redis_start(bool aof);
 /*
  * What tse_test_redis_start starts is chosen by TSE_TEST_REDIS: unset, a
@@ -100,15 +122,15 @@ void tse_test_redis_cluster_stop(tse_test_redis_cluster *c);
 tse_test_redis *tse_test_redis_start_one_node_cluster(void);
 
 /* Runs a redis-cli-like command on the test server; returns a malloc'd
- * printable reply (caller frees), NULL when Redis is unreachable. On a
+ * printable reply (caller frees), NULL when Redis is unreachable or gives
+ * no reply within 10 s. On a
  * cluster node or front a MOVED or ASK answer is followed (to the node it
  * names, ASKING first for ASK), so a command on one key reaches its
  * master. */
 char *tse_test_redis_cmd(const tse_test_redis *r, const char *fmt, ...);
 
 /* The same, returning hiredis's reply (caller frees with
- * freeReplyObject), waiting up to 10 s for it (not 1 s); NULL when Redis is
- * unreachable. */
+ * freeReplyObject); NULL when Redis is unreachable. */
 struct redisReply *tse_test_redis_reply(const tse_test_redis *r, const char *fmt, ...);
 
 /*
@@ -119,18 +141,21 @@ struct redisReply *tse_test_redis_reply(const tse_test_redis *r, const char *fmt
 int tse_test_redis_masters(const tse_test_redis *r, const tse_test_redis **out, int max);
 
 /*
- * Starts the service binary ($TSE_SERVICE_BIN) listening on a free loopback
- * port with REDIS_URL of r, plus extra "--key=value" arguments (NULL-
- * terminated), and waits until its port accepts connections.
+ * Starts the service binary ($TSE_SERVICE_BIN) listening on a claimed
+ * loopback port with REDIS_URL of r, plus extra "--key=value" arguments
+ * (NULL-terminated), and waits until that process listens on its port and
+ * the port accepts connections. NULL (the reason and its log's end on
+ * stderr) when it exited or did not listen within 30 s.
  */
 tse_test_service *tse_test_service_start(const tse_test_redis *r, const char *const *extra_args);
-/* The same on a given port (to restart a service where clients point). */
+/* The same on a given port (to restart a service where clients point): one
+ * of tse_test_free_port, or of a service started before. */
 tse_test_service *tse_test_service_start_on(const tse_test_redis *r, int port,
                                             const char *const *extra_args);
 /*
  * Starts the REST bridge (tracseq-rest-bridge beside $TSE_SERVICE_BIN, in
- * rest-bridge/) on a free loopback port in front of service_addr, plus
- * extra "--key=value" arguments, and waits until it accepts connections.
+ * rest-bridge/) on a claimed loopback port in front of service_addr, plus
+ * extra "--key=value" arguments, and waits as the service's start does.
  * Stop it with tse_test_service_stop.
  */
 tse_test_service *tse_test_bridge_start(const char *service_addr, const char *const *extra_args);
