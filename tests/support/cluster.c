@@ -469,15 +469,19 @@ static pid_t reshard_spawn(const tse_test_redis *node, const char *from_id, cons
                            int n, const char *log)
 {
     char addr[32], slots[16];
-    pid_t pid;
+    pid_t pid, parent;
     int fd;
 
     snprintf(addr, sizeof(addr), "127.0.0.1:%d", node->port);
     snprintf(slots, sizeof(slots), "%d", n);
+    parent = getpid();
     pid = fork();
     if (pid != 0)
         return pid;
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    /* A test that died before prctl would never send the signal. */
+    if (getppid() != parent)
+        _exit(127);
     fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd >= 0) {
         dup2(fd, STDOUT_FILENO);

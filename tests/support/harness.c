@@ -112,16 +112,22 @@ static bool port_accepts(int port)
 
 static pid_t spawn(char *const argv[], char *const envp[], const char *log_path)
 {
-    pid_t pid = fork();
+    pid_t parent = getpid(), pid = fork();
 
     if (pid != 0) {
-        if (pid > 0)
+        if (pid > 0) {
+            /* Here too: a stop may signal the group before the child ran. */
+            setpgid(pid, pid);
             track_child(pid, true);
+        }
         return pid;
     }
     setpgid(0, 0);
-    /* Dies with the test, even one that aborts midway. */
+    /* Dies with the test, even one that aborts midway; one that died
+     * before this line would never send the signal. */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(127);
     int fd = open(log_path ? log_path : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (fd >= 0) {
         dup2(fd, STDOUT_FILENO);
