@@ -39,9 +39,11 @@
 
 #include "bridge.h"
 #include "codec/pbjson.h"
+#include "codec/pbwire.h"
 #include "domain/cloudevent.h"
 #include "domain/trace.h"
 #include "domain/validate.h"
+#include "event_reader.h"
 
 typedef Tracseq__Events__V1__Event Event;
 
@@ -51,88 +53,7 @@ typedef Tracseq__Events__V1__Event Event;
 /* Events per stream message: a REST batch of 100 is about one message. */
 #define BATCH  100
 
-static const char *const envelope_keys[] = {
-    "id",      "event_type", "source_service", "version",     "correlation_id", "causation_id",
-    "subject", "priority",   "metadata",       "traceparent", "tracestate",
-};
-
-/* ---- JSON -> Event ---- */
-
-static bool present(const json_t *obj, const char *key)
-{
-    const json_t *v = json_object_get(obj, key);
-    return v != NULL && !json_is_null(v);
-}
-
-/* Local checks the Event's types cannot express; the service checks the rest. */
-static tse_status check_envelope(const json_t *body, tse_error *err)
-{
-    static const char *const required[] = {"event_type", "source_service", "payload"};
-    const json_t *prio = json_object_get(body, "priority");
-
-    if (!json_is_object(body))
-        return tse_error_set(err, TSE_INVALID, "body", "the event must be a JSON object");
-    for (size_t i = 0; i < 3; i++)
-        if (!present(body, required[i]))
-            return tse_error_set(err, TSE_INVALID, required[i], "%s is required", required[i]);
-    if (json_is_integer(prio) && (json_integer_value(prio) < TSE_PRIORITY_MIN ||
-                                  json_integer_value(prio) > TSE_PRIORITY_MAX))
-        return tse_error_set(err, TSE_INVALID, "priority",
-                             "priority must be an integer from %d (highest) to %d",
-                             TSE_PRIORITY_MIN, TSE_PRIORITY_MAX);
-    return TSE_OK;
-}
-
-/* Sets err->field to head + rest, cut to fit. */
-static void set_field(tse_error *err, const char *head, const char *rest)
-{
-    char tmp[TSE_ERROR_FIELD_MAX * 2];
-    size_t n;
-
-    n = (size_t)snprintf(tmp, sizeof(tmp), "%s%s", head, rest);
-    if (n >= sizeof(err->field))
-        n = sizeof(err->field) - 1;
-    memcpy(err->field, tmp, n);
-    err->field[n] = '\0';
-}
-
-/* The JSON form of the Event: envelope keys copied, payload as `data`. */
-static json_t *event_json(const json_t *body)
-{
-    json_t *env = json_object(), *payload = json_object_get(body, "payload");
-
-    for (size_t i = 0; i < sizeof(envelope_keys) / sizeof(envelope_keys[0]); i++)
-        if (present(body, envelope_keys[i]))
-            json_object_set(env, envelope_keys[i], json_object_get(body, envelope_keys[i]));
-    if (json_is_object(payload))
-        json_object_set(env, "data", payload);
-    else
-        json_object_set_new(env, "data", json_pack("{s:O}", "value", payload));
-    return env;
-}
-
-static tse_status event_from_json(const json_t *body, Event **out, tse_error *err)
-{
-    ProtobufCMessage *msg = NULL;
-    json_t *env;
-    tse_status st;
-
-    if ((st = check_envelope(body, err)) != TSE_OK)
-        return st;
-    env = event_json(body);
-    st = tse_pbjson_to_message(env, &tracseq__events__v1__event__descriptor, 0, &msg, err);
-    json_decref(env);
-    if (st != TSE_OK) {
-        if (err != NULL && strncmp(err->field, "data", 4) == 0) {
-            char rest[TSE_ERROR_FIELD_MAX];
-            snprintf(rest, sizeof(rest), "%s", err->field + 4);
-            set_field(err, "payload", rest);
-        }
-        return st;
-    }
-    *out = (Event *)msg;
-    return TSE_OK;
-}
+/* ---- JSON -> Event: event_reader.c ---- */
 
 /* ---- CloudEvents (src/domain/cloudevent.c) ---- */
 
@@ -168,10 +89,10 @@ static int convert(const json_t *body, bool cloud, Event **out, tse_error *err)
     tse_status st;
 
     if (!cloud)
-        return event_from_json(body, out, err);
+        return tsb_event_from_json(body, out, err);
     if ((st = tse_ce_to_envelope(body, &ours, err)) != TSE_OK)
         return st == TSE_INVALID ? TSB_INVALID_CLOUDEVENT : st;
-    st = event_from_json(ours, out, err);
+    st = tsb_event_from_json(ours, out, err);
     json_decref(ours);
     return st;
 }
@@ -188,36 +109,69 @@ static json_t *result_json(const tse_client_publish_result *r)
                      r->schema_valid);
 }
 
-/* Nothing in s needs escaping in a JSON string. */
-static bool plain(const char *s)
+/* Appends s (n bytes) at p; returns the end. */
+static char *put(char *p, const char *s, size_t n)
 {
-    for (; *s; s++)
-        if (*s == '"' || *s == '\\' || (unsigned char)*s < 0x20)
-            return false;
-    return true;
+    memcpy(p, s, n);
+    return p + n;
+}
+
+#define PUT_LITERAL(p, s) put((p), (s), sizeof(s) - 1)
+
+/* Appends v in decimal at p; returns the end. */
+static char *put_unsigned(char *p, size_t v)
+{
+    char digits[24];
+    size_t n = 0;
+
+    do {
+        digits[sizeof(digits) - ++n] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    return put(p, digits + sizeof(digits) - n, n);
+}
+
+/* s's length when nothing in it needs escaping in a JSON string, else -1. */
+static long plain_length(const char *s)
+{
+    const char *p = s;
+
+    for (; *p; p++)
+        if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20)
+            return -1;
+    return (long)(p - s);
 }
 
 /*
  * The members of a publish's result as JSON text, `"event_id":...,
  * "schema_valid":b`: what result_json builds, in its order, as a compact
- * json_dumps writes them. False when an id needs escaping (the caller then
- * falls back to result_json). buf holds RESULT_MEMBERS_MAX bytes.
+ * json_dumps writes them, copied piece by piece (this runs once per event
+ * published; snprintf's format parsing cost more than the rest of the
+ * answer). Returns its length, or 0 when an id needs escaping (the caller
+ * then falls back to result_json). buf holds RESULT_MEMBERS_MAX bytes.
  */
 #define RESULT_MEMBERS_MAX 256
-static bool result_members(const tse_client_publish_result *r, char *buf)
+static size_t result_members(const tse_client_publish_result *r, char *buf)
 {
-    char ts[48] = "";
-    int n;
+    long id = plain_length(r->event_id), sid = plain_length(r->stream_id);
+    char ts[48] = "", *p = buf;
 
-    if (!plain(r->event_id) || !plain(r->stream_id))
-        return false;
+    /* The ids are arrays of 40 and 48 bytes: everything fits. */
+    if (id < 0 || sid < 0)
+        return 0;
     tse_rfc3339_format(r->published_at_seconds, r->published_at_nanos, ts, sizeof(ts));
-    n = snprintf(buf, RESULT_MEMBERS_MAX,
-                 "\"event_id\":\"%s\",\"stream_id\":\"%s\",\"published_at\":\"%s\","
-                 "\"duplicate\":%s,\"schema_valid\":%s",
-                 r->event_id, r->stream_id, ts, r->duplicate ? "true" : "false",
-                 r->schema_valid ? "true" : "false");
-    return n > 0 && n < RESULT_MEMBERS_MAX;
+    p = PUT_LITERAL(p, "\"event_id\":\"");
+    p = put(p, r->event_id, (size_t)id);
+    p = PUT_LITERAL(p, "\",\"stream_id\":\"");
+    p = put(p, r->stream_id, (size_t)sid);
+    p = PUT_LITERAL(p, "\",\"published_at\":\"");
+    p = put(p, ts, strlen(ts));
+    p = PUT_LITERAL(p, "\",\"duplicate\":");
+    p = r->duplicate ? PUT_LITERAL(p, "true") : PUT_LITERAL(p, "false");
+    p = PUT_LITERAL(p, ",\"schema_valid\":");
+    p = r->schema_valid ? PUT_LITERAL(p, "true") : PUT_LITERAL(p, "false");
+    *p = '\0';
+    return (size_t)(p - buf);
 }
 
 /* body (malloc'ed text, len bytes) as the 200 answer; takes body. */
@@ -238,11 +192,14 @@ static void reply_text(tsb_response *resp, char *body, size_t len)
 static bool reply_published(tsb_response *resp, const tse_client_publish_result *r)
 {
     char members[RESULT_MEMBERS_MAX], *text;
-    int n;
+    size_t n = result_members(r, members);
 
-    if (!result_members(r, members) || (n = asprintf(&text, "{%s}", members)) < 0)
+    if (n == 0 || (text = malloc(n + 3)) == NULL)
         return false;
-    reply_text(resp, text, (size_t)n);
+    text[0] = '{';
+    memcpy(text + 1, members, n);
+    memcpy(text + 1 + n, "}", 2);
+    reply_text(resp, text, n + 2);
     return true;
 }
 
@@ -270,15 +227,14 @@ static void reply_invalid(tsb_response *resp, int why, const tse_error *err, boo
  * own (the stream's metadata is shared by many requests, so the service's
  * fallback from x-correlation-id cannot serve). A header that is no UUID
  * cannot be an event's correlation id: 422 naming the header. echo: a
- * single event's own correlation id becomes the request's (echoed back).
+ * single event's own correlation id (own, "" when none) becomes the
+ * request's (echoed back). True when the event may go on.
  */
-static bool adopt_correlation(tsb_request *req, Event *ev, bool echo, tse_error *err)
+static bool check_correlation(tsb_request *req, const char *own, bool echo, tse_error *err)
 {
-    char *copy;
-
-    if (ev->correlation_id != NULL && ev->correlation_id[0] != '\0') {
+    if (own[0] != '\0') {
         if (echo && !req->correlation_given)
-            snprintf(req->correlation_id, sizeof(req->correlation_id), "%s", ev->correlation_id);
+            snprintf(req->correlation_id, sizeof(req->correlation_id), "%s", own);
         return true;
     }
     if (!tse_uuid_valid(req->correlation_id)) {
@@ -287,6 +243,17 @@ static bool adopt_correlation(tsb_request *req, Event *ev, bool echo, tse_error 
                       "has no correlation_id");
         return false;
     }
+    return true;
+}
+
+static bool adopt_correlation(tsb_request *req, Event *ev, bool echo, tse_error *err)
+{
+    char *copy;
+
+    if (!check_correlation(req, ev->correlation_id != NULL ? ev->correlation_id : "", echo, err))
+        return false;
+    if (ev->correlation_id != NULL && ev->correlation_id[0] != '\0')
+        return true;
     if ((copy = strdup(req->correlation_id)) == NULL) {
         tse_error_set(err, TSE_NOMEM, NULL, "out of memory");
         return false;
@@ -298,22 +265,70 @@ static bool adopt_correlation(tsb_request *req, Event *ev, bool echo, tse_error 
 }
 
 /*
- * The request's W3C `traceparent` / `tracestate` headers, for an event
- * without a trace context of its own: what the service does with a call's
- * metadata, which the shared streams cannot carry per request. A header
- * pair that is not Trace Context: 422 naming the header.
+ * The request's W3C `traceparent` / `tracestate` headers (*tp, *ts: NULL
+ * when absent), for an event without a trace context of its own: what the
+ * service does with a call's metadata, which the shared streams cannot
+ * carry per request. A header pair that is not Trace Context: 422 naming
+ * the header.
  */
+static bool trace_headers(tsb_request *req, const char **tp, const char **ts, tse_error *err)
+{
+    *tp = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "traceparent");
+    *ts = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "tracestate");
+    return (*tp == NULL && *ts == NULL) ||
+           tse_trace_context_check(*tp, *ts, "traceparent", "tracestate", err) == TSE_OK;
+}
+
 static bool adopt_trace(tsb_request *req, Event *ev, tse_error *err)
 {
-    const char *tp = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "traceparent");
-    const char *ts = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "tracestate");
+    const char *tp, *ts;
 
+    if (!trace_headers(req, &tp, &ts, err))
+        return false;
     if (tp == NULL && ts == NULL)
         return true;
-    if (tse_trace_context_check(tp, ts, "traceparent", "tracestate", err) != TSE_OK)
-        return false;
     return tse_event_adopt_trace(ev, tp, tp ? strlen(tp) : 0, ts, ts ? strlen(ts) : 0, err) ==
            TSE_OK;
+}
+
+/* A request's trace headers, read and checked once for all its events. */
+typedef struct request_trace {
+    const char *tp, *ts;
+    bool ok;
+    tse_error err; /* when !ok */
+} request_trace;
+
+static void request_trace_read(tsb_request *req, request_trace *t)
+{
+    tse_error_clear(&t->err);
+    t->ok = trace_headers(req, &t->tp, &t->ts, &t->err);
+}
+
+/* The same two steps for event i read by the fast reader: *d what the
+ * request gives it when it is encoded. */
+static bool adopt_read(tsb_request *req, const tsb_read_events *evs, size_t i, bool echo,
+                       const request_trace *t, tsb_event_defaults *d, tse_error *err)
+{
+    if (!check_correlation(req, tsb_read_event_string(evs, i, TSB_READ_CORRELATION_ID), echo, err))
+        return false;
+    if (!t->ok) {
+        *err = t->err;
+        return false;
+    }
+    d->correlation_id = req->correlation_id;
+    d->traceparent = t->tp;
+    d->tracestate = t->ts;
+    return true;
+}
+
+/* Appends ev's bytes to wire. */
+static void encode_event(const Event *ev, tsb_bytes *wire)
+{
+    size_t len = protobuf_c_message_get_packed_size(&ev->base);
+    uint8_t *at = tsb_bytes_extend(wire, len);
+
+    if (at != NULL)
+        protobuf_c_message_pack(&ev->base, at);
 }
 
 /* ---- the publishers ---- */
@@ -376,22 +391,16 @@ static void published(void *arg, const tse_client_publish_outcome *o)
         tsb_request_complete(f->req, &answered, NULL);
 }
 
-/* Queues ev on pub, exactly as encoded here; false when it was not. */
-static bool publish_one(tse_client_publisher *pub, const Event *ev, answer *a)
+/* Queues an event (len bytes of an encoded Event) on pub; false when it
+ * was not. */
+static bool publish_one(tse_client_publisher *pub, const uint8_t *event, size_t len, answer *a)
 {
-    uint8_t small[2048], *buf = small;
-    size_t len = protobuf_c_message_get_packed_size(&ev->base);
     tse_client_event *ce = NULL;
     bool ok;
 
-    if (len > sizeof(small) && (buf = malloc(len)) == NULL)
-        return false;
-    protobuf_c_message_pack(&ev->base, buf);
-    ok = tse_client_event_from_envelope(buf, len, &ce, NULL) == TSE_CLIENT_OK &&
+    ok = tse_client_event_from_envelope(event, len, &ce, NULL) == TSE_CLIENT_OK &&
          tse_client_publisher_publish(pub, ce, a, NULL) == TSE_CLIENT_OK;
     tse_client_event_destroy(ce);
-    if (buf != small)
-        free(buf);
     return ok;
 }
 
@@ -434,36 +443,36 @@ static void unary_published(void *arg, tse_client_status status, const tse_clien
         tsb_request_complete(f->req, &answered, NULL);
 }
 
-static bool publish_as_caller(const tsb_request *req, const Event *ev, answer *a)
+static bool publish_as_caller(const tsb_request *req, const uint8_t *event, size_t len, answer *a)
 {
-    Tracseq__Events__V1__PublishRequest pr = TRACSEQ__EVENTS__V1__PUBLISH_REQUEST__INIT;
     tse_client_metadata md[2] = {{"authorization", req->authorization},
                                  {"x-correlation-id", req->correlation_id}};
     tse_client_call_options o = {.timeout_ms = (int)req->bridge->cfg->rpc_timeout_ms,
                                  .metadata = md,
                                  .n_metadata = req->correlation_id[0] ? 2 : 1};
-    uint8_t small[2048], *buf = small;
-    size_t len;
+    tsb_bytes pr = {0};
+    uint8_t head[1 + 10];
     bool ok;
 
-    pr.event = (Event *)ev;
-    len = protobuf_c_message_get_packed_size(&pr.base);
-    if (len > sizeof(small) && (buf = malloc(len)) == NULL)
-        return false;
-    protobuf_c_message_pack(&pr.base, buf);
-    ok = tse_client_call_start(req->bridge->client, TSB_CALLS_SERVICE "Publish", buf, len, &o,
+    /* A PublishRequest: its field 1, the event. */
+    head[0] = 0x0a;
+    tsb_bytes_add(&pr, head, (size_t)(tse_pbwire_put_varint(head + 1, len) - head));
+    tsb_bytes_add(&pr, event, len);
+    ok = !pr.failed &&
+         tse_client_call_start(req->bridge->client, TSB_CALLS_SERVICE "Publish", pr.p, pr.len, &o,
                                unary_published, a, NULL, NULL) == TSE_CLIENT_OK;
-    if (buf != small)
-        free(buf);
+    tsb_bytes_cleanup(&pr);
     return ok;
 }
 
 /*
- * Queues n events in order on one publisher, answers[j] for events[j];
- * those that could not be queued are answered at once. The request (whose
- * step was deferred) resumes once every event has its answer.
+ * Queues n events in order on one publisher, answers[j] for event j (the
+ * len[j] bytes at wire + off[j]); those that could not be queued are
+ * answered at once. The request (whose step was deferred) resumes once
+ * every event has its answer.
  */
-static void submit(tsb_request *req, flight *f, Event *const *events, answer *answers, size_t n)
+static void submit(tsb_request *req, flight *f, const uint8_t *wire, const size_t *off,
+                   const size_t *len, answer *answers, size_t n)
 {
     tsb_bridge *b = req->bridge;
     tse_client_publisher *pub =
@@ -473,10 +482,12 @@ static void submit(tsb_request *req, flight *f, Event *const *events, answer *an
     f->req = req;
     atomic_store(&f->waiting, n + 1); /* + 1: until the loop is over */
     for (; queued < n; queued++) {
+        const uint8_t *ev = wire + off[queued];
+
         answers[queued].flight = f;
         if (req->authorization[0] != '\0'
-                ? !publish_as_caller(req, events[queued], &answers[queued])
-                : !publish_one(pub, events[queued], &answers[queued]))
+                ? !publish_as_caller(req, ev, len[queued], &answers[queued])
+                : !publish_one(pub, ev, len[queued], &answers[queued]))
             break;
     }
     for (size_t j = queued; j < n; j++)
@@ -614,11 +625,59 @@ static json_t *binary_event(const tsb_request *req, tse_error *err)
     return in.ce;
 }
 
+/* Queues a single event (wire's bytes) whose checks passed. */
+static void publish_single(tsb_request *req, tsb_response *resp, const tsb_bytes *wire, bool cloud)
+{
+    const size_t off = 0;
+    single *one;
+
+    if (wire->failed || (one = calloc(1, sizeof(*one))) == NULL) {
+        tsb_reply_nomem(resp);
+        return;
+    }
+    one->cloud = cloud;
+    req->ctx = one;
+    req->ctx_free = free;
+    /* Suspended before the event is queued: the answer may come at once. */
+    tsb_request_defer(req, resp, then_publish);
+    submit(req, &one->f, wire->p, &off, &wire->len, &one->a, 1);
+}
+
+/*
+ * An application/json body through the fast reader (event_reader.h): true
+ * when it read the body and the request is answered or queued; false
+ * leaves the body to the reference path, which answers exactly as before
+ * (every error included).
+ */
+static bool publish_read(tsb_request *req, tsb_response *resp)
+{
+    tsb_read_events evs = {0};
+    tsb_event_defaults d;
+    tsb_bytes wire = {0};
+    request_trace t;
+    tse_error err;
+
+    if (!tsb_media_is(req, "application/json") ||
+        !tsb_read_event_body(req->body, req->body_len, &evs))
+        return false;
+    tse_error_clear(&err);
+    request_trace_read(req, &t);
+    if (!adopt_read(req, &evs, 0, true, &t, &d, &err)) {
+        reply_invalid(resp, err.code, &err, false);
+    } else {
+        tsb_read_event_encode(&evs, 0, &d, &wire);
+        publish_single(req, resp, &wire, false);
+    }
+    tsb_bytes_cleanup(&wire);
+    tsb_read_events_cleanup(&evs);
+    return true;
+}
+
 void tsb_handle_publish(tsb_request *req, tsb_response *resp)
 {
     bool cloud = true;
     Event *ev = NULL;
-    single *one;
+    tsb_bytes wire = {0};
     tse_error err;
     json_t *body;
     int why;
@@ -630,6 +689,8 @@ void tsb_handle_publish(tsb_request *req, tsb_response *resp)
                           true);
             return;
         }
+    } else if (publish_read(req, resp)) {
+        return;
     } else if ((body = events_body(req, resp, "application/cloudevents+json", &cloud)) == NULL) {
         return;
     }
@@ -637,18 +698,13 @@ void tsb_handle_publish(tsb_request *req, tsb_response *resp)
         reply_invalid(resp, why, &err, cloud);
     } else if (!adopt_correlation(req, ev, true, &err) || !adopt_trace(req, ev, &err)) {
         reply_invalid(resp, err.code, &err, cloud);
-    } else if ((one = calloc(1, sizeof(*one))) == NULL) {
-        tsb_reply_nomem(resp);
     } else {
-        one->cloud = cloud;
-        req->ctx = one;
-        req->ctx_free = free;
-        /* Suspended before the event is queued: the answer may come at once. */
-        tsb_request_defer(req, resp, then_publish);
-        submit(req, &one->f, &ev, &one->a, 1);
+        encode_event(ev, &wire);
+        publish_single(req, resp, &wire, cloud);
     }
     if (ev != NULL)
         protobuf_c_message_free_unpacked(&ev->base, NULL);
+    tsb_bytes_cleanup(&wire);
     json_decref(body);
 }
 
@@ -683,9 +739,11 @@ typedef struct refused {
 typedef struct batch {
     flight f;
     size_t n, nsent;
-    Event **events;   /* the entries that converted, in order */
-    size_t *index;    /* events[j] is entry index[j] */
-    answer *answers;  /* answers[j] answers events[j] */
+    tsb_bytes wire; /* the entries that converted, encoded, in order */
+    size_t *off;    /* event j: len[j] bytes at wire.p + off[j] */
+    size_t *len;
+    size_t *index;    /* event j is entry index[j] */
+    answer *answers;  /* answers[j] answers event j */
     refused *refused; /* one per entry */
     size_t published, failed;
 } batch;
@@ -696,10 +754,9 @@ static void batch_free(void *arg)
 
     if (b == NULL)
         return;
-    for (size_t j = 0; j < b->nsent; j++)
-        if (b->events[j] != NULL)
-            protobuf_c_message_free_unpacked(&b->events[j]->base, NULL);
-    free(b->events);
+    tsb_bytes_cleanup(&b->wire);
+    free(b->off);
+    free(b->len);
     free(b->index);
     free(b->answers);
     if (b->refused != NULL)
@@ -709,35 +766,82 @@ static void batch_free(void *arg)
     free(b);
 }
 
+static bool batch_alloc(batch *b, size_t n)
+{
+    b->n = n;
+    b->off = calloc(n, sizeof(*b->off));
+    b->len = calloc(n, sizeof(*b->len));
+    b->index = calloc(n, sizeof(*b->index));
+    b->answers = calloc(n, sizeof(*b->answers));
+    b->refused = calloc(n, sizeof(*b->refused));
+    return b->off && b->len && b->index && b->answers && b->refused;
+}
+
+/* Entry i refused (why, err): its result is its error. */
+static void batch_refuse(batch *b, size_t i, int why, const tse_error *err, bool cloud)
+{
+    unsigned status;
+
+    b->refused[i].json = local_error_json(why, err, cloud, &status);
+    b->refused[i].status = status;
+}
+
+/* Entry i passed: the bytes added to b->wire since `at` are its event. */
+static void batch_accept(batch *b, size_t i, size_t at)
+{
+    b->off[b->nsent] = at;
+    b->len[b->nsent] = b->wire.len - at;
+    b->index[b->nsent++] = i;
+}
+
 /* Converts every entry; the ones that fail get their result at once. */
 static bool batch_convert(tsb_request *req, batch *b, const json_t *arr, bool cloud)
 {
-    b->n = json_array_size(arr);
-    b->events = calloc(b->n, sizeof(*b->events));
-    b->index = calloc(b->n, sizeof(*b->index));
-    b->answers = calloc(b->n, sizeof(*b->answers));
-    b->refused = calloc(b->n, sizeof(*b->refused));
-    if (!b->events || !b->index || !b->answers || !b->refused)
+    if (!batch_alloc(b, json_array_size(arr)))
         return false;
     for (size_t i = 0; i < b->n; i++) {
+        size_t at = b->wire.len;
+        Event *ev = NULL;
         tse_error err;
-        unsigned status;
         int why;
+
         tse_error_clear(&err);
-        if ((why = convert(json_array_get(arr, i), cloud, &b->events[b->nsent], &err)) != TSE_OK ||
-            (why = adopt_correlation(req, b->events[b->nsent], false, &err) ? TSE_OK : err.code) !=
-                TSE_OK ||
-            (why = adopt_trace(req, b->events[b->nsent], &err) ? TSE_OK : err.code) != TSE_OK) {
-            if (b->events[b->nsent] != NULL)
-                protobuf_c_message_free_unpacked(&b->events[b->nsent]->base, NULL);
-            b->events[b->nsent] = NULL;
-            b->refused[i].json = local_error_json(why, &err, cloud, &status);
-            b->refused[i].status = status;
-            continue;
+        if ((why = convert(json_array_get(arr, i), cloud, &ev, &err)) != TSE_OK ||
+            (why = adopt_correlation(req, ev, false, &err) ? TSE_OK : err.code) != TSE_OK ||
+            (why = adopt_trace(req, ev, &err) ? TSE_OK : err.code) != TSE_OK) {
+            batch_refuse(b, i, why, &err, cloud);
+        } else {
+            encode_event(ev, &b->wire);
+            batch_accept(b, i, at);
         }
-        b->index[b->nsent++] = i;
+        if (ev != NULL)
+            protobuf_c_message_free_unpacked(&ev->base, NULL);
     }
-    return true;
+    return !b->wire.failed;
+}
+
+/* The same from the fast reader's events (every entry converted). */
+static bool batch_read(tsb_request *req, batch *b, const tsb_read_events *evs)
+{
+    request_trace t;
+
+    if (!batch_alloc(b, evs->n))
+        return false;
+    request_trace_read(req, &t);
+    for (size_t i = 0; i < b->n; i++) {
+        size_t at = b->wire.len;
+        tsb_event_defaults d;
+        tse_error err;
+
+        tse_error_clear(&err);
+        if (!adopt_read(req, evs, i, false, &t, &d, &err)) {
+            batch_refuse(b, i, err.code, &err, false);
+        } else {
+            tsb_read_event_encode(evs, i, &d, &b->wire);
+            batch_accept(b, i, at);
+        }
+    }
+    return !b->wire.failed;
 }
 
 /*
@@ -800,15 +904,19 @@ static void text_add_json(text *t, batch *b, size_t i, json_t *r, unsigned statu
 /* Entry i's result from its answer. */
 static void text_add_answer(text *t, batch *b, size_t i, const answer *a, bool cloud)
 {
-    char members[RESULT_MEMBERS_MAX], entry[RESULT_MEMBERS_MAX + 64];
+    char entry[RESULT_MEMBERS_MAX + 64], *p;
     unsigned status;
+    size_t n;
     json_t *r;
-    int n;
 
-    if (a->ok && result_members(&a->res, members)) {
-        n = snprintf(entry, sizeof(entry), "{%s,\"index\":%zu,\"status\":%u}", members, i,
-                     tsb_http_of(TSE_OK, NULL));
-        text_add(t, entry, (size_t)n);
+    if (a->ok && (n = result_members(&a->res, entry + 1)) > 0) {
+        entry[0] = '{';
+        p = PUT_LITERAL(entry + 1 + n, ",\"index\":");
+        p = put_unsigned(p, i);
+        p = PUT_LITERAL(p, ",\"status\":");
+        p = put_unsigned(p, tsb_http_of(TSE_OK, NULL));
+        *p++ = '}';
+        text_add(t, entry, (size_t)(p - entry));
         b->published++;
         return;
     }
@@ -864,7 +972,10 @@ static void then_batch(tsb_request *req, tsb_response *resp, const tsb_calls_sta
     reply_text(resp, t.s, t.len);
 }
 
-static void batch_run(tsb_request *req, tsb_response *resp, const json_t *arr, bool cloud)
+/* Runs a batch: its entries from arr (the reference) or, when evs is not
+ * NULL, from the fast reader. */
+static void batch_run(tsb_request *req, tsb_response *resp, const json_t *arr,
+                      const tsb_read_events *evs, bool cloud)
 {
     batch *b = calloc(1, sizeof(*b));
 
@@ -874,7 +985,7 @@ static void batch_run(tsb_request *req, tsb_response *resp, const json_t *arr, b
     }
     req->ctx = b;
     req->ctx_free = batch_free;
-    if (!batch_convert(req, b, arr, cloud)) {
+    if (!(evs != NULL ? batch_read(req, b, evs) : batch_convert(req, b, arr, cloud))) {
         tsb_reply_nomem(resp);
         return;
     }
@@ -883,26 +994,37 @@ static void batch_run(tsb_request *req, tsb_response *resp, const json_t *arr, b
         return;
     }
     tsb_request_defer(req, resp, then_batch);
-    submit(req, &b->f, b->events, b->answers, b->nsent);
+    /* b may be gone once the last answer came: nothing touches it after. */
+    submit(req, &b->f, b->wire.p, b->off, b->len, b->answers, b->nsent);
 }
 
 void tsb_handle_batch(tsb_request *req, tsb_response *resp)
 {
+    size_t max = (size_t)req->bridge->cfg->max_batch;
+    tsb_read_events evs = {0};
     bool cloud;
     json_t *body, *arr;
     tse_error err;
 
+    /* application/json through the fast reader; what it declines (errors
+     * included) through jansson, the reference. */
+    if (tsb_media_is(req, "application/json") &&
+        tsb_read_batch_body(req->body, req->body_len, max, &evs)) {
+        batch_run(req, resp, NULL, &evs, false);
+        tsb_read_events_cleanup(&evs);
+        return;
+    }
     if ((body = events_body(req, resp, "application/cloudevents-batch+json", &cloud)) == NULL)
         return;
     tse_error_clear(&err);
     if ((arr = batch_entries(body, cloud, &err)) == NULL) {
         reply_invalid(resp, TSE_INVALID, &err, cloud);
-    } else if (json_array_size(arr) > (size_t)req->bridge->cfg->max_batch) {
+    } else if (json_array_size(arr) > max) {
         tsb_reply_error(resp, TSE_INVALID, cloud ? "body" : "events",
                         "A batch may carry at most %d events; this one has %zu.",
                         req->bridge->cfg->max_batch, json_array_size(arr));
     } else {
-        batch_run(req, resp, arr, cloud);
+        batch_run(req, resp, arr, NULL, cloud);
     }
     json_decref(body);
 }

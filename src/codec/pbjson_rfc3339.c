@@ -4,7 +4,7 @@
  * arithmetic on day counts: no time zone database, no locale, and every
  * year from 0001 to 9999.
  */
-#include <stdio.h>
+#include <string.h>
 
 #include "codec/pbjson_internal.h"
 
@@ -51,11 +51,25 @@ static void civil_from_days(int64_t days, int *year, int *month, int *day)
     *day = (int)(doy - days_before_month[leap][m - 1]) + 1;
 }
 
+/* Writes v (>= 0) as exactly n decimal digits at p; returns the end. */
+static char *put_digits(char *p, int64_t v, int n)
+{
+    for (int i = n - 1; i >= 0; i--) {
+        p[i] = (char)('0' + v % 10);
+        v /= 10;
+    }
+    return p + n;
+}
+
+/* Written digit by digit, not by snprintf: the REST bridge formats one of
+ * these for every event it publishes, and snprintf's format parsing cost
+ * more than the rest of the answer. */
 void tse_rfc3339_format(int64_t seconds, int32_t nanos, char *buf, size_t len)
 {
-    char frac[11] = "";
+    char text[40], *p = text;
     int64_t since_min;
     int y, mo, d, sod;
+    size_t n;
 
     if (buf == NULL || len == 0)
         return;
@@ -67,14 +81,34 @@ void tse_rfc3339_format(int64_t seconds, int32_t nanos, char *buf, size_t len)
     since_min = seconds - TS_MIN_SECONDS;
     civil_from_days(since_min / SECONDS_PER_DAY, &y, &mo, &d);
     sod = (int)(since_min % SECONDS_PER_DAY);
-    if (nanos % 1000000 == 0 && nanos != 0)
-        snprintf(frac, sizeof(frac), ".%03d", (int)(nanos / 1000000));
-    else if (nanos % 1000 == 0 && nanos != 0)
-        snprintf(frac, sizeof(frac), ".%06d", (int)(nanos / 1000));
-    else if (nanos != 0)
-        snprintf(frac, sizeof(frac), ".%09d", (int)nanos);
-    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d%sZ", y, mo, d, sod / 3600, sod / 60 % 60,
-             sod % 60, frac);
+    p = put_digits(p, y, 4);
+    *p++ = '-';
+    p = put_digits(p, mo, 2);
+    *p++ = '-';
+    p = put_digits(p, d, 2);
+    *p++ = 'T';
+    p = put_digits(p, sod / 3600, 2);
+    *p++ = ':';
+    p = put_digits(p, sod / 60 % 60, 2);
+    *p++ = ':';
+    p = put_digits(p, sod % 60, 2);
+    /* 0, 3, 6 or 9 fractional digits, as few as hold the value. */
+    if (nanos != 0) {
+        *p++ = '.';
+        if (nanos % 1000000 == 0)
+            p = put_digits(p, nanos / 1000000, 3);
+        else if (nanos % 1000 == 0)
+            p = put_digits(p, nanos / 1000, 6);
+        else
+            p = put_digits(p, nanos, 9);
+    }
+    *p++ = 'Z';
+    /* Cut to fit, as snprintf would. */
+    n = (size_t)(p - text);
+    if (n > len - 1)
+        n = len - 1;
+    memcpy(buf, text, n);
+    buf[n] = '\0';
 }
 
 /* Reads exactly n decimal digits at p; stops safely at the terminator. */
