@@ -74,24 +74,35 @@ profile_total() {
 
 # One INSTR line, printed and added to $SCRATCH/results: shape $1, build $2
 # (label A when $3 is 0, B when 1), total instructions $4 over $6 events and
-# $5 over $7 events (start-up and shutdown, subtracted).
+# $5 over $7 events (start-up and shutdown, subtracted); $8, when given, the
+# Redis set-up (run_instr.sh's REDIS).
 instr_line() {
-    awk -v s="$1" -v b="$2" -v i="$3" -v f="$4" -v z="$5" -v n="$6" -v m="$7" \
+    awk -v s="$1${8:+ redis=$8}" -v b="$2" -v i="$3" -v f="$4" -v z="$5" -v n="$6" -v m="$7" \
         -v l="$(cut -d' ' -f1 /proc/loadavg)" \
         'BEGIN { printf "INSTR shape=%s build=%s label=%s total=%d base=%d per_event=%.0f load=%s\n",
                         s, b, substr("AB", i + 1, 1), f, z, (f - z) / (n - m), l }' |
         tee -a "$SCRATCH/results"
 }
 
-# One SUMMARY line per shape of $SCRATCH/results: A's instructions per
-# event, and B's change when there was a B.
+# One SUMMARY line per shape (and Redis set-up) of $SCRATCH/results: A's
+# instructions per event, and B's change when there was a B; with both
+# Redis set-ups, one more per shape and build: cluster against single.
 instr_summary() {
-    awk '{ for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
-           v[f["shape"], f["label"]] = f["per_event"]; shapes[f["shape"]] = 1 }
-         END { for (s in shapes) {
-                 a = v[s, "A"]; b = v[s, "B"]
-                 if (b != "") printf "SUMMARY %s: %d -> %d instructions per event (%+.1f %%)\n", s, a, b, 100 * (b / a - 1)
-                 else printf "SUMMARY %s: %d instructions per event\n", s, a } }' "$SCRATCH/results"
+    awk '{ delete f; for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+           k = f["shape"] (f["redis"] != "" ? " " f["redis"] : "")
+           v[k, f["label"]] = f["per_event"]; keys[k] = 1
+           if (f["redis"] != "") r[f["shape"], f["redis"], f["label"]] = f["per_event"] }
+         END { for (k in keys) {
+                 a = v[k, "A"]; b = v[k, "B"]
+                 if (b != "") printf "SUMMARY %s: %d -> %d instructions per event (%+.1f %%)\n", k, a, b, 100 * (b / a - 1)
+                 else printf "SUMMARY %s: %d instructions per event\n", k, a }
+               for (k in keys) {
+                 split(k, sr, " ")
+                 if (sr[2] != "single") continue
+                 for (l = 1; l <= 2; l++) {
+                   x = substr("AB", l, 1); a = r[sr[1], "single", x]; b = r[sr[1], "cluster", x]
+                   if (a != "" && b != "")
+                     printf "SUMMARY %s build %s: cluster against single %d -> %d instructions per event (%+.1f %%)\n", sr[1], x, a, b, 100 * (b / a - 1) } } }' "$SCRATCH/results"
 }
 
 free_port() {

@@ -43,8 +43,9 @@
 # the generators; indicative on a shared machine), and the CPU time per event
 # (utime + stime from /proc/PID/stat, with reaped children) of the service
 # instances together, the Redis masters together (a single Redis is its own
-# master), the replicas together, and the generators; plus the load
-# average. Publish shapes: over the generators' whole run, divided by the
+# master), the replicas together, and the generators; the services' read
+# and write system calls and context switches per event (publish shapes);
+# plus the load average. Publish shapes: over the generators' whole run, divided by the
 # events they stored. Drain: over the drain alone (bench_subscribe --pid
 # --redis-pid), divided by the events delivered; its Redis column is masters
 # and replicas together. At the end, the medians per set-up and shape and the
@@ -88,15 +89,12 @@ done
 
 # shellcheck source=bench/lib.sh
 source "$here/lib.sh"
+# shellcheck source=bench/cluster_lib.sh
+source "$here/cluster_lib.sh"
 SCRATCH=$(mktemp -d /tmp/tse-cbench.XXXXXX)
 SERVICE_PID= # lib.sh's stop_service stops this one
 SERVICE_PIDS=()
 TARGETS=()
-NODE_PORTS=() # every Redis process of the set-up
-NODE_PIDS=()
-MASTER_PIDS=()
-REPLICA_PIDS=()
-MASTER_PORTS=()
 FAILED=0
 RESULTS=$SCRATCH/results
 : >"$RESULTS"
@@ -112,20 +110,9 @@ stop_services() {
     TARGETS=()
 }
 
-stop_redis() {
-    local pid
-    for pid in "${NODE_PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${NODE_PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    NODE_PIDS=() NODE_PORTS=() MASTER_PIDS=() REPLICA_PIDS=() MASTER_PORTS=()
-}
-
 stop_all() {
     stop_services
-    stop_redis
+    stop_nodes
 }
 
 on_exit() {
@@ -134,95 +121,6 @@ on_exit() {
 }
 trap on_exit EXIT
 trap 'exit 130' INT TERM
-
-ncli() { # ncli PORT redis-cli-args...
-    local port=$1
-    shift
-    redis-cli -h 127.0.0.1 -p "$port" "$@"
-}
-
-# A free port for a cluster node: its bus port (+10000) must exist and be
-# free too.
-free_cluster_port() {
-    python3 -c '
-import random, socket
-while True:
-    p = random.randint(20000, 55535)
-    try:
-        for q in (p, p + 10000):
-            s = socket.socket(); s.bind(("127.0.0.1", q)); s.close()
-        print(p); break
-    except OSError:
-        pass'
-}
-
-# Starts one redis-server in its own directory; cluster mode when $2 is set.
-start_node() { # start_node NAME [cluster]
-    local port dir
-    if [[ -n ${2:-} ]]; then port=$(free_cluster_port); else port=$(free_port); fi
-    dir=$SCRATCH/redis-$1
-    rm -rf "$dir" && mkdir -p "$dir"
-    redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --save '' --appendonly yes \
-        --appendfsync everysec --auto-aof-rewrite-percentage 0 --logfile "$dir/log" \
-        ${2:+--cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 5000} &
-    NODE_PIDS+=("$!")
-    NODE_PORTS+=("$port")
-    wait_port "$port" || die "redis-server $1 did not start: $(tail -3 "$dir/log")"
-}
-
-# True when `ncli PORT $2...` prints a line matching $1.
-node_says() { # node_says PORT REGEX cmd...
-    local port=$1 re=$2
-    shift 2
-    ncli "$port" "$@" 2>/dev/null | tr -d '\r' | grep -Eq "$re"
-}
-
-start_single() {
-    start_node single
-    MASTER_PIDS=("${NODE_PIDS[0]}")
-    MASTER_PORTS=("${NODE_PORTS[0]}")
-    REDIS_URL=redis://127.0.0.1:${NODE_PORTS[0]}
-}
-
-# 3 masters (+ a replica each): redis-cli --cluster create, then wait until
-# every node says cluster_state:ok and knows every other, and every replica
-# is in sync. Roles are read back from the nodes, not assumed.
-start_cluster() {
-    local n=$((3 * (1 + REPLICAS))) i port addrs=() ok
-    for i in $(seq "$n"); do
-        start_node "node$i" cluster
-    done
-    for port in "${NODE_PORTS[@]}"; do
-        addrs+=("127.0.0.1:$port")
-    done
-    redis-cli --cluster create "${addrs[@]}" --cluster-replicas "$REPLICAS" --cluster-yes \
-        >"$SCRATCH/cluster-create.log" 2>&1 || die "cluster create: $(tail -5 "$SCRATCH/cluster-create.log")"
-    for _ in $(seq 300); do
-        ok=1
-        for port in "${NODE_PORTS[@]}"; do
-            if ! node_says "$port" '^cluster_state:ok' cluster info ||
-                ! node_says "$port" "^cluster_known_nodes:$n\$" cluster info; then
-                ok=0
-            elif node_says "$port" '^role:slave' info replication &&
-                ! node_says "$port" '^master_link_status:up' info replication; then
-                ok=0
-            fi
-        done
-        ((ok)) && break
-        sleep 0.1
-    done
-    ((ok)) || die "the cluster did not settle in 30 s"
-    for i in "${!NODE_PORTS[@]}"; do
-        if node_says "${NODE_PORTS[$i]}" '^role:master' info replication; then
-            MASTER_PIDS+=("${NODE_PIDS[$i]}")
-            MASTER_PORTS+=("${NODE_PORTS[$i]}")
-        else
-            REPLICA_PIDS+=("${NODE_PIDS[$i]}")
-        fi
-    done
-    ((${#MASTER_PIDS[@]} == 3)) || die "expected 3 masters, found ${#MASTER_PIDS[@]}"
-    REDIS_URL=redis+cluster://$(IFS=,; echo "${addrs[*]}") # seeds: every node
-}
 
 start_services() { # start_services COUNT
     local i port log
@@ -284,31 +182,48 @@ sum_ticks() { # sum_ticks PID...
     echo "$sum"
 }
 
+# The services' read and write system calls (/proc/PID/io syscr + syscw:
+# hiredis's and the writer's read and write on the Redis sockets; gRPC's
+# recvmsg and sendmsg are not counted there) and context switches
+# (voluntary and not, summed over their threads), as "SYSCALLS SWITCHES".
+sum_io() { # sum_io PID...
+    local pid sys=0 cs=0
+    for pid in "$@"; do
+        sys=$((sys + $(awk '/^sysc[rw]:/ {n += $2} END {print n + 0}' "/proc/$pid/io")))
+        cs=$((cs + $(cat /proc/"$pid"/task/*/status 2>/dev/null |
+            awk '/^(non)?voluntary_ctxt_switches:/ {n += $2} END {print n + 0}')))
+    done
+    echo "$sys $cs"
+}
+
 field() { # field NAME LINE
     sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"
 }
 
 # Records one line: set-up, shape, events, rate, then the CPU ticks of the
 # services, masters, replicas and generator seconds, turned into µs/event.
-record() { # record SETUP SHAPE EVENTS RATE SVC_TICKS MASTER_TICKS REPLICA_TICKS GEN_S
+record() { # record SETUP SHAPE EVENTS RATE SVC_TICKS MASTER_TICKS REPLICA_TICKS GEN_S [SYS CS]
     awk -v su="$1" -v sh="$2" -v n="$3" -v rate="$4" -v s="$5" -v m="$6" -v r="$7" -v g="$8" \
+        -v sys="${9:-0}" -v cs="${10:-0}" \
         -v hz="$HZ" -v load="$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' /)" -v round="$ROUND" \
         'BEGIN { if (n <= 0) n = 1;
                  fmt = "CPU round=%d setup=%s shape=%s events=%d rate=%.0f service_us=%.2f ";
-                 fmt = fmt "masters_us=%.2f replicas_us=%.2f gen_us=%.2f load=%s\n";
+                 fmt = fmt "masters_us=%.2f replicas_us=%.2f gen_us=%.2f sys_per_event=%.3f ";
+                 fmt = fmt "cs_per_event=%.3f load=%s\n";
                  printf fmt, round, su, sh, n, rate, s * 1e6 / hz / n, m * 1e6 / hz / n,
-                        r * 1e6 / hz / n, g * 1e6 / n, load }' | tee -a "$RESULTS"
+                        r * 1e6 / hz / n, g * 1e6 / n, sys / n, cs / n, load }' | tee -a "$RESULTS"
 }
 
 # Two publish generators at once (argv: the command without --target); the
 # i-th talks to instance i modulo the instances.
 publish_shape() { # publish_shape SETUP SHAPE cmd...
-    local setup=$1 shape=$2 s0 m0 r0 s1 m1 r1 i ok=0 rate=0 gen=0 line pids=()
+    local setup=$1 shape=$2 s0 m0 r0 s1 m1 r1 i ok=0 rate=0 gen=0 line pids=() io0 io1
     shift 2
     reset_redis
     s0=$(sum_ticks "${SERVICE_PIDS[@]}")
     m0=$(sum_ticks "${MASTER_PIDS[@]}")
     r0=$(sum_ticks "${REPLICA_PIDS[@]}")
+    read -r -a io0 <<<"$(sum_io "${SERVICE_PIDS[@]}")"
     for i in 0 1; do
         { time "$@" --target "${TARGETS[$((i % ${#TARGETS[@]}))]}" \
             >"$SCRATCH/out$i" 2>"$SCRATCH/err$i"; } 2>"$SCRATCH/time$i" &
@@ -318,6 +233,7 @@ publish_shape() { # publish_shape SETUP SHAPE cmd...
     s1=$(sum_ticks "${SERVICE_PIDS[@]}")
     m1=$(sum_ticks "${MASTER_PIDS[@]}")
     r1=$(sum_ticks "${REPLICA_PIDS[@]}")
+    read -r -a io1 <<<"$(sum_io "${SERVICE_PIDS[@]}")"
     for i in 0 1; do
         line=$(grep '^RESULT' "$SCRATCH/out$i" || true)
         if [[ -z $line ]] || ! grep -q ' errors=0 ' <<<"$line"; then
@@ -328,7 +244,8 @@ publish_shape() { # publish_shape SETUP SHAPE cmd...
         rate=$(awk -v a="$rate" -v b="$(field rate "$line")" 'BEGIN { print a + b }')
         gen=$(awk -v a="$gen" '{ print a + $1 + $2 }' "$SCRATCH/time$i")
     done
-    record "$setup" "$shape" "$ok" "$rate" $((s1 - s0)) $((m1 - m0)) $((r1 - r0)) "$gen"
+    record "$setup" "$shape" "$ok" "$rate" $((s1 - s0)) $((m1 - m0)) $((r1 - r0)) "$gen" \
+        $((io1[0] - io0[0])) $((io1[1] - io0[1]))
 }
 
 drain_shape() { # drain_shape SETUP
@@ -404,13 +321,14 @@ for line in open(sys.argv[1]):
     f = dict(kv.split("=", 1) for kv in line.split()[1:])
     rows.setdefault((f["shape"], f["setup"]), []).append(f)
 def med(rs, k):
-    return statistics.median(float(r[k]) for r in rs)
+    return statistics.median(float(r.get(k, 0)) for r in rs)
 print("medians per shape and set-up (us of CPU per event; rate indicative; drain: redis = all nodes):")
 print(f"{'shape':7} {'set-up':6} {'runs':>4} {'events/s':>9} {'service':>8} {'masters':>8} "
-      f"{'replicas':>8} {'gen':>6}")
+      f"{'replicas':>8} {'gen':>6} {'sys/ev':>7} {'cs/ev':>6}")
 for (shape, setup), rs in sorted(rows.items()):
     print(f"{shape:7} {setup:6} {len(rs):4} {med(rs, 'rate'):9,.0f} {med(rs, 'service_us'):8.2f} "
-          f"{med(rs, 'masters_us'):8.2f} {med(rs, 'replicas_us'):8.2f} {med(rs, 'gen_us'):6.2f}")
+          f"{med(rs, 'masters_us'):8.2f} {med(rs, 'replicas_us'):8.2f} {med(rs, 'gen_us'):6.2f} "
+          f"{med(rs, 'sys_per_event'):7.3f} {med(rs, 'cs_per_event'):6.3f}")
 for shape in sorted({s for s, _ in rows}):
     for n in ("1s", "2s"):
         a, b = rows.get((shape, "1r-" + n)), rows.get((shape, "cl-" + n))

@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/clock.h"
 #include "storage/cluster_map.h"
@@ -41,6 +42,8 @@
  * the last, never past the deadline. */
 #define RETRY_FIRST_MS 10
 #define RETRY_MAX_MS   200
+/* The send buffer is kept between rounds up to this size. */
+#define OUT_KEEP       ((size_t)4 * 1024 * 1024)
 
 typedef struct rnode {
     char host[256];
@@ -51,7 +54,8 @@ typedef struct rnode {
 } rnode;
 
 typedef struct entry {
-    char *cmd; /* RESP, owned */
+    const char *cmd; /* RESP: own, or the caller's (tse_rconn_append_resp_borrowed) */
+    char *own;       /* cmd when owned, else NULL */
     size_t len;
     int slot; /* 0..16383, or TSE_SLOT_ANY */
     int ask;  /* node to send ASKING + the command to, or -1 */
@@ -80,6 +84,8 @@ struct tse_rconn {
     size_t nscripts;
     tse_rconn_counters counters;
     bool no_reopen; /* tse_rconn_set_reopen(false) */
+    char *out;      /* send buffer of a node's commands in a round */
+    size_t out_len, out_cap;
 };
 
 /* -------------------------------------------------------------------------
@@ -344,11 +350,18 @@ static int any_master(tse_rconn *c, entry *e)
     return first;
 }
 
-/* The node e goes to this round, or -1 with e->why saying why none. */
-static int route(tse_rconn *c, entry *e)
+/* Map owners whose node a round remembers (route's memo), so that routing a
+ * round's commands compares a host name once per master, not per command. */
+#define ROUTE_MEMO 64
+
+/* The node e goes to this round, or -1 with e->why saying why none. memo
+ * holds the node of each map owner below ROUTE_MEMO found so far this
+ * round, -1 for none yet (the map does not change while a round routes). */
+static int route(tse_rconn *c, entry *e, int *memo)
 {
     const tse_cluster_node *owner;
     unsigned idx;
+    int k;
 
     if (!tse_rconn_is_cluster(c))
         return 0;
@@ -364,42 +377,82 @@ static int route(tse_rconn *c, entry *e)
         c->refresh = true;
         return -1;
     }
+    if (idx < ROUTE_MEMO && memo[idx] >= 0)
+        return memo[idx];
     owner = tse_cluster_map_node(c->map, idx);
-    return with_node(e, node_find(c, owner->host, owner->port));
+    k = with_node(e, node_find(c, owner->host, owner->port));
+    if (idx < ROUTE_MEMO)
+        memo[idx] = k;
+    return k;
 }
 
-/* Writes what node k was given, so every node works on its part of the
+/* Room for len more bytes in the send buffer; false when out of memory. */
+static bool out_reserve(tse_rconn *c, size_t len)
+{
+    size_t cap = c->out_cap ? c->out_cap : 16384;
+    char *out;
+
+    if (c->out_len + len <= c->out_cap)
+        return true;
+    while (cap < c->out_len + len)
+        cap *= 2;
+    out = realloc(c->out, cap);
+    if (out == NULL)
+        return false;
+    c->out = out;
+    c->out_cap = cap;
+    return true;
+}
+
+/* Writes the send buffer to node k, so every node works on its part of the
  * round while the replies of the first are read. A failed write may have
- * sent some commands: they fail as a lost connection does. */
+ * sent some commands: they fail as a lost connection does. The socket is
+ * hiredis's, blocking with the timeout, and its own output buffer empty
+ * (every other use of the context writes whole commands and waits). */
 static bool flush_node(tse_rconn *c, size_t k, size_t from, size_t to)
 {
     rnode *n = &c->nodes[k];
-    int done = 0;
+    size_t off = 0;
 
-    while (!done) {
-        if (redisBufferWrite(n->ctx, &done) != REDIS_OK) {
-            tse_redis_target t;
-            char why[TSE_ERROR_MESSAGE_MAX], lost[TSE_ERROR_MESSAGE_MAX];
+    while (off < c->out_len) {
+        /* write, as hiredis: a SIGPIPE is its owner's, as before. */
+        ssize_t w = write(n->ctx->fd, c->out + off, c->out_len - off);
+        tse_redis_target t;
+        char why[TSE_ERROR_MESSAGE_MAX], lost[TSE_ERROR_MESSAGE_MAX];
 
-            node_target(c, n, &t);
-            tse_redis_describe_failure(n->ctx, &t, c->timeout_ms, "sending", why, sizeof(why));
-            tse_redis_say(lost, sizeof(lost), "%s (the command may have run)", why);
-            for (size_t j = from; j < to; j++)
-                entry_fail(&c->q[c->order[j]], TSE_UNAVAILABLE, lost);
-            node_drop(c, n);
-            c->refresh = true;
-            return false;
+        if (w > 0) {
+            off += (size_t)w;
+            continue;
         }
+        if (w < 0 && errno == EINTR)
+            continue;
+        /* As hiredis says it (a timeout reads "temporarily unavailable"). */
+        n->ctx->err = REDIS_ERR_IO;
+        snprintf(n->ctx->errstr, sizeof(n->ctx->errstr), "%s",
+                 w < 0 ? strerror(errno) : "Server closed the connection");
+        node_target(c, n, &t);
+        tse_redis_describe_failure(n->ctx, &t, c->timeout_ms, "sending", why, sizeof(why));
+        tse_redis_say(lost, sizeof(lost), "%s (the command may have run)", why);
+        for (size_t j = from; j < to; j++)
+            entry_fail(&c->q[c->order[j]], TSE_UNAVAILABLE, lost);
+        node_drop(c, n);
+        c->refresh = true;
+        return false;
     }
     return true;
 }
 
 /* Sends node k's commands of the round. False (entries keep their why)
- * when it could not be reached: nothing was sent. */
+ * when it could not be reached: nothing was sent. The commands are copied
+ * into one buffer the connection keeps from round to round (hiredis's own
+ * output buffer starts empty for every write and grows by reallocation,
+ * which cost more than the copy), then written. */
 static bool send_node(tse_rconn *c, size_t k, size_t from, size_t to)
 {
+    static const char asking[] = "*1\r\n$6\r\nASKING\r\n";
     rnode *n = &c->nodes[k];
     char why[TSE_ERROR_MESSAGE_MAX];
+    bool ok;
 
     if (!node_ready(c, n, why, sizeof(why))) {
         for (size_t j = from; j < to; j++) {
@@ -411,24 +464,36 @@ static bool send_node(tse_rconn *c, size_t k, size_t from, size_t to)
         c->refresh = true;
         return false;
     }
+    c->out_len = 0;
     for (size_t j = from; j < to; j++) {
         entry *e = &c->q[c->order[j]];
+        size_t need = e->len + (e->ask >= 0 ? sizeof(asking) - 1 : 0);
 
-        if ((e->ask >= 0 && redisAppendCommand(n->ctx, "ASKING") != REDIS_OK) ||
-            redisAppendFormattedCommand(n->ctx, e->cmd, e->len) != REDIS_OK) {
-            /* Out of memory in hiredis's buffer: the connection's state is
-             * unknown, so none of its commands go. */
+        if (!out_reserve(c, need)) {
+            /* Nothing was sent: none of its commands go. */
             for (size_t i = from; i < to; i++) {
                 entry *f = &c->q[c->order[i]];
 
                 f->node = -1;
                 entry_fail(f, TSE_NOMEM, "redis: out of memory appending a command");
             }
-            node_drop(c, n);
             return false;
         }
+        if (e->ask >= 0) {
+            memcpy(c->out + c->out_len, asking, sizeof(asking) - 1);
+            c->out_len += sizeof(asking) - 1;
+        }
+        memcpy(c->out + c->out_len, e->cmd, e->len);
+        c->out_len += e->len;
     }
-    return flush_node(c, k, from, to);
+    ok = flush_node(c, k, from, to);
+    c->out_len = 0;
+    if (c->out_cap > OUT_KEEP) { /* a rare huge round: not kept */
+        free(c->out);
+        c->out = NULL;
+        c->out_cap = 0;
+    }
+    return ok;
 }
 
 /* What one reply means for the entry that was sent it from node k.
@@ -532,6 +597,7 @@ static bool round_run(tse_rconn *c)
     bool redirected = false;
     char why[TSE_ERROR_MESSAGE_MAX];
     size_t placed;
+    int memo[ROUTE_MEMO];
 
     if (tse_rconn_is_cluster(c) && (c->refresh || c->map == NULL) &&
         !map_refresh(c, why, sizeof(why))) {
@@ -539,10 +605,11 @@ static bool round_run(tse_rconn *c)
             if (!c->q[i].done && c->map == NULL)
                 snprintf(c->q[i].why, sizeof(c->q[i].why), "%s", why);
     }
+    memset(memo, -1, sizeof(memo));
     for (size_t i = 0; i < c->n; i++) {
         entry *e = &c->q[i];
 
-        e->node = e->done ? -1 : route(c, e);
+        e->node = e->done ? -1 : route(c, e, memo);
         c->node_of[i] = e->node;
     }
     placed = tse_rconn_plan(c->node_of, c->n, c->nnodes, c->order, c->start);
@@ -635,7 +702,7 @@ tse_status tse_rconn_create(const tse_redis_target *t, int timeout_ms, tse_rconn
 static void queue_clear(tse_rconn *c)
 {
     for (size_t i = 0; i < c->n; i++) {
-        free(c->q[i].cmd);
+        free(c->q[i].own);
         if (c->q[i].reply != NULL)
             freeReplyObject(c->q[i].reply);
     }
@@ -660,6 +727,7 @@ void tse_rconn_destroy(tse_rconn *c)
     free(c->q);
     free(c->node_of);
     free(c->order);
+    free(c->out);
     free(c);
 }
 
@@ -787,9 +855,10 @@ tse_status tse_rconn_append(tse_rconn *c, int argc, const char *const *argv, con
         return tse_error_set(err, TSE_NOMEM, NULL, "out of memory");
     e = &c->q[c->n];
     memset(e, 0, sizeof(*e));
-    e->cmd = format_command(argc, argv, lens, &e->len);
-    if (e->cmd == NULL)
+    e->own = format_command(argc, argv, lens, &e->len);
+    if (e->own == NULL)
         return tse_error_set(err, TSE_NOMEM, NULL, "out of memory");
+    e->cmd = e->own;
     e->slot = slot;
     e->ask = -1;
     e->node = -1;
@@ -797,8 +866,9 @@ tse_status tse_rconn_append(tse_rconn *c, int argc, const char *const *argv, con
     return TSE_OK;
 }
 
-tse_status tse_rconn_append_resp(tse_rconn *c, const char *cmd, size_t len, int slot,
-                                 tse_error *err)
+/* An entry for cmd (copied when copy), nothing appended on failure. */
+static tse_status append_formatted(tse_rconn *c, const char *cmd, size_t len, int slot, bool copy,
+                                   tse_error *err)
 {
     entry *e;
 
@@ -813,16 +883,32 @@ tse_status tse_rconn_append_resp(tse_rconn *c, const char *cmd, size_t len, int 
         return tse_error_set(err, TSE_NOMEM, NULL, "out of memory");
     e = &c->q[c->n];
     memset(e, 0, sizeof(*e));
-    e->cmd = malloc(len);
-    if (e->cmd == NULL)
-        return tse_error_set(err, TSE_NOMEM, NULL, "out of memory");
-    memcpy(e->cmd, cmd, len);
+    e->cmd = cmd;
+    if (copy) {
+        e->own = malloc(len);
+        if (e->own == NULL)
+            return tse_error_set(err, TSE_NOMEM, NULL, "out of memory");
+        memcpy(e->own, cmd, len);
+        e->cmd = e->own;
+    }
     e->len = len;
     e->slot = slot;
     e->ask = -1;
     e->node = -1;
     c->n++;
     return TSE_OK;
+}
+
+tse_status tse_rconn_append_resp(tse_rconn *c, const char *cmd, size_t len, int slot,
+                                 tse_error *err)
+{
+    return append_formatted(c, cmd, len, slot, true, err);
+}
+
+tse_status tse_rconn_append_resp_borrowed(tse_rconn *c, const char *cmd, size_t len, int slot,
+                                          tse_error *err)
+{
+    return append_formatted(c, cmd, len, slot, false, err);
 }
 
 tse_status tse_rconn_get_reply(tse_rconn *c, int64_t deadline_ms, redisReply **reply,
@@ -895,6 +981,18 @@ bool tse_rconn_slot_master(const tse_rconn *c, unsigned slot, char *host, size_t
     snprintf(host, len, "%s", n->host);
     *port = n->port;
     return true;
+}
+
+int tse_rconn_slot_owner(const tse_rconn *c, unsigned slot, int *replicas)
+{
+    unsigned idx;
+
+    if (!tse_rconn_is_cluster(c) || c->map == NULL ||
+        (idx = tse_cluster_map_slot_owner(c->map, slot)) == TSE_CLUSTER_NO_NODE)
+        return -1;
+    if (replicas != NULL)
+        *replicas = tse_cluster_map_node(c->map, idx)->replicas;
+    return (int)idx;
 }
 
 int tse_rconn_slot_replicas(const tse_rconn *c, unsigned slot)

@@ -126,6 +126,17 @@ tse_status tse_rconn_append_resp(tse_rconn *c, const char *cmd, size_t len, int 
                                  tse_error *err);
 
 /*
+ * tse_rconn_append_resp without the copy: borrows cmd, which must stay
+ * valid and unchanged until the pipeline ran (the first
+ * tse_rconn_get_reply after this append returned: every command is sent,
+ * and sent again after a redirection, within that call) or
+ * tse_rconn_discard or tse_rconn_destroy, whichever comes first. For
+ * callers whose commands outlive their replies (the writer's jobs).
+ */
+tse_status tse_rconn_append_resp_borrowed(tse_rconn *c, const char *cmd, size_t len, int slot,
+                                          tse_error *err);
+
+/*
  * The reply to the oldest appended command whose reply is not taken yet.
  * The first call after appends sends them all (per node) and reads every
  * reply, following redirections and retrying as the header says until
@@ -165,6 +176,18 @@ tse_rconn_counters tse_rconn_get_counters(const tse_rconn *c);
  * Redis: the target).
  */
 bool tse_rconn_slot_master(const tse_rconn *c, unsigned slot, char *host, size_t len, int *port);
+
+/*
+ * The master serving slot in c's current map, as a number that is the same
+ * for every slot it serves (its index in the map) and its replicas count
+ * into *replicas (NULL: not wanted; as tse_rconn_slot_replicas); -1 when c
+ * has no map or no master for the slot, or is a single Redis. Numbers are
+ * comparable only while the map is unchanged: between calls with no
+ * tse_rconn_get_reply, tse_rconn_command or tse_rconn_connect in between
+ * (each may refresh the map; appends do not). Costs no string copy, for
+ * grouping many commands by master (the writer's replication check).
+ */
+int tse_rconn_slot_owner(const tse_rconn *c, unsigned slot, int *replicas);
 
 /*
  * How many replicas the master serving slot has in c's current map (the

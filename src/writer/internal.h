@@ -245,8 +245,7 @@ bool tse_lane_cluster_round(tse_lane *l, tse_job_list *batch, char *why, size_t 
 typedef struct tse_lane_wait {
     int count; /* groups this round */
     struct {
-        char host[256];
-        int port;
+        int owner;    /* its master (tse_rconn_slot_owner) */
         int slot;     /* a slot of one of its jobs: routes the WAIT */
         int replicas; /* n, capped at the master's replicas */
         bool confirmed;

@@ -163,7 +163,9 @@ static bool append_job(tse_lane *l, tse_job *job)
         job->events[i].pre_sadd = rc == 1;
         job->pre_sadds += rc;
     }
-    return tse_rconn_append_resp(l->rc, job->cmd, job->cmd_len, job->slot, &err) == TSE_OK;
+    /* Borrowed, not copied: the job outlives the round's I/O (its reply is
+     * taken, and it freed, only after the whole pipeline ran). */
+    return tse_rconn_append_resp_borrowed(l->rc, job->cmd, job->cmd_len, job->slot, &err) == TSE_OK;
 }
 
 /* ---- completing it ------------------------------------------------------------------- */

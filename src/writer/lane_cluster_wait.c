@@ -23,7 +23,6 @@
 #include "writer/internal.h"
 
 #include <stdio.h>
-#include <string.h>
 
 #include "common/alloc.h"
 
@@ -46,16 +45,33 @@ void tse_lane_wait_begin(tse_lane *l, tse_lane_wait *w)
     w->before = tse_rconn_get_counters(l->rc);
 }
 
+/* The group of owner (a master, n replicas to wait for) in w, added when
+ * new; -2 when w has no room for it. */
+static int group_of(tse_lane_wait *w, int owner, int slot, int n)
+{
+    for (int i = 0; i < w->count; i++)
+        if (w->group[i].owner == owner)
+            return i;
+    if (w->count == TSE_LANE_MAX_WAITS)
+        return -2;
+    w->group[w->count].owner = owner;
+    w->group[w->count].slot = slot;
+    w->group[w->count].replicas = n;
+    w->group[w->count].confirmed = false;
+    return w->count++;
+}
+
+/* Called for every job of a round, before anything is read: the map does
+ * not change meanwhile, so its owner numbers identify the masters. */
 void tse_lane_wait_assign(tse_lane *l, tse_lane_wait *w, tse_job *job)
 {
-    char host[256];
-    int port, replicas, n = l->broker->opts.min_replicas;
+    int owner, replicas, n = l->broker->opts.min_replicas;
 
     job->wait_group = -1;
     if (job->command_cb != NULL || job->slot < 0)
         return;
-    replicas = tse_rconn_slot_replicas(l->rc, (unsigned)job->slot);
-    if (!tse_rconn_slot_master(l->rc, (unsigned)job->slot, host, sizeof(host), &port)) {
+    owner = tse_rconn_slot_owner(l->rc, (unsigned)job->slot, &replicas);
+    if (owner < 0) {
         job->wait_group = -2; /* no master known: confirmed by nothing */
         return;
     }
@@ -63,21 +79,7 @@ void tse_lane_wait_assign(tse_lane *l, tse_lane_wait *w, tse_job *job)
         n = replicas;
     if (n == 0)
         return;
-    for (int i = 0; i < w->count; i++)
-        if (w->group[i].port == port && strcmp(w->group[i].host, host) == 0) {
-            job->wait_group = i;
-            return;
-        }
-    if (w->count == TSE_LANE_MAX_WAITS) {
-        job->wait_group = -2;
-        return;
-    }
-    snprintf(w->group[w->count].host, sizeof(w->group[w->count].host), "%s", host);
-    w->group[w->count].port = port;
-    w->group[w->count].slot = job->slot;
-    w->group[w->count].replicas = n;
-    w->group[w->count].confirmed = false;
-    job->wait_group = w->count++;
+    job->wait_group = group_of(w, owner, job->slot, n);
 }
 
 bool tse_lane_wait_append(tse_lane *l, tse_lane_wait *w)
@@ -118,29 +120,17 @@ static void take_waits(tse_lane *l, int n, const int *replicas, bool *ok, int64_
  * the old one, or no room). */
 static int group_now(tse_lane *l, tse_lane_wait *w, int slot, bool dropped)
 {
-    char host[256];
-    int port, replicas = tse_rconn_slot_replicas(l->rc, (unsigned)slot),
-              n = l->broker->opts.min_replicas;
+    int replicas = -1, n = l->broker->opts.min_replicas,
+        owner = tse_rconn_slot_owner(l->rc, (unsigned)slot, &replicas);
     uint64_t conn = tse_rconn_slot_conn(l->rc, (unsigned)slot);
 
     if (replicas >= 0 && replicas < n)
         n = replicas;
     if (n == 0)
         return -1;
-    if (conn == 0 || (dropped && conn > w->before.connects) ||
-        !tse_rconn_slot_master(l->rc, (unsigned)slot, host, sizeof(host), &port))
+    if (conn == 0 || (dropped && conn > w->before.connects) || owner < 0)
         return -2;
-    for (int i = 0; i < w->count; i++)
-        if (w->group[i].port == port && strcmp(w->group[i].host, host) == 0)
-            return i;
-    if (w->count == TSE_LANE_MAX_WAITS)
-        return -2;
-    snprintf(w->group[w->count].host, sizeof(w->group[w->count].host), "%s", host);
-    w->group[w->count].port = port;
-    w->group[w->count].slot = slot;
-    w->group[w->count].replicas = n;
-    w->group[w->count].confirmed = false;
-    return w->count++;
+    return group_of(w, owner, slot, n);
 }
 
 /* Whether job holds an answer that waits for the replication check. */

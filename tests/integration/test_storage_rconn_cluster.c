@@ -6,8 +6,11 @@
  * multi-key command across slots is refused and never sent; after a slot
  * migrates, MOVED refreshes the map and the command succeeds; while a slot
  * is half migrated, keys already moved are found through ASK and ASKING;
- * a master killed with SIGKILL makes its slots UNAVAILABLE (saying which
- * slot) until its replica is promoted, then the same connection carries on.
+ * a command borrowed rather than copied is sent from the caller's bytes
+ * and never freed; a round of megabytes is sent whole; a master's slots
+ * share one owner number; a master killed with SIGKILL makes its slots
+ * UNAVAILABLE (saying which slot) until its replica is promoted, then the
+ * same connection carries on.
  *
  * The tests run in this order on one cluster: the migrations move slots,
  * the failover kills a master.
@@ -336,6 +339,123 @@ static void a_formatted_command_goes_to_the_slot_it_names(void **state)
     tse_rconn_destroy(c);
 }
 
+/* A borrowed command (tse_rconn_append_resp_borrowed) is sent from the
+ * caller's bytes, including again after a MOVED, and answered in order;
+ * nothing borrowed is freed by the connection (each buffer here is on the
+ * stack: freeing one would abort), whether the pipeline ran, was
+ * discarded, or is destroyed with commands not sent. */
+static void a_borrowed_command_is_sent_from_the_callers_bytes(void **state)
+{
+    fixture *f = *state;
+    tse_rconn *c = conn_new(f);
+    char keys[2][32], cmd[10][64], moved[64];
+    size_t len[10];
+    int owner0;
+    tse_error err;
+    redisReply *r = NULL;
+
+    snprintf(keys[0], sizeof(keys[0]), "borrow:0");
+    owner0 = tse_test_cluster_slot_master(f->cluster, slot_of(keys[0]));
+    for (int k = 1;; k++) {
+        snprintf(keys[1], sizeof(keys[1]), "borrow:%d", k);
+        if (tse_test_cluster_slot_master(f->cluster, slot_of(keys[1])) != owner0)
+            break;
+    }
+    for (int i = 0; i < 10; i++) {
+        len[i] = incr_resp(cmd[i], sizeof(cmd[i]), keys[i % 2]);
+        assert_int_equal(
+            tse_rconn_append_resp_borrowed(c, cmd[i], len[i], (int)slot_of(keys[i % 2]), &err),
+            TSE_OK);
+    }
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(tse_rconn_get_reply(c, tse_clock_ms() + DEADLINE_MS, &r, &err), TSE_OK);
+        expect_number(r, i / 2 + 1);
+    }
+    /* Named with the other master's slot: redirected, sent again. */
+    assert_int_equal(tse_rconn_append_resp_borrowed(c, moved,
+                                                    incr_resp(moved, sizeof(moved), keys[0]),
+                                                    (int)slot_of(keys[1]), &err),
+                     TSE_OK);
+    assert_int_equal(tse_rconn_get_reply(c, tse_clock_ms() + DEADLINE_MS, &r, &err), TSE_OK);
+    expect_number(r, 6);
+    /* Refused like a copied one, and nothing appended then. */
+    assert_int_equal(tse_rconn_append_resp_borrowed(c, moved, 0, 7, &err), TSE_INVALID);
+    assert_int_equal(tse_rconn_pending(c), 0);
+    /* Discarded, then left in the pipeline at destroy: not freed. */
+    assert_int_equal(tse_rconn_append_resp_borrowed(c, cmd[0], len[0], 7, &err), TSE_OK);
+    tse_rconn_discard(c);
+    assert_int_equal(tse_rconn_append_resp_borrowed(c, cmd[0], len[0], 7, &err), TSE_OK);
+    tse_rconn_destroy(c);
+}
+
+/* tse_rconn_slot_owner names a master once for all its slots: the same
+ * number for two slots of one master, another for another master's, with
+ * the replicas the map lists (one each here). */
+static void slots_of_one_master_have_one_owner(void **state)
+{
+    fixture *f = *state;
+    tse_rconn *c = conn_new(f);
+    int same = -1, other = -1, replicas = -1, m0 = tse_test_cluster_slot_master(f->cluster, 0);
+    int o0;
+    tse_error err;
+
+    assert_int_equal(tse_rconn_slot_owner(c, 0, &replicas), -1); /* no map yet */
+    assert_int_equal(tse_rconn_connect(c, tse_clock_ms() + DEADLINE_MS, &err), TSE_OK);
+    /* Across the slot space: some of the same master, some of another. */
+    for (unsigned s = 1; s < 16384 && (same < 0 || other < 0); s += 1024) {
+        int m = tse_test_cluster_slot_master(f->cluster, s);
+
+        if (m == m0 && same < 0)
+            same = (int)s;
+        else if (m != m0 && other < 0)
+            other = (int)s;
+    }
+    assert_true(same > 0 && other > 0);
+    o0 = tse_rconn_slot_owner(c, 0, &replicas);
+    assert_true(o0 >= 0);
+    assert_int_equal(replicas, 1);
+    assert_int_equal(replicas, tse_rconn_slot_replicas(c, 0));
+    assert_int_equal(tse_rconn_slot_owner(c, (unsigned)same, NULL), o0);
+    assert_true(tse_rconn_slot_owner(c, (unsigned)other, NULL) >= 0);
+    assert_int_not_equal(tse_rconn_slot_owner(c, (unsigned)other, NULL), o0);
+    tse_rconn_destroy(c);
+}
+
+/* A round bigger than the send buffer the connection keeps (4 MB) goes
+ * out whole, and the next, small one still does. */
+static void a_round_of_several_megabytes_is_sent_whole(void **state)
+{
+    fixture *f = *state;
+    tse_rconn *c = conn_new(f);
+    enum { N = 80, VALUE = 64 * 1024 };
+    char *value = malloc(VALUE + 1), key[32];
+    tse_error err;
+    redisReply *r = NULL;
+
+    assert_non_null(value);
+    memset(value, 'v', VALUE);
+    value[VALUE] = '\0';
+    for (int i = 0; i < N; i++) {
+        const char *argv[] = {"SET", key, value};
+
+        snprintf(key, sizeof(key), "{biground}:%d", i);
+        assert_int_equal(tse_rconn_append(c, 3, argv, NULL, TSE_RCONN_SLOT_OF_KEYS, &err), TSE_OK);
+    }
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(tse_rconn_get_reply(c, tse_clock_ms() + DEADLINE_MS, &r, &err), TSE_OK);
+        expect_text(r, "OK");
+    }
+    for (int i = 0; i < N; i++) {
+        snprintf(key, sizeof(key), "{biground}:%d", i);
+        r = RUN(c, "GET", key);
+        assert_int_equal(r->len, VALUE);
+        freeReplyObject(r);
+        expect_number(RUN(c, "DEL", key), 1);
+    }
+    free(value);
+    tse_rconn_destroy(c);
+}
+
 static void a_command_whose_keys_span_slots_is_refused_and_not_sent(void **state)
 {
     fixture *f = *state;
@@ -586,6 +706,9 @@ int main(void)
         cmocka_unit_test(scripts_are_loaded_on_every_master),
         cmocka_unit_test(a_pipeline_over_three_masters_answers_in_order),
         cmocka_unit_test(a_formatted_command_goes_to_the_slot_it_names),
+        cmocka_unit_test(a_borrowed_command_is_sent_from_the_callers_bytes),
+        cmocka_unit_test(slots_of_one_master_have_one_owner),
+        cmocka_unit_test(a_round_of_several_megabytes_is_sent_whole),
         cmocka_unit_test(a_command_whose_keys_span_slots_is_refused_and_not_sent),
         cmocka_unit_test(moved_after_a_slot_migrates_refreshes_the_map),
         cmocka_unit_test(ask_finds_the_keys_of_a_half_migrated_slot),

@@ -123,6 +123,49 @@ static void append_resp_takes_a_formatted_command_for_a_named_slot(void **state)
     tse_rconn_destroy(c); /* frees what was appended */
 }
 
+/* The borrowed append refuses what the copying one refuses, appends what
+ * it appends, and frees nothing of the caller's (a stack buffer here). */
+static void append_resp_borrowed_checks_as_append_resp(void **state)
+{
+    tse_rconn *c = cluster_conn();
+    char ping[] = "*1\r\n$4\r\nPING\r\n";
+    tse_error err;
+
+    (void)state;
+    assert_int_equal(tse_rconn_append_resp_borrowed(c, ping, strlen(ping), 16384, &err),
+                     TSE_INVALID);
+    assert_string_equal(err.field, "slot");
+    assert_int_equal(tse_rconn_append_resp_borrowed(c, ping, 0, 7, &err), TSE_INVALID);
+    assert_string_equal(err.field, "command");
+    assert_int_equal(tse_rconn_pending(c), 0);
+    assert_int_equal(tse_rconn_append_resp_borrowed(c, ping, strlen(ping), 7, &err), TSE_OK);
+    assert_int_equal(tse_rconn_append_resp(c, ping, strlen(ping), 7, &err), TSE_OK);
+    assert_int_equal(tse_rconn_pending(c), 2);
+    tse_rconn_discard(c);
+    assert_int_equal(tse_rconn_append_resp_borrowed(c, ping, strlen(ping), 7, &err), TSE_OK);
+    tse_rconn_destroy(c); /* frees the copy, not ping */
+}
+
+/* Without a map (nothing fetched yet), or on a single Redis, no slot has an
+ * owner. */
+static void no_owner_without_a_map(void **state)
+{
+    tse_rconn *c = cluster_conn();
+    tse_redis_target t;
+    tse_error err;
+    int replicas = 7;
+
+    (void)state;
+    assert_int_equal(tse_rconn_slot_owner(c, 0, &replicas), -1);
+    assert_int_equal(replicas, 7);
+    assert_int_equal(tse_rconn_slot_owner(c, 16383, NULL), -1);
+    tse_rconn_destroy(c);
+    assert_int_equal(tse_redis_url_parse("redis://127.0.0.1:1", &t, &err), TSE_OK);
+    assert_int_equal(tse_rconn_create(&t, 100, &c, &err), TSE_OK);
+    assert_int_equal(tse_rconn_slot_owner(c, 0, &replicas), -1);
+    tse_rconn_destroy(c);
+}
+
 static void nothing_appended_has_no_reply(void **state)
 {
     tse_rconn *c = cluster_conn();
@@ -144,6 +187,8 @@ int main(void)
         cmocka_unit_test(plan_of_nothing_is_empty),
         cmocka_unit_test(append_refuses_what_a_cluster_cannot_route),
         cmocka_unit_test(append_resp_takes_a_formatted_command_for_a_named_slot),
+        cmocka_unit_test(append_resp_borrowed_checks_as_append_resp),
+        cmocka_unit_test(no_owner_without_a_map),
         cmocka_unit_test(nothing_appended_has_no_reply),
     };
 
