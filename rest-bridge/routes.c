@@ -333,79 +333,48 @@ static void histogram(FILE *out, const char *name, const char *help,
 /* ---- per subscription ---- */
 
 typedef Tracseq__Events__V1__SubscriptionStats sub_stats;
-typedef double (*sub_figure)(const sub_stats *st);
 
-static double fig_backlog(const sub_stats *st)
-{
-    return (double)st->lag;
-}
-static double fig_pending(const sub_stats *st)
-{
-    return (double)st->pending;
-}
-static double fig_oldest(const sub_stats *st)
-{
-    return (double)st->oldest_unacked_age_ms / 1e3;
-}
-static double fig_dead_letters(const sub_stats *st)
-{
-    return (double)st->dead_lettered;
-}
-static double fig_consumers(const sub_stats *st)
-{
-    return st->consumers;
-}
-static double fig_subscribers(const sub_stats *st)
-{
-    return st->active_subscribers;
-}
-static double fig_streams(const sub_stats *st)
-{
-    return st->streams;
-}
-static double fig_delivered(const sub_stats *st)
-{
-    return (double)st->delivered;
-}
-static double fig_acked(const sub_stats *st)
-{
-    return (double)st->acked;
-}
-static double fig_nacked(const sub_stats *st)
-{
-    return (double)st->nacked;
-}
-static double fig_redelivered(const sub_stats *st)
-{
-    return (double)st->redelivered;
-}
-
+/* Each family is one field of SubscriptionStats, named as in the .proto and
+ * read through its descriptor, divided by divisor (ms to seconds). */
 static const struct sub_family {
-    const char *name, *type, *help;
-    sub_figure figure;
+    const char *name, *type, *help, *field;
+    double divisor;
 } sub_families[] = {
     {"tracseq_subscription_backlog", "gauge",
-     "Events in the subscription's streams not yet delivered (Redis, shared).", fig_backlog},
+     "Events in the subscription's streams not yet delivered (Redis, shared).", "lag", 1},
     {"tracseq_subscription_pending", "gauge", "Deliveries awaiting an ack (Redis, shared).",
-     fig_pending},
+     "pending", 1},
     {"tracseq_subscription_oldest_unacked_age_seconds", "gauge",
-     "Age of the oldest delivery awaiting an ack, from its publish (Redis, shared).", fig_oldest},
+     "Age of the oldest delivery awaiting an ack, from its publish (Redis, shared).",
+     "oldest_unacked_age_ms", 1e3},
     {"tracseq_subscription_dead_letters", "gauge",
-     "Events in the subscription's dead-letter store now (Redis, shared).", fig_dead_letters},
+     "Events in the subscription's dead-letter store now (Redis, shared).", "dead_lettered", 1},
     {"tracseq_subscription_consumers", "gauge",
-     "Consumers in the subscription's groups, every instance's (Redis, shared).", fig_consumers},
+     "Consumers in the subscription's groups, every instance's (Redis, shared).", "consumers", 1},
     {"tracseq_subscription_active_subscribers", "gauge",
-     "Live subscriber streams of this service instance.", fig_subscribers},
-    {"tracseq_subscription_streams", "gauge", "Streams matching the subscription.", fig_streams},
+     "Live subscriber streams of this service instance.", "active_subscribers", 1},
+    {"tracseq_subscription_streams", "gauge", "Streams matching the subscription.", "streams", 1},
     {"tracseq_subscription_delivered_total", "counter",
-     "Deliveries sent, redeliveries included (service instance).", fig_delivered},
+     "Deliveries sent, redeliveries included (service instance).", "delivered", 1},
     {"tracseq_subscription_acked_total", "counter", "Deliveries acknowledged (service instance).",
-     fig_acked},
+     "acked", 1},
     {"tracseq_subscription_nacked_total", "counter",
-     "Deliveries nacked, handed back for redelivery (service instance).", fig_nacked},
+     "Deliveries nacked, handed back for redelivery (service instance).", "nacked", 1},
     {"tracseq_subscription_redelivered_total", "counter",
-     "Deliveries after the first of an event (service instance).", fig_redelivered},
+     "Deliveries after the first of an event (service instance).", "redelivered", 1},
 };
+
+/* The figure of family f in st: its field is a uint32 or a uint64. */
+static double sub_figure(const sub_stats *st, const struct sub_family *f)
+{
+    const ProtobufCFieldDescriptor *d = protobuf_c_message_descriptor_get_field_by_name(
+        &tracseq__events__v1__subscription_stats__descriptor, f->field);
+    const char *at = (const char *)st + d->offset;
+
+    if (d->type == PROTOBUF_C_TYPE_UINT32)
+        return *(const uint32_t *)at / f->divisor;
+    return (double)*(const uint64_t *)at / f->divisor;
+}
 
 static void sub_label(FILE *out, const char *name, const Tracseq__Events__V1__Subscription *sub)
 {
@@ -425,7 +394,7 @@ static void render_subscriptions(FILE *out, const Tracseq__Events__V1__Stats *s)
             if (sub->stats == NULL)
                 continue;
             sub_label(out, sub_families[f].name, sub);
-            fprintf(out, "} %.17g\n", sub_families[f].figure(sub->stats));
+            fprintf(out, "} %.17g\n", sub_figure(sub->stats, &sub_families[f]));
         }
     }
     type_head(out, dl, "counter",

@@ -103,7 +103,8 @@ static tse_status apply(void *cfg, const setting *st, const char *value, tse_err
     switch (st->kind) {
     case TSE_SETTING_STRING:
     case TSE_SETTING_LEVEL:
-        if (value[0] == '\0')
+    case TSE_SETTING_OPTIONAL:
+        if (value[0] == '\0' && st->kind != TSE_SETTING_OPTIONAL)
             return bad(st, value, "must be non-empty", err);
         /* Not echoed: the value may hold a secret (REDIS_URL's password). */
         if (strlen(value) >= st->size)
@@ -112,13 +113,6 @@ static tse_status apply(void *cfg, const setting *st, const char *value, tse_err
                                  st->size - 1);
         if (st->kind == TSE_SETTING_LEVEL && !tse_log_level_parse(value, &level))
             return bad(st, value, "is not one of debug, info, warn, error", err);
-        memcpy(field, value, strlen(value) + 1);
-        return TSE_OK;
-    case TSE_SETTING_OPTIONAL:
-        if (strlen(value) >= st->size)
-            return tse_error_set(err, TSE_INVALID, st->env,
-                                 "invalid %s (--%s): longer than %zu characters", st->env, st->flag,
-                                 st->size - 1);
         memcpy(field, value, strlen(value) + 1);
         return TSE_OK;
     case TSE_SETTING_BOOL:
