@@ -38,7 +38,7 @@ static const tse_identity *unexpired(const tse_identity *id, int64_t now_s)
     return id;
 }
 
-static int cmp_hash(const void *a, const void *b)
+int tse_auth_hash_cmp(const void *a, const void *b)
 {
     return memcmp(((const tse_auth_hash *)a)->hash, ((const tse_auth_hash *)b)->hash,
                   TSE_AUTH_HASH_LEN);
@@ -54,7 +54,7 @@ const tse_identity *tse_auth_table_find_token(const tse_auth_table *t, const cha
         return NULL;
     if (EVP_Digest(token, len, key.hash, NULL, t->sha256, NULL) != 1)
         return NULL;
-    hit = bsearch(&key, t->hashes, t->n_hashes, sizeof(key), cmp_hash);
+    hit = bsearch(&key, t->hashes, t->n_hashes, sizeof(key), tse_auth_hash_cmp);
     return hit ? unexpired(&t->ids[hit->identity], now_s) : NULL;
 }
 

@@ -40,6 +40,9 @@ typedef struct tse_auth_hash {
     size_t identity;
 } tse_auth_hash;
 
+/* Orders tse_auth_hash by hash: the index's qsort and bsearch (auth.c). */
+int tse_auth_hash_cmp(const void *a, const void *b);
+
 struct tse_auth_table {
     tse_identity *ids;
     size_t n_ids;

@@ -281,21 +281,15 @@ static tse_status parse_line(parse_state *ps, const char *s, size_t len)
     return set_rate(ps, id, rate, burst);
 }
 
-static int cmp_hash(const void *a, const void *b)
-{
-    return memcmp(((const tse_auth_hash *)a)->hash, ((const tse_auth_hash *)b)->hash,
-                  TSE_AUTH_HASH_LEN);
-}
-
 /* Sorts the hash index; a token proving two identities is refused. */
 static tse_status index_hashes(parse_state *ps)
 {
     tse_auth_table *t = ps->t;
 
     if (t->n_hashes > 1)
-        qsort(t->hashes, t->n_hashes, sizeof(*t->hashes), cmp_hash);
+        qsort(t->hashes, t->n_hashes, sizeof(*t->hashes), tse_auth_hash_cmp);
     for (size_t i = 1; i < t->n_hashes; i++)
-        if (cmp_hash(&t->hashes[i - 1], &t->hashes[i]) == 0) {
+        if (tse_auth_hash_cmp(&t->hashes[i - 1], &t->hashes[i]) == 0) {
             ps->line = 0;
             return tse_error_set(ps->err, TSE_INVALID, "tokens file",
                                  "one token hash appears twice (identities %s and %s)",

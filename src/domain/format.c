@@ -15,16 +15,6 @@
 
 /* ---- event types ---------------------------------------------------------- */
 
-static bool is_lower(char c)
-{
-    return c >= 'a' && c <= 'z';
-}
-
-static bool is_segment_char(char c)
-{
-    return is_lower(c) || (c >= '0' && c <= '9') || c == '_';
-}
-
 /* ^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$: two or more dot-separated segments. */
 bool tse_event_type_valid(const char *type)
 {
@@ -34,9 +24,9 @@ bool tse_event_type_valid(const char *type)
     if (type == NULL || strnlen(type, TSE_EVENT_TYPE_MAX + 1) > TSE_EVENT_TYPE_MAX)
         return false;
     for (;;) {
-        if (!is_lower(*p))
+        if (!tse_segment_start(*p))
             return false;
-        for (p++; is_segment_char(*p); p++)
+        for (p++; tse_segment_char(*p); p++)
             ;
         segments++;
         if (*p == '\0')

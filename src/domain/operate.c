@@ -78,17 +78,6 @@ const char *tse_operate_subscription(const ProtobufCMessage *msg)
     return f ? *(const char *const *)(const void *)((const char *)msg + f->offset) : NULL;
 }
 
-static tse_status check_name(const char *name, const char *field, const char *what, tse_error *err)
-{
-    if (name == NULL || name[0] == '\0')
-        return tse_error_set(err, TSE_INVALID, field, "a %s name is required", what);
-    if (!tse_subscription_name_valid(name, TSE_SUBSCRIPTION_NAME_MAX))
-        return tse_error_set(err, TSE_INVALID, field,
-                             "a %s name is 1 to %d characters of A-Z a-z 0-9 _ . -", what,
-                             TSE_SUBSCRIPTION_NAME_MAX);
-    return TSE_OK;
-}
-
 static tse_status check_entry_id(const char *id, const char *field, tse_error *err)
 {
     if (strnlen(id, TSE_ENTRY_ID_MAX + 1) > TSE_ENTRY_ID_MAX || !tse_entry_id_parse(id, NULL, NULL))
@@ -139,7 +128,7 @@ static tse_status check_seek(const Tracseq__Events__V1__SeekRequest *r, tse_erro
                                  "(with time), or a snapshot");
         if (r->time != NULL)
             return tse_error_set(err, TSE_INVALID, "time", "time goes with position TIMESTAMP");
-        return check_name(r->snapshot, "snapshot", "snapshot", err);
+        return tse_subscription_name_check(r->snapshot, "snapshot", "snapshot", err);
     case TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_LATEST:
     case TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_EARLIEST:
         if (r->time != NULL)
@@ -166,7 +155,8 @@ tse_status tse_operate_check(const ProtobufCMessage *msg, size_t max_ids, tse_er
 
     if (!tse_operate_is_request(d))
         return tse_error_set(err, TSE_INVALID, "request", "not an operation request");
-    if (check_name(tse_operate_subscription(msg), "subscription", "subscription", err) != TSE_OK)
+    if (tse_subscription_name_check(tse_operate_subscription(msg), "subscription", "subscription",
+                                    err) != TSE_OK)
         return TSE_INVALID;
     if (d == &tracseq__events__v1__list_dead_letters_request__descriptor)
         return check_list((const void *)msg, err);
@@ -184,10 +174,12 @@ tse_status tse_operate_check(const ProtobufCMessage *msg, size_t max_ids, tse_er
     if (d == &tracseq__events__v1__seek_request__descriptor)
         return check_seek((const void *)msg, err);
     if (d == &tracseq__events__v1__create_snapshot_request__descriptor)
-        return check_name(((const Tracseq__Events__V1__CreateSnapshotRequest *)msg)->name, "name",
-                          "snapshot", err);
+        return tse_subscription_name_check(
+            ((const Tracseq__Events__V1__CreateSnapshotRequest *)msg)->name, "name", "snapshot",
+            err);
     if (d == &tracseq__events__v1__delete_snapshot_request__descriptor)
-        return check_name(((const Tracseq__Events__V1__DeleteSnapshotRequest *)msg)->name, "name",
-                          "snapshot", err);
+        return tse_subscription_name_check(
+            ((const Tracseq__Events__V1__DeleteSnapshotRequest *)msg)->name, "name", "snapshot",
+            err);
     return TSE_OK; /* ListSnapshots: the name alone */
 }

@@ -42,16 +42,6 @@ typedef Tracseq__Events__V1__Subscription subscription;
     "pattern segments must be \"*\" or start with a-z followed by a-z, 0-9 or '_', "               \
     "separated by single dots"
 
-static bool is_lower(char c)
-{
-    return c >= 'a' && c <= 'z';
-}
-
-static bool is_segment_char(char c)
-{
-    return is_lower(c) || (c >= '0' && c <= '9') || c == '_';
-}
-
 static bool ends_segment(char c)
 {
     return c == '.' || c == '\0';
@@ -80,8 +70,8 @@ static const char *pattern_problem(const char *pattern)
             p++;
             if (!ends_segment(*p))
                 return PARTIAL_STAR;
-        } else if (is_lower(*p)) {
-            for (p++; is_segment_char(*p); p++)
+        } else if (tse_segment_start(*p)) {
+            for (p++; tse_segment_char(*p); p++)
                 ;
             if (*p == '*')
                 return PARTIAL_STAR;
@@ -211,17 +201,21 @@ bool tse_subscription_name_valid(const char *name, size_t max)
 
 /* ---- checks ----------------------------------------------------------------- */
 
-static tse_status check_name(const subscription *sub, tse_error *err)
+tse_status tse_subscription_name_check(const char *name, const char *field, const char *what,
+                                       tse_error *err)
 {
-    if (sub->name == NULL || sub->name[0] == '\0')
-        return tse_error_set(err, TSE_INVALID, "subscription.name",
-                             "subscription.name is required");
-    if (!tse_subscription_name_valid(sub->name, TSE_SUBSCRIPTION_NAME_MAX))
-        return tse_error_set(err, TSE_INVALID, "subscription.name",
-                             "subscription.name must be 1 to %d characters of A-Z, a-z, 0-9, "
-                             "'_', '.' or '-'",
+    if (name == NULL || name[0] == '\0')
+        return tse_error_set(err, TSE_INVALID, field, "a %s name is required", what);
+    if (!tse_subscription_name_valid(name, TSE_SUBSCRIPTION_NAME_MAX))
+        return tse_error_set(err, TSE_INVALID, field,
+                             "a %s name is 1 to %d characters of A-Z a-z 0-9 _ . -", what,
                              TSE_SUBSCRIPTION_NAME_MAX);
     return TSE_OK;
+}
+
+static tse_status check_name(const subscription *sub, tse_error *err)
+{
+    return tse_subscription_name_check(sub->name, "subscription.name", "subscription", err);
 }
 
 /* The count is checked as sent, before deduplication, to bound the work. */

@@ -41,6 +41,11 @@ bool tse_patterns_match(char *const *patterns, size_t n, const char *event_type)
 /* True for a subscription or consumer name: [A-Za-z0-9_.-], 1..max chars. */
 bool tse_subscription_name_valid(const char *name, size_t max);
 
+/* Checks the name of a subscription (or of a snapshot: what names which):
+ * required, and valid up to TSE_SUBSCRIPTION_NAME_MAX; err names field. */
+tse_status tse_subscription_name_check(const char *name, const char *field, const char *what,
+                                       tse_error *err);
+
 /*
  * Validates a subscription's settings and fills defaults in place:
  * ack_deadline_ms 0 -> 30000 (else 100..3600000), max_delivery_attempts

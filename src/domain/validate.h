@@ -43,6 +43,18 @@ typedef struct tse_prepare_result {
 
 /* ---- formats (format.c) ----------------------------------------------- */
 
+/* The characters of an event type's segments, and of a pattern's: a
+ * segment starts with a-z, then has a-z, 0-9 or '_'. */
+static inline bool tse_segment_start(char c)
+{
+    return c >= 'a' && c <= 'z';
+}
+
+static inline bool tse_segment_char(char c)
+{
+    return tse_segment_start(c) || (c >= '0' && c <= '9') || c == '_';
+}
+
 /* True for a well-formed event type (pattern above, <= 128 chars). */
 bool tse_event_type_valid(const char *type);
 

@@ -14,6 +14,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/hash.h"
+
 #define SUB_BUCKETS 16
 #define OCTAVES     27
 #define BUCKETS     (OCTAVES * SUB_BUCKETS)
@@ -76,19 +78,10 @@ uint64_t tse_stats_get(const tse_stats *s, tse_counter c)
     return atomic_load(&((tse_stats *)s)->counters[c]);
 }
 
-static uint64_t hash(const char *str)
-{
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-
-    for (; *str; str++)
-        h = (h ^ (unsigned char)*str) * 1099511628211ULL;
-    return h;
-}
-
 /* The slot of a type: found lock-free, inserted under the mutex. */
 static type_slot *find_slot(tse_stats *s, const char *type, bool insert)
 {
-    size_t i = hash(type) & (TYPE_SLOTS - 1);
+    size_t i = tse_hash_str(type) & (TYPE_SLOTS - 1);
 
     for (size_t probe = 0; probe < TYPE_SLOTS; probe++, i = (i + 1) & (TYPE_SLOTS - 1)) {
         const char *name = atomic_load(&s->slots[i].name);

@@ -15,23 +15,12 @@
 #include <string.h>
 
 #include "common/alloc.h"
-
-/* FNV-1a: short keys, no adversary (keys come from validated event types). */
-static size_t hash(const char *key)
-{
-    uint64_t h = 1469598103934665603ULL;
-
-    for (const unsigned char *p = (const unsigned char *)key; *p != '\0'; p++) {
-        h ^= *p;
-        h *= 1099511628211ULL;
-    }
-    return (size_t)h;
-}
+#include "common/hash.h"
 
 /* The slot holding key, or the empty slot where it would go. */
 static size_t find_slot(char **slots, size_t cap, const char *key)
 {
-    size_t i = hash(key) & (cap - 1);
+    size_t i = (size_t)tse_hash_str(key) & (cap - 1);
 
     while (slots[i] != NULL && strcmp(slots[i], key) != 0)
         i = (i + 1) & (cap - 1);

@@ -123,17 +123,6 @@ static void log_delivered(const char *method, const char *subscription, const ts
  * changes nothing; each error names the field, and the setting when the
  * limit is one. */
 
-static tse_status check_name(const char *name, const char *field, tse_error *err)
-{
-    if (name == NULL || name[0] == '\0')
-        return tse_error_set(err, TSE_INVALID, field, "a subscription name is required");
-    if (!tse_subscription_name_valid(name, TSE_SUBSCRIPTION_NAME_MAX))
-        return tse_error_set(err, TSE_INVALID, field,
-                             "a subscription name is 1 to %d characters of A-Z a-z 0-9 _ . -",
-                             TSE_SUBSCRIPTION_NAME_MAX);
-    return TSE_OK;
-}
-
 /* An empty consumer name lets the service choose one. */
 static tse_status check_consumer(const char *consumer, const char *field, tse_error *err)
 {
@@ -630,7 +619,8 @@ static void sub_first_message(sub_call *sc, Tracseq__Events__V1__SubscribeReques
         return;
     }
     tse_error_clear(&err);
-    if ((spec ? check_spec(s, spec, &err) : check_name(name, "subscription_name", &err)) !=
+    if ((spec ? check_spec(s, spec, &err)
+              : tse_subscription_name_check(name, "subscription_name", "subscription", &err)) !=
             TSE_OK ||
         check_consumer(req->consumer_name, "consumer_name", &err) != TSE_OK ||
         check_per_message(req->max_deliveries_per_message, &err) != TSE_OK) {
@@ -958,7 +948,7 @@ static void by_name_start(tse_call *c)
     tse_status st;
     tse_error err;
 
-    if (check_name(name, "name", &err) != TSE_OK) {
+    if (tse_subscription_name_check(name, "name", "subscription", &err) != TSE_OK) {
         tse_call_fail(c, &err);
         return;
     }
@@ -1053,7 +1043,7 @@ static void ack_start(tse_call *c)
     size_t n = r.n;
     tse_error err;
 
-    if (check_name(name, "subscription", &err) != TSE_OK ||
+    if (tse_subscription_name_check(name, "subscription", "subscription", &err) != TSE_OK ||
         check_ack_ids(c->server, ids, n, "ack_ids", &err) != TSE_OK) {
         tse_call_fail(c, &err);
         return;
@@ -1146,7 +1136,8 @@ static void pull_start(tse_call *c)
 
     max = req->max_events == 0 ? TSE_PULL_DEFAULT_EVENTS : req->max_events;
     wait = req->wait_ms > TSE_PULL_MAX_WAIT_MS ? TSE_PULL_MAX_WAIT_MS : req->wait_ms;
-    if (check_name(req->subscription, "subscription", &err) != TSE_OK ||
+    if (tse_subscription_name_check(req->subscription, "subscription", "subscription", &err) !=
+            TSE_OK ||
         check_consumer(req->consumer_name, "consumer_name", &err) != TSE_OK) {
         tse_call_fail(c, &err);
     } else if (max > TSE_PULL_MAX_EVENTS) {
