@@ -3,8 +3,8 @@
 //
 // What every Node interop test needs: the npm packages installed into the
 // build tree by the interop/node_deps ctest fixture (install_deps.js), a
-// private redis-server and a private tracseq-events, each on an ephemeral
-// 127.0.0.1 port, a tiny RESP client (so no Redis package is needed), and a
+// private redis-server and a private tracseq-events, each on a 127.0.0.1 port
+// of its own, a tiny RESP client (so no Redis package is needed), and a
 // check runner that prints one line per check and a closing
 // "node interop: N passed, M failed".
 //
@@ -115,15 +115,86 @@ function scratchDir(testName) {
   return dir;
 }
 
-// A loopback port nothing listens on right now (the kernel's pick).
+// Ports: the scheme of tests/support/ports.h, so that C, Python and Node
+// tests running side by side never share one: outside the kernel's ephemeral
+// range (no connect() goes there), each claimed with a POSIX record lock on
+// its byte of a lock file all of them share, held until this process exits.
+// Node cannot take such locks: ../port_claimer.py, started once, claims them
+// and holds them until its stdin closes (when node exits, crash included).
+let claimer = null;
+
+function portClaimer() {
+  if (claimer !== null) return claimer;
+  const script = path.join(__dirname, '..', 'port_claimer.py');
+  const child = childProcess.spawn('/usr/bin/python3', ['-E', '-s', script],
+                                   { stdio: ['pipe', 'pipe', 'inherit'] });
+  claimer = { child, waiting: [], buffered: '' };
+  const failAll = (why) => {
+    for (const w of claimer.waiting.splice(0)) w.reject(new CheckFailed(`port claimer: ${why}`));
+  };
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (chunk) => {
+    claimer.buffered += chunk;
+    let nl;
+    while ((nl = claimer.buffered.indexOf('\n')) >= 0) {
+      const line = claimer.buffered.slice(0, nl);
+      claimer.buffered = claimer.buffered.slice(nl + 1);
+      const w = claimer.waiting.shift();
+      if (w !== undefined) w.resolve(Number(line));
+    }
+    if (claimer.waiting.length === 0) child.stdout.unref();
+  });
+  child.on('exit', (code, signal) => failAll(`exited (${signal || code})`));
+  child.on('error', (e) => failAll(e.message));
+  // It must not keep node alive: only a claim in progress does.
+  child.unref();
+  child.stdin.unref();
+  child.stdout.unref();
+  return claimer;
+}
+
+// A loopback port nothing listens on, claimed until this process exits.
 function freePort() {
+  const c = portClaimer();
   return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
+    c.waiting.push({ resolve, reject });
+    c.child.stdout.ref();
+    c.child.stdin.write('claim\n');
+  });
+}
+
+// Whether process pid has a TCP socket listening on port: the process a test
+// started, not another one that took the port.
+function listenedBy(port, pid) {
+  const inodes = new Set();
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch (e) {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length > 9 && parseInt(f[1].split(':').pop(), 16) === port && f[3] === '0A') {
+        inodes.add(f[9]);
+      }
+    }
+  }
+  if (inodes.size === 0) return false;
+  let fds;
+  try {
+    fds = fs.readdirSync(`/proc/${pid}/fd`);
+  } catch (e) {
+    return false;
+  }
+  return fds.some((fd) => {
+    try {
+      const target = fs.readlinkSync(`/proc/${pid}/fd/${fd}`);
+      return target.startsWith('socket:[') && inodes.has(target.slice(8, -1));
+    } catch (e) {
+      return false;
+    }
   });
 }
 
@@ -351,7 +422,8 @@ async function waitUntil(what, ready, proc, timeoutMs = START_TIMEOUT_MS) {
 }
 
 // start(port) on a free port, tried again on another should the process die
-// first (another process may take the port between our pick and its bind).
+// first (a server outside the claiming scheme may take the port between our
+// claim and its bind).
 async function onFreePort(start) {
   for (let attempt = 0; ; attempt++) {
     try {
@@ -370,6 +442,7 @@ async function startRedisOn(scratch, port) {
                             '--save', '', '--appendonly', 'no', '--dir', data],
                            path.join(scratch, 'redis.log'));
   const pong = async () => {
+    if (!listenedBy(port, proc.child.pid)) return false;
     const client = await RedisClient.connect(port, 1000);
     try {
       return (await client.command('PING')) === 'PONG';
@@ -412,7 +485,8 @@ async function startServiceOn(port, scratch, redisPort, extraArgs, credentials =
   try {
     // A channel whose first connection is refused waits out gRPC's reconnect
     // backoff, so the client is made once the port accepts.
-    await waitUntil(`${target} accepting connections`, () => tcpAccepts(port), proc);
+    await waitUntil(`${target} accepting connections`,
+                    async () => listenedBy(port, proc.child.pid) && tcpAccepts(port), proc);
     const pkg = loadProtos(['grpc/health/v1/health.proto']);
     health = new pkg.grpc.health.v1.Health(target,
                                            credentials || grpc.credentials.createInsecure());
