@@ -1,13 +1,14 @@
 /*
  * publish.c - POST /api/v1/events/publish and POST /api/v1/events/batch:
  * JSON (or a CloudEvent, structured or binary mode: src/domain/cloudevent.c) to a
- * tracseq.events.v1.Event,
+ * tracseq.events.v1.Event (application/json through event_reader.c's fast
+ * reader, straight to the Event's bytes; jansson for what it declines),
  * queued on a few long-lived PublishBatchStream calls shared by every
  * request (the SDK's pipelined publishers, one per gRPC channel, which
- * batch by themselves: the events of one REST batch, and those of
- * concurrent requests, share messages of up to BATCH events; a batch's
- * events go in order on one stream), and the service's answer back as
- * JSON. The
+ * batch by themselves: the events of one REST batch, handed over together
+ * with tse_client_publisher_publish_many, and those of concurrent requests
+ * share messages of up to BATCH events; a batch's events go in order on
+ * one stream), and the service's answer back as JSON. The
  * request's connection is suspended meanwhile.
  *
  * Why streams: a unary call costs the bridge and the service a whole
@@ -228,16 +229,18 @@ static void reply_invalid(tsb_response *resp, int why, const tse_error *err, boo
  * fallback from x-correlation-id cannot serve). A header that is no UUID
  * cannot be an event's correlation id: 422 naming the header. echo: a
  * single event's own correlation id (own, "" when none) becomes the
- * request's (echoed back). True when the event may go on.
+ * request's (echoed back). uuid: whether the request's correlation id is a
+ * UUID (checked once per request). True when the event may go on.
  */
-static bool check_correlation(tsb_request *req, const char *own, bool echo, tse_error *err)
+static bool check_correlation(tsb_request *req, const char *own, bool echo, bool uuid,
+                              tse_error *err)
 {
     if (own[0] != '\0') {
         if (echo && !req->correlation_given)
             snprintf(req->correlation_id, sizeof(req->correlation_id), "%s", own);
         return true;
     }
-    if (!tse_uuid_valid(req->correlation_id)) {
+    if (!uuid) {
         tse_error_set(err, TSE_INVALID, "X-Correlation-ID",
                       "X-Correlation-ID must be a UUID (8-4-4-4-12 hex digits) when the event "
                       "has no correlation_id");
@@ -250,7 +253,8 @@ static bool adopt_correlation(tsb_request *req, Event *ev, bool echo, tse_error 
 {
     char *copy;
 
-    if (!check_correlation(req, ev->correlation_id != NULL ? ev->correlation_id : "", echo, err))
+    if (!check_correlation(req, ev->correlation_id != NULL ? ev->correlation_id : "", echo,
+                           tse_uuid_valid(req->correlation_id), err))
         return false;
     if (ev->correlation_id != NULL && ev->correlation_id[0] != '\0')
         return true;
@@ -291,15 +295,18 @@ static bool adopt_trace(tsb_request *req, Event *ev, tse_error *err)
            TSE_OK;
 }
 
-/* A request's trace headers, read and checked once for all its events. */
+/* What a request gives its events, read and checked once for all of them:
+ * its correlation id's validity and its trace headers. */
 typedef struct request_trace {
+    bool uuid;
     const char *tp, *ts;
-    bool ok;
+    bool ok;       /* the trace headers */
     tse_error err; /* when !ok */
 } request_trace;
 
 static void request_trace_read(tsb_request *req, request_trace *t)
 {
+    t->uuid = tse_uuid_valid(req->correlation_id);
     tse_error_clear(&t->err);
     t->ok = trace_headers(req, &t->tp, &t->ts, &t->err);
 }
@@ -309,7 +316,8 @@ static void request_trace_read(tsb_request *req, request_trace *t)
 static bool adopt_read(tsb_request *req, const tsb_read_events *evs, size_t i, bool echo,
                        const request_trace *t, tsb_event_defaults *d, tse_error *err)
 {
-    if (!check_correlation(req, tsb_read_event_string(evs, i, TSB_READ_CORRELATION_ID), echo, err))
+    if (!check_correlation(req, tsb_read_event_string(evs, i, TSB_READ_CORRELATION_ID), echo,
+                           t->uuid, err))
         return false;
     if (!t->ok) {
         *err = t->err;
@@ -391,17 +399,34 @@ static void published(void *arg, const tse_client_publish_outcome *o)
         tsb_request_complete(f->req, &answered, NULL);
 }
 
-/* Queues an event (len bytes of an encoded Event) on pub; false when it
- * was not. */
-static bool publish_one(tse_client_publisher *pub, const uint8_t *event, size_t len, answer *a)
+/*
+ * Queues n events (event j: len[j] bytes of an encoded Event at wire +
+ * off[j], answered into answers[j]) on pub together, so a REST batch goes
+ * out in full messages of the publisher's batch size. Returns how many
+ * were queued, from the first.
+ */
+static size_t publish_all(tse_client_publisher *pub, const uint8_t *wire, const size_t *off,
+                          const size_t *len, answer *answers, size_t n)
 {
-    tse_client_event *ce = NULL;
-    bool ok;
+    tse_client_event **ces = calloc(n, sizeof(*ces));
+    void **data = calloc(n, sizeof(*data));
+    size_t made = 0, queued = 0;
 
-    ok = tse_client_event_from_envelope(event, len, &ce, NULL) == TSE_CLIENT_OK &&
-         tse_client_publisher_publish(pub, ce, a, NULL) == TSE_CLIENT_OK;
-    tse_client_event_destroy(ce);
-    return ok;
+    if (ces != NULL && data != NULL) {
+        for (; made < n; made++) {
+            if (tse_client_event_from_envelope(wire + off[made], len[made], &ces[made], NULL) !=
+                TSE_CLIENT_OK)
+                break;
+            data[made] = &answers[made];
+        }
+        tse_client_publisher_publish_many(pub, (const tse_client_event *const *)ces, data, made,
+                                          &queued, NULL);
+    }
+    for (size_t j = 0; j < made; j++)
+        tse_client_event_destroy(ces[j]);
+    free(ces);
+    free(data);
+    return queued;
 }
 
 /*
@@ -480,16 +505,15 @@ static void submit(tsb_request *req, flight *f, const uint8_t *wire, const size_
     size_t queued = 0, left;
 
     f->req = req;
-    atomic_store(&f->waiting, n + 1); /* + 1: until the loop is over */
-    for (; queued < n; queued++) {
-        const uint8_t *ev = wire + off[queued];
-
-        answers[queued].flight = f;
-        if (req->authorization[0] != '\0'
-                ? !publish_as_caller(req, ev, len[queued], &answers[queued])
-                : !publish_one(pub, ev, len[queued], &answers[queued]))
-            break;
-    }
+    atomic_store(&f->waiting, n + 1); /* + 1: until the events are queued */
+    for (size_t j = 0; j < n; j++)
+        answers[j].flight = f;
+    if (req->authorization[0] == '\0')
+        queued = publish_all(pub, wire, off, len, answers, n);
+    else
+        while (queued < n &&
+               publish_as_caller(req, wire + off[queued], len[queued], &answers[queued]))
+            queued++;
     for (size_t j = queued; j < n; j++)
         not_queued(&answers[j]);
     left = n - queued + 1;

@@ -725,26 +725,26 @@ static tse_client_status wait_room_locked(tse_client_publisher *p, tse_client_er
     return TSE_CLIENT_OK;
 }
 
-EXPORT tse_client_status tse_client_publisher_publish(tse_client_publisher *pub,
-                                                      const tse_client_event *ev, void *user_data,
-                                                      tse_client_error *err)
+/* The PublishBatchStream entry of ev (with an SDK id when it needs one). */
+static grpc_slice request_of(tse_client_publisher *pub, const tse_client_event *ev)
 {
     char id[37];
-    grpc_slice req;
-    tse_client_status st;
 
-    if (pub == NULL || ev == NULL)
-        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, pub ? "event" : "publisher",
-                               "%s is NULL", pub ? "event" : "publisher");
     if (!pub->server_ids && !ev->has_id)
         tse_uuid_seq_next(&pub->client->ids, id);
-    req = tse_client_request_slice(pub->client, ev, pub->server_ids || ev->has_id ? NULL : id);
-    pthread_mutex_lock(&pub->mu);
-    st = pub->shutdown
-             ? tse_client_fail(err, TSE_CLIENT_CANCELLED, -1, NULL, "the publisher is closing")
-             : wait_room_locked(pub, err);
+    return tse_client_request_slice(pub->client, ev, pub->server_ids || ev->has_id ? NULL : id);
+}
+
+/* Appends req (taken, even on failure) for user_data once the window has
+ * room. */
+static tse_client_status append_locked(tse_client_publisher *pub, grpc_slice req, void *user_data,
+                                       tse_client_error *err)
+{
+    tse_client_status st = pub->shutdown ? tse_client_fail(err, TSE_CLIENT_CANCELLED, -1, NULL,
+                                                           "the publisher is closing")
+                                         : wait_room_locked(pub, err);
+
     if (st != TSE_CLIENT_OK) {
-        pthread_mutex_unlock(&pub->mu);
         grpc_slice_unref(req);
         return st;
     }
@@ -752,13 +752,82 @@ EXPORT tse_client_status tse_client_publisher_publish(tse_client_publisher *pub,
         req, user_data, pub->answer_timeout_ms > 0 || pub->linger_ms > 0 ? tse_clock_ms() : 0};
     pub->count++;
     pub->unfinished++;
-    /* After a failure no reopen is scheduled: this event opens one. */
+    return TSE_CLIENT_OK;
+}
+
+/* Hands the queued events to the stream. After a failure no reopen is
+ * scheduled: the events open one. */
+static void kick_locked(tse_client_publisher *pub)
+{
     if (pub->stream == NULL && pub->reopen_at == 0)
         open_locked(pub);
     else
         send_locked(pub);
+}
+
+EXPORT tse_client_status tse_client_publisher_publish(tse_client_publisher *pub,
+                                                      const tse_client_event *ev, void *user_data,
+                                                      tse_client_error *err)
+{
+    grpc_slice req;
+    tse_client_status st;
+
+    if (pub == NULL || ev == NULL)
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, pub ? "event" : "publisher",
+                               "%s is NULL", pub ? "event" : "publisher");
+    req = request_of(pub, ev);
+    pthread_mutex_lock(&pub->mu);
+    if ((st = append_locked(pub, req, user_data, err)) == TSE_CLIENT_OK)
+        kick_locked(pub);
     pthread_mutex_unlock(&pub->mu);
-    return TSE_CLIENT_OK;
+    return st;
+}
+
+EXPORT tse_client_status tse_client_publisher_publish_many(tse_client_publisher *pub,
+                                                           const tse_client_event *const *evs,
+                                                           void *const *user_data, size_t n,
+                                                           size_t *queued, tse_client_error *err)
+{
+    tse_client_status st = TSE_CLIENT_OK;
+    grpc_slice *reqs;
+    size_t done = 0;
+
+    if (queued != NULL)
+        *queued = 0;
+    if (pub == NULL || (evs == NULL && n > 0))
+        return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, pub ? "events" : "publisher",
+                               "%s is NULL", pub ? "events" : "publisher");
+    for (size_t i = 0; i < n; i++)
+        if (evs[i] == NULL)
+            return tse_client_fail(err, TSE_CLIENT_INVALID_ARGUMENT, -1, "events",
+                                   "events[%zu] is NULL", i);
+    if (n == 0)
+        return TSE_CLIENT_OK;
+    /* The entries are built before the lock is taken, as publish() does. */
+    if ((reqs = malloc(n * sizeof(*reqs))) == NULL)
+        return tse_client_fail(err, TSE_CLIENT_NO_MEMORY, -1, NULL, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        reqs[i] = request_of(pub, evs[i]);
+    pthread_mutex_lock(&pub->mu);
+    for (; done < n; done++) {
+        /* The window is full: what this call queued must be on its way
+         * before waiting for room, or nothing would ever make any. */
+        if (pub->count >= pub->cap && done > 0)
+            kick_locked(pub);
+        st = append_locked(pub, reqs[done], user_data != NULL ? user_data[done] : NULL, err);
+        if (st != TSE_CLIENT_OK)
+            break;
+    }
+    if (done > 0)
+        kick_locked(pub);
+    pthread_mutex_unlock(&pub->mu);
+    /* reqs[done] was taken by the append that failed. */
+    for (size_t i = done + 1; i < n; i++)
+        grpc_slice_unref(reqs[i]);
+    free(reqs);
+    if (queued != NULL)
+        *queued = done;
+    return st;
 }
 
 EXPORT tse_client_status tse_client_publisher_flush(tse_client_publisher *pub, int timeout_ms,

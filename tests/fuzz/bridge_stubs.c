@@ -138,6 +138,15 @@ tse_client_status tse_client_publisher_publish(tse_client_publisher *pub,
     return TSE_CLIENT_OK; /* queued: the callback would come later, so never */
 }
 
+tse_client_status tse_client_publisher_publish_many(tse_client_publisher *pub,
+                                                    const tse_client_event *const *evs,
+                                                    void *const *user_data, size_t n,
+                                                    size_t *queued, tse_client_error *err)
+{
+    *queued = n;
+    return TSE_CLIENT_OK; /* queued, never answered, as above */
+}
+
 /* A caller's publish (with its Authorization): started, never answered. */
 tse_client_status tse_client_call_start(tse_client *client, const char *method, const void *request,
                                         size_t len, const tse_client_call_options *options,

@@ -453,6 +453,52 @@ static void test_publisher_batches_up_to_batch_size(void **state)
         fail_msg("%ld script calls for 95 events in batches of at most 10", calls);
 }
 
+/*
+ * publish_many: a burst goes out in full messages of batch_size (95 events
+ * in batches of 10: exactly 10 messages, each one script call, where
+ * publish() one by one starts with a message of one on an idle stream),
+ * every result in order with its user_data; a NULL event queues nothing.
+ */
+static void test_publish_many_sends_full_batches(void **state)
+{
+    pipe_state ps = {.mu = PTHREAD_MUTEX_INITIALIZER, .bad = (uintptr_t)-1};
+    tse_client_publisher *pub = NULL;
+    tse_client_event *ev = NULL;
+    const tse_client_event *evs[95];
+    void *data[95];
+    size_t queued = 7;
+    tse_client_error err;
+    long before, calls;
+
+    assert_int_equal(tse_client_event_from_json("sdk.many", "{\"n\":1}", NULL, &ev, NULL),
+                     TSE_CLIENT_OK);
+    assert_int_equal(tse_client_publisher_create(W->client,
+                                                 &(tse_client_publisher_options){.batch_size = 10},
+                                                 on_result, &ps, &pub, NULL),
+                     TSE_CLIENT_OK);
+    for (uintptr_t i = 0; i < 95; i++) {
+        evs[i] = ev;
+        data[i] = (void *)i;
+    }
+    before = evalsha_calls();
+    assert_int_equal(tse_client_publisher_publish_many(pub, evs, data, 95, &queued, &err),
+                     TSE_CLIENT_OK);
+    assert_int_equal(queued, 95);
+    assert_int_equal(tse_client_publisher_flush(pub, 30000, NULL), TSE_CLIENT_OK);
+    calls = evalsha_calls() - before;
+    evs[3] = NULL;
+    assert_int_equal(tse_client_publisher_publish_many(pub, evs, data, 95, &queued, &err),
+                     TSE_CLIENT_INVALID_ARGUMENT);
+    assert_int_equal(queued, 0);
+    assert_string_equal(err.field, "events");
+    tse_client_publisher_destroy(pub);
+    tse_client_event_destroy(ev);
+    assert_int_equal(ps.ok, 95);
+    assert_int_equal(ps.out_of_order, 0);
+    assert_int_equal(stream_entries("sdk.many"), 95);
+    assert_int_equal(calls, 10);
+}
+
 /* The blocking batch: one call, a result or an error per event, in order. */
 static void test_blocking_batch_answers_each_event(void **state)
 {
@@ -879,6 +925,7 @@ int main(void)
         cmocka_unit_test(test_pipelined_10000_events_get_10000_callbacks_in_order),
         cmocka_unit_test(test_bad_event_in_the_pipeline_fails_alone),
         cmocka_unit_test(test_publisher_batches_up_to_batch_size),
+        cmocka_unit_test(test_publish_many_sends_full_batches),
         cmocka_unit_test(test_blocking_batch_answers_each_event),
         cmocka_unit_test(test_publisher_without_batches_uses_publish_stream),
         cmocka_unit_test(test_publish_to_a_stopped_service_is_unavailable_within_the_timeout),

@@ -527,6 +527,22 @@ TSE_CLIENT_API tse_client_status tse_client_publisher_publish(tse_client_publish
                                                               void *user_data,
                                                               tse_client_error *err);
 
+/*
+ * Queues evs[0..n-1] in order, as n calls of tse_client_publisher_publish
+ * would, handed to the stream together: they go out in as few messages as
+ * batch_size allows, where events published one by one on an idle stream
+ * start with a message of one (publish sends a lone event at once). For a
+ * caller holding a burst, such as a REST batch. user_data[i] (user_data
+ * may be NULL) is handed back with event i. The events are borrowed.
+ * *queued (may be NULL) says how many were queued, from the first: those
+ * get their callback exactly once; the rest (from *queued on, after a
+ * failure such as a closing publisher or a window full for the client's
+ * timeout) never do. A NULL event fails the call before any is queued.
+ */
+TSE_CLIENT_API tse_client_status tse_client_publisher_publish_many(
+    tse_client_publisher *pub, const tse_client_event *const *evs, void *const *user_data, size_t n,
+    size_t *queued, tse_client_error *err);
+
 /* Waits until every event published so far has had its callback; returns
  * DEADLINE_EXCEEDED after timeout_ms (< 0: wait for ever). */
 TSE_CLIENT_API tse_client_status tse_client_publisher_flush(tse_client_publisher *pub,
