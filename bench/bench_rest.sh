@@ -13,7 +13,9 @@
 # (1000; 0 skips the many-connections run), HTTP_THREADS / GRPC_CHANNELS
 # (the bridge's; empty: its defaults), KEEP=1 keeps the logs in $WORK.
 # Everything runs with LOG_LEVEL=warn. The machine's load average is
-# printed first: on a shared box the figures move with it.
+# printed first: on a shared box the figures move with it. Each run also
+# prints the CPU time (/proc) the bridge and the service used per request
+# (per stored event for batches), which moves much less than the rates.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -40,6 +42,16 @@ cleanup() {
     if [[ ${KEEP:-0} == 1 ]]; then echo "logs kept in $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
+
+# CPU time (user + system, clock ticks) a process has used so far: the
+# bridge's and the service's CPU per request are printed beside each rate,
+# steadier than the rate on a shared machine.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# "bridge X us, service Y us" of CPU per unit between two tick readings.
+cpu_per() { # bridge0 bridge1 service0 service1 units
+    python3 -c "import os; t = 1e6 / os.sysconf('SC_CLK_TCK') / max($5, 1);
+print(f'CPU per unit: bridge {($2 - $1) * t:.1f} us, service {($4 - $3) * t:.1f} us')"
+}
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -70,6 +82,7 @@ wait_port "$REDIS_PORT" redis-server
 LOG_LEVEL=warn "$SERVICE" --listen="127.0.0.1:$GRPC_PORT" \
     --redis-url="redis://127.0.0.1:$REDIS_PORT" 2>"$WORK/service.log" &
 PIDS+=($!)
+SERVICE_PID=$!
 wait_port "$GRPC_PORT" tracseq-events
 
 bridge_args=(--host=127.0.0.1 --port="$HTTP_PORT" --event-service-addr="127.0.0.1:$GRPC_PORT")
@@ -92,9 +105,12 @@ echo "machine: $(nproc) cores, $(uptime | sed 's/.*load average/load average/')"
 echo "body: ${#BODY} bytes; first publish: HTTP $code $(cat "$WORK/first.json")"
 
 run() { # connections
-    local out
+    local out b0 s0 n
+    b0=$(ticks "$BRIDGE_PID") s0=$(ticks "$SERVICE_PID")
     out=$(ulimit -n 20000 2>/dev/null; wrk -t"$THREADS" -c"$1" -d"$DURATION" --latency \
         -s "$WORK/publish.lua" "$URL")
+    n=$(awk '/requests in/ {print $1}' <<<"$out")
+    echo "-c$1 $(cpu_per "$b0" "$(ticks "$BRIDGE_PID")" "$s0" "$(ticks "$SERVICE_PID")" "$n") per request"
     echo "$out" >"$WORK/wrk-$1.txt"
     local rps p50 p99 non2xx errors
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
@@ -130,10 +146,13 @@ if [[ $BATCH -gt 0 ]]; then
         python3 -c 'import json,sys; r=json.load(sys.stdin)["results"]; print(len(r), "results,", sum(1 for x in r if x.get("error")), "errors")')
     echo "batch body: ${#BATCH_BODY} bytes, $BATCH events; first batch: $first"
     before=$(redis-cli -p "$REDIS_PORT" XLEN "$STREAM_KEY")
+    b0=$(ticks "$BRIDGE_PID") s0=$(ticks "$SERVICE_PID")
     t0=$(date +%s.%N)
     out=$(wrk -t"$THREADS" -c"$BATCH_CONNS" -d"$DURATION" --latency -s "$WORK/batch.lua" "$BURL")
     t1=$(date +%s.%N)
     after=$(redis-cli -p "$REDIS_PORT" XLEN "$STREAM_KEY")
+    echo "batch $(cpu_per "$b0" "$(ticks "$BRIDGE_PID")" "$s0" "$(ticks "$SERVICE_PID")" \
+        "$((after - before))") per stored event"
     echo "$out" >"$WORK/wrk-batch.txt"
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     echo "command: wrk -t$THREADS -c$BATCH_CONNS -d$DURATION --latency -s batch.lua $BURL"
