@@ -39,7 +39,6 @@
 #define M_PULL           SERVICE "Pull"
 #define M_CREATE         SERVICE "CreateSubscription"
 #define M_GET            SERVICE "GetSubscription"
-#define M_STATS          SERVICE "GetStats"
 #define UNARY_TIMEOUT_MS 10000
 
 typedef Tracseq__Events__V1__Event Event;
@@ -140,19 +139,6 @@ static void create_latest(world *w, const char *name, const char *pattern)
     create_sub(w, name, pattern, TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_LATEST, 0);
 }
 
-static Stats *get_stats(tse_client *ch)
-{
-    Tracseq__Events__V1__GetStatsRequest req = TRACSEQ__EVENTS__V1__GET_STATS_REQUEST__INIT;
-    Stats *stats = NULL;
-    tse_test_status st;
-
-    assert_int_equal(
-        unary(ch, M_STATS, &req.base, &tracseq__events__v1__stats__descriptor, &stats, &st),
-        GRPC_STATUS_OK);
-    assert_non_null(stats);
-    return stats;
-}
-
 static const Subscription *stats_sub(const Stats *s, const char *name)
 {
     for (size_t i = 0; i < s->n_subscription_stats; i++)
@@ -215,7 +201,7 @@ static void test_stats_list_subscriptions_with_no_subscriber_and_from_other_inst
     assert_int_equal(tse_test_service_stop(other), 0);
     protobuf_c_message_free_unpacked(&publish_ok(w, "st.a.thing", 3, NULL)->base, NULL);
 
-    s = get_stats(w->ch);
+    s = tse_test_get_stats(w->ch, UNARY_TIMEOUT_MS);
     if (s->subscriptions < 3 || stats_sub(s, "st-idle-a") == NULL ||
         stats_sub(s, "st-idle-b") == NULL || stats_sub(s, "st-elsewhere") == NULL)
         fail_msg("GetStats: subscriptions %u, %zu listed; want st-idle-a, st-idle-b and "
@@ -388,7 +374,7 @@ static void test_lag_counts_a_group_that_started_mid_stream(void **state)
     create_sub(w, "lagmid", "lagmid.*",
                TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_TIMESTAMP, ms[4]);
     assert_int_equal(lag_of(w, "lagmid"), 6);
-    stats = get_stats(w->ch);
+    stats = tse_test_get_stats(w->ch, UNARY_TIMEOUT_MS);
     assert_non_null(stats_sub(stats, "lagmid"));
     assert_int_equal(stats_sub(stats, "lagmid")->stats->lag, 6);
     protobuf_c_message_free_unpacked(&stats->base, NULL);
@@ -484,7 +470,7 @@ static uint64_t read_stats(world *w, const char *name, int n)
     uint64_t lag = 0;
 
     for (int i = 0; i < n; i++) {
-        protobuf_c_message_free_unpacked(&get_stats(w->ch)->base, NULL);
+        protobuf_c_message_free_unpacked(&tse_test_get_stats(w->ch, UNARY_TIMEOUT_MS)->base, NULL);
         lag = lag_of(w, name);
     }
     return lag;

@@ -53,7 +53,6 @@
 #define M_ACKNOWLEDGE   SERVICE "Acknowledge"
 #define M_NACK          SERVICE "Nack"
 #define M_CREATE        SERVICE "CreateSubscription"
-#define M_DELETE        SERVICE "DeleteSubscription"
 #define M_STATS         SERVICE "GetStats"
 #define CALL_MS         10000
 /* A call's deadline while a master is dead: as any other (a writer lane's
@@ -249,34 +248,7 @@ static grpc_status_code unary(tse_client *ch, const char *method, const Protobuf
 
 static void create_ok(const world *w, const Subscription *sub)
 {
-    Tracseq__Events__V1__CreateSubscriptionRequest req =
-        TRACSEQ__EVENTS__V1__CREATE_SUBSCRIPTION_REQUEST__INIT;
-    Subscription *out = NULL;
-    tse_test_status st;
-    grpc_status_code code;
-
-    req.subscription = (Subscription *)sub;
-    code = unary(w->ch, M_CREATE, &req.base, &tracseq__events__v1__subscription__descriptor, &out,
-                 &st);
-    if (code != GRPC_STATUS_OK)
-        fail_msg("CreateSubscription %s: status %d '%s'", sub->name, code, st.details);
-    protobuf_c_message_free_unpacked(&out->base, NULL);
-}
-
-static void delete_ok(const world *w, const char *name)
-{
-    Tracseq__Events__V1__DeleteSubscriptionRequest req =
-        TRACSEQ__EVENTS__V1__DELETE_SUBSCRIPTION_REQUEST__INIT;
-    ProtobufCMessage *resp = NULL;
-    tse_test_status st;
-    grpc_status_code code;
-
-    req.name = (char *)name;
-    code = unary(w->ch, M_DELETE, &req.base,
-                 &tracseq__events__v1__delete_subscription_response__descriptor, &resp, &st);
-    if (code != GRPC_STATUS_OK)
-        fail_msg("DeleteSubscription %s: status %d '%s'", name, code, st.details);
-    protobuf_c_message_free_unpacked(resp, NULL);
+    tse_test_subscription_create(w->ch, sub, CALL_MS);
 }
 
 static void await_subscribers(tse_client *ch, const char *name, uint32_t n)
@@ -376,19 +348,6 @@ static void expect_silence(tse_test_stream *s, int ms, const char *why)
         fail_msg("%s: got %s (%s)", why, d->ack_id, d->event ? d->event->subject : "no event");
 }
 
-static Stats *get_stats(const world *w)
-{
-    Tracseq__Events__V1__GetStatsRequest req = TRACSEQ__EVENTS__V1__GET_STATS_REQUEST__INIT;
-    Stats *stats = NULL;
-    tse_test_status st;
-
-    assert_int_equal(
-        unary(w->ch, M_STATS, &req.base, &tracseq__events__v1__stats__descriptor, &stats, &st),
-        GRPC_STATUS_OK);
-    assert_non_null(stats);
-    return stats;
-}
-
 /* ======================= publish and subscribe =========================== */
 
 /* Every catalog type (tests/fixtures/catalog_events.json, one event of
@@ -464,7 +423,7 @@ static void test_every_catalog_type_is_stored_on_its_master_and_delivered(void *
     }
     expect_silence(s, 300, "a catalog event twice");
     tse_test_stream_cancel(s);
-    delete_ok(w, "cat-all");
+    tse_test_delete_subscription(w->ch, "cat-all", CALL_MS);
     json_decref(seen);
     json_decref(fixtures);
 }
@@ -515,7 +474,7 @@ static void test_a_wildcard_over_types_on_three_masters_gets_each_event_once(voi
             fail_msg("seq %d delivered %d times", seq, got[0][seq]);
     expect_silence(s, 300, "an event twice, or one of tame.*");
     tse_test_stream_cancel(s);
-    delete_ok(w, "wild");
+    tse_test_delete_subscription(w->ch, "wild", CALL_MS);
 }
 
 /* Two subscribers of one subscription split its events (each once, both
@@ -559,8 +518,8 @@ static void test_subscribers_split_a_subscription_and_subscriptions_each_get_all
     assert_true(split > 0 && split < n);
     for (int i = 0; i < 3; i++)
         tse_test_stream_cancel(s[i]);
-    delete_ok(w, "share-a");
-    delete_ok(w, "share-b");
+    tse_test_delete_subscription(w->ch, "share-a", CALL_MS);
+    tse_test_delete_subscription(w->ch, "share-b", CALL_MS);
 }
 
 /* Across masters: a nacked event comes back (attempt 2), an unacked one
@@ -610,7 +569,7 @@ static void test_nack_and_deadline_redeliver_and_dead_letters_are_stored(void **
     assert_int_equal(attempts[1], 2);
     assert_int_equal(attempts[2], 3);
     tse_test_stream_cancel(s);
-    delete_ok(w, "retry");
+    tse_test_delete_subscription(w->ch, "retry", CALL_MS);
 }
 
 /* A client id is a duplicate within its event type (one slot: its dedup
@@ -759,7 +718,7 @@ static void test_pull_over_three_masters_acks_and_nacks(void **state)
     Tracseq__Events__V1__PullResponse *empty = pull(w, "puller", 10, 300);
     assert_int_equal(empty->n_deliveries, 0);
     protobuf_c_message_free_unpacked(&empty->base, NULL);
-    delete_ok(w, "puller");
+    tse_test_delete_subscription(w->ch, "puller", CALL_MS);
 }
 
 /* GetStats reports the stream lengths (per event type) of types on all
@@ -778,7 +737,7 @@ static void test_stats_report_streams_of_every_master_as_redis_holds_them(void *
         for (int i = 0; i <= t; i++)
             publish_quiet(w, types[t], 3, i);
     }
-    st = get_stats(w);
+    st = tse_test_get_stats(w->ch, CALL_MS);
     assert_true(st->redis_connected);
     for (int t = 0; t < MASTERS; t++) {
         bool found = false;
@@ -794,7 +753,7 @@ static void test_stats_report_streams_of_every_master_as_redis_holds_them(void *
     }
     assert_int_equal(st->subscriptions, redis_int(w, "HLEN %s", TSE_SUBS_KEY));
     protobuf_c_message_free_unpacked(&st->base, NULL);
-    delete_ok(w, "stats-sub");
+    tse_test_delete_subscription(w->ch, "stats-sub", CALL_MS);
 }
 
 /* ======================= load: resharding and failover =================== */
@@ -1141,7 +1100,7 @@ static void test_reshard_under_load_loses_no_acknowledged_event(void **state)
         if (atomic_load(&l.pub[t].failed) != 0)
             fail_msg("%s: %d publishes refused during the resharding", l.types[t],
                      atomic_load(&l.pub[t].failed));
-    delete_ok(w, "mig");
+    tse_test_delete_subscription(w->ch, "mig", CALL_MS);
 }
 
 /*
@@ -1295,9 +1254,9 @@ static void test_killed_master_is_replaced_and_no_acknowledged_event_is_lost(voi
     /* No resubscribe: the stream opened before the kill was never ended. */
     if (atomic_load(&l.resubscribes) != 0)
         fail_msg("the Subscribe stream was ended by the failover: %s", l.end_status);
-    delete_ok(w, "kill");
+    tse_test_delete_subscription(w->ch, "kill", CALL_MS);
     if (gap_sub)
-        delete_ok(w, "kill-gap");
+        tse_test_delete_subscription(w->ch, "kill-gap", CALL_MS);
 }
 
 /* A unary call that must answer UNAVAILABLE naming the dead slot, while a

@@ -34,8 +34,6 @@
 #define M_SUBSCRIBE        SERVICE "Subscribe"
 #define M_ACKNOWLEDGE      SERVICE "Acknowledge"
 #define M_GET              SERVICE "GetSubscription"
-#define M_DELETE           SERVICE "DeleteSubscription"
-#define M_STATS            SERVICE "GetStats"
 #define STREAM_LIFETIME_MS 300000
 #define UNARY_TIMEOUT_MS   10000
 #define DELIVERY_WAIT_MS   20000
@@ -147,20 +145,6 @@ static grpc_status_code get_sub(tse_client *ch, const char *name, Subscription *
     return unary(ch, M_GET, &req.base, &tracseq__events__v1__subscription__descriptor, out, st);
 }
 
-static Stats *get_stats(tse_client *ch)
-{
-    Tracseq__Events__V1__GetStatsRequest req = TRACSEQ__EVENTS__V1__GET_STATS_REQUEST__INIT;
-    Stats *stats = NULL;
-    tse_test_status st;
-    grpc_status_code code =
-        unary(ch, M_STATS, &req.base, &tracseq__events__v1__stats__descriptor, &stats, &st);
-
-    if (code != GRPC_STATUS_OK)
-        fail_msg("GetStats: status %d '%s'", code, st.details);
-    assert_non_null(stats);
-    return stats;
-}
-
 /* Acknowledges n ack ids of subscription through ch; they must all be
  * pending (acked by this call). */
 static void acknowledge_ok(tse_client *ch, const char *subscription, char **ids, size_t n)
@@ -180,22 +164,6 @@ static void acknowledge_ok(tse_client *ch, const char *subscription, char **ids,
     assert_int_equal(resp->acked, n);
     assert_int_equal(resp->n_unknown_ack_ids, 0);
     protobuf_c_message_free_unpacked(&resp->base, NULL);
-}
-
-static void delete_ok(tse_client *ch, const char *name)
-{
-    Tracseq__Events__V1__DeleteSubscriptionRequest req =
-        TRACSEQ__EVENTS__V1__DELETE_SUBSCRIPTION_REQUEST__INIT;
-    ProtobufCMessage *resp = NULL;
-    tse_test_status st;
-    grpc_status_code code;
-
-    req.name = (char *)name;
-    code = unary(ch, M_DELETE, &req.base,
-                 &tracseq__events__v1__delete_subscription_response__descriptor, &resp, &st);
-    if (code != GRPC_STATUS_OK)
-        fail_msg("DeleteSubscription %s: status %d '%s'", name, code, st.details);
-    protobuf_c_message_free_unpacked(resp, NULL);
 }
 
 /* ---- Subscribe streams ---- */
@@ -345,7 +313,7 @@ static void test_subscription_created_on_one_instance_is_used_through_the_other(
     s_a = subscribe_name(w->ch_a, "inst-visible");
     TSE_TEST_AWAIT(tse_test_subscribers_of(w->ch_a, "inst-visible", UNARY_TIMEOUT_MS) == 1, 10000,
                    "A to attach its subscriber");
-    delete_ok(w->ch_b, "inst-visible");
+    tse_test_delete_subscription(w->ch_b, "inst-visible", UNARY_TIMEOUT_MS);
     assert_int_equal(get_sub(w->ch_a, "inst-visible", &got, &st), GRPC_STATUS_NOT_FOUND);
     assert_null(got);
     assert_int_equal(get_sub(w->ch_b, "inst-visible", &got, &st), GRPC_STATUS_NOT_FOUND);
@@ -401,8 +369,8 @@ static void test_stats_shared_figures_agree_and_counters_are_each_instances_own(
     acknowledge_ok(w->ch_b, "inst-lb", r_b.ack_ids, 3);
     acknowledge_ok(w->ch_a, "inst-fan", r_fan.ack_ids, 6);
 
-    st[0] = get_stats(w->ch_a);
-    st[1] = get_stats(w->ch_b);
+    st[0] = tse_test_get_stats(w->ch_a, UNARY_TIMEOUT_MS);
+    st[1] = tse_test_get_stats(w->ch_b, UNARY_TIMEOUT_MS);
     for (int i = 0; i < 2; i++) {
         print_message("instance %c: subscriptions %u, stream length %lld, inst-lb pending %llu "
                       "consumers %u, inst-fan pending %llu consumers %u\n",

@@ -399,19 +399,6 @@ static void delete_ok(tse_client *ch, const char *name)
         fail_msg("DeleteSubscription %s: status %d '%s'", name, code, st.details);
 }
 
-static Stats *get_stats(tse_client *ch)
-{
-    Tracseq__Events__V1__GetStatsRequest req = TRACSEQ__EVENTS__V1__GET_STATS_REQUEST__INIT;
-    Stats *stats = NULL;
-    tse_test_status st;
-
-    assert_int_equal(
-        unary(ch, M_STATS, &req.base, &tracseq__events__v1__stats__descriptor, &stats, &st),
-        GRPC_STATUS_OK);
-    assert_non_null(stats);
-    return stats;
-}
-
 /* Whether the service answers GetStats, connected to Redis. */
 static bool redis_connected(tse_client *ch)
 {
@@ -1023,7 +1010,7 @@ static void test_extend_postpones_redelivery_to_the_new_deadline(void **state)
 static void test_poison_event_is_dead_lettered_after_max_attempts(void **state)
 {
     world *w = *state;
-    Stats *before = get_stats(w->ch), *after;
+    Stats *before = tse_test_get_stats(w->ch, UNARY_TIMEOUT_MS), *after;
     spec sp;
     char key[128];
 
@@ -1051,7 +1038,7 @@ static void test_poison_event_is_dead_lettered_after_max_attempts(void **state)
     free(dlq);
     stream_key(key, sizeof(key), "poison.ev", 3);
     assert_int_equal(redis_pending(w, key, "poison"), 0);
-    after = get_stats(w->ch);
+    after = tse_test_get_stats(w->ch, UNARY_TIMEOUT_MS);
     assert_int_equal(after->events_dead_lettered, before->events_dead_lettered + 1);
     Subscription *sub = get_ok(w->ch, "poison");
     assert_int_equal(sub->stats->dead_lettered, 1);
@@ -1460,7 +1447,7 @@ typedef struct subscriber_counts {
 static bool stats_count_subscribers(void *arg)
 {
     const subscriber_counts *want = arg;
-    Stats *st = get_stats(want->ch);
+    Stats *st = tse_test_get_stats(want->ch, UNARY_TIMEOUT_MS);
     bool ok = st->handlers_registered == want->handlers && st->active_subscribers == want->active;
 
     protobuf_c_message_free_unpacked(&st->base, NULL);
@@ -1482,7 +1469,7 @@ static void test_cancelled_streams_free_their_subscribers(void **state)
 {
     world *w = *state;
     tse_test_stream *s[CANCELLED];
-    Stats *base = get_stats(w->ch);
+    Stats *base = tse_test_get_stats(w->ch, UNARY_TIMEOUT_MS);
     uint64_t handlers = base->handlers_registered;
     uint32_t active = base->active_subscribers;
     long long t0;
@@ -2224,7 +2211,7 @@ static void test_stalled_subscriber_does_not_grow_server_memory(void **state)
 static void test_stats_count_deliveries_acks_redeliveries_and_dead_letters(void **state)
 {
     world *w = *state;
-    Stats *before = get_stats(w->ch), *after;
+    Stats *before = tse_test_get_stats(w->ch, UNARY_TIMEOUT_MS), *after;
     spec sp;
 
     spec_init(&sp, "stats", "stats.ev");
@@ -2243,7 +2230,7 @@ static void test_stats_count_deliveries_acks_redeliveries_and_dead_letters(void 
     }
     expect_silence(s, 1200, "a 3rd attempt with max_delivery_attempts 2");
     assert_int_equal(redis_int(w, "XLEN %s", "tracseq:dlq:stats", NULL), 1);
-    after = get_stats(w->ch);
+    after = tse_test_get_stats(w->ch, UNARY_TIMEOUT_MS);
     assert_int_equal(after->events_consumed - before->events_consumed, 4);
     assert_int_equal(after->events_acked - before->events_acked, 2);
     assert_int_equal(after->events_redelivered - before->events_redelivered, 1);

@@ -38,7 +38,6 @@
 #define SERVICE            "/tracseq.events.v1.EventService/"
 #define M_PUBLISH_STREAM   SERVICE "PublishStream"
 #define M_SUBSCRIBE        SERVICE "Subscribe"
-#define M_DELETE           SERVICE "DeleteSubscription"
 #define STREAM_LIFETIME_MS 300000
 #define UNARY_TIMEOUT_MS   10000
 #define MAX_SEQ            2048
@@ -122,24 +121,6 @@ static Subscription *spec_init(tse_test_subscription *sp, const char *name, cons
 static void create_ok(tse_client *ch, const Subscription *sub)
 {
     tse_test_subscription_create(ch, sub, UNARY_TIMEOUT_MS);
-}
-
-static void delete_ok(tse_client *ch, const char *name)
-{
-    Tracseq__Events__V1__DeleteSubscriptionRequest req =
-        TRACSEQ__EVENTS__V1__DELETE_SUBSCRIPTION_REQUEST__INIT;
-    ProtobufCMessage *resp = NULL;
-    tse_test_status st;
-    grpc_status_code code;
-
-    req.name = (char *)name;
-    code = tse_test_unary(ch, M_DELETE, &req.base,
-                          &tracseq__events__v1__delete_subscription_response__descriptor, &resp,
-                          &st, UNARY_TIMEOUT_MS, NULL, NULL);
-    if (code != GRPC_STATUS_OK)
-        fail_msg("DeleteSubscription %s: status %d '%s'", name, code, st.details);
-    if (resp != NULL)
-        protobuf_c_message_free_unpacked(resp, NULL);
 }
 
 /* ---- Subscribe streams ---- */
@@ -334,7 +315,7 @@ static void test_opted_in_subscriber_gets_a_backlog_in_fewer_messages_each_acked
                    "the Subscribe request line");
     assert_int_equal(delivered, 500);
     assert_int_equal(messages, t->messages);
-    delete_ok(w->ch, "batch-backlog");
+    tse_test_delete_subscription(w->ch, "batch-backlog", UNARY_TIMEOUT_MS);
     free(t);
 }
 
@@ -365,7 +346,7 @@ static void test_a_subscriber_that_did_not_opt_in_gets_one_delivery_per_message(
                        "the Subscribe request line");
         assert_int_equal(delivered, 300);
         assert_int_equal(messages, 300);
-        delete_ok(w->ch, name);
+        tse_test_delete_subscription(w->ch, name, UNARY_TIMEOUT_MS);
         free(t);
     }
 }
@@ -390,7 +371,7 @@ static void test_batches_never_exceed_max_in_flight(void **state)
         fail_msg("an 11th delivery with 10 unacked and max_in_flight 10");
     assert_false(ended);
     tse_test_stream_cancel(s);
-    delete_ok(w->ch, "batch-credit");
+    tse_test_delete_subscription(w->ch, "batch-credit", UNARY_TIMEOUT_MS);
     free(t);
 }
 
@@ -452,7 +433,7 @@ static void test_batched_deliveries_nack_redeliver_and_dead_letter_one_by_one(vo
     for (size_t i = 0; i < n_held; i++)
         protobuf_c_message_free_unpacked(&held[i]->base, NULL);
     tse_test_stream_cancel(s);
-    delete_ok(w->ch, "batch-poison");
+    tse_test_delete_subscription(w->ch, "batch-poison", UNARY_TIMEOUT_MS);
 }
 
 static void test_auto_ack_batches_leave_nothing_pending(void **state)
@@ -472,7 +453,7 @@ static void test_auto_ack_batches_leave_nothing_pending(void **state)
     assert_true(t->messages < t->deliveries);
     TSE_TEST_AWAIT(pending(w, "batch.auto", "batch-auto") == 0, 10000, "all auto-acked");
     tse_test_stream_cancel(s);
-    delete_ok(w->ch, "batch-auto");
+    tse_test_delete_subscription(w->ch, "batch-auto", UNARY_TIMEOUT_MS);
     free(t);
 }
 
@@ -521,7 +502,7 @@ static void test_max_deliveries_per_message_over_1000_is_invalid_naming_it(void 
         tse_test_stream_cancel(s);
         free(t);
     }
-    delete_ok(w->ch, "batch-bounds");
+    tse_test_delete_subscription(w->ch, "batch-bounds", UNARY_TIMEOUT_MS);
 }
 
 /* ==== the SDK's subscriber ==== */
@@ -593,7 +574,7 @@ static long long sdk_drain(world *w, const char *name, const char *type, int per
     print_message("%s: %lld deliveries in %lld messages\n", name, delivered, messages);
     pthread_mutex_destroy(&c->mu);
     free(c);
-    delete_ok(w->ch, name);
+    tse_test_delete_subscription(w->ch, name, UNARY_TIMEOUT_MS);
     return messages;
 }
 

@@ -58,6 +58,38 @@ void tse_test_create_subscription(tse_client *ch, const char *name, const char *
     tse_test_subscription_create(ch, sub, timeout_ms);
 }
 
+void tse_test_delete_subscription(tse_client *ch, const char *name, int timeout_ms)
+{
+    Tracseq__Events__V1__DeleteSubscriptionRequest req =
+        TRACSEQ__EVENTS__V1__DELETE_SUBSCRIPTION_REQUEST__INIT;
+    ProtobufCMessage *resp = NULL;
+    tse_test_status st;
+    grpc_status_code code;
+
+    req.name = (char *)name;
+    code = tse_test_unary(ch, SERVICE "DeleteSubscription", &req.base,
+                          &tracseq__events__v1__delete_subscription_response__descriptor, &resp,
+                          &st, timeout_ms, NULL, NULL);
+    if (code != GRPC_STATUS_OK)
+        fail_msg("DeleteSubscription %s: status %d '%s'", name, code, st.details);
+    protobuf_c_message_free_unpacked(resp, NULL);
+}
+
+Tracseq__Events__V1__Stats *tse_test_get_stats(tse_client *ch, int timeout_ms)
+{
+    Tracseq__Events__V1__GetStatsRequest req = TRACSEQ__EVENTS__V1__GET_STATS_REQUEST__INIT;
+    Tracseq__Events__V1__Stats *stats = NULL;
+    tse_test_status st;
+    grpc_status_code code =
+        tse_test_unary(ch, SERVICE "GetStats", &req.base, &tracseq__events__v1__stats__descriptor,
+                       (ProtobufCMessage **)&stats, &st, timeout_ms, NULL, NULL);
+
+    if (code != GRPC_STATUS_OK)
+        fail_msg("GetStats: status %d '%s'", code, st.details);
+    assert_non_null(stats);
+    return stats;
+}
+
 uint32_t tse_test_subscribers_of(tse_client *ch, const char *name, int timeout_ms)
 {
     Tracseq__Events__V1__GetSubscriptionRequest req =

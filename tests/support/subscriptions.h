@@ -1,8 +1,9 @@
 /*
  * subscriptions.h - the subscription calls the integration tests make again
- * and again, over tse_test_unary: create one over a single pattern, count
- * the Subscribe streams the service has attached to one; read a Subscribe
- * stream.
+ * and again, over tse_test_unary: create one over a single pattern, delete
+ * one, count the Subscribe streams the service has attached to one, read
+ * the stats;
+ * read a Subscribe stream.
  */
 #ifndef TSE_TEST_SUBSCRIPTIONS_H
 #define TSE_TEST_SUBSCRIPTIONS_H
@@ -39,6 +40,14 @@ void tse_test_subscription_create(tse_client *ch, const Tracseq__Events__V1__Sub
 void tse_test_create_subscription(tse_client *ch, const char *name, const char *pattern,
                                   Tracseq__Events__V1__StartPosition start, bool auto_ack,
                                   int timeout_ms);
+
+/* Deletes subscription name (DeleteSubscription, timeout_ms); fails the
+ * test (cmocka) with the status when it is not deleted. */
+void tse_test_delete_subscription(tse_client *ch, const char *name, int timeout_ms);
+
+/* GetStats (timeout_ms); fails the test (cmocka) with the status when it
+ * is not answered. Free with protobuf_c_message_free_unpacked. */
+Tracseq__Events__V1__Stats *tse_test_get_stats(tse_client *ch, int timeout_ms);
 
 /* Subscribe streams the service of ch has attached to name
  * (GetSubscription, timeout_ms): 0 when it has none, the subscription does
