@@ -44,7 +44,8 @@
 # (utime + stime from /proc/PID/stat, with reaped children) of the service
 # instances together, the Redis masters together (a single Redis is its own
 # master), the replicas together, and the generators; the services' read
-# and write system calls and context switches per event (publish shapes);
+# and write system calls, context switches and kernel CPU per event
+# (publish shapes);
 # plus the load average. Publish shapes: over the generators' whole run, divided by the
 # events they stored. Drain: over the drain alone (bench_subscribe --pid
 # --redis-pid), divided by the events delivered; its Redis column is masters
@@ -185,15 +186,17 @@ sum_ticks() { # sum_ticks PID...
 # The services' read and write system calls (/proc/PID/io syscr + syscw:
 # hiredis's and the writer's read and write on the Redis sockets; gRPC's
 # recvmsg and sendmsg are not counted there) and context switches
-# (voluntary and not, summed over their threads), as "SYSCALLS SWITCHES".
+# (voluntary and not, summed over their threads), and their kernel CPU
+# ticks (stime, with reaped children), as "SYSCALLS SWITCHES KERNEL_TICKS".
 sum_io() { # sum_io PID...
-    local pid sys=0 cs=0
+    local pid sys=0 cs=0 kernel=0
     for pid in "$@"; do
+        kernel=$((kernel + $(awk '{print $15 + $17}' "/proc/$pid/stat")))
         sys=$((sys + $(awk '/^sysc[rw]:/ {n += $2} END {print n + 0}' "/proc/$pid/io")))
         cs=$((cs + $(cat /proc/"$pid"/task/*/status 2>/dev/null |
             awk '/^(non)?voluntary_ctxt_switches:/ {n += $2} END {print n + 0}')))
     done
-    echo "$sys $cs"
+    echo "$sys $cs $kernel"
 }
 
 field() { # field NAME LINE
@@ -202,15 +205,17 @@ field() { # field NAME LINE
 
 # Records one line: set-up, shape, events, rate, then the CPU ticks of the
 # services, masters, replicas and generator seconds, turned into µs/event.
-record() { # record SETUP SHAPE EVENTS RATE SVC_TICKS MASTER_TICKS REPLICA_TICKS GEN_S [SYS CS]
+record() { # record SETUP SHAPE EVENTS RATE SVC_TICKS MASTER_TICKS REPLICA_TICKS GEN_S [SYS CS KERNEL]
     awk -v su="$1" -v sh="$2" -v n="$3" -v rate="$4" -v s="$5" -v m="$6" -v r="$7" -v g="$8" \
-        -v sys="${9:-0}" -v cs="${10:-0}" \
+        -v sys="${9:-0}" -v cs="${10:-0}" -v k="${11:-0}" \
         -v hz="$HZ" -v load="$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' /)" -v round="$ROUND" \
         'BEGIN { if (n <= 0) n = 1;
                  fmt = "CPU round=%d setup=%s shape=%s events=%d rate=%.0f service_us=%.2f ";
+                 fmt = fmt "service_kernel_us=%.2f ";
                  fmt = fmt "masters_us=%.2f replicas_us=%.2f gen_us=%.2f sys_per_event=%.3f ";
                  fmt = fmt "cs_per_event=%.3f load=%s\n";
-                 printf fmt, round, su, sh, n, rate, s * 1e6 / hz / n, m * 1e6 / hz / n,
+                 printf fmt, round, su, sh, n, rate, s * 1e6 / hz / n, k * 1e6 / hz / n,
+                        m * 1e6 / hz / n,
                         r * 1e6 / hz / n, g * 1e6 / n, sys / n, cs / n, load }' | tee -a "$RESULTS"
 }
 
@@ -245,7 +250,7 @@ publish_shape() { # publish_shape SETUP SHAPE cmd...
         gen=$(awk -v a="$gen" '{ print a + $1 + $2 }' "$SCRATCH/time$i")
     done
     record "$setup" "$shape" "$ok" "$rate" $((s1 - s0)) $((m1 - m0)) $((r1 - r0)) "$gen" \
-        $((io1[0] - io0[0])) $((io1[1] - io0[1]))
+        $((io1[0] - io0[0])) $((io1[1] - io0[1])) $((io1[2] - io0[2]))
 }
 
 drain_shape() { # drain_shape SETUP
@@ -323,10 +328,11 @@ for line in open(sys.argv[1]):
 def med(rs, k):
     return statistics.median(float(r.get(k, 0)) for r in rs)
 print("medians per shape and set-up (us of CPU per event; rate indicative; drain: redis = all nodes):")
-print(f"{'shape':7} {'set-up':6} {'runs':>4} {'events/s':>9} {'service':>8} {'masters':>8} "
+print(f"{'shape':7} {'set-up':6} {'runs':>4} {'events/s':>9} {'service':>8} {'kernel':>6} {'masters':>8} "
       f"{'replicas':>8} {'gen':>6} {'sys/ev':>7} {'cs/ev':>6}")
 for (shape, setup), rs in sorted(rows.items()):
     print(f"{shape:7} {setup:6} {len(rs):4} {med(rs, 'rate'):9,.0f} {med(rs, 'service_us'):8.2f} "
+          f"{med(rs, 'service_kernel_us'):6.2f} "
           f"{med(rs, 'masters_us'):8.2f} {med(rs, 'replicas_us'):8.2f} {med(rs, 'gen_us'):6.2f} "
           f"{med(rs, 'sys_per_event'):7.3f} {med(rs, 'cs_per_event'):6.3f}")
 for shape in sorted({s for s, _ in rows}):
