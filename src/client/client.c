@@ -13,6 +13,7 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -219,6 +220,11 @@ EXPORT tse_client_status tse_client_connect(const tse_client_options *options, t
         return tse_client_fail(err, TSE_CLIENT_NO_MEMORY, -1, NULL, "out of memory");
     pthread_mutex_init(&c->pump_mu, NULL);
     pthread_mutex_init(&c->calls_mu, NULL);
+    /* gRPC's threads may still be reconnecting (a TLS handshake) after the
+     * last client is destroyed; OpenSSL's own exit handler would free the
+     * locks under them and crash the exiting program. Keep OpenSSL alive to
+     * the end: first call in the process wins, later ones do nothing. */
+    OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL);
     grpc_init();
     st = client_fill(c, &o);
     if (st == TSE_CLIENT_OK && ((c->creds = make_credentials(&o)) == NULL || !open_channels(c, &o)))

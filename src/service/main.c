@@ -8,6 +8,7 @@
  */
 #include <grpc/grpc.h>
 #include <malloc.h>
+#include <openssl/crypto.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -371,6 +372,9 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* As in the SDK (client.c): no OpenSSL exit handler under gRPC's
+     * threads, which may still be in a handshake when main returns. */
+    OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL);
     grpc_init();
 
     if (make_auth(&cfg, &auth, &err) != TSE_OK) {
