@@ -16,8 +16,10 @@
  * client retries with the same client_id). A round whose commands were
  * not all answered at once (MOVED, ASK, TRYAGAIN, an unreachable node:
  * rconn sends those again after the WAITs) WAITs once more (wait_again),
- * and a master whose connection was replaced in the round confirms
- * nothing (a WAIT on the new one covers nothing of the old).
+ * grouping every publish by the master that serves its slot after the
+ * redirections, whatever its group (or none) when the round began, and a
+ * master whose connection was replaced in the round confirms nothing (a
+ * WAIT on the new one covers nothing of the old).
  * Publish jobs only: generic commands and trims complete from their reply.
  */
 #include "writer/internal.h"
@@ -133,11 +135,14 @@ static int group_now(tse_lane *l, tse_lane_wait *w, int slot, bool dropped)
     return group_of(w, owner, slot, n);
 }
 
-/* Whether job holds an answer that waits for the replication check. */
+/* Whether job is a publish whose held answer the replication check is
+ * for: also one that needed no WAIT when the round began (its master had
+ * no replicas), since a redirection may have stored it on a master that
+ * has some. Not one no master was known for (-2: confirmed by nothing). */
 static bool waits(const tse_job *job)
 {
-    return job->wait_group >= 0 && job->held_reply != NULL &&
-           !tse_reply_error(job->held_reply, NULL, NULL);
+    return job->command_cb == NULL && job->slot >= 0 && job->wait_group != -2 &&
+           job->held_reply != NULL && !tse_reply_error(job->held_reply, NULL, NULL);
 }
 
 /*
@@ -210,7 +215,10 @@ void tse_lane_wait_take(tse_lane *l, tse_lane_wait *w, tse_job_list *batch, int6
     take_waits(l, w->count, replicas, ok, deadline_ms);
     for (int i = 0; i < w->count; i++)
         w->group[i].confirmed = ok[i];
-    if (tse_rconn_get_counters(l->rc).rounds - w->before.rounds > 1 && w->count > 0)
+    /* Even when the round began with no WAIT at all (every master written
+     * to without replicas): a redirected publish may have landed on one
+     * with replicas. */
+    if (tse_rconn_get_counters(l->rc).rounds - w->before.rounds > 1)
         wait_again(l, w, batch, deadline_ms);
 }
 

@@ -72,8 +72,10 @@ typedef Tracseq__Events__V1__Stats Stats;
 typedef tse_test_world world; /* redis: a front of the cluster (redis->whole) */
 
 /* The service on a new cluster of MASTERS masters with replicas each,
- * given only its first seeds nodes: it finds the others itself. */
-static tse_test_world *cluster_world(int replicas, int seeds)
+ * given only its first seeds nodes: it finds the others itself; prepare
+ * (NULL: none) reshapes the cluster before the service starts. */
+static tse_test_world *cluster_world_prepared(int replicas, int seeds,
+                                              void (*prepare)(tse_test_redis_cluster *))
 {
     const char *const args[] = {"--redis-timeout=10s", "--redis-connections=" LANES_ARG, NULL};
     tse_test_redis *front =
@@ -81,11 +83,18 @@ static tse_test_world *cluster_world(int replicas, int seeds)
     size_t used;
 
     assert_non_null(front);
+    if (prepare != NULL)
+        prepare(front->whole);
     used = (size_t)snprintf(front->url, sizeof(front->url), "redis+cluster://");
     for (int i = 0; i < seeds; i++)
         used += (size_t)snprintf(front->url + used, sizeof(front->url) - used, "%s127.0.0.1:%d",
                                  i > 0 ? "," : "", front->whole->nodes[i]->port);
     return tse_test_world_start(front, args, false, NULL);
+}
+
+static tse_test_world *cluster_world(int replicas, int seeds)
+{
+    return cluster_world_prepared(replicas, seeds, NULL);
 }
 
 static int world_up(void **state)
@@ -670,6 +679,104 @@ static void test_masters_without_replicas_are_not_waited_on(void **state)
         assert_int_equal(stream_length_on(w, master_of_type(w, types[i]), types[i]), 1);
 }
 
+/* ---- a master without replicas beside masters with ---- */
+
+#define BARE_MASTER 0
+
+typedef struct forgotten {
+    const tse_test_redis_cluster *c;
+    const char *id;
+} forgotten;
+
+static bool forgotten_everywhere(void *arg)
+{
+    const forgotten *f = arg;
+
+    for (int i = 0; i < f->c->n; i++) {
+        char *out;
+        bool known;
+
+        if (f->c->nodes[i]->pid == 0)
+            continue;
+        out = tse_test_redis_cmd(f->c->nodes[i], "CLUSTER NODES");
+        known = out == NULL || strstr(out, f->id) != NULL;
+        free(out);
+        if (known)
+            return false;
+    }
+    return true;
+}
+
+/* Master BARE_MASTER's replica killed and forgotten by every node, before
+ * the service starts: the service's map lists that master without
+ * replicas, the others with one each. */
+static void forget_a_replica(tse_test_redis_cluster *c)
+{
+    int r = tse_test_cluster_replica_of(c, BARE_MASTER);
+    char *id, *out;
+
+    assert_true(r >= 0);
+    id = tse_test_redis_cmd(c->nodes[r], "CLUSTER MYID");
+    assert_non_null(id);
+    tse_test_cluster_kill(c, r);
+    for (int i = 0; i < c->n; i++) {
+        if (c->nodes[i]->pid == 0)
+            continue;
+        out = tse_test_redis_cmd(c->nodes[i], "CLUSTER FORGET %s", id);
+        if (out == NULL || strcmp(out, "OK") != 0)
+            fail_msg("CLUSTER FORGET on node %d: %s", i, out ? out : "(no answer)");
+        free(out);
+    }
+    assert_true(tse_test_wait_until(forgotten_everywhere, &(forgotten){c, id}, 30000,
+                                    "every node to forget node %s", id));
+    free(id);
+}
+
+static int forgot_world_up(void **state)
+{
+    *state = cluster_world_prepared(1, 2, forget_a_replica);
+    return 0;
+}
+
+/*
+ * A publish the lane sends to a master without replicas (its slot map is
+ * stale: the slot moved since), which the MOVED answer sends on to a
+ * master with a replica: its master is the one that stored the event, so
+ * it is answered OK only once that master's WAIT confirms it. Here that
+ * master's replica is dead: UNAVAILABLE "not confirmed by a replica", not
+ * the OK of a master that needs no WAIT.
+ */
+static void test_a_publish_moved_to_a_replicated_master_waits_there(void **state)
+{
+    world *w = *state;
+    tse_test_redis_cluster *c = w->redis->whole;
+    char types[MASTERS][64], key[256];
+    PublishResponse *resp = NULL;
+    tse_test_status st;
+    const char *type = NULL;
+    int to, r;
+
+    types_on_every_master(w, "forgot.moved", types);
+    for (int i = 0; i < MASTERS; i++)
+        if (master_of_type(w, types[i]) == BARE_MASTER)
+            type = types[i];
+    assert_non_null(type);
+    free(publish_ok(w, type, 0)); /* no replica, no WAIT: OK */
+
+    to = tse_test_cluster_other_master(c, BARE_MASTER);
+    r = tse_test_cluster_replica_of(c, to);
+    assert_true(to >= 0 && r >= 0);
+    tse_test_cluster_kill(c, r);
+    stream_key(key, sizeof(key), type, 3);
+    assert_true(tse_test_cluster_migrate_slot(c, tse_key_slot(key, strlen(key)), to));
+
+    assert_int_equal(publish_on(w->ch, type, NULL, 1, &resp, &st), GRPC_STATUS_UNAVAILABLE);
+    assert_null(resp);
+    if (strstr(st.details, "not confirmed by a replica") == NULL)
+        fail_msg("details: '%s'", st.details);
+    assert_int_equal(stream_length_on(w, to, type), 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -687,7 +794,12 @@ int main(void)
         cmocka_unit_test(test_masters_without_replicas_are_not_waited_on),
         cmocka_unit_test(test_min_replicas_on_a_single_redis_is_refused),
     };
+    const struct CMUnitTest forgot[] = {
+        cmocka_unit_test(test_a_publish_moved_to_a_replicated_master_waits_there),
+    };
     int failed = cmocka_run_group_tests_name("replicated", tests, world_up, world_down);
 
-    return failed + cmocka_run_group_tests_name("no replicas", bare, bare_world_up, world_down);
+    failed += cmocka_run_group_tests_name("no replicas", bare, bare_world_up, world_down);
+    return failed + cmocka_run_group_tests_name("a master without replicas", forgot,
+                                                forgot_world_up, world_down);
 }
