@@ -272,11 +272,13 @@ static bool redis_launch(tse_test_redis *r)
                     NULL,
                     NULL,
                     NULL,
+                    NULL,
+                    NULL,
                     NULL};
 
     snprintf(port, sizeof(port), "%d", r->port);
     if (r->cluster) {
-        char **opt = &argv[sizeof(argv) / sizeof(argv[0]) - 9];
+        char **opt = &argv[sizeof(argv) / sizeof(argv[0]) - 11];
         opt[0] = "--cluster-enabled";
         opt[1] = "yes";
         opt[2] = "--cluster-config-file";
@@ -285,6 +287,14 @@ static bool redis_launch(tse_test_redis *r)
         opt[5] = node_timeout;
         opt[6] = "--cluster-port";
         opt[7] = bus_port;
+        /* No replica takes over on its own: on a loaded machine a master
+         * that answers late looks dead after node_timeout_ms, and a
+         * failover nobody asked for breaks a test (a reshard's SETSLOT
+         * then meets a replica). A test that wants one says so:
+         * tse_test_cluster_config_set(c, replica,
+         * "cluster-replica-no-failover", "no"). */
+        opt[8] = "--cluster-replica-no-failover";
+        opt[9] = "yes";
         snprintf(bus_port, sizeof(bus_port), "%d", r->bus_port);
         snprintf(node_timeout, sizeof(node_timeout), "%d",
                  r->node_timeout_ms > 0 ? r->node_timeout_ms : 5000);

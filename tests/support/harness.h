@@ -97,7 +97,9 @@ bool tse_test_redis_restart(tse_test_redis *r);
 void tse_test_redis_stop(tse_test_redis *r);
 
 /* Starts one cluster-enabled redis-server (not joined to anything) with
- * --cluster-node-timeout node_timeout_ms (0: 5000). */
+ * --cluster-node-timeout node_timeout_ms (0: 5000) and
+ * --cluster-replica-no-failover yes (a test that kills a master and wants
+ * its replica promoted sets it to no on that replica). */
 tse_test_redis *tse_test_redis_start_cluster_node(int node_timeout_ms);
 
 /*
