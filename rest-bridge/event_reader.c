@@ -32,6 +32,7 @@
 #include "codec/pbjson.h"
 #include "codec/pbwire.h"
 #include "codec/utf8.h"
+#include "common/hex.h"
 #include "domain/limits.h"
 
 typedef Tracseq__Events__V1__Event Event;
@@ -264,17 +265,6 @@ static bool literal(reader *r, const char *word, size_t n)
     return true;
 }
 
-static int hex_digit(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* The 4 hex digits of a \u escape at p (p[0] = '\\', p[1] = 'u'); -1 if none. */
 static long hex4(const reader *r, const unsigned char *p)
 {
@@ -283,7 +273,7 @@ static long hex4(const reader *r, const unsigned char *p)
     if (r->end - p < 6 || p[0] != '\\' || p[1] != 'u')
         return -1;
     for (int i = 2; i < 6; i++) {
-        int d = hex_digit(p[i]);
+        int d = tse_hex_value((char)p[i]);
         if (d < 0)
             return -1;
         v = v * 16 + d;
