@@ -543,21 +543,56 @@ static void detach(tse_delivery *d, tse_subscriber *s)
     tse_dl_release(d, s);
 }
 
+/*
+ * A Subscribe stream's ack or nack message has no answer: the client
+ * believes it done. When a slot's master is out of reach (a cluster master
+ * dead, its replica not yet promoted) some of it is not: those deliveries
+ * stay pending and come again after their ack deadline (at least once).
+ * Not silent: logged at warn, once per message, naming the subscription
+ * and slot (docs/operations.md, "A master's failure"). The Acknowledge
+ * and Nack calls answer UNAVAILABLE instead (ack_by_name).
+ */
+static void note_unreached(const tse_subscriber *s, const char *what, size_t total, uint32_t done,
+                           const tse_dl_unreached *un)
+{
+    char n[24], applied[24], slot[16];
+
+    if (un->n == 0)
+        return;
+    snprintf(n, sizeof(n), "%zu", total);
+    snprintf(applied, sizeof(applied), "%u", done);
+    snprintf(slot, sizeof(slot), "%u", un->slot);
+    tse_log(TSE_LOG_WARN,
+            "Subscribe stream: settlements not applied (a slot's master out of reach); those "
+            "deliveries stay pending and come again after their ack deadline",
+            (const char *[]){"subscription", s->sub->def->name, "what", what, "ids", n, "applied",
+                             applied, "slot", slot, NULL});
+}
+
 static void ack(tse_delivery *d, tse_req_ack *r)
 {
+    tse_dl_unreached un = {0};
+
     if (r->s->sub)
-        tse_dl_ack_ids(d, r->s->sub, r->ids.ids, r->ids.n, NULL, NULL, NULL);
+        note_unreached(r->s, "ack", r->ids.n,
+                       tse_dl_ack_ids(d, r->s->sub, r->ids.ids, r->ids.n, NULL, NULL, &un), &un);
     for (size_t i = 0; i < r->ids.n; i++)
         tse_dl_forget_inflight(r->s, r->ids.ids[i]);
 }
 
 static void nack(tse_delivery *d, tse_req_nack *r)
 {
+    tse_dl_unreached un = {0};
+
     if (r->s->sub && r->reject)
-        tse_dl_reject_ids(d, r->s->sub, r->ids.ids, r->ids.n, NULL, NULL, NULL, NULL);
+        note_unreached(r->s, "reject", r->ids.n,
+                       tse_dl_reject_ids(d, r->s->sub, r->ids.ids, r->ids.n, NULL, NULL, NULL, &un),
+                       &un);
     else if (r->s->sub)
-        tse_dl_nack_ids(d, r->s->sub, r->s->consumer, r->ids.ids, r->ids.n, r->delay_ms, false,
-                        NULL, NULL, NULL);
+        note_unreached(r->s, "nack", r->ids.n,
+                       tse_dl_nack_ids(d, r->s->sub, r->s->consumer, r->ids.ids, r->ids.n,
+                                       r->delay_ms, false, NULL, NULL, &un),
+                       &un);
     for (size_t i = 0; i < r->ids.n; i++)
         tse_dl_forget_inflight(r->s, r->ids.ids[i]);
 }

@@ -711,7 +711,12 @@ uint32_t tse_dl_ack_ids(tse_delivery *d, tse_sub *sub, char *const *ids, size_t 
     for (size_t i = 0; i < n; i++)
         key_of[i] = stream_of(sub, ids[i], &entry_of[i]);
     if (unknown == NULL) {
-        tse_group_ack_runs(d->conn, sub->def->name, key_of, entry_of, n, &done);
+        /* Which run's slot did not answer is not known: the first id's
+         * slot stands for them (the log says how many were applied). */
+        if (tse_group_ack_runs(d->conn, sub->def->name, key_of, entry_of, n, &done) ==
+                TSE_UNAVAILABLE &&
+            d->conn != NULL && n > 0 && key_of[0] != NULL)
+            tse_dl_unreached_add(un, key_of[0]);
         goto out;
     }
     tse_group_ack_each(d->conn, sub->def->name, key_of, entry_of, n, acked, unreached);

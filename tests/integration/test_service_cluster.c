@@ -1287,12 +1287,45 @@ static bool expect_unavailable(const world *w, const char *method, const Protobu
     return ok;
 }
 
+/* Whether a line of the service's log holds both texts: arg is {log
+ * path, text, text}. */
+static bool log_holds(void *arg)
+{
+    const char *const *a = arg;
+    FILE *f = fopen(a[0], "r");
+    char line[4096];
+    bool found = false;
+
+    if (f == NULL)
+        return false;
+    while (!found && fgets(line, sizeof(line), f) != NULL)
+        found = strstr(line, a[1]) != NULL && strstr(line, a[2]) != NULL;
+    fclose(f);
+    return found;
+}
+
+/* Sends one ack message of n ids on s. */
+static bool ack_all(tse_test_stream *s, char **ids, size_t n)
+{
+    SubscribeRequest req = TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__INIT;
+    Tracseq__Events__V1__AckIds acks = TRACSEQ__EVENTS__V1__ACK_IDS__INIT;
+
+    acks.ack_ids = ids;
+    acks.n_ack_ids = n;
+    req.request_case = TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__REQUEST_ACK;
+    req.ack = &acks;
+    return tse_test_stream_send(s, &req.base);
+}
+
 /*
  * Operator calls over a subscription spanning live masters and a dead one
  * (its replica held back): Acknowledge, Nack, reject, Redrive, Purge and
  * Seek answer UNAVAILABLE saying which slot has no master, never OK with
  * the dead slot's ids listed unknown or silently left out; the
- * connection is not lost (the live masters' part is done).
+ * connection is not lost (the live masters' part is done). An ack message
+ * on a Subscribe stream has no answer: its ids on the dead slot are not
+ * acked (they come again: at least once), and the service logs so at
+ * warn, naming the subscription; the stream stays open.
  */
 static void test_operator_calls_with_a_dead_master_answer_unavailable(void **state)
 {
@@ -1313,12 +1346,27 @@ static void test_operator_calls_with_a_dead_master_answer_unavailable(void **sta
     int seen[MASTERS] = {0}, victim, replica, bad = 0;
     tse_test_status st;
     spec sp;
+    tse_test_stream *stream;
+    Delivery *streamed[2 * MASTERS];
+    char *streamed_ids[2 * MASTERS];
+    size_t n_streamed = 0;
+    const char *logged[3] = {w->service->log, "settlements not applied", "opstream"};
 
     types_on_masters(w, "opf.t", MASTERS, types);
     create_ok(w, spec_init(&sp, "opfail", (const char *const[]){"opf.*", NULL}));
+    create_ok(w, spec_init(&sp, "opstream", (const char *const[]){"opf.*", NULL}));
+    stream = subscribe_name(w->ch, "opstream");
+    await_subscribers(w->ch, "opstream", 1);
     for (int t = 0; t < MASTERS; t++)
         for (int k = 0; k < 2; k++)
             publish_quiet(w, types[t], 1 + k, t * 2 + k);
+    while (n_streamed < 2 * MASTERS) {
+        Delivery *d = tse_test_next_delivery(stream, SETTLE_MS, NULL);
+
+        assert_non_null(d);
+        streamed[n_streamed++] = d;
+        streamed_ids[n_streamed - 1] = d->ack_id;
+    }
     /* Two deliveries per type: one to reject (a dead letter), one kept. */
     while (got < 2 * MASTERS && n_pulled < 64) {
         Tracseq__Events__V1__PullResponse *r = pull(w, "opfail", 10, 2000);
@@ -1395,6 +1443,15 @@ static void test_operator_calls_with_a_dead_master_answer_unavailable(void **sta
     sreq.position = TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_EARLIEST;
     bad += !expect_unavailable(w, SERVICE "Seek", &sreq.base,
                                &tracseq__events__v1__seek_response__descriptor, "Seek");
+
+    assert_false(log_holds(logged));
+    assert_true(ack_all(stream, streamed_ids, n_streamed));
+    assert_true(tse_test_wait_until(log_holds, logged, SETTLE_MS,
+                                    "the service to log the stream's acks it could not apply"));
+    assert_int_equal(tse_test_subscribers_of(w->ch, "opstream", CALL_MS), 1);
+    for (size_t i = 0; i < n_streamed; i++)
+        delivery_free(streamed[i]);
+    tse_test_stream_cancel(stream);
     protobuf_c_message_free_unpacked(&dls->base, NULL);
     for (size_t i = 0; i < n_pulled; i++)
         protobuf_c_message_free_unpacked(&pulled[i]->base, NULL);
