@@ -126,6 +126,11 @@ rss_kb() {
     awk '/^VmRSS:/ {print $2}' "/proc/$1/status"
 }
 
+# Peak resident memory of a process since it started (VmHWM), in kB.
+hwm_kb() {
+    awk '/^VmHWM:/ {print $2}' "/proc/$1/status"
+}
+
 # CPU time of a process (its threads and reaped children), in clock ticks.
 cpu_ticks() {
     awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat"
