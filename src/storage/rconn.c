@@ -61,6 +61,7 @@ typedef struct entry {
     int ask;  /* node to send ASKING + the command to, or -1 */
     int node; /* node of this round, or -1 */
     int redirects;
+    bool moving; /* its last round: the slot's node answered MOVED, ASK or TRYAGAIN */
     bool done;
     redisReply *reply; /* done and TSE_OK; pending: the last transient error */
     tse_status st;
@@ -84,6 +85,7 @@ struct tse_rconn {
     size_t nscripts;
     tse_rconn_counters counters;
     bool no_reopen; /* tse_rconn_set_reopen(false) */
+    int moving_ms;  /* tse_rconn_set_moving_ms */
     char *out;      /* send buffer of a node's commands in a round */
     size_t out_len, out_cap;
 };
@@ -515,6 +517,7 @@ static bool sort_reply(tse_rconn *c, size_t k, entry *e, redisReply *r)
             return false;
         }
         e->ask = -1;
+        e->moving = true;
         if (kind == TSE_REDIRECT_MOVED) {
             c->counters.moved++;
             c->refresh = true;
@@ -542,6 +545,7 @@ static bool sort_reply(tse_rconn *c, size_t k, entry *e, redisReply *r)
         tse_redis_say(e->why, sizeof(e->why), "redis %s:%d: %s", c->nodes[k].host, c->nodes[k].port,
                       r->str);
         c->refresh = c->refresh || r->str[0] == 'C';
+        e->moving = r->str[0] == 'T';
         entry_keep(e, r);
         return false;
     }
@@ -610,6 +614,7 @@ static bool round_run(tse_rconn *c)
         entry *e = &c->q[i];
 
         e->node = e->done ? -1 : route(c, e, memo);
+        e->moving = false; /* until its node answers this round */
         c->node_of[i] = e->node;
     }
     placed = tse_rconn_plan(c->node_of, c->n, c->nnodes, c->order, c->start);
@@ -633,32 +638,20 @@ static void sleep_ms(int64_t ms)
         ;
 }
 
-static void pipeline_run(tse_rconn *c, int64_t deadline_ms)
+/*
+ * Fails the pending entries at the deadline: each with Redis's last answer
+ * when it has one, else why its slot has no master. Only those whose node
+ * answered in the last round that their slot is moving (MOVED, ASK,
+ * TRYAGAIN) are spared, unless all is set: a slot in migration is served,
+ * and its command runs once the migration has gone far enough.
+ */
+static void give_up(tse_rconn *c, bool all)
 {
-    int64_t wait = RETRY_FIRST_MS;
-
-    c->ran = true;
-    for (;;) {
-        bool redirected = round_run(c), pending = false;
-        int64_t now;
-
-        for (size_t i = 0; i < c->n && !pending; i++)
-            pending = !c->q[i].done;
-        if (!pending)
-            return;
-        now = tse_clock_ms();
-        if (now >= deadline_ms)
-            break;
-        if (!redirected) {
-            sleep_ms(wait < deadline_ms - now ? wait : deadline_ms - now);
-            wait = wait * 2 < RETRY_MAX_MS ? wait * 2 : RETRY_MAX_MS;
-        }
-    }
     for (size_t i = 0; i < c->n; i++) {
         entry *e = &c->q[i];
         char why[TSE_ERROR_MESSAGE_MAX];
 
-        if (e->done)
+        if (e->done || (e->moving && !all))
             continue;
         if (e->reply != NULL) {
             /* Redis's own last answer says best what was wrong. */
@@ -674,6 +667,38 @@ static void pipeline_run(tse_rconn *c, int64_t deadline_ms)
             tse_redis_say(why, sizeof(why), "redis cluster: no reachable master for slot %d (%s)",
                           e->slot, e->why);
         entry_fail(e, TSE_UNAVAILABLE, why);
+    }
+}
+
+static bool any_pending(const tse_rconn *c)
+{
+    for (size_t i = 0; i < c->n; i++)
+        if (!c->q[i].done)
+            return true;
+    return false;
+}
+
+/* Rounds until nothing is pending: past deadline_ms only the commands of
+ * moving slots go on, for at most moving_ms more (tse_rconn_set_moving_ms). */
+static void pipeline_run(tse_rconn *c, int64_t deadline_ms)
+{
+    int64_t wait = RETRY_FIRST_MS, end_ms = deadline_ms + c->moving_ms;
+
+    c->ran = true;
+    for (;;) {
+        bool redirected = round_run(c);
+        int64_t now = tse_clock_ms(), until = end_ms;
+
+        if (now >= deadline_ms)
+            give_up(c, now >= end_ms);
+        if (!any_pending(c))
+            return;
+        if (!redirected) {
+            if (now < deadline_ms)
+                until = deadline_ms;
+            sleep_ms(wait < until - now ? wait : until - now);
+            wait = wait * 2 < RETRY_MAX_MS ? wait * 2 : RETRY_MAX_MS;
+        }
     }
 }
 
@@ -734,6 +759,11 @@ void tse_rconn_destroy(tse_rconn *c)
 void tse_rconn_set_reopen(tse_rconn *c, bool reopen)
 {
     c->no_reopen = !reopen;
+}
+
+void tse_rconn_set_moving_ms(tse_rconn *c, int ms)
+{
+    c->moving_ms = ms > 0 ? ms : 0;
 }
 
 bool tse_rconn_is_cluster(const tse_rconn *c)

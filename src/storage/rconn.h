@@ -89,6 +89,18 @@ bool tse_rconn_is_cluster(const tse_rconn *c);
 void tse_rconn_set_reopen(tse_rconn *c, bool reopen);
 
 /*
+ * How long past a tse_rconn_get_reply deadline the commands of a slot in
+ * migration are still retried: those whose node answered, in the last
+ * round, MOVED, ASK or TRYAGAIN (the slot is served; the command runs once
+ * it moved far enough). A command without an answering node (unreachable,
+ * CLUSTERDOWN, no master in the map) still fails at the deadline. 0 (from
+ * tse_rconn_create): none. A cluster writer gives a slot a short deadline
+ * so that a dead master's commands fail fast, and this so that a migrating
+ * slot's do not.
+ */
+void tse_rconn_set_moving_ms(tse_rconn *c, int ms);
+
+/*
  * Connects now, retrying until deadline_ms (tse_clock_ms time): a single
  * Redis is connected; a cluster's slot map is fetched. TSE_UNAVAILABLE with
  * err saying why otherwise.

@@ -16,7 +16,10 @@
  *   reply, or failed. A job whose connection failed after it was sent is
  *   failed TSE_UNAVAILABLE ("may have run") and never sent again; only
  *   redirections (the command did not run) are retried, by rconn, for
- *   CLUSTER_RETRY_MS. A slot no master serves for that long (a master
+ *   CLUSTER_RETRY_MS, and for up to the Redis timeout more while the
+ *   slot's node answers that the slot is moving (MOVED, ASK, TRYAGAIN: a
+ *   resharding, which under load can take longer; tse_rconn_set_moving_ms).
+ *   A slot no master serves for CLUSTER_RETRY_MS (a master
  *   killed, its replica not yet promoted) is answered UNAVAILABLE
  *   (CLUSTERDOWN, or no reachable master), the batch's jobs of other
  *   slots completing from their replies: one dead slot neither stalls the
@@ -95,6 +98,9 @@ bool tse_lane_cluster_connect(tse_lane *l, char *why, size_t len)
         l->rc = NULL;
         return false;
     }
+    /* A slot in migration answers (MOVED, ASK, TRYAGAIN) and is not dead:
+     * its commands get the Redis timeout, not CLUSTER_RETRY_MS. */
+    tse_rconn_set_moving_ms(l->rc, o->timeout_ms);
     tse_broker_set_sha(l->broker, sha, batch_sha);
     l->script_lost = false;
     return true;

@@ -772,7 +772,8 @@ typedef struct publisher {
     int type; /* index into l->types */
     pthread_t th;
     atomic_int ok, failed;
-    atomic_bool paused; /* publishes nothing while set */
+    atomic_bool paused;      /* publishes nothing while set */
+    char first_refusal[256]; /* the details of the first refusal; written before failed counts it */
 } publisher;
 
 struct load {
@@ -845,6 +846,9 @@ static void *publisher_main(void *arg)
             /* Not acknowledged: the client knows to retry; it may or may
              * not be stored, and need not be delivered. */
             atomic_store(&l->answer[seq], 2);
+            if (atomic_load(&p->failed) == 0)
+                snprintf(p->first_refusal, sizeof(p->first_refusal), "seq %d: '%.200s'", seq,
+                         st.details);
             atomic_fetch_add(&p->failed, 1);
         } else
             load_error(l, "publish of %s seq %d: status %d '%s'", l->types[p->type], seq, code,
@@ -1098,8 +1102,8 @@ static void test_reshard_under_load_loses_no_acknowledged_event(void **state)
     /* Nothing was refused: some master served every slot throughout. */
     for (int t = 0; t < MASTERS; t++)
         if (atomic_load(&l.pub[t].failed) != 0)
-            fail_msg("%s: %d publishes refused during the resharding", l.types[t],
-                     atomic_load(&l.pub[t].failed));
+            fail_msg("%s: %d publishes refused during the resharding, the first %s", l.types[t],
+                     atomic_load(&l.pub[t].failed), l.pub[t].first_refusal);
     tse_test_delete_subscription(w->ch, "mig", CALL_MS);
 }
 

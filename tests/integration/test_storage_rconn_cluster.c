@@ -15,6 +15,7 @@
  * The tests run in this order on one cluster: the migrations move slots,
  * the failover kills a master.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <hiredis/hiredis.h>
@@ -37,6 +39,9 @@
 #define DEADLINE_MS     10000
 /* Each connect and reply of the connections under test. */
 #define CONN_TIMEOUT_MS 10000
+/* tse_rconn_set_moving_ms of the tests that set it: far longer than any
+ * test waits, so that a command kept that long shows. */
+#define MOVING_MS       60000
 
 typedef struct fixture {
     tse_test_redis_cluster *cluster;
@@ -587,6 +592,74 @@ static void ask_finds_the_keys_of_a_half_migrated_slot(void **state)
     tse_rconn_destroy(c);
 }
 
+/* Finishes the migration of a half-moved slot some time after the caller's
+ * short deadline passed (the thread of the test below). */
+typedef struct late_finish {
+    fixture *f;
+    unsigned slot;
+    int to;
+    bool ok;
+} late_finish;
+
+static void *finish_late(void *arg)
+{
+    late_finish *lf = arg;
+
+    usleep(400 * 1000); /* the caller's deadline is 100 ms */
+    lf->ok = tse_test_cluster_slot_move_keys(lf->f->cluster, lf->slot, lf->to, 100) > 0 &&
+             tse_test_cluster_slot_finish(lf->f->cluster, lf->slot, lf->to);
+    return NULL;
+}
+
+/*
+ * A slot held half migrated (MIGRATING on one master, IMPORTING on the
+ * other, keys on both sides) for longer than the deadline of a command over
+ * its keys: the nodes answer TRYAGAIN throughout, so the slot is served,
+ * not dead, and with tse_rconn_set_moving_ms the command goes on past its
+ * deadline and runs once the migration ends (a writer's 100 ms per round
+ * used to refuse publishes during a resharding under load).
+ */
+static void a_migrating_slot_is_retried_past_the_deadline_while_its_nodes_answer(void **state)
+{
+    fixture *f = *state;
+    tse_rconn *c = conn_new(f);
+    unsigned slot = slot_of("{slow}");
+    const char *mget[] = {"MGET", "{slow}:0", "{slow}:1", "{slow}:2", "{slow}:3"};
+    late_finish lf = {.f = f, .slot = slot};
+    redisReply *r = NULL;
+    char key[32], value[32];
+    pthread_t thread;
+    tse_error err;
+    int from;
+
+    tse_rconn_set_moving_ms(c, MOVING_MS);
+    for (int k = 0; k < 4; k++) {
+        snprintf(key, sizeof(key), "{slow}:%d", k);
+        snprintf(value, sizeof(value), "v%d", k);
+        expect_text(RUN(c, "SET", key, value), "OK");
+    }
+    from = tse_test_cluster_slot_master(f->cluster, slot);
+    lf.to = other_master(f, from);
+    assert_true(tse_test_cluster_slot_begin(f->cluster, slot, lf.to));
+    assert_int_equal(tse_test_cluster_slot_move_keys(f->cluster, slot, lf.to, 2), 2);
+
+    assert_int_equal(pthread_create(&thread, NULL, finish_late, &lf), 0);
+    assert_int_equal(
+        tse_rconn_command(c, 5, mget, NULL, TSE_RCONN_SLOT_OF_KEYS, tse_clock_ms() + 100, &r, &err),
+        TSE_OK);
+    assert_int_equal(pthread_join(thread, NULL), 0);
+    assert_true(lf.ok);
+    if (r->type != REDIS_REPLY_ARRAY)
+        fail_msg("MGET over a half-migrated slot: %s", r->type == REDIS_REPLY_ERROR ? r->str : "?");
+    assert_int_equal(r->elements, 4);
+    for (int k = 0; k < 4; k++) {
+        snprintf(value, sizeof(value), "v%d", k);
+        assert_string_equal(r->element[k]->str, value);
+    }
+    freeReplyObject(r);
+    tse_rconn_destroy(c);
+}
+
 static void a_killed_master_is_unavailable_until_its_replica_takes_over(void **state)
 {
     fixture *f = *state;
@@ -596,6 +669,7 @@ static void a_killed_master_is_unavailable_until_its_replica_takes_over(void **s
     char other[32], want[32];
     int master, replica;
     redisReply *r = NULL;
+    int64_t t0;
     tse_error err;
 
     master = tse_test_cluster_slot_master(f->cluster, slot);
@@ -620,10 +694,15 @@ static void a_killed_master_is_unavailable_until_its_replica_takes_over(void **s
         tse_test_cluster_config_set(f->cluster, replica, "cluster-replica-no-failover", "yes"));
     tse_test_cluster_kill(f->cluster, master);
 
+    /* A dead master does not answer: no grace for a moving slot (the
+     * writer sets one), it fails at its deadline, not MOVING_MS later. */
+    tse_rconn_set_moving_ms(c, MOVING_MS);
     tse_error_clear(&err);
+    t0 = tse_clock_ms();
     assert_int_equal(
         tse_rconn_command(c, 2, get, NULL, TSE_RCONN_SLOT_OF_KEYS, tse_clock_ms() + 500, &r, &err),
         TSE_UNAVAILABLE);
+    assert_true(tse_clock_ms() - t0 < MOVING_MS);
     assert_null(r);
     snprintf(want, sizeof(want), "slot %u", slot);
     if (strstr(err.message, want) == NULL)
@@ -712,6 +791,7 @@ int main(void)
         cmocka_unit_test(a_command_whose_keys_span_slots_is_refused_and_not_sent),
         cmocka_unit_test(moved_after_a_slot_migrates_refreshes_the_map),
         cmocka_unit_test(ask_finds_the_keys_of_a_half_migrated_slot),
+        cmocka_unit_test(a_migrating_slot_is_retried_past_the_deadline_while_its_nodes_answer),
         cmocka_unit_test(a_live_reshard_by_redis_cli_loses_no_write),
         cmocka_unit_test(a_killed_master_is_unavailable_until_its_replica_takes_over),
     };
