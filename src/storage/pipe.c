@@ -144,6 +144,15 @@ bool tse_reply_integer_at_least(const struct redisReply *r, long long n)
     return r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer >= n;
 }
 
+int tse_reply_role_replicas(const struct redisReply *r)
+{
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
+        r->element[0]->type != REDIS_REPLY_STRING || strcmp(r->element[0]->str, "master") != 0 ||
+        r->element[2]->type != REDIS_REPLY_ARRAY)
+        return -1;
+    return (int)r->element[2]->elements;
+}
+
 bool tse_reply_sha(const struct redisReply *r, char sha[41])
 {
     if (r == NULL || r->type != REDIS_REPLY_STRING || r->len != 40)

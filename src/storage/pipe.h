@@ -78,6 +78,10 @@ bool tse_reply_is_integer(const struct redisReply *r, long long n);
 /* Whether r is an integer of at least n (WAIT's count of replicas). */
 bool tse_reply_integer_at_least(const struct redisReply *r, long long n);
 
+/* The replicas a master's ROLE reply lists (those connected and online);
+ * -1 when r is not a master's ROLE reply. */
+int tse_reply_role_replicas(const struct redisReply *r);
+
 /* Whether r is a bulk string of 40 bytes (a script's SHA): copied into sha,
  * NUL-terminated. */
 bool tse_reply_sha(const struct redisReply *r, char sha[41]);

@@ -155,6 +155,9 @@ void tse_job_list_fail(tse_job_list *l, tse_status status, const char *message);
 
 /* ---- lanes and the broker (lane.c, broker.c) -------------------------------- */
 
+/* Most masters a lane remembers as short of replicas (tse_lane.short_conn). */
+#define TSE_LANE_MAX_SHORT 16
+
 typedef struct tse_lane {
     tse_broker *broker;
     int index;
@@ -180,6 +183,11 @@ typedef struct tse_lane {
     bool script_lost; /* NOSCRIPT seen: SCRIPT LOAD before the next EVALSHA */
     int64_t last_io_ms;
     int64_t next_trim_ms;
+    /* Connections (tse_rconn_slot_conn) to masters whose last WAIT found
+     * fewer replicas than asked for: not waited on again until their ROLE
+     * lists enough (lane_cluster_wait.c); the oldest dropped when full. */
+    uint64_t short_conn[TSE_LANE_MAX_SHORT];
+    int n_short;
 } tse_lane;
 
 struct tse_broker {
@@ -245,9 +253,11 @@ bool tse_lane_cluster_round(tse_lane *l, tse_job_list *batch, char *why, size_t 
 typedef struct tse_lane_wait {
     int count; /* groups this round */
     struct {
-        int owner;    /* its master (tse_rconn_slot_owner) */
-        int slot;     /* a slot of one of its jobs: routes the WAIT */
-        int replicas; /* n, capped at the master's replicas */
+        int owner;     /* its master (tse_rconn_slot_owner) */
+        int slot;      /* a slot of one of its jobs: routes the WAIT */
+        int replicas;  /* n, capped at the master's replicas */
+        uint64_t conn; /* its connection when the round began (0: none yet) */
+        bool probe;    /* short of replicas last time: ROLE instead of WAIT */
         bool confirmed;
     } group[TSE_LANE_MAX_WAITS];
     tse_rconn_counters before;

@@ -103,6 +103,7 @@ bool tse_lane_cluster_connect(tse_lane *l, char *why, size_t len)
     tse_rconn_set_moving_ms(l->rc, o->timeout_ms);
     tse_broker_set_sha(l->broker, sha, batch_sha);
     l->script_lost = false;
+    l->n_short = 0; /* connection numbers start again on a new rconn */
     return true;
 }
 

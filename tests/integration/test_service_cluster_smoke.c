@@ -608,6 +608,7 @@ static void test_a_publish_no_replica_confirms_is_unavailable(void **state)
     tse_test_status st;
     int m, r, other;
     long long stored;
+    long waits;
 
     types_on_every_master(w, "smoke.unreplicated", types);
     m = master_of_type(w, types[0]);
@@ -626,6 +627,22 @@ static void test_a_publish_no_replica_confirms_is_unavailable(void **state)
     assert_int_equal(stream_length_on(w, m, types[0]), stored + 1);
     assert_true(other != m);
     free(publish_ok(w, types[1], 2));
+
+    /* A master found short of replicas is not waited on again (ROLE says
+     * its replica is gone): at most one more WAIT, by a lane that has not
+     * met it yet, however many publishes follow; each still UNAVAILABLE. */
+    waits = wait_calls(w, m);
+    for (int i = 0; i < 3 * LANES; i++) {
+        assert_int_equal(publish_on(w->ch, types[0], NULL, 10 + i, &resp, &st),
+                         GRPC_STATUS_UNAVAILABLE);
+        if (strstr(st.details, "not confirmed by a replica") == NULL ||
+            strstr(st.details, "retry with the same client_id") == NULL)
+            fail_msg("details: '%s'", st.details);
+        free(publish_ok(w, types[1], 100 + i));
+    }
+    waits = wait_calls(w, m) - waits;
+    print_message("master %d: %ld WAIT for %d publishes\n", m, waits, 3 * LANES);
+    assert_true(waits <= LANES - 1);
 
     /* The replica back and in sync: confirmed again. */
     assert_true(tse_test_redis_restart(w->redis->whole->nodes[r]));
