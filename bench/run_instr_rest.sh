@@ -15,6 +15,8 @@
 # BATCH [100] of bench_rest.sh's ~300-byte events per body; single = POST
 # /api/v1/events/publish with one. Knobs: REQUESTS [batch 40, single 2000],
 # BASE [batch 2, single 50]; KEEP_PROFILES=DIR keeps each profile there.
+# PROFILE [bridge]: which process runs under callgrind, bridge or service
+# (the event service behind the bridge; then the bridge runs unprofiled).
 # Exits non-zero when any answer was not 200.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -48,17 +50,22 @@ printf '%s' "$BODY" >"$SCRATCH/single.json"
 
 # One run: $1 build, $2 shape, $3 requests; prints the bridge's total Ir.
 instructions() {
-    local build=$1 shape=$2 n=$3 gport hport out path
-    start_redis_aof
-    gport=$(free_port)
-    TRACSEQ_EVENTS_CONFIG='' "$build/tracseq-events" --listen="127.0.0.1:$gport" \
-        --redis-url="redis://127.0.0.1:$REDIS_PORT" --log-level=warn 2>"$SCRATCH/svc.log" &
-    SERVICE_PID=$!
-    wait_port "$gport"
-    hport=$(free_port)
+    local build=$1 shape=$2 n=$3 gport hport out path svc_run=() bridge_run=()
     out=$SCRATCH/callgrind.out
     rm -f "$out"
-    TRACSEQ_BRIDGE_CONFIG='' LOG_LEVEL=warn valgrind --tool=callgrind --callgrind-out-file="$out" \
+    if [[ ${PROFILE:-bridge} == service ]]; then
+        svc_run=(valgrind --tool=callgrind --callgrind-out-file="$out")
+    else
+        bridge_run=(valgrind --tool=callgrind --callgrind-out-file="$out")
+    fi
+    start_redis_aof
+    gport=$(free_port)
+    TRACSEQ_EVENTS_CONFIG='' "${svc_run[@]}" "$build/tracseq-events" --listen="127.0.0.1:$gport" \
+        --redis-url="redis://127.0.0.1:$REDIS_PORT" --log-level=warn 2>"$SCRATCH/svc.log" &
+    SERVICE_PID=$!
+    wait_port "$gport" 600
+    hport=$(free_port)
+    TRACSEQ_BRIDGE_CONFIG='' LOG_LEVEL=warn "${bridge_run[@]}" \
         "$build/rest-bridge/tracseq-rest-bridge" --host=127.0.0.1 --port="$hport" \
         --event-service-addr="127.0.0.1:$gport" >"$SCRATCH/bridge.log" 2>&1 &
     BRIDGE_PID=$!
@@ -78,6 +85,10 @@ instructions() {
     fi
     stop_profiled "$BRIDGE_PID"
     BRIDGE_PID=
+    if [[ ${PROFILE:-bridge} == service ]]; then
+        stop_profiled "$SERVICE_PID" # callgrind writes its profile as the service exits
+        SERVICE_PID=
+    fi
     stop_service
     stop_redis
     profile_total "$out" "$shape" "$n" "$build"

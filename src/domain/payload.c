@@ -21,6 +21,7 @@
 
 #include "codec/pbjson.h"
 #include "common/alloc.h"
+#include "domain/payload_struct.h"
 
 #define PAYLOAD_DATA TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_DATA
 
@@ -226,19 +227,32 @@ static void codec_misfit(const tse_catalog_entry *e, tse_error *misfit)
     tse_error_set(misfit, TSE_INVALID, field, "%s does not fit %s: %s", field, e->event_type, why);
 }
 
-static tse_status fit_struct(Tracseq__Events__V1__Event *ev, const tse_catalog_entry *e,
-                             tse_error *misfit, bool *changed)
+/* The general conversion, through a JSON tree (see payload_struct.h). */
+static tse_status struct_via_json(const Tracseq__Events__V1__Event *ev, const tse_catalog_entry *e,
+                                  ProtobufCMessage **typed, tse_error *misfit)
 {
-    ProtobufCMessage *typed = NULL;
     json_t *json = tse_pbjson_from_struct(ev->data);
     tse_status st;
 
     if (json == NULL)
         return tse_error_set(misfit, TSE_NOMEM, "payload", "out of memory reading the payload");
-    st = tse_pbjson_to_message(json, e->descriptor, 0, &typed, misfit);
+    st = tse_pbjson_to_message(json, e->descriptor, 0, typed, misfit);
     json_decref(json);
     if (st == TSE_INVALID)
         codec_misfit(e, misfit);
+    return st;
+}
+
+static tse_status fit_struct(Tracseq__Events__V1__Event *ev, const tse_catalog_entry *e,
+                             tse_error *misfit, bool *changed)
+{
+    ProtobufCMessage *typed = NULL;
+    tse_status st = tse_payload_struct_fast(ev->data, e->descriptor, &typed);
+
+    if (st == TSE_NOMEM)
+        return tse_error_set(misfit, TSE_NOMEM, "payload", "out of memory reading the payload");
+    if (typed == NULL)
+        st = struct_via_json(ev, e, &typed, misfit);
     if (st != TSE_OK)
         return st;
     st = tse_payload_check(e, typed, misfit);
