@@ -45,6 +45,12 @@
 #define MAX_PER_CLI 20000
 
 static const char *const bridge_args[] = {"--rpc-timeout=3s", "--read-timeout=5s", NULL};
+/* For a publish held in progress across a stop with the service frozen:
+ * an RPC timeout far beyond what the test takes, so that the held publish
+ * is answered by the service, not failed by its deadline, and a read
+ * timeout that does not close the idle keep-alive meanwhile (each scrape
+ * of /metrics waits the health timeout while the service is frozen). */
+static const char *const patient_args[] = {"--rpc-timeout=120s", "--read-timeout=120s", NULL};
 
 typedef struct world {
     tse_test_redis *redis;
@@ -52,7 +58,7 @@ typedef struct world {
     tse_test_service *bridge;
 } world;
 
-static int world_up(void **state)
+static int world_up_with(void **state, const char *const *args)
 {
     world *w = calloc(1, sizeof(*w));
 
@@ -60,11 +66,21 @@ static int world_up(void **state)
     assert_non_null(w->redis);
     w->service = tse_test_service_start(w->redis, NULL);
     assert_non_null(w->service);
-    w->bridge = tse_test_bridge_start(w->service->addr, bridge_args);
+    w->bridge = tse_test_bridge_start(w->service->addr, args);
     assert_non_null(w->bridge);
     tse_test_http_await_healthy(w->bridge->port, 30000); /* else: 503 while it connects */
     *state = w;
     return 0;
+}
+
+static int world_up(void **state)
+{
+    return world_up_with(state, bridge_args);
+}
+
+static int world_up_patient(void **state)
+{
+    return world_up_with(state, patient_args);
 }
 
 static int world_down(void **state)
@@ -420,8 +436,36 @@ static bool peer_closes(int fd)
 }
 
 /*
+ * The bridge's tracseq_bridge_suspended_connections: the requests waiting
+ * for the event service, not counting this scrape (its own wait has ended
+ * when the gauge is read). With the service frozen, a scrape takes the
+ * health timeout (its GetStats fails) and still answers.
+ */
+static long suspended_connections(int port)
+{
+    static const char name[] = "\ntracseq_bridge_suspended_connections ";
+    int fd = dial(port);
+    tse_test_http_resp r;
+    const char *at;
+    long n = -1;
+
+    if (fd < 0)
+        return -1;
+    tse_test_http_send(fd, "GET", "/metrics", NULL, NULL, NULL, 0, true);
+    if (tse_test_http_read(fd, &r) && r.status == 200 && r.body != NULL &&
+        (at = strstr(r.body, name)) != NULL)
+        n = strtol(at + strlen(name), NULL, 10);
+    free(r.body);
+    close(fd);
+    return n;
+}
+
+/*
  * The stop's contract step by step, made deterministic by freezing the
- * service (SIGSTOP) so that one publish stays in progress: a new request on
+ * service (SIGSTOP) so that one publish stays in progress, and by sending
+ * SIGTERM only once the bridge's metrics show it waiting (so admitted
+ * before the stop; its answer, sent after the stop began, closes the
+ * connection as docs/testing.md says): a new request on
  * an already open keep-alive connection is answered 503 with Connection:
  * close and Retry-After, a new connection is refused, and the publish in
  * progress is still answered 2xx (with Connection: close) once the service
@@ -453,9 +497,12 @@ static void test_stop_refuses_new_requests_503_and_drains_those_in_progress(void
     publish_body(body, sizeof(body), id, 1);
     tse_test_http_send(busy, "POST", "/api/v1/events/publish", JSON, NULL, body, strlen(body),
                        false);
-    /* The publish is in the bridge, waiting for the service: nothing
-     * outside the bridge tells (the service is frozen), so a grace. */
-    usleep(300 * 1000);
+    /* Wait until the publish is in the bridge, admitted and waiting for
+     * the service (its connection suspended): SIGTERM must find it in
+     * progress. A fixed grace let it arrive after the stop began under
+     * load. */
+    TSE_TEST_AWAIT(suspended_connections(w->bridge->port) >= 1, 30000,
+                   "the publish to wait for the frozen service in the bridge");
     kill(w->bridge->pid, SIGTERM);
     /* The stop began: it shuts the listening socket once it refuses requests. */
     TSE_TEST_AWAIT(refuses(w->bridge->port), 10000, "the bridge to refuse new connections");
@@ -543,7 +590,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
-            test_stop_refuses_new_requests_503_and_drains_those_in_progress, world_up, world_down),
+            test_stop_refuses_new_requests_503_and_drains_those_in_progress, world_up_patient,
+            world_down),
         cmocka_unit_test_setup_teardown(test_stop_ends_long_polls_and_event_streams_at_once,
                                         world_up, world_down),
         cmocka_unit_test_setup_teardown(
