@@ -309,16 +309,6 @@ static tse_status to_data(Tracseq__Events__V1__Event *ev, tse_error *err)
     return TSE_OK;
 }
 
-static char *dup_string(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *d = tse_malloc(n);
-
-    if (d != NULL)
-        memcpy(d, s, n);
-    return d;
-}
-
 /* Appends key=value to the metadata map; the array grows by malloc + copy. */
 static tse_status add_metadata(Tracseq__Events__V1__Event *ev, const char *key, const char *value,
                                tse_error *err)
@@ -326,8 +316,8 @@ static tse_status add_metadata(Tracseq__Events__V1__Event *ev, const char *key, 
     /* An array of pointers: its elements are pointer-sized, whatever they point to. */
     const size_t slot = sizeof(void *);
     Tracseq__Events__V1__Event__MetadataEntry **arr, *entry;
-    char *k = dup_string(key);
-    char *v = dup_string(value);
+    char *k = tse_strdup(key);
+    char *v = tse_strdup(value);
 
     arr = tse_malloc((ev->n_metadata + 1) * slot);
     entry = tse_malloc(sizeof(*entry));

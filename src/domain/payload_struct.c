@@ -26,16 +26,6 @@ static const char *plain_string(const Google__Protobuf__Value *v)
     return tse_utf8_valid(v->string_value) ? v->string_value : NULL;
 }
 
-static char *copy_string(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *d = tse_malloc(n);
-
-    if (d != NULL)
-        memcpy(d, s, n);
-    return d;
-}
-
 /* A list of strings into repeated string field f: 0 done, -1 declined, -2 out of memory. */
 static int fill_strings(ProtobufCMessage *msg, const ProtobufCFieldDescriptor *f,
                         const Google__Protobuf__Value *v)
@@ -58,7 +48,7 @@ static int fill_strings(ProtobufCMessage *msg, const ProtobufCFieldDescriptor *f
         return -2;
     *(char ***)((char *)msg + f->offset) = arr;
     for (size_t i = 0; i < l->n_values; i++) {
-        arr[i] = copy_string(l->values[i]->string_value);
+        arr[i] = tse_strdup(l->values[i]->string_value);
         if (arr[i] == NULL)
             return -2;
         (*count)++;
@@ -89,7 +79,7 @@ static int fill_entry(ProtobufCMessage *msg, const Google__Protobuf__Struct__Fie
     s = plain_string(fe->value);
     if (s == NULL)
         return -1;
-    s = copy_string(s);
+    s = tse_strdup(s);
     if (s == NULL)
         return -2;
     *(const char **)((char *)msg + f->offset) = s;
