@@ -1,6 +1,6 @@
 /*
  * server.c - the HTTP/1.1 side: libmicrohttpd with an internal pool of
- * epoll worker threads, request bodies read under a hard cap, the
+ * poll() worker threads, request bodies read under a hard cap, the
  * correlation id, routing, the answer, its log line and its metrics.
  *
  * Threading model: MHD_OPTION_THREAD_POOL_SIZE workers (one per core by
@@ -540,7 +540,12 @@ tse_status tsb_bridge_start(tsb_bridge *b, tse_error *err)
 {
     const tsb_bridge_config *cfg = b->cfg;
     struct sockaddr_storage addr;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+    /* poll(), not epoll: libmicrohttpd 0.9.75's MHD_quiesce_daemon takes
+     * the listening socket out of each worker's epoll set while the worker
+     * may be doing the same, and the loser of that race aborts the process
+     * ("Failed to remove listen FD from epoll set"). With poll() a worker
+     * simply leaves the socket out of its next set. */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_TURBO | MHD_USE_ERROR_LOG;
     unsigned timeout_s = (unsigned)((cfg->read_timeout_ms + 999) / 1000);
     unsigned threads = worker_threads(cfg);
@@ -647,8 +652,8 @@ tse_status tsb_bridge_stop(tsb_bridge *b)
     atomic_store(&b->stopping, true);
     /* Shut now, not at exit: a new connection is refused at once instead
      * of waiting in the backlog for the whole drain. Closed only once MHD
-     * stopped: its workers take the socket out of their epoll sets on
-     * their own threads, so its number must not be reused meanwhile. */
+     * stopped: a worker may still be polling it, so its number must not
+     * be reused meanwhile. */
     listen_fd = MHD_quiesce_daemon(b->daemon);
     if (listen_fd != MHD_INVALID_SOCKET)
         shutdown(listen_fd, SHUT_RDWR);

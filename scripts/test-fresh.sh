@@ -19,8 +19,8 @@
 #      and publish, the bridge's /health, SIGTERM, exit status 0.
 #
 # Every command in a root runs chrooted in private mount and PID namespaces
-# (/proc, /dev and a tmpfs /tmp are mounted there only, so they vanish with
-# the namespace, and no process outlives its step), with a clean environment
+# (/proc, /sys, /dev and a tmpfs /tmp are mounted there only, so they vanish
+# with the namespace, and no process outlives its step), with a clean environment
 # and no stdin. The smoke tests also get a private network namespace (only
 # loopback), so their fixed ports (6379, 6380, 8087, 50051) never meet
 # another process on this machine. Package scripts start no daemons in the
@@ -175,6 +175,11 @@ in_root() {
   unshare "${ns[@]}" -- /bin/sh -ec '
     r=$1 net=$2; shift 2
     mount -t proc proc "$r/proc"
+    # Every machine has /sys, and a root without it is no fresh machine:
+    # gRPC 1.51 reads errno after a connect() with an absl mutex in between,
+    # whose first contended wait reads /sys/devices/system/cpu/online; with
+    # no /sys that leaves ENOENT, and the connect "fails" (docs/operations.md).
+    mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$r/sys"
     mount --rbind /dev "$r/dev"
     mount -t tmpfs -o mode=1777 tmpfs "$r/tmp"
     if [ "$net" = private ]; then ip link set lo up; fi

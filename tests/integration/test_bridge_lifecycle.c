@@ -31,6 +31,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -377,37 +378,62 @@ static void print_load(const char *what, load *l)
 
 /* ===================== tests ============================================= */
 
+/* The bridge's arguments with --http-threads=n. */
+static const char *const *threaded_args(int n)
+{
+    static char threads[32];
+    static const char *args[4];
+
+    snprintf(threads, sizeof(threads), "--http-threads=%d", n);
+    args[0] = bridge_args[0];
+    args[1] = bridge_args[1];
+    args[2] = threads;
+    args[3] = NULL;
+    return args;
+}
+
 /*
  * Defect 3 of issue 9: with 8 keep-alive clients publishing, SIGTERM ended
  * in "MHD_stop_daemon() called while we have suspended connections" and a
  * core dump: requests that arrived on open connections after the stop began
- * were accepted and suspended again. Five SIGTERMs under load here, each a
- * clean exit; the clients keep going against a new bridge on the same port.
+ * were accepted and suspended again. Its sibling (CI, 2026-12-07): the stop
+ * aborted in libmicrohttpd ("Failed to remove listen FD from epoll set"),
+ * a worker racing MHD_quiesce_daemon for the listening socket. Ten SIGTERMs
+ * under load here, at seeded random moments, with 1 to 8 HTTP workers,
+ * each a clean exit; the clients keep going against a new bridge on the
+ * same port.
  */
 static void test_sigterm_under_keep_alive_load_exits_0_and_no_2xx_is_wrong(void **state)
 {
     world *w = *state;
     int port = w->bridge->port;
+    unsigned seed = (unsigned)time(NULL);
     load *l = load_start(port);
 
-    for (int round = 0; round < 5; round++) {
+    printf("seed %u\n", seed);
+    srand(seed);
+    for (int round = 0; round < 10; round++) {
+        int threads = 1 + rand() % 8;
         long long took;
         int status;
 
-        load_wait(l, 200);
+        load_wait(l, 50 + (size_t)(rand() % 200));
+        usleep((useconds_t)(rand() % 5000));
         status = tse_test_service_stop_timed(w->bridge, &took);
         w->bridge = NULL;
         if (status != 0)
-            fail_msg("round %d: the bridge exited with status %d under load (see its log)", round,
-                     status);
-        printf("round %d: bridge exited 0, %lld ms after SIGTERM\n", round, took);
-        w->bridge = tse_test_bridge_start_on(w->service->addr, port, bridge_args);
+            fail_msg("round %d (seed %u): the bridge exited with status %d under load (see its "
+                     "log)",
+                     round, seed, status);
+        printf("round %d: bridge exited 0, %lld ms after SIGTERM; next with %d HTTP workers\n",
+               round, took, threads);
+        w->bridge = tse_test_bridge_start_on(w->service->addr, port, threaded_args(threads));
         assert_non_null(w->bridge);
     }
     load_wait(l, 200);
     load_stop(l);
     print_load("restarts under load", l);
-    assert_true(assert_answers_true(l, w->redis) >= 1200);
+    assert_true(assert_answers_true(l, w->redis) >= 700);
     load_free(l);
 }
 
