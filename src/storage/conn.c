@@ -147,6 +147,14 @@ bool tse_conn_append(tse_conn *c, int argc, const char **argv, const size_t *len
     return st == TSE_OK;
 }
 
+bool tse_conn_append_raw(tse_conn *c, int argc, const char **argv, const size_t *lens)
+{
+    if (!tse_conn_append(c, argc, argv, lens))
+        return false;
+    tse_rconn_raw_reply(c->rc);
+    return true;
+}
+
 redisReply *tse_conn_reply(tse_conn *c)
 {
     redisReply *r = NULL;

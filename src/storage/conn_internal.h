@@ -22,6 +22,10 @@ redisReply *tse_conn_command(tse_conn *c, int argc, const char **argv, const siz
 /* Queues one command of a pipeline; false when c is lost or out of memory. */
 bool tse_conn_append(tse_conn *c, int argc, const char **argv, const size_t *lens);
 
+/* tse_conn_append of a command whose array reply comes raw: one
+ * REDIS_REPLY_STRING holding its RESP bytes (rconn.h, tse_rconn_raw_reply). */
+bool tse_conn_append_raw(tse_conn *c, int argc, const char **argv, const size_t *lens);
+
 /* The next reply of a pipeline; NULL when c is lost. Caller frees it. */
 redisReply *tse_conn_reply(tse_conn *c);
 

@@ -5,6 +5,13 @@
  * it: a reply of an unexpected shape is TSE_INTERNAL or skipped, never a
  * crash. The scripts that must be atomic per stream (the lag count, the
  * acknowledged position, a seek) live here too.
+ *
+ * XREADGROUP's reply is read raw (rconn.h, tse_rconn_raw_reply) and decoded
+ * from its RESP bytes with resp.h's cursor: hiredis's reply tree cost ten
+ * allocations per entry read (the entry, its id, its field array and three
+ * fields and values), 9.6k of the ~17k instructions the service spent per
+ * delivered event (docs/benchmarks.md, "The drain: reading XREADGROUP's
+ * reply without hiredis's tree").
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -15,6 +22,7 @@
 #include "storage/conn_internal.h"
 #include "storage/group_ops.h"
 #include "storage/keys.h"
+#include "storage/resp.h"
 #include "storage/slot_groups.h"
 
 /* ===================== entries ========================================== */
@@ -78,32 +86,133 @@ static tse_status add_entry(tse_group_entries *out, const redisReply *e, size_t 
     return TSE_OK;
 }
 
-tse_status tse_group_read_parse(const redisReply *r, const char *const *keys, size_t k,
+/* A copy of len bytes at s, NUL-terminated; NULL when out of memory. */
+static char *copy_bytes(const char *s, size_t len)
+{
+    char *out = malloc(len + 1);
+
+    if (out != NULL) {
+        memcpy(out, s, len);
+        out[len] = '\0';
+    }
+    return out;
+}
+
+/* Reads a bulk string at c, or skips whatever value is there (*s NULL);
+ * false when the bytes end. */
+static bool bulk_or_skip(tse_resp_cursor *c, const char **s, size_t *len)
+{
+    if (tse_resp_read_bulk(c, s, len))
+        return true;
+    *s = NULL;
+    return tse_resp_skip_value(c);
+}
+
+/*
+ * One entry of a raw read, [id, [field, value, ...]], at c: appended to
+ * out (stream `stream`) when the value after its first "event" field is a
+ * string. An entry of another shape (deleted: nil fields) is skipped
+ * whole. False when the bytes end early or memory ran out (*st NOMEM).
+ */
+static bool raw_entry(tse_resp_cursor *c, size_t stream, tse_group_entries *out, tse_status *st)
+{
+    tse_resp_cursor start = *c;
+    const char *id, *name, *value, *env = NULL;
+    size_t id_len, name_len, value_len, env_len = 0;
+    bool seen = false;
+    long long two, nf;
+    tse_group_entry *g;
+
+    if (!tse_resp_read_array(c, &two) || two != 2 || !tse_resp_read_bulk(c, &id, &id_len) ||
+        id == NULL || !tse_resp_read_array(c, &nf) || nf < 0 || nf % 2 != 0) {
+        *c = start;
+        return tse_resp_skip_value(c);
+    }
+    for (long long f = 0; f < nf; f += 2) {
+        if (!bulk_or_skip(c, &name, &name_len) || !bulk_or_skip(c, &value, &value_len))
+            return false;
+        if (!seen && name != NULL && name_len == 5 && memcmp(name, "event", 5) == 0) {
+            seen = true;
+            env = value;
+            env_len = value_len;
+        }
+    }
+    if (env == NULL)
+        return true;
+    if (out->n == out->cap) {
+        size_t cap = out->cap ? 2 * out->cap : 64;
+        tse_group_entry *grown = realloc(out->v, cap * sizeof(*grown));
+        if (grown == NULL)
+            goto nomem;
+        out->v = grown;
+        out->cap = cap;
+    }
+    g = &out->v[out->n];
+    g->stream = stream;
+    g->attempt = 1;
+    g->envelope_len = env_len;
+    g->id = copy_bytes(id, id_len);
+    g->envelope = (uint8_t *)copy_bytes(env, env_len);
+    if (g->id == NULL || g->envelope == NULL) {
+        free(g->id);
+        free(g->envelope);
+        goto nomem;
+    }
+    out->n++;
+    return true;
+nomem:
+    *st = TSE_NOMEM;
+    return false;
+}
+
+/* One stream of a raw read, [key, [entry, ...]], at c; a stream not
+ * asked for, or of another shape, is skipped whole. */
+static bool raw_stream(tse_resp_cursor *c, const char *const *keys, size_t k,
+                       tse_group_entries *out, size_t *per_stream, tse_status *st)
+{
+    tse_resp_cursor start = *c;
+    const char *key;
+    size_t key_len, which = k;
+    long long two, n;
+
+    if (!tse_resp_read_array(c, &two) || two != 2 || !tse_resp_read_bulk(c, &key, &key_len) ||
+        key == NULL)
+        goto skip;
+    for (size_t j = 0; j < k && which == k; j++)
+        if (strlen(keys[j]) == key_len && memcmp(keys[j], key, key_len) == 0)
+            which = j;
+    if (which == k || !tse_resp_read_array(c, &n))
+        goto skip;
+    if (per_stream && n > 0)
+        per_stream[which] = (size_t)n;
+    for (long long i = 0; i < n; i++) {
+        tse_status entry_st = TSE_OK;
+        if (!raw_entry(c, which, out, &entry_st)) {
+            *st = entry_st == TSE_NOMEM ? TSE_NOMEM : TSE_INTERNAL;
+            return false;
+        }
+    }
+    return true;
+skip:
+    *c = start;
+    return tse_resp_skip_value(c);
+}
+
+tse_status tse_group_read_parse(const char *resp, size_t len, const char *const *keys, size_t k,
                                 tse_group_entries *out, size_t *per_stream)
 {
+    tse_resp_cursor c = {resp, resp + len};
+    tse_status st = TSE_OK;
+    long long n;
+
     for (size_t i = 0; per_stream && i < k; i++)
         per_stream[i] = 0;
-    if (r != NULL && r->type == REDIS_REPLY_NIL)
-        return TSE_OK; /* nothing new on any stream */
-    if (!is_array(r))
-        return TSE_INTERNAL;
-    for (size_t i = 0; i < r->elements; i++) {
-        const redisReply *s = r->element[i];
-        size_t which = k;
-        if (!is_array(s) || s->elements != 2 || !is_str(s->element[0]) || !is_array(s->element[1]))
-            continue;
-        for (size_t j = 0; j < k && which == k; j++)
-            if (strcmp(keys[j], s->element[0]->str) == 0)
-                which = j;
-        if (which == k)
-            continue; /* a stream not asked for */
-        if (per_stream)
-            per_stream[which] = s->element[1]->elements;
-        for (size_t j = 0; j < s->element[1]->elements; j++)
-            if (add_entry(out, s->element[1]->element[j], which, 1) != TSE_OK)
-                return TSE_NOMEM;
-    }
-    return TSE_OK;
+    if (!tse_resp_read_array(&c, &n))
+        return TSE_INTERNAL; /* an error reply, or no array */
+    for (long long i = 0; i < n; i++)
+        if (!raw_stream(&c, keys, k, out, per_stream, &st))
+            return st == TSE_OK ? TSE_INTERNAL : st;
+    return TSE_OK; /* n -1: nothing new on any stream */
 }
 
 /* XREADGROUP GROUP <group> <consumer> COUNT <count> STREAMS <keys> > ...
@@ -127,16 +236,19 @@ static int read_command(const char **argv, const char *group, const char *consum
     return argc;
 }
 
-/* One read's reply into out; what it had is freed. */
+/* One read's reply into out (its RESP bytes: a raw reply, rconn.h); what
+ * it had is freed. */
 static tse_status read_reply(redisReply *r, const char *const *keys, size_t k,
                              tse_group_entries *out, size_t *per_stream)
 {
-    tse_status st;
+    tse_status st = TSE_INTERNAL;
 
     if (r == NULL)
         return TSE_CONN_GONE;
-    st = r->type == REDIS_REPLY_ERROR ? TSE_INTERNAL
-                                      : tse_group_read_parse(r, keys, k, out, per_stream);
+    if (r->type == REDIS_REPLY_NIL)
+        st = TSE_OK;
+    else if (r->type == REDIS_REPLY_STRING)
+        st = tse_group_read_parse(r->str, r->len, keys, k, out, per_stream);
     freeReplyObject(r);
     return st;
 }
@@ -211,8 +323,8 @@ static tse_status read_by_slot(tse_conn *c, const char *group, const char *consu
         return TSE_NOMEM;
     for (; sent < sr.groups; sent++) {
         size_t n = group_keys(&sr, keys, sent);
-        if (!tse_conn_append(c, read_command(sr.argv, group, consumer, count, sr.keys, n), sr.argv,
-                             NULL))
+        if (!tse_conn_append_raw(c, read_command(sr.argv, group, consumer, count, sr.keys, n),
+                                 sr.argv, NULL))
             break;
     }
     if (sent < sr.groups)
@@ -255,7 +367,7 @@ tse_status tse_group_read(tse_conn *c, const char *group, const char *consumer,
     if ((argv = calloc(7 + 2 * k, sizeof(*argv))) == NULL)
         return TSE_NOMEM;
     argc = read_command(argv, group, consumer, count_buf, keys, k);
-    r = tse_conn_command(c, argc, argv, NULL);
+    r = tse_conn_append_raw(c, argc, argv, NULL) ? tse_conn_reply(c) : NULL;
     free(argv);
     return read_reply(r, keys, k, out, per_stream);
 }

@@ -63,7 +63,11 @@ void tse_group_entries_cleanup(tse_group_entries *e);
 tse_status tse_group_read(tse_conn *c, const char *group, const char *consumer,
                           const char *const *keys, size_t k, uint32_t count, tse_group_entries *out,
                           size_t *per_stream);
-tse_status tse_group_read_parse(const struct redisReply *r, const char *const *keys, size_t k,
+/* The decoding of one XREADGROUP reply from its RESP bytes (len at resp;
+ * the read takes them raw, without hiredis's reply tree): TSE_INTERNAL for
+ * an error reply or bytes of another shape (entries and streams of another
+ * shape are skipped), TSE_NOMEM. */
+tse_status tse_group_read_parse(const char *resp, size_t len, const char *const *keys, size_t k,
                                 tse_group_entries *out, size_t *per_stream);
 
 /*

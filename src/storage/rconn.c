@@ -22,7 +22,9 @@
 
 #include <errno.h>
 #include <hiredis/hiredis.h>
+#include <hiredis/sds.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -63,6 +65,7 @@ typedef struct entry {
     int redirects;
     bool moving; /* its last round: the slot's node answered MOVED, ASK or TRYAGAIN */
     bool done;
+    bool raw;          /* an array reply comes as its RESP bytes (tse_rconn_raw_reply) */
     redisReply *reply; /* done and TSE_OK; pending: the last transient error */
     tse_status st;
     char why[TSE_ERROR_MESSAGE_MAX]; /* done and failed, or why still pending */
@@ -555,6 +558,57 @@ static bool sort_reply(tse_rconn *c, size_t k, entry *e, redisReply *r)
     return false;
 }
 
+/*
+ * The next reply on ctx for a raw entry: an array as one REDIS_REPLY_STRING
+ * holding its RESP bytes (freed by freeReplyObject like any reply), any
+ * other reply (an error, a redirection) as hiredis reads it. The bytes are
+ * taken from hiredis's read buffer as they arrive (the walk resumes where
+ * it stopped), so no tree of one allocation per element is built. REDIS_ERR
+ * as redisGetReply (I/O, timeout, out of memory: ctx->err says).
+ */
+static int raw_reply(redisContext *ctx, void **out)
+{
+    redisReader *rd = ctx->reader;
+    tse_resp_skip walk = {0};
+    redisReply *r;
+    int got = 0;
+
+    /* hiredis's own output buffer is empty (flush_node), and its reader is
+     * between replies: redisGetReply reads every reply whole. */
+    while (rd->err == 0 && rd->ridx == -1) {
+        if (rd->len > rd->pos) {
+            if (rd->buf[rd->pos] != '*')
+                break;
+            got = tse_resp_skip_step(&walk, rd->buf + rd->pos, rd->len - rd->pos);
+            if (got != 0)
+                break;
+        }
+        if (redisBufferRead(ctx) != REDIS_OK)
+            return REDIS_ERR;
+    }
+    if (got != 1)
+        return redisGetReply(ctx, out); /* not an array, or hiredis says why not */
+    r = calloc(1, sizeof(*r));
+    if (r == NULL || (r->str = malloc(walk.at + 1)) == NULL) {
+        free(r);
+        ctx->err = REDIS_ERR_OOM;
+        snprintf(ctx->errstr, sizeof(ctx->errstr), "Out of memory");
+        return REDIS_ERR;
+    }
+    r->type = REDIS_REPLY_STRING;
+    r->len = walk.at;
+    memcpy(r->str, rd->buf + rd->pos, walk.at);
+    r->str[walk.at] = '\0';
+    rd->pos += walk.at;
+    if (rd->pos >= 1024) { /* as hiredis: what was read goes */
+        sdsrange(rd->buf, (int)rd->pos, -1);
+        rd->pos = 0;
+        rd->len = sdslen(rd->buf);
+    }
+    *out = r;
+    return REDIS_OK;
+}
+
 /* Reads node k's replies of the round into their entries. Returns whether
  * one was a redirection. */
 static bool read_node(tse_rconn *c, size_t k, size_t from, size_t to)
@@ -574,7 +628,7 @@ static bool read_node(tse_rconn *c, size_t k, size_t from, size_t to)
             continue;
         }
         ok = (e->ask < 0 || redisGetReply(n->ctx, &asking) == REDIS_OK) &&
-             redisGetReply(n->ctx, &r) == REDIS_OK;
+             (e->raw ? raw_reply(n->ctx, &r) : redisGetReply(n->ctx, &r)) == REDIS_OK;
         if (asking != NULL)
             freeReplyObject(asking);
         if (!ok) {
@@ -963,6 +1017,12 @@ tse_status tse_rconn_get_reply(tse_rconn *c, int64_t deadline_ms, redisReply **r
     if (c->next == c->n)
         queue_clear(c);
     return st;
+}
+
+void tse_rconn_raw_reply(tse_rconn *c)
+{
+    if (c->n > 0 && !c->ran)
+        c->q[c->n - 1].raw = true;
 }
 
 size_t tse_rconn_pending(const tse_rconn *c)

@@ -163,6 +163,16 @@ tse_status tse_rconn_append_resp_borrowed(tse_rconn *c, const char *cmd, size_t 
 tse_status tse_rconn_get_reply(tse_rconn *c, int64_t deadline_ms, struct redisReply **reply,
                                tse_error *err);
 
+/*
+ * The command appended last answers raw: an array reply comes as one
+ * REDIS_REPLY_STRING holding the reply's RESP bytes (str, len), for the
+ * caller to read with resp.h's cursor, instead of hiredis's tree of one
+ * allocation per element; any other reply (an error, nil) comes as usual.
+ * For replies of thousands of elements (XREADGROUP). No-op when nothing
+ * is appended.
+ */
+void tse_rconn_raw_reply(tse_rconn *c);
+
 /* The number of appended commands whose replies are not taken yet. */
 size_t tse_rconn_pending(const tse_rconn *c);
 

@@ -195,6 +195,111 @@ static void write_returns_the_end_and_touches_nothing_beyond(void **state)
     assert_reads_back(buf, size, 2, argv, lens);
 }
 
+/* ---- reading: where a reply ends, fed a byte at a time ---- */
+
+/* Feeds the len bytes at resp one more at a time (the walk resumes): the
+ * step answers 0 until the last byte, then 1 with the whole length. */
+static void assert_ends_exactly_at_its_last_byte(const char *resp, size_t len)
+{
+    tse_resp_skip s = {0};
+
+    for (size_t n = 0; n < len; n++)
+        assert_int_equal(tse_resp_skip_step(&s, resp, n), 0);
+    assert_int_equal(tse_resp_skip_step(&s, resp, len), 1);
+    assert_int_equal(s.at, len);
+}
+
+#define ENDS_AT_LAST_BYTE(lit) assert_ends_exactly_at_its_last_byte(lit, sizeof(lit) - 1)
+
+static void a_reply_is_found_whole_however_its_bytes_arrive(void **state)
+{
+    (void)state;
+    ENDS_AT_LAST_BYTE("+OK\r\n");
+    ENDS_AT_LAST_BYTE("-ERR no\r\n");
+    ENDS_AT_LAST_BYTE(":-12\r\n");
+    ENDS_AT_LAST_BYTE("$-1\r\n");
+    ENDS_AT_LAST_BYTE("*-1\r\n");
+    ENDS_AT_LAST_BYTE("*0\r\n");
+    ENDS_AT_LAST_BYTE("$0\r\n\r\n");
+    ENDS_AT_LAST_BYTE("$4\r\na\r\nb\r\n"); /* CR LF inside the bytes */
+    /* XREADGROUP's shape, a nil entry in it. */
+    ENDS_AT_LAST_BYTE("*1\r\n*2\r\n$3\r\ns:a\r\n*2\r\n"
+                      "*2\r\n$3\r\n1-1\r\n*2\r\n$5\r\nevent\r\n$3\r\nabc\r\n"
+                      "*2\r\n$3\r\n1-2\r\n*-1\r\n");
+}
+
+static void only_the_first_reply_is_walked(void **state)
+{
+    static const char two[] = "*1\r\n:1\r\n+OK\r\n";
+    tse_resp_skip s = {0};
+
+    (void)state;
+    assert_int_equal(tse_resp_skip_step(&s, two, sizeof(two) - 1), 1);
+    assert_int_equal(s.at, 8);
+}
+
+static void bytes_that_are_no_resp_are_refused(void **state)
+{
+    static const char *const bad[] = {
+        "?x\r\n",                    /* no type */
+        ":\r\n",                     /* no digits */
+        ":1x\r\n",                   /* not a number */
+        "$-2\r\n",                   /* a length below nil */
+        "$1\r\nab\r\n",              /* bytes longer than said */
+        ":1\rx",                     /* CR without LF */
+        "$99999999999999999999\r\n", /* overflow */
+    };
+    tse_resp_skip s;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        memset(&s, 0, sizeof(s));
+        assert_int_equal(tse_resp_skip_step(&s, bad[i], strlen(bad[i])), -1);
+    }
+}
+
+static void nesting_deeper_than_the_limit_is_refused(void **state)
+{
+    char deep[4 * (TSE_RESP_SKIP_DEPTH + 1) + 8];
+    size_t n = 0;
+    tse_resp_skip s = {0};
+
+    (void)state;
+    for (int i = 0; i <= TSE_RESP_SKIP_DEPTH; i++) {
+        memcpy(deep + n, "*1\r\n", 4);
+        n += 4;
+    }
+    memcpy(deep + n, ":1\r\n", 4);
+    n += 4;
+    assert_int_equal(tse_resp_skip_step(&s, deep, n), -1);
+    /* At the limit itself it is fine. */
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(tse_resp_skip_step(&s, deep + 4, n - 4), 1);
+}
+
+static void the_cursor_reads_arrays_and_bulks_and_skips_the_rest(void **state)
+{
+    static const char r[] = "*3\r\n$2\r\nab\r\n$-1\r\n*1\r\n:7\r\n";
+    tse_resp_cursor c = {r, r + sizeof(r) - 1};
+    const char *s;
+    size_t len;
+    long long n;
+
+    (void)state;
+    assert_false(tse_resp_read_bulk(&c, &s, &len)); /* an array: nothing read */
+    assert_ptr_equal(c.p, r);
+    assert_true(tse_resp_read_array(&c, &n));
+    assert_int_equal(n, 3);
+    assert_true(tse_resp_read_bulk(&c, &s, &len));
+    assert_int_equal(len, 2);
+    assert_memory_equal(s, "ab", 2);
+    assert_true(tse_resp_read_bulk(&c, &s, &len));
+    assert_null(s);
+    assert_true(tse_resp_skip_value(&c));
+    assert_ptr_equal(c.p, c.end);
+    assert_false(tse_resp_skip_value(&c));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -206,6 +311,11 @@ int main(void)
         cmocka_unit_test(argument_counts_at_digit_boundaries_are_sized_and_written_exactly),
         cmocka_unit_test(binary_arguments_are_carried_byte_for_byte),
         cmocka_unit_test(write_returns_the_end_and_touches_nothing_beyond),
+        cmocka_unit_test(a_reply_is_found_whole_however_its_bytes_arrive),
+        cmocka_unit_test(only_the_first_reply_is_walked),
+        cmocka_unit_test(bytes_that_are_no_resp_are_refused),
+        cmocka_unit_test(nesting_deeper_than_the_limit_is_refused),
+        cmocka_unit_test(the_cursor_reads_arrays_and_bulks_and_skips_the_rest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,7 +2,8 @@
  * test_storage_group_ops.c - the decoding of the replies the delivery
  * engine's storage operations get (src/storage/group_ops.c, dlq_ops.c,
  * subs_ops.c), built from RESP bytes by hiredis's reader exactly as a
- * connection hands them over: the expected shapes, and replies of other
+ * connection hands them over (XREADGROUP's read from the RESP bytes
+ * themselves, as the raw read hands them over): the expected shapes, and replies of other
  * shapes (error replies, nil, wrong element types, short arrays), which
  * must give a clear status and never a crash. An operation on no
  * connection answers UNAVAILABLE without I/O.
@@ -29,18 +30,18 @@ static const char *const keys2[] = {"s:a", "s:b"};
 static void a_read_gives_each_entry_with_its_stream_and_envelope(void **state)
 {
     /* s:b gave two entries, s:a one. */
-    redisReply *r = read_reply("*2\r\n"
-                               "*2\r\n$3\r\ns:b\r\n*2\r\n"
-                               "*2\r\n$3\r\n1-1\r\n*4\r\n$4\r\ntype\r\n$1\r\nt\r\n$5\r\nevent\r\n$"
-                               "3\r\nabc\r\n"
-                               "*2\r\n$3\r\n1-2\r\n*2\r\n$5\r\nevent\r\n$2\r\n\000z\r\n"
-                               "*2\r\n$3\r\ns:a\r\n*1\r\n"
-                               "*2\r\n$3\r\n2-0\r\n*2\r\n$5\r\nevent\r\n$1\r\nq\r\n");
+    static const char r[] = ("*2\r\n"
+                             "*2\r\n$3\r\ns:b\r\n*2\r\n"
+                             "*2\r\n$3\r\n1-1\r\n*4\r\n$4\r\ntype\r\n$1\r\nt\r\n$5\r\nevent\r\n$"
+                             "3\r\nabc\r\n"
+                             "*2\r\n$3\r\n1-2\r\n*2\r\n$5\r\nevent\r\n$2\r\n\000z\r\n"
+                             "*2\r\n$3\r\ns:a\r\n*1\r\n"
+                             "*2\r\n$3\r\n2-0\r\n*2\r\n$5\r\nevent\r\n$1\r\nq\r\n");
     tse_group_entries out = {0};
     size_t per[2];
 
     (void)state;
-    assert_int_equal(tse_group_read_parse(r, keys2, 2, &out, per), TSE_OK);
+    assert_int_equal(tse_group_read_parse(r, sizeof(r) - 1, keys2, 2, &out, per), TSE_OK);
     assert_int_equal(out.n, 3);
     assert_int_equal(per[0], 1);
     assert_int_equal(per[1], 2);
@@ -56,32 +57,29 @@ static void a_read_gives_each_entry_with_its_stream_and_envelope(void **state)
     assert_string_equal(out.v[2].id, "2-0");
     tse_group_entries_cleanup(&out);
     tse_group_entries_cleanup(&out); /* emptied: a second cleanup is a no-op */
-    freeReplyObject(r);
 }
 
 static void a_nil_read_is_nothing_new(void **state)
 {
-    redisReply *r = read_reply("*-1\r\n");
+    static const char r[] = ("*-1\r\n");
     tse_group_entries out = {0};
     size_t per[2] = {7, 7};
 
     (void)state;
-    assert_int_equal(tse_group_read_parse(r, keys2, 2, &out, per), TSE_OK);
+    assert_int_equal(tse_group_read_parse(r, sizeof(r) - 1, keys2, 2, &out, per), TSE_OK);
     assert_int_equal(out.n, 0);
     assert_int_equal(per[0], 0);
     assert_int_equal(per[1], 0);
-    freeReplyObject(r);
 }
 
 static void a_read_error_reply_is_internal(void **state)
 {
-    redisReply *r = read_reply("-NOGROUP No such key\r\n");
+    static const char r[] = ("-NOGROUP No such key\r\n");
     tse_group_entries out = {0};
 
     (void)state;
-    assert_int_equal(tse_group_read_parse(r, keys2, 2, &out, NULL), TSE_INTERNAL);
+    assert_int_equal(tse_group_read_parse(r, sizeof(r) - 1, keys2, 2, &out, NULL), TSE_INTERNAL);
     assert_int_equal(out.n, 0);
-    freeReplyObject(r);
 }
 
 static void entries_without_an_envelope_or_of_another_shape_are_skipped(void **state)
@@ -89,25 +87,47 @@ static void entries_without_an_envelope_or_of_another_shape_are_skipped(void **s
     /* A deleted entry (nil fields), an entry without "event", an integer
      * where an entry should be, a stream not asked for, a stream element
      * of one element, and a non-string event value. */
-    redisReply *r = read_reply("*4\r\n"
-                               "*2\r\n$3\r\ns:a\r\n*4\r\n"
-                               "*2\r\n$3\r\n1-1\r\n*-1\r\n"
-                               "*2\r\n$3\r\n1-2\r\n*2\r\n$4\r\ntype\r\n$1\r\nt\r\n"
-                               ":5\r\n"
-                               "*2\r\n$3\r\n1-3\r\n*2\r\n$5\r\nevent\r\n:1\r\n"
-                               "*2\r\n$3\r\ns:x\r\n*1\r\n"
-                               "*2\r\n$3\r\n9-9\r\n*2\r\n$5\r\nevent\r\n$1\r\nq\r\n"
-                               "*1\r\n$3\r\ns:b\r\n"
-                               ":3\r\n");
+    static const char r[] = ("*4\r\n"
+                             "*2\r\n$3\r\ns:a\r\n*4\r\n"
+                             "*2\r\n$3\r\n1-1\r\n*-1\r\n"
+                             "*2\r\n$3\r\n1-2\r\n*2\r\n$4\r\ntype\r\n$1\r\nt\r\n"
+                             ":5\r\n"
+                             "*2\r\n$3\r\n1-3\r\n*2\r\n$5\r\nevent\r\n:1\r\n"
+                             "*2\r\n$3\r\ns:x\r\n*1\r\n"
+                             "*2\r\n$3\r\n9-9\r\n*2\r\n$5\r\nevent\r\n$1\r\nq\r\n"
+                             "*1\r\n$3\r\ns:b\r\n"
+                             ":3\r\n");
     tse_group_entries out = {0};
     size_t per[2];
 
     (void)state;
-    assert_int_equal(tse_group_read_parse(r, keys2, 2, &out, per), TSE_OK);
+    assert_int_equal(tse_group_read_parse(r, sizeof(r) - 1, keys2, 2, &out, per), TSE_OK);
     assert_int_equal(out.n, 0);
     assert_int_equal(per[0], 4); /* counted: the stream gave them */
     assert_int_equal(per[1], 0);
-    freeReplyObject(r);
+}
+
+static void a_read_cut_short_or_malformed_is_internal_at_every_length(void **state)
+{
+    static const char r[] = "*1\r\n*2\r\n$3\r\ns:a\r\n*1\r\n"
+                            "*2\r\n$3\r\n1-1\r\n*2\r\n$5\r\nevent\r\n$3\r\nabc\r\n";
+    static const char bad[] = "*1\r\n*2\r\n$3\r\ns:a\r\n*1\r\n"
+                              "*2\r\n$3\r\n1-1\r\n*2\r\n$5\r\nevent\r\n$9\r\nabc\r\n";
+    tse_group_entries out = {0};
+
+    (void)state;
+    /* Every proper prefix of a good reply: no entry read past the end. */
+    for (size_t len = 0; len < sizeof(r) - 1; len++) {
+        assert_int_equal(tse_group_read_parse(r, len, keys2, 2, &out, NULL), TSE_INTERNAL);
+        tse_group_entries_cleanup(&out);
+    }
+    assert_int_equal(tse_group_read_parse(r, sizeof(r) - 1, keys2, 2, &out, NULL), TSE_OK);
+    assert_int_equal(out.n, 1);
+    tse_group_entries_cleanup(&out);
+    /* A length that runs past the bytes. */
+    assert_int_equal(tse_group_read_parse(bad, sizeof(bad) - 1, keys2, 2, &out, NULL),
+                     TSE_INTERNAL);
+    tse_group_entries_cleanup(&out);
 }
 
 static void no_connection_is_unavailable_without_io(void **state)
@@ -410,7 +430,7 @@ static void a_null_reply_is_internal_everywhere(void **state)
     char pos[48];
 
     (void)state;
-    assert_int_equal(tse_group_read_parse(NULL, keys2, 2, &e, NULL), TSE_INTERNAL);
+    assert_int_equal(tse_group_read_parse(NULL, 0, keys2, 2, &e, NULL), TSE_INTERNAL);
     assert_int_equal(tse_group_claim_parse(NULL, NULL, NULL, 0, &e), TSE_INTERNAL);
     assert_int_equal(tse_group_pending_parse(NULL, &p), TSE_INTERNAL);
     assert_int_equal(tse_group_oldest_pending_parse(NULL, &ms), TSE_INTERNAL);
@@ -429,6 +449,7 @@ int main(void)
         cmocka_unit_test(a_nil_read_is_nothing_new),
         cmocka_unit_test(a_read_error_reply_is_internal),
         cmocka_unit_test(entries_without_an_envelope_or_of_another_shape_are_skipped),
+        cmocka_unit_test(a_read_cut_short_or_malformed_is_internal_at_every_length),
         cmocka_unit_test(no_connection_is_unavailable_without_io),
         cmocka_unit_test(a_claim_counts_each_entrys_attempt),
         cmocka_unit_test(a_claim_error_reply_is_internal),
