@@ -1874,9 +1874,9 @@ static void mode_latency(bench *b)
 }
 
 /* srv_ticks and redis_ticks: the CPU of --pid and --redis-pid over the
- * drain, -1 when not asked for. */
+ * drain, -1 when not asked for; own_s: this process's over the drain. */
 static void drain_report(bench *b, double pub_rate, uint64_t lag, uint64_t pending,
-                         long long srv_ticks, long long redis_ticks)
+                         long long srv_ticks, long long redis_ticks, double own_s)
 {
     double tick_us = 1e6 / (double)sysconf(_SC_CLK_TCK);
     const options *o = &b->opt;
@@ -1894,12 +1894,13 @@ static void drain_report(bench *b, double pub_rate, uint64_t lag, uint64_t pendi
         "events=%lld published=%lld lag_before=%" PRIu64 " seconds=%.3f rate=%.1f "
         "first_delivery_ms=%.1f publish_rate=%.0f max_in_flight=%d ack_batch=%d "
         "ack_delay_ms=%g ack_msgs=%lld pending_after=%" PRIu64 " deliver_cpu_us=%.2f "
-        "deliver_redis_us=%.2f subscribers=%d types=%d instances=%d",
+        "deliver_redis_us=%.2f deliver_client_us=%.2f subscribers=%d types=%d instances=%d",
         b->unique, b->pub_ok, lag, secs, rate, first_ms, pub_rate, b->max_in_flight, o->ack_batch,
         o->ack_delay_ms, b->ack_msgs, pending,
         srv_ticks >= 0 && b->unique > 0 ? (double)srv_ticks * tick_us / (double)b->unique : 0.0,
         redis_ticks >= 0 && b->unique > 0 ? (double)redis_ticks * tick_us / (double)b->unique : 0.0,
-        o->subscribers, o->types, o->n_sub_targets > 0 ? o->n_sub_targets : 1);
+        b->unique > 0 ? own_s * 1e6 / (double)b->unique : 0.0, o->subscribers, o->types,
+        o->n_sub_targets > 0 ? o->n_sub_targets : 1);
 }
 
 static void mode_drain(bench *b)
@@ -1918,6 +1919,7 @@ static void mode_drain(bench *b)
      * publish left out. */
     long long s0 = cpu_ticks_all(o->pids, o->n_pids);
     long long r0 = cpu_ticks_all(o->redis_pids, o->n_redis_pids);
+    double own0 = own_cpu_seconds();
     b->t_open = now_ns();
     if (!open_subs(b))
         return;
@@ -1925,9 +1927,10 @@ static void mode_drain(bench *b)
         record_error(b, "stalled: %lld of %lld events delivered", b->unique, b->pub_ok);
     long long s1 = cpu_ticks_all(o->pids, o->n_pids);
     long long r1 = cpu_ticks_all(o->redis_pids, o->n_redis_pids);
+    double own1 = own_cpu_seconds();
     pending = close_subs(b);
     drain_report(b, pub_rate, lag, pending, o->n_pids > 0 && s1 >= s0 ? s1 - s0 : -1,
-                 o->n_redis_pids > 0 && r1 >= r0 ? r1 - r0 : -1);
+                 o->n_redis_pids > 0 && r1 >= r0 ? r1 - r0 : -1, own1 - own0);
 }
 
 /* Per-stream delivery counts: min, max, streams with none. */

@@ -421,7 +421,7 @@ void tse_dl_release(tse_delivery *d, tse_subscriber *s)
     }
     for (size_t i = s->inflight_head; i < s->inflight_end; i++)
         free(s->inflight[i]);
-    free(s->inflight);
+    tse_free(s->inflight);
     if (s->counted)
         tse_stats_add(d->stats, TSE_STAT_SUBSCRIBERS, -1);
     if (s->ops && s->ops->released)
@@ -859,6 +859,37 @@ static void run(tse_delivery *d, tse_req *r)
 
 /* ===================== the engine loop ================================== */
 
+/*
+ * The acks of one subscriber queued back to back (ack messages that came
+ * while the engine read or handed out) are done as one request: one XACK
+ * per stream for all their ids, instead of one per message. Moves the ids
+ * of the acks right after r into r and frees those requests; returns the
+ * request after the last one merged. Out of memory: nothing is merged
+ * (each is done alone, as before).
+ */
+static tse_req *merge_acks(tse_req *r)
+{
+    size_t n = r->u.ack.ids.n;
+    tse_req *q = r->next;
+    char **ids;
+
+    for (; q && q->kind == REQ_ACK && q->u.ack.s == r->u.ack.s; q = q->next)
+        n += q->u.ack.ids.n;
+    if (q == r->next || (ids = tse_realloc(r->u.ack.ids.ids, n * sizeof(*ids))) == NULL)
+        return r->next;
+    r->u.ack.ids.ids = ids;
+    while (r->next != q) {
+        tse_req *m = r->next;
+
+        memcpy(ids + r->u.ack.ids.n, m->u.ack.ids.ids, m->u.ack.ids.n * sizeof(*ids));
+        r->u.ack.ids.n += m->u.ack.ids.n;
+        tse_free(m->u.ack.ids.ids);
+        r->next = m->next;
+        tse_free(m);
+    }
+    return q;
+}
+
 /* Subscribers that have credit look for work: all of them on a local
  * publish or at each poll. */
 static void make_hungry(tse_delivery *d)
@@ -1041,7 +1072,7 @@ static void *engine_main(void *arg)
         if (end_pulls)
             d->pulls_ended = true;
         while (batch) {
-            tse_req *next = batch->next;
+            tse_req *next = batch->kind == REQ_ACK ? merge_acks(batch) : batch->next;
             run(d, batch);
             drop_all(d);
             batch = next;

@@ -132,12 +132,12 @@ static bool inflight_room(tse_subscriber *s)
         memmove(s->inflight, s->inflight + s->inflight_head, live * sizeof(*s->inflight));
     } else {
         size_t cap = s->cap_inflight ? 2 * s->cap_inflight : 16;
-        char **p = malloc(cap * sizeof(*p));
+        char **p = tse_malloc(cap * sizeof(*p));
         if (p == NULL)
             return false;
         if (live > 0)
             memcpy(p, s->inflight + s->inflight_head, live * sizeof(*p));
-        free(s->inflight);
+        tse_free(s->inflight);
         s->inflight = p;
         s->cap_inflight = cap;
     }
@@ -146,14 +146,15 @@ static bool inflight_room(tse_subscriber *s)
     return true;
 }
 
-static bool track(tse_subscriber *s, const char *ack_id)
+/* Keeps ready entry r's ack id among the in-flight ones: the list takes
+ * it over (r->ack_id is NULL after), so a delivery's id is not copied. */
+static bool track(tse_subscriber *s, tse_ready *r)
 {
-    char *copy;
-
-    if (!inflight_room(s) || (copy = tse_strdup(ack_id)) == NULL)
+    if (!inflight_room(s))
         return false;
-    s->inflight[s->inflight_end++] = copy;
+    s->inflight[s->inflight_end++] = r->ack_id;
     s->n_inflight++;
+    r->ack_id = NULL;
     return true;
 }
 
@@ -245,14 +246,18 @@ static size_t hand_out(tse_delivery *d, tse_subscriber *s)
     if (s->is_pull)
         return take_for_pull(d, s);
     now = tse_wall_us();
-    while (s->ready && s->credit > 0 && track(s, s->ready->ack_id)) {
+    while (s->ready && s->credit > 0) {
         tse_ready *r = s->ready;
+        /* The id, owned by the in-flight list from here on, lives until
+         * its ack: past this delivery's callback. */
+        const char *ack_id = r->ack_id;
+        if (!track(s, r))
+            break;
         s->ready = r->next;
         if (s->ready == NULL)
             s->ready_tail = NULL;
         s->credit--;
-        batch[n] =
-            (tse_delivered){r->ack_id, r->attempt, r->stream_id, r->envelope, r->envelope_len};
+        batch[n] = (tse_delivered){ack_id, r->attempt, r->stream_id, r->envelope, r->envelope_len};
         sent[n++] = r;
         count_handed(d, s, r, now);
         if (n == 64) {
@@ -685,9 +690,60 @@ static const char *stream_of(const tse_sub *sub, const char *ack_id, const char 
 }
 
 /*
- * Acks of a live stream want no answer per id: one XACK per run of ids of
- * one stream (an ack message's ids are mostly of one stream), pipelined,
- * instead of one XACK per id. Acknowledge wants one per id (it answers the
+ * Puts the ids of one stream next to each other (each stream's in their
+ * order, streams in the order of their first id, unknown ids, key NULL,
+ * last), so that each stream's ids are one XACK: key_of[i] is one of
+ * sub->streams, compared as a pointer. O(n x streams). When the copies
+ * cannot be made the order stays (more XACKs, the same acks).
+ */
+static void group_by_stream(const char **key_of, const char **entry_of, size_t n)
+{
+    const char **keys, **entries, **seen;
+    size_t out = 0, n_seen = 0, runs = 1;
+
+    for (size_t i = 1; i < n; i++)
+        runs += key_of[i] != key_of[i - 1];
+    if (runs <= 1)
+        return;
+    keys = malloc(n * sizeof(*keys));
+    entries = malloc(n * sizeof(*entries));
+    seen = malloc(n * sizeof(*seen));
+    if (keys == NULL || entries == NULL || seen == NULL)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        size_t j = 0;
+        while (j < n_seen && seen[j] != key_of[i])
+            j++;
+        if (j == n_seen)
+            seen[n_seen++] = key_of[i];
+    }
+    for (size_t k = 0; k < n_seen; k++) {
+        if (seen[k] == NULL)
+            continue;
+        for (size_t i = 0; i < n; i++)
+            if (key_of[i] == seen[k]) {
+                keys[out] = key_of[i];
+                entries[out++] = entry_of[i];
+            }
+    }
+    for (size_t i = 0; i < n; i++)
+        if (key_of[i] == NULL) {
+            keys[out] = NULL;
+            entries[out++] = entry_of[i];
+        }
+    memcpy(key_of, keys, n * sizeof(*keys));
+    memcpy(entry_of, entries, n * sizeof(*entries));
+out:
+    free(keys);
+    free(entries);
+    free(seen);
+}
+
+/*
+ * Acks of a live stream want no answer per id: one XACK per stream (the
+ * ids grouped by stream; the engine merges the ack messages of a
+ * subscriber that queued up meanwhile), pipelined, instead of one XACK per
+ * id. Acknowledge wants one per id (it answers the
  * ids that were not pending): one XACK per id, pipelined. Either way one
  * round trip.
  */
@@ -711,6 +767,7 @@ uint32_t tse_dl_ack_ids(tse_delivery *d, tse_sub *sub, char *const *ids, size_t 
     for (size_t i = 0; i < n; i++)
         key_of[i] = stream_of(sub, ids[i], &entry_of[i]);
     if (unknown == NULL) {
+        group_by_stream(key_of, entry_of, n);
         /* Which run's slot did not answer is not known: the first id's
          * slot stands for them (the log says how many were applied). */
         if (tse_group_ack_runs(d->conn, sub->def->name, key_of, entry_of, n, &done) ==
