@@ -366,6 +366,14 @@ int main(int argc, char **argv)
 
     /* Fewer malloc arenas: less memory held per thread, same speed. */
     mallopt(M_ARENA_MAX, 2);
+    /* glibc's own default threshold, fixed: blocks of 128 kB and more are
+     * mapped, and a freed one no longer raises it (glibc's dynamic
+     * threshold, up to 32 MB, and the trim threshold to twice that).
+     * Raised, the blocks below it come from the arenas, and the top of a
+     * thread arena is given back only past the trim threshold, never by
+     * malloc_trim: ~2 MB stayed resident when idle after a load (issue 14,
+     * docs/benchmarks.md). */
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);

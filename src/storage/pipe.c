@@ -1,21 +1,42 @@
 /*
  * pipe.c - a streaming pipeline to one Redis (pipe.h) over a blocking
- * hiredis context: appends go to hiredis's output buffer, a flush writes
- * all of it, and replies are taken from hiredis's reader, blocking for the
- * first when asked. The context is never shared: it belongs to the pipe,
- * and the pipe to one thread.
+ * hiredis context: appends go to the pipe's own send buffer, a flush writes
+ * all of it to hiredis's socket, and replies are taken from hiredis's
+ * reader, blocking for the first when asked. The context is never shared:
+ * it belongs to the pipe, and the pipe to one thread.
+ *
+ * Why not hiredis's output buffer: hiredis frees it after every complete
+ * write and grows it again by reallocation for the next pipeline, up to
+ * ~2 MB for a full lane round. Each such block above glibc's mmap
+ * threshold, once freed, raised that threshold (glibc's dynamic
+ * threshold), and from then on the rounds' buffers came from a malloc
+ * arena whose top malloc_trim never returns: ~2 MB stayed resident in an
+ * idle service (issue 14, docs/benchmarks.md). The pipe's buffer is kept
+ * from flush to flush instead (no reallocation per round) and freed when
+ * the owner says the pipe is idle (tse_pipe_idle).
  */
 #include "storage/pipe.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "storage/redis_connect.h"
+
+/* The send buffer's first size, and the largest kept after a flush: a
+ * lane's round is at most ~1 MB (TSE_LANE_MAX_BATCH_BYTES and one job), so
+ * only an unusual one is above it. */
+#define OUT_FIRST ((size_t)16 * 1024)
+#define OUT_KEEP  ((size_t)4 * 1024 * 1024)
 
 struct tse_pipe {
     redisContext *ctx;
     tse_redis_target target;
     int timeout_ms;
+    char *out; /* send buffer: out_len bytes of whole commands, not yet written */
+    size_t out_len, out_cap;
 };
 
 tse_pipe *tse_pipe_open(const tse_redis_target *t, int timeout_ms, char *why, size_t len)
@@ -41,6 +62,7 @@ void tse_pipe_close(tse_pipe *p)
     if (p == NULL)
         return;
     redisFree(p->ctx);
+    free(p->out);
     free(p);
 }
 
@@ -79,20 +101,62 @@ bool tse_pipe_ping(tse_pipe *p, char *why, size_t len)
 
 bool tse_pipe_append(tse_pipe *p, const char *cmd, size_t len)
 {
-    return redisAppendFormattedCommand(p->ctx, cmd, len) == REDIS_OK;
+    if (p->out_len + len > p->out_cap) {
+        size_t cap = p->out_cap ? p->out_cap : OUT_FIRST;
+        char *out;
+
+        while (cap < p->out_len + len)
+            cap *= 2;
+        out = realloc(p->out, cap);
+        if (out == NULL)
+            return false;
+        p->out = out;
+        p->out_cap = cap;
+    }
+    memcpy(p->out + p->out_len, cmd, len);
+    p->out_len += len;
+    return true;
 }
 
 bool tse_pipe_flush(tse_pipe *p, char *why, size_t len)
 {
-    int done = 0;
+    size_t off = 0;
 
-    while (!done) {
-        if (redisBufferWrite(p->ctx, &done) != REDIS_OK) {
-            describe(p, "write", why, len);
-            return false;
+    while (off < p->out_len) {
+        /* As redisBufferWrite: a SIGPIPE is the process's to ignore. */
+        ssize_t w = write(p->ctx->fd, p->out + off, p->out_len - off);
+
+        if (w > 0) {
+            off += (size_t)w;
+            continue;
         }
+        if (w < 0 && errno == EINTR)
+            continue;
+        /* As hiredis says it (a timeout reads "temporarily unavailable"). */
+        p->ctx->err = REDIS_ERR_IO;
+        snprintf(p->ctx->errstr, sizeof(p->ctx->errstr), "%s",
+                 w < 0 ? strerror(errno) : "Server closed the connection");
+        describe(p, "write", why, len);
+        return false;
     }
+    p->out_len = 0;
+    if (p->out_cap > OUT_KEEP) /* an unusual round: not kept */
+        tse_pipe_idle(p);
     return true;
+}
+
+void tse_pipe_idle(tse_pipe *p)
+{
+    if (p == NULL || p->out_len > 0)
+        return;
+    free(p->out);
+    p->out = NULL;
+    p->out_cap = 0;
+}
+
+size_t tse_pipe_buffer_size(const tse_pipe *p)
+{
+    return p == NULL ? 0 : p->out_cap;
 }
 
 bool tse_pipe_read(tse_pipe *p, bool wait, struct redisReply **reply, char *why, size_t len)

@@ -46,12 +46,23 @@ bool tse_pipe_load_script(tse_pipe *p, const char *script, char sha[41], char *w
  * LOADING, is an answer. False with why set when none came. */
 bool tse_pipe_ping(tse_pipe *p, char *why, size_t len);
 
-/* Appends len bytes of RESP (one or more whole commands) to the output
- * buffer; nothing is written yet. False when out of memory. */
+/* Appends len bytes of RESP (one or more whole commands) to the pipe's
+ * send buffer; nothing is written yet, and nothing else (PING, SCRIPT
+ * LOAD) may be sent before tse_pipe_flush. False when out of memory. */
 bool tse_pipe_append(tse_pipe *p, const char *cmd, size_t len);
 
-/* Writes the whole output buffer. False with why set on failure. */
+/* Writes the whole send buffer. The buffer is kept for the next appends
+ * (up to a few MB). False with why set on failure. */
 bool tse_pipe_flush(tse_pipe *p, char *why, size_t len);
+
+/* The owner says the pipe is idle: the send buffer, as large as the
+ * largest pipeline written since, is freed (the next append allocates
+ * one again). A no-op while appended commands wait for a flush, and for
+ * NULL. */
+void tse_pipe_idle(tse_pipe *p);
+
+/* The send buffer's allocated size in bytes: 0 when none is held. */
+size_t tse_pipe_buffer_size(const tse_pipe *p);
 
 /*
  * The next reply: wait true blocks (bounded by the timeout) until one comes;

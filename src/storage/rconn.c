@@ -1035,6 +1035,16 @@ void tse_rconn_discard(tse_rconn *c)
     queue_clear(c);
 }
 
+void tse_rconn_idle(tse_rconn *c)
+{
+    if (c == NULL)
+        return;
+    /* out_len is 0 outside send_node. */
+    free(c->out);
+    c->out = NULL;
+    c->out_cap = 0;
+}
+
 tse_status tse_rconn_command(tse_rconn *c, int argc, const char *const *argv, const size_t *lens,
                              int slot, int64_t deadline_ms, redisReply **reply, tse_error *err)
 {

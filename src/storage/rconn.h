@@ -180,6 +180,11 @@ size_t tse_rconn_pending(const tse_rconn *c);
  * freed. */
 void tse_rconn_discard(tse_rconn *c);
 
+/* The owner says the connection is idle: the send buffer kept between
+ * rounds (as large as the largest round since, up to a few MB) is freed;
+ * the next round allocates one again. NULL is a no-op. */
+void tse_rconn_idle(tse_rconn *c);
+
 /*
  * One command: tse_rconn_append then tse_rconn_get_reply, with the same
  * arguments and results. TSE_FAILED_PRECONDITION while a pipeline is

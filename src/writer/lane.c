@@ -520,6 +520,13 @@ static bool lane_serve(tse_lane *l, char *why, size_t len)
             tse_job_list_fail(&batch, TSE_UNAVAILABLE, why);
             return false;
         }
+        if (ping) {
+            /* Idle for a ping interval: the send buffer sized for the last
+             * burst (up to ~2 MB) goes back, so an idle service does not
+             * hold it (the service's malloc_trim returns it). */
+            tse_rconn_idle(l->rc);
+            tse_pipe_idle(l->pipe);
+        }
         if (l->rc != NULL) {
             if (batch.count > 0 && !tse_lane_cluster_round(l, &batch, why, len))
                 return false;

@@ -6,7 +6,8 @@
  * replaced before it is given a command, and an unreachable server fails
  * UNAVAILABLE at the deadline, naming it, and is used again once back; a
  * connection told not to reopen (storage's tse_conn) reports the restart;
- * a cluster URL naming this server is told it is no cluster.
+ * a cluster URL naming this server is told it is no cluster; a connection
+ * told it is idle gives back its send buffer and serves the next round.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -113,6 +114,12 @@ static void a_pipeline_answers_in_order(void **state)
     }
     assert_int_equal(tse_rconn_pending(f->c), 0);
     assert_int_equal(tse_rconn_get_reply(f->c, tse_clock_ms(), &r, &err), TSE_FAILED_PRECONDITION);
+    /* Idle: the send buffer goes back, and the next round gets another. */
+    tse_rconn_idle(f->c);
+    tse_rconn_idle(NULL);
+    assert_int_equal(tse_rconn_append(f->c, 2, incr, NULL, TSE_RCONN_SLOT_OF_KEYS, &err), TSE_OK);
+    assert_int_equal(tse_rconn_get_reply(f->c, tse_clock_ms() + DEADLINE_MS, &r, &err), TSE_OK);
+    expect_number(r, 51);
 }
 
 static void keys_of_different_slots_go_together_to_one_server(void **state)
