@@ -247,6 +247,22 @@ tse_status tse_delivery_ack(tse_delivery *d, tse_subscriber *s, char *const *ids
     return push(d, r, err);
 }
 
+tse_status tse_delivery_ack_take(tse_delivery *d, tse_subscriber *s, char **ids, size_t n,
+                                 tse_error *err)
+{
+    tse_req *r = req_new(REQ_ACK);
+
+    if (r == NULL) {
+        tse_id_list l = {ids, n};
+        ids_free(&l);
+        return refuse(r, err);
+    }
+    r->u.ack.ids.ids = ids;
+    r->u.ack.ids.n = n;
+    r->u.ack.s = s;
+    return push(d, r, err);
+}
+
 tse_status tse_delivery_nack(tse_delivery *d, tse_subscriber *s, char *const *ids, size_t n,
                              uint32_t delay_ms, bool reject, tse_error *err)
 {

@@ -147,6 +147,10 @@ void tse_delivery_detach(tse_delivery *d, tse_subscriber *s);
  * No callback: on failure the ids were not acted on. Ids are copied. */
 tse_status tse_delivery_ack(tse_delivery *d, tse_subscriber *s, char *const *ack_ids, size_t n,
                             tse_error *err);
+/* tse_delivery_ack without the copies: takes ids (an array of n ids, the
+ * array and each id from tse_malloc and friends) over, even on failure. */
+tse_status tse_delivery_ack_take(tse_delivery *d, tse_subscriber *s, char **ack_ids, size_t n,
+                                 tse_error *err);
 /* reject: dead-letter the deliveries at once (reason rejected) instead of
  * redelivering them after delay_ms. */
 tse_status tse_delivery_nack(tse_delivery *d, tse_subscriber *s, char *const *ack_ids, size_t n,

@@ -25,6 +25,8 @@
 
 #include "codec/pbscan.h"
 #include "codec/pbwire.h"
+#include "codec/utf8.h"
+#include "common/alloc.h"
 #include "delivery/delivery.h"
 #include "domain/limits.h"
 #include "domain/subscription.h"
@@ -709,6 +711,79 @@ static void sub_later_message(sub_call *sc, Tracseq__Events__V1__SubscribeReques
         sub_end(sc, &err);
 }
 
+/* ---- ack messages read from their bytes ---- */
+
+/* SubscribeRequest.ack (AckIds) and AckIds.ack_ids: both field numbers. */
+#define REQUEST_ACK 3
+#define ACK_IDS     1
+
+/*
+ * The ids of an ack message, SubscribeRequest{ack: AckIds{ack_ids}} and
+ * nothing else, each within TSE_ACK_ID_MAX and text (UTF-8 without NUL),
+ * at most max of them, into *out (tse_malloc'd, each id too; *n of them).
+ * False, with nothing allocated, for bytes of any other shape (or out of
+ * memory): the full decode reads those and names what is wrong.
+ */
+static bool ack_ids_of(const uint8_t *p, size_t len, size_t max, char ***out, size_t *n)
+{
+    tse_pbscan_field f, id;
+    size_t pos = 0, at = 0, count = 0;
+    char **ids;
+
+    if (!tse_pbscan_next(p, len, &pos, &f) || pos != len || f.id != REQUEST_ACK || f.wire != 2)
+        return false;
+    while (tse_pbscan_next(f.data, f.len, &at, &id)) {
+        if (id.id != ACK_IDS || id.wire != 2 || id.len > TSE_ACK_ID_MAX ||
+            tse_utf8_text_span(id.data, id.len) != id.len || ++count > max)
+            return false;
+    }
+    if (at != f.len || (ids = tse_calloc(count ? count : 1, sizeof(*ids))) == NULL)
+        return false;
+    at = 0;
+    for (size_t i = 0; i < count && tse_pbscan_next(f.data, f.len, &at, &id); i++) {
+        if ((ids[i] = tse_malloc(id.len + 1)) == NULL) {
+            for (size_t j = 0; j < i; j++)
+                tse_free(ids[j]);
+            tse_free(ids);
+            return false;
+        }
+        memcpy(ids[i], id.data, id.len);
+        ids[i][id.len] = '\0';
+    }
+    *out = ids;
+    *n = count;
+    return true;
+}
+
+/*
+ * A live stream's ack message (most of its later messages) taken straight
+ * from its bytes: its ids go to the engine in one request, without
+ * unpacking the message and copying every id out of it. True when done
+ * (queued, or the stream ended because it could not be); false for any
+ * other message, which the full decode then reads. With the lock held.
+ */
+static bool sub_fast_ack(sub_call *sc, grpc_byte_buffer *bb)
+{
+    grpc_byte_buffer_reader reader;
+    grpc_slice all;
+    char **ids = NULL;
+    size_t n = 0;
+    bool taken;
+    tse_error err;
+
+    if (sc->subscriber == NULL || sc->detached || !grpc_byte_buffer_reader_init(&reader, bb))
+        return false;
+    all = grpc_byte_buffer_reader_readall(&reader);
+    grpc_byte_buffer_reader_destroy(&reader);
+    taken = ack_ids_of(GRPC_SLICE_START_PTR(all), GRPC_SLICE_LENGTH(all),
+                       (size_t)sc->base.server->config->max_ack_ids, &ids, &n);
+    grpc_slice_unref(all);
+    if (taken &&
+        tse_delivery_ack_take(sc->base.server->delivery, sc->subscriber, ids, n, &err) != TSE_OK)
+        sub_end(sc, &err); /* not queued: the client learns its ids were not acted on */
+    return taken;
+}
+
 static void sub_on_recv(tse_tag *tag, bool ok)
 {
     sub_call *sc = TSE_CONTAINER_OF(tag, sub_call, recv_tag);
@@ -721,6 +796,13 @@ static void sub_on_recv(tse_tag *tag, bool ok)
         sc->input_done = true;
         if (sc->subscriber == NULL)
             sub_end(sc, TSE_ERROR(TSE_INVALID, "subscription", "no subscription was given"));
+        goto out;
+    }
+    if (sub_fast_ack(sc, sc->recv_buf)) {
+        grpc_byte_buffer_destroy(sc->recv_buf);
+        sc->recv_buf = NULL;
+        if (!sc->ended)
+            sub_post_recv(sc);
         goto out;
     }
     req = (Tracseq__Events__V1__SubscribeRequest *)tse_decode(

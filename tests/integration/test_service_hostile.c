@@ -887,6 +887,58 @@ static void test_10000_ack_ids_in_one_request_are_refused_and_nothing_is_acked(v
     assert_unchanged(w, before, "10,000 ack ids");
 }
 
+/*
+ * A Subscribe-stream ack message is read straight from its bytes when it is
+ * a plain list of ids; one whose id is too long is not, and ends the stream
+ * naming the id, with none of the message's ids acked (the real delivery
+ * first in it included).
+ */
+static void test_a_stream_ack_with_an_id_too_long_ends_the_stream_and_acks_nothing(void **state)
+{
+    world *w = *state;
+    Tracseq__Events__V1__SubscribeRequest req = TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__INIT;
+    Tracseq__Events__V1__AckIds ids = TRACSEQ__EVENTS__V1__ACK_IDS__INIT;
+    char long_id[258], *two[2]; /* 257 characters: one over the longest ack id */
+    tse_test_stream *s;
+    Tracseq__Events__V1__Delivery *d;
+    ProtobufCMessage *published = NULL;
+    tse_test_status st;
+    size_t len;
+    uint8_t *buf = tse_nest_publish_lists("longack.thing", 1, &len);
+
+    tse_test_create_subscription(w->ch, "longack", "longack.*",
+                                 TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_UNSPECIFIED,
+                                 false, TIMEOUT_MS);
+    s = subscribed(w, "longack");
+    TSE_TEST_AWAIT(tse_test_subscribers_of(w->ch, "longack", TIMEOUT_MS) == 1, 10000,
+                   "the subscriber of longack attached");
+    assert_int_equal(tse_test_unary_raw(w->ch, M_PUBLISH, buf, len,
+                                        &tracseq__events__v1__publish_response__descriptor,
+                                        &published, &st, TIMEOUT_MS),
+                     GRPC_STATUS_OK);
+    protobuf_c_message_free_unpacked(published, NULL);
+    free(buf);
+    d = (Tracseq__Events__V1__Delivery *)tse_test_stream_recv(
+        s, &tracseq__events__v1__delivery__descriptor, TIMEOUT_MS, NULL);
+    assert_non_null(d);
+    assert_int_equal(pending(w, "tracseq:events:{longack.thing}:p3", "longack"), 1);
+    memset(long_id, 'k', sizeof(long_id) - 1);
+    long_id[sizeof(long_id) - 1] = '\0';
+    two[0] = d->ack_id;
+    two[1] = long_id;
+    ids.ack_ids = two;
+    ids.n_ack_ids = 2;
+    req.request_case = TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__REQUEST_ACK;
+    req.ack = &ids;
+    tse_test_stream_send(s, &req.base);
+    assert_int_equal(tse_test_stream_finish(s, &st), GRPC_STATUS_INVALID_ARGUMENT);
+    print_message("Subscribe, ack with a long id: '%s'\n", st.details);
+    assert_int_equal(strncmp(st.details, "ack.ack_ids[1]: ", 16), 0);
+    assert_int_equal(pending(w, "tracseq:events:{longack.thing}:p3", "longack"), 1);
+    protobuf_c_message_free_unpacked(&d->base, NULL);
+    assert_service_lives(w);
+}
+
 /* MAX_SUBSCRIBER_STREAMS is 3 in this world. */
 static void test_subscriber_streams_beyond_the_limit_are_refused_naming_it(void **state)
 {
@@ -940,6 +992,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_100000_patterns_in_one_subscription_are_refused_naming_the_limit),
         cmocka_unit_test(test_huge_names_and_ids_are_refused_naming_the_field),
         cmocka_unit_test(test_10000_ack_ids_in_one_request_are_refused_and_nothing_is_acked),
+        cmocka_unit_test(test_a_stream_ack_with_an_id_too_long_ends_the_stream_and_acks_nothing),
         cmocka_unit_test(test_subscriber_streams_beyond_the_limit_are_refused_naming_it),
     };
 
