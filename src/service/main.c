@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "auth/auth.h"
+#include "common/abseil.h"
 #include "common/clock.h"
 #include "config/config.h"
 #include "delivery/delivery.h"
@@ -384,8 +385,8 @@ int main(int argc, char **argv)
      * threads, which may still be in a handshake when main returns. */
     OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL);
     /* Debian's Abseil checks lock order in every gRPC lock: 7 % of a
-     * unary Publish's instructions (transport/abseil.c). */
-    tse_server_lock_checks_off();
+     * unary Publish's instructions (common/abseil.h). */
+    tse_abseil_lock_checks_off();
     grpc_init();
 
     if (make_auth(&cfg, &auth, &err) != TSE_OK) {

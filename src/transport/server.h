@@ -79,15 +79,6 @@ bool tse_server_shutdown(tse_server *s, int64_t grace_ms);
 /* Frees a shut-down (or never started) server. NULL is a no-op. */
 void tse_server_destroy(tse_server *s);
 
-/*
- * Turns off the lock-order (deadlock) detector of the Abseil under gRPC
- * (abseil.c: Debian's libabsl runs it in every lock of gRPC's). Call once
- * at start, before grpc_init and any thread; the process's setting, so
- * programs call it, never a library. False when this Abseil has no such
- * setting (nothing changed).
- */
-bool tse_server_lock_checks_off(void);
-
 /* The services the server announces over reflection, NULL-terminated. */
 extern const char *const tse_server_services[];
 

@@ -1,5 +1,6 @@
 /*
- * abseil.c - turns off Abseil's lock-order (deadlock) detector under gRPC.
+ * abseil.c - turns off Abseil's lock-order (deadlock) detector under gRPC,
+ * for the programs (the service, the REST bridge): see abseil.h.
  *
  * gRPC C core takes an absl::Mutex for each of its locks (gpr_mu, the
  * combiners' and completion queues' locks). Debian builds libabsl without
@@ -18,7 +19,7 @@
 #include <dlfcn.h>
 #include <stddef.h>
 
-#include "transport/server.h"
+#include "common/abseil.h"
 
 /* absl::OnDeadlockCycle::kIgnore (absl/synchronization/mutex.h). */
 #define ABSL_ON_DEADLOCK_CYCLE_IGNORE 0
@@ -31,7 +32,7 @@ static const char *const setter_names[] = {
     NULL,
 };
 
-bool tse_server_lock_checks_off(void)
+bool tse_abseil_lock_checks_off(void)
 {
     for (size_t i = 0; setter_names[i] != NULL; i++) {
         void *sym = dlsym(RTLD_DEFAULT, setter_names[i]);
