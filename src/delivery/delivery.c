@@ -891,7 +891,8 @@ static tse_req *merge_acks(tse_req *r)
 
     for (; q && q->kind == REQ_ACK && q->u.ack.s == r->u.ack.s; q = q->next)
         n += q->u.ack.ids.n;
-    if (q == r->next || (ids = tse_realloc(r->u.ack.ids.ids, n * sizeof(*ids))) == NULL)
+    /* n may be 0 (empty ack messages): realloc to 0 would free the list. */
+    if (q == r->next || (ids = tse_realloc(r->u.ack.ids.ids, (n ? n : 1) * sizeof(*ids))) == NULL)
         return r->next;
     r->u.ack.ids.ids = ids;
     while (r->next != q) {

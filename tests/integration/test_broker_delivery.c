@@ -183,10 +183,76 @@ static void an_untracked_delivery_never_costs_the_subscriber_its_credit(void **s
     tse_test_redis_stop(r);
 }
 
+/* How many entries of stream key are pending in group (XPENDING's summary). */
+static long long pending_in(tse_test_redis *r, const char *key, const char *group)
+{
+    char *out = tse_test_redis_cmd(r, "XPENDING %s %s", key, group);
+    long long n = out ? atoll(out) : -1;
+
+    free(out);
+    return n;
+}
+
+/*
+ * The engine merges the ack messages of one subscriber queued back to back
+ * into one request; bursts of empty ones merge too (a list grown to zero
+ * ids must not be freed under its request). With room for one unacked
+ * delivery, the third event arrives only after the first two acks, merged
+ * with the empty ones around them, gave the credit back; then nothing is
+ * pending in Redis.
+ */
+static void bursts_of_empty_acks_merge_and_the_real_acks_still_apply(void **state)
+{
+    tse_test_redis *r = tse_test_redis_start(false);
+    tse_delivery_options o = {.timeout_ms = 2000, .poll_ms = 20, .instance = "t"};
+    Tracseq__Events__V1__Subscription spec = TRACSEQ__EVENTS__V1__SUBSCRIPTION__INIT;
+    char *types[] = {"t.burst"};
+    sub_state st = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    tse_stats *stats = tse_stats_create();
+    tse_delivery *d = NULL;
+    tse_subscriber *s = NULL;
+    tse_error err;
+
+    (void)state;
+    atomic_store(&released, false);
+    assert_int_equal(tse_redis_url_parse(r->url, &o.target, &err), TSE_OK);
+    free(tse_test_redis_cmd(r, "SADD tracseq:streams tracseq:events:{t.burst}:p3"));
+    for (int i = 0; i < 3; i++)
+        free(tse_test_redis_cmd(r, "XADD tracseq:events:{t.burst}:p3 * event x%d", i));
+    assert_int_equal(tse_delivery_create(&o, stats, &d, &err), TSE_OK);
+    spec.name = "burst";
+    spec.n_event_types = 1;
+    spec.event_types = types;
+    spec.start = TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_EARLIEST;
+    spec.ack_deadline_ms = 60000; /* no redelivery within the test */
+    spec.max_in_flight = 1;
+    assert_int_equal(tse_delivery_attach(d, &spec, NULL, NULL, &ops, &st, &s, &err), TSE_OK);
+    TSE_TEST_AWAIT(atomic_load(&st.attached) != 0, 5000, "the attach");
+    assert_int_equal(atomic_load(&st.attached), 1);
+    for (int i = 0; i < 100 && atomic_load(&st.delivered) < 3; i++) {
+        for (int k = 0; k < 200; k++)
+            assert_int_equal(tse_delivery_ack(d, s, NULL, 0, NULL), TSE_OK);
+        ack_pending(d, s, &st);
+        for (int k = 0; k < 200; k++)
+            assert_int_equal(tse_delivery_ack(d, s, NULL, 0, NULL), TSE_OK);
+        sleep_ms(20);
+    }
+    assert_int_equal(atomic_load(&st.delivered), 3);
+    ack_pending(d, s, &st);
+    TSE_TEST_AWAIT(pending_in(r, "tracseq:events:{t.burst}:p3", "burst") == 0, 5000,
+                   "every ack applied");
+    tse_delivery_detach(d, s);
+    TSE_TEST_AWAIT(atomic_load(&released), 5000, "the release");
+    tse_delivery_destroy(d);
+    tse_stats_destroy(stats);
+    tse_test_redis_stop(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(an_untracked_delivery_never_costs_the_subscriber_its_credit),
+        cmocka_unit_test(bursts_of_empty_acks_merge_and_the_real_acks_still_apply),
     };
 
     on_test_thread = true;
