@@ -119,13 +119,16 @@ static int read_header(const char *p, const char *end, char *type, long long *nu
         neg = true;
         q++;
     }
+    /* The line's length is checked digit by digit, so that bytes cut
+     * short anywhere give the answer the whole line gives (0 until then):
+     * a walk resumed as bytes arrive must agree with one over them all. */
     for (; q < end && *q >= '0' && *q <= '9'; q++) {
-        if (n > (INT64_MAX - 9) / 10 || q - p > LINE_MAX_LEN)
+        if (n > (INT64_MAX - 9) / 10 || q - p >= LINE_MAX_LEN - 2)
             return -1;
         n = n * 10 + (*q - '0');
     }
     if (q + 1 >= end)
-        return q - p > LINE_MAX_LEN ? -1 : 0;
+        return 0;
     if (q[0] != '\r' || q[1] != '\n' || q == p + 1 + neg)
         return -1;
     *num = neg ? -n : n;
