@@ -17,11 +17,8 @@
  */
 #include "storage/pipe.h"
 
-#include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "storage/redis_connect.h"
 
@@ -120,22 +117,7 @@ bool tse_pipe_append(tse_pipe *p, const char *cmd, size_t len)
 
 bool tse_pipe_flush(tse_pipe *p, char *why, size_t len)
 {
-    size_t off = 0;
-
-    while (off < p->out_len) {
-        /* As redisBufferWrite: a SIGPIPE is the process's to ignore. */
-        ssize_t w = write(p->ctx->fd, p->out + off, p->out_len - off);
-
-        if (w > 0) {
-            off += (size_t)w;
-            continue;
-        }
-        if (w < 0 && errno == EINTR)
-            continue;
-        /* As hiredis says it (a timeout reads "temporarily unavailable"). */
-        p->ctx->err = REDIS_ERR_IO;
-        snprintf(p->ctx->errstr, sizeof(p->ctx->errstr), "%s",
-                 w < 0 ? strerror(errno) : "Server closed the connection");
+    if (!tse_redis_write_all(p->ctx, p->out, p->out_len)) {
         describe(p, "write", why, len);
         return false;
     }

@@ -417,34 +417,19 @@ static bool out_reserve(tse_rconn *c, size_t len)
 static bool flush_node(tse_rconn *c, size_t k, size_t from, size_t to)
 {
     rnode *n = &c->nodes[k];
-    size_t off = 0;
+    tse_redis_target t;
+    char why[TSE_ERROR_MESSAGE_MAX], lost[TSE_ERROR_MESSAGE_MAX];
 
-    while (off < c->out_len) {
-        /* write, as hiredis: a SIGPIPE is its owner's, as before. */
-        ssize_t w = write(n->ctx->fd, c->out + off, c->out_len - off);
-        tse_redis_target t;
-        char why[TSE_ERROR_MESSAGE_MAX], lost[TSE_ERROR_MESSAGE_MAX];
-
-        if (w > 0) {
-            off += (size_t)w;
-            continue;
-        }
-        if (w < 0 && errno == EINTR)
-            continue;
-        /* As hiredis says it (a timeout reads "temporarily unavailable"). */
-        n->ctx->err = REDIS_ERR_IO;
-        snprintf(n->ctx->errstr, sizeof(n->ctx->errstr), "%s",
-                 w < 0 ? strerror(errno) : "Server closed the connection");
-        node_target(c, n, &t);
-        tse_redis_describe_failure(n->ctx, &t, c->timeout_ms, "sending", why, sizeof(why));
-        tse_redis_say(lost, sizeof(lost), "%s (the command may have run)", why);
-        for (size_t j = from; j < to; j++)
-            entry_fail(&c->q[c->order[j]], TSE_UNAVAILABLE, lost);
-        node_drop(c, n);
-        c->refresh = true;
-        return false;
-    }
-    return true;
+    if (tse_redis_write_all(n->ctx, c->out, c->out_len))
+        return true;
+    node_target(c, n, &t);
+    tse_redis_describe_failure(n->ctx, &t, c->timeout_ms, "sending", why, sizeof(why));
+    tse_redis_say(lost, sizeof(lost), "%s (the command may have run)", why);
+    for (size_t j = from; j < to; j++)
+        entry_fail(&c->q[c->order[j]], TSE_UNAVAILABLE, lost);
+    node_drop(c, n);
+    c->refresh = true;
+    return false;
 }
 
 /* Sends node k's commands of the round. False (entries keep their why)

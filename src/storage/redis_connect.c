@@ -5,9 +5,11 @@
  * words a log reader understands. Blocking: each caller is a thread of its
  * own, never a completion-queue thread.
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "storage/redis_connect.h"
 
@@ -18,6 +20,27 @@ void tse_redis_say(char *buf, size_t len, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(buf, len, fmt, ap);
     va_end(ap);
+}
+
+bool tse_redis_write_all(redisContext *c, const char *buf, size_t len)
+{
+    size_t off = 0;
+
+    while (off < len) {
+        ssize_t w = write(c->fd, buf + off, len - off);
+
+        if (w > 0) {
+            off += (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        c->err = REDIS_ERR_IO;
+        snprintf(c->errstr, sizeof(c->errstr), "%s",
+                 w < 0 ? strerror(errno) : "Server closed the connection");
+        return false;
+    }
+    return true;
 }
 
 void tse_redis_describe_failure(const redisContext *c, const tse_redis_target *t, int timeout_ms,

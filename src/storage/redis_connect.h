@@ -30,6 +30,13 @@ redisContext *tse_redis_connect(const tse_redis_target *t, int timeout_ms, char 
 bool tse_redis_handshake(redisContext *c, const tse_redis_target *t, int timeout_ms, int argc,
                          const char **argv, redisReply **out, char *why, size_t len);
 
+/* Writes len bytes at buf to c's socket, all of them (blocking, bounded by
+ * c's timeout), bypassing hiredis's output buffer, which must be empty.
+ * False with c->err and c->errstr set as hiredis sets them (a timeout
+ * reads "Resource temporarily unavailable"). A SIGPIPE is the process's
+ * to ignore, as with hiredis's own writes. */
+bool tse_redis_write_all(redisContext *c, const char *buf, size_t len);
+
 /* Why c failed while doing `doing`, in words a log reader understands. */
 void tse_redis_describe_failure(const redisContext *c, const tse_redis_target *t, int timeout_ms,
                                 const char *doing, char *buf, size_t len);

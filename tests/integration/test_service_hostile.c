@@ -829,6 +829,40 @@ static long long pending(const world *w, const char *key, const char *group)
     return n;
 }
 
+/* A subscription `name` of name.*, its one subscriber attached, and one
+ * event of type name.thing published and delivered to it: the delivery
+ * (caller frees) and the stream in *s. */
+static Tracseq__Events__V1__Delivery *one_delivery(const world *w, const char *name,
+                                                   tse_test_stream **s)
+{
+    char pattern[64], type[64];
+    Tracseq__Events__V1__Delivery *d;
+    ProtobufCMessage *published = NULL;
+    tse_test_status st;
+    size_t len;
+    uint8_t *buf;
+
+    snprintf(pattern, sizeof(pattern), "%s.*", name);
+    snprintf(type, sizeof(type), "%s.thing", name);
+    buf = tse_nest_publish_lists(type, 1, &len);
+    tse_test_create_subscription(w->ch, name, pattern,
+                                 TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_UNSPECIFIED,
+                                 false, TIMEOUT_MS);
+    *s = subscribed(w, name);
+    TSE_TEST_AWAIT(tse_test_subscribers_of(w->ch, name, TIMEOUT_MS) == 1, 10000,
+                   "the subscriber of %s attached", name);
+    assert_int_equal(tse_test_unary_raw(w->ch, M_PUBLISH, buf, len,
+                                        &tracseq__events__v1__publish_response__descriptor,
+                                        &published, &st, TIMEOUT_MS),
+                     GRPC_STATUS_OK);
+    protobuf_c_message_free_unpacked(published, NULL);
+    free(buf);
+    d = (Tracseq__Events__V1__Delivery *)tse_test_stream_recv(
+        *s, &tracseq__events__v1__delivery__descriptor, TIMEOUT_MS, NULL);
+    assert_non_null(d);
+    return d;
+}
+
 static void test_10000_ack_ids_in_one_request_are_refused_and_nothing_is_acked(void **state)
 {
     enum { N = 10000 };
@@ -838,27 +872,9 @@ static void test_10000_ack_ids_in_one_request_are_refused_and_nothing_is_acked(v
     Tracseq__Events__V1__AckIds ids = TRACSEQ__EVENTS__V1__ACK_IDS__INIT;
     char **many = calloc(N, sizeof(char *)), *before;
     tse_test_stream *s;
-    Tracseq__Events__V1__Delivery *d;
-    ProtobufCMessage *published = NULL;
     tse_test_status st;
-    size_t len;
-    uint8_t *buf = tse_nest_publish_lists("acks.thing", 1, &len);
+    Tracseq__Events__V1__Delivery *d = one_delivery(w, "acks", &s);
 
-    tse_test_create_subscription(w->ch, "acks", "acks.*",
-                                 TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_UNSPECIFIED,
-                                 false, TIMEOUT_MS);
-    s = subscribed(w, "acks");
-    TSE_TEST_AWAIT(tse_test_subscribers_of(w->ch, "acks", TIMEOUT_MS) == 1, 10000,
-                   "the subscriber of acks attached");
-    assert_int_equal(tse_test_unary_raw(w->ch, M_PUBLISH, buf, len,
-                                        &tracseq__events__v1__publish_response__descriptor,
-                                        &published, &st, TIMEOUT_MS),
-                     GRPC_STATUS_OK);
-    protobuf_c_message_free_unpacked(published, NULL);
-    free(buf);
-    d = (Tracseq__Events__V1__Delivery *)tse_test_stream_recv(
-        s, &tracseq__events__v1__delivery__descriptor, TIMEOUT_MS, NULL);
-    assert_non_null(d);
     /* 10,000 ids, the one real delivery among them. */
     for (size_t i = 0; i < N; i++)
         many[i] = i == N / 2 ? d->ack_id : "tracseq:events:{acks.thing}:p3/1-1";
@@ -900,27 +916,9 @@ static void test_a_stream_ack_with_an_id_too_long_ends_the_stream_and_acks_nothi
     Tracseq__Events__V1__AckIds ids = TRACSEQ__EVENTS__V1__ACK_IDS__INIT;
     char long_id[258], *two[2]; /* 257 characters: one over the longest ack id */
     tse_test_stream *s;
-    Tracseq__Events__V1__Delivery *d;
-    ProtobufCMessage *published = NULL;
     tse_test_status st;
-    size_t len;
-    uint8_t *buf = tse_nest_publish_lists("longack.thing", 1, &len);
+    Tracseq__Events__V1__Delivery *d = one_delivery(w, "longack", &s);
 
-    tse_test_create_subscription(w->ch, "longack", "longack.*",
-                                 TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_UNSPECIFIED,
-                                 false, TIMEOUT_MS);
-    s = subscribed(w, "longack");
-    TSE_TEST_AWAIT(tse_test_subscribers_of(w->ch, "longack", TIMEOUT_MS) == 1, 10000,
-                   "the subscriber of longack attached");
-    assert_int_equal(tse_test_unary_raw(w->ch, M_PUBLISH, buf, len,
-                                        &tracseq__events__v1__publish_response__descriptor,
-                                        &published, &st, TIMEOUT_MS),
-                     GRPC_STATUS_OK);
-    protobuf_c_message_free_unpacked(published, NULL);
-    free(buf);
-    d = (Tracseq__Events__V1__Delivery *)tse_test_stream_recv(
-        s, &tracseq__events__v1__delivery__descriptor, TIMEOUT_MS, NULL);
-    assert_non_null(d);
     assert_int_equal(pending(w, "tracseq:events:{longack.thing}:p3", "longack"), 1);
     memset(long_id, 'k', sizeof(long_id) - 1);
     long_id[sizeof(long_id) - 1] = '\0';
