@@ -102,13 +102,14 @@ int tse_cli_global_option(tse_cli *cli, int code, const char *arg, char *const a
 /*
  * Parses argv (argv[0] is the command name) with getopt_long and the
  * command's table; calls on_option(ctx, code, optarg) for command options
- * (it returns -1 to go on, or an exit code). On success returns -1 and sets
+ * (it returns -1 to go on, or an exit code). With --help, prints help and
+ * the global options and returns 0. Otherwise returns -1 and sets
  * *first_positional to the index of the first non-option argument (they
  * are moved to the end, in order).
  */
 int tse_cli_parse(tse_cli *cli, int argc, char *argv[], const struct option *table,
                   int (*on_option)(void *ctx, int code, const char *arg), void *ctx,
-                  int *first_positional);
+                  const char *help, int *first_positional);
 
 /* Prints "eventctl <command>: <message>" and a hint to stderr; returns 2. */
 int tse_cli_usage_error(const tse_cli *cli, const char *fmt, ...)
@@ -141,12 +142,6 @@ int tse_cli_connect(const tse_cli *cli, tse_client **out);
  * "<field>": <message>") and returns the exit code for status.
  */
 int tse_cli_fail(const tse_cli *cli, tse_client_status status, const tse_client_error *err);
-
-/*
- * Prints an SDK JSON answer for --json: indented, or on one line when
- * one_line. Returns 0, or TSE_CLI_EXIT_INTERNAL when it does not parse.
- */
-int tse_cli_print_json(const tse_cli *cli, const char *json_text, bool one_line);
 
 /* Parses an SDK JSON answer; NULL (reported, exit 4 is the caller's) when
  * it does not parse. */

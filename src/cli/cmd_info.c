@@ -49,14 +49,10 @@ static int parse_simple(tse_cli *cli, int argc, char *argv[], const struct optio
                         int (*on_option)(void *, int, const char *), void *ctx, const char *help,
                         int max_args, int *first)
 {
-    int rc = tse_cli_parse(cli, argc, argv, table, on_option, ctx, first);
+    int rc = tse_cli_parse(cli, argc, argv, table, on_option, ctx, help, first);
 
     if (rc != -1)
         return rc;
-    if (cli->help) {
-        printf("%s%s", help, tse_cli_global_help);
-        return TSE_CLI_EXIT_OK;
-    }
     if (argc - *first > max_args)
         return tse_cli_usage_error(cli, "unexpected argument '%s'", argv[*first + max_args]);
     return -1;

@@ -211,24 +211,12 @@ static json_t *ids_request(const op_args *a, const char *sub, int n, char *const
 
 /* Parses options and returns -1 with *first the first positional, or the
  * exit code; prints help when asked. */
-static int parse(op_args *a, int argc, char *argv[], const char *help, int *first)
-{
-    int rc = tse_cli_parse(a->cli, argc, argv, options, on_option, a, first);
-
-    if (rc != -1)
-        return rc;
-    if (a->cli->help) {
-        printf("%s%s", help, tse_cli_global_help);
-        return TSE_CLI_EXIT_OK;
-    }
-    return -1;
-}
-
 int tse_cli_cmd_dead_letters(tse_cli *cli, int argc, char *argv[])
 {
     op_args a = {.cli = cli, .page_size = -1};
     const char *action, *sub;
-    int first, rc = parse(&a, argc, argv, dead_letters_help, &first), n;
+    int first,
+        rc = tse_cli_parse(cli, argc, argv, options, on_option, &a, dead_letters_help, &first), n;
     bool many;
     json_t *req;
 
@@ -274,7 +262,7 @@ int tse_cli_cmd_seek(tse_cli *cli, int argc, char *argv[])
 {
     op_args a = {.cli = cli, .page_size = -1};
     tse_client_start start;
-    int first, rc = parse(&a, argc, argv, seek_help, &first), n;
+    int first, rc = tse_cli_parse(cli, argc, argv, options, on_option, &a, seek_help, &first), n;
     json_t *req;
 
     if (rc != -1)
@@ -310,7 +298,8 @@ int tse_cli_cmd_snapshots(tse_cli *cli, int argc, char *argv[])
 {
     op_args a = {.cli = cli, .page_size = -1};
     const char *action;
-    int first, rc = parse(&a, argc, argv, snapshots_help, &first), n;
+    int first, rc = tse_cli_parse(cli, argc, argv, options, on_option, &a, snapshots_help, &first),
+               n;
 
     if (rc != -1)
         return rc;

@@ -261,14 +261,9 @@ int tse_cli_cmd_subscriptions(tse_cli *cli, int argc, char *argv[])
     size_t i;
     int first, rc;
 
-    rc = tse_cli_parse(cli, argc, argv, options, on_option, &a, &first);
+    rc = tse_cli_parse(cli, argc, argv, options, on_option, &a, help, &first);
     if (rc != -1)
         goto out;
-    if (cli->help) {
-        printf("%s%s", help, tse_cli_global_help);
-        rc = TSE_CLI_EXIT_OK;
-        goto out;
-    }
     if (first >= argc) {
         rc = tse_cli_usage_error(cli, "an ACTION is required (list, create, get, delete)");
         goto out;

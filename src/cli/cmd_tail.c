@@ -408,13 +408,9 @@ int tse_cli_cmd_tail(tse_cli *cli, int argc, char *argv[])
     size_t n;
     int first, rc;
 
-    rc = tse_cli_parse(cli, argc, argv, options, on_option, &a, &first);
+    rc = tse_cli_parse(cli, argc, argv, options, on_option, &a, help, &first);
     if (rc != -1)
         return rc;
-    if (cli->help) {
-        printf("%s%s", help, tse_cli_global_help);
-        return TSE_CLI_EXIT_OK;
-    }
     n = (size_t)(argc - first);
     if (n == 0 && a.subscription == NULL)
         return tse_cli_usage_error(cli, "at least one PATTERN is required (\"*\" for all)");

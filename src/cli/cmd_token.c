@@ -69,14 +69,10 @@ int tse_cli_cmd_token(tse_cli *cli, int argc, char *argv[])
     char token[4 + 48], hex[2 * 32 + 1];
     unsigned int hlen = 0;
     int first;
-    int rc = tse_cli_parse(cli, argc, argv, token_options, NULL, NULL, &first);
+    int rc = tse_cli_parse(cli, argc, argv, token_options, NULL, NULL, token_help, &first);
 
     if (rc != -1)
         return rc;
-    if (cli->help) {
-        printf("%s%s", token_help, tse_cli_global_help);
-        return TSE_CLI_EXIT_OK;
-    }
     if (argc - first != 1)
         return tse_cli_usage_error(cli, "needs exactly one IDENTITY");
     if (!identity_valid(argv[first]))

@@ -105,7 +105,7 @@ int tse_cli_global_option(tse_cli *cli, int code, const char *arg, char *const a
 
 int tse_cli_parse(tse_cli *cli, int argc, char *argv[], const struct option *table,
                   int (*on_option)(void *ctx, int code, const char *arg), void *ctx,
-                  int *first_positional)
+                  const char *help, int *first_positional)
 {
     int code;
     int rc;
@@ -120,6 +120,10 @@ int tse_cli_parse(tse_cli *cli, int argc, char *argv[], const struct option *tab
             rc = tse_cli_global_option(cli, code, optarg, argv);
         if (rc != -1)
             return rc;
+    }
+    if (cli->help) {
+        printf("%s%s", help, tse_cli_global_help);
+        return TSE_CLI_EXIT_OK;
     }
     *first_positional = optind;
     return -1;
@@ -390,29 +394,19 @@ int tse_cli_show_answer(const tse_cli *cli, tse_client_status st, const tse_clie
 
     if (st != TSE_CLIENT_OK) {
         rc = tse_cli_fail(cli, st, err);
-    } else if (cli->json) {
-        rc = tse_cli_print_json(cli, json_text, false);
     } else if ((v = tse_cli_parse_answer(cli, json_text)) == NULL) {
         rc = TSE_CLI_EXIT_INTERNAL;
     } else {
-        render(v);
+        if (cli->json) {
+            json_dumpf(v, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+            fputc('\n', stdout);
+        } else {
+            render(v);
+        }
         json_decref(v);
     }
     tse_client_free(json_text);
     return rc;
-}
-
-int tse_cli_print_json(const tse_cli *cli, const char *json_text, bool one_line)
-{
-    json_t *v = tse_cli_parse_answer(cli, json_text);
-    size_t flags = one_line ? JSON_COMPACT : JSON_INDENT(2);
-
-    if (v == NULL)
-        return TSE_CLI_EXIT_INTERNAL;
-    json_dumpf(v, stdout, flags | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
-    fputc('\n', stdout);
-    json_decref(v);
-    return TSE_CLI_EXIT_OK;
 }
 
 const char *tse_cli_scalar(const json_t *v, char *buf, size_t len)

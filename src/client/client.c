@@ -363,8 +363,9 @@ int tse_client_backoff_next(const tse_client *c, int ms)
 
 /* ============================== calls ===================================== */
 
-grpc_call *tse_client_new_call(tse_client *c, grpc_completion_queue *cq, const char *method,
-                               gpr_timespec deadline)
+/* A call on cq (NULL for a fresh pluck queue is not allowed here). */
+static grpc_call *new_call(tse_client *c, grpc_completion_queue *cq, const char *method,
+                           gpr_timespec deadline)
 {
     grpc_slice m = grpc_slice_from_static_string(method);
     grpc_call *call = grpc_channel_create_call(
@@ -374,7 +375,8 @@ grpc_call *tse_client_new_call(tse_client *c, grpc_completion_queue *cq, const c
     return call;
 }
 
-void tse_client_call_metadata(const tse_client *c, grpc_metadata md[1], size_t *n)
+/* The call metadata (authorization) to send; *n receives the count. */
+static void call_metadata(const tse_client *c, grpc_metadata md[1], size_t *n)
 {
     *n = 0;
     if (c->authorization != NULL) {
@@ -458,7 +460,7 @@ tse_client_status tse_client_unary_raw(tse_client *c, const char *method, grpc_s
                                        tse_client_error *err)
 {
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
-    grpc_call *call = tse_client_new_call(c, cq, method, deadline);
+    grpc_call *call = new_call(c, cq, method, deadline);
     tse_client_call_io u;
     tse_client_status st;
     grpc_metadata md[1];
@@ -467,7 +469,7 @@ tse_client_status tse_client_unary_raw(tse_client *c, const char *method, grpc_s
     size_t n_md;
 
     tse_client_call_io_init(&u);
-    tse_client_call_metadata(c, md, &n_md);
+    call_metadata(c, md, &n_md);
     tse_client_unary_ops(&u, md, n_md, grpc_raw_byte_buffer_create(&req, 1), ops);
     if (grpc_call_start_batch(call, ops, 6, &u, NULL) != GRPC_CALL_OK) {
         st = tse_client_fail(err, TSE_CLIENT_INTERNAL, -1, NULL, "cannot start the call");

@@ -150,7 +150,7 @@ grpc_status_code tse_client_grpc_from_status(tse_client_status status)
     return GRPC_STATUS_INTERNAL;
 }
 
-tse_client_status tse_client_status_from_tse(tse_status s)
+static tse_client_status status_from_tse(tse_status s)
 {
     switch (s) {
     case TSE_OK: return TSE_CLIENT_OK;
@@ -194,7 +194,7 @@ tse_client_status tse_client_from_tse_error(const tse_error *e, const char *pref
         snprintf(field, sizeof(field), "%.20s.%.100s", prefix, e->field);
     else
         snprintf(field, sizeof(field), "%s", prefix != NULL ? prefix : e->field);
-    return tse_client_fail(err, tse_client_status_from_tse(e->code), -1, field, "%s%s%s",
+    return tse_client_fail(err, status_from_tse(e->code), -1, field, "%s%s%s",
                            field[0] ? field : "", field[0] ? ": " : "", e->message);
 }
 

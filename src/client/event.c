@@ -79,8 +79,10 @@ nomem:
     return tse_client_fail(err, TSE_CLIENT_NO_MEMORY, -1, NULL, "out of memory");
 }
 
-tse_client_status tse_client_event_pack(Event *ev, const tse_client_publish_opts *opts,
-                                        tse_client_event **out, tse_client_error *err)
+/* Packs an Event (whose payload the caller set) with opts applied into a new
+ * tse_client_event. */
+static tse_client_status event_pack(Event *ev, const tse_client_publish_opts *opts,
+                                    tse_client_event **out, tse_client_error *err)
 {
     static const tse_client_publish_opts none = {0};
     MetadataEntry *entries = NULL, **ptrs = NULL;
@@ -189,13 +191,19 @@ EXPORT void tse_client_event_destroy(tse_client_event *ev)
 
 /* ============================== JSON payloads ============================= */
 
-/* Points Event's oneof member `payload_case` at msg. */
-static void set_payload(Event *ev, Tracseq__Events__V1__Event__PayloadCase c, ProtobufCMessage *msg)
+/* Where Event's oneof member c is. */
+static ProtobufCMessage **payload_slot(Event *ev, Tracseq__Events__V1__Event__PayloadCase c)
 {
     const ProtobufCFieldDescriptor *f =
         protobuf_c_message_descriptor_get_field(&tracseq__events__v1__event__descriptor, (int)c);
 
-    *(ProtobufCMessage **)((char *)ev + f->offset) = msg;
+    return (ProtobufCMessage **)((char *)ev + f->offset);
+}
+
+/* Points Event's oneof member `payload_case` at msg. */
+static void set_payload(Event *ev, Tracseq__Events__V1__Event__PayloadCase c, ProtobufCMessage *msg)
+{
+    *payload_slot(ev, c) = msg;
     ev->payload_case = c;
 }
 
@@ -236,8 +244,7 @@ static tse_client_status json_payload(const char *type, const json_t *j, Event *
     }
     if (tse_pbjson_to_struct(j, &s, &terr) != TSE_OK)
         return tse_client_from_tse_error(&terr, "payload", err);
-    ev->payload_case = TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_DATA;
-    ev->data = s;
+    set_payload(ev, TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_DATA, &s->base);
     return TSE_CLIENT_OK;
 }
 
@@ -263,13 +270,10 @@ EXPORT tse_client_status tse_client_event_from_json(const char *event_type,
     st = json_payload(event_type, j, &ev, err);
     json_decref(j);
     if (st == TSE_CLIENT_OK) {
-        ProtobufCMessage *payload = NULL;
-        if (ev.payload_case != TRACSEQ__EVENTS__V1__EVENT__PAYLOAD__NOT_SET) {
-            const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(
-                &tracseq__events__v1__event__descriptor, (int)ev.payload_case);
-            payload = *(ProtobufCMessage **)((char *)&ev + f->offset);
-        }
-        st = tse_client_event_pack(&ev, opts, out, err);
+        /* json_payload set a payload: the event borrows it until packed. */
+        ProtobufCMessage *payload = *payload_slot(&ev, ev.payload_case);
+
+        st = event_pack(&ev, opts, out, err);
         protobuf_c_message_free_unpacked(payload, NULL);
     }
     return st;
@@ -287,7 +291,7 @@ static tse_client_status typed(Tracseq__Events__V1__Event__PayloadCase c, Protob
 
     ev.event_type = S(e->event_type);
     set_payload(&ev, c, msg);
-    return tse_client_event_pack(&ev, opts, out, err);
+    return event_pack(&ev, opts, out, err);
 }
 
 #define OPT(x) S((x) != NULL ? (x) : "")
@@ -314,19 +318,42 @@ static void set_strings(ProtobufCMessage *msg, const char *const *v, size_t n)
     assert(k == n);
 }
 
-#define STRINGS(msg, ...)                                                                          \
-    set_strings(msg, (const char *const[]){__VA_ARGS__},                                           \
-                sizeof((const char *const[]){__VA_ARGS__}) / sizeof(const char *))
+/* A list of strings as set_strings takes it: the array and its length. */
+#define STRING_LIST(...)                                                                           \
+    (const char *const[]){__VA_ARGS__},                                                            \
+        sizeof((const char *const[]){__VA_ARGS__}) / sizeof(const char *)
+#define STRINGS(msg, ...) set_strings(msg, STRING_LIST(__VA_ARGS__))
+
+/* An event of a catalog type whose payload has only singular strings. */
+static tse_client_status strings_event(Tracseq__Events__V1__Event__PayloadCase c,
+                                       const char *const *v, size_t n,
+                                       const tse_client_publish_opts *opts, tse_client_event **out,
+                                       tse_client_error *err)
+{
+    const ProtobufCMessageDescriptor *d = tse_catalog_find_case(c)->descriptor;
+    union {
+        ProtobufCMessage base;
+        char bytes[256];
+    } m;
+
+    assert(d->sizeof_message <= sizeof(m));
+    protobuf_c_message_init(d, &m);
+    set_strings(&m.base, v, n);
+    return typed(c, &m.base, opts, out, err);
+}
+
+/* STRINGS_EVENT(SAMPLE_CREATED, sample_id, ...): that event, from the
+ * builder's string arguments, opts, out and err. */
+#define STRINGS_EVENT(CASE, ...)                                                                   \
+    strings_event(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_##CASE, STRING_LIST(__VA_ARGS__), opts, out, \
+                  err)
 
 EXPORT tse_client_status tse_client_event_sample_created(
     tse_client_event **out, const char *sample_id, const char *barcode, const char *sample_type,
     const char *submitter_id, const char *lab_id, const tse_client_publish_opts *opts,
     tse_client_error *err)
 {
-    Tracseq__Events__V1__SampleCreated m = TRACSEQ__EVENTS__V1__SAMPLE_CREATED__INIT;
-
-    STRINGS(&m.base, sample_id, barcode, sample_type, submitter_id, lab_id);
-    return typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_SAMPLE_CREATED, &m.base, opts, out, err);
+    return STRINGS_EVENT(SAMPLE_CREATED, sample_id, barcode, sample_type, submitter_id, lab_id);
 }
 
 EXPORT tse_client_status tse_client_event_sample_validated(
@@ -334,10 +361,8 @@ EXPORT tse_client_status tse_client_event_sample_validated(
     const char *validation_status, const char *validation_notes,
     const tse_client_publish_opts *opts, tse_client_error *err)
 {
-    Tracseq__Events__V1__SampleValidated m = TRACSEQ__EVENTS__V1__SAMPLE_VALIDATED__INIT;
-
-    STRINGS(&m.base, sample_id, barcode, validator_id, validation_status, validation_notes);
-    return typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_SAMPLE_VALIDATED, &m.base, opts, out, err);
+    return STRINGS_EVENT(SAMPLE_VALIDATED, sample_id, barcode, validator_id, validation_status,
+                         validation_notes);
 }
 
 EXPORT tse_client_status tse_client_event_sample_status_changed(
@@ -345,11 +370,8 @@ EXPORT tse_client_status tse_client_event_sample_status_changed(
     const char *new_status, const char *changed_by, const char *reason,
     const tse_client_publish_opts *opts, tse_client_error *err)
 {
-    Tracseq__Events__V1__SampleStatusChanged m = TRACSEQ__EVENTS__V1__SAMPLE_STATUS_CHANGED__INIT;
-
-    STRINGS(&m.base, sample_id, barcode, old_status, new_status, changed_by, reason);
-    return typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_SAMPLE_STATUS_CHANGED, &m.base, opts, out,
-                 err);
+    return STRINGS_EVENT(SAMPLE_STATUS_CHANGED, sample_id, barcode, old_status, new_status,
+                         changed_by, reason);
 }
 
 EXPORT tse_client_status tse_client_event_sample_stored(
@@ -357,10 +379,8 @@ EXPORT tse_client_status tse_client_event_sample_stored(
     const char *storage_zone, const char *position, const char *stored_by,
     const tse_client_publish_opts *opts, tse_client_error *err)
 {
-    Tracseq__Events__V1__SampleStored m = TRACSEQ__EVENTS__V1__SAMPLE_STORED__INIT;
-
-    STRINGS(&m.base, sample_id, barcode, location_id, storage_zone, position, stored_by);
-    return typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_SAMPLE_STORED, &m.base, opts, out, err);
+    return STRINGS_EVENT(SAMPLE_STORED, sample_id, barcode, location_id, storage_zone, position,
+                         stored_by);
 }
 
 EXPORT tse_client_status tse_client_event_sample_assigned_to_sequencing(
@@ -368,12 +388,8 @@ EXPORT tse_client_status tse_client_event_sample_assigned_to_sequencing(
     const char *sequencing_job_id, const char *assigned_by, const tse_client_publish_opts *opts,
     tse_client_error *err)
 {
-    Tracseq__Events__V1__SampleAssignedToSequencing m =
-        TRACSEQ__EVENTS__V1__SAMPLE_ASSIGNED_TO_SEQUENCING__INIT;
-
-    STRINGS(&m.base, sample_id, barcode, sequencing_job_id, assigned_by);
-    return typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_SAMPLE_ASSIGNED_TO_SEQUENCING, &m.base, opts,
-                 out, err);
+    return STRINGS_EVENT(SAMPLE_ASSIGNED_TO_SEQUENCING, sample_id, barcode, sequencing_job_id,
+                         assigned_by);
 }
 
 EXPORT tse_client_status tse_client_event_sample_completed(
@@ -381,10 +397,8 @@ EXPORT tse_client_status tse_client_event_sample_completed(
     const char *completion_status, const char *results_location, const char *completed_by,
     const tse_client_publish_opts *opts, tse_client_error *err)
 {
-    Tracseq__Events__V1__SampleCompleted m = TRACSEQ__EVENTS__V1__SAMPLE_COMPLETED__INIT;
-
-    STRINGS(&m.base, sample_id, barcode, completion_status, results_location, completed_by);
-    return typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_SAMPLE_COMPLETED, &m.base, opts, out, err);
+    return STRINGS_EVENT(SAMPLE_COMPLETED, sample_id, barcode, completion_status, results_location,
+                         completed_by);
 }
 
 EXPORT tse_client_status tse_client_event_temperature_alert(
@@ -490,20 +504,14 @@ EXPORT tse_client_status tse_client_event_user_logged_in(
     tse_client_event **out, const char *user_id, const char *username, const char *session_id,
     const char *ip_address, const tse_client_publish_opts *opts, tse_client_error *err)
 {
-    Tracseq__Events__V1__UserLoggedIn m = TRACSEQ__EVENTS__V1__USER_LOGGED_IN__INIT;
-
-    STRINGS(&m.base, user_id, username, session_id, ip_address);
-    return typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_USER_LOGGED_IN, &m.base, opts, out, err);
+    return STRINGS_EVENT(USER_LOGGED_IN, user_id, username, session_id, ip_address);
 }
 
 EXPORT tse_client_status tse_client_event_user_logged_out(
     tse_client_event **out, const char *user_id, const char *username, const char *session_id,
     const char *logout_reason, const tse_client_publish_opts *opts, tse_client_error *err)
 {
-    Tracseq__Events__V1__UserLoggedOut m = TRACSEQ__EVENTS__V1__USER_LOGGED_OUT__INIT;
-
-    STRINGS(&m.base, user_id, username, session_id, logout_reason);
-    return typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_USER_LOGGED_OUT, &m.base, opts, out, err);
+    return STRINGS_EVENT(USER_LOGGED_OUT, user_id, username, session_id, logout_reason);
 }
 
 EXPORT tse_client_status tse_client_event_login_failed(tse_client_event **out, const char *username,
@@ -512,10 +520,7 @@ EXPORT tse_client_status tse_client_event_login_failed(tse_client_event **out, c
                                                        const tse_client_publish_opts *opts,
                                                        tse_client_error *err)
 {
-    Tracseq__Events__V1__LoginFailed m = TRACSEQ__EVENTS__V1__LOGIN_FAILED__INIT;
-
-    STRINGS(&m.base, username, failure_reason, ip_address);
-    return typed(TRACSEQ__EVENTS__V1__EVENT__PAYLOAD_LOGIN_FAILED, &m.base, opts, out, err);
+    return STRINGS_EVENT(LOGIN_FAILED, username, failure_reason, ip_address);
 }
 
 EXPORT tse_client_status tse_client_event_document_uploaded(

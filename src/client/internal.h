@@ -125,7 +125,6 @@ tse_client_status tse_client_fail(tse_client_error *err, tse_client_status statu
 void tse_client_error_clear(tse_client_error *err);
 tse_client_status tse_client_status_from_grpc(grpc_status_code code);
 grpc_status_code tse_client_grpc_from_status(tse_client_status status);
-tse_client_status tse_client_status_from_tse(tse_status s);
 /* Errors that no reconnection can fix: a new stream would meet them again. */
 bool tse_client_status_fatal(tse_client_status st);
 /* Copies a layer error into err, field prefixed (when prefix != NULL). */
@@ -166,12 +165,6 @@ gpr_timespec tse_client_deadline(int timeout_ms);
 void tse_client_sleep_ms(int ms, const atomic_bool *stop);
 /* The reconnect backoff after one of ms: doubled, at most reconnect_max_ms. */
 int tse_client_backoff_next(const tse_client *c, int ms);
-
-/* A call on cq (NULL for a fresh pluck queue is not allowed here). */
-grpc_call *tse_client_new_call(tse_client *c, grpc_completion_queue *cq, const char *method,
-                               gpr_timespec deadline);
-/* The call metadata (authorization) to send; *n receives the count. */
-void tse_client_call_metadata(const tse_client *c, grpc_metadata md[1], size_t *n);
 
 /*
  * What the ops of one call point into and the call's object owns (a
@@ -222,12 +215,6 @@ tse_client_status tse_client_create_subscription(tse_client *c,
                                                  tse_client_error *err);
 
 /* ---- events (event.c) ---- */
-
-/* Packs an Event (whose payload the caller set) with opts applied into a new
- * tse_client_event. */
-tse_client_status tse_client_event_pack(Tracseq__Events__V1__Event *ev,
-                                        const tse_client_publish_opts *opts, tse_client_event **out,
-                                        tse_client_error *err);
 
 /* ---- deliveries (view.c) ---- */
 

@@ -218,223 +218,114 @@ EXPORT tse_client_status tse_client_publish_json(tse_client *client, const char 
 
 /* ---- one blocking helper per catalog type ---- */
 
-EXPORT tse_client_status tse_client_publish_sample_created(
-    tse_client *client, const char *sample_id, const char *barcode, const char *sample_type,
-    const char *submitter_id, const char *lab_id, const tse_client_publish_opts *opts,
-    tse_client_publish_result *result, tse_client_error *err)
-{
-    tse_client_event *ev = NULL;
-    tse_client_status st = tse_client_event_sample_created(&ev, sample_id, barcode, sample_type,
-                                                           submitter_id, lab_id, opts, err);
+#define UNPAREN(...) __VA_ARGS__
 
-    return publish_built(client, st, ev, result, err);
-}
+/*
+ * Defines tse_client_publish_<type>(client, <params>, opts, result, err):
+ * the builder tse_client_event_<type>(&ev, <args>, opts, err), then
+ * tse_client_publish_event. params and args, in parentheses, are the
+ * builder's arguments between `out` and `opts`, declared and named.
+ */
+#define PUBLISH_HELPER(type, params, args)                                                         \
+    EXPORT tse_client_status tse_client_publish_##type(                                            \
+        tse_client *client, UNPAREN params, const tse_client_publish_opts *opts,                   \
+        tse_client_publish_result *result, tse_client_error *err)                                  \
+    {                                                                                              \
+        tse_client_event *ev = NULL;                                                               \
+        tse_client_status st = tse_client_event_##type(&ev, UNPAREN args, opts, err);              \
+                                                                                                   \
+        return publish_built(client, st, ev, result, err);                                         \
+    }
 
-EXPORT tse_client_status tse_client_publish_sample_validated(
-    tse_client *client, const char *sample_id, const char *barcode, const char *validator_id,
-    const char *validation_status, const char *validation_notes,
-    const tse_client_publish_opts *opts, tse_client_publish_result *result, tse_client_error *err)
-{
-    tse_client_event *ev = NULL;
-    tse_client_status st = tse_client_event_sample_validated(
-        &ev, sample_id, barcode, validator_id, validation_status, validation_notes, opts, err);
+PUBLISH_HELPER(sample_created,
+               (const char *sample_id, const char *barcode, const char *sample_type,
+                const char *submitter_id, const char *lab_id),
+               (sample_id, barcode, sample_type, submitter_id, lab_id))
 
-    return publish_built(client, st, ev, result, err);
-}
+PUBLISH_HELPER(sample_validated,
+               (const char *sample_id, const char *barcode, const char *validator_id,
+                const char *validation_status, const char *validation_notes),
+               (sample_id, barcode, validator_id, validation_status, validation_notes))
 
-EXPORT tse_client_status tse_client_publish_sample_status_changed(
-    tse_client *client, const char *sample_id, const char *barcode, const char *old_status,
-    const char *new_status, const char *changed_by, const char *reason,
-    const tse_client_publish_opts *opts, tse_client_publish_result *result, tse_client_error *err)
-{
-    tse_client_event *ev = NULL;
-    tse_client_status st = tse_client_event_sample_status_changed(
-        &ev, sample_id, barcode, old_status, new_status, changed_by, reason, opts, err);
+PUBLISH_HELPER(sample_status_changed,
+               (const char *sample_id, const char *barcode, const char *old_status,
+                const char *new_status, const char *changed_by, const char *reason),
+               (sample_id, barcode, old_status, new_status, changed_by, reason))
 
-    return publish_built(client, st, ev, result, err);
-}
+PUBLISH_HELPER(sample_stored,
+               (const char *sample_id, const char *barcode, const char *location_id,
+                const char *storage_zone, const char *position, const char *stored_by),
+               (sample_id, barcode, location_id, storage_zone, position, stored_by))
 
-EXPORT tse_client_status tse_client_publish_sample_stored(
-    tse_client *client, const char *sample_id, const char *barcode, const char *location_id,
-    const char *storage_zone, const char *position, const char *stored_by,
-    const tse_client_publish_opts *opts, tse_client_publish_result *result, tse_client_error *err)
-{
-    tse_client_event *ev = NULL;
-    tse_client_status st = tse_client_event_sample_stored(
-        &ev, sample_id, barcode, location_id, storage_zone, position, stored_by, opts, err);
+PUBLISH_HELPER(sample_assigned_to_sequencing,
+               (const char *sample_id, const char *barcode, const char *sequencing_job_id,
+                const char *assigned_by),
+               (sample_id, barcode, sequencing_job_id, assigned_by))
 
-    return publish_built(client, st, ev, result, err);
-}
+PUBLISH_HELPER(sample_completed,
+               (const char *sample_id, const char *barcode, const char *completion_status,
+                const char *results_location, const char *completed_by),
+               (sample_id, barcode, completion_status, results_location, completed_by))
 
-EXPORT tse_client_status tse_client_publish_sample_assigned_to_sequencing(
-    tse_client *client, const char *sample_id, const char *barcode, const char *sequencing_job_id,
-    const char *assigned_by, const tse_client_publish_opts *opts, tse_client_publish_result *result,
-    tse_client_error *err)
-{
-    tse_client_event *ev = NULL;
-    tse_client_status st = tse_client_event_sample_assigned_to_sequencing(
-        &ev, sample_id, barcode, sequencing_job_id, assigned_by, opts, err);
+PUBLISH_HELPER(temperature_alert,
+               (const char *location_id, const char *zone_name, double current_temperature,
+                double target_temperature, const char *threshold_type, const char *sensor_id),
+               (location_id, zone_name, current_temperature, target_temperature, threshold_type,
+                sensor_id))
 
-    return publish_built(client, st, ev, result, err);
-}
+PUBLISH_HELPER(capacity_warning,
+               (const char *location_id, const char *location_name, int32_t current_capacity,
+                int32_t max_capacity, double utilization_percent),
+               (location_id, location_name, current_capacity, max_capacity, utilization_percent))
 
-EXPORT tse_client_status tse_client_publish_sample_completed(
-    tse_client *client, const char *sample_id, const char *barcode, const char *completion_status,
-    const char *results_location, const char *completed_by, const tse_client_publish_opts *opts,
-    tse_client_publish_result *result, tse_client_error *err)
-{
-    tse_client_event *ev = NULL;
-    tse_client_status st = tse_client_event_sample_completed(
-        &ev, sample_id, barcode, completion_status, results_location, completed_by, opts, err);
+PUBLISH_HELPER(sensor_data_received,
+               (const char *sensor_id, const char *location_id, const char *sensor_type,
+                const tse_client_number *measurements, size_t n_measurements),
+               (sensor_id, location_id, sensor_type, measurements, n_measurements))
 
-    return publish_built(client, st, ev, result, err);
-}
+PUBLISH_HELPER(user_logged_in,
+               (const char *user_id, const char *username, const char *session_id,
+                const char *ip_address),
+               (user_id, username, session_id, ip_address))
 
-EXPORT tse_client_status tse_client_publish_temperature_alert(
-    tse_client *client, const char *location_id, const char *zone_name, double current_temperature,
-    double target_temperature, const char *threshold_type, const char *sensor_id,
-    const tse_client_publish_opts *opts, tse_client_publish_result *result, tse_client_error *err)
-{
-    tse_client_event *ev = NULL;
-    tse_client_status st = tse_client_event_temperature_alert(
-        &ev, location_id, zone_name, current_temperature, target_temperature, threshold_type,
-        sensor_id, opts, err);
+PUBLISH_HELPER(user_logged_out,
+               (const char *user_id, const char *username, const char *session_id,
+                const char *logout_reason),
+               (user_id, username, session_id, logout_reason))
 
-    return publish_built(client, st, ev, result, err);
-}
+PUBLISH_HELPER(login_failed,
+               (const char *username, const char *failure_reason, const char *ip_address),
+               (username, failure_reason, ip_address))
 
-EXPORT tse_client_status tse_client_publish_capacity_warning(
-    tse_client *client, const char *location_id, const char *location_name,
-    int32_t current_capacity, int32_t max_capacity, double utilization_percent,
-    const tse_client_publish_opts *opts, tse_client_publish_result *result, tse_client_error *err)
-{
-    tse_client_event *ev = NULL;
-    tse_client_status st =
-        tse_client_event_capacity_warning(&ev, location_id, location_name, current_capacity,
-                                          max_capacity, utilization_percent, opts, err);
+PUBLISH_HELPER(document_uploaded,
+               (const char *document_id, const char *filename, const char *file_type,
+                uint64_t file_size, const char *uploaded_by),
+               (document_id, filename, file_type, file_size, uploaded_by))
 
-    return publish_built(client, st, ev, result, err);
-}
+PUBLISH_HELPER(document_processing_completed,
+               (const char *document_id, const char *filename, const char *processing_status,
+                const char *extracted_data_json, double confidence_score),
+               (document_id, filename, processing_status, extracted_data_json, confidence_score))
 
-EXPORT tse_client_status tse_client_publish_sensor_data_received(
-    tse_client *client, const char *sensor_id, const char *location_id, const char *sensor_type,
-    const tse_client_number *measurements, size_t n_measurements,
-    const tse_client_publish_opts *opts, tse_client_publish_result *result, tse_client_error *err)
-{
-    tse_client_event *ev = NULL;
-    tse_client_status st = tse_client_event_sensor_data_received(
-        &ev, sensor_id, location_id, sensor_type, measurements, n_measurements, opts, err);
+PUBLISH_HELPER(document_information_extracted,
+               (const char *document_id, const char *extraction_type,
+                const char *extracted_fields_json, const tse_client_number *confidence_scores,
+                size_t n_confidence_scores),
+               (document_id, extraction_type, extracted_fields_json, confidence_scores,
+                n_confidence_scores))
 
-    return publish_built(client, st, ev, result, err);
-}
+PUBLISH_HELPER(sequencing_job_created,
+               (const char *job_id, const char *job_name, const char *job_type, uint32_t priority,
+                const char *const *samples, size_t n_samples, const char *created_by),
+               (job_id, job_name, job_type, priority, samples, n_samples, created_by))
 
-EXPORT tse_client_status tse_client_publish_user_logged_in(
-    tse_client *client, const char *user_id, const char *username, const char *session_id,
-    const char *ip_address, const tse_client_publish_opts *opts, tse_client_publish_result *result,
-    tse_client_error *err)
-{
-    tse_client_event *ev = NULL;
-    tse_client_status st =
-        tse_client_event_user_logged_in(&ev, user_id, username, session_id, ip_address, opts, err);
+PUBLISH_HELPER(sequencing_job_status_changed,
+               (const char *job_id, const char *job_name, const char *old_status,
+                const char *new_status, double progress_percent),
+               (job_id, job_name, old_status, new_status, progress_percent))
 
-    return publish_built(client, st, ev, result, err);
-}
-
-EXPORT tse_client_status tse_client_publish_user_logged_out(
-    tse_client *client, const char *user_id, const char *username, const char *session_id,
-    const char *logout_reason, const tse_client_publish_opts *opts,
-    tse_client_publish_result *result, tse_client_error *err)
-{
-    tse_client_event *ev = NULL;
-    tse_client_status st = tse_client_event_user_logged_out(&ev, user_id, username, session_id,
-                                                            logout_reason, opts, err);
-
-    return publish_built(client, st, ev, result, err);
-}
-
-EXPORT tse_client_status tse_client_publish_login_failed(
-    tse_client *client, const char *username, const char *failure_reason, const char *ip_address,
-    const tse_client_publish_opts *opts, tse_client_publish_result *result, tse_client_error *err)
-{
-    tse_client_event *ev = NULL;
-    tse_client_status st =
-        tse_client_event_login_failed(&ev, username, failure_reason, ip_address, opts, err);
-
-    return publish_built(client, st, ev, result, err);
-}
-
-EXPORT tse_client_status tse_client_publish_document_uploaded(
-    tse_client *client, const char *document_id, const char *filename, const char *file_type,
-    uint64_t file_size, const char *uploaded_by, const tse_client_publish_opts *opts,
-    tse_client_publish_result *result, tse_client_error *err)
-{
-    tse_client_event *ev = NULL;
-    tse_client_status st = tse_client_event_document_uploaded(&ev, document_id, filename, file_type,
-                                                              file_size, uploaded_by, opts, err);
-
-    return publish_built(client, st, ev, result, err);
-}
-
-EXPORT tse_client_status tse_client_publish_document_processing_completed(
-    tse_client *client, const char *document_id, const char *filename,
-    const char *processing_status, const char *extracted_data_json, double confidence_score,
-    const tse_client_publish_opts *opts, tse_client_publish_result *result, tse_client_error *err)
-{
-    tse_client_event *ev = NULL;
-    tse_client_status st = tse_client_event_document_processing_completed(
-        &ev, document_id, filename, processing_status, extracted_data_json, confidence_score, opts,
-        err);
-
-    return publish_built(client, st, ev, result, err);
-}
-
-EXPORT tse_client_status tse_client_publish_document_information_extracted(
-    tse_client *client, const char *document_id, const char *extraction_type,
-    const char *extracted_fields_json, const tse_client_number *confidence_scores,
-    size_t n_confidence_scores, const tse_client_publish_opts *opts,
-    tse_client_publish_result *result, tse_client_error *err)
-{
-    tse_client_event *ev = NULL;
-    tse_client_status st = tse_client_event_document_information_extracted(
-        &ev, document_id, extraction_type, extracted_fields_json, confidence_scores,
-        n_confidence_scores, opts, err);
-
-    return publish_built(client, st, ev, result, err);
-}
-
-EXPORT tse_client_status tse_client_publish_sequencing_job_created(
-    tse_client *client, const char *job_id, const char *job_name, const char *job_type,
-    uint32_t priority, const char *const *samples, size_t n_samples, const char *created_by,
-    const tse_client_publish_opts *opts, tse_client_publish_result *result, tse_client_error *err)
-{
-    tse_client_event *ev = NULL;
-    tse_client_status st = tse_client_event_sequencing_job_created(
-        &ev, job_id, job_name, job_type, priority, samples, n_samples, created_by, opts, err);
-
-    return publish_built(client, st, ev, result, err);
-}
-
-EXPORT tse_client_status tse_client_publish_sequencing_job_status_changed(
-    tse_client *client, const char *job_id, const char *job_name, const char *old_status,
-    const char *new_status, double progress_percent, const tse_client_publish_opts *opts,
-    tse_client_publish_result *result, tse_client_error *err)
-{
-    tse_client_event *ev = NULL;
-    tse_client_status st = tse_client_event_sequencing_job_status_changed(
-        &ev, job_id, job_name, old_status, new_status, progress_percent, opts, err);
-
-    return publish_built(client, st, ev, result, err);
-}
-
-EXPORT tse_client_status tse_client_publish_sequencing_job_completed(
-    tse_client *client, const char *job_id, const char *job_name, const char *completion_status,
-    int32_t total_samples, int32_t successful_samples, int32_t failed_samples,
-    const tse_client_publish_opts *opts, tse_client_publish_result *result, tse_client_error *err)
-{
-    tse_client_event *ev = NULL;
-    tse_client_status st = tse_client_event_sequencing_job_completed(
-        &ev, job_id, job_name, completion_status, total_samples, successful_samples, failed_samples,
-        opts, err);
-
-    return publish_built(client, st, ev, result, err);
-}
+PUBLISH_HELPER(sequencing_job_completed,
+               (const char *job_id, const char *job_name, const char *completion_status,
+                int32_t total_samples, int32_t successful_samples, int32_t failed_samples),
+               (job_id, job_name, completion_status, total_samples, successful_samples,
+                failed_samples))

@@ -33,8 +33,7 @@
  * event type and client-set event id a dedup key holding "<stream id>
  * <sec>.<nanos> <stream key>" (where and when it was stored), expiring after
  * the dedup window: the dedup scope is one event type.
- * Entry fields: id, type, prio, src, ts (ms), corr (when set), event (the
- * protobuf Event envelope).
+ * Entry fields: id, type, event (the protobuf Event envelope).
  */
 #ifndef TSE_WRITER_BROKER_H
 #define TSE_WRITER_BROKER_H
