@@ -165,21 +165,24 @@ tse_status tse_append_decode(const struct redisReply *reply, bool dedup, tse_app
 /*
  * The batch script (SCRIPT LOAD beside tse_dedup_script): tse_dedup_script's
  * work for many events of one event type (one slot), in order, in one call.
- * KEYS: per event its stream and its dedup key; ARGV[1] the
- * window, then per event TSE_BATCH_SCRIPT_EVENT_ARGS arguments: "1" when it
- * has a client-set id (else "0"), its publish time "<sec>.<nanos>", and the 7
- * XADD arguments after the key. A repeated id later in the batch is a
- * duplicate of the earlier one. Replies with one element per event:
- * tse_dedup_script's reply, or {2, error} when that event's XADD failed
+ * KEYS: per event its stream and its dedup key; ARGV[1] the window, ARGV[2]
+ * the event type, then per event TSE_BATCH_SCRIPT_EVENT_ARGS arguments: "1"
+ * when it has a client-set id (else "0"), its publish time "<sec>.<nanos>",
+ * its event id and its packed envelope; each is appended as tse_dedup_script
+ * appends it (fields id, type, event). A repeated id later in the batch is
+ * a duplicate of the earlier one. Replies with a flat array of two elements
+ * per event, in order: tse_dedup_script's two (0 and the new entry id, or 1
+ * and the stored record), or 2 and the error when that event's XADD failed
  * (the others go on).
  */
 extern const char tse_dedup_batch_script[];
-#define TSE_BATCH_SCRIPT_EVENT_ARGS 9
+#define TSE_BATCH_SCRIPT_EVENT_ARGS 4
 
 /*
  * Decodes event i of the n a batch script's reply answers into out, as
  * tse_append_decode decodes a dedup reply: an error reply fails every
- * event alike; a reply without n elements is TSE_INTERNAL for each.
+ * event alike; a reply without 2 * n elements, or an event's pair of
+ * another shape, is TSE_INTERNAL.
  */
 tse_status tse_append_batch_decode(const struct redisReply *reply, size_t n, size_t i,
                                    tse_append_reply *out);

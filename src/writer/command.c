@@ -109,7 +109,8 @@ typedef struct group_strs {
 } group_strs;
 
 /* The group's argument vector into argv/lens (EVALSHA sha numkeys, the
- * keys, the window, each event's arguments); strs hold the printed ones. */
+ * keys, the window, the event type, each event's arguments: ops.h,
+ * tse_dedup_batch_script); strs hold the printed ones. */
 static int group_args(const tse_broker_options *opts, const char *sha, const tse_publish_msg *msgs,
                       size_t n, const group_strs *strs, char *window, const char **argv,
                       size_t *lens)
@@ -129,15 +130,12 @@ static int group_args(const tse_broker_options *opts, const char *sha, const tse
     }
     snprintf(window, 32, "%" PRId64, opts->dedup_window_ms);
     STR(window);
+    /* One event type per group (tse_jobs_create_batch): it comes once. */
+    STR(msgs[0].event_type);
     for (size_t i = 0; i < n; i++) {
         STR(flags[msgs[i].dedup ? 1 : 0]);
         STR(strs[i].when);
-        STR("*");
-        STR("id");
         STR(msgs[i].event_id);
-        STR("type");
-        STR(msgs[i].event_type);
-        STR("event");
         ARG((const char *)msgs[i].envelope, msgs[i].envelope_len);
     }
 #undef STR
@@ -232,7 +230,7 @@ tse_job *tse_job_create_group(const tse_broker_options *opts, const char *sha,
                               const tse_publish_msg *msgs, size_t n, tse_publish_cb cb,
                               void *const *cb_args)
 {
-    size_t max_args = 3 + 2 * n + 1 + TSE_BATCH_SCRIPT_EVENT_ARGS * n;
+    size_t max_args = 3 + 2 * n + 2 + TSE_BATCH_SCRIPT_EVENT_ARGS * n;
     group_strs *strs = tse_malloc(n * sizeof(*strs));
     const char **argv = tse_malloc(max_args * sizeof(*argv));
     size_t *lens = tse_malloc(max_args * sizeof(*lens));

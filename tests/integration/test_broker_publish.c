@@ -712,6 +712,92 @@ static void flushed_script_fails_one_dedup_job_then_is_reloaded(void **state)
     collector_free(c);
 }
 
+/*
+ * A batch's script call (tse_dedup_batch_script) stores what single
+ * publishes store: entries with exactly the fields id, type and event (the
+ * envelope byte for byte), the dedup record "<id> <sec>.<nanos> <stream
+ * key>" for the window, a repeated id answered with the first one, an event
+ * without a client id appended as is, and an append that fails alone (no
+ * record left behind, so its retry can store it).
+ */
+static void a_batch_script_stores_what_single_publishes_store(void **state)
+{
+    fixture *f = *state;
+    tse_broker_options o = options_for(f->redis);
+    collector *c = collector_new(5);
+    uint8_t env[300];
+    char key[128], clash[128], record[256];
+    redisContext *rc;
+    redisReply *r;
+    void *args[5];
+
+    fill_binary(env, sizeof(env));
+    start_broker(f, &o);
+    tse_broker_stream_key("batch.script", 2, key, sizeof(key));
+    tse_broker_stream_key("batch.script", 4, clash, sizeof(clash));
+    rc = rconnect(f->redis, NULL);
+    freeReplyObject(rcmd(rc, "SET %s not-a-stream", clash));
+    tse_publish_msg batch[] = {
+        make_msg("b-1", "batch.script", 2, env, sizeof(env)),
+        make_msg("plain-1", "batch.script", 2, (const uint8_t *)"p", 1),
+        make_msg("b-2", "batch.script", 4, (const uint8_t *)"x", 1),
+        make_msg("b-1", "batch.script", 3, (const uint8_t *)"again", 5),
+        make_msg("b-3", "batch.script", 2, (const uint8_t *)"three", 5),
+    };
+    batch[0].dedup = batch[2].dedup = batch[3].dedup = batch[4].dedup = true;
+    for (int i = 0; i < 5; i++)
+        args[i] = &c->out[i];
+    assert_int_equal(tse_broker_publish_batch(f->broker, 0, batch, 5, on_published, args), TSE_OK);
+    assert_true(wait_completed(c, 5, 5000));
+    assert_true(c->in_order);
+
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(c->out[i].calls, 1);
+    assert_int_equal(c->out[0].status, TSE_OK);
+    assert_false(c->out[0].duplicate);
+    assert_int_equal(c->out[1].status, TSE_OK);
+    assert_int_equal(c->out[2].status, TSE_INTERNAL);
+    assert_non_null(strstr(c->out[2].message, "WRONGTYPE"));
+    assert_int_equal(c->out[3].status, TSE_OK);
+    assert_true(c->out[3].duplicate);
+    assert_string_equal(c->out[3].stream_id, c->out[0].stream_id);
+    assert_string_equal(c->out[3].stream_key, key);
+    assert_int_equal(c->out[3].published_sec, 1718700000);
+    assert_int_equal(c->out[3].published_nanos, 123456789);
+    assert_int_equal(c->out[4].status, TSE_OK);
+    assert_false(c->out[4].duplicate);
+
+    r = rcmd(rc, "XRANGE %s - +", key);
+    assert_int_equal(r->elements, 3);
+    static const char *const ids[] = {"b-1", "plain-1", "b-3"};
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(r->element[i]->element[1]->elements, 6);
+        assert_string_equal(r->element[i]->element[1]->element[0]->str, "id");
+        assert_field(r->element[i], "id", ids[i]);
+        assert_string_equal(r->element[i]->element[1]->element[2]->str, "type");
+        assert_field(r->element[i], "type", "batch.script");
+        assert_string_equal(r->element[i]->element[1]->element[4]->str, "event");
+    }
+    const redisReply *ev = entry_field(r->element[0], "event");
+    assert_int_equal(ev->len, sizeof(env));
+    assert_memory_equal(ev->str, env, sizeof(env));
+    assert_field(r->element[2], "event", "three");
+    assert_string_equal(r->element[0]->element[0]->str, c->out[0].stream_id);
+    freeReplyObject(r);
+
+    snprintf(record, sizeof(record), "%s 1718700000.123456789 %s", c->out[0].stream_id, key);
+    r = rcmd(rc, "GET tracseq:dedup:{batch.script}:b-1");
+    assert_string_equal(r->str, record);
+    freeReplyObject(r);
+    r = rcmd(rc, "PTTL tracseq:dedup:{batch.script}:b-1");
+    assert_true(r->integer > 50000 && r->integer <= 60000);
+    freeReplyObject(r);
+    assert_int_equal(rint_cmd(rc, "EXISTS %s", "tracseq:dedup:{batch.script}:b-2"), 0);
+    assert_int_equal(rint_cmd(rc, "EXISTS %s", "tracseq:dedup:{batch.script}:plain-1"), 0);
+    redisFree(rc);
+    collector_free(c);
+}
+
 /* ---- Redis error replies ------------------------------------------------------------------ */
 
 static void wrong_type_reply_fails_the_job_as_internal(void **state)
@@ -1410,6 +1496,7 @@ int main(void)
         T(duplicate_under_another_priority_answers_the_stored_stream),
         T(same_client_id_under_another_type_is_stored_too),
         T(flushed_script_fails_one_dedup_job_then_is_reloaded),
+        T(a_batch_script_stores_what_single_publishes_store),
         T(wrong_type_reply_fails_the_job_as_internal),
         T(out_of_memory_is_unavailable_and_recovers),
         T(invalid_publishes_are_rejected_without_callback),

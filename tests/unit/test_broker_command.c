@@ -185,6 +185,53 @@ static void a_batch_gives_the_script_each_events_publish_time(void **state)
     tse_job_free(job);
 }
 
+/* A group's script call: the stream and dedup key of each event, the
+ * window, the event type once, then per event its flag, publish time, id
+ * and envelope (ops.h, tse_dedup_batch_script): no XADD words per event. */
+static void a_group_job_is_one_script_call_with_four_arguments_per_event(void **state)
+{
+    tse_broker_options o = options();
+    tse_publish_msg msgs[2] = {message(true), message(false)};
+    void *args[2] = {0};
+    tse_job *job;
+    redisReply *cmd;
+    static const char *const want[] = {"EVALSHA",
+                                       "0123456789abcdef0123456789abcdef01234567",
+                                       "4",
+                                       "tracseq:events:{sample.created}:p2",
+                                       "tracseq:dedup:{sample.created}:6f1c1a9e-0d5b-4a51-9d8e-"
+                                       "1f2a3b4c5d6e",
+                                       "tracseq:events:{sample.created}:p4",
+                                       "tracseq:dedup:{sample.created}:plain-7",
+                                       "86400000",
+                                       "sample.created",
+                                       "1",
+                                       "1718700000.000005000",
+                                       "6f1c1a9e-0d5b-4a51-9d8e-1f2a3b4c5d6e",
+                                       NULL, /* the envelope */
+                                       "0",
+                                       "1718700000.000005000",
+                                       "plain-7",
+                                       NULL};
+
+    (void)state;
+    msgs[1].event_id = "plain-7";
+    msgs[1].priority = 4;
+    job = tse_job_create_group(&o, want[1], msgs, 2, on_result, args);
+    assert_non_null(job);
+    cmd = command_of(job);
+    assert_int_equal(cmd->elements, sizeof(want) / sizeof(want[0]));
+    for (size_t i = 0; i < cmd->elements; i++) {
+        const char *w = want[i] ? want[i] : (const char *)envelope;
+        size_t len = want[i] ? strlen(want[i]) : sizeof(envelope);
+
+        if (cmd->element[i]->len != len || memcmp(cmd->element[i]->str, w, len) != 0)
+            fail_msg("argument %zu is '%.*s'", i, (int)cmd->element[i]->len, cmd->element[i]->str);
+    }
+    freeReplyObject(cmd);
+    tse_job_free(job);
+}
+
 /* A group job's events live at the start of its data: they must be
  * aligned for their type, whatever fields come before data (ASan+UBSan
  * reported a store to a misaligned tse_job_event when an int was added
@@ -708,6 +755,7 @@ int main(void)
         cmocka_unit_test(a_plain_event_is_one_xadd_to_its_stream),
         cmocka_unit_test(an_event_with_a_client_id_is_the_dedup_script),
         cmocka_unit_test(a_batch_gives_the_script_each_events_publish_time),
+        cmocka_unit_test(a_group_job_is_one_script_call_with_four_arguments_per_event),
         cmocka_unit_test(a_group_jobs_events_are_aligned_for_their_type),
         cmocka_unit_test(trimming_by_count_is_an_approximate_maxlen),
         cmocka_unit_test(trimming_by_age_is_an_approximate_minid_never_below_zero),

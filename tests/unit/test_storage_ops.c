@@ -258,6 +258,67 @@ static void an_append_reply_of_another_shape_is_internal(void **state)
     }
 }
 
+/* The batch script answers a flat array, two elements per event: 0 and
+ * the new id, 1 and the stored record, or 2 and that event's error. */
+static void a_batch_reply_answers_each_event_from_its_pair(void **state)
+{
+    char resp[512];
+    const char *rec = "1700000000000-2 1700000000.123456789 " KEY("a.b", "2");
+    tse_append_reply a;
+    redisReply *reply;
+
+    (void)state;
+    snprintf(resp, sizeof(resp),
+             "*6\r\n:0\r\n$15\r\n1700000000000-3\r\n:1\r\n$%zu\r\n%s\r\n"
+             ":2\r\n$23\r\nWRONGTYPE Operation bad\r\n",
+             strlen(rec), rec);
+    reply = read_reply(resp);
+    assert_int_equal(tse_append_batch_decode(reply, 3, 0, &a), TSE_OK);
+    assert_false(a.duplicate);
+    assert_string_equal(a.stream_id, "1700000000000-3");
+    assert_null(a.stream_key);
+    assert_int_equal(tse_append_batch_decode(reply, 3, 1, &a), TSE_OK);
+    assert_true(a.duplicate);
+    assert_string_equal(a.stream_id, "1700000000000-2");
+    assert_string_equal(a.stream_key, KEY("a.b", "2"));
+    assert_int_equal(a.published_nanos, 123456789);
+    assert_int_equal(tse_append_batch_decode(reply, 3, 2, &a), TSE_INTERNAL);
+    assert_string_equal(a.message, "redis: WRONGTYPE Operation bad");
+    /* Asked for another count of events than the reply answers. */
+    assert_int_equal(tse_append_batch_decode(reply, 2, 0, &a), TSE_INTERNAL);
+    assert_string_equal(a.message, "redis: unexpected reply to the batch script");
+    assert_int_equal(tse_append_batch_decode(reply, 6, 0, &a), TSE_INTERNAL);
+    freeReplyObject(reply);
+    /* An error reply fails every event alike. */
+    reply = read_reply("-BUSY Redis is busy running a script\r\n");
+    assert_int_equal(tse_append_batch_decode(reply, 3, 1, &a), TSE_UNAVAILABLE);
+    assert_string_equal(a.message, "redis: BUSY Redis is busy running a script");
+    freeReplyObject(reply);
+}
+
+static void a_batch_reply_pair_of_another_shape_is_internal(void **state)
+{
+    static const char *const replies[] = {
+        "*2\r\n:3\r\n$3\r\nabc\r\n",             /* an unknown code */
+        "*2\r\n$1\r\n0\r\n$3\r\nabc\r\n",        /* a string code */
+        "*2\r\n:0\r\n:5\r\n",                    /* an integer id */
+        "*2\r\n:1\r\n$6\r\nid x.y\r\n",          /* duplicate record: no key */
+        "*2\r\n*2\r\n:0\r\n$3\r\nabc\r\n:0\r\n", /* the nested form of old */
+        "*1\r\n*2\r\n:0\r\n$3\r\nabc\r\n",       /* ditto, one per event */
+    };
+    tse_append_reply a;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(replies) / sizeof(replies[0]); i++) {
+        redisReply *reply = read_reply(replies[i]);
+
+        assert_int_equal(tse_append_batch_decode(reply, 1, 0, &a), TSE_INTERNAL);
+        assert_string_equal(a.message, "redis: unexpected reply to the batch script");
+        assert_null(a.stream_id);
+        freeReplyObject(reply);
+    }
+}
+
 /* ---- command builders ---- */
 
 /* cmd's arguments equal want (NUL-terminated strings, then the envelope). */
@@ -370,6 +431,8 @@ int main(void)
         cmocka_unit_test(a_duplicate_answers_the_stored_event),
         cmocka_unit_test(an_old_duplicate_record_holds_the_id_alone),
         cmocka_unit_test(an_append_reply_of_another_shape_is_internal),
+        cmocka_unit_test(a_batch_reply_answers_each_event_from_its_pair),
+        cmocka_unit_test(a_batch_reply_pair_of_another_shape_is_internal),
         cmocka_unit_test(a_plain_append_is_one_xadd_with_three_fields),
         cmocka_unit_test(a_client_id_append_runs_the_dedup_script),
         cmocka_unit_test(trim_is_by_length_when_set_else_by_age),
