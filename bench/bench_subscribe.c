@@ -5,9 +5,14 @@
  * the tree, as in bench_publish). Two SDK clients keep the publishers and
  * the subscribers on connections of their own (--connections,
  * --sub-connections); each client's one call thread runs the handlers of its
- * calls. The unary helper calls (CreateSubscription, GetSubscription,
- * GetStats, DeleteSubscription) are started the same way and waited for
- * between phases.
+ * calls. Latency mode with --publisher stream uses one client instead, with
+ * two connections (the paced stream on one, the subscriber on the other):
+ * gRPC polls every connection of a process from one thread at a time, so
+ * with two clients a response read by one client's thread was often handed
+ * to the other's, one more wake-up per event in the generator on two
+ * shared cores. The unary helper calls (CreateSubscription,
+ * GetSubscription, GetStats, DeleteSubscription) are started the same way
+ * and waited for between phases.
  *
  * Modes:
  *   latency  Events published at a fixed rate whatever the responses (open
@@ -42,8 +47,11 @@
  * Acks: a subscriber queues the ack id of each delivery and sends one
  * SubscribeRequest{ack} when --ack-batch ids are queued or the oldest has
  * waited --ack-delay-ms, with one send on its way per stream
- * (tse_client_stream_busy); ids queued meanwhile go with the next send,
- * tried again at the next ack tick. With --hold-acks (fanout) nothing is
+ * (tse_client_stream_busy); ids queued meanwhile go with the next send.
+ * Acks that fell due go out from the handler of the next delivery; the
+ * main thread sends those left when deliveries pause, at most ACK_GRACE_NS
+ * after they fell due (waking it for every ack batch cost two wake-ups per
+ * batch). With --hold-acks (fanout) nothing is
  * acked until every expected delivery arrived, so the service's credit
  * limit alone decides who gets what.
  *
@@ -103,6 +111,7 @@
 #define STREAMS_PER_CONNECTION 900   /* the server allows 1000 concurrent streams */
 #define ACK_DEADLINE_MS        60000 /* no redelivery within a run */
 #define TICK_NS                (20LL * 1000000LL)
+#define ACK_GRACE_NS           (4LL * 1000000LL) /* see "Acks" above */
 #define SEC_NS                 1000000000LL
 #define MAX_PIDS               16 /* --pid, --redis-pid, --sub-target entries */
 #define TARGET_LEN             128
@@ -475,6 +484,15 @@ static double own_cpu_seconds(void)
            (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
+/* Times this process's threads went to sleep (voluntary context switches):
+ * each is a wake-up later, the generator's own share of the scheduling. */
+static long own_sleeps(void)
+{
+    struct rusage ru;
+
+    return getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_nvcsw : 0;
+}
+
 /* ============================== protobuf wire ============================= */
 
 /*
@@ -773,6 +791,8 @@ struct bench {
     /* subscriber streams (--sub-connections): a client per --sub-target */
     tse_client *sub_clients[MAX_PIDS];
     int n_sub_clients, next_sub;
+    bool shared_client;              /* sub_clients[0] is pub_client (latency, stream) */
+    long long pub_calls;             /* calls and streams started on pub_client */
     pthread_mutex_t mu;              /* everything below but the atomics and errors */
     pthread_cond_t changed;          /* `until` may hold, or news for the main thread */
     until_fn until;                  /* what the main thread waits for (NULL: nothing) */
@@ -794,9 +814,10 @@ struct bench {
     /* subscribing */
     sub **subs;
     int n_subs, live_subs;
-    sub *dirty;     /* streams with queued acks */
-    bool holding;   /* --hold-acks: nothing is acked yet */
-    uint8_t **seen; /* per subscription: a bit per sequence number */
+    sub *dirty;        /* streams with queued acks */
+    int64_t main_wake; /* when the main thread's wait ends at the latest */
+    bool holding;      /* --hold-acks: nothing is acked yet */
+    uint8_t **seen;    /* per subscription: a bit per sequence number */
     long long seen_bits;
     long long delivered, unique, duplicates, redelivered, acks_sent, ack_msgs;
     long long messages; /* Subscribe messages received (deliveries: `delivered`) */
@@ -921,6 +942,7 @@ static tse_client_status call_sync(bench *b, const char *method, const ProtobufC
         return TSE_CLIENT_NO_MEMORY;
     }
     protobuf_c_message_pack(req, buf);
+    b->pub_calls++;
     if (tse_client_call_start(b->pub_client, method, buf, len, &o, sync_call_done, &c, NULL,
                               &c.err) != TSE_CLIENT_OK) {
         c.status = c.err.status;
@@ -1144,6 +1166,7 @@ static pubstream *ps_start(bench *b, const uint8_t *first, size_t len, bool pace
     p->b = b;
     p->paced = paced;
     p->sent = 1;
+    b->pub_calls++;
     if (tse_client_stream_start(b->pub_client, METHOD_PUBLISH_STREAM, first, len, &o, &h, p, &p->h,
                                 &err) != TSE_CLIENT_OK) {
         record_error(b, "PublishStream: %s", err.message);
@@ -1328,8 +1351,11 @@ static void sub_queue_ack(sub *s, const uint8_t *id, size_t len)
     if (s->n_acks++ == 0)
         s->acks_since = now_ns();
     if (!s->dirty) {
-        /* The first one waiting: the main thread sends it when due. */
-        if (b->dirty == NULL && !b->holding)
+        /* The next delivery's handler sends it once due; if none comes,
+         * the main thread does (wait_step), woken now only when its wait
+         * would end later than that. */
+        if (!b->holding &&
+            b->main_wake > s->acks_since + (int64_t)(b->opt.ack_delay_ms * 1e6) + ACK_GRACE_NS)
             pthread_cond_signal(&b->changed);
         s->dirty = true;
         s->next_dirty = b->dirty;
@@ -1446,6 +1472,8 @@ static void sub_on_message(void *arg, const void *msg, size_t len)
         }
     if (n > 1 && (b->opt.per_message <= 1 || n > b->opt.per_message))
         record_error(b, "%lld deliveries in one message, --per-message %d", n, b->opt.per_message);
+    if (b->dirty != NULL && !b->holding)
+        flush_due_acks(b, now_ns());
     notify(b);
     pthread_mutex_unlock(&b->mu);
 }
@@ -1487,6 +1515,8 @@ static sub *sub_open(bench *b, int group)
     s->group = group;
     c = b->sub_clients[b->next_sub];
     b->next_sub = (b->next_sub + 1) % b->n_sub_clients;
+    if (c == b->pub_client)
+        b->pub_calls++;
     if (tse_client_stream_start(c, METHOD_SUBSCRIBE, b->scratch.p, b->scratch.len, &o, &h, s, &s->h,
                                 &err) != TSE_CLIENT_OK) {
         record_error(b, "Subscribe: %s", err.message);
@@ -1508,20 +1538,23 @@ static void sub_destroy(sub *s)
 /* ============================== driver ==================================== */
 
 /* Waits (under mu, which the wait lets go of) for a handler's news, at most
- * until the next ack falls due, a tick or `limit` (0: none); then sends the
- * acks that are due. */
+ * until ACK_GRACE_NS after the next ack falls due (deliveries send what is
+ * due before that while they come), a tick or `limit` (0: none); then sends
+ * the acks that are due. */
 static void wait_step(bench *b, int64_t limit)
 {
     int64_t now = now_ns(), wake = now + TICK_NS;
-    int64_t ack_wait = (int64_t)(b->opt.ack_delay_ms * 1e6);
+    int64_t ack_wait = (int64_t)(b->opt.ack_delay_ms * 1e6) + ACK_GRACE_NS;
     struct timespec ts;
 
     if (b->dirty != NULL && !b->holding && now + ack_wait < wake)
-        wake = now + (ack_wait > 0 ? ack_wait : 0);
+        wake = now + ack_wait;
     if (limit > 0 && limit < wake)
         wake = limit;
     ts = (struct timespec){(time_t)(wake / SEC_NS), (long)(wake % SEC_NS)};
+    b->main_wake = wake;
     pthread_cond_timedwait(&b->changed, &b->mu, &ts);
+    b->main_wake = 0;
     if (b->dirty != NULL)
         flush_due_acks(b, now_ns());
 }
@@ -1672,12 +1705,20 @@ static bool bench_open(bench *b)
     pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
     pthread_cond_init(&b->changed, &a);
     pthread_condattr_destroy(&a);
-    /* Each SDK channel is a TCP connection of its own. */
+    /* Each SDK channel is a TCP connection of its own. The paced stream
+     * and its subscriber: one client, a connection each (file comment). */
+    b->shared_client =
+        b->opt.mode == MODE_LATENCY && b->opt.stream_publisher && b->opt.n_sub_targets == 0;
+    if (b->shared_client)
+        o.channels = 2;
     if (tse_client_connect(&o, &b->pub_client, &err) != TSE_CLIENT_OK) {
         fprintf(stderr, "bench_subscribe: %s\n", err.message);
         return false;
     }
-    if (!open_sub_clients(b, &o))
+    if (b->shared_client) {
+        b->sub_clients[0] = b->pub_client;
+        b->n_sub_clients = 1;
+    } else if (!open_sub_clients(b, &o))
         return false;
     if (b->opt.mode == MODE_LATENCY)
         bits = (long long)(b->opt.rate * (b->opt.warmup_s + b->opt.duration_s)) + 16;
@@ -1722,8 +1763,11 @@ static bool bench_connect(bench *b)
     tse_client_call_options o = {.timeout_ms = 5000};
     bench_probe p = {.mu = &b->mu, .changed = &b->changed, .deadline_unreachable = true};
 
-    for (int i = 0; i < 2 * (b->opt.connections + b->opt.sub_connections); i++) {
-        int k = i - 2 * b->opt.connections;
+    int n_pub = b->shared_client ? 2 : b->opt.connections;
+    int n_sub = b->shared_client ? 0 : b->opt.sub_connections;
+
+    for (int i = 0; i < 2 * (n_pub + n_sub); i++) {
+        int k = i - 2 * n_pub;
         bench_probe_start(&p, k < 0 ? b->pub_client : b->sub_clients[k % b->n_sub_clients], &o);
     }
     return bench_probe_wait(&p);
@@ -1735,7 +1779,7 @@ static bool bench_connect(bench *b)
 static void bench_close(bench *b)
 {
     tse_client_destroy(b->pub_client);
-    for (int t = 0; t < b->n_sub_clients; t++)
+    for (int t = 0; !b->shared_client && t < b->n_sub_clients; t++)
         tse_client_destroy(b->sub_clients[t]);
     free(b->paced);
     for (int i = 0; i < b->n_subs; i++)
@@ -1847,10 +1891,21 @@ static void mode_latency(bench *b)
     const options *o = &b->opt;
     pthread_t launcher;
 
-    if (!create_subscription(b, b->names[0]) || !open_subs(b))
+    long long sub_call;
+
+    if (!create_subscription(b, b->names[0]))
+        return;
+    sub_call = b->pub_calls;
+    if (!open_subs(b))
         return;
     if (wait_attached(b, 1, 5) < 1)
         record_error(b, "the subscriber did not attach within 5 s");
+    /* The SDK gives each call the next of its (ready) channels in turn: with
+     * the client's two, the paced stream gets the subscriber's connection
+     * when an odd number of calls came between them, so one more makes it
+     * the other. */
+    if (b->shared_client && (b->pub_calls - sub_call - 1) % 2 == 1)
+        active_subscribers(b);
     b->t_start = now_ns() + 10000000;
     b->t_measure = b->t_start + (int64_t)(o->warmup_s * 1e9);
     b->t_end = b->t_measure + (int64_t)(o->duration_s * 1e9);
@@ -2060,12 +2115,14 @@ int main(int argc, char **argv)
     static bench b = {.mu = PTHREAD_MUTEX_INITIALIZER, .error_mu = PTHREAD_MUTEX_INITIALIZER};
     int64_t t0;
     double cpu0;
+    long sleeps0;
     int rc = 1;
 
     if (!parse_options(&b.opt, argc, argv))
         return 2;
     t0 = now_ns();
     cpu0 = own_cpu_seconds();
+    sleeps0 = own_sleeps();
     if (!bench_open(&b)) {
         fprintf(stderr, "bench_subscribe: cannot set up the run (out of memory?)\n");
         goto out_close;
@@ -2088,11 +2145,12 @@ int main(int argc, char **argv)
     if (b.errors > 0)
         fprintf(stderr, "bench_subscribe: %lld errors (first: %s)\n", b.errors, b.first_error);
     printf("RESULT mode=%s%s%s%s%s errors=%lld duplicates=%lld redelivered=%lld "
-           "per_message=%d messages=%lld client_cpu_pct=%.0f\n",
+           "per_message=%d messages=%lld client_cpu_pct=%.0f client_cpu_s=%.3f client_sleeps=%ld\n",
            mode_name(b.opt.mode), b.opt.label[0] ? " label=" : "", b.opt.label,
            b.result[0] ? " " : "", b.result, b.errors, b.duplicates, b.redelivered,
            b.opt.per_message, b.messages,
-           100.0 * (own_cpu_seconds() - cpu0) / ((double)(now_ns() - t0) / 1e9));
+           100.0 * (own_cpu_seconds() - cpu0) / ((double)(now_ns() - t0) / 1e9),
+           own_cpu_seconds() - cpu0, own_sleeps() - sleeps0);
     fflush(stdout);
     rc = b.errors == 0 && b.unique > 0 ? 0 : 1;
 out_unlock:
