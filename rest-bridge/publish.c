@@ -54,8 +54,6 @@ typedef Tracseq__Events__V1__Event Event;
 /* Events per stream message: a REST batch of 100 is about one message. */
 #define BATCH  100
 
-/* ---- JSON -> Event: event_reader.c ---- */
-
 /* ---- CloudEvents (src/domain/cloudevent.c) ---- */
 
 /* Our field name -> the CloudEvents attribute a client wrote. */
@@ -878,36 +876,9 @@ static bool batch_read(tsb_request *req, batch *b, const tsb_read_events *evs)
  * json_dumps(JSON_COMPACT) wrote of the whole tree (tests/integration/
  * test_bridge_rest.c compares the two).
  */
-typedef struct text {
-    char *s;
-    size_t len, cap;
-    bool failed; /* out of memory: the rest is not written */
-} text;
-
-static void text_add(text *t, const char *s, size_t n)
-{
-    if (t->failed)
-        return;
-    if (t->len + n + 1 > t->cap) {
-        size_t cap = t->cap;
-        char *p;
-
-        while (cap < t->len + n + 1)
-            cap = cap * 2 + 256;
-        if ((p = realloc(t->s, cap)) == NULL) {
-            t->failed = true;
-            return;
-        }
-        t->s = p;
-        t->cap = cap;
-    }
-    memcpy(t->s + t->len, s, n);
-    t->len += n;
-    t->s[t->len] = '\0';
-}
 
 /* Entry i's result from a jansson object (index and status added); takes r. */
-static void text_add_json(text *t, batch *b, size_t i, json_t *r, unsigned status)
+static void text_add_json(tsb_bytes *t, batch *b, size_t i, json_t *r, unsigned status)
 {
     char *dump;
 
@@ -916,7 +887,7 @@ static void text_add_json(text *t, batch *b, size_t i, json_t *r, unsigned statu
     if ((dump = json_dumps(r, JSON_COMPACT | JSON_REAL_PRECISION(6))) == NULL)
         t->failed = true;
     else
-        text_add(t, dump, strlen(dump));
+        tsb_bytes_add(t, dump, strlen(dump));
     free(dump);
     json_decref(r);
     if (status == tsb_http_of(TSE_OK, NULL))
@@ -926,7 +897,7 @@ static void text_add_json(text *t, batch *b, size_t i, json_t *r, unsigned statu
 }
 
 /* Entry i's result from its answer. */
-static void text_add_answer(text *t, batch *b, size_t i, const answer *a, bool cloud)
+static void text_add_answer(tsb_bytes *t, batch *b, size_t i, const answer *a, bool cloud)
 {
     char entry[RESULT_MEMBERS_MAX + 64], *p;
     unsigned status;
@@ -940,7 +911,7 @@ static void text_add_answer(text *t, batch *b, size_t i, const answer *a, bool c
         p = PUT_LITERAL(p, ",\"status\":");
         p = put_unsigned(p, tsb_http_of(TSE_OK, NULL));
         *p++ = '}';
-        text_add(t, entry, (size_t)(p - entry));
+        tsb_bytes_add(t, entry, (size_t)(p - entry));
         b->published++;
         return;
     }
@@ -954,7 +925,7 @@ static void then_batch(tsb_request *req, tsb_response *resp, const tsb_calls_sta
     bool cloud = tsb_media_is(req, "application/cloudevents-batch+json");
     batch *b = req->ctx;
     const answer *failed = NULL; /* the first event its stream failed */
-    text t = {0};
+    tsb_bytes t = {0};
     char tail[96];
     int n;
 
@@ -974,10 +945,10 @@ static void then_batch(tsb_request *req, tsb_response *resp, const tsb_calls_sta
             return;
         }
     }
-    text_add(&t, "{\"results\":[", 12);
+    tsb_bytes_add(&t, "{\"results\":[", 12);
     for (size_t i = 0, j = 0; i < b->n; i++) {
         if (i > 0)
-            text_add(&t, ",", 1);
+            tsb_bytes_add(&t, ",", 1);
         if (j < b->nsent && b->index[j] == i) {
             text_add_answer(&t, b, i, &b->answers[j++], cloud);
         } else {
@@ -987,13 +958,13 @@ static void then_batch(tsb_request *req, tsb_response *resp, const tsb_calls_sta
     }
     n = snprintf(tail, sizeof(tail), "],\"published\":%zu,\"failed\":%zu}", b->published,
                  b->failed);
-    text_add(&t, tail, (size_t)n);
+    tsb_bytes_add(&t, tail, (size_t)n + 1); /* with its NUL */
     if (t.failed) {
-        free(t.s);
+        tsb_bytes_cleanup(&t);
         tsb_reply_nomem(resp);
         return;
     }
-    reply_text(resp, t.s, t.len);
+    reply_text(resp, (char *)t.p, t.len - 1);
 }
 
 /* Runs a batch: its entries from arr (the reference) or, when evs is not

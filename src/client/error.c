@@ -282,9 +282,3 @@ tse_client_status tse_client_from_grpc_status(grpc_status_code code, const char 
         field_from_text(msg, field, sizeof(field));
     return tse_client_fail(err, st, (int)code, field, "%s", msg);
 }
-
-tse_client_status tse_client_from_grpc_error(grpc_status_code code, const char *details, size_t len,
-                                             tse_client_error *err)
-{
-    return tse_client_from_grpc_status(code, details, len, NULL, err);
-}

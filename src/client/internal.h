@@ -136,9 +136,6 @@ tse_client_status tse_client_from_tse_error(const tse_error *e, const char *pref
 tse_client_status tse_client_from_grpc_status(grpc_status_code code, const char *details,
                                               size_t len, const grpc_metadata_array *trailing,
                                               tse_client_error *err);
-/* The same without trailing metadata: the field is read from the text. */
-tse_client_status tse_client_from_grpc_error(grpc_status_code code, const char *details, size_t len,
-                                             tse_client_error *err);
 
 /* ---- options (client.c) ---- */
 

@@ -401,19 +401,14 @@ static void on_end(void *arg, tse_client_status st, const tse_client_error *err)
         p->batch = 1;
         p->sent = 0;
         p->sizes_count = 0;
-        tse_client_stream_release(p->stream);
-        p->stream = NULL;
-        pthread_cond_broadcast(&p->gone);
-        if (!p->shutdown && p->count > 0)
-            open_locked(p);
-        pthread_mutex_unlock(&p->mu);
-        return;
+    } else {
+        down_locked(p, st, err);
     }
-    down_locked(p, st, err);
     tse_client_stream_release(p->stream);
     p->stream = NULL;
     pthread_cond_broadcast(&p->gone);
-    /* After a failure the next publish opens a stream: these came meanwhile. */
+    /* After a failure the next publish opens a stream: these came meanwhile.
+     * (While a stream is open no reopen is scheduled: reopen_at is 0.) */
     if (!p->shutdown && p->count > 0 && p->reopen_at == 0)
         open_locked(p);
     pthread_mutex_unlock(&p->mu);

@@ -33,6 +33,7 @@
 
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,24 +93,19 @@ struct tse_reflection {
 
 /* ---- sorted-array helpers ------------------------------------------------ */
 
-static int compare_files(const void *a, const void *b)
+/* Files and symbols open with their name: one comparison sorts and finds
+ * either by it. */
+_Static_assert(offsetof(file_entry, name) == 0 && offsetof(symbol, name) == 0,
+               "file_entry and symbol open with their name");
+
+static int compare_names(const void *a, const void *b)
 {
-    return strcmp(((const file_entry *)a)->name, ((const file_entry *)b)->name);
+    return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int compare_file_key(const void *key, const void *elem)
+static int compare_name_key(const void *key, const void *elem)
 {
-    return strcmp(key, ((const file_entry *)elem)->name);
-}
-
-static int compare_symbols(const void *a, const void *b)
-{
-    return strcmp(((const symbol *)a)->name, ((const symbol *)b)->name);
-}
-
-static int compare_symbol_key(const void *key, const void *elem)
-{
-    return strcmp(key, ((const symbol *)elem)->name);
+    return strcmp(key, *(char *const *)elem);
 }
 
 static int compare_extensions(const void *a, const void *b)
@@ -138,7 +134,7 @@ static const char *strip_dot(const char *name)
 
 static const file_entry *find_file(const tse_reflection *r, const char *name)
 {
-    return bsearch(name, r->files, r->n_files, sizeof(*r->files), compare_file_key);
+    return bsearch(name, r->files, r->n_files, sizeof(*r->files), compare_name_key);
 }
 
 static const symbol *find_symbol(const tse_reflection *r, const char *name)
@@ -146,7 +142,7 @@ static const symbol *find_symbol(const tse_reflection *r, const char *name)
     if (r->n_symbols == 0)
         return NULL; /* bsearch must not see the NULL array */
     return bsearch(strip_dot(name), r->symbols, r->n_symbols, sizeof(*r->symbols),
-                   compare_symbol_key);
+                   compare_name_key);
 }
 
 /* The index of the first extension of extendee, or n_extensions if none. */
@@ -194,7 +190,7 @@ static tse_status load_files(tse_reflection *r, const Google__Protobuf__FileDesc
         if (status != TSE_OK)
             return status;
     }
-    sort_array(r->files, r->n_files, sizeof(*r->files), compare_files);
+    sort_array(r->files, r->n_files, sizeof(*r->files), compare_names);
     for (size_t i = 1; i < r->n_files; i++) {
         if (strcmp(r->files[i - 1].name, r->files[i].name) == 0)
             return tse_error_set(err, TSE_INVALID, "descriptor_set",
@@ -405,7 +401,7 @@ static tse_status index_symbols(tse_reflection *r, tse_error *err)
         if (status != TSE_OK)
             return status;
     }
-    sort_array(r->symbols, r->n_symbols, sizeof(*r->symbols), compare_symbols);
+    sort_array(r->symbols, r->n_symbols, sizeof(*r->symbols), compare_names);
     for (size_t i = 1; i < r->n_symbols; i++) {
         if (strcmp(r->symbols[i - 1].name, r->symbols[i].name) == 0)
             return tse_error_set(err, TSE_INVALID, "descriptor_set",
@@ -639,16 +635,6 @@ static void decide(const tse_reflection *r, const question *q, answer *a)
     fail_answer(a, RPC_INVALID_ARGUMENT, "the request asks no question this server knows");
 }
 
-static tse_status finish_pack(uint8_t *buf, size_t len, uint8_t **out, size_t *out_len,
-                              tse_error *err)
-{
-    if (buf == NULL)
-        return tse_error_set(err, TSE_NOMEM, NULL, "out of memory encoding a reflection answer");
-    *out = buf;
-    *out_len = len;
-    return TSE_OK;
-}
-
 /* ---- v1alpha -------------------------------------------------------------- */
 
 typedef Grpc__Reflection__V1alpha__ServerReflectionRequest alpha_request;
@@ -771,7 +757,11 @@ static tse_status alpha_encode(const tse_reflection *r, alpha_request *req, answ
 out_parts:
     tse_free(p.list.service);
     tse_free(p.services);
-    return finish_pack(buf, len, out, out_len, err);
+    if (buf == NULL)
+        return tse_error_set(err, TSE_NOMEM, NULL, "out of memory encoding a reflection answer");
+    *out = buf;
+    *out_len = len;
+    return TSE_OK;
 }
 
 static tse_status alpha_answer(const tse_reflection *r, const uint8_t *request, size_t len,

@@ -136,19 +136,19 @@ static void test_server_details_keep_the_message_and_lift_the_field(void **state
     static const char details[] = "event.payload.barcode: barcode is required";
     tse_client_error err;
 
-    assert_int_equal(
-        tse_client_from_grpc_error(GRPC_STATUS_INVALID_ARGUMENT, details, strlen(details), &err),
-        TSE_CLIENT_INVALID_ARGUMENT);
+    assert_int_equal(tse_client_from_grpc_status(GRPC_STATUS_INVALID_ARGUMENT, details,
+                                                 strlen(details), NULL, &err),
+                     TSE_CLIENT_INVALID_ARGUMENT);
     assert_int_equal(err.grpc_code, GRPC_STATUS_INVALID_ARGUMENT);
     assert_string_equal(err.field, "event.payload.barcode");
     assert_string_equal(err.message, details);
     /* A sentence is not a field. */
-    assert_int_equal(
-        tse_client_from_grpc_error(GRPC_STATUS_UNAVAILABLE, "redis is down: retry", 20, &err),
-        TSE_CLIENT_UNAVAILABLE);
+    assert_int_equal(tse_client_from_grpc_status(GRPC_STATUS_UNAVAILABLE, "redis is down: retry",
+                                                 20, NULL, &err),
+                     TSE_CLIENT_UNAVAILABLE);
     assert_string_equal(err.field, "");
     /* Empty details still give a message. */
-    tse_client_from_grpc_error(GRPC_STATUS_NOT_FOUND, NULL, 0, &err);
+    tse_client_from_grpc_status(GRPC_STATUS_NOT_FOUND, NULL, 0, NULL, &err);
     assert_string_equal(err.message, "the call failed with NOT_FOUND");
 }
 
@@ -234,7 +234,7 @@ static void test_long_server_details_are_truncated_and_terminated(void **state)
     tse_client_error err;
 
     memset(big, 'x', sizeof(big));
-    tse_client_from_grpc_error(GRPC_STATUS_INTERNAL, big, sizeof(big), &err);
+    tse_client_from_grpc_status(GRPC_STATUS_INTERNAL, big, sizeof(big), NULL, &err);
     assert_int_equal(strlen(err.message), TSE_CLIENT_ERROR_MESSAGE_MAX - 1);
 }
 
