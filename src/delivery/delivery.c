@@ -559,41 +559,18 @@ static void detach(tse_delivery *d, tse_subscriber *s)
     tse_dl_release(d, s);
 }
 
-/*
- * A Subscribe stream's ack or nack message has no answer: the client
- * believes it done. When a slot's master is out of reach (a cluster master
- * dead, its replica not yet promoted) some of it is not: those deliveries
- * stay pending and come again after their ack deadline (at least once).
- * Not silent: logged at warn, once per message, naming the subscription
- * and slot (docs/operations.md, "A master's failure"). The Acknowledge
- * and Nack calls answer UNAVAILABLE instead (ack_by_name).
- */
-static void note_unreached(const tse_subscriber *s, const char *what, size_t total, uint32_t done,
-                           const tse_dl_unreached *un)
-{
-    char n[24], applied[24], slot[16];
-
-    if (un->n == 0)
-        return;
-    snprintf(n, sizeof(n), "%zu", total);
-    snprintf(applied, sizeof(applied), "%u", done);
-    snprintf(slot, sizeof(slot), "%u", un->slot);
-    tse_log(TSE_LOG_WARN,
-            "Subscribe stream: settlements not applied (a slot's master out of reach); those "
-            "deliveries stay pending and come again after their ack deadline",
-            (const char *[]){"subscription", s->sub->def->name, "what", what, "ids", n, "applied",
-                             applied, "slot", slot, NULL});
-}
-
+/* Acks from a live stream give the credit back at once; the XACKs go with
+ * the group's next read (tse_dl_owe_acks). */
 static void ack(tse_delivery *d, tse_req_ack *r)
 {
     tse_dl_unreached un = {0};
 
-    if (r->s->sub)
-        note_unreached(r->s, "ack", r->ids.n,
-                       tse_dl_ack_ids(d, r->s->sub, r->ids.ids, r->ids.n, NULL, NULL, &un), &un);
     for (size_t i = 0; i < r->ids.n; i++)
         tse_dl_forget_inflight(r->s, r->ids.ids[i]);
+    if (r->s->sub == NULL || tse_dl_owe_acks(r->s->sub, &r->ids))
+        return;
+    tse_dl_note_unreached(r->s->sub, "ack", r->ids.n,
+                          tse_dl_ack_ids(d, r->s->sub, r->ids.ids, r->ids.n, NULL, NULL, &un), &un);
 }
 
 static void nack(tse_delivery *d, tse_req_nack *r)
@@ -601,14 +578,14 @@ static void nack(tse_delivery *d, tse_req_nack *r)
     tse_dl_unreached un = {0};
 
     if (r->s->sub && r->reject)
-        note_unreached(r->s, "reject", r->ids.n,
-                       tse_dl_reject_ids(d, r->s->sub, r->ids.ids, r->ids.n, NULL, NULL, NULL, &un),
-                       &un);
+        tse_dl_note_unreached(
+            r->s->sub, "reject", r->ids.n,
+            tse_dl_reject_ids(d, r->s->sub, r->ids.ids, r->ids.n, NULL, NULL, NULL, &un), &un);
     else if (r->s->sub)
-        note_unreached(r->s, "nack", r->ids.n,
-                       tse_dl_nack_ids(d, r->s->sub, r->s->consumer, r->ids.ids, r->ids.n,
-                                       r->delay_ms, false, NULL, NULL, &un),
-                       &un);
+        tse_dl_note_unreached(r->s->sub, "nack", r->ids.n,
+                              tse_dl_nack_ids(d, r->s->sub, r->s->consumer, r->ids.ids, r->ids.n,
+                                              r->delay_ms, false, NULL, NULL, &un),
+                              &un);
     for (size_t i = 0; i < r->ids.n; i++)
         tse_dl_forget_inflight(r->s, r->ids.ids[i]);
 }
@@ -875,38 +852,6 @@ static void run(tse_delivery *d, tse_req *r)
 
 /* ===================== the engine loop ================================== */
 
-/*
- * The acks of one subscriber queued back to back (ack messages that came
- * while the engine read or handed out) are done as one request: one XACK
- * per stream for all their ids, instead of one per message. Moves the ids
- * of the acks right after r into r and frees those requests; returns the
- * request after the last one merged. Out of memory: nothing is merged
- * (each is done alone, as before).
- */
-static tse_req *merge_acks(tse_req *r)
-{
-    size_t n = r->u.ack.ids.n;
-    tse_req *q = r->next;
-    char **ids;
-
-    for (; q && q->kind == REQ_ACK && q->u.ack.s == r->u.ack.s; q = q->next)
-        n += q->u.ack.ids.n;
-    /* n may be 0 (empty ack messages): realloc to 0 would free the list. */
-    if (q == r->next || (ids = tse_realloc(r->u.ack.ids.ids, (n ? n : 1) * sizeof(*ids))) == NULL)
-        return r->next;
-    r->u.ack.ids.ids = ids;
-    while (r->next != q) {
-        tse_req *m = r->next;
-
-        memcpy(ids + r->u.ack.ids.n, m->u.ack.ids.ids, m->u.ack.ids.n * sizeof(*ids));
-        r->u.ack.ids.n += m->u.ack.ids.n;
-        tse_free(m->u.ack.ids.ids);
-        r->next = m->next;
-        tse_free(m);
-    }
-    return q;
-}
-
 /* Subscribers that have credit look for work: all of them on a local
  * publish or at each poll. */
 static void make_hungry(tse_delivery *d)
@@ -955,12 +900,14 @@ static void rotate(tse_sub *sub)
 static void work(tse_delivery *d, int64_t now)
 {
     if (now >= d->next_discover_ms) {
+        tse_dl_flush_all_acks(d);
         tse_dl_discover(d);
         d->next_discover_ms = now + TSE_DISCOVER_MS;
         tse_dl_reap(d);
     }
     for (tse_sub *sub = d->subs; d->conn && sub; sub = sub->next) {
         if (now >= sub->next_claim_ms && (sub->subscribers || sub->ext)) {
+            tse_dl_flush_acks(d, sub); /* an acked entry is not claimed */
             tse_dl_extensions(d, sub);
             tse_dl_claim_scan(d, sub, NULL);
             int64_t every = sub->def->ack_deadline_ms / 4;
@@ -1001,6 +948,8 @@ static int64_t next_due(tse_delivery *d, int64_t now)
     }
     if (d->next_discover_ms < due)
         due = d->next_discover_ms;
+    if (d->next_acks_ms < due)
+        due = d->next_acks_ms;
     return due < now ? now : due;
 }
 
@@ -1074,6 +1023,7 @@ static void *engine_main(void *arg)
         d->end_pulls = false;
         pthread_mutex_unlock(&d->mu);
         if (stop) {
+            tse_dl_flush_all_acks(d); /* what was acked is Redis's before the end */
             /* Requests queued at stop are answered by destroy. */
             pthread_mutex_lock(&d->mu);
             d->head = batch;
@@ -1089,7 +1039,10 @@ static void *engine_main(void *arg)
         if (end_pulls)
             d->pulls_ended = true;
         while (batch) {
-            tse_req *next = batch->kind == REQ_ACK ? merge_acks(batch) : batch->next;
+            tse_req *next = batch->next;
+            /* Owed acks are Redis's before anything else is done. */
+            if (batch->kind != REQ_ACK)
+                tse_dl_flush_all_acks(d);
             run(d, batch);
             drop_all(d);
             batch = next;
@@ -1099,6 +1052,8 @@ static void *engine_main(void *arg)
         bool notified = atomic_exchange(&d->notified, false);
         bool new_stream = atomic_exchange(&d->new_stream, false);
         bool poll = now >= d->next_poll_ms;
+        if (d->conn && (new_stream || (poll && anyone_listening(d))))
+            tse_dl_flush_all_acks(d); /* discovery may drop subscriptions */
         if (d->conn && new_stream) {
             /* This process registered a stream: whoever waits for its type
              * gets it now. */
@@ -1115,6 +1070,8 @@ static void *engine_main(void *arg)
         }
         if (d->conn)
             work(d, tse_clock_ms());
+        /* Acks no read took along go once they waited long enough. */
+        d->next_acks_ms = tse_dl_flush_due_acks(d, tse_clock_ms());
         drop_all(d);
         atomic_store(&d->listening, anyone_listening(d));
     }
@@ -1135,6 +1092,7 @@ tse_status tse_delivery_create(const tse_delivery_options *opts, tse_stats *stat
         d->opts.poll_ms = 100;
     d->stats = stats;
     d->backoff_ms = TSE_BROKER_RETRY_MIN_MS;
+    d->next_acks_ms = INT64_MAX;
     pthread_mutex_init(&d->mu, NULL);
     pthread_cond_init(&d->cond, NULL);
     if (pthread_create(&d->thread, NULL, engine_main, d) != 0) {

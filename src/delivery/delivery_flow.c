@@ -48,12 +48,8 @@ static int64_t publish_time_us(const uint8_t *envelope, size_t len, const char *
 
 void tse_dl_ready_free(tse_ready *r)
 {
-    if (r == NULL)
-        return;
-    free(r->ack_id);
-    free(r->stream_id);
-    free(r->envelope);
-    free(r);
+    if (r != NULL)
+        free(r->ack_id);
 }
 
 static void ready_push(tse_subscriber *s, tse_ready *r)
@@ -63,43 +59,49 @@ static void ready_push(tse_subscriber *s, tse_ready *r)
     else
         s->ready = r;
     s->ready_tail = r;
+    s->n_ready++;
 }
 
-/* The ack id of entry id of stream key, "<key>/<id>" (storage/ack_id.h),
- * malloc'd; NULL when out of memory. Built by hand: asprintf was ~1.5k
- * instructions per delivery, an eighth of the delivery path's. */
-static char *ack_id_of(const char *key, const char *id)
+/* The first ready entry of s, out of the list. */
+static tse_ready *ready_pop(tse_subscriber *s)
 {
-    size_t key_len = strlen(key), id_len = strlen(id);
-    char *ack_id = malloc(key_len + id_len + 2);
+    tse_ready *r = s->ready;
 
-    if (ack_id == NULL)
-        return NULL;
-    memcpy(ack_id, key, key_len);
-    ack_id[key_len] = '/';
-    memcpy(ack_id + key_len + 1, id, id_len + 1);
-    return ack_id;
+    s->ready = r->next;
+    if (s->ready == NULL)
+        s->ready_tail = NULL;
+    r->next = NULL;
+    s->n_ready--;
+    return r;
 }
 
-/* A ready entry of stream key from an entry read or claimed: takes its id
- * and envelope (no copy); NULL when out of memory (the entry keeps them). */
-static tse_ready *ready_of(const char *key, tse_group_entry *e)
+/* A ready entry of stream key from an entry read or claimed, in one
+ * allocation (tse_ready): the ack id "<key>/<id>" built by hand (asprintf
+ * was ~1.5k instructions per delivery), the envelope copied from the
+ * reply; NULL when out of memory. */
+static tse_ready *ready_of(const char *key, const tse_group_entry *e)
 {
-    tse_ready *r = calloc(1, sizeof(*r));
+    size_t key_len = strlen(key), id_len = strlen(e->id), ack_len = key_len + 1 + id_len;
+    size_t at = (ack_len + 1 + _Alignof(tse_ready) - 1) / _Alignof(tse_ready) * _Alignof(tse_ready);
+    char *block = malloc(at + sizeof(tse_ready) + e->envelope_len);
+    tse_ready *r;
 
-    if (r == NULL)
+    if (block == NULL)
         return NULL;
-    if ((r->ack_id = ack_id_of(key, e->id)) == NULL) {
-        free(r);
-        return NULL;
-    }
-    r->stream_id = e->id;
-    r->envelope = e->envelope;
-    r->envelope_len = e->envelope_len;
+    memcpy(block, key, key_len);
+    block[key_len] = '/';
+    memcpy(block + key_len + 1, e->id, id_len + 1);
+    r = (tse_ready *)(block + at);
+    r->next = NULL;
+    r->ack_id = block;
+    r->stream_id = block + key_len + 1;
+    r->ack_len = ack_len;
     r->attempt = e->attempt;
+    r->envelope = (const uint8_t *)(r + 1);
+    r->envelope_len = e->envelope_len;
+    if (e->envelope_len > 0)
+        memcpy(r + 1, e->envelope, e->envelope_len);
     r->published_us = publish_time_us(r->envelope, r->envelope_len, r->stream_id);
-    e->id = NULL;
-    e->envelope = NULL;
     return r;
 }
 
@@ -146,15 +148,16 @@ static bool inflight_room(tse_subscriber *s)
     return true;
 }
 
-/* Keeps ready entry r's ack id among the in-flight ones: the list takes
- * it over (r->ack_id is NULL after), so a delivery's id is not copied. */
-static bool track(tse_subscriber *s, tse_ready *r)
+/* Keeps ready entry r's ack id (its allocation) among the in-flight ones;
+ * *at: its place after the live window's head, which a later room-making
+ * may move but not reorder. */
+static bool track(tse_subscriber *s, tse_ready *r, size_t *at)
 {
     if (!inflight_room(s))
         return false;
+    *at = s->inflight_end - s->inflight_head;
     s->inflight[s->inflight_end++] = r->ack_id;
     s->n_inflight++;
-    r->ack_id = NULL;
     return true;
 }
 
@@ -173,7 +176,8 @@ void tse_dl_forget_inflight(tse_subscriber *s, const char *ack_id)
         s->credit++;
         /* Refill in batches, not one read per ack: when a quarter of the
          * window is free, or nothing is in flight. */
-        if (s->sub && (s->credit * 4 >= s->sub->def->max_in_flight || s->n_inflight == 0))
+        if (s->sub &&
+            (s->credit * 4 >= s->sub->def->max_in_flight || s->n_inflight == 0 || s->ready != NULL))
             s->hungry = true;
         return;
     }
@@ -202,11 +206,7 @@ static size_t take_for_pull(tse_delivery *d, tse_subscriber *s)
     int64_t now = tse_wall_us();
 
     while (s->ready && s->credit > 0) {
-        tse_ready *r = s->ready;
-        s->ready = r->next;
-        if (s->ready == NULL)
-            s->ready_tail = NULL;
-        r->next = NULL;
+        tse_ready *r = ready_pop(s);
         if (s->taken_tail)
             s->taken_tail->next = r;
         else
@@ -220,12 +220,18 @@ static size_t take_for_pull(tse_delivery *d, tse_subscriber *s)
     return n;
 }
 
-/* Delivers a batch to a stream subscriber and frees its entries. */
-static void deliver(tse_subscriber *s, const tse_delivered *batch, tse_ready *const *sent, size_t n)
+/* Delivers a batch to a stream subscriber, then shrinks each entry to
+ * its ack id, which the in-flight list keeps (at[i]: its place, track). */
+static void deliver(tse_subscriber *s, const tse_delivered *batch, tse_ready *const *sent,
+                    const size_t *at, size_t n)
 {
     s->ops->deliver(s->arg, batch, n);
-    for (size_t i = 0; i < n; i++)
-        tse_dl_ready_free(sent[i]);
+    for (size_t i = 0; i < n; i++) {
+        /* Shrinking moves nothing in glibc; if it did, the list follows. */
+        char *kept = realloc(sent[i]->ack_id, sent[i]->ack_len + 1);
+        if (kept != NULL)
+            s->inflight[s->inflight_head + at[i]] = kept;
+    }
 }
 
 /*
@@ -240,7 +246,7 @@ static size_t hand_out(tse_delivery *d, tse_subscriber *s)
 {
     tse_delivered batch[64];
     tse_ready *sent[64];
-    size_t n = 0, total = 0;
+    size_t at[64], n = 0, total = 0;
     int64_t now;
 
     if (s->is_pull)
@@ -251,23 +257,21 @@ static size_t hand_out(tse_delivery *d, tse_subscriber *s)
         /* The id, owned by the in-flight list from here on, lives until
          * its ack: past this delivery's callback. */
         const char *ack_id = r->ack_id;
-        if (!track(s, r))
+        if (!track(s, r, &at[n]))
             break;
-        s->ready = r->next;
-        if (s->ready == NULL)
-            s->ready_tail = NULL;
+        ready_pop(s);
         s->credit--;
         batch[n] = (tse_delivered){ack_id, r->attempt, r->stream_id, r->envelope, r->envelope_len};
         sent[n++] = r;
         count_handed(d, s, r, now);
         if (n == 64) {
-            deliver(s, batch, sent, n);
+            deliver(s, batch, sent, at, n);
             total += n;
             n = 0;
         }
     }
     if (n > 0)
-        deliver(s, batch, sent, n);
+        deliver(s, batch, sent, at, n);
     return total + n;
 }
 
@@ -323,42 +327,227 @@ static void pull_done(tse_delivery *d, tse_subscriber *s)
     tse_dl_release(d, s);
 }
 
+/* ---- acks owed to Redis ---- */
+
+static void acks_by_stream(const tse_sub *sub, char *const *ids, size_t n, const char **key_of,
+                           const char **entry_of);
+static void acks_counted(tse_delivery *d, tse_sub *sub, uint32_t done);
+
+bool tse_dl_owe_acks(tse_sub *sub, tse_id_list *ids)
+{
+    if (sub->n_owed + ids->n > sub->cap_owed) {
+        size_t cap = sub->cap_owed ? sub->cap_owed : 64;
+        char **owed;
+        while (cap < sub->n_owed + ids->n)
+            cap *= 2;
+        if ((owed = tse_realloc(sub->owed, cap * sizeof(*owed))) == NULL)
+            return false;
+        sub->owed = owed;
+        sub->cap_owed = cap;
+    }
+    if (sub->n_owed == 0)
+        sub->owed_since_ms = tse_clock_ms();
+    if (ids->n > 0)
+        memcpy(sub->owed + sub->n_owed, ids->ids, ids->n * sizeof(*ids->ids));
+    sub->n_owed += ids->n;
+    ids->n = 0;
+    return true;
+}
+
+void tse_dl_drop_acks(tse_sub *sub)
+{
+    for (size_t i = 0; i < sub->n_owed; i++)
+        tse_free(sub->owed[i]);
+    sub->n_owed = 0;
+}
+
+void tse_dl_note_unreached(const tse_sub *sub, const char *what, size_t total, uint32_t done,
+                           const tse_dl_unreached *un)
+{
+    char n[24], applied[24], slot[16];
+
+    if (un->n == 0)
+        return;
+    snprintf(n, sizeof(n), "%zu", total);
+    snprintf(applied, sizeof(applied), "%u", done);
+    snprintf(slot, sizeof(slot), "%u", un->slot);
+    /* A Subscribe stream's ack or nack message has no answer: the client
+     * believes it done. When a slot's master is out of reach (a cluster
+     * master dead, its replica not yet promoted) some of it is not: those
+     * deliveries stay pending and come again after their ack deadline (at
+     * least once). Not silent: logged once per flush, naming the
+     * subscription and slot (docs/operations.md, "A master's failure").
+     * The Acknowledge and Nack calls answer UNAVAILABLE instead. */
+    tse_log(TSE_LOG_WARN,
+            "Subscribe stream: settlements not applied (a slot's master out of reach); those "
+            "deliveries stay pending and come again after their ack deadline",
+            (const char *[]){"subscription", sub->def->name, "what", what, "ids", n, "applied",
+                             applied, "slot", slot, NULL});
+}
+
+void tse_dl_flush_acks(tse_delivery *d, tse_sub *sub)
+{
+    tse_dl_unreached un = {0};
+    size_t n = sub->n_owed;
+
+    if (n == 0)
+        return;
+    tse_dl_note_unreached(sub, "ack", n, tse_dl_ack_ids(d, sub, sub->owed, n, NULL, NULL, &un),
+                          &un);
+    tse_dl_drop_acks(sub);
+}
+
+void tse_dl_flush_all_acks(tse_delivery *d)
+{
+    for (tse_sub *sub = d->subs; sub; sub = sub->next)
+        tse_dl_flush_acks(d, sub);
+}
+
+int64_t tse_dl_flush_due_acks(tse_delivery *d, int64_t now)
+{
+    int64_t next = INT64_MAX;
+
+    for (tse_sub *sub = d->subs; sub; sub = sub->next) {
+        if (sub->n_owed == 0)
+            continue;
+        if (now - sub->owed_since_ms >= TSE_ACK_LINGER_MS)
+            tse_dl_flush_acks(d, sub);
+        else if (sub->owed_since_ms + TSE_ACK_LINGER_MS < next)
+            next = sub->owed_since_ms + TSE_ACK_LINGER_MS;
+    }
+    return next;
+}
+
+/* A read's share of the owed acks: sub's ids by stream (their arrays). */
+typedef struct owed_acks {
+    tse_group_acks acks;
+    const char **key_of, **entry_of;
+} owed_acks;
+
+/* Prepares sub's owed acks to go with a read; false when there are none
+ * (or no memory for the arrays: they go at the flush). */
+static bool owed_acks_begin(tse_sub *sub, owed_acks *a)
+{
+    memset(a, 0, sizeof(*a));
+    if (sub->n_owed == 0)
+        return false;
+    a->key_of = calloc(sub->n_owed, sizeof(*a->key_of));
+    a->entry_of = calloc(sub->n_owed, sizeof(*a->entry_of));
+    if (a->key_of == NULL || a->entry_of == NULL) {
+        free(a->key_of);
+        free(a->entry_of);
+        memset(a, 0, sizeof(*a));
+        return false;
+    }
+    acks_by_stream(sub, sub->owed, sub->n_owed, a->key_of, a->entry_of);
+    a->acks = (tse_group_acks){a->key_of, a->entry_of, sub->n_owed, 0, TSE_OK};
+    return true;
+}
+
+/* Counts what the read's acks did and frees them (those Redis did not
+ * answer stay pending: come again after the deadline, as any ack lost). */
+static void owed_acks_end(tse_delivery *d, tse_sub *sub, owed_acks *a)
+{
+    tse_dl_unreached un = {0};
+
+    if (a->key_of == NULL)
+        return;
+    if (a->acks.st == TSE_UNAVAILABLE && d->conn != NULL && a->acks.n > 0 && a->key_of[0] != NULL)
+        tse_dl_unreached_add(&un, a->key_of[0]);
+    acks_counted(d, sub, a->acks.acked);
+    tse_dl_note_unreached(sub, "ack", a->acks.n, a->acks.acked, &un);
+    tse_dl_drop_acks(sub);
+    free(a->key_of);
+    free(a->entry_of);
+}
+
+/* A read of some of a subscriber's streams, sent and not yet taken. */
+typedef struct stream_read {
+    tse_group_sent_read *op;
+    const char **keys;
+    size_t *per_stream; /* when the caller wants to know which were full */
+    size_t k;
+    owed_acks acks;
+    bool with_acks;
+} stream_read;
+
 /*
- * XREADGROUP ... COUNT count STREAMS <the k streams of which[]> > ...;
- * entries appended to the ready list. full[i] (when non-NULL) tells whether
- * stream which[i] gave all count entries (it may have more). Returns the
- * number read, -1 on a Redis failure.
+ * Sends XREADGROUP ... COUNT count STREAMS <the k streams of which[]> >,
+ * with the group's owed acks ahead of it, for read_take to take: Redis
+ * works on it meanwhile. counts: room is made for each stream's count (to
+ * tell which were full). False when nothing was sent (out of memory).
  */
-static long read_streams(tse_delivery *d, tse_subscriber *s, const size_t *which, size_t k,
-                         uint32_t count, bool *full)
+static bool read_send(tse_delivery *d, tse_subscriber *s, const size_t *which, size_t k,
+                      uint32_t count, bool counts, stream_read *rd)
 {
     tse_sub *sub = s->sub;
-    const char **keys = calloc(k ? k : 1, sizeof(*keys));
-    size_t *per_stream = full ? calloc(k ? k : 1, sizeof(*per_stream)) : NULL;
+
+    memset(rd, 0, sizeof(*rd));
+    rd->k = k;
+    rd->keys = calloc(k ? k : 1, sizeof(*rd->keys));
+    rd->per_stream = counts ? calloc(k ? k : 1, sizeof(*rd->per_stream)) : NULL;
+    if (rd->keys == NULL || (counts && rd->per_stream == NULL)) {
+        free(rd->keys);
+        free(rd->per_stream);
+        return false;
+    }
+    for (size_t i = 0; i < k; i++)
+        rd->keys[i] = sub->streams[which[i]];
+    rd->with_acks = owed_acks_begin(sub, &rd->acks);
+    if (tse_group_read_send(d->conn, sub->def->name, rd->with_acks ? &rd->acks.acks : NULL,
+                            s->consumer, rd->keys, k, count, &rd->op) == TSE_OK)
+        return true;
+    if (rd->with_acks) { /* not sent: they stay owed */
+        free(rd->acks.key_of);
+        free(rd->acks.entry_of);
+    }
+    free(rd->keys);
+    free(rd->per_stream);
+    return false;
+}
+
+/*
+ * Takes a read sent by read_send: its entries appended to the ready list.
+ * full[i] (when non-NULL, and read_send was asked for counts) tells
+ * whether stream i of the read gave all count entries (it may have more).
+ * Returns the number read, -1 on a Redis failure.
+ */
+static long read_take(tse_delivery *d, tse_subscriber *s, stream_read *rd, uint32_t count,
+                      bool *full)
+{
+    size_t *per_stream = rd->per_stream;
     tse_group_entries got = {0};
+    tse_status st = tse_group_read_take(rd->op, &got, per_stream);
     long n = -1;
 
-    if (keys == NULL || (full && per_stream == NULL))
-        goto out;
-    for (size_t i = 0; i < k; i++)
-        keys[i] = sub->streams[which[i]];
+    if (rd->with_acks)
+        owed_acks_end(d, s->sub, &rd->acks);
     /* Unavailable with the connection kept (a cluster's node down): the
      * slots that answered are delivered, the others read at a later poll
      * (what their reads may have taken is pending: claimed after the
      * deadline). */
-    if (tse_group_read(d->conn, sub->def->name, s->consumer, keys, k, count, &got, per_stream) ==
-            TSE_UNAVAILABLE &&
-        tse_conn_lost(d->conn)) {
+    if (st == TSE_UNAVAILABLE && tse_conn_lost(d->conn)) {
         tse_group_entries_cleanup(&got);
         goto out;
     }
-    for (size_t i = 0; full && i < k; i++)
+    for (size_t i = 0; full && per_stream && i < rd->k; i++)
         full[i] = per_stream[i] >= count;
-    n = ready_all(s, keys, &got);
+    n = ready_all(s, rd->keys, &got);
 out:
-    free(keys);
+    free(rd->keys);
     free(per_stream);
     return n;
+}
+
+/* read_send then read_take: the entries appended to the ready list. */
+static long read_streams(tse_delivery *d, tse_subscriber *s, const size_t *which, size_t k,
+                         uint32_t count, bool *full)
+{
+    stream_read rd;
+
+    if (!read_send(d, s, which, k, count, full != NULL, &rd))
+        return -1;
+    return read_take(d, s, &rd, count, full);
 }
 
 /* The streams of sub at priority prio into which[] (room for n_streams),
@@ -375,18 +564,71 @@ static size_t level_streams(const tse_sub *sub, int prio, size_t first, size_t *
     return k;
 }
 
-/* A stream subscriber reads all streams of a level at once, up to its
- * credit from each; what comes beyond the credit waits in its ready list. */
-static long read_level(tse_delivery *d, tse_subscriber *s, int prio)
+/* The credit of s that no ready entry has taken yet: what a read may ask. */
+static uint32_t room_of(const tse_subscriber *s)
+{
+    return s->credit > s->n_ready ? s->credit - s->n_ready : 0;
+}
+
+/*
+ * A stream subscriber reads all streams of a level at once, up to its
+ * room from each (what comes beyond it waits in its ready list); what was
+ * ready is handed out while Redis reads. Returns the number read, -1 on a
+ * failure.
+ */
+static long read_level(tse_delivery *d, tse_subscriber *s, int prio, size_t *handed)
 {
     size_t *which = calloc(s->sub->n_streams ? s->sub->n_streams : 1, sizeof(*which));
     size_t k = which ? level_streams(s->sub, prio, 0, which) : 0;
+    uint32_t room = room_of(s);
     long got = which == NULL ? -1 : 0;
+    stream_read rd;
+    bool sent = false;
 
-    if (k > 0)
-        got = read_streams(d, s, which, k, s->credit, NULL);
+    if (k > 0 && room > 0 && !(sent = read_send(d, s, which, k, room, false, &rd)))
+        got = -1;
+    *handed += hand_out(d, s);
+    if (sent)
+        got = read_take(d, s, &rd, room, NULL);
     free(which);
     return got;
+}
+
+/* Whether the engine's next pass starts at once (requests or a publish
+ * wait): entries just read may wait for it, to go out while its read runs. */
+static bool next_pass_due(tse_delivery *d)
+{
+    bool due;
+
+    pthread_mutex_lock(&d->mu);
+    due = d->head != NULL || atomic_load(&d->notified);
+    pthread_mutex_unlock(&d->mu);
+    return due;
+}
+
+/*
+ * A stream subscriber's fill: priority 1 first, each level read while the
+ * last one's entries are handed out. What the last read gave goes out now,
+ * unless the next pass starts at once: then it goes out during that pass's
+ * read (s stays hungry), so that Redis and the engine work at the same
+ * time instead of in turn. Entries wait in the ready list at most that
+ * long; the credit they will take is kept for them (room_of).
+ */
+static void fill_stream(tse_delivery *d, tse_subscriber *s, size_t *handed, long *got)
+{
+    for (int prio = TSE_PRIORITY_MIN; prio <= TSE_PRIORITY_MAX && d->conn && room_of(s) > 0;
+         prio++) {
+        long n = read_level(d, s, prio, handed);
+        if (n < 0)
+            break;
+        *got += n;
+    }
+    if (s->ready == NULL || s->credit == 0)
+        return;
+    if (*got > 0 && d->conn && next_pass_due(d))
+        s->hungry = true;
+    else
+        *handed += hand_out(d, s);
 }
 
 /*
@@ -437,33 +679,36 @@ out:
     return got;
 }
 
+/* A pull gathers over every level, priority 1 first, while credit lasts
+ * and is answered once, with everything it took. */
+static void fill_pull(tse_delivery *d, tse_subscriber *s)
+{
+    take_for_pull(d, s);
+    for (int prio = TSE_PRIORITY_MIN;
+         prio <= TSE_PRIORITY_MAX && s->credit > 0 && s->ready == NULL && d->conn; prio++) {
+        if (read_level_for_pull(d, s, prio) < 0)
+            break;
+        take_for_pull(d, s);
+    }
+    /* With nothing taken it waits for a publish, a poll or its deadline
+     * (or, when Redis failed, for the loop to end it with UNAVAILABLE). */
+    if (s->n_taken > 0)
+        pull_done(d, s);
+}
+
 void tse_dl_fill(tse_delivery *d, tse_subscriber *s)
 {
-    tse_sub *sub = s->sub;
     size_t handed = 0;
     long got = 0;
 
     s->hungry = false;
-    if (sub == NULL)
+    if (s->sub == NULL)
         return;
-    handed += hand_out(d, s);
-    /* Priority 1 first; a pull gathers over every level while credit lasts
-     * and is answered once, with everything it took. */
-    for (int prio = TSE_PRIORITY_MIN;
-         prio <= TSE_PRIORITY_MAX && s->credit > 0 && s->ready == NULL && d->conn; prio++) {
-        long n = s->is_pull ? read_level_for_pull(d, s, prio) : read_level(d, s, prio);
-        if (n < 0)
-            break;
-        got += n;
-        handed += hand_out(d, s);
-    }
     if (s->is_pull) {
-        /* With nothing taken it waits for a publish, a poll or its deadline
-         * (or, when Redis failed, for the loop to end it with UNAVAILABLE). */
-        if (s->n_taken > 0)
-            pull_done(d, s);
+        fill_pull(d, s);
         return;
     }
+    fill_stream(d, s, &handed, &got);
     if (d->conn == NULL)
         return;
     /* More may be waiting: look again at once while credit lasts. An empty
@@ -471,7 +716,7 @@ void tse_dl_fill(tse_delivery *d, tse_subscriber *s)
     if (got > 0 && s->credit > 0)
         s->hungry = true;
     if (got == 0 && handed == 0)
-        sub->drained = true;
+        s->sub->drained = true;
 }
 
 /* Moves one entry to the subscription's dead-letter target, or else its
@@ -739,6 +984,22 @@ out:
     free(seen);
 }
 
+/* The stream (one of sub->streams, NULL: not one of sub's) and entry id of
+ * each ack id, grouped by stream: each stream's ids are one XACK. */
+static void acks_by_stream(const tse_sub *sub, char *const *ids, size_t n, const char **key_of,
+                           const char **entry_of)
+{
+    for (size_t i = 0; i < n; i++)
+        key_of[i] = stream_of(sub, ids[i], &entry_of[i]);
+    group_by_stream(key_of, entry_of, n);
+}
+
+static void acks_counted(tse_delivery *d, tse_sub *sub, uint32_t done)
+{
+    tse_stats_add(d->stats, TSE_STAT_ACKED, done);
+    sub->acked += done;
+}
+
 /*
  * Acks of a live stream want no answer per id: one XACK per stream (the
  * ids grouped by stream; the engine merges the ack messages of a
@@ -764,10 +1025,8 @@ uint32_t tse_dl_ack_ids(tse_delivery *d, tse_sub *sub, char *const *ids, size_t 
     if (key_of == NULL || entry_of == NULL || (unknown && (acked == NULL || unreached == NULL)) ||
         d->conn == NULL)
         goto out;
-    for (size_t i = 0; i < n; i++)
-        key_of[i] = stream_of(sub, ids[i], &entry_of[i]);
     if (unknown == NULL) {
-        group_by_stream(key_of, entry_of, n);
+        acks_by_stream(sub, ids, n, key_of, entry_of);
         /* Which run's slot did not answer is not known: the first id's
          * slot stands for them (the log says how many were applied). */
         if (tse_group_ack_runs(d->conn, sub->def->name, key_of, entry_of, n, &done) ==
@@ -776,6 +1035,8 @@ uint32_t tse_dl_ack_ids(tse_delivery *d, tse_sub *sub, char *const *ids, size_t 
             tse_dl_unreached_add(un, key_of[0]);
         goto out;
     }
+    for (size_t i = 0; i < n; i++)
+        key_of[i] = stream_of(sub, ids[i], &entry_of[i]);
     tse_group_ack_each(d->conn, sub->def->name, key_of, entry_of, n, acked, unreached);
     for (size_t i = 0; i < n; i++) {
         if (acked[i])
@@ -790,8 +1051,7 @@ out:
     free(entry_of);
     free(acked);
     free(unreached);
-    tse_stats_add(d->stats, TSE_STAT_ACKED, done);
-    sub->acked += done;
+    acks_counted(d, sub, done);
     return done;
 }
 

@@ -39,6 +39,11 @@ extern const char *const tse_dl_reason_names[TSE_DL_REASONS];
 #define TSE_DL_NACK_OWNER "nacked"
 #define TSE_DISCOVER_MS   1000
 #define TSE_CLAIM_BATCH   100
+/* The longest a live stream's ack waits for the group's next read to take
+ * it to Redis in the read's round trip (a drain reads every millisecond or
+ * so); far below the shortest ack deadline (TSE_MIN_ACK_DEADLINE_MS), and
+ * the engine's own claim scan sends them first anyway. */
+#define TSE_ACK_LINGER_MS 5
 
 typedef struct tse_sub tse_sub;
 
@@ -211,13 +216,20 @@ typedef struct tse_ext {
     int64_t until_ms;
 } tse_ext;
 
-/* An entry read for a subscriber but not yet handed to it. */
+/*
+ * An entry read for a subscriber but not yet handed to it: one allocation
+ * that starts with its ack id "<stream key>/<entry id>", the struct after
+ * it, then the envelope bytes. Handed out, it is shrunk (realloc) to the
+ * ack id alone, which the in-flight list keeps until the ack: one
+ * allocation per delivery, where there were four.
+ */
 typedef struct tse_ready {
     struct tse_ready *next;
-    char *ack_id;
-    char *stream_id;
+    char *ack_id;          /* the allocation's start: tse_dl_ready_free frees it */
+    const char *stream_id; /* the entry id, within ack_id */
+    size_t ack_len;
     uint32_t attempt;
-    uint8_t *envelope;
+    const uint8_t *envelope; /* within the allocation */
     size_t envelope_len;
     int64_t published_us; /* the event's timestamp, wall clock; 0 unknown */
 } tse_ready;
@@ -236,6 +248,7 @@ struct tse_subscriber {
     char **inflight;
     size_t inflight_head, inflight_end, n_inflight, cap_inflight;
     tse_ready *ready, *ready_tail; /* read, not yet delivered */
+    uint32_t n_ready;              /* entries in ready */
     bool hungry;
     bool counted; /* in the subscribers gauge */
     /* Queued by tse_delivery_detach: allocated with the subscriber, so a
@@ -268,6 +281,13 @@ struct tse_sub {
     bool drained;        /* a read this round found nothing */
     bool creating;       /* being created: LATEST groups start at "$" */
     struct tse_ext *ext; /* deadline extensions longer than ack_deadline_ms */
+    /* Ack ids of live streams not yet sent to Redis (owned): they go with
+     * the group's next read, in its round trip, or once the oldest has
+     * waited TSE_ACK_LINGER_MS, and before anything else that touches the
+     * group's pending entries (tse_dl_flush_acks). */
+    char **owed;
+    size_t n_owed, cap_owed;
+    int64_t owed_since_ms; /* when the oldest owed ack came */
     /* This instance's counts since it loaded the subscription. */
     uint64_t delivered, acked, redelivered, nacked;
     uint64_t dead_lettered[TSE_DL_REASONS];
@@ -302,6 +322,7 @@ struct tse_delivery {
     int64_t backoff_ms, next_connect_ms, last_attempt_ms;
     tse_sub *subs;
     int64_t next_discover_ms, next_poll_ms, last_discover_ms, next_reap_ms;
+    int64_t next_acks_ms;   /* owed acks fall due (INT64_MAX: none owed) */
     long long streams_seen; /* SCARD of the stream set at the last discovery */
     int64_t lag_window_ms;  /* lag_read: entries read by lag counts since then */
     long long lag_read;
@@ -366,6 +387,25 @@ uint32_t tse_dl_reject_ids(tse_delivery *d, tse_sub *sub, char *const *ids, size
                            char ***unknown, size_t *n_unknown, size_t *n_stuck,
                            tse_dl_unreached *un);
 void tse_dl_forget_inflight(tse_subscriber *s, const char *ack_id);
+/* The acks of a live stream: sub takes the ids over (ids->n is 0 after),
+ * to be sent with its next read or flush. False when out of memory
+ * (nothing taken: ack them now). */
+bool tse_dl_owe_acks(tse_sub *sub, tse_id_list *ids);
+/* Sends sub's owed acks now (one XACK per stream, one round trip). */
+void tse_dl_flush_acks(tse_delivery *d, tse_sub *sub);
+/* tse_dl_flush_acks of every subscription. */
+void tse_dl_flush_all_acks(tse_delivery *d);
+/* tse_dl_flush_acks of the subscriptions whose oldest owed ack has waited
+ * TSE_ACK_LINGER_MS at now (tse_clock_ms); returns the next moment one
+ * falls due (INT64_MAX: none). */
+int64_t tse_dl_flush_due_acks(tse_delivery *d, int64_t now);
+/* Frees sub's owed acks without sending them (the subscription or the
+ * connection is gone: they are delivered again after the deadline). */
+void tse_dl_drop_acks(tse_sub *sub);
+/* Logs, at warn, settlements of a live stream that a slot's master did not
+ * answer (they stay pending and come again); nothing when un holds none. */
+void tse_dl_note_unreached(const tse_sub *sub, const char *what, size_t total, uint32_t done,
+                           const tse_dl_unreached *un);
 /*
  * Answers a pull: with everything it took when err is NULL (or an OK error),
  * else with err and nothing. Exactly once per pull: the callback is cleared

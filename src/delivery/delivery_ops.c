@@ -572,6 +572,7 @@ static void after_seek(tse_sub *sub)
             tse_dl_ready_free(r);
         }
         s->ready_tail = NULL;
+        s->n_ready = 0;
         s->hungry = true;
     }
     sub->drained = false;

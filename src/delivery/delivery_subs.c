@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/alloc.h"
 #include "delivery/delivery_internal.h"
 #include "domain/subscription.h"
 
@@ -31,6 +32,8 @@ static void sub_free(tse_sub *sub)
 {
     if (sub == NULL)
         return;
+    tse_dl_drop_acks(sub);
+    tse_free(sub->owed);
     while (sub->ext) {
         tse_ext *next = sub->ext->next;
         tse_dl_ext_free(sub->ext);

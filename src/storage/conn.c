@@ -87,6 +87,11 @@ bool tse_conn_is_cluster(const tse_conn *c)
     return !tse_conn_lost(c) && tse_rconn_is_cluster(c->rc);
 }
 
+uint64_t tse_conn_rounds(const tse_conn *c)
+{
+    return tse_conn_lost(c) ? 0 : tse_rconn_get_counters(c->rc).rounds;
+}
+
 /* Marks c lost and tells its owner, once. */
 static void lose(tse_conn *c, const tse_error *err)
 {
@@ -153,6 +158,12 @@ bool tse_conn_append_raw(tse_conn *c, int argc, const char **argv, const size_t 
         return false;
     tse_rconn_raw_reply(c->rc);
     return true;
+}
+
+void tse_conn_send(tse_conn *c)
+{
+    if (!tse_conn_lost(c))
+        tse_rconn_send(c->rc);
 }
 
 redisReply *tse_conn_reply(tse_conn *c)

@@ -26,12 +26,20 @@ bool tse_conn_append(tse_conn *c, int argc, const char **argv, const size_t *len
  * REDIS_REPLY_STRING holding its RESP bytes (rconn.h, tse_rconn_raw_reply). */
 bool tse_conn_append_raw(tse_conn *c, int argc, const char **argv, const size_t *lens);
 
+/* Sends the pipeline now (tse_rconn_send): Redis works on it until the
+ * first tse_conn_reply reads the replies; nothing else may use c meanwhile. */
+void tse_conn_send(tse_conn *c);
+
 /* The next reply of a pipeline; NULL when c is lost. Caller frees it. */
 redisReply *tse_conn_reply(tse_conn *c);
 
 /* Whether c speaks to a Redis Cluster: a command's keys must then share
  * one slot (false once lost). */
 bool tse_conn_is_cluster(const tse_conn *c);
+
+/* Pipeline rounds c sent so far (rconn.h's counters.rounds; 0 once lost):
+ * round trips to Redis, for tests. */
+uint64_t tse_conn_rounds(const tse_conn *c);
 
 /* Reply shapes, checked before any element is used. */
 static inline bool is_str(const redisReply *r)

@@ -31,13 +31,49 @@ void tse_group_entries_cleanup(tse_group_entries *e)
 {
     if (e == NULL)
         return;
-    for (size_t i = 0; i < e->n; i++) {
-        free(e->v[i].id);
-        free(e->v[i].envelope);
-    }
+    for (size_t i = 0; i < e->n_held; i++)
+        freeReplyObject(e->held[i]);
+    free(e->held);
     free(e->v);
-    e->v = NULL;
-    e->n = e->cap = 0;
+    memset(e, 0, sizeof(*e));
+}
+
+/* Room for one more reply held by out; false when out of memory. */
+static bool held_reserve(tse_group_entries *out)
+{
+    size_t cap = out->cap_held ? 2 * out->cap_held : 4;
+    redisReply **grown;
+
+    if (out->n_held < out->cap_held)
+        return true;
+    if ((grown = realloc(out->held, cap * sizeof(*grown))) == NULL)
+        return false;
+    out->held = grown;
+    out->cap_held = cap;
+    return true;
+}
+
+/* The next entry of out (room made for it), id and stream set; NULL when
+ * out of memory. Not counted until the caller says (out->n++). */
+static tse_group_entry *entry_next(tse_group_entries *out, const char *id, size_t id_len,
+                                   size_t stream, uint32_t attempt)
+{
+    tse_group_entry *g;
+
+    if (out->n == out->cap) {
+        size_t cap = out->cap ? 2 * out->cap : 64;
+        tse_group_entry *grown = realloc(out->v, cap * sizeof(*grown));
+        if (grown == NULL)
+            return NULL;
+        out->v = grown;
+        out->cap = cap;
+    }
+    g = &out->v[out->n];
+    g->stream = stream;
+    g->attempt = attempt;
+    memcpy(g->id, id, id_len);
+    g->id[id_len] = '\0';
+    return g;
 }
 
 /* The "event" field of an entry's field/value array, or NULL. */
@@ -50,52 +86,26 @@ static const redisReply *envelope_of(const redisReply *fields)
 
 /*
  * Appends entry e ([id, [field, value, ...]]) to out when it has an
- * envelope. TSE_OK also for an entry skipped (no envelope, another shape);
- * TSE_NOMEM.
+ * envelope (borrowed from e). TSE_OK also for an entry skipped (no
+ * envelope, another shape); TSE_NOMEM.
  */
 static tse_status add_entry(tse_group_entries *out, const redisReply *e, size_t stream,
                             uint32_t attempt)
 {
     const redisReply *env;
-    tse_group_entry *grown, *g;
+    tse_group_entry *g;
 
-    if (!is_array(e) || e->elements != 2 || !is_str(e->element[0]))
+    if (!is_array(e) || e->elements != 2 || !is_str(e->element[0]) ||
+        e->element[0]->len >= TSE_GROUP_ID_MAX)
         return TSE_OK;
     if ((env = envelope_of(e->element[1])) == NULL)
         return TSE_OK;
-    if (out->n == out->cap) {
-        size_t cap = out->cap ? 2 * out->cap : 16;
-        if ((grown = realloc(out->v, cap * sizeof(*grown))) == NULL)
-            return TSE_NOMEM;
-        out->v = grown;
-        out->cap = cap;
-    }
-    g = &out->v[out->n];
-    g->stream = stream;
-    g->attempt = attempt;
-    g->envelope_len = env->len;
-    g->id = strdup(e->element[0]->str);
-    g->envelope = malloc(env->len ? env->len : 1);
-    if (g->id == NULL || g->envelope == NULL) {
-        free(g->id);
-        free(g->envelope);
+    if ((g = entry_next(out, e->element[0]->str, e->element[0]->len, stream, attempt)) == NULL)
         return TSE_NOMEM;
-    }
-    memcpy(g->envelope, env->str, env->len);
+    g->envelope = (const uint8_t *)env->str;
+    g->envelope_len = env->len;
     out->n++;
     return TSE_OK;
-}
-
-/* A copy of len bytes at s, NUL-terminated; NULL when out of memory. */
-static char *copy_bytes(const char *s, size_t len)
-{
-    char *out = malloc(len + 1);
-
-    if (out != NULL) {
-        memcpy(out, s, len);
-        out[len] = '\0';
-    }
-    return out;
 }
 
 /* Reads a bulk string at c, or skips whatever value is there (*s NULL);
@@ -124,7 +134,8 @@ static bool raw_entry(tse_resp_cursor *c, size_t stream, tse_group_entries *out,
     tse_group_entry *g;
 
     if (!tse_resp_read_array(c, &two) || two != 2 || !tse_resp_read_bulk(c, &id, &id_len) ||
-        id == NULL || !tse_resp_read_array(c, &nf) || nf < 0 || nf % 2 != 0) {
+        id == NULL || id_len >= TSE_GROUP_ID_MAX || !tse_resp_read_array(c, &nf) || nf < 0 ||
+        nf % 2 != 0) {
         *c = start;
         return tse_resp_skip_value(c);
     }
@@ -139,30 +150,14 @@ static bool raw_entry(tse_resp_cursor *c, size_t stream, tse_group_entries *out,
     }
     if (env == NULL)
         return true;
-    if (out->n == out->cap) {
-        size_t cap = out->cap ? 2 * out->cap : 64;
-        tse_group_entry *grown = realloc(out->v, cap * sizeof(*grown));
-        if (grown == NULL)
-            goto nomem;
-        out->v = grown;
-        out->cap = cap;
+    if ((g = entry_next(out, id, id_len, stream, 1)) == NULL) {
+        *st = TSE_NOMEM;
+        return false;
     }
-    g = &out->v[out->n];
-    g->stream = stream;
-    g->attempt = 1;
+    g->envelope = (const uint8_t *)env;
     g->envelope_len = env_len;
-    g->id = copy_bytes(id, id_len);
-    g->envelope = (uint8_t *)copy_bytes(env, env_len);
-    if (g->id == NULL || g->envelope == NULL) {
-        free(g->id);
-        free(g->envelope);
-        goto nomem;
-    }
     out->n++;
     return true;
-nomem:
-    *st = TSE_NOMEM;
-    return false;
 }
 
 /* One stream of a raw read, [key, [entry, ...]], at c; a stream not
@@ -238,8 +233,8 @@ static int read_command(const char **argv, const char *group, const char *consum
     return argc;
 }
 
-/* One read's reply into out (its RESP bytes: a raw reply, rconn.h); what
- * it had is freed. */
+/* One read's reply into out (its RESP bytes: a raw reply, rconn.h), which
+ * holds it for the envelopes that point into it. */
 static tse_status read_reply(redisReply *r, const char *const *keys, size_t k,
                              tse_group_entries *out, size_t *per_stream)
 {
@@ -247,10 +242,20 @@ static tse_status read_reply(redisReply *r, const char *const *keys, size_t k,
 
     if (r == NULL)
         return TSE_CONN_GONE;
-    if (r->type == REDIS_REPLY_NIL)
+    if (r->type == REDIS_REPLY_NIL) {
         st = TSE_OK;
-    else if (r->type == REDIS_REPLY_STRING)
+    } else if (r->type == REDIS_REPLY_STRING) {
+        size_t first = out->n;
+        if (!held_reserve(out)) {
+            freeReplyObject(r);
+            return TSE_NOMEM;
+        }
         st = tse_group_read_parse(r->str, r->len, keys, k, out, per_stream);
+        if (out->n > first) {
+            out->held[out->n_held++] = r;
+            return st;
+        }
+    }
     freeReplyObject(r);
     return st;
 }
@@ -303,75 +308,231 @@ static size_t group_keys(slot_read *sr, const char *const *keys, size_t g)
     return n;
 }
 
-/*
- * A read on a cluster, whose one command may not cross slots: one
- * XREADGROUP per slot, pipelined (the connection sends each master its
- * share at once), the replies merged. Each stream's entries keep their
- * order; streams come slot by slot, the slot of the first key first. An
- * error reply of one slot (TSE_INTERNAL), or no reply from its master
- * while the connection lives (TSE_CONN_GONE: a node down, conn.h), leaves
- * what the others read in out: those entries are delivered to the
- * consumer now, read or not.
- */
-static tse_status read_by_slot(tse_conn *c, const char *group, const char *consumer,
-                               const char *const *keys, size_t k, const char *count,
-                               tse_group_entries *out, size_t *per_stream)
+/* Appends read commands of every slot group of sr (one XREADGROUP per
+ * slot: the connection sends each master its share at once); returns how
+ * many went (fewer: the connection was lost, or out of memory). */
+static size_t slot_read_send(tse_conn *c, slot_read *sr, const char *group, const char *consumer,
+                             const char *const *keys, const char *count)
 {
-    slot_read sr;
     size_t sent = 0;
-    tse_status st = TSE_OK;
 
-    if (!slot_read_init(&sr, keys, k))
-        return TSE_NOMEM;
-    for (; sent < sr.groups; sent++) {
-        size_t n = group_keys(&sr, keys, sent);
-        if (!tse_conn_append_raw(c, read_command(sr.argv, group, consumer, count, sr.keys, n),
-                                 sr.argv, NULL))
+    for (; sent < sr->groups; sent++) {
+        size_t n = group_keys(sr, keys, sent);
+        if (!tse_conn_append_raw(c, read_command(sr->argv, group, consumer, count, sr->keys, n),
+                                 sr->argv, NULL))
             break;
     }
-    if (sent < sr.groups)
+    return sent;
+}
+
+/*
+ * The replies of the `sent` slot groups of a read on a cluster, merged.
+ * Each stream's entries keep their order; streams come slot by slot, the
+ * slot of the first key first. An error reply of one slot (TSE_INTERNAL),
+ * or no reply from its master while the connection lives (TSE_CONN_GONE:
+ * a node down, conn.h), leaves what the others read in out: those entries
+ * are delivered to the consumer now, read or not.
+ */
+static tse_status slot_read_collect(tse_conn *c, slot_read *sr, const char *const *keys,
+                                    size_t sent, tse_group_entries *out, size_t *per_stream)
+{
+    tse_status st = TSE_OK;
+
+    if (sent < sr->groups)
         st = tse_conn_lost(c) ? TSE_CONN_GONE : TSE_NOMEM;
     for (size_t g = 0; g < sent; g++) {
-        size_t n = group_keys(&sr, keys, g), first = out->n;
+        size_t n = group_keys(sr, keys, g), first = out->n;
         tse_status got;
 
-        memset(sr.counts, 0, n * sizeof(*sr.counts));
-        got = read_reply(tse_conn_reply(c), sr.keys, n, out, sr.counts);
+        memset(sr->counts, 0, n * sizeof(*sr->counts));
+        got = read_reply(tse_conn_reply(c), sr->keys, n, out, sr->counts);
         if (got == TSE_CONN_GONE && tse_conn_lost(c)) {
             st = got; /* lost: no reply follows */
             break;
         }
         for (size_t e = first; e < out->n; e++)
-            out->v[e].stream = sr.order[sr.start[g] + out->v[e].stream];
+            out->v[e].stream = sr->order[sr->start[g] + out->v[e].stream];
         for (size_t i = 0; per_stream && i < n; i++)
-            per_stream[sr.order[sr.start[g] + i]] = sr.counts[i];
+            per_stream[sr->order[sr->start[g] + i]] = sr->counts[i];
         if (st == TSE_OK)
             st = got;
     }
-    slot_read_cleanup(&sr);
     return st;
 }
+
+/* ===================== acks ============================================= */
+
+/* Appends one XACK per run of ids of one stream (keys[i] NULL: skipped)
+ * into the pipeline, argv room for n + 3; returns how many went. *all:
+ * whether every run went. */
+static size_t ack_append(tse_conn *c, const char *group, const char *const *keys,
+                         const char *const *ids, size_t n, const char **argv, bool *all)
+{
+    size_t sent = 0, i = 0;
+
+    *all = true;
+    while (i < n) {
+        int argc = 0;
+        const char *key = keys[i];
+        if (key == NULL) {
+            i++;
+            continue;
+        }
+        argv[argc++] = "XACK";
+        argv[argc++] = key;
+        argv[argc++] = group;
+        argv[argc++] = ids[i++];
+        for (; i < n && (keys[i] == NULL || strcmp(keys[i], key) == 0); i++)
+            if (keys[i] != NULL)
+                argv[argc++] = ids[i];
+        if (!tse_conn_append(c, argc, argv, NULL)) {
+            *all = false;
+            break;
+        }
+        sent++;
+    }
+    return sent;
+}
+
+/* Takes the replies of `sent` XACKs appended by ack_append: how many Redis
+ * acked into *acked. TSE_CONN_GONE when one is missing (lost: no reply
+ * follows; else one slot's master was out of reach, the others answered). */
+static tse_status ack_collect(tse_conn *c, size_t sent, uint32_t *acked)
+{
+    bool gone = false;
+
+    *acked = 0;
+    for (size_t k = 0; k < sent; k++) {
+        redisReply *r = tse_conn_reply(c);
+        if (r == NULL) {
+            if (tse_conn_lost(c))
+                return TSE_CONN_GONE;
+            gone = true;
+            continue;
+        }
+        if (is_int(r) && r->integer > 0)
+            *acked += (uint32_t)r->integer;
+        freeReplyObject(r);
+    }
+    return gone || tse_conn_lost(c) ? TSE_CONN_GONE : TSE_OK;
+}
+
+tse_status tse_group_ack_runs(tse_conn *c, const char *group, const char *const *keys,
+                              const char *const *ids, size_t n, uint32_t *acked)
+{
+    const char **argv = calloc(n + 3, sizeof(*argv));
+    size_t sent;
+    bool all;
+    tse_status st;
+
+    *acked = 0;
+    if (argv == NULL)
+        return TSE_NOMEM;
+    sent = ack_append(c, group, keys, ids, n, argv, &all);
+    free(argv);
+    st = ack_collect(c, sent, acked);
+    return st == TSE_OK && !all && tse_conn_lost(c) ? TSE_CONN_GONE : st;
+}
+
+/* ===================== reads ============================================ */
 
 tse_status tse_group_read(tse_conn *c, const char *group, const char *consumer,
                           const char *const *keys, size_t k, uint32_t count, tse_group_entries *out,
                           size_t *per_stream)
 {
-    const char **argv;
-    char count_buf[16];
-    redisReply *r;
-    int argc;
+    return tse_group_ack_read(c, group, NULL, consumer, keys, k, count, out, per_stream);
+}
 
-    for (size_t i = 0; per_stream && i < k; i++)
-        per_stream[i] = 0;
+/* A read sent, its replies not yet taken (tse_group_read_send). */
+struct tse_group_sent_read {
+    tse_conn *c;
+    tse_group_acks *acks;
+    const char *const *keys;
+    size_t k, acks_sent, reads_sent;
+    bool by_slot, all;
+    slot_read sr;
+};
+
+tse_status tse_group_read_send(tse_conn *c, const char *group, tse_group_acks *acks,
+                               const char *consumer, const char *const *keys, size_t k,
+                               uint32_t count, tse_group_sent_read **out)
+{
+    size_t n_acks = acks ? acks->n : 0;
+    tse_group_sent_read *op = calloc(1, sizeof(*op));
+    const char **argv = calloc((n_acks + 3 > 7 + 2 * k ? n_acks + 3 : 7 + 2 * k), sizeof(*argv));
+    char count_buf[16];
+
+    *out = NULL;
+    if (acks) {
+        acks->acked = 0;
+        acks->st = TSE_NOMEM;
+    }
+    if (op == NULL || argv == NULL)
+        goto nomem;
+    op->by_slot = k > 1 && tse_conn_is_cluster(c);
+    if (op->by_slot && !slot_read_init(&op->sr, keys, k))
+        goto nomem;
+    op->c = c;
+    op->acks = acks;
+    op->keys = keys;
+    op->k = k;
+    op->all = true;
     snprintf(count_buf, sizeof(count_buf), "%u", count);
-    if (k > 1 && tse_conn_is_cluster(c))
-        return read_by_slot(c, group, consumer, keys, k, count_buf, out, per_stream);
-    if ((argv = calloc(7 + 2 * k, sizeof(*argv))) == NULL)
-        return TSE_NOMEM;
-    argc = read_command(argv, group, consumer, count_buf, keys, k);
-    r = tse_conn_append_raw(c, argc, argv, NULL) ? tse_conn_reply(c) : NULL;
+    /* The acks first: Redis applies them before the read, in one round
+     * trip with it. */
+    if (n_acks > 0)
+        op->acks_sent = ack_append(c, group, acks->keys, acks->ids, n_acks, argv, &op->all);
+    if (op->by_slot)
+        op->reads_sent = slot_read_send(c, &op->sr, group, consumer, keys, count_buf);
+    else
+        op->reads_sent = tse_conn_append_raw(
+            c, read_command(argv, group, consumer, count_buf, keys, k), argv, NULL);
     free(argv);
-    return read_reply(r, keys, k, out, per_stream);
+    tse_conn_send(c);
+    *out = op;
+    return TSE_OK;
+nomem:
+    free(op);
+    free(argv);
+    return TSE_NOMEM;
+}
+
+tse_status tse_group_read_take(tse_group_sent_read *op, tse_group_entries *out, size_t *per_stream)
+{
+    tse_conn *c = op->c;
+    tse_status st;
+
+    for (size_t i = 0; per_stream && i < op->k; i++)
+        per_stream[i] = 0;
+    if (op->acks) {
+        op->acks->st = ack_collect(c, op->acks_sent, &op->acks->acked);
+        if (op->acks->st == TSE_OK && !op->all && tse_conn_lost(c))
+            op->acks->st = TSE_CONN_GONE;
+    }
+    if (op->by_slot) {
+        st = slot_read_collect(c, &op->sr, op->keys, op->reads_sent, out, per_stream);
+        slot_read_cleanup(&op->sr);
+    } else {
+        st =
+            read_reply(op->reads_sent ? tse_conn_reply(c) : NULL, op->keys, op->k, out, per_stream);
+    }
+    free(op);
+    return st;
+}
+
+tse_status tse_group_ack_read(tse_conn *c, const char *group, tse_group_acks *acks,
+                              const char *consumer, const char *const *keys, size_t k,
+                              uint32_t count, tse_group_entries *out, size_t *per_stream)
+{
+    tse_group_sent_read *op;
+    tse_status st = tse_group_read_send(c, group, acks, consumer, keys, k, count, &op);
+
+    if (st != TSE_OK) {
+        for (size_t i = 0; per_stream && i < k; i++)
+            per_stream[i] = 0;
+        return st;
+    }
+    return tse_group_read_take(op, out, per_stream);
 }
 
 tse_status tse_group_claim_parse(const redisReply *r, const char *const *ids,
@@ -417,8 +578,12 @@ tse_status tse_group_claim(tse_conn *c, const char *key, const char *group, cons
     free(argv);
     if (r == NULL)
         return TSE_CONN_GONE;
+    if (!held_reserve(out)) {
+        freeReplyObject(r);
+        return TSE_NOMEM;
+    }
     st = tse_group_claim_parse(r, ids, delivered, n, out);
-    freeReplyObject(r);
+    out->held[out->n_held++] = r; /* the envelopes point into it */
     return st;
 }
 
@@ -504,54 +669,6 @@ tse_status tse_group_oldest_pending(tse_conn *c, const char *key, const char *gr
     return tse_reply_finish(r, tse_group_oldest_pending_parse(r, ms));
 }
 
-/* ===================== acks and idle times ============================== */
-
-tse_status tse_group_ack_runs(tse_conn *c, const char *group, const char *const *keys,
-                              const char *const *ids, size_t n, uint32_t *acked)
-{
-    const char **argv = calloc(n + 3, sizeof(*argv));
-    size_t sent = 0, i = 0;
-    bool gone = false;
-
-    *acked = 0;
-    if (argv == NULL)
-        return TSE_NOMEM;
-    while (i < n) {
-        int argc = 0;
-        const char *key = keys[i];
-        if (key == NULL) {
-            i++;
-            continue;
-        }
-        argv[argc++] = "XACK";
-        argv[argc++] = key;
-        argv[argc++] = group;
-        argv[argc++] = ids[i++];
-        for (; i < n && (keys[i] == NULL || strcmp(keys[i], key) == 0); i++)
-            if (keys[i] != NULL)
-                argv[argc++] = ids[i];
-        if (!tse_conn_append(c, argc, argv, NULL))
-            break;
-        sent++;
-    }
-    free(argv);
-    for (size_t k = 0; k < sent; k++) {
-        redisReply *r = tse_conn_reply(c);
-        if (r == NULL) {
-            /* Lost: no reply follows. Else one slot's master was out of
-             * reach (a cluster node down): the others answered. */
-            if (tse_conn_lost(c))
-                return TSE_CONN_GONE;
-            gone = true;
-            continue;
-        }
-        if (is_int(r) && r->integer > 0)
-            *acked += (uint32_t)r->integer;
-        freeReplyObject(r);
-    }
-    return gone || tse_conn_lost(c) ? TSE_CONN_GONE : TSE_OK;
-}
-
 tse_status tse_group_ack_each(tse_conn *c, const char *group, const char *const *keys,
                               const char *const *ids, size_t n, bool *acked, bool *unreached)
 {
@@ -598,6 +715,8 @@ tse_status tse_group_ack_each(tse_conn *c, const char *group, const char *const 
     free(sent);
     return gone || tse_conn_lost(c) ? TSE_CONN_GONE : TSE_OK;
 }
+
+/* ===================== idle times ======================================= */
 
 /* An XCLAIM ... JUSTID of one id: *claimed when Redis answered it. */
 static tse_status claim_justid(tse_conn *c, int argc, const char **argv, bool *claimed)

@@ -30,13 +30,20 @@ struct redisReply;
 
 /* ---- entries read or claimed --------------------------------------------- */
 
-/* One entry handed to a consumer: its envelope (the "event" field) and the
- * attempt this delivery is. id and envelope are owned; a caller may take
- * them (and set them NULL) before the cleanup. */
+/* The longest entry id an entry keeps, with its NUL: Redis's are at most
+ * 41 characters ("<ms>-<seq>", two 64-bit numbers); an entry whose id is
+ * longer is skipped as one of another shape. */
+#define TSE_GROUP_ID_MAX 48
+
+/* One entry handed to a consumer: its id, its envelope (the "event" field)
+ * and the attempt this delivery is. The envelope is borrowed from the
+ * reply the entries hold (a read's RESP bytes, a claim's reply): valid
+ * until tse_group_entries_cleanup, so a caller copies what it keeps,
+ * once, where it wants it. */
 typedef struct tse_group_entry {
     size_t stream; /* index of its stream among the keys asked */
-    char *id;
-    uint8_t *envelope;
+    char id[TSE_GROUP_ID_MAX];
+    const uint8_t *envelope;
     size_t envelope_len;
     uint32_t attempt; /* 1 for a read; a claim: deliveries so far + 1 */
 } tse_group_entry;
@@ -44,8 +51,11 @@ typedef struct tse_group_entry {
 typedef struct tse_group_entries {
     tse_group_entry *v;
     size_t n, cap;
+    struct redisReply **held; /* the replies the envelopes point into */
+    size_t n_held, cap_held;
 } tse_group_entries;
 
+/* Frees the entries and the replies they hold; NULL is a no-op. */
 void tse_group_entries_cleanup(tse_group_entries *e);
 
 /*
@@ -63,10 +73,46 @@ void tse_group_entries_cleanup(tse_group_entries *e);
 tse_status tse_group_read(tse_conn *c, const char *group, const char *consumer,
                           const char *const *keys, size_t k, uint32_t count, tse_group_entries *out,
                           size_t *per_stream);
+
+/* Acks sent ahead of a read, in its round trip (tse_group_ack_read): the
+ * ids as tse_group_ack_runs takes them (keys[i] NULL: skipped), and what
+ * came of them. */
+typedef struct tse_group_acks {
+    const char *const *keys;
+    const char *const *ids;
+    size_t n;
+    uint32_t acked; /* out: how many Redis acked */
+    tse_status st;  /* out: as tse_group_ack_runs answers */
+} tse_group_acks;
+
+/*
+ * tse_group_read with acks of the same group (acks NULL: none) sent ahead
+ * of it in one pipeline: one XACK per run of ids of one stream, then the
+ * read, all in one round trip; Redis applies the acks first. The status is
+ * the read's; the acks' is acks->st.
+ */
+tse_status tse_group_ack_read(tse_conn *c, const char *group, tse_group_acks *acks,
+                              const char *consumer, const char *const *keys, size_t k,
+                              uint32_t count, tse_group_entries *out, size_t *per_stream);
+
+/*
+ * tse_group_ack_read in two halves, so that Redis works on the read while
+ * the caller does something else (the engine hands out the last read's
+ * entries): _send appends the acks and the read and sends them
+ * (TSE_NOMEM only: nothing sent, *out NULL); _take reads the replies into
+ * out, per_stream and acks, and frees op. In between nothing else may use
+ * c; acks and keys stay the caller's, valid until _take returns.
+ */
+typedef struct tse_group_sent_read tse_group_sent_read;
+tse_status tse_group_read_send(tse_conn *c, const char *group, tse_group_acks *acks,
+                               const char *consumer, const char *const *keys, size_t k,
+                               uint32_t count, tse_group_sent_read **out);
+tse_status tse_group_read_take(tse_group_sent_read *op, tse_group_entries *out, size_t *per_stream);
 /* The decoding of one XREADGROUP reply from its RESP bytes (len at resp;
  * the read takes them raw, without hiredis's reply tree): TSE_INTERNAL for
  * an error reply or bytes of another shape (entries and streams of another
- * shape are skipped), TSE_NOMEM. */
+ * shape are skipped), TSE_NOMEM. The envelopes point into resp, which the
+ * caller keeps while it uses them. */
 tse_status tse_group_read_parse(const char *resp, size_t len, const char *const *keys, size_t k,
                                 tse_group_entries *out, size_t *per_stream);
 
@@ -79,6 +125,8 @@ tse_status tse_group_read_parse(const char *resp, size_t len, const char *const 
 tse_status tse_group_claim(tse_conn *c, const char *key, const char *group, const char *consumer,
                            uint32_t min_idle_ms, const char *const *ids, const long long *delivered,
                            size_t n, tse_group_entries *out);
+/* The decoding of an XCLAIM reply; the envelopes point into r, which the
+ * caller keeps while it uses them. */
 tse_status tse_group_claim_parse(const struct redisReply *r, const char *const *ids,
                                  const long long *delivered, size_t n, tse_group_entries *out);
 

@@ -81,6 +81,7 @@ struct tse_rconn {
     entry *q;
     size_t n, cap, next;
     bool ran;
+    bool sent;    /* the first round is sent (tse_rconn_send), its replies unread */
     int *node_of; /* scratch of a round, cap entries */
     size_t *order;
     size_t *start; /* node_cap + 1 */
@@ -633,11 +634,11 @@ static bool read_node(tse_rconn *c, size_t k, size_t from, size_t to)
     return redirected;
 }
 
-/* One round over the pending entries. Returns whether a redirection was
- * followed (the next round may go at once). */
-static bool round_run(tse_rconn *c)
+/* The first half of a round over the pending entries: routes them and
+ * sends each node its commands. Returns whether any was sent (the plan in
+ * c->order and c->start then says whose replies round_read takes). */
+static bool round_send(tse_rconn *c)
 {
-    bool redirected = false;
     char why[TSE_ERROR_MESSAGE_MAX];
     size_t placed;
     int memo[ROUTE_MEMO];
@@ -663,10 +664,30 @@ static bool round_run(tse_rconn *c)
     for (size_t k = 0; k < c->nnodes; k++)
         if (c->start[k] < c->start[k + 1])
             send_node(c, k, c->start[k], c->start[k + 1]);
+    return true;
+}
+
+/* The second half: reads each node's replies of the round sent. Returns
+ * whether a redirection was followed (the next round may go at once). */
+static bool round_read(tse_rconn *c)
+{
+    bool redirected = false;
+
     for (size_t k = 0; k < c->nnodes; k++)
         if (c->start[k] < c->start[k + 1] && c->nodes[k].ctx != NULL)
             redirected |= read_node(c, k, c->start[k], c->start[k + 1]);
     return redirected;
+}
+
+/* One round over the pending entries (its first sent already when
+ * c->sent). Returns whether a redirection was followed. */
+static bool round_run(tse_rconn *c)
+{
+    if (c->sent) {
+        c->sent = false;
+        return round_read(c);
+    }
+    return round_send(c) && round_read(c);
 }
 
 static void sleep_ms(int64_t ms)
@@ -773,6 +794,7 @@ static void queue_clear(tse_rconn *c)
     c->n = 0;
     c->next = 0;
     c->ran = false;
+    c->sent = false;
 }
 
 void tse_rconn_destroy(tse_rconn *c)
@@ -906,7 +928,7 @@ tse_status tse_rconn_append(tse_rconn *c, int argc, const char *const *argv, con
     entry *e;
     tse_status st;
 
-    if (c->ran)
+    if (c->ran || c->sent)
         return tse_error_set(err, TSE_FAILED_PRECONDITION, NULL,
                              "redis: replies of the last pipeline are still to be taken");
     if (slot == TSE_RCONN_SLOT_OF_KEYS && tse_rconn_is_cluster(c)) {
@@ -941,7 +963,7 @@ static tse_status append_formatted(tse_rconn *c, const char *cmd, size_t len, in
 {
     entry *e;
 
-    if (c->ran)
+    if (c->ran || c->sent)
         return tse_error_set(err, TSE_FAILED_PRECONDITION, NULL,
                              "redis: replies of the last pipeline are still to be taken");
     if (slot < TSE_SLOT_ANY || slot >= 16384)
@@ -1004,6 +1026,12 @@ tse_status tse_rconn_get_reply(tse_rconn *c, int64_t deadline_ms, redisReply **r
     return st;
 }
 
+void tse_rconn_send(tse_rconn *c)
+{
+    if (c->n > 0 && !c->ran && !c->sent)
+        c->sent = round_send(c);
+}
+
 void tse_rconn_raw_reply(tse_rconn *c)
 {
     if (c->n > 0 && !c->ran)
@@ -1017,6 +1045,10 @@ size_t tse_rconn_pending(const tse_rconn *c)
 
 void tse_rconn_discard(tse_rconn *c)
 {
+    /* Replies on their way are read first: the next command's must not
+     * be taken for theirs. */
+    if (c->sent)
+        pipeline_run(c, 0);
     queue_clear(c);
 }
 

@@ -164,6 +164,17 @@ tse_status tse_rconn_get_reply(tse_rconn *c, int64_t deadline_ms, struct redisRe
                                tse_error *err);
 
 /*
+ * Sends the appended commands now (the first round: each node its share),
+ * without reading a reply: Redis works on them while the caller does
+ * something else, and the next tse_rconn_get_reply reads the replies (and
+ * follows redirections, as ever). Until then nothing may be appended
+ * (TSE_FAILED_PRECONDITION; tse_rconn_discard reads the replies first). A
+ * failure to send shows in the replies. No-op when nothing is appended or
+ * the pipeline ran or was sent.
+ */
+void tse_rconn_send(tse_rconn *c);
+
+/*
  * The command appended last answers raw: an array reply comes as one
  * REDIS_REPLY_STRING holding the reply's RESP bytes (str, len), for the
  * caller to read with resp.h's cursor, instead of hiredis's tree of one

@@ -40,7 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                c.p - buf);
     if (tse_group_read_parse(buf, whole.at, keys, 2, &out, per) == TSE_OK) {
         for (size_t i = 0; i < out.n; i++) {
-            FUZZ_CHECK(out.v[i].stream < 2 && out.v[i].id != NULL && out.v[i].attempt == 1,
+            FUZZ_CHECK(out.v[i].stream < 2 && out.v[i].id[0] != '\0' && out.v[i].attempt == 1,
                        "entry %zu of stream %zu", i, out.v[i].stream);
             kept[out.v[i].stream]++;
         }

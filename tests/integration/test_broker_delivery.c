@@ -194,12 +194,12 @@ static long long pending_in(tse_test_redis *r, const char *key, const char *grou
 }
 
 /*
- * The engine merges the ack messages of one subscriber queued back to back
- * into one request; bursts of empty ones merge too (a list grown to zero
- * ids must not be freed under its request). With room for one unacked
- * delivery, the third event arrives only after the first two acks, merged
- * with the empty ones around them, gave the credit back; then nothing is
- * pending in Redis.
+ * The engine gathers the ack messages of a subscription (they go to Redis
+ * with its next read, or after TSE_ACK_LINGER_MS); bursts of empty ones
+ * gather too (a list grown by zero ids must not be freed or lost). With
+ * room for one unacked delivery, the third event arrives only after the
+ * first two acks, among the empty ones around them, gave the credit back;
+ * then nothing is pending in Redis: the last ack went without a read.
  */
 static void bursts_of_empty_acks_merge_and_the_real_acks_still_apply(void **state)
 {

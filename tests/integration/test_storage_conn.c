@@ -2,7 +2,8 @@
  * test_storage_conn.c - the delivery engine's storage operations on a real
  * redis-server (src/storage/conn.c, group_ops.c, dlq_ops.c, subs_ops.c):
  * one read over several streams answering each entry with its stream, the
- * pending list, claims counting attempts, acks in runs and per id, dead
+ * pending list, claims counting attempts, acks in runs and per id, acks
+ * sent ahead of a read in its round trip, dead
  * letters and the subscriptions hash; and a connection lost under an
  * operation: reported once, then every operation fails at once.
  */
@@ -18,6 +19,7 @@
 
 #include "harness.h"
 #include "storage/conn.h"
+#include "storage/conn_internal.h"
 #include "storage/dlq_ops.h"
 #include "storage/group_ops.h"
 #include "storage/keys.h"
@@ -133,6 +135,71 @@ static void a_read_of_several_streams_then_claims_and_acks(void **state)
     tse_group_entries_cleanup(&claimed);
 }
 
+/* The delivery engine's pass: the acks of what was delivered go ahead of
+ * the next read, one round trip for both, and Redis applies them first. */
+static void acks_go_ahead_of_a_read_in_its_round_trip(void **state)
+{
+    world *w = *state;
+    char a[128], b[128];
+    tse_key_stream("y.a", 1, a, sizeof(a));
+    tse_key_stream("y.b", 1, b, sizeof(b));
+    const char *keys[] = {a, b};
+    tse_group_entries got = {0};
+    tse_pending_list p = {0};
+    size_t per[2];
+    uint64_t rounds;
+
+    assert_int_equal(tse_group_create(w->conn, a, "g", "0"), TSE_OK);
+    assert_int_equal(tse_group_create(w->conn, b, "g", "0"), TSE_OK);
+    add(w, a, "a1");
+    add(w, b, "b1");
+    add(w, a, "a2");
+    assert_int_equal(tse_group_read(w->conn, "g", "c1", keys, 2, 10, &got, per), TSE_OK);
+    assert_int_equal(got.n, 3);
+    add(w, a, "a3");
+
+    /* Acks of both streams, a run of a interrupted by b and an id of no
+     * stream (skipped), then the read: one round trip. */
+    const char *ack_keys[4], *ack_ids[4];
+    size_t n = 0;
+    for (size_t i = 0; i < got.n; i++) {
+        ack_keys[n] = keys[got.v[i].stream];
+        ack_ids[n++] = got.v[i].id;
+    }
+    ack_keys[n] = NULL;
+    ack_ids[n++] = "1-1";
+    tse_group_acks acks = {ack_keys, ack_ids, n, 0, TSE_INTERNAL};
+    tse_group_entries more = {0};
+    rounds = tse_conn_rounds(w->conn);
+    assert_int_equal(tse_group_ack_read(w->conn, "g", &acks, "c1", keys, 2, 10, &more, per),
+                     TSE_OK);
+    assert_int_equal(tse_conn_rounds(w->conn) - rounds, 1);
+    assert_int_equal(acks.st, TSE_OK);
+    assert_int_equal(acks.acked, 3);
+    assert_int_equal(more.n, 1);
+    assert_int_equal(more.v[0].stream, 0);
+    assert_memory_equal(more.v[0].envelope, "a3", 2);
+    assert_int_equal(per[0], 1);
+    assert_int_equal(per[1], 0);
+    /* Only the new entry is pending. */
+    assert_int_equal(tse_group_pending(w->conn, a, "g", 0, 100, &p), TSE_OK);
+    assert_int_equal(p.n, 1);
+    tse_pending_list_cleanup(&p);
+    assert_int_equal(tse_group_pending(w->conn, b, "g", 0, 100, &p), TSE_OK);
+    assert_int_equal(p.n, 0);
+
+    /* No acks: a plain read, still one round trip. */
+    tse_group_entries none = {0};
+    rounds = tse_conn_rounds(w->conn);
+    assert_int_equal(tse_group_ack_read(w->conn, "g", NULL, "c1", keys, 2, 10, &none, per), TSE_OK);
+    assert_int_equal(tse_conn_rounds(w->conn) - rounds, 1);
+    assert_int_equal(none.n, 0);
+    tse_pending_list_cleanup(&p);
+    tse_group_entries_cleanup(&got);
+    tse_group_entries_cleanup(&more);
+    tse_group_entries_cleanup(&none);
+}
+
 static void dead_letters_keep_the_original_fields(void **state)
 {
     world *w = *state;
@@ -227,6 +294,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(a_read_of_several_streams_then_claims_and_acks, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(acks_go_ahead_of_a_read_in_its_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(dead_letters_keep_the_original_fields, setup, teardown),
         cmocka_unit_test_setup_teardown(a_subscription_is_stored_once, setup, teardown),
         cmocka_unit_test_setup_teardown(a_lost_connection_is_reported_once_then_fails_at_once,

@@ -5,7 +5,8 @@
  * three event types whose slots live on three different masters (one
  * XREADGROUP could not cross them: the connection refuses a cross-slot
  * command) returns every entry once, in order per stream, with each
- * stream's count; the pending list, claims and acks work per stream; an
+ * stream's count; acks sent ahead of such a read apply on every master;
+ * the pending list, claims and acks work per stream; an
  * error reply of one slot leaves what the others read; a master killed
  * (no replica: its slots stay without one) is one slot's failure, not a
  * lost connection, and only a cluster of which no node answers is lost.
@@ -199,6 +200,44 @@ static void a_read_over_slots_returns_every_entry_once(void **state)
     assert_false(tse_conn_lost(f->conn));
 }
 
+/* The engine's pass on a cluster: the acks of a read's entries (streams on
+ * three masters) go ahead of the next read over the slots; Redis applies
+ * every one, and the read returns the rest, in order per stream. */
+static void acks_ahead_of_a_read_over_slots_apply_on_every_master(void **state)
+{
+    fixture *f = *state;
+    tse_group_entries got = {0}, more = {0};
+    const char *keys[STREAMS * 2], *ids[STREAMS * 2];
+    size_t per[STREAMS];
+    tse_pending_list p = {0};
+
+    /* A group of its own: the other tests' group keeps its pending entries. */
+    for (int i = 0; i < STREAMS; i++)
+        assert_int_equal(tse_group_create(f->conn, f->key[i], "sub.ackread", "0"), TSE_OK);
+    assert_int_equal(tse_group_read(f->conn, "sub.ackread", "c1", f->key, STREAMS, 2, &got, per),
+                     TSE_OK);
+    expect_entries(f, &got, per, 0, 2);
+    for (size_t e = 0; e < got.n; e++) {
+        keys[e] = f->key[got.v[e].stream];
+        ids[e] = got.v[e].id;
+    }
+    tse_group_acks acks = {keys, ids, got.n, 0, TSE_INTERNAL};
+    assert_int_equal(
+        tse_group_ack_read(f->conn, "sub.ackread", &acks, "c1", f->key, STREAMS, 100, &more, per),
+        TSE_OK);
+    assert_int_equal(acks.st, TSE_OK);
+    assert_int_equal(acks.acked, STREAMS * 2);
+    expect_entries(f, &more, per, 2, PER_STREAM - 2);
+    for (int i = 0; i < STREAMS; i++) {
+        assert_int_equal(tse_group_pending(f->conn, f->key[i], "sub.ackread", 0, 100, &p), TSE_OK);
+        assert_int_equal(p.n, PER_STREAM - 2);
+        tse_pending_list_cleanup(&p);
+    }
+    assert_false(tse_conn_lost(f->conn));
+    tse_group_entries_cleanup(&got);
+    tse_group_entries_cleanup(&more);
+}
+
 static void pending_claims_and_acks_work_per_stream(void **state)
 {
     fixture *f = *state;
@@ -353,6 +392,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(streams_span_three_masters),
         cmocka_unit_test(a_read_over_slots_returns_every_entry_once),
+        cmocka_unit_test(acks_ahead_of_a_read_over_slots_apply_on_every_master),
         cmocka_unit_test(pending_claims_and_acks_work_per_stream),
         cmocka_unit_test(an_error_of_one_slot_leaves_what_the_others_read),
         cmocka_unit_test(a_dead_master_fails_its_slot_and_the_connection_lives),

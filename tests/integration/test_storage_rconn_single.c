@@ -1,13 +1,12 @@
 /*
  * test_storage_rconn_single.c - the Redis connection (storage/rconn.h) on a
  * single redis-server (tests/support/harness.h): commands and a pipeline
- * answer in order, multi-key commands go as they are (one server runs them
- * whatever their slots), an idle connection the server closed (a restart) is
- * replaced before it is given a command, and an unreachable server fails
- * UNAVAILABLE at the deadline, naming it, and is used again once back; a
- * connection told not to reopen (storage's tse_conn) reports the restart;
- * a cluster URL naming this server is told it is no cluster; a connection
- * told it is idle gives back its send buffer and serves the next round.
+ * answer in order, a pipeline sent ahead runs before its replies are taken, multi-key commands go
+ * as they are (one server runs them whatever their slots), an idle connection the server closed (a
+ * restart) is replaced before it is given a command, and an unreachable server fails UNAVAILABLE at
+ * the deadline, naming it, and is used again once back; a connection told not to reopen (storage's
+ * tse_conn) reports the restart; a cluster URL naming this server is told it is no cluster; a
+ * connection told it is idle gives back its send buffer and serves the next round.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 #include <hiredis/hiredis.h>
@@ -26,6 +26,13 @@
 #include "storage/redis_url.h"
 
 #define DEADLINE_MS 10000
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {0, (long)ms * 1000000L};
+
+    nanosleep(&ts, NULL);
+}
 
 typedef struct fixture {
     tse_test_redis *redis;
@@ -120,6 +127,51 @@ static void a_pipeline_answers_in_order(void **state)
     assert_int_equal(tse_rconn_append(f->c, 2, incr, NULL, TSE_RCONN_SLOT_OF_KEYS, &err), TSE_OK);
     assert_int_equal(tse_rconn_get_reply(f->c, tse_clock_ms() + DEADLINE_MS, &r, &err), TSE_OK);
     expect_number(r, 51);
+}
+
+/* Sent ahead (tse_rconn_send): Redis runs the pipeline while the caller
+ * does other things (here: asks Redis itself, over another connection),
+ * nothing may be appended until the replies are taken, and they come in
+ * order. A pipeline sent and then discarded has its replies read first, so
+ * the next command gets its own. */
+static void a_pipeline_sent_ahead_runs_before_its_replies_are_taken(void **state)
+{
+    fixture *f = *state;
+    const char *incr[] = {"INCR", "single:ahead"};
+    redisReply *r;
+    tse_error err;
+    char *v = NULL;
+
+    expect_number(RUN(f->c, "DEL", "single:ahead"), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(tse_rconn_append(f->c, 2, incr, NULL, TSE_RCONN_SLOT_OF_KEYS, &err),
+                         TSE_OK);
+    tse_rconn_send(f->c);
+    /* Ran without a reply taken: another connection sees the count. */
+    for (int tries = 0; tries < 1000; tries++) {
+        free(v);
+        v = tse_test_redis_cmd(f->redis, "GET single:ahead");
+        if (v != NULL && strcmp(v, "3") == 0)
+            break;
+        sleep_ms(5);
+    }
+    assert_non_null(v);
+    assert_string_equal(v, "3");
+    free(v);
+    assert_int_equal(tse_rconn_append(f->c, 2, incr, NULL, TSE_RCONN_SLOT_OF_KEYS, &err),
+                     TSE_FAILED_PRECONDITION);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(tse_rconn_get_reply(f->c, tse_clock_ms() + DEADLINE_MS, &r, &err), TSE_OK);
+        expect_number(r, i + 1);
+    }
+    assert_int_equal(tse_rconn_pending(f->c), 0);
+
+    assert_int_equal(tse_rconn_append(f->c, 2, incr, NULL, TSE_RCONN_SLOT_OF_KEYS, &err), TSE_OK);
+    tse_rconn_send(f->c);
+    tse_rconn_discard(f->c);
+    r = RUN(f->c, "GET", "single:ahead");
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    expect_text(r, "4");
 }
 
 static void keys_of_different_slots_go_together_to_one_server(void **state)
@@ -219,6 +271,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(a_pipeline_answers_in_order),
+        cmocka_unit_test(a_pipeline_sent_ahead_runs_before_its_replies_are_taken),
         cmocka_unit_test(keys_of_different_slots_go_together_to_one_server),
         cmocka_unit_test(an_idle_connection_closed_by_a_restart_costs_no_command),
         cmocka_unit_test(an_unreachable_server_fails_unavailable_then_is_used_again),

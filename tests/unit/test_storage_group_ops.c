@@ -107,6 +107,34 @@ static void entries_without_an_envelope_or_of_another_shape_are_skipped(void **s
     assert_int_equal(per[1], 0);
 }
 
+/* An entry keeps its id in place (TSE_GROUP_ID_MAX with the NUL): one
+ * whose id is longer than any Redis makes is skipped, counted, and the
+ * next entry is read; an id of 47 characters is kept whole. */
+static void an_id_longer_than_any_redis_makes_is_skipped(void **state)
+{
+    char r[512], id47[48], id48[49];
+    tse_group_entries out = {0};
+    size_t per[2];
+    int len;
+
+    (void)state;
+    memset(id47, '7', 47);
+    id47[47] = '\0';
+    memset(id48, '8', 48);
+    id48[48] = '\0';
+    len = snprintf(r, sizeof(r),
+                   "*1\r\n*2\r\n$3\r\ns:a\r\n*2\r\n"
+                   "*2\r\n$48\r\n%s\r\n*2\r\n$5\r\nevent\r\n$1\r\nx\r\n"
+                   "*2\r\n$47\r\n%s\r\n*2\r\n$5\r\nevent\r\n$1\r\ny\r\n",
+                   id48, id47);
+    assert_int_equal(tse_group_read_parse(r, (size_t)len, keys2, 2, &out, per), TSE_OK);
+    assert_int_equal(out.n, 1);
+    assert_string_equal(out.v[0].id, id47);
+    assert_memory_equal(out.v[0].envelope, "y", 1);
+    assert_int_equal(per[0], 2);
+    tse_group_entries_cleanup(&out);
+}
+
 static void a_read_cut_short_or_malformed_is_internal_at_every_length(void **state)
 {
     static const char r[] = "*1\r\n*2\r\n$3\r\ns:a\r\n*1\r\n"
@@ -449,6 +477,7 @@ int main(void)
         cmocka_unit_test(a_nil_read_is_nothing_new),
         cmocka_unit_test(a_read_error_reply_is_internal),
         cmocka_unit_test(entries_without_an_envelope_or_of_another_shape_are_skipped),
+        cmocka_unit_test(an_id_longer_than_any_redis_makes_is_skipped),
         cmocka_unit_test(a_read_cut_short_or_malformed_is_internal_at_every_length),
         cmocka_unit_test(no_connection_is_unavailable_without_io),
         cmocka_unit_test(a_claim_counts_each_entrys_attempt),
