@@ -115,7 +115,8 @@ void tse_stream_lengths_cleanup(tse_stream_lengths *out)
 /*
  * KEYS[1] stream, KEYS[2] dedup key (one slot: both carry the event type's
  * hash tag); ARGV[1] window in ms, ARGV[2] publish time "<sec>.<nanos>",
- * ARGV[3..] the XADD arguments after the key. Returns {0, new id} or
+ * ARGV[3..5] the event id, type and envelope (the XADD's constant words
+ * are in the script: every argument costs Redis an object and a Lua string). Returns {0, new id} or
  * {1, "<original id> <sec>.<nanos> <original stream key>"} (before this
  * format: the original id alone). GET and XADD+SET run as one script, so
  * two publishers of the same id cannot both append. The stream is
@@ -125,7 +126,8 @@ void tse_stream_lengths_cleanup(tse_stream_lengths *out)
 const char tse_dedup_script[] =
     "local prev = redis.call('GET', KEYS[2])\n"
     "if prev then return {1, prev} end\n"
-    "local id = redis.call('XADD', KEYS[1], unpack(ARGV, 3))\n"
+    "local id = redis.call('XADD', KEYS[1], '*', 'id', ARGV[3], 'type', ARGV[4], 'event', "
+    "ARGV[5])\n"
     "redis.call('SET', KEYS[2], id .. ' ' .. ARGV[2] .. ' ' .. KEYS[1], 'PX', ARGV[1])\n"
     "return {0, id}\n";
 
@@ -296,10 +298,13 @@ void tse_append_command(const tse_append *a, tse_cmd *out)
         add(out, when,
             (size_t)snprintf(when, sizeof(out->num[0]), "%" PRId64 ".%09" PRId32, a->timestamp_sec,
                              a->timestamp_nanos));
-    } else {
-        add_str(out, "XADD");
-        add_str(out, a->stream_key);
+        add_str(out, a->event_id);
+        add_str(out, a->event_type);
+        add(out, (const char *)a->envelope, a->envelope_len);
+        return;
     }
+    add_str(out, "XADD");
+    add_str(out, a->stream_key);
     add_str(out, "*");
     add_str(out, "id");
     add_str(out, a->event_id);

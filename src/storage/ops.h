@@ -136,8 +136,9 @@ bool tse_cmd_from_argv(int argc, const char *const *argv, const size_t *lens, ts
 /*
  * The dedup script (SCRIPT LOAD on every connection, then EVALSHA):
  * KEYS[1] stream, KEYS[2] dedup key (one slot); ARGV[1] window in ms,
- * ARGV[2] publish time "<sec>.<nanos>", ARGV[3..] the XADD arguments after
- * the key.
+ * ARGV[2] publish time "<sec>.<nanos>", ARGV[3..5] the event id, type and
+ * packed envelope, appended as a plain XADD appends them (fields id, type,
+ * event).
  */
 extern const char tse_dedup_script[];
 

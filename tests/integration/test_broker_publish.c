@@ -568,6 +568,9 @@ static void same_client_id_twice_is_stored_once_and_reports_the_original(void **
     r = rcmd(rc, "XRANGE %s - +", key);
     assert_field(r->element[0], "event", "first");
     assert_field(r->element[0], "id", "client-id-1");
+    /* The script appends what a plain XADD appends: id, type, event. */
+    assert_field(r->element[0], "type", "dedup.test");
+    assert_int_equal(r->element[0]->element[1]->elements, 6);
     freeReplyObject(r);
     redisFree(rc);
     collector_free(c);
