@@ -181,6 +181,8 @@ int tse_cli_cmd_seek(tse_cli *cli, int argc, char *argv[]);
 int tse_cli_cmd_snapshots(tse_cli *cli, int argc, char *argv[]);
 
 /* Human rendering of answers (render.c). */
+/* obj's string member key; "" when absent or not a string. */
+const char *tse_cli_str(const json_t *obj, const char *key);
 void tse_cli_render_subscription(const json_t *sub);
 void tse_cli_render_subscription_list(const json_t *answer);
 void tse_cli_render_stats(const json_t *stats);

@@ -97,21 +97,14 @@ static int on_option(void *ctx, int code, const char *arg)
 
 /* ---- rendering ---- */
 
-static const char *str(const json_t *o, const char *key)
-{
-    const char *s = json_string_value(json_object_get(o, key));
-
-    return s ? s : "";
-}
-
 static void render_dead_letter_row(const json_t *dl)
 {
     const json_t *ev = json_object_get(dl, "event");
     char attempts[32];
 
-    printf("%-22s %-8s %-24s %-40s %s\n", str(dl, "id"),
+    printf("%-22s %-8s %-24s %-40s %s\n", tse_cli_str(dl, "id"),
            tse_cli_scalar(json_object_get(dl, "attempts"), attempts, sizeof(attempts)),
-           str(dl, "reason"), str(dl, "stream"), str(ev, "event_type"));
+           tse_cli_str(dl, "reason"), tse_cli_str(dl, "stream"), tse_cli_str(ev, "event_type"));
 }
 
 static void render_dead_letters(const json_t *answer)
@@ -125,8 +118,8 @@ static void render_dead_letters(const json_t *answer)
     json_array_foreach(list, i, dl) render_dead_letter_row(dl);
     printf("%zu shown, %s in the store\n", json_array_size(list),
            tse_cli_scalar(json_object_get(answer, "total"), total, sizeof(total)));
-    if (str(answer, "next_page_token")[0] != '\0')
-        printf("next page: --page-token %s\n", str(answer, "next_page_token"));
+    if (tse_cli_str(answer, "next_page_token")[0] != '\0')
+        printf("next page: --page-token %s\n", tse_cli_str(answer, "next_page_token"));
 }
 
 static void render_json(const json_t *answer)
@@ -162,8 +155,9 @@ static void render_snapshots(const json_t *answer)
     size_t i;
 
     printf("%-32s %-30s %s\n", "NAME", "CREATED", "STREAMS");
-    json_array_foreach(list, i, s) printf("%-32s %-30s %zu\n", str(s, "name"), str(s, "created_at"),
-                                          json_object_size(json_object_get(s, "positions")));
+    json_array_foreach(list, i, s)
+        printf("%-32s %-30s %zu\n", tse_cli_str(s, "name"), tse_cli_str(s, "created_at"),
+               json_object_size(json_object_get(s, "positions")));
 }
 
 static void render_deleted(const json_t *answer)

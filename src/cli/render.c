@@ -41,7 +41,7 @@ static const char *str_value(const json_t *v)
     return s != NULL ? s : "";
 }
 
-static const char *str_of(const json_t *obj, const char *key)
+const char *tse_cli_str(const json_t *obj, const char *key)
 {
     return str_value(json_object_get(obj, key));
 }
@@ -181,7 +181,7 @@ static void subscription_row(const json_t *sub)
             break;
         }
     }
-    printf("%-32s %-24s %-9s %8s %8s %9s %6s %9s %11s\n", str_of(sub, "name"), types,
+    printf("%-32s %-24s %-9s %8s %8s %9s %6s %9s %11s\n", tse_cli_str(sub, "name"), types,
            start_name(json_object_get(sub, "start"), b1, sizeof(b1)),
            stat_of(sub, "lag", b3, sizeof(b3)), stat_of(sub, "pending", b2, sizeof(b2)),
            oldest_of(sub, b6, sizeof(b6)), stat_of(sub, "dead_lettered", b4, sizeof(b4)),
@@ -294,8 +294,9 @@ static void render_fields(const json_t *type)
     printf("%-28s %-20s %-9s %s\n", "FIELD", "TYPE", "REQUIRED", "FORMAT");
     json_array_foreach(json_object_get(type, "fields"), i, f)
     {
-        printf("%-28s %-20s %-9s %s\n", str_of(f, "name"), str_of(f, "type"),
-               json_is_true(json_object_get(f, "required")) ? "yes" : "no", str_of(f, "format"));
+        printf("%-28s %-20s %-9s %s\n", tse_cli_str(f, "name"), tse_cli_str(f, "type"),
+               json_is_true(json_object_get(f, "required")) ? "yes" : "no",
+               tse_cli_str(f, "format"));
     }
 }
 
@@ -322,16 +323,16 @@ void tse_cli_render_types(const json_t *answer, const char *only_type)
         printf("%-32s %-42s %-7s %s\n", "TYPE", "MESSAGE", "VERSION", "DESCRIPTION");
     json_array_foreach(types, i, t)
     {
-        name = str_of(t, "event_type");
+        name = tse_cli_str(t, "event_type");
         if (only_type != NULL) {
             if (name != NULL && strcmp(name, only_type) == 0)
                 render_one_type(t);
             continue;
         }
-        printf("%-32s %-42s %-7s %s\n", name, str_of(t, "message"), str_of(t, "version"),
-               str_of(t, "description"));
+        printf("%-32s %-42s %-7s %s\n", name, tse_cli_str(t, "message"), tse_cli_str(t, "version"),
+               tse_cli_str(t, "description"));
     }
     if (only_type == NULL)
         printf("\nAny other type matching %s is published with a generic JSON payload.\n",
-               str_of(answer, "generic_type_pattern"));
+               tse_cli_str(answer, "generic_type_pattern"));
 }

@@ -6,7 +6,7 @@
  * (a quantile cannot be).
  *
  * Thread-safety: tse_histogram_observe may run on any number of threads at
- * once and takes no lock. The counters are split into TSE_HISTOGRAM_SHARDS
+ * once and takes no lock. The counters are split into SHARDS (histogram.c)
  * shards, one cache line apart, picked by the CPU the caller runs on
  * (sched_getcpu, which glibc answers from the rseq area without a system
  * call), so threads on different cores do not write the same line; each

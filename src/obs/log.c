@@ -114,31 +114,18 @@ static void put_kv_as(line *l, const char *key, const char *value, bool raw)
 {
     size_t mark = l->len;
 
-    if (json_format) {
-        if (!puts_raw(l, ",\"")) {
-            l->len = mark;
-            return;
-        }
-        put_escaped(l, key);
-        if (!puts_raw(l, raw ? "\":" : "\":\"")) {
-            l->len = mark;
-            return;
-        }
-        put_escaped(l, value);
-        if (!raw)
-            put_closing(l, "\"");
-    } else {
-        if (!puts_raw(l, " ")) {
-            l->len = mark;
-            return;
-        }
-        put_escaped(l, key);
-        if (!puts_raw(l, "=")) {
-            l->len = mark;
-            return;
-        }
-        put_escaped(l, value);
+    if (!puts_raw(l, json_format ? ",\"" : " ")) {
+        l->len = mark;
+        return;
     }
+    put_escaped(l, key);
+    if (!puts_raw(l, !json_format ? "=" : raw ? "\":" : "\":\"")) {
+        l->len = mark;
+        return;
+    }
+    put_escaped(l, value);
+    if (json_format && !raw)
+        put_closing(l, "\"");
 }
 
 static void put_kv(line *l, const char *key, const char *value)
@@ -156,21 +143,14 @@ static void put_head(line *l, tse_log_level level, const char *msg)
     gmtime_r(&tv.tv_sec, &tm);
     snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long)tv.tv_usec);
-    if (json_format) {
-        puts_raw(l, "{\"ts\":\"");
-        puts_raw(l, ts);
-        puts_raw(l, "\",\"level\":\"");
-        puts_raw(l, level_names[level]);
-        puts_raw(l, "\",\"msg\":\"");
-        put_escaped(l, msg);
+    puts_raw(l, json_format ? "{\"ts\":\"" : "");
+    puts_raw(l, ts);
+    puts_raw(l, json_format ? "\",\"level\":\"" : " ");
+    puts_raw(l, level_names[level]);
+    puts_raw(l, json_format ? "\",\"msg\":\"" : " ");
+    put_escaped(l, msg);
+    if (json_format)
         put_closing(l, "\"");
-    } else {
-        puts_raw(l, ts);
-        puts_raw(l, " ");
-        puts_raw(l, level_names[level]);
-        puts_raw(l, " ");
-        put_escaped(l, msg);
-    }
 }
 
 static void finish(line *l)
