@@ -123,7 +123,9 @@ tse_job *tse_job_create(const tse_broker_options *opts, const char *sha,
  * One EVALSHA of tse_dedup_batch_script (sha) storing msgs[0..n) in order:
  * those with dedup set are checked and recorded as tse_dedup_script does,
  * the others appended unconditionally. Each completes through cb with
- * cb_args[i]. NULL when out of memory. Every msg must be valid.
+ * cb_args[i]. NULL when out of memory. Every msg must be valid, and all
+ * of msgs[0]'s event type: the script gets the type once (and its keys
+ * then share a slot).
  */
 tse_job *tse_job_create_group(const tse_broker_options *opts, const char *sha,
                               const tse_publish_msg *msgs, size_t n, tse_publish_cb cb,
