@@ -914,10 +914,22 @@ static void work(tse_delivery *d, int64_t now)
             sub->next_claim_ms = now + (every < 50 ? 50 : every > 1000 ? 1000 : every);
         }
     }
+    d->pass++;
+    /* Entries read last pass and held for this one go out first: they wait
+     * for no other subscriber's read (only for their own's send). */
+    for (tse_sub *sub = d->subs; d->conn && sub; sub = sub->next)
+        for (tse_subscriber *s = sub->subscribers; d->conn && s; s = s->next)
+            if (s->deferred) {
+                s->deferred = false;
+                s->fill_pass = d->pass;
+                tse_dl_fill(d, s);
+            }
     for (tse_sub *sub = d->subs; d->conn && sub; sub = sub->next) {
         tse_subscriber *s = sub->subscribers, *next;
         for (; d->conn && s; s = next) {
             next = s->next; /* a pull may complete and leave the list */
+            if (s->fill_pass == d->pass)
+                continue; /* filled first, above */
             if (sub->drained && s->ready == NULL)
                 s->hungry = false; /* the group has nothing new this round */
             else if (s->hungry && (s->credit > 0 || s->ready))

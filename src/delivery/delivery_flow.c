@@ -610,9 +610,9 @@ static bool next_pass_due(tse_delivery *d)
  * A stream subscriber's fill: priority 1 first, each level read while the
  * last one's entries are handed out. What the last read gave goes out now,
  * unless the next pass starts at once: then it goes out during that pass's
- * read (s stays hungry), so that Redis and the engine work at the same
- * time instead of in turn. Entries wait in the ready list at most that
- * long; the credit they will take is kept for them (room_of).
+ * read (s is deferred: the next pass fills it before anyone else), so
+ * that Redis and the engine work at the same time instead of in turn. Entries wait in the ready
+ * list at most that long; the credit they will take is kept for them (room_of).
  */
 static void fill_stream(tse_delivery *d, tse_subscriber *s, size_t *handed, long *got)
 {
@@ -626,7 +626,7 @@ static void fill_stream(tse_delivery *d, tse_subscriber *s, size_t *handed, long
     if (s->ready == NULL || s->credit == 0)
         return;
     if (*got > 0 && d->conn && next_pass_due(d))
-        s->hungry = true;
+        s->hungry = s->deferred = true;
     else
         *handed += hand_out(d, s);
 }

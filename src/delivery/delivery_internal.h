@@ -250,7 +250,11 @@ struct tse_subscriber {
     tse_ready *ready, *ready_tail; /* read, not yet delivered */
     uint32_t n_ready;              /* entries in ready */
     bool hungry;
-    bool counted; /* in the subscribers gauge */
+    /* Entries of its last read wait for the next pass, whose first fills
+     * are such subscribers' (fill_stream in delivery_flow.c). */
+    bool deferred;
+    uint64_t fill_pass; /* the engine pass that last filled it (work) */
+    bool counted;       /* in the subscribers gauge */
     /* Queued by tse_delivery_detach: allocated with the subscriber, so a
      * detach cannot fail (the engine must learn of every departure). */
     tse_req detach_req;
@@ -323,6 +327,7 @@ struct tse_delivery {
     tse_sub *subs;
     int64_t next_discover_ms, next_poll_ms, last_discover_ms, next_reap_ms;
     int64_t next_acks_ms;   /* owed acks fall due (INT64_MAX: none owed) */
+    uint64_t pass;          /* work()\'s passes so far */
     long long streams_seen; /* SCARD of the stream set at the last discovery */
     int64_t lag_window_ms;  /* lag_read: entries read by lag counts since then */
     long long lag_read;
