@@ -219,9 +219,9 @@ typedef struct tse_ext {
 /*
  * An entry read for a subscriber but not yet handed to it: one allocation
  * that starts with its ack id "<stream key>/<entry id>", the struct after
- * it, then the envelope bytes. Handed out, it is shrunk (realloc) to the
- * ack id alone, which the in-flight list keeps until the ack: one
- * allocation per delivery, where there were four.
+ * it, then the envelope bytes. Handed out, its ack id alone is copied
+ * for the in-flight list, which keeps it until the ack, and the rest is
+ * freed: two allocations per delivery, where there were four.
  */
 typedef struct tse_ready {
     struct tse_ready *next;
