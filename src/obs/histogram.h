@@ -47,9 +47,4 @@ void tse_histogram_observe(tse_histogram *h, int64_t micros);
 /* Fills out from h (all zero for NULL). */
 void tse_histogram_read(const tse_histogram *h, tse_histogram_snapshot *out);
 
-/* The value at or below which pct (1..100) percent of h's observations fall,
- * within 5 % up to 10 s, exact below 25 us (histogram.c); INFINITY above the
- * last bound, 0 when h is empty or NULL. Reads like tse_histogram_read. */
-double tse_histogram_percentile(const tse_histogram *h, unsigned pct);
-
 #endif

@@ -48,8 +48,7 @@ typedef enum tse_hist {
 /* Per-type callback for tse_stats_each_type. */
 typedef void (*tse_stats_type_fn)(void *arg, const char *event_type, uint64_t published);
 
-/* Latency summary, microseconds: the percentiles as tse_histogram_percentile
- * reads them from TSE_HIST_PUBLISH, capped at the maximum. */
+/* Latency summary, microseconds. */
 typedef struct tse_latency_summary {
     uint64_t count;
     double p50_us;
@@ -67,7 +66,7 @@ uint64_t tse_stats_get(const tse_stats *s, tse_counter c);
 void tse_stats_count_type(tse_stats *s, const char *event_type);
 void tse_stats_each_type(tse_stats *s, tse_stats_type_fn fn, void *arg);
 
-/* Records one publish latency's maximum (observe TSE_HIST_PUBLISH too). */
+/* Records one publish latency (request received to Redis acknowledged). */
 void tse_stats_record_latency(tse_stats *s, int64_t micros);
 tse_latency_summary tse_stats_latency(const tse_stats *s);
 

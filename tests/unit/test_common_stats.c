@@ -20,7 +20,6 @@
 
 #include <cmocka.h>
 
-#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <time.h>
@@ -29,14 +28,6 @@
 
 #define NTHREADS   4
 #define TYPE_BOUND 4096 /* stats.h: types past 4096 go to "other" */
-
-/* One publish latency, recorded as src/transport/publish.c records it: the
- * maximum in the stats, the distribution in the publish histogram. */
-static void record_publish(tse_stats *s, int64_t us)
-{
-    tse_stats_record_latency(s, us);
-    tse_histogram_observe(tse_stats_histogram(s, TSE_HIST_PUBLISH), us);
-}
 
 /* Asserts got is within pct percent of want. */
 static void assert_near(double got, double want, double pct)
@@ -369,7 +360,7 @@ static void uniform_latencies_give_expected_percentiles(void **state)
     tse_latency_summary l;
 
     for (int us = 1000; us >= 1; us--) /* order must not matter */
-        record_publish(s, us);
+        tse_stats_record_latency(s, us);
     l = tse_stats_latency(s);
     assert_int_equal(l.count, 1000);
     assert_near(l.p50_us, 500, 7);
@@ -384,7 +375,7 @@ static void small_latencies_are_exact(void **state)
     tse_latency_summary l;
 
     for (int us = 1; us <= 10; us++)
-        record_publish(s, us);
+        tse_stats_record_latency(s, us);
     l = tse_stats_latency(s);
     assert_int_equal(l.count, 10);
     assert_true(l.p50_us == 5);
@@ -403,7 +394,7 @@ static void single_value_is_reported_within_resolution(void **state)
 
         assert_non_null(s);
         for (int k = 0; k < 3; k++)
-            record_publish(s, values[i]);
+            tse_stats_record_latency(s, values[i]);
         l = tse_stats_latency(s);
         assert_int_equal(l.count, 3);
         assert_near(l.p50_us, (double)values[i], 7);
@@ -419,9 +410,9 @@ static void p99_ignores_the_last_percent(void **state)
     tse_latency_summary l;
 
     for (int i = 0; i < 990; i++)
-        record_publish(s, 200);
+        tse_stats_record_latency(s, 200);
     for (int i = 0; i < 10; i++)
-        record_publish(s, 5000000);
+        tse_stats_record_latency(s, 5000000);
     l = tse_stats_latency(s);
     assert_near(l.p50_us, 200, 7);
     assert_near(l.p99_us, 200, 7);
@@ -438,9 +429,9 @@ static void zero_median_is_reported_as_zero(void **state)
     tse_latency_summary l;
 
     for (int i = 0; i < 6; i++)
-        record_publish(s, 0);
+        tse_stats_record_latency(s, 0);
     for (int i = 0; i < 4; i++)
-        record_publish(s, 100);
+        tse_stats_record_latency(s, 100);
     l = tse_stats_latency(s);
     assert_int_equal(l.count, 10);
     if (l.p50_us != 0)
@@ -454,23 +445,10 @@ static void negative_latency_counts_as_zero(void **state)
     tse_stats *s = *state;
     tse_latency_summary l;
 
-    record_publish(s, -5);
+    tse_stats_record_latency(s, -5);
     l = tse_stats_latency(s);
     assert_int_equal(l.count, 1);
     assert_true(l.p50_us == 0 && l.p99_us == 0 && l.max_us == 0);
-}
-
-/* Past the histogram's last bound (300 s) no slice can say how far: the
- * percentiles read as the maximum seen. */
-static void latency_past_the_last_bound_reads_as_the_maximum(void **state)
-{
-    tse_stats *s = *state;
-    tse_latency_summary l;
-
-    for (int i = 0; i < 3; i++)
-        record_publish(s, 400000000); /* 400 s */
-    l = tse_stats_latency(s);
-    assert_true(l.p50_us == 400000000 && l.p99_us == 400000000);
 }
 
 #define RECORDS 50000
@@ -481,7 +459,7 @@ static void *record_many(void *arg)
 
     pthread_barrier_wait(w->start);
     for (int i = 0; i < RECORDS; i++)
-        record_publish(w->s, 100 * w->id + i % 7);
+        tse_stats_record_latency(w->s, 100 * w->id + i % 7);
     return NULL;
 }
 
@@ -524,27 +502,6 @@ static void histogram_counts_each_value_at_or_below_its_bound(void **state)
     assert_int_equal(snap.sum_us,
                      (uint64_t)(2 * tse_histogram_bounds_us[0] + 1 +
                                 tse_histogram_bounds_us[TSE_HISTOGRAM_BOUNDS - 1] + 1));
-}
-
-/* The slices a bucket is counted in never straddle a bound: each bound and
- * the value just past it land in their own buckets, for every bound; and a
- * value on a bound is the smallest of its slice, so it reads back exactly. */
-static void histogram_slices_keep_every_bound_exact(void **state)
-{
-    tse_histogram *h = tse_stats_histogram(*state, TSE_HIST_PUBLISH);
-    tse_histogram_snapshot snap;
-
-    for (int b = 0; b < TSE_HISTOGRAM_BOUNDS; b++) {
-        tse_histogram_observe(h, tse_histogram_bounds_us[b]);
-        tse_histogram_observe(h, tse_histogram_bounds_us[b] + 1);
-    }
-    tse_histogram_read(h, &snap);
-    for (int b = 0; b < TSE_HISTOGRAM_BOUNDS; b++)
-        assert_int_equal(snap.cumulative[b], 2 * (uint64_t)b + 1);
-    assert_int_equal(snap.count, 2 * TSE_HISTOGRAM_BOUNDS);
-    assert_true(tse_histogram_percentile(h, 1) == tse_histogram_bounds_us[0]);
-    assert_true(tse_histogram_percentile(h, 100) == INFINITY);
-    assert_true(tse_histogram_percentile(NULL, 50) == 0);
 }
 
 static void histograms_are_independent(void **state)
@@ -640,7 +597,6 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         FRESH(fresh_stats_are_zero),
-        FRESH(latency_past_the_last_bound_reads_as_the_maximum),
         cmocka_unit_test(destroy_null_is_a_noop),
         FRESH(counters_are_independent),
         FRESH(gauge_goes_up_and_down),
@@ -660,7 +616,6 @@ int main(void)
         FRESH(concurrent_records_keep_count_and_max),
         cmocka_unit_test(histogram_bounds_ascend),
         FRESH(histogram_counts_each_value_at_or_below_its_bound),
-        FRESH(histogram_slices_keep_every_bound_exact),
         FRESH(histograms_are_independent),
         cmocka_unit_test(histogram_null_is_harmless),
         FRESH(concurrent_observes_stay_cumulative_and_exact),
