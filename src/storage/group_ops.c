@@ -53,6 +53,14 @@ static bool held_reserve(tse_group_entries *out)
     return true;
 }
 
+/* An entry id the engine can keep: a C string (no NUL inside: it becomes
+ * the ack id's text), not empty, with room for its NUL in the entry.
+ * Redis never makes another; a reply that holds one skips that entry. */
+static bool id_usable(const char *id, size_t len)
+{
+    return len > 0 && len < TSE_GROUP_ID_MAX && memchr(id, '\0', len) == NULL;
+}
+
 /* The next entry of out (room made for it), id and stream set; NULL when
  * out of memory. Not counted until the caller says (out->n++). */
 static tse_group_entry *entry_next(tse_group_entries *out, const char *id, size_t id_len,
@@ -96,7 +104,7 @@ static tse_status add_entry(tse_group_entries *out, const redisReply *e, size_t 
     tse_group_entry *g;
 
     if (!is_array(e) || e->elements != 2 || !is_str(e->element[0]) ||
-        e->element[0]->len >= TSE_GROUP_ID_MAX)
+        !id_usable(e->element[0]->str, e->element[0]->len))
         return TSE_OK;
     if ((env = envelope_of(e->element[1])) == NULL)
         return TSE_OK;
@@ -134,7 +142,7 @@ static bool raw_entry(tse_resp_cursor *c, size_t stream, tse_group_entries *out,
     tse_group_entry *g;
 
     if (!tse_resp_read_array(c, &two) || two != 2 || !tse_resp_read_bulk(c, &id, &id_len) ||
-        id == NULL || id_len >= TSE_GROUP_ID_MAX || !tse_resp_read_array(c, &nf) || nf < 0 ||
+        id == NULL || !id_usable(id, id_len) || !tse_resp_read_array(c, &nf) || nf < 0 ||
         nf % 2 != 0) {
         *c = start;
         return tse_resp_skip_value(c);

@@ -135,6 +135,29 @@ static void an_id_longer_than_any_redis_makes_is_skipped(void **state)
     tse_group_entries_cleanup(&out);
 }
 
+/* An entry id that is empty or holds a NUL byte (Redis makes neither)
+ * would become an empty or cut ack id: the entry is skipped, counted, and
+ * the next one read. Found by fuzz_redis_reply (regressions/redis_reply/
+ * entry-id-with-nul). */
+static void an_empty_id_or_one_with_a_nul_is_skipped(void **state)
+{
+    static const char r[] = "*1\r\n*2\r\n$3\r\ns:a\r\n*3\r\n"
+                            "*2\r\n$3\r\n\0\0"
+                            "1\r\n*2\r\n$5\r\nevent\r\n$1\r\nx\r\n"
+                            "*2\r\n$0\r\n\r\n*2\r\n$5\r\nevent\r\n$1\r\ny\r\n"
+                            "*2\r\n$3\r\n2-0\r\n*2\r\n$5\r\nevent\r\n$1\r\nz\r\n";
+    tse_group_entries out = {0};
+    size_t per[2];
+
+    (void)state;
+    assert_int_equal(tse_group_read_parse(r, sizeof(r) - 1, keys2, 2, &out, per), TSE_OK);
+    assert_int_equal(out.n, 1);
+    assert_string_equal(out.v[0].id, "2-0");
+    assert_memory_equal(out.v[0].envelope, "z", 1);
+    assert_int_equal(per[0], 3);
+    tse_group_entries_cleanup(&out);
+}
+
 static void a_read_cut_short_or_malformed_is_internal_at_every_length(void **state)
 {
     static const char r[] = "*1\r\n*2\r\n$3\r\ns:a\r\n*1\r\n"
@@ -478,6 +501,7 @@ int main(void)
         cmocka_unit_test(a_read_error_reply_is_internal),
         cmocka_unit_test(entries_without_an_envelope_or_of_another_shape_are_skipped),
         cmocka_unit_test(an_id_longer_than_any_redis_makes_is_skipped),
+        cmocka_unit_test(an_empty_id_or_one_with_a_nul_is_skipped),
         cmocka_unit_test(a_read_cut_short_or_malformed_is_internal_at_every_length),
         cmocka_unit_test(no_connection_is_unavailable_without_io),
         cmocka_unit_test(a_claim_counts_each_entrys_attempt),
