@@ -139,3 +139,20 @@ cpu_ticks() {
 rcli() {
     redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"
 }
+
+# Starts build dir $1's tracseq-events on a free loopback port against the
+# Redis on REDIS_PORT (warn level, SERVICE_ARGS added, its log in
+# SCRATCH/svc.log) and waits for it; sets SERVICE_PID and TARGET.
+start_bench_service() {
+    local port
+    port=$(free_port)
+    # shellcheck disable=SC2086
+    TRACSEQ_EVENTS_CONFIG='' "$1/tracseq-events" --listen="127.0.0.1:$port" \
+        --redis-url="redis://127.0.0.1:$REDIS_PORT" --log-level=warn $SERVICE_ARGS \
+        2>"$SCRATCH/svc.log" &
+    SERVICE_PID=$!
+    wait_port "$port"
+    sleep 0.5 # let it connect to Redis
+    # shellcheck disable=SC2034 # the caller's
+    TARGET=127.0.0.1:$port
+}

@@ -49,16 +49,7 @@ start_redis() {
 }
 
 start_service() {
-    local port
-    port=$(free_port)
-    # shellcheck disable=SC2086
-    TRACSEQ_EVENTS_CONFIG='' "$BUILD/tracseq-events" --listen="127.0.0.1:$port" \
-        --redis-url="redis://127.0.0.1:$REDIS_PORT" --log-level=warn $SERVICE_ARGS \
-        2>"$SCRATCH/svc.log" &
-    SERVICE_PID=$!
-    wait_port "$port"
-    sleep 0.5 # let it connect to Redis
-    TARGET=127.0.0.1:$port
+    start_bench_service "$BUILD"
 }
 
 # h2load.sh's batch file: 100 PublishBatchRequests of 100 events each.

@@ -84,17 +84,8 @@ measure() {
 }
 
 start_all() { # start_all BUILD
-    local port
     start_redis_aof
-    port=$(free_port)
-    # shellcheck disable=SC2086
-    TRACSEQ_EVENTS_CONFIG='' "$1/tracseq-events" --listen="127.0.0.1:$port" \
-        --redis-url="redis://127.0.0.1:$REDIS_PORT" --log-level=warn $SERVICE_ARGS \
-        2>"$SCRATCH/svc.log" &
-    SERVICE_PID=$!
-    wait_port "$port"
-    sleep 0.5 # let it connect to Redis
-    TARGET=127.0.0.1:$port
+    start_bench_service "$1"
 }
 
 stop_all() {
