@@ -431,6 +431,13 @@ typedef struct owed_acks {
     const char **key_of, **entry_of;
 } owed_acks;
 
+/* Frees the arrays of owed_acks_begin (the owed ids themselves stay). */
+static void owed_acks_free(owed_acks *a)
+{
+    free(a->key_of);
+    free(a->entry_of);
+}
+
 /* Prepares sub's owed acks to go with a read; false when there are none
  * (or no memory for the arrays: they go at the flush). */
 static bool owed_acks_begin(tse_sub *sub, owed_acks *a)
@@ -441,8 +448,7 @@ static bool owed_acks_begin(tse_sub *sub, owed_acks *a)
     a->key_of = calloc(sub->n_owed, sizeof(*a->key_of));
     a->entry_of = calloc(sub->n_owed, sizeof(*a->entry_of));
     if (a->key_of == NULL || a->entry_of == NULL) {
-        free(a->key_of);
-        free(a->entry_of);
+        owed_acks_free(a);
         memset(a, 0, sizeof(*a));
         return false;
     }
@@ -464,8 +470,7 @@ static void owed_acks_end(tse_delivery *d, tse_sub *sub, owed_acks *a)
     acks_counted(d, sub, a->acks.acked);
     tse_dl_note_unreached(sub, "ack", a->acks.n, a->acks.acked, &un);
     tse_dl_drop_acks(sub);
-    free(a->key_of);
-    free(a->entry_of);
+    owed_acks_free(a);
 }
 
 /* A read of some of a subscriber's streams, sent and not yet taken. */
@@ -504,10 +509,8 @@ static bool read_send(tse_delivery *d, tse_subscriber *s, const size_t *which, s
     if (tse_group_read_send(d->conn, sub->def->name, rd->with_acks ? &rd->acks.acks : NULL,
                             s->consumer, rd->keys, k, count, &rd->op) == TSE_OK)
         return true;
-    if (rd->with_acks) { /* not sent: they stay owed */
-        free(rd->acks.key_of);
-        free(rd->acks.entry_of);
-    }
+    if (rd->with_acks) /* not sent: they stay owed */
+        owed_acks_free(&rd->acks);
     free(rd->keys);
     free(rd->per_stream);
     return false;
@@ -618,8 +621,9 @@ static bool next_pass_due(tse_delivery *d)
  * last one's entries are handed out. What the last read gave goes out now,
  * unless the next pass starts at once: then it goes out during that pass's
  * read (s is deferred: the next pass fills it before anyone else), so
- * that Redis and the engine work at the same time instead of in turn. Entries wait in the ready
- * list at most that long; the credit they will take is kept for them (room_of).
+ * that Redis and the engine work at the same time instead of in turn.
+ * Entries wait in the ready list at most that long; the credit they will
+ * take is kept for them (room_of).
  */
 static void fill_stream(tse_delivery *d, tse_subscriber *s, size_t *handed, long *got)
 {
