@@ -17,8 +17,10 @@
  */
 #include "storage/pipe.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "storage/redis_connect.h"
 
@@ -32,8 +34,10 @@ struct tse_pipe {
     redisContext *ctx;
     tse_redis_target target;
     int timeout_ms;
-    char *out; /* send buffer: out_len bytes of whole commands, not yet written */
-    size_t out_len, out_cap;
+    /* send buffer: out_len bytes of whole commands, of which the first
+     * out_off were written (by tse_pipe_flush_some) */
+    char *out;
+    size_t out_off, out_len, out_cap;
 };
 
 tse_pipe *tse_pipe_open(const tse_redis_target *t, int timeout_ms, char *why, size_t len)
@@ -115,16 +119,50 @@ bool tse_pipe_append(tse_pipe *p, const char *cmd, size_t len)
     return true;
 }
 
+/* Everything appended went out: the buffer is empty again. */
+static void written(tse_pipe *p)
+{
+    p->out_off = p->out_len = 0;
+    if (p->out_cap > OUT_KEEP) /* an unusual round: not kept */
+        tse_pipe_idle(p);
+}
+
 bool tse_pipe_flush(tse_pipe *p, char *why, size_t len)
 {
-    if (!tse_redis_write_all(p->ctx, p->out, p->out_len)) {
+    if (!tse_redis_write_all(p->ctx, p->out + p->out_off, p->out_len - p->out_off)) {
         describe(p, "write", why, len);
         return false;
     }
-    p->out_len = 0;
-    if (p->out_cap > OUT_KEEP) /* an unusual round: not kept */
-        tse_pipe_idle(p);
+    written(p);
     return true;
+}
+
+size_t tse_pipe_flush_some(tse_pipe *p)
+{
+    while (p->out_off < p->out_len) {
+        /* MSG_NOSIGNAL: the caller's thread may not have SIGPIPE blocked. */
+        ssize_t w = send(p->ctx->fd, p->out + p->out_off, p->out_len - p->out_off,
+                         MSG_DONTWAIT | MSG_NOSIGNAL);
+
+        if (w > 0)
+            p->out_off += (size_t)w;
+        else if (w < 0 && errno == EINTR)
+            continue;
+        else
+            return p->out_len - p->out_off; /* full, or failed: tse_pipe_flush's to say */
+    }
+    written(p);
+    return 0;
+}
+
+size_t tse_pipe_unsent(const tse_pipe *p)
+{
+    return p == NULL ? 0 : p->out_len - p->out_off;
+}
+
+int tse_pipe_fd(const tse_pipe *p)
+{
+    return p->ctx->fd;
 }
 
 void tse_pipe_idle(tse_pipe *p)

@@ -16,7 +16,11 @@
  * tse_reply_free. A failure is described in words a log reader
  * understands, into the caller's why.
  *
- * Blocking, not thread-safe: a pipe belongs to the thread that opened it.
+ * Blocking, not thread-safe: a pipe belongs to the thread that opened it,
+ * or to another thread while the owner lends it under a lock of its own
+ * (a writer lane lends its pipe to publishing threads while it waits:
+ * writer/lane.c); a borrower writes with tse_pipe_flush_some only, which
+ * never blocks.
  */
 #ifndef TSE_STORAGE_PIPE_H
 #define TSE_STORAGE_PIPE_H
@@ -54,6 +58,21 @@ bool tse_pipe_append(tse_pipe *p, const char *cmd, size_t len);
 /* Writes the whole send buffer. The buffer is kept for the next appends
  * (up to a few MB). False with why set on failure. */
 bool tse_pipe_flush(tse_pipe *p, char *why, size_t len);
+
+/* Writes what the socket takes now, without blocking (and without
+ * SIGPIPE on a thread that does not block it): for a thread that must not
+ * wait on Redis. Returns the bytes left unwritten, 0 when all went; what
+ * is left (the socket was full, or failed) waits for tse_pipe_flush, which
+ * writes it first and reports a failure. */
+size_t tse_pipe_flush_some(tse_pipe *p);
+
+/* Bytes appended and not yet written (0 for NULL). */
+size_t tse_pipe_unsent(const tse_pipe *p);
+
+/* The connection's socket, for poll(2) by the pipe's owner only: readable
+ * when a reply came or Redis closed the connection. Never read or write
+ * it directly. */
+int tse_pipe_fd(const tse_pipe *p);
 
 /* The owner says the pipe is idle: the send buffer, as large as the
  * largest pipeline written since, is freed (the next append allocates

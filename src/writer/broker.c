@@ -3,7 +3,9 @@
  * lifecycle, publish admission, and health as a whole.
  *
  * publish never blocks on Redis: it validates, formats the job outside any
- * lock, then holds the lane mutex only to append to the queue. Health is the
+ * lock, then holds the lane mutex only to append to the queue or, when the
+ * lane is idle with its connection lent, to write the job with one
+ * non-blocking send (lane.c, tse_lane_write_lent). Health is the
  * count of connected lanes; transitions of "all lanes connected" are
  * reported under the health mutex so reports never cross each other.
  */
@@ -13,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/alloc.h"
 #include "domain/limits.h"
@@ -119,26 +123,21 @@ static tse_status check_options(const tse_broker_options *o, tse_error *err)
     return TSE_OK;
 }
 
-/* The lane's lock and condition; its thread starts later (lane_start). */
+/* The lane's lock and wake-up; its thread starts later (lane_start). */
 static bool lane_init(tse_broker *b, int index)
 {
     tse_lane *l = &b->lanes[index];
-    pthread_condattr_t attr;
 
     l->broker = b;
     l->index = index;
     atomic_init(&l->connected, false);
-    if (pthread_mutex_init(&l->mu, NULL) != 0)
+    l->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (l->wake_fd < 0)
         return false;
-    /* The lane waits on deadlines from the monotonic clock. */
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    if (pthread_cond_init(&l->cond, &attr) != 0) {
-        pthread_condattr_destroy(&attr);
-        pthread_mutex_destroy(&l->mu);
+    if (pthread_mutex_init(&l->mu, NULL) != 0) {
+        close(l->wake_fd);
         return false;
     }
-    pthread_condattr_destroy(&attr);
     return true;
 }
 
@@ -175,7 +174,7 @@ static void broker_free(tse_broker *b, int n)
 
         pthread_mutex_lock(&l->mu);
         l->stop = true;
-        pthread_cond_broadcast(&l->cond);
+        tse_lane_wake_locked(l);
         pthread_mutex_unlock(&l->mu);
     }
     for (int i = 0; i < n; i++) {
@@ -184,7 +183,7 @@ static void broker_free(tse_broker *b, int n)
         if (l->started)
             pthread_join(l->thread, NULL);
         tse_keyset_clear(&l->known);
-        pthread_cond_destroy(&l->cond);
+        close(l->wake_fd);
         pthread_mutex_destroy(&l->mu);
     }
     pthread_mutex_destroy(&b->error_mu);
@@ -259,7 +258,21 @@ static bool msg_valid(const tse_publish_msg *m)
            (m->envelope != NULL || m->envelope_len == 0);
 }
 
-/* Appends job to the lane's queue; on failure the job is freed, not completed. */
+/* With l->mu held: queues a job, waking the lane for the first one unless
+ * it will wake anyway, for the reply of a job a caller wrote. */
+static void push_locked(tse_lane *l, tse_job *job)
+{
+    tse_job_list_push(&l->queue, job);
+    if (l->queue.count == 1 && !(l->lent && l->inflight.count > 0))
+        tse_lane_wake_locked(l);
+}
+
+/*
+ * Appends job to the lane's queue; on failure the job is freed, not
+ * completed. A lane idle with its connection lent (nothing queued, nothing
+ * in flight) gets the job written from this thread instead, without
+ * blocking (tse_lane_write_lent): one hand-off less on the publish's path.
+ */
 static tse_status enqueue(tse_broker *b, tse_lane *l, tse_job *job)
 {
     tse_status st = TSE_OK;
@@ -269,11 +282,10 @@ static tse_status enqueue(tse_broker *b, tse_lane *l, tse_job *job)
         st = TSE_UNAVAILABLE;
     else if (l->queue.count >= b->opts.max_queue)
         st = TSE_RESOURCE_EXHAUSTED;
+    else if (l->lent && l->queue.count == 0 && l->inflight.count == 0)
+        tse_lane_write_lent(l, job);
     else
-        tse_job_list_push(&l->queue, job);
-    /* The lane sleeps only with an empty queue: wake it for the first job. */
-    if (st == TSE_OK && l->queue.count == 1)
-        pthread_cond_signal(&l->cond);
+        push_locked(l, job);
     pthread_mutex_unlock(&l->mu);
     if (st != TSE_OK)
         tse_job_free(job);
@@ -285,18 +297,14 @@ static tse_status enqueue(tse_broker *b, tse_lane *l, tse_job *job)
 static tse_status enqueue_all(tse_broker *b, tse_lane *l, tse_job **jobs, size_t n)
 {
     tse_status st = TSE_OK;
-    bool was_empty;
 
     pthread_mutex_lock(&l->mu);
-    was_empty = l->queue.count == 0;
     if (l->stop || (!atomic_load(&l->connected) && !tse_lane_probe_locked(l)))
         st = TSE_UNAVAILABLE;
     else if (l->queue.count + n > b->opts.max_queue)
         st = TSE_RESOURCE_EXHAUSTED;
     for (size_t i = 0; st == TSE_OK && i < n; i++)
-        tse_job_list_push(&l->queue, jobs[i]);
-    if (st == TSE_OK && was_empty && n > 0)
-        pthread_cond_signal(&l->cond);
+        push_locked(l, jobs[i]);
     pthread_mutex_unlock(&l->mu);
     for (size_t i = 0; st != TSE_OK && i < n; i++)
         tse_job_free(jobs[i]);

@@ -4,10 +4,14 @@
  *
  * Threading model. A broker runs `lanes` writer threads, each with its own
  * blocking hiredis connection (hiredis contexts are not thread-safe). Callers
- * (gRPC completion-queue threads) never touch Redis: tse_broker_publish
+ * (gRPC completion-queue threads) never wait on Redis: tse_broker_publish
  * formats the command into the lane's queue and returns at once; the lane
  * thread writes everything queued as one pipeline, reads the replies in order
- * and calls each job's completion callback on the lane thread. Pipelining is
+ * and calls each job's completion callback on the lane thread. A single
+ * publish to a lane that is idle (nothing queued or in flight, a single
+ * Redis) is written by the caller instead, with one non-blocking send under
+ * the lane's lock while the lane waits (lane.c, tse_lane_write_lent): the
+ * lane then wakes once, for the reply, not also for the write. Pipelining is
  * continuous: new jobs are written while earlier replies are outstanding, so
  * throughput approaches Redis's own pipelined figure. On a Redis Cluster
  * (target.cluster) a lane holds a storage rconn instead, a connection per

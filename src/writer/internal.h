@@ -6,7 +6,10 @@
  *
  * Locking. Each lane has one mutex guarding its queue, `connected` and
  * `stop`; everything else in a lane (its connection, the in-flight list,
- * the known-key set) belongs to the lane thread alone. The broker's health
+ * the known-key set) belongs to the lane thread alone, except while the
+ * lane waits with its connection lent (`lent`, set and cleared under mu by
+ * the lane thread): then it belongs to whoever holds mu, and a publishing
+ * thread may write a job itself (tse_lane_write_lent). The broker's health
  * mutex guards the count of connected lanes and serializes health callbacks;
  * its error mutex guards last_error. No thread ever holds two of these
  * mutexes at once, and no callback runs under a lane mutex.
@@ -167,7 +170,12 @@ typedef struct tse_lane {
     bool started;
 
     pthread_mutex_t mu;
-    pthread_cond_t cond;
+    /* The lane thread waits in poll(2) on this eventfd (and on its
+     * connection while it is lent): tse_lane_wake_locked writes it. */
+    int wake_fd;
+    bool parked;             /* guarded by mu: the lane thread waits (wake_fd) */
+    bool kicked;             /* guarded by mu: wake_fd was written for this wait */
+    bool lent;               /* guarded by mu: see Locking above */
     tse_job_list queue;      /* guarded by mu */
     atomic_bool connected;   /* written under mu; read without it as a hint */
     bool stop;               /* guarded by mu */
@@ -183,6 +191,10 @@ typedef struct tse_lane {
     tse_job_list inflight;
     tse_keyset known;
     bool script_lost; /* NOSCRIPT seen: SCRIPT LOAD before the next EVALSHA */
+    /* A job written by a caller (tse_lane_write_lent): when, and what went
+     * wrong (out of memory appending it; no reply within the timeout). */
+    int64_t lent_at_ms;
+    bool lent_failed, lent_late;
     int64_t last_io_ms;
     int64_t next_trim_ms;
     /* Connections (tse_rconn_slot_conn) to masters whose last WAIT found
@@ -278,6 +290,19 @@ bool tse_lane_wait_append(tse_lane *l, tse_lane_wait *w);
 void tse_lane_wait_take(tse_lane *l, tse_lane_wait *w, tse_job_list *batch, int64_t deadline_ms);
 /* Completes a job whose reply or failure was held. */
 void tse_lane_wait_complete(tse_lane *l, const tse_lane_wait *w, tse_job *job);
+
+/* With l->mu held: wakes the lane thread if it waits (anything it waits
+ * for may have changed: queue, stop, probe, check_now). */
+void tse_lane_wake_locked(tse_lane *l);
+
+/*
+ * With l->mu held, l->lent set and nothing queued or in flight: writes job
+ * to the lane's connection from the calling thread, without blocking
+ * (send(2) with MSG_DONTWAIT), and puts it in flight; the lane thread reads its reply
+ * and completes it as any other (never on the caller's thread). Takes the
+ * job over (lane.c says why this is safe).
+ */
+void tse_lane_write_lent(tse_lane *l, tse_job *job);
 
 /* With l->mu held, l not connected: whether a request may wait for a probe
  * (asking for one when due) rather than fail at once (lane.c). */

@@ -21,61 +21,134 @@
  *   subscription's discovery never misses a stored event's stream, and the
  *   set is written once per stream and connection, not on every publish.
  * - Every socket read and write is bounded by the timeout (pipe.h), so a
- *   hung Redis fails a read instead of hanging the lane.
+ *   hung Redis fails a read instead of hanging the lane; the reply to a job
+ *   a caller wrote is waited for at most the timeout too (lent_late).
+ * - A caller writes a job itself (tse_lane_write_lent) only while the lane
+ *   waits with nothing queued or in flight, under mu: that job is then the
+ *   only one in flight, every job submitted after it queues behind it, so
+ *   the connection carries them in submission order; it completes (or
+ *   fails) on the lane thread like any other.
+ *
+ * Waiting: the lane thread sleeps in poll(2) on an eventfd (wake_fd, written
+ * by tse_lane_wake_locked where a condition variable was signalled before)
+ * and, while its connection is lent, on the connection too, so that a job a
+ * caller wrote wakes it once: when the reply is there.
  */
 #include "writer/internal.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/alloc.h"
 #include "common/clock.h"
 
 /* ---- waiting ------------------------------------------------------------------ */
 
+void tse_lane_wake_locked(tse_lane *l)
+{
+    uint64_t one = 1;
+    ssize_t w;
+
+    if (!l->parked || l->kicked)
+        return;
+    l->kicked = true;
+    /* Cannot fail: one write per wait never fills the counter. */
+    w = write(l->wake_fd, &one, sizeof(one));
+    (void)w;
+}
+
+/*
+ * With mu held: sleeps until tse_lane_wake_locked, until_ms (monotonic), or,
+ * when fd >= 0, until fd has something to read. Returns with mu held:
+ * whether fd was readable.
+ */
+static bool park(tse_lane *l, int fd, int64_t until_ms)
+{
+    struct pollfd p[2] = {{.fd = l->wake_fd, .events = POLLIN}, {.fd = fd, .events = POLLIN}};
+    int64_t left = until_ms - tse_clock_ms();
+    bool readable = false;
+
+    if (left <= 0)
+        return false;
+    l->parked = true;
+    pthread_mutex_unlock(&l->mu);
+    if (poll(p, fd >= 0 ? 2 : 1, left > INT_MAX ? INT_MAX : (int)left) > 0)
+        readable = fd >= 0 && p[1].revents != 0;
+    pthread_mutex_lock(&l->mu);
+    l->parked = false;
+    if (l->kicked) {
+        uint64_t n;
+        ssize_t r = read(l->wake_fd, &n, sizeof(n));
+
+        (void)r; /* the counter is back to 0 either way for the next kick */
+        l->kicked = false;
+    }
+    return readable;
+}
+
 /* Sleeps ms unless stop is set or a probe asked for meanwhile; returns stop. */
 static bool lane_sleep(tse_lane *l, int64_t ms)
 {
-    struct timespec until = tse_clock_deadline_ts(ms);
+    int64_t until = tse_clock_ms() + ms;
     bool stop;
 
     pthread_mutex_lock(&l->mu);
-    while (!l->stop && !l->probe && pthread_cond_timedwait(&l->cond, &l->mu, &until) != ETIMEDOUT)
-        ;
+    while (!l->stop && !l->probe && tse_clock_ms() < until)
+        park(l, -1, until);
     stop = l->stop;
     pthread_mutex_unlock(&l->mu);
     return stop;
 }
 
 /*
- * With mu held and nothing in flight: waits for queued work or stop. Returns
- * true when the connection has been idle for the ping interval instead.
+ * With mu held and nothing in flight: waits for queued work or stop, with
+ * the connection lent (tse_lane_write_lent): a job a caller writes
+ * meanwhile ends the wait when its reply comes (the lane wakes once, for
+ * the reply), when its bytes did not all go out, or when it is late
+ * (lent_late: no answer within the timeout). Returns true when the
+ * connection is to be PINGed instead: idle for the ping interval, another
+ * lane failed (check_now), or Redis closed it (readable with nothing in
+ * flight).
  */
 static bool wait_for_work(tse_lane *l)
 {
-    int64_t idle = tse_clock_ms() - l->last_io_ms;
-    struct timespec until;
+    int fd = l->pipe != NULL ? tse_pipe_fd(l->pipe) : -1;
+    bool readable = false;
 
-    if (l->check_now && l->queue.count == 0 && !l->stop) {
-        l->check_now = false;
-        return true;
+    l->lent = l->pipe != NULL;
+    while (l->queue.count == 0 && !l->stop && !readable && !l->lent_failed &&
+           tse_pipe_unsent(l->pipe) == 0) {
+        int64_t now = tse_clock_ms(), until = l->last_io_ms + TSE_LANE_PING_MS;
+        int64_t timeout = l->broker->opts.timeout_ms;
+
+        if (l->inflight.count > 0) {
+            /* Written by a caller: the lane reads once the reply is there. */
+            until = l->lent_at_ms + timeout;
+            if (now >= until) {
+                l->lent_late = true;
+                break;
+            }
+        } else if (l->check_now || now >= until) {
+            break;
+        } else if (until > now + timeout) {
+            /* A caller's write may come during this sleep: it must end
+             * in time to bound the wait for that reply by the timeout. */
+            until = now + timeout;
+        }
+        readable = park(l, fd, until);
     }
-    if (idle >= TSE_LANE_PING_MS)
-        return l->queue.count == 0 && !l->stop;
-    until = tse_clock_deadline_ts(TSE_LANE_PING_MS - idle);
-    while (l->queue.count == 0 && !l->stop && !l->check_now) {
-        if (pthread_cond_timedwait(&l->cond, &l->mu, &until) == ETIMEDOUT)
-            return l->queue.count == 0 && !l->stop;
-    }
-    if (l->check_now && l->queue.count == 0 && !l->stop) {
-        l->check_now = false;
-        return true;
-    }
-    return false;
+    l->lent = false;
+    if (l->inflight.count > 0 || l->queue.count > 0 || l->stop)
+        return false;
+    l->check_now = false;
+    return true;
 }
 
 static void trim_done(void *arg, tse_status status, const struct redisReply *reply,
@@ -130,10 +203,10 @@ static void wake_other_lanes(tse_lane *l, bool reconnected)
         pthread_mutex_lock(&other->mu);
         if (!reconnected) {
             other->check_now = true;
-            pthread_cond_signal(&other->cond);
+            tse_lane_wake_locked(other);
         } else if (!atomic_load(&other->connected) && !other->stop) {
             other->probe = true;
-            pthread_cond_signal(&other->cond);
+            tse_lane_wake_locked(other);
         }
         pthread_mutex_unlock(&other->mu);
     }
@@ -155,7 +228,7 @@ bool tse_lane_probe_locked(tse_lane *l)
     if (!tse_backoff_may_probe(tse_clock_ms(), l->last_attempt_ms))
         return false;
     l->probe = true;
-    pthread_cond_signal(&l->cond);
+    tse_lane_wake_locked(l);
     return true;
 }
 
@@ -486,6 +559,52 @@ static bool lane_ping(tse_lane *l, char *why, size_t len)
     return true;
 }
 
+/* ---- writes from a caller's thread --------------------------------------------------- */
+
+/*
+ * tse_lane_write_lent (internal.h). The caller holds mu and the lane waits
+ * in wait_for_work with its connection lent: the lane thread touches none
+ * of its own state until it holds mu again, so the caller may do exactly
+ * what lane_write would (append_job: the SCRIPT LOAD or SADD the job needs
+ * first, the in-flight list), and then writes without blocking
+ * (tse_pipe_flush_some): a completion-queue thread never waits on Redis;
+ * it copies into the socket what it takes at once, which with nothing in
+ * flight is the whole job short of megabytes. The job completes on the lane thread as any other,
+ * which wakes once, for its reply: the hand-off to the lane (a wake-up and a wait for a CPU) is no
+ * longer on the publish's path. What did not go (the socket full, a failure, out of memory) wakes
+ * the lane at once to write the rest (or fail everything in flight, in order).
+ */
+void tse_lane_write_lent(tse_lane *l, tse_job *job)
+{
+    int64_t now = tse_clock_ms();
+
+    job->written_us = l->broker->opts.round_trip ? tse_clock_us() : 0;
+    l->lent_at_ms = now;
+    if (!append_job(l, job)) { /* in flight all the same: failed with the others */
+        l->lent_failed = true;
+        tse_lane_wake_locked(l);
+        return;
+    }
+    if (tse_pipe_flush_some(l->pipe) > 0)
+        tse_lane_wake_locked(l);
+    else
+        l->last_io_ms = now;
+}
+
+/* Why the lane drops its connection after a caller's write: out of memory
+ * appending it, or no reply within the timeout. Clears the flags. */
+static void lent_failure(tse_lane *l, char *why, size_t len)
+{
+    const tse_broker_options *o = &l->broker->opts;
+
+    if (l->lent_failed)
+        snprintf(why, len, "broker: out of memory appending to the pipeline");
+    else
+        snprintf(why, len, "redis %.128s:%d: no answer to read within %d ms", o->target.host,
+                 o->target.port, o->timeout_ms);
+    l->lent_failed = l->lent_late = false;
+}
+
 /* Moves up to the in-flight room (and the byte budget) from the queue. */
 static void take_batch(tse_lane *l, tse_job_list *batch)
 {
@@ -515,6 +634,16 @@ static bool lane_serve(tse_lane *l, char *why, size_t len)
         take_batch(l, &batch);
         pthread_mutex_unlock(&l->mu);
 
+        if (l->lent_failed || l->lent_late) {
+            tse_job *job;
+
+            /* Behind the job a caller wrote, so they all fail in order. */
+            while ((job = tse_job_list_pop(&batch)) != NULL)
+                tse_job_list_push(&l->inflight, job);
+            lent_failure(l, why, len);
+            return false;
+        }
+
         if (ping && !(l->rc ? tse_lane_cluster_ping(l, why, len) : lane_ping(l, why, len))) {
             /* Trims queued since the wait: nothing was in flight. */
             tse_job_list_fail(&batch, TSE_UNAVAILABLE, why);
@@ -532,7 +661,8 @@ static bool lane_serve(tse_lane *l, char *why, size_t len)
                 return false;
             continue;
         }
-        if (batch.count > 0 && !lane_write(l, &batch, why, len))
+        /* Bytes of a caller's write the socket did not take go first. */
+        if ((batch.count > 0 || tse_pipe_unsent(l->pipe) > 0) && !lane_write(l, &batch, why, len))
             return false;
         if (l->inflight.count > 0 && !lane_read(l, why, len))
             return false;

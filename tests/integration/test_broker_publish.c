@@ -3,7 +3,9 @@
  * stored (every field, binary envelopes), per-lane order under deep
  * pipelining, the stream registry, retention, dedup, Redis error replies, and
  * failures (killed, restarted, stopped Redis; wrong password; full queue;
- * destroy with jobs in flight).
+ * destroy with jobs in flight); a publish the caller writes to an idle lane
+ * (order behind it, Redis dying or hanging before its reply, a job larger
+ * than the socket takes).
  *
  * Each test gets its own redis-server (AOF off, ephemeral port) and closes
  * everything it opened. Results are copied out of the callbacks under a
@@ -28,6 +30,7 @@
 #include "harness.h"
 #include "wait.h"
 #include "writer/broker.h"
+#include "writer/internal.h"
 
 /* ---- collecting callbacks ---------------------------------------------------------- */
 
@@ -1206,6 +1209,216 @@ static void stopped_redis_fails_the_job_within_the_timeout(void **state)
     collector_free(c);
 }
 
+/* ---- a publish written by the caller to an idle lane (tse_lane_write_lent) ---------- */
+
+/* What lane i holds, read under its lock (white box: internal.h): whether
+ * it waits with its connection lent, and then its jobs queued and in
+ * flight (the in-flight list is the lock holder's only while lent). */
+typedef struct lane_view {
+    bool lent;
+    size_t queued, inflight;
+} lane_view;
+
+static lane_view view_lane(tse_broker *b, int i)
+{
+    tse_lane *l = &b->lanes[i];
+    lane_view v = {0};
+
+    pthread_mutex_lock(&l->mu);
+    v.lent = l->lent;
+    v.queued = l->queue.count;
+    v.inflight = l->lent ? l->inflight.count : 0;
+    pthread_mutex_unlock(&l->mu);
+    return v;
+}
+
+/* Waits until lane i waits idle with its connection lent. */
+static bool wait_lent(tse_broker *b, int i, int timeout_ms)
+{
+    tse_test_waiter waiter;
+
+    tse_test_waiter_init(&waiter, timeout_ms);
+    while (!view_lane(b, i).lent)
+        if (!tse_test_waiter_poll(&waiter))
+            return false;
+    return true;
+}
+
+/* One publish answered (so the idle PING is a second away), then waits
+ * until lane 0 is idle with its connection lent: what the tests below
+ * publish next is written by the caller. */
+static void lane_idle_after_a_publish(fixture *f)
+{
+    collector *warm = collector_new(1);
+    tse_publish_msg m = make_msg("warm", "lent.warm", 1, (const uint8_t *)"w", 1);
+
+    assert_int_equal(publish(f, 0, &m, &warm->out[0]), TSE_OK);
+    assert_true(wait_completed(warm, 1, 5000));
+    assert_int_equal(warm->out[0].status, TSE_OK);
+    assert_true(wait_lent(f->broker, 0, 5000));
+    collector_free(warm);
+}
+
+/*
+ * Redis stopped, so no reply can come: the first publish to the idle lane
+ * is written by the caller (in flight, the lane still waiting for its
+ * reply), the next ones queue behind it without waking the lane; once
+ * Redis runs again all are stored and answered in submission order, and
+ * the lane, idle again, takes the next publish the same way.
+ */
+static void a_caller_writes_to_an_idle_lane_and_later_publishes_queue_behind_it(void **state)
+{
+    enum { N = 5 };
+    fixture *f = *state;
+    tse_broker_options o = options_for(f->redis);
+    collector *c = collector_new(N);
+    char id[32], key[128];
+    lane_view v;
+    redisContext *rc;
+    redisReply *r;
+
+    o.timeout_ms = 5000;
+    start_broker(f, &o);
+    lane_idle_after_a_publish(f);
+    kill(f->redis->pid, SIGSTOP);
+    for (int i = 0; i < N - 1; i++) {
+        snprintf(id, sizeof(id), "lent-%d", i);
+        tse_publish_msg m = make_msg(id, "lent.order", 3, (const uint8_t *)"e", 1);
+        assert_int_equal(publish(f, 0, &m, &c->out[i]), TSE_OK);
+        v = view_lane(f->broker, 0);
+        assert_true(v.lent); /* the lane still waits: for the first one's reply */
+        assert_int_equal(v.inflight, 1);
+        assert_int_equal(v.queued, (size_t)i);
+    }
+    kill(f->redis->pid, SIGCONT);
+    assert_true(wait_completed(c, N - 1, 5000));
+    assert_true(wait_lent(f->broker, 0, 5000));
+    tse_publish_msg m = make_msg("lent-4", "lent.order", 3, (const uint8_t *)"e", 1);
+    assert_int_equal(publish(f, 0, &m, &c->out[N - 1]), TSE_OK);
+    assert_true(wait_completed(c, N, 5000));
+    assert_true(c->in_order);
+    tse_broker_stream_key("lent.order", 3, key, sizeof(key));
+    rc = rconnect(f->redis, NULL);
+    assert_true(set_has(rc, key)); /* its SADD went before it, on the caller's write */
+    r = rcmd(rc, "XRANGE %s - +", key);
+    assert_int_equal(r->elements, N);
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof(id), "lent-%d", i);
+        assert_int_equal(c->out[i].calls, 1);
+        assert_int_equal(c->out[i].status, TSE_OK);
+        assert_field(r->element[i], "id", id);
+        assert_string_equal(r->element[i]->element[0]->str, c->out[i].stream_id);
+    }
+    freeReplyObject(r);
+    redisFree(rc);
+    collector_free(c);
+}
+
+/* Redis dies after the caller wrote to the idle lane: that job and the one
+ * queued behind it fail UNAVAILABLE, once each, in order; the lane reports
+ * the loss without waiting for its timeout or the idle PING. */
+static void redis_dying_before_a_callers_write_is_answered_fails_it_and_those_behind(void **state)
+{
+    fixture *f = *state;
+    tse_broker_options o = options_for(f->redis);
+    collector *c = collector_new(2);
+    long long t_kill;
+
+    o.timeout_ms = 5000;
+    start_broker(f, &o);
+    assert_true(wait_health(&f->health, 1, 1000));
+    lane_idle_after_a_publish(f);
+    kill(f->redis->pid, SIGSTOP);
+    tse_publish_msg m = make_msg("id", "lent.killed", 3, (const uint8_t *)"e", 1);
+    assert_int_equal(publish(f, 0, &m, &c->out[0]), TSE_OK);
+    assert_int_equal(publish(f, 0, &m, &c->out[1]), TSE_OK);
+    assert_int_equal(view_lane(f->broker, 0).inflight, 1);
+    tse_test_redis_kill(f->redis);
+    t_kill = tse_test_now_ms();
+    assert_true(wait_completed(c, 2, 5000));
+    assert_true(c->in_order);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(c->out[i].calls, 1);
+        assert_int_equal(c->out[i].status, TSE_UNAVAILABLE);
+    }
+    assert_true(c->out[0].at_ms - t_kill < 2000);
+    assert_true(wait_health(&f->health, 2, 3000));
+    assert_false(f->health.seen[1]);
+    usleep(50 * 1000); /* under test: no second callback comes */
+    assert_int_equal(c->out[0].calls + c->out[1].calls, 2);
+    collector_free(c);
+}
+
+/* Redis hangs after the caller wrote: the job fails within the timeout
+ * (the lane's wait for its reply is bounded), and the lane recovers. */
+static void a_callers_write_left_unanswered_fails_within_the_timeout(void **state)
+{
+    fixture *f = *state;
+    tse_broker_options o = options_for(f->redis);
+    collector *c = collector_new(2);
+    long long t0;
+
+    o.timeout_ms = 500;
+    start_broker(f, &o);
+    lane_idle_after_a_publish(f);
+    kill(f->redis->pid, SIGSTOP);
+    t0 = tse_test_now_ms();
+    tse_publish_msg m = make_msg("id", "lent.stopped", 3, (const uint8_t *)"e", 1);
+    assert_int_equal(publish(f, 0, &m, &c->out[0]), TSE_OK);
+    assert_int_equal(view_lane(f->broker, 0).inflight, 1);
+    assert_true(wait_completed(c, 1, 5000));
+    assert_int_equal(c->out[0].status, TSE_UNAVAILABLE);
+    assert_non_null(strstr(c->out[0].message, "within 500 ms"));
+    print_message("unanswered caller's write failed after %lld ms\n", c->out[0].at_ms - t0);
+    assert_true(c->out[0].at_ms - t0 >= o.timeout_ms - 50);
+    assert_true(c->out[0].at_ms - t0 < o.timeout_ms + 700);
+    kill(f->redis->pid, SIGCONT);
+    assert_true(wait_up(f->broker, true, 5000));
+    assert_true(wait_lent(f->broker, 0, 5000));
+    assert_int_equal(publish(f, 0, &m, &c->out[1]), TSE_OK);
+    assert_true(wait_completed(c, 2, 5000));
+    assert_int_equal(c->out[1].status, TSE_OK);
+    collector_free(c);
+}
+
+/* A job larger than the socket takes at once: the caller's send writes
+ * part of it, the lane (woken for that) writes the rest; stored whole. */
+static void a_callers_write_the_socket_cannot_take_whole_is_finished_by_the_lane(void **state)
+{
+    enum { SIZE = 32 * 1024 * 1024 };
+    fixture *f = *state;
+    tse_broker_options o = options_for(f->redis);
+    collector *c = collector_new(1);
+    uint8_t *env = malloc(SIZE);
+    char key[128];
+    redisContext *rc;
+    redisReply *r;
+
+    assert_non_null(env);
+    fill_binary(env, SIZE);
+    o.timeout_ms = 10000;
+    start_broker(f, &o);
+    lane_idle_after_a_publish(f);
+    kill(f->redis->pid, SIGSTOP); /* nothing read: the socket fills */
+    tse_publish_msg m = make_msg("big", "lent.big", 3, env, SIZE);
+    assert_int_equal(publish(f, 0, &m, &c->out[0]), TSE_OK);
+    kill(f->redis->pid, SIGCONT);
+    assert_true(wait_completed(c, 1, 20000));
+    assert_int_equal(c->out[0].status, TSE_OK);
+    tse_broker_stream_key("lent.big", 3, key, sizeof(key));
+    rc = rconnect(f->redis, NULL);
+    r = rcmd(rc, "XRANGE %s - +", key);
+    assert_int_equal(r->elements, 1);
+    const redisReply *ev = entry_field(r->element[0], "event");
+    assert_non_null(ev);
+    assert_int_equal(ev->len, SIZE);
+    assert_memory_equal(ev->str, env, SIZE);
+    freeReplyObject(r);
+    redisFree(rc);
+    free(env);
+    collector_free(c);
+}
+
 static void destroy_with_jobs_in_flight_completes_each_callback_once(void **state)
 {
     enum { N = 5000 };
@@ -1514,6 +1727,10 @@ int main(void)
         T(an_idle_ping_that_fails_fails_the_trims_of_its_round),
         T(restarted_redis_is_reconnected_and_reported_up),
         T(stopped_redis_fails_the_job_within_the_timeout),
+        T(a_caller_writes_to_an_idle_lane_and_later_publishes_queue_behind_it),
+        T(redis_dying_before_a_callers_write_is_answered_fails_it_and_those_behind),
+        T(a_callers_write_left_unanswered_fails_within_the_timeout),
+        T(a_callers_write_the_socket_cannot_take_whole_is_finished_by_the_lane),
         T(destroy_with_jobs_in_flight_completes_each_callback_once),
         T(destroy_with_a_dead_redis_fails_queued_jobs_once),
         T(password_in_url_authenticates),

@@ -5,9 +5,11 @@
  * and given back when the owner says the pipe is idle (issue 14: hiredis's
  * buffer, reallocated for every round, left ~2 MB resident in an idle
  * service), but not while commands wait for a flush; an unusually large
- * round's buffer is not kept.
+ * round's buffer is not kept; a write without blocking leaves what the
+ * socket did not take for the next flush.
  */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -49,6 +51,8 @@ static int teardown(void **state)
     fixture *f = *state;
 
     if (f != NULL) {
+        if (f->redis != NULL && f->redis->pid > 0)
+            kill(f->redis->pid, SIGCONT); /* never leave a stopped server */
         tse_pipe_close(f->p);
         tse_test_redis_stop(f->redis);
     }
@@ -64,6 +68,21 @@ static void append_incrs(tse_pipe *p, const char *key, int n)
 
     for (int i = 0; i < n; i++)
         assert_true(tse_pipe_append(p, cmd, (size_t)len));
+}
+
+/* Appends one SET of pipe:big to a value of vlen bytes, without flushing. */
+static void append_big_set(tse_pipe *p, size_t vlen)
+{
+    char head[64];
+    int hlen = snprintf(head, sizeof(head), "*3\r\n$3\r\nSET\r\n$8\r\npipe:big\r\n$%zu\r\n", vlen);
+    char *value = malloc(vlen + 2);
+
+    assert_non_null(value);
+    memset(value, 'v', vlen);
+    memcpy(value + vlen, "\r\n", 2);
+    assert_true(tse_pipe_append(p, head, (size_t)hlen));
+    assert_true(tse_pipe_append(p, value, vlen + 2));
+    free(value);
 }
 
 /* Flushes, then expects the replies first, first + 1, ... (n of them). */
@@ -131,20 +150,11 @@ static void commands_waiting_for_a_flush_survive_idle(void **state)
 static void an_unusually_large_round_is_not_kept(void **state)
 {
     fixture *f = *state;
-    /* One SET of a 5 MB value: above what a lane's round can reach. */
-    size_t vlen = (size_t)5 * 1024 * 1024;
-    char head[64];
-    int hlen = snprintf(head, sizeof(head), "*3\r\n$3\r\nSET\r\n$8\r\npipe:big\r\n$%zu\r\n", vlen);
-    char *value = malloc(vlen + 2);
     char why[256] = "";
     struct redisReply *r = NULL;
 
-    assert_non_null(value);
-    memset(value, 'v', vlen);
-    memcpy(value + vlen, "\r\n", 2);
-    assert_true(tse_pipe_append(f->p, head, (size_t)hlen));
-    assert_true(tse_pipe_append(f->p, value, vlen + 2));
-    free(value);
+    /* One SET of a 5 MB value: above what a lane's round can reach. */
+    append_big_set(f->p, (size_t)5 * 1024 * 1024);
     if (!tse_pipe_flush(f->p, why, sizeof(why)))
         fail_msg("flush: %s", why);
     assert_int_equal(tse_pipe_buffer_size(f->p), 0);
@@ -152,6 +162,43 @@ static void an_unusually_large_round_is_not_kept(void **state)
         fail_msg("read: %s", why);
     assert_false(tse_reply_error(r, NULL, NULL));
     tse_reply_free(r);
+}
+
+/* Redis stopped: a non-blocking write of more than the socket takes
+ * leaves the rest unsent, and tse_pipe_flush writes it (once Redis reads)
+ * before what is appended after it. */
+static void a_write_without_blocking_leaves_the_rest_for_the_flush(void **state)
+{
+    fixture *f = *state;
+    char why[256] = "";
+    struct redisReply *r = NULL;
+    size_t left;
+
+    append_incrs(f->p, "pipe:some", 1);
+    assert_int_equal(tse_pipe_flush_some(f->p), 0); /* a small one goes whole */
+    assert_int_equal(tse_pipe_unsent(f->p), 0);
+    kill(f->redis->pid, SIGSTOP);
+    append_big_set(f->p, (size_t)32 * 1024 * 1024);
+    left = tse_pipe_flush_some(f->p);
+    assert_true(left > 0);
+    assert_int_equal(tse_pipe_unsent(f->p), left);
+    append_incrs(f->p, "pipe:some", 1);
+    kill(f->redis->pid, SIGCONT);
+    if (!tse_pipe_flush(f->p, why, sizeof(why)))
+        fail_msg("flush: %s", why);
+    assert_int_equal(tse_pipe_unsent(f->p), 0);
+    for (long long want = 1; want <= 2; want++) {
+        if (!tse_pipe_read(f->p, true, &r, why, sizeof(why)))
+            fail_msg("read: %s", why);
+        assert_true(tse_reply_is_integer(r, want));
+        tse_reply_free(r);
+        if (want == 1) { /* the SET's answer comes between the INCRs */
+            if (!tse_pipe_read(f->p, true, &r, why, sizeof(why)))
+                fail_msg("read: %s", why);
+            assert_false(tse_reply_error(r, NULL, NULL));
+            tse_reply_free(r);
+        }
+    }
 }
 
 int main(void)
@@ -163,6 +210,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(commands_waiting_for_a_flush_survive_idle, setup, teardown),
         cmocka_unit_test_setup_teardown(an_unusually_large_round_is_not_kept, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_write_without_blocking_leaves_the_rest_for_the_flush,
+                                        setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
