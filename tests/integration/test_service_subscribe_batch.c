@@ -139,18 +139,6 @@ static tse_test_stream *subscribe(tse_client *ch, const char *name, uint32_t per
     return s;
 }
 
-/* The deliveries of a message, in order: the message itself, then its
- * `more`. */
-static size_t message_deliveries(const Delivery *m, const Delivery **out, size_t cap)
-{
-    size_t n = 0;
-
-    out[n++] = m;
-    for (size_t i = 0; i < m->n_more && n < cap; i++)
-        out[n++] = m->more[i];
-    return n;
-}
-
 /* Acks, nacks (delay_ms) or rejects ids on the stream, in one message. */
 static void send_ids(tse_test_stream *s, Tracseq__Events__V1__SubscribeRequest__RequestCase kind,
                      char **ids, size_t n, uint32_t delay_ms)
@@ -208,7 +196,7 @@ static void receive(tse_test_stream *s, int want, bool ack, uint32_t per_message
 
         if (m == NULL)
             break;
-        n = message_deliveries(m, ds, 1001);
+        n = tse_test_message_deliveries(m, ds, 1001);
         if (n > (per_message > 1 ? per_message : 1))
             fail_msg("%zu deliveries in one message, max_deliveries_per_message %u", n,
                      per_message);
@@ -397,7 +385,7 @@ static void test_batched_deliveries_nack_redeliver_and_dead_letter_one_by_one(vo
         Delivery *m = tse_test_next_delivery(s, 10000, NULL);
         if (m == NULL)
             fail_msg("only %d of 20 first deliveries came", got);
-        size_t n = message_deliveries(m, ds, 101);
+        size_t n = tse_test_message_deliveries(m, ds, 101);
         for (size_t i = 0; i < n; i++) {
             assert_int_equal(ds[i]->delivery_attempt, 1);
             if (seq_of(ds[i]) % 2 == 0)
@@ -418,7 +406,7 @@ static void test_batched_deliveries_nack_redeliver_and_dead_letter_one_by_one(vo
         Delivery *m = tse_test_next_delivery(s, 10000, NULL);
         if (m == NULL)
             fail_msg("only %d of 10 redeliveries came", attempts2);
-        size_t n = message_deliveries(m, ds, 101);
+        size_t n = tse_test_message_deliveries(m, ds, 101);
         for (size_t i = 0; i < n; i++) {
             assert_int_equal(ds[i]->delivery_attempt, 2);
             assert_int_equal(seq_of(ds[i]) % 2, 1);

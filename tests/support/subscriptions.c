@@ -9,6 +9,8 @@
 
 #include <cmocka.h>
 
+#include "events.h"
+
 #define SERVICE "/tracseq.events.v1.EventService/"
 
 Tracseq__Events__V1__Subscription *
@@ -119,4 +121,73 @@ Tracseq__Events__V1__Delivery *tse_test_next_delivery(tse_test_stream *s, int ti
     if (ended != NULL)
         *ended = d == NULL && !timed_out;
     return d;
+}
+
+tse_test_stream *tse_test_subscribe(tse_client *ch, const char *name, const char *consumer,
+                                    uint32_t per_message, int timeout_ms)
+{
+    Tracseq__Events__V1__SubscribeRequest req = TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__INIT;
+    tse_test_stream *s = tse_test_stream_open(ch, SERVICE "Subscribe", timeout_ms, NULL, NULL);
+
+    req.request_case = TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__REQUEST_SUBSCRIPTION_NAME;
+    req.subscription_name = (char *)name;
+    req.consumer_name = consumer != NULL ? (char *)consumer : "";
+    req.max_deliveries_per_message = per_message;
+    /* Refused at once, the stream may break before this send completes:
+     * the caller then sees it end with its status. */
+    (void)tse_test_stream_send(s, &req.base);
+    return s;
+}
+
+bool tse_test_send_acks(tse_test_stream *s, char *const *ids, size_t n)
+{
+    Tracseq__Events__V1__SubscribeRequest req = TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__INIT;
+    Tracseq__Events__V1__AckIds ack = TRACSEQ__EVENTS__V1__ACK_IDS__INIT;
+
+    ack.ack_ids = (char **)ids;
+    ack.n_ack_ids = n;
+    req.request_case = TRACSEQ__EVENTS__V1__SUBSCRIBE_REQUEST__REQUEST_ACK;
+    req.ack = &ack;
+    return tse_test_stream_send(s, &req.base);
+}
+
+void tse_test_publish_seqs(tse_client *ch, const char *type, int priority, int from, int n)
+{
+    tse_test_stream *s = tse_test_stream_open(ch, SERVICE "PublishStream", 300000, NULL, NULL);
+    tse_test_status st;
+    grpc_status_code code;
+
+    for (int i = 0; i < n; i++) {
+        Tracseq__Events__V1__PublishRequest req = TRACSEQ__EVENTS__V1__PUBLISH_REQUEST__INIT;
+        tse_test_event t;
+        req.event = tse_test_event_init(&t, "tests", type, priority, from + i, NULL);
+        if (!tse_test_stream_send(s, &req.base))
+            break;
+    }
+    for (int i = 0; i < n; i++) {
+        Tracseq__Events__V1__PublishResponse *r =
+            (Tracseq__Events__V1__PublishResponse *)tse_test_stream_recv(
+                s, &tracseq__events__v1__publish_response__descriptor, 30000, NULL);
+        if (r == NULL || r->error != NULL)
+            fail_msg("PublishStream of %s seq-%d: %s", type, from + i,
+                     r != NULL ? r->error->message : "no answer");
+        protobuf_c_message_free_unpacked(&r->base, NULL);
+    }
+    tse_test_stream_close_send(s);
+    code = tse_test_stream_finish(s, &st);
+    if (code != GRPC_STATUS_OK)
+        fail_msg("PublishStream of %s: status %d '%s'", type, code, st.details);
+}
+
+size_t tse_test_message_deliveries(const Tracseq__Events__V1__Delivery *m,
+                                   const Tracseq__Events__V1__Delivery **out, size_t cap)
+{
+    size_t n = 0;
+
+    if (cap == 0)
+        return 0;
+    out[n++] = m;
+    for (size_t i = 0; i < m->n_more && n < cap; i++)
+        out[n++] = m->more[i];
+    return n;
 }
