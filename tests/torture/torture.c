@@ -42,7 +42,14 @@
  *     the service stays alive, logs only JSON lines, logs no more request
  *     lines than calls were made, stays within bounds of RSS and threads,
  *     and exits 0 on SIGTERM;
- *   - GetStats agrees with Redis and the model where the counts are exact.
+ *   - GetStats agrees with Redis and the model where the counts are exact;
+ *   - an ack id an Acknowledge answered as acked (a stable subscription
+ *     without auto-ack) is off the group's pending list for good: no Pull
+ *     or Subscribe that starts after that answer gets it, and no
+ *     Acknowledge or Nack that starts after it finds it pending, unless a
+ *     redrive handed it back (dead letters: marked before the redrive).
+ *     The other half, every delivery not acked comes again, is the drain's
+ *     (nothing left pending at the end).
  *
  * Auto-ack subscriptions are checked for phantom and misrouted deliveries
  * only: an auto-acked delivery in flight to a client that vanishes is gone
@@ -197,6 +204,7 @@ typedef struct client {
     char last_ack_sub[4][64]; /* the subscription each came from */
     int eph;                  /* ephemeral subscriptions made */
     char detail[512];         /* the status details of the last unary call */
+    long long since;          /* clock when its current Pull or Subscribe started; 0: none */
 } client;
 
 typedef struct msub {
@@ -573,6 +581,110 @@ static bool patterns_match(const char *const *pats, size_t n, const char *type)
     return false;
 }
 
+/* ===================== acks an Acknowledge answered ====================== */
+
+/*
+ * The ack ids an Acknowledge answered as acked (not unknown), per stable
+ * subscription without auto-ack, with the clock when the answer came; an
+ * id a redrive is about to hand back is marked for good (tick -1: not
+ * checked again), as the model marks a redriven event before the call.
+ * An open-addressing table (linear probing, at most half full).
+ */
+typedef struct acked_id {
+    char *id; /* NULL: a free slot */
+    int sub;  /* msub.bit */
+    long long tick;
+} acked_id;
+
+static struct {
+    pthread_mutex_t mu;
+    acked_id *v;
+    size_t n, cap; /* cap: 0 or a power of two */
+} acked = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* The slot of (sub, id), or the free one where it goes. Under mu, cap > 0. */
+static acked_id *acked_slot(int sub, const char *id)
+{
+    uint64_t h = 1469598103934665603ULL ^ (uint64_t)sub;
+    size_t i;
+
+    for (const char *p = id; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    i = (size_t)h & (acked.cap - 1);
+    while (acked.v[i].id != NULL && (acked.v[i].sub != sub || strcmp(acked.v[i].id, id) != 0))
+        i = (i + 1) & (acked.cap - 1);
+    return &acked.v[i];
+}
+
+/* Room for one more; false when out of memory. Under mu. */
+static bool acked_room(void)
+{
+    acked_id *old = acked.v;
+    size_t old_cap = acked.cap, cap = acked.cap ? 2 * acked.cap : 4096;
+
+    if ((acked.n + 1) * 2 <= acked.cap)
+        return true;
+    if ((acked.v = calloc(cap, sizeof(*acked.v))) == NULL) {
+        acked.v = old;
+        return false;
+    }
+    acked.cap = cap;
+    for (size_t i = 0; i < old_cap; i++)
+        if (old[i].id != NULL)
+            *acked_slot(old[i].sub, old[i].id) = old[i];
+    free(old);
+    return true;
+}
+
+/* Records id of subscription bit sub as acked at tick (its first answer
+ * stays), or as redriven (tick -1, for good). Out of memory: not kept
+ * (fewer checks, none wrong). */
+static void acked_mark(int sub, const char *id, long long tick)
+{
+    acked_id *a;
+
+    pthread_mutex_lock(&acked.mu);
+    if (acked_room()) {
+        a = acked_slot(sub, id);
+        if (a->id == NULL && (a->id = strdup(id)) != NULL) {
+            a->sub = sub;
+            a->tick = tick;
+            acked.n++;
+        } else if (a->id != NULL && tick < 0) {
+            a->tick = -1;
+        }
+    }
+    pthread_mutex_unlock(&acked.mu);
+}
+
+/* When an Acknowledge answered id of subscription bit sub as acked: 0
+ * never, -1 redriven since (not checked). */
+static long long acked_at(int sub, const char *id)
+{
+    long long tick = 0;
+
+    pthread_mutex_lock(&acked.mu);
+    if (acked.cap > 0) {
+        acked_id *a = acked_slot(sub, id);
+        tick = a->id != NULL ? a->tick : 0;
+    }
+    pthread_mutex_unlock(&acked.mu);
+    return tick;
+}
+
+static void acked_free(void)
+{
+    for (size_t i = 0; i < acked.cap; i++)
+        free(acked.v[i].id);
+    free(acked.v);
+}
+
+/* ms when its acks are checked this way (stable, not auto-ack), else NULL. */
+static msub *ack_checked(msub *ms)
+{
+    return ms != NULL && ms->stable && !ms->auto_ack ? ms : NULL;
+}
+
 /* ===================== checking deliveries =============================== */
 
 /* Per Subscribe stream or Pull: the last first-delivery stream id per key. */
@@ -638,6 +750,14 @@ static void check_delivery(client *c, const char *subname, const char *const *pa
     if (ack_id == NULL || strcmp(ack_id, want_ack) != 0)
         fail(c, "%s: tt-%d ack id '%s', expected '%s'", subname, tok, ack_id ? ack_id : "",
              want_ack);
+    if (c != NULL && c->since > 0 && ack_checked(ms) && ack_id != NULL) {
+        long long at = acked_at(ms->bit, ack_id);
+        if (at > 0 && at < c->since)
+            fail(c,
+                 "%s: tt-%d (%s, attempt %u) delivered to a call started at clock %lld, though "
+                 "an Acknowledge answered at %lld had acked it",
+                 subname, tok, ack_id, attempt, c->since, at);
+    }
     ev_stream_id(c, e, tok, sid, "a delivery");
     if (ms != NULL)
         atomic_fetch_or(&e->delivered, 1u << ms->bit);
@@ -1493,6 +1613,7 @@ static void op_subscribe(client *c)
               : "",
           consumer, life, deadline, conflict, ending, ss.per_message);
     atomic_fetch_add(&g.calls[K_SUBSCRIBE], 1);
+    c->since = tick();
     s = tse_test_stream_open(c->ch, M_SUBSCRIBE, deadline, NULL, NULL);
     tse_test_stream_send(s, &first.base);
     if (ending == 9)
@@ -1533,12 +1654,55 @@ static void op_subscribe(client *c)
     }
     tse_test_stream_cancel(s);
 out:
+    c->since = 0;
     session_free(&ss);
     if (eph && chance(&c->rng, 60))
         delete_named(c, eph_name);
 }
 
 /* ===================== pull, acknowledge, nack =========================== */
+
+/* Whether id is among the n unknown ones. */
+static bool among(const char *id, char *const *unknown, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(unknown[i], id) == 0)
+            return true;
+    return false;
+}
+
+/*
+ * The answer of an Acknowledge (nack false) or Nack of the k ids of list
+ * to ms, started at clock `start`: an id it acked or nacked (not unknown)
+ * was pending, which none acked by an earlier answer may be; an id it
+ * acked is recorded as acked from now on.
+ */
+static void settled_ids(client *c, msub *ms, char *const *list, size_t k, char *const *unknown,
+                        size_t n_unknown, bool nack, long long start)
+{
+    for (size_t i = 0; ack_checked(ms) && i < k; i++) {
+        long long at;
+        if (among(list[i], unknown, n_unknown))
+            continue;
+        at = acked_at(ms->bit, list[i]);
+        if (at > 0 && at < start)
+            fail(c,
+                 "%s of %s on %s (started at clock %lld) found it pending, though an "
+                 "Acknowledge answered at %lld had acked it",
+                 nack ? "Nack" : "Acknowledge", list[i], ms->name, start, at);
+        if (!nack)
+            acked_mark(ms->bit, list[i], tick());
+    }
+}
+
+/* One of our subscriptions by name; NULL for another. */
+static msub *sub_named(const char *name)
+{
+    for (int i = 0; i < N_SUBS; i++)
+        if (strcmp(subs[i].name, name) == 0)
+            return &subs[i];
+    return NULL;
+}
 
 static void ack_rpc(client *c, const char *name, char *const *ids, size_t n, bool nack)
 {
@@ -1549,6 +1713,7 @@ static void ack_rpc(client *c, const char *name, char *const *ids, size_t n, boo
     bool odd;
     size_t k = ack_list(c, name, list, 1100, ids, n, &odd);
     grpc_status_code code;
+    long long start = tick();
 
     if (k == 0)
         return;
@@ -1582,6 +1747,10 @@ static void ack_rpc(client *c, const char *name, char *const *ids, size_t n, boo
         if (done + unknown != k)
             fail(c, "%s of %zu ids on %s: %u done + %zu unknown", nack ? "Nack" : "Acknowledge", k,
                  name, done, unknown);
+        settled_ids(c, sub_named(name), list, k,
+                    nack ? ((Tracseq__Events__V1__NackResponse *)resp)->unknown_ack_ids
+                         : ((Tracseq__Events__V1__AcknowledgeResponse *)resp)->unknown_ack_ids,
+                    unknown, nack, start);
     }
     if (resp)
         protobuf_c_message_free_unpacked(resp, NULL);
@@ -1604,6 +1773,7 @@ static size_t pull_once(client *c, msub *ms, const char *name, uint32_t max, uin
     req.max_events = max;
     req.wait_ms = wait;
     oplog(c, "Pull %s max=%u wait=%u deadline=%d", name, max, wait, timeout);
+    c->since = tick();
     if (stable)
         code = unary(c, K_PULL, &req.base, &tracseq__events__v1__pull_response__descriptor,
                      (ProtobufCMessage **)&resp, timeout, ALLOWED(GRPC_STATUS_OK));
@@ -1614,6 +1784,7 @@ static size_t pull_once(client *c, msub *ms, const char *name, uint32_t max, uin
     if (code != GRPC_STATUS_OK || resp == NULL) {
         if (resp)
             protobuf_c_message_free_unpacked(&resp->base, NULL);
+        c->since = 0;
         return 0;
     }
     if (ms == NULL)
@@ -1626,6 +1797,7 @@ static size_t pull_once(client *c, msub *ms, const char *name, uint32_t max, uin
             ids[n++] = resp->deliveries[i]->ack_id;
     }
     oplog(c, "  Pull %s: %zu deliveries", name, resp->n_deliveries);
+    c->since = 0;
     if (ms != NULL && !ms->auto_ack && n > 0) {
         int r = ack_all ? 0 : rnd(&c->rng, 100);
         if (r < 75)
@@ -1896,6 +2068,12 @@ static void dead_letters_act(client *c, const msub *ms,
         if (tok < 0 || chance(&c->rng, 50))
             continue;
         atomic_fetch_or(purge ? &ev_at(tok)->dead : &ev_at(tok)->redriven, 1u << ms->bit);
+        if (!purge) { /* its entry may be pending again, acked or not before */
+            char ack_id[ACK_LEN];
+            snprintf(ack_id, sizeof(ack_id), "%s/%s", list->dead_letters[i]->stream,
+                     list->dead_letters[i]->stream_id);
+            acked_mark(ms->bit, ack_id, -1);
+        }
         ids[n++] = list->dead_letters[i]->id;
     }
     if (n == 0)
@@ -3274,6 +3452,7 @@ static void world_free(void)
         free(g.cl[i]);
     for (int i = 0; i < MAX_CHUNKS; i++)
         free(g.chunks[i]);
+    acked_free();
     free(g.roots_pem);
     tse_test_certs_remove(g.certs);
 }
@@ -3597,6 +3776,8 @@ int main(int argc, char **argv)
     if (pull_lines < atomic_load(&g.answered[K_PULL]))
         fail(NULL, "%ld Pull request lines for %ld pulls answered", pull_lines,
              atomic_load(&g.answered[K_PULL]));
+    printf("torture: %zu ack ids an Acknowledge acked, none pending again after its answer\n",
+           acked.n);
     printf("torture: %d first events of a new type long-polled\n",
            atomic_load(&g.fresh) < N_FRESH ? atomic_load(&g.fresh) : N_FRESH);
     printf("torture: calls: batch %ld batch stream %ld cloudevent %ld (answered %ld)\n",
