@@ -135,6 +135,7 @@ typedef struct options {
     int max_in_flight; /* 0: the server's default */
     int per_message;   /* max_deliveries_per_message (0: not sent, one per message) */
     int ack_batch;
+    int ack_max; /* ack ids per message at most: the service's MAX_ACK_IDS */
     double ack_delay_ms;
     int subscriptions, subscribers;
     bool hold_acks;
@@ -166,6 +167,9 @@ static void usage(FILE *out)
             "  --per-message N        batched delivery: max_deliveries_per_message of each\n"
             "                         Subscribe, 0..1000 (default 0: not sent, one per message)\n"
             "  --ack-batch N          ack ids per ack message (default 64)\n"
+            "  --ack-max N            ack ids in one message at most, the service's\n"
+            "                         MAX_ACK_IDS (default 1000); more queued while a\n"
+            "                         send was on its way go in the next messages\n"
             "  --ack-delay-ms MS      longest an ack waits for its batch (default 1)\n"
             "  --payload-bytes B      packed size of the Struct `data` payload (default 300)\n"
             "  --connections N        publisher TCP connections (default 4)\n"
@@ -208,6 +212,7 @@ static const num_option num_options[] = {
     {"--max-in-flight", 'i', offsetof(options, max_in_flight), 0, 10000},
     {"--per-message", 'i', offsetof(options, per_message), 0, 1000},
     {"--ack-batch", 'i', offsetof(options, ack_batch), 1, 10000},
+    {"--ack-max", 'i', offsetof(options, ack_max), 1, 100000},
     {"--ack-delay-ms", 'd', offsetof(options, ack_delay_ms), 0, 10000},
     {"--subscriptions", 'i', offsetof(options, subscriptions), 1, 1000},
     {"--subscribers", 'i', offsetof(options, subscribers), 1, 10000},
@@ -384,6 +389,7 @@ static bool parse_options(options *o, int argc, char **argv)
                    .pub_streams = 4,
                    .window = 1024,
                    .ack_batch = 64,
+                   .ack_max = 1000,
                    .ack_delay_ms = 1,
                    .subscriptions = 10,
                    .types = 1,
@@ -1309,26 +1315,54 @@ struct sub {
     bool dirty, cancelled;
 };
 
-/* Sends the queued acks as one SubscribeRequest{ack} unless a send is still
- * on its way (the acks then wait for the next try, and go together). Acks
- * of a stream that ended are dropped: its end is reported. Under mu. */
+/* The bytes of the first n encoded AckIds.ack_ids fields of acks (each a
+ * tag byte, a varint length and the id). */
+static size_t acks_prefix(const bytes *acks, int n)
+{
+    size_t at = 0;
+
+    while (n-- > 0 && at < acks->len) {
+        uint64_t len = 0;
+        int shift = 0;
+
+        at++; /* the tag */
+        while (at < acks->len && shift < 64) {
+            uint8_t c = acks->p[at++];
+            len |= (uint64_t)(c & 0x7f) << shift;
+            shift += 7;
+            if ((c & 0x80) == 0)
+                break;
+        }
+        at += len;
+    }
+    return at < acks->len ? at : acks->len;
+}
+
+/* Sends the queued acks, at most --ack-max of them, as one
+ * SubscribeRequest{ack} unless a send is still on its way (the acks then
+ * wait for the next try, and go together; what is over --ack-max waits for
+ * the next message). Acks of a stream that ended are dropped: its end is
+ * reported. Under mu. */
 static void sub_flush(sub *s)
 {
     bench *b = s->b;
+    int n = s->n_acks < b->opt.ack_max ? s->n_acks : b->opt.ack_max;
+    size_t len = n < s->n_acks ? acks_prefix(&s->acks, n) : s->acks.len;
 
     if (s->n_acks == 0 || (s->h != NULL && !s->cancelled && tse_client_stream_busy(s->h)))
         return;
     b->scratch.len = 0;
     if (s->h == NULL || s->cancelled)
-        ; /* gone */
-    else if (!bytes_put_field(&b->scratch, 0x1a, s->acks.p, s->acks.len))
+        len = s->acks.len, n = s->n_acks; /* gone: all dropped */
+    else if (!bytes_put_field(&b->scratch, 0x1a, s->acks.p, len))
         record_error(b, "out of memory");
     else if (tse_client_stream_send(s->h, b->scratch.p, b->scratch.len) == TSE_CLIENT_OK) {
-        b->acks_sent += s->n_acks;
+        b->acks_sent += n;
         b->ack_msgs++;
     }
-    s->acks.len = 0;
-    s->n_acks = 0;
+    memmove(s->acks.p, s->acks.p + len, s->acks.len - len);
+    s->acks.len -= len;
+    s->n_acks -= n;
 }
 
 static bool sub_ack_due(const sub *s, int64_t now)
