@@ -4,27 +4,21 @@
  *
  * A real redis-server, the real service and the real REST bridge (started by
  * tests/support/harness.c). CLIENTS threads each draw operations from their
- * own generator, seeded from SEED: Publish and PublishStream (catalog and
- * generic types, priorities 0-5, client ids with repeats, invalid events),
- * Subscribe (spec or name, random consumer names, acks/nacks/extends with
- * valid, stale, foreign and garbage ack ids, vanishing without a word), Pull
- * with random max_events and wait_ms, Acknowledge/Nack, subscription
- * create/get/list/delete/re-create while subscribers are attached and pulls
- * wait, the same through the REST bridge (publish, pull, ack, nack, SSE
- * readers, subscription endpoints), GetStats, dead letters (list, get,
- * redrive, purge, garbage ids), snapshots (create, list, delete) and Seek
- * (to latest on auto-ack subscriptions; elsewhere without a target, which
- * is refused), and random short deadlines. One subscription (t-tort) has a
- * retry policy and a dead-letter target (dlt.tort): its dead letters come
- * back as events of that type, to t-dlt and every "*" subscription, and
- * count as dead-lettered for it; some nacks reject (dead-letter at once).
- * own generator, seeded from SEED: Publish, PublishStream, PublishBatch and
- * PublishBatchStream (catalog and generic types, priorities 0-5, client ids with repeats, invalid
- * events), Subscribe (spec or name, random consumer names, acks/nacks/extends with valid, stale,
- * foreign and garbage ack ids, vanishing without a word), Pull with random max_events and wait_ms,
- * Acknowledge/Nack (some nacks with reject), subscription create/get/list/delete/re-create while
- * subscribers are attached and pulls wait, the same through the REST bridge (publish, pull, ack,
- * nack, SSE readers, subscription endpoints), GetStats, and random short deadlines.
+ * own generator, seeded from SEED: Publish, PublishStream, PublishBatch,
+ * PublishBatchStream and PublishCloudEvent (catalog and generic types,
+ * priorities 0-5, client ids with repeats, invalid events), Subscribe (spec or name, random consumer
+ * names, acks/nacks/extends with valid, stale, foreign and garbage ack ids,
+ * vanishing without a word), Pull with random max_events and wait_ms,
+ * Acknowledge/Nack, subscription create/get/list/delete/re-create while
+ * subscribers are attached and pulls wait, the same through the REST bridge
+ * (publish, pull, ack, nack, SSE readers, subscription endpoints), GetStats,
+ * dead letters (list, get, redrive, purge, garbage ids), snapshots (create,
+ * list, delete) and Seek (to latest on auto-ack subscriptions; elsewhere
+ * without a target, which is refused), and random short deadlines. One
+ * subscription (t-tort) has a retry policy and a dead-letter target
+ * (dlt.tort): its dead letters come back as events of that type, to t-dlt
+ * and every "*" subscription, and count as dead-lettered for it; some nacks
+ * reject (dead-letter at once).
  *
  * The model (checked while running and at the end, after the clients
  * stopped and every checked subscription was drained):
