@@ -6,9 +6,10 @@
  * tests/support/harness.c). CLIENTS threads each draw operations from their
  * own generator, seeded from SEED: Publish, PublishStream, PublishBatch,
  * PublishBatchStream and PublishCloudEvent (catalog and generic types,
- * priorities 0-5, client ids with repeats, invalid events), Subscribe (spec or name, random consumer
- * names, acks/nacks/extends with valid, stale, foreign and garbage ack ids,
- * vanishing without a word), Pull with random max_events and wait_ms,
+ * priorities 0-5, client ids with repeats, invalid events), Subscribe
+ * (spec or name, random consumer names, acks/nacks/extends with valid,
+ * stale, foreign and garbage ack ids, vanishing without a word), Pull
+ * with random max_events and wait_ms,
  * Acknowledge/Nack, subscription create/get/list/delete/re-create while
  * subscribers are attached and pulls wait, the same through the REST bridge
  * (publish, pull, ack, nack, SSE readers, subscription endpoints), GetStats,
