@@ -11,7 +11,6 @@
  * (any case) for START_POSITION_EARLIEST and so on.
  */
 #include <ctype.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -16,12 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include "bridge.h"
 #include "codec/pbjson.h"
 #include "common/http_status.h"
-#include "domain/validate.h"
 #include "obs/log.h"
 
 void tsb_reply_json(tsb_response *resp, unsigned status, json_t *body)

@@ -34,10 +34,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "list.h"
-#include "obs/log.h"
 
 #define SUBSCRIBE   "/tracseq.events.v1.EventService/Subscribe"
 #define HIGH_WATER  (1u << 20)

@@ -4,7 +4,6 @@
  * call made through the SDK's tse_client_call_json (the request built here
  * as JSON, the answer printed as JSON with --json or as text).
  */
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -14,7 +14,6 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 #include <openssl/crypto.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>

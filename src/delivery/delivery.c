@@ -7,17 +7,14 @@
  * subscriber gets `released` exactly once, as its last callback, after
  * which the engine never touches it again.
  */
-#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <time.h>
 
 #include "common/alloc.h"
 #include "common/clock.h"
 #include "delivery/delivery_internal.h"
-#include "domain/subscription.h"
 #include "obs/log.h"
 
 /* ===================== requests from other threads ====================== */

@@ -12,7 +12,6 @@
  * (they are already its pending entries) and go out first as credit returns,
  * so memory per subscriber stays bounded.
  */
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +20,6 @@
 #include "common/alloc.h"
 #include "common/clock.h"
 #include "delivery/delivery_internal.h"
-#include "domain/subscription.h"
 #include "obs/log.h"
 #include "storage/ack_id.h"
 

@@ -325,7 +325,7 @@ struct tse_delivery {
     char lost_why[256];
     int64_t backoff_ms, next_connect_ms, last_attempt_ms;
     tse_sub *subs;
-    int64_t next_discover_ms, next_poll_ms, last_discover_ms, next_reap_ms;
+    int64_t next_discover_ms, next_poll_ms, next_reap_ms;
     int64_t next_acks_ms;   /* owed acks fall due (INT64_MAX: none owed) */
     uint64_t pass;          /* work()\'s passes so far */
     long long streams_seen; /* SCARD of the stream set at the last discovery */

@@ -348,7 +348,6 @@ void tse_dl_discover(tse_delivery *d)
     tse_error gone;
     tse_status st;
 
-    d->last_discover_ms = tse_clock_ms();
     if (d->subs == NULL)
         return;
     st = tse_subs_names(d->conn, &names);

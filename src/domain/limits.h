@@ -19,7 +19,6 @@
 #define TSE_SOURCE_SERVICE_MAX   64
 #define TSE_SUBJECT_MAX          256
 #define TSE_CAUSATION_ID_MAX     128
-#define TSE_VERSION_MAX          13 /* MAJOR.MINOR, 6 digits each at most */
 #define TSE_METADATA_MAX_ENTRIES 64
 #define TSE_METADATA_KEY_MAX     128
 #define TSE_METADATA_VALUE_MAX   1024

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "domain/limits.h"
 #include "domain/operate.h"
 #include "domain/subscription.h"
 #include "tracseq/events/v1/service.pb-c.h"

@@ -10,7 +10,6 @@
 #include "domain/payload_struct.h"
 
 #include <stdint.h>
-#include <string.h>
 
 #include "codec/utf8.h"
 #include "common/alloc.h"

@@ -12,8 +12,8 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "common/clock.h"
 #include "common/hash.h"
 
 #define SUB_BUCKETS 16
@@ -35,7 +35,7 @@ struct tse_stats {
     pthread_mutex_t type_lock;
     size_t types;
     type_slot slots[TYPE_SLOTS];
-    struct timespec started; /* CLOCK_MONOTONIC */
+    int64_t started_s; /* the monotonic clock (common/clock.h), in seconds */
 };
 
 tse_stats *tse_stats_create(void)
@@ -52,7 +52,7 @@ tse_stats *tse_stats_create(void)
             return NULL;
         }
     }
-    clock_gettime(CLOCK_MONOTONIC, &s->started);
+    s->started_s = tse_clock_us() / 1000000;
     return s;
 }
 
@@ -196,8 +196,5 @@ tse_histogram *tse_stats_histogram(tse_stats *s, tse_hist h)
 
 uint64_t tse_stats_uptime(const tse_stats *s)
 {
-    struct timespec now;
-
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (uint64_t)(now.tv_sec - s->started.tv_sec);
+    return (uint64_t)(tse_clock_us() / 1000000 - s->started_s);
 }

@@ -18,7 +18,6 @@
  * cluster answers at all (the map cannot be fetched from any) is the
  * connection lost, as a single Redis's is.
  */
-#include <stdio.h>
 #include <stdlib.h>
 
 #include "common/clock.h"

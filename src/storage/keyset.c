@@ -10,7 +10,6 @@
  */
 #include "storage/keyset.h"
 
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 

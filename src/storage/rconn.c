@@ -29,7 +29,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "common/clock.h"
 #include "storage/cluster_map.h"

@@ -2,7 +2,6 @@
  * subs_ops.c - the subscriptions hash, the stream set, snapshot hashes and
  * the clock (subs_ops.h).
  */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -6,7 +6,6 @@
  */
 #include <assert.h>
 #include <grpc/support/alloc.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -13,7 +13,6 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "google/protobuf/any.pb-c.h"
 #include "google/rpc/error_details.pb-c.h"

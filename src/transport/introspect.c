@@ -14,7 +14,6 @@
  * this instance's, named in the answer's `instance` (service.proto's Stats
  * says which field is which; docs/operations.md, "Several instances").
  */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

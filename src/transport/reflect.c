@@ -7,11 +7,9 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "grpc/reflection/v1/reflection.pb-c.h"
 #include "grpc/reflection/v1alpha/reflection.pb-c.h"
-#include "obs/log.h"
 #include "transport/internal.h"
 
 typedef struct reflect_call {

@@ -18,9 +18,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
-#include <string.h>
 
-#include "obs/log.h"
 #include "tls/pem.h"
 #include "transport/internal.h"
 
