@@ -32,6 +32,7 @@
 #include "codec/pbjson.h"
 #include "codec/pbwire.h"
 #include "codec/utf8.h"
+#include "common/alloc.h"
 #include "common/hex.h"
 #include "domain/limits.h"
 
@@ -129,22 +130,11 @@ tse_status tsb_event_from_json(const json_t *body, Event **out, tse_error *err)
 /* Room for n more bytes; false (b->failed) when there is none. */
 static bool reserve(tsb_bytes *b, size_t n)
 {
-    size_t cap;
-    uint8_t *p;
-
     if (b->failed)
         return false;
-    if (b->len + n <= b->cap)
-        return true;
-    for (cap = b->cap ? b->cap : 512; cap < b->len + n; cap *= 2)
-        ;
-    if ((p = realloc(b->p, cap)) == NULL) {
+    if (!TSE_GROW(realloc, b->p, b->cap, b->len + n, 512))
         b->failed = true;
-        return false;
-    }
-    b->p = p;
-    b->cap = cap;
-    return true;
+    return !b->failed;
 }
 
 void tsb_bytes_add(tsb_bytes *b, const void *s, size_t n)
@@ -800,14 +790,8 @@ static bool event(reader *r, tsb_read_events *evs, unsigned depth)
         1u << TSB_READ_EVENT_TYPE | 1u << TSB_READ_SOURCE_SERVICE | 1u << K_PAYLOAD;
     envelope e = {0};
 
-    if (evs->n == evs->cap) {
-        size_t cap = evs->cap ? evs->cap * 2 : 8;
-        tsb_read_event *p = realloc(evs->ev, cap * sizeof(*p));
-        if (p == NULL)
-            return false;
-        evs->ev = p;
-        evs->cap = cap;
-    }
+    if (!TSE_GROW(realloc, evs->ev, evs->cap, evs->n + 1, 8))
+        return false;
     e.ev = &evs->ev[evs->n];
     *e.ev = (tsb_read_event){0};
     /* Required, as check_envelope says (an empty string is the service's

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "bridge.h"
+#include "common/alloc.h"
 #include "domain/validate.h"
 #include "header_timer.h"
 #include "https.h"
@@ -337,15 +338,9 @@ static void absorb(tsb_bridge *b, exchange *x, const char *data, size_t n)
         x->len = x->cap = 0;
         return;
     }
-    if (x->len + n + 1 > x->cap) {
-        size_t cap = (x->len + n + 1) * 2;
-        char *grown = realloc(x->body, cap);
-        if (grown == NULL) {
-            x->too_large = true;
-            return;
-        }
-        x->body = grown;
-        x->cap = cap;
+    if (!TSE_GROW(realloc, x->body, x->cap, x->len + n + 1, 4096)) {
+        x->too_large = true;
+        return;
     }
     memcpy(x->body + x->len, data, n);
     x->len += n;

@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/alloc.h"
 #include "list.h"
 
 #define SUBSCRIBE   "/tracseq.events.v1.EventService/Subscribe"
@@ -91,9 +92,6 @@ struct tsb_sse_hub {
 
 static bool reserve(sse *s, size_t more)
 {
-    size_t cap;
-    char *grown;
-
     if (s->off > 0 && s->off == s->len) {
         s->base += s->off;
         s->off = s->len = 0;
@@ -108,12 +106,7 @@ static bool reserve(sse *s, size_t more)
         if (s->len + more <= s->cap)
             return true;
     }
-    cap = (s->len + more) * 2;
-    if ((grown = realloc(s->buf, cap)) == NULL)
-        return false;
-    s->buf = grown;
-    s->cap = cap;
-    return true;
+    return TSE_GROW(realloc, s->buf, s->cap, s->len + more, 4096);
 }
 
 static void put(sse *s, const char *text, size_t n)
@@ -160,14 +153,8 @@ static void wake(sse *s)
 
 static bool list_add(char ***arr, size_t *n, size_t *cap, char *v)
 {
-    if (*n == *cap) {
-        size_t c = *cap ? *cap * 2 : 16;
-        char **p = realloc(*arr, c * sizeof(*p));
-        if (p == NULL)
-            return false;
-        *arr = p;
-        *cap = c;
-    }
+    if (!TSE_GROW(realloc, *arr, *cap, *n + 1, 16))
+        return false;
     (*arr)[(*n)++] = v;
     return true;
 }
@@ -178,14 +165,8 @@ static void add_mark(sse *s, const char *ack_id)
 
     if (s->mark_head > 0 && s->mark_head == s->nmarks)
         s->mark_head = s->nmarks = 0;
-    if (s->nmarks == s->capmarks) {
-        size_t c = s->capmarks ? s->capmarks * 2 : 16;
-        mark *p = realloc(s->marks, c * sizeof(*p));
-        if (p == NULL)
-            return;
-        s->marks = p;
-        s->capmarks = c;
-    }
+    if (!TSE_GROW(realloc, s->marks, s->capmarks, s->nmarks + 1, 16))
+        return;
     /* Without memory the delivery is not acked as it is written: it comes
      * again after its ack deadline (a NULL id would crash the ack). */
     if ((id = strdup(ack_id)) == NULL)

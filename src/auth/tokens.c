@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "auth/internal.h"
+#include "common/alloc.h"
 #include "common/hex.h"
 #include "domain/subscription.h"
 
@@ -66,14 +67,8 @@ static tse_status add_hash(parse_state *ps, const char *v, size_t len)
 
     if (len != 2 * TSE_AUTH_HASH_LEN)
         return line_error(ps, "sha256= needs 64 hex digits");
-    if (ps->t->n_hashes == ps->cap_hashes) {
-        size_t cap = ps->cap_hashes ? 2 * ps->cap_hashes : 16;
-        tse_auth_hash *more = realloc(ps->t->hashes, cap * sizeof(*more));
-        if (more == NULL)
-            return tse_error_set(ps->err, TSE_NOMEM, NULL, "out of memory");
-        ps->t->hashes = more;
-        ps->cap_hashes = cap;
-    }
+    if (!TSE_GROW(realloc, ps->t->hashes, ps->cap_hashes, ps->t->n_hashes + 1, 16))
+        return tse_error_set(ps->err, TSE_NOMEM, NULL, "out of memory");
     h = &ps->t->hashes[ps->t->n_hashes];
     for (size_t i = 0; i < TSE_AUTH_HASH_LEN; i++) {
         int hi = tse_hex_value(v[2 * i]), lo = tse_hex_value(v[2 * i + 1]);
@@ -221,15 +216,9 @@ static tse_identity *new_identity(parse_state *ps, const char *name, size_t len)
     tse_auth_table *t = ps->t;
     tse_identity *id;
 
-    if (t->n_ids == ps->cap_ids) {
-        size_t cap = ps->cap_ids ? 2 * ps->cap_ids : 8;
-        tse_identity *more = realloc(t->ids, cap * sizeof(*more));
-        if (more == NULL) {
-            tse_error_set(ps->err, TSE_NOMEM, NULL, "out of memory");
-            return NULL;
-        }
-        t->ids = more;
-        ps->cap_ids = cap;
+    if (!TSE_GROW(realloc, t->ids, ps->cap_ids, t->n_ids + 1, 8)) {
+        tse_error_set(ps->err, TSE_NOMEM, NULL, "out of memory");
+        return NULL;
     }
     id = &t->ids[t->n_ids++];
     memset(id, 0, sizeof(*id));

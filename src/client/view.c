@@ -14,6 +14,7 @@
 #include "client/internal.h"
 #include "codec/pbjson.h"
 #include "codec/pbscan.h"
+#include "common/alloc.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -204,15 +205,9 @@ static bool add_delivery(void *arg, const uint8_t *p, size_t n)
 {
     tse_client_batch *b = arg;
 
-    if (b->n == b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 16;
-        tse_client_decoded *items = realloc(b->items, cap * sizeof(*items));
-        if (items == NULL) {
-            b->st = tse_client_fail(b->err, TSE_CLIENT_NO_MEMORY, -1, NULL, "out of memory");
-            return false;
-        }
-        b->items = items;
-        b->cap = cap;
+    if (!TSE_GROW(realloc, b->items, b->cap, b->n + 1, 16)) {
+        b->st = tse_client_fail(b->err, TSE_CLIENT_NO_MEMORY, -1, NULL, "out of memory");
+        return false;
     }
     b->st = tse_client_delivery_decode(p, n, &b->items[b->n], b->err);
     if (b->st != TSE_CLIENT_OK)

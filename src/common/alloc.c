@@ -3,6 +3,7 @@
  */
 #include "common/alloc.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,4 +46,30 @@ char *tse_strdup(const char *s)
 void tse_free(void *ptr)
 {
     funcs.free_fn(ptr);
+}
+
+bool tse_grow(void *(*realloc_fn)(void *, size_t), void *items_ptr, size_t *cap, size_t need,
+              size_t size, size_t min)
+{
+    size_t n = *cap ? *cap : min;
+    void *items, *grown;
+
+    if (need <= *cap)
+        return true;
+    while (n < need) {
+        if (n > SIZE_MAX / 2)
+            return false;
+        n *= 2;
+    }
+    if (n > SIZE_MAX / size)
+        return false;
+    /* The array's pointer is read and written as bytes: it may point to
+     * items of any type. */
+    memcpy(&items, items_ptr, sizeof(items));
+    grown = realloc_fn(items, n * size);
+    if (grown == NULL)
+        return false;
+    memcpy(items_ptr, &grown, sizeof(grown));
+    *cap = n;
+    return true;
 }

@@ -77,6 +77,9 @@ static void adopt_stream(tse_delivery *d, tse_sub *sub, const char *key, int pri
     bool now = sub->creating &&
                (sub->def->start == TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_LATEST ||
                 sub->def->start == TRACSEQ__EVENTS__V1__START_POSITION__START_POSITION_UNSPECIFIED);
+    /* The three arrays share cap_streams, which moves once all have grown. */
+    size_t cap_s = sub->cap_streams, cap_p = sub->cap_streams, cap_l = sub->cap_streams;
+    size_t need = sub->n_streams + 1;
     char *copy;
 
     if (tse_group_create(d->conn, key, sub->def->name, now ? "$" : sub->group_start) != TSE_OK)
@@ -84,22 +87,13 @@ static void adopt_stream(tse_delivery *d, tse_sub *sub, const char *key, int pri
     /* Out of memory: not adopted now; the next discovery tries again. */
     if ((copy = strdup(key)) == NULL)
         return;
-    if (sub->n_streams == sub->cap_streams) {
-        size_t cap = sub->cap_streams ? 2 * sub->cap_streams : 16;
-        char **s = realloc(sub->streams, cap * sizeof(*s));
-        int *p = s ? realloc(sub->prio, cap * sizeof(*p)) : NULL;
-        tse_lag_memo *m = p ? realloc(sub->lag, cap * sizeof(*m)) : NULL;
-        if (s)
-            sub->streams = s;
-        if (p)
-            sub->prio = p;
-        if (m == NULL) {
-            free(copy);
-            return;
-        }
-        sub->lag = m;
-        sub->cap_streams = cap;
+    if (!TSE_GROW(realloc, sub->streams, cap_s, need, 16) ||
+        !TSE_GROW(realloc, sub->prio, cap_p, need, 16) ||
+        !TSE_GROW(realloc, sub->lag, cap_l, need, 16)) {
+        free(copy);
+        return;
     }
+    sub->cap_streams = cap_s;
     memset(&sub->lag[sub->n_streams], 0, sizeof(sub->lag[0]));
     sub->streams[sub->n_streams] = copy;
     sub->prio[sub->n_streams++] = prio;

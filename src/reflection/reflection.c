@@ -273,14 +273,8 @@ static tse_status add_symbol(tse_reflection *r, const char *scope, const char *n
         return tse_error_set(err, TSE_INVALID, "descriptor_set",
                              "a definition in %s (scope \"%s\") has no name", r->files[file].name,
                              scope);
-    if (r->n_symbols == r->cap_symbols) {
-        size_t cap = r->cap_symbols ? 2 * r->cap_symbols : 256;
-        symbol *grown = tse_realloc(r->symbols, cap * sizeof(*grown));
-        if (grown == NULL)
-            return tse_error_set(err, TSE_NOMEM, NULL, "out of memory indexing symbols");
-        r->symbols = grown;
-        r->cap_symbols = cap;
-    }
+    if (!TSE_GROW(tse_realloc, r->symbols, r->cap_symbols, r->n_symbols + 1, 256))
+        return tse_error_set(err, TSE_NOMEM, NULL, "out of memory indexing symbols");
     symbol *s = &r->symbols[r->n_symbols];
     s->name = qualify(scope, name);
     if (s->name == NULL)
@@ -300,14 +294,8 @@ static tse_status add_extension(tse_reflection *r, const Google__Protobuf__Field
         return tse_error_set(err, TSE_INVALID, "descriptor_set",
                              "extension %s in %s lacks its extendee or number",
                              f->name ? f->name : "?", r->files[file].name);
-    if (r->n_extensions == r->cap_extensions) {
-        size_t cap = r->cap_extensions ? 2 * r->cap_extensions : 16;
-        extension *grown = tse_realloc(r->extensions, cap * sizeof(*grown));
-        if (grown == NULL)
-            return tse_error_set(err, TSE_NOMEM, NULL, "out of memory indexing extensions");
-        r->extensions = grown;
-        r->cap_extensions = cap;
-    }
+    if (!TSE_GROW(tse_realloc, r->extensions, r->cap_extensions, r->n_extensions + 1, 16))
+        return tse_error_set(err, TSE_NOMEM, NULL, "out of memory indexing extensions");
     extension *e = &r->extensions[r->n_extensions];
     e->extendee = tse_strdup(strip_dot(f->extendee));
     if (e->extendee == NULL)

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/alloc.h"
 #include "storage/keys.h"
 
 struct tse_cluster_map {
@@ -68,16 +69,9 @@ static long node_index(tse_cluster_map *m, const char *host, size_t hlen, int po
         tse_error_set(err, TSE_INVALID, field, "more than %d nodes", TSE_CLUSTER_MAX_NODES);
         return -1;
     }
-    if (m->nnodes == m->cap) {
-        size_t cap = m->cap ? m->cap * 2 : 8;
-        tse_cluster_node *grown = realloc(m->nodes, cap * sizeof(*grown));
-
-        if (grown == NULL) {
-            tse_error_set(err, TSE_NOMEM, field, "out of memory");
-            return -1;
-        }
-        m->nodes = grown;
-        m->cap = cap;
+    if (!TSE_GROW(realloc, m->nodes, m->cap, m->nnodes + 1, 8)) {
+        tse_error_set(err, TSE_NOMEM, field, "out of memory");
+        return -1;
     }
     n = &m->nodes[m->nnodes];
     memcpy(n->host, host, hlen);

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/alloc.h"
 #include "domain/operate.h"
 #include "storage/conn_internal.h"
 #include "storage/group_ops.h"
@@ -41,16 +42,7 @@ void tse_group_entries_cleanup(tse_group_entries *e)
 /* Room for one more reply held by out; false when out of memory. */
 static bool held_reserve(tse_group_entries *out)
 {
-    size_t cap = out->cap_held ? 2 * out->cap_held : 4;
-    redisReply **grown;
-
-    if (out->n_held < out->cap_held)
-        return true;
-    if ((grown = realloc(out->held, cap * sizeof(*grown))) == NULL)
-        return false;
-    out->held = grown;
-    out->cap_held = cap;
-    return true;
+    return TSE_GROW(realloc, out->held, out->cap_held, out->n_held + 1, 4);
 }
 
 /* An entry id the engine can keep: a C string (no NUL inside: it becomes
@@ -68,14 +60,8 @@ static tse_group_entry *entry_next(tse_group_entries *out, const char *id, size_
 {
     tse_group_entry *g;
 
-    if (out->n == out->cap) {
-        size_t cap = out->cap ? 2 * out->cap : 64;
-        tse_group_entry *grown = realloc(out->v, cap * sizeof(*grown));
-        if (grown == NULL)
-            return NULL;
-        out->v = grown;
-        out->cap = cap;
-    }
+    if (!TSE_GROW(realloc, out->v, out->cap, out->n + 1, 64))
+        return NULL;
     g = &out->v[out->n];
     g->stream = stream;
     g->attempt = attempt;

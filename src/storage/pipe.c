@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "common/alloc.h"
 #include "storage/redis_connect.h"
 
 /* The send buffer's first size, and the largest kept after a flush: a
@@ -102,18 +103,8 @@ bool tse_pipe_ping(tse_pipe *p, char *why, size_t len)
 
 bool tse_pipe_append(tse_pipe *p, const char *cmd, size_t len)
 {
-    if (p->out_len + len > p->out_cap) {
-        size_t cap = p->out_cap ? p->out_cap : OUT_FIRST;
-        char *out;
-
-        while (cap < p->out_len + len)
-            cap *= 2;
-        out = realloc(p->out, cap);
-        if (out == NULL)
-            return false;
-        p->out = out;
-        p->out_cap = cap;
-    }
+    if (!TSE_GROW(realloc, p->out, p->out_cap, p->out_len + len, OUT_FIRST))
+        return false;
     memcpy(p->out + p->out_len, cmd, len);
     p->out_len += len;
     return true;

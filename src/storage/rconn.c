@@ -30,6 +30,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "common/alloc.h"
 #include "common/clock.h"
 #include "storage/cluster_map.h"
 #include "storage/rconn_internal.h"
@@ -394,19 +395,7 @@ static int route(tse_rconn *c, entry *e, int *memo)
 /* Room for len more bytes in the send buffer; false when out of memory. */
 static bool out_reserve(tse_rconn *c, size_t len)
 {
-    size_t cap = c->out_cap ? c->out_cap : 16384;
-    char *out;
-
-    if (c->out_len + len <= c->out_cap)
-        return true;
-    while (cap < c->out_len + len)
-        cap *= 2;
-    out = realloc(c->out, cap);
-    if (out == NULL)
-        return false;
-    c->out = out;
-    c->out_cap = cap;
-    return true;
+    return TSE_GROW(realloc, c->out, c->out_cap, c->out_len + len, 16384);
 }
 
 /* Writes the send buffer to node k, so every node works on its part of the
@@ -868,29 +857,18 @@ tse_status tse_rconn_add_script(tse_rconn *c, const char *body, tse_error *err)
     return TSE_OK;
 }
 
-/* Room for one more entry (and the scratch of a round over them). */
+/* Room for one more entry (and the scratch of a round over them). The
+ * three arrays share c->cap: each grows from it, and it moves once all
+ * three have. */
 static bool queue_grow(tse_rconn *c)
 {
-    size_t cap = c->cap ? c->cap * 2 : 16;
-    entry *q;
-    int *node_of;
-    size_t *order;
+    size_t cap_q = c->cap, cap_node_of = c->cap, cap_order = c->cap;
 
-    if (c->n < c->cap)
-        return true;
-    q = realloc(c->q, cap * sizeof(*q));
-    if (q == NULL)
+    if (!TSE_GROW(realloc, c->q, cap_q, c->n + 1, 16) ||
+        !TSE_GROW(realloc, c->node_of, cap_node_of, c->n + 1, 16) ||
+        !TSE_GROW(realloc, c->order, cap_order, c->n + 1, 16))
         return false;
-    c->q = q;
-    node_of = realloc(c->node_of, cap * sizeof(*node_of));
-    if (node_of == NULL)
-        return false;
-    c->node_of = node_of;
-    order = realloc(c->order, cap * sizeof(*order));
-    if (order == NULL)
-        return false;
-    c->order = order;
-    c->cap = cap;
+    c->cap = cap_q;
     return true;
 }
 
