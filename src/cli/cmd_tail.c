@@ -84,7 +84,6 @@ typedef struct tail_args {
 /* What the delivery callback needs; it runs on the thread calling run. */
 typedef struct tail_state {
     const tse_cli *cli;
-    tse_client *client;
     tse_client_subscriber *sub;
     long count;
     long printed;
@@ -334,7 +333,7 @@ static int prepare(tail_args *a, tse_client *client, const tse_client_subscripti
 static int receive(tail_args *a, tse_client *client, const char *name, signal_watch *w)
 {
     tse_client_subscriber_options so = {.subscription = name, .ack_mode = TSE_CLIENT_ACK_MANUAL};
-    tail_state s = {.cli = a->cli, .client = client, .count = a->count};
+    tail_state s = {.cli = a->cli, .count = a->count};
     tse_client_error err;
     tse_client_status st;
     int rc = TSE_CLI_EXIT_OK;
@@ -361,7 +360,7 @@ out:
     return rc;
 }
 
-static void delete_temporary(const tse_cli *cli, tse_client *client, const char *name)
+static void delete_temporary(tse_client *client, const char *name)
 {
     tse_client_error err;
 
@@ -395,7 +394,7 @@ static int tail(tail_args *a, char *patterns[], size_t n_patterns)
     if (rc == -1)
         rc = receive(a, client, spec.name, &w);
     if (created)
-        delete_temporary(a->cli, client, spec.name);
+        delete_temporary(client, spec.name);
     tse_client_destroy(client);
 out_watch:
     watch_stop(&w);
