@@ -51,7 +51,7 @@ void tse_free(void *ptr)
 bool tse_grow(void *(*realloc_fn)(void *, size_t), void *items_ptr, size_t *cap, size_t need,
               size_t size, size_t min)
 {
-    size_t n = *cap ? *cap : min;
+    size_t n = *cap ? *cap : min ? min : 1; /* 0 would never double */
     void *items, *grown;
 
     if (need <= *cap)

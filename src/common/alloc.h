@@ -49,11 +49,11 @@ void tse_free(void *ptr);
  * to the array's pointer (NULL at first) and *cap counts its items. When
  * *cap is less than need, the array is reallocated with realloc_fn (ours,
  * tse_realloc, or the C library's realloc where memory must not fail with
- * ours, as the storage layer's: group_ops.h says why) to *cap items (min
- * when *cap is 0) doubled until they hold need. Returns false when out of
- * memory or when the size would overflow, with the array and *cap as they
- * were. TSE_GROW names the array once and tests for room inline (hot paths
- * reserve often; need is evaluated twice):
+ * ours, as the storage layer's: group_ops.h says why) to *cap items (min,
+ * or 1 when min is 0, when *cap is 0) doubled until they hold need.
+ * Returns false when out of memory or when the size would overflow, with
+ * the array and *cap as they were. TSE_GROW names the array once and tests
+ * for room inline (hot paths reserve often; need is evaluated twice):
  * `if (!TSE_GROW(tse_realloc, list->v, list->cap, list->n + 1, 16)) return TSE_NOMEM;`.
  */
 bool tse_grow(void *(*realloc_fn)(void *, size_t), void *items_ptr, size_t *cap, size_t need,

@@ -33,6 +33,18 @@ static void grows_from_min_then_doubles(void **state)
     free(v);
 }
 
+/* A min of 0 starts at one item: doubling 0 would never reach need. */
+static void a_min_of_zero_starts_at_one(void **state)
+{
+    long *v = NULL;
+    size_t cap = 0;
+
+    assert_true(TSE_GROW(tse_realloc, v, cap, 3, 0));
+    assert_int_equal(cap, 4);
+    v[2] = 1;
+    free(v);
+}
+
 static void room_enough_changes_nothing(void **state)
 {
     char *v = NULL, *before;
@@ -85,6 +97,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(grows_from_min_then_doubles),
+        cmocka_unit_test(a_min_of_zero_starts_at_one),
         cmocka_unit_test(room_enough_changes_nothing),
         cmocka_unit_test(failed_allocation_keeps_array_and_cap),
         cmocka_unit_test(overflowing_size_is_refused),
