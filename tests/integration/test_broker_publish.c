@@ -1427,6 +1427,51 @@ static void a_callers_write_the_socket_cannot_take_whole_is_finished_by_the_lane
     collector_free(c);
 }
 
+/*
+ * A write into a connection Redis closed gets EPIPE, which raises SIGPIPE
+ * (fatal by default, and not blocked in this test's threads): the lanes
+ * block it. Unlike a_job_half_written_when_redis_dies_fails_once (whose
+ * write meets the reset: ECONNRESET), the connection is closed cleanly
+ * while the lane waits for a reply: the caller's write to the idle lane is
+ * held by CLIENT PAUSE, jobs too big for one write() queue behind it, and
+ * CLIENT KILL closes the connection; the lane, woken by the close, writes
+ * them into it. All fail UNAVAILABLE, once each, in order.
+ */
+static void a_write_into_a_closed_connection_survives_its_sigpipe(void **state)
+{
+    enum { N = 3, SIZE = 16 * 1024 * 1024 };
+    fixture *f = *state;
+    redisContext *rc;
+    uint8_t *env = calloc(1, SIZE);
+    collector *c = collector_new(N);
+    tse_broker_options o = options_for(f->redis);
+
+    assert_non_null(env);
+    o.timeout_ms = 5000;
+    start_broker(f, &o);
+    lane_idle_after_a_publish(f);
+    rc = rconnect(f->redis, NULL);
+    freeReplyObject(rcmd(rc, "CLIENT PAUSE 10000 WRITE"));
+    tse_publish_msg small = make_msg("id", "pipe.epipe", 3, (const uint8_t *)"e", 1);
+    assert_int_equal(publish(f, 0, &small, &c->out[0]), TSE_OK);
+    assert_int_equal(view_lane(f->broker, 0).inflight, 1); /* written by the caller */
+    tse_publish_msg m = make_msg("id", "pipe.epipe", 3, env, SIZE);
+    for (int i = 1; i < N; i++)
+        assert_int_equal(publish(f, 0, &m, &c->out[i]), TSE_OK);
+    freeReplyObject(rcmd(rc, "CLIENT KILL TYPE normal SKIPME yes"));
+    assert_true(wait_completed(c, N, 10000));
+    assert_true(c->in_order);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(c->out[i].calls, 1);
+        assert_int_equal(c->out[i].status, TSE_UNAVAILABLE);
+    }
+    print_message("closed while writing: %s\n", c->out[N - 1].message);
+    freeReplyObject(rcmd(rc, "CLIENT UNPAUSE"));
+    redisFree(rc);
+    free(env);
+    collector_free(c);
+}
+
 static void destroy_with_jobs_in_flight_completes_each_callback_once(void **state)
 {
     enum { N = 5000 };
@@ -1739,6 +1784,7 @@ int main(void)
         T(redis_dying_before_a_callers_write_is_answered_fails_it_and_those_behind),
         T(a_callers_write_left_unanswered_fails_within_the_timeout),
         T(a_callers_write_the_socket_cannot_take_whole_is_finished_by_the_lane),
+        T(a_write_into_a_closed_connection_survives_its_sigpipe),
         T(destroy_with_jobs_in_flight_completes_each_callback_once),
         T(destroy_with_a_dead_redis_fails_queued_jobs_once),
         T(password_in_url_authenticates),
