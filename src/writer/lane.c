@@ -93,6 +93,14 @@ static bool park(tse_lane *l, int fd, int64_t until_ms)
     return readable;
 }
 
+/* Whether fd has something to read now (no wait). */
+static bool readable_now(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+
+    return poll(&p, 1, 0) > 0;
+}
+
 /* Sleeps ms unless stop is set or a probe asked for meanwhile; returns stop. */
 static bool lane_sleep(tse_lane *l, int64_t ms)
 {
@@ -132,7 +140,10 @@ static bool wait_for_work(tse_lane *l)
             /* Written by a caller: the lane reads once the reply is there. */
             until = l->lent_at_ms + timeout;
             if (now >= until) {
-                l->lent_late = true;
+                /* Late by the clock, unless the reply came while this
+                 * thread was kept from running: look once more. */
+                readable = readable_now(fd);
+                l->lent_late = !readable;
                 break;
             }
         } else if (l->check_now || now >= until) {
