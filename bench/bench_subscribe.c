@@ -1315,27 +1315,15 @@ struct sub {
     bool dirty, cancelled;
 };
 
-/* The bytes of the first n encoded AckIds.ack_ids fields of acks (each a
- * tag byte, a varint length and the id). */
+/* The bytes of the first n encoded AckIds.ack_ids fields of acks. */
 static size_t acks_prefix(const bytes *acks, int n)
 {
-    size_t at = 0;
+    const uint8_t *p = acks->p, *end = acks->p + acks->len;
+    wire_field f;
 
-    while (n-- > 0 && at < acks->len) {
-        uint64_t len = 0;
-        int shift = 0;
-
-        at++; /* the tag */
-        while (at < acks->len && shift < 64) {
-            uint8_t c = acks->p[at++];
-            len |= (uint64_t)(c & 0x7f) << shift;
-            shift += 7;
-            if ((c & 0x80) == 0)
-                break;
-        }
-        at += len;
-    }
-    return at < acks->len ? at : acks->len;
+    while (n-- > 0 && wire_next(&p, end, &f))
+        ;
+    return (size_t)(p - acks->p);
 }
 
 /* Sends the queued acks, at most --ack-max of them, as one

@@ -298,9 +298,9 @@ void tse_lane_wake_locked(tse_lane *l);
 /*
  * With l->mu held, l->lent set and nothing queued or in flight: writes job
  * to the lane's connection from the calling thread, without blocking
- * (send(2) with MSG_DONTWAIT), and puts it in flight; the lane thread reads its reply
- * and completes it as any other (never on the caller's thread). Takes the
- * job over (lane.c says why this is safe).
+ * (send(2) with MSG_DONTWAIT), and puts it in flight; the lane thread
+ * reads its reply and completes it as any other (never on the caller's
+ * thread). Takes the job over (lane.c says why this is safe).
  */
 void tse_lane_write_lent(tse_lane *l, tse_job *job);
 

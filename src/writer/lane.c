@@ -580,10 +580,12 @@ static bool lane_ping(tse_lane *l, char *why, size_t len)
  * first, the in-flight list), and then writes without blocking
  * (tse_pipe_flush_some): a completion-queue thread never waits on Redis;
  * it copies into the socket what it takes at once, which with nothing in
- * flight is the whole job short of megabytes. The job completes on the lane thread as any other,
- * which wakes once, for its reply: the hand-off to the lane (a wake-up and a wait for a CPU) is no
- * longer on the publish's path. What did not go (the socket full, a failure, out of memory) wakes
- * the lane at once to write the rest (or fail everything in flight, in order).
+ * flight is the whole job short of megabytes. The job completes on the
+ * lane thread as any other, which wakes once, for its reply: the hand-off
+ * to the lane (a wake-up and a wait for a CPU) is no longer on the
+ * publish's path. What did not go (the socket full, a failure, out of
+ * memory) wakes the lane at once to write the rest (or fail everything in
+ * flight, in order).
  */
 void tse_lane_write_lent(tse_lane *l, tse_job *job)
 {
